@@ -1,0 +1,24 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * lib/xmalloc.h: allocation that cannot fail. Out of memory prints a message
+ * and aborts (as tmux does): configured limits bound memory, so callers never
+ * check for NULL. The returned memory is the caller's, freed with free().
+ */
+#ifndef AQ_XMALLOC_H
+#define AQ_XMALLOC_H
+
+#include <stddef.h>
+
+void *xmalloc(size_t size);
+void *xcalloc(size_t nmemb, size_t size);
+void *xrealloc(void *ptr, size_t size);
+void *xreallocarray(void *ptr, size_t nmemb, size_t size);
+char *xstrdup(const char *s);
+
+/*
+ * Routes jansson's and libevent's allocations through the functions above.
+ * Call once, before any other libevent or jansson call.
+ */
+void aq_xmalloc_hook_libs(void);
+
+#endif

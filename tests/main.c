@@ -1,0 +1,22 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * tests/main.c: runs every Check suite, or the one named by CK_RUN_SUITE
+ * (Check's own variable), so ctest can list one test per suite.
+ */
+#include <stdlib.h>
+
+#include "suites.h"
+
+int
+main(void)
+{
+    SRunner *sr = srunner_create(queue_suite());
+    int failed;
+
+    srunner_add_suite(sr, task_suite());
+    srunner_add_suite(sr, wait_suite());
+    srunner_run_all(sr, CK_NORMAL);
+    failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}

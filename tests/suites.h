@@ -1,0 +1,12 @@
+/* SPDX-License-Identifier: MIT */
+/* tests/suites.h: one Check suite per lib module; tests/main.c runs them. */
+#ifndef AQ_TEST_SUITES_H
+#define AQ_TEST_SUITES_H
+
+#include <check.h>
+
+Suite *queue_suite(void);
+Suite *task_suite(void);
+Suite *wait_suite(void);
+
+#endif

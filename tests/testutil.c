@@ -1,0 +1,63 @@
+/* SPDX-License-Identifier: MIT */
+/* tests/testutil.c: bounded event-loop drivers for the suites. */
+#include "testutil.h"
+
+#include <event2/event.h>
+
+#include "clock.h"
+
+struct event_base *
+test_base_new(void)
+{
+    struct event_config *cfg = event_config_new();
+    struct event_base *base;
+
+    event_config_set_flag(cfg, EVENT_BASE_FLAG_PRECISE_TIMER);
+    base = event_base_new_with_config(cfg);
+    event_config_free(cfg);
+    return base;
+}
+
+static void
+deadline_cb(evutil_socket_t fd, short what, void *arg)
+{
+    *(bool *)arg = true;
+}
+
+bool
+run_until(struct event_base *base, const bool *flag, int timeout_ms)
+{
+    bool expired = false;
+    struct event *deadline = evtimer_new(base, deadline_cb, &expired);
+    struct timeval tv = aq_clock_tv((int64_t)timeout_ms * 1000);
+
+    evtimer_add(deadline, &tv);
+    while (!*flag && !expired)
+        event_base_loop(base, EVLOOP_ONCE);
+    event_free(deadline);
+    return *flag;
+}
+
+void
+run_for(struct event_base *base, int ms)
+{
+    bool never = false;
+
+    run_until(base, &never, ms);
+}
+
+void
+test_base_free(struct event_base *base)
+{
+    run_for(base, 10);
+    event_base_free(base);
+}
+
+TCase *
+test_tcase_new(const char *name)
+{
+    TCase *tc = tcase_create(name);
+
+    tcase_set_timeout(tc, 10);
+    return tc;
+}

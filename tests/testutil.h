@@ -1,0 +1,34 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * tests/testutil.h: helpers shared by the suites. run_until() drives an
+ * event_base until a flag turns true or a deadline passes, so no test
+ * sleeps or hangs.
+ */
+#ifndef AQ_TESTUTIL_H
+#define AQ_TESTUTIL_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <check.h>
+
+struct event_base;
+
+/* A base with precise timers, for tests that measure delays. */
+struct event_base *test_base_new(void);
+
+/* Runs base until *flag is true or timeout_ms passes; returns *flag. */
+bool run_until(struct event_base *base, const bool *flag, int timeout_ms);
+
+/* Runs base for exactly ms milliseconds of loop time (to show that nothing
+ * happens in that window), then returns. */
+void run_for(struct event_base *base, int ms);
+
+/* Runs what the loop already has scheduled (a task released from the loop,
+ * say), then frees base. */
+void test_base_free(struct event_base *base);
+
+/* A Check test case with the suites' 10 s time limit. */
+TCase *test_tcase_new(const char *name);
+
+#endif
