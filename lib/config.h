@@ -1,0 +1,108 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * lib/config.h: asyncqd's JSON configuration (spec section 4). Parsing fills
+ * every field with its default first; unknown fields and wrong types are
+ * errors naming the field path ("queues.default.consumers: expected integer
+ * >= 0"). The struct is plain data, read by the daemon: it is public.
+ * Durations are seconds (double); 0 means "none" where the spec says so.
+ */
+#ifndef AQ_CONFIG_H
+#define AQ_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "log.h"
+
+struct aq_error;
+
+enum aq_fsync {
+    AQ_FSYNC_BATCH,
+    AQ_FSYNC_ALWAYS,
+    AQ_FSYNC_EVERYSEC,
+    AQ_FSYNC_NEVER
+};
+enum aq_order { AQ_ORDER_PRIORITY, AQ_ORDER_LIFO };
+
+struct aq_queue_config {
+    char *name;          /* the key under "queues" */
+    char *kind;          /* "exec" (default), "http", "sleep", "echo" */
+    int consumers;       /* >= 0; default 4 */
+    size_t maxsize;      /* >= 0, 0 = unbounded; default 10000 */
+    enum aq_order order; /* "priority" (default) or "lifo" */
+    double timeout;      /* s >= 0, 0 = none; default 300 */
+    int retries;         /* >= 0; default 0 */
+    struct {
+        double initial; /* s >= 0; default 1 */
+        double factor;  /* >= 1; default 2 */
+        double max;     /* s >= 0; default 300 */
+    } backoff;
+    struct {
+        char **allow; /* absolute paths, or the single "*"; default ["*"] */
+        size_t nallow;
+        char *path;        /* default "/usr/local/bin:/usr/bin:/bin" */
+        size_t capture;    /* bytes per stream; default 65536 */
+        double kill_grace; /* s >= 0; default 5 */
+    } exec;
+    struct {
+        size_t capture;    /* default 65536 */
+        int max_per_host;  /* >= 1; default 8 */
+        int max_redirects; /* >= 0; default 5 */
+        bool verify;       /* default true */
+    } http;
+};
+
+struct aq_config {
+    char **listen; /* "tcp://host:port", "tcp://[v6]:port", "unix:/path";
+                      default ["tcp://127.0.0.1:7878"] */
+    size_t nlisten;
+    char *metrics; /* "host:port" or NULL (null in JSON); default
+                      "127.0.0.1:7879" */
+    struct {
+        int max;                  /* >= 1; default 1024 */
+        int window;               /* >= 1; default 1024 */
+        size_t max_request_bytes; /* >= 2; default 1048576 */
+        double idle_timeout;      /* s >= 0, 0 = never; default 300 */
+    } producers;
+    struct {
+        char *path;          /* NULL = memory only; default "asyncq.journal" */
+        enum aq_fsync fsync; /* default batch */
+    } journal;
+    struct {
+        double ttl; /* s >= 0; default 3600 */
+        size_t max; /* >= 0; default 100000 */
+    } results;
+    struct {
+        double grace; /* s >= 0; default 10 */
+        bool drain;   /* default false */
+    } shutdown;
+    char *auth_token_file;       /* NULL (default) = no auth */
+    enum aq_log_level log_level; /* "error" "warn" "info" (default) "debug" */
+    struct aq_queue_config *queues; /* default: one queue "default" */
+    size_t nqueues;
+};
+
+/* Parses len bytes of JSON text. Returns a new config (the caller's, free
+ * with aq_config_free) or NULL with err naming the field (code
+ * AQ_ERR_INVALID_PARAMS) and, for a syntax error, the line and column. */
+struct aq_config *aq_config_parse(const char *text, size_t len,
+                                  struct aq_error *err);
+/* Reads and parses path; errors start with the path. */
+struct aq_config *aq_config_load(const char *path, struct aq_error *err);
+/* A config holding only defaults (as parsing "{}"). */
+struct aq_config *aq_config_default(void);
+void aq_config_free(struct aq_config *cfg); /* NULL is fine */
+
+/* The queue named name, borrowed from cfg, or NULL. */
+const struct aq_queue_config *aq_config_queue(const struct aq_config *cfg,
+                                              const char *name);
+/* Fills qc with the defaults of a queue named name (strings are qc's to
+ * release with aq_queue_config_clear). */
+void aq_queue_config_defaults(struct aq_queue_config *qc, const char *name);
+void aq_queue_config_clear(struct aq_queue_config *qc);
+/* Deep copy of src into dst (dst's own strings). */
+void aq_queue_config_copy(struct aq_queue_config *dst,
+                          const struct aq_queue_config *src);
+
+#endif
