@@ -1,0 +1,77 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * lib/proc.h: child processes on an event_base, for exec jobs. Each child is
+ * spawned without a shell in a process group of its own, with stdin, stdout
+ * and stderr on non-blocking pipes watched by libevent; its exit is observed
+ * through SIGCHLD (an evsignal owned by struct aq_procs) and waitpid(WNOHANG),
+ * never by blocking. When the child exits, whatever is left of its process
+ * group is killed, so a job leaves no process behind.
+ */
+#ifndef AQ_PROC_H
+#define AQ_PROC_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+struct event_base;
+struct aq_error;
+struct aq_procs;
+struct aq_proc;
+
+/* The reaper: one per event_base and process (it owns SIGCHLD on base).
+ * It also reaps children it did not spawn (orphans re-parented to a
+ * subreaper). Free with aq_procs_free after every aq_proc is freed. */
+struct aq_procs *aq_procs_new(struct event_base *base);
+void aq_procs_free(struct aq_procs *ps);          /* NULL is fine */
+size_t aq_procs_count(const struct aq_procs *ps); /* live aq_proc objects */
+
+struct aq_proc_opts {
+    const char *const *argv; /* argv[0] an absolute path; NULL-terminated */
+    const char *const *envp; /* the whole environment; NULL-terminated */
+    const char *cwd;         /* NULL = the daemon's */
+    const char *stdin_data;  /* written then closed; NULL = empty stdin */
+    size_t stdin_len;
+    size_t capture;        /* bytes kept per stream; more is read and
+                              dropped, and marked truncated */
+    int64_t kill_grace_us; /* SIGTERM -> SIGKILL delay on kill */
+};
+
+struct aq_proc_result {
+    int exit_code;   /* exit status, or -1 if killed by a signal */
+    int signal;      /* the signal that killed it, or 0 */
+    const char *out; /* captured stdout (not NUL-terminated), borrowed */
+    size_t out_len;
+    bool out_truncated;
+    const char *err; /* captured stderr, borrowed */
+    size_t err_len;
+    bool err_truncated;
+    int64_t duration_us; /* spawn to exit, monotonic */
+};
+
+/* The child has exited and its pipes are drained: res is borrowed for the
+ * call only. Fires from the loop, never inside aq_proc_spawn or kill. */
+typedef void aq_proc_exit_cb(struct aq_proc *p,
+                             const struct aq_proc_result *res, void *arg);
+
+/* Spawns opts->argv. Returns the running child (the caller's: free with
+ * aq_proc_free after the callback, or to abandon it), or NULL with err when
+ * it could not start (no such file, permission, fork failure). */
+struct aq_proc *aq_proc_spawn(struct aq_procs *ps,
+                              const struct aq_proc_opts *opts,
+                              aq_proc_exit_cb *cb, void *arg,
+                              struct aq_error *err);
+
+/* Timeout or cancel: SIGTERM to the whole process group, SIGKILL to it after
+ * kill_grace_us if the child has not exited. The callback still fires once
+ * it has. Harmless after exit or a second time. */
+void aq_proc_kill(struct aq_proc *p);
+
+/* SIGKILL to the group if the child still runs (it is then reaped later by
+ * ps, no zombie), and releases everything; no callback afterwards. */
+void aq_proc_free(struct aq_proc *p); /* NULL is fine */
+
+pid_t aq_proc_pid(const struct aq_proc *p);
+
+#endif

@@ -1,0 +1,1039 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * tests/test_proc.c: the aq_proc contract of lib/proc.h, with real programs
+ * (/bin/sh, cat, sleep, ...). What the children do is watched through the
+ * callback and /proc, polled from an evtimer with a deadline: no test sleeps.
+ * Each test makes its own base and reaper and releases all it made (the suite
+ * also runs under valgrind with CK_FORK=no, and under ASan).
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <check.h>
+#include <event2/event.h>
+
+#include "clock.h"
+#include "error.h"
+#include "proc.h"
+#include "suites.h"
+#include "testutil.h"
+#include "xmalloc.h"
+
+#define DEADLINE_MS 5000 /* loop waits that must succeed; valgrind is slow */
+#define QUIET_MS 50      /* a window that shows nothing happens */
+#define POLL_US 2000     /* how often a /proc condition is checked */
+#define LONG_GRACE_US 5000000 /* SIGKILL must not be what ends the child */
+#define MIB (1024 * 1024)
+
+static const char *const test_envp[] = {"PATH=/usr/bin:/bin", "LC_ALL=C", NULL};
+
+/* What the exit callback saw; the test's, on its stack. */
+struct run {
+    struct aq_proc *p; /* the test's */
+    pid_t pid;
+    bool in_api; /* the test is inside aq_proc_spawn or aq_proc_kill */
+    bool free_in_cb;
+    bool done;
+    int calls;
+    bool fired_in_api;
+    int exit_code, signal;
+    char *out, *err; /* owned, NUL-terminated copies */
+    size_t out_len, err_len;
+    bool out_truncated, err_truncated;
+    int64_t duration_us;
+    int64_t done_us; /* monotonic time of the callback */
+};
+
+static void
+exit_cb(struct aq_proc *p, const struct aq_proc_result *res, void *arg)
+{
+    struct run *r = arg;
+
+    ck_assert_ptr_eq(p, r->p);
+    r->calls++;
+    r->done = true;
+    r->fired_in_api = r->fired_in_api || r->in_api;
+    r->done_us = aq_clock_mono_us();
+    r->exit_code = res->exit_code;
+    r->signal = res->signal;
+    free(r->out);
+    free(r->err);
+    r->out = xmalloc(res->out_len + 1);
+    memcpy(r->out, res->out, res->out_len);
+    r->out[res->out_len] = '\0';
+    r->out_len = res->out_len;
+    r->out_truncated = res->out_truncated;
+    r->err = xmalloc(res->err_len + 1);
+    memcpy(r->err, res->err, res->err_len);
+    r->err[res->err_len] = '\0';
+    r->err_len = res->err_len;
+    r->err_truncated = res->err_truncated;
+    r->duration_us = res->duration_us;
+    if (r->free_in_cb) {
+        aq_proc_free(p);
+        r->p = NULL;
+    }
+}
+
+static void
+run_release(struct run *r)
+{
+    aq_proc_free(r->p);
+    r->p = NULL;
+    free(r->out);
+    free(r->err);
+    r->out = r->err = NULL;
+}
+
+static struct aq_proc_opts
+opts_for(const char *const *argv)
+{
+    struct aq_proc_opts o = {
+        .argv = argv,
+        .envp = test_envp,
+        .capture = 65536,
+        .kill_grace_us = LONG_GRACE_US,
+    };
+
+    return o;
+}
+
+static struct aq_proc *
+spawn_ok(struct aq_procs *ps, const struct aq_proc_opts *o, struct run *r)
+{
+    struct aq_error err = {0};
+
+    r->in_api = true;
+    r->p = aq_proc_spawn(ps, o, exit_cb, r, &err);
+    r->in_api = false;
+    ck_assert_msg(r->p != NULL, "spawn %s: %s", o->argv[0], err.message);
+    r->pid = aq_proc_pid(r->p);
+    ck_assert_int_gt(r->pid, 0);
+    return r->p;
+}
+
+static void
+kill_in_api(struct run *r)
+{
+    r->in_api = true;
+    aq_proc_kill(r->p);
+    r->in_api = false;
+}
+
+/* Runs argv to its end with o's other settings; r has the outcome. */
+static void
+run_to_end(struct aq_procs *ps, struct event_base *base,
+           const struct aq_proc_opts *o, struct run *r)
+{
+    spawn_ok(ps, o, r);
+    ck_assert_msg(run_until(base, &r->done, DEADLINE_MS), "%s did not end",
+                  o->argv[0]);
+    ck_assert_int_eq(r->calls, 1);
+    ck_assert(!r->fired_in_api);
+}
+
+/* A condition on the system, checked every POLL_US by the loop. */
+struct poll {
+    bool (*pred)(pid_t pid);
+    pid_t pid;
+    bool ok;
+};
+
+static void
+poll_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct poll *pl = arg;
+
+    pl->ok = pl->ok || pl->pred(pl->pid);
+}
+
+/* Runs base until pred(pid) holds or timeout_ms passes; returns whether it
+ * holds. The reaper runs meanwhile. */
+static bool
+poll_until(struct event_base *base, bool (*pred)(pid_t), pid_t pid,
+           int timeout_ms)
+{
+    struct poll pl = {pred, pid, pred(pid)};
+    struct event *ev = event_new(base, -1, EV_PERSIST, poll_cb, &pl);
+    struct timeval tv = aq_clock_tv(POLL_US);
+
+    evtimer_add(ev, &tv);
+    run_until(base, &pl.ok, timeout_ms);
+    event_free(ev);
+    return pl.ok;
+}
+
+/* Reads /proc/PID/NAME into buf (NUL-terminated); -1 if it is unreadable. */
+static int
+proc_read(pid_t pid, const char *name, char *buf, size_t size)
+{
+    char path[64];
+    ssize_t n;
+    int fd;
+
+    snprintf(path, sizeof path, "/proc/%d/%s", (int)pid, name);
+    fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd == -1)
+        return -1;
+    n = read(fd, buf, size - 1);
+    close(fd);
+    if (n < 0)
+        return -1;
+    buf[n] = '\0';
+    return 0;
+}
+
+/* The state letter of pid (R, S, Z, ...), or 0 if it does not exist. */
+static char
+proc_state(pid_t pid)
+{
+    char buf[512];
+    const char *p;
+
+    if (proc_read(pid, "stat", buf, sizeof buf) == -1)
+        return 0;
+    p = strrchr(buf, ')'); /* the command name may hold anything */
+    return p != NULL && p[1] == ' ' ? p[2] : 0;
+}
+
+/* Field n (1-based, as in proc(5)) of /proc/PID/stat, or -1. */
+static long
+proc_stat_field(pid_t pid, int n)
+{
+    char buf[512];
+    char *p, *tok, *save;
+    int i;
+
+    if (proc_read(pid, "stat", buf, sizeof buf) == -1)
+        return -1;
+    p = strrchr(buf, ')');
+    if (p == NULL)
+        return -1;
+    /* Field 3 (state) is the first after the command name. */
+    for (i = 3, tok = strtok_r(p + 1, " ", &save); tok != NULL;
+         i++, tok = strtok_r(NULL, " ", &save)) {
+        if (i == n)
+            return strtol(tok, NULL, 10);
+    }
+    return -1;
+}
+
+/* Reaped by its parent: the pid no longer exists. */
+static bool
+pid_is_gone(pid_t pid)
+{
+    return kill(pid, 0) == -1 && errno == ESRCH;
+}
+
+/* Dead: gone, or a zombie of a parent that is not ours to judge (an orphan
+ * re-parented to init, which may not reap in a container). */
+static bool
+pid_is_dead(pid_t pid)
+{
+    return pid_is_gone(pid) || proc_state(pid) == 'Z';
+}
+
+/* The first child of pid, or 0. */
+static pid_t
+first_child(pid_t pid)
+{
+    char name[64], buf[256];
+
+    snprintf(name, sizeof name, "task/%d/children", (int)pid);
+    if (proc_read(pid, name, buf, sizeof buf) == -1)
+        return 0;
+    return (pid_t)strtol(buf, NULL, 10);
+}
+
+static bool
+pid_has_child(pid_t pid)
+{
+    return first_child(pid) > 0;
+}
+
+static bool
+pid_ignores_sigterm(pid_t pid)
+{
+    char buf[4096];
+    const char *p;
+
+    if (proc_read(pid, "status", buf, sizeof buf) == -1)
+        return false;
+    p = strstr(buf, "\nSigIgn:");
+    return p != NULL &&
+           (strtoull(p + 8, NULL, 16) & (1ULL << (SIGTERM - 1))) != 0;
+}
+
+static bool
+pid_stdin_is_dev_null(pid_t pid)
+{
+    char path[64], target[64];
+    ssize_t n;
+
+    snprintf(path, sizeof path, "/proc/%d/fd/0", (int)pid);
+    n = readlink(path, target, sizeof target - 1);
+    if (n < 0)
+        return false;
+    target[n] = '\0';
+    return strcmp(target, "/dev/null") == 0;
+}
+
+static int
+open_fd_count(void)
+{
+    DIR *d = opendir("/proc/self/fd");
+    struct dirent *de;
+    int n = 0;
+
+    ck_assert_ptr_nonnull(d);
+    while ((de = readdir(d)) != NULL) {
+        if (de->d_name[0] != '.')
+            n++;
+    }
+    closedir(d);
+    return n;
+}
+
+/* No child of this process is left, not even a zombie. */
+static void
+assert_no_child(void)
+{
+    int status;
+
+    errno = 0;
+    ck_assert_int_eq(waitpid(-1, &status, WNOHANG), -1);
+    ck_assert_int_eq(errno, ECHILD);
+}
+
+START_TEST(echo_exits_zero_with_its_stdout)
+{
+    struct event_base *base = test_base_new();
+    struct aq_procs *ps = aq_procs_new(base);
+    static const char *const argv[] = {"/bin/echo", "hello", NULL};
+    struct aq_proc_opts o = opts_for(argv);
+    struct run r = {0};
+
+    run_to_end(ps, base, &o, &r);
+    ck_assert_int_eq(r.exit_code, 0);
+    ck_assert_int_eq(r.signal, 0);
+    ck_assert_str_eq(r.out, "hello\n");
+    ck_assert_uint_eq(r.out_len, 6);
+    ck_assert(!r.out_truncated);
+    ck_assert_uint_eq(r.err_len, 0);
+    ck_assert(!r.err_truncated);
+    ck_assert_int_gt(r.duration_us, 0);
+    ck_assert_uint_eq(aq_procs_count(ps), 1);
+    run_release(&r);
+    ck_assert_uint_eq(aq_procs_count(ps), 0);
+    aq_procs_free(ps);
+    test_base_free(base);
+}
+END_TEST
+
+START_TEST(exit_code_and_stderr_are_reported)
+{
+    struct event_base *base = test_base_new();
+    struct aq_procs *ps = aq_procs_new(base);
+    static const char *const argv[] = {"/bin/sh", "-c", "echo e >&2; exit 3",
+                                       NULL};
+    struct aq_proc_opts o = opts_for(argv);
+    struct run r = {0};
+
+    run_to_end(ps, base, &o, &r);
+    ck_assert_int_eq(r.exit_code, 3);
+    ck_assert_int_eq(r.signal, 0);
+    ck_assert_str_eq(r.err, "e\n");
+    ck_assert_uint_eq(r.out_len, 0);
+    run_release(&r);
+    aq_procs_free(ps);
+    test_base_free(base);
+}
+END_TEST
+
+START_TEST(stdin_data_is_piped_to_the_child)
+{
+    struct event_base *base = test_base_new();
+    struct aq_procs *ps = aq_procs_new(base);
+    static const char *const argv[] = {"/bin/cat", NULL};
+    struct aq_proc_opts o = opts_for(argv);
+    struct run r = {0};
+    char data[] = "line one\nline two\n";
+
+    o.stdin_data = data;
+    o.stdin_len = strlen(data);
+    spawn_ok(ps, &o, &r);
+    memset(data, '#', strlen(data)); /* the child got a copy */
+    ck_assert(run_until(base, &r.done, DEADLINE_MS));
+    ck_assert_int_eq(r.exit_code, 0);
+    ck_assert_str_eq(r.out, "line one\nline two\n");
+    run_release(&r);
+    aq_procs_free(ps);
+    test_base_free(base);
+}
+END_TEST
+
+START_TEST(large_stdin_with_small_capture_completes_truncated)
+{
+    struct event_base *base = test_base_new();
+    struct aq_procs *ps = aq_procs_new(base);
+    static const char *const argv[] = {"/bin/cat", NULL};
+    struct aq_proc_opts o = opts_for(argv);
+    struct run r = {0};
+    char *data = xmalloc(MIB);
+    size_t i;
+
+    memset(data, 'x', MIB);
+    o.stdin_data = data;
+    o.stdin_len = MIB;
+    o.capture = 1000;
+    run_to_end(ps, base, &o, &r);
+    ck_assert_int_eq(r.exit_code, 0);
+    ck_assert_uint_eq(r.out_len, 1000);
+    ck_assert(r.out_truncated);
+    for (i = 0; i < r.out_len; i++)
+        ck_assert_int_eq(r.out[i], 'x');
+    ck_assert(!r.err_truncated);
+    run_release(&r);
+    free(data);
+    aq_procs_free(ps);
+    test_base_free(base);
+}
+END_TEST
+
+START_TEST(big_output_is_capped_drained_and_truncated)
+{
+    struct event_base *base = test_base_new();
+    struct aq_procs *ps = aq_procs_new(base);
+    static const char *const argv[] = {"/usr/bin/head", "-c", "5000000",
+                                       "/dev/zero", NULL};
+    struct aq_proc_opts o = opts_for(argv);
+    struct run r = {0};
+
+    o.capture = 100000;
+    run_to_end(ps, base, &o, &r);
+    ck_assert_int_eq(r.exit_code, 0);
+    ck_assert_int_eq(r.signal, 0);
+    ck_assert_uint_eq(r.out_len, 100000);
+    ck_assert(r.out_truncated);
+    run_release(&r);
+    aq_procs_free(ps);
+    test_base_free(base);
+}
+END_TEST
+
+START_TEST(output_of_exactly_capture_bytes_is_not_truncated)
+{
+    struct event_base *base = test_base_new();
+    struct aq_procs *ps = aq_procs_new(base);
+    static const char *const argv[] = {"/usr/bin/head", "-c", "10000",
+                                       "/dev/zero", NULL};
+    struct aq_proc_opts o = opts_for(argv);
+    struct run r = {0};
+
+    o.capture = 10000;
+    run_to_end(ps, base, &o, &r);
+    ck_assert_uint_eq(r.out_len, 10000);
+    ck_assert(!r.out_truncated);
+    run_release(&r);
+    aq_procs_free(ps);
+    test_base_free(base);
+}
+END_TEST
+
+START_TEST(zero_capture_keeps_nothing_and_marks_truncated)
+{
+    struct event_base *base = test_base_new();
+    struct aq_procs *ps = aq_procs_new(base);
+    static const char *const argv[] = {"/bin/echo", "hello", NULL};
+    struct aq_proc_opts o = opts_for(argv);
+    struct run r = {0};
+
+    o.capture = 0;
+    run_to_end(ps, base, &o, &r);
+    ck_assert_int_eq(r.exit_code, 0);
+    ck_assert_uint_eq(r.out_len, 0);
+    ck_assert(r.out_truncated);
+    ck_assert(!r.err_truncated);
+    run_release(&r);
+    aq_procs_free(ps);
+    test_base_free(base);
+}
+END_TEST
+
+START_TEST(environment_is_exactly_envp)
+{
+    struct event_base *base = test_base_new();
+    struct aq_procs *ps = aq_procs_new(base);
+    static const char *const argv[] = {"/usr/bin/env", NULL};
+    static const char *const envp[] = {"A=1", "B=two words", NULL};
+    struct aq_proc_opts o = opts_for(argv);
+    struct run r = {0};
+
+    o.envp = envp;
+    run_to_end(ps, base, &o, &r);
+    ck_assert_int_eq(r.exit_code, 0);
+    ck_assert_str_eq(r.out, "A=1\nB=two words\n");
+    run_release(&r);
+    aq_procs_free(ps);
+    test_base_free(base);
+}
+END_TEST
+
+START_TEST(cwd_is_respected)
+{
+    struct event_base *base = test_base_new();
+    struct aq_procs *ps = aq_procs_new(base);
+    static const char *const argv[] = {"/bin/pwd", NULL};
+    struct aq_proc_opts o = opts_for(argv);
+    struct run r = {0};
+    char dir[] = "/tmp/aq-proc-cwd-XXXXXX";
+    char *real, *want;
+
+    ck_assert_ptr_nonnull(mkdtemp(dir));
+    real = realpath(dir, NULL); /* pwd prints the physical path */
+    ck_assert_ptr_nonnull(real);
+    want = xmalloc(strlen(real) + 2);
+    sprintf(want, "%s\n", real);
+    o.cwd = dir;
+    run_to_end(ps, base, &o, &r);
+    ck_assert_int_eq(r.exit_code, 0);
+    ck_assert_str_eq(r.out, want);
+    run_release(&r);
+    rmdir(dir);
+    free(real);
+    free(want);
+    aq_procs_free(ps);
+    test_base_free(base);
+}
+END_TEST
+
+/* Spawning o must fail with message, leaving no fd, object or child. */
+static void
+assert_spawn_fails(const struct aq_proc_opts *o, const char *message)
+{
+    struct event_base *base = test_base_new();
+    struct aq_procs *ps = aq_procs_new(base);
+    struct aq_error err = {0};
+    struct run r = {0};
+    int fds = open_fd_count();
+
+    r.in_api = true;
+    ck_assert_ptr_null(aq_proc_spawn(ps, o, exit_cb, &r, &err));
+    r.in_api = false;
+    ck_assert_str_eq(err.message, message);
+    ck_assert_int_ne(err.code, 0);
+    ck_assert_int_eq(open_fd_count(), fds);
+    ck_assert_uint_eq(aq_procs_count(ps), 0);
+    run_for(base, QUIET_MS);
+    ck_assert_int_eq(r.calls, 0);
+    assert_no_child();
+    aq_procs_free(ps);
+    test_base_free(base);
+}
+
+START_TEST(missing_program_fails_to_spawn_naming_it)
+{
+    static const char *const argv[] = {"/no/such/program", "x", NULL};
+    struct aq_proc_opts o = opts_for(argv);
+
+    assert_spawn_fails(&o, "exec: /no/such/program: No such file or "
+                           "directory");
+}
+END_TEST
+
+START_TEST(non_executable_file_fails_to_spawn)
+{
+    char path[] = "/tmp/aq-proc-noexec-XXXXXX";
+    const char *argv[] = {path, NULL};
+    struct aq_proc_opts o = opts_for(argv);
+    char want[128];
+    int fd = mkstemp(path);
+
+    ck_assert_int_ne(fd, -1);
+    ck_assert_int_eq(write(fd, "#!/bin/sh\n", 10), 10);
+    close(fd); /* mkstemp made it 0600: no execute bit, even for root */
+    snprintf(want, sizeof want, "exec: %s: Permission denied", path);
+    assert_spawn_fails(&o, want);
+    unlink(path);
+}
+END_TEST
+
+START_TEST(missing_cwd_fails_to_spawn_naming_it)
+{
+    static const char *const argv[] = {"/bin/pwd", NULL};
+    struct aq_proc_opts o = opts_for(argv);
+
+    o.cwd = "/no/such/dir";
+    assert_spawn_fails(&o, "exec: cwd /no/such/dir: No such file or "
+                           "directory");
+}
+END_TEST
+
+START_TEST(relative_program_path_is_refused)
+{
+    static const char *const argv[] = {"echo", "hello", NULL};
+    struct aq_proc_opts o = opts_for(argv);
+
+    assert_spawn_fails(&o, "exec: echo: not an absolute path");
+}
+END_TEST
+
+START_TEST(child_leads_its_own_process_group)
+{
+    struct event_base *base = test_base_new();
+    struct aq_procs *ps = aq_procs_new(base);
+    static const char *const argv[] = {"/bin/sleep", "30", NULL};
+    struct aq_proc_opts o = opts_for(argv);
+    struct run r = {0};
+
+    spawn_ok(ps, &o, &r);
+    ck_assert_int_eq(proc_stat_field(r.pid, 5), r.pid); /* pgrp */
+    ck_assert_int_ne(getpgrp(), r.pid);
+    kill_in_api(&r);
+    ck_assert(run_until(base, &r.done, DEADLINE_MS));
+    run_release(&r);
+    aq_procs_free(ps);
+    test_base_free(base);
+}
+END_TEST
+
+/* The hexadecimal mask after name in /proc/PID/status text; all ones if it
+ * is missing. */
+static unsigned long long
+status_mask(const char *status, const char *name)
+{
+    const char *p = strstr(status, name);
+
+    return p != NULL ? strtoull(p + strlen(name), NULL, 16) : ~0ULL;
+}
+
+/* The bits, as in /proc/PID/status, of the real-time signals glibc keeps. */
+static unsigned long long
+libc_internal_signals(void)
+{
+    unsigned long long mask = 0;
+    int sig;
+
+    for (sig = 32; sig < SIGRTMIN; sig++)
+        mask |= 1ULL << (sig - 1);
+    return mask;
+}
+
+START_TEST(child_starts_with_default_signals_and_empty_mask)
+{
+    struct event_base *base = test_base_new();
+    struct aq_procs *ps = aq_procs_new(base);
+    static const char *const argv[] = {
+        "/bin/grep", "-E", "^Sig(Blk|Ign):", "/proc/self/status", NULL};
+    struct aq_proc_opts o = opts_for(argv);
+    struct run r = {0};
+    struct sigaction ign = {.sa_handler = SIG_IGN}, old_pipe, old_term;
+    sigset_t usr1, old_mask;
+
+    /* As the daemon: SIGPIPE and SIGTERM ignored, a signal blocked. */
+    sigemptyset(&ign.sa_mask);
+    sigaction(SIGPIPE, &ign, &old_pipe);
+    sigaction(SIGTERM, &ign, &old_term);
+    sigemptyset(&usr1);
+    sigaddset(&usr1, SIGUSR1);
+    sigprocmask(SIG_BLOCK, &usr1, &old_mask);
+    spawn_ok(ps, &o, &r);
+    sigprocmask(SIG_SETMASK, &old_mask, NULL);
+    sigaction(SIGTERM, &old_term, NULL);
+    sigaction(SIGPIPE, &old_pipe, NULL);
+    ck_assert(run_until(base, &r.done, DEADLINE_MS));
+    ck_assert_int_eq(r.exit_code, 0);
+    ck_assert_uint_eq(status_mask(r.out, "SigBlk:"), 0);
+    /* glibc's posix_spawn leaves its internal signals (32 and 33, below
+     * SIGRTMIN) ignored in every child, whatever the attributes say; no
+     * program can use them, so only the others are checked. */
+    ck_assert_uint_eq(status_mask(r.out, "SigIgn:") & ~libc_internal_signals(),
+                      0);
+    run_release(&r);
+    aq_procs_free(ps);
+    test_base_free(base);
+}
+END_TEST
+
+START_TEST(kill_ends_a_sleeping_child_with_sigterm)
+{
+    struct event_base *base = test_base_new();
+    struct aq_procs *ps = aq_procs_new(base);
+    static const char *const argv[] = {"/bin/sleep", "30", NULL};
+    struct aq_proc_opts o = opts_for(argv);
+    struct run r = {0};
+    int64_t start_us;
+
+    spawn_ok(ps, &o, &r);
+    start_us = aq_clock_mono_us();
+    kill_in_api(&r);
+    ck_assert(run_until(base, &r.done, DEADLINE_MS));
+    ck_assert(!r.fired_in_api);
+    ck_assert_int_eq(r.exit_code, -1);
+    ck_assert_int_eq(r.signal, SIGTERM);
+    ck_assert_int_lt(r.done_us - start_us, LONG_GRACE_US);
+    assert_no_child();
+    run_release(&r);
+    aq_procs_free(ps);
+    test_base_free(base);
+}
+END_TEST
+
+START_TEST(kill_escalates_to_sigkill_after_the_grace)
+{
+    struct event_base *base = test_base_new();
+    struct aq_procs *ps = aq_procs_new(base);
+    static const char *const argv[] = {"/bin/sh", "-c",
+                                       "trap '' TERM; /bin/sleep 30", NULL};
+    struct aq_proc_opts o = opts_for(argv);
+    struct run r = {0};
+    int64_t start_us;
+
+    o.kill_grace_us = 500000;
+    spawn_ok(ps, &o, &r);
+    /* SIGTERM before the trap is set would end it at once. */
+    ck_assert(poll_until(base, pid_ignores_sigterm, r.pid, DEADLINE_MS));
+    start_us = aq_clock_mono_us();
+    kill_in_api(&r);
+    ck_assert(run_until(base, &r.done, DEADLINE_MS));
+    ck_assert_int_eq(r.signal, SIGKILL);
+    ck_assert_int_eq(r.exit_code, -1);
+    ck_assert_int_ge(r.done_us - start_us, o.kill_grace_us);
+    run_release(&r);
+    aq_procs_free(ps);
+    test_base_free(base);
+}
+END_TEST
+
+START_TEST(background_grandchild_is_killed_when_the_child_exits)
+{
+    struct event_base *base = test_base_new();
+    struct aq_procs *ps = aq_procs_new(base);
+    static const char *const argv[] = {"/bin/sh", "-c",
+                                       "/bin/sleep 30 & echo $!", NULL};
+    struct aq_proc_opts o = opts_for(argv);
+    struct run r = {0};
+    pid_t grandchild;
+
+    run_to_end(ps, base, &o, &r);
+    ck_assert_int_eq(r.exit_code, 0);
+    grandchild = (pid_t)strtol(r.out, NULL, 10);
+    ck_assert_int_gt(grandchild, 0);
+    ck_assert(poll_until(base, pid_is_dead, grandchild, DEADLINE_MS));
+    run_release(&r);
+    aq_procs_free(ps);
+    test_base_free(base);
+}
+END_TEST
+
+START_TEST(background_grandchild_is_killed_with_the_group_on_kill)
+{
+    struct event_base *base = test_base_new();
+    struct aq_procs *ps = aq_procs_new(base);
+    static const char *const argv[] = {
+        "/bin/sh", "-c", "/bin/sleep 30 & exec /bin/sleep 30", NULL};
+    struct aq_proc_opts o = opts_for(argv);
+    struct run r = {0};
+    pid_t grandchild;
+
+    spawn_ok(ps, &o, &r);
+    ck_assert(poll_until(base, pid_has_child, r.pid, DEADLINE_MS));
+    grandchild = first_child(r.pid);
+    ck_assert_int_gt(grandchild, 0);
+    kill_in_api(&r);
+    ck_assert(run_until(base, &r.done, DEADLINE_MS));
+    ck_assert_int_eq(r.signal, SIGTERM);
+    ck_assert(poll_until(base, pid_is_dead, grandchild, DEADLINE_MS));
+    run_release(&r);
+    aq_procs_free(ps);
+    test_base_free(base);
+}
+END_TEST
+
+START_TEST(orphan_of_a_subreaper_is_reaped)
+{
+    struct event_base *base = test_base_new();
+    struct aq_procs *ps = aq_procs_new(base);
+    static const char *const argv[] = {"/bin/sh", "-c",
+                                       "/bin/sleep 30 & echo $!", NULL};
+    struct aq_proc_opts o = opts_for(argv);
+    struct run r = {0};
+    pid_t grandchild;
+
+    /* As the daemon: orphans of the jobs become ours to reap. */
+    ck_assert_int_eq(prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0), 0);
+    run_to_end(ps, base, &o, &r);
+    grandchild = (pid_t)strtol(r.out, NULL, 10);
+    ck_assert_int_gt(grandchild, 0);
+    /* Not a zombie: gone, reaped by ps. */
+    ck_assert(poll_until(base, pid_is_gone, grandchild, DEADLINE_MS));
+    assert_no_child();
+    ck_assert_int_eq(prctl(PR_SET_CHILD_SUBREAPER, 0, 0, 0, 0), 0);
+    run_release(&r);
+    aq_procs_free(ps);
+    test_base_free(base);
+}
+END_TEST
+
+START_TEST(no_zombie_remains_after_the_callback)
+{
+    struct event_base *base = test_base_new();
+    struct aq_procs *ps = aq_procs_new(base);
+    static const char *const argv[] = {"/bin/true", NULL};
+    struct aq_proc_opts o = opts_for(argv);
+    struct run r = {0};
+
+    run_to_end(ps, base, &o, &r);
+    ck_assert(pid_is_gone(r.pid));
+    run_for(base, QUIET_MS);
+    assert_no_child();
+    run_release(&r);
+    aq_procs_free(ps);
+    test_base_free(base);
+}
+END_TEST
+
+START_TEST(free_of_a_running_child_kills_and_reaps_it)
+{
+    struct event_base *base = test_base_new();
+    struct aq_procs *ps = aq_procs_new(base);
+    static const char *const argv[] = {"/bin/sleep", "30", NULL};
+    struct aq_proc_opts o = opts_for(argv);
+    struct run r = {0};
+    pid_t pid;
+
+    spawn_ok(ps, &o, &r);
+    pid = r.pid;
+    ck_assert_uint_eq(aq_procs_count(ps), 1);
+    aq_proc_free(r.p);
+    r.p = NULL;
+    ck_assert_uint_eq(aq_procs_count(ps), 0);
+    ck_assert(poll_until(base, pid_is_gone, pid, DEADLINE_MS));
+    run_for(base, QUIET_MS);
+    ck_assert_int_eq(r.calls, 0);
+    assert_no_child();
+    run_release(&r);
+    aq_procs_free(ps);
+    test_base_free(base);
+}
+END_TEST
+
+START_TEST(free_inside_the_callback_is_allowed)
+{
+    struct event_base *base = test_base_new();
+    struct aq_procs *ps = aq_procs_new(base);
+    static const char *const argv[] = {"/bin/echo", "bye", NULL};
+    struct aq_proc_opts o = opts_for(argv);
+    struct run r = {.free_in_cb = true};
+
+    run_to_end(ps, base, &o, &r);
+    ck_assert_ptr_null(r.p);
+    ck_assert_str_eq(r.out, "bye\n");
+    ck_assert_uint_eq(aq_procs_count(ps), 0);
+    run_for(base, QUIET_MS);
+    ck_assert_int_eq(r.calls, 1);
+    run_release(&r);
+    aq_procs_free(ps);
+    test_base_free(base);
+}
+END_TEST
+
+START_TEST(callback_fires_from_the_loop_never_inside_spawn_or_kill)
+{
+    struct event_base *base = test_base_new();
+    struct aq_procs *ps = aq_procs_new(base);
+    static const char *const argv[] = {"/bin/true", NULL};
+    struct aq_proc_opts o = opts_for(argv);
+    struct run r = {0};
+    siginfo_t si = {0};
+    int64_t deadline_us = aq_clock_mono_us() + DEADLINE_MS * 1000LL;
+
+    spawn_ok(ps, &o, &r);
+    /* Wait, without running the loop, until the child is a zombie with its
+     * SIGCHLD pending in the loop: WNOWAIT leaves it to the reaper. */
+    while (si.si_pid != r.pid && aq_clock_mono_us() < deadline_us) {
+        ck_assert_int_eq(
+            waitid(P_PID, (id_t)r.pid, &si, WEXITED | WNOHANG | WNOWAIT), 0);
+    }
+    ck_assert_int_eq(si.si_pid, r.pid);
+    kill_in_api(&r);
+    kill_in_api(&r); /* a second time is harmless */
+    ck_assert_int_eq(r.calls, 0);
+    ck_assert(run_until(base, &r.done, DEADLINE_MS));
+    ck_assert(!r.fired_in_api);
+    ck_assert_int_eq(r.exit_code, 0); /* it had exited before the kill */
+    ck_assert_int_eq(r.signal, 0);
+    kill_in_api(&r); /* after the exit: harmless, no second callback */
+    run_for(base, QUIET_MS);
+    ck_assert_int_eq(r.calls, 1);
+    run_release(&r);
+    aq_procs_free(ps);
+    test_base_free(base);
+}
+END_TEST
+
+START_TEST(daemon_fds_do_not_leak_into_the_child)
+{
+    struct event_base *base = test_base_new();
+    struct aq_procs *ps = aq_procs_new(base);
+    static const char *const argv[] = {"/bin/ls", "/proc/self/fd", NULL};
+    struct aq_proc_opts o = opts_for(argv);
+    struct run r = {0};
+    int fd = open("/dev/null", O_RDONLY); /* no O_CLOEXEC, on purpose */
+    int high = fcntl(fd, F_DUPFD, 100);   /* clear of ls's own fd 3 */
+
+    ck_assert_int_ge(fd, 0);
+    ck_assert_int_ge(high, 100);
+    run_to_end(ps, base, &o, &r);
+    ck_assert_int_eq(r.exit_code, 0);
+    /* 0, 1, 2, and the directory ls is reading. */
+    ck_assert_str_eq(r.out, "0\n1\n2\n3\n");
+    close(high);
+    close(fd);
+    run_release(&r);
+    aq_procs_free(ps);
+    test_base_free(base);
+}
+END_TEST
+
+START_TEST(stdin_the_child_does_not_read_raises_no_sigpipe)
+{
+    struct event_base *base = test_base_new();
+    struct aq_procs *ps = aq_procs_new(base);
+    static const char *const argv[] = {
+        "/bin/sh", "-c", "exec </dev/null; exec /bin/sleep 30", NULL};
+    struct aq_proc_opts o = opts_for(argv);
+    struct run r = {0};
+    struct sigaction dfl = {.sa_handler = SIG_DFL}, old_pipe;
+    char *data = xmalloc(MIB);
+
+    /* Unlike the daemon, let SIGPIPE kill this process. */
+    sigemptyset(&dfl.sa_mask);
+    sigaction(SIGPIPE, &dfl, &old_pipe);
+    memset(data, 'x', MIB);
+    o.stdin_data = data;
+    o.stdin_len = MIB;
+    spawn_ok(ps, &o, &r);
+    /* Once the reader is gone, the pending writes fail with EPIPE. */
+    ck_assert(poll_until(base, pid_stdin_is_dev_null, r.pid, DEADLINE_MS));
+    run_for(base, QUIET_MS);
+    ck_assert_int_eq(r.calls, 0);
+    kill_in_api(&r);
+    ck_assert(run_until(base, &r.done, DEADLINE_MS));
+    ck_assert_int_eq(r.signal, SIGTERM);
+    sigaction(SIGPIPE, &old_pipe, NULL);
+    run_release(&r);
+    free(data);
+    aq_procs_free(ps);
+    test_base_free(base);
+}
+END_TEST
+
+#define CONCURRENT 50
+
+static bool
+all_done(const struct run *runs, int n)
+{
+    int i;
+
+    for (i = 0; i < n; i++) {
+        if (!runs[i].done)
+            return false;
+    }
+    return true;
+}
+
+START_TEST(fifty_concurrent_children_complete_with_their_own_output)
+{
+    struct event_base *base = test_base_new();
+    struct aq_procs *ps = aq_procs_new(base);
+    static const char *const argv[] = {"/bin/cat", NULL};
+    struct aq_proc_opts o = opts_for(argv);
+    struct run runs[CONCURRENT] = {0};
+    char data[CONCURRENT][32];
+    int64_t deadline_us = aq_clock_mono_us() + 4 * DEADLINE_MS * 1000LL;
+    int i;
+
+    for (i = 0; i < CONCURRENT; i++) {
+        snprintf(data[i], sizeof data[i], "child %d\n", i);
+        o.stdin_data = data[i];
+        o.stdin_len = strlen(data[i]);
+        spawn_ok(ps, &o, &runs[i]);
+    }
+    ck_assert_uint_eq(aq_procs_count(ps), CONCURRENT);
+    while (!all_done(runs, CONCURRENT) && aq_clock_mono_us() < deadline_us)
+        event_base_loop(base, EVLOOP_ONCE);
+    for (i = 0; i < CONCURRENT; i++) {
+        ck_assert_msg(runs[i].done, "child %d did not end", i);
+        ck_assert_int_eq(runs[i].calls, 1);
+        ck_assert_int_eq(runs[i].exit_code, 0);
+        ck_assert_str_eq(runs[i].out, data[i]);
+        run_release(&runs[i]);
+    }
+    ck_assert_uint_eq(aq_procs_count(ps), 0);
+    assert_no_child();
+    aq_procs_free(ps);
+    test_base_free(base);
+}
+END_TEST
+
+Suite *
+proc_suite(void)
+{
+    Suite *s = suite_create("proc");
+    TCase *tc;
+
+    tc = test_tcase_new("run");
+    tcase_add_test(tc, echo_exits_zero_with_its_stdout);
+    tcase_add_test(tc, exit_code_and_stderr_are_reported);
+    tcase_add_test(tc, environment_is_exactly_envp);
+    tcase_add_test(tc, cwd_is_respected);
+    tcase_add_test(tc, child_leads_its_own_process_group);
+    tcase_add_test(tc, child_starts_with_default_signals_and_empty_mask);
+    tcase_add_test(tc, daemon_fds_do_not_leak_into_the_child);
+    tcase_add_test(tc, callback_fires_from_the_loop_never_inside_spawn_or_kill);
+    tcase_add_test(tc, free_inside_the_callback_is_allowed);
+    suite_add_tcase(s, tc);
+
+    tc = test_tcase_new("io");
+    tcase_add_test(tc, stdin_data_is_piped_to_the_child);
+    tcase_add_test(tc, large_stdin_with_small_capture_completes_truncated);
+    tcase_add_test(tc, big_output_is_capped_drained_and_truncated);
+    tcase_add_test(tc, output_of_exactly_capture_bytes_is_not_truncated);
+    tcase_add_test(tc, zero_capture_keeps_nothing_and_marks_truncated);
+    tcase_add_test(tc, stdin_the_child_does_not_read_raises_no_sigpipe);
+    suite_add_tcase(s, tc);
+
+    tc = test_tcase_new("spawn_error");
+    tcase_add_test(tc, missing_program_fails_to_spawn_naming_it);
+    tcase_add_test(tc, non_executable_file_fails_to_spawn);
+    tcase_add_test(tc, missing_cwd_fails_to_spawn_naming_it);
+    tcase_add_test(tc, relative_program_path_is_refused);
+    suite_add_tcase(s, tc);
+
+    tc = test_tcase_new("kill");
+    tcase_add_test(tc, kill_ends_a_sleeping_child_with_sigterm);
+    tcase_add_test(tc, background_grandchild_is_killed_when_the_child_exits);
+    tcase_add_test(tc, background_grandchild_is_killed_with_the_group_on_kill);
+    tcase_add_test(tc, orphan_of_a_subreaper_is_reaped);
+    tcase_add_test(tc, no_zombie_remains_after_the_callback);
+    tcase_add_test(tc, free_of_a_running_child_kills_and_reaps_it);
+    suite_add_tcase(s, tc);
+
+    /* Seconds each: the kill grace, and fifty processes under valgrind. */
+    tc = tcase_create("slow");
+    tcase_set_timeout(tc, 60);
+    tcase_add_test(tc, kill_escalates_to_sigkill_after_the_grace);
+    tcase_add_test(tc,
+                   fifty_concurrent_children_complete_with_their_own_output);
+    suite_add_tcase(s, tc);
+    return s;
+}
