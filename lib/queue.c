@@ -858,3 +858,9 @@ aq_queue_is_shutdown(const struct aq_queue *q)
 {
     return q->is_shutdown;
 }
+
+bool
+aq_queue_item_is_delayed(const struct aq_queue_item *it)
+{
+    return it->where == WHERE_DELAYED;
+}

@@ -142,5 +142,7 @@ size_t aq_queue_maxsize(const struct aq_queue *q);
 bool aq_queue_empty(const struct aq_queue *q); /* no ready item */
 bool aq_queue_full(const struct aq_queue *q);
 bool aq_queue_is_shutdown(const struct aq_queue *q);
+/* Whether it is queued and waiting for its delay (not yet ready). */
+bool aq_queue_item_is_delayed(const struct aq_queue_item *it);
 
 #endif

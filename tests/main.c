@@ -14,6 +14,8 @@ main(void)
     int failed;
 
     srunner_add_suite(sr, task_suite());
+    srunner_add_suite(sr, config_suite());
+    srunner_add_suite(sr, proc_suite());
     srunner_add_suite(sr, wait_suite());
     srunner_run_all(sr, CK_NORMAL);
     failed = srunner_ntests_failed(sr);

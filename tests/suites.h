@@ -5,6 +5,8 @@
 
 #include <check.h>
 
+Suite *config_suite(void);
+Suite *proc_suite(void);
 Suite *queue_suite(void);
 Suite *task_suite(void);
 Suite *wait_suite(void);

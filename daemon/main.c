@@ -1,0 +1,317 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * daemon/main.c: asyncqd. Parses flags, loads the config, builds the event
+ * base, the process reaper, the broker, the methods and the server, handles
+ * signals (SIGTERM/SIGINT graceful stop, a second one skips the grace;
+ * SIGHUP reload), runs the loop, then frees in reverse order.
+ */
+#include <errno.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+
+#include "broker.h"
+#include "config.h"
+#include "error.h"
+#include "log.h"
+#include "methods.h"
+#include "proc.h"
+#include "server.h"
+#include "xmalloc.h"
+
+#define DEFAULT_CONFIG "/etc/asyncq/asyncqd.json"
+#define CLOSE_TIMEOUT_MS 2000
+#define MAX_LISTEN_FDS 64
+#define TOKEN_MAX 4096
+
+struct daemon {
+    const char *config_path;
+    struct aq_config *cfg; /* owned: the config in force */
+    struct event_base *base;
+    struct aq_procs *procs;
+    struct aq_broker *broker;
+    struct aq_methods *methods;
+    struct aq_server *server;
+    struct event *sigterm_ev, *sigint_ev, *sighup_ev;
+    int stop_signals;
+};
+
+static void
+usage(FILE *f)
+{
+    fprintf(f,
+            "usage: asyncqd [--config FILE] [--check-config]\n"
+            "       asyncqd --version | --help\n"
+            "\n"
+            "  -c, --config FILE   the JSON config (default %s)\n"
+            "  --check-config      validate the config and exit (0 valid, 1 "
+            "not)\n"
+            "  -V, --version       print the version\n"
+            "  -h, --help          this help\n"
+            "\n"
+            "asyncqd runs in the foreground; SIGTERM or SIGINT stop it "
+            "gracefully,\na second one skips the grace, SIGHUP reloads the "
+            "config.\n",
+            DEFAULT_CONFIG);
+}
+
+/* The auth token: the first line of token_file. Returns a new string, or
+ * NULL with err. */
+static char *
+read_token(const char *path, struct aq_error *err)
+{
+    FILE *f = fopen(path, "r");
+    char buf[TOKEN_MAX];
+    size_t n;
+
+    if (f == NULL) {
+        aq_error_set(err, AQ_ERR_INTERNAL, "auth: %s: %s", path,
+                     strerror(errno));
+        return NULL;
+    }
+    if (fgets(buf, sizeof buf, f) == NULL)
+        buf[0] = '\0';
+    fclose(f);
+    n = strcspn(buf, "\r\n");
+    buf[n] = '\0';
+    if (n == 0) {
+        aq_error_set(err, AQ_ERR_INTERNAL, "auth: %s: empty token", path);
+        return NULL;
+    }
+    return xstrdup(buf);
+}
+
+/* Sockets passed by systemd (sd_listen_fds(3)): fds 3.. when LISTEN_PID
+ * names this process. Returns how many, and unsets the variables so exec
+ * jobs never see them. */
+static size_t
+listen_fds(int *fds, size_t max)
+{
+    const char *pid = getenv("LISTEN_PID"), *n = getenv("LISTEN_FDS");
+    size_t count = 0;
+
+    if (pid != NULL && n != NULL && strtol(pid, NULL, 10) == (long)getpid()) {
+        long k = strtol(n, NULL, 10);
+
+        for (long i = 0; i < k && count < max; i++)
+            fds[count++] = 3 + (int)i;
+    }
+    unsetenv("LISTEN_PID");
+    unsetenv("LISTEN_FDS");
+    unsetenv("LISTEN_FDNAMES");
+    return count;
+}
+
+static size_t
+count_connections(void *arg)
+{
+    struct daemon *d = arg;
+
+    return d->server != NULL ? aq_server_connections(d->server) : 0;
+}
+
+/* ---- stop ---- */
+
+static void
+closed_cb(void *arg)
+{
+    struct daemon *d = arg;
+
+    aq_log(AQ_LOG_INFO, "asyncqd: stopped");
+    event_base_loopexit(d->base, NULL);
+}
+
+static void
+broker_stopped_cb(void *arg)
+{
+    struct daemon *d = arg;
+
+    aq_server_close_all(d->server, CLOSE_TIMEOUT_MS, closed_cb, d);
+}
+
+static void
+stop_cb(evutil_socket_t sig, short what, void *arg)
+{
+    struct daemon *d = arg;
+
+    if (d->stop_signals++ == 0) {
+        aq_log(AQ_LOG_INFO,
+               "asyncqd: %s: stopping (drain %s, grace %g s); again to skip "
+               "the grace",
+               strsignal((int)sig), d->cfg->shutdown.drain ? "on" : "off",
+               d->cfg->shutdown.grace);
+        aq_server_stop_listening(d->server);
+        aq_broker_stop(d->broker, d->cfg->shutdown.drain,
+                       d->cfg->shutdown.grace, broker_stopped_cb, d);
+        return;
+    }
+    aq_log(AQ_LOG_INFO, "asyncqd: %s again: skipping the grace",
+           strsignal((int)sig));
+    aq_broker_stop_now(d->broker);
+}
+
+/* ---- reload ---- */
+
+static bool
+str_eq(const char *a, const char *b)
+{
+    return (a == NULL && b == NULL) ||
+           (a != NULL && b != NULL && !strcmp(a, b));
+}
+
+static void
+warn_restart_only(const struct aq_config *old, const struct aq_config *cfg)
+{
+    bool listen_same = old->nlisten == cfg->nlisten;
+
+    for (size_t i = 0; listen_same && i < cfg->nlisten; i++)
+        listen_same = str_eq(old->listen[i], cfg->listen[i]);
+    if (!listen_same)
+        aq_log(AQ_LOG_WARN, "reload: listen changes at restart");
+    if (!str_eq(old->metrics, cfg->metrics))
+        aq_log(AQ_LOG_WARN, "reload: metrics changes at restart");
+    if (!str_eq(old->journal.path, cfg->journal.path) ||
+        old->journal.fsync != cfg->journal.fsync)
+        aq_log(AQ_LOG_WARN, "reload: journal changes at restart");
+    if (!str_eq(old->auth_token_file, cfg->auth_token_file))
+        aq_log(AQ_LOG_WARN, "reload: auth changes at restart");
+    if (old->shutdown.grace != cfg->shutdown.grace ||
+        old->shutdown.drain != cfg->shutdown.drain)
+        aq_log(AQ_LOG_INFO, "reload: shutdown settings applied");
+}
+
+static void
+reload_cb(evutil_socket_t sig, short what, void *arg)
+{
+    struct daemon *d = arg;
+    struct aq_error err;
+    struct aq_config *cfg = aq_config_load(d->config_path, &err);
+
+    if (cfg == NULL) {
+        aq_log(AQ_LOG_ERROR, "reload: %s; keeping the running config",
+               err.message);
+        return;
+    }
+    warn_restart_only(d->cfg, cfg);
+    aq_log_set_level(cfg->log_level);
+    aq_server_reconfigure(d->server, cfg);
+    aq_broker_reconfigure(d->broker, cfg);
+    aq_config_free(d->cfg);
+    d->cfg = cfg;
+    aq_log(AQ_LOG_INFO, "reload: %s applied", d->config_path);
+}
+
+/* ---- main ---- */
+
+static int
+run(struct daemon *d)
+{
+    struct aq_error err;
+    int fds[MAX_LISTEN_FDS];
+    size_t nfds = listen_fds(fds, MAX_LISTEN_FDS);
+    char *token = NULL;
+
+    if (d->cfg->auth_token_file != NULL &&
+        (token = read_token(d->cfg->auth_token_file, &err)) == NULL)
+        goto fail;
+    /* Orphans of exec jobs re-parent to us, so the reaper collects them. */
+    prctl(PR_SET_CHILD_SUBREAPER, 1);
+    d->base = event_base_new();
+    d->procs = aq_procs_new(d->base);
+    d->broker = aq_broker_new(d->base, d->procs, d->cfg);
+    d->server = aq_server_new(d->base, d->cfg);
+    d->methods = aq_methods_new(d->broker, token, count_connections, d);
+    aq_server_set_methods(d->server, d->methods);
+    if (aq_server_listen(d->server, d->cfg, fds, nfds, &err) < 0)
+        goto fail;
+    if (d->cfg->journal.path != NULL)
+        aq_log(AQ_LOG_WARN, "journal: not in this version yet: jobs are "
+                            "kept in memory only");
+    d->sigterm_ev = evsignal_new(d->base, SIGTERM, stop_cb, d);
+    d->sigint_ev = evsignal_new(d->base, SIGINT, stop_cb, d);
+    d->sighup_ev = evsignal_new(d->base, SIGHUP, reload_cb, d);
+    event_add(d->sigterm_ev, NULL);
+    event_add(d->sigint_ev, NULL);
+    event_add(d->sighup_ev, NULL);
+    aq_log(AQ_LOG_INFO, "asyncqd %s: ready, %zu queues, pid %d", ASYNCQ_VERSION,
+           d->cfg->nqueues, (int)getpid());
+    free(token);
+    event_base_dispatch(d->base);
+    return 0;
+fail:
+    free(token);
+    fprintf(stderr, "asyncqd: %s\n", err.message);
+    return 1;
+}
+
+static void
+daemon_free(struct daemon *d)
+{
+    if (d->sigterm_ev != NULL) {
+        event_free(d->sigterm_ev);
+        event_free(d->sigint_ev);
+        event_free(d->sighup_ev);
+    }
+    aq_server_free(d->server);
+    aq_methods_free(d->methods);
+    aq_broker_free(d->broker);
+    aq_procs_free(d->procs);
+    if (d->base != NULL)
+        event_base_free(d->base);
+    aq_config_free(d->cfg);
+}
+
+int
+main(int argc, char **argv)
+{
+    struct daemon d = {.config_path = DEFAULT_CONFIG};
+    bool check_only = false;
+    struct aq_error err;
+    int rc;
+
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+
+        if ((strcmp(a, "--config") == 0 || strcmp(a, "-c") == 0) &&
+            i + 1 < argc)
+            d.config_path = argv[++i];
+        else if (strncmp(a, "--config=", 9) == 0)
+            d.config_path = a + 9;
+        else if (strcmp(a, "--check-config") == 0)
+            check_only = true;
+        else if (strcmp(a, "--version") == 0 || strcmp(a, "-V") == 0) {
+            printf("asyncqd %s\n", ASYNCQ_VERSION);
+            return 0;
+        } else if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
+            usage(stdout);
+            return 0;
+        } else {
+            fprintf(stderr, "asyncqd: unknown argument: %s\n", a);
+            usage(stderr);
+            return 1;
+        }
+    }
+    aq_xmalloc_hook_libs();
+    /* A client that goes away must not kill us: writes get EPIPE. */
+    signal(SIGPIPE, SIG_IGN);
+    if ((d.cfg = aq_config_load(d.config_path, &err)) == NULL) {
+        fprintf(stderr, "asyncqd: %s\n", err.message);
+        return 1;
+    }
+    if (check_only) {
+        printf("asyncqd: %s: config OK (%zu queues)\n", d.config_path,
+               d.cfg->nqueues);
+        aq_config_free(d.cfg);
+        return 0;
+    }
+    aq_log_set_level(d.cfg->log_level);
+    rc = run(&d);
+    daemon_free(&d);
+    return rc;
+}

@@ -1,0 +1,1367 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * lib/broker.c: queues of jobs and the consumers that run them.
+ *
+ * Every job the broker knows (unfinished, or a finished record not yet
+ * expired) is in the id map, which owns it. An unfinished job is in its
+ * queue (delayed or pending) or held by one consumer (running). A finished
+ * job sits in the list of records in finish order, using the links of its
+ * queue item, until results.max or results.ttl evicts it.
+ *
+ * A consumer is an aq_task whose work is the loop get -> run -> task_done.
+ * Handlers may end a run inside start (echo): the consumer then goes on
+ * iteratively instead of recursing. A consumer may be freed only from its
+ * task's done-callback, so no caller up the stack holds a dangling pointer.
+ */
+#include "broker.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <event2/event.h>
+
+#include "clock.h"
+#include "config.h"
+#include "error.h"
+#include "handler.h"
+#include "hist.h"
+#include "idmap.h"
+#include "job.h"
+#include "log.h"
+#include "queue.h"
+#include "task.h"
+#include "wait.h"
+#include "xmalloc.h"
+
+#define EXPIRE_INTERVAL_US 1000000
+
+enum interrupt { INT_NONE, INT_TIMEOUT, INT_CANCEL, INT_SHUTDOWN };
+
+struct consumer {
+    struct bqueue *bq;
+    struct aq_task *task;     /* the broker's reference */
+    struct aq_queue_waiter w; /* a get while idle */
+    struct aq_job *job;       /* running; NULL when idle */
+    void *run;                /* the handler's run of job */
+    struct event *timeout_ev; /* owned: the job's timeout */
+    enum interrupt interrupt; /* why run was cancelled */
+    bool is_retiring;         /* end once idle (scale down, stop) */
+    bool is_ended;            /* task finished; freed by its done-cb */
+    bool in_start;            /* inside handler->start */
+    bool has_sync_out;        /* the run ended inside start */
+    struct aq_outcome sync_out;
+    struct consumer *prev, *next;
+};
+
+struct bqueue {
+    struct aq_broker *b;
+    struct aq_queue_config cfg; /* owned copy; cfg.name is the name */
+    enum aq_kind kind;
+    struct aq_queue *q;         /* owned; items are the id map's jobs */
+    struct consumer *consumers; /* owned, live and ended */
+    int target;                 /* consumers asked for */
+    int nlive, nbusy;
+    bool is_paused;
+    uint64_t n_put, n_done, n_failed, n_cancelled, n_retried;
+    struct aq_hist wait_hist, run_hist;
+    struct bqueue *next;
+};
+
+struct aq_put_waiter {
+    struct aq_broker *b;
+    struct bqueue *bq;
+    struct aq_queue_waiter w;
+    struct aq_job *job; /* owned until queued */
+    aq_put_cb *cb;
+    void *arg;
+    struct aq_put_waiter *prev, *next;
+};
+
+struct join_part {
+    struct aq_queue_waiter w;
+    struct aq_join *join;
+    struct bqueue *bq;
+};
+
+struct aq_join {
+    struct aq_broker *b;
+    aq_join_cb *cb; /* NULL for the broker's own drain */
+    void *arg;
+    size_t nparts, left;
+    struct join_part *parts; /* owned */
+    struct aq_join *prev, *next;
+};
+
+enum stop_stage { STOP_NONE, STOP_DRAIN, STOP_GRACE, STOP_CANCEL, STOP_DONE };
+
+struct aq_broker {
+    struct event_base *base; /* borrowed */
+    struct aq_procs *procs;  /* borrowed */
+    struct bqueue *queues;   /* owned */
+    struct aq_idmap *jobs;   /* owns every job */
+    json_t *keys;            /* idempotency key -> job id */
+    uint64_t last_id;
+    struct aq_job *fin_head, *fin_tail; /* finished records, oldest first */
+    size_t nfinished;
+    double results_ttl;
+    size_t results_max;
+    struct event *expire_ev;       /* owned: results.ttl sweep */
+    struct aq_put_waiter *putters; /* owned */
+    struct aq_join *joins;         /* owned */
+    struct aq_put_waiter *spare_putter;
+
+    /* graceful stop */
+    enum stop_stage stage;
+    struct aq_join *drain;     /* owned */
+    struct aq_wait *stop_wait; /* owned */
+    double grace_s;
+    void (*stop_done)(void *arg);
+    void *stop_arg;
+};
+
+static void consumer_next(struct consumer *c);
+static void consumers_stop(struct aq_broker *b);
+
+/* ---- small helpers ---- */
+
+static struct bqueue *
+queue_find(const struct aq_broker *b, const char *name)
+{
+    for (struct bqueue *bq = b->queues; bq != NULL; bq = bq->next) {
+        if (strcmp(bq->cfg.name, name) == 0)
+            return bq;
+    }
+    return NULL;
+}
+
+static struct bqueue *
+queue_lookup(const struct aq_broker *b, const char *name, struct aq_error *err)
+{
+    struct bqueue *bq = queue_find(b, name != NULL ? name : "default");
+
+    if (bq == NULL)
+        aq_error_set(err, AQ_ERR_NO_QUEUE, "no such queue: %.100s",
+                     name != NULL ? name : "default");
+    return bq;
+}
+
+static struct aq_job *
+job_of(struct aq_queue_item *it)
+{
+    return (struct aq_job *)((char *)it - offsetof(struct aq_job, qi));
+}
+
+static uint64_t
+job_key(const void *value)
+{
+    return ((const struct aq_job *)value)->id;
+}
+
+static int64_t
+job_timeout_us(const struct aq_job *j, const struct bqueue *bq)
+{
+    if (j->ext != NULL && j->ext->timeout_us >= 0)
+        return j->ext->timeout_us;
+    return (int64_t)(bq->cfg.timeout * 1e6);
+}
+
+static int
+job_retries(const struct aq_job *j, const struct bqueue *bq)
+{
+    if (j->ext != NULL && j->ext->retries >= 0)
+        return j->ext->retries;
+    return bq->cfg.retries;
+}
+
+/* The state as users see it: a delayed job whose time came is pending. */
+static enum aq_job_state
+job_state(const struct aq_job *j)
+{
+    if (j->state == AQ_JOB_DELAYED && !aq_queue_item_is_delayed(&j->qi))
+        return AQ_JOB_PENDING;
+    return j->state;
+}
+
+static json_t *
+job_record(const struct aq_job *j)
+{
+    json_t *rec = aq_job_record(j, ((struct bqueue *)j->queue)->cfg.name);
+
+    json_object_set_new(rec, "state",
+                        json_string(aq_job_state_name(job_state(j))));
+    return rec;
+}
+
+static void
+outcome_clear(struct aq_outcome *out)
+{
+    free(out->result);
+    free(out->err_code);
+    free(out->err_message);
+    memset(out, 0, sizeof *out);
+}
+
+/* ---- finished records ---- */
+
+#define FIN_PREV(j) ((j)->qi.u.link[0])
+#define FIN_NEXT(j) ((j)->qi.u.link[1])
+
+static void
+record_evict(struct aq_broker *b, struct aq_job *j)
+{
+    struct aq_queue_item *prev = FIN_PREV(j), *next = FIN_NEXT(j);
+
+    if (prev != NULL)
+        job_of(prev)->qi.u.link[1] = next;
+    else
+        b->fin_head = next != NULL ? job_of(next) : NULL;
+    if (next != NULL)
+        job_of(next)->qi.u.link[0] = prev;
+    else
+        b->fin_tail = prev != NULL ? job_of(prev) : NULL;
+    b->nfinished--;
+    aq_idmap_del(b->jobs, j->id);
+    if (j->ext != NULL && j->ext->key != NULL) {
+        json_t *id = json_object_get(b->keys, j->ext->key);
+
+        if (json_integer_value(id) == (json_int_t)j->id)
+            json_object_del(b->keys, j->ext->key);
+    }
+    aq_job_free(j);
+}
+
+static void
+records_trim(struct aq_broker *b)
+{
+    int64_t oldest_us = aq_clock_wall_us() - (int64_t)(b->results_ttl * 1e6);
+
+    while (b->fin_head != NULL && (b->nfinished > b->results_max ||
+                                   b->fin_head->ext->finished_us < oldest_us))
+        record_evict(b, b->fin_head);
+}
+
+static void
+expire_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct aq_broker *b = arg;
+
+    records_trim(b);
+}
+
+static void
+record_append(struct aq_broker *b, struct aq_job *j)
+{
+    FIN_NEXT(j) = NULL;
+    FIN_PREV(j) = b->fin_tail != NULL ? &b->fin_tail->qi : NULL;
+    if (b->fin_tail != NULL)
+        FIN_NEXT(b->fin_tail) = &j->qi;
+    else
+        b->fin_head = j;
+    b->fin_tail = j;
+    b->nfinished++;
+    records_trim(b);
+}
+
+/* ---- job life ---- */
+
+/* j has just been queued: it gets its id and becomes known. */
+static void
+job_queued(struct aq_broker *b, struct bqueue *bq, struct aq_job *j,
+           struct aq_put_result *res)
+{
+    j->id = ++b->last_id;
+    j->state =
+        aq_queue_item_is_delayed(&j->qi) ? AQ_JOB_DELAYED : AQ_JOB_PENDING;
+    aq_idmap_put(b->jobs, j);
+    if (j->ext != NULL && j->ext->key != NULL)
+        json_object_set_new(b->keys, j->ext->key,
+                            json_integer((json_int_t)j->id));
+    bq->n_put++;
+    res->job = j->id;
+    res->state = aq_job_state_name(j->state);
+    res->duplicate = false;
+    aq_log(AQ_LOG_DEBUG, "job %llu: queued on %s", (unsigned long long)j->id,
+           bq->cfg.name);
+}
+
+/* j reached a final state: it is done with its queue and its waiters. */
+static void
+job_finish(struct aq_broker *b, struct aq_job *j, enum aq_job_state st)
+{
+    struct bqueue *bq = j->queue;
+    struct aq_job_ext *x = aq_job_ext(j);
+
+    j->state = (uint8_t)st;
+    x->finished_us = aq_clock_wall_us();
+    if (x->started_us != 0)
+        aq_hist_add(&bq->run_hist, x->finished_us - x->started_us);
+    if (st == AQ_JOB_DONE)
+        bq->n_done++;
+    else if (st == AQ_JOB_FAILED)
+        bq->n_failed++;
+    else
+        bq->n_cancelled++;
+    aq_queue_task_done(bq->q, NULL);
+    if (x->future != NULL)
+        aq_task_set_result(x->future, job_record(j),
+                           (void (*)(void *))json_decref);
+    aq_log(st == AQ_JOB_FAILED ? AQ_LOG_INFO : AQ_LOG_DEBUG,
+           "job %llu: %s on %s%s%s", (unsigned long long)j->id,
+           aq_job_state_name(st), bq->cfg.name,
+           x->err_message != NULL ? ": " : "",
+           x->err_message != NULL ? x->err_message : "");
+    record_append(b, j);
+}
+
+static double
+backoff_s(const struct bqueue *bq, unsigned attempt)
+{
+    double d = bq->cfg.backoff.initial *
+               pow(bq->cfg.backoff.factor, (double)attempt - 1);
+
+    return d < bq->cfg.backoff.max ? d : bq->cfg.backoff.max;
+}
+
+/* An attempt of the consumer's job ended with out (taken). */
+static void
+job_end(struct consumer *c, struct aq_outcome *out)
+{
+    struct bqueue *bq = c->bq;
+    struct aq_broker *b = bq->b;
+    struct aq_job *j = c->job;
+    struct aq_job_ext *x = aq_job_ext(j);
+    enum interrupt why = c->interrupt;
+
+    evtimer_del(c->timeout_ev);
+    c->job = NULL;
+    c->interrupt = INT_NONE;
+    bq->nbusy--;
+
+    free(x->result);
+    x->result = out->result;
+    out->result = NULL;
+    if (why == INT_SHUTDOWN && !out->ok) {
+        /* Interrupted by a graceful stop: back to pending, not counted. */
+        j->state = AQ_JOB_PENDING;
+        aq_queue_requeue(bq->q, &j->qi, j->qi.priority, 0, NULL);
+        aq_log(AQ_LOG_INFO, "job %llu: interrupted by shutdown, pending again",
+               (unsigned long long)j->id);
+        outcome_clear(out);
+        return;
+    }
+    if (j->attempts < UINT16_MAX)
+        j->attempts++;
+    if (out->ok) {
+        aq_job_set_error(j, NULL, NULL);
+        job_finish(b, j, AQ_JOB_DONE);
+    } else if (why == INT_CANCEL) {
+        aq_job_set_error(j, "cancelled", "cancelled by request");
+        job_finish(b, j, AQ_JOB_CANCELLED);
+    } else {
+        if (why == INT_TIMEOUT) {
+            char msg[128];
+
+            snprintf(msg, sizeof msg, "timed out after %g s",
+                     (double)job_timeout_us(j, bq) / 1e6);
+            aq_job_set_error(j, "timeout", msg);
+        } else
+            aq_job_set_error(j, out->err_code, out->err_message);
+        if (j->attempts <= job_retries(j, bq)) {
+            double delay = backoff_s(bq, j->attempts);
+
+            j->state = delay > 0 ? AQ_JOB_DELAYED : AQ_JOB_PENDING;
+            bq->n_retried++;
+            aq_log(AQ_LOG_INFO,
+                   "job %llu: attempt %u failed (%s), retry in %g s",
+                   (unsigned long long)j->id, j->attempts, x->err_code, delay);
+            aq_queue_requeue(bq->q, &j->qi, j->qi.priority,
+                             (int64_t)(delay * 1e6), NULL);
+        } else
+            job_finish(b, j, AQ_JOB_FAILED);
+    }
+    outcome_clear(out);
+}
+
+/* ---- consumers ---- */
+
+static void
+run_done_cb(void *arg, struct aq_outcome *out)
+{
+    struct consumer *c = arg;
+
+    if (c->in_start) {
+        c->sync_out = *out;
+        c->has_sync_out = true;
+        return;
+    }
+    c->run = NULL;
+    job_end(c, out);
+    consumer_next(c);
+}
+
+static void
+timeout_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct consumer *c = arg;
+    const struct aq_handler *h = aq_handler_find(c->job->kind);
+
+    /* A user's cancel or a shutdown already under way takes precedence. */
+    if (c->interrupt != INT_NONE)
+        return;
+    c->interrupt = INT_TIMEOUT;
+    h->cancel(c->run); /* may end the run, and free c, right here */
+}
+
+/* Starts an attempt of j. Returns true if it already ended (go on). */
+static bool
+run_job(struct consumer *c, struct aq_job *j)
+{
+    struct bqueue *bq = c->bq;
+    const struct aq_handler *h = aq_handler_find(j->kind);
+    struct aq_run_env env = {bq->b->base, bq->b->procs, &bq->cfg};
+    struct aq_job_ext *x = aq_job_ext(j);
+    int64_t timeout_us = job_timeout_us(j, bq);
+    void *run;
+
+    c->job = j;
+    j->state = AQ_JOB_RUNNING;
+    x->started_us = aq_clock_wall_us();
+    if (j->attempts == 0)
+        aq_hist_add(&bq->wait_hist, x->started_us - j->created_us);
+    bq->nbusy++;
+    if (timeout_us > 0) {
+        struct timeval tv = aq_clock_tv(timeout_us);
+
+        evtimer_add(c->timeout_ev, &tv);
+    }
+    c->in_start = true;
+    c->has_sync_out = false;
+    run = h->start(&env, j, run_done_cb, c);
+    c->in_start = false;
+    if (!c->has_sync_out) {
+        c->run = run;
+        return false;
+    }
+    job_end(c, &c->sync_out);
+    return true;
+}
+
+/* The consumer is done: its task finishes; its done-cb frees it. */
+static void
+consumer_end(struct consumer *c)
+{
+    struct bqueue *bq = c->bq;
+
+    if (c->is_ended)
+        return;
+    c->is_ended = true;
+    bq->nlive--;
+    aq_queue_cancel(bq->q, &c->w);
+    aq_task_set_result(c->task, NULL, NULL);
+}
+
+static void
+got_cb(struct aq_queue_waiter *w, enum aq_queue_status st,
+       struct aq_queue_item *it, void *arg)
+{
+    struct consumer *c = arg;
+
+    if (st != AQ_QUEUE_OK) {
+        consumer_end(c);
+        return;
+    }
+    if (run_job(c, job_of(it)))
+        consumer_next(c);
+}
+
+/* The consumer loop, iterative while runs end inside start. */
+static void
+consumer_next(struct consumer *c)
+{
+    struct bqueue *bq = c->bq;
+    struct aq_queue_item *it;
+
+    for (;;) {
+        if (c->is_retiring || bq->b->stage >= STOP_GRACE) {
+            consumer_end(c);
+            return;
+        }
+        if (bq->is_paused)
+            return; /* idle until resume */
+        switch (aq_queue_get(bq->q, &c->w, got_cb, c, &it)) {
+        case AQ_QUEUE_OK:
+            if (!run_job(c, job_of(it)))
+                return;
+            break;
+        case AQ_QUEUE_WAITING:
+            return;
+        default:
+            consumer_end(c);
+            return;
+        }
+    }
+}
+
+static void
+consumer_start(struct aq_task *t, void *arg)
+{
+    consumer_next(arg);
+}
+
+/* Task cancel (a stop past its grace): interrupt the job, or end now. */
+static void
+consumer_cancel(struct aq_task *t, void *arg)
+{
+    struct consumer *c = arg;
+
+    c->is_retiring = true;
+    if (c->job == NULL) {
+        consumer_end(c);
+        return;
+    }
+    c->interrupt = INT_SHUTDOWN;
+    aq_handler_find(c->job->kind)->cancel(c->run);
+}
+
+static const struct aq_task_ops consumer_ops = {consumer_start,
+                                                consumer_cancel};
+
+static void
+consumer_unlink(struct consumer *c)
+{
+    struct bqueue *bq = c->bq;
+
+    if (c->prev != NULL)
+        c->prev->next = c->next;
+    else
+        bq->consumers = c->next;
+    if (c->next != NULL)
+        c->next->prev = c->prev;
+}
+
+static void
+consumer_task_done_cb(struct aq_task *t, void *arg)
+{
+    struct consumer *c = arg;
+
+    /* A task cancelled before it started never ran consumer_end. */
+    if (!c->is_ended) {
+        c->is_ended = true;
+        c->bq->nlive--;
+    }
+    consumer_unlink(c);
+    event_free(c->timeout_ev);
+    aq_task_unref(c->task);
+    free(c);
+}
+
+static void
+consumer_add(struct bqueue *bq)
+{
+    struct consumer *c = xcalloc(1, sizeof *c);
+
+    c->bq = bq;
+    c->timeout_ev = evtimer_new(bq->b->base, timeout_cb, c);
+    c->task = aq_task_new(bq->b->base, &consumer_ops, c);
+    aq_task_add_done_cb(c->task, consumer_task_done_cb, c);
+    c->next = bq->consumers;
+    if (bq->consumers != NULL)
+        bq->consumers->prev = c;
+    bq->consumers = c;
+    bq->nlive++;
+}
+
+/* Brings the live consumers to target: new ones start from the loop;
+ * surplus ones end, idle ones first, busy ones after their job. */
+static void
+queue_scale(struct bqueue *bq, int target)
+{
+    int surplus;
+
+    bq->target = target;
+    if (bq->b->stage >= STOP_GRACE)
+        return;
+    /* Retiring consumers still count as live until they end. */
+    surplus = 0;
+    for (struct consumer *c = bq->consumers; c != NULL; c = c->next) {
+        if (!c->is_ended && !c->is_retiring)
+            surplus++;
+    }
+    surplus -= target;
+    for (; surplus < 0; surplus++)
+        consumer_add(bq);
+    for (int pass = 0; pass < 2 && surplus > 0; pass++) {
+        for (struct consumer *c = bq->consumers; c != NULL && surplus > 0;
+             c = c->next) {
+            if (c->is_ended || c->is_retiring || (pass == 0 && c->job != NULL))
+                continue;
+            c->is_retiring = true;
+            surplus--;
+            if (c->job == NULL)
+                consumer_end(c);
+        }
+    }
+}
+
+/* ---- queues ---- */
+
+static void
+queue_apply_config(struct bqueue *bq, const struct aq_queue_config *qc)
+{
+    if (&bq->cfg != qc) {
+        aq_queue_config_clear(&bq->cfg);
+        aq_queue_config_copy(&bq->cfg, qc);
+    }
+    if (aq_kind_parse(qc->kind, &bq->kind) < 0)
+        bq->kind = AQ_KIND_EXEC;
+    aq_queue_set_maxsize(bq->q, qc->maxsize);
+}
+
+static struct bqueue *
+queue_new(struct aq_broker *b, const struct aq_queue_config *qc)
+{
+    struct bqueue *bq = xcalloc(1, sizeof *bq);
+    struct aq_queue_opts opts = {
+        .maxsize = qc->maxsize,
+        .order = qc->order == AQ_ORDER_LIFO ? AQ_QUEUE_LIFO : AQ_QUEUE_PRIORITY,
+    };
+
+    bq->b = b;
+    aq_queue_config_copy(&bq->cfg, qc);
+    bq->q = aq_queue_new(b->base, &opts);
+    queue_apply_config(bq, &bq->cfg);
+    bq->next = b->queues;
+    b->queues = bq;
+    queue_scale(bq, qc->consumers);
+    return bq;
+}
+
+/* ---- public: life ---- */
+
+static void
+apply_results(struct aq_broker *b, const struct aq_config *cfg)
+{
+    b->results_ttl = cfg->results.ttl;
+    b->results_max = cfg->results.max;
+    records_trim(b);
+}
+
+struct aq_broker *
+aq_broker_new(struct event_base *base, struct aq_procs *procs,
+              const struct aq_config *cfg)
+{
+    struct aq_broker *b = xcalloc(1, sizeof *b);
+    struct timeval tv = aq_clock_tv(EXPIRE_INTERVAL_US);
+
+    b->base = base;
+    b->procs = procs;
+    b->jobs = aq_idmap_new(job_key);
+    b->keys = json_object();
+    apply_results(b, cfg);
+    b->expire_ev = event_new(base, -1, EV_PERSIST, expire_cb, b);
+    event_add(b->expire_ev, &tv);
+    for (size_t i = 0; i < cfg->nqueues; i++)
+        queue_new(b, &cfg->queues[i]);
+    return b;
+}
+
+static void
+job_free_cb(void *value, void *arg)
+{
+    aq_job_free(value);
+}
+
+void
+aq_broker_free(struct aq_broker *b)
+{
+    struct bqueue *bq;
+
+    if (b == NULL)
+        return;
+    while (b->putters != NULL)
+        aq_broker_put_cancel(b->putters);
+    while (b->joins != NULL)
+        aq_broker_join_cancel(b->joins);
+    if (b->drain != NULL)
+        aq_broker_join_cancel(b->drain);
+    aq_wait_free(b->stop_wait);
+    while ((bq = b->queues) != NULL) {
+        struct consumer *c;
+
+        b->queues = bq->next;
+        while ((c = bq->consumers) != NULL) {
+            aq_task_remove_done_cb(c->task, consumer_task_done_cb, c);
+            if (c->run != NULL)
+                aq_handler_find(c->job->kind)->abandon(c->run);
+            aq_queue_cancel(bq->q, &c->w);
+            aq_task_set_cancelled(c->task);
+            bq->consumers = c->next;
+            event_free(c->timeout_ev);
+            aq_task_unref(c->task);
+            free(c);
+        }
+        aq_queue_free(bq->q); /* no drop_cb: the id map owns the jobs */
+        aq_queue_config_clear(&bq->cfg);
+        free(bq);
+    }
+    aq_idmap_each(b->jobs, job_free_cb, NULL);
+    aq_idmap_free(b->jobs);
+    json_decref(b->keys);
+    event_free(b->expire_ev);
+    free(b->spare_putter);
+    free(b);
+}
+
+void
+aq_broker_reconfigure(struct aq_broker *b, const struct aq_config *cfg)
+{
+    apply_results(b, cfg);
+    for (size_t i = 0; i < cfg->nqueues; i++) {
+        const struct aq_queue_config *qc = &cfg->queues[i];
+        struct bqueue *bq = queue_find(b, qc->name);
+
+        if (bq == NULL) {
+            queue_new(b, qc);
+            aq_log(AQ_LOG_INFO, "reload: queue %s: added with %d consumers",
+                   qc->name, qc->consumers);
+            continue;
+        }
+        if (qc->order != bq->cfg.order)
+            aq_log(AQ_LOG_WARN, "reload: queue %s: order changes at restart",
+                   qc->name);
+        enum aq_order order = bq->cfg.order;
+        queue_apply_config(bq, qc);
+        bq->cfg.order = order;
+        queue_scale(bq, qc->consumers);
+    }
+    for (struct bqueue *bq = b->queues; bq != NULL; bq = bq->next) {
+        if (aq_config_queue(cfg, bq->cfg.name) == NULL)
+            aq_log(AQ_LOG_WARN,
+                   "reload: queue %s: removed from the config, kept until "
+                   "restart",
+                   bq->cfg.name);
+    }
+}
+
+/* ---- public: put ---- */
+
+static void
+putter_unlink(struct aq_put_waiter *pw)
+{
+    struct aq_broker *b = pw->b;
+
+    if (pw->prev != NULL)
+        pw->prev->next = pw->next;
+    else
+        b->putters = pw->next;
+    if (pw->next != NULL)
+        pw->next->prev = pw->prev;
+}
+
+static void
+put_room_cb(struct aq_queue_waiter *w, enum aq_queue_status st,
+            struct aq_queue_item *it, void *arg)
+{
+    struct aq_put_waiter *pw = arg;
+    struct aq_put_result res;
+    struct aq_error err;
+
+    putter_unlink(pw);
+    if (st == AQ_QUEUE_OK) {
+        job_queued(pw->b, pw->bq, pw->job, &res);
+        pw->cb(pw->arg, 0, &res, NULL);
+    } else {
+        aq_job_free(pw->job);
+        aq_error_set(&err, AQ_ERR_SHUTTING_DOWN, "put: shutting down");
+        pw->cb(pw->arg, -1, NULL, &err);
+    }
+    free(pw);
+}
+
+/* The args as compact JSON text into a new job. */
+static struct aq_job *
+job_from_put(struct bqueue *bq, enum aq_kind kind, const struct aq_put *p)
+{
+    char stack[1024];
+    size_t len = json_dumpb(p->args, stack, sizeof stack, JSON_COMPACT);
+    char *text = stack;
+    struct aq_job *j;
+
+    if (len > sizeof stack) {
+        text = xmalloc(len);
+        json_dumpb(p->args, text, len, JSON_COMPACT);
+    }
+    j = aq_job_new(0, kind, text, len);
+    if (text != stack)
+        free(text);
+    j->queue = bq;
+    j->created_us = aq_clock_wall_us();
+    if (p->timeout >= 0 || p->retries >= 0 || p->key != NULL) {
+        struct aq_job_ext *x = aq_job_ext(j);
+
+        if (p->timeout >= 0)
+            x->timeout_us = (int64_t)(p->timeout * 1e6);
+        if (p->retries >= 0)
+            x->retries = p->retries;
+        if (p->key != NULL)
+            x->key = xstrdup(p->key);
+    }
+    return j;
+}
+
+int
+aq_broker_put(struct aq_broker *b, const struct aq_put *p,
+              struct aq_put_result *res, aq_put_cb *cb, void *arg,
+              struct aq_put_waiter **waiter, struct aq_error *err)
+{
+    json_t *empty = NULL;
+    struct aq_put put = *p;
+    struct bqueue *bq;
+    enum aq_kind kind;
+    const struct aq_handler *h;
+    struct aq_job *j;
+    struct aq_put_waiter *pw;
+    int64_t delay_us;
+
+    if (b->stage != STOP_NONE) {
+        aq_error_set(err, AQ_ERR_SHUTTING_DOWN, "put: shutting down");
+        return -1;
+    }
+    if ((bq = queue_lookup(b, p->queue, err)) == NULL)
+        return -1;
+    kind = bq->kind;
+    if (p->kind != NULL && aq_kind_parse(p->kind, &kind) < 0) {
+        aq_error_set(err, AQ_ERR_INVALID_PARAMS,
+                     "params.kind: expected one of exec, http, sleep, echo");
+        return -1;
+    }
+    if ((h = aq_handler_find(kind)) == NULL) {
+        aq_error_set(err, AQ_ERR_INVALID_PARAMS,
+                     "params.kind: %s jobs are not available in this build",
+                     aq_kind_name(kind));
+        return -1;
+    }
+    if (put.args == NULL)
+        put.args = empty = json_object();
+    if (h->check(&bq->cfg, put.args, err) < 0) {
+        json_decref(empty);
+        return -1;
+    }
+    if (p->key != NULL) {
+        json_t *id = json_object_get(b->keys, p->key);
+        struct aq_job *dup =
+            id != NULL ? aq_idmap_get(b->jobs, (uint64_t)json_integer_value(id))
+                       : NULL;
+
+        if (dup != NULL) {
+            json_decref(empty);
+            res->job = dup->id;
+            res->state = aq_job_state_name(job_state(dup));
+            res->duplicate = true;
+            return 0;
+        }
+    }
+    j = job_from_put(bq, kind, &put);
+    json_decref(empty);
+    delay_us = (int64_t)(p->delay * 1e6);
+    if (p->nowait) {
+        if (aq_queue_put_nowait(bq->q, &j->qi, p->priority, delay_us) !=
+            AQ_QUEUE_OK) {
+            aq_job_free(j);
+            aq_error_set(err, AQ_ERR_QUEUE_FULL,
+                         "queue full: %s holds %zu unfinished jobs (maxsize)",
+                         bq->cfg.name, aq_queue_unfinished(bq->q));
+            return -1;
+        }
+        job_queued(b, bq, j, res);
+        return 0;
+    }
+    /* Waiting needs a waiter that outlives this call; keep one spare so
+     * the common case (room now) allocates nothing. */
+    pw = b->spare_putter != NULL ? b->spare_putter : xmalloc(sizeof *pw);
+    b->spare_putter = NULL;
+    memset(pw, 0, sizeof *pw);
+    if (aq_queue_put(bq->q, &pw->w, &j->qi, p->priority, delay_us, put_room_cb,
+                     pw) == AQ_QUEUE_OK) {
+        b->spare_putter = pw;
+        job_queued(b, bq, j, res);
+        return 0;
+    }
+    pw->b = b;
+    pw->bq = bq;
+    pw->job = j;
+    pw->cb = cb;
+    pw->arg = arg;
+    pw->next = b->putters;
+    if (b->putters != NULL)
+        b->putters->prev = pw;
+    b->putters = pw;
+    *waiter = pw;
+    return 1;
+}
+
+void
+aq_broker_put_cancel(struct aq_put_waiter *pw)
+{
+    aq_queue_cancel(pw->bq->q, &pw->w);
+    putter_unlink(pw);
+    aq_job_free(pw->job);
+    free(pw);
+}
+
+/* ---- public: jobs ---- */
+
+static struct aq_job *
+job_lookup(struct aq_broker *b, uint64_t id, struct aq_error *err)
+{
+    struct aq_job *j = aq_idmap_get(b->jobs, id);
+
+    if (j == NULL)
+        aq_error_set(err, AQ_ERR_NO_JOB, "no such job: %llu",
+                     (unsigned long long)id);
+    return j;
+}
+
+json_t *
+aq_broker_status(struct aq_broker *b, uint64_t id, struct aq_error *err)
+{
+    struct aq_job *j = job_lookup(b, id, err);
+
+    return j != NULL ? job_record(j) : NULL;
+}
+
+struct aq_task *
+aq_broker_job_future(struct aq_broker *b, uint64_t id, struct aq_error *err)
+{
+    struct aq_job *j = job_lookup(b, id, err);
+    struct aq_job_ext *x;
+
+    if (j == NULL)
+        return NULL;
+    x = aq_job_ext(j);
+    if (x->future == NULL) {
+        x->future = aq_task_new(b->base, NULL, NULL);
+        if (aq_job_is_finished(j))
+            aq_task_set_result(x->future, job_record(j),
+                               (void (*)(void *))json_decref);
+    }
+    return aq_task_ref(x->future);
+}
+
+static struct consumer *
+consumer_of(struct aq_job *j)
+{
+    struct bqueue *bq = j->queue;
+
+    for (struct consumer *c = bq->consumers; c != NULL; c = c->next) {
+        if (c->job == j)
+            return c;
+    }
+    return NULL;
+}
+
+int
+aq_broker_cancel(struct aq_broker *b, uint64_t id, const char **state,
+                 struct aq_error *err)
+{
+    struct aq_job *j = job_lookup(b, id, err);
+    struct consumer *c;
+
+    if (j == NULL)
+        return -1;
+    if (aq_job_is_finished(j)) {
+        aq_error_set(err, AQ_ERR_FINISHED, "job %llu already %s",
+                     (unsigned long long)id, aq_job_state_name(j->state));
+        return -1;
+    }
+    if (j->state != AQ_JOB_RUNNING) {
+        aq_queue_remove(((struct bqueue *)j->queue)->q, &j->qi);
+        aq_job_set_error(j, "cancelled", "cancelled by request");
+        job_finish(b, j, AQ_JOB_CANCELLED);
+        *state = aq_job_state_name(AQ_JOB_CANCELLED);
+        return 0;
+    }
+    c = consumer_of(j);
+    if (c->interrupt != INT_CANCEL) {
+        c->interrupt = INT_CANCEL;
+        aq_handler_find(j->kind)->cancel(c->run);
+    }
+    /* The run may have ended inside cancel (sleep does), and j may even be
+     * evicted already (results.max 0). */
+    j = aq_idmap_get(b->jobs, id);
+    if (j == NULL || j->state != AQ_JOB_RUNNING) {
+        *state = aq_job_state_name(j != NULL ? j->state : AQ_JOB_CANCELLED);
+        return 0;
+    }
+    return 1;
+}
+
+/* ---- public: queues ---- */
+
+static void
+join_unlink(struct aq_join *j)
+{
+    struct aq_broker *b = j->b;
+
+    if (j == b->drain) {
+        b->drain = NULL;
+        return;
+    }
+    if (j->prev != NULL)
+        j->prev->next = j->next;
+    else
+        b->joins = j->next;
+    if (j->next != NULL)
+        j->next->prev = j->prev;
+}
+
+static void
+join_free(struct aq_join *j)
+{
+    for (size_t i = 0; i < j->nparts; i++)
+        aq_queue_cancel(j->parts[i].bq->q, &j->parts[i].w);
+    free(j->parts);
+    free(j);
+}
+
+static void drain_done(struct aq_broker *b);
+
+static void
+join_part_cb(struct aq_queue_waiter *w, enum aq_queue_status st,
+             struct aq_queue_item *it, void *arg)
+{
+    struct join_part *part = arg;
+    struct aq_join *j = part->join;
+
+    if (--j->left > 0)
+        return;
+    join_unlink(j);
+    if (j->cb != NULL)
+        j->cb(j->arg, 0, NULL);
+    else
+        drain_done(j->b);
+    join_free(j);
+}
+
+/* A join over one queue or all: NULL when nothing is unfinished. */
+static struct aq_join *
+join_new(struct aq_broker *b, struct bqueue *only, aq_join_cb *cb, void *arg)
+{
+    struct aq_join *j = xcalloc(1, sizeof *j);
+    size_t n = 0;
+
+    for (struct bqueue *bq = b->queues; bq != NULL; bq = bq->next)
+        n++;
+    j->b = b;
+    j->cb = cb;
+    j->arg = arg;
+    j->parts = xcalloc(n, sizeof *j->parts);
+    for (struct bqueue *bq = b->queues; bq != NULL; bq = bq->next) {
+        struct join_part *part = &j->parts[j->nparts];
+
+        if (only != NULL && bq != only)
+            continue;
+        part->join = j;
+        part->bq = bq;
+        if (aq_queue_join(bq->q, &part->w, join_part_cb, part) ==
+            AQ_QUEUE_WAITING) {
+            j->nparts++;
+            j->left++;
+        }
+    }
+    if (j->left == 0) {
+        join_free(j);
+        return NULL;
+    }
+    return j;
+}
+
+int
+aq_broker_join(struct aq_broker *b, const char *queue, aq_join_cb *cb,
+               void *arg, struct aq_join **join, struct aq_error *err)
+{
+    struct bqueue *only = NULL;
+    struct aq_join *j;
+
+    if (queue != NULL && (only = queue_lookup(b, queue, err)) == NULL)
+        return -1;
+    if ((j = join_new(b, only, cb, arg)) == NULL)
+        return 0;
+    j->next = b->joins;
+    if (b->joins != NULL)
+        b->joins->prev = j;
+    b->joins = j;
+    *join = j;
+    return 1;
+}
+
+void
+aq_broker_join_cancel(struct aq_join *j)
+{
+    join_unlink(j);
+    join_free(j);
+}
+
+static json_t *
+quantiles(const struct aq_hist *h)
+{
+    return json_pack("{s:f,s:f,s:f}", "p50",
+                     (double)aq_hist_quantile(h, 0.50) / 1e6, "p90",
+                     (double)aq_hist_quantile(h, 0.90) / 1e6, "p99",
+                     (double)aq_hist_quantile(h, 0.99) / 1e6);
+}
+
+static json_t *
+queue_stats(const struct bqueue *bq)
+{
+    json_t *s = json_object();
+
+    json_object_set_new(s, "size",
+                        json_integer((json_int_t)aq_queue_qsize(bq->q)));
+    json_object_set_new(s, "delayed",
+                        json_integer((json_int_t)aq_queue_delayed(bq->q)));
+    json_object_set_new(s, "running", json_integer(bq->nbusy));
+    json_object_set_new(s, "unfinished",
+                        json_integer((json_int_t)aq_queue_unfinished(bq->q)));
+    json_object_set_new(s, "maxsize",
+                        json_integer((json_int_t)aq_queue_maxsize(bq->q)));
+    json_object_set_new(s, "consumers", json_integer(bq->target));
+    json_object_set_new(s, "busy", json_integer(bq->nbusy));
+    json_object_set_new(s, "paused", json_boolean(bq->is_paused));
+    json_object_set_new(s, "kind", json_string(aq_kind_name(bq->kind)));
+    json_object_set_new(s, "put", json_integer((json_int_t)bq->n_put));
+    json_object_set_new(s, "done", json_integer((json_int_t)bq->n_done));
+    json_object_set_new(s, "failed", json_integer((json_int_t)bq->n_failed));
+    json_object_set_new(s, "cancelled",
+                        json_integer((json_int_t)bq->n_cancelled));
+    json_object_set_new(s, "retried", json_integer((json_int_t)bq->n_retried));
+    json_object_set_new(s, "wait_time", quantiles(&bq->wait_hist));
+    json_object_set_new(s, "run_time", quantiles(&bq->run_hist));
+    return s;
+}
+
+json_t *
+aq_broker_stats(struct aq_broker *b, const char *queue, struct aq_error *err)
+{
+    json_t *all = json_object();
+
+    if (queue != NULL) {
+        struct bqueue *bq = queue_lookup(b, queue, err);
+
+        if (bq == NULL) {
+            json_decref(all);
+            return NULL;
+        }
+        json_object_set_new(all, bq->cfg.name, queue_stats(bq));
+        return all;
+    }
+    for (struct bqueue *bq = b->queues; bq != NULL; bq = bq->next)
+        json_object_set_new(all, bq->cfg.name, queue_stats(bq));
+    return all;
+}
+
+int
+aq_broker_scale(struct aq_broker *b, const char *queue, int consumers,
+                struct aq_error *err)
+{
+    struct bqueue *bq = queue_lookup(b, queue, err);
+
+    if (bq == NULL)
+        return -1;
+    aq_log(AQ_LOG_INFO, "queue %s: scale %d -> %d consumers", bq->cfg.name,
+           bq->target, consumers);
+    queue_scale(bq, consumers);
+    return 0;
+}
+
+int
+aq_broker_pause(struct aq_broker *b, const char *queue, bool paused,
+                struct aq_error *err)
+{
+    struct bqueue *bq = queue_lookup(b, queue, err);
+
+    if (bq == NULL)
+        return -1;
+    if (bq->is_paused == paused)
+        return 0;
+    bq->is_paused = paused;
+    aq_log(AQ_LOG_INFO, "queue %s: %s", bq->cfg.name,
+           paused ? "paused" : "resumed");
+    for (struct consumer *c = bq->consumers; c != NULL; c = c->next) {
+        if (c->is_ended || c->job != NULL)
+            continue;
+        if (paused)
+            aq_queue_cancel(bq->q, &c->w); /* idle: stop waiting for jobs */
+        else
+            consumer_next(c);
+    }
+    return 0;
+}
+
+/* ---- public: stop ---- */
+
+static void
+stop_finish(struct aq_broker *b)
+{
+    b->stage = STOP_DONE;
+    aq_log(AQ_LOG_INFO, "broker: every consumer has ended");
+    if (b->stop_done != NULL)
+        b->stop_done(b->stop_arg);
+}
+
+/* The live consumer tasks of every queue, as a new array (the caller's). */
+static struct aq_task **
+live_tasks(struct aq_broker *b, size_t *n)
+{
+    struct aq_task **tasks = NULL;
+    size_t cap = 0;
+
+    *n = 0;
+    for (struct bqueue *bq = b->queues; bq != NULL; bq = bq->next) {
+        for (struct consumer *c = bq->consumers; c != NULL; c = c->next) {
+            if (c->is_ended)
+                continue;
+            if (*n == cap) {
+                cap = cap != 0 ? cap * 2 : 16;
+                tasks = xreallocarray(tasks, cap, sizeof *tasks);
+            }
+            tasks[(*n)++] = c->task;
+        }
+    }
+    return tasks;
+}
+
+static void stop_wait_cb(struct aq_wait *w, enum aq_wait_event ev,
+                         struct aq_task *t, void *arg);
+
+/* Waits for the live consumers: with a timeout (the grace) that cancels
+ * them, or, once cancelled, for as long as they take to stop. */
+static void
+stop_wait_consumers(struct aq_broker *b, int64_t timeout_us)
+{
+    size_t n;
+    struct aq_task **tasks = live_tasks(b, &n);
+
+    aq_wait_free(b->stop_wait);
+    b->stop_wait = aq_wait_new(b->base, tasks, n, AQ_WAIT_ALL, timeout_us, true,
+                               stop_wait_cb, b);
+    free(tasks);
+}
+
+static void
+stop_wait_cb(struct aq_wait *w, enum aq_wait_event ev, struct aq_task *t,
+             void *arg)
+{
+    struct aq_broker *b = arg;
+
+    if (ev == AQ_WAIT_TASK)
+        return;
+    aq_wait_free(w);
+    b->stop_wait = NULL;
+    if (ev == AQ_WAIT_TIMEOUT) {
+        /* cancel_on_timeout interrupted the busy ones: their jobs go back
+         * to pending as their processes stop. Wait for that. */
+        aq_log(AQ_LOG_INFO, "broker: shutdown grace over, interrupting jobs");
+        b->stage = STOP_CANCEL;
+        stop_wait_consumers(b, -1);
+        return;
+    }
+    stop_finish(b);
+}
+
+/* Consumers stop taking jobs; busy ones have grace_s to finish theirs. */
+static void
+consumers_stop(struct aq_broker *b)
+{
+    b->stage = STOP_GRACE;
+    for (struct bqueue *bq = b->queues; bq != NULL; bq = bq->next) {
+        for (struct consumer *c = bq->consumers; c != NULL; c = c->next) {
+            if (!c->is_ended && c->job == NULL)
+                consumer_end(c);
+        }
+    }
+    stop_wait_consumers(b, (int64_t)(b->grace_s * 1e6));
+}
+
+static void
+drain_done(struct aq_broker *b)
+{
+    aq_log(AQ_LOG_INFO, "broker: drained, every queue is empty");
+    consumers_stop(b);
+}
+
+void
+aq_broker_stop(struct aq_broker *b, bool drain, double grace_s,
+               void (*done)(void *arg), void *arg)
+{
+    struct aq_error err;
+
+    if (b->stage != STOP_NONE)
+        return;
+    b->stage = STOP_DRAIN;
+    b->grace_s = grace_s;
+    b->stop_done = done;
+    b->stop_arg = arg;
+    aq_error_set(&err, AQ_ERR_SHUTTING_DOWN, "put: shutting down");
+    while (b->putters != NULL) {
+        struct aq_put_waiter *pw = b->putters;
+        aq_put_cb *cb = pw->cb;
+        void *cb_arg = pw->arg;
+
+        aq_broker_put_cancel(pw);
+        cb(cb_arg, -1, NULL, &err);
+    }
+    if (drain && (b->drain = join_new(b, NULL, NULL, NULL)) != NULL) {
+        aq_log(AQ_LOG_INFO, "broker: draining the queues before stopping");
+        return;
+    }
+    consumers_stop(b);
+}
+
+void
+aq_broker_stop_now(struct aq_broker *b)
+{
+    switch (b->stage) {
+    case STOP_DRAIN:
+        if (b->drain != NULL) {
+            join_free(b->drain);
+            b->drain = NULL;
+        }
+        b->grace_s = 0;
+        consumers_stop(b);
+        break;
+    case STOP_GRACE:
+        /* Cancel now instead of at the end of the grace. */
+        b->stage = STOP_CANCEL;
+        aq_wait_free(b->stop_wait);
+        b->stop_wait = NULL;
+        for (struct bqueue *bq = b->queues; bq != NULL; bq = bq->next) {
+            for (struct consumer *c = bq->consumers; c != NULL; c = c->next) {
+                if (!c->is_ended)
+                    aq_task_cancel(c->task);
+            }
+        }
+        stop_wait_consumers(b, -1);
+        break;
+    default:
+        break;
+    }
+}
+
+bool
+aq_broker_is_stopping(const struct aq_broker *b)
+{
+    return b->stage != STOP_NONE;
+}
+
+void
+aq_broker_counts(const struct aq_broker *b, size_t *unfinished, size_t *running)
+{
+    *unfinished = *running = 0;
+    for (const struct bqueue *bq = b->queues; bq != NULL; bq = bq->next) {
+        *unfinished += aq_queue_unfinished(bq->q);
+        *running += (size_t)bq->nbusy;
+    }
+}

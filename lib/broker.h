@@ -1,0 +1,133 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * lib/broker.h: the queues, their jobs and their consumers: asyncqd's methods
+ * (spec section 2) in C, with no protocol in sight. Each queue is an
+ * aq_queue of jobs served by N consumer tasks that run jobs through their
+ * kind's handler with a timeout, retries and backoff. Finished records are
+ * kept per results.ttl / results.max. Replies that wait (a put to a full
+ * queue, wait, join, cancel of a running job) come through callbacks from
+ * the loop.
+ */
+#ifndef AQ_BROKER_H
+#define AQ_BROKER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <jansson.h>
+
+struct event_base;
+struct aq_config;
+struct aq_error;
+struct aq_procs;
+struct aq_task;
+struct aq_broker;
+
+/* Builds the queues of cfg and starts their consumers (from the loop). cfg
+ * is copied; base and procs are borrowed and must outlive the broker. */
+struct aq_broker *aq_broker_new(struct event_base *base, struct aq_procs *procs,
+                                const struct aq_config *cfg);
+/* Frees everything at once, running jobs included (their processes are
+ * killed). A graceful stop is aq_broker_stop first. NULL is fine. */
+void aq_broker_free(struct aq_broker *b);
+
+/* SIGHUP: applies consumer counts, maxsize, timeouts, retries, backoff,
+ * exec/http settings and results limits live, adds new queues. A queue
+ * missing from cfg is kept (logged: needs a restart). */
+void aq_broker_reconfigure(struct aq_broker *b, const struct aq_config *cfg);
+
+/* ---- put ---- */
+
+struct aq_put {
+    const char *queue;  /* NULL = "default" */
+    const char *kind;   /* NULL = the queue's */
+    const json_t *args; /* an object; NULL = {} */
+    int32_t priority;
+    double delay;    /* s, >= 0 */
+    double timeout;  /* s, >= 0 (0 = none); < 0 = the queue's */
+    int retries;     /* >= 0; < 0 = the queue's */
+    const char *key; /* NULL = none */
+    bool nowait;
+};
+
+struct aq_put_result {
+    uint64_t job;
+    const char *state; /* "pending", "delayed" (or the state of a
+                          duplicate); static storage */
+    bool duplicate;
+};
+
+/* A put that had to wait for room ended: st 0 with res, or -1 with err
+ * (-32010 when the broker stopped first). */
+typedef void aq_put_cb(void *arg, int st, const struct aq_put_result *res,
+                       const struct aq_error *err);
+struct aq_put_waiter;
+
+/* Returns 0 with *res filled (queued now, or a duplicate key); 1 when the
+ * queue is full: *waiter is set and cb fires once there is room (withdraw
+ * with aq_broker_put_cancel); -1 with err (-32602, -32002, -32005, -32000
+ * with nowait, -32010 while stopping). Never calls cb before returning. */
+int aq_broker_put(struct aq_broker *b, const struct aq_put *p,
+                  struct aq_put_result *res, aq_put_cb *cb, void *arg,
+                  struct aq_put_waiter **waiter, struct aq_error *err);
+void aq_broker_put_cancel(struct aq_put_waiter *w); /* no callback after */
+
+/* ---- jobs ---- */
+
+/* The job record (a new object), or NULL with err -32004. */
+json_t *aq_broker_status(struct aq_broker *b, uint64_t id,
+                         struct aq_error *err);
+
+/* A future settled with the job's final record (the task's result, a
+ * json_t * it owns) when the job finishes; already settled if it has. A new
+ * reference, the caller's; NULL with err -32004 for an unknown job. */
+struct aq_task *aq_broker_job_future(struct aq_broker *b, uint64_t id,
+                                     struct aq_error *err);
+
+/* Returns 0 with *state set (static storage) when the job ended now: a
+ * delayed or pending job is removed, a sleep stops at once; 1 when a
+ * running job was interrupted: it ends soon (its future tells how, usually
+ * "cancelled"; a run that completes first ends "done"); -1 with err: -32004
+ * unknown, -32009 already finished. */
+int aq_broker_cancel(struct aq_broker *b, uint64_t id, const char **state,
+                     struct aq_error *err);
+
+/* ---- queues ---- */
+
+typedef void aq_join_cb(void *arg, int st, const struct aq_error *err);
+struct aq_join;
+/* Waits until the queue (NULL: every queue) has no unfinished job. Returns
+ * 0 if that is already so, 1 with *join set (cb fires later: st 0, or -1
+ * with -32010 if the broker stops first; withdraw with aq_broker_join_cancel)
+ * or -1 with err -32002. */
+int aq_broker_join(struct aq_broker *b, const char *queue, aq_join_cb *cb,
+                   void *arg, struct aq_join **join, struct aq_error *err);
+void aq_broker_join_cancel(struct aq_join *j); /* no callback after */
+
+/* The "queues" part of stats (spec section 5), for one queue or all. */
+json_t *aq_broker_stats(struct aq_broker *b, const char *queue,
+                        struct aq_error *err);
+int aq_broker_scale(struct aq_broker *b, const char *queue, int consumers,
+                    struct aq_error *err);
+int aq_broker_pause(struct aq_broker *b, const char *queue, bool paused,
+                    struct aq_error *err);
+
+/* ---- lifecycle ---- */
+
+/* Graceful stop (spec section 6): puts fail with -32010 from now on and
+ * waiting ones get it; with drain, waits for every queue to empty; then
+ * lets running jobs finish for up to grace_s, then cancels the consumers
+ * still busy: their jobs go back to pending, the attempt not counted.
+ * done(arg) fires from the loop once every consumer has ended. */
+void aq_broker_stop(struct aq_broker *b, bool drain, double grace_s,
+                    void (*done)(void *arg), void *arg);
+/* A second signal: skip what is left of drain and grace. */
+void aq_broker_stop_now(struct aq_broker *b);
+bool aq_broker_is_stopping(const struct aq_broker *b);
+
+/* Counts for logs and STATUS=: jobs unfinished, running. */
+void aq_broker_counts(const struct aq_broker *b, size_t *unfinished,
+                      size_t *running);
+
+#endif

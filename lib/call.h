@@ -1,0 +1,45 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * lib/call.h: one JSON-RPC request in flight, as methods see it. The server
+ * (lib/server.c) creates a call per request, hands it to a method, and
+ * writes the reply when the method ends it, now or later. A call that
+ * blocks its connection (a put waiting for room) stops the server from
+ * reading further requests from that connection until it ends.
+ */
+#ifndef AQ_CALL_H
+#define AQ_CALL_H
+
+#include <stdbool.h>
+
+#include <jansson.h>
+
+struct event_base;
+struct aq_error;
+struct aq_call;
+
+/* The request's params: an object (an empty one when absent); borrowed
+ * until the call ends. */
+json_t *aq_call_params(const struct aq_call *c);
+struct event_base *aq_call_base(const struct aq_call *c);
+
+/* End the call: reply with result (reference taken), or with an error.
+ * The call is freed: do not touch it after. */
+void aq_call_reply(struct aq_call *c, json_t *result);
+void aq_call_fail(struct aq_call *c, const struct aq_error *err);
+
+/* Sends a notification (reference to params taken) on the call's
+ * connection, e.g. job.done in wait's stream mode. */
+void aq_call_notify(struct aq_call *c, const char *method, json_t *params);
+
+/* The connection reads nothing more until this call ends. */
+void aq_call_block(struct aq_call *c);
+
+/* cb(arg) runs if the call is abandoned before it ends (its connection
+ * closed) or ended by the server (shutting down: it then replies -32010).
+ * It must release what the method holds for the call, and not end it. */
+void aq_call_on_abandon(struct aq_call *c, void (*cb)(void *arg), void *arg);
+
+/* The authentication state of the call's connection. */
+void aq_call_set_authenticated(struct aq_call *c);
+
+#endif

@@ -1,0 +1,256 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * lib/handler.c: the handler table, the echo and sleep kinds, and helpers
+ * shared by handlers. exec lives in handler_exec.c.
+ */
+#include "handler.h"
+
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <event2/event.h>
+
+#include "clock.h"
+#include "error.h"
+#include "xmalloc.h"
+
+extern const struct aq_handler aq_handler_exec;
+
+/* ---- shared helpers ---- */
+
+void
+aq_outcome_fail(struct aq_outcome *out, const char *code, const char *fmt, ...)
+{
+    char msg[512];
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    out->ok = false;
+    free(out->err_code);
+    free(out->err_message);
+    out->err_code = xstrdup(code);
+    out->err_message = xstrdup(msg);
+}
+
+void
+aq_outcome_set_result(struct aq_outcome *out, json_t *v)
+{
+    free(out->result);
+    out->result = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
+    json_decref(v);
+}
+
+/* Length of the valid UTF-8 sequence at s (n bytes left), or 0. */
+static size_t
+utf8_seq_len(const unsigned char *s, size_t n)
+{
+    size_t len;
+    uint32_t cp;
+
+    if (s[0] < 0x80)
+        return 1;
+    if (s[0] >= 0xC2 && s[0] <= 0xDF)
+        len = 2, cp = s[0] & 0x1F;
+    else if (s[0] >= 0xE0 && s[0] <= 0xEF)
+        len = 3, cp = s[0] & 0x0F;
+    else if (s[0] >= 0xF0 && s[0] <= 0xF4)
+        len = 4, cp = s[0] & 0x07;
+    else
+        return 0;
+    if (len > n)
+        return 0;
+    for (size_t i = 1; i < len; i++) {
+        if ((s[i] & 0xC0) != 0x80)
+            return 0;
+        cp = (cp << 6) | (s[i] & 0x3F);
+    }
+    /* Overlong forms, surrogates and code points past U+10FFFF. */
+    if ((len == 3 && cp < 0x800) || (len == 4 && cp < 0x10000) ||
+        (cp >= 0xD800 && cp <= 0xDFFF) || cp > 0x10FFFF)
+        return 0;
+    return len;
+}
+
+json_t *
+aq_json_string_lossy(const char *s, size_t len)
+{
+    const unsigned char *u = (const unsigned char *)s;
+    char *buf;
+    size_t i = 0, n = 0;
+    json_t *str;
+
+    /* Worst case every byte becomes the 3-byte U+FFFD. */
+    buf = xmalloc(len * 3 + 1);
+    while (i < len) {
+        size_t k = utf8_seq_len(u + i, len - i);
+
+        if (k == 0) {
+            memcpy(buf + n, "\xEF\xBF\xBD", 3);
+            n += 3;
+            i++;
+        } else {
+            memcpy(buf + n, s + i, k);
+            n += k;
+            i += k;
+        }
+    }
+    str = json_stringn_nocheck(buf, n);
+    free(buf);
+    return str;
+}
+
+/* ---- echo: the args, unchanged ---- */
+
+static int
+echo_check(const struct aq_queue_config *qc, const json_t *args,
+           struct aq_error *err)
+{
+    return 0;
+}
+
+static void *
+echo_start(const struct aq_run_env *env, const struct aq_job *j,
+           aq_run_done_cb *cb, void *arg)
+{
+    struct aq_outcome out = {.ok = true};
+
+    out.result = xmalloc(j->args_len + 1);
+    memcpy(out.result, j->args, j->args_len + 1);
+    cb(arg, &out);
+    return NULL;
+}
+
+static void
+echo_cancel(void *run)
+{
+    /* An echo run has always ended before anyone can cancel it. */
+}
+
+static const struct aq_handler echo_handler = {
+    AQ_KIND_ECHO, echo_check, echo_start, echo_cancel, echo_cancel};
+
+/* ---- sleep: {"seconds": s}, cancel ends it at once ---- */
+
+struct sleep_run {
+    struct event *timer;
+    double seconds;
+    aq_run_done_cb *cb;
+    void *arg;
+};
+
+static int
+sleep_seconds(const json_t *args, double *out)
+{
+    const json_t *s = json_object_get(args, "seconds");
+
+    if (!json_is_number(s) || !isfinite(json_number_value(s)) ||
+        json_number_value(s) < 0)
+        return -1;
+    *out = json_number_value(s);
+    return 0;
+}
+
+static int
+sleep_check(const struct aq_queue_config *qc, const json_t *args,
+            struct aq_error *err)
+{
+    const char *key;
+    json_t *v;
+    double s;
+
+    json_object_foreach((json_t *)args, key, v)
+    {
+        if (strcmp(key, "seconds") != 0) {
+            aq_error_set(err, AQ_ERR_INVALID_PARAMS,
+                         "params.args.%s: unknown field for kind sleep", key);
+            return -1;
+        }
+    }
+    if (sleep_seconds(args, &s) < 0) {
+        aq_error_set(err, AQ_ERR_INVALID_PARAMS,
+                     "params.args.seconds: expected number >= 0");
+        return -1;
+    }
+    return 0;
+}
+
+static void
+sleep_end(struct sleep_run *r, struct aq_outcome *out)
+{
+    aq_run_done_cb *cb = r->cb;
+    void *arg = r->arg;
+
+    event_free(r->timer);
+    free(r);
+    cb(arg, out);
+}
+
+static void
+sleep_timer_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct sleep_run *r = arg;
+    struct aq_outcome out = {.ok = true};
+
+    aq_outcome_set_result(&out, json_pack("{s:f}", "slept", r->seconds));
+    sleep_end(r, &out);
+}
+
+static void *
+sleep_start(const struct aq_run_env *env, const struct aq_job *j,
+            aq_run_done_cb *cb, void *arg)
+{
+    struct sleep_run *r = xcalloc(1, sizeof *r);
+    json_t *args = json_loadb(j->args, j->args_len, 0, NULL);
+    struct timeval tv;
+
+    if (args == NULL || sleep_seconds(args, &r->seconds) < 0)
+        r->seconds = 0; /* checked at put; a journal from elsewhere */
+    json_decref(args);
+    r->cb = cb;
+    r->arg = arg;
+    r->timer = evtimer_new(env->base, sleep_timer_cb, r);
+    tv = aq_clock_tv((int64_t)(r->seconds * 1e6));
+    evtimer_add(r->timer, &tv);
+    return r;
+}
+
+static void
+sleep_cancel(void *run)
+{
+    struct aq_outcome out = {0};
+
+    aq_outcome_fail(&out, "cancelled", "sleep: cancelled");
+    sleep_end(run, &out);
+}
+
+static void
+sleep_abandon(void *run)
+{
+    struct sleep_run *r = run;
+
+    event_free(r->timer);
+    free(r);
+}
+
+static const struct aq_handler sleep_handler = {
+    AQ_KIND_SLEEP, sleep_check, sleep_start, sleep_cancel, sleep_abandon};
+
+const struct aq_handler *
+aq_handler_find(enum aq_kind kind)
+{
+    switch (kind) {
+    case AQ_KIND_ECHO:
+        return &echo_handler;
+    case AQ_KIND_SLEEP:
+        return &sleep_handler;
+    case AQ_KIND_EXEC:
+        return &aq_handler_exec;
+    default:
+        return NULL;
+    }
+}

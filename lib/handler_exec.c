@@ -1,0 +1,317 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * lib/handler_exec.c: the exec kind. args: argv (argv[0] absolute, or a
+ * bare name looked up in the queue's exec.path), env, cwd, stdin. The
+ * program must be allowed by exec.allow, checked at put. The process runs
+ * without a shell, with PATH, HOME=/, LANG=C.UTF-8 and the job's env.
+ */
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "config.h"
+#include "error.h"
+#include "handler.h"
+#include "proc.h"
+#include "xmalloc.h"
+
+/* Resolves argv0 against path into buf (PATH_MAX). 0, or -1 with err. */
+static int
+resolve_program(const struct aq_queue_config *qc, const char *argv0, char *buf,
+                struct aq_error *err)
+{
+    const char *dir = qc->exec.path;
+
+    if (argv0[0] == '/') {
+        if (strlen(argv0) >= PATH_MAX)
+            goto too_long;
+        strcpy(buf, argv0);
+        return 0;
+    }
+    if (argv0[0] == '\0' || strchr(argv0, '/') != NULL) {
+        aq_error_set(err, AQ_ERR_INVALID_PARAMS,
+                     "params.args.argv[0]: expected an absolute path or a "
+                     "program name, got \"%.200s\"",
+                     argv0);
+        return -1;
+    }
+    while (dir != NULL && *dir != '\0') {
+        const char *end = strchr(dir, ':');
+        size_t dlen = end != NULL ? (size_t)(end - dir) : strlen(dir);
+        int n = snprintf(buf, PATH_MAX, "%.*s/%s", (int)dlen, dir, argv0);
+
+        if (n > 0 && n < PATH_MAX && access(buf, X_OK) == 0)
+            return 0;
+        dir = end != NULL ? end + 1 : NULL;
+    }
+    aq_error_set(err, AQ_ERR_INVALID_PARAMS,
+                 "params.args.argv[0]: %.200s: not found in exec.path %.200s",
+                 argv0, qc->exec.path);
+    return -1;
+too_long:
+    aq_error_set(err, AQ_ERR_INVALID_PARAMS,
+                 "params.args.argv[0]: path too long");
+    return -1;
+}
+
+static bool
+is_allowed(const struct aq_queue_config *qc, const char *program)
+{
+    for (size_t i = 0; i < qc->exec.nallow; i++) {
+        if (strcmp(qc->exec.allow[i], "*") == 0 ||
+            strcmp(qc->exec.allow[i], program) == 0)
+            return true;
+    }
+    return false;
+}
+
+static int
+check_strings(const json_t *v, const char *field, struct aq_error *err)
+{
+    size_t i;
+    json_t *s;
+
+    if (!json_is_array(v) || json_array_size(v) == 0) {
+        aq_error_set(err, AQ_ERR_INVALID_PARAMS,
+                     "params.args.%s: expected a non-empty array of strings",
+                     field);
+        return -1;
+    }
+    json_array_foreach(v, i, s)
+    {
+        if (!json_is_string(s)) {
+            aq_error_set(err, AQ_ERR_INVALID_PARAMS,
+                         "params.args.%s[%zu]: expected string", field, i);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+static int
+check_env(const json_t *env, struct aq_error *err)
+{
+    const char *name;
+    json_t *v;
+
+    if (!json_is_object(env)) {
+        aq_error_set(err, AQ_ERR_INVALID_PARAMS,
+                     "params.args.env: expected object of strings");
+        return -1;
+    }
+    json_object_foreach((json_t *)env, name, v)
+    {
+        if (name[0] == '\0' || strchr(name, '=') != NULL) {
+            aq_error_set(err, AQ_ERR_INVALID_PARAMS,
+                         "params.args.env: invalid variable name \"%.100s\"",
+                         name);
+            return -1;
+        }
+        if (!json_is_string(v)) {
+            aq_error_set(err, AQ_ERR_INVALID_PARAMS,
+                         "params.args.env.%.100s: expected string", name);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+static int
+exec_check(const struct aq_queue_config *qc, const json_t *args,
+           struct aq_error *err)
+{
+    char program[PATH_MAX];
+    const char *key;
+    json_t *v;
+
+    json_object_foreach((json_t *)args, key, v)
+    {
+        if (strcmp(key, "argv") == 0) {
+            if (check_strings(v, "argv", err) < 0)
+                return -1;
+        } else if (strcmp(key, "env") == 0) {
+            if (check_env(v, err) < 0)
+                return -1;
+        } else if (strcmp(key, "cwd") == 0 || strcmp(key, "stdin") == 0) {
+            if (!json_is_string(v)) {
+                aq_error_set(err, AQ_ERR_INVALID_PARAMS,
+                             "params.args.%s: expected string", key);
+                return -1;
+            }
+        } else {
+            aq_error_set(err, AQ_ERR_INVALID_PARAMS,
+                         "params.args.%.100s: unknown field for kind exec",
+                         key);
+            return -1;
+        }
+    }
+    if (json_object_get(args, "argv") == NULL) {
+        aq_error_set(err, AQ_ERR_INVALID_PARAMS,
+                     "params.args.argv: required for kind exec");
+        return -1;
+    }
+    const char *argv0 =
+        json_string_value(json_array_get(json_object_get(args, "argv"), 0));
+    if (resolve_program(qc, argv0, program, err) < 0)
+        return -1;
+    if (!is_allowed(qc, program)) {
+        aq_error_set(err, AQ_ERR_NOT_ALLOWED,
+                     "exec: %.200s: not allowed by queues.%s.exec.allow",
+                     program, qc->name);
+        return -1;
+    }
+    return 0;
+}
+
+/* ---- running ---- */
+
+struct exec_run {
+    struct aq_proc *proc;
+    aq_run_done_cb *cb;
+    void *arg;
+};
+
+static void
+exec_exit_cb(struct aq_proc *p, const struct aq_proc_result *res, void *arg)
+{
+    struct exec_run *r = arg;
+    struct aq_outcome out = {.ok = res->exit_code == 0 && res->signal == 0};
+    json_t *v = json_object();
+    aq_run_done_cb *cb = r->cb;
+    void *cb_arg = r->arg;
+
+    json_object_set_new(v, "exit_code", json_integer(res->exit_code));
+    if (res->signal != 0)
+        json_object_set_new(v, "signal", json_integer(res->signal));
+    json_object_set_new(v, "stdout",
+                        aq_json_string_lossy(res->out, res->out_len));
+    json_object_set_new(v, "stderr",
+                        aq_json_string_lossy(res->err, res->err_len));
+    json_object_set_new(v, "truncated",
+                        json_boolean(res->out_truncated || res->err_truncated));
+    json_object_set_new(v, "duration",
+                        json_real((double)res->duration_us / 1e6));
+    aq_outcome_set_result(&out, v);
+    if (res->signal != 0)
+        aq_outcome_fail(&out, "signal", "exec: killed by signal %d (%s)",
+                        res->signal, strsignal(res->signal));
+    else if (res->exit_code != 0)
+        aq_outcome_fail(&out, "exit", "exec: exited with status %d",
+                        res->exit_code);
+    aq_proc_free(p);
+    free(r);
+    cb(cb_arg, &out);
+}
+
+/* Builds "NAME=value" strings: the job's env, then the minimal environment
+ * for the names it did not set. Returns a NULL-terminated array whose
+ * strings and array are the caller's. */
+static char **
+build_env(const struct aq_queue_config *qc, const json_t *env)
+{
+    static const char *const base_names[] = {"PATH", "HOME", "LANG"};
+    const char *base_values[] = {qc->exec.path, "/", "C.UTF-8"};
+    size_t n = 0, cap = json_object_size(env) + 4;
+    char **envp = xcalloc(cap, sizeof *envp);
+    const char *name;
+    json_t *v;
+
+    json_object_foreach((json_t *)env, name, v)
+    {
+        if (json_is_string(v) &&
+            asprintf(&envp[n], "%s=%s", name, json_string_value(v)) >= 0)
+            n++;
+    }
+    for (size_t i = 0; i < 3; i++) {
+        if (json_object_get(env, base_names[i]) == NULL &&
+            asprintf(&envp[n], "%s=%s", base_names[i], base_values[i]) >= 0)
+            n++;
+    }
+    envp[n] = NULL;
+    return envp;
+}
+
+static void
+free_strv(char **v)
+{
+    for (size_t i = 0; v != NULL && v[i] != NULL; i++)
+        free(v[i]);
+    free(v);
+}
+
+static void *
+exec_start(const struct aq_run_env *env, const struct aq_job *j,
+           aq_run_done_cb *cb, void *arg)
+{
+    struct aq_outcome out = {0};
+    struct aq_error err = {0};
+    json_t *args = json_loadb(j->args, j->args_len, 0, NULL);
+    const json_t *argv_json = json_object_get(args, "argv");
+    char program[PATH_MAX];
+    const char **argv = NULL;
+    char **envp = NULL;
+    struct exec_run *r = NULL;
+    size_t i;
+    json_t *s;
+
+    if (args == NULL || exec_check(env->qc, args, &err) < 0)
+        goto fail;
+    resolve_program(env->qc, json_string_value(json_array_get(argv_json, 0)),
+                    program, &err);
+    argv = xcalloc(json_array_size(argv_json) + 1, sizeof *argv);
+    json_array_foreach(argv_json, i, s) argv[i] = json_string_value(s);
+    argv[0] = program;
+    envp = build_env(env->qc, json_object_get(args, "env"));
+
+    const json_t *in = json_object_get(args, "stdin");
+    struct aq_proc_opts opts = {
+        .argv = argv,
+        .envp = (const char *const *)envp,
+        .cwd = json_string_value(json_object_get(args, "cwd")),
+        .stdin_data = json_string_value(in),
+        .stdin_len = json_string_length(in),
+        .capture = env->qc->exec.capture,
+        .kill_grace_us = (int64_t)(env->qc->exec.kill_grace * 1e6),
+    };
+    r = xcalloc(1, sizeof *r);
+    r->cb = cb;
+    r->arg = arg;
+    r->proc = aq_proc_spawn(env->procs, &opts, exec_exit_cb, r, &err);
+    if (r->proc == NULL)
+        goto fail;
+    free(argv);
+    free_strv(envp);
+    json_decref(args);
+    return r;
+fail:
+    free(r);
+    free(argv);
+    free_strv(envp);
+    json_decref(args);
+    aq_outcome_fail(&out, "spawn", "%s",
+                    err.message[0] != '\0' ? err.message : "exec: bad args");
+    cb(arg, &out);
+    return NULL;
+}
+
+static void
+exec_cancel(void *run)
+{
+    struct exec_run *r = run;
+
+    aq_proc_kill(r->proc);
+}
+
+static void
+exec_abandon(void *run)
+{
+    struct exec_run *r = run;
+
+    aq_proc_free(r->proc); /* kills the group; the reaper collects it */
+    free(r);
+}
+
+const struct aq_handler aq_handler_exec = {AQ_KIND_EXEC, exec_check, exec_start,
+                                           exec_cancel, exec_abandon};

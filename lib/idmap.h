@@ -1,0 +1,32 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * lib/idmap.h: a hash map from non-zero uint64 ids to pointers, open
+ * addressing with linear probing. The map stores pointers only; what they
+ * point to stays its owner's. Lookups are O(1) expected.
+ */
+#ifndef AQ_IDMAP_H
+#define AQ_IDMAP_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+struct aq_idmap;
+
+/* key_of(value) returns the id a stored value is filed under: the map keeps
+ * only values (8 bytes a slot), so the id must be derivable from them. */
+typedef uint64_t aq_idmap_key_fn(const void *value);
+
+struct aq_idmap *aq_idmap_new(aq_idmap_key_fn *key_of);
+void aq_idmap_free(struct aq_idmap *m); /* NULL is fine; values untouched */
+
+/* Files value under key_of(value), replacing any value with that id. */
+void aq_idmap_put(struct aq_idmap *m, void *value);
+void *aq_idmap_get(const struct aq_idmap *m, uint64_t id); /* or NULL */
+void *aq_idmap_del(struct aq_idmap *m, uint64_t id); /* removed, or NULL */
+size_t aq_idmap_count(const struct aq_idmap *m);
+
+/* Calls fn on every value (in no order); fn must not change the map. */
+void aq_idmap_each(const struct aq_idmap *m, void (*fn)(void *value, void *arg),
+                   void *arg);
+
+#endif

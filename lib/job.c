@@ -1,0 +1,150 @@
+/* SPDX-License-Identifier: MIT */
+/* lib/job.c: job allocation, names, and the job record. */
+#include "job.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "task.h"
+#include "xmalloc.h"
+
+static const char *const state_names[] = {
+    [AQ_JOB_DELAYED] = "delayed", [AQ_JOB_PENDING] = "pending",
+    [AQ_JOB_RUNNING] = "running", [AQ_JOB_DONE] = "done",
+    [AQ_JOB_FAILED] = "failed",   [AQ_JOB_CANCELLED] = "cancelled",
+};
+
+static const char *const kind_names[] = {
+    [AQ_KIND_EXEC] = "exec",
+    [AQ_KIND_HTTP] = "http",
+    [AQ_KIND_SLEEP] = "sleep",
+    [AQ_KIND_ECHO] = "echo",
+};
+
+struct aq_job *
+aq_job_new(uint64_t id, enum aq_kind kind, const char *args, size_t args_len)
+{
+    struct aq_job *j = xmalloc(sizeof *j + args_len + 1);
+
+    memset(j, 0, sizeof *j);
+    j->id = id;
+    j->kind = (uint8_t)kind;
+    j->state = AQ_JOB_PENDING;
+    j->args_len = (uint32_t)args_len;
+    memcpy(j->args, args, args_len);
+    j->args[args_len] = '\0';
+    return j;
+}
+
+void
+aq_job_free(struct aq_job *j)
+{
+    if (j == NULL)
+        return;
+    if (j->ext != NULL) {
+        free(j->ext->key);
+        free(j->ext->result);
+        free(j->ext->err_code);
+        free(j->ext->err_message);
+        aq_task_unref(j->ext->future);
+        free(j->ext);
+    }
+    free(j);
+}
+
+struct aq_job_ext *
+aq_job_ext(struct aq_job *j)
+{
+    if (j->ext == NULL) {
+        j->ext = xcalloc(1, sizeof *j->ext);
+        j->ext->timeout_us = -1;
+        j->ext->retries = -1;
+    }
+    return j->ext;
+}
+
+bool
+aq_job_is_finished(const struct aq_job *j)
+{
+    return j->state >= AQ_JOB_DONE;
+}
+
+const char *
+aq_job_state_name(enum aq_job_state st)
+{
+    if ((unsigned)st >= sizeof state_names / sizeof state_names[0])
+        return "unknown";
+    return state_names[st];
+}
+
+const char *
+aq_kind_name(enum aq_kind kind)
+{
+    if ((unsigned)kind >= sizeof kind_names / sizeof kind_names[0])
+        return "unknown";
+    return kind_names[kind];
+}
+
+int
+aq_kind_parse(const char *name, enum aq_kind *out)
+{
+    for (size_t i = 0; i < sizeof kind_names / sizeof kind_names[0]; i++) {
+        if (strcmp(name, kind_names[i]) == 0) {
+            *out = (enum aq_kind)i;
+            return 0;
+        }
+    }
+    return -1;
+}
+
+void
+aq_job_set_error(struct aq_job *j, const char *code, const char *message)
+{
+    struct aq_job_ext *x = aq_job_ext(j);
+
+    free(x->err_code);
+    free(x->err_message);
+    x->err_code = code != NULL ? xstrdup(code) : NULL;
+    x->err_message = code != NULL ? xstrdup(message) : NULL;
+}
+
+static json_t *
+wall_seconds(int64_t us)
+{
+    return json_real((double)us / 1e6);
+}
+
+json_t *
+aq_job_record(const struct aq_job *j, const char *queue_name)
+{
+    json_t *rec = json_object();
+    const struct aq_job_ext *x = j->ext;
+
+    json_object_set_new(rec, "job", json_integer((json_int_t)j->id));
+    json_object_set_new(rec, "queue", json_string(queue_name));
+    json_object_set_new(rec, "kind", json_string(aq_kind_name(j->kind)));
+    json_object_set_new(rec, "state", json_string(aq_job_state_name(j->state)));
+    json_object_set_new(rec, "priority", json_integer(j->qi.priority));
+    json_object_set_new(rec, "attempts", json_integer(j->attempts));
+    json_object_set_new(rec, "created", wall_seconds(j->created_us));
+    if (x == NULL)
+        return rec;
+    if (x->key != NULL)
+        json_object_set_new(rec, "key", json_string(x->key));
+    if (x->started_us != 0)
+        json_object_set_new(rec, "started", wall_seconds(x->started_us));
+    if (x->finished_us != 0)
+        json_object_set_new(rec, "finished", wall_seconds(x->finished_us));
+    if (x->result != NULL) {
+        /* Stored by us as valid JSON; NUL is legal inside its strings. */
+        json_t *res = json_loads(x->result, JSON_ALLOW_NUL, NULL);
+
+        if (res != NULL)
+            json_object_set_new(rec, "result", res);
+    }
+    if (x->err_code != NULL)
+        json_object_set_new(rec, "error",
+                            json_pack("{s:s,s:s}", "code", x->err_code,
+                                      "message", x->err_message));
+    return rec;
+}

@@ -1,0 +1,81 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * lib/job.h: a job and its record (spec section 2). The struct is visible to
+ * lib/ modules because the broker, the handlers and the journal read it on
+ * the hot path; daemon/ and the black-box tests never include this file.
+ * A queued job is one allocation: the header, then its args as the raw
+ * compact JSON text they arrived as. Everything a job needs only once it
+ * runs, or only when asked for (key, own timeout), hangs off ext.
+ */
+#ifndef AQ_JOB_H
+#define AQ_JOB_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <jansson.h>
+
+#include "queue.h"
+
+enum aq_job_state {
+    AQ_JOB_DELAYED,
+    AQ_JOB_PENDING,
+    AQ_JOB_RUNNING,
+    AQ_JOB_DONE,
+    AQ_JOB_FAILED,
+    AQ_JOB_CANCELLED,
+};
+
+enum aq_kind { AQ_KIND_EXEC, AQ_KIND_HTTP, AQ_KIND_SLEEP, AQ_KIND_ECHO };
+
+struct aq_task;
+
+struct aq_job_ext {
+    int64_t started_us;     /* wall clock of the last start; 0 = never */
+    int64_t finished_us;    /* wall clock; 0 = unfinished */
+    int64_t timeout_us;     /* the job's own; -1 = the queue's */
+    int32_t retries;        /* the job's own; -1 = the queue's */
+    char *key;              /* idempotency key, owned; NULL = none */
+    char *result;           /* compact JSON text, owned; NULL = none */
+    char *err_code;         /* owned; NULL = no error */
+    char *err_message;      /* owned */
+    struct aq_task *future; /* settled with the record at the end; owned
+                               reference; NULL until someone waits */
+};
+
+struct aq_job {
+    struct aq_queue_item qi; /* queued: the queue's; finished: links of the
+                                broker's list of finished records */
+    uint64_t id;
+    void *queue;            /* the broker's queue it belongs to (borrowed) */
+    int64_t created_us;     /* wall clock */
+    struct aq_job_ext *ext; /* owned; NULL until needed */
+    uint32_t args_len;
+    uint16_t attempts; /* attempts that ended (spec section 7) */
+    uint8_t kind;      /* enum aq_kind */
+    uint8_t state;     /* enum aq_job_state */
+    char args[];       /* args_len bytes of JSON, then a NUL */
+};
+
+/* A new job (the caller's; free with aq_job_free) with a copy of the
+ * args_len bytes of JSON text at args. */
+struct aq_job *aq_job_new(uint64_t id, enum aq_kind kind, const char *args,
+                          size_t args_len);
+void aq_job_free(struct aq_job *j); /* NULL is fine; frees ext, unrefs future */
+struct aq_job_ext *aq_job_ext(struct aq_job *j); /* creates ext if needed */
+
+bool aq_job_is_finished(const struct aq_job *j);
+const char *aq_job_state_name(enum aq_job_state st);
+const char *aq_kind_name(enum aq_kind kind);
+int aq_kind_parse(const char *name, enum aq_kind *out); /* 0, or -1 */
+
+/* Records the error of the last attempt (copies both strings); NULL code
+ * clears it. */
+void aq_job_set_error(struct aq_job *j, const char *code, const char *message);
+
+/* The job record of spec section 2 as a new JSON object (the caller's),
+ * with the queue's name given by the caller. */
+json_t *aq_job_record(const struct aq_job *j, const char *queue_name);
+
+#endif

@@ -1,0 +1,32 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * lib/methods.h: asyncqd's JSON-RPC methods (spec section 2): a table from
+ * method name to a function that checks the params strictly (spec section
+ * 7), calls the broker and ends the call, now or later.
+ */
+#ifndef AQ_METHODS_H
+#define AQ_METHODS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+struct aq_broker;
+struct aq_call;
+struct aq_methods;
+
+/* Methods over broker (borrowed). token: the auth token (copied), NULL when
+ * auth is off. connections(arg) counts open connections for stats. */
+struct aq_methods *aq_methods_new(struct aq_broker *broker, const char *token,
+                                  size_t (*connections)(void *arg), void *arg);
+void aq_methods_free(struct aq_methods *m); /* NULL is fine */
+
+bool aq_methods_auth_required(const struct aq_methods *m);
+/* Whether name is a method at all (for -32601 before auth's -32001). */
+bool aq_methods_exists(const char *name);
+
+/* Runs method name on call, which it ends now or later. Returns -1 when
+ * there is no such method (the call is untouched). */
+int aq_methods_dispatch(struct aq_methods *m, const char *name,
+                        struct aq_call *call);
+
+#endif

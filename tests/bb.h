@@ -1,0 +1,92 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * tests/bb.h: the black-box harness. It starts the real asyncqd (the
+ * binary CMake built) on a socket the test bound to 127.0.0.1:0 and hands
+ * over as LISTEN_FDS=1 (as systemd does), with a config in a mkdtemp dir,
+ * and talks to it over TCP with blocking sockets and deadlines: nothing
+ * sleeps, nothing guesses a port. Every call is bounded in time; a test
+ * that times out fails with a message naming what it waited for.
+ */
+#ifndef AQ_BB_H
+#define AQ_BB_H
+
+#include <stdbool.h>
+#include <sys/types.h>
+
+#include <jansson.h>
+
+#define BB_TIMEOUT_MS 10000 /* default deadline for one reply */
+
+struct bb_daemon;
+struct bb_conn;
+
+/* Starts asyncqd with the config given as JSON text (a printf format).
+ * Top-level fields the test leaves out get test defaults: journal.path
+ * null, metrics null, log.level "info". Waits until a ping is answered;
+ * fails the test if it is not within the start deadline.
+ * $ASYNCQD_WRAPPER (e.g. "valgrind -q --error-exitcode=99") prefixes the
+ * command. */
+struct bb_daemon *bb_start(const char *config_fmt, ...)
+    __attribute__((format(printf, 1, 2)));
+/* SIGTERM, then waits (deadline 60 s) and returns the exit status (0-255,
+ * or 128+signal); frees d. Tests assert it is 0: every test covers a
+ * graceful shutdown. */
+int bb_stop(struct bb_daemon *d);
+/* Sends sig without waiting. */
+void bb_signal(struct bb_daemon *d, int sig);
+/* Waits up to timeout_ms for the daemon to exit; returns its status as
+ * bb_stop does, or -1 on timeout (the daemon is then left running). */
+int bb_wait_exit(struct bb_daemon *d, int timeout_ms);
+/* Frees d after the daemon exited (bb_wait_exit), or kills it first. */
+void bb_free(struct bb_daemon *d);
+
+pid_t bb_pid(const struct bb_daemon *d);
+int bb_port(const struct bb_daemon *d);
+const char *bb_dir(const struct bb_daemon *d); /* the temp dir, for files */
+/* Rewrites the config file (for SIGHUP tests) with JSON text. */
+void bb_write_config(struct bb_daemon *d, const char *config_fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+/* The daemon's stderr so far (a new string, the caller's to free). */
+char *bb_log(const struct bb_daemon *d);
+/* Polls the log until it contains needle or timeout_ms passes. */
+bool bb_log_wait(const struct bb_daemon *d, const char *needle, int timeout_ms);
+
+/* A TCP connection to the daemon. */
+struct bb_conn *bb_connect(const struct bb_daemon *d);
+void bb_close(struct bb_conn *c); /* NULL is fine */
+int bb_fd(const struct bb_conn *c);
+
+/* Sends bytes as they are (no newline added); false if the write failed. */
+bool bb_send_raw(struct bb_conn *c, const void *buf, size_t len);
+/* Sends a line: text plus "\n". */
+bool bb_send_line(struct bb_conn *c, const char *text);
+/* The next JSON message from the daemon (reply or notification), or NULL
+ * if none arrived within timeout_ms or the connection closed. New ref. */
+json_t *bb_recv(struct bb_conn *c, int timeout_ms);
+/* True if the daemon closed the connection within timeout_ms (EOF or
+ * reset), after any data still in flight. */
+bool bb_wait_closed(struct bb_conn *c, int timeout_ms);
+
+/* Sends {"jsonrpc":"2.0","id":N,"method":method,"params":params} with a
+ * fresh id (params reference taken; NULL = none) and returns that id. */
+json_int_t bb_send_call(struct bb_conn *c, const char *method, json_t *params);
+/* The response with this id, within timeout_ms; other messages that
+ * arrive first are kept for later bb_recv/bb_wait_reply. NULL on timeout. */
+json_t *bb_wait_reply(struct bb_conn *c, json_int_t id, int timeout_ms);
+/* bb_send_call + bb_wait_reply(BB_TIMEOUT_MS); fails the test on timeout. */
+json_t *bb_call(struct bb_conn *c, const char *method, json_t *params);
+/* The "result" of a successful call (new ref); fails the test if the
+ * reply is an error, naming it. */
+json_t *bb_result(struct bb_conn *c, const char *method, json_t *params);
+/* The error code of a call expected to fail; fails the test on success. */
+int bb_error(struct bb_conn *c, const char *method, json_t *params);
+
+/* Builds JSON from text (json_loads), failing the test if it is invalid. */
+json_t *bb_json(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* Polls fn(arg) every 10 ms until it is true or timeout_ms passes. */
+bool bb_poll(bool (*fn)(void *arg), void *arg, int timeout_ms);
+/* Whether process pid exists (and is not a zombie). */
+bool bb_pid_alive(pid_t pid);
+
+#endif

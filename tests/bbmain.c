@@ -1,0 +1,27 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * tests/bbmain.c: runs the black-box suites (CK_RUN_SUITE picks one), each
+ * test against a real asyncqd of its own.
+ */
+#include <signal.h>
+#include <stdlib.h>
+
+#include "bbsuites.h"
+
+int
+main(void)
+{
+    SRunner *sr = srunner_create(bb_protocol_suite());
+    int failed;
+
+    /* A daemon that closes a socket must fail a send, not kill the test. */
+    signal(SIGPIPE, SIG_IGN);
+    srunner_add_suite(sr, bb_methods_suite());
+    srunner_add_suite(sr, bb_exec_suite());
+    srunner_add_suite(sr, bb_lifecycle_suite());
+    srunner_add_suite(sr, bb_badinput_suite());
+    srunner_run_all(sr, CK_NORMAL);
+    failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}

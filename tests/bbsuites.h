@@ -1,0 +1,14 @@
+/* SPDX-License-Identifier: MIT */
+/* tests/bbsuites.h: the black-box suites, run by tests/bbmain.c. */
+#ifndef AQ_BBSUITES_H
+#define AQ_BBSUITES_H
+
+#include <check.h>
+
+Suite *bb_protocol_suite(void);
+Suite *bb_methods_suite(void);
+Suite *bb_exec_suite(void);
+Suite *bb_lifecycle_suite(void);
+Suite *bb_badinput_suite(void);
+
+#endif
