@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /* tests/bb.c: the black-box harness (see bb.h). */
 #include "bb.h"
+#include "bbjson.h"
 
 #include <arpa/inet.h>
 #include <check.h>
@@ -46,8 +47,8 @@ struct bb_conn {
     json_int_t next_id;
 };
 
-static int64_t
-now_ms(void)
+int64_t
+bb_now_ms(void)
 {
     struct timespec ts;
 
@@ -55,36 +56,74 @@ now_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+double
+bb_now_s(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
 /* ---- JSON and config ---- */
 
+/* fmt with its arguments, and with ' turned into " if is_quoted, as a new
+ * string, the caller's to free. */
+static char *vformat(bool is_quoted, const char *fmt, va_list ap)
+    __attribute__((format(printf, 2, 0)));
+
 static char *
-vformat(const char *fmt, va_list ap)
+vformat(bool is_quoted, const char *fmt, va_list ap)
 {
     char *s;
 
     ck_assert_int_ge(vasprintf(&s, fmt, ap), 0);
+    for (char *p = s; is_quoted && *p != '\0'; p++) {
+        if (*p == '\'')
+            *p = '"';
+    }
     return s;
+}
+
+/* Parses text and frees it. */
+static json_t *
+json_take(char *text)
+{
+    json_error_t jerr;
+    json_t *v = json_loads(text, JSON_DECODE_ANY, &jerr);
+
+    ck_assert_msg(v != NULL, "bad test JSON: %s: %s", jerr.text, text);
+    free(text);
+    return v;
 }
 
 json_t *
 bb_json(const char *fmt, ...)
 {
     va_list ap;
-    json_error_t jerr;
     char *text;
-    json_t *v;
 
     va_start(ap, fmt);
-    text = vformat(fmt, ap);
+    text = vformat(false, fmt, ap);
     va_end(ap);
-    v = json_loads(text, JSON_DECODE_ANY, &jerr);
-    ck_assert_msg(v != NULL, "bad test JSON: %s: %s", jerr.text, text);
-    free(text);
-    return v;
+    return json_take(text);
 }
 
+json_t *
+bb_jsonq(const char *fmt, ...)
+{
+    va_list ap;
+    char *text;
+
+    va_start(ap, fmt);
+    text = vformat(true, fmt, ap);
+    va_end(ap);
+    return json_take(text);
+}
+
+/* Writes the config from text, adding the test defaults, and frees text. */
 static void
-write_config(struct bb_daemon *d, const char *text)
+write_config_take(struct bb_daemon *d, char *text)
 {
     json_error_t jerr;
     json_t *cfg = json_loads(text, 0, &jerr);
@@ -96,6 +135,7 @@ write_config(struct bb_daemon *d, const char *text)
     ck_assert_int_eq(json_dump_file(cfg, d->config, JSON_INDENT(2)), 0);
     json_decref(cfg);
     json_decref(defaults);
+    free(text);
 }
 
 void
@@ -105,10 +145,21 @@ bb_write_config(struct bb_daemon *d, const char *fmt, ...)
     char *text;
 
     va_start(ap, fmt);
-    text = vformat(fmt, ap);
+    text = vformat(false, fmt, ap);
     va_end(ap);
-    write_config(d, text);
-    free(text);
+    write_config_take(d, text);
+}
+
+void
+bb_write_configq(struct bb_daemon *d, const char *fmt, ...)
+{
+    va_list ap;
+    char *text;
+
+    va_start(ap, fmt);
+    text = vformat(true, fmt, ap);
+    va_end(ap);
+    write_config_take(d, text);
 }
 
 /* ---- the daemon ---- */
@@ -181,31 +232,26 @@ ping_once(struct bb_daemon *d)
     struct bb_conn *c = bb_connect(d);
     json_int_t id = bb_send_call(c, "ping", NULL);
     json_t *r = bb_wait_reply(c, id, 1000);
-    bool ok = r != NULL && json_is_string(json_object_get(r, "result"));
+    bool ok = r != NULL; /* any answer, -32001 included: it is up */
 
     json_decref(r);
     bb_close(c);
     return ok;
 }
 
-struct bb_daemon *
-bb_start(const char *fmt, ...)
+/* Starts the daemon with the config text (freed) as bb_start does. */
+static struct bb_daemon *
+start_take(char *text)
 {
     struct bb_daemon *d = calloc(1, sizeof *d);
-    va_list ap;
-    char *text;
     int lfd;
-    int64_t deadline = now_ms() + START_TIMEOUT_MS;
+    int64_t deadline = bb_now_ms() + START_TIMEOUT_MS;
 
     snprintf(d->dir, sizeof d->dir, "/tmp/asyncq-bb.XXXXXX");
     ck_assert_ptr_nonnull(mkdtemp(d->dir));
     snprintf(d->config, sizeof d->config, "%s/asyncqd.json", d->dir);
     snprintf(d->logpath, sizeof d->logpath, "%s/asyncqd.log", d->dir);
-    va_start(ap, fmt);
-    text = vformat(fmt, ap);
-    va_end(ap);
-    write_config(d, text);
-    free(text);
+    write_config_take(d, text);
     lfd = listen_socket(&d->port);
     d->pid = fork();
     ck_assert_int_ge(d->pid, 0);
@@ -221,11 +267,35 @@ bb_start(const char *fmt, ...)
             char *log = bb_log(d);
             ck_abort_msg("asyncqd exited at start: %s", log);
         }
-        if (now_ms() > deadline)
+        if (bb_now_ms() > deadline)
             ck_abort_msg("asyncqd did not answer ping within %d ms",
                          START_TIMEOUT_MS);
     }
     return d;
+}
+
+struct bb_daemon *
+bb_start(const char *fmt, ...)
+{
+    va_list ap;
+    char *text;
+
+    va_start(ap, fmt);
+    text = vformat(false, fmt, ap);
+    va_end(ap);
+    return start_take(text);
+}
+
+struct bb_daemon *
+bb_startq(const char *fmt, ...)
+{
+    va_list ap;
+    char *text;
+
+    va_start(ap, fmt);
+    text = vformat(true, fmt, ap);
+    va_end(ap);
+    return start_take(text);
 }
 
 pid_t
@@ -256,7 +326,7 @@ bb_signal(struct bb_daemon *d, int sig)
 int
 bb_wait_exit(struct bb_daemon *d, int timeout_ms)
 {
-    int64_t deadline = now_ms() + timeout_ms;
+    int64_t deadline = bb_now_ms() + timeout_ms;
     int st;
 
     while (!d->has_exited) {
@@ -267,7 +337,7 @@ bb_wait_exit(struct bb_daemon *d, int timeout_ms)
             d->status = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
             break;
         }
-        if (now_ms() > deadline)
+        if (bb_now_ms() > deadline)
             return -1;
         poll(NULL, 0, 5); /* polling a child's exit: no event to wait on */
     }
@@ -333,30 +403,35 @@ bb_log(const struct bb_daemon *d)
 }
 
 bool
+bb_log_has(const struct bb_daemon *d, const char *needle)
+{
+    char *log = bb_log(d);
+    bool found = strstr(log, needle) != NULL;
+
+    free(log);
+    return found;
+}
+
+bool
 bb_log_wait(const struct bb_daemon *d, const char *needle, int timeout_ms)
 {
-    int64_t deadline = now_ms() + timeout_ms;
+    int64_t deadline = bb_now_ms() + timeout_ms;
 
-    for (;;) {
-        char *log = bb_log(d);
-        bool found = strstr(log, needle) != NULL;
-
-        free(log);
-        if (found)
-            return true;
-        if (now_ms() > deadline)
+    while (!bb_log_has(d, needle)) {
+        if (bb_now_ms() > deadline)
             return false;
         poll(NULL, 0, 10);
     }
+    return true;
 }
 
 bool
 bb_poll(bool (*fn)(void *arg), void *arg, int timeout_ms)
 {
-    int64_t deadline = now_ms() + timeout_ms;
+    int64_t deadline = bb_now_ms() + timeout_ms;
 
     while (!fn(arg)) {
-        if (now_ms() > deadline)
+        if (bb_now_ms() > deadline)
             return false;
         poll(NULL, 0, 10);
     }
@@ -383,18 +458,30 @@ bb_pid_alive(pid_t pid)
 
 /* ---- connections ---- */
 
+int
+bb_dial(const struct bb_daemon *d)
+{
+    struct sockaddr_in sin = {.sin_family = AF_INET};
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+    ck_assert_int_ge(fd, 0);
+    sin.sin_port = htons((uint16_t)d->port);
+    sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (connect(fd, (struct sockaddr *)&sin, sizeof sin) != 0) {
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
 struct bb_conn *
 bb_connect(const struct bb_daemon *d)
 {
     struct bb_conn *c = calloc(1, sizeof *c);
-    struct sockaddr_in sin = {.sin_family = AF_INET};
     int one = 1;
 
-    c->fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    ck_assert_int_ge(c->fd, 0);
-    sin.sin_port = htons((uint16_t)d->port);
-    sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    ck_assert_int_eq(connect(c->fd, (struct sockaddr *)&sin, sizeof sin), 0);
+    c->fd = bb_dial(d);
+    ck_assert_msg(c->fd >= 0, "cannot connect to asyncqd on port %d", d->port);
     setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     c->stash = json_array();
     c->next_id = 1;
@@ -448,7 +535,7 @@ static int
 fill(struct bb_conn *c, int64_t deadline)
 {
     struct pollfd pfd = {.fd = c->fd, .events = POLLIN};
-    int wait = (int)(deadline - now_ms());
+    int wait = (int)(deadline - bb_now_ms());
     ssize_t n;
 
     if (wait < 0)
@@ -470,12 +557,12 @@ fill(struct bb_conn *c, int64_t deadline)
 static json_t *
 take_line(struct bb_conn *c)
 {
-    char *nl = memchr(c->buf, '\n', c->len);
+    char *nl = c->buf != NULL ? memchr(c->buf, '\n', c->len) : NULL;
     json_error_t jerr;
     json_t *v;
     size_t n;
 
-    if (c->buf == NULL || nl == NULL)
+    if (nl == NULL)
         return NULL;
     n = (size_t)(nl - c->buf);
     v = json_loadb(c->buf, n, JSON_DECODE_ANY | JSON_ALLOW_NUL, &jerr);
@@ -489,7 +576,7 @@ take_line(struct bb_conn *c)
 json_t *
 bb_recv(struct bb_conn *c, int timeout_ms)
 {
-    int64_t deadline = now_ms() + timeout_ms;
+    int64_t deadline = bb_now_ms() + timeout_ms;
     json_t *v;
 
     if (json_array_size(c->stash) > 0) {
@@ -507,7 +594,7 @@ bb_recv(struct bb_conn *c, int timeout_ms)
 bool
 bb_wait_closed(struct bb_conn *c, int timeout_ms)
 {
-    int64_t deadline = now_ms() + timeout_ms;
+    int64_t deadline = bb_now_ms() + timeout_ms;
 
     for (;;) {
         int r = fill(c, deadline);
@@ -548,12 +635,11 @@ has_id(const json_t *msg, json_int_t id)
 json_t *
 bb_wait_reply(struct bb_conn *c, json_int_t id, int timeout_ms)
 {
-    int64_t deadline = now_ms() + timeout_ms;
+    int64_t deadline = bb_now_ms() + timeout_ms;
     size_t i;
     json_t *v;
 
-    json_array_foreach(c->stash, i, v)
-    {
+    json_array_foreach (c->stash, i, v) {
         if (has_id(v, id)) {
             json_incref(v);
             json_array_remove(c->stash, i);
@@ -572,20 +658,27 @@ bb_wait_reply(struct bb_conn *c, json_int_t id, int timeout_ms)
 }
 
 json_t *
-bb_call(struct bb_conn *c, const char *method, json_t *params)
+bb_call_within(struct bb_conn *c, const char *method, json_t *params,
+               int timeout_ms)
 {
     json_int_t id = bb_send_call(c, method, params);
-    json_t *r = bb_wait_reply(c, id, BB_TIMEOUT_MS);
+    json_t *r = bb_wait_reply(c, id, timeout_ms);
 
-    ck_assert_msg(r != NULL, "no reply to %s within %d ms", method,
-                  BB_TIMEOUT_MS);
+    ck_assert_msg(r != NULL, "no reply to %s within %d ms", method, timeout_ms);
     return r;
 }
 
 json_t *
-bb_result(struct bb_conn *c, const char *method, json_t *params)
+bb_call(struct bb_conn *c, const char *method, json_t *params)
 {
-    json_t *r = bb_call(c, method, params);
+    return bb_call_within(c, method, params, BB_TIMEOUT_MS);
+}
+
+json_t *
+bb_result_within(struct bb_conn *c, const char *method, json_t *params,
+                 int timeout_ms)
+{
+    json_t *r = bb_call_within(c, method, params, timeout_ms);
     json_t *res = json_object_get(r, "result");
     char *text;
 
@@ -596,6 +689,12 @@ bb_result(struct bb_conn *c, const char *method, json_t *params)
     json_incref(res);
     json_decref(r);
     return res;
+}
+
+json_t *
+bb_result(struct bb_conn *c, const char *method, json_t *params)
+{
+    return bb_result_within(c, method, params, BB_TIMEOUT_MS);
 }
 
 int
@@ -616,4 +715,121 @@ bb_error(struct bb_conn *c, const char *method, json_t *params)
     code = (int)json_integer_value(json_object_get(e, "code"));
     json_decref(r);
     return code;
+}
+
+int
+bb_error_reply_code(json_t *msg, const char *id)
+{
+    json_t *want_id = bb_json("%s", id);
+    json_t *err = json_object_get(msg, "error");
+    char *text = bb_dump(msg);
+    int code;
+
+    ck_assert_msg(json_is_object(err), "got %s, want an error", text);
+    ck_assert_pstr_eq(json_string_value(json_object_get(msg, "jsonrpc")),
+                      "2.0");
+    ck_assert_msg(json_equal(json_object_get(msg, "id"), want_id),
+                  "got %s, want id %s", text, id);
+    ck_assert_msg(json_is_integer(json_object_get(err, "code")),
+                  "error without a code: %s", text);
+    ck_assert_msg(json_string_length(json_object_get(err, "message")) > 0,
+                  "error without a message: %s", text);
+    code = (int)json_integer_value(json_object_get(err, "code"));
+    free(text);
+    json_decref(want_id);
+    json_decref(msg);
+    return code;
+}
+
+/* ---- jobs and stats ---- */
+
+json_int_t
+bb_put_job(struct bb_conn *c, json_t *params, int timeout_ms)
+{
+    json_t *r = bb_result_within(c, "put", params, timeout_ms);
+    json_int_t id = bb_int_at(r, "job");
+
+    json_decref(r);
+    return id;
+}
+
+json_t *
+bb_job_status(struct bb_conn *c, json_int_t id)
+{
+    return bb_result(c, "status", json_pack("{s:I}", "job", id));
+}
+
+struct job_state {
+    struct bb_conn *c;
+    json_int_t id;
+    const char *state;
+    int reply_ms; /* deadline for each status reply */
+};
+
+static bool
+job_has_state(void *arg)
+{
+    struct job_state *j = arg;
+    json_t *rec = bb_result_within(
+        j->c, "status", json_pack("{s:I}", "job", j->id), j->reply_ms);
+    bool ok = strcmp(bb_str_at(rec, "state"), j->state) == 0;
+
+    json_decref(rec);
+    return ok;
+}
+
+void
+bb_await_state(struct bb_conn *c, json_int_t id, const char *state,
+               int timeout_ms)
+{
+    /* A poll shorter than BB_TIMEOUT_MS still gives each reply that long. */
+    struct job_state j = {
+        c, id, state, timeout_ms > BB_TIMEOUT_MS ? timeout_ms : BB_TIMEOUT_MS};
+
+    ck_assert_msg(bb_poll(job_has_state, &j, timeout_ms),
+                  "job %lld did not become %s within %d ms", (long long)id,
+                  state, timeout_ms);
+}
+
+json_int_t
+bb_stat_int(struct bb_conn *c, const char *queue, const char *name)
+{
+    json_t *r = bb_result(c, "stats", NULL);
+    json_t *v =
+        queue == NULL
+            ? json_object_get(r, name)
+            : json_object_get(
+                  json_object_get(json_object_get(r, "queues"), queue), name);
+    json_int_t n;
+
+    ck_assert_msg(json_is_integer(v), "stats: no %s%s%s%s",
+                  queue != NULL ? "queues." : "", queue != NULL ? queue : "",
+                  queue != NULL ? "." : "", name);
+    n = json_integer_value(v);
+    json_decref(r);
+    return n;
+}
+
+struct conn_count {
+    struct bb_conn *c;
+    json_int_t want;
+};
+
+static bool
+has_connections(void *arg)
+{
+    struct conn_count *cc = arg;
+
+    return bb_stat_int(cc->c, NULL, "connections") == cc->want;
+}
+
+void
+bb_await_connections(struct bb_conn *c, json_int_t want, int timeout_ms)
+{
+    struct conn_count cc = {c, want};
+
+    ck_assert_msg(bb_poll(has_connections, &cc, timeout_ms),
+                  "stats.connections stayed %lld, want %lld",
+                  (long long)bb_stat_int(c, NULL, "connections"),
+                  (long long)want);
 }

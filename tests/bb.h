@@ -11,6 +11,7 @@
 #define AQ_BB_H
 
 #include <stdbool.h>
+#include <stdint.h>
 #include <sys/types.h>
 
 #include <jansson.h>
@@ -27,6 +28,10 @@ struct bb_conn;
  * $ASYNCQD_WRAPPER (e.g. "valgrind -q --error-exitcode=99") prefixes the
  * command. */
 struct bb_daemon *bb_start(const char *config_fmt, ...)
+    __attribute__((format(printf, 1, 2)));
+/* bb_start with the config written with ' for " ("{'queues':{}}"), so
+ * that it may hold no apostrophe. */
+struct bb_daemon *bb_startq(const char *config_fmt, ...)
     __attribute__((format(printf, 1, 2)));
 /* SIGTERM, then waits (deadline 60 s) and returns the exit status (0-255,
  * or 128+signal); frees d. Tests assert it is 0: every test covers a
@@ -46,12 +51,21 @@ const char *bb_dir(const struct bb_daemon *d); /* the temp dir, for files */
 /* Rewrites the config file (for SIGHUP tests) with JSON text. */
 void bb_write_config(struct bb_daemon *d, const char *config_fmt, ...)
     __attribute__((format(printf, 2, 3)));
+/* bb_write_config with ' for ", as bb_startq. */
+void bb_write_configq(struct bb_daemon *d, const char *config_fmt, ...)
+    __attribute__((format(printf, 2, 3)));
 /* The daemon's stderr so far (a new string, the caller's to free). */
 char *bb_log(const struct bb_daemon *d);
+/* Whether the log holds needle now. */
+bool bb_log_has(const struct bb_daemon *d, const char *needle);
 /* Polls the log until it contains needle or timeout_ms passes. */
 bool bb_log_wait(const struct bb_daemon *d, const char *needle, int timeout_ms);
 
-/* A TCP connection to the daemon. */
+/* A blocking TCP socket connected to the daemon (the caller's to close),
+ * or -1 if the connect failed: for probing a daemon that may refuse. */
+int bb_dial(const struct bb_daemon *d);
+/* A TCP connection to the daemon (the caller's, for bb_close); fails the
+ * test if the connect fails. */
 struct bb_conn *bb_connect(const struct bb_daemon *d);
 void bb_close(struct bb_conn *c); /* NULL is fine */
 int bb_fd(const struct bb_conn *c);
@@ -73,16 +87,52 @@ json_int_t bb_send_call(struct bb_conn *c, const char *method, json_t *params);
 /* The response with this id, within timeout_ms; other messages that
  * arrive first are kept for later bb_recv/bb_wait_reply. NULL on timeout. */
 json_t *bb_wait_reply(struct bb_conn *c, json_int_t id, int timeout_ms);
-/* bb_send_call + bb_wait_reply(BB_TIMEOUT_MS); fails the test on timeout. */
+/* bb_send_call + bb_wait_reply(timeout_ms): the reply (new ref); fails the
+ * test on timeout. */
+json_t *bb_call_within(struct bb_conn *c, const char *method, json_t *params,
+                       int timeout_ms);
+/* bb_call_within(BB_TIMEOUT_MS). */
 json_t *bb_call(struct bb_conn *c, const char *method, json_t *params);
-/* The "result" of a successful call (new ref); fails the test if the
- * reply is an error, naming it. */
+/* The "result" of a successful call within timeout_ms (new ref); fails the
+ * test on timeout or if the reply is an error, naming it. */
+json_t *bb_result_within(struct bb_conn *c, const char *method, json_t *params,
+                         int timeout_ms);
+/* bb_result_within(BB_TIMEOUT_MS). */
 json_t *bb_result(struct bb_conn *c, const char *method, json_t *params);
 /* The error code of a call expected to fail; fails the test on success. */
 int bb_error(struct bb_conn *c, const char *method, json_t *params);
 
-/* Builds JSON from text (json_loads), failing the test if it is invalid. */
+/* The error code of msg (taken), a reply to id (JSON text), after checking
+ * its shape: jsonrpc "2.0", the id echoed, an error object with an
+ * integer code and a non-empty message. Fails the test otherwise. */
+int bb_error_reply_code(json_t *msg, const char *id);
+
+/* Builds JSON from text (json_loads), failing the test if it is invalid.
+ * New ref. */
 json_t *bb_json(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* bb_json with ' for " ("{'job':%lld}"); the text may hold no apostrophe. */
+json_t *bb_jsonq(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* Puts a job (params taken) and returns its id; fails the test unless
+ * the put succeeds within timeout_ms. */
+json_int_t bb_put_job(struct bb_conn *c, json_t *params, int timeout_ms);
+/* The status record of job id (new ref); fails the test on an error. */
+json_t *bb_job_status(struct bb_conn *c, json_int_t id);
+/* Polls the status of job id until its state is state; fails the test if
+ * it is not within timeout_ms. A status reply may take the longer of
+ * timeout_ms and BB_TIMEOUT_MS. */
+void bb_await_state(struct bb_conn *c, json_int_t id, const char *state,
+                    int timeout_ms);
+/* The integer name of stats, or of stats.queues.<queue> if queue is not
+ * NULL; fails the test if there is none. */
+json_int_t bb_stat_int(struct bb_conn *c, const char *queue, const char *name);
+/* Waits until stats.connections is want (c among them); fails the test if
+ * it is not within timeout_ms. */
+void bb_await_connections(struct bb_conn *c, json_int_t want, int timeout_ms);
+
+/* The monotonic clock, in milliseconds and in seconds. */
+int64_t bb_now_ms(void);
+double bb_now_s(void);
 
 /* Polls fn(arg) every 10 ms until it is true or timeout_ms passes. */
 bool bb_poll(bool (*fn)(void *arg), void *arg, int timeout_ms);
