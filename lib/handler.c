@@ -163,8 +163,7 @@ sleep_check(const struct aq_queue_config *qc, const json_t *args,
     json_t *v;
     double s;
 
-    json_object_foreach((json_t *)args, key, v)
-    {
+    json_object_foreach ((json_t *)args, key, v) {
         if (strcmp(key, "seconds") != 0) {
             aq_error_set(err, AQ_ERR_INVALID_PARAMS,
                          "params.args.%s: unknown field for kind sleep", key);

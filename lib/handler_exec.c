@@ -79,8 +79,7 @@ check_strings(const json_t *v, const char *field, struct aq_error *err)
                      field);
         return -1;
     }
-    json_array_foreach(v, i, s)
-    {
+    json_array_foreach (v, i, s) {
         if (!json_is_string(s)) {
             aq_error_set(err, AQ_ERR_INVALID_PARAMS,
                          "params.args.%s[%zu]: expected string", field, i);
@@ -101,8 +100,7 @@ check_env(const json_t *env, struct aq_error *err)
                      "params.args.env: expected object of strings");
         return -1;
     }
-    json_object_foreach((json_t *)env, name, v)
-    {
+    json_object_foreach ((json_t *)env, name, v) {
         if (name[0] == '\0' || strchr(name, '=') != NULL) {
             aq_error_set(err, AQ_ERR_INVALID_PARAMS,
                          "params.args.env: invalid variable name \"%.100s\"",
@@ -126,8 +124,7 @@ exec_check(const struct aq_queue_config *qc, const json_t *args,
     const char *key;
     json_t *v;
 
-    json_object_foreach((json_t *)args, key, v)
-    {
+    json_object_foreach ((json_t *)args, key, v) {
         if (strcmp(key, "argv") == 0) {
             if (check_strings(v, "argv", err) < 0)
                 return -1;
@@ -218,8 +215,7 @@ build_env(const struct aq_queue_config *qc, const json_t *env)
     const char *name;
     json_t *v;
 
-    json_object_foreach((json_t *)env, name, v)
-    {
+    json_object_foreach ((json_t *)env, name, v) {
         if (json_is_string(v) &&
             asprintf(&envp[n], "%s=%s", name, json_string_value(v)) >= 0)
             n++;
@@ -261,7 +257,8 @@ exec_start(const struct aq_run_env *env, const struct aq_job *j,
     resolve_program(env->qc, json_string_value(json_array_get(argv_json, 0)),
                     program, &err);
     argv = xcalloc(json_array_size(argv_json) + 1, sizeof *argv);
-    json_array_foreach(argv_json, i, s) argv[i] = json_string_value(s);
+    json_array_foreach (argv_json, i, s)
+        argv[i] = json_string_value(s);
     argv[0] = program;
     envp = build_env(env->qc, json_object_get(args, "env"));
 

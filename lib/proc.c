@@ -12,10 +12,13 @@
 #include "proc.h"
 
 #include <assert.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <signal.h>
 #include <spawn.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -346,6 +349,61 @@ aq_procs_free(struct aq_procs *ps)
     event_free(ps->sigchld_ev);
     procs_reap(ps); /* children that exited since the loop last ran */
     free(ps);
+}
+
+/* Calls fn(pid) for each child of this process, from /proc. */
+static void
+children_each(void (*fn)(pid_t pid, void *arg), void *arg)
+{
+    DIR *tasks = opendir("/proc/self/task");
+    struct dirent *t;
+
+    while (tasks != NULL && (t = readdir(tasks)) != NULL) {
+        char path[300];
+        FILE *f;
+        long pid;
+
+        if (t->d_name[0] == '.')
+            continue;
+        snprintf(path, sizeof path, "/proc/self/task/%s/children", t->d_name);
+        if ((f = fopen(path, "r")) == NULL)
+            continue;
+        while (fscanf(f, "%ld", &pid) == 1)
+            fn((pid_t)pid, arg);
+        fclose(f);
+    }
+    if (tasks != NULL)
+        closedir(tasks);
+}
+
+static void
+kill_child(pid_t pid, void *arg)
+{
+    int *n = arg;
+
+    /* A setsid'd orphan leads its own group: take the group with it. */
+    kill(-pid, SIGKILL);
+    kill(pid, SIGKILL);
+    (*n)++;
+}
+
+int
+aq_procs_kill_all(int64_t timeout_us)
+{
+    int64_t deadline_us = aq_clock_mono_us() + timeout_us;
+    int total = 0;
+
+    for (;;) {
+        int n = 0;
+
+        children_each(kill_child, &n);
+        total += n;
+        while (waitpid(-1, NULL, WNOHANG) > 0)
+            ;
+        if (n == 0 || aq_clock_mono_us() > deadline_us)
+            return total;
+        poll(NULL, 0, 5); /* give the killed ones a moment to die */
+    }
 }
 
 size_t

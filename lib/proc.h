@@ -27,6 +27,12 @@ struct aq_procs *aq_procs_new(struct event_base *base);
 void aq_procs_free(struct aq_procs *ps);          /* NULL is fine */
 size_t aq_procs_count(const struct aq_procs *ps); /* live aq_proc objects */
 
+/* At exit: SIGKILL every remaining child of this process (with its group),
+ * such as a job's grandchild that left its process group with setsid and
+ * was re-parented to us as subreaper, and reap them, for up to timeout_us.
+ * Blocks: for after the loop has ended. Returns how many were killed. */
+int aq_procs_kill_all(int64_t timeout_us);
+
 struct aq_proc_opts {
     const char *const *argv; /* argv[0] an absolute path; NULL-terminated */
     const char *const *envp; /* the whole environment; NULL-terminated */

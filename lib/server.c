@@ -362,8 +362,7 @@ handle_request(struct conn *c, json_t *req, struct batch *b)
         REJECT(AQ_ERR_INVALID_REQUEST,
                "invalid request: id: expected string, number or null");
     }
-    json_object_foreach(req, key, v)
-    {
+    json_object_foreach (req, key, v) {
         if (strcmp(key, "jsonrpc") != 0 && strcmp(key, "id") != 0 &&
             strcmp(key, "method") != 0 && strcmp(key, "params") != 0)
             REJECT(AQ_ERR_INVALID_REQUEST,
@@ -401,7 +400,8 @@ static void
 handle_line(struct conn *c, const char *line, size_t len)
 {
     json_error_t jerr;
-    json_t *msg = json_loadb(line, len, JSON_REJECT_DUPLICATES, &jerr);
+    json_t *msg =
+        json_loadb(line, len, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &jerr);
 
     if (msg == NULL) {
         reply_error_now(c, NULL, NULL, AQ_ERR_PARSE,
@@ -427,7 +427,8 @@ handle_line(struct conn *c, const char *line, size_t len)
 
     b->replies = json_array();
     b->pending = 1;
-    json_array_foreach(msg, i, req) handle_request(c, req, b);
+    json_array_foreach (msg, i, req)
+        handle_request(c, req, b);
     deliver(c, b, SIZE_MAX, NULL);
     json_decref(msg);
 }
