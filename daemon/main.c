@@ -17,8 +17,10 @@
 #include <event2/event.h>
 
 #include "broker.h"
+#include "clock.h"
 #include "config.h"
 #include "error.h"
+#include "journal.h"
 #include "log.h"
 #include "methods.h"
 #include "proc.h"
@@ -29,9 +31,13 @@
 #define CLOSE_TIMEOUT_MS 2000
 #define MAX_LISTEN_FDS 64
 #define TOKEN_MAX 4096
+#define KILL_ALL_TIMEOUT_US 2000000
 
 struct daemon {
     const char *config_path;
+    bool repair;        /* --repair: mend the journal, then exit */
+    char *journal_path; /* owned; NULL = memory only */
+    struct aq_journal *journal;
     struct aq_config *cfg; /* owned: the config in force */
     struct event_base *base;
     struct aq_procs *procs;
@@ -46,12 +52,15 @@ static void
 usage(FILE *f)
 {
     fprintf(f,
-            "usage: asyncqd [--config FILE] [--check-config]\n"
+            "usage: asyncqd [--config FILE] [--check-config | --repair]\n"
             "       asyncqd --version | --help\n"
             "\n"
             "  -c, --config FILE   the JSON config (default %s)\n"
             "  --check-config      validate the config and exit (0 valid, 1 "
             "not)\n"
+            "  --repair            cut the journal at its first damaged "
+            "record,\n"
+            "                      keeping what precedes it, and exit\n"
             "  -V, --version       print the version\n"
             "  -h, --help          this help\n"
             "\n"
@@ -106,6 +115,14 @@ listen_fds(int *fds, size_t max)
     unsetenv("LISTEN_FDS");
     unsetenv("LISTEN_FDNAMES");
     return count;
+}
+
+static const char *
+fsync_name(enum aq_fsync f)
+{
+    static const char *const names[] = {"batch", "always", "everysec", "never"};
+
+    return names[f];
 }
 
 static size_t
@@ -207,6 +224,89 @@ reload_cb(evutil_socket_t sig, short what, void *arg)
     aq_log(AQ_LOG_INFO, "reload: %s applied", d->config_path);
 }
 
+/* ---- journal ---- */
+
+/* journal.path, relative ones resolved against $STATE_DIRECTORY (the
+ * first, when systemd gives several), else the working directory. */
+static char *
+journal_path(const struct aq_config *cfg)
+{
+    const char *state = getenv("STATE_DIRECTORY");
+    char *path;
+
+    if (cfg->journal.path == NULL)
+        return NULL;
+    if (cfg->journal.path[0] == '/' || state == NULL || *state == '\0')
+        return xstrdup(cfg->journal.path);
+    if (asprintf(&path, "%.*s/%s", (int)strcspn(state, ":"), state,
+                 cfg->journal.path) < 0)
+        abort();
+    return path;
+}
+
+/* Opens and replays the journal into the broker. Returns 0, 1 on an
+ * error (err set), 2 when the journal is damaged (err says how). */
+static int
+journal_load(struct daemon *d, struct aq_error *err)
+{
+    struct aq_journal_opts opts = {
+        .path = d->journal_path,
+        .fsync = d->cfg->journal.fsync,
+        .segment_bytes = d->cfg->journal.segment_bytes,
+        .rehome = aq_broker_rehome,
+        .arg = d->broker,
+    };
+    uint64_t last_id = 0;
+    bool damaged = false;
+    int64_t start_us = aq_clock_mono_us();
+
+    if ((d->journal = aq_journal_open(d->base, &opts, err)) == NULL)
+        return 1;
+    aq_broker_set_journal(d->broker, d->journal);
+    if (aq_journal_replay(d->journal, false, aq_broker_replay_cb, d->broker,
+                          &last_id, &damaged, err) < 0)
+        return damaged ? 2 : 1;
+    if (aq_journal_start(d->journal, last_id, err) < 0)
+        return 1;
+    aq_broker_restore_done(d->broker, last_id);
+    aq_log(AQ_LOG_INFO, "journal: %s (fsync %s): replayed in %.3f s",
+           d->journal_path, fsync_name(d->cfg->journal.fsync),
+           (double)(aq_clock_mono_us() - start_us) / 1e6);
+    return 0;
+}
+
+static int
+count_record(const struct aq_jrec *r, uint32_t seg, void *arg,
+             struct aq_error *err)
+{
+    (*(size_t *)arg)++;
+    return 0;
+}
+
+/* --repair: replays the journal, cutting it at the first damage. */
+static int
+journal_repair(struct daemon *d)
+{
+    struct aq_journal_opts opts = {.path = d->journal_path,
+                                   .fsync = d->cfg->journal.fsync,
+                                   .segment_bytes =
+                                       d->cfg->journal.segment_bytes};
+    struct aq_error err;
+    uint64_t last_id;
+    size_t records = 0;
+    bool damaged;
+
+    if ((d->journal = aq_journal_open(d->base, &opts, &err)) == NULL ||
+        aq_journal_replay(d->journal, true, count_record, &records, &last_id,
+                          &damaged, &err) < 0) {
+        fprintf(stderr, "asyncqd: %s\n", err.message);
+        return 1;
+    }
+    printf("asyncqd: journal %s: %zu records kept, last job id %llu\n",
+           d->journal_path, records, (unsigned long long)last_id);
+    return 0;
+}
+
 /* ---- main ---- */
 
 static int
@@ -216,23 +316,42 @@ run(struct daemon *d)
     int fds[MAX_LISTEN_FDS];
     size_t nfds = listen_fds(fds, MAX_LISTEN_FDS);
     char *token = NULL;
+    int rc = 1;
 
+    d->journal_path = journal_path(d->cfg);
+    if (d->repair && d->journal_path == NULL) {
+        aq_error_set(&err, AQ_ERR_INTERNAL,
+                     "--repair: journal.path is null: nothing to repair");
+        goto fail;
+    }
     if (d->cfg->auth_token_file != NULL &&
         (token = read_token(d->cfg->auth_token_file, &err)) == NULL)
         goto fail;
     /* Orphans of exec jobs re-parent to us, so the reaper collects them. */
     prctl(PR_SET_CHILD_SUBREAPER, 1);
-    d->base = event_base_new();
+    /* Precise timers: libevent's default coarse clock can fire a timer a
+     * few milliseconds early, and a job's sleep or timeout must not. */
+    struct event_config *ecfg = event_config_new();
+    event_config_set_flag(ecfg, EVENT_BASE_FLAG_PRECISE_TIMER);
+    d->base = event_base_new_with_config(ecfg);
+    event_config_free(ecfg);
+    if (d->repair) {
+        free(token);
+        return journal_repair(d);
+    }
     d->procs = aq_procs_new(d->base);
     d->broker = aq_broker_new(d->base, d->procs, d->cfg);
+    if (d->journal_path != NULL && (rc = journal_load(d, &err)) != 0)
+        goto fail;
+    aq_broker_start(d->broker);
     d->server = aq_server_new(d->base, d->cfg);
     d->methods = aq_methods_new(d->broker, token, count_connections, d);
     aq_server_set_methods(d->server, d->methods);
     if (aq_server_listen(d->server, d->cfg, fds, nfds, &err) < 0)
         goto fail;
-    if (d->cfg->journal.path != NULL)
-        aq_log(AQ_LOG_WARN, "journal: not in this version yet: jobs are "
-                            "kept in memory only");
+    if (d->journal == NULL)
+        aq_log(AQ_LOG_WARN, "journal: path null: jobs are kept in memory "
+                            "only and lost at exit");
     d->sigterm_ev = evsignal_new(d->base, SIGTERM, stop_cb, d);
     d->sigint_ev = evsignal_new(d->base, SIGINT, stop_cb, d);
     d->sighup_ev = evsignal_new(d->base, SIGHUP, reload_cb, d);
@@ -247,7 +366,7 @@ run(struct daemon *d)
 fail:
     free(token);
     fprintf(stderr, "asyncqd: %s\n", err.message);
-    return 1;
+    return rc;
 }
 
 static void
@@ -260,11 +379,19 @@ daemon_free(struct daemon *d)
     }
     aq_server_free(d->server);
     aq_methods_free(d->methods);
+    /* Flushed and synced before anything else goes: the interrupted jobs'
+     * records are in it. */
+    aq_journal_close(d->journal);
     aq_broker_free(d->broker);
     aq_procs_free(d->procs);
+    /* No child outlives the daemon, not even one that left its job's
+     * process group (spec section 6). */
+    if (d->base != NULL && aq_procs_kill_all(KILL_ALL_TIMEOUT_US) > 0)
+        aq_log(AQ_LOG_INFO, "asyncqd: killed processes left by jobs");
     if (d->base != NULL)
         event_base_free(d->base);
     aq_config_free(d->cfg);
+    free(d->journal_path);
 }
 
 int
@@ -285,6 +412,8 @@ main(int argc, char **argv)
             d.config_path = a + 9;
         else if (strcmp(a, "--check-config") == 0)
             check_only = true;
+        else if (strcmp(a, "--repair") == 0)
+            d.repair = true;
         else if (strcmp(a, "--version") == 0 || strcmp(a, "-V") == 0) {
             printf("asyncqd %s\n", ASYNCQ_VERSION);
             return 0;

@@ -29,6 +29,7 @@
 #include "hist.h"
 #include "idmap.h"
 #include "job.h"
+#include "journal.h"
 #include "log.h"
 #include "queue.h"
 #include "task.h"
@@ -111,6 +112,8 @@ struct aq_broker {
     struct aq_put_waiter *putters; /* owned */
     struct aq_join *joins;         /* owned */
     struct aq_put_waiter *spare_putter;
+    struct aq_journal *journal; /* borrowed; NULL = memory only */
+    bool is_started;            /* consumers run (aq_broker_start) */
 
     /* graceful stop */
     enum stop_stage stage;
@@ -203,6 +206,90 @@ outcome_clear(struct aq_outcome *out)
     memset(out, 0, sizeof *out);
 }
 
+/* ---- the journal ---- */
+
+static struct aq_jstr
+jstr(const char *s)
+{
+    return (struct aq_jstr){s, s != NULL ? (uint32_t)strlen(s) : 0};
+}
+
+/* The wall-clock time a delayed job becomes ready; 0 when it is ready. */
+static int64_t
+job_due_wall_us(const struct aq_job *j)
+{
+    int64_t due = aq_queue_item_due_us(&j->qi);
+
+    return due == 0 ? 0 : aq_clock_wall_us() + (due - aq_clock_mono_us());
+}
+
+/* Appends the whole record of j (PUT while unfinished, END once finished)
+ * and makes that segment its home. */
+static void
+journal_home(struct aq_broker *b, struct aq_job *j)
+{
+    const struct aq_job_ext *x = j->ext;
+    struct aq_jrec r = {
+        .type = aq_job_is_finished(j) ? AQ_JREC_END : AQ_JREC_PUT,
+        .id = j->id,
+        .kind = j->kind,
+        .state = j->state,
+        .attempts = j->attempts,
+        .priority = j->qi.priority,
+        .retries = x != NULL ? x->retries : -1,
+        .timeout_us = x != NULL ? x->timeout_us : -1,
+        .created_us = j->created_us,
+        .started_us = x != NULL ? x->started_us : 0,
+        .finished_us = x != NULL ? x->finished_us : 0,
+        .queue = jstr(((struct bqueue *)j->queue)->cfg.name),
+    };
+    uint32_t seg;
+
+    if (r.type == AQ_JREC_PUT) {
+        r.due_us = job_due_wall_us(j);
+        r.args = (struct aq_jstr){j->args, j->args_len};
+    }
+    if (x != NULL) {
+        r.key = jstr(x->key);
+        r.result = jstr(x->result);
+        r.err_code = jstr(x->err_code);
+        r.err_message = jstr(x->err_message);
+    }
+    seg = aq_journal_append(b->journal, &r);
+    aq_journal_hold(b->journal, seg);
+    if (j->jseg != 0)
+        aq_journal_release(b->journal, j->jseg);
+    j->jseg = seg;
+}
+
+static void
+journal_start(struct aq_broker *b, const struct aq_job *j)
+{
+    struct aq_jrec r = {
+        .type = AQ_JREC_START, .id = j->id, .started_us = j->ext->started_us};
+
+    if (b->journal != NULL)
+        aq_journal_append(b->journal, &r);
+}
+
+/* j went back to waiting: a retry, or a stop or crash cut its attempt. */
+static void
+journal_requeue(struct aq_broker *b, const struct aq_job *j)
+{
+    const struct aq_job_ext *x = j->ext;
+    struct aq_jrec r = {.type = AQ_JREC_REQUEUE,
+                        .id = j->id,
+                        .state = j->state,
+                        .attempts = j->attempts,
+                        .due_us = job_due_wall_us(j),
+                        .result = jstr(x->result),
+                        .err_code = jstr(x->err_code),
+                        .err_message = jstr(x->err_message)};
+
+    if (b->journal != NULL)
+        aq_journal_append(b->journal, &r);
+}
+
 /* ---- finished records ---- */
 
 #define FIN_PREV(j) ((j)->qi.u.link[0])
@@ -222,6 +309,8 @@ record_evict(struct aq_broker *b, struct aq_job *j)
     else
         b->fin_tail = prev != NULL ? job_of(prev) : NULL;
     b->nfinished--;
+    if (b->journal != NULL && j->jseg != 0)
+        aq_journal_release(b->journal, j->jseg);
     aq_idmap_del(b->jobs, j->id);
     if (j->ext != NULL && j->ext->key != NULL) {
         json_t *id = json_object_get(b->keys, j->ext->key);
@@ -279,6 +368,8 @@ job_queued(struct aq_broker *b, struct bqueue *bq, struct aq_job *j,
         json_object_set_new(b->keys, j->ext->key,
                             json_integer((json_int_t)j->id));
     bq->n_put++;
+    if (b->journal != NULL)
+        journal_home(b, j);
     res->job = j->id;
     res->state = aq_job_state_name(j->state);
     res->duplicate = false;
@@ -312,6 +403,8 @@ job_finish(struct aq_broker *b, struct aq_job *j, enum aq_job_state st)
            aq_job_state_name(st), bq->cfg.name,
            x->err_message != NULL ? ": " : "",
            x->err_message != NULL ? x->err_message : "");
+    if (b->journal != NULL)
+        journal_home(b, j);
     record_append(b, j);
 }
 
@@ -346,6 +439,7 @@ job_end(struct consumer *c, struct aq_outcome *out)
         /* Interrupted by a graceful stop: back to pending, not counted. */
         j->state = AQ_JOB_PENDING;
         aq_queue_requeue(bq->q, &j->qi, j->qi.priority, 0, NULL);
+        journal_requeue(b, j);
         aq_log(AQ_LOG_INFO, "job %llu: interrupted by shutdown, pending again",
                (unsigned long long)j->id);
         outcome_clear(out);
@@ -378,6 +472,7 @@ job_end(struct consumer *c, struct aq_outcome *out)
                    (unsigned long long)j->id, j->attempts, x->err_code, delay);
             aq_queue_requeue(bq->q, &j->qi, j->qi.priority,
                              (int64_t)(delay * 1e6), NULL);
+            journal_requeue(b, j);
         } else
             job_finish(b, j, AQ_JOB_FAILED);
     }
@@ -430,6 +525,7 @@ run_job(struct consumer *c, struct aq_job *j)
     x->started_us = aq_clock_wall_us();
     if (j->attempts == 0)
         aq_hist_add(&bq->wait_hist, x->started_us - j->created_us);
+    journal_start(bq->b, j);
     bq->nbusy++;
     if (timeout_us > 0) {
         struct timeval tv = aq_clock_tv(timeout_us);
@@ -634,11 +730,21 @@ queue_new(struct aq_broker *b, const struct aq_queue_config *qc)
     queue_apply_config(bq, &bq->cfg);
     bq->next = b->queues;
     b->queues = bq;
-    queue_scale(bq, qc->consumers);
+    bq->target = qc->consumers;
+    if (b->is_started)
+        queue_scale(bq, qc->consumers);
     return bq;
 }
 
 /* ---- public: life ---- */
+
+void
+aq_broker_start(struct aq_broker *b)
+{
+    b->is_started = true;
+    for (struct bqueue *bq = b->queues; bq != NULL; bq = bq->next)
+        queue_scale(bq, bq->target);
+}
 
 static void
 apply_results(struct aq_broker *b, const struct aq_config *cfg)
@@ -734,7 +840,10 @@ aq_broker_reconfigure(struct aq_broker *b, const struct aq_config *cfg)
         enum aq_order order = bq->cfg.order;
         queue_apply_config(bq, qc);
         bq->cfg.order = order;
-        queue_scale(bq, qc->consumers);
+        if (b->is_started)
+            queue_scale(bq, qc->consumers);
+        else
+            bq->target = qc->consumers;
     }
     for (struct bqueue *bq = b->queues; bq != NULL; bq = bq->next) {
         if (aq_config_queue(cfg, bq->cfg.name) == NULL)
@@ -1364,4 +1473,312 @@ aq_broker_counts(const struct aq_broker *b, size_t *unfinished, size_t *running)
         *unfinished += aq_queue_unfinished(bq->q);
         *running += (size_t)bq->nbusy;
     }
+}
+
+/* ---- public: durability ---- */
+
+void
+aq_broker_set_journal(struct aq_broker *b, struct aq_journal *j)
+{
+    b->journal = j;
+}
+
+bool
+aq_broker_has_journal(const struct aq_broker *b)
+{
+    return b->journal != NULL;
+}
+
+struct aq_journal_barrier *
+aq_broker_durable(struct aq_broker *b, void (*cb)(void *arg), void *arg)
+{
+    return b->journal != NULL ? aq_journal_barrier(b->journal, cb, arg) : NULL;
+}
+
+void
+aq_broker_durable_cancel(struct aq_broker *b, struct aq_journal_barrier *h)
+{
+    aq_journal_barrier_cancel(b->journal, h);
+}
+
+struct rehome {
+    struct aq_journal *journal;
+    struct aq_job **jobs;
+    size_t n, cap;
+};
+
+static void
+rehome_collect(void *value, void *arg)
+{
+    struct rehome *rh = arg;
+    struct aq_job *j = value;
+
+    if (!aq_journal_is_evacuated(rh->journal, j->jseg))
+        return;
+    if (rh->n == rh->cap) {
+        rh->cap = rh->cap != 0 ? rh->cap * 2 : 64;
+        rh->jobs = xreallocarray(rh->jobs, rh->cap, sizeof *rh->jobs);
+    }
+    rh->jobs[rh->n++] = j;
+}
+
+void
+aq_broker_rehome(struct aq_journal *journal, void *arg)
+{
+    struct aq_broker *b = arg;
+    struct rehome rh = {.journal = journal};
+
+    /* Collect first: appending must not run under the map's iteration. */
+    aq_idmap_each(b->jobs, rehome_collect, &rh);
+    for (size_t i = 0; i < rh.n; i++)
+        journal_home(b, rh.jobs[i]);
+    aq_log(AQ_LOG_DEBUG, "journal: %zu jobs re-appended from old segments",
+           rh.n);
+    free(rh.jobs);
+}
+
+/* ---- public: replay ---- */
+
+static void
+ext_str(char **dst, struct aq_jstr s)
+{
+    free(*dst);
+    *dst = NULL;
+    if (s.p != NULL) {
+        *dst = xmalloc(s.len + 1);
+        memcpy(*dst, s.p, s.len);
+        (*dst)[s.len] = '\0';
+    }
+}
+
+/* The queue of a replayed job; a queue the config no longer has is kept
+ * with no consumer, its jobs waiting until it is configured again. */
+static struct bqueue *
+replay_queue(struct aq_broker *b, struct aq_jstr name)
+{
+    char buf[128];
+    struct aq_queue_config qc;
+    struct bqueue *bq;
+
+    snprintf(buf, sizeof buf, "%.*s", (int)name.len, name.p);
+    if ((bq = queue_find(b, buf)) != NULL)
+        return bq;
+    aq_log(AQ_LOG_WARN,
+           "journal: queue %s has jobs but is not in the config: kept with no "
+           "consumer until it is configured",
+           buf);
+    aq_queue_config_defaults(&qc, buf);
+    qc.consumers = 0;
+    bq = queue_new(b, &qc);
+    aq_queue_config_clear(&qc);
+    return bq;
+}
+
+/* Fills j from a whole record (PUT or END). */
+static void
+replay_whole(struct aq_broker *b, struct aq_job *j, const struct aq_jrec *r,
+             uint32_t seg)
+{
+    struct aq_job_ext *x = aq_job_ext(j);
+
+    j->state = r->state;
+    j->attempts = r->attempts;
+    j->qi.priority = r->priority;
+    j->created_us = r->created_us;
+    x->started_us = r->started_us;
+    x->finished_us = r->finished_us;
+    x->due_us = r->due_us;
+    if (r->type == AQ_JREC_PUT) {
+        x->retries = r->retries;
+        x->timeout_us = r->timeout_us;
+    }
+    ext_str(&x->key, r->key);
+    ext_str(&x->result, r->result);
+    ext_str(&x->err_code, r->err_code);
+    ext_str(&x->err_message, r->err_message);
+    if (x->key != NULL)
+        json_object_set_new(b->keys, x->key, json_integer((json_int_t)j->id));
+    aq_journal_hold(b->journal, seg);
+    if (j->jseg != 0)
+        aq_journal_release(b->journal, j->jseg);
+    j->jseg = seg;
+}
+
+int
+aq_broker_replay_cb(const struct aq_jrec *r, uint32_t seg, void *arg,
+                    struct aq_error *err)
+{
+    struct aq_broker *b = arg;
+    struct aq_job *j = aq_idmap_get(b->jobs, r->id);
+
+    switch (r->type) {
+    case AQ_JREC_PUT:
+    case AQ_JREC_END:
+        if (j == NULL) {
+            struct aq_jstr args = r->args;
+
+            if (args.p == NULL)
+                args = (struct aq_jstr){"{}", 2};
+            if (r->id == 0 || r->kind > AQ_KIND_ECHO || r->queue.p == NULL) {
+                aq_error_set(err, AQ_ERR_INTERNAL,
+                             "journal: job %llu: malformed record",
+                             (unsigned long long)r->id);
+                return -1;
+            }
+            j = aq_job_new(r->id, r->kind, args.p, args.len);
+            j->queue = replay_queue(b, r->queue);
+            aq_idmap_put(b->jobs, j);
+        }
+        replay_whole(b, j, r, seg);
+        break;
+    case AQ_JREC_START:
+        if (j != NULL && !aq_job_is_finished(j)) {
+            j->state = AQ_JOB_RUNNING;
+            aq_job_ext(j)->started_us = r->started_us;
+        }
+        break;
+    case AQ_JREC_REQUEUE:
+        if (j != NULL && !aq_job_is_finished(j)) {
+            struct aq_job_ext *x = aq_job_ext(j);
+
+            j->state = r->state;
+            j->attempts = r->attempts;
+            x->due_us = r->due_us;
+            ext_str(&x->result, r->result);
+            ext_str(&x->err_code, r->err_code);
+            ext_str(&x->err_message, r->err_message);
+        }
+        break;
+    default:
+        break; /* a SEGMENT record, or a type from a later version */
+    }
+    return 0;
+}
+
+struct restore {
+    struct aq_job **unfinished, **finished;
+    size_t nu, nf, cap_u, cap_f;
+};
+
+static void
+restore_collect(void *value, void *arg)
+{
+    struct restore *rs = arg;
+    struct aq_job *j = value;
+
+    if (aq_job_is_finished(j)) {
+        if (rs->nf == rs->cap_f) {
+            rs->cap_f = rs->cap_f != 0 ? rs->cap_f * 2 : 1024;
+            rs->finished =
+                xreallocarray(rs->finished, rs->cap_f, sizeof *rs->finished);
+        }
+        rs->finished[rs->nf++] = j;
+    } else {
+        if (rs->nu == rs->cap_u) {
+            rs->cap_u = rs->cap_u != 0 ? rs->cap_u * 2 : 1024;
+            rs->unfinished = xreallocarray(rs->unfinished, rs->cap_u,
+                                           sizeof *rs->unfinished);
+        }
+        rs->unfinished[rs->nu++] = j;
+    }
+}
+
+static int
+cmp_id(const void *a, const void *b)
+{
+    const struct aq_job *x = *(struct aq_job *const *)a,
+                        *y = *(struct aq_job *const *)b;
+
+    return (x->id > y->id) - (x->id < y->id);
+}
+
+static int
+cmp_finished(const void *a, const void *b)
+{
+    const struct aq_job *x = *(struct aq_job *const *)a,
+                        *y = *(struct aq_job *const *)b;
+    int64_t fx = x->ext->finished_us, fy = y->ext->finished_us;
+
+    return fx != fy ? (fx > fy) - (fx < fy) : cmp_id(a, b);
+}
+
+/* A job that was running when the daemon died: the attempt counts (so a
+ * job that kills the daemon cannot loop forever); it runs again while
+ * attempts <= retries + 1, so even with no retries it gets one more run:
+ * at-least-once. Returns false when it is out of attempts. */
+static bool
+restore_crashed(struct aq_broker *b, struct aq_job *j)
+{
+    struct bqueue *bq = j->queue;
+    char msg[160];
+
+    if (j->attempts < UINT16_MAX)
+        j->attempts++;
+    snprintf(msg, sizeof msg, "the daemon stopped during attempt %u",
+             j->attempts);
+    aq_job_set_error(j, "crash", msg);
+    if (j->attempts <= job_retries(j, bq) + 1) {
+        j->state = AQ_JOB_PENDING;
+        return true;
+    }
+    aq_log(AQ_LOG_WARN, "job %llu: %s, out of attempts: failed",
+           (unsigned long long)j->id, msg);
+    return false;
+}
+
+void
+aq_broker_restore_done(struct aq_broker *b, uint64_t last_id)
+{
+    struct restore rs = {0};
+    int64_t now_us = aq_clock_wall_us();
+    size_t crashed = 0, delayed = 0;
+
+    if (last_id > b->last_id)
+        b->last_id = last_id;
+    aq_idmap_each(b->jobs, restore_collect, &rs);
+    if (rs.nu > 1)
+        qsort(rs.unfinished, rs.nu, sizeof *rs.unfinished, cmp_id);
+    if (rs.nf > 1)
+        qsort(rs.finished, rs.nf, sizeof *rs.finished, cmp_finished);
+    for (size_t i = 0; i < rs.nf; i++) {
+        if (rs.finished[i]->id > b->last_id)
+            b->last_id = rs.finished[i]->id;
+        record_append(b, rs.finished[i]);
+    }
+    /* Jobs come back whatever maxsize says now: none may be dropped. */
+    for (struct bqueue *bq = b->queues; bq != NULL; bq = bq->next)
+        aq_queue_set_maxsize(bq->q, 0);
+    for (size_t i = 0; i < rs.nu; i++) {
+        struct aq_job *j = rs.unfinished[i];
+        struct bqueue *bq = j->queue;
+        int64_t delay_us = 0;
+        bool was_running = j->state == AQ_JOB_RUNNING;
+
+        if (j->id > b->last_id)
+            b->last_id = j->id;
+        if (was_running) {
+            crashed++;
+            if (!restore_crashed(b, j)) {
+                aq_queue_put_nowait(bq->q, &j->qi, j->qi.priority, 0);
+                aq_queue_remove(bq->q, &j->qi);
+                job_finish(b, j, AQ_JOB_FAILED);
+                continue;
+            }
+        } else if (j->ext != NULL && j->ext->due_us > now_us) {
+            delay_us = j->ext->due_us - now_us;
+            delayed++;
+        }
+        aq_queue_put_nowait(bq->q, &j->qi, j->qi.priority, delay_us);
+        j->state = delay_us > 0 ? AQ_JOB_DELAYED : AQ_JOB_PENDING;
+        if (was_running)
+            journal_requeue(b, j);
+    }
+    for (struct bqueue *bq = b->queues; bq != NULL; bq = bq->next)
+        aq_queue_set_maxsize(bq->q, bq->cfg.maxsize);
+    aq_log(AQ_LOG_INFO,
+           "journal: restored %zu unfinished jobs (%zu delayed, %zu cut "
+           "short by a crash) and %zu finished records; next id %llu",
+           rs.nu, delayed, crashed, rs.nf, (unsigned long long)b->last_id + 1);
+    free(rs.unfinished);
+    free(rs.finished);
 }

@@ -24,10 +24,12 @@ struct aq_procs;
 struct aq_task;
 struct aq_broker;
 
-/* Builds the queues of cfg and starts their consumers (from the loop). cfg
- * is copied; base and procs are borrowed and must outlive the broker. */
+/* Builds the queues of cfg, without consumers yet (replay comes first).
+ * cfg is copied; base and procs are borrowed and must outlive the broker. */
 struct aq_broker *aq_broker_new(struct event_base *base, struct aq_procs *procs,
                                 const struct aq_config *cfg);
+/* Starts every queue's consumers (they take jobs from the loop on). */
+void aq_broker_start(struct aq_broker *b);
 /* Frees everything at once, running jobs included (their processes are
  * killed). A graceful stop is aq_broker_stop first. NULL is fine. */
 void aq_broker_free(struct aq_broker *b);
@@ -125,6 +127,33 @@ void aq_broker_stop(struct aq_broker *b, bool drain, double grace_s,
 /* A second signal: skip what is left of drain and grace. */
 void aq_broker_stop_now(struct aq_broker *b);
 bool aq_broker_is_stopping(const struct aq_broker *b);
+
+/* ---- durability (lib/journal.h) ---- */
+
+struct aq_journal;
+struct aq_journal_barrier;
+struct aq_jrec;
+
+/* The journal the broker records every job event in (borrowed; set it
+ * before replay). Without one, jobs live in memory only. */
+void aq_broker_set_journal(struct aq_broker *b, struct aq_journal *j);
+bool aq_broker_has_journal(const struct aq_broker *b);
+/* Replay: an aq_journal_replay_cb rebuilding jobs and records (arg: b). */
+int aq_broker_replay_cb(const struct aq_jrec *r, uint32_t seg, void *arg,
+                        struct aq_error *err);
+/* After aq_journal_start: queues what replay rebuilt. Jobs that were
+ * running at a crash count the attempt and run again (see docs). */
+void aq_broker_restore_done(struct aq_broker *b, uint64_t last_id);
+/* An aq_journal_rehome_cb (arg: b): re-appends the jobs homed in the
+ * segments the journal is evacuating. */
+void aq_broker_rehome(struct aq_journal *j, void *arg);
+/* cb(arg) once all recorded so far is durable; NULL when it already is
+ * (or there is no journal): then cb is never called. Cancel before arg
+ * goes away. */
+struct aq_journal_barrier *aq_broker_durable(struct aq_broker *b,
+                                             void (*cb)(void *arg), void *arg);
+void aq_broker_durable_cancel(struct aq_broker *b,
+                              struct aq_journal_barrier *h);
 
 /* Counts for logs and STATUS=: jobs unfinished, running. */
 void aq_broker_counts(const struct aq_broker *b, size_t *unfinished,

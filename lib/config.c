@@ -556,8 +556,7 @@ parse_queues(struct parser *p, json_t *v, const struct field *f,
     free(cfg->queues);
     cfg->queues = xcalloc(json_object_size(v), sizeof *cfg->queues);
     cfg->nqueues = 0;
-    json_object_foreach(v, name, qv)
-    {
+    json_object_foreach (v, name, qv) {
         struct aq_queue_config *qc = &cfg->queues[cfg->nqueues];
 
         if (!is_queue_name(name))
@@ -587,6 +586,8 @@ static const struct field producers_fields[] = {
 static const struct field journal_fields[] = {
     {"path", parse_string_or_null, CF(journal.path), 0, 0, NULL},
     {"fsync", parse_fsync, CF(journal.fsync), 0, 0, NULL},
+    {"segment_bytes", parse_size, CF(journal.segment_bytes), 4096, SIZE_LIMIT,
+     NULL},
     {NULL, NULL, 0, 0, 0, NULL},
 };
 
@@ -636,8 +637,7 @@ parse_object(struct parser *p, json_t *obj, const char *path,
 
     if (!json_is_object(obj))
         return field_error(p, path, "expected object");
-    json_object_foreach(obj, key, v)
-    {
+    json_object_foreach (obj, key, v) {
         const struct field *f = fields;
 
         while (f->name != NULL && strcmp(f->name, key) != 0)
@@ -765,6 +765,7 @@ aq_config_default(void)
     cfg->producers.idle_timeout = 300;
     cfg->journal.path = xstrdup(DEFAULT_JOURNAL);
     cfg->journal.fsync = AQ_FSYNC_BATCH;
+    cfg->journal.segment_bytes = 64u << 20;
     cfg->results.ttl = 3600;
     cfg->results.max = 100000;
     cfg->shutdown.grace = 10;

@@ -66,8 +66,10 @@ struct aq_config {
         double idle_timeout;      /* s >= 0, 0 = never; default 300 */
     } producers;
     struct {
-        char *path;          /* NULL = memory only; default "asyncq.journal" */
-        enum aq_fsync fsync; /* default batch */
+        char *path;           /* NULL = memory only; default "asyncq.journal" */
+        enum aq_fsync fsync;  /* default batch */
+        size_t segment_bytes; /* >= 4096; default 64 MiB: a segment file is
+                                 closed past this size */
     } journal;
     struct {
         double ttl; /* s >= 0; default 3600 */

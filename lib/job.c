@@ -46,6 +46,10 @@ aq_job_free(struct aq_job *j)
         free(j->ext->result);
         free(j->ext->err_code);
         free(j->ext->err_message);
+        /* An unfinished future holds a reference on itself until settled:
+         * settle it (nobody can settle it any more) so it can go. */
+        if (j->ext->future != NULL && !aq_task_is_finished(j->ext->future))
+            aq_task_set_cancelled(j->ext->future);
         aq_task_unref(j->ext->future);
         free(j->ext);
     }

@@ -42,6 +42,7 @@ struct aq_job_ext {
     char *err_message;      /* owned */
     struct aq_task *future; /* settled with the record at the end; owned
                                reference; NULL until someone waits */
+    int64_t due_us;         /* journal replay only: wall clock it is ready */
 };
 
 struct aq_job {
@@ -55,6 +56,8 @@ struct aq_job {
     uint16_t attempts; /* attempts that ended (spec section 7) */
     uint8_t kind;      /* enum aq_kind */
     uint8_t state;     /* enum aq_job_state */
+    uint32_t jseg;     /* journal segment of its latest whole record (its
+                          home, held); 0 = none */
     char args[];       /* args_len bytes of JSON, then a NUL */
 };
 

@@ -48,8 +48,7 @@ check_fields(const json_t *params, const char *const *allowed,
     const char *key;
     json_t *v;
 
-    json_object_foreach((json_t *)params, key, v)
-    {
+    json_object_foreach ((json_t *)params, key, v) {
         size_t i;
 
         for (i = 0; allowed[i] != NULL; i++) {
@@ -174,12 +173,14 @@ struct future_call {
     json_t *(*make)(json_t *record);
 };
 
+static void future_call_done_cb(struct aq_task *t, void *arg);
+
 static void
 future_call_abandon(void *arg)
 {
     struct future_call *fc = arg;
 
-    aq_task_remove_done_cb(fc->future, NULL, fc);
+    aq_task_remove_done_cb(fc->future, future_call_done_cb, fc);
     aq_task_unref(fc->future);
     free(fc);
 }
@@ -250,14 +251,61 @@ put_reply(const struct aq_put_result *res)
     return r;
 }
 
+/* A put's reply held until its journal record is durable. */
+struct durable_call {
+    struct aq_methods *m;
+    struct aq_call *call;
+    struct aq_journal_barrier *barrier;
+    json_t *reply;
+};
+
+static void
+durable_abandon(void *arg)
+{
+    struct durable_call *dc = arg;
+
+    aq_broker_durable_cancel(dc->m->broker, dc->barrier);
+    json_decref(dc->reply);
+    free(dc);
+}
+
+static void
+durable_cb(void *arg)
+{
+    struct durable_call *dc = arg;
+
+    aq_call_on_abandon(dc->call, NULL, NULL);
+    aq_call_reply(dc->call, dc->reply);
+    free(dc);
+}
+
+/* The job is queued: reply once its record is durable (the fsync policy
+ * says when), or, with wait, once it has finished. */
 static void
 put_queued(struct aq_methods *m, struct aq_call *call, bool wait,
            const struct aq_put_result *res)
 {
-    if (wait)
+    struct durable_call *dc;
+
+    if (wait) {
         future_call_start(m, call, res->job, make_record);
-    else
+        return;
+    }
+    if (!aq_broker_has_journal(m->broker)) {
         aq_call_reply(call, put_reply(res));
+        return;
+    }
+    dc = xcalloc(1, sizeof *dc);
+    dc->barrier = aq_broker_durable(m->broker, durable_cb, dc);
+    if (dc->barrier == NULL) {
+        free(dc);
+        aq_call_reply(call, put_reply(res));
+        return;
+    }
+    dc->m = m;
+    dc->call = call;
+    dc->reply = put_reply(res);
+    aq_call_on_abandon(call, durable_abandon, dc);
 }
 
 static void
@@ -504,8 +552,7 @@ m_wait(struct aq_methods *m, struct aq_call *call, json_t *params)
         goto fail;
     }
     tasks = xcalloc(json_array_size(jobs), sizeof *tasks);
-    json_array_foreach(jobs, i, v)
-    {
+    json_array_foreach (jobs, i, v) {
         char what[48];
         uint64_t id;
 

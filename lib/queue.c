@@ -864,3 +864,9 @@ aq_queue_item_is_delayed(const struct aq_queue_item *it)
 {
     return it->where == WHERE_DELAYED;
 }
+
+int64_t
+aq_queue_item_due_us(const struct aq_queue_item *it)
+{
+    return it->where == WHERE_DELAYED ? it->u.timer.due_us : 0;
+}

@@ -144,5 +144,7 @@ bool aq_queue_full(const struct aq_queue *q);
 bool aq_queue_is_shutdown(const struct aq_queue *q);
 /* Whether it is queued and waiting for its delay (not yet ready). */
 bool aq_queue_item_is_delayed(const struct aq_queue_item *it);
+/* A delayed item's due time (monotonic microseconds); 0 otherwise. */
+int64_t aq_queue_item_due_us(const struct aq_queue_item *it);
 
 #endif

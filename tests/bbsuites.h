@@ -10,5 +10,6 @@ Suite *bb_methods_suite(void);
 Suite *bb_exec_suite(void);
 Suite *bb_lifecycle_suite(void);
 Suite *bb_badinput_suite(void);
+Suite *bb_journal_suite(void);
 
 #endif

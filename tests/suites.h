@@ -6,6 +6,7 @@
 #include <check.h>
 
 Suite *config_suite(void);
+Suite *journal_suite(void);
 Suite *proc_suite(void);
 Suite *queue_suite(void);
 Suite *task_suite(void);
