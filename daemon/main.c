@@ -23,7 +23,9 @@
 #include "journal.h"
 #include "log.h"
 #include "methods.h"
+#include "metrics.h"
 #include "proc.h"
+#include "sd.h"
 #include "server.h"
 #include "xmalloc.h"
 
@@ -44,7 +46,11 @@ struct daemon {
     struct aq_broker *broker;
     struct aq_methods *methods;
     struct aq_server *server;
+    struct aq_metrics *metrics;
     struct event *sigterm_ev, *sigint_ev, *sighup_ev;
+    struct event *status_ev;   /* STATUS= for systemd, every second */
+    struct event *watchdog_ev; /* WATCHDOG=1 at half of WatchdogSec */
+    char last_status[160];
     int stop_signals;
 };
 
@@ -96,27 +102,6 @@ read_token(const char *path, struct aq_error *err)
     return xstrdup(buf);
 }
 
-/* Sockets passed by systemd (sd_listen_fds(3)): fds 3.. when LISTEN_PID
- * names this process. Returns how many, and unsets the variables so exec
- * jobs never see them. */
-static size_t
-listen_fds(int *fds, size_t max)
-{
-    const char *pid = getenv("LISTEN_PID"), *n = getenv("LISTEN_FDS");
-    size_t count = 0;
-
-    if (pid != NULL && n != NULL && strtol(pid, NULL, 10) == (long)getpid()) {
-        long k = strtol(n, NULL, 10);
-
-        for (long i = 0; i < k && count < max; i++)
-            fds[count++] = 3 + (int)i;
-    }
-    unsetenv("LISTEN_PID");
-    unsetenv("LISTEN_FDS");
-    unsetenv("LISTEN_FDNAMES");
-    return count;
-}
-
 static const char *
 fsync_name(enum aq_fsync f)
 {
@@ -158,6 +143,9 @@ stop_cb(evutil_socket_t sig, short what, void *arg)
     struct daemon *d = arg;
 
     if (d->stop_signals++ == 0) {
+        aq_sd_notify("STOPPING=1");
+        if (d->metrics != NULL)
+            aq_metrics_set_health(d->metrics, AQ_HEALTH_STOPPING);
         aq_log(AQ_LOG_INFO,
                "asyncqd: %s: stopping (drain %s, grace %g s); again to skip "
                "the grace",
@@ -208,11 +196,13 @@ reload_cb(evutil_socket_t sig, short what, void *arg)
 {
     struct daemon *d = arg;
     struct aq_error err;
-    struct aq_config *cfg = aq_config_load(d->config_path, &err);
+    struct aq_config *cfg;
 
-    if (cfg == NULL) {
+    aq_sd_notify("RELOADING=1");
+    if ((cfg = aq_config_load(d->config_path, &err)) == NULL) {
         aq_log(AQ_LOG_ERROR, "reload: %s; keeping the running config",
                err.message);
+        aq_sd_notify("READY=1");
         return;
     }
     warn_restart_only(d->cfg, cfg);
@@ -222,6 +212,55 @@ reload_cb(evutil_socket_t sig, short what, void *arg)
     aq_config_free(d->cfg);
     d->cfg = cfg;
     aq_log(AQ_LOG_INFO, "reload: %s applied", d->config_path);
+    aq_sd_notify("READY=1");
+}
+
+/* ---- systemd ---- */
+
+static void
+status_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct daemon *d = arg;
+    size_t unfinished, running;
+    char status[sizeof d->last_status];
+
+    aq_broker_counts(d->broker, &unfinished, &running);
+    snprintf(status, sizeof status,
+             "%zu jobs unfinished, %zu running, %zu connections%s", unfinished,
+             running, aq_server_connections(d->server),
+             d->stop_signals > 0 ? ", stopping" : "");
+    if (strcmp(status, d->last_status) != 0) {
+        aq_sd_notify("STATUS=%s", status);
+        strcpy(d->last_status, status);
+    }
+}
+
+static void
+watchdog_cb(evutil_socket_t fd, short what, void *arg)
+{
+    aq_sd_notify("WATCHDOG=1");
+}
+
+/* READY=1 once the journal is replayed and the listeners are bound; then
+ * STATUS= once a second when it changes, and the watchdog's pings. */
+static void
+systemd_ready(struct daemon *d)
+{
+    struct timeval second = {1, 0};
+    int64_t watchdog_us = aq_sd_watchdog_us();
+
+    aq_sd_notify("READY=1");
+    d->status_ev = event_new(d->base, -1, EV_PERSIST, status_cb, d);
+    event_add(d->status_ev, &second);
+    status_cb(-1, 0, d);
+    if (watchdog_us > 0) {
+        struct timeval half = aq_clock_tv(watchdog_us / 2);
+
+        d->watchdog_ev = event_new(d->base, -1, EV_PERSIST, watchdog_cb, d);
+        event_add(d->watchdog_ev, &half);
+        aq_log(AQ_LOG_INFO, "systemd watchdog: pinging every %.1f s",
+               (double)watchdog_us / 2e6);
+    }
 }
 
 /* ---- journal ---- */
@@ -314,7 +353,7 @@ run(struct daemon *d)
 {
     struct aq_error err;
     int fds[MAX_LISTEN_FDS];
-    size_t nfds = listen_fds(fds, MAX_LISTEN_FDS);
+    size_t nfds = aq_sd_listen_fds(fds, MAX_LISTEN_FDS);
     char *token = NULL;
     int rc = 1;
 
@@ -349,6 +388,10 @@ run(struct daemon *d)
     aq_server_set_methods(d->server, d->methods);
     if (aq_server_listen(d->server, d->cfg, fds, nfds, &err) < 0)
         goto fail;
+    if (d->cfg->metrics != NULL &&
+        (d->metrics = aq_metrics_new(d->base, d->cfg->metrics, d->broker,
+                                     d->server, d->journal, &err)) == NULL)
+        goto fail;
     if (d->journal == NULL)
         aq_log(AQ_LOG_WARN, "journal: path null: jobs are kept in memory "
                             "only and lost at exit");
@@ -360,6 +403,9 @@ run(struct daemon *d)
     event_add(d->sighup_ev, NULL);
     aq_log(AQ_LOG_INFO, "asyncqd %s: ready, %zu queues, pid %d", ASYNCQ_VERSION,
            d->cfg->nqueues, (int)getpid());
+    if (d->metrics != NULL)
+        aq_metrics_set_health(d->metrics, AQ_HEALTH_READY);
+    systemd_ready(d);
     free(token);
     event_base_dispatch(d->base);
     return 0;
@@ -377,6 +423,11 @@ daemon_free(struct daemon *d)
         event_free(d->sigint_ev);
         event_free(d->sighup_ev);
     }
+    if (d->status_ev != NULL)
+        event_free(d->status_ev);
+    if (d->watchdog_ev != NULL)
+        event_free(d->watchdog_ev);
+    aq_metrics_free(d->metrics);
     aq_server_free(d->server);
     aq_methods_free(d->methods);
     /* Flushed and synced before anything else goes: the interrupted jobs'

@@ -718,7 +718,7 @@ queue_apply_config(struct bqueue *bq, const struct aq_queue_config *qc)
 static struct bqueue *
 queue_new(struct aq_broker *b, const struct aq_queue_config *qc)
 {
-    struct bqueue *bq = xcalloc(1, sizeof *bq);
+    struct bqueue *bq = xcalloc(1, sizeof *bq), **pp;
     struct aq_queue_opts opts = {
         .maxsize = qc->maxsize,
         .order = qc->order == AQ_ORDER_LIFO ? AQ_QUEUE_LIFO : AQ_QUEUE_PRIORITY,
@@ -728,8 +728,10 @@ queue_new(struct aq_broker *b, const struct aq_queue_config *qc)
     aq_queue_config_copy(&bq->cfg, qc);
     bq->q = aq_queue_new(b->base, &opts);
     queue_apply_config(bq, &bq->cfg);
-    bq->next = b->queues;
-    b->queues = bq;
+    /* At the tail: stats list queues in config order. */
+    for (pp = &b->queues; *pp != NULL; pp = &(*pp)->next)
+        ;
+    *pp = bq;
     bq->target = qc->consumers;
     if (b->is_started)
         queue_scale(bq, qc->consumers);
@@ -1222,33 +1224,75 @@ quantiles(const struct aq_hist *h)
                      (double)aq_hist_quantile(h, 0.99) / 1e6);
 }
 
-static json_t *
-queue_stats(const struct bqueue *bq)
+static void
+queue_numbers(const struct bqueue *bq, struct aq_queue_stats *s)
 {
-    json_t *s = json_object();
+    *s = (struct aq_queue_stats){
+        .name = bq->cfg.name,
+        .kind = aq_kind_name(bq->kind),
+        .size = aq_queue_qsize(bq->q),
+        .delayed = aq_queue_delayed(bq->q),
+        .unfinished = aq_queue_unfinished(bq->q),
+        .maxsize = aq_queue_maxsize(bq->q),
+        .running = bq->nbusy,
+        .consumers = bq->target,
+        .paused = bq->is_paused,
+        .put = bq->n_put,
+        .done = bq->n_done,
+        .failed = bq->n_failed,
+        .cancelled = bq->n_cancelled,
+        .retried = bq->n_retried,
+        .wait = &bq->wait_hist,
+        .run = &bq->run_hist,
+    };
+}
 
-    json_object_set_new(s, "size",
-                        json_integer((json_int_t)aq_queue_qsize(bq->q)));
-    json_object_set_new(s, "delayed",
-                        json_integer((json_int_t)aq_queue_delayed(bq->q)));
-    json_object_set_new(s, "running", json_integer(bq->nbusy));
-    json_object_set_new(s, "unfinished",
-                        json_integer((json_int_t)aq_queue_unfinished(bq->q)));
-    json_object_set_new(s, "maxsize",
-                        json_integer((json_int_t)aq_queue_maxsize(bq->q)));
-    json_object_set_new(s, "consumers", json_integer(bq->target));
-    json_object_set_new(s, "busy", json_integer(bq->nbusy));
-    json_object_set_new(s, "paused", json_boolean(bq->is_paused));
-    json_object_set_new(s, "kind", json_string(aq_kind_name(bq->kind)));
-    json_object_set_new(s, "put", json_integer((json_int_t)bq->n_put));
-    json_object_set_new(s, "done", json_integer((json_int_t)bq->n_done));
-    json_object_set_new(s, "failed", json_integer((json_int_t)bq->n_failed));
-    json_object_set_new(s, "cancelled",
-                        json_integer((json_int_t)bq->n_cancelled));
-    json_object_set_new(s, "retried", json_integer((json_int_t)bq->n_retried));
-    json_object_set_new(s, "wait_time", quantiles(&bq->wait_hist));
-    json_object_set_new(s, "run_time", quantiles(&bq->run_hist));
-    return s;
+int
+aq_broker_each_queue(struct aq_broker *b, const char *queue,
+                     void (*fn)(const struct aq_queue_stats *s, void *arg),
+                     void *arg, struct aq_error *err)
+{
+    struct aq_queue_stats s;
+
+    if (queue != NULL) {
+        struct bqueue *bq = queue_lookup(b, queue, err);
+
+        if (bq == NULL)
+            return -1;
+        queue_numbers(bq, &s);
+        fn(&s, arg);
+        return 0;
+    }
+    for (struct bqueue *bq = b->queues; bq != NULL; bq = bq->next) {
+        queue_numbers(bq, &s);
+        fn(&s, arg);
+    }
+    return 0;
+}
+
+static void
+stats_json(const struct aq_queue_stats *s, void *arg)
+{
+    json_t *o = json_object();
+
+    json_object_set_new(o, "size", json_integer((json_int_t)s->size));
+    json_object_set_new(o, "delayed", json_integer((json_int_t)s->delayed));
+    json_object_set_new(o, "running", json_integer(s->running));
+    json_object_set_new(o, "unfinished",
+                        json_integer((json_int_t)s->unfinished));
+    json_object_set_new(o, "maxsize", json_integer((json_int_t)s->maxsize));
+    json_object_set_new(o, "consumers", json_integer(s->consumers));
+    json_object_set_new(o, "busy", json_integer(s->running));
+    json_object_set_new(o, "paused", json_boolean(s->paused));
+    json_object_set_new(o, "kind", json_string(s->kind));
+    json_object_set_new(o, "put", json_integer((json_int_t)s->put));
+    json_object_set_new(o, "done", json_integer((json_int_t)s->done));
+    json_object_set_new(o, "failed", json_integer((json_int_t)s->failed));
+    json_object_set_new(o, "cancelled", json_integer((json_int_t)s->cancelled));
+    json_object_set_new(o, "retried", json_integer((json_int_t)s->retried));
+    json_object_set_new(o, "wait_time", quantiles(s->wait));
+    json_object_set_new(o, "run_time", quantiles(s->run));
+    json_object_set_new(arg, s->name, o);
 }
 
 json_t *
@@ -1256,18 +1300,10 @@ aq_broker_stats(struct aq_broker *b, const char *queue, struct aq_error *err)
 {
     json_t *all = json_object();
 
-    if (queue != NULL) {
-        struct bqueue *bq = queue_lookup(b, queue, err);
-
-        if (bq == NULL) {
-            json_decref(all);
-            return NULL;
-        }
-        json_object_set_new(all, bq->cfg.name, queue_stats(bq));
-        return all;
+    if (aq_broker_each_queue(b, queue, stats_json, all, err) < 0) {
+        json_decref(all);
+        return NULL;
     }
-    for (struct bqueue *bq = b->queues; bq != NULL; bq = bq->next)
-        json_object_set_new(all, bq->cfg.name, queue_stats(bq));
     return all;
 }
 

@@ -107,6 +107,25 @@ int aq_broker_join(struct aq_broker *b, const char *queue, aq_join_cb *cb,
                    void *arg, struct aq_join **join, struct aq_error *err);
 void aq_broker_join_cancel(struct aq_join *j); /* no callback after */
 
+struct aq_hist;
+
+/* One queue's numbers, borrowed for the callback's duration. */
+struct aq_queue_stats {
+    const char *name;
+    const char *kind;
+    size_t size, delayed, unfinished, maxsize; /* size: ready jobs */
+    int running, consumers;                    /* consumers: asked for */
+    bool paused;
+    uint64_t put, done, failed, cancelled, retried; /* since start */
+    const struct aq_hist *wait, *run; /* put -> first start; start -> end */
+};
+
+/* Calls fn for each queue (one, when queue is not NULL): 0, or -1 with
+ * err -32002. */
+int aq_broker_each_queue(struct aq_broker *b, const char *queue,
+                         void (*fn)(const struct aq_queue_stats *s, void *arg),
+                         void *arg, struct aq_error *err);
+
 /* The "queues" part of stats (spec section 5), for one queue or all. */
 json_t *aq_broker_stats(struct aq_broker *b, const char *queue,
                         struct aq_error *err);

@@ -29,6 +29,7 @@ aq_hist_add(struct aq_hist *h, int64_t us)
 {
     h->buckets[bucket_of(us > 0 ? (uint64_t)us : 0)]++;
     h->count++;
+    h->sum_us += us > 0 ? us : 0;
 }
 
 int64_t
@@ -47,4 +48,14 @@ aq_hist_quantile(const struct aq_hist *h, double q)
             return bucket_upper(i);
     }
     return bucket_upper(AQ_HIST_BUCKETS - 1);
+}
+
+uint64_t
+aq_hist_count_le(const struct aq_hist *h, int64_t le_us)
+{
+    uint64_t n = 0;
+
+    for (unsigned i = 0; i < AQ_HIST_BUCKETS && bucket_upper(i) <= le_us; i++)
+        n += h->buckets[i];
+    return n;
 }

@@ -14,6 +14,7 @@
 
 struct aq_hist {
     uint64_t count;
+    int64_t sum_us;
     uint32_t buckets[AQ_HIST_BUCKETS];
 };
 
@@ -21,5 +22,8 @@ void aq_hist_add(struct aq_hist *h, int64_t us); /* negative counts as 0 */
 /* The value at quantile q (0..1), in microseconds: the upper bound of the
  * bucket holding it; 0 when empty. */
 int64_t aq_hist_quantile(const struct aq_hist *h, double q);
+/* How many values were <= le_us (counting whole buckets whose upper bound
+ * is <= le_us: a Prometheus "le" bucket, within the 12.5% bucket width). */
+uint64_t aq_hist_count_le(const struct aq_hist *h, int64_t le_us);
 
 #endif

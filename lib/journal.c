@@ -32,6 +32,7 @@
 #include "clock.h"
 #include "crc32c.h"
 #include "error.h"
+#include "hist.h"
 #include "log.h"
 #include "xmalloc.h"
 
@@ -83,11 +84,12 @@ struct aq_journal {
     pthread_t thread;
     pthread_mutex_t mu;
     pthread_cond_t cv;
-    int sync_fd;          /* what to sync (under mu) */
-    uint64_t sync_req;    /* LSN asked for (under mu) */
-    uint64_t sync_done;   /* LSN synced (under mu) */
-    bool sync_busy, stop; /* under mu */
-    int efd;              /* eventfd: the thread finished a sync */
+    int sync_fd;               /* what to sync (under mu) */
+    uint64_t sync_req;         /* LSN asked for (under mu) */
+    uint64_t sync_done;        /* LSN synced (under mu) */
+    bool sync_busy, stop;      /* under mu */
+    int efd;                   /* eventfd: the thread finished a sync */
+    struct aq_hist fsync_hist; /* fdatasync durations (under mu) */
     struct event *synced_ev, *everysec_ev;
 };
 
@@ -544,11 +546,25 @@ write_out(struct aq_journal *j)
     return 0;
 }
 
+/* fdatasync, timed for the metrics. */
+static void
+timed_fdatasync(struct aq_journal *j, int fd)
+{
+    int64_t start_us = aq_clock_mono_us();
+
+    if (fdatasync(fd) < 0)
+        aq_log(AQ_LOG_ERROR, "journal: fdatasync: %s", strerror(errno));
+    if (j->has_thread)
+        pthread_mutex_lock(&j->mu);
+    aq_hist_add(&j->fsync_hist, aq_clock_mono_us() - start_us);
+    if (j->has_thread)
+        pthread_mutex_unlock(&j->mu);
+}
+
 static void
 fsync_now(struct aq_journal *j)
 {
-    if (fdatasync(j->fd) < 0)
-        aq_log(AQ_LOG_ERROR, "journal: fdatasync: %s", strerror(errno));
+    timed_fdatasync(j, j->fd);
 }
 
 /* After a write: what the policy makes durable now. */
@@ -648,8 +664,7 @@ sync_main(void *arg)
 
         j->sync_busy = true;
         pthread_mutex_unlock(&j->mu);
-        if (fdatasync(fd) < 0)
-            aq_log(AQ_LOG_ERROR, "journal: fdatasync: %s", strerror(errno));
+        timed_fdatasync(j, fd);
         pthread_mutex_lock(&j->mu);
         j->sync_done = lsn;
         j->sync_busy = false;
@@ -1046,6 +1061,16 @@ aq_journal_close(struct aq_journal *j)
     free(j->buf);
     free(j->dir);
     free(j);
+}
+
+void
+aq_journal_fsync_hist(struct aq_journal *j, struct aq_hist *out)
+{
+    if (j->has_thread)
+        pthread_mutex_lock(&j->mu);
+    *out = j->fsync_hist;
+    if (j->has_thread)
+        pthread_mutex_unlock(&j->mu);
 }
 
 uint64_t

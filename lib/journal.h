@@ -115,6 +115,10 @@ struct aq_journal_barrier *aq_journal_barrier(struct aq_journal *j,
 void aq_journal_barrier_cancel(struct aq_journal *j,
                                struct aq_journal_barrier *b);
 
+struct aq_hist;
+/* A copy of the fdatasync durations so far (the sync thread adds to it). */
+void aq_journal_fsync_hist(struct aq_journal *j, struct aq_hist *out);
+
 /* For stats and tests: bytes in all segments; number of segments. */
 uint64_t aq_journal_bytes(const struct aq_journal *j);
 size_t aq_journal_segments(const struct aq_journal *j);

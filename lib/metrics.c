@@ -1,0 +1,347 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * lib/metrics.c: Prometheus text format over evhttp. Every family gets its
+ * HELP and TYPE lines once; queues are a "queue" label. Histograms use
+ * fixed second buckets filled from the queue's log-linear histograms.
+ */
+#include "metrics.h"
+
+#include <arpa/inet.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+
+#include <event2/buffer.h>
+#include <event2/event.h>
+#include <event2/http.h>
+
+#include "broker.h"
+#include "clock.h"
+#include "error.h"
+#include "hist.h"
+#include "journal.h"
+#include "log.h"
+#include "server.h"
+#include "xmalloc.h"
+
+/* Histogram bucket bounds, seconds: from a millisecond to five minutes. */
+static const double bounds_s[] = {0.001, 0.005, 0.01, 0.05, 0.1, 0.5,
+                                  1,     5,     10,   30,   60,  300};
+#define NBOUNDS (sizeof bounds_s / sizeof bounds_s[0])
+
+struct aq_metrics {
+    struct evhttp *http; /* owned */
+    struct aq_broker *broker;
+    struct aq_server *server;
+    struct aq_journal *journal;
+    enum aq_health health;
+    int64_t started_us; /* monotonic */
+};
+
+struct gauge {
+    const char *name, *help, *type;
+};
+
+/* The per-queue families, in output order. */
+enum {
+    Q_SIZE,
+    Q_DELAYED,
+    Q_RUNNING,
+    Q_UNFINISHED,
+    Q_MAXSIZE,
+    Q_CONSUMERS,
+    Q_BUSY,
+    Q_PAUSED,
+    Q_PUT,
+    Q_DONE,
+    Q_FAILED,
+    Q_CANCELLED,
+    Q_RETRIED,
+    Q_COUNT
+};
+
+static const struct gauge queue_families[Q_COUNT] = {
+    [Q_SIZE] = {"asyncq_queue_size", "Ready jobs waiting for a consumer.",
+                "gauge"},
+    [Q_DELAYED] = {"asyncq_queue_delayed",
+                   "Jobs waiting for their delay or a retry's backoff.",
+                   "gauge"},
+    [Q_RUNNING] = {"asyncq_queue_running", "Jobs being run.", "gauge"},
+    [Q_UNFINISHED] = {"asyncq_queue_unfinished",
+                      "Jobs put and not finished: delayed, ready or running.",
+                      "gauge"},
+    [Q_MAXSIZE] = {"asyncq_queue_maxsize",
+                   "Unfinished jobs before put waits (0: unbounded).", "gauge"},
+    [Q_CONSUMERS] = {"asyncq_queue_consumers", "Consumer tasks asked for.",
+                     "gauge"},
+    [Q_BUSY] = {"asyncq_queue_busy", "Consumers running a job.", "gauge"},
+    [Q_PAUSED] = {"asyncq_queue_paused", "1 if the queue is paused.", "gauge"},
+    [Q_PUT] = {"asyncq_jobs_put_total", "Jobs put.", "counter"},
+    [Q_DONE] = {"asyncq_jobs_done_total", "Jobs finished done.", "counter"},
+    [Q_FAILED] = {"asyncq_jobs_failed_total", "Jobs finished failed.",
+                  "counter"},
+    [Q_CANCELLED] = {"asyncq_jobs_cancelled_total", "Jobs cancelled.",
+                     "counter"},
+    [Q_RETRIED] = {"asyncq_jobs_retried_total", "Failed attempts retried.",
+                   "counter"},
+};
+
+/* Queue names are [A-Za-z0-9_.-]: nothing to escape in a label value. */
+static void
+family_head(struct evbuffer *out, const char *name, const char *help,
+            const char *type)
+{
+    evbuffer_add_printf(out, "# HELP %s %s\n# TYPE %s %s\n", name, help, name,
+                        type);
+}
+
+static void
+histogram(struct evbuffer *out, const char *name, const char *labels,
+          const struct aq_hist *h)
+{
+    const char *sep = labels[0] != '\0' ? "," : "";
+
+    for (size_t i = 0; i < NBOUNDS; i++)
+        evbuffer_add_printf(out, "%s_bucket{%s%sle=\"%g\"} %llu\n", name,
+                            labels, sep, bounds_s[i],
+                            (unsigned long long)aq_hist_count_le(
+                                h, (int64_t)(bounds_s[i] * 1e6)));
+    evbuffer_add_printf(out, "%s_bucket{%s%sle=\"+Inf\"} %llu\n", name, labels,
+                        sep, (unsigned long long)h->count);
+    if (labels[0] != '\0')
+        evbuffer_add_printf(out, "%s_sum{%s} %.6f\n%s_count{%s} %llu\n", name,
+                            labels, (double)h->sum_us / 1e6, name, labels,
+                            (unsigned long long)h->count);
+    else
+        evbuffer_add_printf(out, "%s_sum %.6f\n%s_count %llu\n", name,
+                            (double)h->sum_us / 1e6, name,
+                            (unsigned long long)h->count);
+}
+
+/* One pass per family over the queues: the format wants a family's
+ * samples together. */
+struct pass {
+    struct evbuffer *out;
+    int family; /* Q_*, or -1 / -2 for the wait / run histograms */
+};
+
+static void
+queue_sample(const struct aq_queue_stats *s, void *arg)
+{
+    struct pass *p = arg;
+    char labels[128];
+    double v = 0;
+
+    snprintf(labels, sizeof labels, "queue=\"%s\"", s->name);
+    switch (p->family) {
+    case -1:
+        histogram(p->out, "asyncq_job_wait_seconds", labels, s->wait);
+        return;
+    case -2:
+        histogram(p->out, "asyncq_job_run_seconds", labels, s->run);
+        return;
+    case Q_SIZE:
+        v = (double)s->size;
+        break;
+    case Q_DELAYED:
+        v = (double)s->delayed;
+        break;
+    case Q_RUNNING:
+        v = s->running;
+        break;
+    case Q_UNFINISHED:
+        v = (double)s->unfinished;
+        break;
+    case Q_MAXSIZE:
+        v = (double)s->maxsize;
+        break;
+    case Q_CONSUMERS:
+        v = s->consumers;
+        break;
+    case Q_BUSY:
+        v = s->running;
+        break;
+    case Q_PAUSED:
+        v = s->paused;
+        break;
+    case Q_PUT:
+        v = (double)s->put;
+        break;
+    case Q_DONE:
+        v = (double)s->done;
+        break;
+    case Q_FAILED:
+        v = (double)s->failed;
+        break;
+    case Q_CANCELLED:
+        v = (double)s->cancelled;
+        break;
+    case Q_RETRIED:
+        v = (double)s->retried;
+        break;
+    }
+    evbuffer_add_printf(p->out, "%s{%s} %.0f\n", queue_families[p->family].name,
+                        labels, v);
+}
+
+static void
+render(struct aq_metrics *m, struct evbuffer *out)
+{
+    struct pass p = {out, 0};
+
+    family_head(out, "asyncq_up", "1 while asyncqd serves.", "gauge");
+    evbuffer_add_printf(out, "asyncq_up 1\n");
+    family_head(out, "asyncq_uptime_seconds", "Seconds since start.", "gauge");
+    evbuffer_add_printf(out, "asyncq_uptime_seconds %.3f\n",
+                        (double)(aq_clock_mono_us() - m->started_us) / 1e6);
+    family_head(out, "asyncq_connections", "Open producer connections.",
+                "gauge");
+    evbuffer_add_printf(out, "asyncq_connections %zu\n",
+                        aq_server_connections(m->server));
+    for (p.family = 0; p.family < Q_COUNT; p.family++) {
+        const struct gauge *g = &queue_families[p.family];
+
+        family_head(out, g->name, g->help, g->type);
+        aq_broker_each_queue(m->broker, NULL, queue_sample, &p, NULL);
+    }
+    family_head(out, "asyncq_job_wait_seconds",
+                "From put to the first start of each job.", "histogram");
+    p.family = -1;
+    aq_broker_each_queue(m->broker, NULL, queue_sample, &p, NULL);
+    family_head(out, "asyncq_job_run_seconds",
+                "From start to end of each attempt that finished a job.",
+                "histogram");
+    p.family = -2;
+    aq_broker_each_queue(m->broker, NULL, queue_sample, &p, NULL);
+    if (m->journal != NULL) {
+        struct aq_hist fsync;
+
+        family_head(out, "asyncq_journal_bytes", "Bytes in journal segments.",
+                    "gauge");
+        evbuffer_add_printf(out, "asyncq_journal_bytes %llu\n",
+                            (unsigned long long)aq_journal_bytes(m->journal));
+        family_head(out, "asyncq_journal_segments", "Journal segment files.",
+                    "gauge");
+        evbuffer_add_printf(out, "asyncq_journal_segments %zu\n",
+                            aq_journal_segments(m->journal));
+        family_head(out, "asyncq_journal_fsync_seconds",
+                    "Duration of each journal fdatasync.", "histogram");
+        aq_journal_fsync_hist(m->journal, &fsync);
+        histogram(out, "asyncq_journal_fsync_seconds", "", &fsync);
+    }
+}
+
+static void
+metrics_cb(struct evhttp_request *req, void *arg)
+{
+    struct aq_metrics *m = arg;
+    struct evbuffer *out;
+
+    if (evhttp_request_get_command(req) != EVHTTP_REQ_GET) {
+        evhttp_send_error(req, 405, "Method Not Allowed");
+        return;
+    }
+    out = evbuffer_new();
+    render(m, out);
+    evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type",
+                      "text/plain; version=0.0.4; charset=utf-8");
+    evhttp_send_reply(req, 200, "OK", out);
+    evbuffer_free(out);
+}
+
+static void
+healthz_cb(struct evhttp_request *req, void *arg)
+{
+    struct aq_metrics *m = arg;
+    static const char *const words[] = {"starting\n", "ok\n", "stopping\n"};
+    struct evbuffer *out = evbuffer_new();
+    bool ok = m->health == AQ_HEALTH_READY;
+
+    evbuffer_add(out, words[m->health], strlen(words[m->health]));
+    evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type",
+                      "text/plain; charset=utf-8");
+    evhttp_send_reply(req, ok ? 200 : 503, ok ? "OK" : "Service Unavailable",
+                      out);
+    evbuffer_free(out);
+}
+
+static void
+other_cb(struct evhttp_request *req, void *arg)
+{
+    evhttp_send_error(req, 404, "Not Found: try /metrics or /healthz");
+}
+
+struct aq_metrics *
+aq_metrics_new(struct event_base *base, const char *addr,
+               struct aq_broker *broker, struct aq_server *server,
+               struct aq_journal *journal, struct aq_error *err)
+{
+    struct aq_metrics *m;
+    struct evhttp_bound_socket *bound;
+    const char *colon = strrchr(addr, ':');
+    char host[256];
+    size_t hlen;
+    struct sockaddr_storage ss;
+    socklen_t sl = sizeof ss;
+    char shown[INET6_ADDRSTRLEN];
+    int port;
+
+    if (colon == NULL || (hlen = (size_t)(colon - addr)) >= sizeof host) {
+        aq_error_set(err, AQ_ERR_INTERNAL, "metrics: %s: expected HOST:PORT",
+                     addr);
+        return NULL;
+    }
+    if (hlen >= 2 && addr[0] == '[' && addr[hlen - 1] == ']')
+        snprintf(host, sizeof host, "%.*s", (int)hlen - 2, addr + 1);
+    else
+        snprintf(host, sizeof host, "%.*s", (int)hlen, addr);
+    m = xcalloc(1, sizeof *m);
+    m->broker = broker;
+    m->server = server;
+    m->journal = journal;
+    m->started_us = aq_clock_mono_us();
+    m->http = evhttp_new(base);
+    evhttp_set_allowed_methods(m->http, EVHTTP_REQ_GET | EVHTTP_REQ_HEAD);
+    evhttp_set_cb(m->http, "/metrics", metrics_cb, m);
+    evhttp_set_cb(m->http, "/healthz", healthz_cb, m);
+    evhttp_set_gencb(m->http, other_cb, m);
+    bound = evhttp_bind_socket_with_handle(m->http, host,
+                                           (ev_uint16_t)atoi(colon + 1));
+    if (bound == NULL) {
+        aq_error_set(err, AQ_ERR_INTERNAL, "metrics: listen %s: cannot bind",
+                     addr);
+        aq_metrics_free(m);
+        return NULL;
+    }
+    memset(&ss, 0, sizeof ss);
+    getsockname(evhttp_bound_socket_get_fd(bound), (struct sockaddr *)&ss, &sl);
+    if (ss.ss_family == AF_INET6) {
+        inet_ntop(AF_INET6, &((struct sockaddr_in6 *)&ss)->sin6_addr, shown,
+                  sizeof shown);
+        port = ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
+        aq_log(AQ_LOG_INFO, "metrics on http://[%s]:%d/metrics", shown, port);
+    } else {
+        inet_ntop(AF_INET, &((struct sockaddr_in *)&ss)->sin_addr, shown,
+                  sizeof shown);
+        port = ntohs(((struct sockaddr_in *)&ss)->sin_port);
+        aq_log(AQ_LOG_INFO, "metrics on http://%s:%d/metrics", shown, port);
+    }
+    return m;
+}
+
+void
+aq_metrics_set_health(struct aq_metrics *m, enum aq_health h)
+{
+    m->health = h;
+}
+
+void
+aq_metrics_free(struct aq_metrics *m)
+{
+    if (m == NULL)
+        return;
+    evhttp_free(m->http);
+    free(m);
+}

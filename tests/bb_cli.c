@@ -1,0 +1,9 @@
+/* SPDX-License-Identifier: MIT */
+/* stub: replaced by the real suite */
+#include "bbsuites.h"
+
+Suite *
+bb_cli_suite(void)
+{
+    return suite_create("bb_cli");
+}
