@@ -182,7 +182,8 @@ warn_restart_only(const struct aq_config *old, const struct aq_config *cfg)
     if (!str_eq(old->metrics, cfg->metrics))
         aq_log(AQ_LOG_WARN, "reload: metrics changes at restart");
     if (!str_eq(old->journal.path, cfg->journal.path) ||
-        old->journal.fsync != cfg->journal.fsync)
+        old->journal.fsync != cfg->journal.fsync ||
+        old->journal.segment_bytes != cfg->journal.segment_bytes)
         aq_log(AQ_LOG_WARN, "reload: journal changes at restart");
     if (!str_eq(old->auth_token_file, cfg->auth_token_file))
         aq_log(AQ_LOG_WARN, "reload: auth changes at restart");
@@ -382,6 +383,7 @@ run(struct daemon *d)
     d->broker = aq_broker_new(d->base, d->procs, d->cfg);
     if (d->journal_path != NULL && (rc = journal_load(d, &err)) != 0)
         goto fail;
+    rc = 1; /* the failures below are ordinary ones */
     aq_broker_start(d->broker);
     d->server = aq_server_new(d->base, d->cfg);
     d->methods = aq_methods_new(d->broker, token, count_connections, d);

@@ -303,7 +303,8 @@ aq_client_auth(struct aq_client *c, const char *token_file,
     char buf[4096] = "";
     json_t *r;
 
-    if (env != NULL && *env != '\0')
+    /* An explicit file wins over the environment. */
+    if (token_file == NULL && env != NULL && *env != '\0')
         snprintf(buf, sizeof buf, "%s", env);
     else if (token_file != NULL) {
         FILE *f = fopen(token_file, "r");

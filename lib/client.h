@@ -48,8 +48,8 @@ json_t *aq_client_call(struct aq_client *c, const char *method, json_t *params,
                                        void *arg),
                        void *arg, struct aq_error *err);
 
-/* Sends auth with the token from $ASYNCQ_TOKEN or token_file, if either is
- * given; 0 or -1 with err. */
+/* Sends auth with the token: the first line of token_file if given, else
+ * $ASYNCQ_TOKEN if set, else nothing to send. 0 or -1 with err. */
 int aq_client_auth(struct aq_client *c, const char *token_file,
                    struct aq_error *err);
 

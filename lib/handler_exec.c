@@ -89,8 +89,29 @@ check_strings(const json_t *v, const char *field, struct aq_error *err)
     return 0;
 }
 
+/* Variables that make the dynamic loader run code of the producer's
+ * choosing inside an allowed program: refused unless any program may run. */
+static bool
+is_loader_variable(const char *name)
+{
+    return strncmp(name, "LD_", 3) == 0 || strcmp(name, "GCONV_PATH") == 0 ||
+           strcmp(name, "MALLOC_CHECK_") == 0 ||
+           strcmp(name, "GLIBC_TUNABLES") == 0;
+}
+
+static bool
+allows_all(const struct aq_queue_config *qc)
+{
+    for (size_t i = 0; i < qc->exec.nallow; i++) {
+        if (strcmp(qc->exec.allow[i], "*") == 0)
+            return true;
+    }
+    return false;
+}
+
 static int
-check_env(const json_t *env, struct aq_error *err)
+check_env(const struct aq_queue_config *qc, const json_t *env,
+          struct aq_error *err)
 {
     const char *name;
     json_t *v;
@@ -112,6 +133,13 @@ check_env(const json_t *env, struct aq_error *err)
                          "params.args.env.%.100s: expected string", name);
             return -1;
         }
+        if (is_loader_variable(name) && !allows_all(qc)) {
+            aq_error_set(err, AQ_ERR_NOT_ALLOWED,
+                         "exec: env %.100s: not allowed: it would load code "
+                         "into a program of queues.%s.exec.allow",
+                         name, qc->name);
+            return -1;
+        }
     }
     return 0;
 }
@@ -129,7 +157,7 @@ exec_check(const struct aq_queue_config *qc, const json_t *args,
             if (check_strings(v, "argv", err) < 0)
                 return -1;
         } else if (strcmp(key, "env") == 0) {
-            if (check_env(v, err) < 0)
+            if (check_env(qc, v, err) < 0)
                 return -1;
         } else if (strcmp(key, "cwd") == 0 || strcmp(key, "stdin") == 0) {
             if (!json_is_string(v)) {

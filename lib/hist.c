@@ -21,6 +21,9 @@ bucket_upper(unsigned idx)
 
     if (idx < AQ_HIST_SUB)
         return idx;
+    /* Indices 8..23 stay empty: values 8.. start at 3 * AQ_HIST_SUB. */
+    if (msb < 3)
+        return AQ_HIST_SUB - 1;
     return (int64_t)(((uint64_t)(AQ_HIST_SUB + sub + 1) << (msb - 3)) - 1);
 }
 

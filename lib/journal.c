@@ -24,6 +24,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -40,6 +41,7 @@
 #define MAX_RECORD_BYTES (256u << 20) /* a longer length is damage */
 #define SEG_SUFFIX ".aqj"
 #define ABSENT UINT32_MAX
+#define FORMAT_VERSION 1 /* in each SEGMENT record */
 
 struct segment {
     uint32_t seq;
@@ -67,6 +69,7 @@ struct aq_journal {
     struct segment *segs; /* oldest first; the last one is appended to */
     size_t nsegs, segs_cap;
     int fd;          /* the active segment; -1 before start */
+    int lock_fd;     /* flock on DIR/LOCK, held while open; -1 = none */
     uint64_t max_id; /* highest job id seen */
     bool in_rehome;
 
@@ -142,7 +145,7 @@ body_size(const struct aq_jrec *r)
 {
     switch (r->type) {
     case AQ_JREC_SEGMENT:
-        return 1 + 8;
+        return 1 + 8 + 4;
     case AQ_JREC_START:
         return 1 + 8 + 8;
     case AQ_JREC_REQUEUE:
@@ -174,6 +177,7 @@ encode(struct aq_journal *j, const struct aq_jrec *r)
     put_u(j, r->id, 8);
     switch (r->type) {
     case AQ_JREC_SEGMENT:
+        put_u(j, FORMAT_VERSION, 4);
         break;
     case AQ_JREC_START:
         put_u(j, (uint64_t)r->started_us, 8);
@@ -277,6 +281,7 @@ decode(const unsigned char *body, size_t len, struct aq_jrec *r)
     r->id = get_u(&rd, 8);
     switch (r->type) {
     case AQ_JREC_SEGMENT:
+        r->version = (uint32_t)get_u(&rd, 4);
         break;
     case AQ_JREC_START:
         r->started_us = (int64_t)get_u(&rd, 8);
@@ -828,6 +833,32 @@ aq_journal_barrier_cancel(struct aq_journal *j, struct aq_journal_barrier *b)
 
 /* ---- open, replay, start, close ---- */
 
+/* One process per journal: an exclusive flock on DIR/LOCK, held until
+ * close (the kernel drops it if the process dies). Returns the fd. */
+static int
+lock_dir(const char *dir, struct aq_error *err)
+{
+    char path[4200];
+    int fd;
+
+    snprintf(path, sizeof path, "%s/LOCK", dir);
+    fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0640);
+    if (fd < 0) {
+        aq_error_set(err, AQ_ERR_INTERNAL, "journal: open %s: %s", path,
+                     strerror(errno));
+        return -1;
+    }
+    if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
+        aq_error_set(err, AQ_ERR_INTERNAL,
+                     "journal: %s: in use by another process (is asyncqd "
+                     "already running on it?)",
+                     dir);
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
 struct aq_journal *
 aq_journal_open(struct event_base *base, const struct aq_journal_opts *opts,
                 struct aq_error *err)
@@ -845,7 +876,8 @@ aq_journal_open(struct event_base *base, const struct aq_journal_opts *opts,
     j->arg = opts->arg;
     j->fd = -1;
     j->efd = -1;
-    if (list_segments(j, err) < 0) {
+    j->lock_fd = -1;
+    if ((j->lock_fd = lock_dir(j->dir, err)) < 0 || list_segments(j, err) < 0) {
         aq_journal_close(j);
         return NULL;
     }
@@ -931,6 +963,14 @@ aq_journal_replay(struct aq_journal *j, bool repair, aq_journal_replay_cb *cb,
             }
             if (r.type == AQ_JREC_PUT || r.type == AQ_JREC_END)
                 j->segs[i].whole++;
+            if (r.type == AQ_JREC_SEGMENT && r.version != FORMAT_VERSION) {
+                aq_error_set(err, AQ_ERR_INTERNAL,
+                             "journal: %s: format version %u; this asyncqd "
+                             "reads version %d",
+                             path, r.version, FORMAT_VERSION);
+                free(data);
+                return -1;
+            }
             if (r.type != AQ_JREC_SEGMENT &&
                 cb(&r, j->segs[i].seq, arg, err) < 0) {
                 free(data);
@@ -1041,6 +1081,8 @@ aq_journal_close(struct aq_journal *j)
         close(j->fd);
     if (j->efd >= 0)
         close(j->efd);
+    if (j->lock_fd >= 0)
+        close(j->lock_fd);
     if (j->synced_ev != NULL)
         event_free(j->synced_ev);
     if (j->everysec_ev != NULL)

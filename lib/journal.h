@@ -50,6 +50,7 @@ struct aq_jrec {
     int64_t started_us;  /* PUT, START, END: wall clock; 0 = never */
     int64_t finished_us; /* END */
     int64_t due_us;      /* PUT, REQUEUE: wall clock it is ready; 0 = now */
+    uint32_t version;    /* SEGMENT: the format version (set on append) */
     struct aq_jstr queue, key, args, result, err_code, err_message;
 };
 
@@ -66,9 +67,10 @@ struct aq_journal_opts {
     void *arg;
 };
 
-/* Opens the journal directory (creating it) and lists its segments.
- * Returns the journal (free with aq_journal_close) or NULL with err. Next:
- * aq_journal_replay, then aq_journal_start. */
+/* Opens the journal directory (creating it), locks it (one process per
+ * journal: a second open fails naming the directory) and lists its
+ * segments. Returns the journal (free with aq_journal_close) or NULL with
+ * err. Next: aq_journal_replay, then aq_journal_start. */
 struct aq_journal *aq_journal_open(struct event_base *base,
                                    const struct aq_journal_opts *opts,
                                    struct aq_error *err);

@@ -239,7 +239,8 @@ metrics_cb(struct evhttp_request *req, void *arg)
     struct aq_metrics *m = arg;
     struct evbuffer *out;
 
-    if (evhttp_request_get_command(req) != EVHTTP_REQ_GET) {
+    if (evhttp_request_get_command(req) != EVHTTP_REQ_GET &&
+        evhttp_request_get_command(req) != EVHTTP_REQ_HEAD) {
         evhttp_send_error(req, 405, "Method Not Allowed");
         return;
     }

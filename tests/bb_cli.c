@@ -1,9 +1,1705 @@
 /* SPDX-License-Identifier: MIT */
-/* stub: replaced by the real suite */
+/*
+ * tests/bb_cli.c: the asyncq command-line client (spec section 8) against
+ * a real asyncqd: every verb, --json output, the exit statuses (0 success,
+ * 1 job failed, 2 usage error, 3 server unreachable or server error), put
+ * --wait passing an exec job's output and status through, bulk put -f,
+ * stats --watch, auth and the server from $ASYNCQ_SERVER. Each run of the
+ * CLI is bounded by a deadline; its stdout and stderr are pipes, so it
+ * never sees a terminal. Unix sockets are not covered: the harness hands
+ * the daemon a TCP socket.
+ */
+#include <arpa/inet.h>
+#include <check.h>
+#include <ctype.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <signal.h>
+#include <spawn.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "bb.h"
+#include "bbjson.h"
 #include "bbsuites.h"
+
+#ifndef ASYNCQ_CLI_PATH
+#error "ASYNCQ_CLI_PATH must name the asyncq binary"
+#endif
+
+#define CLI_TIMEOUT_MS 30000 /* deadline for one run of the CLI */
+#define MAX_ARGS 64
+#define MAX_ENV 512
+
+/* exec jobs run on "default"; "held" and "stuck" have no consumers, so
+ * their jobs stay pending; a retry waits 10 ms. */
+#define CONFIG                                                                 \
+    "{'queues':{"                                                              \
+    "'default':{'kind':'exec','consumers':2,"                                  \
+    "'exec':{'path':'/usr/local/bin:/usr/bin:/bin'},"                          \
+    "'backoff':{'initial':0.01,'factor':1,'max':0.01}},"                       \
+    "'held':{'kind':'exec','consumers':0},"                                    \
+    "'e':{'kind':'echo','consumers':1},"                                       \
+    "'s':{'kind':'sleep','consumers':1},"                                      \
+    "'stuck':{'kind':'echo','consumers':0},"                                   \
+    "'tiny':{'kind':'echo','consumers':0,'maxsize':1}}}"
+
+#define TOKEN "cli-s3cret"
+
+extern char **environ;
+
+/* ---- running the CLI ---- */
+
+struct run {
+    int status; /* exit status, or 128 + signal */
+    char *out;  /* stdout, the caller's (run_free) */
+    char *err;  /* stderr, the caller's */
+    char *cmd;  /* the arguments, for messages */
+};
+
+struct run_opts {
+    const char *env[4];  /* "NAME=value" added to the environment */
+    int sigint_at_lines; /* > 0: SIGINT once stdout has that many lines */
+};
+
+/* Reads what fd has into *buf (kept NUL-terminated); false at end of
+ * file. */
+static bool
+drain_fd(int fd, char **buf, size_t *len)
+{
+    char chunk[4096];
+    ssize_t n = read(fd, chunk, sizeof chunk);
+
+    if (n < 0 && errno == EINTR)
+        return true;
+    if (n <= 0)
+        return false;
+    *buf = realloc(*buf, *len + (size_t)n + 1);
+    memcpy(*buf + *len, chunk, (size_t)n);
+    *len += (size_t)n;
+    (*buf)[*len] = '\0';
+    return true;
+}
+
+static size_t
+count_lines(const char *s)
+{
+    size_t n = 0;
+
+    for (; *s != '\0'; s++)
+        n += *s == '\n';
+    return n;
+}
+
+/* The test's environment without ASYNCQ_SERVER and ASYNCQ_TOKEN, plus
+ * extra (NULL-terminated), in envp (static storage is not needed: the
+ * strings are borrowed from environ and extra). */
+static void
+build_env(const char **envp, const char *const *extra)
+{
+    size_t n = 0;
+
+    for (char **e = environ; *e != NULL && n < MAX_ENV - 8; e++) {
+        if (strncmp(*e, "ASYNCQ_SERVER=", 14) != 0 &&
+            strncmp(*e, "ASYNCQ_TOKEN=", 13) != 0)
+            envp[n++] = *e;
+    }
+    for (; *extra != NULL; extra++)
+        envp[n++] = *extra;
+    envp[n] = NULL;
+}
+
+/* Runs argv (argv[0] is the CLI) with stdin on /dev/null and stdout and
+ * stderr on pipes, capturing both until it exits; kills it and fails the
+ * test if it is still running after CLI_TIMEOUT_MS. */
+static void
+run_argv(struct run *r, const struct run_opts *o, const char **argv)
+{
+    const char *envp[MAX_ENV];
+    posix_spawn_file_actions_t fa;
+    posix_spawnattr_t attr;
+    sigset_t none, defaults;
+    int out[2], err[2], st;
+    size_t out_len = 0, err_len = 0, cmd_len = 0;
+    int64_t deadline = bb_now_ms() + CLI_TIMEOUT_MS;
+    bool out_open = true, err_open = true, sent_sigint = false;
+    FILE *cmd = open_memstream(&r->cmd, &cmd_len);
+    pid_t pid;
+
+    fputs("asyncq", cmd);
+    for (int i = 1; argv[i] != NULL; i++)
+        fprintf(cmd, " %s", argv[i]);
+    fclose(cmd);
+    build_env(envp, o->env);
+    ck_assert_int_eq(pipe2(out, O_CLOEXEC), 0);
+    ck_assert_int_eq(pipe2(err, O_CLOEXEC), 0);
+    posix_spawn_file_actions_init(&fa);
+    posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
+    posix_spawn_file_actions_adddup2(&fa, out[1], 1);
+    posix_spawn_file_actions_adddup2(&fa, err[1], 2);
+    /* The CLI starts with default signal actions and nothing blocked,
+     * whatever the test process set. */
+    sigemptyset(&none);
+    sigemptyset(&defaults);
+    sigaddset(&defaults, SIGINT);
+    sigaddset(&defaults, SIGPIPE);
+    sigaddset(&defaults, SIGTERM);
+    posix_spawnattr_init(&attr);
+    posix_spawnattr_setsigmask(&attr, &none);
+    posix_spawnattr_setsigdefault(&attr, &defaults);
+    posix_spawnattr_setflags(&attr,
+                             POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
+    ck_assert_int_eq(posix_spawn(&pid, argv[0], &fa, &attr, (char *const *)argv,
+                                 (char *const *)envp),
+                     0);
+    posix_spawn_file_actions_destroy(&fa);
+    posix_spawnattr_destroy(&attr);
+    close(out[1]);
+    close(err[1]);
+    r->out = strdup("");
+    r->err = strdup("");
+    while (out_open || err_open) {
+        struct pollfd pfd[2] = {
+            {.fd = out_open ? out[0] : -1, .events = POLLIN},
+            {.fd = err_open ? err[0] : -1, .events = POLLIN}};
+        int wait_ms = (int)(deadline - bb_now_ms());
+
+        if (wait_ms <= 0 || poll(pfd, 2, wait_ms) == 0) {
+            kill(pid, SIGKILL);
+            waitpid(pid, &st, 0);
+            ck_abort_msg("%s did not finish within %d ms; stdout: %s; "
+                         "stderr: %s",
+                         r->cmd, CLI_TIMEOUT_MS, r->out, r->err);
+        }
+        if (pfd[0].revents != 0)
+            out_open = drain_fd(out[0], &r->out, &out_len);
+        if (pfd[1].revents != 0)
+            err_open = drain_fd(err[0], &r->err, &err_len);
+        if (o->sigint_at_lines > 0 && !sent_sigint &&
+            count_lines(r->out) >= (size_t)o->sigint_at_lines) {
+            kill(pid, SIGINT);
+            sent_sigint = true;
+        }
+    }
+    close(out[0]);
+    close(err[0]);
+    /* Both pipes are closed: the process is exiting. */
+    ck_assert_int_eq(waitpid(pid, &st, 0), pid);
+    r->status = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+}
+
+/* Runs asyncq with the arguments in ap (up to a NULL), after --server
+ * tcp://127.0.0.1:PORT when d is not NULL. */
+static void
+run_va(struct run *r, const struct run_opts *o, const struct bb_daemon *d,
+       va_list ap)
+{
+    const char *argv[MAX_ARGS];
+    char url[64];
+    const char *a;
+    int n = 0;
+
+    argv[n++] = ASYNCQ_CLI_PATH;
+    if (d != NULL) {
+        snprintf(url, sizeof url, "tcp://127.0.0.1:%d", bb_port(d));
+        argv[n++] = "--server";
+        argv[n++] = url;
+    }
+    while ((a = va_arg(ap, const char *)) != NULL) {
+        ck_assert_int_lt(n, MAX_ARGS - 1);
+        argv[n++] = a;
+    }
+    argv[n] = NULL;
+    run_argv(r, o, argv);
+}
+
+/* asyncq --server <d's address> ARGS... */
+static void asyncq(struct run *r, const struct bb_daemon *d, ...)
+    __attribute__((sentinel));
+
+static void
+asyncq(struct run *r, const struct bb_daemon *d, ...)
+{
+    static const struct run_opts none;
+    va_list ap;
+
+    va_start(ap, d);
+    run_va(r, &none, d, ap);
+    va_end(ap);
+}
+
+/* asyncq as above, with options (environment, SIGINT). */
+static void asyncq_with(struct run *r, const struct run_opts *o,
+                        const struct bb_daemon *d, ...)
+    __attribute__((sentinel));
+
+static void
+asyncq_with(struct run *r, const struct run_opts *o, const struct bb_daemon *d,
+            ...)
+{
+    va_list ap;
+
+    va_start(ap, d);
+    run_va(r, o, d, ap);
+    va_end(ap);
+}
+
+static void
+run_free(struct run *r)
+{
+    free(r->out);
+    free(r->err);
+    free(r->cmd);
+}
+
+#define assert_exit(r, want)                                                   \
+    ck_assert_msg((r)->status == (want),                                       \
+                  "%s: exit %d, want %d; stdout: \"%s\"; stderr: \"%s\"",      \
+                  (r)->cmd, (r)->status, (want), (r)->out, (r)->err)
+
+#define assert_has(r, text, needle)                                            \
+    ck_assert_msg(strstr((text), (needle)) != NULL,                            \
+                  "%s: %s lacks \"%s\"; stdout: \"%s\"; stderr: \"%s\"",       \
+                  (r)->cmd, #text, (needle), (r)->out, (r)->err)
+
+/* stdout as one JSON value (new ref); fails the test if it is not. */
+static json_t *
+out_json(const struct run *r)
+{
+    json_error_t jerr;
+    json_t *v = json_loads(r->out, JSON_DECODE_ANY, &jerr);
+
+    ck_assert_msg(v != NULL, "%s: stdout is not JSON (%s): \"%s\"", r->cmd,
+                  jerr.text, r->out);
+    return v;
+}
+
+/* Fails the test unless got equals want (taken), naming both. */
+static void
+assert_json_eq(const struct run *r, const json_t *got, json_t *want)
+{
+    char *g = bb_dump(got), *w = bb_dump(want);
+
+    ck_assert_msg(json_equal(got, want), "%s: got %s, want %s", r->cmd, g, w);
+    free(g);
+    free(w);
+    json_decref(want);
+}
+
+/* The id in put's human output "job ID STATE\n", checking the state. */
+static json_int_t
+put_output_id(const struct run *r, const char *state)
+{
+    long long id;
+    char got[32];
+    int n = 0;
+
+    ck_assert_msg(sscanf(r->out, "job %lld %31s%n", &id, got, &n) == 2 &&
+                      strcmp(r->out + n, "\n") == 0 && id > 0,
+                  "%s: stdout \"%s\", want \"job ID %s\"", r->cmd, r->out,
+                  state);
+    ck_assert_msg(strcmp(got, state) == 0, "%s: state %s, want %s", r->cmd, got,
+                  state);
+    return id;
+}
+
+/* Puts params (taken) on c and returns the job id. */
+static json_int_t
+put_job(struct bb_conn *c, const char *params)
+{
+    return bb_put_job(c, bb_jsonq("%s", params), BB_TIMEOUT_MS);
+}
+
+static json_int_t
+stat_int(const struct bb_daemon *d, const char *queue, const char *name)
+{
+    struct bb_conn *c = bb_connect(d);
+    json_int_t n = bb_stat_int(c, queue, name);
+
+    bb_close(c);
+    return n;
+}
+
+/* Whether word occurs in text between non-alphanumeric characters. */
+static bool
+has_word(const char *text, const char *word)
+{
+    size_t n = strlen(word);
+
+    for (const char *p = strstr(text, word); p != NULL;
+         p = strstr(p + 1, word)) {
+        bool starts = p == text || !isalnum((unsigned char)p[-1]),
+             ends = !isalnum((unsigned char)p[n]);
+
+        if (starts && ends)
+            return true;
+    }
+    return false;
+}
+
+/* Whether some line of text starts with prefix. */
+static bool
+has_line_starting(const char *text, const char *prefix)
+{
+    size_t n = strlen(prefix);
+
+    for (const char *p = text; p != NULL && *p != '\0';) {
+        if (strncmp(p, prefix, n) == 0)
+            return true;
+        p = strchr(p, '\n');
+        if (p != NULL)
+            p++;
+    }
+    return false;
+}
+
+/* Writes text to path. */
+static void
+write_file(const char *path, const char *text)
+{
+    FILE *f = fopen(path, "w");
+
+    ck_assert_ptr_nonnull(f);
+    fputs(text, f);
+    ck_assert_int_eq(fclose(f), 0);
+}
+
+/* ---- ping, server address, help, version ---- */
+
+START_TEST(ping_prints_pong_and_exits_0)
+{
+    struct bb_daemon *d = bb_startq(CONFIG);
+    struct run r;
+    json_t *v;
+
+    asyncq(&r, d, "ping", NULL);
+    assert_exit(&r, 0);
+    ck_assert_msg(strncmp(r.out, "pong", 4) == 0, "%s: stdout \"%s\"", r.cmd,
+                  r.out);
+    ck_assert_str_eq(r.err, "");
+    run_free(&r);
+
+    asyncq(&r, d, "--json", "ping", NULL);
+    assert_exit(&r, 0);
+    v = out_json(&r);
+    assert_json_eq(&r, v, json_string("pong"));
+    json_decref(v);
+    run_free(&r);
+    ck_assert_int_eq(bb_stop(d), 0);
+}
+END_TEST
+
+START_TEST(server_comes_from_asyncq_server_when_no_server_flag)
+{
+    struct bb_daemon *d = bb_startq(CONFIG);
+    char env[64];
+    struct run_opts o = {.env = {env, NULL}};
+    struct run r;
+
+    snprintf(env, sizeof env, "ASYNCQ_SERVER=tcp://127.0.0.1:%d", bb_port(d));
+    asyncq_with(&r, &o, NULL, "ping", NULL);
+    assert_exit(&r, 0);
+    ck_assert_msg(strncmp(r.out, "pong", 4) == 0, "%s: stdout \"%s\"", r.cmd,
+                  r.out);
+    run_free(&r);
+
+    asyncq_with(&r, &o, NULL, "put", "-q", "stuck", "-k", "echo", "--args",
+                "{}", NULL);
+    assert_exit(&r, 0);
+    put_output_id(&r, "pending");
+    run_free(&r);
+    ck_assert_int_eq(stat_int(d, "stuck", "put"), 1);
+    ck_assert_int_eq(bb_stop(d), 0);
+}
+END_TEST
+
+START_TEST(unreachable_server_exits_3_naming_the_address)
+{
+    struct sockaddr_in sin = {.sin_family = AF_INET};
+    socklen_t len = sizeof sin;
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    char url[96], addr[64];
+    struct run r;
+
+    /* A port bound but not listening refuses connections, and stays ours
+     * (so no other process takes it) until we close it. */
+    ck_assert_int_ge(fd, 0);
+    sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    ck_assert_int_eq(bind(fd, (struct sockaddr *)&sin, sizeof sin), 0);
+    ck_assert_int_eq(getsockname(fd, (struct sockaddr *)&sin, &len), 0);
+    snprintf(addr, sizeof addr, "127.0.0.1:%d", ntohs(sin.sin_port));
+    snprintf(url, sizeof url, "tcp://%s", addr);
+
+    const char *verbs[][4] = {
+        {"ping", NULL},
+        {"stats", NULL},
+        {"put", "--", "/bin/true", NULL},
+        {"status", "1", NULL},
+    };
+    for (size_t i = 0; i < sizeof verbs / sizeof verbs[0]; i++) {
+        asyncq(&r, NULL, "--server", url, verbs[i][0], verbs[i][1], verbs[i][2],
+               verbs[i][3], NULL);
+        assert_exit(&r, 3);
+        assert_has(&r, r.err, addr);
+        ck_assert_str_eq(r.out, "");
+        run_free(&r);
+    }
+    close(fd);
+}
+END_TEST
+
+START_TEST(help_exits_0_and_lists_every_verb)
+{
+    static const char *const verbs[] = {
+        "put",   "status", "wait",  "cancel", "join",
+        "stats", "scale",  "pause", "resume", "ping",
+    };
+    struct run r;
+
+    asyncq(&r, NULL, "--help", NULL);
+    assert_exit(&r, 0);
+    for (size_t i = 0; i < sizeof verbs / sizeof verbs[0]; i++)
+        ck_assert_msg(has_word(r.out, verbs[i]),
+                      "--help does not list %s: \"%s\"", verbs[i], r.out);
+    for (const char *opt = "--json\0--server\0--wait\0-f\0"; *opt != '\0';
+         opt += strlen(opt) + 1)
+        assert_has(&r, r.out, opt);
+    run_free(&r);
+}
+END_TEST
+
+START_TEST(version_prints_asyncq_and_the_version_the_daemon_reports)
+{
+    struct bb_daemon *d = bb_startq(CONFIG);
+    struct bb_conn *c = bb_connect(d);
+    json_t *st = bb_result(c, "stats", NULL);
+    char want[64];
+    struct run r;
+
+    snprintf(want, sizeof want, "asyncq %s\n", bb_str_at(st, "version"));
+    asyncq(&r, NULL, "--version", NULL);
+    assert_exit(&r, 0);
+    ck_assert_str_eq(r.out, want);
+    run_free(&r);
+    json_decref(st);
+    bb_close(c);
+    ck_assert_int_eq(bb_stop(d), 0);
+}
+END_TEST
+
+/* ---- usage errors ---- */
+
+START_TEST(usage_errors_exit_2_without_touching_the_server)
+{
+    static const char *const cases[][5] = {
+        {NULL},                                 /* no verb */
+        {"frobnicate", NULL},                   /* unknown verb */
+        {"--bogus", "ping", NULL},              /* unknown option */
+        {"put", "--bogus", "x", "/bin/true"},   /* unknown put option */
+        {"status", NULL},                       /* status without an id */
+        {"status", "abc", NULL},                /* an id that is not a number */
+        {"status", "1", "2", NULL},             /* two ids */
+        {"scale", "e", "-1", NULL},             /* a negative count */
+        {"scale", "e", NULL},                   /* no count */
+        {"put", NULL},                          /* put without a command */
+        {"put", "-q", "e", NULL},               /* options, no command */
+        {"put", "--", NULL},                    /* an empty command */
+        {"put", "-k", "echo", "--args", "[1]"}, /* args not an object */
+        {"put", "-p", "high", "--", "/bin/true"}, /* priority not a number */
+        {"wait", NULL},                           /* wait without an id */
+        {"ping", "extra", NULL},                  /* ping takes nothing */
+    };
+    struct bb_daemon *d = bb_startq(CONFIG);
+    struct run r;
+
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        const char *const *a = cases[i];
+
+        if (a[0] == NULL)
+            asyncq(&r, d, NULL);
+        else if (a[1] == NULL)
+            asyncq(&r, d, a[0], NULL);
+        else if (a[2] == NULL)
+            asyncq(&r, d, a[0], a[1], NULL);
+        else if (a[3] == NULL)
+            asyncq(&r, d, a[0], a[1], a[2], NULL);
+        else
+            asyncq(&r, d, a[0], a[1], a[2], a[3], a[4], NULL);
+        assert_exit(&r, 2);
+        ck_assert_msg(strlen(r.err) > 0, "%s: no message on stderr", r.cmd);
+        ck_assert_msg(strcmp(r.out, "") == 0, "%s: stdout \"%s\"", r.cmd,
+                      r.out);
+        run_free(&r);
+    }
+    for (const char *q = "default\0e\0held\0"; *q != '\0'; q += strlen(q) + 1)
+        ck_assert_int_eq(stat_int(d, q, "put"), 0);
+    ck_assert_int_eq(bb_stop(d), 0);
+}
+END_TEST
+
+/* ---- put ---- */
+
+START_TEST(put_of_a_command_prints_the_job_id_and_state)
+{
+    struct bb_daemon *d = bb_startq(CONFIG);
+    struct bb_conn *c = bb_connect(d);
+    json_int_t id, id2;
+    json_t *rec, *v;
+    struct run r;
+
+    asyncq(&r, d, "put", "-q", "held", "--", "/bin/echo", "-n", "a b", NULL);
+    assert_exit(&r, 0);
+    id = put_output_id(&r, "pending");
+    run_free(&r);
+    rec = bb_job_status(c, id);
+    ck_assert_str_eq(bb_str_at(rec, "kind"), "exec");
+    ck_assert_str_eq(bb_str_at(rec, "queue"), "held");
+    ck_assert_str_eq(bb_str_at(rec, "state"), "pending");
+    json_decref(rec);
+
+    asyncq(&r, d, "--json", "put", "-q", "held", "--", "/bin/true", NULL);
+    assert_exit(&r, 0);
+    v = out_json(&r);
+    id2 = bb_int_at(v, "job");
+    ck_assert_int_gt(id2, id);
+    assert_json_eq(&r, v, bb_jsonq("{'job':%lld,'state':'pending'}", id2));
+    json_decref(v);
+    run_free(&r);
+
+    /* The command runs with its arguments as given (no shell). */
+    asyncq(&r, d, "--json", "put", "--wait", "--", "/bin/echo", "-n", "a  b",
+           "$HOME", NULL);
+    assert_exit(&r, 0);
+    v = out_json(&r);
+    ck_assert_str_eq(bb_str_at(v, "state"), "done");
+    ck_assert_str_eq(bb_str_at(v, "result.stdout"), "a  b $HOME");
+    json_decref(v);
+    run_free(&r);
+    bb_close(c);
+    ck_assert_int_eq(bb_stop(d), 0);
+}
+END_TEST
+
+START_TEST(put_with_queue_and_priority_options_sets_them_on_the_job)
+{
+    struct bb_daemon *d = bb_startq(CONFIG);
+    struct bb_conn *c = bb_connect(d);
+    json_int_t id;
+    json_t *rec;
+    struct run r;
+
+    asyncq(&r, d, "put", "-q", "held", "-p", "5", "--", "/bin/true", NULL);
+    assert_exit(&r, 0);
+    id = put_output_id(&r, "pending");
+    run_free(&r);
+    rec = bb_job_status(c, id);
+    ck_assert_str_eq(bb_str_at(rec, "queue"), "held");
+    ck_assert_int_eq(bb_int_at(rec, "priority"), 5);
+    json_decref(rec);
+
+    asyncq(&r, d, "put", "--queue", "held", "--priority", "-3", "--",
+           "/bin/true", NULL);
+    assert_exit(&r, 0);
+    id = put_output_id(&r, "pending");
+    run_free(&r);
+    rec = bb_job_status(c, id);
+    ck_assert_int_eq(bb_int_at(rec, "priority"), -3);
+    json_decref(rec);
+    ck_assert_int_eq(bb_stat_int(c, "held", "put"), 2);
+    ck_assert_int_eq(bb_stat_int(c, "default", "put"), 0);
+    bb_close(c);
+    ck_assert_int_eq(bb_stop(d), 0);
+}
+END_TEST
+
+START_TEST(put_with_delay_makes_the_job_delayed)
+{
+    struct bb_daemon *d = bb_startq(CONFIG);
+    struct bb_conn *c = bb_connect(d);
+    json_int_t id;
+    json_t *rec;
+    struct run r;
+
+    asyncq(&r, d, "put", "-q", "e", "-k", "echo", "--args", "{}", "--delay",
+           "60", NULL);
+    assert_exit(&r, 0);
+    id = put_output_id(&r, "delayed");
+    run_free(&r);
+    rec = bb_job_status(c, id);
+    ck_assert_str_eq(bb_str_at(rec, "state"), "delayed");
+    json_decref(rec);
+    ck_assert_int_eq(bb_stat_int(c, "e", "delayed"), 1);
+
+    /* A short delay: the job runs once it is over. */
+    asyncq(&r, d, "--json", "put", "-q", "e", "-k", "echo", "--args", "{}",
+           "--delay", "0.2", NULL);
+    assert_exit(&r, 0);
+    rec = out_json(&r);
+    ck_assert_str_eq(bb_str_at(rec, "state"), "delayed");
+    bb_await_state(c, bb_int_at(rec, "job"), "done", 10000);
+    json_decref(rec);
+    run_free(&r);
+    bb_close(c);
+    ck_assert_int_eq(bb_stop(d), 0);
+}
+END_TEST
+
+START_TEST(put_with_timeout_fails_a_job_that_runs_past_it)
+{
+    struct bb_daemon *d = bb_startq(CONFIG);
+    struct run r;
+    json_t *rec;
+
+    asyncq(&r, d, "--json", "put", "--timeout", "0.3", "--wait", "--",
+           "/bin/sleep", "30", NULL);
+    assert_exit(&r, 1);
+    rec = out_json(&r);
+    ck_assert_str_eq(bb_str_at(rec, "state"), "failed");
+    ck_assert_str_eq(bb_str_at(rec, "error.code"), "timeout");
+    ck_assert_int_eq(bb_int_at(rec, "attempts"), 1);
+    json_decref(rec);
+    run_free(&r);
+    ck_assert_int_eq(bb_stop(d), 0);
+}
+END_TEST
+
+START_TEST(put_with_retries_runs_a_failing_job_again)
+{
+    struct bb_daemon *d = bb_startq(CONFIG);
+    struct run r;
+    json_t *rec;
+
+    asyncq(&r, d, "--json", "put", "--retries", "2", "--wait", "--",
+           "/bin/false", NULL);
+    assert_exit(&r, 1);
+    rec = out_json(&r);
+    ck_assert_str_eq(bb_str_at(rec, "state"), "failed");
+    ck_assert_int_eq(bb_int_at(rec, "attempts"), 3);
+    json_decref(rec);
+    run_free(&r);
+    ck_assert_int_eq(stat_int(d, "default", "retried"), 2);
+
+    asyncq(&r, d, "--json", "put", "--retries", "0", "--wait", "--",
+           "/bin/false", NULL);
+    assert_exit(&r, 1);
+    rec = out_json(&r);
+    ck_assert_int_eq(bb_int_at(rec, "attempts"), 1);
+    json_decref(rec);
+    run_free(&r);
+    ck_assert_int_eq(bb_stop(d), 0);
+}
+END_TEST
+
+START_TEST(put_with_the_same_key_twice_returns_the_first_job_as_duplicate)
+{
+    struct bb_daemon *d = bb_startq(CONFIG);
+    json_int_t id;
+    json_t *v;
+    struct run r;
+
+    asyncq(&r, d, "put", "-q", "held", "--key", "nightly", "--", "/bin/true",
+           NULL);
+    assert_exit(&r, 0);
+    id = put_output_id(&r, "pending");
+    run_free(&r);
+
+    asyncq(&r, d, "put", "-q", "held", "--key", "nightly", "--", "/bin/true",
+           NULL);
+    assert_exit(&r, 0);
+    assert_has(&r, r.out, "duplicate");
+    ck_assert_int_eq(strtoll(r.out + strlen("job "), NULL, 10), id);
+    run_free(&r);
+
+    asyncq(&r, d, "--json", "put", "-q", "held", "--key", "nightly", "--",
+           "/bin/true", NULL);
+    assert_exit(&r, 0);
+    v = out_json(&r);
+    assert_json_eq(&r, v,
+                   bb_jsonq("{'job':%lld,'state':'pending','duplicate':true}",
+                            (long long)id));
+    json_decref(v);
+    run_free(&r);
+    ck_assert_int_eq(stat_int(d, "held", "put"), 1);
+    ck_assert_int_eq(bb_stop(d), 0);
+}
+END_TEST
+
+START_TEST(put_nowait_on_a_full_queue_exits_3_with_32000)
+{
+    struct bb_daemon *d = bb_startq(CONFIG);
+    struct run r;
+
+    asyncq(&r, d, "put", "-q", "tiny", "-k", "echo", "--args", "{}", "--nowait",
+           NULL);
+    assert_exit(&r, 0);
+    put_output_id(&r, "pending");
+    run_free(&r);
+
+    asyncq(&r, d, "put", "-q", "tiny", "-k", "echo", "--args", "{}", "--nowait",
+           NULL);
+    assert_exit(&r, 3);
+    assert_has(&r, r.err, "-32000");
+    ck_assert_str_eq(r.out, "");
+    run_free(&r);
+    ck_assert_int_eq(stat_int(d, "tiny", "put"), 1);
+    ck_assert_int_eq(bb_stop(d), 0);
+}
+END_TEST
+
+START_TEST(put_kind_echo_with_args_json_runs_an_echo_job)
+{
+    struct bb_daemon *d = bb_startq(CONFIG);
+    struct bb_conn *c = bb_connect(d);
+    json_int_t id;
+    json_t *rec;
+    struct run r;
+
+    asyncq(&r, d, "put", "-q", "stuck", "-k", "echo", "--args",
+           "{\"a\":[1,2],\"b\":\"x\"}", NULL);
+    assert_exit(&r, 0);
+    id = put_output_id(&r, "pending");
+    run_free(&r);
+    rec = bb_job_status(c, id);
+    ck_assert_str_eq(bb_str_at(rec, "kind"), "echo");
+    ck_assert_str_eq(bb_str_at(rec, "queue"), "stuck");
+    json_decref(rec);
+
+    asyncq(&r, d, "--json", "put", "-q", "e", "-k", "echo", "--args",
+           "{\"a\":[1,2],\"b\":\"x\"}", "--wait", NULL);
+    assert_exit(&r, 0);
+    rec = out_json(&r);
+    ck_assert_str_eq(bb_str_at(rec, "state"), "done");
+    ck_assert_str_eq(bb_str_at(rec, "kind"), "echo");
+    assert_json_eq(&r, bb_at(rec, "result"), bb_jsonq("{'a':[1,2],'b':'x'}"));
+    json_decref(rec);
+    run_free(&r);
+
+    /* Without --json, --wait of a non-exec job prints its record. */
+    asyncq(&r, d, "put", "-q", "e", "-k", "echo", "--args", "{\"n\":7}",
+           "--wait", NULL);
+    assert_exit(&r, 0);
+    assert_has(&r, r.out, "done");
+    run_free(&r);
+    bb_close(c);
+    ck_assert_int_eq(bb_stop(d), 0);
+}
+END_TEST
+
+/* ---- put --wait ---- */
+
+START_TEST(put_wait_of_an_exec_job_prints_its_stdout_and_exits_0)
+{
+    struct bb_daemon *d = bb_startq(CONFIG);
+    struct run r;
+
+    asyncq(&r, d, "put", "--wait", "--", "/bin/echo", "hello", "world", NULL);
+    assert_exit(&r, 0);
+    ck_assert_str_eq(r.out, "hello world\n");
+    ck_assert_str_eq(r.err, "");
+    run_free(&r);
+    ck_assert_int_eq(bb_stop(d), 0);
+}
+END_TEST
+
+START_TEST(put_wait_of_an_exec_job_passes_its_stderr_and_exit_code)
+{
+    struct bb_daemon *d = bb_startq(CONFIG);
+    struct run r;
+
+    asyncq(&r, d, "put", "--wait", "--", "/bin/sh", "-c",
+           "echo out; echo err >&2; exit 3", NULL);
+    assert_exit(&r, 3);
+    ck_assert_str_eq(r.out, "out\n");
+    ck_assert_msg(strncmp(r.err, "err\n", 4) == 0,
+                  "%s: stderr does not start with the job's: \"%s\"", r.cmd,
+                  r.err);
+    run_free(&r);
+
+    asyncq(&r, d, "put", "--wait", "--", "/bin/sh", "-c", "exit 42", NULL);
+    assert_exit(&r, 42);
+    ck_assert_str_eq(r.out, "");
+    run_free(&r);
+    ck_assert_int_eq(bb_stop(d), 0);
+}
+END_TEST
+
+START_TEST(put_wait_of_an_exec_job_killed_by_a_signal_exits_128_plus_it)
+{
+    struct bb_daemon *d = bb_startq(CONFIG);
+    struct run r;
+
+    asyncq(&r, d, "put", "--wait", "--", "/bin/sh", "-c",
+           "echo before; kill -KILL $$", NULL);
+    assert_exit(&r, 128 + SIGKILL);
+    ck_assert_str_eq(r.out, "before\n");
+    run_free(&r);
+
+    asyncq(&r, d, "put", "--wait", "--", "/bin/sh", "-c", "kill -USR1 $$",
+           NULL);
+    assert_exit(&r, 128 + SIGUSR1);
+    run_free(&r);
+    ck_assert_int_eq(bb_stop(d), 0);
+}
+END_TEST
+
+START_TEST(put_wait_of_a_failed_non_exec_job_exits_1)
+{
+    struct bb_daemon *d = bb_startq(CONFIG);
+    struct run r;
+    json_t *rec;
+
+    asyncq(&r, d, "put", "-q", "s", "-k", "sleep", "--args", "{\"seconds\":30}",
+           "--timeout", "0.2", "--wait", NULL);
+    assert_exit(&r, 1);
+    assert_has(&r, r.out, "failed");
+    run_free(&r);
+
+    asyncq(&r, d, "--json", "put", "-q", "s", "-k", "sleep", "--args",
+           "{\"seconds\":30}", "--timeout", "0.2", "--wait", NULL);
+    assert_exit(&r, 1);
+    rec = out_json(&r);
+    ck_assert_str_eq(bb_str_at(rec, "state"), "failed");
+    ck_assert_str_eq(bb_str_at(rec, "kind"), "sleep");
+    json_decref(rec);
+    run_free(&r);
+    ck_assert_int_eq(bb_stop(d), 0);
+}
+END_TEST
+
+/* ---- put -f ---- */
+
+/* Writes n lines of echo puts on queue to path. */
+static void
+write_ndjson(const char *path, const char *queue, int n)
+{
+    FILE *f = fopen(path, "w");
+
+    ck_assert_ptr_nonnull(f);
+    for (int i = 0; i < n; i++)
+        fprintf(f, "{\"queue\":\"%s\",\"kind\":\"echo\",\"args\":{\"i\":%d}}\n",
+                queue, i);
+    ck_assert_int_eq(fclose(f), 0);
+}
+
+START_TEST(put_file_puts_every_line_and_prints_a_summary)
+{
+    struct bb_daemon *d = bb_startq(CONFIG);
+    char path[128];
+    long long put, errors;
+    struct run r;
+
+    snprintf(path, sizeof path, "%s/jobs.ndjson", bb_dir(d));
+    write_ndjson(path, "stuck", 1000);
+    asyncq(&r, d, "put", "-f", path, NULL);
+    assert_exit(&r, 0);
+    ck_assert_msg(sscanf(r.out, "%lld jobs put in", &put) == 1 && put == 1000,
+                  "%s: summary \"%s\"", r.cmd, r.out);
+    ck_assert_int_eq(count_lines(r.out), 1);
+    ck_assert_msg(sscanf(strrchr(r.out, ',') + 1, " %lld errors", &errors) ==
+                          1 &&
+                      errors == 0,
+                  "%s: summary \"%s\"", r.cmd, r.out);
+    /* stderr is a pipe: no progress bar, no terminal codes. */
+    ck_assert_msg(strchr(r.err, '\r') == NULL && strchr(r.err, '\033') == NULL,
+                  "%s: stderr holds a progress bar: \"%s\"", r.cmd, r.err);
+    ck_assert_msg(strchr(r.out, '\r') == NULL && strchr(r.out, '\033') == NULL,
+                  "%s: stdout holds terminal codes: \"%s\"", r.cmd, r.out);
+    run_free(&r);
+    ck_assert_int_eq(stat_int(d, "stuck", "put"), 1000);
+    ck_assert_int_eq(stat_int(d, "stuck", "unfinished"), 1000);
+    ck_assert_int_eq(bb_stop(d), 0);
+}
+END_TEST
+
+START_TEST(put_file_with_json_prints_the_summary_as_json)
+{
+    struct bb_daemon *d = bb_startq(CONFIG);
+    char path[128];
+    struct run r;
+    json_t *v;
+
+    snprintf(path, sizeof path, "%s/jobs.ndjson", bb_dir(d));
+    write_ndjson(path, "stuck", 1000);
+    asyncq(&r, d, "--json", "put", "-f", path, NULL);
+    assert_exit(&r, 0);
+    v = out_json(&r);
+    ck_assert_int_eq(bb_int_at(v, "put"), 1000);
+    ck_assert_int_eq(bb_int_at(v, "errors"), 0);
+    ck_assert_double_ge(bb_num_at(v, "seconds"), 0);
+    json_decref(v);
+    ck_assert_msg(strchr(r.err, '\r') == NULL && strchr(r.err, '\033') == NULL,
+                  "%s: stderr holds a progress bar: \"%s\"", r.cmd, r.err);
+    run_free(&r);
+    ck_assert_int_eq(stat_int(d, "stuck", "put"), 1000);
+    ck_assert_int_eq(bb_stop(d), 0);
+}
+END_TEST
+
+START_TEST(put_file_with_a_malformed_line_exits_2_naming_its_number)
+{
+    struct bb_daemon *d = bb_startq(CONFIG);
+    char path[128], where[160];
+    struct run r;
+
+    snprintf(path, sizeof path, "%s/bad.ndjson", bb_dir(d));
+    write_file(path, "{\"queue\":\"stuck\",\"kind\":\"echo\",\"args\":{}}\n"
+                     "\n"
+                     "{\"queue\":\"stuck\",\"kind\":\"echo\",\"args\":{}}\n"
+                     "{not json\n"
+                     "{\"queue\":\"stuck\",\"kind\":\"echo\",\"args\":{}}\n");
+    asyncq(&r, d, "put", "-f", path, NULL);
+    assert_exit(&r, 2);
+    snprintf(where, sizeof where, "%s:4", path);
+    assert_has(&r, r.err, where);
+    run_free(&r);
+
+    /* A file that does not exist is a usage error too, naming it. */
+    snprintf(path, sizeof path, "%s/missing.ndjson", bb_dir(d));
+    asyncq(&r, d, "put", "-f", path, NULL);
+    assert_exit(&r, 2);
+    assert_has(&r, r.err, path);
+    run_free(&r);
+    ck_assert_int_eq(bb_stop(d), 0);
+}
+END_TEST
+
+START_TEST(put_file_with_a_refused_line_exits_3_and_counts_the_error)
+{
+    struct bb_daemon *d = bb_startq(CONFIG);
+    char path[128];
+    struct run r;
+    json_t *v;
+
+    snprintf(path, sizeof path, "%s/mixed.ndjson", bb_dir(d));
+    write_file(path, "{\"queue\":\"stuck\",\"kind\":\"echo\",\"args\":{}}\n"
+                     "{\"queue\":\"no-such-queue\",\"args\":{}}\n"
+                     "{\"queue\":\"stuck\",\"kind\":\"echo\",\"args\":{}}\n");
+    asyncq(&r, d, "--json", "put", "-f", path, NULL);
+    assert_exit(&r, 3);
+    v = out_json(&r);
+    ck_assert_int_eq(bb_int_at(v, "put"), 2);
+    ck_assert_int_eq(bb_int_at(v, "errors"), 1);
+    json_decref(v);
+    run_free(&r);
+    ck_assert_int_eq(stat_int(d, "stuck", "put"), 2);
+    ck_assert_int_eq(bb_stop(d), 0);
+}
+END_TEST
+
+/* ---- status ---- */
+
+START_TEST(status_prints_the_record_and_json_prints_it_raw)
+{
+    struct bb_daemon *d = bb_startq(CONFIG);
+    struct bb_conn *c = bb_connect(d);
+    json_int_t id = put_job(c, "{'queue':'stuck','args':{'x':1}}");
+    char ids[32];
+    json_t *v, *rec;
+    struct run r;
+
+    snprintf(ids, sizeof ids, "%lld", (long long)id);
+    asyncq(&r, d, "status", ids, NULL);
+    assert_exit(&r, 0);
+    assert_has(&r, r.out, "pending");
+    assert_has(&r, r.out, "stuck");
+    run_free(&r);
+
+    asyncq(&r, d, "--json", "status", ids, NULL);
+    assert_exit(&r, 0);
+    v = out_json(&r);
+    rec = bb_job_status(c, id);
+    assert_json_eq(&r, v, rec);
+    json_decref(v);
+    run_free(&r);
+
+    /* Global options may follow the verb too. */
+    asyncq(&r, d, "status", ids, "--json", NULL);
+    assert_exit(&r, 0);
+    v = out_json(&r);
+    ck_assert_int_eq(bb_int_at(v, "job"), id);
+    json_decref(v);
+    run_free(&r);
+    bb_close(c);
+    ck_assert_int_eq(bb_stop(d), 0);
+}
+END_TEST
+
+START_TEST(status_of_a_failed_job_exits_1)
+{
+    struct bb_daemon *d = bb_startq(CONFIG);
+    struct bb_conn *c = bb_connect(d);
+    json_int_t id = put_job(c, "{'args':{'argv':['/bin/false']}}");
+    char ids[32];
+    struct run r;
+    json_t *v;
+
+    bb_await_state(c, id, "failed", 10000);
+    snprintf(ids, sizeof ids, "%lld", (long long)id);
+    asyncq(&r, d, "status", ids, NULL);
+    assert_exit(&r, 1);
+    assert_has(&r, r.out, "failed");
+    run_free(&r);
+
+    asyncq(&r, d, "--json", "status", ids, NULL);
+    assert_exit(&r, 1);
+    v = out_json(&r);
+    ck_assert_str_eq(bb_str_at(v, "state"), "failed");
+    json_decref(v);
+    run_free(&r);
+    bb_close(c);
+    ck_assert_int_eq(bb_stop(d), 0);
+}
+END_TEST
+
+START_TEST(status_of_an_unknown_job_exits_3_with_32004)
+{
+    struct bb_daemon *d = bb_startq(CONFIG);
+    struct run r;
+
+    asyncq(&r, d, "status", "999999", NULL);
+    assert_exit(&r, 3);
+    assert_has(&r, r.err, "-32004");
+    ck_assert_str_eq(r.out, "");
+    run_free(&r);
+    ck_assert_int_eq(bb_stop(d), 0);
+}
+END_TEST
+
+/* ---- wait ---- */
+
+START_TEST(wait_exits_0_once_every_job_is_done)
+{
+    struct bb_daemon *d = bb_startq(CONFIG);
+    struct bb_conn *c = bb_connect(d);
+    json_int_t a = put_job(c, "{'queue':'s','args':{'seconds':0.1}}");
+    json_int_t b = put_job(c, "{'queue':'e','args':{'v':2}}");
+    char as[32], bs[32], line[64];
+    struct run r;
+    json_t *v;
+
+    snprintf(as, sizeof as, "%lld", (long long)a);
+    snprintf(bs, sizeof bs, "%lld", (long long)b);
+    asyncq(&r, d, "wait", as, bs, NULL);
+    assert_exit(&r, 0);
+    snprintf(line, sizeof line, "job %s: done", as);
+    assert_has(&r, r.out, line);
+    snprintf(line, sizeof line, "job %s: done", bs);
+    assert_has(&r, r.out, line);
+    run_free(&r);
+
+    /* --json: the records, in the order given. */
+    asyncq(&r, d, "--json", "wait", bs, as, NULL);
+    assert_exit(&r, 0);
+    v = out_json(&r);
+    ck_assert_msg(json_is_array(v) && json_array_size(v) == 2,
+                  "%s: stdout \"%s\"", r.cmd, r.out);
+    ck_assert_int_eq(bb_int_at(json_array_get(v, 0), "job"), b);
+    ck_assert_int_eq(bb_int_at(json_array_get(v, 1), "job"), a);
+    ck_assert_str_eq(bb_str_at(json_array_get(v, 0), "state"), "done");
+    assert_json_eq(&r, bb_at(json_array_get(v, 0), "result"),
+                   bb_jsonq("{'v':2}"));
+    json_decref(v);
+    run_free(&r);
+    bb_close(c);
+    ck_assert_int_eq(bb_stop(d), 0);
+}
+END_TEST
+
+START_TEST(wait_exits_1_if_one_job_failed)
+{
+    struct bb_daemon *d = bb_startq(CONFIG);
+    struct bb_conn *c = bb_connect(d);
+    json_int_t a = put_job(c, "{'queue':'e','args':{}}");
+    json_int_t f = put_job(c, "{'args':{'argv':['/bin/false']}}");
+    char as[32], fs[32];
+    struct run r;
+
+    snprintf(as, sizeof as, "%lld", (long long)a);
+    snprintf(fs, sizeof fs, "%lld", (long long)f);
+    asyncq(&r, d, "wait", as, fs, NULL);
+    assert_exit(&r, 1);
+    assert_has(&r, r.out, "failed");
+    run_free(&r);
+    bb_close(c);
+    ck_assert_int_eq(bb_stop(d), 0);
+}
+END_TEST
+
+START_TEST(wait_any_returns_the_first_finished_job)
+{
+    struct bb_daemon *d = bb_startq(CONFIG);
+    struct bb_conn *c = bb_connect(d);
+    json_int_t p = put_job(c, "{'queue':'stuck','args':{}}");
+    json_int_t a = put_job(c, "{'queue':'e','args':{}}");
+    char ps[32], as[32];
+    struct run r;
+    json_t *v;
+
+    snprintf(ps, sizeof ps, "%lld", (long long)p);
+    snprintf(as, sizeof as, "%lld", (long long)a);
+    asyncq(&r, d, "--json", "wait", "--any", ps, as, NULL);
+    assert_exit(&r, 0);
+    v = out_json(&r);
+    ck_assert_msg(json_is_array(v) && json_array_size(v) == 1,
+                  "%s: stdout \"%s\"", r.cmd, r.out);
+    ck_assert_int_eq(bb_int_at(json_array_get(v, 0), "job"), a);
+    ck_assert_str_eq(bb_str_at(json_array_get(v, 0), "state"), "done");
+    json_decref(v);
+    run_free(&r);
+    bb_close(c);
+    ck_assert_int_eq(bb_stop(d), 0);
+}
+END_TEST
+
+START_TEST(wait_timeout_with_an_unfinished_job_exits_3_with_32008)
+{
+    struct bb_daemon *d = bb_startq(CONFIG);
+    struct bb_conn *c = bb_connect(d);
+    json_int_t p = put_job(c, "{'queue':'stuck','args':{}}");
+    char ps[32];
+    struct run r;
+    json_t *rec;
+
+    snprintf(ps, sizeof ps, "%lld", (long long)p);
+    asyncq(&r, d, "wait", ps, "--timeout", "0.2", NULL);
+    assert_exit(&r, 3);
+    assert_has(&r, r.err, "-32008");
+    run_free(&r);
+    rec = bb_job_status(c, p);
+    ck_assert_str_eq(bb_str_at(rec, "state"), "pending");
+    json_decref(rec);
+
+    /* --cancel-on-timeout cancels what is still unfinished. */
+    asyncq(&r, d, "wait", ps, "--timeout", "0.2", "--cancel-on-timeout", NULL);
+    assert_exit(&r, 3);
+    assert_has(&r, r.err, "-32008");
+    run_free(&r);
+    bb_await_state(c, p, "cancelled", 5000);
+    bb_close(c);
+    ck_assert_int_eq(bb_stop(d), 0);
+}
+END_TEST
+
+/* ---- cancel ---- */
+
+START_TEST(cancel_of_a_pending_job_cancels_it_and_exits_0)
+{
+    struct bb_daemon *d = bb_startq(CONFIG);
+    struct bb_conn *c = bb_connect(d);
+    json_int_t p = put_job(c, "{'queue':'stuck','args':{}}");
+    json_int_t q = put_job(c, "{'queue':'stuck','args':{}}");
+    char ps[32], qs[32], want[64];
+    struct run r;
+    json_t *v;
+
+    snprintf(ps, sizeof ps, "%lld", (long long)p);
+    snprintf(qs, sizeof qs, "%lld", (long long)q);
+    asyncq(&r, d, "cancel", ps, NULL);
+    assert_exit(&r, 0);
+    snprintf(want, sizeof want, "job %s cancelled\n", ps);
+    ck_assert_str_eq(r.out, want);
+    run_free(&r);
+    v = bb_job_status(c, p);
+    ck_assert_str_eq(bb_str_at(v, "state"), "cancelled");
+    json_decref(v);
+
+    asyncq(&r, d, "--json", "cancel", qs, NULL);
+    assert_exit(&r, 0);
+    v = out_json(&r);
+    assert_json_eq(&r, v,
+                   bb_jsonq("{'job':%lld,'state':'cancelled'}", (long long)q));
+    json_decref(v);
+    run_free(&r);
+    ck_assert_int_eq(bb_stat_int(c, "stuck", "cancelled"), 2);
+    ck_assert_int_eq(bb_stat_int(c, "stuck", "unfinished"), 0);
+    bb_close(c);
+    ck_assert_int_eq(bb_stop(d), 0);
+}
+END_TEST
+
+START_TEST(cancel_of_a_done_job_exits_3_with_32009)
+{
+    struct bb_daemon *d = bb_startq(CONFIG);
+    struct bb_conn *c = bb_connect(d);
+    json_int_t a = put_job(c, "{'queue':'e','args':{}}");
+    char as[32];
+    struct run r;
+
+    bb_await_state(c, a, "done", 10000);
+    snprintf(as, sizeof as, "%lld", (long long)a);
+    asyncq(&r, d, "cancel", as, NULL);
+    assert_exit(&r, 3);
+    assert_has(&r, r.err, "-32009");
+    run_free(&r);
+
+    asyncq(&r, d, "cancel", "999999", NULL);
+    assert_exit(&r, 3);
+    assert_has(&r, r.err, "-32004");
+    run_free(&r);
+    bb_close(c);
+    ck_assert_int_eq(bb_stop(d), 0);
+}
+END_TEST
+
+/* ---- join ---- */
+
+START_TEST(join_returns_once_every_job_of_the_queue_has_finished)
+{
+    struct bb_daemon *d = bb_startq(CONFIG);
+    struct bb_conn *c = bb_connect(d);
+    struct run r;
+    json_t *v;
+
+    for (int i = 0; i < 3; i++)
+        put_job(c, "{'queue':'s','args':{'seconds':0.1}}");
+    asyncq(&r, d, "join", "s", NULL);
+    assert_exit(&r, 0);
+    assert_has(&r, r.out, "every job has finished");
+    ck_assert_msg(strchr(r.err, '\r') == NULL && strchr(r.err, '\033') == NULL,
+                  "%s: stderr holds a progress bar: \"%s\"", r.cmd, r.err);
+    run_free(&r);
+    ck_assert_int_eq(bb_stat_int(c, "s", "unfinished"), 0);
+    ck_assert_int_eq(bb_stat_int(c, "s", "done"), 3);
+
+    put_job(c, "{'queue':'s','args':{'seconds':0.1}}");
+    asyncq(&r, d, "--json", "join", "s", NULL);
+    assert_exit(&r, 0);
+    v = out_json(&r);
+    assert_json_eq(&r, v, bb_jsonq("{'queue':'s'}"));
+    json_decref(v);
+    run_free(&r);
+    ck_assert_int_eq(bb_stat_int(c, "s", "done"), 4);
+
+    /* Without a queue: all of them (none is stuck here). */
+    put_job(c, "{'queue':'e','args':{}}");
+    put_job(c, "{'queue':'s','args':{'seconds':0.1}}");
+    asyncq(&r, d, "join", NULL);
+    assert_exit(&r, 0);
+    assert_has(&r, r.out, "all queues");
+    run_free(&r);
+    ck_assert_int_eq(bb_stat_int(c, "s", "unfinished"), 0);
+    ck_assert_int_eq(bb_stat_int(c, "e", "unfinished"), 0);
+    bb_close(c);
+    ck_assert_int_eq(bb_stop(d), 0);
+}
+END_TEST
+
+START_TEST(join_timeout_on_a_queue_without_consumers_exits_3)
+{
+    struct bb_daemon *d = bb_startq(CONFIG);
+    struct bb_conn *c = bb_connect(d);
+    struct run r;
+
+    put_job(c, "{'queue':'stuck','args':{}}");
+    asyncq(&r, d, "join", "stuck", "--timeout", "0.2", NULL);
+    assert_exit(&r, 3);
+    assert_has(&r, r.err, "-32008");
+    run_free(&r);
+
+    asyncq(&r, d, "join", "--timeout", "0.2", NULL);
+    assert_exit(&r, 3);
+    assert_has(&r, r.err, "-32008");
+    run_free(&r);
+    bb_close(c);
+    ck_assert_int_eq(bb_stop(d), 0);
+}
+END_TEST
+
+START_TEST(join_of_an_unknown_queue_exits_3_with_32002)
+{
+    struct bb_daemon *d = bb_startq(CONFIG);
+    struct run r;
+
+    asyncq(&r, d, "join", "no-such-queue", NULL);
+    assert_exit(&r, 3);
+    assert_has(&r, r.err, "-32002");
+    run_free(&r);
+    ck_assert_int_eq(bb_stop(d), 0);
+}
+END_TEST
+
+/* ---- stats ---- */
+
+static const char *const queue_names[] = {"default", "held",  "e",
+                                          "s",       "stuck", "tiny"};
+
+/* Fails the test unless q has the spec's per-queue fields. */
+static void
+assert_queue_stats(const struct run *r, const char *name, const json_t *q)
+{
+    static const char *const ints[] = {
+        "size", "delayed", "running", "unfinished", "maxsize",   "consumers",
+        "busy", "put",     "done",    "failed",     "cancelled", "retried"};
+    char *text = bb_dump(q);
+
+    ck_assert_msg(json_is_object(q), "%s: queue %s: %s", r->cmd, name, text);
+    for (size_t i = 0; i < sizeof ints / sizeof ints[0]; i++)
+        ck_assert_msg(json_is_integer(json_object_get(q, ints[i])),
+                      "%s: queues.%s.%s is not an integer: %s", r->cmd, name,
+                      ints[i], text);
+    ck_assert_msg(json_is_boolean(json_object_get(q, "paused")),
+                  "%s: queues.%s.paused is not a boolean: %s", r->cmd, name,
+                  text);
+    free(text);
+}
+
+START_TEST(stats_prints_a_table_naming_every_queue)
+{
+    struct bb_daemon *d = bb_startq(CONFIG);
+    struct bb_conn *c = bb_connect(d);
+    char prefix[32];
+    struct run r;
+
+    put_job(c, "{'queue':'stuck','args':{}}");
+    asyncq(&r, d, "stats", NULL);
+    assert_exit(&r, 0);
+    assert_has(&r, r.out, "QUEUE");
+    for (size_t i = 0; i < sizeof queue_names / sizeof queue_names[0]; i++) {
+        snprintf(prefix, sizeof prefix, "%s ", queue_names[i]);
+        ck_assert_msg(has_line_starting(r.out, prefix),
+                      "%s: no line for queue %s: \"%s\"", r.cmd, queue_names[i],
+                      r.out);
+    }
+    ck_assert_msg(strchr(r.out, '\033') == NULL,
+                  "%s: terminal codes on a pipe: \"%s\"", r.cmd, r.out);
+    run_free(&r);
+
+    /* One queue: its line only. */
+    asyncq(&r, d, "stats", "stuck", NULL);
+    assert_exit(&r, 0);
+    ck_assert_msg(has_line_starting(r.out, "stuck "), "%s: \"%s\"", r.cmd,
+                  r.out);
+    ck_assert_msg(!has_line_starting(r.out, "default "), "%s: \"%s\"", r.cmd,
+                  r.out);
+    run_free(&r);
+    bb_close(c);
+    ck_assert_int_eq(bb_stop(d), 0);
+}
+END_TEST
+
+START_TEST(stats_json_has_the_spec_fields_for_every_queue)
+{
+    struct bb_daemon *d = bb_startq(CONFIG);
+    struct bb_conn *c = bb_connect(d);
+    struct run r;
+    json_t *v, *queues;
+
+    put_job(c, "{'queue':'stuck','args':{}}");
+    put_job(c, "{'queue':'stuck','args':{}}");
+    asyncq(&r, d, "--json", "stats", NULL);
+    assert_exit(&r, 0);
+    v = out_json(&r);
+    ck_assert(json_is_number(bb_at(v, "uptime")));
+    ck_assert(json_is_string(bb_at(v, "version")));
+    ck_assert(json_is_integer(bb_at(v, "connections")));
+    queues = bb_at(v, "queues");
+    ck_assert(json_is_object(queues));
+    ck_assert_int_eq(json_object_size(queues),
+                     sizeof queue_names / sizeof queue_names[0]);
+    for (size_t i = 0; i < sizeof queue_names / sizeof queue_names[0]; i++)
+        assert_queue_stats(&r, queue_names[i],
+                           json_object_get(queues, queue_names[i]));
+    ck_assert_int_eq(bb_int_at(v, "queues.stuck.put"), 2);
+    ck_assert_int_eq(bb_int_at(v, "queues.stuck.size"), 2);
+    ck_assert_int_eq(bb_int_at(v, "queues.tiny.maxsize"), 1);
+    ck_assert_int_eq(bb_int_at(v, "queues.default.consumers"), 2);
+    json_decref(v);
+    run_free(&r);
+
+    asyncq(&r, d, "--json", "stats", "stuck", NULL);
+    assert_exit(&r, 0);
+    v = out_json(&r);
+    queues = bb_at(v, "queues");
+    ck_assert_msg(json_is_object(queues) && json_object_size(queues) == 1,
+                  "%s: \"%s\"", r.cmd, r.out);
+    assert_queue_stats(&r, "stuck", json_object_get(queues, "stuck"));
+    ck_assert_int_eq(bb_int_at(v, "queues.stuck.put"), 2);
+    json_decref(v);
+    run_free(&r);
+
+    asyncq(&r, d, "stats", "no-such-queue", NULL);
+    assert_exit(&r, 3);
+    assert_has(&r, r.err, "-32002");
+    run_free(&r);
+    bb_close(c);
+    ck_assert_int_eq(bb_stop(d), 0);
+}
+END_TEST
+
+START_TEST(stats_watch_json_prints_a_line_per_interval_until_sigint)
+{
+    struct bb_daemon *d = bb_startq(CONFIG);
+    struct run_opts o = {.sigint_at_lines = 3};
+    struct run r;
+    char *line, *save = NULL;
+    size_t n = 0;
+
+    asyncq_with(&r, &o, d, "stats", "--watch", "--json", "--interval", "0.1",
+                NULL);
+    assert_exit(&r, 0);
+    ck_assert_msg(count_lines(r.out) >= 2, "%s: stdout \"%s\"", r.cmd, r.out);
+    for (line = strtok_r(r.out, "\n", &save); line != NULL;
+         line = strtok_r(NULL, "\n", &save), n++) {
+        json_error_t jerr;
+        json_t *v = json_loads(line, 0, &jerr);
+
+        ck_assert_msg(v != NULL, "%s: line %zu is not JSON: %s", r.cmd, n + 1,
+                      line);
+        ck_assert(json_is_object(bb_at(v, "queues")));
+        ck_assert(json_is_number(bb_at(v, "uptime")));
+        json_decref(v);
+    }
+    ck_assert_uint_ge(n, 2);
+    run_free(&r);
+    ck_assert_int_eq(bb_stop(d), 0);
+}
+END_TEST
+
+/* ---- scale, pause, resume ---- */
+
+START_TEST(scale_sets_the_consumer_count_seen_in_stats)
+{
+    struct bb_daemon *d = bb_startq(CONFIG);
+    struct bb_conn *c = bb_connect(d);
+    json_int_t p = put_job(c, "{'queue':'stuck','args':{}}");
+    struct run r;
+    json_t *v;
+
+    asyncq(&r, d, "scale", "e", "3", NULL);
+    assert_exit(&r, 0);
+    run_free(&r);
+    ck_assert_int_eq(bb_stat_int(c, "e", "consumers"), 3);
+
+    asyncq(&r, d, "--json", "scale", "e", "0", NULL);
+    assert_exit(&r, 0);
+    v = out_json(&r);
+    assert_json_eq(&r, v, bb_jsonq("{'queue':'e','consumers':0}"));
+    json_decref(v);
+    run_free(&r);
+    ck_assert_int_eq(bb_stat_int(c, "e", "consumers"), 0);
+
+    /* Scaling up a queue without consumers runs its pending job. */
+    asyncq(&r, d, "scale", "stuck", "1", NULL);
+    assert_exit(&r, 0);
+    run_free(&r);
+    bb_await_state(c, p, "done", 10000);
+
+    asyncq(&r, d, "scale", "no-such-queue", "1", NULL);
+    assert_exit(&r, 3);
+    assert_has(&r, r.err, "-32002");
+    run_free(&r);
+    bb_close(c);
+    ck_assert_int_eq(bb_stop(d), 0);
+}
+END_TEST
+
+START_TEST(pause_stops_a_queue_and_resume_restarts_it)
+{
+    struct bb_daemon *d = bb_startq(CONFIG);
+    struct bb_conn *c = bb_connect(d);
+    json_int_t id;
+    struct run r;
+    json_t *st;
+
+    asyncq(&r, d, "pause", "e", NULL);
+    assert_exit(&r, 0);
+    run_free(&r);
+    st = bb_result(c, "stats", bb_jsonq("{'queue':'e'}"));
+    ck_assert(json_is_true(bb_at(st, "queues.e.paused")));
+    json_decref(st);
+
+    id = put_job(c, "{'queue':'e','args':{}}");
+    /* A paused queue holds its job: a wait for it times out. */
+    {
+        char ids[32];
+
+        snprintf(ids, sizeof ids, "%lld", (long long)id);
+        asyncq(&r, d, "wait", ids, "--timeout", "0.3", NULL);
+        assert_exit(&r, 3);
+        run_free(&r);
+    }
+    st = bb_job_status(c, id);
+    ck_assert_str_eq(bb_str_at(st, "state"), "pending");
+    json_decref(st);
+
+    asyncq(&r, d, "resume", "e", NULL);
+    assert_exit(&r, 0);
+    run_free(&r);
+    st = bb_result(c, "stats", bb_jsonq("{'queue':'e'}"));
+    ck_assert(json_is_false(bb_at(st, "queues.e.paused")));
+    json_decref(st);
+    bb_await_state(c, id, "done", 10000);
+
+    asyncq(&r, d, "pause", "no-such-queue", NULL);
+    assert_exit(&r, 3);
+    assert_has(&r, r.err, "-32002");
+    run_free(&r);
+    bb_close(c);
+    ck_assert_int_eq(bb_stop(d), 0);
+}
+END_TEST
+
+/* ---- auth ---- */
+
+START_TEST(auth_token_comes_from_asyncq_token_or_token_file)
+{
+    char token_file[64], wrong_file[64];
+    struct bb_daemon *d;
+    struct run_opts good = {.env = {"ASYNCQ_TOKEN=" TOKEN, NULL}};
+    struct run_opts bad = {.env = {"ASYNCQ_TOKEN=wrong", NULL}};
+    struct run r;
+    int fd;
+
+    snprintf(token_file, sizeof token_file, "/tmp/asyncq-cli-token.XXXXXX");
+    ck_assert_int_ge(fd = mkstemp(token_file), 0);
+    ck_assert_int_eq(write(fd, TOKEN "\n", strlen(TOKEN) + 1),
+                     (int)strlen(TOKEN) + 1);
+    close(fd);
+    snprintf(wrong_file, sizeof wrong_file, "/tmp/asyncq-cli-token.XXXXXX");
+    ck_assert_int_ge(fd = mkstemp(wrong_file), 0);
+    ck_assert_int_eq(write(fd, "nope\n", 5), 5);
+    close(fd);
+    d = bb_startq("{'auth':{'token_file':'%s'},'queues':{'e':{'kind':"
+                  "'echo','consumers':1}}}",
+                  token_file);
+
+    asyncq(&r, d, "ping", NULL);
+    assert_exit(&r, 3);
+    assert_has(&r, r.err, "-32001");
+    run_free(&r);
+
+    asyncq_with(&r, &bad, d, "ping", NULL);
+    assert_exit(&r, 3);
+    assert_has(&r, r.err, "-32001");
+    run_free(&r);
+
+    asyncq(&r, d, "--token-file", wrong_file, "ping", NULL);
+    assert_exit(&r, 3);
+    assert_has(&r, r.err, "-32001");
+    run_free(&r);
+
+    asyncq_with(&r, &good, d, "ping", NULL);
+    assert_exit(&r, 0);
+    ck_assert_msg(strncmp(r.out, "pong", 4) == 0, "%s: \"%s\"", r.cmd, r.out);
+    run_free(&r);
+
+    asyncq_with(&r, &good, d, "put", "-q", "e", "-k", "echo", "--args",
+                "{\"a\":1}", "--wait", "--json", NULL);
+    assert_exit(&r, 0);
+    {
+        json_t *rec = out_json(&r);
+
+        ck_assert_str_eq(bb_str_at(rec, "state"), "done");
+        json_decref(rec);
+    }
+    run_free(&r);
+
+    asyncq(&r, d, "--token-file", token_file, "ping", NULL);
+    assert_exit(&r, 0);
+    ck_assert_msg(strncmp(r.out, "pong", 4) == 0, "%s: \"%s\"", r.cmd, r.out);
+    run_free(&r);
+
+    asyncq(&r, d, "--token-file", token_file, "--json", "stats", NULL);
+    assert_exit(&r, 0);
+    {
+        json_t *st = out_json(&r);
+
+        ck_assert_int_eq(bb_int_at(st, "queues.e.put"), 1);
+        json_decref(st);
+    }
+    run_free(&r);
+
+    /* A token file that cannot be read: the CLI says which. */
+    unlink(wrong_file);
+    asyncq(&r, d, "--token-file", wrong_file, "ping", NULL);
+    assert_exit(&r, 3);
+    assert_has(&r, r.err, wrong_file);
+    run_free(&r);
+    unlink(token_file);
+    ck_assert_int_eq(bb_stop(d), 0);
+}
+END_TEST
 
 Suite *
 bb_cli_suite(void)
 {
-    return suite_create("bb_cli");
+    Suite *s = suite_create("bb_cli");
+    TCase *basic = tcase_create("basic");
+    TCase *put = tcase_create("put");
+    TCase *jobs = tcase_create("jobs");
+    TCase *queues = tcase_create("queues");
+    TCase *auth = tcase_create("auth");
+
+    tcase_set_timeout(basic, 60);
+    tcase_add_test(basic, ping_prints_pong_and_exits_0);
+    tcase_add_test(basic, server_comes_from_asyncq_server_when_no_server_flag);
+    tcase_add_test(basic, unreachable_server_exits_3_naming_the_address);
+    tcase_add_test(basic, help_exits_0_and_lists_every_verb);
+    tcase_add_test(basic,
+                   version_prints_asyncq_and_the_version_the_daemon_reports);
+    tcase_add_test(basic, usage_errors_exit_2_without_touching_the_server);
+    suite_add_tcase(s, basic);
+
+    tcase_set_timeout(put, 120);
+    tcase_add_test(put, put_of_a_command_prints_the_job_id_and_state);
+    tcase_add_test(put,
+                   put_with_queue_and_priority_options_sets_them_on_the_job);
+    tcase_add_test(put, put_with_delay_makes_the_job_delayed);
+    tcase_add_test(put, put_with_timeout_fails_a_job_that_runs_past_it);
+    tcase_add_test(put, put_with_retries_runs_a_failing_job_again);
+    tcase_add_test(
+        put, put_with_the_same_key_twice_returns_the_first_job_as_duplicate);
+    tcase_add_test(put, put_nowait_on_a_full_queue_exits_3_with_32000);
+    tcase_add_test(put, put_kind_echo_with_args_json_runs_an_echo_job);
+    tcase_add_test(put, put_wait_of_an_exec_job_prints_its_stdout_and_exits_0);
+    tcase_add_test(put,
+                   put_wait_of_an_exec_job_passes_its_stderr_and_exit_code);
+    tcase_add_test(
+        put, put_wait_of_an_exec_job_killed_by_a_signal_exits_128_plus_it);
+    tcase_add_test(put, put_wait_of_a_failed_non_exec_job_exits_1);
+    tcase_add_test(put, put_file_puts_every_line_and_prints_a_summary);
+    tcase_add_test(put, put_file_with_json_prints_the_summary_as_json);
+    tcase_add_test(put,
+                   put_file_with_a_malformed_line_exits_2_naming_its_number);
+    tcase_add_test(put,
+                   put_file_with_a_refused_line_exits_3_and_counts_the_error);
+    suite_add_tcase(s, put);
+
+    tcase_set_timeout(jobs, 60);
+    tcase_add_test(jobs, status_prints_the_record_and_json_prints_it_raw);
+    tcase_add_test(jobs, status_of_a_failed_job_exits_1);
+    tcase_add_test(jobs, status_of_an_unknown_job_exits_3_with_32004);
+    tcase_add_test(jobs, wait_exits_0_once_every_job_is_done);
+    tcase_add_test(jobs, wait_exits_1_if_one_job_failed);
+    tcase_add_test(jobs, wait_any_returns_the_first_finished_job);
+    tcase_add_test(jobs,
+                   wait_timeout_with_an_unfinished_job_exits_3_with_32008);
+    tcase_add_test(jobs, cancel_of_a_pending_job_cancels_it_and_exits_0);
+    tcase_add_test(jobs, cancel_of_a_done_job_exits_3_with_32009);
+    suite_add_tcase(s, jobs);
+
+    tcase_set_timeout(queues, 60);
+    tcase_add_test(queues,
+                   join_returns_once_every_job_of_the_queue_has_finished);
+    tcase_add_test(queues, join_timeout_on_a_queue_without_consumers_exits_3);
+    tcase_add_test(queues, join_of_an_unknown_queue_exits_3_with_32002);
+    tcase_add_test(queues, stats_prints_a_table_naming_every_queue);
+    tcase_add_test(queues, stats_json_has_the_spec_fields_for_every_queue);
+    tcase_add_test(queues,
+                   stats_watch_json_prints_a_line_per_interval_until_sigint);
+    tcase_add_test(queues, scale_sets_the_consumer_count_seen_in_stats);
+    tcase_add_test(queues, pause_stops_a_queue_and_resume_restarts_it);
+    suite_add_tcase(s, queues);
+
+    tcase_set_timeout(auth, 60);
+    tcase_add_test(auth, auth_token_comes_from_asyncq_token_or_token_file);
+    suite_add_tcase(s, auth);
+    return s;
 }

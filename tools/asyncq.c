@@ -296,7 +296,7 @@ put_waited(struct cli *cli, json_t *rec)
     return rc;
 }
 
-static int put_file(struct cli *cli, const char *path);
+static int put_file(struct cli *cli, const char *path, const json_t *defaults);
 
 static int
 v_put(struct cli *cli)
@@ -382,7 +382,7 @@ v_put(struct cli *cli)
             rc = usage_error("put -f takes no command, --args or --wait");
             goto out;
         }
-        rc = put_file(cli, file);
+        rc = put_file(cli, file, params);
         goto out;
     }
     if (i < cli->argc) {
@@ -410,7 +410,8 @@ v_put(struct cli *cli)
         json_object_set_new(params, "wait", json_true());
     if ((rc = connect_cli(cli)) != 0)
         goto out;
-    r = call(cli, "put", params, wait, &rc);
+    /* A put to a full queue waits for room (back-pressure): no timeout. */
+    r = call(cli, "put", params, true, &rc);
     params = NULL;
     if (r == NULL)
         goto out;
@@ -434,9 +435,10 @@ out:
     return rc;
 }
 
-/* put -f: one JSON object of put params per line, pipelined. */
+/* put -f: one JSON object of put params per line, pipelined; the options
+ * given with -f (-q, -p, --delay, ...) fill in what a line leaves out. */
 static int
-put_file(struct cli *cli, const char *path)
+put_file(struct cli *cli, const char *path, const json_t *defaults)
 {
     FILE *f = strcmp(path, "-") == 0 ? stdin : fopen(path, "r");
     bool tty = isatty(STDERR_FILENO);
@@ -479,6 +481,7 @@ put_file(struct cli *cli, const char *path)
                 rc = EXIT_USAGE;
                 goto out;
             }
+            json_object_update_missing(params, (json_t *)defaults);
             if (aq_client_send(cli->client, "put", params, &err) < 0) {
                 rc = server_error(&err);
                 goto out;
@@ -909,11 +912,12 @@ static void
 usage(FILE *f)
 {
     fputs("usage: asyncq [--server URL] [--json] [--token-file FILE] VERB ...\n"
+          "       asyncq --version | --help\n"
           "\n"
           "  put [-q QUEUE] [-p PRIO] [--delay S] [--timeout S] [--retries N]\n"
           "      [--key K] [--nowait] [--wait] -- CMD ARG...   an exec job\n"
           "  put -k KIND --args JSON [options]                 any kind\n"
-          "  put -f FILE.ndjson          one JSON object of put params per "
+          "  put -f FILE.ndjson [options] one JSON object of put params a "
           "line\n"
           "  status ID                   a job's record\n"
           "  wait ID... [--any] [--timeout S] [--cancel-on-timeout]\n"
@@ -924,11 +928,12 @@ usage(FILE *f)
           "\n"
           "The server is --server, else $ASYNCQ_SERVER, else "
           "tcp://127.0.0.1:7878\n"
-          "(unix:/PATH for a Unix socket). The auth token is $ASYNCQ_TOKEN or "
-          "the\n"
-          "first line of --token-file. put --wait of an exec job prints its "
-          "output\n"
-          "and exits with its exit status.\n"
+          "(unix:/PATH for a Unix socket). The auth token is the first line "
+          "of\n"
+          "--token-file, else $ASYNCQ_TOKEN. put --wait of an exec job prints "
+          "its\n"
+          "output and exits with its exit status (128+N if killed by signal "
+          "N).\n"
           "Exit status: 0 success, 1 a job failed, 2 usage error, 3 cannot "
           "reach\nthe server or the server answered an error.\n",
           f);
@@ -951,7 +956,8 @@ main(int argc, char **argv)
         else if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
             usage(stdout);
             return 0;
-        } else if (strcmp(argv[i], "--version") == 0) {
+        } else if (strcmp(argv[i], "--version") == 0 ||
+                   strcmp(argv[i], "-V") == 0) {
             printf("asyncq %s\n", ASYNCQ_VERSION);
             return 0;
         } else
@@ -974,6 +980,8 @@ main(int argc, char **argv)
                 cli.json = true;
             else if (strcmp(argv[j], "--server") == 0 && j + 1 < argc)
                 cli.server = argv[++j];
+            else if (strcmp(argv[j], "--token-file") == 0 && j + 1 < argc)
+                cli.token_file = argv[++j];
             else
                 cli.argv[cli.argc++] = argv[j];
         }
