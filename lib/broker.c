@@ -891,22 +891,30 @@ put_room_cb(struct aq_queue_waiter *w, enum aq_queue_status st,
     free(pw);
 }
 
-/* The args as compact JSON text into a new job. */
+/* A new job holding the args as JSON text: the raw bytes when they came
+ * raw, else jansson's compact encoding. */
 static struct aq_job *
 job_from_put(struct bqueue *bq, enum aq_kind kind, const struct aq_put *p)
 {
     char stack[1024];
-    size_t len = json_dumpb(p->args, stack, sizeof stack, JSON_COMPACT);
-    char *text = stack;
+    const char *text = stack;
+    char *big = NULL;
+    size_t len;
     struct aq_job *j;
 
-    if (len > sizeof stack) {
-        text = xmalloc(len);
-        json_dumpb(p->args, text, len, JSON_COMPACT);
+    if (p->args == NULL && p->args_raw != NULL) {
+        text = p->args_raw;
+        len = p->args_len;
+    } else if (p->args == NULL) {
+        text = "{}";
+        len = 2;
+    } else if ((len = json_dumpb(p->args, stack, sizeof stack, JSON_COMPACT)) >
+               sizeof stack) {
+        text = big = xmalloc(len);
+        json_dumpb(p->args, big, len, JSON_COMPACT);
     }
     j = aq_job_new(0, kind, text, len);
-    if (text != stack)
-        free(text);
+    free(big);
     j->queue = bq;
     j->created_us = aq_clock_wall_us();
     if (p->timeout >= 0 || p->retries >= 0 || p->key != NULL) {
@@ -922,13 +930,35 @@ job_from_put(struct bqueue *bq, enum aq_kind kind, const struct aq_put *p)
     return j;
 }
 
+/* The handler's check of the args at put; raw args are parsed for it only
+ * when the handler reads them. */
+static int
+check_args(const struct aq_handler *h, const struct bqueue *bq,
+           const struct aq_put *p, struct aq_error *err)
+{
+    json_t *args;
+    int rc;
+
+    if (!h->needs_args)
+        return 0;
+    if (p->args != NULL)
+        return h->check(&bq->cfg, p->args, err);
+    args = p->args_raw != NULL ? json_loadb(p->args_raw, p->args_len, 0, NULL)
+                               : json_object();
+    if (args == NULL) {
+        aq_error_set(err, AQ_ERR_INVALID_PARAMS, "params.args: invalid JSON");
+        return -1;
+    }
+    rc = h->check(&bq->cfg, args, err);
+    json_decref(args);
+    return rc;
+}
+
 int
 aq_broker_put(struct aq_broker *b, const struct aq_put *p,
-              struct aq_put_result *res, aq_put_cb *cb, void *arg,
-              struct aq_put_waiter **waiter, struct aq_error *err)
+              struct aq_put_result *res, struct aq_put_waiter **waiter,
+              struct aq_error *err)
 {
-    json_t *empty = NULL;
-    struct aq_put put = *p;
     struct bqueue *bq;
     enum aq_kind kind;
     const struct aq_handler *h;
@@ -954,12 +984,8 @@ aq_broker_put(struct aq_broker *b, const struct aq_put *p,
                      aq_kind_name(kind));
         return -1;
     }
-    if (put.args == NULL)
-        put.args = empty = json_object();
-    if (h->check(&bq->cfg, put.args, err) < 0) {
-        json_decref(empty);
+    if (check_args(h, bq, p, err) < 0)
         return -1;
-    }
     if (p->key != NULL) {
         json_t *id = json_object_get(b->keys, p->key);
         struct aq_job *dup =
@@ -967,15 +993,13 @@ aq_broker_put(struct aq_broker *b, const struct aq_put *p,
                        : NULL;
 
         if (dup != NULL) {
-            json_decref(empty);
             res->job = dup->id;
             res->state = aq_job_state_name(job_state(dup));
             res->duplicate = true;
             return 0;
         }
     }
-    j = job_from_put(bq, kind, &put);
-    json_decref(empty);
+    j = job_from_put(bq, kind, p);
     delay_us = (int64_t)(p->delay * 1e6);
     if (p->nowait) {
         if (aq_queue_put_nowait(bq->q, &j->qi, p->priority, delay_us) !=
@@ -1003,14 +1027,19 @@ aq_broker_put(struct aq_broker *b, const struct aq_put *p,
     pw->b = b;
     pw->bq = bq;
     pw->job = j;
-    pw->cb = cb;
-    pw->arg = arg;
     pw->next = b->putters;
     if (b->putters != NULL)
         b->putters->prev = pw;
     b->putters = pw;
     *waiter = pw;
     return 1;
+}
+
+void
+aq_broker_put_on_room(struct aq_put_waiter *pw, aq_put_cb *cb, void *arg)
+{
+    pw->cb = cb;
+    pw->arg = arg;
 }
 
 void

@@ -42,9 +42,11 @@ void aq_broker_reconfigure(struct aq_broker *b, const struct aq_config *cfg);
 /* ---- put ---- */
 
 struct aq_put {
-    const char *queue;  /* NULL = "default" */
-    const char *kind;   /* NULL = the queue's */
-    const json_t *args; /* an object; NULL = {} */
+    const char *queue;    /* NULL = "default" */
+    const char *kind;     /* NULL = the queue's */
+    const json_t *args;   /* an object; NULL: args_raw, or {} */
+    const char *args_raw; /* or an object's JSON text (valid: lib/jscan) */
+    size_t args_len;
     int32_t priority;
     double delay;    /* s, >= 0 */
     double timeout;  /* s, >= 0 (0 = none); < 0 = the queue's */
@@ -67,12 +69,14 @@ typedef void aq_put_cb(void *arg, int st, const struct aq_put_result *res,
 struct aq_put_waiter;
 
 /* Returns 0 with *res filled (queued now, or a duplicate key); 1 when the
- * queue is full: *waiter is set and cb fires once there is room (withdraw
- * with aq_broker_put_cancel); -1 with err (-32602, -32002, -32005, -32000
- * with nowait, -32010 while stopping). Never calls cb before returning. */
+ * queue is full: *waiter is set, and its callback (set with
+ * aq_broker_put_on_room before the loop runs) fires once there is room;
+ * withdraw with aq_broker_put_cancel; -1 with err (-32602, -32002, -32005,
+ * -32000 with nowait, -32010 while stopping). */
 int aq_broker_put(struct aq_broker *b, const struct aq_put *p,
-                  struct aq_put_result *res, aq_put_cb *cb, void *arg,
-                  struct aq_put_waiter **waiter, struct aq_error *err);
+                  struct aq_put_result *res, struct aq_put_waiter **waiter,
+                  struct aq_error *err);
+void aq_broker_put_on_room(struct aq_put_waiter *w, aq_put_cb *cb, void *arg);
 void aq_broker_put_cancel(struct aq_put_waiter *w); /* no callback after */
 
 /* ---- jobs ---- */

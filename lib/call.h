@@ -26,6 +26,10 @@ struct event_base *aq_call_base(const struct aq_call *c);
  * The call is freed: do not touch it after. */
 void aq_call_reply(struct aq_call *c, json_t *result);
 void aq_call_fail(struct aq_call *c, const struct aq_error *err);
+/* put's reply, {"job":ID,"state":...} (with "duplicate"), written straight
+ * into the output on the hot path. Ends the call too. */
+struct aq_put_result;
+void aq_call_reply_put(struct aq_call *c, const struct aq_put_result *res);
 
 /* Sends a notification (reference to params taken) on the call's
  * connection, e.g. job.done in wait's stream mode. */

@@ -132,7 +132,7 @@ echo_cancel(void *run)
 }
 
 static const struct aq_handler echo_handler = {
-    AQ_KIND_ECHO, echo_check, echo_start, echo_cancel, echo_cancel};
+    AQ_KIND_ECHO, false, echo_check, echo_start, echo_cancel, echo_cancel};
 
 /* ---- sleep: {"seconds": s}, cancel ends it at once ---- */
 
@@ -237,7 +237,7 @@ sleep_abandon(void *run)
 }
 
 static const struct aq_handler sleep_handler = {
-    AQ_KIND_SLEEP, sleep_check, sleep_start, sleep_cancel, sleep_abandon};
+    AQ_KIND_SLEEP, true, sleep_check, sleep_start, sleep_cancel, sleep_abandon};
 
 const struct aq_handler *
 aq_handler_find(enum aq_kind kind)

@@ -39,6 +39,7 @@ struct aq_run_env {
 
 struct aq_handler {
     enum aq_kind kind;
+    bool needs_args; /* check reads args (else it is skipped: echo) */
     /* At put: 0, or -1 with err (-32602 bad args naming the field as
      * "params.args.argv", -32005 not allowed). args is an object. */
     int (*check)(const struct aq_queue_config *qc, const json_t *args,

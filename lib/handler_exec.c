@@ -338,5 +338,5 @@ exec_abandon(void *run)
     free(r);
 }
 
-const struct aq_handler aq_handler_exec = {AQ_KIND_EXEC, exec_check, exec_start,
-                                           exec_cancel, exec_abandon};
+const struct aq_handler aq_handler_exec = {
+    AQ_KIND_EXEC, true, exec_check, exec_start, exec_cancel, exec_abandon};

@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * lib/idmap.c: linear probing over a power-of-two table of value pointers,
- * kept at most half full; deletion shifts entries back instead of leaving
- * tombstones, so lookups never slow down with churn.
+ * lib/idmap.c: linear probing over a power-of-two table of (id, value)
+ * slots, kept at most half full; a probe compares ids in the table itself,
+ * never touching the values. Deletion shifts entries back instead of
+ * leaving tombstones, so lookups never slow down with churn.
  */
 #include "idmap.h"
 
@@ -12,10 +13,15 @@
 
 #define MIN_SLOTS 16
 
+struct slot {
+    uint64_t id; /* 0 = empty (ids are never 0) */
+    void *value;
+};
+
 struct aq_idmap {
     aq_idmap_key_fn *key_of;
-    void **slots; /* NULL = empty */
-    size_t mask;  /* slots - 1 */
+    struct slot *slots;
+    size_t mask; /* slots - 1 */
     size_t count;
 };
 
@@ -34,7 +40,7 @@ find(const struct aq_idmap *m, uint64_t id)
 {
     size_t i = home(m, id);
 
-    while (m->slots[i] != NULL && m->key_of(m->slots[i]) != id)
+    while (m->slots[i].id != 0 && m->slots[i].id != id)
         i = (i + 1) & m->mask;
     return i;
 }
@@ -42,14 +48,14 @@ find(const struct aq_idmap *m, uint64_t id)
 static void
 resize(struct aq_idmap *m, size_t nslots)
 {
-    void **old = m->slots;
+    struct slot *old = m->slots;
     size_t old_n = m->mask + 1;
 
     m->slots = xcalloc(nslots, sizeof *m->slots);
     m->mask = nslots - 1;
     for (size_t i = 0; i < old_n; i++) {
-        if (old[i] != NULL)
-            m->slots[find(m, m->key_of(old[i]))] = old[i];
+        if (old[i].id != 0)
+            m->slots[find(m, old[i].id)] = old[i];
     }
     free(old);
 }
@@ -77,44 +83,49 @@ aq_idmap_free(struct aq_idmap *m)
 void
 aq_idmap_put(struct aq_idmap *m, void *value)
 {
+    uint64_t id = m->key_of(value);
     size_t i;
 
     if ((m->count + 1) * 2 > m->mask + 1)
         resize(m, (m->mask + 1) * 2);
-    i = find(m, m->key_of(value));
-    if (m->slots[i] == NULL)
+    i = find(m, id);
+    if (m->slots[i].id == 0)
         m->count++;
-    m->slots[i] = value;
+    m->slots[i].id = id;
+    m->slots[i].value = value;
 }
 
 void *
 aq_idmap_get(const struct aq_idmap *m, uint64_t id)
 {
-    return m->slots[find(m, id)];
+    return id != 0 ? m->slots[find(m, id)].value : NULL;
 }
 
 void *
 aq_idmap_del(struct aq_idmap *m, uint64_t id)
 {
-    size_t i = find(m, id), j = i;
-    void *value = m->slots[i];
+    size_t i, j;
+    void *value;
 
-    if (value == NULL)
+    if (id == 0)
         return NULL;
-    m->slots[i] = NULL;
+    i = j = find(m, id);
+    if ((value = m->slots[i].value) == NULL)
+        return NULL;
+    m->slots[i] = (struct slot){0, NULL};
     m->count--;
     for (;;) {
         size_t h;
 
         j = (j + 1) & m->mask;
-        if (m->slots[j] == NULL)
+        if (m->slots[j].id == 0)
             break;
-        h = home(m, m->key_of(m->slots[j]));
+        h = home(m, m->slots[j].id);
         /* Leave slots[j] if its home lies cyclically in (i, j]. */
         if (i <= j ? (i < h && h <= j) : (i < h || h <= j))
             continue;
         m->slots[i] = m->slots[j];
-        m->slots[j] = NULL;
+        m->slots[j] = (struct slot){0, NULL};
         i = j;
     }
     if (m->mask + 1 > MIN_SLOTS && m->count * 8 < m->mask + 1)
@@ -133,7 +144,7 @@ aq_idmap_each(const struct aq_idmap *m, void (*fn)(void *value, void *arg),
               void *arg)
 {
     for (size_t i = 0; i <= m->mask; i++) {
-        if (m->slots[i] != NULL)
-            fn(m->slots[i], arg);
+        if (m->slots[i].id != 0)
+            fn(m->slots[i].value, arg);
     }
 }

@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * lib/idmap.h: a hash map from non-zero uint64 ids to pointers, open
- * addressing with linear probing. The map stores pointers only; what they
- * point to stays its owner's. Lookups are O(1) expected.
+ * addressing with linear probing over (id, pointer) slots. What the
+ * pointers point to stays its owner's. Lookups are O(1) expected.
  */
 #ifndef AQ_IDMAP_H
 #define AQ_IDMAP_H
@@ -12,8 +12,7 @@
 
 struct aq_idmap;
 
-/* key_of(value) returns the id a stored value is filed under: the map keeps
- * only values (8 bytes a slot), so the id must be derivable from them. */
+/* key_of(value) returns the id a value is filed under (read at put). */
 typedef uint64_t aq_idmap_key_fn(const void *value);
 
 struct aq_idmap *aq_idmap_new(aq_idmap_key_fn *key_of);

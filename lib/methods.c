@@ -240,23 +240,12 @@ struct put_call {
     bool wait;
 };
 
-static json_t *
-put_reply(const struct aq_put_result *res)
-{
-    json_t *r = json_pack("{s:I,s:s}", "job", (json_int_t)res->job, "state",
-                          res->state);
-
-    if (res->duplicate)
-        json_object_set_new(r, "duplicate", json_true());
-    return r;
-}
-
 /* A put's reply held until its journal record is durable. */
 struct durable_call {
     struct aq_methods *m;
     struct aq_call *call;
     struct aq_journal_barrier *barrier;
-    json_t *reply;
+    struct aq_put_result res;
 };
 
 static void
@@ -265,7 +254,6 @@ durable_abandon(void *arg)
     struct durable_call *dc = arg;
 
     aq_broker_durable_cancel(dc->m->broker, dc->barrier);
-    json_decref(dc->reply);
     free(dc);
 }
 
@@ -275,7 +263,7 @@ durable_cb(void *arg)
     struct durable_call *dc = arg;
 
     aq_call_on_abandon(dc->call, NULL, NULL);
-    aq_call_reply(dc->call, dc->reply);
+    aq_call_reply_put(dc->call, &dc->res);
     free(dc);
 }
 
@@ -292,19 +280,19 @@ put_queued(struct aq_methods *m, struct aq_call *call, bool wait,
         return;
     }
     if (!aq_broker_has_journal(m->broker)) {
-        aq_call_reply(call, put_reply(res));
+        aq_call_reply_put(call, res);
         return;
     }
     dc = xcalloc(1, sizeof *dc);
     dc->barrier = aq_broker_durable(m->broker, durable_cb, dc);
     if (dc->barrier == NULL) {
         free(dc);
-        aq_call_reply(call, put_reply(res));
+        aq_call_reply_put(call, res);
         return;
     }
     dc->m = m;
     dc->call = call;
-    dc->reply = put_reply(res);
+    dc->res = *res;
     aq_call_on_abandon(call, durable_abandon, dc);
 }
 
@@ -331,6 +319,35 @@ put_room_cb(void *arg, int st, const struct aq_put_result *res,
     free(pc);
 }
 
+void
+aq_methods_put(struct aq_methods *m, struct aq_call *call,
+               const struct aq_put *p, bool wait)
+{
+    struct aq_put_result res;
+    struct aq_put_waiter *waiter = NULL;
+    struct aq_error err;
+    int rc = aq_broker_put(m->broker, p, &res, &waiter, &err);
+
+    if (rc < 0) {
+        aq_call_fail(call, &err);
+        return;
+    }
+    if (rc == 0) {
+        put_queued(m, call, wait, &res);
+        return;
+    }
+    /* await q.put(): no reply, and no further reads, until room. */
+    struct put_call *pc = xcalloc(1, sizeof *pc);
+
+    pc->m = m;
+    pc->call = call;
+    pc->waiter = waiter;
+    pc->wait = wait;
+    aq_broker_put_on_room(waiter, put_room_cb, pc);
+    aq_call_on_abandon(call, put_abandon, pc);
+    aq_call_block(call);
+}
+
 static void
 m_put(struct aq_methods *m, struct aq_call *call, json_t *params)
 {
@@ -338,12 +355,9 @@ m_put(struct aq_methods *m, struct aq_call *call, json_t *params)
         "queue",   "kind", "args", "priority", "delay", "timeout",
         "retries", "key",  "wait", "nowait",   NULL};
     struct aq_put p = {.timeout = -1, .retries = -1};
-    struct aq_put_result res;
-    struct aq_put_waiter *waiter = NULL;
     struct aq_error err;
     json_int_t prio = 0, retries = -1;
     bool wait = false;
-    int rc;
 
     if (check_fields(params, fields, &err) < 0 ||
         opt_string(params, "queue", &p.queue, &err) < 0 ||
@@ -370,23 +384,7 @@ m_put(struct aq_methods *m, struct aq_call *call, json_t *params)
     }
     p.priority = (int32_t)prio;
     p.retries = (int)retries;
-
-    struct put_call *pc = xcalloc(1, sizeof *pc);
-    rc = aq_broker_put(m->broker, &p, &res, put_room_cb, pc, &waiter, &err);
-    if (rc == 1) {
-        /* await q.put(): no reply, and no further reads, until room. */
-        pc->m = m;
-        pc->call = call;
-        pc->waiter = waiter;
-        pc->wait = wait;
-        aq_call_on_abandon(call, put_abandon, pc);
-        aq_call_block(call);
-        return;
-    }
-    free(pc);
-    if (rc < 0)
-        goto fail;
-    put_queued(m, call, wait, &res);
+    aq_methods_put(m, call, &p, wait);
     return;
 fail:
     aq_call_fail(call, &err);

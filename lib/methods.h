@@ -24,6 +24,13 @@ bool aq_methods_auth_required(const struct aq_methods *m);
 /* Whether name is a method at all (for -32601 before auth's -32001). */
 bool aq_methods_exists(const char *name);
 
+struct aq_put;
+/* put with its params already read (lib/fastput.c, or m_put): ends call
+ * now, or later when the queue has room, the record is durable, or (with
+ * wait) the job has finished. */
+void aq_methods_put(struct aq_methods *m, struct aq_call *call,
+                    const struct aq_put *p, bool wait);
+
 /* Runs method name on call, which it ends now or later. Returns -1 when
  * there is no such method (the call is untouched). */
 int aq_methods_dispatch(struct aq_methods *m, const char *name,

@@ -16,6 +16,7 @@ main(void)
     srunner_add_suite(sr, task_suite());
     srunner_add_suite(sr, config_suite());
     srunner_add_suite(sr, journal_suite());
+    srunner_add_suite(sr, jscan_suite());
     srunner_add_suite(sr, proc_suite());
     srunner_add_suite(sr, wait_suite());
     srunner_run_all(sr, CK_NORMAL);

@@ -7,6 +7,7 @@
 
 Suite *config_suite(void);
 Suite *journal_suite(void);
+Suite *jscan_suite(void);
 Suite *proc_suite(void);
 Suite *queue_suite(void);
 Suite *task_suite(void);
