@@ -12,6 +12,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <event2/event.h>
 #include <jansson.h>
@@ -687,14 +688,16 @@ m_stats(struct aq_methods *m, struct aq_call *call, json_t *params)
         aq_call_fail(call, &err);
         return;
     }
+    /* "pid" lets local tools (asyncq-bench) read the daemon's RSS. */
     aq_call_reply(
-        call, json_pack("{s:f,s:s,s:I,s:o}", "uptime",
-                        (double)(aq_clock_mono_us() - m->started_us) / 1e6,
-                        "version", ASYNCQ_VERSION, "connections",
-                        (json_int_t)(m->connections != NULL
-                                         ? m->connections(m->connections_arg)
-                                         : 0),
-                        "queues", queues));
+        call,
+        json_pack("{s:f,s:s,s:I,s:I,s:o}", "uptime",
+                  (double)(aq_clock_mono_us() - m->started_us) / 1e6, "version",
+                  ASYNCQ_VERSION, "pid", (json_int_t)getpid(), "connections",
+                  (json_int_t)(m->connections != NULL
+                                   ? m->connections(m->connections_arg)
+                                   : 0),
+                  "queues", queues));
 }
 
 static void
