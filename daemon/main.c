@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <event2/event.h>
@@ -100,6 +101,21 @@ read_token(const char *path, struct aq_error *err)
         return NULL;
     }
     return xstrdup(buf);
+}
+
+/* Each producer connection is a descriptor: allow as many as the hard limit
+ * (systemd's LimitNOFILE=) permits, instead of the usual soft 1024. */
+static void
+raise_fd_limit(void)
+{
+    struct rlimit rl;
+
+    if (getrlimit(RLIMIT_NOFILE, &rl) < 0 || rl.rlim_cur >= rl.rlim_max)
+        return;
+    rl.rlim_cur = rl.rlim_max;
+    if (setrlimit(RLIMIT_NOFILE, &rl) == 0)
+        aq_log(AQ_LOG_DEBUG, "asyncqd: open files limit raised to %llu",
+               (unsigned long long)rl.rlim_cur);
 }
 
 static const char *
@@ -369,6 +385,7 @@ run(struct daemon *d)
         goto fail;
     /* Orphans of exec jobs re-parent to us, so the reaper collects them. */
     prctl(PR_SET_CHILD_SUBREAPER, 1);
+    raise_fd_limit();
     /* Precise timers: libevent's default coarse clock can fire a timer a
      * few milliseconds early, and a job's sleep or timeout must not. */
     struct event_config *ecfg = event_config_new();

@@ -15,6 +15,7 @@
  */
 #include "broker.h"
 
+#include <malloc.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -37,6 +38,7 @@
 #include "xmalloc.h"
 
 #define EXPIRE_INTERVAL_US 1000000
+#define TRIM_EVERY_FREED 100000 /* jobs freed between malloc_trim calls */
 
 enum interrupt { INT_NONE, INT_TIMEOUT, INT_CANCEL, INT_SHUTDOWN };
 
@@ -114,6 +116,7 @@ struct aq_broker {
     struct aq_put_waiter *spare_putter;
     struct aq_journal *journal; /* borrowed; NULL = memory only */
     bool is_started;            /* consumers run (aq_broker_start) */
+    uint64_t freed_since_trim;  /* jobs freed since the last malloc_trim */
 
     /* graceful stop */
     enum stop_stage stage;
@@ -312,6 +315,7 @@ record_evict(struct aq_broker *b, struct aq_job *j)
     if (b->journal != NULL && j->jseg != 0)
         aq_journal_release(b->journal, j->jseg);
     aq_idmap_del(b->jobs, j->id);
+    b->freed_since_trim++;
     if (j->ext != NULL && j->ext->key != NULL) {
         json_t *id = json_object_get(b->keys, j->ext->key);
 
@@ -337,6 +341,13 @@ expire_cb(evutil_socket_t fd, short what, void *arg)
     struct aq_broker *b = arg;
 
     records_trim(b);
+    /* Many jobs went since the last look: hand their memory back to the
+     * system, so RSS follows the backlog down after a burst (glibc keeps
+     * freed memory otherwise). */
+    if (b->freed_since_trim >= TRIM_EVERY_FREED) {
+        b->freed_since_trim = 0;
+        malloc_trim(0);
+    }
 }
 
 static void
@@ -1554,10 +1565,12 @@ aq_broker_has_journal(const struct aq_broker *b)
     return b->journal != NULL;
 }
 
-struct aq_journal_barrier *
-aq_broker_durable(struct aq_broker *b, void (*cb)(void *arg), void *arg)
+bool
+aq_broker_durable(struct aq_broker *b, struct aq_journal_barrier *node,
+                  void (*cb)(void *arg), void *arg)
 {
-    return b->journal != NULL ? aq_journal_barrier(b->journal, cb, arg) : NULL;
+    return b->journal != NULL &&
+           aq_journal_barrier_add(b->journal, node, cb, arg);
 }
 
 void

@@ -170,11 +170,12 @@ void aq_broker_restore_done(struct aq_broker *b, uint64_t last_id);
 /* An aq_journal_rehome_cb (arg: b): re-appends the jobs homed in the
  * segments the journal is evacuating. */
 void aq_broker_rehome(struct aq_journal *j, void *arg);
-/* cb(arg) once all recorded so far is durable; NULL when it already is
- * (or there is no journal): then cb is never called. Cancel before arg
- * goes away. */
-struct aq_journal_barrier *aq_broker_durable(struct aq_broker *b,
-                                             void (*cb)(void *arg), void *arg);
+/* cb(arg) from the loop once all recorded so far is durable, waiting on
+ * node (the caller's, valid until cb or aq_broker_durable_cancel).
+ * Returns false when it already is (or there is no journal): cb is then
+ * never called. */
+bool aq_broker_durable(struct aq_broker *b, struct aq_journal_barrier *node,
+                       void (*cb)(void *arg), void *arg);
 void aq_broker_durable_cancel(struct aq_broker *b,
                               struct aq_journal_barrier *h);
 

@@ -10,6 +10,7 @@
 #define AQ_CALL_H
 
 #include <stdbool.h>
+#include <stddef.h>
 
 #include <jansson.h>
 
@@ -42,6 +43,11 @@ void aq_call_block(struct aq_call *c);
  * closed) or ended by the server (shutting down: it then replies -32010).
  * It must release what the method holds for the call, and not end it. */
 void aq_call_on_abandon(struct aq_call *c, void (*cb)(void *arg), void *arg);
+
+/* Up to AQ_CALL_SCRATCH bytes (aligned) for the method's state while the
+ * call is in flight, freed with the call: no allocation of its own. */
+#define AQ_CALL_SCRATCH 128
+void *aq_call_scratch(struct aq_call *c, size_t size);
 
 /* The authentication state of the call's connection. */
 void aq_call_set_authenticated(struct aq_call *c);

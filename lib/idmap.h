@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * lib/idmap.h: a hash map from non-zero uint64 ids to pointers, open
- * addressing with linear probing over (id, pointer) slots. What the
- * pointers point to stays its owner's. Lookups are O(1) expected.
+ * lib/idmap.h: a map from non-zero uint64 ids to pointers, for ids handed
+ * out by a counter: pages of pointers indexed by id, found by page number
+ * in a small hash. 8 bytes per live id when ids are dense; O(1) lookups.
+ * What the pointers point to stays its owner's.
  */
 #ifndef AQ_IDMAP_H
 #define AQ_IDMAP_H

@@ -51,13 +51,6 @@ struct segment {
     bool is_evacuated; /* its jobs are being re-appended */
 };
 
-struct aq_journal_barrier {
-    struct aq_journal_barrier *prev, *next;
-    uint64_t lsn;
-    void (*cb)(void *arg);
-    void *arg;
-};
-
 struct aq_journal {
     struct event_base *base; /* borrowed */
     char *dir;               /* owned */
@@ -496,13 +489,17 @@ barriers_complete(struct aq_journal *j)
     struct aq_journal_barrier *b;
 
     while ((b = j->bar_head) != NULL && b->lsn <= j->durable_lsn) {
+        bool is_ours = b->is_ours;
+
         j->bar_head = b->next;
         if (j->bar_head != NULL)
             j->bar_head->prev = NULL;
         else
             j->bar_tail = NULL;
+        /* A caller's node may be freed by its callback: not touched after. */
         b->cb(b->arg);
-        free(b);
+        if (is_ours)
+            free(b);
     }
 }
 
@@ -797,23 +794,36 @@ aq_journal_release(struct aq_journal *j, uint32_t seg)
         reclaim(j);
 }
 
-struct aq_journal_barrier *
-aq_journal_barrier(struct aq_journal *j, void (*cb)(void *arg), void *arg)
+bool
+aq_journal_barrier_add(struct aq_journal *j, struct aq_journal_barrier *b,
+                       void (*cb)(void *arg), void *arg)
 {
-    struct aq_journal_barrier *b;
-
     if (j->appended_lsn <= j->durable_lsn)
-        return NULL;
-    b = xcalloc(1, sizeof *b);
+        return false;
     b->lsn = j->appended_lsn;
     b->cb = cb;
     b->arg = arg;
+    b->is_ours = false;
+    b->next = NULL;
     b->prev = j->bar_tail;
     if (j->bar_tail != NULL)
         j->bar_tail->next = b;
     else
         j->bar_head = b;
     j->bar_tail = b;
+    return true;
+}
+
+struct aq_journal_barrier *
+aq_journal_barrier(struct aq_journal *j, void (*cb)(void *arg), void *arg)
+{
+    struct aq_journal_barrier *b = xmalloc(sizeof *b);
+
+    if (!aq_journal_barrier_add(j, b, cb, arg)) {
+        free(b);
+        return NULL;
+    }
+    b->is_ours = true;
     return b;
 }
 
@@ -828,7 +838,8 @@ aq_journal_barrier_cancel(struct aq_journal *j, struct aq_journal_barrier *b)
         b->next->prev = b->prev;
     else
         j->bar_tail = b->prev;
-    free(b);
+    if (b->is_ours)
+        free(b);
 }
 
 /* ---- open, replay, start, close ---- */
@@ -1097,7 +1108,8 @@ aq_journal_close(struct aq_journal *j)
         event_free(j->rehome_ev);
     while ((b = j->bar_head) != NULL) {
         j->bar_head = b->next;
-        free(b);
+        if (b->is_ours)
+            free(b);
     }
     free(j->segs);
     free(j->buf);

@@ -107,11 +107,23 @@ bool aq_journal_is_evacuated(struct aq_journal *j, uint32_t seg);
 void aq_journal_hold(struct aq_journal *j, uint32_t seg);
 void aq_journal_release(struct aq_journal *j, uint32_t seg);
 
-struct aq_journal_barrier;
+/* A wait for durability; the caller's memory with aq_journal_barrier_add
+ * (fields private), the journal's with aq_journal_barrier. */
+struct aq_journal_barrier {
+    struct aq_journal_barrier *prev, *next;
+    uint64_t lsn;
+    void (*cb)(void *arg);
+    void *arg;
+    bool is_ours; /* allocated by aq_journal_barrier */
+};
+
 /* cb(arg) runs from the loop once every record appended so far is
  * durable by the fsync policy (written; and synced for batch/always).
- * Returns a handle to cancel it, or NULL when that is already so (cb is
- * then never called). */
+ * _add uses the caller's node b (valid until cb or cancel) and returns
+ * false when that is already so (then cb is never called); the other
+ * allocates one, returning it or NULL. Cancel only a pending barrier. */
+bool aq_journal_barrier_add(struct aq_journal *j, struct aq_journal_barrier *b,
+                            void (*cb)(void *arg), void *arg);
 struct aq_journal_barrier *aq_journal_barrier(struct aq_journal *j,
                                               void (*cb)(void *arg), void *arg);
 void aq_journal_barrier_cancel(struct aq_journal *j,

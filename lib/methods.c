@@ -21,6 +21,7 @@
 #include "call.h"
 #include "clock.h"
 #include "error.h"
+#include "journal.h"
 #include "task.h"
 #include "wait.h"
 #include "xmalloc.h"
@@ -241,11 +242,12 @@ struct put_call {
     bool wait;
 };
 
-/* A put's reply held until its journal record is durable. */
+/* A put's reply held until its journal record is durable: in the call's
+ * scratch space, so the hot path allocates nothing for it. */
 struct durable_call {
     struct aq_methods *m;
     struct aq_call *call;
-    struct aq_journal_barrier *barrier;
+    struct aq_journal_barrier barrier;
     struct aq_put_result res;
 };
 
@@ -254,8 +256,7 @@ durable_abandon(void *arg)
 {
     struct durable_call *dc = arg;
 
-    aq_broker_durable_cancel(dc->m->broker, dc->barrier);
-    free(dc);
+    aq_broker_durable_cancel(dc->m->broker, &dc->barrier);
 }
 
 static void
@@ -264,8 +265,7 @@ durable_cb(void *arg)
     struct durable_call *dc = arg;
 
     aq_call_on_abandon(dc->call, NULL, NULL);
-    aq_call_reply_put(dc->call, &dc->res);
-    free(dc);
+    aq_call_reply_put(dc->call, &dc->res); /* frees dc with the call */
 }
 
 /* The job is queued: reply once its record is durable (the fsync policy
@@ -284,16 +284,14 @@ put_queued(struct aq_methods *m, struct aq_call *call, bool wait,
         aq_call_reply_put(call, res);
         return;
     }
-    dc = xcalloc(1, sizeof *dc);
-    dc->barrier = aq_broker_durable(m->broker, durable_cb, dc);
-    if (dc->barrier == NULL) {
-        free(dc);
-        aq_call_reply_put(call, res);
-        return;
-    }
+    dc = aq_call_scratch(call, sizeof *dc);
     dc->m = m;
     dc->call = call;
     dc->res = *res;
+    if (!aq_broker_durable(m->broker, &dc->barrier, durable_cb, dc)) {
+        aq_call_reply_put(call, res);
+        return;
+    }
     aq_call_on_abandon(call, durable_abandon, dc);
 }
 

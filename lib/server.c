@@ -15,8 +15,10 @@
 #include "server.h"
 
 #include <arpa/inet.h>
+#include <assert.h>
 #include <errno.h>
 #include <netdb.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -67,9 +69,10 @@ struct aq_call {
     json_t *id;                     /* owned; NULL: id_raw, or a notification */
     json_t *params;                 /* owned; created when first asked for */
     char id_raw[AQ_FASTPUT_ID_MAX]; /* the id's JSON text (fast path) */
-    uint8_t id_raw_len;             /* 0 = none */
-    struct batch *batch;            /* shared; NULL outside a batch */
-    size_t slot;                    /* index in batch->replies */
+    _Alignas(max_align_t) unsigned char scratch[AQ_CALL_SCRATCH];
+    uint8_t id_raw_len;  /* 0 = none */
+    struct batch *batch; /* shared; NULL outside a batch */
+    size_t slot;         /* index in batch->replies */
     void (*abandon)(void *arg);
     void *abandon_arg;
     struct aq_call *prev, *next; /* the connection's calls in flight */
@@ -245,6 +248,13 @@ call_end(struct aq_call *call, json_t *response)
         bufferevent_trigger(c->bev, EV_READ,
                             BEV_TRIG_IGNORE_WATERMARKS |
                                 BEV_TRIG_DEFER_CALLBACKS);
+}
+
+void *
+aq_call_scratch(struct aq_call *call, size_t size)
+{
+    assert(size <= sizeof call->scratch);
+    return call->scratch;
 }
 
 json_t *
