@@ -15,6 +15,7 @@
 
 #include "clock.h"
 #include "error.h"
+#include "jscan.h"
 #include "xmalloc.h"
 
 extern const struct aq_handler aq_handler_exec;
@@ -45,37 +46,6 @@ aq_outcome_set_result(struct aq_outcome *out, json_t *v)
     json_decref(v);
 }
 
-/* Length of the valid UTF-8 sequence at s (n bytes left), or 0. */
-static size_t
-utf8_seq_len(const unsigned char *s, size_t n)
-{
-    size_t len;
-    uint32_t cp;
-
-    if (s[0] < 0x80)
-        return 1;
-    if (s[0] >= 0xC2 && s[0] <= 0xDF)
-        len = 2, cp = s[0] & 0x1F;
-    else if (s[0] >= 0xE0 && s[0] <= 0xEF)
-        len = 3, cp = s[0] & 0x0F;
-    else if (s[0] >= 0xF0 && s[0] <= 0xF4)
-        len = 4, cp = s[0] & 0x07;
-    else
-        return 0;
-    if (len > n)
-        return 0;
-    for (size_t i = 1; i < len; i++) {
-        if ((s[i] & 0xC0) != 0x80)
-            return 0;
-        cp = (cp << 6) | (s[i] & 0x3F);
-    }
-    /* Overlong forms, surrogates and code points past U+10FFFF. */
-    if ((len == 3 && cp < 0x800) || (len == 4 && cp < 0x10000) ||
-        (cp >= 0xD800 && cp <= 0xDFFF) || cp > 0x10FFFF)
-        return 0;
-    return len;
-}
-
 json_t *
 aq_json_string_lossy(const char *s, size_t len)
 {
@@ -87,7 +57,7 @@ aq_json_string_lossy(const char *s, size_t len)
     /* Worst case every byte becomes the 3-byte U+FFFD. */
     buf = xmalloc(len * 3 + 1);
     while (i < len) {
-        size_t k = utf8_seq_len(u + i, len - i);
+        size_t k = aq_utf8_seq_len(u + i, len - i);
 
         if (k == 0) {
             memcpy(buf + n, "\xEF\xBF\xBD", 3);
