@@ -89,6 +89,8 @@ struct conn {
     bool is_authed, is_eof, is_closing, is_rejected, in_process, is_freeing;
     struct conn *prev, *next;
     struct conn *next_dying; /* in s->dying once is_freeing */
+    bool flush_pending;      /* in s->flushing */
+    struct conn *next_flush;
 };
 
 struct aq_server {
@@ -104,6 +106,8 @@ struct aq_server {
     struct event *retry_ev; /* re-enables listeners after EMFILE */
     struct conn *dying;     /* to free from reap_ev */
     struct event *reap_ev;
+    struct conn *flushing;  /* with replies to write, from flush_ev */
+    struct event *flush_ev;
     /* close_all */
     struct event *close_ev;
     void (*closed)(void *arg);
@@ -646,6 +650,13 @@ conn_free(struct conn *c)
     struct aq_server *s = c->s;
 
     calls_abandon(c, NULL);
+    if (c->flush_pending) {
+        struct conn **pp = &s->flushing;
+
+        while (*pp != c)
+            pp = &(*pp)->next_flush;
+        *pp = c->next_flush;
+    }
     if (c->prev != NULL)
         c->prev->next = c->next;
     else
@@ -705,11 +716,10 @@ conns_free_all(struct aq_server *s)
     }
 }
 
+/* Everything owed to the client has been written. */
 static void
-conn_write_cb(struct bufferevent *bev, void *arg)
+conn_output_drained(struct conn *c)
 {
-    struct conn *c = arg;
-
     if (c->is_closing) {
         conn_free_soon(c);
         return;
@@ -717,6 +727,71 @@ conn_write_cb(struct bufferevent *bev, void *arg)
     /* The client read its replies: maybe reading can resume. */
     if (c->blocker == NULL && c->inflight < (size_t)c->s->window)
         conn_process(c);
+}
+
+/* Replies are written straight from the loop iteration that made them,
+ * all of a connection's in one write: bufferevent's own path would wait
+ * for the next epoll_wait to report the socket writable, and add and
+ * remove the write event each time (two epoll_ctl, another epoll_wait
+ * and its timerfd_settime per batch). Only when the socket is full does
+ * the bufferevent's write event take over, until the output drains. */
+static void
+conn_flush(struct conn *c)
+{
+    struct evbuffer *out = bufferevent_get_output(c->bev);
+
+    if (c->is_freeing)
+        return;
+    if (evbuffer_get_length(out) > 0) {
+        /* A socket bufferevent keeps its output's front frozen to all but
+         * its own write callback; it is ours for this write. */
+        evbuffer_unfreeze(out, 1);
+        evbuffer_write(out, bufferevent_getfd(c->bev));
+        evbuffer_freeze(out, 1);
+        if (evbuffer_get_length(out) > 0) {
+            /* Full, or failed: libevent writes the rest when it can, or
+             * reports the error to conn_event_cb. */
+            bufferevent_enable(c->bev, EV_WRITE);
+            return;
+        }
+    }
+    conn_output_drained(c);
+}
+
+static void
+flush_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct aq_server *s = arg;
+    struct conn *c;
+
+    while ((c = s->flushing) != NULL) {
+        s->flushing = c->next_flush;
+        c->flush_pending = false;
+        conn_flush(c);
+    }
+}
+
+/* Output was added: flush it once the current callback is done. */
+static void
+output_added_cb(struct evbuffer *buf, const struct evbuffer_cb_info *info,
+                void *arg)
+{
+    struct conn *c = arg;
+
+    if (info->n_added == 0 || c->flush_pending || c->is_freeing)
+        return;
+    c->flush_pending = true;
+    c->next_flush = c->s->flushing;
+    c->s->flushing = c;
+    event_active(c->s->flush_ev, EV_WRITE, 0);
+}
+
+static void
+conn_write_cb(struct bufferevent *bev, void *arg)
+{
+    /* The write event drained the output: direct writes again. */
+    bufferevent_disable(bev, EV_WRITE);
+    conn_output_drained(arg);
 }
 
 /* Stops reading, abandons the calls in flight, and frees the connection
@@ -823,6 +898,8 @@ accept_cb(struct evconnlistener *lev, evutil_socket_t fd, struct sockaddr *sa,
     peer_name(sa, c->peer, sizeof c->peer);
     c->bev = bufferevent_socket_new(s->base, fd, BEV_OPT_CLOSE_ON_FREE);
     bufferevent_setcb(c->bev, conn_read_cb, conn_write_cb, conn_event_cb, c);
+    evbuffer_add_cb(bufferevent_get_output(c->bev), output_added_cb, c);
+    bufferevent_disable(c->bev, EV_WRITE); /* on by default; see conn_flush */
     c->next = s->conns;
     if (s->conns != NULL)
         s->conns->prev = c;
@@ -836,14 +913,13 @@ accept_cb(struct evconnlistener *lev, evutil_socket_t fd, struct sockaddr *sa,
                         "too many connections: producers.max is %d",
                         s->max_conns);
         conn_close(c);
-        bufferevent_enable(c->bev, EV_WRITE);
         return;
     }
     s->nconns++;
     conn_set_timeouts(c);
     aq_log(AQ_LOG_DEBUG, "conn %llu (%s): accepted on %s",
            (unsigned long long)c->num, c->peer, l->name);
-    bufferevent_enable(c->bev, EV_READ | EV_WRITE);
+    bufferevent_enable(c->bev, EV_READ);
 }
 
 static void
@@ -1043,6 +1119,7 @@ aq_server_new(struct event_base *base, const struct aq_config *cfg)
     apply_limits(s, cfg);
     s->retry_ev = evtimer_new(base, retry_cb, s);
     s->reap_ev = event_new(base, -1, 0, reap_cb, s);
+    s->flush_ev = event_new(base, -1, 0, flush_cb, s);
     return s;
 }
 
@@ -1130,5 +1207,6 @@ aq_server_free(struct aq_server *s)
     conns_free_all(s);
     event_free(s->retry_ev);
     event_free(s->reap_ev);
+    event_free(s->flush_ev);
     free(s);
 }
