@@ -55,6 +55,15 @@ struct daemon {
     int stop_signals;
 };
 
+/* libevent's own messages (an http job's refused connect, say) into our
+ * log: its warnings are per-request noise the job's error already says. */
+static void
+libevent_log_cb(int severity, const char *msg)
+{
+    aq_log(severity >= EVENT_LOG_ERR ? AQ_LOG_WARN : AQ_LOG_DEBUG,
+           "libevent: %s", msg);
+}
+
 static void
 usage(FILE *f)
 {
@@ -388,6 +397,7 @@ run(struct daemon *d)
     raise_fd_limit();
     /* Precise timers: libevent's default coarse clock can fire a timer a
      * few milliseconds early, and a job's sleep or timeout must not. */
+    event_set_log_callback(libevent_log_cb);
     struct event_config *ecfg = event_config_new();
     event_config_set_flag(ecfg, EVENT_BASE_FLAG_PRECISE_TIMER);
     d->base = event_base_new_with_config(ecfg);

@@ -28,6 +28,7 @@
 #include "error.h"
 #include "handler.h"
 #include "hist.h"
+#include "http.h"
 #include "idmap.h"
 #include "job.h"
 #include "journal.h"
@@ -69,6 +70,8 @@ struct bqueue {
     bool is_paused;
     uint64_t n_put, n_done, n_failed, n_cancelled, n_retried;
     struct aq_hist wait_hist, run_hist;
+    struct aq_http *http; /* owned: connection pool, made by the first http
+                             job */
     struct bqueue *next;
 };
 
@@ -526,11 +529,14 @@ run_job(struct consumer *c, struct aq_job *j)
 {
     struct bqueue *bq = c->bq;
     const struct aq_handler *h = aq_handler_find(j->kind);
-    struct aq_run_env env = {bq->b->base, bq->b->procs, &bq->cfg};
+    struct aq_run_env env = {bq->b->base, bq->b->procs, NULL, &bq->cfg};
     struct aq_job_ext *x = aq_job_ext(j);
     int64_t timeout_us = job_timeout_us(j, bq);
     void *run;
 
+    if (j->kind == AQ_KIND_HTTP && bq->http == NULL)
+        bq->http = aq_http_new(bq->b->base);
+    env.http = bq->http;
     c->job = j;
     j->state = AQ_JOB_RUNNING;
     x->started_us = aq_clock_wall_us();
@@ -821,6 +827,7 @@ aq_broker_free(struct aq_broker *b)
             aq_task_unref(c->task);
             free(c);
         }
+        aq_http_free(bq->http); /* after the runs that used it */
         aq_queue_free(bq->q); /* no drop_cb: the id map owns the jobs */
         aq_queue_config_clear(&bq->cfg);
         free(bq);

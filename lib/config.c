@@ -512,6 +512,8 @@ static const struct field http_fields[] = {
     {"max_per_host", parse_int, QF(http.max_per_host), 1, INT_MAX, NULL},
     {"max_redirects", parse_int, QF(http.max_redirects), 0, INT_MAX, NULL},
     {"verify", parse_bool, QF(http.verify), 0, 0, NULL},
+    {"max_response_bytes", parse_size, QF(http.max_response_bytes), 1,
+     SIZE_LIMIT, NULL},
     {NULL, NULL, 0, 0, 0, NULL},
 };
 
@@ -829,6 +831,7 @@ aq_queue_config_defaults(struct aq_queue_config *qc, const char *name)
     qc->http.max_per_host = 8;
     qc->http.max_redirects = 5;
     qc->http.verify = true;
+    qc->http.max_response_bytes = 64 * 1024 * 1024;
 }
 
 void

@@ -50,6 +50,8 @@ struct aq_queue_config {
         int max_per_host;  /* >= 1; default 8 */
         int max_redirects; /* >= 0; default 5 */
         bool verify;       /* default true */
+        size_t max_response_bytes; /* >= 1; default 64 MiB: a larger body
+                                      fails the attempt */
     } http;
 };
 

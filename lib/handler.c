@@ -19,6 +19,7 @@
 #include "xmalloc.h"
 
 extern const struct aq_handler aq_handler_exec;
+extern const struct aq_handler aq_handler_http;
 
 /* ---- shared helpers ---- */
 
@@ -219,6 +220,8 @@ aq_handler_find(enum aq_kind kind)
         return &sleep_handler;
     case AQ_KIND_EXEC:
         return &aq_handler_exec;
+    case AQ_KIND_HTTP:
+        return &aq_handler_http;
     default:
         return NULL;
     }

@@ -19,6 +19,7 @@ struct event_base;
 struct aq_error;
 struct aq_procs;
 struct aq_queue_config;
+struct aq_http;
 
 /* How an attempt ended. result (compact JSON text) and the error strings are
  * handed to the callback, which takes them (free them or keep them). */
@@ -34,6 +35,7 @@ typedef void aq_run_done_cb(void *arg, struct aq_outcome *out);
 struct aq_run_env {
     struct event_base *base;
     struct aq_procs *procs; /* for exec */
+    struct aq_http *http;   /* for http: the queue's connection pool */
     const struct aq_queue_config *qc;
 };
 
@@ -56,7 +58,7 @@ struct aq_handler {
     void (*abandon)(void *run);
 };
 
-/* The handler of a kind, or NULL when not built in (http, for now). */
+/* The handler of a kind, or NULL when not built in. */
 const struct aq_handler *aq_handler_find(enum aq_kind kind);
 
 /* Helpers for handlers: an outcome with a copy of the strings given. */

@@ -547,7 +547,7 @@ START_TEST(put_to_an_unknown_queue_fails_with_no_such_queue)
 }
 END_TEST
 
-START_TEST(put_of_an_unknown_or_unbuilt_kind_fails_with_invalid_params)
+START_TEST(put_of_an_unknown_kind_or_bad_args_fails_with_invalid_params)
 {
     struct bb_daemon *d =
         bb_startq("{'queues':{'default':{'kind':'echo','consumers':1}}}");
@@ -556,11 +556,10 @@ START_TEST(put_of_an_unknown_or_unbuilt_kind_fails_with_invalid_params)
     ck_assert_int_eq(bb_error(c, "put", bb_jsonq("{'kind':'teleport'}")),
                      -32602);
     ck_assert_int_eq(bb_error(c, "put", bb_jsonq("{'kind':7}")), -32602);
-    /* http jobs are not in this build yet. */
+    /* A built kind still checks its args at put. */
     ck_assert_int_eq(
-        bb_error(
-            c, "put",
-            bb_jsonq("{'kind':'http','args':{'url':'http://127.0.0.1:1/'}}")),
+        bb_error(c, "put",
+                 bb_jsonq("{'kind':'http','args':{'url':'ftp://127.0.0.1/'}}")),
         -32602);
     assert_stats(c, "default", bb_jsonq("{'put':0}"));
     bb_close(c);
@@ -1830,7 +1829,7 @@ bb_methods_suite(void)
     tcase_add_test(tc, put_nowait_on_a_full_queue_fails_at_once);
     tcase_add_test(tc, put_to_an_unknown_queue_fails_with_no_such_queue);
     tcase_add_test(tc,
-                   put_of_an_unknown_or_unbuilt_kind_fails_with_invalid_params);
+                   put_of_an_unknown_kind_or_bad_args_fails_with_invalid_params);
     tcase_add_test(tc,
                    put_of_a_program_outside_the_allow_list_fails_not_allowed);
     tcase_add_test(tc, put_args_must_be_an_object);

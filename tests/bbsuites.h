@@ -13,5 +13,6 @@ Suite *bb_badinput_suite(void);
 Suite *bb_journal_suite(void);
 Suite *bb_cli_suite(void);
 Suite *bb_service_suite(void);
+Suite *bb_http_suite(void);
 
 #endif

@@ -6,6 +6,7 @@
 #include <check.h>
 
 Suite *config_suite(void);
+Suite *http_suite(void);
 Suite *journal_suite(void);
 Suite *jscan_suite(void);
 Suite *proc_suite(void);

@@ -1,0 +1,274 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * lib/handler_http.c: the http kind (spec section 3). args: url, method,
+ * headers, body, expect; checked at put. A run is one call of the queue's
+ * pool (lib/http.c); this file turns args into the request and the response
+ * into the job's result and outcome.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "config.h"
+#include "error.h"
+#include "handler.h"
+#include "http.h"
+#include "xmalloc.h"
+
+static const char *const methods[] = {"GET",    "HEAD",  "POST",    "PUT",
+                                      "DELETE", "PATCH", "OPTIONS", NULL};
+
+/* RFC 9110 token characters, for header names. */
+static bool
+is_token(const char *s)
+{
+    if (*s == '\0')
+        return false;
+    for (; *s != '\0'; s++) {
+        unsigned char ch = (unsigned char)*s;
+
+        if (ch <= 32 || ch >= 127 || strchr("\"(),/:;<=>?@[\\]{}", ch) != NULL)
+            return false;
+    }
+    return true;
+}
+
+static int
+check_headers(const json_t *v, struct aq_error *err)
+{
+    const char *name;
+    json_t *val;
+
+    if (!json_is_object(v)) {
+        aq_error_set(err, AQ_ERR_INVALID_PARAMS,
+                     "params.args.headers: expected object of strings");
+        return -1;
+    }
+    json_object_foreach ((json_t *)v, name, val) {
+        if (!is_token(name)) {
+            aq_error_set(err, AQ_ERR_INVALID_PARAMS,
+                         "params.args.headers: invalid header name \"%.100s\"",
+                         name);
+            return -1;
+        }
+        if (!json_is_string(val)) {
+            aq_error_set(err, AQ_ERR_INVALID_PARAMS,
+                         "params.args.headers.%.100s: expected string", name);
+            return -1;
+        }
+        if (strpbrk(json_string_value(val), "\r\n") != NULL ||
+            strlen(json_string_value(val)) != json_string_length(val)) {
+            aq_error_set(err, AQ_ERR_INVALID_PARAMS,
+                         "params.args.headers.%.100s: CR, LF or NUL in the "
+                         "value",
+                         name);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+static bool
+is_status(const json_t *v)
+{
+    return json_is_integer(v) && json_integer_value(v) >= 100 &&
+           json_integer_value(v) <= 599;
+}
+
+/* expect: a status, or [lo, hi]. Fills the range; 0, or -1 if malformed. */
+static int
+expect_range(const json_t *v, int *lo, int *hi)
+{
+    if (v == NULL) {
+        *lo = 100;
+        *hi = 399;
+        return 0;
+    }
+    if (is_status(v)) {
+        *lo = *hi = (int)json_integer_value(v);
+        return 0;
+    }
+    if (json_is_array(v) && json_array_size(v) == 2 &&
+        is_status(json_array_get(v, 0)) && is_status(json_array_get(v, 1)) &&
+        json_integer_value(json_array_get(v, 0)) <=
+            json_integer_value(json_array_get(v, 1))) {
+        *lo = (int)json_integer_value(json_array_get(v, 0));
+        *hi = (int)json_integer_value(json_array_get(v, 1));
+        return 0;
+    }
+    return -1;
+}
+
+static int
+http_check(const struct aq_queue_config *qc, const json_t *args,
+           struct aq_error *err)
+{
+    const char *key;
+    json_t *v;
+    int lo, hi;
+
+    json_object_foreach ((json_t *)args, key, v) {
+        if (strcmp(key, "url") == 0) {
+            if (!json_is_string(v)) {
+                aq_error_set(err, AQ_ERR_INVALID_PARAMS,
+                             "params.args.url: expected string");
+                return -1;
+            }
+            if (aq_http_check_url(json_string_value(v), "params.args.url",
+                                  err) < 0)
+                return -1;
+        } else if (strcmp(key, "method") == 0) {
+            size_t i;
+
+            for (i = 0; json_is_string(v) && methods[i] != NULL; i++) {
+                if (strcmp(methods[i], json_string_value(v)) == 0)
+                    break;
+            }
+            if (!json_is_string(v) || methods[i] == NULL) {
+                aq_error_set(err, AQ_ERR_INVALID_PARAMS,
+                             "params.args.method: expected one of GET, HEAD, "
+                             "POST, PUT, DELETE, PATCH, OPTIONS");
+                return -1;
+            }
+        } else if (strcmp(key, "headers") == 0) {
+            if (check_headers(v, err) < 0)
+                return -1;
+        } else if (strcmp(key, "body") == 0) {
+            if (!json_is_string(v)) {
+                aq_error_set(err, AQ_ERR_INVALID_PARAMS,
+                             "params.args.body: expected string");
+                return -1;
+            }
+        } else if (strcmp(key, "expect") == 0) {
+            if (expect_range(v, &lo, &hi) < 0) {
+                aq_error_set(err, AQ_ERR_INVALID_PARAMS,
+                             "params.args.expect: expected a status 100-599 "
+                             "or [lo, hi]");
+                return -1;
+            }
+        } else {
+            aq_error_set(err, AQ_ERR_INVALID_PARAMS,
+                         "params.args.%.100s: unknown field for kind http",
+                         key);
+            return -1;
+        }
+    }
+    if (json_object_get(args, "url") == NULL) {
+        aq_error_set(err, AQ_ERR_INVALID_PARAMS,
+                     "params.args.url: required for kind http");
+        return -1;
+    }
+    return 0;
+}
+
+/* ---- running ---- */
+
+struct http_run {
+    struct aq_http_call *call;
+    int expect_lo, expect_hi;
+    char method[8];
+    aq_run_done_cb *cb;
+    void *arg;
+};
+
+static void
+http_done_cb(void *arg, const struct aq_http_response *res)
+{
+    struct http_run *r = arg;
+    struct aq_outcome out = {.ok = res->err_code == NULL};
+    aq_run_done_cb *cb = r->cb;
+    void *cb_arg = r->arg;
+
+    if (res->err_code == NULL) {
+        json_t *v = json_object();
+
+        json_object_set_new(v, "status", json_integer(res->status));
+        json_object_set(v, "headers", (json_t *)res->headers);
+        json_object_set_new(v, "body",
+                            aq_json_string_lossy(res->body, res->body_len));
+        json_object_set_new(v, "truncated", json_boolean(res->truncated));
+        json_object_set_new(v, "duration",
+                            json_real((double)res->duration_us / 1e6));
+        json_object_set_new(v, "url", json_string(res->url));
+        json_object_set_new(v, "redirects", json_integer(res->redirects));
+        aq_outcome_set_result(&out, v);
+        if (res->status < r->expect_lo || res->status > r->expect_hi)
+            aq_outcome_fail(&out, "status", "http: %s %.300s: status %d%s%s",
+                            r->method, res->url, res->status,
+                            res->reason[0] != '\0' ? " " : "", res->reason);
+    } else
+        aq_outcome_fail(&out, res->err_code, "%s", res->err_message);
+    free(r);
+    cb(cb_arg, &out);
+}
+
+static void *
+http_start(const struct aq_run_env *env, const struct aq_job *j,
+           aq_run_done_cb *cb, void *arg)
+{
+    json_t *args = json_loadb(j->args, j->args_len, 0, NULL);
+    struct aq_error err = {0};
+    struct aq_outcome out = {0};
+    struct http_run *r;
+    const json_t *body;
+    struct aq_http_limits lim = {
+        .capture = env->qc->http.capture,
+        .max_response_bytes = env->qc->http.max_response_bytes,
+        .max_per_host = env->qc->http.max_per_host,
+        .max_redirects = env->qc->http.max_redirects,
+        .verify = env->qc->http.verify,
+    };
+    struct aq_http_request req = {0};
+
+    /* Checked at put; a journal written by another build may differ. */
+    if (args == NULL || http_check(env->qc, args, &err) < 0) {
+        json_decref(args);
+        aq_outcome_fail(&out, "args", "%s",
+                        err.message[0] != '\0' ? err.message
+                                               : "http: bad args");
+        cb(arg, &out);
+        return NULL;
+    }
+    r = xcalloc(1, sizeof *r);
+    r->cb = cb;
+    r->arg = arg;
+    expect_range(json_object_get(args, "expect"), &r->expect_lo,
+                 &r->expect_hi);
+    req.url = json_string_value(json_object_get(args, "url"));
+    req.method = json_string_value(json_object_get(args, "method"));
+    snprintf(r->method, sizeof r->method, "%s",
+             req.method != NULL ? req.method : "GET");
+    req.headers = json_object_get(args, "headers");
+    body = json_object_get(args, "body");
+    req.body = json_string_value(body);
+    req.body_len = json_string_length(body);
+    r->call = aq_http_start(env->http, &lim, &req, http_done_cb, r);
+    json_decref(args);
+    return r;
+}
+
+static void
+http_cancel(void *run)
+{
+    struct http_run *r = run;
+    struct aq_outcome out = {0};
+    aq_run_done_cb *cb = r->cb;
+    void *arg = r->arg;
+
+    aq_http_cancel(r->call);
+    free(r);
+    aq_outcome_fail(&out, "cancelled", "http: cancelled");
+    cb(arg, &out);
+}
+
+static void
+http_abandon(void *run)
+{
+    struct http_run *r = run;
+
+    aq_http_cancel(r->call);
+    free(r);
+}
+
+const struct aq_handler aq_handler_http = {
+    AQ_KIND_HTTP, true, http_check, http_start, http_cancel, http_abandon};
