@@ -6,7 +6,9 @@
  * done. Reports ingest (puts acknowledged per second), end to end (first
  * put to join answered), put->ack and put->done latency percentiles (a
  * sample of puts carry "wait":true, answered when the job is done), and the
- * daemon's RSS before and after when it runs on this machine.
+ * daemon's RSS before and after when it runs on this machine. With
+ * --args, every put carries that JSON object as its args (an http job's
+ * URL, say) instead of the generated {"p":"xxx..."} payload.
  * Replies are matched by id without parsing JSON, so the generator stays
  * cheaper than the server it measures. Bounded by -n and --max-seconds.
  */
@@ -27,11 +29,14 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <jansson.h>
+
 #define MAX_CONNS 1024
 #define RECV_CHUNK (256 * 1024)
 
 struct opts {
     const char *server, *queue, *kind;
+    char *args; /* --args, compact JSON (an object); NULL: the payload */
     int conns, window, payload, sample_done;
     long total;
     double rate, max_seconds;
@@ -185,16 +190,22 @@ send_put(struct run *r, struct client *c)
     if (o->notify)
         n = snprintf(head, sizeof head,
                      "{\"method\":\"put\",\"params\":{\"queue\":\"%s\","
-                     "\"kind\":\"%s\",\"args\":{\"p\":\"",
+                     "\"kind\":\"%s\",\"args\":",
                      o->queue, o->kind);
     else
         n = snprintf(head, sizeof head,
                      "{\"id\":%ld,\"method\":\"put\",\"params\":{\"queue\":"
-                     "\"%s\",\"kind\":\"%s\",%s\"args\":{\"p\":\"",
+                     "\"%s\",\"kind\":\"%s\",%s\"args\":",
                      id, o->queue, o->kind, wait ? "\"wait\":true," : "");
     out_add(c, head, (size_t)n);
-    out_add(c, r->payload, (size_t)o->payload);
-    out_add(c, "\"}}}\n", 5);
+    if (o->args != NULL) {
+        out_add(c, o->args, strlen(o->args));
+    } else {
+        out_add(c, "{\"p\":\"", 6);
+        out_add(c, r->payload, (size_t)o->payload);
+        out_add(c, "\"}", 2);
+    }
+    out_add(c, "}}\n", 3);
     r->sent_at[id] = now_s();
     c->sent++;
 }
@@ -260,12 +271,17 @@ usage(void)
 {
     fputs(
         "usage: asyncq-bench [-s SERVER] [-c CONNS] [-P WINDOW] [-n TOTAL]\n"
-        "                    [-d PAYLOAD_BYTES] [-q QUEUE] [-k KIND]\n"
+        "                    [-d PAYLOAD_BYTES | -a JSON] [-q QUEUE] "
+        "[-k KIND]\n"
         "                    [--notify] [--rate JOBS_PER_S] [--no-join]\n"
         "                    [--sample-done K] [--durable-check]\n"
         "                    [--max-seconds S] [--json]\n"
         "  SERVER: HOST:PORT, tcp://HOST:PORT or unix:PATH "
         "(default $ASYNCQ_SERVER or 127.0.0.1:7878)\n"
+        "  -a, --args JSON the args object of every put, instead of "
+        "{\"p\":\"xxx...\"} of -d\n"
+        "                  bytes: -k http -a "
+        "'{\"url\":\"http://127.0.0.1:8080/\"}'\n"
         "  --notify        fire-and-forget puts (no id, no reply)\n"
         "  --rate R        offer R puts/s in all (for latency), not as fast "
         "as possible\n"
@@ -275,6 +291,28 @@ usage(void)
         "job exists\n",
         stderr);
     exit(2);
+}
+
+/* --args: must be a JSON object; kept compact for send_put. Exits 2
+ * otherwise, as a usage error. */
+static void
+load_args(struct opts *o, const char *v)
+{
+    json_error_t jerr;
+    json_t *args = json_loads(v, JSON_REJECT_DUPLICATES, &jerr);
+
+    if (args == NULL) {
+        fprintf(stderr, "asyncq-bench: --args: invalid JSON: %s (column %d)\n",
+                jerr.text, jerr.column);
+        exit(2);
+    }
+    if (!json_is_object(args)) {
+        fprintf(stderr, "asyncq-bench: --args: expected a JSON object\n");
+        exit(2);
+    }
+    free(o->args);
+    o->args = json_dumps(args, JSON_COMPACT);
+    json_decref(args);
 }
 
 static void
@@ -309,6 +347,8 @@ parse_args(int argc, char **argv, struct opts *o)
             o->queue = v;
         else if (strcmp(a, "-k") == 0)
             o->kind = v;
+        else if (strcmp(a, "-a") == 0 || strcmp(a, "--args") == 0)
+            load_args(o, v);
         else if (strcmp(a, "--rate") == 0)
             o->rate = atof(v);
         else if (strcmp(a, "--sample-done") == 0)
@@ -481,29 +521,34 @@ main(int argc, char **argv)
 
 #define US(v) ((v)*1e6)
     if (o.json) {
-        printf(
-            "{\"jobs\":%ld,\"connections\":%d,\"window\":%d,\"payload\":%d,"
-            "\"kind\":\"%s\",\"notify\":%s,\"rate\":%.0f,\"errors\":%ld,"
-            "\"ingest_jobs_per_s\":%.0f,\"e2e_jobs_per_s\":%.0f,"
-            "\"ack_us\":{\"p50\":%.1f,\"p99\":%.1f,\"p999\":%.1f},"
-            "\"done_us\":{\"p50\":%.1f,\"p99\":%.1f,\"p999\":%.1f},"
-            "\"rss_kb_before\":%ld,\"rss_kb_after\":%ld",
-            o.total, o.conns, o.window, o.payload, o.kind,
-            o.notify ? "true" : "false", o.rate, r.errors,
-            (double)o.total / ingest_s, o.no_join ? 0 : (double)o.total / e2e_s,
-            US(percentile(r.ack_lat, r.n_ack, 0.50)),
-            US(percentile(r.ack_lat, r.n_ack, 0.99)),
-            US(percentile(r.ack_lat, r.n_ack, 0.999)),
-            US(percentile(r.done_lat, r.n_done, 0.50)),
-            US(percentile(r.done_lat, r.n_done, 0.99)),
-            US(percentile(r.done_lat, r.n_done, 0.999)), rss_before, rss_after);
+        printf("{\"jobs\":%ld,\"connections\":%d,\"window\":%d,\"payload\":%d,"
+               "\"kind\":\"%s\",\"notify\":%s,\"rate\":%.0f,\"errors\":%ld,"
+               "\"ingest_jobs_per_s\":%.0f,\"e2e_jobs_per_s\":%.0f,"
+               "\"ack_us\":{\"p50\":%.1f,\"p99\":%.1f,\"p999\":%.1f},"
+               "\"done_us\":{\"p50\":%.1f,\"p99\":%.1f,\"p999\":%.1f},"
+               "\"rss_kb_before\":%ld,\"rss_kb_after\":%ld,\"args\":%s",
+               o.total, o.conns, o.window, o.payload, o.kind,
+               o.notify ? "true" : "false", o.rate, r.errors,
+               (double)o.total / ingest_s,
+               o.no_join ? 0 : (double)o.total / e2e_s,
+               US(percentile(r.ack_lat, r.n_ack, 0.50)),
+               US(percentile(r.ack_lat, r.n_ack, 0.99)),
+               US(percentile(r.ack_lat, r.n_ack, 0.999)),
+               US(percentile(r.done_lat, r.n_done, 0.50)),
+               US(percentile(r.done_lat, r.n_done, 0.99)),
+               US(percentile(r.done_lat, r.n_done, 0.999)), rss_before,
+               rss_after, o.args != NULL ? o.args : "null");
         if (missing >= 0)
             printf(",\"missing\":%ld", missing);
         printf("}\n");
     } else {
-        printf("%ld %s jobs, %d connections, %s, %d-byte payload%s\n", o.total,
-               o.kind, o.conns, o.rate > 0 ? "fixed rate" : "pipelined",
-               o.payload, o.notify ? ", notifications" : "");
+        printf("%ld %s jobs, %d connections, %s, ", o.total, o.kind, o.conns,
+               o.rate > 0 ? "fixed rate" : "pipelined");
+        if (o.args != NULL)
+            printf("args %s", o.args);
+        else
+            printf("%d-byte payload", o.payload);
+        printf("%s\n", o.notify ? ", notifications" : "");
         if (o.rate > 0)
             printf("  offered:     %.0f jobs/s\n", o.rate);
         else
