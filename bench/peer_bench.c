@@ -12,6 +12,9 @@
  *              e2e:    consumers loop BLMOVE q processing LEFT LEFT 1, then
  *                      LREM processing 1 <data> (the reliable-queue pattern)
  *              e2e-blpop: consumers loop BLPOP q 1
+ *   asyncq     ingest only: put of an echo job {"p":"<data>"} to the
+ *              default queue; so that bench/compare can time asyncqd
+ *              with the very generator it times the peers with
  *
  * Each payload starts with its job's sequence number (15 digits), so Redis
  * values are distinct (LREM removes the right one) and a consumer can time
@@ -49,7 +52,7 @@
 #define ID_DIGITS 15
 #define STALL_S 10.0
 
-enum proto { BEANSTALK, REDIS, ASYNCQ, TCP }; /* the last two: --idle */
+enum proto { BEANSTALK, REDIS, ASYNCQ, TCP }; /* TCP: --idle only */
 enum mode { M_INGEST, M_E2E, M_E2E_BLPOP };
 enum cstate { C_FETCH, C_FINISH }; /* consumer: waiting for which reply */
 
@@ -87,6 +90,9 @@ struct run {
     double last_progress;
 };
 
+static const char *const proto_names[] = {"beanstalk", "redis", "asyncq",
+                                          "tcp"};
+
 static volatile sig_atomic_t stop_idle;
 
 static double
@@ -116,7 +122,7 @@ die(const char *fmt, ...)
 static void
 usage(void)
 {
-    fputs("usage: peer_bench beanstalk|redis [-h HOST] [-p PORT] "
+    fputs("usage: peer_bench beanstalk|redis|asyncq [-h HOST] [-p PORT] "
           "[-c PRODUCERS] [-C CONSUMERS]\n"
           "                  [-P WINDOW] [-n TOTAL] [-d BYTES] "
           "[--mode ingest|e2e|e2e-blpop]\n"
@@ -130,6 +136,7 @@ usage(void)
           "(beanstalk: reserve +\n"
           "             delete; redis: BLMOVE + LREM); rate = jobs finished/s\n"
           "  e2e-blpop  redis only: consumers BLPOP\n"
+          "  asyncq     ingest only (echo jobs on the default queue)\n"
           "  --rate R   offer R puts/s in all (open loop), for put->ack "
           "latency\n"
           "  --idle N   hold N idle connections until a signal (memory per "
@@ -212,8 +219,10 @@ parse_args(int argc, char **argv, struct opts *o)
         o->payload > 1000000 || o->rate < 0 || o->max_seconds <= 0 ||
         o->idle < 0)
         usage();
-    if ((o->proto == ASYNCQ || o->proto == TCP) && o->idle == 0)
-        die("%s is for --idle only", argv[1]);
+    if (o->proto == TCP && o->idle == 0)
+        die("tcp is for --idle only");
+    if (o->proto == ASYNCQ && o->idle == 0 && o->mode != M_INGEST)
+        die("asyncq is for --mode ingest (and --idle) only");
     if (o->ping && (o->idle == 0 || o->proto == TCP))
         die("--ping is for --idle with beanstalk, redis or asyncq");
     if (o->mode == M_E2E_BLPOP && o->proto != REDIS)
@@ -283,6 +292,15 @@ send_put(struct run *r, struct conn *c)
 
         for (int k = ID_DIGITS - 1; k >= 0; k--, v /= 10)
             r->payload[k] = (char)('0' + v % 10);
+    }
+    if (o->proto == ASYNCQ) {
+        out_fmt(c, "{\"id\":%ld,\"method\":\"put\",\"params\":{\"kind\":"
+                   "\"echo\",\"args\":{\"p\":\"", seq);
+        out_add(c, r->payload, (size_t)o->payload);
+        out_add(c, "\"}}}\n", 5);
+        c->ids[c->sent++] = seq;
+        r->sent_at[seq] = now_s();
+        return;
     }
     if (o->proto == BEANSTALK)
         out_fmt(c, "put 0 0 60 %d\r\n", o->payload);
@@ -457,6 +475,25 @@ handle_beanstalk(struct run *r, struct conn *c, double t)
             send_fetch(r, c);
         }
         p = next;
+    }
+    return (size_t)(p - c->in);
+}
+
+/* asyncq: one reply line per put, in order; an acknowledgement is a
+ * result (an error reply has "error" where "result" would be). */
+static size_t
+handle_asyncq(struct run *r, struct conn *c, double t)
+{
+    char *p = c->in, *end = c->in + c->in_len, *nl;
+
+    while ((nl = memchr(p, '\n', (size_t)(end - p))) != NULL) {
+        size_t line = (size_t)(nl - p);
+
+        if (c->acked >= c->sent || memmem(p, line, "\"result\"", 8) == NULL)
+            reply_error(r, p, line);
+        if (c->acked < c->sent)
+            producer_ack(r, c, t);
+        p = nl + 1;
     }
     return (size_t)(p - c->in);
 }
@@ -731,6 +768,7 @@ main(int argc, char **argv)
                     continue;
                 c->in_len += (size_t)n;
                 used = o.proto == BEANSTALK ? handle_beanstalk(&r, c, t)
+                       : o.proto == ASYNCQ  ? handle_asyncq(&r, c, t)
                                             : handle_redis(&r, c, t);
                 if (used > 0)
                     r.last_progress = t;
@@ -759,7 +797,7 @@ main(int argc, char **argv)
                    "\"ingest_jobs_per_s\":%.0f,"
                    "\"ack_us\":{\"p50\":%.1f,\"p99\":%.1f,\"p999\":%.1f},"
                    "\"done_us\":{\"p50\":%.1f,\"p99\":%.1f,\"p999\":%.1f}}\n",
-                   o.proto == BEANSTALK ? "beanstalk" : "redis", modes[o.mode],
+                   proto_names[o.proto], modes[o.mode],
                    o.total, o.producers, o.consumers, o.window, o.payload,
                    o.rate, r.errors, end - start, rate, ingest_rate,
                    US(percentile(r.ack_lat, r.n_ack, 0.50)),
@@ -771,7 +809,7 @@ main(int argc, char **argv)
         } else {
             printf("%s %s: %ld jobs, %d producers, %d consumers, %s, "
                    "%d-byte payload\n",
-                   o.proto == BEANSTALK ? "beanstalkd" : "redis", modes[o.mode],
+                   proto_names[o.proto], modes[o.mode],
                    o.total, o.producers, o.consumers,
                    o.rate > 0 ? "fixed rate" : "pipelined", o.payload);
             if (o.rate > 0)
