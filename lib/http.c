@@ -29,6 +29,7 @@
 #include <event2/dns.h>
 #include <event2/event.h>
 #include <event2/http.h>
+#include <event2/http_struct.h> /* a response's HTTP version: no getter */
 #include <event2/keyvalq_struct.h>
 
 #ifdef AQ_HAVE_TLS
@@ -70,6 +71,7 @@ struct aq_http_call {
     bool strip_credentials; /* redirected to another host */
     int redirects;
     bool stale_retried; /* resent once after a reused connection died */
+    bool want_fresh;    /* the resend: on a new connection */
     int64_t start_us;
     /* where it is */
     struct host *host;     /* while waiting or sent */
@@ -99,6 +101,8 @@ struct conn {
     struct aq_http_call *call;       /* on it now; NULL = idle */
     int64_t idle_since_us;
     bool is_dead;   /* closed by the peer or an error: never reused */
+    bool no_reuse;  /* an HTTP/1.0 answer without keep-alive: the server
+                       closes it, maybe just after we would reuse it */
     bool was_used;  /* has carried a request */
     struct conn *prev, *next; /* host's list */
 };
@@ -425,6 +429,21 @@ conn_idle(struct host *ho)
     return best;
 }
 
+/* Frees the least recently used idle connection of ho, if any. */
+static void
+conn_close_one_idle(struct host *ho)
+{
+    struct conn *cn, *oldest = NULL;
+
+    for (cn = ho->conns; cn != NULL; cn = cn->next) {
+        if (cn->call == NULL &&
+            (oldest == NULL || cn->idle_since_us < oldest->idle_since_us))
+            oldest = cn;
+    }
+    if (oldest != NULL)
+        conn_free(oldest);
+}
+
 /* ---- calls ---- */
 
 static void
@@ -479,7 +498,7 @@ conn_release(struct aq_http_call *c, bool reusable)
     ho = cn->host;
     c->conn = NULL;
     cn->call = NULL;
-    if (!reusable || cn->is_dead)
+    if (!reusable || cn->is_dead || cn->no_reuse)
         conn_free(cn);
     else
         cn->idle_since_us = aq_clock_mono_us();
@@ -533,6 +552,12 @@ req_header_cb(struct evhttp_request *req, void *arg)
     header_cb_json(c, req);
     loc = evhttp_find_header(evhttp_request_get_input_headers(req),
                              "Location");
+    if (req->major == 1 && req->minor == 0 && c->conn != NULL) {
+        const char *ka = evhttp_find_header(
+            evhttp_request_get_input_headers(req), "Connection");
+
+        c->conn->no_reuse = ka == NULL || strcasecmp(ka, "keep-alive") != 0;
+    }
     free(c->location);
     c->location = loc != NULL ? xstrdup(loc) : NULL;
     return 0;
@@ -690,6 +715,7 @@ call_send(struct aq_http_call *c, struct conn *cn)
 
     c->conn = cn;
     cn->call = c;
+    c->want_fresh = false;
     c->conn_was_reused = cn->was_used;
     cn->was_used = true;
     c->req = req;
@@ -761,7 +787,15 @@ call_dispatch(struct aq_http_call *c)
     struct conn *cn;
 
     c->host = ho;
-    if ((cn = conn_idle(ho)) == NULL && ho->nconns < c->lim.max_per_host) {
+    if (c->want_fresh) {
+        /* Not an idle one (it may be as stale as the last): close one to
+         * make room if the host is at its limit. */
+        cn = NULL;
+        if (ho->nconns >= c->lim.max_per_host)
+            conn_close_one_idle(ho);
+    } else
+        cn = conn_idle(ho);
+    if (cn == NULL && ho->nconns < c->lim.max_per_host) {
         if ((cn = conn_new(ho, c)) == NULL) {
             c->req_ended = true;
             event_active(c->end_ev, EV_TIMEOUT, 0);
@@ -945,6 +979,7 @@ call_end_cb(evutil_socket_t fd, short what, void *arg)
         /* The server closed a keep-alive connection as we reused it: the
          * request never reached it. Once, on a new connection. */
         c->stale_retried = true;
+        c->want_fresh = true;
         conn_release(c, false);
         response_clear(c);
         call_dispatch(c);

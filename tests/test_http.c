@@ -13,7 +13,10 @@
 #include <unistd.h>
 
 #include <check.h>
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
 #include <event2/event.h>
+#include <event2/listener.h>
 
 #include "error.h"
 #include "http.h"
@@ -435,6 +438,101 @@ START_TEST(free_with_calls_in_flight)
 }
 END_TEST
 
+/* An HTTP/1.0 server on the test's own base, as Python's http.server
+ * answers: no Connection header, and the connection closed right after
+ * the response. A client that reused it would race the close. */
+struct http10 {
+    struct evconnlistener *lev;
+    int port;
+    int accepted;
+};
+
+static void
+http10_write_cb(struct bufferevent *bev, void *arg)
+{
+    bufferevent_free(bev); /* the response is out: close */
+}
+
+static void
+http10_read_cb(struct bufferevent *bev, void *arg)
+{
+    struct evbuffer *in = bufferevent_get_input(bev);
+    static const char resp[] = "HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\nok";
+
+    if (evbuffer_search(in, "\r\n\r\n", 4, NULL).pos < 0)
+        return;
+    evbuffer_drain(in, evbuffer_get_length(in));
+    bufferevent_setcb(bev, NULL, http10_write_cb, NULL, arg);
+    bufferevent_write(bev, resp, sizeof resp - 1);
+}
+
+static void
+http10_event_cb(struct bufferevent *bev, short what, void *arg)
+{
+    bufferevent_free(bev);
+}
+
+static void
+http10_accept_cb(struct evconnlistener *lev, evutil_socket_t fd,
+                 struct sockaddr *sa, int len, void *arg)
+{
+    struct http10 *h = arg;
+    struct bufferevent *bev = bufferevent_socket_new(
+        evconnlistener_get_base(lev), fd, BEV_OPT_CLOSE_ON_FREE);
+
+    h->accepted++;
+    bufferevent_setcb(bev, http10_read_cb, NULL, http10_event_cb, h);
+    bufferevent_enable(bev, EV_READ | EV_WRITE);
+}
+
+static void
+http10_start(struct http10 *h)
+{
+    struct sockaddr_in sa = {.sin_family = AF_INET};
+    socklen_t len = sizeof sa;
+
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    h->lev = evconnlistener_new_bind(
+        base, http10_accept_cb, h, LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE,
+        16, (struct sockaddr *)&sa, sizeof sa);
+    ck_assert_ptr_nonnull(h->lev);
+    getsockname(evconnlistener_get_fd(h->lev), (struct sockaddr *)&sa, &len);
+    h->port = ntohs(sa.sin_port);
+}
+
+/* Twenty calls over one allowed connection to an HTTP/1.0 server that
+ * closes after each response: each gets a new connection, none fails. */
+START_TEST(http10_connections_are_not_reused)
+{
+    struct aq_http_limits lim = default_lim;
+    struct http10 h = {0};
+    struct res x[20] = {{0}};
+    char url[64];
+    bool all = false;
+
+    http10_start(&h);
+    lim.max_per_host = 1;
+    snprintf(url, sizeof url, "http://127.0.0.1:%d/", h.port);
+    for (int i = 0; i < 20; i++)
+        start(&x[i], &lim, NULL, url, NULL, NULL);
+    for (int spins = 0; !all && spins < 400; spins++) {
+        run_for(base, 5);
+        all = true;
+        for (int i = 0; i < 20; i++)
+            all = all && x[i].done;
+    }
+    ck_assert_msg(all, "not all calls ended");
+    for (int i = 0; i < 20; i++) {
+        ck_assert_msg(x[i].err_code[0] == '\0', "call %d: %s", i,
+                      x[i].err_message);
+        ck_assert_str_eq(x[i].body, "ok");
+        res_clear(&x[i]);
+    }
+    ck_assert_int_eq(h.accepted, 20);
+    evconnlistener_free(h.lev);
+}
+END_TEST
+
 #ifdef AQ_HAVE_TLS
 static struct httpd *tls_srv;
 
@@ -532,6 +630,7 @@ http_suite(void)
     tcase_add_test(tc, per_host_cap_and_reuse);
     tcase_add_test(tc, cancel_in_flight_and_waiting);
     tcase_add_test(tc, free_with_calls_in_flight);
+    tcase_add_test(tc, http10_connections_are_not_reused);
 #ifdef AQ_HAVE_TLS
     tcase_add_test(tc, tls_verified);
     tcase_add_test(tc, tls_untrusted);
