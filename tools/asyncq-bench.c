@@ -286,7 +286,7 @@ usage(void)
         "  --rate R        offer R puts/s in all (for latency), not as fast "
         "as possible\n"
         "  --sample-done K every K-th put carries \"wait\":true, for put->done "
-        "latency (0: none; default 100)\n"
+        "latency (0: none; default 100, 0 with --no-join)\n"
         "  --durable-check after the join, check that every acknowledged "
         "job exists\n",
         stderr);
@@ -351,8 +351,11 @@ parse_args(int argc, char **argv, struct opts *o)
             load_args(o, v);
         else if (strcmp(a, "--rate") == 0)
             o->rate = atof(v);
-        else if (strcmp(a, "--sample-done") == 0)
+        else if (strcmp(a, "--sample-done") == 0) {
             o->sample_done = atoi(v);
+            if (o->sample_done < 0)
+                usage();
+        }
         else if (strcmp(a, "--max-seconds") == 0)
             o->max_seconds = atof(v);
         else
@@ -360,8 +363,13 @@ parse_args(int argc, char **argv, struct opts *o)
     }
     if (o->conns < 1 || o->conns > MAX_CONNS || o->window < 1 || o->total < 1 ||
         o->payload < 0 || o->payload > 1000000 || o->rate < 0 ||
-        o->sample_done < 0 || o->max_seconds <= 0)
+        o->max_seconds <= 0)
         usage();
+    /* Without a join nothing says consumers run: a put that waits for its
+     * job could wait for ever and hold a window slot, so none unless
+     * asked for. */
+    if (o->sample_done < 0)
+        o->sample_done = o->no_join ? 0 : 100;
 }
 
 /* After the join: every acknowledged id must exist and be done. */
@@ -396,7 +404,7 @@ main(int argc, char **argv)
                      .conns = 4,
                      .window = 64,
                      .payload = 100,
-                     .sample_done = 100,
+                     .sample_done = -1, /* 100, or 0 with --no-join */
                      .total = 100000,
                      .max_seconds = 600};
     struct run r = {.o = &o};
