@@ -1627,6 +1627,112 @@ START_TEST(auth_token_comes_from_asyncq_token_or_token_file)
 }
 END_TEST
 
+/* ---- asyncq-bench, the load generator ---- */
+
+#ifndef ASYNCQ_BENCH_PATH
+#error "ASYNCQ_BENCH_PATH must name the asyncq-bench binary"
+#endif
+
+/* asyncq-bench -s 127.0.0.1:<d's port> ARGS... */
+static void bench(struct run *r, const struct bb_daemon *d, ...)
+    __attribute__((sentinel));
+
+static void
+bench(struct run *r, const struct bb_daemon *d, ...)
+{
+    static const struct run_opts none;
+    const char *argv[MAX_ARGS];
+    char addr[64];
+    const char *a;
+    va_list ap;
+    int n = 0;
+
+    snprintf(addr, sizeof addr, "127.0.0.1:%d", bb_port(d));
+    argv[n++] = ASYNCQ_BENCH_PATH;
+    argv[n++] = "-s";
+    argv[n++] = addr;
+    va_start(ap, d);
+    while ((a = va_arg(ap, const char *)) != NULL) {
+        ck_assert_int_lt(n, MAX_ARGS - 1);
+        argv[n++] = a;
+    }
+    va_end(ap);
+    argv[n] = NULL;
+    run_argv(r, &none, argv);
+}
+
+START_TEST(bench_end_to_end_reports_rates_and_latencies_as_json)
+{
+    struct bb_daemon *d =
+        bb_startq("{'queues':{'default':{'kind':'echo','consumers':2}}}");
+    struct bb_conn *c = bb_connect(d);
+    struct run r;
+    json_t *out, *st;
+
+    bench(&r, d, "-n", "2000", "-c", "2", "-P", "16", "--sample-done", "10",
+          "--json", NULL);
+    ck_assert_msg(r.status == 0, "%s: %d: %s", r.cmd, r.status, r.err);
+    out = json_loads(r.out, 0, NULL);
+    ck_assert_msg(out != NULL, "not JSON: %s", r.out);
+    ck_assert_int_eq(bb_int_at(out, "jobs"), 2000);
+    ck_assert_int_eq(bb_int_at(out, "errors"), 0);
+    ck_assert(json_number_value(bb_at(out, "ingest_jobs_per_s")) > 0);
+    ck_assert(json_number_value(bb_at(out, "e2e_jobs_per_s")) > 0);
+    ck_assert(json_number_value(bb_at(out, "ack_us.p50")) > 0);
+    /* Every 10th put waited for its job: put -> done was measured. */
+    ck_assert(json_number_value(bb_at(out, "done_us.p50")) > 0);
+    /* The daemon is local: its RSS was read through stats' pid. */
+    ck_assert_int_gt(bb_int_at(out, "rss_kb_after"), 0);
+    st = bb_result(c, "stats", bb_jsonq("{'queue':'default'}"));
+    ck_assert_int_eq(bb_int_at(st, "queues.default.done"), 2000);
+    json_decref(st);
+    json_decref(out);
+    run_free(&r);
+    bb_close(c);
+    ck_assert_int_eq(bb_stop(d), 0);
+}
+END_TEST
+
+/* Ingest only: no consumer will ever finish a job, so a put waiting for
+ * its job would hold a window slot for ever (this hung bench/durable). */
+START_TEST(bench_no_join_on_a_queue_without_consumers_ends)
+{
+    struct bb_daemon *d =
+        bb_startq("{'queues':{'default':{'kind':'echo','consumers':0,"
+                  "'maxsize':0}}}");
+    struct bb_conn *c = bb_connect(d);
+    struct run r;
+    json_t *st;
+
+    bench(&r, d, "-n", "5000", "-c", "2", "-P", "8", "--no-join", NULL);
+    ck_assert_msg(r.status == 0, "%s: %d: %s", r.cmd, r.status, r.err);
+    ck_assert_ptr_nonnull(strstr(r.out, "ingest:"));
+    st = bb_result(c, "stats", bb_jsonq("{'queue':'default'}"));
+    ck_assert_int_eq(bb_int_at(st, "queues.default.put"), 5000);
+    ck_assert_int_eq(bb_int_at(st, "queues.default.size"), 5000);
+    json_decref(st);
+    run_free(&r);
+    bb_close(c);
+    ck_assert_int_eq(bb_stop(d), 0);
+}
+END_TEST
+
+START_TEST(bench_bad_args_exit_2_naming_the_problem)
+{
+    struct bb_daemon *d = bb_startq("{}");
+    struct run r;
+
+    bench(&r, d, "-a", "[1,2]", "-n", "10", NULL);
+    ck_assert_int_eq(r.status, 2);
+    ck_assert_msg(strstr(r.err, "--args") != NULL, "%s", r.err);
+    run_free(&r);
+    bench(&r, d, "--sample-done", "-1", NULL);
+    ck_assert_int_eq(r.status, 2);
+    run_free(&r);
+    ck_assert_int_eq(bb_stop(d), 0);
+}
+END_TEST
+
 Suite *
 bb_cli_suite(void)
 {
@@ -1636,6 +1742,7 @@ bb_cli_suite(void)
     TCase *jobs = tcase_create("jobs");
     TCase *queues = tcase_create("queues");
     TCase *auth = tcase_create("auth");
+    TCase *benchc = tcase_create("bench");
 
     tcase_set_timeout(basic, 60);
     tcase_add_test(basic, ping_prints_pong_and_exits_0);
@@ -1701,5 +1808,11 @@ bb_cli_suite(void)
     tcase_set_timeout(auth, 60);
     tcase_add_test(auth, auth_token_comes_from_asyncq_token_or_token_file);
     suite_add_tcase(s, auth);
+
+    tcase_set_timeout(benchc, 60);
+    tcase_add_test(benchc, bench_end_to_end_reports_rates_and_latencies_as_json);
+    tcase_add_test(benchc, bench_no_join_on_a_queue_without_consumers_ends);
+    tcase_add_test(benchc, bench_bad_args_exit_2_naming_the_problem);
+    suite_add_tcase(s, benchc);
     return s;
 }
