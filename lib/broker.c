@@ -34,6 +34,7 @@
 #include "journal.h"
 #include "log.h"
 #include "queue.h"
+#include "recarena.h"
 #include "task.h"
 #include "wait.h"
 #include "xmalloc.h"
@@ -110,6 +111,7 @@ struct aq_broker {
     json_t *keys;            /* idempotency key -> job id */
     uint64_t last_id;
     struct aq_job *fin_head, *fin_tail; /* finished records, oldest first */
+    struct aq_recarena *records;        /* owned: where they are kept */
     size_t nfinished;
     double results_ttl;
     size_t results_max;
@@ -356,6 +358,11 @@ expire_cb(evutil_socket_t fd, short what, void *arg)
 static void
 record_append(struct aq_broker *b, struct aq_job *j)
 {
+    /* Kept records live in their own arena (see recarena.h). */
+    if (b->results_max > 0) {
+        j = aq_job_pack(j, b->records);
+        aq_idmap_put(b->jobs, j);
+    }
     FIN_NEXT(j) = NULL;
     FIN_PREV(j) = b->fin_tail != NULL ? &b->fin_tail->qi : NULL;
     if (b->fin_tail != NULL)
@@ -783,6 +790,7 @@ aq_broker_new(struct event_base *base, struct aq_procs *procs,
     b->base = base;
     b->procs = procs;
     b->jobs = aq_idmap_new(job_key);
+    b->records = aq_recarena_new();
     b->keys = json_object();
     apply_results(b, cfg);
     b->expire_ev = event_new(base, -1, EV_PERSIST, expire_cb, b);
@@ -834,6 +842,7 @@ aq_broker_free(struct aq_broker *b)
     }
     aq_idmap_each(b->jobs, job_free_cb, NULL);
     aq_idmap_free(b->jobs);
+    aq_recarena_free(b->records); /* after the records in it */
     json_decref(b->keys);
     event_free(b->expire_ev);
     free(b->spare_putter);

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "recarena.h"
 #include "task.h"
 #include "xmalloc.h"
 
@@ -36,24 +37,78 @@ aq_job_new(uint64_t id, enum aq_kind kind, const char *args, size_t args_len)
     return j;
 }
 
+/* An unfinished future holds a reference on itself until settled: settle
+ * it (nobody can settle it any more) so it can go. */
+static void
+future_drop(struct aq_task *future)
+{
+    if (future != NULL && !aq_task_is_finished(future))
+        aq_task_set_cancelled(future);
+    aq_task_unref(future);
+}
+
 void
 aq_job_free(struct aq_job *j)
 {
     if (j == NULL)
         return;
+    if (j->is_packed) {
+        future_drop(j->ext->future);
+        aq_recarena_release(j);
+        return;
+    }
     if (j->ext != NULL) {
         free(j->ext->key);
         free(j->ext->result);
         free(j->ext->err_code);
         free(j->ext->err_message);
-        /* An unfinished future holds a reference on itself until settled:
-         * settle it (nobody can settle it any more) so it can go. */
-        if (j->ext->future != NULL && !aq_task_is_finished(j->ext->future))
-            aq_task_set_cancelled(j->ext->future);
-        aq_task_unref(j->ext->future);
+        future_drop(j->ext->future);
         free(j->ext);
     }
     free(j);
+}
+
+#define ALIGN16(n) (((n) + 15) & ~(size_t)15)
+
+struct aq_job *
+aq_job_pack(struct aq_job *j, struct aq_recarena *a)
+{
+    struct aq_job_ext *x = j->ext, *nx;
+    size_t ext_off = ALIGN16(sizeof *j + 1), n = ext_off + sizeof *x;
+    struct aq_job *nj;
+    char *p;
+
+    if (j->is_packed || x == NULL)
+        return j;
+    char **const src[] = {&x->key, &x->result, &x->err_code, &x->err_message};
+    for (size_t i = 0; i < 4; i++)
+        n += *src[i] != NULL ? strlen(*src[i]) + 1 : 0;
+    if ((p = aq_recarena_alloc(a, n)) == NULL)
+        return j;
+    nj = (struct aq_job *)p;
+    memcpy(nj, j, sizeof *j);
+    nj->args_len = 0;
+    nj->args[0] = '\0';
+    nj->is_packed = 1;
+    nx = (struct aq_job_ext *)(p + ext_off);
+    *nx = *x; /* the future reference moves with it */
+    nj->ext = nx;
+    char **const dst[] = {&nx->key, &nx->result, &nx->err_code,
+                          &nx->err_message};
+    n = ext_off + sizeof *x;
+    for (size_t i = 0; i < 4; i++) {
+        if (*src[i] == NULL)
+            continue;
+        size_t len = strlen(*src[i]) + 1;
+
+        memcpy(p + n, *src[i], len);
+        *dst[i] = p + n;
+        n += len;
+        free(*src[i]);
+    }
+    free(x);
+    free(j);
+    return nj;
 }
 
 struct aq_job_ext *

@@ -58,6 +58,8 @@ struct aq_job {
     uint8_t state;     /* enum aq_job_state */
     uint32_t jseg;     /* journal segment of its latest whole record (its
                           home, held); 0 = none */
+    uint8_t is_packed; /* a finished record in a record arena, ext and
+                          strings in the same block (aq_job_pack) */
     char args[];       /* args_len bytes of JSON, then a NUL */
 };
 
@@ -66,6 +68,13 @@ struct aq_job {
 struct aq_job *aq_job_new(uint64_t id, enum aq_kind kind, const char *args,
                           size_t args_len);
 void aq_job_free(struct aq_job *j); /* NULL is fine; frees ext, unrefs future */
+
+struct aq_recarena;
+/* A finished job moved into one block of a (its header, ext and strings;
+ * not its args, which no record shows): j is freed and the copy returned,
+ * taking over j's future reference. j itself if it does not fit a chunk.
+ * Whoever filed j (the id map) must file the copy. */
+struct aq_job *aq_job_pack(struct aq_job *j, struct aq_recarena *a);
 struct aq_job_ext *aq_job_ext(struct aq_job *j); /* creates ext if needed */
 
 bool aq_job_is_finished(const struct aq_job *j);

@@ -11,6 +11,7 @@ Suite *journal_suite(void);
 Suite *jscan_suite(void);
 Suite *proc_suite(void);
 Suite *queue_suite(void);
+Suite *recarena_suite(void);
 Suite *task_suite(void);
 Suite *wait_suite(void);
 

@@ -1,0 +1,32 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * lib/recarena.h: storage for finished job records. Records are kept in
+ * finish order and dropped mostly oldest first (results.ttl, results.max),
+ * so they are packed into 64 KiB chunks of their own, mapped from the
+ * system and unmapped as soon as every record in a chunk is gone. Kept in
+ * malloc's heap instead, each record pinned the page it landed on, and a
+ * few thousand records spread over a drained backlog's heap kept it all
+ * resident.
+ */
+#ifndef AQ_RECARENA_H
+#define AQ_RECARENA_H
+
+#include <stddef.h>
+
+struct aq_recarena;
+
+/* A new, empty arena (the caller's; free with aq_recarena_free). */
+struct aq_recarena *aq_recarena_new(void);
+/* Unmaps every chunk; blocks not released become invalid. NULL is fine. */
+void aq_recarena_free(struct aq_recarena *a);
+
+/* n bytes, 16-aligned, or NULL if n is more than a chunk can hold (the
+ * caller keeps such a record where it is) or mapping failed. */
+void *aq_recarena_alloc(struct aq_recarena *a, size_t n);
+/* Gives back a block of aq_recarena_alloc (its chunk is found from the
+ * address). */
+void aq_recarena_release(void *p);
+/* Bytes mapped now (whole chunks), for tests and statistics. */
+size_t aq_recarena_mapped(const struct aq_recarena *a);
+
+#endif

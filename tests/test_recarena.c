@@ -1,0 +1,113 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * tests/test_recarena.c: lib/recarena.h, the finished-record arena: blocks
+ * are aligned and keep their bytes, chunks go back to the system as soon as
+ * their last block is released, in any order, and oversized requests are
+ * refused rather than split.
+ */
+#include <stdint.h>
+#include <string.h>
+
+#include <check.h>
+
+#include "recarena.h"
+#include "suites.h"
+#include "testutil.h"
+
+#define CHUNK (64 * 1024)
+#define NBLOCKS 2000 /* of 200 bytes: several chunks */
+
+START_TEST(blocks_are_aligned_and_keep_their_bytes)
+{
+    struct aq_recarena *a = aq_recarena_new();
+    static unsigned char *p[NBLOCKS];
+
+    ck_assert_int_eq(aq_recarena_mapped(a), 0);
+    for (int i = 0; i < NBLOCKS; i++) {
+        p[i] = aq_recarena_alloc(a, 200);
+        ck_assert_ptr_nonnull(p[i]);
+        ck_assert_int_eq((uintptr_t)p[i] % 16, 0);
+        memset(p[i], i & 0xff, 200);
+    }
+    ck_assert_int_ge(aq_recarena_mapped(a), 5 * CHUNK);
+    for (int i = 0; i < NBLOCKS; i++) {
+        for (int k = 0; k < 200; k++)
+            ck_assert_int_eq(p[i][k], i & 0xff);
+    }
+    for (int i = 0; i < NBLOCKS; i++)
+        aq_recarena_release(p[i]);
+    /* Only the current chunk stays, empty and ready. */
+    ck_assert_int_eq(aq_recarena_mapped(a), CHUNK);
+    aq_recarena_free(a);
+}
+END_TEST
+
+/* Oldest first (how records expire): each chunk goes as soon as its last
+ * block does, while newer chunks stay. */
+START_TEST(chunks_are_unmapped_as_they_drain)
+{
+    struct aq_recarena *a = aq_recarena_new();
+    static void *p[NBLOCKS];
+    size_t peak;
+
+    for (int i = 0; i < NBLOCKS; i++)
+        p[i] = aq_recarena_alloc(a, 200);
+    peak = aq_recarena_mapped(a);
+    for (int i = 0; i < NBLOCKS / 2; i++)
+        aq_recarena_release(p[i]);
+    ck_assert_int_lt(aq_recarena_mapped(a), peak);
+    ck_assert_int_gt(aq_recarena_mapped(a), 0);
+    /* Newest first for the rest: nothing freed early, all gone at the end. */
+    for (int i = NBLOCKS - 1; i >= NBLOCKS / 2; i--)
+        aq_recarena_release(p[i]);
+    ck_assert_int_eq(aq_recarena_mapped(a), CHUNK);
+    aq_recarena_free(a);
+}
+END_TEST
+
+/* One block kept alive pins its chunk only, not the others. */
+START_TEST(a_survivor_pins_only_its_own_chunk)
+{
+    struct aq_recarena *a = aq_recarena_new();
+    static void *p[NBLOCKS];
+
+    for (int i = 0; i < NBLOCKS; i++)
+        p[i] = aq_recarena_alloc(a, 200);
+    for (int i = 1; i < NBLOCKS; i++)
+        aq_recarena_release(p[i]);
+    /* p[0]'s chunk and the current one. */
+    ck_assert_int_eq(aq_recarena_mapped(a), 2 * CHUNK);
+    aq_recarena_release(p[0]);
+    ck_assert_int_eq(aq_recarena_mapped(a), CHUNK);
+    aq_recarena_free(a);
+}
+END_TEST
+
+START_TEST(oversized_requests_are_refused)
+{
+    struct aq_recarena *a = aq_recarena_new();
+    void *p;
+
+    ck_assert_ptr_null(aq_recarena_alloc(a, CHUNK));
+    ck_assert_ptr_null(aq_recarena_alloc(a, (size_t)1 << 40));
+    p = aq_recarena_alloc(a, CHUNK / 2);
+    ck_assert_ptr_nonnull(p);
+    aq_recarena_release(p);
+    aq_recarena_free(a);
+    aq_recarena_free(NULL);
+}
+END_TEST
+
+Suite *
+recarena_suite(void)
+{
+    Suite *s = suite_create("recarena");
+    TCase *tc = test_tcase_new("arena");
+
+    tcase_add_test(tc, blocks_are_aligned_and_keep_their_bytes);
+    tcase_add_test(tc, chunks_are_unmapped_as_they_drain);
+    tcase_add_test(tc, a_survivor_pins_only_its_own_chunk);
+    tcase_add_test(tc, oversized_requests_are_refused);
+    suite_add_tcase(s, tc);
+    return s;
+}
