@@ -995,6 +995,58 @@ START_TEST(jscan_value_is_valid_only_for_what_jansson_parses)
 }
 END_TEST
 
+/* The string scanner takes eight plain bytes at a time: a byte that is
+ * not plain (control, quote, backslash escape, UTF-8, invalid UTF-8) at
+ * every offset of strings of every length around a word must be judged as
+ * jansson judges it. */
+START_TEST(jscan_judges_a_special_byte_at_every_offset_as_jansson)
+{
+    static const char *const specials[] = {
+        "\x01", "\x1f", "\"", "\\n", "\\\"", "\\u0041", "\xc3\xa9",
+        "\xe2\x82\xac", "\xf0\x9f\x98\x80", "\xc3", "\xff", "\x7f", " "};
+    char text[64], shown[SHOW_MAX];
+    json_error_t jerr;
+
+    for (size_t k = 0; k < sizeof specials / sizeof specials[0]; k++) {
+        for (size_t len = 0; len <= 24; len++) {
+            for (size_t at = 0; at <= len; at++) {
+                size_t n = 0, pos = 0;
+                bool valid;
+                json_t *v;
+
+                text[n++] = '"';
+                for (size_t i = 0; i < len; i++) {
+                    if (i == at) {
+                        memcpy(text + n, specials[k], strlen(specials[k]));
+                        n += strlen(specials[k]);
+                    } else
+                        text[n++] = (char)('a' + i % 26);
+                }
+                text[n++] = '"';
+                valid = aq_jscan_value(text, n, &pos);
+                if (strcmp(specials[k], "\"") == 0) {
+                    /* A bare quote ends the string right there. */
+                    ck_assert_msg(valid && pos == at + 2, "%s: %d at %zu",
+                                  show(text, n, shown, 200), valid, pos);
+                    continue;
+                }
+                v = json_loadb(text, n, JANSSON_FLAGS, &jerr);
+                /* jscan may decline what jansson takes (\u escapes), never
+                 * take what jansson refuses. */
+                ck_assert_msg(!valid || v != NULL, "took %s",
+                              show(text, n, shown, 200));
+                if (valid)
+                    ck_assert_uint_eq(pos, n);
+                if (strcmp(specials[k], "\\u0041") != 0)
+                    ck_assert_msg(valid == (v != NULL), "%s: jscan %d",
+                                  show(text, n, shown, 200), valid);
+                json_decref(v);
+            }
+        }
+    }
+}
+END_TEST
+
 START_TEST(jscan_plain_string_gives_contents_without_escapes)
 {
     static const char plain[] = " \"a b\" ,", esc[] = "\"a\\nb\"";
@@ -1828,6 +1880,7 @@ jscan_suite(void)
     tcase_add_test(
         tc, fuzzed_put_lines_are_taken_only_as_the_general_path_reads_them);
     tcase_add_test(tc, fuzzed_values_jscan_calls_valid_parse_in_jansson);
+    tcase_add_test(tc, jscan_judges_a_special_byte_at_every_offset_as_jansson);
     suite_add_tcase(s, tc);
     return s;
 }
