@@ -6,6 +6,7 @@
  * SIGHUP reload), runs the loop, then frees in reverse order.
  */
 #include <errno.h>
+#include <malloc.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -518,6 +519,11 @@ main(int argc, char **argv)
         }
     }
     aq_xmalloc_hook_libs();
+    /* glibc gives the top of the heap back whenever 128 KiB of it is free:
+     * with connections' read buffers coming and going that is a brk pair
+     * per loop pass. The broker's malloc_trim after bursts returns memory
+     * instead. */
+    mallopt(M_TRIM_THRESHOLD, 32 * 1024 * 1024);
     /* A client that goes away must not kill us: writes get EPIPE. */
     signal(SIGPIPE, SIG_IGN);
     if ((d.cfg = aq_config_load(d.config_path, &err)) == NULL) {
