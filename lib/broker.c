@@ -15,7 +15,6 @@
  */
 #include "broker.h"
 
-#include <malloc.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -40,7 +39,6 @@
 #include "xmalloc.h"
 
 #define EXPIRE_INTERVAL_US 1000000
-#define TRIM_EVERY_FREED 100000 /* jobs freed between malloc_trim calls */
 
 enum interrupt { INT_NONE, INT_TIMEOUT, INT_CANCEL, INT_SHUTDOWN };
 
@@ -121,7 +119,6 @@ struct aq_broker {
     struct aq_put_waiter *spare_putter;
     struct aq_journal *journal; /* borrowed; NULL = memory only */
     bool is_started;            /* consumers run (aq_broker_start) */
-    uint64_t freed_since_trim;  /* jobs freed since the last malloc_trim */
 
     /* graceful stop */
     enum stop_stage stage;
@@ -320,7 +317,7 @@ record_evict(struct aq_broker *b, struct aq_job *j)
     if (b->journal != NULL && j->jseg != 0)
         aq_journal_release(b->journal, j->jseg);
     aq_idmap_del(b->jobs, j->id);
-    b->freed_since_trim++;
+    aq_trim_note(1);
     if (j->ext != NULL && j->ext->key != NULL) {
         json_t *id = json_object_get(b->keys, j->ext->key);
 
@@ -349,10 +346,7 @@ expire_cb(evutil_socket_t fd, short what, void *arg)
     /* Many jobs went since the last look: hand their memory back to the
      * system, so RSS follows the backlog down after a burst (glibc keeps
      * freed memory otherwise). */
-    if (b->freed_since_trim >= TRIM_EVERY_FREED) {
-        b->freed_since_trim = 0;
-        malloc_trim(0);
-    }
+    aq_trim_maybe();
 }
 
 static void

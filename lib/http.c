@@ -853,7 +853,6 @@ resolve_location(const struct aq_http_call *c, const char *loc)
 {
     bool v6 = strchr(c->hostname, ':') != NULL;
     char *out, *base;
-    const char *q;
 
     if (strstr(loc, "://") != NULL && strcspn(loc, ":/?#") == strcspn(loc, ":"))
         return xstrdup(loc); /* absolute */
@@ -874,8 +873,7 @@ resolve_location(const struct aq_http_call *c, const char *loc)
 
         while (dir > 0 && c->target[dir - 1] != '/')
             dir--;
-        q = loc;
-        if (asprintf(&out, "%s%.*s%s", base, (int)dir, c->target, q) < 0)
+        if (asprintf(&out, "%s%.*s%s", base, (int)dir, c->target, loc) < 0)
             abort();
     }
     free(base);

@@ -683,6 +683,9 @@ reap(struct aq_server *s)
     while ((c = s->dying) != NULL) {
         s->dying = c->next_dying;
         conn_free(c);
+        /* A closed connection freed a few kilobytes (and its closing
+         * more, briefly): worth about a hundred jobs. */
+        aq_trim_note(100);
     }
     if (s->conns == NULL && s->closed != NULL)
         event_active(s->close_ev, EV_TIMEOUT, 0);

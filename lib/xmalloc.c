@@ -3,6 +3,7 @@
 #include "xmalloc.h"
 
 #include <errno.h>
+#include <malloc.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -80,4 +81,21 @@ aq_xmalloc_hook_libs(void)
 {
     json_set_alloc_funcs(xmalloc, free);
     event_set_mem_functions(xmalloc, event_realloc, free);
+}
+
+static size_t trim_units; /* noted since the last malloc_trim */
+
+void
+aq_trim_note(size_t units)
+{
+    trim_units += units;
+}
+
+void
+aq_trim_maybe(void)
+{
+    if (trim_units < AQ_TRIM_UNITS)
+        return;
+    trim_units = 0;
+    malloc_trim(0);
 }

@@ -21,4 +21,14 @@ char *xstrdup(const char *s);
  */
 void aq_xmalloc_hook_libs(void);
 
+/*
+ * Giving memory back to the system after bursts (glibc keeps what is freed
+ * below M_TRIM_THRESHOLD). Code that frees much notes it in units of about
+ * 300 bytes (a queued job); aq_trim_maybe, called once a second, runs
+ * malloc_trim once AQ_TRIM_UNITS are noted. One thread (the loop's) only.
+ */
+#define AQ_TRIM_UNITS 100000
+void aq_trim_note(size_t units);
+void aq_trim_maybe(void);
+
 #endif
