@@ -812,7 +812,7 @@ conn_close(struct conn *c)
     calls_abandon(c, NULL);
     if (evbuffer_get_length(bufferevent_get_output(c->bev)) == 0)
         conn_free_soon(c);
-    /* else conn_write_cb frees it once the output has drained */
+    /* else conn_output_drained frees it once the output is written */
 }
 
 /* libevent 2.1 reads at most 4 KiB per wake-up (EVBUFFER_MAX_READ), and
