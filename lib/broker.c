@@ -354,8 +354,11 @@ record_append(struct aq_broker *b, struct aq_job *j)
 {
     /* Kept records live in their own arena (see recarena.h). */
     if (b->results_max > 0) {
-        j = aq_job_pack(j, b->records);
-        aq_idmap_put(b->jobs, j);
+        struct aq_job *packed = aq_job_pack(j, b->records);
+
+        if (packed != j)
+            aq_idmap_put(b->jobs, packed);
+        j = packed;
     }
     FIN_NEXT(j) = NULL;
     FIN_PREV(j) = b->fin_tail != NULL ? &b->fin_tail->qi : NULL;

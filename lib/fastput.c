@@ -133,6 +133,16 @@ is_key(const char *k, size_t n, const char *want)
     return strlen(want) == n && memcmp(k, want, n) == 0;
 }
 
+/* A plain string value that is exactly want ("2.0", "put"). */
+static bool
+expect_word(const char *p, size_t len, size_t *pos, const char *want)
+{
+    const char *v;
+    size_t n;
+
+    return aq_jscan_plain_string(p, len, pos, &v, &n) && is_key(v, n, want);
+}
+
 static bool
 parse_params(const char *p, size_t len, size_t *pos, struct aq_fastput *fp)
 {
@@ -284,22 +294,14 @@ aq_fastput_parse(const char *p, size_t len, struct aq_fastput *fp)
             !expect(p, len, &pos, ':'))
             return -1;
         if (is_key(k, n, "jsonrpc") && !has_jsonrpc) {
-            const char *v;
-            size_t vn;
-
-            if (!aq_jscan_plain_string(p, len, &pos, &v, &vn) ||
-                !is_key(v, vn, "2.0"))
+            if (!expect_word(p, len, &pos, "2.0"))
                 return -1;
             has_jsonrpc = true;
         } else if (is_key(k, n, "id") && fp->id_len == 0) {
             if (!parse_id(p, len, &pos, fp))
                 return -1;
         } else if (is_key(k, n, "method") && !has_method) {
-            const char *v;
-            size_t vn;
-
-            if (!aq_jscan_plain_string(p, len, &pos, &v, &vn) ||
-                !is_key(v, vn, "put"))
+            if (!expect_word(p, len, &pos, "put"))
                 return -1;
             has_method = true;
         } else if (is_key(k, n, "params") && !has_params) {

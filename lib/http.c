@@ -23,6 +23,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/queue.h>
 
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
@@ -78,8 +79,8 @@ struct aq_http_call {
     struct conn *conn;     /* while sent */
     struct evhttp_request *req; /* evhttp's; until its callback */
     bool is_waiting;       /* in host's FIFO */
-    struct aq_http_call *wprev, *wnext;
-    struct aq_http_call *prev, *next; /* the pool's list */
+    TAILQ_ENTRY(aq_http_call) wait_link;
+    LIST_ENTRY(aq_http_call) link; /* the pool's calls */
     struct event *end_ev;  /* owned: acts on an ended request */
     /* how the current request ended */
     bool req_ended;
@@ -104,7 +105,7 @@ struct conn {
     bool no_reuse;  /* an HTTP/1.0 answer without keep-alive: the server
                        closes it, maybe just after we would reuse it */
     bool was_used;  /* has carried a request */
-    struct conn *prev, *next; /* host's list */
+    LIST_ENTRY(conn) link; /* host's connections */
 };
 
 struct host {
@@ -112,9 +113,9 @@ struct host {
     char *scheme, *name; /* owned */
     int port;
     bool is_tls;
-    struct conn *conns; /* owned */
+    LIST_HEAD(, conn) conns; /* owned */
     int nconns;
-    struct aq_http_call *whead, *wtail; /* waiting for a connection */
+    TAILQ_HEAD(, aq_http_call) waiting; /* for a connection, oldest first */
     struct host *next;
 };
 
@@ -122,7 +123,7 @@ struct aq_http {
     struct event_base *base;
     struct evdns_base *dns; /* owned; created at the first host name */
     struct host *hosts;     /* owned */
-    struct aq_http_call *calls; /* not ended; owned */
+    LIST_HEAD(, aq_http_call) calls; /* not ended; owned */
     struct event *sweep_ev; /* owned: closes long-idle connections */
 #ifdef AQ_HAVE_TLS
     SSL_CTX *tls_verify, *tls_noverify; /* owned; created when first needed */
@@ -242,6 +243,8 @@ host_get(struct aq_http *h, const char *scheme, const char *name, int port)
     ho->name = xstrdup(name);
     ho->port = port;
     ho->is_tls = strcmp(scheme, "https") == 0;
+    LIST_INIT(&ho->conns);
+    TAILQ_INIT(&ho->waiting);
     ho->next = h->hosts;
     h->hosts = ho;
     return ho;
@@ -268,12 +271,7 @@ conn_free(struct conn *cn)
 {
     struct host *ho = cn->host;
 
-    if (cn->prev != NULL)
-        cn->prev->next = cn->next;
-    else
-        ho->conns = cn->next;
-    if (cn->next != NULL)
-        cn->next->prev = cn->prev;
+    LIST_REMOVE(cn, link);
     ho->nconns--;
     evhttp_connection_set_closecb(cn->evcon, NULL, NULL);
     evhttp_connection_free(cn->evcon);
@@ -400,10 +398,7 @@ conn_new(struct host *ho, struct aq_http_call *c)
     evhttp_connection_set_timeout(cn->evcon, CONN_TIMEOUT_S);
     evhttp_connection_set_max_headers_size(cn->evcon, MAX_HEADERS_BYTES);
     evhttp_connection_set_closecb(cn->evcon, conn_closed_cb, cn);
-    cn->next = ho->conns;
-    if (ho->conns != NULL)
-        ho->conns->prev = cn;
-    ho->conns = cn;
+    LIST_INSERT_HEAD(&ho->conns, cn, link);
     ho->nconns++;
     return cn;
 }
@@ -415,8 +410,8 @@ conn_idle(struct host *ho)
 {
     struct conn *cn, *next, *best = NULL;
 
-    for (cn = ho->conns; cn != NULL; cn = next) {
-        next = cn->next;
+    for (cn = LIST_FIRST(&ho->conns); cn != NULL; cn = next) {
+        next = LIST_NEXT(cn, link);
         if (cn->call != NULL)
             continue;
         if (cn->is_dead) {
@@ -435,7 +430,7 @@ conn_close_one_idle(struct host *ho)
 {
     struct conn *cn, *oldest = NULL;
 
-    for (cn = ho->conns; cn != NULL; cn = cn->next) {
+    LIST_FOREACH (cn, &ho->conns, link) {
         if (cn->call == NULL &&
             (oldest == NULL || cn->idle_since_us < oldest->idle_since_us))
             oldest = cn;
@@ -449,19 +444,9 @@ conn_close_one_idle(struct host *ho)
 static void
 wait_unlink(struct aq_http_call *c)
 {
-    struct host *ho = c->host;
-
     if (!c->is_waiting)
         return;
-    if (c->wprev != NULL)
-        c->wprev->wnext = c->wnext;
-    else
-        ho->whead = c->wnext;
-    if (c->wnext != NULL)
-        c->wnext->wprev = c->wprev;
-    else
-        ho->wtail = c->wprev;
-    c->wprev = c->wnext = NULL;
+    TAILQ_REMOVE(&c->host->waiting, c, wait_link);
     c->is_waiting = false;
 }
 
@@ -502,7 +487,7 @@ conn_release(struct aq_http_call *c, bool reusable)
         conn_free(cn);
     else
         cn->idle_since_us = aq_clock_mono_us();
-    if ((w = ho->whead) != NULL) {
+    if ((w = TAILQ_FIRST(&ho->waiting)) != NULL) {
         wait_unlink(w);
         call_dispatch(w);
     }
@@ -804,12 +789,7 @@ call_dispatch(struct aq_http_call *c)
     }
     if (cn == NULL) {
         c->is_waiting = true;
-        c->wprev = ho->wtail;
-        if (ho->wtail != NULL)
-            ho->wtail->wnext = c;
-        else
-            ho->whead = c;
-        ho->wtail = c;
+        TAILQ_INSERT_TAIL(&ho->waiting, c, wait_link);
         return;
     }
     call_send(c, cn);
@@ -896,19 +876,6 @@ is_idempotent(enum evhttp_cmd_type m)
 }
 
 static void
-call_unlink(struct aq_http_call *c)
-{
-    struct aq_http *h = c->h;
-
-    if (c->prev != NULL)
-        c->prev->next = c->next;
-    else
-        h->calls = c->next;
-    if (c->next != NULL)
-        c->next->prev = c->prev;
-}
-
-static void
 call_free(struct aq_http_call *c)
 {
     event_free(c->end_ev);
@@ -989,12 +956,7 @@ report:
              c->err_detail);
     res.err_code = c->err_code;
     res.err_message = c->err_code != NULL ? msg : NULL;
-    res.status = c->err_code != NULL && strcmp(c->err_code, "redirects") != 0
-                     ? 0
-                     : c->status;
-    if (res.status == 0 && c->err_code != NULL &&
-        strcmp(c->err_code, "too_large") == 0)
-        res.status = c->status;
+    res.status = c->status;
     res.reason = c->reason != NULL ? c->reason : "";
     res.headers = c->res_headers;
     res.body = (const char *)evbuffer_pullup(c->res_body, -1);
@@ -1003,7 +965,7 @@ report:
     res.url = c->url;
     res.redirects = c->redirects;
     res.duration_us = now - c->start_us;
-    call_unlink(c);
+    LIST_REMOVE(c, link);
     c->cb(c->arg, &res);
     call_free(c);
 }
@@ -1056,10 +1018,7 @@ aq_http_start(struct aq_http *h, const struct aq_http_limits *lim,
     c->res_body = evbuffer_new();
     c->end_ev = event_new(h->base, -1, 0, call_end_cb, c);
     c->start_us = aq_clock_mono_us();
-    c->next = h->calls;
-    if (h->calls != NULL)
-        h->calls->prev = c;
-    h->calls = c;
+    LIST_INSERT_HEAD(&h->calls, c, link);
     if (!ok) {
         c->url = xstrdup(req->url);
         c->err_code = "url";
@@ -1089,7 +1048,7 @@ aq_http_cancel(struct aq_http_call *c)
         }
         conn_release(c, c->err_code == NULL && !cn->is_dead);
     }
-    call_unlink(c);
+    LIST_REMOVE(c, link);
     call_free(c);
 }
 
@@ -1118,13 +1077,13 @@ sweep_cb(evutil_socket_t fd, short what, void *arg)
     while ((ho = *pp) != NULL) {
         struct conn *cn, *next;
 
-        for (cn = ho->conns; cn != NULL; cn = next) {
-            next = cn->next;
+        for (cn = LIST_FIRST(&ho->conns); cn != NULL; cn = next) {
+            next = LIST_NEXT(cn, link);
             if (cn->call == NULL &&
                 (cn->is_dead || now - cn->idle_since_us > IDLE_CLOSE_US))
                 conn_free(cn);
         }
-        if (ho->conns == NULL && ho->whead == NULL) {
+        if (LIST_EMPTY(&ho->conns) && TAILQ_EMPTY(&ho->waiting)) {
             *pp = ho->next;
             host_free(ho);
         } else
@@ -1139,6 +1098,7 @@ aq_http_new(struct event_base *base)
     struct timeval tv = {SWEEP_INTERVAL_S, 0};
 
     h->base = base;
+    LIST_INIT(&h->calls);
     h->sweep_ev = event_new(base, -1, EV_PERSIST, sweep_cb, h);
     event_add(h->sweep_ev, &tv);
     return h;
@@ -1151,26 +1111,24 @@ aq_http_free(struct aq_http *h)
 
     if (h == NULL)
         return;
-    while (h->calls != NULL) {
-        struct aq_http_call *c = h->calls;
+    while (!LIST_EMPTY(&h->calls)) {
+        struct aq_http_call *c = LIST_FIRST(&h->calls);
 
         /* No waiter may be handed a connection while we tear down. */
-        if (c->host != NULL)
-            c->host->whead = c->host->wtail = NULL;
-        c->is_waiting = false;
+        wait_unlink(c);
         if (c->req != NULL && !c->req_ended) {
             c->req_ended = true;
             evhttp_cancel_request(c->req);
         }
         if (c->conn != NULL)
             c->conn->call = NULL;
-        call_unlink(c);
+        LIST_REMOVE(c, link);
         call_free(c);
     }
     while ((ho = h->hosts) != NULL) {
         h->hosts = ho->next;
-        while (ho->conns != NULL)
-            conn_free(ho->conns);
+        while (!LIST_EMPTY(&ho->conns))
+            conn_free(LIST_FIRST(&ho->conns));
         host_free(ho);
     }
     event_free(h->sweep_ev);

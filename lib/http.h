@@ -46,7 +46,7 @@ struct aq_http_response {
                              "url" "dns" "connect" "tls" "reset" "protocol"
                              "too_large" "redirects" */
     const char *err_message; /* "http: GET http://h/p: connection refused" */
-    int status;              /* 0 when no response arrived */
+    int status;              /* of the last response head; 0 if none */
     const char *reason;      /* "Not Found"; "" when none */
     const json_t *headers;   /* object; a repeated name is joined with ", " */
     const char *body;        /* the first `capture` bytes (not NUL-ended) */

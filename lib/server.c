@@ -24,6 +24,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/queue.h>
 #include <sys/stat.h>
 #include <sys/uio.h>
 #include <sys/un.h>
@@ -93,7 +94,7 @@ struct conn {
     struct conn *prev, *next;
     struct conn *next_dying; /* in s->dying once is_freeing */
     bool flush_pending;      /* in s->flushing */
-    struct conn *next_flush;
+    LIST_ENTRY(conn) flush_link;
 };
 
 struct aq_server {
@@ -109,7 +110,7 @@ struct aq_server {
     struct event *retry_ev; /* re-enables listeners after EMFILE */
     struct conn *dying;     /* to free from reap_ev */
     struct event *reap_ev;
-    struct conn *flushing;  /* with replies to write, from flush_ev */
+    LIST_HEAD(, conn) flushing; /* with replies to write, from flush_ev */
     struct event *flush_ev;
     /* close_all */
     struct event *close_ev;
@@ -653,13 +654,8 @@ conn_free(struct conn *c)
     struct aq_server *s = c->s;
 
     calls_abandon(c, NULL);
-    if (c->flush_pending) {
-        struct conn **pp = &s->flushing;
-
-        while (*pp != c)
-            pp = &(*pp)->next_flush;
-        *pp = c->next_flush;
-    }
+    if (c->flush_pending)
+        LIST_REMOVE(c, flush_link);
     if (c->prev != NULL)
         c->prev->next = c->next;
     else
@@ -770,8 +766,8 @@ flush_cb(evutil_socket_t fd, short what, void *arg)
     struct aq_server *s = arg;
     struct conn *c;
 
-    while ((c = s->flushing) != NULL) {
-        s->flushing = c->next_flush;
+    while ((c = LIST_FIRST(&s->flushing)) != NULL) {
+        LIST_REMOVE(c, flush_link);
         c->flush_pending = false;
         conn_flush(c);
     }
@@ -787,8 +783,7 @@ output_added_cb(struct evbuffer *buf, const struct evbuffer_cb_info *info,
     if (info->n_added == 0 || c->flush_pending || c->is_freeing)
         return;
     c->flush_pending = true;
-    c->next_flush = c->s->flushing;
-    c->s->flushing = c;
+    LIST_INSERT_HEAD(&c->s->flushing, c, flush_link);
     event_active(c->s->flush_ev, EV_WRITE, 0);
 }
 
@@ -1164,6 +1159,7 @@ aq_server_new(struct event_base *base, const struct aq_config *cfg)
     apply_limits(s, cfg);
     s->retry_ev = evtimer_new(base, retry_cb, s);
     s->reap_ev = event_new(base, -1, 0, reap_cb, s);
+    LIST_INIT(&s->flushing);
     s->flush_ev = event_new(base, -1, 0, flush_cb, s);
     return s;
 }
