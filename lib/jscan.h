@@ -1,12 +1,14 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * lib/jscan.h: a JSON scanner for the hot path. It validates JSON text in
- * place, without building anything, and answers "valid" only for the plain
- * JSON that jansson (as asyncqd configures it: duplicate keys rejected, no
- * \u0000) would accept with the same meaning. Anything rarer (\u escapes,
- * exponents, long numbers, deep nesting, objects with many keys, invalid
- * text) is "unsure": the caller then parses with jansson, which gives the
- * exact answer and error message. So the fast path can never accept what
+ * lib/jscan.h: JSON scanners that build nothing. The exact validator
+ * (aq_jscan_check) accepts every RFC 8259 text and lets the general path
+ * find the raw bytes of a request's id and args. The hot path's scanner
+ * (aq_jscan_value) validates JSON text in place and answers "valid" only for
+ * the plain JSON that jansson (as asyncqd configures it: duplicate keys
+ * rejected, no \u0000) would accept with the same meaning. Anything rarer (\u
+ * escapes, exponents, long numbers, deep nesting, objects with many keys,
+ * invalid text) is "unsure": the caller then parses with jansson, which gives
+ * the exact answer and error message. So the fast path can never accept what
  * the slow path would refuse.
  */
 #ifndef AQ_JSCAN_H
@@ -30,5 +32,48 @@ bool aq_jscan_value(const char *p, size_t len, size_t *pos);
  * is not a string, has escapes, or is unsure. */
 bool aq_jscan_plain_string(const char *p, size_t len, size_t *pos,
                            const char **s, size_t *n);
+
+/* ---- the exact validator, for the general path ---- */
+
+/* Nesting deeper than this is refused (RFC 8259 section 9 allows a limit;
+ * jansson's own is the same). */
+#define AQ_JSCAN_MAX_DEPTH 2048
+
+/* A byte range of the text: a whole JSON value, or a string with its
+ * quotes. */
+struct aq_jspan {
+    const char *p; /* NULL = absent */
+    size_t n;
+};
+
+/* Validates p[0..len) as exactly one JSON text (RFC 8259: any number, any
+ * escape, \u0000 included; whitespace around it). Returns true, or false
+ * with *err_pos (the offset of the first offending byte) and *err_what (a
+ * static message). Never recursive: any depth up to the limit costs the
+ * same stack. */
+bool aq_jscan_check(const char *p, size_t len, size_t *err_pos,
+                    const char **err_what);
+
+/* Iterating a validated container. enter: *pos at the '{' or '[' (after
+ * whitespace); next: the next member (key = the name with its quotes; for
+ * an array key.p is NULL) and its value, or false at the end (the closing
+ * bracket consumed). */
+void aq_jscan_enter(const char *p, size_t len, size_t *pos);
+bool aq_jscan_next(const char *p, size_t len, size_t *pos, struct aq_jspan *key,
+                   struct aq_jspan *val);
+
+/* The contents of a validated string span, unescaped into buf (cap bytes,
+ * NUL-terminated). False if it does not fit. *has_nul tells whether it
+ * holds U+0000 (then strlen(buf) is less than *n). */
+bool aq_jscan_unescape(struct aq_jspan str, char *buf, size_t cap, size_t *n,
+                       bool *has_nul);
+
+/* Copies the validated value v without its insignificant whitespace into
+ * dst (at least v.n bytes); returns the length written. */
+size_t aq_jscan_compact(struct aq_jspan v, char *dst);
+
+/* Whether the validated value v has an object member name holding
+ * \u0000, which jansson cannot represent. */
+bool aq_jscan_has_nul_key(struct aq_jspan v);
 
 #endif

@@ -1002,8 +1002,11 @@ END_TEST
 START_TEST(jscan_judges_a_special_byte_at_every_offset_as_jansson)
 {
     static const char *const specials[] = {
-        "\x01", "\x1f", "\"", "\\n", "\\\"", "\\u0041", "\xc3\xa9",
-        "\xe2\x82\xac", "\xf0\x9f\x98\x80", "\xc3", "\xff", "\x7f", " "};
+        "\x01",     "\x1f",         "\"",
+        "\\n",      "\\\"",         "\\u0041",
+        "\xc3\xa9", "\xe2\x82\xac", "\xf0\x9f\x98\x80",
+        "\xc3",     "\xff",         "\x7f",
+        " "};
     char text[64], shown[SHOW_MAX];
     json_error_t jerr;
 
@@ -1840,6 +1843,220 @@ START_TEST(fuzzed_values_jscan_calls_valid_parse_in_jansson)
 }
 END_TEST
 
+/* ---- the exact validator ---- */
+
+static const struct {
+    const char *text;
+    size_t len; /* 0: strlen */
+} checked_valid[] = {
+    {"0", 0},
+    {"-0.5e-7", 0},
+    {"123456789012345678901234567890123456789", 0},
+    {"1e400", 0},
+    {"-1E+3", 0},
+    {"\"a\\u0000b\"", 0},
+    {"\"\\ud83d\\ude00\"", 0},
+    {"\"\\\"\\\\\\/\\b\\f\\n\\r\\t\"", 0},
+    {" {\"a\" : [1, {\"b\":null}, true, false] } ", 0},
+    {"{\"\\u0000\":1}", 0},
+    {"[]", 0},
+    {"{}", 0},
+    {"[[[[[[]]]]]]", 0},
+    {"\"\xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80\"", 0},
+};
+
+static const struct {
+    const char *text;
+    size_t len;     /* 0: strlen */
+    size_t err_pos; /* where the error is reported */
+} checked_invalid[] = {
+    {"", 0, 0},
+    {"   ", 0, 3},
+    {"{\"id\":13\0,\"method\":\"ping\"}", 27, 8},
+    {"\"a\0b\"", 5, 2},
+    {"\"\\ud800\"", 0, 7},
+    {"\"\\udc00\"", 0, 7},
+    {"\"\\ud800\\u0041\"", 0, 7},
+    {"\"\\u12\"", 0, 1},
+    {"\"\\x\"", 0, 1},
+    {"\"\xff\"", 0, 1},
+    {"01", 0, 1},
+    {"1.", 0, 2},
+    {".5", 0, 0},
+    {"-", 0, 1},
+    {"1e", 0, 2},
+    {"+1", 0, 0},
+    {"[1,]", 0, 3},
+    {"{\"a\":1,}", 0, 7},
+    {"{\"a\" 1}", 0, 5},
+    {"{1:2}", 0, 1},
+    {"[1 2]", 0, 3},
+    {"{\"a\":1} x", 0, 8},
+    {"nul", 0, 0},
+    {"[", 0, 1},
+    {"\"abc", 0, 4},
+    {"]", 0, 0},
+};
+
+START_TEST(jscan_check_accepts_every_rfc8259_text)
+{
+    const char *t = checked_valid[_i].text;
+    size_t len = checked_valid[_i].len ? checked_valid[_i].len : strlen(t);
+    const char *what = NULL;
+    size_t pos = 0;
+
+    ck_assert_msg(aq_jscan_check(t, len, &pos, &what), "%s: refused at %zu: %s",
+                  t, pos, what);
+}
+END_TEST
+
+START_TEST(jscan_check_refuses_what_is_not_json_and_says_where)
+{
+    const char *t = checked_invalid[_i].text;
+    size_t len = checked_invalid[_i].len ? checked_invalid[_i].len : strlen(t);
+    const char *what = NULL;
+    size_t pos = SIZE_MAX;
+
+    ck_assert_msg(!aq_jscan_check(t, len, &pos, &what), "row %d: accepted", _i);
+    ck_assert_ptr_nonnull(what);
+    ck_assert_msg(pos == checked_invalid[_i].err_pos,
+                  "row %d: error \"%s\" at %zu, want %zu", _i, what, pos,
+                  checked_invalid[_i].err_pos);
+}
+END_TEST
+
+START_TEST(jscan_check_takes_2048_levels_and_refuses_more)
+{
+    struct buf b = {0};
+    const char *what;
+    size_t pos;
+
+    for (int depth = AQ_JSCAN_MAX_DEPTH; depth <= AQ_JSCAN_MAX_DEPTH + 1;
+         depth++) {
+        b.len = 0;
+        for (int i = 0; i < depth; i++)
+            buf_str(&b, i % 2 ? "[" : "{\"k\":");
+        buf_str(&b, "1");
+        for (int i = depth - 1; i >= 0; i--)
+            buf_str(&b, i % 2 ? "]" : "}");
+        ck_assert_int_eq(aq_jscan_check(b.p, b.len, &pos, &what),
+                         depth <= AQ_JSCAN_MAX_DEPTH);
+    }
+    /* a megabyte of '[' costs no stack */
+    b.len = 0;
+    for (int i = 0; i < 1 << 20; i++)
+        buf_byte(&b, '[');
+    ck_assert(!aq_jscan_check(b.p, b.len, &pos, &what));
+    ck_assert_str_eq(what, "nested too deep");
+    free(b.p);
+}
+END_TEST
+
+START_TEST(jscan_walks_members_unescapes_and_compacts)
+{
+    static const char text[] = " { \"a\\u0062\" : [ 1 , \"x y\" ] , "
+                               "\"n\\u0000\":{ \"k\" : 2 },\"e\":{}} ";
+    struct aq_jspan key, val;
+    char buf[16];
+    size_t pos = 0, n;
+    bool has_nul;
+
+    aq_jscan_enter(text, sizeof text - 1, &pos);
+    ck_assert(aq_jscan_next(text, sizeof text - 1, &pos, &key, &val));
+    ck_assert(aq_jscan_unescape(key, buf, sizeof buf, &n, &has_nul));
+    ck_assert_str_eq(buf, "ab");
+    ck_assert(!has_nul);
+    ck_assert_int_eq(val.n, strlen("[ 1 , \"x y\" ]"));
+    n = aq_jscan_compact(val, buf);
+    ck_assert_int_eq(n, strlen("[1,\"x y\"]"));
+    ck_assert(memcmp(buf, "[1,\"x y\"]", n) == 0);
+    ck_assert(aq_jscan_next(text, sizeof text - 1, &pos, &key, &val));
+    ck_assert(aq_jscan_unescape(key, buf, sizeof buf, &n, &has_nul));
+    ck_assert(has_nul);
+    ck_assert_int_eq(n, 2);
+    ck_assert(!aq_jscan_has_nul_key(val));
+    ck_assert(aq_jscan_next(text, sizeof text - 1, &pos, &key, &val));
+    ck_assert_int_eq(val.n, 2);
+    ck_assert(!aq_jscan_next(text, sizeof text - 1, &pos, &key, &val));
+    ck_assert(
+        aq_jscan_has_nul_key((struct aq_jspan){text + 1, sizeof text - 3}));
+    /* a name too long for the buffer */
+    ck_assert(!aq_jscan_unescape((struct aq_jspan){"\"0123456789abcdef\"", 18},
+                                 buf, sizeof buf, &n, &has_nul));
+    /* an array's members have no names */
+    pos = 0;
+    aq_jscan_enter("[\"a\",2]", 7, &pos);
+    ck_assert(aq_jscan_next("[\"a\",2]", 7, &pos, &key, &val));
+    ck_assert_ptr_null(key.p);
+    ck_assert_int_eq(val.n, 3);
+}
+END_TEST
+
+/* Differential: what jansson reads, jscan_check accepts; what jscan_check
+ * refuses, jansson refuses; they differ only where jansson cannot hold a
+ * number or nests deeper than it allows. Also: compacting a valid text
+ * leaves a text jansson reads as the same value. */
+START_TEST(fuzzed_texts_jscan_check_agrees_with_jansson)
+{
+    struct buf b = {0};
+    unsigned long i, valid = 0;
+    struct fuzz f;
+    struct rng r;
+
+    fuzz_init(&f);
+    r.s = f.seed ^ UINT64_C(0x3333333333333333);
+    for (i = 0; fuzz_goes_on(&f, i); i++) {
+        char shown[SHOW_MAX];
+        json_error_t jerr;
+        const char *what;
+        size_t pos;
+        json_t *v;
+        bool ok;
+
+        b.len = 0;
+        gen_value(&r, &b, rng_below(&r, 4));
+        if (rng_chance(&r, 50))
+            mutate(&r, &b);
+        ok = aq_jscan_check(b.p, b.len, &pos, &what);
+        v = json_loadb(b.p, b.len, JSON_DECODE_ANY | JSON_ALLOW_NUL, &jerr);
+        show(b.p, b.len, shown, sizeof shown);
+        /* jansson stops at a raw NUL byte after a value: not JSON. */
+        if (v != NULL && memchr(b.p, '\0', b.len) == NULL)
+            ck_assert_msg(ok,
+                          "seed %#llx, text %lu: \"%s\": jansson reads "
+                          "it, jscan_check says %s at %zu",
+                          (unsigned long long)f.seed, i, shown, what, pos);
+        if (ok && v == NULL)
+            ck_assert_msg(strstr(jerr.text, "too big") != NULL ||
+                              strstr(jerr.text, "overflow") != NULL ||
+                              strstr(jerr.text, "depth") != NULL ||
+                              strstr(jerr.text, "NUL byte in object key"),
+                          "seed %#llx, text %lu: \"%s\": jscan_check takes "
+                          "it, jansson says %s",
+                          (unsigned long long)f.seed, i, shown, jerr.text);
+        if (ok && v != NULL) {
+            char *compact = xmalloc(b.len + 1);
+            size_t n = aq_jscan_compact((struct aq_jspan){b.p, b.len}, compact);
+            json_t *w =
+                json_loadb(compact, n, JSON_DECODE_ANY | JSON_ALLOW_NUL, &jerr);
+
+            ck_assert_msg(w != NULL && json_equal(v, w),
+                          "seed %#llx, text %lu: \"%s\" compacts to another "
+                          "value",
+                          (unsigned long long)f.seed, i, shown);
+            json_decref(w);
+            free(compact);
+            valid++;
+        }
+        json_decref(v);
+    }
+    fprintf(stderr, "jscan check fuzz: seed %#llx, %lu texts, %lu valid\n",
+            (unsigned long long)f.seed, i, valid);
+    ck_assert_uint_gt(valid, i / 10);
+    free(b.p);
+}
+END_TEST
+
 Suite *
 jscan_suite(void)
 {
@@ -1867,6 +2084,16 @@ jscan_suite(void)
     tcase_add_loop_test(tc, jscan_value_is_valid_only_for_what_jansson_parses,
                         0, NELEM(scans));
     tcase_add_test(tc, jscan_plain_string_gives_contents_without_escapes);
+    suite_add_tcase(s, tc);
+
+    tc = test_tcase_new("check");
+    tcase_add_loop_test(tc, jscan_check_accepts_every_rfc8259_text, 0,
+                        NELEM(checked_valid));
+    tcase_add_loop_test(tc, jscan_check_refuses_what_is_not_json_and_says_where,
+                        0, NELEM(checked_invalid));
+    tcase_add_test(tc, jscan_check_takes_2048_levels_and_refuses_more);
+    tcase_add_test(tc, jscan_walks_members_unescapes_and_compacts);
+    tcase_add_test(tc, fuzzed_texts_jscan_check_agrees_with_jansson);
     suite_add_tcase(s, tc);
 
     tc = test_tcase_new("utf8");
