@@ -12,6 +12,7 @@ Suite *jscan_suite(void);
 Suite *proc_suite(void);
 Suite *queue_suite(void);
 Suite *recarena_suite(void);
+Suite *rpc_suite(void);
 Suite *task_suite(void);
 Suite *wait_suite(void);
 
