@@ -833,7 +833,7 @@ aq_broker_free(struct aq_broker *b)
             free(c);
         }
         aq_http_free(bq->http); /* after the runs that used it */
-        aq_queue_free(bq->q); /* no drop_cb: the id map owns the jobs */
+        aq_queue_free(bq->q);   /* no drop_cb: the id map owns the jobs */
         aq_queue_config_clear(&bq->cfg);
         free(bq);
     }
@@ -967,12 +967,10 @@ check_args(const struct aq_handler *h, const struct bqueue *bq,
         return 0;
     if (p->args != NULL)
         return h->check(&bq->cfg, p->args, err);
-    args = p->args_raw != NULL ? json_loadb(p->args_raw, p->args_len, 0, NULL)
+    args = p->args_raw != NULL ? aq_args_parse(p->args_raw, p->args_len, err)
                                : json_object();
-    if (args == NULL) {
-        aq_error_set(err, AQ_ERR_INVALID_PARAMS, "params.args: invalid JSON");
+    if (args == NULL)
         return -1;
-    }
     rc = h->check(&bq->cfg, args, err);
     json_decref(args);
     return rc;

@@ -33,7 +33,8 @@ struct aq_put_result;
 void aq_call_reply_put(struct aq_call *c, const struct aq_put_result *res);
 
 /* Sends a notification (reference to params taken) on the call's
- * connection, e.g. job.done in wait's stream mode. */
+ * connection, e.g. job.done in wait's stream mode; nothing when the call
+ * is itself a notification (spec section 7). */
 void aq_call_notify(struct aq_call *c, const char *method, json_t *params);
 
 /* The connection reads nothing more until this call ends. */
@@ -49,7 +50,11 @@ void aq_call_on_abandon(struct aq_call *c, void (*cb)(void *arg), void *arg);
 #define AQ_CALL_SCRATCH 128
 void *aq_call_scratch(struct aq_call *c, size_t size);
 
+/* Replaces the params (reference taken) the call keeps for the method. */
+void aq_call_set_params(struct aq_call *c, json_t *params);
+
 /* The authentication state of the call's connection. */
 void aq_call_set_authenticated(struct aq_call *c);
+bool aq_call_is_authenticated(const struct aq_call *c);
 
 #endif

@@ -16,6 +16,7 @@
 #include "clock.h"
 #include "error.h"
 #include "jscan.h"
+#include "jwrite.h"
 #include "xmalloc.h"
 
 extern const struct aq_handler aq_handler_exec;
@@ -43,7 +44,7 @@ void
 aq_outcome_set_result(struct aq_outcome *out, json_t *v)
 {
     free(out->result);
-    out->result = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
+    out->result = aq_jwrite_string(v, NULL);
     json_decref(v);
 }
 
@@ -73,6 +74,20 @@ aq_json_string_lossy(const char *s, size_t len)
     str = json_stringn_nocheck(buf, n);
     free(buf);
     return str;
+}
+
+json_t *
+aq_args_parse(const char *text, size_t len, struct aq_error *err)
+{
+    const size_t flags = JSON_ALLOW_NUL | JSON_REJECT_DUPLICATES;
+    json_error_t jerr;
+    json_t *args = json_loadb(text, len, flags, &jerr);
+
+    if (args == NULL)
+        args = json_loadb(text, len, flags | JSON_DECODE_INT_AS_REAL, &jerr);
+    if (args == NULL)
+        aq_error_set(err, AQ_ERR_INVALID_PARAMS, "params.args: %s", jerr.text);
+    return args;
 }
 
 /* ---- echo: the args, unchanged ---- */
@@ -175,7 +190,7 @@ sleep_start(const struct aq_run_env *env, const struct aq_job *j,
             aq_run_done_cb *cb, void *arg)
 {
     struct sleep_run *r = xcalloc(1, sizeof *r);
-    json_t *args = json_loadb(j->args, j->args_len, 0, NULL);
+    json_t *args = aq_args_parse(j->args, j->args_len, NULL);
     struct timeval tv;
 
     if (args == NULL || sleep_seconds(args, &r->seconds) < 0)

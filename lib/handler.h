@@ -69,5 +69,10 @@ void aq_outcome_set_result(struct aq_outcome *out, json_t *v);
 /* A JSON string of len bytes of program output: invalid UTF-8 sequences
  * become U+FFFD, so any output can be returned. New reference. */
 json_t *aq_json_string_lossy(const char *s, size_t len);
+/* A job's args (JSON text, as stored) as jansson values for a handler: a
+ * new reference, or NULL with err (-32602 naming params.args). U+0000 in
+ * strings is kept, so a handler must refuse it where it cannot be used;
+ * an integer beyond 64 bits becomes a real (the text stays exact). */
+json_t *aq_args_parse(const char *text, size_t len, struct aq_error *err);
 
 #endif

@@ -67,6 +67,13 @@ is_allowed(const struct aq_queue_config *qc, const char *program)
     return false;
 }
 
+/* A string holding U+0000, which no argument, variable or path can. */
+static bool
+has_nul(const json_t *s)
+{
+    return strlen(json_string_value(s)) != json_string_length(s);
+}
+
 static int
 check_strings(const json_t *v, const char *field, struct aq_error *err)
 {
@@ -80,9 +87,10 @@ check_strings(const json_t *v, const char *field, struct aq_error *err)
         return -1;
     }
     json_array_foreach (v, i, s) {
-        if (!json_is_string(s)) {
+        if (!json_is_string(s) || has_nul(s)) {
             aq_error_set(err, AQ_ERR_INVALID_PARAMS,
-                         "params.args.%s[%zu]: expected string", field, i);
+                         "params.args.%s[%zu]: expected string%s", field, i,
+                         json_is_string(s) ? " without \\u0000" : "");
             return -1;
         }
     }
@@ -128,9 +136,10 @@ check_env(const struct aq_queue_config *qc, const json_t *env,
                          name);
             return -1;
         }
-        if (!json_is_string(v)) {
+        if (!json_is_string(v) || has_nul(v)) {
             aq_error_set(err, AQ_ERR_INVALID_PARAMS,
-                         "params.args.env.%.100s: expected string", name);
+                         "params.args.env.%.100s: expected string%s", name,
+                         json_is_string(v) ? " without \\u0000" : "");
             return -1;
         }
         if (is_loader_variable(name) && !allows_all(qc)) {
@@ -160,9 +169,11 @@ exec_check(const struct aq_queue_config *qc, const json_t *args,
             if (check_env(qc, v, err) < 0)
                 return -1;
         } else if (strcmp(key, "cwd") == 0 || strcmp(key, "stdin") == 0) {
-            if (!json_is_string(v)) {
+            /* stdin is bytes: U+0000 is fine there. */
+            if (!json_is_string(v) || (key[0] == 'c' && has_nul(v))) {
                 aq_error_set(err, AQ_ERR_INVALID_PARAMS,
-                             "params.args.%s: expected string", key);
+                             "params.args.%s: expected string%s", key,
+                             json_is_string(v) ? " without \\u0000" : "");
                 return -1;
             }
         } else {
@@ -271,7 +282,7 @@ exec_start(const struct aq_run_env *env, const struct aq_job *j,
 {
     struct aq_outcome out = {0};
     struct aq_error err = {0};
-    json_t *args = json_loadb(j->args, j->args_len, 0, NULL);
+    json_t *args = aq_args_parse(j->args, j->args_len, NULL);
     const json_t *argv_json = json_object_get(args, "argv");
     char program[PATH_MAX];
     const char **argv = NULL;

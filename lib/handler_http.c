@@ -109,9 +109,11 @@ http_check(const struct aq_queue_config *qc, const json_t *args,
 
     json_object_foreach ((json_t *)args, key, v) {
         if (strcmp(key, "url") == 0) {
-            if (!json_is_string(v)) {
+            if (!json_is_string(v) ||
+                strlen(json_string_value(v)) != json_string_length(v)) {
                 aq_error_set(err, AQ_ERR_INVALID_PARAMS,
-                             "params.args.url: expected string");
+                             "params.args.url: expected string without "
+                             "\\u0000");
                 return -1;
             }
             if (aq_http_check_url(json_string_value(v), "params.args.url",
@@ -206,7 +208,7 @@ static void *
 http_start(const struct aq_run_env *env, const struct aq_job *j,
            aq_run_done_cb *cb, void *arg)
 {
-    json_t *args = json_loadb(j->args, j->args_len, 0, NULL);
+    json_t *args = aq_args_parse(j->args, j->args_len, NULL);
     struct aq_error err = {0};
     struct aq_outcome out = {0};
     struct http_run *r;
@@ -232,8 +234,7 @@ http_start(const struct aq_run_env *env, const struct aq_job *j,
     r = xcalloc(1, sizeof *r);
     r->cb = cb;
     r->arg = arg;
-    expect_range(json_object_get(args, "expect"), &r->expect_lo,
-                 &r->expect_hi);
+    expect_range(json_object_get(args, "expect"), &r->expect_lo, &r->expect_hi);
     req.url = json_string_value(json_object_get(args, "url"));
     req.method = json_string_value(json_object_get(args, "method"));
     snprintf(r->method, sizeof r->method, "%s",

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "jwrite.h"
 #include "recarena.h"
 #include "task.h"
 #include "xmalloc.h"
@@ -194,13 +195,9 @@ aq_job_record(const struct aq_job *j, const char *queue_name)
         json_object_set_new(rec, "started", wall_seconds(x->started_us));
     if (x->finished_us != 0)
         json_object_set_new(rec, "finished", wall_seconds(x->finished_us));
-    if (x->result != NULL) {
-        /* Stored by us as valid JSON; NUL is legal inside its strings. */
-        json_t *res = json_loads(x->result, JSON_ALLOW_NUL, NULL);
-
-        if (res != NULL)
-            json_object_set_new(rec, "result", res);
-    }
+    if (x->result != NULL) /* exactly as stored: echo's args unchanged */
+        json_object_set_new(rec, "result",
+                            aq_jraw(x->result, strlen(x->result)));
     if (x->err_code != NULL)
         json_object_set_new(rec, "error",
                             json_pack("{s:s,s:s}", "code", x->err_code,

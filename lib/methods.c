@@ -22,6 +22,7 @@
 #include "clock.h"
 #include "error.h"
 #include "journal.h"
+#include "rpc.h"
 #include "task.h"
 #include "wait.h"
 #include "xmalloc.h"
@@ -29,6 +30,7 @@
 #define MAX_DURATION_S 1e9 /* about 31 years */
 #define MAX_ID ((INT64_C(1) << 53) - 1)
 #define MAX_KEY_BYTES 1024
+#define MAX_WAIT_JOBS 100000 /* distinct ids in one wait (spec section 7) */
 
 struct aq_methods {
     struct aq_broker *broker; /* borrowed */
@@ -38,8 +40,10 @@ struct aq_methods {
     int64_t started_us; /* monotonic */
 };
 
+/* params: the request's params; args: put's args as compact JSON text
+ * (p NULL when absent), for methods that take them raw. */
 typedef void method_fn(struct aq_methods *m, struct aq_call *call,
-                       json_t *params);
+                       json_t *params, struct aq_jspan args);
 
 /* ---- params ---- */
 
@@ -79,8 +83,26 @@ opt_string(const json_t *params, const char *name, const char **out,
                      name);
         return -1;
     }
+    /* Valid JSON, but no name or key of ours may hold U+0000. */
+    if (strlen(json_string_value(v)) != json_string_length(v)) {
+        aq_error_set(err, AQ_ERR_INVALID_PARAMS,
+                     "params.%s: holds \\u0000, which is not allowed here",
+                     name);
+        return -1;
+    }
     *out = json_string_value(v);
     return 0;
+}
+
+static int
+req_string(const json_t *params, const char *name, const char **out,
+           struct aq_error *err)
+{
+    if (json_object_get(params, name) == NULL) {
+        aq_error_set(err, AQ_ERR_INVALID_PARAMS, "params.%s: required", name);
+        return -1;
+    }
+    return opt_string(params, name, out, err);
 }
 
 static int
@@ -348,7 +370,8 @@ aq_methods_put(struct aq_methods *m, struct aq_call *call,
 }
 
 static void
-m_put(struct aq_methods *m, struct aq_call *call, json_t *params)
+m_put(struct aq_methods *m, struct aq_call *call, json_t *params,
+      struct aq_jspan args)
 {
     static const char *const fields[] = {
         "queue",   "kind", "args", "priority", "delay", "timeout",
@@ -369,12 +392,14 @@ m_put(struct aq_methods *m, struct aq_call *call, json_t *params)
         opt_bool(params, "wait", &wait, &err) < 0 ||
         opt_bool(params, "nowait", &p.nowait, &err) < 0)
         goto fail;
-    p.args = json_object_get(params, "args");
-    if (p.args != NULL && !json_is_object(p.args)) {
+    /* An object arrives raw (lib/rpc.c), anything else parsed. */
+    if (json_object_get(params, "args") != NULL) {
         aq_error_set(&err, AQ_ERR_INVALID_PARAMS,
                      "params.args: expected object");
         goto fail;
     }
+    p.args_raw = args.p;
+    p.args_len = args.n;
     if (p.key != NULL && (p.key[0] == '\0' || strlen(p.key) > MAX_KEY_BYTES)) {
         aq_error_set(&err, AQ_ERR_INVALID_PARAMS,
                      "params.key: expected a string of 1 to %d bytes",
@@ -392,7 +417,8 @@ fail:
 /* ---- status, cancel ---- */
 
 static void
-m_status(struct aq_methods *m, struct aq_call *call, json_t *params)
+m_status(struct aq_methods *m, struct aq_call *call, json_t *params,
+         struct aq_jspan args)
 {
     static const char *const fields[] = {"job", NULL};
     struct aq_error err;
@@ -409,7 +435,8 @@ m_status(struct aq_methods *m, struct aq_call *call, json_t *params)
 }
 
 static void
-m_cancel(struct aq_methods *m, struct aq_call *call, json_t *params)
+m_cancel(struct aq_methods *m, struct aq_call *call, json_t *params,
+         struct aq_jspan args)
 {
     static const char *const fields[] = {"job", NULL};
     struct aq_error err;
@@ -434,6 +461,8 @@ m_cancel(struct aq_methods *m, struct aq_call *call, json_t *params)
 
 /* ---- wait ---- */
 
+/* A wait on the distinct jobs of params.jobs: each is waited on once; the
+ * reply still has one record per position, as gather's has. */
 struct wait_call {
     struct aq_methods *m;
     struct aq_call *call;
@@ -441,12 +470,17 @@ struct wait_call {
     enum aq_wait_mode mode;
     bool cancel_on_timeout;
     double timeout;
+    uint64_t *ids; /* owned: the distinct ids, in first-seen order */
+    size_t *at;    /* owned: for each position, its index in ids */
+    size_t npos, nids;
 };
 
 static void
 wait_call_free(struct wait_call *wc)
 {
     aq_wait_free(wc->w);
+    free(wc->ids);
+    free(wc->at);
     free(wc);
 }
 
@@ -457,11 +491,32 @@ wait_abandon(void *arg)
 }
 
 static void
+wait_timed_out(struct wait_call *wc, struct aq_task *const *tasks)
+{
+    struct aq_error err;
+    size_t left = 0;
+
+    for (size_t i = 0; i < wc->nids; i++) {
+        const char *state;
+
+        if (aq_task_result(tasks[i]) != NULL)
+            continue;
+        left++;
+        if (wc->cancel_on_timeout)
+            aq_broker_cancel(wc->m->broker, wc->ids[i], &state, NULL);
+    }
+    aq_error_set(&err, AQ_ERR_TIMEOUT,
+                 "wait: timeout after %g s with %zu of %zu jobs unfinished%s",
+                 wc->timeout, left, wc->nids,
+                 wc->cancel_on_timeout ? " (cancelled)" : "");
+    aq_call_fail(wc->call, &err);
+}
+
+static void
 wait_cb(struct aq_wait *w, enum aq_wait_event ev, struct aq_task *t, void *arg)
 {
     struct wait_call *wc = arg;
     struct aq_task *const *tasks;
-    struct aq_error err;
     json_t *list;
     size_t n;
 
@@ -471,49 +526,70 @@ wait_cb(struct aq_wait *w, enum aq_wait_event ev, struct aq_task *t, void *arg)
     }
     tasks = aq_wait_tasks(w, &n);
     aq_call_on_abandon(wc->call, NULL, NULL);
-    if (ev == AQ_WAIT_TIMEOUT) {
-        json_t *ids = json_array();
-
-        for (size_t i = 0; i < n; i++) {
-            json_t *rec = aq_task_result(tasks[i]);
-            const char *state;
-
-            if (rec != NULL)
-                continue;
-            /* The future of an unfinished job has no record yet; its id is
-             * the caller's i-th id. */
-            json_array_append(
-                ids, json_array_get(
-                         json_object_get(aq_call_params(wc->call), "jobs"), i));
-            if (wc->cancel_on_timeout)
-                aq_broker_cancel(wc->m->broker,
-                                 (uint64_t)json_integer_value(json_array_get(
-                                     ids, json_array_size(ids) - 1)),
-                                 &state, NULL);
-        }
-        aq_error_set(
-            &err, AQ_ERR_TIMEOUT,
-            "wait: timeout after %g s with %zu of %zu jobs unfinished%s",
-            wc->timeout, json_array_size(ids), n,
-            wc->cancel_on_timeout ? " (cancelled)" : "");
-        json_decref(ids);
-        aq_call_fail(wc->call, &err);
-        wait_call_free(wc);
-        return;
-    }
-    list = json_array();
-    if (wc->mode == AQ_WAIT_FIRST)
-        json_array_append(list, aq_task_result(t));
+    if (ev == AQ_WAIT_TIMEOUT)
+        wait_timed_out(wc, tasks);
     else {
-        for (size_t i = 0; i < n; i++)
-            json_array_append(list, aq_task_result(tasks[i]));
+        /* Records are shared, not copied; the server writes the list as
+         * the client reads it. */
+        list = json_array();
+        if (wc->mode == AQ_WAIT_FIRST)
+            json_array_append(list, aq_task_result(t));
+        else {
+            for (size_t i = 0; i < wc->npos; i++)
+                json_array_append(list, aq_task_result(tasks[wc->at[i]]));
+        }
+        aq_call_reply(wc->call, list);
     }
-    aq_call_reply(wc->call, list);
     wait_call_free(wc);
 }
 
+/* The distinct ids of jobs into wc (ids, at), or -1 with err. */
+static int
+wait_ids(struct wait_call *wc, const json_t *jobs, struct aq_error *err)
+{
+    size_t cap = 16, i, *slots;
+    json_t *v;
+
+    wc->npos = json_array_size(jobs);
+    wc->at = xcalloc(wc->npos, sizeof *wc->at);
+    while (cap < 2 * wc->npos)
+        cap *= 2;
+    /* Open addressing over indexes into wc->ids, + 1 (0: empty). */
+    slots = xcalloc(cap, sizeof *slots);
+    wc->ids = xcalloc(wc->npos, sizeof *wc->ids);
+    json_array_foreach (jobs, i, v) {
+        char what[48];
+        uint64_t id;
+        size_t h;
+
+        snprintf(what, sizeof what, "params.jobs[%zu]", i);
+        if (id_value(v, what, &id, err) < 0)
+            goto fail;
+        h = (size_t)(id * UINT64_C(0x9E3779B97F4A7C15)) & (cap - 1);
+        while (slots[h] != 0 && wc->ids[slots[h] - 1] != id)
+            h = (h + 1) & (cap - 1);
+        if (slots[h] == 0) {
+            if (wc->nids == MAX_WAIT_JOBS) {
+                aq_error_set(err, AQ_ERR_INVALID_PARAMS,
+                             "params.jobs: more than %d distinct job ids",
+                             MAX_WAIT_JOBS);
+                goto fail;
+            }
+            wc->ids[wc->nids++] = id;
+            slots[h] = wc->nids;
+        }
+        wc->at[i] = slots[h] - 1;
+    }
+    free(slots);
+    return 0;
+fail:
+    free(slots);
+    return -1;
+}
+
 static void
-m_wait(struct aq_methods *m, struct aq_call *call, json_t *params)
+m_wait(struct aq_methods *m, struct aq_call *call, json_t *params,
+       struct aq_jspan args)
 {
     static const char *const fields[] = {"jobs", "mode", "timeout",
                                          "cancel_on_timeout", NULL};
@@ -524,7 +600,6 @@ m_wait(struct aq_methods *m, struct aq_call *call, json_t *params)
     struct aq_error err;
     double timeout = -1;
     size_t n = 0, i;
-    json_t *v;
 
     wc = xcalloc(1, sizeof *wc);
     if (check_fields(params, fields, &err) < 0 ||
@@ -548,16 +623,13 @@ m_wait(struct aq_methods *m, struct aq_call *call, json_t *params)
                      "params.jobs: expected a non-empty array of job ids");
         goto fail;
     }
-    tasks = xcalloc(json_array_size(jobs), sizeof *tasks);
-    json_array_foreach (jobs, i, v) {
-        char what[48];
-        uint64_t id;
-
-        snprintf(what, sizeof what, "params.jobs[%zu]", i);
-        if (id_value(v, what, &id, &err) < 0 ||
-            (tasks[n] = aq_broker_job_future(m->broker, id, &err)) == NULL)
+    if (wait_ids(wc, jobs, &err) < 0)
+        goto fail;
+    tasks = xcalloc(wc->nids, sizeof *tasks);
+    for (n = 0; n < wc->nids; n++) {
+        if ((tasks[n] = aq_broker_job_future(m->broker, wc->ids[n], &err)) ==
+            NULL)
             goto fail;
-        n++;
     }
     wc->m = m;
     wc->call = call;
@@ -574,6 +646,8 @@ fail:
     for (i = 0; i < n; i++)
         aq_task_unref(tasks[i]);
     free(tasks);
+    free(wc->ids);
+    free(wc->at);
     free(wc);
     aq_call_fail(call, &err);
 }
@@ -633,7 +707,8 @@ join_timeout_cb(evutil_socket_t fd, short what, void *arg)
 }
 
 static void
-m_join(struct aq_methods *m, struct aq_call *call, json_t *params)
+m_join(struct aq_methods *m, struct aq_call *call, json_t *params,
+       struct aq_jspan args)
 {
     static const char *const fields[] = {"queue", "timeout", NULL};
     struct join_call *jc = xcalloc(1, sizeof *jc);
@@ -673,7 +748,8 @@ fail:
 /* ---- queues and the rest ---- */
 
 static void
-m_stats(struct aq_methods *m, struct aq_call *call, json_t *params)
+m_stats(struct aq_methods *m, struct aq_call *call, json_t *params,
+        struct aq_jspan args)
 {
     static const char *const fields[] = {"queue", NULL};
     const char *queue = NULL;
@@ -699,7 +775,8 @@ m_stats(struct aq_methods *m, struct aq_call *call, json_t *params)
 }
 
 static void
-m_scale(struct aq_methods *m, struct aq_call *call, json_t *params)
+m_scale(struct aq_methods *m, struct aq_call *call, json_t *params,
+        struct aq_jspan args)
 {
     static const char *const fields[] = {"queue", "consumers", NULL};
     const char *queue = NULL;
@@ -707,7 +784,7 @@ m_scale(struct aq_methods *m, struct aq_call *call, json_t *params)
     struct aq_error err;
 
     if (check_fields(params, fields, &err) < 0 ||
-        opt_string(params, "queue", &queue, &err) < 0 ||
+        req_string(params, "queue", &queue, &err) < 0 ||
         opt_int(params, "consumers", 0, 10000, &n, &err) < 0)
         goto fail;
     if (n < 0) {
@@ -716,9 +793,7 @@ m_scale(struct aq_methods *m, struct aq_call *call, json_t *params)
     }
     if (aq_broker_scale(m->broker, queue, (int)n, &err) < 0)
         goto fail;
-    aq_call_reply(call,
-                  json_pack("{s:s,s:I}", "queue",
-                            queue != NULL ? queue : "default", "consumers", n));
+    aq_call_reply(call, json_pack("{s:s,s:I}", "queue", queue, "consumers", n));
     return;
 fail:
     aq_call_fail(call, &err);
@@ -733,36 +808,46 @@ pause_or_resume(struct aq_methods *m, struct aq_call *call, json_t *params,
     struct aq_error err;
 
     if (check_fields(params, fields, &err) < 0 ||
-        opt_string(params, "queue", &queue, &err) < 0 ||
+        req_string(params, "queue", &queue, &err) < 0 ||
         aq_broker_pause(m->broker, queue, paused, &err) < 0) {
         aq_call_fail(call, &err);
         return;
     }
-    aq_call_reply(call, json_pack("{s:s,s:b}", "queue",
-                                  queue != NULL ? queue : "default", "paused",
-                                  paused));
+    aq_call_reply(call,
+                  json_pack("{s:s,s:b}", "queue", queue, "paused", paused));
 }
 
 static void
-m_pause(struct aq_methods *m, struct aq_call *call, json_t *params)
+m_pause(struct aq_methods *m, struct aq_call *call, json_t *params,
+        struct aq_jspan args)
 {
     pause_or_resume(m, call, params, true);
 }
 
 static void
-m_resume(struct aq_methods *m, struct aq_call *call, json_t *params)
+m_resume(struct aq_methods *m, struct aq_call *call, json_t *params,
+         struct aq_jspan args)
 {
     pause_or_resume(m, call, params, false);
 }
 
 static void
-m_ping(struct aq_methods *m, struct aq_call *call, json_t *params)
+m_ping(struct aq_methods *m, struct aq_call *call, json_t *params,
+       struct aq_jspan args)
 {
+    static const char *const fields[] = {NULL};
+    struct aq_error err;
+
+    if (check_fields(params, fields, &err) < 0) {
+        aq_call_fail(call, &err);
+        return;
+    }
     aq_call_reply(call, json_string("pong"));
 }
 
 static void
-m_auth(struct aq_methods *m, struct aq_call *call, json_t *params)
+m_auth(struct aq_methods *m, struct aq_call *call, json_t *params,
+       struct aq_jspan args)
 {
     static const char *const fields[] = {"token", NULL};
     const char *token = NULL;
@@ -785,22 +870,15 @@ fail:
 static const struct {
     const char *name;
     method_fn *fn;
+    bool has_raw_args; /* params.args kept as text (lib/rpc.h) */
 } methods[] = {
-    {"put", m_put},       {"status", m_status}, {"wait", m_wait},
-    {"cancel", m_cancel}, {"join", m_join},     {"stats", m_stats},
-    {"scale", m_scale},   {"pause", m_pause},   {"resume", m_resume},
-    {"ping", m_ping},     {"auth", m_auth},
+    {"put", m_put, true},        {"status", m_status, false},
+    {"wait", m_wait, false},     {"cancel", m_cancel, false},
+    {"join", m_join, false},     {"stats", m_stats, false},
+    {"scale", m_scale, false},   {"pause", m_pause, false},
+    {"resume", m_resume, false}, {"ping", m_ping, false},
+    {"auth", m_auth, false},
 };
-
-static method_fn *
-method_find(const char *name)
-{
-    for (size_t i = 0; i < sizeof methods / sizeof methods[0]; i++) {
-        if (strcmp(methods[i].name, name) == 0)
-            return methods[i].fn;
-    }
-    return NULL;
-}
 
 struct aq_methods *
 aq_methods_new(struct aq_broker *broker, const char *token,
@@ -831,20 +909,41 @@ aq_methods_auth_required(const struct aq_methods *m)
     return m->token != NULL;
 }
 
-bool
-aq_methods_exists(const char *name)
+void
+aq_methods_dispatch(struct aq_methods *m, struct aq_call *call,
+                    const struct aq_rpc_request *r)
 {
-    return method_find(name) != NULL;
-}
+    struct aq_jspan args = {0};
+    struct aq_error err;
+    char *raw = NULL;
+    json_t *params;
+    size_t i;
 
-int
-aq_methods_dispatch(struct aq_methods *m, const char *name,
-                    struct aq_call *call)
-{
-    method_fn *fn = method_find(name);
-
-    if (fn == NULL)
-        return -1;
-    fn(m, call, aq_call_params(call));
-    return 0;
+    for (i = 0; i < sizeof methods / sizeof methods[0]; i++) {
+        if (strcmp(methods[i].name, r->method) == 0)
+            break;
+    }
+    if (i == sizeof methods / sizeof methods[0]) {
+        aq_error_set(&err, AQ_ERR_NO_METHOD, "method not found: %s",
+                     r->method_shown);
+        aq_call_fail(call, &err);
+        return;
+    }
+    if (m->token != NULL && !aq_call_is_authenticated(call) &&
+        methods[i].fn != m_auth) {
+        aq_error_set(&err, AQ_ERR_UNAUTHORIZED,
+                     "unauthorized: send auth with the token first");
+        aq_call_fail(call, &err);
+        return;
+    }
+    params = aq_rpc_params(r->params, methods[i].has_raw_args ? &raw : NULL,
+                           &args.n, &err);
+    if (params == NULL) {
+        aq_call_fail(call, &err);
+        return;
+    }
+    args.p = raw;
+    aq_call_set_params(call, params);
+    methods[i].fn(m, call, params, args);
+    free(raw); /* what needs it took a copy */
 }

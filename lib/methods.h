@@ -21,8 +21,6 @@ struct aq_methods *aq_methods_new(struct aq_broker *broker, const char *token,
 void aq_methods_free(struct aq_methods *m); /* NULL is fine */
 
 bool aq_methods_auth_required(const struct aq_methods *m);
-/* Whether name is a method at all (for -32601 before auth's -32001). */
-bool aq_methods_exists(const char *name);
 
 struct aq_put;
 /* put with its params already read (lib/fastput.c, or m_put): ends call
@@ -31,9 +29,13 @@ struct aq_put;
 void aq_methods_put(struct aq_methods *m, struct aq_call *call,
                     const struct aq_put *p, bool wait);
 
-/* Runs method name on call, which it ends now or later. Returns -1 when
- * there is no such method (the call is untouched). */
-int aq_methods_dispatch(struct aq_methods *m, const char *name,
-                        struct aq_call *call);
+struct aq_rpc_request;
+/* Runs the request r on call, which it ends now or later: -32601 for a
+ * method that does not exist (whatever its params), then -32001 if auth
+ * is required and the connection has not sent it, then -32602 for
+ * params that cannot be read, else the method. r is borrowed for the
+ * call's duration only. */
+void aq_methods_dispatch(struct aq_methods *m, struct aq_call *call,
+                         const struct aq_rpc_request *r);
 
 #endif

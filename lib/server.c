@@ -2,15 +2,23 @@
 /*
  * lib/server.c: listeners, connections and the JSON-RPC framing.
  *
- * A connection reads lines straight out of its input evbuffer (no copy),
- * parses each with jansson and turns each request into a call. Replies are
- * appended to the output evbuffer; libevent writes them when the loop next
- * polls, so the replies of one read are batched into one write. Reading
- * stops while a call blocks the connection (a put waiting for room), while
- * `window` calls are unanswered, or while the client is not reading its
- * replies; it resumes from the loop once that changes.
- * A connection is freed only from the loop (the server's reap event), never
- * under a caller that may still use it.
+ * A connection reads lines straight out of its input evbuffer (no copy).
+ * A plain put goes the hot path (lib/fastput.c); any other line is checked
+ * as JSON (lib/jscan.c) and read as requests (lib/rpc.c), whose id is kept
+ * as the raw text it arrived as. Messages for the client wait in the
+ * connection's queue as JSON values and are written into the output
+ * evbuffer only while it holds less than OUTPUT_HIGH_BYTES (lib/jwrite.c
+ * stops between values), so a client that does not read costs a bounded
+ * buffer, not a copy of every reply. Requests are read while fewer than
+ * `window` calls are unanswered, no call blocks the connection (a put
+ * waiting for room) and no message waits; meanwhile the socket is still
+ * read up to STALLED_READ_BYTES so that the client's close is seen.
+ * A client that closes its sending side still gets the replies to what it
+ * sent, for at most idle_timeout, outside producers.max. The server
+ * closes by flushing what is owed, shutting its side down and reading
+ * until the client closes (no reset that could destroy the last reply).
+ * A connection is freed only from the loop (the server's reap event),
+ * never under a caller that may still use it.
  */
 #include "server.h"
 
@@ -23,8 +31,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
+#include <sys/ioctl.h>
 #include <sys/queue.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/uio.h>
 #include <sys/un.h>
@@ -41,17 +50,27 @@
 #include "config.h"
 #include "error.h"
 #include "fastput.h"
+#include "jscan.h"
+#include "jwrite.h"
 #include "log.h"
 #include "methods.h"
+#include "rpc.h"
 #include "xmalloc.h"
 
-/* Stop reading a client that does not read its replies past this. */
+/* What a connection's output may hold before the server stops writing
+ * messages into it (and stops reading requests) until the client reads. */
 #define OUTPUT_HIGH_BYTES (4u << 20)
+/* What is still read from a client whose requests are not processed now,
+ * so that its close or reset is noticed. */
+#define STALLED_READ_BYTES (64u << 10)
+/* Closing: how long, and how much, to read and discard from a client
+ * before the socket is closed. */
+#define LINGER_MS 2000
+#define LINGER_MAX_BYTES (4u << 20)
 #define LISTEN_BACKLOG 1024
 #define LIBEVENT_READ 4096     /* libevent 2.1's most per read */
 #define READ_BURST (60u << 10) /* what one more read may take */
-/* 16 digits keep microseconds in epoch times and print 0.2 as 0.2. */
-#define DUMP_FLAGS (JSON_COMPACT | JSON_REAL_PRECISION(16))
+#define ID_INLINE 32           /* ids up to this long live in the call */
 
 struct listener {
     struct aq_server *s;
@@ -61,39 +80,57 @@ struct listener {
     struct listener *next;
 };
 
+/* The replies of one batch request, sent as one array once all are in. */
 struct batch {
     json_t *replies; /* owned; one slot per request that gets a reply */
-    size_t pending;  /* requests not yet answered */
+    size_t pending;  /* requests not yet answered, + 1 while filling */
+};
+
+/* A message for the client, written as the output drains. */
+struct outmsg {
+    STAILQ_ENTRY(outmsg) link;
+    struct aq_jwrite *w; /* owned */
 };
 
 struct conn;
 
 struct aq_call {
     struct conn *conn;
-    json_t *id;                     /* owned; NULL: id_raw, or a notification */
-    json_t *params;                 /* owned; created when first asked for */
-    char id_raw[AQ_FASTPUT_ID_MAX]; /* the id's JSON text (fast path) */
+    json_t *params; /* owned; created when first asked for */
+    char *id;       /* the raw id text: id_buf or owned; NULL for a
+                       notification */
+    size_t id_len;
+    char id_buf[ID_INLINE];
     _Alignas(max_align_t) unsigned char scratch[AQ_CALL_SCRATCH];
-    uint8_t id_raw_len;  /* 0 = none */
     struct batch *batch; /* shared; NULL outside a batch */
     size_t slot;         /* index in batch->replies */
     void (*abandon)(void *arg);
     void *abandon_arg;
-    struct aq_call *prev, *next; /* the connection's calls in flight */
+    LIST_ENTRY(aq_call) link; /* the connection's calls in flight */
 };
+
+/* Which count of the server a connection is in. */
+enum slot { SLOT_NONE, SLOT_OPEN, SLOT_HALF_CLOSED };
 
 struct conn {
     struct aq_server *s;
     struct bufferevent *bev; /* owned, closes the socket */
     uint64_t num;
     char peer[96];
-    size_t inflight;         /* calls not yet ended */
-    struct aq_call *calls;   /* in flight */
-    struct aq_call *blocker; /* a call no further read may overtake */
-    bool is_authed, is_eof, is_closing, is_rejected, in_process, is_freeing;
-    struct conn *prev, *next;
-    struct conn *next_dying; /* in s->dying once is_freeing */
-    bool flush_pending;      /* in s->flushing */
+    size_t inflight;            /* calls not yet ended */
+    LIST_HEAD(, aq_call) calls; /* in flight */
+    struct aq_call *blocker;    /* a call no further read may overtake */
+    STAILQ_HEAD(, outmsg) outq; /* messages not yet in the output */
+    struct event *timer;        /* owned: half-closed deadline, or lingering */
+    size_t lines;               /* lines read, for the byte-order mark */
+    size_t lingered;            /* bytes discarded while lingering */
+    enum slot slot;
+    bool is_authed, is_eof, is_closing, is_lingering, in_process, is_freeing;
+    bool must_linger;       /* closed on an error the client may not expect */
+    TAILQ_ENTRY(conn) link; /* s->conns */
+    TAILQ_ENTRY(conn) half_link; /* s->half_closed, with SLOT_HALF_CLOSED */
+    struct conn *next_dying;     /* in s->dying once is_freeing */
+    bool flush_pending;          /* in s->flushing */
     LIST_ENTRY(conn) flush_link;
 };
 
@@ -101,8 +138,10 @@ struct aq_server {
     struct event_base *base;    /* borrowed */
     struct aq_methods *methods; /* borrowed */
     struct listener *listeners;
-    struct conn *conns;
-    size_t nconns; /* not counting rejected ones */
+    TAILQ_HEAD(, conn) conns;
+    TAILQ_HEAD(, conn) half_closed; /* oldest first */
+    size_t nconns;                  /* SLOT_OPEN */
+    size_t nhalf;                   /* SLOT_HALF_CLOSED */
     uint64_t next_conn;
     int max_conns, window;
     size_t max_request_bytes;
@@ -121,104 +160,155 @@ struct aq_server {
 static void conn_process(struct conn *c);
 static void conn_update_reading(struct conn *c);
 static void conn_close(struct conn *c);
+static void conn_free_soon(struct conn *c);
 
 /* ---- writing ---- */
 
+/* Moves queued messages into the output until it holds
+ * OUTPUT_HIGH_BYTES; the rest waits for the client to read. */
 static void
-write_json(struct conn *c, json_t *msg)
+conn_pump(struct conn *c)
 {
     struct evbuffer *out = bufferevent_get_output(c->bev);
-    char stack[4096];
-    size_t n = json_dumpb(msg, stack, sizeof stack - 1, DUMP_FLAGS);
+    struct outmsg *m;
 
-    if (n == 0)
-        return;
-    if (n < sizeof stack) {
-        stack[n] = '\n';
-        evbuffer_add(out, stack, n + 1);
-        return;
-    }
-    char *big = json_dumps(msg, DUMP_FLAGS);
-    if (big != NULL) {
-        evbuffer_add(out, big, strlen(big));
+    while ((m = STAILQ_FIRST(&c->outq)) != NULL) {
+        if (!aq_jwrite_step(m->w, out, OUTPUT_HIGH_BYTES))
+            return;
         evbuffer_add(out, "\n", 1);
-        free(big);
+        STAILQ_REMOVE_HEAD(&c->outq, link);
+        aq_jwrite_free(m->w);
+        free(m);
     }
+}
+
+/* Sends msg (taken) to the client, after the messages before it. */
+static void
+conn_send(struct conn *c, json_t *msg)
+{
+    struct outmsg *m;
+
+    if (c->is_freeing) {
+        json_decref(msg);
+        return;
+    }
+    m = xmalloc(sizeof *m);
+    m->w = aq_jwrite_new(msg);
+    STAILQ_INSERT_TAIL(&c->outq, m, link);
+    conn_pump(c);
+}
+
+/* Sends one line of text (with its '\n'), written as it is. */
+static void
+conn_send_line(struct conn *c, const char *line, size_t n)
+{
+    if (c->is_freeing)
+        return;
+    if (STAILQ_EMPTY(&c->outq))
+        evbuffer_add(bufferevent_get_output(c->bev), line, n);
+    else
+        conn_send(c, aq_jraw(line, n - 1));
+}
+
+/* {"jsonrpc":"2.0","id":ID} to complete: id is raw text (NULL: null). */
+static json_t *
+response_new(const char *id, size_t id_len)
+{
+    json_t *r = json_object();
+
+    json_object_set_new(r, "jsonrpc", json_string("2.0"));
+    json_object_set_new(r, "id",
+                        id != NULL ? aq_jraw(id, id_len) : json_null());
+    return r;
 }
 
 static json_t *
-error_response(json_t *id, int code, const char *message)
+error_response(const char *id, size_t id_len, int code, const char *message)
 {
-    return json_pack("{s:s,s:O,s:{s:i,s:s}}", "jsonrpc", "2.0", "id",
-                     id != NULL ? id : json_null(), "error", "code", code,
-                     "message", message);
+    json_t *r = response_new(id, id_len);
+
+    json_object_set_new(
+        r, "error", json_pack("{s:i,s:s}", "code", code, "message", message));
+    return r;
 }
 
-/* A reply for a slot of batch b, or for the connection directly. */
+/* One reply of batch b in; the array goes out once it is complete (a
+ * NULL response: the call was abandoned, nothing is owed for it). */
 static void
-deliver(struct conn *c, struct batch *b, size_t slot, json_t *response)
+batch_deliver(struct conn *c, struct batch *b, size_t slot, json_t *response)
 {
-    if (b == NULL) {
-        if (!c->is_closing)
-            write_json(c, response);
-        json_decref(response);
-        return;
-    }
-    json_array_set_new(b->replies, slot, response);
+    if (response != NULL)
+        json_array_set_new(b->replies, slot, response);
     if (--b->pending > 0)
         return;
-    if (!c->is_closing && json_array_size(b->replies) > 0)
-        write_json(c, b->replies);
-    json_decref(b->replies);
+    if (json_array_size(b->replies) > 0 && !c->is_closing)
+        conn_send(c, b->replies);
+    else
+        json_decref(b->replies);
     free(b);
 }
 
-/* An error for a request that never became a call. */
-static void reply_error_now(struct conn *c, struct batch *b, json_t *id,
+/* A slot in batch b for a reply to come. */
+static size_t
+batch_slot(struct batch *b)
+{
+    json_array_append_new(b->replies, json_null());
+    b->pending++;
+    return json_array_size(b->replies) - 1;
+}
+
+/* An error for a request that never became a call; id is its raw id
+ * (p NULL: null). */
+static void reply_error_now(struct conn *c, struct batch *b, struct aq_jspan id,
                             int code, const char *fmt, ...)
     __attribute__((format(printf, 5, 6)));
 
 static void
-reply_error_now(struct conn *c, struct batch *b, json_t *id, int code,
+reply_error_now(struct conn *c, struct batch *b, struct aq_jspan id, int code,
                 const char *fmt, ...)
 {
     char msg[300];
+    json_t *r;
     va_list ap;
 
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
-    if (b != NULL) {
-        size_t slot = json_array_size(b->replies);
-
-        json_array_append_new(b->replies, json_null());
-        b->pending++;
-        deliver(c, b, slot, error_response(id, code, msg));
-        return;
-    }
-    deliver(c, NULL, 0, error_response(id, code, msg));
+    r = error_response(id.p, id.n, code, msg);
+    if (b != NULL)
+        batch_deliver(c, b, batch_slot(b), r);
+    else
+        conn_send(c, r);
 }
 
 /* ---- calls ---- */
 
+static bool
+conn_is_stalled(const struct conn *c)
+{
+    return c->blocker != NULL || c->inflight >= (size_t)c->s->window ||
+           !STAILQ_EMPTY(&c->outq) ||
+           evbuffer_get_length(bufferevent_get_output(c->bev)) >=
+               OUTPUT_HIGH_BYTES;
+}
+
+/* A call for a request with raw id (p NULL: a notification). */
 static struct aq_call *
-call_new(struct conn *c, json_t *id, json_t *params, struct batch *b)
+call_new(struct conn *c, struct aq_jspan id, struct batch *b)
 {
     struct aq_call *call = xcalloc(1, sizeof *call);
 
     call->conn = c;
-    call->id = json_incref(id);
-    call->params = json_incref(params);
-    if (b != NULL && id != NULL) {
-        call->batch = b;
-        call->slot = json_array_size(b->replies);
-        json_array_append_new(b->replies, json_null());
-        b->pending++;
+    if (id.p != NULL) {
+        call->id = id.n <= sizeof call->id_buf ? call->id_buf : xmalloc(id.n);
+        memcpy(call->id, id.p, id.n);
+        call->id_len = id.n;
+        if (b != NULL) {
+            call->batch = b;
+            call->slot = batch_slot(b);
+        }
     }
-    call->next = c->calls;
-    if (c->calls != NULL)
-        c->calls->prev = call;
-    c->calls = call;
+    LIST_INSERT_HEAD(&c->calls, call, link);
     c->inflight++;
     return call;
 }
@@ -228,31 +318,26 @@ static void
 call_end(struct aq_call *call, json_t *response)
 {
     struct conn *c = call->conn;
-    bool was_stalled =
-        c->blocker != NULL || c->inflight >= (size_t)c->s->window;
+    bool was_stalled = conn_is_stalled(c);
 
-    if (call->prev != NULL)
-        call->prev->next = call->next;
-    else
-        c->calls = call->next;
-    if (call->next != NULL)
-        call->next->prev = call->prev;
+    LIST_REMOVE(call, link);
     c->inflight--;
     if (c->blocker == call)
         c->blocker = NULL;
-    if ((call->id != NULL || call->id_raw_len > 0) && response != NULL)
-        deliver(c, call->batch, call->slot, response);
+    if (call->batch != NULL)
+        batch_deliver(c, call->batch, call->slot, response);
+    else if (response != NULL && !c->is_closing)
+        conn_send(c, response);
     else
         json_decref(response);
-    json_decref(call->id);
     json_decref(call->params);
+    if (call->id != call->id_buf)
+        free(call->id);
     free(call);
-    /* Resume reading from the loop, not under the caller's feet. */
-    if (was_stalled && !c->in_process)
-        bufferevent_trigger(c->bev, EV_READ,
-                            BEV_TRIG_IGNORE_WATERMARKS |
-                                BEV_TRIG_DEFER_CALLBACKS);
-    else if (c->is_eof && c->inflight == 0 && !c->in_process)
+    /* Resume reading (or close after EOF) from the loop, not under the
+     * caller's feet. */
+    if (!c->in_process && !c->is_closing &&
+        (was_stalled || (c->is_eof && c->inflight == 0)))
         bufferevent_trigger(c->bev, EV_READ,
                             BEV_TRIG_IGNORE_WATERMARKS |
                                 BEV_TRIG_DEFER_CALLBACKS);
@@ -275,15 +360,11 @@ aq_call_params(const struct aq_call *call)
     return mut->params;
 }
 
-/* The id as JSON (a new reference), or NULL for a notification. */
-static json_t *
-call_id(const struct aq_call *call)
+void
+aq_call_set_params(struct aq_call *call, json_t *params)
 {
-    if (call->id != NULL)
-        return json_incref(call->id);
-    if (call->id_raw_len == 0)
-        return NULL;
-    return json_loadb(call->id_raw, call->id_raw_len, JSON_DECODE_ANY, NULL);
+    json_decref(call->params);
+    call->params = params;
 }
 
 struct event_base *
@@ -295,12 +376,12 @@ aq_call_base(const struct aq_call *call)
 void
 aq_call_reply(struct aq_call *call, json_t *result)
 {
-    json_t *response = NULL, *id = call_id(call);
+    json_t *response = NULL;
 
-    if (id != NULL)
-        response = json_pack("{s:s,s:o,s:o}", "jsonrpc", "2.0", "id", id,
-                             "result", result);
-    else
+    if (call->id != NULL) {
+        response = response_new(call->id, call->id_len);
+        json_object_set_new(response, "result", result);
+    } else
         json_decref(result);
     call_end(call, response);
 }
@@ -340,28 +421,21 @@ append_u64(char *buf, size_t at, uint64_t v)
 }
 
 /* The hot path's reply, written without building JSON objects: the bytes
- * jansson would write for {"jsonrpc","id","result":{"job","state"}}. */
+ * lib/jwrite would write for {"jsonrpc","id","result":{"job","state"}}. */
 void
 aq_call_reply_put(struct aq_call *call, const struct aq_put_result *res)
 {
-    struct conn *c = call->conn;
-    char idbuf[64], line[256];
-    const char *id = call->id_raw;
-    size_t id_len = call->id_raw_len, n;
+    char line[256];
+    size_t n;
 
-    if (call->id != NULL) {
-        id_len = json_dumpb(call->id, idbuf, sizeof idbuf,
-                            JSON_COMPACT | JSON_ENCODE_ANY);
-        id = idbuf;
-    }
-    if (call->batch != NULL || id_len == 0 || id_len >= sizeof idbuf) {
+    if (call->batch != NULL || call->id == NULL || call->id_len > 128) {
         aq_call_reply(call, put_result_json(res)); /* the general way */
         return;
     }
     /* Assembled by hand: snprintf was a tenth of the hot path. */
     n = 0;
     n = APPEND_LIT(line, n, "{\"jsonrpc\":\"2.0\",\"id\":");
-    n = append(line, n, id, id_len);
+    n = append(line, n, call->id, call->id_len);
     n = APPEND_LIT(line, n, ",\"result\":{\"job\":");
     n = append_u64(line, n, res->job);
     n = APPEND_LIT(line, n, ",\"state\":\"");
@@ -370,32 +444,32 @@ aq_call_reply_put(struct aq_call *call, const struct aq_put_result *res)
         n = APPEND_LIT(line, n, "\",\"duplicate\":true}}\n");
     else
         n = APPEND_LIT(line, n, "\"}}\n");
-    if (!c->is_closing)
-        evbuffer_add(bufferevent_get_output(c->bev), line, n);
+    if (!call->conn->is_closing)
+        conn_send_line(call->conn, line, n);
     call_end(call, NULL);
 }
 
 void
 aq_call_fail(struct aq_call *call, const struct aq_error *err)
 {
-    json_t *response = NULL, *id = call_id(call);
+    json_t *response = NULL;
 
-    if (id != NULL) {
-        response = error_response(id, err->code, err->message);
-        json_decref(id);
-    }
+    if (call->id != NULL)
+        response =
+            error_response(call->id, call->id_len, err->code, err->message);
     call_end(call, response);
 }
 
 void
 aq_call_notify(struct aq_call *call, const char *method, json_t *params)
 {
-    json_t *msg = json_pack("{s:s,s:s,s:o}", "jsonrpc", "2.0", "method", method,
-                            "params", params);
-
-    if (!call->conn->is_closing)
-        write_json(call->conn, msg);
-    json_decref(msg);
+    /* A notification's call causes no messages either (spec section 7). */
+    if (call->id == NULL || call->conn->is_closing) {
+        json_decref(params);
+        return;
+    }
+    conn_send(call->conn, json_pack("{s:s,s:s,s:o}", "jsonrpc", "2.0", "method",
+                                    method, "params", params));
 }
 
 void
@@ -418,6 +492,12 @@ aq_call_set_authenticated(struct aq_call *call)
     call->conn->is_authed = true;
 }
 
+bool
+aq_call_is_authenticated(const struct aq_call *call)
+{
+    return call->conn->is_authed;
+}
+
 /* Releases every call in flight through its abandon hook; with err, the
  * client is told (shutting down), else nothing is sent. */
 static void
@@ -425,7 +505,7 @@ calls_abandon(struct conn *c, const struct aq_error *err)
 {
     struct aq_call *call;
 
-    while ((call = c->calls) != NULL) {
+    while ((call = LIST_FIRST(&c->calls)) != NULL) {
         if (call->abandon != NULL)
             call->abandon(call->abandon_arg);
         call->abandon = NULL;
@@ -438,71 +518,21 @@ calls_abandon(struct conn *c, const struct aq_error *err)
 
 /* ---- requests ---- */
 
-/* A request that cannot run: answered, unless it is a notification. */
-#define REJECT(code, ...)                                                      \
-    do {                                                                       \
-        if (!is_notification)                                                  \
-            reply_error_now(c, b, id, code, __VA_ARGS__);                      \
-        return;                                                                \
-    } while (0)
-
+/* One request (a validated JSON value): a call for its method, or an
+ * error for it (none for a notification). */
 static void
-handle_request(struct conn *c, json_t *req, struct batch *b)
+handle_request(struct conn *c, struct aq_jspan v, struct batch *b)
 {
-    struct aq_server *s = c->s;
-    json_t *id = NULL, *params, *jsonrpc, *v;
-    const char *method, *key;
-    bool is_notification = false;
-    struct aq_call *call;
+    struct aq_rpc_request r;
     struct aq_error err;
 
-    if (!json_is_object(req))
-        REJECT(AQ_ERR_INVALID_REQUEST,
-               "invalid request: expected a JSON object");
-    method = json_string_value(json_object_get(req, "method"));
-    id = json_object_get(req, "id");
-    /* Without an id, a request naming a method is a notification: it
-     * runs, and nothing is ever sent back for it, not even an error. */
-    is_notification = id == NULL && method != NULL;
-    if (id != NULL && !json_is_string(id) && !json_is_number(id) &&
-        !json_is_null(id)) {
-        id = NULL;
-        REJECT(AQ_ERR_INVALID_REQUEST,
-               "invalid request: id: expected string, number or null");
-    }
-    json_object_foreach (req, key, v) {
-        if (strcmp(key, "jsonrpc") != 0 && strcmp(key, "id") != 0 &&
-            strcmp(key, "method") != 0 && strcmp(key, "params") != 0)
-            REJECT(AQ_ERR_INVALID_REQUEST,
-                   "invalid request: %.100s: unknown member", key);
-    }
-    jsonrpc = json_object_get(req, "jsonrpc");
-    if (jsonrpc != NULL && (!json_is_string(jsonrpc) ||
-                            strcmp(json_string_value(jsonrpc), "2.0") != 0))
-        REJECT(AQ_ERR_INVALID_REQUEST,
-               "invalid request: jsonrpc: expected \"2.0\"");
-    if (method == NULL)
-        REJECT(AQ_ERR_INVALID_REQUEST,
-               "invalid request: method: expected string");
-    params = json_object_get(req, "params");
-    if (params != NULL && !json_is_object(params))
-        REJECT(AQ_ERR_INVALID_PARAMS, "params: expected object (named params)");
-    call = call_new(c, id, params, b);
-    if (aq_methods_auth_required(s->methods) && !c->is_authed &&
-        strcmp(method, "auth") != 0 && aq_methods_exists(method)) {
-        aq_error_set(&err, AQ_ERR_UNAUTHORIZED,
-                     "unauthorized: send auth with the token first");
-        aq_call_fail(call, &err);
+    if (aq_rpc_request(v, &r, &err) < 0) {
+        if (!r.is_notification)
+            reply_error_now(c, b, r.id, err.code, "%s", err.message);
         return;
     }
-    if (aq_methods_dispatch(s->methods, method, call) < 0) {
-        aq_error_set(&err, AQ_ERR_NO_METHOD, "method not found: %.100s",
-                     method);
-        aq_call_fail(call, &err);
-    }
+    aq_methods_dispatch(c->s->methods, call_new(c, r.id, b), &r);
 }
-
-#undef REJECT
 
 /* The hot path: a plain put, read without jansson (lib/fastput.c). */
 static bool
@@ -515,52 +545,57 @@ handle_fast_put(struct conn *c, const char *line, size_t len)
         return false;
     if (aq_fastput_parse(line, len, &fp) < 0)
         return false;
-    call = call_new(c, NULL, NULL, NULL);
-    memcpy(call->id_raw, fp.id, fp.id_len);
-    call->id_raw_len = (uint8_t)fp.id_len;
+    call = call_new(
+        c, (struct aq_jspan){fp.id_len > 0 ? fp.id : NULL, fp.id_len}, NULL);
     aq_methods_put(c->s->methods, call, &fp.put, fp.wait);
     return true;
+}
+
+static size_t
+skip_ws(const char *p, size_t len, size_t pos)
+{
+    while (pos < len && (p[pos] == ' ' || p[pos] == '\t' || p[pos] == '\n' ||
+                         p[pos] == '\r'))
+        pos++;
+    return pos;
 }
 
 static void
 handle_line(struct conn *c, const char *line, size_t len)
 {
-    json_error_t jerr;
-    json_t *msg;
+    const struct aq_jspan none = {0};
+    struct aq_jspan key, v;
+    const char *what;
+    struct batch *b;
+    size_t pos;
 
     if (handle_fast_put(c, line, len))
         return;
-    msg =
-        json_loadb(line, len, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &jerr);
-
-    if (msg == NULL) {
-        reply_error_now(c, NULL, NULL, AQ_ERR_PARSE,
-                        "parse error: column %d: %s", jerr.column, jerr.text);
+    if (!aq_jscan_check(line, len, &pos, &what)) {
+        reply_error_now(c, NULL, none, AQ_ERR_PARSE,
+                        "parse error: column %zu: %s", pos + 1, what);
         return;
     }
-    if (!json_is_array(msg)) {
-        handle_request(c, msg, NULL);
-        json_decref(msg);
-        return;
-    }
-    if (json_array_size(msg) == 0) {
-        reply_error_now(c, NULL, NULL, AQ_ERR_INVALID_REQUEST,
-                        "invalid request: empty batch");
-        json_decref(msg);
+    pos = skip_ws(line, len, 0);
+    if (line[pos] != '[') {
+        handle_request(c, (struct aq_jspan){line + pos, len - pos}, NULL);
         return;
     }
     /* A batch: one array of replies, sent once every request is answered.
      * pending starts at 1 so it cannot complete while still being filled. */
-    struct batch *b = xcalloc(1, sizeof *b);
-    size_t i;
-    json_t *req;
-
+    b = xcalloc(1, sizeof *b);
     b->replies = json_array();
     b->pending = 1;
-    json_array_foreach (msg, i, req)
-        handle_request(c, req, b);
-    deliver(c, b, SIZE_MAX, NULL);
-    json_decref(msg);
+    aq_jscan_enter(line, len, &pos);
+    if (!aq_jscan_next(line, len, &pos, &key, &v))
+        reply_error_now(c, NULL, none, AQ_ERR_INVALID_REQUEST,
+                        "invalid request: empty batch");
+    else {
+        do
+            handle_request(c, v, b);
+        while (!c->is_closing && aq_jscan_next(line, len, &pos, &key, &v));
+    }
+    batch_deliver(c, b, SIZE_MAX, NULL);
 }
 
 static bool
@@ -578,10 +613,11 @@ line_too_long(struct conn *c)
 {
     aq_log(AQ_LOG_INFO, "conn %llu (%s): request over %zu bytes, closing",
            (unsigned long long)c->num, c->peer, c->s->max_request_bytes);
-    reply_error_now(c, NULL, NULL, AQ_ERR_INVALID_REQUEST,
+    reply_error_now(c, NULL, (struct aq_jspan){0}, AQ_ERR_INVALID_REQUEST,
                     "invalid request: line longer than "
                     "producers.max_request_bytes (%zu)",
                     c->s->max_request_bytes);
+    c->must_linger = true;
     conn_close(c);
 }
 
@@ -592,14 +628,11 @@ conn_process(struct conn *c)
 {
     struct aq_server *s = c->s;
     struct evbuffer *in = bufferevent_get_input(c->bev);
-    struct evbuffer *out = bufferevent_get_output(c->bev);
 
     if (c->in_process || c->is_closing)
         return;
     c->in_process = true;
-    while (!c->is_closing && c->blocker == NULL &&
-           c->inflight < (size_t)s->window &&
-           evbuffer_get_length(out) < OUTPUT_HIGH_BYTES) {
+    while (!c->is_closing && !conn_is_stalled(c)) {
         size_t eol_len = 0, avail = evbuffer_get_length(in), len;
         struct evbuffer_ptr eol =
             evbuffer_search_eol(in, NULL, &eol_len, EVBUFFER_EOL_LF);
@@ -619,8 +652,15 @@ conn_process(struct conn *c)
         }
         const char *line = (const char *)evbuffer_pullup(in, len + eol_len);
         size_t n = len;
+
         if (n > 0 && line[n - 1] == '\r')
             n--;
+        /* A UTF-8 byte-order mark may start the first line (RFC 8259 lets
+         * a parser ignore it). */
+        if (c->lines++ == 0 && n >= 3 && memcmp(line, "\xEF\xBB\xBF", 3) == 0) {
+            line += 3;
+            n -= 3;
+        }
         if (!is_blank(line, n))
             handle_line(c, line, n);
         evbuffer_drain(in, len + eol_len);
@@ -633,39 +673,63 @@ conn_process(struct conn *c)
         conn_update_reading(c);
 }
 
+/* Reading goes on while requests are processed, and, up to
+ * STALLED_READ_BYTES, while they are not: the client's EOF or reset must
+ * be seen even then. */
 static void
 conn_update_reading(struct conn *c)
 {
-    bool stalled = c->blocker != NULL || c->inflight >= (size_t)c->s->window ||
-                   evbuffer_get_length(bufferevent_get_output(c->bev)) >=
-                       OUTPUT_HIGH_BYTES;
-
-    if (c->is_closing || c->is_eof || stalled)
-        bufferevent_disable(c->bev, EV_READ);
-    else
+    if (c->is_freeing)
+        return;
+    if (c->is_lingering) {
+        bufferevent_setwatermark(c->bev, EV_READ, 0, 0);
         bufferevent_enable(c->bev, EV_READ);
+    } else if (c->is_closing || c->is_eof)
+        bufferevent_disable(c->bev, EV_READ);
+    else {
+        bufferevent_setwatermark(c->bev, EV_READ, 0,
+                                 conn_is_stalled(c) ? STALLED_READ_BYTES : 0);
+        bufferevent_enable(c->bev, EV_READ);
+    }
 }
 
 /* ---- connection life ---- */
+
+/* Leaves the server's count of open or half-closed connections. */
+static void
+conn_leave_slot(struct conn *c)
+{
+    struct aq_server *s = c->s;
+
+    if (c->slot == SLOT_OPEN)
+        s->nconns--;
+    else if (c->slot == SLOT_HALF_CLOSED) {
+        TAILQ_REMOVE(&s->half_closed, c, half_link);
+        s->nhalf--;
+    }
+    c->slot = SLOT_NONE;
+}
 
 static void
 conn_free(struct conn *c)
 {
     struct aq_server *s = c->s;
+    struct outmsg *m;
 
     calls_abandon(c, NULL);
+    while ((m = STAILQ_FIRST(&c->outq)) != NULL) {
+        STAILQ_REMOVE_HEAD(&c->outq, link);
+        aq_jwrite_free(m->w);
+        free(m);
+    }
     if (c->flush_pending)
         LIST_REMOVE(c, flush_link);
-    if (c->prev != NULL)
-        c->prev->next = c->next;
-    else
-        s->conns = c->next;
-    if (c->next != NULL)
-        c->next->prev = c->prev;
-    if (!c->is_rejected)
-        s->nconns--;
+    conn_leave_slot(c);
+    TAILQ_REMOVE(&s->conns, c, link);
     aq_log(AQ_LOG_DEBUG, "conn %llu (%s): closed", (unsigned long long)c->num,
            c->peer);
+    if (c->timer != NULL)
+        event_free(c->timer);
     bufferevent_free(c->bev);
     free(c);
 }
@@ -683,7 +747,7 @@ reap(struct aq_server *s)
          * more, briefly): worth about a hundred jobs. */
         aq_trim_note(100);
     }
-    if (s->conns == NULL && s->closed != NULL)
+    if (TAILQ_EMPTY(&s->conns) && s->closed != NULL)
         event_active(s->close_ev, EV_TIMEOUT, 0);
 }
 
@@ -700,10 +764,120 @@ conn_free_soon(struct conn *c)
     if (c->is_freeing)
         return;
     c->is_freeing = true;
+    c->is_closing = true;
     bufferevent_disable(c->bev, EV_READ | EV_WRITE);
+    if (c->timer != NULL)
+        event_del(c->timer);
     c->next_dying = c->s->dying;
     c->s->dying = c;
     event_active(c->s->reap_ev, EV_TIMEOUT, 0);
+}
+
+static void
+conn_timer_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct conn *c = arg;
+
+    if (c->is_lingering) {
+        conn_free_soon(c);
+        return;
+    }
+    aq_log(AQ_LOG_INFO,
+           "conn %llu (%s): closed its side %g s ago with %zu requests "
+           "unanswered, closing",
+           (unsigned long long)c->num, c->peer, c->s->idle_timeout,
+           c->inflight);
+    conn_close(c);
+}
+
+static void
+conn_timer_start(struct conn *c, int64_t us)
+{
+    struct timeval tv = aq_clock_tv(us);
+
+    if (c->timer == NULL)
+        c->timer = evtimer_new(c->s->base, conn_timer_cb, c);
+    evtimer_add(c->timer, &tv);
+}
+
+/* Unread input, ours or still in the socket. */
+static bool
+conn_has_input(struct conn *c)
+{
+    int n = 0;
+
+    return evbuffer_get_length(bufferevent_get_input(c->bev)) > 0 ||
+           (ioctl(bufferevent_getfd(c->bev), FIONREAD, &n) == 0 && n > 0);
+}
+
+/* Everything owed is written: close, letting the client read it. Closing
+ * a socket with unread input resets the connection, and a reset may
+ * destroy the reply the client has not read yet. So when input is
+ * pending, or the client may still be sending (refused, or its line was
+ * too long), the server shuts its side down and reads what comes until
+ * the client closes too, or LINGER_MS pass. */
+static void
+conn_finish(struct conn *c)
+{
+    if (c->is_lingering || c->is_freeing)
+        return;
+    if (c->is_eof || (!c->must_linger && !conn_has_input(c))) {
+        conn_free_soon(c);
+        return;
+    }
+    c->is_lingering = true;
+    shutdown(bufferevent_getfd(c->bev), SHUT_WR);
+    evbuffer_drain(bufferevent_get_input(c->bev),
+                   evbuffer_get_length(bufferevent_get_input(c->bev)));
+    conn_timer_start(c, (int64_t)LINGER_MS * 1000);
+    conn_update_reading(c);
+}
+
+/* The client closed its sending side with replies still owed: they are
+ * sent, but the connection no longer holds a producers.max slot, lives
+ * at most idle_timeout, and at most producers.max such connections are
+ * kept (the oldest goes first). */
+static void
+conn_half_close(struct conn *c)
+{
+    struct aq_server *s = c->s;
+
+    if (c->slot != SLOT_OPEN || c->is_closing)
+        return;
+    conn_leave_slot(c);
+    c->slot = SLOT_HALF_CLOSED;
+    TAILQ_INSERT_TAIL(&s->half_closed, c, half_link);
+    s->nhalf++;
+    if (s->idle_timeout > 0)
+        conn_timer_start(c, (int64_t)(s->idle_timeout * 1e6));
+    if (s->nhalf > (size_t)s->max_conns) {
+        struct conn *old = TAILQ_FIRST(&s->half_closed);
+
+        aq_log(AQ_LOG_INFO,
+               "conn %llu (%s): closed its side; more than producers.max "
+               "(%d) such connections wait for replies, closing",
+               (unsigned long long)old->num, old->peer, s->max_conns);
+        conn_close(old);
+    }
+}
+
+/* Stops processing, abandons the calls in flight, writes what is owed,
+ * then closes (conn_finish). */
+static void
+conn_close(struct conn *c)
+{
+    if (c->is_closing)
+        return;
+    c->is_closing = true;
+    conn_leave_slot(c); /* it serves no more requests */
+    if (c->timer != NULL)
+        event_del(c->timer);
+    calls_abandon(c, NULL);
+    conn_update_reading(c);
+    if (STAILQ_EMPTY(&c->outq) &&
+        evbuffer_get_length(bufferevent_get_output(c->bev)) == 0)
+        conn_finish(c);
+    /* else conn_output_drained finishes once the output is written */
 }
 
 /* Frees every connection now (after reaping the dying ones, which are
@@ -711,23 +885,29 @@ conn_free_soon(struct conn *c)
 static void
 conns_free_all(struct aq_server *s)
 {
+    struct conn *c;
+
     reap(s);
-    while (s->conns != NULL) {
-        s->conns->is_closing = true;
-        conn_free(s->conns);
+    while ((c = TAILQ_FIRST(&s->conns)) != NULL) {
+        c->is_closing = true;
+        conn_free(c);
     }
 }
 
-/* Everything owed to the client has been written. */
+/* Everything in the output has been written. */
 static void
 conn_output_drained(struct conn *c)
 {
+    if (!STAILQ_EMPTY(&c->outq)) {
+        conn_pump(c); /* flushed in turn, coming back here */
+        return;
+    }
     if (c->is_closing) {
-        conn_free_soon(c);
+        conn_finish(c);
         return;
     }
     /* The client read its replies: maybe reading can resume. */
-    if (c->blocker == NULL && c->inflight < (size_t)c->s->window)
+    if (!conn_is_stalled(c))
         conn_process(c);
 }
 
@@ -795,21 +975,6 @@ conn_write_cb(struct bufferevent *bev, void *arg)
     conn_output_drained(arg);
 }
 
-/* Stops reading, abandons the calls in flight, and frees the connection
- * once what is already in its output has been written. */
-static void
-conn_close(struct conn *c)
-{
-    if (c->is_closing)
-        return;
-    c->is_closing = true;
-    bufferevent_disable(c->bev, EV_READ);
-    calls_abandon(c, NULL);
-    if (evbuffer_get_length(bufferevent_get_output(c->bev)) == 0)
-        conn_free_soon(c);
-    /* else conn_output_drained frees it once the output is written */
-}
-
 /* libevent 2.1 reads at most 4 KiB per wake-up (EVBUFFER_MAX_READ), and
  * a pipelining producer has more waiting: each further 4 KiB would cost a
  * loop pass (epoll_wait, timerfd_settime, FIONREAD, read). When
@@ -851,8 +1016,20 @@ read_burst(struct bufferevent *bev)
 static void
 conn_read_cb(struct bufferevent *bev, void *arg)
 {
-    read_burst(bev);
-    conn_process(arg);
+    struct conn *c = arg;
+
+    if (c->is_lingering) {
+        struct evbuffer *in = bufferevent_get_input(bev);
+
+        c->lingered += evbuffer_get_length(in);
+        evbuffer_drain(in, evbuffer_get_length(in));
+        if (c->lingered > LINGER_MAX_BYTES)
+            conn_free_soon(c);
+        return;
+    }
+    if (!conn_is_stalled(c))
+        read_burst(bev);
+    conn_process(c);
 }
 
 static void
@@ -860,10 +1037,14 @@ conn_event_cb(struct bufferevent *bev, short what, void *arg)
 {
     struct conn *c = arg;
 
+    if (c->is_lingering) {
+        conn_free_soon(c); /* the client closed too, or went away */
+        return;
+    }
     if (what & BEV_EVENT_TIMEOUT) {
-        if (c->inflight > 0) {
+        if (c->inflight > 0 || !STAILQ_EMPTY(&c->outq)) {
             /* Waiting for a reply (wait, join) is not idleness. */
-            bufferevent_enable(bev, EV_READ);
+            conn_update_reading(c);
             return;
         }
         aq_log(AQ_LOG_INFO, "conn %llu (%s): idle for %g s, closing",
@@ -876,6 +1057,8 @@ conn_event_cb(struct bufferevent *bev, short what, void *arg)
          * then close. */
         c->is_eof = true;
         conn_process(c);
+        if (!c->is_closing)
+            conn_half_close(c);
         return;
     }
     if (what & BEV_EVENT_ERROR) {
@@ -935,26 +1118,26 @@ accept_cb(struct evconnlistener *lev, evutil_socket_t fd, struct sockaddr *sa,
 
     c->s = s;
     c->num = ++s->next_conn;
+    LIST_INIT(&c->calls);
+    STAILQ_INIT(&c->outq);
     peer_name(sa, c->peer, sizeof c->peer);
     c->bev = bufferevent_socket_new(s->base, fd, BEV_OPT_CLOSE_ON_FREE);
     bufferevent_setcb(c->bev, conn_read_cb, conn_write_cb, conn_event_cb, c);
     evbuffer_add_cb(bufferevent_get_output(c->bev), output_added_cb, c);
     bufferevent_disable(c->bev, EV_WRITE); /* on by default; see conn_flush */
-    c->next = s->conns;
-    if (s->conns != NULL)
-        s->conns->prev = c;
-    s->conns = c;
+    TAILQ_INSERT_TAIL(&s->conns, c, link);
     if (s->nconns >= (size_t)s->max_conns) {
-        c->is_rejected = true;
         aq_log(AQ_LOG_WARN,
                "conn %llu (%s): refused, producers.max (%d) connections open",
                (unsigned long long)c->num, c->peer, s->max_conns);
-        reply_error_now(c, NULL, NULL, AQ_ERR_TOO_MANY_CONNECTIONS,
-                        "too many connections: producers.max is %d",
-                        s->max_conns);
+        reply_error_now(
+            c, NULL, (struct aq_jspan){0}, AQ_ERR_TOO_MANY_CONNECTIONS,
+            "too many connections: producers.max is %d", s->max_conns);
+        c->must_linger = true;
         conn_close(c);
         return;
     }
+    c->slot = SLOT_OPEN;
     s->nconns++;
     conn_set_timeouts(c);
     aq_log(AQ_LOG_DEBUG, "conn %llu (%s): accepted on %s",
@@ -1159,6 +1342,8 @@ aq_server_new(struct event_base *base, const struct aq_config *cfg)
     apply_limits(s, cfg);
     s->retry_ev = evtimer_new(base, retry_cb, s);
     s->reap_ev = event_new(base, -1, 0, reap_cb, s);
+    TAILQ_INIT(&s->conns);
+    TAILQ_INIT(&s->half_closed);
     LIST_INIT(&s->flushing);
     s->flush_ev = event_new(base, -1, 0, flush_cb, s);
     return s;
@@ -1174,7 +1359,10 @@ void
 aq_server_reconfigure(struct aq_server *s, const struct aq_config *cfg)
 {
     apply_limits(s, cfg);
-    for (struct conn *c = s->conns; c != NULL; c = c->next) {
+    struct conn *c;
+
+    TAILQ_FOREACH(c, &s->conns, link)
+    {
         if (!c->is_closing)
             conn_set_timeouts(c);
     }
@@ -1221,17 +1409,19 @@ aq_server_close_all(struct aq_server *s, int timeout_ms,
 {
     struct aq_error err;
     struct timeval tv = aq_clock_tv((int64_t)timeout_ms * 1000);
+    struct conn *c;
 
     aq_error_set(&err, AQ_ERR_SHUTTING_DOWN, "shutting down");
     s->closed = done;
     s->closed_arg = arg;
     s->close_ev = evtimer_new(s->base, close_cb, s);
     evtimer_add(s->close_ev, &tv);
-    for (struct conn *c = s->conns; c != NULL; c = c->next) {
+    TAILQ_FOREACH(c, &s->conns, link)
+    {
         calls_abandon(c, &err);
         conn_close(c);
     }
-    if (s->conns == NULL)
+    if (TAILQ_EMPTY(&s->conns))
         event_active(s->close_ev, EV_TIMEOUT, 0);
 }
 

@@ -90,7 +90,7 @@ static json_t *
 json_take(char *text)
 {
     json_error_t jerr;
-    json_t *v = json_loads(text, JSON_DECODE_ANY, &jerr);
+    json_t *v = json_loads(text, JSON_DECODE_ANY | JSON_ALLOW_NUL, &jerr);
 
     ck_assert_msg(v != NULL, "bad test JSON: %s: %s", jerr.text, text);
     free(text);
@@ -302,6 +302,37 @@ pid_t
 bb_pid(const struct bb_daemon *d)
 {
     return d->pid;
+}
+
+long
+bb_rss_kb(const struct bb_daemon *d)
+{
+    char path[64], line[256];
+    long kb = -1;
+    FILE *f;
+
+    snprintf(path, sizeof path, "/proc/%d/status", (int)bb_pid(d));
+    f = fopen(path, "r");
+    ck_assert_ptr_nonnull(f);
+    while (fgets(line, sizeof line, f) != NULL) {
+        if (sscanf(line, "VmRSS: %ld kB", &kb) == 1)
+            break;
+    }
+    fclose(f);
+    ck_assert_int_gt(kb, 0);
+    return kb;
+}
+
+bool
+bb_rss_is_meaningful(void)
+{
+#if defined(__SANITIZE_ADDRESS__)
+    return false;
+#else
+    const char *w = getenv("ASYNCQD_WRAPPER");
+
+    return w == NULL || *w == '\0';
+#endif
 }
 
 int
@@ -589,6 +620,27 @@ bb_recv(struct bb_conn *c, int timeout_ms)
             return NULL;
     }
     return v;
+}
+
+char *
+bb_recv_text(struct bb_conn *c, int timeout_ms)
+{
+    int64_t deadline = bb_now_ms() + timeout_ms;
+    char *nl, *text;
+    size_t n;
+
+    ck_assert_msg(json_array_size(c->stash) == 0,
+                  "bb_recv_text: messages already read as JSON");
+    while ((nl = c->buf != NULL ? memchr(c->buf, '\n', c->len) : NULL) ==
+           NULL) {
+        if (fill(c, deadline) <= 0)
+            return NULL;
+    }
+    n = (size_t)(nl - c->buf);
+    text = strndup(c->buf, n);
+    memmove(c->buf, nl + 1, c->len - n - 1);
+    c->len -= n + 1;
+    return text;
 }
 
 bool

@@ -46,6 +46,12 @@ int bb_wait_exit(struct bb_daemon *d, int timeout_ms);
 void bb_free(struct bb_daemon *d);
 
 pid_t bb_pid(const struct bb_daemon *d);
+/* The daemon's resident memory in kB, from /proc (under $ASYNCQD_WRAPPER
+ * it is the wrapper's). */
+long bb_rss_kb(const struct bb_daemon *d);
+/* Whether the daemon's RSS tells its own use of memory: not under a
+ * wrapper (valgrind) or a sanitizer (ASan's shadow and quarantine). */
+bool bb_rss_is_meaningful(void);
 int bb_port(const struct bb_daemon *d);
 const char *bb_dir(const struct bb_daemon *d); /* the temp dir, for files */
 /* Rewrites the config file (for SIGHUP tests) with JSON text. */
@@ -77,6 +83,10 @@ bool bb_send_line(struct bb_conn *c, const char *text);
 /* The next JSON message from the daemon (reply or notification), or NULL
  * if none arrived within timeout_ms or the connection closed. New ref. */
 json_t *bb_recv(struct bb_conn *c, int timeout_ms);
+/* The next line from the daemon as the text it sent (without its '\n'; a
+ * new string, the caller's), or NULL if none arrived within timeout_ms or
+ * the connection closed. For replies jansson cannot read back exactly. */
+char *bb_recv_text(struct bb_conn *c, int timeout_ms);
 /* True if the daemon closed the connection within timeout_ms (EOF or
  * reset), after any data still in flight. */
 bool bb_wait_closed(struct bb_conn *c, int timeout_ms);

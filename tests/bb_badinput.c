@@ -30,6 +30,7 @@
 enum {
     PARSE_ERROR = -32700,
     INVALID_REQUEST = -32600,
+    NO_METHOD = -32601,
     INVALID_PARAMS = -32602,
     NO_SUCH_JOB = -32004,
 };
@@ -92,26 +93,6 @@ assert_daemon_serves(struct bb_daemon *d)
     bb_close(other);
 }
 
-/* The daemon's resident memory in kB, from /proc. */
-static long
-rss_kb(const struct bb_daemon *d)
-{
-    char path[64], line[256];
-    long kb = -1;
-    FILE *f;
-
-    snprintf(path, sizeof path, "/proc/%d/status", (int)bb_pid(d));
-    f = fopen(path, "r");
-    ck_assert_ptr_nonnull(f);
-    while (fgets(line, sizeof line, f) != NULL) {
-        if (sscanf(line, "VmRSS: %ld kB", &kb) == 1)
-            break;
-    }
-    fclose(f);
-    ck_assert_int_gt(kb, 0);
-    return kb;
-}
-
 /* Under a wrapper (valgrind) the RSS is the wrapper's, not asyncqd's. */
 static void
 assert_rss_bounded(const struct bb_daemon *d)
@@ -121,7 +102,7 @@ assert_rss_bounded(const struct bb_daemon *d)
 
     if (w != NULL && *w != '\0')
         return;
-    kb = rss_kb(d);
+    kb = bb_rss_kb(d);
     ck_assert_msg(kb < MAX_RSS_KB, "asyncqd RSS is %ld kB, over %d kB", kb,
                   MAX_RSS_KB);
 }
@@ -269,18 +250,24 @@ START_TEST(truncated_json_line_is_a_parse_error)
 }
 END_TEST
 
-/* The spec is silent; docs/protocol.md makes duplicate keys a parse error,
- * so a request never means two things. */
-START_TEST(duplicate_keys_are_a_parse_error)
+/* Duplicate names are valid JSON (RFC 8259 leaves their meaning open):
+ * docs/protocol.md refuses them, so a request never means two things, with
+ * the id when it is not itself the duplicate. */
+START_TEST(duplicate_keys_are_refused)
 {
     struct bb_daemon *d = bb_start(IDLE_CONFIG);
     struct bb_conn *c = bb_connect(d);
 
     bb_send_line(c, "{\"id\":\"a\",\"id\":\"b\",\"method\":\"ping\"}");
-    expect_error(c, "null", PARSE_ERROR);
+    expect_error(c, "null", INVALID_REQUEST);
+    bb_send_line(c, "{\"id\":\"m\",\"method\":\"ping\",\"method\":\"ping\"}");
+    expect_error(c, "\"m\"", INVALID_REQUEST);
     bb_send_line(c, "{\"id\":\"p\",\"method\":\"put\",\"params\":"
                     "{\"priority\":1,\"priority\":2}}");
-    expect_error(c, "null", PARSE_ERROR);
+    expect_error(c, "\"p\"", INVALID_PARAMS);
+    bb_send_line(c, "{\"id\":\"q\",\"method\":\"put\",\"params\":"
+                    "{\"args\":{},\"args\":{}}}");
+    expect_error(c, "\"q\"", INVALID_PARAMS);
     ck_assert_int_eq(bb_stat_int(c, "default", "put"), 0);
     assert_conn_serves(c);
     assert_daemon_serves(d);
@@ -372,7 +359,7 @@ START_TEST(numbers_the_parser_cannot_represent_are_refused)
 {
     struct bb_daemon *d = bb_start(IDLE_CONFIG);
     struct bb_conn *c = bb_connect(d);
-    int code;
+    char *text;
 
     expect_number_refused(c, "{\"id\":\"n\",\"method\":\"put\","
                              "\"params\":{\"priority\":1e999}}");
@@ -386,12 +373,14 @@ START_TEST(numbers_the_parser_cannot_represent_are_refused)
                              "{\"delay\":1e999}}");
     expect_number_refused(c, "{\"id\":\"n\",\"method\":\"status\",\"params\":"
                              "{\"job\":123456789012345678901234567890}}");
-    /* As an id, such a number is -32700, or -32600 if it were parsed. */
+    /* As an id, such a number comes back as it was sent. */
     bb_send_line(c, "{\"id\":123456789012345678901234567890,"
                     "\"method\":\"ping\"}");
-    code = bb_error_reply_code(bb_recv(c, BB_TIMEOUT_MS), "null");
-    ck_assert_msg(code == PARSE_ERROR || code == INVALID_REQUEST,
-                  "huge id: got error %d", code);
+    text = bb_recv_text(c, BB_TIMEOUT_MS);
+    ck_assert_pstr_eq(text,
+                      "{\"jsonrpc\":\"2.0\",\"id\":"
+                      "123456789012345678901234567890,\"result\":\"pong\"}");
+    free(text);
     ck_assert_int_eq(bb_stat_int(c, "default", "put"), 0);
     assert_conn_serves(c);
     assert_daemon_serves(d);
@@ -562,27 +551,34 @@ expect_parse_error_for(struct bb_conn *c, const char *line, size_t len)
 
 #define LINE(s) s, sizeof(s) - 1
 
-START_TEST(nul_inside_strings_is_a_parse_error)
+/* \u0000 is valid JSON (spec section 1): where it cannot be used the
+ * answer names the field and carries the request's id; a raw NUL byte is
+ * not JSON at all. */
+START_TEST(nul_is_refused_where_it_cannot_be_used)
 {
     struct bb_daemon *d = bb_start(IDLE_CONFIG);
     struct bb_conn *c = bb_connect(d);
 
-    expect_parse_error_for(c,
-                           LINE("{\"id\":\"s\",\"method\":\"put\",\"params\":"
-                                "{\"queue\":\"def\\u0000ault\"}}"));
-    expect_parse_error_for(c,
-                           LINE("{\"id\":\"s\",\"method\":\"put\",\"params\":"
-                                "{\"args\":{\"x\":\"\\u0000\"}}}"));
-    expect_parse_error_for(c,
-                           LINE("{\"id\":\"s\",\"method\":\"put\",\"params\":"
-                                "{\"args\":{\"\\u0000\":1}}}"));
-    expect_parse_error_for(c,
-                           LINE("{\"id\":\"s\",\"method\":\"pi\\u0000ng\"}"));
-    /* a raw NUL byte inside a string */
+    bb_send_line(c, "{\"id\":\"s\",\"method\":\"put\",\"params\":"
+                    "{\"queue\":\"def\\u0000ault\"}}");
+    expect_error(c, "\"s\"", INVALID_PARAMS);
+    bb_send_line(c, "{\"id\":\"s\",\"method\":\"put\",\"params\":"
+                    "{\"key\":\"k\\u0000\"}}");
+    expect_error(c, "\"s\"", INVALID_PARAMS);
+    bb_send_line(c, "{\"id\":\"s\",\"method\":\"put\",\"params\":"
+                    "{\"args\":{\"\\u0000\":1}}}");
+    expect_error(c, "\"s\"", INVALID_PARAMS);
+    bb_send_line(c, "{\"id\":\"s\",\"method\":\"pi\\u0000ng\"}");
+    expect_error(c, "\"s\"", NO_METHOD);
+    /* a raw NUL byte inside a string, and after a number */
     expect_parse_error_for(c,
                            LINE("{\"id\":\"s\",\"method\":\"put\",\"params\":"
                                 "{\"key\":\"a\0b\"}}"));
+    expect_parse_error_for(c, LINE("{\"id\":13\0,\"method\":\"ping\"}"));
     ck_assert_int_eq(bb_stat_int(c, "default", "put"), 0);
+    /* in a string of args it is just a character */
+    json_decref(bb_result(c, "put", bb_jsonq("{'args':{'x':'a\\u0000b'}}")));
+    ck_assert_int_eq(bb_stat_int(c, "default", "put"), 1);
     assert_conn_serves(c);
     assert_daemon_serves(d);
     bb_close(c);
@@ -739,12 +735,12 @@ bb_badinput_suite(void)
     tcase_add_test(
         tc, binary_garbage_lines_get_parse_errors_and_the_connection_stays);
     tcase_add_test(tc, truncated_json_line_is_a_parse_error);
-    tcase_add_test(tc, duplicate_keys_are_a_parse_error);
+    tcase_add_test(tc, duplicate_keys_are_refused);
     tcase_add_test(tc, truncated_line_then_close_leaves_the_daemon_serving);
     tcase_add_test(
         tc, unterminated_request_over_max_request_bytes_is_refused_and_closed);
     tcase_add_test(tc, deeply_nested_json_is_a_parse_error);
-    tcase_add_test(tc, nul_inside_strings_is_a_parse_error);
+    tcase_add_test(tc, nul_is_refused_where_it_cannot_be_used);
     tcase_add_test(tc, invalid_utf8_inside_strings_is_a_parse_error);
     suite_add_tcase(s, tc);
 

@@ -304,7 +304,8 @@ START_TEST(put_runs_lower_priority_first_then_in_put_order)
                      bb_jsonq("{'jobs':[%lld,%lld,%lld,%lld],'mode':'stream'}",
                               (long long)ids[0], (long long)ids[1],
                               (long long)ids[2], (long long)ids[3]));
-    json_decref(bb_result(c, "scale", bb_jsonq("{'consumers':1}")));
+    json_decref(
+        bb_result(c, "scale", bb_jsonq("{'queue':'default','consumers':1}")));
     list = bb_wait_reply(c, w, BB_TIMEOUT_MS);
     ck_assert_ptr_nonnull(list);
     ck_assert_int_eq(json_array_size(json_object_get(list, "result")), 4);
@@ -1089,7 +1090,8 @@ START_TEST(cancel_of_a_pending_job_removes_it_and_the_next_one_runs)
                    bb_jsonq("{'job':%lld,'state':'cancelled'}", (long long)a));
     json_decref(r);
     assert_state(c, a, "cancelled");
-    json_decref(bb_result(c, "scale", bb_jsonq("{'consumers':1}")));
+    json_decref(
+        bb_result(c, "scale", bb_jsonq("{'queue':'default','consumers':1}")));
     list = bb_result(c, "wait", bb_jsonq("{'jobs':[%lld]}", (long long)b));
     ck_assert_str_eq(bb_str_at(json_array_get(list, 0), "state"), "done");
     json_decref(list);
@@ -1516,7 +1518,8 @@ START_TEST(scale_to_zero_leaves_jobs_pending)
     json_int_t a;
     json_t *list;
 
-    json_decref(bb_result(c, "scale", bb_jsonq("{'consumers':0}")));
+    json_decref(
+        bb_result(c, "scale", bb_jsonq("{'queue':'default','consumers':0}")));
     a = put_ok(c, bb_jsonq("{}"), "pending");
     ck_assert_int_eq(
         bb_error(c, "wait",
@@ -1525,7 +1528,8 @@ START_TEST(scale_to_zero_leaves_jobs_pending)
     assert_state(c, a, "pending");
     assert_stats(c, "default",
                  bb_jsonq("{'consumers':0,'size':1,'unfinished':1}"));
-    json_decref(bb_result(c, "scale", bb_jsonq("{'consumers':1}")));
+    json_decref(
+        bb_result(c, "scale", bb_jsonq("{'queue':'default','consumers':1}")));
     list = bb_result(c, "wait", bb_jsonq("{'jobs':[%lld]}", (long long)a));
     ck_assert_str_eq(bb_str_at(json_array_get(list, 0), "state"), "done");
     json_decref(list);
@@ -1828,8 +1832,8 @@ bb_methods_suite(void)
     tcase_add_test(tc, put_with_wait_returns_the_finished_record);
     tcase_add_test(tc, put_nowait_on_a_full_queue_fails_at_once);
     tcase_add_test(tc, put_to_an_unknown_queue_fails_with_no_such_queue);
-    tcase_add_test(tc,
-                   put_of_an_unknown_kind_or_bad_args_fails_with_invalid_params);
+    tcase_add_test(
+        tc, put_of_an_unknown_kind_or_bad_args_fails_with_invalid_params);
     tcase_add_test(tc,
                    put_of_a_program_outside_the_allow_list_fails_not_allowed);
     tcase_add_test(tc, put_args_must_be_an_object);
