@@ -396,27 +396,20 @@ aq_netmatch_free(struct aq_netmatch *m)
 
 /* Whether a (with its port) reaches one of the daemon's listeners. */
 static bool
-is_own(const struct aq_netmatch *m, const struct addr *target)
+is_own(const struct aq_netmatch *m, const struct addr *a)
 {
-    struct addr a = *target;
-
-    /* Connecting to 0.0.0.0 or :: reaches the loopback address. */
-    if (addr_is_zero(&a)) {
-        a.b[0] = a.family == AF_INET ? 127 : 0;
-        a.b[addr_len(&a) - 1] = 1;
-    }
     for (size_t i = 0; i < m->nown; i++) {
         const struct addr *o = &m->own[i];
 
-        if (o->port != a.port)
+        if (o->port != a->port)
             continue;
-        if (addr_eq(o, &a))
+        if (addr_eq(o, a))
             return true;
         /* A listener on 0.0.0.0 takes every local IPv4 address; one on
          * :: every local address (dual-stack unless IPV6_V6ONLY, which
          * cannot be told from here: the safe side). */
-        if (addr_is_zero(o) && (o->family == AF_INET6 || a.family == AF_INET) &&
-            addr_is_local(&a))
+        if (addr_is_zero(o) &&
+            (o->family == AF_INET6 || a->family == AF_INET) && addr_is_local(a))
             return true;
     }
     return false;
@@ -451,10 +444,20 @@ host_name(const char *host, char *buf, size_t len)
 
 /* The check of one target; name NULL for a literal. */
 static bool
-check(const struct aq_netmatch *m, const char *name, const struct addr *a,
+check(const struct aq_netmatch *m, const char *name, const struct addr *target,
       char *why, size_t len)
 {
+    struct addr loop = *target;
+    const struct addr *a = target;
     long i;
+
+    /* A connection to 0.0.0.0 or :: reaches loopback: it is judged as
+     * 127.0.0.1 or ::1. */
+    if (addr_is_zero(target)) {
+        loop.b[0] = loop.family == AF_INET ? 127 : 0;
+        loop.b[addr_len(&loop) - 1] = 1;
+        a = &loop;
+    }
 
     if ((i = list_match(m->deny, m->ndeny, name, a, true)) >= 0) {
         snprintf(why, len, "http.deny[%ld] \"%.100s\"", i, m->deny[i].text);

@@ -190,6 +190,10 @@ static const struct target_case target_cases[] = {
     {ALL, {"::/0"}, "x", "203.0.113.5", true, NULL},
     {ALL, {"::ffff:10.0.0.0/104"}, "x", "10.3.3.3", false, "http.deny"},
     {ALL, {"::1"}, "x", "::1", false, "http.deny"},
+    /* 0.0.0.0 and :: reach loopback, and are judged so */
+    {ALL, {"127.0.0.0/8"}, "0.0.0.0", "0.0.0.0", false, "http.deny"},
+    {ALL, {"::1"}, "x", "::", false, "http.deny"},
+    {{"127.0.0.1"}, NONE, "x", "0.0.0.0", true, NULL},
     {ALL, {"fd00::/8"}, "x", "fd12::1", false, "http.deny"},
 };
 
