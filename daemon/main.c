@@ -14,6 +14,7 @@
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <event2/event.h>
@@ -374,6 +375,21 @@ journal_repair(struct daemon *d)
     return 0;
 }
 
+/* http jobs may not reach asyncqd itself: the real addresses of its
+ * listeners (ports the system picked, sockets systemd handed over). */
+static void
+set_own_addresses(struct daemon *d, size_t nfds)
+{
+    size_t max = (nfds > 0 ? nfds : d->cfg->nlisten) + 1, n;
+    struct sockaddr_storage *addrs = xcalloc(max, sizeof *addrs);
+
+    n = aq_server_addresses(d->server, addrs, max - 1);
+    if (d->metrics != NULL && aq_metrics_address(d->metrics, &addrs[n]))
+        n++;
+    aq_broker_set_own_addresses(d->broker, addrs, n);
+    free(addrs);
+}
+
 /* ---- main ---- */
 
 static int
@@ -429,6 +445,7 @@ run(struct daemon *d)
         (d->metrics = aq_metrics_new(d->base, d->cfg->metrics, d->broker,
                                      d->server, d->journal, &err)) == NULL)
         goto fail;
+    set_own_addresses(d, nfds);
     if (d->journal == NULL)
         aq_log(AQ_LOG_WARN, "journal: path null: jobs are kept in memory "
                             "only and lost at exit");

@@ -19,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 
 #include <event2/event.h>
 
@@ -127,6 +128,9 @@ struct aq_broker {
     double grace_s;
     void (*stop_done)(void *arg);
     void *stop_arg;
+
+    struct sockaddr_storage *own_addrs; /* owned: the daemon's listeners */
+    size_t nown_addrs;
 };
 
 static void consumer_next(struct consumer *c);
@@ -480,7 +484,7 @@ job_end(struct consumer *c, struct aq_outcome *out)
             aq_job_set_error(j, "timeout", msg);
         } else
             aq_job_set_error(j, out->err_code, out->err_message);
-        if (j->attempts <= job_retries(j, bq)) {
+        if (!out->is_final && j->attempts <= job_retries(j, bq)) {
             double delay = backoff_s(bq, j->attempts);
 
             j->state = delay > 0 ? AQ_JOB_DELAYED : AQ_JOB_PENDING;
@@ -533,7 +537,8 @@ run_job(struct consumer *c, struct aq_job *j)
 {
     struct bqueue *bq = c->bq;
     const struct aq_handler *h = aq_handler_find(j->kind);
-    struct aq_run_env env = {bq->b->base, bq->b->procs, NULL, &bq->cfg};
+    struct aq_run_env env = {bq->b->base, bq->b->procs,     NULL,
+                             &bq->cfg,    bq->b->own_addrs, bq->b->nown_addrs};
     struct aq_job_ext *x = aq_job_ext(j);
     int64_t timeout_us = job_timeout_us(j, bq);
     void *run;
@@ -843,6 +848,7 @@ aq_broker_free(struct aq_broker *b)
     json_decref(b->keys);
     event_free(b->expire_ev);
     free(b->spare_putter);
+    free(b->own_addrs);
     free(b);
 }
 
@@ -1870,4 +1876,16 @@ aq_broker_restore_done(struct aq_broker *b, uint64_t last_id)
            rs.nu, delayed, crashed, rs.nf, (unsigned long long)b->last_id + 1);
     free(rs.unfinished);
     free(rs.finished);
+}
+
+/* ---- public: the daemon's addresses ---- */
+
+void
+aq_broker_set_own_addresses(struct aq_broker *b,
+                            const struct sockaddr_storage *addrs, size_t n)
+{
+    free(b->own_addrs);
+    b->own_addrs = xcalloc(n > 0 ? n : 1, sizeof *b->own_addrs);
+    memcpy(b->own_addrs, addrs, n * sizeof *addrs);
+    b->nown_addrs = n;
 }

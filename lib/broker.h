@@ -183,4 +183,13 @@ void aq_broker_durable_cancel(struct aq_broker *b,
 void aq_broker_counts(const struct aq_broker *b, size_t *unfinished,
                       size_t *running);
 
+/* ---- the daemon's addresses ---- */
+
+struct sockaddr_storage;
+/* The addresses asyncqd listens on (copied): http jobs may never connect
+ * to them (lib/netmatch.h). Set before the loop runs jobs. */
+void aq_broker_set_own_addresses(struct aq_broker *b,
+                                 const struct sockaddr_storage *addrs,
+                                 size_t n);
+
 #endif

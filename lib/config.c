@@ -24,6 +24,7 @@
 #include <jansson.h>
 
 #include "error.h"
+#include "netmatch.h"
 #include "xmalloc.h"
 
 #define PATH_LEN 256                /* a field path in a message */
@@ -106,6 +107,16 @@ free_strings(char **v, size_t n)
     for (size_t i = 0; i < n; i++)
         free(v[i]);
     free(v);
+}
+
+static char **
+strings_copy(char *const *v, size_t n)
+{
+    char **out = xcalloc(n > 0 ? n : 1, sizeof *out);
+
+    for (size_t i = 0; i < n; i++)
+        out[i] = xstrdup(v[i]);
+    return out;
 }
 
 /* Reads an integer in [f->min, f->max]: a JSON integer, nothing else. */
@@ -479,6 +490,54 @@ parse_exec_path(struct parser *p, json_t *v, const struct field *f,
     return 0;
 }
 
+/* http.allow / http.deny: arrays of host-name patterns and CIDRs. */
+static int
+parse_netlist(struct parser *p, json_t *v, const char *path, char ***dst,
+              size_t *ndst)
+{
+    char item[PATH_LEN];
+    size_t n = json_array_size(v);
+    char **list;
+
+    if (!json_is_array(v))
+        return field_error(p, path,
+                           "expected array of host name patterns and CIDRs");
+    list = xcalloc(n > 0 ? n : 1, sizeof *list);
+    for (size_t i = 0; i < n; i++) {
+        const char *str = json_string_value(json_array_get(v, i));
+
+        snprintf(item, sizeof item, "%s[%zu]", path, i);
+        if (str == NULL || !aq_netmatch_entry_ok(str)) {
+            field_error(p, item, "expected a host name pattern or CIDR");
+            free_strings(list, n);
+            return -1;
+        }
+        list[i] = xstrdup(str);
+    }
+    free_strings(*dst, *ndst);
+    *dst = list;
+    *ndst = n;
+    return 0;
+}
+
+static int
+parse_http_allow(struct parser *p, json_t *v, const struct field *f,
+                 const char *path, void *base)
+{
+    struct aq_queue_config *qc = base;
+
+    return parse_netlist(p, v, path, &qc->http.allow, &qc->http.nallow);
+}
+
+static int
+parse_http_deny(struct parser *p, json_t *v, const struct field *f,
+                const char *path, void *base)
+{
+    struct aq_queue_config *qc = base;
+
+    return parse_netlist(p, v, path, &qc->http.deny, &qc->http.ndeny);
+}
+
 static int parse_object(struct parser *p, json_t *obj, const char *path,
                         const struct field *fields, void *base);
 
@@ -514,6 +573,8 @@ static const struct field http_fields[] = {
     {"verify", parse_bool, QF(http.verify), 0, 0, NULL},
     {"max_response_bytes", parse_size, QF(http.max_response_bytes), 1,
      SIZE_LIMIT, NULL},
+    {"allow", parse_http_allow, QF(http.allow), 0, 0, NULL},
+    {"deny", parse_http_deny, QF(http.deny), 0, 0, NULL},
     {NULL, NULL, 0, 0, 0, NULL},
 };
 
@@ -832,6 +893,9 @@ aq_queue_config_defaults(struct aq_queue_config *qc, const char *name)
     qc->http.max_redirects = 5;
     qc->http.verify = true;
     qc->http.max_response_bytes = 64 * 1024 * 1024;
+    qc->http.allow = xcalloc(1, sizeof *qc->http.allow);
+    qc->http.allow[0] = xstrdup("*");
+    qc->http.nallow = 1;
 }
 
 void
@@ -843,6 +907,8 @@ aq_queue_config_clear(struct aq_queue_config *qc)
     free(qc->kind);
     free_strings(qc->exec.allow, qc->exec.nallow);
     free(qc->exec.path);
+    free_strings(qc->http.allow, qc->http.nallow);
+    free_strings(qc->http.deny, qc->http.ndeny);
     memset(qc, 0, sizeof *qc);
 }
 
@@ -859,4 +925,6 @@ aq_queue_config_copy(struct aq_queue_config *dst,
     dst->exec.allow = xcalloc(src->exec.nallow, sizeof *dst->exec.allow);
     for (size_t i = 0; i < src->exec.nallow; i++)
         dst->exec.allow[i] = xstrdup(src->exec.allow[i]);
+    dst->http.allow = strings_copy(src->http.allow, src->http.nallow);
+    dst->http.deny = strings_copy(src->http.deny, src->http.ndeny);
 }

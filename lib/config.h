@@ -52,6 +52,12 @@ struct aq_queue_config {
         bool verify;       /* default true */
         size_t max_response_bytes; /* >= 1; default 64 MiB: a larger body
                                       fails the attempt */
+        char **allow; /* host-name patterns and CIDRs (lib/netmatch.h);
+                         default ["*"] */
+        size_t nallow;
+        char **deny; /* the same; default [] (link-local addresses and
+                        the daemon's listeners are always refused) */
+        size_t ndeny;
     } http;
 };
 

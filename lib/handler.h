@@ -20,6 +20,7 @@ struct aq_error;
 struct aq_procs;
 struct aq_queue_config;
 struct aq_http;
+struct sockaddr_storage;
 
 /* How an attempt ended. result (compact JSON text) and the error strings are
  * handed to the callback, which takes them (free them or keep them). */
@@ -28,6 +29,8 @@ struct aq_outcome {
     char *result;   /* NULL = no result */
     char *err_code; /* when !ok: "exit", "signal", "spawn", "cancelled" ... */
     char *err_message;
+    bool is_final; /* when !ok: a retry would fail the same way (http
+                      "forbidden"): no retry, whatever retries says */
 };
 
 typedef void aq_run_done_cb(void *arg, struct aq_outcome *out);
@@ -37,6 +40,9 @@ struct aq_run_env {
     struct aq_procs *procs; /* for exec */
     struct aq_http *http;   /* for http: the queue's connection pool */
     const struct aq_queue_config *qc;
+    /* for http: the daemon's listening addresses, never a target */
+    const struct sockaddr_storage *own_addrs;
+    size_t nown_addrs;
 };
 
 struct aq_handler {

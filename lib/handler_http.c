@@ -3,7 +3,9 @@
  * lib/handler_http.c: the http kind (spec section 3). args: url, method,
  * headers, body, expect; checked at put. A run is one call of the queue's
  * pool (lib/http.c); this file turns args into the request and the response
- * into the job's result and outcome.
+ * into the job's result and outcome. The queue's http.allow / http.deny
+ * (lib/netmatch.h) are checked at put where no DNS is needed, and by the
+ * client on every connection of a run, with the daemon's own listeners.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -13,6 +15,7 @@
 #include "error.h"
 #include "handler.h"
 #include "http.h"
+#include "netmatch.h"
 #include "xmalloc.h"
 
 static const char *const methods[] = {"GET",    "HEAD",  "POST",    "PUT",
@@ -99,9 +102,31 @@ expect_range(const json_t *v, int *lo, int *hi)
     return -1;
 }
 
+/* The queue's policy, with the daemon's listeners own[0..nown) (a new
+ * one, the caller's). */
+static struct aq_netmatch *
+policy_new(const struct aq_queue_config *qc, const struct sockaddr_storage *own,
+           size_t nown)
+{
+    return aq_netmatch_new(qc->http.allow, qc->http.nallow, qc->http.deny,
+                           qc->http.ndeny, own, nown);
+}
+
+/* url against the queue's lists, where that needs no DNS. */
 static int
-http_check(const struct aq_queue_config *qc, const json_t *args,
-           struct aq_error *err)
+check_target(const struct aq_queue_config *qc, const char *url,
+             struct aq_error *err)
+{
+    struct aq_netmatch *m = policy_new(qc, NULL, 0);
+    int rc = aq_http_check_target(url, m, "params.args.url", err);
+
+    aq_netmatch_free(m);
+    return rc;
+}
+
+/* The args alone. */
+static int
+check_args(const json_t *args, struct aq_error *err)
 {
     const char *key;
     json_t *v;
@@ -163,10 +188,21 @@ http_check(const struct aq_queue_config *qc, const json_t *args,
     return 0;
 }
 
+static int
+http_check(const struct aq_queue_config *qc, const json_t *args,
+           struct aq_error *err)
+{
+    if (check_args(args, err) < 0)
+        return -1;
+    return check_target(qc, json_string_value(json_object_get(args, "url")),
+                        err);
+}
+
 /* ---- running ---- */
 
 struct http_run {
     struct aq_http_call *call;
+    struct aq_netmatch *policy; /* owned; the call borrows it */
     int expect_lo, expect_hi;
     char method[8];
     aq_run_done_cb *cb;
@@ -198,8 +234,12 @@ http_done_cb(void *arg, const struct aq_http_response *res)
             aq_outcome_fail(&out, "status", "http: %s %.300s: status %d%s%s",
                             r->method, res->url, res->status,
                             res->reason[0] != '\0' ? " " : "", res->reason);
-    } else
+    } else {
         aq_outcome_fail(&out, res->err_code, "%s", res->err_message);
+        /* The lists say no, and would again: fix them, then `retry`. */
+        out.is_final = strcmp(res->err_code, "forbidden") == 0;
+    }
+    aq_netmatch_free(r->policy);
     free(r);
     cb(cb_arg, &out);
 }
@@ -222,8 +262,9 @@ http_start(const struct aq_run_env *env, const struct aq_job *j,
     };
     struct aq_http_request req = {0};
 
-    /* Checked at put; a journal written by another build may differ. */
-    if (args == NULL || http_check(env->qc, args, &err) < 0) {
+    /* Checked at put; a journal written by another build may differ. The
+     * target is the client's to check (a refusal is "forbidden"). */
+    if (args == NULL || check_args(args, &err) < 0) {
         json_decref(args);
         aq_outcome_fail(&out, "args", "%s",
                         err.message[0] != '\0' ? err.message
@@ -234,6 +275,8 @@ http_start(const struct aq_run_env *env, const struct aq_job *j,
     r = xcalloc(1, sizeof *r);
     r->cb = cb;
     r->arg = arg;
+    r->policy = policy_new(env->qc, env->own_addrs, env->nown_addrs);
+    lim.policy = r->policy;
     expect_range(json_object_get(args, "expect"), &r->expect_lo, &r->expect_hi);
     req.url = json_string_value(json_object_get(args, "url"));
     req.method = json_string_value(json_object_get(args, "method"));
@@ -257,6 +300,7 @@ http_cancel(void *run)
     void *arg = r->arg;
 
     aq_http_cancel(r->call);
+    aq_netmatch_free(r->policy);
     free(r);
     aq_outcome_fail(&out, "cancelled", "http: cancelled");
     cb(arg, &out);
@@ -268,6 +312,7 @@ http_abandon(void *run)
     struct http_run *r = run;
 
     aq_http_cancel(r->call);
+    aq_netmatch_free(r->policy);
     free(r);
 }
 

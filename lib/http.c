@@ -19,6 +19,7 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -43,6 +44,7 @@
 #include "clock.h"
 #include "error.h"
 #include "log.h"
+#include "netmatch.h"
 #include "xmalloc.h"
 
 #define MAX_HEADERS_BYTES (64 * 1024) /* response header block */
@@ -98,7 +100,9 @@ struct aq_http_call {
 
 struct conn {
     struct host *host;
-    struct evhttp_connection *evcon; /* owned */
+    struct evhttp_connection *evcon; /* owned; NULL while resolving */
+    struct resolve *resolve;         /* the host name's lookup in flight */
+    struct sockaddr_storage addr;    /* the checked address it connects to */
     struct aq_http_call *call;       /* on it now; NULL = idle */
     int64_t idle_since_us;
     bool is_dead;   /* closed by the peer or an error: never reused */
@@ -106,6 +110,13 @@ struct conn {
                        closes it, maybe just after we would reuse it */
     bool was_used;  /* has carried a request */
     LIST_ENTRY(conn) link; /* host's connections */
+};
+
+/* A host name lookup (evdns_getaddrinfo's argument). It is never
+ * cancelled: evdns calls back later even then. A connection freed first
+ * sets cn to NULL, and the callback only frees this. */
+struct resolve {
+    struct conn *cn;
 };
 
 struct host {
@@ -206,6 +217,29 @@ aq_http_check_url(const char *url, const char *field, struct aq_error *err)
     return 0;
 }
 
+int
+aq_http_check_target(const char *url, const struct aq_netmatch *policy,
+                     const char *field, struct aq_error *err)
+{
+    char *scheme, *hostname, *target;
+    const char *bad;
+    char why[160];
+    int port, rc = 0;
+
+    if (url_split(url, &scheme, &hostname, &port, &target, &bad) < 0)
+        return 0; /* aq_http_check_url says what is wrong */
+    if (!aq_netmatch_may_allow(policy, hostname, port, why, sizeof why)) {
+        aq_error_set(err, AQ_ERR_NOT_ALLOWED,
+                     "%s: %.200s port %d is not allowed (%s)", field, hostname,
+                     port, why);
+        rc = -1;
+    }
+    free(scheme);
+    free(hostname);
+    free(target);
+    return rc;
+}
+
 bool
 aq_http_has_tls(void)
 {
@@ -214,15 +248,6 @@ aq_http_has_tls(void)
 #else
     return false;
 #endif
-}
-
-static bool
-is_numeric_host(const char *name)
-{
-    unsigned char buf[16];
-
-    return inet_pton(AF_INET, name, buf) == 1 ||
-           inet_pton(AF_INET6, name, buf) == 1;
 }
 
 /* ---- connections ---- */
@@ -273,12 +298,25 @@ conn_free(struct conn *cn)
 
     LIST_REMOVE(cn, link);
     ho->nconns--;
-    evhttp_connection_set_closecb(cn->evcon, NULL, NULL);
-    evhttp_connection_free(cn->evcon);
+    if (cn->resolve != NULL)
+        cn->resolve->cn = NULL;
+    if (cn->evcon != NULL) {
+        evhttp_connection_set_closecb(cn->evcon, NULL, NULL);
+        evhttp_connection_free(cn->evcon);
+    }
     free(cn);
 }
 
 #ifdef AQ_HAVE_TLS
+static bool
+is_numeric_host(const char *name)
+{
+    unsigned char buf[16];
+
+    return inet_pton(AF_INET, name, buf) == 1 ||
+           inet_pton(AF_INET6, name, buf) == 1;
+}
+
 static SSL_CTX *
 tls_ctx(struct aq_http *h, bool verify)
 {
@@ -359,62 +397,206 @@ pool_dns(struct aq_http *h)
     return h->dns;
 }
 
-/* A new connection to ho (not connected yet: evhttp connects on the first
- * request), or NULL with c's error set. */
-static struct conn *
-conn_new(struct host *ho, struct aq_http_call *c)
-{
-    struct aq_http *h = ho->h;
-    struct evdns_base *dns = is_numeric_host(ho->name) ? NULL : pool_dns(h);
-    struct bufferevent *bev = NULL;
-    struct conn *cn;
+/* Ends c's current request before it was sent, with code and a message
+ * (from end_ev); its connection, if any, is not reused. */
+static void call_fail(struct aq_http_call *c, const char *code, const char *fmt,
+                      ...) __attribute__((format(printf, 3, 4)));
 
-#ifdef AQ_HAVE_TLS
-    if (ho->is_tls) {
-        bev = tls_bev(h, ho, c->lim.verify);
-        if (bev == NULL) {
-            c->err_code = "tls";
-            snprintf(c->err_detail, sizeof c->err_detail,
-                     "cannot set up TLS for %s", ho->name);
-            return NULL;
+static void
+call_fail(struct aq_http_call *c, const char *code, const char *fmt, ...)
+{
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(c->err_detail, sizeof c->err_detail, fmt, ap);
+    va_end(ap);
+    c->err_code = code;
+    c->req_ended = true;
+    if (c->conn != NULL)
+        c->conn->is_dead = true;
+    event_active(c->end_ev, EV_TIMEOUT, 0);
+}
+
+static void call_send(struct aq_http_call *c, struct conn *cn);
+
+/* The address of ss (AF_INET or AF_INET6) as text, in buf. */
+static void
+addr_text(const struct sockaddr_storage *ss, char buf[INET6_ADDRSTRLEN])
+{
+    const void *a =
+        ss->ss_family == AF_INET
+            ? (const void *)&((const struct sockaddr_in *)ss)->sin_addr
+            : (const void *)&((const struct sockaddr_in6 *)ss)->sin6_addr;
+
+    evutil_inet_ntop(ss->ss_family, a, buf, INET6_ADDRSTRLEN);
+}
+
+/* Connects cn to addrs, the addresses of its host, and sends its call on
+ * it: every address must be allowed by the call's policy (one refused
+ * refuses the host: a name answering with a private address beside a
+ * public one is not to be trusted), and the connection goes to the first,
+ * given to evhttp as a numeric address so that nothing resolves the name
+ * again between the check and the connect. */
+static void
+conn_connect(struct conn *cn, const struct evutil_addrinfo *addrs)
+{
+    struct host *ho = cn->host;
+    struct aq_http *h = ho->h;
+    struct aq_http_call *c = cn->call;
+    const struct evutil_addrinfo *ai;
+    struct bufferevent *bev = NULL;
+    char numeric[INET6_ADDRSTRLEN], why[160];
+    bool have = false;
+
+    for (ai = addrs; ai != NULL; ai = ai->ai_next) {
+        struct sockaddr_storage ss = {0};
+
+        if ((ai->ai_family != AF_INET && ai->ai_family != AF_INET6) ||
+            ai->ai_addrlen > sizeof ss)
+            continue;
+        memcpy(&ss, ai->ai_addr, ai->ai_addrlen);
+        if (ss.ss_family == AF_INET)
+            ((struct sockaddr_in *)&ss)->sin_port = htons((uint16_t)ho->port);
+        else
+            ((struct sockaddr_in6 *)&ss)->sin6_port = htons((uint16_t)ho->port);
+        addr_text(&ss, numeric);
+        if (c->lim.policy != NULL &&
+            !aq_netmatch_allows(c->lim.policy, ho->name, (struct sockaddr *)&ss,
+                                why, sizeof why)) {
+            if (strcmp(numeric, ho->name) == 0)
+                call_fail(c, "forbidden", "%s port %d is not allowed (%s)",
+                          ho->name, ho->port, why);
+            else
+                call_fail(c, "forbidden", "%s (%s) port %d is not allowed (%s)",
+                          ho->name, numeric, ho->port, why);
+            return;
         }
+        if (!have)
+            cn->addr = ss;
+        have = true;
+    }
+    if (!have) {
+        call_fail(c, "dns", "cannot resolve %s: no IP address", ho->name);
+        return;
+    }
+    addr_text(&cn->addr, numeric);
+#ifdef AQ_HAVE_TLS
+    /* SNI and the certificate check name the host, not the address. */
+    if (ho->is_tls && (bev = tls_bev(h, ho, c->lim.verify)) == NULL) {
+        call_fail(c, "tls", "cannot set up TLS for %s", ho->name);
+        return;
     }
 #endif
-    cn = xcalloc(1, sizeof *cn);
-    cn->host = ho;
-    cn->evcon = evhttp_connection_base_bufferevent_new(h->base, dns, bev,
-                                                        ho->name,
-                                                        (uint16_t)ho->port);
+    cn->evcon = evhttp_connection_base_bufferevent_new(
+        h->base, NULL, bev, numeric, (uint16_t)ho->port);
     if (cn->evcon == NULL) {
         if (bev != NULL)
             bufferevent_free(bev);
-        free(cn);
-        c->err_code = "connect";
-        snprintf(c->err_detail, sizeof c->err_detail,
-                 "cannot create a connection");
-        return NULL;
+        call_fail(c, "connect", "cannot create a connection");
+        return;
     }
+    evhttp_connection_set_family(cn->evcon, cn->addr.ss_family);
     evhttp_connection_set_retries(cn->evcon, 0);
     evhttp_connection_set_timeout(cn->evcon, CONN_TIMEOUT_S);
     evhttp_connection_set_max_headers_size(cn->evcon, MAX_HEADERS_BYTES);
     evhttp_connection_set_closecb(cn->evcon, conn_closed_cb, cn);
-    LIST_INSERT_HEAD(&ho->conns, cn, link);
-    ho->nconns++;
-    return cn;
+    call_send(c, cn);
 }
 
-/* An idle live connection of ho, the most recently used, or NULL. Dead
- * idle ones met on the way are freed. */
+static void
+resolve_cb(int result, struct evutil_addrinfo *res, void *arg)
+{
+    struct resolve *r = arg;
+    struct conn *cn = r->cn;
+
+    free(r);
+    if (cn != NULL) {
+        cn->resolve = NULL;
+        if (result != 0)
+            call_fail(cn->call, "dns", "cannot resolve %s: %s", cn->host->name,
+                      evutil_gai_strerror(result));
+        else
+            conn_connect(cn, res);
+    }
+    if (res != NULL)
+        evutil_freeaddrinfo(res);
+}
+
+/* Opens a new connection of ho for c: an address literal is checked at
+ * once, a name first against the patterns and then, resolved by evdns,
+ * address by address (conn_connect). c is sent once it is connected, which
+ * may be before this returns (a literal, or a name from /etc/hosts), or
+ * ends with its error from end_ev. */
+static void
+conn_open(struct host *ho, struct aq_http_call *c)
+{
+    struct conn *cn = xcalloc(1, sizeof *cn);
+    struct evdns_base *dns;
+    struct resolve *r;
+    struct evutil_addrinfo hints = {0}, lit = {0};
+    struct sockaddr_storage ss = {0};
+    char why[160];
+
+    cn->host = ho;
+    cn->call = c;
+    c->conn = cn;
+    LIST_INSERT_HEAD(&ho->conns, cn, link);
+    ho->nconns++;
+    if (inet_pton(AF_INET, ho->name, &((struct sockaddr_in *)&ss)->sin_addr) ==
+        1) {
+        ss.ss_family = AF_INET;
+        lit.ai_addrlen = sizeof(struct sockaddr_in);
+    } else if (inet_pton(AF_INET6, ho->name,
+                         &((struct sockaddr_in6 *)&ss)->sin6_addr) == 1) {
+        ss.ss_family = AF_INET6;
+        lit.ai_addrlen = sizeof(struct sockaddr_in6);
+    }
+    if (ss.ss_family != 0) {
+        lit.ai_family = ss.ss_family;
+        lit.ai_addr = (struct sockaddr *)&ss;
+        conn_connect(cn, &lit);
+        return;
+    }
+    /* A name refused whatever it resolves to is not even looked up. */
+    if (c->lim.policy != NULL &&
+        !aq_netmatch_may_allow(c->lim.policy, ho->name, ho->port, why,
+                               sizeof why)) {
+        call_fail(c, "forbidden", "%s port %d is not allowed (%s)", ho->name,
+                  ho->port, why);
+        return;
+    }
+    if ((dns = pool_dns(ho->h)) == NULL) {
+        call_fail(c, "dns", "cannot resolve %s: no resolver", ho->name);
+        return;
+    }
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_protocol = IPPROTO_TCP;
+    r = xcalloc(1, sizeof *r);
+    r->cn = cn;
+    cn->resolve = r;
+    /* Answers from /etc/hosts call back before this returns (and free
+     * r): the handle it returns is not kept, as nothing cancels it. */
+    evdns_getaddrinfo(dns, ho->name, NULL, &hints, resolve_cb, r);
+}
+
+/* An idle live connection of ho that c may use, the most recently used,
+ * or NULL. Dead idle ones met on the way are freed, and so are those
+ * whose address c's policy refuses (the lists changed since). */
 static struct conn *
-conn_idle(struct host *ho)
+conn_idle(struct host *ho, const struct aq_http_call *c)
 {
     struct conn *cn, *next, *best = NULL;
+    char why[160];
 
     for (cn = LIST_FIRST(&ho->conns); cn != NULL; cn = next) {
         next = LIST_NEXT(cn, link);
         if (cn->call != NULL)
             continue;
-        if (cn->is_dead) {
+        if (cn->is_dead || (c->lim.policy != NULL &&
+                            !aq_netmatch_allows(c->lim.policy, ho->name,
+                                                (struct sockaddr *)&cn->addr,
+                                                why, sizeof why))) {
             conn_free(cn);
             continue;
         }
@@ -483,7 +665,7 @@ conn_release(struct aq_http_call *c, bool reusable)
     ho = cn->host;
     c->conn = NULL;
     cn->call = NULL;
-    if (!reusable || cn->is_dead || cn->no_reuse)
+    if (!reusable || cn->is_dead || cn->no_reuse || cn->evcon == NULL)
         conn_free(cn);
     else
         cn->idle_since_us = aq_clock_mono_us();
@@ -779,13 +961,10 @@ call_dispatch(struct aq_http_call *c)
         if (ho->nconns >= c->lim.max_per_host)
             conn_close_one_idle(ho);
     } else
-        cn = conn_idle(ho);
+        cn = conn_idle(ho, c);
     if (cn == NULL && ho->nconns < c->lim.max_per_host) {
-        if ((cn = conn_new(ho, c)) == NULL) {
-            c->req_ended = true;
-            event_active(c->end_ev, EV_TIMEOUT, 0);
-            return;
-        }
+        conn_open(ho, c);
+        return;
     }
     if (cn == NULL) {
         c->is_waiting = true;
@@ -1132,8 +1311,10 @@ aq_http_free(struct aq_http *h)
         host_free(ho);
     }
     event_free(h->sweep_ev);
+    /* Lookups in flight end with a callback that frees their struct
+     * resolve (from the loop, if it runs again). */
     if (h->dns != NULL)
-        evdns_base_free(h->dns, 0);
+        evdns_base_free(h->dns, 1);
 #ifdef AQ_HAVE_TLS
     SSL_CTX_free(h->tls_verify);
     SSL_CTX_free(h->tls_noverify);

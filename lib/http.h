@@ -7,7 +7,9 @@
  * arrival order, for one to come free. A call follows redirects, captures
  * the first `capture` bytes of the body (the rest is read and dropped),
  * and ends with exactly one callback unless cancelled. Host names are
- * resolved with evdns: nothing here blocks the loop.
+ * resolved with evdns: nothing here blocks the loop. Every connection, the
+ * first and each redirect's, goes to an address the call's policy allows
+ * (lib/netmatch.h), checked after resolution and connected to by number.
  */
 #ifndef AQ_HTTP_H
 #define AQ_HTTP_H
@@ -22,6 +24,7 @@ struct event_base;
 struct aq_error;
 struct aq_http;
 struct aq_http_call;
+struct aq_netmatch;
 
 struct aq_http_limits {
     size_t capture;            /* body bytes kept in the response */
@@ -29,6 +32,8 @@ struct aq_http_limits {
     int max_per_host;          /* >= 1: connections open to one host:port */
     int max_redirects;         /* >= 0; 0 = a 3xx is the response */
     bool verify;               /* https: check certificate and host name */
+    const struct aq_netmatch *policy; /* where it may connect; NULL = any;
+                                         borrowed until the call ends */
 };
 
 struct aq_http_request {
@@ -44,7 +49,8 @@ struct aq_http_request {
 struct aq_http_response {
     const char *err_code; /* NULL: a response arrived (any status); else
                              "url" "dns" "connect" "tls" "reset" "protocol"
-                             "too_large" "redirects" */
+                             "too_large" "redirects" "forbidden" (the
+                             policy refused the host or an address) */
     const char *err_message; /* "http: GET http://h/p: connection refused" */
     int status;              /* of the last response head; 0 if none */
     const char *reason;      /* "Not Found"; "" when none */
@@ -72,6 +78,11 @@ bool aq_http_has_tls(void);
  * naming "field"). */
 int aq_http_check_url(const char *url, const char *field,
                       struct aq_error *err);
+/* The check at put of a URL that passed aq_http_check_url against policy,
+ * where it needs no DNS (aq_netmatch_may_allow): 0, or -1 with err
+ * (-32005 naming "field", the host and the rule). */
+int aq_http_check_target(const char *url, const struct aq_netmatch *policy,
+                         const char *field, struct aq_error *err);
 
 /* Starts a call with lim (copied). Returns its handle, valid until the
  * callback returns or aq_http_cancel; the callback never runs inside this

@@ -346,3 +346,22 @@ aq_metrics_free(struct aq_metrics *m)
     evhttp_free(m->http);
     free(m);
 }
+
+static void
+bound_addr_cb(struct evhttp_bound_socket *bound, void *arg)
+{
+    struct sockaddr_storage *out = arg;
+    socklen_t sl = sizeof *out;
+
+    if (out->ss_family == 0 && getsockname(evhttp_bound_socket_get_fd(bound),
+                                           (struct sockaddr *)out, &sl) != 0)
+        memset(out, 0, sizeof *out);
+}
+
+bool
+aq_metrics_address(struct aq_metrics *m, struct sockaddr_storage *out)
+{
+    memset(out, 0, sizeof *out);
+    evhttp_foreach_bound_socket(m->http, bound_addr_cb, out);
+    return out->ss_family != 0;
+}

@@ -7,6 +7,8 @@
 #ifndef AQ_METRICS_H
 #define AQ_METRICS_H
 
+#include <stdbool.h>
+
 struct event_base;
 struct aq_broker;
 struct aq_error;
@@ -26,5 +28,10 @@ struct aq_metrics *aq_metrics_new(struct event_base *base, const char *addr,
                                   struct aq_error *err);
 void aq_metrics_set_health(struct aq_metrics *m, enum aq_health h);
 void aq_metrics_free(struct aq_metrics *m); /* NULL is fine */
+
+struct sockaddr_storage;
+/* The bound address of the listener (its real port) into out: true, or
+ * false if it has none. */
+bool aq_metrics_address(struct aq_metrics *m, struct sockaddr_storage *out);
 
 #endif

@@ -1322,6 +1322,24 @@ aq_server_listen(struct aq_server *s, const struct aq_config *cfg,
     return 0;
 }
 
+size_t
+aq_server_addresses(const struct aq_server *s, struct sockaddr_storage *out,
+                    size_t max)
+{
+    size_t n = 0;
+
+    for (const struct listener *l = s->listeners; l != NULL; l = l->next) {
+        struct sockaddr_storage ss = {0};
+        socklen_t sl = sizeof ss;
+
+        if (getsockname(evconnlistener_get_fd(l->lev), (struct sockaddr *)&ss,
+                        &sl) == 0 &&
+            (ss.ss_family == AF_INET || ss.ss_family == AF_INET6) && n < max)
+            out[n++] = ss;
+    }
+    return n;
+}
+
 /* ---- server ---- */
 
 static void

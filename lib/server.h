@@ -32,6 +32,11 @@ void aq_server_free(struct aq_server *s);
  * Each bound address is logged with its real port. 0, or -1 with err. */
 int aq_server_listen(struct aq_server *s, const struct aq_config *cfg,
                      const int *fds, size_t nfds, struct aq_error *err);
+/* The bound TCP addresses of the listeners (real ports; sockets handed
+ * over too), at most max of them into out. Returns how many. */
+struct sockaddr_storage;
+size_t aq_server_addresses(const struct aq_server *s,
+                           struct sockaddr_storage *out, size_t max);
 
 /* SIGHUP: new limits (window, sizes, idle timeout, max connections). */
 void aq_server_reconfigure(struct aq_server *s, const struct aq_config *cfg);

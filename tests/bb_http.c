@@ -5,11 +5,13 @@
  * failures and expect, retries, timeout and cancel, connection errors
  * (refused, dns, reset, tls), capture and max_response_bytes, redirects,
  * the per-host connection cap and keep-alive, https with and without a
- * trusted CA, and the checks made at put.
+ * trusted CA, the checks made at put, and where jobs may connect
+ * (http.allow / http.deny, link-local, the daemon's own listeners).
  */
 #include <arpa/inet.h>
 #include <check.h>
 #include <netinet/in.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -862,6 +864,238 @@ START_TEST(http_bad_args_are_refused_at_put)
 }
 END_TEST
 
+/* ---- where jobs may connect: http.allow / http.deny ---- */
+
+/* start_http(2 consumers, 2 retries) with the metrics listener on
+ * metrics_host port 0; *metrics_port is the port it got, from the log. */
+static struct bb_daemon *
+start_with_metrics(const char *metrics_host, const char *http_extra,
+                   int *metrics_port)
+{
+    struct bb_daemon *d;
+    const char *at, *colon;
+    char *log;
+
+    unsetenv("SSL_CERT_FILE");
+    d = bb_startq("{'metrics':'%s:0','queues':{'default':{'kind':'http',"
+                  "'consumers':2,'retries':2,'backoff':{'initial':0,"
+                  "'factor':1,'max':0}%s}}}",
+                  metrics_host, http_extra);
+    ck_assert_msg(bb_log_wait(d, "/metrics", 5000), "no metrics listener");
+    log = bb_log(d);
+    at = strstr(log, "metrics on http://");
+    ck_assert_ptr_nonnull(at);
+    colon = strstr(at, "/metrics");
+    while (colon > at && *colon != ':')
+        colon--;
+    *metrics_port = atoi(colon + 1);
+    ck_assert_int_gt(*metrics_port, 0);
+    free(log);
+    return d;
+}
+
+/* A finished record refused by the policy: failed with "forbidden" on the
+ * first attempt (a refusal is not retried), why in the message, no
+ * response. */
+static void
+assert_forbidden(json_t *rec, const char *why)
+{
+    assert_failed_with(rec, "forbidden");
+    ck_assert_msg(strstr(bb_str_at(rec, "error.message"), why) != NULL,
+                  "the message does not say \"%s\": %s", why, bb_dump(rec));
+    ck_assert_int_eq(bb_int_at(rec, "attempts"), 1);
+    assert_no_result(rec);
+    json_decref(rec);
+}
+
+/* A put of url on queue refused with -32005 naming params.args.url and
+ * why. */
+static void
+assert_put_not_allowed(struct bb_conn *c, const char *queue, const char *url,
+                       const char *why)
+{
+    json_t *r =
+        bb_call(c, "put",
+                json_pack("{s:s,s:{s:s}}", "queue", queue, "args", "url", url));
+    json_t *err = json_object_get(r, "error");
+    const char *msg;
+
+    ck_assert_msg(err != NULL, "%s accepted: %s", url, bb_dump(r));
+    ck_assert_msg(bb_int_at(err, "code") == -32005, "%s: %s", url, bb_dump(r));
+    msg = bb_str_at(err, "message");
+    ck_assert_msg(strstr(msg, "params.args.url") != NULL &&
+                      strstr(msg, why) != NULL,
+                  "%s: the message names neither the field nor \"%s\": %s", url,
+                  why, msg);
+    json_decref(r);
+}
+
+/* A GET of http://host:port/path is refused as the daemon's own
+ * listener. */
+static void
+assert_own(struct bb_conn *c, const char *host, int port, const char *path)
+{
+    char url[URL_MAX];
+
+    snprintf(url, sizeof url, "http://%s:%d%s", host, port, path);
+    assert_forbidden(get(c, url), "the daemon's own listener");
+}
+
+START_TEST(http_to_the_daemons_own_listeners_is_forbidden_and_not_retried)
+{
+    int mport;
+    struct bb_daemon *d = start_with_metrics("127.0.0.1", "", &mport);
+    struct bb_conn *c = bb_connect(d);
+
+    assert_own(c, "127.0.0.1", mport, "/metrics");
+    assert_own(c, "localhost", mport, "/healthz");
+    /* The JSON-RPC listener (a socket handed over as systemd does). */
+    assert_own(c, "127.0.0.1", bb_port(d), "/");
+    assert_own(c, "0.0.0.0", bb_port(d), "/");
+    ck_assert_int_eq(bb_stat_int(c, "default", "retried"), 0);
+    bb_close(c);
+    ck_assert_int_eq(bb_stop(d), 0);
+}
+END_TEST
+
+START_TEST(http_to_a_wildcard_listener_is_forbidden_on_a_local_address)
+{
+    int mport;
+    struct bb_daemon *d = start_with_metrics("0.0.0.0", "", &mport);
+    struct bb_conn *c = bb_connect(d);
+
+    /* 0.0.0.0 takes every local address on its port. */
+    assert_own(c, "127.0.0.1", mport, "/metrics");
+    assert_own(c, "127.0.0.9", mport, "/metrics");
+    bb_close(c);
+    ck_assert_int_eq(bb_stop(d), 0);
+}
+END_TEST
+
+START_TEST(http_link_local_literal_is_refused_at_put)
+{
+    struct bb_daemon *d = start_http(2, 0, "");
+    struct bb_conn *c = bb_connect(d);
+
+    assert_put_not_allowed(
+        c, "default", "http://169.254.169.254/latest/meta-data/", "link-local");
+    assert_put_not_allowed(c, "default", "http://[fe80::1]:8080/",
+                           "link-local");
+    assert_put_not_allowed(c, "default", "http://[::ffff:169.254.169.254]/",
+                           "link-local");
+    ck_assert_int_eq(bb_stat_int(c, "default", "put"), 0);
+    bb_close(c);
+    ck_assert_int_eq(bb_stop(d), 0);
+}
+END_TEST
+
+START_TEST(http_allow_list_refuses_every_other_target)
+{
+    struct httpd *s = httpd_start(false);
+    struct bb_daemon *d = bb_startq(
+        "{'queues':{'default':{'kind':'http','consumers':2,'retries':3,"
+        "'http':{'allow':['*.example.com','10.0.0.0/8']}},"
+        "'names':{'kind':'http','consumers':1,"
+        "'http':{'allow':['*.example.com']}}}}");
+    struct bb_conn *c = bb_connect(d);
+    char url[URL_MAX], local[URL_MAX];
+
+    /* An address literal is judged at put. */
+    assert_put_not_allowed(c, "default", url_of(url, s, "/ok"),
+                           "not in http.allow");
+    /* A name needs its addresses: 10.0.0.0/8 might hold them. */
+    snprintf(local, sizeof local, "http://localhost:%d/ok", httpd_port(s));
+    assert_forbidden(get(c, local), "localhost (127.0.0.1)");
+    /* Unless no address could be allowed. */
+    assert_put_not_allowed(c, "names", local, "not in http.allow");
+    ck_assert_int_eq(httpd_accepted(s), 0);
+    bb_close(c);
+    ck_assert_int_eq(bb_stop(d), 0);
+    httpd_stop(s);
+}
+END_TEST
+
+START_TEST(http_name_resolving_to_a_denied_address_is_forbidden)
+{
+    struct httpd *s = httpd_start(false);
+    struct bb_daemon *d =
+        start_http(2, 0, ",'http':{'deny':['10.0.0.0/8','127.0.0.0/8']}");
+    struct bb_conn *c = bb_connect(d);
+    char url[URL_MAX], want[URL_MAX];
+
+    snprintf(url, sizeof url, "http://localhost:%d/ok", httpd_port(s));
+    snprintf(want, sizeof want,
+             "localhost (127.0.0.1) port %d is not allowed (http.deny[1] "
+             "\"127.0.0.0/8\")",
+             httpd_port(s));
+    assert_forbidden(get(c, url), want);
+    ck_assert_int_eq(httpd_accepted(s), 0);
+    bb_close(c);
+    ck_assert_int_eq(bb_stop(d), 0);
+    httpd_stop(s);
+}
+END_TEST
+
+START_TEST(http_redirect_to_a_denied_target_is_forbidden)
+{
+    struct httpd *s = httpd_start(false);
+    struct bb_daemon *d;
+    struct bb_conn *c;
+    char path[128], url[URL_MAX];
+    int mport;
+
+    d = start_with_metrics("127.0.0.1", "", &mport);
+    c = bb_connect(d);
+    /* An allowed server sends the job to the daemon's metrics... */
+    snprintf(path, sizeof path,
+             "/to?url=http%%3A%%2F%%2F127.0.0.1%%3A%d%%2Fmetrics", mport);
+    assert_forbidden(get(c, url_of(url, s, path)), "the daemon's own listener");
+    /* ...or to a cloud metadata address. */
+    assert_forbidden(
+        get(c, url_of(url, s, "/to?url=http%3A%2F%2F169.254.169.254%2F")),
+        "link-local");
+    ck_assert_int_eq(httpd_requests(s), 2);
+    /* Allowed targets still are. */
+    snprintf(path, sizeof path, "/to?url=http%%3A%%2F%%2F127.0.0.1%%3A%d%%2Fok",
+             httpd_port(s));
+    {
+        json_t *rec = get(c, url_of(url, s, path));
+
+        assert_done(rec);
+        ck_assert_int_eq(bb_int_at(rec, "result.redirects"), 1);
+        json_decref(rec);
+    }
+    bb_close(c);
+    ck_assert_int_eq(bb_stop(d), 0);
+    httpd_stop(s);
+}
+END_TEST
+
+START_TEST(http_reload_applies_allow_and_deny)
+{
+    struct httpd *s = httpd_start(false);
+    struct bb_daemon *d = start_http(2, 0, "");
+    struct bb_conn *c = bb_connect(d);
+    char url[URL_MAX], local[URL_MAX];
+    json_t *rec = get(c, url_of(url, s, "/ok"));
+
+    assert_done(rec);
+    json_decref(rec);
+    bb_write_configq(d, "{'queues':{'default':{'kind':'http','consumers':2,"
+                        "'http':{'deny':['127.0.0.1']}}}}");
+    bb_signal(d, SIGHUP);
+    ck_assert_msg(bb_log_wait(d, "applied", 5000), "no reload in the log");
+    assert_put_not_allowed(c, "default", url_of(url, s, "/ok"), "http.deny[0]");
+    /* Nor is the connection kept alive from before used. */
+    snprintf(local, sizeof local, "http://localhost:%d/ok", httpd_port(s));
+    assert_forbidden(get(c, local), "http.deny[0]");
+    ck_assert_int_eq(httpd_requests(s), 1);
+    bb_close(c);
+    ck_assert_int_eq(bb_stop(d), 0);
+    httpd_stop(s);
+}
+END_TEST
+
 Suite *
 bb_http_suite(void)
 {
@@ -872,6 +1106,7 @@ bb_http_suite(void)
     TCase *conns = tcase_create("connections");
     TCase *tls = tcase_create("tls");
     TCase *checks = tcase_create("checks");
+    TCase *policy = tcase_create("policy");
 
     tcase_set_timeout(run_tc, 60);
     tcase_add_test(run_tc,
@@ -927,5 +1162,18 @@ bb_http_suite(void)
     tcase_set_timeout(checks, 60);
     tcase_add_test(checks, http_bad_args_are_refused_at_put);
     suite_add_tcase(s, checks);
+
+    tcase_set_timeout(policy, 60);
+    tcase_add_test(
+        policy, http_to_the_daemons_own_listeners_is_forbidden_and_not_retried);
+    tcase_add_test(policy,
+                   http_to_a_wildcard_listener_is_forbidden_on_a_local_address);
+    tcase_add_test(policy, http_link_local_literal_is_refused_at_put);
+    tcase_add_test(policy, http_allow_list_refuses_every_other_target);
+    tcase_add_test(policy,
+                   http_name_resolving_to_a_denied_address_is_forbidden);
+    tcase_add_test(policy, http_redirect_to_a_denied_target_is_forbidden);
+    tcase_add_test(policy, http_reload_applies_allow_and_deny);
+    suite_add_tcase(s, policy);
     return s;
 }

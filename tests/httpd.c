@@ -440,6 +440,19 @@ route_see_other(struct httpd *s, struct evhttp_request *req,
     reply_redirect(req, 303, "/echo");
 }
 
+static void
+route_to(struct httpd *s, struct evhttp_request *req, const char *rest,
+         const struct evkeyvalq *q)
+{
+    const char *url = evhttp_find_header(q, "url");
+
+    if (url == NULL) {
+        reply_text(req, 400, "no url");
+        return;
+    }
+    reply_redirect(req, 302, url);
+}
+
 static const char *
 method_name(enum evhttp_cmd_type cmd)
 {
@@ -572,6 +585,7 @@ static const struct route {
     {"/redirect/", route_redirect},
     {"/redirect-abs/", route_redirect_abs},
     {"/see-other", route_see_other},
+    {"/to", route_to},
     {"/echo", route_echo},
     {"/flaky", route_flaky},
     {"/reset", route_reset},

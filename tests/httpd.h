@@ -11,6 +11,7 @@
  *   /redirect/N          302 Location: /redirect/N-1; /redirect/0: 200 "done"
  *   /redirect-abs/N      the same with an absolute Location
  *   /see-other           303 Location: /echo
+ *   /to?url=U            302 Location: U (U percent-encoded)
  *   /echo                200 application/json {"method","uri","headers",
  *                        "body"} (a repeated header joined with ", ")
  *   /flaky?key=K&fail=N  500 for the first N requests with key K, then 200

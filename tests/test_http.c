@@ -21,6 +21,7 @@
 #include "error.h"
 #include "http.h"
 #include "httpd.h"
+#include "netmatch.h"
 #include "suites.h"
 #include "testutil.h"
 
@@ -361,6 +362,169 @@ START_TEST(bad_urls)
 }
 END_TEST
 
+/* ---- the policy (lib/netmatch.h) ---- */
+
+/* A policy of the NULL-ended lists, with the test server as the daemon's
+ * own listener if own_is_srv. The caller's. */
+static struct aq_netmatch *
+policy_of(const char *const *allow, const char *const *deny, bool own_is_srv)
+{
+    struct sockaddr_storage own = {0};
+    struct sockaddr_in *in = (struct sockaddr_in *)&own;
+    size_t nallow = 0, ndeny = 0;
+
+    while (allow[nallow] != NULL)
+        nallow++;
+    while (deny[ndeny] != NULL)
+        ndeny++;
+    in->sin_family = AF_INET;
+    in->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    in->sin_port = htons((uint16_t)httpd_port(srv));
+    return aq_netmatch_new((char *const *)allow, nallow, (char *const *)deny,
+                           ndeny, &own, own_is_srv ? 1 : 0);
+}
+
+static const char *const allow_all[] = {"*", NULL};
+static const char *const deny_none[] = {NULL};
+
+/* fetch() with lim.policy = m, which it frees; the outcome must be
+ * "forbidden" with no connection made to the server. */
+static void
+fetch_forbidden(struct res *x, struct aq_netmatch *m, const char *url,
+                const char *why)
+{
+    struct aq_http_limits lim = default_lim;
+
+    lim.policy = m;
+    fetch(x, &lim, NULL, url, NULL, NULL);
+    aq_netmatch_free(m);
+    ck_assert_msg(strcmp(x->err_code, "forbidden") == 0, "%s: %s: %s", url,
+                  x->err_code, x->err_message);
+    ck_assert_msg(strstr(x->err_message, why) != NULL,
+                  "the message does not say \"%s\": %s", why, x->err_message);
+    ck_assert_int_eq(x->status, 0);
+}
+
+START_TEST(policy_refuses_a_literal_without_connecting)
+{
+    const char *const deny[] = {"10.0.0.0/8", "127.0.0.0/8", NULL};
+    struct res x = {0};
+    char want[96];
+
+    snprintf(want, sizeof want,
+             "127.0.0.1 port %d is not allowed (http.deny[1] "
+             "\"127.0.0.0/8\")",
+             httpd_port(srv));
+    fetch_forbidden(&x, policy_of(allow_all, deny, false), url_of("/ok"), want);
+    ck_assert_int_eq(httpd_accepted(srv), 0);
+    res_clear(&x);
+}
+END_TEST
+
+START_TEST(policy_refuses_a_name_by_the_address_it_resolves_to)
+{
+    const char *const deny[] = {"127.0.0.0/8", "::1", NULL};
+    struct res x = {0};
+    char url[64];
+
+    snprintf(url, sizeof url, "http://localhost:%d/ok", httpd_port(srv));
+    fetch_forbidden(&x, policy_of(allow_all, deny, false), url, "localhost (");
+    ck_assert_int_eq(httpd_accepted(srv), 0);
+    res_clear(&x);
+    /* Allowed by name: the same host is fetched. */
+    {
+        const char *const allow[] = {"localhost", NULL};
+        struct aq_http_limits lim = default_lim;
+        struct aq_netmatch *m = policy_of(allow, deny_none, false);
+
+        lim.policy = m;
+        fetch(&x, &lim, NULL, url, NULL, NULL);
+        aq_netmatch_free(m);
+        ck_assert_msg(x.err_code[0] == '\0', "%s", x.err_message);
+        ck_assert_int_eq(x.status, 200);
+        res_clear(&x);
+    }
+}
+END_TEST
+
+START_TEST(policy_refuses_a_name_without_resolving_it)
+{
+    const char *const allow[] = {"*.example.com", NULL};
+    struct res x = {0};
+
+    /* Not "dns": the name is not looked up. */
+    fetch_forbidden(&x, policy_of(allow, deny_none, false),
+                    "http://no-such-host.invalid/", "not in http.allow");
+    res_clear(&x);
+}
+END_TEST
+
+START_TEST(policy_refuses_the_daemons_own_listener)
+{
+    struct res x = {0};
+    char url[64];
+
+    fetch_forbidden(&x, policy_of(allow_all, deny_none, true), url_of("/ok"),
+                    "the daemon's own listener");
+    snprintf(url, sizeof url, "http://0.0.0.0:%d/ok", httpd_port(srv));
+    res_clear(&x);
+    fetch_forbidden(&x, policy_of(allow_all, deny_none, true), url,
+                    "the daemon's own listener");
+    res_clear(&x);
+    snprintf(url, sizeof url, "http://localhost:%d/ok", httpd_port(srv));
+    fetch_forbidden(&x, policy_of(allow_all, deny_none, true), url,
+                    "the daemon's own listener");
+    ck_assert_int_eq(httpd_accepted(srv), 0);
+    res_clear(&x);
+}
+END_TEST
+
+START_TEST(policy_checks_every_redirect)
+{
+    const char *const allow[] = {"localhost", NULL};
+    struct res x = {0};
+    char url[64];
+
+    /* localhost is allowed; its redirect to 127.0.0.1 is not. */
+    snprintf(url, sizeof url, "http://localhost:%d/redirect-abs/1",
+             httpd_port(srv));
+    fetch_forbidden(&x, policy_of(allow, deny_none, false), url,
+                    "not in http.allow");
+    ck_assert_int_eq(x.redirects, 1);
+    ck_assert_str_eq(x.url, url_of("/redirect-abs/0"));
+    ck_assert_int_eq(httpd_requests(srv), 1);
+    res_clear(&x);
+}
+END_TEST
+
+/* A kept-alive connection is reused while the policy allows its address,
+ * and closed, not used, once a call's policy refuses it. */
+START_TEST(policy_is_checked_on_a_reused_connection)
+{
+    const char *const deny[] = {"127.0.0.1", NULL};
+    struct aq_http_limits lim = default_lim;
+    struct aq_netmatch *m = policy_of(allow_all, deny_none, false);
+    struct res x = {0};
+
+    lim.policy = m;
+    for (int i = 0; i < 2; i++) {
+        fetch(&x, &lim, NULL, url_of("/ok"), NULL, NULL);
+        ck_assert_int_eq(x.status, 200);
+        res_clear(&x);
+    }
+    aq_netmatch_free(m);
+    ck_assert_int_eq(httpd_accepted(srv), 1);
+    ck_assert_int_eq(
+        aq_http_open_conns(pool, "http", "127.0.0.1", httpd_port(srv)), 1);
+    fetch_forbidden(&x, policy_of(allow_all, deny, false), url_of("/ok"),
+                    "http.deny[0]");
+    ck_assert_int_eq(httpd_requests(srv), 2);
+    ck_assert_int_eq(
+        aq_http_open_conns(pool, "http", "127.0.0.1", httpd_port(srv)), 0);
+    res_clear(&x);
+}
+END_TEST
+
 /* Twelve slow calls, two connections at most: the calls queue for them and
  * reuse them. */
 START_TEST(per_host_cap_and_reuse)
@@ -631,6 +795,12 @@ http_suite(void)
     tcase_add_test(tc, cancel_in_flight_and_waiting);
     tcase_add_test(tc, free_with_calls_in_flight);
     tcase_add_test(tc, http10_connections_are_not_reused);
+    tcase_add_test(tc, policy_refuses_a_literal_without_connecting);
+    tcase_add_test(tc, policy_refuses_a_name_by_the_address_it_resolves_to);
+    tcase_add_test(tc, policy_refuses_a_name_without_resolving_it);
+    tcase_add_test(tc, policy_refuses_the_daemons_own_listener);
+    tcase_add_test(tc, policy_checks_every_redirect);
+    tcase_add_test(tc, policy_is_checked_on_a_reused_connection);
 #ifdef AQ_HAVE_TLS
     tcase_add_test(tc, tls_verified);
     tcase_add_test(tc, tls_untrusted);
