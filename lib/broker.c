@@ -50,6 +50,7 @@ struct consumer {
     void *run;                /* the handler's run of job */
     struct event *timeout_ev; /* owned: the job's timeout */
     enum interrupt interrupt; /* why run was cancelled */
+    bool is_started;          /* its task started: it may wait for jobs */
     bool is_retiring;         /* end once idle (scale down, stop) */
     bool is_ended;            /* task finished; freed by its done-cb */
     bool in_start;            /* inside handler->start */
@@ -624,7 +625,10 @@ consumer_next(struct consumer *c)
 static void
 consumer_start(struct aq_task *t, void *arg)
 {
-    consumer_next(arg);
+    struct consumer *c = arg;
+
+    c->is_started = true;
+    consumer_next(c);
 }
 
 /* Task cancel (a stop past its grace): interrupt the job, or end now. */
@@ -668,6 +672,7 @@ consumer_task_done_cb(struct aq_task *t, void *arg)
         c->is_ended = true;
         c->bq->nlive--;
     }
+    aq_queue_cancel(c->bq->q, &c->w); /* never left linked once freed */
     consumer_unlink(c);
     event_free(c->timeout_ev);
     aq_task_unref(c->task);
@@ -707,6 +712,15 @@ queue_scale(struct bqueue *bq, int target)
             surplus++;
     }
     surplus -= target;
+    /* Busy consumers told to retire and not yet ended stay instead of new
+     * ones starting beside them: never more runs than asked for. */
+    for (struct consumer *c = bq->consumers; c != NULL && surplus < 0;
+         c = c->next) {
+        if (!c->is_ended && c->is_retiring) {
+            c->is_retiring = false;
+            surplus++;
+        }
+    }
     for (; surplus < 0; surplus++)
         consumer_add(bq);
     for (int pass = 0; pass < 2 && surplus > 0; pass++) {
@@ -833,7 +847,7 @@ aq_broker_free(struct aq_broker *b)
             free(c);
         }
         aq_http_free(bq->http); /* after the runs that used it */
-        aq_queue_free(bq->q); /* no drop_cb: the id map owns the jobs */
+        aq_queue_free(bq->q);   /* no drop_cb: the id map owns the jobs */
         aq_queue_config_clear(&bq->cfg);
         free(bq);
     }
@@ -1387,8 +1401,11 @@ aq_broker_pause(struct aq_broker *b, const char *queue, bool paused,
     bq->is_paused = paused;
     aq_log(AQ_LOG_INFO, "queue %s: %s", bq->cfg.name,
            paused ? "paused" : "resumed");
+    /* Only idle consumers that started: one not started yet takes its
+     * first job from the loop, and waiting twice on one waiter would link
+     * it twice into the queue (a use-after-free once the consumer ends). */
     for (struct consumer *c = bq->consumers; c != NULL; c = c->next) {
-        if (c->is_ended || c->job != NULL)
+        if (c->is_ended || !c->is_started || c->job != NULL)
             continue;
         if (paused)
             aq_queue_cancel(bq->q, &c->w); /* idle: stop waiting for jobs */

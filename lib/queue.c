@@ -13,6 +13,7 @@
 #include "queue.h"
 
 #include <assert.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -79,6 +80,13 @@ wlist_append(struct aq_queue *q, int list, struct aq_queue_waiter *w)
 {
     struct wlist *l = &q->lists[list];
 
+    /* A waiter already waiting would be linked twice, and walked after its
+     * owner frees it: stop at the caller's bug, not at the heap damage. */
+    if (w->list != LIST_NONE) {
+        fprintf(stderr, "asyncq: queue: a waiter was reused while still "
+                        "waiting (broken invariant)\n");
+        abort();
+    }
     w->list = (uint8_t)list;
     w->next = NULL;
     w->prev = l->tail;

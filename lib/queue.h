@@ -50,7 +50,9 @@ typedef void aq_queue_cb(struct aq_queue_waiter *w, enum aq_queue_status st,
                          struct aq_queue_item *it, void *arg);
 
 /* A suspended put, get or join: the caller's memory, which must stay valid
- * until the callback fires or aq_queue_cancel. Fields are private. */
+ * until the callback fires or aq_queue_cancel. Fields are private. A waiter
+ * waits on one call at a time: passing one that still waits to put, get or
+ * join is a caller's bug, and aborts with a message. */
 struct aq_queue_waiter {
     struct aq_queue_waiter *prev, *next;
     aq_queue_cb *cb;

@@ -14,5 +14,6 @@ Suite *bb_journal_suite(void);
 Suite *bb_cli_suite(void);
 Suite *bb_service_suite(void);
 Suite *bb_http_suite(void);
+Suite *bb_broker_suite(void);
 
 #endif
