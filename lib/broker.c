@@ -1016,6 +1016,14 @@ aq_broker_put(struct aq_broker *b, const struct aq_put *p,
                      "params.kind: expected one of exec, http, sleep, echo");
         return -1;
     }
+    /* A queue runs its own kind, and those its config lists: a put may not
+     * pick a kind (exec) the queue's settings were never meant for. */
+    if (kind != bq->kind && !(bq->cfg.kinds & (1u << kind))) {
+        aq_error_set(err, AQ_ERR_NOT_ALLOWED,
+                     "put: queue %s does not run kind %s (see queues.%s.kinds)",
+                     bq->cfg.name, aq_kind_name(kind), bq->cfg.name);
+        return -1;
+    }
     if ((h = aq_handler_find(kind)) == NULL) {
         aq_error_set(err, AQ_ERR_INVALID_PARAMS,
                      "params.kind: %s jobs are not available in this build",

@@ -226,6 +226,50 @@ START_TEST(reload_between_scale_and_resume_then_scale_to_zero_and_put)
 }
 END_TEST
 
+/* ---- replay ---- */
+
+/* A job accepted under a config that allowed its kind still runs after a
+ * restart on a config that no longer does: it was acknowledged. */
+START_TEST(replayed_job_of_a_kind_no_longer_allowed_still_runs)
+{
+    char root[64], config[256];
+    struct bb_daemon *d;
+    struct bb_conn *c;
+    json_int_t id;
+    json_t *list;
+
+    snprintf(root, sizeof root, "/tmp/asyncq-bbb.XXXXXX");
+    ck_assert_ptr_nonnull(mkdtemp(root));
+    snprintf(config, sizeof config,
+             "{'journal':{'path':'%s/journal'},'queues':{'z':{'kind':'sleep',"
+             "'kinds':['echo'],'consumers':0}}}",
+             root);
+    d = bb_startq("%s", config);
+    c = bb_connect(d);
+    id = bb_put_job(c, bb_jsonq("{'queue':'z','kind':'echo','args':{'a':1}}"),
+                    POLL_MS);
+    bb_close(c);
+    ck_assert_int_eq(bb_stop(d), 0);
+
+    snprintf(config, sizeof config,
+             "{'journal':{'path':'%s/journal'},'queues':{'z':{'kind':'sleep',"
+             "'consumers':1}}}",
+             root);
+    d = bb_startq("%s", config);
+    c = bb_connect(d);
+    list = bb_result(c, "wait", bb_jsonq("{'jobs':[%lld]}", (long long)id));
+    ck_assert_str_eq(bb_str_at(json_array_get(list, 0), "state"), "done");
+    ck_assert_str_eq(bb_str_at(json_array_get(list, 0), "kind"), "echo");
+    json_decref(list);
+    ck_assert_int_eq(
+        bb_error(c, "put", bb_jsonq("{'queue':'z','kind':'echo'}")), -32005);
+    bb_close(c);
+    ck_assert_int_eq(bb_stop(d), 0);
+    snprintf(config, sizeof config, "rm -rf '%s'", root);
+    ck_assert_int_eq(system(config), 0);
+}
+END_TEST
+
 Suite *
 bb_broker_suite(void)
 {
@@ -241,6 +285,7 @@ bb_broker_suite(void)
         tc, scale_down_then_up_before_busy_consumers_end_keeps_the_bound);
     tcase_add_test(tc,
                    reload_between_scale_and_resume_then_scale_to_zero_and_put);
+    tcase_add_test(tc, replayed_job_of_a_kind_no_longer_allowed_still_runs);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -549,8 +549,8 @@ END_TEST
 
 START_TEST(put_of_an_unknown_kind_or_bad_args_fails_with_invalid_params)
 {
-    struct bb_daemon *d =
-        bb_startq("{'queues':{'default':{'kind':'echo','consumers':1}}}");
+    struct bb_daemon *d = bb_startq("{'queues':{'default':{'kind':'echo','"
+                                    "kinds':['http'],'consumers':1}}}");
     struct bb_conn *c = bb_connect(d);
 
     ck_assert_int_eq(bb_error(c, "put", bb_jsonq("{'kind':'teleport'}")),
@@ -586,6 +586,94 @@ START_TEST(put_of_a_program_outside_the_allow_list_fails_not_allowed)
                      "hi\n");
     json_decref(rec);
     assert_stats(c, "default", bb_jsonq("{'put':1,'done':1}"));
+    bb_close(c);
+    ck_assert_int_eq(bb_stop(d), 0);
+}
+END_TEST
+
+/* The message of an error reply to a call expected to fail with code. */
+static char *
+error_message(struct bb_conn *c, const char *method, json_t *params, int code)
+{
+    json_t *r = bb_call(c, method, params);
+    json_t *e = json_object_get(r, "error");
+    char *msg;
+
+    ck_assert_msg(json_is_object(e), "%s succeeded: %s", method, bb_dump(r));
+    ck_assert_int_eq(bb_int_at(e, "code"), code);
+    msg = strdup(bb_str_at(e, "message"));
+    json_decref(r);
+    return msg;
+}
+
+static void
+assert_has(const char *text, const char *needle)
+{
+    ck_assert_msg(strstr(text, needle) != NULL, "\"%s\" does not hold \"%s\"",
+                  text, needle);
+}
+
+/* Issue 11, defect 15: a queue of another kind kept the default exec
+ * allow list ["*"], so an exec put on it ran any program. */
+START_TEST(put_of_a_kind_its_queue_does_not_run_fails_not_allowed)
+{
+    struct bb_daemon *d = bb_startq(
+        "{'queues':{'web':{'kind':'echo','consumers':1},"
+        "'ex':{'kind':'exec','consumers':1,'exec':{'allow':['/bin/true']}}}}");
+    struct bb_conn *c = bb_connect(d);
+    char *msg;
+
+    msg = error_message(c, "put",
+                        bb_jsonq("{'queue':'web','kind':'exec','args':"
+                                 "{'argv':['/bin/sh','-c','echo pwned']}}"),
+                        -32005);
+    assert_has(msg, "web");
+    assert_has(msg, "exec");
+    free(msg);
+    ck_assert_int_eq(bb_error(c, "put",
+                              bb_jsonq("{'queue':'web','kind':'sleep',"
+                                       "'args':{'seconds':0}}")),
+                     -32005);
+    ck_assert_int_eq(
+        bb_error(c, "put", bb_jsonq("{'queue':'ex','kind':'echo'}")), -32005);
+    /* Naming the queue's own kind is fine. */
+    json_decref(bb_result(c, "put",
+                          bb_jsonq("{'queue':'web','kind':'echo',"
+                                   "'wait':true}")));
+    assert_stats(c, "web", bb_jsonq("{'put':1}"));
+    assert_stats(c, "ex", bb_jsonq("{'put':0}"));
+    bb_close(c);
+    ck_assert_int_eq(bb_stop(d), 0);
+}
+END_TEST
+
+/* A listed kind runs with the queue's own settings: its exec.allow. */
+START_TEST(put_of_a_listed_kind_is_checked_against_the_queue_settings)
+{
+    struct bb_daemon *d =
+        bb_startq("{'queues':{'web':{'kind':'echo','kinds':['exec'],"
+                  "'consumers':1,'exec':{'allow':['/bin/true']}}}}");
+    struct bb_conn *c = bb_connect(d);
+    json_t *rec;
+
+    ck_assert_int_eq(
+        bb_error(c, "put",
+                 bb_jsonq("{'queue':'web','kind':'exec',"
+                          "'args':{'argv':['/bin/sh','-c','true']}}")),
+        -32005);
+    rec = bb_result(c, "put",
+                    bb_jsonq("{'queue':'web','kind':'exec',"
+                             "'args':{'argv':['/bin/true']},'wait':true}"));
+    ck_assert_str_eq(bb_str_at(rec, "state"), "done");
+    ck_assert_str_eq(bb_str_at(rec, "kind"), "exec");
+    json_decref(rec);
+    rec = bb_result(c, "put", bb_jsonq("{'queue':'web','wait':true}"));
+    ck_assert_str_eq(bb_str_at(rec, "kind"), "echo");
+    json_decref(rec);
+    ck_assert_int_eq(bb_error(c, "put",
+                              bb_jsonq("{'queue':'web','kind':'sleep',"
+                                       "'args':{'seconds':0}}")),
+                     -32005);
     bb_close(c);
     ck_assert_int_eq(bb_stop(d), 0);
 }
@@ -873,8 +961,8 @@ END_TEST
 
 START_TEST(wait_all_returns_records_in_the_given_order)
 {
-    struct bb_daemon *d =
-        bb_startq("{'queues':{'default':{'kind':'sleep','consumers':2}}}");
+    struct bb_daemon *d = bb_startq("{'queues':{'default':{'kind':'sleep','"
+                                    "kinds':['echo'],'consumers':2}}}");
     struct bb_conn *c = bb_connect(d);
     json_int_t a = put_ok(c, bb_jsonq("{'args':{'seconds':0.3}}"), "pending");
     json_int_t b = put_ok(c, bb_jsonq("{'kind':'echo'}"), "pending");
@@ -904,8 +992,8 @@ END_TEST
 
 START_TEST(wait_any_returns_the_first_finished_job)
 {
-    struct bb_daemon *d =
-        bb_startq("{'queues':{'default':{'kind':'sleep','consumers':2}}}");
+    struct bb_daemon *d = bb_startq("{'queues':{'default':{'kind':'sleep','"
+                                    "kinds':['echo'],'consumers':2}}}");
     struct bb_conn *c = bb_connect(d);
     json_int_t a = put_ok(c, bb_jsonq("{'args':{'seconds':1}}"), "pending");
     json_int_t b = put_ok(c, bb_jsonq("{'kind':'echo'}"), "pending");
@@ -997,8 +1085,8 @@ END_TEST
 
 START_TEST(wait_with_cancel_on_timeout_cancels_the_unfinished_jobs)
 {
-    struct bb_daemon *d =
-        bb_startq("{'queues':{'default':{'kind':'sleep','consumers':1}}}");
+    struct bb_daemon *d = bb_startq("{'queues':{'default':{'kind':'sleep','"
+                                    "kinds':['echo'],'consumers':1}}}");
     struct bb_conn *c = bb_connect(d);
     json_int_t a = put_ok(c, bb_jsonq("{'kind':'echo'}"), "pending");
     json_int_t b, e;
@@ -1163,8 +1251,8 @@ END_TEST
 
 START_TEST(cancel_of_a_finished_job_fails_already_finished)
 {
-    struct bb_daemon *d =
-        bb_startq("{'queues':{'default':{'kind':'echo','consumers':1}}}");
+    struct bb_daemon *d = bb_startq("{'queues':{'default':{'kind':'echo','"
+                                    "kinds':['exec'],'consumers':1}}}");
     struct bb_conn *c = bb_connect(d);
     json_t *done = bb_result(c, "put", bb_jsonq("{'wait':true}"));
     json_t *failed = bb_result(
@@ -1592,8 +1680,8 @@ END_TEST
 
 START_TEST(pause_stops_taking_jobs_and_resume_restarts)
 {
-    struct bb_daemon *d =
-        bb_startq("{'queues':{'default':{'kind':'sleep','consumers':1}}}");
+    struct bb_daemon *d = bb_startq("{'queues':{'default':{'kind':'sleep','"
+                                    "kinds':['echo'],'consumers':1}}}");
     struct bb_conn *c = bb_connect(d);
     json_int_t a = put_ok(c, bb_jsonq("{'args':{'seconds':0.3}}"), "pending");
     json_int_t b;
@@ -1664,6 +1752,51 @@ START_TEST(reload_adds_a_new_queue)
     ck_assert_str_eq(bb_str_at(rec, "state"), "done");
     ck_assert_str_eq(bb_str_at(rec, "queue"), "extra");
     json_decref(rec);
+    bb_close(c);
+    ck_assert_int_eq(bb_stop(d), 0);
+}
+END_TEST
+
+struct refusal_poll {
+    struct bb_conn *c;
+    const char *params; /* ' for " */
+    int code;
+};
+
+/* Whether a put of p->params now fails with p->code. */
+static bool
+put_is_refused(void *arg)
+{
+    struct refusal_poll *p = arg;
+    json_t *r = bb_call(p->c, "put", bb_jsonq("%s", p->params));
+    json_t *e = json_object_get(r, "error");
+    bool refused = e != NULL && bb_int_at(e, "code") == p->code;
+
+    json_decref(r);
+    return refused;
+}
+
+START_TEST(reload_applies_a_change_of_kinds)
+{
+    struct bb_daemon *d =
+        bb_startq("{'queues':{'default':{'kind':'sleep','consumers':1}}}");
+    struct bb_conn *c = bb_connect(d);
+    struct refusal_poll p = {c, "{'kind':'echo'}", -32005};
+    json_t *rec;
+
+    ck_assert(put_is_refused(&p));
+    bb_write_configq(d, "{'queues':{'default':{'kind':'sleep',"
+                        "'kinds':['echo'],'consumers':1}}}");
+    bb_signal(d, SIGHUP);
+    ck_assert_msg(bb_log_wait(d, "reload:", POLL_MS), "no reload: in the log");
+    rec = bb_result(c, "put", bb_jsonq("{'kind':'echo','wait':true}"));
+    ck_assert_str_eq(bb_str_at(rec, "state"), "done");
+    json_decref(rec);
+    bb_write_configq(d,
+                     "{'queues':{'default':{'kind':'sleep','consumers':1}}}");
+    bb_signal(d, SIGHUP);
+    ck_assert_msg(bb_poll(put_is_refused, &p, POLL_MS),
+                  "echo still allowed after the reload dropped it");
     bb_close(c);
     ck_assert_int_eq(bb_stop(d), 0);
 }
@@ -1828,10 +1961,13 @@ bb_methods_suite(void)
     tcase_add_test(tc, put_with_wait_returns_the_finished_record);
     tcase_add_test(tc, put_nowait_on_a_full_queue_fails_at_once);
     tcase_add_test(tc, put_to_an_unknown_queue_fails_with_no_such_queue);
-    tcase_add_test(tc,
-                   put_of_an_unknown_kind_or_bad_args_fails_with_invalid_params);
+    tcase_add_test(
+        tc, put_of_an_unknown_kind_or_bad_args_fails_with_invalid_params);
     tcase_add_test(tc,
                    put_of_a_program_outside_the_allow_list_fails_not_allowed);
+    tcase_add_test(tc, put_of_a_kind_its_queue_does_not_run_fails_not_allowed);
+    tcase_add_test(tc,
+                   put_of_a_listed_kind_is_checked_against_the_queue_settings);
     tcase_add_test(tc, put_args_must_be_an_object);
     tcase_add_test(tc, put_rejects_params_of_the_wrong_type);
     tcase_add_test(tc, put_during_shutdown_fails_while_running_jobs_finish);
@@ -1894,6 +2030,7 @@ bb_methods_suite(void)
     tc = tcase_new(s, "reload");
     tcase_add_test(tc, reload_applies_consumer_count_and_maxsize);
     tcase_add_test(tc, reload_adds_a_new_queue);
+    tcase_add_test(tc, reload_applies_a_change_of_kinds);
     tcase_add_test(tc, reload_rejects_a_bad_config_and_keeps_the_old_one);
     tcase_add_test(tc, reload_changes_the_log_level);
 
