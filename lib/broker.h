@@ -48,8 +48,8 @@ struct aq_put {
     const char *args_raw; /* or an object's JSON text (valid: lib/jscan) */
     size_t args_len;
     int32_t priority;
-    double delay;    /* s, >= 0 */
-    double timeout;  /* s, >= 0 (0 = none); < 0 = the queue's */
+    double delay;    /* s, 0 to 1e9 (AQ_DURATION_MAX_S) */
+    double timeout;  /* s, 0 to 1e9 (0 = none); < 0 = the queue's */
     int retries;     /* >= 0; < 0 = the queue's */
     const char *key; /* NULL = none */
     bool nowait;

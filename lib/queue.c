@@ -438,7 +438,10 @@ delayed_push(struct aq_queue *q, struct aq_queue_item *it, int64_t delay_us)
         q->timers_cap = q->timers_cap != 0 ? q->timers_cap * 2 : 16;
         q->timers = xreallocarray(q->timers, q->timers_cap, sizeof *q->timers);
     }
-    it->u.timer.due_us = aq_clock_mono_us() + delay_us;
+    /* Saturated: no delay a caller passes can overflow the due time. */
+    if (delay_us > AQ_DURATION_MAX_US)
+        delay_us = AQ_DURATION_MAX_US;
+    it->u.timer.due_us = aq_clock_add_us(aq_clock_mono_us(), delay_us);
     it->u.timer.seq = q->timer_seq++;
     it->where = WHERE_DELAYED;
     timer_set(q, q->ntimers++, it);

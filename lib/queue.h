@@ -84,8 +84,9 @@ struct aq_queue *aq_queue_new(struct event_base *base,
                               const struct aq_queue_opts *opts);
 void aq_queue_free(struct aq_queue *q); /* NULL is fine */
 
-/* put_nowait: queues it (ready, or delayed by delay_us > 0) and returns OK,
- * or FULL / SHUTDOWN leaving it the caller's. */
+/* put_nowait: queues it (ready, or delayed by delay_us > 0, at most
+ * AQ_DURATION_MAX_US of lib/clock.h) and returns OK, or FULL / SHUTDOWN
+ * leaving it the caller's. */
 enum aq_queue_status aq_queue_put_nowait(struct aq_queue *q,
                                          struct aq_queue_item *it,
                                          int32_t priority, int64_t delay_us);

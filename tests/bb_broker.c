@@ -226,7 +226,30 @@ START_TEST(reload_between_scale_and_resume_then_scale_to_zero_and_put)
 }
 END_TEST
 
-/* ---- replay ---- */
+/* ---- backoff and replay ---- */
+
+/* No initial delay means none on any retry: initial * factor^n was
+ * 0 * inf = NaN past n = 34 with factor 1e9, which waited backoff.max. */
+START_TEST(backoff_without_an_initial_delay_never_waits_whatever_the_factor)
+{
+    struct bb_daemon *d =
+        bb_startq("{'queues':{'x':{'kind':'exec','consumers':1,'retries':40,"
+                  "'backoff':{'initial':0,'factor':1e9,'max':1e9},"
+                  "'exec':{'allow':['/bin/false']}}}}");
+    struct bb_conn *c = bb_connect(d);
+    json_t *rec;
+
+    rec = bb_result_within(
+        c, "put",
+        bb_jsonq("{'queue':'x','args':{'argv':['/bin/false']},'wait':true}"),
+        30000);
+    ck_assert_str_eq(bb_str_at(rec, "state"), "failed");
+    ck_assert_int_eq(bb_int_at(rec, "attempts"), 41);
+    json_decref(rec);
+    bb_close(c);
+    ck_assert_int_eq(bb_stop(d), 0);
+}
+END_TEST
 
 /* A job accepted under a config that allowed its kind still runs after a
  * restart on a config that no longer does: it was acknowledged. */
@@ -285,6 +308,8 @@ bb_broker_suite(void)
         tc, scale_down_then_up_before_busy_consumers_end_keeps_the_bound);
     tcase_add_test(tc,
                    reload_between_scale_and_resume_then_scale_to_zero_and_put);
+    tcase_add_test(
+        tc, backoff_without_an_initial_delay_never_waits_whatever_the_factor);
     tcase_add_test(tc, replayed_job_of_a_kind_no_longer_allowed_still_runs);
     suite_add_tcase(s, tc);
     return s;

@@ -679,6 +679,40 @@ START_TEST(put_of_a_listed_kind_is_checked_against_the_queue_settings)
 }
 END_TEST
 
+/* Issue 11, defect 14: seconds 1e17 overflowed a conversion to int64_t at
+ * every run (and at every start, replayed). */
+START_TEST(put_of_a_duration_past_1e9_seconds_fails_naming_the_field)
+{
+    static const char *const bad[][2] = {
+        {"{'kind':'sleep','args':{'seconds':1e17}}", "params.args.seconds"},
+        {"{'kind':'sleep','args':{'seconds':1000000000.5}}",
+         "params.args.seconds"},
+        {"{'kind':'sleep','args':{'seconds':1e308}}", "params.args.seconds"},
+        {"{'kind':'echo','delay':1e17}", "params.delay"},
+        {"{'kind':'echo','timeout':1e17}", "params.timeout"},
+    };
+    struct bb_daemon *d = bb_startq("{'queues':{'default':{'kind':'sleep','"
+                                    "kinds':['echo'],'consumers':1}}}");
+    struct bb_conn *c = bb_connect(d);
+    json_int_t id;
+
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        char *msg = error_message(c, "put", bb_jsonq("%s", bad[i][0]), -32602);
+
+        assert_has(msg, bad[i][1]);
+        free(msg);
+    }
+    /* The maximum itself is a valid duration. */
+    id = put_ok(c, bb_jsonq("{'args':{'seconds':1e9}}"), "pending");
+    bb_await_state(c, id, "running", POLL_MS);
+    json_decref(bb_result(c, "cancel", json_pack("{s:I}", "job", id)));
+    bb_await_state(c, id, "cancelled", POLL_MS);
+    assert_stats(c, "default", bb_jsonq("{'put':1,'cancelled':1}"));
+    bb_close(c);
+    ck_assert_int_eq(bb_stop(d), 0);
+}
+END_TEST
+
 START_TEST(put_args_must_be_an_object)
 {
     struct bb_daemon *d =
@@ -1968,6 +2002,8 @@ bb_methods_suite(void)
     tcase_add_test(tc, put_of_a_kind_its_queue_does_not_run_fails_not_allowed);
     tcase_add_test(tc,
                    put_of_a_listed_kind_is_checked_against_the_queue_settings);
+    tcase_add_test(tc,
+                   put_of_a_duration_past_1e9_seconds_fails_naming_the_field);
     tcase_add_test(tc, put_args_must_be_an_object);
     tcase_add_test(tc, put_rejects_params_of_the_wrong_type);
     tcase_add_test(tc, put_during_shutdown_fails_while_running_jobs_finish);
