@@ -3,7 +3,9 @@
  * tests/bb_broker.c: the consumers of a queue under scale, pause, resume,
  * reload and stop in every order, against a real asyncqd (run it in the
  * ASan build: these are memory-safety tests first). Requests that must
- * reach the daemon in one read are sent in one write.
+ * reach the daemon in one read are sent in one write. A seeded random
+ * sequence of those verbs, puts and cancels ends each run with the same
+ * checks: the daemon answers, every job finishes, the counters add up.
  *
  * JSON is written with ' for " (bb_jsonq); nothing sleeps.
  */
@@ -293,6 +295,230 @@ START_TEST(replayed_job_of_a_kind_no_longer_allowed_still_runs)
 }
 END_TEST
 
+/* ---- a seeded random sequence ---- */
+
+#define RANDOM_STEPS 160
+#define RANDOM_JOBS_MAX 256
+#define BURST_MAX 6
+
+static uint32_t
+xorshift32(uint32_t *state)
+{
+    uint32_t x = *state;
+
+    x ^= x << 13;
+    x ^= x >> 17;
+    x ^= x << 5;
+    *state = x;
+    return x;
+}
+
+/* How many "reload: ... applied" lines the log holds. */
+static int
+reloads_applied(const struct bb_daemon *d)
+{
+    char *log = bb_log(d);
+    int n = 0;
+
+    for (char *line = strtok(log, "\n"); line != NULL;
+         line = strtok(NULL, "\n")) {
+        if (strstr(line, "reload: ") != NULL &&
+            strstr(line, " applied") != NULL)
+            n++;
+    }
+    free(log);
+    return n;
+}
+
+struct reload_poll {
+    const struct bb_daemon *d;
+    int want;
+};
+
+static bool
+reloaded(void *arg)
+{
+    struct reload_poll *p = arg;
+
+    return reloads_applied(p->d) >= p->want;
+}
+
+struct rnd {
+    struct bb_daemon *d;
+    struct bb_conn *c;
+    uint32_t state;
+    json_int_t jobs[RANDOM_JOBS_MAX];
+    int njobs, nputs, nreloads; /* nputs: sent, some not answered yet */
+};
+
+/* One request of the sequence as a line (' for "), or NULL for a reload
+ * (done at once, between bursts). */
+static const char *
+random_request(struct rnd *r, json_int_t id, char *buf, size_t size,
+               bool *is_put)
+{
+    uint32_t pick = xorshift32(&r->state) % 100;
+
+    *is_put = false;
+    if (pick < 40) {
+        static const char *const args[] = {
+            "'kind':'sleep','args':{'seconds':0}",
+            "'kind':'sleep','args':{'seconds':0.005}",
+            "'kind':'echo','args':{'n':1}"};
+
+        *is_put = r->nputs < RANDOM_JOBS_MAX;
+        r->nputs += *is_put;
+        snprintf(buf, size,
+                 "{'id':%lld,'method':'%s','params':{'queue':'z',%s}}",
+                 (long long)id, *is_put ? "put" : "ping",
+                 args[xorshift32(&r->state) % 3]);
+        if (!*is_put)
+            snprintf(buf, size, "{'id':%lld,'method':'ping'}", (long long)id);
+    } else if (pick < 60)
+        snprintf(buf, size,
+                 "{'id':%lld,'method':'scale','params':{'queue':'z',"
+                 "'consumers':%u}}",
+                 (long long)id, xorshift32(&r->state) % 5);
+    else if (pick < 72)
+        snprintf(buf, size,
+                 "{'id':%lld,'method':'pause','params':{'queue':'z'}}",
+                 (long long)id);
+    else if (pick < 84)
+        snprintf(buf, size,
+                 "{'id':%lld,'method':'resume','params':{'queue':'z'}}",
+                 (long long)id);
+    else if (pick < 96 && r->njobs > 0)
+        snprintf(
+            buf, size, "{'id':%lld,'method':'cancel','params':{'job':%lld}}",
+            (long long)id,
+            (long long)r->jobs[xorshift32(&r->state) % (uint32_t)r->njobs]);
+    else if (pick < 96)
+        snprintf(buf, size, "{'id':%lld,'method':'stats'}", (long long)id);
+    else
+        return NULL;
+    return buf;
+}
+
+static void
+random_reload(struct rnd *r)
+{
+    struct reload_poll p = {r->d, ++r->nreloads};
+
+    bb_write_configq(r->d,
+                     "{'queues':{'z':{'kind':'sleep','kinds':['echo'],"
+                     "'consumers':%u}}}",
+                     xorshift32(&r->state) % 4);
+    bb_signal(r->d, SIGHUP);
+    ck_assert_msg(bb_poll(reloaded, &p, POLL_MS), "reload %d not applied",
+                  p.want);
+}
+
+/* Sends a burst of requests in one write and reads every reply: puts must
+ * succeed; a cancel may find its job finished (-32009). */
+static void
+random_burst(struct rnd *r, json_int_t *next_id)
+{
+    int n = 1 + (int)(xorshift32(&r->state) % BURST_MAX);
+    json_int_t ids[BURST_MAX];
+    bool puts[BURST_MAX];
+    char buf[BURST_MAX * 160], line[160];
+    size_t len = 0;
+    int k = 0;
+
+    for (int i = 0; i < n; i++) {
+        const char *req =
+            random_request(r, *next_id, line, sizeof line, &puts[k]);
+
+        if (req == NULL) {
+            random_reload(r);
+            continue;
+        }
+        ids[k++] = (*next_id)++;
+        len += (size_t)snprintf(buf + len, sizeof buf - len, "%s\n", req);
+    }
+    for (size_t i = 0; i < len; i++) {
+        if (buf[i] == '\'')
+            buf[i] = '"';
+    }
+    ck_assert(bb_send_raw(r->c, buf, len));
+    for (int i = 0; i < k; i++) {
+        json_t *msg = bb_wait_reply(r->c, ids[i], POLL_MS);
+        json_t *res;
+
+        ck_assert_msg(msg != NULL, "no reply to request %lld",
+                      (long long)ids[i]);
+        res = json_object_get(msg, "result");
+        if (puts[i]) {
+            ck_assert_msg(res != NULL, "put failed: %s", bb_dump(msg));
+            r->jobs[r->njobs++] = bb_int_at(res, "job");
+        } else if (res == NULL)
+            ck_assert_int_eq(bb_int_at(json_object_get(msg, "error"), "code"),
+                             -32009);
+        json_decref(msg);
+    }
+}
+
+/* Random scale, pause, resume, put, cancel and reload in random bursts;
+ * then every job must finish and the counters add up. The loop index is
+ * the seed, so a failure names a sequence that can be replayed. */
+START_TEST(random_sequences_of_scale_pause_resume_put_cancel_reload)
+{
+    struct rnd r = {0};
+    json_int_t next_id = 1000;
+    json_t *list, *stats, *q;
+    char ids[RANDOM_JOBS_MAX * 24];
+    size_t len = 0;
+
+    r.state = 0x9E3779B9u * (uint32_t)(_i + 1);
+    r.d = bb_startq("{'queues':{'z':{'kind':'sleep','kinds':['echo'],"
+                    "'consumers':1}}}");
+    r.c = bb_connect(r.d);
+    for (int step = 0; step < RANDOM_STEPS; step++)
+        random_burst(&r, &next_id);
+    json_decref(bb_result(r.c, "resume", bb_jsonq("{'queue':'z'}")));
+    json_decref(
+        bb_result(r.c, "scale", bb_jsonq("{'queue':'z','consumers':2}")));
+    for (int i = 0; i < r.njobs; i++)
+        len += (size_t)snprintf(ids + len, sizeof ids - len, "%s%lld",
+                                i == 0 ? "" : ",", (long long)r.jobs[i]);
+    if (r.njobs > 0) {
+        list = bb_result(r.c, "wait", bb_jsonq("{'jobs':[%s]}", ids));
+        ck_assert_int_eq((int)json_array_size(list), r.njobs);
+        json_decref(list);
+    }
+    stats = bb_result(r.c, "stats", bb_jsonq("{'queue':'z'}"));
+    q = json_object_get(json_object_get(stats, "queues"), "z");
+    ck_assert_int_eq(bb_int_at(q, "put"), r.njobs);
+    ck_assert_int_eq(bb_int_at(q, "done") + bb_int_at(q, "cancelled"), r.njobs);
+    ck_assert_int_eq(bb_int_at(q, "failed"), 0);
+    ck_assert_int_eq(bb_int_at(q, "unfinished"), 0);
+    json_decref(stats);
+    assert_runs_a_job(r.c, "z");
+    bb_close(r.c);
+    ck_assert_int_eq(bb_stop(r.d), 0);
+}
+END_TEST
+
+/* A random sequence, then a stop with jobs pending and running: the
+ * consumers in every state end, and the daemon exits 0. */
+START_TEST(random_sequences_then_stop)
+{
+    struct rnd r = {0};
+    json_int_t next_id = 1000;
+
+    r.state = 0x85EBCA6Bu * (uint32_t)(_i + 1);
+    r.d = bb_startq("{'shutdown':{'grace':0.05},'queues':{'z':{'kind':"
+                    "'sleep','kinds':['echo'],'consumers':2}}}");
+    r.c = bb_connect(r.d);
+    for (int step = 0; step < RANDOM_STEPS / 4; step++)
+        random_burst(&r, &next_id);
+    bb_signal(r.d, SIGTERM);
+    ck_assert_int_eq(bb_wait_exit(r.d, POLL_MS), 0);
+    bb_free(r.d);
+    bb_close(r.c);
+}
+END_TEST
+
 Suite *
 bb_broker_suite(void)
 {
@@ -311,6 +537,13 @@ bb_broker_suite(void)
     tcase_add_test(
         tc, backoff_without_an_initial_delay_never_waits_whatever_the_factor);
     tcase_add_test(tc, replayed_job_of_a_kind_no_longer_allowed_still_runs);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("random");
+    tcase_set_timeout(tc, 300);
+    tcase_add_loop_test(
+        tc, random_sequences_of_scale_pause_resume_put_cancel_reload, 0, 6);
+    tcase_add_loop_test(tc, random_sequences_then_stop, 0, 4);
     suite_add_tcase(s, tc);
     return s;
 }
