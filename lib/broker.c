@@ -51,6 +51,7 @@ struct consumer {
     void *run;                /* the handler's run of job */
     struct event *timeout_ev; /* owned: the job's timeout */
     enum interrupt interrupt; /* why run was cancelled */
+    bool is_started;          /* its task started: it may wait for jobs */
     bool is_retiring;         /* end once idle (scale down, stop) */
     bool is_ended;            /* task finished; freed by its done-cb */
     bool in_start;            /* inside handler->start */
@@ -120,6 +121,7 @@ struct aq_broker {
     struct aq_put_waiter *spare_putter;
     struct aq_journal *journal; /* borrowed; NULL = memory only */
     bool is_started;            /* consumers run (aq_broker_start) */
+    size_t nclamped;            /* replayed records with values out of range */
 
     /* graceful stop */
     enum stop_stage stage;
@@ -176,7 +178,7 @@ job_timeout_us(const struct aq_job *j, const struct bqueue *bq)
 {
     if (j->ext != NULL && j->ext->timeout_us >= 0)
         return j->ext->timeout_us;
-    return (int64_t)(bq->cfg.timeout * 1e6);
+    return aq_clock_s_to_us(bq->cfg.timeout);
 }
 
 static int
@@ -334,7 +336,7 @@ record_evict(struct aq_broker *b, struct aq_job *j)
 static void
 records_trim(struct aq_broker *b)
 {
-    int64_t oldest_us = aq_clock_wall_us() - (int64_t)(b->results_ttl * 1e6);
+    int64_t oldest_us = aq_clock_wall_us() - aq_clock_s_to_us(b->results_ttl);
 
     while (b->fin_head != NULL && (b->nfinished > b->results_max ||
                                    b->fin_head->ext->finished_us < oldest_us))
@@ -430,12 +432,18 @@ job_finish(struct aq_broker *b, struct aq_job *j, enum aq_job_state st)
     record_append(b, j);
 }
 
+/* min(max, initial * factor^(attempt-1)): factor^n may reach inf (and
+ * 0 * inf is NaN), so anything not below max is max, and no initial delay
+ * is none whatever the factor. */
 static double
 backoff_s(const struct bqueue *bq, unsigned attempt)
 {
-    double d = bq->cfg.backoff.initial *
-               pow(bq->cfg.backoff.factor, (double)attempt - 1);
+    double d;
 
+    if (!(bq->cfg.backoff.initial > 0))
+        return 0;
+    d = bq->cfg.backoff.initial *
+        pow(bq->cfg.backoff.factor, (double)attempt - 1);
     return d < bq->cfg.backoff.max ? d : bq->cfg.backoff.max;
 }
 
@@ -493,7 +501,7 @@ job_end(struct consumer *c, struct aq_outcome *out)
                    "job %llu: attempt %u failed (%s), retry in %g s",
                    (unsigned long long)j->id, j->attempts, x->err_code, delay);
             aq_queue_requeue(bq->q, &j->qi, j->qi.priority,
-                             (int64_t)(delay * 1e6), NULL);
+                             aq_clock_s_to_us(delay), NULL);
             journal_requeue(b, j);
         } else
             job_finish(b, j, AQ_JOB_FAILED);
@@ -629,7 +637,10 @@ consumer_next(struct consumer *c)
 static void
 consumer_start(struct aq_task *t, void *arg)
 {
-    consumer_next(arg);
+    struct consumer *c = arg;
+
+    c->is_started = true;
+    consumer_next(c);
 }
 
 /* Task cancel (a stop past its grace): interrupt the job, or end now. */
@@ -673,6 +684,7 @@ consumer_task_done_cb(struct aq_task *t, void *arg)
         c->is_ended = true;
         c->bq->nlive--;
     }
+    aq_queue_cancel(c->bq->q, &c->w); /* never left linked once freed */
     consumer_unlink(c);
     event_free(c->timeout_ev);
     aq_task_unref(c->task);
@@ -712,6 +724,15 @@ queue_scale(struct bqueue *bq, int target)
             surplus++;
     }
     surplus -= target;
+    /* Busy consumers told to retire and not yet ended stay instead of new
+     * ones starting beside them: never more runs than asked for. */
+    for (struct consumer *c = bq->consumers; c != NULL && surplus < 0;
+         c = c->next) {
+        if (!c->is_ended && c->is_retiring) {
+            c->is_retiring = false;
+            surplus++;
+        }
+    }
     for (; surplus < 0; surplus++)
         consumer_add(bq);
     for (int pass = 0; pass < 2 && surplus > 0; pass++) {
@@ -951,7 +972,7 @@ job_from_put(struct bqueue *bq, enum aq_kind kind, const struct aq_put *p)
         struct aq_job_ext *x = aq_job_ext(j);
 
         if (p->timeout >= 0)
-            x->timeout_us = (int64_t)(p->timeout * 1e6);
+            x->timeout_us = aq_clock_s_to_us(p->timeout);
         if (p->retries >= 0)
             x->retries = p->retries;
         if (p->key != NULL)
@@ -998,12 +1019,28 @@ aq_broker_put(struct aq_broker *b, const struct aq_put *p,
         aq_error_set(err, AQ_ERR_SHUTTING_DOWN, "put: shutting down");
         return -1;
     }
+    /* The methods check these already; the broker is their last line. */
+    if (!(p->delay >= 0 && p->delay <= AQ_DURATION_MAX_S) ||
+        p->timeout > AQ_DURATION_MAX_S) {
+        aq_error_set(err, AQ_ERR_INVALID_PARAMS,
+                     "params.%s: expected seconds, a number between 0 and 1e9",
+                     p->timeout > AQ_DURATION_MAX_S ? "timeout" : "delay");
+        return -1;
+    }
     if ((bq = queue_lookup(b, p->queue, err)) == NULL)
         return -1;
     kind = bq->kind;
     if (p->kind != NULL && aq_kind_parse(p->kind, &kind) < 0) {
         aq_error_set(err, AQ_ERR_INVALID_PARAMS,
                      "params.kind: expected one of exec, http, sleep, echo");
+        return -1;
+    }
+    /* A queue runs its own kind, and those its config lists: a put may not
+     * pick a kind (exec) the queue's settings were never meant for. */
+    if (kind != bq->kind && !(bq->cfg.kinds & (1u << kind))) {
+        aq_error_set(err, AQ_ERR_NOT_ALLOWED,
+                     "put: queue %s does not run kind %s (see queues.%s.kinds)",
+                     bq->cfg.name, aq_kind_name(kind), bq->cfg.name);
         return -1;
     }
     if ((h = aq_handler_find(kind)) == NULL) {
@@ -1028,7 +1065,7 @@ aq_broker_put(struct aq_broker *b, const struct aq_put *p,
         }
     }
     j = job_from_put(bq, kind, p);
-    delay_us = (int64_t)(p->delay * 1e6);
+    delay_us = aq_clock_s_to_us(p->delay);
     if (p->nowait) {
         if (aq_queue_put_nowait(bq->q, &j->qi, p->priority, delay_us) !=
             AQ_QUEUE_OK) {
@@ -1391,8 +1428,11 @@ aq_broker_pause(struct aq_broker *b, const char *queue, bool paused,
     bq->is_paused = paused;
     aq_log(AQ_LOG_INFO, "queue %s: %s", bq->cfg.name,
            paused ? "paused" : "resumed");
+    /* Only idle consumers that started: one not started yet takes its
+     * first job from the loop, and waiting twice on one waiter would link
+     * it twice into the queue (a use-after-free once the consumer ends). */
     for (struct consumer *c = bq->consumers; c != NULL; c = c->next) {
-        if (c->is_ended || c->job != NULL)
+        if (c->is_ended || !c->is_started || c->job != NULL)
             continue;
         if (paused)
             aq_queue_cancel(bq->q, &c->w); /* idle: stop waiting for jobs */
@@ -1484,7 +1524,7 @@ consumers_stop(struct aq_broker *b)
                 consumer_end(c);
         }
     }
-    stop_wait_consumers(b, (int64_t)(b->grace_s * 1e6));
+    stop_wait_consumers(b, aq_clock_s_to_us(b->grace_s));
 }
 
 static void
@@ -1699,13 +1739,58 @@ replay_whole(struct aq_broker *b, struct aq_job *j, const struct aq_jrec *r,
     j->jseg = seg;
 }
 
+/* Wall-clock times a record may hold: anything later is clamped, so that
+ * differences of two of them (run and wait times) cannot overflow. */
+#define REPLAY_WALL_MAX_US (INT64_C(1) << 60)
+
+static bool
+clamp_i64(int64_t *v, int64_t lo, int64_t hi)
+{
+    int64_t was = *v;
+
+    *v = was < lo ? lo : was > hi ? hi : was;
+    return *v != was;
+}
+
+/* Replay never trusts a value a put could not have made (a journal from
+ * an older version, or a bug): durations and times are clamped into what
+ * the daemon accepts, states into those the record type carries. Returns
+ * whether anything changed. */
+static bool
+replay_clamp(struct aq_jrec *r)
+{
+    bool changed = false;
+    int64_t now_us = aq_clock_wall_us();
+
+    changed |= clamp_i64(&r->created_us, 0, REPLAY_WALL_MAX_US);
+    changed |= clamp_i64(&r->started_us, 0, REPLAY_WALL_MAX_US);
+    changed |= clamp_i64(&r->finished_us, 0, REPLAY_WALL_MAX_US);
+    changed |=
+        clamp_i64(&r->due_us, 0, aq_clock_add_us(now_us, AQ_DURATION_MAX_US));
+    changed |= clamp_i64(&r->timeout_us, -1, AQ_DURATION_MAX_US);
+    if (r->retries < -1) {
+        r->retries = -1;
+        changed = true;
+    }
+    if (r->type == AQ_JREC_REQUEUE && r->state != AQ_JOB_DELAYED &&
+        r->state != AQ_JOB_PENDING) {
+        r->state = AQ_JOB_PENDING;
+        changed = true;
+    }
+    return changed;
+}
+
 int
-aq_broker_replay_cb(const struct aq_jrec *r, uint32_t seg, void *arg,
+aq_broker_replay_cb(const struct aq_jrec *rec, uint32_t seg, void *arg,
                     struct aq_error *err)
 {
     struct aq_broker *b = arg;
-    struct aq_job *j = aq_idmap_get(b->jobs, r->id);
+    struct aq_job *j = aq_idmap_get(b->jobs, rec->id);
+    struct aq_jrec copy = *rec;
+    const struct aq_jrec *r = &copy;
 
+    if (replay_clamp(&copy))
+        b->nclamped++;
     switch (r->type) {
     case AQ_JREC_PUT:
     case AQ_JREC_END:
@@ -1714,7 +1799,8 @@ aq_broker_replay_cb(const struct aq_jrec *r, uint32_t seg, void *arg,
 
             if (args.p == NULL)
                 args = (struct aq_jstr){"{}", 2};
-            if (r->id == 0 || r->kind > AQ_KIND_ECHO || r->queue.p == NULL) {
+            if (r->id == 0 || r->kind > AQ_KIND_ECHO || r->queue.p == NULL ||
+                r->state > AQ_JOB_CANCELLED) {
                 aq_error_set(err, AQ_ERR_INTERNAL,
                              "journal: job %llu: malformed record",
                              (unsigned long long)r->id);
@@ -1870,6 +1956,11 @@ aq_broker_restore_done(struct aq_broker *b, uint64_t last_id)
     }
     for (struct bqueue *bq = b->queues; bq != NULL; bq = bq->next)
         aq_queue_set_maxsize(bq->q, bq->cfg.maxsize);
+    if (b->nclamped > 0)
+        aq_log(AQ_LOG_WARN,
+               "journal: %zu records held times or durations out of range "
+               "(over 1e9 s, or negative): clamped",
+               b->nclamped);
     aq_log(AQ_LOG_INFO,
            "journal: restored %zu unfinished jobs (%zu delayed, %zu cut "
            "short by a crash) and %zu finished records; next id %llu",

@@ -48,8 +48,8 @@ struct aq_put {
     const char *args_raw; /* or an object's JSON text (valid: lib/jscan) */
     size_t args_len;
     int32_t priority;
-    double delay;    /* s, >= 0 */
-    double timeout;  /* s, >= 0 (0 = none); < 0 = the queue's */
+    double delay;    /* s, 0 to 1e9 (AQ_DURATION_MAX_S) */
+    double timeout;  /* s, 0 to 1e9 (0 = none); < 0 = the queue's */
     int retries;     /* >= 0; < 0 = the queue's */
     const char *key; /* NULL = none */
     bool nowait;
@@ -71,8 +71,9 @@ struct aq_put_waiter;
 /* Returns 0 with *res filled (queued now, or a duplicate key); 1 when the
  * queue is full: *waiter is set, and its callback (set with
  * aq_broker_put_on_room before the loop runs) fires once there is room;
- * withdraw with aq_broker_put_cancel; -1 with err (-32602, -32002, -32005,
- * -32000 with nowait, -32010 while stopping). */
+ * withdraw with aq_broker_put_cancel; -1 with err (-32602, -32002, -32005:
+ * a kind the queue does not run (its kind and "kinds") or args its settings
+ * refuse, -32000 with nowait, -32010 while stopping). */
 int aq_broker_put(struct aq_broker *b, const struct aq_put *p,
                   struct aq_put_result *res, struct aq_put_waiter **waiter,
                   struct aq_error *err);

@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: MIT */
-/* lib/clock.c: monotonic and wall clocks in microseconds. */
+/* lib/clock.c: monotonic and wall clocks in microseconds, and saturating
+ * conversions of durations. */
 #include "clock.h"
 
 #include <time.h>
@@ -25,6 +26,28 @@ aq_clock_wall_us(void)
     return clock_us(CLOCK_REALTIME);
 }
 
+int64_t
+aq_clock_s_to_us(double s)
+{
+    /* !(s > 0) is true for NaN too; compare before converting: a double
+     * beyond int64_t's range must never reach the cast. */
+    if (!(s > 0))
+        return 0;
+    if (s >= AQ_DURATION_MAX_S)
+        return AQ_DURATION_MAX_US;
+    return (int64_t)(s * 1e6);
+}
+
+int64_t
+aq_clock_add_us(int64_t a, int64_t b)
+{
+    int64_t sum;
+
+    if (__builtin_add_overflow(a, b, &sum))
+        return b > 0 ? INT64_MAX : INT64_MIN;
+    return sum;
+}
+
 struct timeval
 aq_clock_tv(int64_t us)
 {
@@ -32,7 +55,9 @@ aq_clock_tv(int64_t us)
 
     if (us < 0)
         us = 0;
-    tv.tv_sec = us / 1000000;
-    tv.tv_usec = us % 1000000;
+    if (us > AQ_DURATION_MAX_US)
+        us = AQ_DURATION_MAX_US;
+    tv.tv_sec = (time_t)(us / 1000000);
+    tv.tv_usec = (suseconds_t)(us % 1000000);
     return tv;
 }

@@ -65,6 +65,7 @@ static const char *const fsync_words[] = {"batch", "always", "everysec",
 static const char *const order_words[] = {"priority", "lifo", NULL};
 static const char *const level_words[] = {"error", "warn", "info", "debug",
                                           NULL};
+/* In enum aq_kind order: "kinds" keeps bit 1 << i for kind_words[i]. */
 static const char *const kind_words[] = {"exec", "http", "sleep", "echo", NULL};
 
 /* Formats "[file: ]path: why" into the parser's error; returns -1. */
@@ -253,6 +254,33 @@ parse_kind(struct parser *p, json_t *v, const struct field *f, const char *path,
     if (i == -1)
         return -1;
     replace_string(at(base, f), kind_words[i]);
+    return 0;
+}
+
+/* "kinds": kind names, none twice, as bits in kind_words (enum aq_kind)
+ * order. */
+static int
+parse_kinds(struct parser *p, json_t *v, const struct field *f,
+            const char *path, void *base)
+{
+    char item[PATH_LEN];
+    unsigned kinds = 0;
+    size_t i;
+    json_t *k;
+
+    if (!json_is_array(v))
+        return field_error(p, path, "expected array of kind names");
+    json_array_foreach (v, i, k) {
+        int bit;
+
+        snprintf(item, sizeof item, "%s[%zu]", path, i);
+        if ((bit = match_word(p, k, kind_words, item)) == -1)
+            return -1;
+        if (kinds & (1u << bit))
+            return field_error(p, item, "\"%s\" listed twice", kind_words[bit]);
+        kinds |= 1u << bit;
+    }
+    *(unsigned *)at(base, f) = kinds;
     return 0;
 }
 
@@ -580,6 +608,7 @@ static const struct field http_fields[] = {
 
 static const struct field queue_fields[] = {
     {"kind", parse_kind, QF(kind), 0, 0, NULL},
+    {"kinds", parse_kinds, QF(kinds), 0, 0, NULL},
     {"consumers", parse_int, QF(consumers), 0, CONSUMERS_MAX, NULL},
     {"maxsize", parse_size, QF(maxsize), 0, SIZE_LIMIT, NULL},
     {"order", parse_order, QF(order), 0, 0, NULL},

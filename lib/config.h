@@ -28,6 +28,9 @@ enum aq_order { AQ_ORDER_PRIORITY, AQ_ORDER_LIFO };
 struct aq_queue_config {
     char *name;          /* the key under "queues" */
     char *kind;          /* "exec" (default), "http", "sleep", "echo" */
+    unsigned kinds;      /* "kinds": bit 1 << enum aq_kind of each kind a
+                            put may use besides kind (which is always
+                            allowed, listed or not); default 0 */
     int consumers;       /* >= 0; default 4 */
     size_t maxsize;      /* >= 0, 0 = unbounded; default 10000 */
     enum aq_order order; /* "priority" (default) or "lifo" */

@@ -5,7 +5,6 @@
  */
 #include "handler.h"
 
-#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -129,13 +128,16 @@ struct sleep_run {
     void *arg;
 };
 
+#define SECONDS_WHY "expected seconds, a number between 0 and 1e9"
+
+/* args.seconds, within the limit of every duration (spec section 7). */
 static int
 sleep_seconds(const json_t *args, double *out)
 {
     const json_t *s = json_object_get(args, "seconds");
 
-    if (!json_is_number(s) || !isfinite(json_number_value(s)) ||
-        json_number_value(s) < 0)
+    if (!json_is_number(s) || !(json_number_value(s) >= 0) ||
+        !(json_number_value(s) <= AQ_DURATION_MAX_S))
         return -1;
     *out = json_number_value(s);
     return 0;
@@ -158,7 +160,7 @@ sleep_check(const struct aq_queue_config *qc, const json_t *args,
     }
     if (sleep_seconds(args, &s) < 0) {
         aq_error_set(err, AQ_ERR_INVALID_PARAMS,
-                     "params.args.seconds: expected number >= 0");
+                     "params.args.seconds: " SECONDS_WHY);
         return -1;
     }
     return 0;
@@ -189,17 +191,28 @@ static void *
 sleep_start(const struct aq_run_env *env, const struct aq_job *j,
             aq_run_done_cb *cb, void *arg)
 {
-    struct sleep_run *r = xcalloc(1, sizeof *r);
+    struct sleep_run *r;
     json_t *args = aq_args_parse(j->args, j->args_len, NULL);
+    double seconds;
     struct timeval tv;
 
-    if (args == NULL || sleep_seconds(args, &r->seconds) < 0)
-        r->seconds = 0; /* checked at put; a journal from elsewhere */
+    /* Checked at put, but a replayed job may come from a version that
+     * took more: what put refuses now fails the attempt, unrun. */
+    if (args == NULL || sleep_seconds(args, &seconds) < 0) {
+        struct aq_outcome out = {0};
+
+        json_decref(args);
+        aq_outcome_fail(&out, "invalid_args", "args.seconds: " SECONDS_WHY);
+        cb(arg, &out);
+        return NULL;
+    }
     json_decref(args);
+    r = xcalloc(1, sizeof *r);
+    r->seconds = seconds;
     r->cb = cb;
     r->arg = arg;
     r->timer = evtimer_new(env->base, sleep_timer_cb, r);
-    tv = aq_clock_tv((int64_t)(r->seconds * 1e6));
+    tv = aq_clock_tv(aq_clock_s_to_us(seconds));
     evtimer_add(r->timer, &tv);
     return r;
 }

@@ -13,6 +13,7 @@
 #include "queue.h"
 
 #include <assert.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -79,6 +80,13 @@ wlist_append(struct aq_queue *q, int list, struct aq_queue_waiter *w)
 {
     struct wlist *l = &q->lists[list];
 
+    /* A waiter already waiting would be linked twice, and walked after its
+     * owner frees it: stop at the caller's bug, not at the heap damage. */
+    if (w->list != LIST_NONE) {
+        fprintf(stderr, "asyncq: queue: a waiter was reused while still "
+                        "waiting (broken invariant)\n");
+        abort();
+    }
     w->list = (uint8_t)list;
     w->next = NULL;
     w->prev = l->tail;
@@ -430,7 +438,10 @@ delayed_push(struct aq_queue *q, struct aq_queue_item *it, int64_t delay_us)
         q->timers_cap = q->timers_cap != 0 ? q->timers_cap * 2 : 16;
         q->timers = xreallocarray(q->timers, q->timers_cap, sizeof *q->timers);
     }
-    it->u.timer.due_us = aq_clock_mono_us() + delay_us;
+    /* Saturated: no delay a caller passes can overflow the due time. */
+    if (delay_us > AQ_DURATION_MAX_US)
+        delay_us = AQ_DURATION_MAX_US;
+    it->u.timer.due_us = aq_clock_add_us(aq_clock_mono_us(), delay_us);
     it->u.timer.seq = q->timer_seq++;
     it->where = WHERE_DELAYED;
     timer_set(q, q->ntimers++, it);

@@ -50,7 +50,9 @@ typedef void aq_queue_cb(struct aq_queue_waiter *w, enum aq_queue_status st,
                          struct aq_queue_item *it, void *arg);
 
 /* A suspended put, get or join: the caller's memory, which must stay valid
- * until the callback fires or aq_queue_cancel. Fields are private. */
+ * until the callback fires or aq_queue_cancel. Fields are private. A waiter
+ * waits on one call at a time: passing one that still waits to put, get or
+ * join is a caller's bug, and aborts with a message. */
 struct aq_queue_waiter {
     struct aq_queue_waiter *prev, *next;
     aq_queue_cb *cb;
@@ -82,8 +84,9 @@ struct aq_queue *aq_queue_new(struct event_base *base,
                               const struct aq_queue_opts *opts);
 void aq_queue_free(struct aq_queue *q); /* NULL is fine */
 
-/* put_nowait: queues it (ready, or delayed by delay_us > 0) and returns OK,
- * or FULL / SHUTDOWN leaving it the caller's. */
+/* put_nowait: queues it (ready, or delayed by delay_us > 0, at most
+ * AQ_DURATION_MAX_US of lib/clock.h) and returns OK, or FULL / SHUTDOWN
+ * leaving it the caller's. */
 enum aq_queue_status aq_queue_put_nowait(struct aq_queue *q,
                                          struct aq_queue_item *it,
                                          int32_t priority, int64_t delay_us);

@@ -550,8 +550,8 @@ END_TEST
 
 START_TEST(put_of_an_unknown_kind_or_bad_args_fails_with_invalid_params)
 {
-    struct bb_daemon *d =
-        bb_startq("{'queues':{'default':{'kind':'echo','consumers':1}}}");
+    struct bb_daemon *d = bb_startq("{'queues':{'default':{'kind':'echo','"
+                                    "kinds':['http'],'consumers':1}}}");
     struct bb_conn *c = bb_connect(d);
 
     ck_assert_int_eq(bb_error(c, "put", bb_jsonq("{'kind':'teleport'}")),
@@ -587,6 +587,128 @@ START_TEST(put_of_a_program_outside_the_allow_list_fails_not_allowed)
                      "hi\n");
     json_decref(rec);
     assert_stats(c, "default", bb_jsonq("{'put':1,'done':1}"));
+    bb_close(c);
+    ck_assert_int_eq(bb_stop(d), 0);
+}
+END_TEST
+
+/* The message of an error reply to a call expected to fail with code. */
+static char *
+error_message(struct bb_conn *c, const char *method, json_t *params, int code)
+{
+    json_t *r = bb_call(c, method, params);
+    json_t *e = json_object_get(r, "error");
+    char *msg;
+
+    ck_assert_msg(json_is_object(e), "%s succeeded: %s", method, bb_dump(r));
+    ck_assert_int_eq(bb_int_at(e, "code"), code);
+    msg = strdup(bb_str_at(e, "message"));
+    json_decref(r);
+    return msg;
+}
+
+static void
+assert_has(const char *text, const char *needle)
+{
+    ck_assert_msg(strstr(text, needle) != NULL, "\"%s\" does not hold \"%s\"",
+                  text, needle);
+}
+
+/* Issue 11, defect 15: a queue of another kind kept the default exec
+ * allow list ["*"], so an exec put on it ran any program. */
+START_TEST(put_of_a_kind_its_queue_does_not_run_fails_not_allowed)
+{
+    struct bb_daemon *d = bb_startq(
+        "{'queues':{'web':{'kind':'echo','consumers':1},"
+        "'ex':{'kind':'exec','consumers':1,'exec':{'allow':['/bin/true']}}}}");
+    struct bb_conn *c = bb_connect(d);
+    char *msg;
+
+    msg = error_message(c, "put",
+                        bb_jsonq("{'queue':'web','kind':'exec','args':"
+                                 "{'argv':['/bin/sh','-c','echo pwned']}}"),
+                        -32005);
+    assert_has(msg, "web");
+    assert_has(msg, "exec");
+    free(msg);
+    ck_assert_int_eq(bb_error(c, "put",
+                              bb_jsonq("{'queue':'web','kind':'sleep',"
+                                       "'args':{'seconds':0}}")),
+                     -32005);
+    ck_assert_int_eq(
+        bb_error(c, "put", bb_jsonq("{'queue':'ex','kind':'echo'}")), -32005);
+    /* Naming the queue's own kind is fine. */
+    json_decref(bb_result(c, "put",
+                          bb_jsonq("{'queue':'web','kind':'echo',"
+                                   "'wait':true}")));
+    assert_stats(c, "web", bb_jsonq("{'put':1}"));
+    assert_stats(c, "ex", bb_jsonq("{'put':0}"));
+    bb_close(c);
+    ck_assert_int_eq(bb_stop(d), 0);
+}
+END_TEST
+
+/* A listed kind runs with the queue's own settings: its exec.allow. */
+START_TEST(put_of_a_listed_kind_is_checked_against_the_queue_settings)
+{
+    struct bb_daemon *d =
+        bb_startq("{'queues':{'web':{'kind':'echo','kinds':['exec'],"
+                  "'consumers':1,'exec':{'allow':['/bin/true']}}}}");
+    struct bb_conn *c = bb_connect(d);
+    json_t *rec;
+
+    ck_assert_int_eq(
+        bb_error(c, "put",
+                 bb_jsonq("{'queue':'web','kind':'exec',"
+                          "'args':{'argv':['/bin/sh','-c','true']}}")),
+        -32005);
+    rec = bb_result(c, "put",
+                    bb_jsonq("{'queue':'web','kind':'exec',"
+                             "'args':{'argv':['/bin/true']},'wait':true}"));
+    ck_assert_str_eq(bb_str_at(rec, "state"), "done");
+    ck_assert_str_eq(bb_str_at(rec, "kind"), "exec");
+    json_decref(rec);
+    rec = bb_result(c, "put", bb_jsonq("{'queue':'web','wait':true}"));
+    ck_assert_str_eq(bb_str_at(rec, "kind"), "echo");
+    json_decref(rec);
+    ck_assert_int_eq(bb_error(c, "put",
+                              bb_jsonq("{'queue':'web','kind':'sleep',"
+                                       "'args':{'seconds':0}}")),
+                     -32005);
+    bb_close(c);
+    ck_assert_int_eq(bb_stop(d), 0);
+}
+END_TEST
+
+/* Issue 11, defect 14: seconds 1e17 overflowed a conversion to int64_t at
+ * every run (and at every start, replayed). */
+START_TEST(put_of_a_duration_past_1e9_seconds_fails_naming_the_field)
+{
+    static const char *const bad[][2] = {
+        {"{'kind':'sleep','args':{'seconds':1e17}}", "params.args.seconds"},
+        {"{'kind':'sleep','args':{'seconds':1000000000.5}}",
+         "params.args.seconds"},
+        {"{'kind':'sleep','args':{'seconds':1e308}}", "params.args.seconds"},
+        {"{'kind':'echo','delay':1e17}", "params.delay"},
+        {"{'kind':'echo','timeout':1e17}", "params.timeout"},
+    };
+    struct bb_daemon *d = bb_startq("{'queues':{'default':{'kind':'sleep','"
+                                    "kinds':['echo'],'consumers':1}}}");
+    struct bb_conn *c = bb_connect(d);
+    json_int_t id;
+
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        char *msg = error_message(c, "put", bb_jsonq("%s", bad[i][0]), -32602);
+
+        assert_has(msg, bad[i][1]);
+        free(msg);
+    }
+    /* The maximum itself is a valid duration. */
+    id = put_ok(c, bb_jsonq("{'args':{'seconds':1e9}}"), "pending");
+    bb_await_state(c, id, "running", POLL_MS);
+    json_decref(bb_result(c, "cancel", json_pack("{s:I}", "job", id)));
+    bb_await_state(c, id, "cancelled", POLL_MS);
+    assert_stats(c, "default", bb_jsonq("{'put':1,'cancelled':1}"));
     bb_close(c);
     ck_assert_int_eq(bb_stop(d), 0);
 }
@@ -874,8 +996,8 @@ END_TEST
 
 START_TEST(wait_all_returns_records_in_the_given_order)
 {
-    struct bb_daemon *d =
-        bb_startq("{'queues':{'default':{'kind':'sleep','consumers':2}}}");
+    struct bb_daemon *d = bb_startq("{'queues':{'default':{'kind':'sleep','"
+                                    "kinds':['echo'],'consumers':2}}}");
     struct bb_conn *c = bb_connect(d);
     json_int_t a = put_ok(c, bb_jsonq("{'args':{'seconds':0.3}}"), "pending");
     json_int_t b = put_ok(c, bb_jsonq("{'kind':'echo'}"), "pending");
@@ -905,8 +1027,8 @@ END_TEST
 
 START_TEST(wait_any_returns_the_first_finished_job)
 {
-    struct bb_daemon *d =
-        bb_startq("{'queues':{'default':{'kind':'sleep','consumers':2}}}");
+    struct bb_daemon *d = bb_startq("{'queues':{'default':{'kind':'sleep','"
+                                    "kinds':['echo'],'consumers':2}}}");
     struct bb_conn *c = bb_connect(d);
     json_int_t a = put_ok(c, bb_jsonq("{'args':{'seconds':1}}"), "pending");
     json_int_t b = put_ok(c, bb_jsonq("{'kind':'echo'}"), "pending");
@@ -998,8 +1120,8 @@ END_TEST
 
 START_TEST(wait_with_cancel_on_timeout_cancels_the_unfinished_jobs)
 {
-    struct bb_daemon *d =
-        bb_startq("{'queues':{'default':{'kind':'sleep','consumers':1}}}");
+    struct bb_daemon *d = bb_startq("{'queues':{'default':{'kind':'sleep','"
+                                    "kinds':['echo'],'consumers':1}}}");
     struct bb_conn *c = bb_connect(d);
     json_int_t a = put_ok(c, bb_jsonq("{'kind':'echo'}"), "pending");
     json_int_t b, e;
@@ -1165,8 +1287,8 @@ END_TEST
 
 START_TEST(cancel_of_a_finished_job_fails_already_finished)
 {
-    struct bb_daemon *d =
-        bb_startq("{'queues':{'default':{'kind':'echo','consumers':1}}}");
+    struct bb_daemon *d = bb_startq("{'queues':{'default':{'kind':'echo','"
+                                    "kinds':['exec'],'consumers':1}}}");
     struct bb_conn *c = bb_connect(d);
     json_t *done = bb_result(c, "put", bb_jsonq("{'wait':true}"));
     json_t *failed = bb_result(
@@ -1596,8 +1718,8 @@ END_TEST
 
 START_TEST(pause_stops_taking_jobs_and_resume_restarts)
 {
-    struct bb_daemon *d =
-        bb_startq("{'queues':{'default':{'kind':'sleep','consumers':1}}}");
+    struct bb_daemon *d = bb_startq("{'queues':{'default':{'kind':'sleep','"
+                                    "kinds':['echo'],'consumers':1}}}");
     struct bb_conn *c = bb_connect(d);
     json_int_t a = put_ok(c, bb_jsonq("{'args':{'seconds':0.3}}"), "pending");
     json_int_t b;
@@ -1668,6 +1790,51 @@ START_TEST(reload_adds_a_new_queue)
     ck_assert_str_eq(bb_str_at(rec, "state"), "done");
     ck_assert_str_eq(bb_str_at(rec, "queue"), "extra");
     json_decref(rec);
+    bb_close(c);
+    ck_assert_int_eq(bb_stop(d), 0);
+}
+END_TEST
+
+struct refusal_poll {
+    struct bb_conn *c;
+    const char *params; /* ' for " */
+    int code;
+};
+
+/* Whether a put of p->params now fails with p->code. */
+static bool
+put_is_refused(void *arg)
+{
+    struct refusal_poll *p = arg;
+    json_t *r = bb_call(p->c, "put", bb_jsonq("%s", p->params));
+    json_t *e = json_object_get(r, "error");
+    bool refused = e != NULL && bb_int_at(e, "code") == p->code;
+
+    json_decref(r);
+    return refused;
+}
+
+START_TEST(reload_applies_a_change_of_kinds)
+{
+    struct bb_daemon *d =
+        bb_startq("{'queues':{'default':{'kind':'sleep','consumers':1}}}");
+    struct bb_conn *c = bb_connect(d);
+    struct refusal_poll p = {c, "{'kind':'echo'}", -32005};
+    json_t *rec;
+
+    ck_assert(put_is_refused(&p));
+    bb_write_configq(d, "{'queues':{'default':{'kind':'sleep',"
+                        "'kinds':['echo'],'consumers':1}}}");
+    bb_signal(d, SIGHUP);
+    ck_assert_msg(bb_log_wait(d, "reload:", POLL_MS), "no reload: in the log");
+    rec = bb_result(c, "put", bb_jsonq("{'kind':'echo','wait':true}"));
+    ck_assert_str_eq(bb_str_at(rec, "state"), "done");
+    json_decref(rec);
+    bb_write_configq(d,
+                     "{'queues':{'default':{'kind':'sleep','consumers':1}}}");
+    bb_signal(d, SIGHUP);
+    ck_assert_msg(bb_poll(put_is_refused, &p, POLL_MS),
+                  "echo still allowed after the reload dropped it");
     bb_close(c);
     ck_assert_int_eq(bb_stop(d), 0);
 }
@@ -1836,6 +2003,11 @@ bb_methods_suite(void)
         tc, put_of_an_unknown_kind_or_bad_args_fails_with_invalid_params);
     tcase_add_test(tc,
                    put_of_a_program_outside_the_allow_list_fails_not_allowed);
+    tcase_add_test(tc, put_of_a_kind_its_queue_does_not_run_fails_not_allowed);
+    tcase_add_test(tc,
+                   put_of_a_listed_kind_is_checked_against_the_queue_settings);
+    tcase_add_test(tc,
+                   put_of_a_duration_past_1e9_seconds_fails_naming_the_field);
     tcase_add_test(tc, put_args_must_be_an_object);
     tcase_add_test(tc, put_rejects_params_of_the_wrong_type);
     tcase_add_test(tc, put_during_shutdown_fails_while_running_jobs_finish);
@@ -1898,6 +2070,7 @@ bb_methods_suite(void)
     tc = tcase_new(s, "reload");
     tcase_add_test(tc, reload_applies_consumer_count_and_maxsize);
     tcase_add_test(tc, reload_adds_a_new_queue);
+    tcase_add_test(tc, reload_applies_a_change_of_kinds);
     tcase_add_test(tc, reload_rejects_a_bad_config_and_keeps_the_old_one);
     tcase_add_test(tc, reload_changes_the_log_level);
 

@@ -5,6 +5,7 @@
 
 #include <check.h>
 
+Suite *broker_suite(void);
 Suite *config_suite(void);
 Suite *http_suite(void);
 Suite *journal_suite(void);

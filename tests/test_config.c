@@ -172,6 +172,7 @@ assert_queue_defaults(const struct aq_queue_config *q, const char *name)
 {
     ck_assert_str_eq(q->name, name);
     ck_assert_str_eq(q->kind, "exec");
+    ck_assert_uint_eq(q->kinds, 0);
     ck_assert_int_eq(q->consumers, 4);
     ck_assert_uint_eq(q->maxsize, 10000);
     ck_assert_int_eq(q->order, AQ_ORDER_PRIORITY);
@@ -229,6 +230,7 @@ assert_queues_equal(const struct aq_queue_config *a,
 {
     assert_str_or_null_eq(a->name, b->name);
     assert_str_or_null_eq(a->kind, b->kind);
+    ck_assert_uint_eq(a->kinds, b->kinds);
     ck_assert_int_eq(a->consumers, b->consumers);
     ck_assert_uint_eq(a->maxsize, b->maxsize);
     ck_assert_int_eq(a->order, b->order);
@@ -788,12 +790,17 @@ START_TEST(duration_fields_accept_integers_and_fractions)
 }
 END_TEST
 
+/* Every duration (and the backoff factor) is at most 1e9 (spec section 7);
+ * the error names the field. */
 START_TEST(duration_above_a_billion_seconds_is_rejected)
 {
-    aq_config_free(parse_field_ok("results.ttl", "1000000000"));
-    expect_field_error("results.ttl", "1e10", "expected number <= 1000000000");
-    expect_field_error("queues.default.backoff.factor", "1e300",
-                       "expected number <= 1000000000");
+    for (size_t i = 0; i < COUNT(number_fields); i++) {
+        aq_config_free(parse_field_ok(number_fields[i].path, "1e9"));
+        expect_field_error(number_fields[i].path, "1000000000.5",
+                           "expected number <= 1000000000");
+        expect_field_error(number_fields[i].path, "1e300",
+                           "expected number <= 1000000000");
+    }
 }
 END_TEST
 
@@ -1102,6 +1109,59 @@ START_TEST(exec_path_needs_absolute_directories)
 }
 END_TEST
 
+/* ---- kinds ---- */
+
+/* Bits are 1 << enum aq_kind: exec 0, http 1, sleep 2, echo 3. */
+START_TEST(kinds_lists_what_a_queue_runs_besides_its_kind)
+{
+    struct aq_config *c = parse_ok("{\"queues\": {\"web\": {\"kind\": \"http\","
+                                   " \"kinds\": [\"echo\", \"sleep\"]},"
+                                   " \"plain\": {\"kind\": \"echo\"}}}");
+
+    ck_assert_uint_eq(c->queues[0].kinds, (1u << 3) | (1u << 2));
+    ck_assert_uint_eq(c->queues[1].kinds, 0);
+    aq_config_free(c);
+    /* The queue's own kind may be listed too: it is allowed either way. */
+    c = parse_field_ok("queues.default.kinds", "[\"exec\", \"http\"]");
+    ck_assert_uint_eq(c->queues[0].kinds, (1u << 0) | (1u << 1));
+    aq_config_free(c);
+    c = parse_field_ok("queues.default.kinds", "[]");
+    ck_assert_uint_eq(c->queues[0].kinds, 0);
+    aq_config_free(c);
+}
+END_TEST
+
+START_TEST(kinds_rejects_unknown_repeated_and_non_string_entries)
+{
+    expect_field_error("queues.default.kinds", "\"echo\"",
+                       "expected array of kind names");
+    expect_field_error("queues.default.kinds", "null",
+                       "expected array of kind names");
+    expect_error(
+        "{\"queues\": {\"default\": {\"kinds\": [\"echo\", \"shell\"]}}}",
+        "queues.default.kinds[1]: expected one of \"exec\", "
+        "\"http\", \"sleep\", \"echo\"");
+    expect_error("{\"queues\": {\"default\": {\"kinds\": [3]}}}",
+                 "queues.default.kinds[0]: expected one of \"exec\", "
+                 "\"http\", \"sleep\", \"echo\"");
+    expect_error("{\"queues\": {\"default\": {\"kinds\": [\"echo\", \"sleep\", "
+                 "\"echo\"]}}}",
+                 "queues.default.kinds[2]: \"echo\" listed twice");
+}
+END_TEST
+
+START_TEST(queue_config_copy_keeps_kinds)
+{
+    struct aq_config *c = parse_field_ok("queues.default.kinds", "[\"sleep\"]");
+    struct aq_queue_config copy;
+
+    aq_queue_config_copy(&copy, &c->queues[0]);
+    ck_assert_uint_eq(copy.kinds, 1u << 2);
+    aq_queue_config_clear(&copy);
+    aq_config_free(c);
+}
+END_TEST
+
 /* ---- unknown fields and structure ---- */
 
 START_TEST(unknown_field_at_top_level_is_named)
@@ -1400,6 +1460,12 @@ config_suite(void)
     tcase_add_test(tc, exec_allow_entries_are_checked_one_by_one);
     tcase_add_test(tc, exec_allow_empty_array_allows_nothing);
     tcase_add_test(tc, exec_path_needs_absolute_directories);
+    suite_add_tcase(s, tc);
+
+    tc = test_tcase_new("kinds");
+    tcase_add_test(tc, kinds_lists_what_a_queue_runs_besides_its_kind);
+    tcase_add_test(tc, kinds_rejects_unknown_repeated_and_non_string_entries);
+    tcase_add_test(tc, queue_config_copy_keeps_kinds);
     suite_add_tcase(s, tc);
 
     tc = test_tcase_new("structure");

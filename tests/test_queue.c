@@ -7,6 +7,7 @@
  */
 #include <check.h>
 #include <event2/event.h>
+#include <signal.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -872,6 +873,48 @@ START_TEST(getter_cancelled_after_put_woke_it_leaves_item_queued)
     assert_counts(q, 1, 0, 1);
     ck_assert_int_eq(take_id(q), 1);
     done_ok(q);
+    aq_queue_free(q);
+    event_base_free(base);
+}
+END_TEST
+
+/* The broker once waited twice on one consumer's waiter (issue 11, defect
+ * 5): linked twice, it was walked after the consumer was freed. The queue
+ * now stops at the second wait. */
+START_TEST(waiting_again_on_a_waiter_that_still_waits_aborts)
+{
+    struct event_base *base = test_base_new();
+    struct aq_queue *q = queue_new(base, 0);
+    struct twait g = {.id = 1};
+
+    ck_assert_int_eq(get_wait(q, &g), AQ_QUEUE_WAITING);
+    get_wait(q, &g); /* SIGABRT here */
+    ck_abort_msg("a second wait on a waiting waiter went through");
+}
+END_TEST
+
+/* A waiter that was cancelled, or whose callback fired, may wait again. */
+START_TEST(waiter_waits_again_after_cancel_or_callback)
+{
+    struct event_base *base = test_base_new();
+    struct aq_queue *q = queue_new(base, 1);
+    struct titem a = {.id = 1}, b = {.id = 2};
+    struct twait w = {.id = 1};
+
+    ck_assert_int_eq(get_wait(q, &w), AQ_QUEUE_WAITING);
+    aq_queue_cancel(q, &w.w);
+    ck_assert_int_eq(join_wait(q, &w), AQ_QUEUE_OK);
+    ck_assert_int_eq(get_wait(q, &w), AQ_QUEUE_WAITING);
+    put_ok(q, &a, 0, 0);
+    ck_assert(run_until(base, &w.fired, WAIT_MS));
+    w.fired = false;
+    ck_assert_int_eq(put_wait(q, &w, &b, 0, 0), AQ_QUEUE_WAITING);
+    aq_queue_cancel(q, &w.w);
+    ck_assert_int_eq(join_wait(q, &w), AQ_QUEUE_WAITING);
+    done_ok(q);
+    ck_assert(run_until(base, &w.fired, WAIT_MS));
+    ck_assert_int_eq(w.calls, 2);
+    assert_counts(q, 0, 0, 0);
     aq_queue_free(q);
     event_base_free(base);
 }
@@ -2386,6 +2429,9 @@ queue_suite(void)
         tc, getter_cancelled_after_put_woke_it_passes_item_to_next_getter);
     tcase_add_test(tc, getter_cancelled_after_put_woke_it_leaves_item_queued);
     tcase_add_test(tc, cancel_of_waiter_not_waiting_is_harmless);
+    tcase_add_test(tc, waiter_waits_again_after_cancel_or_callback);
+    tcase_add_test_raise_signal(
+        tc, waiting_again_on_a_waiter_that_still_waits_aborts, SIGABRT);
     suite_add_tcase(s, tc);
 
     tc = test_tcase_new("join");
