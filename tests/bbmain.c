@@ -25,6 +25,7 @@ main(void)
     srunner_add_suite(sr, bb_service_suite());
     srunner_add_suite(sr, bb_http_suite());
     srunner_add_suite(sr, bb_conformance_suite());
+    srunner_add_suite(sr, bb_fuzz_suite());
     srunner_add_suite(sr, bb_broker_suite());
     srunner_run_all(sr, CK_NORMAL);
     failed = srunner_ntests_failed(sr);

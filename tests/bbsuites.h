@@ -15,6 +15,7 @@ Suite *bb_cli_suite(void);
 Suite *bb_service_suite(void);
 Suite *bb_http_suite(void);
 Suite *bb_conformance_suite(void);
+Suite *bb_fuzz_suite(void);
 Suite *bb_broker_suite(void);
 
 #endif
