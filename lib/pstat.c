@@ -52,14 +52,14 @@ fail:
     return NULL;
 }
 
-/* The next unsigned decimal number of [*p, end), skipping spaces; -1 if
- * there is none. */
+/* The next unsigned decimal number of [*p, end), skipping blanks and
+ * newlines (cgroup.procs has one pid a line); -1 if there is none. */
 static int
 next_number(const char **p, const char *end, uint64_t *v)
 {
     const char *s = *p;
 
-    while (s < end && *s == ' ')
+    while (s < end && (*s == ' ' || *s == '\n' || *s == '\t'))
         s++;
     if (s == end || ((*s < '0' || *s > '9') && *s != '-'))
         return -1;

@@ -191,6 +191,9 @@ aq_runfile_select(const struct aq_pstat *procs, size_t n,
     for (size_t r = 0; r < nrec; r++) {
         long i = find_pid(procs, n, rec[r].pid);
 
+        if (rec[r].pid <= 1 || rec[r].pid == self)
+            continue; /* never ours to end, nor their sessions */
+
         if (i >= 0 && procs[i].start_ticks == rec[r].start_ticks) {
             kill[i] = true;
             /* It holds its session and group ids: their members are its

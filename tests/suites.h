@@ -10,6 +10,7 @@ Suite *http_suite(void);
 Suite *journal_suite(void);
 Suite *jscan_suite(void);
 Suite *proc_suite(void);
+Suite *pstat_suite(void);
 Suite *queue_suite(void);
 Suite *recarena_suite(void);
 Suite *task_suite(void);
