@@ -185,7 +185,9 @@ clone_into(int cg_fd)
     struct clone_args ca;
 
     memset(&ca, 0, sizeof ca);
-    ca.flags = CLONE_INTO_CGROUP;
+    /* CLONE_VFORK: we sleep until the child has exec'd, so it runs at
+     * once, as posix_spawn's does (the memory is still a copy). */
+    ca.flags = CLONE_INTO_CGROUP | CLONE_VFORK;
     ca.exit_signal = SIGCHLD;
     ca.cgroup = (__u64)cg_fd;
     return (pid_t)syscall(SYS_clone3, &ca, sizeof ca);

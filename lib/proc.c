@@ -617,6 +617,7 @@ static void
 procs_reap(struct aq_procs *ps)
 {
     struct aq_proc *p;
+    bool reaped_orphan = false;
     siginfo_t si;
     pid_t pid;
     int status;
@@ -640,13 +641,17 @@ procs_reap(struct aq_procs *ps)
         while (pid == -1 && errno == EINTR);
         if (pid != si.si_pid)
             break; /* cannot be: do not spin on it */
-        if (p != NULL)
+        if (p != NULL) {
             proc_exited(p, status);
-        else
+        } else {
             orphan_reaped(ps, pid);
+            reaped_orphan = true;
+        }
     }
-    /* An exit may have orphaned more, and ended the last owner of some. */
-    procs_scan(ps);
+    /* An orphan's exit may have orphaned more (a child's, its children were
+     * looked for above); an exit may have ended the last owner of some. */
+    if (reaped_orphan)
+        procs_scan(ps);
     procs_settle(ps);
 }
 
