@@ -413,13 +413,11 @@ procs_cgroup(struct daemon *d)
     if (d->cgroup != NULL) {
         aq_procs_set_cgroup(d->procs, d->cgroup);
         aq_log(AQ_LOG_INFO,
-               "cgroup: %s: each exec job runs in a cgroup "
-               "of its own",
+               "cgroup: %s: each exec job runs in a cgroup of its own",
                aq_cgroup_path(d->cgroup));
     } else {
         aq_log(AQ_LOG_INFO,
-               "%s; exec jobs' processes are tracked as a "
-               "subreaper",
+               "%s; exec jobs' processes are tracked as a subreaper",
                err.message);
     }
 }
@@ -438,8 +436,8 @@ procs_leftovers(struct daemon *d, struct aq_error *err)
         free(path);
         if (d->runfile == NULL)
             return -1;
-        if ((n = aq_runfile_kill_leftovers(d->runfile, LEFTOVER_TIMEOUT_US)) >
-            0)
+        n = aq_runfile_kill_leftovers(d->runfile, LEFTOVER_TIMEOUT_US);
+        if (n > 0)
             aq_log(AQ_LOG_WARN,
                    "asyncqd: killed %d processes that jobs of an earlier run "
                    "left",
