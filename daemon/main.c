@@ -20,6 +20,7 @@
 #include <event2/event.h>
 
 #include "broker.h"
+#include "cgroup.h"
 #include "clock.h"
 #include "config.h"
 #include "error.h"
@@ -28,6 +29,7 @@
 #include "methods.h"
 #include "metrics.h"
 #include "proc.h"
+#include "runfile.h"
 #include "sd.h"
 #include "server.h"
 #include "xmalloc.h"
@@ -37,6 +39,7 @@
 #define MAX_LISTEN_FDS 64
 #define TOKEN_MAX 4096
 #define KILL_ALL_TIMEOUT_US 2000000
+#define LEFTOVER_TIMEOUT_US 5000000 /* for an earlier run's processes */
 
 struct daemon {
     const char *config_path;
@@ -45,6 +48,8 @@ struct daemon {
     struct aq_journal *journal;
     struct aq_config *cfg; /* owned: the config in force */
     struct event_base *base;
+    struct aq_cgroup *cgroup;   /* owned: the jobs' cgroups; NULL = none */
+    struct aq_runfile *runfile; /* owned: the jobs' processes; NULL = none */
     struct aq_procs *procs;
     struct aq_broker *broker;
     struct aq_methods *methods;
@@ -390,6 +395,86 @@ set_own_addresses(struct daemon *d, size_t nfds)
     free(addrs);
 }
 
+/* ---- jobs' processes ---- */
+
+/* Where the processes of running jobs are recorded: the journal's
+ * directory, else $RUNTIME_DIRECTORY, else nowhere (a new string, or
+ * NULL). */
+static char *
+runfile_path(const struct daemon *d)
+{
+    const char *dir = d->journal_path;
+    char *path;
+
+    if (dir == NULL)
+        dir = getenv("RUNTIME_DIRECTORY");
+    if (dir == NULL || *dir == '\0')
+        return NULL;
+    if (asprintf(&path, "%.*s/" AQ_RUNFILE_NAME, (int)strcspn(dir, ":"), dir) <
+        0)
+        abort();
+    return path;
+}
+
+/* Runs the jobs in cgroups of their own when asyncqd has a delegated
+ * cgroup v2; it is a child subreaper in any case. */
+static void
+procs_cgroup(struct daemon *d)
+{
+    struct aq_error err;
+
+    /* Orphans of exec jobs re-parent to us, so the reaper finds them. */
+    prctl(PR_SET_CHILD_SUBREAPER, 1);
+    d->cgroup = aq_cgroup_open(NULL, &err);
+    if (d->cgroup != NULL) {
+        aq_procs_set_cgroup(d->procs, d->cgroup);
+        aq_log(AQ_LOG_INFO,
+               "cgroup: %s: each exec job runs in a cgroup of its own",
+               aq_cgroup_path(d->cgroup));
+    } else {
+        aq_log(AQ_LOG_INFO,
+               "%s; exec jobs' processes are tracked as a subreaper",
+               err.message);
+    }
+}
+
+/* Before any job runs again: ends what jobs of an earlier run left (that
+ * run was killed, or crashed), so that no job runs twice at once. Returns
+ * 0, or -1 with err. */
+static int
+procs_leftovers(struct daemon *d, struct aq_error *err)
+{
+    char *path = runfile_path(d);
+    int n;
+
+    if (path != NULL) {
+        d->runfile = aq_runfile_open(path, err);
+        free(path);
+        if (d->runfile == NULL)
+            return -1;
+        n = aq_runfile_kill_leftovers(d->runfile, LEFTOVER_TIMEOUT_US);
+        if (n > 0)
+            aq_log(AQ_LOG_WARN,
+                   "asyncqd: killed %d processes that jobs of an earlier run "
+                   "left",
+                   n);
+        aq_procs_set_runfile(d->procs, d->runfile);
+    }
+    if (d->cgroup != NULL) {
+        struct aq_error cerr;
+
+        n = aq_cgroup_kill_leftovers(d->cgroup, LEFTOVER_TIMEOUT_US, &cerr);
+        if (n < 0)
+            aq_log(AQ_LOG_ERROR, "%s", cerr.message);
+        else if (n > 0)
+            aq_log(AQ_LOG_WARN,
+                   "asyncqd: killed the processes of %d job cgroups of an "
+                   "earlier run",
+                   n);
+    }
+    return 0;
+}
+
 /* ---- main ---- */
 
 static int
@@ -410,8 +495,6 @@ run(struct daemon *d)
     if (d->cfg->auth_token_file != NULL &&
         (token = read_token(d->cfg->auth_token_file, &err)) == NULL)
         goto fail;
-    /* Orphans of exec jobs re-parent to us, so the reaper collects them. */
-    prctl(PR_SET_CHILD_SUBREAPER, 1);
     raise_fd_limit();
     /* Precise timers: libevent's default coarse clock can fire a timer a
      * few milliseconds early, and a job's sleep or timeout must not. */
@@ -431,10 +514,13 @@ run(struct daemon *d)
         return journal_repair(d);
     }
     d->procs = aq_procs_new(d->base);
+    procs_cgroup(d);
     d->broker = aq_broker_new(d->base, d->procs, d->cfg);
     if (d->journal_path != NULL && (rc = journal_load(d, &err)) != 0)
         goto fail;
     rc = 1; /* the failures below are ordinary ones */
+    if (procs_leftovers(d, &err) < 0)
+        goto fail;
     aq_broker_start(d->broker);
     d->server = aq_server_new(d->base, d->cfg);
     d->methods = aq_methods_new(d->broker, token, count_connections, d);
@@ -497,6 +583,8 @@ daemon_free(struct daemon *d)
      * process group (spec section 6). */
     if (d->base != NULL && aq_procs_kill_all(KILL_ALL_TIMEOUT_US) > 0)
         aq_log(AQ_LOG_INFO, "asyncqd: killed processes left by jobs");
+    aq_runfile_free(d->runfile); /* all ended: nothing for the next run */
+    aq_cgroup_free(d->cgroup);
     if (d->base != NULL)
         event_base_free(d->base);
     aq_config_free(d->cfg);

@@ -310,6 +310,7 @@ exec_start(const struct aq_run_env *env, const struct aq_job *j,
         .stdin_len = json_string_length(in),
         .capture = env->qc->exec.capture,
         .kill_grace_us = (int64_t)(env->qc->exec.kill_grace * 1e6),
+        .job_id = j->id,
     };
     r = xcalloc(1, sizeof *r);
     r->cb = cb;
@@ -345,7 +346,7 @@ exec_abandon(void *run)
 {
     struct exec_run *r = run;
 
-    aq_proc_free(r->proc); /* kills the group; the reaper collects it */
+    aq_proc_free(r->proc); /* kills all it left; the reaper collects it */
     free(r);
 }
 

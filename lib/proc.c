@@ -1,26 +1,25 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * lib/proc.c: child processes on an event_base. Each child is made by
- * posix_spawn (vfork-based) in a process group of its own, with default
- * signal handlers, an empty signal mask and no descriptor but 0, 1 and 2.
- * struct aq_procs owns the SIGCHLD evsignal and the list of running children;
- * its reaper collects every waitable child, ours or re-parented orphans. When
- * a child of ours exits, its group is killed while the zombie still pins the
- * group id, its pipes are drained and closed, and the callback runs later
- * from the loop.
+ * lib/proc.c: child processes on an event_base (lib/proc.h). struct
+ * aq_procs owns the SIGCHLD evsignal, the list of running children, the
+ * orphans re-parented to us and the jobs' cgroups waiting to be removed.
+ * Its reaper collects every waitable child, ours or orphans. When a child
+ * of ours exits, its orphans are looked for first (while it still counts
+ * as running), then its group and cgroup are killed while the zombie still
+ * pins the ids, its pipes are drained and closed, and the callback runs
+ * later from the loop. How children are made: lib/proc-spawn.c.
  */
 #include "proc.h"
 
 #include <assert.h>
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
-#include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/queue.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -28,14 +27,27 @@
 
 #include <event2/event.h>
 
+#include "cgroup.h"
 #include "clock.h"
 #include "error.h"
+#include "log.h"
+#include "proc-internal.h"
+#include "pstat.h"
+#include "runfile.h"
 #include "xmalloc.h"
 
-#define BUF_MIN 4096         /* first allocation of a capture buffer */
-#define SCRATCH_SIZE 16384   /* bytes read at once beyond the capture */
-#define READS_PER_EVENT 4    /* bounds a fast writer's share of the loop */
-#define DRAIN_MAX_READS 1024 /* at exit: a pipe holds at most 1 MiB */
+#define BUF_MIN 4096           /* first allocation of a capture buffer */
+#define SCRATCH_SIZE 16384     /* bytes read at once beyond the capture */
+#define READS_PER_EVENT 4      /* bounds a fast writer's share of the loop */
+#define DRAIN_MAX_READS 1024   /* at exit: a pipe holds at most 1 MiB */
+#define TREE_MAX 4096          /* processes signalled in one walk */
+#define CHILDREN_MAX 4096      /* children of ours looked at in one scan */
+#define SCAN_PERIOD_US 1000000 /* orphans are looked for at least this */
+#define DYING_FIRST_US 1000    /* first retry of a killed cgroup */
+#define DYING_MAX_US 100000    /* retries back off up to this */
+#define DYING_WAIT_US 2000000  /* a callback waits this for its cgroup */
+#define FREE_WAIT_US 2000000   /* aq_procs_free waits this for cgroups */
+#define CGROUP_NAME_TRIES 8    /* names tried for a job's cgroup */
 
 /* One of the child's output pipes and what was kept of it. */
 struct stream {
@@ -46,16 +58,22 @@ struct stream {
     bool is_truncated; /* bytes beyond cap were read and dropped */
 };
 
+struct dying;
+
 struct aq_proc {
     struct aq_procs *ps;           /* borrowed */
-    struct aq_proc *prev, *next;   /* in ps->running while not reaped */
-    pid_t pid;                     /* also the process group id */
+    LIST_ENTRY(aq_proc) link;      /* in ps->running while not reaped */
+    pid_t pid;                     /* also its session and group id */
+    uint64_t seq;                  /* spawn order, from 1 */
     bool is_linked;                /* in ps->running */
     bool is_exited;                /* reaped: status is set */
     bool is_killing;               /* aq_proc_kill was called */
     int status;                    /* from waitpid */
     int64_t start_us, duration_us; /* monotonic */
     int64_t kill_grace_us;
+    int cg_fd;           /* owned: its cgroup's directory; -1 = none */
+    char cg_name[64];    /* its cgroup, under the daemon's */
+    struct dying *dying; /* the callback waits for it to empty; or NULL */
     struct stream out, err;
     int in_fd;             /* owned: the write end of stdin; -1 once closed */
     struct event *in_ev;   /* owned: EV_WRITE|EV_PERSIST on in_fd */
@@ -67,21 +85,48 @@ struct aq_proc {
     void *arg;
 };
 
+/* A process re-parented to us that we did not spawn: a job's orphan. */
+struct orphan {
+    LIST_ENTRY(orphan) link;
+    pid_t pid;
+    uint64_t start_ticks;
+    uint64_t owner_seq; /* the child whose session or group it is in; 0 */
+    uint64_t seq_max;   /* else: the newest child running when first seen */
+    bool is_killed;
+};
+
+/* A job's cgroup that was killed, removed once it is empty. */
+struct dying {
+    LIST_ENTRY(dying) link;
+    int fd; /* owned: its directory */
+    char name[64];
+    struct aq_proc *p; /* borrowed: its callback waits for this; or NULL */
+    int64_t since_us;  /* monotonic: when it was killed */
+};
+
 struct aq_procs {
     struct event_base *base;  /* borrowed */
     struct event *sigchld_ev; /* owned */
-    struct aq_proc *running;  /* not owned: spawned and not yet reaped */
-    size_t count;             /* live aq_proc objects */
+    LIST_HEAD(, aq_proc)
+    running;                     /* not owned: spawned, not reaped;
+                                    newest first */
+    LIST_HEAD(, orphan) orphans; /* owned */
+    LIST_HEAD(, dying) dying;    /* owned */
+    struct event *scan_ev;       /* owned: looks for orphans */
+    struct event *dying_ev;      /* owned: retries dying cgroups */
+    int64_t dying_delay_us;      /* the next retry's */
+    struct aq_cgroup *cg;        /* borrowed; NULL = none */
+    struct aq_runfile *rf;       /* borrowed; NULL = none */
+    bool use_clone3;             /* until the kernel refuses it */
+    uint64_t seq;                /* of the newest spawn */
+    size_t count;                /* live aq_proc objects */
+    size_t norphans;
 };
 
 static void
 procs_link(struct aq_procs *ps, struct aq_proc *p)
 {
-    p->prev = NULL;
-    p->next = ps->running;
-    if (ps->running != NULL)
-        ps->running->prev = p;
-    ps->running = p;
+    LIST_INSERT_HEAD(&ps->running, p, link);
     p->is_linked = true;
 }
 
@@ -90,14 +135,10 @@ procs_unlink(struct aq_procs *ps, struct aq_proc *p)
 {
     if (!p->is_linked)
         return;
-    if (p->prev != NULL)
-        p->prev->next = p->next;
-    else
-        ps->running = p->next;
-    if (p->next != NULL)
-        p->next->prev = p->prev;
-    p->prev = p->next = NULL;
+    LIST_REMOVE(p, link);
     p->is_linked = false;
+    if (ps->rf != NULL)
+        aq_runfile_remove(ps->rf, p->pid);
 }
 
 /* A linear search: the list holds the running exec jobs, a few hundred at
@@ -107,7 +148,8 @@ procs_find(const struct aq_procs *ps, pid_t pid)
 {
     struct aq_proc *p;
 
-    for (p = ps->running; p != NULL; p = p->next) {
+    LIST_FOREACH(p, &ps->running, link)
+    {
         if (p->pid == pid)
             return p;
     }
@@ -121,6 +163,24 @@ group_signal(const struct aq_proc *p, int sig)
 {
     if (kill(-p->pid, sig) == -1 && errno == ESRCH)
         kill(p->pid, sig);
+}
+
+/* Signals root's descendants, and root with its group if with_root. The
+ * walk comes first, the signals after: a killed parent's children would
+ * leave its children file before they are seen. */
+static void
+tree_signal(pid_t root, int sig, bool with_root)
+{
+    pid_t *set = xmalloc(TREE_MAX * sizeof *set);
+    size_t n = 1;
+
+    set[0] = root;
+    aq_pstat_descendants(set, &n, TREE_MAX);
+    for (size_t i = with_root ? 0 : 1; i < n; i++)
+        kill(set[i], sig);
+    if (with_root)
+        kill(-root, sig); /* a group it leads, after a setsid */
+    free(set);
 }
 
 static void
@@ -269,15 +329,263 @@ done_cb(evutil_socket_t fd, short what, void *arg)
         p->cb(p, &res, p->arg); /* may free p */
 }
 
-/* The child p was reaped with status: release its pipes and timers, and
- * schedule the callback. */
+/* ---- jobs' cgroups ---- */
+
+static void
+dying_arm(struct aq_procs *ps)
+{
+    struct timeval tv = aq_clock_tv(ps->dying_delay_us);
+
+    evtimer_add(ps->dying_ev, &tv);
+}
+
+/* p's cgroup was killed: remove it once empty; p's callback waits for it
+ * if wait. Takes p's cgroup. */
+static void
+dying_add(struct aq_procs *ps, struct aq_proc *p, bool wait)
+{
+    struct dying *d = xcalloc(1, sizeof *d);
+
+    d->fd = p->cg_fd;
+    memcpy(d->name, p->cg_name, sizeof d->name);
+    d->since_us = aq_clock_mono_us();
+    if (wait) {
+        d->p = p;
+        p->dying = d;
+    }
+    p->cg_fd = -1;
+    LIST_INSERT_HEAD(&ps->dying, d, link);
+    ps->dying_delay_us = DYING_FIRST_US;
+    dying_arm(ps);
+}
+
+static void
+dying_free(struct dying *d)
+{
+    if (d->p != NULL) {
+        d->p->dying = NULL;
+        event_active(d->p->done_ev, EV_TIMEOUT, 1);
+    }
+    LIST_REMOVE(d, link);
+    close(d->fd);
+    free(d);
+}
+
+/* Removes the dying cgroups that are empty, kills again in the others (a
+ * kernel without cgroup.kill needs it), and lets a callback that waited
+ * too long go. */
+static void
+dying_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct aq_procs *ps = arg;
+    struct dying *d, *next;
+    int64_t now_us = aq_clock_mono_us();
+
+    for (d = LIST_FIRST(&ps->dying); d != NULL; d = next) {
+        next = LIST_NEXT(d, link);
+        if (aq_cgroup_job_populated(d->fd) != 1 &&
+            aq_cgroup_job_remove(ps->cg, d->name) == 0) {
+            dying_free(d);
+            continue;
+        }
+        aq_cgroup_job_kill(ps->cg, d->fd);
+        if (d->p != NULL && now_us - d->since_us > DYING_WAIT_US) {
+            aq_log(AQ_LOG_WARN,
+                   "exec: cgroup %s: processes still there %.1f s after "
+                   "SIGKILL",
+                   d->name, (double)(now_us - d->since_us) / 1e6);
+            d->p->dying = NULL;
+            event_active(d->p->done_ev, EV_TIMEOUT, 1);
+            d->p = NULL;
+        }
+    }
+    if (!LIST_EMPTY(&ps->dying)) {
+        ps->dying_delay_us *= 2;
+        if (ps->dying_delay_us > DYING_MAX_US)
+            ps->dying_delay_us = DYING_MAX_US;
+        dying_arm(ps);
+    }
+}
+
+/* Makes the cgroup of a child about to be spawned. -1 if there is none to
+ * make or it could not be made (then the child runs without one). */
+static int
+cgroup_make(struct aq_procs *ps, struct aq_proc *p, uint64_t job_id)
+{
+    struct aq_error err = {0};
+    int fd = -1;
+
+    if (ps->cg == NULL)
+        return -1;
+    for (int i = 0; fd == -1 && i < CGROUP_NAME_TRIES; i++) {
+        snprintf(p->cg_name, sizeof p->cg_name,
+                 AQ_CGROUP_JOB_PREFIX "%llu-%llu", (unsigned long long)job_id,
+                 (unsigned long long)(p->seq + (uint64_t)i));
+        fd = aq_cgroup_job_new(ps->cg, p->cg_name, &err);
+        if (fd == -1 && errno != EEXIST)
+            break;
+    }
+    if (fd == -1)
+        aq_log(AQ_LOG_WARN, "%s; running the job without a cgroup",
+               err.message);
+    return fd;
+}
+
+/* ---- orphans ---- */
+
+static struct orphan *
+orphan_find(const struct aq_procs *ps, pid_t pid)
+{
+    struct orphan *o;
+
+    LIST_FOREACH(o, &ps->orphans, link)
+    {
+        if (o->pid == pid)
+            return o;
+    }
+    return NULL;
+}
+
+/* Whether a child with seq s (exactly, or up to s) still runs. */
+static bool
+seq_running(const struct aq_procs *ps, uint64_t s, bool up_to)
+{
+    struct aq_proc *p;
+
+    LIST_FOREACH(p, &ps->running, link)
+    {
+        if (p->seq == s || (up_to && p->seq < s))
+            return true;
+    }
+    return false;
+}
+
+/* Looks at our children for orphans not seen yet and files them: the
+ * child whose session or group an orphan is in owns it; an orphan that
+ * left both (setsid) may be any running child's. */
+static void
+procs_scan(struct aq_procs *ps)
+{
+    pid_t *kids = xmalloc(CHILDREN_MAX * sizeof *kids);
+    size_t n = aq_pstat_children(getpid(), kids, CHILDREN_MAX);
+
+    for (size_t i = 0; i < n && i < CHILDREN_MAX; i++) {
+        struct aq_pstat st;
+        struct aq_proc *owner;
+        struct orphan *o;
+
+        if (procs_find(ps, kids[i]) != NULL || orphan_find(ps, kids[i]) != NULL)
+            continue;
+        if (aq_pstat_read(kids[i], &st) == -1 || st.state == 'Z')
+            continue; /* gone: reaped soon, nothing to track */
+        o = xcalloc(1, sizeof *o);
+        o->pid = kids[i];
+        o->start_ticks = st.start_ticks;
+        if ((owner = procs_find(ps, st.sid)) != NULL ||
+            (owner = procs_find(ps, st.pgid)) != NULL)
+            o->owner_seq = owner->seq;
+        else if (!LIST_EMPTY(&ps->running))
+            o->seq_max = LIST_FIRST(&ps->running)->seq;
+        LIST_INSERT_HEAD(&ps->orphans, o, link);
+        ps->norphans++;
+        if (ps->rf != NULL)
+            aq_runfile_add(ps->rf, o->pid, o->start_ticks);
+    }
+    free(kids);
+}
+
+/* Kills the orphans no running child may own any more, with whatever
+ * they started; keeps the scan timer on while there is something to see. */
+static void
+procs_settle(struct aq_procs *ps)
+{
+    struct orphan *o;
+    bool waiting = false;
+
+    LIST_FOREACH(o, &ps->orphans, link)
+    {
+        if (o->is_killed)
+            continue;
+        if (o->owner_seq != 0 ? seq_running(ps, o->owner_seq, false)
+                              : seq_running(ps, o->seq_max, true)) {
+            waiting = true;
+            continue;
+        }
+        if (aq_pstat_is_alive(o->pid, o->start_ticks))
+            tree_signal(o->pid, SIGKILL, true);
+        o->is_killed = true;
+    }
+    if (waiting || !LIST_EMPTY(&ps->running)) {
+        struct timeval tv = aq_clock_tv(SCAN_PERIOD_US);
+
+        if (!evtimer_pending(ps->scan_ev, NULL))
+            evtimer_add(ps->scan_ev, &tv);
+    } else {
+        evtimer_del(ps->scan_ev);
+    }
+}
+
+static void
+scan_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct aq_procs *ps = arg;
+
+    procs_scan(ps);
+    procs_settle(ps);
+}
+
+/* The orphan pid was reaped. */
+static void
+orphan_reaped(struct aq_procs *ps, pid_t pid)
+{
+    struct orphan *o = orphan_find(ps, pid);
+
+    if (o == NULL)
+        return;
+    LIST_REMOVE(o, link);
+    ps->norphans--;
+    if (ps->rf != NULL)
+        aq_runfile_remove(ps->rf, pid);
+    free(o);
+}
+
+/* Signals everything of p's: its group, its descendants, the orphans it
+ * owns and its cgroup. */
+static void
+proc_signal_all(struct aq_proc *p, int sig)
+{
+    struct orphan *o;
+
+    group_signal(p, sig);
+    tree_signal(p->pid, sig, false);
+    LIST_FOREACH(o, &p->ps->orphans, link)
+    {
+        if (o->owner_seq == p->seq && !o->is_killed &&
+            aq_pstat_is_alive(o->pid, o->start_ticks))
+            tree_signal(o->pid, sig, true);
+    }
+    if (p->cg_fd != -1) {
+        if (sig == SIGKILL)
+            aq_cgroup_job_kill(p->ps->cg, p->cg_fd);
+        else
+            aq_cgroup_job_signal(p->cg_fd, sig);
+    }
+}
+
+/* ---- reaping ---- */
+
+/* The child p was reaped with status: release its pipes and timers, kill
+ * what is left in its cgroup, and schedule the callback (once the cgroup
+ * is empty). */
 static void
 proc_exited(struct aq_proc *p, int status)
 {
+    struct aq_procs *ps = p->ps;
+
     p->status = status;
     p->is_exited = true;
     p->duration_us = aq_clock_mono_us() - p->start_us;
-    procs_unlink(p->ps, p);
+    procs_unlink(ps, p);
     if (p->kill_ev != NULL)
         evtimer_del(p->kill_ev);
     stdin_close(p);
@@ -287,16 +595,29 @@ proc_exited(struct aq_proc *p, int status)
     stream_close(&p->out);
     stream_read(&p->err, DRAIN_MAX_READS);
     stream_close(&p->err);
+    if (p->cg_fd != -1) {
+        if (aq_cgroup_job_populated(p->cg_fd) == 0 &&
+            aq_cgroup_job_remove(ps->cg, p->cg_name) == 0) {
+            close(p->cg_fd);
+            p->cg_fd = -1;
+        } else {
+            aq_cgroup_job_kill(ps->cg, p->cg_fd);
+            dying_add(ps, p, true);
+            return;
+        }
+    }
     event_active(p->done_ev, EV_TIMEOUT, 1);
 }
 
 /* Reaps every waitable child. A child of ours is peeked at first (WNOWAIT):
  * while it is a zombie its pid cannot be reused, so killing its group then
- * cannot hit an unrelated process. */
+ * cannot hit an unrelated process; and the orphans it made are looked for
+ * while it still counts as running, so that they are known as its. */
 static void
 procs_reap(struct aq_procs *ps)
 {
     struct aq_proc *p;
+    bool reaped_orphan = false;
     siginfo_t si;
     pid_t pid;
     int status;
@@ -306,21 +627,32 @@ procs_reap(struct aq_procs *ps)
         if (waitid(P_ALL, 0, &si, WEXITED | WNOHANG | WNOWAIT) == -1) {
             if (errno == EINTR)
                 continue;
-            return; /* ECHILD: no child at all */
+            break; /* ECHILD: no child at all */
         }
         if (si.si_pid == 0)
-            return; /* none has exited */
+            break; /* none has exited */
         p = procs_find(ps, si.si_pid);
-        if (p != NULL)
-            group_signal(p, SIGKILL); /* leftovers, e.g. a background job */
+        if (p != NULL) {
+            procs_scan(ps);
+            proc_signal_all(p, SIGKILL); /* leftovers, e.g. a background job */
+        }
         do
             pid = waitpid(si.si_pid, &status, WNOHANG);
         while (pid == -1 && errno == EINTR);
         if (pid != si.si_pid)
-            return; /* cannot be: do not spin on it */
-        if (p != NULL)
+            break; /* cannot be: do not spin on it */
+        if (p != NULL) {
             proc_exited(p, status);
+        } else {
+            orphan_reaped(ps, pid);
+            reaped_orphan = true;
+        }
     }
+    /* An orphan's exit may have orphaned more (a child's, its children were
+     * looked for above); an exit may have ended the last owner of some. */
+    if (reaped_orphan)
+        procs_scan(ps);
+    procs_settle(ps);
 }
 
 static void
@@ -335,174 +667,117 @@ aq_procs_new(struct event_base *base)
     struct aq_procs *ps = xcalloc(1, sizeof *ps);
 
     ps->base = base;
+    LIST_INIT(&ps->running);
+    LIST_INIT(&ps->orphans);
+    LIST_INIT(&ps->dying);
+    ps->use_clone3 = true;
     ps->sigchld_ev = evsignal_new(base, SIGCHLD, sigchld_cb, ps);
+    ps->scan_ev = evtimer_new(base, scan_cb, ps);
+    ps->dying_ev = evtimer_new(base, dying_cb, ps);
     evsignal_add(ps->sigchld_ev, NULL);
     return ps;
+}
+
+/* At free: the dying cgroups, killed and removed, waiting for them to
+ * empty up to FREE_WAIT_US. */
+static void
+dying_drain(struct aq_procs *ps)
+{
+    int64_t deadline_us = aq_clock_mono_us() + FREE_WAIT_US;
+    struct dying *d;
+
+    while ((d = LIST_FIRST(&ps->dying)) != NULL) {
+        if ((aq_cgroup_job_populated(d->fd) != 1 &&
+             aq_cgroup_job_remove(ps->cg, d->name) == 0) ||
+            aq_clock_mono_us() > deadline_us) {
+            d->p = NULL;
+            dying_free(d);
+            continue;
+        }
+        aq_cgroup_job_kill(ps->cg, d->fd);
+        while (waitpid(-1, NULL, WNOHANG) > 0)
+            ; /* killed orphans of ours */
+        poll(NULL, 0, 1);
+    }
 }
 
 void
 aq_procs_free(struct aq_procs *ps)
 {
+    struct orphan *o;
+
     if (ps == NULL)
         return;
     assert(ps->count == 0);
     event_free(ps->sigchld_ev);
     procs_reap(ps); /* children that exited since the loop last ran */
+    event_free(ps->scan_ev);
+    event_free(ps->dying_ev);
+    dying_drain(ps);
+    while ((o = LIST_FIRST(&ps->orphans)) != NULL) {
+        /* Killed by procs_settle (nothing runs); reaped by whoever comes
+         * after (aq_procs_kill_all at exit). */
+        LIST_REMOVE(o, link);
+        if (ps->rf != NULL)
+            aq_runfile_remove(ps->rf, o->pid);
+        free(o);
+    }
     free(ps);
 }
 
-/* Calls fn(pid) for each child of this process, from /proc. */
-static void
-children_each(void (*fn)(pid_t pid, void *arg), void *arg)
+void
+aq_procs_set_cgroup(struct aq_procs *ps, struct aq_cgroup *cg)
 {
-    DIR *tasks = opendir("/proc/self/task");
-    struct dirent *t;
-
-    while (tasks != NULL && (t = readdir(tasks)) != NULL) {
-        char path[300];
-        FILE *f;
-        long pid;
-
-        if (t->d_name[0] == '.')
-            continue;
-        snprintf(path, sizeof path, "/proc/self/task/%s/children", t->d_name);
-        if ((f = fopen(path, "r")) == NULL)
-            continue;
-        while (fscanf(f, "%ld", &pid) == 1)
-            fn((pid_t)pid, arg);
-        fclose(f);
-    }
-    if (tasks != NULL)
-        closedir(tasks);
+    ps->cg = cg;
 }
 
-static void
-kill_child(pid_t pid, void *arg)
+void
+aq_procs_set_runfile(struct aq_procs *ps, struct aq_runfile *rf)
 {
-    int *n = arg;
+    ps->rf = rf;
+}
 
-    /* A setsid'd orphan leads its own group: take the group with it. */
-    kill(-pid, SIGKILL);
-    kill(pid, SIGKILL);
-    (*n)++;
+void
+aq_procs_set_clone3(struct aq_procs *ps, bool use_clone3)
+{
+    ps->use_clone3 = use_clone3;
+}
+
+size_t
+aq_procs_orphans(const struct aq_procs *ps)
+{
+    return ps->norphans;
 }
 
 int
 aq_procs_kill_all(int64_t timeout_us)
 {
     int64_t deadline_us = aq_clock_mono_us() + timeout_us;
+    pid_t *kids = xmalloc(CHILDREN_MAX * sizeof *kids);
     int total = 0;
 
     for (;;) {
-        int n = 0;
+        size_t n = aq_pstat_children(getpid(), kids, CHILDREN_MAX);
 
-        children_each(kill_child, &n);
-        total += n;
+        /* A setsid'd orphan leads its own group: take the group and its
+         * descendants with it. */
+        for (size_t i = 0; i < n && i < CHILDREN_MAX; i++)
+            tree_signal(kids[i], SIGKILL, true);
+        total += (int)n;
         while (waitpid(-1, NULL, WNOHANG) > 0)
             ;
         if (n == 0 || aq_clock_mono_us() > deadline_us)
-            return total;
+            break;
         poll(NULL, 0, 5); /* give the killed ones a moment to die */
     }
+    free(kids);
+    return total;
 }
 
 size_t
 aq_procs_count(const struct aq_procs *ps)
 {
     return ps->count;
-}
-
-/* Moves fd to 3 or above (keeping close-on-exec), so that the child's
- * dup2 onto 0, 1 and 2 cannot clobber another of its pipe ends. Returns the
- * new fd, or -1 with errno and fd closed. */
-static int
-fd_above_stdio(int fd)
-{
-    int nfd, saved;
-
-    if (fd > STDERR_FILENO)
-        return fd;
-    nfd = fcntl(fd, F_DUPFD_CLOEXEC, STDERR_FILENO + 1);
-    saved = errno;
-    close(fd);
-    errno = saved;
-    return nfd;
-}
-
-/* Makes a pipe for the child's stdio fd child_no: child_fd gets the child's
- * end (blocking, as programs expect), *parent_fd the non-blocking other end.
- * Both are close-on-exec. Returns 0, or -1 with errno and nothing open. */
-static int
-pipe_open(int child_no, int *child_fd, int *parent_fd)
-{
-    int fds[2], saved;
-    int child_end = child_no == STDIN_FILENO ? 0 : 1;
-
-    /* Not O_NONBLOCK in pipe2: it would apply to the child's end too. */
-    if (pipe2(fds, O_CLOEXEC) == -1)
-        return -1;
-    fds[0] = fd_above_stdio(fds[0]);
-    fds[1] = fd_above_stdio(fds[1]);
-    if (fds[0] == -1 || fds[1] == -1)
-        goto fail;
-    if (fcntl(fds[1 - child_end], F_SETFL, O_NONBLOCK) == -1)
-        goto fail;
-    *child_fd = fds[child_end];
-    *parent_fd = fds[1 - child_end];
-    return 0;
-
-fail:
-    saved = errno;
-    if (fds[0] != -1)
-        close(fds[0]);
-    if (fds[1] != -1)
-        close(fds[1]);
-    errno = saved;
-    return -1;
-}
-
-/* posix_spawn with the child's setup; returns 0 or an errno value. */
-static int
-spawn_child(const struct aq_proc_opts *opts, const int child_fd[3], pid_t *pid)
-{
-    static const char *const no_env[] = {NULL};
-    posix_spawn_file_actions_t fa;
-    posix_spawnattr_t attr;
-    sigset_t empty, all;
-    int rc, i;
-
-    sigemptyset(&empty);
-    /* The daemon ignores SIGPIPE and libevent catches signals: a job starts
-     * with every handler at its default (SIGKILL and SIGSTOP cannot be). */
-    sigfillset(&all);
-    sigdelset(&all, SIGKILL);
-    sigdelset(&all, SIGSTOP);
-    posix_spawn_file_actions_init(&fa);
-    posix_spawnattr_init(&attr);
-    rc = 0;
-    for (i = 0; rc == 0 && i < 3; i++)
-        rc = posix_spawn_file_actions_adddup2(&fa, child_fd[i], i);
-    if (rc == 0 && opts->cwd != NULL)
-        rc = posix_spawn_file_actions_addchdir_np(&fa, opts->cwd);
-    if (rc == 0) /* no descriptor of the daemon's leaks into the job */
-        rc = posix_spawn_file_actions_addclosefrom_np(&fa, STDERR_FILENO + 1);
-    if (rc == 0)
-        rc = posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETPGROUP |
-                                                 POSIX_SPAWN_SETSIGMASK |
-                                                 POSIX_SPAWN_SETSIGDEF);
-    if (rc == 0)
-        rc = posix_spawnattr_setpgroup(&attr, 0);
-    if (rc == 0)
-        rc = posix_spawnattr_setsigmask(&attr, &empty);
-    if (rc == 0)
-        rc = posix_spawnattr_setsigdefault(&attr, &all);
-    if (rc == 0)
-        rc = posix_spawn(
-            pid, opts->argv[0], &fa, &attr, (char *const *)opts->argv,
-            (char *const *)(opts->envp != NULL ? opts->envp : no_env));
-    posix_spawnattr_destroy(&attr);
-    posix_spawn_file_actions_destroy(&fa);
-    return rc;
 }
 
 /* 0 if path is a directory the daemon may enter, else -1 with errno. */
@@ -544,10 +819,11 @@ aq_proc_spawn(struct aq_procs *ps, const struct aq_proc_opts *opts,
     struct aq_proc *p = xcalloc(1, sizeof *p);
     int child_fd[3] = {-1, -1, -1};
     int *parent_fd[3];
+    struct aq_pstat st;
     int i, rc;
 
     p->ps = ps;
-    p->in_fd = p->out.fd = p->err.fd = -1;
+    p->in_fd = p->out.fd = p->err.fd = p->cg_fd = -1;
     parent_fd[0] = &p->in_fd;
     parent_fd[1] = &p->out.fd;
     parent_fd[2] = &p->err.fd;
@@ -569,15 +845,18 @@ aq_proc_spawn(struct aq_procs *ps, const struct aq_proc_opts *opts,
         goto fail;
     }
     for (i = 0; i < 3; i++) {
-        if (pipe_open(i, &child_fd[i], parent_fd[i]) == -1) {
+        if (aq_proc_pipe_open(i, &child_fd[i], parent_fd[i]) == -1) {
             aq_error_set(err, AQ_ERR_INTERNAL, "exec: pipe: %s",
                          strerror(errno));
             goto fail;
         }
     }
 
+    p->seq = ++ps->seq;
+    p->cg_fd = cgroup_make(ps, p, opts->job_id);
     p->start_us = aq_clock_mono_us();
-    rc = spawn_child(opts, child_fd, &p->pid);
+    rc =
+        aq_proc_spawn_child(opts, child_fd, p->cg_fd, &ps->use_clone3, &p->pid);
     for (i = 0; i < 3; i++) {
         close(child_fd[i]);
         child_fd[i] = -1;
@@ -587,12 +866,12 @@ aq_proc_spawn(struct aq_procs *ps, const struct aq_proc_opts *opts,
         goto fail;
     }
     /* Registered before the loop can run sigchld_cb, so an early exit is
-     * not missed. Where posix_spawn is emulated by fork, the parent may run
-     * before the child's own setpgid: do it here too, as shells do (it
-     * fails harmlessly once the child has exec'd). */
+     * not missed; recorded while its pid is pinned (not reaped yet). */
     procs_link(ps, p);
     ps->count++;
-    setpgid(p->pid, p->pid);
+    if (ps->rf != NULL && aq_pstat_read(p->pid, &st) == 0)
+        aq_runfile_add(ps->rf, p->pid, st.start_ticks);
+    procs_settle(ps); /* the scan timer runs while a child does */
 
     p->cb = cb;
     p->arg = arg;
@@ -625,6 +904,10 @@ fail:
         if (*parent_fd[i] != -1)
             close(*parent_fd[i]);
     }
+    if (p->cg_fd != -1) {
+        aq_cgroup_job_remove(ps->cg, p->cg_name);
+        close(p->cg_fd);
+    }
     free(p);
     return NULL;
 }
@@ -635,7 +918,7 @@ kill_timer_cb(evutil_socket_t fd, short what, void *arg)
     struct aq_proc *p = arg;
 
     if (!p->is_exited)
-        group_signal(p, SIGKILL);
+        proc_signal_all(p, SIGKILL);
 }
 
 void
@@ -646,7 +929,8 @@ aq_proc_kill(struct aq_proc *p)
     if (p->is_exited || p->is_killing)
         return;
     p->is_killing = true;
-    group_signal(p, SIGTERM);
+    procs_scan(p->ps); /* its orphans get the SIGTERM too */
+    proc_signal_all(p, SIGTERM);
     p->kill_ev = evtimer_new(p->ps->base, kill_timer_cb, p);
     tv = aq_clock_tv(p->kill_grace_us);
     evtimer_add(p->kill_ev, &tv);
@@ -655,13 +939,22 @@ aq_proc_kill(struct aq_proc *p)
 void
 aq_proc_free(struct aq_proc *p)
 {
+    struct aq_procs *ps;
+
     if (p == NULL)
         return;
+    ps = p->ps;
     if (!p->is_exited) {
         /* Reaped later by procs_reap as a child it does not know. */
-        group_signal(p, SIGKILL);
-        procs_unlink(p->ps, p);
+        procs_scan(ps);
+        proc_signal_all(p, SIGKILL);
+        procs_unlink(ps, p);
+        if (p->cg_fd != -1)
+            dying_add(ps, p, false);
+        procs_settle(ps);
     }
+    if (p->dying != NULL) /* its cgroup goes on without the callback */
+        p->dying->p = NULL;
     stdin_close(p);
     stream_close(&p->out);
     stream_close(&p->err);
@@ -671,7 +964,7 @@ aq_proc_free(struct aq_proc *p)
     free(p->out.buf);
     free(p->err.buf);
     free(p->in_data);
-    p->ps->count--;
+    ps->count--;
     free(p);
 }
 

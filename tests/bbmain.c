@@ -18,6 +18,7 @@ main(void)
     signal(SIGPIPE, SIG_IGN);
     srunner_add_suite(sr, bb_methods_suite());
     srunner_add_suite(sr, bb_exec_suite());
+    srunner_add_suite(sr, bb_procs_suite());
     srunner_add_suite(sr, bb_lifecycle_suite());
     srunner_add_suite(sr, bb_badinput_suite());
     srunner_add_suite(sr, bb_journal_suite());

@@ -8,6 +8,7 @@
 Suite *bb_protocol_suite(void);
 Suite *bb_methods_suite(void);
 Suite *bb_exec_suite(void);
+Suite *bb_procs_suite(void);
 Suite *bb_lifecycle_suite(void);
 Suite *bb_badinput_suite(void);
 Suite *bb_journal_suite(void);

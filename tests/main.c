@@ -20,6 +20,7 @@ main(void)
     srunner_add_suite(sr, jscan_suite());
     srunner_add_suite(sr, netmatch_suite());
     srunner_add_suite(sr, proc_suite());
+    srunner_add_suite(sr, pstat_suite());
     srunner_add_suite(sr, recarena_suite());
     srunner_add_suite(sr, rpc_suite());
     srunner_add_suite(sr, wait_suite());

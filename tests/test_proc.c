@@ -14,15 +14,20 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
+#include <sys/xattr.h>
 #include <unistd.h>
 
 #include <check.h>
 #include <event2/event.h>
 
+#include "cgroup.h"
 #include "clock.h"
 #include "error.h"
+#include "proc-internal.h"
 #include "proc.h"
+#include "pstat.h"
 #include "suites.h"
 #include "testutil.h"
 #include "xmalloc.h"
@@ -985,6 +990,470 @@ START_TEST(fifty_concurrent_children_complete_with_their_own_output)
 }
 END_TEST
 
+/* ---- what a child leaves: sessions and orphans (subreaper) ---- */
+
+START_TEST(child_leads_its_own_session)
+{
+    struct event_base *base = test_base_new();
+    struct aq_procs *ps = aq_procs_new(base);
+    static const char *const argv[] = {"/bin/sleep", "30", NULL};
+    struct aq_proc_opts o = opts_for(argv);
+    struct run r = {0};
+
+    spawn_ok(ps, &o, &r);
+    ck_assert_int_eq(proc_stat_field(r.pid, 6), r.pid); /* session */
+    kill_in_api(&r);
+    ck_assert(run_until(base, &r.done, DEADLINE_MS));
+    run_release(&r);
+    aq_procs_free(ps);
+    test_base_free(base);
+}
+END_TEST
+
+/* A script that starts a sleep in a session of its own with no parent in
+ * the job (setsid, then the intermediate shell exits), prints its pid,
+ * then runs tail. */
+#define ESCAPE "setsid sh -c 'sleep 30 & echo $!'; "
+
+/* The pid the child printed first, once its stdout has it: the escaped
+ * sleep of ESCAPE. Reads the pipe only through the exit callback, so the
+ * child must have exited; for a running child, see escaped_pid_file. */
+static pid_t
+printed_pid(const struct run *r)
+{
+    pid_t pid = (pid_t)strtol(r->out, NULL, 10);
+
+    ck_assert_msg(pid > 1, "no pid printed: \"%s\"", r->out);
+    return pid;
+}
+
+START_TEST(escaped_grandchild_is_killed_when_the_child_exits)
+{
+    struct event_base *base = test_base_new();
+    struct aq_procs *ps = aq_procs_new(base);
+    static const char *const argv[] = {"/bin/sh", "-c", ESCAPE "exit 0", NULL};
+    struct aq_proc_opts o = opts_for(argv);
+    struct run r = {0};
+
+    ck_assert_int_eq(prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0), 0);
+    run_to_end(ps, base, &o, &r);
+    ck_assert(poll_until(base, pid_is_gone, printed_pid(&r), DEADLINE_MS));
+    ck_assert_uint_eq(aq_procs_orphans(ps), 0);
+    run_release(&r);
+    aq_procs_free(ps);
+    test_base_free(base);
+}
+END_TEST
+
+/* Reads the pid a job wrote to path (a poll predicate's argument). */
+static pid_t
+pid_in_file(const char *path)
+{
+    char buf[32] = "";
+    FILE *f = fopen(path, "r");
+
+    if (f != NULL) {
+        if (fgets(buf, sizeof buf, f) == NULL || strchr(buf, '\n') == NULL)
+            buf[0] = '\0';
+        fclose(f);
+    }
+    return (pid_t)strtol(buf, NULL, 10);
+}
+
+static const char *escaped_path; /* where the job writes the escaped pid */
+
+static bool
+escaped_written(pid_t unused)
+{
+    return pid_in_file(escaped_path) > 0;
+}
+
+/* Runs base until the child wrote the escaped pid to path; returns it. */
+static pid_t
+await_escaped(struct event_base *base, const char *path)
+{
+    escaped_path = path;
+    ck_assert_msg(poll_until(base, escaped_written, 0, DEADLINE_MS),
+                  "%s not written", path);
+    return pid_in_file(path);
+}
+
+START_TEST(escaped_grandchild_gets_the_signals_of_kill)
+{
+    struct event_base *base = test_base_new();
+    struct aq_procs *ps = aq_procs_new(base);
+    char path[] = "/tmp/asyncq-escaped.XXXXXX", script[256];
+    const char *argv[] = {"/bin/sh", "-c", script, NULL};
+    struct aq_proc_opts o = opts_for(argv);
+    struct run r = {0};
+    pid_t escaped;
+
+    close(mkstemp(path));
+    /* Its parent stays in the job: found as a descendant at SIGTERM. */
+    snprintf(script, sizeof script, "setsid sleep 30 & echo $! > %s; wait",
+             path);
+    ck_assert_int_eq(prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0), 0);
+    spawn_ok(ps, &o, &r);
+    escaped = await_escaped(base, path);
+    ck_assert(!pid_is_dead(escaped));
+    kill_in_api(&r);
+    ck_assert(run_until(base, &r.done, DEADLINE_MS));
+    /* SIGTERM, not the SIGKILL of the long grace: it was signalled too. */
+    ck_assert(poll_until(base, pid_is_gone, escaped, DEADLINE_MS));
+    ck_assert_int_lt(r.duration_us, LONG_GRACE_US);
+    unlink(path);
+    run_release(&r);
+    aq_procs_free(ps);
+    test_base_free(base);
+}
+END_TEST
+
+START_TEST(orphan_of_a_running_child_outlives_another_childs_exit)
+{
+    struct event_base *base = test_base_new();
+    struct aq_procs *ps = aq_procs_new(base);
+    char path[] = "/tmp/asyncq-escaped.XXXXXX", script[256];
+    const char *argv[] = {"/bin/sh", "-c", script, NULL};
+    static const char *const true_argv[] = {"/bin/true", NULL};
+    struct aq_proc_opts o = opts_for(argv), t = opts_for(true_argv);
+    struct run first = {0}, second = {0};
+    pid_t escaped;
+
+    close(mkstemp(path));
+    snprintf(script, sizeof script,
+             "setsid sh -c 'sleep 30 & echo $! > %s'; exec sleep 30", path);
+    ck_assert_int_eq(prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0), 0);
+    spawn_ok(ps, &o, &first);
+    escaped = await_escaped(base, path);
+    /* An orphan nobody can tell the owner of: the first child's or the
+     * second's. The second ends: it stays while the first runs. */
+    run_to_end(ps, base, &t, &second);
+    ck_assert_uint_eq(aq_procs_orphans(ps), 1);
+    ck_assert(!pid_is_dead(escaped));
+    kill_in_api(&first);
+    ck_assert(run_until(base, &first.done, DEADLINE_MS));
+    ck_assert(poll_until(base, pid_is_gone, escaped, DEADLINE_MS));
+    ck_assert_uint_eq(aq_procs_orphans(ps), 0);
+    unlink(path);
+    run_release(&second);
+    run_release(&first);
+    aq_procs_free(ps);
+    test_base_free(base);
+}
+END_TEST
+
+/* ---- children in cgroups of their own ---- */
+
+/* A cgroup v2 made for the test and marked delegated, and asyncqd's
+ * handle on it (which moved this process into DIR/asyncqd). */
+struct cgfix {
+    char orig[PATH_MAX - 64]; /* this process's cgroup before */
+    char dir[PATH_MAX];
+    struct aq_cgroup *cg;
+};
+
+/* Sets f up; false (the reason printed) where cgroup v2 cannot be used
+ * here: the test then passes without checking anything. */
+static bool
+cgfix_setup(struct cgfix *f)
+{
+    char cgpath[PATH_MAX], mnt[PATH_MAX], root[PATH_MAX];
+    char *self = NULL, *info = NULL;
+    struct aq_error err = {0};
+    size_t len;
+    const char *why = NULL;
+
+    memset(f, 0, sizeof *f);
+    self = aq_pstat_read_file(AT_FDCWD, "/proc/self/cgroup", &len);
+    info = aq_pstat_read_file(AT_FDCWD, "/proc/self/mountinfo", &len);
+    if (self == NULL || aq_cgroup_parse_self(self, cgpath, sizeof cgpath) < 0)
+        why = "no cgroup v2 entry";
+    else if (info == NULL || aq_cgroup_parse_mountinfo(info, mnt, sizeof mnt,
+                                                       root, sizeof root) < 0)
+        why = "no cgroup2 mount";
+    else if (aq_cgroup_dir(mnt, root, cgpath, f->orig, sizeof f->orig) < 0)
+        why = "cgroup outside the mount";
+    free(self);
+    free(info);
+    if (why == NULL) {
+        snprintf(f->dir, sizeof f->dir, "%s/asyncq-unit-%d", f->orig,
+                 (int)getpid());
+        if (mkdir(f->dir, 0755) == -1)
+            why = strerror(errno);
+        else if (setxattr(f->dir, "trusted.delegate", "1", 1, 0) == -1 ||
+                 (f->cg = aq_cgroup_open(f->dir, &err)) == NULL) {
+            why = err.message[0] != '\0' ? err.message
+                                         : "cannot set trusted.delegate";
+            rmdir(f->dir);
+        }
+    }
+    if (why != NULL) {
+        printf("proc: cgroup tests skipped: %s\n", why);
+        return false;
+    }
+    return true;
+}
+
+/* Moves this process back where it was and removes the test's cgroup,
+ * which must hold no job cgroup any more. */
+static void
+cgfix_teardown(struct cgfix *f)
+{
+    char path[PATH_MAX + 32], pid[32];
+    FILE *procs;
+
+    aq_cgroup_free(f->cg);
+    snprintf(path, sizeof path, "%s/cgroup.procs", f->orig);
+    snprintf(pid, sizeof pid, "%d", (int)getpid());
+    procs = fopen(path, "w");
+    ck_assert_ptr_nonnull(procs);
+    fputs(pid, procs);
+    ck_assert_int_eq(fclose(procs), 0);
+    snprintf(path, sizeof path, "%s/" AQ_CGROUP_LEAF, f->dir);
+    ck_assert_int_eq(rmdir(path), 0);
+    ck_assert_msg(rmdir(f->dir) == 0, "%s: %s (a job cgroup left?)", f->dir,
+                  strerror(errno));
+}
+
+/* Loop index: 0 clone3 (where the kernel has it), 1 fork. */
+START_TEST(child_runs_in_a_cgroup_of_its_own_removed_after_it)
+{
+    struct event_base *base = test_base_new();
+    struct aq_procs *ps = aq_procs_new(base);
+    static const char *const argv[] = {"/bin/cat", "/proc/self/cgroup", NULL};
+    struct aq_proc_opts o = opts_for(argv);
+    struct run r = {0};
+    char path[PATH_MAX + 32], want[64];
+    struct cgfix f;
+
+    if (!cgfix_setup(&f))
+        goto out;
+    aq_procs_set_cgroup(ps, f.cg);
+    aq_procs_set_clone3(ps, _i == 0);
+    o.job_id = 7;
+    run_to_end(ps, base, &o, &r);
+    ck_assert_int_eq(r.exit_code, 0);
+    ck_assert_int_eq(aq_cgroup_parse_self(r.out, path, sizeof path), 0);
+    snprintf(want, sizeof want, "/asyncq-unit-%d/job-7-1", (int)getpid());
+    ck_assert_msg(strstr(path, want) != NULL, "in %s, not in %s", path, want);
+    snprintf(path, sizeof path, "%s/job-7-1", f.dir);
+    ck_assert_msg(access(path, F_OK) == -1, "%s is left", path);
+    run_release(&r);
+    aq_procs_free(ps);
+    cgfix_teardown(&f);
+out:
+    test_base_free(base);
+}
+END_TEST
+
+/* Loop index: 0 with cgroup.kill, 1 as on a kernel without it. */
+START_TEST(escaped_process_in_the_cgroup_is_dead_when_the_callback_fires)
+{
+    struct event_base *base = test_base_new();
+    struct aq_procs *ps = aq_procs_new(base);
+    static const char *const argv[] = {"/bin/sh", "-c", ESCAPE "exit 0", NULL};
+    struct aq_proc_opts o = opts_for(argv);
+    struct run r = {0};
+    struct cgfix f;
+    pid_t escaped;
+
+    if (!cgfix_setup(&f))
+        goto out;
+    ck_assert_int_eq(prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0), 0);
+    aq_procs_set_cgroup(ps, f.cg);
+    if (_i == 1)
+        aq_cgroup_set_no_kill_file(f.cg);
+    run_to_end(ps, base, &o, &r);
+    escaped = printed_pid(&r);
+    /* Not a zombie to reap later: the callback waited for the cgroup to
+     * empty, so whatever is left of it is at most our zombie. */
+    ck_assert(pid_is_dead(escaped));
+    run_release(&r);
+    aq_procs_free(ps);
+    ck_assert(pid_is_gone(escaped));
+    cgfix_teardown(&f);
+out:
+    test_base_free(base);
+}
+END_TEST
+
+START_TEST(kill_in_a_cgroup_reaches_a_process_that_left_the_session)
+{
+    struct event_base *base = test_base_new();
+    struct aq_procs *ps = aq_procs_new(base);
+    char path[] = "/tmp/asyncq-escaped.XXXXXX", script[256];
+    const char *argv[] = {"/bin/sh", "-c", script, NULL};
+    struct aq_proc_opts o = opts_for(argv);
+    struct run r = {0};
+    struct cgfix f;
+    pid_t escaped;
+
+    if (!cgfix_setup(&f))
+        goto out;
+    close(mkstemp(path));
+    snprintf(script, sizeof script,
+             "setsid sh -c 'sleep 30 & echo $! > %s'; exec sleep 30", path);
+    aq_procs_set_cgroup(ps, f.cg);
+    spawn_ok(ps, &o, &r);
+    escaped = await_escaped(base, path);
+    kill_in_api(&r);
+    ck_assert(run_until(base, &r.done, DEADLINE_MS));
+    ck_assert_int_eq(r.signal, SIGTERM);
+    ck_assert(pid_is_dead(escaped));
+    unlink(path);
+    run_release(&r);
+    aq_procs_free(ps);
+    cgfix_teardown(&f);
+out:
+    test_base_free(base);
+}
+END_TEST
+
+/* Loop index: 0 clone3, 1 fork. */
+START_TEST(child_in_a_cgroup_starts_with_default_signals_and_empty_mask)
+{
+    struct event_base *base = test_base_new();
+    struct aq_procs *ps = aq_procs_new(base);
+    static const char *const argv[] = {
+        "/bin/grep", "-E", "^Sig(Blk|Ign):", "/proc/self/status", NULL};
+    struct aq_proc_opts o = opts_for(argv);
+    struct run r = {0};
+    struct sigaction ign = {.sa_handler = SIG_IGN}, old_term;
+    sigset_t usr1, old_mask;
+    struct cgfix f;
+
+    if (!cgfix_setup(&f))
+        goto out;
+    aq_procs_set_cgroup(ps, f.cg);
+    aq_procs_set_clone3(ps, _i == 0);
+    sigemptyset(&ign.sa_mask);
+    sigaction(SIGTERM, &ign, &old_term);
+    sigemptyset(&usr1);
+    sigaddset(&usr1, SIGUSR1);
+    sigprocmask(SIG_BLOCK, &usr1, &old_mask);
+    spawn_ok(ps, &o, &r);
+    sigprocmask(SIG_SETMASK, &old_mask, NULL);
+    sigaction(SIGTERM, &old_term, NULL);
+    ck_assert(run_until(base, &r.done, DEADLINE_MS));
+    ck_assert_int_eq(r.exit_code, 0);
+    ck_assert_uint_eq(status_mask(r.out, "SigBlk:"), 0);
+    ck_assert_uint_eq(status_mask(r.out, "SigIgn:") & ~libc_internal_signals(),
+                      0);
+    ck_assert_int_eq(proc_stat_field(getpid(), 6), getsid(0)); /* ours */
+    run_release(&r);
+    aq_procs_free(ps);
+    cgfix_teardown(&f);
+out:
+    test_base_free(base);
+}
+END_TEST
+
+/* Loop index: 0 clone3, 1 fork: the child's exec error comes back. */
+START_TEST(exec_failure_in_a_cgroup_is_reported_and_the_cgroup_removed)
+{
+    struct event_base *base = test_base_new();
+    struct aq_procs *ps = aq_procs_new(base);
+    char path[] = "/tmp/asyncq-noexec.XXXXXX", cg[PATH_MAX + 32];
+    const char *argv[] = {path, NULL};
+    struct aq_proc_opts o = opts_for(argv);
+    struct aq_error err = {0};
+    struct run r = {0};
+    struct cgfix f;
+    int fd;
+
+    if (!cgfix_setup(&f))
+        goto out;
+    aq_procs_set_cgroup(ps, f.cg);
+    aq_procs_set_clone3(ps, _i == 0);
+    fd = mkstemp(path); /* executable, but no format the kernel knows */
+    ck_assert_int_eq(write(fd, "\x01\x02\x03\x04", 4), 4);
+    close(fd);
+    chmod(path, 0755);
+    o.job_id = 9;
+    ck_assert_ptr_null(aq_proc_spawn(ps, &o, exit_cb, &r, &err));
+    ck_assert_msg(strstr(err.message, "Exec format error") != NULL, "%s",
+                  err.message);
+    snprintf(cg, sizeof cg, "%s/job-9-1", f.dir);
+    ck_assert_msg(access(cg, F_OK) == -1, "%s is left", cg);
+    assert_no_child();
+    unlink(path);
+    aq_procs_free(ps);
+    cgfix_teardown(&f);
+out:
+    test_base_free(base);
+}
+END_TEST
+
+START_TEST(leftover_job_cgroups_are_killed_and_removed)
+{
+    char job[PATH_MAX + 32], procs[PATH_MAX + 64], pid_text[32];
+    struct aq_error err = {0};
+    struct cgfix f;
+    pid_t left;
+    FILE *fp;
+    int status;
+
+    if (!cgfix_setup(&f))
+        return;
+    snprintf(job, sizeof job, "%s/job-3-1", f.dir);
+    ck_assert_int_eq(mkdir(job, 0755), 0);
+    left = fork();
+    if (left == 0) {
+        pause();
+        _exit(0);
+    }
+    snprintf(procs, sizeof procs, "%s/cgroup.procs", job);
+    snprintf(pid_text, sizeof pid_text, "%d", (int)left);
+    fp = fopen(procs, "w");
+    ck_assert_ptr_nonnull(fp);
+    fputs(pid_text, fp);
+    ck_assert_int_eq(fclose(fp), 0);
+    ck_assert_int_eq(aq_cgroup_kill_leftovers(f.cg, 5000000, &err), 1);
+    ck_assert_int_eq(waitpid(left, &status, 0), left);
+    ck_assert(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
+    ck_assert_msg(access(job, F_OK) == -1, "%s is left", job);
+    ck_assert_int_eq(aq_cgroup_kill_leftovers(f.cg, 5000000, &err), 0);
+    cgfix_teardown(&f);
+}
+END_TEST
+
+START_TEST(cgroup_not_marked_delegated_or_in_use_is_refused)
+{
+    char path[PATH_MAX + 32], pid_text[32];
+    struct aq_error err = {0};
+    struct cgfix f;
+    pid_t other;
+    FILE *fp;
+
+    if (!cgfix_setup(&f))
+        return;
+    snprintf(path, sizeof path, "%s/plain", f.dir);
+    ck_assert_int_eq(mkdir(path, 0755), 0);
+    ck_assert_ptr_null(aq_cgroup_open(path, &err));
+    ck_assert_msg(strstr(err.message, "not delegated") != NULL, "%s",
+                  err.message);
+    ck_assert_int_eq(rmdir(path), 0);
+    /* Another process in the leaf: another asyncqd on the same cgroup. */
+    other = fork();
+    if (other == 0) {
+        pause();
+        _exit(0);
+    }
+    snprintf(path, sizeof path, "%s/" AQ_CGROUP_LEAF "/cgroup.procs", f.dir);
+    snprintf(pid_text, sizeof pid_text, "%d", (int)other);
+    fp = fopen(path, "w");
+    ck_assert_ptr_nonnull(fp);
+    fputs(pid_text, fp);
+    ck_assert_int_eq(fclose(fp), 0);
+    ck_assert_ptr_null(aq_cgroup_open(f.dir, &err));
+    ck_assert_msg(strstr(err.message, "in use by process") != NULL, "%s",
+                  err.message);
+    kill(other, SIGKILL);
+    ck_assert_int_eq(waitpid(other, NULL, 0), other);
+    cgfix_teardown(&f);
+}
+END_TEST
+
 Suite *
 proc_suite(void)
 {
@@ -1026,6 +1495,26 @@ proc_suite(void)
     tcase_add_test(tc, orphan_of_a_subreaper_is_reaped);
     tcase_add_test(tc, no_zombie_remains_after_the_callback);
     tcase_add_test(tc, free_of_a_running_child_kills_and_reaps_it);
+    tcase_add_test(tc, child_leads_its_own_session);
+    tcase_add_test(tc, escaped_grandchild_is_killed_when_the_child_exits);
+    tcase_add_test(tc, escaped_grandchild_gets_the_signals_of_kill);
+    tcase_add_test(tc, orphan_of_a_running_child_outlives_another_childs_exit);
+    suite_add_tcase(s, tc);
+
+    tc = test_tcase_new("cgroup");
+    tcase_add_loop_test(tc, child_runs_in_a_cgroup_of_its_own_removed_after_it,
+                        0, 2);
+    tcase_add_loop_test(
+        tc, escaped_process_in_the_cgroup_is_dead_when_the_callback_fires, 0,
+        2);
+    tcase_add_test(tc,
+                   kill_in_a_cgroup_reaches_a_process_that_left_the_session);
+    tcase_add_loop_test(
+        tc, child_in_a_cgroup_starts_with_default_signals_and_empty_mask, 0, 2);
+    tcase_add_loop_test(
+        tc, exec_failure_in_a_cgroup_is_reported_and_the_cgroup_removed, 0, 2);
+    tcase_add_test(tc, leftover_job_cgroups_are_killed_and_removed);
+    tcase_add_test(tc, cgroup_not_marked_delegated_or_in_use_is_refused);
     suite_add_tcase(s, tc);
 
     /* Seconds each: the kill grace, and fifty processes under valgrind. */

@@ -1,0 +1,258 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * lib/proc-spawn.c: how an exec job's process is made (proc-internal.h).
+ * Without a cgroup, posix_spawn (vfork-based). Into a cgroup, a fork-like
+ * clone3 or fork: between it and execve the child calls only
+ * async-signal-safe functions, and every signal stays blocked until its
+ * handlers are back to their defaults, so no handler of the daemon's (such
+ * as libevent's, which writes to the daemon's signal pipe) runs in it.
+ */
+#include "proc-internal.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <spawn.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#ifdef __has_include
+#if __has_include(<linux/sched.h>)
+#include <linux/sched.h>
+#endif
+#endif
+
+#if defined(CLONE_INTO_CGROUP) && defined(SYS_clone3)
+#define HAVE_CLONE_INTO_CGROUP 1
+#endif
+
+static const char *const no_env[] = {NULL};
+
+/* Moves fd to 3 or above (keeping close-on-exec), so that the child's
+ * dup2 onto 0, 1 and 2 cannot clobber another of its pipe ends. Returns the
+ * new fd, or -1 with errno and fd closed. */
+static int
+fd_above_stdio(int fd)
+{
+    int nfd, saved;
+
+    if (fd > STDERR_FILENO)
+        return fd;
+    nfd = fcntl(fd, F_DUPFD_CLOEXEC, STDERR_FILENO + 1);
+    saved = errno;
+    close(fd);
+    errno = saved;
+    return nfd;
+}
+
+int
+aq_proc_pipe_open(int child_no, int *child_fd, int *parent_fd)
+{
+    int fds[2], saved;
+    int child_end = child_no == STDIN_FILENO ? 0 : 1;
+
+    /* Not O_NONBLOCK in pipe2: it would apply to the child's end too. */
+    if (pipe2(fds, O_CLOEXEC) == -1)
+        return -1;
+    fds[0] = fd_above_stdio(fds[0]);
+    fds[1] = fd_above_stdio(fds[1]);
+    if (fds[0] == -1 || fds[1] == -1)
+        goto fail;
+    if (fcntl(fds[1 - child_end], F_SETFL, O_NONBLOCK) == -1)
+        goto fail;
+    *child_fd = fds[child_end];
+    *parent_fd = fds[1 - child_end];
+    return 0;
+
+fail:
+    saved = errno;
+    if (fds[0] != -1)
+        close(fds[0]);
+    if (fds[1] != -1)
+        close(fds[1]);
+    errno = saved;
+    return -1;
+}
+
+/* posix_spawn with the child's setup; returns 0 or an errno value. */
+static int
+posix_spawn_child(const struct aq_proc_opts *opts, const int child_fd[3],
+                  pid_t *pid)
+{
+    posix_spawn_file_actions_t fa;
+    posix_spawnattr_t attr;
+    sigset_t empty, all;
+    int rc, i;
+
+    sigemptyset(&empty);
+    /* The daemon ignores SIGPIPE and libevent catches signals: a job starts
+     * with every handler at its default (SIGKILL and SIGSTOP cannot be). */
+    sigfillset(&all);
+    sigdelset(&all, SIGKILL);
+    sigdelset(&all, SIGSTOP);
+    posix_spawn_file_actions_init(&fa);
+    posix_spawnattr_init(&attr);
+    rc = 0;
+    for (i = 0; rc == 0 && i < 3; i++)
+        rc = posix_spawn_file_actions_adddup2(&fa, child_fd[i], i);
+    if (rc == 0 && opts->cwd != NULL)
+        rc = posix_spawn_file_actions_addchdir_np(&fa, opts->cwd);
+    if (rc == 0) /* no descriptor of the daemon's leaks into the job */
+        rc = posix_spawn_file_actions_addclosefrom_np(&fa, STDERR_FILENO + 1);
+    /* A session of its own: the job's processes keep its id as their
+     * session (and group) unless they call setsid themselves, which is
+     * how the reaper tells them from others (lib/proc.c). */
+    if (rc == 0)
+        rc = posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSID |
+                                                 POSIX_SPAWN_SETSIGMASK |
+                                                 POSIX_SPAWN_SETSIGDEF);
+    if (rc == 0)
+        rc = posix_spawnattr_setsigmask(&attr, &empty);
+    if (rc == 0)
+        rc = posix_spawnattr_setsigdefault(&attr, &all);
+    if (rc == 0)
+        rc = posix_spawn(
+            pid, opts->argv[0], &fa, &attr, (char *const *)opts->argv,
+            (char *const *)(opts->envp != NULL ? opts->envp : no_env));
+    posix_spawnattr_destroy(&attr);
+    posix_spawn_file_actions_destroy(&fa);
+    return rc;
+}
+
+/* Marks every descriptor from 3 up close-on-exec: close_range where the
+ * kernel has CLOSE_RANGE_CLOEXEC (5.11), else one by one. */
+static void
+child_cloexec_from_3(void)
+{
+    struct rlimit rl;
+
+    if (close_range(STDERR_FILENO + 1, ~0U, CLOSE_RANGE_CLOEXEC) == 0)
+        return;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == -1 || rl.rlim_cur > 1048576)
+        rl.rlim_cur = 1048576;
+    for (int fd = STDERR_FILENO + 1; fd < (int)rl.rlim_cur; fd++)
+        fcntl(fd, F_SETFD, FD_CLOEXEC);
+}
+
+/* In the child, after fork or clone3: the setup posix_spawn would do, then
+ * exec. Async-signal-safe calls only; never returns. procs_fd: the
+ * cgroup's cgroup.procs to join first, or -1 (clone3 put it there). */
+static void __attribute__((noreturn))
+child_exec(const struct aq_proc_opts *opts, const int child_fd[3], int procs_fd,
+           int err_fd)
+{
+    struct sigaction dfl;
+    sigset_t empty;
+    int sig, i, error;
+
+    memset(&dfl, 0, sizeof dfl);
+    dfl.sa_handler = SIG_DFL;
+    for (sig = 1; sig < NSIG; sig++) {
+        if (sig != SIGKILL && sig != SIGSTOP)
+            sigaction(sig, &dfl, NULL); /* glibc's own ones refuse: moot */
+    }
+    if (procs_fd != -1 && write(procs_fd, "0", 1) != 1)
+        goto fail;
+    if (setsid() == -1)
+        goto fail;
+    for (i = 0; i < 3; i++) {
+        if (dup2(child_fd[i], i) == -1)
+            goto fail;
+    }
+    if (opts->cwd != NULL && chdir(opts->cwd) == -1)
+        goto fail;
+    child_cloexec_from_3(); /* err_fd included: its end of file is success */
+    sigemptyset(&empty);
+    sigprocmask(SIG_SETMASK, &empty, NULL);
+    execve(opts->argv[0], (char *const *)opts->argv,
+           (char *const *)(opts->envp != NULL ? opts->envp : no_env));
+fail:
+    error = errno;
+    while (write(err_fd, &error, sizeof error) == -1 && errno == EINTR)
+        ;
+    _exit(127);
+}
+
+/* A fork-like clone3 into the cgroup of cg_fd: the pid (0 in the child),
+ * or -1 with errno. */
+static pid_t
+clone_into(int cg_fd)
+{
+#ifdef HAVE_CLONE_INTO_CGROUP
+    struct clone_args ca;
+
+    memset(&ca, 0, sizeof ca);
+    /* CLONE_VFORK: we sleep until the child has exec'd, so it runs at
+     * once, as posix_spawn's does (the memory is still a copy). */
+    ca.flags = CLONE_INTO_CGROUP | CLONE_VFORK;
+    ca.exit_signal = SIGCHLD;
+    ca.cgroup = (__u64)cg_fd;
+    return (pid_t)syscall(SYS_clone3, &ca, sizeof ca);
+#else
+    (void)cg_fd;
+    errno = ENOSYS;
+    return -1;
+#endif
+}
+
+static int
+fork_child(const struct aq_proc_opts *opts, const int child_fd[3], int cg_fd,
+           bool *use_clone3, pid_t *pid)
+{
+    int err_pipe[2], procs_fd = -1, child_error = 0, rc = 0;
+    sigset_t all, old;
+    pid_t child = -1;
+    ssize_t n;
+
+    if (pipe2(err_pipe, O_CLOEXEC) == -1)
+        return errno;
+    sigfillset(&all);
+    pthread_sigmask(SIG_BLOCK, &all, &old);
+    if (*use_clone3) {
+        child = clone_into(cg_fd);
+        /* Older kernels (< 5.7), seccomp filters and valgrind refuse
+         * clone3 or its cgroup: fork and join from the child instead. */
+        if (child == -1 && (errno == ENOSYS || errno == E2BIG ||
+                            errno == EPERM || errno == EINVAL))
+            *use_clone3 = false;
+    }
+    if (!*use_clone3) {
+        procs_fd = openat(cg_fd, "cgroup.procs", O_WRONLY | O_CLOEXEC);
+        child = procs_fd != -1 ? fork() : -1;
+    }
+    if (child == 0)
+        child_exec(opts, child_fd, procs_fd, err_pipe[1]);
+    if (child == -1)
+        rc = errno;
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    close(err_pipe[1]);
+    if (procs_fd != -1)
+        close(procs_fd);
+    if (child != -1) {
+        /* End of file once the child has exec'd; its errno otherwise. */
+        do
+            n = read(err_pipe[0], &child_error, sizeof child_error);
+        while (n == -1 && errno == EINTR);
+        if (n == (ssize_t)sizeof child_error) {
+            while (waitpid(child, NULL, 0) == -1 && errno == EINTR)
+                ;
+            rc = child_error;
+        } else {
+            *pid = child;
+        }
+    }
+    close(err_pipe[0]);
+    return rc;
+}
+
+int
+aq_proc_spawn_child(const struct aq_proc_opts *opts, const int child_fd[3],
+                    int cg_fd, bool *use_clone3, pid_t *pid)
+{
+    if (cg_fd == -1)
+        return posix_spawn_child(opts, child_fd, pid);
+    return fork_child(opts, child_fd, cg_fd, use_clone3, pid);
+}
