@@ -11,6 +11,7 @@ Suite *bb_exec_suite(void);
 Suite *bb_lifecycle_suite(void);
 Suite *bb_badinput_suite(void);
 Suite *bb_journal_suite(void);
+Suite *bb_faults_suite(void);
 Suite *bb_cli_suite(void);
 Suite *bb_service_suite(void);
 Suite *bb_http_suite(void);
