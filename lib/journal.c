@@ -580,6 +580,7 @@ rewrite(struct aq_journal *j)
     if (j->has_thread) {
         pthread_mutex_lock(&j->mu);
         j->sync_req = j->sync_done = j->appended_lsn;
+        j->sync_errno = 0; /* about the old file */
         pthread_mutex_unlock(&j->mu);
     }
     while (j->nsegs > 1)

@@ -235,6 +235,27 @@ expect_served(struct bb_conn *c, json_int_t id)
     expect_state(c, id, "pending");
 }
 
+struct want {
+    json_int_t id;
+    const char *state;
+};
+
+/* Stops d (exit 0, c closed), starts asyncqd again on cfg without faults,
+ * checks that each job replayed in the state wanted, and stops it. */
+static void
+restart_expecting(struct bb_daemon *d, struct bb_conn *c, const char *cfg,
+                  const struct want *w, size_t n)
+{
+    bb_close(c);
+    ck_assert_int_eq(bb_stop(d), 0);
+    d = bb_start("%s", cfg);
+    c = bb_connect(d);
+    for (size_t i = 0; i < n; i++)
+        expect_state(c, w[i].id, w[i].state);
+    bb_close(c);
+    ck_assert_int_eq(bb_stop(d), 0);
+}
+
 /* ---- an fdatasync that fails ---- */
 
 static const char *const sync_policies[] = {"batch", "always"};
@@ -272,15 +293,8 @@ START_TEST(failed_fdatasync_refuses_puts_until_the_journal_is_rewritten)
     ck_assert_msg(bb_log_wait(d, "rewritten", REPLY_MS),
                   "the rewrite is not logged");
     ck_assert_uint_eq(segment_files(fx.journal), 1);
-    bb_close(c);
-    ck_assert_int_eq(bb_stop(d), 0);
-
-    d = bb_start("%s", cfg);
-    c = bb_connect(d);
-    expect_state(c, before, "pending");
-    expect_state(c, after, "pending");
-    bb_close(c);
-    ck_assert_int_eq(bb_stop(d), 0);
+    restart_expecting(
+        d, c, cfg, (struct want[]){{before, "pending"}, {after, "pending"}}, 2);
     free(cfg);
     fx_remove(&fx);
 }
@@ -321,18 +335,13 @@ START_TEST(full_disk_refuses_puts_serves_the_rest_and_recovers)
     faults_set(&fx, "");
     after = put_until_ok(c, 6);
     bb_await_state(c, after, "done", REPLY_MS);
-    bb_close(c);
-    ck_assert_int_eq(bb_stop(d), 0);
-
     /* What was recorded while the disk was full was written once there
      * was room: nothing lost, nothing twice. */
-    d = bb_start("%s", cfg);
-    c = bb_connect(d);
-    expect_state(c, ran, "done");
-    expect_state(c, cancelled, "cancelled");
-    expect_state(c, after, "done");
-    bb_close(c);
-    ck_assert_int_eq(bb_stop(d), 0);
+    restart_expecting(d, c, cfg,
+                      (struct want[]){{ran, "done"},
+                                      {cancelled, "cancelled"},
+                                      {after, "done"}},
+                      3);
     free(cfg);
     fx_remove(&fx);
 }
@@ -348,6 +357,7 @@ START_TEST(no_inode_for_a_new_segment_keeps_appending_and_rotates_later)
     struct bb_daemon *d;
     struct bb_conn *c;
     json_int_t ids[NROTATE], last;
+    struct want want[NROTATE + 1];
     int64_t deadline;
     int n;
     char *cfg;
@@ -373,16 +383,10 @@ START_TEST(no_inode_for_a_new_segment_keeps_appending_and_rotates_later)
                       "no rotation once new files could be created");
         last = put_ok(c, n++);
     } while (segment_files(fx.journal) < 2);
-    bb_close(c);
-    ck_assert_int_eq(bb_stop(d), 0);
-
-    d = bb_start("%s", cfg);
-    c = bb_connect(d);
     for (int i = 0; i < NROTATE; i++)
-        expect_state(c, ids[i], "pending");
-    expect_state(c, last, "pending");
-    bb_close(c);
-    ck_assert_int_eq(bb_stop(d), 0);
+        want[i] = (struct want){ids[i], "pending"};
+    want[NROTATE] = (struct want){last, "pending"};
+    restart_expecting(d, c, cfg, want, NROTATE + 1);
     free(cfg);
     fx_remove(&fx);
 }
@@ -416,16 +420,12 @@ START_TEST(start_on_a_full_disk_serves_and_accepts_puts_once_there_is_room)
     put_refused(c, 3, "", "No space left on device", NULL);
     faults_set(&fx, "");
     after = put_until_ok(c, 4);
-    bb_close(c);
-    ck_assert_int_eq(bb_stop(d), 0);
-
-    d = bb_start("%s", cfg);
-    c = bb_connect(d);
-    for (int i = 0; i < 3; i++)
-        expect_state(c, ids[i], "pending");
-    expect_state(c, after, "pending");
-    bb_close(c);
-    ck_assert_int_eq(bb_stop(d), 0);
+    restart_expecting(d, c, cfg,
+                      (struct want[]){{ids[0], "pending"},
+                                      {ids[1], "pending"},
+                                      {ids[2], "pending"},
+                                      {after, "pending"}},
+                      4);
     free(cfg);
     fx_remove(&fx);
 }

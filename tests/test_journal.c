@@ -625,6 +625,25 @@ settle(struct event_base *base, struct aq_journal *j)
                       "a barrier did not fire within %d ms", WAIT_MS);
 }
 
+/* Opens the journal of o, replays it cleanly (holding nothing), checks
+ * that its records are PUTs first..last, and closes it. */
+static void
+replays_puts(struct event_base *base, const struct aq_journal_opts *o,
+             uint64_t first, uint64_t last)
+{
+    struct aq_journal *j = open_ok(base, o);
+    struct collector c;
+    struct replayed rp;
+
+    collector_init(&c, j, HOLD_NONE);
+    replay_into(j, false, &c, &rp);
+    assert_clean(&rp);
+    assert_put_ids(&c, first, last);
+    collector_free(&c);
+    free(rp.log);
+    aq_journal_close(j);
+}
+
 /* Writes PUTs 1..njobs into a fresh journal at dir with small segments,
  * holding each job's segment so none is deleted, and closes it. Returns the
  * number of segments. */
@@ -1219,8 +1238,6 @@ START_TEST(barrier_after_append_fires_from_loop_once_bytes_are_in_file)
     long long before;
     uint64_t want;
     struct tbar tb = {.id = 1, .in_call = &in_call, .path = path};
-    struct collector c;
-    struct replayed rp;
 
     tdir_make(&t);
     o = opts_of(t.path, policy, BIG_SEGMENT);
@@ -1265,14 +1282,7 @@ START_TEST(barrier_after_append_fires_from_loop_once_bytes_are_in_file)
                   "%s: a barrier once all is durable is not NULL", name);
     aq_journal_close(j);
 
-    j = open_ok(base, &o);
-    collector_init(&c, j, HOLD_NONE);
-    replay_into(j, false, &c, &rp);
-    assert_clean(&rp);
-    assert_put_ids(&c, 1, 1);
-    collector_free(&c);
-    free(rp.log);
-    aq_journal_close(j);
+    replays_puts(base, &o, 1, 1);
     test_base_free(base);
     tdir_remove(&t);
 }
@@ -1391,8 +1401,6 @@ START_TEST(close_writes_buffered_records_and_drops_pending_barrier_uncalled)
     struct aq_journal_opts o;
     struct aq_journal *j;
     struct tbar tb = {.id = 1};
-    struct collector c;
-    struct replayed rp;
 
     tdir_make(&t);
     o = opts_of(t.path, policy, BIG_SEGMENT);
@@ -1408,14 +1416,7 @@ START_TEST(close_writes_buffered_records_and_drops_pending_barrier_uncalled)
     run_for(base, QUIET_MS);
     ck_assert_int_eq(tb.calls, 0);
 
-    j = open_ok(base, &o);
-    collector_init(&c, j, HOLD_NONE);
-    replay_into(j, false, &c, &rp);
-    assert_clean(&rp);
-    assert_put_ids(&c, 1, 3);
-    collector_free(&c);
-    free(rp.log);
-    aq_journal_close(j);
+    replays_puts(base, &o, 1, 3);
     test_base_free(base);
     tdir_remove(&t);
 }
@@ -1446,8 +1447,6 @@ START_TEST(
     struct tbar tb = {.id = 1, .may_fail = true}, tb2 = {.id = 2};
     struct aq_journal_barrier *b, node;
     struct aq_error err = {0}, why = {0};
-    struct collector c;
-    struct replayed rp;
     char path[PATH_BYTES], *logged;
     long long before, size_during;
     uint64_t want;
@@ -1516,14 +1515,7 @@ START_TEST(
     ck_assert_int_eq(tb2.calls, 0);
     aq_journal_close(j);
 
-    j = open_ok(base, &o);
-    collector_init(&c, j, HOLD_NONE);
-    replay_into(j, false, &c, &rp);
-    assert_clean(&rp);
-    assert_put_ids(&c, 1, r.id);
-    collector_free(&c);
-    free(rp.log);
-    aq_journal_close(j);
+    replays_puts(base, &o, 1, r.id);
     test_base_free(base);
     tdir_remove(&t);
 }
@@ -2926,8 +2918,6 @@ START_TEST(close_after_a_failed_fdatasync_rewrites_the_journal)
     struct aq_journal *j;
     struct owner *own = calloc(1, sizeof *own);
     struct capture cap;
-    struct collector c;
-    struct replayed rp;
     struct aq_jrec r;
     char *logged;
 
@@ -2949,14 +2939,7 @@ START_TEST(close_after_a_failed_fdatasync_rewrites_the_journal)
     logged = capture_end(&cap);
     free(logged);
 
-    j = open_ok(base, &o);
-    collector_init(&c, j, HOLD_NONE);
-    replay_into(j, false, &c, &rp);
-    assert_clean(&rp);
-    assert_put_ids(&c, 1, 5);
-    collector_free(&c);
-    free(rp.log);
-    aq_journal_close(j);
+    replays_puts(base, &o, 1, 5);
     unsetenv("FAULTFS_CONTROL");
     free(own);
     test_base_free(base);
@@ -2971,8 +2954,6 @@ START_TEST(no_inode_for_a_new_segment_grows_the_active_one_then_rotates)
     struct aq_journal_opts o;
     struct aq_journal *j;
     struct capture cap;
-    struct collector c;
-    struct replayed rp;
     uint64_t id = 1;
     uint32_t seg = 1;
     char *logged;
@@ -3009,14 +2990,7 @@ START_TEST(no_inode_for_a_new_segment_grows_the_active_one_then_rotates)
     free(logged);
     aq_journal_close(j);
 
-    j = open_ok(base, &o);
-    collector_init(&c, j, HOLD_NONE);
-    replay_into(j, false, &c, &rp);
-    assert_clean(&rp);
-    assert_put_ids(&c, 1, id - 1);
-    collector_free(&c);
-    free(rp.log);
-    aq_journal_close(j);
+    replays_puts(base, &o, 1, id - 1);
     unsetenv("FAULTFS_CONTROL");
     test_base_free(base);
     tdir_remove(&t);
@@ -3064,14 +3038,7 @@ START_TEST(start_that_cannot_create_a_segment_fails_puts_until_it_can)
     settle(base, j);
     aq_journal_close(j);
 
-    j = open_ok(base, &o);
-    collector_init(&c, j, HOLD_NONE);
-    replay_into(j, false, &c, &rp);
-    assert_clean(&rp);
-    assert_put_ids(&c, 1, 61);
-    collector_free(&c);
-    free(rp.log);
-    aq_journal_close(j);
+    replays_puts(base, &o, 1, 61);
     unsetenv("FAULTFS_CONTROL");
     test_base_free(base);
     tdir_remove(&t);
