@@ -376,6 +376,34 @@ repair_seal(struct replay *rp)
     j->len = 0;
 }
 
+/* After a repair that kept nothing (the oldest segment was missing): a
+ * segment holding only its SEGMENT record, which keeps the last job id
+ * (ids are never reused) and names itself the oldest. */
+static void
+repair_fresh(struct aq_journal *j, uint32_t seq)
+{
+    struct aq_jrec r = {
+        .type = AQ_JREC_SEGMENT, .id = j->max_id, .seq = seq, .first = seq};
+    char path[PATH_BYTES];
+    int fd;
+
+    if (seq == 0)
+        return;
+    journal_seg_path(j, seq, path, sizeof path);
+    j->len = 0;
+    journal_encode(j, &r);
+    fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0640);
+    if (fd < 0 || journal_write_all(fd, j->buf, j->len) < 0 ||
+        fdatasync(fd) < 0)
+        aq_log(AQ_LOG_WARN, "journal: %s: %s", path, strerror(errno));
+    else
+        journal_seg_add(j, seq)->bytes = j->len;
+    if (fd >= 0)
+        close(fd);
+    journal_dir_sync(j);
+    j->len = 0;
+}
+
 int
 aq_journal_replay(struct aq_journal *j, bool repair, aq_journal_replay_cb *cb,
                   void *arg, uint64_t *last_id, bool *is_damaged,
@@ -389,6 +417,7 @@ aq_journal_replay(struct aq_journal *j, bool repair, aq_journal_replay_cb *cb,
                         .err = err};
     unsigned char *gdata = NULL;
     size_t g = 0, glen = 0, gap = SIZE_MAX;
+    uint32_t last_seq;
     int rc = 0;
     char path[PATH_BYTES], name[16], name2[16];
 
@@ -396,9 +425,14 @@ aq_journal_replay(struct aq_journal *j, bool repair, aq_journal_replay_cb *cb,
     if (j->nsegs == 0)
         goto done;
     rp.hdr = xcalloc(j->nsegs, sizeof *rp.hdr);
+    last_seq = j->segs[j->nsegs - 1].seq;
     for (size_t i = 0; i < j->nsegs; i++) {
         journal_seg_path(j, j->segs[i].seq, path, sizeof path);
         read_header(path, &rp.hdr[i]);
+        /* the last id when each was made: ids stay unique even if a
+         * repair drops the segments that hold them */
+        if (rp.hdr[i].is_valid && rp.hdr[i].r.id > j->max_id)
+            j->max_id = rp.hdr[i].r.id;
     }
     if (find_first(&rp, &g, &gdata, &glen) < 0) {
         rc = -1;
@@ -464,6 +498,8 @@ aq_journal_replay(struct aq_journal *j, bool repair, aq_journal_replay_cb *cb,
         journal_seg_remove_at(j, 0);
         rp.skip--;
     }
+    if (rp.is_repaired && j->nsegs == 0)
+        repair_fresh(j, last_seq + 1);
 done:
     free(rp.hdr);
     free(gdata);

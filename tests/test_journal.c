@@ -2443,17 +2443,21 @@ START_TEST(missing_middle_segment_is_damage_and_repair_keeps_what_precedes_it)
 }
 END_TEST
 
-START_TEST(missing_oldest_segment_is_damage)
+START_TEST(missing_oldest_segment_is_damage_and_repair_keeps_the_last_id)
 {
     struct tdir t;
     struct event_base *base = test_base_new();
     struct collector c;
     struct replayed rp;
     uint32_t nsegs, seqs[MAX_SEGS];
+    size_t in_last;
     char missing[PATH_BYTES];
 
     tdir_make(&t);
     nsegs = build_journal(t.path, 60);
+    /* the last id a SEGMENT record holds: the newest one's, made after
+     * all but that segment's own PUTs */
+    in_last = seg_puts(t.path, nsegs);
     seg_file(t.path, 1, missing, sizeof missing);
     ck_assert_int_eq(unlink(missing), 0);
     replay_dir(base, t.path, false, &c, &rp);
@@ -2461,6 +2465,23 @@ START_TEST(missing_oldest_segment_is_damage)
     collector_free(&c);
     free(rp.log);
     ck_assert_uint_eq(dir_segments(t.path, seqs, MAX_SEGS), nsegs - 1);
+
+    /* Nothing precedes the damage: repair keeps no record, but a fresh
+     * segment keeps the last job id, so that ids are never reused. */
+    replay_dir(base, t.path, true, &c, &rp);
+    assert_clean(&rp);
+    ck_assert_uint_eq(c.n, 0);
+    ck_assert_uint_eq(rp.last_id, 60 - in_last);
+    collector_free(&c);
+    free(rp.log);
+    ck_assert_uint_eq(dir_segments(t.path, seqs, MAX_SEGS), 1);
+    ck_assert_uint_eq(seqs[0], nsegs + 1);
+    replay_dir(base, t.path, false, &c, &rp);
+    assert_clean(&rp);
+    ck_assert_uint_eq(c.n, 0);
+    ck_assert_uint_eq(rp.last_id, 60 - in_last);
+    collector_free(&c);
+    free(rp.log);
     test_base_free(base);
     tdir_remove(&t);
 }
@@ -3351,7 +3372,8 @@ journal_suite(void)
         each_segment_names_its_number_the_oldest_and_its_sealed_predecessor);
     tcase_add_test(
         tc, missing_middle_segment_is_damage_and_repair_keeps_what_precedes_it);
-    tcase_add_test(tc, missing_oldest_segment_is_damage);
+    tcase_add_test(
+        tc, missing_oldest_segment_is_damage_and_repair_keeps_the_last_id);
     tcase_add_test(tc, sealed_segment_cut_at_a_record_boundary_is_damage);
     tcase_add_test(tc, sealed_segment_with_bytes_past_its_seal_is_damage);
     tcase_add_test(tc, segment_under_another_number_is_damage);
