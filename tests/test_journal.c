@@ -2679,9 +2679,10 @@ START_TEST(segments_a_crash_left_behind_a_trim_are_skipped_and_deleted)
 END_TEST
 
 /* Rewrites the SEGMENT record of segment seq as format 1 wrote it: type,
- * id, version 1; the records after it are the same in both formats. */
+ * id, then version (1 then; a later one to be refused); the records after
+ * it are the same in formats 1 and 2. */
 static void
-seg_to_format_1(const char *dir, uint32_t seq)
+seg_to_version(const char *dir, uint32_t seq, uint32_t version)
 {
     struct frame fr[MAX_FRAMES];
     size_t len, n = 0;
@@ -2693,7 +2694,8 @@ seg_to_format_1(const char *dir, uint32_t seq)
     memset(rec, 0, sizeof rec);
     rec[0] = 13;
     memcpy(rec + HDR_BYTES, data + HDR_BYTES, 9); /* type and id */
-    rec[HDR_BYTES + 9] = 1;
+    for (int i = 0; i < 4; i++)
+        rec[HDR_BYTES + 9 + i] = (unsigned char)(version >> (8 * i));
     crc = aq_crc32c(0, rec, 4);
     crc = aq_crc32c(crc, rec + HDR_BYTES, 13);
     for (int i = 0; i < 4; i++)
@@ -2708,6 +2710,37 @@ seg_to_format_1(const char *dir, uint32_t seq)
     free(out);
     free(data);
 }
+
+static void
+seg_to_format_1(const char *dir, uint32_t seq)
+{
+    seg_to_version(dir, seq, 1);
+}
+
+START_TEST(journal_of_a_later_format_is_refused_naming_its_version)
+{
+    struct tdir t;
+    struct event_base *base = test_base_new();
+    struct collector c;
+    struct replayed rp;
+    char path[PATH_BYTES];
+
+    tdir_make(&t);
+    build_journal(t.path, 4);
+    seg_to_version(t.path, 1, 3);
+    seg_file(t.path, 1, path, sizeof path);
+    replay_dir(base, t.path, false, &c, &rp);
+    ck_assert_int_eq(rp.rc, -1);
+    ck_assert_msg(!rp.is_damaged, "a later format is not damage");
+    ck_assert_msg(strstr(rp.err.message, path) != NULL &&
+                      strstr(rp.err.message, "format version 3") != NULL,
+                  "%s", rp.err.message);
+    collector_free(&c);
+    free(rp.log);
+    test_base_free(base);
+    tdir_remove(&t);
+}
+END_TEST
 
 START_TEST(format_1_journal_with_holes_replays_and_turns_into_format_2)
 {
@@ -3381,6 +3414,7 @@ journal_suite(void)
                    segments_a_crash_left_behind_a_trim_are_skipped_and_deleted);
     tcase_add_test(tc,
                    format_1_journal_with_holes_replays_and_turns_into_format_2);
+    tcase_add_test(tc, journal_of_a_later_format_is_refused_naming_its_version);
     suite_add_tcase(s, tc);
 
     tc = tcase_new("faults");

@@ -27,22 +27,6 @@ static struct event_base *base;
 static volatile uint64_t sink; /* keeps the reads of replayed bytes */
 
 static void
-setup(void)
-{
-    const char *tmp = getenv("TMPDIR");
-
-    if (base != NULL)
-        return;
-    snprintf(root, sizeof root, "%s/aq-fuzz-journal-XXXXXX",
-             tmp != NULL && *tmp != '\0' ? tmp : "/tmp");
-    if (mkdtemp(root) == NULL) {
-        perror("aq_fuzz_journal_replay: mkdtemp");
-        abort();
-    }
-    base = event_base_new();
-}
-
-static void
 empty_dir(void)
 {
     DIR *d = opendir(root);
@@ -58,6 +42,32 @@ empty_dir(void)
         unlink(path);
     }
     closedir(d);
+}
+
+static void
+remove_root(void)
+{
+    empty_dir();
+    rmdir(root);
+    event_base_free(base);
+    base = NULL;
+}
+
+static void
+setup(void)
+{
+    const char *tmp = getenv("TMPDIR");
+
+    if (base != NULL)
+        return;
+    snprintf(root, sizeof root, "%s/aq-fuzz-journal-XXXXXX",
+             tmp != NULL && *tmp != '\0' ? tmp : "/tmp");
+    if (mkdtemp(root) == NULL) {
+        perror("aq_fuzz_journal_replay: mkdtemp");
+        abort();
+    }
+    base = event_base_new();
+    atexit(remove_root);
 }
 
 static void

@@ -26,9 +26,11 @@ enum {
 
 /* Writes the files of data as segments 00000001.aqj, ... of a journal
  * directory (made once per process under $TMPDIR or /tmp, emptied after
- * each call), opens it, replays it (every record's fields and strings
- * read), maybe starts it, and closes it. Returns 0, as a libFuzzer target
- * must. Logs below error level are muted for the call. */
+ * each call, removed at exit), opens it, replays it (every record's
+ * fields and strings read), maybe starts it, and closes it. Returns 0, as
+ * a libFuzzer target must. Logs below error level are muted for the call.
+ * The journal syncs what it writes: on a tmpfs (TMPDIR=/dev/shm) a call
+ * takes some 150 us, on a disk several times that. */
 int aq_fuzz_journal_replay(const uint8_t *data, size_t size);
 
 /* The layout above from nfiles whole file images, for seed inputs: the
