@@ -301,6 +301,22 @@ journal_requeue(struct aq_broker *b, const struct aq_job *j)
         aq_journal_append(b->journal, &r);
 }
 
+/* A put while the journal cannot record jobs (a full disk, a failed
+ * sync) is refused at once, -32603 naming why: never queued in memory
+ * as if it were durable, never a silent wait. */
+static int
+journal_refuses(const struct aq_broker *b, struct aq_error *err)
+{
+    const struct aq_error *why =
+        b->journal != NULL ? aq_journal_error(b->journal) : NULL;
+
+    if (why == NULL)
+        return 0;
+    if (err != NULL)
+        *err = *why;
+    return -1;
+}
+
 /* ---- finished records ---- */
 
 #define FIN_PREV(j) ((j)->qi.u.link[0])
@@ -1049,7 +1065,7 @@ aq_broker_put(struct aq_broker *b, const struct aq_put *p,
                      aq_kind_name(kind));
         return -1;
     }
-    if (check_args(h, bq, p, err) < 0)
+    if (check_args(h, bq, p, err) < 0 || journal_refuses(b, err) < 0)
         return -1;
     if (p->key != NULL) {
         json_t *id = json_object_get(b->keys, p->key);
@@ -1622,12 +1638,14 @@ aq_broker_has_journal(const struct aq_broker *b)
     return b->journal != NULL;
 }
 
-bool
+int
 aq_broker_durable(struct aq_broker *b, struct aq_journal_barrier *node,
-                  void (*cb)(void *arg), void *arg)
+                  void (*cb)(void *arg, const struct aq_error *err), void *arg,
+                  struct aq_error *err)
 {
-    return b->journal != NULL &&
-           aq_journal_barrier_add(b->journal, node, cb, arg);
+    if (b->journal == NULL)
+        return 0;
+    return aq_journal_barrier_add(b->journal, node, cb, arg, err);
 }
 
 void

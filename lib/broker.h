@@ -73,7 +73,8 @@ struct aq_put_waiter;
  * aq_broker_put_on_room before the loop runs) fires once there is room;
  * withdraw with aq_broker_put_cancel; -1 with err (-32602, -32002, -32005:
  * a kind the queue does not run (its kind and "kinds") or args its settings
- * refuse, -32000 with nowait, -32010 while stopping). */
+ * refuse, -32000 with nowait, -32010 while stopping, -32603 while the
+ * journal cannot record it). */
 int aq_broker_put(struct aq_broker *b, const struct aq_put *p,
                   struct aq_put_result *res, struct aq_put_waiter **waiter,
                   struct aq_error *err);
@@ -171,12 +172,14 @@ void aq_broker_restore_done(struct aq_broker *b, uint64_t last_id);
 /* An aq_journal_rehome_cb (arg: b): re-appends the jobs homed in the
  * segments the journal is evacuating. */
 void aq_broker_rehome(struct aq_journal *j, void *arg);
-/* cb(arg) from the loop once all recorded so far is durable, waiting on
- * node (the caller's, valid until cb or aq_broker_durable_cancel).
- * Returns false when it already is (or there is no journal): cb is then
- * never called. */
-bool aq_broker_durable(struct aq_broker *b, struct aq_journal_barrier *node,
-                       void (*cb)(void *arg), void *arg);
+/* cb(arg, NULL) from the loop once all recorded so far is durable, or
+ * cb(arg, err) (-32603) if the journal fails first; waiting on node (the
+ * caller's, valid until cb or aq_broker_durable_cancel). Returns 1 (cb
+ * later), 0 when it already is durable (or there is no journal), -1 with
+ * err when the journal is failing; cb is never called for 0 and -1. */
+int aq_broker_durable(struct aq_broker *b, struct aq_journal_barrier *node,
+                      void (*cb)(void *arg, const struct aq_error *err),
+                      void *arg, struct aq_error *err);
 void aq_broker_durable_cancel(struct aq_broker *b,
                               struct aq_journal_barrier *h);
 

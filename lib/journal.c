@@ -1,6 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * lib/journal.c: segments, record encoding, replay, group commit.
+ * lib/journal.c: appending, group commit, segments rotated and deleted,
+ * and what happens when the disk says no (records: journal_format.c;
+ * reading back: journal_replay.c).
  *
  * Positions: every byte ever appended has an LSN (a running count). A
  * record is "written" once write(2) returned for it and "durable" once the
@@ -12,10 +14,27 @@
  * next sync: group commit without blocking the loop.
  * always: each record is written and synced when appended.
  * everysec: the sync thread syncs once a second; never: no sync.
+ *
+ * Segments: numbered without gaps from the oldest one kept. Each opens
+ * with a SEGMENT record: the last job id, the format version, its own
+ * number, the oldest segment of the journal then, and the length its
+ * predecessor was sealed at (written, synced). Segments go oldest first,
+ * and only after a durable TRIM record names the new oldest: at replay a
+ * hole or a sealed segment of another length is damage.
+ *
+ * Failures: a write that fails for want of room (ENOSPC, EDQUOT, EFBIG)
+ * keeps the buffer and tries again every second: nothing is duplicated or
+ * reordered. A failed fdatasync (or any other write error) makes what was
+ * written since the last good sync suspect, whatever the page cache says
+ * (PostgreSQL's "fsyncgate"): the journal never writes to that file again,
+ * and rebuilds itself from memory, every live job re-appended by the
+ * owner's rehome callback into a temporary file that is synced and renamed
+ * into the next segment, whose SEGMENT record makes it the oldest; then
+ * the older segments are deleted. In both cases barriers fail and
+ * aq_journal_error tells callers to refuse puts until it works again.
  */
-#include "journal.h"
+#include "journal-internal.h"
 
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -24,488 +43,98 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
-#include <sys/file.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include <event2/event.h>
 
 #include "clock.h"
-#include "crc32c.h"
-#include "error.h"
-#include "hist.h"
 #include "log.h"
 #include "xmalloc.h"
 
-#define HDR_BYTES 8
-#define MAX_RECORD_BYTES (256u << 20) /* a longer length is damage */
-#define SEG_SUFFIX ".aqj"
-#define ABSENT UINT32_MAX
-#define FORMAT_VERSION 1 /* in each SEGMENT record */
+#define RETRY_US 1000000 /* a failed write, rewrite or rotation: again */
 
-struct segment {
-    uint32_t seq;
-    uint64_t live;     /* jobs homed here */
-    uint64_t whole;    /* whole records (PUT, END) written here */
-    uint64_t bytes;    /* in the file (written) */
-    bool is_evacuated; /* its jobs are being re-appended */
-};
-
-struct aq_journal {
-    struct event_base *base; /* borrowed */
-    char *dir;               /* owned */
-    enum aq_fsync fsync;
-    size_t segment_bytes;
-    aq_journal_rehome_cb *rehome;
-    void *arg;
-
-    struct segment *segs; /* oldest first; the last one is appended to */
-    size_t nsegs, segs_cap;
-    int fd;          /* the active segment; -1 before start */
-    int lock_fd;     /* flock on DIR/LOCK, held while open; -1 = none */
-    uint64_t max_id; /* highest job id seen */
-    bool in_rehome;
-
-    char *buf; /* encoded, not yet written */
-    size_t len, cap;
-    uint64_t appended_lsn, written_lsn, durable_lsn;
-    struct event *flush_ev;    /* the one write of a loop iteration */
-    struct event *retry_ev;    /* a failed write tries again */
-    struct event *complete_ev; /* runs barriers from the loop */
-    struct event *rehome_ev;   /* asks for old segments' jobs again */
-    struct aq_journal_barrier *bar_head, *bar_tail;
-
-    /* the sync thread */
-    bool has_thread;
-    pthread_t thread;
-    pthread_mutex_t mu;
-    pthread_cond_t cv;
-    int sync_fd;               /* what to sync (under mu) */
-    uint64_t sync_req;         /* LSN asked for (under mu) */
-    uint64_t sync_done;        /* LSN synced (under mu) */
-    bool sync_busy, stop;      /* under mu */
-    int efd;                   /* eventfd: the thread finished a sync */
-    struct aq_hist fsync_hist; /* fdatasync durations (under mu) */
-    struct event *synced_ev, *everysec_ev;
-};
-
-/* ---- encoding ---- */
-
-static void
-buf_reserve(struct aq_journal *j, size_t n)
-{
-    if (j->len + n > j->cap) {
-        j->cap = (j->len + n) * 2;
-        j->buf = xrealloc(j->buf, j->cap);
-    }
-}
-
-static void
-put_bytes(struct aq_journal *j, const void *p, size_t n)
-{
-    memcpy(j->buf + j->len, p, n);
-    j->len += n;
-}
-
-/* Little-endian on the disk, whatever the host. */
-static void
-put_u(struct aq_journal *j, uint64_t v, int bytes)
-{
-    unsigned char b[8];
-
-    for (int i = 0; i < bytes; i++)
-        b[i] = (unsigned char)(v >> (8 * i));
-    put_bytes(j, b, (size_t)bytes);
-}
-
-static void
-put_str(struct aq_journal *j, struct aq_jstr s)
-{
-    put_u(j, s.p != NULL ? s.len : ABSENT, 4);
-    if (s.p != NULL)
-        put_bytes(j, s.p, s.len);
-}
-
-static size_t
-str_size(struct aq_jstr s)
-{
-    return 4 + (s.p != NULL ? s.len : 0);
-}
-
-/* The body size of r, to reserve before encoding. */
-static size_t
-body_size(const struct aq_jrec *r)
-{
-    switch (r->type) {
-    case AQ_JREC_SEGMENT:
-        return 1 + 8 + 4;
-    case AQ_JREC_START:
-        return 1 + 8 + 8;
-    case AQ_JREC_REQUEUE:
-        return 1 + 8 + 1 + 2 + 8 + str_size(r->result) + str_size(r->err_code) +
-               str_size(r->err_message);
-    case AQ_JREC_PUT:
-        return 1 + 8 + 1 + 1 + 2 + 4 + 4 + 8 * 4 + str_size(r->queue) +
-               str_size(r->key) + str_size(r->args) + str_size(r->result) +
-               str_size(r->err_code) + str_size(r->err_message);
-    case AQ_JREC_END:
-        return 1 + 8 + 1 + 1 + 2 + 4 + 8 * 3 + str_size(r->queue) +
-               str_size(r->key) + str_size(r->result) + str_size(r->err_code) +
-               str_size(r->err_message);
-    }
-    return 0;
-}
-
-/* Appends the header and body of r to the buffer; returns its size. */
-static size_t
-encode(struct aq_journal *j, const struct aq_jrec *r)
-{
-    size_t body = body_size(r), start = j->len;
-    uint32_t crc;
-
-    buf_reserve(j, HDR_BYTES + body);
-    put_u(j, body, 4);
-    put_u(j, 0, 4); /* the CRC, filled in below */
-    put_u(j, (uint64_t)r->type, 1);
-    put_u(j, r->id, 8);
-    switch (r->type) {
-    case AQ_JREC_SEGMENT:
-        put_u(j, FORMAT_VERSION, 4);
-        break;
-    case AQ_JREC_START:
-        put_u(j, (uint64_t)r->started_us, 8);
-        break;
-    case AQ_JREC_REQUEUE:
-        put_u(j, r->state, 1);
-        put_u(j, r->attempts, 2);
-        put_u(j, (uint64_t)r->due_us, 8);
-        put_str(j, r->result);
-        put_str(j, r->err_code);
-        put_str(j, r->err_message);
-        break;
-    case AQ_JREC_PUT:
-        put_u(j, r->kind, 1);
-        put_u(j, r->state, 1);
-        put_u(j, r->attempts, 2);
-        put_u(j, (uint32_t)r->priority, 4);
-        put_u(j, (uint32_t)r->retries, 4);
-        put_u(j, (uint64_t)r->timeout_us, 8);
-        put_u(j, (uint64_t)r->created_us, 8);
-        put_u(j, (uint64_t)r->started_us, 8);
-        put_u(j, (uint64_t)r->due_us, 8);
-        put_str(j, r->queue);
-        put_str(j, r->key);
-        put_str(j, r->args);
-        put_str(j, r->result);
-        put_str(j, r->err_code);
-        put_str(j, r->err_message);
-        break;
-    case AQ_JREC_END:
-        put_u(j, r->kind, 1);
-        put_u(j, r->state, 1);
-        put_u(j, r->attempts, 2);
-        put_u(j, (uint32_t)r->priority, 4);
-        put_u(j, (uint64_t)r->created_us, 8);
-        put_u(j, (uint64_t)r->started_us, 8);
-        put_u(j, (uint64_t)r->finished_us, 8);
-        put_str(j, r->queue);
-        put_str(j, r->key);
-        put_str(j, r->result);
-        put_str(j, r->err_code);
-        put_str(j, r->err_message);
-        break;
-    }
-    /* The CRC covers the length too, so a corrupt length is caught. */
-    crc = aq_crc32c(0, j->buf + start, 4);
-    crc = aq_crc32c(crc, j->buf + start + HDR_BYTES, body);
-    for (int i = 0; i < 4; i++)
-        j->buf[start + 4 + i] = (char)(crc >> (8 * i));
-    return HDR_BYTES + body;
-}
-
-/* ---- decoding ---- */
-
-struct reader {
-    const unsigned char *p, *end;
-    bool bad;
-};
-
-static uint64_t
-get_u(struct reader *rd, int bytes)
-{
-    uint64_t v = 0;
-
-    if (rd->end - rd->p < bytes) {
-        rd->bad = true;
-        return 0;
-    }
-    for (int i = 0; i < bytes; i++)
-        v |= (uint64_t)rd->p[i] << (8 * i);
-    rd->p += bytes;
-    return v;
-}
-
-static struct aq_jstr
-get_str(struct reader *rd)
-{
-    struct aq_jstr s = {NULL, 0};
-    uint32_t len = (uint32_t)get_u(rd, 4);
-
-    if (rd->bad || len == ABSENT)
-        return s;
-    if ((uint64_t)(rd->end - rd->p) < len) {
-        rd->bad = true;
-        return s;
-    }
-    s.p = (const char *)rd->p;
-    s.len = len;
-    rd->p += len;
-    return s;
-}
-
-/* Decodes a body (CRC already checked). Returns 0, or -1 if malformed. */
-static int
-decode(const unsigned char *body, size_t len, struct aq_jrec *r)
-{
-    struct reader rd = {body, body + len, false};
-
-    memset(r, 0, sizeof *r);
-    r->type = (enum aq_jrec_type)get_u(&rd, 1);
-    r->id = get_u(&rd, 8);
-    switch (r->type) {
-    case AQ_JREC_SEGMENT:
-        r->version = (uint32_t)get_u(&rd, 4);
-        break;
-    case AQ_JREC_START:
-        r->started_us = (int64_t)get_u(&rd, 8);
-        break;
-    case AQ_JREC_REQUEUE:
-        r->state = (uint8_t)get_u(&rd, 1);
-        r->attempts = (uint16_t)get_u(&rd, 2);
-        r->due_us = (int64_t)get_u(&rd, 8);
-        r->result = get_str(&rd);
-        r->err_code = get_str(&rd);
-        r->err_message = get_str(&rd);
-        break;
-    case AQ_JREC_PUT:
-        r->kind = (uint8_t)get_u(&rd, 1);
-        r->state = (uint8_t)get_u(&rd, 1);
-        r->attempts = (uint16_t)get_u(&rd, 2);
-        r->priority = (int32_t)(uint32_t)get_u(&rd, 4);
-        r->retries = (int32_t)(uint32_t)get_u(&rd, 4);
-        r->timeout_us = (int64_t)get_u(&rd, 8);
-        r->created_us = (int64_t)get_u(&rd, 8);
-        r->started_us = (int64_t)get_u(&rd, 8);
-        r->due_us = (int64_t)get_u(&rd, 8);
-        r->queue = get_str(&rd);
-        r->key = get_str(&rd);
-        r->args = get_str(&rd);
-        r->result = get_str(&rd);
-        r->err_code = get_str(&rd);
-        r->err_message = get_str(&rd);
-        break;
-    case AQ_JREC_END:
-        r->kind = (uint8_t)get_u(&rd, 1);
-        r->state = (uint8_t)get_u(&rd, 1);
-        r->attempts = (uint16_t)get_u(&rd, 2);
-        r->priority = (int32_t)(uint32_t)get_u(&rd, 4);
-        r->created_us = (int64_t)get_u(&rd, 8);
-        r->started_us = (int64_t)get_u(&rd, 8);
-        r->finished_us = (int64_t)get_u(&rd, 8);
-        r->queue = get_str(&rd);
-        r->key = get_str(&rd);
-        r->result = get_str(&rd);
-        r->err_code = get_str(&rd);
-        r->err_message = get_str(&rd);
-        break;
-    default:
-        return -1;
-    }
-    return rd.bad || rd.p != rd.end ? -1 : 0;
-}
-
-/* The size of a valid record at p (n bytes left), or 0. */
-static size_t
-record_at(const unsigned char *p, size_t n)
-{
-    uint32_t len, crc, want;
-
-    if (n < HDR_BYTES)
-        return 0;
-    len = (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 |
-          (uint32_t)p[3] << 24;
-    want = (uint32_t)p[4] | (uint32_t)p[5] << 8 | (uint32_t)p[6] << 16 |
-           (uint32_t)p[7] << 24;
-    if (len == 0 || len > MAX_RECORD_BYTES || len > n - HDR_BYTES)
-        return 0;
-    crc = aq_crc32c(0, p, 4);
-    crc = aq_crc32c(crc, p + HDR_BYTES, len);
-    return crc == want ? HDR_BYTES + len : 0;
-}
-
-/* ---- segments ---- */
-
-static void
-seg_path(const struct aq_journal *j, uint32_t seq, char *buf, size_t len)
-{
-    snprintf(buf, len, "%s/%08" PRIx32 SEG_SUFFIX, j->dir, seq);
-}
-
-static struct segment *
-seg_find(struct aq_journal *j, uint32_t seq)
-{
-    for (size_t i = 0; i < j->nsegs; i++) {
-        if (j->segs[i].seq == seq)
-            return &j->segs[i];
-    }
-    return NULL;
-}
-
-static struct segment *
-seg_add(struct aq_journal *j, uint32_t seq)
-{
-    if (j->nsegs == j->segs_cap) {
-        j->segs_cap = j->segs_cap != 0 ? j->segs_cap * 2 : 8;
-        j->segs = xreallocarray(j->segs, j->segs_cap, sizeof *j->segs);
-    }
-    j->segs[j->nsegs] = (struct segment){.seq = seq};
-    return &j->segs[j->nsegs++];
-}
-
-/* Makes file creations and deletions in the directory durable: a new
- * segment's name must survive a power loss, a deleted one must not come
- * back with old records. */
-static void
-dir_sync(const struct aq_journal *j)
-{
-    int fd = open(j->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-
-    if (fd >= 0) {
-        if (fsync(fd) < 0)
-            aq_log(AQ_LOG_WARN, "journal: fsync %s: %s", j->dir,
-                   strerror(errno));
-        close(fd);
-    }
-}
-
-static void
-seg_remove_at(struct aq_journal *j, size_t i)
-{
-    char path[4200];
-
-    seg_path(j, j->segs[i].seq, path, sizeof path);
-    if (unlink(path) < 0 && errno != ENOENT)
-        aq_log(AQ_LOG_WARN, "journal: unlink %s: %s", path, strerror(errno));
-    else
-        aq_log(AQ_LOG_DEBUG, "journal: %s: no live job left, deleted", path);
-    memmove(&j->segs[i], &j->segs[i + 1], (j->nsegs - i - 1) * sizeof *j->segs);
-    j->nsegs--;
-}
-
-/* Deletes the segments (not the active one) that no live job needs. */
-static void
-reclaim(struct aq_journal *j)
-{
-    bool removed = false;
-
-    for (size_t i = 0; j->nsegs > 0 && i < j->nsegs - 1;) {
-        if (j->segs[i].live == 0) {
-            seg_remove_at(j, i);
-            removed = true;
-        } else
-            i++;
-    }
-    if (removed)
-        dir_sync(j);
-}
-
-static int
-cmp_seg(const void *a, const void *b)
-{
-    const struct segment *x = a, *y = b;
-
-    return (x->seq > y->seq) - (x->seq < y->seq);
-}
-
-static int
-list_segments(struct aq_journal *j, struct aq_error *err)
-{
-    DIR *d = opendir(j->dir);
-    struct dirent *e;
-
-    if (d == NULL) {
-        aq_error_set(err, AQ_ERR_INTERNAL, "journal: %s: %s", j->dir,
-                     strerror(errno));
-        return -1;
-    }
-    while ((e = readdir(d)) != NULL) {
-        unsigned seq;
-        char tail[8];
-
-        if (sscanf(e->d_name, "%8x%7s", &seq, tail) == 2 &&
-            strcmp(tail, SEG_SUFFIX) == 0 && strlen(e->d_name) == 12)
-            seg_add(j, seq);
-    }
-    closedir(d);
-    if (j->nsegs > 1)
-        qsort(j->segs, j->nsegs, sizeof *j->segs, cmp_seg);
-    return 0;
-}
-
-static int
-make_dirs(const char *path, struct aq_error *err)
-{
-    char buf[4096];
-    struct stat st;
-
-    snprintf(buf, sizeof buf, "%s", path);
-    for (char *p = buf + 1; *p != '\0'; p++) {
-        if (*p != '/')
-            continue;
-        *p = '\0';
-        if (mkdir(buf, 0755) < 0 && errno != EEXIST)
-            goto fail;
-        *p = '/';
-    }
-    if (mkdir(buf, 0750) < 0 && errno != EEXIST)
-        goto fail;
-    if (stat(buf, &st) < 0 || !S_ISDIR(st.st_mode)) {
-        aq_error_set(err, AQ_ERR_INTERNAL, "journal: %s: not a directory",
-                     path);
-        return -1;
-    }
-    return 0;
-fail:
-    aq_error_set(err, AQ_ERR_INTERNAL, "journal: mkdir %s: %s", buf,
-                 strerror(errno));
-    return -1;
-}
-
-/* ---- writing ---- */
+/* ---- failures ---- */
 
 static void
 barriers_complete(struct aq_journal *j)
 {
     struct aq_journal_barrier *b;
 
-    while ((b = j->bar_head) != NULL && b->lsn <= j->durable_lsn) {
+    while ((b = j->bar_head) != NULL) {
         bool is_ours = b->is_ours;
+        const struct aq_error *e = NULL;
+        struct aq_error err;
 
+        if (b->lsn > j->durable_lsn) {
+            if (j->state == JS_OK)
+                break;
+            err = j->fail; /* a copy: the callback may change j */
+            e = &err;
+        }
         j->bar_head = b->next;
         if (j->bar_head != NULL)
             j->bar_head->prev = NULL;
         else
             j->bar_tail = NULL;
         /* A caller's node may be freed by its callback: not touched after. */
-        b->cb(b->arg);
+        b->cb(b->arg, e);
         if (is_ours)
             free(b);
     }
 }
 
 static void
+retry_later(struct aq_journal *j, int64_t after_us)
+{
+    struct timeval tv = aq_clock_tv(after_us);
+
+    if (j->retry_ev != NULL && !evtimer_pending(j->retry_ev, NULL))
+        evtimer_add(j->retry_ev, &tv);
+}
+
+/* what (a call and its object) failed with e: records cannot become
+ * durable now. Barriers fail from the loop, and puts are refused until a
+ * retry works. A failed sync (JS_SUSPECT) outranks a full disk. */
+static void
+journal_fail(struct aq_journal *j, enum jstate st, const char *what, int e)
+{
+    enum jstate old = j->state;
+
+    if (st < j->state)
+        return;
+    j->state = st;
+    aq_error_set(&j->fail, AQ_ERR_INTERNAL, "journal: %s: %s", what,
+                 strerror(e));
+    if (old != st && st == JS_BLOCKED)
+        aq_log(AQ_LOG_ERROR,
+               "%s; puts are refused until the journal can be written again "
+               "(tried every second)",
+               j->fail.message);
+    else if (old != st)
+        aq_log(AQ_LOG_ERROR,
+               "%s; what was written since the last good sync may not be on "
+               "the disk: puts are refused until every live job is rewritten "
+               "to a new segment (tried every second)",
+               j->fail.message);
+    if (j->bar_head != NULL && j->complete_ev != NULL)
+        event_active(j->complete_ev, EV_TIMEOUT, 0);
+    /* A failed sync tries the rewrite at once: the next loop pass. */
+    retry_later(j, st == JS_SUSPECT && old != JS_SUSPECT ? 0 : RETRY_US);
+}
+
+const struct aq_error *
+aq_journal_error(const struct aq_journal *j)
+{
+    return j->state != JS_OK ? &j->fail : NULL;
+}
+
+/* ---- writing ---- */
+
+static void
 sync_request(struct aq_journal *j)
 {
+    if (j->state == JS_SUSPECT)
+        return; /* a sync of that file proves nothing any more */
     pthread_mutex_lock(&j->mu);
     if (j->written_lsn > j->sync_req) {
         j->sync_fd = j->fd;
@@ -515,29 +144,53 @@ sync_request(struct aq_journal *j)
     pthread_mutex_unlock(&j->mu);
 }
 
-/* Writes the buffer to the active segment. Returns 0, or -1 (logged; the
- * buffer is kept and retried from a timer). */
+/* Creates the active segment's file, when starting could not. */
+static int
+open_active(struct aq_journal *j)
+{
+    char path[PATH_BYTES], what[PATH_BYTES + 8];
+
+    journal_seg_path(j, j->segs[j->nsegs - 1].seq, path, sizeof path);
+    j->fd =
+        open(path, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC, 0640);
+    if (j->fd < 0) {
+        int e = errno;
+
+        snprintf(what, sizeof what, "open %s", path);
+        journal_fail(j, JS_BLOCKED, what, e);
+        errno = e;
+        return -1;
+    }
+    journal_dir_sync(j);
+    return 0;
+}
+
+/* Writes the buffer to the active segment. Returns 0, or -1 with the
+ * journal failing: for want of room the rest of the buffer is kept and
+ * written again from a timer (no record twice, none out of order); any
+ * other error makes the file suspect. */
 static int
 write_out(struct aq_journal *j)
 {
     size_t off = 0;
 
+    if (j->fd < 0 && open_active(j) < 0)
+        return -1;
     while (off < j->len) {
         ssize_t n = write(j->fd, j->buf + off, j->len - off);
+        int e = errno;
 
-        if (n < 0 && errno == EINTR)
+        if (n < 0 && e == EINTR)
             continue;
         if (n < 0) {
-            struct timeval tv = {1, 0};
-
-            aq_log(AQ_LOG_ERROR,
-                   "journal: write: %s; puts wait until it succeeds",
-                   strerror(errno));
             memmove(j->buf, j->buf + off, j->len - off);
             j->len -= off;
             j->written_lsn += off;
             j->segs[j->nsegs - 1].bytes += off;
-            evtimer_add(j->retry_ev, &tv);
+            journal_fail(j,
+                         e == ENOSPC || e == EDQUOT || e == EFBIG ? JS_BLOCKED
+                                                                  : JS_SUSPECT,
+                         "write", e);
             return -1;
         }
         off += (size_t)n;
@@ -545,28 +198,48 @@ write_out(struct aq_journal *j)
     j->written_lsn += j->len;
     j->segs[j->nsegs - 1].bytes += j->len;
     j->len = 0;
+    if (j->state == JS_BLOCKED) {
+        j->state = JS_OK;
+        aq_log(AQ_LOG_INFO,
+               "journal: written again after \"%s\": puts are "
+               "accepted again",
+               j->fail.message);
+        if (j->trim_ev != NULL)
+            event_active(j->trim_ev, EV_TIMEOUT, 0);
+    }
     return 0;
 }
 
-/* fdatasync, timed for the metrics. */
-static void
+/* fdatasync, timed for the metrics. Returns 0 or the errno. */
+static int
 timed_fdatasync(struct aq_journal *j, int fd)
 {
     int64_t start_us = aq_clock_mono_us();
+    int e = fdatasync(fd) < 0 ? errno : 0;
 
-    if (fdatasync(fd) < 0)
-        aq_log(AQ_LOG_ERROR, "journal: fdatasync: %s", strerror(errno));
     if (j->has_thread)
         pthread_mutex_lock(&j->mu);
     aq_hist_add(&j->fsync_hist, aq_clock_mono_us() - start_us);
     if (j->has_thread)
         pthread_mutex_unlock(&j->mu);
+    return e;
 }
 
-static void
+/* Syncs the active segment from the loop: all written is durable then.
+ * Returns 0, or -1 with the journal failing. */
+static int
 fsync_now(struct aq_journal *j)
 {
-    timed_fdatasync(j, j->fd);
+    int e = timed_fdatasync(j, j->fd);
+
+    if (e != 0) {
+        journal_fail(j, JS_SUSPECT, "fdatasync", e);
+        return -1;
+    }
+    j->durable_lsn = j->written_lsn;
+    if (j->bar_head != NULL && j->complete_ev != NULL)
+        event_active(j->complete_ev, EV_TIMEOUT, 0);
+    return 0;
 }
 
 /* After a write: what the policy makes durable now. */
@@ -579,7 +252,7 @@ written(struct aq_journal *j)
         return;
     case AQ_FSYNC_ALWAYS:
         fsync_now(j);
-        break;
+        return;
     case AQ_FSYNC_EVERYSEC:
     case AQ_FSYNC_NEVER:
         break;
@@ -597,10 +270,12 @@ complete_cb(evutil_socket_t fd, short what, void *arg)
     barriers_complete(arg);
 }
 
+/* Writes the buffer, unless the journal is failing: then only its retry
+ * timer writes (a full disk) or nothing does (a rewrite is due). */
 static void
 flush(struct aq_journal *j)
 {
-    if (j->len == 0 || j->fd < 0)
+    if (j->len == 0 || j->state != JS_OK)
         return;
     if (write_out(j) == 0)
         written(j);
@@ -629,11 +304,20 @@ synced_cb(evutil_socket_t fd, short what, void *arg)
 {
     struct aq_journal *j = arg;
     uint64_t n, done;
+    int e;
 
     (void)!read(j->efd, &n, sizeof n);
     pthread_mutex_lock(&j->mu);
     done = j->sync_done;
+    e = j->sync_errno;
+    j->sync_errno = 0;
     pthread_mutex_unlock(&j->mu);
+    if (e != 0)
+        journal_fail(j, JS_SUSPECT, "fdatasync", e);
+    /* Once a sync failed, a later one that succeeds proves nothing about
+     * the pages the kernel dropped: no barrier completes from it. */
+    if (j->state == JS_SUSPECT)
+        return;
     if (j->fsync == AQ_FSYNC_BATCH && done > j->durable_lsn) {
         j->durable_lsn = done;
         barriers_complete(j);
@@ -661,14 +345,16 @@ sync_main(void *arg)
             pthread_cond_wait(&j->cv, &j->mu);
         if (j->stop)
             break;
-        int fd = j->sync_fd;
+        int fd = j->sync_fd, e;
         uint64_t lsn = j->sync_req;
 
         j->sync_busy = true;
         pthread_mutex_unlock(&j->mu);
-        timed_fdatasync(j, fd);
+        e = timed_fdatasync(j, fd);
         pthread_mutex_lock(&j->mu);
         j->sync_done = lsn;
+        if (e != 0)
+            j->sync_errno = e; /* kept until the loop reads it */
         j->sync_busy = false;
         pthread_cond_broadcast(&j->cv);
         (void)!write(j->efd, &one, sizeof one);
@@ -677,108 +363,303 @@ sync_main(void *arg)
     return NULL;
 }
 
-/* Opens segment seq as the active one, with its SEGMENT record. */
-static int
-seg_create(struct aq_journal *j, uint32_t seq, struct aq_error *err)
-{
-    char path[4200];
-    struct aq_jrec r = {.type = AQ_JREC_SEGMENT, .id = j->max_id};
+/* ---- rotation, deletion, rehoming, rewriting ---- */
 
-    seg_path(j, seq, path, sizeof path);
-    j->fd =
-        open(path, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC, 0640);
-    if (j->fd < 0) {
-        aq_error_set(err, AQ_ERR_INTERNAL, "journal: open %s: %s", path,
-                     strerror(errno));
-        return -1;
-    }
-    dir_sync(j);
-    seg_add(j, seq);
-    j->appended_lsn += encode(j, &r);
-    return 0;
+/* Appends the SEGMENT record that opens segment seq (the last one). */
+static void
+encode_segment(struct aq_journal *j, uint32_t seq, uint32_t first,
+               uint64_t prev_bytes)
+{
+    struct aq_jrec r = {.type = AQ_JREC_SEGMENT,
+                        .id = j->max_id,
+                        .seq = seq,
+                        .first = first,
+                        .prev_bytes = prev_bytes};
+
+    j->appended_lsn += journal_encode(j, &r);
 }
 
-/* Closes the active segment (written and synced) and starts the next. */
+/* Closes the active segment (written and synced: sealed at its length,
+ * which the next SEGMENT record names) and starts the next. If the new
+ * file cannot be created (no space, no inode, no descriptor), the active
+ * one grows past segment_bytes and rotation is tried again a second
+ * later: nothing is lost meanwhile. */
 static void
 rotate(struct aq_journal *j)
 {
-    struct aq_error err;
+    uint32_t seq = j->segs[j->nsegs - 1].seq + 1, first;
+    int64_t now_us = aq_clock_mono_us();
+    uint64_t sealed;
+    char path[PATH_BYTES];
+    int fd;
 
-    if (write_out(j) < 0)
-        return; /* try again at the next append */
-    sync_quiesce(j);
-    fsync_now(j);
-    close(j->fd);
-    j->durable_lsn = j->written_lsn;
-    if (seg_create(j, j->segs[j->nsegs - 1].seq + 1, &err) < 0) {
-        aq_log(AQ_LOG_ERROR, "%s", err.message);
-        abort(); /* nowhere to append: acknowledged jobs would be lost */
+    if (j->state != JS_OK || now_us < j->rotate_after_us || seq == 0)
+        return;
+    journal_seg_path(j, seq, path, sizeof path);
+    fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC, 0640);
+    if (fd < 0) {
+        if (!j->is_rotate_failing)
+            aq_log(AQ_LOG_WARN,
+                   "journal: open %s: %s; the active segment grows past "
+                   "journal.segment_bytes until a new one can be created "
+                   "(tried every second)",
+                   path, strerror(errno));
+        j->is_rotate_failing = true;
+        j->rotate_after_us = now_us + RETRY_US;
+        return;
     }
-    if (j->bar_head != NULL)
-        event_active(j->complete_ev, EV_TIMEOUT, 0);
-    reclaim(j);
+    if (j->is_rotate_failing)
+        aq_log(AQ_LOG_INFO, "journal: %s created: segments rotate again", path);
+    j->is_rotate_failing = false;
+    sync_quiesce(j);
+    if (write_out(j) < 0 || fsync_now(j) < 0) {
+        close(fd);
+        unlink(path);
+        return;
+    }
+    close(j->fd);
+    j->fd = fd;
+    journal_dir_sync(j);
+    sealed = j->segs[j->nsegs - 1].bytes;
+    first = journal_first(j);
+    journal_seg_add(j, seq);
+    encode_segment(j, seq, first, sealed);
+    event_active(j->trim_ev, EV_TIMEOUT, 0);
     if (j->rehome != NULL && j->nsegs > 2)
         event_active(j->rehome_ev, EV_TIMEOUT, 0);
 }
 
-/* Old segments (before the previous one) that are mostly dead, a quarter
- * or less of their whole records still live, but pinned by those: ask for
- * their jobs again, in the active segment, so they can go. A segment full
- * of live jobs (a backlog) stays: copying it would only move it. */
+/* Deletes the segments no live job needs: oldest first, so that the
+ * segments kept always run without a hole; a segment of format 1 goes
+ * whenever it is free. Before a file goes, a synced TRIM record names
+ * the new oldest segment: a segment missing after that is damage. */
+static void
+trim(struct aq_journal *j)
+{
+    bool is_blocked = false, is_legacy_left = false;
+    size_t ndoomed = 0;
+    uint32_t first = 0;
+
+    if (j->state != JS_OK || j->fd < 0 || j->in_rehome || j->nsegs < 2)
+        return;
+    for (size_t i = 0; i + 1 < j->nsegs; i++) {
+        struct segment *s = &j->segs[i];
+
+        s->is_doomed = s->live == 0 && (s->is_legacy || !is_blocked);
+        if (s->is_doomed)
+            ndoomed++;
+        else if (s->is_legacy)
+            is_legacy_left = true;
+        else
+            is_blocked = true;
+        if (!s->is_doomed && first == 0)
+            first = s->seq;
+    }
+    if (ndoomed == 0)
+        return;
+    if (first == 0)
+        first = j->segs[j->nsegs - 1].seq;
+    if (!is_legacy_left) {
+        struct aq_jrec r = {.type = AQ_JREC_TRIM, .first = first};
+
+        j->appended_lsn += journal_encode(j, &r);
+        if (write_out(j) < 0 || fsync_now(j) < 0)
+            return; /* tried again once the journal works again */
+    }
+    for (size_t i = 0; i + 1 < j->nsegs;) {
+        if (j->segs[i].is_doomed)
+            journal_seg_remove_at(j, i);
+        else
+            i++;
+    }
+    journal_dir_sync(j);
+}
+
+static void
+trim_cb(evutil_socket_t fd, short what, void *arg)
+{
+    trim(arg);
+}
+
+/* After a rotation: the oldest segments, as long a run of them as has a
+ * quarter or less of its whole records still live, are pinned only by
+ * those: ask for their jobs again, in the active segment, so they can go.
+ * A run full of live jobs (a backlog) stays until enough dead records
+ * follow it: copying it at once would only move it. */
 static void
 rehome_cb(evutil_socket_t fd, short what, void *arg)
 {
     struct aq_journal *j = arg;
-    bool any = false;
+    uint64_t live = 0, whole = 0;
+    size_t run = 0;
 
-    for (size_t i = 0; i + 2 < j->nsegs; i++) {
-        struct segment *s = &j->segs[i];
-
-        s->is_evacuated = s->live > 0 && s->live * 4 <= s->whole;
-        any = any || s->is_evacuated;
-    }
-    if (!any)
+    if (j->state != JS_OK)
         return;
+    for (size_t i = 0; i + 2 < j->nsegs; i++) {
+        live += j->segs[i].live;
+        whole += j->segs[i].whole;
+        if (live > 0 && live * 4 <= whole)
+            run = i + 1;
+    }
+    if (run == 0)
+        return;
+    for (size_t i = 0; i < run; i++)
+        j->segs[i].is_evacuated = true;
     j->in_rehome = true;
     j->rehome(j, j->arg);
     j->in_rehome = false;
     for (size_t i = 0; i < j->nsegs; i++)
         j->segs[i].is_evacuated = false;
-    reclaim(j);
+    trim(j);
+}
+
+/* After a failed sync: every live job, as the owner holds it in memory,
+ * into a fresh segment that replaces all the others. It is written to a
+ * temporary file, synced, renamed into place and the directory synced;
+ * only then are the older segments deleted (its SEGMENT record names it
+ * the oldest, so a crash in between skips them). 0, or -1 (logged) to be
+ * tried again later. */
+static int
+rewrite(struct aq_journal *j)
+{
+    struct segment *s;
+    char tmp[PATH_BYTES], path[PATH_BYTES];
+    const char *what = NULL;
+    uint64_t jobs = 0;
+    uint32_t seq;
+    int fd = -1, e;
+
+    if (j->rehome == NULL)
+        return -1; /* nothing can rebuild it */
+    sync_quiesce(j);
+    if (j->fd >= 0) {
+        close(j->fd); /* never written again: its pages are not trusted */
+        j->fd = -1;
+    }
+    s = &j->segs[j->nsegs - 1];
+    seq = s->is_pending ? s->seq : s->seq + 1;
+    if (seq == 0) {
+        what = "segment numbers";
+        errno = EOVERFLOW;
+        goto fail;
+    }
+    if (!s->is_pending)
+        journal_seg_add(j, seq)->is_pending = true;
+    /* What the old file did not get is in memory, and rewritten now. */
+    j->len = 0;
+    encode_segment(j, seq, seq, 0);
+    j->rewriting = true;
+    j->in_rehome = true;
+    j->rehome(j, j->arg);
+    j->rewriting = false;
+    j->in_rehome = false;
+    s = &j->segs[j->nsegs - 1];
+    jobs = s->live;
+    journal_tmp_path(j, seq, tmp, sizeof tmp);
+    journal_seg_path(j, seq, path, sizeof path);
+    fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC, 0640);
+    if (fd < 0)
+        what = "open";
+    else if (journal_write_all(fd, j->buf, j->len) < 0)
+        what = "write";
+    else if ((e = timed_fdatasync(j, fd)) != 0) {
+        what = "fdatasync";
+        errno = e;
+    } else if (rename(tmp, path) < 0)
+        what = "rename";
+    else if (journal_dir_sync(j) < 0)
+        what = "fsync of the directory";
+    if (what != NULL)
+        goto fail;
+
+    j->fd = fd;
+    s->bytes = j->len;
+    s->is_pending = false;
+    j->len = 0;
+    j->written_lsn = j->durable_lsn = j->appended_lsn;
+    if (j->has_thread) {
+        pthread_mutex_lock(&j->mu);
+        j->sync_req = j->sync_done = j->appended_lsn;
+        j->sync_errno = 0; /* about the old file */
+        pthread_mutex_unlock(&j->mu);
+    }
+    while (j->nsegs > 1)
+        journal_seg_remove_at(j, 0);
+    journal_dir_sync(j);
+    j->state = JS_OK;
+    j->rewrite_failures = 0;
+    aq_log(AQ_LOG_INFO,
+           "journal: %" PRIu64 " live jobs rewritten to %s after \"%s\"; "
+           "older segments deleted, puts are accepted again",
+           jobs, path, j->fail.message);
+    if (j->bar_head != NULL)
+        event_active(j->complete_ev, EV_TIMEOUT, 0);
+    return 0;
+fail:
+    e = errno;
+    if (j->rewrite_failures++ == 0)
+        aq_log(AQ_LOG_ERROR, "journal: rewrite: %s %s: %s", what, tmp,
+               strerror(e));
+    if (fd >= 0) {
+        close(fd);
+        unlink(tmp);
+    }
+    j->len = 0;
+    return -1;
+}
+
+static void
+retry_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct aq_journal *j = arg;
+
+    if (j->state == JS_SUSPECT && rewrite(j) < 0)
+        retry_later(j, RETRY_US);
+    else if (j->state == JS_BLOCKED && write_out(j) == 0)
+        written(j);
 }
 
 bool
 aq_journal_is_evacuated(struct aq_journal *j, uint32_t seg)
 {
-    const struct segment *s = seg_find(j, seg);
+    const struct segment *s;
 
+    if (j->rewriting)
+        return true;
+    s = journal_seg_find(j, seg);
     return s != NULL && s->is_evacuated;
 }
 
 uint32_t
 aq_journal_append(struct aq_journal *j, const struct aq_jrec *r)
 {
-    struct segment *active = &j->segs[j->nsegs - 1];
+    struct segment *active;
 
-    if (!j->in_rehome && active->bytes + j->len >= j->segment_bytes)
+    if (!j->in_rehome &&
+        j->segs[j->nsegs - 1].bytes + j->len >= j->segment_bytes)
         rotate(j);
+    active = &j->segs[j->nsegs - 1];
     if (r->type == AQ_JREC_PUT || r->type == AQ_JREC_END) {
         if (r->id > j->max_id)
             j->max_id = r->id;
-        j->segs[j->nsegs - 1].whole++;
+        active->whole++;
     }
-    j->appended_lsn += encode(j, r);
+    /* After a failed sync the rewrite writes every job as it is then:
+     * until it does, records are not kept. */
+    if (j->state == JS_SUSPECT && !j->rewriting)
+        return active->seq;
+    j->appended_lsn += journal_encode(j, r);
     if (j->fsync == AQ_FSYNC_ALWAYS)
         flush(j); /* fsync per record */
-    else if (j->len > 0)
+    else if (j->len > 0 && j->flush_ev != NULL)
         event_active(j->flush_ev, EV_TIMEOUT, 0);
-    return j->segs[j->nsegs - 1].seq;
+    return active->seq;
 }
 
 void
 aq_journal_hold(struct aq_journal *j, uint32_t seg)
 {
-    struct segment *s = seg_find(j, seg);
+    struct segment *s = journal_seg_find(j, seg);
 
     if (s != NULL)
         s->live++;
@@ -787,19 +668,17 @@ aq_journal_hold(struct aq_journal *j, uint32_t seg)
 void
 aq_journal_release(struct aq_journal *j, uint32_t seg)
 {
-    struct segment *s = seg_find(j, seg);
+    struct segment *s = journal_seg_find(j, seg);
 
-    if (s != NULL && s->live > 0 && --s->live == 0 && j->fd >= 0 &&
+    if (s != NULL && s->live > 0 && --s->live == 0 && j->trim_ev != NULL &&
         !j->in_rehome)
-        reclaim(j);
+        event_active(j->trim_ev, EV_TIMEOUT, 0);
 }
 
-bool
-aq_journal_barrier_add(struct aq_journal *j, struct aq_journal_barrier *b,
-                       void (*cb)(void *arg), void *arg)
+static void
+barrier_link(struct aq_journal *j, struct aq_journal_barrier *b,
+             aq_journal_barrier_cb *cb, void *arg)
 {
-    if (j->appended_lsn <= j->durable_lsn)
-        return false;
     b->lsn = j->appended_lsn;
     b->cb = cb;
     b->arg = arg;
@@ -811,18 +690,33 @@ aq_journal_barrier_add(struct aq_journal *j, struct aq_journal_barrier *b,
     else
         j->bar_head = b;
     j->bar_tail = b;
-    return true;
+}
+
+int
+aq_journal_barrier_add(struct aq_journal *j, struct aq_journal_barrier *b,
+                       aq_journal_barrier_cb *cb, void *arg,
+                       struct aq_error *err)
+{
+    if (j->state != JS_OK) {
+        if (err != NULL)
+            *err = j->fail;
+        return -1;
+    }
+    if (j->appended_lsn <= j->durable_lsn)
+        return 0;
+    barrier_link(j, b, cb, arg);
+    return 1;
 }
 
 struct aq_journal_barrier *
-aq_journal_barrier(struct aq_journal *j, void (*cb)(void *arg), void *arg)
+aq_journal_barrier(struct aq_journal *j, aq_journal_barrier_cb *cb, void *arg)
 {
-    struct aq_journal_barrier *b = xmalloc(sizeof *b);
+    struct aq_journal_barrier *b;
 
-    if (!aq_journal_barrier_add(j, b, cb, arg)) {
-        free(b);
+    if (j->state != JS_OK || j->appended_lsn <= j->durable_lsn)
         return NULL;
-    }
+    b = xmalloc(sizeof *b);
+    barrier_link(j, b, cb, arg);
     b->is_ours = true;
     return b;
 }
@@ -842,206 +736,33 @@ aq_journal_barrier_cancel(struct aq_journal *j, struct aq_journal_barrier *b)
         free(b);
 }
 
-/* ---- open, replay, start, close ---- */
-
-/* One process per journal: an exclusive flock on DIR/LOCK, held until
- * close (the kernel drops it if the process dies). Returns the fd. */
-static int
-lock_dir(const char *dir, struct aq_error *err)
-{
-    char path[4200];
-    int fd;
-
-    snprintf(path, sizeof path, "%s/LOCK", dir);
-    fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0640);
-    if (fd < 0) {
-        aq_error_set(err, AQ_ERR_INTERNAL, "journal: open %s: %s", path,
-                     strerror(errno));
-        return -1;
-    }
-    if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
-        aq_error_set(err, AQ_ERR_INTERNAL,
-                     "journal: %s: in use by another process (is asyncqd "
-                     "already running on it?)",
-                     dir);
-        close(fd);
-        return -1;
-    }
-    return fd;
-}
-
-struct aq_journal *
-aq_journal_open(struct event_base *base, const struct aq_journal_opts *opts,
-                struct aq_error *err)
-{
-    struct aq_journal *j;
-
-    if (make_dirs(opts->path, err) < 0)
-        return NULL;
-    j = xcalloc(1, sizeof *j);
-    j->base = base;
-    j->dir = xstrdup(opts->path);
-    j->fsync = opts->fsync;
-    j->segment_bytes = opts->segment_bytes;
-    j->rehome = opts->rehome;
-    j->arg = opts->arg;
-    j->fd = -1;
-    j->efd = -1;
-    j->lock_fd = -1;
-    if ((j->lock_fd = lock_dir(j->dir, err)) < 0 || list_segments(j, err) < 0) {
-        aq_journal_close(j);
-        return NULL;
-    }
-    return j;
-}
-
-static int
-read_file(const char *path, unsigned char **out, size_t *len,
-          struct aq_error *err)
-{
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    struct stat st;
-    size_t off = 0;
-
-    if (fd < 0 || fstat(fd, &st) < 0)
-        goto fail;
-    *out = xmalloc((size_t)st.st_size + 1);
-    while (off < (size_t)st.st_size) {
-        ssize_t n = read(fd, *out + off, (size_t)st.st_size - off);
-
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0)
-            break;
-        off += (size_t)n;
-    }
-    *len = off;
-    close(fd);
-    return 0;
-fail:
-    aq_error_set(err, AQ_ERR_INTERNAL, "journal: %s: %s", path,
-                 strerror(errno));
-    if (fd >= 0)
-        close(fd);
-    return -1;
-}
-
-/* The offset of the first valid record at or after from, or -1. */
-static long
-next_valid(const unsigned char *p, size_t n, size_t from)
-{
-    for (size_t off = from; off + HDR_BYTES <= n; off++) {
-        if (record_at(p + off, n - off) != 0)
-            return (long)off;
-    }
-    return -1;
-}
-
-static int
-cut_file(const char *path, size_t at)
-{
-    int fd = open(path, O_WRONLY | O_CLOEXEC);
-    int rc = fd >= 0 && ftruncate(fd, (off_t)at) == 0 && fsync(fd) == 0;
-
-    if (fd >= 0)
-        close(fd);
-    return rc ? 0 : -1;
-}
-
-int
-aq_journal_replay(struct aq_journal *j, bool repair, aq_journal_replay_cb *cb,
-                  void *arg, uint64_t *last_id, bool *is_damaged,
-                  struct aq_error *err)
-{
-    *is_damaged = false;
-    for (size_t i = 0; i < j->nsegs; i++) {
-        char path[4200];
-        unsigned char *data = NULL;
-        size_t len = 0, off = 0, n;
-        bool is_last = i + 1 == j->nsegs;
-        struct aq_jrec r;
-
-        seg_path(j, j->segs[i].seq, path, sizeof path);
-        if (read_file(path, &data, &len, err) < 0)
-            return -1;
-        while (off < len && (n = record_at(data + off, len - off)) != 0) {
-            if (decode(data + off + HDR_BYTES, n - HDR_BYTES, &r) < 0)
-                break; /* a valid checksum over a body we cannot read */
-            if (r.type == AQ_JREC_SEGMENT || r.type == AQ_JREC_PUT ||
-                r.type == AQ_JREC_END) {
-                if (r.id > j->max_id)
-                    j->max_id = r.id;
-            }
-            if (r.type == AQ_JREC_PUT || r.type == AQ_JREC_END)
-                j->segs[i].whole++;
-            if (r.type == AQ_JREC_SEGMENT && r.version != FORMAT_VERSION) {
-                aq_error_set(err, AQ_ERR_INTERNAL,
-                             "journal: %s: format version %u; this asyncqd "
-                             "reads version %d",
-                             path, r.version, FORMAT_VERSION);
-                free(data);
-                return -1;
-            }
-            if (r.type != AQ_JREC_SEGMENT &&
-                cb(&r, j->segs[i].seq, arg, err) < 0) {
-                free(data);
-                return -1;
-            }
-            off += n;
-        }
-        j->segs[i].bytes = off;
-        if (off < len) {
-            long valid = next_valid(data, len, off + 1);
-
-            if (is_last && valid < 0) {
-                /* A write cut short by a crash: drop it. */
-                aq_log(AQ_LOG_WARN,
-                       "journal: %s: torn tail at offset %zu: %zu bytes "
-                       "dropped",
-                       path, off, len - off);
-                cut_file(path, off);
-            } else if (repair) {
-                aq_log(AQ_LOG_WARN,
-                       "journal: %s: damaged at offset %zu: repair drops "
-                       "the %zu bytes after it and %zu later segments",
-                       path, off, len - off, j->nsegs - i - 1);
-                cut_file(path, off);
-                while (j->nsegs > i + 1)
-                    seg_remove_at(j, i + 1);
-            } else {
-                aq_error_set(
-                    err, AQ_ERR_INTERNAL,
-                    "journal: %s: damaged record at offset %zu, with %s "
-                    "after it; start refused so nothing is lost silently: "
-                    "run asyncqd --repair to keep what precedes the damage",
-                    path, off, valid >= 0 ? "valid records" : "later segments");
-                *is_damaged = true;
-                free(data);
-                return -1;
-            }
-        }
-        free(data);
-    }
-    *last_id = j->max_id;
-    return 0;
-}
+/* ---- start, close ---- */
 
 int
 aq_journal_start(struct aq_journal *j, uint64_t last_id, struct aq_error *err)
 {
     uint32_t seq = j->nsegs > 0 ? j->segs[j->nsegs - 1].seq + 1 : 1;
+    uint64_t sealed = 0;
+    char path[PATH_BYTES], what[PATH_BYTES + 8];
+    int e;
 
+    if (seq == 0) {
+        aq_error_set(err, AQ_ERR_INTERNAL,
+                     "journal: %s: segment numbers used up (ffffffff.aqj "
+                     "exists): move the journal aside",
+                     j->dir);
+        return -1;
+    }
     if (last_id > j->max_id)
         j->max_id = last_id;
-    if (seg_create(j, seq, err) < 0)
-        return -1;
-    reclaim(j);
+    journal_remove_tmp_files(j);
     /* Activated by the first append of an iteration, the flush runs after
      * the read callbacks already active in it: one write for all of them. */
     j->flush_ev = event_new(j->base, -1, 0, flush_cb, j);
-    j->retry_ev = evtimer_new(j->base, flush_cb, j);
+    j->retry_ev = evtimer_new(j->base, retry_cb, j);
     j->complete_ev = event_new(j->base, -1, 0, complete_cb, j);
     j->rehome_ev = event_new(j->base, -1, 0, rehome_cb, j);
+    j->trim_ev = event_new(j->base, -1, 0, trim_cb, j);
     if (j->fsync == AQ_FSYNC_BATCH || j->fsync == AQ_FSYNC_EVERYSEC) {
         j->efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
         pthread_mutex_init(&j->mu, NULL);
@@ -1062,7 +783,29 @@ aq_journal_start(struct aq_journal *j, uint64_t last_id, struct aq_error *err)
             event_add(j->everysec_ev, &tv);
         }
     }
+    if (j->nsegs > 0 && j->segs[j->nsegs - 1].seq == seq - 1)
+        sealed = j->segs[j->nsegs - 1].bytes;
+    journal_seg_add(j, seq);
+    encode_segment(j, seq, journal_first(j), sealed);
+    journal_seg_path(j, seq, path, sizeof path);
+    j->fd =
+        open(path, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC, 0640);
+    if (j->fd < 0) {
+        e = errno;
+        snprintf(what, sizeof what, "open %s", path);
+        if (e != ENOSPC && e != EDQUOT && e != EMFILE && e != ENFILE) {
+            aq_error_set(err, AQ_ERR_INTERNAL, "journal: %s: %s", what,
+                         strerror(e));
+            return -1;
+        }
+        /* A full disk: start anyway, serve what needs no new record, and
+         * create the segment once there is room. */
+        journal_fail(j, JS_BLOCKED, what, e);
+        return 0;
+    }
+    journal_dir_sync(j);
     flush(j); /* the SEGMENT record */
+    trim(j);
     return 0;
 }
 
@@ -1073,12 +816,24 @@ aq_journal_close(struct aq_journal *j)
 
     if (j == NULL)
         return;
-    if (j->fd >= 0) {
-        while (j->len > 0 && write_out(j) == 0)
-            ;
+    if (j->fd >= 0 && j->state == JS_OK)
+        flush(j);
+    else if (j->state == JS_BLOCKED && j->len > 0)
+        write_out(j);
+    if (j->fd >= 0 && j->state != JS_SUSPECT) {
         sync_quiesce(j);
         fsync_now(j);
     }
+    if (j->state == JS_SUSPECT && rewrite(j) < 0)
+        aq_log(AQ_LOG_ERROR,
+               "journal: closed without the rewrite due after \"%s\": what "
+               "was written since the last good sync may be lost",
+               j->fail.message);
+    else if (j->state == JS_BLOCKED)
+        aq_log(AQ_LOG_ERROR,
+               "journal: closed with %zu bytes of records not written (%s): "
+               "what they recorded is lost",
+               j->len, j->fail.message);
     if (j->has_thread) {
         pthread_mutex_lock(&j->mu);
         j->stop = true;
@@ -1106,6 +861,8 @@ aq_journal_close(struct aq_journal *j)
         event_free(j->complete_ev);
     if (j->rehome_ev != NULL)
         event_free(j->rehome_ev);
+    if (j->trim_ev != NULL)
+        event_free(j->trim_ev);
     while ((b = j->bar_head) != NULL) {
         j->bar_head = b->next;
         if (b->is_ours)

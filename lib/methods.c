@@ -273,6 +273,20 @@ struct durable_call {
     struct aq_put_result res;
 };
 
+/* The journal could not make the job durable: never an acknowledgement.
+ * The job is queued all the same (it may be running already), so the
+ * error names it: it may still run, and a retry should carry a key. */
+static void
+put_not_durable(struct aq_call *call, uint64_t job, const struct aq_error *why)
+{
+    struct aq_error err;
+
+    aq_error_set(&err, AQ_ERR_INTERNAL,
+                 "%s: put not acknowledged (job %llu may still run)",
+                 why->message, (unsigned long long)job);
+    aq_call_fail(call, &err);
+}
+
 static void
 durable_abandon(void *arg)
 {
@@ -282,21 +296,27 @@ durable_abandon(void *arg)
 }
 
 static void
-durable_cb(void *arg)
+durable_cb(void *arg, const struct aq_error *err)
 {
     struct durable_call *dc = arg;
 
     aq_call_on_abandon(dc->call, NULL, NULL);
-    aq_call_reply_put(dc->call, &dc->res); /* frees dc with the call */
+    if (err != NULL)
+        put_not_durable(dc->call, dc->res.job, err); /* frees dc */
+    else
+        aq_call_reply_put(dc->call, &dc->res); /* frees dc with the call */
 }
 
 /* The job is queued: reply once its record is durable (the fsync policy
- * says when), or, with wait, once it has finished. */
+ * says when), or -32603 if the journal fails first; with wait, once it has
+ * finished (the reply is what happened to it, not a durability promise;
+ * while the journal fails, the broker refuses puts before this). */
 static void
 put_queued(struct aq_methods *m, struct aq_call *call, bool wait,
            const struct aq_put_result *res)
 {
     struct durable_call *dc;
+    struct aq_error err;
 
     if (wait) {
         future_call_start(m, call, res->job, make_record);
@@ -310,11 +330,16 @@ put_queued(struct aq_methods *m, struct aq_call *call, bool wait,
     dc->m = m;
     dc->call = call;
     dc->res = *res;
-    if (!aq_broker_durable(m->broker, &dc->barrier, durable_cb, dc)) {
+    switch (aq_broker_durable(m->broker, &dc->barrier, durable_cb, dc, &err)) {
+    case 0:
         aq_call_reply_put(call, res);
         return;
+    case -1:
+        put_not_durable(call, res->job, &err);
+        return;
+    default:
+        aq_call_on_abandon(call, durable_abandon, dc);
     }
-    aq_call_on_abandon(call, durable_abandon, dc);
 }
 
 static void

@@ -1288,6 +1288,148 @@ START_TEST(repair_without_a_journal_says_there_is_nothing_to_repair)
 }
 END_TEST
 
+/* ---- 5b. a missing or shortened segment ---- */
+
+#define GAP_SEGMENTS 4
+#define GAP_MAX_JOBS 1000
+
+/* The ids of the PUT records in a segment file, in order (the body of a
+ * record starts with its type, 2 for PUT, then the job id, u64 LE). */
+static size_t
+seg_put_ids(const char *path, json_int_t *ids, size_t max)
+{
+    struct recs rs;
+    size_t len, n = 0;
+    unsigned char *data = file_read(path, &len);
+
+    recs_scan(path, &rs);
+    for (size_t i = 0; i < rs.n && n < max; i++) {
+        const unsigned char *b = data + rs.off[i] + HDR_BYTES;
+        uint64_t id = 0;
+
+        if (b[0] != 2)
+            continue;
+        for (int k = 0; k < 8; k++)
+            id |= (uint64_t)b[1 + k] << (8 * k);
+        ids[n++] = (json_int_t)id;
+    }
+    free(data);
+    return n;
+}
+
+/* A journal of GAP_SEGMENTS segments or more, of pending jobs, written by
+ * a daemon now stopped: *cfg for bb_start, cli_cfg (a path) for cli_run. */
+static void
+gap_journal(const struct jdir *jd, char **cfg, char *cli_cfg, size_t len)
+{
+    struct bb_daemon *d;
+    struct bb_conn *c;
+    struct segs sg;
+    char *cli_text;
+    int i = 0;
+
+    *cfg = config_text(
+        "{'journal':{'path':'%s','segment_bytes':4096}," TORN_QUEUES "}",
+        jd->journal);
+    cli_text = config_text(
+        "{'listen':['tcp://127.0.0.1:0'],'metrics':null,"
+        "'journal':{'path':'%s','segment_bytes':4096}," TORN_QUEUES "}",
+        jd->journal);
+    snprintf(cli_cfg, len, "%s/cli.json", jd->root);
+    write_text_file(cli_cfg, cli_text);
+    free(cli_text);
+    d = bb_start("%s", *cfg);
+    c = bb_connect(d);
+    do {
+        ck_assert_int_lt(i, GAP_MAX_JOBS);
+        put_state(c, bb_jsonq("{'queue':'held','args':{'i':%d}}", i++),
+                  "pending");
+        segs_scan(jd->journal, &sg);
+    } while (sg.n < GAP_SEGMENTS);
+    bb_close(c);
+    ck_assert_int_eq(bb_stop(d), 0);
+}
+
+/* Start is refused, exit 2, naming the file, the offset and --repair; the
+ * repair keeps the jobs of kept[] and drops lost; then start works. */
+static void
+expect_refused_then_repaired(const char *cfg, const char *cli_cfg,
+                             const char *file, long off, const json_int_t *kept,
+                             size_t nkept, json_int_t lost)
+{
+    struct bb_daemon *d;
+    struct bb_conn *c;
+    struct cli r;
+
+    cli_run(&r, cli_cfg, NULL);
+    ck_assert_msg(r.status == 2, "start: exit %d: %s", r.status, r.err);
+    ck_assert_msg(strstr(r.err, file) != NULL && has_number(r.err, off) &&
+                      strstr(r.err, "--repair") != NULL,
+                  "the message does not name %s, offset %ld and --repair: %s",
+                  file, off, r.err);
+    cli_free(&r);
+    cli_run(&r, cli_cfg, "--repair");
+    ck_assert_msg(r.status == 0 && strstr(r.out, " records kept") != NULL,
+                  "--repair: exit %d: %s%s", r.status, r.out, r.err);
+    cli_free(&r);
+    d = bb_start("%s", cfg);
+    c = bb_connect(d);
+    for (size_t i = 0; i < nkept; i++) {
+        json_t *rec = bb_job_status(c, kept[i]);
+
+        ck_assert_str_eq(bb_str_at(rec, "state"), "pending");
+        json_decref(rec);
+    }
+    expect_no_job(c, lost);
+    bb_close(c);
+    ck_assert_int_eq(bb_stop(d), 0);
+}
+
+START_TEST(missing_middle_segment_refuses_start_with_status_2_until_repair)
+{
+    struct jdir jd;
+    json_int_t kept[GAP_MAX_JOBS], later[GAP_MAX_JOBS];
+    size_t nkept;
+    char cli_cfg[PATH_MAX], first[PATH_MAX], second[PATH_MAX], *cfg;
+
+    jdir_init(&jd);
+    gap_journal(&jd, &cfg, cli_cfg, sizeof cli_cfg);
+    snprintf(first, sizeof first, "%s/00000001.aqj", jd.journal);
+    snprintf(second, sizeof second, "%s/00000002.aqj", jd.journal);
+    nkept = seg_put_ids(first, kept, GAP_MAX_JOBS);
+    ck_assert_uint_ge(seg_put_ids(second, later, GAP_MAX_JOBS), 1);
+    ck_assert_int_eq(unlink(second), 0);
+    expect_refused_then_repaired(cfg, cli_cfg, "00000002.aqj", file_size(first),
+                                 kept, nkept, later[0]);
+    free(cfg);
+    jdir_remove(&jd);
+}
+END_TEST
+
+START_TEST(sealed_segment_cut_at_a_record_boundary_refuses_start_until_repair)
+{
+    struct jdir jd;
+    json_int_t ids[GAP_MAX_JOBS];
+    struct recs rs;
+    size_t n;
+    char cli_cfg[PATH_MAX], first[PATH_MAX], *cfg;
+
+    jdir_init(&jd);
+    gap_journal(&jd, &cfg, cli_cfg, sizeof cli_cfg);
+    snprintf(first, sizeof first, "%s/00000001.aqj", jd.journal);
+    n = seg_put_ids(first, ids, GAP_MAX_JOBS);
+    ck_assert_uint_ge(n, 2);
+    /* Without its last record, which was a job's PUT: whole records only,
+     * every CRC right, and yet a job gone. */
+    recs_scan(first, &rs);
+    ck_assert_int_eq(truncate(first, rs.off[rs.n - 1]), 0);
+    expect_refused_then_repaired(cfg, cli_cfg, "00000001.aqj", rs.off[rs.n - 1],
+                                 ids, n - 1, ids[n - 1]);
+    free(cfg);
+    jdir_remove(&jd);
+}
+END_TEST
+
 /* ---- 6. reclamation ---- */
 
 #define RECLAIM_JOBS 20000
@@ -1563,6 +1705,11 @@ bb_journal_suite(void)
         damage_before_valid_records_refuses_start_with_status_2_until_repair);
     tcase_add_test(files,
                    repair_without_a_journal_says_there_is_nothing_to_repair);
+    tcase_add_test(
+        files, missing_middle_segment_refuses_start_with_status_2_until_repair);
+    tcase_add_test(
+        files,
+        sealed_segment_cut_at_a_record_boundary_refuses_start_until_repair);
     suite_add_tcase(s, files);
 
     tcase_set_timeout(reclaim, 300);

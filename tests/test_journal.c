@@ -26,6 +26,7 @@
 
 #include "crc32c.h"
 #include "error.h"
+#include "fuzz/journal_input.h"
 #include "journal.h"
 #include "suites.h"
 #include "testutil.h"
@@ -206,6 +207,19 @@ dir_segments(const char *dir, uint32_t *seqs, size_t max)
     closedir(d);
     qsort(seqs, n, sizeof *seqs, cmp_u32);
     return n;
+}
+
+/* The bytes of all segment files in dir. */
+static uint64_t
+dir_bytes(const char *dir)
+{
+    uint32_t seqs[MAX_SEGS];
+    size_t n = dir_segments(dir, seqs, MAX_SEGS);
+    uint64_t total = 0;
+
+    for (size_t i = 0; i < n; i++)
+        total += (uint64_t)seg_size(dir, seqs[i]);
+    return total;
 }
 
 /* ---- records on the disk ---- */
@@ -594,8 +608,9 @@ open_fresh(struct event_base *base, const struct aq_journal_opts *o)
 }
 
 static void
-flag_cb(void *arg)
+flag_cb(void *arg, const struct aq_error *err)
 {
+    ck_assert_msg(err == NULL, "a barrier failed: %s", err->message);
     *(bool *)arg = true;
 }
 
@@ -608,6 +623,25 @@ settle(struct event_base *base, struct aq_journal *j)
     if (aq_journal_barrier(j, flag_cb, &fired) != NULL)
         ck_assert_msg(run_until(base, &fired, WAIT_MS),
                       "a barrier did not fire within %d ms", WAIT_MS);
+}
+
+/* Opens the journal of o, replays it cleanly (holding nothing), checks
+ * that its records are PUTs first..last, and closes it. */
+static void
+replays_puts(struct event_base *base, const struct aq_journal_opts *o,
+             uint64_t first, uint64_t last)
+{
+    struct aq_journal *j = open_ok(base, o);
+    struct collector c;
+    struct replayed rp;
+
+    collector_init(&c, j, HOLD_NONE);
+    replay_into(j, false, &c, &rp);
+    assert_clean(&rp);
+    assert_put_ids(&c, first, last);
+    collector_free(&c);
+    free(rp.log);
+    aq_journal_close(j);
 }
 
 /* Writes PUTs 1..njobs into a fresh journal at dir with small segments,
@@ -650,15 +684,24 @@ struct tbar {
     const char *path;       /* a file to measure when the barrier fires */
     long long size_at_fire; /* of path */
     struct order *log;      /* optional */
+    bool may_fail;          /* else an error fails the test */
+    bool failed;
+    struct aq_error err; /* when failed */
 };
 
 static void
-tbar_cb(void *arg)
+tbar_cb(void *arg, const struct aq_error *err)
 {
     struct tbar *b = arg;
 
     ck_assert_msg(b->in_call == NULL || !*b->in_call,
                   "barrier %d ran inside a journal call", b->id);
+    ck_assert_msg(err == NULL || b->may_fail, "barrier %d failed: %s", b->id,
+                  err != NULL ? err->message : "");
+    if (err != NULL) {
+        b->failed = true;
+        b->err = *err;
+    }
     b->calls++;
     b->fired = true;
     if (b->path != NULL)
@@ -1195,8 +1238,6 @@ START_TEST(barrier_after_append_fires_from_loop_once_bytes_are_in_file)
     long long before;
     uint64_t want;
     struct tbar tb = {.id = 1, .in_call = &in_call, .path = path};
-    struct collector c;
-    struct replayed rp;
 
     tdir_make(&t);
     o = opts_of(t.path, policy, BIG_SEGMENT);
@@ -1241,14 +1282,7 @@ START_TEST(barrier_after_append_fires_from_loop_once_bytes_are_in_file)
                   "%s: a barrier once all is durable is not NULL", name);
     aq_journal_close(j);
 
-    j = open_ok(base, &o);
-    collector_init(&c, j, HOLD_NONE);
-    replay_into(j, false, &c, &rp);
-    assert_clean(&rp);
-    assert_put_ids(&c, 1, 1);
-    collector_free(&c);
-    free(rp.log);
-    aq_journal_close(j);
+    replays_puts(base, &o, 1, 1);
     test_base_free(base);
     tdir_remove(&t);
 }
@@ -1367,8 +1401,6 @@ START_TEST(close_writes_buffered_records_and_drops_pending_barrier_uncalled)
     struct aq_journal_opts o;
     struct aq_journal *j;
     struct tbar tb = {.id = 1};
-    struct collector c;
-    struct replayed rp;
 
     tdir_make(&t);
     o = opts_of(t.path, policy, BIG_SEGMENT);
@@ -1384,20 +1416,25 @@ START_TEST(close_writes_buffered_records_and_drops_pending_barrier_uncalled)
     run_for(base, QUIET_MS);
     ck_assert_int_eq(tb.calls, 0);
 
-    j = open_ok(base, &o);
-    collector_init(&c, j, HOLD_NONE);
-    replay_into(j, false, &c, &rp);
-    assert_clean(&rp);
-    assert_put_ids(&c, 1, 3);
-    collector_free(&c);
-    free(rp.log);
-    aq_journal_close(j);
+    replays_puts(base, &o, 1, 3);
     test_base_free(base);
     tdir_remove(&t);
 }
 END_TEST
 
-START_TEST(barrier_waits_while_writes_fail_and_fires_once_a_retry_succeeds)
+/* Runs the loop until the journal works again (its retry timer) or
+ * timeout_ms passes; returns whether it does. */
+static bool
+recovered_within(struct event_base *base, struct aq_journal *j, int timeout_ms)
+{
+    for (int waited = 0; aq_journal_error(j) != NULL && waited < timeout_ms;
+         waited += 10)
+        run_for(base, 10);
+    return aq_journal_error(j) == NULL;
+}
+
+START_TEST(
+    barrier_fails_while_a_write_fails_and_a_retry_writes_each_record_once)
 {
     struct tdir t;
     struct event_base *base = test_base_new();
@@ -1407,17 +1444,17 @@ START_TEST(barrier_waits_while_writes_fail_and_fires_once_a_retry_succeeds)
     struct rlimit old, lim;
     struct sigaction ign = {.sa_handler = SIG_IGN}, old_sa;
     struct capture cap;
-    struct tbar tb = {.id = 1};
-    struct collector c;
-    struct replayed rp;
-    struct aq_journal_barrier *b;
+    struct tbar tb = {.id = 1, .may_fail = true}, tb2 = {.id = 2};
+    struct aq_journal_barrier *b, node;
+    struct aq_error err = {0}, why = {0};
     char path[PATH_BYTES], *logged;
     long long before, size_during;
     uint64_t want;
-    bool limited, lifted, fired_early;
+    bool limited, lifted, fired, is_failing;
+    int add_rc;
 
     tdir_make(&t);
-    o = opts_of(t.path, AQ_FSYNC_NEVER, BIG_SEGMENT);
+    o = opts_of(t.path, AQ_FSYNC_BATCH, BIG_SEGMENT);
     seg_file(t.path, 1, path, sizeof path);
     j = open_fresh(base, &o);
     settle(base, j);
@@ -1429,9 +1466,9 @@ START_TEST(barrier_waits_while_writes_fail_and_fires_once_a_retry_succeeds)
     }
     before = file_size(path);
 
-    /* A file size limit just past the end: write(2) fails with EFBIG. The
-     * limit binds Check's own message file too, so nothing asserts until
-     * it is lifted. */
+    /* A file size limit just past the end: write(2) writes what fits, then
+     * fails with EFBIG, as for a full disk. The limit binds Check's own
+     * message file too, so nothing asserts until it is lifted. */
     ck_assert_int_eq(getrlimit(RLIMIT_FSIZE, &old), 0);
     ck_assert_int_eq(sigaction(SIGXFSZ, &ign, &old_sa), 0);
     lim = old;
@@ -1441,32 +1478,44 @@ START_TEST(barrier_waits_while_writes_fail_and_fires_once_a_retry_succeeds)
     aq_journal_append(j, &r);
     want = aq_journal_bytes(j);
     b = aq_journal_barrier(j, tbar_cb, &tb);
-    run_for(base, 200);
-    fired_early = tb.fired;
+    fired = run_until(base, &tb.fired, WAIT_MS);
+    is_failing = aq_journal_error(j) != NULL;
+    if (is_failing)
+        why = *aq_journal_error(j);
+    add_rc = aq_journal_barrier_add(j, &node, tbar_cb, &tb2, &err);
     size_during = file_size(path);
     lifted = setrlimit(RLIMIT_FSIZE, &old) == 0;
     ck_assert(limited && lifted);
     ck_assert_ptr_nonnull(b);
-    ck_assert_msg(!fired_early, "barrier fired although the write failed");
+    ck_assert_msg(fired && tb.failed,
+                  "the barrier did not fail although the write failed");
+    ck_assert_int_eq(tb.err.code, AQ_ERR_INTERNAL);
+    ck_assert_msg(strstr(tb.err.message, "journal: write: File too large"),
+                  "the barrier's error does not name the failure: %s",
+                  tb.err.message);
+    ck_assert_msg(is_failing && strcmp(why.message, tb.err.message) == 0,
+                  "aq_journal_error while failing: %s", why.message);
+    ck_assert_msg(add_rc == -1 && strcmp(err.message, why.message) == 0,
+                  "a barrier taken while failing: %d, %s", add_rc, err.message);
     ck_assert_int_lt(size_during, (long long)want);
-    ck_assert_msg(run_until(base, &tb.fired, WAIT_MS),
-                  "barrier did not fire once writes could succeed again");
+
+    /* Room again: the retry writes the rest, each record once. */
+    ck_assert_msg(recovered_within(base, j, WAIT_MS),
+                  "the journal did not recover once writes could succeed");
     logged = capture_end(&cap);
     ck_assert_int_eq(sigaction(SIGXFSZ, &old_sa, NULL), 0);
-    ck_assert_msg(strstr(logged, "journal: write") != NULL,
+    ck_assert_msg(strstr(logged, "journal: write: File too large") != NULL,
                   "the failed write was not logged: %s", logged);
     free(logged);
     ck_assert_int_eq(file_size(path), (long long)want);
+    r.id++;
+    aq_journal_append(j, &r);
+    settle(base, j);
+    ck_assert_int_eq(tb.calls, 1);
+    ck_assert_int_eq(tb2.calls, 0);
     aq_journal_close(j);
 
-    j = open_ok(base, &o);
-    collector_init(&c, j, HOLD_NONE);
-    replay_into(j, false, &c, &rp);
-    assert_clean(&rp);
-    assert_put_ids(&c, 1, r.id);
-    collector_free(&c);
-    free(rp.log);
-    aq_journal_close(j);
+    replays_puts(base, &o, 1, r.id);
     test_base_free(base);
     tdir_remove(&t);
 }
@@ -1918,7 +1967,7 @@ START_TEST(released_old_segments_are_deleted_but_never_the_active_one)
     struct aq_journal *j;
     uint32_t homes[JOBS + 1], seqs[MAX_SEGS], active = 0;
     size_t nsegs = 1, n;
-    uint64_t total, bytes;
+    uint64_t total;
     long long size;
 
     tdir_make(&t);
@@ -1961,23 +2010,29 @@ START_TEST(released_old_segments_are_deleted_but_never_the_active_one)
     run_for(base, 1);
     ck_assert_int_eq(seg_size(t.path, 1), -1);
     ck_assert_uint_eq(aq_journal_segments(j), nsegs - 1);
-    ck_assert_uint_eq(aq_journal_bytes(j), total - (uint64_t)size);
-    bytes = aq_journal_bytes(j);
+    ck_assert_uint_eq(aq_journal_bytes(j), dir_bytes(t.path));
+    /* (a TRIM record in the active segment says so) */
+    ck_assert_uint_gt(aq_journal_bytes(j), total - (uint64_t)size);
 
-    /* a middle one */
+    /* a middle one waits for those before it: the journal has no holes */
     size = seg_size(t.path, 3);
     release_segment(j, homes, JOBS, 3);
     run_for(base, 1);
+    ck_assert_int_eq(seg_size(t.path, 3), size);
+    ck_assert_uint_eq(aq_journal_segments(j), nsegs - 1);
+    release_segment(j, homes, JOBS, 2);
+    run_for(base, 1);
+    ck_assert_int_eq(seg_size(t.path, 2), -1);
     ck_assert_int_eq(seg_size(t.path, 3), -1);
-    ck_assert_int_ge(seg_size(t.path, 2), 0);
-    ck_assert_uint_eq(aq_journal_segments(j), nsegs - 2);
-    ck_assert_uint_eq(aq_journal_bytes(j), bytes - (uint64_t)size);
+    ck_assert_int_ge(seg_size(t.path, 4), 0);
+    ck_assert_uint_eq(aq_journal_segments(j), nsegs - 3);
+    ck_assert_uint_eq(aq_journal_bytes(j), dir_bytes(t.path));
 
     /* the active one stays */
     release_segment(j, homes, JOBS, active);
     run_for(base, 1);
     ck_assert_int_ge(seg_size(t.path, active), 0);
-    ck_assert_uint_eq(aq_journal_segments(j), nsegs - 2);
+    ck_assert_uint_eq(aq_journal_segments(j), nsegs - 3);
 
     /* all released: only the active one is left */
     for (uint32_t s = 1; s <= active; s++)
@@ -2167,14 +2222,17 @@ START_TEST(start_after_replay_creates_next_segment_and_deletes_unheld_ones)
     collector_free(&c);
     free(rp.log);
 
+    /* Oldest first: segment 1 goes, 2 is held, and those after it wait
+     * for it (the segments kept never have a hole). */
     start_ok(j, rp.last_id);
     settle(base, j);
-    ck_assert_uint_eq(dir_segments(t.path, seqs, MAX_SEGS), 2);
+    ck_assert_uint_eq(dir_segments(t.path, seqs, MAX_SEGS), nsegs);
     ck_assert_uint_eq(seqs[0], 2);
-    ck_assert_uint_eq(seqs[1], nsegs + 1);
-    ck_assert_uint_eq(aq_journal_segments(j), 2);
-    ck_assert_uint_eq(seg_frames(t.path, nsegs + 1, fr, 4), 1);
+    ck_assert_uint_eq(seqs[nsegs - 1], nsegs + 1);
+    ck_assert_uint_eq(aq_journal_segments(j), nsegs);
+    ck_assert_uint_eq(seg_frames(t.path, nsegs + 1, fr, 4), 2);
     ck_assert_int_eq(fr[0].type, AQ_JREC_SEGMENT);
+    ck_assert_int_eq(fr[1].type, AQ_JREC_TRIM);
     ck_assert_uint_eq(aq_journal_append(j, &r), nsegs + 1);
     settle(base, j);
     aq_journal_close(j);
@@ -2274,6 +2332,993 @@ START_TEST(files_that_are_not_segments_are_ignored_and_kept)
 }
 END_TEST
 
+/* ---- gaps and seals (format 2) ---- */
+
+/* What the SEGMENT record opening segment seq says (format 2). */
+struct seghead {
+    uint8_t type;
+    uint32_t version, seq, first;
+    uint64_t prev_bytes;
+};
+
+static uint64_t
+le64(const unsigned char *p)
+{
+    return (uint64_t)le32(p) | (uint64_t)le32(p + 4) << 32;
+}
+
+static void
+seg_head(const char *dir, uint32_t seq, struct seghead *h)
+{
+    size_t len;
+    unsigned char *data = seg_read(dir, seq, &len);
+    const unsigned char *b = data + HDR_BYTES;
+
+    /* body: type, id (8), version (4), seq (4), first (4), prev_bytes (8) */
+    ck_assert_uint_ge(len, HDR_BYTES + 29);
+    h->type = b[0];
+    h->version = le32(b + 9);
+    h->seq = le32(b + 13);
+    h->first = le32(b + 17);
+    h->prev_bytes = le64(b + 21);
+    free(data);
+}
+
+START_TEST(each_segment_names_its_number_the_oldest_and_its_sealed_predecessor)
+{
+    struct tdir t;
+    struct seghead h;
+    uint32_t nsegs;
+
+    tdir_make(&t);
+    nsegs = build_journal(t.path, 60);
+    ck_assert_uint_ge(nsegs, 3);
+    for (uint32_t seq = 1; seq <= nsegs; seq++) {
+        seg_head(t.path, seq, &h);
+        ck_assert_int_eq(h.type, AQ_JREC_SEGMENT);
+        ck_assert_uint_eq(h.version, 2);
+        ck_assert_uint_eq(h.seq, seq);
+        ck_assert_uint_eq(h.first, 1);
+        if (seq == 1)
+            ck_assert_uint_eq(h.prev_bytes, 0);
+        else
+            ck_assert_uint_eq(h.prev_bytes,
+                              (uint64_t)seg_size(t.path, seq - 1));
+    }
+    tdir_remove(&t);
+}
+END_TEST
+
+/* The PUTs of segment seq (records after its SEGMENT record). */
+static size_t
+seg_puts(const char *dir, uint32_t seq)
+{
+    struct frame fr[MAX_FRAMES];
+
+    return seg_frames(dir, seq, fr, MAX_FRAMES) - 1;
+}
+
+START_TEST(missing_middle_segment_is_damage_and_repair_keeps_what_precedes_it)
+{
+    struct tdir t;
+    struct event_base *base = test_base_new();
+    struct collector c;
+    struct replayed rp;
+    uint32_t nsegs, seqs[MAX_SEGS];
+    size_t kept;
+    long long size1;
+    char missing[PATH_BYTES];
+
+    tdir_make(&t);
+    nsegs = build_journal(t.path, 60);
+    ck_assert_uint_ge(nsegs, 4);
+    kept = seg_puts(t.path, 1);
+    size1 = seg_size(t.path, 1);
+    seg_file(t.path, 2, missing, sizeof missing);
+    ck_assert_int_eq(unlink(missing), 0);
+
+    replay_dir(base, t.path, false, &c, &rp);
+    assert_damage_reported(&rp, missing, (size_t)size1, "segment 2 missing");
+    ck_assert_uint_eq(dir_segments(t.path, seqs, MAX_SEGS), nsegs - 1);
+    collector_free(&c);
+    free(rp.log);
+
+    replay_dir(base, t.path, true, &c, &rp);
+    assert_clean(&rp);
+    assert_put_ids(&c, 1, kept);
+    ck_assert_msg(strstr(rp.log, missing) != NULL,
+                  "repair does not name %s: %s", missing, rp.log);
+    ck_assert_uint_eq(dir_segments(t.path, seqs, MAX_SEGS), 1);
+    ck_assert_int_eq(seg_size(t.path, 1), size1);
+    collector_free(&c);
+    free(rp.log);
+
+    replay_dir(base, t.path, false, &c, &rp);
+    assert_clean(&rp);
+    assert_put_ids(&c, 1, kept);
+    collector_free(&c);
+    free(rp.log);
+    test_base_free(base);
+    tdir_remove(&t);
+}
+END_TEST
+
+START_TEST(missing_oldest_segment_is_damage_and_repair_keeps_the_last_id)
+{
+    struct tdir t;
+    struct event_base *base = test_base_new();
+    struct collector c;
+    struct replayed rp;
+    uint32_t nsegs, seqs[MAX_SEGS];
+    size_t in_last;
+    char missing[PATH_BYTES];
+
+    tdir_make(&t);
+    nsegs = build_journal(t.path, 60);
+    /* the last id a SEGMENT record holds: the newest one's, made after
+     * all but that segment's own PUTs */
+    in_last = seg_puts(t.path, nsegs);
+    seg_file(t.path, 1, missing, sizeof missing);
+    ck_assert_int_eq(unlink(missing), 0);
+    replay_dir(base, t.path, false, &c, &rp);
+    assert_damage_reported(&rp, missing, 0, "segment 1 missing");
+    collector_free(&c);
+    free(rp.log);
+    ck_assert_uint_eq(dir_segments(t.path, seqs, MAX_SEGS), nsegs - 1);
+
+    /* Nothing precedes the damage: repair keeps no record, but a fresh
+     * segment keeps the last job id, so that ids are never reused. */
+    replay_dir(base, t.path, true, &c, &rp);
+    assert_clean(&rp);
+    ck_assert_uint_eq(c.n, 0);
+    ck_assert_uint_eq(rp.last_id, 60 - in_last);
+    collector_free(&c);
+    free(rp.log);
+    ck_assert_uint_eq(dir_segments(t.path, seqs, MAX_SEGS), 1);
+    ck_assert_uint_eq(seqs[0], nsegs + 1);
+    replay_dir(base, t.path, false, &c, &rp);
+    assert_clean(&rp);
+    ck_assert_uint_eq(c.n, 0);
+    ck_assert_uint_eq(rp.last_id, 60 - in_last);
+    collector_free(&c);
+    free(rp.log);
+    test_base_free(base);
+    tdir_remove(&t);
+}
+END_TEST
+
+/* A copy of the journal in t/copy with segment seq replaced by data. */
+static void
+copy_with(const struct tdir *t, uint32_t nsegs, uint32_t seq,
+          const unsigned char *data, size_t len, char *dir, size_t dir_len)
+{
+    tdir_sub(t, "copy", dir, dir_len);
+    mkdir(dir, 0700);
+    for (uint32_t s = 1; s <= nsegs; s++) {
+        size_t n;
+        unsigned char *img = seg_read(t->path, s, &n);
+
+        if (s == seq)
+            seg_write(dir, s, data, len);
+        else
+            seg_write(dir, s, img, n);
+        free(img);
+    }
+}
+
+START_TEST(sealed_segment_cut_at_a_record_boundary_is_damage)
+{
+    struct tdir t;
+    struct event_base *base = test_base_new();
+    struct frame fr[MAX_FRAMES];
+    unsigned char *seg1;
+    uint32_t nsegs, seqs[MAX_SEGS];
+    size_t len, n, cuts[3];
+    char dir[PATH_BYTES], path[PATH_BYTES], what[64];
+
+    tdir_make(&t);
+    nsegs = build_journal(t.path, 60);
+    ck_assert_uint_ge(nsegs, 3);
+    seg1 = seg_read(t.path, 1, &len);
+    n = frames_of(seg1, len, fr, MAX_FRAMES);
+    ck_assert_uint_ge(n, 4);
+    /* without its last record, half of them, all but its SEGMENT record */
+    cuts[0] = n - 1;
+    cuts[1] = n / 2;
+    cuts[2] = 1;
+    for (size_t k = 0; k < 3; k++) {
+        struct collector c;
+        struct replayed rp;
+        size_t cut = fr[cuts[k]].off;
+
+        snprintf(what, sizeof what, "segment 1 cut at %zu", cut);
+        copy_with(&t, nsegs, 1, seg1, cut, dir, sizeof dir);
+        seg_file(dir, 1, path, sizeof path);
+        replay_dir(base, dir, false, &c, &rp);
+        assert_damage_reported(&rp, path, cut, what);
+        ck_assert_int_eq(file_size(path), (long long)cut);
+        collector_free(&c);
+        free(rp.log);
+
+        replay_dir(base, dir, true, &c, &rp);
+        assert_clean(&rp);
+        assert_put_ids(&c, 1, cuts[k] - 1);
+        ck_assert_uint_eq(dir_segments(dir, seqs, MAX_SEGS), 1);
+        collector_free(&c);
+        free(rp.log);
+        replay_dir(base, dir, false, &c, &rp);
+        assert_clean(&rp);
+        collector_free(&c);
+        free(rp.log);
+        for (uint32_t s = 1; s <= nsegs; s++) {
+            seg_file(dir, s, path, sizeof path);
+            unlink(path);
+        }
+    }
+    free(seg1);
+    test_base_free(base);
+    tdir_remove(&t);
+}
+END_TEST
+
+START_TEST(sealed_segment_with_bytes_past_its_seal_is_damage)
+{
+    struct tdir t;
+    struct event_base *base = test_base_new();
+    struct frame fr[MAX_FRAMES];
+    struct collector c;
+    struct replayed rp;
+    unsigned char *seg1, *longer;
+    uint32_t nsegs;
+    size_t len, n;
+    char dir[PATH_BYTES], path[PATH_BYTES];
+
+    tdir_make(&t);
+    nsegs = build_journal(t.path, 60);
+    seg1 = seg_read(t.path, 1, &len);
+    n = frames_of(seg1, len, fr, MAX_FRAMES);
+    /* a valid record appended after the seal: its last one again */
+    longer = malloc(len + fr[n - 1].size);
+    ck_assert_ptr_nonnull(longer);
+    memcpy(longer, seg1, len);
+    memcpy(longer + len, seg1 + fr[n - 1].off, fr[n - 1].size);
+    copy_with(&t, nsegs, 1, longer, len + fr[n - 1].size, dir, sizeof dir);
+    seg_file(dir, 1, path, sizeof path);
+    replay_dir(base, dir, false, &c, &rp);
+    assert_damage_reported(&rp, path, len, "a record past the seal");
+    collector_free(&c);
+    free(rp.log);
+    /* repair cuts it off, keeping the later segments' records out */
+    replay_dir(base, dir, true, &c, &rp);
+    assert_clean(&rp);
+    assert_put_ids(&c, 1, n - 1);
+    ck_assert_int_eq(file_size(path), (long long)len);
+    collector_free(&c);
+    free(rp.log);
+    free(longer);
+    free(seg1);
+    test_base_free(base);
+    tdir_remove(&t);
+}
+END_TEST
+
+START_TEST(segment_under_another_number_is_damage)
+{
+    struct tdir t;
+    struct event_base *base = test_base_new();
+    struct collector c;
+    struct replayed rp;
+    unsigned char *seg3;
+    uint32_t nsegs;
+    size_t len;
+    char dir[PATH_BYTES], path[PATH_BYTES];
+
+    tdir_make(&t);
+    nsegs = build_journal(t.path, 60);
+    ck_assert_uint_ge(nsegs, 4);
+    seg3 = seg_read(t.path, 3, &len);
+    copy_with(&t, nsegs, 2, seg3, len, dir, sizeof dir);
+    seg_file(dir, 2, path, sizeof path);
+    replay_dir(base, dir, false, &c, &rp);
+    assert_damage_reported(&rp, path, 0, "segment 3 copied over 2");
+    collector_free(&c);
+    free(rp.log);
+    free(seg3);
+    test_base_free(base);
+    tdir_remove(&t);
+}
+END_TEST
+
+START_TEST(segments_a_crash_left_behind_a_trim_are_skipped_and_deleted)
+{
+    struct tdir t;
+    struct event_base *base = test_base_new();
+    struct aq_journal_opts o;
+    struct aq_journal *j;
+    struct collector c;
+    struct replayed rp;
+    uint32_t homes[41], seqs[MAX_SEGS];
+    unsigned char *seg1;
+    size_t len, in1 = 0;
+
+    tdir_make(&t);
+    o = opts_of(t.path, AQ_FSYNC_NEVER, SMALL_SEGMENT);
+    j = open_fresh(base, &o);
+    for (uint64_t id = 1; id <= 40; id++) {
+        struct aq_jrec r = filler_put(id);
+
+        homes[id] = aq_journal_append(j, &r);
+        aq_journal_hold(j, homes[id]);
+    }
+    settle(base, j);
+    ck_assert_uint_ge(aq_journal_segments(j), 3);
+    seg1 = seg_read(t.path, 1, &len);
+    for (uint64_t id = 1; id <= 40; id++)
+        in1 += homes[id] == 1;
+    release_segment(j, homes, 40, 1);
+    run_for(base, 1);
+    ck_assert_int_eq(seg_size(t.path, 1), -1);
+    aq_journal_close(j);
+    /* the crash came after the TRIM record, before the unlink */
+    seg_write(t.path, 1, seg1, len);
+
+    replay_dir(base, t.path, false, &c, &rp);
+    assert_clean(&rp);
+    for (size_t i = 0; i < c.n; i++)
+        ck_assert_uint_ne(c.recs[i].seg, 1);
+    ck_assert_uint_eq(c.n, 40 - in1);
+    ck_assert_int_eq(seg_size(t.path, 1), -1);
+    ck_assert_uint_ge(dir_segments(t.path, seqs, MAX_SEGS), 2);
+    ck_assert_uint_eq(seqs[0], 2);
+    collector_free(&c);
+    free(rp.log);
+    free(seg1);
+    test_base_free(base);
+    tdir_remove(&t);
+}
+END_TEST
+
+/* Rewrites the SEGMENT record of segment seq as format 1 wrote it: type,
+ * id, then version (1 then; a later one to be refused); the records after
+ * it are the same in formats 1 and 2. */
+static void
+seg_to_version(const char *dir, uint32_t seq, uint32_t version)
+{
+    struct frame fr[MAX_FRAMES];
+    size_t len, n = 0;
+    unsigned char *data = seg_read(dir, seq, &len), *out;
+    unsigned char rec[HDR_BYTES + 13];
+    uint32_t crc;
+
+    ck_assert_uint_ge(frames_of(data, len, fr, MAX_FRAMES), 1);
+    memset(rec, 0, sizeof rec);
+    rec[0] = 13;
+    memcpy(rec + HDR_BYTES, data + HDR_BYTES, 9); /* type and id */
+    for (int i = 0; i < 4; i++)
+        rec[HDR_BYTES + 9 + i] = (unsigned char)(version >> (8 * i));
+    crc = aq_crc32c(0, rec, 4);
+    crc = aq_crc32c(crc, rec + HDR_BYTES, 13);
+    for (int i = 0; i < 4; i++)
+        rec[4 + i] = (unsigned char)(crc >> (8 * i));
+    out = malloc(len + sizeof rec);
+    ck_assert_ptr_nonnull(out);
+    memcpy(out, rec, sizeof rec);
+    n = sizeof rec;
+    memcpy(out + n, data + fr[0].size, len - fr[0].size);
+    n += len - fr[0].size;
+    seg_write(dir, seq, out, n);
+    free(out);
+    free(data);
+}
+
+static void
+seg_to_format_1(const char *dir, uint32_t seq)
+{
+    seg_to_version(dir, seq, 1);
+}
+
+START_TEST(journal_of_a_later_format_is_refused_naming_its_version)
+{
+    struct tdir t;
+    struct event_base *base = test_base_new();
+    struct collector c;
+    struct replayed rp;
+    char path[PATH_BYTES];
+
+    tdir_make(&t);
+    build_journal(t.path, 4);
+    seg_to_version(t.path, 1, 3);
+    seg_file(t.path, 1, path, sizeof path);
+    replay_dir(base, t.path, false, &c, &rp);
+    ck_assert_int_eq(rp.rc, -1);
+    ck_assert_msg(!rp.is_damaged, "a later format is not damage");
+    ck_assert_msg(strstr(rp.err.message, path) != NULL &&
+                      strstr(rp.err.message, "format version 3") != NULL,
+                  "%s", rp.err.message);
+    collector_free(&c);
+    free(rp.log);
+    test_base_free(base);
+    tdir_remove(&t);
+}
+END_TEST
+
+START_TEST(format_1_journal_with_holes_replays_and_turns_into_format_2)
+{
+    struct tdir t;
+    struct event_base *base = test_base_new();
+    struct aq_journal_opts o;
+    struct aq_journal *j;
+    struct collector c;
+    struct replayed rp;
+    struct seghead h;
+    uint32_t nsegs, seqs[MAX_SEGS];
+    size_t in2;
+    char path[PATH_BYTES];
+
+    tdir_make(&t);
+    nsegs = build_journal(t.path, 60);
+    ck_assert_uint_ge(nsegs, 4);
+    for (uint32_t s = 1; s <= nsegs; s++)
+        seg_to_format_1(t.path, s);
+    /* format 1 deleted a segment whenever it was free: holes are fine */
+    in2 = seg_puts(t.path, 2);
+    seg_file(t.path, 2, path, sizeof path);
+    ck_assert_int_eq(unlink(path), 0);
+    o = opts_of(t.path, AQ_FSYNC_NEVER, SMALL_SEGMENT);
+    j = open_ok(base, &o);
+    collector_init(&c, j, HOLD_ALL);
+    replay_into(j, false, &c, &rp);
+    assert_clean(&rp);
+    ck_assert_uint_eq(c.n, 60 - in2);
+    ck_assert_uint_eq(rp.last_id, 60);
+    collector_free(&c);
+    free(rp.log);
+    /* While format 1 segments remain, new ones name no oldest segment. */
+    start_ok(j, rp.last_id);
+    settle(base, j);
+    seg_head(t.path, nsegs + 1, &h);
+    ck_assert_uint_eq(h.version, 2);
+    ck_assert_uint_eq(h.first, 0);
+    aq_journal_close(j);
+
+    j = open_ok(base, &o);
+    collector_init(&c, j, HOLD_NONE);
+    replay_into(j, false, &c, &rp);
+    assert_clean(&rp);
+    ck_assert_uint_eq(c.n, 60 - in2);
+    collector_free(&c);
+    free(rp.log);
+    /* Once they are gone, a TRIM names the oldest: holes are damage. */
+    start_ok(j, rp.last_id);
+    settle(base, j);
+    ck_assert_uint_eq(dir_segments(t.path, seqs, MAX_SEGS), 1);
+    ck_assert_uint_eq(seqs[0], nsegs + 2);
+    aq_journal_close(j);
+    j = open_ok(base, &o);
+    collector_init(&c, j, HOLD_NONE);
+    replay_into(j, false, &c, &rp);
+    assert_clean(&rp);
+    ck_assert_uint_eq(c.n, 0);
+    ck_assert_uint_eq(rp.last_id, 60);
+    collector_free(&c);
+    free(rp.log);
+    aq_journal_close(j);
+    test_base_free(base);
+    tdir_remove(&t);
+}
+END_TEST
+
+/* ---- a failed fdatasync: the journal rewritten from memory ---- */
+
+/* The owner of some jobs, as the broker is: rehome re-appends them. */
+struct owner {
+    uint32_t homes[MAX_JOBS + 1]; /* 0 = not live */
+    size_t calls;
+};
+
+static void
+owner_rehome_cb(struct aq_journal *j, void *arg)
+{
+    struct owner *o = arg;
+
+    o->calls++;
+    for (uint64_t id = 1; id <= MAX_JOBS; id++) {
+        struct aq_jrec r = filler_put(id);
+        uint32_t to;
+
+        if (o->homes[id] == 0 || !aq_journal_is_evacuated(j, o->homes[id]))
+            continue;
+        to = aq_journal_append(j, &r);
+        aq_journal_hold(j, to);
+        aq_journal_release(j, o->homes[id]);
+        o->homes[id] = to;
+    }
+}
+
+/* Faults for tests/faultfs.c (linked in): the control file's lines apply
+ * to the files under dir. */
+static void
+faults(const struct tdir *t, const char *lines)
+{
+    char control[PATH_BYTES], tmp[PATH_BYTES];
+
+    tdir_sub(t, "faults", control, sizeof control);
+    tdir_sub(t, "faults.new", tmp, sizeof tmp);
+    file_write(tmp, lines, strlen(lines));
+    ck_assert_int_eq(rename(tmp, control), 0);
+    setenv("FAULTFS_CONTROL", control, 1);
+    setenv("FAULTFS_DIR", t->path, 1);
+}
+
+START_TEST(failed_fdatasync_fails_barriers_until_a_rewrite_from_memory)
+{
+    enum aq_fsync policy = all_policies[_i];
+    const char *name = policy_names[policy];
+    struct tdir t;
+    struct event_base *base = test_base_new();
+    struct aq_journal_opts o;
+    struct aq_journal *j;
+    struct owner *own = calloc(1, sizeof *own);
+    struct tbar tb = {.id = 1, .may_fail = true};
+    struct aq_journal_barrier node;
+    struct aq_error err;
+    struct capture cap;
+    struct collector c;
+    struct replayed rp;
+    struct seghead h;
+    struct aq_jrec r;
+    uint32_t before[MAX_SEGS], seqs[MAX_SEGS], last;
+    size_t nbefore;
+    char *logged;
+
+    ck_assert_ptr_nonnull(own);
+    tdir_make(&t);
+    o = opts_of(t.path, policy, SMALL_SEGMENT);
+    o.rehome = owner_rehome_cb;
+    o.arg = own;
+    j = open_fresh(base, &o);
+    for (uint64_t id = 1; id <= 40; id++) {
+        r = filler_put(id);
+        own->homes[id] = aq_journal_append(j, &r);
+        aq_journal_hold(j, own->homes[id]);
+    }
+    settle(base, j);
+    /* jobs 1-10 finished: not live, so not rewritten */
+    for (uint64_t id = 1; id <= 10; id++) {
+        aq_journal_release(j, own->homes[id]);
+        own->homes[id] = 0;
+    }
+    settle(base, j);
+    nbefore = dir_segments(t.path, before, MAX_SEGS);
+    last = before[nbefore - 1];
+
+    capture_begin(&cap);
+    faults(&t, "fdatasync EIO\n");
+    r = filler_put(41);
+    own->homes[41] = aq_journal_append(j, &r);
+    aq_journal_hold(j, own->homes[41]);
+    /* always syncs inside append: the journal fails there */
+    if (policy == AQ_FSYNC_ALWAYS)
+        ck_assert_ptr_null(aq_journal_barrier(j, tbar_cb, &tb));
+    else
+        ck_assert_ptr_nonnull(aq_journal_barrier(j, tbar_cb, &tb));
+    if (policy == AQ_FSYNC_BATCH) {
+        ck_assert_msg(run_until(base, &tb.fired, WAIT_MS) && tb.failed,
+                      "%s: the barrier did not fail", name);
+        ck_assert_msg(strcmp(tb.err.message,
+                             "journal: fdatasync: Input/output error") == 0,
+                      "%s: %s", name, tb.err.message);
+    }
+    if (policy == AQ_FSYNC_EVERYSEC || policy == AQ_FSYNC_NEVER) {
+        /* acknowledged at write; the sync comes later (a rotation, for
+         * never): fill a segment */
+        for (uint64_t id = 42; aq_journal_error(j) == NULL; id++) {
+            ck_assert_uint_lt(id, 200);
+            r = filler_put(id);
+            aq_journal_append(j, &r);
+            run_for(base, policy == AQ_FSYNC_EVERYSEC ? 100 : 1);
+        }
+    }
+    ck_assert_msg(aq_journal_error(j) != NULL, "%s: the journal works", name);
+    ck_assert_int_eq(aq_journal_barrier_add(j, &node, tbar_cb, &tb, &err), -1);
+    ck_assert_str_eq(err.message, "journal: fdatasync: Input/output error");
+    /* The rewrite is tried at once, and fails too: nothing changes. */
+    run_for(base, 50);
+    ck_assert_ptr_nonnull(aq_journal_error(j));
+    ck_assert_uint_eq(dir_segments(t.path, seqs, MAX_SEGS), nbefore);
+
+    faults(&t, "");
+    ck_assert_msg(recovered_within(base, j, WAIT_MS),
+                  "%s: no rewrite once fdatasync works", name);
+    logged = capture_end(&cap);
+    ck_assert_msg(strstr(logged, "fdatasync: Input/output error") != NULL &&
+                      strstr(logged, "rewritten") != NULL,
+                  "%s: the failure and the rewrite are not logged: %s", name,
+                  logged);
+    free(logged);
+    /* One segment holds every live job; no temporary file is left. */
+    ck_assert_uint_eq(dir_segments(t.path, seqs, MAX_SEGS), 1);
+    ck_assert_uint_gt(seqs[0], last);
+    seg_head(t.path, seqs[0], &h);
+    ck_assert_uint_eq(h.first, seqs[0]);
+    ck_assert_uint_eq(seg_puts(t.path, seqs[0]), 31);
+    r = filler_put(300);
+    ck_assert_uint_ge(aq_journal_append(j, &r), seqs[0]); /* may rotate */
+    settle(base, j);
+    aq_journal_close(j);
+
+    j = open_ok(base, &o);
+    collector_init(&c, j, HOLD_NONE);
+    replay_into(j, false, &c, &rp);
+    assert_clean(&rp);
+    ck_assert_uint_eq(c.n, 32);
+    for (size_t i = 0; i < 31; i++)
+        ck_assert_uint_eq(c.recs[i].r.id, i + 11);
+    collector_free(&c);
+    free(rp.log);
+    aq_journal_close(j);
+    unsetenv("FAULTFS_CONTROL");
+    free(own);
+    test_base_free(base);
+    tdir_remove(&t);
+}
+END_TEST
+
+START_TEST(close_after_a_failed_fdatasync_rewrites_the_journal)
+{
+    struct tdir t;
+    struct event_base *base = test_base_new();
+    struct aq_journal_opts o;
+    struct aq_journal *j;
+    struct owner *own = calloc(1, sizeof *own);
+    struct capture cap;
+    struct aq_jrec r;
+    char *logged;
+
+    ck_assert_ptr_nonnull(own);
+    tdir_make(&t);
+    o = opts_of(t.path, AQ_FSYNC_ALWAYS, SMALL_SEGMENT);
+    o.rehome = owner_rehome_cb;
+    o.arg = own;
+    j = open_fresh(base, &o);
+    capture_begin(&cap);
+    faults(&t, "fdatasync EIO\n");
+    for (uint64_t id = 1; id <= 5; id++) {
+        r = filler_put(id);
+        own->homes[id] = aq_journal_append(j, &r);
+        aq_journal_hold(j, own->homes[id]);
+    }
+    faults(&t, "");
+    aq_journal_close(j);
+    logged = capture_end(&cap);
+    free(logged);
+
+    replays_puts(base, &o, 1, 5);
+    unsetenv("FAULTFS_CONTROL");
+    free(own);
+    test_base_free(base);
+    tdir_remove(&t);
+}
+END_TEST
+
+START_TEST(no_inode_for_a_new_segment_grows_the_active_one_then_rotates)
+{
+    struct tdir t;
+    struct event_base *base = test_base_new();
+    struct aq_journal_opts o;
+    struct aq_journal *j;
+    struct capture cap;
+    uint64_t id = 1;
+    uint32_t seg = 1;
+    char *logged;
+
+    tdir_make(&t);
+    o = opts_of(t.path, AQ_FSYNC_BATCH, SMALL_SEGMENT);
+    j = open_fresh(base, &o);
+    capture_begin(&cap);
+    faults(&t, "create ENOSPC\n");
+    for (; id <= 60; id++) {
+        struct aq_jrec r = filler_put(id);
+
+        seg = aq_journal_append(j, &r);
+        aq_journal_hold(j, seg);
+    }
+    settle(base, j);
+    ck_assert_uint_eq(seg, 1);
+    ck_assert_ptr_null(aq_journal_error(j));
+    ck_assert_int_gt(seg_size(t.path, 1), 3 * SMALL_SEGMENT);
+    /* once a file can be created, a rotation a second later */
+    faults(&t, "");
+    for (int waited = 0; seg == 1 && waited < WAIT_MS; waited += 20) {
+        struct aq_jrec r = filler_put(id++);
+
+        seg = aq_journal_append(j, &r);
+        aq_journal_hold(j, seg);
+        run_for(base, 20);
+    }
+    ck_assert_uint_eq(seg, 2);
+    settle(base, j);
+    logged = capture_end(&cap);
+    ck_assert_msg(strstr(logged, "No space left on device") != NULL,
+                  "the failed rotation is not logged: %s", logged);
+    free(logged);
+    aq_journal_close(j);
+
+    replays_puts(base, &o, 1, id - 1);
+    unsetenv("FAULTFS_CONTROL");
+    test_base_free(base);
+    tdir_remove(&t);
+}
+END_TEST
+
+START_TEST(start_that_cannot_create_a_segment_fails_puts_until_it_can)
+{
+    struct tdir t;
+    struct event_base *base = test_base_new();
+    struct aq_journal_opts o;
+    struct aq_journal *j;
+    struct capture cap;
+    struct collector c;
+    struct replayed rp;
+    struct aq_error err = {0};
+    struct aq_journal_barrier node;
+    struct tbar tb = {.id = 1};
+    struct aq_jrec r = filler_put(61);
+    uint32_t nsegs;
+    char *logged;
+
+    tdir_make(&t);
+    nsegs = build_journal(t.path, 60);
+    o = opts_of(t.path, AQ_FSYNC_BATCH, SMALL_SEGMENT);
+    j = open_ok(base, &o);
+    collector_init(&c, j, HOLD_ALL);
+    replay_into(j, false, &c, &rp);
+    assert_clean(&rp);
+    collector_free(&c);
+    free(rp.log);
+    capture_begin(&cap);
+    faults(&t, "create ENOSPC\n");
+    start_ok(j, rp.last_id);
+    ck_assert_ptr_nonnull(aq_journal_error(j));
+    ck_assert_msg(
+        strstr(aq_journal_error(j)->message, "No space left on device") != NULL,
+        "%s", aq_journal_error(j)->message);
+    ck_assert_uint_eq(aq_journal_append(j, &r), nsegs + 1);
+    ck_assert_int_eq(aq_journal_barrier_add(j, &node, tbar_cb, &tb, &err), -1);
+    faults(&t, "");
+    ck_assert(recovered_within(base, j, WAIT_MS));
+    logged = capture_end(&cap);
+    free(logged);
+    settle(base, j);
+    aq_journal_close(j);
+
+    replays_puts(base, &o, 1, 61);
+    unsetenv("FAULTFS_CONTROL");
+    test_base_free(base);
+    tdir_remove(&t);
+}
+END_TEST
+
+/* ---- arbitrary bytes (tests/fuzz/journal_input.h) ---- */
+
+#define FUZZ_INPUT_MAX (64u << 10)
+
+/* The segment files of dir (at most 4) as one fuzz input. */
+static size_t
+pack_dir(const char *dir, uint8_t flags, uint8_t *buf, size_t cap)
+{
+    uint32_t seqs[MAX_SEGS];
+    size_t n = dir_segments(dir, seqs, MAX_SEGS), lens[4], size;
+    unsigned char *files[4];
+
+    ck_assert_uint_ge(n, 1);
+    ck_assert_uint_le(n, 4);
+    for (size_t i = 0; i < n; i++)
+        files[i] = seg_read(dir, seqs[i], &lens[i]);
+    size = aq_fuzz_journal_pack(flags, (const uint8_t *const *)files, lens, n,
+                                buf, cap);
+    for (size_t i = 0; i < n; i++)
+        free(files[i]);
+    ck_assert_uint_gt(size, 0);
+    return size;
+}
+
+/* A journal with every record type: PUT, START, REQUEUE, END, and a
+ * TRIM (segment 1 released); closed, in dir. */
+static void
+every_record_journal(const char *dir)
+{
+    struct event_base *base = test_base_new();
+    struct aq_journal_opts o = opts_of(dir, AQ_FSYNC_NEVER, SMALL_SEGMENT);
+    struct aq_journal *j = open_fresh(base, &o);
+    uint32_t homes[21];
+
+    for (uint64_t id = 1; id <= 20; id++) {
+        struct aq_jrec r = filler_put(id);
+        struct aq_jrec start = {
+            .type = AQ_JREC_START, .id = id, .started_us = T0_US};
+        struct aq_jrec requeue = {.type = AQ_JREC_REQUEUE,
+                                  .id = id,
+                                  .state = 2,
+                                  .attempts = 1,
+                                  .err_code = STR("timeout"),
+                                  .err_message = STR("timed out")};
+        struct aq_jrec end = {.type = AQ_JREC_END,
+                              .id = id,
+                              .kind = 1,
+                              .state = 4,
+                              .attempts = 2,
+                              .finished_us = T0_US + 5,
+                              .queue = STR("default"),
+                              .result = STR("{\"exit_code\":0}")};
+
+        homes[id] = aq_journal_append(j, &r);
+        aq_journal_hold(j, homes[id]);
+        aq_journal_append(j, &start);
+        aq_journal_append(j, &requeue);
+        if (id % 3 == 0) {
+            uint32_t to = aq_journal_append(j, &end);
+
+            aq_journal_hold(j, to);
+            aq_journal_release(j, homes[id]);
+            homes[id] = to;
+        }
+    }
+    settle(base, j);
+    release_segment(j, homes, 20, 1);
+    settle(base, j);
+    run_for(base, 1);
+    aq_journal_close(j);
+    test_base_free(base);
+}
+
+/* Valid inputs: journals as asyncqd writes them. Returns how many. */
+static size_t
+make_seeds(const struct tdir *t, uint8_t **seeds, size_t *lens)
+{
+    char dir[PATH_BYTES];
+    size_t n = 0;
+
+    tdir_sub(t, "s0", dir, sizeof dir);
+    build_journal(dir, 4);
+    seeds[n] = malloc(FUZZ_INPUT_MAX);
+    lens[n] = pack_dir(dir, 0, seeds[n], FUZZ_INPUT_MAX);
+    n++;
+    tdir_sub(t, "s1", dir, sizeof dir);
+    build_journal(dir, 30);
+    seeds[n] = malloc(FUZZ_INPUT_MAX);
+    lens[n] = pack_dir(dir, AQ_FUZZ_JOURNAL_START, seeds[n], FUZZ_INPUT_MAX);
+    n++;
+    tdir_sub(t, "s2", dir, sizeof dir);
+    every_record_journal(dir);
+    seeds[n] = malloc(FUZZ_INPUT_MAX);
+    lens[n] = pack_dir(dir, AQ_FUZZ_JOURNAL_START, seeds[n], FUZZ_INPUT_MAX);
+    n++;
+    tdir_sub(t, "s3", dir, sizeof dir);
+    build_journal(dir, 30);
+    seg_to_format_1(dir, 1);
+    seg_to_format_1(dir, 2);
+    seeds[n] = malloc(FUZZ_INPUT_MAX);
+    lens[n] = pack_dir(dir, AQ_FUZZ_JOURNAL_REPAIR, seeds[n], FUZZ_INPUT_MAX);
+    n++;
+    return n;
+}
+
+/* One random change to buf (len bytes now, cap at most); the new len. */
+static size_t
+mutate(uint8_t *buf, size_t len, size_t cap, uint32_t *rng)
+{
+    size_t at = len > 0 ? xorshift32(rng) % len : 0, n;
+
+    switch (xorshift32(rng) % 6) {
+    case 0: /* a flipped bit */
+        if (len > 0)
+            buf[at] ^= (uint8_t)(1u << (xorshift32(rng) % 8));
+        return len;
+    case 1: /* a byte set to a value lengths like */
+        if (len > 0)
+            buf[at] = (uint8_t)(xorshift32(rng) % 3 == 0 ? 0xff : 0);
+        return len;
+    case 2: /* cut short */
+        return at;
+    case 3: /* a chunk copied elsewhere (a record twice) */
+        n = len - at < 64 ? len - at : 64;
+        if (len + n <= cap) {
+            size_t to = xorshift32(rng) % (len + 1);
+            uint8_t chunk[64];
+
+            memcpy(chunk, buf + at, n);
+            memmove(buf + to + n, buf + to, len - to);
+            memcpy(buf + to, chunk, n);
+            return len + n;
+        }
+        return len;
+    case 4: /* random bytes inserted */
+        n = xorshift32(rng) % 32;
+        if (len + n <= cap) {
+            memmove(buf + at + n, buf + at, len - at);
+            fill_random(buf + at, n, xorshift32(rng));
+            return len + n;
+        }
+        return len;
+    default: /* other flags: files, hole, repair, start */
+        if (len > 0)
+            buf[0] = (uint8_t)xorshift32(rng);
+        return len;
+    }
+}
+
+START_TEST(replay_of_arbitrary_bytes_ends_without_crash_or_leak)
+{
+    struct tdir t;
+    uint8_t *seeds[8], *buf = malloc(FUZZ_INPUT_MAX);
+    size_t lens[8], nseeds;
+    uint32_t rng = 0x5eed1234u;
+    const char *out = getenv("AQ_JOURNAL_SEEDS");
+
+    ck_assert_ptr_nonnull(buf);
+    tdir_make(&t);
+    nseeds = make_seeds(&t, seeds, lens);
+    for (size_t i = 0; i < nseeds; i++) {
+        char path[PATH_BYTES], name[32];
+
+        ck_assert_int_eq(aq_fuzz_journal_replay(seeds[i], lens[i]), 0);
+        /* AQ_JOURNAL_SEEDS=DIR: where tests/fuzz/seeds-journal came from */
+        if (out != NULL) {
+            snprintf(name, sizeof name, "seed-%zu", i);
+            path_join(path, sizeof path, out, name);
+            file_write(path, seeds[i], lens[i]);
+        }
+    }
+    for (int round = 0; round < 600; round++) {
+        size_t k = xorshift32(&rng) % nseeds, len = lens[k];
+        int changes = 1 + (int)(xorshift32(&rng) % 8);
+
+        memcpy(buf, seeds[k], len);
+        for (int c = 0; c < changes; c++)
+            len = mutate(buf, len, FUZZ_INPUT_MAX, &rng);
+        ck_assert_int_eq(aq_fuzz_journal_replay(buf, len), 0);
+    }
+    for (int round = 0; round < 100; round++) {
+        size_t len = xorshift32(&rng) % 2048;
+
+        fill_random(buf, len, xorshift32(&rng));
+        ck_assert_int_eq(aq_fuzz_journal_replay(buf, len), 0);
+    }
+    for (size_t i = 0; i < nseeds; i++)
+        free(seeds[i]);
+    free(buf);
+    tdir_remove(&t);
+}
+END_TEST
+
+#ifdef AQ_JOURNAL_SEEDS_DIR
+START_TEST(fuzz_seeds_in_the_tree_replay)
+{
+    DIR *d = opendir(AQ_JOURNAL_SEEDS_DIR);
+    struct dirent *e;
+    size_t n = 0;
+
+    ck_assert_msg(d != NULL, "%s: %s", AQ_JOURNAL_SEEDS_DIR, strerror(errno));
+    while ((e = readdir(d)) != NULL) {
+        char path[PATH_BYTES];
+        unsigned char *data;
+        size_t len;
+
+        if (strncmp(e->d_name, "seed-", 5) != 0)
+            continue;
+        path_join(path, sizeof path, AQ_JOURNAL_SEEDS_DIR, e->d_name);
+        data = file_read(path, &len);
+        ck_assert_int_eq(aq_fuzz_journal_replay(data, len), 0);
+        free(data);
+        n++;
+    }
+    closedir(d);
+    ck_assert_uint_ge(n, 3);
+}
+END_TEST
+#endif
+
 static TCase *
 tcase_new(const char *name)
 {
@@ -2325,7 +3370,8 @@ journal_suite(void)
         tc, close_writes_buffered_records_and_drops_pending_barrier_uncalled, 0,
         nall);
     tcase_add_test(
-        tc, barrier_waits_while_writes_fail_and_fires_once_a_retry_succeeds);
+        tc,
+        barrier_fails_while_a_write_fails_and_a_retry_writes_each_record_once);
     suite_add_tcase(s, tc);
 
     tc = tcase_new("torn_tail");
@@ -2351,6 +3397,42 @@ journal_suite(void)
         tc, rehome_moves_jobs_out_of_old_segments_which_are_then_deleted);
     tcase_add_test(
         tc, start_after_replay_creates_next_segment_and_deletes_unheld_ones);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_new("gaps");
+    tcase_add_test(
+        tc,
+        each_segment_names_its_number_the_oldest_and_its_sealed_predecessor);
+    tcase_add_test(
+        tc, missing_middle_segment_is_damage_and_repair_keeps_what_precedes_it);
+    tcase_add_test(
+        tc, missing_oldest_segment_is_damage_and_repair_keeps_the_last_id);
+    tcase_add_test(tc, sealed_segment_cut_at_a_record_boundary_is_damage);
+    tcase_add_test(tc, sealed_segment_with_bytes_past_its_seal_is_damage);
+    tcase_add_test(tc, segment_under_another_number_is_damage);
+    tcase_add_test(tc,
+                   segments_a_crash_left_behind_a_trim_are_skipped_and_deleted);
+    tcase_add_test(tc,
+                   format_1_journal_with_holes_replays_and_turns_into_format_2);
+    tcase_add_test(tc, journal_of_a_later_format_is_refused_naming_its_version);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_new("faults");
+    tcase_add_loop_test(
+        tc, failed_fdatasync_fails_barriers_until_a_rewrite_from_memory, 0,
+        nall);
+    tcase_add_test(tc, close_after_a_failed_fdatasync_rewrites_the_journal);
+    tcase_add_test(
+        tc, no_inode_for_a_new_segment_grows_the_active_one_then_rotates);
+    tcase_add_test(tc,
+                   start_that_cannot_create_a_segment_fails_puts_until_it_can);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_new("fuzz");
+    tcase_add_test(tc, replay_of_arbitrary_bytes_ends_without_crash_or_leak);
+#ifdef AQ_JOURNAL_SEEDS_DIR
+    tcase_add_test(tc, fuzz_seeds_in_the_tree_replay);
+#endif
     suite_add_tcase(s, tc);
 
     tc = tcase_new("open");

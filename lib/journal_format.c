@@ -1,0 +1,517 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * lib/journal_format.c: the journal on the disk. A record is a u32
+ * length, a u32 CRC-32C over the length and the body, then the body,
+ * little-endian whatever the host; segment files are %08x.aqj in the
+ * journal's directory, numbered from 1 without gaps.
+ */
+#include "journal-internal.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "crc32c.h"
+#include "log.h"
+#include "xmalloc.h"
+
+#define ABSENT UINT32_MAX /* the length of an absent string */
+
+/* ---- encoding ---- */
+
+static void
+buf_reserve(struct aq_journal *j, size_t n)
+{
+    if (j->len + n > j->cap) {
+        j->cap = (j->len + n) * 2;
+        j->buf = xrealloc(j->buf, j->cap);
+    }
+}
+
+static void
+put_bytes(struct aq_journal *j, const void *p, size_t n)
+{
+    memcpy(j->buf + j->len, p, n);
+    j->len += n;
+}
+
+/* Little-endian on the disk, whatever the host. */
+static void
+put_u(struct aq_journal *j, uint64_t v, int bytes)
+{
+    unsigned char b[8];
+
+    for (int i = 0; i < bytes; i++)
+        b[i] = (unsigned char)(v >> (8 * i));
+    put_bytes(j, b, (size_t)bytes);
+}
+
+static void
+put_str(struct aq_journal *j, struct aq_jstr s)
+{
+    put_u(j, s.p != NULL ? s.len : ABSENT, 4);
+    if (s.p != NULL)
+        put_bytes(j, s.p, s.len);
+}
+
+static size_t
+str_size(struct aq_jstr s)
+{
+    return 4 + (s.p != NULL ? s.len : 0);
+}
+
+/* The body size of r, to reserve before encoding. */
+static size_t
+body_size(const struct aq_jrec *r)
+{
+    switch (r->type) {
+    case AQ_JREC_SEGMENT:
+        return 1 + 8 + 4 + 4 + 4 + 8;
+    case AQ_JREC_TRIM:
+        return 1 + 8 + 4;
+    case AQ_JREC_START:
+        return 1 + 8 + 8;
+    case AQ_JREC_REQUEUE:
+        return 1 + 8 + 1 + 2 + 8 + str_size(r->result) + str_size(r->err_code) +
+               str_size(r->err_message);
+    case AQ_JREC_PUT:
+        return 1 + 8 + 1 + 1 + 2 + 4 + 4 + 8 * 4 + str_size(r->queue) +
+               str_size(r->key) + str_size(r->args) + str_size(r->result) +
+               str_size(r->err_code) + str_size(r->err_message);
+    case AQ_JREC_END:
+        return 1 + 8 + 1 + 1 + 2 + 4 + 8 * 3 + str_size(r->queue) +
+               str_size(r->key) + str_size(r->result) + str_size(r->err_code) +
+               str_size(r->err_message);
+    }
+    return 0;
+}
+
+/* Appends the header and body of r to the buffer; returns its size. */
+size_t
+journal_encode(struct aq_journal *j, const struct aq_jrec *r)
+{
+    size_t body = body_size(r), start = j->len;
+    uint32_t crc;
+
+    buf_reserve(j, HDR_BYTES + body);
+    put_u(j, body, 4);
+    put_u(j, 0, 4); /* the CRC, filled in below */
+    put_u(j, (uint64_t)r->type, 1);
+    put_u(j, r->id, 8);
+    switch (r->type) {
+    case AQ_JREC_SEGMENT:
+        put_u(j, FORMAT_VERSION, 4);
+        put_u(j, r->seq, 4);
+        put_u(j, r->first, 4);
+        put_u(j, r->prev_bytes, 8);
+        break;
+    case AQ_JREC_TRIM:
+        put_u(j, r->first, 4);
+        break;
+    case AQ_JREC_START:
+        put_u(j, (uint64_t)r->started_us, 8);
+        break;
+    case AQ_JREC_REQUEUE:
+        put_u(j, r->state, 1);
+        put_u(j, r->attempts, 2);
+        put_u(j, (uint64_t)r->due_us, 8);
+        put_str(j, r->result);
+        put_str(j, r->err_code);
+        put_str(j, r->err_message);
+        break;
+    case AQ_JREC_PUT:
+        put_u(j, r->kind, 1);
+        put_u(j, r->state, 1);
+        put_u(j, r->attempts, 2);
+        put_u(j, (uint32_t)r->priority, 4);
+        put_u(j, (uint32_t)r->retries, 4);
+        put_u(j, (uint64_t)r->timeout_us, 8);
+        put_u(j, (uint64_t)r->created_us, 8);
+        put_u(j, (uint64_t)r->started_us, 8);
+        put_u(j, (uint64_t)r->due_us, 8);
+        put_str(j, r->queue);
+        put_str(j, r->key);
+        put_str(j, r->args);
+        put_str(j, r->result);
+        put_str(j, r->err_code);
+        put_str(j, r->err_message);
+        break;
+    case AQ_JREC_END:
+        put_u(j, r->kind, 1);
+        put_u(j, r->state, 1);
+        put_u(j, r->attempts, 2);
+        put_u(j, (uint32_t)r->priority, 4);
+        put_u(j, (uint64_t)r->created_us, 8);
+        put_u(j, (uint64_t)r->started_us, 8);
+        put_u(j, (uint64_t)r->finished_us, 8);
+        put_str(j, r->queue);
+        put_str(j, r->key);
+        put_str(j, r->result);
+        put_str(j, r->err_code);
+        put_str(j, r->err_message);
+        break;
+    }
+    /* The CRC covers the length too, so a corrupt length is caught. */
+    crc = aq_crc32c(0, j->buf + start, 4);
+    crc = aq_crc32c(crc, j->buf + start + HDR_BYTES, body);
+    for (int i = 0; i < 4; i++)
+        j->buf[start + 4 + i] = (char)(crc >> (8 * i));
+    return HDR_BYTES + body;
+}
+
+/* ---- decoding ---- */
+
+struct reader {
+    const unsigned char *p, *end;
+    bool bad;
+};
+
+static uint64_t
+get_u(struct reader *rd, int bytes)
+{
+    uint64_t v = 0;
+
+    if (rd->end - rd->p < bytes) {
+        rd->bad = true;
+        return 0;
+    }
+    for (int i = 0; i < bytes; i++)
+        v |= (uint64_t)rd->p[i] << (8 * i);
+    rd->p += bytes;
+    return v;
+}
+
+static struct aq_jstr
+get_str(struct reader *rd)
+{
+    struct aq_jstr s = {NULL, 0};
+    uint32_t len = (uint32_t)get_u(rd, 4);
+
+    if (rd->bad || len == ABSENT)
+        return s;
+    if ((uint64_t)(rd->end - rd->p) < len) {
+        rd->bad = true;
+        return s;
+    }
+    s.p = (const char *)rd->p;
+    s.len = len;
+    rd->p += len;
+    return s;
+}
+
+/* Decodes a body (CRC already checked). Returns 0, or -1 if malformed. A
+ * SEGMENT record of a later version decodes as far as its version. */
+int
+journal_decode(const unsigned char *body, size_t len, struct aq_jrec *r)
+{
+    struct reader rd = {body, body + len, false};
+
+    memset(r, 0, sizeof *r);
+    r->type = (enum aq_jrec_type)get_u(&rd, 1);
+    r->id = get_u(&rd, 8);
+    switch (r->type) {
+    case AQ_JREC_SEGMENT:
+        r->version = (uint32_t)get_u(&rd, 4);
+        if (r->version > FORMAT_VERSION)
+            return rd.bad ? -1 : 0; /* refused by the caller */
+        if (r->version >= 2) {
+            r->seq = (uint32_t)get_u(&rd, 4);
+            r->first = (uint32_t)get_u(&rd, 4);
+            r->prev_bytes = get_u(&rd, 8);
+        }
+        break;
+    case AQ_JREC_TRIM:
+        r->first = (uint32_t)get_u(&rd, 4);
+        break;
+    case AQ_JREC_START:
+        r->started_us = (int64_t)get_u(&rd, 8);
+        break;
+    case AQ_JREC_REQUEUE:
+        r->state = (uint8_t)get_u(&rd, 1);
+        r->attempts = (uint16_t)get_u(&rd, 2);
+        r->due_us = (int64_t)get_u(&rd, 8);
+        r->result = get_str(&rd);
+        r->err_code = get_str(&rd);
+        r->err_message = get_str(&rd);
+        break;
+    case AQ_JREC_PUT:
+        r->kind = (uint8_t)get_u(&rd, 1);
+        r->state = (uint8_t)get_u(&rd, 1);
+        r->attempts = (uint16_t)get_u(&rd, 2);
+        r->priority = (int32_t)(uint32_t)get_u(&rd, 4);
+        r->retries = (int32_t)(uint32_t)get_u(&rd, 4);
+        r->timeout_us = (int64_t)get_u(&rd, 8);
+        r->created_us = (int64_t)get_u(&rd, 8);
+        r->started_us = (int64_t)get_u(&rd, 8);
+        r->due_us = (int64_t)get_u(&rd, 8);
+        r->queue = get_str(&rd);
+        r->key = get_str(&rd);
+        r->args = get_str(&rd);
+        r->result = get_str(&rd);
+        r->err_code = get_str(&rd);
+        r->err_message = get_str(&rd);
+        break;
+    case AQ_JREC_END:
+        r->kind = (uint8_t)get_u(&rd, 1);
+        r->state = (uint8_t)get_u(&rd, 1);
+        r->attempts = (uint16_t)get_u(&rd, 2);
+        r->priority = (int32_t)(uint32_t)get_u(&rd, 4);
+        r->created_us = (int64_t)get_u(&rd, 8);
+        r->started_us = (int64_t)get_u(&rd, 8);
+        r->finished_us = (int64_t)get_u(&rd, 8);
+        r->queue = get_str(&rd);
+        r->key = get_str(&rd);
+        r->result = get_str(&rd);
+        r->err_code = get_str(&rd);
+        r->err_message = get_str(&rd);
+        break;
+    default:
+        return -1;
+    }
+    return rd.bad || rd.p != rd.end ? -1 : 0;
+}
+
+uint32_t
+journal_le32(const unsigned char *p)
+{
+    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 |
+           (uint32_t)p[3] << 24;
+}
+
+/* The size of a valid record at p (n bytes left), or 0. */
+size_t
+journal_record_at(const unsigned char *p, size_t n)
+{
+    uint32_t len, crc;
+
+    if (n < HDR_BYTES)
+        return 0;
+    len = journal_le32(p);
+    if (len == 0 || len > MAX_RECORD_BYTES || len > n - HDR_BYTES)
+        return 0;
+    crc = aq_crc32c(0, p, 4);
+    crc = aq_crc32c(crc, p + HDR_BYTES, len);
+    return crc == journal_le32(p + 4) ? HDR_BYTES + len : 0;
+}
+
+/* ---- segments ---- */
+
+void
+journal_seg_path(const struct aq_journal *j, uint32_t seq, char *buf,
+                 size_t len)
+{
+    snprintf(buf, len, "%s/%08" PRIx32 SEG_SUFFIX, j->dir, seq);
+}
+
+void
+journal_tmp_path(const struct aq_journal *j, uint32_t seq, char *buf,
+                 size_t len)
+{
+    snprintf(buf, len, "%s/%08" PRIx32 TMP_SUFFIX, j->dir, seq);
+}
+
+/* The file name of segment seq, for messages that name two. */
+const char *
+journal_seg_name(uint32_t seq, char *buf, size_t len)
+{
+    snprintf(buf, len, "%08" PRIx32 SEG_SUFFIX, seq);
+    return buf;
+}
+
+struct segment *
+journal_seg_find(struct aq_journal *j, uint32_t seq)
+{
+    /* Mostly the newest ones: look from the end. */
+    for (size_t i = j->nsegs; i-- > 0;) {
+        if (j->segs[i].seq == seq)
+            return &j->segs[i];
+    }
+    return NULL;
+}
+
+struct segment *
+journal_seg_add(struct aq_journal *j, uint32_t seq)
+{
+    if (j->nsegs == j->segs_cap) {
+        j->segs_cap = j->segs_cap != 0 ? j->segs_cap * 2 : 8;
+        j->segs = xreallocarray(j->segs, j->segs_cap, sizeof *j->segs);
+    }
+    j->segs[j->nsegs] = (struct segment){.seq = seq};
+    return &j->segs[j->nsegs++];
+}
+
+/* Makes file creations and deletions in the directory durable: a new
+ * segment's name must survive a power loss, a deleted one must not come
+ * back with old records. Returns 0, or -1 with errno (logged). */
+int
+journal_dir_sync(const struct aq_journal *j)
+{
+    int fd = open(j->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC), rc = 0, e;
+
+    if (fd < 0 || fsync(fd) < 0) {
+        e = errno;
+        aq_log(AQ_LOG_WARN, "journal: fsync %s: %s", j->dir, strerror(e));
+        rc = -1;
+        errno = e;
+    }
+    if (fd >= 0)
+        close(fd);
+    return rc;
+}
+
+void
+journal_seg_remove_at(struct aq_journal *j, size_t i)
+{
+    char path[PATH_BYTES];
+
+    journal_seg_path(j, j->segs[i].seq, path, sizeof path);
+    if (unlink(path) < 0 && errno != ENOENT)
+        aq_log(AQ_LOG_WARN, "journal: unlink %s: %s", path, strerror(errno));
+    else
+        aq_log(AQ_LOG_DEBUG, "journal: %s: no live job left, deleted", path);
+    memmove(&j->segs[i], &j->segs[i + 1], (j->nsegs - i - 1) * sizeof *j->segs);
+    j->nsegs--;
+}
+
+/* The oldest segment, as a new SEGMENT record names it: 0 while segments
+ * of format 1 remain (they may have holes between them). */
+uint32_t
+journal_first(const struct aq_journal *j)
+{
+    for (size_t i = 0; i < j->nsegs; i++) {
+        if (j->segs[i].is_legacy)
+            return 0;
+    }
+    return j->nsegs > 0 ? j->segs[0].seq : 0;
+}
+
+static int
+cmp_seg(const void *a, const void *b)
+{
+    const struct segment *x = a, *y = b;
+
+    return (x->seq > y->seq) - (x->seq < y->seq);
+}
+
+/* Whether name is a segment file's (NNNNNNNN + suffix, N hex, not 0). */
+static bool
+parse_seg_name(const char *name, const char *suffix, uint32_t *seq)
+{
+    size_t slen = strlen(suffix);
+    uint32_t v = 0;
+
+    if (strlen(name) != 8 + slen || strcmp(name + 8, suffix) != 0)
+        return false;
+    for (int i = 0; i < 8; i++) {
+        char c = name[i];
+        int d = c >= '0' && c <= '9'   ? c - '0'
+                : c >= 'a' && c <= 'f' ? c - 'a' + 10
+                : c >= 'A' && c <= 'F' ? c - 'A' + 10
+                                       : -1;
+
+        if (d < 0)
+            return false;
+        v = v << 4 | (uint32_t)d;
+    }
+    *seq = v;
+    return v != 0;
+}
+
+int
+journal_list_segments(struct aq_journal *j, struct aq_error *err)
+{
+    DIR *d = opendir(j->dir);
+    struct dirent *e;
+
+    if (d == NULL) {
+        aq_error_set(err, AQ_ERR_INTERNAL, "journal: %s: %s", j->dir,
+                     strerror(errno));
+        return -1;
+    }
+    while ((e = readdir(d)) != NULL) {
+        uint32_t seq;
+
+        if (parse_seg_name(e->d_name, SEG_SUFFIX, &seq))
+            journal_seg_add(j, seq);
+    }
+    closedir(d);
+    if (j->nsegs > 1)
+        qsort(j->segs, j->nsegs, sizeof *j->segs, cmp_seg);
+    return 0;
+}
+
+/* Deletes what a rewrite interrupted by a crash left: it was never
+ * renamed into place, so nothing in it counts. */
+void
+journal_remove_tmp_files(const struct aq_journal *j)
+{
+    DIR *d = opendir(j->dir);
+    struct dirent *e;
+    char path[PATH_BYTES];
+
+    if (d == NULL)
+        return;
+    while ((e = readdir(d)) != NULL) {
+        uint32_t seq;
+
+        if (!parse_seg_name(e->d_name, TMP_SUFFIX, &seq))
+            continue;
+        journal_tmp_path(j, seq, path, sizeof path);
+        if (unlink(path) == 0)
+            aq_log(AQ_LOG_INFO, "journal: %s: an unfinished rewrite, deleted",
+                   path);
+    }
+    closedir(d);
+}
+
+int
+journal_make_dirs(const char *path, struct aq_error *err)
+{
+    char buf[4096];
+    struct stat st;
+
+    snprintf(buf, sizeof buf, "%s", path);
+    for (char *p = buf + 1; *p != '\0'; p++) {
+        if (*p != '/')
+            continue;
+        *p = '\0';
+        if (mkdir(buf, 0755) < 0 && errno != EEXIST)
+            goto fail;
+        *p = '/';
+    }
+    if (mkdir(buf, 0750) < 0 && errno != EEXIST)
+        goto fail;
+    if (stat(buf, &st) < 0 || !S_ISDIR(st.st_mode)) {
+        aq_error_set(err, AQ_ERR_INTERNAL, "journal: %s: not a directory",
+                     path);
+        return -1;
+    }
+    return 0;
+fail:
+    aq_error_set(err, AQ_ERR_INTERNAL, "journal: mkdir %s: %s", buf,
+                 strerror(errno));
+    return -1;
+}
+
+/* Writes all of len bytes of p to fd. 0, or -1 with errno. */
+int
+journal_write_all(int fd, const char *p, size_t len)
+{
+    while (len > 0) {
+        ssize_t n = write(fd, p, len);
+
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0)
+            return -1;
+        p += n;
+        len -= (size_t)n;
+    }
+    return 0;
+}
