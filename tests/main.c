@@ -18,6 +18,7 @@ main(void)
     srunner_add_suite(sr, http_suite());
     srunner_add_suite(sr, journal_suite());
     srunner_add_suite(sr, jscan_suite());
+    srunner_add_suite(sr, metrics_suite());
     srunner_add_suite(sr, proc_suite());
     srunner_add_suite(sr, recarena_suite());
     srunner_add_suite(sr, wait_suite());

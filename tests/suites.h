@@ -9,6 +9,7 @@ Suite *config_suite(void);
 Suite *http_suite(void);
 Suite *journal_suite(void);
 Suite *jscan_suite(void);
+Suite *metrics_suite(void);
 Suite *proc_suite(void);
 Suite *queue_suite(void);
 Suite *recarena_suite(void);
