@@ -35,7 +35,9 @@
 /* The most one input may run the loop: long enough for echo jobs and
  * short sleeps, short enough for thousands of inputs a second when the
  * server closes at once. */
+#ifndef FUZZ_REQUEST_MS
 #define FUZZ_REQUEST_MS 20
+#endif
 #define REPLY_MAX (1u << 20) /* reply bytes kept for the JSON check */
 
 static const char config_text[] =
@@ -63,8 +65,9 @@ struct client {
     const uint8_t *data;
     size_t len, off; /* written so far */
     struct event *rev, *wev;
-    char *reply; /* what the server wrote, up to REPLY_MAX (static) */
+    char *reply; /* the first REPLY_MAX bytes the server wrote (static) */
     size_t nreply;
+    bool is_full;   /* nothing more is kept: the kept part is contiguous */
     bool is_closed; /* the server closed (EOF or reset) */
 };
 
@@ -106,10 +109,11 @@ client_read_cb(evutil_socket_t fd, short what, void *arg)
             event_del(c->rev);
             return;
         }
-        if (c->nreply + (size_t)n <= REPLY_MAX) {
+        if (!c->is_full && c->nreply + (size_t)n <= REPLY_MAX) {
             memcpy(c->reply + c->nreply, buf, (size_t)n);
             c->nreply += (size_t)n;
-        }
+        } else
+            c->is_full = true;
     }
 }
 
