@@ -3,6 +3,8 @@
  * lib/metrics.c: Prometheus text format over evhttp. Every family gets its
  * HELP and TYPE lines once; queues are a "queue" label. Histograms use
  * fixed second buckets filled from the queue's log-linear histograms.
+ * Every client is bounded (struct aq_metrics_limits): header and body
+ * sizes, idle time, and how many connections are open at once.
  */
 #include "metrics.h"
 
@@ -11,9 +13,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/queue.h>
 #include <sys/socket.h>
 
 #include <event2/buffer.h>
+#include <event2/bufferevent.h>
 #include <event2/event.h>
 #include <event2/http.h>
 
@@ -31,6 +35,19 @@ static const double bounds_s[] = {0.001, 0.005, 0.01, 0.05, 0.1, 0.5,
                                   1,     5,     10,   30,   60,  300};
 #define NBOUNDS (sizeof bounds_s / sizeof bounds_s[0])
 
+/* One client connection. evhttp_get_request (static in libevent 2.1)
+ * makes its evhttp_connection out of reach, so it is found in two steps:
+ * new_bev_cb makes its bufferevent and puts it on the fresh list, holding
+ * a reference so it outlives an early free; adopt_cb, in the same loop
+ * pass, reads the evhttp_connection back as the bufferevent's callback
+ * argument (as libevent 2.1 and 2.2 set it), then counts it or closes it. */
+struct conn {
+    TAILQ_ENTRY(conn) entry;
+    struct aq_metrics *m;
+    struct bufferevent *bev; /* a reference, while on the fresh list */
+};
+TAILQ_HEAD(conn_list, conn);
+
 struct aq_metrics {
     struct evhttp *http; /* owned */
     struct aq_broker *broker;
@@ -38,6 +55,13 @@ struct aq_metrics {
     struct aq_journal *journal;
     enum aq_health health;
     int64_t started_us; /* monotonic */
+    int port;
+    struct aq_metrics_limits limits;
+    struct conn_list fresh; /* accepted, not yet counted */
+    struct conn_list open;  /* counted; each freed by its close callback */
+    size_t nopen;           /* length of open */
+    struct event *adopt_ev; /* runs adopt_cb; owned */
+    bool is_full_logged;    /* a refusal was logged since the last close */
 };
 
 struct gauge {
@@ -274,6 +298,91 @@ other_cb(struct evhttp_request *req, void *arg)
     evhttp_send_error(req, 404, "Not Found: try /metrics or /healthz");
 }
 
+static void
+conn_close_cb(struct evhttp_connection *evcon, void *arg)
+{
+    struct conn *c = arg;
+
+    TAILQ_REMOVE(&c->m->open, c, entry);
+    c->m->nopen--;
+    c->m->is_full_logged = false;
+    free(c);
+}
+
+/* Counts the connections accepted since the last pass, or closes those
+ * beyond the cap without reading a byte: a slot frees only when an open
+ * connection ends (its request served, or its idle timeout). */
+static void
+adopt_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct aq_metrics *m = arg;
+    struct conn *c;
+
+    while ((c = TAILQ_FIRST(&m->fresh)) != NULL) {
+        struct bufferevent *bev = c->bev;
+        bufferevent_data_cb readcb;
+        void *evcon;
+
+        TAILQ_REMOVE(&m->fresh, c, entry);
+        c->bev = NULL;
+        /* bufferevent_free clears the callbacks: NULL means evhttp is
+         * done with it already. */
+        bufferevent_getcb(bev, &readcb, NULL, NULL, &evcon);
+        if (readcb == NULL)
+            free(c);
+        else if (m->nopen >= m->limits.max_connections) {
+            if (!m->is_full_logged)
+                aq_log(AQ_LOG_WARN,
+                       "metrics: connection refused: %zu open, the most",
+                       m->nopen);
+            m->is_full_logged = true;
+            evhttp_connection_free(evcon);
+            free(c);
+        } else {
+            evhttp_connection_set_closecb(evcon, conn_close_cb, c);
+            TAILQ_INSERT_TAIL(&m->open, c, entry);
+            m->nopen++;
+        }
+        bufferevent_decref(bev);
+    }
+}
+
+/* evhttp's hook for a new connection's bufferevent, called while it
+ * accepts; the bufferevent is the one evhttp makes itself (it closes the
+ * socket), plus a reference and a note for adopt_cb. */
+static struct bufferevent *
+new_bev_cb(struct event_base *base, void *arg)
+{
+    struct aq_metrics *m = arg;
+    struct conn *c = xcalloc(1, sizeof *c);
+
+    c->m = m;
+    c->bev = bufferevent_socket_new(base, -1, 0);
+    bufferevent_incref(c->bev);
+    TAILQ_INSERT_TAIL(&m->fresh, c, entry);
+    event_active(m->adopt_ev, EV_TIMEOUT, 1);
+    return c->bev;
+}
+
+void
+aq_metrics_set_limits(struct aq_metrics *m,
+                      const struct aq_metrics_limits *limits)
+{
+    struct timeval tv = {.tv_sec = limits->idle_timeout_ms / 1000,
+                         .tv_usec = limits->idle_timeout_ms % 1000 * 1000};
+
+    m->limits = *limits;
+    evhttp_set_max_headers_size(m->http, (ev_ssize_t)limits->max_header_bytes);
+    evhttp_set_max_body_size(m->http, (ev_ssize_t)limits->max_body_bytes);
+    evhttp_set_timeout_tv(m->http, &tv);
+}
+
+int
+aq_metrics_port(const struct aq_metrics *m)
+{
+    return m->port;
+}
+
 struct aq_metrics *
 aq_metrics_new(struct event_base *base, const char *addr,
                struct aq_broker *broker, struct aq_server *server,
@@ -287,7 +396,12 @@ aq_metrics_new(struct event_base *base, const char *addr,
     struct sockaddr_storage ss;
     socklen_t sl = sizeof ss;
     char shown[INET6_ADDRSTRLEN];
-    int port;
+    const struct aq_metrics_limits limits = {
+        .max_header_bytes = AQ_METRICS_MAX_HEADER_BYTES,
+        .max_body_bytes = AQ_METRICS_MAX_BODY_BYTES,
+        .idle_timeout_ms = AQ_METRICS_IDLE_TIMEOUT_MS,
+        .max_connections = AQ_METRICS_MAX_CONNECTIONS,
+    };
 
     if (colon == NULL || (hlen = (size_t)(colon - addr)) >= sizeof host) {
         aq_error_set(err, AQ_ERR_INTERNAL, "metrics: %s: expected HOST:PORT",
@@ -303,7 +417,12 @@ aq_metrics_new(struct event_base *base, const char *addr,
     m->server = server;
     m->journal = journal;
     m->started_us = aq_clock_mono_us();
+    TAILQ_INIT(&m->fresh);
+    TAILQ_INIT(&m->open);
+    m->adopt_ev = event_new(base, -1, 0, adopt_cb, m);
     m->http = evhttp_new(base);
+    aq_metrics_set_limits(m, &limits);
+    evhttp_set_bevcb(m->http, new_bev_cb, m);
     evhttp_set_allowed_methods(m->http, EVHTTP_REQ_GET | EVHTTP_REQ_HEAD);
     evhttp_set_cb(m->http, "/metrics", metrics_cb, m);
     evhttp_set_cb(m->http, "/healthz", healthz_cb, m);
@@ -321,13 +440,14 @@ aq_metrics_new(struct event_base *base, const char *addr,
     if (ss.ss_family == AF_INET6) {
         inet_ntop(AF_INET6, &((struct sockaddr_in6 *)&ss)->sin6_addr, shown,
                   sizeof shown);
-        port = ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
-        aq_log(AQ_LOG_INFO, "metrics on http://[%s]:%d/metrics", shown, port);
+        m->port = ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
+        aq_log(AQ_LOG_INFO, "metrics on http://[%s]:%d/metrics", shown,
+               m->port);
     } else {
         inet_ntop(AF_INET, &((struct sockaddr_in *)&ss)->sin_addr, shown,
                   sizeof shown);
-        port = ntohs(((struct sockaddr_in *)&ss)->sin_port);
-        aq_log(AQ_LOG_INFO, "metrics on http://%s:%d/metrics", shown, port);
+        m->port = ntohs(((struct sockaddr_in *)&ss)->sin_port);
+        aq_log(AQ_LOG_INFO, "metrics on http://%s:%d/metrics", shown, m->port);
     }
     return m;
 }
@@ -341,9 +461,19 @@ aq_metrics_set_health(struct aq_metrics *m, enum aq_health h)
 void
 aq_metrics_free(struct aq_metrics *m)
 {
+    struct conn *c;
+
     if (m == NULL)
         return;
-    evhttp_free(m->http);
+    /* Frees every connection: the open ones leave through conn_close_cb. */
+    if (m->http != NULL)
+        evhttp_free(m->http);
+    while ((c = TAILQ_FIRST(&m->fresh)) != NULL) {
+        TAILQ_REMOVE(&m->fresh, c, entry);
+        bufferevent_decref(c->bev);
+        free(c);
+    }
+    event_free(m->adopt_ev);
     free(m);
 }
 

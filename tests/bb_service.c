@@ -637,10 +637,11 @@ http_dechunk(struct http_reply *r)
 }
 
 /* Sends "METHOD PATH HTTP/1.1" with Connection: close to 127.0.0.1:port
- * and reads the reply to EOF within HTTP_MS. */
-static void
-http_request(int port, const char *method, const char *path,
-             struct http_reply *r)
+ * and reads the reply to EOF within HTTP_MS. Returns false if the server
+ * closed the connection without a byte of reply (a refusal). */
+static bool
+http_exchange(int port, const char *method, const char *path,
+              struct http_reply *r)
 {
     struct sockaddr_in sin = {.sin_family = AF_INET};
     int64_t deadline = bb_now_ms() + HTTP_MS;
@@ -658,7 +659,12 @@ http_request(int port, const char *method, const char *path,
                  method, path,
                  strcmp(method, "POST") == 0 ? "Content-Length: 0\r\n" : "");
     ck_assert_int_gt(n, 0);
-    ck_assert_int_eq(send(fd, req, (size_t)n, MSG_NOSIGNAL), n);
+    /* A refused connection may be reset before or after the send. */
+    if (send(fd, req, (size_t)n, MSG_NOSIGNAL) != n) {
+        free(req);
+        close(fd);
+        return false;
+    }
     free(req);
     for (;;) {
         struct pollfd pfd = {.fd = fd, .events = POLLIN};
@@ -677,7 +683,10 @@ http_request(int port, const char *method, const char *path,
         len += (size_t)got;
     }
     close(fd);
-    ck_assert_msg(buf != NULL && len > 0, "%s %s: empty reply", method, path);
+    if (len == 0) {
+        free(buf);
+        return false;
+    }
     buf[len] = '\0';
     ck_assert_msg(sscanf(buf, "HTTP/1.%*d %d", &r->status) == 1,
                   "%s %s: bad status line: %.40s", method, path, buf);
@@ -699,6 +708,16 @@ http_request(int port, const char *method, const char *path,
                       cl, r->body_len);
     free(te);
     free(cl);
+    return true;
+}
+
+/* http_exchange, failing the test on a refusal. */
+static void
+http_request(int port, const char *method, const char *path,
+             struct http_reply *r)
+{
+    ck_assert_msg(http_exchange(port, method, path, r),
+                  "%s %s: closed without a reply", method, path);
 }
 
 static void
@@ -1950,6 +1969,180 @@ START_TEST(metrics_null_starts_no_metrics_listener)
 }
 END_TEST
 
+/* ---- the metrics listener's limits (docs/operations.md) ---- */
+
+#define METRICS_MAX_CONNECTIONS 64 /* AQ_METRICS_MAX_CONNECTIONS */
+#define FLOOD_BYTES ((size_t)64 << 20)
+#define FLOOD_MS 30000
+#define RSS_GROWTH_MAX_KB (16 << 10)
+
+/* A blocking TCP connection to 127.0.0.1:port; fails the test if the
+ * connect fails. */
+static int
+metrics_dial(int port)
+{
+    struct sockaddr_in sin = {.sin_family = AF_INET};
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+    ck_assert_int_ge(fd, 0);
+    sin.sin_port = htons((uint16_t)port);
+    sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    ck_assert_msg(connect(fd, (struct sockaddr *)&sin, sizeof sin) == 0,
+                  "connect to metrics port %d: %s", port, strerror(errno));
+    return fd;
+}
+
+/* VmRSS of pid, in KiB. */
+static long
+rss_kb(pid_t pid)
+{
+    char path[64], line[256];
+    long kb = -1;
+    FILE *f;
+
+    snprintf(path, sizeof path, "/proc/%d/status", (int)pid);
+    f = fopen(path, "r");
+    ck_assert_msg(f != NULL, "%s: %s", path, strerror(errno));
+    while (fgets(line, sizeof line, f) != NULL)
+        if (sscanf(line, "VmRSS: %ld kB", &kb) == 1)
+            break;
+    fclose(f);
+    ck_assert_msg(kb > 0, "%s: no VmRSS", path);
+    return kb;
+}
+
+/* Sends head, then 'a' up to total bytes (no newline), until a send fails
+ * (the daemon closed) or FLOOD_MS pass; returns the bytes sent. */
+static size_t
+flood(int fd, const char *head, size_t total)
+{
+    static char chunk[65536];
+    int64_t deadline = bb_now_ms() + FLOOD_MS;
+    size_t sent = 0, hlen = strlen(head);
+
+    memset(chunk, 'a', sizeof chunk);
+    while (sent < total) {
+        struct pollfd pfd = {.fd = fd, .events = POLLOUT};
+        int wait_ms = (int)(deadline - bb_now_ms());
+        const char *p = sent < hlen ? head + sent : chunk;
+        size_t n = sent < hlen ? hlen - sent : sizeof chunk;
+        ssize_t w;
+
+        if (wait_ms <= 0 || poll(&pfd, 1, wait_ms) <= 0)
+            break;
+        if (n > total - sent)
+            n = total - sent;
+        if ((w = send(fd, p, n, MSG_NOSIGNAL | MSG_DONTWAIT)) < 0) {
+            if (errno == EAGAIN || errno == EINTR)
+                continue;
+            break;
+        }
+        sent += (size_t)w;
+    }
+    return sent;
+}
+
+/* Whether the peer closed fd within timeout_ms (EOF or a reset); data
+ * before the close is dropped. */
+static bool
+fd_wait_closed(int fd, int timeout_ms)
+{
+    int64_t deadline = bb_now_ms() + timeout_ms;
+    char buf[4096];
+
+    for (;;) {
+        struct pollfd pfd = {.fd = fd, .events = POLLIN};
+        int wait_ms = (int)(deadline - bb_now_ms());
+        ssize_t got;
+
+        if (wait_ms <= 0 || poll(&pfd, 1, wait_ms) <= 0)
+            return false;
+        if ((got = recv(fd, buf, sizeof buf, MSG_DONTWAIT)) == 0)
+            return true;
+        if (got < 0 && errno != EAGAIN && errno != EINTR)
+            return true;
+    }
+}
+
+/* What a client may stream at the listener without end. */
+static const struct {
+    const char *what, *head;
+} floods[] = {
+    {"a request line", "GET /"},
+    {"a header line", "GET /metrics HTTP/1.1\r\nHost: x\r\nX-Long: "},
+    {"a body", "GET /metrics HTTP/1.1\r\nHost: x\r\n"
+               "Content-Length: 67108864\r\n\r\n"},
+};
+
+START_TEST(metrics_listener_refuses_a_64_mib_request)
+{
+    struct bb_daemon *d = bb_startq("{'metrics':'127.0.0.1:0'}");
+    int port = metrics_port(d), fd;
+    struct expo e;
+    long before, after;
+    size_t sent;
+
+    /* Once, so that the page's buffers count in the baseline. */
+    metrics_get(port, &e);
+    expo_free(&e);
+    before = rss_kb(bb_pid(d));
+    fd = metrics_dial(port);
+    sent = flood(fd, floods[_i].head, FLOOD_BYTES);
+    ck_assert_msg(sent < FLOOD_BYTES,
+                  "%s of 64 MiB with no end: all of it taken", floods[_i].what);
+    ck_assert_msg(fd_wait_closed(fd, HTTP_MS),
+                  "%s of 64 MiB with no end: %zu bytes sent, then the "
+                  "connection stayed open",
+                  floods[_i].what, sent);
+    close(fd);
+    after = rss_kb(bb_pid(d));
+    ck_assert_msg(after - before < RSS_GROWTH_MAX_KB,
+                  "%s of 64 MiB with no end: RSS grew from %ld to %ld KiB",
+                  floods[_i].what, before, after);
+    metrics_get(port, &e);
+    expo_free(&e);
+    ck_assert_int_eq(bb_stop(d), 0);
+}
+END_TEST
+
+START_TEST(metrics_listener_closes_connections_beyond_its_cap)
+{
+    struct bb_daemon *d = bb_startq("{'metrics':'127.0.0.1:0'}");
+    int port = metrics_port(d), fds[METRICS_MAX_CONNECTIONS], extra;
+    int64_t deadline;
+    struct http_reply r = {0};
+
+    for (int i = 0; i < METRICS_MAX_CONNECTIONS; i++)
+        fds[i] = metrics_dial(port);
+    extra = metrics_dial(port);
+    ck_assert_msg(fd_wait_closed(extra, HTTP_MS),
+                  "connection %d to the metrics port was kept",
+                  METRICS_MAX_CONNECTIONS + 1);
+    close(extra);
+    /* The daemon took the connections in order, in the pass that closed
+     * the extra one: the first ones are open, none has a byte or an EOF. */
+    for (int i = 0; i < METRICS_MAX_CONNECTIONS; i++) {
+        struct pollfd pfd = {.fd = fds[i], .events = POLLIN};
+
+        ck_assert_msg(poll(&pfd, 1, 0) == 0,
+                      "connection %d of %d was closed or answered", i + 1,
+                      METRICS_MAX_CONNECTIONS);
+    }
+    ck_assert_msg(bb_log_has(d, "metrics: connection refused"),
+                  "no log line for the refused connection");
+    for (int i = 0; i < METRICS_MAX_CONNECTIONS; i++)
+        close(fds[i]);
+    /* The slots free as the daemon reads each EOF: poll until one does. */
+    deadline = bb_now_ms() + HTTP_MS;
+    while (!http_exchange(port, "GET", "/healthz", &r))
+        ck_assert_msg(bb_now_ms() < deadline,
+                      "the metrics port refuses after its clients left");
+    ck_assert_int_eq(r.status, 200);
+    http_reply_free(&r);
+    ck_assert_int_eq(bb_stop(d), 0);
+}
+END_TEST
+
 Suite *
 bb_service_suite(void)
 {
@@ -1983,6 +2176,9 @@ bb_service_suite(void)
     tcase_add_test(metrics, healthz_is_503_stopping_during_the_grace);
     tcase_add_test(metrics, metrics_listener_refuses_other_paths_and_methods);
     tcase_add_test(metrics, metrics_null_starts_no_metrics_listener);
+    tcase_add_loop_test(metrics, metrics_listener_refuses_a_64_mib_request, 0,
+                        sizeof floods / sizeof floods[0]);
+    tcase_add_test(metrics, metrics_listener_closes_connections_beyond_its_cap);
     suite_add_tcase(s, metrics);
     return s;
 }

@@ -19,6 +19,7 @@ main(void)
     srunner_add_suite(sr, journal_suite());
     srunner_add_suite(sr, jscan_suite());
     srunner_add_suite(sr, netmatch_suite());
+    srunner_add_suite(sr, metrics_suite());
     srunner_add_suite(sr, proc_suite());
     srunner_add_suite(sr, pstat_suite());
     srunner_add_suite(sr, recarena_suite());

@@ -11,6 +11,7 @@ Suite *http_suite(void);
 Suite *journal_suite(void);
 Suite *jscan_suite(void);
 Suite *netmatch_suite(void);
+Suite *metrics_suite(void);
 Suite *proc_suite(void);
 Suite *pstat_suite(void);
 Suite *queue_suite(void);
