@@ -1757,6 +1757,10 @@ replay_whole(struct aq_broker *b, struct aq_job *j, const struct aq_jrec *r,
     j->jseg = seg;
 }
 
+/* What put takes for retries (lib/methods.c), so retries + 1 cannot
+ * overflow. */
+#define REPLAY_RETRIES_MAX 1000000
+
 /* Wall-clock times a record may hold: anything later is clamped, so that
  * differences of two of them (run and wait times) cannot overflow. */
 #define REPLAY_WALL_MAX_US (INT64_C(1) << 60)
@@ -1786,8 +1790,8 @@ replay_clamp(struct aq_jrec *r)
     changed |=
         clamp_i64(&r->due_us, 0, aq_clock_add_us(now_us, AQ_DURATION_MAX_US));
     changed |= clamp_i64(&r->timeout_us, -1, AQ_DURATION_MAX_US);
-    if (r->retries < -1) {
-        r->retries = -1;
+    if (r->retries < -1 || r->retries > REPLAY_RETRIES_MAX) {
+        r->retries = r->retries < -1 ? -1 : REPLAY_RETRIES_MAX;
         changed = true;
     }
     if (r->type == AQ_JREC_REQUEUE && r->state != AQ_JOB_DELAYED &&

@@ -613,7 +613,7 @@ static const struct field queue_fields[] = {
     {"maxsize", parse_size, QF(maxsize), 0, SIZE_LIMIT, NULL},
     {"order", parse_order, QF(order), 0, 0, NULL},
     {"timeout", parse_number, QF(timeout), 0, NUMBER_MAX, NULL},
-    {"retries", parse_int, QF(retries), 0, INT_MAX, NULL},
+    {"retries", parse_int, QF(retries), 0, 1000000, NULL},
     {"backoff", parse_section, 0, 0, 0, backoff_fields},
     {"exec", parse_section, 0, 0, 0, exec_fields},
     {"http", parse_section, 0, 0, 0, http_fields},
