@@ -2,10 +2,10 @@
 /*
  * tests/fuzz/fuzz_request.c: bytes a producer sends, through exactly the
  * code asyncqd runs: lib/server.c's framing, the put fast path and the
- * jansson path, lib/methods.c's params checks, the broker. Each input gets
- * a fresh event base, broker (memory only: queues "default" and "e" of
- * kind echo, "s" of kind sleep, one consumer each, no exec allowed),
- * methods and server, listening on a Unix socket made once; a client
+ * general path (lib/jscan.c, lib/rpc.c), lib/methods.c's params checks, the
+ * broker. Each input gets a fresh event base, broker (memory only: queues
+ * "default" and "e" of kind echo, "s" of kind sleep, one consumer each, no exec
+ * allowed), methods and server, listening on a Unix socket made once; a client
  * socket writes the input, shuts its side, and reads replies until the
  * server closes or FUZZ_REQUEST_MS pass. Every line the server writes must
  * be a JSON-RPC reply (an object, or a batch's array of objects). Then
