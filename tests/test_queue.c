@@ -2430,8 +2430,11 @@ queue_suite(void)
     tcase_add_test(tc, getter_cancelled_after_put_woke_it_leaves_item_queued);
     tcase_add_test(tc, cancel_of_waiter_not_waiting_is_harmless);
     tcase_add_test(tc, waiter_waits_again_after_cancel_or_callback);
-    tcase_add_test_raise_signal(
-        tc, waiting_again_on_a_waiter_that_still_waits_aborts, SIGABRT);
+    /* An abort is caught only in a forked test: not with CK_FORK=no, as
+     * the valgrind run has it. */
+    if (getenv("CK_FORK") == NULL || strcmp(getenv("CK_FORK"), "no") != 0)
+        tcase_add_test_raise_signal(
+            tc, waiting_again_on_a_waiter_that_still_waits_aborts, SIGABRT);
     suite_add_tcase(s, tc);
 
     tc = test_tcase_new("join");
