@@ -124,6 +124,7 @@ struct conn {
     struct event *timer;        /* owned: half-closed deadline, or lingering */
     size_t lines;               /* lines read, for the byte-order mark */
     size_t lingered;            /* bytes discarded while lingering */
+    size_t read_limit;          /* the read high-water mark set; 0 = none */
     enum slot slot;
     bool is_authed, is_eof, is_closing, is_lingering, in_process, is_freeing;
     bool must_linger;       /* closed on an error the client may not expect */
@@ -679,18 +680,20 @@ conn_process(struct conn *c)
 static void
 conn_update_reading(struct conn *c)
 {
+    size_t limit;
+
     if (c->is_freeing)
         return;
-    if (c->is_lingering) {
-        bufferevent_setwatermark(c->bev, EV_READ, 0, 0);
-        bufferevent_enable(c->bev, EV_READ);
-    } else if (c->is_closing || c->is_eof)
+    if (!c->is_lingering && (c->is_closing || c->is_eof)) {
         bufferevent_disable(c->bev, EV_READ);
-    else {
-        bufferevent_setwatermark(c->bev, EV_READ, 0,
-                                 conn_is_stalled(c) ? STALLED_READ_BYTES : 0);
-        bufferevent_enable(c->bev, EV_READ);
+        return;
     }
+    limit = !c->is_lingering && conn_is_stalled(c) ? STALLED_READ_BYTES : 0;
+    if (limit != c->read_limit) { /* not on every pass: the hot path */
+        bufferevent_setwatermark(c->bev, EV_READ, 0, limit);
+        c->read_limit = limit;
+    }
+    bufferevent_enable(c->bev, EV_READ);
 }
 
 /* ---- connection life ---- */
