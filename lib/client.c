@@ -246,6 +246,11 @@ aq_client_recv(struct aq_client *c, int64_t *id, const char **method,
     nl = memchr(c->buf, '\n', c->len);
     n = (size_t)(nl - c->buf);
     msg = json_loadb(c->buf, n, JSON_ALLOW_NUL, &jerr);
+    /* A job's args and result come back exactly as put (spec section 3):
+     * an integer beyond 64 bits there is read as the nearest double. */
+    if (msg == NULL)
+        msg = json_loadb(c->buf, n, JSON_ALLOW_NUL | JSON_DECODE_INT_AS_REAL,
+                         &jerr);
     memmove(c->buf, nl + 1, c->len - n - 1);
     c->len -= n + 1;
     if (!json_is_object(msg)) {
@@ -256,6 +261,11 @@ aq_client_recv(struct aq_client *c, int64_t *id, const char **method,
     }
     v = json_object_get(msg, "id");
     *id = json_is_integer(v) ? (int64_t)json_integer_value(v) : -1;
+    /* read with JSON_DECODE_INT_AS_REAL: our ids are small integers */
+    if (json_is_real(v) && json_real_value(v) >= 0 &&
+        json_real_value(v) < 9007199254740992.0 &&
+        json_real_value(v) == (double)(int64_t)json_real_value(v))
+        *id = (int64_t)json_real_value(v);
     json_decref(c->last);
     c->last = json_incref(msg);
     if (method != NULL)

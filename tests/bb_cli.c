@@ -1031,6 +1031,31 @@ START_TEST(status_prints_the_record_and_json_prints_it_raw)
 }
 END_TEST
 
+/* An echo job's result holds its args exactly, integers beyond 64 bits
+ * too: the CLI reads such a record (as the nearest double). */
+START_TEST(status_of_a_record_with_a_huge_integer_is_read)
+{
+    struct bb_daemon *d = bb_startq(CONFIG);
+    struct bb_conn *c = bb_connect(d);
+    char ids[32], *text;
+    struct run run;
+
+    bb_send_line(c, "{\"id\":\"h\",\"method\":\"put\",\"params\":{\"queue\":"
+                    "\"e\",\"args\":{\"n\":123456789012345678901234567890},"
+                    "\"wait\":true}}");
+    text = bb_recv_text(c, BB_TIMEOUT_MS);
+    ck_assert_ptr_nonnull(strstr(text, "123456789012345678901234567890"));
+    free(text);
+    bb_close(c);
+    snprintf(ids, sizeof ids, "%d", 1);
+    asyncq(&run, d, "status", ids, NULL);
+    assert_exit(&run, 0);
+    assert_has(&run, run.out, "done");
+    run_free(&run);
+    ck_assert_int_eq(bb_stop(d), 0);
+}
+END_TEST
+
 START_TEST(status_of_a_failed_job_exits_1)
 {
     struct bb_daemon *d = bb_startq(CONFIG);
@@ -1781,6 +1806,7 @@ bb_cli_suite(void)
 
     tcase_set_timeout(jobs, 60);
     tcase_add_test(jobs, status_prints_the_record_and_json_prints_it_raw);
+    tcase_add_test(jobs, status_of_a_record_with_a_huge_integer_is_read);
     tcase_add_test(jobs, status_of_a_failed_job_exits_1);
     tcase_add_test(jobs, status_of_an_unknown_job_exits_3_with_32004);
     tcase_add_test(jobs, wait_exits_0_once_every_job_is_done);
@@ -1810,7 +1836,8 @@ bb_cli_suite(void)
     suite_add_tcase(s, auth);
 
     tcase_set_timeout(benchc, 60);
-    tcase_add_test(benchc, bench_end_to_end_reports_rates_and_latencies_as_json);
+    tcase_add_test(benchc,
+                   bench_end_to_end_reports_rates_and_latencies_as_json);
     tcase_add_test(benchc, bench_no_join_on_a_queue_without_consumers_ends);
     tcase_add_test(benchc, bench_bad_args_exit_2_naming_the_problem);
     suite_add_tcase(s, benchc);
