@@ -18,6 +18,7 @@
 #include "bb.h"
 #include "bbjson.h"
 #include "bbsuites.h"
+#include "rng.h"
 
 #define ECHO_CONFIG                                                            \
     "{\"queues\":{\"default\":{\"kind\":\"echo\",\"consumers\":2}}}"
@@ -107,33 +108,23 @@ assert_rss_bounded(const struct bb_daemon *d)
                   MAX_RSS_KB);
 }
 
-static uint32_t
-xorshift(uint32_t *state)
-{
-    uint32_t x = *state;
-
-    x ^= x << 13;
-    x ^= x >> 17;
-    x ^= x << 5;
-    return *state = x;
-}
-
 /* Sends n lines of random bytes (NUL and 0xff among them) in one write.
  * Each starts with a byte no JSON text starts with, so each must get a
  * parse error; returns nothing, the caller reads the n replies. */
 static void
-send_garbage(struct bb_conn *c, int n, uint32_t seed)
+send_garbage(struct bb_conn *c, int n, uint64_t seed)
 {
     static const unsigned char first[] = {0x00, 0xff, 0x80, 0xc0, 0x01};
     unsigned char *buf = malloc((size_t)n * 202);
     size_t len = 0;
+    struct rng r = {seed};
 
     for (int i = 0; i < n; i++) {
-        size_t k = xorshift(&seed) % 200;
+        size_t k = rng_below(&r, 200);
 
         buf[len++] = first[i % sizeof first];
         for (size_t j = 0; j < k; j++) {
-            unsigned char b = (unsigned char)xorshift(&seed);
+            unsigned char b = (unsigned char)rng_next(&r);
 
             buf[len++] = b == '\n' ? 0xff : b;
         }

@@ -18,6 +18,7 @@
 #include "bb.h"
 #include "bbjson.h"
 #include "bbsuites.h"
+#include "rng.h"
 
 #define POLL_MS 10000 /* deadline for a state the daemon reaches itself */
 
@@ -301,18 +302,6 @@ END_TEST
 #define RANDOM_JOBS_MAX 256
 #define BURST_MAX 6
 
-static uint32_t
-xorshift32(uint32_t *state)
-{
-    uint32_t x = *state;
-
-    x ^= x << 13;
-    x ^= x >> 17;
-    x ^= x << 5;
-    *state = x;
-    return x;
-}
-
 /* How many "reload: ... applied" lines the log holds. */
 static int
 reloads_applied(const struct bb_daemon *d)
@@ -346,7 +335,7 @@ reloaded(void *arg)
 struct rnd {
     struct bb_daemon *d;
     struct bb_conn *c;
-    uint32_t state;
+    struct rng rng;
     json_int_t jobs[RANDOM_JOBS_MAX];
     int njobs, nputs, nreloads; /* nputs: sent, some not answered yet */
 };
@@ -357,7 +346,7 @@ static const char *
 random_request(struct rnd *r, json_int_t id, char *buf, size_t size,
                bool *is_put)
 {
-    uint32_t pick = xorshift32(&r->state) % 100;
+    uint32_t pick = rng_below(&r->rng, 100);
 
     *is_put = false;
     if (pick < 40) {
@@ -371,14 +360,14 @@ random_request(struct rnd *r, json_int_t id, char *buf, size_t size,
         snprintf(buf, size,
                  "{'id':%lld,'method':'%s','params':{'queue':'z',%s}}",
                  (long long)id, *is_put ? "put" : "ping",
-                 args[xorshift32(&r->state) % 3]);
+                 args[rng_below(&r->rng, 3)]);
         if (!*is_put)
             snprintf(buf, size, "{'id':%lld,'method':'ping'}", (long long)id);
     } else if (pick < 60)
         snprintf(buf, size,
                  "{'id':%lld,'method':'scale','params':{'queue':'z',"
                  "'consumers':%u}}",
-                 (long long)id, xorshift32(&r->state) % 5);
+                 (long long)id, rng_below(&r->rng, 5));
     else if (pick < 72)
         snprintf(buf, size,
                  "{'id':%lld,'method':'pause','params':{'queue':'z'}}",
@@ -388,10 +377,10 @@ random_request(struct rnd *r, json_int_t id, char *buf, size_t size,
                  "{'id':%lld,'method':'resume','params':{'queue':'z'}}",
                  (long long)id);
     else if (pick < 96 && r->njobs > 0)
-        snprintf(
-            buf, size, "{'id':%lld,'method':'cancel','params':{'job':%lld}}",
-            (long long)id,
-            (long long)r->jobs[xorshift32(&r->state) % (uint32_t)r->njobs]);
+        snprintf(buf, size,
+                 "{'id':%lld,'method':'cancel','params':{'job':%lld}}",
+                 (long long)id,
+                 (long long)r->jobs[rng_below(&r->rng, (unsigned)r->njobs)]);
     else if (pick < 96)
         snprintf(buf, size, "{'id':%lld,'method':'stats'}", (long long)id);
     else
@@ -407,7 +396,7 @@ random_reload(struct rnd *r)
     bb_write_configq(r->d,
                      "{'queues':{'z':{'kind':'sleep','kinds':['echo'],"
                      "'consumers':%u}}}",
-                     xorshift32(&r->state) % 4);
+                     rng_below(&r->rng, 4));
     bb_signal(r->d, SIGHUP);
     ck_assert_msg(bb_poll(reloaded, &p, POLL_MS), "reload %d not applied",
                   p.want);
@@ -418,7 +407,7 @@ random_reload(struct rnd *r)
 static void
 random_burst(struct rnd *r, json_int_t *next_id)
 {
-    int n = 1 + (int)(xorshift32(&r->state) % BURST_MAX);
+    int n = 1 + (int)rng_below(&r->rng, BURST_MAX);
     json_int_t ids[BURST_MAX];
     bool puts[BURST_MAX];
     char buf[BURST_MAX * 160], line[160];
@@ -469,7 +458,7 @@ START_TEST(random_sequences_of_scale_pause_resume_put_cancel_reload)
     char ids[RANDOM_JOBS_MAX * 24];
     size_t len = 0;
 
-    r.state = 0x9E3779B9u * (uint32_t)(_i + 1);
+    r.rng.s = 0x9E3779B9u * (uint32_t)(_i + 1);
     r.d = bb_startq("{'queues':{'z':{'kind':'sleep','kinds':['echo'],"
                     "'consumers':1}}}");
     r.c = bb_connect(r.d);
@@ -506,7 +495,7 @@ START_TEST(random_sequences_then_stop)
     struct rnd r = {0};
     json_int_t next_id = 1000;
 
-    r.state = 0x85EBCA6Bu * (uint32_t)(_i + 1);
+    r.rng.s = 0x85EBCA6Bu * (uint32_t)(_i + 1);
     r.d = bb_startq("{'shutdown':{'grace':0.05},'queues':{'z':{'kind':"
                     "'sleep','kinds':['echo'],'consumers':2}}}");
     r.c = bb_connect(r.d);

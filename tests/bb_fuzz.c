@@ -20,29 +20,11 @@
 
 #include "bb.h"
 #include "bbsuites.h"
+#include "rng.h"
 
 #define LINES_PER_ROUND 300
 #define DEFAULT_ROUNDS 12
 #define LINE_MAX 4096
-
-struct rng {
-    uint64_t s;
-};
-
-static uint64_t
-rng_next(struct rng *r)
-{
-    r->s ^= r->s << 13;
-    r->s ^= r->s >> 7;
-    r->s ^= r->s << 17;
-    return r->s;
-}
-
-static unsigned
-rng_below(struct rng *r, unsigned n)
-{
-    return (unsigned)(rng_next(r) % n);
-}
 
 /* What one line is expected to draw. */
 struct sent {

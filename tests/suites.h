@@ -7,6 +7,7 @@
 
 Suite *broker_suite(void);
 Suite *config_suite(void);
+Suite *crc32c_suite(void);
 Suite *http_suite(void);
 Suite *journal_suite(void);
 Suite *jscan_suite(void);

@@ -85,15 +85,14 @@ static const struct aq_http_limits default_lim = {
     .verify = true,
 };
 
-static struct event_base *base;
 static struct aq_http *pool;
 static struct httpd *srv;
 
 static void
 setup(void)
 {
-    base = test_base_new();
-    pool = aq_http_new(base);
+    test_base_setup();
+    pool = aq_http_new(test_base);
     srv = httpd_start(false);
 }
 
@@ -101,7 +100,7 @@ static void
 teardown(void)
 {
     aq_http_free(pool);
-    test_base_free(base);
+    test_base_teardown();
     httpd_stop(srv);
 }
 
@@ -126,8 +125,8 @@ fetch(struct res *x, const struct aq_http_limits *lim, const char *method,
       const char *url, const json_t *headers, const char *body)
 {
     start(x, lim, method, url, headers, body);
-    ck_assert_msg(run_until(base, &x->done, DEADLINE_MS), "%s %s: no answer",
-                  method != NULL ? method : "GET", url);
+    ck_assert_msg(run_until(test_base, &x->done, DEADLINE_MS),
+                  "%s %s: no answer", method != NULL ? method : "GET", url);
     ck_assert_int_eq(x->calls, 1);
     ck_assert(!x->fired_in_start);
 }
@@ -541,7 +540,7 @@ START_TEST(per_host_cap_and_reuse)
         int n = aq_http_open_conns(pool, "http", "127.0.0.1", httpd_port(srv));
 
         peak = n > peak ? n : peak;
-        run_for(base, 5);
+        run_for(test_base, 5);
         all = true;
         for (int i = 0; i < 12; i++)
             all = all && x[i].done;
@@ -568,7 +567,7 @@ START_TEST(cancel_in_flight_and_waiting)
     lim.max_per_host = 1;
     ca = start(&a, &lim, NULL, url_of("/slow?ms=5000"), NULL, NULL);
     cb = start(&b, &lim, NULL, url_of("/ok"), NULL, NULL); /* waits */
-    run_for(base, 100);
+    run_for(test_base, 100);
     ck_assert(!a.done && !b.done);
     ck_assert_int_eq(httpd_requests(srv), 1);
     aq_http_cancel(cb); /* leaves the wait */
@@ -579,7 +578,7 @@ START_TEST(cancel_in_flight_and_waiting)
     /* The pool still works, and nothing calls back for the cancelled. */
     fetch(&c, &lim, NULL, url_of("/ok"), NULL, NULL);
     ck_assert_int_eq(c.status, 200);
-    run_for(base, 50);
+    run_for(test_base, 50);
     ck_assert_int_eq(a.calls, 0);
     ck_assert_int_eq(b.calls, 0);
     res_clear(&c);
@@ -592,11 +591,11 @@ START_TEST(free_with_calls_in_flight)
 
     start(&a, &default_lim, NULL, url_of("/slow?ms=5000"), NULL, NULL);
     start(&b, &default_lim, NULL, "ftp://x/", NULL, NULL);
-    run_for(base, 50);
+    run_for(test_base, 50);
     ck_assert(!a.done);
     aq_http_free(pool); /* no callbacks, no leaks (valgrind, ASan) */
-    pool = aq_http_new(base);
-    run_for(base, 20);
+    pool = aq_http_new(test_base);
+    run_for(test_base, 20);
     ck_assert_int_eq(a.calls, 0);
     res_clear(&b);
 }
@@ -656,9 +655,9 @@ http10_start(struct http10 *h)
     socklen_t len = sizeof sa;
 
     sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    h->lev = evconnlistener_new_bind(
-        base, http10_accept_cb, h, LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE,
-        16, (struct sockaddr *)&sa, sizeof sa);
+    h->lev = evconnlistener_new_bind(test_base, http10_accept_cb, h,
+                                     LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE,
+                                     16, (struct sockaddr *)&sa, sizeof sa);
     ck_assert_ptr_nonnull(h->lev);
     getsockname(evconnlistener_get_fd(h->lev), (struct sockaddr *)&sa, &len);
     h->port = ntohs(sa.sin_port);
@@ -680,7 +679,7 @@ START_TEST(http10_connections_are_not_reused)
     for (int i = 0; i < 20; i++)
         start(&x[i], &lim, NULL, url, NULL, NULL);
     for (int spins = 0; !all && spins < 400; spins++) {
-        run_for(base, 5);
+        run_for(test_base, 5);
         all = true;
         for (int i = 0; i < 20; i++)
             all = all && x[i].done;
@@ -719,7 +718,7 @@ START_TEST(tls_verified)
     tls_srv = httpd_start(true);
     setenv("SSL_CERT_FILE", httpd_ca_file(tls_srv), 1);
     aq_http_free(pool); /* contexts read the store when first made */
-    pool = aq_http_new(base);
+    pool = aq_http_new(test_base);
     fetch(&x, &default_lim, NULL, tls_url("127.0.0.1", "/ok"), NULL, NULL);
     ck_assert_msg(x.err_code[0] == '\0', "%s", x.err_message);
     ck_assert_str_eq(x.body, "hello");
@@ -742,7 +741,7 @@ START_TEST(tls_untrusted)
     tls_srv = httpd_start(true);
     setenv("SSL_CERT_FILE", "/nonexistent", 1); /* trust nothing */
     aq_http_free(pool);
-    pool = aq_http_new(base);
+    pool = aq_http_new(test_base);
     fetch(&x, &lim, NULL, tls_url("127.0.0.1", "/ok"), NULL, NULL);
     ck_assert_str_eq(x.err_code, "tls");
     ck_assert_ptr_nonnull(strstr(x.err_message, "certificate"));

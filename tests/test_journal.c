@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * tests/test_journal.c: the contract of lib/journal.h and lib/crc32c.h.
+ * tests/test_journal.c: the contract of lib/journal.h.
  * Each test works in its own mkdtemp directory (removed at the end) with its
  * own base, and waits only through run_until on a barrier's flag. Crashes
  * and damage are made by editing segment files: a record is a u32 length, a
@@ -28,6 +28,7 @@
 #include "error.h"
 #include "fuzz/journal_input.h"
 #include "journal.h"
+#include "rng.h"
 #include "suites.h"
 #include "testutil.h"
 
@@ -405,25 +406,6 @@ assert_rec_eq(size_t i, const struct aq_jrec *got, const struct aq_jrec *want)
     assert_str(i, "err_message", got->err_message, want->err_message);
 }
 
-static uint32_t
-xorshift32(uint32_t *state)
-{
-    uint32_t x = *state;
-
-    x ^= x << 13;
-    x ^= x >> 17;
-    x ^= x << 5;
-    *state = x;
-    return x;
-}
-
-static void
-fill_random(unsigned char *p, size_t len, uint32_t seed)
-{
-    for (size_t i = 0; i < len; i++)
-        p[i] = (unsigned char)xorshift32(&seed);
-}
-
 /* ---- replay into a collector ---- */
 
 enum hold_mode { HOLD_NONE, HOLD_ALL, HOLD_SEG };
@@ -650,9 +632,8 @@ replays_puts(struct event_base *base, const struct aq_journal_opts *o,
 static uint32_t
 build_journal(const char *dir, uint64_t njobs)
 {
-    struct event_base *base = test_base_new();
     struct aq_journal_opts o = opts_of(dir, AQ_FSYNC_NEVER, SMALL_SEGMENT);
-    struct aq_journal *j = open_fresh(base, &o);
+    struct aq_journal *j = open_fresh(test_base, &o);
     uint32_t seg = 1, nsegs;
 
     for (uint64_t id = 1; id <= njobs; id++) {
@@ -661,11 +642,10 @@ build_journal(const char *dir, uint64_t njobs)
         seg = aq_journal_append(j, &r);
         aq_journal_hold(j, seg);
     }
-    settle(base, j);
+    settle(test_base, j);
     nsegs = (uint32_t)aq_journal_segments(j);
     ck_assert_uint_eq(nsegs, seg);
     aq_journal_close(j);
-    test_base_free(base);
     return nsegs;
 }
 
@@ -712,100 +692,11 @@ tbar_cb(void *arg, const struct aq_error *err)
     }
 }
 
-/* ---- crc32c ---- */
-
-START_TEST(crc32c_of_123456789_is_the_standard_check_value)
-{
-    unsigned char zeros[32], ones[32], up[32], down[32];
-
-    memset(zeros, 0, sizeof zeros);
-    memset(ones, 0xff, sizeof ones);
-    for (int i = 0; i < 32; i++) {
-        up[i] = (unsigned char)i;
-        down[i] = (unsigned char)(31 - i);
-    }
-    ck_assert_uint_eq(aq_crc32c(0, "123456789", 9), 0xE3069283u);
-    ck_assert_uint_eq(aq_crc32c_portable(0, "123456789", 9), 0xE3069283u);
-    ck_assert_uint_eq(aq_crc32c(0, "", 0), 0);
-    /* RFC 3720 B.4, the iSCSI test vectors */
-    ck_assert_uint_eq(aq_crc32c(0, zeros, 32), 0x8A9136AAu);
-    ck_assert_uint_eq(aq_crc32c(0, ones, 32), 0x62A8AB43u);
-    ck_assert_uint_eq(aq_crc32c(0, up, 32), 0x46DD794Eu);
-    ck_assert_uint_eq(aq_crc32c(0, down, 32), 0x113FDB5Cu);
-}
-END_TEST
-
-START_TEST(crc32c_equals_portable_for_every_length_and_alignment)
-{
-    enum { MAX_LEN = 1000, ALIGNS = 8 };
-    unsigned char *buf = malloc(MAX_LEN + ALIGNS);
-    static const uint32_t seeds[] = {0, 0xFFFFFFFFu, 0xE3069283u};
-
-    ck_assert_ptr_nonnull(buf);
-    fill_random(buf, MAX_LEN + ALIGNS, 0x2545F491u);
-    for (size_t len = 0; len <= MAX_LEN; len++) {
-        for (size_t a = 0; a < ALIGNS; a++) {
-            for (size_t s = 0; s < sizeof seeds / sizeof seeds[0]; s++) {
-                uint32_t hw = aq_crc32c(seeds[s], buf + a, len);
-                uint32_t sw = aq_crc32c_portable(seeds[s], buf + a, len);
-
-                ck_assert_msg(hw == sw,
-                              "len %zu align %zu seed %08" PRIx32 ": %08" PRIx32
-                              " vs portable %08" PRIx32,
-                              len, a, seeds[s], hw, sw);
-            }
-        }
-    }
-    free(buf);
-}
-END_TEST
-
-START_TEST(crc32c_computed_in_pieces_equals_one_shot)
-{
-    enum { LEN = 1000 };
-    unsigned char *buf = malloc(LEN);
-    uint32_t whole, whole_sw, rng = 0x9E3779B9u;
-
-    ck_assert_ptr_nonnull(buf);
-    fill_random(buf, LEN, 0x1234567u);
-    whole = aq_crc32c(0, buf, LEN);
-    whole_sw = aq_crc32c_portable(0, buf, LEN);
-    ck_assert_uint_eq(whole, whole_sw);
-    for (size_t cut = 0; cut <= LEN; cut++) {
-        uint32_t hw = aq_crc32c(aq_crc32c(0, buf, cut), buf + cut, LEN - cut);
-        uint32_t sw = aq_crc32c_portable(aq_crc32c_portable(0, buf, cut),
-                                         buf + cut, LEN - cut);
-
-        ck_assert_msg(hw == whole, "split at %zu: %08" PRIx32, cut, hw);
-        ck_assert_msg(sw == whole, "portable split at %zu: %08" PRIx32, cut,
-                      sw);
-    }
-    for (int rep = 0; rep < 200; rep++) {
-        uint32_t crc = 0;
-        size_t off = 0;
-
-        while (off < LEN) {
-            size_t n = xorshift32(&rng) % 40;
-
-            if (n > LEN - off)
-                n = LEN - off;
-            /* mix the two implementations: they must agree mid-stream */
-            crc = n % 2 ? aq_crc32c(crc, buf + off, n)
-                        : aq_crc32c_portable(crc, buf + off, n);
-            off += n;
-        }
-        ck_assert_uint_eq(crc, whole);
-    }
-    free(buf);
-}
-END_TEST
-
 /* ---- format and round trip ---- */
 
 START_TEST(segment_file_holds_crc_checked_records_starting_with_segment)
 {
     struct tdir t;
-    struct event_base *base = test_base_new();
     struct aq_journal_opts o;
     struct aq_journal *j;
     struct frame fr[8];
@@ -815,13 +706,13 @@ START_TEST(segment_file_holds_crc_checked_records_starting_with_segment)
 
     tdir_make(&t);
     o = opts_of(t.path, AQ_FSYNC_NEVER, BIG_SEGMENT);
-    j = open_fresh(base, &o);
+    j = open_fresh(test_base, &o);
     for (uint64_t id = 1; id <= 3; id++) {
         struct aq_jrec r = filler_put(id);
 
         ck_assert_uint_eq(aq_journal_append(j, &r), 1);
     }
-    settle(base, j);
+    settle(test_base, j);
     ck_assert_uint_eq(dir_segments(t.path, seqs, 4), 1);
     ck_assert_uint_eq(seqs[0], 1);
     seg_file(t.path, 1, path, sizeof path);
@@ -835,7 +726,6 @@ START_TEST(segment_file_holds_crc_checked_records_starting_with_segment)
     ck_assert_uint_eq(aq_journal_bytes(j), fr[3].off + fr[3].size);
     ck_assert_uint_eq(aq_journal_segments(j), 1);
     aq_journal_close(j);
-    test_base_free(base);
     tdir_remove(&t);
 }
 END_TEST
@@ -846,7 +736,6 @@ START_TEST(every_record_type_replays_with_identical_fields_and_segments)
     static const char key_bin[] = {'k', '\0', 'e', 'y', '\xff'};
     static const char msg_bin[] = {'b', 'a', 'd', '\0', '\n', '\x80', 'x'};
     struct tdir t;
-    struct event_base *base = test_base_new();
     struct aq_journal_opts o;
     struct aq_journal *j;
     char *big = malloc(BIG_ARGS);
@@ -854,9 +743,10 @@ START_TEST(every_record_type_replays_with_identical_fields_and_segments)
     struct collector c;
     struct replayed rp;
     bool has_second_segment = false;
+    struct rng r = {0xC0FFEEu};
 
     ck_assert_ptr_nonnull(big);
-    fill_random((unsigned char *)big, BIG_ARGS, 0xC0FFEEu);
+    rng_fill(&r, big, BIG_ARGS);
     big[0] = big[BIG_ARGS / 2] = big[BIG_ARGS - 1] = '\0';
     /* Absent strings (p NULL) and empty ones (len 0) must stay distinct;
      * strings hold NULs and arbitrary bytes. */
@@ -953,17 +843,17 @@ START_TEST(every_record_type_replays_with_identical_fields_and_segments)
     /* Small segments: the 70 kB record fills one, so the records spread
      * over several and seg must name each one's segment. */
     o = opts_of(t.path, AQ_FSYNC_BATCH, SMALL_SEGMENT);
-    j = open_fresh(base, &o);
+    j = open_fresh(test_base, &o);
     for (size_t i = 0; i < NREC; i++) {
         segs[i] = aq_journal_append(j, &want[i]);
         aq_journal_hold(j, segs[i]);
         has_second_segment |= segs[i] != segs[0];
     }
     ck_assert_msg(has_second_segment, "the records did not span segments");
-    settle(base, j);
+    settle(test_base, j);
     aq_journal_close(j);
 
-    j = open_ok(base, &o);
+    j = open_ok(test_base, &o);
     collector_init(&c, j, HOLD_NONE);
     replay_into(j, false, &c, &rp);
     assert_clean(&rp);
@@ -979,7 +869,6 @@ START_TEST(every_record_type_replays_with_identical_fields_and_segments)
     collector_free(&c);
     free(rp.log);
     aq_journal_close(j);
-    test_base_free(base);
     free(big);
     tdir_remove(&t);
 }
@@ -988,7 +877,6 @@ END_TEST
 START_TEST(fields_a_record_type_does_not_carry_replay_as_zero)
 {
     struct tdir t;
-    struct event_base *base = test_base_new();
     struct aq_journal_opts o;
     struct aq_journal *j;
     struct collector c;
@@ -1032,17 +920,17 @@ START_TEST(fields_a_record_type_does_not_carry_replay_as_zero)
 
     tdir_make(&t);
     o = opts_of(t.path, AQ_FSYNC_NEVER, BIG_SEGMENT);
-    j = open_fresh(base, &o);
+    j = open_fresh(test_base, &o);
     full.type = AQ_JREC_START;
     aq_journal_append(j, &full);
     full.type = AQ_JREC_REQUEUE;
     aq_journal_append(j, &full);
     full.type = AQ_JREC_END;
     aq_journal_append(j, &full);
-    settle(base, j);
+    settle(test_base, j);
     aq_journal_close(j);
 
-    j = open_ok(base, &o);
+    j = open_ok(test_base, &o);
     collector_init(&c, j, HOLD_NONE);
     replay_into(j, false, &c, &rp);
     assert_clean(&rp);
@@ -1053,7 +941,6 @@ START_TEST(fields_a_record_type_does_not_carry_replay_as_zero)
     collector_free(&c);
     free(rp.log);
     aq_journal_close(j);
-    test_base_free(base);
     tdir_remove(&t);
 }
 END_TEST
@@ -1061,7 +948,6 @@ END_TEST
 START_TEST(replay_stops_with_callbacks_error_when_callback_fails)
 {
     struct tdir t;
-    struct event_base *base = test_base_new();
     struct aq_journal_opts o;
     struct aq_journal *j;
     struct collector c;
@@ -1070,7 +956,7 @@ START_TEST(replay_stops_with_callbacks_error_when_callback_fails)
     tdir_make(&t);
     build_journal(t.path, 5);
     o = opts_of(t.path, AQ_FSYNC_NEVER, SMALL_SEGMENT);
-    j = open_ok(base, &o);
+    j = open_ok(test_base, &o);
     collector_init(&c, j, HOLD_NONE);
     c.fail_at = 2;
     replay_into(j, false, &c, &rp);
@@ -1081,7 +967,6 @@ START_TEST(replay_stops_with_callbacks_error_when_callback_fails)
     collector_free(&c);
     free(rp.log);
     aq_journal_close(j);
-    test_base_free(base);
     tdir_remove(&t);
 }
 END_TEST
@@ -1091,7 +976,6 @@ END_TEST
 START_TEST(empty_journal_replays_nothing_and_start_creates_segment_one)
 {
     struct tdir t;
-    struct event_base *base = test_base_new();
     struct aq_journal_opts o;
     struct aq_journal *j;
     uint32_t seqs[4];
@@ -1099,15 +983,14 @@ START_TEST(empty_journal_replays_nothing_and_start_creates_segment_one)
 
     tdir_make(&t);
     o = opts_of(t.path, AQ_FSYNC_BATCH, BIG_SEGMENT);
-    j = open_fresh(base, &o); /* asserts no records and last_id 0 */
+    j = open_fresh(test_base, &o); /* asserts no records and last_id 0 */
     ck_assert_uint_eq(aq_journal_segments(j), 1);
-    settle(base, j);
+    settle(test_base, j);
     ck_assert_uint_eq(dir_segments(t.path, seqs, 4), 1);
     ck_assert_uint_eq(seqs[0], 1);
     ck_assert_uint_eq(seg_frames(t.path, 1, fr, 4), 1);
     ck_assert_int_eq(fr[0].type, AQ_JREC_SEGMENT);
     aq_journal_close(j);
-    test_base_free(base);
     tdir_remove(&t);
 }
 END_TEST
@@ -1115,7 +998,6 @@ END_TEST
 START_TEST(last_id_survives_in_segment_record_once_older_segments_are_gone)
 {
     struct tdir t;
-    struct event_base *base = test_base_new();
     struct aq_journal_opts o;
     struct aq_journal *j;
     struct collector c;
@@ -1124,7 +1006,7 @@ START_TEST(last_id_survives_in_segment_record_once_older_segments_are_gone)
 
     tdir_make(&t);
     o = opts_of(t.path, AQ_FSYNC_NEVER, SMALL_SEGMENT);
-    j = open_fresh(base, &o);
+    j = open_fresh(test_base, &o);
     /* Nobody holds these: each rotation deletes the segment before. */
     for (uint64_t id = 1; id <= 60; id++) {
         struct aq_jrec r = filler_put(id);
@@ -1132,12 +1014,12 @@ START_TEST(last_id_survives_in_segment_record_once_older_segments_are_gone)
         seg = aq_journal_append(j, &r);
     }
     ck_assert_uint_ge(seg, 3);
-    settle(base, j);
+    settle(test_base, j);
     aq_journal_close(j);
 
     /* Replay holds nothing, so start deletes every old segment: only the
      * new one's SEGMENT record remembers id 60. */
-    j = open_ok(base, &o);
+    j = open_ok(test_base, &o);
     collector_init(&c, j, HOLD_NONE);
     replay_into(j, false, &c, &rp);
     assert_clean(&rp);
@@ -1145,11 +1027,11 @@ START_TEST(last_id_survives_in_segment_record_once_older_segments_are_gone)
     collector_free(&c);
     free(rp.log);
     start_ok(j, rp.last_id);
-    settle(base, j);
+    settle(test_base, j);
     ck_assert_uint_eq(dir_segments(t.path, seqs, 8), 1);
     aq_journal_close(j);
 
-    j = open_ok(base, &o);
+    j = open_ok(test_base, &o);
     collector_init(&c, j, HOLD_NONE);
     replay_into(j, false, &c, &rp);
     assert_clean(&rp);
@@ -1159,10 +1041,10 @@ START_TEST(last_id_survives_in_segment_record_once_older_segments_are_gone)
     free(rp.log);
     /* The caller may know a higher id: start records it. */
     start_ok(j, 1000);
-    settle(base, j);
+    settle(test_base, j);
     aq_journal_close(j);
 
-    j = open_ok(base, &o);
+    j = open_ok(test_base, &o);
     collector_init(&c, j, HOLD_NONE);
     replay_into(j, false, &c, &rp);
     assert_clean(&rp);
@@ -1170,7 +1052,6 @@ START_TEST(last_id_survives_in_segment_record_once_older_segments_are_gone)
     collector_free(&c);
     free(rp.log);
     aq_journal_close(j);
-    test_base_free(base);
     tdir_remove(&t);
 }
 END_TEST
@@ -1178,7 +1059,6 @@ END_TEST
 START_TEST(last_id_counts_an_end_id_after_its_segment_is_deleted)
 {
     struct tdir t;
-    struct event_base *base = test_base_new();
     struct aq_journal_opts o;
     struct aq_journal *j;
     struct collector c;
@@ -1193,7 +1073,7 @@ START_TEST(last_id_counts_an_end_id_after_its_segment_is_deleted)
 
     tdir_make(&t);
     o = opts_of(t.path, AQ_FSYNC_NEVER, SMALL_SEGMENT);
-    j = open_fresh(base, &o);
+    j = open_fresh(test_base, &o);
     ck_assert_uint_eq(aq_journal_append(j, &end), 1);
     /* Fill segments (START records home no job) until segment 1, which
      * nobody holds, is deleted by a rotation. */
@@ -1201,18 +1081,17 @@ START_TEST(last_id_counts_an_end_id_after_its_segment_is_deleted)
         start.started_us++;
         seg = aq_journal_append(j, &start);
     }
-    settle(base, j);
+    settle(test_base, j);
     ck_assert_int_eq(seg_size(t.path, 1), -1);
     aq_journal_close(j);
 
-    j = open_ok(base, &o);
+    j = open_ok(test_base, &o);
     collector_init(&c, j, HOLD_NONE);
     replay_into(j, false, &c, &rp);
     assert_clean(&rp);
     collector_free(&c);
     free(rp.log);
     aq_journal_close(j);
-    test_base_free(base);
     tdir_remove(&t);
     ck_assert_msg(rp.last_id == 50,
                   "last_id %" PRIu64 " after the segment holding END id 50 "
@@ -1228,7 +1107,6 @@ START_TEST(barrier_after_append_fires_from_loop_once_bytes_are_in_file)
     enum aq_fsync policy = all_policies[_i];
     const char *name = policy_names[policy];
     struct tdir t;
-    struct event_base *base = test_base_new();
     struct aq_journal_opts o;
     struct aq_journal *j;
     struct aq_journal_barrier *b;
@@ -1242,8 +1120,8 @@ START_TEST(barrier_after_append_fires_from_loop_once_bytes_are_in_file)
     tdir_make(&t);
     o = opts_of(t.path, policy, BIG_SEGMENT);
     seg_file(t.path, 1, path, sizeof path);
-    j = open_fresh(base, &o);
-    settle(base, j);
+    j = open_fresh(test_base, &o);
+    settle(test_base, j);
     ck_assert_msg(aq_journal_barrier(j, tbar_cb, &tb) == NULL,
                   "%s: a barrier with nothing pending is not NULL", name);
     before = file_size(path);
@@ -1260,7 +1138,7 @@ START_TEST(barrier_after_append_fires_from_loop_once_bytes_are_in_file)
          * when append returns: the barrier is NULL and never fires. */
         ck_assert_msg(b == NULL, "always: barrier after append is not NULL");
         ck_assert_int_eq(file_size(path), (long long)want);
-        run_for(base, QUIET_MS);
+        run_for(test_base, QUIET_MS);
         ck_assert_int_eq(tb.calls, 0);
     } else {
         ck_assert_msg(b != NULL, "%s: barrier after append is NULL", name);
@@ -1268,22 +1146,21 @@ START_TEST(barrier_after_append_fires_from_loop_once_bytes_are_in_file)
         /* written by the loop, once per iteration, not inside append */
         ck_assert_msg(file_size(path) == before,
                       "%s: append wrote to the file itself", name);
-        ck_assert_msg(run_until(base, &tb.fired, WAIT_MS),
+        ck_assert_msg(run_until(test_base, &tb.fired, WAIT_MS),
                       "%s: barrier did not fire within %d ms", name, WAIT_MS);
         ck_assert_int_eq(tb.calls, 1);
         ck_assert_msg(tb.size_at_fire == (long long)want,
                       "%s: file had %lld bytes when the barrier fired, "
                       "not %" PRIu64,
                       name, tb.size_at_fire, want);
-        run_for(base, QUIET_MS);
+        run_for(test_base, QUIET_MS);
         ck_assert_int_eq(tb.calls, 1);
     }
     ck_assert_msg(aq_journal_barrier(j, tbar_cb, &tb) == NULL,
                   "%s: a barrier once all is durable is not NULL", name);
     aq_journal_close(j);
 
-    replays_puts(base, &o, 1, 1);
-    test_base_free(base);
+    replays_puts(test_base, &o, 1, 1);
     tdir_remove(&t);
 }
 END_TEST
@@ -1293,7 +1170,6 @@ START_TEST(barriers_fire_in_the_order_they_were_taken)
     enum aq_fsync policy = loop_policies[_i];
     const char *name = policy_names[policy];
     struct tdir t;
-    struct event_base *base = test_base_new();
     struct aq_journal_opts o;
     struct aq_journal *j;
     struct order seen = {.n = 0};
@@ -1301,8 +1177,8 @@ START_TEST(barriers_fire_in_the_order_they_were_taken)
 
     tdir_make(&t);
     o = opts_of(t.path, policy, BIG_SEGMENT);
-    j = open_fresh(base, &o);
-    settle(base, j);
+    j = open_fresh(test_base, &o);
+    settle(test_base, j);
     for (int i = 0; i < 5; i++)
         tb[i] = (struct tbar){.id = i + 1, .log = &seen};
     for (int i = 0; i < 5; i++) {
@@ -1314,9 +1190,9 @@ START_TEST(barriers_fire_in_the_order_they_were_taken)
         ck_assert_msg(aq_journal_barrier(j, tbar_cb, &tb[i]) != NULL,
                       "%s: barrier %d is NULL", name, i + 1);
     }
-    ck_assert_msg(run_until(base, &tb[4].fired, WAIT_MS),
+    ck_assert_msg(run_until(test_base, &tb[4].fired, WAIT_MS),
                   "%s: last barrier did not fire", name);
-    run_for(base, QUIET_MS);
+    run_for(test_base, QUIET_MS);
     ck_assert_int_eq(seen.n, 5);
     for (int i = 0; i < 5; i++) {
         ck_assert_msg(seen.ids[i] == i + 1, "%s: call %d was barrier %d", name,
@@ -1324,7 +1200,6 @@ START_TEST(barriers_fire_in_the_order_they_were_taken)
         ck_assert_int_eq(tb[i].calls, 1);
     }
     aq_journal_close(j);
-    test_base_free(base);
     tdir_remove(&t);
 }
 END_TEST
@@ -1334,7 +1209,6 @@ START_TEST(cancelled_barriers_never_fire)
     enum aq_fsync policy = loop_policies[_i];
     const char *name = policy_names[policy];
     struct tdir t;
-    struct event_base *base = test_base_new();
     struct aq_journal_opts o;
     struct aq_journal *j;
     struct aq_journal_barrier *b[6];
@@ -1344,8 +1218,8 @@ START_TEST(cancelled_barriers_never_fire)
 
     tdir_make(&t);
     o = opts_of(t.path, policy, BIG_SEGMENT);
-    j = open_fresh(base, &o);
-    settle(base, j);
+    j = open_fresh(test_base, &o);
+    settle(test_base, j);
     for (int i = 0; i < 6; i++)
         tb[i] = (struct tbar){.id = i + 1, .log = &seen};
     aq_journal_append(j, &r1);
@@ -1364,9 +1238,9 @@ START_TEST(cancelled_barriers_never_fire)
     aq_journal_append(j, &r3);
     b[5] = aq_journal_barrier(j, tbar_cb, &tb[5]);
     ck_assert_ptr_nonnull(b[5]);
-    ck_assert_msg(run_until(base, &tb[5].fired, WAIT_MS),
+    ck_assert_msg(run_until(test_base, &tb[5].fired, WAIT_MS),
                   "%s: barrier 6 did not fire", name);
-    run_for(base, QUIET_MS);
+    run_for(test_base, QUIET_MS);
     ck_assert_int_eq(tb[0].calls, 0);
     ck_assert_int_eq(tb[1].calls, 0);
     ck_assert_int_eq(tb[2].calls, 1);
@@ -1384,11 +1258,10 @@ START_TEST(cancelled_barriers_never_fire)
     b[0] = aq_journal_barrier(j, tbar_cb, &tb[0]);
     ck_assert_ptr_nonnull(b[0]);
     aq_journal_barrier_cancel(j, b[0]);
-    settle(base, j);
-    run_for(base, QUIET_MS);
+    settle(test_base, j);
+    run_for(test_base, QUIET_MS);
     ck_assert_int_eq(tb[0].calls, 0);
     aq_journal_close(j);
-    test_base_free(base);
     tdir_remove(&t);
 }
 END_TEST
@@ -1397,14 +1270,13 @@ START_TEST(close_writes_buffered_records_and_drops_pending_barrier_uncalled)
 {
     enum aq_fsync policy = all_policies[_i];
     struct tdir t;
-    struct event_base *base = test_base_new();
     struct aq_journal_opts o;
     struct aq_journal *j;
     struct tbar tb = {.id = 1};
 
     tdir_make(&t);
     o = opts_of(t.path, policy, BIG_SEGMENT);
-    j = open_fresh(base, &o);
+    j = open_fresh(test_base, &o);
     for (uint64_t id = 1; id <= 3; id++) {
         struct aq_jrec r = filler_put(id);
 
@@ -1413,11 +1285,10 @@ START_TEST(close_writes_buffered_records_and_drops_pending_barrier_uncalled)
     /* NULL for always; else left pending, and close frees it */
     aq_journal_barrier(j, tbar_cb, &tb);
     aq_journal_close(j);
-    run_for(base, QUIET_MS);
+    run_for(test_base, QUIET_MS);
     ck_assert_int_eq(tb.calls, 0);
 
-    replays_puts(base, &o, 1, 3);
-    test_base_free(base);
+    replays_puts(test_base, &o, 1, 3);
     tdir_remove(&t);
 }
 END_TEST
@@ -1437,7 +1308,6 @@ START_TEST(
     barrier_fails_while_a_write_fails_and_a_retry_writes_each_record_once)
 {
     struct tdir t;
-    struct event_base *base = test_base_new();
     struct aq_journal_opts o;
     struct aq_journal *j;
     struct aq_jrec r = filler_put(1);
@@ -1456,12 +1326,12 @@ START_TEST(
     tdir_make(&t);
     o = opts_of(t.path, AQ_FSYNC_BATCH, BIG_SEGMENT);
     seg_file(t.path, 1, path, sizeof path);
-    j = open_fresh(base, &o);
-    settle(base, j);
+    j = open_fresh(test_base, &o);
+    settle(test_base, j);
     /* the limit also applies to the captured log: keep it above a line */
     while (file_size(path) < 1024) {
         aq_journal_append(j, &r);
-        settle(base, j);
+        settle(test_base, j);
         r.id++;
     }
     before = file_size(path);
@@ -1478,7 +1348,7 @@ START_TEST(
     aq_journal_append(j, &r);
     want = aq_journal_bytes(j);
     b = aq_journal_barrier(j, tbar_cb, &tb);
-    fired = run_until(base, &tb.fired, WAIT_MS);
+    fired = run_until(test_base, &tb.fired, WAIT_MS);
     is_failing = aq_journal_error(j) != NULL;
     if (is_failing)
         why = *aq_journal_error(j);
@@ -1500,7 +1370,7 @@ START_TEST(
     ck_assert_int_lt(size_during, (long long)want);
 
     /* Room again: the retry writes the rest, each record once. */
-    ck_assert_msg(recovered_within(base, j, WAIT_MS),
+    ck_assert_msg(recovered_within(test_base, j, WAIT_MS),
                   "the journal did not recover once writes could succeed");
     logged = capture_end(&cap);
     ck_assert_int_eq(sigaction(SIGXFSZ, &old_sa, NULL), 0);
@@ -1510,13 +1380,12 @@ START_TEST(
     ck_assert_int_eq(file_size(path), (long long)want);
     r.id++;
     aq_journal_append(j, &r);
-    settle(base, j);
+    settle(test_base, j);
     ck_assert_int_eq(tb.calls, 1);
     ck_assert_int_eq(tb2.calls, 0);
     aq_journal_close(j);
 
-    replays_puts(base, &o, 1, r.id);
-    test_base_free(base);
+    replays_puts(test_base, &o, 1, r.id);
     tdir_remove(&t);
 }
 END_TEST
@@ -1602,7 +1471,6 @@ assert_tail_dropped(struct event_base *base, const char *dir,
 START_TEST(torn_tail_of_every_length_is_dropped_and_replay_succeeds)
 {
     struct tdir t;
-    struct event_base *base = test_base_new();
     struct image im;
     char dir[PATH_BYTES], what[64];
     const struct frame *last;
@@ -1619,13 +1487,13 @@ START_TEST(torn_tail_of_every_length_is_dropped_and_replay_succeeds)
     ck_assert_int_eq(mkdir(dir, 0700), 0);
     for (size_t k = 1; k < last->size; k++) {
         snprintf(what, sizeof what, "%zu of %zu bytes", k, last->size);
-        assert_tail_dropped(base, dir, &im, im.seg2, last->off + k, last->off,
-                            TORN_JOBS - 1, what);
+        assert_tail_dropped(test_base, dir, &im, im.seg2, last->off + k,
+                            last->off, TORN_JOBS - 1, what);
     }
 
     /* After the cut, the journal takes appends and replays clean. */
     o = opts_of(dir, AQ_FSYNC_NEVER, SMALL_SEGMENT);
-    j = open_ok(base, &o);
+    j = open_ok(test_base, &o);
     collector_init(&c, j, HOLD_ALL);
     replay_into(j, false, &c, &rp);
     assert_clean(&rp);
@@ -1633,9 +1501,9 @@ START_TEST(torn_tail_of_every_length_is_dropped_and_replay_succeeds)
     free(rp.log);
     start_ok(j, rp.last_id);
     ck_assert_uint_eq(aq_journal_append(j, &r), 3);
-    settle(base, j);
+    settle(test_base, j);
     aq_journal_close(j);
-    j = open_ok(base, &o);
+    j = open_ok(test_base, &o);
     collector_init(&c, j, HOLD_NONE);
     replay_into(j, false, &c, &rp);
     assert_clean(&rp);
@@ -1647,7 +1515,6 @@ START_TEST(torn_tail_of_every_length_is_dropped_and_replay_succeeds)
     aq_journal_close(j);
 
     image_free(&im);
-    test_base_free(base);
     tdir_remove(&t);
 }
 END_TEST
@@ -1655,7 +1522,6 @@ END_TEST
 START_TEST(torn_segment_record_of_a_new_last_segment_is_dropped)
 {
     struct tdir t;
-    struct event_base *base = test_base_new();
     struct image im;
     char dir[PATH_BYTES], what[64];
     size_t seg_rec;
@@ -1675,7 +1541,7 @@ START_TEST(torn_segment_record_of_a_new_last_segment_is_dropped)
         seg_write(dir, 1, im.seg1, im.len1);
         seg_write(dir, 2, im.seg2, im.len2);
         seg_write(dir, 3, im.seg2, k);
-        replay_dir(base, dir, false, &c, &rp);
+        replay_dir(test_base, dir, false, &c, &rp);
         ck_assert_msg(rp.rc == 0, "%s: replay failed: %s", what,
                       rp.err.message);
         ck_assert_msg(!rp.is_damaged, "%s: is_damaged set", what);
@@ -1687,7 +1553,6 @@ START_TEST(torn_segment_record_of_a_new_last_segment_is_dropped)
         free(rp.log);
     }
     image_free(&im);
-    test_base_free(base);
     tdir_remove(&t);
 }
 END_TEST
@@ -1696,7 +1561,6 @@ START_TEST(garbage_or_zeros_after_the_last_record_are_dropped)
 {
     static const size_t lens[] = {1, 7, 8, 9, 17, 64, 1000, 5000};
     struct tdir t;
-    struct event_base *base = test_base_new();
     struct image im;
     char dir[PATH_BYTES], what[64];
     unsigned char *buf;
@@ -1710,17 +1574,18 @@ START_TEST(garbage_or_zeros_after_the_last_record_are_dropped)
     memcpy(buf, im.seg2, im.len2);
     for (size_t i = 0; i < sizeof lens / sizeof lens[0]; i++) {
         snprintf(what, sizeof what, "%zu random bytes", lens[i]);
-        fill_random(buf + im.len2, lens[i], 0xABCD0000u + (uint32_t)i);
-        assert_tail_dropped(base, dir, &im, buf, im.len2 + lens[i], im.len2,
-                            TORN_JOBS, what);
+        struct rng r = {0xABCD0000u + i};
+
+        rng_fill(&r, buf + im.len2, lens[i]);
+        assert_tail_dropped(test_base, dir, &im, buf, im.len2 + lens[i],
+                            im.len2, TORN_JOBS, what);
     }
     /* a file system that extended the file but lost the data: zeros */
     memset(buf + im.len2, 0, 4096);
-    assert_tail_dropped(base, dir, &im, buf, im.len2 + 4096, im.len2, TORN_JOBS,
-                        "4096 zero bytes");
+    assert_tail_dropped(test_base, dir, &im, buf, im.len2 + 4096, im.len2,
+                        TORN_JOBS, "4096 zero bytes");
     free(buf);
     image_free(&im);
-    test_base_free(base);
     tdir_remove(&t);
 }
 END_TEST
@@ -1728,7 +1593,6 @@ END_TEST
 START_TEST(last_record_with_any_byte_corrupt_is_dropped_as_torn)
 {
     struct tdir t;
-    struct event_base *base = test_base_new();
     struct image im;
     char dir[PATH_BYTES], what[64];
     unsigned char *buf;
@@ -1746,12 +1610,11 @@ START_TEST(last_record_with_any_byte_corrupt_is_dropped_as_torn)
         memcpy(buf, im.seg2, im.len2);
         buf[last->off + p] ^= 0x01;
         snprintf(what, sizeof what, "byte %zu of %zu flipped", p, last->size);
-        assert_tail_dropped(base, dir, &im, buf, im.len2, last->off,
+        assert_tail_dropped(test_base, dir, &im, buf, im.len2, last->off,
                             TORN_JOBS - 1, what);
     }
     free(buf);
     image_free(&im);
-    test_base_free(base);
     tdir_remove(&t);
 }
 END_TEST
@@ -1781,7 +1644,6 @@ START_TEST(damage_before_valid_records_fails_and_repair_cuts_there)
 {
     enum { JOBS = 6 };
     struct tdir t;
-    struct event_base *base = test_base_new();
     struct frame fr[JOBS + 1];
     unsigned char *good, *bad;
     size_t len;
@@ -1810,7 +1672,7 @@ START_TEST(damage_before_valid_records_fails_and_repair_cuts_there)
         snprintf(what, sizeof what, "record %zu damaged", d);
 
         seg_write(dir, 1, bad, len);
-        replay_dir(base, dir, false, &c, &rp);
+        replay_dir(test_base, dir, false, &c, &rp);
         assert_damage_reported(&rp, path, fr[d].off, what);
         after = seg_read(dir, 1, &got_len);
         ck_assert_msg(got_len == len && memcmp(after, bad, len) == 0,
@@ -1819,7 +1681,7 @@ START_TEST(damage_before_valid_records_fails_and_repair_cuts_there)
         collector_free(&c);
         free(rp.log);
 
-        replay_dir(base, dir, true, &c, &rp);
+        replay_dir(test_base, dir, true, &c, &rp);
         ck_assert_msg(rp.rc == 0, "%s: repair failed: %s", what,
                       rp.err.message);
         ck_assert_msg(!rp.is_damaged, "%s: repair set is_damaged", what);
@@ -1837,7 +1699,6 @@ START_TEST(damage_before_valid_records_fails_and_repair_cuts_there)
     }
     free(good);
     free(bad);
-    test_base_free(base);
     tdir_remove(&t);
 }
 END_TEST
@@ -1845,7 +1706,6 @@ END_TEST
 START_TEST(damage_in_older_segment_fails_and_repair_deletes_later_segments)
 {
     struct tdir t;
-    struct event_base *base = test_base_new();
     struct frame fr[MAX_FRAMES];
     struct aq_journal_opts o;
     struct aq_journal *j;
@@ -1869,7 +1729,7 @@ START_TEST(damage_in_older_segment_fails_and_repair_deletes_later_segments)
     seg_file(t.path, 1, path, sizeof path);
 
     o = opts_of(t.path, AQ_FSYNC_NEVER, SMALL_SEGMENT);
-    j = open_ok(base, &o);
+    j = open_ok(test_base, &o);
     collector_init(&c, j, HOLD_NONE);
     replay_into(j, false, &c, &rp);
     assert_damage_reported(&rp, path, fr[2].off, "segment 1 damaged");
@@ -1878,7 +1738,7 @@ START_TEST(damage_in_older_segment_fails_and_repair_deletes_later_segments)
     aq_journal_close(j);
     ck_assert_uint_eq(dir_segments(t.path, seqs, 8), nsegs);
 
-    j = open_ok(base, &o);
+    j = open_ok(test_base, &o);
     collector_init(&c, j, HOLD_ALL);
     replay_into(j, true, &c, &rp);
     assert_clean(&rp);
@@ -1892,10 +1752,10 @@ START_TEST(damage_in_older_segment_fails_and_repair_deletes_later_segments)
     free(rp.log);
     start_ok(j, rp.last_id);
     ck_assert_uint_eq(aq_journal_append(j, &r), 2);
-    settle(base, j);
+    settle(test_base, j);
     aq_journal_close(j);
 
-    j = open_ok(base, &o);
+    j = open_ok(test_base, &o);
     collector_init(&c, j, HOLD_NONE);
     replay_into(j, false, &c, &rp);
     assert_clean(&rp);
@@ -1907,7 +1767,6 @@ START_TEST(damage_in_older_segment_fails_and_repair_deletes_later_segments)
     collector_free(&c);
     free(rp.log);
     aq_journal_close(j);
-    test_base_free(base);
     tdir_remove(&t);
 }
 END_TEST
@@ -1915,7 +1774,6 @@ END_TEST
 START_TEST(corrupt_last_record_of_an_older_segment_is_damage_not_a_torn_tail)
 {
     struct tdir t;
-    struct event_base *base = test_base_new();
     struct frame fr[MAX_FRAMES];
     struct collector c;
     struct replayed rp;
@@ -1932,13 +1790,12 @@ START_TEST(corrupt_last_record_of_an_older_segment_is_damage_not_a_torn_tail)
     data[fr[n - 1].off + fr[n - 1].size / 2] ^= 0x80;
     seg_write(t.path, 1, data, len);
     seg_file(t.path, 1, path, sizeof path);
-    replay_dir(base, t.path, false, &c, &rp);
+    replay_dir(test_base, t.path, false, &c, &rp);
     assert_damage_reported(&rp, path, fr[n - 1].off, "end of segment 1");
     ck_assert_int_eq(file_size(path), (long long)len);
     collector_free(&c);
     free(rp.log);
     free(data);
-    test_base_free(base);
     tdir_remove(&t);
 }
 END_TEST
@@ -1962,7 +1819,6 @@ START_TEST(released_old_segments_are_deleted_but_never_the_active_one)
 {
     enum { JOBS = 120 };
     struct tdir t;
-    struct event_base *base = test_base_new();
     struct aq_journal_opts o;
     struct aq_journal *j;
     uint32_t homes[JOBS + 1], seqs[MAX_SEGS], active = 0;
@@ -1972,7 +1828,7 @@ START_TEST(released_old_segments_are_deleted_but_never_the_active_one)
 
     tdir_make(&t);
     o = opts_of(t.path, AQ_FSYNC_BATCH, SMALL_SEGMENT);
-    j = open_fresh(base, &o);
+    j = open_fresh(test_base, &o);
     for (uint64_t id = 1; id <= JOBS; id++) {
         struct aq_jrec r = filler_put(id);
 
@@ -1982,7 +1838,7 @@ START_TEST(released_old_segments_are_deleted_but_never_the_active_one)
         ck_assert_uint_ge(aq_journal_segments(j), nsegs);
         nsegs = aq_journal_segments(j);
     }
-    settle(base, j);
+    settle(test_base, j);
     ck_assert_uint_ge(nsegs, 6);
     ck_assert_uint_eq(active, nsegs);
     n = dir_segments(t.path, seqs, MAX_SEGS);
@@ -2007,7 +1863,7 @@ START_TEST(released_old_segments_are_deleted_but_never_the_active_one)
         aq_journal_release(j, 1);
         homes[id] = 0;
     }
-    run_for(base, 1);
+    run_for(test_base, 1);
     ck_assert_int_eq(seg_size(t.path, 1), -1);
     ck_assert_uint_eq(aq_journal_segments(j), nsegs - 1);
     ck_assert_uint_eq(aq_journal_bytes(j), dir_bytes(t.path));
@@ -2017,11 +1873,11 @@ START_TEST(released_old_segments_are_deleted_but_never_the_active_one)
     /* a middle one waits for those before it: the journal has no holes */
     size = seg_size(t.path, 3);
     release_segment(j, homes, JOBS, 3);
-    run_for(base, 1);
+    run_for(test_base, 1);
     ck_assert_int_eq(seg_size(t.path, 3), size);
     ck_assert_uint_eq(aq_journal_segments(j), nsegs - 1);
     release_segment(j, homes, JOBS, 2);
-    run_for(base, 1);
+    run_for(test_base, 1);
     ck_assert_int_eq(seg_size(t.path, 2), -1);
     ck_assert_int_eq(seg_size(t.path, 3), -1);
     ck_assert_int_ge(seg_size(t.path, 4), 0);
@@ -2030,14 +1886,14 @@ START_TEST(released_old_segments_are_deleted_but_never_the_active_one)
 
     /* the active one stays */
     release_segment(j, homes, JOBS, active);
-    run_for(base, 1);
+    run_for(test_base, 1);
     ck_assert_int_ge(seg_size(t.path, active), 0);
     ck_assert_uint_eq(aq_journal_segments(j), nsegs - 3);
 
     /* all released: only the active one is left */
     for (uint32_t s = 1; s <= active; s++)
         release_segment(j, homes, JOBS, s);
-    run_for(base, 1);
+    run_for(test_base, 1);
     ck_assert_uint_eq(aq_journal_segments(j), 1);
     ck_assert_uint_eq(dir_segments(t.path, seqs, MAX_SEGS), 1);
     ck_assert_uint_eq(seqs[0], active);
@@ -2051,12 +1907,11 @@ START_TEST(released_old_segments_are_deleted_but_never_the_active_one)
             break;
         ck_assert_uint_lt(id, 2 * JOBS);
     }
-    settle(base, j);
+    settle(test_base, j);
     ck_assert_uint_eq(dir_segments(t.path, seqs, MAX_SEGS), 1);
     ck_assert_uint_eq(seqs[0], active + 1);
     ck_assert_uint_eq(aq_journal_segments(j), 1);
     aq_journal_close(j);
-    test_base_free(base);
     tdir_remove(&t);
 }
 END_TEST
@@ -2113,7 +1968,6 @@ START_TEST(rehome_moves_jobs_out_of_old_segments_which_are_then_deleted)
 {
     enum { JOBS = 400, LIVE_UNTIL = 200 };
     struct tdir t;
-    struct event_base *base = test_base_new();
     struct aq_journal_opts o;
     struct rehomer *h = calloc(1, sizeof *h);
     uint32_t seqs[MAX_SEGS], prev = 0;
@@ -2126,7 +1980,7 @@ START_TEST(rehome_moves_jobs_out_of_old_segments_which_are_then_deleted)
     o = opts_of(t.path, AQ_FSYNC_NEVER, SMALL_SEGMENT);
     o.rehome = rehome_cb;
     o.arg = h;
-    h->j = open_fresh(base, &o);
+    h->j = open_fresh(test_base, &o);
     /* The first job of each segment stays live (until LIVE_UNTIL); the
      * others finish at once, so they hold nothing. */
     for (uint64_t id = 1; id <= JOBS; id++) {
@@ -2139,11 +1993,11 @@ START_TEST(rehome_moves_jobs_out_of_old_segments_which_are_then_deleted)
             h->homes[id] = seg;
         }
         prev = seg;
-        settle(base, h->j);
+        settle(test_base, h->j);
         if (aq_journal_segments(h->j) > max_segs)
             max_segs = aq_journal_segments(h->j);
     }
-    run_for(base, QUIET_MS);
+    run_for(test_base, QUIET_MS);
     ck_assert_uint_ge(h->active, 20);
     ck_assert_msg(h->nasked >= 5,
                   "rehome was asked only %zu times in %" PRIu32 " segments",
@@ -2166,7 +2020,7 @@ START_TEST(rehome_moves_jobs_out_of_old_segments_which_are_then_deleted)
     aq_journal_close(h->j);
 
     /* Each live job replays from its latest home. */
-    h->j = open_ok(base, &o);
+    h->j = open_ok(test_base, &o);
     collector_init(&c, h->j, HOLD_NONE);
     replay_into(h->j, false, &c, &rp);
     assert_clean(&rp);
@@ -2188,7 +2042,6 @@ START_TEST(rehome_moves_jobs_out_of_old_segments_which_are_then_deleted)
     free(rp.log);
     aq_journal_close(h->j);
     free(h);
-    test_base_free(base);
     tdir_remove(&t);
 }
 END_TEST
@@ -2196,7 +2049,6 @@ END_TEST
 START_TEST(start_after_replay_creates_next_segment_and_deletes_unheld_ones)
 {
     struct tdir t;
-    struct event_base *base = test_base_new();
     struct aq_journal_opts o;
     struct aq_journal *j;
     struct collector c;
@@ -2209,7 +2061,7 @@ START_TEST(start_after_replay_creates_next_segment_and_deletes_unheld_ones)
     nsegs = build_journal(t.path, 60);
     ck_assert_uint_ge(nsegs, 4);
     o = opts_of(t.path, AQ_FSYNC_BATCH, SMALL_SEGMENT);
-    j = open_ok(base, &o);
+    j = open_ok(test_base, &o);
     collector_init(&c, j, HOLD_SEG);
     c.hold_seg = 2;
     replay_into(j, false, &c, &rp);
@@ -2225,7 +2077,7 @@ START_TEST(start_after_replay_creates_next_segment_and_deletes_unheld_ones)
     /* Oldest first: segment 1 goes, 2 is held, and those after it wait
      * for it (the segments kept never have a hole). */
     start_ok(j, rp.last_id);
-    settle(base, j);
+    settle(test_base, j);
     ck_assert_uint_eq(dir_segments(t.path, seqs, MAX_SEGS), nsegs);
     ck_assert_uint_eq(seqs[0], 2);
     ck_assert_uint_eq(seqs[nsegs - 1], nsegs + 1);
@@ -2234,9 +2086,8 @@ START_TEST(start_after_replay_creates_next_segment_and_deletes_unheld_ones)
     ck_assert_int_eq(fr[0].type, AQ_JREC_SEGMENT);
     ck_assert_int_eq(fr[1].type, AQ_JREC_TRIM);
     ck_assert_uint_eq(aq_journal_append(j, &r), nsegs + 1);
-    settle(base, j);
+    settle(test_base, j);
     aq_journal_close(j);
-    test_base_free(base);
     tdir_remove(&t);
 }
 END_TEST
@@ -2246,7 +2097,6 @@ END_TEST
 START_TEST(open_of_regular_file_fails_naming_the_path)
 {
     struct tdir t;
-    struct event_base *base = test_base_new();
     struct aq_journal_opts o;
     struct aq_error err = {0};
     char file[PATH_BYTES], below[PATH_BYTES];
@@ -2255,7 +2105,7 @@ START_TEST(open_of_regular_file_fails_naming_the_path)
     tdir_sub(&t, "file", file, sizeof file);
     file_write(file, "x", 1);
     o = opts_of(file, AQ_FSYNC_BATCH, BIG_SEGMENT);
-    ck_assert_ptr_null(aq_journal_open(base, &o, &err));
+    ck_assert_ptr_null(aq_journal_open(test_base, &o, &err));
     ck_assert_msg(strstr(err.message, file) != NULL,
                   "the error does not name %s: %s", file, err.message);
     ck_assert_int_ne(err.code, 0);
@@ -2264,11 +2114,10 @@ START_TEST(open_of_regular_file_fails_naming_the_path)
     memset(&err, 0, sizeof err);
     tdir_sub(&t, "file/j", below, sizeof below);
     o = opts_of(below, AQ_FSYNC_BATCH, BIG_SEGMENT);
-    ck_assert_ptr_null(aq_journal_open(base, &o, &err));
+    ck_assert_ptr_null(aq_journal_open(test_base, &o, &err));
     ck_assert_msg(strstr(err.message, file) != NULL,
                   "the error does not name %s: %s", file, err.message);
     aq_journal_close(NULL);
-    test_base_free(base);
     tdir_remove(&t);
 }
 END_TEST
@@ -2276,7 +2125,6 @@ END_TEST
 START_TEST(open_creates_missing_nested_directories)
 {
     struct tdir t;
-    struct event_base *base = test_base_new();
     struct aq_journal_opts o;
     struct aq_journal *j;
     struct stat st;
@@ -2286,14 +2134,13 @@ START_TEST(open_creates_missing_nested_directories)
     tdir_make(&t);
     tdir_sub(&t, "a/b/c", dir, sizeof dir);
     o = opts_of(dir, AQ_FSYNC_BATCH, BIG_SEGMENT);
-    j = open_fresh(base, &o);
+    j = open_fresh(test_base, &o);
     ck_assert_int_eq(stat(dir, &st), 0);
     ck_assert(S_ISDIR(st.st_mode));
-    settle(base, j);
+    settle(test_base, j);
     ck_assert_uint_eq(dir_segments(dir, seqs, 4), 1);
     ck_assert_uint_eq(seqs[0], 1);
     aq_journal_close(j);
-    test_base_free(base);
     tdir_remove(&t);
 }
 END_TEST
@@ -2303,7 +2150,6 @@ START_TEST(files_that_are_not_segments_are_ignored_and_kept)
     static const char *const names[] = {"notes.txt", "00000001.aqj.bak",
                                         "1.aqj", "0000000g.aqj"};
     struct tdir t;
-    struct event_base *base = test_base_new();
     struct aq_journal_opts o;
     struct aq_journal *j;
     char path[PATH_BYTES];
@@ -2315,19 +2161,18 @@ START_TEST(files_that_are_not_segments_are_ignored_and_kept)
         file_write(path, "garbage", 7);
     }
     o = opts_of(t.path, AQ_FSYNC_NEVER, SMALL_SEGMENT);
-    j = open_fresh(base, &o); /* asserts an empty replay */
+    j = open_fresh(test_base, &o); /* asserts an empty replay */
     for (uint64_t id = 1; id <= 40; id++) {
         struct aq_jrec r = filler_put(id);
 
         aq_journal_append(j, &r); /* unheld: rotations delete segments */
     }
-    settle(base, j);
+    settle(test_base, j);
     aq_journal_close(j);
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
         path_join(path, sizeof path, t.path, names[i]);
         ck_assert_msg(file_size(path) == 7, "%s was touched", names[i]);
     }
-    test_base_free(base);
     tdir_remove(&t);
 }
 END_TEST
@@ -2401,7 +2246,6 @@ seg_puts(const char *dir, uint32_t seq)
 START_TEST(missing_middle_segment_is_damage_and_repair_keeps_what_precedes_it)
 {
     struct tdir t;
-    struct event_base *base = test_base_new();
     struct collector c;
     struct replayed rp;
     uint32_t nsegs, seqs[MAX_SEGS];
@@ -2417,13 +2261,13 @@ START_TEST(missing_middle_segment_is_damage_and_repair_keeps_what_precedes_it)
     seg_file(t.path, 2, missing, sizeof missing);
     ck_assert_int_eq(unlink(missing), 0);
 
-    replay_dir(base, t.path, false, &c, &rp);
+    replay_dir(test_base, t.path, false, &c, &rp);
     assert_damage_reported(&rp, missing, (size_t)size1, "segment 2 missing");
     ck_assert_uint_eq(dir_segments(t.path, seqs, MAX_SEGS), nsegs - 1);
     collector_free(&c);
     free(rp.log);
 
-    replay_dir(base, t.path, true, &c, &rp);
+    replay_dir(test_base, t.path, true, &c, &rp);
     assert_clean(&rp);
     assert_put_ids(&c, 1, kept);
     ck_assert_msg(strstr(rp.log, missing) != NULL,
@@ -2433,12 +2277,11 @@ START_TEST(missing_middle_segment_is_damage_and_repair_keeps_what_precedes_it)
     collector_free(&c);
     free(rp.log);
 
-    replay_dir(base, t.path, false, &c, &rp);
+    replay_dir(test_base, t.path, false, &c, &rp);
     assert_clean(&rp);
     assert_put_ids(&c, 1, kept);
     collector_free(&c);
     free(rp.log);
-    test_base_free(base);
     tdir_remove(&t);
 }
 END_TEST
@@ -2446,7 +2289,6 @@ END_TEST
 START_TEST(missing_oldest_segment_is_damage_and_repair_keeps_the_last_id)
 {
     struct tdir t;
-    struct event_base *base = test_base_new();
     struct collector c;
     struct replayed rp;
     uint32_t nsegs, seqs[MAX_SEGS];
@@ -2460,7 +2302,7 @@ START_TEST(missing_oldest_segment_is_damage_and_repair_keeps_the_last_id)
     in_last = seg_puts(t.path, nsegs);
     seg_file(t.path, 1, missing, sizeof missing);
     ck_assert_int_eq(unlink(missing), 0);
-    replay_dir(base, t.path, false, &c, &rp);
+    replay_dir(test_base, t.path, false, &c, &rp);
     assert_damage_reported(&rp, missing, 0, "segment 1 missing");
     collector_free(&c);
     free(rp.log);
@@ -2468,7 +2310,7 @@ START_TEST(missing_oldest_segment_is_damage_and_repair_keeps_the_last_id)
 
     /* Nothing precedes the damage: repair keeps no record, but a fresh
      * segment keeps the last job id, so that ids are never reused. */
-    replay_dir(base, t.path, true, &c, &rp);
+    replay_dir(test_base, t.path, true, &c, &rp);
     assert_clean(&rp);
     ck_assert_uint_eq(c.n, 0);
     ck_assert_uint_eq(rp.last_id, 60 - in_last);
@@ -2476,13 +2318,12 @@ START_TEST(missing_oldest_segment_is_damage_and_repair_keeps_the_last_id)
     free(rp.log);
     ck_assert_uint_eq(dir_segments(t.path, seqs, MAX_SEGS), 1);
     ck_assert_uint_eq(seqs[0], nsegs + 1);
-    replay_dir(base, t.path, false, &c, &rp);
+    replay_dir(test_base, t.path, false, &c, &rp);
     assert_clean(&rp);
     ck_assert_uint_eq(c.n, 0);
     ck_assert_uint_eq(rp.last_id, 60 - in_last);
     collector_free(&c);
     free(rp.log);
-    test_base_free(base);
     tdir_remove(&t);
 }
 END_TEST
@@ -2509,7 +2350,6 @@ copy_with(const struct tdir *t, uint32_t nsegs, uint32_t seq,
 START_TEST(sealed_segment_cut_at_a_record_boundary_is_damage)
 {
     struct tdir t;
-    struct event_base *base = test_base_new();
     struct frame fr[MAX_FRAMES];
     unsigned char *seg1;
     uint32_t nsegs, seqs[MAX_SEGS];
@@ -2534,19 +2374,19 @@ START_TEST(sealed_segment_cut_at_a_record_boundary_is_damage)
         snprintf(what, sizeof what, "segment 1 cut at %zu", cut);
         copy_with(&t, nsegs, 1, seg1, cut, dir, sizeof dir);
         seg_file(dir, 1, path, sizeof path);
-        replay_dir(base, dir, false, &c, &rp);
+        replay_dir(test_base, dir, false, &c, &rp);
         assert_damage_reported(&rp, path, cut, what);
         ck_assert_int_eq(file_size(path), (long long)cut);
         collector_free(&c);
         free(rp.log);
 
-        replay_dir(base, dir, true, &c, &rp);
+        replay_dir(test_base, dir, true, &c, &rp);
         assert_clean(&rp);
         assert_put_ids(&c, 1, cuts[k] - 1);
         ck_assert_uint_eq(dir_segments(dir, seqs, MAX_SEGS), 1);
         collector_free(&c);
         free(rp.log);
-        replay_dir(base, dir, false, &c, &rp);
+        replay_dir(test_base, dir, false, &c, &rp);
         assert_clean(&rp);
         collector_free(&c);
         free(rp.log);
@@ -2556,7 +2396,6 @@ START_TEST(sealed_segment_cut_at_a_record_boundary_is_damage)
         }
     }
     free(seg1);
-    test_base_free(base);
     tdir_remove(&t);
 }
 END_TEST
@@ -2564,7 +2403,6 @@ END_TEST
 START_TEST(sealed_segment_with_bytes_past_its_seal_is_damage)
 {
     struct tdir t;
-    struct event_base *base = test_base_new();
     struct frame fr[MAX_FRAMES];
     struct collector c;
     struct replayed rp;
@@ -2584,12 +2422,12 @@ START_TEST(sealed_segment_with_bytes_past_its_seal_is_damage)
     memcpy(longer + len, seg1 + fr[n - 1].off, fr[n - 1].size);
     copy_with(&t, nsegs, 1, longer, len + fr[n - 1].size, dir, sizeof dir);
     seg_file(dir, 1, path, sizeof path);
-    replay_dir(base, dir, false, &c, &rp);
+    replay_dir(test_base, dir, false, &c, &rp);
     assert_damage_reported(&rp, path, len, "a record past the seal");
     collector_free(&c);
     free(rp.log);
     /* repair cuts it off, keeping the later segments' records out */
-    replay_dir(base, dir, true, &c, &rp);
+    replay_dir(test_base, dir, true, &c, &rp);
     assert_clean(&rp);
     assert_put_ids(&c, 1, n - 1);
     ck_assert_int_eq(file_size(path), (long long)len);
@@ -2597,7 +2435,6 @@ START_TEST(sealed_segment_with_bytes_past_its_seal_is_damage)
     free(rp.log);
     free(longer);
     free(seg1);
-    test_base_free(base);
     tdir_remove(&t);
 }
 END_TEST
@@ -2605,7 +2442,6 @@ END_TEST
 START_TEST(segment_under_another_number_is_damage)
 {
     struct tdir t;
-    struct event_base *base = test_base_new();
     struct collector c;
     struct replayed rp;
     unsigned char *seg3;
@@ -2619,12 +2455,11 @@ START_TEST(segment_under_another_number_is_damage)
     seg3 = seg_read(t.path, 3, &len);
     copy_with(&t, nsegs, 2, seg3, len, dir, sizeof dir);
     seg_file(dir, 2, path, sizeof path);
-    replay_dir(base, dir, false, &c, &rp);
+    replay_dir(test_base, dir, false, &c, &rp);
     assert_damage_reported(&rp, path, 0, "segment 3 copied over 2");
     collector_free(&c);
     free(rp.log);
     free(seg3);
-    test_base_free(base);
     tdir_remove(&t);
 }
 END_TEST
@@ -2632,7 +2467,6 @@ END_TEST
 START_TEST(segments_a_crash_left_behind_a_trim_are_skipped_and_deleted)
 {
     struct tdir t;
-    struct event_base *base = test_base_new();
     struct aq_journal_opts o;
     struct aq_journal *j;
     struct collector c;
@@ -2643,26 +2477,26 @@ START_TEST(segments_a_crash_left_behind_a_trim_are_skipped_and_deleted)
 
     tdir_make(&t);
     o = opts_of(t.path, AQ_FSYNC_NEVER, SMALL_SEGMENT);
-    j = open_fresh(base, &o);
+    j = open_fresh(test_base, &o);
     for (uint64_t id = 1; id <= 40; id++) {
         struct aq_jrec r = filler_put(id);
 
         homes[id] = aq_journal_append(j, &r);
         aq_journal_hold(j, homes[id]);
     }
-    settle(base, j);
+    settle(test_base, j);
     ck_assert_uint_ge(aq_journal_segments(j), 3);
     seg1 = seg_read(t.path, 1, &len);
     for (uint64_t id = 1; id <= 40; id++)
         in1 += homes[id] == 1;
     release_segment(j, homes, 40, 1);
-    run_for(base, 1);
+    run_for(test_base, 1);
     ck_assert_int_eq(seg_size(t.path, 1), -1);
     aq_journal_close(j);
     /* the crash came after the TRIM record, before the unlink */
     seg_write(t.path, 1, seg1, len);
 
-    replay_dir(base, t.path, false, &c, &rp);
+    replay_dir(test_base, t.path, false, &c, &rp);
     assert_clean(&rp);
     for (size_t i = 0; i < c.n; i++)
         ck_assert_uint_ne(c.recs[i].seg, 1);
@@ -2673,7 +2507,6 @@ START_TEST(segments_a_crash_left_behind_a_trim_are_skipped_and_deleted)
     collector_free(&c);
     free(rp.log);
     free(seg1);
-    test_base_free(base);
     tdir_remove(&t);
 }
 END_TEST
@@ -2720,7 +2553,6 @@ seg_to_format_1(const char *dir, uint32_t seq)
 START_TEST(journal_of_a_later_format_is_refused_naming_its_version)
 {
     struct tdir t;
-    struct event_base *base = test_base_new();
     struct collector c;
     struct replayed rp;
     char path[PATH_BYTES];
@@ -2729,7 +2561,7 @@ START_TEST(journal_of_a_later_format_is_refused_naming_its_version)
     build_journal(t.path, 4);
     seg_to_version(t.path, 1, 3);
     seg_file(t.path, 1, path, sizeof path);
-    replay_dir(base, t.path, false, &c, &rp);
+    replay_dir(test_base, t.path, false, &c, &rp);
     ck_assert_int_eq(rp.rc, -1);
     ck_assert_msg(!rp.is_damaged, "a later format is not damage");
     ck_assert_msg(strstr(rp.err.message, path) != NULL &&
@@ -2737,7 +2569,6 @@ START_TEST(journal_of_a_later_format_is_refused_naming_its_version)
                   "%s", rp.err.message);
     collector_free(&c);
     free(rp.log);
-    test_base_free(base);
     tdir_remove(&t);
 }
 END_TEST
@@ -2745,7 +2576,6 @@ END_TEST
 START_TEST(format_1_journal_with_holes_replays_and_turns_into_format_2)
 {
     struct tdir t;
-    struct event_base *base = test_base_new();
     struct aq_journal_opts o;
     struct aq_journal *j;
     struct collector c;
@@ -2765,7 +2595,7 @@ START_TEST(format_1_journal_with_holes_replays_and_turns_into_format_2)
     seg_file(t.path, 2, path, sizeof path);
     ck_assert_int_eq(unlink(path), 0);
     o = opts_of(t.path, AQ_FSYNC_NEVER, SMALL_SEGMENT);
-    j = open_ok(base, &o);
+    j = open_ok(test_base, &o);
     collector_init(&c, j, HOLD_ALL);
     replay_into(j, false, &c, &rp);
     assert_clean(&rp);
@@ -2775,13 +2605,13 @@ START_TEST(format_1_journal_with_holes_replays_and_turns_into_format_2)
     free(rp.log);
     /* While format 1 segments remain, new ones name no oldest segment. */
     start_ok(j, rp.last_id);
-    settle(base, j);
+    settle(test_base, j);
     seg_head(t.path, nsegs + 1, &h);
     ck_assert_uint_eq(h.version, 2);
     ck_assert_uint_eq(h.first, 0);
     aq_journal_close(j);
 
-    j = open_ok(base, &o);
+    j = open_ok(test_base, &o);
     collector_init(&c, j, HOLD_NONE);
     replay_into(j, false, &c, &rp);
     assert_clean(&rp);
@@ -2790,11 +2620,11 @@ START_TEST(format_1_journal_with_holes_replays_and_turns_into_format_2)
     free(rp.log);
     /* Once they are gone, a TRIM names the oldest: holes are damage. */
     start_ok(j, rp.last_id);
-    settle(base, j);
+    settle(test_base, j);
     ck_assert_uint_eq(dir_segments(t.path, seqs, MAX_SEGS), 1);
     ck_assert_uint_eq(seqs[0], nsegs + 2);
     aq_journal_close(j);
-    j = open_ok(base, &o);
+    j = open_ok(test_base, &o);
     collector_init(&c, j, HOLD_NONE);
     replay_into(j, false, &c, &rp);
     assert_clean(&rp);
@@ -2803,7 +2633,6 @@ START_TEST(format_1_journal_with_holes_replays_and_turns_into_format_2)
     collector_free(&c);
     free(rp.log);
     aq_journal_close(j);
-    test_base_free(base);
     tdir_remove(&t);
 }
 END_TEST
@@ -2855,7 +2684,6 @@ START_TEST(failed_fdatasync_fails_barriers_until_a_rewrite_from_memory)
     enum aq_fsync policy = all_policies[_i];
     const char *name = policy_names[policy];
     struct tdir t;
-    struct event_base *base = test_base_new();
     struct aq_journal_opts o;
     struct aq_journal *j;
     struct owner *own = calloc(1, sizeof *own);
@@ -2876,19 +2704,19 @@ START_TEST(failed_fdatasync_fails_barriers_until_a_rewrite_from_memory)
     o = opts_of(t.path, policy, SMALL_SEGMENT);
     o.rehome = owner_rehome_cb;
     o.arg = own;
-    j = open_fresh(base, &o);
+    j = open_fresh(test_base, &o);
     for (uint64_t id = 1; id <= 40; id++) {
         r = filler_put(id);
         own->homes[id] = aq_journal_append(j, &r);
         aq_journal_hold(j, own->homes[id]);
     }
-    settle(base, j);
+    settle(test_base, j);
     /* jobs 1-10 finished: not live, so not rewritten */
     for (uint64_t id = 1; id <= 10; id++) {
         aq_journal_release(j, own->homes[id]);
         own->homes[id] = 0;
     }
-    settle(base, j);
+    settle(test_base, j);
     nbefore = dir_segments(t.path, before, MAX_SEGS);
     last = before[nbefore - 1];
 
@@ -2903,7 +2731,7 @@ START_TEST(failed_fdatasync_fails_barriers_until_a_rewrite_from_memory)
     else
         ck_assert_ptr_nonnull(aq_journal_barrier(j, tbar_cb, &tb));
     if (policy == AQ_FSYNC_BATCH) {
-        ck_assert_msg(run_until(base, &tb.fired, WAIT_MS) && tb.failed,
+        ck_assert_msg(run_until(test_base, &tb.fired, WAIT_MS) && tb.failed,
                       "%s: the barrier did not fail", name);
         ck_assert_msg(strcmp(tb.err.message,
                              "journal: fdatasync: Input/output error") == 0,
@@ -2916,19 +2744,19 @@ START_TEST(failed_fdatasync_fails_barriers_until_a_rewrite_from_memory)
             ck_assert_uint_lt(id, 200);
             r = filler_put(id);
             aq_journal_append(j, &r);
-            run_for(base, policy == AQ_FSYNC_EVERYSEC ? 100 : 1);
+            run_for(test_base, policy == AQ_FSYNC_EVERYSEC ? 100 : 1);
         }
     }
     ck_assert_msg(aq_journal_error(j) != NULL, "%s: the journal works", name);
     ck_assert_int_eq(aq_journal_barrier_add(j, &node, tbar_cb, &tb, &err), -1);
     ck_assert_str_eq(err.message, "journal: fdatasync: Input/output error");
     /* The rewrite is tried at once, and fails too: nothing changes. */
-    run_for(base, 50);
+    run_for(test_base, 50);
     ck_assert_ptr_nonnull(aq_journal_error(j));
     ck_assert_uint_eq(dir_segments(t.path, seqs, MAX_SEGS), nbefore);
 
     faults(&t, "");
-    ck_assert_msg(recovered_within(base, j, WAIT_MS),
+    ck_assert_msg(recovered_within(test_base, j, WAIT_MS),
                   "%s: no rewrite once fdatasync works", name);
     logged = capture_end(&cap);
     ck_assert_msg(strstr(logged, "fdatasync: Input/output error") != NULL &&
@@ -2944,10 +2772,10 @@ START_TEST(failed_fdatasync_fails_barriers_until_a_rewrite_from_memory)
     ck_assert_uint_eq(seg_puts(t.path, seqs[0]), 31);
     r = filler_put(300);
     ck_assert_uint_ge(aq_journal_append(j, &r), seqs[0]); /* may rotate */
-    settle(base, j);
+    settle(test_base, j);
     aq_journal_close(j);
 
-    j = open_ok(base, &o);
+    j = open_ok(test_base, &o);
     collector_init(&c, j, HOLD_NONE);
     replay_into(j, false, &c, &rp);
     assert_clean(&rp);
@@ -2959,7 +2787,6 @@ START_TEST(failed_fdatasync_fails_barriers_until_a_rewrite_from_memory)
     aq_journal_close(j);
     unsetenv("FAULTFS_CONTROL");
     free(own);
-    test_base_free(base);
     tdir_remove(&t);
 }
 END_TEST
@@ -2967,7 +2794,6 @@ END_TEST
 START_TEST(close_after_a_failed_fdatasync_rewrites_the_journal)
 {
     struct tdir t;
-    struct event_base *base = test_base_new();
     struct aq_journal_opts o;
     struct aq_journal *j;
     struct owner *own = calloc(1, sizeof *own);
@@ -2980,7 +2806,7 @@ START_TEST(close_after_a_failed_fdatasync_rewrites_the_journal)
     o = opts_of(t.path, AQ_FSYNC_ALWAYS, SMALL_SEGMENT);
     o.rehome = owner_rehome_cb;
     o.arg = own;
-    j = open_fresh(base, &o);
+    j = open_fresh(test_base, &o);
     capture_begin(&cap);
     faults(&t, "fdatasync EIO\n");
     for (uint64_t id = 1; id <= 5; id++) {
@@ -2993,10 +2819,9 @@ START_TEST(close_after_a_failed_fdatasync_rewrites_the_journal)
     logged = capture_end(&cap);
     free(logged);
 
-    replays_puts(base, &o, 1, 5);
+    replays_puts(test_base, &o, 1, 5);
     unsetenv("FAULTFS_CONTROL");
     free(own);
-    test_base_free(base);
     tdir_remove(&t);
 }
 END_TEST
@@ -3004,7 +2829,6 @@ END_TEST
 START_TEST(no_inode_for_a_new_segment_grows_the_active_one_then_rotates)
 {
     struct tdir t;
-    struct event_base *base = test_base_new();
     struct aq_journal_opts o;
     struct aq_journal *j;
     struct capture cap;
@@ -3014,7 +2838,7 @@ START_TEST(no_inode_for_a_new_segment_grows_the_active_one_then_rotates)
 
     tdir_make(&t);
     o = opts_of(t.path, AQ_FSYNC_BATCH, SMALL_SEGMENT);
-    j = open_fresh(base, &o);
+    j = open_fresh(test_base, &o);
     capture_begin(&cap);
     faults(&t, "create ENOSPC\n");
     for (; id <= 60; id++) {
@@ -3023,7 +2847,7 @@ START_TEST(no_inode_for_a_new_segment_grows_the_active_one_then_rotates)
         seg = aq_journal_append(j, &r);
         aq_journal_hold(j, seg);
     }
-    settle(base, j);
+    settle(test_base, j);
     ck_assert_uint_eq(seg, 1);
     ck_assert_ptr_null(aq_journal_error(j));
     ck_assert_int_gt(seg_size(t.path, 1), 3 * SMALL_SEGMENT);
@@ -3034,19 +2858,18 @@ START_TEST(no_inode_for_a_new_segment_grows_the_active_one_then_rotates)
 
         seg = aq_journal_append(j, &r);
         aq_journal_hold(j, seg);
-        run_for(base, 20);
+        run_for(test_base, 20);
     }
     ck_assert_uint_eq(seg, 2);
-    settle(base, j);
+    settle(test_base, j);
     logged = capture_end(&cap);
     ck_assert_msg(strstr(logged, "No space left on device") != NULL,
                   "the failed rotation is not logged: %s", logged);
     free(logged);
     aq_journal_close(j);
 
-    replays_puts(base, &o, 1, id - 1);
+    replays_puts(test_base, &o, 1, id - 1);
     unsetenv("FAULTFS_CONTROL");
-    test_base_free(base);
     tdir_remove(&t);
 }
 END_TEST
@@ -3054,7 +2877,6 @@ END_TEST
 START_TEST(start_that_cannot_create_a_segment_fails_puts_until_it_can)
 {
     struct tdir t;
-    struct event_base *base = test_base_new();
     struct aq_journal_opts o;
     struct aq_journal *j;
     struct capture cap;
@@ -3070,7 +2892,7 @@ START_TEST(start_that_cannot_create_a_segment_fails_puts_until_it_can)
     tdir_make(&t);
     nsegs = build_journal(t.path, 60);
     o = opts_of(t.path, AQ_FSYNC_BATCH, SMALL_SEGMENT);
-    j = open_ok(base, &o);
+    j = open_ok(test_base, &o);
     collector_init(&c, j, HOLD_ALL);
     replay_into(j, false, &c, &rp);
     assert_clean(&rp);
@@ -3086,15 +2908,14 @@ START_TEST(start_that_cannot_create_a_segment_fails_puts_until_it_can)
     ck_assert_uint_eq(aq_journal_append(j, &r), nsegs + 1);
     ck_assert_int_eq(aq_journal_barrier_add(j, &node, tbar_cb, &tb, &err), -1);
     faults(&t, "");
-    ck_assert(recovered_within(base, j, WAIT_MS));
+    ck_assert(recovered_within(test_base, j, WAIT_MS));
     logged = capture_end(&cap);
     free(logged);
-    settle(base, j);
+    settle(test_base, j);
     aq_journal_close(j);
 
-    replays_puts(base, &o, 1, 61);
+    replays_puts(test_base, &o, 1, 61);
     unsetenv("FAULTFS_CONTROL");
-    test_base_free(base);
     tdir_remove(&t);
 }
 END_TEST
@@ -3128,9 +2949,8 @@ pack_dir(const char *dir, uint8_t flags, uint8_t *buf, size_t cap)
 static void
 every_record_journal(const char *dir)
 {
-    struct event_base *base = test_base_new();
     struct aq_journal_opts o = opts_of(dir, AQ_FSYNC_NEVER, SMALL_SEGMENT);
-    struct aq_journal *j = open_fresh(base, &o);
+    struct aq_journal *j = open_fresh(test_base, &o);
     uint32_t homes[21];
 
     for (uint64_t id = 1; id <= 20; id++) {
@@ -3164,12 +2984,11 @@ every_record_journal(const char *dir)
             homes[id] = to;
         }
     }
-    settle(base, j);
+    settle(test_base, j);
     release_segment(j, homes, 20, 1);
-    settle(base, j);
-    run_for(base, 1);
+    settle(test_base, j);
+    run_for(test_base, 1);
     aq_journal_close(j);
-    test_base_free(base);
 }
 
 /* Valid inputs: journals as asyncqd writes them. Returns how many. */
@@ -3206,25 +3025,25 @@ make_seeds(const struct tdir *t, uint8_t **seeds, size_t *lens)
 
 /* One random change to buf (len bytes now, cap at most); the new len. */
 static size_t
-mutate(uint8_t *buf, size_t len, size_t cap, uint32_t *rng)
+mutate(uint8_t *buf, size_t len, size_t cap, struct rng *r)
 {
-    size_t at = len > 0 ? xorshift32(rng) % len : 0, n;
+    size_t at = len > 0 ? rng_below(r, len) : 0, n;
 
-    switch (xorshift32(rng) % 6) {
+    switch (rng_below(r, 6)) {
     case 0: /* a flipped bit */
         if (len > 0)
-            buf[at] ^= (uint8_t)(1u << (xorshift32(rng) % 8));
+            buf[at] ^= (uint8_t)(1u << rng_below(r, 8));
         return len;
     case 1: /* a byte set to a value lengths like */
         if (len > 0)
-            buf[at] = (uint8_t)(xorshift32(rng) % 3 == 0 ? 0xff : 0);
+            buf[at] = (uint8_t)(rng_below(r, 3) == 0 ? 0xff : 0);
         return len;
     case 2: /* cut short */
         return at;
     case 3: /* a chunk copied elsewhere (a record twice) */
         n = len - at < 64 ? len - at : 64;
         if (len + n <= cap) {
-            size_t to = xorshift32(rng) % (len + 1);
+            size_t to = rng_below(r, len + 1);
             uint8_t chunk[64];
 
             memcpy(chunk, buf + at, n);
@@ -3234,16 +3053,16 @@ mutate(uint8_t *buf, size_t len, size_t cap, uint32_t *rng)
         }
         return len;
     case 4: /* random bytes inserted */
-        n = xorshift32(rng) % 32;
+        n = rng_below(r, 32);
         if (len + n <= cap) {
             memmove(buf + at + n, buf + at, len - at);
-            fill_random(buf + at, n, xorshift32(rng));
+            rng_fill(r, buf + at, n);
             return len + n;
         }
         return len;
     default: /* other flags: files, hole, repair, start */
         if (len > 0)
-            buf[0] = (uint8_t)xorshift32(rng);
+            buf[0] = (uint8_t)rng_next(r);
         return len;
     }
 }
@@ -3253,7 +3072,7 @@ START_TEST(replay_of_arbitrary_bytes_ends_without_crash_or_leak)
     struct tdir t;
     uint8_t *seeds[8], *buf = malloc(FUZZ_INPUT_MAX);
     size_t lens[8], nseeds;
-    uint32_t rng = 0x5eed1234u;
+    struct rng r = {0x5eed1234u};
     const char *out = getenv("AQ_JOURNAL_SEEDS");
 
     ck_assert_ptr_nonnull(buf);
@@ -3271,18 +3090,18 @@ START_TEST(replay_of_arbitrary_bytes_ends_without_crash_or_leak)
         }
     }
     for (int round = 0; round < 600; round++) {
-        size_t k = xorshift32(&rng) % nseeds, len = lens[k];
-        int changes = 1 + (int)(xorshift32(&rng) % 8);
+        size_t k = rng_below(&r, nseeds), len = lens[k];
+        int changes = 1 + (int)rng_below(&r, 8);
 
         memcpy(buf, seeds[k], len);
         for (int c = 0; c < changes; c++)
-            len = mutate(buf, len, FUZZ_INPUT_MAX, &rng);
+            len = mutate(buf, len, FUZZ_INPUT_MAX, &r);
         ck_assert_int_eq(aq_fuzz_journal_replay(buf, len), 0);
     }
     for (int round = 0; round < 100; round++) {
-        size_t len = xorshift32(&rng) % 2048;
+        size_t len = rng_below(&r, 2048);
 
-        fill_random(buf, len, xorshift32(&rng));
+        rng_fill(&r, buf, len);
         ck_assert_int_eq(aq_fuzz_journal_replay(buf, len), 0);
     }
     for (size_t i = 0; i < nseeds; i++)
@@ -3322,7 +3141,7 @@ END_TEST
 static TCase *
 tcase_new(const char *name)
 {
-    TCase *tc = test_tcase_new(name);
+    TCase *tc = test_tcase_with_base(name);
 
     tcase_set_timeout(tc, TIMEOUT_S);
     return tc;
@@ -3335,12 +3154,6 @@ journal_suite(void)
     TCase *tc;
     int nall = (int)(sizeof all_policies / sizeof all_policies[0]);
     int nloop = (int)(sizeof loop_policies / sizeof loop_policies[0]);
-
-    tc = tcase_new("crc32c");
-    tcase_add_test(tc, crc32c_of_123456789_is_the_standard_check_value);
-    tcase_add_test(tc, crc32c_equals_portable_for_every_length_and_alignment);
-    tcase_add_test(tc, crc32c_computed_in_pieces_equals_one_shot);
-    suite_add_tcase(s, tc);
 
     tc = tcase_new("records");
     tcase_add_test(

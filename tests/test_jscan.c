@@ -19,6 +19,7 @@
 #include "clock.h"
 #include "fastput.h"
 #include "jscan.h"
+#include "rng.h"
 #include "suites.h"
 #include "testutil.h"
 #include "xmalloc.h"
@@ -1213,33 +1214,6 @@ START_TEST(utf8_seq_len_agrees_with_the_unicode_table)
 END_TEST
 
 /* ---- differential fuzzing ---- */
-
-/* splitmix64: a fixed seed gives the same lines everywhere. */
-struct rng {
-    uint64_t s;
-};
-
-static uint64_t
-rng_next(struct rng *r)
-{
-    uint64_t z = (r->s += UINT64_C(0x9e3779b97f4a7c15));
-
-    z = (z ^ (z >> 30)) * UINT64_C(0xbf58476d1ce4e5b9);
-    z = (z ^ (z >> 27)) * UINT64_C(0x94d049bb133111eb);
-    return z ^ (z >> 31);
-}
-
-static unsigned
-rng_below(struct rng *r, unsigned n)
-{
-    return (unsigned)(rng_next(r) % n);
-}
-
-static bool
-rng_chance(struct rng *r, unsigned percent)
-{
-    return rng_below(r, 100) < percent;
-}
 
 #define PICK(r, a) ((a)[rng_below((r), NELEM(a))])
 

@@ -23,7 +23,6 @@
 #define IDLE_MS 1000 /* long enough for valgrind to serve a request first */
 #define DEADLINE_MS 5000
 
-static struct event_base *base;
 static struct aq_metrics *metrics;
 
 static void
@@ -31,9 +30,9 @@ setup(void)
 {
     struct aq_error err = {0};
 
-    base = test_base_new();
+    test_base_setup();
     /* No broker, server or journal: only /healthz is asked for. */
-    metrics = aq_metrics_new(base, "127.0.0.1:0", NULL, NULL, NULL, &err);
+    metrics = aq_metrics_new(test_base, "127.0.0.1:0", NULL, NULL, NULL, &err);
     ck_assert_msg(metrics != NULL, "aq_metrics_new: %s", err.message);
     aq_metrics_set_health(metrics, AQ_HEALTH_READY);
 }
@@ -42,7 +41,7 @@ static void
 teardown(void)
 {
     aq_metrics_free(metrics);
-    test_base_free(base);
+    test_base_teardown();
 }
 
 static void
@@ -116,7 +115,7 @@ client_watch(struct client *c, int fd)
 {
     memset(c, 0, sizeof *c);
     c->fd = fd;
-    c->ev = event_new(base, fd, EV_READ | EV_PERSIST, client_read_cb, c);
+    c->ev = event_new(test_base, fd, EV_READ | EV_PERSIST, client_read_cb, c);
     event_add(c->ev, NULL);
 }
 
@@ -147,7 +146,7 @@ START_TEST(idle_connection_is_closed_after_the_idle_time)
     if (req[0] != '\0')
         ck_assert_int_eq(send(c.fd, req, strlen(req), MSG_NOSIGNAL),
                          (ssize_t)strlen(req));
-    ck_assert_msg(run_until(base, &c.is_closed, DEADLINE_MS),
+    ck_assert_msg(run_until(test_base, &c.is_closed, DEADLINE_MS),
                   "an idle connection is open after %d ms", DEADLINE_MS);
     if (req[0] != '\0')
         ck_assert_msg(strncmp(c.reply, "HTTP/1.1 200", 12) == 0,
@@ -166,14 +165,14 @@ START_TEST(connection_beyond_the_cap_is_closed_at_once)
     set_limits(60000, 2);
     for (int i = 0; i < 3; i++)
         client_watch(&c[i], dial());
-    ck_assert_msg(run_until(base, &c[2].is_closed, DEADLINE_MS),
+    ck_assert_msg(run_until(test_base, &c[2].is_closed, DEADLINE_MS),
                   "the third connection is open with a cap of 2");
     ck_assert_msg(!c[0].is_closed && !c[1].is_closed,
                   "a connection within the cap was closed");
     /* Those within the cap are served. */
     ck_assert_int_eq(send(c[0].fd, req, strlen(req), MSG_NOSIGNAL),
                      (ssize_t)strlen(req));
-    ck_assert_msg(run_until(base, &c[0].has_healthz, DEADLINE_MS),
+    ck_assert_msg(run_until(test_base, &c[0].has_healthz, DEADLINE_MS),
                   "GET /healthz within the cap: no reply: %s", c[0].reply);
     ck_assert_msg(strncmp(c[0].reply, "HTTP/1.1 200", 12) == 0,
                   "GET /healthz within the cap: %s", c[0].reply);

@@ -320,13 +320,12 @@ assert_no_child(void)
 
 START_TEST(echo_exits_zero_with_its_stdout)
 {
-    struct event_base *base = test_base_new();
-    struct aq_procs *ps = aq_procs_new(base);
+    struct aq_procs *ps = aq_procs_new(test_base);
     static const char *const argv[] = {"/bin/echo", "hello", NULL};
     struct aq_proc_opts o = opts_for(argv);
     struct run r = {0};
 
-    run_to_end(ps, base, &o, &r);
+    run_to_end(ps, test_base, &o, &r);
     ck_assert_int_eq(r.exit_code, 0);
     ck_assert_int_eq(r.signal, 0);
     ck_assert_str_eq(r.out, "hello\n");
@@ -339,34 +338,30 @@ START_TEST(echo_exits_zero_with_its_stdout)
     run_release(&r);
     ck_assert_uint_eq(aq_procs_count(ps), 0);
     aq_procs_free(ps);
-    test_base_free(base);
 }
 END_TEST
 
 START_TEST(exit_code_and_stderr_are_reported)
 {
-    struct event_base *base = test_base_new();
-    struct aq_procs *ps = aq_procs_new(base);
+    struct aq_procs *ps = aq_procs_new(test_base);
     static const char *const argv[] = {"/bin/sh", "-c", "echo e >&2; exit 3",
                                        NULL};
     struct aq_proc_opts o = opts_for(argv);
     struct run r = {0};
 
-    run_to_end(ps, base, &o, &r);
+    run_to_end(ps, test_base, &o, &r);
     ck_assert_int_eq(r.exit_code, 3);
     ck_assert_int_eq(r.signal, 0);
     ck_assert_str_eq(r.err, "e\n");
     ck_assert_uint_eq(r.out_len, 0);
     run_release(&r);
     aq_procs_free(ps);
-    test_base_free(base);
 }
 END_TEST
 
 START_TEST(stdin_data_is_piped_to_the_child)
 {
-    struct event_base *base = test_base_new();
-    struct aq_procs *ps = aq_procs_new(base);
+    struct aq_procs *ps = aq_procs_new(test_base);
     static const char *const argv[] = {"/bin/cat", NULL};
     struct aq_proc_opts o = opts_for(argv);
     struct run r = {0};
@@ -376,19 +371,17 @@ START_TEST(stdin_data_is_piped_to_the_child)
     o.stdin_len = strlen(data);
     spawn_ok(ps, &o, &r);
     memset(data, '#', strlen(data)); /* the child got a copy */
-    ck_assert(run_until(base, &r.done, DEADLINE_MS));
+    ck_assert(run_until(test_base, &r.done, DEADLINE_MS));
     ck_assert_int_eq(r.exit_code, 0);
     ck_assert_str_eq(r.out, "line one\nline two\n");
     run_release(&r);
     aq_procs_free(ps);
-    test_base_free(base);
 }
 END_TEST
 
 START_TEST(large_stdin_with_small_capture_completes_truncated)
 {
-    struct event_base *base = test_base_new();
-    struct aq_procs *ps = aq_procs_new(base);
+    struct aq_procs *ps = aq_procs_new(test_base);
     static const char *const argv[] = {"/bin/cat", NULL};
     struct aq_proc_opts o = opts_for(argv);
     struct run r = {0};
@@ -399,7 +392,7 @@ START_TEST(large_stdin_with_small_capture_completes_truncated)
     o.stdin_data = data;
     o.stdin_len = MIB;
     o.capture = 1000;
-    run_to_end(ps, base, &o, &r);
+    run_to_end(ps, test_base, &o, &r);
     ck_assert_int_eq(r.exit_code, 0);
     ck_assert_uint_eq(r.out_len, 1000);
     ck_assert(r.out_truncated);
@@ -409,93 +402,83 @@ START_TEST(large_stdin_with_small_capture_completes_truncated)
     run_release(&r);
     free(data);
     aq_procs_free(ps);
-    test_base_free(base);
 }
 END_TEST
 
 START_TEST(big_output_is_capped_drained_and_truncated)
 {
-    struct event_base *base = test_base_new();
-    struct aq_procs *ps = aq_procs_new(base);
+    struct aq_procs *ps = aq_procs_new(test_base);
     static const char *const argv[] = {"/usr/bin/head", "-c", "5000000",
                                        "/dev/zero", NULL};
     struct aq_proc_opts o = opts_for(argv);
     struct run r = {0};
 
     o.capture = 100000;
-    run_to_end(ps, base, &o, &r);
+    run_to_end(ps, test_base, &o, &r);
     ck_assert_int_eq(r.exit_code, 0);
     ck_assert_int_eq(r.signal, 0);
     ck_assert_uint_eq(r.out_len, 100000);
     ck_assert(r.out_truncated);
     run_release(&r);
     aq_procs_free(ps);
-    test_base_free(base);
 }
 END_TEST
 
 START_TEST(output_of_exactly_capture_bytes_is_not_truncated)
 {
-    struct event_base *base = test_base_new();
-    struct aq_procs *ps = aq_procs_new(base);
+    struct aq_procs *ps = aq_procs_new(test_base);
     static const char *const argv[] = {"/usr/bin/head", "-c", "10000",
                                        "/dev/zero", NULL};
     struct aq_proc_opts o = opts_for(argv);
     struct run r = {0};
 
     o.capture = 10000;
-    run_to_end(ps, base, &o, &r);
+    run_to_end(ps, test_base, &o, &r);
     ck_assert_uint_eq(r.out_len, 10000);
     ck_assert(!r.out_truncated);
     run_release(&r);
     aq_procs_free(ps);
-    test_base_free(base);
 }
 END_TEST
 
 START_TEST(zero_capture_keeps_nothing_and_marks_truncated)
 {
-    struct event_base *base = test_base_new();
-    struct aq_procs *ps = aq_procs_new(base);
+    struct aq_procs *ps = aq_procs_new(test_base);
     static const char *const argv[] = {"/bin/echo", "hello", NULL};
     struct aq_proc_opts o = opts_for(argv);
     struct run r = {0};
 
     o.capture = 0;
-    run_to_end(ps, base, &o, &r);
+    run_to_end(ps, test_base, &o, &r);
     ck_assert_int_eq(r.exit_code, 0);
     ck_assert_uint_eq(r.out_len, 0);
     ck_assert(r.out_truncated);
     ck_assert(!r.err_truncated);
     run_release(&r);
     aq_procs_free(ps);
-    test_base_free(base);
 }
 END_TEST
 
 START_TEST(environment_is_exactly_envp)
 {
-    struct event_base *base = test_base_new();
-    struct aq_procs *ps = aq_procs_new(base);
+    struct aq_procs *ps = aq_procs_new(test_base);
     static const char *const argv[] = {"/usr/bin/env", NULL};
     static const char *const envp[] = {"A=1", "B=two words", NULL};
     struct aq_proc_opts o = opts_for(argv);
     struct run r = {0};
 
     o.envp = envp;
-    run_to_end(ps, base, &o, &r);
+    run_to_end(ps, test_base, &o, &r);
     ck_assert_int_eq(r.exit_code, 0);
     ck_assert_str_eq(r.out, "A=1\nB=two words\n");
     run_release(&r);
     aq_procs_free(ps);
-    test_base_free(base);
 }
 END_TEST
 
 START_TEST(cwd_is_respected)
 {
-    struct event_base *base = test_base_new();
-    struct aq_procs *ps = aq_procs_new(base);
+    struct aq_procs *ps = aq_procs_new(test_base);
     static const char *const argv[] = {"/bin/pwd", NULL};
     struct aq_proc_opts o = opts_for(argv);
     struct run r = {0};
@@ -508,7 +491,7 @@ START_TEST(cwd_is_respected)
     want = xmalloc(strlen(real) + 2);
     sprintf(want, "%s\n", real);
     o.cwd = dir;
-    run_to_end(ps, base, &o, &r);
+    run_to_end(ps, test_base, &o, &r);
     ck_assert_int_eq(r.exit_code, 0);
     ck_assert_str_eq(r.out, want);
     run_release(&r);
@@ -516,7 +499,6 @@ START_TEST(cwd_is_respected)
     free(real);
     free(want);
     aq_procs_free(ps);
-    test_base_free(base);
 }
 END_TEST
 
@@ -524,8 +506,7 @@ END_TEST
 static void
 assert_spawn_fails(const struct aq_proc_opts *o, const char *message)
 {
-    struct event_base *base = test_base_new();
-    struct aq_procs *ps = aq_procs_new(base);
+    struct aq_procs *ps = aq_procs_new(test_base);
     struct aq_error err = {0};
     struct run r = {0};
     int fds = open_fd_count();
@@ -537,11 +518,10 @@ assert_spawn_fails(const struct aq_proc_opts *o, const char *message)
     ck_assert_int_ne(err.code, 0);
     ck_assert_int_eq(open_fd_count(), fds);
     ck_assert_uint_eq(aq_procs_count(ps), 0);
-    run_for(base, QUIET_MS);
+    run_for(test_base, QUIET_MS);
     ck_assert_int_eq(r.calls, 0);
     assert_no_child();
     aq_procs_free(ps);
-    test_base_free(base);
 }
 
 START_TEST(missing_program_fails_to_spawn_naming_it)
@@ -593,8 +573,7 @@ END_TEST
 
 START_TEST(child_leads_its_own_process_group)
 {
-    struct event_base *base = test_base_new();
-    struct aq_procs *ps = aq_procs_new(base);
+    struct aq_procs *ps = aq_procs_new(test_base);
     static const char *const argv[] = {"/bin/sleep", "30", NULL};
     struct aq_proc_opts o = opts_for(argv);
     struct run r = {0};
@@ -603,10 +582,9 @@ START_TEST(child_leads_its_own_process_group)
     ck_assert_int_eq(proc_stat_field(r.pid, 5), r.pid); /* pgrp */
     ck_assert_int_ne(getpgrp(), r.pid);
     kill_in_api(&r);
-    ck_assert(run_until(base, &r.done, DEADLINE_MS));
+    ck_assert(run_until(test_base, &r.done, DEADLINE_MS));
     run_release(&r);
     aq_procs_free(ps);
-    test_base_free(base);
 }
 END_TEST
 
@@ -634,8 +612,7 @@ libc_internal_signals(void)
 
 START_TEST(child_starts_with_default_signals_and_empty_mask)
 {
-    struct event_base *base = test_base_new();
-    struct aq_procs *ps = aq_procs_new(base);
+    struct aq_procs *ps = aq_procs_new(test_base);
     static const char *const argv[] = {
         "/bin/grep", "-E", "^Sig(Blk|Ign):", "/proc/self/status", NULL};
     struct aq_proc_opts o = opts_for(argv);
@@ -654,7 +631,7 @@ START_TEST(child_starts_with_default_signals_and_empty_mask)
     sigprocmask(SIG_SETMASK, &old_mask, NULL);
     sigaction(SIGTERM, &old_term, NULL);
     sigaction(SIGPIPE, &old_pipe, NULL);
-    ck_assert(run_until(base, &r.done, DEADLINE_MS));
+    ck_assert(run_until(test_base, &r.done, DEADLINE_MS));
     ck_assert_int_eq(r.exit_code, 0);
     ck_assert_uint_eq(status_mask(r.out, "SigBlk:"), 0);
     /* glibc's posix_spawn leaves its internal signals (32 and 33, below
@@ -664,14 +641,12 @@ START_TEST(child_starts_with_default_signals_and_empty_mask)
                       0);
     run_release(&r);
     aq_procs_free(ps);
-    test_base_free(base);
 }
 END_TEST
 
 START_TEST(kill_ends_a_sleeping_child_with_sigterm)
 {
-    struct event_base *base = test_base_new();
-    struct aq_procs *ps = aq_procs_new(base);
+    struct aq_procs *ps = aq_procs_new(test_base);
     static const char *const argv[] = {"/bin/sleep", "30", NULL};
     struct aq_proc_opts o = opts_for(argv);
     struct run r = {0};
@@ -680,7 +655,7 @@ START_TEST(kill_ends_a_sleeping_child_with_sigterm)
     spawn_ok(ps, &o, &r);
     start_us = aq_clock_mono_us();
     kill_in_api(&r);
-    ck_assert(run_until(base, &r.done, DEADLINE_MS));
+    ck_assert(run_until(test_base, &r.done, DEADLINE_MS));
     ck_assert(!r.fired_in_api);
     ck_assert_int_eq(r.exit_code, -1);
     ck_assert_int_eq(r.signal, SIGTERM);
@@ -688,14 +663,12 @@ START_TEST(kill_ends_a_sleeping_child_with_sigterm)
     assert_no_child();
     run_release(&r);
     aq_procs_free(ps);
-    test_base_free(base);
 }
 END_TEST
 
 START_TEST(kill_escalates_to_sigkill_after_the_grace)
 {
-    struct event_base *base = test_base_new();
-    struct aq_procs *ps = aq_procs_new(base);
+    struct aq_procs *ps = aq_procs_new(test_base);
     static const char *const argv[] = {"/bin/sh", "-c",
                                        "trap '' TERM; /bin/sleep 30", NULL};
     struct aq_proc_opts o = opts_for(argv);
@@ -705,44 +678,40 @@ START_TEST(kill_escalates_to_sigkill_after_the_grace)
     o.kill_grace_us = 500000;
     spawn_ok(ps, &o, &r);
     /* SIGTERM before the trap is set would end it at once. */
-    ck_assert(poll_until(base, pid_ignores_sigterm, r.pid, DEADLINE_MS));
+    ck_assert(poll_until(test_base, pid_ignores_sigterm, r.pid, DEADLINE_MS));
     start_us = aq_clock_mono_us();
     kill_in_api(&r);
-    ck_assert(run_until(base, &r.done, DEADLINE_MS));
+    ck_assert(run_until(test_base, &r.done, DEADLINE_MS));
     ck_assert_int_eq(r.signal, SIGKILL);
     ck_assert_int_eq(r.exit_code, -1);
     ck_assert_int_ge(r.done_us - start_us, o.kill_grace_us);
     run_release(&r);
     aq_procs_free(ps);
-    test_base_free(base);
 }
 END_TEST
 
 START_TEST(background_grandchild_is_killed_when_the_child_exits)
 {
-    struct event_base *base = test_base_new();
-    struct aq_procs *ps = aq_procs_new(base);
+    struct aq_procs *ps = aq_procs_new(test_base);
     static const char *const argv[] = {"/bin/sh", "-c",
                                        "/bin/sleep 30 & echo $!", NULL};
     struct aq_proc_opts o = opts_for(argv);
     struct run r = {0};
     pid_t grandchild;
 
-    run_to_end(ps, base, &o, &r);
+    run_to_end(ps, test_base, &o, &r);
     ck_assert_int_eq(r.exit_code, 0);
     grandchild = (pid_t)strtol(r.out, NULL, 10);
     ck_assert_int_gt(grandchild, 0);
-    ck_assert(poll_until(base, pid_is_dead, grandchild, DEADLINE_MS));
+    ck_assert(poll_until(test_base, pid_is_dead, grandchild, DEADLINE_MS));
     run_release(&r);
     aq_procs_free(ps);
-    test_base_free(base);
 }
 END_TEST
 
 START_TEST(background_grandchild_is_killed_with_the_group_on_kill)
 {
-    struct event_base *base = test_base_new();
-    struct aq_procs *ps = aq_procs_new(base);
+    struct aq_procs *ps = aq_procs_new(test_base);
     static const char *const argv[] = {
         "/bin/sh", "-c", "/bin/sleep 30 & exec /bin/sleep 30", NULL};
     struct aq_proc_opts o = opts_for(argv);
@@ -750,23 +719,21 @@ START_TEST(background_grandchild_is_killed_with_the_group_on_kill)
     pid_t grandchild;
 
     spawn_ok(ps, &o, &r);
-    ck_assert(poll_until(base, pid_has_child, r.pid, DEADLINE_MS));
+    ck_assert(poll_until(test_base, pid_has_child, r.pid, DEADLINE_MS));
     grandchild = first_child(r.pid);
     ck_assert_int_gt(grandchild, 0);
     kill_in_api(&r);
-    ck_assert(run_until(base, &r.done, DEADLINE_MS));
+    ck_assert(run_until(test_base, &r.done, DEADLINE_MS));
     ck_assert_int_eq(r.signal, SIGTERM);
-    ck_assert(poll_until(base, pid_is_dead, grandchild, DEADLINE_MS));
+    ck_assert(poll_until(test_base, pid_is_dead, grandchild, DEADLINE_MS));
     run_release(&r);
     aq_procs_free(ps);
-    test_base_free(base);
 }
 END_TEST
 
 START_TEST(orphan_of_a_subreaper_is_reaped)
 {
-    struct event_base *base = test_base_new();
-    struct aq_procs *ps = aq_procs_new(base);
+    struct aq_procs *ps = aq_procs_new(test_base);
     static const char *const argv[] = {"/bin/sh", "-c",
                                        "/bin/sleep 30 & echo $!", NULL};
     struct aq_proc_opts o = opts_for(argv);
@@ -775,41 +742,37 @@ START_TEST(orphan_of_a_subreaper_is_reaped)
 
     /* As the daemon: orphans of the jobs become ours to reap. */
     ck_assert_int_eq(prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0), 0);
-    run_to_end(ps, base, &o, &r);
+    run_to_end(ps, test_base, &o, &r);
     grandchild = (pid_t)strtol(r.out, NULL, 10);
     ck_assert_int_gt(grandchild, 0);
     /* Not a zombie: gone, reaped by ps. */
-    ck_assert(poll_until(base, pid_is_gone, grandchild, DEADLINE_MS));
+    ck_assert(poll_until(test_base, pid_is_gone, grandchild, DEADLINE_MS));
     assert_no_child();
     ck_assert_int_eq(prctl(PR_SET_CHILD_SUBREAPER, 0, 0, 0, 0), 0);
     run_release(&r);
     aq_procs_free(ps);
-    test_base_free(base);
 }
 END_TEST
 
 START_TEST(no_zombie_remains_after_the_callback)
 {
-    struct event_base *base = test_base_new();
-    struct aq_procs *ps = aq_procs_new(base);
+    struct aq_procs *ps = aq_procs_new(test_base);
     static const char *const argv[] = {"/bin/true", NULL};
     struct aq_proc_opts o = opts_for(argv);
     struct run r = {0};
 
-    run_to_end(ps, base, &o, &r);
+    run_to_end(ps, test_base, &o, &r);
     ck_assert(pid_is_gone(r.pid));
-    run_for(base, QUIET_MS);
+    run_for(test_base, QUIET_MS);
     assert_no_child();
     run_release(&r);
     aq_procs_free(ps);
-    test_base_free(base);
 }
 END_TEST
 
 START_TEST(free_of_a_running_child_kills_and_reaps_it)
 {
-    struct event_base *base = test_base_new();
-    struct aq_procs *ps = aq_procs_new(base);
+    struct aq_procs *ps = aq_procs_new(test_base);
     static const char *const argv[] = {"/bin/sleep", "30", NULL};
     struct aq_proc_opts o = opts_for(argv);
     struct run r = {0};
@@ -821,40 +784,36 @@ START_TEST(free_of_a_running_child_kills_and_reaps_it)
     aq_proc_free(r.p);
     r.p = NULL;
     ck_assert_uint_eq(aq_procs_count(ps), 0);
-    ck_assert(poll_until(base, pid_is_gone, pid, DEADLINE_MS));
-    run_for(base, QUIET_MS);
+    ck_assert(poll_until(test_base, pid_is_gone, pid, DEADLINE_MS));
+    run_for(test_base, QUIET_MS);
     ck_assert_int_eq(r.calls, 0);
     assert_no_child();
     run_release(&r);
     aq_procs_free(ps);
-    test_base_free(base);
 }
 END_TEST
 
 START_TEST(free_inside_the_callback_is_allowed)
 {
-    struct event_base *base = test_base_new();
-    struct aq_procs *ps = aq_procs_new(base);
+    struct aq_procs *ps = aq_procs_new(test_base);
     static const char *const argv[] = {"/bin/echo", "bye", NULL};
     struct aq_proc_opts o = opts_for(argv);
     struct run r = {.free_in_cb = true};
 
-    run_to_end(ps, base, &o, &r);
+    run_to_end(ps, test_base, &o, &r);
     ck_assert_ptr_null(r.p);
     ck_assert_str_eq(r.out, "bye\n");
     ck_assert_uint_eq(aq_procs_count(ps), 0);
-    run_for(base, QUIET_MS);
+    run_for(test_base, QUIET_MS);
     ck_assert_int_eq(r.calls, 1);
     run_release(&r);
     aq_procs_free(ps);
-    test_base_free(base);
 }
 END_TEST
 
 START_TEST(callback_fires_from_the_loop_never_inside_spawn_or_kill)
 {
-    struct event_base *base = test_base_new();
-    struct aq_procs *ps = aq_procs_new(base);
+    struct aq_procs *ps = aq_procs_new(test_base);
     static const char *const argv[] = {"/bin/true", NULL};
     struct aq_proc_opts o = opts_for(argv);
     struct run r = {0};
@@ -872,23 +831,21 @@ START_TEST(callback_fires_from_the_loop_never_inside_spawn_or_kill)
     kill_in_api(&r);
     kill_in_api(&r); /* a second time is harmless */
     ck_assert_int_eq(r.calls, 0);
-    ck_assert(run_until(base, &r.done, DEADLINE_MS));
+    ck_assert(run_until(test_base, &r.done, DEADLINE_MS));
     ck_assert(!r.fired_in_api);
     ck_assert_int_eq(r.exit_code, 0); /* it had exited before the kill */
     ck_assert_int_eq(r.signal, 0);
     kill_in_api(&r); /* after the exit: harmless, no second callback */
-    run_for(base, QUIET_MS);
+    run_for(test_base, QUIET_MS);
     ck_assert_int_eq(r.calls, 1);
     run_release(&r);
     aq_procs_free(ps);
-    test_base_free(base);
 }
 END_TEST
 
 START_TEST(daemon_fds_do_not_leak_into_the_child)
 {
-    struct event_base *base = test_base_new();
-    struct aq_procs *ps = aq_procs_new(base);
+    struct aq_procs *ps = aq_procs_new(test_base);
     static const char *const argv[] = {"/bin/ls", "/proc/self/fd", NULL};
     struct aq_proc_opts o = opts_for(argv);
     struct run r = {0};
@@ -897,7 +854,7 @@ START_TEST(daemon_fds_do_not_leak_into_the_child)
 
     ck_assert_int_ge(fd, 0);
     ck_assert_int_ge(high, 100);
-    run_to_end(ps, base, &o, &r);
+    run_to_end(ps, test_base, &o, &r);
     ck_assert_int_eq(r.exit_code, 0);
     /* 0, 1, 2, and the directory ls is reading. */
     ck_assert_str_eq(r.out, "0\n1\n2\n3\n");
@@ -905,14 +862,12 @@ START_TEST(daemon_fds_do_not_leak_into_the_child)
     close(fd);
     run_release(&r);
     aq_procs_free(ps);
-    test_base_free(base);
 }
 END_TEST
 
 START_TEST(stdin_the_child_does_not_read_raises_no_sigpipe)
 {
-    struct event_base *base = test_base_new();
-    struct aq_procs *ps = aq_procs_new(base);
+    struct aq_procs *ps = aq_procs_new(test_base);
     static const char *const argv[] = {
         "/bin/sh", "-c", "exec </dev/null; exec /bin/sleep 30", NULL};
     struct aq_proc_opts o = opts_for(argv);
@@ -928,17 +883,16 @@ START_TEST(stdin_the_child_does_not_read_raises_no_sigpipe)
     o.stdin_len = MIB;
     spawn_ok(ps, &o, &r);
     /* Once the reader is gone, the pending writes fail with EPIPE. */
-    ck_assert(poll_until(base, pid_stdin_is_dev_null, r.pid, DEADLINE_MS));
-    run_for(base, QUIET_MS);
+    ck_assert(poll_until(test_base, pid_stdin_is_dev_null, r.pid, DEADLINE_MS));
+    run_for(test_base, QUIET_MS);
     ck_assert_int_eq(r.calls, 0);
     kill_in_api(&r);
-    ck_assert(run_until(base, &r.done, DEADLINE_MS));
+    ck_assert(run_until(test_base, &r.done, DEADLINE_MS));
     ck_assert_int_eq(r.signal, SIGTERM);
     sigaction(SIGPIPE, &old_pipe, NULL);
     run_release(&r);
     free(data);
     aq_procs_free(ps);
-    test_base_free(base);
 }
 END_TEST
 
@@ -958,8 +912,7 @@ all_done(const struct run *runs, int n)
 
 START_TEST(fifty_concurrent_children_complete_with_their_own_output)
 {
-    struct event_base *base = test_base_new();
-    struct aq_procs *ps = aq_procs_new(base);
+    struct aq_procs *ps = aq_procs_new(test_base);
     static const char *const argv[] = {"/bin/cat", NULL};
     struct aq_proc_opts o = opts_for(argv);
     struct run runs[CONCURRENT] = {0};
@@ -975,7 +928,7 @@ START_TEST(fifty_concurrent_children_complete_with_their_own_output)
     }
     ck_assert_uint_eq(aq_procs_count(ps), CONCURRENT);
     while (!all_done(runs, CONCURRENT) && aq_clock_mono_us() < deadline_us)
-        event_base_loop(base, EVLOOP_ONCE);
+        event_base_loop(test_base, EVLOOP_ONCE);
     for (i = 0; i < CONCURRENT; i++) {
         ck_assert_msg(runs[i].done, "child %d did not end", i);
         ck_assert_int_eq(runs[i].calls, 1);
@@ -986,7 +939,6 @@ START_TEST(fifty_concurrent_children_complete_with_their_own_output)
     ck_assert_uint_eq(aq_procs_count(ps), 0);
     assert_no_child();
     aq_procs_free(ps);
-    test_base_free(base);
 }
 END_TEST
 
@@ -994,8 +946,7 @@ END_TEST
 
 START_TEST(child_leads_its_own_session)
 {
-    struct event_base *base = test_base_new();
-    struct aq_procs *ps = aq_procs_new(base);
+    struct aq_procs *ps = aq_procs_new(test_base);
     static const char *const argv[] = {"/bin/sleep", "30", NULL};
     struct aq_proc_opts o = opts_for(argv);
     struct run r = {0};
@@ -1003,10 +954,9 @@ START_TEST(child_leads_its_own_session)
     spawn_ok(ps, &o, &r);
     ck_assert_int_eq(proc_stat_field(r.pid, 6), r.pid); /* session */
     kill_in_api(&r);
-    ck_assert(run_until(base, &r.done, DEADLINE_MS));
+    ck_assert(run_until(test_base, &r.done, DEADLINE_MS));
     run_release(&r);
     aq_procs_free(ps);
-    test_base_free(base);
 }
 END_TEST
 
@@ -1029,19 +979,17 @@ printed_pid(const struct run *r)
 
 START_TEST(escaped_grandchild_is_killed_when_the_child_exits)
 {
-    struct event_base *base = test_base_new();
-    struct aq_procs *ps = aq_procs_new(base);
+    struct aq_procs *ps = aq_procs_new(test_base);
     static const char *const argv[] = {"/bin/sh", "-c", ESCAPE "exit 0", NULL};
     struct aq_proc_opts o = opts_for(argv);
     struct run r = {0};
 
     ck_assert_int_eq(prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0), 0);
-    run_to_end(ps, base, &o, &r);
-    ck_assert(poll_until(base, pid_is_gone, printed_pid(&r), DEADLINE_MS));
+    run_to_end(ps, test_base, &o, &r);
+    ck_assert(poll_until(test_base, pid_is_gone, printed_pid(&r), DEADLINE_MS));
     ck_assert_uint_eq(aq_procs_orphans(ps), 0);
     run_release(&r);
     aq_procs_free(ps);
-    test_base_free(base);
 }
 END_TEST
 
@@ -1080,8 +1028,7 @@ await_escaped(struct event_base *base, const char *path)
 
 START_TEST(escaped_grandchild_gets_the_signals_of_kill)
 {
-    struct event_base *base = test_base_new();
-    struct aq_procs *ps = aq_procs_new(base);
+    struct aq_procs *ps = aq_procs_new(test_base);
     char path[] = "/tmp/asyncq-escaped.XXXXXX", script[256];
     const char *argv[] = {"/bin/sh", "-c", script, NULL};
     struct aq_proc_opts o = opts_for(argv);
@@ -1094,24 +1041,22 @@ START_TEST(escaped_grandchild_gets_the_signals_of_kill)
              path);
     ck_assert_int_eq(prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0), 0);
     spawn_ok(ps, &o, &r);
-    escaped = await_escaped(base, path);
+    escaped = await_escaped(test_base, path);
     ck_assert(!pid_is_dead(escaped));
     kill_in_api(&r);
-    ck_assert(run_until(base, &r.done, DEADLINE_MS));
+    ck_assert(run_until(test_base, &r.done, DEADLINE_MS));
     /* SIGTERM, not the SIGKILL of the long grace: it was signalled too. */
-    ck_assert(poll_until(base, pid_is_gone, escaped, DEADLINE_MS));
+    ck_assert(poll_until(test_base, pid_is_gone, escaped, DEADLINE_MS));
     ck_assert_int_lt(r.duration_us, LONG_GRACE_US);
     unlink(path);
     run_release(&r);
     aq_procs_free(ps);
-    test_base_free(base);
 }
 END_TEST
 
 START_TEST(orphan_of_a_running_child_outlives_another_childs_exit)
 {
-    struct event_base *base = test_base_new();
-    struct aq_procs *ps = aq_procs_new(base);
+    struct aq_procs *ps = aq_procs_new(test_base);
     char path[] = "/tmp/asyncq-escaped.XXXXXX", script[256];
     const char *argv[] = {"/bin/sh", "-c", script, NULL};
     static const char *const true_argv[] = {"/bin/true", NULL};
@@ -1124,21 +1069,20 @@ START_TEST(orphan_of_a_running_child_outlives_another_childs_exit)
              "setsid sh -c 'sleep 30 & echo $! > %s'; exec sleep 30", path);
     ck_assert_int_eq(prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0), 0);
     spawn_ok(ps, &o, &first);
-    escaped = await_escaped(base, path);
+    escaped = await_escaped(test_base, path);
     /* An orphan nobody can tell the owner of: the first child's or the
      * second's. The second ends: it stays while the first runs. */
-    run_to_end(ps, base, &t, &second);
+    run_to_end(ps, test_base, &t, &second);
     ck_assert_uint_eq(aq_procs_orphans(ps), 1);
     ck_assert(!pid_is_dead(escaped));
     kill_in_api(&first);
-    ck_assert(run_until(base, &first.done, DEADLINE_MS));
-    ck_assert(poll_until(base, pid_is_gone, escaped, DEADLINE_MS));
+    ck_assert(run_until(test_base, &first.done, DEADLINE_MS));
+    ck_assert(poll_until(test_base, pid_is_gone, escaped, DEADLINE_MS));
     ck_assert_uint_eq(aq_procs_orphans(ps), 0);
     unlink(path);
     run_release(&second);
     run_release(&first);
     aq_procs_free(ps);
-    test_base_free(base);
 }
 END_TEST
 
@@ -1218,8 +1162,7 @@ cgfix_teardown(struct cgfix *f)
 /* Loop index: 0 clone3 (where the kernel has it), 1 fork. */
 START_TEST(child_runs_in_a_cgroup_of_its_own_removed_after_it)
 {
-    struct event_base *base = test_base_new();
-    struct aq_procs *ps = aq_procs_new(base);
+    struct aq_procs *ps = aq_procs_new(test_base);
     static const char *const argv[] = {"/bin/cat", "/proc/self/cgroup", NULL};
     struct aq_proc_opts o = opts_for(argv);
     struct run r = {0};
@@ -1231,7 +1174,7 @@ START_TEST(child_runs_in_a_cgroup_of_its_own_removed_after_it)
     aq_procs_set_cgroup(ps, f.cg);
     aq_procs_set_clone3(ps, _i == 0);
     o.job_id = 7;
-    run_to_end(ps, base, &o, &r);
+    run_to_end(ps, test_base, &o, &r);
     ck_assert_int_eq(r.exit_code, 0);
     ck_assert_int_eq(aq_cgroup_parse_self(r.out, path, sizeof path), 0);
     snprintf(want, sizeof want, "/asyncq-unit-%d/job-7-1", (int)getpid());
@@ -1242,15 +1185,13 @@ START_TEST(child_runs_in_a_cgroup_of_its_own_removed_after_it)
     aq_procs_free(ps);
     cgfix_teardown(&f);
 out:
-    test_base_free(base);
 }
 END_TEST
 
 /* Loop index: 0 with cgroup.kill, 1 as on a kernel without it. */
 START_TEST(escaped_process_in_the_cgroup_is_dead_when_the_callback_fires)
 {
-    struct event_base *base = test_base_new();
-    struct aq_procs *ps = aq_procs_new(base);
+    struct aq_procs *ps = aq_procs_new(test_base);
     static const char *const argv[] = {"/bin/sh", "-c", ESCAPE "exit 0", NULL};
     struct aq_proc_opts o = opts_for(argv);
     struct run r = {0};
@@ -1263,7 +1204,7 @@ START_TEST(escaped_process_in_the_cgroup_is_dead_when_the_callback_fires)
     aq_procs_set_cgroup(ps, f.cg);
     if (_i == 1)
         aq_cgroup_set_no_kill_file(f.cg);
-    run_to_end(ps, base, &o, &r);
+    run_to_end(ps, test_base, &o, &r);
     escaped = printed_pid(&r);
     /* Not a zombie to reap later: the callback waited for the cgroup to
      * empty, so whatever is left of it is at most our zombie. */
@@ -1273,14 +1214,12 @@ START_TEST(escaped_process_in_the_cgroup_is_dead_when_the_callback_fires)
     ck_assert(pid_is_gone(escaped));
     cgfix_teardown(&f);
 out:
-    test_base_free(base);
 }
 END_TEST
 
 START_TEST(kill_in_a_cgroup_reaches_a_process_that_left_the_session)
 {
-    struct event_base *base = test_base_new();
-    struct aq_procs *ps = aq_procs_new(base);
+    struct aq_procs *ps = aq_procs_new(test_base);
     char path[] = "/tmp/asyncq-escaped.XXXXXX", script[256];
     const char *argv[] = {"/bin/sh", "-c", script, NULL};
     struct aq_proc_opts o = opts_for(argv);
@@ -1295,9 +1234,9 @@ START_TEST(kill_in_a_cgroup_reaches_a_process_that_left_the_session)
              "setsid sh -c 'sleep 30 & echo $! > %s'; exec sleep 30", path);
     aq_procs_set_cgroup(ps, f.cg);
     spawn_ok(ps, &o, &r);
-    escaped = await_escaped(base, path);
+    escaped = await_escaped(test_base, path);
     kill_in_api(&r);
-    ck_assert(run_until(base, &r.done, DEADLINE_MS));
+    ck_assert(run_until(test_base, &r.done, DEADLINE_MS));
     ck_assert_int_eq(r.signal, SIGTERM);
     ck_assert(pid_is_dead(escaped));
     unlink(path);
@@ -1305,15 +1244,13 @@ START_TEST(kill_in_a_cgroup_reaches_a_process_that_left_the_session)
     aq_procs_free(ps);
     cgfix_teardown(&f);
 out:
-    test_base_free(base);
 }
 END_TEST
 
 /* Loop index: 0 clone3, 1 fork. */
 START_TEST(child_in_a_cgroup_starts_with_default_signals_and_empty_mask)
 {
-    struct event_base *base = test_base_new();
-    struct aq_procs *ps = aq_procs_new(base);
+    struct aq_procs *ps = aq_procs_new(test_base);
     static const char *const argv[] = {
         "/bin/grep", "-E", "^Sig(Blk|Ign):", "/proc/self/status", NULL};
     struct aq_proc_opts o = opts_for(argv);
@@ -1334,7 +1271,7 @@ START_TEST(child_in_a_cgroup_starts_with_default_signals_and_empty_mask)
     spawn_ok(ps, &o, &r);
     sigprocmask(SIG_SETMASK, &old_mask, NULL);
     sigaction(SIGTERM, &old_term, NULL);
-    ck_assert(run_until(base, &r.done, DEADLINE_MS));
+    ck_assert(run_until(test_base, &r.done, DEADLINE_MS));
     ck_assert_int_eq(r.exit_code, 0);
     ck_assert_uint_eq(status_mask(r.out, "SigBlk:"), 0);
     ck_assert_uint_eq(status_mask(r.out, "SigIgn:") & ~libc_internal_signals(),
@@ -1344,15 +1281,13 @@ START_TEST(child_in_a_cgroup_starts_with_default_signals_and_empty_mask)
     aq_procs_free(ps);
     cgfix_teardown(&f);
 out:
-    test_base_free(base);
 }
 END_TEST
 
 /* Loop index: 0 clone3, 1 fork: the child's exec error comes back. */
 START_TEST(exec_failure_in_a_cgroup_is_reported_and_the_cgroup_removed)
 {
-    struct event_base *base = test_base_new();
-    struct aq_procs *ps = aq_procs_new(base);
+    struct aq_procs *ps = aq_procs_new(test_base);
     char path[] = "/tmp/asyncq-noexec.XXXXXX", cg[PATH_MAX + 32];
     const char *argv[] = {path, NULL};
     struct aq_proc_opts o = opts_for(argv);
@@ -1380,7 +1315,6 @@ START_TEST(exec_failure_in_a_cgroup_is_reported_and_the_cgroup_removed)
     aq_procs_free(ps);
     cgfix_teardown(&f);
 out:
-    test_base_free(base);
 }
 END_TEST
 
@@ -1460,7 +1394,7 @@ proc_suite(void)
     Suite *s = suite_create("proc");
     TCase *tc;
 
-    tc = test_tcase_new("run");
+    tc = test_tcase_with_base("run");
     tcase_add_test(tc, echo_exits_zero_with_its_stdout);
     tcase_add_test(tc, exit_code_and_stderr_are_reported);
     tcase_add_test(tc, environment_is_exactly_envp);
@@ -1472,7 +1406,7 @@ proc_suite(void)
     tcase_add_test(tc, free_inside_the_callback_is_allowed);
     suite_add_tcase(s, tc);
 
-    tc = test_tcase_new("io");
+    tc = test_tcase_with_base("io");
     tcase_add_test(tc, stdin_data_is_piped_to_the_child);
     tcase_add_test(tc, large_stdin_with_small_capture_completes_truncated);
     tcase_add_test(tc, big_output_is_capped_drained_and_truncated);
@@ -1481,14 +1415,14 @@ proc_suite(void)
     tcase_add_test(tc, stdin_the_child_does_not_read_raises_no_sigpipe);
     suite_add_tcase(s, tc);
 
-    tc = test_tcase_new("spawn_error");
+    tc = test_tcase_with_base("spawn_error");
     tcase_add_test(tc, missing_program_fails_to_spawn_naming_it);
     tcase_add_test(tc, non_executable_file_fails_to_spawn);
     tcase_add_test(tc, missing_cwd_fails_to_spawn_naming_it);
     tcase_add_test(tc, relative_program_path_is_refused);
     suite_add_tcase(s, tc);
 
-    tc = test_tcase_new("kill");
+    tc = test_tcase_with_base("kill");
     tcase_add_test(tc, kill_ends_a_sleeping_child_with_sigterm);
     tcase_add_test(tc, background_grandchild_is_killed_when_the_child_exits);
     tcase_add_test(tc, background_grandchild_is_killed_with_the_group_on_kill);
@@ -1501,7 +1435,7 @@ proc_suite(void)
     tcase_add_test(tc, orphan_of_a_running_child_outlives_another_childs_exit);
     suite_add_tcase(s, tc);
 
-    tc = test_tcase_new("cgroup");
+    tc = test_tcase_with_base("cgroup");
     tcase_add_loop_test(tc, child_runs_in_a_cgroup_of_its_own_removed_after_it,
                         0, 2);
     tcase_add_loop_test(
@@ -1518,7 +1452,7 @@ proc_suite(void)
     suite_add_tcase(s, tc);
 
     /* Seconds each: the kill grace, and fifty processes under valgrind. */
-    tc = tcase_create("slow");
+    tc = test_tcase_with_base("slow");
     tcase_set_timeout(tc, 60);
     tcase_add_test(tc, kill_escalates_to_sigkill_after_the_grace);
     tcase_add_test(tc,

@@ -16,6 +16,7 @@
 #include "clock.h"
 #include "error.h"
 #include "queue.h"
+#include "rng.h"
 #include "suites.h"
 #include "testutil.h"
 
@@ -70,18 +71,6 @@ item_id(struct aq_queue_item *it)
     if (it == NULL)
         return -1;
     return TITEM(it)->id;
-}
-
-static uint32_t
-xorshift32(uint32_t *state)
-{
-    uint32_t x = *state;
-
-    x ^= x << 13;
-    x ^= x >> 17;
-    x ^= x << 5;
-    *state = x;
-    return x;
 }
 
 static void
@@ -335,8 +324,7 @@ consumer_cb(struct aq_queue_waiter *w, enum aq_queue_status st,
 
 START_TEST(put_nowait_then_get_nowait_returns_the_item)
 {
-    struct event_base *base = test_base_new();
-    struct aq_queue *q = queue_new(base, 0);
+    struct aq_queue *q = queue_new(test_base, 0);
     struct titem a = {.id = 7};
     struct aq_queue_item *out = NULL;
 
@@ -349,14 +337,12 @@ START_TEST(put_nowait_then_get_nowait_returns_the_item)
     done_ok(q);
     assert_counts(q, 0, 0, 0);
     aq_queue_free(q);
-    event_base_free(base);
 }
 END_TEST
 
 START_TEST(get_nowait_on_empty_queue_returns_empty)
 {
-    struct event_base *base = test_base_new();
-    struct aq_queue *q = queue_new(base, 0);
+    struct aq_queue *q = queue_new(test_base, 0);
     struct titem a = {.id = 1};
     struct aq_queue_item *out = NULL;
 
@@ -368,14 +354,12 @@ START_TEST(get_nowait_on_empty_queue_returns_empty)
     assert_counts(q, 0, 0, 1);
     done_ok(q);
     aq_queue_free(q);
-    event_base_free(base);
 }
 END_TEST
 
 START_TEST(put_nowait_on_full_queue_returns_full_and_keeps_item_out)
 {
-    struct event_base *base = test_base_new();
-    struct aq_queue *q = queue_new(base, 2);
+    struct aq_queue *q = queue_new(test_base, 2);
     struct titem a = {.id = 1}, b = {.id = 2}, c = {.id = 3};
     struct aq_queue_item *out = NULL;
     enum aq_queue_status st;
@@ -393,14 +377,12 @@ START_TEST(put_nowait_on_full_queue_returns_full_and_keeps_item_out)
     done_ok(q);
     done_ok(q);
     aq_queue_free(q);
-    event_base_free(base);
 }
 END_TEST
 
 START_TEST(maxsize_counts_ready_delayed_and_taken_items)
 {
-    struct event_base *base = test_base_new();
-    struct aq_queue *q = queue_new(base, 3);
+    struct aq_queue *q = queue_new(test_base, 3);
     struct titem a = {.id = 1}, b = {.id = 2}, c = {.id = 3}, d = {.id = 4};
 
     put_ok(q, &a, 0, 0);
@@ -418,14 +400,12 @@ START_TEST(maxsize_counts_ready_delayed_and_taken_items)
     ck_assert_int_eq(aq_queue_put_nowait(q, &d.qi, 0, 0), AQ_QUEUE_OK);
     assert_counts(q, 2, 1, 3);
     aq_queue_free(q);
-    event_base_free(base);
 }
 END_TEST
 
 START_TEST(taking_an_item_frees_no_room_but_task_done_does)
 {
-    struct event_base *base = test_base_new();
-    struct aq_queue *q = queue_new(base, 1);
+    struct aq_queue *q = queue_new(test_base, 1);
     struct titem a = {.id = 1}, b = {.id = 2};
 
     put_ok(q, &a, 0, 0);
@@ -438,7 +418,6 @@ START_TEST(taking_an_item_frees_no_room_but_task_done_does)
     ck_assert_int_eq(take_id(q), 2);
     done_ok(q);
     aq_queue_free(q);
-    event_base_free(base);
 }
 END_TEST
 
@@ -446,40 +425,37 @@ END_TEST
 
 START_TEST(put_with_room_returns_ok_and_never_calls_back)
 {
-    struct event_base *base = test_base_new();
-    struct aq_queue *q = queue_new(base, 1);
+    struct aq_queue *q = queue_new(test_base, 1);
     struct titem a = {.id = 1};
     struct twait p = {.id = 1};
 
     ck_assert_int_eq(put_wait(q, &p, &a, 0, 0), AQ_QUEUE_OK);
     assert_counts(q, 1, 0, 1);
-    run_for(base, QUIET_MS);
+    run_for(test_base, QUIET_MS);
     ck_assert_int_eq(p.calls, 0);
     ck_assert_int_eq(take_id(q), 1);
     done_ok(q);
     aq_queue_free(q);
-    event_base_free(base);
 }
 END_TEST
 
 START_TEST(put_on_full_queue_waits_until_task_done_frees_room)
 {
-    struct event_base *base = test_base_new();
-    struct aq_queue *q = queue_new(base, 1);
+    struct aq_queue *q = queue_new(test_base, 1);
     struct titem a = {.id = 1}, b = {.id = 2};
     struct twait p = {.id = 1};
 
     put_ok(q, &a, 0, 0);
     ck_assert_int_eq(put_wait(q, &p, &b, 0, 0), AQ_QUEUE_WAITING);
     assert_counts(q, 1, 0, 1);
-    run_for(base, QUIET_MS);
+    run_for(test_base, QUIET_MS);
     ck_assert_int_eq(p.calls, 0);
     /* taking a frees no room: still no callback */
     ck_assert_int_eq(take_id(q), 1);
-    run_for(base, QUIET_MS);
+    run_for(test_base, QUIET_MS);
     ck_assert_int_eq(p.calls, 0);
     done_ok(q);
-    ck_assert(run_until(base, &p.fired, WAIT_MS));
+    ck_assert(run_until(test_base, &p.fired, WAIT_MS));
     ck_assert_int_eq(p.calls, 1);
     ck_assert_int_eq(p.st, AQ_QUEUE_OK);
     ck_assert_ptr_eq(p.it, &b.qi);
@@ -487,14 +463,12 @@ START_TEST(put_on_full_queue_waits_until_task_done_frees_room)
     ck_assert_int_eq(take_id(q), 2);
     done_ok(q);
     aq_queue_free(q);
-    event_base_free(base);
 }
 END_TEST
 
 START_TEST(waiting_putters_are_served_in_arrival_order)
 {
-    struct event_base *base = test_base_new();
-    struct aq_queue *q = queue_new(base, 1);
+    struct aq_queue *q = queue_new(test_base, 1);
     struct titem items[4] = {{.id = 0}, {.id = 1}, {.id = 2}, {.id = 3}};
     struct tlog log = {.want = 3};
     struct twait p[3] = {
@@ -511,7 +485,7 @@ START_TEST(waiting_putters_are_served_in_arrival_order)
     for (i = 0; i < 3; i++) {
         ck_assert_int_eq(take_id(q), i);
         done_ok(q);
-        ck_assert(run_until(base, &p[i].fired, WAIT_MS));
+        ck_assert(run_until(test_base, &p[i].fired, WAIT_MS));
         /* one room freed: exactly one more putter went on */
         ck_assert_int_eq(log.n, i + 1);
         ck_assert_int_eq(log.ids[i], i + 1);
@@ -523,14 +497,12 @@ START_TEST(waiting_putters_are_served_in_arrival_order)
     for (i = 0; i < 3; i++)
         ck_assert_int_eq(p[i].calls, 1);
     aq_queue_free(q);
-    event_base_free(base);
 }
 END_TEST
 
 START_TEST(woken_putter_whose_item_no_longer_fits_waits_again)
 {
-    struct event_base *base = test_base_new();
-    struct aq_queue *q = queue_new(base, 1);
+    struct aq_queue *q = queue_new(test_base, 1);
     struct titem a = {.id = 1}, b = {.id = 2}, c = {.id = 3};
     struct twait p = {.id = 1};
 
@@ -540,26 +512,24 @@ START_TEST(woken_putter_whose_item_no_longer_fits_waits_again)
     done_ok(q);
     /* the freed room is taken by put_nowait before the loop runs */
     ck_assert_int_eq(aq_queue_put_nowait(q, &c.qi, 0, 0), AQ_QUEUE_OK);
-    run_for(base, QUIET_MS);
+    run_for(test_base, QUIET_MS);
     ck_assert_int_eq(p.calls, 0);
     assert_counts(q, 1, 0, 1);
     ck_assert_int_eq(take_id(q), 3);
     done_ok(q);
-    ck_assert(run_until(base, &p.fired, WAIT_MS));
+    ck_assert(run_until(test_base, &p.fired, WAIT_MS));
     ck_assert_int_eq(p.calls, 1);
     ck_assert_int_eq(p.st, AQ_QUEUE_OK);
     ck_assert_ptr_eq(p.it, &b.qi);
     ck_assert_int_eq(take_id(q), 2);
     done_ok(q);
     aq_queue_free(q);
-    event_base_free(base);
 }
 END_TEST
 
 START_TEST(new_put_does_not_overtake_waiting_putters)
 {
-    struct event_base *base = test_base_new();
-    struct aq_queue *q = queue_new(base, 1);
+    struct aq_queue *q = queue_new(test_base, 1);
     struct titem a = {.id = 1}, b = {.id = 2}, c = {.id = 3};
     struct twait p1 = {.id = 1}, p2 = {.id = 2};
 
@@ -569,27 +539,25 @@ START_TEST(new_put_does_not_overtake_waiting_putters)
     done_ok(q);
     /* there is room, but p1 still waits: p2 must queue behind it */
     ck_assert_int_eq(put_wait(q, &p2, &c, 0, 0), AQ_QUEUE_WAITING);
-    ck_assert(run_until(base, &p1.fired, WAIT_MS));
+    ck_assert(run_until(test_base, &p1.fired, WAIT_MS));
     ck_assert_int_eq(p1.st, AQ_QUEUE_OK);
-    run_for(base, QUIET_MS);
+    run_for(test_base, QUIET_MS);
     ck_assert_int_eq(p2.calls, 0);
     assert_counts(q, 1, 0, 1);
     ck_assert_int_eq(take_id(q), 2);
     done_ok(q);
-    ck_assert(run_until(base, &p2.fired, WAIT_MS));
+    ck_assert(run_until(test_base, &p2.fired, WAIT_MS));
     ck_assert_int_eq(p2.st, AQ_QUEUE_OK);
     ck_assert_ptr_eq(p2.it, &c.qi);
     ck_assert_int_eq(take_id(q), 3);
     done_ok(q);
     aq_queue_free(q);
-    event_base_free(base);
 }
 END_TEST
 
 START_TEST(waiting_put_queues_item_with_its_priority)
 {
-    struct event_base *base = test_base_new();
-    struct aq_queue *q = queue_new(base, 3);
+    struct aq_queue *q = queue_new(test_base, 3);
     struct titem a = {.id = 1}, b = {.id = 2}, c = {.id = 3}, d = {.id = 4};
     struct twait p = {.id = 1};
 
@@ -599,7 +567,7 @@ START_TEST(waiting_put_queues_item_with_its_priority)
     ck_assert_int_eq(put_wait(q, &p, &d, -3, 0), AQ_QUEUE_WAITING);
     ck_assert_int_eq(take_id(q), 1);
     done_ok(q);
-    ck_assert(run_until(base, &p.fired, WAIT_MS));
+    ck_assert(run_until(test_base, &p.fired, WAIT_MS));
     ck_assert_int_eq(p.st, AQ_QUEUE_OK);
     ck_assert_int_eq(take_id(q), 4);
     ck_assert_int_eq(take_id(q), 2);
@@ -609,14 +577,12 @@ START_TEST(waiting_put_queues_item_with_its_priority)
     done_ok(q);
     assert_counts(q, 0, 0, 0);
     aq_queue_free(q);
-    event_base_free(base);
 }
 END_TEST
 
 START_TEST(waiting_put_with_delay_is_delayed_once_queued)
 {
-    struct event_base *base = test_base_new();
-    struct aq_queue *q = queue_new(base, 1);
+    struct aq_queue *q = queue_new(test_base, 1);
     struct titem a = {.id = 1}, b = {.id = 2};
     struct twait p = {.id = 1};
     struct aq_queue_item *out = NULL;
@@ -625,21 +591,19 @@ START_TEST(waiting_put_with_delay_is_delayed_once_queued)
     ck_assert_int_eq(put_wait(q, &p, &b, 0, FAR_US), AQ_QUEUE_WAITING);
     ck_assert_int_eq(take_id(q), 1);
     done_ok(q);
-    ck_assert(run_until(base, &p.fired, WAIT_MS));
+    ck_assert(run_until(test_base, &p.fired, WAIT_MS));
     ck_assert_int_eq(p.st, AQ_QUEUE_OK);
     assert_counts(q, 0, 1, 1);
     ck_assert_int_eq(aq_queue_get_nowait(q, &out), AQ_QUEUE_EMPTY);
     ck_assert(aq_queue_remove(q, &b.qi));
     done_ok(q);
     aq_queue_free(q);
-    event_base_free(base);
 }
 END_TEST
 
 START_TEST(cancelled_putter_item_is_not_queued_and_stays_callers)
 {
-    struct event_base *base = test_base_new();
-    struct aq_queue *q = queue_new(base, 1);
+    struct aq_queue *q = queue_new(test_base, 1);
     struct titem a = {.id = 1}, b = {.id = 2};
     struct twait p = {.id = 1};
     struct aq_queue_item *out = NULL;
@@ -649,7 +613,7 @@ START_TEST(cancelled_putter_item_is_not_queued_and_stays_callers)
     aq_queue_cancel(q, &p.w);
     ck_assert_int_eq(take_id(q), 1);
     done_ok(q);
-    run_for(base, QUIET_MS);
+    run_for(test_base, QUIET_MS);
     ck_assert_int_eq(p.calls, 0);
     assert_counts(q, 0, 0, 0);
     ck_assert_int_eq(aq_queue_get_nowait(q, &out), AQ_QUEUE_EMPTY);
@@ -659,14 +623,12 @@ START_TEST(cancelled_putter_item_is_not_queued_and_stays_callers)
     ck_assert_int_eq(take_id(q), 2);
     done_ok(q);
     aq_queue_free(q);
-    event_base_free(base);
 }
 END_TEST
 
 START_TEST(putter_cancelled_after_room_freed_does_not_queue_its_item)
 {
-    struct event_base *base = test_base_new();
-    struct aq_queue *q = queue_new(base, 1);
+    struct aq_queue *q = queue_new(test_base, 1);
     struct titem a = {.id = 1}, b = {.id = 2}, c = {.id = 3};
     struct twait p1 = {.id = 1}, p2 = {.id = 2};
     struct aq_queue_item *out = NULL;
@@ -678,9 +640,9 @@ START_TEST(putter_cancelled_after_room_freed_does_not_queue_its_item)
     done_ok(q); /* p1's turn, but its callback has not fired yet */
     aq_queue_cancel(q, &p1.w);
     /* the room goes to the next putter instead */
-    ck_assert(run_until(base, &p2.fired, WAIT_MS));
+    ck_assert(run_until(test_base, &p2.fired, WAIT_MS));
     ck_assert_int_eq(p2.st, AQ_QUEUE_OK);
-    run_for(base, QUIET_MS);
+    run_for(test_base, QUIET_MS);
     ck_assert_int_eq(p1.calls, 0);
     assert_counts(q, 1, 0, 1);
     ck_assert_int_eq(take_id(q), 3);
@@ -688,7 +650,6 @@ START_TEST(putter_cancelled_after_room_freed_does_not_queue_its_item)
     ck_assert(!aq_queue_remove(q, &b.qi));
     done_ok(q);
     aq_queue_free(q);
-    event_base_free(base);
 }
 END_TEST
 
@@ -696,8 +657,7 @@ END_TEST
 
 START_TEST(get_with_item_ready_returns_ok_and_never_calls_back)
 {
-    struct event_base *base = test_base_new();
-    struct aq_queue *q = queue_new(base, 0);
+    struct aq_queue *q = queue_new(test_base, 0);
     struct titem a = {.id = 1};
     struct twait g = {.id = 1};
 
@@ -705,26 +665,24 @@ START_TEST(get_with_item_ready_returns_ok_and_never_calls_back)
     ck_assert_int_eq(get_wait(q, &g), AQ_QUEUE_OK);
     ck_assert_ptr_eq(g.got_now, &a.qi);
     assert_counts(q, 0, 0, 1);
-    run_for(base, QUIET_MS);
+    run_for(test_base, QUIET_MS);
     ck_assert_int_eq(g.calls, 0);
     done_ok(q);
     aq_queue_free(q);
-    event_base_free(base);
 }
 END_TEST
 
 START_TEST(get_on_empty_queue_waits_and_receives_next_put_item)
 {
-    struct event_base *base = test_base_new();
-    struct aq_queue *q = queue_new(base, 0);
+    struct aq_queue *q = queue_new(test_base, 0);
     struct titem a = {.id = 1};
     struct twait g = {.id = 1};
 
     ck_assert_int_eq(get_wait(q, &g), AQ_QUEUE_WAITING);
-    run_for(base, QUIET_MS);
+    run_for(test_base, QUIET_MS);
     ck_assert_int_eq(g.calls, 0);
     put_ok(q, &a, 0, 0);
-    ck_assert(run_until(base, &g.fired, WAIT_MS));
+    ck_assert(run_until(test_base, &g.fired, WAIT_MS));
     ck_assert_int_eq(g.calls, 1);
     ck_assert_int_eq(g.st, AQ_QUEUE_OK);
     ck_assert_ptr_eq(g.it, &a.qi);
@@ -732,14 +690,12 @@ START_TEST(get_on_empty_queue_waits_and_receives_next_put_item)
     done_ok(q);
     assert_counts(q, 0, 0, 0);
     aq_queue_free(q);
-    event_base_free(base);
 }
 END_TEST
 
 START_TEST(waiting_getters_are_served_in_arrival_order)
 {
-    struct event_base *base = test_base_new();
-    struct aq_queue *q = queue_new(base, 0);
+    struct aq_queue *q = queue_new(test_base, 0);
     struct titem items[3] = {{.id = 0}, {.id = 1}, {.id = 2}};
     struct tlog log = {.want = 3};
     struct twait g[3] = {
@@ -753,7 +709,7 @@ START_TEST(waiting_getters_are_served_in_arrival_order)
         ck_assert_int_eq(get_wait(q, &g[i]), AQ_QUEUE_WAITING);
     for (i = 0; i < 3; i++)
         put_ok(q, &items[i], 0, 0);
-    ck_assert(run_until(base, &log.done, WAIT_MS));
+    ck_assert(run_until(test_base, &log.done, WAIT_MS));
     for (i = 0; i < 3; i++) {
         ck_assert_int_eq(log.ids[i], i);
         ck_assert_int_eq(g[i].calls, 1);
@@ -763,14 +719,12 @@ START_TEST(waiting_getters_are_served_in_arrival_order)
     }
     assert_counts(q, 0, 0, 0);
     aq_queue_free(q);
-    event_base_free(base);
 }
 END_TEST
 
 START_TEST(new_get_does_not_overtake_waiting_getters)
 {
-    struct event_base *base = test_base_new();
-    struct aq_queue *q = queue_new(base, 0);
+    struct aq_queue *q = queue_new(test_base, 0);
     struct titem a = {.id = 1}, b = {.id = 2};
     struct twait g1 = {.id = 1}, g2 = {.id = 2};
 
@@ -778,25 +732,23 @@ START_TEST(new_get_does_not_overtake_waiting_getters)
     put_ok(q, &a, 0, 0);
     /* a is g1's: its callback has not fired yet, so g2 queues behind */
     ck_assert_int_eq(get_wait(q, &g2), AQ_QUEUE_WAITING);
-    ck_assert(run_until(base, &g1.fired, WAIT_MS));
+    ck_assert(run_until(test_base, &g1.fired, WAIT_MS));
     ck_assert_ptr_eq(g1.it, &a.qi);
-    run_for(base, QUIET_MS);
+    run_for(test_base, QUIET_MS);
     ck_assert_int_eq(g2.calls, 0);
     put_ok(q, &b, 0, 0);
-    ck_assert(run_until(base, &g2.fired, WAIT_MS));
+    ck_assert(run_until(test_base, &g2.fired, WAIT_MS));
     ck_assert_int_eq(g2.st, AQ_QUEUE_OK);
     ck_assert_ptr_eq(g2.it, &b.qi);
     done_ok(q);
     done_ok(q);
     aq_queue_free(q);
-    event_base_free(base);
 }
 END_TEST
 
 START_TEST(cancelled_getter_does_not_lose_next_item_to_next_getter)
 {
-    struct event_base *base = test_base_new();
-    struct aq_queue *q = queue_new(base, 0);
+    struct aq_queue *q = queue_new(test_base, 0);
     struct titem a = {.id = 1};
     struct twait g1 = {.id = 1}, g2 = {.id = 2};
 
@@ -804,41 +756,37 @@ START_TEST(cancelled_getter_does_not_lose_next_item_to_next_getter)
     ck_assert_int_eq(get_wait(q, &g2), AQ_QUEUE_WAITING);
     aq_queue_cancel(q, &g1.w);
     put_ok(q, &a, 0, 0);
-    ck_assert(run_until(base, &g2.fired, WAIT_MS));
+    ck_assert(run_until(test_base, &g2.fired, WAIT_MS));
     ck_assert_int_eq(g2.st, AQ_QUEUE_OK);
     ck_assert_ptr_eq(g2.it, &a.qi);
-    run_for(base, QUIET_MS);
+    run_for(test_base, QUIET_MS);
     ck_assert_int_eq(g1.calls, 0);
     done_ok(q);
     aq_queue_free(q);
-    event_base_free(base);
 }
 END_TEST
 
 START_TEST(cancelled_getter_leaves_next_item_queued_when_no_getter_waits)
 {
-    struct event_base *base = test_base_new();
-    struct aq_queue *q = queue_new(base, 0);
+    struct aq_queue *q = queue_new(test_base, 0);
     struct titem a = {.id = 1};
     struct twait g = {.id = 1};
 
     ck_assert_int_eq(get_wait(q, &g), AQ_QUEUE_WAITING);
     aq_queue_cancel(q, &g.w);
     put_ok(q, &a, 0, 0);
-    run_for(base, QUIET_MS);
+    run_for(test_base, QUIET_MS);
     ck_assert_int_eq(g.calls, 0);
     assert_counts(q, 1, 0, 1);
     ck_assert_int_eq(take_id(q), 1);
     done_ok(q);
     aq_queue_free(q);
-    event_base_free(base);
 }
 END_TEST
 
 START_TEST(getter_cancelled_after_put_woke_it_passes_item_to_next_getter)
 {
-    struct event_base *base = test_base_new();
-    struct aq_queue *q = queue_new(base, 0);
+    struct aq_queue *q = queue_new(test_base, 0);
     struct titem a = {.id = 1};
     struct twait g1 = {.id = 1}, g2 = {.id = 2};
 
@@ -846,35 +794,32 @@ START_TEST(getter_cancelled_after_put_woke_it_passes_item_to_next_getter)
     ck_assert_int_eq(get_wait(q, &g2), AQ_QUEUE_WAITING);
     put_ok(q, &a, 0, 0); /* g1's turn, its callback not fired yet */
     aq_queue_cancel(q, &g1.w);
-    ck_assert(run_until(base, &g2.fired, WAIT_MS));
+    ck_assert(run_until(test_base, &g2.fired, WAIT_MS));
     ck_assert_int_eq(g2.st, AQ_QUEUE_OK);
     ck_assert_ptr_eq(g2.it, &a.qi);
-    run_for(base, QUIET_MS);
+    run_for(test_base, QUIET_MS);
     ck_assert_int_eq(g1.calls, 0);
     assert_counts(q, 0, 0, 1);
     done_ok(q);
     aq_queue_free(q);
-    event_base_free(base);
 }
 END_TEST
 
 START_TEST(getter_cancelled_after_put_woke_it_leaves_item_queued)
 {
-    struct event_base *base = test_base_new();
-    struct aq_queue *q = queue_new(base, 0);
+    struct aq_queue *q = queue_new(test_base, 0);
     struct titem a = {.id = 1};
     struct twait g = {.id = 1};
 
     ck_assert_int_eq(get_wait(q, &g), AQ_QUEUE_WAITING);
     put_ok(q, &a, 0, 0); /* g's turn, its callback not fired yet */
     aq_queue_cancel(q, &g.w);
-    run_for(base, QUIET_MS);
+    run_for(test_base, QUIET_MS);
     ck_assert_int_eq(g.calls, 0);
     assert_counts(q, 1, 0, 1);
     ck_assert_int_eq(take_id(q), 1);
     done_ok(q);
     aq_queue_free(q);
-    event_base_free(base);
 }
 END_TEST
 
@@ -883,8 +828,7 @@ END_TEST
  * now stops at the second wait. */
 START_TEST(waiting_again_on_a_waiter_that_still_waits_aborts)
 {
-    struct event_base *base = test_base_new();
-    struct aq_queue *q = queue_new(base, 0);
+    struct aq_queue *q = queue_new(test_base, 0);
     struct twait g = {.id = 1};
 
     ck_assert_int_eq(get_wait(q, &g), AQ_QUEUE_WAITING);
@@ -896,8 +840,7 @@ END_TEST
 /* A waiter that was cancelled, or whose callback fired, may wait again. */
 START_TEST(waiter_waits_again_after_cancel_or_callback)
 {
-    struct event_base *base = test_base_new();
-    struct aq_queue *q = queue_new(base, 1);
+    struct aq_queue *q = queue_new(test_base, 1);
     struct titem a = {.id = 1}, b = {.id = 2};
     struct twait w = {.id = 1};
 
@@ -906,36 +849,34 @@ START_TEST(waiter_waits_again_after_cancel_or_callback)
     ck_assert_int_eq(join_wait(q, &w), AQ_QUEUE_OK);
     ck_assert_int_eq(get_wait(q, &w), AQ_QUEUE_WAITING);
     put_ok(q, &a, 0, 0);
-    ck_assert(run_until(base, &w.fired, WAIT_MS));
+    ck_assert(run_until(test_base, &w.fired, WAIT_MS));
     w.fired = false;
     ck_assert_int_eq(put_wait(q, &w, &b, 0, 0), AQ_QUEUE_WAITING);
     aq_queue_cancel(q, &w.w);
     ck_assert_int_eq(join_wait(q, &w), AQ_QUEUE_WAITING);
     done_ok(q);
-    ck_assert(run_until(base, &w.fired, WAIT_MS));
+    ck_assert(run_until(test_base, &w.fired, WAIT_MS));
     ck_assert_int_eq(w.calls, 2);
     assert_counts(q, 0, 0, 0);
     aq_queue_free(q);
-    event_base_free(base);
 }
 END_TEST
 
 START_TEST(cancel_of_waiter_not_waiting_is_harmless)
 {
-    struct event_base *base = test_base_new();
-    struct aq_queue *q = queue_new(base, 0);
+    struct aq_queue *q = queue_new(test_base, 0);
     struct titem a = {.id = 1}, b = {.id = 2}, c = {.id = 3}, d = {.id = 4};
     struct twait never = {.id = 1}, at_once = {.id = 2}, fired = {.id = 3};
     struct twait cancelled = {.id = 4}, waiting = {.id = 5};
 
     ck_assert_int_eq(get_wait(q, &fired), AQ_QUEUE_WAITING);
     put_ok(q, &a, 0, 0);
-    ck_assert(run_until(base, &fired.fired, WAIT_MS));
+    ck_assert(run_until(test_base, &fired.fired, WAIT_MS));
     ck_assert_int_eq(get_wait(q, &cancelled), AQ_QUEUE_WAITING);
     aq_queue_cancel(q, &cancelled.w);
     ck_assert_int_eq(get_wait(q, &waiting), AQ_QUEUE_WAITING);
     put_ok(q, &b, 0, 0);
-    ck_assert(run_until(base, &waiting.fired, WAIT_MS));
+    ck_assert(run_until(test_base, &waiting.fired, WAIT_MS));
     put_ok(q, &c, 0, 0);
     ck_assert_int_eq(get_wait(q, &at_once), AQ_QUEUE_OK);
     ck_assert_int_eq(get_wait(q, &waiting), AQ_QUEUE_WAITING);
@@ -949,10 +890,10 @@ START_TEST(cancel_of_waiter_not_waiting_is_harmless)
     /* the getter still waiting was not unlinked by those cancels */
     waiting.fired = false;
     put_ok(q, &d, 0, 0);
-    ck_assert(run_until(base, &waiting.fired, WAIT_MS));
+    ck_assert(run_until(test_base, &waiting.fired, WAIT_MS));
     ck_assert_int_eq(waiting.calls, 2);
     ck_assert_ptr_eq(waiting.it, &d.qi);
-    run_for(base, QUIET_MS);
+    run_for(test_base, QUIET_MS);
     ck_assert_int_eq(never.calls, 0);
     ck_assert_int_eq(at_once.calls, 0);
     ck_assert_int_eq(fired.calls, 1);
@@ -963,7 +904,6 @@ START_TEST(cancel_of_waiter_not_waiting_is_harmless)
     done_ok(q);
     assert_counts(q, 0, 0, 0);
     aq_queue_free(q);
-    event_base_free(base);
 }
 END_TEST
 
@@ -971,8 +911,7 @@ END_TEST
 
 START_TEST(join_on_empty_queue_returns_ok_without_callback)
 {
-    struct event_base *base = test_base_new();
-    struct aq_queue *q = queue_new(base, 0);
+    struct aq_queue *q = queue_new(test_base, 0);
     struct titem a = {.id = 1};
     struct twait j1 = {.id = 1}, j2 = {.id = 2};
 
@@ -981,18 +920,16 @@ START_TEST(join_on_empty_queue_returns_ok_without_callback)
     ck_assert_int_eq(take_id(q), 1);
     done_ok(q);
     ck_assert_int_eq(join_wait(q, &j2), AQ_QUEUE_OK);
-    run_for(base, QUIET_MS);
+    run_for(test_base, QUIET_MS);
     ck_assert_int_eq(j1.calls, 0);
     ck_assert_int_eq(j2.calls, 0);
     aq_queue_free(q);
-    event_base_free(base);
 }
 END_TEST
 
 START_TEST(join_waits_until_every_item_is_task_done)
 {
-    struct event_base *base = test_base_new();
-    struct aq_queue *q = queue_new(base, 0);
+    struct aq_queue *q = queue_new(test_base, 0);
     struct titem a = {.id = 1}, b = {.id = 2};
     struct twait j = {.id = 1};
 
@@ -1001,25 +938,23 @@ START_TEST(join_waits_until_every_item_is_task_done)
     ck_assert_int_eq(join_wait(q, &j), AQ_QUEUE_WAITING);
     ck_assert_int_eq(take_id(q), 1);
     ck_assert_int_eq(take_id(q), 2);
-    run_for(base, QUIET_MS);
+    run_for(test_base, QUIET_MS);
     ck_assert_int_eq(j.calls, 0);
     done_ok(q);
-    run_for(base, QUIET_MS);
+    run_for(test_base, QUIET_MS);
     ck_assert_int_eq(j.calls, 0);
     done_ok(q);
-    ck_assert(run_until(base, &j.fired, WAIT_MS));
+    ck_assert(run_until(test_base, &j.fired, WAIT_MS));
     ck_assert_int_eq(j.calls, 1);
     ck_assert_int_eq(j.st, AQ_QUEUE_OK);
     ck_assert_ptr_null(j.it);
     aq_queue_free(q);
-    event_base_free(base);
 }
 END_TEST
 
 START_TEST(all_waiting_joiners_are_woken)
 {
-    struct event_base *base = test_base_new();
-    struct aq_queue *q = queue_new(base, 0);
+    struct aq_queue *q = queue_new(test_base, 0);
     struct titem a = {.id = 1};
     struct tlog log = {.want = 3};
     struct twait j[3] = {
@@ -1034,22 +969,20 @@ START_TEST(all_waiting_joiners_are_woken)
         ck_assert_int_eq(join_wait(q, &j[i]), AQ_QUEUE_WAITING);
     ck_assert_int_eq(take_id(q), 1);
     done_ok(q);
-    ck_assert(run_until(base, &log.done, WAIT_MS));
-    run_for(base, QUIET_MS);
+    ck_assert(run_until(test_base, &log.done, WAIT_MS));
+    run_for(test_base, QUIET_MS);
     for (i = 0; i < 3; i++) {
         ck_assert_int_eq(j[i].calls, 1);
         ck_assert_int_eq(j[i].st, AQ_QUEUE_OK);
         ck_assert_ptr_null(j[i].it);
     }
     aq_queue_free(q);
-    event_base_free(base);
 }
 END_TEST
 
 START_TEST(cancelled_joiner_is_not_called)
 {
-    struct event_base *base = test_base_new();
-    struct aq_queue *q = queue_new(base, 0);
+    struct aq_queue *q = queue_new(test_base, 0);
     struct titem a = {.id = 1};
     struct twait j1 = {.id = 1}, j2 = {.id = 2};
 
@@ -1059,19 +992,17 @@ START_TEST(cancelled_joiner_is_not_called)
     aq_queue_cancel(q, &j1.w);
     ck_assert_int_eq(take_id(q), 1);
     done_ok(q);
-    ck_assert(run_until(base, &j2.fired, WAIT_MS));
-    run_for(base, QUIET_MS);
+    ck_assert(run_until(test_base, &j2.fired, WAIT_MS));
+    run_for(test_base, QUIET_MS);
     ck_assert_int_eq(j1.calls, 0);
     ck_assert_int_eq(j2.calls, 1);
     aq_queue_free(q);
-    event_base_free(base);
 }
 END_TEST
 
 START_TEST(task_done_with_nothing_taken_fails_with_error_and_keeps_counts)
 {
-    struct event_base *base = test_base_new();
-    struct aq_queue *q = queue_new(base, 0);
+    struct aq_queue *q = queue_new(test_base, 0);
     struct titem a = {.id = 1};
     struct aq_error err = {0};
 
@@ -1091,14 +1022,12 @@ START_TEST(task_done_with_nothing_taken_fails_with_error_and_keeps_counts)
     done_ok(q);
     assert_counts(q, 0, 0, 0);
     aq_queue_free(q);
-    event_base_free(base);
 }
 END_TEST
 
 START_TEST(task_done_more_than_taken_fails_while_items_remain_queued)
 {
-    struct event_base *base = test_base_new();
-    struct aq_queue *q = queue_new(base, 0);
+    struct aq_queue *q = queue_new(test_base, 0);
     struct titem a = {.id = 1}, b = {.id = 2}, c = {.id = 3};
     struct aq_error err = {0};
     struct twait j = {.id = 1};
@@ -1113,16 +1042,15 @@ START_TEST(task_done_more_than_taken_fails_while_items_remain_queued)
     ck_assert_int_ne(err.code, 0);
     ck_assert_int_ne(err.message[0], '\0');
     assert_counts(q, 1, 1, 2);
-    run_for(base, QUIET_MS);
+    run_for(test_base, QUIET_MS);
     ck_assert_int_eq(j.calls, 0);
     ck_assert_int_eq(take_id(q), 2);
     done_ok(q);
     assert_counts(q, 0, 1, 1);
     ck_assert(aq_queue_remove(q, &c.qi));
     done_ok(q);
-    ck_assert(run_until(base, &j.fired, WAIT_MS));
+    ck_assert(run_until(test_base, &j.fired, WAIT_MS));
     aq_queue_free(q);
-    event_base_free(base);
 }
 END_TEST
 
@@ -1132,8 +1060,7 @@ START_TEST(items_leave_by_priority_fifo_among_equal)
 {
     static const int32_t prio[] = {3, 1, 2, 1, 3, 2, 1, 0, 2, 3};
     static const int want[] = {7, 1, 3, 6, 2, 5, 8, 0, 4, 9};
-    struct event_base *base = test_base_new();
-    struct aq_queue *q = queue_new(base, 0);
+    struct aq_queue *q = queue_new(test_base, 0);
     struct titem items[10];
     int i;
 
@@ -1147,7 +1074,6 @@ START_TEST(items_leave_by_priority_fifo_among_equal)
     for (i = 0; i < 10; i++)
         done_ok(q);
     aq_queue_free(q);
-    event_base_free(base);
 }
 END_TEST
 
@@ -1155,9 +1081,8 @@ START_TEST(lifo_order_leaves_by_priority_lifo_among_equal)
 {
     static const int32_t prio[] = {3, 1, 2, 1, 3, 2, 1, 0, 2, 3};
     static const int want[] = {7, 6, 3, 1, 8, 5, 2, 9, 4, 0};
-    struct event_base *base = test_base_new();
     struct aq_queue_opts opts = {.order = AQ_QUEUE_LIFO};
-    struct aq_queue *q = aq_queue_new(base, &opts);
+    struct aq_queue *q = aq_queue_new(test_base, &opts);
     struct titem items[10];
     int i;
 
@@ -1171,7 +1096,6 @@ START_TEST(lifo_order_leaves_by_priority_lifo_among_equal)
     for (i = 0; i < 10; i++)
         done_ok(q);
     aq_queue_free(q);
-    event_base_free(base);
 }
 END_TEST
 
@@ -1182,8 +1106,7 @@ START_TEST(extreme_and_negative_priorities_are_ordered)
         INT32_MAX - 1, INT32_MIN, -1,        INT32_MAX,
     };
     static const int want[] = {2, 7, 5, 3, 8, 1, 4, 6, 0, 9};
-    struct event_base *base = test_base_new();
-    struct aq_queue *q = queue_new(base, 0);
+    struct aq_queue *q = queue_new(test_base, 0);
     struct titem items[10];
     int i;
 
@@ -1197,7 +1120,6 @@ START_TEST(extreme_and_negative_priorities_are_ordered)
     for (i = 0; i < 10; i++)
         done_ok(q);
     aq_queue_free(q);
-    event_base_free(base);
 }
 END_TEST
 
@@ -1206,17 +1128,16 @@ END_TEST
 static void
 check_random_priorities(enum aq_queue_order order, int n)
 {
-    struct event_base *base = test_base_new();
     struct aq_queue_opts opts = {.order = order};
-    struct aq_queue *q = aq_queue_new(base, &opts);
+    struct aq_queue *q = aq_queue_new(test_base, &opts);
     struct titem *items = calloc((size_t)n, sizeof *items);
-    uint32_t seed = 2463534242u;
+    struct rng r = {2463534242u};
     struct titem *prev = NULL;
     int i;
 
     for (i = 0; i < n; i++) {
         items[i].id = i;
-        put_ok(q, &items[i], (int32_t)(xorshift32(&seed) % 2001) - 1000, 0);
+        put_ok(q, &items[i], (int32_t)rng_below(&r, 2001) - 1000, 0);
     }
     assert_counts(q, (size_t)n, 0, (size_t)n);
     for (i = 0; i < n; i++) {
@@ -1237,7 +1158,6 @@ check_random_priorities(enum aq_queue_order order, int n)
     }
     assert_counts(q, 0, 0, 0);
     aq_queue_free(q);
-    event_base_free(base);
     free(items);
 }
 
@@ -1257,8 +1177,7 @@ END_TEST
 
 START_TEST(delayed_item_is_counted_delayed_and_unfinished_not_ready)
 {
-    struct event_base *base = test_base_new();
-    struct aq_queue *q = queue_new(base, 0);
+    struct aq_queue *q = queue_new(test_base, 0);
     struct titem a = {.id = 1}, b = {.id = 2};
 
     put_ok(q, &a, 0, FAR_US);
@@ -1271,56 +1190,50 @@ START_TEST(delayed_item_is_counted_delayed_and_unfinished_not_ready)
     assert_counts(q, 0, 1, 2);
     done_ok(q);
     aq_queue_free(q);
-    event_base_free(base);
 }
 END_TEST
 
 START_TEST(get_nowait_returns_empty_before_delay_then_the_item)
 {
-    struct event_base *base = test_base_new();
-    struct aq_queue *q = queue_new(base, 0);
+    struct aq_queue *q = queue_new(test_base, 0);
     struct titem a = {.id = 1};
     struct aq_queue_item *out = NULL;
     int64_t t0 = aq_clock_mono_us();
 
     put_ok(q, &a, 0, SHORT_US);
     ck_assert_int_eq(aq_queue_get_nowait(q, &out), AQ_QUEUE_EMPTY);
-    ck_assert(run_until_delayed(base, q, 0, WAIT_MS));
+    ck_assert(run_until_delayed(test_base, q, 0, WAIT_MS));
     ck_assert_int_ge(aq_clock_mono_us() - t0, SHORT_US);
     assert_counts(q, 1, 0, 1);
     ck_assert_int_eq(take_id(q), 1);
     done_ok(q);
     aq_queue_free(q);
-    event_base_free(base);
 }
 END_TEST
 
 START_TEST(waiting_get_receives_delayed_item_no_earlier_than_delay)
 {
-    struct event_base *base = test_base_new();
-    struct aq_queue *q = queue_new(base, 0);
+    struct aq_queue *q = queue_new(test_base, 0);
     struct titem a = {.id = 1};
     struct twait g = {.id = 1};
     int64_t t0 = aq_clock_mono_us();
 
     put_ok(q, &a, 0, SHORT_US);
     ck_assert_int_eq(get_wait(q, &g), AQ_QUEUE_WAITING);
-    ck_assert(run_until(base, &g.fired, WAIT_MS));
+    ck_assert(run_until(test_base, &g.fired, WAIT_MS));
     ck_assert_int_eq(g.st, AQ_QUEUE_OK);
     ck_assert_ptr_eq(g.it, &a.qi);
     ck_assert_int_ge(g.fired_us - t0, SHORT_US);
     assert_counts(q, 0, 0, 1);
     done_ok(q);
     aq_queue_free(q);
-    event_base_free(base);
 }
 END_TEST
 
 START_TEST(delayed_items_become_ready_in_due_order)
 {
     static const int64_t delay_us[] = {150000, 50000, 100000};
-    struct event_base *base = test_base_new();
-    struct aq_queue *q = queue_new(base, 0);
+    struct aq_queue *q = queue_new(test_base, 0);
     struct titem items[3] = {{.id = 0}, {.id = 1}, {.id = 2}};
     struct tlog log = {.want = 3};
     struct twait g[3] = {
@@ -1335,7 +1248,7 @@ START_TEST(delayed_items_become_ready_in_due_order)
         put_ok(q, &items[i], 0, delay_us[i]);
     for (i = 0; i < 3; i++)
         ck_assert_int_eq(get_wait(q, &g[i]), AQ_QUEUE_WAITING);
-    ck_assert(run_until(base, &log.done, WAIT_MS));
+    ck_assert(run_until(test_base, &log.done, WAIT_MS));
     ck_assert_ptr_eq(g[0].it, &items[1].qi);
     ck_assert_ptr_eq(g[1].it, &items[2].qi);
     ck_assert_ptr_eq(g[2].it, &items[0].qi);
@@ -1345,14 +1258,12 @@ START_TEST(delayed_items_become_ready_in_due_order)
     for (i = 0; i < 3; i++)
         done_ok(q);
     aq_queue_free(q);
-    event_base_free(base);
 }
 END_TEST
 
 START_TEST(put_with_zero_or_negative_delay_is_ready_at_once)
 {
-    struct event_base *base = test_base_new();
-    struct aq_queue *q = queue_new(base, 0);
+    struct aq_queue *q = queue_new(test_base, 0);
     struct titem a = {.id = 1}, b = {.id = 2}, c = {.id = 3};
     struct twait p = {.id = 1};
 
@@ -1367,15 +1278,13 @@ START_TEST(put_with_zero_or_negative_delay_is_ready_at_once)
     done_ok(q);
     done_ok(q);
     aq_queue_free(q);
-    event_base_free(base);
 }
 END_TEST
 
 START_TEST(delayed_items_with_equal_delay_become_ready_in_put_order)
 {
     enum { N = 32 };
-    struct event_base *base = test_base_new();
-    struct aq_queue *q = queue_new(base, 0);
+    struct aq_queue *q = queue_new(test_base, 0);
     struct titem items[N];
     enum aq_queue_status st[N];
     int i;
@@ -1390,21 +1299,19 @@ START_TEST(delayed_items_with_equal_delay_become_ready_in_put_order)
         st[i] = aq_queue_put_nowait(q, &items[i].qi, 0, 50000);
     for (i = 0; i < N; i++)
         ck_assert_int_eq(st[i], AQ_QUEUE_OK);
-    ck_assert(run_until_delayed(base, q, 0, WAIT_MS));
+    ck_assert(run_until_delayed(test_base, q, 0, WAIT_MS));
     assert_counts(q, N, 0, N);
     for (i = 0; i < N; i++)
         ck_assert_int_eq(take_id(q), i);
     for (i = 0; i < N; i++)
         done_ok(q);
     aq_queue_free(q);
-    event_base_free(base);
 }
 END_TEST
 
 START_TEST(delayed_low_priority_item_does_not_jump_ahead_before_due)
 {
-    struct event_base *base = test_base_new();
-    struct aq_queue *q = queue_new(base, 0);
+    struct aq_queue *q = queue_new(test_base, 0);
     struct titem x = {.id = 1}, y = {.id = 2}, d = {.id = 3};
     struct aq_queue_item *out = NULL;
 
@@ -1418,14 +1325,12 @@ START_TEST(delayed_low_priority_item_does_not_jump_ahead_before_due)
     done_ok(q);
     done_ok(q);
     aq_queue_free(q);
-    event_base_free(base);
 }
 END_TEST
 
 START_TEST(due_delayed_item_is_ordered_by_priority_among_ready_items)
 {
-    struct event_base *base = test_base_new();
-    struct aq_queue *q = queue_new(base, 0);
+    struct aq_queue *q = queue_new(test_base, 0);
     struct titem y = {.id = 1}, z = {.id = 2}, d = {.id = 3}, e = {.id = 4};
     int i;
 
@@ -1433,7 +1338,7 @@ START_TEST(due_delayed_item_is_ordered_by_priority_among_ready_items)
     put_ok(q, &d, 0, 50000);
     put_ok(q, &e, 20, 60000);
     put_ok(q, &z, 10, 0);
-    ck_assert(run_until_delayed(base, q, 0, WAIT_MS));
+    ck_assert(run_until_delayed(test_base, q, 0, WAIT_MS));
     assert_counts(q, 4, 0, 4);
     ck_assert_int_eq(take_id(q), 3);
     ck_assert_int_eq(take_id(q), 1);
@@ -1442,7 +1347,6 @@ START_TEST(due_delayed_item_is_ordered_by_priority_among_ready_items)
     for (i = 0; i < 4; i++)
         done_ok(q);
     aq_queue_free(q);
-    event_base_free(base);
 }
 END_TEST
 
@@ -1450,8 +1354,7 @@ END_TEST
 
 START_TEST(remove_ready_item_makes_it_callers_and_unfinished)
 {
-    struct event_base *base = test_base_new();
-    struct aq_queue *q = queue_new(base, 0);
+    struct aq_queue *q = queue_new(test_base, 0);
     struct titem a = {.id = 1}, b = {.id = 2}, c = {.id = 3};
     struct aq_queue_item *out = NULL;
     struct aq_error err = {0};
@@ -1471,14 +1374,12 @@ START_TEST(remove_ready_item_makes_it_callers_and_unfinished)
     assert_counts(q, 0, 0, 0);
     ck_assert_int_eq(aq_queue_task_done(q, &err), -1);
     aq_queue_free(q);
-    event_base_free(base);
 }
 END_TEST
 
 START_TEST(remove_delayed_item_makes_it_callers_and_unfinished)
 {
-    struct event_base *base = test_base_new();
-    struct aq_queue *q = queue_new(base, 0);
+    struct aq_queue *q = queue_new(test_base, 0);
     struct titem a = {.id = 1};
     struct twait g = {.id = 1};
 
@@ -1487,21 +1388,19 @@ START_TEST(remove_delayed_item_makes_it_callers_and_unfinished)
     assert_counts(q, 0, 0, 1);
     ck_assert_int_eq(get_wait(q, &g), AQ_QUEUE_WAITING);
     /* well past its due time: the removed item never reaches the getter */
-    run_for(base, 150);
+    run_for(test_base, 150);
     ck_assert_int_eq(g.calls, 0);
     assert_counts(q, 0, 0, 1);
     done_ok(q);
     assert_counts(q, 0, 0, 0);
     aq_queue_cancel(q, &g.w);
     aq_queue_free(q);
-    event_base_free(base);
 }
 END_TEST
 
 START_TEST(remove_of_item_not_queued_returns_false)
 {
-    struct event_base *base = test_base_new();
-    struct aq_queue *q = queue_new(base, 0);
+    struct aq_queue *q = queue_new(test_base, 0);
     struct titem a = {.id = 1}, b = {.id = 2}, never = {.id = 3};
 
     ck_assert(!aq_queue_remove(q, &never.qi));
@@ -1517,7 +1416,6 @@ START_TEST(remove_of_item_not_queued_returns_false)
     done_ok(q);
     done_ok(q);
     aq_queue_free(q);
-    event_base_free(base);
 }
 END_TEST
 
@@ -1525,8 +1423,7 @@ END_TEST
 
 START_TEST(requeue_puts_taken_item_back_without_counting_it_again)
 {
-    struct event_base *base = test_base_new();
-    struct aq_queue *q = queue_new(base, 0);
+    struct aq_queue *q = queue_new(test_base, 0);
     struct titem a = {.id = 1}, b = {.id = 2};
     struct aq_error err = {0};
 
@@ -1543,14 +1440,12 @@ START_TEST(requeue_puts_taken_item_back_without_counting_it_again)
     done_ok(q);
     assert_counts(q, 0, 0, 0);
     aq_queue_free(q);
-    event_base_free(base);
 }
 END_TEST
 
 START_TEST(requeue_with_delay_makes_taken_item_delayed)
 {
-    struct event_base *base = test_base_new();
-    struct aq_queue *q = queue_new(base, 0);
+    struct aq_queue *q = queue_new(test_base, 0);
     struct titem a = {.id = 1};
     struct twait g = {.id = 1};
     struct aq_error err = {0};
@@ -1562,21 +1457,19 @@ START_TEST(requeue_with_delay_makes_taken_item_delayed)
     ck_assert_int_eq(aq_queue_requeue(q, &a.qi, 0, SHORT_US, &err), 0);
     assert_counts(q, 0, 1, 1);
     ck_assert_int_eq(get_wait(q, &g), AQ_QUEUE_WAITING);
-    ck_assert(run_until(base, &g.fired, WAIT_MS));
+    ck_assert(run_until(test_base, &g.fired, WAIT_MS));
     ck_assert_int_eq(g.st, AQ_QUEUE_OK);
     ck_assert_ptr_eq(g.it, &a.qi);
     ck_assert_int_ge(g.fired_us - t0, SHORT_US);
     assert_counts(q, 0, 0, 1);
     done_ok(q);
     aq_queue_free(q);
-    event_base_free(base);
 }
 END_TEST
 
 START_TEST(requeue_works_on_full_queue)
 {
-    struct event_base *base = test_base_new();
-    struct aq_queue *q = queue_new(base, 1);
+    struct aq_queue *q = queue_new(test_base, 1);
     struct titem a = {.id = 1}, b = {.id = 2};
     struct aq_error err = {0};
 
@@ -1592,14 +1485,12 @@ START_TEST(requeue_works_on_full_queue)
     ck_assert(aq_queue_remove(q, &a.qi));
     done_ok(q);
     aq_queue_free(q);
-    event_base_free(base);
 }
 END_TEST
 
 START_TEST(requeue_works_after_shutdown)
 {
-    struct event_base *base = test_base_new();
-    struct aq_queue *q = queue_new(base, 0);
+    struct aq_queue *q = queue_new(test_base, 0);
     struct titem a = {.id = 1};
     struct aq_queue_item *out = NULL;
     struct aq_error err = {0};
@@ -1615,14 +1506,12 @@ START_TEST(requeue_works_after_shutdown)
     ck_assert_int_eq(aq_queue_get_nowait(q, &out), AQ_QUEUE_SHUTDOWN);
     assert_counts(q, 0, 0, 0);
     aq_queue_free(q);
-    event_base_free(base);
 }
 END_TEST
 
 START_TEST(requeue_with_nothing_taken_fails_with_error)
 {
-    struct event_base *base = test_base_new();
-    struct aq_queue *q = queue_new(base, 0);
+    struct aq_queue *q = queue_new(test_base, 0);
     struct titem a = {.id = 1}, b = {.id = 2};
     struct aq_error err = {0};
 
@@ -1638,14 +1527,12 @@ START_TEST(requeue_with_nothing_taken_fails_with_error)
     assert_counts(q, 1, 0, 1);
     ck_assert(!aq_queue_remove(q, &b.qi));
     aq_queue_free(q);
-    event_base_free(base);
 }
 END_TEST
 
 START_TEST(requeue_wakes_waiting_getter)
 {
-    struct event_base *base = test_base_new();
-    struct aq_queue *q = queue_new(base, 0);
+    struct aq_queue *q = queue_new(test_base, 0);
     struct titem a = {.id = 1};
     struct twait g = {.id = 1};
     struct aq_error err = {0};
@@ -1655,13 +1542,12 @@ START_TEST(requeue_wakes_waiting_getter)
     ck_assert_int_eq(get_wait(q, &g), AQ_QUEUE_WAITING);
     ck_assert_int_eq(aq_queue_requeue(q, &a.qi, 0, 0, &err), 0);
     ck_assert(!g.fired);
-    ck_assert(run_until(base, &g.fired, WAIT_MS));
+    ck_assert(run_until(test_base, &g.fired, WAIT_MS));
     ck_assert_int_eq(g.st, AQ_QUEUE_OK);
     ck_assert_ptr_eq(g.it, &a.qi);
     assert_counts(q, 0, 0, 1);
     done_ok(q);
     aq_queue_free(q);
-    event_base_free(base);
 }
 END_TEST
 
@@ -1669,8 +1555,7 @@ END_TEST
 
 START_TEST(put_and_put_nowait_after_shutdown_return_shutdown)
 {
-    struct event_base *base = test_base_new();
-    struct aq_queue *q = queue_new(base, 0);
+    struct aq_queue *q = queue_new(test_base, 0);
     struct titem a = {.id = 1}, b = {.id = 2};
     struct twait p = {.id = 1};
 
@@ -1682,19 +1567,17 @@ START_TEST(put_and_put_nowait_after_shutdown_return_shutdown)
                      AQ_QUEUE_SHUTDOWN);
     ck_assert_int_eq(put_wait(q, &p, &b, 0, 0), AQ_QUEUE_SHUTDOWN);
     assert_counts(q, 0, 0, 0);
-    run_for(base, QUIET_MS);
+    run_for(test_base, QUIET_MS);
     ck_assert_int_eq(p.calls, 0);
     ck_assert(!aq_queue_remove(q, &a.qi));
     ck_assert(!aq_queue_remove(q, &b.qi));
     aq_queue_free(q);
-    event_base_free(base);
 }
 END_TEST
 
 START_TEST(put_nowait_on_full_shut_down_queue_returns_shutdown)
 {
-    struct event_base *base = test_base_new();
-    struct aq_queue *q = queue_new(base, 1);
+    struct aq_queue *q = queue_new(test_base, 1);
     struct titem a = {.id = 1}, b = {.id = 2};
 
     put_ok(q, &a, 0, 0);
@@ -1702,14 +1585,12 @@ START_TEST(put_nowait_on_full_shut_down_queue_returns_shutdown)
     ck_assert_int_eq(aq_queue_put_nowait(q, &b.qi, 0, 0), AQ_QUEUE_SHUTDOWN);
     assert_counts(q, 1, 0, 1);
     aq_queue_free(q);
-    event_base_free(base);
 }
 END_TEST
 
 START_TEST(shutdown_hands_waiting_putters_their_items_back)
 {
-    struct event_base *base = test_base_new();
-    struct aq_queue *q = queue_new(base, 1);
+    struct aq_queue *q = queue_new(test_base, 1);
     struct titem a = {.id = 1}, b = {.id = 2}, c = {.id = 3};
     struct tlog log = {.want = 2};
     struct twait p1 = {.id = 1, .log = &log}, p2 = {.id = 2, .log = &log};
@@ -1718,7 +1599,7 @@ START_TEST(shutdown_hands_waiting_putters_their_items_back)
     ck_assert_int_eq(put_wait(q, &p1, &b, 0, 0), AQ_QUEUE_WAITING);
     ck_assert_int_eq(put_wait(q, &p2, &c, 0, 0), AQ_QUEUE_WAITING);
     aq_queue_shutdown(q, false);
-    ck_assert(run_until(base, &log.done, WAIT_MS));
+    ck_assert(run_until(test_base, &log.done, WAIT_MS));
     ck_assert_int_eq(p1.st, AQ_QUEUE_SHUTDOWN);
     ck_assert_ptr_eq(p1.it, &b.qi);
     ck_assert_int_eq(p2.st, AQ_QUEUE_SHUTDOWN);
@@ -1729,19 +1610,17 @@ START_TEST(shutdown_hands_waiting_putters_their_items_back)
     /* freeing room now queues nothing of theirs */
     ck_assert_int_eq(take_id(q), 1);
     done_ok(q);
-    run_for(base, QUIET_MS);
+    run_for(test_base, QUIET_MS);
     ck_assert_int_eq(p1.calls, 1);
     ck_assert_int_eq(p2.calls, 1);
     assert_counts(q, 0, 0, 0);
     aq_queue_free(q);
-    event_base_free(base);
 }
 END_TEST
 
 START_TEST(remaining_items_can_be_got_after_shutdown_then_gets_fail)
 {
-    struct event_base *base = test_base_new();
-    struct aq_queue *q = queue_new(base, 0);
+    struct aq_queue *q = queue_new(test_base, 0);
     struct titem a = {.id = 1}, b = {.id = 2};
     struct twait g1 = {.id = 1}, g2 = {.id = 2};
     struct aq_queue_item *out = NULL;
@@ -1756,44 +1635,40 @@ START_TEST(remaining_items_can_be_got_after_shutdown_then_gets_fail)
     /* nothing left (b is taken, not done): gets now fail */
     ck_assert_int_eq(aq_queue_get_nowait(q, &out), AQ_QUEUE_SHUTDOWN);
     ck_assert_int_eq(get_wait(q, &g2), AQ_QUEUE_SHUTDOWN);
-    run_for(base, QUIET_MS);
+    run_for(test_base, QUIET_MS);
     ck_assert_int_eq(g1.calls, 0);
     ck_assert_int_eq(g2.calls, 0);
     done_ok(q);
     done_ok(q);
     assert_counts(q, 0, 0, 0);
     aq_queue_free(q);
-    event_base_free(base);
 }
 END_TEST
 
 START_TEST(shutdown_wakes_getters_waiting_on_empty_queue)
 {
-    struct event_base *base = test_base_new();
-    struct aq_queue *q = queue_new(base, 0);
+    struct aq_queue *q = queue_new(test_base, 0);
     struct tlog log = {.want = 2};
     struct twait g1 = {.id = 1, .log = &log}, g2 = {.id = 2, .log = &log};
 
     ck_assert_int_eq(get_wait(q, &g1), AQ_QUEUE_WAITING);
     ck_assert_int_eq(get_wait(q, &g2), AQ_QUEUE_WAITING);
     aq_queue_shutdown(q, false);
-    ck_assert(run_until(base, &log.done, WAIT_MS));
+    ck_assert(run_until(test_base, &log.done, WAIT_MS));
     ck_assert_int_eq(g1.st, AQ_QUEUE_SHUTDOWN);
     ck_assert_ptr_null(g1.it);
     ck_assert_int_eq(g2.st, AQ_QUEUE_SHUTDOWN);
     ck_assert_ptr_null(g2.it);
-    run_for(base, QUIET_MS);
+    run_for(test_base, QUIET_MS);
     ck_assert_int_eq(g1.calls, 1);
     ck_assert_int_eq(g2.calls, 1);
     aq_queue_free(q);
-    event_base_free(base);
 }
 END_TEST
 
 START_TEST(shutdown_leaves_getter_waiting_for_remaining_delayed_item)
 {
-    struct event_base *base = test_base_new();
-    struct aq_queue *q = queue_new(base, 0);
+    struct aq_queue *q = queue_new(test_base, 0);
     struct titem d = {.id = 1};
     struct twait g = {.id = 1};
     struct aq_queue_item *out = NULL;
@@ -1804,9 +1679,9 @@ START_TEST(shutdown_leaves_getter_waiting_for_remaining_delayed_item)
     aq_queue_shutdown(q, false);
     /* something is left: not SHUTDOWN yet, just nothing ready */
     ck_assert_int_eq(aq_queue_get_nowait(q, &out), AQ_QUEUE_EMPTY);
-    run_for(base, QUIET_MS);
+    run_for(test_base, QUIET_MS);
     ck_assert_int_eq(g.calls, 0);
-    ck_assert(run_until(base, &g.fired, WAIT_MS));
+    ck_assert(run_until(test_base, &g.fired, WAIT_MS));
     ck_assert_int_eq(g.calls, 1);
     ck_assert_int_eq(g.st, AQ_QUEUE_OK);
     ck_assert_ptr_eq(g.it, &d.qi);
@@ -1814,14 +1689,12 @@ START_TEST(shutdown_leaves_getter_waiting_for_remaining_delayed_item)
     ck_assert_int_eq(aq_queue_get_nowait(q, &out), AQ_QUEUE_SHUTDOWN);
     done_ok(q);
     aq_queue_free(q);
-    event_base_free(base);
 }
 END_TEST
 
 START_TEST(getter_left_waiting_after_shutdown_fails_once_last_item_is_taken)
 {
-    struct event_base *base = test_base_new();
-    struct aq_queue *q = queue_new(base, 0);
+    struct aq_queue *q = queue_new(test_base, 0);
     struct titem d = {.id = 1};
     struct tlog log = {.want = 2};
     struct twait g1 = {.id = 1, .log = &log}, g2 = {.id = 2, .log = &log};
@@ -1830,7 +1703,7 @@ START_TEST(getter_left_waiting_after_shutdown_fails_once_last_item_is_taken)
     ck_assert_int_eq(get_wait(q, &g1), AQ_QUEUE_WAITING);
     ck_assert_int_eq(get_wait(q, &g2), AQ_QUEUE_WAITING);
     aq_queue_shutdown(q, false);
-    ck_assert(run_until(base, &log.done, WAIT_MS));
+    ck_assert(run_until(test_base, &log.done, WAIT_MS));
     ck_assert_int_eq(log.ids[0], 1);
     ck_assert_int_eq(g1.st, AQ_QUEUE_OK);
     ck_assert_ptr_eq(g1.it, &d.qi);
@@ -1838,38 +1711,34 @@ START_TEST(getter_left_waiting_after_shutdown_fails_once_last_item_is_taken)
     ck_assert_ptr_null(g2.it);
     done_ok(q);
     aq_queue_free(q);
-    event_base_free(base);
 }
 END_TEST
 
 START_TEST(getter_left_waiting_after_shutdown_fails_once_last_item_is_removed)
 {
-    struct event_base *base = test_base_new();
-    struct aq_queue *q = queue_new(base, 0);
+    struct aq_queue *q = queue_new(test_base, 0);
     struct titem d = {.id = 1};
     struct twait g = {.id = 1};
 
     put_ok(q, &d, 0, FAR_US);
     ck_assert_int_eq(get_wait(q, &g), AQ_QUEUE_WAITING);
     aq_queue_shutdown(q, false);
-    run_for(base, QUIET_MS);
+    run_for(test_base, QUIET_MS);
     ck_assert_int_eq(g.calls, 0);
     ck_assert(aq_queue_remove(q, &d.qi));
     ck_assert(!g.fired);
-    ck_assert(run_until(base, &g.fired, WAIT_MS));
+    ck_assert(run_until(test_base, &g.fired, WAIT_MS));
     ck_assert_int_eq(g.st, AQ_QUEUE_SHUTDOWN);
     ck_assert_ptr_null(g.it);
     done_ok(q);
     aq_queue_free(q);
-    event_base_free(base);
 }
 END_TEST
 
 START_TEST(immediate_shutdown_drops_every_queued_item_and_wakes_joiners)
 {
-    struct event_base *base = test_base_new();
     struct dropped d = {0};
-    struct aq_queue *q = queue_new_dropping(base, 0, &d);
+    struct aq_queue *q = queue_new_dropping(test_base, 0, &d);
     struct titem items[5] = {
         {.id = 0}, {.id = 1}, {.id = 2}, {.id = 3}, {.id = 4},
     };
@@ -1884,27 +1753,25 @@ START_TEST(immediate_shutdown_drops_every_queued_item_and_wakes_joiners)
     ck_assert_int_eq(join_wait(q, &j), AQ_QUEUE_WAITING);
     aq_queue_shutdown(q, true);
     ck_assert(aq_queue_is_shutdown(q));
-    ck_assert(run_until(base, &j.fired, WAIT_MS));
+    ck_assert(run_until(test_base, &j.fired, WAIT_MS));
     ck_assert_int_eq(j.st, AQ_QUEUE_OK);
     ck_assert_int_eq(d.n, 5);
     ck_assert_uint_eq(d.mask, 0x1f);
     assert_counts(q, 0, 0, 0);
     ck_assert_int_eq(aq_queue_get_nowait(q, &out), AQ_QUEUE_SHUTDOWN);
     /* the delayed items' timer is gone too: nothing comes back later */
-    run_for(base, 150);
+    run_for(test_base, 150);
     assert_counts(q, 0, 0, 0);
     ck_assert_int_eq(d.n, 5);
     aq_queue_free(q);
     ck_assert_int_eq(d.n, 5);
-    event_base_free(base);
 }
 END_TEST
 
 START_TEST(immediate_shutdown_wakes_getters_with_shutdown)
 {
-    struct event_base *base = test_base_new();
     struct dropped d = {0};
-    struct aq_queue *q = queue_new_dropping(base, 0, &d);
+    struct aq_queue *q = queue_new_dropping(test_base, 0, &d);
     struct titem a = {.id = 1};
     struct tlog log = {.want = 2};
     struct twait g1 = {.id = 1, .log = &log}, g2 = {.id = 2, .log = &log};
@@ -1913,7 +1780,7 @@ START_TEST(immediate_shutdown_wakes_getters_with_shutdown)
     ck_assert_int_eq(get_wait(q, &g1), AQ_QUEUE_WAITING);
     ck_assert_int_eq(get_wait(q, &g2), AQ_QUEUE_WAITING);
     aq_queue_shutdown(q, true);
-    ck_assert(run_until(base, &log.done, WAIT_MS));
+    ck_assert(run_until(test_base, &log.done, WAIT_MS));
     ck_assert_int_eq(g1.st, AQ_QUEUE_SHUTDOWN);
     ck_assert_ptr_null(g1.it);
     ck_assert_int_eq(g2.st, AQ_QUEUE_SHUTDOWN);
@@ -1922,15 +1789,13 @@ START_TEST(immediate_shutdown_wakes_getters_with_shutdown)
     ck_assert_uint_eq(d.mask, 1u << 1);
     assert_counts(q, 0, 0, 0);
     aq_queue_free(q);
-    event_base_free(base);
 }
 END_TEST
 
 START_TEST(immediate_shutdown_leaves_taken_items_unfinished)
 {
-    struct event_base *base = test_base_new();
     struct dropped d = {0};
-    struct aq_queue *q = queue_new_dropping(base, 0, &d);
+    struct aq_queue *q = queue_new_dropping(test_base, 0, &d);
     struct titem a = {.id = 1}, b = {.id = 2};
     struct twait j = {.id = 1};
 
@@ -1939,17 +1804,16 @@ START_TEST(immediate_shutdown_leaves_taken_items_unfinished)
     ck_assert_int_eq(take_id(q), 1);
     ck_assert_int_eq(join_wait(q, &j), AQ_QUEUE_WAITING);
     aq_queue_shutdown(q, true);
-    run_for(base, QUIET_MS);
+    run_for(test_base, QUIET_MS);
     ck_assert_int_eq(j.calls, 0);
     ck_assert_int_eq(d.n, 1);
     ck_assert_uint_eq(d.mask, 1u << 2);
     assert_counts(q, 0, 0, 1);
     done_ok(q);
-    ck_assert(run_until(base, &j.fired, WAIT_MS));
+    ck_assert(run_until(test_base, &j.fired, WAIT_MS));
     ck_assert_int_eq(j.st, AQ_QUEUE_OK);
     assert_counts(q, 0, 0, 0);
     aq_queue_free(q);
-    event_base_free(base);
 }
 END_TEST
 
@@ -1957,9 +1821,8 @@ END_TEST
 
 START_TEST(free_hands_queued_items_to_drop_cb)
 {
-    struct event_base *base = test_base_new();
     struct dropped d = {.free_items = true};
-    struct aq_queue *q = queue_new_dropping(base, 0, &d);
+    struct aq_queue *q = queue_new_dropping(test_base, 0, &d);
     struct titem *items[6];
     struct aq_queue_item *out = NULL;
     int i;
@@ -1981,15 +1844,13 @@ START_TEST(free_hands_queued_items_to_drop_cb)
     ck_assert_int_eq(d.n, 5);
     ck_assert_uint_eq(d.mask, 0x3fu & ~(1u << 2));
     free(items[2]);
-    event_base_free(base);
 }
 END_TEST
 
 START_TEST(free_of_empty_queue_drops_nothing_and_free_of_null_is_harmless)
 {
-    struct event_base *base = test_base_new();
     struct dropped d = {0};
-    struct aq_queue *q = queue_new_dropping(base, 0, &d);
+    struct aq_queue *q = queue_new_dropping(test_base, 0, &d);
     struct titem a = {.id = 1};
 
     put_ok(q, &a, 0, 0);
@@ -1999,16 +1860,14 @@ START_TEST(free_of_empty_queue_drops_nothing_and_free_of_null_is_harmless)
     ck_assert_int_eq(d.n, 0);
     aq_queue_free(NULL);
     ck_assert_int_eq(d.n, 0);
-    event_base_free(base);
 }
 END_TEST
 
 START_TEST(free_forgets_waiters_without_calling_them)
 {
-    struct event_base *base = test_base_new();
     struct dropped d1 = {0}, d2 = {0};
-    struct aq_queue *q1 = queue_new_dropping(base, 1, &d1);
-    struct aq_queue *q2 = queue_new_dropping(base, 0, &d2);
+    struct aq_queue *q1 = queue_new_dropping(test_base, 1, &d1);
+    struct aq_queue *q2 = queue_new_dropping(test_base, 0, &d2);
     struct titem a = {.id = 1}, b = {.id = 2}, x = {.id = 3};
     struct twait p = {.id = 1}, j = {.id = 2}, g1 = {.id = 3}, g2 = {.id = 4};
 
@@ -2025,12 +1884,11 @@ START_TEST(free_forgets_waiters_without_calling_them)
     ck_assert_int_eq(d1.n, 1);
     ck_assert_uint_eq(d1.mask, 1u << 1); /* b was never queued */
     ck_assert_int_le(d2.n, 1);
-    run_for(base, QUIET_MS);
+    run_for(test_base, QUIET_MS);
     ck_assert_int_eq(p.calls, 0);
     ck_assert_int_eq(j.calls, 0);
     ck_assert_int_eq(g1.calls, 0);
     ck_assert_int_eq(g2.calls, 0);
-    event_base_free(base);
 }
 END_TEST
 
@@ -2038,8 +1896,7 @@ END_TEST
 
 START_TEST(raising_maxsize_lets_waiting_putters_proceed)
 {
-    struct event_base *base = test_base_new();
-    struct aq_queue *q = queue_new(base, 1);
+    struct aq_queue *q = queue_new(test_base, 1);
     struct titem a = {.id = 1}, b = {.id = 2}, c = {.id = 3};
     struct twait p1 = {.id = 1}, p2 = {.id = 2};
     int i;
@@ -2049,13 +1906,13 @@ START_TEST(raising_maxsize_lets_waiting_putters_proceed)
     ck_assert_int_eq(put_wait(q, &p2, &c, 0, 0), AQ_QUEUE_WAITING);
     aq_queue_set_maxsize(q, 2);
     ck_assert_uint_eq(aq_queue_maxsize(q), 2);
-    ck_assert(run_until(base, &p1.fired, WAIT_MS));
+    ck_assert(run_until(test_base, &p1.fired, WAIT_MS));
     ck_assert_int_eq(p1.st, AQ_QUEUE_OK);
-    run_for(base, QUIET_MS);
+    run_for(test_base, QUIET_MS);
     ck_assert_int_eq(p2.calls, 0);
     ck_assert(aq_queue_full(q));
     aq_queue_set_maxsize(q, 3);
-    ck_assert(run_until(base, &p2.fired, WAIT_MS));
+    ck_assert(run_until(test_base, &p2.fired, WAIT_MS));
     ck_assert_int_eq(p2.st, AQ_QUEUE_OK);
     assert_counts(q, 3, 0, 3);
     for (i = 1; i <= 3; i++) {
@@ -2063,15 +1920,13 @@ START_TEST(raising_maxsize_lets_waiting_putters_proceed)
         done_ok(q);
     }
     aq_queue_free(q);
-    event_base_free(base);
 }
 END_TEST
 
 START_TEST(maxsize_zero_means_unbounded)
 {
     enum { N = 1000 };
-    struct event_base *base = test_base_new();
-    struct aq_queue *q = queue_new(base, 0);
+    struct aq_queue *q = queue_new(test_base, 0);
     struct titem *items = calloc(N, sizeof *items);
     struct titem a = {.id = 1}, b = {.id = 2};
     struct twait p = {.id = 1};
@@ -2085,17 +1940,16 @@ START_TEST(maxsize_zero_means_unbounded)
     aq_queue_free(q);
 
     /* lowering a bound to 0 lifts it: the waiting putter goes on */
-    q = queue_new(base, 1);
+    q = queue_new(test_base, 1);
     put_ok(q, &a, 0, 0);
     ck_assert_int_eq(put_wait(q, &p, &b, 0, 0), AQ_QUEUE_WAITING);
     aq_queue_set_maxsize(q, 0);
-    ck_assert(run_until(base, &p.fired, WAIT_MS));
+    ck_assert(run_until(test_base, &p.fired, WAIT_MS));
     ck_assert_int_eq(p.st, AQ_QUEUE_OK);
     ck_assert(!aq_queue_full(q));
     ck_assert_uint_eq(aq_queue_maxsize(q), 0);
     assert_counts(q, 2, 0, 2);
     aq_queue_free(q);
-    event_base_free(base);
     free(items);
 }
 END_TEST
@@ -2104,8 +1958,7 @@ END_TEST
 
 START_TEST(accessors_track_each_step_of_a_scenario)
 {
-    struct event_base *base = test_base_new();
-    struct aq_queue *q = queue_new(base, 2);
+    struct aq_queue *q = queue_new(test_base, 2);
     struct titem a = {.id = 1}, b = {.id = 2};
 
     assert_counts(q, 0, 0, 0);
@@ -2149,7 +2002,6 @@ START_TEST(accessors_track_each_step_of_a_scenario)
     ck_assert(!aq_queue_full(q));
     ck_assert(aq_queue_is_shutdown(q));
     aq_queue_free(q);
-    event_base_free(base);
 }
 END_TEST
 
@@ -2157,26 +2009,23 @@ END_TEST
 
 START_TEST(waiting_get_callback_never_fires_inside_put_nowait)
 {
-    struct event_base *base = test_base_new();
-    struct aq_queue *q = queue_new(base, 0);
+    struct aq_queue *q = queue_new(test_base, 0);
     struct titem a = {.id = 1};
     struct twait g = {.id = 1};
 
     ck_assert_int_eq(get_wait(q, &g), AQ_QUEUE_WAITING);
     ck_assert_int_eq(aq_queue_put_nowait(q, &a.qi, 0, 0), AQ_QUEUE_OK);
     ck_assert(!g.fired);
-    ck_assert(run_until(base, &g.fired, WAIT_MS));
+    ck_assert(run_until(test_base, &g.fired, WAIT_MS));
     ck_assert_ptr_eq(g.it, &a.qi);
     done_ok(q);
     aq_queue_free(q);
-    event_base_free(base);
 }
 END_TEST
 
 START_TEST(waiting_put_callback_never_fires_inside_task_done_or_set_maxsize)
 {
-    struct event_base *base = test_base_new();
-    struct aq_queue *q = queue_new(base, 1);
+    struct aq_queue *q = queue_new(test_base, 1);
     struct titem a = {.id = 1}, b = {.id = 2}, c = {.id = 3};
     struct twait p1 = {.id = 1}, p2 = {.id = 2};
 
@@ -2185,21 +2034,19 @@ START_TEST(waiting_put_callback_never_fires_inside_task_done_or_set_maxsize)
     ck_assert_int_eq(take_id(q), 1);
     done_ok(q);
     ck_assert(!p1.fired);
-    ck_assert(run_until(base, &p1.fired, WAIT_MS));
+    ck_assert(run_until(test_base, &p1.fired, WAIT_MS));
     ck_assert_int_eq(put_wait(q, &p2, &c, 0, 0), AQ_QUEUE_WAITING);
     aq_queue_set_maxsize(q, 2);
     ck_assert(!p2.fired);
-    ck_assert(run_until(base, &p2.fired, WAIT_MS));
+    ck_assert(run_until(test_base, &p2.fired, WAIT_MS));
     assert_counts(q, 2, 0, 2);
     aq_queue_free(q);
-    event_base_free(base);
 }
 END_TEST
 
 START_TEST(join_callback_never_fires_inside_task_done)
 {
-    struct event_base *base = test_base_new();
-    struct aq_queue *q = queue_new(base, 0);
+    struct aq_queue *q = queue_new(test_base, 0);
     struct titem a = {.id = 1};
     struct twait j = {.id = 1};
 
@@ -2208,16 +2055,14 @@ START_TEST(join_callback_never_fires_inside_task_done)
     ck_assert_int_eq(join_wait(q, &j), AQ_QUEUE_WAITING);
     done_ok(q);
     ck_assert(!j.fired);
-    ck_assert(run_until(base, &j.fired, WAIT_MS));
+    ck_assert(run_until(test_base, &j.fired, WAIT_MS));
     aq_queue_free(q);
-    event_base_free(base);
 }
 END_TEST
 
 START_TEST(shutdown_callbacks_never_fire_inside_shutdown)
 {
-    struct event_base *base = test_base_new();
-    struct aq_queue *q = queue_new(base, 1);
+    struct aq_queue *q = queue_new(test_base, 1);
     struct titem a = {.id = 1}, b = {.id = 2};
     struct tlog log = {.want = 2};
     struct twait g = {.id = 1, .log = &log}, p = {.id = 2, .log = &log};
@@ -2229,22 +2074,20 @@ START_TEST(shutdown_callbacks_never_fire_inside_shutdown)
     aq_queue_shutdown(q, false);
     ck_assert(!g.fired);
     ck_assert(!p.fired);
-    ck_assert(run_until(base, &log.done, WAIT_MS));
+    ck_assert(run_until(test_base, &log.done, WAIT_MS));
     ck_assert_int_eq(g.st, AQ_QUEUE_SHUTDOWN);
     ck_assert_ptr_null(g.it);
     ck_assert_int_eq(p.st, AQ_QUEUE_SHUTDOWN);
     ck_assert_ptr_eq(p.it, &b.qi);
     done_ok(q);
     aq_queue_free(q);
-    event_base_free(base);
 }
 END_TEST
 
 START_TEST(getter_callback_may_task_done_and_get_again)
 {
     enum { N = 6 };
-    struct event_base *base = test_base_new();
-    struct aq_queue *q = queue_new(base, 0);
+    struct aq_queue *q = queue_new(test_base, 0);
     struct titem items[N];
     int order[N];
     struct pump c = {.q = q, .items = items, .n = N, .order = order};
@@ -2259,26 +2102,24 @@ START_TEST(getter_callback_may_task_done_and_get_again)
     for (i = 0; i < N - 1; i++)
         put_ok(q, &items[i], 0, 0);
     ck_assert_int_eq(join_wait(q, &j), AQ_QUEUE_WAITING);
-    ck_assert(run_until(base, &j.fired, WAIT_MS));
+    ck_assert(run_until(test_base, &j.fired, WAIT_MS));
     ck_assert_int_eq(c.got, N - 1);
     for (i = 0; i < N - 1; i++)
         ck_assert_int_eq(order[i], i);
     assert_counts(q, 0, 0, 0);
     /* the consumer got again from its callback: it still waits */
     put_ok(q, &items[N - 1], 0, 0);
-    ck_assert(run_until(base, &c.done, WAIT_MS));
+    ck_assert(run_until(test_base, &c.done, WAIT_MS));
     ck_assert_int_eq(order[N - 1], N - 1);
     assert_counts(q, 0, 0, 0);
     aq_queue_free(q);
-    event_base_free(base);
 }
 END_TEST
 
 START_TEST(putter_callback_may_put_again)
 {
     enum { N = 4 };
-    struct event_base *base = test_base_new();
-    struct aq_queue *q = queue_new(base, 1);
+    struct aq_queue *q = queue_new(test_base, 1);
     struct titem items[N];
     int order[N];
     struct pump p = {.q = q, .items = items, .n = N, .order = order};
@@ -2291,14 +2132,13 @@ START_TEST(putter_callback_may_put_again)
     ck_assert_int_eq(p.next, 1); /* one queued, the second waits */
     consumer_pump(&p);
     ck_assert_int_eq(p.got, 1);
-    ck_assert(run_until(base, &p.done, WAIT_MS));
+    ck_assert(run_until(test_base, &p.done, WAIT_MS));
     ck_assert_int_eq(p.next, N);
     for (i = 0; i < N; i++)
         ck_assert_int_eq(order[i], i);
     ck_assert_uint_le(p.max_unfinished, 1);
     assert_counts(q, 0, 0, 0);
     aq_queue_free(q);
-    event_base_free(base);
 }
 END_TEST
 
@@ -2307,25 +2147,24 @@ END_TEST
 START_TEST(hundred_thousand_put_get_task_done_end_with_nothing_unfinished)
 {
     enum { N = 100000, PRIOS = 16 };
-    struct event_base *base = test_base_new();
-    struct aq_queue *q = queue_new(base, 0);
+    struct aq_queue *q = queue_new(test_base, 0);
     struct titem *items = calloc(N, sizeof *items);
     bool *seen = calloc(N, sizeof *seen);
     int last_id[PRIOS];
-    uint32_t seed = 88172645u;
+    struct rng r = {88172645u};
     int next = 0, got = 0, i;
 
     for (i = 0; i < PRIOS; i++)
         last_id[i] = -1;
     while (got < N) {
-        int nput = 1 + (int)(xorshift32(&seed) % 64);
-        int nget = 1 + (int)(xorshift32(&seed) % 64);
+        int nput = 1 + (int)rng_below(&r, 64);
+        int nget = 1 + (int)rng_below(&r, 64);
         int32_t last_prio = INT32_MIN;
 
         for (i = 0; i < nput && next < N; i++, next++) {
             items[next].id = next;
-            put_ok(q, &items[next],
-                   (int32_t)(xorshift32(&seed) % PRIOS) - PRIOS / 2, 0);
+            put_ok(q, &items[next], (int32_t)rng_below(&r, PRIOS) - PRIOS / 2,
+                   0);
         }
         /* between puts, gets come out sorted; equal priorities in put
          * order over the whole run */
@@ -2353,7 +2192,6 @@ START_TEST(hundred_thousand_put_get_task_done_end_with_nothing_unfinished)
     assert_counts(q, 0, 0, 0);
     ck_assert(aq_queue_empty(q));
     aq_queue_free(q);
-    event_base_free(base);
     free(seen);
     free(items);
 }
@@ -2362,28 +2200,26 @@ END_TEST
 START_TEST(producer_and_consumer_waiters_move_twenty_thousand_items)
 {
     enum { N = 20000, MAXSIZE = 8 };
-    struct event_base *base = test_base_new();
-    struct aq_queue *q = queue_new(base, MAXSIZE);
+    struct aq_queue *q = queue_new(test_base, MAXSIZE);
     struct titem *items = calloc(N, sizeof *items);
     bool *seen = calloc(N, sizeof *seen);
     struct pump p = {.q = q, .items = items, .n = N, .seen = seen};
-    uint32_t seed = 1u;
+    struct rng r = {1u};
     int i;
 
     for (i = 0; i < N; i++) {
         items[i].id = i;
-        items[i].prio = (int32_t)(xorshift32(&seed) % 5) - 2;
+        items[i].prio = (int32_t)rng_below(&r, 5) - 2;
     }
     producer_pump(&p);
     ck_assert_int_eq(p.next, MAXSIZE);
     consumer_pump(&p);
-    ck_assert(run_until(base, &p.done, 30000));
+    ck_assert(run_until(test_base, &p.done, 30000));
     ck_assert_int_eq(p.next, N);
     ck_assert_int_eq(p.got, N);
     ck_assert_uint_le(p.max_unfinished, MAXSIZE);
     assert_counts(q, 0, 0, 0);
     aq_queue_free(q);
-    event_base_free(base);
     free(seen);
     free(items);
 }
@@ -2395,7 +2231,7 @@ queue_suite(void)
     Suite *s = suite_create("queue");
     TCase *tc;
 
-    tc = test_tcase_new("nowait");
+    tc = test_tcase_with_base("nowait");
     tcase_add_test(tc, put_nowait_then_get_nowait_returns_the_item);
     tcase_add_test(tc, get_nowait_on_empty_queue_returns_empty);
     tcase_add_test(tc,
@@ -2404,7 +2240,7 @@ queue_suite(void)
     tcase_add_test(tc, taking_an_item_frees_no_room_but_task_done_does);
     suite_add_tcase(s, tc);
 
-    tc = test_tcase_new("put");
+    tc = test_tcase_with_base("put");
     tcase_add_test(tc, put_with_room_returns_ok_and_never_calls_back);
     tcase_add_test(tc, put_on_full_queue_waits_until_task_done_frees_room);
     tcase_add_test(tc, waiting_putters_are_served_in_arrival_order);
@@ -2417,7 +2253,7 @@ queue_suite(void)
                    putter_cancelled_after_room_freed_does_not_queue_its_item);
     suite_add_tcase(s, tc);
 
-    tc = test_tcase_new("get");
+    tc = test_tcase_with_base("get");
     tcase_add_test(tc, get_with_item_ready_returns_ok_and_never_calls_back);
     tcase_add_test(tc, get_on_empty_queue_waits_and_receives_next_put_item);
     tcase_add_test(tc, waiting_getters_are_served_in_arrival_order);
@@ -2437,7 +2273,7 @@ queue_suite(void)
             tc, waiting_again_on_a_waiter_that_still_waits_aborts, SIGABRT);
     suite_add_tcase(s, tc);
 
-    tc = test_tcase_new("join");
+    tc = test_tcase_with_base("join");
     tcase_add_test(tc, join_on_empty_queue_returns_ok_without_callback);
     tcase_add_test(tc, join_waits_until_every_item_is_task_done);
     tcase_add_test(tc, all_waiting_joiners_are_woken);
@@ -2448,7 +2284,7 @@ queue_suite(void)
                    task_done_more_than_taken_fails_while_items_remain_queued);
     suite_add_tcase(s, tc);
 
-    tc = test_tcase_new("order");
+    tc = test_tcase_with_base("order");
     tcase_add_test(tc, items_leave_by_priority_fifo_among_equal);
     tcase_add_test(tc, lifo_order_leaves_by_priority_lifo_among_equal);
     tcase_add_test(tc, extreme_and_negative_priorities_are_ordered);
@@ -2457,7 +2293,7 @@ queue_suite(void)
                    lifo_ten_thousand_random_priorities_leave_sorted_and_lifo);
     suite_add_tcase(s, tc);
 
-    tc = test_tcase_new("delay");
+    tc = test_tcase_with_base("delay");
     tcase_add_test(tc,
                    delayed_item_is_counted_delayed_and_unfinished_not_ready);
     tcase_add_test(tc, get_nowait_returns_empty_before_delay_then_the_item);
@@ -2472,13 +2308,13 @@ queue_suite(void)
                    due_delayed_item_is_ordered_by_priority_among_ready_items);
     suite_add_tcase(s, tc);
 
-    tc = test_tcase_new("remove");
+    tc = test_tcase_with_base("remove");
     tcase_add_test(tc, remove_ready_item_makes_it_callers_and_unfinished);
     tcase_add_test(tc, remove_delayed_item_makes_it_callers_and_unfinished);
     tcase_add_test(tc, remove_of_item_not_queued_returns_false);
     suite_add_tcase(s, tc);
 
-    tc = test_tcase_new("requeue");
+    tc = test_tcase_with_base("requeue");
     tcase_add_test(tc, requeue_puts_taken_item_back_without_counting_it_again);
     tcase_add_test(tc, requeue_with_delay_makes_taken_item_delayed);
     tcase_add_test(tc, requeue_works_on_full_queue);
@@ -2487,7 +2323,7 @@ queue_suite(void)
     tcase_add_test(tc, requeue_wakes_waiting_getter);
     suite_add_tcase(s, tc);
 
-    tc = test_tcase_new("shutdown");
+    tc = test_tcase_with_base("shutdown");
     tcase_add_test(tc, put_and_put_nowait_after_shutdown_return_shutdown);
     tcase_add_test(tc, put_nowait_on_full_shut_down_queue_returns_shutdown);
     tcase_add_test(tc, shutdown_hands_waiting_putters_their_items_back);
@@ -2506,23 +2342,23 @@ queue_suite(void)
     tcase_add_test(tc, immediate_shutdown_leaves_taken_items_unfinished);
     suite_add_tcase(s, tc);
 
-    tc = test_tcase_new("free");
+    tc = test_tcase_with_base("free");
     tcase_add_test(tc, free_hands_queued_items_to_drop_cb);
     tcase_add_test(
         tc, free_of_empty_queue_drops_nothing_and_free_of_null_is_harmless);
     tcase_add_test(tc, free_forgets_waiters_without_calling_them);
     suite_add_tcase(s, tc);
 
-    tc = test_tcase_new("maxsize");
+    tc = test_tcase_with_base("maxsize");
     tcase_add_test(tc, raising_maxsize_lets_waiting_putters_proceed);
     tcase_add_test(tc, maxsize_zero_means_unbounded);
     suite_add_tcase(s, tc);
 
-    tc = test_tcase_new("accessors");
+    tc = test_tcase_with_base("accessors");
     tcase_add_test(tc, accessors_track_each_step_of_a_scenario);
     suite_add_tcase(s, tc);
 
-    tc = test_tcase_new("callbacks");
+    tc = test_tcase_with_base("callbacks");
     tcase_add_test(tc, waiting_get_callback_never_fires_inside_put_nowait);
     tcase_add_test(
         tc, waiting_put_callback_never_fires_inside_task_done_or_set_maxsize);
@@ -2532,7 +2368,7 @@ queue_suite(void)
     tcase_add_test(tc, putter_callback_may_put_again);
     suite_add_tcase(s, tc);
 
-    tc = test_tcase_new("stress");
+    tc = test_tcase_with_base("stress");
     tcase_set_timeout(tc, 30);
     tcase_add_test(
         tc, hundred_thousand_put_get_task_done_end_with_nothing_unfinished);

@@ -17,6 +17,7 @@
 #include "error.h"
 #include "jscan.h"
 #include "jwrite.h"
+#include "rng.h"
 #include "rpc.h"
 #include "suites.h"
 #include "testutil.h"
@@ -236,7 +237,7 @@ START_TEST(jwrite_reals_read_back_as_the_same_double)
                                    1e21,
                                    100.0,
                                    2.5};
-    uint64_t x = UINT64_C(0x9E3779B97F4A7C15);
+    struct rng r = {UINT64_C(0x9E3779B97F4A7C15)};
 
     for (size_t i = 0; i < 20000; i++) {
         double d;
@@ -246,7 +247,8 @@ START_TEST(jwrite_reals_read_back_as_the_same_double)
         if (i < NELEM(fixed))
             d = fixed[i];
         else {
-            x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+            uint64_t x = rng_next(&r);
+
             memcpy(&d, &x, sizeof d);
             if (!isfinite(d))
                 continue;

@@ -282,12 +282,11 @@ END_TEST
 
 START_TEST(new_task_is_pending_until_the_loop_starts_it)
 {
-    struct event_base *base = test_base_new();
     struct work w;
     struct aq_task *t;
 
-    work_init(&w, base, 30, OUTCOME_RESULT);
-    t = aq_task_new(base, &work_ops, &w);
+    work_init(&w, test_base, 30, OUTCOME_RESULT);
+    t = aq_task_new(test_base, &work_ops, &w);
     ck_assert_ptr_nonnull(t);
     ck_assert_int_eq(aq_task_state(t), AQ_TASK_PENDING);
     ck_assert_int_eq(w.start_calls, 0);
@@ -297,14 +296,14 @@ START_TEST(new_task_is_pending_until_the_loop_starts_it)
     ck_assert_ptr_null(aq_task_result(t));
     ck_assert_ptr_null(aq_task_error(t));
 
-    ck_assert(run_until(base, &w.started, DEADLINE_MS));
+    ck_assert(run_until(test_base, &w.started, DEADLINE_MS));
     ck_assert_int_eq(w.start_calls, 1);
     ck_assert_ptr_eq(w.task, t);
     ck_assert_int_eq(aq_task_state(t), AQ_TASK_RUNNING);
     ck_assert(!aq_task_is_finished(t));
     ck_assert_ptr_null(aq_task_result(t));
 
-    ck_assert(run_until(base, &w.finished, DEADLINE_MS));
+    ck_assert(run_until(test_base, &w.finished, DEADLINE_MS));
     ck_assert_int_eq(w.finish_rc, 0);
     ck_assert_int_eq(aq_task_state(t), AQ_TASK_DONE);
     ck_assert(aq_task_is_finished(t));
@@ -314,48 +313,44 @@ START_TEST(new_task_is_pending_until_the_loop_starts_it)
 
     aq_task_unref(t);
     work_release(&w);
-    test_base_free(base);
 }
 END_TEST
 
 START_TEST(work_finishing_inside_start_ends_done_once)
 {
-    struct event_base *base = test_base_new();
     struct work w;
     struct aq_task *t;
 
-    work_init(&w, base, -1, OUTCOME_RESULT);
-    t = aq_task_new(base, &work_ops, &w);
+    work_init(&w, test_base, -1, OUTCOME_RESULT);
+    t = aq_task_new(test_base, &work_ops, &w);
     ck_assert_int_eq(aq_task_state(t), AQ_TASK_PENDING);
     ck_assert_int_eq(w.start_calls, 0);
 
-    ck_assert(run_until(base, &w.started, DEADLINE_MS));
+    ck_assert(run_until(test_base, &w.started, DEADLINE_MS));
     ck_assert_int_eq(w.finish_rc, 0);
     ck_assert_int_eq(aq_task_state(t), AQ_TASK_DONE);
     ck_assert_int_eq(result_value(t), 42);
-    run_for(base, QUIET_MS);
+    run_for(test_base, QUIET_MS);
     ck_assert_int_eq(w.start_calls, 1);
     ck_assert_int_eq(aq_task_state(t), AQ_TASK_DONE);
 
     aq_task_unref(t);
     work_release(&w);
-    test_base_free(base);
 }
 END_TEST
 
 START_TEST(work_reporting_an_error_ends_failed)
 {
-    struct event_base *base = test_base_new();
     struct work w;
     struct aq_task *t;
     const struct aq_error *err;
 
-    work_init(&w, base, 10, OUTCOME_ERROR);
-    t = aq_task_new(base, &work_ops, &w);
-    ck_assert(run_until(base, &w.started, DEADLINE_MS));
+    work_init(&w, test_base, 10, OUTCOME_ERROR);
+    t = aq_task_new(test_base, &work_ops, &w);
+    ck_assert(run_until(test_base, &w.started, DEADLINE_MS));
     ck_assert_int_eq(aq_task_state(t), AQ_TASK_RUNNING);
 
-    ck_assert(run_until(base, &w.finished, DEADLINE_MS));
+    ck_assert(run_until(test_base, &w.finished, DEADLINE_MS));
     ck_assert_int_eq(w.finish_rc, 0);
     ck_assert_int_eq(aq_task_state(t), AQ_TASK_FAILED);
     ck_assert(aq_task_is_finished(t));
@@ -368,22 +363,20 @@ START_TEST(work_reporting_an_error_ends_failed)
 
     aq_task_unref(t);
     work_release(&w);
-    test_base_free(base);
 }
 END_TEST
 
 START_TEST(work_cancelling_itself_ends_cancelled)
 {
-    struct event_base *base = test_base_new();
     struct work w;
     struct aq_task *t;
 
-    work_init(&w, base, 10, OUTCOME_CANCELLED);
-    t = aq_task_new(base, &work_ops, &w);
-    ck_assert(run_until(base, &w.started, DEADLINE_MS));
+    work_init(&w, test_base, 10, OUTCOME_CANCELLED);
+    t = aq_task_new(test_base, &work_ops, &w);
+    ck_assert(run_until(test_base, &w.started, DEADLINE_MS));
     ck_assert_int_eq(aq_task_state(t), AQ_TASK_RUNNING);
 
-    ck_assert(run_until(base, &w.finished, DEADLINE_MS));
+    ck_assert(run_until(test_base, &w.finished, DEADLINE_MS));
     ck_assert_int_eq(w.finish_rc, 0);
     ck_assert_int_eq(aq_task_state(t), AQ_TASK_CANCELLED);
     ck_assert(aq_task_is_finished(t));
@@ -394,7 +387,6 @@ START_TEST(work_cancelling_itself_ends_cancelled)
 
     aq_task_unref(t);
     work_release(&w);
-    test_base_free(base);
 }
 END_TEST
 
@@ -402,18 +394,17 @@ END_TEST
 
 START_TEST(result_is_freed_once_when_the_last_reference_drops)
 {
-    struct event_base *base = test_base_new();
     struct free_count fc = {0};
     struct done_log log = {.want = 1};
     struct done_entry e = {&log, 1};
-    struct aq_task *t = aq_task_new(base, NULL, NULL);
+    struct aq_task *t = aq_task_new(test_base, NULL, NULL);
 
     ck_assert_ptr_eq(aq_task_ref(t), t);
     ck_assert_ptr_eq(aq_task_ref(t), t);
     ck_assert_int_eq(aq_task_set_result(t, result_new(7, &fc), result_free), 0);
     aq_task_add_done_cb(t, log_done_cb, &e);
-    ck_assert(run_until(base, &log.done, DEADLINE_MS));
-    run_for(base, QUIET_MS);
+    ck_assert(run_until(test_base, &log.done, DEADLINE_MS));
+    run_for(test_base, QUIET_MS);
     ck_assert_int_eq(fc.calls, 0);
 
     aq_task_unref(t);
@@ -421,25 +412,22 @@ START_TEST(result_is_freed_once_when_the_last_reference_drops)
     ck_assert_int_eq(aq_task_state(t), AQ_TASK_DONE);
     ck_assert_int_eq(result_value(t), 7);
     aq_task_unref(t);
-    run_for(base, QUIET_MS);
+    run_for(test_base, QUIET_MS);
     ck_assert_int_eq(fc.calls, 0);
     ck_assert_int_eq(result_value(t), 7);
 
     aq_task_unref(t);
-    ck_assert_int_eq(free_calls_settled(base, &fc), 1);
+    ck_assert_int_eq(free_calls_settled(test_base, &fc), 1);
     aq_task_unref(NULL);
-
-    test_base_free(base);
 }
 END_TEST
 
 START_TEST(set_result_on_finished_task_fails_and_frees_the_new_result)
 {
-    struct event_base *base = test_base_new();
     struct free_count first = {0}, second = {0};
     struct aq_error err;
     int on_stack = 5;
-    struct aq_task *t = aq_task_new(base, NULL, NULL);
+    struct aq_task *t = aq_task_new(test_base, NULL, NULL);
 
     ck_assert_int_eq(aq_task_set_result(t, result_new(1, &first), result_free),
                      0);
@@ -459,19 +447,16 @@ START_TEST(set_result_on_finished_task_fails_and_frees_the_new_result)
     ck_assert_int_eq(first.calls, 0);
 
     aq_task_unref(t);
-    ck_assert_int_eq(free_calls_settled(base, &first), 1);
+    ck_assert_int_eq(free_calls_settled(test_base, &first), 1);
     ck_assert_int_eq(second.calls, 1);
-
-    test_base_free(base);
 }
 END_TEST
 
 START_TEST(set_error_keeps_a_copy_of_the_error)
 {
-    struct event_base *base = test_base_new();
     struct aq_error err;
     const struct aq_error *got;
-    struct aq_task *t = aq_task_new(base, NULL, NULL);
+    struct aq_task *t = aq_task_new(test_base, NULL, NULL);
 
     aq_error_set(&err, AQ_ERR_TIMEOUT, "job: 7: timed out after %d s", 3);
     ck_assert_int_eq(aq_task_set_error(t, &err), 0);
@@ -487,63 +472,58 @@ START_TEST(set_error_keeps_a_copy_of_the_error)
     ck_assert_ptr_null(aq_task_result(t));
 
     aq_task_unref(t);
-    test_base_free(base);
 }
 END_TEST
 
 START_TEST(dropping_own_reference_does_not_stop_running_task)
 {
-    struct event_base *base = test_base_new();
     struct free_count fc = {0};
     struct done_log log = {.want = 1};
     struct done_entry e = {&log, 1};
     struct work w;
     struct aq_task *t;
 
-    work_init(&w, base, 30, OUTCOME_RESULT);
+    work_init(&w, test_base, 30, OUTCOME_RESULT);
     w.fc = &fc;
-    t = aq_task_new(base, &work_ops, &w);
+    t = aq_task_new(test_base, &work_ops, &w);
     aq_task_add_done_cb(t, log_done_cb, &e);
-    ck_assert(run_until(base, &w.started, DEADLINE_MS));
+    ck_assert(run_until(test_base, &w.started, DEADLINE_MS));
     aq_task_unref(t);
 
-    ck_assert(run_until(base, &log.done, DEADLINE_MS));
+    ck_assert(run_until(test_base, &log.done, DEADLINE_MS));
     ck_assert_int_eq(w.finish_rc, 0);
     ck_assert_int_eq(log.states[0], AQ_TASK_DONE);
     ck_assert_int_eq(log.values[0], 42);
     ck_assert_int_eq(w.cancel_calls, 0);
     /* Nobody holds it any more: it is freed once it has finished. */
-    ck_assert_int_eq(free_calls_settled(base, &fc), 1);
+    ck_assert_int_eq(free_calls_settled(test_base, &fc), 1);
     ck_assert_int_eq(log.n, 1);
 
     work_release(&w);
-    test_base_free(base);
 }
 END_TEST
 
 START_TEST(dropping_own_reference_does_not_stop_pending_task)
 {
-    struct event_base *base = test_base_new();
     struct free_count fc = {0};
     struct done_log log = {.want = 1};
     struct done_entry e = {&log, 1};
     struct work w;
     struct aq_task *t;
 
-    work_init(&w, base, 10, OUTCOME_RESULT);
+    work_init(&w, test_base, 10, OUTCOME_RESULT);
     w.fc = &fc;
-    t = aq_task_new(base, &work_ops, &w);
+    t = aq_task_new(test_base, &work_ops, &w);
     aq_task_add_done_cb(t, log_done_cb, &e);
     aq_task_unref(t);
 
-    ck_assert(run_until(base, &log.done, DEADLINE_MS));
+    ck_assert(run_until(test_base, &log.done, DEADLINE_MS));
     ck_assert_int_eq(w.start_calls, 1);
     ck_assert_int_eq(log.states[0], AQ_TASK_DONE);
     ck_assert_int_eq(log.values[0], 42);
-    ck_assert_int_eq(free_calls_settled(base, &fc), 1);
+    ck_assert_int_eq(free_calls_settled(test_base, &fc), 1);
 
     work_release(&w);
-    test_base_free(base);
 }
 END_TEST
 
@@ -551,22 +531,21 @@ END_TEST
 
 START_TEST(done_callbacks_run_from_the_loop_in_the_order_added)
 {
-    struct event_base *base = test_base_new();
     struct done_log log = {.want = 3};
     struct done_entry e[3] = {{&log, 1}, {&log, 2}, {&log, 3}};
-    struct aq_task *t = aq_task_new(base, NULL, NULL);
+    struct aq_task *t = aq_task_new(test_base, NULL, NULL);
     int i;
 
     for (i = 0; i < 3; i++)
         aq_task_add_done_cb(t, log_done_cb, &e[i]);
-    run_for(base, QUIET_MS);
+    run_for(test_base, QUIET_MS);
     ck_assert_int_eq(log.n, 0);
 
     ck_assert_int_eq(aq_task_set_result(t, result_new(9, NULL), result_free),
                      0);
     ck_assert_int_eq(log.n, 0);
-    ck_assert(run_until(base, &log.done, DEADLINE_MS));
-    run_for(base, QUIET_MS);
+    ck_assert(run_until(test_base, &log.done, DEADLINE_MS));
+    run_for(test_base, QUIET_MS);
     ck_assert_int_eq(log.n, 3);
     for (i = 0; i < 3; i++) {
         ck_assert_int_eq(log.ids[i], i + 1);
@@ -576,42 +555,38 @@ START_TEST(done_callbacks_run_from_the_loop_in_the_order_added)
     }
 
     aq_task_unref(t);
-    test_base_free(base);
 }
 END_TEST
 
 START_TEST(done_callback_added_after_finish_runs_soon)
 {
-    struct event_base *base = test_base_new();
     struct done_log log = {.want = 1};
     struct done_entry e = {&log, 1};
     struct aq_error err;
-    struct aq_task *t = aq_task_new(base, NULL, NULL);
+    struct aq_task *t = aq_task_new(test_base, NULL, NULL);
 
     aq_error_set(&err, AQ_ERR_INTERNAL, "work: broken");
     ck_assert_int_eq(aq_task_set_error(t, &err), 0);
-    run_for(base, QUIET_MS);
+    run_for(test_base, QUIET_MS);
 
     aq_task_add_done_cb(t, log_done_cb, &e);
     ck_assert_int_eq(log.n, 0);
-    ck_assert(run_until(base, &log.done, DEADLINE_MS));
+    ck_assert(run_until(test_base, &log.done, DEADLINE_MS));
     ck_assert_ptr_eq(log.tasks[0], t);
     ck_assert_int_eq(log.states[0], AQ_TASK_FAILED);
-    run_for(base, QUIET_MS);
+    run_for(test_base, QUIET_MS);
     ck_assert_int_eq(log.n, 1);
 
     aq_task_unref(t);
-    test_base_free(base);
 }
 END_TEST
 
 START_TEST(remove_done_cb_withdraws_the_first_match_not_yet_run)
 {
-    struct event_base *base = test_base_new();
     struct done_log log = {.want = 2};
     struct done_entry a = {&log, 1}, b = {&log, 2}, c = {&log, 3};
     struct unref_probe probe = {0};
-    struct aq_task *t = aq_task_new(base, NULL, NULL);
+    struct aq_task *t = aq_task_new(test_base, NULL, NULL);
 
     aq_task_add_done_cb(t, log_done_cb, &a);
     aq_task_add_done_cb(t, log_done_cb, &b);
@@ -623,8 +598,8 @@ START_TEST(remove_done_cb_withdraws_the_first_match_not_yet_run)
 
     ck_assert_int_eq(aq_task_set_result(t, result_new(1, NULL), result_free),
                      0);
-    ck_assert(run_until(base, &log.done, DEADLINE_MS));
-    run_for(base, QUIET_MS);
+    ck_assert(run_until(test_base, &log.done, DEADLINE_MS));
+    run_for(test_base, QUIET_MS);
     /* The first a went; b and the second a are left, in that order. */
     ck_assert_int_eq(log.n, 2);
     ck_assert_int_eq(log.ids[0], 2);
@@ -636,36 +611,32 @@ START_TEST(remove_done_cb_withdraws_the_first_match_not_yet_run)
     ck_assert(!aq_task_remove_done_cb(t, log_done_cb, &a));
 
     aq_task_unref(t);
-    test_base_free(base);
 }
 END_TEST
 
 START_TEST(remove_done_cb_after_finish_stops_the_scheduled_callback)
 {
-    struct event_base *base = test_base_new();
     struct done_log log = {.want = 1};
     struct done_entry a = {&log, 1}, b = {&log, 2};
-    struct aq_task *t = aq_task_new(base, NULL, NULL);
+    struct aq_task *t = aq_task_new(test_base, NULL, NULL);
 
     aq_task_add_done_cb(t, log_done_cb, &a);
     aq_task_add_done_cb(t, log_done_cb, &b);
     ck_assert_int_eq(aq_task_set_cancelled(t), 0);
     ck_assert(aq_task_remove_done_cb(t, log_done_cb, &a));
 
-    ck_assert(run_until(base, &log.done, DEADLINE_MS));
-    run_for(base, QUIET_MS);
+    ck_assert(run_until(test_base, &log.done, DEADLINE_MS));
+    run_for(test_base, QUIET_MS);
     ck_assert_int_eq(log.n, 1);
     ck_assert_int_eq(log.ids[0], 2);
     ck_assert_int_eq(log.states[0], AQ_TASK_CANCELLED);
 
     aq_task_unref(t);
-    test_base_free(base);
 }
 END_TEST
 
 START_TEST(done_callback_may_drop_the_last_reference)
 {
-    struct event_base *base = test_base_new();
     struct free_count fc = {0};
     struct unref_probe probe = {0};
     struct done_log log = {.want = 1};
@@ -673,24 +644,23 @@ START_TEST(done_callback_may_drop_the_last_reference)
     struct work w;
     struct aq_task *t;
 
-    work_init(&w, base, 10, OUTCOME_RESULT);
+    work_init(&w, test_base, 10, OUTCOME_RESULT);
     w.fc = &fc;
-    t = aq_task_new(base, &work_ops, &w);
+    t = aq_task_new(test_base, &work_ops, &w);
     /* The test's reference now belongs to unref_done_cb. */
     aq_task_add_done_cb(t, unref_done_cb, &probe);
     aq_task_add_done_cb(t, log_done_cb, &e);
 
-    ck_assert(run_until(base, &log.done, DEADLINE_MS));
+    ck_assert(run_until(test_base, &log.done, DEADLINE_MS));
     ck_assert(probe.ran);
     ck_assert_int_eq(probe.state, AQ_TASK_DONE);
     ck_assert_int_eq(probe.value, 42);
     ck_assert_int_eq(log.states[0], AQ_TASK_DONE);
     ck_assert_int_eq(log.values[0], 42);
-    ck_assert_int_eq(free_calls_settled(base, &fc), 1);
+    ck_assert_int_eq(free_calls_settled(test_base, &fc), 1);
     ck_assert_int_eq(log.n, 1);
 
     work_release(&w);
-    test_base_free(base);
 }
 END_TEST
 
@@ -698,14 +668,13 @@ END_TEST
 
 START_TEST(cancel_of_pending_task_cancels_it_without_starting)
 {
-    struct event_base *base = test_base_new();
     struct done_log log = {.want = 1};
     struct done_entry e = {&log, 1};
     struct work w;
     struct aq_task *t;
 
-    work_init(&w, base, 10, OUTCOME_RESULT);
-    t = aq_task_new(base, &work_ops, &w);
+    work_init(&w, test_base, 10, OUTCOME_RESULT);
+    t = aq_task_new(test_base, &work_ops, &w);
     aq_task_add_done_cb(t, log_done_cb, &e);
 
     ck_assert(aq_task_cancel(t));
@@ -716,9 +685,9 @@ START_TEST(cancel_of_pending_task_cancels_it_without_starting)
     ck_assert(!aq_task_timed_out(t));
     ck_assert_int_eq(log.n, 0);
 
-    ck_assert(run_until(base, &log.done, DEADLINE_MS));
+    ck_assert(run_until(test_base, &log.done, DEADLINE_MS));
     ck_assert_int_eq(log.states[0], AQ_TASK_CANCELLED);
-    run_for(base, QUIET_MS);
+    run_for(test_base, QUIET_MS);
     ck_assert_int_eq(w.start_calls, 0);
     ck_assert_int_eq(w.cancel_calls, 0);
     ck_assert_int_eq(log.n, 1);
@@ -727,21 +696,19 @@ START_TEST(cancel_of_pending_task_cancels_it_without_starting)
 
     aq_task_unref(t);
     work_release(&w);
-    test_base_free(base);
 }
 END_TEST
 
 START_TEST(cancel_of_running_task_calls_the_cancel_hook)
 {
-    struct event_base *base = test_base_new();
     struct done_log log = {.want = 1};
     struct done_entry e = {&log, 1};
     struct work w;
     struct aq_task *t;
 
-    work_init(&w, base, 1000, OUTCOME_RESULT);
-    t = aq_task_new(base, &work_ops, &w);
-    ck_assert(run_until(base, &w.started, DEADLINE_MS));
+    work_init(&w, test_base, 1000, OUTCOME_RESULT);
+    t = aq_task_new(test_base, &work_ops, &w);
+    ck_assert(run_until(test_base, &w.started, DEADLINE_MS));
     aq_task_add_done_cb(t, log_done_cb, &e);
 
     ck_assert(aq_task_cancel(t));
@@ -751,9 +718,9 @@ START_TEST(cancel_of_running_task_calls_the_cancel_hook)
     ck_assert(!aq_task_timed_out(t));
     ck_assert_int_eq(log.n, 0);
 
-    ck_assert(run_until(base, &log.done, DEADLINE_MS));
+    ck_assert(run_until(test_base, &log.done, DEADLINE_MS));
     ck_assert_int_eq(log.states[0], AQ_TASK_CANCELLED);
-    run_for(base, QUIET_MS);
+    run_for(test_base, QUIET_MS);
     ck_assert(!w.finished);
     ck_assert(!aq_task_cancel(t));
     ck_assert_int_eq(w.cancel_calls, 1);
@@ -761,21 +728,19 @@ START_TEST(cancel_of_running_task_calls_the_cancel_hook)
 
     aq_task_unref(t);
     work_release(&w);
-    test_base_free(base);
 }
 END_TEST
 
 START_TEST(second_cancel_while_cancelling_returns_false)
 {
-    struct event_base *base = test_base_new();
     struct done_log log = {.want = 1};
     struct done_entry e = {&log, 1};
     struct work w;
     struct aq_task *t;
 
-    work_init(&w, base, 1000, OUTCOME_RESULT);
-    t = aq_task_new(base, &async_cancel_ops, &w);
-    ck_assert(run_until(base, &w.started, DEADLINE_MS));
+    work_init(&w, test_base, 1000, OUTCOME_RESULT);
+    t = aq_task_new(test_base, &async_cancel_ops, &w);
+    ck_assert(run_until(test_base, &w.started, DEADLINE_MS));
     aq_task_add_done_cb(t, log_done_cb, &e);
     ck_assert(!aq_task_is_cancelling(t));
 
@@ -786,41 +751,39 @@ START_TEST(second_cancel_while_cancelling_returns_false)
     ck_assert(aq_task_is_cancelling(t));
     ck_assert_int_eq(w.cancel_calls, 1);
 
-    ck_assert(run_until(base, &log.done, DEADLINE_MS));
+    ck_assert(run_until(test_base, &log.done, DEADLINE_MS));
     ck_assert_int_eq(aq_task_state(t), AQ_TASK_CANCELLED);
     ck_assert(!aq_task_cancel(t));
     ck_assert_int_eq(w.cancel_calls, 1);
 
     aq_task_unref(t);
     work_release(&w);
-    test_base_free(base);
 }
 END_TEST
 
 START_TEST(asynchronous_cancel_ends_cancelled_when_the_work_stops)
 {
-    struct event_base *base = test_base_new();
     struct done_log log = {.want = 1};
     struct done_entry e = {&log, 1};
     struct work w;
     struct aq_task *t;
     int64_t start_us;
 
-    work_init(&w, base, 1000, OUTCOME_RESULT);
+    work_init(&w, test_base, 1000, OUTCOME_RESULT);
     w.cancel_delay_ms = 40;
-    t = aq_task_new(base, &async_cancel_ops, &w);
-    ck_assert(run_until(base, &w.started, DEADLINE_MS));
+    t = aq_task_new(test_base, &async_cancel_ops, &w);
+    ck_assert(run_until(test_base, &w.started, DEADLINE_MS));
     aq_task_add_done_cb(t, log_done_cb, &e);
 
     start_us = aq_clock_mono_us();
     ck_assert(aq_task_cancel(t));
     ck_assert_int_eq(aq_task_state(t), AQ_TASK_RUNNING);
     ck_assert(!aq_task_is_finished(t));
-    run_for(base, 10);
+    run_for(test_base, 10);
     ck_assert_int_eq(aq_task_state(t), AQ_TASK_RUNNING);
     ck_assert_int_eq(log.n, 0);
 
-    ck_assert(run_until(base, &log.done, DEADLINE_MS));
+    ck_assert(run_until(test_base, &log.done, DEADLINE_MS));
     ck_assert(w.cancel_finished);
     ck_assert_int_eq(w.cancel_rc, 0);
     ck_assert_int_eq(aq_task_state(t), AQ_TASK_CANCELLED);
@@ -831,23 +794,21 @@ START_TEST(asynchronous_cancel_ends_cancelled_when_the_work_stops)
 
     aq_task_unref(t);
     work_release(&w);
-    test_base_free(base);
 }
 END_TEST
 
 START_TEST(cancel_of_finished_task_returns_false_and_changes_nothing)
 {
-    struct event_base *base = test_base_new();
     struct done_log log = {.want = 1};
     struct done_entry e = {&log, 1};
     struct aq_error err;
     struct work w;
     struct aq_task *t, *f;
 
-    work_init(&w, base, -1, OUTCOME_RESULT);
-    t = aq_task_new(base, &work_ops, &w);
+    work_init(&w, test_base, -1, OUTCOME_RESULT);
+    t = aq_task_new(test_base, &work_ops, &w);
     aq_task_add_done_cb(t, log_done_cb, &e);
-    ck_assert(run_until(base, &log.done, DEADLINE_MS));
+    ck_assert(run_until(test_base, &log.done, DEADLINE_MS));
 
     ck_assert(!aq_task_cancel(t));
     ck_assert_int_eq(aq_task_state(t), AQ_TASK_DONE);
@@ -855,10 +816,10 @@ START_TEST(cancel_of_finished_task_returns_false_and_changes_nothing)
     ck_assert(!aq_task_is_cancelling(t));
     ck_assert(!aq_task_timed_out(t));
     ck_assert_int_eq(w.cancel_calls, 0);
-    run_for(base, QUIET_MS);
+    run_for(test_base, QUIET_MS);
     ck_assert_int_eq(log.n, 1);
 
-    f = aq_task_new(base, NULL, NULL);
+    f = aq_task_new(test_base, NULL, NULL);
     aq_error_set(&err, AQ_ERR_NO_JOB, "job: 3: no such job");
     ck_assert_int_eq(aq_task_set_error(f, &err), 0);
     ck_assert(!aq_task_cancel(f));
@@ -869,23 +830,21 @@ START_TEST(cancel_of_finished_task_returns_false_and_changes_nothing)
     aq_task_unref(f);
     aq_task_unref(t);
     work_release(&w);
-    test_base_free(base);
 }
 END_TEST
 
 START_TEST(cancel_without_cancel_hook_cancels_at_once)
 {
-    struct event_base *base = test_base_new();
     struct free_count fc = {0};
     struct done_log log = {.want = 1};
     struct done_entry e = {&log, 1};
     struct work w;
     struct aq_task *t;
 
-    work_init(&w, base, 30, OUTCOME_RESULT);
+    work_init(&w, test_base, 30, OUTCOME_RESULT);
     w.fc = &fc;
-    t = aq_task_new(base, &no_cancel_ops, &w);
-    ck_assert(run_until(base, &w.started, DEADLINE_MS));
+    t = aq_task_new(test_base, &no_cancel_ops, &w);
+    ck_assert(run_until(test_base, &w.started, DEADLINE_MS));
     aq_task_add_done_cb(t, log_done_cb, &e);
 
     ck_assert(aq_task_cancel(t));
@@ -894,39 +853,37 @@ START_TEST(cancel_without_cancel_hook_cancels_at_once)
     ck_assert(!aq_task_cancel(t));
 
     /* The work did not hear of it; its late result is refused and freed. */
-    ck_assert(run_until(base, &w.finished, DEADLINE_MS));
+    ck_assert(run_until(test_base, &w.finished, DEADLINE_MS));
     ck_assert_int_eq(w.finish_rc, -1);
     ck_assert_int_eq(fc.calls, 1);
     ck_assert_int_eq(aq_task_state(t), AQ_TASK_CANCELLED);
     ck_assert_ptr_null(aq_task_result(t));
 
-    ck_assert(run_until(base, &log.done, DEADLINE_MS));
+    ck_assert(run_until(test_base, &log.done, DEADLINE_MS));
     ck_assert_int_eq(log.states[0], AQ_TASK_CANCELLED);
-    run_for(base, QUIET_MS);
+    run_for(test_base, QUIET_MS);
     ck_assert_int_eq(log.n, 1);
 
     aq_task_unref(t);
     work_release(&w);
-    test_base_free(base);
 }
 END_TEST
 
 START_TEST(work_ignoring_cancel_ends_done)
 {
-    struct event_base *base = test_base_new();
     struct work w;
     struct aq_task *t;
 
-    work_init(&w, base, 40, OUTCOME_RESULT);
-    t = aq_task_new(base, &ignore_cancel_ops, &w);
-    ck_assert(run_until(base, &w.started, DEADLINE_MS));
+    work_init(&w, test_base, 40, OUTCOME_RESULT);
+    t = aq_task_new(test_base, &ignore_cancel_ops, &w);
+    ck_assert(run_until(test_base, &w.started, DEADLINE_MS));
 
     ck_assert(aq_task_cancel(t));
     ck_assert_int_eq(w.cancel_calls, 1);
     ck_assert(aq_task_is_cancelling(t));
     ck_assert_int_eq(aq_task_state(t), AQ_TASK_RUNNING);
 
-    ck_assert(run_until(base, &w.finished, DEADLINE_MS));
+    ck_assert(run_until(test_base, &w.finished, DEADLINE_MS));
     ck_assert_int_eq(w.finish_rc, 0);
     ck_assert_int_eq(aq_task_state(t), AQ_TASK_DONE);
     ck_assert_int_eq(result_value(t), 42);
@@ -935,7 +892,6 @@ START_TEST(work_ignoring_cancel_ends_done)
 
     aq_task_unref(t);
     work_release(&w);
-    test_base_free(base);
 }
 END_TEST
 
@@ -943,13 +899,12 @@ END_TEST
 
 START_TEST(future_stays_pending_until_settled)
 {
-    struct event_base *base = test_base_new();
     struct done_log log = {.want = 1};
     struct done_entry e = {&log, 1};
-    struct aq_task *t = aq_task_new(base, NULL, NULL);
+    struct aq_task *t = aq_task_new(test_base, NULL, NULL);
 
     aq_task_add_done_cb(t, log_done_cb, &e);
-    run_for(base, QUIET_MS);
+    run_for(test_base, QUIET_MS);
     ck_assert_int_eq(aq_task_state(t), AQ_TASK_PENDING);
     ck_assert(!aq_task_is_finished(t));
     ck_assert_ptr_null(aq_task_result(t));
@@ -959,21 +914,19 @@ START_TEST(future_stays_pending_until_settled)
                      0);
     ck_assert_int_eq(aq_task_state(t), AQ_TASK_DONE);
     ck_assert_int_eq(result_value(t), 3);
-    ck_assert(run_until(base, &log.done, DEADLINE_MS));
+    ck_assert(run_until(test_base, &log.done, DEADLINE_MS));
     ck_assert_int_eq(log.values[0], 3);
 
     aq_task_unref(t);
-    test_base_free(base);
 }
 END_TEST
 
 START_TEST(future_cancel_is_immediate)
 {
-    struct event_base *base = test_base_new();
     struct free_count fc = {0};
     struct done_log log = {.want = 1};
     struct done_entry e = {&log, 1};
-    struct aq_task *t = aq_task_new(base, NULL, NULL);
+    struct aq_task *t = aq_task_new(test_base, NULL, NULL);
 
     aq_task_add_done_cb(t, log_done_cb, &e);
     ck_assert(aq_task_cancel(t));
@@ -986,11 +939,10 @@ START_TEST(future_cancel_is_immediate)
     ck_assert_int_eq(fc.calls, 1);
     ck_assert(!aq_task_cancel(t));
 
-    ck_assert(run_until(base, &log.done, DEADLINE_MS));
+    ck_assert(run_until(test_base, &log.done, DEADLINE_MS));
     ck_assert_int_eq(log.states[0], AQ_TASK_CANCELLED);
 
     aq_task_unref(t);
-    test_base_free(base);
 }
 END_TEST
 
@@ -998,16 +950,15 @@ END_TEST
 
 START_TEST(timeout_cancels_a_slow_task)
 {
-    struct event_base *base = test_base_new();
     struct done_log log = {.want = 1};
     struct done_entry e = {&log, 1};
     struct work w;
     struct aq_task *t;
     int64_t start_us;
 
-    work_init(&w, base, 1000, OUTCOME_RESULT);
-    t = aq_task_new(base, &work_ops, &w);
-    ck_assert(run_until(base, &w.started, DEADLINE_MS));
+    work_init(&w, test_base, 1000, OUTCOME_RESULT);
+    t = aq_task_new(test_base, &work_ops, &w);
+    ck_assert(run_until(test_base, &w.started, DEADLINE_MS));
     aq_task_add_done_cb(t, log_done_cb, &e);
 
     start_us = aq_clock_mono_us();
@@ -1015,7 +966,7 @@ START_TEST(timeout_cancels_a_slow_task)
     ck_assert(!aq_task_timed_out(t));
     ck_assert_int_eq(aq_task_state(t), AQ_TASK_RUNNING);
 
-    ck_assert(run_until(base, &log.done, DEADLINE_MS));
+    ck_assert(run_until(test_base, &log.done, DEADLINE_MS));
     ck_assert_int_ge(log.at_us[0] - start_us, 50000);
     ck_assert(aq_task_timed_out(t));
     ck_assert_int_eq(aq_task_state(t), AQ_TASK_CANCELLED);
@@ -1025,27 +976,25 @@ START_TEST(timeout_cancels_a_slow_task)
 
     aq_task_unref(t);
     work_release(&w);
-    test_base_free(base);
 }
 END_TEST
 
 START_TEST(timeout_leaves_a_fast_task_alone)
 {
-    struct event_base *base = test_base_new();
     struct done_log log = {.want = 1};
     struct done_entry e = {&log, 1};
     struct work w;
     struct aq_task *t;
 
-    work_init(&w, base, 5, OUTCOME_RESULT);
-    t = aq_task_new(base, &work_ops, &w);
+    work_init(&w, test_base, 5, OUTCOME_RESULT);
+    t = aq_task_new(test_base, &work_ops, &w);
     aq_task_add_done_cb(t, log_done_cb, &e);
     aq_task_set_timeout(t, 100000);
 
-    ck_assert(run_until(base, &log.done, DEADLINE_MS));
+    ck_assert(run_until(test_base, &log.done, DEADLINE_MS));
     ck_assert_int_eq(aq_task_state(t), AQ_TASK_DONE);
     /* Past the 100 ms mark: the timeout does not touch a finished task. */
-    run_for(base, 150);
+    run_for(test_base, 150);
     ck_assert_int_eq(aq_task_state(t), AQ_TASK_DONE);
     ck_assert_int_eq(result_value(t), 42);
     ck_assert(!aq_task_timed_out(t));
@@ -1054,33 +1003,31 @@ START_TEST(timeout_leaves_a_fast_task_alone)
 
     aq_task_unref(t);
     work_release(&w);
-    test_base_free(base);
 }
 END_TEST
 
 START_TEST(set_timeout_replaces_the_earlier_timeout)
 {
-    struct event_base *base = test_base_new();
     struct done_log log = {.want = 1};
     struct done_entry e = {&log, 1};
     struct work w;
     struct aq_task *t;
     int64_t start_us;
 
-    work_init(&w, base, 1000, OUTCOME_RESULT);
-    t = aq_task_new(base, &work_ops, &w);
-    ck_assert(run_until(base, &w.started, DEADLINE_MS));
+    work_init(&w, test_base, 1000, OUTCOME_RESULT);
+    t = aq_task_new(test_base, &work_ops, &w);
+    ck_assert(run_until(test_base, &w.started, DEADLINE_MS));
     aq_task_add_done_cb(t, log_done_cb, &e);
 
     aq_task_set_timeout(t, 20000);
     start_us = aq_clock_mono_us();
     aq_task_set_timeout(t, 150000);
-    run_for(base, QUIET_MS);
+    run_for(test_base, QUIET_MS);
     ck_assert_int_eq(aq_task_state(t), AQ_TASK_RUNNING);
     ck_assert(!aq_task_timed_out(t));
     ck_assert_int_eq(w.cancel_calls, 0);
 
-    ck_assert(run_until(base, &log.done, DEADLINE_MS));
+    ck_assert(run_until(test_base, &log.done, DEADLINE_MS));
     ck_assert_int_ge(log.at_us[0] - start_us, 150000);
     ck_assert(aq_task_timed_out(t));
     ck_assert_int_eq(aq_task_state(t), AQ_TASK_CANCELLED);
@@ -1088,23 +1035,21 @@ START_TEST(set_timeout_replaces_the_earlier_timeout)
 
     aq_task_unref(t);
     work_release(&w);
-    test_base_free(base);
 }
 END_TEST
 
 START_TEST(negative_timeout_removes_the_timeout)
 {
-    struct event_base *base = test_base_new();
     struct work w;
     struct aq_task *t;
 
-    work_init(&w, base, 80, OUTCOME_RESULT);
-    t = aq_task_new(base, &work_ops, &w);
-    ck_assert(run_until(base, &w.started, DEADLINE_MS));
+    work_init(&w, test_base, 80, OUTCOME_RESULT);
+    t = aq_task_new(test_base, &work_ops, &w);
+    ck_assert(run_until(test_base, &w.started, DEADLINE_MS));
 
     aq_task_set_timeout(t, 20000);
     aq_task_set_timeout(t, -1);
-    ck_assert(run_until(base, &w.finished, DEADLINE_MS));
+    ck_assert(run_until(test_base, &w.finished, DEADLINE_MS));
     ck_assert_int_eq(w.finish_rc, 0);
     ck_assert_int_eq(aq_task_state(t), AQ_TASK_DONE);
     ck_assert(!aq_task_timed_out(t));
@@ -1112,7 +1057,6 @@ START_TEST(negative_timeout_removes_the_timeout)
 
     aq_task_unref(t);
     work_release(&w);
-    test_base_free(base);
 }
 END_TEST
 
@@ -1122,7 +1066,7 @@ task_suite(void)
     Suite *s = suite_create("task");
     TCase *tc;
 
-    tc = test_tcase_new("state");
+    tc = test_tcase_with_base("state");
     tcase_add_test(tc, state_names_are_the_asyncio_words);
     tcase_add_test(tc, new_task_is_pending_until_the_loop_starts_it);
     tcase_add_test(tc, work_finishing_inside_start_ends_done_once);
@@ -1130,7 +1074,7 @@ task_suite(void)
     tcase_add_test(tc, work_cancelling_itself_ends_cancelled);
     suite_add_tcase(s, tc);
 
-    tc = test_tcase_new("result");
+    tc = test_tcase_with_base("result");
     tcase_add_test(tc, result_is_freed_once_when_the_last_reference_drops);
     tcase_add_test(tc,
                    set_result_on_finished_task_fails_and_frees_the_new_result);
@@ -1139,7 +1083,7 @@ task_suite(void)
     tcase_add_test(tc, dropping_own_reference_does_not_stop_pending_task);
     suite_add_tcase(s, tc);
 
-    tc = test_tcase_new("done_cb");
+    tc = test_tcase_with_base("done_cb");
     tcase_add_test(tc, done_callbacks_run_from_the_loop_in_the_order_added);
     tcase_add_test(tc, done_callback_added_after_finish_runs_soon);
     tcase_add_test(tc, remove_done_cb_withdraws_the_first_match_not_yet_run);
@@ -1148,7 +1092,7 @@ task_suite(void)
     tcase_add_test(tc, done_callback_may_drop_the_last_reference);
     suite_add_tcase(s, tc);
 
-    tc = test_tcase_new("cancel");
+    tc = test_tcase_with_base("cancel");
     tcase_add_test(tc, cancel_of_pending_task_cancels_it_without_starting);
     tcase_add_test(tc, cancel_of_running_task_calls_the_cancel_hook);
     tcase_add_test(tc, second_cancel_while_cancelling_returns_false);
@@ -1161,7 +1105,7 @@ task_suite(void)
     tcase_add_test(tc, future_cancel_is_immediate);
     suite_add_tcase(s, tc);
 
-    tc = test_tcase_new("timeout");
+    tc = test_tcase_with_base("timeout");
     tcase_add_test(tc, timeout_cancels_a_slow_task);
     tcase_add_test(tc, timeout_leaves_a_fast_task_alone);
     tcase_add_test(tc, set_timeout_replaces_the_earlier_timeout);

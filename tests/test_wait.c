@@ -238,50 +238,47 @@ log_wait_cb(struct aq_wait *w, enum aq_wait_event ev, struct aq_task *t,
 
 START_TEST(all_fires_done_once_after_the_last_task_finished)
 {
-    struct event_base *base = test_base_new();
     struct wait_log log = {0};
     struct aq_task *t[3];
     struct aq_wait *w;
 
-    futures_new(base, t, 3);
-    w = aq_wait_new(base, t, 3, AQ_WAIT_ALL, -1, false, log_wait_cb, &log);
+    futures_new(test_base, t, 3);
+    w = aq_wait_new(test_base, t, 3, AQ_WAIT_ALL, -1, false, log_wait_cb, &log);
     ck_assert_ptr_nonnull(w);
     ck_assert_uint_eq(aq_wait_unfinished(w), 3);
-    run_for(base, QUIET_MS);
+    run_for(test_base, QUIET_MS);
     ck_assert_int_eq(log.n, 0);
 
     ck_assert_int_eq(settle(t[2], 2, NULL), 0);
     ck_assert_int_eq(log.n, 0);
-    run_for(base, QUIET_MS);
+    run_for(test_base, QUIET_MS);
     ck_assert_int_eq(log.n, 0);
     ck_assert_uint_eq(aq_wait_unfinished(w), 2);
 
     ck_assert_int_eq(settle(t[0], 0, NULL), 0);
-    run_for(base, QUIET_MS);
+    run_for(test_base, QUIET_MS);
     ck_assert_int_eq(log.n, 0);
     ck_assert_uint_eq(aq_wait_unfinished(w), 1);
 
     ck_assert_int_eq(settle(t[1], 1, NULL), 0);
     ck_assert_int_eq(log.n, 0);
-    ck_assert(run_until(base, &log.final, DEADLINE_MS));
+    ck_assert(run_until(test_base, &log.final, DEADLINE_MS));
     ck_assert_int_eq(log.evs[0], AQ_WAIT_DONE);
     ck_assert_ptr_null(log.tasks[0]);
     ck_assert(log.all_finished[0]);
     ck_assert_uint_eq(log.unfinished[0], 0);
-    run_for(base, QUIET_MS);
+    run_for(test_base, QUIET_MS);
     ck_assert_int_eq(log.n, 1);
     ck_assert_uint_eq(aq_wait_unfinished(w), 0);
 
     aq_wait_free(w);
     tasks_unref(t, 3);
-    test_base_free(base);
 }
 END_TEST
 
 START_TEST(all_keeps_the_given_order_whatever_the_finish_order)
 {
     static const int delays_ms[3] = {90, 10, 50};
-    struct event_base *base = test_base_new();
     struct wait_log log = {0};
     struct tally ty;
     struct work works[3];
@@ -290,12 +287,12 @@ START_TEST(all_keeps_the_given_order_whatever_the_finish_order)
     struct aq_wait *w;
     size_t i, n;
 
-    works_new(base, works, t, delays_ms, 3, &ty);
-    w = aq_wait_new(base, t, 3, AQ_WAIT_ALL, -1, false, log_wait_cb, &log);
+    works_new(test_base, works, t, delays_ms, 3, &ty);
+    w = aq_wait_new(test_base, t, 3, AQ_WAIT_ALL, -1, false, log_wait_cb, &log);
     /* The wait holds its own references. */
     tasks_unref(t, 3);
 
-    ck_assert(run_until(base, &log.final, DEADLINE_MS));
+    ck_assert(run_until(test_base, &log.final, DEADLINE_MS));
     ck_assert_int_eq(log.evs[0], AQ_WAIT_DONE);
     ck_assert_ptr_null(log.tasks[0]);
     ck_assert(log.all_finished[0]);
@@ -312,18 +309,16 @@ START_TEST(all_keeps_the_given_order_whatever_the_finish_order)
         ck_assert_int_eq(aq_task_state(got[i]), AQ_TASK_DONE);
         ck_assert_int_eq(result_value(got[i]), 100 + (int)i);
     }
-    run_for(base, QUIET_MS);
+    run_for(test_base, QUIET_MS);
     ck_assert_int_eq(log.n, 1);
 
     aq_wait_free(w);
     works_release(works, 3);
-    test_base_free(base);
 }
 END_TEST
 
 START_TEST(all_counts_failures_and_cancellations_as_finished)
 {
-    struct event_base *base = test_base_new();
     struct wait_log log = {0};
     struct aq_error err;
     struct aq_task *t[3];
@@ -331,20 +326,20 @@ START_TEST(all_counts_failures_and_cancellations_as_finished)
     struct aq_wait *w;
     size_t n;
 
-    futures_new(base, t, 3);
-    w = aq_wait_new(base, t, 3, AQ_WAIT_ALL, -1, false, log_wait_cb, &log);
+    futures_new(test_base, t, 3);
+    w = aq_wait_new(test_base, t, 3, AQ_WAIT_ALL, -1, false, log_wait_cb, &log);
 
     aq_error_set(&err, AQ_ERR_INTERNAL, "work: 0: failed");
     ck_assert_int_eq(aq_task_set_error(t[0], &err), 0);
-    run_for(base, QUIET_MS);
+    run_for(test_base, QUIET_MS);
     ck_assert_int_eq(log.n, 0);
     ck_assert(aq_task_cancel(t[2]));
-    run_for(base, QUIET_MS);
+    run_for(test_base, QUIET_MS);
     ck_assert_int_eq(log.n, 0);
     ck_assert_uint_eq(aq_wait_unfinished(w), 1);
     ck_assert_int_eq(settle(t[1], 1, NULL), 0);
 
-    ck_assert(run_until(base, &log.final, DEADLINE_MS));
+    ck_assert(run_until(test_base, &log.final, DEADLINE_MS));
     ck_assert_int_eq(log.evs[0], AQ_WAIT_DONE);
     got = aq_wait_tasks(w, &n);
     ck_assert_uint_eq(n, 3);
@@ -353,38 +348,35 @@ START_TEST(all_counts_failures_and_cancellations_as_finished)
     ck_assert_int_eq(aq_task_state(got[1]), AQ_TASK_DONE);
     ck_assert_int_eq(result_value(got[1]), 1);
     ck_assert_int_eq(aq_task_state(got[2]), AQ_TASK_CANCELLED);
-    run_for(base, QUIET_MS);
+    run_for(test_base, QUIET_MS);
     ck_assert_int_eq(log.n, 1);
 
     aq_wait_free(w);
     tasks_unref(t, 3);
-    test_base_free(base);
 }
 END_TEST
 
 START_TEST(all_reports_tasks_finished_before_new_soon)
 {
-    struct event_base *base = test_base_new();
     struct wait_log log = {0};
     struct aq_task *t[2];
     struct aq_wait *w;
 
-    futures_new(base, t, 2);
+    futures_new(test_base, t, 2);
     ck_assert_int_eq(settle(t[0], 0, NULL), 0);
     ck_assert(aq_task_cancel(t[1]));
-    w = aq_wait_new(base, t, 2, AQ_WAIT_ALL, -1, false, log_wait_cb, &log);
+    w = aq_wait_new(test_base, t, 2, AQ_WAIT_ALL, -1, false, log_wait_cb, &log);
     ck_assert_int_eq(log.n, 0);
 
-    ck_assert(run_until(base, &log.final, DEADLINE_MS));
+    ck_assert(run_until(test_base, &log.final, DEADLINE_MS));
     ck_assert_int_eq(log.evs[0], AQ_WAIT_DONE);
     ck_assert_ptr_null(log.tasks[0]);
     ck_assert_uint_eq(log.unfinished[0], 0);
-    run_for(base, QUIET_MS);
+    run_for(test_base, QUIET_MS);
     ck_assert_int_eq(log.n, 1);
 
     aq_wait_free(w);
     tasks_unref(t, 2);
-    test_base_free(base);
 }
 END_TEST
 
@@ -393,92 +385,89 @@ END_TEST
 START_TEST(first_fires_done_once_with_the_first_finished_task)
 {
     static const int delays_ms[3] = {90, 10, 50};
-    struct event_base *base = test_base_new();
     struct wait_log log = {0};
     struct tally ty;
     struct work works[3];
     struct aq_task *t[3];
     struct aq_wait *w;
 
-    works_new(base, works, t, delays_ms, 3, &ty);
-    w = aq_wait_new(base, t, 3, AQ_WAIT_FIRST, -1, false, log_wait_cb, &log);
+    works_new(test_base, works, t, delays_ms, 3, &ty);
+    w = aq_wait_new(test_base, t, 3, AQ_WAIT_FIRST, -1, false, log_wait_cb,
+                    &log);
     tasks_unref(t, 3);
     ck_assert_int_eq(log.n, 0);
 
-    ck_assert(run_until(base, &log.final, DEADLINE_MS));
+    ck_assert(run_until(test_base, &log.final, DEADLINE_MS));
     ck_assert_int_eq(log.evs[0], AQ_WAIT_DONE);
     ck_assert_ptr_eq(log.tasks[0], t[1]);
     ck_assert_int_eq(log.states[0], AQ_TASK_DONE);
     ck_assert_int_eq(result_value(log.tasks[0]), 101);
 
     /* The others finish later and go unreported. */
-    ck_assert(run_until(base, &ty.done, DEADLINE_MS));
-    run_for(base, QUIET_MS);
+    ck_assert(run_until(test_base, &ty.done, DEADLINE_MS));
+    run_for(test_base, QUIET_MS);
     ck_assert_int_eq(log.n, 1);
     ck_assert_int_eq(aq_task_state(t[0]), AQ_TASK_DONE);
     ck_assert_int_eq(aq_task_state(t[2]), AQ_TASK_DONE);
 
     aq_wait_free(w);
     works_release(works, 3);
-    test_base_free(base);
 }
 END_TEST
 
 START_TEST(first_counts_a_failure_as_the_first_finished)
 {
-    struct event_base *base = test_base_new();
     struct wait_log log = {0};
     struct aq_error err;
     struct aq_task *t[3];
     struct aq_wait *w;
 
-    futures_new(base, t, 3);
-    w = aq_wait_new(base, t, 3, AQ_WAIT_FIRST, -1, false, log_wait_cb, &log);
-    run_for(base, QUIET_MS);
+    futures_new(test_base, t, 3);
+    w = aq_wait_new(test_base, t, 3, AQ_WAIT_FIRST, -1, false, log_wait_cb,
+                    &log);
+    run_for(test_base, QUIET_MS);
     ck_assert_int_eq(log.n, 0);
 
     aq_error_set(&err, AQ_ERR_INTERNAL, "work: 2: failed");
     ck_assert_int_eq(aq_task_set_error(t[2], &err), 0);
     ck_assert_int_eq(log.n, 0);
-    ck_assert(run_until(base, &log.final, DEADLINE_MS));
+    ck_assert(run_until(test_base, &log.final, DEADLINE_MS));
     ck_assert_int_eq(log.evs[0], AQ_WAIT_DONE);
     ck_assert_ptr_eq(log.tasks[0], t[2]);
     ck_assert_int_eq(log.states[0], AQ_TASK_FAILED);
 
     ck_assert_int_eq(settle(t[0], 0, NULL), 0);
     ck_assert(aq_task_cancel(t[1]));
-    run_for(base, QUIET_MS);
+    run_for(test_base, QUIET_MS);
     ck_assert_int_eq(log.n, 1);
 
     aq_wait_free(w);
     tasks_unref(t, 3);
-    test_base_free(base);
 }
 END_TEST
 
 START_TEST(first_reports_a_task_finished_before_new_soon)
 {
-    struct event_base *base = test_base_new();
     struct wait_log log = {0};
     struct aq_task *t[3];
     struct aq_wait *w;
 
-    futures_new(base, t, 3);
+    futures_new(test_base, t, 3);
     ck_assert_int_eq(settle(t[1], 1, NULL), 0);
-    w = aq_wait_new(base, t, 3, AQ_WAIT_FIRST, -1, false, log_wait_cb, &log);
+    w = aq_wait_new(test_base, t, 3, AQ_WAIT_FIRST, -1, false, log_wait_cb,
+                    &log);
     ck_assert_int_eq(log.n, 0);
 
-    ck_assert(run_until(base, &log.final, DEADLINE_MS));
+    ck_assert(run_until(test_base, &log.final, DEADLINE_MS));
     ck_assert_int_eq(log.evs[0], AQ_WAIT_DONE);
     ck_assert_ptr_eq(log.tasks[0], t[1]);
     ck_assert_int_eq(settle(t[0], 0, NULL), 0);
-    run_for(base, QUIET_MS);
+    run_for(test_base, QUIET_MS);
     ck_assert_int_eq(log.n, 1);
 
     aq_wait_free(w);
     ck_assert(aq_task_cancel(t[2]));
     tasks_unref(t, 3);
-    test_base_free(base);
 }
 END_TEST
 
@@ -487,7 +476,6 @@ END_TEST
 START_TEST(each_reports_tasks_in_completion_order_then_done)
 {
     static const int delays_ms[3] = {90, 10, 50};
-    struct event_base *base = test_base_new();
     struct wait_log log = {0};
     struct tally ty;
     struct work works[3];
@@ -495,12 +483,13 @@ START_TEST(each_reports_tasks_in_completion_order_then_done)
     struct aq_wait *w;
     int i;
 
-    works_new(base, works, t, delays_ms, 3, &ty);
-    w = aq_wait_new(base, t, 3, AQ_WAIT_EACH, -1, false, log_wait_cb, &log);
+    works_new(test_base, works, t, delays_ms, 3, &ty);
+    w = aq_wait_new(test_base, t, 3, AQ_WAIT_EACH, -1, false, log_wait_cb,
+                    &log);
     tasks_unref(t, 3);
 
-    ck_assert(run_until(base, &log.final, DEADLINE_MS));
-    run_for(base, QUIET_MS);
+    ck_assert(run_until(test_base, &log.final, DEADLINE_MS));
+    run_for(test_base, QUIET_MS);
     ck_assert_int_eq(log.n, 4);
     ck_assert_ptr_eq(log.tasks[0], t[1]);
     ck_assert_ptr_eq(log.tasks[1], t[2]);
@@ -517,25 +506,24 @@ START_TEST(each_reports_tasks_in_completion_order_then_done)
 
     aq_wait_free(w);
     works_release(works, 3);
-    test_base_free(base);
 }
 END_TEST
 
 START_TEST(each_reports_tasks_finished_before_new_soon)
 {
-    struct event_base *base = test_base_new();
     struct wait_log log = {.want = 2};
     struct aq_task *t[3];
     struct aq_wait *w;
 
-    futures_new(base, t, 3);
+    futures_new(test_base, t, 3);
     ck_assert_int_eq(settle(t[2], 2, NULL), 0);
     ck_assert_int_eq(settle(t[0], 0, NULL), 0);
-    w = aq_wait_new(base, t, 3, AQ_WAIT_EACH, -1, false, log_wait_cb, &log);
+    w = aq_wait_new(test_base, t, 3, AQ_WAIT_EACH, -1, false, log_wait_cb,
+                    &log);
     ck_assert_int_eq(log.n, 0);
 
-    ck_assert(run_until(base, &log.reached, DEADLINE_MS));
-    run_for(base, QUIET_MS);
+    ck_assert(run_until(test_base, &log.reached, DEADLINE_MS));
+    run_for(test_base, QUIET_MS);
     ck_assert_int_eq(log.n, 2);
     ck_assert_int_eq(log.evs[0], AQ_WAIT_TASK);
     ck_assert_int_eq(log.evs[1], AQ_WAIT_TASK);
@@ -546,7 +534,7 @@ START_TEST(each_reports_tasks_finished_before_new_soon)
     ck_assert_uint_eq(aq_wait_unfinished(w), 1);
 
     ck_assert_int_eq(settle(t[1], 1, NULL), 0);
-    ck_assert(run_until(base, &log.final, DEADLINE_MS));
+    ck_assert(run_until(test_base, &log.final, DEADLINE_MS));
     ck_assert_int_eq(log.n, 4);
     ck_assert_int_eq(log.evs[2], AQ_WAIT_TASK);
     ck_assert_ptr_eq(log.tasks[2], t[1]);
@@ -554,7 +542,6 @@ START_TEST(each_reports_tasks_finished_before_new_soon)
 
     aq_wait_free(w);
     tasks_unref(t, 3);
-    test_base_free(base);
 }
 END_TEST
 
@@ -562,26 +549,25 @@ END_TEST
 START_TEST(empty_wait_fires_done_soon)
 {
     static const enum aq_wait_mode modes[] = {AQ_WAIT_ALL, AQ_WAIT_EACH};
-    struct event_base *base = test_base_new();
     struct wait_log log = {0};
     struct aq_wait *w;
     size_t n = 1;
 
-    w = aq_wait_new(base, NULL, 0, modes[_i], -1, false, log_wait_cb, &log);
+    w = aq_wait_new(test_base, NULL, 0, modes[_i], -1, false, log_wait_cb,
+                    &log);
     ck_assert_ptr_nonnull(w);
     ck_assert_int_eq(log.n, 0);
     ck_assert_uint_eq(aq_wait_unfinished(w), 0);
     aq_wait_tasks(w, &n);
     ck_assert_uint_eq(n, 0);
 
-    ck_assert(run_until(base, &log.final, DEADLINE_MS));
-    run_for(base, QUIET_MS);
+    ck_assert(run_until(test_base, &log.final, DEADLINE_MS));
+    run_for(test_base, QUIET_MS);
     ck_assert_int_eq(log.n, 1);
     ck_assert_int_eq(log.evs[0], AQ_WAIT_DONE);
     ck_assert_ptr_null(log.tasks[0]);
 
     aq_wait_free(w);
-    test_base_free(base);
 }
 END_TEST
 
@@ -590,7 +576,6 @@ END_TEST
 START_TEST(timeout_fires_once_and_nothing_after)
 {
     static const int delays_ms[2] = {10, 150};
-    struct event_base *base = test_base_new();
     struct wait_log log = {0};
     struct tally ty;
     struct work works[2];
@@ -598,12 +583,13 @@ START_TEST(timeout_fires_once_and_nothing_after)
     struct aq_wait *w;
     int64_t start_us;
 
-    works_new(base, works, t, delays_ms, 2, &ty);
+    works_new(test_base, works, t, delays_ms, 2, &ty);
     start_us = aq_clock_mono_us();
-    w = aq_wait_new(base, t, 2, AQ_WAIT_EACH, 60000, false, log_wait_cb, &log);
+    w = aq_wait_new(test_base, t, 2, AQ_WAIT_EACH, 60000, false, log_wait_cb,
+                    &log);
     tasks_unref(t, 2);
 
-    ck_assert(run_until(base, &log.final, DEADLINE_MS));
+    ck_assert(run_until(test_base, &log.final, DEADLINE_MS));
     ck_assert_int_eq(log.n, 2);
     ck_assert_int_eq(log.evs[0], AQ_WAIT_TASK);
     ck_assert_ptr_eq(log.tasks[0], t[0]);
@@ -613,20 +599,18 @@ START_TEST(timeout_fires_once_and_nothing_after)
     ck_assert(!log.all_finished[1]);
 
     /* The slow task still finishes; the wait says nothing more. */
-    ck_assert(run_until(base, &ty.done, DEADLINE_MS));
-    run_for(base, QUIET_MS);
+    ck_assert(run_until(test_base, &ty.done, DEADLINE_MS));
+    run_for(test_base, QUIET_MS);
     ck_assert_int_eq(log.n, 2);
 
     aq_wait_free(w);
     works_release(works, 2);
-    test_base_free(base);
 }
 END_TEST
 
 START_TEST(timeout_without_cancel_lets_tasks_finish_normally)
 {
     static const int delays_ms[2] = {120, 150};
-    struct event_base *base = test_base_new();
     struct wait_log log = {0};
     struct tally ty;
     struct work works[2];
@@ -634,20 +618,21 @@ START_TEST(timeout_without_cancel_lets_tasks_finish_normally)
     struct aq_wait *w;
     int64_t start_us;
 
-    works_new(base, works, t, delays_ms, 2, &ty);
+    works_new(test_base, works, t, delays_ms, 2, &ty);
     start_us = aq_clock_mono_us();
-    w = aq_wait_new(base, t, 2, AQ_WAIT_ALL, 40000, false, log_wait_cb, &log);
+    w = aq_wait_new(test_base, t, 2, AQ_WAIT_ALL, 40000, false, log_wait_cb,
+                    &log);
     tasks_unref(t, 2);
 
-    ck_assert(run_until(base, &log.final, DEADLINE_MS));
+    ck_assert(run_until(test_base, &log.final, DEADLINE_MS));
     ck_assert_int_eq(log.evs[0], AQ_WAIT_TIMEOUT);
     ck_assert_ptr_null(log.tasks[0]);
     ck_assert_int_ge(log.at_us[0] - start_us, 40000);
     ck_assert_int_eq(aq_task_state(t[0]), AQ_TASK_RUNNING);
     ck_assert_int_eq(aq_task_state(t[1]), AQ_TASK_RUNNING);
 
-    ck_assert(run_until(base, &ty.done, DEADLINE_MS));
-    run_for(base, QUIET_MS);
+    ck_assert(run_until(test_base, &ty.done, DEADLINE_MS));
+    run_for(test_base, QUIET_MS);
     ck_assert_int_eq(log.n, 1);
     ck_assert_int_eq(aq_task_state(t[0]), AQ_TASK_DONE);
     ck_assert_int_eq(result_value(t[0]), 100);
@@ -658,14 +643,12 @@ START_TEST(timeout_without_cancel_lets_tasks_finish_normally)
 
     aq_wait_free(w);
     works_release(works, 2);
-    test_base_free(base);
 }
 END_TEST
 
 START_TEST(timeout_with_cancel_cancels_only_unfinished_tasks)
 {
     static const int delays_ms[3] = {10, 1000, 1000};
-    struct event_base *base = test_base_new();
     struct wait_log log = {0};
     struct tally ty;
     struct work works[3];
@@ -673,12 +656,13 @@ START_TEST(timeout_with_cancel_cancels_only_unfinished_tasks)
     struct aq_wait *w;
     int64_t start_us;
 
-    works_new(base, works, t, delays_ms, 3, &ty);
+    works_new(test_base, works, t, delays_ms, 3, &ty);
     start_us = aq_clock_mono_us();
-    w = aq_wait_new(base, t, 3, AQ_WAIT_ALL, 60000, true, log_wait_cb, &log);
+    w = aq_wait_new(test_base, t, 3, AQ_WAIT_ALL, 60000, true, log_wait_cb,
+                    &log);
     tasks_unref(t, 3);
 
-    ck_assert(run_until(base, &log.final, DEADLINE_MS));
+    ck_assert(run_until(test_base, &log.final, DEADLINE_MS));
     ck_assert_int_eq(log.evs[0], AQ_WAIT_TIMEOUT);
     ck_assert_ptr_null(log.tasks[0]);
     ck_assert_int_ge(log.at_us[0] - start_us, 60000);
@@ -693,38 +677,36 @@ START_TEST(timeout_with_cancel_cancels_only_unfinished_tasks)
     ck_assert_int_eq(aq_task_state(t[2]), AQ_TASK_CANCELLED);
     ck_assert_int_eq(works[2].cancel_calls, 1);
     ck_assert(ty.done);
-    run_for(base, QUIET_MS);
+    run_for(test_base, QUIET_MS);
     ck_assert_int_eq(log.n, 1);
 
     aq_wait_free(w);
     works_release(works, 3);
-    test_base_free(base);
 }
 END_TEST
 
 START_TEST(timeout_after_the_final_event_does_nothing)
 {
-    struct event_base *base = test_base_new();
     struct wait_log log = {0};
     struct aq_task *t[2];
     struct aq_wait *w;
 
-    futures_new(base, t, 2);
-    w = aq_wait_new(base, t, 2, AQ_WAIT_FIRST, 30000, true, log_wait_cb, &log);
+    futures_new(test_base, t, 2);
+    w = aq_wait_new(test_base, t, 2, AQ_WAIT_FIRST, 30000, true, log_wait_cb,
+                    &log);
     ck_assert_int_eq(settle(t[0], 0, NULL), 0);
-    ck_assert(run_until(base, &log.final, DEADLINE_MS));
+    ck_assert(run_until(test_base, &log.final, DEADLINE_MS));
     ck_assert_int_eq(log.evs[0], AQ_WAIT_DONE);
     ck_assert_ptr_eq(log.tasks[0], t[0]);
 
     /* Past the 30 ms mark: no TIMEOUT, and t[1] is not cancelled. */
-    run_for(base, QUIET_MS);
+    run_for(test_base, QUIET_MS);
     ck_assert_int_eq(log.n, 1);
     ck_assert_int_eq(aq_task_state(t[1]), AQ_TASK_PENDING);
 
     aq_wait_free(w);
     ck_assert_int_eq(settle(t[1], 1, NULL), 0);
     tasks_unref(t, 2);
-    test_base_free(base);
 }
 END_TEST
 
@@ -732,100 +714,94 @@ END_TEST
 
 START_TEST(done_callback_may_free_the_wait)
 {
-    struct event_base *base = test_base_new();
     struct wait_log log = {.free_on_final = true};
     struct aq_task *t[2];
     struct aq_wait *w;
 
-    futures_new(base, t, 2);
-    w = aq_wait_new(base, t, 2, AQ_WAIT_FIRST, -1, false, log_wait_cb, &log);
+    futures_new(test_base, t, 2);
+    w = aq_wait_new(test_base, t, 2, AQ_WAIT_FIRST, -1, false, log_wait_cb,
+                    &log);
     ck_assert_ptr_nonnull(w);
     ck_assert_int_eq(settle(t[0], 0, NULL), 0);
 
-    ck_assert(run_until(base, &log.freed, DEADLINE_MS));
+    ck_assert(run_until(test_base, &log.freed, DEADLINE_MS));
     ck_assert_int_eq(log.evs[0], AQ_WAIT_DONE);
     ck_assert_ptr_eq(log.tasks[0], t[0]);
     ck_assert_int_eq(settle(t[1], 1, NULL), 0);
-    run_for(base, QUIET_MS);
+    run_for(test_base, QUIET_MS);
     ck_assert_int_eq(log.n, 1);
 
     tasks_unref(t, 2);
-    test_base_free(base);
 }
 END_TEST
 
 START_TEST(timeout_callback_may_free_the_wait)
 {
     static const int delays_ms[2] = {1000, 1000};
-    struct event_base *base = test_base_new();
     struct wait_log log = {.free_on_final = true};
     struct tally ty;
     struct work works[2];
     struct aq_task *t[2];
 
-    works_new(base, works, t, delays_ms, 2, &ty);
-    aq_wait_new(base, t, 2, AQ_WAIT_EACH, 30000, true, log_wait_cb, &log);
+    works_new(test_base, works, t, delays_ms, 2, &ty);
+    aq_wait_new(test_base, t, 2, AQ_WAIT_EACH, 30000, true, log_wait_cb, &log);
     tasks_unref(t, 2);
 
-    ck_assert(run_until(base, &log.freed, DEADLINE_MS));
+    ck_assert(run_until(test_base, &log.freed, DEADLINE_MS));
     ck_assert_int_eq(log.n, 1);
     ck_assert_int_eq(log.evs[0], AQ_WAIT_TIMEOUT);
     ck_assert(ty.done);
-    run_for(base, QUIET_MS);
+    run_for(test_base, QUIET_MS);
     ck_assert_int_eq(log.n, 1);
     ck_assert_int_eq(works[0].cancel_calls, 1);
     ck_assert_int_eq(works[1].cancel_calls, 1);
 
     works_release(works, 2);
-    test_base_free(base);
 }
 END_TEST
 
 START_TEST(task_event_callback_may_free_the_wait)
 {
-    struct event_base *base = test_base_new();
     struct wait_log log = {.free_on_task = true};
     struct aq_task *t[3];
 
-    futures_new(base, t, 3);
-    aq_wait_new(base, t, 3, AQ_WAIT_EACH, 30000, false, log_wait_cb, &log);
+    futures_new(test_base, t, 3);
+    aq_wait_new(test_base, t, 3, AQ_WAIT_EACH, 30000, false, log_wait_cb, &log);
     /* Two finish in the same loop turn: only the first is reported. */
     ck_assert_int_eq(settle(t[0], 0, NULL), 0);
     ck_assert_int_eq(settle(t[1], 1, NULL), 0);
 
-    ck_assert(run_until(base, &log.freed, DEADLINE_MS));
+    ck_assert(run_until(test_base, &log.freed, DEADLINE_MS));
     ck_assert_int_eq(log.n, 1);
     ck_assert_int_eq(log.evs[0], AQ_WAIT_TASK);
     ck_assert(log.tasks[0] == t[0] || log.tasks[0] == t[1]);
     ck_assert_int_eq(settle(t[2], 2, NULL), 0);
-    run_for(base, QUIET_MS);
+    run_for(test_base, QUIET_MS);
     ck_assert_int_eq(log.n, 1);
 
     tasks_unref(t, 3);
-    test_base_free(base);
 }
 END_TEST
 
 START_TEST(free_before_any_event_stops_all_events)
 {
-    struct event_base *base = test_base_new();
     struct wait_log each_log = {0}, all_log = {0};
     struct aq_task *t[2];
     struct aq_wait *each, *all;
 
-    futures_new(base, t, 2);
+    futures_new(test_base, t, 2);
     ck_assert_int_eq(settle(t[0], 0, NULL), 0);
     /* EACH would report t[0] soon, and time out after 20 ms. */
-    each = aq_wait_new(base, t, 2, AQ_WAIT_EACH, 20000, true, log_wait_cb,
+    each = aq_wait_new(test_base, t, 2, AQ_WAIT_EACH, 20000, true, log_wait_cb,
                        &each_log);
     /* ALL on a finished task would fire DONE soon. */
-    all =
-        aq_wait_new(base, t, 1, AQ_WAIT_ALL, -1, false, log_wait_cb, &all_log);
+    all = aq_wait_new(test_base, t, 1, AQ_WAIT_ALL, -1, false, log_wait_cb,
+                      &all_log);
     aq_wait_free(each);
     aq_wait_free(all);
     aq_wait_free(NULL);
 
-    run_for(base, QUIET_MS);
+    run_for(test_base, QUIET_MS);
     ck_assert_int_eq(each_log.n, 0);
     ck_assert_int_eq(all_log.n, 0);
     /* Not cancelled either: the timeout never came. */
@@ -833,13 +809,11 @@ START_TEST(free_before_any_event_stops_all_events)
 
     ck_assert(aq_task_cancel(t[1]));
     tasks_unref(t, 2);
-    test_base_free(base);
 }
 END_TEST
 
 START_TEST(wait_holds_its_tasks_until_freed)
 {
-    struct event_base *base = test_base_new();
     struct wait_log log = {0};
     struct free_count fc[2] = {{0}, {0}};
     struct aq_task *t[2];
@@ -847,8 +821,8 @@ START_TEST(wait_holds_its_tasks_until_freed)
     struct aq_wait *w;
     size_t n;
 
-    futures_new(base, t, 2);
-    w = aq_wait_new(base, t, 2, AQ_WAIT_ALL, -1, false, log_wait_cb, &log);
+    futures_new(test_base, t, 2);
+    w = aq_wait_new(test_base, t, 2, AQ_WAIT_ALL, -1, false, log_wait_cb, &log);
     tasks_unref(t, 2);
 
     got = aq_wait_tasks(w, &n);
@@ -856,8 +830,8 @@ START_TEST(wait_holds_its_tasks_until_freed)
     ck_assert_int_eq(aq_task_state(got[0]), AQ_TASK_PENDING);
     ck_assert_int_eq(settle(got[1], 1, &fc[1]), 0);
     ck_assert_int_eq(settle(got[0], 0, &fc[0]), 0);
-    ck_assert(run_until(base, &log.final, DEADLINE_MS));
-    run_for(base, QUIET_MS);
+    ck_assert(run_until(test_base, &log.final, DEADLINE_MS));
+    run_for(test_base, QUIET_MS);
     ck_assert_int_eq(fc[0].calls, 0);
     ck_assert_int_eq(fc[1].calls, 0);
     got = aq_wait_tasks(w, &n);
@@ -865,13 +839,11 @@ START_TEST(wait_holds_its_tasks_until_freed)
     ck_assert_int_eq(result_value(got[1]), 1);
 
     aq_wait_free(w);
-    run_until(base, &fc[0].freed, DEADLINE_MS);
-    run_until(base, &fc[1].freed, DEADLINE_MS);
-    run_for(base, QUIET_MS);
+    run_until(test_base, &fc[0].freed, DEADLINE_MS);
+    run_until(test_base, &fc[1].freed, DEADLINE_MS);
+    run_for(test_base, QUIET_MS);
     ck_assert_int_eq(fc[0].calls, 1);
     ck_assert_int_eq(fc[1].calls, 1);
-
-    test_base_free(base);
 }
 END_TEST
 
@@ -881,33 +853,33 @@ wait_suite(void)
     Suite *s = suite_create("wait");
     TCase *tc;
 
-    tc = test_tcase_new("all");
+    tc = test_tcase_with_base("all");
     tcase_add_test(tc, all_fires_done_once_after_the_last_task_finished);
     tcase_add_test(tc, all_keeps_the_given_order_whatever_the_finish_order);
     tcase_add_test(tc, all_counts_failures_and_cancellations_as_finished);
     tcase_add_test(tc, all_reports_tasks_finished_before_new_soon);
     suite_add_tcase(s, tc);
 
-    tc = test_tcase_new("first");
+    tc = test_tcase_with_base("first");
     tcase_add_test(tc, first_fires_done_once_with_the_first_finished_task);
     tcase_add_test(tc, first_counts_a_failure_as_the_first_finished);
     tcase_add_test(tc, first_reports_a_task_finished_before_new_soon);
     suite_add_tcase(s, tc);
 
-    tc = test_tcase_new("each");
+    tc = test_tcase_with_base("each");
     tcase_add_test(tc, each_reports_tasks_in_completion_order_then_done);
     tcase_add_test(tc, each_reports_tasks_finished_before_new_soon);
     tcase_add_loop_test(tc, empty_wait_fires_done_soon, 0, 2);
     suite_add_tcase(s, tc);
 
-    tc = test_tcase_new("timeout");
+    tc = test_tcase_with_base("timeout");
     tcase_add_test(tc, timeout_fires_once_and_nothing_after);
     tcase_add_test(tc, timeout_without_cancel_lets_tasks_finish_normally);
     tcase_add_test(tc, timeout_with_cancel_cancels_only_unfinished_tasks);
     tcase_add_test(tc, timeout_after_the_final_event_does_nothing);
     suite_add_tcase(s, tc);
 
-    tc = test_tcase_new("free");
+    tc = test_tcase_with_base("free");
     tcase_add_test(tc, done_callback_may_free_the_wait);
     tcase_add_test(tc, timeout_callback_may_free_the_wait);
     tcase_add_test(tc, task_event_callback_may_free_the_wait);

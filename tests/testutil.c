@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: MIT */
-/* tests/testutil.c: bounded event-loop drivers for the suites. */
+/* tests/testutil.c: bounded event-loop drivers and the event-base fixture
+ * for the suites. */
 #include "testutil.h"
 
 #include <event2/event.h>
@@ -59,5 +60,30 @@ test_tcase_new(const char *name)
     TCase *tc = tcase_create(name);
 
     tcase_set_timeout(tc, 10);
+    return tc;
+}
+
+struct event_base *test_base;
+
+void
+test_base_setup(void)
+{
+    test_base = test_base_new();
+    ck_assert_ptr_nonnull(test_base);
+}
+
+void
+test_base_teardown(void)
+{
+    test_base_free(test_base);
+    test_base = NULL;
+}
+
+TCase *
+test_tcase_with_base(const char *name)
+{
+    TCase *tc = test_tcase_new(name);
+
+    tcase_add_checked_fixture(tc, test_base_setup, test_base_teardown);
     return tc;
 }

@@ -2,7 +2,8 @@
 /*
  * tests/testutil.h: helpers shared by the suites. run_until() drives an
  * event_base until a flag turns true or a deadline passes, so no test
- * sleeps or hangs.
+ * sleeps or hangs; test_tcase_with_base() gives each test of a case its own
+ * event base (as libevent's TT_NEED_BASE).
  */
 #ifndef AQ_TESTUTIL_H
 #define AQ_TESTUTIL_H
@@ -30,5 +31,19 @@ void test_base_free(struct event_base *base);
 
 /* A Check test case with the suites' 10 s time limit. */
 TCase *test_tcase_new(const char *name);
+
+/* The running test's event base: made before each test of a case from
+ * test_tcase_with_base (or by test_base_setup), freed after it. */
+extern struct event_base *test_base;
+
+/* test_tcase_new with a checked fixture (run in the test's own process)
+ * that sets test_base before each test and frees it after (test_base_free):
+ * a test uses the base and frees only what it made on it. */
+TCase *test_tcase_with_base(const char *name);
+
+/* That fixture's two halves, for a suite whose own checked fixture needs
+ * the base: call setup first and teardown last in its own. */
+void test_base_setup(void);
+void test_base_teardown(void);
 
 #endif
