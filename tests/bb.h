@@ -18,6 +18,28 @@
 
 #define BB_TIMEOUT_MS 10000 /* default deadline for one reply */
 
+/* The error codes of the wire (SPEC.md section 1), written out here rather
+ * than taken from lib/error.h: a black-box test checks the daemon against
+ * the spec, not against itself. */
+enum {
+    PARSE_ERROR = -32700,
+    INVALID_REQUEST = -32600,
+    METHOD_NOT_FOUND = -32601,
+    INVALID_PARAMS = -32602,
+    INTERNAL_ERROR = -32603,
+    QUEUE_FULL = -32000,
+    UNAUTHORIZED = -32001,
+    NO_SUCH_QUEUE = -32002,
+    NO_SUCH_JOB = -32004,
+    NOT_ALLOWED = -32005,
+    TIMED_OUT = -32008,
+    ALREADY_FINISHED = -32009,
+    SHUTTING_DOWN = -32010,
+    TOO_MANY_CONNECTIONS = -32011,
+    NOT_FINISHED = -32012,
+    NOT_YOUR_LEASE = -32014,
+};
+
 struct bb_daemon;
 struct bb_conn;
 

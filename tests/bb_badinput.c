@@ -28,14 +28,6 @@
 
 #define MAX_RSS_KB (200 * 1024)
 
-enum {
-    PARSE_ERROR = -32700,
-    INVALID_REQUEST = -32600,
-    NO_METHOD = -32601,
-    INVALID_PARAMS = -32602,
-    NO_SUCH_JOB = -32004,
-};
-
 /* ---- helpers ---- */
 
 /* The next message on c is an error reply to id (JSON text) with code. */
@@ -560,7 +552,7 @@ START_TEST(nul_is_refused_where_it_cannot_be_used)
                     "{\"args\":{\"\\u0000\":1}}}");
     expect_error(c, "\"s\"", INVALID_PARAMS);
     bb_send_line(c, "{\"id\":\"s\",\"method\":\"pi\\u0000ng\"}");
-    expect_error(c, "\"s\"", NO_METHOD);
+    expect_error(c, "\"s\"", METHOD_NOT_FOUND);
     /* a raw NUL byte inside a string, and after a number */
     expect_parse_error_for(c,
                            LINE("{\"id\":\"s\",\"method\":\"put\",\"params\":"

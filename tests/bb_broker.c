@@ -288,7 +288,8 @@ START_TEST(replayed_job_of_a_kind_no_longer_allowed_still_runs)
     ck_assert_str_eq(bb_str_at(json_array_get(list, 0), "kind"), "echo");
     json_decref(list);
     ck_assert_int_eq(
-        bb_error(c, "put", bb_jsonq("{'queue':'z','kind':'echo'}")), -32005);
+        bb_error(c, "put", bb_jsonq("{'queue':'z','kind':'echo'}")),
+        NOT_ALLOWED);
     bb_close(c);
     ck_assert_int_eq(bb_stop(d), 0);
     snprintf(config, sizeof config, "rm -rf '%s'", root);
@@ -442,7 +443,7 @@ random_burst(struct rnd *r, json_int_t *next_id)
             r->jobs[r->njobs++] = bb_int_at(res, "job");
         } else if (res == NULL)
             ck_assert_int_eq(bb_int_at(json_object_get(msg, "error"), "code"),
-                             -32009);
+                             ALREADY_FINISHED);
         json_decref(msg);
     }
 }

@@ -12,22 +12,18 @@
 #include <arpa/inet.h>
 #include <check.h>
 #include <ctype.h>
-#include <errno.h>
-#include <fcntl.h>
 #include <netinet/in.h>
-#include <poll.h>
 #include <signal.h>
-#include <spawn.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include "bb.h"
 #include "bbjson.h"
+#include "bbproc.h"
 #include "bbsuites.h"
 
 #ifndef ASYNCQ_CLI_PATH
@@ -57,46 +53,10 @@ extern char **environ;
 
 /* ---- running the CLI ---- */
 
-struct run {
-    int status; /* exit status, or 128 + signal */
-    char *out;  /* stdout, the caller's (run_free) */
-    char *err;  /* stderr, the caller's */
-    char *cmd;  /* the arguments, for messages */
-};
-
 struct run_opts {
     const char *env[4];  /* "NAME=value" added to the environment */
     int sigint_at_lines; /* > 0: SIGINT once stdout has that many lines */
 };
-
-/* Reads what fd has into *buf (kept NUL-terminated); false at end of
- * file. */
-static bool
-drain_fd(int fd, char **buf, size_t *len)
-{
-    char chunk[4096];
-    ssize_t n = read(fd, chunk, sizeof chunk);
-
-    if (n < 0 && errno == EINTR)
-        return true;
-    if (n <= 0)
-        return false;
-    *buf = realloc(*buf, *len + (size_t)n + 1);
-    memcpy(*buf + *len, chunk, (size_t)n);
-    *len += (size_t)n;
-    (*buf)[*len] = '\0';
-    return true;
-}
-
-static size_t
-count_lines(const char *s)
-{
-    size_t n = 0;
-
-    for (; *s != '\0'; s++)
-        n += *s == '\n';
-    return n;
-}
 
 /* The test's environment without ASYNCQ_SERVER and ASYNCQ_TOKEN, plus
  * extra (NULL-terminated), in envp (static storage is not needed: the
@@ -116,89 +76,24 @@ build_env(const char **envp, const char *const *extra)
     envp[n] = NULL;
 }
 
-/* Runs argv (argv[0] is the CLI) with stdin on /dev/null and stdout and
- * stderr on pipes, capturing both until it exits; kills it and fails the
- * test if it is still running after CLI_TIMEOUT_MS. */
+/* Runs argv (argv[0] is the CLI) in the test's environment less the
+ * server and token variables, plus o's, within CLI_TIMEOUT_MS. */
 static void
-run_argv(struct run *r, const struct run_opts *o, const char **argv)
+run_argv(struct bb_run *r, const struct run_opts *o, const char **argv)
 {
     const char *envp[MAX_ENV];
-    posix_spawn_file_actions_t fa;
-    posix_spawnattr_t attr;
-    sigset_t none, defaults;
-    int out[2], err[2], st;
-    size_t out_len = 0, err_len = 0, cmd_len = 0;
-    int64_t deadline = bb_now_ms() + CLI_TIMEOUT_MS;
-    bool out_open = true, err_open = true, sent_sigint = false;
-    FILE *cmd = open_memstream(&r->cmd, &cmd_len);
-    pid_t pid;
+    const struct bb_run_opts ro = {.envp = envp,
+                                   .timeout_ms = CLI_TIMEOUT_MS,
+                                   .sigint_at_lines = o->sigint_at_lines};
 
-    fputs("asyncq", cmd);
-    for (int i = 1; argv[i] != NULL; i++)
-        fprintf(cmd, " %s", argv[i]);
-    fclose(cmd);
     build_env(envp, o->env);
-    ck_assert_int_eq(pipe2(out, O_CLOEXEC), 0);
-    ck_assert_int_eq(pipe2(err, O_CLOEXEC), 0);
-    posix_spawn_file_actions_init(&fa);
-    posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
-    posix_spawn_file_actions_adddup2(&fa, out[1], 1);
-    posix_spawn_file_actions_adddup2(&fa, err[1], 2);
-    /* The CLI starts with default signal actions and nothing blocked,
-     * whatever the test process set. */
-    sigemptyset(&none);
-    sigemptyset(&defaults);
-    sigaddset(&defaults, SIGINT);
-    sigaddset(&defaults, SIGPIPE);
-    sigaddset(&defaults, SIGTERM);
-    posix_spawnattr_init(&attr);
-    posix_spawnattr_setsigmask(&attr, &none);
-    posix_spawnattr_setsigdefault(&attr, &defaults);
-    posix_spawnattr_setflags(&attr,
-                             POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
-    ck_assert_int_eq(posix_spawn(&pid, argv[0], &fa, &attr, (char *const *)argv,
-                                 (char *const *)envp),
-                     0);
-    posix_spawn_file_actions_destroy(&fa);
-    posix_spawnattr_destroy(&attr);
-    close(out[1]);
-    close(err[1]);
-    r->out = strdup("");
-    r->err = strdup("");
-    while (out_open || err_open) {
-        struct pollfd pfd[2] = {
-            {.fd = out_open ? out[0] : -1, .events = POLLIN},
-            {.fd = err_open ? err[0] : -1, .events = POLLIN}};
-        int wait_ms = (int)(deadline - bb_now_ms());
-
-        if (wait_ms <= 0 || poll(pfd, 2, wait_ms) == 0) {
-            kill(pid, SIGKILL);
-            waitpid(pid, &st, 0);
-            ck_abort_msg("%s did not finish within %d ms; stdout: %s; "
-                         "stderr: %s",
-                         r->cmd, CLI_TIMEOUT_MS, r->out, r->err);
-        }
-        if (pfd[0].revents != 0)
-            out_open = drain_fd(out[0], &r->out, &out_len);
-        if (pfd[1].revents != 0)
-            err_open = drain_fd(err[0], &r->err, &err_len);
-        if (o->sigint_at_lines > 0 && !sent_sigint &&
-            count_lines(r->out) >= (size_t)o->sigint_at_lines) {
-            kill(pid, SIGINT);
-            sent_sigint = true;
-        }
-    }
-    close(out[0]);
-    close(err[0]);
-    /* Both pipes are closed: the process is exiting. */
-    ck_assert_int_eq(waitpid(pid, &st, 0), pid);
-    r->status = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+    bb_run_argv(r, &ro, argv);
 }
 
 /* Runs asyncq with the arguments in ap (up to a NULL), after --server
  * tcp://127.0.0.1:PORT when d is not NULL. */
 static void
-run_va(struct run *r, const struct run_opts *o, const struct bb_daemon *d,
+run_va(struct bb_run *r, const struct run_opts *o, const struct bb_daemon *d,
        va_list ap)
 {
     const char *argv[MAX_ARGS];
@@ -221,11 +116,11 @@ run_va(struct run *r, const struct run_opts *o, const struct bb_daemon *d,
 }
 
 /* asyncq --server <d's address> ARGS... */
-static void asyncq(struct run *r, const struct bb_daemon *d, ...)
+static void asyncq(struct bb_run *r, const struct bb_daemon *d, ...)
     __attribute__((sentinel));
 
 static void
-asyncq(struct run *r, const struct bb_daemon *d, ...)
+asyncq(struct bb_run *r, const struct bb_daemon *d, ...)
 {
     static const struct run_opts none;
     va_list ap;
@@ -236,27 +131,19 @@ asyncq(struct run *r, const struct bb_daemon *d, ...)
 }
 
 /* asyncq as above, with options (environment, SIGINT). */
-static void asyncq_with(struct run *r, const struct run_opts *o,
+static void asyncq_with(struct bb_run *r, const struct run_opts *o,
                         const struct bb_daemon *d, ...)
     __attribute__((sentinel));
 
 static void
-asyncq_with(struct run *r, const struct run_opts *o, const struct bb_daemon *d,
-            ...)
+asyncq_with(struct bb_run *r, const struct run_opts *o,
+            const struct bb_daemon *d, ...)
 {
     va_list ap;
 
     va_start(ap, d);
     run_va(r, o, d, ap);
     va_end(ap);
-}
-
-static void
-run_free(struct run *r)
-{
-    free(r->out);
-    free(r->err);
-    free(r->cmd);
 }
 
 #define assert_exit(r, want)                                                   \
@@ -271,7 +158,7 @@ run_free(struct run *r)
 
 /* stdout as one JSON value (new ref); fails the test if it is not. */
 static json_t *
-out_json(const struct run *r)
+out_json(const struct bb_run *r)
 {
     json_error_t jerr;
     json_t *v = json_loads(r->out, JSON_DECODE_ANY, &jerr);
@@ -283,7 +170,7 @@ out_json(const struct run *r)
 
 /* Fails the test unless got equals want (taken), naming both. */
 static void
-assert_json_eq(const struct run *r, const json_t *got, json_t *want)
+assert_json_eq(const struct bb_run *r, const json_t *got, json_t *want)
 {
     char *g = bb_dump(got), *w = bb_dump(want);
 
@@ -295,7 +182,7 @@ assert_json_eq(const struct run *r, const json_t *got, json_t *want)
 
 /* The id in put's human output "job ID STATE\n", checking the state. */
 static json_int_t
-put_output_id(const struct run *r, const char *state)
+put_output_id(const struct bb_run *r, const char *state)
 {
     long long id;
     char got[32];
@@ -376,7 +263,7 @@ write_file(const char *path, const char *text)
 START_TEST(ping_prints_pong_and_exits_0)
 {
     struct bb_daemon *d = bb_startq(CONFIG);
-    struct run r;
+    struct bb_run r;
     json_t *v;
 
     asyncq(&r, d, "ping", NULL);
@@ -384,14 +271,14 @@ START_TEST(ping_prints_pong_and_exits_0)
     ck_assert_msg(strncmp(r.out, "pong", 4) == 0, "%s: stdout \"%s\"", r.cmd,
                   r.out);
     ck_assert_str_eq(r.err, "");
-    run_free(&r);
+    bb_run_free(&r);
 
     asyncq(&r, d, "--json", "ping", NULL);
     assert_exit(&r, 0);
     v = out_json(&r);
     assert_json_eq(&r, v, json_string("pong"));
     json_decref(v);
-    run_free(&r);
+    bb_run_free(&r);
     ck_assert_int_eq(bb_stop(d), 0);
 }
 END_TEST
@@ -401,20 +288,20 @@ START_TEST(server_comes_from_asyncq_server_when_no_server_flag)
     struct bb_daemon *d = bb_startq(CONFIG);
     char env[64];
     struct run_opts o = {.env = {env, NULL}};
-    struct run r;
+    struct bb_run r;
 
     snprintf(env, sizeof env, "ASYNCQ_SERVER=tcp://127.0.0.1:%d", bb_port(d));
     asyncq_with(&r, &o, NULL, "ping", NULL);
     assert_exit(&r, 0);
     ck_assert_msg(strncmp(r.out, "pong", 4) == 0, "%s: stdout \"%s\"", r.cmd,
                   r.out);
-    run_free(&r);
+    bb_run_free(&r);
 
     asyncq_with(&r, &o, NULL, "put", "-q", "stuck", "-k", "echo", "--args",
                 "{}", NULL);
     assert_exit(&r, 0);
     put_output_id(&r, "pending");
-    run_free(&r);
+    bb_run_free(&r);
     ck_assert_int_eq(stat_int(d, "stuck", "put"), 1);
     ck_assert_int_eq(bb_stop(d), 0);
 }
@@ -426,7 +313,7 @@ START_TEST(unreachable_server_exits_3_naming_the_address)
     socklen_t len = sizeof sin;
     int fd = socket(AF_INET, SOCK_STREAM, 0);
     char url[96], addr[64];
-    struct run r;
+    struct bb_run r;
 
     /* A port bound but not listening refuses connections, and stays ours
      * (so no other process takes it) until we close it. */
@@ -449,7 +336,7 @@ START_TEST(unreachable_server_exits_3_naming_the_address)
         assert_exit(&r, 3);
         assert_has(&r, r.err, addr);
         ck_assert_str_eq(r.out, "");
-        run_free(&r);
+        bb_run_free(&r);
     }
     close(fd);
 }
@@ -461,7 +348,7 @@ START_TEST(help_exits_0_and_lists_every_verb)
         "put",   "status", "wait",  "cancel", "join",
         "stats", "scale",  "pause", "resume", "ping",
     };
-    struct run r;
+    struct bb_run r;
 
     asyncq(&r, NULL, "--help", NULL);
     assert_exit(&r, 0);
@@ -471,7 +358,7 @@ START_TEST(help_exits_0_and_lists_every_verb)
     for (const char *opt = "--json\0--server\0--wait\0-f\0"; *opt != '\0';
          opt += strlen(opt) + 1)
         assert_has(&r, r.out, opt);
-    run_free(&r);
+    bb_run_free(&r);
 }
 END_TEST
 
@@ -481,13 +368,13 @@ START_TEST(version_prints_asyncq_and_the_version_the_daemon_reports)
     struct bb_conn *c = bb_connect(d);
     json_t *st = bb_result(c, "stats", NULL);
     char want[64];
-    struct run r;
+    struct bb_run r;
 
     snprintf(want, sizeof want, "asyncq %s\n", bb_str_at(st, "version"));
     asyncq(&r, NULL, "--version", NULL);
     assert_exit(&r, 0);
     ck_assert_str_eq(r.out, want);
-    run_free(&r);
+    bb_run_free(&r);
     json_decref(st);
     bb_close(c);
     ck_assert_int_eq(bb_stop(d), 0);
@@ -517,7 +404,7 @@ START_TEST(usage_errors_exit_2_without_touching_the_server)
         {"ping", "extra", NULL},                  /* ping takes nothing */
     };
     struct bb_daemon *d = bb_startq(CONFIG);
-    struct run r;
+    struct bb_run r;
 
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         const char *const *a = cases[i];
@@ -536,7 +423,7 @@ START_TEST(usage_errors_exit_2_without_touching_the_server)
         ck_assert_msg(strlen(r.err) > 0, "%s: no message on stderr", r.cmd);
         ck_assert_msg(strcmp(r.out, "") == 0, "%s: stdout \"%s\"", r.cmd,
                       r.out);
-        run_free(&r);
+        bb_run_free(&r);
     }
     for (const char *q = "default\0e\0held\0"; *q != '\0'; q += strlen(q) + 1)
         ck_assert_int_eq(stat_int(d, q, "put"), 0);
@@ -552,12 +439,12 @@ START_TEST(put_of_a_command_prints_the_job_id_and_state)
     struct bb_conn *c = bb_connect(d);
     json_int_t id, id2;
     json_t *rec, *v;
-    struct run r;
+    struct bb_run r;
 
     asyncq(&r, d, "put", "-q", "held", "--", "/bin/echo", "-n", "a b", NULL);
     assert_exit(&r, 0);
     id = put_output_id(&r, "pending");
-    run_free(&r);
+    bb_run_free(&r);
     rec = bb_job_status(c, id);
     ck_assert_str_eq(bb_str_at(rec, "kind"), "exec");
     ck_assert_str_eq(bb_str_at(rec, "queue"), "held");
@@ -571,7 +458,7 @@ START_TEST(put_of_a_command_prints_the_job_id_and_state)
     ck_assert_int_gt(id2, id);
     assert_json_eq(&r, v, bb_jsonq("{'job':%lld,'state':'pending'}", id2));
     json_decref(v);
-    run_free(&r);
+    bb_run_free(&r);
 
     /* The command runs with its arguments as given (no shell). */
     asyncq(&r, d, "--json", "put", "--wait", "--", "/bin/echo", "-n", "a  b",
@@ -581,7 +468,7 @@ START_TEST(put_of_a_command_prints_the_job_id_and_state)
     ck_assert_str_eq(bb_str_at(v, "state"), "done");
     ck_assert_str_eq(bb_str_at(v, "result.stdout"), "a  b $HOME");
     json_decref(v);
-    run_free(&r);
+    bb_run_free(&r);
     bb_close(c);
     ck_assert_int_eq(bb_stop(d), 0);
 }
@@ -593,12 +480,12 @@ START_TEST(put_with_queue_and_priority_options_sets_them_on_the_job)
     struct bb_conn *c = bb_connect(d);
     json_int_t id;
     json_t *rec;
-    struct run r;
+    struct bb_run r;
 
     asyncq(&r, d, "put", "-q", "held", "-p", "5", "--", "/bin/true", NULL);
     assert_exit(&r, 0);
     id = put_output_id(&r, "pending");
-    run_free(&r);
+    bb_run_free(&r);
     rec = bb_job_status(c, id);
     ck_assert_str_eq(bb_str_at(rec, "queue"), "held");
     ck_assert_int_eq(bb_int_at(rec, "priority"), 5);
@@ -608,7 +495,7 @@ START_TEST(put_with_queue_and_priority_options_sets_them_on_the_job)
            "/bin/true", NULL);
     assert_exit(&r, 0);
     id = put_output_id(&r, "pending");
-    run_free(&r);
+    bb_run_free(&r);
     rec = bb_job_status(c, id);
     ck_assert_int_eq(bb_int_at(rec, "priority"), -3);
     json_decref(rec);
@@ -625,13 +512,13 @@ START_TEST(put_with_delay_makes_the_job_delayed)
     struct bb_conn *c = bb_connect(d);
     json_int_t id;
     json_t *rec;
-    struct run r;
+    struct bb_run r;
 
     asyncq(&r, d, "put", "-q", "e", "-k", "echo", "--args", "{}", "--delay",
            "60", NULL);
     assert_exit(&r, 0);
     id = put_output_id(&r, "delayed");
-    run_free(&r);
+    bb_run_free(&r);
     rec = bb_job_status(c, id);
     ck_assert_str_eq(bb_str_at(rec, "state"), "delayed");
     json_decref(rec);
@@ -645,7 +532,7 @@ START_TEST(put_with_delay_makes_the_job_delayed)
     ck_assert_str_eq(bb_str_at(rec, "state"), "delayed");
     bb_await_state(c, bb_int_at(rec, "job"), "done", 10000);
     json_decref(rec);
-    run_free(&r);
+    bb_run_free(&r);
     bb_close(c);
     ck_assert_int_eq(bb_stop(d), 0);
 }
@@ -654,7 +541,7 @@ END_TEST
 START_TEST(put_with_timeout_fails_a_job_that_runs_past_it)
 {
     struct bb_daemon *d = bb_startq(CONFIG);
-    struct run r;
+    struct bb_run r;
     json_t *rec;
 
     asyncq(&r, d, "--json", "put", "--timeout", "0.3", "--wait", "--",
@@ -665,7 +552,7 @@ START_TEST(put_with_timeout_fails_a_job_that_runs_past_it)
     ck_assert_str_eq(bb_str_at(rec, "error.code"), "timeout");
     ck_assert_int_eq(bb_int_at(rec, "attempts"), 1);
     json_decref(rec);
-    run_free(&r);
+    bb_run_free(&r);
     ck_assert_int_eq(bb_stop(d), 0);
 }
 END_TEST
@@ -673,7 +560,7 @@ END_TEST
 START_TEST(put_with_retries_runs_a_failing_job_again)
 {
     struct bb_daemon *d = bb_startq(CONFIG);
-    struct run r;
+    struct bb_run r;
     json_t *rec;
 
     asyncq(&r, d, "--json", "put", "--retries", "2", "--wait", "--",
@@ -683,7 +570,7 @@ START_TEST(put_with_retries_runs_a_failing_job_again)
     ck_assert_str_eq(bb_str_at(rec, "state"), "failed");
     ck_assert_int_eq(bb_int_at(rec, "attempts"), 3);
     json_decref(rec);
-    run_free(&r);
+    bb_run_free(&r);
     ck_assert_int_eq(stat_int(d, "default", "retried"), 2);
 
     asyncq(&r, d, "--json", "put", "--retries", "0", "--wait", "--",
@@ -692,7 +579,7 @@ START_TEST(put_with_retries_runs_a_failing_job_again)
     rec = out_json(&r);
     ck_assert_int_eq(bb_int_at(rec, "attempts"), 1);
     json_decref(rec);
-    run_free(&r);
+    bb_run_free(&r);
     ck_assert_int_eq(bb_stop(d), 0);
 }
 END_TEST
@@ -702,20 +589,20 @@ START_TEST(put_with_the_same_key_twice_returns_the_first_job_as_duplicate)
     struct bb_daemon *d = bb_startq(CONFIG);
     json_int_t id;
     json_t *v;
-    struct run r;
+    struct bb_run r;
 
     asyncq(&r, d, "put", "-q", "held", "--key", "nightly", "--", "/bin/true",
            NULL);
     assert_exit(&r, 0);
     id = put_output_id(&r, "pending");
-    run_free(&r);
+    bb_run_free(&r);
 
     asyncq(&r, d, "put", "-q", "held", "--key", "nightly", "--", "/bin/true",
            NULL);
     assert_exit(&r, 0);
     assert_has(&r, r.out, "duplicate");
     ck_assert_int_eq(strtoll(r.out + strlen("job "), NULL, 10), id);
-    run_free(&r);
+    bb_run_free(&r);
 
     asyncq(&r, d, "--json", "put", "-q", "held", "--key", "nightly", "--",
            "/bin/true", NULL);
@@ -725,7 +612,7 @@ START_TEST(put_with_the_same_key_twice_returns_the_first_job_as_duplicate)
                    bb_jsonq("{'job':%lld,'state':'pending','duplicate':true}",
                             (long long)id));
     json_decref(v);
-    run_free(&r);
+    bb_run_free(&r);
     ck_assert_int_eq(stat_int(d, "held", "put"), 1);
     ck_assert_int_eq(bb_stop(d), 0);
 }
@@ -734,20 +621,20 @@ END_TEST
 START_TEST(put_nowait_on_a_full_queue_exits_3_with_32000)
 {
     struct bb_daemon *d = bb_startq(CONFIG);
-    struct run r;
+    struct bb_run r;
 
     asyncq(&r, d, "put", "-q", "tiny", "-k", "echo", "--args", "{}", "--nowait",
            NULL);
     assert_exit(&r, 0);
     put_output_id(&r, "pending");
-    run_free(&r);
+    bb_run_free(&r);
 
     asyncq(&r, d, "put", "-q", "tiny", "-k", "echo", "--args", "{}", "--nowait",
            NULL);
     assert_exit(&r, 3);
     assert_has(&r, r.err, "-32000");
     ck_assert_str_eq(r.out, "");
-    run_free(&r);
+    bb_run_free(&r);
     ck_assert_int_eq(stat_int(d, "tiny", "put"), 1);
     ck_assert_int_eq(bb_stop(d), 0);
 }
@@ -759,13 +646,13 @@ START_TEST(put_kind_echo_with_args_json_runs_an_echo_job)
     struct bb_conn *c = bb_connect(d);
     json_int_t id;
     json_t *rec;
-    struct run r;
+    struct bb_run r;
 
     asyncq(&r, d, "put", "-q", "stuck", "-k", "echo", "--args",
            "{\"a\":[1,2],\"b\":\"x\"}", NULL);
     assert_exit(&r, 0);
     id = put_output_id(&r, "pending");
-    run_free(&r);
+    bb_run_free(&r);
     rec = bb_job_status(c, id);
     ck_assert_str_eq(bb_str_at(rec, "kind"), "echo");
     ck_assert_str_eq(bb_str_at(rec, "queue"), "stuck");
@@ -779,14 +666,14 @@ START_TEST(put_kind_echo_with_args_json_runs_an_echo_job)
     ck_assert_str_eq(bb_str_at(rec, "kind"), "echo");
     assert_json_eq(&r, bb_at(rec, "result"), bb_jsonq("{'a':[1,2],'b':'x'}"));
     json_decref(rec);
-    run_free(&r);
+    bb_run_free(&r);
 
     /* Without --json, --wait of a non-exec job prints its record. */
     asyncq(&r, d, "put", "-q", "e", "-k", "echo", "--args", "{\"n\":7}",
            "--wait", NULL);
     assert_exit(&r, 0);
     assert_has(&r, r.out, "done");
-    run_free(&r);
+    bb_run_free(&r);
     bb_close(c);
     ck_assert_int_eq(bb_stop(d), 0);
 }
@@ -797,13 +684,13 @@ END_TEST
 START_TEST(put_wait_of_an_exec_job_prints_its_stdout_and_exits_0)
 {
     struct bb_daemon *d = bb_startq(CONFIG);
-    struct run r;
+    struct bb_run r;
 
     asyncq(&r, d, "put", "--wait", "--", "/bin/echo", "hello", "world", NULL);
     assert_exit(&r, 0);
     ck_assert_str_eq(r.out, "hello world\n");
     ck_assert_str_eq(r.err, "");
-    run_free(&r);
+    bb_run_free(&r);
     ck_assert_int_eq(bb_stop(d), 0);
 }
 END_TEST
@@ -811,7 +698,7 @@ END_TEST
 START_TEST(put_wait_of_an_exec_job_passes_its_stderr_and_exit_code)
 {
     struct bb_daemon *d = bb_startq(CONFIG);
-    struct run r;
+    struct bb_run r;
 
     asyncq(&r, d, "put", "--wait", "--", "/bin/sh", "-c",
            "echo out; echo err >&2; exit 3", NULL);
@@ -820,12 +707,12 @@ START_TEST(put_wait_of_an_exec_job_passes_its_stderr_and_exit_code)
     ck_assert_msg(strncmp(r.err, "err\n", 4) == 0,
                   "%s: stderr does not start with the job's: \"%s\"", r.cmd,
                   r.err);
-    run_free(&r);
+    bb_run_free(&r);
 
     asyncq(&r, d, "put", "--wait", "--", "/bin/sh", "-c", "exit 42", NULL);
     assert_exit(&r, 42);
     ck_assert_str_eq(r.out, "");
-    run_free(&r);
+    bb_run_free(&r);
     ck_assert_int_eq(bb_stop(d), 0);
 }
 END_TEST
@@ -833,18 +720,18 @@ END_TEST
 START_TEST(put_wait_of_an_exec_job_killed_by_a_signal_exits_128_plus_it)
 {
     struct bb_daemon *d = bb_startq(CONFIG);
-    struct run r;
+    struct bb_run r;
 
     asyncq(&r, d, "put", "--wait", "--", "/bin/sh", "-c",
            "echo before; kill -KILL $$", NULL);
     assert_exit(&r, 128 + SIGKILL);
     ck_assert_str_eq(r.out, "before\n");
-    run_free(&r);
+    bb_run_free(&r);
 
     asyncq(&r, d, "put", "--wait", "--", "/bin/sh", "-c", "kill -USR1 $$",
            NULL);
     assert_exit(&r, 128 + SIGUSR1);
-    run_free(&r);
+    bb_run_free(&r);
     ck_assert_int_eq(bb_stop(d), 0);
 }
 END_TEST
@@ -852,14 +739,14 @@ END_TEST
 START_TEST(put_wait_of_a_failed_non_exec_job_exits_1)
 {
     struct bb_daemon *d = bb_startq(CONFIG);
-    struct run r;
+    struct bb_run r;
     json_t *rec;
 
     asyncq(&r, d, "put", "-q", "s", "-k", "sleep", "--args", "{\"seconds\":30}",
            "--timeout", "0.2", "--wait", NULL);
     assert_exit(&r, 1);
     assert_has(&r, r.out, "failed");
-    run_free(&r);
+    bb_run_free(&r);
 
     asyncq(&r, d, "--json", "put", "-q", "s", "-k", "sleep", "--args",
            "{\"seconds\":30}", "--timeout", "0.2", "--wait", NULL);
@@ -868,7 +755,7 @@ START_TEST(put_wait_of_a_failed_non_exec_job_exits_1)
     ck_assert_str_eq(bb_str_at(rec, "state"), "failed");
     ck_assert_str_eq(bb_str_at(rec, "kind"), "sleep");
     json_decref(rec);
-    run_free(&r);
+    bb_run_free(&r);
     ck_assert_int_eq(bb_stop(d), 0);
 }
 END_TEST
@@ -893,7 +780,7 @@ START_TEST(put_file_puts_every_line_and_prints_a_summary)
     struct bb_daemon *d = bb_startq(CONFIG);
     char path[128];
     long long put, errors;
-    struct run r;
+    struct bb_run r;
 
     snprintf(path, sizeof path, "%s/jobs.ndjson", bb_dir(d));
     write_ndjson(path, "stuck", 1000);
@@ -901,7 +788,7 @@ START_TEST(put_file_puts_every_line_and_prints_a_summary)
     assert_exit(&r, 0);
     ck_assert_msg(sscanf(r.out, "%lld jobs put in", &put) == 1 && put == 1000,
                   "%s: summary \"%s\"", r.cmd, r.out);
-    ck_assert_int_eq(count_lines(r.out), 1);
+    ck_assert_int_eq(bb_count_lines(r.out), 1);
     ck_assert_msg(sscanf(strrchr(r.out, ',') + 1, " %lld errors", &errors) ==
                           1 &&
                       errors == 0,
@@ -911,7 +798,7 @@ START_TEST(put_file_puts_every_line_and_prints_a_summary)
                   "%s: stderr holds a progress bar: \"%s\"", r.cmd, r.err);
     ck_assert_msg(strchr(r.out, '\r') == NULL && strchr(r.out, '\033') == NULL,
                   "%s: stdout holds terminal codes: \"%s\"", r.cmd, r.out);
-    run_free(&r);
+    bb_run_free(&r);
     ck_assert_int_eq(stat_int(d, "stuck", "put"), 1000);
     ck_assert_int_eq(stat_int(d, "stuck", "unfinished"), 1000);
     ck_assert_int_eq(bb_stop(d), 0);
@@ -922,7 +809,7 @@ START_TEST(put_file_with_json_prints_the_summary_as_json)
 {
     struct bb_daemon *d = bb_startq(CONFIG);
     char path[128];
-    struct run r;
+    struct bb_run r;
     json_t *v;
 
     snprintf(path, sizeof path, "%s/jobs.ndjson", bb_dir(d));
@@ -936,7 +823,7 @@ START_TEST(put_file_with_json_prints_the_summary_as_json)
     json_decref(v);
     ck_assert_msg(strchr(r.err, '\r') == NULL && strchr(r.err, '\033') == NULL,
                   "%s: stderr holds a progress bar: \"%s\"", r.cmd, r.err);
-    run_free(&r);
+    bb_run_free(&r);
     ck_assert_int_eq(stat_int(d, "stuck", "put"), 1000);
     ck_assert_int_eq(bb_stop(d), 0);
 }
@@ -946,7 +833,7 @@ START_TEST(put_file_with_a_malformed_line_exits_2_naming_its_number)
 {
     struct bb_daemon *d = bb_startq(CONFIG);
     char path[128], where[160];
-    struct run r;
+    struct bb_run r;
 
     snprintf(path, sizeof path, "%s/bad.ndjson", bb_dir(d));
     write_file(path, "{\"queue\":\"stuck\",\"kind\":\"echo\",\"args\":{}}\n"
@@ -958,14 +845,14 @@ START_TEST(put_file_with_a_malformed_line_exits_2_naming_its_number)
     assert_exit(&r, 2);
     snprintf(where, sizeof where, "%s:4", path);
     assert_has(&r, r.err, where);
-    run_free(&r);
+    bb_run_free(&r);
 
     /* A file that does not exist is a usage error too, naming it. */
     snprintf(path, sizeof path, "%s/missing.ndjson", bb_dir(d));
     asyncq(&r, d, "put", "-f", path, NULL);
     assert_exit(&r, 2);
     assert_has(&r, r.err, path);
-    run_free(&r);
+    bb_run_free(&r);
     ck_assert_int_eq(bb_stop(d), 0);
 }
 END_TEST
@@ -974,7 +861,7 @@ START_TEST(put_file_with_a_refused_line_exits_3_and_counts_the_error)
 {
     struct bb_daemon *d = bb_startq(CONFIG);
     char path[128];
-    struct run r;
+    struct bb_run r;
     json_t *v;
 
     snprintf(path, sizeof path, "%s/mixed.ndjson", bb_dir(d));
@@ -987,7 +874,7 @@ START_TEST(put_file_with_a_refused_line_exits_3_and_counts_the_error)
     ck_assert_int_eq(bb_int_at(v, "put"), 2);
     ck_assert_int_eq(bb_int_at(v, "errors"), 1);
     json_decref(v);
-    run_free(&r);
+    bb_run_free(&r);
     ck_assert_int_eq(stat_int(d, "stuck", "put"), 2);
     ck_assert_int_eq(bb_stop(d), 0);
 }
@@ -1002,14 +889,14 @@ START_TEST(status_prints_the_record_and_json_prints_it_raw)
     json_int_t id = put_job(c, "{'queue':'stuck','args':{'x':1}}");
     char ids[32];
     json_t *v, *rec;
-    struct run r;
+    struct bb_run r;
 
     snprintf(ids, sizeof ids, "%lld", (long long)id);
     asyncq(&r, d, "status", ids, NULL);
     assert_exit(&r, 0);
     assert_has(&r, r.out, "pending");
     assert_has(&r, r.out, "stuck");
-    run_free(&r);
+    bb_run_free(&r);
 
     asyncq(&r, d, "--json", "status", ids, NULL);
     assert_exit(&r, 0);
@@ -1017,7 +904,7 @@ START_TEST(status_prints_the_record_and_json_prints_it_raw)
     rec = bb_job_status(c, id);
     assert_json_eq(&r, v, rec);
     json_decref(v);
-    run_free(&r);
+    bb_run_free(&r);
 
     /* Global options may follow the verb too. */
     asyncq(&r, d, "status", ids, "--json", NULL);
@@ -1025,7 +912,7 @@ START_TEST(status_prints_the_record_and_json_prints_it_raw)
     v = out_json(&r);
     ck_assert_int_eq(bb_int_at(v, "job"), id);
     json_decref(v);
-    run_free(&r);
+    bb_run_free(&r);
     bb_close(c);
     ck_assert_int_eq(bb_stop(d), 0);
 }
@@ -1038,7 +925,7 @@ START_TEST(status_of_a_record_with_a_huge_integer_is_read)
     struct bb_daemon *d = bb_startq(CONFIG);
     struct bb_conn *c = bb_connect(d);
     char ids[32], *text;
-    struct run run;
+    struct bb_run run;
 
     bb_send_line(c, "{\"id\":\"h\",\"method\":\"put\",\"params\":{\"queue\":"
                     "\"e\",\"args\":{\"n\":123456789012345678901234567890},"
@@ -1051,7 +938,7 @@ START_TEST(status_of_a_record_with_a_huge_integer_is_read)
     asyncq(&run, d, "status", ids, NULL);
     assert_exit(&run, 0);
     assert_has(&run, run.out, "done");
-    run_free(&run);
+    bb_run_free(&run);
     ck_assert_int_eq(bb_stop(d), 0);
 }
 END_TEST
@@ -1062,7 +949,7 @@ START_TEST(status_of_a_failed_job_exits_1)
     struct bb_conn *c = bb_connect(d);
     json_int_t id = put_job(c, "{'args':{'argv':['/bin/false']}}");
     char ids[32];
-    struct run r;
+    struct bb_run r;
     json_t *v;
 
     bb_await_state(c, id, "failed", 10000);
@@ -1070,14 +957,14 @@ START_TEST(status_of_a_failed_job_exits_1)
     asyncq(&r, d, "status", ids, NULL);
     assert_exit(&r, 1);
     assert_has(&r, r.out, "failed");
-    run_free(&r);
+    bb_run_free(&r);
 
     asyncq(&r, d, "--json", "status", ids, NULL);
     assert_exit(&r, 1);
     v = out_json(&r);
     ck_assert_str_eq(bb_str_at(v, "state"), "failed");
     json_decref(v);
-    run_free(&r);
+    bb_run_free(&r);
     bb_close(c);
     ck_assert_int_eq(bb_stop(d), 0);
 }
@@ -1086,13 +973,13 @@ END_TEST
 START_TEST(status_of_an_unknown_job_exits_3_with_32004)
 {
     struct bb_daemon *d = bb_startq(CONFIG);
-    struct run r;
+    struct bb_run r;
 
     asyncq(&r, d, "status", "999999", NULL);
     assert_exit(&r, 3);
     assert_has(&r, r.err, "-32004");
     ck_assert_str_eq(r.out, "");
-    run_free(&r);
+    bb_run_free(&r);
     ck_assert_int_eq(bb_stop(d), 0);
 }
 END_TEST
@@ -1106,7 +993,7 @@ START_TEST(wait_exits_0_once_every_job_is_done)
     json_int_t a = put_job(c, "{'queue':'s','args':{'seconds':0.1}}");
     json_int_t b = put_job(c, "{'queue':'e','args':{'v':2}}");
     char as[32], bs[32], line[64];
-    struct run r;
+    struct bb_run r;
     json_t *v;
 
     snprintf(as, sizeof as, "%lld", (long long)a);
@@ -1117,7 +1004,7 @@ START_TEST(wait_exits_0_once_every_job_is_done)
     assert_has(&r, r.out, line);
     snprintf(line, sizeof line, "job %s: done", bs);
     assert_has(&r, r.out, line);
-    run_free(&r);
+    bb_run_free(&r);
 
     /* --json: the records, in the order given. */
     asyncq(&r, d, "--json", "wait", bs, as, NULL);
@@ -1131,7 +1018,7 @@ START_TEST(wait_exits_0_once_every_job_is_done)
     assert_json_eq(&r, bb_at(json_array_get(v, 0), "result"),
                    bb_jsonq("{'v':2}"));
     json_decref(v);
-    run_free(&r);
+    bb_run_free(&r);
     bb_close(c);
     ck_assert_int_eq(bb_stop(d), 0);
 }
@@ -1144,14 +1031,14 @@ START_TEST(wait_exits_1_if_one_job_failed)
     json_int_t a = put_job(c, "{'queue':'e','args':{}}");
     json_int_t f = put_job(c, "{'args':{'argv':['/bin/false']}}");
     char as[32], fs[32];
-    struct run r;
+    struct bb_run r;
 
     snprintf(as, sizeof as, "%lld", (long long)a);
     snprintf(fs, sizeof fs, "%lld", (long long)f);
     asyncq(&r, d, "wait", as, fs, NULL);
     assert_exit(&r, 1);
     assert_has(&r, r.out, "failed");
-    run_free(&r);
+    bb_run_free(&r);
     bb_close(c);
     ck_assert_int_eq(bb_stop(d), 0);
 }
@@ -1164,7 +1051,7 @@ START_TEST(wait_any_returns_the_first_finished_job)
     json_int_t p = put_job(c, "{'queue':'stuck','args':{}}");
     json_int_t a = put_job(c, "{'queue':'e','args':{}}");
     char ps[32], as[32];
-    struct run r;
+    struct bb_run r;
     json_t *v;
 
     snprintf(ps, sizeof ps, "%lld", (long long)p);
@@ -1177,7 +1064,7 @@ START_TEST(wait_any_returns_the_first_finished_job)
     ck_assert_int_eq(bb_int_at(json_array_get(v, 0), "job"), a);
     ck_assert_str_eq(bb_str_at(json_array_get(v, 0), "state"), "done");
     json_decref(v);
-    run_free(&r);
+    bb_run_free(&r);
     bb_close(c);
     ck_assert_int_eq(bb_stop(d), 0);
 }
@@ -1189,14 +1076,14 @@ START_TEST(wait_timeout_with_an_unfinished_job_exits_3_with_32008)
     struct bb_conn *c = bb_connect(d);
     json_int_t p = put_job(c, "{'queue':'stuck','args':{}}");
     char ps[32];
-    struct run r;
+    struct bb_run r;
     json_t *rec;
 
     snprintf(ps, sizeof ps, "%lld", (long long)p);
     asyncq(&r, d, "wait", ps, "--timeout", "0.2", NULL);
     assert_exit(&r, 3);
     assert_has(&r, r.err, "-32008");
-    run_free(&r);
+    bb_run_free(&r);
     rec = bb_job_status(c, p);
     ck_assert_str_eq(bb_str_at(rec, "state"), "pending");
     json_decref(rec);
@@ -1205,7 +1092,7 @@ START_TEST(wait_timeout_with_an_unfinished_job_exits_3_with_32008)
     asyncq(&r, d, "wait", ps, "--timeout", "0.2", "--cancel-on-timeout", NULL);
     assert_exit(&r, 3);
     assert_has(&r, r.err, "-32008");
-    run_free(&r);
+    bb_run_free(&r);
     bb_await_state(c, p, "cancelled", 5000);
     bb_close(c);
     ck_assert_int_eq(bb_stop(d), 0);
@@ -1221,7 +1108,7 @@ START_TEST(cancel_of_a_pending_job_cancels_it_and_exits_0)
     json_int_t p = put_job(c, "{'queue':'stuck','args':{}}");
     json_int_t q = put_job(c, "{'queue':'stuck','args':{}}");
     char ps[32], qs[32], want[64];
-    struct run r;
+    struct bb_run r;
     json_t *v;
 
     snprintf(ps, sizeof ps, "%lld", (long long)p);
@@ -1230,7 +1117,7 @@ START_TEST(cancel_of_a_pending_job_cancels_it_and_exits_0)
     assert_exit(&r, 0);
     snprintf(want, sizeof want, "job %s cancelled\n", ps);
     ck_assert_str_eq(r.out, want);
-    run_free(&r);
+    bb_run_free(&r);
     v = bb_job_status(c, p);
     ck_assert_str_eq(bb_str_at(v, "state"), "cancelled");
     json_decref(v);
@@ -1241,7 +1128,7 @@ START_TEST(cancel_of_a_pending_job_cancels_it_and_exits_0)
     assert_json_eq(&r, v,
                    bb_jsonq("{'job':%lld,'state':'cancelled'}", (long long)q));
     json_decref(v);
-    run_free(&r);
+    bb_run_free(&r);
     ck_assert_int_eq(bb_stat_int(c, "stuck", "cancelled"), 2);
     ck_assert_int_eq(bb_stat_int(c, "stuck", "unfinished"), 0);
     bb_close(c);
@@ -1255,19 +1142,19 @@ START_TEST(cancel_of_a_done_job_exits_3_with_32009)
     struct bb_conn *c = bb_connect(d);
     json_int_t a = put_job(c, "{'queue':'e','args':{}}");
     char as[32];
-    struct run r;
+    struct bb_run r;
 
     bb_await_state(c, a, "done", 10000);
     snprintf(as, sizeof as, "%lld", (long long)a);
     asyncq(&r, d, "cancel", as, NULL);
     assert_exit(&r, 3);
     assert_has(&r, r.err, "-32009");
-    run_free(&r);
+    bb_run_free(&r);
 
     asyncq(&r, d, "cancel", "999999", NULL);
     assert_exit(&r, 3);
     assert_has(&r, r.err, "-32004");
-    run_free(&r);
+    bb_run_free(&r);
     bb_close(c);
     ck_assert_int_eq(bb_stop(d), 0);
 }
@@ -1279,7 +1166,7 @@ START_TEST(join_returns_once_every_job_of_the_queue_has_finished)
 {
     struct bb_daemon *d = bb_startq(CONFIG);
     struct bb_conn *c = bb_connect(d);
-    struct run r;
+    struct bb_run r;
     json_t *v;
 
     for (int i = 0; i < 3; i++)
@@ -1289,7 +1176,7 @@ START_TEST(join_returns_once_every_job_of_the_queue_has_finished)
     assert_has(&r, r.out, "every job has finished");
     ck_assert_msg(strchr(r.err, '\r') == NULL && strchr(r.err, '\033') == NULL,
                   "%s: stderr holds a progress bar: \"%s\"", r.cmd, r.err);
-    run_free(&r);
+    bb_run_free(&r);
     ck_assert_int_eq(bb_stat_int(c, "s", "unfinished"), 0);
     ck_assert_int_eq(bb_stat_int(c, "s", "done"), 3);
 
@@ -1299,7 +1186,7 @@ START_TEST(join_returns_once_every_job_of_the_queue_has_finished)
     v = out_json(&r);
     assert_json_eq(&r, v, bb_jsonq("{'queue':'s'}"));
     json_decref(v);
-    run_free(&r);
+    bb_run_free(&r);
     ck_assert_int_eq(bb_stat_int(c, "s", "done"), 4);
 
     /* Without a queue: all of them (none is stuck here). */
@@ -1308,7 +1195,7 @@ START_TEST(join_returns_once_every_job_of_the_queue_has_finished)
     asyncq(&r, d, "join", NULL);
     assert_exit(&r, 0);
     assert_has(&r, r.out, "all queues");
-    run_free(&r);
+    bb_run_free(&r);
     ck_assert_int_eq(bb_stat_int(c, "s", "unfinished"), 0);
     ck_assert_int_eq(bb_stat_int(c, "e", "unfinished"), 0);
     bb_close(c);
@@ -1320,18 +1207,18 @@ START_TEST(join_timeout_on_a_queue_without_consumers_exits_3)
 {
     struct bb_daemon *d = bb_startq(CONFIG);
     struct bb_conn *c = bb_connect(d);
-    struct run r;
+    struct bb_run r;
 
     put_job(c, "{'queue':'stuck','args':{}}");
     asyncq(&r, d, "join", "stuck", "--timeout", "0.2", NULL);
     assert_exit(&r, 3);
     assert_has(&r, r.err, "-32008");
-    run_free(&r);
+    bb_run_free(&r);
 
     asyncq(&r, d, "join", "--timeout", "0.2", NULL);
     assert_exit(&r, 3);
     assert_has(&r, r.err, "-32008");
-    run_free(&r);
+    bb_run_free(&r);
     bb_close(c);
     ck_assert_int_eq(bb_stop(d), 0);
 }
@@ -1340,12 +1227,12 @@ END_TEST
 START_TEST(join_of_an_unknown_queue_exits_3_with_32002)
 {
     struct bb_daemon *d = bb_startq(CONFIG);
-    struct run r;
+    struct bb_run r;
 
     asyncq(&r, d, "join", "no-such-queue", NULL);
     assert_exit(&r, 3);
     assert_has(&r, r.err, "-32002");
-    run_free(&r);
+    bb_run_free(&r);
     ck_assert_int_eq(bb_stop(d), 0);
 }
 END_TEST
@@ -1357,7 +1244,7 @@ static const char *const queue_names[] = {"default", "held",  "e",
 
 /* Fails the test unless q has the spec's per-queue fields. */
 static void
-assert_queue_stats(const struct run *r, const char *name, const json_t *q)
+assert_queue_stats(const struct bb_run *r, const char *name, const json_t *q)
 {
     static const char *const ints[] = {
         "size", "delayed", "running", "unfinished", "maxsize",   "consumers",
@@ -1380,7 +1267,7 @@ START_TEST(stats_prints_a_table_naming_every_queue)
     struct bb_daemon *d = bb_startq(CONFIG);
     struct bb_conn *c = bb_connect(d);
     char prefix[32];
-    struct run r;
+    struct bb_run r;
 
     put_job(c, "{'queue':'stuck','args':{}}");
     asyncq(&r, d, "stats", NULL);
@@ -1394,7 +1281,7 @@ START_TEST(stats_prints_a_table_naming_every_queue)
     }
     ck_assert_msg(strchr(r.out, '\033') == NULL,
                   "%s: terminal codes on a pipe: \"%s\"", r.cmd, r.out);
-    run_free(&r);
+    bb_run_free(&r);
 
     /* One queue: its line only. */
     asyncq(&r, d, "stats", "stuck", NULL);
@@ -1403,7 +1290,7 @@ START_TEST(stats_prints_a_table_naming_every_queue)
                   r.out);
     ck_assert_msg(!has_line_starting(r.out, "default "), "%s: \"%s\"", r.cmd,
                   r.out);
-    run_free(&r);
+    bb_run_free(&r);
     bb_close(c);
     ck_assert_int_eq(bb_stop(d), 0);
 }
@@ -1413,7 +1300,7 @@ START_TEST(stats_json_has_the_spec_fields_for_every_queue)
 {
     struct bb_daemon *d = bb_startq(CONFIG);
     struct bb_conn *c = bb_connect(d);
-    struct run r;
+    struct bb_run r;
     json_t *v, *queues;
 
     put_job(c, "{'queue':'stuck','args':{}}");
@@ -1436,7 +1323,7 @@ START_TEST(stats_json_has_the_spec_fields_for_every_queue)
     ck_assert_int_eq(bb_int_at(v, "queues.tiny.maxsize"), 1);
     ck_assert_int_eq(bb_int_at(v, "queues.default.consumers"), 2);
     json_decref(v);
-    run_free(&r);
+    bb_run_free(&r);
 
     asyncq(&r, d, "--json", "stats", "stuck", NULL);
     assert_exit(&r, 0);
@@ -1447,12 +1334,12 @@ START_TEST(stats_json_has_the_spec_fields_for_every_queue)
     assert_queue_stats(&r, "stuck", json_object_get(queues, "stuck"));
     ck_assert_int_eq(bb_int_at(v, "queues.stuck.put"), 2);
     json_decref(v);
-    run_free(&r);
+    bb_run_free(&r);
 
     asyncq(&r, d, "stats", "no-such-queue", NULL);
     assert_exit(&r, 3);
     assert_has(&r, r.err, "-32002");
-    run_free(&r);
+    bb_run_free(&r);
     bb_close(c);
     ck_assert_int_eq(bb_stop(d), 0);
 }
@@ -1462,14 +1349,15 @@ START_TEST(stats_watch_json_prints_a_line_per_interval_until_sigint)
 {
     struct bb_daemon *d = bb_startq(CONFIG);
     struct run_opts o = {.sigint_at_lines = 3};
-    struct run r;
+    struct bb_run r;
     char *line, *save = NULL;
     size_t n = 0;
 
     asyncq_with(&r, &o, d, "stats", "--watch", "--json", "--interval", "0.1",
                 NULL);
     assert_exit(&r, 0);
-    ck_assert_msg(count_lines(r.out) >= 2, "%s: stdout \"%s\"", r.cmd, r.out);
+    ck_assert_msg(bb_count_lines(r.out) >= 2, "%s: stdout \"%s\"", r.cmd,
+                  r.out);
     for (line = strtok_r(r.out, "\n", &save); line != NULL;
          line = strtok_r(NULL, "\n", &save), n++) {
         json_error_t jerr;
@@ -1482,7 +1370,7 @@ START_TEST(stats_watch_json_prints_a_line_per_interval_until_sigint)
         json_decref(v);
     }
     ck_assert_uint_ge(n, 2);
-    run_free(&r);
+    bb_run_free(&r);
     ck_assert_int_eq(bb_stop(d), 0);
 }
 END_TEST
@@ -1494,12 +1382,12 @@ START_TEST(scale_sets_the_consumer_count_seen_in_stats)
     struct bb_daemon *d = bb_startq(CONFIG);
     struct bb_conn *c = bb_connect(d);
     json_int_t p = put_job(c, "{'queue':'stuck','args':{}}");
-    struct run r;
+    struct bb_run r;
     json_t *v;
 
     asyncq(&r, d, "scale", "e", "3", NULL);
     assert_exit(&r, 0);
-    run_free(&r);
+    bb_run_free(&r);
     ck_assert_int_eq(bb_stat_int(c, "e", "consumers"), 3);
 
     asyncq(&r, d, "--json", "scale", "e", "0", NULL);
@@ -1507,19 +1395,19 @@ START_TEST(scale_sets_the_consumer_count_seen_in_stats)
     v = out_json(&r);
     assert_json_eq(&r, v, bb_jsonq("{'queue':'e','consumers':0}"));
     json_decref(v);
-    run_free(&r);
+    bb_run_free(&r);
     ck_assert_int_eq(bb_stat_int(c, "e", "consumers"), 0);
 
     /* Scaling up a queue without consumers runs its pending job. */
     asyncq(&r, d, "scale", "stuck", "1", NULL);
     assert_exit(&r, 0);
-    run_free(&r);
+    bb_run_free(&r);
     bb_await_state(c, p, "done", 10000);
 
     asyncq(&r, d, "scale", "no-such-queue", "1", NULL);
     assert_exit(&r, 3);
     assert_has(&r, r.err, "-32002");
-    run_free(&r);
+    bb_run_free(&r);
     bb_close(c);
     ck_assert_int_eq(bb_stop(d), 0);
 }
@@ -1530,12 +1418,12 @@ START_TEST(pause_stops_a_queue_and_resume_restarts_it)
     struct bb_daemon *d = bb_startq(CONFIG);
     struct bb_conn *c = bb_connect(d);
     json_int_t id;
-    struct run r;
+    struct bb_run r;
     json_t *st;
 
     asyncq(&r, d, "pause", "e", NULL);
     assert_exit(&r, 0);
-    run_free(&r);
+    bb_run_free(&r);
     st = bb_result(c, "stats", bb_jsonq("{'queue':'e'}"));
     ck_assert(json_is_true(bb_at(st, "queues.e.paused")));
     json_decref(st);
@@ -1548,7 +1436,7 @@ START_TEST(pause_stops_a_queue_and_resume_restarts_it)
         snprintf(ids, sizeof ids, "%lld", (long long)id);
         asyncq(&r, d, "wait", ids, "--timeout", "0.3", NULL);
         assert_exit(&r, 3);
-        run_free(&r);
+        bb_run_free(&r);
     }
     st = bb_job_status(c, id);
     ck_assert_str_eq(bb_str_at(st, "state"), "pending");
@@ -1556,7 +1444,7 @@ START_TEST(pause_stops_a_queue_and_resume_restarts_it)
 
     asyncq(&r, d, "resume", "e", NULL);
     assert_exit(&r, 0);
-    run_free(&r);
+    bb_run_free(&r);
     st = bb_result(c, "stats", bb_jsonq("{'queue':'e'}"));
     ck_assert(json_is_false(bb_at(st, "queues.e.paused")));
     json_decref(st);
@@ -1565,7 +1453,7 @@ START_TEST(pause_stops_a_queue_and_resume_restarts_it)
     asyncq(&r, d, "pause", "no-such-queue", NULL);
     assert_exit(&r, 3);
     assert_has(&r, r.err, "-32002");
-    run_free(&r);
+    bb_run_free(&r);
     bb_close(c);
     ck_assert_int_eq(bb_stop(d), 0);
 }
@@ -1579,7 +1467,7 @@ START_TEST(auth_token_comes_from_asyncq_token_or_token_file)
     struct bb_daemon *d;
     struct run_opts good = {.env = {"ASYNCQ_TOKEN=" TOKEN, NULL}};
     struct run_opts bad = {.env = {"ASYNCQ_TOKEN=wrong", NULL}};
-    struct run r;
+    struct bb_run r;
     int fd;
 
     snprintf(token_file, sizeof token_file, "/tmp/asyncq-cli-token.XXXXXX");
@@ -1598,22 +1486,22 @@ START_TEST(auth_token_comes_from_asyncq_token_or_token_file)
     asyncq(&r, d, "ping", NULL);
     assert_exit(&r, 3);
     assert_has(&r, r.err, "-32001");
-    run_free(&r);
+    bb_run_free(&r);
 
     asyncq_with(&r, &bad, d, "ping", NULL);
     assert_exit(&r, 3);
     assert_has(&r, r.err, "-32001");
-    run_free(&r);
+    bb_run_free(&r);
 
     asyncq(&r, d, "--token-file", wrong_file, "ping", NULL);
     assert_exit(&r, 3);
     assert_has(&r, r.err, "-32001");
-    run_free(&r);
+    bb_run_free(&r);
 
     asyncq_with(&r, &good, d, "ping", NULL);
     assert_exit(&r, 0);
     ck_assert_msg(strncmp(r.out, "pong", 4) == 0, "%s: \"%s\"", r.cmd, r.out);
-    run_free(&r);
+    bb_run_free(&r);
 
     asyncq_with(&r, &good, d, "put", "-q", "e", "-k", "echo", "--args",
                 "{\"a\":1}", "--wait", "--json", NULL);
@@ -1624,12 +1512,12 @@ START_TEST(auth_token_comes_from_asyncq_token_or_token_file)
         ck_assert_str_eq(bb_str_at(rec, "state"), "done");
         json_decref(rec);
     }
-    run_free(&r);
+    bb_run_free(&r);
 
     asyncq(&r, d, "--token-file", token_file, "ping", NULL);
     assert_exit(&r, 0);
     ck_assert_msg(strncmp(r.out, "pong", 4) == 0, "%s: \"%s\"", r.cmd, r.out);
-    run_free(&r);
+    bb_run_free(&r);
 
     asyncq(&r, d, "--token-file", token_file, "--json", "stats", NULL);
     assert_exit(&r, 0);
@@ -1639,14 +1527,14 @@ START_TEST(auth_token_comes_from_asyncq_token_or_token_file)
         ck_assert_int_eq(bb_int_at(st, "queues.e.put"), 1);
         json_decref(st);
     }
-    run_free(&r);
+    bb_run_free(&r);
 
     /* A token file that cannot be read: the CLI says which. */
     unlink(wrong_file);
     asyncq(&r, d, "--token-file", wrong_file, "ping", NULL);
     assert_exit(&r, 3);
     assert_has(&r, r.err, wrong_file);
-    run_free(&r);
+    bb_run_free(&r);
     unlink(token_file);
     ck_assert_int_eq(bb_stop(d), 0);
 }
@@ -1659,11 +1547,11 @@ END_TEST
 #endif
 
 /* asyncq-bench -s 127.0.0.1:<d's port> ARGS... */
-static void bench(struct run *r, const struct bb_daemon *d, ...)
+static void bench(struct bb_run *r, const struct bb_daemon *d, ...)
     __attribute__((sentinel));
 
 static void
-bench(struct run *r, const struct bb_daemon *d, ...)
+bench(struct bb_run *r, const struct bb_daemon *d, ...)
 {
     static const struct run_opts none;
     const char *argv[MAX_ARGS];
@@ -1691,7 +1579,7 @@ START_TEST(bench_end_to_end_reports_rates_and_latencies_as_json)
     struct bb_daemon *d =
         bb_startq("{'queues':{'default':{'kind':'echo','consumers':2}}}");
     struct bb_conn *c = bb_connect(d);
-    struct run r;
+    struct bb_run r;
     json_t *out, *st;
 
     bench(&r, d, "-n", "2000", "-c", "2", "-P", "16", "--sample-done", "10",
@@ -1712,7 +1600,7 @@ START_TEST(bench_end_to_end_reports_rates_and_latencies_as_json)
     ck_assert_int_eq(bb_int_at(st, "queues.default.done"), 2000);
     json_decref(st);
     json_decref(out);
-    run_free(&r);
+    bb_run_free(&r);
     bb_close(c);
     ck_assert_int_eq(bb_stop(d), 0);
 }
@@ -1726,7 +1614,7 @@ START_TEST(bench_no_join_on_a_queue_without_consumers_ends)
         bb_startq("{'queues':{'default':{'kind':'echo','consumers':0,"
                   "'maxsize':0}}}");
     struct bb_conn *c = bb_connect(d);
-    struct run r;
+    struct bb_run r;
     json_t *st;
 
     bench(&r, d, "-n", "5000", "-c", "2", "-P", "8", "--no-join", NULL);
@@ -1736,7 +1624,7 @@ START_TEST(bench_no_join_on_a_queue_without_consumers_ends)
     ck_assert_int_eq(bb_int_at(st, "queues.default.put"), 5000);
     ck_assert_int_eq(bb_int_at(st, "queues.default.size"), 5000);
     json_decref(st);
-    run_free(&r);
+    bb_run_free(&r);
     bb_close(c);
     ck_assert_int_eq(bb_stop(d), 0);
 }
@@ -1745,15 +1633,15 @@ END_TEST
 START_TEST(bench_bad_args_exit_2_naming_the_problem)
 {
     struct bb_daemon *d = bb_startq("{}");
-    struct run r;
+    struct bb_run r;
 
     bench(&r, d, "-a", "[1,2]", "-n", "10", NULL);
     ck_assert_int_eq(r.status, 2);
     ck_assert_msg(strstr(r.err, "--args") != NULL, "%s", r.err);
-    run_free(&r);
+    bb_run_free(&r);
     bench(&r, d, "--sample-done", "-1", NULL);
     ck_assert_int_eq(r.status, 2);
-    run_free(&r);
+    bb_run_free(&r);
     ck_assert_int_eq(bb_stop(d), 0);
 }
 END_TEST

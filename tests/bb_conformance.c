@@ -21,13 +21,6 @@
 
 #define ECHO_CONFIG "{'queues':{'default':{'kind':'echo','consumers':1}}}"
 
-enum {
-    INVALID_REQUEST = -32600,
-    METHOD_NOT_FOUND = -32601,
-    INVALID_PARAMS = -32602,
-    TOO_MANY_CONNECTIONS = -32011,
-};
-
 /* Sends line and asserts the next line back is exactly want. */
 static void
 expect_text(struct bb_conn *c, const char *line, const char *want)

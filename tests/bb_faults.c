@@ -175,7 +175,7 @@ put_refused(struct bb_conn *c, int i, const char *extra, ...)
     ck_assert_msg(json_object_get(r, "error") != NULL,
                   "put %d acknowledged although the journal fails: %s", i,
                   bb_dump(r));
-    ck_assert_msg(bb_int_at(r, "error.code") == -32603, "put %d: %s", i,
+    ck_assert_msg(bb_int_at(r, "error.code") == INTERNAL_ERROR, "put %d: %s", i,
                   bb_dump(r));
     msg = bb_str_at(r, "error.message");
     va_start(ap, extra);
@@ -203,8 +203,8 @@ put_until_ok(struct bb_conn *c, int i)
             json_decref(r);
             return id;
         }
-        ck_assert_msg(bb_int_at(r, "error.code") == -32603, "put %d: %s", i,
-                      bb_dump(r));
+        ck_assert_msg(bb_int_at(r, "error.code") == INTERNAL_ERROR,
+                      "put %d: %s", i, bb_dump(r));
         json_decref(r);
         ck_assert_msg(bb_now_ms() < deadline,
                       "puts still refused %d ms after the fault went",

@@ -792,7 +792,7 @@ START_TEST(https_url_is_refused_at_put_without_tls)
     ck_assert_int_eq(
         bb_error(c, "put",
                  bb_jsonq("{'args':{'url':'https://127.0.0.1:1/ok'}}")),
-        -32602);
+        INVALID_PARAMS);
     bb_close(c);
     ck_assert_int_eq(bb_stop(d), 0);
 }
@@ -812,7 +812,7 @@ assert_invalid_args(struct bb_conn *c, const char *args, const char *field)
     const char *msg;
 
     ck_assert_msg(err != NULL, "args %s accepted: %s", args, bb_dump(r));
-    ck_assert_msg(bb_int_at(err, "code") == -32602, "args %s: %s", args,
+    ck_assert_msg(bb_int_at(err, "code") == INVALID_PARAMS, "args %s: %s", args,
                   bb_dump(r));
     msg = bb_str_at(err, "message");
     ck_assert_msg(field == NULL || strstr(msg, field) != NULL,
@@ -921,7 +921,8 @@ assert_put_not_allowed(struct bb_conn *c, const char *queue, const char *url,
     const char *msg;
 
     ck_assert_msg(err != NULL, "%s accepted: %s", url, bb_dump(r));
-    ck_assert_msg(bb_int_at(err, "code") == -32005, "%s: %s", url, bb_dump(r));
+    ck_assert_msg(bb_int_at(err, "code") == NOT_ALLOWED, "%s: %s", url,
+                  bb_dump(r));
     msg = bb_str_at(err, "message");
     ck_assert_msg(strstr(msg, "params.args.url") != NULL &&
                       strstr(msg, why) != NULL,

@@ -16,7 +16,6 @@
 #include <limits.h>
 #include <poll.h>
 #include <signal.h>
-#include <spawn.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -39,8 +38,6 @@
 #define KILL_TIMEOUT_MS 10000
 #define JOB_START_MS 5000
 #define HDR_BYTES 8 /* a record: u32 length, u32 CRC-32C, then the body */
-
-extern char **environ;
 
 /* ---- the test's own directory ---- */
 
@@ -250,84 +247,15 @@ recs_scan(const char *path, struct recs *rs)
 
 /* ---- the command line ---- */
 
-struct cli {
-    int status; /* exit status, or 128 + signal */
-    char *out;  /* stdout, the caller's */
-    char *err;  /* stderr, the caller's */
-};
-
-static bool
-drain_fd(int fd, char **buf, size_t *len)
-{
-    char chunk[4096];
-    ssize_t n = read(fd, chunk, sizeof chunk);
-
-    if (n < 0 && errno == EINTR)
-        return true;
-    if (n <= 0)
-        return false;
-    *buf = realloc(*buf, *len + (size_t)n + 1);
-    memcpy(*buf + *len, chunk, (size_t)n);
-    *len += (size_t)n;
-    (*buf)[*len] = '\0';
-    return true;
-}
-
-/* Runs asyncqd --config config [flag] with stdin on /dev/null, capturing
- * both outputs, within CLI_TIMEOUT_MS. */
+/* Runs asyncqd --config config [flag], capturing both outputs, within
+ * CLI_TIMEOUT_MS. */
 static void
-cli_run(struct cli *r, const char *config, const char *flag)
+cli_run(struct bb_run *r, const char *config, const char *flag)
 {
     const char *argv[] = {ASYNCQD_PATH, "--config", config, flag, NULL};
-    posix_spawn_file_actions_t fa;
-    int out[2], err[2], st;
-    size_t out_len = 0, err_len = 0;
-    int64_t deadline = bb_now_ms() + CLI_TIMEOUT_MS;
-    bool out_open = true, err_open = true;
-    pid_t pid;
+    const struct bb_run_opts o = {.timeout_ms = CLI_TIMEOUT_MS};
 
-    ck_assert_int_eq(pipe2(out, O_CLOEXEC), 0);
-    ck_assert_int_eq(pipe2(err, O_CLOEXEC), 0);
-    posix_spawn_file_actions_init(&fa);
-    posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
-    posix_spawn_file_actions_adddup2(&fa, out[1], 1);
-    posix_spawn_file_actions_adddup2(&fa, err[1], 2);
-    ck_assert_int_eq(posix_spawn(&pid, ASYNCQD_PATH, &fa, NULL,
-                                 (char *const *)argv, environ),
-                     0);
-    posix_spawn_file_actions_destroy(&fa);
-    close(out[1]);
-    close(err[1]);
-    r->out = strdup("");
-    r->err = strdup("");
-    while (out_open || err_open) {
-        struct pollfd pfd[2] = {
-            {.fd = out_open ? out[0] : -1, .events = POLLIN},
-            {.fd = err_open ? err[0] : -1, .events = POLLIN}};
-        int wait_ms = (int)(deadline - bb_now_ms());
-
-        if (wait_ms <= 0 || poll(pfd, 2, wait_ms) == 0) {
-            kill(pid, SIGKILL);
-            waitpid(pid, &st, 0);
-            ck_abort_msg("asyncqd --config %s %s did not finish within %d ms",
-                         config, flag != NULL ? flag : "", CLI_TIMEOUT_MS);
-        }
-        if (pfd[0].revents != 0)
-            out_open = drain_fd(out[0], &r->out, &out_len);
-        if (pfd[1].revents != 0)
-            err_open = drain_fd(err[0], &r->err, &err_len);
-    }
-    close(out[0]);
-    close(err[0]);
-    ck_assert_int_eq(waitpid(pid, &st, 0), pid);
-    r->status = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
-}
-
-static void
-cli_free(struct cli *r)
-{
-    free(r->out);
-    free(r->err);
+    bb_run_argv(r, &o, argv);
 }
 
 /* ---- text ---- */
@@ -425,8 +353,9 @@ expect_no_job(struct bb_conn *c, json_int_t id)
 {
     int code = bb_error(c, "status", json_pack("{s:I}", "job", id));
 
-    ck_assert_msg(code == -32004, "status of job %lld: error %d, not -32004",
-                  (long long)id, code);
+    ck_assert_msg(code == NO_SUCH_JOB,
+                  "status of job %lld: error %d, not -32004", (long long)id,
+                  code);
 }
 
 /* The wall-clock time now, in seconds, as the daemon writes it. */
@@ -513,7 +442,7 @@ replay_prepare(struct bb_conn *c, struct replay *rp)
     r = bb_call(
         c, "wait",
         json_pack("{s:[I],s:f}", "jobs", rp->delayed_short, "timeout", 1.0));
-    ck_assert_int_eq(bb_int_at(r, "error.code"), -32008);
+    ck_assert_int_eq(bb_int_at(r, "error.code"), TIMED_OUT);
     json_decref(r);
 
     rp->last = put_state(c, bb_jsonq("{'queue':'keyed','args':{}}"), "pending");
@@ -1191,7 +1120,7 @@ START_TEST(damage_before_valid_records_refuses_start_with_status_2_until_repair)
     struct bb_conn *c;
     struct segs sg;
     struct recs rs;
-    struct cli r;
+    struct bb_run r;
     char cli_cfg[PATH_MAX], seg[PATH_MAX], *cfg, *cli_text;
     const char *kept;
     long off, size, nkept;
@@ -1233,7 +1162,7 @@ START_TEST(damage_before_valid_records_refuses_start_with_status_2_until_repair)
                   "the message does not name %s, offset %ld and --repair: %s",
                   seg, off, r.err);
     ck_assert_int_eq(file_size(seg), size); /* refused, not changed */
-    cli_free(&r);
+    bb_run_free(&r);
 
     cli_run(&r, cli_cfg, "--repair");
     ck_assert_msg(r.status == 0, "--repair: exit %d: %s%s", r.status, r.out,
@@ -1248,7 +1177,7 @@ START_TEST(damage_before_valid_records_refuses_start_with_status_2_until_repair)
                   "--repair kept %ld records; %d jobs and %zu records "
                   "precede the damage: %s",
                   nkept, NDAMAGE - 2, bad, r.out);
-    cli_free(&r);
+    bb_run_free(&r);
 
     d = bb_start("%s", cfg);
     c = bb_connect(d);
@@ -1272,7 +1201,7 @@ START_TEST(repair_without_a_journal_says_there_is_nothing_to_repair)
 {
     struct jdir jd;
     char path[PATH_MAX];
-    struct cli r;
+    struct bb_run r;
 
     jdir_init(&jd);
     snprintf(path, sizeof path, "%s/cli.json", jd.root);
@@ -1283,7 +1212,7 @@ START_TEST(repair_without_a_journal_says_there_is_nothing_to_repair)
                   r.out);
     ck_assert_msg(strstr(r.err, "nothing to repair") != NULL,
                   "stderr does not say there is nothing to repair: %s", r.err);
-    cli_free(&r);
+    bb_run_free(&r);
     jdir_remove(&jd);
 }
 END_TEST
@@ -1359,7 +1288,7 @@ expect_refused_then_repaired(const char *cfg, const char *cli_cfg,
 {
     struct bb_daemon *d;
     struct bb_conn *c;
-    struct cli r;
+    struct bb_run r;
 
     cli_run(&r, cli_cfg, NULL);
     ck_assert_msg(r.status == 2, "start: exit %d: %s", r.status, r.err);
@@ -1367,11 +1296,11 @@ expect_refused_then_repaired(const char *cfg, const char *cli_cfg,
                       strstr(r.err, "--repair") != NULL,
                   "the message does not name %s, offset %ld and --repair: %s",
                   file, off, r.err);
-    cli_free(&r);
+    bb_run_free(&r);
     cli_run(&r, cli_cfg, "--repair");
     ck_assert_msg(r.status == 0 && strstr(r.out, " records kept") != NULL,
                   "--repair: exit %d: %s%s", r.status, r.out, r.err);
-    cli_free(&r);
+    bb_run_free(&r);
     d = bb_start("%s", cfg);
     c = bb_connect(d);
     for (size_t i = 0; i < nkept; i++) {

@@ -7,12 +7,9 @@
  * session under valgrind when ASYNCQ_VALGRIND_SESSION=1.
  */
 #include <check.h>
-#include <errno.h>
-#include <fcntl.h>
 #include <limits.h>
 #include <poll.h>
 #include <signal.h>
-#include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -32,94 +29,22 @@
 #define CLI_TIMEOUT_MS 10000
 #define JOB_START_MS 5000 /* deadline for a put job to be running */
 
-extern char **environ;
-
 /* ---- the command line ---- */
 
-struct cli {
-    int status; /* exit status, or 128 + signal */
-    char *out;  /* stdout, the caller's */
-    char *err;  /* stderr, the caller's */
-};
-
-/* Reads what fd has into *buf; false at end of file. */
-static bool
-drain_fd(int fd, char **buf, size_t *len)
-{
-    char chunk[4096];
-    ssize_t n = read(fd, chunk, sizeof chunk);
-
-    if (n < 0 && errno == EINTR)
-        return true;
-    if (n <= 0)
-        return false;
-    *buf = realloc(*buf, *len + (size_t)n + 1);
-    memcpy(*buf + *len, chunk, (size_t)n);
-    *len += (size_t)n;
-    (*buf)[*len] = '\0';
-    return true;
-}
-
-/* Runs asyncqd with args (NULL-terminated, argv[0] excluded) and its
- * stdin on /dev/null, capturing both outputs, within CLI_TIMEOUT_MS. */
+/* Runs asyncqd with args (NULL-terminated, argv[0] excluded), capturing
+ * both outputs, within CLI_TIMEOUT_MS. */
 static void
-cli_run(struct cli *r, const char *const *args)
+cli_run(struct bb_run *r, const char *const *args)
 {
     const char *argv[16];
-    posix_spawn_file_actions_t fa;
-    int out[2], err[2], n = 0, st;
-    size_t out_len = 0, err_len = 0;
-    int64_t deadline = bb_now_ms() + CLI_TIMEOUT_MS;
-    bool out_open = true, err_open = true;
-    pid_t pid;
+    const struct bb_run_opts o = {.timeout_ms = CLI_TIMEOUT_MS};
+    int n = 0;
 
     argv[n++] = ASYNCQD_PATH;
     while (*args != NULL && n < 15)
         argv[n++] = *args++;
     argv[n] = NULL;
-    ck_assert_int_eq(pipe2(out, O_CLOEXEC), 0);
-    ck_assert_int_eq(pipe2(err, O_CLOEXEC), 0);
-    posix_spawn_file_actions_init(&fa);
-    posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
-    posix_spawn_file_actions_adddup2(&fa, out[1], 1);
-    posix_spawn_file_actions_adddup2(&fa, err[1], 2);
-    ck_assert_int_eq(posix_spawn(&pid, ASYNCQD_PATH, &fa, NULL,
-                                 (char *const *)argv, environ),
-                     0);
-    posix_spawn_file_actions_destroy(&fa);
-    close(out[1]);
-    close(err[1]);
-    r->out = strdup("");
-    r->err = strdup("");
-    while (out_open || err_open) {
-        struct pollfd pfd[2] = {
-            {.fd = out_open ? out[0] : -1, .events = POLLIN},
-            {.fd = err_open ? err[0] : -1, .events = POLLIN}};
-        int wait_ms = (int)(deadline - bb_now_ms());
-
-        if (wait_ms <= 0 || poll(pfd, 2, wait_ms) == 0) {
-            kill(pid, SIGKILL);
-            waitpid(pid, &st, 0);
-            ck_abort_msg("asyncqd %s did not finish within %d ms",
-                         argv[1] != NULL ? argv[1] : "", CLI_TIMEOUT_MS);
-        }
-        if (pfd[0].revents != 0)
-            out_open = drain_fd(out[0], &r->out, &out_len);
-        if (pfd[1].revents != 0)
-            err_open = drain_fd(err[0], &r->err, &err_len);
-    }
-    close(out[0]);
-    close(err[0]);
-    /* Both pipes are closed: the process is exiting. */
-    ck_assert_int_eq(waitpid(pid, &st, 0), pid);
-    r->status = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
-}
-
-static void
-cli_free(struct cli *r)
-{
-    free(r->out);
-    free(r->err);
+    bb_run_argv(r, &o, argv);
 }
 
 /* A temp dir holding a config file, for the command-line tests. */
@@ -200,7 +125,7 @@ START_TEST(version_flag_prints_the_version_and_exits_0)
     json_t *st = bb_result(c, "stats", NULL);
     const char *version = bb_str_at(st, "version");
     unsigned major, minor, patch;
-    struct cli r;
+    struct bb_run r;
 
     ck_assert_int_eq(sscanf(version, "%u.%u.%u", &major, &minor, &patch), 3);
     cli_run(&r, args);
@@ -208,7 +133,7 @@ START_TEST(version_flag_prints_the_version_and_exits_0)
     ck_assert_msg(strstr(r.out, version) != NULL,
                   "--version printed \"%s\", not the version %s", r.out,
                   version);
-    cli_free(&r);
+    bb_run_free(&r);
     json_decref(st);
     bb_close(c);
     ck_assert_int_eq(bb_stop(d), 0);
@@ -218,20 +143,20 @@ END_TEST
 START_TEST(help_flag_exits_0_and_mentions_config)
 {
     static const char *const args[] = {"--help", NULL};
-    struct cli r;
+    struct bb_run r;
 
     cli_run(&r, args);
     ck_assert_int_eq(r.status, 0);
     ck_assert_msg(strstr(r.out, "--config") != NULL,
                   "--help does not mention --config: %s", r.out);
-    cli_free(&r);
+    bb_run_free(&r);
 }
 END_TEST
 
 START_TEST(check_config_accepts_a_valid_config_and_exits_0)
 {
     struct cfgdir cd;
-    struct cli r;
+    struct bb_run r;
 
     cfgdir_write(&cd, "{\"listen\":[\"tcp://127.0.0.1:0\"],"
                       "\"journal\":{\"path\":null},"
@@ -240,7 +165,7 @@ START_TEST(check_config_accepts_a_valid_config_and_exits_0)
     const char *const args[] = {"--config", cd.path, "--check-config", NULL};
     cli_run(&r, args);
     ck_assert_msg(r.status == 0, "exit %d: %s%s", r.status, r.out, r.err);
-    cli_free(&r);
+    bb_run_free(&r);
     cfgdir_remove(&cd);
 }
 END_TEST
@@ -248,7 +173,7 @@ END_TEST
 START_TEST(check_config_rejects_a_bad_value_naming_the_field)
 {
     struct cfgdir cd;
-    struct cli r;
+    struct bb_run r;
     char *both;
 
     cfgdir_write(&cd, "{\"queues\":{\"default\":{\"consumers\":-1}}}");
@@ -259,7 +184,7 @@ START_TEST(check_config_rejects_a_bad_value_naming_the_field)
     ck_assert_msg(strstr(both, "queues.default.consumers") != NULL,
                   "the message does not name the field: %s", both);
     free(both);
-    cli_free(&r);
+    bb_run_free(&r);
     cfgdir_remove(&cd);
 }
 END_TEST
@@ -267,7 +192,7 @@ END_TEST
 START_TEST(check_config_rejects_an_unknown_field_naming_it)
 {
     struct cfgdir cd;
-    struct cli r;
+    struct bb_run r;
     char *both;
 
     cfgdir_write(&cd, "{\"queues\":{\"default\":{\"consumerz\":1}}}");
@@ -278,7 +203,7 @@ START_TEST(check_config_rejects_an_unknown_field_naming_it)
     ck_assert_msg(strstr(both, "queues.default.consumerz") != NULL,
                   "the message does not name the field: %s", both);
     free(both);
-    cli_free(&r);
+    bb_run_free(&r);
     cfgdir_remove(&cd);
 }
 END_TEST
@@ -286,20 +211,20 @@ END_TEST
 START_TEST(unknown_flag_exits_nonzero)
 {
     static const char *const args[] = {"--no-such-flag", NULL};
-    struct cli r;
+    struct bb_run r;
 
     cli_run(&r, args);
     ck_assert_int_ne(r.status, 0);
     ck_assert_msg(strstr(r.err, "--no-such-flag") != NULL,
                   "stderr does not name the flag: %s", r.err);
-    cli_free(&r);
+    bb_run_free(&r);
 }
 END_TEST
 
 START_TEST(start_with_a_missing_config_file_exits_1_naming_the_path)
 {
     char dir[] = "/tmp/asyncq-bbl.XXXXXX", path[96];
-    struct cli r;
+    struct bb_run r;
 
     ck_assert_ptr_nonnull(mkdtemp(dir));
     snprintf(path, sizeof path, "%s/missing.json", dir);
@@ -308,7 +233,7 @@ START_TEST(start_with_a_missing_config_file_exits_1_naming_the_path)
     ck_assert_int_eq(r.status, 1);
     ck_assert_msg(strstr(r.err, path) != NULL, "stderr does not name %s: %s",
                   path, r.err);
-    cli_free(&r);
+    bb_run_free(&r);
     rmdir(dir);
 }
 END_TEST
@@ -452,7 +377,7 @@ START_TEST(sigint_stops_gracefully_like_sigterm)
     ck_assert_int_eq(bb_error(c, "put",
                               bb_json("{\"args\":{\"argv\":["
                                       "\"/bin/echo\"]}}")),
-                     -32010);
+                     SHUTTING_DOWN);
     r = bb_wait_reply(c, wid, 10000);
     ck_assert_msg(r != NULL, "no reply to wait");
     ck_assert_msg(json_is_array(bb_at(r, "result")), "wait: %s", bb_dump(r));
@@ -504,11 +429,12 @@ START_TEST(during_shutdown_new_puts_get_32010_and_new_connections_are_refused)
     bb_signal(d, SIGTERM);
     ck_assert(bb_log_wait(d, "stopping", 5000));
     ck_assert_int_eq(
-        bb_error(c, "put", bb_json("{\"args\":{\"seconds\":0.1}}")), -32010);
+        bb_error(c, "put", bb_json("{\"args\":{\"seconds\":0.1}}")),
+        SHUTTING_DOWN);
     ck_assert_int_eq(bb_error(c, "put",
                               bb_json("{\"queue\":\"echo\",\"args\":{},"
                                       "\"nowait\":true}")),
-                     -32010);
+                     SHUTTING_DOWN);
     /* The open connection is still served for everything but new work. */
     r = bb_result(c, "status", json_pack("{s:I}", "job", id));
     ck_assert_str_eq(bb_str_at(r, "state"), "running");
@@ -548,15 +474,15 @@ START_TEST(pending_waiters_get_32010_before_the_daemon_exits)
     bb_signal(d, SIGTERM);
     ck_assert_int_eq(
         reply_error_code(bb_wait_reply(c, w_running, 10000), "wait running"),
-        -32010);
+        SHUTTING_DOWN);
     ck_assert_int_eq(
         reply_error_code(bb_wait_reply(c2, w_pending, 10000), "wait pending"),
-        -32010);
+        SHUTTING_DOWN);
     ck_assert_int_eq(reply_error_code(bb_wait_reply(c2, w_join, 10000), "join"),
-                     -32010);
+                     SHUTTING_DOWN);
     ck_assert_int_eq(
         reply_error_code(bb_wait_reply(c, w_put, 10000), "put with wait"),
-        -32010);
+        SHUTTING_DOWN);
     ck_assert_int_eq(bb_wait_exit(d, 10000), 0);
     bb_close(c);
     bb_close(c2);
@@ -744,7 +670,7 @@ START_TEST(sighup_adds_a_new_queue)
 
     ck_assert_int_eq(
         bb_error(c, "put", bb_json("{\"queue\":\"extra\",\"args\":{}}")),
-        -32002);
+        NO_SUCH_QUEUE);
     bb_write_config(d, "{\"queues\":{\"default\":{\"kind\":\"echo\","
                        "\"consumers\":1},\"extra\":{\"kind\":\"echo\","
                        "\"consumers\":1}}}");
@@ -842,7 +768,8 @@ START_TEST(valgrind_session_reports_no_errors_or_leaks)
                        bb_json("{\"queue\":\"run\",\"args\":{\"argv\":["
                                "\"asyncq-no-such-program\"]}}"),
                        VALGRIND_REPLY_MS);
-    ck_assert_int_eq(reply_error_code(r, "put of a missing program"), -32602);
+    ck_assert_int_eq(reply_error_code(r, "put of a missing program"),
+                     INVALID_PARAMS);
 
     /* wait on several, in all modes. */
     a = bb_put_job(c, bb_json("{\"args\":{\"a\":1}}"), VALGRIND_REPLY_MS);
@@ -873,7 +800,7 @@ START_TEST(valgrind_session_reports_no_errors_or_leaks)
     vg_expect_state(c, "cancel", json_pack("{s:I}", "job", e), "cancelled");
     r = bb_call_within(c, "cancel", json_pack("{s:I}", "job", e),
                        VALGRIND_REPLY_MS);
-    ck_assert_int_eq(reply_error_code(r, "second cancel"), -32009);
+    ck_assert_int_eq(reply_error_code(r, "second cancel"), ALREADY_FINISHED);
 
     /* A timeout, then a wait that times out. */
     vg_expect_state(c, "put",
@@ -885,7 +812,7 @@ START_TEST(valgrind_session_reports_no_errors_or_leaks)
     r = bb_call_within(c, "wait",
                        json_pack("{s:[I],s:f}", "jobs", a, "timeout", 0.2),
                        VALGRIND_REPLY_MS);
-    ck_assert_int_eq(reply_error_code(r, "wait with timeout"), -32008);
+    ck_assert_int_eq(reply_error_code(r, "wait with timeout"), TIMED_OUT);
     json_decref(bb_result_within(c, "stats", NULL, VALGRIND_REPLY_MS));
 
     /* Stop with jobs running (a is running or pending), an exec one too,

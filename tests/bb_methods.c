@@ -524,7 +524,8 @@ START_TEST(put_nowait_on_a_full_queue_fails_at_once)
 
     put_ok(c, bb_jsonq("{'nowait':true}"), "pending");
     t0 = bb_now_s();
-    ck_assert_int_eq(bb_error(c, "put", bb_jsonq("{'nowait':true}")), -32000);
+    ck_assert_int_eq(bb_error(c, "put", bb_jsonq("{'nowait':true}")),
+                     QUEUE_FULL);
     ck_assert_msg(bb_now_s() - t0 < 2, "queue full after %.3f s",
                   bb_now_s() - t0);
     assert_stats(c, "default",
@@ -540,9 +541,11 @@ START_TEST(put_to_an_unknown_queue_fails_with_no_such_queue)
         bb_startq("{'queues':{'default':{'kind':'echo','consumers':1}}}");
     struct bb_conn *c = bb_connect(d);
 
-    ck_assert_int_eq(bb_error(c, "put", bb_jsonq("{'queue':'nope'}")), -32002);
+    ck_assert_int_eq(bb_error(c, "put", bb_jsonq("{'queue':'nope'}")),
+                     NO_SUCH_QUEUE);
     ck_assert_int_eq(
-        bb_error(c, "put", bb_jsonq("{'queue':'nope','wait':true}")), -32002);
+        bb_error(c, "put", bb_jsonq("{'queue':'nope','wait':true}")),
+        NO_SUCH_QUEUE);
     bb_close(c);
     ck_assert_int_eq(bb_stop(d), 0);
 }
@@ -555,13 +558,14 @@ START_TEST(put_of_an_unknown_kind_or_bad_args_fails_with_invalid_params)
     struct bb_conn *c = bb_connect(d);
 
     ck_assert_int_eq(bb_error(c, "put", bb_jsonq("{'kind':'teleport'}")),
-                     -32602);
-    ck_assert_int_eq(bb_error(c, "put", bb_jsonq("{'kind':7}")), -32602);
+                     INVALID_PARAMS);
+    ck_assert_int_eq(bb_error(c, "put", bb_jsonq("{'kind':7}")),
+                     INVALID_PARAMS);
     /* A built kind still checks its args at put. */
     ck_assert_int_eq(
         bb_error(c, "put",
                  bb_jsonq("{'kind':'http','args':{'url':'ftp://127.0.0.1/'}}")),
-        -32602);
+        INVALID_PARAMS);
     assert_stats(c, "default", bb_jsonq("{'put':0}"));
     bb_close(c);
     ck_assert_int_eq(bb_stop(d), 0);
@@ -579,7 +583,7 @@ START_TEST(put_of_a_program_outside_the_allow_list_fails_not_allowed)
     ck_assert_int_eq(
         bb_error(c, "put",
                  bb_jsonq("{'args':{'argv':['/bin/sh','-c','true']}}")),
-        -32005);
+        NOT_ALLOWED);
     rec = bb_result(
         c, "put", bb_jsonq("{'args':{'argv':['/bin/echo','hi']},'wait':true}"));
     ck_assert_str_eq(bb_str_at(rec, "state"), "done");
@@ -627,16 +631,17 @@ START_TEST(put_of_a_kind_its_queue_does_not_run_fails_not_allowed)
     msg = error_message(c, "put",
                         bb_jsonq("{'queue':'web','kind':'exec','args':"
                                  "{'argv':['/bin/sh','-c','echo pwned']}}"),
-                        -32005);
+                        NOT_ALLOWED);
     assert_has(msg, "web");
     assert_has(msg, "exec");
     free(msg);
     ck_assert_int_eq(bb_error(c, "put",
                               bb_jsonq("{'queue':'web','kind':'sleep',"
                                        "'args':{'seconds':0}}")),
-                     -32005);
+                     NOT_ALLOWED);
     ck_assert_int_eq(
-        bb_error(c, "put", bb_jsonq("{'queue':'ex','kind':'echo'}")), -32005);
+        bb_error(c, "put", bb_jsonq("{'queue':'ex','kind':'echo'}")),
+        NOT_ALLOWED);
     /* Naming the queue's own kind is fine. */
     json_decref(bb_result(c, "put",
                           bb_jsonq("{'queue':'web','kind':'echo',"
@@ -661,7 +666,7 @@ START_TEST(put_of_a_listed_kind_is_checked_against_the_queue_settings)
         bb_error(c, "put",
                  bb_jsonq("{'queue':'web','kind':'exec',"
                           "'args':{'argv':['/bin/sh','-c','true']}}")),
-        -32005);
+        NOT_ALLOWED);
     rec = bb_result(c, "put",
                     bb_jsonq("{'queue':'web','kind':'exec',"
                              "'args':{'argv':['/bin/true']},'wait':true}"));
@@ -674,7 +679,7 @@ START_TEST(put_of_a_listed_kind_is_checked_against_the_queue_settings)
     ck_assert_int_eq(bb_error(c, "put",
                               bb_jsonq("{'queue':'web','kind':'sleep',"
                                        "'args':{'seconds':0}}")),
-                     -32005);
+                     NOT_ALLOWED);
     bb_close(c);
     ck_assert_int_eq(bb_stop(d), 0);
 }
@@ -698,7 +703,8 @@ START_TEST(put_of_a_duration_past_1e9_seconds_fails_naming_the_field)
     json_int_t id;
 
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
-        char *msg = error_message(c, "put", bb_jsonq("%s", bad[i][0]), -32602);
+        char *msg =
+            error_message(c, "put", bb_jsonq("%s", bad[i][0]), INVALID_PARAMS);
 
         assert_has(msg, bad[i][1]);
         free(msg);
@@ -720,10 +726,14 @@ START_TEST(put_args_must_be_an_object)
         bb_startq("{'queues':{'default':{'kind':'echo','consumers':1}}}");
     struct bb_conn *c = bb_connect(d);
 
-    ck_assert_int_eq(bb_error(c, "put", bb_jsonq("{'args':[1,2]}")), -32602);
-    ck_assert_int_eq(bb_error(c, "put", bb_jsonq("{'args':'x'}")), -32602);
-    ck_assert_int_eq(bb_error(c, "put", bb_jsonq("{'args':3}")), -32602);
-    ck_assert_int_eq(bb_error(c, "put", bb_jsonq("{'args':true}")), -32602);
+    ck_assert_int_eq(bb_error(c, "put", bb_jsonq("{'args':[1,2]}")),
+                     INVALID_PARAMS);
+    ck_assert_int_eq(bb_error(c, "put", bb_jsonq("{'args':'x'}")),
+                     INVALID_PARAMS);
+    ck_assert_int_eq(bb_error(c, "put", bb_jsonq("{'args':3}")),
+                     INVALID_PARAMS);
+    ck_assert_int_eq(bb_error(c, "put", bb_jsonq("{'args':true}")),
+                     INVALID_PARAMS);
     assert_stats(c, "default", bb_jsonq("{'put':0}"));
     bb_close(c);
     ck_assert_int_eq(bb_stop(d), 0);
@@ -745,8 +755,8 @@ START_TEST(put_rejects_params_of_the_wrong_type)
     for (int i = 0; bad[i] != NULL; i++) {
         int code = bb_error(c, "put", bb_jsonq("%s", bad[i]));
 
-        ck_assert_msg(code == -32602, "put %s: error %d, expected -32602",
-                      bad[i], code);
+        ck_assert_msg(code == INVALID_PARAMS,
+                      "put %s: error %d, expected -32602", bad[i], code);
     }
     assert_stats(c, "default", bb_jsonq("{'put':0}"));
     bb_close(c);
@@ -769,7 +779,7 @@ START_TEST(put_during_shutdown_fails_while_running_jobs_finish)
     ck_assert_msg(bb_log_wait(d, "stopping", POLL_MS),
                   "no stopping in the log");
     ck_assert_int_eq(bb_error(c, "put", bb_jsonq("{'args':{'seconds':0}}")),
-                     -32010);
+                     SHUTTING_DOWN);
     /* The running job has its grace: it finishes, and the waiter hears. */
     list = bb_wait_reply(c, w, BB_TIMEOUT_MS);
     ck_assert_ptr_nonnull(list);
@@ -839,7 +849,7 @@ START_TEST(put_counts_delayed_and_running_jobs_against_maxsize)
     b = put_ok(c, bb_jsonq("{'args':{'seconds':0},'delay':60}"), "delayed");
     ck_assert_int_eq(
         bb_error(c, "put", bb_jsonq("{'args':{'seconds':0},'nowait':true}")),
-        -32000);
+        QUEUE_FULL);
     assert_stats(c, "default",
                  bb_jsonq("{'size':0,'delayed':1,'running':1,'unfinished':2}"));
     json_decref(bb_result(c, "cancel", json_pack("{s:I}", "job", a)));
@@ -957,9 +967,11 @@ START_TEST(status_of_an_unknown_job_fails_with_no_such_job)
         bb_startq("{'queues':{'default':{'kind':'echo','consumers':1}}}");
     struct bb_conn *c = bb_connect(d);
 
-    ck_assert_int_eq(bb_error(c, "status", bb_jsonq("{'job':987654}")), -32004);
+    ck_assert_int_eq(bb_error(c, "status", bb_jsonq("{'job':987654}")),
+                     NO_SUCH_JOB);
     ck_assert_int_eq(
-        bb_error(c, "status", bb_jsonq("{'job':9007199254740991}")), -32004);
+        bb_error(c, "status", bb_jsonq("{'job':9007199254740991}")),
+        NO_SUCH_JOB);
     bb_close(c);
     ck_assert_int_eq(bb_stop(d), 0);
 }
@@ -984,8 +996,8 @@ START_TEST(status_rejects_ids_that_are_not_positive_integers)
     for (int i = 0; bad[i] != NULL; i++) {
         int code = bb_error(c, "status", bb_jsonq("%s", bad[i]));
 
-        ck_assert_msg(code == -32602, "status %s: error %d, expected -32602",
-                      bad[i], code);
+        ck_assert_msg(code == INVALID_PARAMS,
+                      "status %s: error %d, expected -32602", bad[i], code);
     }
     bb_close(c);
     ck_assert_int_eq(bb_stop(d), 0);
@@ -1107,7 +1119,7 @@ START_TEST(wait_past_its_timeout_fails_with_timeout)
     ck_assert_int_eq(
         bb_error(c, "wait",
                  bb_jsonq("{'jobs':[%lld],'timeout':0.2}", (long long)a)),
-        -32008);
+        TIMED_OUT);
     ck_assert_msg(bb_now_s() - t0 >= 0.2, "timeout after %.3f s",
                   bb_now_s() - t0);
     /* Without cancel_on_timeout the job goes on. */
@@ -1136,7 +1148,7 @@ START_TEST(wait_with_cancel_on_timeout_cancels_the_unfinished_jobs)
                  bb_jsonq("{'jobs':[%lld,%lld,%lld],'timeout':0.2,"
                           "'cancel_on_timeout':true}",
                           (long long)a, (long long)b, (long long)e)),
-        -32008);
+        TIMED_OUT);
     bb_await_state(c, b, "cancelled", POLL_MS);
     bb_await_state(c, e, "cancelled", POLL_MS);
     assert_state(c, a, "done");
@@ -1156,10 +1168,10 @@ START_TEST(wait_for_an_unknown_job_fails_with_no_such_job)
     json_int_t a = put_ok(c, bb_jsonq("{}"), "pending");
 
     ck_assert_int_eq(bb_error(c, "wait", bb_jsonq("{'jobs':[987654]}")),
-                     -32004);
+                     NO_SUCH_JOB);
     ck_assert_int_eq(
         bb_error(c, "wait", bb_jsonq("{'jobs':[%lld,987654]}", (long long)a)),
-        -32004);
+        NO_SUCH_JOB);
     bb_close(c);
     ck_assert_int_eq(bb_stop(d), 0);
 }
@@ -1178,19 +1190,19 @@ START_TEST(wait_rejects_an_empty_or_malformed_job_list)
     for (int i = 0; bad[i] != NULL; i++) {
         int code = bb_error(c, "wait", bb_jsonq("%s", bad[i]));
 
-        ck_assert_msg(code == -32602, "wait %s: error %d, expected -32602",
-                      bad[i], code);
+        ck_assert_msg(code == INVALID_PARAMS,
+                      "wait %s: error %d, expected -32602", bad[i], code);
     }
     ck_assert_int_eq(
         bb_error(c, "wait", bb_jsonq("{'jobs':[%lld],'mode':'some'}", a)),
-        -32602);
+        INVALID_PARAMS);
     ck_assert_int_eq(
         bb_error(c, "wait", bb_jsonq("{'jobs':[%lld],'timeout':-1}", a)),
-        -32602);
+        INVALID_PARAMS);
     ck_assert_int_eq(
         bb_error(c, "wait",
                  bb_jsonq("{'jobs':[%lld],'cancel_on_timeout':1}", a)),
-        -32602);
+        INVALID_PARAMS);
     bb_close(c);
     ck_assert_int_eq(bb_stop(d), 0);
 }
@@ -1302,16 +1314,16 @@ START_TEST(cancel_of_a_finished_job_fails_already_finished)
     ck_assert_int_eq(
         bb_error(c, "cancel",
                  json_pack("{s:I}", "job", bb_int_at(done, "job"))),
-        -32009);
+        ALREADY_FINISHED);
     ck_assert_int_eq(
         bb_error(c, "cancel",
                  json_pack("{s:I}", "job", bb_int_at(failed, "job"))),
-        -32009);
+        ALREADY_FINISHED);
     json_decref(bb_result(c, "pause", bb_jsonq("{'queue':'default'}")));
     x = put_ok(c, bb_jsonq("{}"), "pending");
     json_decref(bb_result(c, "cancel", json_pack("{s:I}", "job", x)));
     ck_assert_int_eq(bb_error(c, "cancel", json_pack("{s:I}", "job", x)),
-                     -32009);
+                     ALREADY_FINISHED);
     assert_state(c, bb_int_at(done, "job"), "done");
     json_decref(done);
     json_decref(failed);
@@ -1326,9 +1338,12 @@ START_TEST(cancel_of_an_unknown_job_fails_with_no_such_job)
         bb_startq("{'queues':{'default':{'kind':'echo','consumers':1}}}");
     struct bb_conn *c = bb_connect(d);
 
-    ck_assert_int_eq(bb_error(c, "cancel", bb_jsonq("{'job':987654}")), -32004);
-    ck_assert_int_eq(bb_error(c, "cancel", bb_jsonq("{'job':0}")), -32602);
-    ck_assert_int_eq(bb_error(c, "cancel", bb_jsonq("{'job':'1'}")), -32602);
+    ck_assert_int_eq(bb_error(c, "cancel", bb_jsonq("{'job':987654}")),
+                     NO_SUCH_JOB);
+    ck_assert_int_eq(bb_error(c, "cancel", bb_jsonq("{'job':0}")),
+                     INVALID_PARAMS);
+    ck_assert_int_eq(bb_error(c, "cancel", bb_jsonq("{'job':'1'}")),
+                     INVALID_PARAMS);
     bb_close(c);
     ck_assert_int_eq(bb_stop(d), 0);
 }
@@ -1434,10 +1449,11 @@ START_TEST(join_past_its_timeout_fails_with_timeout)
 
     ck_assert_int_eq(
         bb_error(c, "join", bb_jsonq("{'queue':'default','timeout':0.2}")),
-        -32008);
+        TIMED_OUT);
     ck_assert_msg(bb_now_s() - t0 >= 0.2, "timeout after %.3f s",
                   bb_now_s() - t0);
-    ck_assert_int_eq(bb_error(c, "join", bb_jsonq("{'timeout':0.2}")), -32008);
+    ck_assert_int_eq(bb_error(c, "join", bb_jsonq("{'timeout':0.2}")),
+                     TIMED_OUT);
     assert_state(c, a, "running");
     json_decref(bb_result(c, "cancel", json_pack("{s:I}", "job", a)));
     bb_close(c);
@@ -1461,7 +1477,7 @@ START_TEST(methods_on_an_unknown_queue_fail_with_no_such_queue)
     for (int i = 0; calls[i][0] != NULL; i++) {
         int code = bb_error(c, calls[i][0], bb_jsonq("%s", calls[i][1]));
 
-        ck_assert_msg(code == -32002, "%s %s: error %d, expected -32002",
+        ck_assert_msg(code == NO_SUCH_QUEUE, "%s %s: error %d, expected -32002",
                       calls[i][0], calls[i][1], code);
     }
     bb_close(c);
@@ -1646,7 +1662,7 @@ START_TEST(scale_to_zero_leaves_jobs_pending)
     ck_assert_int_eq(
         bb_error(c, "wait",
                  bb_jsonq("{'jobs':[%lld],'timeout':0.3}", (long long)a)),
-        -32008);
+        TIMED_OUT);
     assert_state(c, a, "pending");
     assert_stats(c, "default",
                  bb_jsonq("{'consumers':0,'size':1,'unfinished':1}"));
@@ -1681,7 +1697,7 @@ START_TEST(scale_down_lets_the_busy_consumer_finish_its_job)
     ck_assert_int_eq(
         bb_error(c, "wait",
                  bb_jsonq("{'jobs':[%lld],'timeout':0.3}", (long long)b)),
-        -32008);
+        TIMED_OUT);
     assert_state(c, b, "pending");
     assert_stats(c, "default",
                  bb_jsonq("{'consumers':0,'done':1,'cancelled':0,'size':1}"));
@@ -1705,8 +1721,8 @@ START_TEST(scale_rejects_consumers_that_are_not_integers_at_least_zero)
     for (int i = 0; bad[i] != NULL; i++) {
         int code = bb_error(c, "scale", bb_jsonq("%s", bad[i]));
 
-        ck_assert_msg(code == -32602, "scale %s: error %d, expected -32602",
-                      bad[i], code);
+        ck_assert_msg(code == INVALID_PARAMS,
+                      "scale %s: error %d, expected -32602", bad[i], code);
     }
     ck_assert_int_eq(queue_stat(c, "default", "consumers"), 1);
     bb_close(c);
@@ -1737,7 +1753,7 @@ START_TEST(pause_stops_taking_jobs_and_resume_restarts)
     ck_assert_int_eq(
         bb_error(c, "wait",
                  bb_jsonq("{'jobs':[%lld],'timeout':0.3}", (long long)b)),
-        -32008);
+        TIMED_OUT);
     assert_state(c, b, "pending");
     json_decref(bb_result(c, "resume", bb_jsonq("{'queue':'default'}")));
     list = bb_result(c, "wait", bb_jsonq("{'jobs':[%lld]}", (long long)b));
@@ -1765,7 +1781,8 @@ START_TEST(reload_applies_consumer_count_and_maxsize)
     /* Three jobs fit now, the fourth does not. */
     for (int i = 0; i < 3; i++)
         put_ok(c, bb_jsonq("{'nowait':true}"), "pending");
-    ck_assert_int_eq(bb_error(c, "put", bb_jsonq("{'nowait':true}")), -32000);
+    ck_assert_int_eq(bb_error(c, "put", bb_jsonq("{'nowait':true}")),
+                     QUEUE_FULL);
     bb_close(c);
     ck_assert_int_eq(bb_stop(d), 0);
 }
@@ -1779,7 +1796,7 @@ START_TEST(reload_adds_a_new_queue)
     json_t *rec;
 
     ck_assert_int_eq(bb_error(c, "stats", bb_jsonq("{'queue':'extra'}")),
-                     -32002);
+                     NO_SUCH_QUEUE);
     bb_write_configq(d, "{'queues':{'default':{'kind':'echo','consumers':1},"
                         "'extra':{'kind':'echo','consumers':2}}}");
     bb_signal(d, SIGHUP);
@@ -1819,7 +1836,7 @@ START_TEST(reload_applies_a_change_of_kinds)
     struct bb_daemon *d =
         bb_startq("{'queues':{'default':{'kind':'sleep','consumers':1}}}");
     struct bb_conn *c = bb_connect(d);
-    struct refusal_poll p = {c, "{'kind':'echo'}", -32005};
+    struct refusal_poll p = {c, "{'kind':'echo'}", NOT_ALLOWED};
     json_t *rec;
 
     ck_assert(put_is_refused(&p));
@@ -1913,9 +1930,9 @@ START_TEST(results_max_forgets_the_oldest_finished_jobs)
         json_decref(rec);
     }
     ck_assert_int_eq(bb_error(c, "status", json_pack("{s:I}", "job", ids[0])),
-                     -32004);
+                     NO_SUCH_JOB);
     ck_assert_int_eq(bb_error(c, "status", json_pack("{s:I}", "job", ids[1])),
-                     -32004);
+                     NO_SUCH_JOB);
     assert_state(c, ids[2], "done");
     rec = bb_job_status(c, ids[3]);
     ck_assert_str_eq(bb_str_at(rec, "state"), "done");
@@ -1938,7 +1955,7 @@ record_expired(void *arg)
     json_t *r = bb_call(p->c, "status", json_pack("{s:I}", "job", p->job));
     json_t *e = json_object_get(r, "error");
     bool gone = json_is_object(e) &&
-                json_integer_value(json_object_get(e, "code")) == -32004;
+                json_integer_value(json_object_get(e, "code")) == NO_SUCH_JOB;
 
     json_decref(r);
     return gone;

@@ -255,23 +255,6 @@ sh_job_wait(const char *script, int timeout_s)
     return params;
 }
 
-struct pid_list {
-    const pid_t *pids;
-    size_t n;
-};
-
-static bool
-none_alive(void *arg)
-{
-    const struct pid_list *l = arg;
-
-    for (size_t i = 0; i < l->n; i++) {
-        if (bb_pid_alive(l->pids[i]))
-            return false;
-    }
-    return true;
-}
-
 /* ---- escapes: how a job leaves a process behind ---- */
 
 enum end { END_EXIT, END_CANCEL, END_TIMEOUT, NENDS };
@@ -416,7 +399,6 @@ START_TEST(leftovers_of_a_killed_daemon_end_before_the_job_runs_again)
     char dir[] = "/tmp/asyncq-rerun.XXXXXX", extra[256], cmd[128];
     char runs[PATH_MAX], overlap[PATH_MAX];
     bool overlapped, first_alive, all_gone;
-    struct pid_list all;
     json_t *params;
     int st;
     pid_t pids[MAX_PIDS];
@@ -456,9 +438,7 @@ START_TEST(leftovers_of_a_killed_daemon_end_before_the_job_runs_again)
     first_alive = bb_pid_alive(pids[0]) || bb_pid_alive(pids[1]);
     st = bb_stop(d);
     n = read_pids(runs, pids, MAX_PIDS);
-    all.pids = pids;
-    all.n = n;
-    all_gone = bb_poll(none_alive, &all, DEAD_MS);
+    all_gone = bb_all_dead(pids, n, DEAD_MS);
     for (size_t i = 0; i < n; i++) {
         if (bb_pid_alive(pids[i])) /* a failure must not leave them */
             kill(pids[i], SIGKILL);

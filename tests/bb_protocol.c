@@ -25,15 +25,6 @@
 #define SLEEP_CONFIG                                                           \
     "{\"queues\":{\"default\":{\"kind\":\"sleep\",\"consumers\":2}}}"
 
-enum {
-    PARSE_ERROR = -32700,
-    INVALID_REQUEST = -32600,
-    METHOD_NOT_FOUND = -32601,
-    INVALID_PARAMS = -32602,
-    UNAUTHORIZED = -32001,
-    TOO_MANY_CONNECTIONS = -32011,
-};
-
 /* ---- helpers ---- */
 
 /* Asserts got equals want (JSON text); takes got. */
