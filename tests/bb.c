@@ -7,6 +7,7 @@
 #include <check.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <ftw.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
@@ -375,16 +376,6 @@ bb_wait_exit(struct bb_daemon *d, int timeout_ms)
     return d->status;
 }
 
-static void
-remove_dir(const char *dir)
-{
-    char cmd[128];
-
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-    if (system(cmd) != 0)
-        fprintf(stderr, "bb: could not remove %s\n", dir);
-}
-
 void
 bb_free(struct bb_daemon *d)
 {
@@ -394,7 +385,7 @@ bb_free(struct bb_daemon *d)
         kill(d->pid, SIGKILL);
         bb_wait_exit(d, STOP_TIMEOUT_MS);
     }
-    remove_dir(d->dir);
+    bb_remove_dir(d->dir);
     free(d);
 }
 
@@ -467,6 +458,21 @@ bb_poll(bool (*fn)(void *arg), void *arg, int timeout_ms)
         poll(NULL, 0, 10);
     }
     return true;
+}
+
+static int
+remove_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+    if (remove(path) != 0)
+        fprintf(stderr, "bb: cannot remove %s: %s\n", path, strerror(errno));
+    return 0;
+}
+
+bool
+bb_remove_dir(const char *dir)
+{
+    nftw(dir, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+    return access(dir, F_OK) != 0 && errno == ENOENT;
 }
 
 bool
@@ -860,6 +866,32 @@ bb_stat_int(struct bb_conn *c, const char *queue, const char *name)
     n = json_integer_value(v);
     json_decref(r);
     return n;
+}
+
+struct stat_want {
+    struct bb_conn *c;
+    const char *queue, *name;
+    json_int_t want;
+};
+
+static bool
+stat_is(void *arg)
+{
+    struct stat_want *w = arg;
+
+    return bb_stat_int(w->c, w->queue, w->name) == w->want;
+}
+
+void
+bb_await_stat(struct bb_conn *c, const char *queue, const char *name,
+              json_int_t want, int timeout_ms)
+{
+    struct stat_want w = {c, queue, name, want};
+
+    ck_assert_msg(bb_poll(stat_is, &w, timeout_ms),
+                  "stats %s.%s did not reach %lld within %d ms",
+                  queue != NULL ? queue : "", name, (long long)want,
+                  timeout_ms);
 }
 
 struct conn_count {

@@ -158,6 +158,10 @@ void bb_await_state(struct bb_conn *c, json_int_t id, const char *state,
 /* The integer name of stats, or of stats.queues.<queue> if queue is not
  * NULL; fails the test if there is none. */
 json_int_t bb_stat_int(struct bb_conn *c, const char *queue, const char *name);
+/* Polls bb_stat_int(c, queue, name) until it is want; fails the test if
+ * it is not within timeout_ms. */
+void bb_await_stat(struct bb_conn *c, const char *queue, const char *name,
+                   json_int_t want, int timeout_ms);
 /* Waits until stats.connections is want (c among them); fails the test if
  * it is not within timeout_ms. */
 void bb_await_connections(struct bb_conn *c, json_int_t want, int timeout_ms);
@@ -168,6 +172,9 @@ double bb_now_s(void);
 
 /* Polls fn(arg) every 10 ms until it is true or timeout_ms passes. */
 bool bb_poll(bool (*fn)(void *arg), void *arg, int timeout_ms);
+/* Removes dir and everything under it (as rm -rf), naming on stderr what
+ * it could not remove; whether dir is gone. */
+bool bb_remove_dir(const char *dir);
 /* Whether process pid exists (and is not a zombie). */
 bool bb_pid_alive(pid_t pid);
 

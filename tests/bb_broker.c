@@ -51,31 +51,6 @@ send_together(struct bb_conn *c, const char *const *lines, size_t n)
     }
 }
 
-struct stat_poll {
-    struct bb_conn *c;
-    const char *queue, *field;
-    json_int_t value;
-};
-
-static bool
-stat_is(void *arg)
-{
-    struct stat_poll *p = arg;
-
-    return bb_stat_int(p->c, p->queue, p->field) == p->value;
-}
-
-static void
-await_stat(struct bb_conn *c, const char *queue, const char *field,
-           json_int_t value)
-{
-    struct stat_poll p = {c, queue, field, value};
-
-    ck_assert_msg(bb_poll(stat_is, &p, POLL_MS),
-                  "stats %s.%s did not reach %lld within %d ms", queue, field,
-                  (long long)value, POLL_MS);
-}
-
 /* Puts an echo job on queue and waits for it: the consumers work. */
 static void
 assert_runs_a_job(struct bb_conn *c, const char *queue)
@@ -98,7 +73,7 @@ scale_to_zero_then_put_stays(struct bb_conn *c)
     json_decref(bb_result(c, "scale", bb_jsonq("{'queue':'z','consumers':0}")));
     id = bb_put_job(c, bb_jsonq("{'queue':'z','kind':'echo','args':{}}"),
                     POLL_MS);
-    await_stat(c, "z", "size", 1);
+    bb_await_stat(c, "z", "size", 1, POLL_MS);
     return id;
 }
 
@@ -182,7 +157,7 @@ START_TEST(scale_down_then_up_before_busy_consumers_end_keeps_the_bound)
     for (int i = 0; i < 4; i++)
         ids[i] = bb_put_job(c, bb_jsonq("{'queue':'s','args':{'seconds':0.3}}"),
                             POLL_MS);
-    await_stat(c, "s", "busy", 2);
+    bb_await_stat(c, "s", "busy", 2, POLL_MS);
     json_decref(bb_result(c, "scale", bb_jsonq("{'queue':'s','consumers':0}")));
     json_decref(bb_result(c, "scale", bb_jsonq("{'queue':'s','consumers':2}")));
     /* Still the two running: none of the waiting ones started early. */
@@ -292,8 +267,7 @@ START_TEST(replayed_job_of_a_kind_no_longer_allowed_still_runs)
         NOT_ALLOWED);
     bb_close(c);
     ck_assert_int_eq(bb_stop(d), 0);
-    snprintf(config, sizeof config, "rm -rf '%s'", root);
-    ck_assert_int_eq(system(config), 0);
+    ck_assert(bb_remove_dir(root));
 }
 END_TEST
 

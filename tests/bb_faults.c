@@ -12,7 +12,6 @@
 #include <check.h>
 #include <dirent.h>
 #include <errno.h>
-#include <ftw.h>
 #include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -48,17 +47,10 @@ fx_init(struct fx *fx)
     snprintf(fx->control, sizeof fx->control, "%s/faults", fx->root);
 }
 
-static int
-remove_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-    remove(path);
-    return 0;
-}
-
 static void
 fx_remove(struct fx *fx)
 {
-    nftw(fx->root, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+    bb_remove_dir(fx->root);
 }
 
 /* Replaces the control file at once (rename): faultfs reads it whole. */

@@ -12,7 +12,6 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <limits.h>
 #include <poll.h>
 #include <signal.h>
@@ -57,19 +56,10 @@ jdir_init(struct jdir *jd)
     snprintf(jd->journal, sizeof jd->journal, "%s/journal", jd->root);
 }
 
-static int
-remove_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-    if (remove(path) != 0)
-        fprintf(stderr, "bb_journal: cannot remove %s: %s\n", path,
-                strerror(errno));
-    return 0;
-}
-
 static void
 jdir_remove(struct jdir *jd)
 {
-    nftw(jd->root, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+    bb_remove_dir(jd->root);
 }
 
 static bool

@@ -108,31 +108,6 @@ assert_stats(struct bb_conn *c, const char *queue, json_t *expected)
 
 /* ---- polling ---- */
 
-struct stat_poll {
-    struct bb_conn *c;
-    const char *queue, *field;
-    json_int_t value;
-};
-
-static bool
-stat_has_value(void *arg)
-{
-    struct stat_poll *p = arg;
-
-    return queue_stat(p->c, p->queue, p->field) == p->value;
-}
-
-static void
-await_stat(struct bb_conn *c, const char *queue, const char *field,
-           json_int_t value)
-{
-    struct stat_poll p = {c, queue, field, value};
-
-    ck_assert_msg(bb_poll(stat_has_value, &p, POLL_MS),
-                  "stats %s.%s did not reach %lld within %d ms", queue, field,
-                  (long long)value, POLL_MS);
-}
-
 /* Whether a field is unset: absent or null. */
 static bool
 is_unset(const json_t *obj, const char *field)
@@ -1692,7 +1667,7 @@ START_TEST(scale_down_lets_the_busy_consumer_finish_its_job)
     list = bb_result(c, "wait", bb_jsonq("{'jobs':[%lld]}", (long long)a));
     ck_assert_str_eq(bb_str_at(json_array_get(list, 0), "state"), "done");
     json_decref(list);
-    await_stat(c, "default", "busy", 0);
+    bb_await_stat(c, "default", "busy", 0, POLL_MS);
     b = put_ok(c, bb_jsonq("{'args':{'seconds':0}}"), "pending");
     ck_assert_int_eq(
         bb_error(c, "wait",

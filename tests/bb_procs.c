@@ -136,7 +136,7 @@ cg_setup(struct cg_env *e)
 static void
 cg_teardown(struct cg_env *e)
 {
-    char leaf[PATH_MAX + 16], cmd[PATH_MAX + 16];
+    char leaf[PATH_MAX + 16];
 
     if (!e->is_on)
         return;
@@ -144,8 +144,7 @@ cg_teardown(struct cg_env *e)
     rmdir(leaf);
     ck_assert_msg(rmdir(e->path) == 0, "%s: %s (a job's cgroup left?)", e->path,
                   strerror(errno));
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", e->dir);
-    ck_assert_int_eq(system(cmd), 0);
+    ck_assert(bb_remove_dir(e->dir));
 }
 
 /* Starts asyncqd in mode (extra: top-level config fields, each with a
@@ -396,7 +395,7 @@ END_TEST
 START_TEST(leftovers_of_a_killed_daemon_end_before_the_job_runs_again)
 {
     enum mode mode = (enum mode)_i;
-    char dir[] = "/tmp/asyncq-rerun.XXXXXX", extra[256], cmd[128];
+    char dir[] = "/tmp/asyncq-rerun.XXXXXX", extra[256];
     char runs[PATH_MAX], overlap[PATH_MAX];
     bool overlapped, first_alive, all_gone;
     json_t *params;
@@ -454,8 +453,7 @@ START_TEST(leftovers_of_a_killed_daemon_end_before_the_job_runs_again)
     ck_assert_msg(all_gone, "%s: processes of the job outlived the daemon",
                   mode_names[mode]);
     cg_teardown(&e);
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-    ck_assert_int_eq(system(cmd), 0);
+    ck_assert(bb_remove_dir(dir));
 }
 END_TEST
 

@@ -10,7 +10,6 @@
 #include <ctype.h>
 #include <dirent.h>
 #include <errno.h>
-#include <ftw.h>
 #include <math.h>
 #include <netinet/in.h>
 #include <arpa/inet.h>
@@ -1333,15 +1332,6 @@ family_type(const struct expo *e, const char *name)
 
 /* ---- directories that outlive one daemon ---- */
 
-static int
-remove_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-    if (remove(path) != 0)
-        fprintf(stderr, "bb_service: cannot remove %s: %s\n", path,
-                strerror(errno));
-    return 0;
-}
-
 static void
 tmpdir_make(char *dir, size_t size)
 {
@@ -1352,7 +1342,7 @@ tmpdir_make(char *dir, size_t size)
 static void
 tmpdir_remove(const char *dir)
 {
-    nftw(dir, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+    bb_remove_dir(dir);
 }
 
 /* ---- sd_notify ---- */

@@ -17,54 +17,10 @@
 #include "suites.h"
 #include "task.h"
 #include "testutil.h"
-#include "xmalloc.h"
 
 #define DEADLINE_MS 2000 /* loop waits that must succeed; valgrind is slow */
 #define QUIET_MS 50      /* a window that shows nothing happens */
 #define LOG_MAX 8
-
-/* Counts how often a task released the result it held. */
-struct free_count {
-    int calls;
-    bool freed;
-};
-
-struct result {
-    int value;
-    struct free_count *fc; /* borrowed; may be NULL */
-};
-
-/* Returns a result for aq_task_set_result with result_free; fc may be NULL. */
-static struct result *
-result_new(int value, struct free_count *fc)
-{
-    struct result *r = xmalloc(sizeof *r);
-
-    r->value = value;
-    r->fc = fc;
-    return r;
-}
-
-static void
-result_free(void *p)
-{
-    struct result *r = p;
-
-    if (r->fc != NULL) {
-        r->fc->calls++;
-        r->fc->freed = true;
-    }
-    free(r);
-}
-
-/* The value of t's result, or -1 if it has none. */
-static int
-result_value(const struct aq_task *t)
-{
-    const struct result *r = aq_task_result(t);
-
-    return r != NULL ? r->value : -1;
-}
 
 enum outcome {
     OUTCOME_RESULT,    /* aq_task_set_result(value) */
@@ -98,8 +54,8 @@ work_finish(struct work *w)
 
     switch (w->outcome) {
     case OUTCOME_RESULT:
-        w->finish_rc = aq_task_set_result(w->task, result_new(w->value, w->fc),
-                                          result_free);
+        w->finish_rc = aq_task_set_result(
+            w->task, test_result_new(w->value, w->fc), test_result_free);
         break;
     case OUTCOME_ERROR:
         aq_error_set(&err, AQ_ERR_INTERNAL, "work: %d: failed", w->value);
@@ -232,7 +188,7 @@ log_done_cb(struct aq_task *t, void *arg)
         log->ids[log->n] = e->id;
         log->tasks[log->n] = t;
         log->states[log->n] = aq_task_state(t);
-        log->values[log->n] = result_value(t);
+        log->values[log->n] = test_result_value(t);
         log->at_us[log->n] = aq_clock_mono_us();
     }
     log->n++;
@@ -254,7 +210,7 @@ unref_done_cb(struct aq_task *t, void *arg)
 
     p->ran = true;
     p->state = aq_task_state(t);
-    p->value = result_value(t);
+    p->value = test_result_value(t);
     aq_task_unref(t);
 }
 
@@ -307,7 +263,7 @@ START_TEST(new_task_is_pending_until_the_loop_starts_it)
     ck_assert_int_eq(w.finish_rc, 0);
     ck_assert_int_eq(aq_task_state(t), AQ_TASK_DONE);
     ck_assert(aq_task_is_finished(t));
-    ck_assert_int_eq(result_value(t), 42);
+    ck_assert_int_eq(test_result_value(t), 42);
     ck_assert_ptr_null(aq_task_error(t));
     ck_assert_int_eq(w.start_calls, 1);
 
@@ -329,7 +285,7 @@ START_TEST(work_finishing_inside_start_ends_done_once)
     ck_assert(run_until(test_base, &w.started, DEADLINE_MS));
     ck_assert_int_eq(w.finish_rc, 0);
     ck_assert_int_eq(aq_task_state(t), AQ_TASK_DONE);
-    ck_assert_int_eq(result_value(t), 42);
+    ck_assert_int_eq(test_result_value(t), 42);
     run_for(test_base, QUIET_MS);
     ck_assert_int_eq(w.start_calls, 1);
     ck_assert_int_eq(aq_task_state(t), AQ_TASK_DONE);
@@ -401,7 +357,8 @@ START_TEST(result_is_freed_once_when_the_last_reference_drops)
 
     ck_assert_ptr_eq(aq_task_ref(t), t);
     ck_assert_ptr_eq(aq_task_ref(t), t);
-    ck_assert_int_eq(aq_task_set_result(t, result_new(7, &fc), result_free), 0);
+    ck_assert_int_eq(
+        aq_task_set_result(t, test_result_new(7, &fc), test_result_free), 0);
     aq_task_add_done_cb(t, log_done_cb, &e);
     ck_assert(run_until(test_base, &log.done, DEADLINE_MS));
     run_for(test_base, QUIET_MS);
@@ -410,11 +367,11 @@ START_TEST(result_is_freed_once_when_the_last_reference_drops)
     aq_task_unref(t);
     ck_assert_int_eq(fc.calls, 0);
     ck_assert_int_eq(aq_task_state(t), AQ_TASK_DONE);
-    ck_assert_int_eq(result_value(t), 7);
+    ck_assert_int_eq(test_result_value(t), 7);
     aq_task_unref(t);
     run_for(test_base, QUIET_MS);
     ck_assert_int_eq(fc.calls, 0);
-    ck_assert_int_eq(result_value(t), 7);
+    ck_assert_int_eq(test_result_value(t), 7);
 
     aq_task_unref(t);
     ck_assert_int_eq(free_calls_settled(test_base, &fc), 1);
@@ -429,13 +386,14 @@ START_TEST(set_result_on_finished_task_fails_and_frees_the_new_result)
     int on_stack = 5;
     struct aq_task *t = aq_task_new(test_base, NULL, NULL);
 
-    ck_assert_int_eq(aq_task_set_result(t, result_new(1, &first), result_free),
-                     0);
-    ck_assert_int_eq(aq_task_set_result(t, result_new(2, &second), result_free),
-                     -1);
+    ck_assert_int_eq(
+        aq_task_set_result(t, test_result_new(1, &first), test_result_free), 0);
+    ck_assert_int_eq(
+        aq_task_set_result(t, test_result_new(2, &second), test_result_free),
+        -1);
     ck_assert_int_eq(second.calls, 1);
     ck_assert_int_eq(first.calls, 0);
-    ck_assert_int_eq(result_value(t), 1);
+    ck_assert_int_eq(test_result_value(t), 1);
     ck_assert_int_eq(aq_task_set_result(t, &on_stack, NULL), -1);
 
     aq_error_set(&err, AQ_ERR_INTERNAL, "work: late");
@@ -443,7 +401,7 @@ START_TEST(set_result_on_finished_task_fails_and_frees_the_new_result)
     ck_assert_int_eq(aq_task_set_cancelled(t), -1);
     ck_assert_int_eq(aq_task_state(t), AQ_TASK_DONE);
     ck_assert_ptr_null(aq_task_error(t));
-    ck_assert_int_eq(result_value(t), 1);
+    ck_assert_int_eq(test_result_value(t), 1);
     ck_assert_int_eq(first.calls, 0);
 
     aq_task_unref(t);
@@ -541,8 +499,8 @@ START_TEST(done_callbacks_run_from_the_loop_in_the_order_added)
     run_for(test_base, QUIET_MS);
     ck_assert_int_eq(log.n, 0);
 
-    ck_assert_int_eq(aq_task_set_result(t, result_new(9, NULL), result_free),
-                     0);
+    ck_assert_int_eq(
+        aq_task_set_result(t, test_result_new(9, NULL), test_result_free), 0);
     ck_assert_int_eq(log.n, 0);
     ck_assert(run_until(test_base, &log.done, DEADLINE_MS));
     run_for(test_base, QUIET_MS);
@@ -596,8 +554,8 @@ START_TEST(remove_done_cb_withdraws_the_first_match_not_yet_run)
     ck_assert(!aq_task_remove_done_cb(t, unref_done_cb, &probe));
     ck_assert(aq_task_remove_done_cb(t, log_done_cb, &a));
 
-    ck_assert_int_eq(aq_task_set_result(t, result_new(1, NULL), result_free),
-                     0);
+    ck_assert_int_eq(
+        aq_task_set_result(t, test_result_new(1, NULL), test_result_free), 0);
     ck_assert(run_until(test_base, &log.done, DEADLINE_MS));
     run_for(test_base, QUIET_MS);
     /* The first a went; b and the second a are left, in that order. */
@@ -812,7 +770,7 @@ START_TEST(cancel_of_finished_task_returns_false_and_changes_nothing)
 
     ck_assert(!aq_task_cancel(t));
     ck_assert_int_eq(aq_task_state(t), AQ_TASK_DONE);
-    ck_assert_int_eq(result_value(t), 42);
+    ck_assert_int_eq(test_result_value(t), 42);
     ck_assert(!aq_task_is_cancelling(t));
     ck_assert(!aq_task_timed_out(t));
     ck_assert_int_eq(w.cancel_calls, 0);
@@ -886,7 +844,7 @@ START_TEST(work_ignoring_cancel_ends_done)
     ck_assert(run_until(test_base, &w.finished, DEADLINE_MS));
     ck_assert_int_eq(w.finish_rc, 0);
     ck_assert_int_eq(aq_task_state(t), AQ_TASK_DONE);
-    ck_assert_int_eq(result_value(t), 42);
+    ck_assert_int_eq(test_result_value(t), 42);
     ck_assert(!aq_task_timed_out(t));
     ck_assert(!aq_task_cancel(t));
 
@@ -910,10 +868,10 @@ START_TEST(future_stays_pending_until_settled)
     ck_assert_ptr_null(aq_task_result(t));
     ck_assert_int_eq(log.n, 0);
 
-    ck_assert_int_eq(aq_task_set_result(t, result_new(3, NULL), result_free),
-                     0);
+    ck_assert_int_eq(
+        aq_task_set_result(t, test_result_new(3, NULL), test_result_free), 0);
     ck_assert_int_eq(aq_task_state(t), AQ_TASK_DONE);
-    ck_assert_int_eq(result_value(t), 3);
+    ck_assert_int_eq(test_result_value(t), 3);
     ck_assert(run_until(test_base, &log.done, DEADLINE_MS));
     ck_assert_int_eq(log.values[0], 3);
 
@@ -934,8 +892,8 @@ START_TEST(future_cancel_is_immediate)
     ck_assert(aq_task_is_finished(t));
     ck_assert_int_eq(log.n, 0);
 
-    ck_assert_int_eq(aq_task_set_result(t, result_new(4, &fc), result_free),
-                     -1);
+    ck_assert_int_eq(
+        aq_task_set_result(t, test_result_new(4, &fc), test_result_free), -1);
     ck_assert_int_eq(fc.calls, 1);
     ck_assert(!aq_task_cancel(t));
 
@@ -996,7 +954,7 @@ START_TEST(timeout_leaves_a_fast_task_alone)
     /* Past the 100 ms mark: the timeout does not touch a finished task. */
     run_for(test_base, 150);
     ck_assert_int_eq(aq_task_state(t), AQ_TASK_DONE);
-    ck_assert_int_eq(result_value(t), 42);
+    ck_assert_int_eq(test_result_value(t), 42);
     ck_assert(!aq_task_timed_out(t));
     ck_assert_int_eq(w.cancel_calls, 0);
     ck_assert_int_eq(log.n, 1);

@@ -18,53 +18,16 @@
 #include "task.h"
 #include "testutil.h"
 #include "wait.h"
-#include "xmalloc.h"
 
 #define DEADLINE_MS 2000 /* loop waits that must succeed; valgrind is slow */
 #define QUIET_MS 50      /* a window that shows nothing happens */
 #define LOG_MAX 8
 
-/* Counts how often a task released the result it held. */
-struct free_count {
-    int calls;
-    bool freed;
-};
-
-struct result {
-    int value;
-    struct free_count *fc; /* borrowed; may be NULL */
-};
-
-static void
-result_free(void *p)
-{
-    struct result *r = p;
-
-    if (r->fc != NULL) {
-        r->fc->calls++;
-        r->fc->freed = true;
-    }
-    free(r);
-}
-
 /* Finishes t with a result of value; fc (may be NULL) sees it freed. */
 static int
 settle(struct aq_task *t, int value, struct free_count *fc)
 {
-    struct result *r = xmalloc(sizeof *r);
-
-    r->value = value;
-    r->fc = fc;
-    return aq_task_set_result(t, r, result_free);
-}
-
-/* The value of t's result, or -1 if it has none. */
-static int
-result_value(const struct aq_task *t)
-{
-    const struct result *r = aq_task_result(t);
-
-    return r != NULL ? r->value : -1;
+    return aq_task_set_result(t, test_result_new(value, fc), test_result_free);
 }
 
 /* Which works finished, in order. */
@@ -307,7 +270,7 @@ START_TEST(all_keeps_the_given_order_whatever_the_finish_order)
     for (i = 0; i < 3; i++) {
         ck_assert_ptr_eq(got[i], t[i]);
         ck_assert_int_eq(aq_task_state(got[i]), AQ_TASK_DONE);
-        ck_assert_int_eq(result_value(got[i]), 100 + (int)i);
+        ck_assert_int_eq(test_result_value(got[i]), 100 + (int)i);
     }
     run_for(test_base, QUIET_MS);
     ck_assert_int_eq(log.n, 1);
@@ -346,7 +309,7 @@ START_TEST(all_counts_failures_and_cancellations_as_finished)
     ck_assert_int_eq(aq_task_state(got[0]), AQ_TASK_FAILED);
     ck_assert_int_eq(aq_task_error(got[0])->code, AQ_ERR_INTERNAL);
     ck_assert_int_eq(aq_task_state(got[1]), AQ_TASK_DONE);
-    ck_assert_int_eq(result_value(got[1]), 1);
+    ck_assert_int_eq(test_result_value(got[1]), 1);
     ck_assert_int_eq(aq_task_state(got[2]), AQ_TASK_CANCELLED);
     run_for(test_base, QUIET_MS);
     ck_assert_int_eq(log.n, 1);
@@ -401,7 +364,7 @@ START_TEST(first_fires_done_once_with_the_first_finished_task)
     ck_assert_int_eq(log.evs[0], AQ_WAIT_DONE);
     ck_assert_ptr_eq(log.tasks[0], t[1]);
     ck_assert_int_eq(log.states[0], AQ_TASK_DONE);
-    ck_assert_int_eq(result_value(log.tasks[0]), 101);
+    ck_assert_int_eq(test_result_value(log.tasks[0]), 101);
 
     /* The others finish later and go unreported. */
     ck_assert(run_until(test_base, &ty.done, DEADLINE_MS));
@@ -635,9 +598,9 @@ START_TEST(timeout_without_cancel_lets_tasks_finish_normally)
     run_for(test_base, QUIET_MS);
     ck_assert_int_eq(log.n, 1);
     ck_assert_int_eq(aq_task_state(t[0]), AQ_TASK_DONE);
-    ck_assert_int_eq(result_value(t[0]), 100);
+    ck_assert_int_eq(test_result_value(t[0]), 100);
     ck_assert_int_eq(aq_task_state(t[1]), AQ_TASK_DONE);
-    ck_assert_int_eq(result_value(t[1]), 101);
+    ck_assert_int_eq(test_result_value(t[1]), 101);
     ck_assert_int_eq(works[0].cancel_calls, 0);
     ck_assert_int_eq(works[1].cancel_calls, 0);
 
@@ -670,7 +633,7 @@ START_TEST(timeout_with_cancel_cancels_only_unfinished_tasks)
     ck_assert(log.all_finished[0]);
 
     ck_assert_int_eq(aq_task_state(t[0]), AQ_TASK_DONE);
-    ck_assert_int_eq(result_value(t[0]), 100);
+    ck_assert_int_eq(test_result_value(t[0]), 100);
     ck_assert_int_eq(works[0].cancel_calls, 0);
     ck_assert_int_eq(aq_task_state(t[1]), AQ_TASK_CANCELLED);
     ck_assert_int_eq(works[1].cancel_calls, 1);
@@ -835,8 +798,8 @@ START_TEST(wait_holds_its_tasks_until_freed)
     ck_assert_int_eq(fc[0].calls, 0);
     ck_assert_int_eq(fc[1].calls, 0);
     got = aq_wait_tasks(w, &n);
-    ck_assert_int_eq(result_value(got[0]), 0);
-    ck_assert_int_eq(result_value(got[1]), 1);
+    ck_assert_int_eq(test_result_value(got[0]), 0);
+    ck_assert_int_eq(test_result_value(got[1]), 1);
 
     aq_wait_free(w);
     run_until(test_base, &fc[0].freed, DEADLINE_MS);

@@ -1,11 +1,14 @@
 /* SPDX-License-Identifier: MIT */
-/* tests/testutil.c: bounded event-loop drivers and the event-base fixture
- * for the suites. */
+/* tests/testutil.c: bounded event-loop drivers, the event-base fixture and
+ * counted task results for the suites. */
 #include "testutil.h"
 
 #include <event2/event.h>
+#include <stdlib.h>
 
 #include "clock.h"
+#include "task.h"
+#include "xmalloc.h"
 
 struct event_base *
 test_base_new(void)
@@ -86,4 +89,39 @@ test_tcase_with_base(const char *name)
 
     tcase_add_checked_fixture(tc, test_base_setup, test_base_teardown);
     return tc;
+}
+
+struct result {
+    int value;
+    struct free_count *fc; /* borrowed; may be NULL */
+};
+
+void *
+test_result_new(int value, struct free_count *fc)
+{
+    struct result *r = xmalloc(sizeof *r);
+
+    r->value = value;
+    r->fc = fc;
+    return r;
+}
+
+void
+test_result_free(void *result)
+{
+    struct result *r = result;
+
+    if (r->fc != NULL) {
+        r->fc->calls++;
+        r->fc->freed = true;
+    }
+    free(r);
+}
+
+int
+test_result_value(const struct aq_task *t)
+{
+    const struct result *r = aq_task_result(t);
+
+    return r != NULL ? r->value : -1;
 }

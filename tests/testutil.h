@@ -46,4 +46,21 @@ TCase *test_tcase_with_base(const char *name);
 void test_base_setup(void);
 void test_base_teardown(void);
 
+/* ---- task results, for the task and wait suites ---- */
+
+struct aq_task;
+
+/* Counts how often a task released the result it held. */
+struct free_count {
+    int calls;
+    bool freed;
+};
+
+/* A result holding value, for aq_task_set_result with test_result_free;
+ * fc (may be NULL) sees it freed. */
+void *test_result_new(int value, struct free_count *fc);
+void test_result_free(void *result);
+/* The value of t's result, or -1 if it has none. */
+int test_result_value(const struct aq_task *t);
+
 #endif
