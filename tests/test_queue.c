@@ -1054,93 +1054,133 @@ START_TEST(task_done_more_than_taken_fails_while_items_remain_queued)
 }
 END_TEST
 
-/* ---- ordering ---- */
+/* ---- order ---- */
 
-START_TEST(items_leave_by_priority_fifo_among_equal)
+#define ORDER_MAX 32
+
+/* Items put back to back (item i with prio[i] and delay_us[i]) and the ids
+ * get_nowait then hands out, once every delay short of FAR_US is due; an
+ * item delayed FAR_US stays delayed, and nothing more is ready. */
+struct order_case {
+    const char *what;
+    enum aq_queue_order order;
+    int n;
+    int32_t prio[ORDER_MAX];
+    int64_t delay_us[ORDER_MAX]; /* 0: ready at once */
+    int nwant;
+    int want[ORDER_MAX];
+};
+
+static const struct order_case order_cases[] = {
+    {.what = "by priority, fifo among equal",
+     .order = AQ_QUEUE_PRIORITY,
+     .n = 10,
+     .prio = {3, 1, 2, 1, 3, 2, 1, 0, 2, 3},
+     .nwant = 10,
+     .want = {7, 1, 3, 6, 2, 5, 8, 0, 4, 9}},
+    {.what = "lifo: by priority, lifo among equal",
+     .order = AQ_QUEUE_LIFO,
+     .n = 10,
+     .prio = {3, 1, 2, 1, 3, 2, 1, 0, 2, 3},
+     .nwant = 10,
+     .want = {7, 6, 3, 1, 8, 5, 2, 9, 4, 0}},
+    {.what = "extreme and negative priorities",
+     .order = AQ_QUEUE_PRIORITY,
+     .n = 10,
+     .prio = {INT32_MAX, 0, INT32_MIN, -1, 1, INT32_MIN + 1, INT32_MAX - 1,
+              INT32_MIN, -1, INT32_MAX},
+     .nwant = 10,
+     .want = {2, 7, 5, 3, 8, 1, 4, 6, 0, 9}},
+    /* Many share a due microsecond: only the tie-break keeps put order. */
+    {.what = "equal delays become ready in put order",
+     .order = AQ_QUEUE_PRIORITY,
+     .n = 32,
+     .delay_us = {50000, 50000, 50000, 50000, 50000, 50000, 50000, 50000,
+                  50000, 50000, 50000, 50000, 50000, 50000, 50000, 50000,
+                  50000, 50000, 50000, 50000, 50000, 50000, 50000, 50000,
+                  50000, 50000, 50000, 50000, 50000, 50000, 50000, 50000},
+     .nwant = 32,
+     .want = {0,  1,  2,  3,  4,  5,  6,  7,  8,  9,  10, 11, 12, 13, 14, 15,
+              16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 29, 30, 31}},
+    {.what = "a delayed low priority does not jump ahead before due",
+     .order = AQ_QUEUE_PRIORITY,
+     .n = 3,
+     .prio = {10, INT32_MIN, 10},
+     .delay_us = {0, FAR_US, 0},
+     .nwant = 2,
+     .want = {0, 2}},
+    {.what = "a due delayed item is ordered by priority among ready items",
+     .order = AQ_QUEUE_PRIORITY,
+     .n = 4,
+     .prio = {10, 0, 20, 10},
+     .delay_us = {0, 50000, 60000, 0},
+     .nwant = 4,
+     .want = {1, 0, 3, 2}},
+};
+
+START_TEST(items_leave_in_the_order_of_the_table)
 {
-    static const int32_t prio[] = {3, 1, 2, 1, 3, 2, 1, 0, 2, 3};
-    static const int want[] = {7, 1, 3, 6, 2, 5, 8, 0, 4, 9};
-    struct aq_queue *q = queue_new(test_base, 0);
-    struct titem items[10];
-    int i;
-
-    memset(items, 0, sizeof items);
-    for (i = 0; i < 10; i++) {
-        items[i].id = i;
-        put_ok(q, &items[i], prio[i], 0);
-    }
-    for (i = 0; i < 10; i++)
-        ck_assert_int_eq(take_id(q), want[i]);
-    for (i = 0; i < 10; i++)
-        done_ok(q);
-    aq_queue_free(q);
-}
-END_TEST
-
-START_TEST(lifo_order_leaves_by_priority_lifo_among_equal)
-{
-    static const int32_t prio[] = {3, 1, 2, 1, 3, 2, 1, 0, 2, 3};
-    static const int want[] = {7, 6, 3, 1, 8, 5, 2, 9, 4, 0};
-    struct aq_queue_opts opts = {.order = AQ_QUEUE_LIFO};
+    const struct order_case *oc = &order_cases[_i];
+    struct aq_queue_opts opts = {.order = oc->order};
     struct aq_queue *q = aq_queue_new(test_base, &opts);
-    struct titem items[10];
+    struct titem items[ORDER_MAX];
+    enum aq_queue_status st[ORDER_MAX];
+    struct aq_queue_item *out = NULL;
+    size_t far = 0;
     int i;
 
+    /* No ck_assert while putting: in fork mode each one writes to a pipe,
+     * which would spread the due times apart. */
     memset(items, 0, sizeof items);
-    for (i = 0; i < 10; i++) {
+    for (i = 0; i < oc->n; i++) {
         items[i].id = i;
-        put_ok(q, &items[i], prio[i], 0);
+        items[i].prio = oc->prio[i];
+        far += oc->delay_us[i] == FAR_US;
     }
-    for (i = 0; i < 10; i++)
-        ck_assert_int_eq(take_id(q), want[i]);
-    for (i = 0; i < 10; i++)
+    for (i = 0; i < oc->n; i++)
+        st[i] =
+            aq_queue_put_nowait(q, &items[i].qi, oc->prio[i], oc->delay_us[i]);
+    for (i = 0; i < oc->n; i++)
+        ck_assert_msg(st[i] == AQ_QUEUE_OK, "%s: put of item %d failed",
+                      oc->what, i);
+    ck_assert_msg(run_until_delayed(test_base, q, far, WAIT_MS),
+                  "%s: delays not due", oc->what);
+    assert_counts(q, (size_t)oc->n - far, far, (size_t)oc->n);
+    for (i = 0; i < oc->nwant; i++) {
+        int id = take_id(q);
+
+        ck_assert_msg(id == oc->want[i],
+                      "%s: item %d left as number %d, want %d", oc->what, id, i,
+                      oc->want[i]);
+    }
+    ck_assert_int_eq(aq_queue_get_nowait(q, &out), AQ_QUEUE_EMPTY);
+    assert_counts(q, 0, far, (size_t)oc->n);
+    for (i = 0; i < oc->nwant; i++)
         done_ok(q);
     aq_queue_free(q);
 }
 END_TEST
 
-START_TEST(extreme_and_negative_priorities_are_ordered)
+/* Ten thousand items with random priorities in [-1000, 1000] leave sorted,
+ * and in put order (priority order) or reverse (lifo) among equals; the
+ * loop index is the order. */
+START_TEST(random_priorities_leave_sorted_in_the_queues_order)
 {
-    static const int32_t prio[] = {
-        INT32_MAX,     0,         INT32_MIN, -1,        1, INT32_MIN + 1,
-        INT32_MAX - 1, INT32_MIN, -1,        INT32_MAX,
-    };
-    static const int want[] = {2, 7, 5, 3, 8, 1, 4, 6, 0, 9};
-    struct aq_queue *q = queue_new(test_base, 0);
-    struct titem items[10];
-    int i;
-
-    memset(items, 0, sizeof items);
-    for (i = 0; i < 10; i++) {
-        items[i].id = i;
-        put_ok(q, &items[i], prio[i], 0);
-    }
-    for (i = 0; i < 10; i++)
-        ck_assert_int_eq(take_id(q), want[i]);
-    for (i = 0; i < 10; i++)
-        done_ok(q);
-    aq_queue_free(q);
-}
-END_TEST
-
-/* Puts n items with random priorities in [-1000, 1000] and checks that they
- * leave sorted, and in put order (fifo) or reverse (lifo) among equals. */
-static void
-check_random_priorities(enum aq_queue_order order, int n)
-{
+    enum { N = 10000 };
+    enum aq_queue_order order = _i == 0 ? AQ_QUEUE_PRIORITY : AQ_QUEUE_LIFO;
     struct aq_queue_opts opts = {.order = order};
     struct aq_queue *q = aq_queue_new(test_base, &opts);
-    struct titem *items = calloc((size_t)n, sizeof *items);
+    struct titem *items = calloc(N, sizeof *items);
     struct rng r = {2463534242u};
     struct titem *prev = NULL;
     int i;
 
-    for (i = 0; i < n; i++) {
+    for (i = 0; i < N; i++) {
         items[i].id = i;
         put_ok(q, &items[i], (int32_t)rng_below(&r, 2001) - 1000, 0);
     }
-    assert_counts(q, (size_t)n, 0, (size_t)n);
-    for (i = 0; i < n; i++) {
+    assert_counts(q, N, 0, N);
+    for (i = 0; i < N; i++) {
         struct aq_queue_item *it = NULL;
         struct titem *t;
 
@@ -1159,17 +1199,6 @@ check_random_priorities(enum aq_queue_order order, int n)
     assert_counts(q, 0, 0, 0);
     aq_queue_free(q);
     free(items);
-}
-
-START_TEST(ten_thousand_random_priorities_leave_sorted_and_fifo)
-{
-    check_random_priorities(AQ_QUEUE_PRIORITY, 10000);
-}
-END_TEST
-
-START_TEST(lifo_ten_thousand_random_priorities_leave_sorted_and_lifo)
-{
-    check_random_priorities(AQ_QUEUE_LIFO, 10000);
 }
 END_TEST
 
@@ -1277,75 +1306,6 @@ START_TEST(put_with_zero_or_negative_delay_is_ready_at_once)
     done_ok(q);
     done_ok(q);
     done_ok(q);
-    aq_queue_free(q);
-}
-END_TEST
-
-START_TEST(delayed_items_with_equal_delay_become_ready_in_put_order)
-{
-    enum { N = 32 };
-    struct aq_queue *q = queue_new(test_base, 0);
-    struct titem items[N];
-    enum aq_queue_status st[N];
-    int i;
-
-    /* Put back to back, so that many share a due microsecond and only the
-     * tie-break keeps put order. No ck_assert in this loop: in fork mode
-     * each one writes to a pipe, which spreads the due times apart. */
-    memset(items, 0, sizeof items);
-    for (i = 0; i < N; i++)
-        items[i].id = i;
-    for (i = 0; i < N; i++)
-        st[i] = aq_queue_put_nowait(q, &items[i].qi, 0, 50000);
-    for (i = 0; i < N; i++)
-        ck_assert_int_eq(st[i], AQ_QUEUE_OK);
-    ck_assert(run_until_delayed(test_base, q, 0, WAIT_MS));
-    assert_counts(q, N, 0, N);
-    for (i = 0; i < N; i++)
-        ck_assert_int_eq(take_id(q), i);
-    for (i = 0; i < N; i++)
-        done_ok(q);
-    aq_queue_free(q);
-}
-END_TEST
-
-START_TEST(delayed_low_priority_item_does_not_jump_ahead_before_due)
-{
-    struct aq_queue *q = queue_new(test_base, 0);
-    struct titem x = {.id = 1}, y = {.id = 2}, d = {.id = 3};
-    struct aq_queue_item *out = NULL;
-
-    put_ok(q, &x, 10, 0);
-    put_ok(q, &d, INT32_MIN, FAR_US);
-    put_ok(q, &y, 10, 0);
-    ck_assert_int_eq(take_id(q), 1);
-    ck_assert_int_eq(take_id(q), 2);
-    ck_assert_int_eq(aq_queue_get_nowait(q, &out), AQ_QUEUE_EMPTY);
-    assert_counts(q, 0, 1, 3);
-    done_ok(q);
-    done_ok(q);
-    aq_queue_free(q);
-}
-END_TEST
-
-START_TEST(due_delayed_item_is_ordered_by_priority_among_ready_items)
-{
-    struct aq_queue *q = queue_new(test_base, 0);
-    struct titem y = {.id = 1}, z = {.id = 2}, d = {.id = 3}, e = {.id = 4};
-    int i;
-
-    put_ok(q, &y, 10, 0);
-    put_ok(q, &d, 0, 50000);
-    put_ok(q, &e, 20, 60000);
-    put_ok(q, &z, 10, 0);
-    ck_assert(run_until_delayed(test_base, q, 0, WAIT_MS));
-    assert_counts(q, 4, 0, 4);
-    ck_assert_int_eq(take_id(q), 3);
-    ck_assert_int_eq(take_id(q), 1);
-    ck_assert_int_eq(take_id(q), 2);
-    ck_assert_int_eq(take_id(q), 4);
-    for (i = 0; i < 4; i++)
-        done_ok(q);
     aq_queue_free(q);
 }
 END_TEST
@@ -2285,12 +2245,10 @@ queue_suite(void)
     suite_add_tcase(s, tc);
 
     tc = test_tcase_with_base("order");
-    tcase_add_test(tc, items_leave_by_priority_fifo_among_equal);
-    tcase_add_test(tc, lifo_order_leaves_by_priority_lifo_among_equal);
-    tcase_add_test(tc, extreme_and_negative_priorities_are_ordered);
-    tcase_add_test(tc, ten_thousand_random_priorities_leave_sorted_and_fifo);
-    tcase_add_test(tc,
-                   lifo_ten_thousand_random_priorities_leave_sorted_and_lifo);
+    tcase_add_loop_test(tc, items_leave_in_the_order_of_the_table, 0,
+                        (int)(sizeof order_cases / sizeof order_cases[0]));
+    tcase_add_loop_test(tc, random_priorities_leave_sorted_in_the_queues_order,
+                        0, 2);
     suite_add_tcase(s, tc);
 
     tc = test_tcase_with_base("delay");
@@ -2300,12 +2258,6 @@ queue_suite(void)
     tcase_add_test(tc, waiting_get_receives_delayed_item_no_earlier_than_delay);
     tcase_add_test(tc, delayed_items_become_ready_in_due_order);
     tcase_add_test(tc, put_with_zero_or_negative_delay_is_ready_at_once);
-    tcase_add_test(tc,
-                   delayed_items_with_equal_delay_become_ready_in_put_order);
-    tcase_add_test(tc,
-                   delayed_low_priority_item_does_not_jump_ahead_before_due);
-    tcase_add_test(tc,
-                   due_delayed_item_is_ordered_by_priority_among_ready_items);
     suite_add_tcase(s, tc);
 
     tc = test_tcase_with_base("remove");
