@@ -134,14 +134,6 @@ raise_fd_limit(void)
                (unsigned long long)rl.rlim_cur);
 }
 
-static const char *
-fsync_name(enum aq_fsync f)
-{
-    static const char *const names[] = {"batch", "always", "everysec", "never"};
-
-    return names[f];
-}
-
 static size_t
 count_connections(void *arg)
 {
@@ -343,7 +335,7 @@ journal_load(struct daemon *d, struct aq_error *err)
         return 1;
     aq_broker_restore_done(d->broker, last_id);
     aq_log(AQ_LOG_INFO, "journal: %s (fsync %s): replayed in %.3f s",
-           d->journal_path, fsync_name(d->cfg->journal.fsync),
+           d->journal_path, aq_fsync_names[d->cfg->journal.fsync],
            (double)(aq_clock_mono_us() - start_us) / 1e6);
     return 0;
 }

@@ -24,6 +24,7 @@
 #include <jansson.h>
 
 #include "error.h"
+#include "job.h"
 #include "netmatch.h"
 #include "xmalloc.h"
 
@@ -60,13 +61,18 @@ struct field {
     const struct field *sub; /* a section's fields; same base */
 };
 
-static const char *const fsync_words[] = {"batch", "always", "everysec",
-                                          "never", NULL};
-static const char *const order_words[] = {"priority", "lifo", NULL};
-static const char *const level_words[] = {"error", "warn", "info", "debug",
-                                          NULL};
-/* In enum aq_kind order: "kinds" keeps bit 1 << i for kind_words[i]. */
-static const char *const kind_words[] = {"exec", "http", "sleep", "echo", NULL};
+const char *const aq_fsync_names[] = {
+    [AQ_FSYNC_BATCH] = "batch",
+    [AQ_FSYNC_ALWAYS] = "always",
+    [AQ_FSYNC_EVERYSEC] = "everysec",
+    [AQ_FSYNC_NEVER] = "never",
+    NULL,
+};
+const char *const aq_order_names[] = {
+    [AQ_ORDER_PRIORITY] = "priority",
+    [AQ_ORDER_LIFO] = "lifo",
+    NULL,
+};
 
 /* Formats "[file: ]path: why" into the parser's error; returns -1. */
 static int field_error(struct parser *p, const char *path, const char *fmt, ...)
@@ -212,7 +218,7 @@ static int
 parse_fsync(struct parser *p, json_t *v, const struct field *f,
             const char *path, void *base)
 {
-    int i = match_word(p, v, fsync_words, path);
+    int i = match_word(p, v, aq_fsync_names, path);
 
     if (i == -1)
         return -1;
@@ -224,7 +230,7 @@ static int
 parse_order(struct parser *p, json_t *v, const struct field *f,
             const char *path, void *base)
 {
-    int i = match_word(p, v, order_words, path);
+    int i = match_word(p, v, aq_order_names, path);
 
     if (i == -1)
         return -1;
@@ -232,12 +238,11 @@ parse_order(struct parser *p, json_t *v, const struct field *f,
     return 0;
 }
 
-/* level_words is in enum aq_log_level order. */
 static int
 parse_level(struct parser *p, json_t *v, const struct field *f,
             const char *path, void *base)
 {
-    int i = match_word(p, v, level_words, path);
+    int i = match_word(p, v, aq_log_level_names, path);
 
     if (i == -1)
         return -1;
@@ -249,15 +254,15 @@ static int
 parse_kind(struct parser *p, json_t *v, const struct field *f, const char *path,
            void *base)
 {
-    int i = match_word(p, v, kind_words, path);
+    int i = match_word(p, v, aq_kind_names, path);
 
     if (i == -1)
         return -1;
-    replace_string(at(base, f), kind_words[i]);
+    replace_string(at(base, f), aq_kind_names[i]);
     return 0;
 }
 
-/* "kinds": kind names, none twice, as bits in kind_words (enum aq_kind)
+/* "kinds": kind names, none twice, as bits in aq_kind_names (enum aq_kind)
  * order. */
 static int
 parse_kinds(struct parser *p, json_t *v, const struct field *f,
@@ -274,10 +279,11 @@ parse_kinds(struct parser *p, json_t *v, const struct field *f,
         int bit;
 
         snprintf(item, sizeof item, "%s[%zu]", path, i);
-        if ((bit = match_word(p, k, kind_words, item)) == -1)
+        if ((bit = match_word(p, k, aq_kind_names, item)) == -1)
             return -1;
         if (kinds & (1u << bit))
-            return field_error(p, item, "\"%s\" listed twice", kind_words[bit]);
+            return field_error(p, item, "\"%s\" listed twice",
+                               aq_kind_names[bit]);
         kinds |= 1u << bit;
     }
     *(unsigned *)at(base, f) = kinds;

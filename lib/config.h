@@ -23,7 +23,11 @@ enum aq_fsync {
     AQ_FSYNC_EVERYSEC,
     AQ_FSYNC_NEVER
 };
+/* The names of enum aq_fsync and enum aq_order in enum order, then NULL:
+ * what journal.fsync and a queue's order take. */
+extern const char *const aq_fsync_names[];
 enum aq_order { AQ_ORDER_PRIORITY, AQ_ORDER_LIFO };
+extern const char *const aq_order_names[];
 
 struct aq_queue_config {
     char *name;          /* the key under "queues" */

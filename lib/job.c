@@ -16,11 +16,12 @@ static const char *const state_names[] = {
     [AQ_JOB_FAILED] = "failed",   [AQ_JOB_CANCELLED] = "cancelled",
 };
 
-static const char *const kind_names[] = {
+const char *const aq_kind_names[] = {
     [AQ_KIND_EXEC] = "exec",
     [AQ_KIND_HTTP] = "http",
     [AQ_KIND_SLEEP] = "sleep",
     [AQ_KIND_ECHO] = "echo",
+    NULL,
 };
 
 struct aq_job *
@@ -140,16 +141,16 @@ aq_job_state_name(enum aq_job_state st)
 const char *
 aq_kind_name(enum aq_kind kind)
 {
-    if ((unsigned)kind >= sizeof kind_names / sizeof kind_names[0])
+    if ((unsigned)kind > AQ_KIND_ECHO)
         return "unknown";
-    return kind_names[kind];
+    return aq_kind_names[kind];
 }
 
 int
 aq_kind_parse(const char *name, enum aq_kind *out)
 {
-    for (size_t i = 0; i < sizeof kind_names / sizeof kind_names[0]; i++) {
-        if (strcmp(name, kind_names[i]) == 0) {
+    for (size_t i = 0; aq_kind_names[i] != NULL; i++) {
+        if (strcmp(name, aq_kind_names[i]) == 0) {
             *out = (enum aq_kind)i;
             return 0;
         }

@@ -28,6 +28,8 @@ enum aq_job_state {
 };
 
 enum aq_kind { AQ_KIND_EXEC, AQ_KIND_HTTP, AQ_KIND_SLEEP, AQ_KIND_ECHO };
+/* The kinds' names in enum order, then NULL: a put's and a queue's "kind". */
+extern const char *const aq_kind_names[];
 
 struct aq_task;
 

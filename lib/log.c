@@ -7,10 +7,15 @@
 
 #include <stdarg.h>
 #include <stdio.h>
-#include <string.h>
 #include <unistd.h>
 
-static const char *const level_names[] = {"error", "warn", "info", "debug"};
+const char *const aq_log_level_names[] = {
+    [AQ_LOG_ERROR] = "error",
+    [AQ_LOG_WARN] = "warn",
+    [AQ_LOG_INFO] = "info",
+    [AQ_LOG_DEBUG] = "debug",
+    NULL,
+};
 
 /* The one process-wide setting: a log threshold, as tmux's log_level. */
 static enum aq_log_level threshold = AQ_LOG_INFO;
@@ -27,32 +32,6 @@ aq_log_get_level(void)
     return threshold;
 }
 
-bool
-aq_log_enabled(enum aq_log_level level)
-{
-    return level <= threshold;
-}
-
-int
-aq_log_parse_level(const char *name, enum aq_log_level *out)
-{
-    for (size_t i = 0; i < sizeof level_names / sizeof level_names[0]; i++) {
-        if (strcmp(name, level_names[i]) == 0) {
-            *out = (enum aq_log_level)i;
-            return 0;
-        }
-    }
-    return -1;
-}
-
-const char *
-aq_log_level_name(enum aq_log_level level)
-{
-    if ((unsigned)level >= sizeof level_names / sizeof level_names[0])
-        return "unknown";
-    return level_names[level];
-}
-
 void
 aq_log(enum aq_log_level level, const char *fmt, ...)
 {
@@ -60,9 +39,9 @@ aq_log(enum aq_log_level level, const char *fmt, ...)
     va_list ap;
     int n;
 
-    if (!aq_log_enabled(level))
+    if (level > threshold)
         return;
-    n = snprintf(line, sizeof line, "%s: ", aq_log_level_name(level));
+    n = snprintf(line, sizeof line, "%s: ", aq_log_level_names[level]);
     va_start(ap, fmt);
     n += vsnprintf(line + n, sizeof line - (size_t)n, fmt, ap);
     va_end(ap);

@@ -7,8 +7,6 @@
 #ifndef AQ_LOG_H
 #define AQ_LOG_H
 
-#include <stdbool.h>
-
 enum aq_log_level {
     AQ_LOG_ERROR,
     AQ_LOG_WARN,
@@ -16,14 +14,13 @@ enum aq_log_level {
     AQ_LOG_DEBUG,
 };
 
+/* The levels' names in enum order, then NULL: what config's log.level
+ * takes, and what a line starts with. */
+extern const char *const aq_log_level_names[];
+
 /* The process-wide threshold (default info): lines above it are dropped. */
 void aq_log_set_level(enum aq_log_level level);
 enum aq_log_level aq_log_get_level(void);
-bool aq_log_enabled(enum aq_log_level level);
-
-/* "error", "warn", "info", "debug": returns 0 and sets *out, or -1. */
-int aq_log_parse_level(const char *name, enum aq_log_level *out);
-const char *aq_log_level_name(enum aq_log_level level);
 
 void aq_log(enum aq_log_level level, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
