@@ -297,16 +297,13 @@ static char *
 journal_path(const struct aq_config *cfg)
 {
     const char *state = getenv("STATE_DIRECTORY");
-    char *path;
 
     if (cfg->journal.path == NULL)
         return NULL;
     if (cfg->journal.path[0] == '/' || state == NULL || *state == '\0')
         return xstrdup(cfg->journal.path);
-    if (asprintf(&path, "%.*s/%s", (int)strcspn(state, ":"), state,
-                 cfg->journal.path) < 0)
-        abort();
-    return path;
+    return xasprintf("%.*s/%s", (int)strcspn(state, ":"), state,
+                     cfg->journal.path);
 }
 
 /* Opens and replays the journal into the broker. Returns 0, 1 on an
@@ -396,16 +393,12 @@ static char *
 runfile_path(const struct daemon *d)
 {
     const char *dir = d->journal_path;
-    char *path;
 
     if (dir == NULL)
         dir = getenv("RUNTIME_DIRECTORY");
     if (dir == NULL || *dir == '\0')
         return NULL;
-    if (asprintf(&path, "%.*s/" AQ_RUNFILE_NAME, (int)strcspn(dir, ":"), dir) <
-        0)
-        abort();
-    return path;
+    return xasprintf("%.*s/" AQ_RUNFILE_NAME, (int)strcspn(dir, ":"), dir);
 }
 
 /* Runs the jobs in cgroups of their own when asyncqd has a delegated

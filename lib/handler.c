@@ -104,8 +104,7 @@ echo_start(const struct aq_run_env *env, const struct aq_job *j,
 {
     struct aq_outcome out = {.ok = true};
 
-    out.result = xmalloc(j->args_len + 1);
-    memcpy(out.result, j->args, j->args_len + 1);
+    out.result = xmemdup(j->args, j->args_len + 1);
     cb(arg, &out);
     return NULL;
 }

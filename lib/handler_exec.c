@@ -255,14 +255,12 @@ build_env(const struct aq_queue_config *qc, const json_t *env)
     json_t *v;
 
     json_object_foreach ((json_t *)env, name, v) {
-        if (json_is_string(v) &&
-            asprintf(&envp[n], "%s=%s", name, json_string_value(v)) >= 0)
-            n++;
+        if (json_is_string(v))
+            envp[n++] = xasprintf("%s=%s", name, json_string_value(v));
     }
     for (size_t i = 0; i < 3; i++) {
-        if (json_object_get(env, base_names[i]) == NULL &&
-            asprintf(&envp[n], "%s=%s", base_names[i], base_values[i]) >= 0)
-            n++;
+        if (json_object_get(env, base_names[i]) == NULL)
+            envp[n++] = xasprintf("%s=%s", base_names[i], base_values[i]);
     }
     envp[n] = NULL;
     return envp;

@@ -179,11 +179,9 @@ url_split(const char *url, char **scheme, char **hostname, int *port,
     }
     *scheme = xstrdup(strcasecmp(s, "https") == 0 ? "https" : "http");
     hlen = strlen(host);
-    if (host[0] == '[' && hlen > 2 && host[hlen - 1] == ']') {
-        *hostname = xmalloc(hlen - 1);
-        memcpy(*hostname, host + 1, hlen - 2);
-        (*hostname)[hlen - 2] = '\0';
-    } else
+    if (host[0] == '[' && hlen > 2 && host[hlen - 1] == ']')
+        *hostname = xasprintf("%.*s", (int)(hlen - 2), host + 1);
+    else
         *hostname = xstrdup(host);
     *port = evhttp_uri_get_port(u);
     if (*port < 0)
@@ -192,9 +190,8 @@ url_split(const char *url, char **scheme, char **hostname, int *port,
     query = evhttp_uri_get_query(u);
     if (path == NULL || path[0] == '\0')
         path = "/";
-    if (asprintf(target, "%s%s%s", path, query != NULL ? "?" : "",
-                 query != NULL ? query : "") < 0)
-        abort();
+    *target = xasprintf("%s%s%s", path, query != NULL ? "?" : "",
+                        query != NULL ? query : "");
     evhttp_uri_free(u);
     return 0;
 }
@@ -687,11 +684,9 @@ header_cb_json(struct aq_http_call *c, struct evhttp_request *req)
         json_t *v;
 
         if (old != NULL) {
-            char *joined;
+            char *joined =
+                xasprintf("%s, %s", json_string_value(old), kv->value);
 
-            if (asprintf(&joined, "%s, %s", json_string_value(old),
-                         kv->value) < 0)
-                abort();
             v = json_string(joined);
             free(joined);
         } else
@@ -1015,25 +1010,19 @@ resolve_location(const struct aq_http_call *c, const char *loc)
 
     if (strstr(loc, "://") != NULL && strcspn(loc, ":/?#") == strcspn(loc, ":"))
         return xstrdup(loc); /* absolute */
-    if (loc[0] == '/' && loc[1] == '/') {
-        if (asprintf(&out, "%s:%s", c->scheme, loc) < 0)
-            abort();
-        return out;
-    }
-    if (asprintf(&base, "%s://%s%s%s:%d", c->scheme, v6 ? "[" : "",
-                 c->hostname, v6 ? "]" : "", c->port) < 0)
-        abort();
-    if (loc[0] == '/') {
-        if (asprintf(&out, "%s%s", base, loc) < 0)
-            abort();
-    } else {
+    if (loc[0] == '/' && loc[1] == '/')
+        return xasprintf("%s:%s", c->scheme, loc);
+    base = xasprintf("%s://%s%s%s:%d", c->scheme, v6 ? "[" : "", c->hostname,
+                     v6 ? "]" : "", c->port);
+    if (loc[0] == '/')
+        out = xasprintf("%s%s", base, loc);
+    else {
         /* Relative to the current path's directory. */
         size_t dir = strcspn(c->target, "?");
 
         while (dir > 0 && c->target[dir - 1] != '/')
             dir--;
-        if (asprintf(&out, "%s%.*s%s", base, (int)dir, c->target, loc) < 0)
-            abort();
+        out = xasprintf("%s%.*s%s", base, (int)dir, c->target, loc);
     }
     free(base);
     return out;
@@ -1190,8 +1179,7 @@ aq_http_start(struct aq_http *h, const struct aq_http_limits *lim,
     c->headers = req->headers != NULL ? json_incref((json_t *)req->headers)
                                       : json_object();
     if (req->body != NULL) {
-        c->body = xmalloc(req->body_len + 1);
-        memcpy(c->body, req->body, req->body_len);
+        c->body = xmemdup(req->body, req->body_len);
         c->body_len = req->body_len;
     }
     c->res_body = evbuffer_new();

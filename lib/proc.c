@@ -886,8 +886,7 @@ aq_proc_spawn(struct aq_procs *ps, const struct aq_proc_opts *opts,
     event_add(p->err.ev, NULL);
     if (opts->stdin_data != NULL && opts->stdin_len > 0) {
         /* A copy: the caller's buffer need not outlive the call. */
-        p->in_data = xmalloc(opts->stdin_len);
-        memcpy(p->in_data, opts->stdin_data, opts->stdin_len);
+        p->in_data = xmemdup(opts->stdin_data, opts->stdin_len);
         p->in_len = opts->stdin_len;
         p->in_ev = event_new(ps->base, p->in_fd, EV_WRITE | EV_PERSIST,
                              stdin_write_cb, p);

@@ -4,6 +4,7 @@
 
 #include <errno.h>
 #include <malloc.h>
+#include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -63,6 +64,29 @@ xstrdup(const char *s)
     size_t len = strlen(s) + 1;
 
     return memcpy(xmalloc(len), s, len);
+}
+
+void *
+xmemdup(const void *p, size_t len)
+{
+    return memcpy(xmalloc(len), p, len);
+}
+
+char *
+xasprintf(const char *fmt, ...)
+{
+    va_list ap;
+    char *s;
+    int n;
+
+    va_start(ap, fmt);
+    n = vasprintf(&s, fmt, ap);
+    va_end(ap);
+    if (n < 0) {
+        fprintf(stderr, "asyncq: out of memory formatting \"%s\"\n", fmt);
+        abort();
+    }
+    return s;
 }
 
 /* libevent expects realloc(p, 0) semantics of its own: free and NULL. */

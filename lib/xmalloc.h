@@ -14,6 +14,10 @@ void *xcalloc(size_t nmemb, size_t size);
 void *xrealloc(void *ptr, size_t size);
 void *xreallocarray(void *ptr, size_t nmemb, size_t size);
 char *xstrdup(const char *s);
+/* A copy of the len bytes at p (len 0 is fine). */
+void *xmemdup(const void *p, size_t len);
+/* The formatted string, as asprintf makes it. */
+char *xasprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 /*
  * Routes jansson's and libevent's allocations through the functions above.
