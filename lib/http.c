@@ -127,13 +127,13 @@ struct host {
     LIST_HEAD(, conn) conns; /* owned */
     int nconns;
     TAILQ_HEAD(, aq_http_call) waiting; /* for a connection, oldest first */
-    struct host *next;
+    LIST_ENTRY(host) link;              /* the pool's hosts */
 };
 
 struct aq_http {
     struct event_base *base;
     struct evdns_base *dns; /* owned; created at the first host name */
-    struct host *hosts;     /* owned */
+    LIST_HEAD(, host) hosts;         /* owned */
     LIST_HEAD(, aq_http_call) calls; /* not ended; owned */
     struct event *sweep_ev; /* owned: closes long-idle connections */
 #ifdef AQ_HAVE_TLS
@@ -250,15 +250,26 @@ aq_http_has_tls(void)
 /* ---- connections ---- */
 
 static struct host *
-host_get(struct aq_http *h, const char *scheme, const char *name, int port)
+host_find(const struct aq_http *h, const char *scheme, const char *name,
+          int port)
 {
     struct host *ho;
 
-    for (ho = h->hosts; ho != NULL; ho = ho->next) {
+    for (ho = LIST_FIRST(&h->hosts); ho != NULL; ho = LIST_NEXT(ho, link)) {
         if (ho->port == port && strcmp(ho->scheme, scheme) == 0 &&
             strcasecmp(ho->name, name) == 0)
             return ho;
     }
+    return NULL;
+}
+
+static struct host *
+host_get(struct aq_http *h, const char *scheme, const char *name, int port)
+{
+    struct host *ho = host_find(h, scheme, name, port);
+
+    if (ho != NULL)
+        return ho;
     ho = xcalloc(1, sizeof *ho);
     ho->h = h;
     ho->scheme = xstrdup(scheme);
@@ -267,8 +278,7 @@ host_get(struct aq_http *h, const char *scheme, const char *name, int port)
     ho->is_tls = strcmp(scheme, "https") == 0;
     LIST_INIT(&ho->conns);
     TAILQ_INIT(&ho->waiting);
-    ho->next = h->hosts;
-    h->hosts = ho;
+    LIST_INSERT_HEAD(&h->hosts, ho, link);
     return ho;
 }
 
@@ -1223,12 +1233,9 @@ int
 aq_http_open_conns(const struct aq_http *h, const char *scheme,
                    const char *host, int port)
 {
-    for (const struct host *ho = h->hosts; ho != NULL; ho = ho->next) {
-        if (ho->port == port && strcmp(ho->scheme, scheme) == 0 &&
-            strcasecmp(ho->name, host) == 0)
-            return ho->nconns;
-    }
-    return 0;
+    const struct host *ho = host_find(h, scheme, host, port);
+
+    return ho != NULL ? ho->nconns : 0;
 }
 
 /* ---- the pool ---- */
@@ -1238,12 +1245,13 @@ static void
 sweep_cb(evutil_socket_t fd, short what, void *arg)
 {
     struct aq_http *h = arg;
-    struct host **pp = &h->hosts, *ho;
+    struct host *ho, *ho_next;
     int64_t now = aq_clock_mono_us();
 
-    while ((ho = *pp) != NULL) {
+    for (ho = LIST_FIRST(&h->hosts); ho != NULL; ho = ho_next) {
         struct conn *cn, *next;
 
+        ho_next = LIST_NEXT(ho, link);
         for (cn = LIST_FIRST(&ho->conns); cn != NULL; cn = next) {
             next = LIST_NEXT(cn, link);
             if (cn->call == NULL &&
@@ -1251,10 +1259,9 @@ sweep_cb(evutil_socket_t fd, short what, void *arg)
                 conn_free(cn);
         }
         if (LIST_EMPTY(&ho->conns) && TAILQ_EMPTY(&ho->waiting)) {
-            *pp = ho->next;
+            LIST_REMOVE(ho, link);
             host_free(ho);
-        } else
-            pp = &ho->next;
+        }
     }
 }
 
@@ -1265,6 +1272,7 @@ aq_http_new(struct event_base *base)
     struct timeval tv = {SWEEP_INTERVAL_S, 0};
 
     h->base = base;
+    LIST_INIT(&h->hosts);
     LIST_INIT(&h->calls);
     h->sweep_ev = event_new(base, -1, EV_PERSIST, sweep_cb, h);
     event_add(h->sweep_ev, &tv);
@@ -1292,8 +1300,8 @@ aq_http_free(struct aq_http *h)
         LIST_REMOVE(c, link);
         call_free(c);
     }
-    while ((ho = h->hosts) != NULL) {
-        h->hosts = ho->next;
+    while ((ho = LIST_FIRST(&h->hosts)) != NULL) {
+        LIST_REMOVE(ho, link);
         while (!LIST_EMPTY(&ho->conns))
             conn_free(LIST_FIRST(&ho->conns));
         host_free(ho);

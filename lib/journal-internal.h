@@ -71,7 +71,7 @@ struct aq_journal {
     struct event *complete_ev; /* runs barriers from the loop */
     struct event *rehome_ev;   /* asks for old segments' jobs again */
     struct event *trim_ev;     /* deletes the segments nobody needs */
-    struct aq_journal_barrier *bar_head, *bar_tail;
+    TAILQ_HEAD(, aq_journal_barrier) barriers; /* pending, oldest first */
 
     /* the sync thread */
     bool has_thread;

@@ -20,6 +20,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/queue.h>
 
 #include "config.h"
 
@@ -147,7 +148,7 @@ typedef void aq_journal_barrier_cb(void *arg, const struct aq_error *err);
 /* A wait for durability; the caller's memory with aq_journal_barrier_add
  * (fields private), the journal's with aq_journal_barrier. */
 struct aq_journal_barrier {
-    struct aq_journal_barrier *prev, *next;
+    TAILQ_ENTRY(aq_journal_barrier) link; /* the journal's, oldest first */
     uint64_t lsn;
     aq_journal_barrier_cb *cb;
     void *arg;

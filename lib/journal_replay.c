@@ -59,6 +59,7 @@ aq_journal_open(struct event_base *base, const struct aq_journal_opts *opts,
     if (journal_make_dirs(opts->path, err) < 0)
         return NULL;
     j = xcalloc(1, sizeof *j);
+    TAILQ_INIT(&j->barriers);
     j->base = base;
     j->dir = xstrdup(opts->path);
     j->fsync = opts->fsync;

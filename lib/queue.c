@@ -36,7 +36,7 @@ enum {
 #define FREE_BUCKETS_MAX 32
 
 struct wlist {
-    struct aq_queue_waiter *head, *tail;
+    TAILQ_HEAD(, aq_queue_waiter) waiters;
     size_t n;
 };
 
@@ -44,7 +44,7 @@ struct bucket {
     int32_t priority;
     size_t heap_idx; /* index in q->levels */
     struct aq_queue_item *head, *tail;
-    struct bucket *next_free;
+    SLIST_ENTRY(bucket) free_link;
 };
 
 struct aq_queue {
@@ -58,8 +58,8 @@ struct aq_queue {
     size_t nlevels, levels_cap;
     struct bucket **slots; /* hash, linear probing; NULL = empty slot */
     unsigned slots_bits;
-    struct bucket *last;         /* bucket used last, a lookup cache */
-    struct bucket *free_buckets; /* recycled, up to FREE_BUCKETS_MAX */
+    struct bucket *last;               /* bucket used last, a lookup cache */
+    SLIST_HEAD(, bucket) free_buckets; /* recycled, up to FREE_BUCKETS_MAX */
     size_t nfree;
 
     /* delayed items: a min-heap by (due_us, seq) */
@@ -88,13 +88,7 @@ wlist_append(struct aq_queue *q, int list, struct aq_queue_waiter *w)
         abort();
     }
     w->list = (uint8_t)list;
-    w->next = NULL;
-    w->prev = l->tail;
-    if (l->tail != NULL)
-        l->tail->next = w;
-    else
-        l->head = w;
-    l->tail = w;
+    TAILQ_INSERT_TAIL(&l->waiters, w, link);
     l->n++;
 }
 
@@ -103,17 +97,9 @@ wlist_remove(struct aq_queue *q, struct aq_queue_waiter *w)
 {
     struct wlist *l = &q->lists[w->list];
 
-    if (w->prev != NULL)
-        w->prev->next = w->next;
-    else
-        l->head = w->next;
-    if (w->next != NULL)
-        w->next->prev = w->prev;
-    else
-        l->tail = w->prev;
+    TAILQ_REMOVE(&l->waiters, w, link);
     l->n--;
     w->list = LIST_NONE;
-    w->prev = w->next = NULL;
 }
 
 /* ---- priority buckets: heap of levels ---- */
@@ -257,8 +243,7 @@ bucket_release(struct aq_queue *q, struct bucket *b)
     if (q->last == b)
         q->last = NULL;
     if (q->nfree < FREE_BUCKETS_MAX) {
-        b->next_free = q->free_buckets;
-        q->free_buckets = b;
+        SLIST_INSERT_HEAD(&q->free_buckets, b, free_link);
         q->nfree++;
     } else
         free(b);
@@ -277,9 +262,8 @@ bucket_get(struct aq_queue *q, int32_t priority)
 
     if ((q->nlevels + 1) * 2 > ((size_t)1 << q->slots_bits))
         slots_grow(q);
-    if (q->free_buckets != NULL) {
-        b = q->free_buckets;
-        q->free_buckets = b->next_free;
+    if ((b = SLIST_FIRST(&q->free_buckets)) != NULL) {
+        SLIST_REMOVE_HEAD(&q->free_buckets, free_link);
         q->nfree--;
     } else
         b = xmalloc(sizeof *b);
@@ -531,7 +515,7 @@ counts_changed(struct aq_queue *q)
     if (q->unfinished == 0 && q->lists[LIST_JOINERS].n > 0) {
         struct aq_queue_waiter *w;
 
-        while ((w = q->lists[LIST_JOINERS].head) != NULL) {
+        while ((w = TAILQ_FIRST(&q->lists[LIST_JOINERS].waiters)) != NULL) {
             wlist_remove(q, w);
             wlist_append(q, LIST_JOINED, w);
         }
@@ -550,7 +534,7 @@ dispatch(struct aq_queue *q)
     struct aq_queue_waiter *w;
 
     q->in_dispatch = true;
-    while ((w = q->lists[LIST_PUTTERS].head) != NULL) {
+    while ((w = TAILQ_FIRST(&q->lists[LIST_PUTTERS].waiters)) != NULL) {
         struct aq_queue_item *it = w->item;
 
         if (q->is_shutdown) {
@@ -565,7 +549,7 @@ dispatch(struct aq_queue *q)
         insert(q, it, w->priority, w->delay_us);
         w->cb(w, AQ_QUEUE_OK, it, w->arg);
     }
-    while ((w = q->lists[LIST_GETTERS].head) != NULL) {
+    while ((w = TAILQ_FIRST(&q->lists[LIST_GETTERS].waiters)) != NULL) {
         if (q->nready > 0) {
             struct aq_queue_item *it = ready_pop(q);
 
@@ -577,7 +561,7 @@ dispatch(struct aq_queue *q)
         } else
             break;
     }
-    while ((w = q->lists[LIST_JOINED].head) != NULL) {
+    while ((w = TAILQ_FIRST(&q->lists[LIST_JOINED].waiters)) != NULL) {
         wlist_remove(q, w);
         w->cb(w, AQ_QUEUE_OK, NULL, w->arg);
     }
@@ -625,6 +609,9 @@ aq_queue_new(struct event_base *base, const struct aq_queue_opts *opts)
     q->base = base;
     if (opts != NULL)
         q->opts = *opts;
+    for (int i = 0; i < LIST_COUNT; i++)
+        TAILQ_INIT(&q->lists[i].waiters);
+    SLIST_INIT(&q->free_buckets);
     q->slots_bits = 3;
     q->slots = xcalloc((size_t)1 << q->slots_bits, sizeof *q->slots);
     q->timer_ev = evtimer_new(base, timer_cb, q);
@@ -665,8 +652,8 @@ aq_queue_free(struct aq_queue *q)
     drop_all(q);
     while (q->nlevels > 0)
         bucket_release(q, q->levels[0]);
-    while ((b = q->free_buckets) != NULL) {
-        q->free_buckets = b->next_free;
+    while ((b = SLIST_FIRST(&q->free_buckets)) != NULL) {
+        SLIST_REMOVE_HEAD(&q->free_buckets, free_link);
         free(b);
     }
     event_free(q->timer_ev);

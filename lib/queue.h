@@ -14,6 +14,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/queue.h>
 
 struct event_base;
 struct aq_error;
@@ -54,7 +55,7 @@ typedef void aq_queue_cb(struct aq_queue_waiter *w, enum aq_queue_status st,
  * waits on one call at a time: passing one that still waits to put, get or
  * join is a caller's bug, and aborts with a message. */
 struct aq_queue_waiter {
-    struct aq_queue_waiter *prev, *next;
+    TAILQ_ENTRY(aq_queue_waiter) link; /* on the list it waits on */
     aq_queue_cb *cb;
     void *arg;
     struct aq_queue_item *item; /* put: the item to insert */

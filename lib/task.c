@@ -13,6 +13,7 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <sys/queue.h>
 
 #include <event2/event.h>
 
@@ -21,7 +22,7 @@
 #include "xmalloc.h"
 
 struct done_cb {
-    struct done_cb *next;
+    TAILQ_ENTRY(done_cb) link;
     aq_task_done_cb *cb;
     void *arg;
 };
@@ -38,7 +39,7 @@ struct aq_task {
     void *result;             /* owned through result_free */
     void (*result_free)(void *);
     struct aq_error error;
-    struct done_cb *cbs_head, *cbs_tail; /* owned; run in this order */
+    TAILQ_HEAD(, done_cb) cbs; /* owned; run in this order */
 };
 
 static const char *const state_names[] = {
@@ -63,10 +64,8 @@ run_done_cbs(struct aq_task *t)
     struct done_cb *n;
 
     /* Pop before calling: a callback may add or remove others. */
-    while ((n = t->cbs_head) != NULL) {
-        t->cbs_head = n->next;
-        if (t->cbs_head == NULL)
-            t->cbs_tail = NULL;
+    while ((n = TAILQ_FIRST(&t->cbs)) != NULL) {
+        TAILQ_REMOVE(&t->cbs, n, link);
         n->cb(t, n->arg);
         free(n);
     }
@@ -98,7 +97,7 @@ finish(struct aq_task *t, enum aq_task_state st)
         t->is_timed_out = false; /* the work finished despite the timeout */
     if (t->timeout_ev != NULL)
         evtimer_del(t->timeout_ev);
-    if (t->cbs_head != NULL)
+    if (!TAILQ_EMPTY(&t->cbs))
         soon_schedule(t); /* the loop's reference keeps t alive */
     aq_task_unref(t);
 }
@@ -113,6 +112,7 @@ aq_task_new(struct event_base *base, const struct aq_task_ops *ops, void *arg)
     t->arg = arg;
     t->refs = 2; /* the caller's and the work's */
     t->state = AQ_TASK_PENDING;
+    TAILQ_INIT(&t->cbs);
     t->soon_ev = event_new(base, -1, 0, soon_cb, t);
     if (t->ops != NULL)
         soon_schedule(t);
@@ -133,8 +133,8 @@ aq_task_unref(struct aq_task *t)
 
     if (t == NULL || --t->refs > 0)
         return;
-    while ((n = t->cbs_head) != NULL) {
-        t->cbs_head = n->next;
+    while ((n = TAILQ_FIRST(&t->cbs)) != NULL) {
+        TAILQ_REMOVE(&t->cbs, n, link);
         free(n);
     }
     if (t->result_free != NULL)
@@ -270,14 +270,9 @@ aq_task_add_done_cb(struct aq_task *t, aq_task_done_cb *cb, void *arg)
 {
     struct done_cb *n = xmalloc(sizeof *n);
 
-    n->next = NULL;
     n->cb = cb;
     n->arg = arg;
-    if (t->cbs_tail != NULL)
-        t->cbs_tail->next = n;
-    else
-        t->cbs_head = n;
-    t->cbs_tail = n;
+    TAILQ_INSERT_TAIL(&t->cbs, n, link);
     if (aq_task_is_finished(t))
         soon_schedule(t);
 }
@@ -285,18 +280,14 @@ aq_task_add_done_cb(struct aq_task *t, aq_task_done_cb *cb, void *arg)
 bool
 aq_task_remove_done_cb(struct aq_task *t, aq_task_done_cb *cb, void *arg)
 {
-    struct done_cb **pp, *prev = NULL;
+    struct done_cb *n;
 
-    for (pp = &t->cbs_head; *pp != NULL; prev = *pp, pp = &(*pp)->next) {
-        struct done_cb *n = *pp;
-
-        if (n->cb != cb || n->arg != arg)
-            continue;
-        *pp = n->next;
-        if (t->cbs_tail == n)
-            t->cbs_tail = prev;
-        free(n);
-        return true;
+    for (n = TAILQ_FIRST(&t->cbs); n != NULL; n = TAILQ_NEXT(n, link)) {
+        if (n->cb == cb && n->arg == arg) {
+            TAILQ_REMOVE(&t->cbs, n, link);
+            free(n);
+            return true;
+        }
     }
     return false;
 }
