@@ -27,6 +27,13 @@ main(void)
     srunner_add_suite(sr, rpc_suite());
     srunner_add_suite(sr, wait_suite());
     srunner_add_suite(sr, broker_suite());
+    srunner_add_suite(sr, clock_suite());
+    srunner_add_suite(sr, client_suite());
+    srunner_add_suite(sr, hist_suite());
+    srunner_add_suite(sr, idmap_suite());
+    srunner_add_suite(sr, job_suite());
+    srunner_add_suite(sr, log_suite());
+    srunner_add_suite(sr, sd_suite());
     srunner_run_all(sr, CK_NORMAL);
     failed = srunner_ntests_failed(sr);
     srunner_free(sr);
