@@ -3,8 +3,9 @@
  * tests/test_proc.c: the aq_proc contract of lib/proc.h, with real programs
  * (/bin/sh, cat, sleep, ...). What the children do is watched through the
  * callback and /proc, polled from an evtimer with a deadline: no test sleeps.
- * Each test makes its own base and reaper and releases all it made (the suite
- * also runs under valgrind with CK_FORK=no, and under ASan).
+ * Each test gets its own base from the fixture, makes its own reaper and
+ * releases all it made (the suite also runs under valgrind with CK_FORK=no,
+ * and under ASan).
  */
 #include <dirent.h>
 #include <errno.h>

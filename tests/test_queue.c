@@ -3,7 +3,8 @@
  * tests/test_queue.c: the contract of lib/queue.h, one behaviour per test.
  * Items and waiters live in the tests' own structs (zeroed before use); every
  * wait on the loop is bounded by run_until, and run_for shows that something
- * did not happen. Each test frees its queue, base and heap items.
+ * did not happen. Each test frees its queue and heap items; the fixture
+ * gives it its base and frees that.
  */
 #include <check.h>
 #include <event2/event.h>
