@@ -1639,7 +1639,7 @@ aq_broker_has_journal(const struct aq_broker *b)
 }
 
 int
-aq_broker_durable(struct aq_broker *b, struct aq_journal_barrier *node,
+aq_broker_durable(struct aq_broker *b, struct aq_barrier *node,
                   void (*cb)(void *arg, const struct aq_error *err), void *arg,
                   struct aq_error *err)
 {
@@ -1649,7 +1649,7 @@ aq_broker_durable(struct aq_broker *b, struct aq_journal_barrier *node,
 }
 
 void
-aq_broker_durable_cancel(struct aq_broker *b, struct aq_journal_barrier *h)
+aq_broker_durable_cancel(struct aq_broker *b, struct aq_barrier *h)
 {
     aq_journal_barrier_cancel(b->journal, h);
 }

@@ -156,7 +156,7 @@ bool aq_broker_is_stopping(const struct aq_broker *b);
 /* ---- durability (lib/journal.h) ---- */
 
 struct aq_journal;
-struct aq_journal_barrier;
+struct aq_barrier;
 struct aq_jrec;
 
 /* The journal the broker records every job event in (borrowed; set it
@@ -177,11 +177,11 @@ void aq_broker_rehome(struct aq_journal *j, void *arg);
  * caller's, valid until cb or aq_broker_durable_cancel). Returns 1 (cb
  * later), 0 when it already is durable (or there is no journal), -1 with
  * err when the journal is failing; cb is never called for 0 and -1. */
-int aq_broker_durable(struct aq_broker *b, struct aq_journal_barrier *node,
+int aq_broker_durable(struct aq_broker *b, struct aq_barrier *node,
                       void (*cb)(void *arg, const struct aq_error *err),
                       void *arg, struct aq_error *err);
 void aq_broker_durable_cancel(struct aq_broker *b,
-                              struct aq_journal_barrier *h);
+                              struct aq_barrier *h);
 
 /* Counts for logs and STATUS=: jobs unfinished, running. */
 void aq_broker_counts(const struct aq_broker *b, size_t *unfinished,

@@ -58,24 +58,20 @@
 static void
 barriers_complete(struct aq_journal *j)
 {
-    struct aq_journal_barrier *b;
+    struct aq_barrier *b;
 
-    while ((b = j->bar_head) != NULL) {
+    while ((b = TAILQ_FIRST(&j->barriers)) != NULL) {
         bool is_ours = b->is_ours;
         const struct aq_error *e = NULL;
         struct aq_error err;
 
-        if (b->lsn > j->durable_lsn) {
+        if (b->pos > j->durable_lsn) {
             if (j->state == JS_OK)
                 break;
             err = j->fail; /* a copy: the callback may change j */
             e = &err;
         }
-        j->bar_head = b->next;
-        if (j->bar_head != NULL)
-            j->bar_head->prev = NULL;
-        else
-            j->bar_tail = NULL;
+        TAILQ_REMOVE(&j->barriers, b, link);
         /* A caller's node may be freed by its callback: not touched after. */
         b->cb(b->arg, e);
         if (is_ours)
@@ -116,7 +112,7 @@ journal_fail(struct aq_journal *j, enum jstate st, const char *what, int e)
                "the disk: puts are refused until every live job is rewritten "
                "to a new segment (tried every second)",
                j->fail.message);
-    if (j->bar_head != NULL && j->complete_ev != NULL)
+    if (!TAILQ_EMPTY(&j->barriers) && j->complete_ev != NULL)
         event_active(j->complete_ev, EV_TIMEOUT, 0);
     /* A failed sync tries the rewrite at once: the next loop pass. */
     retry_later(j, st == JS_SUSPECT && old != JS_SUSPECT ? 0 : RETRY_US);
@@ -237,7 +233,7 @@ fsync_now(struct aq_journal *j)
         return -1;
     }
     j->durable_lsn = j->written_lsn;
-    if (j->bar_head != NULL && j->complete_ev != NULL)
+    if (!TAILQ_EMPTY(&j->barriers) && j->complete_ev != NULL)
         event_active(j->complete_ev, EV_TIMEOUT, 0);
     return 0;
 }
@@ -260,7 +256,7 @@ written(struct aq_journal *j)
     j->durable_lsn = j->written_lsn;
     /* Barriers run from the loop: flush may be called inside an append,
      * under a caller that is in the middle of changing a job. */
-    if (j->bar_head != NULL)
+    if (!TAILQ_EMPTY(&j->barriers))
         event_active(j->complete_ev, EV_TIMEOUT, 0);
 }
 
@@ -592,7 +588,7 @@ rewrite(struct aq_journal *j)
            "journal: %" PRIu64 " live jobs rewritten to %s after \"%s\"; "
            "older segments deleted, puts are accepted again",
            jobs, path, j->fail.message);
-    if (j->bar_head != NULL)
+    if (!TAILQ_EMPTY(&j->barriers))
         event_active(j->complete_ev, EV_TIMEOUT, 0);
     return 0;
 fail:
@@ -676,26 +672,19 @@ aq_journal_release(struct aq_journal *j, uint32_t seg)
 }
 
 static void
-barrier_link(struct aq_journal *j, struct aq_journal_barrier *b,
-             aq_journal_barrier_cb *cb, void *arg)
+barrier_link(struct aq_journal *j, struct aq_barrier *b, aq_barrier_cb *cb,
+             void *arg)
 {
-    b->lsn = j->appended_lsn;
+    b->pos = j->appended_lsn;
     b->cb = cb;
     b->arg = arg;
     b->is_ours = false;
-    b->next = NULL;
-    b->prev = j->bar_tail;
-    if (j->bar_tail != NULL)
-        j->bar_tail->next = b;
-    else
-        j->bar_head = b;
-    j->bar_tail = b;
+    TAILQ_INSERT_TAIL(&j->barriers, b, link);
 }
 
 int
-aq_journal_barrier_add(struct aq_journal *j, struct aq_journal_barrier *b,
-                       aq_journal_barrier_cb *cb, void *arg,
-                       struct aq_error *err)
+aq_journal_barrier_add(struct aq_journal *j, struct aq_barrier *b,
+                       aq_barrier_cb *cb, void *arg, struct aq_error *err)
 {
     if (j->state != JS_OK) {
         if (err != NULL)
@@ -708,10 +697,10 @@ aq_journal_barrier_add(struct aq_journal *j, struct aq_journal_barrier *b,
     return 1;
 }
 
-struct aq_journal_barrier *
-aq_journal_barrier(struct aq_journal *j, aq_journal_barrier_cb *cb, void *arg)
+struct aq_barrier *
+aq_journal_barrier(struct aq_journal *j, aq_barrier_cb *cb, void *arg)
 {
-    struct aq_journal_barrier *b;
+    struct aq_barrier *b;
 
     if (j->state != JS_OK || j->appended_lsn <= j->durable_lsn)
         return NULL;
@@ -722,16 +711,9 @@ aq_journal_barrier(struct aq_journal *j, aq_journal_barrier_cb *cb, void *arg)
 }
 
 void
-aq_journal_barrier_cancel(struct aq_journal *j, struct aq_journal_barrier *b)
+aq_journal_barrier_cancel(struct aq_journal *j, struct aq_barrier *b)
 {
-    if (b->prev != NULL)
-        b->prev->next = b->next;
-    else
-        j->bar_head = b->next;
-    if (b->next != NULL)
-        b->next->prev = b->prev;
-    else
-        j->bar_tail = b->prev;
+    TAILQ_REMOVE(&j->barriers, b, link);
     if (b->is_ours)
         free(b);
 }
@@ -812,7 +794,7 @@ aq_journal_start(struct aq_journal *j, uint64_t last_id, struct aq_error *err)
 void
 aq_journal_close(struct aq_journal *j)
 {
-    struct aq_journal_barrier *b;
+    struct aq_barrier *b;
 
     if (j == NULL)
         return;
@@ -863,8 +845,8 @@ aq_journal_close(struct aq_journal *j)
         event_free(j->rehome_ev);
     if (j->trim_ev != NULL)
         event_free(j->trim_ev);
-    while ((b = j->bar_head) != NULL) {
-        j->bar_head = b->next;
+    while ((b = TAILQ_FIRST(&j->barriers)) != NULL) {
+        TAILQ_REMOVE(&j->barriers, b, link);
         if (b->is_ours)
             free(b);
     }

@@ -269,7 +269,7 @@ struct put_call {
 struct durable_call {
     struct aq_methods *m;
     struct aq_call *call;
-    struct aq_journal_barrier barrier;
+    struct aq_barrier barrier;
     struct aq_put_result res;
 };
 
