@@ -19,6 +19,7 @@
 #include "config.h"
 #include "error.h"
 #include "journal.h"
+#include "store.h"
 #include "suites.h"
 #include "task.h"
 #include "testutil.h"
@@ -30,7 +31,6 @@ struct env {
     char dir[64];
     struct event_base *base;
     struct aq_config *cfg;
-    struct aq_journal *journal;
     struct aq_broker *broker;
 };
 
@@ -78,27 +78,19 @@ env_write_journal(struct env *e, const struct aq_jrec *recs, size_t n)
 static void
 env_start(struct env *e, const char *config)
 {
-    struct aq_journal_opts o = {
-        .path = e->dir, .fsync = AQ_FSYNC_NEVER, .segment_bytes = 1 << 20};
     struct aq_error err = {0};
-    uint64_t last_id = 0;
+    struct aq_store *store;
     bool damaged = false;
 
     e->base = test_base_new();
     e->cfg = aq_config_parse(config, strlen(config), &err);
     ck_assert_msg(e->cfg != NULL, "config: %s", err.message);
     e->broker = aq_broker_new(e->base, NULL, e->cfg);
-    o.rehome = aq_broker_rehome;
-    o.arg = e->broker;
-    e->journal = aq_journal_open(e->base, &o, &err);
-    ck_assert_msg(e->journal != NULL, "open: %s", err.message);
-    aq_broker_set_journal(e->broker, e->journal);
-    ck_assert_msg(aq_journal_replay(e->journal, false, aq_broker_replay_cb,
-                                    e->broker, &last_id, &damaged, &err) == 0,
-                  "replay: %s", err.message);
-    ck_assert_msg(aq_journal_start(e->journal, last_id, &err) == 0, "start: %s",
-                  err.message);
-    aq_broker_restore_done(e->broker, last_id);
+    store =
+        aq_store_journal_open(e->base, e->dir, AQ_FSYNC_NEVER, 1 << 20, &err);
+    ck_assert_msg(store != NULL, "open: %s", err.message);
+    ck_assert_msg(aq_broker_restore(e->broker, store, &damaged, &err) == 0,
+                  "restore: %s", err.message);
     aq_broker_start(e->broker);
 }
 
@@ -106,7 +98,6 @@ static void
 env_free(struct env *e)
 {
     aq_broker_free(e->broker);
-    aq_journal_close(e->journal);
     aq_config_free(e->cfg);
     test_base_free(e->base);
     nftw(e->dir, remove_entry, 8, FTW_DEPTH | FTW_PHYS);
