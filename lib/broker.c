@@ -75,7 +75,8 @@ broker_queue_find(const struct aq_broker *b, const char *name)
 }
 
 static struct broker_queue *
-queue_lookup(const struct aq_broker *b, const char *name, struct aq_error *err)
+broker_queue_lookup(const struct aq_broker *b, const char *name,
+                    struct aq_error *err)
 {
     struct broker_queue *bq =
         broker_queue_find(b, name != NULL ? name : "default");
@@ -87,7 +88,8 @@ queue_lookup(const struct aq_broker *b, const char *name, struct aq_error *err)
 }
 
 static void
-queue_configure(struct broker_queue *bq, const struct aq_queue_config *qc)
+broker_queue_configure(struct broker_queue *bq,
+                       const struct aq_queue_config *qc)
 {
     if (&bq->cfg != qc) {
         aq_queue_config_clear(&bq->cfg);
@@ -111,7 +113,7 @@ broker_queue_new(struct aq_broker *b, const struct aq_queue_config *qc)
     LIST_INIT(&bq->consumers);
     aq_queue_config_copy(&bq->cfg, qc);
     bq->q = aq_queue_new(b->base, &opts);
-    queue_configure(bq, &bq->cfg);
+    broker_queue_configure(bq, &bq->cfg);
     STAILQ_INSERT_TAIL(&b->queues, bq, link); /* stats list config order */
     bq->target = qc->consumers;
     if (b->is_started)
@@ -120,7 +122,7 @@ broker_queue_new(struct aq_broker *b, const struct aq_queue_config *qc)
 }
 
 static void
-queue_free(struct broker_queue *bq)
+broker_queue_free(struct broker_queue *bq)
 {
     consumers_free(bq);
     aq_http_free(bq->http); /* after the runs that used it */
@@ -190,7 +192,7 @@ aq_broker_free(struct aq_broker *b)
     aq_wait_free(b->stop_wait);
     while ((bq = STAILQ_FIRST(&b->queues)) != NULL) {
         STAILQ_REMOVE_HEAD(&b->queues, link);
-        queue_free(bq);
+        broker_queue_free(bq);
     }
     aq_idmap_each(b->jobs, job_free_cb, NULL);
     aq_idmap_free(b->jobs);
@@ -220,7 +222,7 @@ aq_broker_reconfigure(struct aq_broker *b, const struct aq_config *cfg)
             aq_log(AQ_LOG_WARN, "reload: queue %s: order changes at restart",
                    qc->name);
         order = bq->cfg.order;
-        queue_configure(bq, qc);
+        broker_queue_configure(bq, qc);
         bq->cfg.order = order;
         if (b->is_started)
             consumers_scale(bq, qc->consumers);
@@ -438,7 +440,7 @@ put_check(struct aq_broker *b, const struct aq_put *p, enum aq_kind *kind,
                      p->timeout > AQ_DURATION_MAX_S ? "timeout" : "delay");
         return NULL;
     }
-    if ((bq = queue_lookup(b, p->queue, err)) == NULL)
+    if ((bq = broker_queue_lookup(b, p->queue, err)) == NULL)
         return NULL;
     *kind = bq->kind;
     if (p->kind != NULL && aq_kind_parse(p->kind, kind) < 0) {
@@ -674,7 +676,7 @@ aq_broker_join(struct aq_broker *b, const char *queue, aq_join_cb *cb,
     struct broker_queue *only = NULL;
     struct aq_join *j;
 
-    if (queue != NULL && (only = queue_lookup(b, queue, err)) == NULL)
+    if (queue != NULL && (only = broker_queue_lookup(b, queue, err)) == NULL)
         return -1;
     if ((j = broker_join_new(b, only, cb, arg)) == NULL)
         return 0;
@@ -693,7 +695,7 @@ aq_broker_join_cancel(struct aq_join *j)
 /* ---- queues ---- */
 
 static void
-queue_stats(const struct broker_queue *bq, struct aq_queue_stats *s)
+broker_queue_stats(const struct broker_queue *bq, struct aq_queue_stats *s)
 {
     *s = (struct aq_queue_stats){
         .name = bq->cfg.name,
@@ -724,15 +726,15 @@ aq_broker_each_queue(struct aq_broker *b, const char *queue,
     struct aq_queue_stats s;
 
     if (queue != NULL) {
-        if ((bq = queue_lookup(b, queue, err)) == NULL)
+        if ((bq = broker_queue_lookup(b, queue, err)) == NULL)
             return -1;
-        queue_stats(bq, &s);
+        broker_queue_stats(bq, &s);
         fn(&s, arg);
         return 0;
     }
     STAILQ_FOREACH(bq, &b->queues, link)
     {
-        queue_stats(bq, &s);
+        broker_queue_stats(bq, &s);
         fn(&s, arg);
     }
     return 0;
@@ -742,7 +744,7 @@ int
 aq_broker_scale(struct aq_broker *b, const char *queue, int consumers,
                 struct aq_error *err)
 {
-    struct broker_queue *bq = queue_lookup(b, queue, err);
+    struct broker_queue *bq = broker_queue_lookup(b, queue, err);
 
     if (bq == NULL)
         return -1;
@@ -756,7 +758,7 @@ int
 aq_broker_pause(struct aq_broker *b, const char *queue, bool paused,
                 struct aq_error *err)
 {
-    struct broker_queue *bq = queue_lookup(b, queue, err);
+    struct broker_queue *bq = broker_queue_lookup(b, queue, err);
 
     if (bq == NULL)
         return -1;

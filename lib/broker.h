@@ -4,9 +4,11 @@
  * (spec section 2) in C, with no protocol in sight. Each queue is an
  * aq_queue of jobs served by N consumer tasks that run jobs through their
  * kind's handler with a timeout, retries and backoff. Finished records are
- * kept per results.ttl / results.max. Replies that wait (a put to a full
- * queue, wait, join, cancel of a running job) come through callbacks from
- * the loop.
+ * kept per results.ttl / results.max. Every job event goes to the broker's
+ * store (lib/store.h; memory until aq_broker_restore gives it another), and
+ * a put is acknowledged once its job is durable there. Replies that wait (a
+ * put to a full queue or to a store that syncs, wait, join, cancel of a
+ * running job) come through callbacks from the loop.
  */
 #ifndef AQ_BROKER_H
 #define AQ_BROKER_H
