@@ -1003,17 +1003,26 @@ END_TEST
 
 /* ---- the graceful stop ---- */
 
+/* A started broker whose queue "s" (one consumer) has n sleeps of args,
+ * the first one running. */
+static void
+env_sleepers(struct env *e, const char *args, int n)
+{
+    struct aq_put p = put_of("s", args);
+
+    env_new(e, "{\"queues\":{\"s\":" SLEEP_Q "}}");
+    aq_broker_start(e->broker);
+    for (int i = 0; i < n; i++)
+        put_now(e, &p);
+    run_for(e->base, 10);
+}
+
 START_TEST(stop_lets_a_running_job_finish_within_the_grace)
 {
     struct env e = {0};
-    struct aq_put p = put_of("s", "{\"seconds\":0.03}");
     bool stopped = false;
 
-    env_new(&e, "{\"queues\":{\"s\":" SLEEP_Q "}}");
-    aq_broker_start(e.broker);
-    put_now(&e, &p);
-    put_now(&e, &p);
-    run_for(e.base, 10);
+    env_sleepers(&e, "{\"seconds\":0.03}", 2);
     aq_broker_stop(e.broker, false, 5, stopped_cb, &stopped);
     ck_assert(run_until(e.base, &stopped, WAIT_MS));
     ck_assert_str_eq(state_of(&e, 1), "done");
@@ -1051,13 +1060,9 @@ END_TEST
 START_TEST(stop_with_drain_runs_every_queued_job_first)
 {
     struct env e = {0};
-    struct aq_put p = put_of("s", "{\"seconds\":0.01}");
     bool stopped = false;
 
-    env_new(&e, "{\"queues\":{\"s\":" SLEEP_Q "}}");
-    aq_broker_start(e.broker);
-    for (int i = 0; i < 3; i++)
-        put_now(&e, &p);
+    env_sleepers(&e, "{\"seconds\":0.01}", 3);
     aq_broker_stop(e.broker, true, 5, stopped_cb, &stopped);
     ck_assert(run_until(e.base, &stopped, WAIT_MS));
     ck_assert_uint_eq(stats_of(&e, "s").done, 3);
@@ -1065,45 +1070,21 @@ START_TEST(stop_with_drain_runs_every_queued_job_first)
 }
 END_TEST
 
-/* A second signal: drain and grace are skipped, the job interrupted. */
-START_TEST(stop_now_skips_drain_and_grace)
+/* A second signal, in the drain (_i 0) or in the grace (_i 1): what is
+ * left of both is skipped, the running job interrupted at once. */
+START_TEST(stop_now_interrupts_at_once)
 {
     struct env e = {0};
-    struct aq_put p = put_of("s", "{\"seconds\":10}");
     bool stopped = false;
 
-    env_new(&e, "{\"queues\":{\"s\":" SLEEP_Q "}}");
-    aq_broker_start(e.broker);
-    put_now(&e, &p);
-    put_now(&e, &p);
-    run_for(e.base, 10);
-    aq_broker_stop(e.broker, true, 100, stopped_cb, &stopped);
-    run_for(e.base, 10);
-    ck_assert(!stopped);
-    aq_broker_stop_now(e.broker); /* drain -> grace of 0 */
-    ck_assert(run_until(e.base, &stopped, WAIT_MS));
-    ck_assert_str_eq(state_of(&e, 1), "pending");
-    ck_assert_str_eq(state_of(&e, 2), "pending");
-    env_free(&e);
-}
-END_TEST
-
-START_TEST(stop_now_in_the_grace_interrupts_at_once)
-{
-    struct env e = {0};
-    struct aq_put p = put_of("s", "{\"seconds\":10}");
-    bool stopped = false;
-
-    env_new(&e, "{\"queues\":{\"s\":" SLEEP_Q "}}");
-    aq_broker_start(e.broker);
-    put_now(&e, &p);
-    run_for(e.base, 10);
-    aq_broker_stop(e.broker, false, 100, stopped_cb, &stopped);
+    env_sleepers(&e, "{\"seconds\":10}", 2);
+    aq_broker_stop(e.broker, _i == 0, 100, stopped_cb, &stopped);
     run_for(e.base, 10);
     ck_assert(!stopped);
     aq_broker_stop_now(e.broker);
     ck_assert(run_until(e.base, &stopped, WAIT_MS));
     ck_assert_str_eq(state_of(&e, 1), "pending");
+    ck_assert_str_eq(state_of(&e, 2), "pending");
     env_free(&e);
 }
 END_TEST
@@ -1153,8 +1134,7 @@ broker_suite(void)
     tcase_add_test(tc, stop_lets_a_running_job_finish_within_the_grace);
     tcase_add_test(tc, stop_past_the_grace_puts_running_jobs_back_to_pending);
     tcase_add_test(tc, stop_with_drain_runs_every_queued_job_first);
-    tcase_add_test(tc, stop_now_skips_drain_and_grace);
-    tcase_add_test(tc, stop_now_in_the_grace_interrupts_at_once);
+    tcase_add_loop_test(tc, stop_now_interrupts_at_once, 0, 2);
     suite_add_tcase(s, tc);
     return s;
 }
