@@ -24,7 +24,6 @@
 #include "clock.h"
 #include "config.h"
 #include "error.h"
-#include "journal.h"
 #include "log.h"
 #include "methods.h"
 #include "metrics.h"
@@ -32,6 +31,7 @@
 #include "runfile.h"
 #include "sd.h"
 #include "server.h"
+#include "store.h"
 #include "xmalloc.h"
 
 #define DEFAULT_CONFIG "/etc/asyncq/asyncqd.json"
@@ -45,6 +45,7 @@ struct daemon {
     const char *config_path;
     bool repair;        /* --repair: mend the journal, then exit */
     char *journal_path; /* owned; NULL = memory only */
+    /* the broker's store's journal, for metrics; NULL = none */
     struct aq_journal *journal;
     struct aq_config *cfg; /* owned: the config in force */
     struct event_base *base;
@@ -289,7 +290,7 @@ systemd_ready_cb(evutil_socket_t fd, short what, void *arg)
     }
 }
 
-/* ---- journal ---- */
+/* ---- the store ---- */
 
 /* journal.path, relative ones resolved against $STATE_DIRECTORY (the
  * first, when systemd gives several), else the working directory. */
@@ -306,42 +307,28 @@ journal_path(const struct aq_config *cfg)
                      cfg->journal.path);
 }
 
-/* Opens and replays the journal into the broker. Returns 0, 1 on an
+/* The store: the journal at journal.path, or none (jobs in memory only).
+ * The broker takes it and restores the jobs it holds. Returns 0, 1 on an
  * error (err set), 2 when the journal is damaged (err says how). */
 static int
-journal_load(struct daemon *d, struct aq_error *err)
+store_open(struct daemon *d, struct aq_error *err)
 {
-    struct aq_journal_opts opts = {
-        .path = d->journal_path,
-        .fsync = d->cfg->journal.fsync,
-        .segment_bytes = d->cfg->journal.segment_bytes,
-        .rehome = aq_broker_rehome,
-        .arg = d->broker,
-    };
-    uint64_t last_id = 0;
+    struct aq_store *store;
     bool damaged = false;
-    int64_t start_us = aq_clock_mono_us();
 
-    if ((d->journal = aq_journal_open(d->base, &opts, err)) == NULL)
+    if (d->journal_path == NULL) {
+        aq_log(AQ_LOG_WARN, "journal: path null: jobs are kept in memory "
+                            "only and lost at exit");
+        return 0;
+    }
+    store =
+        aq_store_journal_open(d->base, d->journal_path, d->cfg->journal.fsync,
+                              d->cfg->journal.segment_bytes, err);
+    if (store == NULL)
         return 1;
-    aq_broker_set_journal(d->broker, d->journal);
-    if (aq_journal_replay(d->journal, false, aq_broker_replay_cb, d->broker,
-                          &last_id, &damaged, err) < 0)
+    if (aq_broker_restore(d->broker, store, &damaged, err) < 0)
         return damaged ? 2 : 1;
-    if (aq_journal_start(d->journal, last_id, err) < 0)
-        return 1;
-    aq_broker_restore_done(d->broker, last_id);
-    aq_log(AQ_LOG_INFO, "journal: %s (fsync %s): replayed in %.3f s",
-           d->journal_path, aq_fsync_names[d->cfg->journal.fsync],
-           (double)(aq_clock_mono_us() - start_us) / 1e6);
-    return 0;
-}
-
-static int
-count_record(const struct aq_jrec *r, uint32_t seg, void *arg,
-             struct aq_error *err)
-{
-    (*(size_t *)arg)++;
+    d->journal = aq_store_journal(store);
     return 0;
 }
 
@@ -349,18 +336,12 @@ count_record(const struct aq_jrec *r, uint32_t seg, void *arg,
 static int
 journal_repair(struct daemon *d)
 {
-    struct aq_journal_opts opts = {.path = d->journal_path,
-                                   .fsync = d->cfg->journal.fsync,
-                                   .segment_bytes =
-                                       d->cfg->journal.segment_bytes};
     struct aq_error err;
-    uint64_t last_id;
-    size_t records = 0;
-    bool damaged;
+    uint64_t last_id = 0;
+    size_t records;
 
-    if ((d->journal = aq_journal_open(d->base, &opts, &err)) == NULL ||
-        aq_journal_replay(d->journal, true, count_record, &records, &last_id,
-                          &damaged, &err) < 0) {
+    if (aq_store_journal_repair(d->base, d->journal_path, &records, &last_id,
+                                &err) < 0) {
         fprintf(stderr, "asyncqd: %s\n", err.message);
         return 1;
     }
@@ -501,7 +482,7 @@ run(struct daemon *d)
     d->procs = aq_procs_new(d->base);
     procs_cgroup(d);
     d->broker = aq_broker_new(d->base, d->procs, d->cfg);
-    if (d->journal_path != NULL && (rc = journal_load(d, &err)) != 0)
+    if ((rc = store_open(d, &err)) != 0)
         goto fail;
     rc = 1; /* the failures below are ordinary ones */
     if (procs_leftovers(d, &err) < 0)
@@ -517,9 +498,6 @@ run(struct daemon *d)
                                      d->server, d->journal, &err)) == NULL)
         goto fail;
     set_own_addresses(d, nfds);
-    if (d->journal == NULL)
-        aq_log(AQ_LOG_WARN, "journal: path null: jobs are kept in memory "
-                            "only and lost at exit");
     d->sigterm_ev = evsignal_new(d->base, SIGTERM, stop_cb, d);
     d->sigint_ev = evsignal_new(d->base, SIGINT, stop_cb, d);
     d->sighup_ev = evsignal_new(d->base, SIGHUP, reload_cb, d);
@@ -559,10 +537,7 @@ daemon_free(struct daemon *d)
     aq_metrics_free(d->metrics);
     aq_server_free(d->server);
     aq_methods_free(d->methods);
-    /* Flushed and synced before anything else goes: the interrupted jobs'
-     * records are in it. */
-    aq_journal_close(d->journal);
-    aq_broker_free(d->broker);
+    aq_broker_free(d->broker); /* its store first: flushed and synced */
     aq_procs_free(d->procs);
     /* No child outlives the daemon, not even one that left its job's
      * process group (spec section 6). */

@@ -4,9 +4,11 @@
  * (spec section 2) in C, with no protocol in sight. Each queue is an
  * aq_queue of jobs served by N consumer tasks that run jobs through their
  * kind's handler with a timeout, retries and backoff. Finished records are
- * kept per results.ttl / results.max. Replies that wait (a put to a full
- * queue, wait, join, cancel of a running job) come through callbacks from
- * the loop.
+ * kept per results.ttl / results.max. Every job event goes to the broker's
+ * store (lib/store.h; memory until aq_broker_restore gives it another), and
+ * a put is acknowledged once its job is durable there. Replies that wait (a
+ * put to a full queue or to a store that syncs, wait, join, cancel of a
+ * running job) come through callbacks from the loop.
  */
 #ifndef AQ_BROKER_H
 #define AQ_BROKER_H
@@ -15,7 +17,12 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <sys/queue.h>
+
 #include <jansson.h>
+
+#include "barrier.h"
+#include "queue.h"
 
 struct event_base;
 struct aq_config;
@@ -53,6 +60,8 @@ struct aq_put {
     int retries;     /* >= 0; < 0 = the queue's */
     const char *key; /* NULL = none */
     bool nowait;
+    bool ack_queued; /* acknowledge once queued, before it is durable: for
+                        a put that answers with the job's end instead */
 };
 
 struct aq_put_result {
@@ -62,24 +71,57 @@ struct aq_put_result {
     bool duplicate;
 };
 
-/* A put that had to wait for room ended: st 0 with res, or -1 with err
- * (-32010 when the broker stopped first). */
+/* How a put that did not end at once ended: st 0 with res (acknowledged:
+ * queued, and durable), or -1 with err. */
 typedef void aq_put_cb(void *arg, int st, const struct aq_put_result *res,
                        const struct aq_error *err);
-struct aq_put_waiter;
 
-/* Returns 0 with *res filled (queued now, or a duplicate key); 1 when the
- * queue is full: *waiter is set, and its callback (set with
- * aq_broker_put_on_room before the loop runs) fires once there is room;
- * withdraw with aq_broker_put_cancel; -1 with err (-32602, -32002, -32005:
- * a kind the queue does not run (its kind and "kinds") or args its settings
- * refuse, -32000 with nowait, -32010 while stopping, -32603 while the
- * journal cannot record it). */
-int aq_broker_put(struct aq_broker *b, const struct aq_put *p,
-                  struct aq_put_result *res, struct aq_put_waiter **waiter,
-                  struct aq_error *err);
-void aq_broker_put_on_room(struct aq_put_waiter *w, aq_put_cb *cb, void *arg);
-void aq_broker_put_cancel(struct aq_put_waiter *w); /* no callback after */
+/* A put in flight: the caller's memory (a call's scratch space, so the hot
+ * path allocates nothing), valid until its callback runs or the put is
+ * withdrawn. Fields are the broker's. */
+struct aq_put_wait {
+    aq_put_cb *cb;
+    void *arg;
+    bool ack_queued; /* the put's ack_queued */
+    bool is_syncing; /* queued: waits for the store, no longer for room */
+    union {
+        struct {
+            struct aq_queue_waiter w;
+            struct aq_job *job; /* owned until queued */
+            TAILQ_ENTRY(aq_put_wait) link;
+        } room;
+        struct {
+            struct aq_barrier barrier;
+            struct aq_put_result res;
+        } sync;
+    } u;
+};
+
+enum aq_put_status {
+    AQ_PUT_FAILED = -1, /* err says why; nothing was queued */
+    AQ_PUT_DONE = 0,    /* acknowledged now: *res is filled */
+    AQ_PUT_PENDING,     /* queued, waiting for the store: cb later */
+    AQ_PUT_FULL,        /* waiting for room, then for the store: cb later;
+                           read no more requests meanwhile (back-pressure) */
+};
+
+/* Puts a job, acknowledged once its queue has room AND the store has made
+ * it durable (lib/store.h; at once without a store; with p->ack_queued,
+ * once queued). A duplicate key is acknowledged with the job it names, as
+ * durable as what was put before it. Returns AQ_PUT_DONE with *res;
+ * AQ_PUT_PENDING or AQ_PUT_FULL with cb(arg, ...) to come from the loop,
+ * never inside this call: -32010 when the broker stops while the put waits
+ * for room, -32603 when the store fails first (the job is queued all the
+ * same: the message names it, as it may still run). Withdraw with
+ * aq_broker_put_cancel. AQ_PUT_FAILED with err: -32602, -32002, -32005 (a
+ * kind the queue does not run, or args its settings refuse), -32000 with
+ * nowait, -32010 while stopping, -32603 while the store cannot record
+ * jobs. cb is never called for DONE and FAILED. */
+enum aq_put_status aq_broker_put(struct aq_broker *b, const struct aq_put *p,
+                                 struct aq_put_wait *w, aq_put_cb *cb,
+                                 void *arg, struct aq_put_result *res,
+                                 struct aq_error *err);
+void aq_broker_put_cancel(struct aq_broker *b, struct aq_put_wait *w);
 
 /* ---- jobs ---- */
 
@@ -132,9 +174,6 @@ int aq_broker_each_queue(struct aq_broker *b, const char *queue,
                          void (*fn)(const struct aq_queue_stats *s, void *arg),
                          void *arg, struct aq_error *err);
 
-/* The "queues" part of stats (spec section 5), for one queue or all. */
-json_t *aq_broker_stats(struct aq_broker *b, const char *queue,
-                        struct aq_error *err);
 int aq_broker_scale(struct aq_broker *b, const char *queue, int consumers,
                     struct aq_error *err);
 int aq_broker_pause(struct aq_broker *b, const char *queue, bool paused,
@@ -151,37 +190,18 @@ void aq_broker_stop(struct aq_broker *b, bool drain, double grace_s,
                     void (*done)(void *arg), void *arg);
 /* A second signal: skip what is left of drain and grace. */
 void aq_broker_stop_now(struct aq_broker *b);
-bool aq_broker_is_stopping(const struct aq_broker *b);
 
-/* ---- durability (lib/journal.h) ---- */
+/* ---- durability (lib/store.h) ---- */
 
-struct aq_journal;
-struct aq_journal_barrier;
-struct aq_jrec;
-
-/* The journal the broker records every job event in (borrowed; set it
- * before replay). Without one, jobs live in memory only. */
-void aq_broker_set_journal(struct aq_broker *b, struct aq_journal *j);
-bool aq_broker_has_journal(const struct aq_broker *b);
-/* Replay: an aq_journal_replay_cb rebuilding jobs and records (arg: b). */
-int aq_broker_replay_cb(const struct aq_jrec *r, uint32_t seg, void *arg,
-                        struct aq_error *err);
-/* After aq_journal_start: queues what replay rebuilt. Jobs that were
- * running at a crash count the attempt and run again (see docs). */
-void aq_broker_restore_done(struct aq_broker *b, uint64_t last_id);
-/* An aq_journal_rehome_cb (arg: b): re-appends the jobs homed in the
- * segments the journal is evacuating. */
-void aq_broker_rehome(struct aq_journal *j, void *arg);
-/* cb(arg, NULL) from the loop once all recorded so far is durable, or
- * cb(arg, err) (-32603) if the journal fails first; waiting on node (the
- * caller's, valid until cb or aq_broker_durable_cancel). Returns 1 (cb
- * later), 0 when it already is durable (or there is no journal), -1 with
- * err when the journal is failing; cb is never called for 0 and -1. */
-int aq_broker_durable(struct aq_broker *b, struct aq_journal_barrier *node,
-                      void (*cb)(void *arg, const struct aq_error *err),
-                      void *arg, struct aq_error *err);
-void aq_broker_durable_cancel(struct aq_broker *b,
-                              struct aq_journal_barrier *h);
+struct aq_store;
+/* Takes s (on failure too) as the store of every job event, and rebuilds
+ * the jobs it holds: unfinished ones queued again (those that were running
+ * at a crash count the attempt and run again, see docs/durability.md),
+ * finished ones kept as records. Before aq_broker_start; without it, jobs
+ * live in memory only. Returns 0, or -1 with err (*is_damaged when what
+ * the store holds is damaged rather than unreadable). */
+int aq_broker_restore(struct aq_broker *b, struct aq_store *s, bool *is_damaged,
+                      struct aq_error *err);
 
 /* Counts for logs and STATUS=: jobs unfinished, running. */
 void aq_broker_counts(const struct aq_broker *b, size_t *unfinished,

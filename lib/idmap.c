@@ -26,7 +26,7 @@ struct aq_idmap {
     aq_idmap_key_fn *key_of;
     struct page **hash; /* NULL = empty */
     size_t mask;        /* hash size - 1 */
-    size_t npages, count;
+    size_t npages;
     struct page *last; /* the page used last: ids come in runs */
 };
 
@@ -139,10 +139,8 @@ aq_idmap_put(struct aq_idmap *m, void *value)
     }
     m->last = p;
     slot = &p->slot[id & (PAGE_SLOTS - 1)];
-    if (*slot == NULL) {
+    if (*slot == NULL)
         p->used++;
-        m->count++;
-    }
     *slot = value;
 }
 
@@ -163,16 +161,9 @@ aq_idmap_del(struct aq_idmap *m, uint64_t id)
     if (p == NULL || (value = p->slot[id & (PAGE_SLOTS - 1)]) == NULL)
         return NULL;
     p->slot[id & (PAGE_SLOTS - 1)] = NULL;
-    m->count--;
     if (--p->used == 0)
         page_remove(m, p);
     return value;
-}
-
-size_t
-aq_idmap_count(const struct aq_idmap *m)
-{
-    return m->count;
 }
 
 void

@@ -23,7 +23,6 @@ void aq_idmap_free(struct aq_idmap *m); /* NULL is fine; values untouched */
 void aq_idmap_put(struct aq_idmap *m, void *value);
 void *aq_idmap_get(const struct aq_idmap *m, uint64_t id); /* or NULL */
 void *aq_idmap_del(struct aq_idmap *m, uint64_t id); /* removed, or NULL */
-size_t aq_idmap_count(const struct aq_idmap *m);
 
 /* Calls fn on every value (in no order); fn must not change the map. */
 void aq_idmap_each(const struct aq_idmap *m, void (*fn)(void *value, void *arg),

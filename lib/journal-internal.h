@@ -71,7 +71,8 @@ struct aq_journal {
     struct event *complete_ev; /* runs barriers from the loop */
     struct event *rehome_ev;   /* asks for old segments' jobs again */
     struct event *trim_ev;     /* deletes the segments nobody needs */
-    TAILQ_HEAD(, aq_journal_barrier) barriers; /* pending, oldest first */
+    /* barriers waiting, oldest first */
+    struct aq_barrier_list barriers;
 
     /* the sync thread */
     bool has_thread;

@@ -58,14 +58,14 @@
 static void
 barriers_complete(struct aq_journal *j)
 {
-    struct aq_journal_barrier *b;
+    struct aq_barrier *b;
 
     while ((b = TAILQ_FIRST(&j->barriers)) != NULL) {
         bool is_ours = b->is_ours;
         const struct aq_error *e = NULL;
         struct aq_error err;
 
-        if (b->lsn > j->durable_lsn) {
+        if (b->pos > j->durable_lsn) {
             if (j->state == JS_OK)
                 break;
             err = j->fail; /* a copy: the callback may change j */
@@ -672,10 +672,10 @@ aq_journal_release(struct aq_journal *j, uint32_t seg)
 }
 
 static void
-barrier_link(struct aq_journal *j, struct aq_journal_barrier *b,
-             aq_journal_barrier_cb *cb, void *arg)
+barrier_link(struct aq_journal *j, struct aq_barrier *b, aq_barrier_cb *cb,
+             void *arg)
 {
-    b->lsn = j->appended_lsn;
+    b->pos = j->appended_lsn;
     b->cb = cb;
     b->arg = arg;
     b->is_ours = false;
@@ -683,9 +683,8 @@ barrier_link(struct aq_journal *j, struct aq_journal_barrier *b,
 }
 
 int
-aq_journal_barrier_add(struct aq_journal *j, struct aq_journal_barrier *b,
-                       aq_journal_barrier_cb *cb, void *arg,
-                       struct aq_error *err)
+aq_journal_barrier_add(struct aq_journal *j, struct aq_barrier *b,
+                       aq_barrier_cb *cb, void *arg, struct aq_error *err)
 {
     if (j->state != JS_OK) {
         if (err != NULL)
@@ -698,10 +697,10 @@ aq_journal_barrier_add(struct aq_journal *j, struct aq_journal_barrier *b,
     return 1;
 }
 
-struct aq_journal_barrier *
-aq_journal_barrier(struct aq_journal *j, aq_journal_barrier_cb *cb, void *arg)
+struct aq_barrier *
+aq_journal_barrier(struct aq_journal *j, aq_barrier_cb *cb, void *arg)
 {
-    struct aq_journal_barrier *b;
+    struct aq_barrier *b;
 
     if (j->state != JS_OK || j->appended_lsn <= j->durable_lsn)
         return NULL;
@@ -712,7 +711,7 @@ aq_journal_barrier(struct aq_journal *j, aq_journal_barrier_cb *cb, void *arg)
 }
 
 void
-aq_journal_barrier_cancel(struct aq_journal *j, struct aq_journal_barrier *b)
+aq_journal_barrier_cancel(struct aq_journal *j, struct aq_barrier *b)
 {
     TAILQ_REMOVE(&j->barriers, b, link);
     if (b->is_ours)
@@ -795,7 +794,7 @@ aq_journal_start(struct aq_journal *j, uint64_t last_id, struct aq_error *err)
 void
 aq_journal_close(struct aq_journal *j)
 {
-    struct aq_journal_barrier *b;
+    struct aq_barrier *b;
 
     if (j == NULL)
         return;

@@ -22,6 +22,7 @@
 #include <stdint.h>
 #include <sys/queue.h>
 
+#include "barrier.h"
 #include "config.h"
 
 struct event_base;
@@ -141,34 +142,23 @@ void aq_journal_release(struct aq_journal *j, uint32_t seg);
  * refuse new puts. */
 const struct aq_error *aq_journal_error(const struct aq_journal *j);
 
-/* cb(arg, NULL) runs from the loop once the barrier's records are durable;
- * cb(arg, err) if the journal failed first (see aq_journal_error). */
-typedef void aq_journal_barrier_cb(void *arg, const struct aq_error *err);
-
-/* A wait for durability; the caller's memory with aq_journal_barrier_add
- * (fields private), the journal's with aq_journal_barrier. */
-struct aq_journal_barrier {
-    TAILQ_ENTRY(aq_journal_barrier) link; /* the journal's, oldest first */
-    uint64_t lsn;
-    aq_journal_barrier_cb *cb;
-    void *arg;
-    bool is_ours; /* allocated by aq_journal_barrier */
-};
-
-/* Waits until every record appended so far is durable by the fsync
+/* A wait for durability (lib/barrier.h): cb(arg, NULL) runs from the loop
+ * once the barrier's records are durable; cb(arg, err) if the journal
+ * failed first (see aq_journal_error). The node is the caller's memory
+ * with aq_journal_barrier_add, the journal's with aq_journal_barrier.
+ *
+ * Waits until every record appended so far is durable by the fsync
  * policy (written; and synced for batch/always), using the caller's node
  * b (valid until cb or cancel). Returns 1 (cb runs later), 0 when that is
  * already so, or -1 with err when the journal is failing; cb is never
  * called for 0 and -1. Cancel only a pending barrier. */
-int aq_journal_barrier_add(struct aq_journal *j, struct aq_journal_barrier *b,
-                           aq_journal_barrier_cb *cb, void *arg,
-                           struct aq_error *err);
+int aq_journal_barrier_add(struct aq_journal *j, struct aq_barrier *b,
+                           aq_barrier_cb *cb, void *arg, struct aq_error *err);
 /* The same with a node of the journal's: returns it, or NULL when all is
  * durable already or the journal is failing (cb is never called). */
-struct aq_journal_barrier *
-aq_journal_barrier(struct aq_journal *j, aq_journal_barrier_cb *cb, void *arg);
-void aq_journal_barrier_cancel(struct aq_journal *j,
-                               struct aq_journal_barrier *b);
+struct aq_barrier *aq_journal_barrier(struct aq_journal *j, aq_barrier_cb *cb,
+                                      void *arg);
+void aq_journal_barrier_cancel(struct aq_journal *j, struct aq_barrier *b);
 
 struct aq_hist;
 /* A copy of the fdatasync durations so far (the sync thread adds to it). */

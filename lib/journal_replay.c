@@ -69,6 +69,7 @@ aq_journal_open(struct event_base *base, const struct aq_journal_opts *opts,
     j->fd = -1;
     j->efd = -1;
     j->lock_fd = -1;
+    TAILQ_INIT(&j->barriers);
     if ((j->lock_fd = lock_dir(j->dir, err)) < 0 ||
         journal_list_segments(j, err) < 0) {
         aq_journal_close(j);

@@ -21,7 +21,7 @@
 #include "call.h"
 #include "clock.h"
 #include "error.h"
-#include "journal.h"
+#include "hist.h"
 #include "rpc.h"
 #include "task.h"
 #include "wait.h"
@@ -257,103 +257,45 @@ make_cancel_reply(json_t *record)
 
 /* ---- put ---- */
 
+/* A put in flight, in the call's scratch space: the hot path allocates
+ * nothing for it. */
 struct put_call {
+    struct aq_put_wait w;
     struct aq_methods *m;
     struct aq_call *call;
-    struct aq_put_waiter *waiter;
-    bool wait;
 };
 
-/* A put's reply held until its journal record is durable: in the call's
- * scratch space, so the hot path allocates nothing for it. */
-struct durable_call {
-    struct aq_methods *m;
-    struct aq_call *call;
-    struct aq_journal_barrier barrier;
-    struct aq_put_result res;
-};
-
-/* The journal could not make the job durable: never an acknowledgement.
- * The job is queued all the same (it may be running already), so the
- * error names it: it may still run, and a retry should carry a key. */
-static void
-put_not_durable(struct aq_call *call, uint64_t job, const struct aq_error *why)
-{
-    struct aq_error err;
-
-    aq_error_set(&err, AQ_ERR_INTERNAL,
-                 "%s: put not acknowledged (job %llu may still run)",
-                 why->message, (unsigned long long)job);
-    aq_call_fail(call, &err);
-}
-
-static void
-durable_abandon(void *arg)
-{
-    struct durable_call *dc = arg;
-
-    aq_broker_durable_cancel(dc->m->broker, &dc->barrier);
-}
-
-static void
-durable_cb(void *arg, const struct aq_error *err)
-{
-    struct durable_call *dc = arg;
-
-    aq_call_on_abandon(dc->call, NULL, NULL);
-    if (err != NULL)
-        put_not_durable(dc->call, dc->res.job, err); /* frees dc */
-    else
-        aq_call_reply_put(dc->call, &dc->res); /* frees dc with the call */
-}
-
-/* The job is queued: reply once its record is durable (the fsync policy
- * says when), or -32603 if the journal fails first; with wait, once it has
- * finished (the reply is what happened to it, not a durability promise;
- * while the journal fails, the broker refuses puts before this). */
-static void
-put_queued(struct aq_methods *m, struct aq_call *call, bool wait,
-           const struct aq_put_result *res)
-{
-    struct durable_call *dc;
-    struct aq_error err;
-
-    if (wait) {
-        future_call_start(m, call, res->job, make_record);
-        return;
-    }
-    if (!aq_broker_has_journal(m->broker)) {
-        aq_call_reply_put(call, res);
-        return;
-    }
-    dc = aq_call_scratch(call, sizeof *dc);
-    dc->m = m;
-    dc->call = call;
-    dc->res = *res;
-    switch (aq_broker_durable(m->broker, &dc->barrier, durable_cb, dc, &err)) {
-    case 0:
-        aq_call_reply_put(call, res);
-        return;
-    case -1:
-        put_not_durable(call, res->job, &err);
-        return;
-    default:
-        aq_call_on_abandon(call, durable_abandon, dc);
-    }
-}
+_Static_assert(sizeof(struct put_call) <= AQ_CALL_SCRATCH,
+               "a put's state fits in its call's scratch space");
 
 static void
 put_abandon(void *arg)
 {
     struct put_call *pc = arg;
 
-    aq_broker_put_cancel(pc->waiter);
-    free(pc);
+    aq_broker_put_cancel(pc->m->broker, &pc->w);
 }
 
+/* The put is acknowledged (queued, and durable), or failed. */
 static void
-put_room_cb(void *arg, int st, const struct aq_put_result *res,
-            const struct aq_error *err)
+put_acked_cb(void *arg, int st, const struct aq_put_result *res,
+             const struct aq_error *err)
+{
+    struct put_call *pc = arg;
+
+    aq_call_on_abandon(pc->call, NULL, NULL);
+    if (st < 0)
+        aq_call_fail(pc->call, err); /* frees pc with the call */
+    else
+        aq_call_reply_put(pc->call, res);
+}
+
+/* A put with wait is queued: the reply is the job's end (what happened
+ * to it, not a durability promise; while the store fails, the broker
+ * refuses puts before this). */
+static void
+put_queued_cb(void *arg, int st, const struct aq_put_result *res,
+              const struct aq_error *err)
 {
     struct put_call *pc = arg;
 
@@ -361,37 +303,45 @@ put_room_cb(void *arg, int st, const struct aq_put_result *res,
     if (st < 0)
         aq_call_fail(pc->call, err);
     else
-        put_queued(pc->m, pc->call, pc->wait, res);
-    free(pc);
+        future_call_start(pc->m, pc->call, res->job, make_record);
 }
 
 void
 aq_methods_put(struct aq_methods *m, struct aq_call *call,
                const struct aq_put *p, bool wait)
 {
+    struct put_call *pc = aq_call_scratch(call, sizeof *pc);
+    aq_put_cb *cb = put_acked_cb;
     struct aq_put_result res;
-    struct aq_put_waiter *waiter = NULL;
+    struct aq_put copy;
     struct aq_error err;
-    int rc = aq_broker_put(m->broker, p, &res, &waiter, &err);
-
-    if (rc < 0) {
-        aq_call_fail(call, &err);
-        return;
-    }
-    if (rc == 0) {
-        put_queued(m, call, wait, &res);
-        return;
-    }
-    /* await q.put(): no reply, and no further reads, until room. */
-    struct put_call *pc = xcalloc(1, sizeof *pc);
 
     pc->m = m;
     pc->call = call;
-    pc->waiter = waiter;
-    pc->wait = wait;
-    aq_broker_put_on_room(waiter, put_room_cb, pc);
+    if (wait) {
+        copy = *p;
+        copy.ack_queued = true;
+        p = &copy;
+        cb = put_queued_cb;
+    }
+    switch (aq_broker_put(m->broker, p, &pc->w, cb, pc, &res, &err)) {
+    case AQ_PUT_FAILED:
+        aq_call_fail(call, &err);
+        return;
+    case AQ_PUT_DONE:
+        if (wait)
+            future_call_start(m, call, res.job, make_record);
+        else
+            aq_call_reply_put(call, &res);
+        return;
+    case AQ_PUT_FULL:
+        /* await q.put(): no reply, and no further reads, until room. */
+        aq_call_block(call);
+        break;
+    case AQ_PUT_PENDING:
+        break;
+    }
     aq_call_on_abandon(call, put_abandon, pc);
-    aq_call_block(call);
 }
 
 static void
@@ -772,6 +722,41 @@ fail:
 
 /* ---- queues and the rest ---- */
 
+static json_t *
+quantiles(const struct aq_hist *h)
+{
+    return json_pack("{s:f,s:f,s:f}", "p50",
+                     (double)aq_hist_quantile(h, 0.50) / 1e6, "p90",
+                     (double)aq_hist_quantile(h, 0.90) / 1e6, "p99",
+                     (double)aq_hist_quantile(h, 0.99) / 1e6);
+}
+
+/* One queue's part of stats (spec section 5), into the object arg. */
+static void
+queue_stats_json(const struct aq_queue_stats *s, void *arg)
+{
+    json_t *o = json_object();
+
+    json_object_set_new(o, "size", json_integer((json_int_t)s->size));
+    json_object_set_new(o, "delayed", json_integer((json_int_t)s->delayed));
+    json_object_set_new(o, "running", json_integer(s->running));
+    json_object_set_new(o, "unfinished",
+                        json_integer((json_int_t)s->unfinished));
+    json_object_set_new(o, "maxsize", json_integer((json_int_t)s->maxsize));
+    json_object_set_new(o, "consumers", json_integer(s->consumers));
+    json_object_set_new(o, "busy", json_integer(s->running));
+    json_object_set_new(o, "paused", json_boolean(s->paused));
+    json_object_set_new(o, "kind", json_string(s->kind));
+    json_object_set_new(o, "put", json_integer((json_int_t)s->put));
+    json_object_set_new(o, "done", json_integer((json_int_t)s->done));
+    json_object_set_new(o, "failed", json_integer((json_int_t)s->failed));
+    json_object_set_new(o, "cancelled", json_integer((json_int_t)s->cancelled));
+    json_object_set_new(o, "retried", json_integer((json_int_t)s->retried));
+    json_object_set_new(o, "wait_time", quantiles(s->wait));
+    json_object_set_new(o, "run_time", quantiles(s->run));
+    json_object_set_new(arg, s->name, o);
+}
+
 static void
 m_stats(struct aq_methods *m, struct aq_call *call, json_t *params,
         struct aq_jspan args)
@@ -779,11 +764,13 @@ m_stats(struct aq_methods *m, struct aq_call *call, json_t *params,
     static const char *const fields[] = {"queue", NULL};
     const char *queue = NULL;
     struct aq_error err;
-    json_t *queues;
+    json_t *queues = json_object();
 
     if (check_fields(params, fields, &err) < 0 ||
         opt_string(params, "queue", &queue, &err) < 0 ||
-        (queues = aq_broker_stats(m->broker, queue, &err)) == NULL) {
+        aq_broker_each_queue(m->broker, queue, queue_stats_json, queues, &err) <
+            0) {
+        json_decref(queues);
         aq_call_fail(call, &err);
         return;
     }

@@ -1,11 +1,14 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * tests/test_broker.c: what the broker does with a journal it did not
- * write the way it writes now: records holding values a put could not make
- * (durations past 1e9 s, times out of range, args past a kind's limits).
- * Each test writes such records with lib/journal, then replays them into a
- * broker the way asyncqd starts, and runs the loop (with deadlines) until
- * the jobs end. The ASan+UBSan build is the one that shows overflows.
+ * tests/test_broker.c: the broker (lib/broker.h) driven on an event base
+ * with echo and sleep jobs, without a server: put and its acknowledgement
+ * (room, then durability: the memory store, a temp-dir journal, and a
+ * fake store that acknowledges late or fails), cancel, join, scale,
+ * pause, retries with backoff and timeouts, and the stages of a graceful
+ * stop. The replay tests write journals the broker did not write the way
+ * it writes now (records holding values a put could not make) and restore
+ * them the way asyncqd starts; the ASan+UBSan build shows overflows. Every
+ * wait runs the loop with a deadline; nothing sleeps.
  */
 #include <check.h>
 #include <event2/event.h>
@@ -13,12 +16,15 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/queue.h>
 
 #include "broker.h"
 #include "clock.h"
 #include "config.h"
 #include "error.h"
 #include "journal.h"
+#include "jwrite.h"
+#include "store.h"
 #include "suites.h"
 #include "task.h"
 #include "testutil.h"
@@ -30,7 +36,6 @@ struct env {
     char dir[64];
     struct event_base *base;
     struct aq_config *cfg;
-    struct aq_journal *journal;
     struct aq_broker *broker;
 };
 
@@ -74,31 +79,38 @@ env_write_journal(struct env *e, const struct aq_jrec *recs, size_t n)
     test_base_free(base);
 }
 
-/* Starts a broker on config text and the journal, as asyncqd does. */
+/* A broker on config text, with the memory store, not started. */
 static void
-env_start(struct env *e, const char *config)
+env_new(struct env *e, const char *config)
 {
-    struct aq_journal_opts o = {
-        .path = e->dir, .fsync = AQ_FSYNC_NEVER, .segment_bytes = 1 << 20};
     struct aq_error err = {0};
-    uint64_t last_id = 0;
-    bool damaged = false;
 
     e->base = test_base_new();
     e->cfg = aq_config_parse(config, strlen(config), &err);
     ck_assert_msg(e->cfg != NULL, "config: %s", err.message);
     e->broker = aq_broker_new(e->base, NULL, e->cfg);
-    o.rehome = aq_broker_rehome;
-    o.arg = e->broker;
-    e->journal = aq_journal_open(e->base, &o, &err);
-    ck_assert_msg(e->journal != NULL, "open: %s", err.message);
-    aq_broker_set_journal(e->broker, e->journal);
-    ck_assert_msg(aq_journal_replay(e->journal, false, aq_broker_replay_cb,
-                                    e->broker, &last_id, &damaged, &err) == 0,
-                  "replay: %s", err.message);
-    ck_assert_msg(aq_journal_start(e->journal, last_id, &err) == 0, "start: %s",
-                  err.message);
-    aq_broker_restore_done(e->broker, last_id);
+}
+
+/* The broker takes the journal store of e->dir and restores from it. */
+static void
+env_restore_journal(struct env *e, enum aq_fsync fsync)
+{
+    struct aq_error err = {0};
+    struct aq_store *store;
+    bool damaged = false;
+
+    store = aq_store_journal_open(e->base, e->dir, fsync, 1 << 20, &err);
+    ck_assert_msg(store != NULL, "open: %s", err.message);
+    ck_assert_msg(aq_broker_restore(e->broker, store, &damaged, &err) == 0,
+                  "restore: %s", err.message);
+}
+
+/* Starts a broker on config text and the journal, as asyncqd does. */
+static void
+env_start(struct env *e, const char *config)
+{
+    env_new(e, config);
+    env_restore_journal(e, AQ_FSYNC_NEVER);
     aq_broker_start(e->broker);
 }
 
@@ -106,10 +118,10 @@ static void
 env_free(struct env *e)
 {
     aq_broker_free(e->broker);
-    aq_journal_close(e->journal);
     aq_config_free(e->cfg);
     test_base_free(e->base);
-    nftw(e->dir, remove_entry, 8, FTW_DEPTH | FTW_PHYS);
+    if (e->dir[0] != '\0')
+        nftw(e->dir, remove_entry, 8, FTW_DEPTH | FTW_PHYS);
 }
 
 static void
@@ -238,6 +250,845 @@ START_TEST(replayed_times_and_durations_out_of_range_are_clamped)
 }
 END_TEST
 
+/* ---- put and its acknowledgement ---- */
+
+#define SLEEP_Q "{\"kind\":\"sleep\",\"consumers\":1}"
+#define ECHO_Q "{\"kind\":\"echo\",\"consumers\":1}"
+
+/* A put of args (JSON text) to queue, the queue's own settings. */
+static struct aq_put
+put_of(const char *queue, const char *args)
+{
+    return (struct aq_put){.queue = queue,
+                           .args_raw = args,
+                           .args_len = strlen(args),
+                           .timeout = -1,
+                           .retries = -1};
+}
+
+/* A put in flight and how it ended (filled by put_cb). */
+struct put_out {
+    struct aq_put_wait w;
+    enum aq_put_status rc;
+    bool is_called;
+    int st;
+    struct aq_put_result res;
+    struct aq_error err;
+};
+
+static void
+put_cb(void *arg, int st, const struct aq_put_result *res,
+       const struct aq_error *err)
+{
+    struct put_out *o = arg;
+
+    ck_assert_msg(!o->is_called, "a put's callback ran twice");
+    o->is_called = true;
+    o->st = st;
+    if (res != NULL)
+        o->res = *res;
+    if (err != NULL)
+        o->err = *err;
+}
+
+static enum aq_put_status
+put(struct env *e, const struct aq_put *p, struct put_out *o)
+{
+    memset(o, 0, sizeof *o);
+    o->rc = aq_broker_put(e->broker, p, &o->w, put_cb, o, &o->res, &o->err);
+    ck_assert_msg(!o->is_called, "a put's callback ran inside the put");
+    return o->rc;
+}
+
+/* Puts p, which must be acknowledged at once; returns its job id. */
+static uint64_t
+put_now(struct env *e, const struct aq_put *p)
+{
+    struct put_out o;
+
+    ck_assert_msg(put(e, p, &o) == AQ_PUT_DONE, "put: %d (%s)", o.rc,
+                  o.err.message);
+    return o.res.job;
+}
+
+struct stats_out {
+    struct aq_queue_stats s;
+    bool is_found;
+};
+
+static void
+stats_cb(const struct aq_queue_stats *s, void *arg)
+{
+    struct stats_out *o = arg;
+
+    o->s = *s;
+    o->is_found = true;
+}
+
+static struct aq_queue_stats
+stats_of(struct env *e, const char *queue)
+{
+    struct stats_out o = {0};
+    struct aq_error err = {0};
+
+    ck_assert_msg(aq_broker_each_queue(e->broker, queue, stats_cb, &o, &err) ==
+                      0,
+                  "stats %s: %s", queue, err.message);
+    return o.s;
+}
+
+static const char *
+str_at(json_t *rec, const char *key, const char *sub)
+{
+    json_t *v = json_object_get(rec, key);
+
+    return json_string_value(sub != NULL ? json_object_get(v, sub) : v);
+}
+
+START_TEST(put_echo_job_runs_to_done)
+{
+    struct env e = {0};
+    struct aq_put p = put_of("e", "{\"a\":[1,2]}");
+    json_t *rec;
+    char *text;
+    uint64_t id;
+
+    env_new(&e, "{\"queues\":{\"e\":" ECHO_Q "}}");
+    aq_broker_start(e.broker);
+    id = put_now(&e, &p);
+    ck_assert_uint_eq(id, 1);
+    rec = await_end(&e, id);
+    ck_assert_str_eq(str_at(rec, "state", NULL), "done");
+    /* echo: the args unchanged, kept as their JSON text (lib/jwrite.h) */
+    text = aq_jwrite_string(json_object_get(rec, "result"), NULL);
+    ck_assert_str_eq(text, "{\"a\":[1,2]}");
+    free(text);
+    ck_assert_int_eq(json_integer_value(json_object_get(rec, "attempts")), 1);
+    json_decref(rec);
+    ck_assert_uint_eq(stats_of(&e, "e").done, 1);
+    env_free(&e);
+}
+END_TEST
+
+START_TEST(put_refusals_name_the_error)
+{
+    struct env e = {0};
+    struct aq_put p = put_of("nope", "{}");
+    struct put_out o;
+
+    env_new(&e, "{\"queues\":{\"e\":" ECHO_Q "}}");
+    ck_assert_int_eq(put(&e, &p, &o), AQ_PUT_FAILED);
+    ck_assert_int_eq(o.err.code, AQ_ERR_NO_QUEUE);
+    p = put_of("e", "{}");
+    p.kind = "exec";
+    ck_assert_int_eq(put(&e, &p, &o), AQ_PUT_FAILED);
+    ck_assert_int_eq(o.err.code, AQ_ERR_NOT_ALLOWED);
+    p = put_of("e", "{}");
+    p.delay = -1;
+    ck_assert_int_eq(put(&e, &p, &o), AQ_PUT_FAILED);
+    ck_assert_int_eq(o.err.code, AQ_ERR_INVALID_PARAMS);
+    ck_assert_uint_eq(stats_of(&e, "e").put, 0);
+    env_free(&e);
+}
+END_TEST
+
+START_TEST(put_with_a_known_key_names_the_first_job)
+{
+    struct env e = {0};
+    struct aq_put p = put_of("s", "{\"seconds\":5}");
+    struct put_out o;
+
+    env_new(&e, "{\"queues\":{\"s\":" SLEEP_Q "}}");
+    p.key = "k1";
+    ck_assert_uint_eq(put_now(&e, &p), 1);
+    ck_assert_int_eq(put(&e, &p, &o), AQ_PUT_DONE);
+    ck_assert_uint_eq(o.res.job, 1);
+    ck_assert(o.res.duplicate);
+    ck_assert_str_eq(o.res.state, "pending");
+    ck_assert_uint_eq(stats_of(&e, "s").put, 1);
+    env_free(&e);
+}
+END_TEST
+
+#define FULL_Q                                                                 \
+    "{\"queues\":{\"s\":{\"kind\":\"sleep\",\"consumers\":0,\"maxsize\":1}}}"
+
+/* await q.put(): a put to a full queue waits, then is queued once a job
+ * leaves (here: cancelled), its callback from the loop. */
+START_TEST(put_to_a_full_queue_waits_for_room)
+{
+    struct env e = {0};
+    struct aq_put p = put_of("s", "{\"seconds\":1}");
+    struct put_out o;
+    const char *state;
+
+    env_new(&e, FULL_Q);
+    aq_broker_start(e.broker);
+    ck_assert_uint_eq(put_now(&e, &p), 1);
+    ck_assert_int_eq(put(&e, &p, &o), AQ_PUT_FULL);
+    run_for(e.base, 20);
+    ck_assert(!o.is_called);
+    ck_assert_int_eq(aq_broker_cancel(e.broker, 1, &state, NULL), 0);
+    ck_assert(run_until(e.base, &o.is_called, WAIT_MS));
+    ck_assert_int_eq(o.st, 0);
+    ck_assert_uint_eq(o.res.job, 2);
+    ck_assert_str_eq(state_of(&e, 2), "pending");
+    env_free(&e);
+}
+END_TEST
+
+START_TEST(put_nowait_to_a_full_queue_fails)
+{
+    struct env e = {0};
+    struct aq_put p = put_of("s", "{\"seconds\":1}");
+    struct put_out o;
+
+    env_new(&e, FULL_Q);
+    put_now(&e, &p);
+    p.nowait = true;
+    ck_assert_int_eq(put(&e, &p, &o), AQ_PUT_FAILED);
+    ck_assert_int_eq(o.err.code, AQ_ERR_QUEUE_FULL);
+    env_free(&e);
+}
+END_TEST
+
+START_TEST(put_withdrawn_while_waiting_for_room_is_never_queued)
+{
+    struct env e = {0};
+    struct aq_put p = put_of("s", "{\"seconds\":1}");
+    struct put_out o;
+    const char *state;
+
+    env_new(&e, FULL_Q);
+    put_now(&e, &p);
+    ck_assert_int_eq(put(&e, &p, &o), AQ_PUT_FULL);
+    aq_broker_put_cancel(e.broker, &o.w);
+    ck_assert_int_eq(aq_broker_cancel(e.broker, 1, &state, NULL), 0);
+    run_for(e.base, 20);
+    ck_assert(!o.is_called);
+    ck_assert_uint_eq(stats_of(&e, "s").unfinished, 0);
+    ck_assert_uint_eq(stats_of(&e, "s").put, 1);
+    env_free(&e);
+}
+END_TEST
+
+static void
+stopped_cb(void *arg)
+{
+    *(bool *)arg = true;
+}
+
+START_TEST(put_waiting_for_room_fails_when_the_broker_stops)
+{
+    struct env e = {0};
+    struct aq_put p = put_of("s", "{\"seconds\":1}");
+    struct put_out o, late;
+    bool stopped = false;
+
+    env_new(&e, FULL_Q);
+    aq_broker_start(e.broker);
+    put_now(&e, &p);
+    ck_assert_int_eq(put(&e, &p, &o), AQ_PUT_FULL);
+    aq_broker_stop(e.broker, false, 0, stopped_cb, &stopped);
+    ck_assert(o.is_called);
+    ck_assert_int_eq(o.st, -1);
+    ck_assert_int_eq(o.err.code, AQ_ERR_SHUTTING_DOWN);
+    ck_assert_int_eq(put(&e, &p, &late), AQ_PUT_FAILED);
+    ck_assert_int_eq(late.err.code, AQ_ERR_SHUTTING_DOWN);
+    ck_assert(run_until(e.base, &stopped, WAIT_MS));
+    env_free(&e);
+}
+END_TEST
+
+/* ---- the store seam: a fake store ---- */
+
+/* Records the events it is told, and acknowledges syncs when the test
+ * says (from the loop), or fails them. */
+struct fake_store {
+    struct aq_store store;
+    char log[512];
+    struct aq_barrier_list waits;
+    struct aq_error fail; /* what error() and failed syncs say */
+    bool is_failing, is_closed;
+    int ncancelled;
+    struct event_base *base;
+};
+
+static struct fake_store *
+fake_of(struct aq_store *s)
+{
+    return (struct fake_store *)s;
+}
+
+static void
+fake_log(struct aq_store *s, const char *what, const struct aq_job *j)
+{
+    struct fake_store *fs = fake_of(s);
+    size_t n = strlen(fs->log);
+
+    snprintf(fs->log + n, sizeof fs->log - n, "%s %llu;", what,
+             (unsigned long long)j->id);
+}
+
+static int
+fake_restore(struct aq_store *s, struct aq_broker *b, uint64_t *last_id,
+             bool *is_damaged, struct aq_error *err)
+{
+    *last_id = 0;
+    return 0;
+}
+
+static void
+fake_put(struct aq_store *s, struct aq_job *j, const char *queue)
+{
+    fake_log(s, "put", j);
+}
+
+static void
+fake_start(struct aq_store *s, struct aq_job *j)
+{
+    fake_log(s, "start", j);
+}
+
+static void
+fake_requeue(struct aq_store *s, struct aq_job *j)
+{
+    fake_log(s, "requeue", j);
+}
+
+static void
+fake_finish(struct aq_store *s, struct aq_job *j, const char *queue)
+{
+    fake_log(s, aq_job_state_name(j->state), j);
+}
+
+static void
+fake_forget(struct aq_store *s, struct aq_job *j)
+{
+    fake_log(s, "forget", j);
+}
+
+static int
+fake_sync(struct aq_store *s, struct aq_barrier *b, aq_barrier_cb *cb,
+          void *arg, struct aq_error *err)
+{
+    struct fake_store *fs = fake_of(s);
+
+    if (fs->is_failing) {
+        *err = fs->fail;
+        return -1;
+    }
+    b->cb = cb;
+    b->arg = arg;
+    TAILQ_INSERT_TAIL(&fs->waits, b, link);
+    return 1;
+}
+
+static void
+fake_sync_cancel(struct aq_store *s, struct aq_barrier *b)
+{
+    TAILQ_REMOVE(&fake_of(s)->waits, b, link);
+    fake_of(s)->ncancelled++;
+}
+
+static const struct aq_error *
+fake_error(const struct aq_store *s)
+{
+    const struct fake_store *fs = (const struct fake_store *)s;
+
+    return fs->is_failing ? &fs->fail : NULL;
+}
+
+static void
+fake_close(struct aq_store *s)
+{
+    fake_of(s)->is_closed = true; /* the test's memory */
+}
+
+static const struct aq_store_ops fake_ops = {
+    .name = "fake",
+    .restore = fake_restore,
+    .put = fake_put,
+    .start = fake_start,
+    .requeue = fake_requeue,
+    .finish = fake_finish,
+    .forget = fake_forget,
+    .sync = fake_sync,
+    .sync_cancel = fake_sync_cancel,
+    .error = fake_error,
+    .close = fake_close,
+};
+
+static void
+fake_ack_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct fake_store *fs = arg;
+    struct aq_barrier *b;
+
+    while ((b = TAILQ_FIRST(&fs->waits)) != NULL) {
+        TAILQ_REMOVE(&fs->waits, b, link);
+        b->cb(b->arg, fs->is_failing ? &fs->fail : NULL);
+    }
+}
+
+/* Every sync so far completes from the loop's next pass (or fails, when
+ * the store is failing by then). */
+static void
+fake_ack(struct fake_store *fs)
+{
+    struct timeval now = {0, 0};
+
+    event_base_once(fs->base, -1, EV_TIMEOUT, fake_ack_cb, fs, &now);
+}
+
+static void
+env_fake(struct env *e, struct fake_store *fs, const char *config)
+{
+    struct aq_error err = {0};
+    bool damaged;
+
+    env_new(e, config);
+    memset(fs, 0, sizeof *fs);
+    fs->store.ops = &fake_ops;
+    fs->base = e->base;
+    TAILQ_INIT(&fs->waits);
+    aq_error_set(&fs->fail, AQ_ERR_INTERNAL, "fake: disk on fire");
+    ck_assert_int_eq(aq_broker_restore(e->broker, &fs->store, &damaged, &err),
+                     0);
+}
+
+START_TEST(put_is_acknowledged_only_once_the_store_is)
+{
+    struct env e = {0};
+    struct fake_store fs;
+    struct aq_put p = put_of("e", "{}");
+    struct put_out o;
+
+    env_fake(&e, &fs, "{\"queues\":{\"e\":" ECHO_Q "}}");
+    ck_assert_int_eq(put(&e, &p, &o), AQ_PUT_PENDING);
+    ck_assert_str_eq(fs.log, "put 1;");
+    run_for(e.base, 20);
+    ck_assert(!o.is_called);
+    fake_ack(&fs);
+    ck_assert(run_until(e.base, &o.is_called, WAIT_MS));
+    ck_assert_int_eq(o.st, 0);
+    ck_assert_uint_eq(o.res.job, 1);
+    ck_assert_str_eq(o.res.state, "pending");
+    ck_assert(!o.res.duplicate);
+    env_free(&e);
+    ck_assert(fs.is_closed);
+}
+END_TEST
+
+/* A put after room came: acknowledged once room came AND the store
+ * acknowledged, in one callback. */
+START_TEST(put_waiting_for_room_is_acknowledged_once_durable)
+{
+    struct env e = {0};
+    struct fake_store fs;
+    struct aq_put p = put_of("s", "{\"seconds\":1}");
+    struct put_out first, o;
+    const char *state;
+
+    env_fake(&e, &fs, FULL_Q);
+    ck_assert_int_eq(put(&e, &p, &first), AQ_PUT_PENDING);
+    ck_assert_int_eq(put(&e, &p, &o), AQ_PUT_FULL);
+    ck_assert_int_eq(aq_broker_cancel(e.broker, 1, &state, NULL), 0);
+    run_for(e.base, 20); /* room came: job 2 is queued, and syncing */
+    ck_assert_str_eq(fs.log, "put 1;cancelled 1;put 2;");
+    ck_assert(!o.is_called);
+    fake_ack(&fs);
+    ck_assert(run_until(e.base, &o.is_called, WAIT_MS));
+    ck_assert(first.is_called);
+    ck_assert_int_eq(o.st, 0);
+    ck_assert_uint_eq(o.res.job, 2);
+    env_free(&e);
+}
+END_TEST
+
+START_TEST(put_fails_with_32603_when_the_store_fails_first)
+{
+    struct env e = {0};
+    struct fake_store fs;
+    struct aq_put p = put_of("e", "{}");
+    struct put_out o;
+
+    env_fake(&e, &fs, "{\"queues\":{\"e\":" ECHO_Q "}}");
+    ck_assert_int_eq(put(&e, &p, &o), AQ_PUT_PENDING);
+    fs.is_failing = true;
+    fake_ack(&fs);
+    ck_assert(run_until(e.base, &o.is_called, WAIT_MS));
+    ck_assert_int_eq(o.st, -1);
+    ck_assert_int_eq(o.err.code, AQ_ERR_INTERNAL);
+    ck_assert_str_eq(o.err.message, "fake: disk on fire: put not "
+                                    "acknowledged (job 1 may still run)");
+    /* While the store fails, puts are refused at once, nothing queued. */
+    ck_assert_int_eq(put(&e, &p, &o), AQ_PUT_FAILED);
+    ck_assert_int_eq(o.err.code, AQ_ERR_INTERNAL);
+    ck_assert_str_eq(o.err.message, "fake: disk on fire");
+    ck_assert_uint_eq(stats_of(&e, "e").put, 1);
+    env_free(&e);
+}
+END_TEST
+
+START_TEST(put_withdrawn_while_syncing_gets_no_callback)
+{
+    struct env e = {0};
+    struct fake_store fs;
+    struct aq_put p = put_of("e", "{}");
+    struct put_out o;
+
+    env_fake(&e, &fs, "{\"queues\":{\"e\":" ECHO_Q "}}");
+    ck_assert_int_eq(put(&e, &p, &o), AQ_PUT_PENDING);
+    aq_broker_put_cancel(e.broker, &o.w);
+    ck_assert_int_eq(fs.ncancelled, 1);
+    ck_assert(TAILQ_EMPTY(&fs.waits));
+    fake_ack(&fs);
+    run_for(e.base, 20);
+    ck_assert(!o.is_called);
+    env_free(&e);
+}
+END_TEST
+
+/* ack_queued (a put that answers with the job's end) does not wait for
+ * the store; a duplicate waits as long as a new job would. */
+START_TEST(put_ack_queued_skips_the_sync_a_duplicate_does_not)
+{
+    struct env e = {0};
+    struct fake_store fs;
+    struct aq_put p = put_of("e", "{}");
+    struct put_out o;
+
+    env_fake(&e, &fs, "{\"queues\":{\"e\":" ECHO_Q "}}");
+    p.key = "k";
+    p.ack_queued = true;
+    ck_assert_int_eq(put(&e, &p, &o), AQ_PUT_DONE);
+    p.ack_queued = false;
+    ck_assert_int_eq(put(&e, &p, &o), AQ_PUT_PENDING);
+    fake_ack(&fs);
+    ck_assert(run_until(e.base, &o.is_called, WAIT_MS));
+    ck_assert(o.res.duplicate);
+    ck_assert_uint_eq(o.res.job, 1);
+    env_free(&e);
+}
+END_TEST
+
+/* The store hears each job event once, in order: an echo job that runs,
+ * a sleep cancelled while pending, a record evicted by results.max. */
+START_TEST(store_is_told_every_job_event_in_order)
+{
+    struct env e = {0};
+    struct fake_store fs;
+    struct aq_put p = put_of("e", "{}");
+    const char *state;
+
+    env_fake(&e, &fs,
+             "{\"results\":{\"max\":1},\"queues\":{\"e\":" ECHO_Q
+             ",\"s\":{\"kind\":\"sleep\",\"consumers\":0}}}");
+    p.ack_queued = true;
+    put_now(&e, &p);
+    p = put_of("s", "{\"seconds\":1}");
+    p.ack_queued = true;
+    put_now(&e, &p);
+    ck_assert_int_eq(aq_broker_cancel(e.broker, 2, &state, NULL), 0);
+    aq_broker_start(e.broker);
+    json_decref(await_end(&e, 1));
+    ck_assert_str_eq(fs.log,
+                     "put 1;put 2;cancelled 2;start 1;done 1;forget 2;");
+    env_free(&e);
+}
+END_TEST
+
+/* ---- durability with the journal ---- */
+
+/* fsync batch: the put is acknowledged from the loop once synced, and a
+ * broker restored from the same journal has the job. */
+START_TEST(put_acknowledged_by_the_journal_survives_a_restart)
+{
+    struct env e = {0};
+    struct aq_put p = put_of("s", "{\"seconds\":1}");
+    struct put_out o;
+
+    snprintf(e.dir, sizeof e.dir, "/tmp/asyncq-tb.XXXXXX");
+    ck_assert_ptr_nonnull(mkdtemp(e.dir));
+    env_new(&e, "{\"queues\":{\"s\":{\"kind\":\"sleep\",\"consumers\":0}}}");
+    env_restore_journal(&e, AQ_FSYNC_BATCH);
+    p.priority = 7;
+    ck_assert_int_eq(put(&e, &p, &o), AQ_PUT_PENDING);
+    ck_assert(run_until(e.base, &o.is_called, WAIT_MS));
+    ck_assert_int_eq(o.st, 0);
+    ck_assert_uint_eq(o.res.job, 1);
+    aq_broker_free(e.broker);
+    e.broker = aq_broker_new(e.base, NULL, e.cfg);
+    env_restore_journal(&e, AQ_FSYNC_BATCH);
+    ck_assert_str_eq(state_of(&e, 1), "pending");
+    ck_assert_uint_eq(stats_of(&e, "s").size, 1);
+    /* Ids go on from the journal's. */
+    p.ack_queued = true;
+    ck_assert_uint_eq(put_now(&e, &p), 2);
+    env_free(&e);
+}
+END_TEST
+
+/* ---- cancel, join ---- */
+
+START_TEST(cancel_ends_pending_and_running_jobs_and_refuses_finished_ones)
+{
+    struct env e = {0};
+    struct aq_put p = put_of("s", "{\"seconds\":10}");
+    struct aq_error err = {0};
+    const char *state = NULL;
+    json_t *rec;
+
+    env_new(&e, "{\"queues\":{\"s\":" SLEEP_Q "}}");
+    aq_broker_start(e.broker);
+    put_now(&e, &p);
+    put_now(&e, &p);
+    run_for(e.base, 20); /* job 1 starts */
+    ck_assert_str_eq(state_of(&e, 1), "running");
+    ck_assert_int_eq(aq_broker_cancel(e.broker, 2, &state, &err), 0);
+    ck_assert_str_eq(state, "cancelled");
+    /* A sleep stops inside cancel. */
+    ck_assert_int_eq(aq_broker_cancel(e.broker, 1, &state, &err), 0);
+    ck_assert_str_eq(state, "cancelled");
+    rec = await_end(&e, 1);
+    ck_assert_str_eq(str_at(rec, "error", "code"), "cancelled");
+    json_decref(rec);
+    ck_assert_int_eq(aq_broker_cancel(e.broker, 1, &state, &err), -1);
+    ck_assert_int_eq(err.code, AQ_ERR_FINISHED);
+    ck_assert_int_eq(aq_broker_cancel(e.broker, 9, &state, &err), -1);
+    ck_assert_int_eq(err.code, AQ_ERR_NO_JOB);
+    ck_assert_uint_eq(stats_of(&e, "s").cancelled, 2);
+    env_free(&e);
+}
+END_TEST
+
+static void
+join_cb(void *arg, int st, const struct aq_error *err)
+{
+    *(bool *)arg = true;
+}
+
+START_TEST(join_waits_until_the_queue_has_no_unfinished_job)
+{
+    struct env e = {0};
+    struct aq_put p = put_of("s", "{\"seconds\":0.02}");
+    struct aq_join *join, *dropped;
+    struct aq_error err = {0};
+    bool joined = false, never = false;
+
+    env_new(&e, "{\"queues\":{\"s\":" SLEEP_Q ",\"e\":" ECHO_Q "}}");
+    ck_assert_int_eq(
+        aq_broker_join(e.broker, "s", join_cb, &joined, &join, &err), 0);
+    ck_assert_int_eq(
+        aq_broker_join(e.broker, "nope", join_cb, &joined, &join, &err), -1);
+    ck_assert_int_eq(err.code, AQ_ERR_NO_QUEUE);
+    put_now(&e, &p);
+    put_now(&e, &p);
+    ck_assert_int_eq(
+        aq_broker_join(e.broker, "s", join_cb, &joined, &join, &err), 1);
+    ck_assert_int_eq(
+        aq_broker_join(e.broker, NULL, join_cb, &never, &dropped, &err), 1);
+    aq_broker_join_cancel(dropped);
+    aq_broker_start(e.broker);
+    ck_assert(run_until(e.base, &joined, WAIT_MS));
+    ck_assert_str_eq(state_of(&e, 2), "done");
+    ck_assert(!never);
+    env_free(&e);
+}
+END_TEST
+
+/* ---- scale, pause ---- */
+
+START_TEST(scale_starts_and_retires_consumers)
+{
+    struct env e = {0};
+    struct aq_put p = put_of("s", "{\"seconds\":10}");
+    struct aq_error err = {0};
+
+    env_new(&e, "{\"queues\":{\"s\":{\"kind\":\"sleep\",\"consumers\":0}}}");
+    aq_broker_start(e.broker);
+    for (int i = 0; i < 3; i++)
+        put_now(&e, &p);
+    run_for(e.base, 20);
+    ck_assert_int_eq(stats_of(&e, "s").running, 0);
+    ck_assert_int_eq(aq_broker_scale(e.broker, "s", 2, &err), 0);
+    run_for(e.base, 20);
+    ck_assert_int_eq(stats_of(&e, "s").running, 2);
+    ck_assert_int_eq(stats_of(&e, "s").consumers, 2);
+    /* Down to one: a busy consumer retires after its job, so two still
+     * run; one more job would never start beside them. */
+    ck_assert_int_eq(aq_broker_scale(e.broker, "s", 1, &err), 0);
+    ck_assert_int_eq(stats_of(&e, "s").running, 2);
+    ck_assert_int_eq(aq_broker_scale(e.broker, "nope", 1, &err), -1);
+    ck_assert_int_eq(err.code, AQ_ERR_NO_QUEUE);
+    env_free(&e);
+}
+END_TEST
+
+START_TEST(pause_holds_jobs_until_resume)
+{
+    struct env e = {0};
+    struct aq_put p = put_of("e", "{}");
+    struct aq_error err = {0};
+    json_t *rec;
+
+    env_new(&e, "{\"queues\":{\"e\":" ECHO_Q "}}");
+    aq_broker_start(e.broker);
+    run_for(e.base, 10); /* the consumer waits for jobs */
+    ck_assert_int_eq(aq_broker_pause(e.broker, "e", true, &err), 0);
+    ck_assert(stats_of(&e, "e").paused);
+    put_now(&e, &p);
+    run_for(e.base, 20);
+    ck_assert_str_eq(state_of(&e, 1), "pending");
+    ck_assert_int_eq(aq_broker_pause(e.broker, "e", false, &err), 0);
+    rec = await_end(&e, 1);
+    ck_assert_str_eq(str_at(rec, "state", NULL), "done");
+    json_decref(rec);
+    env_free(&e);
+}
+END_TEST
+
+/* ---- retries, backoff, timeouts ---- */
+
+/* A sleep past its timeout fails "timeout", is retried after the backoff
+ * (0.02 s, then 0.04 s), and fails for good once out of retries. */
+START_TEST(timed_out_job_is_retried_with_backoff_then_fails)
+{
+    struct env e = {0};
+    struct aq_put p = put_of("s", "{\"seconds\":10}");
+    int64_t start_us = aq_clock_mono_us(), took_us;
+    json_t *rec;
+
+    env_new(&e, "{\"queues\":{\"s\":{\"kind\":\"sleep\",\"consumers\":1,"
+                "\"timeout\":0.01,\"retries\":2,\"backoff\":{\"initial\":0.02,"
+                "\"factor\":2,\"max\":1}}}}");
+    aq_broker_start(e.broker);
+    put_now(&e, &p);
+    rec = await_end(&e, 1);
+    took_us = aq_clock_mono_us() - start_us;
+    ck_assert_str_eq(str_at(rec, "state", NULL), "failed");
+    ck_assert_str_eq(str_at(rec, "error", "code"), "timeout");
+    ck_assert_str_eq(str_at(rec, "error", "message"), "timed out after 0.01 s");
+    ck_assert_int_eq(json_integer_value(json_object_get(rec, "attempts")), 3);
+    json_decref(rec);
+    /* Three timeouts and two backoffs: 0.03 + 0.06 s at least. */
+    ck_assert_msg(took_us >= 90000, "took %lld us", (long long)took_us);
+    ck_assert_uint_eq(stats_of(&e, "s").retried, 2);
+    ck_assert_uint_eq(stats_of(&e, "s").failed, 1);
+    env_free(&e);
+}
+END_TEST
+
+/* A job's own retries and timeout win over the queue's. */
+START_TEST(job_retries_and_timeout_override_the_queue)
+{
+    struct env e = {0};
+    struct aq_put p = put_of("s", "{\"seconds\":10}");
+    json_t *rec;
+
+    env_new(&e, "{\"queues\":{\"s\":{\"kind\":\"sleep\",\"consumers\":1,"
+                "\"timeout\":100,\"retries\":5}}}");
+    aq_broker_start(e.broker);
+    p.timeout = 0.01;
+    p.retries = 0;
+    put_now(&e, &p);
+    rec = await_end(&e, 1);
+    ck_assert_str_eq(str_at(rec, "error", "code"), "timeout");
+    ck_assert_int_eq(json_integer_value(json_object_get(rec, "attempts")), 1);
+    json_decref(rec);
+    env_free(&e);
+}
+END_TEST
+
+/* ---- the graceful stop ---- */
+
+/* A started broker whose queue "s" (one consumer) has n sleeps of args,
+ * the first one running. */
+static void
+env_sleepers(struct env *e, const char *args, int n)
+{
+    struct aq_put p = put_of("s", args);
+
+    env_new(e, "{\"queues\":{\"s\":" SLEEP_Q "}}");
+    aq_broker_start(e->broker);
+    for (int i = 0; i < n; i++)
+        put_now(e, &p);
+    run_for(e->base, 10);
+}
+
+START_TEST(stop_lets_a_running_job_finish_within_the_grace)
+{
+    struct env e = {0};
+    bool stopped = false;
+
+    env_sleepers(&e, "{\"seconds\":0.03}", 2);
+    aq_broker_stop(e.broker, false, 5, stopped_cb, &stopped);
+    ck_assert(run_until(e.base, &stopped, WAIT_MS));
+    ck_assert_str_eq(state_of(&e, 1), "done");
+    ck_assert_str_eq(state_of(&e, 2), "pending"); /* not started: no drain */
+    env_free(&e);
+}
+END_TEST
+
+/* Past the grace, a busy consumer is interrupted: its job goes back to
+ * pending, the attempt not counted, and the store is told. */
+START_TEST(stop_past_the_grace_puts_running_jobs_back_to_pending)
+{
+    struct env e = {0};
+    struct fake_store fs;
+    struct aq_put p = put_of("s", "{\"seconds\":10}");
+    bool stopped = false;
+    json_t *rec;
+
+    env_fake(&e, &fs, "{\"queues\":{\"s\":" SLEEP_Q "}}");
+    aq_broker_start(e.broker);
+    p.ack_queued = true;
+    put_now(&e, &p);
+    run_for(e.base, 10);
+    aq_broker_stop(e.broker, false, 0.02, stopped_cb, &stopped);
+    ck_assert(run_until(e.base, &stopped, WAIT_MS));
+    rec = aq_broker_status(e.broker, 1, NULL);
+    ck_assert_str_eq(str_at(rec, "state", NULL), "pending");
+    ck_assert_int_eq(json_integer_value(json_object_get(rec, "attempts")), 0);
+    json_decref(rec);
+    ck_assert_str_eq(fs.log, "put 1;start 1;requeue 1;");
+    env_free(&e);
+}
+END_TEST
+
+START_TEST(stop_with_drain_runs_every_queued_job_first)
+{
+    struct env e = {0};
+    bool stopped = false;
+
+    env_sleepers(&e, "{\"seconds\":0.01}", 3);
+    aq_broker_stop(e.broker, true, 5, stopped_cb, &stopped);
+    ck_assert(run_until(e.base, &stopped, WAIT_MS));
+    ck_assert_uint_eq(stats_of(&e, "s").done, 3);
+    env_free(&e);
+}
+END_TEST
+
+/* A second signal, in the drain (_i 0) or in the grace (_i 1): what is
+ * left of both is skipped, the running job interrupted at once. */
+START_TEST(stop_now_interrupts_at_once)
+{
+    struct env e = {0};
+    bool stopped = false;
+
+    env_sleepers(&e, "{\"seconds\":10}", 2);
+    aq_broker_stop(e.broker, _i == 0, 100, stopped_cb, &stopped);
+    run_for(e.base, 10);
+    ck_assert(!stopped);
+    aq_broker_stop_now(e.broker);
+    ck_assert(run_until(e.base, &stopped, WAIT_MS));
+    ck_assert_str_eq(state_of(&e, 1), "pending");
+    ck_assert_str_eq(state_of(&e, 2), "pending");
+    env_free(&e);
+}
+END_TEST
+
 Suite *
 broker_suite(void)
 {
@@ -247,6 +1098,43 @@ broker_suite(void)
     tcase_add_test(
         tc, replayed_sleep_past_the_maximum_fails_instead_of_overflowing);
     tcase_add_test(tc, replayed_times_and_durations_out_of_range_are_clamped);
+    suite_add_tcase(s, tc);
+
+    tc = test_tcase_new("put");
+    tcase_add_test(tc, put_echo_job_runs_to_done);
+    tcase_add_test(tc, put_refusals_name_the_error);
+    tcase_add_test(tc, put_with_a_known_key_names_the_first_job);
+    tcase_add_test(tc, put_to_a_full_queue_waits_for_room);
+    tcase_add_test(tc, put_nowait_to_a_full_queue_fails);
+    tcase_add_test(tc, put_withdrawn_while_waiting_for_room_is_never_queued);
+    tcase_add_test(tc, put_waiting_for_room_fails_when_the_broker_stops);
+    suite_add_tcase(s, tc);
+
+    tc = test_tcase_new("store");
+    tcase_add_test(tc, put_is_acknowledged_only_once_the_store_is);
+    tcase_add_test(tc, put_waiting_for_room_is_acknowledged_once_durable);
+    tcase_add_test(tc, put_fails_with_32603_when_the_store_fails_first);
+    tcase_add_test(tc, put_withdrawn_while_syncing_gets_no_callback);
+    tcase_add_test(tc, put_ack_queued_skips_the_sync_a_duplicate_does_not);
+    tcase_add_test(tc, store_is_told_every_job_event_in_order);
+    tcase_add_test(tc, put_acknowledged_by_the_journal_survives_a_restart);
+    suite_add_tcase(s, tc);
+
+    tc = test_tcase_new("jobs");
+    tcase_add_test(
+        tc, cancel_ends_pending_and_running_jobs_and_refuses_finished_ones);
+    tcase_add_test(tc, join_waits_until_the_queue_has_no_unfinished_job);
+    tcase_add_test(tc, scale_starts_and_retires_consumers);
+    tcase_add_test(tc, pause_holds_jobs_until_resume);
+    tcase_add_test(tc, timed_out_job_is_retried_with_backoff_then_fails);
+    tcase_add_test(tc, job_retries_and_timeout_override_the_queue);
+    suite_add_tcase(s, tc);
+
+    tc = test_tcase_new("stop");
+    tcase_add_test(tc, stop_lets_a_running_job_finish_within_the_grace);
+    tcase_add_test(tc, stop_past_the_grace_puts_running_jobs_back_to_pending);
+    tcase_add_test(tc, stop_with_drain_runs_every_queued_job_first);
+    tcase_add_loop_test(tc, stop_now_interrupts_at_once, 0, 2);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -1109,7 +1109,7 @@ START_TEST(barrier_after_append_fires_from_loop_once_bytes_are_in_file)
     struct tdir t;
     struct aq_journal_opts o;
     struct aq_journal *j;
-    struct aq_journal_barrier *b;
+    struct aq_barrier *b;
     struct aq_jrec r = filler_put(1);
     bool in_call = false;
     char path[PATH_BYTES];
@@ -1211,7 +1211,7 @@ START_TEST(cancelled_barriers_never_fire)
     struct tdir t;
     struct aq_journal_opts o;
     struct aq_journal *j;
-    struct aq_journal_barrier *b[6];
+    struct aq_barrier *b[6];
     struct tbar tb[6];
     struct order seen = {.n = 0};
     struct aq_jrec r1 = filler_put(1), r2 = filler_put(2), r3 = filler_put(3);
@@ -1315,7 +1315,7 @@ START_TEST(
     struct sigaction ign = {.sa_handler = SIG_IGN}, old_sa;
     struct capture cap;
     struct tbar tb = {.id = 1, .may_fail = true}, tb2 = {.id = 2};
-    struct aq_journal_barrier *b, node;
+    struct aq_barrier *b, node;
     struct aq_error err = {0}, why = {0};
     char path[PATH_BYTES], *logged;
     long long before, size_during;
@@ -2688,7 +2688,7 @@ START_TEST(failed_fdatasync_fails_barriers_until_a_rewrite_from_memory)
     struct aq_journal *j;
     struct owner *own = calloc(1, sizeof *own);
     struct tbar tb = {.id = 1, .may_fail = true};
-    struct aq_journal_barrier node;
+    struct aq_barrier node;
     struct aq_error err;
     struct capture cap;
     struct collector c;
@@ -2883,7 +2883,7 @@ START_TEST(start_that_cannot_create_a_segment_fails_puts_until_it_can)
     struct collector c;
     struct replayed rp;
     struct aq_error err = {0};
-    struct aq_journal_barrier node;
+    struct aq_barrier node;
     struct tbar tb = {.id = 1};
     struct aq_jrec r = filler_put(61);
     uint32_t nsegs;

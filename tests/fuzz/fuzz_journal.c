@@ -25,6 +25,7 @@
 #include "fuzz.h"
 #include "journal.h"
 #include "proc.h"
+#include "store.h"
 #include "xmalloc.h"
 
 #define FLAG_TWO_SEGMENTS 1
@@ -94,18 +95,13 @@ write_segment(uint32_t seq, const uint8_t *data, size_t len, bool fix_crc)
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    struct aq_journal_opts opts = {
-        .path = dir,
-        .fsync = AQ_FSYNC_NEVER,
-        .segment_bytes = 1u << 20,
-        .rehome = aq_broker_rehome,
-    };
     struct aq_error err = {0};
     struct event_base *base;
     struct aq_procs *procs;
     struct aq_broker *broker;
-    struct aq_journal *j;
+    struct aq_store *store;
     uint64_t last_id = 0;
+    size_t records;
     bool is_damaged = false, repair = false, fix_crc = false;
 
     fuzz_empty_dir(dir);
@@ -129,18 +125,16 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     base = event_base_new();
     procs = aq_procs_new(base);
     broker = aq_broker_new(base, procs, cfg);
-    opts.arg = broker;
-    if ((j = aq_journal_open(base, &opts, &err)) == NULL) {
+    /* asyncqd --repair, then asyncqd. */
+    if (repair)
+        aq_store_journal_repair(base, dir, &records, &last_id, &err);
+    store = aq_store_journal_open(base, dir, AQ_FSYNC_NEVER, 1u << 20, &err);
+    if (store == NULL) {
         fprintf(stderr, "fuzz_journal: %s\n", err.message);
         abort();
     }
-    aq_broker_set_journal(broker, j);
-    if (aq_journal_replay(j, repair, aq_broker_replay_cb, broker, &last_id,
-                          &is_damaged, &err) == 0 &&
-        aq_journal_start(j, last_id, &err) == 0)
-        aq_broker_restore_done(broker, last_id);
-    /* What asyncqd's exit does, in its order. */
-    aq_journal_close(j);
+    aq_broker_restore(broker, store, &is_damaged, &err);
+    /* What asyncqd's exit does: the store is closed first. */
     aq_broker_free(broker);
     aq_procs_free(procs);
     event_base_free(base);

@@ -1,0 +1,207 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * lib/broker-internal.h: what the broker's files share. broker.c holds the
+ * queue table and the methods (put, status, cancel, join, scale, pause),
+ * consumer.c the consumers that run jobs and the graceful stop, records.c
+ * the finished records, store.c the seam to durability (lib/store.h) and
+ * restore. Only they include it; daemon/ and black-box tests never do.
+ *
+ * Every job the broker knows (unfinished, or a finished record not yet
+ * evicted) is in the id map, which owns it. An unfinished job is in its
+ * queue (delayed or pending) or held by one consumer (running). A finished
+ * job is in the records (records.c) until results.max or results.ttl
+ * evicts it.
+ */
+#ifndef AQ_BROKER_INTERNAL_H
+#define AQ_BROKER_INTERNAL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/queue.h>
+
+#include <jansson.h>
+
+#include "broker.h"
+#include "clock.h"
+#include "config.h"
+#include "handler.h"
+#include "hist.h"
+#include "job.h"
+#include "queue.h"
+#include "store.h"
+
+struct aq_http;
+struct aq_recarena;
+struct aq_wait;
+
+/* Why a consumer's run was cancelled. */
+enum interrupt { INT_NONE, INT_TIMEOUT, INT_CANCEL, INT_SHUTDOWN };
+
+/* An aq_task whose work is the loop get -> run -> end of attempt. It may
+ * be freed only from its task's done-callback (consumer.c). */
+struct consumer {
+    struct broker_queue *bq;
+    struct aq_task *task;     /* the broker's reference */
+    struct aq_queue_waiter w; /* a get while idle */
+    struct aq_job *job;       /* running; NULL when idle */
+    void *run;                /* the handler's run of job */
+    struct event *timeout_ev; /* owned: the job's timeout */
+    enum interrupt interrupt; /* why run was cancelled */
+    bool is_started;          /* its task started: it may wait for jobs */
+    bool is_retiring;         /* end once idle (scale down, stop) */
+    bool is_ended;            /* task finished; freed by its done-cb */
+    bool in_start;            /* inside handler->start */
+    bool has_sync_out;        /* the run ended inside start */
+    struct aq_outcome sync_out;
+    LIST_ENTRY(consumer) link; /* bq->consumers */
+};
+
+/* One queue of the config (or of replayed jobs). */
+struct broker_queue {
+    struct aq_broker *b;
+    struct aq_queue_config cfg; /* owned copy; cfg.name is the name */
+    enum aq_kind kind;
+    struct aq_queue *q;              /* owned; items are the id map's jobs */
+    LIST_HEAD(, consumer) consumers; /* owned, live and ended */
+    int target;                      /* consumers asked for */
+    int nbusy;                       /* consumers running a job */
+    bool is_paused;
+    uint64_t n_put, n_done, n_failed, n_cancelled, n_retried;
+    struct aq_hist wait_hist, run_hist;
+    struct aq_http *http; /* owned: connection pool, made by the first http
+                             job */
+    STAILQ_ENTRY(broker_queue) link; /* b->queues, in config order */
+};
+
+/* A join: one queue waiter per queue it covers. */
+struct join_part {
+    struct aq_queue_waiter w;
+    struct aq_join *join;
+    struct broker_queue *bq;
+};
+
+struct aq_join {
+    struct aq_broker *b;
+    aq_join_cb *cb;
+    void *arg;
+    size_t nparts, left;
+    struct join_part *parts;  /* owned */
+    LIST_ENTRY(aq_join) link; /* b->joins, unless it is b->drain */
+};
+
+enum stop_stage { STOP_NONE, STOP_DRAIN, STOP_GRACE, STOP_CANCEL, STOP_DONE };
+
+/* Finished records, oldest first (records.c). */
+struct records {
+    struct aq_job *head, *tail;
+    struct aq_recarena *arena; /* owned: where they are kept */
+    size_t n;
+    double ttl_s;
+    size_t max;
+    struct event *expire_ev; /* owned: results.ttl sweep */
+};
+
+struct aq_broker {
+    struct event_base *base;            /* borrowed */
+    struct aq_procs *procs;             /* borrowed */
+    STAILQ_HEAD(, broker_queue) queues; /* owned */
+    struct aq_idmap *jobs;              /* owns every job */
+    json_t *keys;                       /* idempotency key -> job id */
+    uint64_t last_id;
+    struct aq_store *store; /* owned; the memory store until restore */
+    struct records records;
+    TAILQ_HEAD(, aq_put_wait) putters; /* waiting for room */
+    LIST_HEAD(, aq_join) joins;        /* owned */
+    bool is_started;                   /* consumers run (aq_broker_start) */
+
+    /* graceful stop (consumer.c) */
+    enum stop_stage stage;
+    struct aq_join *drain;     /* owned */
+    struct aq_wait *stop_wait; /* owned */
+    double grace_s;
+    void (*stop_done)(void *arg);
+    void *stop_arg;
+
+    struct sockaddr_storage *own_addrs; /* owned: the daemon's listeners */
+    size_t nown_addrs;
+};
+
+/* ---- jobs ---- */
+
+static inline struct aq_job *
+job_of(struct aq_queue_item *it)
+{
+    return (struct aq_job *)((char *)it - offsetof(struct aq_job, qi));
+}
+
+static inline struct broker_queue *
+job_queue(const struct aq_job *j)
+{
+    return j->queue;
+}
+
+static inline int64_t
+job_timeout_us(const struct aq_job *j)
+{
+    if (j->ext != NULL && j->ext->timeout_us >= 0)
+        return j->ext->timeout_us;
+    return aq_clock_s_to_us(job_queue(j)->cfg.timeout);
+}
+
+static inline int
+job_retries(const struct aq_job *j)
+{
+    if (j->ext != NULL && j->ext->retries >= 0)
+        return j->ext->retries;
+    return job_queue(j)->cfg.retries;
+}
+
+/* The job record of spec section 2, as users see it (a new object). */
+json_t *job_record(const struct aq_job *j);
+
+/* ---- broker.c ---- */
+
+struct broker_queue *broker_queue_find(const struct aq_broker *b,
+                                       const char *name);
+/* A new queue at the end of b's; its consumers start with b's. */
+struct broker_queue *broker_queue_new(struct aq_broker *b,
+                                      const struct aq_queue_config *qc);
+/* A join over one queue (only) or all: NULL when nothing is unfinished. */
+struct aq_join *broker_join_new(struct aq_broker *b, struct broker_queue *only,
+                                aq_join_cb *cb, void *arg);
+void broker_join_free(struct aq_join *j); /* unlinked: no callback after */
+/* Fails every put waiting for room with -32010 (the broker stops). */
+void broker_putters_stop(struct aq_broker *b);
+
+/* ---- consumer.c ---- */
+
+/* Brings bq's live consumers to target: new ones start from the loop;
+ * surplus ones end, idle ones first, busy ones after their job. */
+void consumers_scale(struct broker_queue *bq, int target);
+/* Idle consumers stop waiting for jobs (paused), or wait again. */
+void consumers_pause(struct broker_queue *bq, bool paused);
+/* Frees bq's consumers at once: runs are abandoned, no callback. */
+void consumers_free(struct broker_queue *bq);
+/* Cancels the running job j's attempt (a user's cancel): it ends soon,
+ * maybe inside this call. */
+void consumer_cancel_job(struct aq_job *j);
+
+/* ---- records.c ---- */
+
+void records_init(struct aq_broker *b, const struct aq_config *cfg);
+void records_configure(struct aq_broker *b, const struct aq_config *cfg);
+void records_free(struct aq_broker *b); /* after the jobs */
+/* j reached its final state st: its queue, waiters and store are told,
+ * and it becomes a record. */
+void job_finish(struct aq_broker *b, struct aq_job *j, enum aq_job_state st);
+/* j (finished) becomes the newest record; old ones may be evicted. */
+void record_append(struct aq_broker *b, struct aq_job *j);
+
+/* ---- store.c ---- */
+
+/* Queues what restore rebuilt: jobs that were running at a crash count
+ * the attempt and run again (or fail, out of attempts). */
+void broker_restore_place(struct aq_broker *b, uint64_t last_id);
+
+#endif

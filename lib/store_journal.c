@@ -1,0 +1,455 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * lib/store_journal.c: the local journal as a store (lib/store.h). Each job
+ * event becomes a record (lib/journal.h): a put or a finish the job's whole
+ * record, which makes that segment the job's home (held while the job or
+ * its record lives, j->jseg); a start or a requeue a small one. Replay
+ * folds the records back into jobs, in the broker's id map, trusting no
+ * value a put could not have made.
+ */
+#include "store.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "clock.h"
+#include "error.h"
+#include "journal.h"
+#include "log.h"
+#include "xmalloc.h"
+
+struct store_journal {
+    struct aq_store store;
+    struct aq_journal *journal; /* owned */
+    struct aq_broker *broker;   /* borrowed, from restore on */
+    char *path;                 /* owned, for messages */
+    enum aq_fsync fsync;
+    size_t nclamped; /* replayed records with values out of range */
+};
+
+static struct store_journal *
+sj_of(struct aq_store *s)
+{
+    return (struct store_journal *)s;
+}
+
+static struct aq_jstr
+jstr(const char *s)
+{
+    return (struct aq_jstr){s, s != NULL ? (uint32_t)strlen(s) : 0};
+}
+
+/* The wall-clock time a delayed job becomes ready; 0 when it is ready. */
+static int64_t
+job_due_wall_us(const struct aq_job *j)
+{
+    int64_t due = aq_queue_item_due_us(&j->qi);
+
+    return due == 0 ? 0 : aq_clock_wall_us() + (due - aq_clock_mono_us());
+}
+
+/* Appends the whole record of j (PUT while unfinished, END once finished)
+ * and makes that segment its home. */
+static void
+job_home(struct store_journal *sj, struct aq_job *j, const char *queue)
+{
+    const struct aq_job_ext *x = j->ext;
+    struct aq_jrec r = {
+        .type = aq_job_is_finished(j) ? AQ_JREC_END : AQ_JREC_PUT,
+        .id = j->id,
+        .kind = j->kind,
+        .state = j->state,
+        .attempts = j->attempts,
+        .priority = j->qi.priority,
+        .retries = x != NULL ? x->retries : -1,
+        .timeout_us = x != NULL ? x->timeout_us : -1,
+        .created_us = j->created_us,
+        .started_us = x != NULL ? x->started_us : 0,
+        .finished_us = x != NULL ? x->finished_us : 0,
+        .queue = jstr(queue),
+    };
+    uint32_t seg;
+
+    if (r.type == AQ_JREC_PUT) {
+        r.due_us = job_due_wall_us(j);
+        r.args = (struct aq_jstr){j->args, j->args_len};
+    }
+    if (x != NULL) {
+        r.key = jstr(x->key);
+        r.result = jstr(x->result);
+        r.err_code = jstr(x->err_code);
+        r.err_message = jstr(x->err_message);
+    }
+    seg = aq_journal_append(sj->journal, &r);
+    aq_journal_hold(sj->journal, seg);
+    if (j->jseg != 0)
+        aq_journal_release(sj->journal, j->jseg);
+    j->jseg = seg;
+}
+
+/* ---- job events ---- */
+
+static void
+sj_put(struct aq_store *s, struct aq_job *j, const char *queue)
+{
+    job_home(sj_of(s), j, queue);
+}
+
+static void
+sj_start(struct aq_store *s, struct aq_job *j)
+{
+    struct aq_jrec r = {
+        .type = AQ_JREC_START, .id = j->id, .started_us = j->ext->started_us};
+
+    aq_journal_append(sj_of(s)->journal, &r);
+}
+
+static void
+sj_requeue(struct aq_store *s, struct aq_job *j)
+{
+    const struct aq_job_ext *x = j->ext;
+    struct aq_jrec r = {.type = AQ_JREC_REQUEUE,
+                        .id = j->id,
+                        .state = j->state,
+                        .attempts = j->attempts,
+                        .due_us = job_due_wall_us(j),
+                        .result = jstr(x->result),
+                        .err_code = jstr(x->err_code),
+                        .err_message = jstr(x->err_message)};
+
+    aq_journal_append(sj_of(s)->journal, &r);
+}
+
+static void
+sj_finish(struct aq_store *s, struct aq_job *j, const char *queue)
+{
+    job_home(sj_of(s), j, queue);
+}
+
+static void
+sj_forget(struct aq_store *s, struct aq_job *j)
+{
+    if (j->jseg != 0)
+        aq_journal_release(sj_of(s)->journal, j->jseg);
+    j->jseg = 0;
+}
+
+static int
+sj_sync(struct aq_store *s, struct aq_barrier *b, aq_barrier_cb *cb, void *arg,
+        struct aq_error *err)
+{
+    return aq_journal_barrier_add(sj_of(s)->journal, b, cb, arg, err);
+}
+
+static void
+sj_sync_cancel(struct aq_store *s, struct aq_barrier *b)
+{
+    aq_journal_barrier_cancel(sj_of(s)->journal, b);
+}
+
+static const struct aq_error *
+sj_error(const struct aq_store *s)
+{
+    return aq_journal_error(((const struct store_journal *)s)->journal);
+}
+
+static void
+sj_close(struct aq_store *s)
+{
+    struct store_journal *sj = sj_of(s);
+
+    /* Flushed and synced (rebuilt first after a failed sync, which asks
+     * the broker for its live jobs: it must still hold them). */
+    aq_journal_close(sj->journal);
+    free(sj->path);
+    free(sj);
+}
+
+/* ---- rehome ---- */
+
+struct rehome {
+    struct store_journal *sj;
+    struct aq_job **jobs;
+    const char **queues;
+    size_t n, cap;
+};
+
+static void
+rehome_collect(struct aq_job *j, const char *queue, void *arg)
+{
+    struct rehome *rh = arg;
+
+    if (!aq_journal_is_evacuated(rh->sj->journal, j->jseg))
+        return;
+    if (rh->n == rh->cap) {
+        rh->cap = rh->cap != 0 ? rh->cap * 2 : 64;
+        rh->jobs = xreallocarray(rh->jobs, rh->cap, sizeof *rh->jobs);
+        rh->queues = xreallocarray(rh->queues, rh->cap, sizeof *rh->queues);
+    }
+    rh->jobs[rh->n] = j;
+    rh->queues[rh->n++] = queue;
+}
+
+/* The journal evacuates old segments (or rebuilds itself after a failed
+ * sync): every job homed there is appended again, whole. */
+static void
+rehome_cb(struct aq_journal *journal, void *arg)
+{
+    struct store_journal *sj = arg;
+    struct rehome rh = {.sj = sj};
+
+    if (sj->broker == NULL)
+        return; /* nothing restored yet: no job lives */
+    /* Collect first: appending must not run under the map's iteration. */
+    aq_broker_each_job(sj->broker, rehome_collect, &rh);
+    for (size_t i = 0; i < rh.n; i++)
+        job_home(sj, rh.jobs[i], rh.queues[i]);
+    aq_log(AQ_LOG_DEBUG, "journal: %zu jobs re-appended from old segments",
+           rh.n);
+    free(rh.jobs);
+    free(rh.queues);
+}
+
+/* ---- replay ---- */
+
+static void
+ext_str(char **dst, struct aq_jstr s)
+{
+    free(*dst);
+    *dst = NULL;
+    if (s.p != NULL) {
+        *dst = xmalloc(s.len + 1);
+        memcpy(*dst, s.p, s.len);
+        (*dst)[s.len] = '\0';
+    }
+}
+
+/* Fills j from a whole record (PUT or END). */
+static void
+replay_whole(struct store_journal *sj, struct aq_job *j,
+             const struct aq_jrec *r, uint32_t seg)
+{
+    struct aq_job_ext *x = aq_job_ext(j);
+
+    j->state = r->state;
+    j->attempts = r->attempts;
+    j->qi.priority = r->priority;
+    j->created_us = r->created_us;
+    x->started_us = r->started_us;
+    x->finished_us = r->finished_us;
+    x->due_us = r->due_us;
+    if (r->type == AQ_JREC_PUT) {
+        x->retries = r->retries;
+        x->timeout_us = r->timeout_us;
+    }
+    ext_str(&x->key, r->key);
+    ext_str(&x->result, r->result);
+    ext_str(&x->err_code, r->err_code);
+    ext_str(&x->err_message, r->err_message);
+    if (x->key != NULL)
+        aq_broker_restore_key(sj->broker, j);
+    aq_journal_hold(sj->journal, seg);
+    if (j->jseg != 0)
+        aq_journal_release(sj->journal, j->jseg);
+    j->jseg = seg;
+}
+
+/* What put takes for retries (lib/methods.c), so retries + 1 cannot
+ * overflow. */
+#define REPLAY_RETRIES_MAX 1000000
+
+/* Wall-clock times a record may hold: anything later is clamped, so that
+ * differences of two of them (run and wait times) cannot overflow. */
+#define REPLAY_WALL_MAX_US (INT64_C(1) << 60)
+
+static bool
+clamp_i64(int64_t *v, int64_t lo, int64_t hi)
+{
+    int64_t was = *v;
+
+    *v = was < lo ? lo : was > hi ? hi : was;
+    return *v != was;
+}
+
+/* Replay never trusts a value a put could not have made (a journal from
+ * an older version, or a bug): durations and times are clamped into what
+ * the daemon accepts, states into those the record type carries. Returns
+ * whether anything changed. */
+static bool
+replay_clamp(struct aq_jrec *r)
+{
+    bool changed = false;
+    int64_t now_us = aq_clock_wall_us();
+
+    changed |= clamp_i64(&r->created_us, 0, REPLAY_WALL_MAX_US);
+    changed |= clamp_i64(&r->started_us, 0, REPLAY_WALL_MAX_US);
+    changed |= clamp_i64(&r->finished_us, 0, REPLAY_WALL_MAX_US);
+    changed |=
+        clamp_i64(&r->due_us, 0, aq_clock_add_us(now_us, AQ_DURATION_MAX_US));
+    changed |= clamp_i64(&r->timeout_us, -1, AQ_DURATION_MAX_US);
+    if (r->retries < -1 || r->retries > REPLAY_RETRIES_MAX) {
+        r->retries = r->retries < -1 ? -1 : REPLAY_RETRIES_MAX;
+        changed = true;
+    }
+    if (r->type == AQ_JREC_REQUEUE && r->state != AQ_JOB_DELAYED &&
+        r->state != AQ_JOB_PENDING) {
+        r->state = AQ_JOB_PENDING;
+        changed = true;
+    }
+    return changed;
+}
+
+/* An aq_journal_replay_cb: folds one record into the broker's jobs. */
+static int
+replay_cb(const struct aq_jrec *rec, uint32_t seg, void *arg,
+          struct aq_error *err)
+{
+    struct store_journal *sj = arg;
+    struct aq_job *j = aq_broker_restore_find(sj->broker, rec->id);
+    struct aq_jrec copy = *rec;
+    const struct aq_jrec *r = &copy;
+
+    if (replay_clamp(&copy))
+        sj->nclamped++;
+    switch (r->type) {
+    case AQ_JREC_PUT:
+    case AQ_JREC_END:
+        if (j == NULL) {
+            struct aq_jstr args = r->args;
+
+            if (args.p == NULL)
+                args = (struct aq_jstr){"{}", 2};
+            if (r->id == 0 || r->kind > AQ_KIND_ECHO || r->queue.p == NULL ||
+                r->state > AQ_JOB_CANCELLED) {
+                aq_error_set(err, AQ_ERR_INTERNAL,
+                             "journal: job %llu: malformed record",
+                             (unsigned long long)r->id);
+                return -1;
+            }
+            j = aq_broker_restore_add(sj->broker, r->id, r->kind, r->queue.p,
+                                      r->queue.len, args.p, args.len);
+        }
+        replay_whole(sj, j, r, seg);
+        break;
+    case AQ_JREC_START:
+        if (j != NULL && !aq_job_is_finished(j)) {
+            j->state = AQ_JOB_RUNNING;
+            aq_job_ext(j)->started_us = r->started_us;
+        }
+        break;
+    case AQ_JREC_REQUEUE:
+        if (j != NULL && !aq_job_is_finished(j)) {
+            struct aq_job_ext *x = aq_job_ext(j);
+
+            j->state = r->state;
+            j->attempts = r->attempts;
+            x->due_us = r->due_us;
+            ext_str(&x->result, r->result);
+            ext_str(&x->err_code, r->err_code);
+            ext_str(&x->err_message, r->err_message);
+        }
+        break;
+    default:
+        break; /* a SEGMENT record, or a type from a later version */
+    }
+    return 0;
+}
+
+static int
+sj_restore(struct aq_store *s, struct aq_broker *b, uint64_t *last_id,
+           bool *is_damaged, struct aq_error *err)
+{
+    struct store_journal *sj = sj_of(s);
+    int64_t start_us = aq_clock_mono_us();
+
+    sj->broker = b;
+    *last_id = 0;
+    *is_damaged = false;
+    if (aq_journal_replay(sj->journal, false, replay_cb, sj, last_id,
+                          is_damaged, err) < 0 ||
+        aq_journal_start(sj->journal, *last_id, err) < 0)
+        return -1;
+    if (sj->nclamped > 0)
+        aq_log(AQ_LOG_WARN,
+               "journal: %zu records held times or durations out of range "
+               "(over 1e9 s, or negative): clamped",
+               sj->nclamped);
+    aq_log(AQ_LOG_INFO, "journal: %s (fsync %s): replayed in %.3f s", sj->path,
+           aq_fsync_names[sj->fsync],
+           (double)(aq_clock_mono_us() - start_us) / 1e6);
+    return 0;
+}
+
+static const struct aq_store_ops journal_ops = {
+    .name = "journal",
+    .restore = sj_restore,
+    .put = sj_put,
+    .start = sj_start,
+    .requeue = sj_requeue,
+    .finish = sj_finish,
+    .forget = sj_forget,
+    .sync = sj_sync,
+    .sync_cancel = sj_sync_cancel,
+    .error = sj_error,
+    .close = sj_close,
+};
+
+/* ---- public ---- */
+
+struct aq_store *
+aq_store_journal_open(struct event_base *base, const char *path,
+                      enum aq_fsync fsync, size_t segment_bytes,
+                      struct aq_error *err)
+{
+    struct store_journal *sj = xcalloc(1, sizeof *sj);
+    struct aq_journal_opts opts = {
+        .path = path,
+        .fsync = fsync,
+        .segment_bytes = segment_bytes,
+        .rehome = rehome_cb,
+        .arg = sj,
+    };
+
+    sj->store.ops = &journal_ops;
+    sj->fsync = fsync;
+    if ((sj->journal = aq_journal_open(base, &opts, err)) == NULL) {
+        free(sj);
+        return NULL;
+    }
+    sj->path = xstrdup(path);
+    return &sj->store;
+}
+
+struct aq_journal *
+aq_store_journal(struct aq_store *s)
+{
+    return s != NULL && s->ops == &journal_ops ? sj_of(s)->journal : NULL;
+}
+
+static int
+count_record(const struct aq_jrec *r, uint32_t seg, void *arg,
+             struct aq_error *err)
+{
+    (*(size_t *)arg)++;
+    return 0;
+}
+
+int
+aq_store_journal_repair(struct event_base *base, const char *path,
+                        size_t *records, uint64_t *last_id,
+                        struct aq_error *err)
+{
+    struct aq_journal_opts opts = {.path = path, .segment_bytes = 1};
+    struct aq_journal *j = aq_journal_open(base, &opts, err);
+    bool is_damaged;
+    int rc;
+
+    *records = 0;
+    if (j == NULL)
+        return -1;
+    rc = aq_journal_replay(j, true, count_record, records, last_id, &is_damaged,
+                           err);
+    aq_journal_close(j);
+    return rc;
+}
