@@ -1,31 +1,31 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * lib/server.c: listeners, connections and the JSON-RPC framing.
+ * lib/server.c: connections and the JSON-RPC framing. What a request
+ * means is the ops' business (lib/server.h); sockets come from whoever
+ * accepted them (lib/listen.c).
  *
  * A connection reads lines straight out of its input evbuffer (no copy).
- * A plain put goes the hot path (lib/fastput.c); any other line is checked
- * as JSON (lib/jscan.c) and read as requests (lib/rpc.c), whose id is kept
- * as the raw text it arrived as. Messages for the client wait in the
- * connection's queue as JSON values and are written into the output
- * evbuffer only while it holds less than OUTPUT_HIGH_BYTES (lib/jwrite.c
- * stops between values), so a client that does not read costs a bounded
- * buffer, not a copy of every reply. Requests are read while fewer than
- * `window` calls are unanswered, no call blocks the connection (a put
- * waiting for room) and no message waits; meanwhile the socket is still
- * read up to STALLED_READ_BYTES so that the client's close is seen.
- * A client that closes its sending side still gets the replies to what it
- * sent, for at most idle_timeout, outside producers.max. The server
- * closes by flushing what is owed, shutting its side down and reading
- * until the client closes (no reset that could destroy the last reply).
- * A connection is freed only from the loop (the server's reap event),
- * never under a caller that may still use it.
+ * A plain put goes the hot path (lib/fastput.c) straight to the put op;
+ * any other line is checked as JSON (lib/jscan.c) and read as requests
+ * (lib/rpc.c), whose id is kept as the raw text it arrived as. Messages
+ * for the client wait in the connection's queue as JSON values and are
+ * written into the output evbuffer only while it holds less than
+ * OUTPUT_HIGH_BYTES (lib/jwrite.c stops between values), so a client that
+ * does not read costs a bounded buffer, not a copy of every reply.
+ * Requests are read while fewer than `window` calls are unanswered, no
+ * call blocks the connection (a put waiting for room) and no message
+ * waits; meanwhile the socket is still read up to STALLED_READ_BYTES so
+ * that the client's close is seen. A client that closes its sending side
+ * still gets the replies to what it sent, for at most idle_timeout,
+ * outside producers.max. The server closes by flushing what is owed,
+ * shutting its side down and reading until the client closes (no reset
+ * that could destroy the last reply). A connection is freed only from the
+ * loop (the server's reap event), never under a caller that may still use
+ * it.
  */
 #include "server.h"
 
-#include <arpa/inet.h>
 #include <assert.h>
-#include <errno.h>
-#include <netdb.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -34,15 +34,11 @@
 #include <sys/ioctl.h>
 #include <sys/queue.h>
 #include <sys/socket.h>
-#include <sys/stat.h>
 #include <sys/uio.h>
-#include <sys/un.h>
-#include <unistd.h>
 
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
 #include <event2/event.h>
-#include <event2/listener.h>
 #include <jansson.h>
 
 #include "call.h"
@@ -53,7 +49,6 @@
 #include "jscan.h"
 #include "jwrite.h"
 #include "log.h"
-#include "methods.h"
 #include "rpc.h"
 #include "xmalloc.h"
 
@@ -67,18 +62,9 @@
  * before the socket is closed. */
 #define LINGER_MS 2000
 #define LINGER_MAX_BYTES (4u << 20)
-#define LISTEN_BACKLOG 1024
 #define LIBEVENT_READ 4096     /* libevent 2.1's most per read */
 #define READ_BURST (60u << 10) /* what one more read may take */
 #define ID_INLINE 32           /* ids up to this long live in the call */
-
-struct listener {
-    struct aq_server *s;
-    struct evconnlistener *lev; /* owned */
-    char *unix_path;            /* owned; unlinked at close; NULL for TCP */
-    char name[160];
-    struct listener *next;
-};
 
 /* The replies of one batch request, sent as one array once all are in. */
 struct batch {
@@ -96,7 +82,7 @@ struct conn;
 
 struct aq_call {
     struct conn *conn;
-    json_t *params; /* owned; created when first asked for */
+    json_t *params; /* owned: what the method reads from (set_params) */
     char *id;       /* the raw id text: id_buf or owned; NULL for a
                        notification */
     size_t id_len;
@@ -126,6 +112,7 @@ struct conn {
     size_t lingered;            /* bytes discarded while lingering */
     size_t read_limit;          /* the read high-water mark set; 0 = none */
     enum slot slot;
+    bool is_socket; /* bev is a plain socket's (see conn_new) */
     bool is_authed, is_eof, is_closing, is_lingering, in_process, is_freeing;
     bool must_linger;       /* closed on an error the client may not expect */
     TAILQ_ENTRY(conn) link; /* s->conns */
@@ -136,9 +123,9 @@ struct conn {
 };
 
 struct aq_server {
-    struct event_base *base;    /* borrowed */
-    struct aq_methods *methods; /* borrowed */
-    struct listener *listeners;
+    struct event_base *base; /* borrowed */
+    struct aq_server_ops ops;
+    void *ops_arg;
     TAILQ_HEAD(, conn) conns;
     TAILQ_HEAD(, conn) half_closed; /* oldest first */
     size_t nconns;                  /* SLOT_OPEN */
@@ -147,8 +134,7 @@ struct aq_server {
     int max_conns, window;
     size_t max_request_bytes;
     double idle_timeout;
-    struct event *retry_ev; /* re-enables listeners after EMFILE */
-    struct conn *dying;     /* to free from reap_ev */
+    struct conn *dying; /* to free from reap_ev */
     struct event *reap_ev;
     LIST_HEAD(, conn) flushing; /* with replies to write, from flush_ev */
     struct event *flush_ev;
@@ -351,16 +337,6 @@ aq_call_scratch(struct aq_call *call, size_t size)
     return call->scratch;
 }
 
-json_t *
-aq_call_params(const struct aq_call *call)
-{
-    struct aq_call *mut = (struct aq_call *)call;
-
-    if (mut->params == NULL)
-        mut->params = json_object();
-    return mut->params;
-}
-
 void
 aq_call_set_params(struct aq_call *call, json_t *params)
 {
@@ -499,6 +475,12 @@ aq_call_is_authenticated(const struct aq_call *call)
     return call->conn->is_authed;
 }
 
+size_t
+aq_call_connections(const struct aq_call *call)
+{
+    return call->conn->s->nconns;
+}
+
 /* Releases every call in flight through its abandon hook; with err, the
  * client is told (shutting down), else nothing is sent. */
 static void
@@ -532,23 +514,23 @@ handle_request(struct conn *c, struct aq_jspan v, struct batch *b)
             reply_error_now(c, b, r.id, err.code, "%s", err.message);
         return;
     }
-    aq_methods_dispatch(c->s->methods, call_new(c, r.id, b), &r);
+    c->s->ops.request(c->s->ops_arg, call_new(c, r.id, b), &r);
 }
 
-/* The hot path: a plain put, read without jansson (lib/fastput.c). */
+/* The hot path: a plain put, read without jansson (lib/fastput.c), goes
+ * straight to the put op. */
 static bool
 handle_fast_put(struct conn *c, const char *line, size_t len)
 {
+    struct aq_server *s = c->s;
     struct aq_fastput fp;
     struct aq_call *call;
 
-    if (aq_methods_auth_required(c->s->methods) && !c->is_authed)
-        return false;
-    if (aq_fastput_parse(line, len, &fp) < 0)
+    if (s->ops.put == NULL || aq_fastput_parse(line, len, &fp) < 0)
         return false;
     call = call_new(
         c, (struct aq_jspan){fp.id_len > 0 ? fp.id : NULL, fp.id_len}, NULL);
-    aq_methods_put(c->s->methods, call, &fp.put, fp.wait);
+    s->ops.put(s->ops_arg, call, &fp.put, fp.wait);
     return true;
 }
 
@@ -810,7 +792,8 @@ conn_has_input(struct conn *c)
     int n = 0;
 
     return evbuffer_get_length(bufferevent_get_input(c->bev)) > 0 ||
-           (ioctl(bufferevent_getfd(c->bev), FIONREAD, &n) == 0 && n > 0);
+           (c->is_socket &&
+            ioctl(bufferevent_getfd(c->bev), FIONREAD, &n) == 0 && n > 0);
 }
 
 /* Everything owed is written: close, letting the client read it. Closing
@@ -824,7 +807,7 @@ conn_finish(struct conn *c)
 {
     if (c->is_lingering || c->is_freeing)
         return;
-    if (c->is_eof || (!c->must_linger && !conn_has_input(c))) {
+    if (c->is_eof || !c->is_socket || (!c->must_linger && !conn_has_input(c))) {
         conn_free_soon(c);
         return;
     }
@@ -973,9 +956,12 @@ output_added_cb(struct evbuffer *buf, const struct evbuffer_cb_info *info,
 static void
 conn_write_cb(struct bufferevent *bev, void *arg)
 {
+    struct conn *c = arg;
+
     /* The write event drained the output: direct writes again. */
-    bufferevent_disable(bev, EV_WRITE);
-    conn_output_drained(arg);
+    if (c->is_socket)
+        bufferevent_disable(bev, EV_WRITE);
+    conn_output_drained(c);
 }
 
 /* libevent 2.1 reads at most 4 KiB per wake-up (EVBUFFER_MAX_READ), and
@@ -1030,7 +1016,7 @@ conn_read_cb(struct bufferevent *bev, void *arg)
             conn_free_soon(c);
         return;
     }
-    if (!conn_is_stalled(c))
+    if (c->is_socket && !conn_is_stalled(c))
         read_burst(bev);
     conn_process(c);
 }
@@ -1074,32 +1060,6 @@ conn_event_cb(struct bufferevent *bev, short what, void *arg)
 }
 
 static void
-peer_name(const struct sockaddr *sa, char *buf, size_t len)
-{
-    char host[INET6_ADDRSTRLEN];
-
-    switch (sa->sa_family) {
-    case AF_INET: {
-        const struct sockaddr_in *in = (const struct sockaddr_in *)sa;
-
-        inet_ntop(AF_INET, &in->sin_addr, host, sizeof host);
-        snprintf(buf, len, "%s:%u", host, ntohs(in->sin_port));
-        break;
-    }
-    case AF_INET6: {
-        const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)sa;
-
-        inet_ntop(AF_INET6, &in6->sin6_addr, host, sizeof host);
-        snprintf(buf, len, "[%s]:%u", host, ntohs(in6->sin6_port));
-        break;
-    }
-    default:
-        snprintf(buf, len, "unix");
-        break;
-    }
-}
-
-static void
 conn_set_timeouts(struct conn *c)
 {
     struct timeval tv;
@@ -1111,23 +1071,28 @@ conn_set_timeouts(struct conn *c)
         bufferevent_set_timeouts(c->bev, NULL, NULL);
 }
 
+/* A connection on bev (taken); is_socket: bev is a plain socket's, which
+ * the shortcuts around libevent (read_burst, conn_flush, conn_has_input,
+ * conn_finish) may read, write and shut down directly. */
 static void
-accept_cb(struct evconnlistener *lev, evutil_socket_t fd, struct sockaddr *sa,
-          int socklen, void *arg)
+conn_new(struct aq_server *s, struct bufferevent *bev, const char *peer,
+         bool is_socket)
 {
-    struct listener *l = arg;
-    struct aq_server *s = l->s;
     struct conn *c = xcalloc(1, sizeof *c);
 
     c->s = s;
     c->num = ++s->next_conn;
     LIST_INIT(&c->calls);
     STAILQ_INIT(&c->outq);
-    peer_name(sa, c->peer, sizeof c->peer);
-    c->bev = bufferevent_socket_new(s->base, fd, BEV_OPT_CLOSE_ON_FREE);
+    snprintf(c->peer, sizeof c->peer, "%s", peer);
+    c->bev = bev;
+    c->is_socket = is_socket;
     bufferevent_setcb(c->bev, conn_read_cb, conn_write_cb, conn_event_cb, c);
-    evbuffer_add_cb(bufferevent_get_output(c->bev), output_added_cb, c);
-    bufferevent_disable(c->bev, EV_WRITE); /* on by default; see conn_flush */
+    if (is_socket) {
+        evbuffer_add_cb(bufferevent_get_output(c->bev), output_added_cb, c);
+        bufferevent_disable(c->bev, EV_WRITE); /* see conn_flush */
+    } else
+        bufferevent_enable(c->bev, EV_WRITE); /* it writes its output */
     TAILQ_INSERT_TAIL(&s->conns, c, link);
     if (s->nconns >= (size_t)s->max_conns) {
         aq_log(AQ_LOG_WARN,
@@ -1143,204 +1108,23 @@ accept_cb(struct evconnlistener *lev, evutil_socket_t fd, struct sockaddr *sa,
     c->slot = SLOT_OPEN;
     s->nconns++;
     conn_set_timeouts(c);
-    aq_log(AQ_LOG_DEBUG, "conn %llu (%s): accepted on %s",
-           (unsigned long long)c->num, c->peer, l->name);
+    aq_log(AQ_LOG_DEBUG, "conn %llu (%s): accepted", (unsigned long long)c->num,
+           c->peer);
     bufferevent_enable(c->bev, EV_READ);
 }
 
-static void
-retry_cb(evutil_socket_t fd, short what, void *arg)
+void
+aq_server_accept(struct aq_server *s, int fd, const char *peer)
 {
-    struct aq_server *s = arg;
-
-    for (struct listener *l = s->listeners; l != NULL; l = l->next)
-        evconnlistener_enable(l->lev);
+    conn_new(s, bufferevent_socket_new(s->base, fd, BEV_OPT_CLOSE_ON_FREE),
+             peer, true);
 }
 
-static void
-accept_error_cb(struct evconnlistener *lev, void *arg)
+void
+aq_server_accept_bev(struct aq_server *s, struct bufferevent *bev,
+                     const char *peer)
 {
-    struct listener *l = arg;
-    int e = EVUTIL_SOCKET_ERROR();
-    struct timeval tv = {1, 0};
-
-    aq_log(AQ_LOG_WARN, "listen: %s: accept: %s; retrying in 1 s", l->name,
-           evutil_socket_error_to_string(e));
-    /* Out of descriptors: stop accepting for a second instead of
-     * spinning on the same error (as tmux does). */
-    evconnlistener_disable(lev);
-    evtimer_add(l->s->retry_ev, &tv);
-}
-
-/* ---- listeners ---- */
-
-static void
-listener_add(struct aq_server *s, struct evconnlistener *lev,
-             const char *unix_path)
-{
-    struct listener *l = xcalloc(1, sizeof *l);
-    evutil_socket_t fd = evconnlistener_get_fd(lev);
-    struct sockaddr_storage ss;
-    socklen_t sl = sizeof ss;
-    char host[INET6_ADDRSTRLEN];
-
-    l->s = s;
-    l->lev = lev;
-    l->unix_path = unix_path != NULL ? xstrdup(unix_path) : NULL;
-    memset(&ss, 0, sizeof ss);
-    getsockname(fd, (struct sockaddr *)&ss, &sl);
-    if (ss.ss_family == AF_INET) {
-        struct sockaddr_in *in = (struct sockaddr_in *)&ss;
-
-        inet_ntop(AF_INET, &in->sin_addr, host, sizeof host);
-        snprintf(l->name, sizeof l->name, "tcp://%s:%u", host,
-                 ntohs(in->sin_port));
-    } else if (ss.ss_family == AF_INET6) {
-        struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)&ss;
-
-        inet_ntop(AF_INET6, &in6->sin6_addr, host, sizeof host);
-        snprintf(l->name, sizeof l->name, "tcp://[%s]:%u", host,
-                 ntohs(in6->sin6_port));
-    } else if (ss.ss_family == AF_UNIX)
-        snprintf(l->name, sizeof l->name, "unix:%s",
-                 ((struct sockaddr_un *)&ss)->sun_path);
-    else
-        snprintf(l->name, sizeof l->name, "fd %d", (int)fd);
-    evconnlistener_set_cb(lev, accept_cb, l);
-    evconnlistener_set_error_cb(lev, accept_error_cb);
-    l->next = s->listeners;
-    s->listeners = l;
-    aq_log(AQ_LOG_INFO, "listening on %s", l->name);
-}
-
-static int
-listen_tcp(struct aq_server *s, const char *addr, struct aq_error *err)
-{
-    const char *hostport = addr + strlen("tcp://");
-    const char *colon = strrchr(hostport, ':');
-    char host[256], port[16];
-    struct addrinfo hints = {0}, *res = NULL;
-    struct evconnlistener *lev;
-    size_t hlen;
-    int rc;
-
-    if (colon == NULL || (size_t)(colon - hostport) >= sizeof host ||
-        strlen(colon + 1) >= sizeof port)
-        goto bad;
-    hlen = (size_t)(colon - hostport);
-    if (hlen >= 2 && hostport[0] == '[' && hostport[hlen - 1] == ']') {
-        memcpy(host, hostport + 1, hlen - 2); /* [v6] */
-        host[hlen - 2] = '\0';
-    } else {
-        memcpy(host, hostport, hlen);
-        host[hlen] = '\0';
-    }
-    strcpy(port, colon + 1);
-    hints.ai_family = AF_UNSPEC;
-    hints.ai_socktype = SOCK_STREAM;
-    hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
-    if ((rc = getaddrinfo(host, port, &hints, &res)) != 0) {
-        aq_error_set(err, AQ_ERR_INTERNAL, "listen: %s: %s", addr,
-                     gai_strerror(rc));
-        return -1;
-    }
-    lev = evconnlistener_new_bind(
-        s->base, accept_cb, NULL,
-        LEV_OPT_REUSEABLE | LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC |
-            (res->ai_family == AF_INET6 ? LEV_OPT_BIND_IPV6ONLY : 0),
-        LISTEN_BACKLOG, res->ai_addr, (int)res->ai_addrlen);
-    freeaddrinfo(res);
-    if (lev == NULL) {
-        aq_error_set(err, AQ_ERR_INTERNAL, "listen: %s: %s", addr,
-                     strerror(errno));
-        return -1;
-    }
-    listener_add(s, lev, NULL);
-    return 0;
-bad:
-    aq_error_set(err, AQ_ERR_INTERNAL, "listen: %s: expected tcp://HOST:PORT",
-                 addr);
-    return -1;
-}
-
-static int
-listen_unix(struct aq_server *s, const char *addr, struct aq_error *err)
-{
-    const char *path = addr + strlen("unix:");
-    struct sockaddr_un sun = {.sun_family = AF_UNIX};
-    struct evconnlistener *lev;
-    struct stat st;
-    int fd;
-
-    if (strlen(path) >= sizeof sun.sun_path) {
-        aq_error_set(err, AQ_ERR_INTERNAL, "listen: %s: path too long", addr);
-        return -1;
-    }
-    strcpy(sun.sun_path, path);
-    /* A socket left by a previous run is stale: replace it. Anything
-     * else at that path is not ours to remove. */
-    if (lstat(path, &st) == 0 && S_ISSOCK(st.st_mode))
-        unlink(path);
-    fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (fd < 0 || bind(fd, (struct sockaddr *)&sun, sizeof sun) < 0 ||
-        listen(fd, LISTEN_BACKLOG) < 0) {
-        aq_error_set(err, AQ_ERR_INTERNAL, "listen: %s: %s", addr,
-                     strerror(errno));
-        if (fd >= 0)
-            close(fd);
-        return -1;
-    }
-    lev = evconnlistener_new(s->base, accept_cb, NULL,
-                             LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, -1,
-                             fd);
-    listener_add(s, lev, path);
-    return 0;
-}
-
-int
-aq_server_listen(struct aq_server *s, const struct aq_config *cfg,
-                 const int *fds, size_t nfds, struct aq_error *err)
-{
-    if (nfds > 0) {
-        for (size_t i = 0; i < nfds; i++) {
-            evutil_make_socket_nonblocking(fds[i]);
-            evutil_make_socket_closeonexec(fds[i]);
-            listener_add(s,
-                         evconnlistener_new(s->base, accept_cb, NULL,
-                                            LEV_OPT_CLOSE_ON_FREE |
-                                                LEV_OPT_CLOSE_ON_EXEC,
-                                            -1, fds[i]),
-                         NULL);
-        }
-        return 0;
-    }
-    for (size_t i = 0; i < cfg->nlisten; i++) {
-        const char *addr = cfg->listen[i];
-        int rc = strncmp(addr, "unix:", 5) == 0 ? listen_unix(s, addr, err)
-                                                : listen_tcp(s, addr, err);
-
-        if (rc < 0)
-            return -1;
-    }
-    return 0;
-}
-
-size_t
-aq_server_addresses(const struct aq_server *s, struct sockaddr_storage *out,
-                    size_t max)
-{
-    size_t n = 0;
-
-    for (const struct listener *l = s->listeners; l != NULL; l = l->next) {
-        struct sockaddr_storage ss = {0};
-        socklen_t sl = sizeof ss;
-
-        if (getsockname(evconnlistener_get_fd(l->lev), (struct sockaddr *)&ss,
-                        &sl) == 0 &&
-            (ss.ss_family == AF_INET || ss.ss_family == AF_INET6) && n < max)
-            out[n++] = ss;
-    }
-    return n;
+    conn_new(s, bev, peer, false);
 }
 
 /* ---- server ---- */
@@ -1355,13 +1139,15 @@ apply_limits(struct aq_server *s, const struct aq_config *cfg)
 }
 
 struct aq_server *
-aq_server_new(struct event_base *base, const struct aq_config *cfg)
+aq_server_new(struct event_base *base, const struct aq_config *cfg,
+              const struct aq_server_ops *ops, void *arg)
 {
     struct aq_server *s = xcalloc(1, sizeof *s);
 
     s->base = base;
+    s->ops = *ops;
+    s->ops_arg = arg;
     apply_limits(s, cfg);
-    s->retry_ev = evtimer_new(base, retry_cb, s);
     s->reap_ev = event_new(base, -1, 0, reap_cb, s);
     TAILQ_INIT(&s->conns);
     TAILQ_INIT(&s->half_closed);
@@ -1371,17 +1157,11 @@ aq_server_new(struct event_base *base, const struct aq_config *cfg)
 }
 
 void
-aq_server_set_methods(struct aq_server *s, struct aq_methods *m)
-{
-    s->methods = m;
-}
-
-void
 aq_server_reconfigure(struct aq_server *s, const struct aq_config *cfg)
 {
-    apply_limits(s, cfg);
     struct conn *c;
 
+    apply_limits(s, cfg);
     TAILQ_FOREACH(c, &s->conns, link)
     {
         if (!c->is_closing)
@@ -1393,22 +1173,6 @@ size_t
 aq_server_connections(const struct aq_server *s)
 {
     return s->nconns;
-}
-
-void
-aq_server_stop_listening(struct aq_server *s)
-{
-    struct listener *l;
-
-    while ((l = s->listeners) != NULL) {
-        s->listeners = l->next;
-        evconnlistener_free(l->lev);
-        if (l->unix_path != NULL)
-            unlink(l->unix_path);
-        free(l->unix_path);
-        free(l);
-    }
-    evtimer_del(s->retry_ev);
 }
 
 static void
@@ -1451,13 +1215,11 @@ aq_server_free(struct aq_server *s)
 {
     if (s == NULL)
         return;
-    aq_server_stop_listening(s);
     if (s->close_ev != NULL) {
         event_free(s->close_ev); /* no done callback from here on */
         s->close_ev = NULL;
     }
     conns_free_all(s);
-    event_free(s->retry_ev);
     event_free(s->reap_ev);
     event_free(s->flush_ev);
     free(s);
