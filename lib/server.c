@@ -1116,6 +1116,7 @@ conn_new(struct aq_server *s, struct bufferevent *bev, const char *peer,
 void
 aq_server_accept(struct aq_server *s, int fd, const char *peer)
 {
+    evutil_make_socket_nonblocking(fd); /* listeners' are already */
     conn_new(s, bufferevent_socket_new(s->base, fd, BEV_OPT_CLOSE_ON_FREE),
              peer, true);
 }

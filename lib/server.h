@@ -43,8 +43,8 @@ struct aq_server *aq_server_new(struct event_base *base,
 /* Closes every connection at once (no replies). NULL is fine. */
 void aq_server_free(struct aq_server *s);
 
-/* A connection on fd, an accepted stream socket (taken: closed with the
- * connection). peer names the client in logs (copied). Beyond
+/* A connection on fd, an accepted stream socket (taken: made non-blocking,
+ * closed with the connection). peer names the client in logs (copied). Beyond
  * producers.max connections it gets -32011 and is closed. No op runs
  * before this returns. */
 void aq_server_accept(struct aq_server *s, int fd, const char *peer);

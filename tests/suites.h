@@ -17,6 +17,7 @@ Suite *pstat_suite(void);
 Suite *queue_suite(void);
 Suite *recarena_suite(void);
 Suite *rpc_suite(void);
+Suite *server_suite(void);
 Suite *task_suite(void);
 Suite *wait_suite(void);
 
