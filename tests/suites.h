@@ -12,6 +12,7 @@ Suite *journal_suite(void);
 Suite *jscan_suite(void);
 Suite *netmatch_suite(void);
 Suite *metrics_suite(void);
+Suite *params_suite(void);
 Suite *proc_suite(void);
 Suite *pstat_suite(void);
 Suite *queue_suite(void);
