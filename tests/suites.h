@@ -11,6 +11,7 @@ Suite *http_suite(void);
 Suite *journal_suite(void);
 Suite *jscan_suite(void);
 Suite *netmatch_suite(void);
+Suite *methods_suite(void);
 Suite *metrics_suite(void);
 Suite *params_suite(void);
 Suite *proc_suite(void);

@@ -1,16 +1,13 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * tests/test_server.c: lib/server.c on its own, with stub ops instead of
- * the methods: a socketpair's one end goes to aq_server_accept, the test
- * speaks through the other. The stub answers at once (ping), holds calls
- * for the test to end later (hold, block), sends big replies (big), and
- * counts what reaches it, so framing, pipelining, the window, batches,
- * notifications, closing and back-pressure are seen from both sides.
- * Every wait is a loop run with a deadline.
+ * the methods, spoken to through tests/testconn.h's socketpair. The stub
+ * answers at once (ping), holds calls for the test to end later (hold, block),
+ * sends big replies (big), and counts what reaches it, so framing, pipelining,
+ * the window, batches, notifications, closing and back-pressure are seen from
+ * both sides. Every wait is a loop run with a deadline.
  */
 #include <check.h>
-#include <errno.h>
-#include <fcntl.h>
 #include <jansson.h>
 #include <signal.h>
 #include <stdint.h>
@@ -18,7 +15,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <unistd.h>
 
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
@@ -31,28 +27,19 @@
 #include "rpc.h"
 #include "server.h"
 #include "suites.h"
+#include "testconn.h"
 #include "testutil.h"
 
-#define WAIT_MS 3000
+#define WAIT_MS TEST_CONN_WAIT_MS
 #define HELD_MAX 64
 #define BIG_BYTES (1u << 20) /* one "big" reply's string */
-
-/* The client's end of a connection. */
-struct client {
-    int fd;
-    struct event *rev; /* reads into in while added */
-    char *in;
-    size_t in_len, in_cap;
-    bool is_eof;
-    int error; /* errno of a failed read */
-};
 
 static struct {
     struct event_base *base;
     struct aq_config *cfg;
     struct aq_server *s;
     struct aq_server_ops ops;
-    struct client c;
+    struct test_conn *c;
     /* the stub's view */
     int requests, puts, abandoned;
     struct aq_call *held[HELD_MAX];
@@ -140,229 +127,30 @@ stub_put(void *arg, struct aq_call *call, const struct aq_put *p, bool wait)
     aq_call_reply_put(call, &res);
 }
 
-/* ---- the client ---- */
-
-static void
-client_read_cb(evutil_socket_t fd, short what, void *arg)
-{
-    struct client *c = arg;
-
-    for (;;) {
-        ssize_t n;
-
-        if (c->in_cap - c->in_len < 65536) {
-            c->in_cap = c->in_cap * 2 + 65536;
-            c->in = realloc(c->in, c->in_cap);
-        }
-        n = read(c->fd, c->in + c->in_len, c->in_cap - c->in_len);
-        if (n > 0) {
-            c->in_len += (size_t)n;
-            continue;
-        }
-        if (n == 0 || errno != EAGAIN) {
-            c->is_eof = true;
-            c->error = n == 0 ? 0 : errno;
-            event_del(c->rev);
-        }
-        return;
-    }
-}
-
-static void
-client_open(struct client *c, int fd)
-{
-    memset(c, 0, sizeof *c);
-    c->fd = fd;
-    fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
-    c->rev = event_new(T.base, fd, EV_READ | EV_PERSIST, client_read_cb, c);
-    event_add(c->rev, NULL);
-}
-
-static void
-client_close(struct client *c)
-{
-    if (c->rev == NULL)
-        return;
-    event_free(c->rev);
-    c->rev = NULL;
-    if (c->fd >= 0)
-        close(c->fd);
-    free(c->in);
-}
-
-/* A new connection to the server; the client's end in c. */
-static void
-connect_to(struct client *c)
-{
-    int sv[2];
-
-    ck_assert_int_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
-    aq_server_accept(T.s, sv[0], "test");
-    client_open(c, sv[1]);
-}
-
-static void
-send_on(struct client *c, const char *text, size_t len)
-{
-    while (len > 0) {
-        ssize_t n = write(c->fd, text, len);
-
-        if (n < 0) {
-            ck_assert_int_eq(errno, EAGAIN);
-            event_base_loop(T.base, EVLOOP_ONCE | EVLOOP_NONBLOCK);
-            continue;
-        }
-        text += n;
-        len -= (size_t)n;
-    }
-}
-
-static void
-send_text(const char *text)
-{
-    send_on(&T.c, text, strlen(text));
-}
+/* ---- waiting ---- */
 
 static bool
-has_line(const struct client *c)
+requests_reached(void *arg)
 {
-    return c->in_len > 0 && memchr(c->in, '\n', c->in_len) != NULL;
-}
-
-static void
-deadline_cb(evutil_socket_t fd, short what, void *arg)
-{
-    *(bool *)arg = true;
-}
-
-/* Runs the loop until pred() or WAIT_MS; returns pred(). */
-static bool
-run_while_not(bool (*pred)(void))
-{
-    bool expired = false;
-    struct event *deadline = evtimer_new(T.base, deadline_cb, &expired);
-    struct timeval tv = {WAIT_MS / 1000, (WAIT_MS % 1000) * 1000};
-
-    evtimer_add(deadline, &tv);
-    while (!pred() && !expired)
-        event_base_loop(T.base, EVLOOP_ONCE);
-    event_free(deadline);
-    return pred();
-}
-
-static struct client *waited; /* for the predicates below */
-
-static bool
-waited_has_line(void)
-{
-    return has_line(waited);
-}
-
-static bool
-waited_is_eof(void)
-{
-    return waited->is_eof;
-}
-
-/* The next message the server sent on c, parsed (new reference). */
-static json_t *
-next_on(struct client *c)
-{
-    json_error_t jerr;
-    const char *nl;
-    json_t *v;
-    size_t n;
-
-    waited = c;
-    ck_assert_msg(run_while_not(waited_has_line), "no reply within %d ms",
-                  WAIT_MS);
-    nl = memchr(c->in, '\n', c->in_len);
-    n = (size_t)(nl - c->in);
-    v = json_loadb(c->in, n, 0, &jerr);
-    ck_assert_msg(v != NULL, "not JSON (%s): %.*s", jerr.text,
-                  (int)(n > 300 ? 300 : n), c->in);
-    memmove(c->in, nl + 1, c->in_len - n - 1);
-    c->in_len -= n + 1;
-    return v;
-}
-
-static json_t *
-next_msg(void)
-{
-    return next_on(&T.c);
-}
-
-/* The next message is the reply with this id (JSON text) and result
- * equal to result (JSON text); "error:CODE" expects an error. */
-static void
-expect_reply_on(struct client *c, const char *id, const char *result)
-{
-    json_t *msg = next_on(c), *want_id = json_loads(id, JSON_DECODE_ANY, NULL);
-    char *text = json_dumps(msg, 0);
-
-    ck_assert_msg(json_equal(json_object_get(msg, "id"), want_id),
-                  "id %s expected: %s", id, text);
-    ck_assert_str_eq(json_string_value(json_object_get(msg, "jsonrpc")), "2.0");
-    if (strncmp(result, "error:", 6) == 0)
-        ck_assert_msg(
-            json_integer_value(json_object_get(json_object_get(msg, "error"),
-                                               "code")) == atoi(result + 6),
-            "%s expected: %s", result, text);
-    else {
-        json_t *want = json_loads(result, JSON_DECODE_ANY, NULL);
-
-        ck_assert_msg(json_equal(json_object_get(msg, "result"), want),
-                      "result %s expected: %s", result, text);
-        json_decref(want);
-    }
-    free(text);
-    json_decref(want_id);
-    json_decref(msg);
-}
-
-static void
-expect_reply(const char *id, const char *result)
-{
-    expect_reply_on(&T.c, id, result);
-}
-
-/* Nothing more arrives on c while the loop runs for ms. */
-static void
-expect_silence_on(struct client *c, int ms)
-{
-    run_for(T.base, ms);
-    ck_assert_msg(c->in_len == 0, "unexpected: %.*s",
-                  (int)(c->in_len > 300 ? 300 : c->in_len), c->in);
-}
-
-/* The server closes c cleanly (end of file, not a reset), having sent
- * nothing more. */
-static void
-expect_eof_on(struct client *c)
-{
-    waited = c;
-    ck_assert_msg(run_while_not(waited_is_eof), "not closed within %d ms",
-                  WAIT_MS);
-    ck_assert_msg(c->error == 0, "closed with %s", strerror(c->error));
-    ck_assert_msg(c->in_len == 0, "unread: %.*s",
-                  (int)(c->in_len > 300 ? 300 : c->in_len), c->in);
-}
-
-static int want_requests;
-
-static bool
-requests_reached(void)
-{
-    return T.requests >= want_requests;
+    return T.requests >= *(const int *)arg;
 }
 
 /* Runs until the stub has seen n requests in all. */
 static void
 await_requests(int n)
 {
-    want_requests = n;
-    ck_assert_msg(run_while_not(requests_reached),
+    ck_assert_msg(test_run_until(T.base, requests_reached, &n, WAIT_MS),
                   "%d requests reached the stub, not %d", T.requests, n);
+}
+
+/* The next whole line from the server, as text (not taken). */
+static void
+peek_line(char *buf, size_t cap)
+{
+    size_t n;
+    const char *line = test_conn_peek(T.c, &n);
+
+    snprintf(buf, cap, "%.*s", (int)n, line);
 }
 
 /* ---- fixture ---- */
@@ -378,13 +166,13 @@ setup(void)
     T.s = aq_server_new(T.base, T.cfg, &T.ops, NULL);
     T.big = json_stringn_nocheck(memset(malloc(BIG_BYTES), 'x', BIG_BYTES),
                                  BIG_BYTES);
-    connect_to(&T.c);
+    T.c = test_conn_new(T.base, T.s);
 }
 
 static void
 teardown(void)
 {
-    client_close(&T.c);
+    test_conn_free(T.c);
     aq_server_free(T.s);
     aq_config_free(T.cfg);
     json_decref(T.big);
@@ -405,23 +193,23 @@ limits(int window, size_t max_request_bytes, int max_conns)
 
 START_TEST(lines_end_with_lf_or_crlf_and_blank_lines_are_skipped)
 {
-    send_text("{\"id\":1,\"method\":\"ping\"}\n"
-              "\n   \r\n\t\n"
-              "{\"id\":2,\"method\":\"ping\"}\r\n"
-              "\r\n");
-    expect_reply("1", "\"pong\"");
-    expect_reply("2", "\"pong\"");
-    expect_silence_on(&T.c, 20);
+    test_conn_send(T.c, "{\"id\":1,\"method\":\"ping\"}\n"
+                        "\n   \r\n\t\n"
+                        "{\"id\":2,\"method\":\"ping\"}\r\n"
+                        "\r\n");
+    test_conn_expect(T.c, "1", "\"pong\"");
+    test_conn_expect(T.c, "2", "\"pong\"");
+    test_conn_expect_silence(T.c, 20);
     ck_assert_int_eq(T.requests, 2);
 }
 END_TEST
 
 START_TEST(a_byte_order_mark_may_start_the_first_line_only)
 {
-    send_text("\xEF\xBB\xBF{\"id\":1,\"method\":\"ping\"}\n"
-              "\xEF\xBB\xBF{\"id\":2,\"method\":\"ping\"}\n");
-    expect_reply("1", "\"pong\"");
-    expect_reply("null", "error:-32700");
+    test_conn_send(T.c, "\xEF\xBB\xBF{\"id\":1,\"method\":\"ping\"}\n"
+                        "\xEF\xBB\xBF{\"id\":2,\"method\":\"ping\"}\n");
+    test_conn_expect(T.c, "1", "\"pong\"");
+    test_conn_expect_error(T.c, "null", -32700, NULL);
 }
 END_TEST
 
@@ -429,36 +217,32 @@ START_TEST(the_id_comes_back_byte_for_byte)
 {
     char line[200];
 
-    send_text("{\"id\":1e3,\"method\":\"ping\"}\n"
-              "{\"id\":\"a\\u0041\",\"method\":\"ping\"}\n");
+    test_conn_send(T.c, "{\"id\":1e3,\"method\":\"ping\"}\n"
+                        "{\"id\":\"a\\u0041\",\"method\":\"ping\"}\n");
     /* read raw: the text is what is checked */
-    waited = &T.c;
-    ck_assert(run_while_not(waited_has_line));
-    snprintf(line, sizeof line, "%.*s", (int)T.c.in_len, T.c.in);
+    peek_line(line, sizeof line);
     ck_assert_msg(strstr(line, "\"id\":1e3,") != NULL, "%s", line);
-    json_decref(next_msg());
-    waited = &T.c;
-    ck_assert(run_while_not(waited_has_line));
-    snprintf(line, sizeof line, "%.*s", (int)T.c.in_len, T.c.in);
+    json_decref(test_conn_next(T.c));
+    peek_line(line, sizeof line);
     ck_assert_msg(strstr(line, "\"id\":\"a\\u0041\",") != NULL, "%s", line);
 }
 END_TEST
 
 START_TEST(a_line_that_is_not_json_is_a_parse_error_and_the_connection_stays)
 {
-    send_text("{\"id\":1,\"method\":\n"
-              "{\"id\":2,\"method\":\"ping\"}\n");
-    expect_reply("null", "error:-32700");
-    expect_reply("2", "\"pong\"");
+    test_conn_send(T.c, "{\"id\":1,\"method\":\n"
+                        "{\"id\":2,\"method\":\"ping\"}\n");
+    test_conn_expect_error(T.c, "null", -32700, NULL);
+    test_conn_expect(T.c, "2", "\"pong\"");
 }
 END_TEST
 
 START_TEST(an_unterminated_last_line_is_handled_at_end_of_file)
 {
-    send_text("{\"id\":1,\"method\":\"ping\"}");
-    shutdown(T.c.fd, SHUT_WR);
-    expect_reply("1", "\"pong\"");
-    expect_eof_on(&T.c);
+    test_conn_send(T.c, "{\"id\":1,\"method\":\"ping\"}");
+    shutdown(T.c->fd, SHUT_WR);
+    test_conn_expect(T.c, "1", "\"pong\"");
+    test_conn_expect_eof(T.c);
 }
 END_TEST
 
@@ -472,23 +256,23 @@ START_TEST(pipelined_requests_are_answered_in_order)
     for (int i = 1; i <= 64; i++)
         n += (size_t)snprintf(buf + n, sizeof buf - n,
                               "{\"id\":%d,\"method\":\"ping\"}\n", i);
-    send_text(buf);
+    test_conn_send(T.c, buf);
     for (int i = 1; i <= 64; i++) {
         char id[16];
 
         snprintf(id, sizeof id, "%d", i);
-        expect_reply(id, "\"pong\"");
+        test_conn_expect(T.c, id, "\"pong\"");
     }
 }
 END_TEST
 
 START_TEST(a_later_reply_may_overtake_a_waiting_call)
 {
-    send_text("{\"id\":1,\"method\":\"hold\"}\n"
-              "{\"id\":2,\"method\":\"ping\"}\n");
-    expect_reply("2", "\"pong\"");
+    test_conn_send(T.c, "{\"id\":1,\"method\":\"hold\"}\n"
+                        "{\"id\":2,\"method\":\"ping\"}\n");
+    test_conn_expect(T.c, "2", "\"pong\"");
     release(0, json_string("held"));
-    expect_reply("1", "\"held\"");
+    test_conn_expect(T.c, "1", "\"held\"");
 }
 END_TEST
 
@@ -496,7 +280,7 @@ START_TEST(a_full_window_stops_reading_until_a_call_ends)
 {
     limits(4, 1 << 20, 16);
     for (int i = 0; i < 10; i++)
-        send_text("{\"id\":1,\"method\":\"hold\"}\n");
+        test_conn_send(T.c, "{\"id\":1,\"method\":\"hold\"}\n");
     await_requests(4);
     run_for(T.base, 30);
     ck_assert_int_eq(T.requests, 4);
@@ -509,14 +293,14 @@ END_TEST
 
 START_TEST(a_blocking_call_stops_reading_until_it_ends)
 {
-    send_text("{\"id\":1,\"method\":\"block\"}\n"
-              "{\"id\":2,\"method\":\"ping\"}\n");
+    test_conn_send(T.c, "{\"id\":1,\"method\":\"block\"}\n"
+                        "{\"id\":2,\"method\":\"ping\"}\n");
     await_requests(1);
-    expect_silence_on(&T.c, 30);
+    test_conn_expect_silence(T.c, 30);
     ck_assert_int_eq(T.requests, 1);
     release(0, json_string("unblocked"));
-    expect_reply("1", "\"unblocked\"");
-    expect_reply("2", "\"pong\"");
+    test_conn_expect(T.c, "1", "\"unblocked\"");
+    test_conn_expect(T.c, "2", "\"pong\"");
 }
 END_TEST
 
@@ -526,13 +310,14 @@ START_TEST(a_batch_gets_one_array_in_order_once_all_are_answered)
 {
     json_t *msg, *want;
 
-    send_text("[{\"id\":1,\"method\":\"hold\"},{\"method\":\"ping\"},"
-              "{\"id\":2,\"method\":\"ping\"},{\"id\":3,\"method\":\"nope\"},"
-              "{\"id\":4}]\n");
+    test_conn_send(
+        T.c, "[{\"id\":1,\"method\":\"hold\"},{\"method\":\"ping\"},"
+             "{\"id\":2,\"method\":\"ping\"},{\"id\":3,\"method\":\"nope\"},"
+             "{\"id\":4}]\n");
     await_requests(4);
-    expect_silence_on(&T.c, 20);
+    test_conn_expect_silence(T.c, 20);
     release(0, json_string("late"));
-    msg = next_msg();
+    msg = test_conn_next(T.c);
     ck_assert(json_is_array(msg));
     ck_assert_int_eq(json_array_size(msg), 4);
     want = json_loads("[{\"jsonrpc\":\"2.0\",\"id\":1,\"result\":\"late\"},"
@@ -555,11 +340,11 @@ END_TEST
 
 START_TEST(an_empty_batch_is_invalid_and_a_batch_of_notifications_silent)
 {
-    send_text("[]\n"
-              "[{\"method\":\"ping\"},{\"method\":\"nope\"}]\n"
-              "{\"id\":9,\"method\":\"ping\"}\n");
-    expect_reply("null", "error:-32600");
-    expect_reply("9", "\"pong\"");
+    test_conn_send(T.c, "[]\n"
+                        "[{\"method\":\"ping\"},{\"method\":\"nope\"}]\n"
+                        "{\"id\":9,\"method\":\"ping\"}\n");
+    test_conn_expect_error(T.c, "null", -32600, NULL);
+    test_conn_expect(T.c, "9", "\"pong\"");
     ck_assert_int_eq(T.requests, 3);
 }
 END_TEST
@@ -568,17 +353,17 @@ START_TEST(notifications_are_run_and_never_answered_nor_notified)
 {
     json_t *ev;
 
-    send_text("{\"method\":\"ping\"}\n"
-              "{\"method\":\"nope\"}\n"
-              "{\"method\":\"notify\"}\n"
-              "{\"method\":\"put\",\"params\":{}}\n"
-              "{\"id\":1,\"method\":\"notify\"}\n");
-    ev = next_msg();
+    test_conn_send(T.c, "{\"method\":\"ping\"}\n"
+                        "{\"method\":\"nope\"}\n"
+                        "{\"method\":\"notify\"}\n"
+                        "{\"method\":\"put\",\"params\":{}}\n"
+                        "{\"id\":1,\"method\":\"notify\"}\n");
+    ev = test_conn_next(T.c);
     ck_assert_str_eq(json_string_value(json_object_get(ev, "method")), "event");
     ck_assert_ptr_null(json_object_get(ev, "id"));
     json_decref(ev);
-    expect_reply("1", "\"done\"");
-    expect_silence_on(&T.c, 20);
+    test_conn_expect(T.c, "1", "\"done\"");
+    test_conn_expect_silence(T.c, 20);
     ck_assert_int_eq(T.requests, 4);
     ck_assert_int_eq(T.puts, 1);
 }
@@ -590,11 +375,9 @@ START_TEST(a_plain_put_goes_to_the_put_op)
 {
     char line[200];
 
-    send_text("{\"jsonrpc\":\"2.0\",\"id\":7,\"method\":\"put\","
-              "\"params\":{\"queue\":\"q\",\"args\":{\"n\":1}}}\n");
-    waited = &T.c;
-    ck_assert(run_while_not(waited_has_line));
-    snprintf(line, sizeof line, "%.*s", (int)T.c.in_len, T.c.in);
+    test_conn_send(T.c, "{\"jsonrpc\":\"2.0\",\"id\":7,\"method\":\"put\","
+                        "\"params\":{\"queue\":\"q\",\"args\":{\"n\":1}}}\n");
+    peek_line(line, sizeof line);
     /* the hand-written reply is what lib/jwrite would write */
     ck_assert_str_eq(line, "{\"jsonrpc\":\"2.0\",\"id\":7,\"result\":"
                            "{\"job\":1,\"state\":\"pending\"}}\n");
@@ -605,10 +388,11 @@ END_TEST
 
 START_TEST(a_put_the_fast_path_leaves_goes_to_request)
 {
-    send_text("{\"id\":7,\"method\":\"put\",\"params\":{\"q\\u0075eue\":1}}\n"
-              "[{\"id\":8,\"method\":\"put\",\"params\":{}}]\n");
-    expect_reply("7", "error:-32601"); /* the stub's answer */
-    json_decref(next_msg());
+    test_conn_send(
+        T.c, "{\"id\":7,\"method\":\"put\",\"params\":{\"q\\u0075eue\":1}}\n"
+             "[{\"id\":8,\"method\":\"put\",\"params\":{}}]\n");
+    test_conn_expect_error(T.c, "7", -32601, NULL); /* the stub's answer */
+    json_decref(test_conn_next(T.c));
     ck_assert_int_eq(T.puts, 0);
     ck_assert_int_eq(T.requests, 2);
 }
@@ -617,12 +401,13 @@ END_TEST
 START_TEST(without_a_put_op_every_put_goes_to_request)
 {
     aq_server_free(T.s);
-    client_close(&T.c);
+    test_conn_free(T.c);
     T.ops.put = NULL;
     T.s = aq_server_new(T.base, T.cfg, &T.ops, NULL);
-    connect_to(&T.c);
-    send_text("{\"id\":7,\"method\":\"put\",\"params\":{\"queue\":\"q\"}}\n");
-    expect_reply("7", "error:-32601");
+    T.c = test_conn_new(T.base, T.s);
+    test_conn_send(
+        T.c, "{\"id\":7,\"method\":\"put\",\"params\":{\"queue\":\"q\"}}\n");
+    test_conn_expect_error(T.c, "7", -32601, NULL);
     ck_assert_int_eq(T.puts, 0);
     ck_assert_int_eq(T.requests, 1);
 }
@@ -632,32 +417,32 @@ END_TEST
 
 START_TEST(auth_is_kept_per_connection)
 {
-    struct client other;
+    struct test_conn *other;
 
-    connect_to(&other);
-    send_text("{\"id\":1,\"method\":\"authed\"}\n"
-              "{\"id\":2,\"method\":\"login\"}\n"
-              "{\"id\":3,\"method\":\"authed\"}\n");
-    expect_reply("1", "false");
-    expect_reply("2", "true");
-    expect_reply("3", "true");
-    send_on(&other, "{\"id\":4,\"method\":\"authed\"}\n", 29);
-    expect_reply_on(&other, "4", "false");
-    client_close(&other);
+    other = test_conn_new(T.base, T.s);
+    test_conn_send(T.c, "{\"id\":1,\"method\":\"authed\"}\n"
+                        "{\"id\":2,\"method\":\"login\"}\n"
+                        "{\"id\":3,\"method\":\"authed\"}\n");
+    test_conn_expect(T.c, "1", "false");
+    test_conn_expect(T.c, "2", "true");
+    test_conn_expect(T.c, "3", "true");
+    test_conn_send(other, "{\"id\":4,\"method\":\"authed\"}\n");
+    test_conn_expect(other, "4", "false");
+    test_conn_free(other);
 }
 END_TEST
 
 START_TEST(a_call_counts_the_open_connections)
 {
-    struct client other;
+    struct test_conn *other;
 
-    send_text("{\"id\":1,\"method\":\"conns\"}\n");
-    expect_reply("1", "1");
-    connect_to(&other);
-    send_text("{\"id\":2,\"method\":\"conns\"}\n");
-    expect_reply("2", "2");
+    test_conn_send(T.c, "{\"id\":1,\"method\":\"conns\"}\n");
+    test_conn_expect(T.c, "1", "1");
+    other = test_conn_new(T.base, T.s);
+    test_conn_send(T.c, "{\"id\":2,\"method\":\"conns\"}\n");
+    test_conn_expect(T.c, "2", "2");
     ck_assert_uint_eq(aq_server_connections(T.s), 2);
-    client_close(&other);
+    test_conn_free(other);
 }
 END_TEST
 
@@ -670,56 +455,54 @@ START_TEST(an_oversized_line_gets_32600_then_a_clean_close)
     limits(16, 1024, 16);
     memset(big, ' ', sizeof big - 1);
     big[sizeof big - 1] = '\0';
-    send_text("{\"id\":1,\"method\":\"ping\"}\n");
-    send_text(big);
-    expect_reply("1", "\"pong\"");
-    expect_reply("null", "error:-32600");
-    expect_eof_on(&T.c);
+    test_conn_send(T.c, "{\"id\":1,\"method\":\"ping\"}\n");
+    test_conn_send(T.c, big);
+    test_conn_expect(T.c, "1", "\"pong\"");
+    test_conn_expect_error(T.c, "null", -32600, NULL);
+    test_conn_expect_eof(T.c);
     ck_assert_uint_eq(aq_server_connections(T.s), 0);
 }
 END_TEST
 
 START_TEST(beyond_producers_max_a_connection_gets_32011_and_is_closed)
 {
-    struct client other;
+    struct test_conn *other;
 
     limits(16, 1 << 20, 1);
-    connect_to(&other);
-    expect_reply_on(&other, "null", "error:-32011");
-    expect_eof_on(&other);
-    client_close(&other);
-    send_text("{\"id\":1,\"method\":\"ping\"}\n");
-    expect_reply("1", "\"pong\"");
+    other = test_conn_new(T.base, T.s);
+    test_conn_expect_error(other, "null", -32011, NULL);
+    test_conn_expect_eof(other);
+    test_conn_free(other);
+    test_conn_send(T.c, "{\"id\":1,\"method\":\"ping\"}\n");
+    test_conn_expect(T.c, "1", "\"pong\"");
 }
 END_TEST
 
 START_TEST(a_half_closed_connection_still_gets_its_replies)
 {
-    send_text("{\"id\":1,\"method\":\"hold\"}\n"
-              "{\"id\":2,\"method\":\"hold\"}\n");
+    test_conn_send(T.c, "{\"id\":1,\"method\":\"hold\"}\n"
+                        "{\"id\":2,\"method\":\"hold\"}\n");
     await_requests(2);
-    shutdown(T.c.fd, SHUT_WR);
+    shutdown(T.c->fd, SHUT_WR);
     run_for(T.base, 20);
     /* out of producers.max, waiting for its replies */
     ck_assert_uint_eq(aq_server_connections(T.s), 0);
     release(1, json_string("second"));
-    expect_reply("2", "\"second\"");
+    test_conn_expect(T.c, "2", "\"second\"");
     release(0, json_string("first"));
-    expect_reply("1", "\"first\"");
-    expect_eof_on(&T.c);
+    test_conn_expect(T.c, "1", "\"first\"");
+    test_conn_expect_eof(T.c);
     ck_assert_int_eq(T.abandoned, 0);
 }
 END_TEST
 
 START_TEST(calls_are_abandoned_when_the_client_goes_away)
 {
-    send_text("{\"id\":1,\"method\":\"hold\"}\n"
-              "{\"id\":2,\"method\":\"hold\"}\n"
-              "{\"id\":3,\"method\":\"hold\"}\n");
+    test_conn_send(T.c, "{\"id\":1,\"method\":\"hold\"}\n"
+                        "{\"id\":2,\"method\":\"hold\"}\n"
+                        "{\"id\":3,\"method\":\"hold\"}\n");
     await_requests(3);
-    event_del(T.c.rev);
-    close(T.c.fd);
-    T.c.fd = -1;
+    test_conn_drop(T.c);
     /* A closed peer looks half-closed until a write to it fails. */
     release(0, json_string("unread"));
     run_for(T.base, 50);
@@ -731,18 +514,18 @@ END_TEST
 
 START_TEST(an_idle_connection_is_closed_but_not_one_waiting_for_a_reply)
 {
-    struct client other;
+    struct test_conn *other;
 
     T.cfg->producers.idle_timeout = 0.05;
     aq_server_reconfigure(T.s, T.cfg);
-    connect_to(&other);
-    send_text("{\"id\":1,\"method\":\"hold\"}\n");
-    expect_eof_on(&other);
-    client_close(&other);
-    expect_silence_on(&T.c, 150);
-    ck_assert(!T.c.is_eof);
+    other = test_conn_new(T.base, T.s);
+    test_conn_send(T.c, "{\"id\":1,\"method\":\"hold\"}\n");
+    test_conn_expect_eof(other);
+    test_conn_free(other);
+    test_conn_expect_silence(T.c, 150);
+    ck_assert(!T.c->is_eof);
     release(0, json_string("late"));
-    expect_reply("1", "\"late\"");
+    test_conn_expect(T.c, "1", "\"late\"");
 }
 END_TEST
 
@@ -753,46 +536,46 @@ closed_cb(void *arg)
 }
 
 static bool
-is_closed(void)
+is_closed(void *arg)
 {
     return T.closed;
 }
 
 START_TEST(close_all_answers_waiting_calls_32010_and_closes)
 {
-    send_text("{\"id\":1,\"method\":\"hold\"}\n"
-              "{\"id\":2,\"method\":\"ping\"}\n");
-    expect_reply("2", "\"pong\"");
+    test_conn_send(T.c, "{\"id\":1,\"method\":\"hold\"}\n"
+                        "{\"id\":2,\"method\":\"ping\"}\n");
+    test_conn_expect(T.c, "2", "\"pong\"");
     aq_server_close_all(T.s, WAIT_MS, closed_cb, NULL);
-    expect_reply("1", "error:-32010");
+    test_conn_expect_error(T.c, "1", -32010, NULL);
     ck_assert_int_eq(T.abandoned, 1);
-    expect_eof_on(&T.c);
-    ck_assert(run_while_not(is_closed));
+    test_conn_expect_eof(T.c);
+    ck_assert(test_run_until(T.base, is_closed, NULL, WAIT_MS));
 }
 END_TEST
 
 /* ---- output ---- */
 
 static bool
-big_replies_in(void)
+big_replies_in(void *arg)
 {
-    return T.c.in_len >= 8 * (size_t)BIG_BYTES;
+    return T.c->in_len >= 8 * (size_t)BIG_BYTES;
 }
 
 START_TEST(a_client_that_does_not_read_is_not_read_either)
 {
-    event_del(T.c.rev); /* the client stops reading */
+    test_conn_pause(T.c, true); /* the client stops reading */
     for (int i = 0; i < 24; i++)
-        send_text("{\"id\":1,\"method\":\"big\"}\n");
+        test_conn_send(T.c, "{\"id\":1,\"method\":\"big\"}\n");
     await_requests(1);
     run_for(T.base, 50);
     /* A few megabytes fit in the output and the socket, then requests
      * wait: 24 MiB of replies are never buffered. */
     ck_assert_int_lt(T.requests, 12);
-    event_add(T.c.rev, NULL);
-    ck_assert(run_while_not(big_replies_in));
+    test_conn_pause(T.c, false);
+    ck_assert(test_run_until(T.base, big_replies_in, NULL, WAIT_MS));
     for (int i = 0; i < 24; i++) {
-        json_t *msg = next_msg();
+        json_t *msg = test_conn_next(T.c);
 
         ck_assert_uint_eq(json_string_length(json_object_get(msg, "result")),
                           BIG_BYTES);
@@ -806,16 +589,16 @@ START_TEST(a_reply_larger_than_the_output_bound_is_written_as_read)
 {
     json_t *msg;
 
-    send_text("{\"id\":1,\"method\":\"bigarray\"}\n"
-              "{\"id\":2,\"method\":\"ping\"}\n");
-    msg = next_msg();
+    test_conn_send(T.c, "{\"id\":1,\"method\":\"bigarray\"}\n"
+                        "{\"id\":2,\"method\":\"ping\"}\n");
+    msg = test_conn_next(T.c);
     ck_assert_uint_eq(json_array_size(json_object_get(msg, "result")), 16);
     for (size_t i = 0; i < 16; i++)
         ck_assert_uint_eq(json_string_length(json_array_get(
                               json_object_get(msg, "result"), i)),
                           BIG_BYTES);
     json_decref(msg);
-    expect_reply("2", "\"pong\"");
+    test_conn_expect(T.c, "2", "\"pong\"");
 }
 END_TEST
 
