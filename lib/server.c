@@ -116,9 +116,9 @@ struct conn {
     bool is_authed, is_eof, is_closing, is_lingering, in_process, is_freeing;
     bool must_linger;       /* closed on an error the client may not expect */
     TAILQ_ENTRY(conn) link; /* s->conns */
-    TAILQ_ENTRY(conn) half_link; /* s->half_closed, with SLOT_HALF_CLOSED */
-    struct conn *next_dying;     /* in s->dying once is_freeing */
-    bool flush_pending;          /* in s->flushing */
+    TAILQ_ENTRY(conn) half_link;  /* s->half_closed, with SLOT_HALF_CLOSED */
+    SLIST_ENTRY(conn) dying_link; /* in s->dying once is_freeing */
+    bool flush_pending;           /* in s->flushing */
     LIST_ENTRY(conn) flush_link;
 };
 
@@ -134,7 +134,7 @@ struct aq_server {
     int max_conns, window;
     size_t max_request_bytes;
     double idle_timeout;
-    struct conn *dying; /* to free from reap_ev */
+    SLIST_HEAD(, conn) dying; /* to free from reap_ev */
     struct event *reap_ev;
     LIST_HEAD(, conn) flushing; /* with replies to write, from flush_ev */
     struct event *flush_ev;
@@ -725,8 +725,8 @@ reap(struct aq_server *s)
 {
     struct conn *c;
 
-    while ((c = s->dying) != NULL) {
-        s->dying = c->next_dying;
+    while ((c = SLIST_FIRST(&s->dying)) != NULL) {
+        SLIST_REMOVE_HEAD(&s->dying, dying_link);
         conn_free(c);
         /* A closed connection freed a few kilobytes (and its closing
          * more, briefly): worth about a hundred jobs. */
@@ -753,8 +753,7 @@ conn_free_soon(struct conn *c)
     bufferevent_disable(c->bev, EV_READ | EV_WRITE);
     if (c->timer != NULL)
         event_del(c->timer);
-    c->next_dying = c->s->dying;
-    c->s->dying = c;
+    SLIST_INSERT_HEAD(&c->s->dying, c, dying_link);
     event_active(c->s->reap_ev, EV_TIMEOUT, 0);
 }
 
@@ -1152,6 +1151,7 @@ aq_server_new(struct event_base *base, const struct aq_config *cfg,
     s->reap_ev = event_new(base, -1, 0, reap_cb, s);
     TAILQ_INIT(&s->conns);
     TAILQ_INIT(&s->half_closed);
+    SLIST_INIT(&s->dying);
     LIST_INIT(&s->flushing);
     s->flush_ev = event_new(base, -1, 0, flush_cb, s);
     return s;
