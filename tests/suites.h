@@ -10,6 +10,7 @@ Suite *config_suite(void);
 Suite *http_suite(void);
 Suite *journal_suite(void);
 Suite *jscan_suite(void);
+Suite *listen_suite(void);
 Suite *netmatch_suite(void);
 Suite *methods_suite(void);
 Suite *metrics_suite(void);
