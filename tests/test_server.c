@@ -158,14 +158,17 @@ peek_line(char *buf, size_t cap)
 static void
 setup(void)
 {
+    char *big;
+
     memset(&T, 0, sizeof T);
     signal(SIGPIPE, SIG_IGN); /* as asyncqd: a write to a gone client */
     T.base = test_base_new();
     T.cfg = aq_config_default();
     T.ops = (struct aq_server_ops){stub_request, stub_put};
     T.s = aq_server_new(T.base, T.cfg, &T.ops, NULL);
-    T.big = json_stringn_nocheck(memset(malloc(BIG_BYTES), 'x', BIG_BYTES),
-                                 BIG_BYTES);
+    big = memset(malloc(BIG_BYTES), 'x', BIG_BYTES);
+    T.big = json_stringn_nocheck(big, BIG_BYTES);
+    free(big);
     T.c = test_conn_new(T.base, T.s);
 }
 
