@@ -149,6 +149,13 @@ test_conn_peek(struct test_conn *c, size_t *len)
     return c->in;
 }
 
+void
+test_conn_take(struct test_conn *c, size_t n)
+{
+    memmove(c->in, c->in + n, c->in_len - n);
+    c->in_len -= n;
+}
+
 json_t *
 test_conn_next(struct test_conn *c)
 {
@@ -159,8 +166,7 @@ test_conn_next(struct test_conn *c)
 
     ck_assert_msg(v != NULL, "not JSON (%s): %.*s", jerr.text,
                   (int)(n > SHOWN ? SHOWN : n), line);
-    memmove(c->in, c->in + n, c->in_len - n);
-    c->in_len -= n;
+    test_conn_take(c, n);
     return v;
 }
 

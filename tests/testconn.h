@@ -13,7 +13,8 @@
 
 #include <jansson.h>
 
-#define TEST_CONN_WAIT_MS 3000
+#define TEST_CONN_WAIT_MS 8000 /* within the suites' 10 s, slow runs included  \
+                                */
 
 struct event;
 struct event_base;
@@ -48,6 +49,8 @@ void test_conn_send_n(struct test_conn *c, const char *text, size_t len);
 /* Waits for a whole line from the server: its text (with the '\n') is
  * c->in[0..*len), still not taken. */
 const char *test_conn_peek(struct test_conn *c, size_t *len);
+/* Takes the line test_conn_peek showed (n bytes). */
+void test_conn_take(struct test_conn *c, size_t n);
 /* The next message, parsed and taken (a new reference). */
 json_t *test_conn_next(struct test_conn *c);
 /* The next message is the reply to id (JSON text) with result equal to
