@@ -26,6 +26,9 @@ struct where {
 static int where_fail(struct where w, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 
+static int where_vfail(struct where w, const char *fmt, va_list ap)
+    __attribute__((format(printf, 2, 0)));
+
 static int
 where_vfail(struct where w, const char *fmt, va_list ap)
 {
