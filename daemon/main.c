@@ -1,9 +1,10 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * daemon/main.c: asyncqd. Parses flags, loads the config, builds the event
- * base, the process reaper, the broker, the methods and the server, handles
- * signals (SIGTERM/SIGINT graceful stop, a second one skips the grace;
- * SIGHUP reload), runs the loop, then frees in reverse order.
+ * base, the process reaper, the broker, the methods, the server and its
+ * listeners (listen -> server -> methods -> broker), handles signals
+ * (SIGTERM/SIGINT graceful stop, a second one skips the grace; SIGHUP
+ * reload), runs the loop, then frees in reverse order.
  */
 #include <errno.h>
 #include <malloc.h>

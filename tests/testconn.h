@@ -13,8 +13,8 @@
 
 #include <jansson.h>
 
-#define TEST_CONN_WAIT_MS 8000 /* within the suites' 10 s, slow runs included  \
-                                */
+/* Within the suites' 10 s, slow runs (valgrind) included. */
+#define TEST_CONN_WAIT_MS 8000
 
 struct event;
 struct event_base;
