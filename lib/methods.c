@@ -1,10 +1,12 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * lib/methods.c: the method table. Each method checks its params strictly
- * (an unknown field is an error, an integer field takes only an integer),
- * then calls the broker. Methods that wait (put to a full queue, put with
- * wait, wait, join, cancel of a running job) keep a small struct for the
- * call and release it from the call's abandon hook if the caller goes.
+ * lib/methods.c: the method table, reached through the server's ops, which
+ * decide auth and the order of errors. Each method checks its params
+ * strictly (lib/params.h: an unknown field is an error, an integer field
+ * takes only an integer), then calls the broker. Methods that wait (put
+ * to a full queue, put with wait, wait, join, cancel of a running job)
+ * keep a small struct for the call and release it from the call's
+ * abandon hook if the caller goes.
  */
 #include "methods.h"
 
