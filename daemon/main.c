@@ -1,9 +1,10 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * daemon/main.c: asyncqd. Parses flags, loads the config, builds the event
- * base, the process reaper, the broker, the methods and the server, handles
- * signals (SIGTERM/SIGINT graceful stop, a second one skips the grace;
- * SIGHUP reload), runs the loop, then frees in reverse order.
+ * base, the process reaper, the broker, the methods, the server and its
+ * listeners (listen -> server -> methods -> broker), handles signals
+ * (SIGTERM/SIGINT graceful stop, a second one skips the grace; SIGHUP
+ * reload), runs the loop, then frees in reverse order.
  */
 #include <errno.h>
 #include <malloc.h>
@@ -25,6 +26,7 @@
 #include "config.h"
 #include "error.h"
 #include "log.h"
+#include "listen.h"
 #include "methods.h"
 #include "metrics.h"
 #include "proc.h"
@@ -55,6 +57,7 @@ struct daemon {
     struct aq_broker *broker;
     struct aq_methods *methods;
     struct aq_server *server;
+    struct aq_listen *listen; /* hands accepted sockets to server */
     struct aq_metrics *metrics;
     struct event *sigterm_ev, *sigint_ev, *sighup_ev;
     struct event *status_ev;   /* STATUS= for systemd, every second */
@@ -135,14 +138,6 @@ raise_fd_limit(void)
                (unsigned long long)rl.rlim_cur);
 }
 
-static size_t
-count_connections(void *arg)
-{
-    struct daemon *d = arg;
-
-    return d->server != NULL ? aq_server_connections(d->server) : 0;
-}
-
 /* ---- stop ---- */
 
 static void
@@ -176,7 +171,7 @@ stop_cb(evutil_socket_t sig, short what, void *arg)
                "the grace",
                strsignal((int)sig), d->cfg->shutdown.drain ? "on" : "off",
                d->cfg->shutdown.grace);
-        aq_server_stop_listening(d->server);
+        aq_listen_close(d->listen);
         aq_broker_stop(d->broker, d->cfg->shutdown.drain,
                        d->cfg->shutdown.grace, broker_stopped_cb, d);
         return;
@@ -350,6 +345,27 @@ journal_repair(struct daemon *d)
     return 0;
 }
 
+/* ---- producers ---- */
+
+static void
+accept_cb(void *arg, int fd, const char *peer)
+{
+    aq_server_accept(arg, fd, peer);
+}
+
+/* The sockets systemd handed over, else the config's listen addresses. */
+static int
+listen_all(struct daemon *d, const int *fds, size_t nfds, struct aq_error *err)
+{
+    for (size_t i = 0; i < nfds; i++)
+        aq_listen_add_fd(d->listen, fds[i]);
+    for (size_t i = 0; nfds == 0 && i < d->cfg->nlisten; i++) {
+        if (aq_listen_add(d->listen, d->cfg->listen[i], err) < 0)
+            return -1;
+    }
+    return 0;
+}
+
 /* http jobs may not reach asyncqd itself: the real addresses of its
  * listeners (ports the system picked, sockets systemd handed over). */
 static void
@@ -358,7 +374,7 @@ set_own_addresses(struct daemon *d, size_t nfds)
     size_t max = (nfds > 0 ? nfds : d->cfg->nlisten) + 1, n;
     struct sockaddr_storage *addrs = xcalloc(max, sizeof *addrs);
 
-    n = aq_server_addresses(d->server, addrs, max - 1);
+    n = aq_listen_addresses(d->listen, addrs, max - 1);
     if (d->metrics != NULL && aq_metrics_address(d->metrics, &addrs[n]))
         n++;
     aq_broker_set_own_addresses(d->broker, addrs, n);
@@ -488,10 +504,10 @@ run(struct daemon *d)
     if (procs_leftovers(d, &err) < 0)
         goto fail;
     aq_broker_start(d->broker);
-    d->server = aq_server_new(d->base, d->cfg);
-    d->methods = aq_methods_new(d->broker, token, count_connections, d);
-    aq_server_set_methods(d->server, d->methods);
-    if (aq_server_listen(d->server, d->cfg, fds, nfds, &err) < 0)
+    d->methods = aq_methods_new(d->broker, token);
+    d->server = aq_server_new(d->base, d->cfg, &aq_methods_ops, d->methods);
+    d->listen = aq_listen_new(d->base, accept_cb, d->server);
+    if (listen_all(d, fds, nfds, &err) < 0)
         goto fail;
     if (d->cfg->metrics != NULL &&
         (d->metrics = aq_metrics_new(d->base, d->cfg->metrics, d->broker,
@@ -535,6 +551,7 @@ daemon_free(struct daemon *d)
     if (d->watchdog_ev != NULL)
         event_free(d->watchdog_ev);
     aq_metrics_free(d->metrics);
+    aq_listen_free(d->listen);
     aq_server_free(d->server);
     aq_methods_free(d->methods);
     aq_broker_free(d->broker); /* its store first: flushed and synced */

@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * lib/call.h: one JSON-RPC request in flight, as methods see it. The server
- * (lib/server.c) creates a call per request, hands it to a method, and
- * writes the reply when the method ends it, now or later. A call that
+ * (lib/server.c) creates a call per request, hands it to its ops (the
+ * methods), and writes the reply when they end it, now or later. A call that
  * blocks its connection (a put waiting for room) stops the server from
  * reading further requests from that connection until it ends.
  */
@@ -18,9 +18,6 @@ struct event_base;
 struct aq_error;
 struct aq_call;
 
-/* The request's params: an object (an empty one when absent); borrowed
- * until the call ends. */
-json_t *aq_call_params(const struct aq_call *c);
 struct event_base *aq_call_base(const struct aq_call *c);
 
 /* End the call: reply with result (reference taken), or with an error.
@@ -53,8 +50,11 @@ void *aq_call_scratch(struct aq_call *c, size_t size);
 /* Replaces the params (reference taken) the call keeps for the method. */
 void aq_call_set_params(struct aq_call *c, json_t *params);
 
-/* The authentication state of the call's connection. */
+/* The authentication state of the call's connection: false until set. */
 void aq_call_set_authenticated(struct aq_call *c);
 bool aq_call_is_authenticated(const struct aq_call *c);
+
+/* The connections open on the server the call came from (stats). */
+size_t aq_call_connections(const struct aq_call *c);
 
 #endif

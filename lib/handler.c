@@ -16,6 +16,7 @@
 #include "error.h"
 #include "jscan.h"
 #include "jwrite.h"
+#include "params.h"
 #include "xmalloc.h"
 
 extern const struct aq_handler aq_handler_exec;
@@ -127,41 +128,20 @@ struct sleep_run {
     void *arg;
 };
 
-#define SECONDS_WHY "expected seconds, a number between 0 and 1e9"
-
-/* args.seconds, within the limit of every duration (spec section 7). */
-static int
-sleep_seconds(const json_t *args, double *out)
-{
-    const json_t *s = json_object_get(args, "seconds");
-
-    if (!json_is_number(s) || !(json_number_value(s) >= 0) ||
-        !(json_number_value(s) <= AQ_DURATION_MAX_S))
-        return -1;
-    *out = json_number_value(s);
-    return 0;
-}
-
+/* args: {"seconds": s}, s within the limit of every duration (spec
+ * section 7). */
 static int
 sleep_check(const struct aq_queue_config *qc, const json_t *args,
             struct aq_error *err)
 {
-    const char *key;
-    json_t *v;
+    static const char *const fields[] = {"seconds", NULL};
+    struct aq_params p;
     double s;
 
-    json_object_foreach ((json_t *)args, key, v) {
-        if (strcmp(key, "seconds") != 0) {
-            aq_error_set(err, AQ_ERR_INVALID_PARAMS,
-                         "params.args.%s: unknown field for kind sleep", key);
-            return -1;
-        }
-    }
-    if (sleep_seconds(args, &s) < 0) {
-        aq_error_set(err, AQ_ERR_INVALID_PARAMS,
-                     "params.args.seconds: " SECONDS_WHY);
+    aq_params_init(&p, args, "params.args", "sleep", err);
+    if (aq_params_fields(&p, fields) < 0 ||
+        aq_params_duration(&p, "seconds", AQ_PARAM_REQUIRED, &s) < 0)
         return -1;
-    }
     return 0;
 }
 
@@ -191,17 +171,21 @@ sleep_start(const struct aq_run_env *env, const struct aq_job *j,
             aq_run_done_cb *cb, void *arg)
 {
     struct sleep_run *r;
-    json_t *args = aq_args_parse(j->args, j->args_len, NULL);
+    struct aq_error err;
+    json_t *args = aq_args_parse(j->args, j->args_len, &err);
+    struct aq_params p;
     double seconds;
     struct timeval tv;
 
     /* Checked at put, but a replayed job may come from a version that
      * took more: what put refuses now fails the attempt, unrun. */
-    if (args == NULL || sleep_seconds(args, &seconds) < 0) {
+    aq_params_init(&p, args, "args", "sleep", &err);
+    if (args == NULL ||
+        aq_params_duration(&p, "seconds", AQ_PARAM_REQUIRED, &seconds) < 0) {
         struct aq_outcome out = {0};
 
         json_decref(args);
-        aq_outcome_fail(&out, "invalid_args", "args.seconds: " SECONDS_WHY);
+        aq_outcome_fail(&out, "invalid_args", "%s", err.message);
         cb(arg, &out);
         return NULL;
     }

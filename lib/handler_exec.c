@@ -14,6 +14,7 @@
 #include "config.h"
 #include "error.h"
 #include "handler.h"
+#include "params.h"
 #include "proc.h"
 #include "xmalloc.h"
 
@@ -67,36 +68,6 @@ is_allowed(const struct aq_queue_config *qc, const char *program)
     return false;
 }
 
-/* A string holding U+0000, which no argument, variable or path can. */
-static bool
-has_nul(const json_t *s)
-{
-    return strlen(json_string_value(s)) != json_string_length(s);
-}
-
-static int
-check_strings(const json_t *v, const char *field, struct aq_error *err)
-{
-    size_t i;
-    json_t *s;
-
-    if (!json_is_array(v) || json_array_size(v) == 0) {
-        aq_error_set(err, AQ_ERR_INVALID_PARAMS,
-                     "params.args.%s: expected a non-empty array of strings",
-                     field);
-        return -1;
-    }
-    json_array_foreach (v, i, s) {
-        if (!json_is_string(s) || has_nul(s)) {
-            aq_error_set(err, AQ_ERR_INVALID_PARAMS,
-                         "params.args.%s[%zu]: expected string%s", field, i,
-                         json_is_string(s) ? " without \\u0000" : "");
-            return -1;
-        }
-    }
-    return 0;
-}
-
 /* Variables that make the dynamic loader run code of the producer's
  * choosing inside an allowed program: refused unless any program may run. */
 static bool
@@ -117,33 +88,21 @@ allows_all(const struct aq_queue_config *qc)
     return false;
 }
 
+/* env: variables (names without '=') and their values. */
 static int
-check_env(const struct aq_queue_config *qc, const json_t *env,
-          struct aq_error *err)
+check_env(const struct aq_queue_config *qc, const struct aq_params *env)
 {
-    const char *name;
+    const char *name, *value;
     json_t *v;
 
-    if (!json_is_object(env)) {
-        aq_error_set(err, AQ_ERR_INVALID_PARAMS,
-                     "params.args.env: expected object of strings");
-        return -1;
-    }
-    json_object_foreach ((json_t *)env, name, v) {
-        if (name[0] == '\0' || strchr(name, '=') != NULL) {
-            aq_error_set(err, AQ_ERR_INVALID_PARAMS,
-                         "params.args.env: invalid variable name \"%.100s\"",
-                         name);
+    json_object_foreach ((json_t *)env->v, name, v) {
+        if (name[0] == '\0' || strchr(name, '=') != NULL)
+            return aq_params_fail(env, NULL, "invalid variable name \"%.100s\"",
+                                  name);
+        if (aq_params_string(env, name, 0, &value) < 0)
             return -1;
-        }
-        if (!json_is_string(v) || has_nul(v)) {
-            aq_error_set(err, AQ_ERR_INVALID_PARAMS,
-                         "params.args.env.%.100s: expected string%s", name,
-                         json_is_string(v) ? " without \\u0000" : "");
-            return -1;
-        }
         if (is_loader_variable(name) && !allows_all(qc)) {
-            aq_error_set(err, AQ_ERR_NOT_ALLOWED,
+            aq_error_set(env->err, AQ_ERR_NOT_ALLOWED,
                          "exec: env %.100s: not allowed: it would load code "
                          "into a program of queues.%s.exec.allow",
                          name, qc->name);
@@ -157,39 +116,26 @@ static int
 exec_check(const struct aq_queue_config *qc, const json_t *args,
            struct aq_error *err)
 {
+    static const char *const fields[] = {"argv", "env", "cwd", "stdin", NULL};
     char program[PATH_MAX];
-    const char *key;
-    json_t *v;
+    struct aq_params p, argv, env;
+    const char *s, *argv0 = NULL;
+    int rc;
 
-    json_object_foreach ((json_t *)args, key, v) {
-        if (strcmp(key, "argv") == 0) {
-            if (check_strings(v, "argv", err) < 0)
-                return -1;
-        } else if (strcmp(key, "env") == 0) {
-            if (check_env(qc, v, err) < 0)
-                return -1;
-        } else if (strcmp(key, "cwd") == 0 || strcmp(key, "stdin") == 0) {
-            /* stdin is bytes: U+0000 is fine there. */
-            if (!json_is_string(v) || (key[0] == 'c' && has_nul(v))) {
-                aq_error_set(err, AQ_ERR_INVALID_PARAMS,
-                             "params.args.%s: expected string%s", key,
-                             json_is_string(v) ? " without \\u0000" : "");
-                return -1;
-            }
-        } else {
-            aq_error_set(err, AQ_ERR_INVALID_PARAMS,
-                         "params.args.%.100s: unknown field for kind exec",
-                         key);
-            return -1;
-        }
-    }
-    if (json_object_get(args, "argv") == NULL) {
-        aq_error_set(err, AQ_ERR_INVALID_PARAMS,
-                     "params.args.argv: required for kind exec");
+    aq_params_init(&p, args, "params.args", "exec", err);
+    if (aq_params_fields(&p, fields) < 0 ||
+        aq_params_array(&p, "argv", AQ_PARAM_REQUIRED, "strings", &argv) < 0)
         return -1;
+    for (size_t i = 0; i < json_array_size(argv.v); i++) {
+        if (aq_params_string_at(&argv, i, 0, i == 0 ? &argv0 : &s) < 0)
+            return -1;
     }
-    const char *argv0 =
-        json_string_value(json_array_get(json_object_get(args, "argv"), 0));
+    if ((rc = aq_params_object(&p, "env", 0, "strings", &env)) < 0 ||
+        (rc > 0 && check_env(qc, &env) < 0) ||
+        aq_params_string(&p, "cwd", 0, &s) < 0 ||
+        /* stdin is bytes: U+0000 is fine there. */
+        aq_params_string(&p, "stdin", AQ_PARAM_NUL_OK, &s) < 0)
+        return -1;
     if (resolve_program(qc, argv0, program, err) < 0)
         return -1;
     if (!is_allowed(qc, program)) {

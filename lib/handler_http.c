@@ -16,6 +16,7 @@
 #include "handler.h"
 #include "http.h"
 #include "netmatch.h"
+#include "params.h"
 #include "xmalloc.h"
 
 static const char *const methods[] = {"GET",    "HEAD",  "POST",    "PUT",
@@ -37,36 +38,20 @@ is_token(const char *s)
 }
 
 static int
-check_headers(const json_t *v, struct aq_error *err)
+check_headers(const struct aq_params *headers)
 {
-    const char *name;
-    json_t *val;
+    const char *name, *value;
+    json_t *v;
 
-    if (!json_is_object(v)) {
-        aq_error_set(err, AQ_ERR_INVALID_PARAMS,
-                     "params.args.headers: expected object of strings");
-        return -1;
-    }
-    json_object_foreach ((json_t *)v, name, val) {
-        if (!is_token(name)) {
-            aq_error_set(err, AQ_ERR_INVALID_PARAMS,
-                         "params.args.headers: invalid header name \"%.100s\"",
-                         name);
+    json_object_foreach ((json_t *)headers->v, name, v) {
+        if (!is_token(name))
+            return aq_params_fail(headers, NULL,
+                                  "invalid header name \"%.100s\"", name);
+        if (aq_params_string(headers, name, AQ_PARAM_NUL_OK, &value) < 0)
             return -1;
-        }
-        if (!json_is_string(val)) {
-            aq_error_set(err, AQ_ERR_INVALID_PARAMS,
-                         "params.args.headers.%.100s: expected string", name);
-            return -1;
-        }
-        if (strpbrk(json_string_value(val), "\r\n") != NULL ||
-            strlen(json_string_value(val)) != json_string_length(val)) {
-            aq_error_set(err, AQ_ERR_INVALID_PARAMS,
-                         "params.args.headers.%.100s: CR, LF or NUL in the "
-                         "value",
-                         name);
-            return -1;
-        }
+        if (strpbrk(value, "\r\n") != NULL ||
+            strlen(value) != json_string_length(v))
+            return aq_params_fail(headers, name, "CR, LF or NUL in the value");
     }
     return 0;
 }
@@ -124,67 +109,29 @@ check_target(const struct aq_queue_config *qc, const char *url,
     return rc;
 }
 
-/* The args alone. */
+/* The args alone; *url is args.url. */
 static int
-check_args(const json_t *args, struct aq_error *err)
+check_args(const json_t *args, const char **url, struct aq_error *err)
 {
-    const char *key;
-    json_t *v;
-    int lo, hi;
+    static const char *const fields[] = {"url",  "method", "headers",
+                                         "body", "expect", NULL};
+    struct aq_params p, headers;
+    const char *body;
+    size_t method;
+    int rc, lo, hi;
 
-    json_object_foreach ((json_t *)args, key, v) {
-        if (strcmp(key, "url") == 0) {
-            if (!json_is_string(v) ||
-                strlen(json_string_value(v)) != json_string_length(v)) {
-                aq_error_set(err, AQ_ERR_INVALID_PARAMS,
-                             "params.args.url: expected string without "
-                             "\\u0000");
-                return -1;
-            }
-            if (aq_http_check_url(json_string_value(v), "params.args.url",
-                                  err) < 0)
-                return -1;
-        } else if (strcmp(key, "method") == 0) {
-            size_t i;
-
-            for (i = 0; json_is_string(v) && methods[i] != NULL; i++) {
-                if (strcmp(methods[i], json_string_value(v)) == 0)
-                    break;
-            }
-            if (!json_is_string(v) || methods[i] == NULL) {
-                aq_error_set(err, AQ_ERR_INVALID_PARAMS,
-                             "params.args.method: expected one of GET, HEAD, "
-                             "POST, PUT, DELETE, PATCH, OPTIONS");
-                return -1;
-            }
-        } else if (strcmp(key, "headers") == 0) {
-            if (check_headers(v, err) < 0)
-                return -1;
-        } else if (strcmp(key, "body") == 0) {
-            if (!json_is_string(v)) {
-                aq_error_set(err, AQ_ERR_INVALID_PARAMS,
-                             "params.args.body: expected string");
-                return -1;
-            }
-        } else if (strcmp(key, "expect") == 0) {
-            if (expect_range(v, &lo, &hi) < 0) {
-                aq_error_set(err, AQ_ERR_INVALID_PARAMS,
-                             "params.args.expect: expected a status 100-599 "
-                             "or [lo, hi]");
-                return -1;
-            }
-        } else {
-            aq_error_set(err, AQ_ERR_INVALID_PARAMS,
-                         "params.args.%.100s: unknown field for kind http",
-                         key);
-            return -1;
-        }
-    }
-    if (json_object_get(args, "url") == NULL) {
-        aq_error_set(err, AQ_ERR_INVALID_PARAMS,
-                     "params.args.url: required for kind http");
+    aq_params_init(&p, args, "params.args", "http", err);
+    if (aq_params_fields(&p, fields) < 0 ||
+        aq_params_string(&p, "url", AQ_PARAM_REQUIRED, url) < 0 ||
+        aq_http_check_url(*url, "params.args.url", err) < 0 ||
+        aq_params_word(&p, "method", 0, methods, &method) < 0 ||
+        (rc = aq_params_object(&p, "headers", 0, "strings", &headers)) < 0 ||
+        (rc > 0 && check_headers(&headers) < 0) ||
+        aq_params_string(&p, "body", AQ_PARAM_NUL_OK, &body) < 0)
         return -1;
-    }
+    if (expect_range(json_object_get(args, "expect"), &lo, &hi) < 0)
+        return aq_params_fail(&p, "expect",
+                              "expected a status 100-599 or [lo, hi]");
     return 0;
 }
 
@@ -192,10 +139,11 @@ static int
 http_check(const struct aq_queue_config *qc, const json_t *args,
            struct aq_error *err)
 {
-    if (check_args(args, err) < 0)
+    const char *url = NULL;
+
+    if (check_args(args, &url, err) < 0)
         return -1;
-    return check_target(qc, json_string_value(json_object_get(args, "url")),
-                        err);
+    return check_target(qc, url, err);
 }
 
 /* ---- running ---- */
@@ -264,7 +212,7 @@ http_start(const struct aq_run_env *env, const struct aq_job *j,
 
     /* Checked at put; a journal written by another build may differ. The
      * target is the client's to check (a refusal is "forbidden"). */
-    if (args == NULL || check_args(args, &err) < 0) {
+    if (args == NULL || check_args(args, &req.url, &err) < 0) {
         json_decref(args);
         aq_outcome_fail(&out, "args", "%s",
                         err.message[0] != '\0' ? err.message
@@ -278,7 +226,6 @@ http_start(const struct aq_run_env *env, const struct aq_job *j,
     r->policy = policy_new(env->qc, env->own_addrs, env->nown_addrs);
     lim.policy = r->policy;
     expect_range(json_object_get(args, "expect"), &r->expect_lo, &r->expect_hi);
-    req.url = json_string_value(json_object_get(args, "url"));
     req.method = json_string_value(json_object_get(args, "method"));
     snprintf(r->method, sizeof r->method, "%s",
              req.method != NULL ? req.method : "GET");

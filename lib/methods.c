@@ -1,10 +1,12 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * lib/methods.c: the method table. Each method checks its params strictly
- * (an unknown field is an error, an integer field takes only an integer),
- * then calls the broker. Methods that wait (put to a full queue, put with
- * wait, wait, join, cancel of a running job) keep a small struct for the
- * call and release it from the call's abandon hook if the caller goes.
+ * lib/methods.c: the method table, reached through the server's ops, which
+ * decide auth and the order of errors. Each method checks its params
+ * strictly (lib/params.h: an unknown field is an error, an integer field
+ * takes only an integer), then calls the broker. Methods that wait (put
+ * to a full queue, put with wait, wait, join, cancel of a running job)
+ * keep a small struct for the call and release it from the call's
+ * abandon hook if the caller goes.
  */
 #include "methods.h"
 
@@ -22,171 +24,27 @@
 #include "clock.h"
 #include "error.h"
 #include "hist.h"
+#include "params.h"
 #include "rpc.h"
+#include "server.h"
 #include "task.h"
 #include "wait.h"
 #include "xmalloc.h"
 
-#define MAX_DURATION_S 1e9 /* about 31 years */
-#define MAX_ID ((INT64_C(1) << 53) - 1)
 #define MAX_KEY_BYTES 1024
 #define MAX_WAIT_JOBS 100000 /* distinct ids in one wait (spec section 7) */
 
 struct aq_methods {
     struct aq_broker *broker; /* borrowed */
     char *token;              /* owned; NULL = no auth */
-    size_t (*connections)(void *arg);
-    void *connections_arg;
-    int64_t started_us; /* monotonic */
+    int64_t started_us;       /* monotonic */
 };
 
-/* params: the request's params; args: put's args as compact JSON text
- * (p NULL when absent), for methods that take them raw. */
+/* params: the request's params; args: put's args as compact JSON text (p NULL
+ * when absent), for methods that take them raw. Failures go to
+ * params->err. */
 typedef void method_fn(struct aq_methods *m, struct aq_call *call,
-                       json_t *params, struct aq_jspan args);
-
-/* ---- params ---- */
-
-static int
-check_fields(const json_t *params, const char *const *allowed,
-             struct aq_error *err)
-{
-    const char *key;
-    json_t *v;
-
-    json_object_foreach ((json_t *)params, key, v) {
-        size_t i;
-
-        for (i = 0; allowed[i] != NULL; i++) {
-            if (strcmp(key, allowed[i]) == 0)
-                break;
-        }
-        if (allowed[i] == NULL) {
-            aq_error_set(err, AQ_ERR_INVALID_PARAMS,
-                         "params.%.100s: unknown field", key);
-            return -1;
-        }
-    }
-    return 0;
-}
-
-static int
-opt_string(const json_t *params, const char *name, const char **out,
-           struct aq_error *err)
-{
-    const json_t *v = json_object_get(params, name);
-
-    if (v == NULL)
-        return 0;
-    if (!json_is_string(v)) {
-        aq_error_set(err, AQ_ERR_INVALID_PARAMS, "params.%s: expected string",
-                     name);
-        return -1;
-    }
-    /* Valid JSON, but no name or key of ours may hold U+0000. */
-    if (strlen(json_string_value(v)) != json_string_length(v)) {
-        aq_error_set(err, AQ_ERR_INVALID_PARAMS,
-                     "params.%s: holds \\u0000, which is not allowed here",
-                     name);
-        return -1;
-    }
-    *out = json_string_value(v);
-    return 0;
-}
-
-static int
-req_string(const json_t *params, const char *name, const char **out,
-           struct aq_error *err)
-{
-    if (json_object_get(params, name) == NULL) {
-        aq_error_set(err, AQ_ERR_INVALID_PARAMS, "params.%s: required", name);
-        return -1;
-    }
-    return opt_string(params, name, out, err);
-}
-
-static int
-opt_int(const json_t *params, const char *name, json_int_t min, json_int_t max,
-        json_int_t *out, struct aq_error *err)
-{
-    const json_t *v = json_object_get(params, name);
-
-    if (v == NULL)
-        return 0;
-    if (!json_is_integer(v) || json_integer_value(v) < min ||
-        json_integer_value(v) > max) {
-        aq_error_set(err, AQ_ERR_INVALID_PARAMS,
-                     "params.%s: expected integer between %lld and %lld", name,
-                     (long long)min, (long long)max);
-        return -1;
-    }
-    *out = json_integer_value(v);
-    return 0;
-}
-
-static int
-opt_duration(const json_t *params, const char *name, double *out,
-             struct aq_error *err)
-{
-    const json_t *v = json_object_get(params, name);
-
-    if (v == NULL)
-        return 0;
-    if (!json_is_number(v) || !(json_number_value(v) >= 0) ||
-        json_number_value(v) > MAX_DURATION_S) {
-        aq_error_set(err, AQ_ERR_INVALID_PARAMS,
-                     "params.%s: expected seconds, a number between 0 and 1e9",
-                     name);
-        return -1;
-    }
-    *out = json_number_value(v);
-    return 0;
-}
-
-static int
-opt_bool(const json_t *params, const char *name, bool *out,
-         struct aq_error *err)
-{
-    const json_t *v = json_object_get(params, name);
-
-    if (v == NULL)
-        return 0;
-    if (!json_is_boolean(v)) {
-        aq_error_set(err, AQ_ERR_INVALID_PARAMS,
-                     "params.%s: expected true or false", name);
-        return -1;
-    }
-    *out = json_is_true(v);
-    return 0;
-}
-
-static int
-id_value(const json_t *v, const char *what, uint64_t *out, struct aq_error *err)
-{
-    if (!json_is_integer(v) || json_integer_value(v) < 1 ||
-        json_integer_value(v) > MAX_ID) {
-        aq_error_set(err, AQ_ERR_INVALID_PARAMS,
-                     "%s: expected a job id, an integer between 1 and 2^53-1",
-                     what);
-        return -1;
-    }
-    *out = (uint64_t)json_integer_value(v);
-    return 0;
-}
-
-static int
-req_id(const json_t *params, const char *name, uint64_t *out,
-       struct aq_error *err)
-{
-    char what[64];
-
-    snprintf(what, sizeof what, "params.%s", name);
-    if (json_object_get(params, name) == NULL) {
-        aq_error_set(err, AQ_ERR_INVALID_PARAMS, "params.%s: required", name);
-        return -1;
-    }
-    return id_value(json_object_get(params, name), what, out, err);
-}
+                       const struct aq_params *params, struct aq_jspan args);
 
 /* ---- waiting on one job's future ---- */
 
@@ -345,40 +203,37 @@ aq_methods_put(struct aq_methods *m, struct aq_call *call,
 }
 
 static void
-m_put(struct aq_methods *m, struct aq_call *call, json_t *params,
-      struct aq_jspan args)
+m_put(struct aq_methods *m, struct aq_call *call,
+      const struct aq_params *params, struct aq_jspan args)
 {
     static const char *const fields[] = {
         "queue",   "kind", "args", "priority", "delay", "timeout",
         "retries", "key",  "wait", "nowait",   NULL};
     struct aq_put p = {.timeout = -1, .retries = -1};
-    struct aq_error err;
     json_int_t prio = 0, retries = -1;
     bool wait = false;
 
-    if (check_fields(params, fields, &err) < 0 ||
-        opt_string(params, "queue", &p.queue, &err) < 0 ||
-        opt_string(params, "kind", &p.kind, &err) < 0 ||
-        opt_int(params, "priority", INT32_MIN, INT32_MAX, &prio, &err) < 0 ||
-        opt_duration(params, "delay", &p.delay, &err) < 0 ||
-        opt_duration(params, "timeout", &p.timeout, &err) < 0 ||
-        opt_int(params, "retries", 0, 1000000, &retries, &err) < 0 ||
-        opt_string(params, "key", &p.key, &err) < 0 ||
-        opt_bool(params, "wait", &wait, &err) < 0 ||
-        opt_bool(params, "nowait", &p.nowait, &err) < 0)
+    if (aq_params_fields(params, fields) < 0 ||
+        aq_params_string(params, "queue", 0, &p.queue) < 0 ||
+        aq_params_string(params, "kind", 0, &p.kind) < 0 ||
+        aq_params_int(params, "priority", 0, INT32_MIN, INT32_MAX, &prio) < 0 ||
+        aq_params_duration(params, "delay", 0, &p.delay) < 0 ||
+        aq_params_duration(params, "timeout", 0, &p.timeout) < 0 ||
+        aq_params_int(params, "retries", 0, 0, 1000000, &retries) < 0 ||
+        aq_params_string(params, "key", 0, &p.key) < 0 ||
+        aq_params_bool(params, "wait", 0, &wait) < 0 ||
+        aq_params_bool(params, "nowait", 0, &p.nowait) < 0)
         goto fail;
     /* An object arrives raw (lib/rpc.c), anything else parsed. */
-    if (json_object_get(params, "args") != NULL) {
-        aq_error_set(&err, AQ_ERR_INVALID_PARAMS,
-                     "params.args: expected object");
+    if (json_object_get(params->v, "args") != NULL) {
+        aq_params_fail(params, "args", "expected object");
         goto fail;
     }
     p.args_raw = args.p;
     p.args_len = args.n;
     if (p.key != NULL && (p.key[0] == '\0' || strlen(p.key) > MAX_KEY_BYTES)) {
-        aq_error_set(&err, AQ_ERR_INVALID_PARAMS,
-                     "params.key: expected a string of 1 to %d bytes",
-                     MAX_KEY_BYTES);
+        aq_params_fail(params, "key", "expected a string of 1 to %d bytes",
+                       MAX_KEY_BYTES);
         goto fail;
     }
     p.priority = (int32_t)prio;
@@ -386,43 +241,41 @@ m_put(struct aq_methods *m, struct aq_call *call, json_t *params,
     aq_methods_put(m, call, &p, wait);
     return;
 fail:
-    aq_call_fail(call, &err);
+    aq_call_fail(call, params->err);
 }
 
 /* ---- status, cancel ---- */
 
 static void
-m_status(struct aq_methods *m, struct aq_call *call, json_t *params,
-         struct aq_jspan args)
+m_status(struct aq_methods *m, struct aq_call *call,
+         const struct aq_params *params, struct aq_jspan args)
 {
     static const char *const fields[] = {"job", NULL};
-    struct aq_error err;
     uint64_t id;
     json_t *rec;
 
-    if (check_fields(params, fields, &err) < 0 ||
-        req_id(params, "job", &id, &err) < 0 ||
-        (rec = aq_broker_status(m->broker, id, &err)) == NULL) {
-        aq_call_fail(call, &err);
+    if (aq_params_fields(params, fields) < 0 ||
+        aq_params_id(params, "job", AQ_PARAM_REQUIRED, &id) < 0 ||
+        (rec = aq_broker_status(m->broker, id, params->err)) == NULL) {
+        aq_call_fail(call, params->err);
         return;
     }
     aq_call_reply(call, rec);
 }
 
 static void
-m_cancel(struct aq_methods *m, struct aq_call *call, json_t *params,
-         struct aq_jspan args)
+m_cancel(struct aq_methods *m, struct aq_call *call,
+         const struct aq_params *params, struct aq_jspan args)
 {
     static const char *const fields[] = {"job", NULL};
-    struct aq_error err;
     const char *state;
     uint64_t id;
     int rc;
 
-    if (check_fields(params, fields, &err) < 0 ||
-        req_id(params, "job", &id, &err) < 0 ||
-        (rc = aq_broker_cancel(m->broker, id, &state, &err)) < 0) {
-        aq_call_fail(call, &err);
+    if (aq_params_fields(params, fields) < 0 ||
+        aq_params_id(params, "job", AQ_PARAM_REQUIRED, &id) < 0 ||
+        (rc = aq_broker_cancel(m->broker, id, &state, params->err)) < 0) {
+        aq_call_fail(call, params->err);
         return;
     }
     if (rc == 0) {
@@ -518,36 +371,33 @@ wait_cb(struct aq_wait *w, enum aq_wait_event ev, struct aq_task *t, void *arg)
     wait_call_free(wc);
 }
 
-/* The distinct ids of jobs into wc (ids, at), or -1 with err. */
+/* The distinct ids of the array jobs into wc (ids, at), or -1 with
+ * jobs->err. */
 static int
-wait_ids(struct wait_call *wc, const json_t *jobs, struct aq_error *err)
+wait_ids(struct wait_call *wc, const struct aq_params *jobs)
 {
     size_t cap = 16, i, *slots;
-    json_t *v;
 
-    wc->npos = json_array_size(jobs);
+    wc->npos = json_array_size(jobs->v);
     wc->at = xcalloc(wc->npos, sizeof *wc->at);
     while (cap < 2 * wc->npos)
         cap *= 2;
     /* Open addressing over indexes into wc->ids, + 1 (0: empty). */
     slots = xcalloc(cap, sizeof *slots);
     wc->ids = xcalloc(wc->npos, sizeof *wc->ids);
-    json_array_foreach (jobs, i, v) {
-        char what[48];
+    for (i = 0; i < wc->npos; i++) {
         uint64_t id;
         size_t h;
 
-        snprintf(what, sizeof what, "params.jobs[%zu]", i);
-        if (id_value(v, what, &id, err) < 0)
+        if (aq_params_id_at(jobs, i, &id) < 0)
             goto fail;
         h = (size_t)(id * UINT64_C(0x9E3779B97F4A7C15)) & (cap - 1);
         while (slots[h] != 0 && wc->ids[slots[h] - 1] != id)
             h = (h + 1) & (cap - 1);
         if (slots[h] == 0) {
             if (wc->nids == MAX_WAIT_JOBS) {
-                aq_error_set(err, AQ_ERR_INVALID_PARAMS,
-                             "params.jobs: more than %d distinct job ids",
-                             MAX_WAIT_JOBS);
+                aq_params_fail(jobs, NULL, "more than %d distinct job ids",
+                               MAX_WAIT_JOBS);
                 goto fail;
             }
             wc->ids[wc->nids++] = id;
@@ -563,47 +413,36 @@ fail:
 }
 
 static void
-m_wait(struct aq_methods *m, struct aq_call *call, json_t *params,
-       struct aq_jspan args)
+m_wait(struct aq_methods *m, struct aq_call *call,
+       const struct aq_params *params, struct aq_jspan args)
 {
     static const char *const fields[] = {"jobs", "mode", "timeout",
                                          "cancel_on_timeout", NULL};
-    const json_t *jobs = json_object_get(params, "jobs");
-    const char *mode = "all";
+    /* wait's modes, in the order of modes[] */
+    static const char *const mode_words[] = {"all", "any", "stream", NULL};
+    static const enum aq_wait_mode modes[] = {AQ_WAIT_ALL, AQ_WAIT_FIRST,
+                                              AQ_WAIT_EACH};
     struct aq_task **tasks = NULL;
     struct wait_call *wc = NULL;
-    struct aq_error err;
+    struct aq_params jobs;
     double timeout = -1;
-    size_t n = 0, i;
+    size_t mode = 0, n = 0, i;
 
     wc = xcalloc(1, sizeof *wc);
-    if (check_fields(params, fields, &err) < 0 ||
-        opt_string(params, "mode", &mode, &err) < 0 ||
-        opt_duration(params, "timeout", &timeout, &err) < 0 ||
-        opt_bool(params, "cancel_on_timeout", &wc->cancel_on_timeout, &err) < 0)
+    if (aq_params_fields(params, fields) < 0 ||
+        aq_params_word(params, "mode", 0, mode_words, &mode) < 0 ||
+        aq_params_duration(params, "timeout", 0, &timeout) < 0 ||
+        aq_params_bool(params, "cancel_on_timeout", 0, &wc->cancel_on_timeout) <
+            0 ||
+        aq_params_array(params, "jobs", AQ_PARAM_REQUIRED, "job ids", &jobs) <
+            0 ||
+        wait_ids(wc, &jobs) < 0)
         goto fail;
-    if (strcmp(mode, "all") == 0)
-        wc->mode = AQ_WAIT_ALL;
-    else if (strcmp(mode, "any") == 0)
-        wc->mode = AQ_WAIT_FIRST;
-    else if (strcmp(mode, "stream") == 0)
-        wc->mode = AQ_WAIT_EACH;
-    else {
-        aq_error_set(&err, AQ_ERR_INVALID_PARAMS,
-                     "params.mode: expected \"all\", \"any\" or \"stream\"");
-        goto fail;
-    }
-    if (!json_is_array(jobs) || json_array_size(jobs) == 0) {
-        aq_error_set(&err, AQ_ERR_INVALID_PARAMS,
-                     "params.jobs: expected a non-empty array of job ids");
-        goto fail;
-    }
-    if (wait_ids(wc, jobs, &err) < 0)
-        goto fail;
+    wc->mode = modes[mode];
     tasks = xcalloc(wc->nids, sizeof *tasks);
     for (n = 0; n < wc->nids; n++) {
-        if ((tasks[n] = aq_broker_job_future(m->broker, wc->ids[n], &err)) ==
-            NULL)
+        if ((tasks[n] = aq_broker_job_future(m->broker, wc->ids[n],
+                                             params->err)) == NULL)
             goto fail;
     }
     wc->m = m;
@@ -624,7 +463,7 @@ fail:
     free(wc->ids);
     free(wc->at);
     free(wc);
-    aq_call_fail(call, &err);
+    aq_call_fail(call, params->err);
 }
 
 /* ---- join ---- */
@@ -682,24 +521,24 @@ join_timeout_cb(evutil_socket_t fd, short what, void *arg)
 }
 
 static void
-m_join(struct aq_methods *m, struct aq_call *call, json_t *params,
-       struct aq_jspan args)
+m_join(struct aq_methods *m, struct aq_call *call,
+       const struct aq_params *params, struct aq_jspan args)
 {
     static const char *const fields[] = {"queue", "timeout", NULL};
     struct join_call *jc = xcalloc(1, sizeof *jc);
     const char *queue = NULL;
-    struct aq_error err;
     double timeout = -1;
     int rc;
 
-    if (check_fields(params, fields, &err) < 0 ||
-        opt_string(params, "queue", &queue, &err) < 0 ||
-        opt_duration(params, "timeout", &timeout, &err) < 0)
+    if (aq_params_fields(params, fields) < 0 ||
+        aq_params_string(params, "queue", 0, &queue) < 0 ||
+        aq_params_duration(params, "timeout", 0, &timeout) < 0)
         goto fail;
     jc->call = call;
     jc->timeout = timeout;
     jc->reply = json_pack("{s:s}", "queue", queue != NULL ? queue : "*");
-    rc = aq_broker_join(m->broker, queue, join_done_cb, jc, &jc->join, &err);
+    rc = aq_broker_join(m->broker, queue, join_done_cb, jc, &jc->join,
+                        params->err);
     if (rc < 0)
         goto fail;
     if (rc == 0) {
@@ -717,7 +556,7 @@ m_join(struct aq_methods *m, struct aq_call *call, json_t *params,
     return;
 fail:
     join_call_free(jc);
-    aq_call_fail(call, &err);
+    aq_call_fail(call, params->err);
 }
 
 /* ---- queues and the rest ---- */
@@ -758,20 +597,19 @@ queue_stats_json(const struct aq_queue_stats *s, void *arg)
 }
 
 static void
-m_stats(struct aq_methods *m, struct aq_call *call, json_t *params,
-        struct aq_jspan args)
+m_stats(struct aq_methods *m, struct aq_call *call,
+        const struct aq_params *params, struct aq_jspan args)
 {
     static const char *const fields[] = {"queue", NULL};
     const char *queue = NULL;
-    struct aq_error err;
     json_t *queues = json_object();
 
-    if (check_fields(params, fields, &err) < 0 ||
-        opt_string(params, "queue", &queue, &err) < 0 ||
-        aq_broker_each_queue(m->broker, queue, queue_stats_json, queues, &err) <
-            0) {
+    if (aq_params_fields(params, fields) < 0 ||
+        aq_params_string(params, "queue", 0, &queue) < 0 ||
+        aq_broker_each_queue(m->broker, queue, queue_stats_json, queues,
+                             params->err) < 0) {
         json_decref(queues);
-        aq_call_fail(call, &err);
+        aq_call_fail(call, params->err);
         return;
     }
     /* "pid" lets local tools (asyncq-bench) read the daemon's RSS. */
@@ -780,49 +618,39 @@ m_stats(struct aq_methods *m, struct aq_call *call, json_t *params,
         json_pack("{s:f,s:s,s:I,s:I,s:o}", "uptime",
                   (double)(aq_clock_mono_us() - m->started_us) / 1e6, "version",
                   ASYNCQ_VERSION, "pid", (json_int_t)getpid(), "connections",
-                  (json_int_t)(m->connections != NULL
-                                   ? m->connections(m->connections_arg)
-                                   : 0),
-                  "queues", queues));
+                  (json_int_t)aq_call_connections(call), "queues", queues));
 }
 
 static void
-m_scale(struct aq_methods *m, struct aq_call *call, json_t *params,
-        struct aq_jspan args)
+m_scale(struct aq_methods *m, struct aq_call *call,
+        const struct aq_params *params, struct aq_jspan args)
 {
     static const char *const fields[] = {"queue", "consumers", NULL};
     const char *queue = NULL;
-    json_int_t n = -1;
-    struct aq_error err;
+    json_int_t n = 0;
 
-    if (check_fields(params, fields, &err) < 0 ||
-        req_string(params, "queue", &queue, &err) < 0 ||
-        opt_int(params, "consumers", 0, 10000, &n, &err) < 0)
-        goto fail;
-    if (n < 0) {
-        aq_error_set(&err, AQ_ERR_INVALID_PARAMS, "params.consumers: required");
-        goto fail;
+    if (aq_params_fields(params, fields) < 0 ||
+        aq_params_string(params, "queue", AQ_PARAM_REQUIRED, &queue) < 0 ||
+        aq_params_int(params, "consumers", AQ_PARAM_REQUIRED, 0, 10000, &n) <
+            0 ||
+        aq_broker_scale(m->broker, queue, (int)n, params->err) < 0) {
+        aq_call_fail(call, params->err);
+        return;
     }
-    if (aq_broker_scale(m->broker, queue, (int)n, &err) < 0)
-        goto fail;
     aq_call_reply(call, json_pack("{s:s,s:I}", "queue", queue, "consumers", n));
-    return;
-fail:
-    aq_call_fail(call, &err);
 }
 
 static void
-pause_or_resume(struct aq_methods *m, struct aq_call *call, json_t *params,
-                bool paused)
+pause_or_resume(struct aq_methods *m, struct aq_call *call,
+                const struct aq_params *params, bool paused)
 {
     static const char *const fields[] = {"queue", NULL};
     const char *queue = NULL;
-    struct aq_error err;
 
-    if (check_fields(params, fields, &err) < 0 ||
-        req_string(params, "queue", &queue, &err) < 0 ||
-        aq_broker_pause(m->broker, queue, paused, &err) < 0) {
-        aq_call_fail(call, &err);
+    if (aq_params_fields(params, fields) < 0 ||
+        aq_params_string(params, "queue", AQ_PARAM_REQUIRED, &queue) < 0 ||
+        aq_broker_pause(m->broker, queue, paused, params->err) < 0) {
+        aq_call_fail(call, params->err);
         return;
     }
     aq_call_reply(call,
@@ -830,53 +658,51 @@ pause_or_resume(struct aq_methods *m, struct aq_call *call, json_t *params,
 }
 
 static void
-m_pause(struct aq_methods *m, struct aq_call *call, json_t *params,
-        struct aq_jspan args)
+m_pause(struct aq_methods *m, struct aq_call *call,
+        const struct aq_params *params, struct aq_jspan args)
 {
     pause_or_resume(m, call, params, true);
 }
 
 static void
-m_resume(struct aq_methods *m, struct aq_call *call, json_t *params,
-         struct aq_jspan args)
+m_resume(struct aq_methods *m, struct aq_call *call,
+         const struct aq_params *params, struct aq_jspan args)
 {
     pause_or_resume(m, call, params, false);
 }
 
 static void
-m_ping(struct aq_methods *m, struct aq_call *call, json_t *params,
-       struct aq_jspan args)
+m_ping(struct aq_methods *m, struct aq_call *call,
+       const struct aq_params *params, struct aq_jspan args)
 {
     static const char *const fields[] = {NULL};
-    struct aq_error err;
 
-    if (check_fields(params, fields, &err) < 0) {
-        aq_call_fail(call, &err);
+    if (aq_params_fields(params, fields) < 0) {
+        aq_call_fail(call, params->err);
         return;
     }
     aq_call_reply(call, json_string("pong"));
 }
 
 static void
-m_auth(struct aq_methods *m, struct aq_call *call, json_t *params,
-       struct aq_jspan args)
+m_auth(struct aq_methods *m, struct aq_call *call,
+       const struct aq_params *params, struct aq_jspan args)
 {
     static const char *const fields[] = {"token", NULL};
     const char *token = NULL;
-    struct aq_error err;
 
-    if (check_fields(params, fields, &err) < 0 ||
-        opt_string(params, "token", &token, &err) < 0)
+    if (aq_params_fields(params, fields) < 0 ||
+        aq_params_string(params, "token", 0, &token) < 0)
         goto fail;
     if (m->token != NULL && (token == NULL || strcmp(token, m->token) != 0)) {
-        aq_error_set(&err, AQ_ERR_UNAUTHORIZED, "auth: wrong token");
+        aq_error_set(params->err, AQ_ERR_UNAUTHORIZED, "auth: wrong token");
         goto fail;
     }
     aq_call_set_authenticated(call);
     aq_call_reply(call, json_true());
     return;
 fail:
-    aq_call_fail(call, &err);
+    aq_call_fail(call, params->err);
 }
 
 static const struct {
@@ -893,15 +719,12 @@ static const struct {
 };
 
 struct aq_methods *
-aq_methods_new(struct aq_broker *broker, const char *token,
-               size_t (*connections)(void *arg), void *arg)
+aq_methods_new(struct aq_broker *broker, const char *token)
 {
     struct aq_methods *m = xcalloc(1, sizeof *m);
 
     m->broker = broker;
     m->token = token != NULL ? xstrdup(token) : NULL;
-    m->connections = connections;
-    m->connections_arg = arg;
     m->started_us = aq_clock_mono_us();
     return m;
 }
@@ -915,20 +738,34 @@ aq_methods_free(struct aq_methods *m)
     free(m);
 }
 
-bool
-aq_methods_auth_required(const struct aq_methods *m)
+/* ---- the server's ops ---- */
+
+/* Auth is off, or the call's connection has sent it; else -32001. */
+static bool
+check_authorized(const struct aq_methods *m, struct aq_call *call)
 {
-    return m->token != NULL;
+    struct aq_error err;
+
+    if (m->token == NULL || aq_call_is_authenticated(call))
+        return true;
+    aq_error_set(&err, AQ_ERR_UNAUTHORIZED,
+                 "unauthorized: send auth with the token first");
+    aq_call_fail(call, &err);
+    return false;
 }
 
-void
-aq_methods_dispatch(struct aq_methods *m, struct aq_call *call,
-                    const struct aq_rpc_request *r)
+/* -32601 for a method that does not exist (whatever its params), then
+ * -32001 if auth is required and not sent (auth itself excepted), then
+ * -32602 for params that cannot be read, else the method. */
+static void
+ops_request(void *arg, struct aq_call *call, const struct aq_rpc_request *r)
 {
+    struct aq_methods *m = arg;
     struct aq_jspan args = {0};
+    struct aq_params params;
     struct aq_error err;
     char *raw = NULL;
-    json_t *params;
+    json_t *obj;
     size_t i;
 
     for (i = 0; i < sizeof methods / sizeof methods[0]; i++) {
@@ -941,21 +778,41 @@ aq_methods_dispatch(struct aq_methods *m, struct aq_call *call,
         aq_call_fail(call, &err);
         return;
     }
-    if (m->token != NULL && !aq_call_is_authenticated(call) &&
-        methods[i].fn != m_auth) {
-        aq_error_set(&err, AQ_ERR_UNAUTHORIZED,
-                     "unauthorized: send auth with the token first");
-        aq_call_fail(call, &err);
+    if (methods[i].fn != m_auth && !check_authorized(m, call))
         return;
-    }
-    params = aq_rpc_params(r->params, methods[i].has_raw_args ? &raw : NULL,
-                           &args.n, &err);
-    if (params == NULL) {
+    obj = aq_rpc_params(r->params, methods[i].has_raw_args ? &raw : NULL,
+                        &args.n, &err);
+    if (obj == NULL) {
         aq_call_fail(call, &err);
         return;
     }
     args.p = raw;
-    aq_call_set_params(call, params);
-    methods[i].fn(m, call, params, args);
+    aq_call_set_params(call, obj);
+    aq_params_init(&params, obj, "params", NULL, &err);
+    methods[i].fn(m, call, &params, args);
     free(raw); /* what needs it took a copy */
 }
+
+/* Out of line, so that ops_put stays a tail call. */
+static void __attribute__((noinline))
+put_with_auth(struct aq_methods *m, struct aq_call *call,
+              const struct aq_put *p, bool wait)
+{
+    if (check_authorized(m, call))
+        aq_methods_put(m, call, p, wait);
+}
+
+/* The hot path's put: what ops_request would do with the same line. */
+static void
+ops_put(void *arg, struct aq_call *call, const struct aq_put *p, bool wait)
+{
+    struct aq_methods *m = arg;
+
+    /* Without auth (the usual case) straight on, as a tail call. */
+    if (m->token == NULL)
+        aq_methods_put(m, call, p, wait);
+    else
+        put_with_auth(m, call, p, wait);
+}
+
+const struct aq_server_ops aq_methods_ops = {ops_request, ops_put};

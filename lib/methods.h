@@ -2,40 +2,36 @@
 /*
  * lib/methods.h: asyncqd's JSON-RPC methods (spec section 2): a table from
  * method name to a function that checks the params strictly (spec section
- * 7), calls the broker and ends the call, now or later.
+ * 7, lib/params.h), calls the broker and ends the call, now or later. The
+ * server reaches them through aq_methods_ops; auth (per connection) and
+ * the order of errors are decided here.
  */
 #ifndef AQ_METHODS_H
 #define AQ_METHODS_H
 
 #include <stdbool.h>
-#include <stddef.h>
 
 struct aq_broker;
 struct aq_call;
 struct aq_methods;
+struct aq_put;
 
 /* Methods over broker (borrowed). token: the auth token (copied), NULL when
- * auth is off. connections(arg) counts open connections for stats. */
-struct aq_methods *aq_methods_new(struct aq_broker *broker, const char *token,
-                                  size_t (*connections)(void *arg), void *arg);
+ * auth is off. */
+struct aq_methods *aq_methods_new(struct aq_broker *broker, const char *token);
 void aq_methods_free(struct aq_methods *m); /* NULL is fine */
 
-bool aq_methods_auth_required(const struct aq_methods *m);
+/* The server's ops (lib/server.h), with a struct aq_methods as their arg.
+ * request: -32601 for a method that does not exist (whatever its params),
+ * then -32001 if auth is required and the connection has not sent it,
+ * then -32602 for params that cannot be read, else the method. put: the
+ * hot path's put, -32001 the same way, else aq_methods_put. */
+extern const struct aq_server_ops aq_methods_ops;
 
-struct aq_put;
-/* put with its params already read (lib/fastput.c, or m_put): ends call
+/* put with its params already read (the put op, or m_put): ends call
  * now, or later when the queue has room, the record is durable, or (with
  * wait) the job has finished. */
 void aq_methods_put(struct aq_methods *m, struct aq_call *call,
                     const struct aq_put *p, bool wait);
-
-struct aq_rpc_request;
-/* Runs the request r on call, which it ends now or later: -32601 for a
- * method that does not exist (whatever its params), then -32001 if auth
- * is required and the connection has not sent it, then -32602 for
- * params that cannot be read, else the method. r is borrowed for the
- * call's duration only. */
-void aq_methods_dispatch(struct aq_methods *m, struct aq_call *call,
-                         const struct aq_rpc_request *r);
 
 #endif

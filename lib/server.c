@@ -1,31 +1,32 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * lib/server.c: listeners, connections and the JSON-RPC framing.
+ * lib/server.c: connections and the JSON-RPC framing. What a request
+ * means is the ops' business (lib/server.h); the calls in flight and
+ * their replies are lib/call.c's (lib/server-internal.h between the
+ * two); sockets come from whoever accepted them (lib/listen.c).
  *
  * A connection reads lines straight out of its input evbuffer (no copy).
- * A plain put goes the hot path (lib/fastput.c); any other line is checked
- * as JSON (lib/jscan.c) and read as requests (lib/rpc.c), whose id is kept
- * as the raw text it arrived as. Messages for the client wait in the
- * connection's queue as JSON values and are written into the output
- * evbuffer only while it holds less than OUTPUT_HIGH_BYTES (lib/jwrite.c
- * stops between values), so a client that does not read costs a bounded
- * buffer, not a copy of every reply. Requests are read while fewer than
- * `window` calls are unanswered, no call blocks the connection (a put
- * waiting for room) and no message waits; meanwhile the socket is still
- * read up to STALLED_READ_BYTES so that the client's close is seen.
- * A client that closes its sending side still gets the replies to what it
- * sent, for at most idle_timeout, outside producers.max. The server
- * closes by flushing what is owed, shutting its side down and reading
- * until the client closes (no reset that could destroy the last reply).
- * A connection is freed only from the loop (the server's reap event),
- * never under a caller that may still use it.
+ * A plain put goes the hot path (lib/fastput.c) straight to the put op;
+ * any other line is checked as JSON (lib/jscan.c) and read as requests
+ * (lib/rpc.c), whose id is kept as the raw text it arrived as. Messages
+ * for the client wait in the connection's queue as JSON values and are
+ * written into the output evbuffer only while it holds less than
+ * OUTPUT_HIGH_BYTES (lib/jwrite.c stops between values), so a client that
+ * does not read costs a bounded buffer, not a copy of every reply.
+ * Requests are read while fewer than `window` calls are unanswered, no
+ * call blocks the connection (a put waiting for room) and no message
+ * waits; meanwhile the socket is still read up to STALLED_READ_BYTES so
+ * that the client's close is seen. A client that closes its sending side
+ * still gets the replies to what it sent, for at most idle_timeout,
+ * outside producers.max. The server closes by flushing what is owed,
+ * shutting its side down and reading until the client closes (no reset
+ * that could destroy the last reply). A connection is freed only from the
+ * loop (the server's reap event), never under a caller that may still use
+ * it.
  */
-#include "server.h"
+#include "server-internal.h"
 
-#include <arpa/inet.h>
 #include <assert.h>
-#include <errno.h>
-#include <netdb.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -34,18 +35,13 @@
 #include <sys/ioctl.h>
 #include <sys/queue.h>
 #include <sys/socket.h>
-#include <sys/stat.h>
 #include <sys/uio.h>
-#include <sys/un.h>
-#include <unistd.h>
 
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
 #include <event2/event.h>
-#include <event2/listener.h>
 #include <jansson.h>
 
-#include "call.h"
 #include "clock.h"
 #include "config.h"
 #include "error.h"
@@ -53,13 +49,9 @@
 #include "jscan.h"
 #include "jwrite.h"
 #include "log.h"
-#include "methods.h"
 #include "rpc.h"
 #include "xmalloc.h"
 
-/* What a connection's output may hold before the server stops writing
- * messages into it (and stops reading requests) until the client reads. */
-#define OUTPUT_HIGH_BYTES (4u << 20)
 /* What is still read from a client whose requests are not processed now,
  * so that its close or reset is noticed. */
 #define STALLED_READ_BYTES (64u << 10)
@@ -67,99 +59,10 @@
  * before the socket is closed. */
 #define LINGER_MS 2000
 #define LINGER_MAX_BYTES (4u << 20)
-#define LISTEN_BACKLOG 1024
 #define LIBEVENT_READ 4096     /* libevent 2.1's most per read */
 #define READ_BURST (60u << 10) /* what one more read may take */
-#define ID_INLINE 32           /* ids up to this long live in the call */
-
-struct listener {
-    struct aq_server *s;
-    struct evconnlistener *lev; /* owned */
-    char *unix_path;            /* owned; unlinked at close; NULL for TCP */
-    char name[160];
-    struct listener *next;
-};
-
-/* The replies of one batch request, sent as one array once all are in. */
-struct batch {
-    json_t *replies; /* owned; one slot per request that gets a reply */
-    size_t pending;  /* requests not yet answered, + 1 while filling */
-};
-
-/* A message for the client, written as the output drains. */
-struct outmsg {
-    STAILQ_ENTRY(outmsg) link;
-    struct aq_jwrite *w; /* owned */
-};
-
-struct conn;
-
-struct aq_call {
-    struct conn *conn;
-    json_t *params; /* owned; created when first asked for */
-    char *id;       /* the raw id text: id_buf or owned; NULL for a
-                       notification */
-    size_t id_len;
-    char id_buf[ID_INLINE];
-    _Alignas(max_align_t) unsigned char scratch[AQ_CALL_SCRATCH];
-    struct batch *batch; /* shared; NULL outside a batch */
-    size_t slot;         /* index in batch->replies */
-    void (*abandon)(void *arg);
-    void *abandon_arg;
-    LIST_ENTRY(aq_call) link; /* the connection's calls in flight */
-};
-
-/* Which count of the server a connection is in. */
-enum slot { SLOT_NONE, SLOT_OPEN, SLOT_HALF_CLOSED };
-
-struct conn {
-    struct aq_server *s;
-    struct bufferevent *bev; /* owned, closes the socket */
-    uint64_t num;
-    char peer[96];
-    size_t inflight;            /* calls not yet ended */
-    LIST_HEAD(, aq_call) calls; /* in flight */
-    struct aq_call *blocker;    /* a call no further read may overtake */
-    STAILQ_HEAD(, outmsg) outq; /* messages not yet in the output */
-    struct event *timer;        /* owned: half-closed deadline, or lingering */
-    size_t lines;               /* lines read, for the byte-order mark */
-    size_t lingered;            /* bytes discarded while lingering */
-    size_t read_limit;          /* the read high-water mark set; 0 = none */
-    enum slot slot;
-    bool is_authed, is_eof, is_closing, is_lingering, in_process, is_freeing;
-    bool must_linger;       /* closed on an error the client may not expect */
-    TAILQ_ENTRY(conn) link; /* s->conns */
-    TAILQ_ENTRY(conn) half_link; /* s->half_closed, with SLOT_HALF_CLOSED */
-    struct conn *next_dying;     /* in s->dying once is_freeing */
-    bool flush_pending;          /* in s->flushing */
-    LIST_ENTRY(conn) flush_link;
-};
-
-struct aq_server {
-    struct event_base *base;    /* borrowed */
-    struct aq_methods *methods; /* borrowed */
-    struct listener *listeners;
-    TAILQ_HEAD(, conn) conns;
-    TAILQ_HEAD(, conn) half_closed; /* oldest first */
-    size_t nconns;                  /* SLOT_OPEN */
-    size_t nhalf;                   /* SLOT_HALF_CLOSED */
-    uint64_t next_conn;
-    int max_conns, window;
-    size_t max_request_bytes;
-    double idle_timeout;
-    struct event *retry_ev; /* re-enables listeners after EMFILE */
-    struct conn *dying;     /* to free from reap_ev */
-    struct event *reap_ev;
-    LIST_HEAD(, conn) flushing; /* with replies to write, from flush_ev */
-    struct event *flush_ev;
-    /* close_all */
-    struct event *close_ev;
-    void (*closed)(void *arg);
-    void *closed_arg;
-};
 
 static void conn_process(struct conn *c);
-static void conn_update_reading(struct conn *c);
 static void conn_close(struct conn *c);
 static void conn_free_soon(struct conn *c);
 
@@ -184,8 +87,8 @@ conn_pump(struct conn *c)
 }
 
 /* Sends msg (taken) to the client, after the messages before it. */
-static void
-conn_send(struct conn *c, json_t *msg)
+void
+aq_conn_send(struct conn *c, json_t *msg)
 {
     struct outmsg *m;
 
@@ -200,321 +103,26 @@ conn_send(struct conn *c, json_t *msg)
 }
 
 /* Sends one line of text (with its '\n'), written as it is. */
-static void
-conn_send_line(struct conn *c, const char *line, size_t n)
+void
+aq_conn_send_line(struct conn *c, const char *line, size_t n)
 {
     if (c->is_freeing)
         return;
     if (STAILQ_EMPTY(&c->outq))
         evbuffer_add(bufferevent_get_output(c->bev), line, n);
     else
-        conn_send(c, aq_jraw(line, n - 1));
-}
-
-/* {"jsonrpc":"2.0","id":ID} to complete: id is raw text (NULL: null). */
-static json_t *
-response_new(const char *id, size_t id_len)
-{
-    json_t *r = json_object();
-
-    json_object_set_new(r, "jsonrpc", json_string("2.0"));
-    json_object_set_new(r, "id",
-                        id != NULL ? aq_jraw(id, id_len) : json_null());
-    return r;
-}
-
-static json_t *
-error_response(const char *id, size_t id_len, int code, const char *message)
-{
-    json_t *r = response_new(id, id_len);
-
-    json_object_set_new(
-        r, "error", json_pack("{s:i,s:s}", "code", code, "message", message));
-    return r;
-}
-
-/* One reply of batch b in; the array goes out once it is complete (a
- * NULL response: the call was abandoned, nothing is owed for it). */
-static void
-batch_deliver(struct conn *c, struct batch *b, size_t slot, json_t *response)
-{
-    if (response != NULL)
-        json_array_set_new(b->replies, slot, response);
-    if (--b->pending > 0)
-        return;
-    if (json_array_size(b->replies) > 0 && !c->is_closing)
-        conn_send(c, b->replies);
-    else
-        json_decref(b->replies);
-    free(b);
-}
-
-/* A slot in batch b for a reply to come. */
-static size_t
-batch_slot(struct batch *b)
-{
-    json_array_append_new(b->replies, json_null());
-    b->pending++;
-    return json_array_size(b->replies) - 1;
-}
-
-/* An error for a request that never became a call; id is its raw id
- * (p NULL: null). */
-static void reply_error_now(struct conn *c, struct batch *b, struct aq_jspan id,
-                            int code, const char *fmt, ...)
-    __attribute__((format(printf, 5, 6)));
-
-static void
-reply_error_now(struct conn *c, struct batch *b, struct aq_jspan id, int code,
-                const char *fmt, ...)
-{
-    char msg[300];
-    json_t *r;
-    va_list ap;
-
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof msg, fmt, ap);
-    va_end(ap);
-    r = error_response(id.p, id.n, code, msg);
-    if (b != NULL)
-        batch_deliver(c, b, batch_slot(b), r);
-    else
-        conn_send(c, r);
+        aq_conn_send(c, aq_jraw(line, n - 1));
 }
 
 /* ---- calls ---- */
 
-static bool
-conn_is_stalled(const struct conn *c)
+bool
+aq_conn_is_stalled(const struct conn *c)
 {
     return c->blocker != NULL || c->inflight >= (size_t)c->s->window ||
            !STAILQ_EMPTY(&c->outq) ||
            evbuffer_get_length(bufferevent_get_output(c->bev)) >=
                OUTPUT_HIGH_BYTES;
-}
-
-/* A call for a request with raw id (p NULL: a notification). */
-static struct aq_call *
-call_new(struct conn *c, struct aq_jspan id, struct batch *b)
-{
-    struct aq_call *call = xcalloc(1, sizeof *call);
-
-    call->conn = c;
-    if (id.p != NULL) {
-        call->id = id.n <= sizeof call->id_buf ? call->id_buf : xmalloc(id.n);
-        memcpy(call->id, id.p, id.n);
-        call->id_len = id.n;
-        if (b != NULL) {
-            call->batch = b;
-            call->slot = batch_slot(b);
-        }
-    }
-    LIST_INSERT_HEAD(&c->calls, call, link);
-    c->inflight++;
-    return call;
-}
-
-/* Ends call with response (reference taken; NULL: no reply owed). */
-static void
-call_end(struct aq_call *call, json_t *response)
-{
-    struct conn *c = call->conn;
-    bool was_stalled = conn_is_stalled(c);
-
-    LIST_REMOVE(call, link);
-    c->inflight--;
-    if (c->blocker == call)
-        c->blocker = NULL;
-    if (call->batch != NULL)
-        batch_deliver(c, call->batch, call->slot, response);
-    else if (response != NULL && !c->is_closing)
-        conn_send(c, response);
-    else
-        json_decref(response);
-    json_decref(call->params);
-    if (call->id != call->id_buf)
-        free(call->id);
-    free(call);
-    /* Resume reading (or close after EOF) from the loop, not under the
-     * caller's feet. */
-    if (!c->in_process && !c->is_closing &&
-        (was_stalled || (c->is_eof && c->inflight == 0)))
-        bufferevent_trigger(c->bev, EV_READ,
-                            BEV_TRIG_IGNORE_WATERMARKS |
-                                BEV_TRIG_DEFER_CALLBACKS);
-}
-
-void *
-aq_call_scratch(struct aq_call *call, size_t size)
-{
-    assert(size <= sizeof call->scratch);
-    return call->scratch;
-}
-
-json_t *
-aq_call_params(const struct aq_call *call)
-{
-    struct aq_call *mut = (struct aq_call *)call;
-
-    if (mut->params == NULL)
-        mut->params = json_object();
-    return mut->params;
-}
-
-void
-aq_call_set_params(struct aq_call *call, json_t *params)
-{
-    json_decref(call->params);
-    call->params = params;
-}
-
-struct event_base *
-aq_call_base(const struct aq_call *call)
-{
-    return call->conn->s->base;
-}
-
-void
-aq_call_reply(struct aq_call *call, json_t *result)
-{
-    json_t *response = NULL;
-
-    if (call->id != NULL) {
-        response = response_new(call->id, call->id_len);
-        json_object_set_new(response, "result", result);
-    } else
-        json_decref(result);
-    call_end(call, response);
-}
-
-static json_t *
-put_result_json(const struct aq_put_result *res)
-{
-    json_t *r = json_pack("{s:I,s:s}", "job", (json_int_t)res->job, "state",
-                          res->state);
-
-    if (res->duplicate)
-        json_object_set_new(r, "duplicate", json_true());
-    return r;
-}
-
-static size_t
-append(char *buf, size_t at, const char *s, size_t n)
-{
-    memcpy(buf + at, s, n);
-    return at + n;
-}
-
-#define APPEND_LIT(buf, at, lit) append(buf, at, lit, sizeof lit - 1)
-
-static size_t
-append_u64(char *buf, size_t at, uint64_t v)
-{
-    char digits[20];
-    size_t n = 0;
-
-    do
-        digits[n++] = (char)('0' + v % 10);
-    while ((v /= 10) != 0);
-    while (n > 0)
-        buf[at++] = digits[--n];
-    return at;
-}
-
-/* The hot path's reply, written without building JSON objects: the bytes
- * lib/jwrite would write for {"jsonrpc","id","result":{"job","state"}}. */
-void
-aq_call_reply_put(struct aq_call *call, const struct aq_put_result *res)
-{
-    char line[256];
-    size_t n;
-
-    if (call->batch != NULL || call->id == NULL || call->id_len > 128) {
-        aq_call_reply(call, put_result_json(res)); /* the general way */
-        return;
-    }
-    /* Assembled by hand: snprintf was a tenth of the hot path. */
-    n = 0;
-    n = APPEND_LIT(line, n, "{\"jsonrpc\":\"2.0\",\"id\":");
-    n = append(line, n, call->id, call->id_len);
-    n = APPEND_LIT(line, n, ",\"result\":{\"job\":");
-    n = append_u64(line, n, res->job);
-    n = APPEND_LIT(line, n, ",\"state\":\"");
-    n = append(line, n, res->state, strlen(res->state));
-    if (res->duplicate)
-        n = APPEND_LIT(line, n, "\",\"duplicate\":true}}\n");
-    else
-        n = APPEND_LIT(line, n, "\"}}\n");
-    if (!call->conn->is_closing)
-        conn_send_line(call->conn, line, n);
-    call_end(call, NULL);
-}
-
-void
-aq_call_fail(struct aq_call *call, const struct aq_error *err)
-{
-    json_t *response = NULL;
-
-    if (call->id != NULL)
-        response =
-            error_response(call->id, call->id_len, err->code, err->message);
-    call_end(call, response);
-}
-
-void
-aq_call_notify(struct aq_call *call, const char *method, json_t *params)
-{
-    /* A notification's call causes no messages either (spec section 7). */
-    if (call->id == NULL || call->conn->is_closing) {
-        json_decref(params);
-        return;
-    }
-    conn_send(call->conn, json_pack("{s:s,s:s,s:o}", "jsonrpc", "2.0", "method",
-                                    method, "params", params));
-}
-
-void
-aq_call_block(struct aq_call *call)
-{
-    call->conn->blocker = call;
-    conn_update_reading(call->conn);
-}
-
-void
-aq_call_on_abandon(struct aq_call *call, void (*cb)(void *arg), void *arg)
-{
-    call->abandon = cb;
-    call->abandon_arg = arg;
-}
-
-void
-aq_call_set_authenticated(struct aq_call *call)
-{
-    call->conn->is_authed = true;
-}
-
-bool
-aq_call_is_authenticated(const struct aq_call *call)
-{
-    return call->conn->is_authed;
-}
-
-/* Releases every call in flight through its abandon hook; with err, the
- * client is told (shutting down), else nothing is sent. */
-static void
-calls_abandon(struct conn *c, const struct aq_error *err)
-{
-    struct aq_call *call;
-
-    while ((call = LIST_FIRST(&c->calls)) != NULL) {
-        if (call->abandon != NULL)
-            call->abandon(call->abandon_arg);
-        call->abandon = NULL;
-        if (err != NULL)
-            aq_call_fail(call, err);
-        else
-            call_end(call, NULL);
-    }
 }
 
 /* ---- requests ---- */
@@ -529,26 +137,26 @@ handle_request(struct conn *c, struct aq_jspan v, struct batch *b)
 
     if (aq_rpc_request(v, &r, &err) < 0) {
         if (!r.is_notification)
-            reply_error_now(c, b, r.id, err.code, "%s", err.message);
+            aq_reply_error_now(c, b, r.id, err.code, "%s", err.message);
         return;
     }
-    aq_methods_dispatch(c->s->methods, call_new(c, r.id, b), &r);
+    c->s->ops.request(c->s->ops_arg, aq_call_new(c, r.id, b), &r);
 }
 
-/* The hot path: a plain put, read without jansson (lib/fastput.c). */
+/* The hot path: a plain put, read without jansson (lib/fastput.c), goes
+ * straight to the put op. */
 static bool
 handle_fast_put(struct conn *c, const char *line, size_t len)
 {
+    struct aq_server *s = c->s;
     struct aq_fastput fp;
     struct aq_call *call;
 
-    if (aq_methods_auth_required(c->s->methods) && !c->is_authed)
+    if (s->ops.put == NULL || aq_fastput_parse(line, len, &fp) < 0)
         return false;
-    if (aq_fastput_parse(line, len, &fp) < 0)
-        return false;
-    call = call_new(
+    call = aq_call_new(
         c, (struct aq_jspan){fp.id_len > 0 ? fp.id : NULL, fp.id_len}, NULL);
-    aq_methods_put(c->s->methods, call, &fp.put, fp.wait);
+    s->ops.put(s->ops_arg, call, &fp.put, fp.wait);
     return true;
 }
 
@@ -573,8 +181,8 @@ handle_line(struct conn *c, const char *line, size_t len)
     if (handle_fast_put(c, line, len))
         return;
     if (!aq_jscan_check(line, len, &pos, &what)) {
-        reply_error_now(c, NULL, none, AQ_ERR_PARSE,
-                        "parse error: column %zu: %s", pos + 1, what);
+        aq_reply_error_now(c, NULL, none, AQ_ERR_PARSE,
+                           "parse error: column %zu: %s", pos + 1, what);
         return;
     }
     pos = skip_ws(line, len, 0);
@@ -582,21 +190,18 @@ handle_line(struct conn *c, const char *line, size_t len)
         handle_request(c, (struct aq_jspan){line + pos, len - pos}, NULL);
         return;
     }
-    /* A batch: one array of replies, sent once every request is answered.
-     * pending starts at 1 so it cannot complete while still being filled. */
-    b = xcalloc(1, sizeof *b);
-    b->replies = json_array();
-    b->pending = 1;
+    /* A batch: one array of replies, sent once every request is answered. */
+    b = aq_batch_new();
     aq_jscan_enter(line, len, &pos);
     if (!aq_jscan_next(line, len, &pos, &key, &v))
-        reply_error_now(c, NULL, none, AQ_ERR_INVALID_REQUEST,
-                        "invalid request: empty batch");
+        aq_reply_error_now(c, NULL, none, AQ_ERR_INVALID_REQUEST,
+                           "invalid request: empty batch");
     else {
         do
             handle_request(c, v, b);
         while (!c->is_closing && aq_jscan_next(line, len, &pos, &key, &v));
     }
-    batch_deliver(c, b, SIZE_MAX, NULL);
+    aq_batch_close(c, b);
 }
 
 static bool
@@ -614,10 +219,10 @@ line_too_long(struct conn *c)
 {
     aq_log(AQ_LOG_INFO, "conn %llu (%s): request over %zu bytes, closing",
            (unsigned long long)c->num, c->peer, c->s->max_request_bytes);
-    reply_error_now(c, NULL, (struct aq_jspan){0}, AQ_ERR_INVALID_REQUEST,
-                    "invalid request: line longer than "
-                    "producers.max_request_bytes (%zu)",
-                    c->s->max_request_bytes);
+    aq_reply_error_now(c, NULL, (struct aq_jspan){0}, AQ_ERR_INVALID_REQUEST,
+                       "invalid request: line longer than "
+                       "producers.max_request_bytes (%zu)",
+                       c->s->max_request_bytes);
     c->must_linger = true;
     conn_close(c);
 }
@@ -633,7 +238,7 @@ conn_process(struct conn *c)
     if (c->in_process || c->is_closing)
         return;
     c->in_process = true;
-    while (!c->is_closing && !conn_is_stalled(c)) {
+    while (!c->is_closing && !aq_conn_is_stalled(c)) {
         size_t eol_len = 0, avail = evbuffer_get_length(in), len;
         struct evbuffer_ptr eol =
             evbuffer_search_eol(in, NULL, &eol_len, EVBUFFER_EOL_LF);
@@ -671,14 +276,14 @@ conn_process(struct conn *c)
         evbuffer_get_length(in) == 0)
         conn_close(c); /* the client is done and owed nothing more */
     else
-        conn_update_reading(c);
+        aq_conn_update_reading(c);
 }
 
 /* Reading goes on while requests are processed, and, up to
  * STALLED_READ_BYTES, while they are not: the client's EOF or reset must
  * be seen even then. */
-static void
-conn_update_reading(struct conn *c)
+void
+aq_conn_update_reading(struct conn *c)
 {
     size_t limit;
 
@@ -688,7 +293,7 @@ conn_update_reading(struct conn *c)
         bufferevent_disable(c->bev, EV_READ);
         return;
     }
-    limit = !c->is_lingering && conn_is_stalled(c) ? STALLED_READ_BYTES : 0;
+    limit = !c->is_lingering && aq_conn_is_stalled(c) ? STALLED_READ_BYTES : 0;
     if (limit != c->read_limit) { /* not on every pass: the hot path */
         bufferevent_setwatermark(c->bev, EV_READ, 0, limit);
         c->read_limit = limit;
@@ -719,7 +324,7 @@ conn_free(struct conn *c)
     struct aq_server *s = c->s;
     struct outmsg *m;
 
-    calls_abandon(c, NULL);
+    aq_calls_abandon(c, NULL);
     while ((m = STAILQ_FIRST(&c->outq)) != NULL) {
         STAILQ_REMOVE_HEAD(&c->outq, link);
         aq_jwrite_free(m->w);
@@ -743,8 +348,8 @@ reap(struct aq_server *s)
 {
     struct conn *c;
 
-    while ((c = s->dying) != NULL) {
-        s->dying = c->next_dying;
+    while ((c = SLIST_FIRST(&s->dying)) != NULL) {
+        SLIST_REMOVE_HEAD(&s->dying, dying_link);
         conn_free(c);
         /* A closed connection freed a few kilobytes (and its closing
          * more, briefly): worth about a hundred jobs. */
@@ -771,8 +376,7 @@ conn_free_soon(struct conn *c)
     bufferevent_disable(c->bev, EV_READ | EV_WRITE);
     if (c->timer != NULL)
         event_del(c->timer);
-    c->next_dying = c->s->dying;
-    c->s->dying = c;
+    SLIST_INSERT_HEAD(&c->s->dying, c, dying_link);
     event_active(c->s->reap_ev, EV_TIMEOUT, 0);
 }
 
@@ -810,7 +414,8 @@ conn_has_input(struct conn *c)
     int n = 0;
 
     return evbuffer_get_length(bufferevent_get_input(c->bev)) > 0 ||
-           (ioctl(bufferevent_getfd(c->bev), FIONREAD, &n) == 0 && n > 0);
+           (c->is_socket &&
+            ioctl(bufferevent_getfd(c->bev), FIONREAD, &n) == 0 && n > 0);
 }
 
 /* Everything owed is written: close, letting the client read it. Closing
@@ -824,7 +429,7 @@ conn_finish(struct conn *c)
 {
     if (c->is_lingering || c->is_freeing)
         return;
-    if (c->is_eof || (!c->must_linger && !conn_has_input(c))) {
+    if (c->is_eof || !c->is_socket || (!c->must_linger && !conn_has_input(c))) {
         conn_free_soon(c);
         return;
     }
@@ -833,7 +438,7 @@ conn_finish(struct conn *c)
     evbuffer_drain(bufferevent_get_input(c->bev),
                    evbuffer_get_length(bufferevent_get_input(c->bev)));
     conn_timer_start(c, (int64_t)LINGER_MS * 1000);
-    conn_update_reading(c);
+    aq_conn_update_reading(c);
 }
 
 /* The client closed its sending side with replies still owed: they are
@@ -875,8 +480,8 @@ conn_close(struct conn *c)
     conn_leave_slot(c); /* it serves no more requests */
     if (c->timer != NULL)
         event_del(c->timer);
-    calls_abandon(c, NULL);
-    conn_update_reading(c);
+    aq_calls_abandon(c, NULL);
+    aq_conn_update_reading(c);
     if (STAILQ_EMPTY(&c->outq) &&
         evbuffer_get_length(bufferevent_get_output(c->bev)) == 0)
         conn_finish(c);
@@ -910,7 +515,7 @@ conn_output_drained(struct conn *c)
         return;
     }
     /* The client read its replies: maybe reading can resume. */
-    if (!conn_is_stalled(c))
+    if (!aq_conn_is_stalled(c))
         conn_process(c);
 }
 
@@ -973,9 +578,12 @@ output_added_cb(struct evbuffer *buf, const struct evbuffer_cb_info *info,
 static void
 conn_write_cb(struct bufferevent *bev, void *arg)
 {
+    struct conn *c = arg;
+
     /* The write event drained the output: direct writes again. */
-    bufferevent_disable(bev, EV_WRITE);
-    conn_output_drained(arg);
+    if (c->is_socket)
+        bufferevent_disable(bev, EV_WRITE);
+    conn_output_drained(c);
 }
 
 /* libevent 2.1 reads at most 4 KiB per wake-up (EVBUFFER_MAX_READ), and
@@ -1030,7 +638,7 @@ conn_read_cb(struct bufferevent *bev, void *arg)
             conn_free_soon(c);
         return;
     }
-    if (!conn_is_stalled(c))
+    if (c->is_socket && !aq_conn_is_stalled(c))
         read_burst(bev);
     conn_process(c);
 }
@@ -1047,7 +655,7 @@ conn_event_cb(struct bufferevent *bev, short what, void *arg)
     if (what & BEV_EVENT_TIMEOUT) {
         if (c->inflight > 0 || !STAILQ_EMPTY(&c->outq)) {
             /* Waiting for a reply (wait, join) is not idleness. */
-            conn_update_reading(c);
+            aq_conn_update_reading(c);
             return;
         }
         aq_log(AQ_LOG_INFO, "conn %llu (%s): idle for %g s, closing",
@@ -1068,34 +676,8 @@ conn_event_cb(struct bufferevent *bev, short what, void *arg)
         aq_log(AQ_LOG_DEBUG, "conn %llu (%s): %s", (unsigned long long)c->num,
                c->peer, evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
         c->is_closing = true;
-        calls_abandon(c, NULL);
+        aq_calls_abandon(c, NULL);
         conn_free_soon(c);
-    }
-}
-
-static void
-peer_name(const struct sockaddr *sa, char *buf, size_t len)
-{
-    char host[INET6_ADDRSTRLEN];
-
-    switch (sa->sa_family) {
-    case AF_INET: {
-        const struct sockaddr_in *in = (const struct sockaddr_in *)sa;
-
-        inet_ntop(AF_INET, &in->sin_addr, host, sizeof host);
-        snprintf(buf, len, "%s:%u", host, ntohs(in->sin_port));
-        break;
-    }
-    case AF_INET6: {
-        const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)sa;
-
-        inet_ntop(AF_INET6, &in6->sin6_addr, host, sizeof host);
-        snprintf(buf, len, "[%s]:%u", host, ntohs(in6->sin6_port));
-        break;
-    }
-    default:
-        snprintf(buf, len, "unix");
-        break;
     }
 }
 
@@ -1111,29 +693,34 @@ conn_set_timeouts(struct conn *c)
         bufferevent_set_timeouts(c->bev, NULL, NULL);
 }
 
+/* A connection on bev (taken); is_socket: bev is a plain socket's, which
+ * the shortcuts around libevent (read_burst, conn_flush, conn_has_input,
+ * conn_finish) may read, write and shut down directly. */
 static void
-accept_cb(struct evconnlistener *lev, evutil_socket_t fd, struct sockaddr *sa,
-          int socklen, void *arg)
+conn_new(struct aq_server *s, struct bufferevent *bev, const char *peer,
+         bool is_socket)
 {
-    struct listener *l = arg;
-    struct aq_server *s = l->s;
     struct conn *c = xcalloc(1, sizeof *c);
 
     c->s = s;
     c->num = ++s->next_conn;
     LIST_INIT(&c->calls);
     STAILQ_INIT(&c->outq);
-    peer_name(sa, c->peer, sizeof c->peer);
-    c->bev = bufferevent_socket_new(s->base, fd, BEV_OPT_CLOSE_ON_FREE);
+    snprintf(c->peer, sizeof c->peer, "%s", peer);
+    c->bev = bev;
+    c->is_socket = is_socket;
     bufferevent_setcb(c->bev, conn_read_cb, conn_write_cb, conn_event_cb, c);
-    evbuffer_add_cb(bufferevent_get_output(c->bev), output_added_cb, c);
-    bufferevent_disable(c->bev, EV_WRITE); /* on by default; see conn_flush */
+    if (is_socket) {
+        evbuffer_add_cb(bufferevent_get_output(c->bev), output_added_cb, c);
+        bufferevent_disable(c->bev, EV_WRITE); /* see conn_flush */
+    } else
+        bufferevent_enable(c->bev, EV_WRITE); /* it writes its output */
     TAILQ_INSERT_TAIL(&s->conns, c, link);
     if (s->nconns >= (size_t)s->max_conns) {
         aq_log(AQ_LOG_WARN,
                "conn %llu (%s): refused, producers.max (%d) connections open",
                (unsigned long long)c->num, c->peer, s->max_conns);
-        reply_error_now(
+        aq_reply_error_now(
             c, NULL, (struct aq_jspan){0}, AQ_ERR_TOO_MANY_CONNECTIONS,
             "too many connections: producers.max is %d", s->max_conns);
         c->must_linger = true;
@@ -1143,204 +730,24 @@ accept_cb(struct evconnlistener *lev, evutil_socket_t fd, struct sockaddr *sa,
     c->slot = SLOT_OPEN;
     s->nconns++;
     conn_set_timeouts(c);
-    aq_log(AQ_LOG_DEBUG, "conn %llu (%s): accepted on %s",
-           (unsigned long long)c->num, c->peer, l->name);
+    aq_log(AQ_LOG_DEBUG, "conn %llu (%s): accepted", (unsigned long long)c->num,
+           c->peer);
     bufferevent_enable(c->bev, EV_READ);
 }
 
-static void
-retry_cb(evutil_socket_t fd, short what, void *arg)
+void
+aq_server_accept(struct aq_server *s, int fd, const char *peer)
 {
-    struct aq_server *s = arg;
-
-    for (struct listener *l = s->listeners; l != NULL; l = l->next)
-        evconnlistener_enable(l->lev);
+    evutil_make_socket_nonblocking(fd); /* listeners' are already */
+    conn_new(s, bufferevent_socket_new(s->base, fd, BEV_OPT_CLOSE_ON_FREE),
+             peer, true);
 }
 
-static void
-accept_error_cb(struct evconnlistener *lev, void *arg)
+void
+aq_server_accept_bev(struct aq_server *s, struct bufferevent *bev,
+                     const char *peer)
 {
-    struct listener *l = arg;
-    int e = EVUTIL_SOCKET_ERROR();
-    struct timeval tv = {1, 0};
-
-    aq_log(AQ_LOG_WARN, "listen: %s: accept: %s; retrying in 1 s", l->name,
-           evutil_socket_error_to_string(e));
-    /* Out of descriptors: stop accepting for a second instead of
-     * spinning on the same error (as tmux does). */
-    evconnlistener_disable(lev);
-    evtimer_add(l->s->retry_ev, &tv);
-}
-
-/* ---- listeners ---- */
-
-static void
-listener_add(struct aq_server *s, struct evconnlistener *lev,
-             const char *unix_path)
-{
-    struct listener *l = xcalloc(1, sizeof *l);
-    evutil_socket_t fd = evconnlistener_get_fd(lev);
-    struct sockaddr_storage ss;
-    socklen_t sl = sizeof ss;
-    char host[INET6_ADDRSTRLEN];
-
-    l->s = s;
-    l->lev = lev;
-    l->unix_path = unix_path != NULL ? xstrdup(unix_path) : NULL;
-    memset(&ss, 0, sizeof ss);
-    getsockname(fd, (struct sockaddr *)&ss, &sl);
-    if (ss.ss_family == AF_INET) {
-        struct sockaddr_in *in = (struct sockaddr_in *)&ss;
-
-        inet_ntop(AF_INET, &in->sin_addr, host, sizeof host);
-        snprintf(l->name, sizeof l->name, "tcp://%s:%u", host,
-                 ntohs(in->sin_port));
-    } else if (ss.ss_family == AF_INET6) {
-        struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)&ss;
-
-        inet_ntop(AF_INET6, &in6->sin6_addr, host, sizeof host);
-        snprintf(l->name, sizeof l->name, "tcp://[%s]:%u", host,
-                 ntohs(in6->sin6_port));
-    } else if (ss.ss_family == AF_UNIX)
-        snprintf(l->name, sizeof l->name, "unix:%s",
-                 ((struct sockaddr_un *)&ss)->sun_path);
-    else
-        snprintf(l->name, sizeof l->name, "fd %d", (int)fd);
-    evconnlistener_set_cb(lev, accept_cb, l);
-    evconnlistener_set_error_cb(lev, accept_error_cb);
-    l->next = s->listeners;
-    s->listeners = l;
-    aq_log(AQ_LOG_INFO, "listening on %s", l->name);
-}
-
-static int
-listen_tcp(struct aq_server *s, const char *addr, struct aq_error *err)
-{
-    const char *hostport = addr + strlen("tcp://");
-    const char *colon = strrchr(hostport, ':');
-    char host[256], port[16];
-    struct addrinfo hints = {0}, *res = NULL;
-    struct evconnlistener *lev;
-    size_t hlen;
-    int rc;
-
-    if (colon == NULL || (size_t)(colon - hostport) >= sizeof host ||
-        strlen(colon + 1) >= sizeof port)
-        goto bad;
-    hlen = (size_t)(colon - hostport);
-    if (hlen >= 2 && hostport[0] == '[' && hostport[hlen - 1] == ']') {
-        memcpy(host, hostport + 1, hlen - 2); /* [v6] */
-        host[hlen - 2] = '\0';
-    } else {
-        memcpy(host, hostport, hlen);
-        host[hlen] = '\0';
-    }
-    strcpy(port, colon + 1);
-    hints.ai_family = AF_UNSPEC;
-    hints.ai_socktype = SOCK_STREAM;
-    hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
-    if ((rc = getaddrinfo(host, port, &hints, &res)) != 0) {
-        aq_error_set(err, AQ_ERR_INTERNAL, "listen: %s: %s", addr,
-                     gai_strerror(rc));
-        return -1;
-    }
-    lev = evconnlistener_new_bind(
-        s->base, accept_cb, NULL,
-        LEV_OPT_REUSEABLE | LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC |
-            (res->ai_family == AF_INET6 ? LEV_OPT_BIND_IPV6ONLY : 0),
-        LISTEN_BACKLOG, res->ai_addr, (int)res->ai_addrlen);
-    freeaddrinfo(res);
-    if (lev == NULL) {
-        aq_error_set(err, AQ_ERR_INTERNAL, "listen: %s: %s", addr,
-                     strerror(errno));
-        return -1;
-    }
-    listener_add(s, lev, NULL);
-    return 0;
-bad:
-    aq_error_set(err, AQ_ERR_INTERNAL, "listen: %s: expected tcp://HOST:PORT",
-                 addr);
-    return -1;
-}
-
-static int
-listen_unix(struct aq_server *s, const char *addr, struct aq_error *err)
-{
-    const char *path = addr + strlen("unix:");
-    struct sockaddr_un sun = {.sun_family = AF_UNIX};
-    struct evconnlistener *lev;
-    struct stat st;
-    int fd;
-
-    if (strlen(path) >= sizeof sun.sun_path) {
-        aq_error_set(err, AQ_ERR_INTERNAL, "listen: %s: path too long", addr);
-        return -1;
-    }
-    strcpy(sun.sun_path, path);
-    /* A socket left by a previous run is stale: replace it. Anything
-     * else at that path is not ours to remove. */
-    if (lstat(path, &st) == 0 && S_ISSOCK(st.st_mode))
-        unlink(path);
-    fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (fd < 0 || bind(fd, (struct sockaddr *)&sun, sizeof sun) < 0 ||
-        listen(fd, LISTEN_BACKLOG) < 0) {
-        aq_error_set(err, AQ_ERR_INTERNAL, "listen: %s: %s", addr,
-                     strerror(errno));
-        if (fd >= 0)
-            close(fd);
-        return -1;
-    }
-    lev = evconnlistener_new(s->base, accept_cb, NULL,
-                             LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, -1,
-                             fd);
-    listener_add(s, lev, path);
-    return 0;
-}
-
-int
-aq_server_listen(struct aq_server *s, const struct aq_config *cfg,
-                 const int *fds, size_t nfds, struct aq_error *err)
-{
-    if (nfds > 0) {
-        for (size_t i = 0; i < nfds; i++) {
-            evutil_make_socket_nonblocking(fds[i]);
-            evutil_make_socket_closeonexec(fds[i]);
-            listener_add(s,
-                         evconnlistener_new(s->base, accept_cb, NULL,
-                                            LEV_OPT_CLOSE_ON_FREE |
-                                                LEV_OPT_CLOSE_ON_EXEC,
-                                            -1, fds[i]),
-                         NULL);
-        }
-        return 0;
-    }
-    for (size_t i = 0; i < cfg->nlisten; i++) {
-        const char *addr = cfg->listen[i];
-        int rc = strncmp(addr, "unix:", 5) == 0 ? listen_unix(s, addr, err)
-                                                : listen_tcp(s, addr, err);
-
-        if (rc < 0)
-            return -1;
-    }
-    return 0;
-}
-
-size_t
-aq_server_addresses(const struct aq_server *s, struct sockaddr_storage *out,
-                    size_t max)
-{
-    size_t n = 0;
-
-    for (const struct listener *l = s->listeners; l != NULL; l = l->next) {
-        struct sockaddr_storage ss = {0};
-        socklen_t sl = sizeof ss;
-
-        if (getsockname(evconnlistener_get_fd(l->lev), (struct sockaddr *)&ss,
-                        &sl) == 0 &&
-            (ss.ss_family == AF_INET || ss.ss_family == AF_INET6) && n < max)
-            out[n++] = ss;
-    }
-    return n;
+    conn_new(s, bev, peer, false);
 }
 
 /* ---- server ---- */
@@ -1355,33 +762,30 @@ apply_limits(struct aq_server *s, const struct aq_config *cfg)
 }
 
 struct aq_server *
-aq_server_new(struct event_base *base, const struct aq_config *cfg)
+aq_server_new(struct event_base *base, const struct aq_config *cfg,
+              const struct aq_server_ops *ops, void *arg)
 {
     struct aq_server *s = xcalloc(1, sizeof *s);
 
     s->base = base;
+    s->ops = *ops;
+    s->ops_arg = arg;
     apply_limits(s, cfg);
-    s->retry_ev = evtimer_new(base, retry_cb, s);
     s->reap_ev = event_new(base, -1, 0, reap_cb, s);
     TAILQ_INIT(&s->conns);
     TAILQ_INIT(&s->half_closed);
+    SLIST_INIT(&s->dying);
     LIST_INIT(&s->flushing);
     s->flush_ev = event_new(base, -1, 0, flush_cb, s);
     return s;
 }
 
 void
-aq_server_set_methods(struct aq_server *s, struct aq_methods *m)
-{
-    s->methods = m;
-}
-
-void
 aq_server_reconfigure(struct aq_server *s, const struct aq_config *cfg)
 {
-    apply_limits(s, cfg);
     struct conn *c;
 
+    apply_limits(s, cfg);
     TAILQ_FOREACH(c, &s->conns, link)
     {
         if (!c->is_closing)
@@ -1393,22 +797,6 @@ size_t
 aq_server_connections(const struct aq_server *s)
 {
     return s->nconns;
-}
-
-void
-aq_server_stop_listening(struct aq_server *s)
-{
-    struct listener *l;
-
-    while ((l = s->listeners) != NULL) {
-        s->listeners = l->next;
-        evconnlistener_free(l->lev);
-        if (l->unix_path != NULL)
-            unlink(l->unix_path);
-        free(l->unix_path);
-        free(l);
-    }
-    evtimer_del(s->retry_ev);
 }
 
 static void
@@ -1439,7 +827,7 @@ aq_server_close_all(struct aq_server *s, int timeout_ms,
     evtimer_add(s->close_ev, &tv);
     TAILQ_FOREACH(c, &s->conns, link)
     {
-        calls_abandon(c, &err);
+        aq_calls_abandon(c, &err);
         conn_close(c);
     }
     if (TAILQ_EMPTY(&s->conns))
@@ -1451,13 +839,11 @@ aq_server_free(struct aq_server *s)
 {
     if (s == NULL)
         return;
-    aq_server_stop_listening(s);
     if (s->close_ev != NULL) {
         event_free(s->close_ev); /* no done callback from here on */
         s->close_ev = NULL;
     }
     conns_free_all(s);
-    event_free(s->retry_ev);
     event_free(s->reap_ev);
     event_free(s->flush_ev);
     free(s);

@@ -1,11 +1,12 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * lib/server.h: the producers' side of asyncqd (spec section 1): listeners
- * on TCP and Unix sockets (or sockets handed over by systemd), one
- * connection per producer reading newline-delimited JSON-RPC 2.0 with
- * bufferevents, pipelining, batches, notifications, back-pressure, the
- * per-connection window, request size limit, idle timeout, connection limit
- * and auth. Requests go to lib/methods.
+ * lib/server.h: the producers' connections (spec section 1): newline-
+ * delimited JSON-RPC 2.0 read with bufferevents, pipelining, batches,
+ * notifications, back-pressure, the per-connection window, the request
+ * size limit, the idle timeout and the connection limit. What a request
+ * means is not the server's business: each one goes to the ops it was
+ * given, as a call (lib/call.h) the ops end now or later. It accepts the
+ * sockets it is handed (lib/listen.c accepts them).
  */
 #ifndef AQ_SERVER_H
 #define AQ_SERVER_H
@@ -13,40 +14,54 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+struct bufferevent;
 struct event_base;
+struct aq_call;
 struct aq_config;
-struct aq_error;
-struct aq_methods;
+struct aq_put;
+struct aq_rpc_request;
 struct aq_server;
 
-/* A server on base (borrowed) dispatching to methods (borrowed, set later
- * with aq_server_set_methods). Limits come from cfg->producers. */
+struct aq_server_ops {
+    /* A request read from a connection: r is borrowed until the op
+     * returns; the op ends call now or later (lib/call.h). */
+    void (*request)(void *arg, struct aq_call *call,
+                    const struct aq_rpc_request *r);
+    /* A plain put read by the hot path (lib/fastput.c), without building
+     * JSON: p is borrowed until the op returns, which ends call now or
+     * later. It gives what request would give for the same line, auth
+     * included. NULL: every put goes to request. */
+    void (*put)(void *arg, struct aq_call *call, const struct aq_put *p,
+                bool wait);
+};
+
+/* A server on base (borrowed) calling ops (copied) with arg. Limits come
+ * from cfg->producers. */
 struct aq_server *aq_server_new(struct event_base *base,
-                                const struct aq_config *cfg);
-void aq_server_set_methods(struct aq_server *s, struct aq_methods *m);
-/* Closes listeners and connections at once (no replies). NULL is fine. */
+                                const struct aq_config *cfg,
+                                const struct aq_server_ops *ops, void *arg);
+/* Closes every connection at once (no replies). NULL is fine. */
 void aq_server_free(struct aq_server *s);
 
-/* Listens on every address of cfg->listen, or, when fds > 0, on the
- * already bound and listening sockets fds[0..n) (systemd's LISTEN_FDS).
- * Each bound address is logged with its real port. 0, or -1 with err. */
-int aq_server_listen(struct aq_server *s, const struct aq_config *cfg,
-                     const int *fds, size_t nfds, struct aq_error *err);
-/* The bound TCP addresses of the listeners (real ports; sockets handed
- * over too), at most max of them into out. Returns how many. */
-struct sockaddr_storage;
-size_t aq_server_addresses(const struct aq_server *s,
-                           struct sockaddr_storage *out, size_t max);
+/* A connection on fd, an accepted stream socket (taken: made non-blocking,
+ * closed with the connection). peer names the client in logs (copied). Beyond
+ * producers.max connections it gets -32011 and is closed. No op runs
+ * before this returns. */
+void aq_server_accept(struct aq_server *s, int fd, const char *peer);
+/* The same on bev (taken; made with BEV_OPT_CLOSE_ON_FREE), a transport
+ * the server only reads and writes through libevent, e.g. a TLS
+ * filter: none of the plain socket's shortcuts. */
+void aq_server_accept_bev(struct aq_server *s, struct bufferevent *bev,
+                          const char *peer);
 
 /* SIGHUP: new limits (window, sizes, idle timeout, max connections). */
 void aq_server_reconfigure(struct aq_server *s, const struct aq_config *cfg);
 
+/* Open connections (not the half-closed ones waiting for replies). */
 size_t aq_server_connections(const struct aq_server *s);
 
-/* Shutdown, step 1: stop accepting connections. */
-void aq_server_stop_listening(struct aq_server *s);
-/* Shutdown, step 2: answer every call still waiting with -32010, flush
- * what is owed to each client and close; done(arg) fires from the loop once
+/* Shutdown: answer every call still waiting with -32010, flush what is
+ * owed to each client and close; done(arg) fires from the loop once
  * every connection is gone or after timeout_ms. */
 void aq_server_close_all(struct aq_server *s, int timeout_ms,
                          void (*done)(void *arg), void *arg);

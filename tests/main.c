@@ -34,6 +34,10 @@ main(void)
     srunner_add_suite(sr, job_suite());
     srunner_add_suite(sr, log_suite());
     srunner_add_suite(sr, sd_suite());
+    srunner_add_suite(sr, server_suite());
+    srunner_add_suite(sr, params_suite());
+    srunner_add_suite(sr, methods_suite());
+    srunner_add_suite(sr, listen_suite());
     srunner_run_all(sr, CK_NORMAL);
     failed = srunner_ntests_failed(sr);
     srunner_free(sr);

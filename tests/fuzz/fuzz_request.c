@@ -28,6 +28,7 @@
 #include "error.h"
 #include "fuzz.h"
 #include "jscan.h"
+#include "listen.h"
 #include "methods.h"
 #include "proc.h"
 #include "server.h"
@@ -157,10 +158,10 @@ check_replies(const struct client *c)
     }
 }
 
-static size_t
-count_connections(void *arg)
+static void
+accept_cb(void *arg, int fd, const char *peer)
 {
-    return aq_server_connections(arg);
+    aq_server_accept(arg, fd, peer);
 }
 
 static void
@@ -195,23 +196,23 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     struct event_base *base = event_base_new();
     struct aq_procs *procs = aq_procs_new(base);
     struct aq_broker *broker = aq_broker_new(base, procs, cfg);
-    struct aq_server *server = aq_server_new(base, cfg);
-    struct aq_methods *methods =
-        aq_methods_new(broker, NULL, count_connections, server);
-    struct aq_error err = {0};
+    struct aq_methods *methods = aq_methods_new(broker, NULL);
+    struct aq_server *server =
+        aq_server_new(base, cfg, &aq_methods_ops, methods);
+    struct aq_listen *listen = aq_listen_new(base, accept_cb, server);
     struct client c = {.data = data, .len = size, .reply = reply_buf};
     struct timeval tv = aq_clock_tv((int64_t)FUZZ_REQUEST_MS * 1000);
     bool expired = false;
     struct event *deadline = evtimer_new(base, deadline_cb, &expired);
-    /* The server closes the listener it is given: it gets a copy. */
+    /* lib/listen.c closes the listener it is given: it gets a copy. */
     int fd = dup(listen_fd);
 
     aq_broker_start(broker);
-    aq_server_set_methods(server, methods);
-    if (fd < 0 || aq_server_listen(server, cfg, &fd, 1, &err) < 0) {
-        fprintf(stderr, "fuzz_request: listen: %s\n", strerror(errno));
+    if (fd < 0) {
+        fprintf(stderr, "fuzz_request: dup: %s\n", strerror(errno));
         abort();
     }
+    aq_listen_add_fd(listen, fd);
     c.fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (c.fd < 0 || connect(c.fd, (struct sockaddr *)&listen_addr,
                             sizeof listen_addr) < 0) {
@@ -231,6 +232,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     event_free(c.rev);
     event_free(c.wev);
     close(c.fd);
+    aq_listen_free(listen);
     aq_server_free(server);
     aq_methods_free(methods);
     aq_broker_free(broker);
