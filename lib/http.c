@@ -19,6 +19,7 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <netdb.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -428,14 +429,14 @@ static void call_send(struct aq_http_call *c, struct conn *cn);
 
 /* The address of ss (AF_INET or AF_INET6) as text, in buf. */
 static void
-addr_text(const struct sockaddr_storage *ss, char buf[INET6_ADDRSTRLEN])
+addr_text(const struct sockaddr_storage *ss, char buf[NI_MAXHOST])
 {
-    const void *a =
-        ss->ss_family == AF_INET
-            ? (const void *)&((const struct sockaddr_in *)ss)->sin_addr
-            : (const void *)&((const struct sockaddr_in6 *)ss)->sin6_addr;
+    socklen_t len = ss->ss_family == AF_INET ? sizeof(struct sockaddr_in)
+                                             : sizeof(struct sockaddr_in6);
 
-    evutil_inet_ntop(ss->ss_family, a, buf, INET6_ADDRSTRLEN);
+    if (getnameinfo((const struct sockaddr *)ss, len, buf, NI_MAXHOST, NULL,
+                    0, NI_NUMERICHOST) != 0)
+        snprintf(buf, NI_MAXHOST, "?");
 }
 
 /* Connects cn to addrs, the addresses of its host, and sends its call on
@@ -452,7 +453,7 @@ conn_connect(struct conn *cn, const struct evutil_addrinfo *addrs)
     struct aq_http_call *c = cn->call;
     const struct evutil_addrinfo *ai;
     struct bufferevent *bev = NULL;
-    char numeric[INET6_ADDRSTRLEN], why[160];
+    char numeric[NI_MAXHOST], why[160];
     bool have = false;
 
     for (ai = addrs; ai != NULL; ai = ai->ai_next) {

@@ -8,7 +8,7 @@
  */
 #include "metrics.h"
 
-#include <arpa/inet.h>
+#include <netdb.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -395,7 +395,7 @@ aq_metrics_new(struct event_base *base, const char *addr,
     size_t hlen;
     struct sockaddr_storage ss;
     socklen_t sl = sizeof ss;
-    char shown[INET6_ADDRSTRLEN];
+    char shown[NI_MAXHOST], port[NI_MAXSERV];
     const struct aq_metrics_limits limits = {
         .max_header_bytes = AQ_METRICS_MAX_HEADER_BYTES,
         .max_body_bytes = AQ_METRICS_MAX_BODY_BYTES,
@@ -437,17 +437,13 @@ aq_metrics_new(struct event_base *base, const char *addr,
     }
     memset(&ss, 0, sizeof ss);
     getsockname(evhttp_bound_socket_get_fd(bound), (struct sockaddr *)&ss, &sl);
-    if (ss.ss_family == AF_INET6) {
-        inet_ntop(AF_INET6, &((struct sockaddr_in6 *)&ss)->sin6_addr, shown,
-                  sizeof shown);
-        m->port = ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
-        aq_log(AQ_LOG_INFO, "metrics on http://[%s]:%d/metrics", shown,
-               m->port);
-    } else {
-        inet_ntop(AF_INET, &((struct sockaddr_in *)&ss)->sin_addr, shown,
-                  sizeof shown);
-        m->port = ntohs(((struct sockaddr_in *)&ss)->sin_port);
-        aq_log(AQ_LOG_INFO, "metrics on http://%s:%d/metrics", shown, m->port);
+    if (getnameinfo((struct sockaddr *)&ss, sl, shown, sizeof shown, port,
+                    sizeof port, NI_NUMERICHOST | NI_NUMERICSERV) == 0) {
+        bool v6 = ss.ss_family == AF_INET6;
+
+        m->port = atoi(port);
+        aq_log(AQ_LOG_INFO, "metrics on http://%s%s%s:%s/metrics",
+               v6 ? "[" : "", shown, v6 ? "]" : "", port);
     }
     return m;
 }
