@@ -363,25 +363,22 @@ broker_putters_stop(struct aq_broker *b)
 static struct aq_job *
 job_from_put(struct broker_queue *bq, enum aq_kind kind, const struct aq_put *p)
 {
-    char stack[1024];
-    const char *text = stack;
-    char *big = NULL;
-    size_t len;
+    const char *text = "{}";
+    char *dumped = NULL;
+    size_t len = 2;
     struct aq_job *j;
 
     if (p->args == NULL && p->args_raw != NULL) {
         text = p->args_raw;
         len = p->args_len;
-    } else if (p->args == NULL) {
-        text = "{}";
-        len = 2;
-    } else if ((len = json_dumpb(p->args, stack, sizeof stack, JSON_COMPACT)) >
-               sizeof stack) {
-        text = big = xmalloc(len);
-        json_dumpb(p->args, big, len, JSON_COMPACT);
+    } else if (p->args != NULL) {
+        if ((dumped = json_dumps(p->args, JSON_COMPACT)) == NULL)
+            abort(); /* out of memory, as xmalloc */
+        text = dumped;
+        len = strlen(dumped);
     }
     j = aq_job_new(0, kind, text, len);
-    free(big);
+    free(dumped);
     j->queue = bq;
     j->created_us = aq_clock_wall_us();
     if (p->timeout >= 0 || p->retries >= 0 || p->key != NULL) {
