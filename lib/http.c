@@ -7,6 +7,8 @@
  * end_ev. http-internal.h says how the pool, hosts, connections and calls
  * fit together.
  */
+#include "http.h"
+
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>

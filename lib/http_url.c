@@ -4,6 +4,8 @@
  * no credentials), split into the parts it connects with, and the checks
  * config and methods run on a job's URL before it is queued.
  */
+#include "http.h"
+
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
