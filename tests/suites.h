@@ -2,8 +2,9 @@
 /*
  * tests/suites.h: a Check suite per lib module with logic, named after it;
  * tests/main.c runs them. A family shares its module's suite (journal*.c,
- * proc*.c), and a helper module is tested with the one it serves: jwrite
- * in rpc's, fastput in jscan's, cgroup and runfile in proc's and pstat's.
+ * proc*.c, http*.c, config*.c), and a helper module is tested with the one
+ * it serves: jwrite in rpc's, fastput in jscan's, cgroup and runfile in
+ * proc's and pstat's.
  * The handlers run in the broker's suite and the black-box exec and http
  * suites; error.c and xmalloc.c only wrap libc.
  */
