@@ -105,6 +105,8 @@ struct aq_procs {
 
 /* The running child pid of ps, or NULL. */
 struct aq_proc *procs_find(const struct aq_procs *ps, pid_t pid);
+/* For tests: make children with fork instead of clone3 (cgroup mode). */
+void aq_procs_set_clone3(struct aq_procs *ps, bool use_clone3);
 
 /* ---- proc_orphans.c ---- */
 
@@ -139,8 +141,5 @@ int aq_proc_pipe_open(int child_no, int *child_fd, int *parent_fd);
  * with *pid, or an errno value (the child's, when its exec failed). */
 int aq_proc_spawn_child(const struct aq_proc_opts *opts, const int child_fd[3],
                         int cg_fd, bool *use_clone3, pid_t *pid);
-
-/* For tests: make children with fork instead of clone3 (cgroup mode). */
-void aq_procs_set_clone3(struct aq_procs *ps, bool use_clone3);
 
 #endif
