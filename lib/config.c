@@ -1,10 +1,11 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * lib/config.c: asyncqd's JSON configuration. A config starts as all
- * defaults; each section is then read through a table of fields (name, parser,
- * offset, range), so a key missing from a table is an unknown field. Every
- * string the config holds is its own heap copy or NULL at every step, so a
- * half-parsed config is freed with aq_config_free.
+ * lib/config.c: asyncqd's JSON configuration: the reader of field tables
+ * (config-internal.h), the values every section uses, the top-level
+ * sections (listen, metrics, producers, journal, ...) and the loader. A
+ * queue's section: lib/config_queue.c. A config starts as all defaults;
+ * each section is then read through its table, so a key missing from a
+ * table is an unknown field.
  */
 #include "config.h"
 
@@ -23,43 +24,17 @@
 
 #include <jansson.h>
 
+#include "config-internal.h"
 #include "error.h"
 #include "job.h"
 #include "netmatch.h"
 #include "xmalloc.h"
 
-#define PATH_LEN 256                /* a field path in a message */
-#define QUEUE_NAME_MAX 64           /* bytes */
-#define CONSUMERS_MAX 10000         /* per queue */
-#define NUMBER_MAX 1000000000       /* durations and factors: ~31 years */
 #define FILE_MAX (16 * 1024 * 1024) /* bytes of config text */
-#define SIZE_LIMIT                                                             \
-    ((int64_t)((uint64_t)SIZE_MAX < (uint64_t)INT64_MAX ? SIZE_MAX : INT64_MAX))
 
 #define DEFAULT_LISTEN "tcp://127.0.0.1:7878"
 #define DEFAULT_METRICS "127.0.0.1:7879"
 #define DEFAULT_JOURNAL "asyncq.journal"
-#define DEFAULT_KIND "exec"
-#define DEFAULT_EXEC_PATH "/usr/local/bin:/usr/bin:/bin"
-
-/* Where messages go: file (aq_config_load) prefixes every message. */
-struct parser {
-    const char *file; /* NULL when parsing text */
-    struct aq_error *err;
-};
-
-struct field;
-typedef int parse_fn(struct parser *p, json_t *v, const struct field *f,
-                     const char *path, void *base);
-
-/* One key of a JSON object and where its value goes in base. */
-struct field {
-    const char *name;
-    parse_fn *parse;
-    size_t offset;           /* from the start of base */
-    int64_t min, max;        /* integers and numbers */
-    const struct field *sub; /* a section's fields; same base */
-};
 
 const char *const aq_fsync_names[] = {
     [AQ_FSYNC_BATCH] = "batch",
@@ -75,11 +50,8 @@ const char *const aq_order_names[] = {
 };
 
 /* Formats "[file: ]path: why" into the parser's error; returns -1. */
-static int field_error(struct parser *p, const char *path, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static int
-field_error(struct parser *p, const char *path, const char *fmt, ...)
+int
+config_field_error(struct parser *p, const char *path, const char *fmt, ...)
 {
     char why[256];
     va_list ap;
@@ -95,35 +67,25 @@ field_error(struct parser *p, const char *path, const char *fmt, ...)
     return -1;
 }
 
-static void *
-at(void *base, const struct field *f)
+void *
+config_field_at(void *base, const struct field *f)
 {
     return (char *)base + f->offset;
 }
 
-static void
-replace_string(char **dst, const char *value)
+void
+config_replace_string(char **dst, const char *value)
 {
     free(*dst);
     *dst = value != NULL ? xstrdup(value) : NULL;
 }
 
-static void
-free_strings(char **v, size_t n)
+void
+config_free_strings(char **v, size_t n)
 {
     for (size_t i = 0; i < n; i++)
         free(v[i]);
     free(v);
-}
-
-static char **
-strings_copy(char *const *v, size_t n)
-{
-    char **out = xcalloc(n > 0 ? n : 1, sizeof *out);
-
-    for (size_t i = 0; i < n; i++)
-        out[i] = xstrdup(v[i]);
-    return out;
 }
 
 /* Reads an integer in [f->min, f->max]: a JSON integer, nothing else. */
@@ -134,71 +96,71 @@ get_integer(struct parser *p, json_t *v, const struct field *f,
     json_int_t n;
 
     if (!json_is_integer(v) || (n = json_integer_value(v)) < f->min)
-        return field_error(p, path, "expected integer >= %lld",
-                           (long long)f->min);
+        return config_field_error(p, path, "expected integer >= %lld",
+                                  (long long)f->min);
     if (n > f->max)
-        return field_error(p, path, "expected integer <= %lld",
-                           (long long)f->max);
+        return config_field_error(p, path, "expected integer <= %lld",
+                                  (long long)f->max);
     *out = n;
     return 0;
 }
 
-static int
-parse_int(struct parser *p, json_t *v, const struct field *f, const char *path,
-          void *base)
+int
+config_parse_int(struct parser *p, json_t *v, const struct field *f,
+                 const char *path, void *base)
 {
     int64_t n = 0;
 
     if (get_integer(p, v, f, path, &n) == -1)
         return -1;
-    *(int *)at(base, f) = (int)n;
+    *(int *)config_field_at(base, f) = (int)n;
     return 0;
 }
 
-static int
-parse_size(struct parser *p, json_t *v, const struct field *f, const char *path,
-           void *base)
+int
+config_parse_size(struct parser *p, json_t *v, const struct field *f,
+                  const char *path, void *base)
 {
     int64_t n = 0;
 
     if (get_integer(p, v, f, path, &n) == -1)
         return -1;
-    *(size_t *)at(base, f) = (size_t)n;
+    *(size_t *)config_field_at(base, f) = (size_t)n;
     return 0;
 }
 
 /* Durations and factors: any finite JSON number in [f->min, f->max]. */
-static int
-parse_number(struct parser *p, json_t *v, const struct field *f,
-             const char *path, void *base)
+int
+config_parse_number(struct parser *p, json_t *v, const struct field *f,
+                    const char *path, void *base)
 {
     double d;
 
     if (!json_is_number(v) || !isfinite(d = json_number_value(v)) ||
         d < (double)f->min)
-        return field_error(p, path, "expected number >= %lld",
-                           (long long)f->min);
+        return config_field_error(p, path, "expected number >= %lld",
+                                  (long long)f->min);
     if (d > (double)f->max)
-        return field_error(p, path, "expected number <= %lld",
-                           (long long)f->max);
-    *(double *)at(base, f) = d == 0 ? 0 : d; /* no -0 */
+        return config_field_error(p, path, "expected number <= %lld",
+                                  (long long)f->max);
+    *(double *)config_field_at(base, f) = d == 0 ? 0 : d; /* no -0 */
     return 0;
 }
 
-static int
-parse_bool(struct parser *p, json_t *v, const struct field *f, const char *path,
-           void *base)
+int
+config_parse_bool(struct parser *p, json_t *v, const struct field *f,
+                  const char *path, void *base)
 {
     if (!json_is_boolean(v))
-        return field_error(p, path, "expected true or false");
-    *(bool *)at(base, f) = json_is_true(v);
+        return config_field_error(p, path, "expected true or false");
+    *(bool *)config_field_at(base, f) = json_is_true(v);
     return 0;
 }
 
 /* The index of v in words, or -1 with a message listing them all. */
-static int
-match_word(struct parser *p, json_t *v, const char *const *words,
-           const char *path)
+int
+config_match_word(struct parser *p, json_t *v, const char *const *words,
+                  const char *path)
 {
     char list[128];
     size_t len = 0;
@@ -211,30 +173,18 @@ match_word(struct parser *p, json_t *v, const char *const *words,
     for (int i = 0; words[i] != NULL && len < sizeof list; i++)
         len += (size_t)snprintf(list + len, sizeof list - len, "%s\"%s\"",
                                 i == 0 ? "" : ", ", words[i]);
-    return field_error(p, path, "expected one of %s", list);
+    return config_field_error(p, path, "expected one of %s", list);
 }
 
 static int
 parse_fsync(struct parser *p, json_t *v, const struct field *f,
             const char *path, void *base)
 {
-    int i = match_word(p, v, aq_fsync_names, path);
+    int i = config_match_word(p, v, aq_fsync_names, path);
 
     if (i == -1)
         return -1;
-    *(enum aq_fsync *)at(base, f) = (enum aq_fsync)i;
-    return 0;
-}
-
-static int
-parse_order(struct parser *p, json_t *v, const struct field *f,
-            const char *path, void *base)
-{
-    int i = match_word(p, v, aq_order_names, path);
-
-    if (i == -1)
-        return -1;
-    *(enum aq_order *)at(base, f) = (enum aq_order)i;
+    *(enum aq_fsync *)config_field_at(base, f) = (enum aq_fsync)i;
     return 0;
 }
 
@@ -242,51 +192,11 @@ static int
 parse_level(struct parser *p, json_t *v, const struct field *f,
             const char *path, void *base)
 {
-    int i = match_word(p, v, aq_log_level_names, path);
+    int i = config_match_word(p, v, aq_log_level_names, path);
 
     if (i == -1)
         return -1;
-    *(enum aq_log_level *)at(base, f) = (enum aq_log_level)i;
-    return 0;
-}
-
-static int
-parse_kind(struct parser *p, json_t *v, const struct field *f, const char *path,
-           void *base)
-{
-    int i = match_word(p, v, aq_kind_names, path);
-
-    if (i == -1)
-        return -1;
-    replace_string(at(base, f), aq_kind_names[i]);
-    return 0;
-}
-
-/* "kinds": kind names, none twice, as bits in aq_kind_names (enum aq_kind)
- * order. */
-static int
-parse_kinds(struct parser *p, json_t *v, const struct field *f,
-            const char *path, void *base)
-{
-    char item[PATH_LEN];
-    unsigned kinds = 0;
-    size_t i;
-    json_t *k;
-
-    if (!json_is_array(v))
-        return field_error(p, path, "expected array of kind names");
-    json_array_foreach (v, i, k) {
-        int bit;
-
-        snprintf(item, sizeof item, "%s[%zu]", path, i);
-        if ((bit = match_word(p, k, aq_kind_names, item)) == -1)
-            return -1;
-        if (kinds & (1u << bit))
-            return field_error(p, item, "\"%s\" listed twice",
-                               aq_kind_names[bit]);
-        kinds |= 1u << bit;
-    }
-    *(unsigned *)at(base, f) = kinds;
+    *(enum aq_log_level *)config_field_at(base, f) = (enum aq_log_level)i;
     return 0;
 }
 
@@ -296,12 +206,12 @@ parse_string_or_null(struct parser *p, json_t *v, const struct field *f,
                      const char *path, void *base)
 {
     if (json_is_null(v)) {
-        replace_string(at(base, f), NULL);
+        config_replace_string(config_field_at(base, f), NULL);
         return 0;
     }
     if (!json_is_string(v) || json_string_length(v) == 0)
-        return field_error(p, path, "expected non-empty string or null");
-    replace_string(at(base, f), json_string_value(v));
+        return config_field_error(p, path, "expected non-empty string or null");
+    config_replace_string(config_field_at(base, f), json_string_value(v));
     return 0;
 }
 
@@ -417,28 +327,29 @@ parse_listen(struct parser *p, json_t *v, const struct field *f,
     const char *why;
 
     if (!json_is_array(v) || n == 0)
-        return field_error(p, path, "expected array of at least one address");
+        return config_field_error(p, path,
+                                  "expected array of at least one address");
     addrs = xcalloc(n, sizeof *addrs);
     for (size_t i = 0; i < n; i++) {
         json_t *s = json_array_get(v, i);
 
         snprintf(item, sizeof item, "%s[%zu]", path, i);
         if (!json_is_string(s)) {
-            field_error(p, item, "expected string");
+            config_field_error(p, item, "expected string");
             goto fail;
         }
         if ((why = check_listen(json_string_value(s))) != NULL) {
-            field_error(p, item, "%s", why);
+            config_field_error(p, item, "%s", why);
             goto fail;
         }
         addrs[i] = xstrdup(json_string_value(s));
     }
-    free_strings(cfg->listen, cfg->nlisten);
+    config_free_strings(cfg->listen, cfg->nlisten);
     cfg->listen = addrs;
     cfg->nlisten = n;
     return 0;
 fail:
-    free_strings(addrs, n);
+    config_free_strings(addrs, n);
     return -1;
 }
 
@@ -449,255 +360,53 @@ parse_metrics(struct parser *p, json_t *v, const struct field *f,
     const char *why;
 
     if (json_is_null(v)) {
-        replace_string(at(base, f), NULL);
+        config_replace_string(config_field_at(base, f), NULL);
         return 0;
     }
     if (!json_is_string(v) || json_string_length(v) == 0)
-        return field_error(p, path, "expected \"HOST:PORT\" or null");
+        return config_field_error(p, path, "expected \"HOST:PORT\" or null");
     if ((why = check_hostport(json_string_value(v))) != NULL)
-        return field_error(p, path, "%s", why);
-    replace_string(at(base, f), json_string_value(v));
+        return config_field_error(p, path, "%s", why);
+    config_replace_string(config_field_at(base, f), json_string_value(v));
     return 0;
 }
 
-/* exec.allow: absolute paths, or exactly ["*"]. */
-static int
-parse_allow(struct parser *p, json_t *v, const struct field *f,
-            const char *path, void *base)
+int
+config_parse_section(struct parser *p, json_t *v, const struct field *f,
+                     const char *path, void *base)
 {
-    struct aq_queue_config *qc = base;
-    char item[PATH_LEN];
-    char **allow;
-    size_t n = json_array_size(v);
-
-    if (!json_is_array(v))
-        return field_error(p, path,
-                           "expected array of absolute paths, or [\"*\"]");
-    allow = xcalloc(n, sizeof *allow);
-    for (size_t i = 0; i < n; i++) {
-        json_t *s = json_array_get(v, i);
-        const char *str = json_string_value(s);
-
-        snprintf(item, sizeof item, "%s[%zu]", path, i);
-        if (str == NULL) {
-            field_error(p, item, "expected string");
-            goto fail;
-        }
-        if (strcmp(str, "*") == 0 && n != 1) {
-            field_error(p, item, "\"*\" must be the only entry");
-            goto fail;
-        }
-        if (strcmp(str, "*") != 0 && str[0] != '/') {
-            field_error(p, item, "expected absolute path or \"*\"");
-            goto fail;
-        }
-        allow[i] = xstrdup(str);
-    }
-    free_strings(qc->exec.allow, qc->exec.nallow);
-    qc->exec.allow = allow;
-    qc->exec.nallow = n;
-    return 0;
-fail:
-    free_strings(allow, n);
-    return -1;
+    return config_parse_object(p, v, path, f->sub, base);
 }
 
-/* exec.path: "/dir:/dir", every directory absolute (none empty). */
-static int
-parse_exec_path(struct parser *p, json_t *v, const struct field *f,
-                const char *path, void *base)
-{
-    const char *s = json_string_value(v);
-    const char *dir = s;
-
-    while (dir != NULL) {
-        if (*dir != '/')
-            return field_error(p, path,
-                               "expected ':'-separated absolute directories");
-        if ((dir = strchr(dir, ':')) != NULL)
-            dir++;
-    }
-    if (s == NULL)
-        return field_error(p, path,
-                           "expected ':'-separated absolute directories");
-    replace_string(at(base, f), s);
-    return 0;
-}
-
-/* http.allow / http.deny: arrays of host-name patterns and CIDRs. */
-static int
-parse_netlist(struct parser *p, json_t *v, const char *path, char ***dst,
-              size_t *ndst)
-{
-    char item[PATH_LEN];
-    size_t n = json_array_size(v);
-    char **list;
-
-    if (!json_is_array(v))
-        return field_error(p, path,
-                           "expected array of host name patterns and CIDRs");
-    list = xcalloc(n > 0 ? n : 1, sizeof *list);
-    for (size_t i = 0; i < n; i++) {
-        const char *str = json_string_value(json_array_get(v, i));
-
-        snprintf(item, sizeof item, "%s[%zu]", path, i);
-        if (str == NULL || !aq_netmatch_entry_ok(str)) {
-            field_error(p, item, "expected a host name pattern or CIDR");
-            free_strings(list, n);
-            return -1;
-        }
-        list[i] = xstrdup(str);
-    }
-    free_strings(*dst, *ndst);
-    *dst = list;
-    *ndst = n;
-    return 0;
-}
-
-static int
-parse_http_allow(struct parser *p, json_t *v, const struct field *f,
-                 const char *path, void *base)
-{
-    struct aq_queue_config *qc = base;
-
-    return parse_netlist(p, v, path, &qc->http.allow, &qc->http.nallow);
-}
-
-static int
-parse_http_deny(struct parser *p, json_t *v, const struct field *f,
-                const char *path, void *base)
-{
-    struct aq_queue_config *qc = base;
-
-    return parse_netlist(p, v, path, &qc->http.deny, &qc->http.ndeny);
-}
-
-static int parse_object(struct parser *p, json_t *obj, const char *path,
-                        const struct field *fields, void *base);
-
-static int
-parse_section(struct parser *p, json_t *v, const struct field *f,
-              const char *path, void *base)
-{
-    return parse_object(p, v, path, f->sub, base);
-}
-
-#define QF(member) offsetof(struct aq_queue_config, member)
 #define CF(member) offsetof(struct aq_config, member)
 
-static const struct field backoff_fields[] = {
-    {"initial", parse_number, QF(backoff.initial), 0, NUMBER_MAX, NULL},
-    {"factor", parse_number, QF(backoff.factor), 1, NUMBER_MAX, NULL},
-    {"max", parse_number, QF(backoff.max), 0, NUMBER_MAX, NULL},
-    {NULL, NULL, 0, 0, 0, NULL},
-};
-
-static const struct field exec_fields[] = {
-    {"allow", parse_allow, QF(exec.allow), 0, 0, NULL},
-    {"path", parse_exec_path, QF(exec.path), 0, 0, NULL},
-    {"capture", parse_size, QF(exec.capture), 0, SIZE_LIMIT, NULL},
-    {"kill_grace", parse_number, QF(exec.kill_grace), 0, NUMBER_MAX, NULL},
-    {NULL, NULL, 0, 0, 0, NULL},
-};
-
-static const struct field http_fields[] = {
-    {"capture", parse_size, QF(http.capture), 0, SIZE_LIMIT, NULL},
-    {"max_per_host", parse_int, QF(http.max_per_host), 1, INT_MAX, NULL},
-    {"max_redirects", parse_int, QF(http.max_redirects), 0, INT_MAX, NULL},
-    {"verify", parse_bool, QF(http.verify), 0, 0, NULL},
-    {"max_response_bytes", parse_size, QF(http.max_response_bytes), 1,
-     SIZE_LIMIT, NULL},
-    {"allow", parse_http_allow, QF(http.allow), 0, 0, NULL},
-    {"deny", parse_http_deny, QF(http.deny), 0, 0, NULL},
-    {NULL, NULL, 0, 0, 0, NULL},
-};
-
-static const struct field queue_fields[] = {
-    {"kind", parse_kind, QF(kind), 0, 0, NULL},
-    {"kinds", parse_kinds, QF(kinds), 0, 0, NULL},
-    {"consumers", parse_int, QF(consumers), 0, CONSUMERS_MAX, NULL},
-    {"maxsize", parse_size, QF(maxsize), 0, SIZE_LIMIT, NULL},
-    {"order", parse_order, QF(order), 0, 0, NULL},
-    {"timeout", parse_number, QF(timeout), 0, NUMBER_MAX, NULL},
-    {"retries", parse_int, QF(retries), 0, 1000000, NULL},
-    {"backoff", parse_section, 0, 0, 0, backoff_fields},
-    {"exec", parse_section, 0, 0, 0, exec_fields},
-    {"http", parse_section, 0, 0, 0, http_fields},
-    {NULL, NULL, 0, 0, 0, NULL},
-};
-
-static bool
-is_queue_name(const char *s)
-{
-    size_t len = strlen(s);
-
-    if (len == 0 || len > QUEUE_NAME_MAX)
-        return false;
-    return strspn(s, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
-                     "0123456789_.-") == len;
-}
-
-/* "queues": replaces the default queue with the ones given, in file order. */
-static int
-parse_queues(struct parser *p, json_t *v, const struct field *f,
-             const char *path, void *base)
-{
-    struct aq_config *cfg = base;
-    char qpath[PATH_LEN];
-    const char *name;
-    json_t *qv;
-
-    if (!json_is_object(v))
-        return field_error(p, path, "expected object");
-    for (size_t i = 0; i < cfg->nqueues; i++)
-        aq_queue_config_clear(&cfg->queues[i]);
-    free(cfg->queues);
-    cfg->queues = xcalloc(json_object_size(v), sizeof *cfg->queues);
-    cfg->nqueues = 0;
-    json_object_foreach (v, name, qv) {
-        struct aq_queue_config *qc = &cfg->queues[cfg->nqueues];
-
-        if (!is_queue_name(name))
-            return field_error(p, path,
-                               "\"%.64s\": expected queue name of 1 to 64 "
-                               "characters from [A-Za-z0-9_.-]",
-                               name);
-        aq_queue_config_defaults(qc, name);
-        cfg->nqueues++;
-        snprintf(qpath, sizeof qpath, "%s.%s", path, name);
-        if (parse_object(p, qv, qpath, queue_fields, qc) == -1)
-            return -1;
-    }
-    return 0;
-}
-
 static const struct field producers_fields[] = {
-    {"max", parse_int, CF(producers.max), 1, INT_MAX, NULL},
-    {"window", parse_int, CF(producers.window), 1, INT_MAX, NULL},
-    {"max_request_bytes", parse_size, CF(producers.max_request_bytes), 2,
+    {"max", config_parse_int, CF(producers.max), 1, INT_MAX, NULL},
+    {"window", config_parse_int, CF(producers.window), 1, INT_MAX, NULL},
+    {"max_request_bytes", config_parse_size, CF(producers.max_request_bytes), 2,
      SIZE_LIMIT, NULL},
-    {"idle_timeout", parse_number, CF(producers.idle_timeout), 0, NUMBER_MAX,
-     NULL},
+    {"idle_timeout", config_parse_number, CF(producers.idle_timeout), 0,
+     NUMBER_MAX, NULL},
     {NULL, NULL, 0, 0, 0, NULL},
 };
 
 static const struct field journal_fields[] = {
     {"path", parse_string_or_null, CF(journal.path), 0, 0, NULL},
     {"fsync", parse_fsync, CF(journal.fsync), 0, 0, NULL},
-    {"segment_bytes", parse_size, CF(journal.segment_bytes), 4096, SIZE_LIMIT,
-     NULL},
+    {"segment_bytes", config_parse_size, CF(journal.segment_bytes), 4096,
+     SIZE_LIMIT, NULL},
     {NULL, NULL, 0, 0, 0, NULL},
 };
 
 static const struct field results_fields[] = {
-    {"ttl", parse_number, CF(results.ttl), 0, NUMBER_MAX, NULL},
-    {"max", parse_size, CF(results.max), 0, SIZE_LIMIT, NULL},
+    {"ttl", config_parse_number, CF(results.ttl), 0, NUMBER_MAX, NULL},
+    {"max", config_parse_size, CF(results.max), 0, SIZE_LIMIT, NULL},
     {NULL, NULL, 0, 0, 0, NULL},
 };
 
 static const struct field shutdown_fields[] = {
-    {"grace", parse_number, CF(shutdown.grace), 0, NUMBER_MAX, NULL},
-    {"drain", parse_bool, CF(shutdown.drain), 0, 0, NULL},
+    {"grace", config_parse_number, CF(shutdown.grace), 0, NUMBER_MAX, NULL},
+    {"drain", config_parse_bool, CF(shutdown.drain), 0, 0, NULL},
     {NULL, NULL, 0, 0, 0, NULL},
 };
 
@@ -714,27 +423,27 @@ static const struct field log_fields[] = {
 static const struct field config_fields[] = {
     {"listen", parse_listen, CF(listen), 0, 0, NULL},
     {"metrics", parse_metrics, CF(metrics), 0, 0, NULL},
-    {"producers", parse_section, 0, 0, 0, producers_fields},
-    {"journal", parse_section, 0, 0, 0, journal_fields},
-    {"results", parse_section, 0, 0, 0, results_fields},
-    {"shutdown", parse_section, 0, 0, 0, shutdown_fields},
-    {"auth", parse_section, 0, 0, 0, auth_fields},
-    {"log", parse_section, 0, 0, 0, log_fields},
-    {"queues", parse_queues, 0, 0, 0, NULL},
+    {"producers", config_parse_section, 0, 0, 0, producers_fields},
+    {"journal", config_parse_section, 0, 0, 0, journal_fields},
+    {"results", config_parse_section, 0, 0, 0, results_fields},
+    {"shutdown", config_parse_section, 0, 0, 0, shutdown_fields},
+    {"auth", config_parse_section, 0, 0, 0, auth_fields},
+    {"log", config_parse_section, 0, 0, 0, log_fields},
+    {"queues", config_parse_queues, 0, 0, 0, NULL},
     {NULL, NULL, 0, 0, 0, NULL},
 };
 
 /* Reads the keys of obj through fields; path names obj ("" at the top). */
-static int
-parse_object(struct parser *p, json_t *obj, const char *path,
-             const struct field *fields, void *base)
+int
+config_parse_object(struct parser *p, json_t *obj, const char *path,
+                    const struct field *fields, void *base)
 {
     char child[PATH_LEN];
     const char *key;
     json_t *v;
 
     if (!json_is_object(obj))
-        return field_error(p, path, "expected object");
+        return config_field_error(p, path, "expected object");
     json_object_foreach (obj, key, v) {
         const struct field *f = fields;
 
@@ -742,7 +451,7 @@ parse_object(struct parser *p, json_t *obj, const char *path,
             f++;
         snprintf(child, sizeof child, "%s%s%s", path, *path ? "." : "", key);
         if (f->name == NULL)
-            return field_error(p, child, "unknown field");
+            return config_field_error(p, child, "unknown field");
         if (f->parse(p, v, f, child, base) == -1)
             return -1;
     }
@@ -772,7 +481,7 @@ parse_text(const char *text, size_t len, const char *file, struct aq_error *err)
         goto fail;
     }
     cfg = aq_config_default();
-    if (parse_object(&p, root, "", config_fields, cfg) == -1)
+    if (config_parse_object(&p, root, "", config_fields, cfg) == -1)
         goto fail;
     json_decref(root);
     return cfg;
@@ -881,7 +590,7 @@ aq_config_free(struct aq_config *cfg)
 {
     if (cfg == NULL)
         return;
-    free_strings(cfg->listen, cfg->nlisten);
+    config_free_strings(cfg->listen, cfg->nlisten);
     free(cfg->metrics);
     free(cfg->journal.path);
     free(cfg->auth_token_file);
@@ -901,65 +610,4 @@ aq_config_queue(const struct aq_config *cfg, const char *name)
             return &cfg->queues[i];
     }
     return NULL;
-}
-
-void
-aq_queue_config_defaults(struct aq_queue_config *qc, const char *name)
-{
-    memset(qc, 0, sizeof *qc);
-    qc->name = name != NULL ? xstrdup(name) : NULL;
-    qc->kind = xstrdup(DEFAULT_KIND);
-    qc->consumers = 4;
-    qc->maxsize = 10000;
-    qc->order = AQ_ORDER_PRIORITY;
-    qc->timeout = 300;
-    qc->retries = 0;
-    qc->backoff.initial = 1;
-    qc->backoff.factor = 2;
-    qc->backoff.max = 300;
-    qc->exec.allow = xcalloc(1, sizeof *qc->exec.allow);
-    qc->exec.allow[0] = xstrdup("*");
-    qc->exec.nallow = 1;
-    qc->exec.path = xstrdup(DEFAULT_EXEC_PATH);
-    qc->exec.capture = 65536;
-    qc->exec.kill_grace = 5;
-    qc->http.capture = 65536;
-    qc->http.max_per_host = 8;
-    qc->http.max_redirects = 5;
-    qc->http.verify = true;
-    qc->http.max_response_bytes = 64 * 1024 * 1024;
-    qc->http.allow = xcalloc(1, sizeof *qc->http.allow);
-    qc->http.allow[0] = xstrdup("*");
-    qc->http.nallow = 1;
-}
-
-void
-aq_queue_config_clear(struct aq_queue_config *qc)
-{
-    if (qc == NULL)
-        return;
-    free(qc->name);
-    free(qc->kind);
-    free_strings(qc->exec.allow, qc->exec.nallow);
-    free(qc->exec.path);
-    free_strings(qc->http.allow, qc->http.nallow);
-    free_strings(qc->http.deny, qc->http.ndeny);
-    memset(qc, 0, sizeof *qc);
-}
-
-void
-aq_queue_config_copy(struct aq_queue_config *dst,
-                     const struct aq_queue_config *src)
-{
-    if (dst == src)
-        return;
-    *dst = *src;
-    dst->name = src->name != NULL ? xstrdup(src->name) : NULL;
-    dst->kind = src->kind != NULL ? xstrdup(src->kind) : NULL;
-    dst->exec.path = src->exec.path != NULL ? xstrdup(src->exec.path) : NULL;
-    dst->exec.allow = xcalloc(src->exec.nallow, sizeof *dst->exec.allow);
-    for (size_t i = 0; i < src->exec.nallow; i++)
-        dst->exec.allow[i] = xstrdup(src->exec.allow[i]);
-    dst->http.allow = strings_copy(src->http.allow, src->http.nallow);
-    dst->http.deny = strings_copy(src->http.deny, src->http.ndeny);
 }

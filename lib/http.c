@@ -1,26 +1,15 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * lib/http.c: the http kind's client (see http.h). Structure:
- *
- *   pool (struct aq_http) -> hosts (scheme://name:port) -> connections
- *                                                      -> calls waiting
- *
- * A connection carries one call at a time (no pipelining). A call is sent
- * on an idle connection of its host, or a new one while the host has fewer
- * than max_per_host open, or else waits in the host's FIFO. Every end of a
- * request (response, error) is recorded by the evhttp callbacks and acted
- * on from the call's own event (end_ev), outside libevent's callback stack:
- * there connections are freed or handed to the next waiter, redirects are
- * followed and the user's callback runs. A connection is never reused after
- * an error or a cancel (evhttp would reconnect it, which a TLS bufferevent
- * does not survive); it is closed and freed instead.
+ * lib/http.c: the http kind's client (see http.h): the pool and its calls.
+ * A call is sent on a connection of its host (http_conn.c), follows
+ * redirects, keeps the first capture bytes of the body, is resent once
+ * after a stale keep-alive connection, and ends with one callback from its
+ * end_ev. http-internal.h says how the pool, hosts, connections and calls
+ * fit together.
  */
 #include "http.h"
 
-#include <arpa/inet.h>
 #include <errno.h>
-#include <netdb.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -39,595 +28,16 @@
 #include <event2/bufferevent_ssl.h>
 #include <openssl/err.h>
 #include <openssl/ssl.h>
-#include <openssl/x509v3.h>
 #endif
 
 #include "clock.h"
-#include "error.h"
-#include "log.h"
-#include "netmatch.h"
+#include "http-internal.h"
 #include "xmalloc.h"
 
-#define MAX_HEADERS_BYTES (64 * 1024) /* response header block */
-#define CONN_TIMEOUT_S 86400 /* evhttp's own inactivity timeout: the job's
-                                timeout is the one that counts */
 #define IDLE_CLOSE_US (30 * 1000000LL) /* idle keep-alive connections */
 #define SWEEP_INTERVAL_S 5
 
-struct host;
-struct conn;
-
-struct aq_http_call {
-    struct aq_http *h;
-    struct aq_http_limits lim;
-    aq_http_cb *cb;
-    void *arg;
-    /* the request */
-    char *method_name;
-    enum evhttp_cmd_type method;
-    json_t *headers; /* owned reference; NULL = none */
-    char *body;      /* owned; NULL = none */
-    size_t body_len;
-    char *url;       /* owned: the URL being fetched now */
-    char *scheme, *hostname, *target; /* owned, parsed from url */
-    int port;
-    bool is_tls;
-    bool strip_credentials; /* redirected to another host */
-    int redirects;
-    bool stale_retried; /* resent once after a reused connection died */
-    bool want_fresh;    /* the resend: on a new connection */
-    int64_t start_us;
-    /* where it is */
-    struct host *host;     /* while waiting or sent */
-    struct conn *conn;     /* while sent */
-    struct evhttp_request *req; /* evhttp's; until its callback */
-    bool is_waiting;       /* in host's FIFO */
-    TAILQ_ENTRY(aq_http_call) wait_link;
-    LIST_ENTRY(aq_http_call) link; /* the pool's calls */
-    struct event *end_ev;  /* owned: acts on an ended request */
-    /* how the current request ended */
-    bool req_ended;
-    bool got_headers;
-    bool conn_was_reused;
-    int status;
-    char *reason;   /* owned */
-    json_t *res_headers; /* owned */
-    char *location; /* owned: the Location header */
-    struct evbuffer *res_body; /* owned: the first capture bytes */
-    size_t body_seen;
-    const char *err_code; /* static string; NULL = none */
-    char err_detail[200];
-};
-
-struct conn {
-    struct host *host;
-    struct evhttp_connection *evcon; /* owned; NULL while resolving */
-    struct resolve *resolve;         /* the host name's lookup in flight */
-    struct sockaddr_storage addr;    /* the checked address it connects to */
-    struct aq_http_call *call;       /* on it now; NULL = idle */
-    int64_t idle_since_us;
-    bool is_dead;   /* closed by the peer or an error: never reused */
-    bool no_reuse;  /* an HTTP/1.0 answer without keep-alive: the server
-                       closes it, maybe just after we would reuse it */
-    bool was_used;  /* has carried a request */
-    LIST_ENTRY(conn) link; /* host's connections */
-};
-
-/* A host name lookup (evdns_getaddrinfo's argument). It is never
- * cancelled: evdns calls back later even then. A connection freed first
- * sets cn to NULL, and the callback only frees this. */
-struct resolve {
-    struct conn *cn;
-};
-
-struct host {
-    struct aq_http *h;
-    char *scheme, *name; /* owned */
-    int port;
-    bool is_tls;
-    LIST_HEAD(, conn) conns; /* owned */
-    int nconns;
-    TAILQ_HEAD(, aq_http_call) waiting; /* for a connection, oldest first */
-    LIST_ENTRY(host) link;              /* the pool's hosts */
-};
-
-struct aq_http {
-    struct event_base *base;
-    struct evdns_base *dns; /* owned; created at the first host name */
-    LIST_HEAD(, host) hosts;         /* owned */
-    LIST_HEAD(, aq_http_call) calls; /* not ended; owned */
-    struct event *sweep_ev; /* owned: closes long-idle connections */
-#ifdef AQ_HAVE_TLS
-    SSL_CTX *tls_verify, *tls_noverify; /* owned; created when first needed */
-#endif
-};
-
 static void call_dispatch(struct aq_http_call *c);
-
-/* ---- URLs ---- */
-
-/* The parts of url the client needs (new strings, the caller's). 0, or -1
- * with why (static text). */
-static int
-url_split(const char *url, char **scheme, char **hostname, int *port,
-          char **target, const char **why)
-{
-    struct evhttp_uri *u = evhttp_uri_parse_with_flags(url, 0);
-    const char *s, *host, *path, *query;
-    size_t hlen;
-
-    *why = NULL;
-    if (u == NULL) {
-        *why = "not a valid URL";
-        return -1;
-    }
-    s = evhttp_uri_get_scheme(u);
-    host = evhttp_uri_get_host(u);
-    if (s == NULL || (strcasecmp(s, "http") != 0 && strcasecmp(s, "https") != 0))
-        *why = "expected an http:// or https:// URL";
-    else if (strcasecmp(s, "https") == 0 && !aq_http_has_tls())
-        *why = "https is not available in this build (built without OpenSSL)";
-    else if (host == NULL || host[0] == '\0')
-        *why = "no host";
-    else if (evhttp_uri_get_userinfo(u) != NULL)
-        *why = "credentials in the URL are not supported (send an "
-               "Authorization header)";
-    else if (evhttp_uri_get_port(u) == 0)
-        *why = "bad port";
-    if (*why != NULL) {
-        evhttp_uri_free(u);
-        return -1;
-    }
-    *scheme = xstrdup(strcasecmp(s, "https") == 0 ? "https" : "http");
-    hlen = strlen(host);
-    if (host[0] == '[' && hlen > 2 && host[hlen - 1] == ']')
-        *hostname = xasprintf("%.*s", (int)(hlen - 2), host + 1);
-    else
-        *hostname = xstrdup(host);
-    *port = evhttp_uri_get_port(u);
-    if (*port < 0)
-        *port = strcmp(*scheme, "https") == 0 ? 443 : 80;
-    path = evhttp_uri_get_path(u);
-    query = evhttp_uri_get_query(u);
-    if (path == NULL || path[0] == '\0')
-        path = "/";
-    *target = xasprintf("%s%s%s", path, query != NULL ? "?" : "",
-                        query != NULL ? query : "");
-    evhttp_uri_free(u);
-    return 0;
-}
-
-int
-aq_http_check_url(const char *url, const char *field, struct aq_error *err)
-{
-    char *scheme, *hostname, *target;
-    const char *why;
-    int port;
-
-    if (url_split(url, &scheme, &hostname, &port, &target, &why) < 0) {
-        aq_error_set(err, AQ_ERR_INVALID_PARAMS, "%s: %s: \"%.200s\"", field,
-                     why, url);
-        return -1;
-    }
-    free(scheme);
-    free(hostname);
-    free(target);
-    return 0;
-}
-
-int
-aq_http_check_target(const char *url, const struct aq_netmatch *policy,
-                     const char *field, struct aq_error *err)
-{
-    char *scheme, *hostname, *target;
-    const char *bad;
-    char why[160];
-    int port, rc = 0;
-
-    if (url_split(url, &scheme, &hostname, &port, &target, &bad) < 0)
-        return 0; /* aq_http_check_url says what is wrong */
-    if (!aq_netmatch_may_allow(policy, hostname, port, why, sizeof why)) {
-        aq_error_set(err, AQ_ERR_NOT_ALLOWED,
-                     "%s: %.200s port %d is not allowed (%s)", field, hostname,
-                     port, why);
-        rc = -1;
-    }
-    free(scheme);
-    free(hostname);
-    free(target);
-    return rc;
-}
-
-bool
-aq_http_has_tls(void)
-{
-#ifdef AQ_HAVE_TLS
-    return true;
-#else
-    return false;
-#endif
-}
-
-/* ---- connections ---- */
-
-static struct host *
-host_find(const struct aq_http *h, const char *scheme, const char *name,
-          int port)
-{
-    struct host *ho;
-
-    for (ho = LIST_FIRST(&h->hosts); ho != NULL; ho = LIST_NEXT(ho, link)) {
-        if (ho->port == port && strcmp(ho->scheme, scheme) == 0 &&
-            strcasecmp(ho->name, name) == 0)
-            return ho;
-    }
-    return NULL;
-}
-
-static struct host *
-host_get(struct aq_http *h, const char *scheme, const char *name, int port)
-{
-    struct host *ho = host_find(h, scheme, name, port);
-
-    if (ho != NULL)
-        return ho;
-    ho = xcalloc(1, sizeof *ho);
-    ho->h = h;
-    ho->scheme = xstrdup(scheme);
-    ho->name = xstrdup(name);
-    ho->port = port;
-    ho->is_tls = strcmp(scheme, "https") == 0;
-    LIST_INIT(&ho->conns);
-    TAILQ_INIT(&ho->waiting);
-    LIST_INSERT_HEAD(&h->hosts, ho, link);
-    return ho;
-}
-
-static void
-host_free(struct host *ho)
-{
-    free(ho->scheme);
-    free(ho->name);
-    free(ho);
-}
-
-static void
-conn_closed_cb(struct evhttp_connection *evcon, void *arg)
-{
-    struct conn *cn = arg;
-
-    cn->is_dead = true;
-}
-
-static void
-conn_free(struct conn *cn)
-{
-    struct host *ho = cn->host;
-
-    LIST_REMOVE(cn, link);
-    ho->nconns--;
-    if (cn->resolve != NULL)
-        cn->resolve->cn = NULL;
-    if (cn->evcon != NULL) {
-        evhttp_connection_set_closecb(cn->evcon, NULL, NULL);
-        evhttp_connection_free(cn->evcon);
-    }
-    free(cn);
-}
-
-#ifdef AQ_HAVE_TLS
-static bool
-is_numeric_host(const char *name)
-{
-    unsigned char buf[16];
-
-    return inet_pton(AF_INET, name, buf) == 1 ||
-           inet_pton(AF_INET6, name, buf) == 1;
-}
-
-static SSL_CTX *
-tls_ctx(struct aq_http *h, bool verify)
-{
-    SSL_CTX **slot = verify ? &h->tls_verify : &h->tls_noverify;
-    SSL_CTX *ctx = *slot;
-
-    if (ctx != NULL)
-        return ctx;
-    ctx = SSL_CTX_new(TLS_client_method());
-    if (ctx == NULL)
-        return NULL;
-    SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
-    if (verify) {
-        /* The system store; SSL_CERT_FILE / SSL_CERT_DIR override it. */
-        if (SSL_CTX_set_default_verify_paths(ctx) != 1)
-            aq_log(AQ_LOG_WARN, "http: cannot load the system CA store");
-        SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
-    } else
-        SSL_CTX_set_verify(ctx, SSL_VERIFY_NONE, NULL);
-    *slot = ctx;
-    return ctx;
-}
-
-/* A TLS bufferevent for a connection to ho, verifying as asked. NULL if
- * OpenSSL failed (out of memory, no context). */
-static struct bufferevent *
-tls_bev(struct aq_http *h, const struct host *ho, bool verify)
-{
-    SSL_CTX *ctx = tls_ctx(h, verify);
-    SSL *ssl = ctx != NULL ? SSL_new(ctx) : NULL;
-    struct bufferevent *bev;
-    bool numeric = is_numeric_host(ho->name);
-
-    if (ssl == NULL)
-        return NULL;
-    if (!numeric)
-        SSL_set_tlsext_host_name(ssl, ho->name); /* SNI */
-    if (verify) {
-        int ok = numeric
-                     ? X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl),
-                                                     ho->name)
-                     : SSL_set1_host(ssl, ho->name);
-
-        if (ok != 1) {
-            SSL_free(ssl);
-            return NULL;
-        }
-    }
-    bev = bufferevent_openssl_socket_new(
-        h->base, -1, ssl, BUFFEREVENT_SSL_CONNECTING,
-        BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS);
-    if (bev == NULL) {
-        SSL_free(ssl);
-        return NULL;
-    }
-    /* Many servers close without a TLS close_notify; the HTTP framing
-     * (Content-Length, chunks) says whether a body is complete. */
-    bufferevent_openssl_set_allow_dirty_shutdown(bev, 1);
-    return bev;
-}
-#endif
-
-static struct evdns_base *
-pool_dns(struct aq_http *h)
-{
-    if (h->dns != NULL)
-        return h->dns;
-    h->dns = evdns_base_new(h->base, EVDNS_BASE_INITIALIZE_NAMESERVERS |
-                                         EVDNS_BASE_DISABLE_WHEN_INACTIVE);
-    if (h->dns == NULL) {
-        /* No usable resolv.conf: /etc/hosts still answers. */
-        aq_log(AQ_LOG_WARN, "http: no DNS servers configured "
-                            "(/etc/resolv.conf); only /etc/hosts resolves");
-        h->dns = evdns_base_new(h->base, EVDNS_BASE_DISABLE_WHEN_INACTIVE);
-        if (h->dns != NULL)
-            evdns_base_load_hosts(h->dns, NULL);
-    }
-    return h->dns;
-}
-
-/* Ends c's current request before it was sent, with code and a message
- * (from end_ev); its connection, if any, is not reused. */
-static void call_fail(struct aq_http_call *c, const char *code, const char *fmt,
-                      ...) __attribute__((format(printf, 3, 4)));
-
-static void
-call_fail(struct aq_http_call *c, const char *code, const char *fmt, ...)
-{
-    va_list ap;
-
-    va_start(ap, fmt);
-    vsnprintf(c->err_detail, sizeof c->err_detail, fmt, ap);
-    va_end(ap);
-    c->err_code = code;
-    c->req_ended = true;
-    if (c->conn != NULL)
-        c->conn->is_dead = true;
-    event_active(c->end_ev, EV_TIMEOUT, 0);
-}
-
-static void call_send(struct aq_http_call *c, struct conn *cn);
-
-/* The address of ss (AF_INET or AF_INET6) as text, in buf. */
-static void
-addr_text(const struct sockaddr_storage *ss, char buf[NI_MAXHOST])
-{
-    socklen_t len = ss->ss_family == AF_INET ? sizeof(struct sockaddr_in)
-                                             : sizeof(struct sockaddr_in6);
-
-    if (getnameinfo((const struct sockaddr *)ss, len, buf, NI_MAXHOST, NULL,
-                    0, NI_NUMERICHOST) != 0)
-        snprintf(buf, NI_MAXHOST, "?");
-}
-
-/* Connects cn to addrs, the addresses of its host, and sends its call on
- * it: every address must be allowed by the call's policy (one refused
- * refuses the host: a name answering with a private address beside a
- * public one is not to be trusted), and the connection goes to the first,
- * given to evhttp as a numeric address so that nothing resolves the name
- * again between the check and the connect. */
-static void
-conn_connect(struct conn *cn, const struct evutil_addrinfo *addrs)
-{
-    struct host *ho = cn->host;
-    struct aq_http *h = ho->h;
-    struct aq_http_call *c = cn->call;
-    const struct evutil_addrinfo *ai;
-    struct bufferevent *bev = NULL;
-    char numeric[NI_MAXHOST], why[160];
-    bool have = false;
-
-    for (ai = addrs; ai != NULL; ai = ai->ai_next) {
-        struct sockaddr_storage ss = {0};
-
-        if ((ai->ai_family != AF_INET && ai->ai_family != AF_INET6) ||
-            ai->ai_addrlen > sizeof ss)
-            continue;
-        memcpy(&ss, ai->ai_addr, ai->ai_addrlen);
-        if (ss.ss_family == AF_INET)
-            ((struct sockaddr_in *)&ss)->sin_port = htons((uint16_t)ho->port);
-        else
-            ((struct sockaddr_in6 *)&ss)->sin6_port = htons((uint16_t)ho->port);
-        addr_text(&ss, numeric);
-        if (c->lim.policy != NULL &&
-            !aq_netmatch_allows(c->lim.policy, ho->name, (struct sockaddr *)&ss,
-                                why, sizeof why)) {
-            if (strcmp(numeric, ho->name) == 0)
-                call_fail(c, "forbidden", "%s port %d is not allowed (%s)",
-                          ho->name, ho->port, why);
-            else
-                call_fail(c, "forbidden", "%s (%s) port %d is not allowed (%s)",
-                          ho->name, numeric, ho->port, why);
-            return;
-        }
-        if (!have)
-            cn->addr = ss;
-        have = true;
-    }
-    if (!have) {
-        call_fail(c, "dns", "cannot resolve %s: no IP address", ho->name);
-        return;
-    }
-    addr_text(&cn->addr, numeric);
-#ifdef AQ_HAVE_TLS
-    /* SNI and the certificate check name the host, not the address. */
-    if (ho->is_tls && (bev = tls_bev(h, ho, c->lim.verify)) == NULL) {
-        call_fail(c, "tls", "cannot set up TLS for %s", ho->name);
-        return;
-    }
-#endif
-    cn->evcon = evhttp_connection_base_bufferevent_new(
-        h->base, NULL, bev, numeric, (uint16_t)ho->port);
-    if (cn->evcon == NULL) {
-        if (bev != NULL)
-            bufferevent_free(bev);
-        call_fail(c, "connect", "cannot create a connection");
-        return;
-    }
-    evhttp_connection_set_family(cn->evcon, cn->addr.ss_family);
-    evhttp_connection_set_retries(cn->evcon, 0);
-    evhttp_connection_set_timeout(cn->evcon, CONN_TIMEOUT_S);
-    evhttp_connection_set_max_headers_size(cn->evcon, MAX_HEADERS_BYTES);
-    evhttp_connection_set_closecb(cn->evcon, conn_closed_cb, cn);
-    call_send(c, cn);
-}
-
-static void
-resolve_cb(int result, struct evutil_addrinfo *res, void *arg)
-{
-    struct resolve *r = arg;
-    struct conn *cn = r->cn;
-
-    free(r);
-    if (cn != NULL) {
-        cn->resolve = NULL;
-        if (result != 0)
-            call_fail(cn->call, "dns", "cannot resolve %s: %s", cn->host->name,
-                      evutil_gai_strerror(result));
-        else
-            conn_connect(cn, res);
-    }
-    if (res != NULL)
-        evutil_freeaddrinfo(res);
-}
-
-/* Opens a new connection of ho for c: an address literal is checked at
- * once, a name first against the patterns and then, resolved by evdns,
- * address by address (conn_connect). c is sent once it is connected, which
- * may be before this returns (a literal, or a name from /etc/hosts), or
- * ends with its error from end_ev. */
-static void
-conn_open(struct host *ho, struct aq_http_call *c)
-{
-    struct conn *cn = xcalloc(1, sizeof *cn);
-    struct evdns_base *dns;
-    struct resolve *r;
-    struct evutil_addrinfo hints = {0}, lit = {0};
-    struct sockaddr_storage ss = {0};
-    char why[160];
-
-    cn->host = ho;
-    cn->call = c;
-    c->conn = cn;
-    LIST_INSERT_HEAD(&ho->conns, cn, link);
-    ho->nconns++;
-    if (inet_pton(AF_INET, ho->name, &((struct sockaddr_in *)&ss)->sin_addr) ==
-        1) {
-        ss.ss_family = AF_INET;
-        lit.ai_addrlen = sizeof(struct sockaddr_in);
-    } else if (inet_pton(AF_INET6, ho->name,
-                         &((struct sockaddr_in6 *)&ss)->sin6_addr) == 1) {
-        ss.ss_family = AF_INET6;
-        lit.ai_addrlen = sizeof(struct sockaddr_in6);
-    }
-    if (ss.ss_family != 0) {
-        lit.ai_family = ss.ss_family;
-        lit.ai_addr = (struct sockaddr *)&ss;
-        conn_connect(cn, &lit);
-        return;
-    }
-    /* A name refused whatever it resolves to is not even looked up. */
-    if (c->lim.policy != NULL &&
-        !aq_netmatch_may_allow(c->lim.policy, ho->name, ho->port, why,
-                               sizeof why)) {
-        call_fail(c, "forbidden", "%s port %d is not allowed (%s)", ho->name,
-                  ho->port, why);
-        return;
-    }
-    if ((dns = pool_dns(ho->h)) == NULL) {
-        call_fail(c, "dns", "cannot resolve %s: no resolver", ho->name);
-        return;
-    }
-    hints.ai_family = AF_UNSPEC;
-    hints.ai_socktype = SOCK_STREAM;
-    hints.ai_protocol = IPPROTO_TCP;
-    r = xcalloc(1, sizeof *r);
-    r->cn = cn;
-    cn->resolve = r;
-    /* Answers from /etc/hosts call back before this returns (and free
-     * r): the handle it returns is not kept, as nothing cancels it. */
-    evdns_getaddrinfo(dns, ho->name, NULL, &hints, resolve_cb, r);
-}
-
-/* An idle live connection of ho that c may use, the most recently used,
- * or NULL. Dead idle ones met on the way are freed, and so are those
- * whose address c's policy refuses (the lists changed since). */
-static struct conn *
-conn_idle(struct host *ho, const struct aq_http_call *c)
-{
-    struct conn *cn, *next, *best = NULL;
-    char why[160];
-
-    for (cn = LIST_FIRST(&ho->conns); cn != NULL; cn = next) {
-        next = LIST_NEXT(cn, link);
-        if (cn->call != NULL)
-            continue;
-        if (cn->is_dead || (c->lim.policy != NULL &&
-                            !aq_netmatch_allows(c->lim.policy, ho->name,
-                                                (struct sockaddr *)&cn->addr,
-                                                why, sizeof why))) {
-            conn_free(cn);
-            continue;
-        }
-        if (best == NULL || cn->idle_since_us > best->idle_since_us)
-            best = cn;
-    }
-    return best;
-}
-
-/* Frees the least recently used idle connection of ho, if any. */
-static void
-conn_close_one_idle(struct host *ho)
-{
-    struct conn *cn, *oldest = NULL;
-
-    LIST_FOREACH (cn, &ho->conns, link) {
-        if (cn->call == NULL &&
-            (oldest == NULL || cn->idle_since_us < oldest->idle_since_us))
-            oldest = cn;
-    }
-    if (oldest != NULL)
-        conn_free(oldest);
-}
 
 /* ---- calls ---- */
 
@@ -674,7 +84,7 @@ conn_release(struct aq_http_call *c, bool reusable)
     c->conn = NULL;
     cn->call = NULL;
     if (!reusable || cn->is_dead || cn->no_reuse || cn->evcon == NULL)
-        conn_free(cn);
+        http_conn_free(cn);
     else
         cn->idle_since_us = aq_clock_mono_us();
     if ((w = TAILQ_FIRST(&ho->waiting)) != NULL) {
@@ -723,8 +133,7 @@ req_header_cb(struct evhttp_request *req, void *arg)
                             : "");
     json_decref(c->res_headers);
     header_cb_json(c, req);
-    loc = evhttp_find_header(evhttp_request_get_input_headers(req),
-                             "Location");
+    loc = evhttp_find_header(evhttp_request_get_input_headers(req), "Location");
     if (req->major == 1 && req->minor == 0 && c->conn != NULL) {
         const char *ka = evhttp_find_header(
             evhttp_request_get_input_headers(req), "Connection");
@@ -755,7 +164,8 @@ req_chunk_cb(struct evhttp_request *req, void *arg)
 /* Names what went wrong with the request on c's connection, from libevent's
  * error, the socket error it saved, and the TLS or DNS state. */
 static void
-classify_error(struct aq_http_call *c, enum evhttp_request_error e, int sock_err)
+classify_error(struct aq_http_call *c, enum evhttp_request_error e,
+               int sock_err)
 {
     struct bufferevent *bev =
         c->conn != NULL ? evhttp_connection_get_bufferevent(c->conn->evcon)
@@ -805,13 +215,12 @@ classify_error(struct aq_http_call *c, enum evhttp_request_error e, int sock_err
         return;
     case EVREQ_HTTP_INVALID_HEADER:
         c->err_code = "protocol";
-        snprintf(c->err_detail, sizeof c->err_detail,
-                 "invalid HTTP response");
+        snprintf(c->err_detail, sizeof c->err_detail, "invalid HTTP response");
         return;
     case EVREQ_HTTP_TIMEOUT:
         c->err_code = "reset";
-        snprintf(c->err_detail, sizeof c->err_detail,
-                 "no data for %d s", CONN_TIMEOUT_S);
+        snprintf(c->err_detail, sizeof c->err_detail, "no data for %d s",
+                 CONN_TIMEOUT_S);
         return;
     default:
         break;
@@ -820,8 +229,9 @@ classify_error(struct aq_http_call *c, enum evhttp_request_error e, int sock_err
         sock_err == EHOSTUNREACH || sock_err == ETIMEDOUT ||
         sock_err == EADDRNOTAVAIL) {
         c->err_code = "connect";
-        snprintf(c->err_detail, sizeof c->err_detail, "cannot connect to %s:%d: %s",
-                 c->hostname, c->port, strerror(sock_err));
+        snprintf(c->err_detail, sizeof c->err_detail,
+                 "cannot connect to %s:%d: %s", c->hostname, c->port,
+                 strerror(sock_err));
     } else if (c->got_headers) {
         c->err_code = "reset";
         snprintf(c->err_detail, sizeof c->err_detail,
@@ -877,8 +287,8 @@ req_done_cb(struct evhttp_request *req, void *arg)
 }
 
 /* Sends c's request on cn. */
-static void
-call_send(struct aq_http_call *c, struct conn *cn)
+void
+http_call_send(struct aq_http_call *c, struct conn *cn)
 {
     struct evhttp_request *req = evhttp_request_new(req_done_cb, c);
     struct evkeyvalq *out = evhttp_request_get_output_headers(req);
@@ -916,8 +326,8 @@ call_send(struct aq_http_call *c, struct conn *cn)
         bool v6 = strchr(c->hostname, ':') != NULL;
         char host[300];
 
-        snprintf(host, sizeof host, "%s%s%s%s%.0d", v6 ? "[" : "",
-                 c->hostname, v6 ? "]" : "", default_port ? "" : ":",
+        snprintf(host, sizeof host, "%s%s%s%s%.0d", v6 ? "[" : "", c->hostname,
+                 v6 ? "]" : "", default_port ? "" : ":",
                  default_port ? 0 : c->port);
         evhttp_add_header(out, "Host", host);
     }
@@ -955,8 +365,7 @@ call_send(struct aq_http_call *c, struct conn *cn)
 static void
 call_dispatch(struct aq_http_call *c)
 {
-    struct host *ho =
-        host_get(c->h, c->scheme, c->hostname, c->port);
+    struct host *ho = http_host_get(c->h, c->scheme, c->hostname, c->port);
     struct conn *cn;
 
     c->host = ho;
@@ -965,11 +374,11 @@ call_dispatch(struct aq_http_call *c)
          * make room if the host is at its limit. */
         cn = NULL;
         if (ho->nconns >= c->lim.max_per_host)
-            conn_close_one_idle(ho);
+            http_conn_close_one_idle(ho);
     } else
-        cn = conn_idle(ho, c);
+        cn = http_conn_idle(ho, c);
     if (cn == NULL && ho->nconns < c->lim.max_per_host) {
-        conn_open(ho, c);
+        http_conn_open(ho, c);
         return;
     }
     if (cn == NULL) {
@@ -977,7 +386,7 @@ call_dispatch(struct aq_http_call *c)
         TAILQ_INSERT_TAIL(&ho->waiting, c, wait_link);
         return;
     }
-    call_send(c, cn);
+    http_call_send(c, cn);
 }
 
 /* Takes url as c's current one. 0, or -1 with c's error set. */
@@ -988,7 +397,7 @@ call_set_url(struct aq_http_call *c, const char *url)
     const char *why;
     int port;
 
-    if (url_split(url, &scheme, &hostname, &port, &target, &why) < 0) {
+    if (http_url_split(url, &scheme, &hostname, &port, &target, &why) < 0) {
         c->err_code = c->redirects > 0 ? "redirects" : "url";
         snprintf(c->err_detail, sizeof c->err_detail, "%s%s: %.120s",
                  c->redirects > 0 ? "redirected to a URL that is " : "", why,
@@ -1049,9 +458,8 @@ is_redirect(int status)
 static bool
 is_idempotent(enum evhttp_cmd_type m)
 {
-    return m == EVHTTP_REQ_GET || m == EVHTTP_REQ_HEAD ||
-           m == EVHTTP_REQ_PUT || m == EVHTTP_REQ_DELETE ||
-           m == EVHTTP_REQ_OPTIONS;
+    return m == EVHTTP_REQ_GET || m == EVHTTP_REQ_HEAD || m == EVHTTP_REQ_PUT ||
+           m == EVHTTP_REQ_DELETE || m == EVHTTP_REQ_OPTIONS;
 }
 
 static void
@@ -1082,8 +490,8 @@ call_end_cb(evutil_socket_t fd, short what, void *arg)
     char msg[512];
     int64_t now = aq_clock_mono_us();
 
-    if (c->err_code == NULL && is_redirect(c->status) &&
-        c->location != NULL && c->lim.max_redirects > 0) {
+    if (c->err_code == NULL && is_redirect(c->status) && c->location != NULL &&
+        c->lim.max_redirects > 0) {
         char *next;
 
         conn_release(c, true);
@@ -1101,9 +509,8 @@ call_end_cb(evutil_socket_t fd, short what, void *arg)
             goto report;
         }
         free(next);
-        if (c->status == 303 ||
-            ((c->status == 301 || c->status == 302) &&
-             c->method == EVHTTP_REQ_POST)) {
+        if (c->status == 303 || ((c->status == 301 || c->status == 302) &&
+                                 c->method == EVHTTP_REQ_POST)) {
             if (c->method != EVHTTP_REQ_HEAD) {
                 c->method = EVHTTP_REQ_GET;
                 free(c->method_name);
@@ -1156,9 +563,9 @@ method_parse(const char *m, bool *ok)
         const char *name;
         enum evhttp_cmd_type type;
     } methods[] = {
-        {"GET", EVHTTP_REQ_GET},       {"HEAD", EVHTTP_REQ_HEAD},
-        {"POST", EVHTTP_REQ_POST},     {"PUT", EVHTTP_REQ_PUT},
-        {"DELETE", EVHTTP_REQ_DELETE}, {"PATCH", EVHTTP_REQ_PATCH},
+        {"GET", EVHTTP_REQ_GET},         {"HEAD", EVHTTP_REQ_HEAD},
+        {"POST", EVHTTP_REQ_POST},       {"PUT", EVHTTP_REQ_PUT},
+        {"DELETE", EVHTTP_REQ_DELETE},   {"PATCH", EVHTTP_REQ_PATCH},
         {"OPTIONS", EVHTTP_REQ_OPTIONS},
     };
 
@@ -1200,8 +607,7 @@ aq_http_start(struct aq_http *h, const struct aq_http_limits *lim,
     if (!ok) {
         c->url = xstrdup(req->url);
         c->err_code = "url";
-        snprintf(c->err_detail, sizeof c->err_detail,
-                 "method not supported");
+        snprintf(c->err_detail, sizeof c->err_detail, "method not supported");
         event_active(c->end_ev, EV_TIMEOUT, 0);
     } else if (call_set_url(c, req->url) < 0) {
         c->url = xstrdup(req->url);
@@ -1234,7 +640,7 @@ int
 aq_http_open_conns(const struct aq_http *h, const char *scheme,
                    const char *host, int port)
 {
-    const struct host *ho = host_find(h, scheme, host, port);
+    const struct host *ho = http_host_find(h, scheme, host, port);
 
     return ho != NULL ? ho->nconns : 0;
 }
@@ -1257,11 +663,11 @@ sweep_cb(evutil_socket_t fd, short what, void *arg)
             next = LIST_NEXT(cn, link);
             if (cn->call == NULL &&
                 (cn->is_dead || now - cn->idle_since_us > IDLE_CLOSE_US))
-                conn_free(cn);
+                http_conn_free(cn);
         }
         if (LIST_EMPTY(&ho->conns) && TAILQ_EMPTY(&ho->waiting)) {
             LIST_REMOVE(ho, link);
-            host_free(ho);
+            http_host_free(ho);
         }
     }
 }
@@ -1304,8 +710,8 @@ aq_http_free(struct aq_http *h)
     while ((ho = LIST_FIRST(&h->hosts)) != NULL) {
         LIST_REMOVE(ho, link);
         while (!LIST_EMPTY(&ho->conns))
-            conn_free(LIST_FIRST(&ho->conns));
-        host_free(ho);
+            http_conn_free(LIST_FIRST(&ho->conns));
+        http_host_free(ho);
     }
     event_free(h->sweep_ev);
     /* Lookups in flight end with a callback that frees their struct

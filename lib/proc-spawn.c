@@ -104,7 +104,7 @@ posix_spawn_child(const struct aq_proc_opts *opts, const int child_fd[3],
         rc = posix_spawn_file_actions_addclosefrom_np(&fa, STDERR_FILENO + 1);
     /* A session of its own: the job's processes keep its id as their
      * session (and group) unless they call setsid themselves, which is
-     * how the reaper tells them from others (lib/proc.c). */
+     * how lib/proc_orphans.c tells them from others. */
     if (rc == 0)
         rc = posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSID |
                                                  POSIX_SPAWN_SETSIGMASK |

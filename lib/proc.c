@@ -1,13 +1,12 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * lib/proc.c: child processes on an event_base (lib/proc.h). struct
- * aq_procs owns the SIGCHLD evsignal, the list of running children, the
- * orphans re-parented to us and the jobs' cgroups waiting to be removed.
- * Its reaper collects every waitable child, ours or orphans. When a child
- * of ours exits, its orphans are looked for first (while it still counts
- * as running), then its group and cgroup are killed while the zombie still
- * pins the ids, its pipes are drained and closed, and the callback runs
- * later from the loop. How children are made: lib/proc-spawn.c.
+ * lib/proc.c: child processes on an event_base (lib/proc.h): their pipes,
+ * the reaper and the jobs' cgroups. The reaper collects every waitable
+ * child, ours or orphans. When a child of ours exits, its orphans are
+ * looked for first (while it still counts as running), then its group and
+ * cgroup are killed while the zombie still pins the ids, its pipes are
+ * drained and closed, and the callback runs later from the loop. Orphans:
+ * lib/proc_orphans.c; how children are made: lib/proc-spawn.c.
  */
 #include "proc.h"
 
@@ -36,92 +35,15 @@
 #include "runfile.h"
 #include "xmalloc.h"
 
-#define BUF_MIN 4096           /* first allocation of a capture buffer */
-#define SCRATCH_SIZE 16384     /* bytes read at once beyond the capture */
-#define READS_PER_EVENT 4      /* bounds a fast writer's share of the loop */
-#define DRAIN_MAX_READS 1024   /* at exit: a pipe holds at most 1 MiB */
-#define TREE_MAX 4096          /* processes signalled in one walk */
-#define CHILDREN_MAX 4096      /* children of ours looked at in one scan */
-#define SCAN_PERIOD_US 1000000 /* orphans are looked for at least this */
-#define DYING_FIRST_US 1000    /* first retry of a killed cgroup */
-#define DYING_MAX_US 100000    /* retries back off up to this */
-#define DYING_WAIT_US 2000000  /* a callback waits this for its cgroup */
-#define FREE_WAIT_US 2000000   /* aq_procs_free waits this for cgroups */
-#define CGROUP_NAME_TRIES 8    /* names tried for a job's cgroup */
-
-/* One of the child's output pipes and what was kept of it. */
-struct stream {
-    int fd;           /* owned: the parent's read end; -1 once closed */
-    struct event *ev; /* owned: EV_READ|EV_PERSIST on fd; NULL once closed */
-    char *buf;        /* owned: the first cap bytes */
-    size_t len, alloc, cap;
-    bool is_truncated; /* bytes beyond cap were read and dropped */
-};
-
-struct dying;
-
-struct aq_proc {
-    struct aq_procs *ps;           /* borrowed */
-    LIST_ENTRY(aq_proc) link;      /* in ps->running while not reaped */
-    pid_t pid;                     /* also its session and group id */
-    uint64_t seq;                  /* spawn order, from 1 */
-    bool is_linked;                /* in ps->running */
-    bool is_exited;                /* reaped: status is set */
-    bool is_killing;               /* aq_proc_kill was called */
-    int status;                    /* from waitpid */
-    int64_t start_us, duration_us; /* monotonic */
-    int64_t kill_grace_us;
-    int cg_fd;           /* owned: its cgroup's directory; -1 = none */
-    char cg_name[64];    /* its cgroup, under the daemon's */
-    struct dying *dying; /* the callback waits for it to empty; or NULL */
-    struct stream out, err;
-    int in_fd;             /* owned: the write end of stdin; -1 once closed */
-    struct event *in_ev;   /* owned: EV_WRITE|EV_PERSIST on in_fd */
-    char *in_data;         /* owned: a copy of opts->stdin_data */
-    size_t in_len, in_pos; /* in_pos bytes of in_data are written */
-    struct event *kill_ev; /* owned: SIGKILL after the grace; lazily made */
-    struct event *done_ev; /* owned: runs cb from the loop */
-    aq_proc_exit_cb *cb;
-    void *arg;
-};
-
-/* A process re-parented to us that we did not spawn: a job's orphan. */
-struct orphan {
-    LIST_ENTRY(orphan) link;
-    pid_t pid;
-    uint64_t start_ticks;
-    uint64_t owner_seq; /* the child whose session or group it is in; 0 */
-    uint64_t seq_max;   /* else: the newest child running when first seen */
-    bool is_killed;
-};
-
-/* A job's cgroup that was killed, removed once it is empty. */
-struct dying {
-    LIST_ENTRY(dying) link;
-    int fd; /* owned: its directory */
-    char name[64];
-    struct aq_proc *p; /* borrowed: its callback waits for this; or NULL */
-    int64_t since_us;  /* monotonic: when it was killed */
-};
-
-struct aq_procs {
-    struct event_base *base;  /* borrowed */
-    struct event *sigchld_ev; /* owned */
-    LIST_HEAD(, aq_proc)
-    running;                     /* not owned: spawned, not reaped;
-                                    newest first */
-    LIST_HEAD(, orphan) orphans; /* owned */
-    LIST_HEAD(, dying) dying;    /* owned */
-    struct event *scan_ev;       /* owned: looks for orphans */
-    struct event *dying_ev;      /* owned: retries dying cgroups */
-    int64_t dying_delay_us;      /* the next retry's */
-    struct aq_cgroup *cg;        /* borrowed; NULL = none */
-    struct aq_runfile *rf;       /* borrowed; NULL = none */
-    bool use_clone3;             /* until the kernel refuses it */
-    uint64_t seq;                /* of the newest spawn */
-    size_t count;                /* live aq_proc objects */
-    size_t norphans;
-};
+#define BUF_MIN 4096          /* first allocation of a capture buffer */
+#define SCRATCH_SIZE 16384    /* bytes read at once beyond the capture */
+#define READS_PER_EVENT 4     /* bounds a fast writer's share of the loop */
+#define DRAIN_MAX_READS 1024  /* at exit: a pipe holds at most 1 MiB */
+#define DYING_FIRST_US 1000   /* first retry of a killed cgroup */
+#define DYING_MAX_US 100000   /* retries back off up to this */
+#define DYING_WAIT_US 2000000 /* a callback waits this for its cgroup */
+#define FREE_WAIT_US 2000000  /* aq_procs_free waits this for cgroups */
+#define CGROUP_NAME_TRIES 8   /* names tried for a job's cgroup */
 
 static void
 procs_link(struct aq_procs *ps, struct aq_proc *p)
@@ -143,7 +65,7 @@ procs_unlink(struct aq_procs *ps, struct aq_proc *p)
 
 /* A linear search: the list holds the running exec jobs, a few hundred at
  * most, and it is walked once per reaped child. */
-static struct aq_proc *
+struct aq_proc *
 procs_find(const struct aq_procs *ps, pid_t pid)
 {
     struct aq_proc *p;
@@ -154,33 +76,6 @@ procs_find(const struct aq_procs *ps, pid_t pid)
             return p;
     }
     return NULL;
-}
-
-/* Signals the child's whole group. Only the leader may be left if it moved
- * itself to another group: then signal it alone. */
-static void
-group_signal(const struct aq_proc *p, int sig)
-{
-    if (kill(-p->pid, sig) == -1 && errno == ESRCH)
-        kill(p->pid, sig);
-}
-
-/* Signals root's descendants, and root with its group if with_root. The
- * walk comes first, the signals after: a killed parent's children would
- * leave its children file before they are seen. */
-static void
-tree_signal(pid_t root, int sig, bool with_root)
-{
-    pid_t *set = xmalloc(TREE_MAX * sizeof *set);
-    size_t n = 1;
-
-    set[0] = root;
-    aq_pstat_descendants(set, &n, TREE_MAX);
-    for (size_t i = with_root ? 0 : 1; i < n; i++)
-        kill(set[i], sig);
-    if (with_root)
-        kill(-root, sig); /* a group it leads, after a setsid */
-    free(set);
 }
 
 static void
@@ -431,147 +326,6 @@ cgroup_make(struct aq_procs *ps, struct aq_proc *p, uint64_t job_id)
     return fd;
 }
 
-/* ---- orphans ---- */
-
-static struct orphan *
-orphan_find(const struct aq_procs *ps, pid_t pid)
-{
-    struct orphan *o;
-
-    LIST_FOREACH(o, &ps->orphans, link)
-    {
-        if (o->pid == pid)
-            return o;
-    }
-    return NULL;
-}
-
-/* Whether a child with seq s (exactly, or up to s) still runs. */
-static bool
-seq_running(const struct aq_procs *ps, uint64_t s, bool up_to)
-{
-    struct aq_proc *p;
-
-    LIST_FOREACH(p, &ps->running, link)
-    {
-        if (p->seq == s || (up_to && p->seq < s))
-            return true;
-    }
-    return false;
-}
-
-/* Looks at our children for orphans not seen yet and files them: the
- * child whose session or group an orphan is in owns it; an orphan that
- * left both (setsid) may be any running child's. */
-static void
-procs_scan(struct aq_procs *ps)
-{
-    pid_t *kids = xmalloc(CHILDREN_MAX * sizeof *kids);
-    size_t n = aq_pstat_children(getpid(), kids, CHILDREN_MAX);
-
-    for (size_t i = 0; i < n && i < CHILDREN_MAX; i++) {
-        struct aq_pstat st;
-        struct aq_proc *owner;
-        struct orphan *o;
-
-        if (procs_find(ps, kids[i]) != NULL || orphan_find(ps, kids[i]) != NULL)
-            continue;
-        if (aq_pstat_read(kids[i], &st) == -1 || st.state == 'Z')
-            continue; /* gone: reaped soon, nothing to track */
-        o = xcalloc(1, sizeof *o);
-        o->pid = kids[i];
-        o->start_ticks = st.start_ticks;
-        if ((owner = procs_find(ps, st.sid)) != NULL ||
-            (owner = procs_find(ps, st.pgid)) != NULL)
-            o->owner_seq = owner->seq;
-        else if (!LIST_EMPTY(&ps->running))
-            o->seq_max = LIST_FIRST(&ps->running)->seq;
-        LIST_INSERT_HEAD(&ps->orphans, o, link);
-        ps->norphans++;
-        if (ps->rf != NULL)
-            aq_runfile_add(ps->rf, o->pid, o->start_ticks);
-    }
-    free(kids);
-}
-
-/* Kills the orphans no running child may own any more, with whatever
- * they started; keeps the scan timer on while there is something to see. */
-static void
-procs_settle(struct aq_procs *ps)
-{
-    struct orphan *o;
-    bool waiting = false;
-
-    LIST_FOREACH(o, &ps->orphans, link)
-    {
-        if (o->is_killed)
-            continue;
-        if (o->owner_seq != 0 ? seq_running(ps, o->owner_seq, false)
-                              : seq_running(ps, o->seq_max, true)) {
-            waiting = true;
-            continue;
-        }
-        if (aq_pstat_is_alive(o->pid, o->start_ticks))
-            tree_signal(o->pid, SIGKILL, true);
-        o->is_killed = true;
-    }
-    if (waiting || !LIST_EMPTY(&ps->running)) {
-        struct timeval tv = aq_clock_tv(SCAN_PERIOD_US);
-
-        if (!evtimer_pending(ps->scan_ev, NULL))
-            evtimer_add(ps->scan_ev, &tv);
-    } else {
-        evtimer_del(ps->scan_ev);
-    }
-}
-
-static void
-scan_cb(evutil_socket_t fd, short what, void *arg)
-{
-    struct aq_procs *ps = arg;
-
-    procs_scan(ps);
-    procs_settle(ps);
-}
-
-/* The orphan pid was reaped. */
-static void
-orphan_reaped(struct aq_procs *ps, pid_t pid)
-{
-    struct orphan *o = orphan_find(ps, pid);
-
-    if (o == NULL)
-        return;
-    LIST_REMOVE(o, link);
-    ps->norphans--;
-    if (ps->rf != NULL)
-        aq_runfile_remove(ps->rf, pid);
-    free(o);
-}
-
-/* Signals everything of p's: its group, its descendants, the orphans it
- * owns and its cgroup. */
-static void
-proc_signal_all(struct aq_proc *p, int sig)
-{
-    struct orphan *o;
-
-    group_signal(p, sig);
-    tree_signal(p->pid, sig, false);
-    LIST_FOREACH(o, &p->ps->orphans, link)
-    {
-        if (o->owner_seq == p->seq && !o->is_killed &&
-            aq_pstat_is_alive(o->pid, o->start_ticks))
-            tree_signal(o->pid, sig, true);
-    }
-    if (p->cg_fd != -1) {
-        if (sig == SIGKILL)
-            aq_cgroup_job_kill(p->ps->cg, p->cg_fd);
-        else
-            aq_cgroup_job_signal(p->cg_fd, sig);
-    }
-}
-
 /* ---- reaping ---- */
 
 /* The child p was reaped with status: release its pipes and timers, kill
@@ -644,7 +398,7 @@ procs_reap(struct aq_procs *ps)
         if (p != NULL) {
             proc_exited(p, status);
         } else {
-            orphan_reaped(ps, pid);
+            procs_orphan_reaped(ps, pid);
             reaped_orphan = true;
         }
     }
@@ -672,7 +426,7 @@ aq_procs_new(struct event_base *base)
     LIST_INIT(&ps->dying);
     ps->use_clone3 = true;
     ps->sigchld_ev = evsignal_new(base, SIGCHLD, sigchld_cb, ps);
-    ps->scan_ev = evtimer_new(base, scan_cb, ps);
+    ps->scan_ev = evtimer_new(base, procs_scan_cb, ps);
     ps->dying_ev = evtimer_new(base, dying_cb, ps);
     evsignal_add(ps->sigchld_ev, NULL);
     return ps;
@@ -741,37 +495,6 @@ void
 aq_procs_set_clone3(struct aq_procs *ps, bool use_clone3)
 {
     ps->use_clone3 = use_clone3;
-}
-
-size_t
-aq_procs_orphans(const struct aq_procs *ps)
-{
-    return ps->norphans;
-}
-
-int
-aq_procs_kill_all(int64_t timeout_us)
-{
-    int64_t deadline_us = aq_clock_mono_us() + timeout_us;
-    pid_t *kids = xmalloc(CHILDREN_MAX * sizeof *kids);
-    int total = 0;
-
-    for (;;) {
-        size_t n = aq_pstat_children(getpid(), kids, CHILDREN_MAX);
-
-        /* A setsid'd orphan leads its own group: take the group and its
-         * descendants with it. */
-        for (size_t i = 0; i < n && i < CHILDREN_MAX; i++)
-            tree_signal(kids[i], SIGKILL, true);
-        total += (int)n;
-        while (waitpid(-1, NULL, WNOHANG) > 0)
-            ;
-        if (n == 0 || aq_clock_mono_us() > deadline_us)
-            break;
-        poll(NULL, 0, 5); /* give the killed ones a moment to die */
-    }
-    free(kids);
-    return total;
 }
 
 size_t

@@ -2,9 +2,10 @@
 /*
  * tests/suites.h: a Check suite per lib module with logic, named after it;
  * tests/main.c runs them. A family shares its module's suite (journal*.c,
- * proc*.c; call.c in server's; consumer.c, records.c, store.c and
- * store_journal.c in broker's), and a helper module is tested with the one it serves: jwrite
- * in rpc's, fastput in jscan's, cgroup and runfile in proc's and pstat's.
+ * proc*.c, http*.c, config*.c; call.c in server's; consumer.c, records.c,
+ * store.c and store_journal.c in broker's), and a helper module is tested
+ * with the one it serves: jwrite in rpc's, fastput in jscan's, cgroup and
+ * runfile in proc's and pstat's.
  * The handlers run in the broker's suite and the black-box exec and http
  * suites; error.c and xmalloc.c only wrap libc.
  */
