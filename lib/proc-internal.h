@@ -3,7 +3,7 @@
  * lib/proc-internal.h: shared by lib/proc.c (children on the loop: their
  * pipes, the reaper, their cgroups), lib/proc_orphans.c (what a child
  * leaves behind: its orphans, and the signals that reach all of a child's
- * processes) and lib/proc-spawn.c (how a child is made). Not for daemon/.
+ * processes) and lib/proc_spawn.c (how a child is made). Not for daemon/.
  *
  * struct aq_procs owns the SIGCHLD evsignal, the list of running
  * children, the orphans re-parented to us and the jobs' cgroups waiting
@@ -123,7 +123,7 @@ void procs_orphan_reaped(struct aq_procs *ps, pid_t pid);
  * owns and its cgroup. */
 void proc_signal_all(struct aq_proc *p, int sig);
 
-/* ---- proc-spawn.c ---- */
+/* ---- proc_spawn.c ---- */
 
 /* Makes a pipe for the child's stdio fd child_no: child_fd gets the child's
  * end (blocking, as programs expect), *parent_fd the non-blocking other end.

@@ -6,7 +6,7 @@
  * looked for first (while it still counts as running), then its group and
  * cgroup are killed while the zombie still pins the ids, its pipes are
  * drained and closed, and the callback runs later from the loop. Orphans:
- * lib/proc_orphans.c; how children are made: lib/proc-spawn.c.
+ * lib/proc_orphans.c; how children are made: lib/proc_spawn.c.
  */
 #include "proc.h"
 

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * lib/proc-spawn.c: how an exec job's process is made (proc-internal.h).
+ * lib/proc_spawn.c: how an exec job's process is made (proc-internal.h).
  * Without a cgroup, posix_spawn (vfork-based). Into a cgroup, a fork-like
  * clone3 or fork: between it and execve the child calls only
  * async-signal-safe functions, and every signal stays blocked until its
