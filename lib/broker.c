@@ -66,8 +66,7 @@ broker_queue_find(const struct aq_broker *b, const char *name)
 {
     struct broker_queue *bq;
 
-    STAILQ_FOREACH(bq, &b->queues, link)
-    {
+    STAILQ_FOREACH (bq, &b->queues, link) {
         if (strcmp(bq->cfg.name, name) == 0)
             return bq;
     }
@@ -159,8 +158,8 @@ aq_broker_start(struct aq_broker *b)
     struct broker_queue *bq;
 
     b->is_started = true;
-    STAILQ_FOREACH(bq, &b->queues, link)
-    consumers_scale(bq, bq->target);
+    STAILQ_FOREACH (bq, &b->queues, link)
+        consumers_scale(bq, bq->target);
 }
 
 static void
@@ -229,8 +228,7 @@ aq_broker_reconfigure(struct aq_broker *b, const struct aq_config *cfg)
         else
             bq->target = qc->consumers;
     }
-    STAILQ_FOREACH(bq, &b->queues, link)
-    {
+    STAILQ_FOREACH (bq, &b->queues, link) {
         if (aq_config_queue(cfg, bq->cfg.name) == NULL)
             aq_log(AQ_LOG_WARN,
                    "reload: queue %s: removed from the config, kept until "
@@ -639,14 +637,13 @@ broker_join_new(struct aq_broker *b, struct broker_queue *only, aq_join_cb *cb,
     struct broker_queue *bq;
     size_t n = 0;
 
-    STAILQ_FOREACH(bq, &b->queues, link)
-    n++;
+    STAILQ_FOREACH (bq, &b->queues, link)
+        n++;
     j->b = b;
     j->cb = cb;
     j->arg = arg;
     j->parts = xcalloc(n, sizeof *j->parts);
-    STAILQ_FOREACH(bq, &b->queues, link)
-    {
+    STAILQ_FOREACH (bq, &b->queues, link) {
         struct join_part *part = &j->parts[j->nparts];
 
         if (only != NULL && bq != only)
@@ -729,8 +726,7 @@ aq_broker_each_queue(struct aq_broker *b, const char *queue,
         fn(&s, arg);
         return 0;
     }
-    STAILQ_FOREACH(bq, &b->queues, link)
-    {
+    STAILQ_FOREACH (bq, &b->queues, link) {
         broker_queue_stats(bq, &s);
         fn(&s, arg);
     }
@@ -774,8 +770,7 @@ aq_broker_counts(const struct aq_broker *b, size_t *unfinished, size_t *running)
     const struct broker_queue *bq;
 
     *unfinished = *running = 0;
-    STAILQ_FOREACH(bq, &b->queues, link)
-    {
+    STAILQ_FOREACH (bq, &b->queues, link) {
         *unfinished += aq_queue_unfinished(bq->q);
         *running += (size_t)bq->nbusy;
     }

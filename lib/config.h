@@ -53,10 +53,10 @@ struct aq_queue_config {
         double kill_grace; /* s >= 0; default 5 */
     } exec;
     struct {
-        size_t capture;    /* default 65536 */
-        int max_per_host;  /* >= 1; default 8 */
-        int max_redirects; /* >= 0; default 5 */
-        bool verify;       /* default true */
+        size_t capture;            /* default 65536 */
+        int max_per_host;          /* >= 1; default 8 */
+        int max_redirects;         /* >= 0; default 5 */
+        bool verify;               /* default true */
         size_t max_response_bytes; /* >= 1; default 64 MiB: a larger body
                                       fails the attempt */
         char **allow; /* host-name patterns and CIDRs (lib/netmatch.h);

@@ -311,16 +311,14 @@ consumers_scale(struct broker_queue *bq, int target)
         return;
     /* Retiring consumers still count as live until they end. */
     surplus = 0;
-    LIST_FOREACH(c, &bq->consumers, link)
-    {
+    LIST_FOREACH (c, &bq->consumers, link) {
         if (!c->is_ended && !c->is_retiring)
             surplus++;
     }
     surplus -= target;
     /* Busy consumers told to retire and not yet ended stay instead of new
      * ones starting beside them: never more runs than asked for. */
-    LIST_FOREACH(c, &bq->consumers, link)
-    {
+    LIST_FOREACH (c, &bq->consumers, link) {
         if (surplus >= 0)
             break;
         if (!c->is_ended && c->is_retiring) {
@@ -331,8 +329,7 @@ consumers_scale(struct broker_queue *bq, int target)
     for (; surplus < 0; surplus++)
         consumer_add(bq);
     for (int pass = 0; pass < 2 && surplus > 0; pass++) {
-        LIST_FOREACH(c, &bq->consumers, link)
-        {
+        LIST_FOREACH (c, &bq->consumers, link) {
             if (surplus == 0)
                 break;
             if (c->is_ended || c->is_retiring || (pass == 0 && c->job != NULL))
@@ -353,8 +350,7 @@ consumers_pause(struct broker_queue *bq, bool paused)
     /* Only idle consumers that started: one not started yet takes its
      * first job from the loop, and waiting twice on one waiter would link
      * it twice into the queue (a use-after-free once the consumer ends). */
-    LIST_FOREACH(c, &bq->consumers, link)
-    {
+    LIST_FOREACH (c, &bq->consumers, link) {
         if (c->is_ended || !c->is_started || c->job != NULL)
             continue;
         if (paused)
@@ -369,8 +365,7 @@ consumer_cancel_job(struct aq_job *j)
 {
     struct consumer *c;
 
-    LIST_FOREACH(c, &job_queue(j)->consumers, link)
-    {
+    LIST_FOREACH (c, &job_queue(j)->consumers, link) {
         if (c->job == j)
             break;
     }
@@ -419,10 +414,8 @@ live_tasks(struct aq_broker *b, size_t *n)
     size_t cap = 0;
 
     *n = 0;
-    STAILQ_FOREACH(bq, &b->queues, link)
-    {
-        LIST_FOREACH(c, &bq->consumers, link)
-        {
+    STAILQ_FOREACH (bq, &b->queues, link) {
+        LIST_FOREACH (c, &bq->consumers, link) {
             if (c->is_ended)
                 continue;
             if (*n == cap) {
@@ -481,10 +474,8 @@ stop_grace(struct aq_broker *b)
     struct consumer *c;
 
     b->stage = STOP_GRACE;
-    STAILQ_FOREACH(bq, &b->queues, link)
-    {
-        LIST_FOREACH(c, &bq->consumers, link)
-        {
+    STAILQ_FOREACH (bq, &b->queues, link) {
+        LIST_FOREACH (c, &bq->consumers, link) {
             if (!c->is_ended && c->job == NULL)
                 consumer_end(c);
         }
@@ -539,10 +530,8 @@ aq_broker_stop_now(struct aq_broker *b)
         b->stage = STOP_CANCEL;
         aq_wait_free(b->stop_wait);
         b->stop_wait = NULL;
-        STAILQ_FOREACH(bq, &b->queues, link)
-        {
-            LIST_FOREACH(c, &bq->consumers, link)
-            {
+        STAILQ_FOREACH (bq, &b->queues, link) {
+            LIST_FOREACH (c, &bq->consumers, link) {
                 if (!c->is_ended)
                     aq_task_cancel(c->task);
             }

@@ -37,9 +37,9 @@ struct aq_http_limits {
 };
 
 struct aq_http_request {
-    const char *url;    /* http://... or https://...; borrowed */
-    const char *method; /* "GET" "HEAD" "POST" "PUT" "DELETE" "PATCH"
-                           "OPTIONS"; NULL = GET */
+    const char *url;       /* http://... or https://...; borrowed */
+    const char *method;    /* "GET" "HEAD" "POST" "PUT" "DELETE" "PATCH"
+                              "OPTIONS"; NULL = GET */
     const json_t *headers; /* object of strings, or NULL; borrowed */
     const char *body;      /* NULL = none; borrowed until start returns */
     size_t body_len;
@@ -47,20 +47,20 @@ struct aq_http_request {
 
 /* How a call ended; everything is borrowed for the callback only. */
 struct aq_http_response {
-    const char *err_code; /* NULL: a response arrived (any status); else
-                             "url" "dns" "connect" "tls" "reset" "protocol"
-                             "too_large" "redirects" "forbidden" (the
-                             policy refused the host or an address) */
+    const char *err_code;    /* NULL: a response arrived (any status); else
+                                "url" "dns" "connect" "tls" "reset" "protocol"
+                                "too_large" "redirects" "forbidden" (the
+                                policy refused the host or an address) */
     const char *err_message; /* "http: GET http://h/p: connection refused" */
     int status;              /* of the last response head; 0 if none */
     const char *reason;      /* "Not Found"; "" when none */
     const json_t *headers;   /* object; a repeated name is joined with ", " */
     const char *body;        /* the first `capture` bytes (not NUL-ended) */
     size_t body_len;
-    bool truncated;       /* the body was longer than capture */
-    const char *url;      /* the URL that answered (after redirects) */
-    int redirects;        /* redirects followed */
-    int64_t duration_us;  /* from start to the end of the last response */
+    bool truncated;      /* the body was longer than capture */
+    const char *url;     /* the URL that answered (after redirects) */
+    int redirects;       /* redirects followed */
+    int64_t duration_us; /* from start to the end of the last response */
 };
 
 typedef void aq_http_cb(void *arg, const struct aq_http_response *res);
@@ -76,8 +76,7 @@ void aq_http_free(struct aq_http *h);
 bool aq_http_has_tls(void);
 /* Checks url is one this client can fetch: 0, or -1 with err (-32602,
  * naming "field"). */
-int aq_http_check_url(const char *url, const char *field,
-                      struct aq_error *err);
+int aq_http_check_url(const char *url, const char *field, struct aq_error *err);
 /* The check at put of a URL that passed aq_http_check_url against policy,
  * where it needs no DNS (aq_netmatch_may_allow): 0, or -1 with err
  * (-32005 naming "field", the host and the rule). */

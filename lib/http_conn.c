@@ -398,8 +398,7 @@ http_conn_close_one_idle(struct host *ho)
 {
     struct conn *cn, *oldest = NULL;
 
-    LIST_FOREACH(cn, &ho->conns, link)
-    {
+    LIST_FOREACH (cn, &ho->conns, link) {
         if (cn->call == NULL &&
             (oldest == NULL || cn->idle_since_us < oldest->idle_since_us))
             oldest = cn;

@@ -78,8 +78,8 @@ retry_cb(evutil_socket_t fd, short what, void *arg)
     struct aq_listen *ls = arg;
     struct listener *l;
 
-    LIST_FOREACH(l, &ls->listeners, link)
-    evconnlistener_enable(l->lev);
+    LIST_FOREACH (l, &ls->listeners, link)
+        evconnlistener_enable(l->lev);
 }
 
 static void
@@ -252,8 +252,7 @@ aq_listen_addresses(const struct aq_listen *ls, struct sockaddr_storage *out,
     const struct listener *l;
     size_t n = 0;
 
-    LIST_FOREACH(l, &ls->listeners, link)
-    {
+    LIST_FOREACH (l, &ls->listeners, link) {
         struct sockaddr_storage ss = {0};
         socklen_t sl = sizeof ss;
 

@@ -70,8 +70,7 @@ procs_find(const struct aq_procs *ps, pid_t pid)
 {
     struct aq_proc *p;
 
-    LIST_FOREACH(p, &ps->running, link)
-    {
+    LIST_FOREACH (p, &ps->running, link) {
         if (p->pid == pid)
             return p;
     }

@@ -61,8 +61,7 @@ orphan_find(const struct aq_procs *ps, pid_t pid)
 {
     struct orphan *o;
 
-    LIST_FOREACH(o, &ps->orphans, link)
-    {
+    LIST_FOREACH (o, &ps->orphans, link) {
         if (o->pid == pid)
             return o;
     }
@@ -75,8 +74,7 @@ seq_running(const struct aq_procs *ps, uint64_t s, bool up_to)
 {
     struct aq_proc *p;
 
-    LIST_FOREACH(p, &ps->running, link)
-    {
+    LIST_FOREACH (p, &ps->running, link) {
         if (p->seq == s || (up_to && p->seq < s))
             return true;
     }
@@ -125,8 +123,7 @@ procs_settle(struct aq_procs *ps)
     struct orphan *o;
     bool waiting = false;
 
-    LIST_FOREACH(o, &ps->orphans, link)
-    {
+    LIST_FOREACH (o, &ps->orphans, link) {
         if (o->is_killed)
             continue;
         if (o->owner_seq != 0 ? seq_running(ps, o->owner_seq, false)
@@ -181,8 +178,7 @@ proc_signal_all(struct aq_proc *p, int sig)
 
     group_signal(p, sig);
     tree_signal(p->pid, sig, false);
-    LIST_FOREACH(o, &p->ps->orphans, link)
-    {
+    LIST_FOREACH (o, &p->ps->orphans, link) {
         if (o->owner_seq == p->seq && !o->is_killed &&
             aq_pstat_is_alive(o->pid, o->start_ticks))
             tree_signal(o->pid, sig, true);

@@ -786,8 +786,7 @@ aq_server_reconfigure(struct aq_server *s, const struct aq_config *cfg)
     struct conn *c;
 
     apply_limits(s, cfg);
-    TAILQ_FOREACH(c, &s->conns, link)
-    {
+    TAILQ_FOREACH (c, &s->conns, link) {
         if (!c->is_closing)
             conn_set_timeouts(c);
     }
@@ -825,8 +824,7 @@ aq_server_close_all(struct aq_server *s, int timeout_ms,
     s->closed_arg = arg;
     s->close_ev = evtimer_new(s->base, close_cb, s);
     evtimer_add(s->close_ev, &tv);
-    TAILQ_FOREACH(c, &s->conns, link)
-    {
+    TAILQ_FOREACH (c, &s->conns, link) {
         aq_calls_abandon(c, &err);
         conn_close(c);
     }

@@ -257,8 +257,8 @@ restore_place(struct aq_broker *b, uint64_t last_id)
         record_append(b, rs.finished[i]);
     }
     /* Jobs come back whatever maxsize says now: none may be dropped. */
-    STAILQ_FOREACH(bq, &b->queues, link)
-    aq_queue_set_maxsize(bq->q, 0);
+    STAILQ_FOREACH (bq, &b->queues, link)
+        aq_queue_set_maxsize(bq->q, 0);
     for (size_t i = 0; i < rs.nu; i++) {
         struct aq_job *j = rs.unfinished[i];
         int64_t delay_us = 0;
@@ -284,8 +284,8 @@ restore_place(struct aq_broker *b, uint64_t last_id)
         if (was_running)
             b->store->ops->requeue(b->store, j);
     }
-    STAILQ_FOREACH(bq, &b->queues, link)
-    aq_queue_set_maxsize(bq->q, bq->cfg.maxsize);
+    STAILQ_FOREACH (bq, &b->queues, link)
+        aq_queue_set_maxsize(bq->q, bq->cfg.maxsize);
     aq_log(AQ_LOG_INFO,
            "%s: restored %zu unfinished jobs (%zu delayed, %zu cut short "
            "by a crash) and %zu finished records; next id %llu",

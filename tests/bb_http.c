@@ -60,8 +60,7 @@ static char *
 url_of(char *buf, struct httpd *s, const char *path)
 {
     snprintf(buf, URL_MAX, "%s://127.0.0.1:%d%s",
-             httpd_ca_file(s) != NULL ? "https" : "http", httpd_port(s),
-             path);
+             httpd_ca_file(s) != NULL ? "https" : "http", httpd_port(s), path);
     return buf;
 }
 
@@ -232,8 +231,8 @@ START_TEST(http_every_method_reaches_the_server_as_given)
         json_decref(rec);
     }
     /* HEAD: the status and headers, no body. */
-    rec = run(c, json_pack("{s:s,s:s}", "url", url_of(url, s, "/ok"),
-                           "method", "HEAD"));
+    rec = run(c, json_pack("{s:s,s:s}", "url", url_of(url, s, "/ok"), "method",
+                           "HEAD"));
     assert_done(rec);
     ck_assert_int_eq(bb_int_at(rec, "result.status"), 200);
     ck_assert_str_eq(bb_str_at(rec, "result.body"), "");
@@ -259,8 +258,7 @@ START_TEST(http_404_fails_with_status_error_and_is_not_retried)
     assert_failed_with(rec, "status");
     msg = bb_str_at(rec, "error.message");
     ck_assert_msg(strstr(msg, "404") != NULL && strstr(msg, url) != NULL,
-                  "the message names neither the status nor the URL: %s",
-                  msg);
+                  "the message names neither the status nor the URL: %s", msg);
     /* The response is kept for a status failure. */
     ck_assert_int_eq(bb_int_at(rec, "result.status"), 404);
     ck_assert_str_eq(bb_str_at(rec, "result.body"), "status 404");
@@ -336,8 +334,8 @@ START_TEST(http_expect_decides_which_statuses_succeed)
     assert_failed_with(rec, "status");
     ck_assert_int_eq(bb_int_at(rec, "result.status"), 200);
     json_decref(rec);
-    rec = run(c, json_pack("{s:s,s:i}", "url", url_of(url, s, "/ok"),
-                           "expect", 201));
+    rec = run(
+        c, json_pack("{s:s,s:i}", "url", url_of(url, s, "/ok"), "expect", 201));
     assert_failed_with(rec, "status");
     json_decref(rec);
     bb_close(c);
@@ -433,9 +431,8 @@ START_TEST(http_303_after_a_post_is_followed_with_a_get)
     char url[URL_MAX];
     json_t *rec, *echo;
 
-    rec = run(c, json_pack("{s:s,s:s,s:s}", "url",
-                           url_of(url, s, "/see-other"), "method", "POST",
-                           "body", "data"));
+    rec = run(c, json_pack("{s:s,s:s,s:s}", "url", url_of(url, s, "/see-other"),
+                           "method", "POST", "body", "data"));
     assert_done(rec);
     ck_assert_int_eq(bb_int_at(rec, "result.redirects"), 1);
     echo = json_loads(bb_str_at(rec, "result.body"), 0, NULL);
@@ -535,9 +532,9 @@ START_TEST(http_unknown_host_fails_with_dns)
     /* connect: a machine without a resolver may say so instead. */
     ck_assert_msg(strcmp(code, "dns") == 0 || strcmp(code, "connect") == 0,
                   "expected dns: %s", bb_dump(rec));
-    ck_assert_msg(strstr(bb_str_at(rec, "error.message"),
-                         "no-such-host.invalid") != NULL,
-                  "the message does not name the host: %s", bb_dump(rec));
+    ck_assert_msg(
+        strstr(bb_str_at(rec, "error.message"), "no-such-host.invalid") != NULL,
+        "the message does not name the host: %s", bb_dump(rec));
     assert_no_result(rec);
     json_decref(rec);
     bb_close(c);
@@ -574,11 +571,11 @@ START_TEST(http_timeout_aborts_the_request_and_fails_the_job)
     struct bb_conn *c = bb_connect(d);
     char url[URL_MAX];
     int64_t t0 = bb_now_ms(), elapsed;
-    json_t *rec = bb_result_within(
-        c, "put",
-        json_pack("{s:{s:s},s:f,s:b}", "args", "url",
-                  url_of(url, s, "/slow?ms=5000"), "timeout", 0.3, "wait", 1),
-        10000);
+    json_t *rec = bb_result_within(c, "put",
+                                   json_pack("{s:{s:s},s:f,s:b}", "args", "url",
+                                             url_of(url, s, "/slow?ms=5000"),
+                                             "timeout", 0.3, "wait", 1),
+                                   10000);
 
     elapsed = bb_now_ms() - t0;
     assert_failed_with(rec, "timeout");
@@ -647,8 +644,8 @@ START_TEST(http_sequential_jobs_reuse_one_kept_alive_connection)
         json_decref(rec);
     }
     ck_assert_int_eq(httpd_requests(s), 5);
-    ck_assert_msg(httpd_accepted(s) == 1,
-                  "5 jobs in a row took %d connections", httpd_accepted(s));
+    ck_assert_msg(httpd_accepted(s) == 1, "5 jobs in a row took %d connections",
+                  httpd_accepted(s));
     bb_close(c);
     ck_assert_int_eq(bb_stop(d), 0);
     httpd_stop(s);
@@ -667,9 +664,9 @@ START_TEST(http_max_per_host_caps_and_reuses_connections)
 
     url_of(url, s, "/slow?ms=50");
     for (int i = 0; i < NJOBS; i++)
-        ids[i] = bb_send_call(c, "put",
-                              json_pack("{s:{s:s},s:b}", "args", "url", url,
-                                        "wait", 1));
+        ids[i] = bb_send_call(
+            c, "put",
+            json_pack("{s:{s:s},s:b}", "args", "url", url, "wait", 1));
     for (int i = 0; i < NJOBS; i++) {
         json_t *r = bb_wait_reply(c, ids[i], 30000);
         json_t *rec = json_object_get(r, "result");
@@ -683,11 +680,10 @@ START_TEST(http_max_per_host_caps_and_reuses_connections)
     ck_assert_msg(httpd_max_open(s) <= 2, "%d connections open at once",
                   httpd_max_open(s));
     ck_assert_msg(httpd_max_open(s) == 2,
-                  "8 consumers used %d connection(s) of 2",
-                  httpd_max_open(s));
+                  "8 consumers used %d connection(s) of 2", httpd_max_open(s));
     ck_assert_msg(httpd_accepted(s) <= 2,
-                  "%d connections for %d jobs: not reused",
-                  httpd_accepted(s), NJOBS);
+                  "%d connections for %d jobs: not reused", httpd_accepted(s),
+                  NJOBS);
     bb_close(c);
     ck_assert_int_eq(bb_stop(d), 0);
     httpd_stop(s);
@@ -746,8 +742,8 @@ END_TEST
 START_TEST(https_with_an_untrusted_ca_and_verify_false_is_done)
 {
     struct httpd *trusted = httpd_start(true), *s = httpd_start(true);
-    struct bb_daemon *d = start_http_trusting(httpd_ca_file(trusted),
-                                              ",'http':{'verify':false}");
+    struct bb_daemon *d =
+        start_http_trusting(httpd_ca_file(trusted), ",'http':{'verify':false}");
     struct bb_conn *c = bb_connect(d);
     char url[URL_MAX];
     json_t *rec = get(c, url_of(url, s, "/ok"));
@@ -806,8 +802,7 @@ END_TEST
 static void
 assert_invalid_args(struct bb_conn *c, const char *args, const char *field)
 {
-    json_t *r =
-        bb_call(c, "put", bb_jsonq("{'kind':'http','args':%s}", args));
+    json_t *r = bb_call(c, "put", bb_jsonq("{'kind':'http','args':%s}", args));
     json_t *err = json_object_get(r, "error");
     const char *msg;
 
@@ -1124,8 +1119,7 @@ bb_http_suite(void)
     suite_add_tcase(s, run_tc);
 
     tcase_set_timeout(status, 60);
-    tcase_add_test(status,
-                   http_404_fails_with_status_error_and_is_not_retried);
+    tcase_add_test(status, http_404_fails_with_status_error_and_is_not_retried);
     tcase_add_test(
         status,
         http_flaky_server_with_two_retries_is_done_on_the_third_attempt);
@@ -1144,8 +1138,7 @@ bb_http_suite(void)
     suite_add_tcase(s, errors);
 
     tcase_set_timeout(conns, 90);
-    tcase_add_test(conns,
-                   http_sequential_jobs_reuse_one_kept_alive_connection);
+    tcase_add_test(conns, http_sequential_jobs_reuse_one_kept_alive_connection);
     tcase_add_test(conns, http_max_per_host_caps_and_reuses_connections);
     suite_add_tcase(s, conns);
 

@@ -49,8 +49,8 @@
 
 /* A /slow request waiting for its timer. */
 struct slow {
-    struct evhttp_request *req; /* evhttp's while on its connection; ours
-                                   once evhttp detached it (client gone) */
+    struct evhttp_request *req;      /* evhttp's while on its connection; ours
+                                        once evhttp detached it (client gone) */
     struct evhttp_connection *evcon; /* the connection it came on */
     struct event *timer;             /* owned */
     struct event *closed; /* owned: EV_CLOSED on the socket; NULL if the
@@ -287,8 +287,7 @@ static void
 route_ok(struct httpd *s, struct evhttp_request *req, const char *rest,
          const struct evkeyvalq *q)
 {
-    evhttp_add_header(evhttp_request_get_output_headers(req), "X-Test",
-                      "yes");
+    evhttp_add_header(evhttp_request_get_output_headers(req), "X-Test", "yes");
     reply_text(req, 200, "hello");
 }
 
@@ -434,8 +433,8 @@ route_redirect_abs(struct httpd *s, struct evhttp_request *req,
 }
 
 static void
-route_see_other(struct httpd *s, struct evhttp_request *req,
-                const char *rest, const struct evkeyvalq *q)
+route_see_other(struct httpd *s, struct evhttp_request *req, const char *rest,
+                const struct evkeyvalq *q)
 {
     reply_redirect(req, 303, "/echo");
 }
@@ -490,7 +489,7 @@ route_echo(struct httpd *s, struct evhttp_request *req, const char *rest,
     struct evkeyval *h;
     char *text;
 
-    TAILQ_FOREACH(h, in, next) {
+    TAILQ_FOREACH (h, in, next) {
         json_t *old = json_object_get(headers, h->key);
         char *joined;
 
@@ -504,12 +503,12 @@ route_echo(struct httpd *s, struct evhttp_request *req, const char *rest,
         free(joined);
     }
     /* A body that is not UTF-8 comes back as null. */
-    o = json_pack("{s:s,s:s,s:o,s:o?}", "method",
-                  method_name(evhttp_request_get_command(req)), "uri",
-                  evhttp_request_get_uri(req), "headers", headers, "body",
-                  len == 0 ? json_string("")
-                           : json_stringn(
-                                 (const char *)evbuffer_pullup(body, -1), len));
+    o = json_pack(
+        "{s:s,s:s,s:o,s:o?}", "method",
+        method_name(evhttp_request_get_command(req)), "uri",
+        evhttp_request_get_uri(req), "headers", headers, "body",
+        len == 0 ? json_string("")
+                 : json_stringn((const char *)evbuffer_pullup(body, -1), len));
     text = json_dumps(o, JSON_COMPACT);
     reply(req, 200, "application/json", text, strlen(text));
     free(text);
@@ -632,8 +631,7 @@ key_new(void)
     EVP_PKEY *key = NULL;
 
     if (kc == NULL || EVP_PKEY_keygen_init(kc) <= 0 ||
-        EVP_PKEY_CTX_set_ec_paramgen_curve_nid(kc, NID_X9_62_prime256v1) <=
-            0 ||
+        EVP_PKEY_CTX_set_ec_paramgen_curve_nid(kc, NID_X9_62_prime256v1) <= 0 ||
         EVP_PKEY_keygen(kc, &key) <= 0)
         ck_abort_msg("httpd: EC key generation failed");
     EVP_PKEY_CTX_free(kc);
@@ -667,8 +665,7 @@ cert_new(EVP_PKEY *key, const char *cn, X509 *issuer, EVP_PKEY *issuer_key)
     if (RAND_bytes((unsigned char *)&serial, sizeof serial) != 1)
         ck_abort_msg("httpd: RAND_bytes failed");
     X509_set_version(cert, 2); /* v3 */
-    ASN1_INTEGER_set_int64(X509_get_serialNumber(cert),
-                           (int64_t)(serial >> 1));
+    ASN1_INTEGER_set_int64(X509_get_serialNumber(cert), (int64_t)(serial >> 1));
     X509_gmtime_adj(X509_getm_notBefore(cert), -3600);
     X509_gmtime_adj(X509_getm_notAfter(cert), 86400);
     X509_set_pubkey(cert, key);
@@ -689,8 +686,8 @@ cert_new(EVP_PKEY *key, const char *cn, X509 *issuer, EVP_PKEY *issuer_key)
         add_ext(cert, issuer, NID_subject_key_identifier, "hash");
         add_ext(cert, issuer, NID_authority_key_identifier, "keyid:always");
     }
-    if (X509_sign(cert, issuer_key != NULL ? issuer_key : key,
-                  EVP_sha256()) <= 0)
+    if (X509_sign(cert, issuer_key != NULL ? issuer_key : key, EVP_sha256()) <=
+        0)
         ck_abort_msg("httpd: signing the certificate failed");
     return cert;
 }
@@ -705,8 +702,7 @@ tls_setup(struct httpd *s)
     FILE *f;
 
     /* A name of its own: two servers' CAs must not be mistaken. */
-    snprintf(cn, sizeof cn, "asyncq test CA %d %p", (int)getpid(),
-             (void *)s);
+    snprintf(cn, sizeof cn, "asyncq test CA %d %p", (int)getpid(), (void *)s);
     ca = cert_new(ca_key, cn, NULL, NULL);
     cert = cert_new(key, "localhost", ca, ca_key);
     snprintf(s->dir, sizeof s->dir, "/tmp/asyncq-httpd.XXXXXX");
@@ -798,8 +794,7 @@ httpd_start(bool tls)
     evhttp_set_allowed_methods(
         s->http, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_HEAD |
                      EVHTTP_REQ_PUT | EVHTTP_REQ_DELETE | EVHTTP_REQ_OPTIONS |
-                     EVHTTP_REQ_TRACE | EVHTTP_REQ_CONNECT |
-                     EVHTTP_REQ_PATCH);
+                     EVHTTP_REQ_TRACE | EVHTTP_REQ_CONNECT | EVHTTP_REQ_PATCH);
     evhttp_set_bevcb(s->http, conn_bev_cb, s);
     evhttp_set_gencb(s->http, request_cb, s);
     fd = listen_socket(s);

@@ -164,8 +164,8 @@ END_TEST
 START_TEST(post_round_trips)
 {
     struct res x = {0};
-    json_t *hdrs = json_pack("{s:s, s:s}", "X-Token", "abc", "Content-Type",
-                             "text/plain");
+    json_t *hdrs =
+        json_pack("{s:s, s:s}", "X-Token", "abc", "Content-Type", "text/plain");
     json_t *echo, *h;
 
     fetch(&x, &default_lim, "POST", url_of("/echo?q=1"), hdrs, "payload");
@@ -340,9 +340,9 @@ END_TEST
 
 START_TEST(bad_urls)
 {
-    static const char *const bad[] = {
-        "ftp://127.0.0.1/", "http://", "not a url", "http://u:p@127.0.0.1/",
-        "http://127.0.0.1:0/"};
+    static const char *const bad[] = {"ftp://127.0.0.1/", "http://",
+                                      "not a url", "http://u:p@127.0.0.1/",
+                                      "http://127.0.0.1:0/"};
     struct aq_error err = {0};
     struct res x = {0};
 
@@ -350,8 +350,8 @@ START_TEST(bad_urls)
         ck_assert_int_eq(aq_http_check_url(bad[i], "params.args.url", &err),
                          -1);
         ck_assert_int_eq(err.code, AQ_ERR_INVALID_PARAMS);
-        ck_assert_msg(strncmp(err.message, "params.args.url: ", 17) == 0,
-                      "%s", err.message);
+        ck_assert_msg(strncmp(err.message, "params.args.url: ", 17) == 0, "%s",
+                      err.message);
     }
     ck_assert_int_eq(aq_http_check_url(url_of("/x"), "u", &err), 0);
     /* Started anyway: the callback says so, from the loop. */
@@ -572,9 +572,8 @@ START_TEST(cancel_in_flight_and_waiting)
     ck_assert_int_eq(httpd_requests(srv), 1);
     aq_http_cancel(cb); /* leaves the wait */
     aq_http_cancel(ca); /* aborts the request, closes its connection */
-    ck_assert_int_eq(aq_http_open_conns(pool, "http", "127.0.0.1",
-                                        httpd_port(srv)),
-                     0);
+    ck_assert_int_eq(
+        aq_http_open_conns(pool, "http", "127.0.0.1", httpd_port(srv)), 0);
     /* The pool still works, and nothing calls back for the cancelled. */
     fetch(&c, &lim, NULL, url_of("/ok"), NULL, NULL);
     ck_assert_int_eq(c.status, 200);

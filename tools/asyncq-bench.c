@@ -378,8 +378,7 @@ parse_args(int argc, char **argv, struct opts *o)
             o->sample_done = atoi(v);
             if (o->sample_done < 0)
                 usage();
-        }
-        else if (strcmp(a, "--max-seconds") == 0)
+        } else if (strcmp(a, "--max-seconds") == 0)
             o->max_seconds = atof(v);
         else
             usage();
