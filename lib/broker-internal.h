@@ -157,6 +157,22 @@ job_retries(const struct aq_job *j)
     return job_queue(j)->cfg.retries;
 }
 
+/* Every change of a job's state in the broker goes through here, so that
+ * what follows a job's state (per-state indexes) stays in step. */
+static inline void
+job_set_state(struct aq_job *j, enum aq_job_state st)
+{
+    j->state = (uint8_t)st;
+}
+
+/* j leaves the broker (its record is evicted or deleted): called before
+ * it is unfiled from the id map and freed. */
+static inline void
+job_unindex(struct aq_job *j)
+{
+    (void)j;
+}
+
 /* The job record of spec section 2, as users see it (a new object). */
 json_t *job_record(const struct aq_job *j);
 

@@ -245,8 +245,8 @@ job_queued(struct aq_broker *b, struct broker_queue *bq, struct aq_job *j,
            struct aq_put_result *res)
 {
     j->id = ++b->last_id;
-    j->state =
-        aq_queue_item_is_delayed(&j->qi) ? AQ_JOB_DELAYED : AQ_JOB_PENDING;
+    job_set_state(j, aq_queue_item_is_delayed(&j->qi) ? AQ_JOB_DELAYED
+                                                      : AQ_JOB_PENDING);
     aq_idmap_put(b->jobs, j);
     if (j->ext != NULL && j->ext->key != NULL)
         json_object_set_new(b->keys, j->ext->key,

@@ -62,7 +62,7 @@ job_requeue(struct aq_broker *b, struct aq_job *j, int64_t delay_us)
 {
     struct broker_queue *bq = job_queue(j);
 
-    j->state = delay_us > 0 ? AQ_JOB_DELAYED : AQ_JOB_PENDING;
+    job_set_state(j, delay_us > 0 ? AQ_JOB_DELAYED : AQ_JOB_PENDING);
     aq_queue_requeue(bq->q, &j->qi, j->qi.priority, delay_us, NULL);
     b->store->ops->requeue(b->store, j);
 }
@@ -170,7 +170,7 @@ attempt_start(struct consumer *c, struct aq_job *j)
         bq->http = aq_http_new(b->base);
     env.http = bq->http;
     c->job = j;
-    j->state = AQ_JOB_RUNNING;
+    job_set_state(j, AQ_JOB_RUNNING);
     x->started_us = aq_clock_wall_us();
     if (j->attempts == 0)
         aq_hist_add(&bq->wait_hist, x->started_us - j->created_us);

@@ -39,6 +39,7 @@ record_evict(struct aq_broker *b, struct aq_job *j)
         rs->tail = prev != NULL ? job_of(prev) : NULL;
     rs->n--;
     b->store->ops->forget(b->store, j);
+    job_unindex(j);
     aq_idmap_del(b->jobs, j->id);
     aq_trim_note(1);
     if (j->ext != NULL && j->ext->key != NULL) {
@@ -103,7 +104,7 @@ job_finish(struct aq_broker *b, struct aq_job *j, enum aq_job_state st)
     struct broker_queue *bq = job_queue(j);
     struct aq_job_ext *x = aq_job_ext(j);
 
-    j->state = (uint8_t)st;
+    job_set_state(j, st);
     x->finished_us = aq_clock_wall_us();
     if (x->started_us != 0)
         aq_hist_add(&bq->run_hist, x->finished_us - x->started_us);

@@ -227,7 +227,7 @@ restore_crashed(struct aq_job *j)
              j->attempts);
     aq_job_set_error(j, "crash", msg);
     if (j->attempts <= job_retries(j) + 1) {
-        j->state = AQ_JOB_PENDING;
+        job_set_state(j, AQ_JOB_PENDING);
         return true;
     }
     aq_log(AQ_LOG_WARN, "job %llu: %s, out of attempts: failed",
@@ -280,7 +280,7 @@ restore_place(struct aq_broker *b, uint64_t last_id)
             delayed++;
         }
         aq_queue_put_nowait(bq->q, &j->qi, j->qi.priority, delay_us);
-        j->state = delay_us > 0 ? AQ_JOB_DELAYED : AQ_JOB_PENDING;
+        job_set_state(j, delay_us > 0 ? AQ_JOB_DELAYED : AQ_JOB_PENDING);
         if (was_running)
             b->store->ops->requeue(b->store, j);
     }
