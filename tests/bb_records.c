@@ -25,7 +25,7 @@
 /* Queues: "run" runs exec jobs, "echo" echo jobs, "held" echo jobs that
  * wait (no consumer) to be cancelled. */
 #define QUEUES                                                                 \
-    "'queues':{'run':{'kind':'exec','consumers':2},"                          \
+    "'queues':{'run':{'kind':'exec','consumers':2},"                           \
     "'echo':{'kind':'echo','consumers':1},"                                    \
     "'held':{'kind':'echo','consumers':0,'maxsize':2}}"
 
@@ -69,7 +69,8 @@ status_text(struct bb_conn *c, json_int_t id)
 static const char *
 argv_at(json_t *rec, size_t i)
 {
-    const char *s = json_string_value(json_array_get(bb_at(rec, "args.argv"), i));
+    const char *s =
+        json_string_value(json_array_get(bb_at(rec, "args.argv"), i));
 
     ck_assert_msg(s != NULL, "no args.argv[%zu] in %s", i, bb_dump(rec));
     return s;
@@ -127,8 +128,9 @@ START_TEST(failed_exec_record_shows_args_and_retry_runs_it_again)
     json_decref(r);
     bb_await_state(c, id, "done", RUN_MS);
     text = status_text(c, id);
-    ck_assert_msg(strstr(text, "\"args\":{\"n\":1e3,\"f\":0.30000000000000004}"),
-                  "%s", text);
+    ck_assert_msg(
+        strstr(text, "\"args\":{\"n\":1e3,\"f\":0.30000000000000004}"), "%s",
+        text);
     free(text);
     bb_close(c);
     ck_assert_int_eq(bb_stop(d), 0);
@@ -154,8 +156,8 @@ START_TEST(retry_all_failed_of_a_queue_and_a_done_job)
     ck_assert_int_eq(bb_int_at(r, "retried"), 3);
     json_decref(r);
     r = bb_result_within(
-        c, "wait", bb_jsonq("{'jobs':[%lld,%lld,%lld]}", ids[0], ids[1], ids[2]),
-        RUN_MS);
+        c, "wait",
+        bb_jsonq("{'jobs':[%lld,%lld,%lld]}", ids[0], ids[1], ids[2]), RUN_MS);
     for (int i = 0; i < 3; i++) {
         ck_assert_str_eq(bb_str_at(json_array_get(r, (size_t)i), "state"),
                          "failed");
@@ -192,9 +194,9 @@ START_TEST(retry_takes_a_queue_past_maxsize)
     ck_assert_int_eq(bb_int_at(r, "retried"), 4);
     json_decref(r);
     ck_assert_int_eq(bb_stat_int(c, "held", "unfinished"), 6);
-    ck_assert_int_eq(bb_error(c, "put",
-                              bb_jsonq("{'queue':'held','nowait':true}")),
-                     QUEUE_FULL);
+    ck_assert_int_eq(
+        bb_error(c, "put", bb_jsonq("{'queue':'held','nowait':true}")),
+        QUEUE_FULL);
     bb_close(c);
     ck_assert_int_eq(bb_stop(d), 0);
 }
@@ -237,9 +239,9 @@ START_TEST(retry_delete_and_cancel_refuse_what_they_cannot_do)
     ck_assert_int_eq(bb_error(c, "retry", bb_jsonq("{'queue':'held'}")),
                      INVALID_PARAMS);
     ck_assert_int_eq(bb_error(c, "retry", bb_jsonq("{}")), INVALID_PARAMS);
-    ck_assert_int_eq(bb_error(c, "retry", bb_jsonq("{'job':%lld,'delay':-1}",
-                                                   live)),
-                     INVALID_PARAMS);
+    ck_assert_int_eq(
+        bb_error(c, "retry", bb_jsonq("{'job':%lld,'delay':-1}", live)),
+        INVALID_PARAMS);
     r = bb_call(c, "cancel", bb_jsonq("{'job':%lld,'queue':'held'}", live));
     ck_assert_int_eq(bb_int_at(r, "error.code"), INVALID_PARAMS);
     ck_assert_msg(strstr(error_message(r), "params.") != NULL, "%s",
@@ -269,7 +271,8 @@ START_TEST(delete_one_record_and_a_queues_records_of_a_state)
     ck_assert(json_is_true(json_object_get(r, "deleted")));
     json_decref(r);
     ck_assert_int_eq(status_error(c, a), NO_SUCH_JOB);
-    r = bb_result(c, "delete", bb_jsonq("{'queue':'held','state':'cancelled'}"));
+    r = bb_result(c, "delete",
+                  bb_jsonq("{'queue':'held','state':'cancelled'}"));
     ck_assert_int_eq(bb_int_at(r, "deleted"), 1);
     json_decref(r);
     ck_assert_int_eq(status_error(c, b), NO_SUCH_JOB);
@@ -294,8 +297,9 @@ START_TEST(cancel_by_queue_with_and_without_running)
 
     for (int i = 0; i < 20; i++)
         put_in(c, "nap", "{'seconds':60}");
-    delayed = bb_put_job(c, bb_jsonq("{'queue':'nap','delay':60,"
-                                     "'args':{'seconds':1}}"),
+    delayed = bb_put_job(c,
+                         bb_jsonq("{'queue':'nap','delay':60,"
+                                  "'args':{'seconds':1}}"),
                          BB_TIMEOUT_MS);
     bb_await_state(c, first, "running", RUN_MS);
     r = bb_result(c, "cancel", bb_jsonq("{'queue':'nap'}"));
@@ -321,8 +325,8 @@ static bool
 is_gone(void *arg)
 {
     void **a = arg;
-    json_t *r = bb_call(a[0], "status",
-                        bb_jsonq("{'job':%lld}", *(json_int_t *)a[1]));
+    json_t *r =
+        bb_call(a[0], "status", bb_jsonq("{'job':%lld}", *(json_int_t *)a[1]));
     bool gone = bb_at(r, "error.code") != NULL &&
                 bb_int_at(r, "error.code") == NO_SUCH_JOB;
 
