@@ -9,8 +9,9 @@
  * Every job the broker knows (unfinished, or a finished record not yet
  * evicted) is in the id map, which owns it. An unfinished job is in its
  * queue (delayed or pending) or held by one consumer (running). A finished
- * job is in the records (records.c) until results.max or results.ttl
- * evicts it.
+ * job is in the records (records.c) until its class's limits
+ * (results.ttl/max, failed_ttl/failed_max, max_bytes) evict it, or a
+ * delete removes it, or a retry makes it unfinished again.
  */
 #ifndef AQ_BROKER_INTERNAL_H
 #define AQ_BROKER_INTERNAL_H
@@ -92,14 +93,23 @@ struct aq_join {
 
 enum stop_stage { STOP_NONE, STOP_DRAIN, STOP_GRACE, STOP_CANCEL, STOP_DONE };
 
-/* Finished records, oldest first (records.c). */
-struct records {
+/* One retention class of finished records, in finish order (oldest
+ * first), with its limits. */
+struct reclist {
     struct aq_job *head, *tail;
-    struct aq_recarena *arena; /* owned: where they are kept */
     size_t n;
-    double ttl_s;
-    size_t max;
-    struct event *expire_ev; /* owned: results.ttl sweep */
+    double ttl_s; /* results.ttl, results.failed_ttl */
+    size_t max;   /* results.max, results.failed_max */
+};
+
+/* Finished records (records.c): done ones, and failed or cancelled ones,
+ * kept apart so that each class has its own limits. */
+struct records {
+    struct reclist done, failed;
+    struct aq_recarena *arena; /* owned: where they are kept */
+    size_t bytes;              /* aq_job_bytes of every record */
+    size_t max_bytes;          /* results.max_bytes */
+    struct event *expire_ev;   /* owned: the ttl sweep */
 };
 
 struct aq_broker {
@@ -213,6 +223,16 @@ void records_free(struct aq_broker *b); /* after the jobs */
 void job_finish(struct aq_broker *b, struct aq_job *j, enum aq_job_state st);
 /* j (finished) becomes the newest record; old ones may be evicted. */
 void record_append(struct aq_broker *b, struct aq_job *j);
+/* The record j leaves the records: it runs again (a retry). Returns j,
+ * moved back into the heap and filed again (aq_job_unpack). */
+struct aq_job *record_take(struct aq_broker *b, struct aq_job *j);
+/* The record j is deleted by hand: gone now, and for good (the store
+ * records it). */
+void record_delete(struct aq_broker *b, struct aq_job *j);
+/* The oldest record of st's class (done; or failed and cancelled, which
+ * share one), and the next newer one after j: take it before j leaves. */
+struct aq_job *records_first(struct aq_broker *b, enum aq_job_state st);
+struct aq_job *record_next(const struct aq_job *j);
 
 /* ---- store.c ---- */
 

@@ -595,6 +595,255 @@ aq_broker_cancel(struct aq_broker *b, uint64_t id, const char **state,
     return 1;
 }
 
+/* ---- cancel by queue ---- */
+
+static void
+cancel_taken_cb(struct aq_queue_item *it, void *arg)
+{
+    struct aq_job *j = job_of(it);
+
+    aq_job_set_error(j, "cancelled", "cancelled by request");
+    job_finish(arg, j, AQ_JOB_CANCELLED);
+}
+
+int
+aq_broker_cancel_queue(struct aq_broker *b, const char *queue, bool running,
+                       size_t *n, struct aq_error *err)
+{
+    struct broker_queue *bq = broker_queue_lookup(b, queue, err);
+    uint64_t *ids = NULL;
+    size_t nids = 0, i = 0;
+    struct consumer *c;
+
+    if (bq == NULL)
+        return -1;
+    /* The waiting ones first: a consumer whose run is cancelled below
+     * finds none of them to take next. */
+    *n = aq_queue_take_all(bq->q, cancel_taken_cb, b);
+    if (running) {
+        /* Ids first: a cancel may end a run (and change the list) inside
+         * the call. */
+        LIST_FOREACH (c, &bq->consumers, link)
+            nids += c->job != NULL;
+        ids = xcalloc(nids > 0 ? nids : 1, sizeof *ids);
+        LIST_FOREACH (c, &bq->consumers, link) {
+            if (c->job != NULL && i < nids)
+                ids[i++] = c->job->id;
+        }
+        for (i = 0; i < nids; i++) {
+            struct aq_job *j = aq_idmap_get(b->jobs, ids[i]);
+
+            if (j != NULL && j->state == AQ_JOB_RUNNING) {
+                consumer_cancel_job(j);
+                (*n)++;
+            }
+        }
+        free(ids);
+    }
+    if (*n > 0)
+        aq_log(AQ_LOG_INFO, "queue %s: %zu jobs cancelled by request%s",
+               bq->cfg.name, *n, running ? " (running ones included)" : "");
+    return 0;
+}
+
+/* ---- finished records: retry, delete ---- */
+
+/* The finished-state words of retry and delete, as enum aq_job_state;
+ * -1 (err naming params.state) for any other. */
+static int
+record_state(const char *state, bool done_ok, struct aq_error *err)
+{
+    if (done_ok && strcmp(state, "done") == 0)
+        return AQ_JOB_DONE;
+    if (strcmp(state, "failed") == 0)
+        return AQ_JOB_FAILED;
+    if (strcmp(state, "cancelled") == 0)
+        return AQ_JOB_CANCELLED;
+    aq_error_set(err, AQ_ERR_INVALID_PARAMS,
+                 "params.state: expected one of %s\"failed\", \"cancelled\"",
+                 done_ok ? "\"done\", " : "");
+    return -1;
+}
+
+static int
+not_finished(const struct aq_job *j, const char *what, struct aq_error *err)
+{
+    aq_error_set(err, AQ_ERR_NOT_FINISHED, "%s: job %llu is %s, not finished%s",
+                 what, (unsigned long long)j->id,
+                 aq_job_state_name(job_state(j)),
+                 strcmp(what, "delete") == 0 ? " (cancel it first)" : "");
+    return -1;
+}
+
+/* Whether the record j may run again on its queue now, as a put of it
+ * would be checked: -32005 (or -32602) with err if not. */
+static int
+retry_check(const struct aq_job *j, struct aq_error *err)
+{
+    const struct broker_queue *bq = job_queue(j);
+    const struct aq_handler *h = aq_handler_find(j->kind);
+    struct aq_put p = {.args_raw = j->args, .args_len = j->args_len};
+
+    if (j->args_len == 0) {
+        aq_error_set(err, AQ_ERR_NOT_ALLOWED,
+                     "retry: job %llu: its args were not kept (it finished "
+                     "under an older asyncqd)",
+                     (unsigned long long)j->id);
+        return -1;
+    }
+    if (h == NULL ||
+        (j->kind != bq->kind && !(bq->cfg.kinds & (1u << j->kind)))) {
+        aq_error_set(err, AQ_ERR_NOT_ALLOWED,
+                     "retry: job %llu: queue %s does not run kind %s now",
+                     (unsigned long long)j->id, bq->cfg.name,
+                     aq_kind_name(j->kind));
+        return -1;
+    }
+    return check_args(h, bq, &p, err);
+}
+
+/* The record j (checked) queued again; returns it (it may have moved). */
+static struct aq_job *
+job_retry(struct aq_broker *b, struct aq_job *j, int64_t delay_us)
+{
+    struct broker_queue *bq = job_queue(j);
+    struct aq_job_ext *x;
+
+    j = record_take(b, j);
+    x = aq_job_ext(j);
+    /* Its future told the last end; a later wait waits for the next. */
+    if (x->future != NULL) {
+        if (!aq_task_is_finished(x->future))
+            aq_task_set_cancelled(x->future);
+        aq_task_unref(x->future);
+        x->future = NULL;
+    }
+    j->attempts = 0;
+    if (x->retried < UINT32_MAX)
+        x->retried++;
+    aq_job_set_error(j, NULL, NULL);
+    free(x->result);
+    x->result = NULL;
+    x->started_us = x->finished_us = x->due_us = 0;
+    if (x->key != NULL) {
+        json_t *id = json_object_get(b->keys, x->key);
+        uint64_t holder = (uint64_t)json_integer_value(id);
+
+        if (id != NULL && holder != j->id &&
+            aq_idmap_get(b->jobs, holder) != NULL) {
+            free(x->key); /* another job took it meanwhile */
+            x->key = NULL;
+        } else
+            json_object_set_new(b->keys, x->key,
+                                json_integer((json_int_t)j->id));
+    }
+    job_set_state(j, delay_us > 0 ? AQ_JOB_DELAYED : AQ_JOB_PENDING);
+    aq_queue_put_force(bq->q, &j->qi, j->qi.priority, delay_us);
+    b->store->ops->retry(b->store, j, bq->cfg.name);
+    aq_log(AQ_LOG_INFO, "job %llu: retried by request on %s (%u)",
+           (unsigned long long)j->id, bq->cfg.name, x->retried);
+    return j;
+}
+
+static int
+retry_refused(const struct aq_broker *b, const struct broker_queue *bq,
+              struct aq_error *err)
+{
+    if (b->stage == STOP_NONE && (bq == NULL || !aq_queue_is_shutdown(bq->q)))
+        return 0;
+    aq_error_set(err, AQ_ERR_SHUTTING_DOWN, "retry: shutting down");
+    return -1;
+}
+
+int
+aq_broker_retry(struct aq_broker *b, uint64_t id, double delay_s,
+                const char **state, struct aq_error *err)
+{
+    struct aq_job *j;
+
+    if (retry_refused(b, NULL, err) < 0 || (j = job_lookup(b, id, err)) == NULL)
+        return -1;
+    if (!aq_job_is_finished(j))
+        return not_finished(j, "retry", err);
+    if (retry_refused(b, job_queue(j), err) < 0 || retry_check(j, err) < 0)
+        return -1;
+    j = job_retry(b, j, aq_clock_s_to_us(delay_s));
+    *state = aq_job_state_name(j->state);
+    return 0;
+}
+
+int
+aq_broker_retry_queue(struct aq_broker *b, const char *queue, const char *state,
+                      double delay_s, size_t *n, struct aq_error *err)
+{
+    struct broker_queue *bq;
+    struct aq_job *j, *next;
+    size_t skipped = 0;
+    int st;
+
+    *n = 0;
+    if (retry_refused(b, NULL, err) < 0 ||
+        (bq = broker_queue_lookup(b, queue, err)) == NULL ||
+        retry_refused(b, bq, err) < 0 ||
+        (st = record_state(state, false, err)) < 0)
+        return -1;
+    for (j = records_first(b, (enum aq_job_state)st); j != NULL; j = next) {
+        next = record_next(j);
+        if (job_queue(j) != bq || j->state != st)
+            continue;
+        if (retry_check(j, NULL) < 0)
+            skipped++;
+        else {
+            job_retry(b, j, aq_clock_s_to_us(delay_s));
+            (*n)++;
+        }
+    }
+    if (skipped > 0)
+        aq_log(AQ_LOG_WARN,
+               "queue %s: %zu %s jobs not retried: the queue does not allow "
+               "them now, or their args were not kept",
+               bq->cfg.name, skipped, state);
+    return 0;
+}
+
+int
+aq_broker_delete(struct aq_broker *b, uint64_t id, struct aq_error *err)
+{
+    struct aq_job *j = job_lookup(b, id, err);
+
+    if (j == NULL)
+        return -1;
+    if (!aq_job_is_finished(j))
+        return not_finished(j, "delete", err);
+    record_delete(b, j);
+    return 0;
+}
+
+int
+aq_broker_delete_queue(struct aq_broker *b, const char *queue,
+                       const char *state, size_t *n, struct aq_error *err)
+{
+    struct broker_queue *bq;
+    struct aq_job *j, *next;
+    int st;
+
+    *n = 0;
+    if ((bq = broker_queue_lookup(b, queue, err)) == NULL ||
+        (st = record_state(state, true, err)) < 0)
+        return -1;
+    for (j = records_first(b, (enum aq_job_state)st); j != NULL; j = next) {
+        next = record_next(j);
+        if (job_queue(j) == bq && j->state == st) {
+            record_delete(b, j);
+            (*n)++;
+        }
+    }
+    if (*n > 0)
+        aq_log(AQ_LOG_INFO, "queue %s: %zu %s records deleted by request",
+               bq->cfg.name, *n, state);
+    return 0;
+}
+
 /* ---- join ---- */
 
 static void

@@ -4,11 +4,12 @@
  * (spec section 2) in C, with no protocol in sight. Each queue is an
  * aq_queue of jobs served by N consumer tasks that run jobs through their
  * kind's handler with a timeout, retries and backoff. Finished records are
- * kept per results.ttl / results.max. Every job event goes to the broker's
- * store (lib/store.h; memory until aq_broker_restore gives it another), and
- * a put is acknowledged once its job is durable there. Replies that wait (a
- * put to a full queue or to a store that syncs, wait, join, cancel of a
- * running job) come through callbacks from the loop.
+ * kept per the results.* limits, and may be retried or deleted by hand. Every
+ * job event goes to the broker's store (lib/store.h; memory until
+ * aq_broker_restore gives it another), and a put is acknowledged once its job
+ * is durable there. Replies that wait (a put to a full queue or to a store that
+ * syncs, wait, join, cancel of a running job) come through callbacks from the
+ * loop.
  */
 #ifndef AQ_BROKER_H
 #define AQ_BROKER_H
@@ -142,6 +143,43 @@ struct aq_task *aq_broker_job_future(struct aq_broker *b, uint64_t id,
  * unknown, -32009 already finished. */
 int aq_broker_cancel(struct aq_broker *b, uint64_t id, const char **state,
                      struct aq_error *err);
+
+/* Cancels every delayed and pending job of queue (they end cancelled
+ * now), and with running, interrupts its running ones as aq_broker_cancel
+ * does (they end soon). 0 with *n (jobs cancelled or interrupted), or -1
+ * with err -32002. O(jobs of the queue). */
+int aq_broker_cancel_queue(struct aq_broker *b, const char *queue, bool running,
+                           size_t *n, struct aq_error *err);
+
+/* ---- finished records (spec section 9) ---- */
+
+/* Queues the finished job id again, by hand: same id, args, priority,
+ * own timeout and retries, and key (unless another job holds it now);
+ * attempts from 0, retried + 1, result, error and times cleared; ready
+ * after delay_s (0: now). It is checked as a put is (kind, args), but
+ * never waits for room: it may take its queue past maxsize. The job's
+ * future is new: a later wait waits for its next end. Returns 0 with
+ * *state ("pending" or "delayed", static storage), or -1 with err:
+ * -32004 unknown, -32012 not finished, -32005 not allowed now (or its
+ * args were not kept: a record of an older journal), -32010 stopping. */
+int aq_broker_retry(struct aq_broker *b, uint64_t id, double delay_s,
+                    const char **state, struct aq_error *err);
+/* The same for every record of queue in state ("failed" or
+ * "cancelled"), oldest first; records that cannot run now (-32005 above)
+ * are left as they are. 0 with *n retried, or -1 with err: -32002,
+ * -32602 for another state, -32010. */
+int aq_broker_retry_queue(struct aq_broker *b, const char *queue,
+                          const char *state, double delay_s, size_t *n,
+                          struct aq_error *err);
+
+/* Deletes the finished record id: 0, or -1 with err -32004 unknown,
+ * -32012 not finished (cancel it first). */
+int aq_broker_delete(struct aq_broker *b, uint64_t id, struct aq_error *err);
+/* Deletes every record of queue in state ("done", "failed" or
+ * "cancelled"): 0 with *n, or -1 with err -32002, -32602 for another
+ * state. */
+int aq_broker_delete_queue(struct aq_broker *b, const char *queue,
+                           const char *state, size_t *n, struct aq_error *err);
 
 /* ---- queues ---- */
 

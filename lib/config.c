@@ -401,6 +401,12 @@ static const struct field journal_fields[] = {
 static const struct field results_fields[] = {
     {"ttl", config_parse_number, CF(results.ttl), 0, NUMBER_MAX, NULL},
     {"max", config_parse_size, CF(results.max), 0, SIZE_LIMIT, NULL},
+    {"failed_ttl", config_parse_number, CF(results.failed_ttl), 0, NUMBER_MAX,
+     NULL},
+    {"failed_max", config_parse_size, CF(results.failed_max), 0, SIZE_LIMIT,
+     NULL},
+    {"max_bytes", config_parse_size, CF(results.max_bytes), 0, SIZE_LIMIT,
+     NULL},
     {NULL, NULL, 0, 0, 0, NULL},
 };
 
@@ -575,6 +581,9 @@ aq_config_default(void)
     cfg->journal.segment_bytes = 64u << 20;
     cfg->results.ttl = 3600;
     cfg->results.max = 100000;
+    cfg->results.failed_ttl = 604800;
+    cfg->results.failed_max = 10000;
+    cfg->results.max_bytes = 268435456;
     cfg->shutdown.grace = 10;
     cfg->shutdown.drain = false;
     cfg->auth_token_file = NULL;

@@ -87,8 +87,12 @@ struct aq_config {
                                  closed past this size */
     } journal;
     struct {
-        double ttl; /* s >= 0; default 3600 */
-        size_t max; /* >= 0; default 100000 */
+        double ttl;        /* s >= 0: done records; default 3600 */
+        size_t max;        /* >= 0: done records; default 100000 */
+        double failed_ttl; /* s >= 0: failed and cancelled records;
+                              default 604800 (7 days) */
+        size_t failed_max; /* >= 0: failed and cancelled; default 10000 */
+        size_t max_bytes;  /* >= 0: all records; default 268435456 */
     } results;
     struct {
         double grace; /* s >= 0; default 10 */

@@ -172,7 +172,7 @@ attempt_start(struct consumer *c, struct aq_job *j)
     c->job = j;
     job_set_state(j, AQ_JOB_RUNNING);
     x->started_us = aq_clock_wall_us();
-    if (j->attempts == 0)
+    if (j->attempts == 0 && x->retried == 0) /* put -> first start */
         aq_hist_add(&bq->wait_hist, x->started_us - j->created_us);
     b->store->ops->start(b->store, j);
     bq->nbusy++;

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "clock.h"
 #include "jwrite.h"
 #include "recarena.h"
 #include "task.h"
@@ -61,6 +62,8 @@ aq_job_free(struct aq_job *j)
     }
     if (j->ext != NULL) {
         free(j->ext->key);
+        free(j->ext->name);
+        free(j->ext->batch);
         free(j->ext->result);
         free(j->ext->err_code);
         free(j->ext->err_message);
@@ -71,34 +74,64 @@ aq_job_free(struct aq_job *j)
 }
 
 #define ALIGN16(n) (((n) + 15) & ~(size_t)15)
+#define NSTRS 6
+
+/* The strings of x a packed record holds after its ext, in this order. */
+static void
+ext_strs(struct aq_job_ext *x, char **out[NSTRS])
+{
+    out[0] = &x->key;
+    out[1] = &x->name;
+    out[2] = &x->batch;
+    out[3] = &x->result;
+    out[4] = &x->err_code;
+    out[5] = &x->err_message;
+}
+
+/* Where ext goes in j's block (after its header and args), and the
+ * block's size. */
+static size_t
+packed_ext_off(const struct aq_job *j)
+{
+    return ALIGN16(sizeof *j + j->args_len + 1);
+}
+
+static size_t
+packed_size(const struct aq_job *j)
+{
+    char **strs[NSTRS];
+    size_t n = packed_ext_off(j) + sizeof *j->ext;
+
+    ext_strs(j->ext, strs);
+    for (size_t i = 0; i < NSTRS; i++)
+        n += *strs[i] != NULL ? strlen(*strs[i]) + 1 : 0;
+    return n;
+}
 
 struct aq_job *
 aq_job_pack(struct aq_job *j, struct aq_recarena *a)
 {
     struct aq_job_ext *x = j->ext, *nx;
-    size_t ext_off = ALIGN16(sizeof *j + 1), n = ext_off + sizeof *x;
+    size_t n, ext_off;
     struct aq_job *nj;
+    char **src[NSTRS], **dst[NSTRS];
     char *p;
 
     if (j->is_packed || x == NULL)
         return j;
-    char **const src[] = {&x->key, &x->result, &x->err_code, &x->err_message};
-    for (size_t i = 0; i < 4; i++)
-        n += *src[i] != NULL ? strlen(*src[i]) + 1 : 0;
-    if ((p = aq_recarena_alloc(a, n)) == NULL)
+    if ((p = aq_recarena_alloc(a, packed_size(j))) == NULL)
         return j;
+    ext_off = packed_ext_off(j);
     nj = (struct aq_job *)p;
-    memcpy(nj, j, sizeof *j);
-    nj->args_len = 0;
-    nj->args[0] = '\0';
+    memcpy(nj, j, sizeof *j + j->args_len + 1); /* the header and args */
     nj->is_packed = 1;
     nx = (struct aq_job_ext *)(p + ext_off);
     *nx = *x; /* the future reference moves with it */
     nj->ext = nx;
-    char **const dst[] = {&nx->key, &nx->result, &nx->err_code,
-                          &nx->err_message};
+    ext_strs(x, src);
+    ext_strs(nx, dst);
     n = ext_off + sizeof *x;
-    for (size_t i = 0; i < 4; i++) {
+    for (size_t i = 0; i < NSTRS; i++) {
         if (*src[i] == NULL)
             continue;
         size_t len = strlen(*src[i]) + 1;
@@ -111,6 +144,55 @@ aq_job_pack(struct aq_job *j, struct aq_recarena *a)
     free(x);
     free(j);
     return nj;
+}
+
+struct aq_job *
+aq_job_unpack(struct aq_job *j)
+{
+    size_t head = sizeof *j + j->args_len + 1;
+    struct aq_job *nj;
+    char **strs[NSTRS];
+
+    if (!j->is_packed)
+        return j;
+    nj = xmalloc(head);
+    memcpy(nj, j, head);
+    nj->is_packed = 0;
+    nj->ext = xmalloc(sizeof *nj->ext);
+    *nj->ext = *j->ext; /* the future reference moves with it */
+    ext_strs(nj->ext, strs);
+    for (size_t i = 0; i < NSTRS; i++) {
+        if (*strs[i] != NULL)
+            *strs[i] = xstrdup(*strs[i]);
+    }
+    aq_recarena_release(j);
+    return nj;
+}
+
+/* A heap block of n bytes as glibc's malloc lays it out: an 8-byte
+ * header, rounded up to 16. */
+static size_t
+heap_bytes(size_t n)
+{
+    return ALIGN16(n + 8) < 32 ? 32 : ALIGN16(n + 8);
+}
+
+size_t
+aq_job_bytes(const struct aq_job *j)
+{
+    char **strs[NSTRS];
+    size_t n;
+
+    if (j->is_packed)
+        return ALIGN16(packed_size(j));
+    n = heap_bytes(sizeof *j + j->args_len + 1);
+    if (j->ext == NULL)
+        return n;
+    n += heap_bytes(sizeof *j->ext);
+    ext_strs(j->ext, strs);
+    for (size_t i = 0; i < NSTRS; i++)
+        n += *strs[i] != NULL ? heap_bytes(strlen(*strs[i]) + 1) : 0;
+    return n;
 }
 
 struct aq_job_ext *
@@ -188,8 +270,22 @@ aq_job_record(const struct aq_job *j, const char *queue_name)
     json_object_set_new(rec, "priority", json_integer(j->qi.priority));
     json_object_set_new(rec, "attempts", json_integer(j->attempts));
     json_object_set_new(rec, "created", wall_seconds(j->created_us));
+    if (j->args_len > 0) /* as put: numbers keep their spelling */
+        json_object_set_new(rec, "args", aq_jraw(j->args, j->args_len));
+    if (j->state == AQ_JOB_DELAYED && aq_queue_item_is_delayed(&j->qi)) {
+        int64_t due_us = aq_clock_wall_us() +
+                         (aq_queue_item_due_us(&j->qi) - aq_clock_mono_us());
+
+        json_object_set_new(rec, "due", wall_seconds(due_us));
+    }
     if (x == NULL)
         return rec;
+    if (x->name != NULL)
+        json_object_set_new(rec, "name", json_string(x->name));
+    if (x->batch != NULL)
+        json_object_set_new(rec, "batch", json_string(x->batch));
+    if (x->retried > 0)
+        json_object_set_new(rec, "retried", json_integer(x->retried));
     if (x->key != NULL)
         json_object_set_new(rec, "key", json_string(x->key));
     if (x->started_us != 0)

@@ -38,7 +38,10 @@ struct aq_job_ext {
     int64_t finished_us;    /* wall clock; 0 = unfinished */
     int64_t timeout_us;     /* the job's own; -1 = the queue's */
     int32_t retries;        /* the job's own; -1 = the queue's */
+    uint32_t retried;       /* times retried by hand (the retry method) */
     char *key;              /* idempotency key, owned; NULL = none */
+    char *name;             /* owned; NULL = none */
+    char *batch;            /* owned; NULL = none */
     char *result;           /* compact JSON text, owned; NULL = none */
     char *err_code;         /* owned; NULL = no error */
     char *err_message;      /* owned */
@@ -54,15 +57,16 @@ struct aq_job {
     void *queue;            /* the broker's queue it belongs to (borrowed) */
     int64_t created_us;     /* wall clock */
     struct aq_job_ext *ext; /* owned; NULL until needed */
-    uint32_t args_len;
-    uint16_t attempts; /* attempts that ended (spec section 7) */
-    uint8_t kind;      /* enum aq_kind */
-    uint8_t state;     /* enum aq_job_state */
-    uint32_t jseg;     /* journal segment of its latest whole record (its
-                          home, held); 0 = none */
-    uint8_t is_packed; /* a finished record in a record arena, ext and
-                          strings in the same block (aq_job_pack) */
-    char args[];       /* args_len bytes of JSON, then a NUL */
+    uint32_t args_len;      /* 0: a record whose args were not kept (a journal
+                               of format 2 or older recorded it) */
+    uint16_t attempts;      /* attempts that ended (spec section 7) */
+    uint8_t kind;           /* enum aq_kind */
+    uint8_t state;          /* enum aq_job_state */
+    uint32_t jseg;          /* journal segment of its latest whole record (its
+                               home, held); 0 = none */
+    uint8_t is_packed;      /* a finished record in a record arena, ext and
+                               strings in the same block (aq_job_pack) */
+    char args[];            /* args_len bytes of JSON, then a NUL */
 };
 
 /* A new job (the caller's; free with aq_job_free) with a copy of the
@@ -72,11 +76,18 @@ struct aq_job *aq_job_new(uint64_t id, enum aq_kind kind, const char *args,
 void aq_job_free(struct aq_job *j); /* NULL is fine; frees ext, unrefs future */
 
 struct aq_recarena;
-/* A finished job moved into one block of a (its header, ext and strings;
- * not its args, which no record shows): j is freed and the copy returned,
- * taking over j's future reference. j itself if it does not fit a chunk.
- * Whoever filed j (the id map) must file the copy. */
+/* A finished job moved into one block of a (its header, args, ext and
+ * strings): j is freed and the copy returned, taking over j's future
+ * reference. j itself if it does not fit a chunk. Whoever filed j (the id
+ * map) must file the copy. */
 struct aq_job *aq_job_pack(struct aq_job *j, struct aq_recarena *a);
+/* The reverse, for a record that runs again (retry): a packed j moved back
+ * into the heap (its block released), the copy returned; j itself if it
+ * is not packed. Whoever filed j must file the copy. */
+struct aq_job *aq_job_unpack(struct aq_job *j);
+/* The bytes j occupies (its block, or its heap allocations with malloc's
+ * overhead), for results.max_bytes. */
+size_t aq_job_bytes(const struct aq_job *j);
 struct aq_job_ext *aq_job_ext(struct aq_job *j); /* creates ext if needed */
 
 bool aq_job_is_finished(const struct aq_job *j);
@@ -89,7 +100,9 @@ int aq_kind_parse(const char *name, enum aq_kind *out); /* 0, or -1 */
 void aq_job_set_error(struct aq_job *j, const char *code, const char *message);
 
 /* The job record of spec section 2 as a new JSON object (the caller's),
- * with the queue's name given by the caller. */
+ * with the queue's name given by the caller: args as put (raw JSON text),
+ * due (wall clock) while delayed in its queue, retried when > 0, name and
+ * batch when set. */
 json_t *aq_job_record(const struct aq_job *j, const char *queue_name);
 
 #endif

@@ -21,7 +21,7 @@
 #define MAX_RECORD_BYTES (1u << 30) /* a longer length is damage */
 #define SEG_SUFFIX ".aqj"
 #define TMP_SUFFIX ".aqj.tmp"
-#define FORMAT_VERSION 2 /* in each SEGMENT record; 1 is still read */
+#define FORMAT_VERSION 3 /* in each SEGMENT record; 1 and 2 are read */
 #define PATH_BYTES 4200
 
 enum jstate {

@@ -34,8 +34,9 @@ enum aq_jrec_type {
     AQ_JREC_PUT,         /* an unfinished job, whole (args included) */
     AQ_JREC_START,       /* an attempt started: id, started_us */
     AQ_JREC_REQUEUE,     /* back to waiting: attempts, due_us, last error */
-    AQ_JREC_END,         /* a finished job, whole (without its args) */
+    AQ_JREC_END,         /* a finished job, whole (args from format 3) */
     AQ_JREC_TRIM,        /* segments before first are deleted (format 2) */
+    AQ_JREC_DELETE,      /* a finished record deleted by hand (format 3) */
 };
 
 struct aq_jstr {
@@ -55,6 +56,7 @@ struct aq_jrec {
     uint16_t attempts;   /* PUT, REQUEUE, END */
     int32_t priority;    /* PUT, END */
     int32_t retries;     /* PUT: -1 = the queue's */
+    uint32_t retried;    /* PUT, END: times retried by hand (format 3) */
     int64_t timeout_us;  /* PUT: -1 = the queue's */
     int64_t created_us;  /* PUT, END: wall clock */
     int64_t started_us;  /* PUT, START, END: wall clock; 0 = never */
@@ -67,6 +69,7 @@ struct aq_jrec {
     uint64_t prev_bytes; /* SEGMENT: the length of segment seq - 1 when it
                             was sealed; 0 = none */
     struct aq_jstr queue, key, args, result, err_code, err_message;
+    struct aq_jstr name, batch; /* PUT, END (format 3) */
 };
 
 /* Asks the owner to re-append (aq_journal_append, moving its hold) every

@@ -4,6 +4,12 @@
  * length, a u32 CRC-32C over the length and the body, then the body,
  * little-endian whatever the host; segment files are %08x.aqj in the
  * journal's directory, numbered from 1 without gaps.
+ *
+ * Format 3 adds to PUT and END an optional tail after format 2's fields:
+ * END's args, then name, batch and retried for both. The tail is written
+ * only when one of its fields is set (a plain put's PUT is byte for byte
+ * format 2's), and read when bytes remain: records of formats 1 and 2
+ * decode as before, with the tail's fields absent. DELETE is new in 3.
  */
 #include "journal-internal.h"
 
@@ -66,6 +72,24 @@ str_size(struct aq_jstr s)
     return 4 + (s.p != NULL ? s.len : 0);
 }
 
+/* Format 3's tail of PUT and END: written when any of its fields is set
+ * (END's args, name, batch, retried). */
+static bool
+has_tail(const struct aq_jrec *r)
+{
+    return (r->type == AQ_JREC_END && r->args.p != NULL) || r->name.p != NULL ||
+           r->batch.p != NULL || r->retried != 0;
+}
+
+static size_t
+tail_size(const struct aq_jrec *r)
+{
+    if (!has_tail(r))
+        return 0;
+    return (r->type == AQ_JREC_END ? str_size(r->args) : 0) +
+           str_size(r->name) + str_size(r->batch) + 4;
+}
+
 /* The body size of r, to reserve before encoding. */
 static size_t
 body_size(const struct aq_jrec *r)
@@ -75,6 +99,8 @@ body_size(const struct aq_jrec *r)
         return 1 + 8 + 4 + 4 + 4 + 8;
     case AQ_JREC_TRIM:
         return 1 + 8 + 4;
+    case AQ_JREC_DELETE:
+        return 1 + 8;
     case AQ_JREC_START:
         return 1 + 8 + 8;
     case AQ_JREC_REQUEUE:
@@ -83,13 +109,25 @@ body_size(const struct aq_jrec *r)
     case AQ_JREC_PUT:
         return 1 + 8 + 1 + 1 + 2 + 4 + 4 + 8 * 4 + str_size(r->queue) +
                str_size(r->key) + str_size(r->args) + str_size(r->result) +
-               str_size(r->err_code) + str_size(r->err_message);
+               str_size(r->err_code) + str_size(r->err_message) + tail_size(r);
     case AQ_JREC_END:
         return 1 + 8 + 1 + 1 + 2 + 4 + 8 * 3 + str_size(r->queue) +
                str_size(r->key) + str_size(r->result) + str_size(r->err_code) +
-               str_size(r->err_message);
+               str_size(r->err_message) + tail_size(r);
     }
     return 0;
+}
+
+static void
+put_tail(struct aq_journal *j, const struct aq_jrec *r)
+{
+    if (!has_tail(r))
+        return;
+    if (r->type == AQ_JREC_END)
+        put_str(j, r->args);
+    put_str(j, r->name);
+    put_str(j, r->batch);
+    put_u(j, r->retried, 4);
 }
 
 /* Appends the header and body of r to the buffer; returns its size. */
@@ -113,6 +151,8 @@ journal_encode(struct aq_journal *j, const struct aq_jrec *r)
         break;
     case AQ_JREC_TRIM:
         put_u(j, r->first, 4);
+        break;
+    case AQ_JREC_DELETE:
         break;
     case AQ_JREC_START:
         put_u(j, (uint64_t)r->started_us, 8);
@@ -141,6 +181,7 @@ journal_encode(struct aq_journal *j, const struct aq_jrec *r)
         put_str(j, r->result);
         put_str(j, r->err_code);
         put_str(j, r->err_message);
+        put_tail(j, r);
         break;
     case AQ_JREC_END:
         put_u(j, r->kind, 1);
@@ -155,6 +196,7 @@ journal_encode(struct aq_journal *j, const struct aq_jrec *r)
         put_str(j, r->result);
         put_str(j, r->err_code);
         put_str(j, r->err_message);
+        put_tail(j, r);
         break;
     }
     /* The CRC covers the length too, so a corrupt length is caught. */
@@ -205,6 +247,19 @@ get_str(struct reader *rd)
     return s;
 }
 
+/* Format 3's tail, if the body goes on (see the top of the file). */
+static void
+get_tail(struct reader *rd, struct aq_jrec *r)
+{
+    if (rd->bad || rd->p == rd->end)
+        return;
+    if (r->type == AQ_JREC_END)
+        r->args = get_str(rd);
+    r->name = get_str(rd);
+    r->batch = get_str(rd);
+    r->retried = (uint32_t)get_u(rd, 4);
+}
+
 /* Decodes a body (CRC already checked). Returns 0, or -1 if malformed. A
  * SEGMENT record of a later version decodes as far as its version. */
 int
@@ -228,6 +283,8 @@ journal_decode(const unsigned char *body, size_t len, struct aq_jrec *r)
         break;
     case AQ_JREC_TRIM:
         r->first = (uint32_t)get_u(&rd, 4);
+        break;
+    case AQ_JREC_DELETE:
         break;
     case AQ_JREC_START:
         r->started_us = (int64_t)get_u(&rd, 8);
@@ -256,6 +313,7 @@ journal_decode(const unsigned char *body, size_t len, struct aq_jrec *r)
         r->result = get_str(&rd);
         r->err_code = get_str(&rd);
         r->err_message = get_str(&rd);
+        get_tail(&rd, r);
         break;
     case AQ_JREC_END:
         r->kind = (uint8_t)get_u(&rd, 1);
@@ -270,6 +328,7 @@ journal_decode(const unsigned char *body, size_t len, struct aq_jrec *r)
         r->result = get_str(&rd);
         r->err_code = get_str(&rd);
         r->err_message = get_str(&rd);
+        get_tail(&rd, r);
         break;
     default:
         return -1;

@@ -151,7 +151,7 @@ next_valid(const unsigned char *p, size_t n, size_t from)
         unsigned type = p[off + HDR_BYTES];
 
         if (len == 0 || len > MAX_RECORD_BYTES || len > n - off - HDR_BYTES ||
-            type < AQ_JREC_SEGMENT || type > AQ_JREC_TRIM)
+            type < AQ_JREC_SEGMENT || type > AQ_JREC_DELETE)
             continue;
         if (budget < len)
             return -2;
@@ -332,7 +332,7 @@ find_first(struct replay *rp, size_t *g, unsigned char **data, size_t *len)
         (*g)--;
     h = &rp->hdr[*g];
     rp->first = 0;
-    if (!h->is_valid || h->r.version != 2)
+    if (!h->is_valid || h->r.version < 2)
         return 0; /* format 1, or damage the replay finds */
     rp->first = h->r.first;
     journal_seg_path(j, j->segs[*g].seq, path, sizeof path);

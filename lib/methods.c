@@ -263,21 +263,61 @@ m_status(struct aq_methods *m, struct aq_call *call,
     aq_call_reply(call, rec);
 }
 
+/* params.job or params.queue, one of them: 1 for job (*id set), 0 for
+ * queue (*queue set), -1 with params->err. */
+static int
+job_or_queue(const struct aq_params *params, uint64_t *id, const char **queue)
+{
+    int has_job, has_queue;
+
+    if ((has_job = aq_params_id(params, "job", 0, id)) < 0 ||
+        (has_queue = aq_params_string(params, "queue", 0, queue)) < 0)
+        return -1;
+    if (has_job && has_queue)
+        return aq_params_fail(params, "queue",
+                              "expected either params.job or params.queue, "
+                              "not both");
+    if (!has_job && !has_queue)
+        return aq_params_fail(params, "job",
+                              "required (or params.queue for all of a "
+                              "queue's jobs)");
+    return has_job;
+}
+
+/* A field that goes only with params.queue, given with params.job. */
+static int
+only_with_queue(const struct aq_params *params, const char *name)
+{
+    if (json_object_get(params->v, name) == NULL)
+        return 0;
+    return aq_params_fail(params, name, "only with params.queue");
+}
+
 static void
 m_cancel(struct aq_methods *m, struct aq_call *call,
          const struct aq_params *params, struct aq_jspan args)
 {
-    static const char *const fields[] = {"job", NULL};
-    const char *state;
+    static const char *const fields[] = {"job", "queue", "running", NULL};
+    const char *state, *queue = NULL;
+    bool running = false;
     uint64_t id;
+    size_t n;
     int rc;
 
     if (aq_params_fields(params, fields) < 0 ||
-        aq_params_id(params, "job", AQ_PARAM_REQUIRED, &id) < 0 ||
-        (rc = aq_broker_cancel(m->broker, id, &state, params->err)) < 0) {
-        aq_call_fail(call, params->err);
+        (rc = job_or_queue(params, &id, &queue)) < 0)
+        goto fail;
+    if (rc == 0) {
+        if (aq_params_bool(params, "running", 0, &running) < 0 ||
+            aq_broker_cancel_queue(m->broker, queue, running, &n, params->err) <
+                0)
+            goto fail;
+        aq_call_reply(call, json_pack("{s:I}", "cancelled", (json_int_t)n));
         return;
     }
+    if (only_with_queue(params, "running") < 0 ||
+        (rc = aq_broker_cancel(m->broker, id, &state, params->err)) < 0)
+        goto fail;
     if (rc == 0) {
         aq_call_reply(call, json_pack("{s:I,s:s}", "job", (json_int_t)id,
                                       "state", state));
@@ -285,6 +325,80 @@ m_cancel(struct aq_methods *m, struct aq_call *call,
     }
     /* A running job: reply once its run has stopped. */
     future_call_start(m, call, id, make_cancel_reply);
+    return;
+fail:
+    aq_call_fail(call, params->err);
+}
+
+/* ---- retry, delete (spec section 9) ---- */
+
+static void
+m_retry(struct aq_methods *m, struct aq_call *call,
+        const struct aq_params *params, struct aq_jspan args)
+{
+    static const char *const fields[] = {"job", "queue", "state", "delay",
+                                         NULL};
+    static const char *const states[] = {"failed", "cancelled", NULL};
+    const char *state, *queue = NULL;
+    double delay = 0;
+    size_t which = 0, n;
+    uint64_t id;
+    int rc;
+
+    if (aq_params_fields(params, fields) < 0 ||
+        (rc = job_or_queue(params, &id, &queue)) < 0 ||
+        aq_params_duration(params, "delay", 0, &delay) < 0)
+        goto fail;
+    if (rc == 0) {
+        if (aq_params_word(params, "state", AQ_PARAM_REQUIRED, states, &which) <
+                0 ||
+            aq_broker_retry_queue(m->broker, queue, states[which], delay, &n,
+                                  params->err) < 0)
+            goto fail;
+        aq_call_reply(call, json_pack("{s:I}", "retried", (json_int_t)n));
+        return;
+    }
+    if (only_with_queue(params, "state") < 0 ||
+        aq_broker_retry(m->broker, id, delay, &state, params->err) < 0)
+        goto fail;
+    aq_call_reply(
+        call, json_pack("{s:I,s:s}", "job", (json_int_t)id, "state", state));
+    return;
+fail:
+    aq_call_fail(call, params->err);
+}
+
+static void
+m_delete(struct aq_methods *m, struct aq_call *call,
+         const struct aq_params *params, struct aq_jspan args)
+{
+    static const char *const fields[] = {"job", "queue", "state", NULL};
+    static const char *const states[] = {"done", "failed", "cancelled", NULL};
+    const char *queue = NULL;
+    size_t which = 0, n;
+    uint64_t id;
+    int rc;
+
+    if (aq_params_fields(params, fields) < 0 ||
+        (rc = job_or_queue(params, &id, &queue)) < 0)
+        goto fail;
+    if (rc == 0) {
+        if (aq_params_word(params, "state", AQ_PARAM_REQUIRED, states, &which) <
+                0 ||
+            aq_broker_delete_queue(m->broker, queue, states[which], &n,
+                                   params->err) < 0)
+            goto fail;
+        aq_call_reply(call, json_pack("{s:I}", "deleted", (json_int_t)n));
+        return;
+    }
+    if (only_with_queue(params, "state") < 0 ||
+        aq_broker_delete(m->broker, id, params->err) < 0)
+        goto fail;
+    aq_call_reply(
+        call, json_pack("{s:I,s:b}", "job", (json_int_t)id, "deleted", true));
+    return;
+fail:
+    aq_call_fail(call, params->err);
 }
 
 /* ---- wait ---- */
@@ -715,7 +829,8 @@ static const struct {
     {"join", m_join, false},     {"stats", m_stats, false},
     {"scale", m_scale, false},   {"pause", m_pause, false},
     {"resume", m_resume, false}, {"ping", m_ping, false},
-    {"auth", m_auth, false},
+    {"auth", m_auth, false},     {"retry", m_retry, false},
+    {"delete", m_delete, false},
 };
 
 struct aq_methods *

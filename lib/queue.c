@@ -782,6 +782,41 @@ aq_queue_remove(struct aq_queue *q, struct aq_queue_item *it)
     return true;
 }
 
+enum aq_queue_status
+aq_queue_put_force(struct aq_queue *q, struct aq_queue_item *it,
+                   int32_t priority, int64_t delay_us)
+{
+    if (q->is_shutdown)
+        return AQ_QUEUE_SHUTDOWN;
+    q->unfinished++;
+    insert(q, it, priority, delay_us);
+    return AQ_QUEUE_OK;
+}
+
+size_t
+aq_queue_take_all(struct aq_queue *q,
+                  void (*fn)(struct aq_queue_item *it, void *arg), void *arg)
+{
+    size_t n = 0;
+
+    /* From the ends: ready items pop in O(1), the last timer leaves the
+     * heap without a sift. */
+    while (q->ntimers > 0 || q->nready > 0) {
+        struct aq_queue_item *it;
+
+        if (q->ntimers > 0) {
+            it = q->timers[q->ntimers - 1];
+            delayed_unlink(q, it);
+        } else
+            it = ready_pop(q);
+        n++;
+        fn(it, arg);
+    }
+    timer_arm(q);
+    item_left(q);
+    return n;
+}
+
 int
 aq_queue_requeue(struct aq_queue *q, struct aq_queue_item *it, int32_t priority,
                  int64_t delay_us, struct aq_error *err)

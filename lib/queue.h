@@ -125,6 +125,20 @@ int aq_queue_task_done(struct aq_queue *q, struct aq_error *err);
  * the caller's, still unfinished. Returns false if it was not queued. */
 bool aq_queue_remove(struct aq_queue *q, struct aq_queue_item *it);
 
+/* Queues it now whatever maxsize says (an operator's retry: never waits,
+ * may take the queue past maxsize), counted unfinished like a put.
+ * Returns OK, or SHUTDOWN leaving it the caller's. */
+enum aq_queue_status aq_queue_put_force(struct aq_queue *q,
+                                        struct aq_queue_item *it,
+                                        int32_t priority, int64_t delay_us);
+
+/* Takes every queued item out (ready and delayed), as remove would, and
+ * calls fn for each: it becomes the caller's, still unfinished (fn may
+ * task_done it, but must not queue items). O(items). Returns how many. */
+size_t aq_queue_take_all(struct aq_queue *q,
+                         void (*fn)(struct aq_queue_item *it, void *arg),
+                         void *arg);
+
 /* Puts back a taken, unfinished item (a retry, or a job interrupted by a
  * shutdown) without counting it again or waiting for room; works after
  * shutdown too. Returns 0, or -1 (err set) if no taken item is unfinished. */

@@ -1,10 +1,15 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * lib/records.c: finished jobs. A job that reaches its final state (done,
- * failed, cancelled) becomes a record: kept, packed into the record arena,
- * in one list in finish order (oldest first), until results.max or
- * results.ttl evicts it. The list uses the links of the job's queue item,
- * which a finished job no longer needs.
+ * failed, cancelled) becomes a record: kept, packed into the record arena
+ * with its args, in one of two lists in finish order (oldest first): done
+ * records (results.ttl, results.max) and failed or cancelled ones
+ * (results.failed_ttl, results.failed_max). results.max_bytes bounds the
+ * bytes of both together: past it the oldest record of either goes. The
+ * lists use the links of the job's queue item, which a finished job no
+ * longer needs. A record leaves by eviction (the store forgets it), by a
+ * delete (the store records that it is gone) or by a retry (it is queued
+ * again).
  */
 #include <stdlib.h>
 #include <string.h>
@@ -23,22 +28,42 @@
 #define REC_PREV(j) ((j)->qi.u.link[0])
 #define REC_NEXT(j) ((j)->qi.u.link[1])
 
-static void
-record_evict(struct aq_broker *b, struct aq_job *j)
+static struct reclist *
+class_of(struct records *rs, const struct aq_job *j)
 {
-    struct records *rs = &b->records;
+    return j->state == AQ_JOB_DONE ? &rs->done : &rs->failed;
+}
+
+/* Takes j out of its list and out of the byte count. */
+static void
+record_unlink(struct records *rs, struct aq_job *j)
+{
+    struct reclist *rl = class_of(rs, j);
     struct aq_queue_item *prev = REC_PREV(j), *next = REC_NEXT(j);
 
     if (prev != NULL)
         REC_NEXT(job_of(prev)) = next;
     else
-        rs->head = next != NULL ? job_of(next) : NULL;
+        rl->head = next != NULL ? job_of(next) : NULL;
     if (next != NULL)
         REC_PREV(job_of(next)) = prev;
     else
-        rs->tail = prev != NULL ? job_of(prev) : NULL;
-    rs->n--;
-    b->store->ops->forget(b->store, j);
+        rl->tail = prev != NULL ? job_of(prev) : NULL;
+    REC_PREV(j) = REC_NEXT(j) = NULL;
+    rl->n--;
+    rs->bytes -= aq_job_bytes(j);
+}
+
+/* j leaves the broker: evicted (the store forgets it, and may replay it
+ * to be evicted again), or deleted by hand (the store records that). */
+static void
+record_drop(struct aq_broker *b, struct aq_job *j, bool is_deleted)
+{
+    record_unlink(&b->records, j);
+    if (is_deleted)
+        b->store->ops->remove(b->store, j);
+    else
+        b->store->ops->forget(b->store, j);
     job_unindex(j);
     aq_idmap_del(b->jobs, j->id);
     aq_trim_note(1);
@@ -52,14 +77,35 @@ record_evict(struct aq_broker *b, struct aq_job *j)
 }
 
 static void
+trim_class(struct aq_broker *b, struct reclist *rl, int64_t now_us)
+{
+    int64_t oldest_us = now_us - aq_clock_s_to_us(rl->ttl_s);
+
+    while (rl->head != NULL &&
+           (rl->n > rl->max || rl->head->ext->finished_us < oldest_us))
+        record_drop(b, rl->head, false);
+}
+
+static void
 records_trim(struct aq_broker *b)
 {
     struct records *rs = &b->records;
-    int64_t oldest_us = aq_clock_wall_us() - aq_clock_s_to_us(rs->ttl_s);
+    int64_t now_us = aq_clock_wall_us();
 
-    while (rs->head != NULL &&
-           (rs->n > rs->max || rs->head->ext->finished_us < oldest_us))
-        record_evict(b, rs->head);
+    trim_class(b, &rs->done, now_us);
+    trim_class(b, &rs->failed, now_us);
+    /* Over the byte cap: the oldest record of either class goes. */
+    while (rs->bytes > rs->max_bytes &&
+           (rs->done.head != NULL || rs->failed.head != NULL)) {
+        struct aq_job *d = rs->done.head, *f = rs->failed.head;
+
+        if (d == NULL ||
+            (f != NULL &&
+             (f->ext->finished_us < d->ext->finished_us ||
+              (f->ext->finished_us == d->ext->finished_us && f->id < d->id))))
+            d = f;
+        record_drop(b, d, false);
+    }
 }
 
 static void
@@ -78,9 +124,10 @@ void
 record_append(struct aq_broker *b, struct aq_job *j)
 {
     struct records *rs = &b->records;
+    struct reclist *rl = class_of(rs, j);
 
     /* Kept records live in their own arena (see recarena.h). */
-    if (rs->max > 0) {
+    if (rl->max > 0 && rs->max_bytes > 0) {
         struct aq_job *packed = aq_job_pack(j, rs->arena);
 
         if (packed != j)
@@ -88,14 +135,45 @@ record_append(struct aq_broker *b, struct aq_job *j)
         j = packed;
     }
     REC_NEXT(j) = NULL;
-    REC_PREV(j) = rs->tail != NULL ? &rs->tail->qi : NULL;
-    if (rs->tail != NULL)
-        REC_NEXT(rs->tail) = &j->qi;
+    REC_PREV(j) = rl->tail != NULL ? &rl->tail->qi : NULL;
+    if (rl->tail != NULL)
+        REC_NEXT(rl->tail) = &j->qi;
     else
-        rs->head = j;
-    rs->tail = j;
-    rs->n++;
+        rl->head = j;
+    rl->tail = j;
+    rl->n++;
+    rs->bytes += aq_job_bytes(j);
     records_trim(b);
+}
+
+struct aq_job *
+record_take(struct aq_broker *b, struct aq_job *j)
+{
+    struct aq_job *nj;
+
+    record_unlink(&b->records, j);
+    nj = aq_job_unpack(j);
+    if (nj != j)
+        aq_idmap_put(b->jobs, nj);
+    return nj;
+}
+
+void
+record_delete(struct aq_broker *b, struct aq_job *j)
+{
+    record_drop(b, j, true);
+}
+
+struct aq_job *
+records_first(struct aq_broker *b, enum aq_job_state st)
+{
+    return st == AQ_JOB_DONE ? b->records.done.head : b->records.failed.head;
+}
+
+struct aq_job *
+record_next(const struct aq_job *j)
+{
+    return REC_NEXT(j) != NULL ? job_of(REC_NEXT(j)) : NULL;
 }
 
 void
@@ -141,8 +219,13 @@ records_init(struct aq_broker *b, const struct aq_config *cfg)
 void
 records_configure(struct aq_broker *b, const struct aq_config *cfg)
 {
-    b->records.ttl_s = cfg->results.ttl;
-    b->records.max = cfg->results.max;
+    struct records *rs = &b->records;
+
+    rs->done.ttl_s = cfg->results.ttl;
+    rs->done.max = cfg->results.max;
+    rs->failed.ttl_s = cfg->results.failed_ttl;
+    rs->failed.max = cfg->results.failed_max;
+    rs->max_bytes = cfg->results.max_bytes;
     records_trim(b);
 }
 

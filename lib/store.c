@@ -68,6 +68,8 @@ static const struct aq_store_ops memory_ops = {
     .requeue = mem_event,
     .finish = mem_whole,
     .forget = mem_event,
+    .retry = mem_whole,
+    .remove = mem_event,
     .sync = mem_sync,
     .sync_cancel = mem_sync_cancel,
     .error = mem_error,
@@ -137,6 +139,20 @@ void
 aq_broker_restore_key(struct aq_broker *b, struct aq_job *j)
 {
     json_object_set_new(b->keys, j->ext->key, json_integer((json_int_t)j->id));
+}
+
+void
+aq_broker_restore_drop(struct aq_broker *b, struct aq_job *j)
+{
+    if (j->ext != NULL && j->ext->key != NULL) {
+        json_t *id = json_object_get(b->keys, j->ext->key);
+
+        if (json_integer_value(id) == (json_int_t)j->id)
+            json_object_del(b->keys, j->ext->key);
+    }
+    job_unindex(j);
+    aq_idmap_del(b->jobs, j->id);
+    aq_job_free(j);
 }
 
 struct each_job {

@@ -2,10 +2,10 @@
 /*
  * lib/store.h: the seam between the broker and durability. The broker
  * tells its store what happens to each job (put, started, requeued,
- * finished, forgotten), asks it to acknowledge puts once that is durable,
- * and at start asks it to restore every job it holds. The calls are
- * coarse, one per job event, so that a store may keep a log (the local
- * journal, lib/store_journal.c over lib/journal.h) or rows in a database
+ * finished, forgotten; retried or deleted by hand), asks it to acknowledge puts
+ * once that is durable, and at start asks it to restore every job it holds. The
+ * calls are coarse, one per job event, so that a store may keep a log (the
+ * local journal, lib/store_journal.c over lib/journal.h) or rows in a database
  * shared by several daemons; it may acknowledge late (from the loop) and
  * fail (the barriers say why, and the broker refuses puts while error()
  * is set). Without a store the broker uses the memory store: nothing is
@@ -47,8 +47,14 @@ struct aq_store_ops {
     void (*requeue)(struct aq_store *s, struct aq_job *j);
     /* A final state: done, failed or cancelled; j is a record from now. */
     void (*finish)(struct aq_store *s, struct aq_job *j, const char *queue);
-    /* A finished record evicted (results.ttl, results.max). */
+    /* A finished record evicted (results.ttl, results.max, ...): a store
+     * may still restore it, and the broker evicts it again. */
     void (*forget)(struct aq_store *s, struct aq_job *j);
+    /* A finished job queued again by hand (the retry method): j whole, as
+     * at put, with its id, retried count and the state it is queued in. */
+    void (*retry)(struct aq_store *s, struct aq_job *j, const char *queue);
+    /* A finished record deleted by hand: it must never be restored. */
+    void (*remove)(struct aq_store *s, struct aq_job *j);
     /* A wait until every event told so far is durable, on the caller's
      * node b (valid until cb or sync_cancel): 1 when cb runs later from
      * the loop (err NULL, or why it cannot become durable: -32603), 0
@@ -103,6 +109,9 @@ struct aq_job *aq_broker_restore_add(struct aq_broker *b, uint64_t id,
                                      size_t args_len);
 /* j's idempotency key (j->ext->key) names j from now on. */
 void aq_broker_restore_key(struct aq_broker *b, struct aq_job *j);
+/* j was deleted by hand after what restored it: b forgets it and frees it
+ * (the store has released its own marks on it first). */
+void aq_broker_restore_drop(struct aq_broker *b, struct aq_job *j);
 
 /* Calls fn for every job b knows (live or a record; fn must not make or
  * drop jobs), with its queue's name. */

@@ -3,7 +3,8 @@
  * lib/store_journal.c: the local journal as a store (lib/store.h). Each job
  * event becomes a record (lib/journal.h): a put or a finish the job's whole
  * record, which makes that segment the job's home (held while the job or
- * its record lives, j->jseg); a start or a requeue a small one. Replay
+ * its record lives, j->jseg); a start or a requeue a small one; a retry
+ * by hand the whole record again, a delete a DELETE record. Replay
  * folds the records back into jobs, in the broker's id map, trusting no
  * value a put could not have made.
  */
@@ -71,11 +72,16 @@ job_home(struct store_journal *sj, struct aq_job *j, const char *queue)
     };
     uint32_t seg;
 
-    if (r.type == AQ_JREC_PUT) {
-        r.due_us = job_due_wall_us(j);
+    /* A record keeps its args too (format 3), unless they were never
+     * kept (a record of an older journal): then they stay absent. */
+    if (r.type == AQ_JREC_PUT || j->args_len > 0)
         r.args = (struct aq_jstr){j->args, j->args_len};
-    }
+    if (r.type == AQ_JREC_PUT)
+        r.due_us = job_due_wall_us(j);
     if (x != NULL) {
+        r.retried = x->retried;
+        r.name = jstr(x->name);
+        r.batch = jstr(x->batch);
         r.key = jstr(x->key);
         r.result = jstr(x->result);
         r.err_code = jstr(x->err_code);
@@ -133,6 +139,24 @@ sj_forget(struct aq_store *s, struct aq_job *j)
     if (j->jseg != 0)
         aq_journal_release(sj_of(s)->journal, j->jseg);
     j->jseg = 0;
+}
+
+static void
+sj_retry(struct aq_store *s, struct aq_job *j, const char *queue)
+{
+    job_home(sj_of(s), j, queue);
+}
+
+/* The job's END stays in its segment until that segment goes: a DELETE
+ * record, in a later segment (segments are deleted oldest first), says
+ * at replay that it is gone. */
+static void
+sj_remove(struct aq_store *s, struct aq_job *j)
+{
+    struct aq_jrec r = {.type = AQ_JREC_DELETE, .id = j->id};
+
+    aq_journal_append(sj_of(s)->journal, &r);
+    sj_forget(s, j);
 }
 
 static int
@@ -243,6 +267,9 @@ replay_whole(struct store_journal *sj, struct aq_job *j,
         x->retries = r->retries;
         x->timeout_us = r->timeout_us;
     }
+    x->retried = r->retried;
+    ext_str(&x->name, r->name);
+    ext_str(&x->batch, r->batch);
     ext_str(&x->key, r->key);
     ext_str(&x->result, r->result);
     ext_str(&x->err_code, r->err_code);
@@ -318,8 +345,12 @@ replay_cb(const struct aq_jrec *rec, uint32_t seg, void *arg,
         if (j == NULL) {
             struct aq_jstr args = r->args;
 
-            if (args.p == NULL)
+            /* An END of format 2 or older kept no args: the record shows
+             * none (and cannot be retried). */
+            if (args.p == NULL && r->type == AQ_JREC_PUT)
                 args = (struct aq_jstr){"{}", 2};
+            else if (args.p == NULL)
+                args = (struct aq_jstr){"", 0};
             if (r->id == 0 || r->kind > AQ_KIND_ECHO || r->queue.p == NULL ||
                 r->state > AQ_JOB_CANCELLED) {
                 aq_error_set(err, AQ_ERR_INTERNAL,
@@ -348,6 +379,14 @@ replay_cb(const struct aq_jrec *rec, uint32_t seg, void *arg,
             ext_str(&x->result, r->result);
             ext_str(&x->err_code, r->err_code);
             ext_str(&x->err_message, r->err_message);
+        }
+        break;
+    case AQ_JREC_DELETE:
+        if (j != NULL && aq_job_is_finished(j)) {
+            if (j->jseg != 0)
+                aq_journal_release(sj->journal, j->jseg);
+            j->jseg = 0;
+            aq_broker_restore_drop(sj->broker, j);
         }
         break;
     default:
@@ -389,6 +428,8 @@ static const struct aq_store_ops journal_ops = {
     .requeue = sj_requeue,
     .finish = sj_finish,
     .forget = sj_forget,
+    .retry = sj_retry,
+    .remove = sj_remove,
     .sync = sj_sync,
     .sync_cancel = sj_sync_cancel,
     .error = sj_error,

@@ -11,6 +11,7 @@
  * wait runs the loop with a deadline; nothing sleeps.
  */
 #include <check.h>
+#include <dirent.h>
 #include <event2/event.h>
 #include <ftw.h>
 #include <stdio.h>
@@ -568,6 +569,18 @@ fake_forget(struct aq_store *s, struct aq_job *j)
     fake_log(s, "forget", j);
 }
 
+static void
+fake_retry(struct aq_store *s, struct aq_job *j, const char *queue)
+{
+    fake_log(s, "retry", j);
+}
+
+static void
+fake_remove(struct aq_store *s, struct aq_job *j)
+{
+    fake_log(s, "remove", j);
+}
+
 static int
 fake_sync(struct aq_store *s, struct aq_barrier *b, aq_barrier_cb *cb,
           void *arg, struct aq_error *err)
@@ -613,6 +626,8 @@ static const struct aq_store_ops fake_ops = {
     .requeue = fake_requeue,
     .finish = fake_finish,
     .forget = fake_forget,
+    .retry = fake_retry,
+    .remove = fake_remove,
     .sync = fake_sync,
     .sync_cancel = fake_sync_cancel,
     .error = fake_error,
@@ -774,7 +789,9 @@ START_TEST(put_ack_queued_skips_the_sync_a_duplicate_does_not)
 END_TEST
 
 /* The store hears each job event once, in order: an echo job that runs,
- * a sleep cancelled while pending, a record evicted by results.max. */
+ * a sleep cancelled while pending, a record evicted by results.failed_max
+ * (cancelled records are that class's since issue 13), a retry and a
+ * delete by hand. */
 START_TEST(store_is_told_every_job_event_in_order)
 {
     struct env e = {0};
@@ -783,8 +800,8 @@ START_TEST(store_is_told_every_job_event_in_order)
     const char *state;
 
     env_fake(&e, &fs,
-             "{\"results\":{\"max\":1},\"queues\":{\"e\":" ECHO_Q
-             ",\"s\":{\"kind\":\"sleep\",\"consumers\":0}}}");
+             "{\"results\":{\"max\":1,\"failed_max\":0},\"queues\":{"
+             "\"e\":" ECHO_Q ",\"s\":{\"kind\":\"sleep\",\"consumers\":0}}}");
     p.ack_queued = true;
     put_now(&e, &p);
     p = put_of("s", "{\"seconds\":1}");
@@ -793,8 +810,11 @@ START_TEST(store_is_told_every_job_event_in_order)
     ck_assert_int_eq(aq_broker_cancel(e.broker, 2, &state, NULL), 0);
     aq_broker_start(e.broker);
     json_decref(await_end(&e, 1));
-    ck_assert_str_eq(fs.log,
-                     "put 1;put 2;cancelled 2;start 1;done 1;forget 2;");
+    ck_assert_int_eq(aq_broker_retry(e.broker, 1, 0, &state, NULL), 0);
+    json_decref(await_end(&e, 1));
+    ck_assert_int_eq(aq_broker_delete(e.broker, 1, NULL), 0);
+    ck_assert_str_eq(fs.log, "put 1;put 2;cancelled 2;forget 2;start 1;done "
+                             "1;retry 1;start 1;done 1;remove 1;");
     env_free(&e);
 }
 END_TEST
@@ -1089,6 +1109,466 @@ START_TEST(stop_now_interrupts_at_once)
 }
 END_TEST
 
+/* ---- records: retention, retry, delete, cancel by queue (issue 13) ---- */
+
+/* Queue c: echo jobs that wait (no consumer) to be cancelled into
+ * records; queue e: echo jobs that run to done. */
+#define REC_QUEUES                                                             \
+    "\"queues\":{\"e\":" ECHO_Q ",\"c\":{\"kind\":\"echo\",\"consumers\":0}}"
+
+static int
+error_of(struct env *e, uint64_t id)
+{
+    struct aq_error err = {0};
+    json_t *rec = aq_broker_status(e->broker, id, &err);
+
+    json_decref(rec);
+    return rec != NULL ? 0 : err.code;
+}
+
+static json_int_t
+int_at(json_t *rec, const char *key)
+{
+    return json_integer_value(json_object_get(rec, key));
+}
+
+/* A job put on c and cancelled: a cancelled record. */
+static uint64_t
+cancelled_job(struct env *e, const char *args)
+{
+    struct aq_put p = put_of("c", args);
+    const char *state;
+    uint64_t id;
+
+    p.ack_queued = true;
+    id = put_now(e, &p);
+    ck_assert_int_eq(aq_broker_cancel(e->broker, id, &state, NULL), 0);
+    return id;
+}
+
+static uint64_t
+done_job(struct env *e, const char *args)
+{
+    struct aq_put p = put_of("e", args);
+    uint64_t id;
+
+    p.ack_queued = true;
+    id = put_now(e, &p);
+    json_decref(await_end(e, id));
+    return id;
+}
+
+START_TEST(done_and_failed_records_are_kept_by_their_own_limits)
+{
+    struct env e = {0};
+    uint64_t c1, c2, c3, d1, d2;
+
+    env_new(&e, "{\"results\":{\"max\":1,\"failed_max\":2}," REC_QUEUES "}");
+    aq_broker_start(e.broker);
+    c1 = cancelled_job(&e, "{}");
+    d1 = done_job(&e, "{}");
+    c2 = cancelled_job(&e, "{}");
+    d2 = done_job(&e, "{}");
+    c3 = cancelled_job(&e, "{}");
+    /* done: only the newest; failed and cancelled: the two newest */
+    ck_assert_int_eq(error_of(&e, d1), AQ_ERR_NO_JOB);
+    ck_assert_int_eq(error_of(&e, d2), 0);
+    ck_assert_int_eq(error_of(&e, c1), AQ_ERR_NO_JOB);
+    ck_assert_int_eq(error_of(&e, c2), 0);
+    ck_assert_int_eq(error_of(&e, c3), 0);
+    env_free(&e);
+}
+END_TEST
+
+/* results.ttl and results.failed_ttl apart: restored records an hour and
+ * a day old, done ones gone after ttl 3600, failed ones kept a week. */
+START_TEST(done_records_expire_by_ttl_failed_ones_by_failed_ttl)
+{
+    struct env e = {0};
+    int64_t now_us = aq_clock_wall_us();
+    struct aq_jrec recs[4];
+    static const int64_t age_s[4] = {7200, 7200, 86400, 8 * 86400};
+    static const uint8_t state[4] = {3, 4, 5, 4};
+
+    for (size_t i = 0; i < 4; i++)
+        recs[i] = (struct aq_jrec){
+            .type = AQ_JREC_END,
+            .id = i + 1,
+            .kind = 3,
+            .state = state[i],
+            .created_us = now_us - age_s[i] * 1000000 - 1,
+            .finished_us = now_us - age_s[i] * 1000000,
+            .queue = STR("c"),
+            .args = STR("{\"n\":1}"),
+        };
+    env_write_journal(&e, recs, 4);
+    env_start(&e, "{" REC_QUEUES "}");
+    ck_assert_int_eq(error_of(&e, 1), AQ_ERR_NO_JOB); /* done, 2 h */
+    ck_assert_str_eq(state_of(&e, 2), "failed");      /* 2 h */
+    ck_assert_str_eq(state_of(&e, 3), "cancelled");   /* a day */
+    ck_assert_int_eq(error_of(&e, 4), AQ_ERR_NO_JOB); /* failed, 8 days */
+    env_free(&e);
+}
+END_TEST
+
+/* results.max_bytes over both classes: the oldest record overall goes,
+ * whatever its class. */
+START_TEST(max_bytes_evicts_the_oldest_record_of_either_class)
+{
+    struct env e = {0};
+    char args[700], config[256];
+    uint64_t c1, d1, d2;
+
+    snprintf(args, sizeof args, "{\"pad\":\"%0600d\"}", 0);
+    /* an echo record holds its args twice (args, result): ~1.5 kB */
+    snprintf(config, sizeof config,
+             "{\"results\":{\"max_bytes\":3600}," REC_QUEUES "}");
+    env_new(&e, config);
+    aq_broker_start(e.broker);
+    c1 = cancelled_job(&e, args);
+    d1 = done_job(&e, args);
+    ck_assert_int_eq(error_of(&e, c1), 0);
+    d2 = done_job(&e, args);
+    ck_assert_int_eq(error_of(&e, c1), AQ_ERR_NO_JOB);
+    ck_assert_int_eq(error_of(&e, d1), 0);
+    ck_assert_int_eq(error_of(&e, d2), 0);
+    env_free(&e);
+}
+END_TEST
+
+/* A retry: same id and args, attempts from 0, retried 1, error gone; it
+ * is unfinished again (join waits, a new wait waits for its next end);
+ * a done job may be retried too; its key comes back with it. */
+START_TEST(retry_runs_a_finished_job_again_under_its_id)
+{
+    struct env e = {0};
+    struct aq_put p = put_of("c", "{\"n\":1e3}");
+    struct aq_error err = {0};
+    struct aq_task *t;
+    struct put_out o;
+    const char *state;
+    json_t *rec;
+    uint64_t id;
+
+    env_new(&e, "{" REC_QUEUES "}");
+    aq_broker_start(e.broker);
+    p.key = "k";
+    p.priority = 4;
+    p.ack_queued = true;
+    id = put_now(&e, &p);
+    ck_assert_int_eq(aq_broker_retry(e.broker, id, 0, &state, &err), -1);
+    ck_assert_int_eq(err.code, AQ_ERR_NOT_FINISHED);
+    ck_assert_int_eq(aq_broker_cancel(e.broker, id, &state, NULL), 0);
+    ck_assert_uint_eq(stats_of(&e, "c").unfinished, 0);
+    ck_assert_int_eq(aq_broker_retry(e.broker, id, 0, &state, &err), 0);
+    ck_assert_str_eq(state, "pending");
+    ck_assert_uint_eq(stats_of(&e, "c").unfinished, 1);
+    rec = aq_broker_status(e.broker, id, NULL);
+    ck_assert_str_eq(str_at(rec, "state", NULL), "pending");
+    ck_assert_int_eq(int_at(rec, "attempts"), 0);
+    ck_assert_int_eq(int_at(rec, "retried"), 1);
+    ck_assert_int_eq(int_at(rec, "priority"), 4);
+    ck_assert_ptr_null(json_object_get(rec, "error"));
+    ck_assert_ptr_null(json_object_get(rec, "finished"));
+    json_decref(rec);
+    /* the key names the job again */
+    ck_assert_int_eq(put(&e, &p, &o), AQ_PUT_DONE);
+    ck_assert(o.res.duplicate);
+    ck_assert_uint_eq(o.res.job, id);
+    /* a wait from now on waits for the next end */
+    t = aq_broker_job_future(e.broker, id, NULL);
+    ck_assert(!aq_task_is_finished(t));
+    aq_task_unref(t);
+    ck_assert_int_eq(aq_broker_scale(e.broker, "c", 1, NULL), 0);
+    rec = await_end(&e, id);
+    ck_assert_str_eq(str_at(rec, "state", NULL), "done");
+    ck_assert_int_eq(int_at(rec, "attempts"), 1);
+    ck_assert_int_eq(int_at(rec, "retried"), 1);
+    json_decref(rec);
+    /* done, retried again, with a delay */
+    ck_assert_int_eq(aq_broker_retry(e.broker, id, 60, &state, &err), 0);
+    ck_assert_str_eq(state, "delayed");
+    rec = aq_broker_status(e.broker, id, NULL);
+    ck_assert_int_eq(int_at(rec, "retried"), 2);
+    ck_assert(json_number_value(json_object_get(rec, "due")) >
+              (double)aq_clock_wall_us() / 1e6 + 50);
+    json_decref(rec);
+    ck_assert_int_eq(aq_broker_retry(e.broker, 999, 0, &state, &err), -1);
+    ck_assert_int_eq(err.code, AQ_ERR_NO_JOB);
+    env_free(&e);
+}
+END_TEST
+
+/* Retry of a queue's failed or cancelled records: all of them, past
+ * maxsize (an operator's action does not wait for room). */
+START_TEST(retry_by_queue_requeues_every_record_of_the_state_past_maxsize)
+{
+    struct env e = {0};
+    struct aq_error err = {0};
+    size_t n = 0;
+
+    env_new(&e, "{\"queues\":{\"e\":" ECHO_Q ",\"c\":{\"kind\":\"echo\","
+                "\"consumers\":0,\"maxsize\":2}}}");
+    aq_broker_start(e.broker);
+    for (int i = 0; i < 5; i++)
+        cancelled_job(&e, "{}");
+    done_job(&e, "{}");
+    ck_assert_int_eq(
+        aq_broker_retry_queue(e.broker, "c", "failed", 0, &n, &err), 0);
+    ck_assert_uint_eq(n, 0);
+    ck_assert_int_eq(
+        aq_broker_retry_queue(e.broker, "c", "cancelled", 0, &n, &err), 0);
+    ck_assert_uint_eq(n, 5);
+    ck_assert_uint_eq(stats_of(&e, "c").unfinished, 5);
+    ck_assert_uint_eq(stats_of(&e, "c").size, 5);
+    ck_assert_int_eq(aq_broker_retry_queue(e.broker, "c", "done", 0, &n, &err),
+                     -1);
+    ck_assert_int_eq(err.code, AQ_ERR_INVALID_PARAMS);
+    ck_assert_int_eq(
+        aq_broker_retry_queue(e.broker, "nope", "failed", 0, &n, &err), -1);
+    ck_assert_int_eq(err.code, AQ_ERR_NO_QUEUE);
+    env_free(&e);
+}
+END_TEST
+
+START_TEST(delete_drops_records_and_refuses_live_jobs)
+{
+    struct env e = {0};
+    struct aq_put p = put_of("c", "{}");
+    struct aq_error err = {0};
+    uint64_t live, c1, d1;
+    size_t n = 0;
+
+    env_new(&e, "{" REC_QUEUES "}");
+    aq_broker_start(e.broker);
+    p.ack_queued = true;
+    live = put_now(&e, &p);
+    ck_assert_int_eq(aq_broker_delete(e.broker, live, &err), -1);
+    ck_assert_int_eq(err.code, AQ_ERR_NOT_FINISHED);
+    ck_assert_msg(strstr(err.message, "cancel it first") != NULL, "%s",
+                  err.message);
+    c1 = cancelled_job(&e, "{}");
+    cancelled_job(&e, "{}");
+    d1 = done_job(&e, "{}");
+    ck_assert_int_eq(aq_broker_delete(e.broker, c1, &err), 0);
+    ck_assert_int_eq(error_of(&e, c1), AQ_ERR_NO_JOB);
+    ck_assert_int_eq(aq_broker_delete(e.broker, c1, &err), -1);
+    ck_assert_int_eq(err.code, AQ_ERR_NO_JOB);
+    ck_assert_int_eq(
+        aq_broker_delete_queue(e.broker, "c", "cancelled", &n, &err), 0);
+    ck_assert_uint_eq(n, 1);
+    ck_assert_int_eq(aq_broker_delete_queue(e.broker, "c", "done", &n, &err),
+                     0);
+    ck_assert_uint_eq(n, 0); /* d1 is e's */
+    ck_assert_int_eq(aq_broker_delete_queue(e.broker, "e", "done", &n, &err),
+                     0);
+    ck_assert_uint_eq(n, 1);
+    ck_assert_int_eq(error_of(&e, d1), AQ_ERR_NO_JOB);
+    ck_assert_int_eq(aq_broker_delete_queue(e.broker, "e", "pending", &n, &err),
+                     -1);
+    ck_assert_int_eq(err.code, AQ_ERR_INVALID_PARAMS);
+    ck_assert_str_eq(state_of(&e, live), "pending");
+    env_free(&e);
+}
+END_TEST
+
+/* Cancel by queue: the pending and delayed jobs at once; the running ones
+ * only when asked, interrupted as a single cancel does. */
+START_TEST(cancel_by_queue_ends_waiting_jobs_and_running_ones_when_asked)
+{
+    struct env e = {0};
+    struct aq_put p = put_of("s", "{\"seconds\":30}");
+    struct aq_error err = {0};
+    json_t *rec;
+    size_t n = 0;
+
+    env_new(&e, "{\"queues\":{\"s\":{\"kind\":\"sleep\",\"consumers\":2}}}");
+    aq_broker_start(e.broker);
+    p.ack_queued = true;
+    for (int i = 0; i < 4; i++)
+        put_now(&e, &p);
+    p.delay = 60;
+    put_now(&e, &p); /* 5, delayed */
+    run_for(e.base, 20);
+    ck_assert_int_eq(stats_of(&e, "s").running, 2);
+    ck_assert_int_eq(aq_broker_cancel_queue(e.broker, "s", false, &n, &err), 0);
+    ck_assert_uint_eq(n, 3);
+    ck_assert_str_eq(state_of(&e, 5), "cancelled");
+    ck_assert_str_eq(state_of(&e, 3), "cancelled");
+    ck_assert_str_eq(state_of(&e, 1), "running");
+    ck_assert_int_eq(aq_broker_cancel_queue(e.broker, "s", true, &n, &err), 0);
+    ck_assert_uint_eq(n, 2);
+    rec = await_end(&e, 1);
+    ck_assert_str_eq(str_at(rec, "state", NULL), "cancelled");
+    json_decref(rec);
+    json_decref(await_end(&e, 2));
+    ck_assert_uint_eq(stats_of(&e, "s").unfinished, 0);
+    ck_assert_int_eq(aq_broker_cancel_queue(e.broker, "nope", true, &n, &err),
+                     -1);
+    ck_assert_int_eq(err.code, AQ_ERR_NO_QUEUE);
+    env_free(&e);
+}
+END_TEST
+
+/* Records keep their args through a restart; a retry and a delete are in
+ * the journal: the retried job comes back unfinished, the deleted one
+ * does not come back. */
+START_TEST(records_retries_and_deletes_survive_a_restart)
+{
+    struct env e = {0};
+    const char *state;
+    json_t *rec;
+    uint64_t a, b, c;
+
+    snprintf(e.dir, sizeof e.dir, "/tmp/asyncq-tb.XXXXXX");
+    ck_assert_ptr_nonnull(mkdtemp(e.dir));
+    env_start(&e, "{" REC_QUEUES "}");
+    a = cancelled_job(&e, "{\"n\":1.50}");
+    b = cancelled_job(&e, "{\"n\":2}");
+    c = cancelled_job(&e, "{\"n\":3}");
+    ck_assert_int_eq(aq_broker_retry(e.broker, b, 0, &state, NULL), 0);
+    ck_assert_int_eq(aq_broker_delete(e.broker, c, NULL), 0);
+    aq_broker_free(e.broker);
+    e.broker = aq_broker_new(e.base, NULL, e.cfg);
+    env_restore_journal(&e, AQ_FSYNC_NEVER);
+    rec = aq_broker_status(e.broker, a, NULL);
+    ck_assert_str_eq(str_at(rec, "state", NULL), "cancelled");
+    {
+        char *text = aq_jwrite_string(json_object_get(rec, "args"), NULL);
+
+        ck_assert_str_eq(text, "{\"n\":1.50}");
+        free(text);
+    }
+    json_decref(rec);
+    rec = aq_broker_status(e.broker, b, NULL);
+    ck_assert_str_eq(str_at(rec, "state", NULL), "pending");
+    ck_assert_int_eq(int_at(rec, "retried"), 1);
+    ck_assert_int_eq(int_at(rec, "attempts"), 0);
+    ck_assert_ptr_null(json_object_get(rec, "error"));
+    json_decref(rec);
+    ck_assert_int_eq(error_of(&e, c), AQ_ERR_NO_JOB);
+    ck_assert_uint_eq(stats_of(&e, "c").unfinished, 1);
+    env_free(&e);
+}
+END_TEST
+
+/* Replay of records as the journal holds them: END then PUT of one id (a
+ * retry) is live again; END then DELETE is gone; an END of format 2
+ * (no args) is a record without args that cannot be retried. */
+START_TEST(replayed_end_then_put_is_live_end_then_delete_is_gone)
+{
+    struct env e = {0};
+    struct aq_jrec end = {.type = AQ_JREC_END,
+                          .id = 1,
+                          .kind = 3,
+                          .state = 4,
+                          .attempts = 1,
+                          .created_us = aq_clock_wall_us() - 10,
+                          .finished_us = aq_clock_wall_us(),
+                          .queue = STR("c"),
+                          .args = STR("{\"v\":1}"),
+                          .err_code = STR("exit"),
+                          .err_message = STR("exit code 1")};
+    struct aq_jrec recs[6];
+    struct aq_error err = {0};
+    const char *state;
+    json_t *rec;
+
+    recs[0] = end;
+    recs[1] = put_rec(1, 3, STR("c"), STR("{\"v\":1}"));
+    recs[1].retried = 1;
+    recs[2] = end;
+    recs[2].id = 2;
+    recs[3] = (struct aq_jrec){.type = AQ_JREC_DELETE, .id = 2};
+    recs[4] = end;
+    recs[4].id = 3;
+    recs[4].args = (struct aq_jstr){NULL, 0};
+    recs[5] = (struct aq_jrec){.type = AQ_JREC_DELETE, .id = 99};
+    env_write_journal(&e, recs, 6);
+    env_new(&e, "{" REC_QUEUES "}");
+    env_restore_journal(&e, AQ_FSYNC_NEVER);
+    rec = aq_broker_status(e.broker, 1, NULL);
+    ck_assert_str_eq(str_at(rec, "state", NULL), "pending");
+    ck_assert_int_eq(int_at(rec, "retried"), 1);
+    ck_assert_ptr_null(json_object_get(rec, "error"));
+    json_decref(rec);
+    ck_assert_uint_eq(stats_of(&e, "c").unfinished, 1);
+    ck_assert_int_eq(error_of(&e, 2), AQ_ERR_NO_JOB);
+    rec = aq_broker_status(e.broker, 3, NULL);
+    ck_assert_str_eq(str_at(rec, "state", NULL), "failed");
+    ck_assert_ptr_null(json_object_get(rec, "args"));
+    json_decref(rec);
+    ck_assert_int_eq(aq_broker_retry(e.broker, 3, 0, &state, &err), -1);
+    ck_assert_int_eq(err.code, AQ_ERR_NOT_ALLOWED);
+    env_free(&e);
+}
+END_TEST
+
+static size_t
+segment_files(const char *dir, bool *has_first)
+{
+    DIR *d = opendir(dir);
+    struct dirent *ent;
+    size_t n = 0;
+
+    ck_assert_ptr_nonnull(d);
+    *has_first = false;
+    while ((ent = readdir(d)) != NULL) {
+        if (strstr(ent->d_name, ".aqj") != NULL &&
+            strstr(ent->d_name, ".tmp") == NULL) {
+            n++;
+            *has_first |= strcmp(ent->d_name, "00000001.aqj") == 0;
+        }
+    }
+    closedir(d);
+    return n;
+}
+
+/* A failed record lives a week: it must not pin the segment it was
+ * written to. Once that segment holds little else, the record is
+ * re-appended (rehomed) and the segment deleted; it comes back at a
+ * restart all the same. */
+START_TEST(long_lived_records_are_rehomed_out_of_old_segments)
+{
+    struct env e = {0};
+    struct aq_error err = {0};
+    struct aq_store *store;
+    bool damaged = false, has_first = true;
+    json_t *rec;
+    char *text;
+    uint64_t kept;
+    int i;
+
+    snprintf(e.dir, sizeof e.dir, "/tmp/asyncq-tb.XXXXXX");
+    ck_assert_ptr_nonnull(mkdtemp(e.dir));
+    env_new(&e, "{\"results\":{\"max\":0}," REC_QUEUES "}");
+    store = aq_store_journal_open(e.base, e.dir, AQ_FSYNC_NEVER, 4096, &err);
+    ck_assert_msg(store != NULL, "open: %s", err.message);
+    ck_assert_int_eq(aq_broker_restore(e.broker, store, &damaged, &err), 0);
+    aq_broker_start(e.broker);
+    kept = cancelled_job(&e, "{\"keep\":\"me\"}");
+    for (i = 0; i < 2000 && has_first; i++) {
+        done_job(&e, "{\"pad\":\"0123456789012345678901234567890123456789\"}");
+        if (i % 50 == 49) {
+            run_for(e.base, 5);
+            segment_files(e.dir, &has_first);
+        }
+    }
+    ck_assert_msg(!has_first, "segment 1 still there after %d jobs", i);
+    aq_broker_free(e.broker);
+    e.broker = aq_broker_new(e.base, NULL, e.cfg);
+    env_restore_journal(&e, AQ_FSYNC_NEVER);
+    rec = aq_broker_status(e.broker, kept, NULL);
+    ck_assert_ptr_nonnull(rec);
+    ck_assert_str_eq(str_at(rec, "state", NULL), "cancelled");
+    text = aq_jwrite_string(json_object_get(rec, "args"), NULL);
+    ck_assert_str_eq(text, "{\"keep\":\"me\"}");
+    free(text);
+    json_decref(rec);
+    env_free(&e);
+}
+END_TEST
+
 Suite *
 broker_suite(void)
 {
@@ -1128,6 +1608,21 @@ broker_suite(void)
     tcase_add_test(tc, pause_holds_jobs_until_resume);
     tcase_add_test(tc, timed_out_job_is_retried_with_backoff_then_fails);
     tcase_add_test(tc, job_retries_and_timeout_override_the_queue);
+    suite_add_tcase(s, tc);
+
+    tc = test_tcase_new("records");
+    tcase_add_test(tc, done_and_failed_records_are_kept_by_their_own_limits);
+    tcase_add_test(tc, done_records_expire_by_ttl_failed_ones_by_failed_ttl);
+    tcase_add_test(tc, max_bytes_evicts_the_oldest_record_of_either_class);
+    tcase_add_test(tc, retry_runs_a_finished_job_again_under_its_id);
+    tcase_add_test(
+        tc, retry_by_queue_requeues_every_record_of_the_state_past_maxsize);
+    tcase_add_test(tc, delete_drops_records_and_refuses_live_jobs);
+    tcase_add_test(
+        tc, cancel_by_queue_ends_waiting_jobs_and_running_ones_when_asked);
+    tcase_add_test(tc, records_retries_and_deletes_survive_a_restart);
+    tcase_add_test(tc, replayed_end_then_put_is_live_end_then_delete_is_gone);
+    tcase_add_test(tc, long_lived_records_are_rehomed_out_of_old_segments);
     suite_add_tcase(s, tc);
 
     tc = test_tcase_new("stop");

@@ -35,6 +35,8 @@ static const struct ranged_field integer_fields[] = {
     {"producers.window", 1},
     {"producers.max_request_bytes", 2},
     {"results.max", 0},
+    {"results.failed_max", 0},
+    {"results.max_bytes", 0},
     {"queues.default.consumers", 0},
     {"queues.default.maxsize", 0},
     {"queues.default.retries", 0},
@@ -47,6 +49,7 @@ static const struct ranged_field integer_fields[] = {
 static const struct ranged_field number_fields[] = {
     {"producers.idle_timeout", 0},
     {"results.ttl", 0},
+    {"results.failed_ttl", 0},
     {"shutdown.grace", 0},
     {"queues.default.timeout", 0},
     {"queues.default.backoff.initial", 0},
@@ -207,6 +210,9 @@ assert_spec_defaults(const struct aq_config *c)
     ck_assert_int_eq(c->journal.fsync, AQ_FSYNC_BATCH);
     ck_assert_double_eq(c->results.ttl, 3600);
     ck_assert_uint_eq(c->results.max, 100000);
+    ck_assert_double_eq(c->results.failed_ttl, 604800);
+    ck_assert_uint_eq(c->results.failed_max, 10000);
+    ck_assert_uint_eq(c->results.max_bytes, 268435456);
     ck_assert_double_eq(c->shutdown.grace, 10);
     ck_assert(!c->shutdown.drain);
     ck_assert_ptr_null(c->auth_token_file);
@@ -267,6 +273,9 @@ assert_configs_equal(const struct aq_config *a, const struct aq_config *b)
     ck_assert_int_eq(a->journal.fsync, b->journal.fsync);
     ck_assert_double_eq(a->results.ttl, b->results.ttl);
     ck_assert_uint_eq(a->results.max, b->results.max);
+    ck_assert_double_eq(a->results.failed_ttl, b->results.failed_ttl);
+    ck_assert_uint_eq(a->results.failed_max, b->results.failed_max);
+    ck_assert_uint_eq(a->results.max_bytes, b->results.max_bytes);
     ck_assert_double_eq(a->shutdown.grace, b->shutdown.grace);
     ck_assert_int_eq(a->shutdown.drain, b->shutdown.drain);
     assert_str_or_null_eq(a->auth_token_file, b->auth_token_file);
@@ -355,7 +364,8 @@ START_TEST(every_field_can_be_set)
         "   \"max_request_bytes\": 9, \"idle_timeout\": 0.5},"
         " \"journal\": {\"path\": \"/var/lib/q.journal\","
         "   \"fsync\": \"everysec\"},"
-        " \"results\": {\"ttl\": 60, \"max\": 0},"
+        " \"results\": {\"ttl\": 60, \"max\": 0, \"failed_ttl\": 1.5,"
+        "   \"failed_max\": 2, \"max_bytes\": 3},"
         " \"shutdown\": {\"grace\": 2.5, \"drain\": true},"
         " \"auth\": {\"token_file\": \"/etc/asyncq/token\"},"
         " \"log\": {\"level\": \"debug\"},"
@@ -382,6 +392,9 @@ START_TEST(every_field_can_be_set)
     ck_assert_int_eq(c->journal.fsync, AQ_FSYNC_EVERYSEC);
     ck_assert_double_eq(c->results.ttl, 60);
     ck_assert_uint_eq(c->results.max, 0);
+    ck_assert_double_eq(c->results.failed_ttl, 1.5);
+    ck_assert_uint_eq(c->results.failed_max, 2);
+    ck_assert_uint_eq(c->results.max_bytes, 3);
     ck_assert_double_eq(c->shutdown.grace, 2.5);
     ck_assert(c->shutdown.drain);
     ck_assert_str_eq(c->auth_token_file, "/etc/asyncq/token");

@@ -3,7 +3,7 @@
  * tests/test_job.c: the contract of lib/job.h: kind and state names, the
  * job record of spec section 2 (what it shows and leaves out, the result
  * exactly as stored), and packing a finished job into a record arena
- * without changing its record.
+ * (args included) without changing its record, and back (a retry).
  */
 #include <check.h>
 #include <stdlib.h>
@@ -85,7 +85,7 @@ START_TEST(new_job_is_pending_with_a_copy_of_its_args_and_no_extras)
     ck_assert_str_eq(text,
                      "{\"job\":42,\"queue\":\"default\",\"kind\":\"echo\","
                      "\"state\":\"pending\",\"priority\":0,"
-                     "\"attempts\":0,\"created\":1.5}");
+                     "\"attempts\":0,\"created\":1.5,\"args\":{\"n\":1}}");
     free(text);
     aq_job_free(j);
     aq_job_free(NULL);
@@ -119,7 +119,8 @@ START_TEST(finished_record_shows_key_times_result_as_stored_and_error)
     ck_assert_str_eq(text,
                      "{\"job\":9,\"queue\":\"default\",\"kind\":\"exec\","
                      "\"state\":\"failed\",\"priority\":-3,\"attempts\":2,"
-                     "\"created\":1700000000.0,\"key\":\"order-7\","
+                     "\"created\":1700000000.0,"
+                     "\"args\":{\"argv\":[\"true\"]},\"key\":\"order-7\","
                      "\"started\":1700000001.0,\"finished\":1700000002.5,"
                      "\"result\":{\"exit_code\":3,\"x\":[1.50,2]},"
                      "\"error\":{\"code\":\"exit\",\"message\":\"exited with "
@@ -145,6 +146,74 @@ START_TEST(packed_job_keeps_its_record)
     aq_job_free(p); /* back to the arena: no free() of p */
     free(before);
     free(after);
+    aq_recarena_free(a);
+}
+END_TEST
+
+/* What a record of issue 13 adds: args as put (a number keeps its
+ * spelling), name, batch, retried; none of them when unset, and no args
+ * when they were not kept (an old journal's record). */
+START_TEST(record_shows_args_as_put_name_batch_and_retried)
+{
+    static const char args[] = "{\"n\":1e3,\"f\":0.30000000000000004}";
+    struct aq_job *j = aq_job_new(5, AQ_KIND_ECHO, args, strlen(args));
+    struct aq_job_ext *x = aq_job_ext(j);
+    struct aq_job *old = aq_job_new(6, AQ_KIND_ECHO, "", 0);
+    char *text;
+
+    j->state = AQ_JOB_DONE;
+    x->name = strdup("resize");
+    x->batch = strdup("b-1");
+    x->retried = 2;
+    text = record_text(j);
+    ck_assert_str_eq(text, "{\"job\":5,\"queue\":\"default\",\"kind\":\"echo\","
+                           "\"state\":\"done\",\"priority\":0,"
+                           "\"attempts\":0,\"created\":0.0,"
+                           "\"args\":{\"n\":1e3,\"f\":0.30000000000000004},"
+                           "\"name\":\"resize\",\"batch\":\"b-1\","
+                           "\"retried\":2}");
+    free(text);
+    text = record_text(old);
+    ck_assert_ptr_null(strstr(text, "\"args\""));
+    free(text);
+    aq_job_free(j);
+    aq_job_free(old);
+}
+END_TEST
+
+/* A record keeps args, name and batch when packed; unpacked again (a
+ * retry) it is the same job in the heap, its block given back. */
+START_TEST(packed_record_keeps_args_name_batch_and_unpacks_the_same)
+{
+    struct aq_recarena *a = aq_recarena_new();
+    struct aq_job *j = finished_job(12), *p, *u;
+    char *before, *after;
+    size_t heap_bytes;
+
+    j->ext->name = strdup("n");
+    j->ext->batch = strdup("b");
+    j->ext->retried = 1;
+    before = record_text(j);
+    heap_bytes = aq_job_bytes(j);
+    p = aq_job_pack(j, a);
+    ck_assert(p->is_packed);
+    ck_assert_str_eq(p->args, "{\"argv\":[\"true\"]}");
+    after = record_text(p);
+    ck_assert_str_eq(after, before);
+    free(after);
+    /* what it occupies: its block, less than its heap allocations */
+    ck_assert_uint_gt(aq_job_bytes(p), sizeof *p + p->args_len);
+    ck_assert_uint_le(aq_job_bytes(p), heap_bytes);
+    ck_assert_uint_eq(aq_job_bytes(p) % 16, 0);
+    u = aq_job_unpack(p);
+    ck_assert(!u->is_packed);
+    ck_assert_ptr_eq(aq_job_unpack(u), u);
+    after = record_text(u);
+    ck_assert_str_eq(after, before);
+    ck_assert_uint_eq(aq_job_bytes(u), heap_bytes);
+    free(after);
+    free(before);
+    aq_job_free(u); /* heap strings: ASan sees a leak or a bad free */
     aq_recarena_free(a);
 }
 END_TEST
@@ -184,6 +253,9 @@ job_suite(void)
     tcase_add_test(tc,
                    finished_record_shows_key_times_result_as_stored_and_error);
     tcase_add_test(tc, packed_job_keeps_its_record);
+    tcase_add_test(tc, record_shows_args_as_put_name_batch_and_retried);
+    tcase_add_test(tc,
+                   packed_record_keeps_args_name_batch_and_unpacks_the_same);
     tcase_add_test(tc,
                    job_without_ext_or_too_big_for_a_chunk_stays_where_it_is);
     suite_add_tcase(s, tc);

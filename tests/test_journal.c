@@ -404,6 +404,9 @@ assert_rec_eq(size_t i, const struct aq_jrec *got, const struct aq_jrec *want)
     assert_str(i, "result", got->result, want->result);
     assert_str(i, "err_code", got->err_code, want->err_code);
     assert_str(i, "err_message", got->err_message, want->err_message);
+    assert_field(i, "retried", got->retried, want->retried);
+    assert_str(i, "name", got->name, want->name);
+    assert_str(i, "batch", got->batch, want->batch);
 }
 
 /* ---- replay into a collector ---- */
@@ -470,6 +473,8 @@ collector_free(struct collector *c)
         free((void *)r->result.p);
         free((void *)r->err_code.p);
         free((void *)r->err_message.p);
+        free((void *)r->name.p);
+        free((void *)r->batch.p);
     }
     free(c->recs);
     c->recs = NULL;
@@ -500,6 +505,8 @@ collect_cb(const struct aq_jrec *r, uint32_t seg, void *arg,
     copy->result = str_copy(r->result);
     copy->err_code = str_copy(r->err_code);
     copy->err_message = str_copy(r->err_message);
+    copy->name = str_copy(r->name);
+    copy->batch = str_copy(r->batch);
     c->recs[c->n++].seg = seg;
     if (c->hold == HOLD_ALL || (c->hold == HOLD_SEG && seg == c->hold_seg))
         aq_journal_hold(c->j, seg);
@@ -732,7 +739,7 @@ END_TEST
 
 START_TEST(every_record_type_replays_with_identical_fields_and_segments)
 {
-    enum { BIG_ARGS = 70000, NREC = 9 };
+    enum { BIG_ARGS = 70000, NREC = 12 };
     static const char key_bin[] = {'k', '\0', 'e', 'y', '\xff'};
     static const char msg_bin[] = {'b', 'a', 'd', '\0', '\n', '\x80', 'x'};
     struct tdir t;
@@ -824,6 +831,32 @@ START_TEST(every_record_type_replays_with_identical_fields_and_segments)
          .err_code = {"", 0},
          .err_message = {"", 0}},
         {.type = AQ_JREC_START, .id = 3, .started_us = 0},
+        /* format 3: END keeps args; PUT and END name, batch, retried;
+         * DELETE */
+        {.type = AQ_JREC_END,
+         .id = 9,
+         .kind = 0,
+         .state = 4,
+         .attempts = 1,
+         .created_us = T0_US,
+         .finished_us = T0_US + 8,
+         .queue = STR("q"),
+         .args = STR("{\"argv\":[\"/bin/false\"],\"n\":1e3}"),
+         .retried = UINT32_MAX,
+         .name = {msg_bin, sizeof msg_bin},
+         .batch = {"", 0}},
+        {.type = AQ_JREC_PUT,
+         .id = 9,
+         .state = 1,
+         .retries = -1,
+         .timeout_us = -1,
+         .created_us = T0_US,
+         .queue = STR("q"),
+         .args = STR("{}"),
+         .retried = 1,
+         .name = {NULL, 0},
+         .batch = STR("b")},
+        {.type = AQ_JREC_DELETE, .id = 8},
         /* a lower id after a higher one: last_id is the highest, not the
          * last */
         {.type = AQ_JREC_PUT,
@@ -899,6 +932,9 @@ START_TEST(fields_a_record_type_does_not_carry_replay_as_zero)
         .result = STR("r"),
         .err_code = STR("c"),
         .err_message = STR("m"),
+        .retried = 7,
+        .name = STR("n"),
+        .batch = STR("b"),
     };
     struct aq_jrec start = {
         .type = AQ_JREC_START, .id = 5, .started_us = T0_US + 1};
@@ -915,8 +951,7 @@ START_TEST(fields_a_record_type_does_not_carry_replay_as_zero)
     end.type = AQ_JREC_END;
     end.retries = 0;
     end.timeout_us = 0;
-    end.due_us = 0;
-    end.args = (struct aq_jstr){NULL, 0};
+    end.due_us = 0; /* END keeps args, name, batch, retried (format 3) */
 
     tdir_make(&t);
     o = opts_of(t.path, AQ_FSYNC_NEVER, BIG_SEGMENT);
@@ -2221,7 +2256,7 @@ START_TEST(each_segment_names_its_number_the_oldest_and_its_sealed_predecessor)
     for (uint32_t seq = 1; seq <= nsegs; seq++) {
         seg_head(t.path, seq, &h);
         ck_assert_int_eq(h.type, AQ_JREC_SEGMENT);
-        ck_assert_uint_eq(h.version, 2);
+        ck_assert_uint_eq(h.version, 3);
         ck_assert_uint_eq(h.seq, seq);
         ck_assert_uint_eq(h.first, 1);
         if (seq == 1)
@@ -2550,6 +2585,91 @@ seg_to_format_1(const char *dir, uint32_t seq)
     seg_to_version(dir, seq, 1);
 }
 
+/* Sets the format version in the SEGMENT record of segment seq, its
+ * other fields as they are (formats 2 and 3 share its layout). */
+static void
+seg_set_version(const char *dir, uint32_t seq, uint32_t version)
+{
+    size_t len;
+    unsigned char *data = seg_read(dir, seq, &len);
+    uint32_t body = le32(data), crc;
+
+    for (int i = 0; i < 4; i++)
+        data[HDR_BYTES + 9 + i] = (unsigned char)(version >> (8 * i));
+    crc = aq_crc32c(0, data, 4);
+    crc = aq_crc32c(crc, data + HDR_BYTES, body);
+    for (int i = 0; i < 4; i++)
+        data[4 + i] = (unsigned char)(crc >> (8 * i));
+    seg_write(dir, seq, data, len);
+    free(data);
+}
+
+/* A journal of format 2 (the previous version: no tail, so END without
+ * args) replays as it was; the segments after it are format 3, whose
+ * records carry the tail, and the two replay together. */
+START_TEST(format_2_journal_replays_and_format_3_records_follow_it)
+{
+    struct tdir t;
+    struct aq_journal_opts o;
+    struct aq_journal *j;
+    struct collector c;
+    struct replayed rp;
+    struct seghead h;
+    struct aq_jrec put = filler_put(1);
+    struct aq_jrec end = {.type = AQ_JREC_END,
+                          .id = 1,
+                          .kind = 1,
+                          .state = 4,
+                          .attempts = 1,
+                          .created_us = T0_US,
+                          .finished_us = T0_US + 1,
+                          .queue = STR("default"),
+                          .err_code = STR("exit"),
+                          .err_message = STR("exit code 1")};
+    struct aq_jrec end3 = end;
+
+    end3.id = 2;
+    end3.args = (struct aq_jstr)STR("{\"argv\":[\"/bin/false\"]}");
+    end3.retried = 2;
+    tdir_make(&t);
+    o = opts_of(t.path, AQ_FSYNC_NEVER, BIG_SEGMENT);
+    j = open_fresh(test_base, &o);
+    aq_journal_append(j, &put);
+    aq_journal_append(j, &end);
+    settle(test_base, j);
+    aq_journal_close(j);
+    seg_set_version(t.path, 1, 2);
+
+    j = open_ok(test_base, &o);
+    collector_init(&c, j, HOLD_ALL);
+    replay_into(j, false, &c, &rp);
+    assert_clean(&rp);
+    ck_assert_uint_eq(c.n, 2);
+    assert_rec_eq(0, &c.recs[0].r, &put);
+    assert_rec_eq(1, &c.recs[1].r, &end); /* args absent */
+    collector_free(&c);
+    free(rp.log);
+    start_ok(j, rp.last_id);
+    aq_journal_append(j, &end3);
+    settle(test_base, j);
+    aq_journal_close(j);
+    seg_head(t.path, 2, &h);
+    ck_assert_uint_eq(h.version, 3);
+
+    j = open_ok(test_base, &o);
+    collector_init(&c, j, HOLD_NONE);
+    replay_into(j, false, &c, &rp);
+    assert_clean(&rp);
+    ck_assert_uint_eq(c.n, 3);
+    assert_rec_eq(1, &c.recs[1].r, &end);
+    assert_rec_eq(2, &c.recs[2].r, &end3);
+    collector_free(&c);
+    free(rp.log);
+    aq_journal_close(j);
+    tdir_remove(&t);
+}
+END_TEST
+
 START_TEST(journal_of_a_later_format_is_refused_naming_its_version)
 {
     struct tdir t;
@@ -2559,13 +2679,13 @@ START_TEST(journal_of_a_later_format_is_refused_naming_its_version)
 
     tdir_make(&t);
     build_journal(t.path, 4);
-    seg_to_version(t.path, 1, 3);
+    seg_to_version(t.path, 1, 4);
     seg_file(t.path, 1, path, sizeof path);
     replay_dir(test_base, t.path, false, &c, &rp);
     ck_assert_int_eq(rp.rc, -1);
     ck_assert_msg(!rp.is_damaged, "a later format is not damage");
     ck_assert_msg(strstr(rp.err.message, path) != NULL &&
-                      strstr(rp.err.message, "format version 3") != NULL,
+                      strstr(rp.err.message, "format version 4") != NULL,
                   "%s", rp.err.message);
     collector_free(&c);
     free(rp.log);
@@ -2573,7 +2693,7 @@ START_TEST(journal_of_a_later_format_is_refused_naming_its_version)
 }
 END_TEST
 
-START_TEST(format_1_journal_with_holes_replays_and_turns_into_format_2)
+START_TEST(format_1_journal_with_holes_replays_and_turns_into_format_3)
 {
     struct tdir t;
     struct aq_journal_opts o;
@@ -2607,7 +2727,7 @@ START_TEST(format_1_journal_with_holes_replays_and_turns_into_format_2)
     start_ok(j, rp.last_id);
     settle(test_base, j);
     seg_head(t.path, nsegs + 1, &h);
-    ck_assert_uint_eq(h.version, 2);
+    ck_assert_uint_eq(h.version, 3);
     ck_assert_uint_eq(h.first, 0);
     aq_journal_close(j);
 
@@ -3226,8 +3346,9 @@ journal_suite(void)
     tcase_add_test(tc,
                    segments_a_crash_left_behind_a_trim_are_skipped_and_deleted);
     tcase_add_test(tc,
-                   format_1_journal_with_holes_replays_and_turns_into_format_2);
+                   format_1_journal_with_holes_replays_and_turns_into_format_3);
     tcase_add_test(tc, journal_of_a_later_format_is_refused_naming_its_version);
+    tcase_add_test(tc, format_2_journal_replays_and_format_3_records_follow_it);
     suite_add_tcase(s, tc);
 
     tc = tcase_new("faults");
