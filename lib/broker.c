@@ -213,13 +213,15 @@ aq_broker_reconfigure(struct aq_broker *b, const struct aq_config *cfg)
 
         if ((bq = broker_queue_find(b, qc->name)) == NULL) {
             broker_queue_new(b, qc);
-            aq_log(AQ_LOG_INFO, "reload: queue %s: added with %d consumers",
-                   qc->name, qc->consumers);
+            aq_log_queue(AQ_LOG_INFO, qc->name,
+                         "reload: queue %s: added with %d consumers", qc->name,
+                         qc->consumers);
             continue;
         }
         if (qc->order != bq->cfg.order)
-            aq_log(AQ_LOG_WARN, "reload: queue %s: order changes at restart",
-                   qc->name);
+            aq_log_queue(AQ_LOG_WARN, qc->name,
+                         "reload: queue %s: order changes at restart",
+                         qc->name);
         order = bq->cfg.order;
         broker_queue_configure(bq, qc);
         bq->cfg.order = order;
@@ -230,10 +232,11 @@ aq_broker_reconfigure(struct aq_broker *b, const struct aq_config *cfg)
     }
     STAILQ_FOREACH (bq, &b->queues, link) {
         if (aq_config_queue(cfg, bq->cfg.name) == NULL)
-            aq_log(AQ_LOG_WARN,
-                   "reload: queue %s: removed from the config, kept until "
-                   "restart",
-                   bq->cfg.name);
+            aq_log_queue(
+                AQ_LOG_WARN, bq->cfg.name,
+                "reload: queue %s: removed from the config, kept until "
+                "restart",
+                bq->cfg.name);
     }
 }
 
@@ -256,8 +259,8 @@ job_queued(struct aq_broker *b, struct broker_queue *bq, struct aq_job *j,
     res->job = j->id;
     res->state = aq_job_state_name(j->state);
     res->duplicate = false;
-    aq_log(AQ_LOG_DEBUG, "job %llu: queued on %s", (unsigned long long)j->id,
-           bq->cfg.name);
+    aq_log_job(AQ_LOG_DEBUG, j->id, bq->cfg.name, "job %llu: queued on %s",
+               (unsigned long long)j->id, bq->cfg.name);
 }
 
 /* The store could not make the job durable: never an acknowledgement.
@@ -741,8 +744,9 @@ aq_broker_scale(struct aq_broker *b, const char *queue, int consumers,
 
     if (bq == NULL)
         return -1;
-    aq_log(AQ_LOG_INFO, "queue %s: scale %d -> %d consumers", bq->cfg.name,
-           bq->target, consumers);
+    aq_log_queue(AQ_LOG_INFO, bq->cfg.name,
+                 "queue %s: scale %d -> %d consumers", bq->cfg.name, bq->target,
+                 consumers);
     consumers_scale(bq, consumers);
     return 0;
 }
@@ -758,8 +762,8 @@ aq_broker_pause(struct aq_broker *b, const char *queue, bool paused,
     if (bq->is_paused == paused)
         return 0;
     bq->is_paused = paused;
-    aq_log(AQ_LOG_INFO, "queue %s: %s", bq->cfg.name,
-           paused ? "paused" : "resumed");
+    aq_log_queue(AQ_LOG_INFO, bq->cfg.name, "queue %s: %s", bq->cfg.name,
+                 paused ? "paused" : "resumed");
     consumers_pause(bq, paused);
     return 0;
 }

@@ -89,8 +89,9 @@ attempt_end(struct consumer *c, struct aq_outcome *out)
     out->result = NULL;
     if (why == INT_SHUTDOWN && !out->ok) {
         job_requeue(b, j, 0);
-        aq_log(AQ_LOG_INFO, "job %llu: interrupted by shutdown, pending again",
-               (unsigned long long)j->id);
+        aq_log_job(AQ_LOG_INFO, j->id, bq->cfg.name,
+                   "job %llu: interrupted by shutdown, pending again",
+                   (unsigned long long)j->id);
         outcome_clear(out);
         return;
     }
@@ -115,9 +116,10 @@ attempt_end(struct consumer *c, struct aq_outcome *out)
             double delay = backoff_s(bq, j->attempts);
 
             bq->n_retried++;
-            aq_log(AQ_LOG_INFO,
-                   "job %llu: attempt %u failed (%s), retry in %g s",
-                   (unsigned long long)j->id, j->attempts, x->err_code, delay);
+            aq_log_job(AQ_LOG_INFO, j->id, bq->cfg.name,
+                       "job %llu: attempt %u failed (%s), retry in %g s",
+                       (unsigned long long)j->id, j->attempts, x->err_code,
+                       delay);
             job_requeue(b, j, aq_clock_s_to_us(delay));
         } else
             job_finish(b, j, AQ_JOB_FAILED);
