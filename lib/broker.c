@@ -222,6 +222,12 @@ aq_broker_reconfigure(struct aq_broker *b, const struct aq_config *cfg)
             aq_log_queue(AQ_LOG_WARN, qc->name,
                          "reload: queue %s: order changes at restart",
                          qc->name);
+        if (bq->is_scaled && qc->consumers != bq->target)
+            aq_log_queue(AQ_LOG_WARN, qc->name,
+                         "reload: queue %s: consumers %d (set by scale) -> %d "
+                         "(the config)",
+                         qc->name, bq->target, qc->consumers);
+        bq->is_scaled = false;
         order = bq->cfg.order;
         broker_queue_configure(bq, qc);
         bq->cfg.order = order;
@@ -711,6 +717,9 @@ broker_queue_stats(const struct broker_queue *bq, struct aq_queue_stats *s)
         .retried = bq->n_retried,
         .wait = &bq->wait_hist,
         .run = &bq->run_hist,
+        .oldest_ready_s = (double)aq_queue_oldest_ready_us(bq->q) / 1e6,
+        .putters = aq_queue_putters(bq->q),
+        .failures = bq->n_fail_by,
     };
 }
 
@@ -747,6 +756,7 @@ aq_broker_scale(struct aq_broker *b, const char *queue, int consumers,
     aq_log_queue(AQ_LOG_INFO, bq->cfg.name,
                  "queue %s: scale %d -> %d consumers", bq->cfg.name, bq->target,
                  consumers);
+    bq->is_scaled = true;
     consumers_scale(bq, consumers);
     return 0;
 }

@@ -41,6 +41,24 @@ outcome_clear(struct aq_outcome *out)
 
 /* ---- attempts ---- */
 
+const char *const aq_fail_reasons[AQ_FAIL_REASONS + 1] = {
+    "exit",  "signal",   "timeout",   "spawn",     "invalid_args",
+    "crash", "status",   "connect",   "dns",       "tls",
+    "reset", "protocol", "too_large", "redirects", "forbidden",
+    "url",   "args",     "other",     NULL,
+};
+
+void
+broker_count_failure(struct broker_queue *bq, const char *code)
+{
+    size_t i = 0;
+
+    while (i < AQ_FAIL_REASONS - 1 &&
+           (code == NULL || strcmp(code, aq_fail_reasons[i]) != 0))
+        i++;
+    bq->n_fail_by[i]++;
+}
+
 /* min(max, initial * factor^(attempt-1)): factor^n may reach inf (and
  * 0 * inf is NaN), so anything not below max is max, and no initial delay
  * is none whatever the factor. */
@@ -112,6 +130,7 @@ attempt_end(struct consumer *c, struct aq_outcome *out)
             aq_job_set_error(j, "timeout", msg);
         } else
             aq_job_set_error(j, out->err_code, out->err_message);
+        broker_count_failure(bq, x->err_code);
         if (!out->is_final && j->attempts <= job_retries(j)) {
             double delay = backoff_s(bq, j->attempts);
 

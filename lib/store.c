@@ -226,6 +226,7 @@ restore_crashed(struct aq_job *j)
     snprintf(msg, sizeof msg, "the daemon stopped during attempt %u",
              j->attempts);
     aq_job_set_error(j, "crash", msg);
+    broker_count_failure(job_queue(j), "crash");
     if (j->attempts <= job_retries(j) + 1) {
         job_set_state(j, AQ_JOB_PENDING);
         return true;
