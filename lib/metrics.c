@@ -250,29 +250,30 @@ render_process(struct evbuffer *out)
 
     if (aq_pstat_self(&ps) < 0)
         return;
-    family_head(out, "process_cpu_seconds_total",
-                "Total user and system CPU time spent in seconds.", "counter");
-    evbuffer_add_printf(out, "process_cpu_seconds_total %.2f\n", ps.cpu_s);
-    family_head(out, "process_open_fds", "Number of open file descriptors.",
-                "gauge");
-    evbuffer_add_printf(out, "process_open_fds %llu\n",
-                        (unsigned long long)ps.open_fds);
-    family_head(out, "process_max_fds",
-                "Maximum number of open file descriptors.", "gauge");
-    evbuffer_add_printf(out, "process_max_fds %llu\n",
-                        (unsigned long long)ps.max_fds);
-    family_head(out, "process_virtual_memory_bytes",
-                "Virtual memory size in bytes.", "gauge");
-    evbuffer_add_printf(out, "process_virtual_memory_bytes %llu\n",
-                        (unsigned long long)ps.vsize_bytes);
-    family_head(out, "process_resident_memory_bytes",
-                "Resident memory size in bytes.", "gauge");
-    evbuffer_add_printf(out, "process_resident_memory_bytes %llu\n",
-                        (unsigned long long)ps.rss_bytes);
-    family_head(out, "process_start_time_seconds",
-                "Start time of the process since unix epoch in seconds.",
-                "gauge");
-    evbuffer_add_printf(out, "process_start_time_seconds %.2f\n", ps.start_s);
+    const struct {
+        const char *name, *help, *type;
+        double v;
+    } fams[] = {
+        {"process_cpu_seconds_total",
+         "Total user and system CPU time spent in seconds.", "counter",
+         ps.cpu_s},
+        {"process_open_fds", "Number of open file descriptors.", "gauge",
+         (double)ps.open_fds},
+        {"process_max_fds", "Maximum number of open file descriptors.", "gauge",
+         (double)ps.max_fds},
+        {"process_virtual_memory_bytes", "Virtual memory size in bytes.",
+         "gauge", (double)ps.vsize_bytes},
+        {"process_resident_memory_bytes", "Resident memory size in bytes.",
+         "gauge", (double)ps.rss_bytes},
+        {"process_start_time_seconds",
+         "Start time of the process since unix epoch in seconds.", "gauge",
+         ps.start_s},
+    };
+
+    for (size_t i = 0; i < sizeof fams / sizeof fams[0]; i++) {
+        family_head(out, fams[i].name, fams[i].help, fams[i].type);
+        evbuffer_add_printf(out, "%s %.15g\n", fams[i].name, fams[i].v);
+    }
 }
 
 static void
