@@ -228,6 +228,7 @@ reload_cb(evutil_socket_t sig, short what, void *arg)
     }
     warn_restart_only(d->cfg, cfg);
     aq_log_set_level(cfg->log_level);
+    aq_log_set_format(cfg->log_format);
     aq_server_reconfigure(d->server, cfg);
     aq_broker_reconfigure(d->broker, cfg);
     aq_config_free(d->cfg);
@@ -608,6 +609,8 @@ main(int argc, char **argv)
     mallopt(M_TRIM_THRESHOLD, 32 * 1024 * 1024);
     /* A client that goes away must not kill us: writes get EPIPE. */
     signal(SIGPIPE, SIG_IGN);
+    /* Under systemd with output to the journal: "<N>" priorities. */
+    aq_log_detect_journal();
     if ((d.cfg = aq_config_load(d.config_path, &err)) == NULL) {
         fprintf(stderr, "asyncqd: %s\n", err.message);
         return 1;
@@ -619,6 +622,7 @@ main(int argc, char **argv)
         return 0;
     }
     aq_log_set_level(d.cfg->log_level);
+    aq_log_set_format(d.cfg->log_format);
     rc = run(&d);
     daemon_free(&d);
     return rc;

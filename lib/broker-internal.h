@@ -69,6 +69,8 @@ struct broker_queue {
     int nbusy;                       /* consumers running a job */
     bool is_paused;
     uint64_t n_put, n_done, n_failed, n_cancelled, n_retried;
+    uint64_t n_fail_by[AQ_FAIL_REASONS]; /* failed attempts, by reason */
+    bool is_scaled; /* consumers set by scale since the config's last say */
     struct aq_hist wait_hist, run_hist;
     struct aq_http *http; /* owned: connection pool, made by the first http
                              job */
@@ -209,6 +211,8 @@ void consumers_scale(struct broker_queue *bq, int target);
 void consumers_pause(struct broker_queue *bq, bool paused);
 /* Frees bq's consumers at once: runs are abandoned, no callback. */
 void consumers_free(struct broker_queue *bq);
+/* An attempt failed with error code code: counted by reason (metrics). */
+void broker_count_failure(struct broker_queue *bq, const char *code);
 /* Cancels the running job j's attempt (a user's cancel): it ends soon,
  * maybe inside this call. */
 void consumer_cancel_job(struct aq_job *j);

@@ -213,13 +213,21 @@ aq_broker_reconfigure(struct aq_broker *b, const struct aq_config *cfg)
 
         if ((bq = broker_queue_find(b, qc->name)) == NULL) {
             broker_queue_new(b, qc);
-            aq_log(AQ_LOG_INFO, "reload: queue %s: added with %d consumers",
-                   qc->name, qc->consumers);
+            aq_log_queue(AQ_LOG_INFO, qc->name,
+                         "reload: queue %s: added with %d consumers", qc->name,
+                         qc->consumers);
             continue;
         }
         if (qc->order != bq->cfg.order)
-            aq_log(AQ_LOG_WARN, "reload: queue %s: order changes at restart",
-                   qc->name);
+            aq_log_queue(AQ_LOG_WARN, qc->name,
+                         "reload: queue %s: order changes at restart",
+                         qc->name);
+        if (bq->is_scaled && qc->consumers != bq->target)
+            aq_log_queue(AQ_LOG_WARN, qc->name,
+                         "reload: queue %s: consumers %d (set by scale) -> %d "
+                         "(the config)",
+                         qc->name, bq->target, qc->consumers);
+        bq->is_scaled = false;
         order = bq->cfg.order;
         broker_queue_configure(bq, qc);
         bq->cfg.order = order;
@@ -230,10 +238,11 @@ aq_broker_reconfigure(struct aq_broker *b, const struct aq_config *cfg)
     }
     STAILQ_FOREACH (bq, &b->queues, link) {
         if (aq_config_queue(cfg, bq->cfg.name) == NULL)
-            aq_log(AQ_LOG_WARN,
-                   "reload: queue %s: removed from the config, kept until "
-                   "restart",
-                   bq->cfg.name);
+            aq_log_queue(
+                AQ_LOG_WARN, bq->cfg.name,
+                "reload: queue %s: removed from the config, kept until "
+                "restart",
+                bq->cfg.name);
     }
 }
 
@@ -256,8 +265,8 @@ job_queued(struct aq_broker *b, struct broker_queue *bq, struct aq_job *j,
     res->job = j->id;
     res->state = aq_job_state_name(j->state);
     res->duplicate = false;
-    aq_log(AQ_LOG_DEBUG, "job %llu: queued on %s", (unsigned long long)j->id,
-           bq->cfg.name);
+    aq_log_job(AQ_LOG_DEBUG, j->id, bq->cfg.name, "job %llu: queued on %s",
+               (unsigned long long)j->id, bq->cfg.name);
 }
 
 /* The store could not make the job durable: never an acknowledgement.
@@ -957,6 +966,9 @@ broker_queue_stats(const struct broker_queue *bq, struct aq_queue_stats *s)
         .retried = bq->n_retried,
         .wait = &bq->wait_hist,
         .run = &bq->run_hist,
+        .oldest_ready_s = (double)aq_queue_oldest_ready_us(bq->q) / 1e6,
+        .putters = aq_queue_putters(bq->q),
+        .failures = bq->n_fail_by,
     };
 }
 
@@ -990,8 +1002,10 @@ aq_broker_scale(struct aq_broker *b, const char *queue, int consumers,
 
     if (bq == NULL)
         return -1;
-    aq_log(AQ_LOG_INFO, "queue %s: scale %d -> %d consumers", bq->cfg.name,
-           bq->target, consumers);
+    aq_log_queue(AQ_LOG_INFO, bq->cfg.name,
+                 "queue %s: scale %d -> %d consumers", bq->cfg.name, bq->target,
+                 consumers);
+    bq->is_scaled = true;
     consumers_scale(bq, consumers);
     return 0;
 }
@@ -1007,8 +1021,8 @@ aq_broker_pause(struct aq_broker *b, const char *queue, bool paused,
     if (bq->is_paused == paused)
         return 0;
     bq->is_paused = paused;
-    aq_log(AQ_LOG_INFO, "queue %s: %s", bq->cfg.name,
-           paused ? "paused" : "resumed");
+    aq_log_queue(AQ_LOG_INFO, bq->cfg.name, "queue %s: %s", bq->cfg.name,
+                 paused ? "paused" : "resumed");
     consumers_pause(bq, paused);
     return 0;
 }

@@ -204,7 +204,17 @@ struct aq_queue_stats {
     bool paused;
     uint64_t put, done, failed, cancelled, retried; /* since start */
     const struct aq_hist *wait, *run; /* put -> first start; start -> end */
+    double oldest_ready_s;    /* how long the oldest ready job has been ready */
+    size_t putters;           /* puts waiting for room: producers held back */
+    const uint64_t *failures; /* failed attempts since start, by reason:
+                                 AQ_FAIL_REASONS, aq_fail_reasons' order */
 };
+
+/* The reasons failed attempts are counted by: the error codes of the job
+ * record (docs/protocol.md), the last "other" for any code not listed;
+ * then NULL. */
+#define AQ_FAIL_REASONS 18
+extern const char *const aq_fail_reasons[AQ_FAIL_REASONS + 1];
 
 /* Calls fn for each queue (one, when queue is not NULL): 0, or -1 with
  * err -32002. */

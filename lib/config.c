@@ -200,6 +200,18 @@ parse_level(struct parser *p, json_t *v, const struct field *f,
     return 0;
 }
 
+static int
+parse_log_format(struct parser *p, json_t *v, const struct field *f,
+                 const char *path, void *base)
+{
+    int i = config_match_word(p, v, aq_log_format_names, path);
+
+    if (i == -1)
+        return -1;
+    *(enum aq_log_format *)config_field_at(base, f) = (enum aq_log_format)i;
+    return 0;
+}
+
 /* A non-empty string, or null for "none". */
 static int
 parse_string_or_null(struct parser *p, json_t *v, const struct field *f,
@@ -423,6 +435,7 @@ static const struct field auth_fields[] = {
 
 static const struct field log_fields[] = {
     {"level", parse_level, CF(log_level), 0, 0, NULL},
+    {"format", parse_log_format, CF(log_format), 0, 0, NULL},
     {NULL, NULL, 0, 0, 0, NULL},
 };
 
@@ -588,6 +601,7 @@ aq_config_default(void)
     cfg->shutdown.drain = false;
     cfg->auth_token_file = NULL;
     cfg->log_level = AQ_LOG_INFO;
+    cfg->log_format = AQ_LOG_TEXT;
     cfg->queues = xcalloc(1, sizeof *cfg->queues);
     aq_queue_config_defaults(&cfg->queues[0], "default");
     cfg->nqueues = 1;

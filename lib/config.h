@@ -98,8 +98,9 @@ struct aq_config {
         double grace; /* s >= 0; default 10 */
         bool drain;   /* default false */
     } shutdown;
-    char *auth_token_file;       /* NULL (default) = no auth */
-    enum aq_log_level log_level; /* "error" "warn" "info" (default) "debug" */
+    char *auth_token_file;         /* NULL (default) = no auth */
+    enum aq_log_level log_level;   /* "error" "warn" "info" (default) "debug" */
+    enum aq_log_format log_format; /* "text" (default) "json" */
     struct aq_queue_config *queues; /* default: one queue "default" */
     size_t nqueues;
 };

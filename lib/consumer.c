@@ -41,6 +41,24 @@ outcome_clear(struct aq_outcome *out)
 
 /* ---- attempts ---- */
 
+const char *const aq_fail_reasons[AQ_FAIL_REASONS + 1] = {
+    "exit",  "signal",   "timeout",   "spawn",     "invalid_args",
+    "crash", "status",   "connect",   "dns",       "tls",
+    "reset", "protocol", "too_large", "redirects", "forbidden",
+    "url",   "args",     "other",     NULL,
+};
+
+void
+broker_count_failure(struct broker_queue *bq, const char *code)
+{
+    size_t i = 0;
+
+    while (i < AQ_FAIL_REASONS - 1 &&
+           (code == NULL || strcmp(code, aq_fail_reasons[i]) != 0))
+        i++;
+    bq->n_fail_by[i]++;
+}
+
 /* min(max, initial * factor^(attempt-1)): factor^n may reach inf (and
  * 0 * inf is NaN), so anything not below max is max, and no initial delay
  * is none whatever the factor. */
@@ -89,8 +107,9 @@ attempt_end(struct consumer *c, struct aq_outcome *out)
     out->result = NULL;
     if (why == INT_SHUTDOWN && !out->ok) {
         job_requeue(b, j, 0);
-        aq_log(AQ_LOG_INFO, "job %llu: interrupted by shutdown, pending again",
-               (unsigned long long)j->id);
+        aq_log_job(AQ_LOG_INFO, j->id, bq->cfg.name,
+                   "job %llu: interrupted by shutdown, pending again",
+                   (unsigned long long)j->id);
         outcome_clear(out);
         return;
     }
@@ -111,13 +130,15 @@ attempt_end(struct consumer *c, struct aq_outcome *out)
             aq_job_set_error(j, "timeout", msg);
         } else
             aq_job_set_error(j, out->err_code, out->err_message);
+        broker_count_failure(bq, x->err_code);
         if (!out->is_final && j->attempts <= job_retries(j)) {
             double delay = backoff_s(bq, j->attempts);
 
             bq->n_retried++;
-            aq_log(AQ_LOG_INFO,
-                   "job %llu: attempt %u failed (%s), retry in %g s",
-                   (unsigned long long)j->id, j->attempts, x->err_code, delay);
+            aq_log_job(AQ_LOG_INFO, j->id, bq->cfg.name,
+                       "job %llu: attempt %u failed (%s), retry in %g s",
+                       (unsigned long long)j->id, j->attempts, x->err_code,
+                       delay);
             job_requeue(b, j, aq_clock_s_to_us(delay));
         } else
             job_finish(b, j, AQ_JOB_FAILED);

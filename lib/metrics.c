@@ -27,6 +27,7 @@
 #include "hist.h"
 #include "journal.h"
 #include "log.h"
+#include "pstat.h"
 #include "server.h"
 #include "xmalloc.h"
 
@@ -83,6 +84,8 @@ enum {
     Q_FAILED,
     Q_CANCELLED,
     Q_RETRIED,
+    Q_OLDEST_READY,
+    Q_PUTTERS,
     Q_COUNT
 };
 
@@ -110,6 +113,14 @@ static const struct gauge queue_families[Q_COUNT] = {
                      "counter"},
     [Q_RETRIED] = {"asyncq_jobs_retried_total", "Failed attempts retried.",
                    "counter"},
+    [Q_OLDEST_READY] = {"asyncq_queue_oldest_ready_age_seconds",
+                        "How long the oldest ready job has waited for a "
+                        "consumer (0: none ready).",
+                        "gauge"},
+    [Q_PUTTERS] = {"asyncq_queue_producers_waiting",
+                   "Puts waiting for room (maxsize), each holding its "
+                   "producer connection back.",
+                   "gauge"},
 };
 
 /* Queue names are [A-Za-z0-9_.-]: nothing to escape in a label value. */
@@ -148,7 +159,8 @@ histogram(struct evbuffer *out, const char *name, const char *labels,
  * samples together. */
 struct pass {
     struct evbuffer *out;
-    int family; /* Q_*, or -1 / -2 for the wait / run histograms */
+    int family; /* Q_*, or -1 / -2 for the wait / run histograms, -3 for
+                   failures by reason */
 };
 
 static void
@@ -166,6 +178,25 @@ queue_sample(const struct aq_queue_stats *s, void *arg)
     case -2:
         histogram(p->out, "asyncq_job_run_seconds", labels, s->run);
         return;
+    case -3:
+        /* Only the reasons seen: a series appears at its first failure. */
+        for (size_t i = 0; i < AQ_FAIL_REASONS; i++) {
+            if (s->failures[i] != 0)
+                evbuffer_add_printf(
+                    p->out,
+                    "asyncq_job_failures_total{%s,reason=\"%s\"} %llu\n",
+                    labels, aq_fail_reasons[i],
+                    (unsigned long long)s->failures[i]);
+        }
+        return;
+    case Q_OLDEST_READY:
+        evbuffer_add_printf(p->out, "%s{%s} %.3f\n",
+                            queue_families[p->family].name, labels,
+                            s->oldest_ready_s);
+        return;
+    case Q_PUTTERS:
+        v = (double)s->putters;
+        break;
     case Q_SIZE:
         v = (double)s->size;
         break;
@@ -210,20 +241,46 @@ queue_sample(const struct aq_queue_stats *s, void *arg)
                         labels, v);
 }
 
+/* The process_* families as Prometheus' client libraries name them, so
+ * dashboards made for any exporter work. */
 static void
-render(struct aq_metrics *m, struct evbuffer *out)
+render_process(struct evbuffer *out)
+{
+    struct aq_pstat_self ps;
+
+    if (aq_pstat_self(&ps) < 0)
+        return;
+    const struct {
+        const char *name, *help, *type;
+        double v;
+    } fams[] = {
+        {"process_cpu_seconds_total",
+         "Total user and system CPU time spent in seconds.", "counter",
+         ps.cpu_s},
+        {"process_open_fds", "Number of open file descriptors.", "gauge",
+         (double)ps.open_fds},
+        {"process_max_fds", "Maximum number of open file descriptors.", "gauge",
+         (double)ps.max_fds},
+        {"process_virtual_memory_bytes", "Virtual memory size in bytes.",
+         "gauge", (double)ps.vsize_bytes},
+        {"process_resident_memory_bytes", "Resident memory size in bytes.",
+         "gauge", (double)ps.rss_bytes},
+        {"process_start_time_seconds",
+         "Start time of the process since unix epoch in seconds.", "gauge",
+         ps.start_s},
+    };
+
+    for (size_t i = 0; i < sizeof fams / sizeof fams[0]; i++) {
+        family_head(out, fams[i].name, fams[i].help, fams[i].type);
+        evbuffer_add_printf(out, "%s %.15g\n", fams[i].name, fams[i].v);
+    }
+}
+
+static void
+render_queues(struct aq_metrics *m, struct evbuffer *out)
 {
     struct pass p = {out, 0};
 
-    family_head(out, "asyncq_up", "1 while asyncqd serves.", "gauge");
-    evbuffer_add_printf(out, "asyncq_up 1\n");
-    family_head(out, "asyncq_uptime_seconds", "Seconds since start.", "gauge");
-    evbuffer_add_printf(out, "asyncq_uptime_seconds %.3f\n",
-                        (double)(aq_clock_mono_us() - m->started_us) / 1e6);
-    family_head(out, "asyncq_connections", "Open producer connections.",
-                "gauge");
-    evbuffer_add_printf(out, "asyncq_connections %zu\n",
-                        aq_server_connections(m->server));
     for (p.family = 0; p.family < Q_COUNT; p.family++) {
         const struct gauge *g = &queue_families[p.family];
 
@@ -239,6 +296,34 @@ render(struct aq_metrics *m, struct evbuffer *out)
                 "histogram");
     p.family = -2;
     aq_broker_each_queue(m->broker, NULL, queue_sample, &p, NULL);
+    family_head(out, "asyncq_job_failures_total",
+                "Failed attempts (retried or final) by the error code that "
+                "ended them.",
+                "counter");
+    p.family = -3;
+    aq_broker_each_queue(m->broker, NULL, queue_sample, &p, NULL);
+}
+
+/* No asyncq_up: Prometheus' own "up" says whether a scrape got through. */
+static void
+render(struct aq_metrics *m, struct evbuffer *out)
+{
+    family_head(out, "asyncq_build_info",
+                "Always 1; the version asyncqd was built as.", "gauge");
+    evbuffer_add_printf(out, "asyncq_build_info{version=\"%s\"} 1\n",
+                        ASYNCQ_VERSION);
+    family_head(out, "asyncq_uptime_seconds", "Seconds since start.", "gauge");
+    evbuffer_add_printf(out, "asyncq_uptime_seconds %.3f\n",
+                        (double)(aq_clock_mono_us() - m->started_us) / 1e6);
+    if (m->server != NULL) {
+        family_head(out, "asyncq_connections", "Open producer connections.",
+                    "gauge");
+        evbuffer_add_printf(out, "asyncq_connections %zu\n",
+                            aq_server_connections(m->server));
+    }
+    if (m->broker != NULL)
+        render_queues(m, out);
+    render_process(out);
     if (m->journal != NULL) {
         struct aq_hist fsync;
 

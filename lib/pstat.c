@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include "xmalloc.h"
@@ -76,7 +77,7 @@ int
 aq_pstat_parse(const char *text, size_t len, struct aq_pstat *st)
 {
     const char *end = text + len, *p, *open, *close = NULL;
-    uint64_t v, fields[20];
+    uint64_t v, fields[21];
     int i;
 
     for (p = text; p < end; p++) { /* the last ')' ends the name */
@@ -93,15 +94,19 @@ aq_pstat_parse(const char *text, size_t len, struct aq_pstat *st)
     st->pid = (pid_t)v;
     st->state = close[2];
     p = close + 3;
-    /* Fields 4 (ppid) to 22 (starttime), after the state. */
-    for (i = 4; i <= 22; i++) {
+    /* Fields 4 (ppid) to 24 (rss), after the state. */
+    for (i = 4; i <= 24; i++) {
         if (next_number(&p, end, &fields[i - 4]) < 0)
             return -1;
     }
     st->ppid = (pid_t)fields[0];
     st->pgid = (pid_t)fields[1];
     st->sid = (pid_t)fields[2];
+    st->utime = fields[14 - 4];
+    st->stime = fields[15 - 4];
     st->start_ticks = fields[22 - 4];
+    st->vsize_bytes = fields[23 - 4];
+    st->rss_pages = fields[24 - 4];
     return 0;
 }
 
@@ -226,4 +231,49 @@ aq_pstat_boot_id(char buf[static 37])
         buf[36] = '\0';
     }
     free(text);
+}
+
+/* The boot time (Unix seconds) from /proc/stat's "btime" line; 0 if it
+ * cannot be read. */
+static uint64_t
+boot_time_s(void)
+{
+    size_t len;
+    char *text = aq_pstat_read_file(AT_FDCWD, "/proc/stat", &len);
+    const char *at = text != NULL ? strstr(text, "\nbtime ") : NULL;
+    uint64_t v = 0;
+
+    if (at != NULL)
+        v = strtoull(at + 7, NULL, 10);
+    free(text);
+    return v;
+}
+
+int
+aq_pstat_self(struct aq_pstat_self *st)
+{
+    double tick_s = 1.0 / (double)sysconf(_SC_CLK_TCK);
+    struct aq_pstat ps;
+    struct rlimit rl;
+    struct dirent *e;
+    DIR *fds;
+
+    if (aq_pstat_read(getpid(), &ps) < 0)
+        return -1;
+    st->cpu_s = (double)(ps.utime + ps.stime) * tick_s;
+    st->start_s = (double)boot_time_s() + (double)ps.start_ticks * tick_s;
+    st->vsize_bytes = ps.vsize_bytes;
+    st->rss_bytes = ps.rss_pages * (uint64_t)sysconf(_SC_PAGESIZE);
+    st->open_fds = 0;
+    if ((fds = opendir("/proc/self/fd")) != NULL) {
+        while ((e = readdir(fds)) != NULL) {
+            if (e->d_name[0] != '.')
+                st->open_fds++;
+        }
+        closedir(fds);
+        st->open_fds--; /* the directory's own */
+    }
+    st->max_fds =
+        getrlimit(RLIMIT_NOFILE, &rl) == 0 ? (uint64_t)rl.rlim_cur : 0;
+    return 0;
 }

@@ -16,8 +16,11 @@
 
 struct aq_pstat {
     pid_t pid, ppid, pgid, sid;
-    char state;           /* 'R', 'S', 'D', 'Z', 'T', ... */
-    uint64_t start_ticks; /* start time, clock ticks since boot (field 22) */
+    char state;            /* 'R', 'S', 'D', 'Z', 'T', ... */
+    uint64_t utime, stime; /* CPU time, clock ticks (fields 14, 15) */
+    uint64_t start_ticks;  /* start time, clock ticks since boot (22) */
+    uint64_t vsize_bytes;  /* virtual memory size (23) */
+    uint64_t rss_pages;    /* resident set size (24) */
 };
 
 /* Parses the text of /proc/PID/stat (len bytes, not NUL-terminated). The
@@ -53,6 +56,20 @@ size_t aq_pstat_descendants(pid_t *set, size_t *n, size_t max);
  * errno if it cannot be read. For /proc and cgroupfs files, which never
  * wait on a disk. */
 char *aq_pstat_read_file(int dirfd, const char *path, size_t *len);
+
+/* This process as Prometheus' client libraries describe one (their
+ * process_* metrics). */
+struct aq_pstat_self {
+    double cpu_s;   /* user + system CPU time */
+    double start_s; /* start time, Unix seconds */
+    uint64_t vsize_bytes, rss_bytes;
+    uint64_t open_fds; /* open file descriptors */
+    uint64_t max_fds;  /* RLIMIT_NOFILE, the soft limit */
+};
+
+/* Reads /proc/self/stat, /proc/stat's btime, /proc/self/fd and the fd
+ * limit into st. Returns 0, or -1 with errno if /proc cannot be read. */
+int aq_pstat_self(struct aq_pstat_self *st);
 
 /* The boot id (/proc/sys/kernel/random/boot_id) into buf (37 bytes), or
  * "" if it is unreadable. Start times are only comparable within a boot. */

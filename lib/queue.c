@@ -285,6 +285,23 @@ bucket_get(struct aq_queue *q, int32_t priority)
 #define PREV(it) ((it)->u.link[0])
 #define NEXT(it) ((it)->u.link[1])
 
+/* When an item became ready, in ticks of READY_TICK_US of the loop's
+ * cached clock (no system call per put), modulo 2^30 in the item's spare
+ * bits: ages are right up to 2^30 ticks, 203 days. */
+#define READY_TICK_SHIFT 14 /* 16.384 ms */
+#define READY_TICK_MASK ((UINT32_C(1) << 30) - 1)
+
+static uint32_t
+ready_tick_now(const struct aq_queue *q)
+{
+    struct timeval tv;
+
+    event_base_gettimeofday_cached(q->base, &tv);
+    return (uint32_t)((((uint64_t)tv.tv_sec * 1000000 + (uint64_t)tv.tv_usec) >>
+                       READY_TICK_SHIFT) &
+                      READY_TICK_MASK);
+}
+
 static void
 ready_push(struct aq_queue *q, struct aq_queue_item *it)
 {
@@ -308,6 +325,7 @@ ready_push(struct aq_queue *q, struct aq_queue_item *it)
         b->tail = it;
     }
     it->where = WHERE_READY;
+    it->ready_tick = ready_tick_now(q);
     q->nready++;
 }
 
@@ -902,4 +920,32 @@ int64_t
 aq_queue_item_due_us(const struct aq_queue_item *it)
 {
     return it->where == WHERE_DELAYED ? it->u.timer.due_us : 0;
+}
+
+/* Each bucket is in the order its items became ready: FIFO's oldest is
+ * its head, LIFO's its tail. */
+int64_t
+aq_queue_oldest_ready_us(const struct aq_queue *q)
+{
+    uint32_t now = ready_tick_now(q), oldest = 0;
+
+    for (size_t i = 0; i < q->nlevels; i++) {
+        const struct bucket *b = q->levels[i];
+        const struct aq_queue_item *it =
+            q->opts.order == AQ_QUEUE_LIFO ? b->tail : b->head;
+        uint32_t age;
+
+        if (it == NULL)
+            continue;
+        age = (now - it->ready_tick) & READY_TICK_MASK;
+        if (age > oldest)
+            oldest = age;
+    }
+    return (int64_t)oldest << READY_TICK_SHIFT;
+}
+
+size_t
+aq_queue_putters(const struct aq_queue *q)
+{
+    return q->lists[LIST_PUTTERS].n;
 }

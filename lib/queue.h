@@ -32,7 +32,8 @@ struct aq_queue_item {
         } timer;
     } u;
     int32_t priority;
-    uint8_t where; /* private: not queued, ready or delayed */
+    uint32_t where : 2;       /* private: not queued, ready or delayed */
+    uint32_t ready_tick : 30; /* private: when it became ready (queue.c) */
 };
 
 enum aq_queue_status {
@@ -164,5 +165,12 @@ bool aq_queue_is_shutdown(const struct aq_queue *q);
 bool aq_queue_item_is_delayed(const struct aq_queue_item *it);
 /* A delayed item's due time (monotonic microseconds); 0 otherwise. */
 int64_t aq_queue_item_due_us(const struct aq_queue_item *it);
+
+/* How long the ready item that became ready first has been ready, in
+ * microseconds (to 16.4 ms, for up to 203 days); 0 with no ready item.
+ * Costs one look per distinct priority, not per item. */
+int64_t aq_queue_oldest_ready_us(const struct aq_queue *q);
+/* Puts waiting for room (maxsize): each holds its producer back. */
+size_t aq_queue_putters(const struct aq_queue *q);
 
 #endif

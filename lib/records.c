@@ -196,11 +196,11 @@ job_finish(struct aq_broker *b, struct aq_job *j, enum aq_job_state st)
     if (x->future != NULL)
         aq_task_set_result(x->future, job_record(j),
                            (void (*)(void *))json_decref);
-    aq_log(st == AQ_JOB_FAILED ? AQ_LOG_INFO : AQ_LOG_DEBUG,
-           "job %llu: %s on %s%s%s", (unsigned long long)j->id,
-           aq_job_state_name(st), bq->cfg.name,
-           x->err_message != NULL ? ": " : "",
-           x->err_message != NULL ? x->err_message : "");
+    aq_log_job(st == AQ_JOB_FAILED ? AQ_LOG_WARN : AQ_LOG_DEBUG, j->id,
+               bq->cfg.name, "job %llu: %s on %s%s%s",
+               (unsigned long long)j->id, aq_job_state_name(st), bq->cfg.name,
+               x->err_message != NULL ? ": " : "",
+               x->err_message != NULL ? x->err_message : "");
     b->store->ops->finish(b->store, j, bq->cfg.name);
     record_append(b, j);
 }

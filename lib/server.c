@@ -217,8 +217,9 @@ is_blank(const char *p, size_t len)
 static void
 line_too_long(struct conn *c)
 {
-    aq_log(AQ_LOG_INFO, "conn %llu (%s): request over %zu bytes, closing",
-           (unsigned long long)c->num, c->peer, c->s->max_request_bytes);
+    aq_log_conn(AQ_LOG_INFO, c->num, c->peer,
+                "conn %llu (%s): request over %zu bytes, closing",
+                (unsigned long long)c->num, c->peer, c->s->max_request_bytes);
     aq_reply_error_now(c, NULL, (struct aq_jspan){0}, AQ_ERR_INVALID_REQUEST,
                        "invalid request: line longer than "
                        "producers.max_request_bytes (%zu)",
@@ -334,8 +335,8 @@ conn_free(struct conn *c)
         LIST_REMOVE(c, flush_link);
     conn_leave_slot(c);
     TAILQ_REMOVE(&s->conns, c, link);
-    aq_log(AQ_LOG_DEBUG, "conn %llu (%s): closed", (unsigned long long)c->num,
-           c->peer);
+    aq_log_conn(AQ_LOG_DEBUG, c->num, c->peer, "conn %llu (%s): closed",
+                (unsigned long long)c->num, c->peer);
     if (c->timer != NULL)
         event_free(c->timer);
     bufferevent_free(c->bev);
@@ -389,11 +390,11 @@ conn_timer_cb(evutil_socket_t fd, short what, void *arg)
         conn_free_soon(c);
         return;
     }
-    aq_log(AQ_LOG_INFO,
-           "conn %llu (%s): closed its side %g s ago with %zu requests "
-           "unanswered, closing",
-           (unsigned long long)c->num, c->peer, c->s->idle_timeout,
-           c->inflight);
+    aq_log_conn(AQ_LOG_INFO, c->num, c->peer,
+                "conn %llu (%s): closed its side %g s ago with %zu requests "
+                "unanswered, closing",
+                (unsigned long long)c->num, c->peer, c->s->idle_timeout,
+                c->inflight);
     conn_close(c);
 }
 
@@ -461,10 +462,10 @@ conn_half_close(struct conn *c)
     if (s->nhalf > (size_t)s->max_conns) {
         struct conn *old = TAILQ_FIRST(&s->half_closed);
 
-        aq_log(AQ_LOG_INFO,
-               "conn %llu (%s): closed its side; more than producers.max "
-               "(%d) such connections wait for replies, closing",
-               (unsigned long long)old->num, old->peer, s->max_conns);
+        aq_log_conn(AQ_LOG_INFO, old->num, old->peer,
+                    "conn %llu (%s): closed its side; more than producers.max "
+                    "(%d) such connections wait for replies, closing",
+                    (unsigned long long)old->num, old->peer, s->max_conns);
         conn_close(old);
     }
 }
@@ -658,8 +659,9 @@ conn_event_cb(struct bufferevent *bev, short what, void *arg)
             aq_conn_update_reading(c);
             return;
         }
-        aq_log(AQ_LOG_INFO, "conn %llu (%s): idle for %g s, closing",
-               (unsigned long long)c->num, c->peer, c->s->idle_timeout);
+        aq_log_conn(AQ_LOG_INFO, c->num, c->peer,
+                    "conn %llu (%s): idle for %g s, closing",
+                    (unsigned long long)c->num, c->peer, c->s->idle_timeout);
         conn_close(c);
         return;
     }
@@ -673,8 +675,9 @@ conn_event_cb(struct bufferevent *bev, short what, void *arg)
         return;
     }
     if (what & BEV_EVENT_ERROR) {
-        aq_log(AQ_LOG_DEBUG, "conn %llu (%s): %s", (unsigned long long)c->num,
-               c->peer, evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
+        aq_log_conn(AQ_LOG_DEBUG, c->num, c->peer, "conn %llu (%s): %s",
+                    (unsigned long long)c->num, c->peer,
+                    evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
         c->is_closing = true;
         aq_calls_abandon(c, NULL);
         conn_free_soon(c);
@@ -717,9 +720,10 @@ conn_new(struct aq_server *s, struct bufferevent *bev, const char *peer,
         bufferevent_enable(c->bev, EV_WRITE); /* it writes its output */
     TAILQ_INSERT_TAIL(&s->conns, c, link);
     if (s->nconns >= (size_t)s->max_conns) {
-        aq_log(AQ_LOG_WARN,
-               "conn %llu (%s): refused, producers.max (%d) connections open",
-               (unsigned long long)c->num, c->peer, s->max_conns);
+        aq_log_conn(
+            AQ_LOG_WARN, c->num, c->peer,
+            "conn %llu (%s): refused, producers.max (%d) connections open",
+            (unsigned long long)c->num, c->peer, s->max_conns);
         aq_reply_error_now(
             c, NULL, (struct aq_jspan){0}, AQ_ERR_TOO_MANY_CONNECTIONS,
             "too many connections: producers.max is %d", s->max_conns);
@@ -730,8 +734,8 @@ conn_new(struct aq_server *s, struct bufferevent *bev, const char *peer,
     c->slot = SLOT_OPEN;
     s->nconns++;
     conn_set_timeouts(c);
-    aq_log(AQ_LOG_DEBUG, "conn %llu (%s): accepted", (unsigned long long)c->num,
-           c->peer);
+    aq_log_conn(AQ_LOG_DEBUG, c->num, c->peer, "conn %llu (%s): accepted",
+                (unsigned long long)c->num, c->peer);
     bufferevent_enable(c->bev, EV_READ);
 }
 

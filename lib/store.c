@@ -112,10 +112,10 @@ restore_queue(struct aq_broker *b, const char *name, size_t len)
     snprintf(buf, sizeof buf, "%.*s", (int)len, name);
     if ((bq = broker_queue_find(b, buf)) != NULL)
         return bq;
-    aq_log(AQ_LOG_WARN,
-           "%s: queue %s has jobs but is not in the config: kept with no "
-           "consumer until it is configured",
-           b->store->ops->name, buf);
+    aq_log_queue(AQ_LOG_WARN, buf,
+                 "%s: queue %s has jobs but is not in the config: kept with no "
+                 "consumer until it is configured",
+                 b->store->ops->name, buf);
     aq_queue_config_defaults(&qc, buf);
     qc.consumers = 0;
     bq = broker_queue_new(b, &qc);
@@ -242,12 +242,14 @@ restore_crashed(struct aq_job *j)
     snprintf(msg, sizeof msg, "the daemon stopped during attempt %u",
              j->attempts);
     aq_job_set_error(j, "crash", msg);
+    broker_count_failure(job_queue(j), "crash");
     if (j->attempts <= job_retries(j) + 1) {
         job_set_state(j, AQ_JOB_PENDING);
         return true;
     }
-    aq_log(AQ_LOG_WARN, "job %llu: %s, out of attempts: failed",
-           (unsigned long long)j->id, msg);
+    aq_log_job(AQ_LOG_WARN, j->id, job_queue(j)->cfg.name,
+               "job %llu: %s, out of attempts: failed",
+               (unsigned long long)j->id, msg);
     return false;
 }
 

@@ -24,6 +24,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "bb.h"
@@ -1322,6 +1323,23 @@ expo_value(const struct expo *e, const char *name, const char *queue)
     return 0;
 }
 
+/* The value of the sample name with label label=value among its labels;
+ * fails the test if there is none. */
+static double
+expo_labeled(const struct expo *e, const char *name, const char *label,
+             const char *value)
+{
+    for (size_t i = 0; i < e->nsamples; i++) {
+        const struct sample *s = &e->samples[i];
+        const char *v = label_get(s, label);
+
+        if (strcmp(s->name, name) == 0 && v != NULL && strcmp(v, value) == 0)
+            return s->value;
+    }
+    ck_abort_msg("/metrics has no %s{%s=\"%s\"}", name, label, value);
+    return 0;
+}
+
 static const char *
 family_type(const struct expo *e, const char *name)
 {
@@ -1788,7 +1806,10 @@ START_TEST(metrics_equal_stats_after_a_known_workload)
     ck_assert_int_eq(bb_int_at(stats, "queues.cmds.failed"), 1);
     ck_assert_int_eq(bb_int_at(stats, "connections"), 1);
     /* And as /metrics tells it. */
-    ck_assert_double_eq(expo_value(&e, "asyncq_up", NULL), 1);
+    /* No asyncq_up (Prometheus' own "up" says it): asyncq_build_info. */
+    ck_assert_int_lt(family_find(&e, "asyncq_up"), 0);
+    ck_assert_double_eq(
+        expo_labeled(&e, "asyncq_build_info", "version", ASYNCQ_VERSION), 1);
     ck_assert_double_ge(expo_value(&e, "asyncq_uptime_seconds", NULL), 0);
     ck_assert_double_eq(expo_value(&e, "asyncq_connections", NULL),
                         (double)bb_int_at(stats, "connections"));
@@ -2133,6 +2154,406 @@ START_TEST(metrics_listener_closes_connections_beyond_its_cap)
 }
 END_TEST
 
+/* ---- for operators: metrics, logs, reload (issue 13) ---- */
+
+/* The value of name{queue=q,reason=r}, or -1 if there is no such series. */
+static double
+expo_reason(const struct expo *e, const char *name, const char *queue,
+            const char *reason)
+{
+    for (size_t i = 0; i < e->nsamples; i++) {
+        const struct sample *s = &e->samples[i];
+        const char *q = label_get(s, "queue"), *r = label_get(s, "reason");
+
+        if (strcmp(s->name, name) == 0 && q != NULL && r != NULL &&
+            strcmp(q, queue) == 0 && strcmp(r, reason) == 0)
+            return s->value;
+    }
+    return -1;
+}
+
+/* One scrape's value of name{queue=queue}. */
+static double
+scrape_value(int port, const char *name, const char *queue)
+{
+    struct expo e;
+    double v;
+
+    metrics_get(port, &e);
+    v = expo_value(&e, name, queue);
+    expo_free(&e);
+    return v;
+}
+
+struct scrape_poll {
+    int port;
+    const char *name, *queue;
+    double at_least, at_most;
+};
+
+static bool
+scrape_in_range(void *arg)
+{
+    struct scrape_poll *p = arg;
+    double v = scrape_value(p->port, p->name, p->queue);
+
+    return v >= p->at_least && v <= p->at_most;
+}
+
+/* Polls name{queue=queue} until it is in [lo, hi]; fails the test if it is
+ * not within 5 s. */
+static void
+await_metric(int port, const char *name, const char *queue, double lo,
+             double hi)
+{
+    struct scrape_poll p = {port, name, queue, lo, hi};
+
+    ck_assert_msg(bb_poll(scrape_in_range, &p, 5000),
+                  "%s{queue=\"%s\"} not in [%g, %g] within 5 s: %g", name,
+                  queue, lo, hi, scrape_value(port, name, queue));
+}
+
+START_TEST(metrics_show_build_info_and_process_families)
+{
+    struct bb_daemon *d = bb_startq("{'metrics':'127.0.0.1:0'}");
+    static const char *const gauges[] = {
+        "process_open_fds", "process_max_fds", "process_virtual_memory_bytes",
+        "process_resident_memory_bytes", "process_start_time_seconds"};
+    double now = (double)time(NULL);
+    struct expo e;
+
+    metrics_get(metrics_port(d), &e);
+    ck_assert_int_lt(family_find(&e, "asyncq_up"), 0);
+    ck_assert_str_eq(family_type(&e, "asyncq_build_info"), "gauge");
+    ck_assert_double_eq(
+        expo_labeled(&e, "asyncq_build_info", "version", ASYNCQ_VERSION), 1);
+    for (size_t i = 0; i < sizeof gauges / sizeof gauges[0]; i++)
+        ck_assert_str_eq(family_type(&e, gauges[i]), "gauge");
+    ck_assert_str_eq(family_type(&e, "process_cpu_seconds_total"), "counter");
+    ck_assert_double_ge(expo_value(&e, "process_cpu_seconds_total", NULL), 0);
+    /* stdin, stdout, stderr, the producer and the metrics listeners */
+    ck_assert_double_ge(expo_value(&e, "process_open_fds", NULL), 5);
+    ck_assert_double_ge(expo_value(&e, "process_max_fds", NULL),
+                        expo_value(&e, "process_open_fds", NULL));
+    ck_assert_double_gt(expo_value(&e, "process_resident_memory_bytes", NULL),
+                        0);
+    ck_assert_double_ge(expo_value(&e, "process_virtual_memory_bytes", NULL),
+                        expo_value(&e, "process_resident_memory_bytes", NULL));
+    ck_assert_double_le(expo_value(&e, "process_start_time_seconds", NULL),
+                        now + 1);
+    ck_assert_double_gt(expo_value(&e, "process_start_time_seconds", NULL),
+                        now - 300);
+    expo_free(&e);
+    ck_assert_int_eq(bb_stop(d), 0);
+}
+END_TEST
+
+/* The oldest ready job is not the head of the queue when a more urgent
+ * one came later, and a delayed job's age starts when it becomes ready. */
+START_TEST(oldest_ready_age_is_that_of_the_job_ready_longest)
+{
+    struct bb_daemon *d = bb_startq("{'metrics':'127.0.0.1:0','queues':{"
+                                    "'q':{'kind':'echo','consumers':0},"
+                                    "'later':{'kind':'echo','consumers':0},"
+                                    "'empty':{'kind':'echo','consumers':0}}}");
+    struct bb_conn *c = bb_connect(d);
+    int port = metrics_port(d);
+    const char *age = "asyncq_queue_oldest_ready_age_seconds";
+    json_int_t later;
+    double put0, put1, scrape0, scrape1, v;
+
+    ck_assert_double_eq(scrape_value(port, age, "q"), 0);
+    bb_put_job(c, bb_jsonq("{'queue':'q','priority':5}"), BB_TIMEOUT_MS);
+    put0 = bb_now_s();
+    later =
+        bb_put_job(c, bb_jsonq("{'queue':'later','delay':1}"), BB_TIMEOUT_MS);
+    put1 = bb_now_s();
+    await_metric(port, age, "q", 0.3, 1e9);
+    bb_put_job(c, bb_jsonq("{'queue':'q','priority':-5}"), BB_TIMEOUT_MS);
+    ck_assert_double_ge(scrape_value(port, age, "q"), 0.3);
+    ck_assert_double_eq(scrape_value(port, age, "empty"), 0);
+    bb_await_state(c, later, "pending", 5000);
+    scrape0 = bb_now_s();
+    v = scrape_value(port, age, "later");
+    scrape1 = bb_now_s();
+    /* Counted from when it became ready (a second after its put, give or
+     * take a 16 ms tick), which an age counted from the put exceeds. */
+    ck_assert_msg(v <= scrape1 - put0 - 1 + 0.02,
+                  "later: %g s, ready at most %g s before", v,
+                  scrape1 - put0 - 1);
+    ck_assert_double_lt(v, scrape0 - put1);
+    bb_close(c);
+    ck_assert_int_eq(bb_stop(d), 0);
+}
+END_TEST
+
+START_TEST(producers_waiting_counts_puts_held_back_by_a_full_queue)
+{
+    struct bb_daemon *d =
+        bb_startq("{'metrics':'127.0.0.1:0','queues':{"
+                  "'q':{'kind':'echo','consumers':0,'maxsize':1}}}");
+    struct bb_conn *c = bb_connect(d), *held = bb_connect(d);
+    int port = metrics_port(d);
+    const char *waiting = "asyncq_queue_producers_waiting";
+    json_int_t first, call;
+    json_t *r;
+
+    first = bb_put_job(c, bb_jsonq("{'queue':'q'}"), BB_TIMEOUT_MS);
+    ck_assert_double_eq(scrape_value(port, waiting, "q"), 0);
+    call = bb_send_call(held, "put", bb_jsonq("{'queue':'q'}"));
+    await_metric(port, waiting, "q", 1, 1);
+    json_decref(
+        bb_result(c, "cancel", bb_jsonq("{'job':%lld}", (long long)first)));
+    r = bb_wait_reply(held, call, BB_TIMEOUT_MS);
+    ck_assert_msg(r != NULL && json_object_get(r, "result") != NULL,
+                  "the held put was not answered once room freed");
+    json_decref(r);
+    ck_assert_double_eq(scrape_value(port, waiting, "q"), 0);
+    bb_close(held);
+    bb_close(c);
+    ck_assert_int_eq(bb_stop(d), 0);
+}
+END_TEST
+
+START_TEST(failures_are_counted_by_reason)
+{
+    struct bb_daemon *d =
+        bb_startq("{'metrics':'127.0.0.1:0','queues':{"
+                  "'cmds':{'kind':'exec','consumers':1,'retries':1,"
+                  "'backoff':{'initial':0,'factor':1,'max':0}},"
+                  "'ok':{'kind':'echo','consumers':1}}}");
+    struct bb_conn *c = bb_connect(d);
+    const char *fam = "asyncq_job_failures_total";
+    struct expo e;
+    json_t *rec;
+
+    rec = bb_result(c, "put",
+                    bb_jsonq("{'queue':'cmds','args':{'argv':['/bin/false']},"
+                             "'wait':true}"));
+    ck_assert_str_eq(bb_str_at(rec, "state"), "failed");
+    json_decref(rec);
+    rec = bb_result(c, "put",
+                    bb_jsonq("{'queue':'cmds','args':{'argv':['/bin/sh','-c',"
+                             "'sleep 10']},'timeout':0.2,'retries':0,"
+                             "'wait':true}"));
+    ck_assert_str_eq(bb_str_at(rec, "state"), "failed");
+    json_decref(rec);
+    rec = bb_result(c, "put", bb_jsonq("{'queue':'ok','wait':true}"));
+    json_decref(rec);
+    metrics_get(metrics_port(d), &e);
+    ck_assert_str_eq(family_type(&e, fam), "counter");
+    /* /bin/false twice (retries 1), the sleep once */
+    ck_assert_double_eq(expo_reason(&e, fam, "cmds", "exit"), 2);
+    ck_assert_double_eq(expo_reason(&e, fam, "cmds", "timeout"), 1);
+    ck_assert_double_eq(expo_reason(&e, fam, "cmds", "signal"), -1);
+    ck_assert_double_eq(expo_reason(&e, fam, "ok", "exit"), -1);
+    ck_assert_double_eq(expo_value(&e, "asyncq_jobs_failed_total", "cmds"), 2);
+    expo_free(&e);
+    bb_close(c);
+    ck_assert_int_eq(bb_stop(d), 0);
+}
+END_TEST
+
+/* Starts asyncqd through a wrapper that sets $JOURNAL_STREAM to its
+ * stderr's device and inode, as systemd does for a service logging to the
+ * journal. */
+static struct bb_daemon *
+start_under_journald(const char *config)
+{
+    char dir[64], script[128], wrapper[512];
+    const char *old = getenv("ASYNCQD_WRAPPER");
+    char *saved = old != NULL ? strdup(old) : NULL;
+    struct bb_daemon *d;
+    FILE *f;
+
+    tmpdir_make(dir, sizeof dir);
+    snprintf(script, sizeof script, "%s/journald", dir);
+    f = fopen(script, "w");
+    ck_assert_ptr_nonnull(f);
+    fprintf(f, "#!/bin/sh\n"
+               "JOURNAL_STREAM=$(stat -L -c %%d:%%i /proc/self/fd/2)\n"
+               "export JOURNAL_STREAM\n"
+               "exec \"$@\"\n");
+    fclose(f);
+    ck_assert_int_eq(chmod(script, 0755), 0);
+    snprintf(wrapper, sizeof wrapper, "%s%s%s", script,
+             saved != NULL ? " " : "", saved != NULL ? saved : "");
+    setenv("ASYNCQD_WRAPPER", wrapper, 1);
+    d = bb_startq("%s", config);
+    if (saved != NULL)
+        setenv("ASYNCQD_WRAPPER", saved, 1);
+    else
+        unsetenv("ASYNCQD_WRAPPER");
+    free(saved);
+    tmpdir_remove(dir);
+    return d;
+}
+
+/* Whether line is one of asyncqd's: "<N>level: ..." with N the level's
+ * syslog priority. */
+static bool
+is_journal_line(const char *line)
+{
+    static const char *const ok[] = {
+        "<3>error: ", "<4>warn: ", "<6>info: ", "<7>debug: "};
+
+    for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++) {
+        if (strncmp(line, ok[i], strlen(ok[i])) == 0)
+            return true;
+    }
+    return false;
+}
+
+START_TEST(under_journald_a_failed_job_is_logged_with_priority_4)
+{
+    struct bb_daemon *d = start_under_journald(
+        "{'queues':{'cmds':{'kind':'exec','consumers':1}}}");
+    struct bb_conn *c = bb_connect(d);
+    json_t *rec;
+    char want[64], *log, *line;
+    int nlines = 0;
+
+    rec = bb_result(c, "put",
+                    bb_jsonq("{'queue':'cmds','args':{'argv':['/bin/false']},"
+                             "'wait':true}"));
+    snprintf(want, sizeof want, "<4>warn: job %lld: failed on cmds",
+             (long long)bb_int_at(rec, "job"));
+    json_decref(rec);
+    ck_assert_msg(bb_log_wait(d, want, 5000), "no \"%s\" in the log", want);
+    /* Every line: a priority, the level, no timestamp (journald adds it). */
+    log = bb_log(d);
+    for (line = strtok(log, "\n"); line != NULL; line = strtok(NULL, "\n")) {
+        ck_assert_msg(is_journal_line(line), "not a journal line: %s", line);
+        nlines++;
+    }
+    ck_assert_int_ge(nlines, 3);
+    free(log);
+    bb_close(c);
+    ck_assert_int_eq(bb_stop(d), 0);
+}
+END_TEST
+
+/* Each line of text from from on must be a JSON object with ts, level
+ * and msg; returns the one whose msg holds needle (a new ref), or NULL. */
+static json_t *
+json_lines_find(const char *text, const char *needle)
+{
+    char *copy = strdup(text), *line;
+    json_t *found = NULL;
+
+    for (line = strtok(copy, "\n"); line != NULL; line = strtok(NULL, "\n")) {
+        json_error_t jerr;
+        json_t *v = json_loads(line, JSON_REJECT_DUPLICATES, &jerr);
+
+        ck_assert_msg(json_is_object(v), "not a JSON object (%s): %s",
+                      jerr.text, line);
+        ck_assert_msg(json_is_string(json_object_get(v, "ts")) &&
+                          json_is_string(json_object_get(v, "level")) &&
+                          json_is_string(json_object_get(v, "msg")),
+                      "no ts, level or msg: %s", line);
+        if (found == NULL &&
+            strstr(json_string_value(json_object_get(v, "msg")), needle))
+            found = json_incref(v);
+        json_decref(v);
+    }
+    free(copy);
+    return found;
+}
+
+/* log.format json from a reload on: the lines after it are objects, and a
+ * failed job's names the job and its queue. */
+START_TEST(json_log_format_applies_at_reload_and_names_the_job)
+{
+#define JSON_LOG_CFG                                                           \
+    "{'log':{'format':'%s'},'queues':{'cmds':{'kind':'exec','consumers':1}}}"
+    struct bb_daemon *d = bb_startq(JSON_LOG_CFG, "text");
+    struct bb_conn *c = bb_connect(d);
+    json_t *rec, *line;
+    json_int_t id;
+    char *log, *from;
+
+    ck_assert_msg(bb_log_has(d, " info: asyncqd "), "the ready line is not "
+                                                    "text");
+    bb_write_configq(d, JSON_LOG_CFG, "json");
+    bb_signal(d, SIGHUP);
+    ck_assert_msg(bb_log_wait(d, "applied", 5000), "no reload in the log");
+    rec = bb_result(c, "put",
+                    bb_jsonq("{'queue':'cmds','args':{'argv':['/bin/false']},"
+                             "'wait':true}"));
+    id = bb_int_at(rec, "job");
+    json_decref(rec);
+    ck_assert_msg(bb_log_wait(d, "failed on cmds", 5000), "no failed job");
+    log = bb_log(d);
+    from = strstr(log, "{\"ts\"");
+    ck_assert_ptr_nonnull(from);
+    line = json_lines_find(from, "failed on cmds");
+    ck_assert_ptr_nonnull(line);
+    ck_assert_str_eq(json_string_value(json_object_get(line, "level")), "warn");
+    ck_assert_int_eq(json_integer_value(json_object_get(line, "job")), id);
+    ck_assert_str_eq(json_string_value(json_object_get(line, "queue")), "cmds");
+    json_decref(line);
+    free(log);
+    bb_close(c);
+    ck_assert_int_eq(bb_stop(d), 0);
+}
+END_TEST
+
+START_TEST(log_format_that_is_not_known_is_refused_naming_it)
+{
+    struct bb_daemon *d = bb_startq("{}");
+    char *log;
+
+    bb_write_configq(d, "{'log':{'format':'yaml'}}");
+    bb_signal(d, SIGHUP);
+    ck_assert_msg(bb_log_wait(d, "keeping the running config", 5000),
+                  "the bad config was not refused");
+    log = bb_log(d);
+    ck_assert_msg(strstr(log, "log.format") != NULL,
+                  "the error does not name log.format: %s", log);
+    free(log);
+    ck_assert_int_eq(bb_stop(d), 0);
+}
+END_TEST
+
+static bool
+two_reloads_applied(void *arg)
+{
+    char *log = bb_log(arg), *at = strstr(log, " applied");
+    bool yes = at != NULL && strstr(at + 1, " applied") != NULL;
+
+    free(log);
+    return yes;
+}
+
+/* A reload sets the config's consumer counts, over what scale set: it
+ * says so, naming the queue and both numbers, once. */
+START_TEST(reload_overriding_a_scale_is_logged)
+{
+    const char *cfg = "{'queues':{'q':{'kind':'echo','consumers':1}}}";
+    struct bb_daemon *d = bb_startq("%s", cfg);
+    struct bb_conn *c = bb_connect(d);
+    const char *want = "warn: reload: queue q: consumers 3 (set by scale) -> "
+                       "1 (the config)";
+    char *log, *at;
+
+    json_decref(bb_result(c, "scale", bb_jsonq("{'queue':'q','consumers':3}")));
+    bb_signal(d, SIGHUP);
+    ck_assert_msg(bb_log_wait(d, want, 5000), "no \"%s\" in the log", want);
+    ck_assert_int_eq(bb_stat_int(c, "q", "consumers"), 1);
+    /* Once: the next reload finds nothing set by hand. */
+    bb_write_configq(d, "%s", cfg);
+    bb_signal(d, SIGHUP);
+    ck_assert_msg(bb_poll(two_reloads_applied, d, 5000), "no second reload");
+    log = bb_log(d);
+    at = strstr(log, want);
+    ck_assert_ptr_nonnull(at);
+    ck_assert_ptr_null(strstr(at + strlen(want), "(set by scale)"));
+    free(log);
+    bb_close(c);
+    ck_assert_int_eq(bb_stop(d), 0);
+}
+END_TEST
+
 Suite *
 bb_service_suite(void)
 {
@@ -2140,6 +2561,7 @@ bb_service_suite(void)
     TCase *notify = tcase_create("notify");
     TCase *activation = tcase_create("activation");
     TCase *metrics = tcase_create("metrics");
+    TCase *ops = tcase_create("ops");
 
     tcase_set_timeout(notify, 60);
     tcase_add_test(notify, ready_is_sent_only_once_the_listeners_serve);
@@ -2170,5 +2592,17 @@ bb_service_suite(void)
                         sizeof floods / sizeof floods[0]);
     tcase_add_test(metrics, metrics_listener_closes_connections_beyond_its_cap);
     suite_add_tcase(s, metrics);
+
+    tcase_set_timeout(ops, 60);
+    tcase_add_test(ops, metrics_show_build_info_and_process_families);
+    tcase_add_test(ops, oldest_ready_age_is_that_of_the_job_ready_longest);
+    tcase_add_test(ops,
+                   producers_waiting_counts_puts_held_back_by_a_full_queue);
+    tcase_add_test(ops, failures_are_counted_by_reason);
+    tcase_add_test(ops, under_journald_a_failed_job_is_logged_with_priority_4);
+    tcase_add_test(ops, json_log_format_applies_at_reload_and_names_the_job);
+    tcase_add_test(ops, log_format_that_is_not_known_is_refused_naming_it);
+    tcase_add_test(ops, reload_overriding_a_scale_is_logged);
+    suite_add_tcase(s, ops);
     return s;
 }

@@ -76,6 +76,7 @@ static const struct enum_field enum_fields[] = {
     {"queues.default.order", "expected one of \"priority\", \"lifo\""},
     {"queues.default.kind",
      "expected one of \"exec\", \"http\", \"sleep\", \"echo\""},
+    {"log.format", "expected one of \"text\", \"json\""},
 };
 
 #define COUNT(a) (sizeof(a) / sizeof((a)[0]))
@@ -217,6 +218,7 @@ assert_spec_defaults(const struct aq_config *c)
     ck_assert(!c->shutdown.drain);
     ck_assert_ptr_null(c->auth_token_file);
     ck_assert_int_eq(c->log_level, AQ_LOG_INFO);
+    ck_assert_int_eq(c->log_format, AQ_LOG_TEXT);
     ck_assert_uint_eq(c->nqueues, 1);
     assert_queue_defaults(&c->queues[0], "default");
 }
@@ -280,6 +282,7 @@ assert_configs_equal(const struct aq_config *a, const struct aq_config *b)
     ck_assert_int_eq(a->shutdown.drain, b->shutdown.drain);
     assert_str_or_null_eq(a->auth_token_file, b->auth_token_file);
     ck_assert_int_eq(a->log_level, b->log_level);
+    ck_assert_int_eq(a->log_format, b->log_format);
     ck_assert_uint_eq(a->nqueues, b->nqueues);
     for (size_t i = 0; i < a->nqueues; i++)
         assert_queues_equal(&a->queues[i], &b->queues[i]);
@@ -450,6 +453,12 @@ START_TEST(every_enum_word_maps_to_its_value)
         ck_assert_int_eq(c->log_level, level_values[i]);
         aq_config_free(c);
     }
+    c = parse_field_ok("log.format", "\"json\"");
+    ck_assert_int_eq(c->log_format, AQ_LOG_JSON);
+    aq_config_free(c);
+    c = parse_field_ok("log.format", "\"text\"");
+    ck_assert_int_eq(c->log_format, AQ_LOG_TEXT);
+    aq_config_free(c);
     for (size_t i = 0; i < COUNT(kinds); i++) {
         snprintf(word, sizeof word, "\"%s\"", kinds[i]);
         c = parse_field_ok("queues.default.kind", word);

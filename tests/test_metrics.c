@@ -2,7 +2,8 @@
 /*
  * tests/test_metrics.c: the limits of lib/metrics.h's listener, with a
  * real event base and the test's own client sockets: an idle connection
- * is closed after the idle time, one beyond the connection cap at once.
+ * is closed after the idle time, one beyond the connection cap at once;
+ * without a broker, /metrics still shows the build and the process.
  * The sizes are checked against the daemon in tests/bb_service.c.
  */
 #include <errno.h>
@@ -78,7 +79,7 @@ dial(void)
 struct client {
     int fd;
     struct event *ev;
-    char reply[512];
+    char reply[16384];
     size_t len;
     bool has_healthz; /* a whole /healthz reply was read */
     bool is_closed;
@@ -89,7 +90,7 @@ static void
 client_read_cb(evutil_socket_t fd, short what, void *arg)
 {
     struct client *c = arg;
-    char buf[512];
+    char buf[4096];
     ssize_t got = recv(fd, buf, sizeof buf, MSG_DONTWAIT);
 
     if (got > 0) {
@@ -181,6 +182,41 @@ START_TEST(connection_beyond_the_cap_is_closed_at_once)
 }
 END_TEST
 
+/* Without a broker or a server (the fixture's), /metrics still shows the
+ * build and the process, as Prometheus' client libraries name them, each
+ * family with its HELP and TYPE; asyncq_up is gone (Prometheus' own up). */
+START_TEST(metrics_show_the_build_and_the_process)
+{
+    static const char *const want[] = {
+        "# TYPE asyncq_build_info gauge\n",
+        "\nasyncq_build_info{version=\"" ASYNCQ_VERSION "\"} 1\n",
+        "# TYPE process_cpu_seconds_total counter\n",
+        "# TYPE process_open_fds gauge\n",
+        "# TYPE process_max_fds gauge\n",
+        "# TYPE process_virtual_memory_bytes gauge\n",
+        "# TYPE process_resident_memory_bytes gauge\n",
+        "# TYPE process_start_time_seconds gauge\n",
+        "# HELP process_resident_memory_bytes Resident memory size in bytes.\n",
+    };
+    const char *req = "GET /metrics HTTP/1.1\r\nHost: x\r\n"
+                      "Connection: close\r\n\r\n";
+    struct client c;
+
+    client_watch(&c, dial());
+    ck_assert_int_eq(send(c.fd, req, strlen(req), MSG_NOSIGNAL),
+                     (ssize_t)strlen(req));
+    ck_assert_msg(run_until(test_base, &c.is_closed, DEADLINE_MS),
+                  "no whole reply to GET /metrics");
+    ck_assert_msg(strncmp(c.reply, "HTTP/1.1 200", 12) == 0, "%s", c.reply);
+    for (size_t i = 0; i < sizeof want / sizeof want[0]; i++)
+        ck_assert_msg(strstr(c.reply, want[i]) != NULL, "no \"%s\" in %s",
+                      want[i], c.reply);
+    ck_assert_ptr_null(strstr(c.reply, "\nasyncq_up "));
+    ck_assert_ptr_null(strstr(c.reply, " asyncq_up "));
+    client_close(&c);
+}
+END_TEST
+
 Suite *
 metrics_suite(void)
 {
@@ -191,6 +227,7 @@ metrics_suite(void)
     tcase_add_loop_test(tc, idle_connection_is_closed_after_the_idle_time, 0,
                         sizeof idle_first / sizeof idle_first[0]);
     tcase_add_test(tc, connection_beyond_the_cap_is_closed_at_once);
+    tcase_add_test(tc, metrics_show_the_build_and_the_process);
     suite_add_tcase(s, tc);
     return s;
 }

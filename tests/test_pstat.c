@@ -7,11 +7,13 @@
  * record file itself, with real processes.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <check.h>
@@ -50,6 +52,10 @@ START_TEST(stat_line_fields_are_read)
     ck_assert_int_eq(st.pgid, 20);
     ck_assert_int_eq(st.sid, 30);
     ck_assert_uint_eq(st.start_ticks, 123456);
+    ck_assert_uint_eq(st.utime, 1);
+    ck_assert_uint_eq(st.stime, 2);
+    ck_assert_uint_eq(st.vsize_bytes, 2420736);
+    ck_assert_uint_eq(st.rss_pages, 200);
 }
 END_TEST
 
@@ -184,9 +190,10 @@ START_TEST(record_of_another_boot_or_format_holds_nothing)
 END_TEST
 
 /* A process of a snapshot: pid, ppid, pgid, sid, state, start. */
-#define P(pid, ppid, pgid, sid, state, start)                                  \
+#define P(pid_, ppid_, pgid_, sid_, state_, start_)                            \
     {                                                                          \
-        (pid), (ppid), (pgid), (sid), (state), (start)                         \
+        .pid = (pid_), .ppid = (ppid_), .pgid = (pgid_), .sid = (sid_),        \
+        .state = (state_), .start_ticks = (start_)                             \
     }
 
 START_TEST(selection_takes_recorded_processes_their_sessions_and_descendants)
@@ -376,6 +383,30 @@ START_TEST(populated_is_read_from_cgroup_events)
 }
 END_TEST
 
+/* This process as /metrics shows it: numbers that /proc and the fd it
+ * opens here agree with. */
+START_TEST(own_process_stats_are_read)
+{
+    struct aq_pstat_self a, b;
+    int fd;
+
+    ck_assert_int_eq(aq_pstat_self(&a), 0);
+    fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    ck_assert_int_ge(fd, 0);
+    ck_assert_int_eq(aq_pstat_self(&b), 0);
+    close(fd);
+    ck_assert_uint_eq(b.open_fds, a.open_fds + 1);
+    ck_assert_uint_ge(a.open_fds, 3);
+    ck_assert_uint_ge(a.max_fds, a.open_fds);
+    ck_assert_uint_gt(a.rss_bytes, 0);
+    ck_assert_uint_ge(a.vsize_bytes, a.rss_bytes);
+    ck_assert(a.cpu_s >= 0 && b.cpu_s >= a.cpu_s);
+    /* started within the last day, and not in the future */
+    ck_assert(a.start_s <= (double)time(NULL) + 1);
+    ck_assert(a.start_s > (double)time(NULL) - 86400);
+}
+END_TEST
+
 Suite *
 pstat_suite(void)
 {
@@ -384,6 +415,7 @@ pstat_suite(void)
 
     tc = test_tcase_new("stat");
     tcase_add_test(tc, stat_line_fields_are_read);
+    tcase_add_test(tc, own_process_stats_are_read);
     tcase_add_test(tc,
                    stat_command_with_spaces_and_parentheses_is_skipped_whole);
     tcase_add_test(tc, truncated_or_foreign_stat_text_is_refused);

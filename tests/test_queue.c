@@ -2186,6 +2186,57 @@ START_TEST(producer_and_consumer_waiters_move_twenty_thousand_items)
 }
 END_TEST
 
+/* The oldest ready item is found whatever the priorities put at the head,
+ * in either order, without a scan; none ready is 0. */
+START_TEST(oldest_ready_age_is_the_item_ready_longest_not_the_head)
+{
+    struct aq_queue_opts opts = {.order = _i == 0 ? AQ_QUEUE_PRIORITY
+                                                  : AQ_QUEUE_LIFO};
+    struct aq_queue *q = aq_queue_new(test_base, &opts);
+    struct titem a = {.id = 1}, b = {.id = 2}, c = {.id = 3};
+    struct aq_queue_item *got;
+
+    ck_assert_int_eq(aq_queue_oldest_ready_us(q), 0);
+    ck_assert_int_eq(aq_queue_put_nowait(q, &a.qi, 5, 0), AQ_QUEUE_OK);
+    ck_assert_int_eq(aq_queue_put_nowait(q, &c.qi, 0, FAR_US), AQ_QUEUE_OK);
+    run_for(test_base, 100);
+    ck_assert_int_eq(aq_queue_put_nowait(q, &b.qi, -5, 0), AQ_QUEUE_OK);
+    /* b is the head; a, ready 100 ms ago, is the oldest (16 ms ticks) */
+    ck_assert_int_ge(aq_queue_oldest_ready_us(q), 80000);
+    ck_assert_int_lt(aq_queue_oldest_ready_us(q), 5000000);
+    ck_assert_int_eq(aq_queue_get_nowait(q, &got), AQ_QUEUE_OK);
+    ck_assert_int_eq(item_id(got), 2);
+    ck_assert_int_ge(aq_queue_oldest_ready_us(q), 80000);
+    ck_assert_int_eq(aq_queue_get_nowait(q, &got), AQ_QUEUE_OK);
+    ck_assert_int_eq(item_id(got), 1);
+    /* only a delayed item left */
+    ck_assert_int_eq(aq_queue_oldest_ready_us(q), 0);
+    ck_assert(aq_queue_remove(q, &c.qi));
+    aq_queue_free(q);
+}
+END_TEST
+
+/* Each put waiting for room counts until it gets in. */
+START_TEST(putters_counts_puts_waiting_for_room)
+{
+    struct aq_queue *q = queue_new(test_base, 1);
+    struct titem a = {.id = 1}, b = {.id = 2};
+    struct twait w = {.id = 2};
+    struct aq_queue_item *got;
+
+    ck_assert_int_eq(aq_queue_put_nowait(q, &a.qi, 0, 0), AQ_QUEUE_OK);
+    ck_assert_uint_eq(aq_queue_putters(q), 0);
+    ck_assert_int_eq(aq_queue_put(q, &w.w, &b.qi, 0, 0, record_cb, &w),
+                     AQ_QUEUE_WAITING);
+    ck_assert_uint_eq(aq_queue_putters(q), 1);
+    ck_assert_int_eq(aq_queue_get_nowait(q, &got), AQ_QUEUE_OK);
+    ck_assert_int_eq(aq_queue_task_done(q, NULL), 0);
+    ck_assert(run_until(test_base, &w.fired, 1000));
+    ck_assert_uint_eq(aq_queue_putters(q), 0);
+    aq_queue_free(q);
+}
+END_TEST
+
 Suite *
 queue_suite(void)
 {
@@ -2329,5 +2380,10 @@ queue_suite(void)
                    producer_and_consumer_waiters_move_twenty_thousand_items);
     suite_add_tcase(s, tc);
 
+    tc = test_tcase_with_base("ages");
+    tcase_add_loop_test(
+        tc, oldest_ready_age_is_the_item_ready_longest_not_the_head, 0, 2);
+    tcase_add_test(tc, putters_counts_puts_waiting_for_room);
+    suite_add_tcase(s, tc);
     return s;
 }
