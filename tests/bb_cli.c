@@ -2,7 +2,7 @@
 /*
  * tests/bb_cli.c: the asyncq command-line client (spec section 8) against
  * a real asyncqd: every verb, --json output, the exit statuses (0 success,
- * 1 job failed, 2 usage error, 3 server unreachable or server error), put
+ * 1 job failed, 2 usage error, 3 server unreachable, 4 server error), put
  * --wait passing an exec job's output and status through, bulk put -f,
  * stats --watch, auth and the server from $ASYNCQ_SERVER. Each run of the
  * CLI is bounded by a deadline; its stdout and stderr are pipes, so it
@@ -345,8 +345,8 @@ END_TEST
 START_TEST(help_exits_0_and_lists_every_verb)
 {
     static const char *const verbs[] = {
-        "put",   "status", "wait",  "cancel", "join",
-        "stats", "scale",  "pause", "resume", "ping",
+        "put",   "status", "wait", "cancel", "join",  "stats",  "scale",
+        "pause", "resume", "ping", "list",   "retry", "delete", "help",
     };
     struct bb_run r;
 
@@ -618,7 +618,7 @@ START_TEST(put_with_the_same_key_twice_returns_the_first_job_as_duplicate)
 }
 END_TEST
 
-START_TEST(put_nowait_on_a_full_queue_exits_3_with_32000)
+START_TEST(put_nowait_on_a_full_queue_exits_4_with_32000)
 {
     struct bb_daemon *d = bb_startq(CONFIG);
     struct bb_run r;
@@ -631,7 +631,7 @@ START_TEST(put_nowait_on_a_full_queue_exits_3_with_32000)
 
     asyncq(&r, d, "put", "-q", "tiny", "-k", "echo", "--args", "{}", "--nowait",
            NULL);
-    assert_exit(&r, 3);
+    assert_exit(&r, 4);
     assert_has(&r, r.err, "-32000");
     ck_assert_str_eq(r.out, "");
     bb_run_free(&r);
@@ -786,13 +786,11 @@ START_TEST(put_file_puts_every_line_and_prints_a_summary)
     write_ndjson(path, "stuck", 1000);
     asyncq(&r, d, "put", "-f", path, NULL);
     assert_exit(&r, 0);
-    ck_assert_msg(sscanf(r.out, "%lld jobs put in", &put) == 1 && put == 1000,
+    ck_assert_msg(sscanf(r.out, "%lld put, %lld failed in", &put, &errors) ==
+                          2 &&
+                      put == 1000 && errors == 0,
                   "%s: summary \"%s\"", r.cmd, r.out);
     ck_assert_int_eq(bb_count_lines(r.out), 1);
-    ck_assert_msg(sscanf(strrchr(r.out, ',') + 1, " %lld errors", &errors) ==
-                          1 &&
-                      errors == 0,
-                  "%s: summary \"%s\"", r.cmd, r.out);
     /* stderr is a pipe: no progress bar, no terminal codes. */
     ck_assert_msg(strchr(r.err, '\r') == NULL && strchr(r.err, '\033') == NULL,
                   "%s: stderr holds a progress bar: \"%s\"", r.cmd, r.err);
@@ -857,7 +855,7 @@ START_TEST(put_file_with_a_malformed_line_exits_2_naming_its_number)
 }
 END_TEST
 
-START_TEST(put_file_with_a_refused_line_exits_3_and_counts_the_error)
+START_TEST(put_file_with_a_refused_line_exits_4_and_counts_the_error)
 {
     struct bb_daemon *d = bb_startq(CONFIG);
     char path[128];
@@ -869,7 +867,7 @@ START_TEST(put_file_with_a_refused_line_exits_3_and_counts_the_error)
                      "{\"queue\":\"no-such-queue\",\"args\":{}}\n"
                      "{\"queue\":\"stuck\",\"kind\":\"echo\",\"args\":{}}\n");
     asyncq(&r, d, "--json", "put", "-f", path, NULL);
-    assert_exit(&r, 3);
+    assert_exit(&r, 4);
     v = out_json(&r);
     ck_assert_int_eq(bb_int_at(v, "put"), 2);
     ck_assert_int_eq(bb_int_at(v, "errors"), 1);
@@ -970,13 +968,13 @@ START_TEST(status_of_a_failed_job_exits_1)
 }
 END_TEST
 
-START_TEST(status_of_an_unknown_job_exits_3_with_32004)
+START_TEST(status_of_an_unknown_job_exits_4_with_32004)
 {
     struct bb_daemon *d = bb_startq(CONFIG);
     struct bb_run r;
 
     asyncq(&r, d, "status", "999999", NULL);
-    assert_exit(&r, 3);
+    assert_exit(&r, 4);
     assert_has(&r, r.err, "-32004");
     ck_assert_str_eq(r.out, "");
     bb_run_free(&r);
@@ -1136,7 +1134,7 @@ START_TEST(cancel_of_a_pending_job_cancels_it_and_exits_0)
 }
 END_TEST
 
-START_TEST(cancel_of_a_done_job_exits_3_with_32009)
+START_TEST(cancel_of_a_done_job_exits_4_with_32009)
 {
     struct bb_daemon *d = bb_startq(CONFIG);
     struct bb_conn *c = bb_connect(d);
@@ -1147,12 +1145,12 @@ START_TEST(cancel_of_a_done_job_exits_3_with_32009)
     bb_await_state(c, a, "done", 10000);
     snprintf(as, sizeof as, "%lld", (long long)a);
     asyncq(&r, d, "cancel", as, NULL);
-    assert_exit(&r, 3);
+    assert_exit(&r, 4);
     assert_has(&r, r.err, "-32009");
     bb_run_free(&r);
 
     asyncq(&r, d, "cancel", "999999", NULL);
-    assert_exit(&r, 3);
+    assert_exit(&r, 4);
     assert_has(&r, r.err, "-32004");
     bb_run_free(&r);
     bb_close(c);
@@ -1224,13 +1222,13 @@ START_TEST(join_timeout_on_a_queue_without_consumers_exits_3)
 }
 END_TEST
 
-START_TEST(join_of_an_unknown_queue_exits_3_with_32002)
+START_TEST(join_of_an_unknown_queue_exits_4_with_32002)
 {
     struct bb_daemon *d = bb_startq(CONFIG);
     struct bb_run r;
 
     asyncq(&r, d, "join", "no-such-queue", NULL);
-    assert_exit(&r, 3);
+    assert_exit(&r, 4);
     assert_has(&r, r.err, "-32002");
     bb_run_free(&r);
     ck_assert_int_eq(bb_stop(d), 0);
@@ -1337,7 +1335,7 @@ START_TEST(stats_json_has_the_spec_fields_for_every_queue)
     bb_run_free(&r);
 
     asyncq(&r, d, "stats", "no-such-queue", NULL);
-    assert_exit(&r, 3);
+    assert_exit(&r, 4);
     assert_has(&r, r.err, "-32002");
     bb_run_free(&r);
     bb_close(c);
@@ -1405,7 +1403,7 @@ START_TEST(scale_sets_the_consumer_count_seen_in_stats)
     bb_await_state(c, p, "done", 10000);
 
     asyncq(&r, d, "scale", "no-such-queue", "1", NULL);
-    assert_exit(&r, 3);
+    assert_exit(&r, 4);
     assert_has(&r, r.err, "-32002");
     bb_run_free(&r);
     bb_close(c);
@@ -1451,7 +1449,7 @@ START_TEST(pause_stops_a_queue_and_resume_restarts_it)
     bb_await_state(c, id, "done", 10000);
 
     asyncq(&r, d, "pause", "no-such-queue", NULL);
-    assert_exit(&r, 3);
+    assert_exit(&r, 4);
     assert_has(&r, r.err, "-32002");
     bb_run_free(&r);
     bb_close(c);
@@ -1484,17 +1482,17 @@ START_TEST(auth_token_comes_from_asyncq_token_or_token_file)
                   token_file);
 
     asyncq(&r, d, "ping", NULL);
-    assert_exit(&r, 3);
+    assert_exit(&r, 4);
     assert_has(&r, r.err, "-32001");
     bb_run_free(&r);
 
     asyncq_with(&r, &bad, d, "ping", NULL);
-    assert_exit(&r, 3);
+    assert_exit(&r, 4);
     assert_has(&r, r.err, "-32001");
     bb_run_free(&r);
 
     asyncq(&r, d, "--token-file", wrong_file, "ping", NULL);
-    assert_exit(&r, 3);
+    assert_exit(&r, 4);
     assert_has(&r, r.err, "-32001");
     bb_run_free(&r);
 
@@ -1676,7 +1674,7 @@ bb_cli_suite(void)
     tcase_add_test(put, put_with_retries_runs_a_failing_job_again);
     tcase_add_test(
         put, put_with_the_same_key_twice_returns_the_first_job_as_duplicate);
-    tcase_add_test(put, put_nowait_on_a_full_queue_exits_3_with_32000);
+    tcase_add_test(put, put_nowait_on_a_full_queue_exits_4_with_32000);
     tcase_add_test(put, put_kind_echo_with_args_json_runs_an_echo_job);
     tcase_add_test(put, put_wait_of_an_exec_job_prints_its_stdout_and_exits_0);
     tcase_add_test(put,
@@ -1689,28 +1687,28 @@ bb_cli_suite(void)
     tcase_add_test(put,
                    put_file_with_a_malformed_line_exits_2_naming_its_number);
     tcase_add_test(put,
-                   put_file_with_a_refused_line_exits_3_and_counts_the_error);
+                   put_file_with_a_refused_line_exits_4_and_counts_the_error);
     suite_add_tcase(s, put);
 
     tcase_set_timeout(jobs, 60);
     tcase_add_test(jobs, status_prints_the_record_and_json_prints_it_raw);
     tcase_add_test(jobs, status_of_a_record_with_a_huge_integer_is_read);
     tcase_add_test(jobs, status_of_a_failed_job_exits_1);
-    tcase_add_test(jobs, status_of_an_unknown_job_exits_3_with_32004);
+    tcase_add_test(jobs, status_of_an_unknown_job_exits_4_with_32004);
     tcase_add_test(jobs, wait_exits_0_once_every_job_is_done);
     tcase_add_test(jobs, wait_exits_1_if_one_job_failed);
     tcase_add_test(jobs, wait_any_returns_the_first_finished_job);
     tcase_add_test(jobs,
                    wait_timeout_with_an_unfinished_job_exits_3_with_32008);
     tcase_add_test(jobs, cancel_of_a_pending_job_cancels_it_and_exits_0);
-    tcase_add_test(jobs, cancel_of_a_done_job_exits_3_with_32009);
+    tcase_add_test(jobs, cancel_of_a_done_job_exits_4_with_32009);
     suite_add_tcase(s, jobs);
 
     tcase_set_timeout(queues, 60);
     tcase_add_test(queues,
                    join_returns_once_every_job_of_the_queue_has_finished);
     tcase_add_test(queues, join_timeout_on_a_queue_without_consumers_exits_3);
-    tcase_add_test(queues, join_of_an_unknown_queue_exits_3_with_32002);
+    tcase_add_test(queues, join_of_an_unknown_queue_exits_4_with_32002);
     tcase_add_test(queues, stats_prints_a_table_naming_every_queue);
     tcase_add_test(queues, stats_json_has_the_spec_fields_for_every_queue);
     tcase_add_test(queues,
