@@ -22,17 +22,12 @@
 #include <unistd.h>
 
 #include "bb.h"
+#include "bbcli.h"
 #include "bbjson.h"
 #include "bbproc.h"
 #include "bbsuites.h"
 
-#ifndef ASYNCQ_CLI_PATH
-#error "ASYNCQ_CLI_PATH must name the asyncq binary"
-#endif
-
-#define CLI_TIMEOUT_MS 30000 /* deadline for one run of the CLI */
 #define MAX_ARGS 64
-#define MAX_ENV 512
 
 /* exec jobs run on "default"; "held" and "stuck" have no consumers, so
  * their jobs stay pending; a retry waits 10 ms. */
@@ -48,137 +43,6 @@
     "'tiny':{'kind':'echo','consumers':0,'maxsize':1}}}"
 
 #define TOKEN "cli-s3cret"
-
-extern char **environ;
-
-/* ---- running the CLI ---- */
-
-struct run_opts {
-    const char *env[4];  /* "NAME=value" added to the environment */
-    int sigint_at_lines; /* > 0: SIGINT once stdout has that many lines */
-};
-
-/* The test's environment without ASYNCQ_SERVER and ASYNCQ_TOKEN, plus
- * extra (NULL-terminated), in envp (static storage is not needed: the
- * strings are borrowed from environ and extra). */
-static void
-build_env(const char **envp, const char *const *extra)
-{
-    size_t n = 0;
-
-    for (char **e = environ; *e != NULL && n < MAX_ENV - 8; e++) {
-        if (strncmp(*e, "ASYNCQ_SERVER=", 14) != 0 &&
-            strncmp(*e, "ASYNCQ_TOKEN=", 13) != 0)
-            envp[n++] = *e;
-    }
-    for (; *extra != NULL; extra++)
-        envp[n++] = *extra;
-    envp[n] = NULL;
-}
-
-/* Runs argv (argv[0] is the CLI) in the test's environment less the
- * server and token variables, plus o's, within CLI_TIMEOUT_MS. */
-static void
-run_argv(struct bb_run *r, const struct run_opts *o, const char **argv)
-{
-    const char *envp[MAX_ENV];
-    const struct bb_run_opts ro = {.envp = envp,
-                                   .timeout_ms = CLI_TIMEOUT_MS,
-                                   .sigint_at_lines = o->sigint_at_lines};
-
-    build_env(envp, o->env);
-    bb_run_argv(r, &ro, argv);
-}
-
-/* Runs asyncq with the arguments in ap (up to a NULL), after --server
- * tcp://127.0.0.1:PORT when d is not NULL. */
-static void
-run_va(struct bb_run *r, const struct run_opts *o, const struct bb_daemon *d,
-       va_list ap)
-{
-    const char *argv[MAX_ARGS];
-    char url[64];
-    const char *a;
-    int n = 0;
-
-    argv[n++] = ASYNCQ_CLI_PATH;
-    if (d != NULL) {
-        snprintf(url, sizeof url, "tcp://127.0.0.1:%d", bb_port(d));
-        argv[n++] = "--server";
-        argv[n++] = url;
-    }
-    while ((a = va_arg(ap, const char *)) != NULL) {
-        ck_assert_int_lt(n, MAX_ARGS - 1);
-        argv[n++] = a;
-    }
-    argv[n] = NULL;
-    run_argv(r, o, argv);
-}
-
-/* asyncq --server <d's address> ARGS... */
-static void asyncq(struct bb_run *r, const struct bb_daemon *d, ...)
-    __attribute__((sentinel));
-
-static void
-asyncq(struct bb_run *r, const struct bb_daemon *d, ...)
-{
-    static const struct run_opts none;
-    va_list ap;
-
-    va_start(ap, d);
-    run_va(r, &none, d, ap);
-    va_end(ap);
-}
-
-/* asyncq as above, with options (environment, SIGINT). */
-static void asyncq_with(struct bb_run *r, const struct run_opts *o,
-                        const struct bb_daemon *d, ...)
-    __attribute__((sentinel));
-
-static void
-asyncq_with(struct bb_run *r, const struct run_opts *o,
-            const struct bb_daemon *d, ...)
-{
-    va_list ap;
-
-    va_start(ap, d);
-    run_va(r, o, d, ap);
-    va_end(ap);
-}
-
-#define assert_exit(r, want)                                                   \
-    ck_assert_msg((r)->status == (want),                                       \
-                  "%s: exit %d, want %d; stdout: \"%s\"; stderr: \"%s\"",      \
-                  (r)->cmd, (r)->status, (want), (r)->out, (r)->err)
-
-#define assert_has(r, text, needle)                                            \
-    ck_assert_msg(strstr((text), (needle)) != NULL,                            \
-                  "%s: %s lacks \"%s\"; stdout: \"%s\"; stderr: \"%s\"",       \
-                  (r)->cmd, #text, (needle), (r)->out, (r)->err)
-
-/* stdout as one JSON value (new ref); fails the test if it is not. */
-static json_t *
-out_json(const struct bb_run *r)
-{
-    json_error_t jerr;
-    json_t *v = json_loads(r->out, JSON_DECODE_ANY, &jerr);
-
-    ck_assert_msg(v != NULL, "%s: stdout is not JSON (%s): \"%s\"", r->cmd,
-                  jerr.text, r->out);
-    return v;
-}
-
-/* Fails the test unless got equals want (taken), naming both. */
-static void
-assert_json_eq(const struct bb_run *r, const json_t *got, json_t *want)
-{
-    char *g = bb_dump(got), *w = bb_dump(want);
-
-    ck_assert_msg(json_equal(got, want), "%s: got %s, want %s", r->cmd, g, w);
-    free(g);
-    free(w);
-    json_decref(want);
-}
 
 /* The id in put's human output "job ID STATE\n", checking the state. */
 static json_int_t
@@ -1569,7 +1433,7 @@ bench(struct bb_run *r, const struct bb_daemon *d, ...)
     }
     va_end(ap);
     argv[n] = NULL;
-    run_argv(r, &none, argv);
+    cli_run_argv(r, &none, argv);
 }
 
 START_TEST(bench_end_to_end_reports_rates_and_latencies_as_json)

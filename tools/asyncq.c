@@ -340,10 +340,10 @@ main(int argc, char **argv)
         return usage_error(&cli, "unknown verb %s", argv[i]);
     cli.verb = v->name;
     split_args(&cli, argc, argv, i + 1);
-    if (v->fn == NULL)
-        rc = help(&cli);
-    else if (wants_help(&cli))
+    if (wants_help(&cli))
         rc = print_usage(stdout, v->name);
+    else if (v->fn == NULL)
+        rc = help(&cli);
     else
         rc = v->fn(&cli);
     aq_client_free(cli.client);

@@ -74,13 +74,14 @@ parse_duration(const char *s, double *out)
     static const struct {
         const char *unit;
         double secs;
-    } units[] = {{"", 1},    {"s", 1},     {"ms", 0.001},
-                 {"m", 60},  {"h", 3600},  {"d", 86400}};
+    } units[] = {{"", 1},   {"s", 1},    {"ms", 0.001},
+                 {"m", 60}, {"h", 3600}, {"d", 86400}};
     char *end;
     double v;
 
     /* strtod also reads "inf", "nan", hex and a sign: none is a duration */
-    if (!isdigit((unsigned char)*s) && !(*s == '.' && isdigit((unsigned char)s[1])))
+    if (!isdigit((unsigned char)*s) &&
+        !(*s == '.' && isdigit((unsigned char)s[1])))
         return -1;
     if (s[0] == '0' && (s[1] == 'x' || s[1] == 'X'))
         return -1;
@@ -221,11 +222,11 @@ job_what(const json_t *rec)
     if (strcmp(kind, "exec") == 0 &&
         json_is_array(json_object_get(args, "argv")))
         return shell_join(json_object_get(args, "argv"));
-    if (strcmp(kind, "http") == 0 && json_is_string(json_object_get(args, "url"))) {
+    if (strcmp(kind, "http") == 0 &&
+        json_is_string(json_object_get(args, "url"))) {
         const char *m = str_of(args, "method");
 
-        return xasprintf("%s %s", *m != '\0' ? m : "GET",
-                         str_of(args, "url"));
+        return xasprintf("%s %s", *m != '\0' ? m : "GET", str_of(args, "url"));
     }
     if (*str_of(rec, "name") != '\0')
         return xstrdup(str_of(rec, "name"));
@@ -238,7 +239,11 @@ job_what(const json_t *rec)
 static size_t
 utf8_len(const unsigned char *p)
 {
-    size_t n = *p < 0x80 ? 1 : *p >= 0xf0 ? 4 : *p >= 0xe0 ? 3 : *p >= 0xc0 ? 2 : 1;
+    size_t n = *p < 0x80    ? 1
+               : *p >= 0xf0 ? 4
+               : *p >= 0xe0 ? 3
+               : *p >= 0xc0 ? 2
+                            : 1;
 
     for (size_t k = 1; k < n; k++)
         if ((p[k] & 0xc0) != 0x80)
@@ -516,8 +521,8 @@ progress_init(struct progress *p)
 }
 
 void
-progress_draw(struct progress *p, const char *what, double done,
-              double total, const char *note)
+progress_draw(struct progress *p, const char *what, double done, double total,
+              const char *note)
 {
     static const char bar[] = "==============================";
     int width = (int)sizeof bar - 1, filled;

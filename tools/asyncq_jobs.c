@@ -79,7 +79,8 @@ v_wait(struct cli *cli)
         if (strcmp(a, "--any") == 0)
             json_object_set_new(params, "mode", json_string("any"));
         else if (strcmp(a, "--timeout") == 0) {
-            if (k + 1 >= cli->argc || parse_duration(cli->argv[k + 1], &t) < 0) {
+            if (k + 1 >= cli->argc ||
+                parse_duration(cli->argv[k + 1], &t) < 0) {
                 rc = usage_error(cli,
                                  "--timeout %s: expected a duration (90, 90s, "
                                  "5m, 1h, 2d)",
@@ -355,8 +356,9 @@ v_cancel(struct cli *cli)
         goto out;
     }
     if (t.queue != NULL && !t.all) {
-        rc = usage_error(cli, "-q %s: add --all to cancel every waiting job "
-                              "of the queue",
+        rc = usage_error(cli,
+                         "-q %s: add --all to cancel every waiting job "
+                         "of the queue",
                          t.queue);
         goto out;
     }
@@ -412,10 +414,10 @@ list_cells(const json_t *rec, double now, char **cells)
                       age, sizeof age)
             : "");
     if (e != NULL && !json_is_null(e))
-        cells[C_ERROR] = *str_of(e, "message") != '\0'
-                             ? xasprintf("%s: %s", str_of(e, "code"),
-                                         str_of(e, "message"))
-                             : xstrdup(str_of(e, "code"));
+        cells[C_ERROR] =
+            *str_of(e, "message") != '\0'
+                ? xasprintf("%s: %s", str_of(e, "code"), str_of(e, "message"))
+                : xstrdup(str_of(e, "code"));
     else
         cells[C_ERROR] = xstrdup("");
 }
@@ -537,8 +539,7 @@ add_states(json_t *states, const char *v)
         if (comma == NULL)
             comma = p + strlen(p);
         if (comma > p)
-            json_array_append_new(states,
-                                  json_stringn(p, (size_t)(comma - p)));
+            json_array_append_new(states, json_stringn(p, (size_t)(comma - p)));
         p = comma + 1;
     } while (*comma != '\0');
 }
@@ -564,9 +565,10 @@ v_list(struct cli *cli)
             continue;
         }
         if (v == NULL || a[0] != '-') {
-            rc = usage_error(cli, v == NULL && a[0] == '-'
-                                      ? "%s needs a value"
-                                      : "%s: unexpected argument",
+            rc = usage_error(cli,
+                             v == NULL && a[0] == '-'
+                                 ? "%s needs a value"
+                                 : "%s: unexpected argument",
                              a);
             goto out;
         }

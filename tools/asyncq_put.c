@@ -16,10 +16,10 @@
 
 #include "asyncq.h"
 
-#define BULK_WINDOW 256    /* puts in flight */
+#define BULK_WINDOW 256     /* puts in flight */
 #define MAX_SHOWN_ERRORS 20 /* refused lines printed; the rest counted */
-#define REDRAW_MS 250      /* the bar's timer */
-#define HELD_BACK_S 1.0    /* no reply this long: say the server holds back */
+#define REDRAW_MS 250       /* the bar's timer */
+#define HELD_BACK_S 1.0     /* no reply this long: say the server holds back */
 
 /* put --wait: an exec job's stdout and stderr pass through, and its exit
  * status becomes ours; other kinds print the record. */
@@ -82,8 +82,8 @@ put_one(struct cli *cli, json_t *params, bool wait)
     }
     json_decref(r);
     aq_client_set_timeout(cli->client, -1);
-    recs = aq_client_call(cli->client, "wait",
-                          json_pack("{s:[I]}", "jobs", id), NULL, NULL, &err);
+    recs = aq_client_call(cli->client, "wait", json_pack("{s:[I]}", "jobs", id),
+                          NULL, NULL, &err);
     if (recs == NULL) {
         rc = error_status(&err);
         if (rc == EXIT_UNREACHABLE && err.code != AQ_ERR_TIMEOUT) {
@@ -130,8 +130,7 @@ bulk_draw(struct bulk *b)
 }
 
 /* A message on its own line, even while the bar is drawn. */
-static void
-bulk_say(const struct bulk *b, const char *fmt, ...)
+static void bulk_say(const struct bulk *b, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 
 static void

@@ -114,7 +114,8 @@ v_join(struct cli *cli)
         double t;
 
         if (strcmp(cli->argv[k], "--timeout") == 0) {
-            if (k + 1 >= cli->argc || parse_duration(cli->argv[k + 1], &t) < 0) {
+            if (k + 1 >= cli->argc ||
+                parse_duration(cli->argv[k + 1], &t) < 0) {
                 json_decref(params);
                 return usage_error(cli,
                                    "--timeout %s: expected a duration (90, "
@@ -249,11 +250,11 @@ stats_narrow(const json_t *queues)
     json_object_foreach ((json_t *)queues, name, q) {
         char *cell = queue_cell(name, q), busy[48];
 
-        snprintf(busy, sizeof busy, "%lld/%lld", N(q, "busy"),
-                 N(q, json_object_get(q, "workers") != NULL &&
-                              N(q, "consumers") == 0
-                          ? "workers"
-                          : "consumers"));
+        snprintf(
+            busy, sizeof busy, "%lld/%lld", N(q, "busy"),
+            N(q, json_object_get(q, "workers") != NULL && N(q, "consumers") == 0
+                     ? "workers"
+                     : "consumers"));
         print_cell(cell, w, false, false);
         printf(" %7lld %7lld %7lld %9s %9lld %7lld\n", N(q, "size"),
                N(q, "delayed"), N(q, "running"), busy, N(q, "done"),
@@ -368,8 +369,8 @@ v_stats(struct cli *cli)
     sigaction(SIGINT, &sa, NULL);
     do {
         struct aq_error err;
-        json_t *st = cli->client != NULL ? stats_once(cli->client, queue, &err)
-                                         : NULL;
+        json_t *st =
+            cli->client != NULL ? stats_once(cli->client, queue, &err) : NULL;
 
         if (st == NULL) {
             if (!watch || error_status(&err) == EXIT_SERVER)
