@@ -32,8 +32,8 @@
     "'consumers':0}}}"
 
 static const char *const verbs[] = {
-    "put",   "status", "wait",  "list", "retry",  "delete", "cancel",
-    "join",  "stats",  "scale", "pause", "resume", "ping",  "help",
+    "put",  "status", "wait",  "list",  "retry",  "delete", "cancel",
+    "join", "stats",  "scale", "pause", "resume", "ping",   "help",
 };
 
 /* ---- help ---- */
@@ -187,8 +187,9 @@ START_TEST(exit_4_when_the_server_says_no_3_when_it_cannot_answer)
 {
     struct bb_daemon *d = bb_startq(CONFIG);
     struct bb_conn *c = bb_connect(d);
-    json_int_t id = bb_put_job(c, bb_jsonq("{'queue':'held','args':{'argv':["
-                                           "'/bin/true']}}"),
+    json_int_t id = bb_put_job(c,
+                               bb_jsonq("{'queue':'held','args':{'argv':["
+                                        "'/bin/true']}}"),
                                BB_TIMEOUT_MS);
     char ids[32];
     struct bb_run r;
@@ -228,8 +229,7 @@ START_TEST(status_shows_an_exec_jobs_output_as_text)
     json_t *rec;
 
     asyncq(&r, d, "--json", "put", "--wait", "--", "/bin/sh", "-c",
-           "printf 'line one\\nline \"two\"\\n'; echo oops >&2; exit 3",
-           NULL);
+           "printf 'line one\\nline \"two\"\\n'; echo oops >&2; exit 3", NULL);
     assert_exit(&r, 1);
     rec = out_json(&r);
     id = bb_int_at(rec, "job");
@@ -307,8 +307,8 @@ START_TEST(stats_watch_survives_a_daemon_restart)
     struct bb_run r;
     long at;
 
-    ck_assert_msg(bb_bg_wait(b, false, "QUEUE", 0, BG_MS) >= 0,
-                  "no table: %s", bb_bg_err(b));
+    ck_assert_msg(bb_bg_wait(b, false, "QUEUE", 0, BG_MS) >= 0, "no table: %s",
+                  bb_bg_err(b));
     bb_restart(d);
     ck_assert_msg(bb_bg_wait(b, true, "reconnecting", 0, BG_MS) >= 0,
                   "no reconnecting: %s", bb_bg_err(b));
@@ -354,7 +354,8 @@ START_TEST(put_file_waits_through_back_pressure_and_counts)
     bb_await_stat(c, "bp", "put", 5, BB_TIMEOUT_MS);
     /* held back, not failed: the CLI says nothing yet */
     ck_assert_int_eq(bb_bg_wait(b, false, "put,", 0, 300), -1);
-    json_decref(bb_result(c, "scale", bb_jsonq("{'queue':'bp','consumers':1}")));
+    json_decref(
+        bb_result(c, "scale", bb_jsonq("{'queue':'bp','consumers':1}")));
     bb_bg_finish(b, &r, CLI_TIMEOUT_MS);
     assert_exit(&r, 0);
     assert_has(&r, r.out, "10 put, 0 failed");
@@ -382,8 +383,8 @@ START_TEST(put_file_that_loses_the_server_says_how_many_got_in)
     ck_assert_int_eq(bb_stop(d), 0);
     bb_bg_finish(b, &r, CLI_TIMEOUT_MS);
     assert_exit(&r, 3);
-    ck_assert_msg(strncmp(r.out, "5 put, ", 7) == 0, "%s: stdout \"%s\"",
-                  r.cmd, r.out);
+    ck_assert_msg(strncmp(r.out, "5 put, ", 7) == 0, "%s: stdout \"%s\"", r.cmd,
+                  r.out);
     /* the puts held back were refused (-32010) or never answered: each
      * error on a line of its own */
     ck_assert_msg(strstr(r.out, "not answered") != NULL ||
@@ -417,8 +418,9 @@ START_TEST(put_file_errors_name_the_line)
 
     /* A line that is not JSON stops the run: what went before is counted. */
     ck_assert_ptr_nonnull(f = fopen(path, "w"));
-    fputs("{\"queue\":\"e\",\"args\":{}}\n{nope\n{\"queue\":\"e\",\"args\":{}}\n",
-          f);
+    fputs(
+        "{\"queue\":\"e\",\"args\":{}}\n{nope\n{\"queue\":\"e\",\"args\":{}}\n",
+        f);
     ck_assert_int_eq(fclose(f), 0);
     asyncq(&r, d, "put", "-f", path, NULL);
     assert_exit(&r, 2);
@@ -436,8 +438,8 @@ START_TEST(put_wait_cut_short_by_a_server_stop_prints_the_job_id)
 {
     struct bb_daemon *d = bb_startq(CONFIG);
     struct bb_conn *c = bb_connect(d);
-    struct bb_bg *b = asyncq_bg(d, "put", "--wait", "-q", "held", "--",
-                                "/bin/true", NULL);
+    struct bb_bg *b =
+        asyncq_bg(d, "put", "--wait", "-q", "held", "--", "/bin/true", NULL);
     struct bb_run r;
     long long id = 0, again = 0;
     const char *p;
