@@ -62,8 +62,11 @@ has_row(const char *text, json_int_t id)
 {
     for (const char *p = text; p != NULL && *p != '\0';) {
         long long got;
+        char word[64];
 
-        if (sscanf(p, " %lld ", &got) == 1 && got == id)
+        /* not the footer's "2 jobs shown" */
+        if (sscanf(p, " %lld %63s", &got, word) == 2 && got == id &&
+            strcmp(word, "jobs") != 0 && strcmp(word, "job") != 0)
             return true;
         p = strchr(p, '\n');
         if (p != NULL)

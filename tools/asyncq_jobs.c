@@ -468,9 +468,11 @@ list_row(char *const *cells, const int *w)
     for (int c = 0; c < N_COLS; c++) {
         bool right = c == C_ID || c == C_ATTEMPTS || c == C_AGE;
 
-        print_cell(cells[c], w[c], right, c == N_COLS - 1);
-        if (c < N_COLS - 1)
+        if (c == N_COLS - 1 && *cells[c] == '\0')
+            break; /* no trailing blanks */
+        if (c > 0)
             putchar(' ');
+        print_cell(cells[c], w[c], right, c == N_COLS - 1);
     }
     putchar('\n');
 }
