@@ -31,7 +31,8 @@ struct aq_client {
     int64_t next_id;
     char *buf; /* received, not yet consumed */
     size_t len, cap;
-    json_t *last; /* the message last returned by recv, for *method */
+    json_t *last;   /* the message last returned by recv, for *method */
+    bool timed_out; /* the last recv found no line within timeout_ms */
 };
 
 static int64_t
@@ -206,10 +207,16 @@ fill_line(struct aq_client *c, struct aq_error *err)
         struct pollfd pfd = {.fd = c->fd, .events = POLLIN};
         int wait = deadline < 0 ? -1 : (int)(deadline - now_ms());
         ssize_t n;
+        int ready;
 
         if (deadline >= 0 && wait < 0)
             wait = 0;
-        if (poll(&pfd, 1, wait) == 0) {
+        ready = poll(&pfd, 1, wait);
+
+        if (ready < 0 && errno == EINTR)
+            continue; /* a signal the caller handles: wait on */
+        if (ready == 0) {
+            c->timed_out = true;
             aq_error_set(err, AQ_ERR_TRANSPORT, "%s: no reply within %d ms",
                          c->server, c->timeout_ms);
             return -1;
@@ -241,6 +248,7 @@ aq_client_recv(struct aq_client *c, int64_t *id, const char **method,
     char *nl;
     size_t n;
 
+    c->timed_out = false;
     if (fill_line(c, err) < 0)
         return NULL;
     nl = memchr(c->buf, '\n', c->len);
@@ -334,6 +342,12 @@ aq_client_auth(struct aq_client *c, const char *token_file,
                        err);
     json_decref(r);
     return r != NULL ? 0 : -1;
+}
+
+bool
+aq_client_timed_out(const struct aq_client *c)
+{
+    return c->timed_out;
 }
 
 bool

@@ -39,6 +39,11 @@ int64_t aq_client_send(struct aq_client *c, const char *method, json_t *params,
 json_t *aq_client_recv(struct aq_client *c, int64_t *id, const char **method,
                        struct aq_error *err);
 
+/* Whether the last aq_client_recv failed only because no whole message
+ * came within the timeout: the connection is still usable, and what was
+ * received so far is kept for the next recv. */
+bool aq_client_timed_out(const struct aq_client *c);
+
 /* send + wait for that reply, handing notifications that arrive first to
  * on_note (may be NULL: dropped). Returns the result (a new reference), or
  * NULL with err: the server's error (its code and message) or a transport

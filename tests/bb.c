@@ -175,6 +175,7 @@ listen_socket(int *port)
     ck_assert_int_ge(fd, 0);
     setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
     sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    sin.sin_port = htons((uint16_t)*port); /* 0: any free port */
     ck_assert_int_eq(bind(fd, (struct sockaddr *)&sin, sizeof sin), 0);
     ck_assert_int_eq(listen(fd, 4096), 0);
     ck_assert_int_eq(getsockname(fd, (struct sockaddr *)&sin, &len), 0);
@@ -240,20 +241,16 @@ ping_once(struct bb_daemon *d)
     return ok;
 }
 
-/* Starts the daemon with the config text (freed) as bb_start does. */
-static struct bb_daemon *
-start_take(char *text)
+/* Runs the daemon of d on its config and port (0: a free one, then set)
+ * and waits until it answers a ping. */
+static void
+run_daemon(struct bb_daemon *d)
 {
-    struct bb_daemon *d = calloc(1, sizeof *d);
     int lfd;
     int64_t deadline = bb_now_ms() + START_TIMEOUT_MS;
 
-    snprintf(d->dir, sizeof d->dir, "/tmp/asyncq-bb.XXXXXX");
-    ck_assert_ptr_nonnull(mkdtemp(d->dir));
-    snprintf(d->config, sizeof d->config, "%s/asyncqd.json", d->dir);
-    snprintf(d->logpath, sizeof d->logpath, "%s/asyncqd.log", d->dir);
-    write_config_take(d, text);
     lfd = listen_socket(&d->port);
+    d->has_exited = false;
     d->pid = fork();
     ck_assert_int_ge(d->pid, 0);
     if (d->pid == 0)
@@ -272,7 +269,29 @@ start_take(char *text)
             ck_abort_msg("asyncqd did not answer ping within %d ms",
                          START_TIMEOUT_MS);
     }
+}
+
+/* Starts the daemon with the config text (freed) as bb_start does. */
+static struct bb_daemon *
+start_take(char *text)
+{
+    struct bb_daemon *d = calloc(1, sizeof *d);
+
+    snprintf(d->dir, sizeof d->dir, "/tmp/asyncq-bb.XXXXXX");
+    ck_assert_ptr_nonnull(mkdtemp(d->dir));
+    snprintf(d->config, sizeof d->config, "%s/asyncqd.json", d->dir);
+    snprintf(d->logpath, sizeof d->logpath, "%s/asyncqd.log", d->dir);
+    write_config_take(d, text);
+    run_daemon(d);
     return d;
+}
+
+void
+bb_restart(struct bb_daemon *d)
+{
+    bb_signal(d, SIGTERM);
+    ck_assert_int_eq(bb_wait_exit(d, STOP_TIMEOUT_MS), 0);
+    run_daemon(d);
 }
 
 struct bb_daemon *

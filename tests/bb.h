@@ -59,6 +59,10 @@ struct bb_daemon *bb_startq(const char *config_fmt, ...)
  * or 128+signal); frees d. Tests assert it is 0: every test covers a
  * graceful shutdown. */
 int bb_stop(struct bb_daemon *d);
+/* Stops the daemon (SIGTERM, asserting exit 0) and starts it again on the
+ * same config, directory and port, for clients that reconnect; waits
+ * until it answers a ping. */
+void bb_restart(struct bb_daemon *d);
 /* Sends sig without waiting. */
 void bb_signal(struct bb_daemon *d, int sig);
 /* Waits up to timeout_ms for the daemon to exit; returns its status as

@@ -24,6 +24,8 @@ main(void)
     srunner_add_suite(sr, bb_journal_suite());
     srunner_add_suite(sr, bb_faults_suite());
     srunner_add_suite(sr, bb_cli_suite());
+    srunner_add_suite(sr, bb_cli_user_suite());
+    srunner_add_suite(sr, bb_cli_manage_suite());
     srunner_add_suite(sr, bb_service_suite());
     srunner_add_suite(sr, bb_http_suite());
     srunner_add_suite(sr, bb_conformance_suite());

@@ -149,6 +149,121 @@ bb_run_argv(struct bb_run *r, const struct bb_run_opts *o,
     r->status = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
 }
 
+/* ---- commands in the background ---- */
+
+struct bb_bg {
+    pid_t pid;
+    int out, err; /* read ends; -1 once closed */
+    struct bb_run run;
+    size_t out_len, err_len;
+};
+
+struct bb_bg *
+bb_bg_start(const struct bb_run_opts *o, const char *const *argv)
+{
+    struct bb_bg *b = calloc(1, sizeof *b);
+    int out[2], err[2];
+
+    b->run.cmd = command_line(argv);
+    ck_assert_int_eq(pipe2(out, O_CLOEXEC), 0);
+    ck_assert_int_eq(pipe2(err, O_CLOEXEC), 0);
+    b->pid = spawn(argv,
+                   o != NULL && o->envp != NULL ? o->envp
+                                                : (const char *const *)environ,
+                   out[1], err[1]);
+    close(out[1]);
+    close(err[1]);
+    b->out = out[0];
+    b->err = err[0];
+    b->run.out = strdup("");
+    b->run.err = strdup("");
+    return b;
+}
+
+/* Reads what the command wrote, waiting up to wait_ms for some; false
+ * once both pipes are closed. */
+static bool
+bg_read(struct bb_bg *b, int wait_ms)
+{
+    struct pollfd pfd[2] = {{.fd = b->out, .events = POLLIN},
+                            {.fd = b->err, .events = POLLIN}};
+
+    if (b->out < 0 && b->err < 0)
+        return false;
+    if (poll(pfd, 2, wait_ms) <= 0)
+        return true;
+    if (pfd[0].revents != 0 && !drain_fd(b->out, &b->run.out, &b->out_len)) {
+        close(b->out);
+        b->out = -1;
+    }
+    if (pfd[1].revents != 0 && !drain_fd(b->err, &b->run.err, &b->err_len)) {
+        close(b->err);
+        b->err = -1;
+    }
+    return true;
+}
+
+long
+bb_bg_wait(struct bb_bg *b, bool is_err, const char *needle, size_t from,
+           int timeout_ms)
+{
+    int64_t deadline = bb_now_ms() + timeout_ms;
+
+    for (;;) {
+        const char *text = is_err ? b->run.err : b->run.out;
+        const char *hit =
+            strlen(text) >= from ? strstr(text + from, needle) : NULL;
+        int64_t left = deadline - bb_now_ms();
+
+        if (hit != NULL)
+            return (long)(hit - text);
+        if (left <= 0 || !bg_read(b, (int)left))
+            return -1;
+    }
+}
+
+const char *
+bb_bg_out(const struct bb_bg *b)
+{
+    return b->run.out;
+}
+
+const char *
+bb_bg_err(const struct bb_bg *b)
+{
+    return b->run.err;
+}
+
+void
+bb_bg_signal(struct bb_bg *b, int sig)
+{
+    kill(b->pid, sig);
+}
+
+void
+bb_bg_finish(struct bb_bg *b, struct bb_run *r, int timeout_ms)
+{
+    int64_t deadline = bb_now_ms() + timeout_ms;
+    int st;
+
+    while (b->out >= 0 || b->err >= 0) {
+        int64_t left = deadline - bb_now_ms();
+
+        if (left <= 0) {
+            kill(b->pid, SIGKILL);
+            waitpid(b->pid, &st, 0);
+            ck_abort_msg("%s did not finish within %d ms; stdout: %s; "
+                         "stderr: %s",
+                         b->run.cmd, timeout_ms, b->run.out, b->run.err);
+        }
+        bg_read(b, (int)left);
+    }
+    ck_assert_int_eq(waitpid(b->pid, &st, 0), b->pid);
+    b->run.status = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+    *r = b->run;
+    free(b);
+}
+
 void
 bb_run_free(struct bb_run *r)
 {

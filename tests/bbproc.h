@@ -44,6 +44,24 @@ void bb_run_free(struct bb_run *r);
 /* How many '\n' s holds. */
 size_t bb_count_lines(const char *s);
 
+/* A command running in the background, its output read as it comes (for
+ * a client that must see the daemon change under it). */
+struct bb_bg;
+
+/* Starts argv as bb_run_argv does (o may be NULL), without waiting. */
+struct bb_bg *bb_bg_start(const struct bb_run_opts *o, const char *const *argv);
+/* Waits up to timeout_ms for needle in the command's stdout (is_err:
+ * stderr) at or after offset from; returns where it starts, or -1 if it
+ * did not come in time or the command closed its output first. */
+long bb_bg_wait(struct bb_bg *b, bool is_err, const char *needle, size_t from,
+                int timeout_ms);
+const char *bb_bg_out(const struct bb_bg *b); /* so far; borrowed */
+const char *bb_bg_err(const struct bb_bg *b);
+void bb_bg_signal(struct bb_bg *b, int sig);
+/* Waits for the command's end (killing it and failing the test past
+ * timeout_ms), fills r (bb_run_free it) and frees b. */
+void bb_bg_finish(struct bb_bg *b, struct bb_run *r, int timeout_ms);
+
 /* ---- processes of jobs ---- */
 
 /* A file a job writes its pids to, one line ending in a newline. */

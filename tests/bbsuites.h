@@ -15,6 +15,8 @@ Suite *bb_journal_suite(void);
 Suite *bb_records_suite(void);
 Suite *bb_faults_suite(void);
 Suite *bb_cli_suite(void);
+Suite *bb_cli_user_suite(void);
+Suite *bb_cli_manage_suite(void);
 Suite *bb_service_suite(void);
 Suite *bb_http_suite(void);
 Suite *bb_conformance_suite(void);
