@@ -243,9 +243,10 @@ START_TEST(status_shows_an_exec_jobs_output_as_text)
     assert_has(&r, r.out, "exit code 3");
     assert_has(&r, r.out, "  stdout:\n    line one\n    line \"two\"\n");
     assert_has(&r, r.out, "  stderr:\n    oops\n");
-    /* text, not a JSON blob */
+    /* text, not a JSON blob (the command itself holds a "\n": look at
+     * the output's escapes only) */
     ck_assert_msg(strstr(r.out, "\"stdout\"") == NULL &&
-                      strstr(r.out, "\\n") == NULL,
+                      strstr(r.out, "oops\\n") == NULL,
                   "%s: JSON in \"%s\"", r.cmd, r.out);
     assert_has(&r, r.out, "created");
     assert_has(&r, r.out, "finished");
