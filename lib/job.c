@@ -64,6 +64,8 @@ aq_job_free(struct aq_job *j)
         free(j->ext->result);
         free(j->ext->err_code);
         free(j->ext->err_message);
+        free(j->ext->name);
+        free(j->ext->batch);
         future_drop(j->ext->future);
         free(j->ext);
     }

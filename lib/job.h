@@ -45,6 +45,8 @@ struct aq_job_ext {
     struct aq_task *future; /* settled with the record at the end; owned
                                reference; NULL until someone waits */
     int64_t due_us;         /* journal replay only: wall clock it is ready */
+    char *name;             /* owned; NULL = none */
+    char *batch;            /* owned; NULL = none */
 };
 
 struct aq_job {
