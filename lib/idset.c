@@ -5,10 +5,11 @@
  * uint16 while it has at most ARRAY_MAX of them, else as a bitmap of the
  * same size at most (512 bytes); a bitmap that falls under ARRAY_MIN ids
  * becomes an array again (the gap keeps a chunk from flipping back and
- * forth). The directory is an array of (key, chunk) sorted by key, with
- * room at both ends: ids come from a counter, so adds land in the last
- * chunk and deletes of the oldest ids in the first, both found without a
- * search and both O(1) in the directory.
+ * forth). Small sets and dense runs start chunks as bitmaps (see
+ * new_is_bitmap), so the put/get/done path only flips bits. The directory is an
+ * array of (key, chunk) sorted by key, with room at both ends: ids come from a
+ * counter, so adds land in the last chunk and deletes of the oldest ids in the
+ * first, both found without a search and both O(1) in the directory.
  */
 #include "idset.h"
 
@@ -23,10 +24,11 @@
 #define BITMAP_WORDS (CHUNK_IDS / 64)
 #define ARRAY_MAX 256 /* 512 bytes of offsets: a bitmap is no bigger */
 #define ARRAY_MIN 64  /* a bitmap under this many ids turns into an array */
-#define ARRAY_FIRST 4 /* a new chunk's capacity */
+#define ARRAY_FIRST 4 /* a new array's capacity */
+#define SMALL_SET 4   /* chunks a set may hold as bitmaps however few ids */
 
 struct chunk {
-    uint16_t n;   /* ids held: 1 to CHUNK_IDS */
+    uint16_t n;   /* ids held: 1 to CHUNK_IDS; 0: an empty set's */
     uint16_t cap; /* an array's capacity (offsets); 0 = a bitmap */
     uint32_t unused;
     uint64_t w[]; /* bitmap: BITMAP_WORDS words; array: cap uint16_t */
@@ -40,8 +42,9 @@ struct slot {
 struct aq_idset {
     struct slot *dir; /* owned: dir[off] to dir[off + n - 1], by key */
     size_t off, n, cap;
-    size_t count;       /* ids */
-    size_t chunk_bytes; /* what the chunks hold */
+    size_t count;        /* ids */
+    size_t chunk_bytes;  /* what the chunks hold, spare included */
+    struct chunk *spare; /* owned: the last chunk emptied, for the next */
 };
 
 /* ---- chunks ---- */
@@ -70,8 +73,16 @@ static struct chunk *
 chunk_new(struct aq_idset *s, uint16_t cap)
 {
     size_t size = chunk_size(cap);
-    struct chunk *c = xcalloc(1, size);
+    struct chunk *c = s->spare;
 
+    /* A set that empties and fills again (the running jobs, a queue its
+     * consumers keep empty) reuses its chunk: no malloc per job. Emptied,
+     * it holds no id: its bitmap is all zeros. */
+    if (c != NULL && c->cap == cap) {
+        s->spare = NULL;
+        return c;
+    }
+    c = xcalloc(1, size);
     c->cap = cap;
     s->chunk_bytes += size;
     return c;
@@ -82,6 +93,16 @@ chunk_free(struct aq_idset *s, struct chunk *c)
 {
     s->chunk_bytes -= chunk_size(c->cap);
     free(c);
+}
+
+/* c is empty: kept as the spare if there is none. */
+static void
+chunk_drop(struct aq_idset *s, struct chunk *c)
+{
+    if (s->spare == NULL && (c->cap == 0 || c->cap == ARRAY_FIRST))
+        s->spare = c;
+    else
+        chunk_free(s, c);
 }
 
 static bool
@@ -251,7 +272,7 @@ dir_insert(struct aq_idset *s, size_t i, uint64_t key, struct chunk *c)
 static void
 dir_remove(struct aq_idset *s, size_t i)
 {
-    chunk_free(s, slot_at(s, i)->c);
+    chunk_drop(s, slot_at(s, i)->c);
     if (i == 0)
         s->off++;
     else
@@ -259,6 +280,22 @@ dir_remove(struct aq_idset *s, size_t i)
                 (s->n - i - 1) * sizeof *s->dir);
     if (--s->n == 0)
         s->off = 0;
+}
+
+/* Whether a chunk new at slot at starts as a bitmap: in a small set (the
+ * running jobs, a queue its consumers keep nearly empty), so that the hot
+ * path only flips bits; and after a full chunk at the end (ids put in a
+ * run), which a bitmap would hold in the end. Either way a set holds few
+ * bitmaps with few ids: SMALL_SET, and one after each dense run. */
+static bool
+new_is_bitmap(const struct aq_idset *s, size_t at)
+{
+    const struct chunk *last;
+
+    if (s->n < SMALL_SET)
+        return true;
+    last = slot_at(s, s->n - 1)->c;
+    return at == s->n && last->cap == 0 && last->n >= ARRAY_MAX;
 }
 
 /* ---- public ---- */
@@ -276,12 +313,66 @@ aq_idset_free(struct aq_idset *s)
         return;
     for (size_t i = 0; i < s->n; i++)
         free(slot_at(s, i)->c);
+    free(s->spare);
     free(s->dir);
     free(s);
 }
 
+/* The bitmap chunk of id if it is the set's first or last (with first),
+ * else NULL: the put/get/done path's ids, found with a compare or two. */
+static inline struct chunk *
+end_bitmap(const struct aq_idset *s, uint64_t id, bool first)
+{
+    const struct slot *sl;
+
+    if (s->n == 0)
+        return NULL;
+    sl = slot_at(s, s->n - 1);
+    if (sl->key != id >> CHUNK_BITS && first)
+        sl = slot_at(s, 0);
+    return sl->key == id >> CHUNK_BITS && sl->c->cap == 0 ? sl->c : NULL;
+}
+
+static bool add_slow(struct aq_idset *s, uint64_t id);
+static bool del_slow(struct aq_idset *s, uint64_t id);
+
 bool
 aq_idset_add(struct aq_idset *s, uint64_t id)
+{
+    struct chunk *c = end_bitmap(s, id, false);
+    uint64_t bit = UINT64_C(1) << (id & 63), *w;
+
+    if (c == NULL)
+        return add_slow(s, id);
+    w = &c->w[(id & CHUNK_MASK) >> 6];
+    if (*w & bit)
+        return false;
+    *w |= bit;
+    c->n++;
+    s->count++;
+    return true;
+}
+
+bool
+aq_idset_del(struct aq_idset *s, uint64_t id)
+{
+    struct chunk *c = end_bitmap(s, id, true);
+    uint64_t bit = UINT64_C(1) << (id & 63), *w;
+
+    /* What only the slow path knows to do: a chunk that empties. */
+    if (c == NULL || (c->n == 1 && s->n > 1) ||
+        (c->n <= ARRAY_MIN && s->n > SMALL_SET))
+        return del_slow(s, id);
+    w = &c->w[(id & CHUNK_MASK) >> 6];
+    if (!(*w & bit))
+        return false;
+    *w &= ~bit;
+    c->n--;
+    s->count--;
+    return true;
+}
+
+static bool __attribute__((noinline)) add_slow(struct aq_idset *s, uint64_t id)
 {
     uint64_t key = id >> CHUNK_BITS;
     unsigned v = (unsigned)(id & CHUNK_MASK);
@@ -290,13 +381,11 @@ aq_idset_add(struct aq_idset *s, uint64_t id)
 
     if (id == 0)
         return false;
+    if (s->count == 0 && s->n == 1) /* its chunk, empty: any key fits */
+        slot_at(s, 0)->key = key;
     if ((c = dir_find(s, key, &at)) == NULL) {
-        c = chunk_new(s, ARRAY_FIRST);
-        vals(c)[0] = (uint16_t)v;
-        c->n = 1;
+        c = chunk_new(s, new_is_bitmap(s, at) ? 0 : ARRAY_FIRST);
         dir_insert(s, at, key, c);
-        s->count++;
-        return true;
     }
     if (c->cap == 0) {
         if (bit_has(c, v))
@@ -325,8 +414,7 @@ aq_idset_add(struct aq_idset *s, uint64_t id)
     return true;
 }
 
-bool
-aq_idset_del(struct aq_idset *s, uint64_t id)
+static bool __attribute__((noinline)) del_slow(struct aq_idset *s, uint64_t id)
 {
     unsigned v = (unsigned)(id & CHUNK_MASK);
     struct chunk *c;
@@ -346,9 +434,12 @@ aq_idset_del(struct aq_idset *s, uint64_t id)
     }
     c->n--;
     s->count--;
-    if (c->n == 0)
-        dir_remove(s, at);
-    else if (c->cap == 0 && c->n < ARRAY_MIN)
+    /* A set keeps its last chunk, empty: one that empties and fills again
+     * (the running jobs) allocates nothing. */
+    if (c->n == 0) {
+        if (s->n > 1)
+            dir_remove(s, at);
+    } else if (c->cap == 0 && c->n < ARRAY_MIN && s->n > SMALL_SET)
         slot_at(s, at)->c = to_array(s, c);
     else if (c->cap > ARRAY_FIRST && c->n <= c->cap / 4)
         slot_at(s, at)->c = array_resize(s, c, (uint16_t)(c->cap / 2));
@@ -383,7 +474,7 @@ aq_idset_next(const struct aq_idset *s, uint64_t after)
     size_t i;
     int r;
 
-    if (after == UINT64_MAX)
+    if (after == UINT64_MAX || s->count == 0)
         return 0;
     x = after + 1;
     key = x >> CHUNK_BITS;
@@ -406,7 +497,7 @@ aq_idset_prev(const struct aq_idset *s, uint64_t before)
     size_t i;
     int r;
 
-    if (x == 0)
+    if (x == 0 || s->count == 0)
         return 0;
     key = x >> CHUNK_BITS;
     i = dir_lower(s, key + 1); /* the first slot past key */
