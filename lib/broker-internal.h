@@ -28,6 +28,7 @@
 #include "config.h"
 #include "handler.h"
 #include "hist.h"
+#include "idset.h"
 #include "job.h"
 #include "queue.h"
 #include "store.h"
@@ -58,6 +59,9 @@ struct consumer {
     LIST_ENTRY(consumer) link; /* bq->consumers */
 };
 
+/* The job states a queue indexes (enum aq_job_state). */
+#define BROKER_NSTATES (AQ_JOB_CANCELLED + 1)
+
 /* One queue of the config (or of replayed jobs). */
 struct broker_queue {
     struct aq_broker *b;
@@ -74,6 +78,8 @@ struct broker_queue {
     struct aq_hist wait_hist, run_hist;
     struct aq_http *http; /* owned: connection pool, made by the first http
                              job */
+    /* owned: the ids of its jobs in each state, for list (joblist.c) */
+    struct aq_idset *ids[BROKER_NSTATES];
     STAILQ_ENTRY(broker_queue) link; /* b->queues, in config order */
 };
 
@@ -170,10 +176,19 @@ job_retries(const struct aq_job *j)
 }
 
 /* Every change of a job's state in the broker goes through here, so that
- * what follows a job's state (per-state indexes) stays in step. */
+ * its queue's per-state index (bq->ids) stays in step: j's id moves from
+ * its old state's set to st's. A job not indexed yet (new, or rebuilt by
+ * restore with the state replay gave it) is simply filed under st; so
+ * job_set_state(j, j->state) files a restored record as it is. O(1) on
+ * the hot path: ids are mostly the newest or oldest of their set. */
 static inline void
 job_set_state(struct aq_job *j, enum aq_job_state st)
 {
+    struct broker_queue *bq = job_queue(j);
+
+    if (j->state != st)
+        aq_idset_del(bq->ids[j->state], j->id);
+    aq_idset_add(bq->ids[st], j->id);
     j->state = (uint8_t)st;
 }
 
@@ -182,7 +197,7 @@ job_set_state(struct aq_job *j, enum aq_job_state st)
 static inline void
 job_unindex(struct aq_job *j)
 {
-    (void)j;
+    aq_idset_del(job_queue(j)->ids[j->state], j->id);
 }
 
 /* The job record of spec section 2, as users see it (a new object). */
@@ -201,6 +216,12 @@ struct aq_join *broker_join_new(struct aq_broker *b, struct broker_queue *only,
 void broker_join_free(struct aq_join *j); /* unlinked: no callback after */
 /* Fails every put waiting for room with -32010 (the broker stops). */
 void broker_putters_stop(struct aq_broker *b);
+
+/* ---- joblist.c ---- */
+
+/* bq's empty per-state index, and its end (with bq). */
+void broker_index_init(struct broker_queue *bq);
+void broker_index_free(struct broker_queue *bq);
 
 /* ---- consumer.c ---- */
 

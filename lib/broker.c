@@ -29,23 +29,18 @@ job_key(const void *value)
     return ((const struct aq_job *)value)->id;
 }
 
-/* The state as users see it: a delayed job whose time came is pending. */
-static enum aq_job_state
-job_state(const struct aq_job *j)
-{
-    if (j->state == AQ_JOB_DELAYED && !aq_queue_item_is_delayed(&j->qi))
-        return AQ_JOB_PENDING;
-    return j->state;
-}
-
 json_t *
 job_record(const struct aq_job *j)
 {
-    json_t *rec = aq_job_record(j, job_queue(j)->cfg.name);
+    return aq_job_record(j, job_queue(j)->cfg.name);
+}
 
-    json_object_set_new(rec, "state",
-                        json_string(aq_job_state_name(job_state(j))));
-    return rec;
+/* A delayed job's time came (its queue's ready_cb): it is pending now, in
+ * its state, its record and list alike. */
+static void
+job_ready_cb(struct aq_queue_item *it, void *arg)
+{
+    job_set_state(job_of(it), AQ_JOB_PENDING);
 }
 
 static struct aq_job *
@@ -106,10 +101,12 @@ broker_queue_new(struct aq_broker *b, const struct aq_queue_config *qc)
     struct aq_queue_opts opts = {
         .maxsize = qc->maxsize,
         .order = qc->order == AQ_ORDER_LIFO ? AQ_QUEUE_LIFO : AQ_QUEUE_PRIORITY,
+        .ready_cb = job_ready_cb,
     };
 
     bq->b = b;
     LIST_INIT(&bq->consumers);
+    broker_index_init(bq);
     aq_queue_config_copy(&bq->cfg, qc);
     bq->q = aq_queue_new(b->base, &opts);
     broker_queue_configure(bq, &bq->cfg);
@@ -127,6 +124,7 @@ broker_queue_free(struct broker_queue *bq)
     aq_http_free(bq->http); /* after the runs that used it */
     aq_queue_free(bq->q);   /* no drop_cb: the id map owns the jobs */
     aq_queue_config_clear(&bq->cfg);
+    broker_index_free(bq);
     free(bq);
 }
 
@@ -503,7 +501,7 @@ aq_broker_put(struct aq_broker *b, const struct aq_put *p,
 
         if (dup != NULL) {
             res->job = dup->id;
-            res->state = aq_job_state_name(job_state(dup));
+            res->state = aq_job_state_name(dup->state);
             res->duplicate = true;
             return put_sync(b, w, res, err);
         }
@@ -679,7 +677,7 @@ not_finished(const struct aq_job *j, const char *what, struct aq_error *err)
 {
     aq_error_set(err, AQ_ERR_NOT_FINISHED, "%s: job %llu is %s, not finished%s",
                  what, (unsigned long long)j->id,
-                 aq_job_state_name(job_state(j)),
+                 aq_job_state_name((enum aq_job_state)j->state),
                  strcmp(what, "delete") == 0 ? " (cancel it first)" : "");
     return -1;
 }

@@ -180,6 +180,33 @@ int aq_broker_delete(struct aq_broker *b, uint64_t id, struct aq_error *err);
  * state. */
 int aq_broker_delete_queue(struct aq_broker *b, const char *queue,
                            const char *state, size_t *n, struct aq_error *err);
+/* ---- list (spec section 9) ---- */
+
+#define AQ_LIST_MAX 1000 /* jobs in one page */
+
+/* The states list knows, in the order of spec section 9 (NULL-ended):
+ * bit i of aq_list.states is aq_list_state_names[i]. */
+extern const char *const aq_list_state_names[];
+
+struct aq_list {
+    const char *queue;        /* NULL = every queue */
+    unsigned states;          /* bits, see aq_list_state_names; 0 = none */
+    const char *name, *batch; /* NULL = any */
+    uint64_t after, before;   /* ids strictly between; 0 = no bound */
+    size_t limit;             /* 1 to AQ_LIST_MAX */
+    bool is_desc;             /* highest id first */
+};
+
+/* A page of job records: a new {"jobs":[...],"next":ID or null}, where
+ * next is the after (ascending) or before (descending) of the following
+ * page, null when no job is left. A page costs O(limit) set steps per
+ * queue and state walked, never a scan of a state's jobs; name and batch
+ * test each job of the states walked, at most AQ_LIST_SCAN of them per
+ * call (a shorter page then, with next where it stopped). NULL with err
+ * -32002 for an unknown queue. */
+#define AQ_LIST_SCAN 100000
+json_t *aq_broker_list(struct aq_broker *b, const struct aq_list *l,
+                       struct aq_error *err);
 
 /* ---- queues ---- */
 

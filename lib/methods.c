@@ -12,6 +12,7 @@
 
 #include <math.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -396,6 +397,85 @@ m_delete(struct aq_methods *m, struct aq_call *call,
         goto fail;
     aq_call_reply(
         call, json_pack("{s:I,s:b}", "job", (json_int_t)id, "deleted", true));
+    return;
+fail:
+    aq_call_fail(call, params->err);
+}
+
+/* ---- list ---- */
+
+/* params.state: one state or a non-empty array of them, as bits of
+ * aq_list_state_names; absent: all. Returns -1 with params->err. */
+static int
+list_states(const struct aq_params *params, unsigned *states)
+{
+    const json_t *v = json_object_get(params->v, "state");
+    struct aq_params arr;
+    size_t i, k;
+
+    *states = 0;
+    if (v == NULL) {
+        for (i = 0; aq_list_state_names[i] != NULL; i++)
+            *states |= 1u << i;
+        return 0;
+    }
+    if (!json_is_array(v)) {
+        if (aq_params_word(params, "state", 0, aq_list_state_names, &k) < 0)
+            return -1;
+        *states = 1u << k;
+        return 0;
+    }
+    if (aq_params_array(params, "state", 0, "states", &arr) < 0)
+        return -1;
+    for (i = 0; i < json_array_size(v); i++) {
+        char path[AQ_PARAMS_PATH_MAX + 24];
+        struct aq_params el;
+
+        snprintf(path, sizeof path, "%s[%zu]", arr.path, i);
+        aq_params_init(&el, json_array_get(v, i), path, NULL, params->err);
+        for (k = 0; aq_list_state_names[k] != NULL; k++) {
+            if (json_is_string(el.v) &&
+                strcmp(json_string_value(el.v), aq_list_state_names[k]) == 0)
+                break;
+        }
+        if (aq_list_state_names[k] == NULL)
+            return aq_params_fail(&el, NULL,
+                                  "expected a state: delayed, waiting, "
+                                  "pending, running, done, failed or "
+                                  "cancelled");
+        *states |= 1u << k;
+    }
+    return 0;
+}
+
+static void
+m_list(struct aq_methods *m, struct aq_call *call,
+       const struct aq_params *params, struct aq_jspan args)
+{
+    static const char *const fields[] = {"queue", "state", "name",
+                                         "batch", "after", "before",
+                                         "limit", "order", NULL};
+    static const char *const orders[] = {"asc", "desc", NULL};
+    struct aq_list l = {.limit = 100};
+    json_int_t limit = 100;
+    size_t order = 0;
+    json_t *page;
+
+    if (aq_params_fields(params, fields) < 0 ||
+        aq_params_string(params, "queue", 0, &l.queue) < 0 ||
+        list_states(params, &l.states) < 0 ||
+        aq_params_string(params, "name", 0, &l.name) < 0 ||
+        aq_params_string(params, "batch", 0, &l.batch) < 0 ||
+        aq_params_id(params, "after", 0, &l.after) < 0 ||
+        aq_params_id(params, "before", 0, &l.before) < 0 ||
+        aq_params_int(params, "limit", 0, 1, AQ_LIST_MAX, &limit) < 0 ||
+        aq_params_word(params, "order", 0, orders, &order) < 0)
+        goto fail;
+    l.limit = (size_t)limit;
+    l.is_desc = order == 1;
+    if ((page = aq_broker_list(m->broker, &l, params->err)) == NULL)
+        goto fail;
+    aq_call_reply(call, page);
     return;
 fail:
     aq_call_fail(call, params->err);
@@ -829,8 +909,8 @@ static const struct {
     {"join", m_join, false},     {"stats", m_stats, false},
     {"scale", m_scale, false},   {"pause", m_pause, false},
     {"resume", m_resume, false}, {"ping", m_ping, false},
-    {"auth", m_auth, false},     {"retry", m_retry, false},
-    {"delete", m_delete, false},
+    {"auth", m_auth, false},     {"list", m_list, false},
+    {"retry", m_retry, false},   {"delete", m_delete, false},
 };
 
 struct aq_methods *

@@ -610,6 +610,8 @@ timer_cb(evutil_socket_t fd, short what, void *arg)
 
         delayed_unlink(q, it);
         ready_push(q, it);
+        if (q->opts.ready_cb != NULL)
+            q->opts.ready_cb(it, q->opts.ready_arg);
         moved = true;
     }
     timer_arm(q);

@@ -77,6 +77,11 @@ struct aq_queue_opts {
      * queued at aq_queue_free; the item is then the callee's. May be NULL. */
     void (*drop_cb)(struct aq_queue_item *it, void *arg);
     void *drop_arg;
+    /* Called for each delayed item whose time came, as it becomes ready
+     * (from the queue's timer, before waiting getters are served); it must
+     * not call the queue. May be NULL. */
+    void (*ready_cb)(struct aq_queue_item *it, void *arg);
+    void *ready_arg;
 };
 
 /* Returns a new empty queue on base; opts is copied. Free with

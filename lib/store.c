@@ -272,6 +272,7 @@ restore_place(struct aq_broker *b, uint64_t last_id)
     for (size_t i = 0; i < rs.nf; i++) {
         if (rs.finished[i]->id > b->last_id)
             b->last_id = rs.finished[i]->id;
+        job_set_state(rs.finished[i], rs.finished[i]->state); /* indexed */
         record_append(b, rs.finished[i]);
     }
     /* Jobs come back whatever maxsize says now: none may be dropped. */

@@ -22,5 +22,6 @@ Suite *bb_http_suite(void);
 Suite *bb_conformance_suite(void);
 Suite *bb_fuzz_suite(void);
 Suite *bb_broker_suite(void);
+Suite *bb_list_suite(void);
 
 #endif

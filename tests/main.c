@@ -31,6 +31,7 @@ main(void)
     srunner_add_suite(sr, client_suite());
     srunner_add_suite(sr, hist_suite());
     srunner_add_suite(sr, idmap_suite());
+    srunner_add_suite(sr, idset_suite());
     srunner_add_suite(sr, job_suite());
     srunner_add_suite(sr, log_suite());
     srunner_add_suite(sr, sd_suite());

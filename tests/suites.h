@@ -22,6 +22,7 @@ Suite *crc32c_suite(void);
 Suite *hist_suite(void);
 Suite *http_suite(void);
 Suite *idmap_suite(void);
+Suite *idset_suite(void);
 Suite *job_suite(void);
 Suite *journal_suite(void);
 Suite *jscan_suite(void);

@@ -1569,6 +1569,221 @@ START_TEST(long_lived_records_are_rehomed_out_of_old_segments)
 }
 END_TEST
 
+/* ---- list: the per-state indexes ---- */
+
+#define LIST_JOBS 96
+
+/* How many jobs list gives for queue in the state of bit k. */
+static size_t
+list_count(struct env *e, const char *queue, unsigned k)
+{
+    struct aq_list l = {
+        .queue = queue, .states = 1u << k, .limit = AQ_LIST_MAX};
+    json_t *page = aq_broker_list(e->broker, &l, NULL);
+    size_t n = json_array_size(json_object_get(page, "jobs"));
+
+    json_decref(page);
+    return n;
+}
+
+/* Every job of ids[] is listed under exactly the state its status gives
+ * (an evicted one nowhere), in id order, each state walked one page of
+ * 1000 at most; each queue's delayed, pending and running jobs are as
+ * many as its stats count (the queue's own view). */
+static void
+assert_index_exact(struct env *e, const uint64_t *ids, size_t n)
+{
+    const char *listed[LIST_JOBS + 1] = {0}; /* by position in ids */
+    static const char *const queues[] = {"p", "e", "t", "s"};
+
+    for (size_t q = 0; q < 4; q++) {
+        struct aq_queue_stats st = stats_of(e, queues[q]);
+
+        ck_assert_uint_eq(list_count(e, queues[q], 0), st.delayed);
+        ck_assert_uint_eq(list_count(e, queues[q], 2), st.size);
+        ck_assert_uint_eq(list_count(e, queues[q], 3), (size_t)st.running);
+    }
+
+    for (size_t k = 0; aq_list_state_names[k] != NULL; k++) {
+        struct aq_list l = {.states = 1u << k, .limit = AQ_LIST_MAX};
+        struct aq_error err = {0};
+        json_t *page = aq_broker_list(e->broker, &l, &err), *rec;
+        uint64_t prev = 0;
+        size_t i;
+
+        ck_assert_msg(page != NULL, "list: %s", err.message);
+        ck_assert(json_is_null(json_object_get(page, "next")));
+        json_array_foreach (json_object_get(page, "jobs"), i, rec) {
+            uint64_t id =
+                (uint64_t)json_integer_value(json_object_get(rec, "job"));
+            size_t at = 0;
+
+            ck_assert_msg(id > prev, "list %s: not in id order",
+                          aq_list_state_names[k]);
+            prev = id;
+            while (at < n && ids[at] != id)
+                at++;
+            ck_assert_msg(at < n, "list %s: unknown job %llu",
+                          aq_list_state_names[k], (unsigned long long)id);
+            ck_assert_msg(listed[at] == NULL, "job %llu listed %s and %s",
+                          (unsigned long long)id, listed[at],
+                          aq_list_state_names[k]);
+            listed[at] = aq_list_state_names[k];
+            ck_assert_str_eq(str_at(rec, "state", NULL),
+                             aq_list_state_names[k]);
+        }
+        json_decref(page);
+    }
+    for (size_t at = 0; at < n; at++) {
+        struct aq_error err = {0};
+        json_t *rec = aq_broker_status(e->broker, ids[at], &err);
+
+        if (rec == NULL) {
+            ck_assert_msg(listed[at] == NULL, "evicted job %llu listed %s",
+                          (unsigned long long)ids[at], listed[at]);
+            continue;
+        }
+        ck_assert_msg(listed[at] != NULL &&
+                          strcmp(listed[at], str_at(rec, "state", NULL)) == 0,
+                      "job %llu is %s, listed %s", (unsigned long long)ids[at],
+                      str_at(rec, "state", NULL),
+                      listed[at] != NULL ? listed[at] : "nowhere");
+        json_decref(rec);
+    }
+}
+
+/* Jobs through every path that changes a state: put (pending, delayed),
+ * a delay running out, start, timeout and retry after a backoff, done,
+ * failed, cancel (pending, delayed, running), records evicted by
+ * results.max, a stop that puts running jobs back, a restart from the
+ * journal with jobs that were running; the indexes agree with status at
+ * every step. */
+START_TEST(list_indexes_follow_every_state_change)
+{
+    struct env e = {0};
+    const char *cfg =
+        "{\"results\":{\"max\":20},\"queues\":{"
+        "\"p\":{\"kind\":\"echo\",\"consumers\":0},"
+        "\"e\":{\"kind\":\"echo\",\"consumers\":2},"
+        "\"t\":{\"kind\":\"sleep\",\"consumers\":2,\"timeout\":0.01,"
+        "\"retries\":1,\"backoff\":{\"initial\":0.02}},"
+        "\"s\":{\"kind\":\"sleep\",\"consumers\":2}}}";
+    uint64_t ids[LIST_JOBS];
+    size_t n = 0;
+    bool stopped = false;
+
+    snprintf(e.dir, sizeof e.dir, "/tmp/asyncq-tb.XXXXXX");
+    ck_assert_ptr_nonnull(mkdtemp(e.dir));
+    env_start(&e, cfg);
+    for (int round = 0; round < 4; round++) {
+        struct aq_put p;
+
+        for (int i = 0; i < 6; i++) {
+            p = put_of("p", "{}");
+            p.delay = i % 2 == 0 ? 0.03 : 0;
+            p.ack_queued = true;
+            ids[n++] = put_now(&e, &p);
+            p = put_of("e", "{}");
+            p.ack_queued = true;
+            ids[n++] = put_now(&e, &p);
+        }
+        p = put_of("t", "{\"seconds\":5}");
+        p.ack_queued = true;
+        ids[n++] = put_now(&e, &p);
+        p = put_of("s", "{\"seconds\":5}");
+        p.ack_queued = true;
+        ids[n++] = put_now(&e, &p);
+        p = put_of("p", "{}");
+        p.delay = 100;
+        p.ack_queued = true;
+        ids[n++] = put_now(&e, &p);
+        assert_index_exact(&e, ids, n);
+        run_for(e.base, 15);
+        assert_index_exact(&e, ids, n);
+        /* Cancel a pending, a delayed and a running job. */
+        for (size_t i = n - 15; i < n; i++) {
+            const char *st = state_of(&e, ids[i]), *ignored;
+
+            if (i % 5 == 0 && strcmp(st, "pending") == 0)
+                aq_broker_cancel(e.broker, ids[i], &ignored, NULL);
+        }
+        aq_broker_cancel(e.broker, ids[n - 1], &(const char *){0}, NULL);
+        aq_broker_cancel(e.broker, ids[n - 2], &(const char *){0}, NULL);
+        run_for(e.base, 40);
+        assert_index_exact(&e, ids, n);
+    }
+    ck_assert_uint_le(n, LIST_JOBS);
+    /* A stop past the grace: running jobs go back to pending. */
+    aq_broker_stop(e.broker, false, 0.01, stopped_cb, &stopped);
+    ck_assert(run_until(e.base, &stopped, WAIT_MS));
+    assert_index_exact(&e, ids, n);
+    /* Restarted from the journal: the same, and a job left running at a
+     * "crash" (the broker freed under it) counts the attempt. */
+    aq_broker_free(e.broker);
+    e.broker = aq_broker_new(e.base, NULL, e.cfg);
+    env_restore_journal(&e, AQ_FSYNC_NEVER);
+    assert_index_exact(&e, ids, n);
+    aq_broker_start(e.broker);
+    run_for(e.base, 30);
+    assert_index_exact(&e, ids, n);
+    aq_broker_free(e.broker);
+    e.broker = aq_broker_new(e.base, NULL, e.cfg);
+    env_restore_journal(&e, AQ_FSYNC_NEVER);
+    assert_index_exact(&e, ids, n);
+    env_free(&e);
+}
+END_TEST
+
+START_TEST(list_pages_merge_queues_and_states_by_id)
+{
+    struct env e = {0};
+    struct aq_list l = {.states = ~0u, .limit = 3};
+    struct aq_error err = {0};
+    uint64_t want[9];
+    json_t *page;
+
+    env_new(&e, "{\"queues\":{\"a\":{\"kind\":\"echo\",\"consumers\":0},"
+                "\"b\":{\"kind\":\"echo\",\"consumers\":0}}}");
+    for (int i = 0; i < 9; i++) {
+        struct aq_put p = put_of(i % 2 == 0 ? "a" : "b", "{}");
+
+        p.delay = i % 3 == 0 ? 50 : 0;
+        want[i] = put_now(&e, &p);
+    }
+    for (int order = 0; order < 2; order++) {
+        size_t seen = 0;
+
+        l.is_desc = order == 1;
+        l.after = l.before = 0;
+        do {
+            json_t *rec, *next;
+            size_t i;
+
+            page = aq_broker_list(e.broker, &l, &err);
+            ck_assert_ptr_nonnull(page);
+            json_array_foreach (json_object_get(page, "jobs"), i, rec) {
+                uint64_t id =
+                    (uint64_t)json_integer_value(json_object_get(rec, "job"));
+
+                ck_assert_uint_eq(id, want[order == 0 ? seen : 8 - seen]);
+                seen++;
+            }
+            next = json_object_get(page, "next");
+            if (l.is_desc)
+                l.before = (uint64_t)json_integer_value(next);
+            else
+                l.after = (uint64_t)json_integer_value(next);
+            ck_assert(json_is_null(next) == (seen == 9));
+            json_decref(page);
+        } while (seen < 9);
+    }
+    l = (struct aq_list){.queue = "nope", .states = ~0u, .limit = 1};
+    ck_assert_ptr_null(aq_broker_list(e.broker, &l, &err));
+    ck_assert_int_eq(err.code, AQ_ERR_NO_QUEUE);
+    env_free(&e);
+}
+END_TEST
+
 Suite *
 broker_suite(void)
 {
@@ -1630,6 +1845,11 @@ broker_suite(void)
     tcase_add_test(tc, stop_past_the_grace_puts_running_jobs_back_to_pending);
     tcase_add_test(tc, stop_with_drain_runs_every_queued_job_first);
     tcase_add_loop_test(tc, stop_now_interrupts_at_once, 0, 2);
+    suite_add_tcase(s, tc);
+
+    tc = test_tcase_new("list");
+    tcase_add_test(tc, list_indexes_follow_every_state_change);
+    tcase_add_test(tc, list_pages_merge_queues_and_states_by_id);
     suite_add_tcase(s, tc);
     return s;
 }
