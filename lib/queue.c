@@ -639,9 +639,12 @@ aq_queue_new(struct event_base *base, const struct aq_queue_opts *opts)
     return q;
 }
 
-/* Empties the queue into drop_cb; returns how many items it dropped. */
+/* Empties the queue into fn (items are then the callee's): from the
+ * ends, where ready items pop in O(1) and the last timer leaves the heap
+ * without a sift. Returns how many items it took. */
 static size_t
-drop_all(struct aq_queue *q)
+take_all(struct aq_queue *q, void (*fn)(struct aq_queue_item *it, void *arg),
+         void *arg)
 {
     size_t n = 0;
 
@@ -654,11 +657,18 @@ drop_all(struct aq_queue *q)
         } else
             it = ready_pop(q);
         n++;
-        if (q->opts.drop_cb != NULL)
-            q->opts.drop_cb(it, q->opts.drop_arg);
+        if (fn != NULL)
+            fn(it, arg);
     }
     timer_arm(q);
     return n;
+}
+
+/* Empties the queue into drop_cb; returns how many items it dropped. */
+static size_t
+drop_all(struct aq_queue *q)
+{
+    return take_all(q, q->opts.drop_cb, q->opts.drop_arg);
 }
 
 void
@@ -817,22 +827,8 @@ size_t
 aq_queue_take_all(struct aq_queue *q,
                   void (*fn)(struct aq_queue_item *it, void *arg), void *arg)
 {
-    size_t n = 0;
+    size_t n = take_all(q, fn, arg);
 
-    /* From the ends: ready items pop in O(1), the last timer leaves the
-     * heap without a sift. */
-    while (q->ntimers > 0 || q->nready > 0) {
-        struct aq_queue_item *it;
-
-        if (q->ntimers > 0) {
-            it = q->timers[q->ntimers - 1];
-            delayed_unlink(q, it);
-        } else
-            it = ready_pop(q);
-        n++;
-        fn(it, arg);
-    }
-    timer_arm(q);
     item_left(q);
     return n;
 }
