@@ -648,8 +648,9 @@ aq_broker_cancel_queue(struct aq_broker *b, const char *queue, bool running,
         free(ids);
     }
     if (*n > 0)
-        aq_log(AQ_LOG_INFO, "queue %s: %zu jobs cancelled by request%s",
-               bq->cfg.name, *n, running ? " (running ones included)" : "");
+        aq_log_queue(AQ_LOG_INFO, bq->cfg.name,
+                     "queue %s: %zu jobs cancelled by request%s", bq->cfg.name,
+                     *n, running ? " (running ones included)" : "");
     return 0;
 }
 
@@ -747,8 +748,9 @@ job_retry(struct aq_broker *b, struct aq_job *j, int64_t delay_us)
     job_set_state(j, delay_us > 0 ? AQ_JOB_DELAYED : AQ_JOB_PENDING);
     aq_queue_put_force(bq->q, &j->qi, j->qi.priority, delay_us);
     b->store->ops->retry(b->store, j, bq->cfg.name);
-    aq_log(AQ_LOG_INFO, "job %llu: retried by request on %s (%u)",
-           (unsigned long long)j->id, bq->cfg.name, x->retried);
+    aq_log_job(AQ_LOG_INFO, j->id, bq->cfg.name,
+               "job %llu: retried by request on %s (%u)",
+               (unsigned long long)j->id, bq->cfg.name, x->retried);
     return j;
 }
 
@@ -846,8 +848,9 @@ aq_broker_delete_queue(struct aq_broker *b, const char *queue,
         }
     }
     if (*n > 0)
-        aq_log(AQ_LOG_INFO, "queue %s: %zu %s records deleted by request",
-               bq->cfg.name, *n, state);
+        aq_log_queue(AQ_LOG_INFO, bq->cfg.name,
+                     "queue %s: %zu %s records deleted by request",
+                     bq->cfg.name, *n, state);
     return 0;
 }
 
