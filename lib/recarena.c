@@ -2,9 +2,11 @@
 /*
  * lib/recarena.c: see recarena.h. A chunk is CHUNK bytes at a CHUNK-aligned
  * address, so a block finds its chunk by masking. Allocation bumps through
- * the current chunk; a full one is left to drain and a new one mapped. A
- * chunk whose live count drops to zero is unmapped, unless it is the
- * current one, which then starts over.
+ * the current chunk; a full one is left to drain and a new one taken. A
+ * chunk whose live count drops to zero is kept as a spare while there are
+ * fewer than SPARES (the next new chunk is a spare: its pages are already
+ * resident, so a steady stream of records evicted oldest first costs no
+ * mmap, munmap or page fault), else unmapped; the current one starts over.
  */
 #include "recarena.h"
 
@@ -16,6 +18,7 @@
 
 #define CHUNK ((size_t)64 * 1024)
 #define ALIGN 16
+#define SPARES 4 /* drained chunks kept for reuse: 256 KiB at most */
 
 struct chunk {
     struct aq_recarena *arena;
@@ -25,7 +28,9 @@ struct chunk {
 
 struct aq_recarena {
     struct chunk *cur; /* NULL until the first allocation */
-    size_t nchunks;    /* mapped */
+    size_t nchunks;    /* mapped, spares included */
+    struct chunk *spare[SPARES];
+    size_t nspare;
 };
 
 #define HEADER ((sizeof(struct chunk) + ALIGN - 1) & ~(size_t)(ALIGN - 1))
@@ -39,14 +44,32 @@ chunk_unmap(struct chunk *c)
     munmap(c, CHUNK);
 }
 
+/* c has drained and is not current: a spare, or gone. */
+static void
+chunk_retire(struct chunk *c)
+{
+    struct aq_recarena *a = c->arena;
+
+    if (a->nspare < SPARES)
+        a->spare[a->nspare++] = c;
+    else
+        chunk_unmap(c);
+}
+
 static struct chunk *
 chunk_map(struct aq_recarena *a)
 {
-    char *p = mmap(NULL, 2 * CHUNK, PROT_READ | PROT_WRITE,
-                   MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    char *p;
     uintptr_t start, end;
     struct chunk *c;
 
+    if (a->nspare > 0) {
+        c = a->spare[--a->nspare];
+        c->used = HEADER;
+        return c;
+    }
+    p = mmap(NULL, 2 * CHUNK, PROT_READ | PROT_WRITE,
+             MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (p == MAP_FAILED)
         return NULL;
     start = ((uintptr_t)p + CHUNK - 1) & ~(uintptr_t)(CHUNK - 1);
@@ -78,6 +101,8 @@ aq_recarena_free(struct aq_recarena *a)
      * the current one is known here. */
     if (a->cur != NULL)
         chunk_unmap(a->cur);
+    while (a->nspare > 0)
+        chunk_unmap(a->spare[--a->nspare]);
     free(a);
 }
 
@@ -98,7 +123,7 @@ aq_recarena_alloc(struct aq_recarena *a, size_t n)
         /* The old current chunk drains on its own; if it already has, it
          * goes now. */
         if (c != NULL && c->live == 0)
-            chunk_unmap(c);
+            chunk_retire(c);
         a->cur = c = fresh;
     }
     p = (char *)c + c->used;
@@ -117,7 +142,7 @@ aq_recarena_release(void *p)
     if (c == c->arena->cur)
         c->used = HEADER; /* empty: start over in place */
     else
-        chunk_unmap(c);
+        chunk_retire(c);
 }
 
 size_t

@@ -3,7 +3,8 @@
  * lib/recarena.h: storage for finished job records. Records are kept in
  * finish order and dropped mostly oldest first (results.ttl, results.max),
  * so they are packed into 64 KiB chunks of their own, mapped from the
- * system and unmapped as soon as every record in a chunk is gone. Kept in
+ * system and unmapped as soon as every record in a chunk is gone (but
+ * for a few spare chunks kept for reuse, 256 KiB at most). Kept in
  * malloc's heap instead, each record pinned the page it landed on, and a
  * few thousand records spread over a drained backlog's heap kept it all
  * resident.

@@ -15,7 +15,8 @@
 #include "testutil.h"
 
 #define CHUNK (64 * 1024)
-#define NBLOCKS 2000 /* of 200 bytes: several chunks */
+#define NBLOCKS 6000 /* of 200 bytes: many chunks */
+#define SPARES 4     /* drained chunks the arena keeps for reuse */
 
 START_TEST(blocks_are_aligned_and_keep_their_bytes)
 {
@@ -29,15 +30,15 @@ START_TEST(blocks_are_aligned_and_keep_their_bytes)
         ck_assert_int_eq((uintptr_t)p[i] % 16, 0);
         memset(p[i], i & 0xff, 200);
     }
-    ck_assert_int_ge(aq_recarena_mapped(a), 5 * CHUNK);
+    ck_assert_int_ge(aq_recarena_mapped(a), 15 * CHUNK);
     for (int i = 0; i < NBLOCKS; i++) {
         for (int k = 0; k < 200; k++)
             ck_assert_int_eq(p[i][k], i & 0xff);
     }
     for (int i = 0; i < NBLOCKS; i++)
         aq_recarena_release(p[i]);
-    /* Only the current chunk stays, empty and ready. */
-    ck_assert_int_eq(aq_recarena_mapped(a), CHUNK);
+    /* Only the current chunk stays, empty and ready, and the spares. */
+    ck_assert_int_eq(aq_recarena_mapped(a), (1 + SPARES) * CHUNK);
     aq_recarena_free(a);
 }
 END_TEST
@@ -57,10 +58,11 @@ START_TEST(chunks_are_unmapped_as_they_drain)
         aq_recarena_release(p[i]);
     ck_assert_int_lt(aq_recarena_mapped(a), peak);
     ck_assert_int_gt(aq_recarena_mapped(a), 0);
-    /* Newest first for the rest: nothing freed early, all gone at the end. */
+    /* Newest first for the rest: nothing freed early, all gone at the end
+     * but the current chunk and the spares. */
     for (int i = NBLOCKS - 1; i >= NBLOCKS / 2; i--)
         aq_recarena_release(p[i]);
-    ck_assert_int_eq(aq_recarena_mapped(a), CHUNK);
+    ck_assert_int_eq(aq_recarena_mapped(a), (1 + SPARES) * CHUNK);
     aq_recarena_free(a);
 }
 END_TEST
@@ -75,10 +77,36 @@ START_TEST(a_survivor_pins_only_its_own_chunk)
         p[i] = aq_recarena_alloc(a, 200);
     for (int i = 1; i < NBLOCKS; i++)
         aq_recarena_release(p[i]);
-    /* p[0]'s chunk and the current one. */
-    ck_assert_int_eq(aq_recarena_mapped(a), 2 * CHUNK);
+    /* p[0]'s chunk, the current one and the spares. */
+    ck_assert_int_eq(aq_recarena_mapped(a), (2 + SPARES) * CHUNK);
     aq_recarena_release(p[0]);
-    ck_assert_int_eq(aq_recarena_mapped(a), CHUNK);
+    ck_assert_int_eq(aq_recarena_mapped(a), (1 + SPARES) * CHUNK);
+    aq_recarena_free(a);
+}
+END_TEST
+
+/* Records evicted oldest first while new ones come: a drained chunk is
+ * kept and reused, never unmapped and mapped again (each time a munmap,
+ * an mmap and a page fault per page touched). */
+START_TEST(a_stream_of_records_reuses_drained_chunks)
+{
+    struct aq_recarena *a = aq_recarena_new();
+    static void *p[NBLOCKS];
+    size_t live = 1000;
+
+    for (size_t i = 0; i < NBLOCKS; i++) {
+        if (i >= live) {
+            size_t before = aq_recarena_mapped(a);
+
+            aq_recarena_release(p[i - live]);
+            ck_assert_int_eq(aq_recarena_mapped(a), before);
+        }
+        p[i] = aq_recarena_alloc(a, 200);
+    }
+    /* 1000 blocks of 208 bytes span 4 chunks: a spare or two beyond. */
+    ck_assert_int_le(aq_recarena_mapped(a), (5 + SPARES) * CHUNK);
+    for (size_t i = NBLOCKS - live; i < NBLOCKS; i++)
+        aq_recarena_release(p[i]);
     aq_recarena_free(a);
 }
 END_TEST
@@ -106,6 +134,7 @@ recarena_suite(void)
 
     tcase_add_test(tc, blocks_are_aligned_and_keep_their_bytes);
     tcase_add_test(tc, chunks_are_unmapped_as_they_drain);
+    tcase_add_test(tc, a_stream_of_records_reuses_drained_chunks);
     tcase_add_test(tc, a_survivor_pins_only_its_own_chunk);
     tcase_add_test(tc, oversized_requests_are_refused);
     suite_add_tcase(s, tc);
