@@ -177,6 +177,10 @@ put_json_string(struct line *l, const char *s)
     put(l, "\"", 1);
 }
 
+static void vlog(enum aq_log_level level, const struct aq_log_about *about,
+                 const char *fmt, va_list ap)
+    __attribute__((format(printf, 3, 0)));
+
 static void
 vlog(enum aq_log_level level, const struct aq_log_about *about, const char *fmt,
      va_list ap)
