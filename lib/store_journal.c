@@ -327,6 +327,16 @@ replay_clamp(struct aq_jrec *r)
     return changed;
 }
 
+/* A PUT holds an unfinished job (delayed, pending, or running when it
+ * was rehomed), an END a finished one. */
+static bool
+whole_state_fits(const struct aq_jrec *r)
+{
+    if (r->type == AQ_JREC_PUT)
+        return r->state <= AQ_JOB_RUNNING;
+    return r->state >= AQ_JOB_DONE && r->state <= AQ_JOB_CANCELLED;
+}
+
 /* An aq_journal_replay_cb: folds one record into the broker's jobs. */
 static int
 replay_cb(const struct aq_jrec *rec, uint32_t seg, void *arg,
@@ -342,6 +352,16 @@ replay_cb(const struct aq_jrec *rec, uint32_t seg, void *arg,
     switch (r->type) {
     case AQ_JREC_PUT:
     case AQ_JREC_END:
+        /* Every whole record is checked, not only a job's first: a later
+         * one (a retry's PUT after an END, a rehome) sets the state the
+         * per-state indexes file the job under. */
+        if (r->id == 0 || r->kind > AQ_KIND_ECHO || r->queue.p == NULL ||
+            !whole_state_fits(r)) {
+            aq_error_set(err, AQ_ERR_INTERNAL,
+                         "journal: job %llu: malformed record",
+                         (unsigned long long)r->id);
+            return -1;
+        }
         if (j == NULL) {
             struct aq_jstr args = r->args;
 
@@ -351,13 +371,6 @@ replay_cb(const struct aq_jrec *rec, uint32_t seg, void *arg,
                 args = (struct aq_jstr){"{}", 2};
             else if (args.p == NULL)
                 args = (struct aq_jstr){"", 0};
-            if (r->id == 0 || r->kind > AQ_KIND_ECHO || r->queue.p == NULL ||
-                r->state > AQ_JOB_CANCELLED) {
-                aq_error_set(err, AQ_ERR_INTERNAL,
-                             "journal: job %llu: malformed record",
-                             (unsigned long long)r->id);
-                return -1;
-            }
             j = aq_broker_restore_add(sj->broker, r->id, r->kind, r->queue.p,
                                       r->queue.len, args.p, args.len);
         }

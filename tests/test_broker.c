@@ -1455,6 +1455,45 @@ END_TEST
 /* Replay of records as the journal holds them: END then PUT of one id (a
  * retry) is live again; END then DELETE is gone; an END of format 2
  * (no args) is a record without args that cannot be retried. */
+/* A whole record after a job's first one (a retry's PUT after its END)
+ * is checked as the first is: a state out of range, or one its type
+ * cannot hold, is damage, not an index out of bounds (found by
+ * fuzz_journal). */
+START_TEST(replayed_later_whole_record_with_a_bad_state_is_malformed)
+{
+    static const uint8_t bad[] = {33, AQ_JOB_DONE};
+
+    for (size_t i = 0; i < sizeof bad; i++) {
+        struct env e = {0};
+        struct aq_jrec recs[2];
+        struct aq_error err = {0};
+        struct aq_store *store;
+        bool damaged = false;
+
+        recs[0] = (struct aq_jrec){.type = AQ_JREC_END,
+                                   .id = 1,
+                                   .kind = 3,
+                                   .state = AQ_JOB_FAILED,
+                                   .created_us = aq_clock_wall_us() - 10,
+                                   .finished_us = aq_clock_wall_us(),
+                                   .queue = STR("c"),
+                                   .args = STR("{}")};
+        recs[1] = put_rec(1, 3, STR("c"), STR("{}"));
+        recs[1].state = bad[i];
+        env_write_journal(&e, recs, 2);
+        env_new(&e, "{" REC_QUEUES "}");
+        store =
+            aq_store_journal_open(e.base, e.dir, AQ_FSYNC_NEVER, 1 << 20, &err);
+        ck_assert_msg(store != NULL, "open: %s", err.message);
+        ck_assert_int_eq(aq_broker_restore(e.broker, store, &damaged, &err),
+                         -1);
+        ck_assert_msg(strstr(err.message, "job 1: malformed record") != NULL,
+                      "%s", err.message);
+        env_free(&e);
+    }
+}
+END_TEST
+
 START_TEST(replayed_end_then_put_is_live_end_then_delete_is_gone)
 {
     struct env e = {0};
@@ -1837,6 +1876,8 @@ broker_suite(void)
         tc, cancel_by_queue_ends_waiting_jobs_and_running_ones_when_asked);
     tcase_add_test(tc, records_retries_and_deletes_survive_a_restart);
     tcase_add_test(tc, replayed_end_then_put_is_live_end_then_delete_is_gone);
+    tcase_add_test(tc,
+                   replayed_later_whole_record_with_a_bad_state_is_malformed);
     tcase_add_test(tc, long_lived_records_are_rehomed_out_of_old_segments);
     suite_add_tcase(s, tc);
 
