@@ -254,10 +254,9 @@ struct aq_job *record_take(struct aq_broker *b, struct aq_job *j);
 /* The record j is deleted by hand: gone now, and for good (the store
  * records it). */
 void record_delete(struct aq_broker *b, struct aq_job *j);
-/* The oldest record of st's class (done; or failed and cancelled, which
- * share one), and the next newer one after j: take it before j leaves. */
-struct aq_job *records_first(struct aq_broker *b, enum aq_job_state st);
-struct aq_job *record_next(const struct aq_job *j);
+/* j's idempotency key, if it still names j, names no job any more (j
+ * leaves the broker). */
+void job_key_forget(struct aq_broker *b, const struct aq_job *j);
 
 /* ---- store.c ---- */
 

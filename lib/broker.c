@@ -43,6 +43,15 @@ job_ready_cb(struct aq_queue_item *it, void *arg)
     job_set_state(job_of(it), AQ_JOB_PENDING);
 }
 
+/* A queue runs its own kind, and those its config lists: a put (or a
+ * retry) may not pick a kind (exec) the queue's settings were never meant
+ * for. */
+static bool
+queue_runs_kind(const struct broker_queue *bq, enum aq_kind kind)
+{
+    return kind == bq->kind || (bq->cfg.kinds & (1u << kind)) != 0;
+}
+
 static struct aq_job *
 job_lookup(struct aq_broker *b, uint64_t id, struct aq_error *err)
 {
@@ -450,9 +459,7 @@ put_check(struct aq_broker *b, const struct aq_put *p, enum aq_kind *kind,
                      "params.kind: expected one of exec, http, sleep, echo");
         return NULL;
     }
-    /* A queue runs its own kind, and those its config lists: a put may not
-     * pick a kind (exec) the queue's settings were never meant for. */
-    if (*kind != bq->kind && !(bq->cfg.kinds & (1u << *kind))) {
+    if (!queue_runs_kind(bq, *kind)) {
         aq_error_set(err, AQ_ERR_NOT_ALLOWED,
                      "put: queue %s does not run kind %s (see queues.%s.kinds)",
                      bq->cfg.name, aq_kind_name(*kind), bq->cfg.name);
@@ -618,9 +625,6 @@ aq_broker_cancel_queue(struct aq_broker *b, const char *queue, bool running,
                        size_t *n, struct aq_error *err)
 {
     struct broker_queue *bq = broker_queue_lookup(b, queue, err);
-    uint64_t *ids = NULL;
-    size_t nids = 0, i = 0;
-    struct consumer *c;
 
     if (bq == NULL)
         return -1;
@@ -628,24 +632,15 @@ aq_broker_cancel_queue(struct aq_broker *b, const char *queue, bool running,
      * finds none of them to take next. */
     *n = aq_queue_take_all(bq->q, cancel_taken_cb, b);
     if (running) {
-        /* Ids first: a cancel may end a run (and change the list) inside
-         * the call. */
-        LIST_FOREACH (c, &bq->consumers, link)
-            nids += c->job != NULL;
-        ids = xcalloc(nids > 0 ? nids : 1, sizeof *ids);
-        LIST_FOREACH (c, &bq->consumers, link) {
-            if (c->job != NULL && i < nids)
-                ids[i++] = c->job->id;
-        }
-        for (i = 0; i < nids; i++) {
-            struct aq_job *j = aq_idmap_get(b->jobs, ids[i]);
+        /* By the running set, from the id after the last one: a cancel
+         * may end a run (and leave the set) inside the call. */
+        const struct aq_idset *set = bq->ids[AQ_JOB_RUNNING];
 
-            if (j != NULL && j->state == AQ_JOB_RUNNING) {
-                consumer_cancel_job(j);
-                (*n)++;
-            }
+        for (uint64_t id = aq_idset_next(set, 0); id != 0;
+             id = aq_idset_next(set, id)) {
+            consumer_cancel_job(aq_idmap_get(b->jobs, id));
+            (*n)++;
         }
-        free(ids);
     }
     if (*n > 0)
         aq_log_queue(AQ_LOG_INFO, bq->cfg.name,
@@ -699,8 +694,7 @@ retry_check(const struct aq_job *j, struct aq_error *err)
                      (unsigned long long)j->id);
         return -1;
     }
-    if (h == NULL ||
-        (j->kind != bq->kind && !(bq->cfg.kinds & (1u << j->kind)))) {
+    if (h == NULL || !queue_runs_kind(bq, j->kind)) {
         aq_error_set(err, AQ_ERR_NOT_ALLOWED,
                      "retry: job %llu: queue %s does not run kind %s now",
                      (unsigned long long)j->id, bq->cfg.name,
@@ -786,7 +780,6 @@ aq_broker_retry_queue(struct aq_broker *b, const char *queue, const char *state,
                       double delay_s, size_t *n, struct aq_error *err)
 {
     struct broker_queue *bq;
-    struct aq_job *j, *next;
     size_t skipped = 0;
     int st;
 
@@ -796,10 +789,12 @@ aq_broker_retry_queue(struct aq_broker *b, const char *queue, const char *state,
         retry_refused(b, bq, err) < 0 ||
         (st = record_state(state, false, err)) < 0)
         return -1;
-    for (j = records_first(b, (enum aq_job_state)st); j != NULL; j = next) {
-        next = record_next(j);
-        if (job_queue(j) != bq || j->state != st)
-            continue;
+    /* In id order, each step from the id after the last: a retried job
+     * leaves the set, a skipped one stays. */
+    for (uint64_t id = aq_idset_next(bq->ids[st], 0); id != 0;
+         id = aq_idset_next(bq->ids[st], id)) {
+        struct aq_job *j = aq_idmap_get(b->jobs, id);
+
         if (retry_check(j, NULL) < 0)
             skipped++;
         else {
@@ -808,10 +803,10 @@ aq_broker_retry_queue(struct aq_broker *b, const char *queue, const char *state,
         }
     }
     if (skipped > 0)
-        aq_log(AQ_LOG_WARN,
-               "queue %s: %zu %s jobs not retried: the queue does not allow "
-               "them now, or their args were not kept",
-               bq->cfg.name, skipped, state);
+        aq_log_queue(AQ_LOG_WARN, bq->cfg.name,
+                     "queue %s: %zu %s jobs not retried: the queue does not "
+                     "allow them now, or their args were not kept",
+                     bq->cfg.name, skipped, state);
     return 0;
 }
 
@@ -833,19 +828,16 @@ aq_broker_delete_queue(struct aq_broker *b, const char *queue,
                        const char *state, size_t *n, struct aq_error *err)
 {
     struct broker_queue *bq;
-    struct aq_job *j, *next;
     int st;
 
     *n = 0;
     if ((bq = broker_queue_lookup(b, queue, err)) == NULL ||
         (st = record_state(state, true, err)) < 0)
         return -1;
-    for (j = records_first(b, (enum aq_job_state)st); j != NULL; j = next) {
-        next = record_next(j);
-        if (job_queue(j) == bq && j->state == st) {
-            record_delete(b, j);
-            (*n)++;
-        }
+    for (uint64_t id = aq_idset_next(bq->ids[st], 0); id != 0;
+         id = aq_idset_next(bq->ids[st], id)) {
+        record_delete(b, aq_idmap_get(b->jobs, id));
+        (*n)++;
     }
     if (*n > 0)
         aq_log_queue(AQ_LOG_INFO, bq->cfg.name,

@@ -165,7 +165,7 @@ int aq_broker_cancel_queue(struct aq_broker *b, const char *queue, bool running,
 int aq_broker_retry(struct aq_broker *b, uint64_t id, double delay_s,
                     const char **state, struct aq_error *err);
 /* The same for every record of queue in state ("failed" or
- * "cancelled"), oldest first; records that cannot run now (-32005 above)
+ * "cancelled"), in id order; records that cannot run now (-32005 above)
  * are left as they are. 0 with *n retried, or -1 with err: -32002,
  * -32602 for another state, -32010. */
 int aq_broker_retry_queue(struct aq_broker *b, const char *queue,

@@ -34,6 +34,17 @@ class_of(struct records *rs, const struct aq_job *j)
     return j->state == AQ_JOB_DONE ? &rs->done : &rs->failed;
 }
 
+void
+job_key_forget(struct aq_broker *b, const struct aq_job *j)
+{
+    if (j->ext != NULL && j->ext->key != NULL) {
+        json_t *id = json_object_get(b->keys, j->ext->key);
+
+        if (json_integer_value(id) == (json_int_t)j->id)
+            json_object_del(b->keys, j->ext->key);
+    }
+}
+
 /* Takes j out of its list and out of the byte count. */
 static void
 record_unlink(struct records *rs, struct aq_job *j)
@@ -67,12 +78,7 @@ record_drop(struct aq_broker *b, struct aq_job *j, bool is_deleted)
     job_unindex(j);
     aq_idmap_del(b->jobs, j->id);
     aq_trim_note(1);
-    if (j->ext != NULL && j->ext->key != NULL) {
-        json_t *id = json_object_get(b->keys, j->ext->key);
-
-        if (json_integer_value(id) == (json_int_t)j->id)
-            json_object_del(b->keys, j->ext->key);
-    }
+    job_key_forget(b, j);
     aq_job_free(j);
 }
 
@@ -162,18 +168,6 @@ void
 record_delete(struct aq_broker *b, struct aq_job *j)
 {
     record_drop(b, j, true);
-}
-
-struct aq_job *
-records_first(struct aq_broker *b, enum aq_job_state st)
-{
-    return st == AQ_JOB_DONE ? b->records.done.head : b->records.failed.head;
-}
-
-struct aq_job *
-record_next(const struct aq_job *j)
-{
-    return REC_NEXT(j) != NULL ? job_of(REC_NEXT(j)) : NULL;
 }
 
 void

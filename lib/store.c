@@ -144,12 +144,7 @@ aq_broker_restore_key(struct aq_broker *b, struct aq_job *j)
 void
 aq_broker_restore_drop(struct aq_broker *b, struct aq_job *j)
 {
-    if (j->ext != NULL && j->ext->key != NULL) {
-        json_t *id = json_object_get(b->keys, j->ext->key);
-
-        if (json_integer_value(id) == (json_int_t)j->id)
-            json_object_del(b->keys, j->ext->key);
-    }
+    job_key_forget(b, j);
     job_unindex(j);
     aq_idmap_del(b->jobs, j->id);
     aq_job_free(j);
