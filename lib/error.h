@@ -22,7 +22,8 @@ enum {
     AQ_ERR_FINISHED = -32009, /* the job already finished */
     AQ_ERR_SHUTTING_DOWN = -32010,
     AQ_ERR_TOO_MANY_CONNECTIONS = -32011,
-    AQ_ERR_NOT_FINISHED = -32012, /* retry/delete of a live job */
+    AQ_ERR_NOT_FINISHED = -32012,   /* retry/delete of a live job */
+    AQ_ERR_NOT_YOUR_LEASE = -32014, /* task_done/touch/release: not held */
     AQ_ERR_TRANSPORT = 1, /* client side: no connection, timeout, closed */
 };
 
