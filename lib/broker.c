@@ -962,6 +962,7 @@ broker_queue_stats(const struct broker_queue *bq, struct aq_queue_stats *s)
         .running = bq->nbusy,
         .consumers = bq->target,
         .workers = bq->nworkers,
+        .leases = bq->kind == AQ_KIND_REMOTE ? bq->nbusy : 0,
         .paused = bq->is_paused,
         .put = bq->n_put,
         .done = bq->n_done,

@@ -232,6 +232,7 @@ struct aq_queue_stats {
     size_t size, delayed, unfinished, maxsize; /* size: ready jobs */
     int running, consumers;                    /* consumers: asked for */
     int workers; /* remote: workers with a get waiting or a lease held */
+    int leases;  /* remote: jobs leased (they are its running ones) */
     bool paused;
     uint64_t put, done, failed, cancelled, retried; /* since start */
     const struct aq_hist *wait, *run; /* put -> first start; start -> end */

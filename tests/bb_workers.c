@@ -147,10 +147,10 @@ START_TEST(get_and_task_done_round_trip)
     ck_assert_int_eq(bb_stat_int(p, "w", "workers"), 1);
     ck_assert_int_eq(bb_stat_int(p, "w", "consumers"), 0);
 
-    ck_assert_str_eq(
-        task_done(w, id, ",'result':{'r':0.30000000000000004,'x':[1.5]}",
-                  st, sizeof st),
-        "done");
+    ck_assert_str_eq(task_done(w, id,
+                               ",'result':{'r':0.30000000000000004,'x':[1.5]}",
+                               st, sizeof st),
+                     "done");
     {
         char *text;
         json_int_t call =
@@ -188,12 +188,11 @@ START_TEST(task_done_with_an_error_retries_then_fails_with_traceback)
     char st[32];
 
     get_one(w, "");
-    ck_assert_str_eq(
-        task_done(w, id,
-                  ",'error':{'code':'exception','message':'boom',"
-                  "'traceback':'line 1'}",
-                  st, sizeof st),
-        "pending");
+    ck_assert_str_eq(task_done(w, id,
+                               ",'error':{'code':'exception','message':'boom',"
+                               "'traceback':'line 1'}",
+                               st, sizeof st),
+                     "pending");
     again = get_one(w, "");
     ck_assert_int_eq(again, id);
     ck_assert_int_eq(status_int(w, id, "attempts"), 1);
@@ -286,15 +285,13 @@ START_TEST(waiting_gets_are_woken_by_puts_in_arrival_order)
     ra = bb_wait_reply(a, ga, POLL_MS);
     ck_assert_ptr_nonnull(ra);
     ck_assert_uint_eq(json_array_size(json_object_get(ra, "result")), 1);
-    ck_assert_int_eq(bb_int_at(json_array_get(json_object_get(ra, "result"), 0),
-                               "job"),
-                     j1);
+    ck_assert_int_eq(
+        bb_int_at(json_array_get(json_object_get(ra, "result"), 0), "job"), j1);
     j2 = put_w(p, NULL);
     rb = bb_wait_reply(b, gb, POLL_MS);
     ck_assert_ptr_nonnull(rb);
-    ck_assert_int_eq(bb_int_at(json_array_get(json_object_get(rb, "result"), 0),
-                               "job"),
-                     j2);
+    ck_assert_int_eq(
+        bb_int_at(json_array_get(json_object_get(rb, "result"), 0), "job"), j2);
     json_decref(ra);
     json_decref(rb);
     /* A wait that runs out answers []. */
@@ -312,11 +309,13 @@ END_TEST
 
 START_TEST(get_takes_from_queues_in_order_of_preference)
 {
-    struct bb_daemon *d = bb_startq(
-        "{'queues':{'hi':{'kind':'remote'},'lo':{'kind':'remote'}}}");
+    struct bb_daemon *d =
+        bb_startq("{'queues':{'hi':{'kind':'remote'},'lo':{'kind':'remote'}}}");
     struct bb_conn *c = bb_connect(d);
-    json_int_t lo = bb_put_job(c, bb_jsonq("{'queue':'lo','args':{}}"), POLL_MS);
-    json_int_t hi = bb_put_job(c, bb_jsonq("{'queue':'hi','args':{}}"), POLL_MS);
+    json_int_t lo =
+        bb_put_job(c, bb_jsonq("{'queue':'lo','args':{}}"), POLL_MS);
+    json_int_t hi =
+        bb_put_job(c, bb_jsonq("{'queue':'hi','args':{}}"), POLL_MS);
     json_t *r = get(c, bb_jsonq("{'queue':['hi','lo'],'max':2}"));
 
     ck_assert_uint_eq(json_array_size(r), 2);
@@ -394,7 +393,8 @@ START_TEST(touch_extends_a_lease)
     char st[32];
 
     get_one(w, ",'lease':0.3");
-    r = bb_result(w, "touch", bb_jsonq("{'job':%lld,'lease':30}", (long long)id));
+    r = bb_result(w, "touch",
+                  bb_jsonq("{'job':%lld,'lease':30}", (long long)id));
     ck_assert_int_eq(bb_int_at(r, "job"), id);
     now = bb_num_at(r, "lease_deadline");
     ck_assert(now > 0);
@@ -534,8 +534,7 @@ END_TEST
 
 START_TEST(graceful_stop_answers_gets_and_waits_for_holders)
 {
-    struct bb_daemon *d =
-        bb_startq("{'shutdown':{'grace':10}," QUEUES "}");
+    struct bb_daemon *d = bb_startq("{'shutdown':{'grace':10}," QUEUES "}");
     struct bb_conn *p = bb_connect(d), *w = bb_connect(d), *g = bb_connect(d);
     json_int_t id = put_w(p, NULL), call;
     json_t *r;
@@ -664,8 +663,8 @@ START_TEST(a_remote_queue_with_consumers_is_a_config_error)
     fclose(f);
     bb_run_argv(&r, &o, argv);
     ck_assert_int_eq(r.status, 1);
-    ck_assert_msg(strstr(r.err, "queues.jobs.consumers") != NULL, "%s%s",
-                  r.out, r.err);
+    ck_assert_msg(strstr(r.err, "queues.jobs.consumers") != NULL, "%s%s", r.out,
+                  r.err);
     bb_run_free(&r);
     /* Without consumers it is valid: 0 is the default for remote. */
     f = fopen(path, "w");
@@ -687,8 +686,7 @@ START_TEST(remote_queues_refuse_scale_and_others_refuse_get)
     ck_assert_int_eq(
         bb_error(c, "scale", bb_jsonq("{'queue':'w','consumers':1}")),
         NOT_ALLOWED);
-    json_decref(
-        bb_result(c, "scale", bb_jsonq("{'queue':'w','consumers':0}")));
+    json_decref(bb_result(c, "scale", bb_jsonq("{'queue':'w','consumers':0}")));
     ck_assert_int_eq(bb_error(c, "get", bb_jsonq("{'queue':'e','wait':0}")),
                      NOT_ALLOWED);
     ck_assert_int_eq(
@@ -784,7 +782,8 @@ bb_workers_suite(void)
 
     tcase_set_timeout(tc, 120);
     tcase_add_test(tc, get_and_task_done_round_trip);
-    tcase_add_test(tc, task_done_with_an_error_retries_then_fails_with_traceback);
+    tcase_add_test(tc,
+                   task_done_with_an_error_retries_then_fails_with_traceback);
     tcase_add_test(tc, retry_false_fails_at_once_and_no_result_is_null);
     tcase_add_test(tc, get_max_takes_a_batch_in_queue_order);
     tcase_add_test(tc, waiting_gets_are_woken_by_puts_in_arrival_order);
