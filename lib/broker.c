@@ -602,6 +602,8 @@ aq_broker_cancel(struct aq_broker *b, uint64_t id, const char **state,
         return -1;
     }
     if (j->state != AQ_JOB_RUNNING) {
+        if (j->ext != NULL)
+            j->ext->holder = 0; /* no worker held it when cancelled */
         aq_queue_remove(job_queue(j)->q, &j->qi);
         aq_job_set_error(j, "cancelled", "cancelled by request");
         job_finish(b, j, AQ_JOB_CANCELLED);
@@ -731,6 +733,7 @@ job_retry(struct aq_broker *b, struct aq_job *j, int64_t delay_us)
         x->future = NULL;
     }
     j->attempts = 0;
+    x->holder = 0;
     if (x->retried < UINT32_MAX)
         x->retried++;
     aq_job_set_error(j, NULL, NULL);
