@@ -36,6 +36,9 @@ DEFAULT_PORT = 7878
 # A reply is one line; a `wait` on 100,000 jobs is one long line.
 DEFAULT_MAX_LINE = 256 * 1024 * 1024
 
+# asyncio's default high-water mark of a transport's send buffer.
+_WRITE_HIGH = 64 * 1024
+
 JSON = Any
 Params = Dict[str, Any]
 Listener = Callable[[Params], None]
@@ -280,9 +283,7 @@ class Client:
         self._pending[rid] = fut
         try:
             self._writer.write(data)
-            # One drain at a time: asyncio before 3.10 allows one waiter.
-            async with self._drain_lock:
-                await self._writer.drain()
+            await self._drain()
         except (OSError, ssl.SSLError) as e:
             self._pending.pop(rid, None)
             raise ConnectionClosed("asyncq: %s: %s" % (self.url, e)) from e
@@ -310,6 +311,16 @@ class Client:
         self._writer.write(json.dumps(msg, separators=(",", ":"),
                                       ensure_ascii=False,
                                       allow_nan=False).encode("utf-8") + b"\n")
+        await self._drain()
+
+    async def _drain(self) -> None:
+        """Waits while the socket's send buffer is over its high-water mark
+        (the server is not reading: back-pressure)."""
+        transport = self._writer.transport
+        if transport.get_write_buffer_size() <= _WRITE_HIGH and \
+                not transport.is_closing():
+            return
+        # One drain at a time: asyncio before 3.10 allows one waiter.
         async with self._drain_lock:
             await self._writer.drain()
 

@@ -73,12 +73,13 @@ Handler = Callable[[Job], Awaitable[Any]]
 class _Held:
     """A job this worker holds the lease of, and the task running it."""
 
-    __slots__ = ("job", "task", "lease", "why_cancelled")
+    __slots__ = ("job", "task", "lease", "why_cancelled", "timer")
 
     def __init__(self, job: Job, lease: Optional[float]) -> None:
         self.job = job
         self.task: Optional["asyncio.Task[None]"] = None
         self.lease = lease  # its length in s, None if it never runs out
+        self.timer: Optional[asyncio.TimerHandle] = None
         # Why we cancelled its handler: "cancel" (job.cancel), "lost" (the
         # lease is no longer ours), "stop" (grace over: release it).
         self.why_cancelled: Optional[str] = None
@@ -95,6 +96,7 @@ class Worker:
     asked for at ``get`` and ``touch`` (default: the job's timeout).
     ``poll``: seconds a ``get`` waits for a job.  ``grace``: seconds
     :meth:`stop` lets running handlers finish before releasing their jobs.
+    ``limit``: take at most that many jobs, then stop (benchmarks, tests).
     """
 
     def __init__(
@@ -110,6 +112,7 @@ class Worker:
         cafile: Optional[str] = None,
         certfile: Optional[str] = None,
         keyfile: Optional[str] = None,
+        limit: Optional[int] = None,
     ) -> None:
         if concurrency < 1:
             raise ValueError("asyncq: Worker: concurrency must be >= 1")
@@ -121,6 +124,8 @@ class Worker:
         self.lease = lease
         self.poll = poll
         self.grace = grace
+        self.limit = limit
+        self.taken = 0
         self._connect_kw: Dict[str, Any] = {
             "token": token, "cafile": cafile, "certfile": certfile,
             "keyfile": keyfile}
@@ -216,6 +221,11 @@ class Worker:
         try:
             while not self._stop_event.is_set():
                 free = self.concurrency - len(self._held)
+                if self.limit is not None:
+                    if self.taken >= self.limit:
+                        self.stop()
+                        break
+                    free = min(free, self.limit - self.taken)
                 if free <= 0:
                     self._slot_event.clear()
                     slot = asyncio.ensure_future(self._slot_event.wait())
@@ -247,6 +257,7 @@ class Worker:
 
     def _start(self, client: Client, raw: Dict[str, Any]) -> None:
         job = Job(raw)
+        self.taken += 1
         lease = self.lease
         if lease is None and job.lease_deadline is not None:
             lease = max(job.lease_deadline - time.time(), 0.1)
@@ -260,34 +271,40 @@ class Worker:
             held.why_cancelled = "cancel"
             held.task.cancel()
 
-    async def _renew(self, client: Client, held: _Held) -> None:
-        """Touches the lease at a third of its length while the handler
-        runs; cancels the handler if the lease is no longer ours."""
+    def _schedule_touch(self, client: Client, held: _Held) -> None:
+        """Arms the timer touching the lease at a third of its length (a
+        timer, not a task per job: most handlers end before it fires)."""
         assert held.lease is not None
-        period = max(held.lease / 3, 0.02)
-        while True:
-            await asyncio.sleep(period)
-            try:
-                await client.touch(held.job.id, lease=self.lease)
-            except AlreadyFinished:
-                why = "cancel"
-            except (NotYourLease, NoSuchJob) as e:
-                log.warning("asyncq: job %d: lease lost: %s", held.job.id, e)
-                why = "lost"
-            except (Error, TransportError):
-                return
-            else:
-                continue
-            if held.why_cancelled is None and held.task is not None:
-                held.why_cancelled = why
-                held.task.cancel()
+        held.timer = asyncio.get_running_loop().call_later(
+            max(held.lease / 3, 0.02),
+            lambda: asyncio.ensure_future(self._touch(client, held)))
+
+    async def _touch(self, client: Client, held: _Held) -> None:
+        """Renews the lease while the handler runs; cancels the handler if
+        the lease is no longer ours."""
+        if held.task is None or held.task.done() or held.why_cancelled:
             return
+        try:
+            await client.touch(held.job.id, lease=self.lease)
+        except AlreadyFinished:
+            why = "cancel"
+        except (NotYourLease, NoSuchJob) as e:
+            log.warning("asyncq: job %d: lease lost: %s", held.job.id, e)
+            why = "lost"
+        except (Error, TransportError):
+            return
+        else:
+            if not held.task.done() and held.why_cancelled is None:
+                self._schedule_touch(client, held)
+            return
+        if held.why_cancelled is None and not held.task.done():
+            held.why_cancelled = why
+            held.task.cancel()
 
     async def _run_one(self, client: Client, held: _Held) -> None:
         job = held.job
-        renew: Optional["asyncio.Task[None]"] = None
         if held.lease is not None:
-            renew = asyncio.ensure_future(self._renew(client, held))
+            self._schedule_touch(client, held)
         try:
             handler = self._handlers.get(job.name, self._handlers.get(None))
             error: Optional[Dict[str, Any]] = None
@@ -306,8 +323,8 @@ class Worker:
                 raise
             except Exception as e:
                 error, retry = _error_of(e, handler is None)
-            if renew is not None:
-                renew.cancel()
+            if held.timer is not None:
+                held.timer.cancel()
             try:
                 try:
                     await client.task_done(job.id, result, error=error, retry=retry)
@@ -326,8 +343,8 @@ class Worker:
             except TransportError:
                 pass
         finally:
-            if renew is not None:
-                renew.cancel()
+            if held.timer is not None:
+                held.timer.cancel()
             self._held.pop(job.id, None)
             if self._slot_event is not None:
                 self._slot_event.set()
