@@ -2,6 +2,7 @@
 """tls:// with the test certificates of tests/tls/, mutual TLS, a worker."""
 from __future__ import annotations
 
+import asyncio
 import unittest
 from typing import Any, Dict, Optional
 
@@ -12,7 +13,6 @@ from .daemon import Daemon, TLS_DIR, have_tls_certs, tls_file
 
 QUEUES: Dict[str, Dict[str, Any]] = {
     "default": {"kind": "echo", "consumers": 1},
-    "remote": {"kind": "remote", "timeout": 30},
 }
 
 
@@ -33,20 +33,6 @@ class TestTls(unittest.IsolatedAsyncioTestCase):
                 self.assertEqual(await c.ping(), "pong")
                 rec = await c.put({"over": "tls"}, wait=True)
                 self.assertEqual(rec["result"], {"over": "tls"})
-                # a worker over TLS on the same connection
-                w = asyncq.Worker(c, queues="remote", poll=5)
-
-                @w.handler()
-                async def h(job: asyncq.Job) -> Any:
-                    return job.args["x"] + 1
-
-                import asyncio
-                run = asyncio.ensure_future(w.run())
-                j = (await c.put({"x": 41}, queue="remote"))["job"]
-                self.assertEqual((await c.wait([j], timeout=20))[0]["result"], 42)
-                w.stop()
-                await run
-                self.assertFalse(c.closed)  # a worker leaves a given client open
             # a server certificate from a CA we do not trust is refused
             with self.assertRaises(ConnectionError):
                 await asyncq.connect(d.tls_url, cafile=tls_file("other-ca.pem"))
@@ -54,6 +40,33 @@ class TestTls(unittest.IsolatedAsyncioTestCase):
             port = d.tls_url.rsplit(":", 1)[1]
             async with await asyncq.connect("tls://localhost:" + port,
                                             cafile=tls_file("ca.pem")) as c:
+                self.assertEqual(await c.ping(), "pong")
+        finally:
+            d.stop()
+
+    @bounded
+    async def test_worker_over_tls(self) -> None:
+        d = Daemon({"remote": {"kind": "remote", "timeout": 30}},
+                   tls=tls_config(tls_file("ca.pem")))
+        try:
+            assert d.tls_url is not None
+            async with await asyncq.connect(
+                    d.tls_url, cafile=tls_file("ca.pem"),
+                    certfile=tls_file("client.pem"),
+                    keyfile=tls_file("client.key")) as c:
+                # the worker shares this connection, and leaves it open
+                w = asyncq.Worker(c, queues="remote", poll=5)
+
+                @w.handler()
+                async def h(job: asyncq.Job) -> Any:
+                    return job.args["x"] + 1
+
+                run = asyncio.ensure_future(w.run())
+                j = (await c.put({"x": 41}, queue="remote"))["job"]
+                self.assertEqual((await c.wait([j], timeout=20))[0]["result"], 42)
+                w.stop()
+                await run
+                self.assertFalse(c.closed)
                 self.assertEqual(await c.ping(), "pong")
         finally:
             d.stop()
