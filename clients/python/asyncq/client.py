@@ -317,9 +317,12 @@ class Client:
         """Waits while the socket's send buffer is over its high-water mark
         (the server is not reading: back-pressure)."""
         transport = self._writer.transport
-        if transport.get_write_buffer_size() <= _WRITE_HIGH and \
-                not transport.is_closing():
-            return
+        try:
+            if not transport.is_closing() and \
+                    transport.get_write_buffer_size() <= _WRITE_HIGH:
+                return
+        except AttributeError:  # an SSL transport whose connection is lost
+            pass
         # One drain at a time: asyncio before 3.10 allows one waiter.
         async with self._drain_lock:
             await self._writer.drain()

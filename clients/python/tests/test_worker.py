@@ -83,9 +83,9 @@ class TestWorker(WorkerCase):
         self.assertEqual((j.queue, j.name, j.attempts), ("rt", "square", 0))
         self.assertIsInstance(j.lease_deadline, float)
         self.assertGreater(j.lease_deadline, time.time())  # type: ignore[operator]
-        self.assertEqual(w.done, 12)
         w.stop()
         await run
+        self.assertEqual(w.done, 12)  # final once run() returned
         self.assertEqual(w.running, 0)
 
     @bounded
@@ -120,9 +120,9 @@ class TestWorker(WorkerCase):
         self.assertEqual((rb["state"], rb["error"]["code"]), ("failed", "nope"))
         self.assertEqual((rc["state"], rc["error"]["code"]), ("failed", "exception"))
         self.assertIn("not JSON", rc["error"]["message"])
-        self.assertEqual(w.failed, 3)
         w.stop()
         await run
+        self.assertEqual(w.failed, 3)
 
     @bounded
     async def test_lease_renewed_while_handler_runs(self) -> None:
