@@ -39,6 +39,9 @@ DEFAULT_MAX_LINE = 256 * 1024 * 1024
 # asyncio's default high-water mark of a transport's send buffer.
 _WRITE_HIGH = 64 * 1024
 
+_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False,
+                            allow_nan=False)
+
 JSON = Any
 Params = Dict[str, Any]
 Listener = Callable[[Params], None]
@@ -132,6 +135,9 @@ class Client:
         self._listeners: Dict[str, List[Listener]] = {}
         self._close_listeners: List[Callable[[BaseException], None]] = []
         self._drain_lock = asyncio.Lock()
+        self._wbuf: List[bytes] = []
+        self._wbuf_len = 0
+        self._flush_armed = False
         self._closed: Optional[BaseException] = None
         self._closing = False
         self._read_task = asyncio.ensure_future(self._read_loop())
@@ -156,6 +162,7 @@ class Client:
             return
         self._closing = True
         try:
+            self._flush()
             self._writer.close()
             await self._writer.wait_closed()
         except (OSError, ssl.SSLError):
@@ -277,12 +284,11 @@ class Client:
         msg: Dict[str, Any] = {"jsonrpc": "2.0", "id": rid, "method": method}
         if params:
             msg["params"] = params
-        data = json.dumps(msg, separators=(",", ":"), ensure_ascii=False,
-                          allow_nan=False).encode("utf-8") + b"\n"
+        data = _ENCODER.encode(msg).encode("utf-8") + b"\n"
         fut: "asyncio.Future[Any]" = asyncio.get_running_loop().create_future()
         self._pending[rid] = fut
         try:
-            self._writer.write(data)
+            self._write(data)
             await self._drain()
         except (OSError, ssl.SSLError) as e:
             self._pending.pop(rid, None)
@@ -308,10 +314,25 @@ class Client:
         msg: Dict[str, Any] = {"jsonrpc": "2.0", "method": method}
         if params:
             msg["params"] = params
-        self._writer.write(json.dumps(msg, separators=(",", ":"),
-                                      ensure_ascii=False,
-                                      allow_nan=False).encode("utf-8") + b"\n")
+        self._write(_ENCODER.encode(msg).encode("utf-8") + b"\n")
         await self._drain()
+
+    def _write(self, data: bytes) -> None:
+        """Queues a line; the lines of one loop iteration go out in one
+        write (pipelined calls, a worker's task_done replies)."""
+        self._wbuf.append(data)
+        self._wbuf_len += len(data)
+        if not self._flush_armed:
+            self._flush_armed = True
+            asyncio.get_running_loop().call_soon(self._flush)
+
+    def _flush(self) -> None:
+        self._flush_armed = False
+        if self._wbuf and self._closed is None:
+            data = b"".join(self._wbuf)
+            self._wbuf.clear()
+            self._wbuf_len = 0
+            self._writer.write(data)
 
     async def _drain(self) -> None:
         """Waits while the socket's send buffer is over its high-water mark
@@ -319,10 +340,11 @@ class Client:
         transport = self._writer.transport
         try:
             if not transport.is_closing() and \
-                    transport.get_write_buffer_size() <= _WRITE_HIGH:
+                    transport.get_write_buffer_size() + self._wbuf_len <= _WRITE_HIGH:
                 return
         except AttributeError:  # an SSL transport whose connection is lost
             pass
+        self._flush()
         # One drain at a time: asyncio before 3.10 allows one waiter.
         async with self._drain_lock:
             await self._writer.drain()
