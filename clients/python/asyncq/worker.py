@@ -381,13 +381,30 @@ class Worker:
         if late is not None and late.done() and not late.cancelled() \
                 and late.exception() is None:
             to_release.extend(raw["job"] for raw in late.result())
+        elif late is not None and self._server is client and not client.closed:
+            # A shared connection stays open, and so does the get: release
+            # whatever it leases when it is answered.
+            def release_late(fut: "asyncio.Future[List[Dict[str, Any]]]") -> None:
+                if fut.cancelled() or fut.exception() is not None:
+                    return
+                for raw in fut.result():
+                    asyncio.ensure_future(_quiet(client.release(raw["job"])))
+
+            late.add_done_callback(release_late)
         elif late is not None:
-            late.cancel()
+            late.cancel()  # the connection closes: the daemon drops the get
         if not client.closed:
             replies = await asyncio.gather(
                 *(client.release(j) for j in to_release), return_exceptions=True)
             self.released += sum(1 for r in replies if not isinstance(r, BaseException))
         self._held.clear()
+
+
+async def _quiet(aw: Awaitable[Any]) -> None:
+    try:
+        await aw
+    except (Error, TransportError):
+        pass
 
 
 def _error_of(e: BaseException, no_handler: bool) -> Tuple[Dict[str, Any], Optional[bool]]:

@@ -275,6 +275,31 @@ class TestWorker(WorkerCase):
         await run
         self.assertEqual((await self.c.status(j))["result"], "ok")
 
+    @bounded
+    async def test_stop_on_shared_client_releases_late_jobs(self) -> None:
+        # A worker on a shared connection stops while its get waits; the
+        # job that get then leases goes back to the queue, not stuck.
+        shared = await asyncq.connect(self.daemon.url)
+        try:
+            w = asyncq.Worker(shared, queues="late", poll=10)
+
+            @w.handler()
+            async def h(job: asyncq.Job) -> Any:
+                raise AssertionError("stopped worker ran a job")
+
+            run = self.start(w)
+            await until(lambda: self.c.stats("late"),
+                        lambda s: s["queues"]["late"]["workers"] == 1, "get waits")
+            w.stop()
+            await run
+            j = (await self.c.put({}, queue="late"))["job"]
+            jobs = await self.c.get("late", wait=10)
+            self.assertEqual([(x["job"], x["attempts"]) for x in jobs], [(j, 0)])
+            await self.c.task_done(j, "ok")
+            self.assertFalse(shared.closed)
+        finally:
+            await shared.close()
+
 
 class TestRawCalls(WorkerCase):
     @bounded
