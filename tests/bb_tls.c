@@ -157,9 +157,8 @@ tcli_open(struct tcli *t, int port, int max_version, const char *cert,
         SSL_CTX_set_cipher_list(t->ctx, "DEFAULT:@SECLEVEL=0");
     }
     if (cert != NULL) {
-        ck_assert_int_eq(SSL_CTX_use_certificate_file(t->ctx, cert,
-                                                      SSL_FILETYPE_PEM),
-                         1);
+        ck_assert_int_eq(
+            SSL_CTX_use_certificate_file(t->ctx, cert, SSL_FILETYPE_PEM), 1);
         ck_assert_int_eq(
             SSL_CTX_use_PrivateKey_file(t->ctx, key, SSL_FILETYPE_PEM), 1);
     }
@@ -265,9 +264,8 @@ START_TEST(lib_client_puts_and_reads_status_over_tls)
                            NULL, NULL, &err);
         ck_assert_msg(r != NULL, "put: %s", err.message);
         st = aq_client_call(
-            c, "wait",
-            json_pack("{s:[O]}", "jobs", json_object_get(r, "job")), NULL,
-            NULL, &err);
+            c, "wait", json_pack("{s:[O]}", "jobs", json_object_get(r, "job")),
+            NULL, NULL, &err);
         ck_assert_msg(st != NULL, "wait: %s", err.message);
         json_decref(st);
         st = aq_client_call(
@@ -322,9 +320,9 @@ START_TEST(cli_puts_and_reads_status_over_tls)
     json_t *rec;
 
     snprintf(server, sizeof server, "%s", url(port, "localhost"));
-    asyncq(&r, NULL, "--server", server, "--ca", AQ_TLS_DIR "/ca.pem",
-           "--json", "put", "-q", "q", "-k", "echo", "--args", "{\"x\":7}",
-           "--wait", NULL);
+    asyncq(&r, NULL, "--server", server, "--ca", AQ_TLS_DIR "/ca.pem", "--json",
+           "put", "-q", "q", "-k", "echo", "--args", "{\"x\":7}", "--wait",
+           NULL);
     ck_assert_msg(r.status == 0, "exit %d: %s%s", r.status, r.out, r.err);
     rec = out_json(&r);
     snprintf(id, sizeof id, "%lld",
@@ -423,7 +421,8 @@ END_TEST
 
 /* ---- handshakes that never come ---- */
 
-START_TEST(a_stalled_handshake_is_closed_after_the_timeout_meanwhile_others_are_served)
+START_TEST(
+    a_stalled_handshake_is_closed_after_the_timeout_meanwhile_others_are_served)
 {
     int port;
     struct bb_daemon *d = start_tls(",\"handshake_timeout\":1", &port);
