@@ -418,19 +418,18 @@ parse_tls(struct parser *p, json_t *v, const struct field *f, const char *path,
     cfg->tls = NULL;
     if (json_is_null(v))
         return 0;
-#ifndef AQ_HAVE_TLS
-    (void)tc;
-    (void)child;
-    return config_field_error(p, path,
-                              "this asyncqd was built without TLS "
-                              "(ASYNCQ_TLS=OFF): expected null");
-#else
     if (!json_is_object(v))
         return config_field_error(p, path, "expected object or null");
     tc = cfg->tls = xcalloc(1, sizeof *tc);
     tc->handshake_timeout = 10;
     if (config_parse_object(p, v, path, tls_fields, tc) == -1)
         return -1;
+#ifndef AQ_HAVE_TLS
+    (void)child;
+    return config_field_error(p, path,
+                              "this asyncqd was built without TLS "
+                              "(ASYNCQ_TLS=OFF): expected null");
+#else
     snprintf(child, sizeof child, "%s.%s", path,
              tc->cert == NULL ? "cert" : "key");
     if (tc->cert == NULL || tc->key == NULL)

@@ -91,7 +91,7 @@ static SSL_CTX *
 ctx_new(const struct aq_tls_config *tc, struct aq_error *err)
 {
     SSL_CTX *ctx;
-    STACK_OF(X509_NAME) *names;
+    STACK_OF(X509_NAME) * names;
 
     ERR_clear_error();
     if (!readable("cert", tc->cert, err) || !readable("key", tc->key, err) ||
