@@ -292,7 +292,7 @@ export declare class Worker extends EventEmitter {
   stop(opts?: { grace?: Seconds }): Promise<void>;
 
   on(event: 'done', listener: (job: Job, result: unknown) => void): this;
-  on(event: 'failed', listener: (job: Job, error: unknown) => void): this;
+  on(event: 'failed', listener: (job: Job, error: unknown, state: JobState) => void): this;
   on(event: 'cancelled' | 'released', listener: (job: Job) => void): this;
   on(event: 'warning', listener: (error: Error) => void): this;
   on(event: string | symbol, listener: (...args: any[]) => void): this;

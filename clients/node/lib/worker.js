@@ -41,8 +41,10 @@ export function errorOf(err) {
 /**
  * Runs handlers for the jobs of remote queues.
  *
- * Events: `done` (job, result), `failed` (job, error) when a handler threw,
- * `cancelled` (job) on a job.cancel, `released` (job) at stop, and
+ * Events, once the daemon has taken the outcome: `done` (job, result),
+ * `failed` (job, error, state) when a handler threw (state: the job's state
+ * now, "delayed" or "pending" when it will be retried); `cancelled` (job)
+ * on a job.cancel, `released` (job) at stop, and
  * `warning` (error) for what does not stop the worker (a touch or
  * task_done the daemon refused, a handler without a name match...).
  */
@@ -253,6 +255,7 @@ export class Worker extends EventEmitter {
     };
     entry.settled = (async () => {
       let outcome;
+      let thrown;
       try {
         if (!fn) {
           const e = new Error(`no handler for job name ${JSON.stringify(job.name ?? null)}`);
@@ -261,17 +264,18 @@ export class Worker extends EventEmitter {
         }
         const result = await fn(job, ctx);
         outcome = { result: result === undefined ? null : result };
-        if (!entry.over) this.emit('done', job, outcome.result);
       } catch (err) {
+        thrown = err;
         outcome = { error: errorOf(err) };
         if (err && typeof err === 'object' && err.retry === false) outcome.retry = false;
-        if (!entry.over) this.emit('failed', job, err);
       }
       clearInterval(entry.timer);
       if (!entry.over) {
         entry.over = true;
         try {
-          await client.taskDone(job.id, outcome);
+          const r = await client.taskDone(job.id, outcome);
+          if (outcome.error) this.emit('failed', job, thrown, r.state);
+          else this.emit('done', job, outcome.result);
         } catch (e) {
           if (!(e instanceof TransportError)) this.emit('warning', e);
         }
