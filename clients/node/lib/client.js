@@ -297,6 +297,8 @@ export class Client extends EventEmitter {
   call(method, params, opts = {}) {
     const { signal, late } = opts;
     if (this._closed) return Promise.reject(this._closed);
+    if (!this._socket)
+      return Promise.reject(new TransportError(`asyncq: ${this.url}: not connected (use connect())`));
     if (signal?.aborted) return Promise.reject(signal.reason);
     const id = this._nextId++;
     const msg = { jsonrpc: '2.0', id, method };

@@ -213,6 +213,25 @@ describe('producer', T, () => {
   });
 });
 
+describe('lifecycle', T, () => {
+  test('a Client made with new is not connected; asyncDispose closes', async () => {
+    const { Client } = await import('../index.js');
+    await assert.rejects(new Client('unix:/nonexistent').ping(), /not connected/);
+    const d = await startDaemon({ queues: { default: { kind: 'echo' } } });
+    try {
+      const c = await connect(d.url);
+      if (typeof Symbol.asyncDispose === 'symbol') {
+        await c[Symbol.asyncDispose]();
+        assert.equal(c.closed, true);
+      }
+      await c.close();
+      assert.equal(c.closed, true);
+    } finally {
+      await d.stop();
+    }
+  });
+});
+
 describe('auth', T, () => {
   let d;
   before(async () => { d = await startDaemon({ queues: { default: { kind: 'echo' } } }, { token: 's3cret' }); });
