@@ -212,7 +212,7 @@ export class Worker extends EventEmitter {
       for (const j of jobs) this._start(j);
       // An empty answer long before its wait: the daemon is stopping (or
       // wait is 0); do not spin.
-      if (jobs.length === 0 && Date.now() - t0 < this.pollWait * 500)
+      if (jobs.length === 0 && (this.pollWait === 0 || Date.now() - t0 < this.pollWait * 500))
         await this._sleep(EMPTY_BACKOFF);
     }
   }
