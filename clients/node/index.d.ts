@@ -266,7 +266,7 @@ export interface WorkerOptions extends ConnectOptions {
   concurrency?: number;
   /** Lease length asked for (default: the job's timeout). */
   lease?: Seconds;
-  /** The get's long-poll wait. Default 30. */
+  /** The get's long-poll wait, seconds; a stop waits for the get in flight, so at most this long. Default 5. */
   wait?: Seconds;
   /** At most this many jobs per get (≤ 1000). Default 64. */
   maxPerGet?: number;

@@ -66,7 +66,7 @@ export class Worker extends EventEmitter {
     if (!Number.isInteger(this.concurrency) || this.concurrency < 1)
       throw new RangeError('asyncq: Worker: concurrency must be an integer ≥ 1');
     this.lease = o.lease;
-    this.pollWait = o.wait ?? 30;
+    this.pollWait = o.wait ?? 5;
     this.maxPerGet = Math.min(o.maxPerGet ?? 64, 1000);
     this.grace = o.grace ?? 10;
     this.handleSignals = o.handleSignals ?? false;
@@ -84,10 +84,13 @@ export class Worker extends EventEmitter {
     this._fatal = null;
     this._wake = null;
     this._now = null; // resolves to skip the grace
-    this._getAbort = null;
+    /** @type {{p: Promise<any>, ac: AbortController} | null} */
+    this._get = null; // the get in flight
     this._runPromise = null;
     this._stopResolve = null;
     this._stopped = new Promise((r) => { this._stopResolve = r; });
+    /** Resolves at stop() or when the connection is lost. */
+    this._halt = new Promise((r) => { this._haltResolve = r; });
   }
 
   /**
@@ -181,17 +184,25 @@ export class Worker extends EventEmitter {
         continue;
       }
       const ac = new AbortController();
-      this._getAbort = ac;
       const t0 = Date.now();
-      let jobs;
-      try {
-        jobs = await this.client.get({
-          queue: this.queues.length === 1 ? this.queues[0] : this.queues,
-          max: Math.min(free, this.maxPerGet),
-          wait: this.pollWait,
-          lease: this.lease,
-        }, { signal: ac.signal, late: (js) => this._releaseAll(js) });
-      } catch (e) {
+      const getP = this.client.get({
+        queue: this.queues.length === 1 ? this.queues[0] : this.queues,
+        max: Math.min(free, this.maxPerGet),
+        wait: this.pollWait,
+        lease: this.lease,
+      }, { signal: ac.signal, late: (js) => this._releaseAll(js) });
+      getP.catch(() => {});
+      this._get = { p: getP, ac };
+      // Stopping does not wait for the get here: _finish() does, alongside
+      // the handlers' grace.
+      const r = await Promise.race([
+        getP.then((jobs) => ({ jobs }), (err) => ({ err })),
+        this._halt.then(() => ({})),
+      ]);
+      if (!r.jobs && !r.err) break; // stop() or a lost connection
+      this._get = null;
+      if (r.err) {
+        const e = r.err;
         if (this._stopping || this._fatal) break;
         if (e instanceof AsyncqError && e.code === ErrorCode.SHUTTING_DOWN) {
           await this._sleep(EMPTY_BACKOFF);
@@ -202,9 +213,8 @@ export class Worker extends EventEmitter {
           break;
         }
         throw e;
-      } finally {
-        this._getAbort = null;
       }
+      const jobs = r.jobs;
       if (this._stopping) {
         await this._releaseAll(jobs);
         break;
@@ -269,7 +279,7 @@ export class Worker extends EventEmitter {
         outcome = { error: errorOf(err) };
         if (err && typeof err === 'object' && err.retry === false) outcome.retry = false;
       }
-      clearInterval(entry.timer);
+      if (!entry.holding) clearInterval(entry.timer);
       if (!entry.over) {
         entry.over = true;
         try {
@@ -286,11 +296,12 @@ export class Worker extends EventEmitter {
   }
 
   async _touch(entry) {
-    if (entry.over) return;
+    if (entry.over && !entry.holding) return;
     try {
       await this.client.touch(entry.job.id);
     } catch (e) {
-      if (entry.over || !(e instanceof AsyncqError)) return;
+      if ((entry.over && !entry.holding) || !(e instanceof AsyncqError)) return;
+      entry.holding = false;
       // -32009: cancelled; -32014/-32004: the lease is gone. Either way a
       // task_done would be refused: stop the handler.
       this._abandon(entry, e.code === ErrorCode.JOB_FINISHED ? 'cancelled' : 'lease lost');
@@ -313,15 +324,67 @@ export class Worker extends EventEmitter {
 
   _onClose(err) {
     this._fatal = err ?? new TransportError('asyncq: connection closed');
-    for (const entry of this._active.values())
+    for (const entry of this._active.values()) {
+      entry.holding = false;
       if (!entry.over) this._abandon(entry, 'connection lost');
-    this._getAbort?.abort(this._fatal);
+      clearInterval(entry.timer);
+    }
+    this._get?.ac.abort(this._fatal);
+    this._haltResolve();
     this._poke();
   }
 
-  /** Waits for the running handlers up to the grace, then releases the rest. */
+  /**
+   * Waits for the running handlers up to the grace, then releases the
+   * rest; and for the get still in flight (see below).
+   */
   async _finish() {
-    if (this._active.size === 0) return;
+    // The get is settled before anything is released: released jobs would
+    // go straight back to it.
+    const got = this._finishGet();
+    const held = await this._finishHandlers();
+    await got;
+    await Promise.all(held.map(async (entry) => {
+      clearInterval(entry.timer);
+      entry.timer = null;
+      try {
+        await this.client.release(entry.job.id);
+        this.emit('released', entry.job);
+      } catch (e) {
+        if (!(e instanceof TransportError)) this.emit('warning', e);
+      }
+    }));
+  }
+
+  /**
+   * A get still waiting would be handed jobs even after the connection is
+   * closed (the daemon answers a half-closed connection, and cannot tell a
+   * closed one until it writes): those attempts would end worker_lost. So
+   * on its own connection the worker waits for the get's answer (at most
+   * its wait) and releases what it brings; on a shared client, which stays
+   * open, the late answer is released whenever it comes.
+   */
+  async _finishGet() {
+    const g = this._get;
+    this._get = null;
+    if (!g) return;
+    if (this._server instanceof Client || this._fatal) {
+      g.ac.abort(abortError('asyncq: worker stopping'));
+      return;
+    }
+    let timer;
+    const r = await Promise.race([
+      g.p.then((jobs) => jobs, () => null),
+      new Promise((resolve) => { timer = setTimeout(resolve, this.pollWait * 1000 + 2000, null); }),
+    ]);
+    clearTimeout(timer);
+    if (r) await this._releaseAll(r);
+    else g.ac.abort(abortError('asyncq: worker stopping'));
+  }
+
+  /** Waits up to the grace; returns the entries still running then. */
+  async _finishHandlers() {
+    if (this._active.size === 0) return [];
     const graceMs = this._graceMs ?? this.grace * 1000;
     let timer;
     const all = Promise.all([...this._active.values()].map((e) => e.settled));
@@ -331,15 +394,13 @@ export class Worker extends EventEmitter {
     ]);
     clearTimeout(timer);
     const held = [...this._active.values()].filter((e) => !e.over);
-    await Promise.all(held.map(async (entry) => {
-      this._abandon(entry, 'worker stopping');
-      try {
-        await this.client.release(entry.job.id);
-        this.emit('released', entry.job);
-      } catch (e) {
-        if (!(e instanceof TransportError)) this.emit('warning', e);
-      }
-    }));
+    for (const entry of held) {
+      // No task_done any more; the lease is still renewed until released.
+      entry.over = true;
+      entry.holding = true;
+      entry.ctl.abort(abortError(`asyncq: job ${entry.job.id}: worker stopping`));
+    }
+    return held;
   }
 
   /**
@@ -355,7 +416,7 @@ export class Worker extends EventEmitter {
     if (!this._stopping) {
       this._stopping = true;
       this._graceMs = graceMs;
-      this._getAbort?.abort(abortError('asyncq: worker stopping'));
+      this._haltResolve();
       this._poke();
     } else if (graceMs === 0) {
       this._graceMs = 0;

@@ -110,7 +110,7 @@ export async function startDaemon(config, opts = {}) {
         await exit;
         clearTimeout(t);
       }
-      rmSync(dir, { recursive: true, force: true });
+      if (!process.env.ASYNCQ_KEEP) rmSync(dir, { recursive: true, force: true });
       return exited;
     },
   };
