@@ -34,7 +34,7 @@ if (!(want > 0) || !(concurrency > 0)) {
 }
 
 const worker = new Worker(o.server, {
-  queues: o.queue, concurrency, maxPerGet: Number(o.max), token: o.token, grace: 5,
+  queues: o.queue, concurrency, maxPerGet: Number(o.max), token: o.token, grace: 5, wait: 1,
 });
 let taken = 0;
 let ended = 0;
