@@ -91,8 +91,10 @@ connect_tcp(const char *hostport, char *host, struct aq_error *err)
     size_t hlen;
 
     if (colon == NULL || (hlen = (size_t)(colon - hostport)) >= 256) {
-        aq_error_set(err, AQ_ERR_TRANSPORT,
-                     "%s: expected tcp://HOST:PORT or unix:/PATH", hostport);
+        aq_error_set(
+            err, AQ_ERR_TRANSPORT,
+            "%s: expected tcp://HOST:PORT, tls://HOST:PORT or unix:/PATH",
+            hostport);
         return -1;
     }
     if (hlen >= 2 && hostport[0] == '[' && hostport[hlen - 1] == ']')

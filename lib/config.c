@@ -325,7 +325,8 @@ check_listen(const char *s)
             return "unix socket path longer than 107 bytes";
         return NULL;
     }
-    return "expected tcp://HOST:PORT, tcp://[IPV6]:PORT or unix:/PATH";
+    return "expected tcp://HOST:PORT, tcp://[IPV6]:PORT, tls://HOST:PORT or "
+           "unix:/PATH";
 }
 
 static int

@@ -254,8 +254,10 @@ aq_listen_add(struct aq_listen *ls, const char *addr, struct aq_error *err)
         return listen_tcp(ls, addr, false, err);
     if (strncmp(addr, "tls://", 6) == 0)
         return listen_tcp(ls, addr, true, err);
-    aq_error_set(err, AQ_ERR_INTERNAL,
-                 "listen: %s: expected tcp://HOST:PORT or unix:PATH", addr);
+    aq_error_set(
+        err, AQ_ERR_INTERNAL,
+        "listen: %s: expected tcp://HOST:PORT, tls://HOST:PORT or unix:PATH",
+        addr);
     return -1;
 }
 

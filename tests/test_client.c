@@ -234,7 +234,8 @@ START_TEST(bad_addresses_fail_naming_why)
     struct srv s;
     char refused[sizeof s.addr];
 
-    assert_connect_fails("localhost", "expected tcp://HOST:PORT or unix:/PATH");
+    assert_connect_fails(
+        "localhost", "expected tcp://HOST:PORT, tls://HOST:PORT or unix:/PATH");
     assert_connect_fails("tcp://no-port", "expected tcp://HOST:PORT");
     memset(path, 'p', sizeof path - 1);
     path[sizeof path - 1] = '\0';

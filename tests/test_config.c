@@ -1001,12 +1001,12 @@ END_TEST
 
 START_TEST(listen_other_scheme_is_rejected)
 {
-    expect_error(
-        "{\"listen\": [\"udp://x:1\"]}",
-        "listen[0]: expected tcp://HOST:PORT, tcp://[IPV6]:PORT or unix:/PATH");
-    expect_error(
-        "{\"listen\": [\"127.0.0.1:7878\"]}",
-        "listen[0]: expected tcp://HOST:PORT, tcp://[IPV6]:PORT or unix:/PATH");
+    expect_error("{\"listen\": [\"udp://x:1\"]}",
+                 "listen[0]: expected tcp://HOST:PORT, tcp://[IPV6]:PORT, "
+                 "tls://HOST:PORT or unix:/PATH");
+    expect_error("{\"listen\": [\"127.0.0.1:7878\"]}",
+                 "listen[0]: expected tcp://HOST:PORT, tcp://[IPV6]:PORT, "
+                 "tls://HOST:PORT or unix:/PATH");
 }
 END_TEST
 

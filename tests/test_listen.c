@@ -215,8 +215,8 @@ static const struct {
     const char *message;
 } bad[] = {
     {"tcp://127.0.0.1", "listen: tcp://127.0.0.1: expected tcp://HOST:PORT"},
-    {"udp://127.0.0.1:1",
-     "listen: udp://127.0.0.1:1: expected tcp://HOST:PORT or unix:PATH"},
+    {"udp://127.0.0.1:1", "listen: udp://127.0.0.1:1: expected "
+                          "tcp://HOST:PORT, tls://HOST:PORT or unix:PATH"},
     {"tcp://127.0.0.1:port", NULL},
 };
 
