@@ -118,6 +118,7 @@ struct aq_worker {
     struct worker_queue *wq;       /* owned */
     size_t nwq;
     LIST_ENTRY(aq_worker) link; /* b->workers */
+    bool is_eof;                /* its client sent EOF: no more jobs */
 };
 
 /* A get waiting for jobs: one queue waiter per queue it names. */

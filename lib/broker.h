@@ -271,6 +271,10 @@ typedef void aq_worker_cancel_cb(void *arg, uint64_t job);
 struct aq_worker *aq_broker_worker_new(struct aq_broker *b, const char *peer,
                                        aq_worker_cancel_cb *cb, void *arg);
 void aq_broker_worker_free(struct aq_worker *w); /* NULL is fine */
+/* The worker's client closed its sending side: its waiting gets are
+ * answered [] and its later gets take nothing; its leases stay until it
+ * ends them or its connection closes. */
+void aq_broker_worker_eof(struct aq_worker *w);
 
 #define AQ_GET_MAX 1000  /* jobs in one get */
 #define AQ_GET_QUEUES 64 /* queues one get names */

@@ -372,12 +372,14 @@ aq_conn_data(const struct aq_conn *ac)
 }
 
 void
-aq_conn_set_data(struct aq_conn *ac, void *data, void (*closed)(void *data))
+aq_conn_set_data(struct aq_conn *ac, void *data, void (*closed)(void *data),
+                 void (*eof)(void *data))
 {
     struct conn *c = (struct conn *)ac;
 
     c->data = data;
     c->data_closed = closed;
+    c->data_eof = eof;
 }
 
 const char *

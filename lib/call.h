@@ -70,10 +70,12 @@ struct aq_conn; /* a connection, as the methods see it */
 /* The call's connection: valid until its closed hook (below) runs. */
 struct aq_conn *aq_call_conn(const struct aq_call *c);
 /* The methods' data on the connection (NULL until set). closed(data) runs
- * once when the connection closes, after its calls were abandoned. */
+ * once when the connection closes, after its calls were abandoned;
+ * eof(data) (may be NULL) once when the client has closed its sending
+ * side, after what it sent before was read. */
 void *aq_conn_data(const struct aq_conn *c);
-void aq_conn_set_data(struct aq_conn *c, void *data,
-                      void (*closed)(void *data));
+void aq_conn_set_data(struct aq_conn *c, void *data, void (*closed)(void *data),
+                      void (*eof)(void *data));
 /* The peer's address, as logs name it. */
 const char *aq_conn_peer(const struct aq_conn *c);
 /* Sends a server notification (reference to params taken), unless the

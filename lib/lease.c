@@ -411,7 +411,7 @@ aq_broker_get(struct aq_broker *b, struct aq_worker *w, const struct aq_get *g,
 
     if (get_queues(b, g, bqs, err) < 0)
         return -1;
-    if (b->stage >= STOP_GRACE) {
+    if (b->stage >= STOP_GRACE || w->is_eof) {
         cb(arg, NULL, 0);
         return 0;
     }
@@ -463,6 +463,14 @@ aq_broker_get(struct aq_broker *b, struct aq_worker *w, const struct aq_get *g,
     }
     *wait = gw;
     return 1;
+}
+
+void
+aq_broker_worker_eof(struct aq_worker *w)
+{
+    w->is_eof = true;
+    while (!LIST_EMPTY(&w->gets))
+        get_wait_answer(LIST_FIRST(&w->gets), 0);
 }
 
 void

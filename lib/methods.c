@@ -779,6 +779,14 @@ worker_closed_cb(void *data)
 
 /* The worker of the call's connection; with make, made on first use
  * (else NULL until then). */
+/* A worker that sent EOF takes no more jobs: they could only be lost
+ * with its connection. */
+static void
+worker_eof_cb(void *data)
+{
+    aq_broker_worker_eof(data);
+}
+
 static struct aq_worker *
 conn_worker(struct aq_methods *m, struct aq_call *call, bool make)
 {
@@ -788,7 +796,7 @@ conn_worker(struct aq_methods *m, struct aq_call *call, bool make)
     if (w == NULL && make) {
         w = aq_broker_worker_new(m->broker, aq_conn_peer(conn),
                                  worker_cancel_cb, conn);
-        aq_conn_set_data(conn, w, worker_closed_cb);
+        aq_conn_set_data(conn, w, worker_closed_cb, worker_eof_cb);
     }
     return w;
 }

@@ -82,6 +82,7 @@ struct conn {
     LIST_ENTRY(conn) flush_link;
     void *data; /* the methods' (aq_conn_set_data) */
     void (*data_closed)(void *data);
+    void (*data_eof)(void *data); /* the client sent EOF */
 };
 
 struct aq_server {

@@ -687,6 +687,8 @@ conn_event_cb(struct bufferevent *bev, short what, void *arg)
          * then close. */
         c->is_eof = true;
         conn_process(c);
+        if (c->data_eof != NULL && c->data != NULL)
+            c->data_eof(c->data);
         if (!c->is_closing)
             conn_half_close(c);
         return;

@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include "bb.h"
@@ -378,6 +379,38 @@ START_TEST(a_closed_connection_loses_its_leases)
     ck_assert_ptr_null(json_object_get(rec, "worker"));
     json_decref(rec);
     bb_await_stat(p, "w", "workers", 0, POLL_MS);
+    bb_close(p);
+    ck_assert_int_eq(bb_stop(d), 0);
+}
+END_TEST
+
+/* A worker that closes its sending side while its get waits gets []
+ * at once, and a job put afterwards is not leased to it (it would only be
+ * lost, counted, with the connection). */
+START_TEST(eof_answers_a_waiting_get_and_takes_nothing_more)
+{
+    struct bb_daemon *d = start();
+    struct bb_conn *p = bb_connect(d), *w = bb_connect(d);
+    json_int_t g, id;
+    json_t *r;
+    int64_t t0;
+
+    g = bb_send_call(w, "get", bb_jsonq("{'queue':'w','wait':30}"));
+    bb_await_stat(p, "w", "workers", 1, POLL_MS);
+    t0 = bb_now_ms();
+    ck_assert_int_eq(shutdown(bb_fd(w), SHUT_WR), 0);
+    r = bb_wait_reply(w, g, POLL_MS);
+    ck_assert_ptr_nonnull(r);
+    ck_assert_uint_eq(json_array_size(json_object_get(r, "result")), 0);
+    ck_assert_int_lt(bb_now_ms() - t0, POLL_MS / 2);
+    json_decref(r);
+    id = put_w(p, NULL);
+    bb_await_stat(p, "w", "workers", 0, POLL_MS);
+    r = bb_job_status(p, id);
+    ck_assert_str_eq(bb_str_at(r, "state"), "pending");
+    ck_assert_int_eq(bb_int_at(r, "attempts"), 0);
+    json_decref(r);
+    bb_close(w);
     bb_close(p);
     ck_assert_int_eq(bb_stop(d), 0);
 }
@@ -790,6 +823,7 @@ bb_workers_suite(void)
     tcase_add_test(tc, get_takes_from_queues_in_order_of_preference);
     tcase_add_test(tc, an_expired_lease_fails_the_attempt_then_retries);
     tcase_add_test(tc, a_closed_connection_loses_its_leases);
+    tcase_add_test(tc, eof_answers_a_waiting_get_and_takes_nothing_more);
     tcase_add_test(tc, touch_extends_a_lease);
     tcase_add_test(tc, release_gives_the_job_back_uncounted);
     tcase_add_test(tc, cancel_of_a_leased_job_notifies_its_holder);
