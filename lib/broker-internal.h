@@ -80,7 +80,64 @@ struct broker_queue {
                              job */
     /* owned: the ids of its jobs in each state, for list (joblist.c) */
     struct aq_idset *ids[BROKER_NSTATES];
+    int nworkers; /* remote: workers with a get waiting or a lease held */
     STAILQ_ENTRY(broker_queue) link; /* b->queues, in config order */
+};
+
+/* ---- remote workers (lease.c) ---- */
+
+/* A job a worker holds: the attempt runs until task_done, release, the
+ * deadline, a cancel, or the worker's connection closes. Leases are kept
+ * for reuse (b->free_leases), each with its timer: a get allocates
+ * nothing per job. */
+struct lease {
+    struct aq_job *job;       /* running, leased; NULL while free */
+    struct aq_worker *w;      /* the holder */
+    struct aq_broker *b;      /* for the timer's callback */
+    struct event *ev;         /* owned: the deadline */
+    int64_t length_us;        /* as granted or last touched; 0 = no end */
+    int64_t deadline_wall_us; /* 0 = none */
+    TAILQ_ENTRY(lease) link;  /* w->leases, or b->free_leases */
+};
+
+/* A queue a worker waits on or holds jobs of, and how many times. */
+struct worker_queue {
+    struct broker_queue *bq;
+    uint32_t n;
+};
+
+/* A worker: one connection that takes jobs (get), as the methods tell. */
+struct aq_worker {
+    struct aq_broker *b; /* NULL once the broker is freed */
+    uint64_t num;        /* unique for the broker's life */
+    char peer[96];
+    aq_worker_cancel_cb *cancel_cb;
+    void *cancel_arg;
+    TAILQ_HEAD(, lease) leases;
+    LIST_HEAD(, aq_get_wait) gets; /* its waiting gets */
+    struct worker_queue *wq;       /* owned */
+    size_t nwq;
+    LIST_ENTRY(aq_worker) link; /* b->workers */
+};
+
+/* A get waiting for jobs: one queue waiter per queue it names. */
+struct get_part {
+    struct aq_queue_waiter w;
+    struct aq_get_wait *g;
+    struct broker_queue *bq;
+};
+
+struct aq_get_wait {
+    struct aq_worker *w;
+    aq_get_cb *cb;
+    void *arg;
+    size_t max;
+    int64_t lease_us;              /* < 0: each job's timeout */
+    struct event *timer;           /* owned: wait's end; NULL = none */
+    TAILQ_ENTRY(aq_get_wait) link; /* b->gets, in arrival order */
+    LIST_ENTRY(aq_get_wait) wlink; /* w->gets */
+    size_t nparts;
+    struct get_part parts[];
 };
 
 /* A join: one queue waiter per queue it covers. */
@@ -143,6 +200,16 @@ struct aq_broker {
 
     struct sockaddr_storage *own_addrs; /* owned: the daemon's listeners */
     size_t nown_addrs;
+
+    /* remote workers (lease.c) */
+    LIST_HEAD(, aq_worker) workers; /* borrowed: the methods own them */
+    uint64_t last_worker;
+    TAILQ_HEAD(, aq_get_wait) gets;  /* waiting, in arrival order */
+    TAILQ_HEAD(, lease) free_leases; /* owned, for reuse */
+    size_t nleases;                  /* held */
+    struct aq_task *lease_task;      /* stopping: ends once none is held */
+    struct aq_leased *got;           /* owned: a get's answer, reused */
+    size_t got_cap;
 };
 
 /* ---- jobs ---- */
@@ -235,8 +302,31 @@ void consumers_free(struct broker_queue *bq);
 /* An attempt failed with error code code: counted by reason (metrics). */
 void broker_count_failure(struct broker_queue *bq, const char *code);
 /* Cancels the running job j's attempt (a user's cancel): it ends soon,
- * maybe inside this call. */
+ * maybe inside this call (a leased job's at once). */
 void consumer_cancel_job(struct aq_job *j);
+/* An attempt of j starts: running, timed, told to the store, busy. */
+void attempt_begin(struct broker_queue *bq, struct aq_job *j);
+/* j's attempt ended with out (taken) after why interrupted it: the job is
+ * done, retried, failed or cancelled, or pending again after a stop cut
+ * the attempt (not counted). Returns the state it went to; j may be gone
+ * (an evicted record) once this returns. */
+enum aq_job_state attempt_finish(struct aq_job *j, struct aq_outcome *out,
+                                 enum interrupt why);
+
+/* ---- lease.c ---- */
+
+/* Cancels the leased job j: cancelled now, its holder told. */
+void lease_cancel_job(struct aq_job *j);
+/* Waiting gets stop taking from bq (paused), or take again. */
+void leases_pause(struct broker_queue *bq, bool paused);
+/* A stop's grace begins: waiting gets are answered [] and new ones at
+ * once; returns a task that ends once no lease is held (NULL when none
+ * is), whose cancel (the grace is over) sends them back to pending. */
+struct aq_task *leases_stop(struct aq_broker *b);
+/* The broker goes: leases and waiting gets are dropped silently. */
+void leases_free(struct aq_broker *b);
+/* A leased job's worker and lease_deadline, added to its record. */
+void lease_record(const struct aq_job *j, json_t *rec);
 
 /* ---- records.c ---- */
 

@@ -32,7 +32,10 @@ job_key(const void *value)
 json_t *
 job_record(const struct aq_job *j)
 {
-    return aq_job_record(j, job_queue(j)->cfg.name);
+    json_t *rec = aq_job_record(j, job_queue(j)->cfg.name);
+
+    lease_record(j, rec);
+    return rec;
 }
 
 /* A delayed job's time came (its queue's ready_cb): it is pending now, in
@@ -150,6 +153,9 @@ aq_broker_new(struct event_base *base, struct aq_procs *procs,
     STAILQ_INIT(&b->queues);
     TAILQ_INIT(&b->putters);
     LIST_INIT(&b->joins);
+    LIST_INIT(&b->workers);
+    TAILQ_INIT(&b->gets);
+    TAILQ_INIT(&b->free_leases);
     b->jobs = aq_idmap_new(job_key);
     b->keys = json_object();
     b->store = aq_store_memory_new();
@@ -187,6 +193,7 @@ aq_broker_free(struct aq_broker *b)
      * the live jobs): jobs interrupted by the stop are in it. */
     aq_store_close(b->store);
     b->store = NULL;
+    leases_free(b);
     while ((w = TAILQ_FIRST(&b->putters)) != NULL) {
         TAILQ_REMOVE(&b->putters, w, u.room.link);
         aq_job_free(w->u.room.job);
@@ -405,6 +412,8 @@ job_from_put(struct broker_queue *bq, enum aq_kind kind, const struct aq_put *p)
         if (p->key != NULL)
             x->key = xstrdup(p->key);
     }
+    if (p->name != NULL)
+        aq_job_ext(j)->name = xstrdup(p->name);
     return j;
 }
 
@@ -456,7 +465,8 @@ put_check(struct aq_broker *b, const struct aq_put *p, enum aq_kind *kind,
     *kind = bq->kind;
     if (p->kind != NULL && aq_kind_parse(p->kind, kind) < 0) {
         aq_error_set(err, AQ_ERR_INVALID_PARAMS,
-                     "params.kind: expected one of exec, http, sleep, echo");
+                     "params.kind: expected one of exec, http, sleep, echo, "
+                     "remote");
         return NULL;
     }
     if (!queue_runs_kind(bq, *kind)) {
@@ -592,6 +602,8 @@ aq_broker_cancel(struct aq_broker *b, uint64_t id, const char **state,
         return -1;
     }
     if (j->state != AQ_JOB_RUNNING) {
+        if (j->ext != NULL)
+            j->ext->holder = 0; /* no worker held it when cancelled */
         aq_queue_remove(job_queue(j)->q, &j->qi);
         aq_job_set_error(j, "cancelled", "cancelled by request");
         job_finish(b, j, AQ_JOB_CANCELLED);
@@ -721,6 +733,7 @@ job_retry(struct aq_broker *b, struct aq_job *j, int64_t delay_us)
         x->future = NULL;
     }
     j->attempts = 0;
+    x->holder = 0;
     if (x->retried < UINT32_MAX)
         x->retried++;
     aq_job_set_error(j, NULL, NULL);
@@ -951,6 +964,8 @@ broker_queue_stats(const struct broker_queue *bq, struct aq_queue_stats *s)
         .maxsize = aq_queue_maxsize(bq->q),
         .running = bq->nbusy,
         .consumers = bq->target,
+        .workers = bq->nworkers,
+        .leases = bq->kind == AQ_KIND_REMOTE ? bq->nbusy : 0,
         .paused = bq->is_paused,
         .put = bq->n_put,
         .done = bq->n_done,
@@ -995,6 +1010,13 @@ aq_broker_scale(struct aq_broker *b, const char *queue, int consumers,
 
     if (bq == NULL)
         return -1;
+    if (bq->kind == AQ_KIND_REMOTE && consumers > 0) {
+        aq_error_set(err, AQ_ERR_NOT_ALLOWED,
+                     "scale: queue %s is a remote queue: workers take its "
+                     "jobs (get), it has no consumers",
+                     bq->cfg.name);
+        return -1;
+    }
     aq_log_queue(AQ_LOG_INFO, bq->cfg.name,
                  "queue %s: scale %d -> %d consumers", bq->cfg.name, bq->target,
                  consumers);

@@ -56,14 +56,17 @@ struct aq_put {
     const char *args_raw; /* or an object's JSON text (valid: lib/jscan) */
     size_t args_len;
     int32_t priority;
-    double delay;    /* s, 0 to 1e9 (AQ_DURATION_MAX_S) */
-    double timeout;  /* s, 0 to 1e9 (0 = none); < 0 = the queue's */
-    int retries;     /* >= 0; < 0 = the queue's */
-    const char *key; /* NULL = none */
+    double delay;     /* s, 0 to 1e9 (AQ_DURATION_MAX_S) */
+    double timeout;   /* s, 0 to 1e9 (0 = none); < 0 = the queue's */
+    int retries;      /* >= 0; < 0 = the queue's */
+    const char *key;  /* NULL = none */
+    const char *name; /* NULL = none; at most AQ_NAME_MAX bytes */
     bool nowait;
     bool ack_queued; /* acknowledge once queued, before it is durable: for
                         a put that answers with the job's end instead */
 };
+
+#define AQ_NAME_MAX 200 /* bytes of a put's name */
 
 struct aq_put_result {
     uint64_t job;
@@ -228,6 +231,8 @@ struct aq_queue_stats {
     const char *kind;
     size_t size, delayed, unfinished, maxsize; /* size: ready jobs */
     int running, consumers;                    /* consumers: asked for */
+    int workers; /* remote: workers with a get waiting or a lease held */
+    int leases;  /* remote: jobs leased (they are its running ones) */
     bool paused;
     uint64_t put, done, failed, cancelled, retried; /* since start */
     const struct aq_hist *wait, *run; /* put -> first start; start -> end */
@@ -240,7 +245,7 @@ struct aq_queue_stats {
 /* The reasons failed attempts are counted by: the error codes of the job
  * record (docs/protocol.md), the last "other" for any code not listed;
  * then NULL. */
-#define AQ_FAIL_REASONS 18
+#define AQ_FAIL_REASONS 21
 extern const char *const aq_fail_reasons[AQ_FAIL_REASONS + 1];
 
 /* Calls fn for each queue (one, when queue is not NULL): 0, or -1 with
@@ -253,6 +258,83 @@ int aq_broker_scale(struct aq_broker *b, const char *queue, int consumers,
                     struct aq_error *err);
 int aq_broker_pause(struct aq_broker *b, const char *queue, bool paused,
                     struct aq_error *err);
+
+/* ---- remote workers (spec section 10) ---- */
+
+/* A worker is a connection that takes jobs. The methods make one per
+ * connection on its first worker call, and free it when the connection
+ * closes: each job it still holds then fails its attempt with
+ * worker_lost. cancel_cb(arg, job) tells it that a job it holds was
+ * cancelled (job.cancel); the job is no longer its. */
+struct aq_worker;
+typedef void aq_worker_cancel_cb(void *arg, uint64_t job);
+struct aq_worker *aq_broker_worker_new(struct aq_broker *b, const char *peer,
+                                       aq_worker_cancel_cb *cb, void *arg);
+void aq_broker_worker_free(struct aq_worker *w); /* NULL is fine */
+
+#define AQ_GET_MAX 1000  /* jobs in one get */
+#define AQ_GET_QUEUES 64 /* queues one get names */
+
+struct aq_get {
+    const char *const *queues; /* in order of preference */
+    size_t nqueues;            /* 1 to AQ_GET_QUEUES */
+    size_t max;                /* 1 to AQ_GET_MAX */
+    double wait_s;             /* 0 = answer at once */
+    double lease_s;            /* > 0; < 0 = each job's timeout */
+};
+
+/* A job a get leased, borrowed for the callback's duration. */
+struct aq_leased {
+    uint64_t job;
+    const char *queue;
+    const char *name; /* NULL = none */
+    const char *args; /* compact JSON text, args_len bytes */
+    size_t args_len;
+    unsigned attempts;         /* attempts that ended before this one */
+    int64_t lease_deadline_us; /* wall clock; 0 = no deadline */
+};
+
+typedef void aq_get_cb(void *arg, const struct aq_leased *jobs, size_t n);
+struct aq_get_wait;
+
+/* Leases up to g->max ready jobs of g's queues (each a remote queue) to
+ * w. Returns 0 once cb(arg, jobs, n) was called (inside this call): n
+ * may be 0 when wait_s is 0, the queues are paused, or the broker stops;
+ * 1 when it waits (*wait set; withdraw with aq_broker_get_cancel): cb
+ * comes from the loop once jobs are ready (1 to max of them, what is
+ * ready then), with 0 when the wait runs out or the broker stops; -1 with
+ * err: -32002 unknown queue, -32005 a queue not remote. Waiting gets are
+ * served in arrival order. */
+int aq_broker_get(struct aq_broker *b, struct aq_worker *w,
+                  const struct aq_get *g, aq_get_cb *cb, void *arg,
+                  struct aq_get_wait **wait, struct aq_error *err);
+void aq_broker_get_cancel(struct aq_get_wait *g); /* no callback after */
+
+struct aq_task_done {
+    uint64_t job;
+    const char *result; /* compact JSON text (NUL-ended); NULL: null */
+    bool is_error;      /* the attempt failed: */
+    const char *err_code, *err_message, *traceback; /* traceback NULL */
+    bool retry; /* false: no further attempt */
+};
+
+/* The errors of task_done, touch and release for a job w does not hold:
+ * -32004 unknown, -32009 cancelled while w held it, -32014 anything else
+ * (never w's, another's, expired, ended already). w may be NULL. */
+
+/* Ends w's attempt of d->job: 0 with *state (static storage: done,
+ * pending, delayed, failed), or -1 with err. */
+int aq_broker_task_done(struct aq_broker *b, struct aq_worker *w,
+                        const struct aq_task_done *d, const char **state,
+                        struct aq_error *err);
+/* Renews w's lease of job from now, for lease_s (< 0: as long as it was
+ * granted): 0 with *deadline_us (wall; 0 = none), or -1 with err. */
+int aq_broker_touch(struct aq_broker *b, struct aq_worker *w, uint64_t job,
+                    double lease_s, int64_t *deadline_us, struct aq_error *err);
+/* Gives w's job back, the attempt not counted, ready after delay_s: 0
+ * with *state ("pending" or "delayed"), or -1 with err. */
+int aq_broker_release(struct aq_broker *b, struct aq_worker *w, uint64_t job,
+                      double delay_s, const char **state, struct aq_error *err);
 
 /* ---- lifecycle ---- */
 

@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <event2/buffer.h>
 #include <event2/bufferevent.h>
 #include <event2/event.h>
 
@@ -326,4 +327,86 @@ aq_calls_abandon(struct conn *c, const struct aq_error *err)
         else
             call_end(call, NULL);
     }
+}
+
+bool
+aq_call_is_notification(const struct aq_call *call)
+{
+    return call->id == NULL;
+}
+
+void
+aq_call_reply_raw(struct aq_call *call, const char *text, size_t n)
+{
+    static const char head[] = "{\"jsonrpc\":\"2.0\",\"id\":";
+    static const char mid[] = ",\"result\":";
+    struct conn *c = call->conn;
+    struct evbuffer *out;
+
+    if (call->batch != NULL || call->id == NULL || c->is_closing ||
+        !STAILQ_EMPTY(&c->outq)) {
+        aq_call_reply(call, aq_jraw(text, n)); /* the general way */
+        return;
+    }
+    out = bufferevent_get_output(c->bev);
+    evbuffer_add(out, head, sizeof head - 1);
+    evbuffer_add(out, call->id, call->id_len);
+    evbuffer_add(out, mid, sizeof mid - 1);
+    evbuffer_add(out, text, n);
+    evbuffer_add(out, "}\n", 2);
+    call_end(call, NULL);
+}
+
+/* ---- the connection, for the methods ---- */
+
+struct aq_conn *
+aq_call_conn(const struct aq_call *call)
+{
+    return (struct aq_conn *)call->conn;
+}
+
+void *
+aq_conn_data(const struct aq_conn *ac)
+{
+    return ((const struct conn *)ac)->data;
+}
+
+void
+aq_conn_set_data(struct aq_conn *ac, void *data, void (*closed)(void *data))
+{
+    struct conn *c = (struct conn *)ac;
+
+    c->data = data;
+    c->data_closed = closed;
+}
+
+const char *
+aq_conn_peer(const struct aq_conn *ac)
+{
+    return ((const struct conn *)ac)->peer;
+}
+
+void
+aq_conn_notify(struct aq_conn *ac, const char *method, json_t *params)
+{
+    struct conn *c = (struct conn *)ac;
+
+    if (c->is_closing) {
+        json_decref(params);
+        return;
+    }
+    aq_conn_send(c, json_pack("{s:s,s:s,s:o}", "jsonrpc", "2.0", "method",
+                              method, "params", params));
+}
+
+void
+aq_conn_detach(struct conn *c)
+{
+    void (*closed)(void *) = c->data_closed;
+
+    aq_calls_abandon(c, NULL);
+    c->data_closed = NULL;
+    if (closed != NULL)
+        closed(c->data);
+    c->data = NULL;
 }

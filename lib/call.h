@@ -57,4 +57,27 @@ bool aq_call_is_authenticated(const struct aq_call *c);
 /* The connections open on the server the call came from (stats). */
 size_t aq_call_connections(const struct aq_call *c);
 
+/* Whether the call is a notification (no id: nothing is ever sent). */
+bool aq_call_is_notification(const struct aq_call *c);
+/* Ends the call with a result given as compact JSON text (valid; n
+ * bytes), written as it is. */
+void aq_call_reply_raw(struct aq_call *c, const char *text, size_t n);
+
+/* ---- the call's connection, for state the methods keep on it ---- */
+
+struct aq_conn; /* a connection, as the methods see it */
+
+/* The call's connection: valid until its closed hook (below) runs. */
+struct aq_conn *aq_call_conn(const struct aq_call *c);
+/* The methods' data on the connection (NULL until set). closed(data) runs
+ * once when the connection closes, after its calls were abandoned. */
+void *aq_conn_data(const struct aq_conn *c);
+void aq_conn_set_data(struct aq_conn *c, void *data,
+                      void (*closed)(void *data));
+/* The peer's address, as logs name it. */
+const char *aq_conn_peer(const struct aq_conn *c);
+/* Sends a server notification (reference to params taken), unless the
+ * connection is closing. */
+void aq_conn_notify(struct aq_conn *c, const char *method, json_t *params);
+
 #endif

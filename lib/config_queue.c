@@ -243,6 +243,38 @@ is_queue_name(const char *s)
                      "0123456789_.-") == len;
 }
 
+/* A remote queue (spec section 10): workers take its jobs, so it has no
+ * consumers (0 unless given; any other count is an error), and it runs
+ * remote jobs only, which no other queue runs. */
+static int
+check_remote(struct parser *p, json_t *qv, const char *qpath,
+             struct aq_queue_config *qc)
+{
+    unsigned remote = 1u << AQ_KIND_REMOTE;
+    bool is_remote = strcmp(qc->kind, "remote") == 0;
+    char path[PATH_LEN + 16];
+
+    if (is_remote && json_object_get(qv, "consumers") == NULL)
+        qc->consumers = 0;
+    if (is_remote && qc->consumers != 0) {
+        snprintf(path, sizeof path, "%s.consumers", qpath);
+        return config_field_error(p, path,
+                                  "expected 0 for a remote queue (workers "
+                                  "take its jobs with get)");
+    }
+    if ((qc->kinds & remote) != 0 && !is_remote) {
+        snprintf(path, sizeof path, "%s.kinds", qpath);
+        return config_field_error(p, path,
+                                  "remote jobs need a queue of kind remote");
+    }
+    if (is_remote && (qc->kinds & ~remote) != 0) {
+        snprintf(path, sizeof path, "%s.kinds", qpath);
+        return config_field_error(p, path,
+                                  "a remote queue runs remote jobs only");
+    }
+    return 0;
+}
+
 /* "queues": replaces the default queue with the ones given, in file order. */
 int
 config_parse_queues(struct parser *p, json_t *v, const struct field *f,
@@ -272,7 +304,8 @@ config_parse_queues(struct parser *p, json_t *v, const struct field *f,
         aq_queue_config_defaults(qc, name);
         cfg->nqueues++;
         snprintf(qpath, sizeof qpath, "%s.%s", path, name);
-        if (config_parse_object(p, qv, qpath, queue_fields, qc) == -1)
+        if (config_parse_object(p, qv, qpath, queue_fields, qc) == -1 ||
+            check_remote(p, qv, qpath, qc) == -1)
             return -1;
     }
     return 0;

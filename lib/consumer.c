@@ -36,16 +36,18 @@ outcome_clear(struct aq_outcome *out)
     free(out->result);
     free(out->err_code);
     free(out->err_message);
+    free(out->err_traceback);
     memset(out, 0, sizeof *out);
 }
 
 /* ---- attempts ---- */
 
 const char *const aq_fail_reasons[AQ_FAIL_REASONS + 1] = {
-    "exit",  "signal",   "timeout",   "spawn",     "invalid_args",
-    "crash", "status",   "connect",   "dns",       "tls",
-    "reset", "protocol", "too_large", "redirects", "forbidden",
-    "url",   "args",     "other",     NULL,
+    "exit",  "signal",   "timeout",       "spawn",       "invalid_args",
+    "crash", "status",   "connect",       "dns",         "tls",
+    "reset", "protocol", "too_large",     "redirects",   "forbidden",
+    "url",   "args",     "lease_expired", "worker_lost", "exception",
+    "other", NULL,
 };
 
 void
@@ -85,23 +87,15 @@ job_requeue(struct aq_broker *b, struct aq_job *j, int64_t delay_us)
     b->store->ops->requeue(b->store, j);
 }
 
-/* An attempt of the consumer's job ended with out (taken): the job is
- * done, retried, failed or cancelled, or pending again after a stop cut
- * the attempt (not counted). */
-static void
-attempt_end(struct consumer *c, struct aq_outcome *out)
+enum aq_job_state
+attempt_finish(struct aq_job *j, struct aq_outcome *out, enum interrupt why)
 {
-    struct broker_queue *bq = c->bq;
+    struct broker_queue *bq = job_queue(j);
     struct aq_broker *b = bq->b;
-    struct aq_job *j = c->job;
     struct aq_job_ext *x = aq_job_ext(j);
-    enum interrupt why = c->interrupt;
+    enum aq_job_state st;
 
-    evtimer_del(c->timeout_ev);
-    c->job = NULL;
-    c->interrupt = INT_NONE;
     bq->nbusy--;
-
     free(x->result);
     x->result = out->result;
     out->result = NULL;
@@ -111,16 +105,18 @@ attempt_end(struct consumer *c, struct aq_outcome *out)
                    "job %llu: interrupted by shutdown, pending again",
                    (unsigned long long)j->id);
         outcome_clear(out);
-        return;
+        return AQ_JOB_PENDING;
     }
     if (j->attempts < UINT16_MAX)
         j->attempts++;
     if (out->ok) {
         aq_job_set_error(j, NULL, NULL);
-        job_finish(b, j, AQ_JOB_DONE);
+        st = AQ_JOB_DONE;
+        job_finish(b, j, st);
     } else if (why == INT_CANCEL) {
         aq_job_set_error(j, "cancelled", "cancelled by request");
-        job_finish(b, j, AQ_JOB_CANCELLED);
+        st = AQ_JOB_CANCELLED;
+        job_finish(b, j, st);
     } else {
         if (why == INT_TIMEOUT) {
             char msg[128];
@@ -128,8 +124,11 @@ attempt_end(struct consumer *c, struct aq_outcome *out)
             snprintf(msg, sizeof msg, "timed out after %g s",
                      (double)job_timeout_us(j) / 1e6);
             aq_job_set_error(j, "timeout", msg);
-        } else
+        } else {
             aq_job_set_error(j, out->err_code, out->err_message);
+            x->err_traceback = out->err_traceback;
+            out->err_traceback = NULL;
+        }
         broker_count_failure(bq, x->err_code);
         if (!out->is_final && j->attempts <= job_retries(j)) {
             double delay = backoff_s(bq, j->attempts);
@@ -140,10 +139,27 @@ attempt_end(struct consumer *c, struct aq_outcome *out)
                        (unsigned long long)j->id, j->attempts, x->err_code,
                        delay);
             job_requeue(b, j, aq_clock_s_to_us(delay));
-        } else
-            job_finish(b, j, AQ_JOB_FAILED);
+            st = j->state;
+        } else {
+            st = AQ_JOB_FAILED;
+            job_finish(b, j, st);
+        }
     }
     outcome_clear(out);
+    return st;
+}
+
+/* An attempt of the consumer's job ended with out (taken). */
+static void
+attempt_end(struct consumer *c, struct aq_outcome *out)
+{
+    struct aq_job *j = c->job;
+    enum interrupt why = c->interrupt;
+
+    evtimer_del(c->timeout_ev);
+    c->job = NULL;
+    c->interrupt = INT_NONE;
+    attempt_finish(j, out, why);
 }
 
 static void
@@ -174,6 +190,19 @@ job_timeout_cb(evutil_socket_t fd, short what, void *arg)
     h->cancel(c->run); /* may end the run, and free c, right here */
 }
 
+void
+attempt_begin(struct broker_queue *bq, struct aq_job *j)
+{
+    struct aq_job_ext *x = aq_job_ext(j);
+
+    job_set_state(j, AQ_JOB_RUNNING);
+    x->started_us = aq_clock_wall_us();
+    if (j->attempts == 0 && x->retried == 0) /* put -> first start */
+        aq_hist_add(&bq->wait_hist, x->started_us - j->created_us);
+    bq->b->store->ops->start(bq->b->store, j);
+    bq->nbusy++;
+}
+
 /* Starts an attempt of j. Returns true if it already ended (go on). */
 static bool
 attempt_start(struct consumer *c, struct aq_job *j)
@@ -183,7 +212,6 @@ attempt_start(struct consumer *c, struct aq_job *j)
     const struct aq_handler *h = aq_handler_find(j->kind);
     struct aq_run_env env = {b->base,  b->procs,     NULL,
                              &bq->cfg, b->own_addrs, b->nown_addrs};
-    struct aq_job_ext *x = aq_job_ext(j);
     int64_t timeout_us = job_timeout_us(j);
     void *run;
 
@@ -191,12 +219,7 @@ attempt_start(struct consumer *c, struct aq_job *j)
         bq->http = aq_http_new(b->base);
     env.http = bq->http;
     c->job = j;
-    job_set_state(j, AQ_JOB_RUNNING);
-    x->started_us = aq_clock_wall_us();
-    if (j->attempts == 0 && x->retried == 0) /* put -> first start */
-        aq_hist_add(&bq->wait_hist, x->started_us - j->created_us);
-    b->store->ops->start(b->store, j);
-    bq->nbusy++;
+    attempt_begin(bq, j);
     if (timeout_us > 0) {
         struct timeval tv = aq_clock_tv(timeout_us);
 
@@ -379,12 +402,18 @@ consumers_pause(struct broker_queue *bq, bool paused)
         else
             consumer_next(c);
     }
+    leases_pause(bq, paused);
 }
 
 void
 consumer_cancel_job(struct aq_job *j)
 {
     struct consumer *c;
+
+    if (j->ext != NULL && j->ext->lease != NULL) {
+        lease_cancel_job(j);
+        return;
+    }
 
     LIST_FOREACH (c, &job_queue(j)->consumers, link) {
         if (c->job == j)
@@ -439,12 +468,20 @@ live_tasks(struct aq_broker *b, size_t *n)
         LIST_FOREACH (c, &bq->consumers, link) {
             if (c->is_ended)
                 continue;
-            if (*n == cap) {
+            if (*n + 1 >= cap) {
                 cap = cap != 0 ? cap * 2 : 16;
                 tasks = xreallocarray(tasks, cap, sizeof *tasks);
             }
             tasks[(*n)++] = c->task;
         }
+    }
+    /* The workers' leases, as one more task. */
+    if (b->lease_task != NULL && !aq_task_is_finished(b->lease_task)) {
+        if (*n + 1 >= cap) {
+            cap = cap != 0 ? cap * 2 : 16;
+            tasks = xreallocarray(tasks, cap, sizeof *tasks);
+        }
+        tasks[(*n)++] = b->lease_task;
     }
     return tasks;
 }
@@ -495,6 +532,7 @@ stop_grace(struct aq_broker *b)
     struct consumer *c;
 
     b->stage = STOP_GRACE;
+    b->lease_task = leases_stop(b);
     STAILQ_FOREACH (bq, &b->queues, link) {
         LIST_FOREACH (c, &bq->consumers, link) {
             if (!c->is_ended && c->job == NULL)
@@ -557,6 +595,8 @@ aq_broker_stop_now(struct aq_broker *b)
                     aq_task_cancel(c->task);
             }
         }
+        if (b->lease_task != NULL)
+            aq_task_cancel(b->lease_task);
         stop_wait_consumers(b, -1);
         break;
     default:

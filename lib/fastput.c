@@ -124,7 +124,8 @@ enum {
     F_RETRIES = 64,
     F_KEY = 128,
     F_WAIT = 256,
-    F_NOWAIT = 512
+    F_NOWAIT = 512,
+    F_NAME = 1024
 };
 
 static bool
@@ -213,6 +214,11 @@ parse_params(const char *p, size_t len, size_t *pos, struct aq_fastput *fp)
                 kn == 0 || kn > MAX_KEY_BYTES)
                 return false;
             fp->put.key = fp->key;
+        } else if (is_key(k, n, "name")) {
+            bit = F_NAME;
+            if (!copy_string(p, len, pos, fp->name, sizeof fp->name, NULL))
+                return false; /* too long: the general path names it */
+            fp->put.name = fp->name;
         } else if (is_key(k, n, "wait")) {
             bit = F_WAIT;
             if (!boolean(p, len, pos, &fp->wait))

@@ -21,7 +21,7 @@ struct aq_fastput {
     size_t id_len;              /* 0 = no id: a notification */
     struct aq_put put;          /* strings point into this struct or line */
     bool wait;
-    char queue[72], kind[16], key[1032];
+    char queue[72], kind[16], key[1032], name[AQ_NAME_MAX + 1];
 };
 
 /* Parses line[0..len) as a plain put request. Returns 0 with *fp filled

@@ -119,6 +119,26 @@ echo_cancel(void *run)
 static const struct aq_handler echo_handler = {
     AQ_KIND_ECHO, false, echo_check, echo_start, echo_cancel, echo_cancel};
 
+/* ---- remote: run by workers over the wire (lib/lease.c) ---- */
+
+/* A remote queue has no consumers, so no consumer ever starts one; if one
+ * did, the attempt fails instead of hanging. */
+static void *
+remote_start(const struct aq_run_env *env, const struct aq_job *j,
+             aq_run_done_cb *cb, void *arg)
+{
+    struct aq_outcome out = {0};
+
+    aq_outcome_fail(&out, "invalid_args",
+                    "remote jobs are run by workers (get), not consumers");
+    out.is_final = true;
+    cb(arg, &out);
+    return NULL;
+}
+
+static const struct aq_handler remote_handler = {
+    AQ_KIND_REMOTE, false, echo_check, remote_start, echo_cancel, echo_cancel};
+
 /* ---- sleep: {"seconds": s}, cancel ends it at once ---- */
 
 struct sleep_run {
@@ -233,6 +253,8 @@ aq_handler_find(enum aq_kind kind)
         return &aq_handler_exec;
     case AQ_KIND_HTTP:
         return &aq_handler_http;
+    case AQ_KIND_REMOTE:
+        return &remote_handler;
     default:
         return NULL;
     }

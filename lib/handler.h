@@ -29,8 +29,9 @@ struct aq_outcome {
     char *result;   /* NULL = no result */
     char *err_code; /* when !ok: "exit", "signal", "spawn", "cancelled" ... */
     char *err_message;
-    bool is_final; /* when !ok: a retry would fail the same way (http
-                      "forbidden"): no retry, whatever retries says */
+    char *err_traceback; /* when !ok: NULL, or a remote worker's */
+    bool is_final;       /* when !ok: a retry would fail the same way (http
+                            "forbidden"): no retry, whatever retries says */
 };
 
 typedef void aq_run_done_cb(void *arg, struct aq_outcome *out);

@@ -18,11 +18,9 @@ static const char *const state_names[] = {
 };
 
 const char *const aq_kind_names[] = {
-    [AQ_KIND_EXEC] = "exec",
-    [AQ_KIND_HTTP] = "http",
-    [AQ_KIND_SLEEP] = "sleep",
-    [AQ_KIND_ECHO] = "echo",
-    NULL,
+    [AQ_KIND_EXEC] = "exec",     [AQ_KIND_HTTP] = "http",
+    [AQ_KIND_SLEEP] = "sleep",   [AQ_KIND_ECHO] = "echo",
+    [AQ_KIND_REMOTE] = "remote", NULL,
 };
 
 struct aq_job *
@@ -67,6 +65,7 @@ aq_job_free(struct aq_job *j)
         free(j->ext->result);
         free(j->ext->err_code);
         free(j->ext->err_message);
+        free(j->ext->err_traceback);
         future_drop(j->ext->future);
         free(j->ext);
     }
@@ -74,7 +73,7 @@ aq_job_free(struct aq_job *j)
 }
 
 #define ALIGN16(n) (((n) + 15) & ~(size_t)15)
-#define NSTRS 6
+#define NSTRS 7
 
 /* The strings of x a packed record holds after its ext, in this order. */
 static void
@@ -86,6 +85,7 @@ ext_strs(struct aq_job_ext *x, char **out[NSTRS])
     out[3] = &x->result;
     out[4] = &x->err_code;
     out[5] = &x->err_message;
+    out[6] = &x->err_traceback;
 }
 
 /* Where ext goes in j's block (after its header and args), and the
@@ -223,7 +223,7 @@ aq_job_state_name(enum aq_job_state st)
 const char *
 aq_kind_name(enum aq_kind kind)
 {
-    if ((unsigned)kind > AQ_KIND_ECHO)
+    if ((unsigned)kind > AQ_KIND_REMOTE)
         return "unknown";
     return aq_kind_names[kind];
 }
@@ -247,6 +247,8 @@ aq_job_set_error(struct aq_job *j, const char *code, const char *message)
 
     free(x->err_code);
     free(x->err_message);
+    free(x->err_traceback);
+    x->err_traceback = NULL;
     x->err_code = code != NULL ? xstrdup(code) : NULL;
     x->err_message = code != NULL ? xstrdup(message) : NULL;
 }
@@ -295,9 +297,13 @@ aq_job_record(const struct aq_job *j, const char *queue_name)
     if (x->result != NULL) /* exactly as stored: echo's args unchanged */
         json_object_set_new(rec, "result",
                             aq_jraw(x->result, strlen(x->result)));
-    if (x->err_code != NULL)
-        json_object_set_new(rec, "error",
-                            json_pack("{s:s,s:s}", "code", x->err_code,
-                                      "message", x->err_message));
+    if (x->err_code != NULL) {
+        json_t *e = json_pack("{s:s,s:s}", "code", x->err_code, "message",
+                              x->err_message);
+
+        if (x->err_traceback != NULL)
+            json_object_set_new(e, "traceback", json_string(x->err_traceback));
+        json_object_set_new(rec, "error", e);
+    }
     return rec;
 }

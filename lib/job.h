@@ -27,7 +27,13 @@ enum aq_job_state {
     AQ_JOB_CANCELLED,
 };
 
-enum aq_kind { AQ_KIND_EXEC, AQ_KIND_HTTP, AQ_KIND_SLEEP, AQ_KIND_ECHO };
+enum aq_kind {
+    AQ_KIND_EXEC,
+    AQ_KIND_HTTP,
+    AQ_KIND_SLEEP,
+    AQ_KIND_ECHO,
+    AQ_KIND_REMOTE, /* run by remote workers (get / task_done) */
+};
 /* The kinds' names in enum order, then NULL: a put's and a queue's "kind". */
 extern const char *const aq_kind_names[];
 
@@ -45,6 +51,10 @@ struct aq_job_ext {
     char *result;           /* compact JSON text, owned; NULL = none */
     char *err_code;         /* owned; NULL = no error */
     char *err_message;      /* owned */
+    char *err_traceback;    /* owned; NULL = none (a remote worker's) */
+    void *lease;            /* the broker's lease while a worker holds it */
+    uint64_t holder;        /* the worker that held it last (its number),
+                               while leased or once a cancel ended that */
     struct aq_task *future; /* settled with the record at the end; owned
                                reference; NULL until someone waits */
     int64_t due_us;         /* journal replay only: wall clock it is ready */
@@ -95,8 +105,8 @@ const char *aq_job_state_name(enum aq_job_state st);
 const char *aq_kind_name(enum aq_kind kind);
 int aq_kind_parse(const char *name, enum aq_kind *out); /* 0, or -1 */
 
-/* Records the error of the last attempt (copies both strings); NULL code
- * clears it. */
+/* Records the error of the last attempt (copies both strings; clears the
+ * traceback); NULL code clears it. */
 void aq_job_set_error(struct aq_job *j, const char *code, const char *message);
 
 /* The job record of spec section 2 as a new JSON object (the caller's),

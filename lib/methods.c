@@ -25,6 +25,7 @@
 #include "clock.h"
 #include "error.h"
 #include "hist.h"
+#include "jwrite.h"
 #include "params.h"
 #include "rpc.h"
 #include "server.h"
@@ -208,8 +209,8 @@ m_put(struct aq_methods *m, struct aq_call *call,
       const struct aq_params *params, struct aq_jspan args)
 {
     static const char *const fields[] = {
-        "queue",   "kind", "args", "priority", "delay", "timeout",
-        "retries", "key",  "wait", "nowait",   NULL};
+        "queue",   "kind", "args", "priority", "delay",  "timeout",
+        "retries", "key",  "name", "wait",     "nowait", NULL};
     struct aq_put p = {.timeout = -1, .retries = -1};
     json_int_t prio = 0, retries = -1;
     bool wait = false;
@@ -222,6 +223,7 @@ m_put(struct aq_methods *m, struct aq_call *call,
         aq_params_duration(params, "timeout", 0, &p.timeout) < 0 ||
         aq_params_int(params, "retries", 0, 0, 1000000, &retries) < 0 ||
         aq_params_string(params, "key", 0, &p.key) < 0 ||
+        aq_params_string(params, "name", 0, &p.name) < 0 ||
         aq_params_bool(params, "wait", 0, &wait) < 0 ||
         aq_params_bool(params, "nowait", 0, &p.nowait) < 0)
         goto fail;
@@ -235,6 +237,11 @@ m_put(struct aq_methods *m, struct aq_call *call,
     if (p.key != NULL && (p.key[0] == '\0' || strlen(p.key) > MAX_KEY_BYTES)) {
         aq_params_fail(params, "key", "expected a string of 1 to %d bytes",
                        MAX_KEY_BYTES);
+        goto fail;
+    }
+    if (p.name != NULL && strlen(p.name) > AQ_NAME_MAX) {
+        aq_params_fail(params, "name", "expected a string of at most %d bytes",
+                       AQ_NAME_MAX);
         goto fail;
     }
     p.priority = (int32_t)prio;
@@ -753,6 +760,375 @@ fail:
     aq_call_fail(call, params->err);
 }
 
+/* ---- remote workers (spec section 10) ---- */
+
+#define MAX_TRACEBACK_BYTES 65536
+
+static void
+worker_cancel_cb(void *arg, uint64_t job)
+{
+    aq_conn_notify(arg, "job.cancel",
+                   json_pack("{s:I}", "job", (json_int_t)job));
+}
+
+static void
+worker_closed_cb(void *data)
+{
+    aq_broker_worker_free(data);
+}
+
+/* The worker of the call's connection; with make, made on first use
+ * (else NULL until then). */
+static struct aq_worker *
+conn_worker(struct aq_methods *m, struct aq_call *call, bool make)
+{
+    struct aq_conn *conn = aq_call_conn(call);
+    struct aq_worker *w = aq_conn_data(conn);
+
+    if (w == NULL && make) {
+        w = aq_broker_worker_new(m->broker, aq_conn_peer(conn),
+                                 worker_cancel_cb, conn);
+        aq_conn_set_data(conn, w, worker_closed_cb);
+    }
+    return w;
+}
+
+/* A get's answer, written by hand: a list of leased jobs. */
+struct textbuf {
+    char *p;
+    size_t n, cap;
+};
+
+static void
+tb_reserve(struct textbuf *t, size_t more)
+{
+    if (t->n + more > t->cap) {
+        t->cap = (t->n + more) * 2;
+        t->p = xrealloc(t->p, t->cap);
+    }
+}
+
+static void
+tb_add(struct textbuf *t, const char *s, size_t n)
+{
+    tb_reserve(t, n);
+    memcpy(t->p + t->n, s, n);
+    t->n += n;
+}
+
+#define TB_LIT(t, lit) tb_add(t, lit, sizeof lit - 1)
+
+static void
+tb_u64(struct textbuf *t, uint64_t v)
+{
+    char digits[20];
+    size_t n = 0;
+
+    do
+        digits[n++] = (char)('0' + v % 10);
+    while ((v /= 10) != 0);
+    tb_reserve(t, n);
+    while (n > 0)
+        t->p[t->n++] = digits[--n];
+}
+
+/* A JSON string of s (valid UTF-8 without U+0000, as params gave it). */
+static void
+tb_str(struct textbuf *t, const char *s)
+{
+    static const char hex[] = "0123456789abcdef";
+
+    tb_reserve(t, 2);
+    t->p[t->n++] = '"';
+    for (; *s != '\0'; s++) {
+        unsigned char ch = (unsigned char)*s;
+
+        tb_reserve(t, 7);
+        if (ch == '"' || ch == '\\') {
+            t->p[t->n++] = '\\';
+            t->p[t->n++] = (char)ch;
+        } else if (ch < 0x20) {
+            memcpy(t->p + t->n, "\\u00", 4);
+            t->n += 4;
+            t->p[t->n++] = hex[ch >> 4];
+            t->p[t->n++] = hex[ch & 15];
+        } else
+            t->p[t->n++] = (char)ch;
+    }
+    t->p[t->n++] = '"';
+}
+
+/* Epoch seconds with microseconds, e.g. 1763776800.123456. */
+static void
+tb_wall(struct textbuf *t, int64_t us)
+{
+    char frac[7];
+
+    tb_u64(t, (uint64_t)(us / 1000000));
+    us %= 1000000;
+    for (int i = 5; i >= 0; i--, us /= 10)
+        frac[i] = (char)('0' + us % 10);
+    frac[6] = '\0';
+    TB_LIT(t, ".");
+    tb_add(t, frac, 6);
+}
+
+/* The shared buffer of get answers (the loop is single-threaded). */
+static struct textbuf get_text;
+
+static void
+get_reply(struct aq_call *call, const struct aq_leased *jobs, size_t n)
+{
+    struct textbuf *t = &get_text;
+
+    t->n = 0;
+    TB_LIT(t, "[");
+    for (size_t i = 0; i < n; i++) {
+        const struct aq_leased *l = &jobs[i];
+
+        if (i > 0)
+            TB_LIT(t, ",");
+        TB_LIT(t, "{\"job\":");
+        tb_u64(t, l->job);
+        TB_LIT(t, ",\"queue\":");
+        tb_str(t, l->queue);
+        if (l->name != NULL) {
+            TB_LIT(t, ",\"name\":");
+            tb_str(t, l->name);
+        }
+        TB_LIT(t, ",\"args\":");
+        tb_add(t, l->args, l->args_len);
+        TB_LIT(t, ",\"attempts\":");
+        tb_u64(t, l->attempts);
+        TB_LIT(t, ",\"lease_deadline\":");
+        if (l->lease_deadline_us != 0)
+            tb_wall(t, l->lease_deadline_us);
+        else
+            TB_LIT(t, "null");
+        TB_LIT(t, "}");
+    }
+    TB_LIT(t, "]");
+    aq_call_reply_raw(call, t->p, t->n);
+    /* A huge answer once does not keep its buffer for ever. */
+    if (t->cap > (1u << 20)) {
+        free(t->p);
+        *t = (struct textbuf){0};
+    }
+}
+
+/* A get in flight, in the call's scratch space. */
+struct get_call {
+    struct aq_call *call;
+    struct aq_get_wait *wait;
+};
+
+_Static_assert(sizeof(struct get_call) <= AQ_CALL_SCRATCH,
+               "a get's state fits in its call's scratch space");
+
+static void
+get_done_cb(void *arg, const struct aq_leased *jobs, size_t n)
+{
+    struct get_call *gc = arg;
+
+    aq_call_on_abandon(gc->call, NULL, NULL);
+    get_reply(gc->call, jobs, n);
+}
+
+static void
+get_abandon(void *arg)
+{
+    struct get_call *gc = arg;
+
+    aq_broker_get_cancel(gc->wait);
+}
+
+/* params.queue: a name, or a non-empty array of names (up to
+ * AQ_GET_QUEUES), into names. */
+static int
+get_queue_names(const struct aq_params *params, const char **names, size_t *n)
+{
+    const json_t *v = json_object_get(params->v, "queue");
+    struct aq_params arr;
+
+    if (v == NULL || !json_is_array(v)) {
+        *n = 1;
+        return aq_params_string(params, "queue", AQ_PARAM_REQUIRED, &names[0]) <
+                       0
+                   ? -1
+                   : 0;
+    }
+    if (aq_params_array(params, "queue", 0, "queue names", &arr) < 0)
+        return -1;
+    if (json_array_size(v) > AQ_GET_QUEUES)
+        return aq_params_fail(params, "queue",
+                              "expected at most %d queue names", AQ_GET_QUEUES);
+    *n = json_array_size(v);
+    for (size_t i = 0; i < *n; i++) {
+        if (aq_params_string_at(&arr, i, 0, &names[i]) < 0)
+            return -1;
+    }
+    return 0;
+}
+
+static void
+m_get(struct aq_methods *m, struct aq_call *call,
+      const struct aq_params *params, struct aq_jspan args)
+{
+    static const char *const fields[] = {"queue", "max", "wait", "lease", NULL};
+    const char *names[AQ_GET_QUEUES];
+    struct aq_get g = {.queues = names, .wait_s = 30, .lease_s = -1};
+    struct get_call *gc;
+    json_int_t max = 1;
+    int rc;
+
+    if (aq_params_fields(params, fields) < 0 ||
+        get_queue_names(params, names, &g.nqueues) < 0 ||
+        aq_params_int(params, "max", 0, 1, AQ_GET_MAX, &max) < 0 ||
+        aq_params_duration(params, "wait", 0, &g.wait_s) < 0 ||
+        aq_params_duration(params, "lease", 0, &g.lease_s) < 0)
+        goto fail;
+    if (json_object_get(params->v, "lease") != NULL && !(g.lease_s > 0)) {
+        aq_params_fail(params, "lease",
+                       "expected seconds, a number above 0 and at most 1e9");
+        goto fail;
+    }
+    g.max = (size_t)max;
+    if (aq_call_is_notification(call)) {
+        /* Nobody would ever see the jobs: take none. */
+        aq_call_reply(call, json_null());
+        return;
+    }
+    gc = aq_call_scratch(call, sizeof *gc);
+    gc->call = call;
+    gc->wait = NULL;
+    rc = aq_broker_get(m->broker, conn_worker(m, call, true), &g, get_done_cb,
+                       gc, &gc->wait, params->err);
+    if (rc < 0)
+        goto fail;
+    if (rc == 1)
+        aq_call_on_abandon(call, get_abandon, gc);
+    return;
+fail:
+    aq_call_fail(call, params->err);
+}
+
+/* params.error: {"code":string,"message":string,"traceback":string?}. */
+static int
+task_error(const struct aq_params *params, struct aq_task_done *d)
+{
+    static const char *const fields[] = {"code", "message", "traceback", NULL};
+    struct aq_params e;
+
+    if (aq_params_object(params, "error", AQ_PARAM_REQUIRED, NULL, &e) < 0 ||
+        aq_params_fields(&e, fields) < 0 ||
+        aq_params_string(&e, "code", AQ_PARAM_REQUIRED, &d->err_code) < 0 ||
+        aq_params_string(&e, "message", AQ_PARAM_REQUIRED, &d->err_message) <
+            0 ||
+        aq_params_string(&e, "traceback", 0, &d->traceback) < 0)
+        return -1;
+    if (d->err_code[0] == '\0' || strlen(d->err_code) > 64)
+        return aq_params_fail(&e, "code", "expected a string of 1 to 64 bytes");
+    if (strlen(d->err_message) > MAX_TRACEBACK_BYTES)
+        return aq_params_fail(&e, "message",
+                              "expected a string of at most %d bytes",
+                              MAX_TRACEBACK_BYTES);
+    if (d->traceback != NULL && strlen(d->traceback) > MAX_TRACEBACK_BYTES)
+        return aq_params_fail(&e, "traceback",
+                              "expected a string of at most %d bytes",
+                              MAX_TRACEBACK_BYTES);
+    d->is_error = true;
+    return 0;
+}
+
+static void
+m_task_done(struct aq_methods *m, struct aq_call *call,
+            const struct aq_params *params, struct aq_jspan args)
+{
+    static const char *const fields[] = {"job", "result", "error", "retry",
+                                         NULL};
+    struct aq_task_done d = {.retry = true};
+    const json_t *result = json_object_get(params->v, "result");
+    char *text = NULL;
+    const char *state;
+
+    if (aq_params_fields(params, fields) < 0 ||
+        aq_params_id(params, "job", AQ_PARAM_REQUIRED, &d.job) < 0 ||
+        aq_params_bool(params, "retry", 0, &d.retry) < 0)
+        goto fail;
+    if (json_object_get(params->v, "error") != NULL) {
+        if (result != NULL) {
+            aq_params_fail(params, "error",
+                           "expected either params.result or params.error, "
+                           "not both");
+            goto fail;
+        }
+        if (task_error(params, &d) < 0)
+            goto fail;
+    } else if (result != NULL)
+        d.result = text = aq_jwrite_string(result, NULL);
+    if (aq_broker_task_done(m->broker, conn_worker(m, call, false), &d, &state,
+                            params->err) < 0)
+        goto fail;
+    free(text);
+    aq_call_reply(
+        call, json_pack("{s:I,s:s}", "job", (json_int_t)d.job, "state", state));
+    return;
+fail:
+    free(text);
+    aq_call_fail(call, params->err);
+}
+
+static void
+m_touch(struct aq_methods *m, struct aq_call *call,
+        const struct aq_params *params, struct aq_jspan args)
+{
+    static const char *const fields[] = {"job", "lease", NULL};
+    double lease = -1;
+    int64_t deadline_us;
+    uint64_t id;
+
+    if (aq_params_fields(params, fields) < 0 ||
+        aq_params_id(params, "job", AQ_PARAM_REQUIRED, &id) < 0 ||
+        aq_params_duration(params, "lease", 0, &lease) < 0)
+        goto fail;
+    if (json_object_get(params->v, "lease") != NULL && !(lease > 0)) {
+        aq_params_fail(params, "lease",
+                       "expected seconds, a number above 0 and at most 1e9");
+        goto fail;
+    }
+    if (aq_broker_touch(m->broker, conn_worker(m, call, false), id, lease,
+                        &deadline_us, params->err) < 0)
+        goto fail;
+    aq_call_reply(
+        call, json_pack("{s:I,s:o}", "job", (json_int_t)id, "lease_deadline",
+                        deadline_us != 0 ? json_real((double)deadline_us / 1e6)
+                                         : json_null()));
+    return;
+fail:
+    aq_call_fail(call, params->err);
+}
+
+static void
+m_release(struct aq_methods *m, struct aq_call *call,
+          const struct aq_params *params, struct aq_jspan args)
+{
+    static const char *const fields[] = {"job", "delay", NULL};
+    double delay = 0;
+    const char *state;
+    uint64_t id;
+
+    if (aq_params_fields(params, fields) < 0 ||
+        aq_params_id(params, "job", AQ_PARAM_REQUIRED, &id) < 0 ||
+        aq_params_duration(params, "delay", 0, &delay) < 0 ||
+        aq_broker_release(m->broker, conn_worker(m, call, false), id, delay,
+                          &state, params->err) < 0) {
+        aq_call_fail(call, params->err);
+        return;
+    }
+    aq_call_reply(
+        call, json_pack("{s:I,s:s}", "job", (json_int_t)id, "state", state));
+}
+
 /* ---- queues and the rest ---- */
 
 static json_t *
@@ -778,6 +1154,8 @@ queue_stats_json(const struct aq_queue_stats *s, void *arg)
     json_object_set_new(o, "maxsize", json_integer((json_int_t)s->maxsize));
     json_object_set_new(o, "consumers", json_integer(s->consumers));
     json_object_set_new(o, "busy", json_integer(s->running));
+    if (strcmp(s->kind, "remote") == 0)
+        json_object_set_new(o, "workers", json_integer(s->workers));
     json_object_set_new(o, "paused", json_boolean(s->paused));
     json_object_set_new(o, "kind", json_string(s->kind));
     json_object_set_new(o, "put", json_integer((json_int_t)s->put));
@@ -911,6 +1289,8 @@ static const struct {
     {"resume", m_resume, false}, {"ping", m_ping, false},
     {"auth", m_auth, false},     {"list", m_list, false},
     {"retry", m_retry, false},   {"delete", m_delete, false},
+    {"get", m_get, false},       {"task_done", m_task_done, false},
+    {"touch", m_touch, false},   {"release", m_release, false},
 };
 
 struct aq_methods *

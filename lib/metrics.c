@@ -86,6 +86,8 @@ enum {
     Q_RETRIED,
     Q_OLDEST_READY,
     Q_PUTTERS,
+    Q_WORKERS,
+    Q_LEASES,
     Q_COUNT
 };
 
@@ -117,6 +119,11 @@ static const struct gauge queue_families[Q_COUNT] = {
                         "How long the oldest ready job has waited for a "
                         "consumer (0: none ready).",
                         "gauge"},
+    [Q_WORKERS] = {"asyncq_queue_workers",
+                   "Remote workers with a get waiting or a job leased.",
+                   "gauge"},
+    [Q_LEASES] = {"asyncq_queue_leases", "Jobs leased to remote workers.",
+                  "gauge"},
     [Q_PUTTERS] = {"asyncq_queue_producers_waiting",
                    "Puts waiting for room (maxsize), each holding its "
                    "producer connection back.",
@@ -196,6 +203,12 @@ queue_sample(const struct aq_queue_stats *s, void *arg)
         return;
     case Q_PUTTERS:
         v = (double)s->putters;
+        break;
+    case Q_WORKERS:
+        v = s->workers;
+        break;
+    case Q_LEASES:
+        v = s->leases;
         break;
     case Q_SIZE:
         v = (double)s->size;

@@ -80,6 +80,8 @@ struct conn {
     SLIST_ENTRY(conn) dying_link; /* in s->dying once is_freeing */
     bool flush_pending;           /* in s->flushing */
     LIST_ENTRY(conn) flush_link;
+    void *data; /* the methods' (aq_conn_set_data) */
+    void (*data_closed)(void *data);
 };
 
 struct aq_server {
@@ -124,6 +126,9 @@ struct aq_call *aq_call_new(struct conn *c, struct aq_jspan id,
 /* Releases every call in flight through its abandon hook; with err, the
  * client is told (shutting down), else nothing is sent. */
 void aq_calls_abandon(struct conn *c, const struct aq_error *err);
+/* The connection closes: its calls are abandoned, then the methods'
+ * closed hook runs (once). */
+void aq_conn_detach(struct conn *c);
 /* An error for a request that never became a call; id is its raw id (p
  * NULL: null); in batch b, or alone (b NULL). */
 void aq_reply_error_now(struct conn *c, struct batch *b, struct aq_jspan id,

@@ -325,7 +325,7 @@ conn_free(struct conn *c)
     struct aq_server *s = c->s;
     struct outmsg *m;
 
-    aq_calls_abandon(c, NULL);
+    aq_conn_detach(c);
     while ((m = STAILQ_FIRST(&c->outq)) != NULL) {
         STAILQ_REMOVE_HEAD(&c->outq, link);
         aq_jwrite_free(m->w);
@@ -481,7 +481,7 @@ conn_close(struct conn *c)
     conn_leave_slot(c); /* it serves no more requests */
     if (c->timer != NULL)
         event_del(c->timer);
-    aq_calls_abandon(c, NULL);
+    aq_conn_detach(c);
     aq_conn_update_reading(c);
     if (STAILQ_EMPTY(&c->outq) &&
         evbuffer_get_length(bufferevent_get_output(c->bev)) == 0)

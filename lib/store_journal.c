@@ -355,7 +355,7 @@ replay_cb(const struct aq_jrec *rec, uint32_t seg, void *arg,
         /* Every whole record is checked, not only a job's first: a later
          * one (a retry's PUT after an END, a rehome) sets the state the
          * per-state indexes file the job under. */
-        if (r->id == 0 || r->kind > AQ_KIND_ECHO || r->queue.p == NULL ||
+        if (r->id == 0 || r->kind > AQ_KIND_REMOTE || r->queue.p == NULL ||
             !whole_state_fits(r)) {
             aq_error_set(err, AQ_ERR_INTERNAL,
                          "journal: job %llu: malformed record",

@@ -23,5 +23,6 @@ Suite *bb_conformance_suite(void);
 Suite *bb_fuzz_suite(void);
 Suite *bb_broker_suite(void);
 Suite *bb_list_suite(void);
+Suite *bb_workers_suite(void);
 
 #endif

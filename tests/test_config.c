@@ -75,7 +75,7 @@ static const struct enum_field enum_fields[] = {
     {"log.level", "expected one of \"error\", \"warn\", \"info\", \"debug\""},
     {"queues.default.order", "expected one of \"priority\", \"lifo\""},
     {"queues.default.kind",
-     "expected one of \"exec\", \"http\", \"sleep\", \"echo\""},
+     "expected one of \"exec\", \"http\", \"sleep\", \"echo\", \"remote\""},
     {"log.format", "expected one of \"text\", \"json\""},
 };
 
@@ -1164,10 +1164,10 @@ START_TEST(kinds_rejects_unknown_repeated_and_non_string_entries)
     expect_error(
         "{\"queues\": {\"default\": {\"kinds\": [\"echo\", \"shell\"]}}}",
         "queues.default.kinds[1]: expected one of \"exec\", "
-        "\"http\", \"sleep\", \"echo\"");
+        "\"http\", \"sleep\", \"echo\", \"remote\"");
     expect_error("{\"queues\": {\"default\": {\"kinds\": [3]}}}",
                  "queues.default.kinds[0]: expected one of \"exec\", "
-                 "\"http\", \"sleep\", \"echo\"");
+                 "\"http\", \"sleep\", \"echo\", \"remote\"");
     expect_error("{\"queues\": {\"default\": {\"kinds\": [\"echo\", \"sleep\", "
                  "\"echo\"]}}}",
                  "queues.default.kinds[2]: \"echo\" listed twice");

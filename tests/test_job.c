@@ -58,7 +58,7 @@ START_TEST(kind_names_parse_back_to_their_kind)
         ck_assert_int_eq(k, n);
         ck_assert_str_eq(aq_kind_name(k), aq_kind_names[n]);
     }
-    ck_assert_int_eq(n, AQ_KIND_ECHO + 1);
+    ck_assert_int_eq(n, AQ_KIND_REMOTE + 1);
     ck_assert_int_eq(aq_kind_parse("teleport", &k), -1);
     ck_assert_int_eq(aq_kind_parse("", &k), -1);
     ck_assert_str_eq(aq_kind_name((enum aq_kind)99), "unknown");

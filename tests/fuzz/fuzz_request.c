@@ -5,12 +5,12 @@
  * general path (lib/jscan.c, lib/rpc.c), lib/methods.c's params checks, the
  * broker. Each input gets a fresh event base, broker (memory only: queues
  * "default" and "e" of kind echo, "s" of kind sleep, one consumer each, no exec
- * allowed), methods and server, listening on a Unix socket made once; a client
- * socket writes the input, shuts its side, and reads replies until the
- * server closes or FUZZ_REQUEST_MS pass. Every line the server writes must
- * be a JSON-RPC reply (an object, or a batch's array of objects). Then
- * all is freed with the daemon's free functions, so LeakSanitizer sees
- * what a closed connection leaves behind.
+ * allowed, and "w" of kind remote for get/task_done), methods and server,
+ * listening on a Unix socket made once; a client socket writes the input, shuts
+ * its side, and reads replies until the server closes or FUZZ_REQUEST_MS pass.
+ * Every line the server writes must be a JSON-RPC reply (an object, or a
+ * batch's array of objects). Then all is freed with the daemon's free
+ * functions, so LeakSanitizer sees what a closed connection leaves behind.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -53,7 +53,8 @@ static const char config_text[] =
     "\"e\":{\"kind\":\"echo\",\"consumers\":1,\"maxsize\":8,"
     "\"exec\":{\"allow\":[]}},"
     "\"s\":{\"kind\":\"sleep\",\"consumers\":1,\"maxsize\":8,\"timeout\":1,"
-    "\"exec\":{\"allow\":[]}}}}";
+    "\"exec\":{\"allow\":[]}},"
+    "\"w\":{\"kind\":\"remote\",\"maxsize\":8,\"timeout\":1,\"retries\":1}}}";
 
 static struct aq_config *cfg;
 static char reply_buf[REPLY_MAX];
