@@ -34,6 +34,7 @@
 #include "sd.h"
 #include "server.h"
 #include "store.h"
+#include "tls.h"
 #include "xmalloc.h"
 
 #define DEFAULT_CONFIG "/etc/asyncq/asyncqd.json"
@@ -58,6 +59,8 @@ struct daemon {
     struct aq_methods *methods;
     struct aq_server *server;
     struct aq_listen *listen; /* hands accepted sockets to server */
+    struct aq_tls *tls;       /* tls:// sockets' handshakes, then to server;
+                                 NULL without a tls section */
     struct aq_metrics *metrics;
     struct event *sigterm_ev, *sigint_ev, *sighup_ev;
     struct event *status_ev;   /* STATUS= for systemd, every second */
@@ -172,6 +175,7 @@ stop_cb(evutil_socket_t sig, short what, void *arg)
                strsignal((int)sig), d->cfg->shutdown.drain ? "on" : "off",
                d->cfg->shutdown.grace);
         aq_listen_close(d->listen);
+        aq_tls_stop(d->tls);
         aq_broker_stop(d->broker, d->cfg->shutdown.drain,
                        d->cfg->shutdown.grace, broker_stopped_cb, d);
         return;
@@ -207,6 +211,8 @@ warn_restart_only(const struct aq_config *old, const struct aq_config *cfg)
         aq_log(AQ_LOG_WARN, "reload: journal changes at restart");
     if (!str_eq(old->auth_token_file, cfg->auth_token_file))
         aq_log(AQ_LOG_WARN, "reload: auth changes at restart");
+    if ((old->tls == NULL) != (cfg->tls == NULL))
+        aq_log(AQ_LOG_WARN, "reload: tls on or off changes at restart");
     if (old->shutdown.grace != cfg->shutdown.grace ||
         old->shutdown.drain != cfg->shutdown.drain)
         aq_log(AQ_LOG_INFO, "reload: shutdown settings applied");
@@ -231,6 +237,12 @@ reload_cb(evutil_socket_t sig, short what, void *arg)
     aq_log_set_format(cfg->log_format);
     aq_server_reconfigure(d->server, cfg);
     aq_broker_reconfigure(d->broker, cfg);
+    /* Renewed certificate files: new connections get them. */
+    if (d->tls != NULL && cfg->tls != NULL &&
+        aq_tls_reload(d->tls, cfg, &err) < 0)
+        aq_log(AQ_LOG_ERROR,
+               "reload: %s; new connections keep the running certificate",
+               err.message);
     aq_config_free(d->cfg);
     d->cfg = cfg;
     aq_log(AQ_LOG_INFO, "reload: %s applied", d->config_path);
@@ -354,13 +366,23 @@ accept_cb(void *arg, int fd, const char *peer)
     aq_server_accept(arg, fd, peer);
 }
 
-/* The sockets systemd handed over, else the config's listen addresses. */
+/* A tls:// connection whose handshake is done. */
+static void
+tls_ready_cb(void *arg, struct bufferevent *bev, const char *peer)
+{
+    aq_server_accept_bev(arg, bev, peer);
+}
+
+/* The sockets systemd handed over, else the config's listen addresses;
+ * tls:// ones in any case (handed-over sockets are plain). */
 static int
 listen_all(struct daemon *d, const int *fds, size_t nfds, struct aq_error *err)
 {
     for (size_t i = 0; i < nfds; i++)
         aq_listen_add_fd(d->listen, fds[i]);
-    for (size_t i = 0; nfds == 0 && i < d->cfg->nlisten; i++) {
+    for (size_t i = 0; i < d->cfg->nlisten; i++) {
+        if (nfds > 0 && strncmp(d->cfg->listen[i], "tls://", 6) != 0)
+            continue;
         if (aq_listen_add(d->listen, d->cfg->listen[i], err) < 0)
             return -1;
     }
@@ -372,7 +394,7 @@ listen_all(struct daemon *d, const int *fds, size_t nfds, struct aq_error *err)
 static void
 set_own_addresses(struct daemon *d, size_t nfds)
 {
-    size_t max = (nfds > 0 ? nfds : d->cfg->nlisten) + 1, n;
+    size_t max = nfds + d->cfg->nlisten + 1, n;
     struct sockaddr_storage *addrs = xcalloc(max, sizeof *addrs);
 
     n = aq_listen_addresses(d->listen, addrs, max - 1);
@@ -508,6 +530,12 @@ run(struct daemon *d)
     d->methods = aq_methods_new(d->broker, token);
     d->server = aq_server_new(d->base, d->cfg, &aq_methods_ops, d->methods);
     d->listen = aq_listen_new(d->base, accept_cb, d->server);
+    if (d->cfg->tls != NULL) {
+        d->tls = aq_tls_new(d->base, d->cfg, tls_ready_cb, d->server, &err);
+        if (d->tls == NULL)
+            goto fail;
+        aq_listen_set_tls(d->listen, d->tls);
+    }
     if (listen_all(d, fds, nfds, &err) < 0)
         goto fail;
     if (d->cfg->metrics != NULL &&
@@ -553,6 +581,7 @@ daemon_free(struct daemon *d)
         event_free(d->watchdog_ev);
     aq_metrics_free(d->metrics);
     aq_listen_free(d->listen);
+    aq_tls_free(d->tls);
     aq_server_free(d->server);
     aq_methods_free(d->methods);
     aq_broker_free(d->broker); /* its store first: flushed and synced */
@@ -613,6 +642,11 @@ main(int argc, char **argv)
     aq_log_detect_journal();
     if ((d.cfg = aq_config_load(d.config_path, &err)) == NULL) {
         fprintf(stderr, "asyncqd: %s\n", err.message);
+        return 1;
+    }
+    if (check_only && d.cfg->tls != NULL && aq_tls_check(d.cfg, &err) < 0) {
+        fprintf(stderr, "asyncqd: %s: %s\n", d.config_path, err.message);
+        aq_config_free(d.cfg);
         return 1;
     }
     if (check_only) {

@@ -1,7 +1,10 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * lib/client.c: a blocking JSON-RPC client over TCP or a Unix socket, with
- * poll(2) deadlines on every wait.
+ * lib/client.c: a blocking JSON-RPC client over TCP, a Unix socket or TLS,
+ * with poll(2) deadlines on every wait. TLS runs OpenSSL over memory BIOs:
+ * the client moves the bytes between them and the socket itself (send
+ * with MSG_NOSIGNAL, recv after poll), so TLS waits have the same
+ * deadlines as plain ones and a closed peer never raises SIGPIPE.
  */
 #include "client.h"
 
@@ -18,14 +21,26 @@
 #include <time.h>
 #include <unistd.h>
 
+#ifdef AQ_HAVE_TLS
+#include <arpa/inet.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <openssl/x509v3.h>
+#endif
+
 #include "error.h"
 #include "xmalloc.h"
 
 #define DEFAULT_SERVER "tcp://127.0.0.1:7878"
 #define READ_CHUNK 65536
+#define TLS_CHUNK 16384
 
 struct aq_client {
     int fd;
+#ifdef AQ_HAVE_TLS
+    SSL *ssl;         /* owned; NULL for a plain connection */
+    BIO *rbio, *wbio; /* ssl's: from the socket, to the socket */
+#endif
     char *server; /* owned */
     int timeout_ms;
     int64_t next_id;
@@ -66,24 +81,24 @@ connect_unix(const char *path, struct aq_error *err)
     return fd;
 }
 
+/* Connects to HOST:PORT; host (256 bytes) gets the host name. */
 static int
-connect_tcp(const char *hostport, struct aq_error *err)
+connect_tcp(const char *hostport, char *host, struct aq_error *err)
 {
     const char *colon = strrchr(hostport, ':');
-    char host[256];
     struct addrinfo hints = {.ai_socktype = SOCK_STREAM}, *res, *ai;
     int fd = -1, rc, one = 1, saved = 0;
     size_t hlen;
 
-    if (colon == NULL || (hlen = (size_t)(colon - hostport)) >= sizeof host) {
+    if (colon == NULL || (hlen = (size_t)(colon - hostport)) >= 256) {
         aq_error_set(err, AQ_ERR_TRANSPORT,
                      "%s: expected tcp://HOST:PORT or unix:/PATH", hostport);
         return -1;
     }
     if (hlen >= 2 && hostport[0] == '[' && hostport[hlen - 1] == ']')
-        snprintf(host, sizeof host, "%.*s", (int)hlen - 2, hostport + 1);
+        snprintf(host, 256, "%.*s", (int)hlen - 2, hostport + 1);
     else
-        snprintf(host, sizeof host, "%.*s", (int)hlen, hostport);
+        snprintf(host, 256, "%.*s", (int)hlen, hostport);
     if ((rc = getaddrinfo(host, colon + 1, &hints, &res)) != 0) {
         aq_error_set(err, AQ_ERR_TRANSPORT, "%s: %s", hostport,
                      gai_strerror(rc));
@@ -108,10 +123,243 @@ connect_tcp(const char *hostport, struct aq_error *err)
     return fd;
 }
 
-struct aq_client *
-aq_client_connect(const char *server, int timeout_ms, struct aq_error *err)
+/* ---- TLS ---- */
+
+#ifdef AQ_HAVE_TLS
+
+static int sock_send_all(struct aq_client *c, const char *p, size_t n,
+                         struct aq_error *err);
+
+/* What OpenSSL last failed on, for a message; clears its queue. */
+static const char *
+tls_why(void)
 {
+    unsigned long e = ERR_peek_error();
+    const char *r = e != 0 ? ERR_reason_error_string(e) : NULL;
+
+    ERR_clear_error();
+    return r != NULL ? r : "failed";
+}
+
+/* Sends what TLS wrote into wbio. 0, or -1 with err. */
+static int
+tls_flush(struct aq_client *c, struct aq_error *err)
+{
+    char buf[TLS_CHUNK];
+    int n;
+
+    while ((n = BIO_read(c->wbio, buf, (int)sizeof buf)) > 0) {
+        if (sock_send_all(c, buf, (size_t)n, err) < 0)
+            return -1;
+    }
+    return 0;
+}
+
+/* Waits for input until deadline (ms, < 0: none) and hands it to TLS.
+ * 0, or -1 with err (timed_out set when the deadline passed). */
+static int
+tls_feed(struct aq_client *c, int64_t deadline, struct aq_error *err)
+{
+    char buf[TLS_CHUNK];
+
+    for (;;) {
+        struct pollfd pfd = {.fd = c->fd, .events = POLLIN};
+        int wait = deadline < 0 ? -1 : (int)(deadline - now_ms());
+        int ready;
+        ssize_t n;
+
+        if (deadline >= 0 && wait < 0)
+            wait = 0;
+        ready = poll(&pfd, 1, wait);
+        if (ready < 0 && errno == EINTR)
+            continue;
+        if (ready == 0) {
+            c->timed_out = true;
+            aq_error_set(err, AQ_ERR_TRANSPORT, "%s: no reply within %d ms",
+                         c->server, c->timeout_ms);
+            return -1;
+        }
+        n = recv(c->fd, buf, sizeof buf, 0);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0) {
+            aq_error_set(err, AQ_ERR_TRANSPORT, "%s: connection closed%s%s",
+                         c->server, n < 0 ? ": " : "",
+                         n < 0 ? strerror(errno) : "");
+            return -1;
+        }
+        BIO_write(c->rbio, buf, (int)n);
+        return 0;
+    }
+}
+
+/* A TLS failure on c (SSL_get_error gave e) during what, into err. */
+static void
+tls_error(struct aq_client *c, int e, const char *what, struct aq_error *err)
+{
+    long vr = SSL_get_verify_result(c->ssl);
+
+    if (e == SSL_ERROR_ZERO_RETURN ||
+        (e == SSL_ERROR_SYSCALL && ERR_peek_error() == 0))
+        aq_error_set(err, AQ_ERR_TRANSPORT, "%s: connection closed", c->server);
+    else if (vr != X509_V_OK)
+        aq_error_set(err, AQ_ERR_TRANSPORT,
+                     "%s: TLS %s: server certificate not trusted: %s",
+                     c->server, what, X509_verify_cert_error_string(vr));
+    else
+        aq_error_set(err, AQ_ERR_TRANSPORT, "%s: TLS %s: %s", c->server, what,
+                     tls_why());
+    ERR_clear_error();
+}
+
+/* Why file could not be used, for a message. */
+static const char *
+file_why(const char *file)
+{
+    FILE *f = fopen(file, "r");
+
+    if (f == NULL)
+        return strerror(errno);
+    fclose(f);
+    return tls_why();
+}
+
+/* A client context: TLS >= 1.2, the server verified against ca (NULL:
+ * the system's CAs), cert and key presented if given. NULL with err. */
+static SSL_CTX *
+tls_ctx(const char *server, const char *ca, const char *cert, const char *key,
+        struct aq_error *err)
+{
+    SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
+
+    if (ctx == NULL) {
+        aq_error_set(err, AQ_ERR_TRANSPORT, "%s: TLS: %s", server, tls_why());
+        return NULL;
+    }
+    SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+    SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
+    if (ca != NULL && SSL_CTX_load_verify_locations(ctx, ca, NULL) != 1) {
+        aq_error_set(err, AQ_ERR_TRANSPORT, "%s: TLS: CA file %s: %s", server,
+                     ca, file_why(ca));
+        goto fail;
+    }
+    /* The system's store; SSL_CERT_FILE / SSL_CERT_DIR override it. */
+    if (ca == NULL && SSL_CTX_set_default_verify_paths(ctx) != 1) {
+        aq_error_set(err, AQ_ERR_TRANSPORT, "%s: TLS: the system's CAs: %s",
+                     server, tls_why());
+        goto fail;
+    }
+    if (cert == NULL && key != NULL) {
+        aq_error_set(err, AQ_ERR_TRANSPORT,
+                     "%s: TLS: key file %s without a certificate file", server,
+                     key);
+        goto fail;
+    }
+    if (cert != NULL && SSL_CTX_use_certificate_chain_file(ctx, cert) != 1) {
+        aq_error_set(err, AQ_ERR_TRANSPORT, "%s: TLS: certificate file %s: %s",
+                     server, cert, file_why(cert));
+        goto fail;
+    }
+    if (cert != NULL &&
+        (SSL_CTX_use_PrivateKey_file(ctx, key, SSL_FILETYPE_PEM) != 1 ||
+         SSL_CTX_check_private_key(ctx) != 1)) {
+        aq_error_set(err, AQ_ERR_TRANSPORT,
+                     "%s: TLS: key file %s: %s (or not the key of %s)", server,
+                     key, file_why(key), cert);
+        goto fail;
+    }
+    return ctx;
+fail:
+    ERR_clear_error();
+    SSL_CTX_free(ctx);
+    return NULL;
+}
+
+/* An option, else its environment variable; NULL for none or "". */
+static const char *
+option(const char *given, const char *env)
+{
+    const char *v = given != NULL ? given : getenv(env);
+
+    return v != NULL && *v != '\0' ? v : NULL;
+}
+
+/* The handshake with host on c->fd, within c's timeout. 0, or -1 with
+ * err. */
+static int
+tls_start(struct aq_client *c, const char *host,
+          const struct aq_client_tls *opt, struct aq_error *err)
+{
+    const char *ca = option(opt != NULL ? opt->ca_file : NULL, "ASYNCQ_CA");
+    const char *cert =
+        option(opt != NULL ? opt->cert_file : NULL, "ASYNCQ_CERT");
+    const char *key = option(opt != NULL ? opt->key_file : NULL, "ASYNCQ_KEY");
+    int64_t deadline = c->timeout_ms >= 0 ? now_ms() + c->timeout_ms : -1;
+    unsigned char ip[16];
+    SSL_CTX *ctx;
+    int rc, e;
+
+    ERR_clear_error();
+    if ((ctx = tls_ctx(c->server, ca, cert, key != NULL ? key : cert, err)) ==
+        NULL)
+        return -1;
+    c->ssl = SSL_new(ctx);
+    SSL_CTX_free(ctx); /* c->ssl holds it */
+    c->rbio = BIO_new(BIO_s_mem());
+    c->wbio = BIO_new(BIO_s_mem());
+    if (c->ssl == NULL || c->rbio == NULL || c->wbio == NULL) {
+        BIO_free(c->rbio);
+        BIO_free(c->wbio);
+        c->rbio = c->wbio = NULL;
+        aq_error_set(err, AQ_ERR_TRANSPORT, "%s: TLS: %s", c->server,
+                     tls_why());
+        return -1;
+    }
+    SSL_set_bio(c->ssl, c->rbio, c->wbio); /* taken */
+    SSL_set_connect_state(c->ssl);
+    /* The certificate must name the host: its IP address, or its DNS name
+     * (also sent as SNI). */
+    if (inet_pton(AF_INET, host, ip) == 1 || inet_pton(AF_INET6, host, ip) == 1)
+        rc = X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(c->ssl), host);
+    else
+        rc = SSL_set1_host(c->ssl, host) == 1 &&
+             SSL_set_tlsext_host_name(c->ssl, host) == 1;
+    if (rc != 1) {
+        aq_error_set(err, AQ_ERR_TRANSPORT, "%s: TLS: host %s: %s", c->server,
+                     host, tls_why());
+        return -1;
+    }
+    for (;;) {
+        rc = SSL_do_handshake(c->ssl);
+        e = rc == 1 ? SSL_ERROR_NONE : SSL_get_error(c->ssl, rc);
+        if (tls_flush(c, err) < 0)
+            return -1;
+        if (rc == 1)
+            return 0;
+        if (e != SSL_ERROR_WANT_READ) {
+            tls_error(c, e, "handshake", err);
+            return -1;
+        }
+        if (tls_feed(c, deadline, err) < 0) {
+            if (c->timed_out)
+                aq_error_set(err, AQ_ERR_TRANSPORT,
+                             "%s: no TLS handshake within %d ms", c->server,
+                             c->timeout_ms);
+            c->timed_out = false;
+            return -1;
+        }
+    }
+}
+
+#endif
+
+struct aq_client *
+aq_client_connect_tls(const char *server, int timeout_ms,
+                      const struct aq_client_tls *tls, struct aq_error *err)
+{
+    char host[256];
     struct aq_client *c;
+    bool is_tls = false;
     int fd;
 
     if (server == NULL || *server == '\0')
@@ -120,9 +368,20 @@ aq_client_connect(const char *server, int timeout_ms, struct aq_error *err)
         server = DEFAULT_SERVER;
     if (strncmp(server, "unix:", 5) == 0)
         fd = connect_unix(server + 5, err);
-    else
+    else if (strncmp(server, "tls://", 6) == 0) {
+#ifdef AQ_HAVE_TLS
+        is_tls = true;
+        fd = connect_tcp(server + 6, host, err);
+#else
+        aq_error_set(err, AQ_ERR_TRANSPORT,
+                     "%s: TLS is not available in this build (built with "
+                     "ASYNCQ_TLS=OFF)",
+                     server);
+        return NULL;
+#endif
+    } else
         fd = connect_tcp(
-            strncmp(server, "tcp://", 6) == 0 ? server + 6 : server, err);
+            strncmp(server, "tcp://", 6) == 0 ? server + 6 : server, host, err);
     if (fd < 0)
         return NULL;
     c = xcalloc(1, sizeof *c);
@@ -130,7 +389,22 @@ aq_client_connect(const char *server, int timeout_ms, struct aq_error *err)
     c->server = xstrdup(server);
     c->timeout_ms = timeout_ms;
     c->next_id = 1;
+#ifdef AQ_HAVE_TLS
+    if (is_tls && tls_start(c, host, tls, err) < 0) {
+        aq_client_free(c);
+        return NULL;
+    }
+#else
+    (void)is_tls;
+    (void)tls;
+#endif
     return c;
+}
+
+struct aq_client *
+aq_client_connect(const char *server, int timeout_ms, struct aq_error *err)
+{
+    return aq_client_connect_tls(server, timeout_ms, NULL, err);
 }
 
 void
@@ -138,6 +412,20 @@ aq_client_free(struct aq_client *c)
 {
     if (c == NULL)
         return;
+#ifdef AQ_HAVE_TLS
+    if (c->ssl != NULL) {
+        char buf[TLS_CHUNK];
+        int n;
+
+        /* close_notify, if the socket takes it now: never waited for. */
+        if (SSL_is_init_finished(c->ssl) && SSL_shutdown(c->ssl) >= 0) {
+            while ((n = BIO_read(c->wbio, buf, (int)sizeof buf)) > 0)
+                (void)!send(c->fd, buf, (size_t)n, MSG_NOSIGNAL | MSG_DONTWAIT);
+        }
+        ERR_clear_error();
+        SSL_free(c->ssl);
+    }
+#endif
     close(c->fd);
     json_decref(c->last);
     free(c->buf);
@@ -158,7 +446,8 @@ aq_client_set_timeout(struct aq_client *c, int timeout_ms)
 }
 
 static int
-send_all(struct aq_client *c, const char *p, size_t n, struct aq_error *err)
+sock_send_all(struct aq_client *c, const char *p, size_t n,
+              struct aq_error *err)
 {
     while (n > 0) {
         ssize_t w = send(c->fd, p, n, MSG_NOSIGNAL);
@@ -174,6 +463,33 @@ send_all(struct aq_client *c, const char *p, size_t n, struct aq_error *err)
         n -= (size_t)w;
     }
     return 0;
+}
+
+/* Sends n bytes of p, through TLS on a tls:// connection. 0, or -1. */
+static int
+send_all(struct aq_client *c, const char *p, size_t n, struct aq_error *err)
+{
+#ifdef AQ_HAVE_TLS
+    if (c->ssl != NULL) {
+        while (n > 0) {
+            int w, chunk = n > INT32_MAX ? INT32_MAX : (int)n;
+
+            ERR_clear_error();
+            /* Into the memory BIO, whole: it grows, so never WANT_WRITE;
+             * no renegotiation, so never WANT_READ. */
+            if ((w = SSL_write(c->ssl, p, chunk)) <= 0) {
+                tls_error(c, SSL_get_error(c->ssl, w), "write", err);
+                return -1;
+            }
+            if (tls_flush(c, err) < 0)
+                return -1;
+            p += w;
+            n -= (size_t)w;
+        }
+        return 0;
+    }
+#endif
+    return sock_send_all(c, p, n, err);
 }
 
 int64_t
@@ -197,6 +513,48 @@ aq_client_send(struct aq_client *c, const char *method, json_t *params,
     return rc == 0 ? id : -1;
 }
 
+static void
+grow(struct aq_client *c)
+{
+    if (c->len + READ_CHUNK > c->cap) {
+        c->cap = c->len + READ_CHUNK;
+        c->buf = xrealloc(c->buf, c->cap);
+    }
+}
+
+#ifdef AQ_HAVE_TLS
+/* Reads what TLS has (waiting for the socket until deadline) into buf.
+ * 0, or -1 with err. */
+static int
+tls_fill(struct aq_client *c, int64_t deadline, struct aq_error *err)
+{
+    for (;;) {
+        size_t room;
+        int n, e;
+
+        grow(c);
+        room = c->cap - c->len;
+        ERR_clear_error();
+        n = SSL_read(c->ssl, c->buf + c->len,
+                     room > INT32_MAX ? INT32_MAX : (int)room);
+        if (n > 0) {
+            c->len += (size_t)n;
+            return 0;
+        }
+        e = SSL_get_error(c->ssl, n);
+        /* Reading may have written (a key update's answer, an alert). */
+        if (tls_flush(c, err) < 0)
+            return -1;
+        if (e != SSL_ERROR_WANT_READ) {
+            tls_error(c, e, "read", err);
+            return -1;
+        }
+        if (tls_feed(c, deadline, err) < 0)
+            return -1;
+    }
+}
+#endif
+
 /* Reads until a whole line is buffered. 0, or -1 with err. */
 static int
 fill_line(struct aq_client *c, struct aq_error *err)
@@ -204,6 +562,13 @@ fill_line(struct aq_client *c, struct aq_error *err)
     int64_t deadline = c->timeout_ms >= 0 ? now_ms() + c->timeout_ms : -1;
 
     while (c->buf == NULL || memchr(c->buf, '\n', c->len) == NULL) {
+#ifdef AQ_HAVE_TLS
+        if (c->ssl != NULL) {
+            if (tls_fill(c, deadline, err) < 0)
+                return -1;
+            continue;
+        }
+#endif
         struct pollfd pfd = {.fd = c->fd, .events = POLLIN};
         int wait = deadline < 0 ? -1 : (int)(deadline - now_ms());
         ssize_t n;
@@ -221,10 +586,7 @@ fill_line(struct aq_client *c, struct aq_error *err)
                          c->server, c->timeout_ms);
             return -1;
         }
-        if (c->len + READ_CHUNK > c->cap) {
-            c->cap = c->len + READ_CHUNK;
-            c->buf = xrealloc(c->buf, c->cap);
-        }
+        grow(c);
         n = recv(c->fd, c->buf + c->len, c->cap - c->len, 0);
         if (n < 0 && errno == EINTR)
             continue;

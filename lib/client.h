@@ -17,12 +17,39 @@
 struct aq_error;
 struct aq_client;
 
-/* Connects to server: "tcp://HOST:PORT", "HOST:PORT", "unix:/path" or NULL
- * for $ASYNCQ_SERVER, else tcp://127.0.0.1:7878. timeout_ms bounds each
- * wait (< 0: none). Returns the client (free with aq_client_free) or NULL
- * with err (code AQ_ERR_INTERNAL, message naming the server). */
+/* Connects to server: "tcp://HOST:PORT", "HOST:PORT", "unix:/path",
+ * "tls://HOST:PORT" or NULL for $ASYNCQ_SERVER, else tcp://127.0.0.1:7878.
+ * timeout_ms bounds each wait (< 0: none), the TLS handshake included.
+ * tls:// takes the TLS options from $ASYNCQ_CA, $ASYNCQ_CERT and
+ * $ASYNCQ_KEY (as aq_client_connect_tls with NULL). Returns the client
+ * (free with aq_client_free) or NULL with err (code AQ_ERR_TRANSPORT,
+ * message naming the server). */
 struct aq_client *aq_client_connect(const char *server, int timeout_ms,
                                     struct aq_error *err);
+
+/* ---- TLS ---- */
+
+/* How a tls:// server is reached. A NULL field takes its environment
+ * variable when set: ca_file $ASYNCQ_CA (else the system's CAs; PEM, the
+ * CAs the server's certificate must be signed by), cert_file $ASYNCQ_CERT
+ * and key_file $ASYNCQ_KEY (PEM client certificate and its key, for a
+ * server asking for one: mutual TLS; key_file defaults to cert_file). The
+ * server's certificate must name the host of the URL (DNS name or IP). */
+struct aq_client_tls {
+    const char *ca_file;
+    const char *cert_file;
+    const char *key_file;
+};
+
+/* aq_client_connect with tls options (NULL = all from the environment);
+ * ignored for a server that is not tls://. A TLS failure (untrusted
+ * certificate, wrong host name, refused client certificate) fails the
+ * connect with err saying so. Without TLS in the build, tls:// fails. */
+struct aq_client *aq_client_connect_tls(const char *server, int timeout_ms,
+                                        const struct aq_client_tls *tls,
+                                        struct aq_error *err);
+
+/* ---- end of TLS ---- */
 void aq_client_free(struct aq_client *c);                /* NULL is fine */
 const char *aq_client_server(const struct aq_client *c); /* borrowed */
 void aq_client_set_timeout(struct aq_client *c, int timeout_ms);

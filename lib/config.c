@@ -316,7 +316,7 @@ check_listen(const char *s)
 {
     const size_t sun_max = sizeof((struct sockaddr_un *)0)->sun_path - 1;
 
-    if (strncmp(s, "tcp://", 6) == 0)
+    if (strncmp(s, "tcp://", 6) == 0 || strncmp(s, "tls://", 6) == 0)
         return check_hostport(s + 6);
     if (strncmp(s, "unix:", 5) == 0) {
         if (s[5] != '/')
@@ -383,6 +383,107 @@ parse_metrics(struct parser *p, json_t *v, const struct field *f,
     return 0;
 }
 
+#define TF(member) offsetof(struct aq_tls_config, member)
+
+static const struct field tls_fields[] = {
+    {"cert", parse_string_or_null, TF(cert), 0, 0, NULL},
+    {"key", parse_string_or_null, TF(key), 0, 0, NULL},
+    {"client_ca", parse_string_or_null, TF(client_ca), 0, 0, NULL},
+    {"handshake_timeout", config_parse_number, TF(handshake_timeout), 0,
+     NUMBER_MAX, NULL},
+    {NULL, NULL, 0, 0, 0, NULL},
+};
+
+static void
+tls_config_free(struct aq_tls_config *tc)
+{
+    if (tc == NULL)
+        return;
+    free(tc->cert);
+    free(tc->key);
+    free(tc->client_ca);
+    free(tc);
+}
+
+/* "tls": null, or {"cert", "key", "client_ca", "handshake_timeout"}. */
+static int
+parse_tls(struct parser *p, json_t *v, const struct field *f, const char *path,
+          void *base)
+{
+    struct aq_config *cfg = base;
+    struct aq_tls_config *tc;
+    char child[PATH_LEN];
+
+    tls_config_free(cfg->tls);
+    cfg->tls = NULL;
+    if (json_is_null(v))
+        return 0;
+    if (!json_is_object(v))
+        return config_field_error(p, path, "expected object or null");
+    tc = cfg->tls = xcalloc(1, sizeof *tc);
+    tc->handshake_timeout = 10;
+    if (config_parse_object(p, v, path, tls_fields, tc) == -1)
+        return -1;
+#ifndef AQ_HAVE_TLS
+    (void)child;
+    return config_field_error(p, path,
+                              "this asyncqd was built without TLS "
+                              "(ASYNCQ_TLS=OFF): expected null");
+#else
+    snprintf(child, sizeof child, "%s.%s", path,
+             tc->cert == NULL ? "cert" : "key");
+    if (tc->cert == NULL || tc->key == NULL)
+        return config_field_error(p, child, "required (a PEM file)");
+    if (tc->handshake_timeout <= 0) {
+        snprintf(child, sizeof child, "%s.handshake_timeout", path);
+        return config_field_error(p, child, "expected number > 0");
+    }
+    return 0;
+#endif
+}
+
+/* What the sections cannot check alone: a tls:// listener needs "tls". */
+static int
+check_config(struct parser *p, const struct aq_config *cfg)
+{
+    char item[PATH_LEN];
+
+    for (size_t i = 0; i < cfg->nlisten; i++) {
+        if (strncmp(cfg->listen[i], "tls://", 6) != 0)
+            continue;
+        snprintf(item, sizeof item, "listen[%zu]", i);
+#ifndef AQ_HAVE_TLS
+        return config_field_error(p, item,
+                                  "tls:// needs TLS, and this asyncqd was "
+                                  "built without it (ASYNCQ_TLS=OFF)");
+#else
+        if (cfg->tls == NULL)
+            return config_field_error(
+                p, item, "tls:// needs a \"tls\" section (cert and key)");
+#endif
+    }
+    return 0;
+}
+
+/* Relative tls paths: against dir (the config file's directory). */
+static void
+resolve_tls_paths(struct aq_tls_config *tc, const char *file)
+{
+    char **paths[] = {&tc->cert, &tc->key, &tc->client_ca};
+    const char *slash = strrchr(file, '/');
+
+    for (size_t i = 0; i < sizeof paths / sizeof paths[0]; i++) {
+        char *old = *paths[i];
+
+        if (old == NULL || old[0] == '/')
+            continue;
+        *paths[i] = slash == NULL
+                        ? xstrdup(old)
+                        : xasprintf("%.*s/%s", (int)(slash - file), file, old);
+        free(old);
+    }
+}
+
 int
 config_parse_section(struct parser *p, json_t *v, const struct field *f,
                      const char *path, void *base)
@@ -447,6 +548,7 @@ static const struct field config_fields[] = {
     {"results", config_parse_section, 0, 0, 0, results_fields},
     {"shutdown", config_parse_section, 0, 0, 0, shutdown_fields},
     {"auth", config_parse_section, 0, 0, 0, auth_fields},
+    {"tls", parse_tls, CF(tls), 0, 0, NULL},
     {"log", config_parse_section, 0, 0, 0, log_fields},
     {"queues", config_parse_queues, 0, 0, 0, NULL},
     {NULL, NULL, 0, 0, 0, NULL},
@@ -500,8 +602,11 @@ parse_text(const char *text, size_t len, const char *file, struct aq_error *err)
         goto fail;
     }
     cfg = aq_config_default();
-    if (config_parse_object(&p, root, "", config_fields, cfg) == -1)
+    if (config_parse_object(&p, root, "", config_fields, cfg) == -1 ||
+        check_config(&p, cfg) == -1)
         goto fail;
+    if (cfg->tls != NULL && file != NULL)
+        resolve_tls_paths(cfg->tls, file);
     json_decref(root);
     return cfg;
 fail:
@@ -617,6 +722,7 @@ aq_config_free(struct aq_config *cfg)
     free(cfg->metrics);
     free(cfg->journal.path);
     free(cfg->auth_token_file);
+    tls_config_free(cfg->tls);
     for (size_t i = 0; i < cfg->nqueues; i++)
         aq_queue_config_clear(&cfg->queues[i]);
     free(cfg->queues);

@@ -68,8 +68,19 @@ struct aq_queue_config {
     } http;
 };
 
+/* "tls" (spec section 10): the certificate of tls:// listeners. Relative
+ * paths are resolved against the config file's directory at load. */
+struct aq_tls_config {
+    char *cert;      /* PEM: the certificate, then its chain; required */
+    char *key;       /* PEM private key of cert; required */
+    char *client_ca; /* PEM CAs a client certificate must be signed by
+                        (mutual TLS); NULL (default) = none asked */
+    double handshake_timeout; /* s > 0; default 10 */
+};
+
 struct aq_config {
-    char **listen; /* "tcp://host:port", "tcp://[v6]:port", "unix:/path";
+    char **listen; /* "tcp://host:port", "tcp://[v6]:port", "unix:/path",
+                      "tls://host:port" (needs tls);
                       default ["tcp://127.0.0.1:7878"] */
     size_t nlisten;
     char *metrics; /* "host:port" or NULL (null in JSON); default
@@ -98,6 +109,7 @@ struct aq_config {
         double grace; /* s >= 0; default 10 */
         bool drain;   /* default false */
     } shutdown;
+    struct aq_tls_config *tls;     /* NULL (default) = none */
     char *auth_token_file;         /* NULL (default) = no auth */
     enum aq_log_level log_level;   /* "error" "warn" "info" (default) "debug" */
     enum aq_log_format log_format; /* "text" (default) "json" */

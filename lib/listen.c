@@ -25,6 +25,7 @@
 
 #include "error.h"
 #include "log.h"
+#include "tls.h"
 #include "xmalloc.h"
 
 #define LISTEN_BACKLOG 1024
@@ -34,6 +35,7 @@ struct listener {
     struct aq_listen *owner;
     struct evconnlistener *lev; /* owned */
     char *unix_path;            /* owned; unlinked at close; NULL otherwise */
+    bool is_tls;                /* accepted sockets go to owner->tls */
     char name[NAME_MAX_BYTES];
     LIST_ENTRY(listener) link;
 };
@@ -42,6 +44,7 @@ struct aq_listen {
     struct event_base *base; /* borrowed */
     aq_listen_accept_cb *cb;
     void *cb_arg;
+    struct aq_tls *tls; /* borrowed: tls:// listeners' handshakes */
     LIST_HEAD(, listener) listeners;
     struct event *retry_ev; /* owned: enables listeners after EMFILE */
 };
@@ -79,7 +82,10 @@ accept_cb(struct evconnlistener *lev, evutil_socket_t fd, struct sockaddr *sa,
 
         setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     }
-    l->owner->cb(l->owner->cb_arg, fd, peer);
+    if (l->is_tls)
+        aq_tls_accept(l->owner->tls, fd, peer);
+    else
+        l->owner->cb(l->owner->cb_arg, fd, peer);
 }
 
 static void
@@ -110,7 +116,7 @@ accept_error_cb(struct evconnlistener *lev, void *arg)
 /* Takes lev (made without a callback) as a listener of ls. */
 static void
 listener_add(struct aq_listen *ls, struct evconnlistener *lev,
-             const char *unix_path)
+             const char *unix_path, bool is_tls)
 {
     struct listener *l = xcalloc(1, sizeof *l);
     struct sockaddr_storage ss = {0};
@@ -121,9 +127,11 @@ listener_add(struct aq_listen *ls, struct evconnlistener *lev,
     l->owner = ls;
     l->lev = lev;
     l->unix_path = unix_path != NULL ? xstrdup(unix_path) : NULL;
+    l->is_tls = is_tls;
     getsockname(fd, (struct sockaddr *)&ss, &sl);
     if (inet_name((struct sockaddr *)&ss, sl, addr, sizeof addr) != NULL)
-        snprintf(l->name, sizeof l->name, "tcp://%s", addr);
+        snprintf(l->name, sizeof l->name, "%s://%s", is_tls ? "tls" : "tcp",
+                 addr);
     else if (ss.ss_family == AF_UNIX)
         snprintf(l->name, sizeof l->name, "unix:%s",
                  ((struct sockaddr_un *)&ss)->sun_path);
@@ -136,7 +144,8 @@ listener_add(struct aq_listen *ls, struct evconnlistener *lev,
 }
 
 static int
-listen_tcp(struct aq_listen *ls, const char *addr, struct aq_error *err)
+listen_tcp(struct aq_listen *ls, const char *addr, bool is_tls,
+           struct aq_error *err)
 {
     const char *hostport = addr + strlen("tcp://");
     const char *colon = strrchr(hostport, ':');
@@ -150,6 +159,11 @@ listen_tcp(struct aq_listen *ls, const char *addr, struct aq_error *err)
         strlen(colon + 1) >= sizeof port) {
         aq_error_set(err, AQ_ERR_INTERNAL,
                      "listen: %s: expected tcp://HOST:PORT", addr);
+        return -1;
+    }
+    if (is_tls && ls->tls == NULL) {
+        aq_error_set(err, AQ_ERR_INTERNAL, "listen: %s: no TLS configured",
+                     addr);
         return -1;
     }
     hlen = (size_t)(colon - hostport);
@@ -180,7 +194,7 @@ listen_tcp(struct aq_listen *ls, const char *addr, struct aq_error *err)
                      strerror(errno));
         return -1;
     }
-    listener_add(ls, lev, NULL);
+    listener_add(ls, lev, NULL, is_tls);
     return 0;
 }
 
@@ -209,7 +223,7 @@ listen_unix(struct aq_listen *ls, const char *addr, struct aq_error *err)
                  evconnlistener_new(
                      ls->base, NULL, NULL,
                      LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, -1, fd),
-                 path);
+                 path, false);
     return 0;
 fail:
     aq_error_set(err, AQ_ERR_INTERNAL, "listen: %s: %s", addr, strerror(errno));
@@ -237,10 +251,18 @@ aq_listen_add(struct aq_listen *ls, const char *addr, struct aq_error *err)
     if (strncmp(addr, "unix:", 5) == 0)
         return listen_unix(ls, addr, err);
     if (strncmp(addr, "tcp://", 6) == 0)
-        return listen_tcp(ls, addr, err);
+        return listen_tcp(ls, addr, false, err);
+    if (strncmp(addr, "tls://", 6) == 0)
+        return listen_tcp(ls, addr, true, err);
     aq_error_set(err, AQ_ERR_INTERNAL,
                  "listen: %s: expected tcp://HOST:PORT or unix:PATH", addr);
     return -1;
+}
+
+void
+aq_listen_set_tls(struct aq_listen *ls, struct aq_tls *tls)
+{
+    ls->tls = tls;
 }
 
 void
@@ -252,7 +274,7 @@ aq_listen_add_fd(struct aq_listen *ls, int fd)
                  evconnlistener_new(
                      ls->base, NULL, NULL,
                      LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, -1, fd),
-                 NULL);
+                 NULL, false);
 }
 
 size_t

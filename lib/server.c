@@ -41,6 +41,11 @@
 #include <event2/bufferevent.h>
 #include <event2/event.h>
 #include <jansson.h>
+#ifdef AQ_HAVE_TLS
+#include <event2/bufferevent_ssl.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#endif
 
 #include "clock.h"
 #include "config.h"
@@ -339,6 +344,18 @@ conn_free(struct conn *c)
                 (unsigned long long)c->num, c->peer);
     if (c->timer != NULL)
         event_free(c->timer);
+#ifdef AQ_HAVE_TLS
+    if (!c->is_socket) {
+        /* A TLS connection ends with close_notify (sent if the socket has
+         * room: never waited for), so that the client sees a clean end. */
+        SSL *ssl = bufferevent_openssl_get_ssl(c->bev);
+
+        if (ssl != NULL && SSL_is_init_finished(ssl) &&
+            !(SSL_get_shutdown(ssl) & SSL_SENT_SHUTDOWN))
+            SSL_shutdown(ssl);
+        ERR_clear_error();
+    }
+#endif
     bufferevent_free(c->bev);
     free(c);
 }

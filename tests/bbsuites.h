@@ -24,5 +24,6 @@ Suite *bb_fuzz_suite(void);
 Suite *bb_broker_suite(void);
 Suite *bb_list_suite(void);
 Suite *bb_workers_suite(void);
+Suite *bb_tls_suite(void);
 
 #endif

@@ -1406,6 +1406,115 @@ START_TEST(load_of_empty_file_is_a_syntax_error)
 }
 END_TEST
 
+/* ---- tls ---- */
+
+START_TEST(tls_defaults_to_null_and_takes_null)
+{
+    struct aq_config *cfg = parse_ok("{}");
+
+    ck_assert_ptr_null(cfg->tls);
+    aq_config_free(cfg);
+    cfg = parse_ok("{\"tls\": null}");
+    ck_assert_ptr_null(cfg->tls);
+    aq_config_free(cfg);
+}
+END_TEST
+
+#ifdef AQ_HAVE_TLS
+START_TEST(tls_section_is_read_with_its_defaults)
+{
+    struct aq_config *cfg =
+        parse_ok("{\"listen\": [\"tls://0.0.0.0:7443\", \"tcp://[::1]:1\"],"
+                 " \"tls\": {\"cert\": \"/c.pem\", \"key\": \"k.pem\"}}");
+
+    ck_assert_str_eq(cfg->listen[0], "tls://0.0.0.0:7443");
+    ck_assert_str_eq(cfg->tls->cert, "/c.pem");
+    ck_assert_str_eq(cfg->tls->key, "k.pem"); /* parsed text: as given */
+    ck_assert_ptr_null(cfg->tls->client_ca);
+    ck_assert(cfg->tls->handshake_timeout == 10);
+    aq_config_free(cfg);
+    cfg = parse_ok("{\"tls\": {\"cert\": \"/c\", \"key\": \"/k\", "
+                   "\"client_ca\": \"/ca\", \"handshake_timeout\": 2.5}}");
+    ck_assert_str_eq(cfg->tls->client_ca, "/ca");
+    ck_assert(cfg->tls->handshake_timeout == 2.5);
+    aq_config_free(cfg);
+}
+END_TEST
+
+START_TEST(tls_bad_fields_are_named)
+{
+    expect_error("{\"tls\": true}", "tls: expected object or null");
+    expect_error("{\"tls\": {\"cert\": \"/c\", \"key\": \"/k\", \"ca\": 1}}",
+                 "tls.ca: unknown field");
+    expect_error("{\"tls\": {\"cert\": 7, \"key\": \"/k\"}}",
+                 "tls.cert: expected non-empty string or null");
+    expect_error("{\"tls\": {\"cert\": \"/c\", \"key\": \"\"}}",
+                 "tls.key: expected non-empty string or null");
+    expect_error("{\"tls\": {\"key\": \"/k\"}}",
+                 "tls.cert: required (a PEM file)");
+    expect_error("{\"tls\": {\"cert\": \"/c\"}}",
+                 "tls.key: required (a PEM file)");
+    expect_error("{\"tls\": {\"cert\": \"/c\", \"key\": \"/k\", "
+                 "\"client_ca\": false}}",
+                 "tls.client_ca: expected non-empty string or null");
+    expect_error("{\"tls\": {\"cert\": \"/c\", \"key\": \"/k\", "
+                 "\"handshake_timeout\": 0}}",
+                 "tls.handshake_timeout: expected number > 0");
+    expect_error("{\"tls\": {\"cert\": \"/c\", \"key\": \"/k\", "
+                 "\"handshake_timeout\": \"10\"}}",
+                 "tls.handshake_timeout: expected number >= 0");
+}
+END_TEST
+
+START_TEST(tls_listener_needs_the_tls_section)
+{
+    expect_error("{\"listen\": [\"tcp://127.0.0.1:1\", \"tls://127.0.0.1:2\"]}",
+                 "listen[1]: tls:// needs a \"tls\" section (cert and key)");
+    expect_error("{\"listen\": [\"tls://127.0.0.1\"], \"tls\": {\"cert\": "
+                 "\"/c\", \"key\": \"/k\"}}",
+                 "listen[0]: missing port");
+}
+END_TEST
+
+START_TEST(tls_relative_paths_resolve_against_the_config_directory)
+{
+    char dir[] = "/tmp/asyncq-cfgtls.XXXXXX", path[128], want[160];
+    struct aq_error err = {0};
+    struct aq_config *cfg;
+    FILE *f;
+
+    ck_assert_ptr_nonnull(mkdtemp(dir));
+    snprintf(path, sizeof path, "%s/asyncqd.json", dir);
+    ck_assert_ptr_nonnull(f = fopen(path, "w"));
+    fputs("{\"tls\": {\"cert\": \"certs/c.pem\", \"key\": \"/abs/k.pem\", "
+          "\"client_ca\": \"ca.pem\"}}",
+          f);
+    fclose(f);
+    cfg = aq_config_load(path, &err);
+    ck_assert_msg(cfg != NULL, "%s", err.message);
+    snprintf(want, sizeof want, "%s/certs/c.pem", dir);
+    ck_assert_str_eq(cfg->tls->cert, want);
+    ck_assert_str_eq(cfg->tls->key, "/abs/k.pem");
+    snprintf(want, sizeof want, "%s/ca.pem", dir);
+    ck_assert_str_eq(cfg->tls->client_ca, want);
+    aq_config_free(cfg);
+    unlink(path);
+    rmdir(dir);
+}
+END_TEST
+#else
+START_TEST(tls_is_refused_without_tls_in_the_build)
+{
+    expect_error("{\"listen\": [\"tls://127.0.0.1:2\"]}",
+                 "listen[0]: tls:// needs TLS, and this asyncqd was built "
+                 "without it (ASYNCQ_TLS=OFF)");
+    expect_error("{\"tls\": {\"cert\": \"/c\", \"key\": \"/k\"}}",
+                 "tls: this asyncqd was built without TLS (ASYNCQ_TLS=OFF): "
+                 "expected null");
+}
+END_TEST
+#endif
+
 Suite *
 config_suite(void)
 {
@@ -1518,6 +1627,15 @@ config_suite(void)
     tcase_add_test(tc, load_field_error_starts_with_the_path);
     tcase_add_test(tc, load_syntax_error_names_path_line_and_column);
     tcase_add_test(tc, load_of_empty_file_is_a_syntax_error);
+    tcase_add_test(tc, tls_defaults_to_null_and_takes_null);
+#ifdef AQ_HAVE_TLS
+    tcase_add_test(tc, tls_section_is_read_with_its_defaults);
+    tcase_add_test(tc, tls_bad_fields_are_named);
+    tcase_add_test(tc, tls_listener_needs_the_tls_section);
+    tcase_add_test(tc, tls_relative_paths_resolve_against_the_config_directory);
+#else
+    tcase_add_test(tc, tls_is_refused_without_tls_in_the_build);
+#endif
     suite_add_tcase(s, tc);
 
     return s;

@@ -110,13 +110,19 @@ static const struct verb {
 #define N_VERBS (sizeof verbs / sizeof verbs[0])
 
 static const char global_usage[] =
-    "usage: asyncq [--server URL] [--json] [--token-file FILE] VERB ...\n"
+    "usage: asyncq [--server URL] [--json] [--token-file FILE]\n"
+    "              [--ca FILE] [--cert FILE] [--key FILE] VERB ...\n"
     "       asyncq help [VERB] | VERB --help | --version\n";
 
 static const char global_notes[] =
     "The server is --server, else $ASYNCQ_SERVER, else tcp://127.0.0.1:7878\n"
-    "(unix:/PATH for a Unix socket). The auth token is the first line of\n"
-    "--token-file, else $ASYNCQ_TOKEN. --json prints the raw results.\n"
+    "(unix:/PATH for a Unix socket, tls://HOST:PORT for TLS). The auth token\n"
+    "is the first line of --token-file, else $ASYNCQ_TOKEN. --json prints the\n"
+    "raw results. For tls://, --ca (else $ASYNCQ_CA, else the system's CAs)\n"
+    "names the PEM CAs the server's certificate must be signed by; --cert and\n"
+    "--key (else $ASYNCQ_CERT, $ASYNCQ_KEY) a client certificate and its key\n"
+    "for a server that asks for one (--key before the verb put: after it,\n"
+    "--key is the job's key).\n"
     "Exit status: 0 success, 1 a job failed, 2 usage error, 3 cannot reach\n"
     "the server (connect, transport, timeout, shutting down), 4 the server\n"
     "answered with an error.\n";
@@ -227,7 +233,8 @@ report_error(const struct aq_error *err)
 struct aq_client *
 connect_again(const struct cli *cli, struct aq_error *err)
 {
-    struct aq_client *c = aq_client_connect(cli->server, CALL_TIMEOUT_MS, err);
+    struct aq_client *c =
+        aq_client_connect_tls(cli->server, CALL_TIMEOUT_MS, &cli->tls, err);
 
     if (c != NULL && aq_client_auth(c, cli->token_file, err) < 0) {
         aq_client_free(c);
@@ -284,6 +291,28 @@ wants_help(const struct cli *cli)
     return false;
 }
 
+/* --ca, --cert or --key FILE at argv[*i]: into cli->tls, *i past it.
+ * After the verb put, --key is put's own (the job's key). */
+static bool
+tls_option(struct cli *cli, int argc, char **argv, int *i)
+{
+    const char **slot = NULL;
+
+    if (*i + 1 >= argc)
+        return false;
+    if (strcmp(argv[*i], "--ca") == 0)
+        slot = &cli->tls.ca_file;
+    else if (strcmp(argv[*i], "--cert") == 0)
+        slot = &cli->tls.cert_file;
+    else if (strcmp(argv[*i], "--key") == 0 &&
+             (cli->verb == NULL || strcmp(cli->verb, "put") != 0))
+        slot = &cli->tls.key_file;
+    if (slot == NULL)
+        return false;
+    *slot = argv[++*i];
+    return true;
+}
+
 /* Moves the global options that follow the verb into cli (before a
  * "--"); the rest become the verb's arguments. */
 static void
@@ -302,6 +331,8 @@ split_args(struct cli *cli, int argc, char **argv, int first)
             cli->server = argv[++j];
         else if (strcmp(argv[j], "--token-file") == 0 && j + 1 < argc)
             cli->token_file = argv[++j];
+        else if (tls_option(cli, argc, argv, &j))
+            continue;
         else
             cli->argv[cli->argc++] = argv[j];
     }
@@ -322,6 +353,8 @@ main(int argc, char **argv)
             cli.server = argv[++i];
         else if (strcmp(argv[i], "--token-file") == 0 && i + 1 < argc)
             cli.token_file = argv[++i];
+        else if (tls_option(&cli, argc, argv, &i))
+            continue;
         else if (is_help(argv[i]))
             return print_usage(stdout, NULL);
         else if (strcmp(argv[i], "--version") == 0 ||

@@ -29,6 +29,7 @@
 struct cli {
     const char *server;
     const char *token_file;
+    struct aq_client_tls tls; /* --ca, --cert, --key (NULL: $ASYNCQ_...) */
     bool json;
     bool wide;                /* --wide: tables at full width */
     const char *verb;         /* for messages and usage */
