@@ -5,8 +5,9 @@
  * with a result and with an error, the notification form, release (not
  * counted) and touch, the errors a worker meets (-32014 for a lease not
  * held, -32004, -32005, -32002), a get that waits longer than the
- * client's timeout; and the example programs: the jobs examples/producer
- * puts are done by examples/worker, which stops cleanly on SIGTERM.
+ * client's timeout, a worker over mutual TLS; and the example programs:
+ * the jobs examples/producer puts are done by examples/worker, which stops
+ * cleanly on SIGTERM.
  *
  * The daemon is driven through tests/bb.h (jobs put and checked over a
  * connection of the harness's own); nothing sleeps.
@@ -253,6 +254,50 @@ START_TEST(get_errors_and_waits)
 }
 END_TEST
 
+#ifdef AQ_HAVE_TLS
+#define LISTENING "listening on tls://127.0.0.1:"
+
+START_TEST(worker_over_mutual_tls)
+{
+    struct bb_daemon *d = bb_start(
+        "{\"listen\":[\"tls://127.0.0.1:0\"],"
+        "\"tls\":{\"cert\":\"%s/server.pem\",\"key\":\"%s/server.key\","
+        "\"client_ca\":\"%s/ca.pem\"},"
+        "\"queues\":{\"w\":{\"kind\":\"remote\"}}}",
+        AQ_TLS_DIR, AQ_TLS_DIR, AQ_TLS_DIR);
+    struct aq_client_tls tls = {.ca_file = AQ_TLS_DIR "/ca.pem",
+                                .cert_file = AQ_TLS_DIR "/client.pem",
+                                .key_file = AQ_TLS_DIR "/client.key"};
+    struct bb_conn *bc = bb_connect(d);
+    struct aq_error err = {0};
+    struct aq_client *c;
+    char *log, addr[64];
+    json_int_t id;
+    json_t *job, *r;
+
+    ck_assert_msg(bb_log_wait(d, LISTENING, TIMEOUT_MS), "no tls listener");
+    log = bb_log(d);
+    snprintf(addr, sizeof addr, "tls://127.0.0.1:%d",
+             atoi(strstr(log, LISTENING) + strlen(LISTENING)));
+    free(log);
+    c = aq_client_connect_tls(addr, TIMEOUT_MS, &tls, &err);
+    ck_assert_msg(c != NULL, "connect %s: %s", addr, err.message);
+    id = put_named(bc, "upper", "secret");
+    job = get_one(c, id);
+    ck_assert_str_eq(bb_str_at(job, "args.text"), "secret");
+    r = aq_client_task_done(c, id, json_string("SECRET"), NULL, NULL, true,
+                            &err);
+    ck_assert_msg(r != NULL, "task_done: %s", err.message);
+    ck_assert_str_eq(bb_str_at(r, "state"), "done");
+    json_decref(r);
+    json_decref(job);
+    aq_client_free(c);
+    bb_close(bc);
+    ck_assert_int_eq(bb_stop(d), 0);
+}
+END_TEST
+#endif
+
 static bool
 all_done(void *arg)
 {
@@ -326,6 +371,9 @@ main(void)
     tcase_add_test(tc, release_is_not_counted_and_touch_renews);
     tcase_add_test(tc, get_errors_and_waits);
     tcase_add_test(tc, example_worker_runs_what_example_producer_puts);
+#ifdef AQ_HAVE_TLS
+    tcase_add_test(tc, worker_over_mutual_tls);
+#endif
     suite_add_tcase(s, tc);
     sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);
