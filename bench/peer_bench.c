@@ -12,9 +12,17 @@
  *              e2e:    consumers loop BLMOVE q processing LEFT LEFT 1, then
  *                      LREM processing 1 <data> (the reliable-queue pattern)
  *              e2e-blpop: consumers loop BLPOP q 1
- *   asyncq     ingest only: put of an echo job {"p":"<data>"} to the
- *              default queue; so that bench/compare can time asyncqd
- *              with the very generator it times the peers with
+ *   asyncq     ingest: put of an echo job {"p":"<data>"} to the default
+ *              queue; so that bench/compare can time asyncqd with the very
+ *              generator it times the peers with
+ *              e2e:    remote workers (SPEC section 10) on the queue -q
+ *                      names (kind remote): each consumer keeps one
+ *                      get {max: --get-max, wait: 1} waiting and answers
+ *                      every job it gets with a task_done notification
+ *                      (no reply), sent together with its next get; with
+ *                      --task-done call each task_done has an id and is
+ *                      timed to its reply (put -> lease -> task_done); the
+ *                      clock stops at a ping answered after the last one
  *
  * Each payload starts with its job's sequence number (15 digits), so Redis
  * values are distinct (LREM removes the right one) and a consumer can time
@@ -60,7 +68,9 @@ struct opts {
     enum proto proto;
     enum mode mode;
     const char *host;
-    int port, producers, consumers, window, payload;
+    int port, producers, consumers, window, payload, get_max;
+    const char *queue; /* asyncq e2e: the remote queue */
+    bool td_call;      /* asyncq e2e: task_done with an id, timed */
     long total, idle;
     double rate, max_seconds;
     bool json, ping;
@@ -87,6 +97,8 @@ struct run {
     double *sent_at; /* by sequence number 1..total */
     double *ack_lat, *done_lat;
     long n_ack, n_done, next_seq, acked, consumed, errors;
+    long pongs;    /* asyncq e2e: final pings answered */
+    bool flushing; /* asyncq e2e: the final pings are out */
     double last_progress;
 };
 
@@ -127,6 +139,8 @@ usage(void)
           "                  [-P WINDOW] [-n TOTAL] [-d BYTES] "
           "[--mode ingest|e2e|e2e-blpop]\n"
           "                  [--rate R] [--max-seconds S] [--json]\n"
+          "                  asyncq --mode e2e: -q QUEUE [--get-max N] "
+          "[--task-done notify|call]\n"
           "       peer_bench beanstalk|redis|asyncq|tcp --idle N [--ping] "
           "[-h HOST] -p PORT\n"
           "                  [--max-seconds S]\n"
@@ -136,7 +150,9 @@ usage(void)
           "(beanstalk: reserve +\n"
           "             delete; redis: BLMOVE + LREM); rate = jobs finished/s\n"
           "  e2e-blpop  redis only: consumers BLPOP\n"
-          "  asyncq     ingest only (echo jobs on the default queue)\n"
+          "  asyncq     ingest: echo jobs on the default queue; e2e: remote "
+          "workers (get +\n"
+          "             task_done) on the remote queue -q QUEUE\n"
           "  --rate R   offer R puts/s in all (open loop), for put->ack "
           "latency\n"
           "  --idle N   hold N idle connections until a signal (memory per "
@@ -193,7 +209,15 @@ parse_args(int argc, char **argv, struct opts *o)
             o->rate = atof(v);
         else if (strcmp(a, "--max-seconds") == 0)
             o->max_seconds = atof(v);
-        else if (strcmp(a, "--idle") == 0)
+        else if (strcmp(a, "-q") == 0)
+            o->queue = v;
+        else if (strcmp(a, "--get-max") == 0)
+            o->get_max = atoi(v);
+        else if (strcmp(a, "--task-done") == 0) {
+            if (strcmp(v, "call") != 0 && strcmp(v, "notify") != 0)
+                usage();
+            o->td_call = strcmp(v, "call") == 0;
+        } else if (strcmp(a, "--idle") == 0)
             o->idle = atol(v);
         else if (strcmp(a, "--mode") == 0) {
             if (strcmp(v, "ingest") == 0)
@@ -217,12 +241,14 @@ parse_args(int argc, char **argv, struct opts *o)
         o->consumers < 0 || o->producers + o->consumers > MAX_CONNS ||
         o->window < 1 || o->total < 1 || o->payload < 1 ||
         o->payload > 1000000 || o->rate < 0 || o->max_seconds <= 0 ||
-        o->idle < 0)
+        o->idle < 0 || o->get_max < 1 || o->get_max > 1000)
         usage();
     if (o->proto == TCP && o->idle == 0)
         die("tcp is for --idle only");
-    if (o->proto == ASYNCQ && o->idle == 0 && o->mode != M_INGEST)
-        die("asyncq is for --mode ingest (and --idle) only");
+    if (o->proto == ASYNCQ && o->idle == 0 && o->mode == M_E2E_BLPOP)
+        die("asyncq is for --mode ingest or e2e (and --idle)");
+    if (o->proto == ASYNCQ && o->mode == M_E2E && o->queue == NULL)
+        die("asyncq --mode e2e needs -q QUEUE (a queue of kind remote)");
     if (o->ping && (o->idle == 0 || o->proto == TCP))
         die("--ping is for --idle with beanstalk, redis or asyncq");
     if (o->mode == M_E2E_BLPOP && o->proto != REDIS)
@@ -294,8 +320,12 @@ send_put(struct run *r, struct conn *c)
             r->payload[k] = (char)('0' + v % 10);
     }
     if (o->proto == ASYNCQ) {
-        out_fmt(c, "{\"id\":%ld,\"method\":\"put\",\"params\":{\"kind\":"
-                   "\"echo\",\"args\":{\"p\":\"", seq);
+        if (o->queue != NULL)
+            out_fmt(c, "{\"id\":%ld,\"method\":\"put\",\"params\":{"
+                       "\"queue\":\"%s\",\"args\":{\"p\":\"", seq, o->queue);
+        else
+            out_fmt(c, "{\"id\":%ld,\"method\":\"put\",\"params\":{"
+                       "\"kind\":\"echo\",\"args\":{\"p\":\"", seq);
         out_add(c, r->payload, (size_t)o->payload);
         out_add(c, "\"}}}\n", 5);
         c->ids[c->sent++] = seq;
@@ -320,7 +350,12 @@ send_fetch(const struct run *r, struct conn *c)
                                  "$4\r\nLEFT\r\n$1\r\n1\r\n";
     static const char blpop[] = "*3\r\n$5\r\nBLPOP\r\n$1\r\nq\r\n$1\r\n1\r\n";
 
-    if (r->o->proto == BEANSTALK)
+    if (r->o->proto == ASYNCQ)
+        out_fmt(c,
+                "{\"id\":0,\"method\":\"get\",\"params\":{\"queue\":\"%s\","
+                "\"max\":%d,\"wait\":1}}\n",
+                r->o->queue, r->o->get_max);
+    else if (r->o->proto == BEANSTALK)
         out_add(c, "reserve\r\n", 9);
     else if (r->o->mode == M_E2E_BLPOP)
         out_add(c, blpop, sizeof blpop - 1);
@@ -498,6 +533,70 @@ handle_asyncq(struct run *r, struct conn *c, double t)
     return (size_t)(p - c->in);
 }
 
+/* asyncq remote workers: a get's reply ("result":[jobs]) is answered
+ * with a task_done per job and the next get; with --task-done call, a
+ * task_done's reply ("result":{...}, its id the job's sequence number)
+ * ends the job's put -> done time; the final ping's reply ("pong") marks
+ * the connection flushed. */
+static void
+asyncq_worker_line(struct run *r, struct conn *c, char *p, size_t line,
+                   double t)
+{
+    char *res = memmem(p, line, "\"result\":", 9), *end = p + line, *q;
+
+    if (res == NULL) {
+        reply_error(r, p, line);
+        if (!r->flushing)
+            send_fetch(r, c);
+        return;
+    }
+    res += 9;
+    if (*res == '"') { /* "pong" */
+        r->pongs++;
+        return;
+    }
+    if (*res == '{') { /* a task_done's reply: its id is the job's seq */
+        q = memmem(p, line, "\"id\":", 5);
+        c->cur_seq = q != NULL ? strtol(q + 5, NULL, 10) : 0;
+        consumer_done(r, c, t);
+        return;
+    }
+    /* A get's jobs: the i-th "job": and the i-th "p":" are one job's. */
+    for (q = res; (q = memmem(q, (size_t)(end - q), "\"job\":", 6)) != NULL;) {
+        long job = strtol(q + 6, &q, 10);
+        char *a = memmem(q, (size_t)(end - q), "\"p\":\"", 5);
+        long seq = a != NULL ? seq_of(r, a + 5, (size_t)(end - a - 5)) : 0;
+
+        if (r->o->td_call) {
+            out_fmt(c,
+                    "{\"id\":%ld,\"method\":\"task_done\",\"params\":{"
+                    "\"job\":%ld,\"result\":true}}\n",
+                    seq, job);
+        } else {
+            out_fmt(c,
+                    "{\"method\":\"task_done\",\"params\":{\"job\":%ld,"
+                    "\"result\":true}}\n",
+                    job);
+            c->cur_seq = seq;
+            consumer_done(r, c, t); /* put -> lease: no reply to time */
+        }
+    }
+    if (!r->flushing)
+        send_fetch(r, c);
+}
+
+static size_t
+handle_asyncq_worker(struct run *r, struct conn *c, double t)
+{
+    char *p = c->in, *end = c->in + c->in_len, *nl;
+
+    while ((nl = memchr(p, '\n', (size_t)(end - p))) != NULL) {
+        asyncq_worker_line(r, c, p, (size_t)(nl - p), t);
+        p = nl + 1;
+    }
+    return (size_t)(p - c->in);
+}
+
 static size_t
 handle_redis(struct run *r, struct conn *c, double t)
 {
@@ -655,6 +754,7 @@ main(int argc, char **argv)
                      .window = 64,
                      .payload = 100,
                      .total = 100000,
+                     .get_max = 64,
                      .max_seconds = 300,
                      .mode = M_INGEST};
     struct run r = {.o = &o};
@@ -701,7 +801,18 @@ main(int argc, char **argv)
 
         if (puts_done && ingest_done == 0)
             ingest_done = t;
-        if (puts_done && (o.mode == M_INGEST || r.consumed >= o.total))
+        if (puts_done && o.proto == ASYNCQ && o.mode == M_E2E &&
+            r.consumed >= o.total && !r.flushing) {
+            static const char ping[] = "{\"id\":0,\"method\":\"ping\"}\n";
+
+            /* Notifications have no reply: a ping after them on each
+             * worker connection is answered once they all ran. */
+            r.flushing = true;
+            for (int i = o.producers; i < r.nconns; i++)
+                out_add(&r.cs[i], ping, sizeof ping - 1);
+        }
+        if (puts_done && (o.mode == M_INGEST || r.consumed >= o.total) &&
+            (!r.flushing || r.pongs == o.consumers))
             break;
         if (t > deadline) {
             fprintf(stderr,
@@ -768,8 +879,10 @@ main(int argc, char **argv)
                     continue;
                 c->in_len += (size_t)n;
                 used = o.proto == BEANSTALK ? handle_beanstalk(&r, c, t)
-                       : o.proto == ASYNCQ  ? handle_asyncq(&r, c, t)
-                                            : handle_redis(&r, c, t);
+                       : o.proto == ASYNCQ && c->consumer
+                           ? handle_asyncq_worker(&r, c, t)
+                       : o.proto == ASYNCQ ? handle_asyncq(&r, c, t)
+                                           : handle_redis(&r, c, t);
                 if (used > 0)
                     r.last_progress = t;
                 c->in_len -= used;

@@ -719,3 +719,25 @@ aq_client_is_server_error(const struct aq_error *err)
 {
     return err->code < 0;
 }
+
+int
+aq_client_notify(struct aq_client *c, const char *method, json_t *params,
+                 struct aq_error *err)
+{
+    json_t *req = json_pack("{s:s,s:s}", "jsonrpc", "2.0", "method", method);
+    char *text;
+    size_t n;
+    int rc;
+
+    if (params != NULL)
+        json_object_set_new(req, "params", params);
+    text = json_dumps(req, JSON_COMPACT);
+    json_decref(req);
+    /* One send for the line and its newline: a worker sends many. */
+    n = strlen(text);
+    text = xrealloc(text, n + 2);
+    memcpy(text + n, "\n", 2);
+    rc = send_all(c, text, n + 1, err);
+    free(text);
+    return rc;
+}

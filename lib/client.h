@@ -89,4 +89,57 @@ int aq_client_auth(struct aq_client *c, const char *token_file,
  * from the connection (AQ_ERR_TRANSPORT). */
 bool aq_client_is_server_error(const struct aq_error *err);
 
+/*
+ * The worker calls (SPEC section 10) and the installed library
+ * (libasyncq-client, <asyncq/client.h>, pkg-config asyncq-client): a worker
+ * takes jobs of remote queues with get, runs them and answers each with
+ * task_done (or touch to renew its lease, release to give it back).
+ * Results and errors as aq_client_call's: a new reference, or NULL with err
+ * (the server's code, e.g. AQ_ERR_NOT_YOUR_LEASE, or AQ_ERR_TRANSPORT).
+ * Notifications that arrive while a call waits (job.cancel) go to on_note
+ * where a call takes one, else they are dropped: a cancelled job's later
+ * task_done, touch or release fails with AQ_ERR_FINISHED.
+ */
+#include "error.h"
+
+/* What on_note is given: a notification's method and params (borrowed). */
+typedef void aq_client_note_fn(const char *method, json_t *params, void *arg);
+
+/* Leases up to max (1..1000) jobs of the queues (n names, in order of
+ * preference), waiting up to wait_s (0: answer at once) for one to be
+ * ready. lease_s <= 0: the job's timeout. The client's own timeout does not
+ * cut the wait short. Returns the array of jobs, [] when wait_s ran out:
+ * {"job","queue","name"?,"args","attempts","lease_deadline"}. */
+json_t *aq_client_get(struct aq_client *c, const char *const *queues, size_t n,
+                      int max, double wait_s, double lease_s,
+                      aq_client_note_fn *on_note, void *arg,
+                      struct aq_error *err);
+
+/* Finishes a leased job: with result (reference taken; NULL = null), or
+ * failed with err_code (not NULL) and err_message; retry false = no further
+ * attempt. Returns {"job","state"}. */
+json_t *aq_client_task_done(struct aq_client *c, int64_t job, json_t *result,
+                            const char *err_code, const char *err_message,
+                            bool retry, struct aq_error *err);
+/* The same as a notification: sent without waiting, never answered (a
+ * worker pipelines these; a later call on c is answered after it). 0, or
+ * -1 with err if the connection failed. */
+int aq_client_task_done_nowait(struct aq_client *c, int64_t job, json_t *result,
+                               const char *err_code, const char *err_message,
+                               bool retry, struct aq_error *err);
+
+/* Renews a lease from now, for lease_s (<= 0: the length it was granted
+ * with). Returns {"job","lease_deadline"}. */
+json_t *aq_client_touch(struct aq_client *c, int64_t job, double lease_s,
+                        struct aq_error *err);
+/* Gives a leased job back, not counted as an attempt, ready again after
+ * delay_s (<= 0: at once). Returns {"job","state"}. */
+json_t *aq_client_release(struct aq_client *c, int64_t job, double delay_s,
+                          struct aq_error *err);
+
+/* Sends a request without id (params reference taken; NULL = none): the
+ * server runs it and never answers. 0, or -1 with err. */
+int aq_client_notify(struct aq_client *c, const char *method, json_t *params,
+                     struct aq_error *err);
+
 #endif

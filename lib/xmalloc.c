@@ -10,7 +10,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#ifndef AQ_CLIENT_LIB
 #include <event2/event.h>
+#endif
 #include <jansson.h>
 
 static void
@@ -89,6 +91,8 @@ xasprintf(const char *fmt, ...)
     return s;
 }
 
+/* The client library (libasyncq-client) has no libevent to hook. */
+#ifndef AQ_CLIENT_LIB
 /* libevent expects realloc(p, 0) semantics of its own: free and NULL. */
 static void *
 event_realloc(void *ptr, size_t size)
@@ -106,6 +110,7 @@ aq_xmalloc_hook_libs(void)
     json_set_alloc_funcs(xmalloc, free);
     event_set_mem_functions(xmalloc, event_realloc, free);
 }
+#endif
 
 static size_t trim_units; /* noted since the last malloc_trim */
 
