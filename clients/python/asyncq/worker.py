@@ -20,6 +20,7 @@ import signal
 import sys
 import time
 import traceback
+import types
 from typing import (
     Any,
     Awaitable,
@@ -54,6 +55,7 @@ GETS_IN_FLIGHT = 2
 # Python 3.12 runs a task's first step at once (no loop turn, no
 # scheduling) when asked: a handler that never awaits costs no more.
 _EAGER = sys.version_info >= (3, 12)
+_Coroutine = types.CoroutineType
 
 
 class Job:
@@ -307,8 +309,9 @@ class Worker:
         now = loop.time()
         if jobs:
             self._empty_in_a_row = 0
+            wall = time.time()
             for raw in jobs:
-                self._start(client, raw, now)
+                self._start(loop, client, raw, now, wall)
             if self.limit is not None and self.taken >= self.limit:
                 self.stop()
                 return
@@ -328,12 +331,14 @@ class Worker:
         self._retry_timer = None
         self._refill()
 
-    def _start(self, client: Client, raw: Dict[str, Any], now: float) -> None:
+    def _start(self, loop: asyncio.AbstractEventLoop, client: Client,
+               raw: Dict[str, Any], now: float, wall: float) -> None:
+        """Runs a job leased at ``now`` (loop.time()), ``wall`` (time.time())."""
         job = Job(raw)
         self.taken += 1
         lease = self.lease
         if lease is None and job.lease_deadline is not None:
-            lease = max(job.lease_deadline - time.time(), 0.1)
+            lease = max(job.lease_deadline - wall, 0.1)
         held = _Held(job, lease)
         self._held[job.id] = held
         if lease is not None:
@@ -342,9 +347,9 @@ class Worker:
                 self._arm_sweep(at)
         if _EAGER:
             held.task = asyncio.Task(  # type: ignore[call-arg]
-                self._run_one(client, held), eager_start=True)
+                self._run_one(client, held), loop=loop, eager_start=True)
         else:
-            held.task = asyncio.ensure_future(self._run_one(client, held))
+            held.task = loop.create_task(self._run_one(client, held))
 
     def _on_cancel(self, params: Dict[str, Any]) -> None:
         held = self._held.get(params.get("job"))  # type: ignore[arg-type]
@@ -418,7 +423,10 @@ class Worker:
                 if handler is None:
                     raise LookupError("no handler for job name %r" % job.name)
                 value = handler(job)
-                result = await value if inspect.isawaitable(value) else value
+                if type(value) is _Coroutine or inspect.isawaitable(value):
+                    result = await value
+                else:
+                    result = value
             except asyncio.CancelledError:
                 if held.why_cancelled == "cancel":
                     self.cancelled += 1
