@@ -42,6 +42,9 @@ _WRITE_HIGH = 64 * 1024
 _ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False,
                             allow_nan=False)
 
+# The start of a task_done notification, up to the job's id.
+_TASK_DONE = b'{"jsonrpc":"2.0","method":"task_done","params":{"job":'
+
 JSON = Any
 Params = Dict[str, Any]
 Listener = Callable[[Params], None]
@@ -316,6 +319,48 @@ class Client:
             msg["params"] = params
         self._write(_ENCODER.encode(msg).encode("utf-8") + b"\n")
         await self._drain()
+
+    def _send_nowait(
+        self, method: str, params: Optional[Params] = None
+    ) -> "asyncio.Future[Any]":
+        """Queues a request without waiting for the send buffer to drain
+        and returns the future of its reply (the Worker's gets: bounded by
+        its concurrency, so no back-pressure is needed)."""
+        self._check_open()
+        rid = self._next_id
+        self._next_id += 1
+        msg: Dict[str, Any] = {"jsonrpc": "2.0", "id": rid, "method": method}
+        if params:
+            msg["params"] = params
+        data = _ENCODER.encode(msg).encode("utf-8") + b"\n"
+        fut: "asyncio.Future[Any]" = asyncio.get_running_loop().create_future()
+        self._pending[rid] = fut
+        self._write(data)
+        return fut
+
+    def _task_done_nowait(
+        self,
+        job: int,
+        result: Any = None,
+        error: Optional[Dict[str, Any]] = None,
+        retry: Optional[bool] = None,
+    ) -> None:
+        """Queues ``task_done`` as a notification: the daemon executes it
+        and sends no reply (the Worker's path: nothing to parse, no
+        future).  Raises TypeError or ValueError when ``result`` or
+        ``error`` is not JSON, before anything is queued."""
+        self._check_open()
+        if error is not None:
+            tail = b',"error":' + _ENCODER.encode(error).encode("utf-8")
+        elif result is None:
+            tail = b',"result":null'
+        else:
+            tail = b',"result":' + _ENCODER.encode(result).encode("utf-8")
+        if retry is not None:
+            tail += b',"retry":true' if retry else b',"retry":false'
+        jid = str(job).encode() if type(job) is int \
+            else _ENCODER.encode(job).encode("utf-8")
+        self._write(_TASK_DONE + jid + tail + b"}}\n")
 
     def _write(self, data: bytes) -> None:
         """Queues a line; the lines of one loop iteration go out in one

@@ -15,9 +15,12 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
+import math
 import signal
+import sys
 import time
 import traceback
+import types
 from typing import (
     Any,
     Awaitable,
@@ -46,6 +49,13 @@ log = logging.getLogger("asyncq.worker")
 
 # The server keeps at most this much of a traceback (PROTO14: ≤ 64 KiB).
 MAX_TRACEBACK = 64 * 1024
+# Gets in flight at once: while the worker runs one batch the daemon
+# prepares the next, so the pipe never runs dry.
+GETS_IN_FLIGHT = 2
+# Python 3.12 runs a task's first step at once (no loop turn, no
+# scheduling) when asked: a handler that never awaits costs no more.
+_EAGER = sys.version_info >= (3, 12)
+_Coroutine = types.CoroutineType
 
 
 class Job:
@@ -73,13 +83,15 @@ Handler = Callable[[Job], Awaitable[Any]]
 class _Held:
     """A job this worker holds the lease of, and the task running it."""
 
-    __slots__ = ("job", "task", "lease", "why_cancelled", "timer")
+    __slots__ = ("job", "task", "lease", "why_cancelled", "renew_at")
 
     def __init__(self, job: Job, lease: Optional[float]) -> None:
         self.job = job
         self.task: Optional["asyncio.Task[None]"] = None
         self.lease = lease  # its length in s, None if it never runs out
-        self.timer: Optional[asyncio.TimerHandle] = None
+        # loop.time() to touch the lease at; None: no touch due (no lease,
+        # or a touch in flight).
+        self.renew_at: Optional[float] = None
         # Why we cancelled its handler: "cancel" (job.cancel), "lost" (the
         # lease is no longer ours), "stop" (grace over: release it).
         self.why_cancelled: Optional[str] = None
@@ -134,7 +146,19 @@ class Worker:
         self._stop_requested = 0
         self._stop_event: Optional[asyncio.Event] = None
         self._hurry_event: Optional[asyncio.Event] = None
-        self._slot_event: Optional[asyncio.Event] = None
+        # The gets in flight and the jobs they may lease (their max).
+        self._gets: Dict["asyncio.Future[Any]", int] = {}
+        self._asked = 0
+        self._refill_armed = False
+        self._retry_timer: Optional[asyncio.TimerHandle] = None
+        self._empty_in_a_row = 0
+        self._failure: Optional[BaseException] = None
+        # Jobs leased by a get answered once stopping: released at the end.
+        self._late_jobs: List[int] = []
+        self._finished = False
+        # The one timer touching leases: fires at the earliest renew_at.
+        self._sweep: Optional[asyncio.TimerHandle] = None
+        self._sweep_at = math.inf
         self.client: Optional[Client] = server if isinstance(server, Client) else None
         # Counters: attempts ended by task_done, handlers cancelled by the
         # server, jobs released at stop.
@@ -183,7 +207,9 @@ class Worker:
         loop = asyncio.get_running_loop()
         self._stop_event = asyncio.Event()
         self._hurry_event = asyncio.Event()
-        self._slot_event = asyncio.Event()
+        self._failure = None
+        self._finished = False
+        self._late_jobs = []
         if self._stop_requested:
             self._stop_event.set()
         signals: List[int] = []
@@ -198,12 +224,14 @@ class Worker:
                 self.client = await connect(url, **self._connect_kw)
             client = self.client
             client.add_listener("job.cancel", self._on_cancel)
-            late: Optional["asyncio.Future[List[Dict[str, Any]]]"] = None
             try:
-                late = await self._take_loop(client)
+                self._refill()
+                await self._stop_event.wait()
             finally:
-                await self._finish(client, late)
+                await self._finish(client)
                 client.remove_listener("job.cancel", self._on_cancel)
+            if self._failure is not None:
+                raise self._failure
         finally:
             for sig in signals:
                 loop.remove_signal_handler(sig)
@@ -211,59 +239,117 @@ class Worker:
                 await self.client.close()
                 self.client = None
 
-    async def _take_loop(
-        self, client: Client
-    ) -> Optional["asyncio.Future[List[Dict[str, Any]]]"]:
-        """Gets jobs while not stopping; returns a get still waiting."""
-        assert self._stop_event is not None and self._slot_event is not None
-        stopping = asyncio.ensure_future(self._stop_event.wait())
-        empty_in_a_row = 0
-        try:
-            while not self._stop_event.is_set():
-                free = self.concurrency - len(self._held)
-                if self.limit is not None:
-                    if self.taken >= self.limit:
-                        self.stop()
-                        break
-                    free = min(free, self.limit - self.taken)
-                if free <= 0:
-                    self._slot_event.clear()
-                    slot = asyncio.ensure_future(self._slot_event.wait())
-                    await asyncio.wait({slot, stopping},
-                                       return_when=asyncio.FIRST_COMPLETED)
-                    slot.cancel()
-                    continue
-                asked = time.monotonic()
-                getting = asyncio.ensure_future(client.get(
-                    self.queues, max=free, wait=self.poll, lease=self.lease))
-                await asyncio.wait({getting, stopping},
-                                   return_when=asyncio.FIRST_COMPLETED)
-                if not getting.done():
-                    return getting
-                jobs = getting.result()
-                for raw in jobs:
-                    self._start(client, raw)
-                if jobs or time.monotonic() - asked >= self.poll / 2:
-                    empty_in_a_row = 0
-                    continue
-                # [] long before the poll ran out: the server is stopping
-                # (it answers every get [] at once then).  Do not spin.
-                empty_in_a_row += 1
-                await asyncio.wait(
-                    {stopping}, timeout=min(0.01 * 2 ** empty_in_a_row, 1.0))
-            return None
-        finally:
-            stopping.cancel()
+    # ---- taking jobs: gets in flight, answered by callbacks ----
 
-    def _start(self, client: Client, raw: Dict[str, Any]) -> None:
+    def _arm_refill(self) -> None:
+        if not self._refill_armed:
+            self._refill_armed = True
+            asyncio.get_running_loop().call_soon(self._refill)
+
+    def _refill(self) -> None:
+        """Sends gets for the free slots: up to GETS_IN_FLIGHT of them,
+        each for at most concurrency / GETS_IN_FLIGHT jobs."""
+        self._refill_armed = False
+        client = self.client
+        if self._stop_event is None or self._stop_event.is_set() \
+                or self._retry_timer is not None or client is None:
+            return
+        chunk = max(1, -(-self.concurrency // GETS_IN_FLIGHT))
+        while len(self._gets) < GETS_IN_FLIGHT:
+            free = self.concurrency - len(self._held) - self._asked
+            if self.limit is not None:
+                free = min(free, self.limit - self.taken - self._asked)
+            if free <= 0:
+                return
+            n = min(free, chunk)
+            params: Dict[str, Any] = {"queue": self.queues, "max": n,
+                                      "wait": self.poll}
+            if self.lease is not None:
+                params["lease"] = self.lease
+            try:
+                fut = client._send_nowait("get", params)
+            except TransportError as e:
+                self._fail(e)
+                return
+            self._gets[fut] = n
+            self._asked += n
+            asked = asyncio.get_running_loop().time()
+            fut.add_done_callback(lambda f, asked=asked: self._got(f, asked))
+
+    def _fail(self, exc: BaseException) -> None:
+        if self._failure is None:
+            self._failure = exc
+        if self._stop_event is not None:
+            self._stop_event.set()
+
+    def _got(self, fut: "asyncio.Future[Any]", asked: float) -> None:
+        """A get's answer: starts its jobs and asks for more."""
+        self._asked -= self._gets.pop(fut, 0)
+        if fut.cancelled():
+            return
+        exc = fut.exception()
+        if exc is not None:
+            assert self._stop_event is not None
+            if not self._stop_event.is_set():
+                self._fail(exc)  # run() raises it
+            return
+        jobs: List[Dict[str, Any]] = fut.result()
+        client = self.client
+        assert self._stop_event is not None
+        if self._stop_event.is_set() or client is None:
+            # Stopping: these jobs are not run but given back.
+            ids = [raw["job"] for raw in jobs]
+            if not self._finished:
+                self._late_jobs.extend(ids)
+            elif client is not None and not client.closed:
+                for j in ids:
+                    asyncio.ensure_future(_quiet(client.release(j)))
+            return
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        if jobs:
+            self._empty_in_a_row = 0
+            wall = time.time()
+            for raw in jobs:
+                self._start(loop, client, raw, now, wall)
+            if self.limit is not None and self.taken >= self.limit:
+                self.stop()
+                return
+        elif now - asked < self.poll / 2:
+            # [] long before the poll ran out: the server is stopping (it
+            # answers every get [] at once then).  Do not spin.
+            self._empty_in_a_row += 1
+            if self._retry_timer is None:
+                self._retry_timer = loop.call_later(
+                    min(0.01 * 2 ** self._empty_in_a_row, 1.0), self._retry)
+            return
+        else:
+            self._empty_in_a_row = 0
+        self._refill()
+
+    def _retry(self) -> None:
+        self._retry_timer = None
+        self._refill()
+
+    def _start(self, loop: asyncio.AbstractEventLoop, client: Client,
+               raw: Dict[str, Any], now: float, wall: float) -> None:
+        """Runs a job leased at ``now`` (loop.time()), ``wall`` (time.time())."""
         job = Job(raw)
         self.taken += 1
         lease = self.lease
         if lease is None and job.lease_deadline is not None:
-            lease = max(job.lease_deadline - time.time(), 0.1)
+            lease = max(job.lease_deadline - wall, 0.1)
         held = _Held(job, lease)
         self._held[job.id] = held
-        held.task = asyncio.ensure_future(self._run_one(client, held))
+        if lease is not None:
+            held.renew_at = at = now + max(lease / 3, 0.02)
+            if at < self._sweep_at:
+                self._arm_sweep(at)
+        if _EAGER:
+            held.task = asyncio.Task(  # type: ignore[call-arg]
+                self._run_one(client, held), loop=loop, eager_start=True)
+        else:
+            held.task = loop.create_task(self._run_one(client, held))
 
     def _on_cancel(self, params: Dict[str, Any]) -> None:
         held = self._held.get(params.get("job"))  # type: ignore[arg-type]
@@ -271,13 +357,32 @@ class Worker:
             held.why_cancelled = "cancel"
             held.task.cancel()
 
-    def _schedule_touch(self, client: Client, held: _Held) -> None:
-        """Arms the timer touching the lease at a third of its length (a
-        timer, not a task per job: most handlers end before it fires)."""
-        assert held.lease is not None
-        held.timer = asyncio.get_running_loop().call_later(
-            max(held.lease / 3, 0.02),
-            lambda: asyncio.ensure_future(self._touch(client, held)))
+    # ---- leases: one timer touches those a third of whose length passed ----
+
+    def _arm_sweep(self, at: float) -> None:
+        if self._sweep is not None:
+            self._sweep.cancel()
+        self._sweep_at = at
+        self._sweep = asyncio.get_running_loop().call_at(at, self._sweep_leases)
+
+    def _sweep_leases(self) -> None:
+        self._sweep = None
+        self._sweep_at = math.inf
+        client = self.client
+        now = asyncio.get_running_loop().time()
+        nxt = math.inf
+        for held in self._held.values():
+            at = held.renew_at
+            if at is None:
+                continue
+            if at <= now:
+                held.renew_at = None  # a touch in flight
+                if client is not None:
+                    asyncio.ensure_future(self._touch(client, held))
+            elif at < nxt:
+                nxt = at
+        if nxt < math.inf:
+            self._arm_sweep(nxt)
 
     async def _touch(self, client: Client, held: _Held) -> None:
         """Renews the lease while the handler runs; cancels the handler if
@@ -294,17 +399,21 @@ class Worker:
         except (Error, TransportError):
             return
         else:
-            if not held.task.done() and held.why_cancelled is None:
-                self._schedule_touch(client, held)
+            if not held.task.done() and held.why_cancelled is None \
+                    and held.lease is not None:
+                held.renew_at = at = asyncio.get_running_loop().time() \
+                    + max(held.lease / 3, 0.02)
+                if at < self._sweep_at:
+                    self._arm_sweep(at)
             return
         if held.why_cancelled is None and not held.task.done():
             held.why_cancelled = why
             held.task.cancel()
 
+    # ---- running one job ----
+
     async def _run_one(self, client: Client, held: _Held) -> None:
         job = held.job
-        if held.lease is not None:
-            self._schedule_touch(client, held)
         try:
             handler = self._handlers.get(job.name, self._handlers.get(None))
             error: Optional[Dict[str, Any]] = None
@@ -314,7 +423,10 @@ class Worker:
                 if handler is None:
                     raise LookupError("no handler for job name %r" % job.name)
                 value = handler(job)
-                result = await value if inspect.isawaitable(value) else value
+                if type(value) is _Coroutine or inspect.isawaitable(value):
+                    result = await value
+                else:
+                    result = value
             except asyncio.CancelledError:
                 if held.why_cancelled == "cancel":
                     self.cancelled += 1
@@ -323,39 +435,36 @@ class Worker:
                 raise
             except Exception as e:
                 error, retry = _error_of(e, handler is None)
-            if held.timer is not None:
-                held.timer.cancel()
+            held.renew_at = None
+            # Armed before task_done is queued, the refill's get goes out
+            # in the same write as the task_dones of this loop turn.
+            self._arm_refill()
+            # A notification: no reply to wait for or parse.  The daemon
+            # drops a task_done that comes too late (the job cancelled or
+            # its lease lost meanwhile).
             try:
                 try:
-                    await client.task_done(job.id, result, error=error, retry=retry)
+                    client._task_done_nowait(job.id, result, error, retry)
                 except (TypeError, ValueError) as e:  # result is not JSON
                     error = {"code": "exception",
                              "message": "result is not JSON: %s" % e}
-                    await client.task_done(job.id, error=error, retry=retry)
+                    client._task_done_nowait(job.id, None, error, retry)
                 if error is None:
                     self.done += 1
                 else:
                     self.failed += 1
-            except AlreadyFinished:
-                self.cancelled += 1  # cancelled as it finished
-            except (NotYourLease, NoSuchJob) as e:
-                log.warning("asyncq: job %d: task_done refused: %s", job.id, e)
             except TransportError:
                 pass
         finally:
-            if held.timer is not None:
-                held.timer.cancel()
             self._held.pop(job.id, None)
-            if self._slot_event is not None:
-                self._slot_event.set()
+            self._arm_refill()
 
-    async def _finish(
-        self,
-        client: Client,
-        late: Optional["asyncio.Future[List[Dict[str, Any]]]"],
-    ) -> None:
+    async def _finish(self, client: Client) -> None:
         """Lets handlers finish within the grace, releases the rest."""
         assert self._hurry_event is not None
+        if self._retry_timer is not None:
+            self._retry_timer.cancel()
+            self._retry_timer = None
         tasks: Set["asyncio.Task[None]"] = {
             h.task for h in self._held.values() if h.task is not None}
         if client.closed:  # the leases are lost with the connection
@@ -378,27 +487,25 @@ class Worker:
                 to_release.append(held.job.id)
         if tasks:
             await asyncio.wait(tasks, timeout=max(self.grace, 1.0))
-        if late is not None and late.done() and not late.cancelled() \
-                and late.exception() is None:
-            to_release.extend(raw["job"] for raw in late.result())
-        elif late is not None and self._server is client and not client.closed:
-            # A shared connection stays open, and so does the get: release
-            # whatever it leases when it is answered.
-            def release_late(fut: "asyncio.Future[List[Dict[str, Any]]]") -> None:
-                if fut.cancelled() or fut.exception() is not None:
-                    return
-                for raw in fut.result():
-                    asyncio.ensure_future(_quiet(client.release(raw["job"])))
-
-            late.add_done_callback(release_late)
-        elif late is not None:
-            late.cancel()  # the connection closes: the daemon drops the get
+        if self._sweep is not None:
+            self._sweep.cancel()
+            self._sweep = None
+            self._sweep_at = math.inf
+        self._finished = True
+        to_release.extend(self._late_jobs)
+        self._late_jobs = []
+        if self._server is not client or client.closed:
+            # The connection closes: the daemon drops the gets still
+            # waiting (a job one leases meanwhile fails as worker_lost).
+            for fut in list(self._gets):
+                fut.cancel()
+        # On a shared connection that stays open the gets stay too: _got
+        # releases whatever they lease when they are answered.
         if not client.closed:
             replies = await asyncio.gather(
                 *(client.release(j) for j in to_release), return_exceptions=True)
             self.released += sum(1 for r in replies if not isinstance(r, BaseException))
         self._held.clear()
-
 
 async def _quiet(aw: Awaitable[Any]) -> None:
     try:

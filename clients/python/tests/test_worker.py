@@ -20,7 +20,7 @@ QUEUES: Dict[str, Dict[str, Any]] = {
 # Each test takes its own remote queue, so that a test's leftovers do not
 # reach the next one's worker.
 for _name in ("rt", "fail", "renew", "cancel", "stop", "conc", "sig", "raw",
-              "late"):
+              "late", "many"):
     QUEUES[_name] = {"kind": "remote", "timeout": 30, "retries": 0}
 QUEUES["renew"]["timeout"] = 0.6
 
@@ -251,6 +251,40 @@ class TestWorker(WorkerCase):
         self.assertIn("workers", st["queues"]["conc"])
         w.stop()
         await run
+
+    @bounded
+    async def test_many_jobs_up_to_limit(self) -> None:
+        # Gets in flight never lease past the limit or the concurrency;
+        # each handler runs in a task of its own, whether it awaits or not.
+        n, limit, c = 400, 300, 8
+        w = asyncq.Worker(self.daemon.url, queues="many", concurrency=c,
+                          poll=5, limit=limit)
+        now = {"running": 0, "max": 0}
+        tasks = set()
+
+        @w.handler()
+        async def h(job: asyncq.Job) -> Any:
+            task = asyncio.current_task()
+            assert task is not None and task not in tasks
+            tasks.add(task)
+            now["running"] += 1
+            now["max"] = max(now["max"], now["running"])
+            if job.args["i"] % 2:
+                await asyncio.sleep(0)
+            now["running"] -= 1
+            return job.args["i"]
+
+        res = await self.c.put_many([{"args": {"i": i}} for i in range(n)],
+                                    queue="many")
+        await self.start(w)  # returns by itself at the limit
+        self.assertEqual((w.done, w.failed, w.released, w.running),
+                         (limit, 0, 0, 0))
+        self.assertLessEqual(now["max"], c)
+        recs = await self.c.wait([r["job"] for r in res[:limit]], timeout=30)
+        self.assertEqual([r["result"] for r in recs], list(range(limit)))
+        st = (await self.c.stats("many"))["queues"]["many"]
+        self.assertEqual((st["size"], st["running"]), (n - limit, 0))
+        await self.c.cancel(queue="many")
 
     @bounded
     async def test_sigterm_stops(self) -> None:
