@@ -29,6 +29,7 @@
 #include "log.h"
 #include "pstat.h"
 #include "server.h"
+#include "ui.h"
 #include "xmalloc.h"
 
 /* Histogram bucket bounds, seconds: from a millisecond to five minutes. */
@@ -393,6 +394,8 @@ healthz_cb(struct evhttp_request *req, void *arg)
 static void
 other_cb(struct evhttp_request *req, void *arg)
 {
+    if (aq_ui_serve(req))
+        return;
     evhttp_send_error(req, 404, "Not Found: try /metrics or /healthz");
 }
 
