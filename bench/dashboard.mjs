@@ -84,6 +84,8 @@ try {
     console.log('|---|---|---|');
     for (const r of rows)
         console.log(`| ${r.what} | ${r.cpu_percent.toFixed(2)} % (${r.cpu_ticks} ticks in ${r.seconds} s) | ${r.rpc_calls} |`);
+    if (rows.slice(1).some((r) => r.rpc_calls < SECONDS / 2))
+        console.log('WARNING: a page made fewer /rpc calls than one every 2 s: is it refreshing?');
     const open = rows.slice(1).map((r) => r.cpu_percent - rows[0].cpu_percent);
     console.log('');
     console.log(`dashboard cost over idle: ${open.map((x) => x.toFixed(2) + ' %').join(', ')} (target < 1 %)`);
