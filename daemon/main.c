@@ -236,6 +236,8 @@ reload_cb(evutil_socket_t sig, short what, void *arg)
     aq_log_set_level(cfg->log_level);
     aq_log_set_format(cfg->log_format);
     aq_server_reconfigure(d->server, cfg);
+    if (d->metrics != NULL)
+        aq_metrics_set_rpc(d->metrics, NULL, cfg->producers.max_request_bytes);
     aq_broker_reconfigure(d->broker, cfg);
     /* Renewed certificate files: new connections get them. */
     if (d->tls != NULL && cfg->tls != NULL &&
@@ -542,6 +544,9 @@ run(struct daemon *d)
         (d->metrics = aq_metrics_new(d->base, d->cfg->metrics, d->broker,
                                      d->server, d->journal, &err)) == NULL)
         goto fail;
+    if (d->metrics != NULL)
+        aq_metrics_set_rpc(d->metrics, token,
+                           d->cfg->producers.max_request_bytes);
     set_own_addresses(d, nfds);
     d->sigterm_ev = evsignal_new(d->base, SIGTERM, stop_cb, d);
     d->sigint_ev = evsignal_new(d->base, SIGINT, stop_cb, d);
