@@ -25,6 +25,7 @@
 #include "clock.h"
 #include "error.h"
 #include "hist.h"
+#include "history.h"
 #include "jwrite.h"
 #include "params.h"
 #include "rpc.h"
@@ -37,9 +38,10 @@
 #define MAX_WAIT_JOBS 100000 /* distinct ids in one wait (spec section 7) */
 
 struct aq_methods {
-    struct aq_broker *broker; /* borrowed */
-    char *token;              /* owned; NULL = no auth */
-    int64_t started_us;       /* monotonic */
+    struct aq_broker *broker;   /* borrowed */
+    char *token;                /* owned; NULL = no auth */
+    int64_t started_us;         /* monotonic */
+    struct aq_history *history; /* borrowed; NULL = none kept */
 };
 
 /* params: the request's params; args: put's args as compact JSON text (p NULL
@@ -1377,6 +1379,86 @@ m_session(struct aq_methods *m, struct aq_call *call,
                                   authorized && !aq_call_is_read_only(call)));
 }
 
+/* history's reply, written as text: up to 2 x 900 numbers a queue. */
+struct history_reply {
+    struct aq_methods *m;
+    struct textbuf t;
+    size_t seconds, nqueues;
+    uint32_t *done, *failed; /* seconds each */
+};
+
+static void
+history_array(struct textbuf *t, const uint32_t *v, size_t n)
+{
+    TB_LIT(t, "[");
+    for (size_t i = 0; i < n; i++) {
+        if (i > 0)
+            TB_LIT(t, ",");
+        tb_u64(t, v[i]);
+    }
+    TB_LIT(t, "]");
+}
+
+static void
+history_queue(const struct aq_queue_stats *s, void *arg)
+{
+    struct history_reply *hr = arg;
+
+    aq_history_samples(hr->m->history, s->name, hr->seconds, hr->done,
+                       hr->failed);
+    if (hr->nqueues++ > 0)
+        TB_LIT(&hr->t, ",");
+    tb_str(&hr->t, s->name);
+    TB_LIT(&hr->t, ":{\"done\":");
+    history_array(&hr->t, hr->done, hr->seconds);
+    TB_LIT(&hr->t, ",\"failed\":");
+    history_array(&hr->t, hr->failed, hr->seconds);
+    TB_LIT(&hr->t, "}");
+}
+
+/* Done and failed per second, oldest first, for the chart (spec section
+ * 13). */
+static void
+m_history(struct aq_methods *m, struct aq_call *call,
+          const struct aq_params *params, struct aq_jspan args)
+{
+    static const char *const fields[] = {"queue", "seconds", NULL};
+    struct history_reply hr = {.m = m};
+    const char *queue = NULL;
+    json_int_t seconds = AQ_HISTORY_SECONDS;
+    int rc;
+
+    if (aq_params_fields(params, fields) < 0 ||
+        aq_params_string(params, "queue", 0, &queue) < 0 ||
+        aq_params_int(params, "seconds", 0, 1, AQ_HISTORY_SECONDS, &seconds) <
+            0)
+        goto fail;
+    if (m->history == NULL) {
+        aq_error_set(params->err, AQ_ERR_INTERNAL, "history: not kept here");
+        goto fail;
+    }
+    hr.seconds = (size_t)seconds;
+    hr.done = xcalloc(hr.seconds, sizeof *hr.done);
+    hr.failed = xcalloc(hr.seconds, sizeof *hr.failed);
+    TB_LIT(&hr.t, "{\"interval\":1,\"end\":");
+    tb_u64(&hr.t, (uint64_t)aq_history_end(m->history));
+    TB_LIT(&hr.t, ",\"queues\":{");
+    rc =
+        aq_broker_each_queue(m->broker, queue, history_queue, &hr, params->err);
+    TB_LIT(&hr.t, "}}");
+    free(hr.done);
+    free(hr.failed);
+    if (rc < 0) {
+        free(hr.t.p);
+        goto fail;
+    }
+    aq_call_reply_raw(call, hr.t.p, hr.t.n);
+    free(hr.t.p);
+    return;
+fail:
+    aq_call_fail(call, params->err);
+}
+
 static const struct {
     const char *name;
     method_fn *fn;
@@ -1394,6 +1476,7 @@ static const struct {
     {"ping", m_ping, 0},
     {"auth", m_auth, M_NO_AUTH},
     {"session", m_session, M_NO_AUTH},
+    {"history", m_history, 0},
     {"list", m_list, 0},
     {"retry", m_retry, M_WRITES},
     {"delete", m_delete, M_WRITES},
@@ -1412,6 +1495,12 @@ aq_methods_new(struct aq_broker *broker, const char *token)
     m->token = token != NULL ? xstrdup(token) : NULL;
     m->started_us = aq_clock_mono_us();
     return m;
+}
+
+void
+aq_methods_set_history(struct aq_methods *m, struct aq_history *h)
+{
+    m->history = h;
 }
 
 void
