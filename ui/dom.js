@@ -73,10 +73,17 @@ export function fmtNumber(n) {
   return typeof n === "number" ? String(n) : "0";
 }
 
+// An argv word as a shell would need it written.
+function shellWord(w) {
+  const s = String(w);
+  if (/^[\w@%+=:,./-]+$/.test(s)) return s;
+  return "'" + s.replace(/'/g, "'\\''") + "'";
+}
+
 // What a job does, in one line: its name, else its command or URL.
 export function jobSummary(rec) {
   const args = rec.args || {};
-  if (Array.isArray(args.argv)) return args.argv.join(" ");
+  if (Array.isArray(args.argv)) return args.argv.map(shellWord).join(" ");
   if (typeof args.url === "string")
     return `${args.method || "GET"} ${args.url}`;
   const text = JSON.stringify(args);
