@@ -1232,6 +1232,7 @@ queue_stats_json(const struct aq_queue_stats *s, void *arg)
     if (strcmp(s->kind, "remote") == 0)
         json_object_set_new(o, "workers", json_integer(s->workers));
     json_object_set_new(o, "paused", json_boolean(s->paused));
+    json_object_set_new(o, "oldest_ready", json_real(s->oldest_ready_s));
     json_object_set_new(o, "kind", json_string(s->kind));
     json_object_set_new(o, "put", json_integer((json_int_t)s->put));
     json_object_set_new(o, "done", json_integer((json_int_t)s->done));

@@ -67,9 +67,8 @@ static void
 send_file(struct evhttp_request *req, const struct aq_ui_file *f)
 {
     struct evkeyvalq *h = evhttp_request_get_output_headers(req);
-    const char *inm =
-        evhttp_find_header(evhttp_request_get_input_headers(req),
-                           "If-None-Match");
+    const char *inm = evhttp_find_header(evhttp_request_get_input_headers(req),
+                                         "If-None-Match");
     struct evbuffer *out;
     char len[32];
 
