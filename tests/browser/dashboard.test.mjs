@@ -85,6 +85,28 @@ async function shot(name) {
     await page.screenshot({ path: path.join(SHOTS, `${name}.png`) });
 }
 
+// ASYNCQ_DEMO_SECONDS=N (for the screenshots in docs/): N seconds of traffic
+// on queues emails and reports before the pages open, and on during the
+// test, so the chart has something to draw. The checks do not look at them.
+const DEMO = Number(process.env.ASYNCQ_DEMO_SECONDS || 0);
+let trickle;
+async function demo() {
+    let n = 0;
+    const tick = () => {
+        const k = 2 + (n % 7);
+        d.rpc.callMany('put', Array.from({ length: k }, (_, i) => ({
+            queue: 'emails', name: 'welcome', args: { to: `user${n}-${i}@example.com` },
+        }))).catch(() => {});
+        d.rpc.call('put', {
+            queue: 'reports', name: `report-${n}`,
+            args: { argv: ['sh', '-c', n % 5 === 0 ? 'echo disk full >&2; exit 2' : 'echo ok'] },
+        }).catch(() => {});
+        n++;
+    };
+    trickle = setInterval(tick, 250);
+    await new Promise((r) => setTimeout(r, DEMO * 1000));
+}
+
 function expectedCells(s) {
     const e = {
         ready: String(s.size),
@@ -112,6 +134,12 @@ describe('dashboard in chromium', { timeout: 100000 }, () => {
                     kind: 'exec', consumers: 0, retries: 0,
                     exec: { allow: ['*'], path: '/usr/bin:/bin' },
                 },
+                // For ASYNCQ_DEMO_SECONDS only (empty otherwise).
+                emails: { kind: 'echo', consumers: 2 },
+                reports: {
+                    kind: 'exec', consumers: 2, retries: 0,
+                    exec: { allow: ['*'], path: '/usr/bin:/bin' },
+                },
             },
         });
         marker = path.join(d.dir, 'marker');
@@ -136,6 +164,8 @@ describe('dashboard in chromium', { timeout: 100000 }, () => {
         await r.call('join', { queue: 'echo', timeout: 20 });
         await r.call('join', { queue: 'work', timeout: 20 });
 
+        if (DEMO > 0) await demo();
+
         browser = await launchBrowser();
         page = await browser.newPage();
         await page.setViewport({ width: 1280, height: 800 });
@@ -152,6 +182,7 @@ describe('dashboard in chromium', { timeout: 100000 }, () => {
     });
 
     after(async () => {
+        clearInterval(trickle);
         if (browser) await browser.close();
         if (d) {
             const st = await d.stop();
