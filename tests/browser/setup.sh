@@ -5,8 +5,9 @@
 #   - Debian's chromium, with apt-get, when it is missing and we are root;
 #   - puppeteer-core, at the version pinned by package-lock.json beside this
 #     file, with `npm ci` into a cache directory outside the source tree:
-#     ${ASYNCQ_BROWSER_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/asyncq-browser}
-#     in a subdirectory named by the lock file's hash (a changed lock installs
+#     $ASYNCQ_BROWSER_CACHE, else $XDG_CACHE_HOME/asyncq-browser, else
+#     ~/.cache/asyncq-browser (build/browser-cache without a HOME), in a
+#     subdirectory named by the lock file's hash (a changed lock installs
 #     afresh; an unchanged one costs nothing).
 #
 # On success prints one line on stdout, the directory whose node_modules holds
@@ -46,7 +47,16 @@ for tool in node npm; do
         { say "$tool is missing (tools/dev deps installs nodejs)"; exit 1; }
 done
 
-cache=${ASYNCQ_BROWSER_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/asyncq-browser}
+cache=${ASYNCQ_BROWSER_CACHE:-}
+if [ -z "$cache" ]; then
+    if [ -n "${XDG_CACHE_HOME:-}" ]; then
+        cache=$XDG_CACHE_HOME/asyncq-browser
+    elif [ -n "${HOME:-}" ]; then
+        cache=$HOME/.cache/asyncq-browser
+    else # no home: beside the build, still outside the sources
+        cache=$here/../../build/browser-cache
+    fi
+fi
 hash=$(cat "$here/package.json" "$here/package-lock.json" | sha256sum |
     cut -c1-16)
 dir=$cache/$hash
@@ -60,8 +70,14 @@ if [ ! -f "$dir/.installed" ]; then
     PUPPETEER_SKIP_DOWNLOAD=1 npm ci --prefix "$dir" --no-audit --no-fund \
         --loglevel=error >&2
     touch "$dir/.installed"
-    # Older installs (another lock) are dropped.
-    find "$cache" -mindepth 1 -maxdepth 1 -type d ! -name "$hash" \
-        -exec rm -rf {} +
+    # Older installs (another lock: a 16-hex-digit name with .installed)
+    # are dropped; nothing else in the cache directory is touched.
+    for old in "$cache"/*/.installed; do
+        old=${old%/.installed}
+        name=${old##*/}
+        if [ "$name" != "$hash" ] && [[ $name =~ ^[0-9a-f]{16}$ ]]; then
+            rm -rf "$old"
+        fi
+    done
 fi
 echo "$dir"
