@@ -237,8 +237,8 @@ START_TEST(every_file_is_served_with_its_type_and_etag)
         assert_header(&r, "Content-Type", type_of(f->name));
         assert_header(&r, "ETag", f->etag);
         assert_security_headers(&r);
-        ck_assert_msg(r.body_len == f->len && memcmp(r.body, f->data,
-                                                     f->len) == 0,
+        ck_assert_msg(r.body_len == f->len &&
+                          memcmp(r.body, f->data, f->len) == 0,
                       "GET %s: body of %zu bytes, not the file's %zu", path,
                       r.body_len, f->len);
         reply_free(&r);
@@ -273,8 +273,8 @@ START_TEST(if_none_match_answers_304_without_a_body)
     char line[256];
     struct reply r;
 
-    snprintf(line, sizeof line, "If-None-Match: %s%s\r\n",
-             matching[_i].before, matching[_i].has_tag ? f->etag : "");
+    snprintf(line, sizeof line, "If-None-Match: %s%s\r\n", matching[_i].before,
+             matching[_i].has_tag ? f->etag : "");
     exchange("GET", "/ui/app.js", line, &r);
     ck_assert_msg(r.status == 304, "%s: %d", line, r.status);
     ck_assert_uint_eq(r.body_len, 0);
@@ -316,8 +316,8 @@ END_TEST
 
 /* Nothing outside the table is served, however the name is spelled. */
 static const char *const unknown[] = {
-    "/ui/nope.js", "/ui/", "/ui", "/ui/../lib/ui.c", "/ui/README.md",
-    "/ui/app.js/", "/index.html", "/ui/%61pp.js",
+    "/ui/nope.js",   "/ui/",        "/ui",         "/ui/../lib/ui.c",
+    "/ui/README.md", "/ui/app.js/", "/index.html", "/ui/%61pp.js",
 };
 
 START_TEST(an_unknown_file_is_404)
@@ -326,6 +326,29 @@ START_TEST(an_unknown_file_is_404)
 
     exchange("GET", unknown[_i], NULL, &r);
     ck_assert_msg(r.status == 404, "GET %s: %d", unknown[_i], r.status);
+    if (strncmp(unknown[_i], "/ui/", 4) == 0) /* else the listener's 404 */
+        assert_security_headers(&r);
+    reply_free(&r);
+}
+END_TEST
+
+/* The page is only read: POST, PUT, DELETE get 405 naming GET and HEAD
+ * (the listener refuses what it does not know with 501 or 405). */
+static const char *const writes[] = {"POST", "PUT", "DELETE"};
+
+START_TEST(another_method_is_refused)
+{
+    char allow[64];
+    struct reply r;
+
+    exchange(writes[_i], "/", "Content-Length: 0\r\n", &r);
+    ck_assert_msg(r.status == 405 || r.status == 501, "%s /: %d", writes[_i],
+                  r.status);
+    if (r.status == 405) {
+        ck_assert_msg(header(&r, "Allow", allow, sizeof allow),
+                      "%s /: 405 without Allow", writes[_i]);
+        ck_assert_str_eq(allow, "GET, HEAD");
+    }
     reply_free(&r);
 }
 END_TEST
@@ -523,10 +546,9 @@ START_TEST(sources_make_no_external_request_and_nothing_inline)
         struct violation v;
         char *text;
 
-        if (dot == NULL || (strcmp(dot, ".html") != 0 &&
-                            strcmp(dot, ".js") != 0 &&
-                            strcmp(dot, ".css") != 0 &&
-                            strcmp(dot, ".svg") != 0))
+        if (dot == NULL ||
+            (strcmp(dot, ".html") != 0 && strcmp(dot, ".js") != 0 &&
+             strcmp(dot, ".css") != 0 && strcmp(dot, ".svg") != 0))
             continue;
         ck_assert_msg(aq_ui_find(de->d_name) != NULL,
                       "ui/%s is not embedded: re-run cmake", de->d_name);
@@ -599,6 +621,8 @@ ui_suite(void)
     tcase_add_test(tc, head_has_the_length_and_no_body);
     tcase_add_loop_test(tc, an_unknown_file_is_404, 0,
                         sizeof unknown / sizeof unknown[0]);
+    tcase_add_loop_test(tc, another_method_is_refused, 0,
+                        sizeof writes / sizeof writes[0]);
     tcase_add_test(tc, metrics_and_healthz_are_still_theirs);
     suite_add_tcase(s, tc);
     tcase_add_test(src, sources_make_no_external_request_and_nothing_inline);
