@@ -173,8 +173,7 @@ static void
 arm(struct aq_history *h)
 {
     int64_t now = aq_clock_wall_us();
-    struct timeval tv =
-        aq_clock_tv(1000000 - now % 1000000 + TICK_LATE_US);
+    struct timeval tv = aq_clock_tv(1000000 - now % 1000000 + TICK_LATE_US);
 
     evtimer_add(h->timer, &tv);
 }

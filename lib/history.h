@@ -35,8 +35,8 @@ void aq_history_note(struct aq_history *h, const char *queue, uint64_t done,
 int64_t aq_history_end(const struct aq_history *h);
 /* The last n (1..AQ_HISTORY_SECONDS) samples of queue, oldest first, into
  * done[n] and failed[n]; zeros for a queue never noted. */
-void aq_history_samples(const struct aq_history *h, const char *queue,
-                        size_t n, uint32_t *done, uint32_t *failed);
+void aq_history_samples(const struct aq_history *h, const char *queue, size_t n,
+                        uint32_t *done, uint32_t *failed);
 
 /* Samples broker (borrowed; it must outlive the history) from base's loop
  * just after each second of the wall clock. */

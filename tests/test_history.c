@@ -159,8 +159,7 @@ history_suite(void)
     tcase_add_test(tc,
                    the_first_note_is_the_base_and_later_ones_count_the_growth);
     tcase_add_test(tc, skipped_seconds_count_zero_and_old_ones_fall_off);
-    tcase_add_test(tc,
-                   a_clock_going_back_keeps_counting_into_the_last_second);
+    tcase_add_test(tc, a_clock_going_back_keeps_counting_into_the_last_second);
     tcase_add_test(tc, counts_saturate_and_totals_going_down_count_nothing);
     tcase_add_test(tc,
                    queues_keep_their_own_counts_whatever_the_order_of_notes);
