@@ -63,6 +63,21 @@ add_common_headers(struct evkeyvalq *h)
     evhttp_add_header(h, "Referrer-Policy", "no-referrer");
 }
 
+/* An error as plain text, with the headers kept (evhttp_send_error
+ * would drop Allow and the policy). */
+static void
+send_status(struct evhttp_request *req, int code, const char *reason)
+{
+    struct evkeyvalq *h = evhttp_request_get_output_headers(req);
+    struct evbuffer *out = evbuffer_new();
+
+    add_common_headers(h);
+    evhttp_add_header(h, "Content-Type", "text/plain; charset=utf-8");
+    evbuffer_add_printf(out, "%d %s\n", code, reason);
+    evhttp_send_reply(req, code, reason, out);
+    evbuffer_free(out);
+}
+
 static void
 send_file(struct evhttp_request *req, const struct aq_ui_file *f)
 {
@@ -111,11 +126,10 @@ aq_ui_serve(struct evhttp_request *req)
     if (cmd != EVHTTP_REQ_GET && cmd != EVHTTP_REQ_HEAD) {
         evhttp_add_header(evhttp_request_get_output_headers(req), "Allow",
                           "GET, HEAD");
-        evhttp_send_error(req, 405, "Method Not Allowed");
-    } else if (f == NULL) {
-        add_common_headers(evhttp_request_get_output_headers(req));
-        evhttp_send_error(req, 404, "Not Found");
-    } else
+        send_status(req, 405, "Method Not Allowed");
+    } else if (f == NULL)
+        send_status(req, 404, "Not Found");
+    else
         send_file(req, f);
     return true;
 }

@@ -41,6 +41,7 @@ Suite *rpc_suite(void);
 Suite *sd_suite(void);
 Suite *server_suite(void);
 Suite *task_suite(void);
+Suite *ui_suite(void);
 Suite *wait_suite(void);
 
 #endif
