@@ -12,10 +12,12 @@
 // failed tab lists the failed jobs, a failed job retried from its page (with
 // the confirmation) ends done, no request leaves the page's origin, no
 // console error, no horizontal overflow at phone width, a dark scheme,
-// keyboard reach of an action button. Screenshots go to
+// keyboard reach of an action button; and with auth.token_file, the token
+// form (a wrong token refused, the right one kept). Screenshots go to
 // ASYNCQ_SCREENSHOTS (default build/browser).
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it as nodeIt } from 'node:test';
 
@@ -321,5 +323,72 @@ describe('dashboard in chromium', { timeout: 100000 }, () => {
         assert.deepEqual(foreign, [], 'requests left the page origin');
         assert.ok(requests.some((u) => u.endsWith('/rpc')), 'the page never called /rpc');
         assert.deepEqual(consoleErrors, []);
+    });
+});
+
+// With auth.token_file: the page asks for the token (a wrong one is
+// refused), keeps the right one in sessionStorage, and then shows the queues.
+describe('dashboard with auth', { timeout: 60000 }, () => {
+    const TOKEN = 'browser-test-token-1b7e';
+    let tokenDir;
+    let ad;
+    let b;
+    let p;
+    const errors = [];
+
+    before(async () => {
+        broken = null;
+        tokenDir = fs.mkdtempSync(path.join(os.tmpdir(), 'asyncq-token-'));
+        fs.writeFileSync(path.join(tokenDir, 'token'), `${TOKEN}\n`, { mode: 0o600 });
+        ad = await startDaemon({
+            auth: { token_file: path.join(tokenDir, 'token') },
+            queues: { mail: { kind: 'echo', consumers: 0 } },
+        });
+        await ad.rpc.call('auth', { token: TOKEN });
+        await ad.rpc.callMany('put', [1, 2, 3].map((i) => ({ queue: 'mail', args: { i } })));
+        b = await launchBrowser();
+        p = await b.newPage();
+        await p.setViewport({ width: 1280, height: 800 });
+        p.on('pageerror', (err) => errors.push(`pageerror: ${err.message}`));
+        p.on('console', (msg) => {
+            // The refused token's 401 is logged by chromium as a failed load.
+            if (msg.type() === 'error' && !/401/.test(msg.text())) errors.push(msg.text());
+        });
+    });
+
+    after(async () => {
+        if (b) await b.close();
+        if (ad) {
+            const st = await ad.stop();
+            assert.equal(st.code, 0, `asyncqd exit ${JSON.stringify(st)}`);
+        }
+        fs.rmSync(tokenDir, { recursive: true, force: true });
+    });
+
+    const ready = () => p.waitForFunction(() => document.body.dataset.ready === '1', { timeout: 10000 });
+
+    it('asks for the token, refuses a wrong one, keeps the right one', async () => {
+        await p.goto(`${ad.base}/`, { waitUntil: 'load' });
+        await ready();
+        await p.waitForSelector('form[data-testid=token-form] input[name=token]', { timeout: 5000 });
+        assert.equal(await p.$('table[data-testid=queues]'), null, 'queues shown without a token');
+
+        await p.type('form[data-testid=token-form] input[name=token]', 'wrong-token');
+        await p.keyboard.press('Enter');
+        await poll('the form to say the token was refused', () => p.evaluate(() => {
+            const f = document.querySelector('form[data-testid=token-form]');
+            return f && /refused/i.test(f.textContent);
+        }), 5000);
+        assert.equal(await p.evaluate(() => sessionStorage.getItem('asyncq.token')), null);
+
+        await p.type('form[data-testid=token-form] input[name=token]', TOKEN);
+        await p.keyboard.press('Enter');
+        await p.waitForSelector('table[data-testid=queues] tr[data-queue="mail"]', { timeout: 5000 });
+        await poll('the mail row to show 3 ready', () => p.$eval(
+            'tr[data-queue="mail"] td[data-field=ready]', (td) => td.textContent.trim() === '3'), 5000);
+        assert.equal(await p.evaluate(() => sessionStorage.getItem('asyncq.token')), TOKEN);
+        assert.ok(await p.$eval('[data-testid=readonly]', (el) => el.hidden),
+            'read-only banner shown with a valid token on loopback');
+        assert.deepEqual(errors, []);
     });
 });
