@@ -13,7 +13,8 @@
 // the confirmation) ends done, no request leaves the page's origin, no
 // console error, no horizontal overflow at phone width, a dark scheme,
 // keyboard reach of an action button; and with auth.token_file, the token
-// form (a wrong token refused, the right one kept). Screenshots go to
+// form (a wrong token refused, the right one kept); without auth beyond
+// loopback, the read-only banner and disabled actions. Screenshots go to
 // ASYNCQ_SCREENSHOTS (default build/browser).
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
@@ -390,5 +391,43 @@ describe('dashboard with auth', { timeout: 60000 }, () => {
         assert.ok(await p.$eval('[data-testid=readonly]', (el) => el.hidden),
             'read-only banner shown with a valid token on loopback');
         assert.deepEqual(errors, []);
+    });
+});
+
+// Without auth on a listener beyond loopback: read-only, said by a banner,
+// every action button disabled (and /rpc refuses the change anyway).
+describe('dashboard read-only beyond loopback', { timeout: 60000 }, () => {
+    let rd;
+    let b;
+    let p;
+
+    before(async () => {
+        broken = null;
+        rd = await startDaemon({
+            queues: { jobs: { kind: 'echo', consumers: 0 } },
+        }, { metricsHost: '0.0.0.0' });
+        await rd.rpc.call('put', { queue: 'jobs', args: { x: 1 } });
+        b = await launchBrowser();
+        p = await b.newPage();
+        await p.setViewport({ width: 1280, height: 800 });
+    });
+
+    after(async () => {
+        if (b) await b.close();
+        if (rd) {
+            const st = await rd.stop();
+            assert.equal(st.code, 0, `asyncqd exit ${JSON.stringify(st)}`);
+        }
+    });
+
+    it('shows the read-only banner and disables the actions', async () => {
+        await p.goto(`${rd.base}/#/queue/jobs`, { waitUntil: 'load' });
+        await p.waitForFunction(() => document.body.dataset.ready === '1', { timeout: 10000 });
+        await p.waitForSelector('button[data-action=pause]', { timeout: 5000 });
+        assert.equal(await p.$eval('[data-testid=readonly]', (el) => el.hidden), false,
+            'no read-only banner');
+        const enabled = await p.$$eval('button[data-action]',
+            (bs) => bs.filter((x) => !x.disabled).map((x) => x.dataset.action));
+        assert.deepEqual(enabled, [], 'action buttons enabled on a read-only page');
     });
 });

@@ -118,7 +118,9 @@ export class Rpc {
 // dir on `config` (listen and metrics filled in: a Unix socket in the dir and
 // 127.0.0.1 on a free port). Returns {dir, sock, base (http://host:port),
 // pid, rpc, stop(), log()}.
-export async function startDaemon(config) {
+// `metricsHost` binds the metrics listener elsewhere (e.g. 0.0.0.0); the
+// page is still reached on 127.0.0.1.
+export async function startDaemon(config, { metricsHost = '127.0.0.1' } = {}) {
     const bin = path.resolve(process.env.ASYNCQD || 'build/daemon/asyncqd');
     if (!fs.existsSync(bin)) throw new Error(`asyncqd: ${bin}: not built (set ASYNCQD)`);
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'asyncq-browser-'));
@@ -126,7 +128,7 @@ export async function startDaemon(config) {
     const port = await freePort();
     const cfg = {
         listen: [`unix:${sock}`],
-        metrics: `127.0.0.1:${port}`,
+        metrics: `${metricsHost}:${port}`,
         journal: { path: null },
         log: { level: 'info' },
         ...config,
