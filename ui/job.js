@@ -51,7 +51,7 @@ export function mountJob(main, route, ctx) {
     action: "retry", label: "Retry", title: `Retry job ${id}?`,
     text: "It runs again with the same id and args; attempts restart at 0.",
     ok: "Retry",
-    call: async () => `Job ${id}: ${(await rpc("retry", { job: id })).state}`,
+    call: async () => `Job ${id} retried: ${(await rpc("retry", { job: id })).state}`,
   }, again);
   const cancelBtn = actionButton(ctx, {
     action: "cancel", label: "Cancel", danger: true, title: `Cancel job ${id}?`,

@@ -3,7 +3,7 @@
 // counts, and the page shown (rows kept, updated in place).
 
 import { batch, rpc, AuthError, RpcError } from "./api.js";
-import { h, setText, setAttr, fmtAge, fmtDuration, fmtNumber, jobSummary, every } from "./dom.js";
+import { h, setText, setAttr, fmtAge, fmtDuration, fmtNumber, fmtTime, jobSummary, every } from "./dom.js";
 import { actionButton } from "./actions.js";
 
 const PAGE = 50;
@@ -160,7 +160,7 @@ export function mountQueue(main, route, ctx) {
       setText(r.cells.name, rec.name ? rec.name + " " : "");
       setText(r.cells.summary, jobSummary(rec));
       setText(r.cells.age, fmtAge(rec.created));
-      setAttr(r.cells.age, "title", new Date(rec.created * 1000).toISOString());
+      setAttr(r.cells.age, "title", fmtTime(rec.created));
       setText(r.cells.attempts, fmtNumber(rec.attempts));
       let err = "";
       if (rec.error) err = `${rec.error.code}: ${rec.error.message}`;
