@@ -28,6 +28,7 @@
 #include "log.h"
 #include "listen.h"
 #include "methods.h"
+#include "history.h"
 #include "metrics.h"
 #include "proc.h"
 #include "runfile.h"
@@ -62,6 +63,7 @@ struct daemon {
     struct aq_tls *tls;       /* tls:// sockets' handshakes, then to server;
                                  NULL without a tls section */
     struct aq_metrics *metrics;
+    struct aq_history *history; /* per-second done/failed, for history */
     struct event *sigterm_ev, *sigint_ev, *sighup_ev;
     struct event *status_ev;   /* STATUS= for systemd, every second */
     struct event *watchdog_ev; /* WATCHDOG=1 at half of WatchdogSec */
@@ -236,6 +238,8 @@ reload_cb(evutil_socket_t sig, short what, void *arg)
     aq_log_set_level(cfg->log_level);
     aq_log_set_format(cfg->log_format);
     aq_server_reconfigure(d->server, cfg);
+    if (d->metrics != NULL)
+        aq_metrics_set_rpc(d->metrics, NULL, cfg->producers.max_request_bytes);
     aq_broker_reconfigure(d->broker, cfg);
     /* Renewed certificate files: new connections get them. */
     if (d->tls != NULL && cfg->tls != NULL &&
@@ -528,6 +532,10 @@ run(struct daemon *d)
         goto fail;
     aq_broker_start(d->broker);
     d->methods = aq_methods_new(d->broker, token);
+    /* The dashboard's chart: done/failed per second, for 15 minutes. */
+    d->history = aq_history_new(aq_clock_wall_us() / 1000000 - 1);
+    aq_history_start(d->history, d->base, d->broker);
+    aq_methods_set_history(d->methods, d->history);
     d->server = aq_server_new(d->base, d->cfg, &aq_methods_ops, d->methods);
     d->listen = aq_listen_new(d->base, accept_cb, d->server);
     if (d->cfg->tls != NULL) {
@@ -542,6 +550,9 @@ run(struct daemon *d)
         (d->metrics = aq_metrics_new(d->base, d->cfg->metrics, d->broker,
                                      d->server, d->journal, &err)) == NULL)
         goto fail;
+    if (d->metrics != NULL)
+        aq_metrics_set_rpc(d->metrics, token,
+                           d->cfg->producers.max_request_bytes);
     set_own_addresses(d, nfds);
     d->sigterm_ev = evsignal_new(d->base, SIGTERM, stop_cb, d);
     d->sigint_ev = evsignal_new(d->base, SIGINT, stop_cb, d);
@@ -584,6 +595,7 @@ daemon_free(struct daemon *d)
     aq_tls_free(d->tls);
     aq_server_free(d->server);
     aq_methods_free(d->methods);
+    aq_history_free(d->history);
     aq_broker_free(d->broker); /* its store first: flushed and synced */
     aq_procs_free(d->procs);
     /* No child outlives the daemon, not even one that left its job's

@@ -151,6 +151,11 @@ call_end(struct aq_call *call, json_t *response)
     if (call->id != call->id_buf)
         free(call->id);
     free(call);
+    if (c->is_exchange) {
+        if (!c->in_process && !c->is_closing && c->inflight == 0)
+            aq_exchange_ended(c);
+        return;
+    }
     /* Resume reading (or close after EOF) from the loop, not under the
      * caller's feet. */
     if (!c->in_process && !c->is_closing &&
@@ -261,6 +266,8 @@ aq_call_fail(struct aq_call *call, const struct aq_error *err)
 {
     json_t *response = NULL;
 
+    if (err->code == AQ_ERR_UNAUTHORIZED)
+        call->conn->saw_unauthorized = true; /* an exchange's answer: 401 */
     if (call->id != NULL)
         response =
             error_response(call->id, call->id_len, err->code, err->message);
@@ -270,8 +277,9 @@ aq_call_fail(struct aq_call *call, const struct aq_error *err)
 void
 aq_call_notify(struct aq_call *call, const char *method, json_t *params)
 {
-    /* A notification's call causes no messages either (spec section 7). */
-    if (call->id == NULL || call->conn->is_closing) {
+    /* A notification's call causes no messages either (spec section 7);
+     * an exchange's reply is one value: no room for them. */
+    if (call->id == NULL || call->conn->is_closing || call->conn->is_exchange) {
         json_decref(params);
         return;
     }
@@ -330,6 +338,24 @@ aq_calls_abandon(struct conn *c, const struct aq_error *err)
 }
 
 bool
+aq_call_is_exchange(const struct aq_call *call)
+{
+    return call->conn->is_exchange;
+}
+
+bool
+aq_call_is_read_only(const struct aq_call *call)
+{
+    return call->conn->is_read_only;
+}
+
+double
+aq_call_default_timeout(const struct aq_call *call)
+{
+    return call->conn->is_exchange ? call->conn->default_timeout : -1;
+}
+
+bool
 aq_call_is_notification(const struct aq_call *call)
 {
     return call->id == NULL;
@@ -348,7 +374,7 @@ aq_call_reply_raw(struct aq_call *call, const char *text, size_t n)
         aq_call_reply(call, aq_jraw(text, n)); /* the general way */
         return;
     }
-    out = bufferevent_get_output(c->bev);
+    out = aq_conn_output(c);
     evbuffer_add(out, head, sizeof head - 1);
     evbuffer_add(out, call->id, call->id_len);
     evbuffer_add(out, mid, sizeof mid - 1);
@@ -393,7 +419,7 @@ aq_conn_notify(struct aq_conn *ac, const char *method, json_t *params)
 {
     struct conn *c = (struct conn *)ac;
 
-    if (c->is_closing) {
+    if (c->is_closing || c->is_exchange) {
         json_decref(params);
         return;
     }

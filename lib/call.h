@@ -57,6 +57,15 @@ bool aq_call_is_authenticated(const struct aq_call *c);
 /* The connections open on the server the call came from (stats). */
 size_t aq_call_connections(const struct aq_call *c);
 
+/* Whether the call came in an exchange (lib/server.h: an HTTP request),
+ * whose connection lives only until its replies are sent: no lease can
+ * be held on it, no notification reaches the client. */
+bool aq_call_is_exchange(const struct aq_call *c);
+/* Whether state-changing methods are refused to the call (-32005). */
+bool aq_call_is_read_only(const struct aq_call *c);
+/* How long a wait that gives no timeout may wait, s (< 0: forever). */
+double aq_call_default_timeout(const struct aq_call *c);
+
 /* Whether the call is a notification (no id: nothing is ever sent). */
 bool aq_call_is_notification(const struct aq_call *c);
 /* Ends the call with a result given as compact JSON text (valid; n

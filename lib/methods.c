@@ -25,6 +25,7 @@
 #include "clock.h"
 #include "error.h"
 #include "hist.h"
+#include "history.h"
 #include "jwrite.h"
 #include "params.h"
 #include "rpc.h"
@@ -37,9 +38,10 @@
 #define MAX_WAIT_JOBS 100000 /* distinct ids in one wait (spec section 7) */
 
 struct aq_methods {
-    struct aq_broker *broker; /* borrowed */
-    char *token;              /* owned; NULL = no auth */
-    int64_t started_us;       /* monotonic */
+    struct aq_broker *broker;   /* borrowed */
+    char *token;                /* owned; NULL = no auth */
+    int64_t started_us;         /* monotonic */
+    struct aq_history *history; /* borrowed; NULL = none kept */
 };
 
 /* params: the request's params; args: put's args as compact JSON text (p NULL
@@ -48,6 +50,33 @@ struct aq_methods {
 typedef void method_fn(struct aq_methods *m, struct aq_call *call,
                        const struct aq_params *params, struct aq_jspan args);
 
+/* The call may change state; else -32005 (docs/operations.md says why). */
+static bool
+check_writable(struct aq_call *call, const char *method)
+{
+    struct aq_error err;
+
+    if (!aq_call_is_read_only(call))
+        return true;
+    aq_error_set(&err, AQ_ERR_NOT_ALLOWED,
+                 "read-only: %s refused: the metrics listener is not on a "
+                 "loopback address and auth is not configured",
+                 method);
+    aq_call_fail(call, &err);
+    return false;
+}
+
+/* wait's cancel_on_timeout cancels jobs: refused as cancel is. */
+static bool
+check_writable_param(struct aq_call *call, const struct aq_params *params)
+{
+    if (!aq_call_is_read_only(call))
+        return true;
+    aq_params_fail(params, "cancel_on_timeout", "read-only: cannot cancel");
+    params->err->code = AQ_ERR_NOT_ALLOWED;
+    return false;
+}
+
 /* ---- waiting on one job's future ---- */
 
 /* Replies with what make(record) builds once the job's future settles. */
@@ -55,6 +84,8 @@ struct future_call {
     struct aq_call *call;
     struct aq_task *future;
     json_t *(*make)(json_t *record);
+    struct event *timer; /* owned; NULL: waits as long as the job runs */
+    double timeout;
 };
 
 static void future_call_done_cb(struct aq_task *t, void *arg);
@@ -66,7 +97,25 @@ future_call_abandon(void *arg)
 
     aq_task_remove_done_cb(fc->future, future_call_done_cb, fc);
     aq_task_unref(fc->future);
+    if (fc->timer != NULL)
+        event_free(fc->timer);
     free(fc);
+}
+
+/* The caller's patience ran out; the job goes on. */
+static void
+future_call_timeout_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct future_call *fc = arg;
+    struct aq_call *call = fc->call;
+    struct aq_error err;
+
+    aq_error_set(&err, AQ_ERR_TIMEOUT,
+                 "timeout after %g s: the job is not finished (it goes on)",
+                 fc->timeout);
+    aq_call_on_abandon(call, NULL, NULL);
+    future_call_abandon(fc);
+    aq_call_fail(call, &err);
 }
 
 static void
@@ -79,12 +128,16 @@ future_call_done_cb(struct aq_task *t, void *arg)
     aq_call_on_abandon(call, NULL, NULL);
     aq_call_reply(call, fc->make(record));
     aq_task_unref(fc->future);
+    if (fc->timer != NULL)
+        event_free(fc->timer);
     free(fc);
 }
 
+/* Replies with make(record) once job id finishes; with timeout >= 0,
+ * -32008 after that many seconds. */
 static void
 future_call_start(struct aq_methods *m, struct aq_call *call, uint64_t id,
-                  json_t *(*make)(json_t *record))
+                  json_t *(*make)(json_t *record), double timeout)
 {
     struct aq_error err;
     struct aq_task *future = aq_broker_job_future(m->broker, id, &err);
@@ -100,6 +153,13 @@ future_call_start(struct aq_methods *m, struct aq_call *call, uint64_t id,
     fc->make = make;
     aq_task_add_done_cb(future, future_call_done_cb, fc);
     aq_call_on_abandon(call, future_call_abandon, fc);
+    if (timeout >= 0) {
+        struct timeval tv = aq_clock_tv((int64_t)(timeout * 1e6));
+
+        fc->timeout = timeout;
+        fc->timer = evtimer_new(aq_call_base(call), future_call_timeout_cb, fc);
+        evtimer_add(fc->timer, &tv);
+    }
 }
 
 static json_t *
@@ -163,7 +223,8 @@ put_queued_cb(void *arg, int st, const struct aq_put_result *res,
     if (st < 0)
         aq_call_fail(pc->call, err);
     else
-        future_call_start(pc->m, pc->call, res->job, make_record);
+        future_call_start(pc->m, pc->call, res->job, make_record,
+                          aq_call_default_timeout(pc->call));
 }
 
 void
@@ -190,7 +251,8 @@ aq_methods_put(struct aq_methods *m, struct aq_call *call,
         return;
     case AQ_PUT_DONE:
         if (wait)
-            future_call_start(m, call, res.job, make_record);
+            future_call_start(m, call, res.job, make_record,
+                              aq_call_default_timeout(call));
         else
             aq_call_reply_put(call, &res);
         return;
@@ -332,7 +394,7 @@ m_cancel(struct aq_methods *m, struct aq_call *call,
         return;
     }
     /* A running job: reply once its run has stopped. */
-    future_call_start(m, call, id, make_cancel_reply);
+    future_call_start(m, call, id, make_cancel_reply, -1);
     return;
 fail:
     aq_call_fail(call, params->err);
@@ -635,11 +697,14 @@ m_wait(struct aq_methods *m, struct aq_call *call,
         aq_params_duration(params, "timeout", 0, &timeout) < 0 ||
         aq_params_bool(params, "cancel_on_timeout", 0, &wc->cancel_on_timeout) <
             0 ||
+        (wc->cancel_on_timeout && !check_writable_param(call, params)) ||
         aq_params_array(params, "jobs", AQ_PARAM_REQUIRED, "job ids", &jobs) <
             0 ||
         wait_ids(wc, &jobs) < 0)
         goto fail;
     wc->mode = modes[mode];
+    if (timeout < 0)
+        timeout = aq_call_default_timeout(call);
     tasks = xcalloc(wc->nids, sizeof *tasks);
     for (n = 0; n < wc->nids; n++) {
         if ((tasks[n] = aq_broker_job_future(m->broker, wc->ids[n],
@@ -735,6 +800,8 @@ m_join(struct aq_methods *m, struct aq_call *call,
         aq_params_string(params, "queue", 0, &queue) < 0 ||
         aq_params_duration(params, "timeout", 0, &timeout) < 0)
         goto fail;
+    if (timeout < 0)
+        timeout = aq_call_default_timeout(call);
     jc->call = call;
     jc->timeout = timeout;
     jc->reply = json_pack("{s:s}", "queue", queue != NULL ? queue : "*");
@@ -1165,6 +1232,7 @@ queue_stats_json(const struct aq_queue_stats *s, void *arg)
     if (strcmp(s->kind, "remote") == 0)
         json_object_set_new(o, "workers", json_integer(s->workers));
     json_object_set_new(o, "paused", json_boolean(s->paused));
+    json_object_set_new(o, "oldest_ready", json_real(s->oldest_ready_s));
     json_object_set_new(o, "kind", json_string(s->kind));
     json_object_set_new(o, "put", json_integer((json_int_t)s->put));
     json_object_set_new(o, "done", json_integer((json_int_t)s->done));
@@ -1285,20 +1353,138 @@ fail:
     aq_call_fail(call, params->err);
 }
 
+/* What a method is, for the checks made before it runs. */
+enum {
+    M_RAW_ARGS = 1, /* params.args kept as text (lib/rpc.h) */
+    M_WRITES = 2,   /* changes state: refused to a read-only call */
+    M_LEASE = 4,    /* a remote worker's: needs a connection to hold a lease */
+    M_NO_AUTH = 8,  /* answered before auth */
+};
+
+/* What the caller may do here (spec section 13): the dashboard asks
+ * first. Answered without auth. */
+static void
+m_session(struct aq_methods *m, struct aq_call *call,
+          const struct aq_params *params, struct aq_jspan args)
+{
+    static const char *const fields[] = {NULL};
+    bool authorized = m->token == NULL || aq_call_is_authenticated(call);
+
+    if (aq_params_fields(params, fields) < 0) {
+        aq_call_fail(call, params->err);
+        return;
+    }
+    aq_call_reply(call, json_pack("{s:s,s:b,s:b,s:b}", "version",
+                                  ASYNCQ_VERSION, "auth", m->token != NULL,
+                                  "authorized", authorized, "writable",
+                                  authorized && !aq_call_is_read_only(call)));
+}
+
+/* history's reply, written as text: up to 2 x 900 numbers a queue. */
+struct history_reply {
+    struct aq_methods *m;
+    struct textbuf t;
+    size_t seconds, nqueues;
+    uint32_t *done, *failed; /* seconds each */
+};
+
+static void
+history_array(struct textbuf *t, const uint32_t *v, size_t n)
+{
+    TB_LIT(t, "[");
+    for (size_t i = 0; i < n; i++) {
+        if (i > 0)
+            TB_LIT(t, ",");
+        tb_u64(t, v[i]);
+    }
+    TB_LIT(t, "]");
+}
+
+static void
+history_queue(const struct aq_queue_stats *s, void *arg)
+{
+    struct history_reply *hr = arg;
+
+    aq_history_samples(hr->m->history, s->name, hr->seconds, hr->done,
+                       hr->failed);
+    if (hr->nqueues++ > 0)
+        TB_LIT(&hr->t, ",");
+    tb_str(&hr->t, s->name);
+    TB_LIT(&hr->t, ":{\"done\":");
+    history_array(&hr->t, hr->done, hr->seconds);
+    TB_LIT(&hr->t, ",\"failed\":");
+    history_array(&hr->t, hr->failed, hr->seconds);
+    TB_LIT(&hr->t, "}");
+}
+
+/* Done and failed per second, oldest first, for the chart (spec section
+ * 13). */
+static void
+m_history(struct aq_methods *m, struct aq_call *call,
+          const struct aq_params *params, struct aq_jspan args)
+{
+    static const char *const fields[] = {"queue", "seconds", NULL};
+    struct history_reply hr = {.m = m};
+    const char *queue = NULL;
+    json_int_t seconds = AQ_HISTORY_SECONDS;
+    int rc;
+
+    if (aq_params_fields(params, fields) < 0 ||
+        aq_params_string(params, "queue", 0, &queue) < 0 ||
+        aq_params_int(params, "seconds", 0, 1, AQ_HISTORY_SECONDS, &seconds) <
+            0)
+        goto fail;
+    if (m->history == NULL) {
+        aq_error_set(params->err, AQ_ERR_INTERNAL, "history: not kept here");
+        goto fail;
+    }
+    hr.seconds = (size_t)seconds;
+    hr.done = xcalloc(hr.seconds, sizeof *hr.done);
+    hr.failed = xcalloc(hr.seconds, sizeof *hr.failed);
+    TB_LIT(&hr.t, "{\"interval\":1,\"end\":");
+    tb_u64(&hr.t, (uint64_t)aq_history_end(m->history));
+    TB_LIT(&hr.t, ",\"queues\":{");
+    rc =
+        aq_broker_each_queue(m->broker, queue, history_queue, &hr, params->err);
+    TB_LIT(&hr.t, "}}");
+    free(hr.done);
+    free(hr.failed);
+    if (rc < 0) {
+        free(hr.t.p);
+        goto fail;
+    }
+    aq_call_reply_raw(call, hr.t.p, hr.t.n);
+    free(hr.t.p);
+    return;
+fail:
+    aq_call_fail(call, params->err);
+}
+
 static const struct {
     const char *name;
     method_fn *fn;
-    bool has_raw_args; /* params.args kept as text (lib/rpc.h) */
+    unsigned flags;
 } methods[] = {
-    {"put", m_put, true},        {"status", m_status, false},
-    {"wait", m_wait, false},     {"cancel", m_cancel, false},
-    {"join", m_join, false},     {"stats", m_stats, false},
-    {"scale", m_scale, false},   {"pause", m_pause, false},
-    {"resume", m_resume, false}, {"ping", m_ping, false},
-    {"auth", m_auth, false},     {"list", m_list, false},
-    {"retry", m_retry, false},   {"delete", m_delete, false},
-    {"get", m_get, false},       {"task_done", m_task_done, false},
-    {"touch", m_touch, false},   {"release", m_release, false},
+    {"put", m_put, M_RAW_ARGS | M_WRITES},
+    {"status", m_status, 0},
+    {"wait", m_wait, 0},
+    {"cancel", m_cancel, M_WRITES},
+    {"join", m_join, 0},
+    {"stats", m_stats, 0},
+    {"scale", m_scale, M_WRITES},
+    {"pause", m_pause, M_WRITES},
+    {"resume", m_resume, M_WRITES},
+    {"ping", m_ping, 0},
+    {"auth", m_auth, M_NO_AUTH},
+    {"session", m_session, M_NO_AUTH},
+    {"history", m_history, 0},
+    {"list", m_list, 0},
+    {"retry", m_retry, M_WRITES},
+    {"delete", m_delete, M_WRITES},
+    {"get", m_get, M_LEASE},
+    {"task_done", m_task_done, M_LEASE},
+    {"touch", m_touch, M_LEASE},
+    {"release", m_release, M_LEASE},
 };
 
 struct aq_methods *
@@ -1310,6 +1496,12 @@ aq_methods_new(struct aq_broker *broker, const char *token)
     m->token = token != NULL ? xstrdup(token) : NULL;
     m->started_us = aq_clock_mono_us();
     return m;
+}
+
+void
+aq_methods_set_history(struct aq_methods *m, struct aq_history *h)
+{
+    m->history = h;
 }
 
 void
@@ -1331,15 +1523,21 @@ check_authorized(const struct aq_methods *m, struct aq_call *call)
 
     if (m->token == NULL || aq_call_is_authenticated(call))
         return true;
-    aq_error_set(&err, AQ_ERR_UNAUTHORIZED,
-                 "unauthorized: send auth with the token first");
+    if (aq_call_is_exchange(call))
+        aq_error_set(&err, AQ_ERR_UNAUTHORIZED,
+                     "unauthorized: send Authorization: Bearer TOKEN");
+    else
+        aq_error_set(&err, AQ_ERR_UNAUTHORIZED,
+                     "unauthorized: send auth with the token first");
     aq_call_fail(call, &err);
     return false;
 }
 
 /* -32601 for a method that does not exist (whatever its params), then
- * -32001 if auth is required and not sent (auth itself excepted), then
- * -32602 for params that cannot be read, else the method. */
+ * -32005 for a worker's method in an exchange, -32001 if auth is required
+ * and not sent (auth and session excepted), -32005 for a state-changing
+ * method on a read-only call, then -32602 for params that cannot be read,
+ * else the method. */
 static void
 ops_request(void *arg, struct aq_call *call, const struct aq_rpc_request *r)
 {
@@ -1361,10 +1559,21 @@ ops_request(void *arg, struct aq_call *call, const struct aq_rpc_request *r)
         aq_call_fail(call, &err);
         return;
     }
-    if (methods[i].fn != m_auth && !check_authorized(m, call))
+    if ((methods[i].flags & M_LEASE) && aq_call_is_exchange(call)) {
+        aq_error_set(&err, AQ_ERR_NOT_ALLOWED,
+                     "not allowed over HTTP: %s needs a connection to hold "
+                     "its lease (use TCP)",
+                     r->method);
+        aq_call_fail(call, &err);
         return;
-    obj = aq_rpc_params(r->params, methods[i].has_raw_args ? &raw : NULL,
-                        &args.n, &err);
+    }
+    if (!(methods[i].flags & M_NO_AUTH) && !check_authorized(m, call))
+        return;
+    if ((methods[i].flags & M_WRITES) && !check_writable(call, r->method))
+        return;
+    obj =
+        aq_rpc_params(r->params, (methods[i].flags & M_RAW_ARGS) ? &raw : NULL,
+                      &args.n, &err);
     if (obj == NULL) {
         aq_call_fail(call, &err);
         return;
@@ -1381,7 +1590,7 @@ static void __attribute__((noinline))
 put_with_auth(struct aq_methods *m, struct aq_call *call,
               const struct aq_put *p, bool wait)
 {
-    if (check_authorized(m, call))
+    if (check_authorized(m, call) && check_writable(call, "put"))
         aq_methods_put(m, call, p, wait);
 }
 
@@ -1392,7 +1601,7 @@ ops_put(void *arg, struct aq_call *call, const struct aq_put *p, bool wait)
     struct aq_methods *m = arg;
 
     /* Without auth (the usual case) straight on, as a tail call. */
-    if (m->token == NULL)
+    if (m->token == NULL && !aq_call_is_read_only(call))
         aq_methods_put(m, call, p, wait);
     else
         put_with_auth(m, call, p, wait);

@@ -20,6 +20,9 @@ struct aq_put;
  * auth is off. */
 struct aq_methods *aq_methods_new(struct aq_broker *broker, const char *token);
 void aq_methods_free(struct aq_methods *m); /* NULL is fine */
+/* The history the history method reads (borrowed; it must outlive m). */
+struct aq_history;
+void aq_methods_set_history(struct aq_methods *m, struct aq_history *h);
 
 /* The server's ops (lib/server.h), with a struct aq_methods as their arg.
  * request: -32601 for a method that does not exist (whatever its params),

@@ -5,10 +5,18 @@
  * fixed second buckets filled from the queue's log-linear histograms.
  * Every client is bounded (struct aq_metrics_limits): header and body
  * sizes, idle time, and how many connections are open at once.
+ *
+ * POST /rpc (spec section 13) runs a JSON-RPC body through the server's
+ * methods as an exchange (lib/server.h); a reply that is not ready at once
+ * keeps the request until it is, watching the client's socket meanwhile
+ * (evhttp reads nothing while a request waits for its reply, so it would
+ * not see the client go).
  */
 #include "metrics.h"
 
+#include <errno.h>
 #include <netdb.h>
+#include <netinet/in.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -29,6 +37,7 @@
 #include "log.h"
 #include "pstat.h"
 #include "server.h"
+#include "ui.h"
 #include "xmalloc.h"
 
 /* Histogram bucket bounds, seconds: from a millisecond to five minutes. */
@@ -45,9 +54,22 @@ static const double bounds_s[] = {0.001, 0.005, 0.01, 0.05, 0.1, 0.5,
 struct conn {
     TAILQ_ENTRY(conn) entry;
     struct aq_metrics *m;
-    struct bufferevent *bev; /* a reference, while on the fresh list */
+    struct bufferevent *bev;         /* a reference, while on the fresh list */
+    struct evhttp_connection *evcon; /* once adopted */
 };
 TAILQ_HEAD(conn_list, conn);
+
+/* A POST /rpc whose replies are not all in yet. */
+struct rpc_wait {
+    LIST_ENTRY(rpc_wait) link; /* m->waits */
+    struct aq_metrics *m;
+    struct evhttp_request *req; /* evhttp's, until the reply is sent */
+    struct evhttp_connection *evcon;
+    struct aq_exchange *x;
+    struct evbuffer *out; /* owned: the replies */
+    struct event *watch;  /* owned: the client's socket, for its close */
+    char peer[64];
+};
 
 struct aq_metrics {
     struct evhttp *http; /* owned */
@@ -63,6 +85,11 @@ struct aq_metrics {
     size_t nopen;           /* length of open */
     struct event *adopt_ev; /* runs adopt_cb; owned */
     bool is_full_logged;    /* a refusal was logged since the last close */
+    /* /rpc */
+    struct event_base *base;
+    char *token; /* owned; NULL: no auth */
+    bool is_rpc_set, is_read_only;
+    LIST_HEAD(, rpc_wait) waits;
 };
 
 struct gauge {
@@ -379,9 +406,15 @@ healthz_cb(struct evhttp_request *req, void *arg)
 {
     struct aq_metrics *m = arg;
     static const char *const words[] = {"starting\n", "ok\n", "stopping\n"};
-    struct evbuffer *out = evbuffer_new();
+    struct evbuffer *out;
     bool ok = m->health == AQ_HEALTH_READY;
 
+    if (evhttp_request_get_command(req) != EVHTTP_REQ_GET &&
+        evhttp_request_get_command(req) != EVHTTP_REQ_HEAD) {
+        evhttp_send_error(req, 405, "Method Not Allowed");
+        return;
+    }
+    out = evbuffer_new();
     evbuffer_add(out, words[m->health], strlen(words[m->health]));
     evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type",
                       "text/plain; charset=utf-8");
@@ -390,9 +423,218 @@ healthz_cb(struct evhttp_request *req, void *arg)
     evbuffer_free(out);
 }
 
+/* ---- POST /rpc ---- */
+
+#define RPC_DEFAULT_TIMEOUT_S 30.0
+
+static void
+peer_of(struct evhttp_request *req, char *buf, size_t size)
+{
+    struct evhttp_connection *evcon = evhttp_request_get_connection(req);
+    char *host = NULL;
+    ev_uint16_t port = 0;
+
+    if (evcon == NULL) {
+        snprintf(buf, size, "?");
+        return;
+    }
+    evhttp_connection_get_peer(evcon, &host, &port);
+    snprintf(buf, size, strchr(host, ':') != NULL ? "[%s]:%u" : "%s:%u",
+             host != NULL ? host : "?", (unsigned)port);
+}
+
+/* An HTTP-level refusal: one log line naming the client, a JSON body. */
+static void
+rpc_refuse(struct evhttp_request *req, int code, const char *reason,
+           const char *why)
+{
+    struct evkeyvalq *h = evhttp_request_get_output_headers(req);
+    struct evbuffer *out = evbuffer_new();
+    char peer[64];
+
+    peer_of(req, peer, sizeof peer);
+    aq_log_conn(AQ_LOG_INFO, 0, peer, "metrics: POST /rpc from %s: %d %s", peer,
+                code, why);
+    if (code == 401)
+        evhttp_add_header(h, "WWW-Authenticate", "Bearer realm=\"asyncq\"");
+    if (code == 405)
+        evhttp_add_header(h, "Allow", "POST");
+    evhttp_add_header(h, "Content-Type", "application/json");
+    evhttp_add_header(h, "Cache-Control", "no-store");
+    evbuffer_add_printf(out, "{\"error\":\"%s\"}\n", reason);
+    evhttp_send_reply(req, code, NULL, out);
+    evbuffer_free(out);
+}
+
+/* Compares a secret in time that depends on the token's length only. */
+static bool
+token_equal(const char *given, size_t n, const char *token)
+{
+    size_t tn = strlen(token);
+    unsigned char d = n != tn;
+
+    for (size_t i = 0; i < tn; i++)
+        d |= (unsigned char)(token[i] ^ (i < n ? given[i] : 0));
+    return d == 0;
+}
+
+/* Authorization: Bearer TOKEN, the configured one. */
+static bool
+rpc_authorized(struct aq_metrics *m, struct evhttp_request *req)
+{
+    const char *v = evhttp_find_header(evhttp_request_get_input_headers(req),
+                                       "Authorization");
+
+    if (m->token == NULL)
+        return true;
+    if (v == NULL || strncasecmp(v, "Bearer ", 7) != 0)
+        return false;
+    v += 7;
+    while (*v == ' ')
+        v++;
+    return token_equal(v, strlen(v), m->token);
+}
+
+static bool
+is_json_type(const char *ct)
+{
+    static const char json[] = "application/json";
+
+    return ct != NULL && strncasecmp(ct, json, sizeof json - 1) == 0 &&
+           (ct[sizeof json - 1] == '\0' || ct[sizeof json - 1] == ';' ||
+            ct[sizeof json - 1] == ' ');
+}
+
+/* The exchange's replies as the HTTP reply. */
+static void
+rpc_send(struct evhttp_request *req, struct evbuffer *out, bool unauthorized)
+{
+    struct evkeyvalq *h = evhttp_request_get_output_headers(req);
+
+    if (unauthorized) {
+        rpc_refuse(req, 401, "unauthorized", "no valid bearer token");
+        return;
+    }
+    evhttp_add_header(h, "Cache-Control", "no-store");
+    if (evbuffer_get_length(out) == 0) {
+        evhttp_send_reply(req, 204, "No Content", NULL);
+        return;
+    }
+    evhttp_add_header(h, "Content-Type", "application/json");
+    evhttp_send_reply(req, 200, "OK", out);
+}
+
+static void
+rpc_wait_free(struct rpc_wait *w)
+{
+    LIST_REMOVE(w, link);
+    event_free(w->watch);
+    evbuffer_free(w->out);
+    free(w);
+}
+
+static void
+rpc_done_cb(void *arg, struct evbuffer *out, bool unauthorized)
+{
+    struct rpc_wait *w = arg;
+
+    rpc_send(w->req, out, unauthorized);
+    w->x = NULL; /* freed after this returns */
+    rpc_wait_free(w);
+}
+
+/* The client's socket is readable while its request waits: it closed
+ * (the calls are abandoned, the connection freed), or it sent more
+ * (pipelining: no more watching; its close is seen when the reply is
+ * written). */
+static void
+rpc_watch_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct rpc_wait *w = arg;
+    struct evhttp_connection *evcon = w->evcon;
+    char byte;
+    ssize_t n = recv(fd, &byte, 1, MSG_PEEK | MSG_DONTWAIT);
+
+    if (n > 0 || (n < 0 && (errno == EAGAIN || errno == EINTR))) {
+        if (n < 0)
+            event_add(w->watch, NULL);
+        return;
+    }
+    aq_log_conn(AQ_LOG_INFO, 0, w->peer,
+                "metrics: POST /rpc from %s: client gone before its reply",
+                w->peer);
+    aq_exchange_cancel(w->x);
+    rpc_wait_free(w);
+    evhttp_connection_free(evcon); /* and the request: conn_close_cb runs */
+}
+
+static void
+rpc_cb(struct evhttp_request *req, void *arg)
+{
+    struct aq_metrics *m = arg;
+    struct evbuffer *body = evhttp_request_get_input_buffer(req);
+    size_t n = evbuffer_get_length(body);
+    const struct aq_exchange_opts opts = {
+        .peer = "http",
+        .authenticated = rpc_authorized(m, req),
+        .read_only = m->is_read_only,
+        .default_timeout = RPC_DEFAULT_TIMEOUT_S,
+    };
+    struct aq_exchange_opts o = opts;
+    struct evhttp_connection *evcon;
+    struct aq_exchange *x;
+    struct rpc_wait *w;
+    bool unauthorized = false;
+
+    if (m->server == NULL) {
+        evhttp_send_error(req, 404, "Not Found");
+        return;
+    }
+    if (evhttp_request_get_command(req) != EVHTTP_REQ_POST) {
+        rpc_refuse(req, 405, "method not allowed", "not a POST");
+        return;
+    }
+    if (!is_json_type(evhttp_find_header(evhttp_request_get_input_headers(req),
+                                         "Content-Type"))) {
+        rpc_refuse(req, 415, "unsupported media type",
+                   "Content-Type is not application/json");
+        return;
+    }
+    if (n > m->limits.max_body_bytes) {
+        rpc_refuse(req, 413, "payload too large",
+                   "body over producers.max_request_bytes");
+        return;
+    }
+    w = xcalloc(1, sizeof *w);
+    peer_of(req, w->peer, sizeof w->peer);
+    o.peer = w->peer;
+    w->out = evbuffer_new();
+    x = aq_server_exchange(m->server, (const char *)evbuffer_pullup(body, -1),
+                           n, &o, w->out, rpc_done_cb, w, &unauthorized);
+    if (x == NULL) {
+        rpc_send(req, w->out, unauthorized);
+        evbuffer_free(w->out);
+        free(w);
+        return;
+    }
+    /* Not ready: the request waits for done; the client may go. */
+    evcon = evhttp_request_get_connection(req);
+    w->m = m;
+    w->req = req;
+    w->evcon = evcon;
+    w->x = x;
+    w->watch = event_new(
+        m->base, bufferevent_getfd(evhttp_connection_get_bufferevent(evcon)),
+        EV_READ, rpc_watch_cb, w);
+    event_add(w->watch, NULL);
+    LIST_INSERT_HEAD(&m->waits, w, link);
+}
+
 static void
 other_cb(struct evhttp_request *req, void *arg)
 {
+    if (aq_ui_serve(req))
+        return;
     evhttp_send_error(req, 404, "Not Found: try /metrics or /healthz");
 }
 
@@ -400,7 +642,16 @@ static void
 conn_close_cb(struct evhttp_connection *evcon, void *arg)
 {
     struct conn *c = arg;
+    struct rpc_wait *w, *next;
 
+    /* A request still waiting goes with its connection (evhttp frees it). */
+    for (w = LIST_FIRST(&c->m->waits); w != NULL; w = next) {
+        next = LIST_NEXT(w, link);
+        if (w->evcon == evcon) {
+            aq_exchange_cancel(w->x);
+            rpc_wait_free(w);
+        }
+    }
     TAILQ_REMOVE(&c->m->open, c, entry);
     c->m->nopen--;
     c->m->is_full_logged = false;
@@ -437,6 +688,7 @@ adopt_cb(evutil_socket_t fd, short what, void *arg)
             evhttp_connection_free(evcon);
             free(c);
         } else {
+            c->evcon = evcon;
             evhttp_connection_set_closecb(evcon, conn_close_cb, c);
             TAILQ_INSERT_TAIL(&m->open, c, entry);
             m->nopen++;
@@ -518,12 +770,20 @@ aq_metrics_new(struct event_base *base, const char *addr,
     TAILQ_INIT(&m->fresh);
     TAILQ_INIT(&m->open);
     m->adopt_ev = event_new(base, -1, 0, adopt_cb, m);
+    m->base = base;
+    m->is_read_only = true; /* until aq_metrics_set_rpc */
+    LIST_INIT(&m->waits);
     m->http = evhttp_new(base);
     aq_metrics_set_limits(m, &limits);
     evhttp_set_bevcb(m->http, new_bev_cb, m);
-    evhttp_set_allowed_methods(m->http, EVHTTP_REQ_GET | EVHTTP_REQ_HEAD);
+    /* Every method reaches the callbacks, which refuse with 405. */
+    evhttp_set_allowed_methods(
+        m->http, EVHTTP_REQ_GET | EVHTTP_REQ_HEAD | EVHTTP_REQ_POST |
+                     EVHTTP_REQ_PUT | EVHTTP_REQ_DELETE | EVHTTP_REQ_OPTIONS |
+                     EVHTTP_REQ_PATCH);
     evhttp_set_cb(m->http, "/metrics", metrics_cb, m);
     evhttp_set_cb(m->http, "/healthz", healthz_cb, m);
+    evhttp_set_cb(m->http, "/rpc", rpc_cb, m);
     evhttp_set_gencb(m->http, other_cb, m);
     bound = evhttp_bind_socket_with_handle(m->http, host,
                                            (ev_uint16_t)atoi(colon + 1));
@@ -546,6 +806,46 @@ aq_metrics_new(struct event_base *base, const char *addr,
     return m;
 }
 
+static bool
+is_loopback(const struct sockaddr_storage *ss)
+{
+    if (ss->ss_family == AF_INET) {
+        const struct sockaddr_in *sin = (const struct sockaddr_in *)ss;
+
+        return (ntohl(sin->sin_addr.s_addr) >> 24) == 127;
+    }
+    if (ss->ss_family == AF_INET6) {
+        const struct in6_addr *a =
+            &((const struct sockaddr_in6 *)ss)->sin6_addr;
+
+        return IN6_IS_ADDR_LOOPBACK(a) ||
+               (IN6_IS_ADDR_V4MAPPED(a) && a->s6_addr[12] == 127);
+    }
+    return false;
+}
+
+void
+aq_metrics_set_rpc(struct aq_metrics *m, const char *token,
+                   size_t max_request_bytes)
+{
+    struct aq_metrics_limits limits = m->limits;
+    struct sockaddr_storage ss;
+
+    limits.max_body_bytes = max_request_bytes;
+    aq_metrics_set_limits(m, &limits);
+    if (m->is_rpc_set)
+        return; /* the token and the address change at restart */
+    m->is_rpc_set = true;
+    m->token = token != NULL ? xstrdup(token) : NULL;
+    m->is_read_only =
+        token == NULL && !(aq_metrics_address(m, &ss) && is_loopback(&ss));
+    if (m->is_read_only)
+        aq_log(AQ_LOG_WARN,
+               "metrics: listening beyond loopback without auth: /rpc and "
+               "the dashboard are read-only (set auth.token_file, or listen "
+               "on 127.0.0.1)");
+}
+
 void
 aq_metrics_set_health(struct aq_metrics *m, enum aq_health h)
 {
@@ -559,7 +859,8 @@ aq_metrics_free(struct aq_metrics *m)
 
     if (m == NULL)
         return;
-    /* Frees every connection: the open ones leave through conn_close_cb. */
+    /* Frees every connection: the open ones leave through conn_close_cb,
+     * their waiting /rpc requests with them. */
     if (m->http != NULL)
         evhttp_free(m->http);
     while ((c = TAILQ_FIRST(&m->fresh)) != NULL) {
@@ -568,6 +869,7 @@ aq_metrics_free(struct aq_metrics *m)
         free(c);
     }
     event_free(m->adopt_ev);
+    free(m->token);
     free(m);
 }
 

@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * lib/metrics.h: the metrics listener (spec section 5): an evhttp server
- * answering GET /metrics in the Prometheus text exposition format and GET
- * /healthz (200 when ready, 503 while starting or stopping).
+ * lib/metrics.h: the metrics listener (spec sections 5 and 13): an evhttp
+ * server answering GET /metrics in the Prometheus text exposition format,
+ * GET /healthz (200 when ready, 503 while starting or stopping) and POST
+ * /rpc (JSON-RPC over HTTP, through the server given).
  */
 #ifndef AQ_METRICS_H
 #define AQ_METRICS_H
@@ -41,6 +42,13 @@ struct aq_metrics *aq_metrics_new(struct event_base *base, const char *addr,
                                   struct aq_server *server,
                                   struct aq_journal *journal,
                                   struct aq_error *err);
+/* Serves POST /rpc (spec section 13) through the server's methods: with
+ * token (copied; NULL: no auth) the Bearer token is required; bodies up to
+ * max_request_bytes. Without a token, on an address that is not loopback,
+ * state-changing methods are refused (logged as a warning now). Called
+ * again (SIGHUP), only the size changes. Without it, /rpc is read-only. */
+void aq_metrics_set_rpc(struct aq_metrics *m, const char *token,
+                        size_t max_request_bytes);
 void aq_metrics_set_health(struct aq_metrics *m, enum aq_health h);
 /* Replaces the limits (copied) for connections accepted from now on; the
  * connection cap counts the open ones too. */

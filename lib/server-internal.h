@@ -13,6 +13,7 @@
 #include <stdint.h>
 #include <sys/queue.h>
 
+#include <event2/bufferevent.h>
 #include <jansson.h>
 
 #include "call.h"
@@ -80,6 +81,11 @@ struct conn {
     SLIST_ENTRY(conn) dying_link; /* in s->dying once is_freeing */
     bool flush_pending;           /* in s->flushing */
     LIST_ENTRY(conn) flush_link;
+    /* An exchange (aq_server_exchange) has no bev: its replies go to out
+     * (borrowed), and it lives in s->exchanges, not s->conns. */
+    bool is_exchange, is_read_only, saw_unauthorized;
+    double default_timeout; /* s; < 0: none */
+    struct evbuffer *out;
     void *data; /* the methods' (aq_conn_set_data) */
     void (*data_closed)(void *data);
     void (*data_eof)(void *data); /* the client sent EOF */
@@ -97,7 +103,8 @@ struct aq_server {
     int max_conns, window;
     size_t max_request_bytes;
     double idle_timeout;
-    SLIST_HEAD(, conn) dying; /* to free from reap_ev */
+    LIST_HEAD(, aq_exchange) exchanges; /* with calls in flight */
+    SLIST_HEAD(, conn) dying;           /* to free from reap_ev */
     struct event *reap_ev;
     LIST_HEAD(, conn) flushing; /* with replies to write, from flush_ev */
     struct event *flush_ev;
@@ -108,6 +115,16 @@ struct aq_server {
 };
 
 /* ---- lib/server.c ---- */
+
+/* Where the connection's messages are written. */
+static inline struct evbuffer *
+aq_conn_output(const struct conn *c)
+{
+    return c->out != NULL ? c->out : bufferevent_get_output(c->bev);
+}
+/* An exchange's last call ended (not under its own processing): done runs
+ * from the loop. */
+void aq_exchange_ended(struct conn *c);
 
 /* Sends msg (taken) to the client, after the messages before it. */
 void aq_conn_send(struct conn *c, json_t *msg);

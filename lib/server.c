@@ -78,11 +78,13 @@ static void conn_free_soon(struct conn *c);
 static void
 conn_pump(struct conn *c)
 {
-    struct evbuffer *out = bufferevent_get_output(c->bev);
+    struct evbuffer *out = aq_conn_output(c);
+    /* An exchange's output is the reply being built: no limit. */
+    size_t limit = c->is_exchange ? SIZE_MAX : OUTPUT_HIGH_BYTES;
     struct outmsg *m;
 
     while ((m = STAILQ_FIRST(&c->outq)) != NULL) {
-        if (!aq_jwrite_step(m->w, out, OUTPUT_HIGH_BYTES))
+        if (!aq_jwrite_step(m->w, out, limit))
             return;
         evbuffer_add(out, "\n", 1);
         STAILQ_REMOVE_HEAD(&c->outq, link);
@@ -114,7 +116,7 @@ aq_conn_send_line(struct conn *c, const char *line, size_t n)
     if (c->is_freeing)
         return;
     if (STAILQ_EMPTY(&c->outq))
-        evbuffer_add(bufferevent_get_output(c->bev), line, n);
+        evbuffer_add(aq_conn_output(c), line, n);
     else
         aq_conn_send(c, aq_jraw(line, n - 1));
 }
@@ -124,6 +126,8 @@ aq_conn_send_line(struct conn *c, const char *line, size_t n)
 bool
 aq_conn_is_stalled(const struct conn *c)
 {
+    if (c->is_exchange)
+        return false; /* it reads nothing more */
     return c->blocker != NULL || c->inflight >= (size_t)c->s->window ||
            !STAILQ_EMPTY(&c->outq) ||
            evbuffer_get_length(bufferevent_get_output(c->bev)) >=
@@ -293,7 +297,7 @@ aq_conn_update_reading(struct conn *c)
 {
     size_t limit;
 
-    if (c->is_freeing)
+    if (c->is_freeing || c->is_exchange)
         return;
     if (!c->is_lingering && (c->is_closing || c->is_eof)) {
         bufferevent_disable(c->bev, EV_READ);
@@ -773,6 +777,96 @@ aq_server_accept_bev(struct aq_server *s, struct bufferevent *bev,
     conn_new(s, bev, peer, false);
 }
 
+/* ---- exchanges ---- */
+
+struct aq_exchange {
+    struct conn c;         /* first: the calls' connection */
+    struct event *done_ev; /* owned: runs done from the loop */
+    aq_exchange_done_fn *done;
+    void *arg;
+    LIST_ENTRY(aq_exchange) link; /* s->exchanges */
+};
+
+static void
+exchange_free(struct aq_exchange *x)
+{
+    struct conn *c = &x->c;
+
+    c->is_closing = true; /* calls abandoned now reply nothing */
+    aq_conn_detach(c);
+    assert(STAILQ_EMPTY(&c->outq)); /* an exchange's output takes all */
+    LIST_REMOVE(x, link);
+    if (x->done_ev != NULL)
+        event_free(x->done_ev);
+    free(x);
+}
+
+static void
+exchange_done_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct aq_exchange *x = arg;
+
+    if (x->c.inflight > 0)
+        return; /* a call was made since (none is, today) */
+    x->done(x->arg, x->c.out, x->c.saw_unauthorized);
+    exchange_free(x);
+}
+
+void
+aq_exchange_ended(struct conn *c)
+{
+    struct aq_exchange *x = (struct aq_exchange *)c;
+
+    event_active(x->done_ev, EV_TIMEOUT, 0);
+}
+
+struct aq_exchange *
+aq_server_exchange(struct aq_server *s, const char *text, size_t n,
+                   const struct aq_exchange_opts *opts, struct evbuffer *out,
+                   aq_exchange_done_fn *done, void *arg, bool *unauthorized)
+{
+    struct aq_exchange *x = xcalloc(1, sizeof *x);
+    struct conn *c = &x->c;
+
+    c->s = s;
+    c->num = ++s->next_conn;
+    LIST_INIT(&c->calls);
+    STAILQ_INIT(&c->outq);
+    snprintf(c->peer, sizeof c->peer, "%s", opts->peer);
+    c->is_exchange = true;
+    c->is_authed = opts->authenticated;
+    c->is_read_only = opts->read_only;
+    c->default_timeout = opts->default_timeout;
+    c->out = out;
+    x->done = done;
+    x->arg = arg;
+    LIST_INSERT_HEAD(&s->exchanges, x, link);
+    /* A UTF-8 byte-order mark may start it, as the first line may. */
+    if (n >= 3 && memcmp(text, "\xEF\xBB\xBF", 3) == 0) {
+        text += 3;
+        n -= 3;
+    }
+    c->in_process = true;
+    handle_line(c, text, n);
+    c->in_process = false;
+    if (c->inflight == 0) {
+        *unauthorized = c->saw_unauthorized;
+        exchange_free(x);
+        return NULL;
+    }
+    x->done_ev = event_new(s->base, -1, 0, exchange_done_cb, x);
+    return x;
+}
+
+void
+aq_exchange_cancel(struct aq_exchange *x)
+{
+    aq_log_conn(AQ_LOG_DEBUG, x->c.num, x->c.peer,
+                "conn %llu (%s): gone with %zu calls unanswered",
+                (unsigned long long)x->c.num, x->c.peer, x->c.inflight);
+    exchange_free(x);
+}
+
 /* ---- server ---- */
 
 static void
@@ -799,6 +893,7 @@ aq_server_new(struct event_base *base, const struct aq_config *cfg,
     TAILQ_INIT(&s->half_closed);
     SLIST_INIT(&s->dying);
     LIST_INIT(&s->flushing);
+    LIST_INIT(&s->exchanges);
     s->flush_ev = event_new(base, -1, 0, flush_cb, s);
     return s;
 }
@@ -840,6 +935,7 @@ aq_server_close_all(struct aq_server *s, int timeout_ms,
 {
     struct aq_error err;
     struct timeval tv = aq_clock_tv((int64_t)timeout_ms * 1000);
+    struct aq_exchange *x;
     struct conn *c;
 
     aq_error_set(&err, AQ_ERR_SHUTTING_DOWN, "shutting down");
@@ -851,6 +947,9 @@ aq_server_close_all(struct aq_server *s, int timeout_ms,
         aq_calls_abandon(c, &err);
         conn_close(c);
     }
+    /* Their done runs from the loop, with the -32010 replies. */
+    LIST_FOREACH (x, &s->exchanges, link)
+        aq_calls_abandon(&x->c, &err);
     if (TAILQ_EMPTY(&s->conns))
         event_active(s->close_ev, EV_TIMEOUT, 0);
 }
@@ -865,6 +964,8 @@ aq_server_free(struct aq_server *s)
         s->close_ev = NULL;
     }
     conns_free_all(s);
+    while (!LIST_EMPTY(&s->exchanges))
+        aq_exchange_cancel(LIST_FIRST(&s->exchanges));
     event_free(s->reap_ev);
     event_free(s->flush_ev);
     free(s);

@@ -15,6 +15,7 @@
 #include <stddef.h>
 
 struct bufferevent;
+struct evbuffer;
 struct event_base;
 struct aq_call;
 struct aq_config;
@@ -65,5 +66,39 @@ size_t aq_server_connections(const struct aq_server *s);
  * every connection is gone or after timeout_ms. */
 void aq_server_close_all(struct aq_server *s, int timeout_ms,
                          void (*done)(void *arg), void *arg);
+
+/* ---- exchanges: requests that come without a connection (HTTP) ---- */
+
+struct aq_exchange;
+
+/* What an exchange's calls may do (lib/call.h tells the methods). */
+struct aq_exchange_opts {
+    const char *peer;       /* names the client in logs (copied) */
+    bool authenticated;     /* as if auth had been sent with the token */
+    bool read_only;         /* state-changing methods are refused */
+    double default_timeout; /* s, for waits that give none; < 0: none */
+};
+
+/* done's arguments: out holds the replies (one JSON value and its '\n',
+ * or nothing when every request was a notification); unauthorized: some
+ * call was refused with -32001. */
+typedef void aq_exchange_done_fn(void *arg, struct evbuffer *out,
+                                 bool unauthorized);
+
+/* Runs text (n bytes: one JSON-RPC request or a batch, newlines allowed)
+ * through the ops as a connection sending only that would, without the
+ * window or the line framing; notifications the methods send (wait's
+ * job.done) are dropped. Replies go into out, borrowed until the exchange
+ * ends. Returns NULL when every call has ended already: out is complete
+ * and *unauthorized set. Else the exchange: done(arg, ...) runs from the
+ * loop once every call has ended (aq_server_close_all ends them with
+ * -32010), then the exchange is freed. */
+struct aq_exchange *
+aq_server_exchange(struct aq_server *s, const char *text, size_t n,
+                   const struct aq_exchange_opts *opts, struct evbuffer *out,
+                   aq_exchange_done_fn *done, void *arg, bool *unauthorized);
+/* The client went away: the calls are abandoned, done never runs, the
+ * exchange is freed. */
+void aq_exchange_cancel(struct aq_exchange *x);
 
 #endif

@@ -25,5 +25,6 @@ Suite *bb_broker_suite(void);
 Suite *bb_list_suite(void);
 Suite *bb_workers_suite(void);
 Suite *bb_tls_suite(void);
+Suite *bb_rpc_suite(void);
 
 #endif

@@ -30,6 +30,7 @@ main(void)
     srunner_add_suite(sr, clock_suite());
     srunner_add_suite(sr, client_suite());
     srunner_add_suite(sr, hist_suite());
+    srunner_add_suite(sr, history_suite());
     srunner_add_suite(sr, idmap_suite());
     srunner_add_suite(sr, idset_suite());
     srunner_add_suite(sr, job_suite());
@@ -39,6 +40,7 @@ main(void)
     srunner_add_suite(sr, params_suite());
     srunner_add_suite(sr, methods_suite());
     srunner_add_suite(sr, listen_suite());
+    srunner_add_suite(sr, ui_suite());
     srunner_run_all(sr, CK_NORMAL);
     failed = srunner_ntests_failed(sr);
     srunner_free(sr);

@@ -20,6 +20,7 @@ Suite *clock_suite(void);
 Suite *config_suite(void);
 Suite *crc32c_suite(void);
 Suite *hist_suite(void);
+Suite *history_suite(void);
 Suite *http_suite(void);
 Suite *idmap_suite(void);
 Suite *idset_suite(void);
@@ -40,6 +41,7 @@ Suite *rpc_suite(void);
 Suite *sd_suite(void);
 Suite *server_suite(void);
 Suite *task_suite(void);
+Suite *ui_suite(void);
 Suite *wait_suite(void);
 
 #endif
