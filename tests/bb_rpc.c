@@ -194,9 +194,9 @@ rpc_result(int port, const char *auth, const char *body)
 {
     json_t *v = rpc(port, auth, body), *res;
 
-    ck_assert_msg(json_object_get(v, "error") == NULL, "%s: an error: %s",
-                  body, json_string_value(json_object_get(
-                            json_object_get(v, "error"), "message")));
+    ck_assert_msg(json_object_get(v, "error") == NULL, "%s: an error: %s", body,
+                  json_string_value(
+                      json_object_get(json_object_get(v, "error"), "message")));
     res = json_incref(json_object_get(v, "result"));
     ck_assert_ptr_nonnull(res);
     json_decref(v);
@@ -230,8 +230,9 @@ START_TEST(one_request_and_a_batch_as_on_tcp)
     struct reply r = {0};
     json_t *v;
 
-    v = rpc_result(port, NULL, "{\"jsonrpc\":\"2.0\",\"id\":1,"
-                               "\"method\":\"ping\"}");
+    v = rpc_result(port, NULL,
+                   "{\"jsonrpc\":\"2.0\",\"id\":1,"
+                   "\"method\":\"ping\"}");
     ck_assert_str_eq(json_string_value(v), "pong");
     json_decref(v);
     /* A batch over several lines: replies in request order, none for the
@@ -361,8 +362,8 @@ START_TEST(a_client_gone_while_waiting_is_forgotten)
     for (int i = 0; i < 3; i++) {
         fd = dial("127.0.0.1", port);
         send_request(fd, "POST", JSON, NULL,
-                     i == 0 ? "{\"id\":2,\"method\":\"wait\","
-                              "\"params\":{\"jobs\":[1]}}"
+                     i == 0   ? "{\"id\":2,\"method\":\"wait\","
+                                "\"params\":{\"jobs\":[1]}}"
                      : i == 1 ? "{\"id\":3,\"method\":\"join\"}"
                               : "[{\"id\":4,\"method\":\"put\",\"params\":{"
                                 "\"queue\":\"s\",\"wait\":true,\"args\":"
@@ -493,8 +494,8 @@ own_address(char *buf, size_t size)
         if (sin == NULL || sin->sin_family != AF_INET ||
             (ntohl(sin->sin_addr.s_addr) >> 24) == 127)
             continue;
-        found = inet_ntop(AF_INET, &sin->sin_addr, buf, (socklen_t)size) !=
-                NULL;
+        found =
+            inet_ntop(AF_INET, &sin->sin_addr, buf, (socklen_t)size) != NULL;
     }
     freeifaddrs(ifs);
     return found;
@@ -535,9 +536,9 @@ START_TEST(without_auth_beyond_loopback_it_is_read_only)
         json_t *e = json_array_get(v, i);
 
         ck_assert_int_eq(bb_int_at(e, "error.code"), NOT_ALLOWED);
-        ck_assert_msg(
-            strncmp(bb_str_at(e, "error.message"), "read-only", 9) == 0,
-            "%s", bb_str_at(e, "error.message"));
+        ck_assert_msg(strncmp(bb_str_at(e, "error.message"), "read-only", 9) ==
+                          0,
+                      "%s", bb_str_at(e, "error.message"));
     }
     ck_assert_int_eq(bb_int_at(json_array_get(v, 4), "result.queues.default."
                                                      "put"),
@@ -623,8 +624,8 @@ START_TEST(session_and_history_over_http_and_tcp)
     v = bb_result(c, "session", NULL);
     ck_assert(json_is_true(json_object_get(v, "writable")));
     json_decref(v);
-    ck_assert_int_eq(
-        bb_error(c, "history", bb_jsonq("{'queue':'nope'}")), NO_SUCH_QUEUE);
+    ck_assert_int_eq(bb_error(c, "history", bb_jsonq("{'queue':'nope'}")),
+                     NO_SUCH_QUEUE);
     ck_assert_int_eq(bb_error(c, "history", bb_jsonq("{'seconds':901}")),
                      INVALID_PARAMS);
     ck_assert_int_eq(bb_error(c, "history", bb_jsonq("{'seconds':0}")),
@@ -642,7 +643,8 @@ bb_rpc_suite(void)
 
     tcase_set_timeout(tc, 120);
     tcase_add_test(tc, one_request_and_a_batch_as_on_tcp);
-    tcase_add_test(tc, ids_come_back_byte_for_byte_and_errors_are_the_protocols);
+    tcase_add_test(tc,
+                   ids_come_back_byte_for_byte_and_errors_are_the_protocols);
     tcase_add_test(tc, a_wait_is_answered_when_its_job_ends_and_join_times_out);
     tcase_add_test(tc, a_client_gone_while_waiting_is_forgotten);
     tcase_add_test(tc, http_refusals_405_413_415);
