@@ -42,10 +42,17 @@ fi
 "$chromium" --version >/dev/null 2>&1 ||
     { say "$chromium --version failed"; exit 1; }
 
-for tool in node npm; do
-    command -v "$tool" >/dev/null ||
-        { say "$tool is missing (tools/dev deps installs nodejs)"; exit 1; }
-done
+command -v node >/dev/null ||
+    { say "node is missing (tools/dev deps installs nodejs)"; exit 1; }
+# Debian's nodejs comes without npm (NodeSource's bundles it).
+if ! command -v npm >/dev/null; then
+    if [ "$(id -u)" -ne 0 ] || ! command -v apt-get >/dev/null; then
+        say "npm is missing (run as root, or: sudo apt-get install -y npm)"
+        exit 1
+    fi
+    say "installing npm (Debian package)"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q npm >&2
+fi
 
 cache=${ASYNCQ_BROWSER_CACHE:-}
 if [ -z "$cache" ]; then
