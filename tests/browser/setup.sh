@@ -51,6 +51,7 @@ if ! command -v npm >/dev/null; then
         exit 1
     fi
     say "installing npm (Debian package)"
+    apt-get update -q >&2
     DEBIAN_FRONTEND=noninteractive apt-get install -y -q npm >&2
 fi
 
