@@ -1042,7 +1042,10 @@ START_TEST(stop_lets_a_running_job_finish_within_the_grace)
     struct env e = {0};
     bool stopped = false;
 
-    env_sleepers(&e, "{\"seconds\":0.03}", 2);
+    /* Long enough that job 1 is still running when the stop comes, however
+     * late a loaded machine runs the loop (0.03 s once finished first and
+     * let job 2 start). */
+    env_sleepers(&e, "{\"seconds\":0.5}", 2);
     aq_broker_stop(e.broker, false, 5, stopped_cb, &stopped);
     ck_assert(run_until(e.base, &stopped, WAIT_MS));
     ck_assert_str_eq(state_of(&e, 1), "done");
