@@ -29,6 +29,7 @@
 #include "jwrite.h"
 #include "params.h"
 #include "rpc.h"
+#include "secret.h"
 #include "server.h"
 #include "task.h"
 #include "wait.h"
@@ -1342,7 +1343,8 @@ m_auth(struct aq_methods *m, struct aq_call *call,
     if (aq_params_fields(params, fields) < 0 ||
         aq_params_string(params, "token", 0, &token) < 0)
         goto fail;
-    if (m->token != NULL && (token == NULL || strcmp(token, m->token) != 0)) {
+    if (m->token != NULL &&
+        (token == NULL || !aq_secret_equal(token, strlen(token), m->token))) {
         aq_error_set(params->err, AQ_ERR_UNAUTHORIZED, "auth: wrong token");
         goto fail;
     }

@@ -36,6 +36,7 @@
 #include "journal.h"
 #include "log.h"
 #include "pstat.h"
+#include "secret.h"
 #include "server.h"
 #include "ui.h"
 #include "xmalloc.h"
@@ -466,18 +467,6 @@ rpc_refuse(struct evhttp_request *req, int code, const char *reason,
     evbuffer_free(out);
 }
 
-/* Compares a secret in time that depends on the token's length only. */
-static bool
-token_equal(const char *given, size_t n, const char *token)
-{
-    size_t tn = strlen(token);
-    unsigned char d = n != tn;
-
-    for (size_t i = 0; i < tn; i++)
-        d |= (unsigned char)(token[i] ^ (i < n ? given[i] : 0));
-    return d == 0;
-}
-
 /* Authorization: Bearer TOKEN, the configured one. */
 static bool
 rpc_authorized(struct aq_metrics *m, struct evhttp_request *req)
@@ -492,7 +481,7 @@ rpc_authorized(struct aq_metrics *m, struct evhttp_request *req)
     v += 7;
     while (*v == ' ')
         v++;
-    return token_equal(v, strlen(v), m->token);
+    return aq_secret_equal(v, strlen(v), m->token);
 }
 
 static bool

@@ -36,6 +36,7 @@ main(void)
     srunner_add_suite(sr, job_suite());
     srunner_add_suite(sr, log_suite());
     srunner_add_suite(sr, sd_suite());
+    srunner_add_suite(sr, secret_suite());
     srunner_add_suite(sr, server_suite());
     srunner_add_suite(sr, params_suite());
     srunner_add_suite(sr, methods_suite());

@@ -39,6 +39,7 @@ Suite *queue_suite(void);
 Suite *recarena_suite(void);
 Suite *rpc_suite(void);
 Suite *sd_suite(void);
+Suite *secret_suite(void);
 Suite *server_suite(void);
 Suite *task_suite(void);
 Suite *ui_suite(void);
