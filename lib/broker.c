@@ -215,6 +215,19 @@ aq_broker_free(struct aq_broker *b)
     free(b);
 }
 
+/* Whether qc would turn bq from a remote queue into one its consumers
+ * run, or the other way. */
+static bool
+kind_crosses_remote(const struct broker_queue *bq,
+                    const struct aq_queue_config *qc)
+{
+    enum aq_kind kind;
+
+    if (aq_kind_parse(qc->kind, &kind) < 0)
+        kind = AQ_KIND_EXEC;
+    return (kind == AQ_KIND_REMOTE) != (bq->kind == AQ_KIND_REMOTE);
+}
+
 void
 aq_broker_reconfigure(struct aq_broker *b, const struct aq_config *cfg)
 {
@@ -243,12 +256,27 @@ aq_broker_reconfigure(struct aq_broker *b, const struct aq_config *cfg)
                          qc->name, bq->target, qc->consumers);
         bq->is_scaled = false;
         order = bq->cfg.order;
-        broker_queue_configure(bq, qc);
+        if (kind_crosses_remote(bq, qc)) {
+            /* Its waiting gets, leases and queued jobs belong to one side:
+             * consumers would fail remote jobs, workers take others. */
+            struct aq_queue_config keep = *qc;
+
+            aq_log_queue(AQ_LOG_WARN, qc->name,
+                         "reload: queue %s: kind %s -> %s changes at restart",
+                         qc->name, aq_kind_name(bq->kind), qc->kind);
+            keep.kind = xstrdup(bq->cfg.kind);
+            keep.kinds = bq->cfg.kinds;
+            keep.consumers = bq->cfg.consumers;
+            broker_queue_configure(bq, &keep);
+            free(keep.kind);
+        } else {
+            broker_queue_configure(bq, qc);
+        }
         bq->cfg.order = order;
         if (b->is_started)
-            consumers_scale(bq, qc->consumers);
+            consumers_scale(bq, bq->cfg.consumers);
         else
-            bq->target = qc->consumers;
+            bq->target = bq->cfg.consumers;
     }
     STAILQ_FOREACH (bq, &b->queues, link) {
         if (aq_config_queue(cfg, bq->cfg.name) == NULL)

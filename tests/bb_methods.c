@@ -1787,6 +1787,34 @@ START_TEST(reload_adds_a_new_queue)
 }
 END_TEST
 
+/* A queue cannot turn remote, or stop being remote, under its waiting
+ * gets, leases and queued jobs: that waits for a restart. */
+START_TEST(reload_keeps_a_remote_queue_remote_until_restart)
+{
+    struct bb_daemon *d = bb_startq("{'queues':{'w':{'kind':'remote'}}}");
+    struct bb_conn *c = bb_connect(d);
+    json_int_t id;
+    json_t *rec;
+
+    id = bb_put_job(c, bb_jsonq("{'queue':'w','args':{'n':1}}"), POLL_MS);
+    bb_write_configq(d, "{'queues':{'w':{'kind':'echo','consumers':2}}}");
+    bb_signal(d, SIGHUP);
+    ck_assert_msg(
+        bb_log_wait(d, "kind remote -> echo changes at restart", POLL_MS),
+        "no warning about the kind in the log");
+    assert_stats(c, "w", bb_jsonq("{'consumers':0}"));
+    rec = bb_job_status(c, id);
+    ck_assert_str_eq(bb_str_at(rec, "state"), "pending");
+    json_decref(rec);
+    /* A worker still takes it. */
+    rec = bb_result(c, "get", bb_jsonq("{'queue':'w','wait':0}"));
+    ck_assert_uint_eq(json_array_size(rec), 1);
+    json_decref(rec);
+    bb_close(c);
+    ck_assert_int_eq(bb_stop(d), 0);
+}
+END_TEST
+
 struct refusal_poll {
     struct bb_conn *c;
     const char *params; /* ' for " */
@@ -2062,6 +2090,7 @@ bb_methods_suite(void)
     tc = tcase_new(s, "reload");
     tcase_add_test(tc, reload_applies_consumer_count_and_maxsize);
     tcase_add_test(tc, reload_adds_a_new_queue);
+    tcase_add_test(tc, reload_keeps_a_remote_queue_remote_until_restart);
     tcase_add_test(tc, reload_applies_a_change_of_kinds);
     tcase_add_test(tc, reload_rejects_a_bad_config_and_keeps_the_old_one);
     tcase_add_test(tc, reload_changes_the_log_level);
