@@ -127,6 +127,44 @@ connect_tcp(const char *hostport, char *host, struct aq_error *err)
 
 /* ---- TLS ---- */
 
+/* Waits until deadline (ms, < 0: none) for bytes on c's socket and reads
+ * up to cap of them into buf. Their count (> 0), or -1 with err: the
+ * deadline passed (timed_out set) or the connection closed. */
+static ssize_t
+recv_within(struct aq_client *c, void *buf, size_t cap, int64_t deadline,
+            struct aq_error *err)
+{
+    for (;;) {
+        struct pollfd pfd = {.fd = c->fd, .events = POLLIN};
+        int wait = deadline < 0 ? -1 : (int)(deadline - now_ms());
+        ssize_t n;
+        int ready;
+
+        if (deadline >= 0 && wait < 0)
+            wait = 0;
+        ready = poll(&pfd, 1, wait);
+
+        if (ready < 0 && errno == EINTR)
+            continue; /* a signal the caller handles: wait on */
+        if (ready == 0) {
+            c->timed_out = true;
+            aq_error_set(err, AQ_ERR_TRANSPORT, "%s: no reply within %d ms",
+                         c->server, c->timeout_ms);
+            return -1;
+        }
+        n = recv(c->fd, buf, cap, 0);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0) {
+            aq_error_set(err, AQ_ERR_TRANSPORT, "%s: connection closed%s%s",
+                         c->server, n < 0 ? ": " : "",
+                         n < 0 ? strerror(errno) : "");
+            return -1;
+        }
+        return n;
+    }
+}
+
 #ifdef AQ_HAVE_TLS
 
 static int sock_send_all(struct aq_client *c, const char *p, size_t n,
@@ -163,36 +201,12 @@ static int
 tls_feed(struct aq_client *c, int64_t deadline, struct aq_error *err)
 {
     char buf[TLS_CHUNK];
+    ssize_t n = recv_within(c, buf, sizeof buf, deadline, err);
 
-    for (;;) {
-        struct pollfd pfd = {.fd = c->fd, .events = POLLIN};
-        int wait = deadline < 0 ? -1 : (int)(deadline - now_ms());
-        int ready;
-        ssize_t n;
-
-        if (deadline >= 0 && wait < 0)
-            wait = 0;
-        ready = poll(&pfd, 1, wait);
-        if (ready < 0 && errno == EINTR)
-            continue;
-        if (ready == 0) {
-            c->timed_out = true;
-            aq_error_set(err, AQ_ERR_TRANSPORT, "%s: no reply within %d ms",
-                         c->server, c->timeout_ms);
-            return -1;
-        }
-        n = recv(c->fd, buf, sizeof buf, 0);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0) {
-            aq_error_set(err, AQ_ERR_TRANSPORT, "%s: connection closed%s%s",
-                         c->server, n < 0 ? ": " : "",
-                         n < 0 ? strerror(errno) : "");
-            return -1;
-        }
-        BIO_write(c->rbio, buf, (int)n);
-        return 0;
-    }
+    if (n < 0)
+        return -1;
+    BIO_write(c->rbio, buf, (int)n);
+    return 0;
 }
 
 /* A TLS failure on c (SSL_get_error gave e) during what, into err. */
@@ -562,6 +576,7 @@ static int
 fill_line(struct aq_client *c, struct aq_error *err)
 {
     int64_t deadline = c->timeout_ms >= 0 ? now_ms() + c->timeout_ms : -1;
+    ssize_t n;
 
     while (c->buf == NULL || memchr(c->buf, '\n', c->len) == NULL) {
 #ifdef AQ_HAVE_TLS
@@ -571,33 +586,10 @@ fill_line(struct aq_client *c, struct aq_error *err)
             continue;
         }
 #endif
-        struct pollfd pfd = {.fd = c->fd, .events = POLLIN};
-        int wait = deadline < 0 ? -1 : (int)(deadline - now_ms());
-        ssize_t n;
-        int ready;
-
-        if (deadline >= 0 && wait < 0)
-            wait = 0;
-        ready = poll(&pfd, 1, wait);
-
-        if (ready < 0 && errno == EINTR)
-            continue; /* a signal the caller handles: wait on */
-        if (ready == 0) {
-            c->timed_out = true;
-            aq_error_set(err, AQ_ERR_TRANSPORT, "%s: no reply within %d ms",
-                         c->server, c->timeout_ms);
-            return -1;
-        }
         grow(c);
-        n = recv(c->fd, c->buf + c->len, c->cap - c->len, 0);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0) {
-            aq_error_set(err, AQ_ERR_TRANSPORT, "%s: connection closed%s%s",
-                         c->server, n < 0 ? ": " : "",
-                         n < 0 ? strerror(errno) : "");
+        n = recv_within(c, c->buf + c->len, c->cap - c->len, deadline, err);
+        if (n < 0)
             return -1;
-        }
         c->len += (size_t)n;
     }
     return 0;
