@@ -936,3 +936,26 @@ bb_await_connections(struct bb_conn *c, json_int_t want, int timeout_ms)
                   (long long)bb_stat_int(c, NULL, "connections"),
                   (long long)want);
 }
+
+/* The metrics port, from the log line "metrics on http://HOST:PORT/...". */
+int
+bb_metrics_port(const struct bb_daemon *d)
+{
+    const char *needle = "metrics on http://";
+    char *log, *p, *colon = NULL;
+    int port = 0;
+
+    ck_assert_msg(bb_log_wait(d, needle, 5000), "no \"%s\" in the log", needle);
+    log = bb_log(d);
+    /* HOST may be [v6]: the port follows the last ':' before the '/'. */
+    for (p = strstr(log, needle) + strlen(needle); *p != '/' && *p != '\0';
+         p++) {
+        if (*p == ':')
+            colon = p;
+    }
+    ck_assert_msg(colon != NULL && sscanf(colon + 1, "%d", &port) == 1,
+                  "no port in the log line \"%s\"", needle);
+    ck_assert_int_gt(port, 0);
+    free(log);
+    return port;
+}

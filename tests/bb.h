@@ -88,6 +88,9 @@ void bb_write_configq(struct bb_daemon *d, const char *config_fmt, ...)
     __attribute__((format(printf, 2, 3)));
 /* The daemon's stderr so far (a new string, the caller's to free). */
 char *bb_log(const struct bb_daemon *d);
+/* The metrics listener's port, from the log line "metrics on
+ * http://HOST:PORT/...", waited for up to 5 s. */
+int bb_metrics_port(const struct bb_daemon *d);
 /* Whether the log holds needle now. */
 bool bb_log_has(const struct bb_daemon *d, const char *needle);
 /* Polls the log until it contains needle or timeout_ms passes. */

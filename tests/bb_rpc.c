@@ -68,27 +68,6 @@ header(const struct reply *r, const char *name)
     return NULL;
 }
 
-/* The port from the log's "metrics on http://HOST:PORT/metrics". */
-static int
-metrics_port(const struct bb_daemon *d)
-{
-    const char *needle = "metrics on http://";
-    char *log, *p, *colon = NULL;
-    int port = 0;
-
-    ck_assert_msg(bb_log_wait(d, needle, 5000), "no \"%s\" in the log", needle);
-    log = bb_log(d);
-    for (p = strstr(log, needle) + strlen(needle); *p != '/' && *p != '\0';
-         p++) {
-        if (*p == ':')
-            colon = p;
-    }
-    ck_assert_msg(colon != NULL && sscanf(colon + 1, "%d", &port) == 1,
-                  "no port after \"%s\"", needle);
-    free(log);
-    return port;
-}
-
 static int
 dial(const char *host, int port)
 {
@@ -225,7 +204,7 @@ START_TEST(one_request_and_a_batch_as_on_tcp)
 {
     struct bb_daemon *d =
         start("'e':{'kind':'echo','consumers':0},'default':{'kind':'echo'}");
-    int port = metrics_port(d);
+    int port = bb_metrics_port(d);
     struct bb_conn *c = bb_connect(d);
     struct reply r = {0};
     json_t *v;
@@ -275,7 +254,7 @@ END_TEST
 START_TEST(ids_come_back_byte_for_byte_and_errors_are_the_protocols)
 {
     struct bb_daemon *d = start("'default':{'kind':'echo'}");
-    int port = metrics_port(d);
+    int port = bb_metrics_port(d);
     static const char *const ids[] = {"1e3", "0.30000000000000004",
                                       "18446744073709551616", "\"\\u00e9\"",
                                       "-0"};
@@ -316,7 +295,7 @@ END_TEST
 START_TEST(a_wait_is_answered_when_its_job_ends_and_join_times_out)
 {
     struct bb_daemon *d = start("'s':{'kind':'exec','consumers':1}");
-    int port = metrics_port(d);
+    int port = bb_metrics_port(d);
     json_t *v;
     json_int_t job;
     double t0;
@@ -351,7 +330,7 @@ END_TEST
 START_TEST(a_client_gone_while_waiting_is_forgotten)
 {
     struct bb_daemon *d = start("'s':{'kind':'exec','consumers':1}");
-    int port = metrics_port(d);
+    int port = bb_metrics_port(d);
     json_t *v;
     int fd;
 
@@ -385,7 +364,7 @@ START_TEST(http_refusals_405_413_415)
     struct bb_daemon *d = bb_startq(
         "{'metrics':'127.0.0.1:0','producers':{'max_request_bytes':1000},"
         "'queues':{'default':{'kind':'echo'}}}");
-    int port = metrics_port(d);
+    int port = bb_metrics_port(d);
     struct reply r = {0};
     char big[1200], *h;
     json_t *v;
@@ -442,7 +421,7 @@ START_TEST(auth_wants_the_bearer_token_but_session_answers_without)
     d = bb_startq("{'metrics':'127.0.0.1:0','auth':{'token_file':'%s'},"
                   "'queues':{'default':{'kind':'echo'}}}",
                   token_file);
-    port = metrics_port(d);
+    port = bb_metrics_port(d);
     for (int i = 0; i < 3; i++) {
         static const char *const bad[] = {NULL, "Bearer s3cre", "Basic s3cret"};
 
@@ -517,7 +496,7 @@ START_TEST(without_auth_beyond_loopback_it_is_read_only)
     d = bb_startq("{'metrics':'%s:0','queues':{'default':{'kind':'echo',"
                   "'consumers':0}}}",
                   host);
-    port = metrics_port(d);
+    port = bb_metrics_port(d);
     ck_assert(bb_log_has(d, "read-only"));
     exchange(host, port, "POST", JSON, NULL,
              "[{\"id\":1,\"method\":\"session\"},"
@@ -591,7 +570,7 @@ START_TEST(session_and_history_over_http_and_tcp)
 {
     struct bb_daemon *d = start("'x':{'kind':'exec','consumers':2},"
                                 "'y':{'kind':'echo'}");
-    int port = metrics_port(d);
+    int port = bb_metrics_port(d);
     struct history_probe p = {.port = port};
     struct bb_conn *c = bb_connect(d);
     double now = time(NULL);

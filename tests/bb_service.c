@@ -738,29 +738,6 @@ body_is(const struct http_reply *r, const char *want)
     return n == strlen(want) && memcmp(r->body, want, n) == 0;
 }
 
-/* The metrics port, from the log line "metrics on http://HOST:PORT/...". */
-static int
-metrics_port(const struct bb_daemon *d)
-{
-    const char *needle = "metrics on http://";
-    char *log, *p, *colon = NULL;
-    int port = 0;
-
-    ck_assert_msg(bb_log_wait(d, needle, 5000), "no \"%s\" in the log", needle);
-    log = bb_log(d);
-    /* HOST may be [v6]: the port follows the last ':' before the '/'. */
-    for (p = strstr(log, needle) + strlen(needle); *p != '/' && *p != '\0';
-         p++) {
-        if (*p == ':')
-            colon = p;
-    }
-    ck_assert_msg(colon != NULL && sscanf(colon + 1, "%d", &port) == 1,
-                  "no port in the log line \"%s\"", needle);
-    ck_assert_int_gt(port, 0);
-    free(log);
-    return port;
-}
-
 /* ---- the Prometheus text format, version 0.0.4 ---- */
 
 #define NAME_MAX_LEN 128
@@ -1797,7 +1774,7 @@ START_TEST(metrics_equal_stats_after_a_known_workload)
     bb_await_connections(c, 1, 5000);
 
     stats = bb_result(c, "stats", NULL);
-    metrics_get(metrics_port(d), &e);
+    metrics_get(bb_metrics_port(d), &e);
     /* The workload, as stats tells it. */
     ck_assert_int_eq(bb_int_at(stats, "queues.work.put"), 5);
     ck_assert_int_eq(bb_int_at(stats, "queues.work.done"), 5);
@@ -1882,7 +1859,7 @@ START_TEST(metrics_report_journal_bytes_and_fsyncs)
     json_decref(rec);
     bb_put_job(c, bb_jsonq("{'queue':'idle'}"), BB_TIMEOUT_MS);
     bb_put_job(c, bb_jsonq("{'queue':'idle'}"), BB_TIMEOUT_MS);
-    metrics_get(metrics_port(d), &e);
+    metrics_get(bb_metrics_port(d), &e);
     ck_assert_str_eq(family_type(&e, "asyncq_journal_bytes"), "gauge");
     ck_assert_double_gt(expo_value(&e, "asyncq_journal_bytes", NULL), 0);
     ck_assert_str_eq(family_type(&e, "asyncq_journal_fsync_seconds"),
@@ -1904,7 +1881,7 @@ START_TEST(healthz_is_ok_while_running)
     struct bb_daemon *d = bb_startq("{'metrics':'127.0.0.1:0'}");
     struct http_reply r = {0};
 
-    http_request(metrics_port(d), "GET", "/healthz", &r);
+    http_request(bb_metrics_port(d), "GET", "/healthz", &r);
     ck_assert_int_eq(r.status, 200);
     ck_assert_msg(body_is(&r, "ok"), "GET /healthz: body \"%s\"", r.body);
     http_reply_free(&r);
@@ -1925,7 +1902,7 @@ START_TEST(healthz_is_503_stopping_during_the_grace)
     d = bb_startq("{'metrics':'127.0.0.1:0','shutdown':{'grace':2},"
                   "'queues':{'slow':{'kind':'sleep','consumers':1}}}");
     n.daemon = bb_pid(d);
-    port = metrics_port(d);
+    port = bb_metrics_port(d);
     notify_expect_next(&n, "READY=1", NOTIFY_MS);
     c = bb_connect(d);
     job = bb_put_job(c, bb_jsonq("{'queue':'slow','args':{'seconds':30}}"),
@@ -1948,7 +1925,7 @@ END_TEST
 START_TEST(metrics_listener_refuses_other_paths_and_methods)
 {
     struct bb_daemon *d = bb_startq("{'metrics':'127.0.0.1:0'}");
-    int port = metrics_port(d);
+    int port = bb_metrics_port(d);
     struct http_reply r = {0};
 
     http_request(port, "GET", "/nope", &r);
@@ -2088,7 +2065,7 @@ static const struct {
 START_TEST(metrics_listener_refuses_a_64_mib_request)
 {
     struct bb_daemon *d = bb_startq("{'metrics':'127.0.0.1:0'}");
-    int port = metrics_port(d), fd;
+    int port = bb_metrics_port(d), fd;
     struct expo e;
     long before, after;
     size_t sent;
@@ -2119,7 +2096,7 @@ END_TEST
 START_TEST(metrics_listener_closes_connections_beyond_its_cap)
 {
     struct bb_daemon *d = bb_startq("{'metrics':'127.0.0.1:0'}");
-    int port = metrics_port(d), fds[METRICS_MAX_CONNECTIONS], extra;
+    int port = bb_metrics_port(d), fds[METRICS_MAX_CONNECTIONS], extra;
     int64_t deadline;
     struct http_reply r = {0};
 
@@ -2222,7 +2199,7 @@ START_TEST(metrics_show_build_info_and_process_families)
     double now = (double)time(NULL);
     struct expo e;
 
-    metrics_get(metrics_port(d), &e);
+    metrics_get(bb_metrics_port(d), &e);
     ck_assert_int_lt(family_find(&e, "asyncq_up"), 0);
     ck_assert_str_eq(family_type(&e, "asyncq_build_info"), "gauge");
     ck_assert_double_eq(
@@ -2257,7 +2234,7 @@ START_TEST(oldest_ready_age_is_that_of_the_job_ready_longest)
                                     "'later':{'kind':'echo','consumers':0},"
                                     "'empty':{'kind':'echo','consumers':0}}}");
     struct bb_conn *c = bb_connect(d);
-    int port = metrics_port(d);
+    int port = bb_metrics_port(d);
     const char *age = "asyncq_queue_oldest_ready_age_seconds";
     json_int_t later;
     double put0, put1, scrape0, scrape1, v;
@@ -2293,7 +2270,7 @@ START_TEST(producers_waiting_counts_puts_held_back_by_a_full_queue)
         bb_startq("{'metrics':'127.0.0.1:0','queues':{"
                   "'q':{'kind':'echo','consumers':0,'maxsize':1}}}");
     struct bb_conn *c = bb_connect(d), *held = bb_connect(d);
-    int port = metrics_port(d);
+    int port = bb_metrics_port(d);
     const char *waiting = "asyncq_queue_producers_waiting";
     json_int_t first, call;
     json_t *r;
@@ -2340,7 +2317,7 @@ START_TEST(failures_are_counted_by_reason)
     json_decref(rec);
     rec = bb_result(c, "put", bb_jsonq("{'queue':'ok','wait':true}"));
     json_decref(rec);
-    metrics_get(metrics_port(d), &e);
+    metrics_get(bb_metrics_port(d), &e);
     ck_assert_str_eq(family_type(&e, fam), "counter");
     /* /bin/false twice (retries 1), the sleep once */
     ck_assert_double_eq(expo_reason(&e, fam, "cmds", "exit"), 2);
