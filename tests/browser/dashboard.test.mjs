@@ -60,8 +60,17 @@ function it(name, fn) {
 
 // go(hash): navigates within the app and waits for its first render.
 async function go(hash) {
+    await markStale();
     await page.evaluate((h) => { location.hash = h; }, hash);
     await waitReady(hash);
+}
+
+// Before a navigation: the page shown now is no longer the one waited for.
+// The hash changes at the click but the app re-routes (and resets
+// data-ready) only in the hashchange event after it, so without this
+// waitReady could see the old page's "1".
+function markStale() {
+    return page.evaluate(() => { document.body.dataset.ready = '0'; });
 }
 
 async function waitReady(what) {
@@ -235,12 +244,14 @@ describe('dashboard in chromium', { timeout: 100000 }, () => {
     it('queue page: the failed tab lists the failed jobs', async () => {
         const link = await page.$('tr[data-queue="work"] a[data-testid=queue-link]');
         assert.ok(link, 'no queue-link in row work');
+        await markStale();
         await Promise.all([waitReady('#/queue/work'), link.click()]);
         assert.match(await page.evaluate(() => location.hash), /^#\/queue\/work/);
         const tab = await page.waitForSelector('[data-testid=tab-failed]', { timeout: 5000 });
         assert.equal(await tab.evaluate((el) => el.dataset.count), String(FAILING));
         assert.equal(await page.$eval('[data-testid=tab-done]', (el) => el.dataset.count),
             String(PASSING));
+        await markStale();
         await tab.click();
         await waitReady('failed tab');
         const failed = await d.rpc.call('list', { queue: 'work', state: 'failed' });
@@ -272,6 +283,7 @@ describe('dashboard in chromium', { timeout: 100000 }, () => {
         const id = failed.jobs[0].job;
         const link = await page.$(`tr[data-job="${id}"] a[data-testid=job-link]`);
         assert.ok(link, `no job-link in row ${id}`);
+        await markStale();
         await Promise.all([waitReady(`#/job/${id}`), link.click()]);
         assert.equal(await page.evaluate(() => location.hash), `#/job/${id}`);
         const state = () => page.$eval('[data-testid=job-state]', (el) => el.textContent.trim());
