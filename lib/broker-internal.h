@@ -23,6 +23,7 @@
 
 #include <jansson.h>
 
+#include "batch.h"
 #include "broker.h"
 #include "clock.h"
 #include "config.h"
@@ -154,6 +155,7 @@ struct aq_join {
     void *arg;
     size_t nparts, left;
     struct join_part *parts;  /* owned */
+    struct aq_batch_join *bj; /* a join by batch: the table's; or NULL */
     LIST_ENTRY(aq_join) link; /* b->joins, unless it is b->drain */
 };
 
@@ -211,6 +213,8 @@ struct aq_broker {
     struct aq_task *lease_task;      /* stopping: ends once none is held */
     struct aq_leased *got;           /* owned: a get's answer, reused */
     size_t got_cap;
+
+    struct aq_batches *batches; /* owned: counts per batch (batch.h) */
 };
 
 /* ---- jobs ---- */
@@ -243,12 +247,17 @@ job_retries(const struct aq_job *j)
     return job_queue(j)->cfg.retries;
 }
 
+/* The job j with a batch goes to state to (-1: it leaves the broker): its
+ * batch's counts follow (broker.c). */
+void broker_batch_move(struct aq_job *j, int to);
+
 /* Every change of a job's state in the broker goes through here, so that
  * its queue's per-state index (bq->ids) stays in step: j's id moves from
  * its old state's set to st's. A job not indexed yet (new, or rebuilt by
  * restore with the state replay gave it) is simply filed under st; so
  * job_set_state(j, j->state) files a restored record as it is. O(1) on
- * the hot path: ids are mostly the newest or oldest of their set. */
+ * the hot path: ids are mostly the newest or oldest of their set. The
+ * counts of a job's batch follow too (one test for a job without). */
 static inline void
 job_set_state(struct aq_job *j, enum aq_job_state st)
 {
@@ -257,6 +266,8 @@ job_set_state(struct aq_job *j, enum aq_job_state st)
     if (j->state != st)
         aq_idset_del(bq->ids[j->state], j->id);
     aq_idset_add(bq->ids[st], j->id);
+    if (j->batch_flags != 0)
+        broker_batch_move(j, (int)st);
     j->state = (uint8_t)st;
 }
 
@@ -266,6 +277,8 @@ static inline void
 job_unindex(struct aq_job *j)
 {
     aq_idset_del(job_queue(j)->ids[j->state], j->id);
+    if (j->batch_flags != 0)
+        broker_batch_move(j, -1);
 }
 
 /* The job record of spec section 2, as users see it (a new object). */

@@ -159,6 +159,7 @@ aq_broker_new(struct event_base *base, struct aq_procs *procs,
     b->jobs = aq_idmap_new(job_key);
     b->keys = json_object();
     b->store = aq_store_memory_new();
+    b->batches = aq_batches_new(base);
     records_init(b, cfg);
     for (size_t i = 0; i < cfg->nqueues; i++)
         broker_queue_new(b, &cfg->queues[i]);
@@ -210,6 +211,7 @@ aq_broker_free(struct aq_broker *b)
     aq_idmap_each(b->jobs, job_free_cb, NULL);
     aq_idmap_free(b->jobs);
     records_free(b); /* after the records in it */
+    aq_batches_free(b->batches);
     json_decref(b->keys);
     free(b->own_addrs);
     free(b);
@@ -442,6 +444,10 @@ job_from_put(struct broker_queue *bq, enum aq_kind kind, const struct aq_put *p)
     }
     if (p->name != NULL)
         aq_job_ext(j)->name = xstrdup(p->name);
+    if (p->batch != NULL) {
+        aq_job_ext(j)->batch = xstrdup(p->batch);
+        j->batch_flags = AQ_JOB_BATCH_HAS;
+    }
     return j;
 }
 
@@ -901,6 +907,7 @@ join_unlink(struct aq_join *j)
 void
 broker_join_free(struct aq_join *j)
 {
+    aq_batches_join_cancel(j->bj);
     for (size_t i = 0; i < j->nparts; i++)
         aq_queue_cancel(j->parts[i].bq->q, &j->parts[i].w);
     free(j->parts);
@@ -976,6 +983,61 @@ aq_broker_join_cancel(struct aq_join *j)
 {
     join_unlink(j);
     broker_join_free(j);
+}
+
+/* ---- batches ---- */
+
+_Static_assert(AQ_BATCH_NSTATES == BROKER_NSTATES,
+               "a batch counts the states a queue indexes");
+
+void
+broker_batch_move(struct aq_job *j, int to)
+{
+    int from = (j->batch_flags & AQ_JOB_BATCH_COUNTED) ? j->state : -1;
+
+    if (from < 0 && to < 0)
+        return; /* never counted: dropped while restore replays */
+    aq_batches_move(job_queue(j)->b->batches, j->ext->batch, j->id, from, to);
+    if (to >= 0)
+        j->batch_flags |= AQ_JOB_BATCH_COUNTED;
+    else
+        j->batch_flags &= (uint8_t)~AQ_JOB_BATCH_COUNTED;
+}
+
+static void
+join_batch_cb(void *arg)
+{
+    struct aq_join *j = arg;
+
+    j->bj = NULL; /* the table frees it */
+    join_unlink(j);
+    j->cb(j->arg, 0, NULL);
+    broker_join_free(j);
+}
+
+int
+aq_broker_join_batch(struct aq_broker *b, const char *batch, aq_join_cb *cb,
+                     void *arg, struct aq_join **join)
+{
+    struct aq_join *j = xcalloc(1, sizeof *j);
+
+    j->b = b;
+    j->cb = cb;
+    j->arg = arg;
+    if (aq_batches_join(b->batches, batch, join_batch_cb, j, &j->bj) == 0) {
+        free(j);
+        return 0;
+    }
+    LIST_INSERT_HEAD(&b->joins, j, link);
+    *join = j;
+    return 1;
+}
+
+void
+aq_broker_batch_counts(const struct aq_broker *b, const char *batch,
+                       struct aq_batch_counts *out)
+{
+    aq_batches_counts(b->batches, batch, out);
 }
 
 /* ---- queues ---- */

@@ -56,17 +56,19 @@ struct aq_put {
     const char *args_raw; /* or an object's JSON text (valid: lib/jscan) */
     size_t args_len;
     int32_t priority;
-    double delay;     /* s, 0 to 1e9 (AQ_DURATION_MAX_S) */
-    double timeout;   /* s, 0 to 1e9 (0 = none); < 0 = the queue's */
-    int retries;      /* >= 0; < 0 = the queue's */
-    const char *key;  /* NULL = none */
-    const char *name; /* NULL = none; at most AQ_NAME_MAX bytes */
+    double delay;      /* s, 0 to 1e9 (AQ_DURATION_MAX_S) */
+    double timeout;    /* s, 0 to 1e9 (0 = none); < 0 = the queue's */
+    int retries;       /* >= 0; < 0 = the queue's */
+    const char *key;   /* NULL = none */
+    const char *name;  /* NULL = none; at most AQ_NAME_MAX bytes */
+    const char *batch; /* NULL = none; 1 to AQ_BATCH_NAME_MAX bytes */
     bool nowait;
     bool ack_queued; /* acknowledge once queued, before it is durable: for
                         a put that answers with the job's end instead */
 };
 
-#define AQ_NAME_MAX 200 /* bytes of a put's name */
+#define AQ_NAME_MAX 200       /* bytes of a put's name */
+#define AQ_BATCH_NAME_MAX 200 /* bytes of a put's batch */
 
 struct aq_put_result {
     uint64_t job;
@@ -222,6 +224,16 @@ struct aq_join;
 int aq_broker_join(struct aq_broker *b, const char *queue, aq_join_cb *cb,
                    void *arg, struct aq_join **join, struct aq_error *err);
 void aq_broker_join_cancel(struct aq_join *j); /* no callback after */
+/* The same for batch (spec section 11): until no job of it is
+ * unfinished. 0 at once for a batch no job carries; never -1. */
+int aq_broker_join_batch(struct aq_broker *b, const char *batch, aq_join_cb *cb,
+                         void *arg, struct aq_join **join);
+
+struct aq_batch_counts;
+/* The counts of batch's jobs by state (lib/batch.h), O(1): the jobs the
+ * broker knows (unfinished, and records not yet evicted or deleted). */
+void aq_broker_batch_counts(const struct aq_broker *b, const char *batch,
+                            struct aq_batch_counts *out);
 
 struct aq_hist;
 

@@ -209,7 +209,13 @@ aq_job_ext(struct aq_job *j)
 bool
 aq_job_is_finished(const struct aq_job *j)
 {
-    return j->state >= AQ_JOB_DONE;
+    return aq_job_state_is_finished((enum aq_job_state)j->state);
+}
+
+bool
+aq_job_state_is_finished(enum aq_job_state st)
+{
+    return st >= AQ_JOB_DONE;
 }
 
 const char *

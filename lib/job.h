@@ -76,8 +76,14 @@ struct aq_job {
                                home, held); 0 = none */
     uint8_t is_packed;      /* a finished record in a record arena, ext and
                                strings in the same block (aq_job_pack) */
+    uint8_t batch_flags;    /* AQ_JOB_BATCH_*: 0 for a job with no batch */
     char args[];            /* args_len bytes of JSON, then a NUL */
 };
+
+/* aq_job.batch_flags: ext->batch is set (the broker counts the job in its
+ * batch from its first state on), and it is counted now. */
+#define AQ_JOB_BATCH_HAS 1u
+#define AQ_JOB_BATCH_COUNTED 2u
 
 /* A new job (the caller's; free with aq_job_free) with a copy of the
  * args_len bytes of JSON text at args. */
@@ -101,6 +107,7 @@ size_t aq_job_bytes(const struct aq_job *j);
 struct aq_job_ext *aq_job_ext(struct aq_job *j); /* creates ext if needed */
 
 bool aq_job_is_finished(const struct aq_job *j);
+bool aq_job_state_is_finished(enum aq_job_state st); /* done, failed... */
 const char *aq_job_state_name(enum aq_job_state st);
 const char *aq_kind_name(enum aq_kind kind);
 int aq_kind_parse(const char *name, enum aq_kind *out); /* 0, or -1 */

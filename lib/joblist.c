@@ -6,7 +6,8 @@
  * over the sets it covers (its queues times its states): each step takes
  * the lowest (or highest) head among them and moves that set on, so a
  * page costs O(limit x sets) set steps however many jobs the states hold.
- * One job beyond the page tells whether next is null.
+ * One job beyond the page tells whether next is null. A list by batch
+ * walks that batch's ids instead (lib/batch.h), testing queue and state.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -97,6 +98,17 @@ list_matches(const struct aq_list *l, const struct aq_job *j)
     return str_is(l->name, j->ext->name) && str_is(l->batch, j->ext->batch);
 }
 
+/* Whether l's states cover j's (a walk over a batch's ids sees them all). */
+static bool
+list_state_matches(const struct aq_list *l, const struct aq_job *j)
+{
+    for (size_t i = 0; aq_list_state_names[i] != NULL; i++) {
+        if (list_states[i] == (int)j->state)
+            return (l->states & (1u << i)) != 0;
+    }
+    return false;
+}
+
 /* Adds a walk over each non-empty set of bq that l covers. */
 static size_t
 walks_add(const struct aq_list *l, const struct broker_queue *bq,
@@ -134,9 +146,20 @@ aq_broker_list(struct aq_broker *b, const struct aq_list *l,
     STAILQ_FOREACH (bq, &b->queues, link)
         nqueues++;
     w = xcalloc(nqueues * BROKER_NSTATES + 1, sizeof *w);
-    STAILQ_FOREACH (bq, &b->queues, link) {
-        if (only == NULL || bq == only)
-            n = walks_add(l, bq, w, n);
+    if (l->batch != NULL) {
+        /* One walk over the batch's ids: a batch is usually a small part
+         * of the jobs, each tested for queue and state. */
+        const struct aq_idset *s = aq_batches_ids(b->batches, l->batch);
+
+        if (s != NULL) {
+            w[0] = (struct walk){s, walk_step(l, s, 0)};
+            n = w[0].head != 0 ? 1 : 0;
+        }
+    } else {
+        STAILQ_FOREACH (bq, &b->queues, link) {
+            if (only == NULL || bq == only)
+                n = walks_add(l, bq, w, n);
+        }
     }
     jobs = json_array();
     while ((first = walk_first(l, w, n)) != NULL) {
@@ -146,7 +169,9 @@ aq_broker_list(struct aq_broker *b, const struct aq_list *l,
         first->head = walk_step(l, first->set, id);
         if (j == NULL) /* never: the sets follow the id map */
             continue;
-        if (!list_matches(l, j)) {
+        if (!list_matches(l, j) ||
+            (l->batch != NULL && ((only != NULL && job_queue(j) != only) ||
+                                  !list_state_matches(l, j)))) {
             if (++scanned == AQ_LIST_SCAN) {
                 next = id; /* go on from here next time */
                 break;

@@ -20,6 +20,7 @@
 #include <event2/event.h>
 #include <jansson.h>
 
+#include "batch.h"
 #include "broker.h"
 #include "call.h"
 #include "clock.h"
@@ -272,8 +273,8 @@ m_put(struct aq_methods *m, struct aq_call *call,
       const struct aq_params *params, struct aq_jspan args)
 {
     static const char *const fields[] = {
-        "queue",   "kind", "args", "priority", "delay",  "timeout",
-        "retries", "key",  "name", "wait",     "nowait", NULL};
+        "queue", "kind", "args",  "priority", "delay",  "timeout", "retries",
+        "key",   "name", "batch", "wait",     "nowait", NULL};
     struct aq_put p = {.timeout = -1, .retries = -1};
     json_int_t prio = 0, retries = -1;
     bool wait = false;
@@ -287,6 +288,7 @@ m_put(struct aq_methods *m, struct aq_call *call,
         aq_params_int(params, "retries", 0, 0, 1000000, &retries) < 0 ||
         aq_params_string(params, "key", 0, &p.key) < 0 ||
         aq_params_string(params, "name", 0, &p.name) < 0 ||
+        aq_params_string(params, "batch", 0, &p.batch) < 0 ||
         aq_params_bool(params, "wait", 0, &wait) < 0 ||
         aq_params_bool(params, "nowait", 0, &p.nowait) < 0)
         goto fail;
@@ -305,6 +307,12 @@ m_put(struct aq_methods *m, struct aq_call *call,
     if (p.name != NULL && strlen(p.name) > AQ_NAME_MAX) {
         aq_params_fail(params, "name", "expected a string of at most %d bytes",
                        AQ_NAME_MAX);
+        goto fail;
+    }
+    if (p.batch != NULL &&
+        (p.batch[0] == '\0' || strlen(p.batch) > AQ_BATCH_NAME_MAX)) {
+        aq_params_fail(params, "batch", "expected a string of 1 to %d bytes",
+                       AQ_BATCH_NAME_MAX);
         goto fail;
     }
     p.priority = (int32_t)prio;
@@ -735,6 +743,16 @@ fail:
 
 /* ---- join ---- */
 
+/* join and stats take a queue or a batch, not both. */
+static int
+batch_not_with_queue(const struct aq_params *params, const char *queue,
+                     const char *batch)
+{
+    if (queue != NULL && batch != NULL)
+        return aq_params_fail(params, "batch", "not with params.queue");
+    return 0;
+}
+
 struct join_call {
     struct aq_call *call;
     struct aq_join *join;
@@ -791,23 +809,31 @@ static void
 m_join(struct aq_methods *m, struct aq_call *call,
        const struct aq_params *params, struct aq_jspan args)
 {
-    static const char *const fields[] = {"queue", "timeout", NULL};
+    static const char *const fields[] = {"queue", "batch", "timeout", NULL};
     struct join_call *jc = xcalloc(1, sizeof *jc);
-    const char *queue = NULL;
+    const char *queue = NULL, *batch = NULL;
     double timeout = -1;
     int rc;
 
     if (aq_params_fields(params, fields) < 0 ||
         aq_params_string(params, "queue", 0, &queue) < 0 ||
-        aq_params_duration(params, "timeout", 0, &timeout) < 0)
+        aq_params_string(params, "batch", 0, &batch) < 0 ||
+        aq_params_duration(params, "timeout", 0, &timeout) < 0 ||
+        batch_not_with_queue(params, queue, batch) < 0)
         goto fail;
     if (timeout < 0)
         timeout = aq_call_default_timeout(call);
     jc->call = call;
     jc->timeout = timeout;
-    jc->reply = json_pack("{s:s}", "queue", queue != NULL ? queue : "*");
-    rc = aq_broker_join(m->broker, queue, join_done_cb, jc, &jc->join,
-                        params->err);
+    if (batch != NULL) {
+        jc->reply = json_pack("{s:s}", "batch", batch);
+        rc =
+            aq_broker_join_batch(m->broker, batch, join_done_cb, jc, &jc->join);
+    } else {
+        jc->reply = json_pack("{s:s}", "queue", queue != NULL ? queue : "*");
+        rc = aq_broker_join(m->broker, queue, join_done_cb, jc, &jc->join,
+                            params->err);
+    }
     if (rc < 0)
         goto fail;
     if (rc == 0) {
@@ -1245,17 +1271,51 @@ queue_stats_json(const struct aq_queue_stats *s, void *arg)
     json_object_set_new(arg, s->name, o);
 }
 
+/* stats by batch: {"batch","total","unfinished", then a count per state
+ * in list's order (a state this build does not have counts 0)}. */
+static json_t *
+batch_stats_json(const struct aq_broker *b, const char *batch)
+{
+    struct aq_batch_counts c;
+    json_t *o;
+
+    aq_broker_batch_counts(b, batch, &c);
+    o = json_pack("{s:s,s:I,s:I}", "batch", batch, "total", (json_int_t)c.total,
+                  "unfinished", (json_int_t)c.unfinished);
+    for (size_t i = 0; aq_list_state_names[i] != NULL; i++) {
+        json_int_t n = 0;
+
+        for (int st = 0; st < AQ_BATCH_NSTATES; st++) {
+            if (strcmp(aq_job_state_name((enum aq_job_state)st),
+                       aq_list_state_names[i]) == 0)
+                n = (json_int_t)c.states[st];
+        }
+        json_object_set_new(o, aq_list_state_names[i], json_integer(n));
+    }
+    return o;
+}
+
 static void
 m_stats(struct aq_methods *m, struct aq_call *call,
         const struct aq_params *params, struct aq_jspan args)
 {
-    static const char *const fields[] = {"queue", NULL};
-    const char *queue = NULL;
-    json_t *queues = json_object();
+    static const char *const fields[] = {"queue", "batch", NULL};
+    const char *queue = NULL, *batch = NULL;
+    json_t *queues;
 
     if (aq_params_fields(params, fields) < 0 ||
         aq_params_string(params, "queue", 0, &queue) < 0 ||
-        aq_broker_each_queue(m->broker, queue, queue_stats_json, queues,
+        aq_params_string(params, "batch", 0, &batch) < 0 ||
+        batch_not_with_queue(params, queue, batch) < 0) {
+        aq_call_fail(call, params->err);
+        return;
+    }
+    if (batch != NULL) {
+        aq_call_reply(call, batch_stats_json(m->broker, batch));
+        return;
+    }
+    queues = json_object();
+    if (aq_broker_each_queue(m->broker, queue, queue_stats_json, queues,
                              params->err) < 0) {
         json_decref(queues);
         aq_call_fail(call, params->err);

@@ -187,6 +187,9 @@ restore_collect(void *value, void *arg)
     struct restore *rs = arg;
     struct aq_job *j = value;
 
+    /* Counted in its batch from the state it is placed in on. */
+    if (j->ext != NULL && j->ext->batch != NULL)
+        j->batch_flags = AQ_JOB_BATCH_HAS;
     if (aq_job_is_finished(j)) {
         if (rs->nf == rs->cap_f) {
             rs->cap_f = rs->cap_f != 0 ? rs->cap_f * 2 : 1024;

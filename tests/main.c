@@ -26,6 +26,7 @@ main(void)
     srunner_add_suite(sr, recarena_suite());
     srunner_add_suite(sr, rpc_suite());
     srunner_add_suite(sr, wait_suite());
+    srunner_add_suite(sr, batch_suite());
     srunner_add_suite(sr, broker_suite());
     srunner_add_suite(sr, clock_suite());
     srunner_add_suite(sr, client_suite());

@@ -23,6 +23,7 @@ Suite *hist_suite(void);
 Suite *history_suite(void);
 Suite *http_suite(void);
 Suite *idmap_suite(void);
+Suite *batch_suite(void);
 Suite *idset_suite(void);
 Suite *job_suite(void);
 Suite *journal_suite(void);

@@ -19,6 +19,7 @@
 #include <string.h>
 #include <sys/queue.h>
 
+#include "batch.h"
 #include "broker.h"
 #include "clock.h"
 #include "config.h"
@@ -1628,6 +1629,53 @@ list_count(struct env *e, const char *queue, unsigned k)
     return n;
 }
 
+/* The batches of the list test: each counts, by state, exactly the jobs
+ * whose status names it (evicted ones leave it), and list by batch gives
+ * them, in id order. */
+static void
+assert_batches_exact(struct env *e, const uint64_t *ids, size_t n)
+{
+    static const char *const batches[] = {"b0", "b1"};
+
+    for (size_t k = 0; k < 2; k++) {
+        struct aq_batch_counts want = {0}, got;
+        struct aq_list l = {
+            .batch = batches[k], .states = ~0u, .limit = AQ_LIST_MAX};
+        json_t *page;
+
+        for (size_t at = 0; at < n; at++) {
+            json_t *rec = aq_broker_status(e->broker, ids[at], NULL);
+            const char *b = str_at(rec, "batch", NULL);
+
+            if (rec != NULL && b != NULL && strcmp(b, batches[k]) == 0) {
+                for (int st = 0; st < AQ_BATCH_NSTATES; st++) {
+                    if (strcmp(str_at(rec, "state", NULL),
+                               aq_job_state_name((enum aq_job_state)st)) == 0)
+                        want.states[st]++;
+                }
+                want.total++;
+            }
+            json_decref(rec);
+        }
+        aq_broker_batch_counts(e->broker, batches[k], &got);
+        ck_assert_uint_eq(got.total, want.total);
+        for (int st = 0; st < AQ_BATCH_NSTATES; st++) {
+            ck_assert_msg(got.states[st] == want.states[st],
+                          "batch %s: %s %llu, status says %llu", batches[k],
+                          aq_job_state_name((enum aq_job_state)st),
+                          (unsigned long long)got.states[st],
+                          (unsigned long long)want.states[st]);
+            if (!aq_job_state_is_finished((enum aq_job_state)st))
+                want.unfinished += want.states[st];
+        }
+        ck_assert_uint_eq(got.unfinished, want.unfinished);
+        page = aq_broker_list(e->broker, &l, NULL);
+        ck_assert_uint_eq(json_array_size(json_object_get(page, "jobs")),
+                          want.total);
+        json_decref(page);
+    }
+}
+
 /* Every job of ids[] is listed under exactly the state its status gives
  * (an evicted one nowhere), in id order, each state walked one page of
  * 1000 at most; each queue's delayed, pending and running jobs are as
@@ -1692,6 +1740,7 @@ assert_index_exact(struct env *e, const uint64_t *ids, size_t n)
                       listed[at] != NULL ? listed[at] : "nowhere");
         json_decref(rec);
     }
+    assert_batches_exact(e, ids, n);
 }
 
 /* Jobs through every path that changes a state: put (pending, delayed),
@@ -1723,19 +1772,24 @@ START_TEST(list_indexes_follow_every_state_change)
         for (int i = 0; i < 6; i++) {
             p = put_of("p", "{}");
             p.delay = i % 2 == 0 ? 0.03 : 0;
+            p.batch = i % 3 == 0 ? "b0" : i % 3 == 1 ? "b1" : NULL;
             p.ack_queued = true;
             ids[n++] = put_now(&e, &p);
             p = put_of("e", "{}");
+            p.batch = i % 3 == 2 ? "b0" : i % 3 == 0 ? "b1" : NULL;
             p.ack_queued = true;
             ids[n++] = put_now(&e, &p);
         }
         p = put_of("t", "{\"seconds\":5}");
+        p.batch = "b1";
         p.ack_queued = true;
         ids[n++] = put_now(&e, &p);
         p = put_of("s", "{\"seconds\":5}");
+        p.batch = "b0";
         p.ack_queued = true;
         ids[n++] = put_now(&e, &p);
         p = put_of("p", "{}");
+        p.batch = round % 2 == 0 ? "b0" : NULL;
         p.delay = 100;
         p.ack_queued = true;
         ids[n++] = put_now(&e, &p);
@@ -1771,6 +1825,29 @@ START_TEST(list_indexes_follow_every_state_change)
     aq_broker_free(e.broker);
     e.broker = aq_broker_new(e.base, NULL, e.cfg);
     env_restore_journal(&e, AQ_FSYNC_NEVER);
+    assert_index_exact(&e, ids, n);
+    /* By hand: a record retried (it keeps its batch), another deleted. */
+    {
+        size_t retried = 0, deleted = 0;
+
+        for (size_t at = 0; at < n; at++) {
+            json_t *rec = aq_broker_status(e.broker, ids[at], NULL);
+            const char *st = str_at(rec, "state", NULL), *ignored;
+
+            if (st != NULL && strcmp(st, "cancelled") == 0 &&
+                json_object_get(rec, "batch") != NULL) {
+                if (retried < 2 &&
+                    aq_broker_retry(e.broker, ids[at], 0, &ignored, NULL) == 0)
+                    retried++;
+                else if (deleted < 2 &&
+                         aq_broker_delete(e.broker, ids[at], NULL) == 0)
+                    deleted++;
+            }
+            json_decref(rec);
+        }
+        ck_assert_uint_eq(retried, 2);
+        ck_assert_uint_eq(deleted, 2);
+    }
     assert_index_exact(&e, ids, n);
     env_free(&e);
 }

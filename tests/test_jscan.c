@@ -858,6 +858,8 @@ static const struct row declined[] = {
             "{'id':1,'method':'put','params':{'key':'\\''}}"),
     DECLINE("an args key with an escape",
             "{'id':1,'method':'put','params':{'args':{'k\\\\ey':1}}}"),
+    DECLINE("a batch (the general path keeps it)",
+            "{'id':1,'method':'put','params':{'batch':'b1'}}"),
     DECLINE("a kind longer than fastput keeps",
             "{'id':1,'method':'put','params':{'kind':'abcdefghijklmnop'}}"),
     DECLINE("priority with a leading zero",
