@@ -614,6 +614,29 @@ START_TEST(session_and_history_over_http_and_tcp)
 }
 END_TEST
 
+/* join by batch (issue 16) waits over POST /rpc as on TCP: the reply
+ * comes once the batch's job has finished. */
+START_TEST(join_by_batch_waits_over_http)
+{
+    struct bb_daemon *d = start("'s':{'kind':'sleep','consumers':1}");
+    struct bb_conn *c = bb_connect(d);
+    json_int_t id = bb_put_job(
+        c, bb_jsonq("{'queue':'s','args':{'seconds':0.3},'batch':'h'}"), 5000);
+    json_t *v, *rec;
+
+    v = rpc_result(bb_metrics_port(d), NULL,
+                   "{\"id\":1,\"method\":\"join\",\"params\":{\"batch\":"
+                   "\"h\",\"timeout\":5}}");
+    ck_assert_str_eq(bb_str_at(v, "batch"), "h");
+    json_decref(v);
+    rec = bb_job_status(c, id);
+    ck_assert_str_eq(bb_str_at(rec, "state"), "done");
+    json_decref(rec);
+    bb_close(c);
+    ck_assert_int_eq(bb_stop(d), 0);
+}
+END_TEST
+
 Suite *
 bb_rpc_suite(void)
 {
@@ -630,6 +653,7 @@ bb_rpc_suite(void)
     tcase_add_test(tc, auth_wants_the_bearer_token_but_session_answers_without);
     tcase_add_test(tc, without_auth_beyond_loopback_it_is_read_only);
     tcase_add_test(tc, session_and_history_over_http_and_tcp);
+    tcase_add_test(tc, join_by_batch_waits_over_http);
     suite_add_tcase(s, tc);
     return s;
 }

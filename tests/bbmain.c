@@ -33,6 +33,7 @@ main(void)
     srunner_add_suite(sr, bb_broker_suite());
     srunner_add_suite(sr, bb_records_suite());
     srunner_add_suite(sr, bb_list_suite());
+    srunner_add_suite(sr, bb_batch_suite());
     srunner_add_suite(sr, bb_workers_suite());
     srunner_add_suite(sr, bb_tls_suite());
     srunner_add_suite(sr, bb_rpc_suite());

@@ -23,6 +23,7 @@ Suite *bb_conformance_suite(void);
 Suite *bb_fuzz_suite(void);
 Suite *bb_broker_suite(void);
 Suite *bb_list_suite(void);
+Suite *bb_batch_suite(void);
 Suite *bb_workers_suite(void);
 Suite *bb_tls_suite(void);
 Suite *bb_rpc_suite(void);

@@ -98,8 +98,8 @@ START_TEST(many_labels_each_keep_their_counts)
     for (int i = 0; i < 1000; i += 2) {
         snprintf(name, sizeof name, "batch-%d", i);
         for (int k = 0; k <= i % 5; k++)
-            aq_batches_move(t, name, (uint64_t)(i * 10 + k + 1),
-                            AQ_JOB_PENDING, -1);
+            aq_batches_move(t, name, (uint64_t)(i * 10 + k + 1), AQ_JOB_PENDING,
+                            -1);
     }
     ck_assert_uint_eq(aq_batches_size(t), 500);
     ck_assert_uint_eq(counts_of(t, "batch-999").total, 5);
@@ -188,7 +188,8 @@ batch_suite(void)
     tcase_add_test(tc, counts_follow_enters_moves_and_leaves);
     tcase_add_test(tc, many_labels_each_keep_their_counts);
     tcase_add_test(tc, join_fires_from_the_loop_once_nothing_is_unfinished);
-    tcase_add_test(tc, join_cancelled_after_firing_and_freed_waiting_never_call);
+    tcase_add_test(tc,
+                   join_cancelled_after_firing_and_freed_waiting_never_call);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -23,7 +23,8 @@ static const struct verb {
 } verbs[] = {
     {"put", v_put,
      "put [-q QUEUE] [-p PRIO] [--delay D] [--timeout D]\n"
-     "    [--retries N] [--key K] [--nowait] [--wait] [--] CMD ARG...\n"
+     "    [--retries N] [--key K] [--batch B] [--nowait] [--wait] [--] CMD\n"
+     "    ARG...\n"
      "put -k KIND --args JSON [options]\n"
      "put -f FILE.ndjson [options]\n"
      "\n"
@@ -34,6 +35,8 @@ static const struct verb {
      "full queue holds the put back until it has room, unless --nowait.\n"
      "--wait waits for the job: an exec job's output is passed through and\n"
      "its exit status becomes asyncq's (128+N if killed by signal N).\n"
+     "--batch B labels the job (with -f: each line's, unless the line has\n"
+     "its own); join --batch and stats --batch follow a batch.\n"
      "Durations D take units: 90, 90s, 5m, 1.5h, 2d.\n"},
     {"status", v_status,
      "status ID\n"
@@ -47,8 +50,8 @@ static const struct verb {
      "Waits until every job (--any: the first) has finished. Exit 1 if one\n"
      "failed, 3 at the timeout.\n"},
     {"list", v_list,
-     "list [-q QUEUE] [-s STATE]... [-n N] [--after ID | --before ID]\n"
-     "     [--desc] [--wide]\n"
+     "list [-q QUEUE] [-s STATE]... [--name N] [--batch B] [-n N]\n"
+     "     [--after ID | --before ID] [--desc] [--wide]\n"
      "\n"
      "Lists jobs, oldest first (--desc: newest first), N a page (default\n"
      "100, at most 1000), as a table that fits 80 columns (--wide: in full).\n"
@@ -76,15 +79,17 @@ static const struct verb {
      "with --running too, the running ones.\n"},
     {"join", v_join,
      "join [QUEUE] [--timeout D]\n"
+     "join --batch B [--timeout D]\n"
      "\n"
-     "Waits until every job put on QUEUE (default: all queues) has\n"
-     "finished, with a progress bar on a terminal.\n"},
+     "Waits until every job put on QUEUE (default: all queues), or every\n"
+     "job of batch B, has finished, with a progress bar on a terminal.\n"},
     {"stats", v_stats,
      "stats [QUEUE] [--watch] [--interval D] [--wide]\n"
+     "stats --batch B [--watch] [--interval D]\n"
      "\n"
      "Shows the queues' counters in a table that fits 80 columns (--wide:\n"
-     "every column). --watch redraws it every D (default 1s) until ^C,\n"
-     "reconnecting if the server restarts.\n"},
+     "every column), or the jobs of batch B by state. --watch redraws it\n"
+     "every D (default 1s) until ^C, reconnecting if the server restarts.\n"},
     {"scale", v_scale,
      "scale QUEUE N\n"
      "\n"

@@ -365,7 +365,14 @@ v_put(struct cli *cli)
             json_object_set_new(params, "retries", json_integer(n));
         } else if (strcmp(a, "--key") == 0)
             json_object_set_new(params, "key", json_string(v));
-        else if (strcmp(a, "--args") == 0) {
+        else if (strcmp(a, "--batch") == 0) {
+            if (*v == '\0' || strlen(v) > 200) {
+                rc = usage_error(cli, "--batch: expected a name of 1 to 200 "
+                                      "bytes");
+                goto out;
+            }
+            json_object_set_new(params, "batch", json_string(v));
+        } else if (strcmp(a, "--args") == 0) {
             json_error_t jerr;
 
             json_decref(args);

@@ -73,14 +73,42 @@ stats_sum(const json_t *queues, const char *field)
     return n;
 }
 
+/* The finished jobs of a batch: done + failed + cancelled. */
+static double
+batch_finished(const json_t *st)
+{
+    return (double)(int_of(st, "done") + int_of(st, "failed") +
+                    int_of(st, "cancelled"));
+}
+
+/* A batch's bar: its finished jobs of all it holds. */
 static void
-join_draw(struct aq_client *watch, const char *queue, struct progress *bar,
-          double *done0)
+join_draw_batch(struct aq_client *watch, const char *batch,
+                struct progress *bar)
+{
+    struct aq_error err;
+    json_t *st = aq_client_call(
+        watch, "stats", json_pack("{s:s}", "batch", batch), NULL, NULL, &err);
+
+    if (st == NULL)
+        return;
+    progress_draw(bar, "finished", batch_finished(st),
+                  (double)int_of(st, "total"), NULL);
+    json_decref(st);
+}
+
+static void
+join_draw(struct aq_client *watch, const char *queue, const char *batch,
+          struct progress *bar, double *done0)
 {
     struct aq_error err;
     json_t *st, *qs;
     double done, left;
 
+    if (batch != NULL) {
+        join_draw_batch(watch, batch, bar);
+        return;
+    }
     st = aq_client_call(watch, "stats",
                         queue != NULL ? json_pack("{s:s}", "queue", queue)
                                       : NULL,
@@ -100,7 +128,7 @@ join_draw(struct aq_client *watch, const char *queue, struct progress *bar,
 int
 v_join(struct cli *cli)
 {
-    const char *queue = NULL;
+    const char *queue = NULL, *batch = NULL;
     json_t *params = json_object(), *r;
     bool tty = isatty(STDERR_FILENO) && !cli->json;
     struct aq_client *watch = NULL;
@@ -124,6 +152,12 @@ v_join(struct cli *cli)
             }
             json_object_set_new(params, "timeout", json_real(t));
             k++;
+        } else if (strcmp(cli->argv[k], "--batch") == 0) {
+            if (k + 1 >= cli->argc || cli->argv[k + 1][0] == '\0') {
+                json_decref(params);
+                return usage_error(cli, "--batch: expected a batch name");
+            }
+            batch = cli->argv[++k];
         } else if (queue == NULL && cli->argv[k][0] != '-')
             queue = cli->argv[k];
         else {
@@ -131,8 +165,14 @@ v_join(struct cli *cli)
             return usage_error(cli, "%s: unexpected argument", cli->argv[k]);
         }
     }
+    if (queue != NULL && batch != NULL) {
+        json_decref(params);
+        return usage_error(cli, "give QUEUE or --batch, not both");
+    }
     if (queue != NULL)
         json_object_set_new(params, "queue", json_string(queue));
+    if (batch != NULL)
+        json_object_set_new(params, "batch", json_string(batch));
     if ((rc = connect_cli(cli)) != 0) {
         json_decref(params);
         return rc;
@@ -156,7 +196,7 @@ v_join(struct cli *cli)
                 rc = report_error(&err);
                 break;
             }
-            join_draw(watch, queue, &bar, &done0);
+            join_draw(watch, queue, batch, &bar, &done0);
             continue;
         }
         if (id != join_id) {
@@ -175,6 +215,8 @@ v_join(struct cli *cli)
         r = json_object_get(msg, "result");
         if (cli->json)
             print_json(r);
+        else if (batch != NULL)
+            printf("batch %s: every job has finished\n", str_of(r, "batch"));
         else if (strcmp(str_of(r, "queue"), "*") == 0)
             puts("all queues: every job has finished");
         else
@@ -297,12 +339,35 @@ stats_wide(const json_t *queues)
 
 /* One round of stats: the result (new ref) or NULL with err. */
 static json_t *
-stats_once(struct aq_client *c, const char *queue, struct aq_error *err)
+stats_once(struct aq_client *c, const char *queue, const char *batch,
+           struct aq_error *err)
 {
+    json_t *params = NULL;
+
+    if (batch != NULL)
+        params = json_pack("{s:s}", "batch", batch);
+    else if (queue != NULL)
+        params = json_pack("{s:s}", "queue", queue);
     aq_client_set_timeout(c, CALL_TIMEOUT_MS);
-    return aq_client_call(
-        c, "stats", queue != NULL ? json_pack("{s:s}", "queue", queue) : NULL,
-        NULL, NULL, err);
+    return aq_client_call(c, "stats", params, NULL, NULL, err);
+}
+
+/* stats --batch: one line of counts, then the states that have jobs. */
+static void
+stats_batch(const json_t *st)
+{
+    static const char *const states[] = {"delayed",   "waiting", "pending",
+                                         "running",   "done",    "failed",
+                                         "cancelled", NULL};
+
+    printf("batch %s: %lld jobs, %lld unfinished, %lld finished\n",
+           str_of(st, "batch"), (long long)int_of(st, "total"),
+           (long long)int_of(st, "unfinished"), (long long)batch_finished(st));
+    for (size_t i = 0; states[i] != NULL; i++) {
+        if (int_of(st, states[i]) > 0)
+            printf("  %-10s %lld\n", states[i],
+                   (long long)int_of(st, states[i]));
+    }
 }
 
 /* Until the server answers again (or ^C): connects with backoff, saying so
@@ -337,7 +402,7 @@ stats_reconnect(struct cli *cli, const struct aq_error *why, bool tty)
 int
 v_stats(struct cli *cli)
 {
-    const char *queue = NULL;
+    const char *queue = NULL, *batch = NULL;
     bool watch = false, tty = isatty(STDOUT_FILENO);
     struct sigaction sa = {.sa_handler = on_sigint};
     double interval = 1;
@@ -357,11 +422,17 @@ v_stats(struct cli *cli)
                                    "(0.5, 2s, 1m)",
                                    k + 1 < cli->argc ? cli->argv[k + 1] : "");
             k++;
+        } else if (strcmp(cli->argv[k], "--batch") == 0) {
+            if (k + 1 >= cli->argc || cli->argv[k + 1][0] == '\0')
+                return usage_error(cli, "--batch: expected a batch name");
+            batch = cli->argv[++k];
         } else if (queue == NULL && cli->argv[k][0] != '-')
             queue = cli->argv[k];
         else
             return usage_error(cli, "%s: unexpected argument", cli->argv[k]);
     }
+    if (queue != NULL && batch != NULL)
+        return usage_error(cli, "give QUEUE or --batch, not both");
     if ((rc = connect_cli(cli)) != 0)
         return rc;
     /* ^C ends a watch cleanly (exit 0): the handler only sets a flag. */
@@ -369,8 +440,9 @@ v_stats(struct cli *cli)
     sigaction(SIGINT, &sa, NULL);
     do {
         struct aq_error err;
-        json_t *st =
-            cli->client != NULL ? stats_once(cli->client, queue, &err) : NULL;
+        json_t *st = cli->client != NULL
+                         ? stats_once(cli->client, queue, batch, &err)
+                         : NULL;
 
         if (st == NULL) {
             if (!watch || error_status(&err) == EXIT_SERVER)
@@ -384,11 +456,15 @@ v_stats(struct cli *cli)
         else {
             if (watch && tty)
                 fputs("\033[H\033[2J", stdout); /* redraw in place */
-            stats_header(st);
-            if (cli->wide)
+            if (batch != NULL)
+                stats_batch(st);
+            else if (cli->wide) {
+                stats_header(st);
                 stats_wide(json_object_get(st, "queues"));
-            else
+            } else {
+                stats_header(st);
                 stats_narrow(json_object_get(st, "queues"));
+            }
         }
         fflush(stdout);
         json_decref(st);
