@@ -112,9 +112,9 @@ START_TEST(stats_by_batch_counts_each_state_exactly)
     json_decref(page);
     page = bb_result(c, "list", bb_jsonq("{'batch':'y','state':'done'}"));
     ck_assert_uint_eq(json_array_size(json_object_get(page, "jobs")), 1);
-    ck_assert_str_eq(bb_str_at(json_array_get(json_object_get(page, "jobs"), 0),
-                               "queue"),
-                     "b");
+    ck_assert_str_eq(
+        bb_str_at(json_array_get(json_object_get(page, "jobs"), 0), "queue"),
+        "b");
     json_decref(page);
     /* the running job cancelled: running -> cancelled */
     json_decref(
@@ -178,8 +178,7 @@ START_TEST(join_by_batch_waits_for_its_own_jobs_only)
         bb_error(c, "join", bb_jsonq("{'batch':'slow','timeout':0.2}")),
         TIMED_OUT);
     /* a's consumer runs fast's jobs: the join answers while slow runs */
-    json_decref(
-        bb_result(c, "scale", bb_jsonq("{'queue':'a','consumers':1}")));
+    json_decref(bb_result(c, "scale", bb_jsonq("{'queue':'a','consumers':1}")));
     r = bb_wait_reply(c2, join_id, POLL_MS);
     ck_assert_msg(r != NULL, "join of batch fast: no reply");
     ck_assert_str_eq(bb_str_at(r, "result.batch"), "fast");
@@ -297,7 +296,8 @@ START_TEST(cli_put_file_join_and_stats_by_batch)
     f = fopen(path, "w");
     ck_assert_ptr_nonnull(f);
     for (int i = 0; i < 20; i++)
-        fprintf(f, "{\"queue\":\"b\",\"kind\":\"echo\",\"args\":{\"i\":%d}%s}\n",
+        fprintf(f,
+                "{\"queue\":\"b\",\"kind\":\"echo\",\"args\":{\"i\":%d}%s}\n",
                 i, i < 5 ? ",\"batch\":\"own\"" : "");
     ck_assert_int_eq(fclose(f), 0);
     asyncq(&r, d, "put", "-f", path, "--batch", "nightly", NULL);
@@ -306,8 +306,8 @@ START_TEST(cli_put_file_join_and_stats_by_batch)
     asyncq(&r, d, "join", "--batch", "nightly", "--timeout", "10", NULL);
     ck_assert_msg(r.status == 0, "%s: exit %d: %s", r.cmd, r.status, r.err);
     ck_assert_str_eq(r.out, "batch nightly: every job has finished\n");
-    ck_assert_msg(strchr(r.err, '\r') == NULL, "%s: a bar on a pipe: %s",
-                  r.cmd, r.err);
+    ck_assert_msg(strchr(r.err, '\r') == NULL, "%s: a bar on a pipe: %s", r.cmd,
+                  r.err);
     bb_run_free(&r);
     asyncq(&r, d, "--json", "stats", "--batch", "nightly", NULL);
     ck_assert_msg(r.status == 0, "%s: exit %d: %s", r.cmd, r.status, r.err);
@@ -319,10 +319,10 @@ START_TEST(cli_put_file_join_and_stats_by_batch)
     bb_run_free(&r);
     asyncq(&r, d, "stats", "--batch", "own", NULL);
     ck_assert_msg(r.status == 0, "%s: exit %d: %s", r.cmd, r.status, r.err);
-    ck_assert_msg(strstr(r.out, "batch own: 5 jobs, 0 unfinished, 5 finished") !=
-                          NULL &&
-                      strstr(r.out, "done") != NULL,
-                  "%s: %s", r.cmd, r.out);
+    ck_assert_msg(
+        strstr(r.out, "batch own: 5 jobs, 0 unfinished, 5 finished") != NULL &&
+            strstr(r.out, "done") != NULL,
+        "%s: %s", r.cmd, r.out);
     bb_run_free(&r);
     /* a single put with --batch; join with a timeout on a stuck batch */
     asyncq(&r, d, "put", "-q", "a", "-k", "echo", "--args", "{}", "--batch",

@@ -23,8 +23,8 @@ static const struct verb {
 } verbs[] = {
     {"put", v_put,
      "put [-q QUEUE] [-p PRIO] [--delay D] [--timeout D]\n"
-     "    [--retries N] [--key K] [--batch B] [--nowait] [--wait] [--] CMD\n"
-     "    ARG...\n"
+     "    [--retries N] [--key K] [--batch B] [--nowait] [--wait]\n"
+     "    [--] CMD ARG...\n"
      "put -k KIND --args JSON [options]\n"
      "put -f FILE.ndjson [options]\n"
      "\n"
