@@ -19,9 +19,9 @@
 struct aq_rate {
     double per_us; /* tokens a microsecond */
     double burst;
-    double level;   /* tokens in the bucket; may be below 0 after a
-                       configure lowered burst below the held ones */
-    unsigned held;  /* set aside (aq_rate_hold), not spent yet */
+    double level;    /* tokens in the bucket; may be below 0 after a
+                        configure lowered burst below the held ones */
+    unsigned held;   /* set aside (aq_rate_hold), not spent yet */
     int64_t last_us; /* level is as of then */
 };
 
