@@ -26,11 +26,11 @@
 
 struct throttle {
     struct broker_queue *bq;
-    struct aq_rate *bucket;   /* owned */
-    struct event *ev;         /* owned: the next token for the takers */
+    struct aq_rate *bucket;     /* owned */
+    struct event *ev;           /* owned: the next token for the takers */
     TAILQ_HEAD(, taker) takers; /* waiting for a token, in arrival order */
-    int64_t since_us;         /* throttled time is counted up to then */
-    int64_t throttled_us;     /* since start */
+    int64_t since_us;           /* throttled time is counted up to then */
+    int64_t throttled_us;       /* since start */
     double per_second;
     int burst;
 };
@@ -110,8 +110,7 @@ throttle_configure(struct broker_queue *bq)
     } else {
         t = xcalloc(1, sizeof *t);
         t->bq = bq;
-        t->bucket =
-            aq_rate_new(qc->rate.per_second, qc->rate.burst, now_us);
+        t->bucket = aq_rate_new(qc->rate.per_second, qc->rate.burst, now_us);
         t->ev = evtimer_new(bq->b->base, token_cb, t);
         TAILQ_INIT(&t->takers);
         bq->rate = t;
