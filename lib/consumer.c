@@ -131,14 +131,20 @@ attempt_finish(struct aq_job *j, struct aq_outcome *out, enum interrupt why)
         }
         broker_count_failure(bq, x->err_code);
         if (!out->is_final && j->attempts <= job_retries(j)) {
-            double delay = backoff_s(bq, j->attempts);
+            /* The server's Retry-After, if it gave one, else the backoff.
+             * The retry is a start like any: a rate limit still applies. */
+            int64_t delay_us =
+                out->has_retry_after
+                    ? out->retry_after_us
+                    : aq_clock_s_to_us(backoff_s(bq, j->attempts));
 
             bq->n_retried++;
             aq_log_job(AQ_LOG_INFO, j->id, bq->cfg.name,
-                       "job %llu: attempt %u failed (%s), retry in %g s",
+                       "job %llu: attempt %u failed (%s), retry in %g s%s",
                        (unsigned long long)j->id, j->attempts, x->err_code,
-                       delay);
-            job_requeue(b, j, aq_clock_s_to_us(delay));
+                       (double)delay_us / 1e6,
+                       out->has_retry_after ? " (Retry-After)" : "");
+            job_requeue(b, j, delay_us);
             st = j->state;
         } else {
             st = AQ_JOB_FAILED;

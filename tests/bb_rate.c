@@ -88,9 +88,9 @@ assert_stat_stays(struct bb_conn *c, const char *queue, const char *name,
 
 START_TEST(consumers_start_burst_at_once_then_per_second)
 {
-    struct bb_daemon *d = bb_startq(
-        "{'queues':{'e':{'kind':'echo','consumers':4,"
-        "'rate':{'per_second':20,'burst':5}}}}");
+    struct bb_daemon *d =
+        bb_startq("{'queues':{'e':{'kind':'echo','consumers':4,"
+                  "'rate':{'per_second':20,'burst':5}}}}");
     struct bb_conn *c = bb_connect(d);
     int64_t t0 = bb_now_ms(), elapsed;
     double first, fifth, last;
@@ -121,9 +121,9 @@ END_TEST
 
 START_TEST(a_get_leases_at_most_the_tokens_and_waits_for_more)
 {
-    struct bb_daemon *d = bb_startq(
-        "{'queues':{'w':{'kind':'remote','timeout':30,"
-        "'rate':{'per_second':4,'burst':3}}}}");
+    struct bb_daemon *d =
+        bb_startq("{'queues':{'w':{'kind':'remote','timeout':30,"
+                  "'rate':{'per_second':4,'burst':3}}}}");
     struct bb_conn *c = bb_connect(d);
     json_t *r;
     int64_t t0;
@@ -140,8 +140,8 @@ START_TEST(a_get_leases_at_most_the_tokens_and_waits_for_more)
     /* Waiting gets are answered as tokens come: about 4 a second. */
     t0 = bb_now_ms();
     for (int i = 0; i < 4; i++) {
-        r = bb_result_within(c, "get", bb_jsonq("{'queue':'w','max':50,'wait':5}"),
-                             POLL_MS);
+        r = bb_result_within(
+            c, "get", bb_jsonq("{'queue':'w','max':50,'wait':5}"), POLL_MS);
         ck_assert_msg(json_array_size(r) == 1, "get: %s", bb_dump(r));
         json_decref(r);
     }
@@ -191,10 +191,10 @@ metrics_text(int port)
 
 START_TEST(throttled_time_grows_while_held_and_is_exported)
 {
-    struct bb_daemon *d = bb_startq(
-        "{'metrics':'127.0.0.1:0','queues':{'e':{'kind':'echo',"
-        "'consumers':1,'rate':{'per_second':2,'burst':1}},"
-        "'f':{'kind':'echo','consumers':1}}}");
+    struct bb_daemon *d =
+        bb_startq("{'metrics':'127.0.0.1:0','queues':{'e':{'kind':'echo',"
+                  "'consumers':1,'rate':{'per_second':2,'burst':1}},"
+                  "'f':{'kind':'echo','consumers':1}}}");
     struct bb_conn *c = bb_connect(d);
     int port = bb_metrics_port(d);
     int64_t end;
@@ -231,9 +231,9 @@ END_TEST
 
 START_TEST(sighup_changes_and_removes_a_rate_live)
 {
-    struct bb_daemon *d = bb_startq(
-        "{'queues':{'e':{'kind':'echo','consumers':2,"
-        "'rate':{'per_second':0.5,'burst':1}}}}");
+    struct bb_daemon *d =
+        bb_startq("{'queues':{'e':{'kind':'echo','consumers':2,"
+                  "'rate':{'per_second':0.5,'burst':1}}}}");
     struct bb_conn *c = bb_connect(d);
     int64_t t0;
     json_t *q;
@@ -295,9 +295,9 @@ END_TEST
 
 START_TEST(pause_holds_throttled_consumers_and_resume_goes_on)
 {
-    struct bb_daemon *d = bb_startq(
-        "{'queues':{'e':{'kind':'echo','consumers':3,"
-        "'rate':{'per_second':4,'burst':1}}}}");
+    struct bb_daemon *d =
+        bb_startq("{'queues':{'e':{'kind':'echo','consumers':3,"
+                  "'rate':{'per_second':4,'burst':1}}}}");
     struct bb_conn *c = bb_connect(d);
     json_t *r;
 
