@@ -41,6 +41,20 @@ struct aq_wait;
 /* Why a consumer's run was cancelled. */
 enum interrupt { INT_NONE, INT_TIMEOUT, INT_CANCEL, INT_SHUTDOWN };
 
+/* A taker of jobs under a queue's rate limit (throttle.c): an idle
+ * consumer, or one queue of a waiting get. */
+enum taker_state {
+    TAKER_IDLE,    /* holds no token, waits for none */
+    TAKER_QUEUED,  /* waits for a token, in the queue's takers */
+    TAKER_HOLDING, /* holds a token: may wait on the queue for a job */
+};
+
+struct taker {
+    TAILQ_ENTRY(taker) link;     /* the throttle's takers while QUEUED */
+    void (*go)(struct taker *k); /* it holds a token now: go on */
+    enum taker_state state;
+};
+
 /* An aq_task whose work is the loop get -> run -> end of attempt. It may
  * be freed only from its task's done-callback (consumer.c). */
 struct consumer {
@@ -57,6 +71,7 @@ struct consumer {
     bool in_start;            /* inside handler->start */
     bool has_sync_out;        /* the run ended inside start */
     struct aq_outcome sync_out;
+    struct taker rt;           /* under bq's rate limit */
     LIST_ENTRY(consumer) link; /* bq->consumers */
 };
 
@@ -82,6 +97,8 @@ struct broker_queue {
     /* owned: the ids of its jobs in each state, for list (joblist.c) */
     struct aq_idset *ids[BROKER_NSTATES];
     int nworkers; /* remote: workers with a get waiting or a lease held */
+    struct throttle *rate; /* owned: the rate limit; NULL = none */
+    int64_t throttled_us;  /* throttled time of rate limits since removed */
     STAILQ_ENTRY(broker_queue) link; /* b->queues, in config order */
 };
 
@@ -127,6 +144,7 @@ struct get_part {
     struct aq_queue_waiter w;
     struct aq_get_wait *g;
     struct broker_queue *bq;
+    struct taker rt; /* under bq's rate limit */
 };
 
 struct aq_get_wait {
@@ -341,6 +359,30 @@ struct aq_task *leases_stop(struct aq_broker *b);
 void leases_free(struct aq_broker *b);
 /* A leased job's worker and lease_deadline, added to its record. */
 void lease_record(const struct aq_job *j, json_t *rec);
+
+/* ---- throttle.c: a queue's rate limit (bq->rate) ---- */
+
+/* Makes bq->rate follow bq->cfg.rate: new, changed, or freed (null).
+ * Takers must be dropped first (consumers_pause) when it changes. */
+void throttle_configure(struct broker_queue *bq);
+/* Whether qc's rate differs from the one bq applies. */
+bool throttle_changes(const struct broker_queue *bq,
+                      const struct aq_queue_config *qc);
+void throttle_free(struct broker_queue *bq); /* takers forgotten */
+/* k holds a token (true: it may ask the queue for a job), or waits for
+ * one (false: its go callback runs, from the loop, once it holds one).
+ * Only with bq->rate set. */
+bool throttle_hold(struct broker_queue *bq, struct taker *k);
+/* k's held token is spent: a job starts. */
+void throttle_spend(struct broker_queue *bq, struct taker *k);
+/* k stops: its token goes back, or it stops waiting. Any state. */
+void throttle_drop(struct broker_queue *bq, struct taker *k);
+/* Up to n tokens now (0 while takers wait for one: they come first), and
+ * the ones not spent after all, back. Only with bq->rate set. */
+unsigned throttle_take(struct broker_queue *bq, unsigned n);
+void throttle_give(struct broker_queue *bq, unsigned n);
+/* Throttled time since start, in seconds (stats "throttled"). */
+double throttle_seconds(const struct broker_queue *bq);
 
 /* ---- records.c ---- */
 

@@ -97,6 +97,8 @@ static void
 broker_queue_configure(struct broker_queue *bq,
                        const struct aq_queue_config *qc)
 {
+    bool is_rate_changed = throttle_changes(bq, qc);
+
     if (&bq->cfg != qc) {
         aq_queue_config_clear(&bq->cfg);
         aq_queue_config_copy(&bq->cfg, qc);
@@ -104,6 +106,17 @@ broker_queue_configure(struct broker_queue *bq,
     if (aq_kind_parse(qc->kind, &bq->kind) < 0)
         bq->kind = AQ_KIND_EXEC;
     aq_queue_set_maxsize(bq->q, qc->maxsize);
+    if (is_rate_changed) {
+        /* Takers let go of their tokens and ask again under the new
+         * limit, as a pause and resume would make them. */
+        bool is_live = !bq->is_paused;
+
+        if (is_live)
+            consumers_pause(bq, true);
+        throttle_configure(bq);
+        if (is_live)
+            consumers_pause(bq, false);
+    }
 }
 
 struct broker_queue *
@@ -133,6 +146,7 @@ static void
 broker_queue_free(struct broker_queue *bq)
 {
     consumers_free(bq);
+    throttle_free(bq);      /* after its takers */
     aq_http_free(bq->http); /* after the runs that used it */
     aq_queue_free(bq->q);   /* no drop_cb: the id map owns the jobs */
     aq_queue_config_clear(&bq->cfg);
@@ -1067,6 +1081,9 @@ broker_queue_stats(const struct broker_queue *bq, struct aq_queue_stats *s)
         .oldest_ready_s = (double)aq_queue_oldest_ready_us(bq->q) / 1e6,
         .putters = aq_queue_putters(bq->q),
         .failures = bq->n_fail_by,
+        .throttled_s = throttle_seconds(bq),
+        .rate_per_second = bq->rate != NULL ? bq->cfg.rate.per_second : 0,
+        .rate_burst = bq->cfg.rate.burst,
     };
 }
 

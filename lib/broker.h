@@ -252,6 +252,9 @@ struct aq_queue_stats {
     size_t putters;           /* puts waiting for room: producers held back */
     const uint64_t *failures; /* failed attempts since start, by reason:
                                  AQ_FAIL_REASONS, aq_fail_reasons' order */
+    double throttled_s;       /* a ready job waited only for a rate token */
+    double rate_per_second;   /* the rate limit; 0 = none */
+    int rate_burst;
 };
 
 /* The reasons failed attempts are counted by: the error codes of the job

@@ -46,6 +46,10 @@ struct aq_queue_config {
         double max;     /* s >= 0; default 300 */
     } backoff;
     struct {
+        double per_second; /* > 0; 0 = no rate limit (null, the default) */
+        int burst;         /* >= 1; default max(1, ceil(per_second)) */
+    } rate;
+    struct {
         char **allow; /* absolute paths, or the single "*"; default ["*"] */
         size_t nallow;
         char *path;        /* default "/usr/local/bin:/usr/bin:/bin" */

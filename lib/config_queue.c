@@ -7,6 +7,7 @@
 #include "config.h"
 
 #include <limits.h>
+#include <math.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -196,6 +197,44 @@ static const struct field backoff_fields[] = {
     {NULL, NULL, 0, 0, 0, NULL},
 };
 
+/* "rate": null (no limit), or {"per_second": R > 0, "burst": B >= 1}. */
+static int
+parse_rate(struct parser *p, json_t *v, const struct field *f, const char *path,
+           void *base)
+{
+    static const struct field rate_fields[] = {
+        {"per_second", config_parse_number, QF(rate.per_second), 0, NUMBER_MAX,
+         NULL},
+        {"burst", config_parse_int, QF(rate.burst), 1, 1000000, NULL},
+        {NULL, NULL, 0, 0, 0, NULL},
+    };
+    struct aq_queue_config *qc = base;
+    char child[PATH_LEN + 16];
+    json_t *ps;
+
+    qc->rate.per_second = 0;
+    qc->rate.burst = 0;
+    if (json_is_null(v))
+        return 0;
+    if (!json_is_object(v))
+        return config_field_error(
+            p, path, "expected null or {\"per_second\": R, \"burst\": B}");
+    snprintf(child, sizeof child, "%s.per_second", path);
+    ps = json_object_get(v, "per_second");
+    if (ps == NULL)
+        return config_field_error(p, child, "required (jobs a second)");
+    if (json_is_number(ps) && !(json_number_value(ps) > 0))
+        return config_field_error(p, child, "expected number > 0");
+    if (config_parse_object(p, v, path, rate_fields, base) == -1)
+        return -1;
+    if (qc->rate.burst == 0) {
+        double b = ceil(qc->rate.per_second);
+
+        qc->rate.burst = b < 1 ? 1 : b > 1000000 ? 1000000 : (int)b;
+    }
+    return 0;
+}
+
 static const struct field exec_fields[] = {
     {"allow", parse_allow, QF(exec.allow), 0, 0, NULL},
     {"path", parse_exec_path, QF(exec.path), 0, 0, NULL},
@@ -227,6 +266,7 @@ static const struct field queue_fields[] = {
     {"timeout", config_parse_number, QF(timeout), 0, NUMBER_MAX, NULL},
     {"retries", config_parse_int, QF(retries), 0, 1000000, NULL},
     {"backoff", config_parse_section, 0, 0, 0, backoff_fields},
+    {"rate", parse_rate, 0, 0, 0, NULL},
     {"exec", config_parse_section, 0, 0, 0, exec_fields},
     {"http", config_parse_section, 0, 0, 0, http_fields},
     {NULL, NULL, 0, 0, 0, NULL},

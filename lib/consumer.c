@@ -131,14 +131,20 @@ attempt_finish(struct aq_job *j, struct aq_outcome *out, enum interrupt why)
         }
         broker_count_failure(bq, x->err_code);
         if (!out->is_final && j->attempts <= job_retries(j)) {
-            double delay = backoff_s(bq, j->attempts);
+            /* The server's Retry-After, if it gave one, else the backoff.
+             * The retry is a start like any: a rate limit still applies. */
+            int64_t delay_us =
+                out->has_retry_after
+                    ? out->retry_after_us
+                    : aq_clock_s_to_us(backoff_s(bq, j->attempts));
 
             bq->n_retried++;
             aq_log_job(AQ_LOG_INFO, j->id, bq->cfg.name,
-                       "job %llu: attempt %u failed (%s), retry in %g s",
+                       "job %llu: attempt %u failed (%s), retry in %g s%s",
                        (unsigned long long)j->id, j->attempts, x->err_code,
-                       delay);
-            job_requeue(b, j, aq_clock_s_to_us(delay));
+                       (double)delay_us / 1e6,
+                       out->has_retry_after ? " (Retry-After)" : "");
+            job_requeue(b, j, delay_us);
             st = j->state;
         } else {
             st = AQ_JOB_FAILED;
@@ -247,6 +253,7 @@ consumer_end(struct consumer *c)
         return;
     c->is_ended = true;
     aq_queue_cancel(c->bq->q, &c->w);
+    throttle_drop(c->bq, &c->rt);
     aq_task_set_result(c->task, NULL, NULL);
 }
 
@@ -260,6 +267,8 @@ got_cb(struct aq_queue_waiter *w, enum aq_queue_status st,
         consumer_end(c);
         return;
     }
+    if (c->bq->rate != NULL)
+        throttle_spend(c->bq, &c->rt);
     if (attempt_start(c, job_of(it)))
         consumer_next(c);
 }
@@ -278,8 +287,13 @@ consumer_next(struct consumer *c)
         }
         if (bq->is_paused)
             return; /* idle until resume */
+        /* Under a rate limit, a token first: else its go comes later. */
+        if (bq->rate != NULL && !throttle_hold(bq, &c->rt))
+            return;
         switch (aq_queue_get(bq->q, &c->w, got_cb, c, &it)) {
         case AQ_QUEUE_OK:
+            if (bq->rate != NULL)
+                throttle_spend(bq, &c->rt);
             if (!attempt_start(c, job_of(it)))
                 return;
             break;
@@ -290,6 +304,14 @@ consumer_next(struct consumer *c)
             return;
         }
     }
+}
+
+/* A token came for the consumer (the rate's timer). */
+static void
+consumer_go(struct taker *k)
+{
+    consumer_next(
+        (struct consumer *)((char *)k - offsetof(struct consumer, rt)));
 }
 
 static void
@@ -326,6 +348,7 @@ consumer_task_done_cb(struct aq_task *t, void *arg)
 
     c->is_ended = true; /* a task cancelled before it started never was */
     aq_queue_cancel(c->bq->q, &c->w); /* never left linked once freed */
+    throttle_drop(c->bq, &c->rt);
     LIST_REMOVE(c, link);
     event_free(c->timeout_ev);
     aq_task_unref(c->task);
@@ -338,6 +361,7 @@ consumer_add(struct broker_queue *bq)
     struct consumer *c = xcalloc(1, sizeof *c);
 
     c->bq = bq;
+    c->rt.go = consumer_go;
     c->timeout_ev = evtimer_new(bq->b->base, job_timeout_cb, c);
     c->task = aq_task_new(bq->b->base, &consumer_ops, c);
     aq_task_add_done_cb(c->task, consumer_task_done_cb, c);
@@ -397,9 +421,10 @@ consumers_pause(struct broker_queue *bq, bool paused)
     LIST_FOREACH (c, &bq->consumers, link) {
         if (c->is_ended || !c->is_started || c->job != NULL)
             continue;
-        if (paused)
+        if (paused) {
             aq_queue_cancel(bq->q, &c->w); /* idle: stop waiting for jobs */
-        else
+            throttle_drop(bq, &c->rt);
+        } else
             consumer_next(c);
     }
     leases_pause(bq, paused);
@@ -435,6 +460,7 @@ consumers_free(struct broker_queue *bq)
         if (c->run != NULL)
             aq_handler_find(c->job->kind)->abandon(c->run);
         aq_queue_cancel(bq->q, &c->w);
+        throttle_drop(bq, &c->rt);
         aq_task_set_cancelled(c->task);
         LIST_REMOVE(c, link);
         event_free(c->timeout_ev);

@@ -29,9 +29,13 @@ struct aq_outcome {
     char *result;   /* NULL = no result */
     char *err_code; /* when !ok: "exit", "signal", "spawn", "cancelled" ... */
     char *err_message;
-    char *err_traceback; /* when !ok: NULL, or a remote worker's */
-    bool is_final;       /* when !ok: a retry would fail the same way (http
-                            "forbidden"): no retry, whatever retries says */
+    char *err_traceback;    /* when !ok: NULL, or a remote worker's */
+    bool is_final;          /* when !ok: a retry would fail the same way (http
+                               "forbidden"): no retry, whatever retries says */
+    bool has_retry_after;   /* when !ok: the server said when to retry (http
+                               429 or 503 with Retry-After) */
+    int64_t retry_after_us; /* then: from now, in [0, AQ_DURATION_MAX_US]; a
+                               retry waits that instead of the backoff */
 };
 
 typedef void aq_run_done_cb(void *arg, struct aq_outcome *out);

@@ -10,7 +10,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
+#include "clock.h"
 #include "config.h"
 #include "error.h"
 #include "handler.h"
@@ -157,6 +159,20 @@ struct http_run {
     void *arg;
 };
 
+/* The value of header name in res (names compare without case), or NULL. */
+static const char *
+response_header(const struct aq_http_response *res, const char *name)
+{
+    const char *key;
+    json_t *v;
+
+    json_object_foreach ((json_t *)res->headers, key, v) {
+        if (strcasecmp(key, name) == 0)
+            return json_string_value(v);
+    }
+    return NULL;
+}
+
 static void
 http_done_cb(void *arg, const struct aq_http_response *res)
 {
@@ -178,10 +194,23 @@ http_done_cb(void *arg, const struct aq_http_response *res)
         json_object_set_new(v, "url", json_string(res->url));
         json_object_set_new(v, "redirects", json_integer(res->redirects));
         aq_outcome_set_result(&out, v);
-        if (res->status < r->expect_lo || res->status > r->expect_hi)
-            aq_outcome_fail(&out, "status", "http: %s %.300s: status %d%s%s",
-                            r->method, res->url, res->status,
-                            res->reason[0] != '\0' ? " " : "", res->reason);
+        if (res->status < r->expect_lo || res->status > r->expect_hi) {
+            /* 429 and 503 may say when to come back: the retry waits that
+             * long instead of the backoff. */
+            const char *ra = res->status == 429 || res->status == 503
+                                 ? response_header(res, "Retry-After")
+                                 : NULL;
+
+            out.has_retry_after =
+                ra != NULL && aq_http_retry_after(ra, aq_clock_wall_us(),
+                                                  &out.retry_after_us) == 0;
+            aq_outcome_fail(
+                &out, "status", "http: %s %.300s: status %d%s%s%s%.64s%s",
+                r->method, res->url, res->status,
+                res->reason[0] != '\0' ? " " : "", res->reason,
+                out.has_retry_after ? " (Retry-After: " : "",
+                out.has_retry_after ? ra : "", out.has_retry_after ? ")" : "");
+        }
     } else {
         aq_outcome_fail(&out, res->err_code, "%s", res->err_message);
         /* The lists say no, and would again: fix them, then `retry`. */

@@ -99,4 +99,11 @@ void aq_http_cancel(struct aq_http_call *c);
 int aq_http_open_conns(const struct aq_http *h, const char *scheme,
                        const char *host, int port);
 
+/* The value of a Retry-After header (delta-seconds, or an HTTP-date) as
+ * a delay from now_wall_us (wall-clock microseconds), saturated to
+ * [0, AQ_DURATION_MAX_US]: a date in the past is 0. 0, or -1 when value
+ * is none of them (or NULL). */
+int aq_http_retry_after(const char *value, int64_t now_wall_us,
+                        int64_t *delay_us);
+
 #endif

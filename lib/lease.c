@@ -289,15 +289,28 @@ take_ready(struct aq_worker *w, struct broker_queue *const *bqs, size_t nq,
         struct aq_queue_waiter probe = {0};
         struct aq_queue_item *it;
 
+        size_t limit = max, n0 = n;
+        unsigned tokens = 0;
+
         if (bq->is_paused)
             continue;
+        /* Under a rate limit: at most as many jobs as tokens. */
+        if (bq->rate != NULL) {
+            if ((tokens = throttle_take(bq, (unsigned)(max - n))) == 0)
+                continue;
+            limit = n + tokens;
+        }
         if (aq_queue_get(bq->q, &probe, NULL, NULL, &it) != AQ_QUEUE_OK) {
             aq_queue_cancel(bq->q, &probe);
+            if (bq->rate != NULL)
+                throttle_give(bq, tokens);
             continue;
         }
         got_add(w, job_of(it), lease_us, n++);
-        while (n < max && aq_queue_get_nowait(bq->q, &it) == AQ_QUEUE_OK)
+        while (n < limit && aq_queue_get_nowait(bq->q, &it) == AQ_QUEUE_OK)
             got_add(w, job_of(it), lease_us, n++);
+        if (bq->rate != NULL)
+            throttle_give(bq, tokens - (unsigned)(n - n0));
     }
     return n;
 }
@@ -309,6 +322,7 @@ get_wait_free(struct aq_get_wait *g)
 
     for (size_t i = 0; i < g->nparts; i++) {
         aq_queue_cancel(g->parts[i].bq->q, &g->parts[i].w);
+        throttle_drop(g->parts[i].bq, &g->parts[i].rt);
         worker_queue_ref(g->w, g->parts[i].bq, -1);
     }
     if (g->timer != NULL)
@@ -340,9 +354,13 @@ get_part_cb(struct aq_queue_waiter *qw, enum aq_queue_status st,
     struct broker_queue *bqs[AQ_GET_QUEUES];
     size_t n = 0;
 
-    /* Off every queue first: what else is ready is taken below. */
+    /* Off every queue first: what else is ready is taken below. The
+     * token part held is spent on it; the others' go back. */
+    if (st == AQ_QUEUE_OK && part->bq->rate != NULL)
+        throttle_spend(part->bq, &part->rt);
     for (size_t i = 0; i < g->nparts; i++) {
         aq_queue_cancel(g->parts[i].bq->q, &g->parts[i].w);
+        throttle_drop(g->parts[i].bq, &g->parts[i].rt);
         bqs[i] = g->parts[i].bq;
     }
     if (st == AQ_QUEUE_OK) {
@@ -363,10 +381,28 @@ get_timeout_cb(evutil_socket_t fd, short what, void *arg)
 static bool
 get_part_wait(struct get_part *part, struct aq_queue_item **it)
 {
+    /* Under a rate limit, a token first: else its go comes later. */
+    if (part->bq->rate != NULL && !throttle_hold(part->bq, &part->rt))
+        return true;
     if (aq_queue_get(part->bq->q, &part->w, get_part_cb, part, it) ==
         AQ_QUEUE_OK)
         return false;
     return true;
+}
+
+/* A token came for part (the rate's timer): it waits on its queue now,
+ * or takes what is ready. */
+static void
+get_part_go(struct taker *k)
+{
+    struct get_part *part =
+        (struct get_part *)((char *)k - offsetof(struct get_part, rt));
+    struct aq_queue_item *it;
+
+    if (!get_part_wait(part, &it)) {
+        aq_queue_cancel(part->bq->q, &part->w);
+        get_part_cb(&part->w, AQ_QUEUE_OK, it, part);
+    }
 }
 
 /* The queues g names, checked: -1 with err if one is unknown or not
@@ -438,6 +474,7 @@ aq_broker_get(struct aq_broker *b, struct aq_worker *w, const struct aq_get *g,
             continue; /* a queue named twice waits once */
         part->g = gw;
         part->bq = bqs[i];
+        part->rt.go = get_part_go;
         gw->nparts++;
         worker_queue_ref(w, bqs[i], 1);
         /* Nothing was ready: the queues have waiting getters, or none. */
@@ -449,6 +486,8 @@ aq_broker_get(struct aq_broker *b, struct aq_worker *w, const struct aq_get *g,
                  * job is this get's. */
                 for (size_t k = 0; k + 1 < gw->nparts; k++)
                     aq_queue_cancel(gw->parts[k].bq->q, &gw->parts[k].w);
+                if (bqs[i]->rate != NULL)
+                    throttle_spend(bqs[i], &part->rt);
                 got_add(w, job_of(it), lease_us, 0);
                 get_wait_answer(gw, 1);
                 return 0;
@@ -493,9 +532,10 @@ leases_pause(struct broker_queue *bq, bool paused)
 
             if (part->bq != bq)
                 continue;
-            if (paused)
+            if (paused) {
                 aq_queue_cancel(bq->q, &part->w);
-            else if (!get_part_wait(part, &it)) {
+                throttle_drop(bq, &part->rt);
+            } else if (!get_part_wait(part, &it)) {
                 /* Resumed with jobs ready: this get takes them. */
                 aq_queue_cancel(bq->q, &part->w);
                 get_part_cb(&part->w, AQ_QUEUE_OK, it, part);

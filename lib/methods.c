@@ -1260,6 +1260,12 @@ queue_stats_json(const struct aq_queue_stats *s, void *arg)
         json_object_set_new(o, "workers", json_integer(s->workers));
     json_object_set_new(o, "paused", json_boolean(s->paused));
     json_object_set_new(o, "oldest_ready", json_real(s->oldest_ready_s));
+    json_object_set_new(o, "throttled", json_real(s->throttled_s));
+    if (s->rate_per_second > 0)
+        json_object_set_new(o, "rate",
+                            json_pack("{s:f,s:i}", "per_second",
+                                      s->rate_per_second, "burst",
+                                      s->rate_burst));
     json_object_set_new(o, "kind", json_string(s->kind));
     json_object_set_new(o, "put", json_integer((json_int_t)s->put));
     json_object_set_new(o, "done", json_integer((json_int_t)s->done));

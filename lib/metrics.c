@@ -116,6 +116,7 @@ enum {
     Q_PUTTERS,
     Q_WORKERS,
     Q_LEASES,
+    Q_THROTTLED,
     Q_COUNT
 };
 
@@ -152,6 +153,10 @@ static const struct gauge queue_families[Q_COUNT] = {
                    "gauge"},
     [Q_LEASES] = {"asyncq_queue_leases", "Jobs leased to remote workers.",
                   "gauge"},
+    [Q_THROTTLED] = {"asyncq_queue_throttled_seconds_total",
+                     "Time a ready job waited only for a token of the "
+                     "queue's rate limit.",
+                     "counter"},
     [Q_PUTTERS] = {"asyncq_queue_producers_waiting",
                    "Puts waiting for room (maxsize), each holding its "
                    "producer connection back.",
@@ -228,6 +233,11 @@ queue_sample(const struct aq_queue_stats *s, void *arg)
         evbuffer_add_printf(p->out, "%s{%s} %.3f\n",
                             queue_families[p->family].name, labels,
                             s->oldest_ready_s);
+        return;
+    case Q_THROTTLED:
+        evbuffer_add_printf(p->out, "%s{%s} %.3f\n",
+                            queue_families[p->family].name, labels,
+                            s->throttled_s);
         return;
     case Q_PUTTERS:
         v = (double)s->putters;

@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "bb.h"
@@ -285,6 +286,121 @@ START_TEST(http_flaky_server_with_two_retries_is_done_on_the_third_attempt)
     ck_assert_str_eq(bb_str_at(rec, "result.body"), "ok");
     ck_assert_int_eq(httpd_requests(s), 3);
     ck_assert_int_eq(bb_stat_int(c, "default", "retried"), 2);
+    json_decref(rec);
+    bb_close(c);
+    ck_assert_int_eq(bb_stop(d), 0);
+    httpd_stop(s);
+}
+END_TEST
+
+/* ---- Retry-After ---- */
+
+/* The GET of path with one retry (the backoff is 0): the finished record,
+ * and in *elapsed_ms how long it took. */
+static json_t *
+get_timed(struct bb_conn *c, struct httpd *s, const char *path,
+          int64_t *elapsed_ms)
+{
+    char url[URL_MAX];
+    int64_t t0 = bb_now_ms();
+    json_t *rec =
+        run_within(c, json_pack("{s:s}", "url", url_of(url, s, path)), 20000);
+
+    *elapsed_ms = bb_now_ms() - t0;
+    return rec;
+}
+
+START_TEST(http_429_with_retry_after_seconds_retries_then_not_at_backoff)
+{
+    struct httpd *s = httpd_start(false);
+    struct bb_daemon *d = start_http(2, 1, "");
+    struct bb_conn *c = bb_connect(d);
+    int64_t ms;
+    json_t *rec =
+        get_timed(c, s, "/flaky?key=a&fail=1&status=429&retry_after=2", &ms);
+
+    assert_done(rec);
+    ck_assert_int_eq(bb_int_at(rec, "attempts"), 2);
+    /* the backoff is 0: only Retry-After made it wait */
+    ck_assert_msg(ms >= 1900, "retried after %lld ms", (long long)ms);
+    ck_assert_msg(ms < 8000, "retried after %lld ms", (long long)ms);
+    json_decref(rec);
+    bb_close(c);
+    ck_assert_int_eq(bb_stop(d), 0);
+    httpd_stop(s);
+}
+END_TEST
+
+START_TEST(http_503_with_retry_after_date_retries_at_that_date)
+{
+    struct httpd *s = httpd_start(false);
+    struct bb_daemon *d = start_http(2, 1, "");
+    struct bb_conn *c = bb_connect(d);
+    static const char *const wd[] = {"Sun", "Mon", "Tue", "Wed",
+                                     "Thu", "Fri", "Sat"};
+    static const char *const mon[] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
+                                      "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
+    char path[160], date[80];
+    time_t at = time(NULL) + 3;
+    struct tm tm;
+    int64_t ms;
+    json_t *rec;
+
+    /* IMF-fixdate (names in English whatever the locale), URL-encoded */
+    gmtime_r(&at, &tm);
+    snprintf(date, sizeof date,
+             "%s,%%20%02d%%20%s%%20%d%%20%02d:%02d:%02d%%20GMT", wd[tm.tm_wday],
+             tm.tm_mday, mon[tm.tm_mon], tm.tm_year + 1900, tm.tm_hour,
+             tm.tm_min, tm.tm_sec);
+    snprintf(path, sizeof path, "/flaky?key=b&fail=1&status=503&retry_after=%s",
+             date);
+    rec = get_timed(c, s, path, &ms);
+    assert_done(rec);
+    ck_assert_int_eq(bb_int_at(rec, "attempts"), 2);
+    /* at is 2 to 3 s away when the first answer comes */
+    ck_assert_msg(ms >= 1800, "retried after %lld ms", (long long)ms);
+    ck_assert_msg(ms < 9000, "retried after %lld ms", (long long)ms);
+    json_decref(rec);
+    bb_close(c);
+    ck_assert_int_eq(bb_stop(d), 0);
+    httpd_stop(s);
+}
+END_TEST
+
+START_TEST(http_retry_after_unreadable_or_past_keeps_the_backoff)
+{
+    struct httpd *s = httpd_start(false);
+    struct bb_daemon *d = start_http(2, 1, "");
+    struct bb_conn *c = bb_connect(d);
+    int64_t ms;
+    json_t *rec;
+
+    /* unreadable: the backoff (0) */
+    rec =
+        get_timed(c, s, "/flaky?key=c&fail=1&status=429&retry_after=soon", &ms);
+    assert_done(rec);
+    ck_assert_int_eq(bb_int_at(rec, "attempts"), 2);
+    ck_assert_msg(ms < 1500, "retried after %lld ms", (long long)ms);
+    json_decref(rec);
+    /* a date in the past: now */
+    rec = get_timed(c, s,
+                    "/flaky?key=d&fail=1&status=503&retry_after="
+                    "Sun,%2006%20Nov%201994%2008:49:37%20GMT",
+                    &ms);
+    assert_done(rec);
+    ck_assert_msg(ms < 1500, "retried after %lld ms", (long long)ms);
+    json_decref(rec);
+    /* not on other statuses: a 500 with Retry-After 30 retries at once */
+    rec = get_timed(c, s, "/flaky?key=e&fail=1&status=500&retry_after=30", &ms);
+    assert_done(rec);
+    ck_assert_msg(ms < 1500, "retried after %lld ms", (long long)ms);
+    json_decref(rec);
+    /* out of retries: failed, the message names the Retry-After */
+    rec = get_timed(c, s, "/flaky?key=f&fail=9&status=429&retry_after=1", &ms);
+    assert_failed_with(rec, "status");
+    ck_assert_msg(strstr(bb_str_at(rec, "error.message"), "Retry-After: 1") !=
+                      NULL,
+                  "%s", bb_dump(rec));
     json_decref(rec);
     bb_close(c);
     ck_assert_int_eq(bb_stop(d), 0);
@@ -1123,6 +1239,11 @@ bb_http_suite(void)
     tcase_add_test(
         status,
         http_flaky_server_with_two_retries_is_done_on_the_third_attempt);
+    tcase_add_test(
+        status, http_429_with_retry_after_seconds_retries_then_not_at_backoff);
+    tcase_add_test(status, http_503_with_retry_after_date_retries_at_that_date);
+    tcase_add_test(status,
+                   http_retry_after_unreadable_or_past_keeps_the_backoff);
     tcase_add_test(status, http_500_with_one_retry_fails_after_two_attempts);
     tcase_add_test(status, http_expect_decides_which_statuses_succeed);
     tcase_add_test(

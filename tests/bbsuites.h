@@ -27,5 +27,6 @@ Suite *bb_batch_suite(void);
 Suite *bb_workers_suite(void);
 Suite *bb_tls_suite(void);
 Suite *bb_rpc_suite(void);
+Suite *bb_rate_suite(void);
 
 #endif

@@ -520,11 +520,14 @@ route_flaky(struct httpd *s, struct evhttp_request *req, const char *rest,
             const struct evkeyvalq *q)
 {
     const char *key = evhttp_find_header(q, "key");
+    const char *retry_after = evhttp_find_header(q, "retry_after");
     long fail = query_long(q, "fail", 1);
+    long status = query_long(q, "status", 500);
     struct flaky *f = NULL;
 
-    if (key == NULL || strlen(key) >= sizeof f->key || fail < 0) {
-        reply_text(req, 400, "bad key or fail");
+    if (key == NULL || strlen(key) >= sizeof f->key || fail < 0 ||
+        status < 400 || status > 599) {
+        reply_text(req, 400, "bad key, fail or status");
         return;
     }
     for (int i = 0; i < s->nflaky && f == NULL; i++) {
@@ -539,9 +542,12 @@ route_flaky(struct httpd *s, struct evhttp_request *req, const char *rest,
         f = &s->flaky[s->nflaky++];
         snprintf(f->key, sizeof f->key, "%s", key);
     }
-    if (++f->seen <= fail)
-        reply_text(req, 500, "flaky");
-    else
+    if (++f->seen <= fail) {
+        if (retry_after != NULL)
+            evhttp_add_header(evhttp_request_get_output_headers(req),
+                              "Retry-After", retry_after);
+        reply_text(req, (int)status, "flaky");
+    } else
         reply_text(req, 200, "ok");
 }
 

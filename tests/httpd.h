@@ -14,7 +14,9 @@
  *   /to?url=U            302 Location: U (U percent-encoded)
  *   /echo                200 application/json {"method","uri","headers",
  *                        "body"} (a repeated header joined with ", ")
- *   /flaky?key=K&fail=N  500 for the first N requests with key K, then 200
+ *   /flaky?key=K&fail=N  500 for the first N requests with key K, then 200;
+ *                        &status=S answers S instead of 500, and
+ *                        &retry_after=V adds the header Retry-After: V
  *   /reset               a chunked 200 cut off after "partial": the
  *                        connection closes without the last chunk
  *   anything else        404

@@ -31,6 +31,7 @@ main(void)
     srunner_add_suite(sr, clock_suite());
     srunner_add_suite(sr, client_suite());
     srunner_add_suite(sr, hist_suite());
+    srunner_add_suite(sr, rate_suite());
     srunner_add_suite(sr, history_suite());
     srunner_add_suite(sr, idmap_suite());
     srunner_add_suite(sr, idset_suite());

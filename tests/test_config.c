@@ -839,6 +839,52 @@ START_TEST(backoff_factor_below_one_is_rejected)
 }
 END_TEST
 
+START_TEST(rate_is_null_by_default_or_per_second_with_a_burst)
+{
+    struct aq_config *c = parse_field_ok("queues.default.rate", "null");
+
+    ck_assert_double_eq(c->queues[0].rate.per_second, 0);
+    aq_config_free(c);
+    c = parse_field_ok("queues.default.rate",
+                       "{\"per_second\": 20, \"burst\": 5}");
+    ck_assert_double_eq(c->queues[0].rate.per_second, 20);
+    ck_assert_int_eq(c->queues[0].rate.burst, 5);
+    aq_config_free(c);
+    /* burst defaults to max(1, ceil(per_second)) */
+    c = parse_field_ok("queues.default.rate", "{\"per_second\": 2.5}");
+    ck_assert_int_eq(c->queues[0].rate.burst, 3);
+    aq_config_free(c);
+    c = parse_field_ok("queues.default.rate", "{\"per_second\": 0.5}");
+    ck_assert_double_eq(c->queues[0].rate.per_second, 0.5);
+    ck_assert_int_eq(c->queues[0].rate.burst, 1);
+    aq_config_free(c);
+}
+END_TEST
+
+START_TEST(rate_fields_are_checked_by_name)
+{
+    expect_field_error("queues.default.rate", "5",
+                       "expected null or {\"per_second\": R, \"burst\": B}");
+    expect_error("{\"queues\":{\"q\":{\"rate\":{\"burst\":5}}}}",
+                 "queues.q.rate.per_second: required (jobs a second)");
+    expect_error("{\"queues\":{\"q\":{\"rate\":{\"per_second\":0}}}}",
+                 "queues.q.rate.per_second: expected number > 0");
+    expect_error("{\"queues\":{\"q\":{\"rate\":{\"per_second\":-1}}}}",
+                 "queues.q.rate.per_second: expected number > 0");
+    expect_error("{\"queues\":{\"q\":{\"rate\":{\"per_second\":\"x\"}}}}",
+                 "queues.q.rate.per_second: expected number >= 0");
+    expect_error(
+        "{\"queues\":{\"q\":{\"rate\":{\"per_second\":1,\"burst\":0}}}}",
+        "queues.q.rate.burst: expected integer >= 1");
+    expect_error(
+        "{\"queues\":{\"q\":{\"rate\":{\"per_second\":1,\"burst\":1.5}}}}",
+        "queues.q.rate.burst: expected integer >= 1");
+    expect_error(
+        "{\"queues\":{\"q\":{\"rate\":{\"per_second\":1,\"bursts\":2}}}}",
+        "queues.q.rate.bursts: unknown field");
+}
+END_TEST
+
 START_TEST(number_overflowing_a_double_is_rejected)
 {
     expect_syntax_error("{\"results\": {\"ttl\": 1e999}}", 1, 25,
@@ -1561,6 +1607,8 @@ config_suite(void)
     tcase_add_test(tc, duration_fields_accept_integers_and_fractions);
     tcase_add_test(tc, duration_above_a_billion_seconds_is_rejected);
     tcase_add_test(tc, backoff_factor_below_one_is_rejected);
+    tcase_add_test(tc, rate_is_null_by_default_or_per_second_with_a_burst);
+    tcase_add_test(tc, rate_fields_are_checked_by_name);
     tcase_add_test(tc, number_overflowing_a_double_is_rejected);
     tcase_add_test(tc, boolean_fields_reject_integer_and_string);
     tcase_add_test(tc,

@@ -770,6 +770,78 @@ START_TEST(tls_to_plain_server)
 END_TEST
 #endif
 
+/* ---- Retry-After ---- */
+
+#define SUN_1994_US (INT64_C(784111777) * 1000000) /* 06 Nov 1994 08:49:37 */
+
+static int64_t
+retry_after_us(const char *value, int64_t now_us)
+{
+    int64_t d = -12345;
+
+    ck_assert_msg(aq_http_retry_after(value, now_us, &d) == 0,
+                  "\"%s\" was not read", value);
+    return d;
+}
+
+START_TEST(retry_after_reads_delta_seconds)
+{
+    ck_assert_int_eq(retry_after_us("2", 0), 2000000);
+    ck_assert_int_eq(retry_after_us(" 120 ", 5), 120000000);
+    ck_assert_int_eq(retry_after_us("0", 0), 0);
+    /* past the longest delay: capped at 1e9 s */
+    ck_assert_int_eq(retry_after_us("99999999999999999999999", 0),
+                     INT64_C(1000000000000000));
+}
+END_TEST
+
+START_TEST(retry_after_reads_the_three_http_date_forms_as_gmt)
+{
+    int64_t now = SUN_1994_US - 10 * 1000000;
+
+    ck_assert_int_eq(retry_after_us("Sun, 06 Nov 1994 08:49:37 GMT", now),
+                     10000000);
+    ck_assert_int_eq(retry_after_us("Sunday, 06-Nov-94 08:49:37 GMT", now),
+                     10000000);
+    ck_assert_int_eq(retry_after_us("Sun Nov  6 08:49:37 1994", now), 10000000);
+    /* a date in the past is now */
+    ck_assert_int_eq(
+        retry_after_us("Sun, 06 Nov 1994 08:49:37 GMT", SUN_1994_US + 5000000),
+        0);
+    /* sub-second now: the delay is from now exactly */
+    ck_assert_int_eq(
+        retry_after_us("Sun, 06 Nov 1994 08:49:37 GMT", SUN_1994_US - 1500000),
+        1500000);
+}
+END_TEST
+
+START_TEST(retry_after_refuses_what_is_neither)
+{
+    static const char *const bad[] = {
+        "",
+        "   ",
+        "-1",
+        "1.5",
+        "2 s",
+        "soon",
+        "Sun, 06 Nov 1994 08:49:37 CET",
+        "Sun, 06 Nov 1994 08:49:37",
+        "Sun, 06 Nov 1994 08:49:37 GMT trailing",
+        "Sun, 31 Foo 1994 08:49:37 GMT",
+        "Sunday, 06-Nov-94 25:49:37 GMT",
+        "Sun, 06 Nov 1994 08:49:37 GMTSun, 06 Nov 1994 08:49:37 GMT"
+        "Sun, 06 Nov 1994 08:49:37 GMT",
+    };
+    int64_t d = 7;
+
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+        ck_assert_msg(aq_http_retry_after(bad[i], 0, &d) == -1,
+                      "\"%s\" was read as %lld", bad[i], (long long)d);
+    ck_assert_int_eq(aq_http_retry_after(NULL, 0, &d), -1);
+    ck_assert_int_eq(d, 7);
+}
+END_TEST
+
 Suite *
 http_suite(void)
 {
@@ -804,6 +876,11 @@ http_suite(void)
     tcase_add_test(tc, tls_untrusted);
     tcase_add_test(tc, tls_to_plain_server);
 #endif
+    suite_add_tcase(s, tc);
+    tc = test_tcase_new("retry_after");
+    tcase_add_test(tc, retry_after_reads_delta_seconds);
+    tcase_add_test(tc, retry_after_reads_the_three_http_date_forms_as_gmt);
+    tcase_add_test(tc, retry_after_refuses_what_is_neither);
     suite_add_tcase(s, tc);
     return s;
 }

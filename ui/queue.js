@@ -181,7 +181,9 @@ export function mountQueue(main, route, ctx) {
     pausedBadge.hidden = !q.paused;
     setText(facts, `${q.kind || ""} · ${fmtNumber(q.consumers)} consumers, ` +
       `${fmtNumber(q.running)} running, ${fmtNumber(q.unfinished)} unfinished` +
-      (q.maxsize ? ` of ${q.maxsize}` : ""));
+      (q.maxsize ? ` of ${q.maxsize}` : "") +
+      (q.rate ? ` · rate ${q.rate.per_second}/s (burst ${q.rate.burst}), ` +
+        `throttled ${fmtDuration(q.throttled ?? 0)}` : ""));
     for (const [s, , count] of TABS) {
       const n = String(count(q) || 0);
       setAttr(tabCounts[s].a, "data-count", n);
