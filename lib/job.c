@@ -12,9 +12,10 @@
 #include "xmalloc.h"
 
 static const char *const state_names[] = {
-    [AQ_JOB_DELAYED] = "delayed", [AQ_JOB_PENDING] = "pending",
-    [AQ_JOB_RUNNING] = "running", [AQ_JOB_DONE] = "done",
-    [AQ_JOB_FAILED] = "failed",   [AQ_JOB_CANCELLED] = "cancelled",
+    [AQ_JOB_DELAYED] = "delayed",     [AQ_JOB_WAITING] = "waiting",
+    [AQ_JOB_PENDING] = "pending",     [AQ_JOB_RUNNING] = "running",
+    [AQ_JOB_DONE] = "done",           [AQ_JOB_FAILED] = "failed",
+    [AQ_JOB_CANCELLED] = "cancelled",
 };
 
 const char *const aq_kind_names[] = {
@@ -207,9 +208,15 @@ aq_job_ext(struct aq_job *j)
 }
 
 bool
+aq_job_state_is_finished(enum aq_job_state st)
+{
+    return st >= AQ_JOB_DONE;
+}
+
+bool
 aq_job_is_finished(const struct aq_job *j)
 {
-    return j->state >= AQ_JOB_DONE;
+    return aq_job_state_is_finished(j->state);
 }
 
 const char *

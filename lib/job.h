@@ -18,8 +18,13 @@
 
 #include "queue.h"
 
+/* In the order of spec section 9 (delayed, waiting, pending, running, then
+ * the finished ones): aq_job_is_finished and the per-state indexes rely on
+ * it. The journal writes its own numbers (lib/store_journal.c), so this
+ * order may change without touching the disk format. */
 enum aq_job_state {
     AQ_JOB_DELAYED,
+    AQ_JOB_WAITING, /* for its dependencies (put's after) */
     AQ_JOB_PENDING,
     AQ_JOB_RUNNING,
     AQ_JOB_DONE,
@@ -101,6 +106,8 @@ size_t aq_job_bytes(const struct aq_job *j);
 struct aq_job_ext *aq_job_ext(struct aq_job *j); /* creates ext if needed */
 
 bool aq_job_is_finished(const struct aq_job *j);
+bool
+aq_job_state_is_finished(enum aq_job_state st); /* done, failed, cancelled */
 const char *aq_job_state_name(enum aq_job_state st);
 const char *aq_kind_name(enum aq_kind kind);
 int aq_kind_parse(const char *name, enum aq_kind *out); /* 0, or -1 */
