@@ -75,6 +75,9 @@ job_due_wall_us(const struct aq_job *j)
 {
     int64_t due = aq_queue_item_due_us(&j->qi);
 
+    if (j->state == AQ_JOB_WAITING) /* out of its queue: kept in ext */
+        return j->ext->due_us;
+
     return due == 0 ? 0 : aq_clock_wall_us() + (due - aq_clock_mono_us());
 }
 
@@ -99,6 +102,7 @@ job_home(struct store_journal *sj, struct aq_job *j, const char *queue)
         .queue = jstr(queue),
     };
     uint32_t seg;
+    unsigned char *after = NULL;
 
     /* A record keeps its args too (format 3), unless they were never
      * kept (a record of an older journal): then they stay absent. */
@@ -114,8 +118,19 @@ job_home(struct store_journal *sj, struct aq_job *j, const char *queue)
         r.result = jstr(x->result);
         r.err_code = jstr(x->err_code);
         r.err_message = jstr(x->err_message);
+        if (x->deps != NULL && x->deps->nafter > 0) {
+            after = xmalloc((size_t)x->deps->nafter * 8);
+            for (uint32_t i = 0; i < x->deps->nafter; i++)
+                for (int k = 0; k < 8; k++)
+                    after[i * 8 + k] =
+                        (unsigned char)(x->deps->after[i] >> (8 * k));
+            r.after =
+                (struct aq_jstr){(const char *)after, x->deps->nafter * 8};
+            r.after_policy = x->deps->policy;
+        }
     }
     seg = aq_journal_append(sj->journal, &r);
+    free(after);
     aq_journal_hold(sj->journal, seg);
     if (j->jseg != 0)
         aq_journal_release(sj->journal, j->jseg);
@@ -277,6 +292,36 @@ ext_str(char **dst, struct aq_jstr s)
     }
 }
 
+/* A whole record's after (the broker links dependents at restore). */
+static void
+replay_deps(struct aq_job_ext *x, const struct aq_jrec *r)
+{
+    const unsigned char *p = (const unsigned char *)r->after.p;
+    uint32_t n = r->after.len / 8, kept = 0;
+    uint64_t *ids;
+
+    if (x->deps != NULL)
+        free(x->deps->dependents);
+    free(x->deps);
+    x->deps = NULL;
+    if (p == NULL)
+        return;
+    ids = xreallocarray(NULL, n, sizeof *ids);
+    for (uint32_t i = 0; i < n; i++) {
+        uint64_t id = 0;
+
+        for (int k = 0; k < 8; k++)
+            id |= (uint64_t)p[i * 8 + k] << (8 * k);
+        if (id != 0) /* never an id: dropped, not trusted */
+            ids[kept++] = id;
+    }
+    x->deps =
+        aq_job_deps_new(ids, kept,
+                        r->after_policy == AQ_AFTER_FINISHED ? AQ_AFTER_FINISHED
+                                                             : AQ_AFTER_DONE);
+    free(ids);
+}
+
 /* Fills j from a whole record (PUT or END). */
 static void
 replay_whole(struct store_journal *sj, struct aq_job *j,
@@ -304,6 +349,7 @@ replay_whole(struct store_journal *sj, struct aq_job *j,
     ext_str(&x->err_message, r->err_message);
     if (x->key != NULL)
         aq_broker_restore_key(sj->broker, j);
+    replay_deps(x, r);
     aq_journal_hold(sj->journal, seg);
     if (j->jseg != 0)
         aq_journal_release(sj->journal, j->jseg);
