@@ -130,8 +130,8 @@ deps_finished(struct aq_broker *b, struct aq_job *j)
         return;
     if (b->deps_nwork == b->deps_capwork) {
         b->deps_capwork = b->deps_capwork != 0 ? b->deps_capwork * 2 : 16;
-        b->deps_work = xreallocarray(b->deps_work, b->deps_capwork,
-                                     sizeof *b->deps_work);
+        b->deps_work =
+            xreallocarray(b->deps_work, b->deps_capwork, sizeof *b->deps_work);
     }
     w = &b->deps_work[b->deps_nwork++];
     *w = (struct deps_work){.ids = d->dependents,
