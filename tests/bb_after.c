@@ -57,8 +57,8 @@ state_of(struct bb_conn *c, json_int_t id, char *buf, size_t len)
 static void
 scale(struct bb_conn *c, const char *queue, int n)
 {
-    json_decref(bb_result(
-        c, "scale", bb_jsonq("{'queue':'%s','consumers':%d}", queue, n)));
+    json_decref(bb_result(c, "scale",
+                          bb_jsonq("{'queue':'%s','consumers':%d}", queue, n)));
 }
 
 static void
@@ -91,7 +91,8 @@ START_TEST(at_takes_epoch_seconds_and_rfc3339_past_is_now)
     id = put_q(c, "run", extra);
     r = bb_job_status(c, id);
     ck_assert_str_eq(bb_str_at(r, "state"), "delayed");
-    ck_assert_msg(bb_num_at(r, "due") > wall + 98 && bb_num_at(r, "due") < wall + 102,
+    ck_assert_msg(bb_num_at(r, "due") > wall + 98 &&
+                      bb_num_at(r, "due") < wall + 102,
                   "due %.3f, want about %.0f", bb_num_at(r, "due"), wall + 100);
     json_decref(r);
 
@@ -115,12 +116,13 @@ START_TEST(at_takes_epoch_seconds_and_rfc3339_past_is_now)
     id = put_q(c, "run", "'at':0");
     bb_await_state(c, id, "done", RUN_MS);
 
-    ck_assert_int_eq(bb_error(c, "put",
-                              bb_jsonq("{'queue':'run','at':%.0f,'delay':5}",
-                                       wall + 10)),
-                     -32602);
     ck_assert_int_eq(
-        bb_error(c, "put", bb_jsonq("{'queue':'run','at':'2030-01-01T00:00:00'}")),
+        bb_error(c, "put",
+                 bb_jsonq("{'queue':'run','at':%.0f,'delay':5}", wall + 10)),
+        -32602);
+    ck_assert_int_eq(
+        bb_error(c, "put",
+                 bb_jsonq("{'queue':'run','at':'2030-01-01T00:00:00'}")),
         -32602);
     ck_assert_int_eq(bb_error(c, "put", bb_jsonq("{'queue':'run','at':-1}")),
                      -32602);
@@ -251,9 +253,9 @@ START_TEST(finished_dependencies_count_at_put_and_unknown_ids_are_refused)
     json_decref(r);
 
     /* -32004 naming the first unknown id in data.job */
-    r = bb_call(c, "put",
-                bb_jsonq("{'queue':'run','after':[%lld,9999,8888]}",
-                         (long long)done));
+    r = bb_call(
+        c, "put",
+        bb_jsonq("{'queue':'run','after':[%lld,9999,8888]}", (long long)done));
     ck_assert_int_eq(bb_int_at(r, "error.code"), -32004);
     ck_assert_int_eq(bb_int_at(r, "error.data.job"), 9999);
     json_decref(r);
@@ -332,12 +334,12 @@ START_TEST(cancel_one_waiting_job_and_by_queue)
     r = bb_result(c, "cancel", bb_jsonq("{'job':%lld}", (long long)a));
     ck_assert_str_eq(bb_str_at(r, "state"), "cancelled");
     json_decref(r);
-    ck_assert_int_eq(bb_error(c, "cancel", bb_jsonq("{'job':%lld}", (long long)a)),
-                     -32009);
-    ck_assert_int_eq(bb_error(c, "delete", bb_jsonq("{'job':%lld}", (long long)b2)),
-                     -32012);
-    ck_assert_int_eq(bb_error(c, "retry", bb_jsonq("{'job':%lld}", (long long)b2)),
-                     -32012);
+    ck_assert_int_eq(
+        bb_error(c, "cancel", bb_jsonq("{'job':%lld}", (long long)a)), -32009);
+    ck_assert_int_eq(
+        bb_error(c, "delete", bb_jsonq("{'job':%lld}", (long long)b2)), -32012);
+    ck_assert_int_eq(
+        bb_error(c, "retry", bb_jsonq("{'job':%lld}", (long long)b2)), -32012);
     r = bb_result(c, "cancel", bb_jsonq("{'queue':'run'}"));
     ck_assert_int_eq(bb_int_at(r, "cancelled"), 2);
     json_decref(r);
@@ -412,7 +414,8 @@ restart_keeps_waiting(bool is_kill)
     json_decref(r);
     r = bb_job_status(c, late);
     ck_assert_str_eq(bb_str_at(r, "after_policy"), "finished");
-    ck_assert_msg(bb_num_at(r, "due") > due - 0.01 && bb_num_at(r, "due") < due + 0.01,
+    ck_assert_msg(bb_num_at(r, "due") > due - 0.01 &&
+                      bb_num_at(r, "due") < due + 0.01,
                   "due %.3f, was %.3f", bb_num_at(r, "due"), due);
     json_decref(r);
     snprintf(extra, sizeof extra, "job %lld cancelled", (long long)f);
@@ -476,8 +479,8 @@ START_TEST(cli_at_hh_mm_is_the_next_such_local_time)
         rec = bb_job_status(c, bb_int_at(out, "job"));
         ck_assert_msg(bb_num_at(rec, "due") > want - 2 &&
                           bb_num_at(rec, "due") < want + 2,
-                      "--at %s: due %.0f, want %.0f", hm,
-                      bb_num_at(rec, "due"), want);
+                      "--at %s: due %.0f, want %.0f", hm, bb_num_at(rec, "due"),
+                      want);
         json_decref(rec);
         json_decref(out);
         bb_run_free(&r);
