@@ -198,6 +198,14 @@ struct records {
     struct event *expire_ev;   /* owned: the ttl sweep */
 };
 
+/* A finished job's dependents, to visit (deps.c). */
+struct deps_work {
+    uint64_t *ids; /* owned */
+    uint32_t n;
+    uint8_t st;   /* the state it finished in */
+    uint64_t dep; /* the finished job */
+};
+
 struct aq_broker {
     struct event_base *base;            /* borrowed */
     struct aq_procs *procs;             /* borrowed */
@@ -233,6 +241,12 @@ struct aq_broker {
     size_t got_cap;
 
     struct aq_batches *batches; /* owned: counts per batch (batch.h) */
+    /* dependencies (deps.c) */
+    struct deps_work *deps_work; /* owned: finishes whose dependents wait
+                                    for a visit */
+    size_t deps_nwork, deps_capwork;
+    bool deps_running; /* deps_run is on the stack */
+    bool deps_hold;    /* restore: visits wait until every job is placed */
 };
 
 /* ---- jobs ---- */
@@ -403,6 +417,24 @@ void record_delete(struct aq_broker *b, struct aq_job *j);
 /* j's idempotency key, if it still names j, names no job any more (j
  * leaves the broker). */
 void job_key_forget(struct aq_broker *b, const struct aq_job *j);
+
+/* ---- deps.c ---- */
+
+/* j (with ext->deps, its id set) is put: each of its after ids that is
+ * unfinished learns j waits on it, finished ones are noted (a failed one
+ * for policy done). Returns how many it waits on (deps->nwait). */
+size_t deps_attach(struct aq_broker *b, struct aq_job *j);
+/* The waiting j's dependencies all finished: released (pending, or
+ * delayed until ext->due_us) and told to the store, or cancelled with
+ * dependency_failed. */
+void deps_resolve(struct aq_broker *b, struct aq_job *j);
+/* j (ext set) finished: its dependents are handed to the work list (then
+ * deps_run visits them). */
+void deps_finished(struct aq_broker *b, struct aq_job *j);
+/* Visits the work list until it is empty (unless running already, or held
+ * by restore): one loop, whatever the cascade. */
+void deps_run(struct aq_broker *b);
+void deps_free(struct aq_broker *b);
 
 /* ---- store.c ---- */
 

@@ -224,6 +224,7 @@ aq_broker_free(struct aq_broker *b)
     }
     aq_idmap_each(b->jobs, job_free_cb, NULL);
     aq_idmap_free(b->jobs);
+    deps_free(b);
     records_free(b); /* after the records in it */
     aq_batches_free(b->batches);
     json_decref(b->keys);
@@ -306,11 +307,32 @@ aq_broker_reconfigure(struct aq_broker *b, const struct aq_config *cfg)
 
 /* ---- put ---- */
 
+/* j (put with after, just queued and known) waits while one of its
+ * dependencies is unfinished: out of its queue's items, still counted
+ * unfinished (lib/deps.c says why), its due time kept in ext->due_us.
+ * Returns whether it waits; if not, deps_resolve places it once the
+ * store knows it. */
+static bool
+job_waits(struct aq_broker *b, struct broker_queue *bq, struct aq_job *j)
+{
+    int64_t due = aq_queue_item_due_us(&j->qi);
+
+    if (deps_attach(b, j) == 0)
+        return false;
+    j->ext->due_us =
+        due == 0 ? 0 : aq_clock_wall_us() + (due - aq_clock_mono_us());
+    aq_queue_remove(bq->q, &j->qi);
+    job_set_state(j, AQ_JOB_WAITING);
+    return true;
+}
+
 /* j has just been queued: it gets its id and becomes known. */
 static void
 job_queued(struct aq_broker *b, struct broker_queue *bq, struct aq_job *j,
            struct aq_put_result *res)
 {
+    bool resolve = false;
+
     j->id = ++b->last_id;
     job_set_state(j, aq_queue_item_is_delayed(&j->qi) ? AQ_JOB_DELAYED
                                                       : AQ_JOB_PENDING);
@@ -319,12 +341,23 @@ job_queued(struct aq_broker *b, struct broker_queue *bq, struct aq_job *j,
         json_object_set_new(b->keys, j->ext->key,
                             json_integer((json_int_t)j->id));
     bq->n_put++;
+    if (j->ext != NULL && j->ext->deps != NULL && !job_waits(b, bq, j))
+        resolve =
+            j->ext->deps->failed != 0 && j->ext->deps->policy == AQ_AFTER_DONE;
     b->store->ops->put(b->store, j, bq->cfg.name);
     res->job = j->id;
-    res->state = aq_job_state_name(j->state);
     res->duplicate = false;
     aq_log_job(AQ_LOG_DEBUG, j->id, bq->cfg.name, "job %llu: queued on %s",
                (unsigned long long)j->id, bq->cfg.name);
+    if (resolve) {
+        /* A dependency failed before the put: cancelled at once (it may
+         * be evicted inside: res names the state it ended in). */
+        aq_queue_remove(bq->q, &j->qi);
+        deps_resolve(b, j);
+        res->state = aq_job_state_name(AQ_JOB_CANCELLED);
+        return;
+    }
+    res->state = aq_job_state_name(j->state);
 }
 
 /* The store could not make the job durable: never an acknowledgement.
@@ -462,6 +495,9 @@ job_from_put(struct broker_queue *bq, enum aq_kind kind, const struct aq_put *p)
         aq_job_ext(j)->batch = xstrdup(p->batch);
         j->batch_flags = AQ_JOB_BATCH_HAS;
     }
+    if (p->nafter > 0)
+        aq_job_ext(j)->deps = aq_job_deps_new(
+            p->after, p->nafter, (enum aq_after_policy)p->after_policy);
     return j;
 }
 
@@ -506,6 +542,14 @@ put_check(struct aq_broker *b, const struct aq_put *p, enum aq_kind *kind,
         aq_error_set(err, AQ_ERR_INVALID_PARAMS,
                      "params.%s: expected seconds, a number between 0 and 1e9",
                      p->timeout > AQ_DURATION_MAX_S ? "timeout" : "delay");
+        return NULL;
+    }
+    if (p->nafter > AQ_AFTER_MAX ||
+        (p->has_at && !(p->at >= 0 && p->at < 1e13 && p->delay == 0))) {
+        aq_error_set(err, AQ_ERR_INVALID_PARAMS,
+                     p->nafter > AQ_AFTER_MAX
+                         ? "params.after: expected at most 1000 job ids"
+                         : "params.at: expected a time, not with delay");
         return NULL;
     }
     if ((bq = broker_queue_lookup(b, p->queue, err)) == NULL)
@@ -571,8 +615,25 @@ aq_broker_put(struct aq_broker *b, const struct aq_put *p,
             return put_sync(b, w, res, err);
         }
     }
+    for (size_t i = 0; i < p->nafter; i++) {
+        if (aq_idmap_get(b->jobs, p->after[i]) == NULL) {
+            aq_error_set(err, AQ_ERR_NO_JOB, "params.after: no such job: %llu",
+                         (unsigned long long)p->after[i]);
+            res->job = p->after[i];
+            return AQ_PUT_FAILED;
+        }
+    }
     j = job_from_put(bq, kind, p);
     delay_us = aq_clock_s_to_us(p->delay);
+    if (p->has_at) {
+        /* From now: a time in the past is now, one too far ahead is
+         * capped as a delay is. */
+        delay_us = (int64_t)(p->at * 1e6) - aq_clock_wall_us();
+        if (delay_us < 0)
+            delay_us = 0;
+        if (delay_us > AQ_DURATION_MAX_US)
+            delay_us = AQ_DURATION_MAX_US;
+    }
     if (p->nowait) {
         if (aq_queue_put_nowait(bq->q, &j->qi, p->priority, delay_us) !=
             AQ_QUEUE_OK) {
@@ -691,6 +752,17 @@ aq_broker_cancel_queue(struct aq_broker *b, const char *queue, bool running,
     /* The waiting ones first: a consumer whose run is cancelled below
      * finds none of them to take next. */
     *n = aq_queue_take_all(bq->q, cancel_taken_cb, b);
+    /* Waiting jobs are not in the queue's items: by their set, from the
+     * id after the last (a cancel may cascade to others of the set). */
+    for (uint64_t id = aq_idset_next(bq->ids[AQ_JOB_WAITING], 0); id != 0;
+         id = aq_idset_next(bq->ids[AQ_JOB_WAITING], id)) {
+        struct aq_job *j = aq_idmap_get(b->jobs, id);
+
+        j->ext->holder = 0;
+        aq_job_set_error(j, "cancelled", "cancelled by request");
+        job_finish(b, j, AQ_JOB_CANCELLED);
+        (*n)++;
+    }
     if (running) {
         /* By the running set, from the id after the last one: a cancel
          * may end a run (and leave the set) inside the call. */
@@ -1064,6 +1136,7 @@ broker_queue_stats(const struct broker_queue *bq, struct aq_queue_stats *s)
         .kind = aq_kind_name(bq->kind),
         .size = aq_queue_qsize(bq->q),
         .delayed = aq_queue_delayed(bq->q),
+        .waiting = aq_idset_count(bq->ids[AQ_JOB_WAITING]),
         .unfinished = aq_queue_unfinished(bq->q),
         .maxsize = aq_queue_maxsize(bq->q),
         .running = bq->nbusy,

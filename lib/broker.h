@@ -56,12 +56,19 @@ struct aq_put {
     const char *args_raw; /* or an object's JSON text (valid: lib/jscan) */
     size_t args_len;
     int32_t priority;
-    double delay;      /* s, 0 to 1e9 (AQ_DURATION_MAX_S) */
-    double timeout;    /* s, 0 to 1e9 (0 = none); < 0 = the queue's */
-    int retries;       /* >= 0; < 0 = the queue's */
-    const char *key;   /* NULL = none */
-    const char *name;  /* NULL = none; at most AQ_NAME_MAX bytes */
-    const char *batch; /* NULL = none; 1 to AQ_BATCH_NAME_MAX bytes */
+    double delay;          /* s, 0 to 1e9 (AQ_DURATION_MAX_S) */
+    bool has_at;           /* instead of delay: ready at wall clock at */
+    double at;             /* epoch s, >= 0; in the past: at once (the methods
+                              say: not with delay, at most 1e9 s ahead) */
+    const uint64_t *after; /* ids it waits on (waiting until they all
+                              finished); NULL = none */
+    size_t nafter;         /* 0 to AQ_AFTER_MAX */
+    int after_policy;      /* enum aq_after_policy of lib/job.h */
+    double timeout;        /* s, 0 to 1e9 (0 = none); < 0 = the queue's */
+    int retries;           /* >= 0; < 0 = the queue's */
+    const char *key;       /* NULL = none */
+    const char *name;      /* NULL = none; at most AQ_NAME_MAX bytes */
+    const char *batch;     /* NULL = none; 1 to AQ_BATCH_NAME_MAX bytes */
     bool nowait;
     bool ack_queued; /* acknowledge once queued, before it is durable: for
                         a put that answers with the job's end instead */
@@ -72,8 +79,9 @@ struct aq_put {
 
 struct aq_put_result {
     uint64_t job;
-    const char *state; /* "pending", "delayed" (or the state of a
-                          duplicate); static storage */
+    const char *state; /* "pending", "delayed", "waiting", "cancelled" (a
+                          dependency failed already), or the state of a
+                          duplicate; static storage */
     bool duplicate;
 };
 
@@ -119,7 +127,8 @@ enum aq_put_status {
  * never inside this call: -32010 when the broker stops while the put waits
  * for room, -32603 when the store fails first (the job is queued all the
  * same: the message names it, as it may still run). Withdraw with
- * aq_broker_put_cancel. AQ_PUT_FAILED with err: -32602, -32002, -32005 (a
+ * aq_broker_put_cancel. AQ_PUT_FAILED with err: -32602, -32004 (an id of
+ * after the broker does not know: res->job names it), -32002, -32005 (a
  * kind the queue does not run, or args its settings refuse), -32000 with
  * nowait, -32010 while stopping, -32603 while the store cannot record
  * jobs. cb is never called for DONE and FAILED. */
@@ -242,7 +251,8 @@ struct aq_queue_stats {
     const char *name;
     const char *kind;
     size_t size, delayed, unfinished, maxsize; /* size: ready jobs */
-    int running, consumers;                    /* consumers: asked for */
+    size_t waiting;         /* for their dependencies (put's after) */
+    int running, consumers; /* consumers: asked for */
     int workers; /* remote: workers with a get waiting or a lease held */
     int leases;  /* remote: jobs leased (they are its running ones) */
     bool paused;

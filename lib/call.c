@@ -275,6 +275,22 @@ aq_call_fail(struct aq_call *call, const struct aq_error *err)
 }
 
 void
+aq_call_fail_data(struct aq_call *call, const struct aq_error *err,
+                  json_t *data)
+{
+    json_t *response = NULL;
+
+    if (call->id != NULL) {
+        response =
+            error_response(call->id, call->id_len, err->code, err->message);
+        if (data != NULL)
+            json_object_set(json_object_get(response, "error"), "data", data);
+    }
+    json_decref(data);
+    call_end(call, response);
+}
+
+void
 aq_call_notify(struct aq_call *call, const char *method, json_t *params)
 {
     /* A notification's call causes no messages either (spec section 7);

@@ -24,6 +24,9 @@ struct event_base *aq_call_base(const struct aq_call *c);
  * The call is freed: do not touch it after. */
 void aq_call_reply(struct aq_call *c, json_t *result);
 void aq_call_fail(struct aq_call *c, const struct aq_error *err);
+/* The same with the error's data (taken; NULL = none). */
+void aq_call_fail_data(struct aq_call *c, const struct aq_error *err,
+                       json_t *data);
 /* put's reply, {"job":ID,"state":...} (with "duplicate"), written straight
  * into the output on the hot path. Ends the call too. */
 struct aq_put_result;

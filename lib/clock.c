@@ -3,6 +3,7 @@
  * conversions of durations. */
 #include "clock.h"
 
+#include <stdbool.h>
 #include <time.h>
 
 static int64_t
@@ -60,4 +61,85 @@ aq_clock_tv(int64_t us)
     tv.tv_sec = (time_t)(us / 1000000);
     tv.tv_usec = (suseconds_t)(us % 1000000);
     return tv;
+}
+
+/* n decimal digits at *p: the value, or -1. */
+static int
+digits(const char **p, int n)
+{
+    int v = 0;
+
+    for (int i = 0; i < n; i++) {
+        if ((*p)[i] < '0' || (*p)[i] > '9')
+            return -1;
+        v = v * 10 + ((*p)[i] - '0');
+    }
+    *p += n;
+    return v;
+}
+
+/* Days from 1970-01-01 to the proleptic Gregorian date y-m-d. */
+static int64_t
+days_from_civil(int64_t y, int m, int d)
+{
+    int64_t era, yoe, doy, doe;
+
+    y -= m <= 2;
+    era = y / 400;
+    yoe = y - era * 400;
+    doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
+    doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    return era * 146097 + doe - 719468;
+}
+
+static int
+month_days(int y, int m)
+{
+    static const int days[] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+    bool leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+
+    return m == 2 && leap ? 29 : days[m - 1];
+}
+
+int
+aq_rfc3339_parse(const char *s, double *epoch_s)
+{
+    const char *p = s;
+    int y, mo, d, h, mi, sec, off = 0;
+    double frac = 0, scale = 0.1;
+
+    if ((y = digits(&p, 4)) < 1970 || *p++ != '-' || (mo = digits(&p, 2)) < 1 ||
+        mo > 12 || *p++ != '-' || (d = digits(&p, 2)) < 1 ||
+        d > month_days(y, mo))
+        return -1;
+    if (*p != 'T' && *p != 't' && *p != ' ')
+        return -1;
+    p++;
+    if ((h = digits(&p, 2)) < 0 || h > 23 || *p++ != ':' ||
+        (mi = digits(&p, 2)) < 0 || mi > 59 || *p++ != ':' ||
+        (sec = digits(&p, 2)) < 0 || sec > 59)
+        return -1;
+    if (*p == '.') {
+        if (p[1] < '0' || p[1] > '9')
+            return -1;
+        for (p++; *p >= '0' && *p <= '9'; p++, scale /= 10)
+            frac += (*p - '0') * scale;
+    }
+    if (*p == 'Z' || *p == 'z')
+        p++;
+    else if (*p == '+' || *p == '-') {
+        int sign = *p++ == '-' ? -1 : 1, oh, om;
+
+        if ((oh = digits(&p, 2)) < 0 || oh > 23 || *p++ != ':' ||
+            (om = digits(&p, 2)) < 0 || om > 59)
+            return -1;
+        off = sign * (oh * 3600 + om * 60);
+    } else
+        return -1;
+    if (*p != '\0')
+        return -1;
+    *epoch_s = (double)(days_from_civil(y, mo, d) * 86400 + h * 3600 + mi * 60 +
+                        sec - off) +
+               frac;
+    return 0;
 }

@@ -29,4 +29,10 @@ int64_t aq_clock_add_us(int64_t a, int64_t b);
  * [0, AQ_DURATION_MAX_US]. */
 struct timeval aq_clock_tv(int64_t us);
 
+/* An RFC 3339 time ("2026-12-06T14:00:00Z", "2026-12-06 14:00:00.5+01:00":
+ * date, 'T' or ' ', time, optional fraction, then 'Z' or an offset; no
+ * offset is an error) as epoch seconds. 0, or -1 if s is not one, or
+ * names a date that does not exist. Years 1970 to 9999. */
+int aq_rfc3339_parse(const char *s, double *epoch_s);
+
 #endif

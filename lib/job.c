@@ -12,9 +12,10 @@
 #include "xmalloc.h"
 
 static const char *const state_names[] = {
-    [AQ_JOB_DELAYED] = "delayed", [AQ_JOB_PENDING] = "pending",
-    [AQ_JOB_RUNNING] = "running", [AQ_JOB_DONE] = "done",
-    [AQ_JOB_FAILED] = "failed",   [AQ_JOB_CANCELLED] = "cancelled",
+    [AQ_JOB_DELAYED] = "delayed",     [AQ_JOB_WAITING] = "waiting",
+    [AQ_JOB_PENDING] = "pending",     [AQ_JOB_RUNNING] = "running",
+    [AQ_JOB_DONE] = "done",           [AQ_JOB_FAILED] = "failed",
+    [AQ_JOB_CANCELLED] = "cancelled",
 };
 
 const char *const aq_kind_names[] = {
@@ -22,6 +23,58 @@ const char *const aq_kind_names[] = {
     [AQ_KIND_SLEEP] = "sleep",   [AQ_KIND_ECHO] = "echo",
     [AQ_KIND_REMOTE] = "remote", NULL,
 };
+
+const char *const aq_after_policy_names[] = {
+    [AQ_AFTER_DONE] = "done",
+    [AQ_AFTER_FINISHED] = "finished",
+    NULL,
+};
+
+static int
+cmp_u64(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+
+    return (x > y) - (x < y);
+}
+
+static size_t
+deps_size(uint32_t nafter)
+{
+    return sizeof(struct aq_job_deps) + (size_t)nafter * sizeof(uint64_t);
+}
+
+struct aq_job_deps *
+aq_job_deps_new(const uint64_t *after, size_t n, enum aq_after_policy policy)
+{
+    struct aq_job_deps *d = xcalloc(1, deps_size((uint32_t)n));
+    uint64_t *sorted;
+    bool *taken;
+
+    d->policy = (uint8_t)policy;
+    if (n == 0)
+        return d;
+    /* Duplicates count once, each id kept where it first came: a sorted
+     * copy finds an id's run of equals, whose first entry marks it taken. */
+    sorted = xreallocarray(NULL, n, sizeof *sorted);
+    taken = xcalloc(n, sizeof *taken);
+    memcpy(sorted, after, n * sizeof *sorted);
+    qsort(sorted, n, sizeof *sorted, cmp_u64);
+    for (size_t i = 0; i < n; i++) {
+        uint64_t *hit = bsearch(&after[i], sorted, n, sizeof *sorted, cmp_u64);
+        size_t k = (size_t)(hit - sorted);
+
+        while (k > 0 && sorted[k - 1] == after[i])
+            k--;
+        if (taken[k])
+            continue;
+        taken[k] = true;
+        d->after[d->nafter++] = after[i];
+    }
+    free(taken);
+    free(sorted);
+    return d;
+}
 
 struct aq_job *
 aq_job_new(uint64_t id, enum aq_kind kind, const char *args, size_t args_len)
@@ -67,6 +120,9 @@ aq_job_free(struct aq_job *j)
         free(j->ext->err_message);
         free(j->ext->err_traceback);
         future_drop(j->ext->future);
+        if (j->ext->deps != NULL)
+            free(j->ext->deps->dependents);
+        free(j->ext->deps);
         free(j->ext);
     }
     free(j);
@@ -96,11 +152,19 @@ packed_ext_off(const struct aq_job *j)
     return ALIGN16(sizeof *j + j->args_len + 1);
 }
 
+/* A record's deps, if any, follow its ext (8-aligned: ext's size is a
+ * multiple of 8 from a 16-aligned offset), before the strings. */
+static size_t
+packed_deps_size(const struct aq_job_ext *x)
+{
+    return x->deps != NULL ? deps_size(x->deps->nafter) : 0;
+}
+
 static size_t
 packed_size(const struct aq_job *j)
 {
     char **strs[NSTRS];
-    size_t n = packed_ext_off(j) + sizeof *j->ext;
+    size_t n = packed_ext_off(j) + sizeof *j->ext + packed_deps_size(j->ext);
 
     ext_strs(j->ext, strs);
     for (size_t i = 0; i < NSTRS; i++)
@@ -131,6 +195,16 @@ aq_job_pack(struct aq_job *j, struct aq_recarena *a)
     ext_strs(x, src);
     ext_strs(nx, dst);
     n = ext_off + sizeof *x;
+    if (x->deps != NULL) {
+        /* A finished job handed its dependents over (job_finish). */
+        nx->deps = (struct aq_job_deps *)(p + n);
+        memcpy(nx->deps, x->deps, packed_deps_size(x));
+        nx->deps->dependents = NULL;
+        nx->deps->ndependents = nx->deps->cap = 0;
+        n += packed_deps_size(x);
+        free(x->deps->dependents);
+        free(x->deps);
+    }
     for (size_t i = 0; i < NSTRS; i++) {
         if (*src[i] == NULL)
             continue;
@@ -160,6 +234,12 @@ aq_job_unpack(struct aq_job *j)
     nj->is_packed = 0;
     nj->ext = xmalloc(sizeof *nj->ext);
     *nj->ext = *j->ext; /* the future reference moves with it */
+    if (j->ext->deps != NULL) {
+        size_t n = packed_deps_size(j->ext);
+
+        nj->ext->deps = xmalloc(n);
+        memcpy(nj->ext->deps, j->ext->deps, n);
+    }
     ext_strs(nj->ext, strs);
     for (size_t i = 0; i < NSTRS; i++) {
         if (*strs[i] != NULL)
@@ -189,6 +269,11 @@ aq_job_bytes(const struct aq_job *j)
     if (j->ext == NULL)
         return n;
     n += heap_bytes(sizeof *j->ext);
+    if (j->ext->deps != NULL)
+        n += heap_bytes(packed_deps_size(j->ext)) +
+             (j->ext->deps->cap > 0
+                  ? heap_bytes(j->ext->deps->cap * sizeof(uint64_t))
+                  : 0);
     ext_strs(j->ext, strs);
     for (size_t i = 0; i < NSTRS; i++)
         n += *strs[i] != NULL ? heap_bytes(strlen(*strs[i]) + 1) : 0;
@@ -207,15 +292,15 @@ aq_job_ext(struct aq_job *j)
 }
 
 bool
-aq_job_is_finished(const struct aq_job *j)
-{
-    return aq_job_state_is_finished((enum aq_job_state)j->state);
-}
-
-bool
 aq_job_state_is_finished(enum aq_job_state st)
 {
     return st >= AQ_JOB_DONE;
+}
+
+bool
+aq_job_is_finished(const struct aq_job *j)
+{
+    return aq_job_state_is_finished((enum aq_job_state)j->state);
 }
 
 const char *
@@ -296,6 +381,19 @@ aq_job_record(const struct aq_job *j, const char *queue_name)
         json_object_set_new(rec, "retried", json_integer(x->retried));
     if (x->key != NULL)
         json_object_set_new(rec, "key", json_string(x->key));
+    if (j->state == AQ_JOB_WAITING && x->due_us != 0)
+        json_object_set_new(rec, "due", wall_seconds(x->due_us));
+    if (x->deps != NULL && x->deps->nafter > 0) {
+        json_t *after = json_array();
+
+        for (uint32_t i = 0; i < x->deps->nafter; i++)
+            json_array_append_new(after,
+                                  json_integer((json_int_t)x->deps->after[i]));
+        json_object_set_new(rec, "after", after);
+        json_object_set_new(
+            rec, "after_policy",
+            json_string(aq_after_policy_names[x->deps->policy]));
+    }
     if (x->started_us != 0)
         json_object_set_new(rec, "started", wall_seconds(x->started_us));
     if (x->finished_us != 0)

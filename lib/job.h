@@ -18,8 +18,13 @@
 
 #include "queue.h"
 
+/* In the order of spec section 9 (delayed, waiting, pending, running, then
+ * the finished ones): aq_job_is_finished and the per-state indexes rely on
+ * it. The journal writes its own numbers (lib/store_journal.c), so this
+ * order may change without touching the disk format. */
 enum aq_job_state {
     AQ_JOB_DELAYED,
+    AQ_JOB_WAITING, /* for its dependencies (put's after) */
     AQ_JOB_PENDING,
     AQ_JOB_RUNNING,
     AQ_JOB_DONE,
@@ -39,25 +44,53 @@ extern const char *const aq_kind_names[];
 
 struct aq_task;
 
+/* How a job that waits on others (put's after) goes on once they all
+ * finished: "done" runs it only if all of them are done (else it is
+ * cancelled, dependency_failed), "finished" runs it anyway. */
+enum aq_after_policy { AQ_AFTER_DONE, AQ_AFTER_FINISHED };
+extern const char *const aq_after_policy_names[]; /* then NULL */
+
+#define AQ_AFTER_MAX 1000 /* ids in one put's after */
+
+/* A job's dependencies (put's after) and dependents: made for a job put
+ * with after, and for a job another one waits on. */
+struct aq_job_deps {
+    uint64_t *dependents; /* owned: jobs put to wait on this one while it
+                             was unfinished; handed over when it finishes */
+    uint32_t ndependents, cap;
+    uint32_t nwait;  /* waiting: dependencies not finished yet */
+    uint64_t failed; /* the first dependency that failed or was cancelled */
+    uint8_t failed_state; /* its state */
+    uint8_t policy;       /* enum aq_after_policy */
+    uint32_t nafter;
+    uint64_t after[]; /* the ids it waits on, as put (once each) */
+};
+
+/* New deps with a copy of the n ids at after, duplicates dropped. */
+struct aq_job_deps *aq_job_deps_new(const uint64_t *after, size_t n,
+                                    enum aq_after_policy policy);
+
 struct aq_job_ext {
-    int64_t started_us;     /* wall clock of the last start; 0 = never */
-    int64_t finished_us;    /* wall clock; 0 = unfinished */
-    int64_t timeout_us;     /* the job's own; -1 = the queue's */
-    int32_t retries;        /* the job's own; -1 = the queue's */
-    uint32_t retried;       /* times retried by hand (the retry method) */
-    char *key;              /* idempotency key, owned; NULL = none */
-    char *name;             /* owned; NULL = none */
-    char *batch;            /* owned; NULL = none */
-    char *result;           /* compact JSON text, owned; NULL = none */
-    char *err_code;         /* owned; NULL = no error */
-    char *err_message;      /* owned */
-    char *err_traceback;    /* owned; NULL = none (a remote worker's) */
-    void *lease;            /* the broker's lease while a worker holds it */
-    uint64_t holder;        /* the worker that held it last (its number),
-                               while leased or once a cancel ended that */
-    struct aq_task *future; /* settled with the record at the end; owned
-                               reference; NULL until someone waits */
-    int64_t due_us;         /* journal replay only: wall clock it is ready */
+    int64_t started_us;       /* wall clock of the last start; 0 = never */
+    int64_t finished_us;      /* wall clock; 0 = unfinished */
+    int64_t timeout_us;       /* the job's own; -1 = the queue's */
+    int32_t retries;          /* the job's own; -1 = the queue's */
+    uint32_t retried;         /* times retried by hand (the retry method) */
+    char *key;                /* idempotency key, owned; NULL = none */
+    char *name;               /* owned; NULL = none */
+    char *batch;              /* owned; NULL = none */
+    char *result;             /* compact JSON text, owned; NULL = none */
+    char *err_code;           /* owned; NULL = no error */
+    char *err_message;        /* owned */
+    char *err_traceback;      /* owned; NULL = none (a remote worker's) */
+    void *lease;              /* the broker's lease while a worker holds it */
+    uint64_t holder;          /* the worker that held it last (its number),
+                                 while leased or once a cancel ended that */
+    struct aq_task *future;   /* settled with the record at the end; owned
+                                 reference; NULL until someone waits */
+    int64_t due_us;           /* wall clock it is ready: journal replay, and
+                                 a waiting job's (0: at once) */
+    struct aq_job_deps *deps; /* owned; NULL = none */
 };
 
 struct aq_job {
@@ -119,7 +152,7 @@ void aq_job_set_error(struct aq_job *j, const char *code, const char *message);
 /* The job record of spec section 2 as a new JSON object (the caller's),
  * with the queue's name given by the caller: args as put (raw JSON text),
  * due (wall clock) while delayed in its queue, retried when > 0, name and
- * batch when set. */
+ * batch when set, after and after_policy for a job put with after. */
 json_t *aq_job_record(const struct aq_job *j, const char *queue_name);
 
 #endif

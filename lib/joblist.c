@@ -22,13 +22,13 @@ const char *const aq_list_state_names[] = {
     "done",    "failed",  "cancelled", NULL,
 };
 
-/* The index of each of aq_list_state_names; -1: a state no job has yet
- * (waiting arrives with dependencies). */
+/* The state of each of aq_list_state_names. */
 static const int list_states[] = {
-    AQ_JOB_DELAYED,   -1,          AQ_JOB_PENDING,
-    AQ_JOB_RUNNING,   AQ_JOB_DONE, AQ_JOB_FAILED,
-    AQ_JOB_CANCELLED,
+    AQ_JOB_DELAYED, AQ_JOB_WAITING, AQ_JOB_PENDING,   AQ_JOB_RUNNING,
+    AQ_JOB_DONE,    AQ_JOB_FAILED,  AQ_JOB_CANCELLED,
 };
+_Static_assert(sizeof list_states / sizeof list_states[0] == BROKER_NSTATES,
+               "list knows every state");
 
 void
 broker_index_init(struct broker_queue *bq)
@@ -117,7 +117,7 @@ walks_add(const struct aq_list *l, const struct broker_queue *bq,
     for (size_t i = 0; aq_list_state_names[i] != NULL; i++) {
         const struct aq_idset *s;
 
-        if (!(l->states & (1u << i)) || list_states[i] < 0)
+        if (!(l->states & (1u << i)))
             continue;
         s = bq->ids[list_states[i]];
         if (aq_idset_count(s) == 0)

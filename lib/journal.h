@@ -70,6 +70,10 @@ struct aq_jrec {
                             was sealed; 0 = none */
     struct aq_jstr queue, key, args, result, err_code, err_message;
     struct aq_jstr name, batch; /* PUT, END (format 3) */
+    struct aq_jstr after;       /* PUT, END (format 4): the job ids of put's
+                                   after, 8 bytes each, little-endian; absent =
+                                   none */
+    uint8_t after_policy;       /* with after: enum aq_after_policy */
 };
 
 /* Asks the owner to re-append (aq_journal_append, moving its hold) every

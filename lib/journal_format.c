@@ -10,6 +10,10 @@
  * only when one of its fields is set (a plain put's PUT is byte for byte
  * format 2's), and read when bytes remain: records of formats 1 and 2
  * decode as before, with the tail's fields absent. DELETE is new in 3.
+ *
+ * Format 4 extends that tail, for a job put with after only: a u32 count,
+ * the ids (u64 each), then the after_policy (u8). A record without after
+ * is byte for byte format 3's; one of format 3 decodes with after absent.
  */
 #include "journal-internal.h"
 
@@ -78,7 +82,7 @@ static bool
 has_tail(const struct aq_jrec *r)
 {
     return (r->type == AQ_JREC_END && r->args.p != NULL) || r->name.p != NULL ||
-           r->batch.p != NULL || r->retried != 0;
+           r->batch.p != NULL || r->retried != 0 || r->after.p != NULL;
 }
 
 static size_t
@@ -87,7 +91,8 @@ tail_size(const struct aq_jrec *r)
     if (!has_tail(r))
         return 0;
     return (r->type == AQ_JREC_END ? str_size(r->args) : 0) +
-           str_size(r->name) + str_size(r->batch) + 4;
+           str_size(r->name) + str_size(r->batch) + 4 +
+           (r->after.p != NULL ? 4 + (size_t)r->after.len / 8 * 8 + 1 : 0);
 }
 
 /* The body size of r, to reserve before encoding. */
@@ -128,6 +133,11 @@ put_tail(struct aq_journal *j, const struct aq_jrec *r)
     put_str(j, r->name);
     put_str(j, r->batch);
     put_u(j, r->retried, 4);
+    if (r->after.p != NULL) {
+        put_u(j, r->after.len / 8, 4);
+        put_bytes(j, r->after.p, (size_t)r->after.len / 8 * 8);
+        put_u(j, r->after_policy, 1);
+    }
 }
 
 /* Appends the header and body of r to the buffer; returns its size. */
@@ -251,6 +261,8 @@ get_str(struct reader *rd)
 static void
 get_tail(struct reader *rd, struct aq_jrec *r)
 {
+    uint64_t n;
+
     if (rd->bad || rd->p == rd->end)
         return;
     if (r->type == AQ_JREC_END)
@@ -258,6 +270,16 @@ get_tail(struct reader *rd, struct aq_jrec *r)
     r->name = get_str(rd);
     r->batch = get_str(rd);
     r->retried = (uint32_t)get_u(rd, 4);
+    if (rd->bad || rd->p == rd->end)
+        return; /* format 3 */
+    n = get_u(rd, 4);
+    if (rd->bad || n == 0 || (uint64_t)(rd->end - rd->p) < n * 8) {
+        rd->bad = true;
+        return;
+    }
+    r->after = (struct aq_jstr){(const char *)rd->p, (uint32_t)(n * 8)};
+    rd->p += n * 8;
+    r->after_policy = (uint8_t)get_u(rd, 1);
 }
 
 /* Decodes a body (CRC already checked). Returns 0, or -1 if malformed. A

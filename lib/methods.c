@@ -27,6 +27,7 @@
 #include "error.h"
 #include "hist.h"
 #include "history.h"
+#include "job.h"
 #include "jwrite.h"
 #include "params.h"
 #include "rpc.h"
@@ -249,7 +250,11 @@ aq_methods_put(struct aq_methods *m, struct aq_call *call,
     }
     switch (aq_broker_put(m->broker, p, &pc->w, cb, pc, &res, &err)) {
     case AQ_PUT_FAILED:
-        aq_call_fail(call, &err);
+        if (err.code == AQ_ERR_NO_JOB && p->nafter > 0)
+            aq_call_fail_data(call, &err,
+                              json_pack("{s:I}", "job", (json_int_t)res.job));
+        else
+            aq_call_fail(call, &err);
         return;
     case AQ_PUT_DONE:
         if (wait)
@@ -268,16 +273,66 @@ aq_methods_put(struct aq_methods *m, struct aq_call *call,
     aq_call_on_abandon(call, put_abandon, pc);
 }
 
+/* put's at (epoch seconds, or an RFC 3339 string), after (job ids) and
+ * after_policy into p; *after is the caller's to free. -1 with
+ * params->err. */
+static int
+put_deps(const struct aq_params *params, struct aq_put *p, uint64_t **after)
+{
+    const json_t *at = json_object_get(params->v, "at");
+    struct aq_params arr;
+    size_t policy = AQ_AFTER_DONE;
+    int rc;
+
+    if (at != NULL) {
+        if (json_is_string(at)
+                ? aq_rfc3339_parse(json_string_value(at), &p->at) < 0
+                : !json_is_number(at) || (p->at = json_number_value(at)) < 0)
+            return aq_params_fail(params, "at",
+                                  "expected epoch seconds (a number >= 0) or "
+                                  "an RFC 3339 time with an offset");
+        if (json_object_get(params->v, "delay") != NULL)
+            return aq_params_fail(params, "at", "not with delay");
+        if (p->at > (double)aq_clock_wall_us() / 1e6 + AQ_DURATION_MAX_S)
+            return aq_params_fail(params, "at", "more than 1e9 seconds ahead");
+        p->has_at = true;
+    }
+    if ((rc = aq_params_array(params, "after", 0, "job ids", &arr)) < 0)
+        return -1;
+    if (aq_params_word(params, "after_policy", 0, aq_after_policy_names,
+                       &policy) < 0)
+        return -1;
+    if (rc == 0) {
+        if (json_object_get(params->v, "after_policy") != NULL)
+            return aq_params_fail(params, "after_policy", "only with after");
+        return 0;
+    }
+    p->nafter = json_array_size(arr.v);
+    if (p->nafter > AQ_AFTER_MAX)
+        return aq_params_fail(params, "after", "expected at most %d job ids",
+                              AQ_AFTER_MAX);
+    *after = xreallocarray(NULL, p->nafter, sizeof **after);
+    for (size_t i = 0; i < p->nafter; i++) {
+        if (aq_params_id_at(&arr, i, &(*after)[i]) < 0)
+            return -1;
+    }
+    p->after = *after;
+    p->after_policy = (int)policy;
+    return 0;
+}
+
 static void
 m_put(struct aq_methods *m, struct aq_call *call,
       const struct aq_params *params, struct aq_jspan args)
 {
     static const char *const fields[] = {
-        "queue", "kind", "args",  "priority", "delay",  "timeout", "retries",
-        "key",   "name", "batch", "wait",     "nowait", NULL};
+        "queue",   "kind",   "args",  "priority", "delay",  "timeout",
+        "retries", "key",    "name",  "batch",    "wait",   "nowait",
+        "at",      "after",  "after_policy", NULL};
     struct aq_put p = {.timeout = -1, .retries = -1};
     json_int_t prio = 0, retries = -1;
     bool wait = false;
+    uint64_t *after = NULL;
 
     if (aq_params_fields(params, fields) < 0 ||
         aq_params_string(params, "queue", 0, &p.queue) < 0 ||
@@ -290,7 +345,8 @@ m_put(struct aq_methods *m, struct aq_call *call,
         aq_params_string(params, "name", 0, &p.name) < 0 ||
         aq_params_string(params, "batch", 0, &p.batch) < 0 ||
         aq_params_bool(params, "wait", 0, &wait) < 0 ||
-        aq_params_bool(params, "nowait", 0, &p.nowait) < 0)
+        aq_params_bool(params, "nowait", 0, &p.nowait) < 0 ||
+        put_deps(params, &p, &after) < 0)
         goto fail;
     /* An object arrives raw (lib/rpc.c), anything else parsed. */
     if (json_object_get(params->v, "args") != NULL) {
@@ -317,9 +373,11 @@ m_put(struct aq_methods *m, struct aq_call *call,
     }
     p.priority = (int32_t)prio;
     p.retries = (int)retries;
-    aq_methods_put(m, call, &p, wait);
+    aq_methods_put(m, call, &p, wait); /* after is copied, or not kept */
+    free(after);
     return;
 fail:
+    free(after);
     aq_call_fail(call, params->err);
 }
 
@@ -1250,6 +1308,7 @@ queue_stats_json(const struct aq_queue_stats *s, void *arg)
 
     json_object_set_new(o, "size", json_integer((json_int_t)s->size));
     json_object_set_new(o, "delayed", json_integer((json_int_t)s->delayed));
+    json_object_set_new(o, "waiting", json_integer((json_int_t)s->waiting));
     json_object_set_new(o, "running", json_integer(s->running));
     json_object_set_new(o, "unfinished",
                         json_integer((json_int_t)s->unfinished));

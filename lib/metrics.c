@@ -117,6 +117,7 @@ enum {
     Q_WORKERS,
     Q_LEASES,
     Q_THROTTLED,
+    Q_WAITING,
     Q_COUNT
 };
 
@@ -128,7 +129,8 @@ static const struct gauge queue_families[Q_COUNT] = {
                    "gauge"},
     [Q_RUNNING] = {"asyncq_queue_running", "Jobs being run.", "gauge"},
     [Q_UNFINISHED] = {"asyncq_queue_unfinished",
-                      "Jobs put and not finished: delayed, ready or running.",
+                      "Jobs put and not finished: delayed, waiting, ready or "
+                      "running.",
                       "gauge"},
     [Q_MAXSIZE] = {"asyncq_queue_maxsize",
                    "Unfinished jobs before put waits (0: unbounded).", "gauge"},
@@ -157,6 +159,9 @@ static const struct gauge queue_families[Q_COUNT] = {
                      "Time a ready job waited only for a token of the "
                      "queue's rate limit.",
                      "counter"},
+    [Q_WAITING] = {"asyncq_queue_waiting",
+                   "Jobs waiting for their dependencies (put's after).",
+                   "gauge"},
     [Q_PUTTERS] = {"asyncq_queue_producers_waiting",
                    "Puts waiting for room (maxsize), each holding its "
                    "producer connection back.",
@@ -253,6 +258,9 @@ queue_sample(const struct aq_queue_stats *s, void *arg)
         break;
     case Q_DELAYED:
         v = (double)s->delayed;
+        break;
+    case Q_WAITING:
+        v = (double)s->waiting;
         break;
     case Q_RUNNING:
         v = s->running;

@@ -196,7 +196,11 @@ job_finish(struct aq_broker *b, struct aq_job *j, enum aq_job_state st)
                x->err_message != NULL ? ": " : "",
                x->err_message != NULL ? x->err_message : "");
     b->store->ops->finish(b->store, j, bq->cfg.name);
+    if (x->deps != NULL)
+        deps_finished(b, j); /* before it is packed, or evicted */
     record_append(b, j);
+    if (b->deps_nwork > 0)
+        deps_run(b);
 }
 
 void

@@ -258,7 +258,9 @@ restore_place(struct aq_broker *b, uint64_t last_id)
     struct restore rs = {0};
     struct broker_queue *bq;
     int64_t now_us = aq_clock_wall_us();
-    size_t crashed = 0, delayed = 0;
+    size_t crashed = 0, delayed = 0, waiting = 0, nfree = 0;
+    struct aq_job **freed = NULL; /* waiting ones whose dependencies all
+                                     finished already */
 
     if (last_id > b->last_id)
         b->last_id = last_id;
@@ -267,6 +269,25 @@ restore_place(struct aq_broker *b, uint64_t last_id)
         qsort(rs.unfinished, rs.nu, sizeof *rs.unfinished, cmp_id);
     if (rs.nf > 1)
         qsort(rs.finished, rs.nf, sizeof *rs.finished, cmp_finished);
+    /* Waiting jobs learn their dependencies' states as the journal left
+     * them, before records are placed (and maybe evicted): a dependency
+     * no longer known counts as done. Finishes during placement (jobs
+     * out of attempts) visit their dependents only once every job is
+     * placed. */
+    b->deps_hold = true;
+    for (size_t i = 0; i < rs.nu; i++) {
+        struct aq_job *j = rs.unfinished[i];
+
+        if (j->state != AQ_JOB_WAITING)
+            continue;
+        if (j->ext->deps == NULL) /* a PUT in state waiting without after */
+            j->ext->deps = aq_job_deps_new(NULL, 0, AQ_AFTER_DONE);
+        if (deps_attach(b, j) == 0) {
+            if (nfree == 0)
+                freed = xreallocarray(NULL, rs.nu, sizeof *freed);
+            freed[nfree++] = j;
+        }
+    }
     for (size_t i = 0; i < rs.nf; i++) {
         if (rs.finished[i]->id > b->last_id)
             b->last_id = rs.finished[i]->id;
@@ -284,6 +305,14 @@ restore_place(struct aq_broker *b, uint64_t last_id)
         bq = job_queue(j);
         if (j->id > b->last_id)
             b->last_id = j->id;
+        if (j->state == AQ_JOB_WAITING) {
+            /* Counted unfinished, out of the queue's items (deps.c). */
+            aq_queue_put_nowait(bq->q, &j->qi, j->qi.priority, 0);
+            aq_queue_remove(bq->q, &j->qi);
+            job_set_state(j, AQ_JOB_WAITING);
+            waiting++;
+            continue;
+        }
         if (was_running) {
             crashed++;
             if (!restore_crashed(j)) {
@@ -301,13 +330,20 @@ restore_place(struct aq_broker *b, uint64_t last_id)
         if (was_running)
             b->store->ops->requeue(b->store, j);
     }
+    for (size_t i = 0; i < nfree; i++) {
+        if (freed[i]->state == AQ_JOB_WAITING)
+            deps_resolve(b, freed[i]);
+    }
+    b->deps_hold = false;
+    deps_run(b);
     STAILQ_FOREACH (bq, &b->queues, link)
         aq_queue_set_maxsize(bq->q, bq->cfg.maxsize);
     aq_log(AQ_LOG_INFO,
-           "%s: restored %zu unfinished jobs (%zu delayed, %zu cut short "
-           "by a crash) and %zu finished records; next id %llu",
-           b->store->ops->name, rs.nu, delayed, crashed, rs.nf,
+           "%s: restored %zu unfinished jobs (%zu delayed, %zu waiting, %zu "
+           "cut short by a crash) and %zu finished records; next id %llu",
+           b->store->ops->name, rs.nu, delayed, waiting, crashed, rs.nf,
            (unsigned long long)b->last_id + 1);
+    free(freed);
     free(rs.unfinished);
     free(rs.finished);
 }

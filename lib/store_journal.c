@@ -41,11 +41,42 @@ jstr(const char *s)
     return (struct aq_jstr){s, s != NULL ? (uint32_t)strlen(s) : 0};
 }
 
+/* A job's state as the journal writes it: the numbers of formats 1 to 3,
+ * from before waiting existed, and waiting after them. enum aq_job_state
+ * may be reordered; these never change. */
+enum disk_state {
+    DISK_DELAYED,
+    DISK_PENDING,
+    DISK_RUNNING,
+    DISK_DONE,
+    DISK_FAILED,
+    DISK_CANCELLED,
+    DISK_WAITING, /* format 4 */
+    DISK_NSTATES,
+};
+
+static const uint8_t to_disk[] = {
+    [AQ_JOB_DELAYED] = DISK_DELAYED,     [AQ_JOB_WAITING] = DISK_WAITING,
+    [AQ_JOB_PENDING] = DISK_PENDING,     [AQ_JOB_RUNNING] = DISK_RUNNING,
+    [AQ_JOB_DONE] = DISK_DONE,           [AQ_JOB_FAILED] = DISK_FAILED,
+    [AQ_JOB_CANCELLED] = DISK_CANCELLED,
+};
+
+static const uint8_t from_disk[DISK_NSTATES] = {
+    [DISK_DELAYED] = AQ_JOB_DELAYED, [DISK_PENDING] = AQ_JOB_PENDING,
+    [DISK_RUNNING] = AQ_JOB_RUNNING, [DISK_DONE] = AQ_JOB_DONE,
+    [DISK_FAILED] = AQ_JOB_FAILED,   [DISK_CANCELLED] = AQ_JOB_CANCELLED,
+    [DISK_WAITING] = AQ_JOB_WAITING,
+};
+
 /* The wall-clock time a delayed job becomes ready; 0 when it is ready. */
 static int64_t
 job_due_wall_us(const struct aq_job *j)
 {
     int64_t due = aq_queue_item_due_us(&j->qi);
+
+    if (j->state == AQ_JOB_WAITING) /* out of its queue: kept in ext */
+        return j->ext->due_us;
 
     return due == 0 ? 0 : aq_clock_wall_us() + (due - aq_clock_mono_us());
 }
@@ -60,7 +91,7 @@ job_home(struct store_journal *sj, struct aq_job *j, const char *queue)
         .type = aq_job_is_finished(j) ? AQ_JREC_END : AQ_JREC_PUT,
         .id = j->id,
         .kind = j->kind,
-        .state = j->state,
+        .state = to_disk[j->state],
         .attempts = j->attempts,
         .priority = j->qi.priority,
         .retries = x != NULL ? x->retries : -1,
@@ -71,6 +102,7 @@ job_home(struct store_journal *sj, struct aq_job *j, const char *queue)
         .queue = jstr(queue),
     };
     uint32_t seg;
+    unsigned char *after = NULL;
 
     /* A record keeps its args too (format 3), unless they were never
      * kept (a record of an older journal): then they stay absent. */
@@ -86,8 +118,19 @@ job_home(struct store_journal *sj, struct aq_job *j, const char *queue)
         r.result = jstr(x->result);
         r.err_code = jstr(x->err_code);
         r.err_message = jstr(x->err_message);
+        if (x->deps != NULL && x->deps->nafter > 0) {
+            after = xmalloc((size_t)x->deps->nafter * 8);
+            for (uint32_t i = 0; i < x->deps->nafter; i++)
+                for (int k = 0; k < 8; k++)
+                    after[i * 8 + k] =
+                        (unsigned char)(x->deps->after[i] >> (8 * k));
+            r.after =
+                (struct aq_jstr){(const char *)after, x->deps->nafter * 8};
+            r.after_policy = x->deps->policy;
+        }
     }
     seg = aq_journal_append(sj->journal, &r);
+    free(after);
     aq_journal_hold(sj->journal, seg);
     if (j->jseg != 0)
         aq_journal_release(sj->journal, j->jseg);
@@ -117,7 +160,7 @@ sj_requeue(struct aq_store *s, struct aq_job *j)
     const struct aq_job_ext *x = j->ext;
     struct aq_jrec r = {.type = AQ_JREC_REQUEUE,
                         .id = j->id,
-                        .state = j->state,
+                        .state = to_disk[j->state],
                         .attempts = j->attempts,
                         .due_us = job_due_wall_us(j),
                         .result = jstr(x->result),
@@ -249,6 +292,36 @@ ext_str(char **dst, struct aq_jstr s)
     }
 }
 
+/* A whole record's after (the broker links dependents at restore). */
+static void
+replay_deps(struct aq_job_ext *x, const struct aq_jrec *r)
+{
+    const unsigned char *p = (const unsigned char *)r->after.p;
+    uint32_t n = r->after.len / 8, kept = 0;
+    uint64_t *ids;
+
+    if (x->deps != NULL)
+        free(x->deps->dependents);
+    free(x->deps);
+    x->deps = NULL;
+    if (p == NULL)
+        return;
+    ids = xreallocarray(NULL, n, sizeof *ids);
+    for (uint32_t i = 0; i < n; i++) {
+        uint64_t id = 0;
+
+        for (int k = 0; k < 8; k++)
+            id |= (uint64_t)p[i * 8 + k] << (8 * k);
+        if (id != 0) /* never an id: dropped, not trusted */
+            ids[kept++] = id;
+    }
+    x->deps =
+        aq_job_deps_new(ids, kept,
+                        r->after_policy == AQ_AFTER_FINISHED ? AQ_AFTER_FINISHED
+                                                             : AQ_AFTER_DONE);
+    free(ids);
+}
+
 /* Fills j from a whole record (PUT or END). */
 static void
 replay_whole(struct store_journal *sj, struct aq_job *j,
@@ -256,7 +329,7 @@ replay_whole(struct store_journal *sj, struct aq_job *j,
 {
     struct aq_job_ext *x = aq_job_ext(j);
 
-    j->state = r->state;
+    j->state = from_disk[r->state]; /* checked: whole_state_fits */
     j->attempts = r->attempts;
     j->qi.priority = r->priority;
     j->created_us = r->created_us;
@@ -276,6 +349,7 @@ replay_whole(struct store_journal *sj, struct aq_job *j,
     ext_str(&x->err_message, r->err_message);
     if (x->key != NULL)
         aq_broker_restore_key(sj->broker, j);
+    replay_deps(x, r);
     aq_journal_hold(sj->journal, seg);
     if (j->jseg != 0)
         aq_journal_release(sj->journal, j->jseg);
@@ -319,22 +393,23 @@ replay_clamp(struct aq_jrec *r)
         r->retries = r->retries < -1 ? -1 : REPLAY_RETRIES_MAX;
         changed = true;
     }
-    if (r->type == AQ_JREC_REQUEUE && r->state != AQ_JOB_DELAYED &&
-        r->state != AQ_JOB_PENDING) {
-        r->state = AQ_JOB_PENDING;
+    if (r->type == AQ_JREC_REQUEUE && r->state != DISK_DELAYED &&
+        r->state != DISK_PENDING) {
+        r->state = DISK_PENDING;
         changed = true;
     }
     return changed;
 }
 
-/* A PUT holds an unfinished job (delayed, pending, or running when it
- * was rehomed), an END a finished one. */
+/* A PUT holds an unfinished job (delayed, waiting, pending, or running
+ * when it was rehomed), an END a finished one. */
 static bool
 whole_state_fits(const struct aq_jrec *r)
 {
-    if (r->type == AQ_JREC_PUT)
-        return r->state <= AQ_JOB_RUNNING;
-    return r->state >= AQ_JOB_DONE && r->state <= AQ_JOB_CANCELLED;
+    if (r->state >= DISK_NSTATES)
+        return false;
+    return aq_job_state_is_finished(from_disk[r->state]) ==
+           (r->type == AQ_JREC_END);
 }
 
 /* An aq_journal_replay_cb: folds one record into the broker's jobs. */
@@ -386,7 +461,7 @@ replay_cb(const struct aq_jrec *rec, uint32_t seg, void *arg,
         if (j != NULL && !aq_job_is_finished(j)) {
             struct aq_job_ext *x = aq_job_ext(j);
 
-            j->state = r->state;
+            j->state = from_disk[r->state]; /* clamped: delayed, pending */
             j->attempts = r->attempts;
             x->due_us = r->due_us;
             ext_str(&x->result, r->result);

@@ -407,6 +407,8 @@ assert_rec_eq(size_t i, const struct aq_jrec *got, const struct aq_jrec *want)
     assert_field(i, "retried", got->retried, want->retried);
     assert_str(i, "name", got->name, want->name);
     assert_str(i, "batch", got->batch, want->batch);
+    assert_str(i, "after", got->after, want->after);
+    assert_field(i, "after_policy", got->after_policy, want->after_policy);
 }
 
 /* ---- replay into a collector ---- */
@@ -475,6 +477,7 @@ collector_free(struct collector *c)
         free((void *)r->err_message.p);
         free((void *)r->name.p);
         free((void *)r->batch.p);
+        free((void *)r->after.p);
     }
     free(c->recs);
     c->recs = NULL;
@@ -507,6 +510,7 @@ collect_cb(const struct aq_jrec *r, uint32_t seg, void *arg,
     copy->err_message = str_copy(r->err_message);
     copy->name = str_copy(r->name);
     copy->batch = str_copy(r->batch);
+    copy->after = str_copy(r->after);
     c->recs[c->n++].seg = seg;
     if (c->hold == HOLD_ALL || (c->hold == HOLD_SEG && seg == c->hold_seg))
         aq_journal_hold(c->j, seg);
@@ -2256,7 +2260,7 @@ START_TEST(each_segment_names_its_number_the_oldest_and_its_sealed_predecessor)
     for (uint32_t seq = 1; seq <= nsegs; seq++) {
         seg_head(t.path, seq, &h);
         ck_assert_int_eq(h.type, AQ_JREC_SEGMENT);
-        ck_assert_uint_eq(h.version, 3);
+        ck_assert_uint_eq(h.version, 4);
         ck_assert_uint_eq(h.seq, seq);
         ck_assert_uint_eq(h.first, 1);
         if (seq == 1)
@@ -2654,7 +2658,7 @@ START_TEST(format_2_journal_replays_and_format_3_records_follow_it)
     settle(test_base, j);
     aq_journal_close(j);
     seg_head(t.path, 2, &h);
-    ck_assert_uint_eq(h.version, 3);
+    ck_assert_uint_eq(h.version, 4);
 
     j = open_ok(test_base, &o);
     collector_init(&c, j, HOLD_NONE);
@@ -2663,6 +2667,76 @@ START_TEST(format_2_journal_replays_and_format_3_records_follow_it)
     ck_assert_uint_eq(c.n, 3);
     assert_rec_eq(1, &c.recs[1].r, &end);
     assert_rec_eq(2, &c.recs[2].r, &end3);
+    collector_free(&c);
+    free(rp.log);
+    aq_journal_close(j);
+    tdir_remove(&t);
+}
+END_TEST
+
+/* Format 4: a PUT or END with after carries the ids and the policy at
+ * the end of the tail, and replays them; a plain PUT stays byte for byte
+ * what format 3 wrote (no tail), and a record of format 3 (a tail that
+ * ends at retried) decodes with after absent. */
+START_TEST(format_4_after_replays_and_format_3_tails_decode_without_it)
+{
+    static const char ids[16] = {12, 0, 0, 0, 0, 0, 0, 0,
+                                 1,  2, 0, 0, 0, 0, 0, 0};
+    struct tdir t;
+    struct aq_journal_opts o;
+    struct aq_journal *j;
+    struct collector c;
+    struct replayed rp;
+    struct frame fr[8];
+    struct aq_jrec plain = filler_put(1), put = filler_put(2);
+    struct aq_jrec named = filler_put(3), end;
+    size_t n;
+
+    put.state = 6; /* waiting */
+    put.due_us = T0_US + 5000000;
+    put.after = (struct aq_jstr){ids, sizeof ids};
+    put.after_policy = 1;
+    named.name = (struct aq_jstr)STR("nightly");
+    end = put;
+    end.type = AQ_JREC_END;
+    end.id = 4;
+    end.state = 5;
+    end.retries = end.timeout_us = 0;
+    end.due_us = 0;
+    end.finished_us = T0_US + 9;
+    end.after_policy = 0;
+    end.err_code = (struct aq_jstr)STR("dependency_failed");
+    end.err_message = (struct aq_jstr)STR("job 12 failed");
+    tdir_make(&t);
+    o = opts_of(t.path, AQ_FSYNC_NEVER, BIG_SEGMENT);
+    j = open_fresh(test_base, &o);
+    aq_journal_append(j, &plain);
+    aq_journal_append(j, &put);
+    aq_journal_append(j, &named);
+    aq_journal_append(j, &end);
+    settle(test_base, j);
+    aq_journal_close(j);
+
+    /* The plain PUT's body is format 2's size: nothing after err_message;
+     * the named one's tail ends at retried (format 3's). */
+    n = seg_frames(t.path, 1, fr, 8);
+    ck_assert_uint_eq(n, 5); /* SEGMENT, then the four */
+    ck_assert_uint_eq(fr[1].size, HDR_BYTES + 1 + 8 + 1 + 1 + 2 + 4 + 4 +
+                                      8 * 4 + (4 + 7) + 4 +
+                                      (4 + plain.args.len) + 4 * 3);
+    ck_assert_uint_eq(fr[3].size,
+                      fr[1].size + (4 + 7) + 4 + 4); /* name, batch, retried */
+    ck_assert_uint_eq(fr[2].size, fr[1].size + 4 + 4 + 4 + 4 + sizeof ids + 1);
+
+    j = open_ok(test_base, &o);
+    collector_init(&c, j, HOLD_NONE);
+    replay_into(j, false, &c, &rp);
+    assert_clean(&rp);
+    ck_assert_uint_eq(c.n, 4);
+    assert_rec_eq(0, &c.recs[0].r, &plain);
+    assert_rec_eq(1, &c.recs[1].r, &put);
+    assert_rec_eq(2, &c.recs[2].r, &named); /* format 3's tail: no after */
+    assert_rec_eq(3, &c.recs[3].r, &end);
     collector_free(&c);
     free(rp.log);
     aq_journal_close(j);
@@ -2679,13 +2753,13 @@ START_TEST(journal_of_a_later_format_is_refused_naming_its_version)
 
     tdir_make(&t);
     build_journal(t.path, 4);
-    seg_to_version(t.path, 1, 4);
+    seg_to_version(t.path, 1, 5);
     seg_file(t.path, 1, path, sizeof path);
     replay_dir(test_base, t.path, false, &c, &rp);
     ck_assert_int_eq(rp.rc, -1);
     ck_assert_msg(!rp.is_damaged, "a later format is not damage");
     ck_assert_msg(strstr(rp.err.message, path) != NULL &&
-                      strstr(rp.err.message, "format version 4") != NULL,
+                      strstr(rp.err.message, "format version 5") != NULL,
                   "%s", rp.err.message);
     collector_free(&c);
     free(rp.log);
@@ -2727,7 +2801,7 @@ START_TEST(format_1_journal_with_holes_replays_and_turns_into_format_3)
     start_ok(j, rp.last_id);
     settle(test_base, j);
     seg_head(t.path, nsegs + 1, &h);
-    ck_assert_uint_eq(h.version, 3);
+    ck_assert_uint_eq(h.version, 4);
     ck_assert_uint_eq(h.first, 0);
     aq_journal_close(j);
 
@@ -3349,6 +3423,8 @@ journal_suite(void)
                    format_1_journal_with_holes_replays_and_turns_into_format_3);
     tcase_add_test(tc, journal_of_a_later_format_is_refused_naming_its_version);
     tcase_add_test(tc, format_2_journal_replays_and_format_3_records_follow_it);
+    tcase_add_test(tc,
+                   format_4_after_replays_and_format_3_tails_decode_without_it);
     suite_add_tcase(s, tc);
 
     tc = tcase_new("faults");

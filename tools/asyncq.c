@@ -22,9 +22,9 @@ static const struct verb {
     const char *usage; /* the synopsis lines, then a blank line, then help */
 } verbs[] = {
     {"put", v_put,
-     "put [-q QUEUE] [-p PRIO] [--delay D] [--timeout D]\n"
-     "    [--retries N] [--key K] [--batch B] [--nowait] [--wait]\n"
-     "    [--] CMD ARG...\n"
+     "put [-q QUEUE] [-p PRIO] [--delay D | --at TIME] [--timeout D]\n"
+     "    [--retries N] [--key K] [--batch B] [--after ID,ID...\n"
+     "    [--after-policy P]] [--nowait] [--wait] [--] CMD ARG...\n"
      "put -k KIND --args JSON [options]\n"
      "put -f FILE.ndjson [options]\n"
      "\n"
@@ -37,7 +37,12 @@ static const struct verb {
      "its exit status becomes asyncq's (128+N if killed by signal N).\n"
      "--batch B labels the job (with -f: each line's, unless the line has\n"
      "its own); join --batch and stats --batch follow a batch.\n"
-     "Durations D take units: 90, 90s, 5m, 1.5h, 2d.\n"},
+     "Durations D take units: 90, 90s, 5m, 1.5h, 2d. --at TIME runs it at\n"
+     "an RFC 3339 time (2026-12-06T14:00:00Z, with an offset) or at HH:MM,\n"
+     "the next time the local clock shows it (today, else tomorrow).\n"
+     "--after waits until those jobs have finished: with --after-policy\n"
+     "done (the default) it is cancelled if one failed or was cancelled,\n"
+     "with finished it runs anyway.\n"},
     {"status", v_status,
      "status ID\n"
      "\n"

@@ -11,6 +11,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <time.h>
 
 #include <jansson.h>
 
@@ -72,6 +73,13 @@ int parse_count(const char *s, json_int_t *out);
 /* A duration: a number with an optional unit s, m, h or d (90, 90s, 1.5m,
  * 2h, 1d), >= 0 and at most 1e9 s. 0 or -1. */
 int parse_duration(const char *s, double *out);
+/* put --at: an RFC 3339 time (with an offset), or HH:MM, the next time
+ * the local clock shows it after now (today if still ahead, else
+ * tomorrow), as epoch seconds. 0 or -1. */
+int parse_at(const char *s, time_t now, double *out);
+/* put --after: job ids separated by commas into a new array. NULL if s
+ * is not that. */
+json_t *parse_ids(const char *s);
 /* A duration for a person: "42s", "3m05s", "2h07m", "3d04h" (buf). */
 const char *fmt_age(double secs, char *buf, size_t size);
 void print_json(const json_t *v);

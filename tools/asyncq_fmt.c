@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "asyncq.h"
+#include "clock.h"
 #include "xmalloc.h"
 
 #define MAX_DURATION_S 1e9 /* spec section 7 */
@@ -99,6 +100,69 @@ parse_duration(const char *s, double *out)
         return 0;
     }
     return -1;
+}
+
+int
+parse_at(const char *s, time_t now, double *out)
+{
+    struct tm tm;
+    time_t t;
+    int h, m;
+
+    if (aq_rfc3339_parse(s, out) == 0)
+        return 0;
+    if (strlen(s) != 5 || !isdigit((unsigned char)s[0]) ||
+        !isdigit((unsigned char)s[1]) || s[2] != ':' ||
+        !isdigit((unsigned char)s[3]) || !isdigit((unsigned char)s[4]))
+        return -1;
+    h = (s[0] - '0') * 10 + (s[1] - '0');
+    m = (s[3] - '0') * 10 + (s[4] - '0');
+    if (h > 23 || m > 59)
+        return -1;
+    for (int day = 0; day <= 2; day++) {
+        localtime_r(&now, &tm);
+        tm.tm_mday += day;
+        tm.tm_hour = h;
+        tm.tm_min = m;
+        tm.tm_sec = 0;
+        tm.tm_isdst = -1; /* mktime finds it: DST may change by tomorrow */
+        if ((t = mktime(&tm)) == (time_t)-1)
+            return -1;
+        if (t > now) {
+            *out = (double)t;
+            return 0;
+        }
+    }
+    return -1;
+}
+
+json_t *
+parse_ids(const char *s)
+{
+    json_t *ids = json_array();
+    const char *p = s;
+
+    for (;;) {
+        const char *comma = strchr(p, ',');
+        size_t len = comma != NULL ? (size_t)(comma - p) : strlen(p);
+        char buf[24];
+        json_int_t id;
+
+        if (len == 0 || len >= sizeof buf) {
+            json_decref(ids);
+            return NULL;
+        }
+        memcpy(buf, p, len);
+        buf[len] = '\0';
+        if (parse_id(buf, &id) < 0) {
+            json_decref(ids);
+            return NULL;
+        }
+        json_array_append_new(ids, json_integer(id));
+        if (comma == NULL)
+            return ids;
+        p = comma + 1;
+    }
 }
 
 const char *
@@ -494,7 +558,10 @@ print_record(const json_t *rec)
     if (json_is_array(json_object_get(rec, "after"))) {
         char *s = json_dumps(json_object_get(rec, "after"), JSON_COMPACT);
 
-        printf("  %-10s%s\n", "after", s != NULL ? s : "");
+        printf("  %-10s%s%s\n", "after", s != NULL ? s : "",
+               strcmp(str_of(rec, "after_policy"), "finished") == 0
+                   ? " (runs whatever they end)"
+                   : "");
         free(s);
     }
     if (*str_of(rec, "worker") != '\0')

@@ -12,6 +12,7 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "asyncq.h"
@@ -356,6 +357,32 @@ v_put(struct cli *cli)
                 goto out;
             }
             json_object_set_new(params, a + 2, json_real(d));
+        } else if (strcmp(a, "--at") == 0) {
+            if (parse_at(v, time(NULL), &d) < 0) {
+                rc = usage_error(cli,
+                                 "--at %s: expected an RFC 3339 time "
+                                 "(2026-12-06T14:00:00Z, with an offset) or "
+                                 "HH:MM (local time)",
+                                 v);
+                goto out;
+            }
+            json_object_set_new(params, "at", json_real(d));
+        } else if (strcmp(a, "--after") == 0) {
+            json_t *ids = parse_ids(v);
+
+            if (ids == NULL) {
+                rc = usage_error(cli, "--after %s: expected job ids (ID,ID...)",
+                                 v);
+                goto out;
+            }
+            json_object_set_new(params, "after", ids);
+        } else if (strcmp(a, "--after-policy") == 0) {
+            if (strcmp(v, "done") != 0 && strcmp(v, "finished") != 0) {
+                rc = usage_error(
+                    cli, "--after-policy %s: expected done or finished", v);
+                goto out;
+            }
+            json_object_set_new(params, "after_policy", json_string(v));
         } else if (strcmp(a, "--retries") == 0) {
             if (parse_count(v, &n) < 0) {
                 rc = usage_error(cli, "--retries %s: expected an integer >= 0",
@@ -388,6 +415,16 @@ v_put(struct cli *cli)
             rc = usage_error(cli, "unknown option %s", a);
             goto out;
         }
+    }
+    if (json_object_get(params, "at") != NULL &&
+        json_object_get(params, "delay") != NULL) {
+        rc = usage_error(cli, "give --at or --delay, not both");
+        goto out;
+    }
+    if (json_object_get(params, "after_policy") != NULL &&
+        json_object_get(params, "after") == NULL) {
+        rc = usage_error(cli, "--after-policy needs --after");
+        goto out;
     }
     if (file != NULL) {
         if (i < cli->argc || args != NULL || wait) {
