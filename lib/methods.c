@@ -326,9 +326,9 @@ m_put(struct aq_methods *m, struct aq_call *call,
       const struct aq_params *params, struct aq_jspan args)
 {
     static const char *const fields[] = {
-        "queue",   "kind",   "args",  "priority", "delay",  "timeout",
-        "retries", "key",    "name",  "batch",    "wait",   "nowait",
-        "at",      "after",  "after_policy", NULL};
+        "queue",   "kind",  "args",         "priority", "delay", "timeout",
+        "retries", "key",   "name",         "batch",    "wait",  "nowait",
+        "at",      "after", "after_policy", NULL};
     struct aq_put p = {.timeout = -1, .retries = -1};
     json_int_t prio = 0, retries = -1;
     bool wait = false;
