@@ -28,6 +28,7 @@ main(void)
     srunner_add_suite(sr, wait_suite());
     srunner_add_suite(sr, broker_suite());
     srunner_add_suite(sr, clock_suite());
+    srunner_add_suite(sr, cron_suite());
     srunner_add_suite(sr, client_suite());
     srunner_add_suite(sr, hist_suite());
     srunner_add_suite(sr, history_suite());
