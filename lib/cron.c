@@ -62,8 +62,8 @@ static const char *const dow_names[] = {"sun", "mon", "tue", "wed",
                                         "thu", "fri", "sat"};
 
 static const struct field_def field_defs[5] = {
-    {"minute", 0, 59, NULL},      {"hour", 0, 23, NULL},
-    {"day of month", 1, 31, NULL}, {"month", 1, 12, month_names},
+    {"minute", 0, 59, NULL},          {"hour", 0, 23, NULL},
+    {"day of month", 1, 31, NULL},    {"month", 1, 12, month_names},
     {"day of week", 0, 7, dow_names},
 };
 
@@ -283,8 +283,8 @@ aq_cron_parse(const char *text, struct aq_error *err)
     }
     for (size_t i = 0; i < 5; i++) {
         uint64_t bits;
-        const char *bad =
-            parse_field(start[i], len[i], &field_defs[i], &bits, why, sizeof why);
+        const char *bad = parse_field(start[i], len[i], &field_defs[i], &bits,
+                                      why, sizeof why);
 
         if (bad != NULL) {
             aq_error_set(err, AQ_ERR_INVALID_PARAMS,
@@ -534,8 +534,8 @@ rule_day(const struct rule_date *d, int64_t y)
         first = days_from_civil(y, d->month, 1);
         wd = (d->day - weekday(first) + 7) % 7;
         first += wd + 7 * (d->week - 1);
-        while (first >= days_from_civil(y, d->month, 1) +
-                            month_days(y, d->month))
+        while (first >=
+               days_from_civil(y, d->month, 1) + month_days(y, d->month))
             first -= 7; /* week 5: the last one */
         return first;
     }
@@ -611,10 +611,9 @@ parse_tzif(struct aq_tz *z, const unsigned char *p, size_t len)
         return -1;
     for (int i = 0; i < 6; i++)
         cnt[i] = be(p + 20 + 4 * i, 4);
-    skip = 44 + cnt[3] * 5 + cnt[4] * 6 + cnt[5] + cnt[2] * 8 + cnt[1] +
-           cnt[0];
-    if (cnt[3] > 100000 || cnt[4] > 256 || cnt[5] > 10000 ||
-        cnt[2] > 10000 || cnt[1] > 256 || cnt[0] > 256 || skip + 44 > len)
+    skip = 44 + cnt[3] * 5 + cnt[4] * 6 + cnt[5] + cnt[2] * 8 + cnt[1] + cnt[0];
+    if (cnt[3] > 100000 || cnt[4] > 256 || cnt[5] > 10000 || cnt[2] > 10000 ||
+        cnt[1] > 256 || cnt[0] > 256 || skip + 44 > len)
         return -1;
     p += skip;
     if (memcmp(p, "TZif", 4) != 0)
@@ -716,9 +715,10 @@ aq_tz_load(const char *name, struct aq_error *err)
     }
     if (!is_zone_name(name))
         goto fail;
-    path = xasprintf("%s/%s", dir != NULL && dir[0] == '/' ? dir
-                                                           : "/usr/share/"
-                                                             "zoneinfo",
+    path = xasprintf("%s/%s",
+                     dir != NULL && dir[0] == '/' ? dir
+                                                  : "/usr/share/"
+                                                    "zoneinfo",
                      name);
     buf = read_zone_file(path, &len);
     free(path);
@@ -823,9 +823,8 @@ aq_cron_next(const struct aq_cron *c, const struct aq_tz *z, int64_t t)
             uint64_t later = c->minute >> mi;
 
             /* The next minute of the set in this hour, or the next hour. */
-            local = later != 0
-                        ? local + 60 * (int64_t)__builtin_ctzll(later)
-                        : days * 86400 + (h + 1) * 3600;
+            local = later != 0 ? local + 60 * (int64_t)__builtin_ctzll(later)
+                               : days * 86400 + (h + 1) * 3600;
             continue;
         }
         utc = local_to_utc(z, local);

@@ -40,7 +40,6 @@ int32_t aq_tz_offset(const struct aq_tz *z, int64_t t);
  * one that occurs twice (fall back) fires once, at its first occurrence.
  * @every P fires at the multiples of P seconds since the epoch (UTC, the
  * zone plays no part). */
-int64_t aq_cron_next(const struct aq_cron *c, const struct aq_tz *z,
-                     int64_t t);
+int64_t aq_cron_next(const struct aq_cron *c, const struct aq_tz *z, int64_t t);
 
 #endif

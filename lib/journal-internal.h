@@ -21,7 +21,7 @@
 #define MAX_RECORD_BYTES (1u << 30) /* a longer length is damage */
 #define SEG_SUFFIX ".aqj"
 #define TMP_SUFFIX ".aqj.tmp"
-#define FORMAT_VERSION 3 /* in each SEGMENT record; 1 and 2 are read */
+#define FORMAT_VERSION 4 /* in each SEGMENT record; 1 to 3 are read */
 #define PATH_BYTES 4200
 
 enum jstate {

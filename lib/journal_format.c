@@ -10,6 +10,7 @@
  * only when one of its fields is set (a plain put's PUT is byte for byte
  * format 2's), and read when bytes remain: records of formats 1 and 2
  * decode as before, with the tail's fields absent. DELETE is new in 3.
+ * SCHED is new in 4: a schedule's last fire (its name, time and job).
  */
 #include "journal-internal.h"
 
@@ -101,6 +102,8 @@ body_size(const struct aq_jrec *r)
         return 1 + 8 + 4;
     case AQ_JREC_DELETE:
         return 1 + 8;
+    case AQ_JREC_SCHED:
+        return 1 + 8 + 8 + str_size(r->name);
     case AQ_JREC_START:
         return 1 + 8 + 8;
     case AQ_JREC_REQUEUE:
@@ -153,6 +156,10 @@ journal_encode(struct aq_journal *j, const struct aq_jrec *r)
         put_u(j, r->first, 4);
         break;
     case AQ_JREC_DELETE:
+        break;
+    case AQ_JREC_SCHED:
+        put_u(j, (uint64_t)r->due_us, 8);
+        put_str(j, r->name);
         break;
     case AQ_JREC_START:
         put_u(j, (uint64_t)r->started_us, 8);
@@ -285,6 +292,12 @@ journal_decode(const unsigned char *body, size_t len, struct aq_jrec *r)
         r->first = (uint32_t)get_u(&rd, 4);
         break;
     case AQ_JREC_DELETE:
+        break;
+    case AQ_JREC_SCHED:
+        r->due_us = (int64_t)get_u(&rd, 8);
+        r->name = get_str(&rd);
+        if (r->name.p == NULL)
+            return -1;
         break;
     case AQ_JREC_START:
         r->started_us = (int64_t)get_u(&rd, 8);

@@ -61,13 +61,27 @@ next(const char *text, const char *name, int64_t t)
 }
 
 static const char *const good[] = {
-    "* * * * *",         "*/5 * * * *",         "0 0 1 1 *",
-    "1,2,3-10/2 * * * *", "0 9-17 * * mon-fri", "0 0 * jan,JUL sun",
-    "0 0 * * 7",          "  5  4  *  *  *  ",  "@hourly",
-    "@daily",             "@weekly",            "@monthly",
-    "@yearly",            "@annually",          "@every 1s",
-    "@every 90",          "@every 1.5m",        "@every 2h",
-    "@every 1d",          "5/15 * * * *",       "0 0 30 2 *",
+    "* * * * *",
+    "*/5 * * * *",
+    "0 0 1 1 *",
+    "1,2,3-10/2 * * * *",
+    "0 9-17 * * mon-fri",
+    "0 0 * jan,JUL sun",
+    "0 0 * * 7",
+    "  5  4  *  *  *  ",
+    "@hourly",
+    "@daily",
+    "@weekly",
+    "@monthly",
+    "@yearly",
+    "@annually",
+    "@every 1s",
+    "@every 90",
+    "@every 1.5m",
+    "@every 2h",
+    "@every 1d",
+    "5/15 * * * *",
+    "0 0 30 2 *",
 };
 
 START_TEST(parser_takes_good_expressions)
@@ -220,13 +234,12 @@ START_TEST(new_york_dst_gap_is_skipped)
     ck_assert_int_eq(next("30 2 * * *", "America/New_York", before),
                      utc(2026, 3, 9, 6, 30)); /* 02:30 EDT on the 9th */
     /* Around the jump: 01:59 EST is 06:59 UTC, 03:00 EDT 07:00 UTC. */
-    ck_assert_int_eq(next("* * * * *", "America/New_York",
-                          utc(2026, 3, 8, 6, 59)),
-                     utc(2026, 3, 8, 7, 0));
+    ck_assert_int_eq(
+        next("* * * * *", "America/New_York", utc(2026, 3, 8, 6, 59)),
+        utc(2026, 3, 8, 7, 0));
     ck_assert_int_eq(next("0 3 * * *", "America/New_York", before),
                      utc(2026, 3, 8, 7, 0));
-    ck_assert_int_eq(next("@hourly", "America/New_York",
-                          utc(2026, 3, 8, 6, 0)),
+    ck_assert_int_eq(next("@hourly", "America/New_York", utc(2026, 3, 8, 6, 0)),
                      utc(2026, 3, 8, 7, 0));
 }
 END_TEST
@@ -237,19 +250,19 @@ START_TEST(new_york_repeated_hour_fires_once)
      * 05:30 UTC (EDT) and 06:30 UTC (EST): once, the first. */
     int64_t first = utc(2026, 11, 1, 5, 30);
 
-    ck_assert_int_eq(next("30 1 * * *", "America/New_York",
-                          utc(2026, 10, 31, 12, 0)),
-                     first);
+    ck_assert_int_eq(
+        next("30 1 * * *", "America/New_York", utc(2026, 10, 31, 12, 0)),
+        first);
     ck_assert_int_eq(next("30 1 * * *", "America/New_York", first),
                      utc(2026, 11, 2, 6, 30)); /* 01:30 EST on the 2nd */
     /* Started during the repeat (01:10 EST): 01:30 already happened. */
-    ck_assert_int_eq(next("30 1 * * *", "America/New_York",
-                          utc(2026, 11, 1, 6, 10)),
-                     utc(2026, 11, 2, 6, 30));
+    ck_assert_int_eq(
+        next("30 1 * * *", "America/New_York", utc(2026, 11, 1, 6, 10)),
+        utc(2026, 11, 2, 6, 30));
     /* Hourly: 01:00 EDT, then 02:00 EST (the repeated 01:00 skipped). */
-    ck_assert_int_eq(next("@hourly", "America/New_York",
-                          utc(2026, 11, 1, 5, 0)),
-                     utc(2026, 11, 1, 7, 0));
+    ck_assert_int_eq(
+        next("@hourly", "America/New_York", utc(2026, 11, 1, 5, 0)),
+        utc(2026, 11, 1, 7, 0));
 }
 END_TEST
 
@@ -257,17 +270,16 @@ START_TEST(berlin_dst_both_ways)
 {
     /* 2027-03-28: 02:00 CET jumps to 03:00 CEST; 2027-10-31: 03:00 CEST
      * falls back to 02:00 CET. */
-    ck_assert_int_eq(next("30 2 * * *", "Europe/Berlin",
-                          utc(2027, 3, 27, 12, 0)),
-                     utc(2027, 3, 29, 0, 30)); /* 02:30 CEST on the 29th */
-    ck_assert_int_eq(next("30 2 * * *", "Europe/Berlin",
-                          utc(2027, 10, 30, 12, 0)),
-                     utc(2027, 10, 31, 0, 30)); /* 02:30 CEST, once */
-    ck_assert_int_eq(next("30 2 * * *", "Europe/Berlin",
-                          utc(2027, 10, 31, 0, 30)),
-                     utc(2027, 11, 1, 1, 30)); /* 02:30 CET */
-    ck_assert_int_eq(next("0 12 * * *", "Europe/Berlin",
-                          utc(2027, 7, 1, 0, 0)),
+    ck_assert_int_eq(
+        next("30 2 * * *", "Europe/Berlin", utc(2027, 3, 27, 12, 0)),
+        utc(2027, 3, 29, 0, 30)); /* 02:30 CEST on the 29th */
+    ck_assert_int_eq(
+        next("30 2 * * *", "Europe/Berlin", utc(2027, 10, 30, 12, 0)),
+        utc(2027, 10, 31, 0, 30)); /* 02:30 CEST, once */
+    ck_assert_int_eq(
+        next("30 2 * * *", "Europe/Berlin", utc(2027, 10, 31, 0, 30)),
+        utc(2027, 11, 1, 1, 30)); /* 02:30 CET */
+    ck_assert_int_eq(next("0 12 * * *", "Europe/Berlin", utc(2027, 7, 1, 0, 0)),
                      utc(2027, 7, 1, 10, 0));
 }
 END_TEST
@@ -282,9 +294,9 @@ START_TEST(zone_past_its_table_uses_the_footer)
     /* Last Sunday of March 2100 is the 28th: 01:00 UTC. */
     ck_assert_int_eq(aq_tz_offset(z, utc(2100, 3, 28, 0, 59)), 3600);
     ck_assert_int_eq(aq_tz_offset(z, utc(2100, 3, 28, 1, 0)), 7200);
-    ck_assert_int_eq(next("30 2 * * *", "Europe/Berlin",
-                          utc(2100, 3, 27, 12, 0)),
-                     utc(2100, 3, 29, 0, 30));
+    ck_assert_int_eq(
+        next("30 2 * * *", "Europe/Berlin", utc(2100, 3, 27, 12, 0)),
+        utc(2100, 3, 29, 0, 30));
     aq_tz_free(z);
     z = zone("America/New_York");
     ck_assert_int_eq(aq_tz_offset(z, utc(2090, 7, 1, 0, 0)), -4 * 3600);
@@ -302,9 +314,9 @@ START_TEST(every_is_anchored_at_the_epoch)
     ck_assert_int_eq(next("@every 1d", "UTC", utc(2026, 12, 6, 13, 0)),
                      utc(2026, 12, 7, 0, 0));
     /* The zone plays no part. */
-    ck_assert_int_eq(next("@every 1d", "America/New_York",
-                          utc(2026, 12, 6, 13, 0)),
-                     utc(2026, 12, 7, 0, 0));
+    ck_assert_int_eq(
+        next("@every 1d", "America/New_York", utc(2026, 12, 6, 13, 0)),
+        utc(2026, 12, 7, 0, 0));
     {
         struct aq_cron *c = cron("@every 2h");
 
