@@ -2256,7 +2256,7 @@ START_TEST(each_segment_names_its_number_the_oldest_and_its_sealed_predecessor)
     for (uint32_t seq = 1; seq <= nsegs; seq++) {
         seg_head(t.path, seq, &h);
         ck_assert_int_eq(h.type, AQ_JREC_SEGMENT);
-        ck_assert_uint_eq(h.version, 3);
+        ck_assert_uint_eq(h.version, 4);
         ck_assert_uint_eq(h.seq, seq);
         ck_assert_uint_eq(h.first, 1);
         if (seq == 1)
@@ -2654,7 +2654,7 @@ START_TEST(format_2_journal_replays_and_format_3_records_follow_it)
     settle(test_base, j);
     aq_journal_close(j);
     seg_head(t.path, 2, &h);
-    ck_assert_uint_eq(h.version, 3);
+    ck_assert_uint_eq(h.version, 4);
 
     j = open_ok(test_base, &o);
     collector_init(&c, j, HOLD_NONE);
@@ -2679,13 +2679,13 @@ START_TEST(journal_of_a_later_format_is_refused_naming_its_version)
 
     tdir_make(&t);
     build_journal(t.path, 4);
-    seg_to_version(t.path, 1, 4);
+    seg_to_version(t.path, 1, 5);
     seg_file(t.path, 1, path, sizeof path);
     replay_dir(test_base, t.path, false, &c, &rp);
     ck_assert_int_eq(rp.rc, -1);
     ck_assert_msg(!rp.is_damaged, "a later format is not damage");
     ck_assert_msg(strstr(rp.err.message, path) != NULL &&
-                      strstr(rp.err.message, "format version 4") != NULL,
+                      strstr(rp.err.message, "format version 5") != NULL,
                   "%s", rp.err.message);
     collector_free(&c);
     free(rp.log);
@@ -2727,7 +2727,7 @@ START_TEST(format_1_journal_with_holes_replays_and_turns_into_format_3)
     start_ok(j, rp.last_id);
     settle(test_base, j);
     seg_head(t.path, nsegs + 1, &h);
-    ck_assert_uint_eq(h.version, 3);
+    ck_assert_uint_eq(h.version, 4);
     ck_assert_uint_eq(h.first, 0);
     aq_journal_close(j);
 
