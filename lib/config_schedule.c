@@ -29,8 +29,8 @@ static const char *const overlap_names[] = {"skip", "allow", NULL};
 static const char *const catch_up_names[] = {"one", "none", NULL};
 
 static int
-parse_cron(struct parser *p, json_t *v, const struct field *f,
-           const char *path, void *base)
+parse_cron(struct parser *p, json_t *v, const struct field *f, const char *path,
+           void *base)
 {
     struct aq_error err;
     struct aq_cron *c;
@@ -51,9 +51,8 @@ parse_string(struct parser *p, json_t *v, const struct field *f,
 {
     if (!json_is_string(v) || json_string_length(v) == 0 ||
         json_string_length(v) > (size_t)f->max)
-        return config_field_error(p, path,
-                                  "expected a string of 1 to %lld bytes",
-                                  (long long)f->max);
+        return config_field_error(
+            p, path, "expected a string of 1 to %lld bytes", (long long)f->max);
     config_replace_string(config_field_at(base, f), json_string_value(v));
     return 0;
 }
@@ -243,8 +242,7 @@ config_parse_schedules(struct parser *p, json_t *v, const struct field *f,
     }
     json_decref(zones);
     if (rc == 0 && cfg->nschedules > 1)
-        qsort(cfg->schedules, cfg->nschedules, sizeof *cfg->schedules,
-              cmp_key);
+        qsort(cfg->schedules, cfg->nschedules, sizeof *cfg->schedules, cmp_key);
     return rc;
 }
 

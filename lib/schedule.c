@@ -45,15 +45,15 @@ struct schedule {
 };
 
 struct sched_table {
-    struct aq_broker *b;       /* borrowed: the owner */
-    struct event *timer;       /* owned: the soonest fire */
-    struct schedule **byname;  /* owned, in key order */
+    struct aq_broker *b;      /* borrowed: the owner */
+    struct event *timer;      /* owned: the soonest fire */
+    struct schedule **byname; /* owned, in key order */
     size_t n;
-    struct schedule **heap;    /* by next_s, soonest first */
+    struct schedule **heap; /* by next_s, soonest first */
     size_t nheap, heap_cap;
-    struct aq_tz **zones;      /* owned, loaded once per name */
+    struct aq_tz **zones; /* owned, loaded once per name */
     size_t nzones;
-    json_t *restored;          /* key -> [fire_us, job] of unknown keys */
+    json_t *restored; /* key -> [fire_us, job] of unknown keys */
     bool is_started, is_stopped;
 };
 
@@ -145,10 +145,10 @@ arm(struct sched_table *t)
         evtimer_del(t->timer);
         return;
     }
-    delay_us = aq_clock_add_us(
-        t->heap[0]->next_s > INT64_MAX / 1000000 ? INT64_MAX
-                                                 : t->heap[0]->next_s * 1000000,
-        -aq_clock_wall_us());
+    delay_us = aq_clock_add_us(t->heap[0]->next_s > INT64_MAX / 1000000
+                                   ? INT64_MAX
+                                   : t->heap[0]->next_s * 1000000,
+                               -aq_clock_wall_us());
     tv = aq_clock_tv(delay_us); /* saturated: 0 when due */
     evtimer_add(t->timer, &tv);
 }
@@ -355,8 +355,9 @@ due(struct sched_table *t, struct schedule *s, int64_t now_us)
         aq_log(AQ_LOG_INFO, "schedule %s: missed times skipped (catch_up none)",
                s->cfg.key);
     } else {
-        aq_log(AQ_LOG_INFO, "schedule %s: missed times, fired once now "
-                            "(catch_up one)",
+        aq_log(AQ_LOG_INFO,
+               "schedule %s: missed times, fired once now "
+               "(catch_up one)",
                s->cfg.key);
         fire(t, s, now_us);
     }
@@ -485,8 +486,7 @@ sched_stop(struct sched_table *t)
 void
 sched_reconfigure(struct sched_table *t, const struct aq_config *cfg)
 {
-    struct schedule **byname =
-        xcalloc(cfg->nschedules + 1, sizeof *byname);
+    struct schedule **byname = xcalloc(cfg->nschedules + 1, sizeof *byname);
     int64_t now_us = aq_clock_wall_us();
     size_t n = 0, i = 0;
 
@@ -561,11 +561,10 @@ schedule_json(const struct aq_broker *b, const struct schedule *s)
                                         : NULL;
 
     return json_pack(
-        "{s:s, s:s, s:s, s:s, s:s?, s:s, s:s, s:o, s:o, s:o, s:I, s:I}",
-        "name", sc->key, "cron", sc->cron, "timezone", sc->timezone, "queue",
-        sc->queue, "kind", kind, "overlap",
-        sc->is_overlap_allowed ? "allow" : "skip", "catch_up",
-        sc->is_catch_up_none ? "none" : "one", "next",
+        "{s:s, s:s, s:s, s:s, s:s?, s:s, s:s, s:o, s:o, s:o, s:I, s:I}", "name",
+        sc->key, "cron", sc->cron, "timezone", sc->timezone, "queue", sc->queue,
+        "kind", kind, "overlap", sc->is_overlap_allowed ? "allow" : "skip",
+        "catch_up", sc->is_catch_up_none ? "none" : "one", "next",
         s->next_s >= 0 && s->heap_at != NOT_IN_HEAP
             ? json_integer((json_int_t)s->next_s)
             : json_null(),
@@ -575,8 +574,7 @@ schedule_json(const struct aq_broker *b, const struct schedule *s)
 }
 
 json_t *
-aq_broker_schedules(struct aq_broker *b, const char *name,
-                    struct aq_error *err)
+aq_broker_schedules(struct aq_broker *b, const char *name, struct aq_error *err)
 {
     struct sched_table *t = b->sched;
     json_t *list = json_array();
@@ -607,9 +605,8 @@ aq_broker_each_schedule(struct aq_broker *b,
     struct sched_table *t = b->sched;
 
     for (size_t i = 0; i < t->n; i++) {
-        struct aq_schedule_stats st = {t->byname[i]->cfg.key,
-                                       t->byname[i]->fired,
-                                       t->byname[i]->skipped};
+        struct aq_schedule_stats st = {
+            t->byname[i]->cfg.key, t->byname[i]->fired, t->byname[i]->skipped};
 
         fn(&st, arg);
     }
