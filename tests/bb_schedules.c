@@ -17,6 +17,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
 #include <sys/time.h>
 #include <time.h>
 #include <unistd.h>
@@ -104,8 +108,8 @@ static json_t *
 named_jobs(struct bb_conn *c, const char *queue, const char *name)
 {
     json_t *r = bb_result(
-        c, "list", bb_jsonq("{'queue':'%s','name':'%s','limit':1000}", queue,
-                            name));
+        c, "list",
+        bb_jsonq("{'queue':'%s','name':'%s','limit':1000}", queue, name));
     json_t *jobs = json_incref(json_object_get(r, "jobs"));
 
     json_decref(r);
@@ -127,9 +131,43 @@ num_at(const json_t *v, const char *key)
 {
     const json_t *n = json_object_get(v, key);
 
-    ck_assert_msg(json_is_number(n), "%s: not a number in %s", key,
-                  bb_dump(v));
+    ck_assert_msg(json_is_number(n), "%s: not a number in %s", key, bb_dump(v));
     return json_number_value(n);
+}
+
+/* GET /metrics from the daemon's metrics port (HTTP/1.0: read to EOF,
+ * within 10 s). A new string. */
+static char *
+scrape(const struct bb_daemon *d)
+{
+    struct sockaddr_in sa = {.sin_family = AF_INET,
+                             .sin_port = htons((uint16_t)bb_metrics_port(d))};
+    static const char req[] = "GET /metrics HTTP/1.0\r\n\r\n";
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    int64_t deadline = bb_now_ms() + 10000;
+    size_t len = 0, cap = 65536;
+    char *buf = malloc(cap);
+
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    ck_assert_int_ge(fd, 0);
+    ck_assert_int_eq(connect(fd, (struct sockaddr *)&sa, sizeof sa), 0);
+    ck_assert_int_eq(write(fd, req, sizeof req - 1), (ssize_t)sizeof req - 1);
+    for (;;) {
+        struct pollfd pfd = {fd, POLLIN, 0};
+        ssize_t n;
+
+        ck_assert_msg(bb_now_ms() < deadline, "no /metrics reply in 10 s");
+        if (poll(&pfd, 1, 100) <= 0)
+            continue;
+        if (len + 1 == cap)
+            buf = realloc(buf, cap *= 2);
+        if ((n = read(fd, buf + len, cap - len - 1)) <= 0)
+            break;
+        len += (size_t)n;
+    }
+    close(fd);
+    buf[len] = '\0';
+    return buf;
 }
 
 /* A journal directory of the test's own, kept across daemons. */
@@ -152,11 +190,20 @@ START_TEST(every_second_fires_again_and_again_on_time)
 {
     struct bb_daemon *d =
         bb_startq("{'queues':{'default':{'kind':'echo'}},"
+                  "'metrics':'127.0.0.1:0',"
                   "'schedules':{'tick':{'cron':'@every 1s','args':{'n':1},"
                   "'name':'ticker','priority':3}}}");
     struct bb_conn *c = bb_connect(d);
     json_t *s = await_counter(c, "tick", "fired", 3), *jobs, *job;
+    char *metrics = scrape(d);
     size_t i;
+
+    ck_assert_msg(strstr(metrics, "asyncq_schedule_fires_total{schedule="
+                                  "\"tick\"} ") != NULL &&
+                      strstr(metrics, "asyncq_schedule_skipped_total{"
+                                      "schedule=\"tick\"} 0\n") != NULL,
+                  "%s", metrics);
+    free(metrics);
 
     ck_assert_str_eq(bb_str_at(s, "cron"), "@every 1s");
     ck_assert_str_eq(bb_str_at(s, "timezone"), "UTC");
@@ -182,8 +229,7 @@ START_TEST(every_second_fires_again_and_again_on_time)
                       created - floor(created));
         if (i > 0)
             ck_assert_double_ge(
-                created - num_at(json_array_get(jobs, i - 1), "created"),
-                0.5);
+                created - num_at(json_array_get(jobs, i - 1), "created"), 0.5);
     }
     /* The last job is the one the schedule names. */
     ck_assert_int_ge(bb_int_at(s, "last_job"), 1);
@@ -226,8 +272,8 @@ START_TEST(cron_next_time_is_shown_in_its_zone)
     s = schedule(c, "b");
     ck_assert_int_eq(bb_int_at(s, "next") % 3600, 0);
     json_decref(s);
-    ck_assert_int_eq(
-        bb_error(c, "schedules", bb_jsonq("{'name':'nope'}")), INVALID_PARAMS);
+    ck_assert_int_eq(bb_error(c, "schedules", bb_jsonq("{'name':'nope'}")),
+                     INVALID_PARAMS);
     ck_assert_int_eq(bb_error(c, "schedules", bb_jsonq("{'nme':'b'}")),
                      INVALID_PARAMS);
     /* The CLI: a table naming them, or the JSON. */
@@ -256,13 +302,13 @@ END_TEST
 
 START_TEST(overlap_skip_waits_for_the_previous_job)
 {
-    struct bb_daemon *d = bb_startq(
-        "{'queues':{'slow':{'kind':'sleep','consumers':1}},"
-        "'shutdown':{'grace':0},"
-        "'schedules':{'s':{'cron':'@every 1s','queue':'slow',"
-        "'args':{'seconds':30}},"
-        "'a':{'cron':'@every 1s','queue':'slow','overlap':'allow',"
-        "'args':{'seconds':30}}}}");
+    struct bb_daemon *d =
+        bb_startq("{'queues':{'slow':{'kind':'sleep','consumers':1}},"
+                  "'shutdown':{'grace':0},"
+                  "'schedules':{'s':{'cron':'@every 1s','queue':'slow',"
+                  "'args':{'seconds':30}},"
+                  "'a':{'cron':'@every 1s','queue':'slow','overlap':'allow',"
+                  "'args':{'seconds':30}}}}");
     struct bb_conn *c = bb_connect(d);
     json_t *s = await_counter(c, "s", "skipped", 2), *a;
 
@@ -314,14 +360,13 @@ catch_up_across_a_restart(const char *catch_up)
     json_int_t last;
 
     jdir_init(&jd);
-    ck_assert_int_ge(
-        asprintf(&cfg,
-                 "{\"journal\":{\"path\":\"%s\"},"
-                 "\"queues\":{\"default\":{\"kind\":\"echo\"}},"
-                 "\"schedules\":{\"t\":{\"cron\":\"@every 2s\","
-                 "\"catch_up\":\"%s\"}}}",
-                 jd.journal, catch_up),
-        0);
+    ck_assert_int_ge(asprintf(&cfg,
+                              "{\"journal\":{\"path\":\"%s\"},"
+                              "\"queues\":{\"default\":{\"kind\":\"echo\"}},"
+                              "\"schedules\":{\"t\":{\"cron\":\"@every 2s\","
+                              "\"catch_up\":\"%s\"}}}",
+                              jd.journal, catch_up),
+                     0);
     d = bb_start("%s", cfg);
     c = bb_connect(d);
     s = await_counter(c, "t", "fired", 1);
@@ -410,6 +455,73 @@ START_TEST(kill_9_and_restart_fire_a_time_once)
     jobs = named_jobs(c, "default", "t");
     ck_assert_int_eq(json_array_size(jobs), 2);
     json_decref(jobs);
+    bb_close(c);
+    ck_assert_int_eq(bb_stop(d), 0);
+    free(cfg);
+    bb_remove_dir(jd.root);
+}
+END_TEST
+
+static bool
+first_segment_gone(void *arg)
+{
+    char path[160];
+
+    snprintf(path, sizeof path, "%s/00000001.aqj", (const char *)arg);
+    return access(path, F_OK) != 0;
+}
+
+/* The last fire is live state: trimming the journal's old segments moves
+ * its record along (as a live job's), and a restart still finds it. */
+START_TEST(last_fire_survives_journal_trimming)
+{
+    struct jdir jd;
+    char *cfg;
+    struct bb_daemon *d;
+    struct bb_conn *c;
+    json_t *s;
+    json_int_t last, job;
+
+    jdir_init(&jd);
+    ck_assert_int_ge(
+        asprintf(&cfg,
+                 "{\"journal\":{\"path\":\"%s\",\"segment_bytes\":4096},"
+                 "\"results\":{\"max\":0},"
+                 "\"queues\":{\"default\":{\"kind\":\"echo\"},"
+                 "\"held\":{\"kind\":\"echo\",\"consumers\":0}},"
+                 "\"schedules\":{\"h\":{\"cron\":\"@every 1s\","
+                 "\"queue\":\"held\"}}}",
+                 jd.journal),
+        0);
+    d = bb_start("%s", cfg);
+    c = bb_connect(d);
+    /* Its first job waits (no consumer): later times are skipped. */
+    s = await_counter(c, "h", "fired", 1);
+    last = bb_int_at(s, "last");
+    job = bb_int_at(s, "last_job");
+    json_decref(s);
+    for (int i = 0; i < 400 && !first_segment_gone(jd.journal); i++) {
+        json_decref(bb_result(
+            c, "put", bb_jsonq("{'kind':'echo','args':{'pad':'%0200d'}}", i)));
+        if (i % 50 == 49)
+            json_decref(bb_result(c, "join", bb_jsonq("{'queue':'default'}")));
+    }
+    ck_assert_msg(bb_poll(first_segment_gone, jd.journal, POLL_MS),
+                  "the first segment was never trimmed");
+    bb_close(c);
+    bb_signal(d, SIGKILL);
+    ck_assert_int_eq(bb_wait_exit(d, 10000), 128 + SIGKILL);
+    bb_free(d);
+    d = bb_start("%s", cfg);
+    c = bb_connect(d);
+    s = schedule(c, "h");
+    ck_assert_int_eq(bb_int_at(s, "last"), last);
+    ck_assert_int_eq(bb_int_at(s, "last_job"), job);
+    json_decref(s);
+    /* Its job still waits, so every time is skipped, none fired. */
+    s = await_counter(c, "h", "skipped", 1);
+    ck_assert_int_eq(bb_int_at(s, "fired"), 0);
+    json_decref(s);
     bb_close(c);
     ck_assert_int_eq(bb_stop(d), 0);
     free(cfg);
@@ -535,6 +647,7 @@ bb_schedules_suite(void)
     tcase_add_test(tc, catch_up_one_fires_once_after_downtime);
     tcase_add_test(tc, catch_up_none_skips_the_missed_times);
     tcase_add_test(tc, kill_9_and_restart_fire_a_time_once);
+    tcase_add_test(tc, last_fire_survives_journal_trimming);
     tcase_add_test(tc, sighup_adds_removes_and_changes_schedules);
     tcase_add_loop_test(tc, check_config_names_the_bad_schedule_field, 0,
                         (int)(sizeof bad_configs / sizeof bad_configs[0]));
