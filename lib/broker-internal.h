@@ -247,6 +247,7 @@ struct aq_broker {
     size_t deps_nwork, deps_capwork;
     bool deps_running; /* deps_run is on the stack */
     bool deps_hold;    /* restore: visits wait until every job is placed */
+    struct sched_table *sched; /* owned: the schedules (schedule.c) */
 };
 
 /* ---- jobs ---- */
@@ -329,6 +330,11 @@ struct aq_join *broker_join_new(struct aq_broker *b, struct broker_queue *only,
 void broker_join_free(struct aq_join *j); /* unlinked: no callback after */
 /* Fails every put waiting for room with -32010 (the broker stops). */
 void broker_putters_stop(struct aq_broker *b);
+/* A put from the daemon itself (a schedule's fire): checked as a put,
+ * queued at once whatever maxsize says (as a retry), never waiting for the
+ * store. 0 with *res, or -1 with err (as aq_broker_put's). */
+int broker_put_force(struct aq_broker *b, const struct aq_put *p,
+                     struct aq_put_result *res, struct aq_error *err);
 
 /* ---- joblist.c ---- */
 
@@ -435,6 +441,19 @@ void deps_finished(struct aq_broker *b, struct aq_job *j);
  * by restore): one loop, whatever the cascade. */
 void deps_run(struct aq_broker *b);
 void deps_free(struct aq_broker *b);
+/* ---- schedule.c ---- */
+
+/* The schedules of cfg (none fires before sched_start). */
+struct sched_table *sched_new(struct aq_broker *b, const struct aq_config *cfg);
+void sched_free(struct sched_table *t); /* NULL is fine */
+/* After restore: next fire times (missed ones per catch_up), the timer
+ * armed. */
+void sched_start(struct sched_table *t);
+/* The broker stops: nothing fires from now on. */
+void sched_stop(struct sched_table *t);
+/* SIGHUP: removed schedules stop, changed ones recompute their next
+ * time, unchanged ones keep it; last fire times are kept. */
+void sched_reconfigure(struct sched_table *t, const struct aq_config *cfg);
 
 /* ---- store.c ---- */
 

@@ -177,6 +177,7 @@ aq_broker_new(struct event_base *base, struct aq_procs *procs,
     records_init(b, cfg);
     for (size_t i = 0; i < cfg->nqueues; i++)
         broker_queue_new(b, &cfg->queues[i]);
+    b->sched = sched_new(b, cfg);
     return b;
 }
 
@@ -188,6 +189,7 @@ aq_broker_start(struct aq_broker *b)
     b->is_started = true;
     STAILQ_FOREACH (bq, &b->queues, link)
         consumers_scale(bq, bq->target);
+    sched_start(b->sched);
 }
 
 static void
@@ -204,6 +206,8 @@ aq_broker_free(struct aq_broker *b)
 
     if (b == NULL)
         return;
+    sched_free(b->sched);
+    b->sched = NULL;
     /* Made durable first (a journal rebuilt after a failed sync asks for
      * the live jobs): jobs interrupted by the stop are in it. */
     aq_store_close(b->store);
@@ -303,6 +307,7 @@ aq_broker_reconfigure(struct aq_broker *b, const struct aq_config *cfg)
                 "restart",
                 bq->cfg.name);
     }
+    sched_reconfigure(b->sched, cfg);
 }
 
 /* ---- put ---- */
@@ -655,6 +660,27 @@ aq_broker_put(struct aq_broker *b, const struct aq_put *p,
     }
     job_queued(b, bq, j, res);
     return put_sync(b, w, res, err);
+}
+
+int
+broker_put_force(struct aq_broker *b, const struct aq_put *p,
+                 struct aq_put_result *res, struct aq_error *err)
+{
+    struct broker_queue *bq;
+    enum aq_kind kind;
+    struct aq_job *j;
+
+    if ((bq = put_check(b, p, &kind, err)) == NULL)
+        return -1;
+    j = job_from_put(bq, kind, p);
+    if (aq_queue_put_force(bq->q, &j->qi, p->priority,
+                           aq_clock_s_to_us(p->delay)) != AQ_QUEUE_OK) {
+        aq_job_free(j);
+        aq_error_set(err, AQ_ERR_SHUTTING_DOWN, "put: shutting down");
+        return -1;
+    }
+    job_queued(b, bq, j, res);
+    return 0;
 }
 
 void

@@ -284,6 +284,26 @@ int aq_broker_scale(struct aq_broker *b, const char *queue, int consumers,
 int aq_broker_pause(struct aq_broker *b, const char *queue, bool paused,
                     struct aq_error *err);
 
+/* ---- schedules (spec section 11) ---- */
+
+/* The schedules in name order, or only the one named (name not NULL), as
+ * {"schedules":[{"name","cron","timezone","queue","kind","overlap",
+ * "catch_up","next","last","last_job","fired","skipped"}]} (a new
+ * object; times are epoch seconds or null). NULL with err -32602 for an
+ * unknown name. */
+json_t *aq_broker_schedules(struct aq_broker *b, const char *name,
+                            struct aq_error *err);
+
+struct aq_schedule_stats {
+    const char *name;
+    uint64_t fired, skipped; /* since start */
+};
+/* Calls fn for each schedule, in name order (metrics). */
+void aq_broker_each_schedule(struct aq_broker *b,
+                             void (*fn)(const struct aq_schedule_stats *s,
+                                        void *arg),
+                             void *arg);
+
 /* ---- remote workers (spec section 10) ---- */
 
 /* A worker is a connection that takes jobs. The methods make one per

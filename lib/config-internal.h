@@ -74,4 +74,13 @@ parse_fn config_parse_section; /* an object, through f->sub */
 /* "queues": replaces the default queue with the ones given. */
 parse_fn config_parse_queues;
 
+/* ---- config_schedule.c ---- */
+
+/* "schedules": each one's fields (cron and timezone checked). */
+parse_fn config_parse_schedules;
+/* What a schedule cannot check alone: its queue exists and runs its
+ * kind. 0, or -1 with the parser's error set. */
+struct aq_config;
+int config_check_schedules(struct parser *p, const struct aq_config *cfg);
+
 #endif

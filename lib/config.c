@@ -463,7 +463,7 @@ check_config(struct parser *p, const struct aq_config *cfg)
                 p, item, "tls:// needs a \"tls\" section (cert and key)");
 #endif
     }
-    return 0;
+    return config_check_schedules(p, cfg);
 }
 
 /* Relative tls paths: against dir (the config file's directory). */
@@ -552,6 +552,7 @@ static const struct field config_fields[] = {
     {"tls", parse_tls, CF(tls), 0, 0, NULL},
     {"log", config_parse_section, 0, 0, 0, log_fields},
     {"queues", config_parse_queues, 0, 0, 0, NULL},
+    {"schedules", config_parse_schedules, 0, 0, 0, NULL},
     {NULL, NULL, 0, 0, 0, NULL},
 };
 
@@ -727,6 +728,9 @@ aq_config_free(struct aq_config *cfg)
     for (size_t i = 0; i < cfg->nqueues; i++)
         aq_queue_config_clear(&cfg->queues[i]);
     free(cfg->queues);
+    for (size_t i = 0; i < cfg->nschedules; i++)
+        aq_schedule_config_clear(&cfg->schedules[i]);
+    free(cfg->schedules);
     free(cfg);
 }
 

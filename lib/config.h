@@ -82,6 +82,24 @@ struct aq_tls_config {
     double handshake_timeout; /* s > 0; default 10 */
 };
 
+/* "schedules" (spec section 11): a job put by the daemon itself at the
+ * times of cron (lib/cron.h). Checked at parse: cron, timezone, queue (a
+ * configured one), kind (one that queue runs). */
+struct aq_schedule_config {
+    char *key;        /* the key under "schedules": the schedule's name */
+    char *cron;       /* required */
+    char *timezone;   /* tz database name; default "UTC" */
+    char *queue;      /* default "default" */
+    char *kind;       /* NULL (default) = the queue's */
+    char *args;       /* compact JSON text of an object; default "{}" */
+    char *name;       /* the jobs' name; NULL (default) = key */
+    int32_t priority; /* default 0 */
+    double timeout;   /* s, 0 to 1e9; < 0 (default) = the queue's */
+    int retries;      /* 0 to 1000000; < 0 (default) = the queue's */
+    bool is_overlap_allowed; /* overlap: "skip" (default, false) | "allow" */
+    bool is_catch_up_none;   /* catch_up: "one" (default, false) | "none" */
+};
+
 struct aq_config {
     char **listen; /* "tcp://host:port", "tcp://[v6]:port", "unix:/path",
                       "tls://host:port" (needs tls);
@@ -119,6 +137,8 @@ struct aq_config {
     enum aq_log_format log_format; /* "text" (default) "json" */
     struct aq_queue_config *queues; /* default: one queue "default" */
     size_t nqueues;
+    struct aq_schedule_config *schedules; /* in key order; default none */
+    size_t nschedules;
 };
 
 /* Parses len bytes of JSON text. Returns a new config (the caller's, free
@@ -142,5 +162,13 @@ void aq_queue_config_clear(struct aq_queue_config *qc);
 /* Deep copy of src into dst (dst's own strings). */
 void aq_queue_config_copy(struct aq_queue_config *dst,
                           const struct aq_queue_config *src);
+
+/* The schedule keyed key, borrowed from cfg, or NULL. */
+const struct aq_schedule_config *aq_config_schedule(const struct aq_config *cfg,
+                                                    const char *key);
+void aq_schedule_config_clear(struct aq_schedule_config *sc);
+/* Whether a and b are the same schedule (every field equal). */
+bool aq_schedule_config_equal(const struct aq_schedule_config *a,
+                              const struct aq_schedule_config *b);
 
 #endif

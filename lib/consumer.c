@@ -587,6 +587,7 @@ aq_broker_stop(struct aq_broker *b, bool drain, double grace_s,
     b->grace_s = grace_s;
     b->stop_done = done;
     b->stop_arg = arg;
+    sched_stop(b->sched);
     broker_putters_stop(b);
     if (drain && (b->drain = broker_join_new(b, NULL, drained_cb, b)) != NULL) {
         aq_log(AQ_LOG_INFO, "broker: draining the queues before stopping");

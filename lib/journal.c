@@ -639,7 +639,8 @@ aq_journal_append(struct aq_journal *j, const struct aq_jrec *r)
         if (r->id > j->max_id)
             j->max_id = r->id;
         active->whole++;
-    }
+    } else if (r->type == AQ_JREC_SCHED)
+        active->whole++; /* a schedule's home, held as a job's */
     /* After a failed sync the rewrite writes every job as it is then:
      * until it does, records are not kept. */
     if (j->state == JS_SUSPECT && !j->rewriting)

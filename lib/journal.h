@@ -37,6 +37,8 @@ enum aq_jrec_type {
     AQ_JREC_END,         /* a finished job, whole (args from format 3) */
     AQ_JREC_TRIM,        /* segments before first are deleted (format 2) */
     AQ_JREC_DELETE,      /* a finished record deleted by hand (format 3) */
+    AQ_JREC_SCHED,       /* a schedule fired (format 4): name, due_us = the
+                            fire time (0 = forgotten), id = its job */
 };
 
 struct aq_jstr {
@@ -61,7 +63,8 @@ struct aq_jrec {
     int64_t created_us;  /* PUT, END: wall clock */
     int64_t started_us;  /* PUT, START, END: wall clock; 0 = never */
     int64_t finished_us; /* END */
-    int64_t due_us;      /* PUT, REQUEUE: wall clock it is ready; 0 = now */
+    int64_t due_us;      /* PUT, REQUEUE: wall clock it is ready; 0 = now;
+                            SCHED: the fire time */
     uint32_t version;    /* SEGMENT: the format version */
     uint32_t seq;        /* SEGMENT: its own number (format 2) */
     uint32_t first;      /* SEGMENT, TRIM: the oldest segment of the
@@ -69,7 +72,7 @@ struct aq_jrec {
     uint64_t prev_bytes; /* SEGMENT: the length of segment seq - 1 when it
                             was sealed; 0 = none */
     struct aq_jstr queue, key, args, result, err_code, err_message;
-    struct aq_jstr name, batch; /* PUT, END (format 3) */
+    struct aq_jstr name, batch; /* PUT, END (format 3); SCHED: name */
     struct aq_jstr after;       /* PUT, END (format 4): the job ids of put's
                                    after, 8 bytes each, little-endian; absent =
                                    none */

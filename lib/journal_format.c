@@ -14,6 +14,8 @@
  * Format 4 extends that tail, for a job put with after only: a u32 count,
  * the ids (u64 each), then the after_policy (u8). A record without after
  * is byte for byte format 3's; one of format 3 decodes with after absent.
+ *
+ * SCHED is new in 4: a schedule's last fire (its name, time and job).
  */
 #include "journal-internal.h"
 
@@ -106,6 +108,8 @@ body_size(const struct aq_jrec *r)
         return 1 + 8 + 4;
     case AQ_JREC_DELETE:
         return 1 + 8;
+    case AQ_JREC_SCHED:
+        return 1 + 8 + 8 + str_size(r->name);
     case AQ_JREC_START:
         return 1 + 8 + 8;
     case AQ_JREC_REQUEUE:
@@ -163,6 +167,10 @@ journal_encode(struct aq_journal *j, const struct aq_jrec *r)
         put_u(j, r->first, 4);
         break;
     case AQ_JREC_DELETE:
+        break;
+    case AQ_JREC_SCHED:
+        put_u(j, (uint64_t)r->due_us, 8);
+        put_str(j, r->name);
         break;
     case AQ_JREC_START:
         put_u(j, (uint64_t)r->started_us, 8);
@@ -307,6 +315,12 @@ journal_decode(const unsigned char *body, size_t len, struct aq_jrec *r)
         r->first = (uint32_t)get_u(&rd, 4);
         break;
     case AQ_JREC_DELETE:
+        break;
+    case AQ_JREC_SCHED:
+        r->due_us = (int64_t)get_u(&rd, 8);
+        r->name = get_str(&rd);
+        if (r->name.p == NULL)
+            return -1;
         break;
     case AQ_JREC_START:
         r->started_us = (int64_t)get_u(&rd, 8);

@@ -151,7 +151,7 @@ next_valid(const unsigned char *p, size_t n, size_t from)
         unsigned type = p[off + HDR_BYTES];
 
         if (len == 0 || len > MAX_RECORD_BYTES || len > n - off - HDR_BYTES ||
-            type < AQ_JREC_SEGMENT || type > AQ_JREC_DELETE)
+            type < AQ_JREC_SEGMENT || type > AQ_JREC_SCHED)
             continue;
         if (budget < len)
             return -2;

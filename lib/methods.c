@@ -1587,6 +1587,29 @@ fail:
     aq_call_fail(call, params->err);
 }
 
+/* ---- schedules (spec section 11) ---- */
+
+static void
+m_schedules(struct aq_methods *m, struct aq_call *call,
+            const struct aq_params *params, struct aq_jspan args)
+{
+    static const char *const fields[] = {"name", NULL};
+    const char *name = NULL;
+    json_t *res;
+
+    if (aq_params_fields(params, fields) < 0 ||
+        aq_params_string(params, "name", 0, &name) < 0)
+        goto fail;
+    if ((res = aq_broker_schedules(m->broker, name, params->err)) == NULL) {
+        aq_params_fail(params, "name", "no such schedule");
+        goto fail;
+    }
+    aq_call_reply(call, res);
+    return;
+fail:
+    aq_call_fail(call, params->err);
+}
+
 static const struct {
     const char *name;
     method_fn *fn;
@@ -1606,6 +1629,7 @@ static const struct {
     {"session", m_session, M_NO_AUTH},
     {"history", m_history, 0},
     {"list", m_list, 0},
+    {"schedules", m_schedules, 0},
     {"retry", m_retry, M_WRITES},
     {"delete", m_delete, M_WRITES},
     {"get", m_get, M_LEASE},

@@ -363,6 +363,55 @@ render_queues(struct aq_metrics *m, struct evbuffer *out)
     aq_broker_each_queue(m->broker, NULL, queue_sample, &p, NULL);
 }
 
+/* Per schedule (names are [A-Za-z0-9_.-]: nothing to escape). Past
+ * SCHEDULE_SERIES_MAX schedules the families are left out: two series
+ * per schedule would swamp a Prometheus (the schedules method has the
+ * counts). */
+#define SCHEDULE_SERIES_MAX 1000
+
+struct sched_pass {
+    struct evbuffer *out;
+    bool is_skipped;
+    size_t n;
+};
+
+static void
+schedule_count(const struct aq_schedule_stats *s, void *arg)
+{
+    ((struct sched_pass *)arg)->n++;
+}
+
+static void
+schedule_sample(const struct aq_schedule_stats *s, void *arg)
+{
+    struct sched_pass *p = arg;
+
+    evbuffer_add_printf(
+        p->out, "%s{schedule=\"%s\"} %llu\n",
+        p->is_skipped ? "asyncq_schedule_skipped_total"
+                      : "asyncq_schedule_fires_total",
+        s->name, (unsigned long long)(p->is_skipped ? s->skipped : s->fired));
+}
+
+static void
+render_schedules(struct aq_metrics *m, struct evbuffer *out)
+{
+    struct sched_pass p = {out, false, 0};
+
+    aq_broker_each_schedule(m->broker, schedule_count, &p);
+    if (p.n == 0 || p.n > SCHEDULE_SERIES_MAX)
+        return;
+    family_head(out, "asyncq_schedule_fires_total",
+                "Jobs each schedule put since start.", "counter");
+    aq_broker_each_schedule(m->broker, schedule_sample, &p);
+    family_head(out, "asyncq_schedule_skipped_total",
+                "Times each schedule did not put a job since start (overlap "
+                "skip, catch_up none, or a put refused).",
+                "counter");
+    p.is_skipped = true;
+    aq_broker_each_schedule(m->broker, schedule_sample, &p);
+}
+
 /* No asyncq_up: Prometheus' own "up" says whether a scrape got through. */
 static void
 render(struct aq_metrics *m, struct evbuffer *out)
@@ -380,8 +429,10 @@ render(struct aq_metrics *m, struct evbuffer *out)
         evbuffer_add_printf(out, "asyncq_connections %zu\n",
                             aq_server_connections(m->server));
     }
-    if (m->broker != NULL)
+    if (m->broker != NULL) {
         render_queues(m, out);
+        render_schedules(m, out);
+    }
     render_process(out);
     if (m->journal != NULL) {
         struct aq_hist fsync;

@@ -55,6 +55,11 @@ struct aq_store_ops {
     void (*retry)(struct aq_store *s, struct aq_job *j, const char *queue);
     /* A finished record deleted by hand: it must never be restored. */
     void (*remove)(struct aq_store *s, struct aq_job *j);
+    /* Schedule name fired at fire_us (wall clock) and made job: kept
+     * until the next one (or forgotten: fire_us 0). Restore gives the
+     * last one back (aq_broker_restore_schedule). NULL = not kept. */
+    void (*schedule)(struct aq_store *s, const char *name, int64_t fire_us,
+                     uint64_t job);
     /* A wait until every event told so far is durable, on the caller's
      * node b (valid until cb or sync_cancel): 1 when cb runs later from
      * the loop (err NULL, or why it cannot become durable: -32603), 0
@@ -112,6 +117,10 @@ void aq_broker_restore_key(struct aq_broker *b, struct aq_job *j);
 /* j was deleted by hand after what restored it: b forgets it and frees it
  * (the store has released its own marks on it first). */
 void aq_broker_restore_drop(struct aq_broker *b, struct aq_job *j);
+
+/* Schedule name (name_len bytes) last fired at fire_us and made job. */
+void aq_broker_restore_schedule(struct aq_broker *b, const char *name,
+                                size_t name_len, int64_t fire_us, uint64_t job);
 
 /* Calls fn for every job b knows (live or a record; fn must not make or
  * drop jobs), with its queue's name. */

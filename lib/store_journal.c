@@ -7,6 +7,11 @@
  * by hand the whole record again, a delete a DELETE record. Replay
  * folds the records back into jobs, in the broker's id map, trusting no
  * value a put could not have made.
+ *
+ * A schedule's last fire is a SCHED record, live state like a live job:
+ * its segment is held, and rehomed (re-appended whole into the active
+ * segment) when old segments are evacuated or the journal is rewritten.
+ * The store keeps the last one per schedule to do so.
  */
 #include "store.h"
 
@@ -20,8 +25,19 @@
 #include "log.h"
 #include "xmalloc.h"
 
+/* A schedule's last fire, as its SCHED record says. */
+struct sj_sched {
+    char *name; /* owned */
+    int64_t fire_us;
+    uint64_t job;
+    uint32_t seg; /* held */
+};
+
 struct store_journal {
     struct aq_store store;
+    struct sj_sched *scheds; /* owned */
+    size_t nscheds, scheds_cap;
+    json_t *sched_at;           /* name -> index in scheds */
     struct aq_journal *journal; /* owned */
     struct aq_broker *broker;   /* borrowed, from restore on */
     char *path;                 /* owned, for messages */
@@ -202,6 +218,78 @@ sj_remove(struct aq_store *s, struct aq_job *j)
     sj_forget(s, j);
 }
 
+/* ---- schedules ---- */
+
+/* Records sched's fire in seg (appended, or replayed from there). */
+static void
+sched_hold(struct store_journal *sj, const char *name, size_t len,
+           int64_t fire_us, uint64_t job, uint32_t seg)
+{
+    json_t *at = json_object_getn(sj->sched_at, name, len);
+    struct sj_sched *x;
+
+    if (at == NULL) {
+        if (fire_us == 0)
+            return;
+        if (sj->nscheds == sj->scheds_cap) {
+            sj->scheds_cap = sj->scheds_cap != 0 ? sj->scheds_cap * 2 : 16;
+            sj->scheds =
+                xreallocarray(sj->scheds, sj->scheds_cap, sizeof *sj->scheds);
+        }
+        x = &sj->scheds[sj->nscheds];
+        x->name = xmalloc(len + 1);
+        memcpy(x->name, name, len);
+        x->name[len] = '\0';
+        x->seg = 0;
+        json_object_setn_new(sj->sched_at, name, len,
+                             json_integer((json_int_t)sj->nscheds++));
+    } else
+        x = &sj->scheds[json_integer_value(at)];
+    if (x->seg != 0)
+        aq_journal_release(sj->journal, x->seg);
+    x->seg = 0;
+    if (fire_us == 0) { /* forgotten: the last one takes its place */
+        size_t i = (size_t)(x - sj->scheds);
+
+        json_object_deln(sj->sched_at, name, len);
+        free(x->name);
+        if (i != --sj->nscheds) {
+            *x = sj->scheds[sj->nscheds];
+            json_object_set_new(sj->sched_at, x->name,
+                                json_integer((json_int_t)i));
+        }
+        return;
+    }
+    aq_journal_hold(sj->journal, seg);
+    x->seg = seg;
+    x->fire_us = fire_us;
+    x->job = job;
+}
+
+static uint32_t
+sched_append(struct store_journal *sj, const char *name, int64_t fire_us,
+             uint64_t job)
+{
+    struct aq_jrec r = {.type = AQ_JREC_SCHED,
+                        .id = job,
+                        .due_us = fire_us,
+                        .name = jstr(name)};
+
+    return aq_journal_append(sj->journal, &r);
+}
+
+static void
+sj_schedule(struct aq_store *s, const char *name, int64_t fire_us, uint64_t job)
+{
+    struct store_journal *sj = sj_of(s);
+    uint32_t seg;
+
+    if (fire_us == 0 && json_object_get(sj->sched_at, name) == NULL)
+        return; /* nothing to forget */
+    seg = sched_append(sj, name, fire_us, job);
+    sched_hold(sj, name, strlen(name), fire_us, job, seg);
+}
+
 static int
 sj_sync(struct aq_store *s, struct aq_barrier *b, aq_barrier_cb *cb, void *arg,
         struct aq_error *err)
@@ -229,6 +317,10 @@ sj_close(struct aq_store *s)
     /* Flushed and synced (rebuilt first after a failed sync, which asks
      * the broker for its live jobs: it must still hold them). */
     aq_journal_close(sj->journal);
+    for (size_t i = 0; i < sj->nscheds; i++)
+        free(sj->scheds[i].name);
+    free(sj->scheds);
+    json_decref(sj->sched_at);
     free(sj->path);
     free(sj);
 }
@@ -272,6 +364,17 @@ rehome_cb(struct aq_journal *journal, void *arg)
     aq_broker_each_job(sj->broker, rehome_collect, &rh);
     for (size_t i = 0; i < rh.n; i++)
         job_home(sj, rh.jobs[i], rh.queues[i]);
+    for (size_t i = 0; i < sj->nscheds; i++) {
+        struct sj_sched *x = &sj->scheds[i];
+        uint32_t seg;
+
+        if (!aq_journal_is_evacuated(journal, x->seg))
+            continue;
+        seg = sched_append(sj, x->name, x->fire_us, x->job);
+        aq_journal_hold(journal, seg);
+        aq_journal_release(journal, x->seg);
+        x->seg = seg;
+    }
     aq_log(AQ_LOG_DEBUG, "journal: %zu jobs re-appended from old segments",
            rh.n);
     free(rh.jobs);
@@ -477,6 +580,11 @@ replay_cb(const struct aq_jrec *rec, uint32_t seg, void *arg,
             aq_broker_restore_drop(sj->broker, j);
         }
         break;
+    case AQ_JREC_SCHED:
+        sched_hold(sj, r->name.p, r->name.len, r->due_us, r->id, seg);
+        aq_broker_restore_schedule(sj->broker, r->name.p, r->name.len,
+                                   r->due_us, r->id);
+        break;
     default:
         break; /* a SEGMENT record, or a type from a later version */
     }
@@ -518,6 +626,7 @@ static const struct aq_store_ops journal_ops = {
     .forget = sj_forget,
     .retry = sj_retry,
     .remove = sj_remove,
+    .schedule = sj_schedule,
     .sync = sj_sync,
     .sync_cancel = sj_sync_cancel,
     .error = sj_error,
@@ -542,7 +651,9 @@ aq_store_journal_open(struct event_base *base, const char *path,
 
     sj->store.ops = &journal_ops;
     sj->fsync = fsync;
+    sj->sched_at = json_object();
     if ((sj->journal = aq_journal_open(base, &opts, err)) == NULL) {
+        json_decref(sj->sched_at);
         free(sj);
         return NULL;
     }

@@ -29,5 +29,6 @@ Suite *bb_workers_suite(void);
 Suite *bb_tls_suite(void);
 Suite *bb_rpc_suite(void);
 Suite *bb_rate_suite(void);
+Suite *bb_schedules_suite(void);
 
 #endif

@@ -29,6 +29,7 @@ main(void)
     srunner_add_suite(sr, batch_suite());
     srunner_add_suite(sr, broker_suite());
     srunner_add_suite(sr, clock_suite());
+    srunner_add_suite(sr, cron_suite());
     srunner_add_suite(sr, client_suite());
     srunner_add_suite(sr, hist_suite());
     srunner_add_suite(sr, rate_suite());

@@ -17,6 +17,7 @@
 Suite *broker_suite(void);
 Suite *client_suite(void);
 Suite *clock_suite(void);
+Suite *cron_suite(void);
 Suite *config_suite(void);
 Suite *crc32c_suite(void);
 Suite *hist_suite(void);

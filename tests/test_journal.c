@@ -743,7 +743,7 @@ END_TEST
 
 START_TEST(every_record_type_replays_with_identical_fields_and_segments)
 {
-    enum { BIG_ARGS = 70000, NREC = 12 };
+    enum { BIG_ARGS = 70000, NREC = 13 };
     static const char key_bin[] = {'k', '\0', 'e', 'y', '\xff'};
     static const char msg_bin[] = {'b', 'a', 'd', '\0', '\n', '\x80', 'x'};
     struct tdir t;
@@ -861,6 +861,11 @@ START_TEST(every_record_type_replays_with_identical_fields_and_segments)
          .name = {NULL, 0},
          .batch = STR("b")},
         {.type = AQ_JREC_DELETE, .id = 8},
+        /* format 4: a schedule's last fire */
+        {.type = AQ_JREC_SCHED,
+         .id = 9,
+         .due_us = T0_US + 60000000,
+         .name = STR("nightly")},
         /* a lower id after a higher one: last_id is the highest, not the
          * last */
         {.type = AQ_JREC_PUT,

@@ -95,6 +95,12 @@ static const struct verb {
      "Shows the queues' counters in a table that fits 80 columns (--wide:\n"
      "every column), or the jobs of batch B by state. --watch redraws it\n"
      "every D (default 1s) until ^C, reconnecting if the server restarts.\n"},
+    {"schedules", v_schedules,
+     "schedules [NAME]\n"
+     "\n"
+     "Shows the daemon's schedules (the \"schedules\" of its config): name,\n"
+     "cron, time zone, queue, the next and the last fire time (local time),\n"
+     "and the job the last fire put. NAME: that schedule only.\n"},
     {"scale", v_scale,
      "scale QUEUE N\n"
      "\n"

@@ -3,7 +3,8 @@
  * tools/asyncq.h: what the files of the asyncq CLI share: the run's state,
  * the exit statuses, the connection and call helpers (asyncq.c), the
  * formatting of durations, tables, records and progress (asyncq_fmt.c), and
- * the verbs (asyncq_put.c, asyncq_jobs.c, asyncq_queues.c).
+ * the verbs (asyncq_put.c, asyncq_jobs.c, asyncq_queues.c,
+ * asyncq_sched.c).
  */
 #ifndef AQ_TOOLS_ASYNCQ_H
 #define AQ_TOOLS_ASYNCQ_H
@@ -133,5 +134,6 @@ int v_scale(struct cli *cli);
 int v_pause(struct cli *cli);
 int v_resume(struct cli *cli);
 int v_ping(struct cli *cli);
+int v_schedules(struct cli *cli); /* asyncq_sched.c */
 
 #endif
