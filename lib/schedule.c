@@ -64,13 +64,12 @@ struct sched_table {
 
 /* ---- the heap ---- */
 
-/* The key sits in the array, next to its schedule: a sift compares keys
- * without touching the schedules (100,000 of them are cache misses). */
-static bool
-heap_less(const struct sched_table *t, size_t a, size_t b)
-{
-    return t->heap[a].next_s < t->heap[b].next_s;
-}
+/* A 4-ary heap: half the levels of a binary one, and a node's children
+ * are one cache line of keys. The key sits in the array, next to its
+ * schedule: a sift compares keys without touching the schedules (100,000
+ * of them are cache misses), and moves entries into a hole, so each level
+ * writes one schedule's heap_at, not two. */
+#define HEAP_ARITY 4
 
 static void
 heap_set(struct sched_table *t, size_t i, struct heap_ent e)
@@ -80,38 +79,42 @@ heap_set(struct sched_table *t, size_t i, struct heap_ent e)
 }
 
 static void
-heap_swap(struct sched_table *t, size_t a, size_t b)
-{
-    struct heap_ent e = t->heap[a];
-
-    heap_set(t, a, t->heap[b]);
-    heap_set(t, b, e);
-}
-
-static void
 heap_up(struct sched_table *t, size_t i)
 {
-    while (i > 0 && heap_less(t, i, (i - 1) / 2)) {
-        heap_swap(t, i, (i - 1) / 2);
-        i = (i - 1) / 2;
+    struct heap_ent e = t->heap[i];
+
+    while (i > 0) {
+        size_t parent = (i - 1) / HEAP_ARITY;
+
+        if (t->heap[parent].next_s <= e.next_s)
+            break;
+        heap_set(t, i, t->heap[parent]);
+        i = parent;
     }
+    heap_set(t, i, e);
 }
 
 static void
 heap_down(struct sched_table *t, size_t i)
 {
-    for (;;) {
-        size_t l = 2 * i + 1, r = l + 1, m = i;
+    struct heap_ent e = t->heap[i];
 
-        if (l < t->nheap && heap_less(t, l, m))
-            m = l;
-        if (r < t->nheap && heap_less(t, r, m))
-            m = r;
+    for (;;) {
+        size_t first = HEAP_ARITY * i + 1, m = i;
+        int64_t key = e.next_s;
+
+        for (size_t c = first; c < first + HEAP_ARITY && c < t->nheap; c++) {
+            if (t->heap[c].next_s < key) {
+                m = c;
+                key = t->heap[c].next_s;
+            }
+        }
         if (m == i)
-            return;
-        heap_swap(t, i, m);
+            break;
+        heap_set(t, i, t->heap[m]);
         i = m;
     }
+    heap_set(t, i, e);
 }
 
 static void
