@@ -142,6 +142,38 @@ export interface QueueStats {
   [field: string]: unknown;
 }
 
+/** stats with batch: that batch's jobs (unfinished, and records kept). */
+export interface BatchStats {
+  batch: string;
+  total: number;
+  unfinished: number;
+  delayed: number;
+  waiting: number;
+  pending: number;
+  running: number;
+  done: number;
+  failed: number;
+  cancelled: number;
+}
+
+/** One schedule of the daemon's config (SPEC §11). */
+export interface Schedule {
+  name: string;
+  cron: string;
+  timezone: string;
+  queue: string;
+  kind: string;
+  overlap: 'skip' | 'allow';
+  catch_up: 'one' | 'none';
+  /** Epoch seconds, or null. */
+  next: number | null;
+  last: number | null;
+  last_job: JobId | null;
+  fired: number;
+  skipped: number;
+  [field: string]: unknown;
+}
+
 export interface Stats {
   uptime: number;
   version: string;
@@ -209,7 +241,7 @@ export declare class Client extends EventEmitter {
   status(job: JobId, opts?: CallOptions): Promise<JobRecord>;
   wait(jobs: JobId[], opts?: WaitOptions): Promise<JobRecord[]>;
   asCompleted(jobs: JobId[], opts?: Omit<WaitOptions, 'mode'>): AsyncGenerator<JobRecord, void, undefined>;
-  join(queue?: string, opts?: JoinOptions): Promise<{ queue: string }>;
+  join(queue?: string, opts?: JoinOptions): Promise<{ queue: string } | { batch: string }>;
   cancel(job: JobId, opts?: CallOptions): Promise<{ job: JobId; state: JobState }>;
   cancel(which: { queue: string; running?: boolean }, opts?: CallOptions): Promise<{ cancelled: number }>;
   list(filter?: ListFilter, opts?: CallOptions): Promise<ListPage>;
@@ -219,6 +251,8 @@ export declare class Client extends EventEmitter {
   delete(job: JobId, opts?: CallOptions): Promise<{ job: JobId; deleted: true }>;
   delete(which: { queue: string; state: 'done' | 'failed' | 'cancelled' }, opts?: CallOptions): Promise<{ deleted: number }>;
   stats(queue?: string, opts?: CallOptions): Promise<Stats>;
+  stats(queue: undefined, opts: CallOptions & { batch: string }): Promise<BatchStats>;
+  schedules(name?: string, opts?: CallOptions): Promise<Schedule[]>;
   pause(queue: string, opts?: CallOptions): Promise<{ queue: string; paused: true }>;
   resume(queue: string, opts?: CallOptions): Promise<{ queue: string; paused: false }>;
   scale(queue: string, consumers: number, opts?: CallOptions): Promise<{ queue: string; consumers: number }>;

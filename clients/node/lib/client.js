@@ -552,9 +552,25 @@ export class Client extends EventEmitter {
     return this.call('delete', jobOr(job), opts);
   }
 
-  /** @param {string} [queue] @param {import('../index.js').CallOptions} [opts] */
+  /**
+   * The daemon's counters, of one queue or all; with `{batch}` in opts,
+   * that batch's jobs counted by state.
+   * @param {string} [queue]
+   * @param {import('../index.js').CallOptions & {batch?: string}} [opts]
+   */
   stats(queue, opts = {}) {
-    return this.call('stats', wire({ queue }), opts);
+    const [call, rest] = split(opts);
+    return this.call('stats', wire({ queue, ...rest }), call);
+  }
+
+  /**
+   * The daemon's schedules (SPEC §11) with their next and last fire times,
+   * or the one named.
+   * @param {string} [name]
+   * @param {import('../index.js').CallOptions} [opts]
+   */
+  async schedules(name, opts = {}) {
+    return (await this.call('schedules', wire({ name }), opts)).schedules;
   }
 
   /** @param {string} queue @param {import('../index.js').CallOptions} [opts] */

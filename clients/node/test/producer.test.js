@@ -19,6 +19,9 @@ describe('producer', T, () => {
         idle: { kind: 'sleep', consumers: 0 },
         small: { kind: 'echo', consumers: 0, maxsize: 5 },
       },
+      schedules: {
+        nightly: { cron: '30 2 * * *', timezone: 'Europe/Berlin', queue: 'small' },
+      },
     });
     c = await connect(d.url);
   });
@@ -104,6 +107,30 @@ describe('producer', T, () => {
     assert.deepEqual(await c.delete(ids[1]), { job: ids[1], deleted: true });
     await assert.rejects(c.status(ids[1]), { code: ErrorCode.NO_SUCH_JOB });
     assert.deepEqual(await c.delete({ queue: 'idle', state: 'cancelled' }), { deleted: 4 });
+  });
+
+  test('at, after, batch and schedules (SPEC §11)', async () => {
+    const gate = (await c.put({ queue: 'small', batch: 'nb1' })).job;
+    const w = await c.put({ args: { x: 1 }, after: [gate], batch: 'nb1' });
+    assert.equal(w.state, 'waiting');
+    const late = await c.put({ queue: 'small', at: '2033-05-18T03:33:20Z' });
+    assert.equal(late.state, 'delayed');
+    assert.ok(Math.abs((await c.status(late.job)).due - 2000000000) < 0.01);
+    const st = await c.stats(undefined, { batch: 'nb1' });
+    assert.deepEqual([st.batch, st.total, st.waiting, st.pending], ['nb1', 2, 1, 1]);
+    await assert.rejects(c.join(undefined, { batch: 'nb1', timeout: 0.05 }), { code: ErrorCode.TIMEOUT });
+    await assert.rejects(c.put({ after: [999999999] }), { code: ErrorCode.NO_SUCH_JOB });
+    await c.cancel(gate);
+    const [rec] = await c.wait([w.job], { timeout: 20 });
+    assert.equal(rec.error.code, 'dependency_failed');
+    assert.deepEqual(await c.join(undefined, { batch: 'nb1', timeout: 20 }), { batch: 'nb1' });
+    const ok = await c.put({ args: {}, after: [gate], afterPolicy: 'finished' });
+    assert.equal((await c.wait([ok.job], { timeout: 20 }))[0].state, 'done');
+    await c.cancel(late.job);
+    const [s] = await c.schedules();
+    assert.deepEqual([s.name, s.cron, s.timezone, s.queue], ['nightly', '30 2 * * *', 'Europe/Berlin', 'small']);
+    assert.ok(s.next > 0);
+    assert.deepEqual(await c.schedules('nightly'), [s]);
   });
 
   test('stats, pause, resume, scale', async () => {

@@ -408,6 +408,10 @@ class Client:
         timeout: Optional[float] = None,
         retries: Optional[int] = None,
         key: Optional[str] = None,
+        at: Union[float, str, None] = None,
+        after: Optional[Sequence[int]] = None,
+        after_policy: Optional[str] = None,
+        batch: Optional[str] = None,
         wait: bool = False,
         nowait: bool = False,
         **extra: Any,
@@ -415,12 +419,18 @@ class Client:
         """Puts one job: ``{"job":ID,"state":...}``, or its finished record
         with ``wait=True``.  A full queue makes it wait for room (the server
         stops reading this connection), or raise QueueFull with ``nowait``.
-        ``extra`` params are sent as given (for params of later versions).
+        ``at`` (epoch seconds or an RFC 3339 string, not with ``delay``)
+        runs it then; ``after`` (job ids) keeps it ``waiting`` until they
+        have finished (``after_policy`` ``"done"`` or ``"finished"``);
+        ``batch`` labels it (SPEC §11).  ``extra`` params are sent as given
+        (for params of later versions).
         """
         return await self.call("put", _put_params(
             args, queue=queue, kind=kind, name=name, priority=priority,
-            delay=delay, timeout=timeout, retries=retries, key=key,
-            wait=wait, nowait=nowait, extra=extra))
+            delay=delay, timeout=timeout, retries=retries, key=key, at=at,
+            after=None if after is None else list(after),
+            after_policy=after_policy, batch=batch, wait=wait, nowait=nowait,
+            extra=extra))
 
     async def put_many(
         self,
@@ -531,12 +541,16 @@ class Client:
         return _AsCompleted(self, list(jobs), timeout, cancel_on_timeout)
 
     async def join(
-        self, queue: Optional[str] = None, *, timeout: Optional[float] = None
+        self,
+        queue: Optional[str] = None,
+        *,
+        batch: Optional[str] = None,
+        timeout: Optional[float] = None,
     ) -> Dict[str, Any]:
-        """Returns once the queue (default: every queue) has no unfinished
-        job."""
+        """Returns once the queue (default: every queue), or the batch, has
+        no unfinished job."""
         return await self.call("join", _drop_none(
-            {"queue": queue, "timeout": timeout}))
+            {"queue": queue, "batch": batch, "timeout": timeout}))
 
     async def cancel(
         self,
@@ -617,9 +631,19 @@ class Client:
         return await self.call("delete", _drop_none(
             {"job": job, "queue": queue, "state": state}))
 
-    async def stats(self, queue: Optional[str] = None) -> Dict[str, Any]:
-        """The daemon's counters (SPEC §5), of one queue or all."""
-        return await self.call("stats", _drop_none({"queue": queue}))
+    async def stats(
+        self, queue: Optional[str] = None, *, batch: Optional[str] = None
+    ) -> Dict[str, Any]:
+        """The daemon's counters (SPEC §5), of one queue or all; with
+        ``batch``, that batch's jobs counted by state."""
+        return await self.call("stats", _drop_none(
+            {"queue": queue, "batch": batch}))
+
+    async def schedules(self, name: Optional[str] = None) -> List[Dict[str, Any]]:
+        """The daemon's schedules (SPEC §11) with their next and last fire
+        times, or the one named."""
+        res = await self.call("schedules", _drop_none({"name": name}))
+        return list(res["schedules"])
 
     async def pause(self, queue: str) -> Dict[str, Any]:
         """Stops the queue's consumers and workers taking jobs."""

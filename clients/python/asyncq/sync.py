@@ -85,9 +85,13 @@ class SyncClient:
         """As :meth:`asyncq.Client.cancel`."""
         return self._run(self._client.cancel(job, **params))
 
-    def stats(self, queue: Optional[str] = None) -> Dict[str, Any]:
+    def stats(self, queue: Optional[str] = None, **params: Any) -> Dict[str, Any]:
         """As :meth:`asyncq.Client.stats`."""
-        return self._run(self._client.stats(queue))
+        return self._run(self._client.stats(queue, **params))
+
+    def schedules(self, name: Optional[str] = None) -> List[Dict[str, Any]]:
+        """As :meth:`asyncq.Client.schedules`."""
+        return self._run(self._client.schedules(name))
 
     def call(self, method: str, params: Optional[Dict[str, Any]] = None) -> Any:
         """Any method: as :meth:`asyncq.Client.call`."""

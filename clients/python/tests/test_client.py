@@ -41,7 +41,9 @@ class TestProducer(unittest.IsolatedAsyncioTestCase):
 
     @classmethod
     def setUpClass(cls) -> None:
-        cls.daemon = Daemon(QUEUES, tcp=True)
+        cls.daemon = Daemon(QUEUES, tcp=True, extra={"schedules": {
+            "nightly": {"cron": "30 2 * * *", "timezone": "Europe/Berlin",
+                        "queue": "held"}}})
 
     @classmethod
     def tearDownClass(cls) -> None:
@@ -202,6 +204,37 @@ class TestProducer(unittest.IsolatedAsyncioTestCase):
             await self.c.join("held", timeout=0.05)
         await self.c.cancel(queue="held")
         self.assertEqual(await self.c.join("held", timeout=20), {"queue": "held"})
+
+    @bounded
+    async def test_flow(self) -> None:
+        # at, after and after_policy, batch: SPEC §11
+        gate = (await self.c.put({}, queue="held", batch="b1"))["job"]
+        r = await self.c.put({"x": 1}, after=[gate], batch="b1")
+        self.assertEqual(r["state"], "waiting")
+        late = await self.c.put({}, queue="held", at=2000000000.5, batch="b2")
+        self.assertEqual(late["state"], "delayed")
+        rec = await self.c.status(late["job"])
+        self.assertAlmostEqual(rec["due"], 2000000000.5, delta=0.01)
+        st = await self.c.stats(batch="b1")
+        self.assertEqual((st["batch"], st["total"], st["waiting"], st["pending"]),
+                         ("b1", 2, 1, 1))
+        with self.assertRaises(asyncq.Timeout):
+            await self.c.join(batch="b1", timeout=0.05)
+        with self.assertRaises(asyncq.NoSuchJob):
+            await self.c.put({}, after=[999999999])
+        await self.c.cancel(gate)
+        dep = await self.c.wait([r["job"]], timeout=20)
+        self.assertEqual(dep[0]["error"]["code"], "dependency_failed")
+        self.assertEqual(await self.c.join(batch="b1", timeout=20), {"batch": "b1"})
+        ok = await self.c.put({"y": 2}, after=[gate], after_policy="finished")
+        self.assertEqual((await self.c.wait([ok["job"]], timeout=20))[0]["state"], "done")
+        await self.c.cancel(late["job"])
+        # schedules
+        (s,) = await self.c.schedules()
+        self.assertEqual((s["name"], s["cron"], s["timezone"], s["queue"]),
+                         ("nightly", "30 2 * * *", "Europe/Berlin", "held"))
+        self.assertGreater(s["next"], 0)
+        self.assertEqual(await self.c.schedules("nightly"), [s])
 
     @bounded
     async def test_manage(self) -> None:
