@@ -68,6 +68,7 @@ parse_fn config_parse_size;    /* the same, into a size_t */
 parse_fn config_parse_number;  /* any finite number in [f->min, f->max] */
 parse_fn config_parse_bool;    /* true or false */
 parse_fn config_parse_section; /* an object, through f->sub */
+parse_fn config_parse_kind;    /* a kind name (aq_kind_names), copied */
 
 /* ---- config_queue.c ---- */
 

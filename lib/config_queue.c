@@ -38,9 +38,9 @@ parse_order(struct parser *p, json_t *v, const struct field *f,
     return 0;
 }
 
-static int
-parse_kind(struct parser *p, json_t *v, const struct field *f, const char *path,
-           void *base)
+int
+config_parse_kind(struct parser *p, json_t *v, const struct field *f,
+                  const char *path, void *base)
 {
     int i = config_match_word(p, v, aq_kind_names, path);
 
@@ -258,7 +258,7 @@ static const struct field http_fields[] = {
 };
 
 static const struct field queue_fields[] = {
-    {"kind", parse_kind, QF(kind), 0, 0, NULL},
+    {"kind", config_parse_kind, QF(kind), 0, 0, NULL},
     {"kinds", parse_kinds, QF(kinds), 0, 0, NULL},
     {"consumers", config_parse_int, QF(consumers), 0, CONSUMERS_MAX, NULL},
     {"maxsize", config_parse_size, QF(maxsize), 0, SIZE_LIMIT, NULL},

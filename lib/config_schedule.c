@@ -58,18 +58,6 @@ parse_string(struct parser *p, json_t *v, const struct field *f,
 }
 
 static int
-parse_kind(struct parser *p, json_t *v, const struct field *f, const char *path,
-           void *base)
-{
-    int i = config_match_word(p, v, aq_kind_names, path);
-
-    if (i == -1)
-        return -1;
-    config_replace_string(config_field_at(base, f), aq_kind_names[i]);
-    return 0;
-}
-
-static int
 parse_args(struct parser *p, json_t *v, const struct field *f, const char *path,
            void *base)
 {
@@ -128,7 +116,7 @@ static const struct field schedule_fields[] = {
     {"cron", parse_cron, SF(cron), 0, 0, NULL},
     {"timezone", parse_string, SF(timezone), 1, 200, NULL},
     {"queue", parse_string, SF(queue), 1, 64, NULL},
-    {"kind", parse_kind, SF(kind), 0, 0, NULL},
+    {"kind", config_parse_kind, SF(kind), 0, 0, NULL},
     {"args", parse_args, SF(args), 0, 0, NULL},
     {"name", parse_string, SF(name), 1, JOB_NAME_MAX, NULL},
     {"priority", parse_priority, SF(priority), INT32_MIN, INT32_MAX, NULL},
