@@ -2616,7 +2616,7 @@ seg_set_version(const char *dir, uint32_t seq, uint32_t version)
 /* A journal of format 2 (the previous version: no tail, so END without
  * args) replays as it was; the segments after it are format 3, whose
  * records carry the tail, and the two replay together. */
-START_TEST(format_2_journal_replays_and_format_3_records_follow_it)
+START_TEST(format_2_journal_replays_and_current_records_follow_it)
 {
     struct tdir t;
     struct aq_journal_opts o;
@@ -2772,7 +2772,8 @@ START_TEST(journal_of_a_later_format_is_refused_naming_its_version)
 }
 END_TEST
 
-START_TEST(format_1_journal_with_holes_replays_and_turns_into_format_3)
+START_TEST(
+    format_1_journal_with_holes_replays_and_turns_into_the_current_format)
 {
     struct tdir t;
     struct aq_journal_opts o;
@@ -3424,10 +3425,11 @@ journal_suite(void)
     tcase_add_test(tc, segment_under_another_number_is_damage);
     tcase_add_test(tc,
                    segments_a_crash_left_behind_a_trim_are_skipped_and_deleted);
-    tcase_add_test(tc,
-                   format_1_journal_with_holes_replays_and_turns_into_format_3);
+    tcase_add_test(
+        tc,
+        format_1_journal_with_holes_replays_and_turns_into_the_current_format);
     tcase_add_test(tc, journal_of_a_later_format_is_refused_naming_its_version);
-    tcase_add_test(tc, format_2_journal_replays_and_format_3_records_follow_it);
+    tcase_add_test(tc, format_2_journal_replays_and_current_records_follow_it);
     tcase_add_test(tc,
                    format_4_after_replays_and_format_3_tails_decode_without_it);
     suite_add_tcase(s, tc);
