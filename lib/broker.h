@@ -289,10 +289,8 @@ int aq_broker_pause(struct aq_broker *b, const char *queue, bool paused,
 /* The schedules in name order, or only the one named (name not NULL), as
  * {"schedules":[{"name","cron","timezone","queue","kind","overlap",
  * "catch_up","next","last","last_job","fired","skipped"}]} (a new
- * object; times are epoch seconds or null). NULL with err -32602 for an
- * unknown name. */
-json_t *aq_broker_schedules(struct aq_broker *b, const char *name,
-                            struct aq_error *err);
+ * object; times are epoch seconds or null), or NULL for an unknown name. */
+json_t *aq_broker_schedules(struct aq_broker *b, const char *name);
 
 struct aq_schedule_stats {
     const char *name;

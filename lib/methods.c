@@ -1337,7 +1337,7 @@ queue_stats_json(const struct aq_queue_stats *s, void *arg)
 }
 
 /* stats by batch: {"batch","total","unfinished", then a count per state
- * in list's order (a state this build does not have counts 0)}. */
+ * in the states' order (list's). */
 static json_t *
 batch_stats_json(const struct aq_broker *b, const char *batch)
 {
@@ -1347,16 +1347,9 @@ batch_stats_json(const struct aq_broker *b, const char *batch)
     aq_broker_batch_counts(b, batch, &c);
     o = json_pack("{s:s,s:I,s:I}", "batch", batch, "total", (json_int_t)c.total,
                   "unfinished", (json_int_t)c.unfinished);
-    for (size_t i = 0; aq_list_state_names[i] != NULL; i++) {
-        json_int_t n = 0;
-
-        for (int st = 0; st < AQ_BATCH_NSTATES; st++) {
-            if (strcmp(aq_job_state_name((enum aq_job_state)st),
-                       aq_list_state_names[i]) == 0)
-                n = (json_int_t)c.states[st];
-        }
-        json_object_set_new(o, aq_list_state_names[i], json_integer(n));
-    }
+    for (int st = 0; st < AQ_BATCH_NSTATES; st++)
+        json_object_set_new(o, aq_job_state_name((enum aq_job_state)st),
+                            json_integer((json_int_t)c.states[st]));
     return o;
 }
 
@@ -1600,7 +1593,7 @@ m_schedules(struct aq_methods *m, struct aq_call *call,
     if (aq_params_fields(params, fields) < 0 ||
         aq_params_string(params, "name", 0, &name) < 0)
         goto fail;
-    if ((res = aq_broker_schedules(m->broker, name, params->err)) == NULL) {
+    if ((res = aq_broker_schedules(m->broker, name)) == NULL) {
         aq_params_fail(params, "name", "no such schedule");
         goto fail;
     }

@@ -597,7 +597,7 @@ schedule_json(const struct aq_broker *b, const struct schedule *s)
 }
 
 json_t *
-aq_broker_schedules(struct aq_broker *b, const char *name, struct aq_error *err)
+aq_broker_schedules(struct aq_broker *b, const char *name)
 {
     struct sched_table *t = b->sched;
     json_t *list = json_array();
@@ -607,8 +607,6 @@ aq_broker_schedules(struct aq_broker *b, const char *name, struct aq_error *err)
 
         if (s == NULL) {
             json_decref(list);
-            aq_error_set(err, AQ_ERR_INVALID_PARAMS,
-                         "params.name: no such schedule");
             return NULL;
         }
         json_array_append_new(list, schedule_json(b, s));
