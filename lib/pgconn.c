@@ -424,12 +424,14 @@ dispatch(struct aq_pgconn *c)
 
     while (!c->freed && c->state == STATE_READY &&
            (e = TAILQ_FIRST(&c->pending)) != NULL) {
-        if (PQisBusy(c->conn))
+        /* Broken: the caller ends the session (PQgetResult would wait on
+         * the dead socket for results that cannot come). */
+        if (PQstatus(c->conn) == CONNECTION_BAD || PQisBusy(c->conn))
             return;
         r = PQgetResult(c->conn);
         if (e->kind == ENTRY_SYNC) {
             if (r == NULL)
-                return; /* nothing yet (or the connection broke) */
+                return; /* cannot be: libpq has the sync queued */
             if (PQresultStatus(r) != PGRES_PIPELINE_SYNC) {
                 char *why = xasprintf("unexpected result %s for a commit",
                                       PQresStatus(PQresultStatus(r)));
@@ -456,8 +458,6 @@ dispatch(struct aq_pgconn *c)
                 PQclear(r);
             continue;
         }
-        if (e->res == NULL && PQstatus(c->conn) == CONNECTION_BAD)
-            return;
         entry_done(c, e);
     }
 }
