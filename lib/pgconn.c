@@ -57,7 +57,15 @@ struct prepared {
 
 struct aq_pgconn {
     struct event_base *base;
-    char *conninfo; /* owned */
+    /* The conninfo's options but the server lists (NULL-terminated
+     * arrays, strings owned), and the lists split at their commas: an
+     * attempt that times out on one host goes on with the next ones. */
+    char **keywords;
+    char **values;
+    char **hosts, **hostaddrs, **ports; /* owned */
+    int nhosts, nhostaddrs, nports;
+    int nservers; /* hosts one attempt goes through (1: no skipping) */
+    int first;    /* this attempt's first host */
     struct aq_pgconn_hooks hooks;
     void *arg;
     int connect_timeout_s;
@@ -85,7 +93,6 @@ struct aq_pgconn {
 };
 
 static void session_lost(struct aq_pgconn *c, const char *why);
-static void attempt_start(struct aq_pgconn *c);
 
 /* libpq's messages span lines ("...failed: Connection refused\n\tIs the
  * server running ..."): one line, without the final newline. Owned by
@@ -167,6 +174,44 @@ prepared_find(struct aq_pgconn *c, const char *name)
 }
 
 static void io_cb(evutil_socket_t fd, short what, void *arg);
+
+/* s split at its commas ("a,,b": "a", "", "b"), NULL-terminated, and
+ * *n the count; owned by the caller (strv_free). */
+static char **
+list_split(const char *s, int *n)
+{
+    char **v;
+    const char *p;
+    int i = 1;
+
+    for (p = s; *p != '\0'; p++)
+        i += *p == ',';
+    v = xcalloc(i + 1, sizeof *v);
+    *n = i;
+    for (i = 0;; i++) {
+        const char *comma = strchr(s, ',');
+        size_t len = comma != NULL ? (size_t)(comma - s) : strlen(s);
+
+        v[i] = xcalloc(1, len + 1);
+        memcpy(v[i], s, len);
+        if (comma == NULL)
+            break;
+        s = comma + 1;
+    }
+    return v;
+}
+
+static void
+strv_free(char **v)
+{
+    char **p;
+
+    if (v == NULL)
+        return;
+    for (p = v; *p != NULL; p++)
+        free(*p);
+    free(v);
+}
 
 /* Waits for what on fd (0: nothing), re-creating the event when either
  * changed: the socket changes between hosts and attempts. */
@@ -539,10 +584,68 @@ io_cb(evutil_socket_t fd, short what, void *arg)
         ready_io(c, what);
 }
 
-static void
-attempt_start(struct aq_pgconn *c)
+/* list[first..n) joined with commas; owned by the caller. */
+static char *
+list_join(char **list, int n, int first)
 {
-    c->conn = PQconnectStart(c->conninfo);
+    size_t len = 1;
+    char *s;
+    int i;
+
+    for (i = first; i < n; i++)
+        len += strlen(list[i]) + 1;
+    s = xcalloc(1, len);
+    for (i = first; i < n; i++) {
+        if (i > first)
+            strcat(s, ",");
+        strcat(s, list[i]);
+    }
+    return s;
+}
+
+/* A new PGconn for hosts first.. of the conninfo. */
+static PGconn *
+conn_start(struct aq_pgconn *c, int first)
+{
+    const char **kw, **val;
+    char *lists[3] = {NULL, NULL, NULL};
+    size_t n = 0, i;
+    PGconn *conn;
+
+    while (c->keywords[n] != NULL)
+        n++;
+    kw = xcalloc(n + 4, sizeof *kw);
+    val = xcalloc(n + 4, sizeof *val);
+    for (i = 0; i < n; i++) {
+        kw[i] = c->keywords[i];
+        val[i] = c->values[i];
+    }
+    if (c->nhosts > 0) {
+        kw[n] = "host";
+        val[n++] = lists[0] = list_join(c->hosts, c->nhosts, first);
+    }
+    if (c->nhostaddrs > 0) {
+        kw[n] = "hostaddr";
+        val[n++] = lists[1] = list_join(c->hostaddrs, c->nhostaddrs, first);
+    }
+    if (c->nports > 0) {
+        kw[n] = "port";
+        val[n++] = lists[2] =
+            list_join(c->ports, c->nports, c->nports > 1 ? first : 0);
+    }
+    conn = PQconnectStartParams(kw, val, 0);
+    for (i = 0; i < 3; i++)
+        free(lists[i]);
+    free(kw);
+    free(val);
+    return conn;
+}
+
+static void
+attempt_start(struct aq_pgconn *c, int first)
+{
+    c->first = first;
+    c->conn = conn_start(c, first);
     c->state = STATE_CONNECTING;
     if (c->conn == NULL) {
         session_lost(c, "out of memory");
@@ -557,6 +660,57 @@ attempt_start(struct aq_pgconn *c)
     io_set(c, PQsocket(c->conn), EV_WRITE);
 }
 
+/* Which of the conninfo's hosts conn is at (libpq does not say): the
+ * first from c->first whose host (or hostaddr) and port match; -1 when
+ * none does. */
+static int
+current_host(const struct aq_pgconn *c)
+{
+    const char *host = PQhost(c->conn), *port = PQport(c->conn);
+    int i;
+
+    for (i = c->first; i < c->nservers; i++) {
+        const char *h = c->nhosts > 0 ? c->hosts[i] : "";
+        const char *p = c->nports == 0   ? ""
+                        : c->nports == 1 ? c->ports[0]
+                                         : c->ports[i];
+
+        if (h[0] == '\0' && c->nhostaddrs > 0)
+            h = c->hostaddrs[i];
+        if (host != NULL && strcmp(h, host) == 0 &&
+            (p[0] == '\0' || (port != NULL && strcmp(p, port) == 0)))
+            return i;
+    }
+    return -1;
+}
+
+/* No progress for connect_timeout: libpq (with PQconnectPoll) leaves
+ * that to us. The next host if there is one, as libpq would on a refusal
+ * (a host that is gone does not refuse: it is silent), else the attempt
+ * failed. */
+static void
+connect_timeout(struct aq_pgconn *c)
+{
+    const char *host = PQhost(c->conn), *port = PQport(c->conn);
+    int at = current_host(c);
+    char *why = xasprintf("connection to server at %s, port %s: timeout "
+                          "expired after %d s",
+                          host != NULL ? host : "?", port != NULL ? port : "?",
+                          c->connect_timeout_s);
+
+    if (at >= 0 && at + 1 < c->nservers) {
+        aq_log(AQ_LOG_WARN, "store: postgres: %s: trying the next host", why);
+        free(why);
+        io_set(c, -1, 0);
+        PQfinish(c->conn);
+        c->conn = NULL;
+        attempt_start(c, at + 1);
+        return;
+    }
+    session_lost(c, why);
+    free(why);
+}
+
 static void
 timer_cb(evutil_socket_t fd, short what, void *arg)
 {
@@ -564,18 +718,10 @@ timer_cb(evutil_socket_t fd, short what, void *arg)
 
     (void)fd;
     (void)what;
-    if (c->state == STATE_WAITING) {
-        attempt_start(c);
-    } else if (c->state == STATE_CONNECTING) {
-        char *host = PQhost(c->conn), *port = PQport(c->conn);
-        char *why = xasprintf("connection to %s:%s: timeout expired after "
-                              "%d s",
-                              host != NULL ? host : "?",
-                              port != NULL ? port : "?", c->connect_timeout_s);
-
-        session_lost(c, why);
-        free(why);
-    }
+    if (c->state == STATE_WAITING)
+        attempt_start(c, 0);
+    else if (c->state == STATE_CONNECTING)
+        connect_timeout(c);
 }
 
 struct aq_pgconn *
@@ -586,7 +732,7 @@ aq_pgconn_new(struct event_base *base, const char *conninfo,
     struct aq_pgconn *c;
     PQconninfoOption *opts, *o;
     char *errmsg = NULL;
-    int timeout_s = CONNECT_TIMEOUT_S;
+    int timeout_s = CONNECT_TIMEOUT_S, n = 0;
 
     opts = PQconninfoParse(conninfo, &errmsg);
     if (opts == NULL) {
@@ -597,22 +743,47 @@ aq_pgconn_new(struct event_base *base, const char *conninfo,
         PQfreemem(errmsg);
         return NULL;
     }
+    c = xcalloc(1, sizeof *c);
+    for (o = opts; o->keyword != NULL; o++)
+        n++;
+    c->keywords = xcalloc(n + 1, sizeof *c->keywords);
+    c->values = xcalloc(n + 1, sizeof *c->values);
+    n = 0;
     for (o = opts; o->keyword != NULL; o++) {
-        if (strcmp(o->keyword, "connect_timeout") == 0 && o->val != NULL &&
-            o->val[0] != '\0') {
-            /* libpq's rule: 0 or none is forever (we keep ours), at
-             * least 2 s */
+        if (o->val == NULL || o->val[0] == '\0')
+            continue;
+        if (strcmp(o->keyword, "host") == 0) {
+            c->hosts = list_split(o->val, &c->nhosts);
+            continue;
+        }
+        if (strcmp(o->keyword, "hostaddr") == 0) {
+            c->hostaddrs = list_split(o->val, &c->nhostaddrs);
+            continue;
+        }
+        if (strcmp(o->keyword, "port") == 0) {
+            c->ports = list_split(o->val, &c->nports);
+            continue;
+        }
+        if (strcmp(o->keyword, "connect_timeout") == 0) {
+            /* libpq's rule: 0 is forever (we keep ours), at least 2 s */
             int t = atoi(o->val);
 
             if (t > 0)
                 timeout_s = t < 2 ? 2 : t;
         }
+        c->keywords[n] = xstrdup(o->keyword);
+        c->values[n++] = xstrdup(o->val);
     }
     PQconninfoFree(opts);
+    /* libpq's rules: host and hostaddr lists of one length, one port or
+     * one per host. Lists libpq will refuse are passed on whole, and its
+     * error is what the attempt reports. */
+    c->nservers = c->nhosts > c->nhostaddrs ? c->nhosts : c->nhostaddrs;
+    if ((c->nhosts > 0 && c->nhostaddrs > 0 && c->nhosts != c->nhostaddrs) ||
+        (c->nports > 1 && c->nports != c->nservers))
+        c->nservers = 1;
 
-    c = xcalloc(1, sizeof *c);
     c->base = base;
-    c->conninfo = xstrdup(conninfo);
     if (hooks != NULL)
         c->hooks = *hooks;
     c->arg = arg;
@@ -642,7 +813,11 @@ destroy(struct aq_pgconn *c)
     event_free(c->timer);
     event_free(c->kick);
     free(c->last_why);
-    free(c->conninfo);
+    strv_free(c->keywords);
+    strv_free(c->values);
+    strv_free(c->hosts);
+    strv_free(c->hostaddrs);
+    strv_free(c->ports);
     free(c);
 }
 

@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <event2/event.h>
@@ -118,6 +119,18 @@ dead_port(int *fd_out)
     return ntohs(a.sin_port);
 }
 
+/* A TCP port on 127.0.0.1 that accepts connections (the kernel does)
+ * and never answers: a server that is gone silent. */
+static int
+silent_port(int *fd_out)
+{
+    int fd, port = dead_port(&fd);
+
+    ck_assert_int_eq(listen(fd, 8), 0);
+    *fd_out = fd;
+    return port;
+}
+
 /* ---- hooks ---- */
 
 struct hooks_seen {
@@ -126,6 +139,7 @@ struct hooks_seen {
     bool is_ready;
     bool is_lost;
     char why[512];
+    int64_t lost_ms[8]; /* when each of the first 8 lost hooks ran */
     int notified;
     bool is_notified;
     char channel[64];
@@ -142,6 +156,15 @@ on_ready(struct aq_pgconn *c, void *arg)
     h->is_ready = true;
 }
 
+static int64_t
+now_ms(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
 static void
 on_lost(struct aq_pgconn *c, const char *why, void *arg)
 {
@@ -150,6 +173,8 @@ on_lost(struct aq_pgconn *c, const char *why, void *arg)
     ck_assert(!aq_pgconn_is_ready(c));
     ck_assert_ptr_nonnull(why);
     ck_assert_ptr_null(strchr(why, '\n'));
+    if (h->lost < 8)
+        h->lost_ms[h->lost] = now_ms();
     h->lost++;
     h->is_lost = true;
     snprintf(h->why, sizeof h->why, "%s", why);
@@ -483,6 +508,66 @@ START_TEST(multi_host_skips_a_dead_first_host)
 }
 END_TEST
 
+START_TEST(silent_host_times_out_then_next_host)
+{
+    struct hooks_seen h;
+    struct aq_pgconn *c;
+    int fd, silent = silent_port(&fd);
+    char ci[256], want[64];
+    int64_t t0 = now_ms();
+
+    snprintf(ci, sizeof ci,
+             "host=127.0.0.1,127.0.0.1 port=%d,%d dbname=postgres "
+             "user=postgres connect_timeout=2",
+             silent, pg_port);
+    c = connect_ready(ci, &h);
+    ck_assert_int_ge(now_ms() - t0, 1900); /* waited for the first */
+    snprintf(want, sizeof want, "127.0.0.1:%d", pg_port);
+    ck_assert_str_eq(aq_pgconn_server(c), want);
+    ck_assert_int_eq(h.lost, 0); /* one attempt, that went on */
+    aq_pgconn_free(c);
+
+    /* alone, the silent host fails the attempt */
+    snprintf(ci, sizeof ci, "host=127.0.0.1 port=%d connect_timeout=1", silent);
+    memset(&h, 0, sizeof h);
+    c = aq_pgconn_new(test_base, ci, &hooks, &h, NULL);
+    ck_assert(run_until(test_base, &h.is_lost, WAIT_MS));
+    ck_assert_msg(strstr(h.why, "timeout expired after 2 s") != NULL, "%s",
+                  h.why);
+    ck_assert_int_eq(h.ready, 0);
+    aq_pgconn_free(c);
+    close(fd);
+}
+END_TEST
+
+START_TEST(attempts_back_off_doubling)
+{
+    struct hooks_seen h = {0};
+    struct aq_pgconn *c;
+    int fd, dead = dead_port(&fd), i;
+    char ci[128];
+    int64_t deadline = now_ms() + WAIT_MS;
+
+    snprintf(ci, sizeof ci, "host=127.0.0.1 port=%d user=postgres", dead);
+    c = aq_pgconn_new(test_base, ci, &hooks, &h, NULL);
+    /* the backoff timer is always pending: each pass ends on an event */
+    while (h.lost < 5 && now_ms() < deadline)
+        event_base_loop(test_base, EVLOOP_ONCE);
+    ck_assert_int_ge(h.lost, 5);
+    /* 100, 200, 400, 800 ms between refused attempts */
+    for (i = 1; i < 5; i++) {
+        int64_t gap = h.lost_ms[i] - h.lost_ms[i - 1];
+        int64_t want = 100LL << (i - 1);
+
+        ck_assert_msg(gap >= want - 5 && gap < want + 500,
+                      "gap %d: %lld ms, want %lld", i, (long long)gap,
+                      (long long)want);
+    }
+    aq_pgconn_free(c);
+    close(fd);
+}
+END_TEST
+
 START_TEST(unparsable_conninfo_is_refused)
 {
     struct aq_error err = {0};
@@ -661,6 +746,8 @@ pgconn_suite(void)
     tcase_add_test(tc, prepared_reused_and_prepared_again_after_reconnect);
     tcase_add_test(tc, listen_gets_notify_of_another_session);
     tcase_add_test(tc, multi_host_skips_a_dead_first_host);
+    tcase_add_test(tc, silent_host_times_out_then_next_host);
+    tcase_add_test(tc, attempts_back_off_doubling);
     tcase_add_test(tc, unparsable_conninfo_is_refused);
     tcase_add_test(tc, query_when_not_ready_fails);
     tcase_add_test(tc, free_with_statements_in_flight_calls_nothing);
