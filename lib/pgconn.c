@@ -50,9 +50,13 @@ struct entry {
 };
 TAILQ_HEAD(entry_list, entry);
 
+/* A name prepared in this session, or being prepared: the Parse sent,
+ * its result not back yet. */
 struct prepared {
     LIST_ENTRY(prepared) link;
-    char *name; /* owned */
+    char *name;   /* owned */
+    bool is_ok;   /* the server confirmed it */
+    uint64_t txn; /* the transaction (c->txn) its Parse went in */
 };
 
 struct aq_pgconn {
@@ -84,6 +88,7 @@ struct aq_pgconn {
     struct entry_list pending;      /* sent, awaiting results, in order */
     LIST_HEAD(, prepared) prepared; /* names prepared in this session */
     char *txn_err;       /* the first failure of the current transaction */
+    uint64_t txn;        /* commits queued so far: the current transaction */
     bool need_flush_req; /* ... and no flush request followed it */
     bool want_write;     /* PQflush left output */
     char *broken;        /* a send failed: why (the kick ends the session) */
@@ -429,11 +434,16 @@ entry_done(struct aq_pgconn *c, struct entry *e)
         if (c->txn_err == NULL)
             c->txn_err = xstrdup(err);
     }
-    if (e->kind == ENTRY_PREPARE && err != NULL) {
-        /* not prepared after all: prepared again at its next use */
+    if (e->kind == ENTRY_PREPARE) {
+        /* The only one in flight for its name: a new one is sent only
+         * once this one's failure removed the name. */
         struct prepared *p = prepared_find(c, e->name);
 
-        if (p != NULL) {
+        if (p != NULL && err == NULL) {
+            p->is_ok = true;
+        } else if (p != NULL) {
+            /* not prepared (it failed, or its transaction had failed
+             * before it): prepared again at its next use */
             LIST_REMOVE(p, link);
             free(p->name);
             free(p);
@@ -886,6 +896,7 @@ aq_pgconn_query(struct aq_pgconn *c, const char *name, const char *sql,
                 int nparams, const char *const *values, aq_pgconn_cb *cb,
                 void *arg, struct aq_error *err)
 {
+    struct prepared *p = NULL;
     int ok;
 
     if (!aq_pgconn_is_ready(c))
@@ -895,18 +906,24 @@ aq_pgconn_query(struct aq_pgconn *c, const char *name, const char *sql,
                      "postgres: query: %d parameters (0 to 65535)", nparams);
         return -1;
     }
-    if (name != NULL && prepared_find(c, name) == NULL) {
-        struct prepared *p = xcalloc(1, sizeof *p);
+    if (name != NULL)
+        p = prepared_find(c, name);
+    if (name != NULL && p == NULL) {
         struct entry *e = entry_push(c, ENTRY_PREPARE, NULL, NULL);
 
+        p = xcalloc(1, sizeof *p);
         e->name = xstrdup(name);
         p->name = xstrdup(name);
+        p->txn = c->txn;
         LIST_INSERT_HEAD(&c->prepared, p, link);
         if (PQsendPrepare(c->conn, name, sql, nparams, NULL) != 1)
             send_failed(c);
     }
-    /* libpq copies the parameters into its output buffer */
-    if (name != NULL)
+    /* A Parse whose result is not back may not run (its transaction
+     * fails before it): in its own transaction that fails this statement
+     * anyway, in a later one the statement goes unprepared, once. libpq
+     * copies the parameters into its output buffer. */
+    if (p != NULL && (p->is_ok || p->txn == c->txn))
         ok = PQsendQueryPrepared(c->conn, name, nparams, values, NULL, NULL, 0);
     else
         ok = PQsendQueryParams(c->conn, sql, nparams, NULL, values, NULL, NULL,
@@ -926,6 +943,7 @@ aq_pgconn_commit(struct aq_pgconn *c, aq_pgconn_cb *cb, void *arg,
     if (!aq_pgconn_is_ready(c))
         return not_ready(c, err);
     entry_push(c, ENTRY_SYNC, cb, arg);
+    c->txn++;
     if (PQpipelineSync(c->conn) != 1)
         send_failed(c);
     c->need_flush_req = false; /* the sync makes the server answer */

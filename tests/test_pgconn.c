@@ -382,6 +382,28 @@ START_TEST(failed_statement_fails_its_transaction)
     ck_assert_msg(strstr(a.err, "nosuchcolumn") != NULL, "%s", a.err);
     ck_assert_str_eq(b.err, a.err);
     ck_assert_str_eq(cr.err, a.err);
+    /* a prepare that did not run (its transaction failed before it) does
+     * not fail the next transaction, queued before that was known */
+    query(c, NULL, "INSERT INTO uniq VALUES (3)", 0, NULL, &a);
+    query(c, "plus", "SELECT $1::int + 1", 1, (const char *const[]){"1"}, &b);
+    commit(c, &cr);
+    query(c, "plus", "SELECT $1::int + 1", 1, (const char *const[]){"2"}, &d);
+    commit(c, &r);
+    ck_assert(run_until(test_base, &r.is_done, WAIT_MS));
+    ck_assert(!cr.is_ok);
+    ck_assert(!b.is_ok);
+    ck_assert_msg(d.is_ok, "%s", d.err);
+    ck_assert_str_eq(d.value, "3");
+    ck_assert_msg(r.is_ok, "%s", r.err);
+    query(c, "plus", "SELECT $1::int + 1", 1, (const char *const[]){"4"}, &d);
+    commit(c, &cr);
+    ck_assert(run_until(test_base, &cr.is_done, WAIT_MS));
+    ck_assert_str_eq(d.value, "5");
+    exec_one(c,
+             "SELECT count(*) FROM pg_prepared_statements WHERE name = "
+             "'plus'",
+             0, NULL, &r);
+    ck_assert_str_eq(r.value, "1");
     exec_one(c, "DROP TABLE uniq", 0, NULL, &r);
     ck_assert_int_eq(h.lost, 0);
     aq_pgconn_free(c);
