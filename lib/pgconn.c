@@ -87,9 +87,9 @@ struct aq_pgconn {
 
     struct entry_list pending;      /* sent, awaiting results, in order */
     LIST_HEAD(, prepared) prepared; /* names prepared in this session */
-    char *txn_err;       /* the first failure of the current transaction */
+    char *txn_err;       /* the first failure in the transaction being read */
     uint64_t txn;        /* commits queued so far: the current transaction */
-    bool need_flush_req; /* ... and no flush request followed it */
+    bool need_flush_req; /* a statement was queued, no sync or flush yet */
     bool want_write;     /* PQflush left output */
     char *broken;        /* a send failed: why (the kick ends the session) */
 

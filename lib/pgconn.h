@@ -8,10 +8,15 @@
  * transaction, their results come back in order through their callbacks.
  * Callbacks and hooks run from the loop only, never from inside a call of
  * this API, and may call any function here (free included).
+ * A host that makes no progress for connect_timeout seconds (conninfo;
+ * default 10, at least 2) gives way to the next host of the conninfo, as
+ * a refusing one does in libpq; after the last the attempt failed.
+ * The transaction of statements queued with no commit yet stays open on
+ * the server (their results still come back: PQsendFlushRequest).
  * Known limit: libpq resolves host names itself (getaddrinfo, blocking);
  * give numeric addresses (host=127.0.0.1 or hostaddr=) to keep the loop
- * free of DNS. A connect attempt is abandoned after connect_timeout
- * seconds (conninfo; default 10) without progress on one host.
+ * free of DNS. Messages are logged as "store: postgres: ..." (one line
+ * per connect, failed attempt and lost session).
  */
 #ifndef AQ_PGCONN_H
 #define AQ_PGCONN_H
@@ -61,7 +66,9 @@ typedef void aq_pgconn_cb(void *arg, const PGresult *res, const char *err);
 /* Queues a statement of the current transaction (pipeline mode; text
  * parameters, NULL = SQL NULL; text results). values are copied. If name
  * is not NULL the statement is prepared once per session under that name
- * (first use after each connect) and executed prepared from then on.
+ * (first use after each connect) and executed prepared from then on
+ * (until the server confirmed that prepare, uses in later transactions
+ * run unprepared: a prepare in a transaction that fails never runs).
  * 0, or -1 with err when not ready. cb may be NULL. The statement is sent
  * once the loop runs (all those queued in one loop pass together). */
 int aq_pgconn_query(struct aq_pgconn *c, const char *name, const char *sql,
