@@ -242,6 +242,9 @@ timer_start(struct aq_pgconn *c, int ms)
 {
     struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
 
+    /* from now, not from the loop pass's start: libpq may have taken a
+     * while (a connect attempt) */
+    event_base_update_cache_time(c->base);
     evtimer_add(c->timer, &tv);
 }
 

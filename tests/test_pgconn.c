@@ -581,7 +581,7 @@ START_TEST(attempts_back_off_doubling)
         int64_t gap = h.lost_ms[i] - h.lost_ms[i - 1];
         int64_t want = 100LL << (i - 1);
 
-        ck_assert_msg(gap >= want - 5 && gap < want + 500,
+        ck_assert_msg(gap >= want - 20 && gap < want + 500,
                       "gap %d: %lld ms, want %lld", i, (long long)gap,
                       (long long)want);
     }
