@@ -29,6 +29,7 @@ Suite *idmap_suite(void);
 Suite *batch_suite(void);
 Suite *idset_suite(void);
 Suite *job_suite(void);
+Suite *pgconn_suite(void);
 Suite *journal_suite(void);
 Suite *jscan_suite(void);
 Suite *listen_suite(void);

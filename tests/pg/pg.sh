@@ -14,6 +14,7 @@
 #                                       standby)
 #   pg.sh promote DIR                   the standby becomes a primary
 #   pg.sh stop DIR [immediate]          stops (fast, or immediate)
+#   pg.sh restart DIR                   starts a stopped server again, data kept
 #   pg.sh kill DIR                      kill -9 of the postmaster
 #
 # ASYNCQ_PG_FSYNC=off (the default: tests) or on (benchmarks).
@@ -157,10 +158,17 @@ stop)
     [[ -f $1/data/postmaster.pid ]] || exit 0
     as_owner "$BIN/pg_ctl" -D "$1/data" -m "${2:-fast}" -w -t 30 stop >/dev/null || true
     ;;
+restart)
+    [[ $# -eq 1 ]] || die "usage: pg.sh restart DIR"
+    [[ -f $1/data/postgresql.conf ]] || die "no server in $1"
+    as_owner "$BIN/pg_ctl" -D "$1/data" -l "$1/log" -w -t 30 start >/dev/null ||
+        die "restart failed: $(tail -5 "$1/log")"
+    wait_ready "$1" "$(sed -n 's/^port = //p' "$1/data/postgresql.conf" | tail -1)"
+    ;;
 kill)
     [[ $# -eq 1 ]] || die "usage: pg.sh kill DIR"
     [[ -f $1/data/postmaster.pid ]] || exit 0
     kill -9 "$(head -1 "$1/data/postmaster.pid")" 2>/dev/null || true
     ;;
-*) die "usage: pg.sh install|bindir|start|standby|promote|stop|kill ..." ;;
+*) die "usage: pg.sh install|bindir|start|standby|promote|stop|restart|kill ..." ;;
 esac
