@@ -128,19 +128,20 @@ aq_pg_schema_prelude(const char *schema, size_t *n)
     return v;
 }
 
-char **
-aq_pg_schema_plan(const char *schema, int current, size_t *n,
+int
+aq_pg_schema_plan(const char *schema, int current, char ***out, size_t *n,
                   struct aq_error *err)
 {
     char **v = NULL;
 
     *n = 0;
+    *out = NULL;
     if (current > aq_pg_schema_latest()) {
         aq_error_set(err, AQ_ERR_INTERNAL,
                      "store: postgres: schema %s is at version %d, this "
                      "asyncqd knows up to %d: upgrade asyncqd",
                      schema, current, aq_pg_schema_latest());
-        return NULL;
+        return -1;
     }
     for (size_t i = 0; i < aq_pg_nmigrations; i++) {
         const struct aq_pg_migration *m = &aq_pg_migrations[i];
@@ -153,7 +154,8 @@ aq_pg_schema_plan(const char *schema, int current, size_t *n,
              xasprintf("INSERT INTO %s.schema_version (version) VALUES (%d)",
                        schema, m->version));
     }
-    return v;
+    *out = v;
+    return 0;
 }
 
 void

@@ -34,13 +34,13 @@ char *aq_pg_sql(const char *tmpl, const char *schema);
  * schema and its version table if missing; the last statement selects
  * the version (0 when none). *n statements; free with aq_pg_sql_free. */
 char **aq_pg_schema_prelude(const char *schema, size_t *n);
-/* The statements taking schema from version current to the latest, each
- * version's then its row in schema_version (*n = 0: nothing to do). NULL
- * with err (-32603) when current is newer than the latest: "store:
- * postgres: schema S is at version N, this asyncqd knows up to M: upgrade
- * asyncqd". Free with aq_pg_sql_free. */
-char **aq_pg_schema_plan(const char *schema, int current, size_t *n,
-                         struct aq_error *err);
+/* *out: the statements taking schema from version current to the latest,
+ * each version's then its row in schema_version (*n = 0, *out NULL:
+ * nothing to do); free with aq_pg_sql_free. 0, or -1 with err (-32603)
+ * when current is newer than the latest: "store: postgres: schema S is at
+ * version N, this asyncqd knows up to M: upgrade asyncqd". */
+int aq_pg_schema_plan(const char *schema, int current, char ***out, size_t *n,
+                      struct aq_error *err);
 void aq_pg_sql_free(char **v, size_t n); /* NULL is fine */
 
 /* The advisory lock keys of schema: the one a node holds for its whole

@@ -48,8 +48,9 @@ START_TEST(plan_from_nothing_creates_every_version_and_records_it)
 {
     struct aq_error err;
     size_t n;
-    char **v = aq_pg_schema_plan("q1", 0, &n, &err);
+    char **v;
 
+    ck_assert_int_eq(aq_pg_schema_plan("q1", 0, &v, &n, &err), 0);
     ck_assert_ptr_nonnull(v);
     ck_assert_uint_eq(n, count_statements(0));
     ck_assert_str_eq(v[0], "CREATE SEQUENCE q1.job_seq");
@@ -67,9 +68,12 @@ START_TEST(plan_at_the_latest_version_is_empty)
 {
     struct aq_error err;
     size_t n = 99;
-    char **v = aq_pg_schema_plan("asyncq", aq_pg_schema_latest(), &n, &err);
+    char **v;
 
+    ck_assert_int_eq(
+        aq_pg_schema_plan("asyncq", aq_pg_schema_latest(), &v, &n, &err), 0);
     ck_assert_uint_eq(n, 0);
+    ck_assert_ptr_null(v);
     aq_pg_sql_free(v, n);
 }
 END_TEST
@@ -80,8 +84,11 @@ START_TEST(newer_schema_is_refused_naming_both_versions)
     size_t n;
     char want[200];
 
-    ck_assert_ptr_null(
-        aq_pg_schema_plan("asyncq", aq_pg_schema_latest() + 1, &n, &err));
+    char **v;
+
+    ck_assert_int_eq(
+        aq_pg_schema_plan("asyncq", aq_pg_schema_latest() + 1, &v, &n, &err),
+        -1);
     ck_assert_int_eq(err.code, AQ_ERR_INTERNAL);
     snprintf(want, sizeof want,
              "store: postgres: schema asyncq is at version %d, this asyncqd "
@@ -104,8 +111,8 @@ START_TEST(prelude_locks_creates_and_reads_the_version_last)
     ck_assert_str_eq(v[1], "CREATE SCHEMA IF NOT EXISTS s_2");
     ck_assert_ptr_nonnull(
         strstr(v[2], "CREATE TABLE IF NOT EXISTS s_2.schema_version"));
-    ck_assert_str_eq(v[3],
-                     "SELECT coalesce(max(version), 0) FROM s_2.schema_version");
+    ck_assert_str_eq(
+        v[3], "SELECT coalesce(max(version), 0) FROM s_2.schema_version");
     aq_pg_sql_free(v, n);
 }
 END_TEST
