@@ -31,16 +31,23 @@
 #define READ_CHUNK 5000 /* rows per SELECT at restore */
 #define CLOSE_WAIT_S 10 /* close waits that long for the last commit */
 
-enum op_kind { OP_WHOLE, OP_START, OP_REQUEUE, OP_DELETE, OP_SCHED, OP_UNSCHED };
+enum op_kind {
+    OP_WHOLE,
+    OP_START,
+    OP_REQUEUE,
+    OP_DELETE,
+    OP_SCHED,
+    OP_UNSCHED
+};
 enum { WHOLE_NCOLS = 24, START_NCOLS = 4, REQUEUE_NCOLS = 7 };
 
 struct pg_op {
     STAILQ_ENTRY(pg_op) link;
-    uint64_t pos;  /* events told up to this one */
-    uint8_t kind;  /* enum op_kind */
+    uint64_t pos; /* events told up to this one */
+    uint8_t kind; /* enum op_kind */
     uint8_t nv;
-    char *key;     /* owned: the id or schedule name, to break runs */
-    char *v[];     /* nv owned values; NULL = SQL NULL */
+    char *key; /* owned: the id or schedule name, to break runs */
+    char *v[]; /* nv owned values; NULL = SQL NULL */
 };
 STAILQ_HEAD(pg_ops, pg_op);
 
@@ -64,16 +71,16 @@ struct store_pg {
     struct aq_broker *broker; /* borrowed, from restore on */
     enum phase phase;
     bool is_restored;
-    struct aq_error fatal;    /* code != 0: restore fails with it */
-    char why[512];            /* why not locked: for nowait puts */
-    struct aq_error unavail;  /* "store unavailable: why" */
-    struct pg_ops ops;        /* told, not committed: oldest first */
+    struct aq_error fatal;   /* code != 0: restore fails with it */
+    char why[512];           /* why not locked: for nowait puts */
+    struct aq_error unavail; /* "store unavailable: why" */
+    struct pg_ops ops;       /* told, not committed: oldest first */
     uint64_t told, committed, sent;
-    struct pg_txns txns;      /* in flight */
+    struct pg_txns txns; /* in flight */
     struct aq_barrier_list barriers;
     struct event *flush_ev, *retry_ev;
     uint64_t last_id;
-    uint64_t read_after;      /* restore: the last id read */
+    uint64_t read_after; /* restore: the last id read */
     uint64_t commits, reconnects, connects;
 };
 
@@ -84,12 +91,12 @@ sp_of(struct aq_store *s)
 }
 
 static const uint8_t pg_state_of[STORE_NSTATES] = {
-    [STORE_DELAYED] = 0, [STORE_WAITING] = 1, [STORE_PENDING] = 2,
-    [STORE_RUNNING] = 3, [STORE_DONE] = 4,    [STORE_FAILED] = 5,
+    [STORE_DELAYED] = 0,   [STORE_WAITING] = 1, [STORE_PENDING] = 2,
+    [STORE_RUNNING] = 3,   [STORE_DONE] = 4,    [STORE_FAILED] = 5,
     [STORE_CANCELLED] = 6,
 };
 static const uint8_t pg_state_to[7] = {
-    STORE_DELAYED, STORE_WAITING, STORE_PENDING,  STORE_RUNNING,
+    STORE_DELAYED, STORE_WAITING, STORE_PENDING,   STORE_RUNNING,
     STORE_DONE,    STORE_FAILED,  STORE_CANCELLED,
 };
 
@@ -209,8 +216,8 @@ sp_whole(struct aq_store *s, struct aq_job *j, const char *queue)
     v[11] = v_time(r.started_us);
     v[12] = v_time(r.finished_us);
     v[13] = r.started_us != 0 ? xstrdup(sp->node) : NULL;
-    v[14] = j->state == AQ_JOB_RUNNING ? v_time(lease_us(j, r.started_us))
-                                       : NULL;
+    v[14] =
+        j->state == AQ_JOB_RUNNING ? v_time(lease_us(j, r.started_us)) : NULL;
     v[15] = v_str(r.key);
     v[16] = v_str(r.name);
     v[17] = v_str(r.batch);
@@ -269,8 +276,7 @@ sp_delete(struct aq_store *s, struct aq_job *j)
 }
 
 static void
-sp_schedule(struct aq_store *s, const char *name, int64_t fire_us,
-            uint64_t job)
+sp_schedule(struct aq_store *s, const char *name, int64_t fire_us, uint64_t job)
 {
     struct store_pg *sp = sp_of(s);
     struct pg_op *op = op_new(sp, fire_us != 0 ? OP_SCHED : OP_UNSCHED,
@@ -454,8 +460,9 @@ commit_cb(void *arg, const PGresult *res, const char *err)
         sp->sent = sp->committed;
         return;
     }
-    aq_log(AQ_LOG_ERROR, "store: postgres: a commit failed, its %llu events "
-                         "are dropped: %s",
+    aq_log(AQ_LOG_ERROR,
+           "store: postgres: a commit failed, its %llu events "
+           "are dropped: %s",
            (unsigned long long)(pos - sp->committed), err);
     aq_error_set(&why, AQ_ERR_INTERNAL, "store: postgres: %s", err);
     settle(sp, pos, &why);
@@ -498,9 +505,9 @@ static void read_chunk(struct store_pg *sp);
 static int64_t
 col_i64(const PGresult *res, int row, int col)
 {
-    return PQgetisnull(res, row, col) ? 0
-                                      : strtoll(PQgetvalue(res, row, col),
-                                                NULL, 10);
+    return PQgetisnull(res, row, col)
+               ? 0
+               : strtoll(PQgetvalue(res, row, col), NULL, 10);
 }
 
 static struct aq_jstr
@@ -681,9 +688,8 @@ static void
 holder_cb(void *arg, const PGresult *res, const char *err)
 {
     struct store_pg *sp = arg;
-    const char *holder = err == NULL && PQntuples(res) > 0
-                             ? PQgetvalue(res, 0, 0)
-                             : "unknown";
+    const char *holder =
+        err == NULL && PQntuples(res) > 0 ? PQgetvalue(res, 0, 0) : "unknown";
 
     if (err != NULL && strncmp(err, "connection lost", 15) == 0)
         return;
@@ -719,8 +725,8 @@ lock_cb(void *arg, const PGresult *res, const char *err)
 static void
 take_lock(struct store_pg *sp)
 {
-    char *sql = xasprintf("SELECT pg_try_advisory_lock(%" PRId64 ")",
-                          sp->lock_key);
+    char *sql =
+        xasprintf("SELECT pg_try_advisory_lock(%" PRId64 ")", sp->lock_key);
     struct aq_error e;
 
     sp->phase = PH_LOCKING;
@@ -763,8 +769,8 @@ version_cb(void *arg, const PGresult *res, const char *err)
         aq_log(AQ_LOG_INFO, "store: postgres: schema %s: version %d to %d",
                sp->schema, version, aq_pg_schema_latest());
     for (size_t i = 0; i < n; i++)
-        if (aq_pgconn_query(sp->conn, NULL, plan[i], 0, NULL, NULL, NULL,
-                            &e) < 0)
+        if (aq_pgconn_query(sp->conn, NULL, plan[i], 0, NULL, NULL, NULL, &e) <
+            0)
             break;
     aq_pg_sql_free(plan, n);
     aq_pgconn_commit(sp->conn, migrated_cb, sp, &e);
@@ -902,8 +908,7 @@ sp_close(struct aq_store *s)
     struct pg_txn *txn;
     bool is_late = false;
     struct timeval wait = {CLOSE_WAIT_S, 0};
-    struct event *timer =
-        evtimer_new(sp->base, close_timeout_cb, &is_late);
+    struct event *timer = evtimer_new(sp->base, close_timeout_cb, &is_late);
 
     /* What was told is committed while the server answers. */
     evtimer_add(timer, &wait);
@@ -913,7 +918,8 @@ sp_close(struct aq_store *s)
         event_base_loop(sp->base, EVLOOP_ONCE);
     event_free(timer);
     if (sp->committed < sp->told)
-        aq_log(AQ_LOG_WARN, "store: postgres: %llu events not committed at exit",
+        aq_log(AQ_LOG_WARN,
+               "store: postgres: %llu events not committed at exit",
                (unsigned long long)(sp->told - sp->committed));
     aq_pgconn_free(sp->conn);
     while ((op = STAILQ_FIRST(&sp->ops)) != NULL) {
@@ -970,34 +976,108 @@ static const char sql_whole[] =
     "retries, retried, timeout_us, created, started, finished, node, "
     "lease_deadline, key, name, batch, after, after_policy, args, result, "
     "error_code, error_message) "
-    "SELECT id, queue, kind, state, priority, " US_TIME("due") ", attempts, "
-    "retries, retried, timeout_us, " US_TIME("created") ", " US_TIME(
-        "started") ", " US_TIME("finished") ", node, " US_TIME("lease") ", "
-    "key, name, batch, after::bigint[], after_policy, args, result, "
-    "error_code, error_message FROM unnest($1::bigint[], $2::text[], "
-    "$3::smallint[], $4::smallint[], $5::integer[], $6::bigint[], "
-    "$7::integer[], $8::integer[], $9::integer[], $10::bigint[], "
-    "$11::bigint[], $12::bigint[], $13::bigint[], $14::text[], $15::bigint[], "
-    "$16::text[], $17::text[], $18::text[], $19::text[], $20::smallint[], "
-    "$21::text[], $22::text[], $23::text[], $24::text[]) AS t(id, queue, "
-    "kind, state, priority, due, attempts, retries, retried, timeout_us, "
-    "created, started, finished, node, lease, key, name, batch, after, "
-    "after_policy, args, result, error_code, error_message) "
-    "ON CONFLICT (id) DO UPDATE SET queue = EXCLUDED.queue, kind = "
-    "EXCLUDED.kind, state = EXCLUDED.state, priority = EXCLUDED.priority, "
-    "due = EXCLUDED.due, attempts = EXCLUDED.attempts, retries = "
-    "EXCLUDED.retries, retried = EXCLUDED.retried, timeout_us = "
-    "EXCLUDED.timeout_us, created = EXCLUDED.created, started = "
-    "EXCLUDED.started, finished = EXCLUDED.finished, node = EXCLUDED.node, "
-    "lease_deadline = EXCLUDED.lease_deadline, key = EXCLUDED.key, name = "
-    "EXCLUDED.name, batch = EXCLUDED.batch, after = EXCLUDED.after, "
-    "after_policy = EXCLUDED.after_policy, args = EXCLUDED.args, result = "
-    "EXCLUDED.result, error_code = EXCLUDED.error_code, error_message = "
-    "EXCLUDED.error_message";
+    "SELECT id, queue, kind, state, priority, " US_TIME(
+        "due") ", attempts, "
+               "retries, retried, timeout_us, " US_TIME("created") ", " US_TIME("started") ", " US_TIME(
+                   "finished") ", node, " US_TIME("lease") ", "
+                                                           "key, name, batch, "
+                                                           "after::bigint[], "
+                                                           "after_policy, "
+                                                           "args, result, "
+                                                           "error_code, "
+                                                           "error_message FROM "
+                                                           "unnest($1::bigint[]"
+                                                           ", $2::text[], "
+                                                           "$3::smallint[], "
+                                                           "$4::smallint[], "
+                                                           "$5::integer[], "
+                                                           "$6::bigint[], "
+                                                           "$7::integer[], "
+                                                           "$8::integer[], "
+                                                           "$9::integer[], "
+                                                           "$10::bigint[], "
+                                                           "$11::bigint[], "
+                                                           "$12::bigint[], "
+                                                           "$13::bigint[], "
+                                                           "$14::text[], "
+                                                           "$15::bigint[], "
+                                                           "$16::text[], "
+                                                           "$17::text[], "
+                                                           "$18::text[], "
+                                                           "$19::text[], "
+                                                           "$20::smallint[], "
+                                                           "$21::text[], "
+                                                           "$22::text[], "
+                                                           "$23::text[], "
+                                                           "$24::text[]) AS "
+                                                           "t(id, queue, "
+                                                           "kind, state, "
+                                                           "priority, due, "
+                                                           "attempts, retries, "
+                                                           "retried, "
+                                                           "timeout_us, "
+                                                           "created, started, "
+                                                           "finished, node, "
+                                                           "lease, key, name, "
+                                                           "batch, after, "
+                                                           "after_policy, "
+                                                           "args, result, "
+                                                           "error_code, "
+                                                           "error_message) "
+                                                           "ON CONFLICT (id) "
+                                                           "DO UPDATE SET "
+                                                           "queue = "
+                                                           "EXCLUDED.queue, "
+                                                           "kind = "
+                                                           "EXCLUDED.kind, "
+                                                           "state = "
+                                                           "EXCLUDED.state, "
+                                                           "priority = "
+                                                           "EXCLUDED.priority, "
+                                                           "due = "
+                                                           "EXCLUDED.due, "
+                                                           "attempts = "
+                                                           "EXCLUDED.attempts, "
+                                                           "retries = "
+                                                           "EXCLUDED.retries, "
+                                                           "retried = "
+                                                           "EXCLUDED.retried, "
+                                                           "timeout_us = "
+                                                           "EXCLUDED.timeout_"
+                                                           "us, created = "
+                                                           "EXCLUDED.created, "
+                                                           "started = "
+                                                           "EXCLUDED.started, "
+                                                           "finished = "
+                                                           "EXCLUDED.finished, "
+                                                           "node = "
+                                                           "EXCLUDED.node, "
+                                                           "lease_deadline = "
+                                                           "EXCLUDED.lease_"
+                                                           "deadline, key = "
+                                                           "EXCLUDED.key, name "
+                                                           "= "
+                                                           "EXCLUDED.name, "
+                                                           "batch = "
+                                                           "EXCLUDED.batch, "
+                                                           "after = "
+                                                           "EXCLUDED.after, "
+                                                           "after_policy = "
+                                                           "EXCLUDED.after_"
+                                                           "policy, args = "
+                                                           "EXCLUDED.args, "
+                                                           "result = "
+                                                           "EXCLUDED.result, "
+                                                           "error_code = "
+                                                           "EXCLUDED.error_"
+                                                           "code, "
+                                                           "error_message = "
+                                                           "EXCLUDED.error_"
+                                                           "message";
 
 static const char sql_start[] =
-    "UPDATE @S.jobs AS j SET state = 3, attempts = t.attempts, started = "
-    US_TIME("t.started") ", node = '@N', lease_deadline = " US_TIME(
+    "UPDATE @S.jobs AS j SET state = 3, attempts = t.attempts, started "
+    "= " US_TIME("t.started") ", node = '@N', lease_deadline = " US_TIME(
         "t.lease") " FROM unnest($1::bigint[], $2::integer[], $3::bigint[], "
                    "$4::bigint[]) AS t(id, attempts, started, lease) "
                    "WHERE j.id = t.id";
@@ -1015,23 +1095,29 @@ static const char sql_delete[] =
     "DELETE FROM @S.jobs WHERE id = ANY($1::bigint[])";
 
 static const char sql_sched[] =
-    "INSERT INTO @S.schedules (name, last_fire, last_job) SELECT name, "
-    US_TIME("fire") ", job FROM unnest($1::text[], $2::bigint[], "
-                    "$3::bigint[]) AS t(name, fire, job) ON CONFLICT (name) "
-                    "DO UPDATE SET last_fire = EXCLUDED.last_fire, last_job "
-                    "= EXCLUDED.last_job";
+    "INSERT INTO @S.schedules (name, last_fire, last_job) SELECT "
+    "name, " US_TIME(
+        "fire") ", job FROM unnest($1::text[], $2::bigint[], "
+                "$3::bigint[]) AS t(name, fire, job) ON CONFLICT (name) "
+                "DO UPDATE SET last_fire = EXCLUDED.last_fire, last_job "
+                "= EXCLUDED.last_job";
 
 static const char sql_unsched[] =
     "DELETE FROM @S.schedules WHERE name = ANY($1::text[])";
 
 static const char sql_read[] =
-    "SELECT id, queue, kind, state, priority, " TIME_US("due") ", attempts, "
-    "retries, retried, timeout_us, " TIME_US("created") ", " TIME_US(
-        "started") ", " TIME_US("finished") ", key, name, batch, after, "
-                                            "after_policy, args, result, "
-                                            "error_code, error_message FROM "
-                                            "@S.jobs WHERE id > $1 ORDER BY "
-                                            "id LIMIT 5000";
+    "SELECT id, queue, kind, state, priority, " TIME_US(
+        "due") ", attempts, "
+               "retries, retried, timeout_us, " TIME_US("created") ", " TIME_US(
+                   "started") ", " TIME_US("finished") ", key, name, batch, "
+                                                       "after, "
+                                                       "after_policy, args, "
+                                                       "result, "
+                                                       "error_code, "
+                                                       "error_message FROM "
+                                                       "@S.jobs WHERE id > $1 "
+                                                       "ORDER BY "
+                                                       "id LIMIT 5000";
 
 static const char sql_read_sched[] =
     "SELECT name, " TIME_US("last_fire") ", last_job FROM @S.schedules";
