@@ -20,6 +20,7 @@ Suite *clock_suite(void);
 Suite *cron_suite(void);
 Suite *config_suite(void);
 Suite *crc32c_suite(void);
+Suite *pg_schema_suite(void);
 Suite *hist_suite(void);
 Suite *rate_suite(void);
 Suite *history_suite(void);
