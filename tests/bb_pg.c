@@ -33,7 +33,8 @@
  * config after it, in bb_startq's quoting. */
 #define PG_CONFIG(rest)                                                        \
     "{'store':{'kind':'postgres','conninfo':'%s','schema':'asyncq',"           \
-    "'node':'n1'},'results':{'max':1000000},'shutdown':{'grace':0.2}," rest "}"
+    "'node':'n1'},'results':{'max':1000000},'shutdown':{'grace':0.2}," rest    \
+    "}"
 
 /* ---- acknowledged ids ---- */
 
@@ -67,8 +68,8 @@ ids_assert_unique(struct ids *ids)
 {
     qsort(ids->v, ids->n, sizeof *ids->v, cmp_id);
     for (size_t i = 1; i < ids->n; i++)
-        ck_assert_msg(ids->v[i] != ids->v[i - 1],
-                      "job %lld acknowledged twice", (long long)ids->v[i]);
+        ck_assert_msg(ids->v[i] != ids->v[i - 1], "job %lld acknowledged twice",
+                      (long long)ids->v[i]);
 }
 
 /* The ids as an SQL array literal ('{1,2,3}'::bigint[]), a new string. */
@@ -98,8 +99,8 @@ assert_table_holds(const struct bbpg *s, const struct ids *ids)
     long long rows = bbpg_int(s, "SELECT count(*) FROM asyncq.jobs");
 
     ck_assert_msg(found == (long long)ids->n,
-                  "%lld of %zu acknowledged jobs in the table: %zu lost",
-                  found, ids->n, ids->n - (size_t)found);
+                  "%lld of %zu acknowledged jobs in the table: %zu lost", found,
+                  ids->n, ids->n - (size_t)found);
     ck_assert_msg(rows == found,
                   "the table holds %lld jobs, %zu were acknowledged", rows,
                   ids->n);
@@ -284,9 +285,7 @@ START_TEST(kill_9_of_asyncqd_loses_no_job_and_reruns_the_running_ones)
         ids[i] = bb_put_job(
             c, bb_jsonq("{'queue':'nap','args':{'seconds':1.0}}"), REPLY_MS);
     /* Acknowledged at commit: every one is in the table already. */
-    ck_assert_int_eq(bbpg_int(s,
-                              "SELECT count(*) FROM asyncq.jobs"),
-                     NAP_JOBS);
+    ck_assert_int_eq(bbpg_int(s, "SELECT count(*) FROM asyncq.jobs"), NAP_JOBS);
     /* Two run (the first two: FIFO), their start is written. */
     for (int i = 0; i < NAP_CONSUMERS; i++)
         bb_await_state(c, ids[i], "running", 5000);
@@ -298,11 +297,11 @@ START_TEST(kill_9_of_asyncqd_loses_no_job_and_reruns_the_running_ones)
 
     d = bb_startq("%s", cfg); /* restored: it answered a ping */
     c = bb_connect(d);
-    r = bb_result_within(
-        c, "wait",
-        json_pack("{s:[I,I,I,I,I,I],s:f}", "jobs", ids[0], ids[1], ids[2],
-                  ids[3], ids[4], ids[5], "timeout", 20.0),
-        25000);
+    r = bb_result_within(c, "wait",
+                         json_pack("{s:[I,I,I,I,I,I],s:f}", "jobs", ids[0],
+                                   ids[1], ids[2], ids[3], ids[4], ids[5],
+                                   "timeout", 20.0),
+                         25000);
     ck_assert_int_eq(json_array_size(r), NAP_JOBS);
     for (int i = 0; i < NAP_JOBS; i++) {
         json_t *rec = json_array_get(r, (size_t)i);
@@ -314,23 +313,22 @@ START_TEST(kill_9_of_asyncqd_loses_no_job_and_reruns_the_running_ones)
         if (bb_int_at(rec, "attempts") == 2)
             running++;
         else
-            ck_assert_msg(bb_int_at(rec, "attempts") == 1,
-                          "after kill -9: %s", bb_dump(rec));
+            ck_assert_msg(bb_int_at(rec, "attempts") == 1, "after kill -9: %s",
+                          bb_dump(rec));
     }
     ck_assert_int_eq(running, NAP_CONSUMERS);
     json_decref(r);
     /* Done in the table, once each; a new id follows the restored ones. */
     await_table_count(s, STATE_DONE, NAP_JOBS, 5000);
-    ck_assert_int_eq(bbpg_int(s, "SELECT count(*) FROM asyncq.jobs"),
-                     NAP_JOBS);
+    ck_assert_int_eq(bbpg_int(s, "SELECT count(*) FROM asyncq.jobs"), NAP_JOBS);
     ck_assert_int_eq(
         bbpg_int(s, "SELECT count(*) FROM asyncq.jobs WHERE attempts = 2"),
         NAP_CONSUMERS);
     later = bb_put_job(c, bb_jsonq("{'queue':'nap','args':{'seconds':0}}"),
                        REPLY_MS);
     ck_assert_msg(later > ids[NAP_JOBS - 1],
-                  "id %lld after the restart, not above %lld",
-                  (long long)later, (long long)ids[NAP_JOBS - 1]);
+                  "id %lld after the restart, not above %lld", (long long)later,
+                  (long long)ids[NAP_JOBS - 1]);
     bb_close(c);
     ck_assert_int_eq(bb_stop(d), 0);
     free(cfg);
@@ -425,8 +423,7 @@ START_TEST(failover_to_a_promoted_sync_standby_loses_no_acknowledged_job)
     snprintf(server, sizeof server, "127.0.0.1:%d", bbpg_port(standby));
     ck_assert_msg(bb_log_has(d, server),
                   "the log does not name the promoted server %s", server);
-    fprintf(stderr, "bb.pg: failover: %zu acknowledged, 0 lost\n",
-            p.acked.n);
+    fprintf(stderr, "bb.pg: failover: %zu acknowledged, 0 lost\n", p.acked.n);
     ck_assert_int_eq(bb_stop(d), 0);
     free(p.acked.v);
     bbpg_free(primary);

@@ -39,6 +39,7 @@ struct bbpg {
 /* Set by bbpg_setup in the runner, inherited by each test's process. */
 static char case_dir[64];
 static bool is_available;
+static int install_status; /* of pg.sh install: 1 (its die) is a skip */
 static char unavailable_why[512];
 static bool port_taken[PORT_COUNT];
 
@@ -81,7 +82,8 @@ pgsh_v(char *out, size_t outlen, const char *arg0, va_list ap)
              case_dir[0] != '\0' ? case_dir : "/tmp");
     argv[n++] = "/bin/bash";
     argv[n++] = AQ_PG_SH;
-    for (const char *a = arg0; a != NULL && n < 15; a = va_arg(ap, const char *))
+    for (const char *a = arg0; a != NULL && n < 15;
+         a = va_arg(ap, const char *))
         argv[n++] = a;
     argv[n] = NULL;
     pid = fork();
@@ -150,9 +152,11 @@ bbpg_setup(void)
                  "mkdtemp /tmp/asyncq-bbpg: %s", strerror(errno));
         case_dir[0] = '\0';
         is_available = false;
+        install_status = -1;
         return;
     }
     st = pgsh(out, sizeof out, "install", NULL);
+    install_status = st;
     is_available = st == 0;
     if (!is_available)
         snprintf(unavailable_why, sizeof unavailable_why,
@@ -179,8 +183,8 @@ bbpg_teardown(void)
         snprintf(pidfile, sizeof pidfile, "%s/data/postmaster.pid", path);
         if (access(pidfile, F_OK) == 0 &&
             pgsh(out, sizeof out, "kill", path, NULL) != 0)
-            fprintf(stderr, "bbpg: could not kill the server in %s: %s\n",
-                    path, out);
+            fprintf(stderr, "bbpg: could not kill the server in %s: %s\n", path,
+                    out);
     }
     if (dir != NULL)
         closedir(dir);
@@ -191,6 +195,10 @@ bbpg_teardown(void)
 bool
 bbpg_available(void)
 {
+    /* pg.sh says why it cannot install (exit 1); anything else is a
+     * fault of the harness, not a reason to skip. */
+    ck_assert_msg(is_available || install_status == 1, "bbpg: %s",
+                  unavailable_why);
     if (!is_available)
         fprintf(stderr, "bb.pg: skipped: %s\n",
                 unavailable_why[0] != '\0' ? unavailable_why

@@ -29,8 +29,9 @@ void bbpg_setup(void);
  * removes its directory. */
 void bbpg_teardown(void);
 /* Whether the servers can run. If not (the binaries are missing and
- * cannot be installed), prints "bb.pg: skipped: WHY" and the test should
- * return: the only case in which the suite skips. */
+ * cannot be installed: pg.sh install says why and exits 1), prints
+ * "bb.pg: skipped: WHY" and the test should return: the only case in
+ * which the suite skips. Fails the test on any other fault of pg.sh. */
 bool bbpg_available(void);
 
 /* A server with a port and a directory of its own, not started yet. */
