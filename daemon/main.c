@@ -51,7 +51,8 @@ struct daemon {
     char *journal_path; /* owned; NULL = memory only */
     /* the broker's store's journal, for metrics; NULL = none */
     struct aq_journal *journal;
-    struct aq_config *cfg; /* owned: the config in force */
+    struct aq_store *store; /* the broker's, for metrics */
+    struct aq_config *cfg;  /* owned: the config in force */
     struct event_base *base;
     struct aq_cgroup *cgroup;   /* owned: the jobs' cgroups; NULL = none */
     struct aq_runfile *runfile; /* owned: the jobs' processes; NULL = none */
@@ -211,6 +212,11 @@ warn_restart_only(const struct aq_config *old, const struct aq_config *cfg)
         old->journal.fsync != cfg->journal.fsync ||
         old->journal.segment_bytes != cfg->journal.segment_bytes)
         aq_log(AQ_LOG_WARN, "reload: journal changes at restart");
+    if (old->store.kind != cfg->store.kind ||
+        !str_eq(old->store.conninfo, cfg->store.conninfo) ||
+        !str_eq(old->store.schema, cfg->store.schema) ||
+        !str_eq(old->store.node, cfg->store.node))
+        aq_log(AQ_LOG_WARN, "reload: store changes at restart");
     if (!str_eq(old->auth_token_file, cfg->auth_token_file))
         aq_log(AQ_LOG_WARN, "reload: auth changes at restart");
     if ((old->tls == NULL) != (cfg->tls == NULL))
@@ -319,15 +325,26 @@ journal_path(const struct aq_config *cfg)
                      cfg->journal.path);
 }
 
-/* The store: the journal at journal.path, or none (jobs in memory only).
- * The broker takes it and restores the jobs it holds. Returns 0, 1 on an
- * error (err set), 2 when the journal is damaged (err says how). */
+/* The store by store.kind: PostgreSQL, the journal at journal.path, or
+ * none (jobs in memory only). The broker takes it and restores the jobs it
+ * holds. Returns 0, 1 on an error (err set), 2 when the journal is damaged
+ * (err says how). */
 static int
 store_open(struct daemon *d, struct aq_error *err)
 {
+    const struct aq_config *cfg = d->cfg;
     struct aq_store *store;
     bool damaged = false;
 
+    if (cfg->store.kind == AQ_STORE_POSTGRES) {
+        store = aq_store_pg_open(d->base, cfg->store.conninfo,
+                                 cfg->store.schema, cfg->store.node, err);
+        if (store == NULL ||
+            aq_broker_restore(d->broker, store, &damaged, err) < 0)
+            return 1;
+        d->store = store;
+        return 0;
+    }
     if (d->journal_path == NULL) {
         aq_log(AQ_LOG_WARN, "journal: path null: jobs are kept in memory "
                             "only and lost at exit");
@@ -416,7 +433,9 @@ set_own_addresses(struct daemon *d, size_t nfds)
 static char *
 runfile_path(const struct daemon *d)
 {
-    const char *dir = d->journal_path;
+    /* With the postgres store journal.path is not used: no directory. */
+    const char *dir =
+        d->cfg->store.kind == AQ_STORE_JOURNAL ? d->journal_path : NULL;
 
     if (dir == NULL)
         dir = getenv("RUNTIME_DIRECTORY");
@@ -550,6 +569,8 @@ run(struct daemon *d)
         (d->metrics = aq_metrics_new(d->base, d->cfg->metrics, d->broker,
                                      d->server, d->journal, &err)) == NULL)
         goto fail;
+    if (d->metrics != NULL && d->store != NULL)
+        aq_metrics_set_store(d->metrics, d->store);
     if (d->metrics != NULL)
         aq_metrics_set_rpc(d->metrics, token,
                            d->cfg->producers.max_request_bytes);

@@ -588,6 +588,13 @@ put_check(struct aq_broker *b, const struct aq_put *p, enum aq_kind *kind,
             *err = *why;
         return NULL;
     }
+    /* A put waits while the store reconnects, unless it must not wait. */
+    if (p->nowait && b->store->ops->unavailable != NULL &&
+        (why = b->store->ops->unavailable(b->store)) != NULL) {
+        if (err != NULL)
+            *err = *why;
+        return NULL;
+    }
     return bq;
 }
 

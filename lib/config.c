@@ -2,7 +2,7 @@
 /*
  * lib/config.c: asyncqd's JSON configuration: the reader of field tables
  * (config-internal.h), the values every section uses, the top-level
- * sections (listen, metrics, producers, journal, ...) and the loader. A
+ * sections (listen, metrics, producers, journal, store, ...) and the loader. A
  * queue's section: lib/config_queue.c. A config starts as all defaults;
  * each section is then read through its table, so a key missing from a
  * table is an unknown field.
@@ -23,6 +23,7 @@
 #include <sys/un.h>
 
 #include <jansson.h>
+#include <libpq-fe.h>
 
 #include "config-internal.h"
 #include "error.h"
@@ -35,12 +36,18 @@
 #define DEFAULT_LISTEN "tcp://127.0.0.1:7878"
 #define DEFAULT_METRICS "127.0.0.1:7879"
 #define DEFAULT_JOURNAL "asyncq.journal"
+#define DEFAULT_SCHEMA "asyncq"
 
 const char *const aq_fsync_names[] = {
     [AQ_FSYNC_BATCH] = "batch",
     [AQ_FSYNC_ALWAYS] = "always",
     [AQ_FSYNC_EVERYSEC] = "everysec",
     [AQ_FSYNC_NEVER] = "never",
+    NULL,
+};
+const char *const aq_store_kind_names[] = {
+    [AQ_STORE_JOURNAL] = "journal",
+    [AQ_STORE_POSTGRES] = "postgres",
     NULL,
 };
 const char *const aq_order_names[] = {
@@ -384,6 +391,86 @@ parse_metrics(struct parser *p, json_t *v, const struct field *f,
     return 0;
 }
 
+/* ---- store ---- */
+
+static int
+parse_store_kind(struct parser *p, json_t *v, const struct field *f,
+                 const char *path, void *base)
+{
+    int i = config_match_word(p, v, aq_store_kind_names, path);
+
+    if (i == -1)
+        return -1;
+    *(enum aq_store_kind *)config_field_at(base, f) = (enum aq_store_kind)i;
+    return 0;
+}
+
+/* libpq's own parser, so that a typo fails --check-config, not the
+ * daemon's first connect. */
+static int
+parse_conninfo(struct parser *p, json_t *v, const struct field *f,
+               const char *path, void *base)
+{
+    PQconninfoOption *opts;
+    char *why = NULL;
+
+    if (!json_is_string(v) || json_string_length(v) == 0)
+        return config_field_error(p, path,
+                                  "expected a libpq connection string");
+    if ((opts = PQconninfoParse(json_string_value(v), &why)) == NULL) {
+        size_t n = why != NULL ? strcspn(why, "\n") : 0;
+        int rc = config_field_error(p, path, "%.*s", (int)n,
+                                    why != NULL ? why : "out of memory");
+
+        PQfreemem(why);
+        return rc;
+    }
+    PQconninfoFree(opts);
+    config_replace_string(config_field_at(base, f), json_string_value(v));
+    return 0;
+}
+
+/* A schema name used unquoted in SQL: ^[a-z_][a-z0-9_]{0,62}$. */
+static int
+parse_schema(struct parser *p, json_t *v, const struct field *f,
+             const char *path, void *base)
+{
+    const char *s = json_string_value(v);
+    size_t n = s != NULL ? strlen(s) : 0;
+    bool ok =
+        n >= 1 && n <= 63 && (s[0] == '_' || (s[0] >= 'a' && s[0] <= 'z'));
+
+    for (size_t i = 1; ok && i < n; i++)
+        ok = s[i] == '_' || (s[i] >= 'a' && s[i] <= 'z') ||
+             (s[i] >= '0' && s[i] <= '9');
+    if (!ok)
+        return config_field_error(p, path,
+                                  "expected a schema name: a-z or _, then up "
+                                  "to 62 of a-z, 0-9, _");
+    config_replace_string(config_field_at(base, f), s);
+    return 0;
+}
+
+/* A node's name: 1..64 of [A-Za-z0-9._-]. */
+static int
+parse_node(struct parser *p, json_t *v, const struct field *f, const char *path,
+           void *base)
+{
+    const char *s = json_string_value(v);
+    size_t n = s != NULL ? strlen(s) : 0;
+    bool ok = n >= 1 && n <= 64;
+
+    for (size_t i = 0; ok && i < n; i++)
+        ok = (s[i] >= 'a' && s[i] <= 'z') || (s[i] >= 'A' && s[i] <= 'Z') ||
+             (s[i] >= '0' && s[i] <= '9') || s[i] == '.' || s[i] == '_' ||
+             s[i] == '-';
+    if (!ok)
+        return config_field_error(p, path,
+                                  "expected 1 to 64 of A-Z, a-z, 0-9, ., _, -");
+    config_replace_string(config_field_at(base, f), s);
+    return 0;
+}
+
 #define TF(member) offsetof(struct aq_tls_config, member)
 
 static const struct field tls_fields[] = {
@@ -463,6 +550,9 @@ check_config(struct parser *p, const struct aq_config *cfg)
                 p, item, "tls:// needs a \"tls\" section (cert and key)");
 #endif
     }
+    if (cfg->store.kind == AQ_STORE_POSTGRES && cfg->store.conninfo == NULL)
+        return config_field_error(p, "store.conninfo",
+                                  "required with kind \"postgres\"");
     return config_check_schedules(p, cfg);
 }
 
@@ -512,6 +602,14 @@ static const struct field journal_fields[] = {
     {NULL, NULL, 0, 0, 0, NULL},
 };
 
+static const struct field store_fields[] = {
+    {"kind", parse_store_kind, CF(store.kind), 0, 0, NULL},
+    {"conninfo", parse_conninfo, CF(store.conninfo), 0, 0, NULL},
+    {"schema", parse_schema, CF(store.schema), 0, 0, NULL},
+    {"node", parse_node, CF(store.node), 0, 0, NULL},
+    {NULL, NULL, 0, 0, 0, NULL},
+};
+
 static const struct field results_fields[] = {
     {"ttl", config_parse_number, CF(results.ttl), 0, NUMBER_MAX, NULL},
     {"max", config_parse_size, CF(results.max), 0, SIZE_LIMIT, NULL},
@@ -546,6 +644,7 @@ static const struct field config_fields[] = {
     {"metrics", parse_metrics, CF(metrics), 0, 0, NULL},
     {"producers", config_parse_section, 0, 0, 0, producers_fields},
     {"journal", config_parse_section, 0, 0, 0, journal_fields},
+    {"store", config_parse_section, 0, 0, 0, store_fields},
     {"results", config_parse_section, 0, 0, 0, results_fields},
     {"shutdown", config_parse_section, 0, 0, 0, shutdown_fields},
     {"auth", config_parse_section, 0, 0, 0, auth_fields},
@@ -699,6 +798,8 @@ aq_config_default(void)
     cfg->journal.path = xstrdup(DEFAULT_JOURNAL);
     cfg->journal.fsync = AQ_FSYNC_BATCH;
     cfg->journal.segment_bytes = 64u << 20;
+    cfg->store.kind = AQ_STORE_JOURNAL;
+    cfg->store.schema = xstrdup(DEFAULT_SCHEMA);
     cfg->results.ttl = 3600;
     cfg->results.max = 100000;
     cfg->results.failed_ttl = 604800;
@@ -723,6 +824,9 @@ aq_config_free(struct aq_config *cfg)
     config_free_strings(cfg->listen, cfg->nlisten);
     free(cfg->metrics);
     free(cfg->journal.path);
+    free(cfg->store.conninfo);
+    free(cfg->store.schema);
+    free(cfg->store.node);
     free(cfg->auth_token_file);
     tls_config_free(cfg->tls);
     for (size_t i = 0; i < cfg->nqueues; i++)

@@ -26,6 +26,10 @@ enum aq_fsync {
 /* The names of enum aq_fsync and enum aq_order in enum order, then NULL:
  * what journal.fsync and a queue's order take. */
 extern const char *const aq_fsync_names[];
+
+/* Where jobs are kept: the local journal (journal.*), or PostgreSQL. */
+enum aq_store_kind { AQ_STORE_JOURNAL, AQ_STORE_POSTGRES };
+extern const char *const aq_store_kind_names[]; /* then NULL */
 enum aq_order { AQ_ORDER_PRIORITY, AQ_ORDER_LIFO };
 extern const char *const aq_order_names[];
 
@@ -119,6 +123,13 @@ struct aq_config {
         size_t segment_bytes; /* >= 4096; default 64 MiB: a segment file is
                                  closed past this size */
     } journal;
+    struct {
+        enum aq_store_kind kind; /* default journal */
+        char *conninfo;          /* libpq's; required with postgres */
+        char *schema;            /* ^[a-z_][a-z0-9_]{0,62}$; default "asyncq" */
+        char *node;              /* 1..64 of [A-Za-z0-9._-]; NULL (default) =
+                                    the host name */
+    } store;
     struct {
         double ttl;        /* s >= 0: done records; default 3600 */
         size_t max;        /* >= 0: done records; default 100000 */

@@ -34,6 +34,7 @@
 #include "error.h"
 #include "hist.h"
 #include "journal.h"
+#include "store.h"
 #include "log.h"
 #include "pstat.h"
 #include "secret.h"
@@ -77,6 +78,7 @@ struct aq_metrics {
     struct aq_broker *broker;
     struct aq_server *server;
     struct aq_journal *journal;
+    struct aq_store *store; /* borrowed; NULL = no store figures */
     enum aq_health health;
     int64_t started_us; /* monotonic */
     int port;
@@ -434,6 +436,25 @@ render(struct aq_metrics *m, struct evbuffer *out)
         render_schedules(m, out);
     }
     render_process(out);
+    if (m->store != NULL && m->store->ops->counters != NULL) {
+        struct aq_store_counters c;
+
+        m->store->ops->counters(m->store, &c);
+        family_head(out, "asyncq_store_connected",
+                    "1 while the store's database is connected and usable.",
+                    "gauge");
+        evbuffer_add_printf(out, "asyncq_store_connected %d\n",
+                            c.connected ? 1 : 0);
+        family_head(out, "asyncq_store_commits_total",
+                    "Transactions the store committed.", "counter");
+        evbuffer_add_printf(out, "asyncq_store_commits_total %llu\n",
+                            (unsigned long long)c.commits);
+        family_head(out, "asyncq_store_reconnects_total",
+                    "Connections to the store's database made again.",
+                    "counter");
+        evbuffer_add_printf(out, "asyncq_store_reconnects_total %llu\n",
+                            (unsigned long long)c.reconnects);
+    }
     if (m->journal != NULL) {
         struct aq_hist fsync;
 
@@ -880,6 +901,12 @@ is_loopback(const struct sockaddr_storage *ss)
                (IN6_IS_ADDR_V4MAPPED(a) && a->s6_addr[12] == 127);
     }
     return false;
+}
+
+void
+aq_metrics_set_store(struct aq_metrics *m, struct aq_store *store)
+{
+    m->store = store;
 }
 
 void

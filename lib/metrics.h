@@ -47,6 +47,11 @@ struct aq_metrics *aq_metrics_new(struct event_base *base, const char *addr,
  * max_request_bytes. Without a token, on an address that is not loopback,
  * state-changing methods are refused (logged as a warning now). Called
  * again (SIGHUP), only the size changes. Without it, /rpc is read-only. */
+struct aq_store;
+/* The store whose figures (asyncq_store_connected, _commits_total,
+ * _reconnects_total) are shown, borrowed; none without (the journal has
+ * its own). */
+void aq_metrics_set_store(struct aq_metrics *m, struct aq_store *store);
 void aq_metrics_set_rpc(struct aq_metrics *m, const char *token,
                         size_t max_request_bytes);
 void aq_metrics_set_health(struct aq_metrics *m, enum aq_health h);

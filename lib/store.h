@@ -28,6 +28,13 @@ struct aq_error;
 struct aq_journal;
 struct aq_store;
 
+/* A store's figures (asyncq_store_* metrics). */
+struct aq_store_counters {
+    bool connected;      /* to its database, and usable */
+    uint64_t commits;    /* transactions committed */
+    uint64_t reconnects; /* connections made again after the first */
+};
+
 /* The store's side. Job events come in the order they happen, from the
  * loop; j is the broker's, read during the call only, except for j->jseg
  * which is the store's own mark (the journal's home segment). queue is
@@ -70,6 +77,13 @@ struct aq_store_ops {
     void (*sync_cancel)(struct aq_store *s, struct aq_barrier *b);
     /* NULL while new jobs can become durable; else why not (-32603). */
     const struct aq_error *(*error)(const struct aq_store *s);
+    /* NULL while puts are acknowledged without waiting for the store to
+     * come back; else why they would wait (a database connection lost:
+     * "store unavailable: why", -32603), which a put with nowait answers
+     * at once. NULL = never unavailable. */
+    const struct aq_error *(*unavailable)(const struct aq_store *s);
+    /* Its figures for lib/metrics.c; NULL = none. */
+    void (*counters)(const struct aq_store *s, struct aq_store_counters *out);
     /* Makes what was told durable (as far as it can), and frees s. */
     void (*close)(struct aq_store *s);
 };
@@ -99,6 +113,18 @@ struct aq_journal *aq_store_journal(struct aq_store *s);
 int aq_store_journal_repair(struct event_base *base, const char *path,
                             size_t *records, uint64_t *last_id,
                             struct aq_error *err);
+
+/* ---- PostgreSQL (lib/store_pg.c) ---- */
+
+/* The store in schema (created and migrated at restore) of the database
+ * at conninfo, as node (NULL: the host name). Connects from the loop;
+ * restore runs the loop until connected, migrated, the schema's node
+ * lock held and every row read (retrying connects forever, logged), and
+ * fails when the schema is newer than this binary or held by another
+ * node. Returns the store, or NULL with err (conninfo unparsable). */
+struct aq_store *aq_store_pg_open(struct event_base *base, const char *conninfo,
+                                  const char *schema, const char *node,
+                                  struct aq_error *err);
 
 /* ---- what a store calls on the broker while it restores ---- */
 

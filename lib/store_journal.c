@@ -23,6 +23,7 @@
 #include "error.h"
 #include "journal.h"
 #include "log.h"
+#include "store-internal.h"
 #include "xmalloc.h"
 
 /* A schedule's last fire, as its SCHED record says. */
@@ -57,94 +58,16 @@ jstr(const char *s)
     return (struct aq_jstr){s, s != NULL ? (uint32_t)strlen(s) : 0};
 }
 
-/* A job's state as the journal writes it: the numbers of formats 1 to 3,
- * from before waiting existed, and waiting after them. enum aq_job_state
- * may be reordered; these never change. */
-enum disk_state {
-    DISK_DELAYED,
-    DISK_PENDING,
-    DISK_RUNNING,
-    DISK_DONE,
-    DISK_FAILED,
-    DISK_CANCELLED,
-    DISK_WAITING, /* format 4 */
-    DISK_NSTATES,
-};
-
-static const uint8_t to_disk[] = {
-    [AQ_JOB_DELAYED] = DISK_DELAYED,     [AQ_JOB_WAITING] = DISK_WAITING,
-    [AQ_JOB_PENDING] = DISK_PENDING,     [AQ_JOB_RUNNING] = DISK_RUNNING,
-    [AQ_JOB_DONE] = DISK_DONE,           [AQ_JOB_FAILED] = DISK_FAILED,
-    [AQ_JOB_CANCELLED] = DISK_CANCELLED,
-};
-
-static const uint8_t from_disk[DISK_NSTATES] = {
-    [DISK_DELAYED] = AQ_JOB_DELAYED, [DISK_PENDING] = AQ_JOB_PENDING,
-    [DISK_RUNNING] = AQ_JOB_RUNNING, [DISK_DONE] = AQ_JOB_DONE,
-    [DISK_FAILED] = AQ_JOB_FAILED,   [DISK_CANCELLED] = AQ_JOB_CANCELLED,
-    [DISK_WAITING] = AQ_JOB_WAITING,
-};
-
-/* The wall-clock time a delayed job becomes ready; 0 when it is ready. */
-static int64_t
-job_due_wall_us(const struct aq_job *j)
-{
-    int64_t due = aq_queue_item_due_us(&j->qi);
-
-    if (j->state == AQ_JOB_WAITING) /* out of its queue: kept in ext */
-        return j->ext->due_us;
-
-    return due == 0 ? 0 : aq_clock_wall_us() + (due - aq_clock_mono_us());
-}
-
 /* Appends the whole record of j (PUT while unfinished, END once finished)
  * and makes that segment its home. */
 static void
 job_home(struct store_journal *sj, struct aq_job *j, const char *queue)
 {
-    const struct aq_job_ext *x = j->ext;
-    struct aq_jrec r = {
-        .type = aq_job_is_finished(j) ? AQ_JREC_END : AQ_JREC_PUT,
-        .id = j->id,
-        .kind = j->kind,
-        .state = to_disk[j->state],
-        .attempts = j->attempts,
-        .priority = j->qi.priority,
-        .retries = x != NULL ? x->retries : -1,
-        .timeout_us = x != NULL ? x->timeout_us : -1,
-        .created_us = j->created_us,
-        .started_us = x != NULL ? x->started_us : 0,
-        .finished_us = x != NULL ? x->finished_us : 0,
-        .queue = jstr(queue),
-    };
+    struct aq_jrec r;
+    unsigned char *after;
     uint32_t seg;
-    unsigned char *after = NULL;
 
-    /* A record keeps its args too (format 3), unless they were never
-     * kept (a record of an older journal): then they stay absent. */
-    if (r.type == AQ_JREC_PUT || j->args_len > 0)
-        r.args = (struct aq_jstr){j->args, j->args_len};
-    if (r.type == AQ_JREC_PUT)
-        r.due_us = job_due_wall_us(j);
-    if (x != NULL) {
-        r.retried = x->retried;
-        r.name = jstr(x->name);
-        r.batch = jstr(x->batch);
-        r.key = jstr(x->key);
-        r.result = jstr(x->result);
-        r.err_code = jstr(x->err_code);
-        r.err_message = jstr(x->err_message);
-        if (x->deps != NULL && x->deps->nafter > 0) {
-            after = xmalloc((size_t)x->deps->nafter * 8);
-            for (uint32_t i = 0; i < x->deps->nafter; i++)
-                for (int k = 0; k < 8; k++)
-                    after[i * 8 + k] =
-                        (unsigned char)(x->deps->after[i] >> (8 * k));
-            r.after =
-                (struct aq_jstr){(const char *)after, x->deps->nafter * 8};
-            r.after_policy = x->deps->policy;
-        }
-    }
+    store_job_whole(j, queue, &r, &after);
     seg = aq_journal_append(sj->journal, &r);
     free(after);
     aq_journal_hold(sj->journal, seg);
@@ -176,9 +99,9 @@ sj_requeue(struct aq_store *s, struct aq_job *j)
     const struct aq_job_ext *x = j->ext;
     struct aq_jrec r = {.type = AQ_JREC_REQUEUE,
                         .id = j->id,
-                        .state = to_disk[j->state],
+                        .state = store_state_of[j->state],
                         .attempts = j->attempts,
-                        .due_us = job_due_wall_us(j),
+                        .due_us = store_job_due_wall_us(j),
                         .result = jstr(x->result),
                         .err_code = jstr(x->err_code),
                         .err_message = jstr(x->err_message)};
@@ -383,136 +306,16 @@ rehome_cb(struct aq_journal *journal, void *arg)
 
 /* ---- replay ---- */
 
-static void
-ext_str(char **dst, struct aq_jstr s)
-{
-    free(*dst);
-    *dst = NULL;
-    if (s.p != NULL) {
-        *dst = xmalloc(s.len + 1);
-        memcpy(*dst, s.p, s.len);
-        (*dst)[s.len] = '\0';
-    }
-}
-
-/* A whole record's after (the broker links dependents at restore). */
-static void
-replay_deps(struct aq_job_ext *x, const struct aq_jrec *r)
-{
-    const unsigned char *p = (const unsigned char *)r->after.p;
-    uint32_t n = r->after.len / 8, kept = 0;
-    uint64_t *ids;
-
-    if (x->deps != NULL)
-        free(x->deps->dependents);
-    free(x->deps);
-    x->deps = NULL;
-    if (p == NULL)
-        return;
-    ids = xreallocarray(NULL, n, sizeof *ids);
-    for (uint32_t i = 0; i < n; i++) {
-        uint64_t id = 0;
-
-        for (int k = 0; k < 8; k++)
-            id |= (uint64_t)p[i * 8 + k] << (8 * k);
-        if (id != 0) /* never an id: dropped, not trusted */
-            ids[kept++] = id;
-    }
-    x->deps =
-        aq_job_deps_new(ids, kept,
-                        r->after_policy == AQ_AFTER_FINISHED ? AQ_AFTER_FINISHED
-                                                             : AQ_AFTER_DONE);
-    free(ids);
-}
-
-/* Fills j from a whole record (PUT or END). */
+/* Fills j from a whole record (PUT or END) in seg, its home from now. */
 static void
 replay_whole(struct store_journal *sj, struct aq_job *j,
              const struct aq_jrec *r, uint32_t seg)
 {
-    struct aq_job_ext *x = aq_job_ext(j);
-
-    j->state = from_disk[r->state]; /* checked: whole_state_fits */
-    j->attempts = r->attempts;
-    j->qi.priority = r->priority;
-    j->created_us = r->created_us;
-    x->started_us = r->started_us;
-    x->finished_us = r->finished_us;
-    x->due_us = r->due_us;
-    if (r->type == AQ_JREC_PUT) {
-        x->retries = r->retries;
-        x->timeout_us = r->timeout_us;
-    }
-    x->retried = r->retried;
-    ext_str(&x->name, r->name);
-    ext_str(&x->batch, r->batch);
-    ext_str(&x->key, r->key);
-    ext_str(&x->result, r->result);
-    ext_str(&x->err_code, r->err_code);
-    ext_str(&x->err_message, r->err_message);
-    if (x->key != NULL)
-        aq_broker_restore_key(sj->broker, j);
-    replay_deps(x, r);
+    store_job_fill(sj->broker, j, r);
     aq_journal_hold(sj->journal, seg);
     if (j->jseg != 0)
         aq_journal_release(sj->journal, j->jseg);
     j->jseg = seg;
-}
-
-/* What put takes for retries (lib/methods.c), so retries + 1 cannot
- * overflow. */
-#define REPLAY_RETRIES_MAX 1000000
-
-/* Wall-clock times a record may hold: anything later is clamped, so that
- * differences of two of them (run and wait times) cannot overflow. */
-#define REPLAY_WALL_MAX_US (INT64_C(1) << 60)
-
-static bool
-clamp_i64(int64_t *v, int64_t lo, int64_t hi)
-{
-    int64_t was = *v;
-
-    *v = was < lo ? lo : was > hi ? hi : was;
-    return *v != was;
-}
-
-/* Replay never trusts a value a put could not have made (a journal from
- * an older version, or a bug): durations and times are clamped into what
- * the daemon accepts, states into those the record type carries. Returns
- * whether anything changed. */
-static bool
-replay_clamp(struct aq_jrec *r)
-{
-    bool changed = false;
-    int64_t now_us = aq_clock_wall_us();
-
-    changed |= clamp_i64(&r->created_us, 0, REPLAY_WALL_MAX_US);
-    changed |= clamp_i64(&r->started_us, 0, REPLAY_WALL_MAX_US);
-    changed |= clamp_i64(&r->finished_us, 0, REPLAY_WALL_MAX_US);
-    changed |=
-        clamp_i64(&r->due_us, 0, aq_clock_add_us(now_us, AQ_DURATION_MAX_US));
-    changed |= clamp_i64(&r->timeout_us, -1, AQ_DURATION_MAX_US);
-    if (r->retries < -1 || r->retries > REPLAY_RETRIES_MAX) {
-        r->retries = r->retries < -1 ? -1 : REPLAY_RETRIES_MAX;
-        changed = true;
-    }
-    if (r->type == AQ_JREC_REQUEUE && r->state != DISK_DELAYED &&
-        r->state != DISK_PENDING) {
-        r->state = DISK_PENDING;
-        changed = true;
-    }
-    return changed;
-}
-
-/* A PUT holds an unfinished job (delayed, waiting, pending, or running
- * when it was rehomed), an END a finished one. */
-static bool
-whole_state_fits(const struct aq_jrec *r)
-{
-    if (r->state >= DISK_NSTATES)
-        return false;
-    return aq_job_state_is_finished(from_disk[r->state]) ==
-           (r->type == AQ_JREC_END);
 }
 
 /* An aq_journal_replay_cb: folds one record into the broker's jobs. */
@@ -525,7 +328,7 @@ replay_cb(const struct aq_jrec *rec, uint32_t seg, void *arg,
     struct aq_jrec copy = *rec;
     const struct aq_jrec *r = &copy;
 
-    if (replay_clamp(&copy))
+    if (store_jrec_clamp(&copy))
         sj->nclamped++;
     switch (r->type) {
     case AQ_JREC_PUT:
@@ -534,7 +337,7 @@ replay_cb(const struct aq_jrec *rec, uint32_t seg, void *arg,
          * one (a retry's PUT after an END, a rehome) sets the state the
          * per-state indexes file the job under. */
         if (r->id == 0 || r->kind > AQ_KIND_REMOTE || r->queue.p == NULL ||
-            !whole_state_fits(r)) {
+            !store_jrec_whole_fits(r)) {
             aq_error_set(err, AQ_ERR_INTERNAL,
                          "journal: job %llu: malformed record",
                          (unsigned long long)r->id);
@@ -564,12 +367,13 @@ replay_cb(const struct aq_jrec *rec, uint32_t seg, void *arg,
         if (j != NULL && !aq_job_is_finished(j)) {
             struct aq_job_ext *x = aq_job_ext(j);
 
-            j->state = from_disk[r->state]; /* clamped: delayed, pending */
+            j->state = store_state_from[r->state]; /* clamped: delayed,
+                                                     pending */
             j->attempts = r->attempts;
             x->due_us = r->due_us;
-            ext_str(&x->result, r->result);
-            ext_str(&x->err_code, r->err_code);
-            ext_str(&x->err_message, r->err_message);
+            store_ext_str(&x->result, r->result);
+            store_ext_str(&x->err_code, r->err_code);
+            store_ext_str(&x->err_message, r->err_message);
         }
         break;
     case AQ_JREC_DELETE:

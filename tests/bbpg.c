@@ -20,8 +20,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#ifndef AQ_PG_SH
-#error "AQ_PG_SH must name tests/pg/pg.sh"
+#ifndef PG_SH_PATH
+#error "PG_SH_PATH must name tests/pg/pg.sh"
 #endif
 
 #define PORT_FIRST 55441
@@ -81,7 +81,7 @@ pgsh_v(char *out, size_t outlen, const char *arg0, va_list ap)
     snprintf(outpath, sizeof outpath, "%s/pgsh.out",
              case_dir[0] != '\0' ? case_dir : "/tmp");
     argv[n++] = "/bin/bash";
-    argv[n++] = AQ_PG_SH;
+    argv[n++] = PG_SH_PATH;
     for (const char *a = arg0; a != NULL && n < 15;
          a = va_arg(ap, const char *))
         argv[n++] = a;

@@ -16,6 +16,7 @@ main(void)
     srunner_add_suite(sr, task_suite());
     srunner_add_suite(sr, config_suite());
     srunner_add_suite(sr, crc32c_suite());
+    srunner_add_suite(sr, pg_schema_suite());
     srunner_add_suite(sr, http_suite());
     srunner_add_suite(sr, journal_suite());
     srunner_add_suite(sr, jscan_suite());
@@ -45,6 +46,7 @@ main(void)
     srunner_add_suite(sr, methods_suite());
     srunner_add_suite(sr, listen_suite());
     srunner_add_suite(sr, ui_suite());
+    srunner_add_suite(sr, pgconn_suite());
     srunner_run_all(sr, CK_NORMAL);
     failed = srunner_ntests_failed(sr);
     srunner_free(sr);

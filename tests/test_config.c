@@ -1454,6 +1454,85 @@ END_TEST
 
 /* ---- tls ---- */
 
+/* ---- store ---- */
+
+START_TEST(store_defaults_to_the_journal)
+{
+    struct aq_config *c = parse_ok("{}");
+
+    ck_assert_int_eq(c->store.kind, AQ_STORE_JOURNAL);
+    ck_assert_ptr_null(c->store.conninfo);
+    ck_assert_str_eq(c->store.schema, "asyncq");
+    ck_assert_ptr_null(c->store.node);
+    aq_config_free(c);
+}
+END_TEST
+
+START_TEST(store_postgres_reads_every_field)
+{
+    struct aq_config *c = parse_ok(
+        "{\"store\": {\"kind\": \"postgres\", \"conninfo\": \"host=db1,db2 "
+        "dbname=q target_session_attrs=read-write\", \"schema\": \"_q_1\", "
+        "\"node\": \"Node-1.a_b\"}}");
+
+    ck_assert_int_eq(c->store.kind, AQ_STORE_POSTGRES);
+    ck_assert_str_eq(c->store.conninfo,
+                     "host=db1,db2 dbname=q target_session_attrs=read-write");
+    ck_assert_str_eq(c->store.schema, "_q_1");
+    ck_assert_str_eq(c->store.node, "Node-1.a_b");
+    aq_config_free(c);
+}
+END_TEST
+
+START_TEST(store_postgres_needs_conninfo)
+{
+    expect_error("{\"store\": {\"kind\": \"postgres\"}}",
+                 "store.conninfo: required with kind \"postgres\"");
+}
+END_TEST
+
+START_TEST(store_bad_fields_are_named)
+{
+    char schema63[80], node65[80];
+
+    expect_field_error("store.kind", "\"redis\"",
+                       "expected one of \"journal\", \"postgres\"");
+    expect_field_error("store.conninfo", "1",
+                       "expected a libpq connection string");
+    expect_field_error("store.conninfo", "\"\"",
+                       "expected a libpq connection string");
+    expect_field_error("store.conninfo", "\"host=x bogus=1\"",
+                       "invalid connection option \"bogus\"");
+    expect_field_error("store.conninfo", "\"host='x\"",
+                       "unterminated quoted string in connection info string");
+    for (size_t i = 0; i < 4; i++) {
+        static const char *const bad[] = {"\"\"", "\"Asyncq\"", "\"1q\"",
+                                          "\"a-b\""};
+
+        expect_field_error("store.schema", bad[i],
+                           "expected a schema name: a-z or _, then up to 62 "
+                           "of a-z, 0-9, _");
+    }
+    snprintf(schema63, sizeof schema63, "\"%063d\"", 0);
+    schema63[1] = 'a';
+    aq_config_free(parse_field_ok("store.schema", schema63));
+    snprintf(schema63, sizeof schema63, "\"a%063d\"", 0);
+    expect_field_error("store.schema", schema63,
+                       "expected a schema name: a-z or _, then up to 62 of "
+                       "a-z, 0-9, _");
+    snprintf(node65, sizeof node65, "\"%064d\"", 0);
+    aq_config_free(parse_field_ok("store.node", node65));
+    snprintf(node65, sizeof node65, "\"%065d\"", 0);
+    expect_field_error("store.node", node65,
+                       "expected 1 to 64 of A-Z, a-z, 0-9, ., _, -");
+    expect_field_error("store.node", "\"a b\"",
+                       "expected 1 to 64 of A-Z, a-z, 0-9, ., _, -");
+    expect_field_error("store.node", "\"\"",
+                       "expected 1 to 64 of A-Z, a-z, 0-9, ., _, -");
+    expect_field_error("store.nodes", "1", "unknown field");
+}
+END_TEST
+
 START_TEST(tls_defaults_to_null_and_takes_null)
 {
     struct aq_config *cfg = parse_ok("{}");
@@ -1676,6 +1755,10 @@ config_suite(void)
     tcase_add_test(tc, load_syntax_error_names_path_line_and_column);
     tcase_add_test(tc, load_of_empty_file_is_a_syntax_error);
     tcase_add_test(tc, tls_defaults_to_null_and_takes_null);
+    tcase_add_test(tc, store_defaults_to_the_journal);
+    tcase_add_test(tc, store_postgres_reads_every_field);
+    tcase_add_test(tc, store_postgres_needs_conninfo);
+    tcase_add_test(tc, store_bad_fields_are_named);
 #ifdef AQ_HAVE_TLS
     tcase_add_test(tc, tls_section_is_read_with_its_defaults);
     tcase_add_test(tc, tls_bad_fields_are_named);

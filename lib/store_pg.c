@@ -1,0 +1,1189 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * lib/store_pg.c: PostgreSQL as a store (lib/store.h), over lib/pgconn.h.
+ * Each job event becomes an op holding the row values it writes; the ops
+ * of one loop pass go out as one transaction (runs of the same kind as
+ * one multi-row statement over unnest), and a sync barrier completes once
+ * the commit of every op told before it succeeded. Ops stay until their
+ * commit: after a lost connection they are sent again, in order, and are
+ * idempotent (upserts of whole rows, absolute updates, deletes). At each
+ * connect the schema is migrated (lib/pg_schema.h) and the node's
+ * advisory lock taken: one node per schema for now.
+ */
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <event2/buffer.h>
+#include <event2/event.h>
+
+#include "broker-internal.h"
+#include "error.h"
+#include "log.h"
+#include "pg_schema.h"
+#include "pgconn.h"
+#include "store-internal.h"
+#include "xmalloc.h"
+
+#define READ_CHUNK 5000 /* rows per SELECT at restore */
+#define CLOSE_WAIT_S 10 /* close waits that long for the last commit */
+
+enum op_kind {
+    OP_WHOLE,
+    OP_START,
+    OP_REQUEUE,
+    OP_DELETE,
+    OP_SCHED,
+    OP_UNSCHED
+};
+enum { WHOLE_NCOLS = 24, START_NCOLS = 4, REQUEUE_NCOLS = 7 };
+
+struct pg_op {
+    STAILQ_ENTRY(pg_op) link;
+    uint64_t pos; /* events told up to this one */
+    uint8_t kind; /* enum op_kind */
+    uint8_t nv;
+    char *key; /* owned: the id or schedule name, to break runs */
+    char *v[]; /* nv owned values; NULL = SQL NULL */
+};
+STAILQ_HEAD(pg_ops, pg_op);
+
+struct pg_txn {
+    TAILQ_ENTRY(pg_txn) link;
+    struct store_pg *sp;
+    uint64_t last_pos;
+};
+TAILQ_HEAD(pg_txns, pg_txn);
+
+enum phase { PH_CONNECTING, PH_MIGRATING, PH_LOCKING, PH_READING, PH_LOCKED };
+
+struct store_pg {
+    struct aq_store store;
+    struct event_base *base;
+    struct aq_pgconn *conn; /* owned */
+    char *schema, *node;    /* owned */
+    int64_t lock_key;
+    char *sql_whole, *sql_start, *sql_requeue, *sql_delete, *sql_sched,
+        *sql_unsched, *sql_read, *sql_read_sched, *sql_node, *sql_holder;
+    struct aq_broker *broker; /* borrowed, from restore on */
+    enum phase phase;
+    bool is_restored;
+    struct aq_error fatal;   /* code != 0: restore fails with it */
+    char why[512];           /* why not locked: for nowait puts */
+    struct aq_error unavail; /* "store unavailable: why" */
+    struct pg_ops ops;       /* told, not committed: oldest first */
+    uint64_t told, committed, sent;
+    struct pg_txns txns; /* in flight */
+    struct aq_barrier_list barriers;
+    struct event *flush_ev, *retry_ev;
+    uint64_t last_id;
+    uint64_t read_after; /* restore: the last id read */
+    uint64_t commits, reconnects, connects;
+};
+
+static struct store_pg *
+sp_of(struct aq_store *s)
+{
+    return (struct store_pg *)s;
+}
+
+static const uint8_t pg_state_of[STORE_NSTATES] = {
+    [STORE_DELAYED] = 0,   [STORE_WAITING] = 1, [STORE_PENDING] = 2,
+    [STORE_RUNNING] = 3,   [STORE_DONE] = 4,    [STORE_FAILED] = 5,
+    [STORE_CANCELLED] = 6,
+};
+static const uint8_t pg_state_to[7] = {
+    STORE_DELAYED, STORE_WAITING, STORE_PENDING,   STORE_RUNNING,
+    STORE_DONE,    STORE_FAILED,  STORE_CANCELLED,
+};
+
+/* ---- values ---- */
+
+static char *
+v_i64(int64_t n)
+{
+    return xasprintf("%" PRId64, n);
+}
+
+static char *
+v_time(int64_t us) /* 0 = never: NULL */
+{
+    return us != 0 ? v_i64(us) : NULL;
+}
+
+static char *
+v_str(struct aq_jstr s)
+{
+    char *p;
+
+    if (s.p == NULL)
+        return NULL;
+    p = xmalloc(s.len + 1);
+    memcpy(p, s.p, s.len);
+    p[s.len] = '\0';
+    return p;
+}
+
+static char *
+v_after(const struct aq_jrec *r)
+{
+    struct evbuffer *b;
+    char *out;
+    size_t len;
+
+    if (r->after.p == NULL)
+        return NULL;
+    b = evbuffer_new();
+    evbuffer_add(b, "{", 1);
+    for (uint32_t i = 0; i < r->after.len / 8; i++) {
+        uint64_t id = 0;
+
+        for (int k = 0; k < 8; k++)
+            id |= (uint64_t)(unsigned char)r->after.p[i * 8 + k] << (8 * k);
+        evbuffer_add_printf(b, "%s%" PRIu64, i == 0 ? "" : ",", id);
+    }
+    evbuffer_add(b, "}", 1);
+    len = evbuffer_get_length(b);
+    out = xmalloc(len + 1);
+    evbuffer_remove(b, out, len);
+    out[len] = '\0';
+    evbuffer_free(b);
+    return out;
+}
+
+static int64_t
+lease_us(const struct aq_job *j, int64_t started_us)
+{
+    int64_t t = job_timeout_us(j);
+
+    return t > 0 && started_us != 0 ? aq_clock_add_us(started_us, t) : 0;
+}
+
+static struct pg_op *
+op_new(struct store_pg *sp, enum op_kind kind, uint8_t nv, char *key)
+{
+    struct pg_op *op = xcalloc(1, sizeof *op + nv * sizeof op->v[0]);
+
+    op->kind = kind;
+    op->nv = nv;
+    op->key = key;
+    return op;
+}
+
+static void
+op_free(struct pg_op *op)
+{
+    for (uint8_t i = 0; i < op->nv; i++)
+        free(op->v[i]);
+    free(op->key);
+    free(op);
+}
+
+static void
+op_tell(struct store_pg *sp, struct pg_op *op)
+{
+    op->pos = ++sp->told;
+    STAILQ_INSERT_TAIL(&sp->ops, op, link);
+    event_active(sp->flush_ev, EV_TIMEOUT, 0);
+}
+
+/* ---- job events ---- */
+
+static void
+sp_whole(struct aq_store *s, struct aq_job *j, const char *queue)
+{
+    struct store_pg *sp = sp_of(s);
+    struct pg_op *op = op_new(sp, OP_WHOLE, WHOLE_NCOLS, v_i64((int64_t)j->id));
+    struct aq_jrec r;
+    unsigned char *after;
+    char **v = op->v;
+
+    store_job_whole(j, queue, &r, &after);
+    v[0] = v_i64((int64_t)r.id);
+    v[1] = v_str(r.queue);
+    v[2] = v_i64(r.kind);
+    v[3] = v_i64(pg_state_of[r.state]);
+    v[4] = v_i64(r.priority);
+    v[5] = v_time(r.due_us);
+    v[6] = v_i64(r.attempts);
+    v[7] = v_i64(r.retries);
+    v[8] = v_i64(r.retried);
+    v[9] = v_i64(r.timeout_us);
+    v[10] = v_i64(r.created_us);
+    v[11] = v_time(r.started_us);
+    v[12] = v_time(r.finished_us);
+    v[13] = r.started_us != 0 ? xstrdup(sp->node) : NULL;
+    v[14] =
+        j->state == AQ_JOB_RUNNING ? v_time(lease_us(j, r.started_us)) : NULL;
+    v[15] = v_str(r.key);
+    v[16] = v_str(r.name);
+    v[17] = v_str(r.batch);
+    v[18] = v_after(&r);
+    v[19] = r.after.p != NULL ? v_i64(r.after_policy) : NULL;
+    v[20] = r.args.p != NULL ? v_str(r.args) : xstrdup("");
+    v[21] = v_str(r.result);
+    v[22] = v_str(r.err_code);
+    v[23] = v_str(r.err_message);
+    free(after);
+    op_tell(sp, op);
+}
+
+static void
+sp_start(struct aq_store *s, struct aq_job *j)
+{
+    struct store_pg *sp = sp_of(s);
+    struct pg_op *op = op_new(sp, OP_START, START_NCOLS, v_i64((int64_t)j->id));
+    int64_t started = j->ext != NULL ? j->ext->started_us : 0;
+
+    op->v[0] = v_i64((int64_t)j->id);
+    op->v[1] = v_i64(j->attempts);
+    op->v[2] = v_time(started);
+    op->v[3] = v_time(lease_us(j, started));
+    op_tell(sp, op);
+}
+
+static void
+sp_requeue(struct aq_store *s, struct aq_job *j)
+{
+    struct store_pg *sp = sp_of(s);
+    struct pg_op *op =
+        op_new(sp, OP_REQUEUE, REQUEUE_NCOLS, v_i64((int64_t)j->id));
+    const struct aq_job_ext *x = j->ext;
+
+    op->v[0] = v_i64((int64_t)j->id);
+    op->v[1] = v_i64(pg_state_of[store_state_of[j->state]]);
+    op->v[2] = v_time(store_job_due_wall_us(j));
+    op->v[3] = v_i64(j->attempts);
+    if (x != NULL) {
+        op->v[4] = x->result != NULL ? xstrdup(x->result) : NULL;
+        op->v[5] = x->err_code != NULL ? xstrdup(x->err_code) : NULL;
+        op->v[6] = x->err_message != NULL ? xstrdup(x->err_message) : NULL;
+    }
+    op_tell(sp, op);
+}
+
+static void
+sp_delete(struct aq_store *s, struct aq_job *j)
+{
+    struct store_pg *sp = sp_of(s);
+    struct pg_op *op = op_new(sp, OP_DELETE, 1, v_i64((int64_t)j->id));
+
+    op->v[0] = v_i64((int64_t)j->id);
+    op_tell(sp, op);
+}
+
+static void
+sp_schedule(struct aq_store *s, const char *name, int64_t fire_us, uint64_t job)
+{
+    struct store_pg *sp = sp_of(s);
+    struct pg_op *op = op_new(sp, fire_us != 0 ? OP_SCHED : OP_UNSCHED,
+                              fire_us != 0 ? 3 : 1, xstrdup(name));
+
+    op->v[0] = xstrdup(name);
+    if (fire_us != 0) {
+        op->v[1] = v_i64(fire_us);
+        op->v[2] = v_i64((int64_t)job);
+    }
+    op_tell(sp, op);
+}
+
+/* ---- sending ---- */
+
+/* Appends v as an element of a text array literal. */
+static void
+array_elem(struct evbuffer *b, const char *v, bool first)
+{
+    if (!first)
+        evbuffer_add(b, ",", 1);
+    if (v == NULL) {
+        evbuffer_add(b, "NULL", 4);
+        return;
+    }
+    evbuffer_add(b, "\"", 1);
+    for (const char *p = v; *p != '\0';) {
+        size_t n = strcspn(p, "\"\\");
+
+        evbuffer_add(b, p, n);
+        p += n;
+        if (*p != '\0') {
+            evbuffer_add(b, "\\", 1);
+            evbuffer_add(b, p, 1);
+            p++;
+        }
+    }
+    evbuffer_add(b, "\"", 1);
+}
+
+static char *
+buf_str(struct evbuffer *b)
+{
+    size_t len = evbuffer_get_length(b);
+    char *out = xmalloc(len + 1);
+
+    evbuffer_remove(b, out, len);
+    out[len] = '\0';
+    return out;
+}
+
+static const char *
+op_sql(struct store_pg *sp, enum op_kind kind, const char **name)
+{
+    static const char *const names[] = {"aq_whole",  "aq_start", "aq_requeue",
+                                        "aq_delete", "aq_sched", "aq_unsched"};
+    const char *const sql[] = {sp->sql_whole,  sp->sql_start, sp->sql_requeue,
+                               sp->sql_delete, sp->sql_sched, sp->sql_unsched};
+
+    *name = names[kind];
+    return sql[kind];
+}
+
+/* Sends the run of ops from first (n of them, one kind) as one statement
+ * of arrays. */
+static int
+send_run(struct store_pg *sp, struct pg_op *first, size_t n)
+{
+    uint8_t nv = first->nv;
+    struct evbuffer *cols[WHOLE_NCOLS];
+    char *values[WHOLE_NCOLS];
+    struct pg_op *op = first;
+    const char *name, *sql = op_sql(sp, first->kind, &name);
+    struct aq_error err;
+    int rc;
+
+    for (uint8_t c = 0; c < nv; c++) {
+        cols[c] = evbuffer_new();
+        evbuffer_add(cols[c], "{", 1);
+    }
+    for (size_t i = 0; i < n; i++, op = STAILQ_NEXT(op, link))
+        for (uint8_t c = 0; c < nv; c++)
+            array_elem(cols[c], op->v[c], i == 0);
+    for (uint8_t c = 0; c < nv; c++) {
+        evbuffer_add(cols[c], "}", 1);
+        values[c] = buf_str(cols[c]);
+        evbuffer_free(cols[c]);
+    }
+    rc = aq_pgconn_query(sp->conn, name, sql, nv, (const char *const *)values,
+                         NULL, NULL, &err);
+    for (uint8_t c = 0; c < nv; c++)
+        free(values[c]);
+    return rc;
+}
+
+static void commit_cb(void *arg, const PGresult *res, const char *err);
+
+/* The ops not sent yet go out as one transaction. */
+static void
+flush_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct store_pg *sp = arg;
+    struct pg_op *op, *first;
+    struct pg_txn *txn;
+    struct aq_error err;
+    json_t *seen;
+    size_t n;
+
+    if (sp->phase != PH_LOCKED || !aq_pgconn_is_ready(sp->conn) ||
+        sp->sent == sp->told)
+        return;
+    STAILQ_FOREACH (op, &sp->ops, link)
+        if (op->pos > sp->sent)
+            break;
+    seen = json_object();
+    while (op != NULL) {
+        first = op;
+        n = 0;
+        json_object_clear(seen);
+        /* A run: consecutive ops of one kind, each row once (a statement
+         * cannot upsert one row twice). */
+        while (op != NULL && op->kind == first->kind &&
+               json_object_get(seen, op->key) == NULL) {
+            json_object_set_new(seen, op->key, json_true());
+            n++;
+            op = STAILQ_NEXT(op, link);
+        }
+        if (send_run(sp, first, n) < 0) {
+            json_decref(seen);
+            return; /* lost meanwhile: sent again once ready */
+        }
+    }
+    json_decref(seen);
+    txn = xcalloc(1, sizeof *txn);
+    txn->sp = sp;
+    txn->last_pos = sp->told;
+    if (aq_pgconn_commit(sp->conn, commit_cb, txn, &err) < 0) {
+        free(txn);
+        return;
+    }
+    TAILQ_INSERT_TAIL(&sp->txns, txn, link);
+    sp->sent = sp->told;
+}
+
+/* Ops up to pos are done with: committed, or failed for good (why). */
+static void
+settle(struct store_pg *sp, uint64_t pos, const struct aq_error *why)
+{
+    struct pg_op *op;
+    struct aq_barrier *b;
+
+    while ((op = STAILQ_FIRST(&sp->ops)) != NULL && op->pos <= pos) {
+        STAILQ_REMOVE_HEAD(&sp->ops, link);
+        op_free(op);
+    }
+    if (pos > sp->committed)
+        sp->committed = pos;
+    while ((b = TAILQ_FIRST(&sp->barriers)) != NULL && b->pos <= pos) {
+        TAILQ_REMOVE(&sp->barriers, b, link);
+        b->cb(b->arg, why);
+    }
+}
+
+static void
+commit_cb(void *arg, const PGresult *res, const char *err)
+{
+    struct pg_txn *txn = arg;
+    struct store_pg *sp = txn->sp;
+    uint64_t pos = txn->last_pos;
+    struct aq_error why;
+
+    TAILQ_REMOVE(&sp->txns, txn, link);
+    free(txn);
+    if (err == NULL) {
+        sp->commits++;
+        settle(sp, pos, NULL);
+        return;
+    }
+    if (strncmp(err, "connection lost", 15) == 0) {
+        /* Committed or not: sent again, in order, once connected. */
+        sp->sent = sp->committed;
+        return;
+    }
+    aq_log(AQ_LOG_ERROR,
+           "store: postgres: a commit failed, its %llu events "
+           "are dropped: %s",
+           (unsigned long long)(pos - sp->committed), err);
+    aq_error_set(&why, AQ_ERR_INTERNAL, "store: postgres: %s", err);
+    settle(sp, pos, &why);
+}
+
+/* ---- the session: migrate, lock, read ---- */
+
+static void session_start(struct store_pg *sp);
+
+static void set_fatal(struct store_pg *sp, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+static void
+set_fatal(struct store_pg *sp, const char *fmt, ...)
+{
+    char msg[sizeof sp->why];
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    if (!sp->is_restored) {
+        aq_error_set(&sp->fatal, AQ_ERR_INTERNAL, "%s", msg);
+        return;
+    }
+    /* After start: logged, tried again (the lock) after a while. */
+    aq_log(AQ_LOG_ERROR, "%s; trying again in 5 s", msg);
+    snprintf(sp->why, sizeof sp->why, "%s", msg);
+    struct timeval five = {5, 0};
+    evtimer_add(sp->retry_ev, &five);
+}
+
+static void
+noop_cb(void *arg, const PGresult *res, const char *err)
+{
+}
+
+static void read_chunk(struct store_pg *sp);
+
+static int64_t
+col_i64(const PGresult *res, int row, int col)
+{
+    return PQgetisnull(res, row, col)
+               ? 0
+               : strtoll(PQgetvalue(res, row, col), NULL, 10);
+}
+
+static struct aq_jstr
+col_str(const PGresult *res, int row, int col)
+{
+    if (PQgetisnull(res, row, col))
+        return (struct aq_jstr){NULL, 0};
+    return (struct aq_jstr){PQgetvalue(res, row, col),
+                            (uint32_t)PQgetlength(res, row, col)};
+}
+
+/* after's text "{1,2}" as journal bytes (8 each, little-endian). */
+static unsigned char *
+after_bytes(const char *text, uint32_t *len)
+{
+    size_t n = 0, cap = 8;
+    unsigned char *out = xmalloc(cap * 8);
+    const char *p = text + (*text == '{');
+
+    while (*p != '\0' && *p != '}') {
+        char *end;
+        uint64_t id = strtoull(p, &end, 10);
+
+        if (end == p)
+            break;
+        if (n == cap)
+            out = xreallocarray(out, cap *= 2, 8);
+        for (int k = 0; k < 8; k++)
+            out[n * 8 + k] = (unsigned char)(id >> (8 * k));
+        n++;
+        p = end + (*end == ',');
+    }
+    *len = (uint32_t)(n * 8);
+    return out;
+}
+
+/* One row of S.jobs (in the order of sql_read) into the broker. */
+static int
+restore_row(struct store_pg *sp, const PGresult *res, int row)
+{
+    struct aq_jrec r = {0};
+    int64_t state = col_i64(res, row, 3);
+    unsigned char *after = NULL;
+    struct aq_job *j;
+
+    r.id = (uint64_t)col_i64(res, row, 0);
+    r.queue = col_str(res, row, 1);
+    r.kind = (uint8_t)col_i64(res, row, 2);
+    if (r.id == 0 || state < 0 || state > 6 || r.kind > AQ_KIND_REMOTE) {
+        aq_error_set(&sp->fatal, AQ_ERR_INTERNAL,
+                     "store: postgres: job %llu: malformed row",
+                     (unsigned long long)r.id);
+        return -1;
+    }
+    r.state = pg_state_to[state];
+    r.type = aq_job_state_is_finished(store_state_from[r.state]) ? AQ_JREC_END
+                                                                 : AQ_JREC_PUT;
+    r.priority = (int32_t)col_i64(res, row, 4);
+    r.due_us = col_i64(res, row, 5);
+    r.attempts = (uint16_t)col_i64(res, row, 6);
+    r.retries = (int32_t)col_i64(res, row, 7);
+    r.retried = (uint32_t)col_i64(res, row, 8);
+    r.timeout_us = col_i64(res, row, 9);
+    r.created_us = col_i64(res, row, 10);
+    r.started_us = col_i64(res, row, 11);
+    r.finished_us = col_i64(res, row, 12);
+    r.key = col_str(res, row, 13);
+    r.name = col_str(res, row, 14);
+    r.batch = col_str(res, row, 15);
+    if (!PQgetisnull(res, row, 16)) {
+        after = after_bytes(PQgetvalue(res, row, 16), &r.after.len);
+        r.after.p = (const char *)after;
+    }
+    r.after_policy = (uint8_t)col_i64(res, row, 17);
+    r.args = col_str(res, row, 18);
+    r.result = col_str(res, row, 19);
+    r.err_code = col_str(res, row, 20);
+    r.err_message = col_str(res, row, 21);
+    store_jrec_clamp(&r);
+    j = aq_broker_restore_find(sp->broker, r.id);
+    if (j == NULL)
+        j = aq_broker_restore_add(sp->broker, r.id, r.kind, r.queue.p,
+                                  r.queue.len, r.args.p, r.args.len);
+    store_job_fill(sp->broker, j, &r);
+    free(after);
+    if (r.id > sp->last_id)
+        sp->last_id = r.id;
+    return 0;
+}
+
+static void
+read_sched_cb(void *arg, const PGresult *res, const char *err)
+{
+    struct store_pg *sp = arg;
+
+    if (err != NULL) {
+        if (strncmp(err, "connection lost", 15) != 0)
+            set_fatal(sp, "store: postgres: reading schedules: %s", err);
+        return;
+    }
+    for (int i = 0; i < PQntuples(res); i++) {
+        uint64_t job = (uint64_t)col_i64(res, i, 2);
+
+        aq_broker_restore_schedule(sp->broker, PQgetvalue(res, i, 0),
+                                   (size_t)PQgetlength(res, i, 0),
+                                   col_i64(res, i, 1), job);
+        if (job > sp->last_id)
+            sp->last_id = job;
+    }
+    sp->phase = PH_LOCKED;
+    sp->is_restored = true;
+}
+
+static void
+read_cb(void *arg, const PGresult *res, const char *err)
+{
+    struct store_pg *sp = arg;
+    struct aq_error e;
+    int n;
+
+    if (err != NULL) {
+        if (strncmp(err, "connection lost", 15) != 0)
+            set_fatal(sp, "store: postgres: reading jobs: %s", err);
+        return;
+    }
+    n = PQntuples(res);
+    for (int i = 0; i < n; i++) {
+        if (restore_row(sp, res, i) < 0)
+            return;
+        sp->read_after = (uint64_t)col_i64(res, i, 0);
+    }
+    if (n == READ_CHUNK) {
+        read_chunk(sp);
+        return;
+    }
+    if (aq_pgconn_query(sp->conn, "aq_read_sched", sp->sql_read_sched, 0, NULL,
+                        read_sched_cb, sp, &e) == 0)
+        aq_pgconn_commit(sp->conn, noop_cb, NULL, &e);
+}
+
+static void
+read_chunk(struct store_pg *sp)
+{
+    char after[24];
+    const char *values[] = {after};
+    struct aq_error e;
+
+    snprintf(after, sizeof after, "%llu", (unsigned long long)sp->read_after);
+    if (aq_pgconn_query(sp->conn, "aq_read", sp->sql_read, 1, values, read_cb,
+                        sp, &e) == 0)
+        aq_pgconn_commit(sp->conn, noop_cb, NULL, &e);
+}
+
+static void
+locked_cb(void *arg, const PGresult *res, const char *err)
+{
+    struct store_pg *sp = arg;
+
+    if (err != NULL) {
+        if (strncmp(err, "connection lost", 15) != 0)
+            set_fatal(sp, "store: postgres: schema %s: %s", sp->schema, err);
+        return;
+    }
+    sp->why[0] = '\0';
+    aq_log(AQ_LOG_INFO, "store: postgres: %s: schema %s, node %s",
+           aq_pgconn_server(sp->conn), sp->schema, sp->node);
+    if (!sp->is_restored) {
+        sp->phase = PH_READING;
+        read_chunk(sp);
+        return;
+    }
+    sp->phase = PH_LOCKED;
+    sp->sent = sp->committed; /* everything not committed, again */
+    event_active(sp->flush_ev, EV_TIMEOUT, 0);
+}
+
+static void
+holder_cb(void *arg, const PGresult *res, const char *err)
+{
+    struct store_pg *sp = arg;
+    const char *holder =
+        err == NULL && PQntuples(res) > 0 ? PQgetvalue(res, 0, 0) : "unknown";
+
+    if (err != NULL && strncmp(err, "connection lost", 15) == 0)
+        return;
+    set_fatal(sp,
+              "store: postgres: schema %s is in use by node %s: sharing "
+              "queues between active nodes is not built yet (issue 17)",
+              sp->schema, holder);
+}
+
+static void
+lock_cb(void *arg, const PGresult *res, const char *err)
+{
+    struct store_pg *sp = arg;
+    const char *values[] = {sp->node};
+    struct aq_error e;
+
+    if (err != NULL) {
+        if (strncmp(err, "connection lost", 15) != 0)
+            set_fatal(sp, "store: postgres: schema %s: %s", sp->schema, err);
+        return;
+    }
+    if (strcmp(PQgetvalue(res, 0, 0), "t") != 0) {
+        if (aq_pgconn_query(sp->conn, NULL, sp->sql_holder, 0, NULL, holder_cb,
+                            sp, &e) == 0)
+            aq_pgconn_commit(sp->conn, noop_cb, NULL, &e);
+        return;
+    }
+    if (aq_pgconn_query(sp->conn, NULL, sp->sql_node, 1, values, NULL, NULL,
+                        &e) == 0)
+        aq_pgconn_commit(sp->conn, locked_cb, sp, &e);
+}
+
+static void
+take_lock(struct store_pg *sp)
+{
+    char *sql =
+        xasprintf("SELECT pg_try_advisory_lock(%" PRId64 ")", sp->lock_key);
+    struct aq_error e;
+
+    sp->phase = PH_LOCKING;
+    if (aq_pgconn_query(sp->conn, NULL, sql, 0, NULL, lock_cb, sp, &e) == 0)
+        aq_pgconn_commit(sp->conn, noop_cb, NULL, &e);
+    free(sql);
+}
+
+static void
+migrated_cb(void *arg, const PGresult *res, const char *err)
+{
+    struct store_pg *sp = arg;
+
+    if (err != NULL) {
+        if (strncmp(err, "connection lost", 15) != 0)
+            set_fatal(sp, "store: postgres: migrating schema %s: %s",
+                      sp->schema, err);
+        return;
+    }
+    take_lock(sp);
+}
+
+static void
+version_cb(void *arg, const PGresult *res, const char *err)
+{
+    struct store_pg *sp = arg;
+    struct aq_error e;
+    char **plan;
+    size_t n;
+    int version;
+
+    if (err != NULL)
+        return; /* the commit's callback says why */
+    version = (int)strtol(PQgetvalue(res, 0, 0), NULL, 10);
+    if (aq_pg_schema_plan(sp->schema, version, &plan, &n, &e) < 0) {
+        set_fatal(sp, "%s", e.message);
+        return;
+    }
+    if (n > 0)
+        aq_log(AQ_LOG_INFO, "store: postgres: schema %s: version %d to %d",
+               sp->schema, version, aq_pg_schema_latest());
+    for (size_t i = 0; i < n; i++)
+        if (aq_pgconn_query(sp->conn, NULL, plan[i], 0, NULL, NULL, NULL, &e) <
+            0)
+            break;
+    aq_pg_sql_free(plan, n);
+    aq_pgconn_commit(sp->conn, migrated_cb, sp, &e);
+}
+
+static void
+session_start(struct store_pg *sp)
+{
+    struct aq_error e;
+    size_t n;
+    char **pre = aq_pg_schema_prelude(sp->schema, &n);
+
+    sp->phase = PH_MIGRATING;
+    for (size_t i = 0; i < n; i++)
+        if (aq_pgconn_query(sp->conn, NULL, pre[i], 0, NULL,
+                            i == n - 1 ? version_cb : NULL, sp, &e) < 0)
+            break;
+    aq_pg_sql_free(pre, n);
+}
+
+static void
+retry_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct store_pg *sp = arg;
+
+    if (aq_pgconn_is_ready(sp->conn) && sp->phase != PH_LOCKED)
+        session_start(sp);
+}
+
+static void
+ready_hook(struct aq_pgconn *c, void *arg)
+{
+    struct store_pg *sp = arg;
+
+    if (sp->connects++ > 0)
+        sp->reconnects++;
+    session_start(sp);
+}
+
+static void
+lost_hook(struct aq_pgconn *c, const char *why, void *arg)
+{
+    struct store_pg *sp = arg;
+
+    sp->phase = PH_CONNECTING;
+    sp->sent = sp->committed;
+    snprintf(sp->why, sizeof sp->why, "%s", why);
+    evtimer_del(sp->retry_ev);
+}
+
+/* ---- the ops ---- */
+
+static int
+sp_restore(struct aq_store *s, struct aq_broker *b, uint64_t *last_id,
+           bool *is_damaged, struct aq_error *err)
+{
+    struct store_pg *sp = sp_of(s);
+
+    sp->broker = b;
+    *is_damaged = false;
+    *last_id = 0;
+    /* No client is served yet: the loop runs only the session's events
+     * (and SIGTERM, unhandled yet, stops the daemon). */
+    while (!sp->is_restored && sp->fatal.code == 0)
+        event_base_loop(sp->base, EVLOOP_ONCE);
+    if (sp->fatal.code != 0) {
+        *err = sp->fatal;
+        return -1;
+    }
+    *last_id = sp->last_id;
+    return 0;
+}
+
+static int
+sp_sync(struct aq_store *s, struct aq_barrier *b, aq_barrier_cb *cb, void *arg,
+        struct aq_error *err)
+{
+    struct store_pg *sp = sp_of(s);
+
+    if (sp->committed >= sp->told)
+        return 0;
+    b->pos = sp->told;
+    b->cb = cb;
+    b->arg = arg;
+    b->is_ours = false;
+    TAILQ_INSERT_TAIL(&sp->barriers, b, link);
+    return 1;
+}
+
+static void
+sp_sync_cancel(struct aq_store *s, struct aq_barrier *b)
+{
+    TAILQ_REMOVE(&sp_of(s)->barriers, b, link);
+}
+
+static const struct aq_error *
+sp_error(const struct aq_store *s)
+{
+    return NULL; /* puts wait for the connection */
+}
+
+static const struct aq_error *
+sp_unavailable(const struct aq_store *s)
+{
+    struct store_pg *sp = sp_of((struct aq_store *)s);
+
+    if (sp->phase == PH_LOCKED && aq_pgconn_is_ready(sp->conn))
+        return NULL;
+    aq_error_set(&sp->unavail, AQ_ERR_INTERNAL, "store unavailable: %s",
+                 sp->why[0] != '\0' ? sp->why : "connecting");
+    return &sp->unavail;
+}
+
+static void
+sp_counters(const struct aq_store *s, struct aq_store_counters *out)
+{
+    const struct store_pg *sp = (const struct store_pg *)s;
+
+    out->connected = sp->phase == PH_LOCKED && aq_pgconn_is_ready(sp->conn);
+    out->commits = sp->commits;
+    out->reconnects = sp->reconnects;
+}
+
+static void
+close_timeout_cb(evutil_socket_t fd, short what, void *arg)
+{
+    *(bool *)arg = true;
+}
+
+static void
+sp_close(struct aq_store *s)
+{
+    struct store_pg *sp = sp_of(s);
+    struct pg_op *op;
+    struct pg_txn *txn;
+    bool is_late = false;
+    struct timeval wait = {CLOSE_WAIT_S, 0};
+    struct event *timer = evtimer_new(sp->base, close_timeout_cb, &is_late);
+
+    /* What was told is committed while the server answers. */
+    evtimer_add(timer, &wait);
+    event_active(sp->flush_ev, EV_TIMEOUT, 0);
+    while (sp->is_restored && sp->committed < sp->told && !is_late &&
+           sp->phase == PH_LOCKED && aq_pgconn_is_ready(sp->conn))
+        event_base_loop(sp->base, EVLOOP_ONCE);
+    event_free(timer);
+    if (sp->committed < sp->told)
+        aq_log(AQ_LOG_WARN,
+               "store: postgres: %llu events not committed at exit",
+               (unsigned long long)(sp->told - sp->committed));
+    aq_pgconn_free(sp->conn);
+    while ((op = STAILQ_FIRST(&sp->ops)) != NULL) {
+        STAILQ_REMOVE_HEAD(&sp->ops, link);
+        op_free(op);
+    }
+    while ((txn = TAILQ_FIRST(&sp->txns)) != NULL) {
+        TAILQ_REMOVE(&sp->txns, txn, link);
+        free(txn);
+    }
+    event_free(sp->flush_ev);
+    event_free(sp->retry_ev);
+    free(sp->sql_whole);
+    free(sp->sql_start);
+    free(sp->sql_requeue);
+    free(sp->sql_delete);
+    free(sp->sql_sched);
+    free(sp->sql_unsched);
+    free(sp->sql_read);
+    free(sp->sql_read_sched);
+    free(sp->sql_node);
+    free(sp->sql_holder);
+    free(sp->schema);
+    free(sp->node);
+    free(sp);
+}
+
+static const struct aq_store_ops pg_ops = {
+    .name = "postgres",
+    .restore = sp_restore,
+    .put = sp_whole,
+    .start = sp_start,
+    .requeue = sp_requeue,
+    .finish = sp_whole,
+    .forget = sp_delete,
+    .retry = sp_whole,
+    .remove = sp_delete,
+    .schedule = sp_schedule,
+    .sync = sp_sync,
+    .sync_cancel = sp_sync_cancel,
+    .error = sp_error,
+    .unavailable = sp_unavailable,
+    .counters = sp_counters,
+    .close = sp_close,
+};
+
+/* ---- SQL ---- */
+
+#define US_TIME(x) "timestamptz 'epoch' + " x " * interval '1 microsecond'"
+#define TIME_US(x) "(extract(epoch FROM " x ") * 1000000)::bigint"
+
+static const char sql_whole[] =
+    "INSERT INTO @S.jobs (id, queue, kind, state, priority, due, attempts, "
+    "retries, retried, timeout_us, created, started, finished, node, "
+    "lease_deadline, key, name, batch, after, after_policy, args, result, "
+    "error_code, error_message) "
+    "SELECT id, queue, kind, state, priority, " US_TIME(
+        "due") ", attempts, "
+               "retries, retried, timeout_us, " US_TIME("created") ", " US_TIME("started") ", " US_TIME(
+                   "finished") ", node, " US_TIME("lease") ", "
+                                                           "key, name, batch, "
+                                                           "after::bigint[], "
+                                                           "after_policy, "
+                                                           "args, result, "
+                                                           "error_code, "
+                                                           "error_message FROM "
+                                                           "unnest($1::bigint[]"
+                                                           ", $2::text[], "
+                                                           "$3::smallint[], "
+                                                           "$4::smallint[], "
+                                                           "$5::integer[], "
+                                                           "$6::bigint[], "
+                                                           "$7::integer[], "
+                                                           "$8::integer[], "
+                                                           "$9::integer[], "
+                                                           "$10::bigint[], "
+                                                           "$11::bigint[], "
+                                                           "$12::bigint[], "
+                                                           "$13::bigint[], "
+                                                           "$14::text[], "
+                                                           "$15::bigint[], "
+                                                           "$16::text[], "
+                                                           "$17::text[], "
+                                                           "$18::text[], "
+                                                           "$19::text[], "
+                                                           "$20::smallint[], "
+                                                           "$21::text[], "
+                                                           "$22::text[], "
+                                                           "$23::text[], "
+                                                           "$24::text[]) AS "
+                                                           "t(id, queue, "
+                                                           "kind, state, "
+                                                           "priority, due, "
+                                                           "attempts, retries, "
+                                                           "retried, "
+                                                           "timeout_us, "
+                                                           "created, started, "
+                                                           "finished, node, "
+                                                           "lease, key, name, "
+                                                           "batch, after, "
+                                                           "after_policy, "
+                                                           "args, result, "
+                                                           "error_code, "
+                                                           "error_message) "
+                                                           "ON CONFLICT (id) "
+                                                           "DO UPDATE SET "
+                                                           "queue = "
+                                                           "EXCLUDED.queue, "
+                                                           "kind = "
+                                                           "EXCLUDED.kind, "
+                                                           "state = "
+                                                           "EXCLUDED.state, "
+                                                           "priority = "
+                                                           "EXCLUDED.priority, "
+                                                           "due = "
+                                                           "EXCLUDED.due, "
+                                                           "attempts = "
+                                                           "EXCLUDED.attempts, "
+                                                           "retries = "
+                                                           "EXCLUDED.retries, "
+                                                           "retried = "
+                                                           "EXCLUDED.retried, "
+                                                           "timeout_us = "
+                                                           "EXCLUDED.timeout_"
+                                                           "us, created = "
+                                                           "EXCLUDED.created, "
+                                                           "started = "
+                                                           "EXCLUDED.started, "
+                                                           "finished = "
+                                                           "EXCLUDED.finished, "
+                                                           "node = "
+                                                           "EXCLUDED.node, "
+                                                           "lease_deadline = "
+                                                           "EXCLUDED.lease_"
+                                                           "deadline, key = "
+                                                           "EXCLUDED.key, name "
+                                                           "= "
+                                                           "EXCLUDED.name, "
+                                                           "batch = "
+                                                           "EXCLUDED.batch, "
+                                                           "after = "
+                                                           "EXCLUDED.after, "
+                                                           "after_policy = "
+                                                           "EXCLUDED.after_"
+                                                           "policy, args = "
+                                                           "EXCLUDED.args, "
+                                                           "result = "
+                                                           "EXCLUDED.result, "
+                                                           "error_code = "
+                                                           "EXCLUDED.error_"
+                                                           "code, "
+                                                           "error_message = "
+                                                           "EXCLUDED.error_"
+                                                           "message";
+
+static const char sql_start[] =
+    "UPDATE @S.jobs AS j SET state = 3, attempts = t.attempts, started "
+    "= " US_TIME("t.started") ", node = '@N', lease_deadline = " US_TIME(
+        "t.lease") " FROM unnest($1::bigint[], $2::integer[], $3::bigint[], "
+                   "$4::bigint[]) AS t(id, attempts, started, lease) "
+                   "WHERE j.id = t.id";
+
+static const char sql_requeue[] =
+    "UPDATE @S.jobs AS j SET state = t.state, due = " US_TIME(
+        "t.due") ", attempts = t.attempts, result = t.result, error_code = "
+                 "t.error_code, error_message = t.error_message, "
+                 "lease_deadline = NULL FROM unnest($1::bigint[], "
+                 "$2::smallint[], $3::bigint[], $4::integer[], $5::text[], "
+                 "$6::text[], $7::text[]) AS t(id, state, due, attempts, "
+                 "result, error_code, error_message) WHERE j.id = t.id";
+
+static const char sql_delete[] =
+    "DELETE FROM @S.jobs WHERE id = ANY($1::bigint[])";
+
+static const char sql_sched[] =
+    "INSERT INTO @S.schedules (name, last_fire, last_job) SELECT "
+    "name, " US_TIME(
+        "fire") ", job FROM unnest($1::text[], $2::bigint[], "
+                "$3::bigint[]) AS t(name, fire, job) ON CONFLICT (name) "
+                "DO UPDATE SET last_fire = EXCLUDED.last_fire, last_job "
+                "= EXCLUDED.last_job";
+
+static const char sql_unsched[] =
+    "DELETE FROM @S.schedules WHERE name = ANY($1::text[])";
+
+static const char sql_read[] =
+    "SELECT id, queue, kind, state, priority, " TIME_US(
+        "due") ", attempts, "
+               "retries, retried, timeout_us, " TIME_US("created") ", " TIME_US(
+                   "started") ", " TIME_US("finished") ", key, name, batch, "
+                                                       "after, "
+                                                       "after_policy, args, "
+                                                       "result, "
+                                                       "error_code, "
+                                                       "error_message FROM "
+                                                       "@S.jobs WHERE id > $1 "
+                                                       "ORDER BY "
+                                                       "id LIMIT 5000";
+
+static const char sql_read_sched[] =
+    "SELECT name, " TIME_US("last_fire") ", last_job FROM @S.schedules";
+
+static const char sql_node[] =
+    "INSERT INTO @S.nodes (node, started, seen) VALUES ($1, now(), now()) "
+    "ON CONFLICT (node) DO UPDATE SET started = now(), seen = now()";
+
+static const char sql_holder[] =
+    "SELECT node FROM @S.nodes ORDER BY started DESC NULLS LAST LIMIT 1";
+
+/* ---- public ---- */
+
+/* tmpl with its schema, and '@N' the node (a name of [A-Za-z0-9._-]). */
+static char *
+sql_with_node(const char *tmpl, const char *schema, const char *node)
+{
+    char *sql = aq_pg_sql(tmpl, schema), *at = strstr(sql, "@N"), *out;
+
+    out = xasprintf("%.*s%s%s", (int)(at - sql), sql, node, at + 2);
+    free(sql);
+    return out;
+}
+
+struct aq_store *
+aq_store_pg_open(struct event_base *base, const char *conninfo,
+                 const char *schema, const char *node, struct aq_error *err)
+{
+    struct store_pg *sp = xcalloc(1, sizeof *sp);
+    static const struct aq_pgconn_hooks hooks = {
+        .ready = ready_hook,
+        .lost = lost_hook,
+    };
+    char host[256];
+
+    sp->store.ops = &pg_ops;
+    sp->base = base;
+    sp->schema = xstrdup(schema);
+    if (node == NULL) {
+        if (gethostname(host, sizeof host) != 0)
+            snprintf(host, sizeof host, "localhost");
+        host[64] = '\0';
+        node = host;
+    }
+    sp->node = xstrdup(node);
+    sp->lock_key = aq_pg_node_lock_key(schema);
+    STAILQ_INIT(&sp->ops);
+    TAILQ_INIT(&sp->txns);
+    TAILQ_INIT(&sp->barriers);
+    sp->flush_ev = event_new(base, -1, 0, flush_cb, sp);
+    sp->retry_ev = evtimer_new(base, retry_cb, sp);
+    sp->sql_whole = aq_pg_sql(sql_whole, schema);
+    sp->sql_start = sql_with_node(sql_start, schema, sp->node);
+    sp->sql_requeue = aq_pg_sql(sql_requeue, schema);
+    sp->sql_delete = aq_pg_sql(sql_delete, schema);
+    sp->sql_sched = aq_pg_sql(sql_sched, schema);
+    sp->sql_unsched = aq_pg_sql(sql_unsched, schema);
+    sp->sql_read = aq_pg_sql(sql_read, schema);
+    sp->sql_read_sched = aq_pg_sql(sql_read_sched, schema);
+    sp->sql_node = aq_pg_sql(sql_node, schema);
+    sp->sql_holder = aq_pg_sql(sql_holder, schema);
+    snprintf(sp->why, sizeof sp->why, "connecting");
+    if ((sp->conn = aq_pgconn_new(base, conninfo, &hooks, sp, err)) == NULL) {
+        sp->is_restored = true;
+        sp_close(&sp->store);
+        return NULL;
+    }
+    return &sp->store;
+}
