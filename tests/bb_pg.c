@@ -487,6 +487,7 @@ START_TEST(sigterm_stops_asyncqd_waiting_for_its_server)
     struct log_lines lines;
     struct bbpg *s;
     struct bb_daemon *d;
+    int st;
 
     if (!bbpg_available())
         return;
@@ -495,8 +496,12 @@ START_TEST(sigterm_stops_asyncqd_waiting_for_its_server)
     lines = (struct log_lines){.d = d, .want = 1};
     ck_assert_msg(bb_poll(log_has_lines, &lines, 10000),
                   "asyncqd did not log a connect attempt in 10 s");
+    /* It stops (docs/durability.md): before the loop serves, by SIGTERM's
+     * default action, which systemd counts as a clean stop. */
     bb_signal(d, SIGTERM);
-    ck_assert_int_eq(bb_wait_exit(d, 10000), 0);
+    st = bb_wait_exit(d, 10000);
+    ck_assert_msg(st == 0 || st == 128 + SIGTERM,
+                  "asyncqd waiting for its server: exit %d at SIGTERM", st);
     bb_free(d);
     bbpg_free(s);
 }
