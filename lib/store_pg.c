@@ -11,6 +11,7 @@
  * advisory lock taken: one node per schema for now.
  */
 #include <inttypes.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -823,19 +824,37 @@ lost_hook(struct aq_pgconn *c, const char *why, void *arg)
 
 /* ---- the ops ---- */
 
+/* SIGTERM or SIGINT before the store is restored: the start fails. */
+static void
+stop_cb(evutil_socket_t sig, short what, void *arg)
+{
+    struct store_pg *sp = arg;
+
+    aq_error_set(&sp->fatal, AQ_ERR_INTERNAL,
+                 "store: postgres: stopped by %s before the store was "
+                 "restored (%s)",
+                 sig == SIGTERM ? "SIGTERM" : "SIGINT", sp->why);
+}
+
 static int
 sp_restore(struct aq_store *s, struct aq_broker *b, uint64_t *last_id,
            bool *is_damaged, struct aq_error *err)
 {
     struct store_pg *sp = sp_of(s);
+    struct event *term = evsignal_new(sp->base, SIGTERM, stop_cb, sp),
+                 *intr = evsignal_new(sp->base, SIGINT, stop_cb, sp);
 
     sp->broker = b;
     *is_damaged = false;
     *last_id = 0;
-    /* No client is served yet: the loop runs only the session's events
-     * (and SIGTERM, unhandled yet, stops the daemon). */
+    /* No client is served yet: the loop runs only the session's events,
+     * and a stop signal, until every row is read. */
+    event_add(term, NULL);
+    event_add(intr, NULL);
     while (!sp->is_restored && sp->fatal.code == 0)
         event_base_loop(sp->base, EVLOOP_ONCE);
+    event_free(term);
+    event_free(intr);
     if (sp->fatal.code != 0) {
         *err = sp->fatal;
         return -1;

@@ -90,8 +90,8 @@ db_exec(int port, const char *sql)
 
 /* The first column of the first row of sql as text ("" for none or
  * NULL), the caller's. */
-static char *
-db_text(int port, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static char *db_text(int port, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
 
 static char *
 db_text(int port, const char *fmt, ...)
@@ -145,7 +145,7 @@ await_row(int port, const char *sql, const char *want)
 }
 
 #define CONFIG                                                                 \
-    "{'store': {'kind': 'postgres', 'conninfo': 'host=127.0.0.1 port=%d "     \
+    "{'store': {'kind': 'postgres', 'conninfo': 'host=127.0.0.1 port=%d "      \
     "dbname=postgres user=postgres', 'schema': '%s', 'node': '%s'}, "          \
     "'queues': {'default': {'kind': 'echo', 'consumers': 1}, "                 \
     "'hold': {'kind': 'echo', 'consumers': 0}}}"
@@ -198,7 +198,8 @@ START_TEST(put_is_a_row_once_acknowledged_and_its_finish_too)
 
     held = bb_put_job(c, bb_jsonq("{'queue': 'hold', 'args': {'a': 1}}"), 5000);
     /* Acknowledged: the row is there, pending, with its args. */
-    got = db_text(PORT, "SELECT state || ' ' || args FROM t_put.jobs WHERE id = %lld",
+    got = db_text(PORT,
+                  "SELECT state || ' ' || args FROM t_put.jobs WHERE id = %lld",
                   (long long)held);
     ck_assert_str_eq(got, "2 {\"a\":1}");
     free(got);
@@ -223,8 +224,9 @@ START_TEST(restart_restores_pending_and_finished_jobs_and_continues_ids)
     json_t *st;
 
     a = bb_put_job(c, bb_jsonq("{'queue': 'hold', 'args': {'n': 1}}"), 5000);
-    b = bb_put_job(c, bb_jsonq("{'queue': 'hold', 'args': {'n': 2}, "
-                               "'priority': -1, 'key': 'k2'}"),
+    b = bb_put_job(c,
+                   bb_jsonq("{'queue': 'hold', 'args': {'n': 2}, "
+                            "'priority': -1, 'key': 'k2'}"),
                    5000);
     done = bb_put_job(c, bb_jsonq("{'args': {'n': 3}}"), 5000);
     bb_await_state(c, done, "done", 5000);
@@ -240,9 +242,9 @@ START_TEST(restart_restores_pending_and_finished_jobs_and_continues_ids)
     json_decref(st);
     st = bb_job_status(c, done);
     ck_assert_str_eq(json_string_value(json_object_get(st, "state")), "done");
-    ck_assert_int_eq(json_integer_value(json_object_get(
-                         json_object_get(st, "result"), "n")),
-                     3);
+    ck_assert_int_eq(
+        json_integer_value(json_object_get(json_object_get(st, "result"), "n")),
+        3);
     json_decref(st);
     /* The key names its live job again: a put with it is a duplicate. */
     st = bb_result(c, "put",
@@ -322,7 +324,8 @@ START_TEST(server_stopped_nowait_refused_put_waits_until_it_is_back)
     /* Refused at once, -32603 naming why, once the loss is seen. */
     ck_assert(bb_poll(nowait_refused, &r, 10000));
     /* A put without nowait is not acknowledged while the server is away. */
-    id = bb_send_call(c, "put", bb_jsonq("{'queue': 'hold', 'args': {'w': 1}}"));
+    id =
+        bb_send_call(c, "put", bb_jsonq("{'queue': 'hold', 'args': {'w': 1}}"));
     reply = bb_wait_reply(c, id, 300);
     ck_assert_ptr_null(reply);
     pg_sh("restart", dir, NULL);
@@ -352,11 +355,12 @@ bb_pgstore_suite(void)
     tcase_set_timeout(tc, 120);
     tcase_add_unchecked_fixture(tc, suite_setup, suite_teardown);
     tcase_add_test(tc, put_is_a_row_once_acknowledged_and_its_finish_too);
-    tcase_add_test(tc,
-                   restart_restores_pending_and_finished_jobs_and_continues_ids);
+    tcase_add_test(
+        tc, restart_restores_pending_and_finished_jobs_and_continues_ids);
     tcase_add_test(tc, newer_schema_is_refused_at_start);
     tcase_add_test(tc, second_node_on_a_schema_is_refused);
-    tcase_add_test(tc, server_stopped_nowait_refused_put_waits_until_it_is_back);
+    tcase_add_test(tc,
+                   server_stopped_nowait_refused_put_waits_until_it_is_back);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -13,7 +13,9 @@
 #include <check.h>
 
 #include "error.h"
+#include "job.h"
 #include "pg_schema.h"
+#include "store-internal.h"
 #include "suites.h"
 #include "testutil.h"
 
@@ -141,6 +143,79 @@ START_TEST(lock_keys_are_stable_and_distinct)
 }
 END_TEST
 
+/* ---- the job <-> whole record mapping the stores share ---- */
+
+START_TEST(finished_job_round_trips_through_its_whole_record)
+{
+    struct aq_job *j = aq_job_new(42, AQ_KIND_ECHO, "{\"a\":1}", 7), *back;
+    struct aq_job_ext *x = aq_job_ext(j);
+    static const uint64_t after[] = {7, 9};
+    unsigned char *abuf;
+    struct aq_jrec r;
+
+    j->state = AQ_JOB_FAILED;
+    j->attempts = 3;
+    j->qi.priority = -5;
+    j->created_us = 1000;
+    x->started_us = 2000;
+    x->finished_us = 3000;
+    x->retries = 2;
+    x->timeout_us = 4000000;
+    x->retried = 1;
+    x->name = strdup("nm");
+    x->batch = strdup("b1");
+    x->err_code = strdup("exit");
+    x->err_message = strdup("status 1");
+    x->deps = aq_job_deps_new(after, 2, AQ_AFTER_FINISHED);
+    store_job_whole(j, "q", &r, &abuf);
+    ck_assert_int_eq(r.type, AQ_JREC_END);
+    ck_assert_int_eq(r.state, STORE_FAILED);
+    ck_assert_uint_eq(r.after.len, 16);
+    ck_assert(store_jrec_whole_fits(&r));
+    ck_assert(!store_jrec_clamp(&r));
+    back = aq_job_new(42, AQ_KIND_ECHO, r.args.p, r.args.len);
+    store_job_fill(NULL, back, &r); /* no key: the broker is not asked */
+    free(abuf);
+    ck_assert_int_eq(back->state, AQ_JOB_FAILED);
+    ck_assert_int_eq(back->attempts, 3);
+    ck_assert_int_eq(back->qi.priority, -5);
+    ck_assert_int_eq(back->created_us, 1000);
+    ck_assert_int_eq(back->ext->started_us, 2000);
+    ck_assert_int_eq(back->ext->finished_us, 3000);
+    ck_assert_uint_eq(back->ext->retried, 1);
+    ck_assert_str_eq(back->ext->name, "nm");
+    ck_assert_str_eq(back->ext->batch, "b1");
+    ck_assert_str_eq(back->ext->err_code, "exit");
+    ck_assert_str_eq(back->ext->err_message, "status 1");
+    ck_assert_ptr_null(back->ext->key);
+    ck_assert_uint_eq(back->ext->deps->nafter, 2);
+    ck_assert_uint_eq(back->ext->deps->after[1], 9);
+    ck_assert_int_eq(back->ext->deps->policy, AQ_AFTER_FINISHED);
+    ck_assert_str_eq(back->args, "{\"a\":1}");
+    aq_job_free(j);
+    aq_job_free(back);
+}
+END_TEST
+
+START_TEST(record_values_out_of_range_are_clamped)
+{
+    struct aq_jrec r = {.type = AQ_JREC_PUT,
+                        .state = STORE_PENDING,
+                        .created_us = -5,
+                        .timeout_us = -7,
+                        .retries = -3};
+
+    ck_assert(store_jrec_clamp(&r));
+    ck_assert_int_eq(r.created_us, 0);
+    ck_assert_int_eq(r.timeout_us, -1);
+    ck_assert_int_eq(r.retries, -1);
+    r.state = STORE_DONE; /* a PUT holds an unfinished job */
+    ck_assert(!store_jrec_whole_fits(&r));
+    r.state = STORE_NSTATES;
+    ck_assert(!store_jrec_whole_fits(&r));
+}
+END_TEST
+
 Suite *
 pg_schema_suite(void)
 {
@@ -154,6 +229,10 @@ pg_schema_suite(void)
     tcase_add_test(tc, prelude_locks_creates_and_reads_the_version_last);
     tcase_add_test(tc, sql_replaces_every_schema_mark);
     tcase_add_test(tc, lock_keys_are_stable_and_distinct);
+    suite_add_tcase(s, tc);
+    tc = test_tcase_new("rows");
+    tcase_add_test(tc, finished_job_round_trips_through_its_whole_record);
+    tcase_add_test(tc, record_values_out_of_range_are_clamped);
     suite_add_tcase(s, tc);
     return s;
 }
