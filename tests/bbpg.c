@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -32,6 +33,7 @@
 
 struct bbpg {
     int port;
+    int lock_fd; /* flock on the port's lock file: ours while s lives */
     char dir[128];
     char conninfo[128];
 };
@@ -41,7 +43,6 @@ static char case_dir[64];
 static bool is_available;
 static int install_status; /* of pg.sh install: 1 (its die) is a skip */
 static char unavailable_why[512];
-static bool port_taken[PORT_COUNT];
 
 /* The last lines of the file at path (at most len - 1 bytes) into buf. */
 static void
@@ -224,21 +225,46 @@ port_in_use(int port)
     return in_use;
 }
 
+/* The lock on port's file (/tmp/asyncq-bbpg-PORT.lock), or -1 if another
+ * process (a parallel run) holds it. */
+static int
+port_lock(int port)
+{
+    char path[64];
+    int fd;
+
+    snprintf(path, sizeof path, "/tmp/asyncq-bbpg-%d.lock", port);
+    fd = open(path, O_RDONLY | O_CREAT | O_CLOEXEC, 0666);
+    ck_assert_msg(fd >= 0, "bbpg: %s: %s", path, strerror(errno));
+    if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
 struct bbpg *
 bbpg_new(void)
 {
     struct bbpg *s = calloc(1, sizeof *s);
-    int offset = (int)(getpid() % 3) * 3;
+    int offset = (int)(getpid() % PORT_COUNT);
 
     ck_assert_ptr_nonnull(s);
     ck_assert_msg(case_dir[0] != '\0', "bbpg_new: bbpg_setup did not run");
+    /* A port no other test holds (its lock, even before its server
+     * listens) and nothing listens on (a server a failed run left). */
     for (int i = 0; i < PORT_COUNT && s->port == 0; i++) {
-        int k = (offset + i) % PORT_COUNT;
+        int port = PORT_FIRST + (offset + i) % PORT_COUNT;
+        int fd = port_lock(port);
 
-        if (!port_taken[k] && !port_in_use(PORT_FIRST + k)) {
-            port_taken[k] = true;
-            s->port = PORT_FIRST + k;
+        if (fd < 0)
+            continue;
+        if (port_in_use(port)) {
+            close(fd);
+            continue;
         }
+        s->port = port;
+        s->lock_fd = fd;
     }
     ck_assert_msg(s->port != 0, "bbpg: every port of %d-%d is in use",
                   PORT_FIRST, PORT_FIRST + PORT_COUNT - 1);
@@ -301,7 +327,7 @@ bbpg_free(struct bbpg *s)
     if (pgsh(out, sizeof out, "stop", s->dir, "immediate", NULL) != 0)
         fprintf(stderr, "bbpg: stop %s: %s\n", s->dir, out);
     bb_remove_dir(s->dir);
-    port_taken[s->port - PORT_FIRST] = false;
+    close(s->lock_fd);
     free(s);
 }
 
