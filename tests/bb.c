@@ -241,13 +241,12 @@ ping_once(struct bb_daemon *d)
     return ok;
 }
 
-/* Runs the daemon of d on its config and port (0: a free one, then set)
- * and waits until it answers a ping. */
+/* Runs the daemon of d on its config and port (0: a free one, then set),
+ * without waiting. */
 static void
-run_daemon(struct bb_daemon *d)
+spawn_daemon(struct bb_daemon *d)
 {
     int lfd;
-    int64_t deadline = bb_now_ms() + START_TIMEOUT_MS;
 
     lfd = listen_socket(&d->port);
     d->has_exited = false;
@@ -256,6 +255,13 @@ run_daemon(struct bb_daemon *d)
     if (d->pid == 0)
         exec_daemon(d, lfd);
     close(lfd);
+}
+
+bool
+bb_await_up(struct bb_daemon *d, int timeout_ms)
+{
+    int64_t deadline = bb_now_ms() + timeout_ms;
+
     /* The socket is bound already: connects queue in its backlog until the
      * daemon accepts, so the first ping is answered as soon as it is up. */
     while (!ping_once(d)) {
@@ -266,14 +272,24 @@ run_daemon(struct bb_daemon *d)
             ck_abort_msg("asyncqd exited at start: %s", log);
         }
         if (bb_now_ms() > deadline)
-            ck_abort_msg("asyncqd did not answer ping within %d ms",
-                         START_TIMEOUT_MS);
+            return false;
     }
+    return true;
 }
 
-/* Starts the daemon with the config text (freed) as bb_start does. */
+/* Runs the daemon of d and waits until it answers a ping. */
+static void
+run_daemon(struct bb_daemon *d)
+{
+    spawn_daemon(d);
+    if (!bb_await_up(d, START_TIMEOUT_MS))
+        ck_abort_msg("asyncqd did not answer ping within %d ms",
+                     START_TIMEOUT_MS);
+}
+
+/* A daemon of the config text (freed), not started yet. */
 static struct bb_daemon *
-start_take(char *text)
+daemon_new(char *text)
 {
     struct bb_daemon *d = calloc(1, sizeof *d);
 
@@ -282,7 +298,29 @@ start_take(char *text)
     snprintf(d->config, sizeof d->config, "%s/asyncqd.json", d->dir);
     snprintf(d->logpath, sizeof d->logpath, "%s/asyncqd.log", d->dir);
     write_config_take(d, text);
+    return d;
+}
+
+/* Starts the daemon with the config text (freed) as bb_start does. */
+static struct bb_daemon *
+start_take(char *text)
+{
+    struct bb_daemon *d = daemon_new(text);
+
     run_daemon(d);
+    return d;
+}
+
+struct bb_daemon *
+bb_spawnq(const char *fmt, ...)
+{
+    va_list ap;
+    struct bb_daemon *d;
+
+    va_start(ap, fmt);
+    d = daemon_new(vformat(true, fmt, ap));
+    va_end(ap);
+    spawn_daemon(d);
     return d;
 }
 

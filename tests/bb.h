@@ -55,6 +55,13 @@ struct bb_daemon *bb_start(const char *config_fmt, ...)
  * that it may hold no apostrophe. */
 struct bb_daemon *bb_startq(const char *config_fmt, ...)
     __attribute__((format(printf, 1, 2)));
+/* bb_startq without waiting for the daemon to answer: for a daemon that
+ * may not serve yet. */
+struct bb_daemon *bb_spawnq(const char *config_fmt, ...)
+    __attribute__((format(printf, 1, 2)));
+/* Whether the daemon answers a ping within timeout_ms; fails the test if
+ * it exits meanwhile. */
+bool bb_await_up(struct bb_daemon *d, int timeout_ms);
 /* SIGTERM, then waits (deadline 60 s) and returns the exit status (0-255,
  * or 128+signal); frees d. Tests assert it is 0: every test covers a
  * graceful shutdown. */

@@ -31,5 +31,6 @@ Suite *bb_tls_suite(void);
 Suite *bb_rpc_suite(void);
 Suite *bb_rate_suite(void);
 Suite *bb_schedules_suite(void);
+Suite *bb_pg_suite(void);
 
 #endif

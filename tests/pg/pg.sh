@@ -15,7 +15,8 @@
 #   pg.sh promote DIR                   the standby becomes a primary
 #   pg.sh stop DIR [immediate]          stops (fast, or immediate)
 #   pg.sh restart DIR                   starts a stopped server again, data kept
-#   pg.sh kill DIR                      kill -9 of the postmaster
+#   pg.sh kill DIR                      kill -9 of the postmaster; returns once
+#                                       it and its children are gone
 #
 # ASYNCQ_PG_FSYNC=off (the default: tests) or on (benchmarks).
 set -euo pipefail
@@ -168,7 +169,20 @@ restart)
 kill)
     [[ $# -eq 1 ]] || die "usage: pg.sh kill DIR"
     [[ -f $1/data/postmaster.pid ]] || exit 0
-    kill -9 "$(head -1 "$1/data/postmaster.pid")" 2>/dev/null || true
+    pm=$(head -1 "$1/data/postmaster.pid")
+    children=$(pgrep -P "$pm" || true)
+    kill -9 "$pm" 2>/dev/null || true
+    # gone, children too (they leave at the postmaster's death): the data
+    # directory may be started again at once (pg.sh restart)
+    for _ in $(seq 1 300); do
+        alive=0
+        for p in $pm $children; do
+            kill -0 "$p" 2>/dev/null && alive=1
+        done
+        [[ $alive == 0 ]] && exit 0
+        sleep 0.05
+    done
+    die "the server of $1 did not exit within 15 s of kill -9"
     ;;
 *) die "usage: pg.sh install|bindir|start|standby|promote|stop|restart|kill ..." ;;
 esac
