@@ -328,7 +328,8 @@ journal_path(const struct aq_config *cfg)
 /* The store by store.kind: PostgreSQL, the journal at journal.path, or
  * none (jobs in memory only). The broker takes it and restores the jobs it
  * holds. Returns 0, 1 on an error (err set), 2 when the journal is damaged
- * (err says how). */
+ * (err says how), 3 when a signal stopped the daemon while the store was
+ * still connecting. */
 static int
 store_open(struct daemon *d, struct aq_error *err)
 {
@@ -339,9 +340,10 @@ store_open(struct daemon *d, struct aq_error *err)
     if (cfg->store.kind == AQ_STORE_POSTGRES) {
         store = aq_store_pg_open(d->base, cfg->store.conninfo,
                                  cfg->store.schema, cfg->store.node, err);
-        if (store == NULL ||
-            aq_broker_restore(d->broker, store, &damaged, err) < 0)
+        if (store == NULL)
             return 1;
+        if (aq_broker_restore(d->broker, store, &damaged, err) < 0)
+            return err->code == AQ_ERR_SHUTTING_DOWN ? 3 : 1;
         d->store = store;
         return 0;
     }
@@ -595,6 +597,10 @@ run(struct daemon *d)
     return 0;
 fail:
     free(token);
+    if (rc == 3) { /* stopped by a signal while the store connected */
+        aq_log(AQ_LOG_INFO, "%s", err.message);
+        return 0;
+    }
     fprintf(stderr, "asyncqd: %s\n", err.message);
     return rc;
 }

@@ -824,13 +824,14 @@ lost_hook(struct aq_pgconn *c, const char *why, void *arg)
 
 /* ---- the ops ---- */
 
-/* SIGTERM or SIGINT before the store is restored: the start fails. */
+/* SIGTERM or SIGINT before the store is restored: the daemon stops (a
+ * stop, not a failure: AQ_ERR_SHUTTING_DOWN). */
 static void
 stop_cb(evutil_socket_t sig, short what, void *arg)
 {
     struct store_pg *sp = arg;
 
-    aq_error_set(&sp->fatal, AQ_ERR_INTERNAL,
+    aq_error_set(&sp->fatal, AQ_ERR_SHUTTING_DOWN,
                  "store: postgres: stopped by %s before the store was "
                  "restored (%s)",
                  sig == SIGTERM ? "SIGTERM" : "SIGINT", sp->why);
