@@ -11,8 +11,8 @@
 //       database (graphile-worker: its row deleted; pg-boss: state
 //       'completed'), polled every 2 ms once the workers have run all N.
 //   node peers.mjs CONNINFO graphile|pgboss latency N RATE
-//       one producer offers RATE single puts/s (addJob / send), open loop,
-//       N jobs; the 2 worker processes note put -> handler end (monotonic
+//       one producer offers RATE single puts/s (addJob / send), at most 256
+//       in flight, N jobs; the 2 worker processes note put -> handler end (monotonic
 //       clock, shared by the processes of one machine). The peers' figure
 //       stops before their completion is written, so it flatters them.
 //
@@ -29,7 +29,7 @@ import pg from 'pg';
 
 const [conninfo, system, mode, nArg, rateArg, role] = process.argv.slice(2);
 const N = Number(nArg), RATE = Number(rateArg || 0);
-const QUEUE = 'echo', PRODUCERS = 4, CHUNK = 100, WORKERS = 2;
+const QUEUE = 'echo', PRODUCERS = 4, CHUNK = 100, WORKERS = 2, WINDOW = 256;
 const payload = { p: 'x'.repeat(100) };
 const now = () => process.hrtime.bigint(); // CLOCK_MONOTONIC: shared across processes
 
@@ -165,10 +165,17 @@ async function main() {
                 await prod.bulk(Math.min(CHUNK, share - sent));
         }));
     } else {
-        const inflight = [];
+        // At most WINDOW puts in flight, as asyncq-bench -P 256: a system
+        // that cannot take RATE falls behind (puts_per_s says so) rather
+        // than queueing without bound in its connection pool.
+        const inflight = new Set();
         for (let sent = 0; sent < N;) {
             const due = Math.min(N, Math.floor(Number(now() - t0) / 1e9 * RATE) + 1);
-            while (sent < due) { inflight.push(prod.one(now())); sent++; }
+            while (sent < due && inflight.size < WINDOW) {
+                const p = prod.one(now()).finally(() => inflight.delete(p));
+                inflight.add(p);
+                sent++;
+            }
             await new Promise((r) => setTimeout(r, 1));
         }
         await Promise.all(inflight);
