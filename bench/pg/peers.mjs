@@ -17,7 +17,8 @@
 //       stops before their completion is written, so it flatters them.
 //
 // Prints one JSON line: {"system","mode","jobs","seconds","jobs_per_s",
-// "puts_per_s" (the rate the puts were accepted at),"p50_us","p99_us"}. Each run starts from an empty schema (dropped first).
+// "puts_per_s" (the rate the puts were accepted at),"p50_us","p99_us" (put
+// -> done), "ack_p50_us","ack_p99_us" (put call -> resolved: committed)}. Each run starts from an empty schema (dropped first).
 // Worker settings (documented in bench/RESULTS.md):
 //   graphile-worker: concurrency 16, localQueue.size 64,
 //                    completeJobBatchDelay 0 (docs' "performance" page)
@@ -141,7 +142,7 @@ async function main() {
     await SYS.reset(db);
     const prod = await SYS.producer(); // creates the schema before the workers start
     let done = 0, wake = null;
-    const lat = [];
+    const lat = [], ack = [];
     const workers = [];
     for (let i = 0; i < WORKERS; i++) {
         const w = fork(fileURLToPath(import.meta.url),
@@ -172,7 +173,9 @@ async function main() {
         for (let sent = 0; sent < N;) {
             const due = Math.min(N, Math.floor(Number(now() - t0) / 1e9 * RATE) + 1);
             while (sent < due && inflight.size < WINDOW) {
-                const p = prod.one(now()).finally(() => inflight.delete(p));
+                const t = now();
+                const p = prod.one(t).then(() => ack.push(Number(now() - t) / 1000))
+                    .finally(() => inflight.delete(p));
                 inflight.add(p);
                 sent++;
             }
@@ -196,11 +199,13 @@ async function main() {
     await Promise.all(workers.map((w) => new Promise((r) => w.on('exit', r))));
     await prod.close();
     await db.end();
+    const pct = (v, q) => v.length ? v[Math.min(v.length - 1, Math.floor(q * v.length))] : 0;
     lat.sort((a, b) => a - b);
-    const pct = (q) => lat.length ? lat[Math.min(lat.length - 1, Math.floor(q * lat.length))] : 0;
+    ack.sort((a, b) => a - b);
     console.log(JSON.stringify({
         system, mode, jobs: N, seconds: Number(seconds.toFixed(3)),
-        jobs_per_s: Math.round(N / seconds), puts_per_s: Math.round(N / putSeconds), p50_us: Math.round(pct(0.5)), p99_us: Math.round(pct(0.99)),
+        jobs_per_s: Math.round(N / seconds), puts_per_s: Math.round(N / putSeconds), p50_us: Math.round(pct(lat, 0.5)), p99_us: Math.round(pct(lat, 0.99)),
+        ack_p50_us: Math.round(pct(ack, 0.5)), ack_p99_us: Math.round(pct(ack, 0.99)),
     }));
     process.exit(0);
 }
