@@ -2,6 +2,8 @@
 /*
  * lib/pgconn.c: a libpq session on the libevent loop (see pgconn.h). The
  * state is one of: waiting (no PGconn; the timer is the backoff),
+ * resolving (the conninfo's host names looked up by evdns, not by
+ * libpq, whose getaddrinfo blocks; the timer is their deadline),
  * connecting (PQconnectPoll on each event; the timer is the per-host
  * connect timeout) and ready (pipeline mode, non-blocking). In ready, the
  * pending FIFO holds one entry per request sent (prepare, statement,
@@ -13,12 +15,18 @@
  */
 #include "pgconn.h"
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/queue.h>
+#include <sys/socket.h>
 
+#include <event2/dns.h>
 #include <event2/event.h>
+#include <event2/util.h>
 
 #include "error.h"
 #include "log.h"
@@ -30,6 +38,7 @@
 
 enum state {
     STATE_WAITING,
+    STATE_RESOLVING, /* the timer is the deadline of the lookups */
     STATE_CONNECTING,
     STATE_READY,
 };
@@ -59,6 +68,44 @@ struct prepared {
     uint64_t txn; /* the transaction (c->txn) its Parse went in */
 };
 
+/* A list of servers libpq goes through: host, hostaddr and port split
+ * at their commas (NULL-terminated, strings owned; NULL when not given). */
+struct servers {
+    char **hosts, **hostaddrs, **ports;
+    int nhosts, nhostaddrs, nports;
+    int n; /* hosts one attempt goes through (1: no skipping) */
+};
+
+/* The evdns base of one aq_pgconn, created at its first host name. It
+ * lives while the aq_pgconn or one of its lookups needs it: a cancelled
+ * lookup is still called back (later, from the loop). */
+struct resolver {
+    struct evdns_base *dns;
+    int refs; /* the aq_pgconn's, and one per lookup not called back */
+};
+
+/* One lookup (one address family) of one conf host: evdns_getaddrinfo's
+ * argument. Each asks one family, so that evdns is done with the base
+ * once it called back (with both families in one, it may still touch
+ * it after: the other half's cancel). */
+struct lookup {
+    LIST_ENTRY(lookup) link;               /* c->lookups, while c has it */
+    struct aq_pgconn *c;                   /* NULL once abandoned */
+    struct resolver *rs;                   /* a reference */
+    struct evdns_getaddrinfo_request *req; /* in flight: may be cancelled */
+    int host;                              /* index in c->conf */
+    int family;                            /* AF_INET or AF_INET6 */
+    bool is_calling;                       /* inside evdns_getaddrinfo */
+    bool is_done;                          /* called back */
+};
+
+/* What the lookups of one conf host found this attempt. */
+struct found {
+    char **addrs[2]; /* numeric: IPv4 [0], IPv6 [1]; owned strv */
+    int naddrs[2];
+    char *why; /* the first failure; owned */
+};
+
 struct aq_pgconn {
     struct event_base *base;
     /* The conninfo's options but the server lists (NULL-terminated
@@ -66,17 +113,22 @@ struct aq_pgconn {
      * attempt that times out on one host goes on with the next ones. */
     char **keywords;
     char **values;
-    char **hosts, **hostaddrs, **ports; /* owned */
-    int nhosts, nhostaddrs, nports;
-    int nservers; /* hosts one attempt goes through (1: no skipping) */
-    int first;    /* this attempt's first host */
+    struct servers conf; /* as the conninfo (or PGHOST...) gives them */
+    struct servers cur;  /* this attempt's: host names resolved */
+    bool *is_name;       /* per conf host: resolved by us (NULL: none is) */
+    int first;           /* this attempt's first host (in cur) */
     struct aq_pgconn_hooks hooks;
     void *arg;
     int connect_timeout_s;
 
     enum state state;
-    PGconn *conn;     /* NULL while waiting */
-    struct event *io; /* on io_fd for io_what; NULL when none */
+    PGconn *conn;                /* NULL while waiting or resolving */
+    struct resolver *rs;         /* created at the first name */
+    LIST_HEAD(, lookup) lookups; /* in flight */
+    struct found *found;         /* per conf host, while resolving */
+    bool is_issuing;             /* starting this attempt's lookups */
+    unsigned nlookups;           /* answered so far (for tests) */
+    struct event *io;            /* on io_fd for io_what; NULL when none */
     int io_fd;
     short io_what;
     struct event *timer; /* backoff (waiting) or connect timeout */
@@ -248,12 +300,16 @@ timer_start(struct aq_pgconn *c, int ms)
     evtimer_add(c->timer, &tv);
 }
 
-/* Ends the PGconn (no callback): back to waiting, nothing pending. */
+static void resolve_abandon(struct aq_pgconn *c);
+
+/* Ends the PGconn or the lookups (no callback): back to waiting, nothing
+ * pending. */
 static void
 conn_close(struct aq_pgconn *c)
 {
     io_set(c, -1, 0);
     evtimer_del(c->timer);
+    resolve_abandon(c);
     if (c->conn != NULL) {
         PQfinish(c->conn);
         c->conn = NULL;
@@ -284,6 +340,7 @@ static void
 session_ready(struct aq_pgconn *c)
 {
     const char *host = PQhost(c->conn), *port = PQport(c->conn);
+    const char *addr = PQhostaddr(c->conn);
 
     if (PQsetnonblocking(c->conn, 1) != 0 ||
         PQenterPipelineMode(c->conn) != 1) {
@@ -302,7 +359,12 @@ session_ready(struct aq_pgconn *c)
     free(c->last_why);
     c->last_why = NULL;
     io_set(c, PQsocket(c->conn), EV_READ);
-    aq_log(AQ_LOG_INFO, "store: postgres: connected to %s", c->server);
+    if (addr != NULL && addr[0] != '\0' && host != NULL &&
+        strcmp(addr, host) != 0)
+        aq_log(AQ_LOG_INFO, "store: postgres: connected to %s (%s)", c->server,
+               addr);
+    else
+        aq_log(AQ_LOG_INFO, "store: postgres: connected to %s", c->server);
     if (c->hooks.ready != NULL) {
         busy_enter(c);
         c->hooks.ready(c, c->arg);
@@ -597,6 +659,374 @@ io_cb(evutil_socket_t fd, short what, void *arg)
         ready_io(c, what);
 }
 
+/* ---- host names, resolved by evdns ---- */
+
+static char *test_nameserver; /* aq_pgconn_test_nameserver's; owned */
+
+static char **
+strv_dup(char **v, int n)
+{
+    char **d;
+    int i;
+
+    if (v == NULL)
+        return NULL;
+    d = xcalloc(n + 1, sizeof *d);
+    for (i = 0; i < n; i++)
+        d[i] = xstrdup(v[i]);
+    return d;
+}
+
+/* Appends a copy of s to the NULL-terminated *v of *n strings. */
+static void
+strv_push(char ***v, int *n, const char *s)
+{
+    *v = xreallocarray(*v, *n + 2, sizeof **v);
+    (*v)[(*n)++] = xstrdup(s);
+    (*v)[*n] = NULL;
+}
+
+static void
+servers_free(struct servers *s)
+{
+    strv_free(s->hosts);
+    strv_free(s->hostaddrs);
+    strv_free(s->ports);
+    memset(s, 0, sizeof *s);
+}
+
+static void
+servers_copy(struct servers *d, const struct servers *s)
+{
+    *d = *s;
+    d->hosts = strv_dup(s->hosts, s->nhosts);
+    d->hostaddrs = strv_dup(s->hostaddrs, s->nhostaddrs);
+    d->ports = strv_dup(s->ports, s->nports);
+}
+
+/* Whether libpq would look h up by name (getaddrinfo, blocking): not
+ * empty, not a socket directory ('/' or '@', as libpq decides), not an
+ * address literal (IPv4 in any form inet_aton takes; anything with a ':'
+ * is IPv6, with a zone or not). */
+static bool
+host_is_name(const char *h)
+{
+    struct in_addr a;
+
+    return h[0] != '\0' && h[0] != '/' && h[0] != '@' &&
+           strchr(h, ':') == NULL && inet_aton(h, &a) == 0;
+}
+
+/* Whether name is in the reserved top-level domain "invalid", which
+ * resolvers answer as not existing without asking (RFC 6761 6.4). */
+static bool
+name_is_invalid(const char *name)
+{
+    size_t len = strlen(name);
+
+    if (len > 0 && name[len - 1] == '.')
+        len--;
+    return (len == 7 && strncasecmp(name, "invalid", 7) == 0) ||
+           (len > 8 && strncasecmp(name + len - 8, ".invalid", 8) == 0);
+}
+
+/* c's resolver, created at its first use; NULL when evdns cannot make
+ * one. */
+static struct resolver *
+resolver_get(struct aq_pgconn *c)
+{
+    struct evdns_base *dns;
+
+    if (c->rs != NULL)
+        return c->rs;
+    if (test_nameserver != NULL) {
+        dns = evdns_base_new(c->base, EVDNS_BASE_DISABLE_WHEN_INACTIVE);
+        if (dns != NULL &&
+            evdns_base_nameserver_ip_add(dns, test_nameserver) != 0) {
+            evdns_base_free(dns, 0);
+            dns = NULL;
+        }
+    } else {
+        dns = evdns_base_new(c->base, EVDNS_BASE_INITIALIZE_NAMESERVERS |
+                                          EVDNS_BASE_DISABLE_WHEN_INACTIVE);
+        if (dns == NULL) {
+            /* No usable resolv.conf: /etc/hosts still answers. */
+            aq_log(AQ_LOG_WARN, "store: postgres: no DNS servers configured "
+                                "(/etc/resolv.conf); only /etc/hosts "
+                                "resolves");
+            dns = evdns_base_new(c->base, EVDNS_BASE_DISABLE_WHEN_INACTIVE);
+            if (dns != NULL)
+                evdns_base_load_hosts(dns, NULL);
+        }
+    }
+    if (dns == NULL)
+        return NULL;
+    c->rs = xcalloc(1, sizeof *c->rs);
+    c->rs->dns = dns;
+    c->rs->refs = 1;
+    return c->rs;
+}
+
+/* Drops a reference; the last frees the evdns base. Each lookup asks
+ * one family, so once its callback ran evdns no longer needs the base
+ * for it. */
+static void
+resolver_unref(struct resolver *rs)
+{
+    if (rs == NULL || --rs->refs > 0)
+        return;
+    evdns_base_free(rs->dns, 0);
+    free(rs);
+}
+
+static void
+lookup_free(struct lookup *lk)
+{
+    resolver_unref(lk->rs);
+    free(lk);
+}
+
+static void
+found_free(struct aq_pgconn *c)
+{
+    int i;
+
+    if (c->found == NULL)
+        return;
+    for (i = 0; i < c->conf.nhosts; i++) {
+        strv_free(c->found[i].addrs[0]);
+        strv_free(c->found[i].addrs[1]);
+        free(c->found[i].why);
+    }
+    free(c->found);
+    c->found = NULL;
+}
+
+/* Cancels the lookups in flight: their callbacks (later, from the loop)
+ * only free them. */
+static void
+lookups_cancel(struct aq_pgconn *c)
+{
+    struct lookup *lk;
+
+    while ((lk = LIST_FIRST(&c->lookups)) != NULL) {
+        LIST_REMOVE(lk, link);
+        lk->c = NULL;
+        if (lk->req != NULL)
+            evdns_getaddrinfo_cancel(lk->req);
+    }
+}
+
+static void
+resolve_abandon(struct aq_pgconn *c)
+{
+    lookups_cancel(c);
+    found_free(c);
+}
+
+/* A host's lookup answered: its addresses, or why not. */
+static void
+found_add(struct aq_pgconn *c, const struct lookup *lk, int result,
+          const struct evutil_addrinfo *res)
+{
+    struct found *f = &c->found[lk->host];
+    int k = lk->family == AF_INET6;
+    char buf[INET6_ADDRSTRLEN];
+
+    c->nlookups++;
+    if (result != 0) {
+        /* "no address" of one family says less than the other's error */
+        if (f->why == NULL && result != EVUTIL_EAI_NODATA)
+            f->why = xasprintf("cannot resolve %s: %s", c->conf.hosts[lk->host],
+                               evutil_gai_strerror(result));
+        return;
+    }
+    for (; res != NULL; res = res->ai_next) {
+        const void *a =
+            res->ai_family == AF_INET
+                ? (const void *)&((struct sockaddr_in *)res->ai_addr)->sin_addr
+                : (const void *)&((struct sockaddr_in6 *)res->ai_addr)
+                      ->sin6_addr;
+
+        if (res->ai_family != lk->family ||
+            inet_ntop(res->ai_family, a, buf, sizeof buf) == NULL)
+            continue;
+        strv_push(&f->addrs[k], &f->naddrs[k], buf);
+    }
+}
+
+static void attempt_start(struct aq_pgconn *c, int first);
+
+/* Every lookup of this attempt answered (or was given up): the attempt
+ * goes through the conninfo's hosts in order, a name as one entry per
+ * address (IPv4 first), with hostaddr set, and without the names that
+ * did not resolve. None left: the attempt failed, saying why. */
+static void
+resolve_done(struct aq_pgconn *c)
+{
+    const struct servers *f = &c->conf;
+    struct servers *s = &c->cur;
+    char *why = NULL;
+    int i, k, j;
+
+    evtimer_del(c->timer);
+    servers_free(s);
+    for (i = 0; i < f->nhosts; i++) {
+        const char *port = f->nports > 1 ? f->ports[i] : NULL;
+
+        if (!c->is_name[i]) {
+            strv_push(&s->hosts, &s->nhosts, f->hosts[i]);
+            strv_push(&s->hostaddrs, &s->nhostaddrs,
+                      f->nhostaddrs > 0 ? f->hostaddrs[i] : "");
+            if (port != NULL)
+                strv_push(&s->ports, &s->nports, port);
+            continue;
+        }
+        for (k = 0; k < 2; k++) {
+            for (j = 0; j < c->found[i].naddrs[k]; j++) {
+                strv_push(&s->hosts, &s->nhosts, f->hosts[i]);
+                strv_push(&s->hostaddrs, &s->nhostaddrs,
+                          c->found[i].addrs[k][j]);
+                if (port != NULL)
+                    strv_push(&s->ports, &s->nports, port);
+            }
+        }
+    }
+    s->n = s->nhosts;
+    if (f->nports == 1) {
+        s->ports = strv_dup(f->ports, 1);
+        s->nports = 1;
+    }
+    for (i = 0; i < f->nhosts; i++) {
+        struct found *fd = &c->found[i];
+        char *w, *joined;
+
+        if (!c->is_name[i] || fd->naddrs[0] + fd->naddrs[1] > 0)
+            continue;
+        w = fd->why != NULL
+                ? xstrdup(fd->why)
+                : xasprintf("cannot resolve %s: no address", f->hosts[i]);
+        if (s->n > 0)
+            aq_log(AQ_LOG_WARN, "store: postgres: %s: trying the other hosts",
+                   w);
+        joined = why != NULL ? xasprintf("%s; %s", why, w) : xstrdup(w);
+        free(why);
+        free(w);
+        why = joined;
+    }
+    found_free(c);
+    if (s->n == 0) {
+        session_lost(c, why != NULL ? why : "no host to connect to");
+        free(why);
+        return;
+    }
+    free(why);
+    attempt_start(c, 0);
+}
+
+static void
+lookup_cb(int result, struct evutil_addrinfo *res, void *arg)
+{
+    struct lookup *lk = arg;
+    struct aq_pgconn *c = lk->c;
+
+    lk->req = NULL; /* evdns frees it after this returns */
+    lk->is_done = true;
+    if (c != NULL) {
+        LIST_REMOVE(lk, link);
+        found_add(c, lk, result, res);
+    }
+    if (res != NULL)
+        evutil_freeaddrinfo(res);
+    if (!lk->is_calling)
+        lookup_free(lk); /* else resolve_start does */
+    if (c != NULL && !c->is_issuing && LIST_EMPTY(&c->lookups))
+        resolve_done(c);
+}
+
+/* No answer for connect_timeout: the names not resolved yet give up. */
+static void
+resolve_timeout(struct aq_pgconn *c)
+{
+    struct lookup *lk;
+
+    LIST_FOREACH (lk, &c->lookups, link) {
+        struct found *f = &c->found[lk->host];
+
+        free(f->why);
+        f->why = xasprintf("cannot resolve %s: timeout expired after %d s",
+                           c->conf.hosts[lk->host], c->connect_timeout_s);
+    }
+    lookups_cancel(c);
+    resolve_done(c);
+}
+
+/* Looks the conninfo's host names up (A and AAAA each), under the
+ * connect_timeout; the attempt follows once all answered. Answers from
+ * /etc/hosts come before evdns_getaddrinfo returns. */
+static void
+resolve_start(struct aq_pgconn *c)
+{
+    struct resolver *rs = resolver_get(c);
+    struct evutil_addrinfo hints = {0};
+    int i, k;
+
+    c->state = STATE_RESOLVING;
+    c->found = xcalloc(c->conf.nhosts, sizeof *c->found);
+    timer_start(c, c->connect_timeout_s * 1000);
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_protocol = IPPROTO_TCP;
+    c->is_issuing = true;
+    for (i = 0; i < c->conf.nhosts; i++) {
+        const char *name = c->conf.hosts[i];
+
+        if (!c->is_name[i])
+            continue;
+        if (rs == NULL || name_is_invalid(name)) {
+            c->found[i].why =
+                xasprintf("cannot resolve %s: %s", name,
+                          rs == NULL ? "no resolver"
+                                     : evutil_gai_strerror(EVUTIL_EAI_NONAME));
+            continue;
+        }
+        for (k = 0; k < 2; k++) {
+            struct lookup *lk = xcalloc(1, sizeof *lk);
+            struct evdns_getaddrinfo_request *req;
+
+            hints.ai_family = k == 0 ? AF_INET : AF_INET6;
+            lk->c = c;
+            lk->rs = rs;
+            rs->refs++;
+            lk->host = i;
+            lk->family = hints.ai_family;
+            LIST_INSERT_HEAD(&c->lookups, lk, link);
+            lk->is_calling = true;
+            req = evdns_getaddrinfo(rs->dns, name, NULL, &hints, lookup_cb, lk);
+            lk->is_calling = false;
+            if (lk->is_done)
+                lookup_free(lk);
+            else
+                lk->req = req;
+        }
+    }
+    c->is_issuing = false;
+    if (LIST_EMPTY(&c->lookups))
+        resolve_done(c);
+}
+
+void
+aq_pgconn_test_nameserver(const char *addr)
+{
+    free(test_nameserver);
+    test_nameserver = addr != NULL ? xstrdup(addr) : NULL;
+}
+
+unsigned
+aq_pgconn_lookups(const struct aq_pgconn *c)
+{
+    return c != NULL ? c->nlookups : 0;
+}
+
 /* list[first..n) joined with commas; owned by the caller. */
 static char *
 list_join(char **list, int n, int first)
@@ -616,10 +1046,11 @@ list_join(char **list, int n, int first)
     return s;
 }
 
-/* A new PGconn for hosts first.. of the conninfo. */
+/* A new PGconn for hosts first.. of this attempt's list. */
 static PGconn *
 conn_start(struct aq_pgconn *c, int first)
 {
+    const struct servers *s = &c->cur;
     const char **kw, **val;
     char *lists[3] = {NULL, NULL, NULL};
     size_t n = 0, i;
@@ -633,18 +1064,18 @@ conn_start(struct aq_pgconn *c, int first)
         kw[i] = c->keywords[i];
         val[i] = c->values[i];
     }
-    if (c->nhosts > 0) {
+    if (s->nhosts > 0) {
         kw[n] = "host";
-        val[n++] = lists[0] = list_join(c->hosts, c->nhosts, first);
+        val[n++] = lists[0] = list_join(s->hosts, s->nhosts, first);
     }
-    if (c->nhostaddrs > 0) {
+    if (s->nhostaddrs > 0) {
         kw[n] = "hostaddr";
-        val[n++] = lists[1] = list_join(c->hostaddrs, c->nhostaddrs, first);
+        val[n++] = lists[1] = list_join(s->hostaddrs, s->nhostaddrs, first);
     }
-    if (c->nports > 0) {
+    if (s->nports > 0) {
         kw[n] = "port";
         val[n++] = lists[2] =
-            list_join(c->ports, c->nports, c->nports > 1 ? first : 0);
+            list_join(s->ports, s->nports, s->nports > 1 ? first : 0);
     }
     conn = PQconnectStartParams(kw, val, 0);
     for (i = 0; i < 3; i++)
@@ -673,23 +1104,43 @@ attempt_start(struct aq_pgconn *c, int first)
     io_set(c, PQsocket(c->conn), EV_WRITE);
 }
 
-/* Which of the conninfo's hosts conn is at (libpq does not say): the
- * first from c->first whose host (or hostaddr) and port match; -1 when
- * none does. */
+/* Whether a and b are the same address literal (or string). */
+static bool
+addr_eq(const char *a, const char *b)
+{
+    unsigned char x[sizeof(struct in6_addr)], y[sizeof(struct in6_addr)];
+
+    if (inet_pton(AF_INET, a, x) == 1 && inet_pton(AF_INET, b, y) == 1)
+        return memcmp(x, y, sizeof(struct in_addr)) == 0;
+    if (inet_pton(AF_INET6, a, x) == 1 && inet_pton(AF_INET6, b, y) == 1)
+        return memcmp(x, y, sizeof(struct in6_addr)) == 0;
+    return strcmp(a, b) == 0;
+}
+
+/* Which of this attempt's hosts conn is at (libpq does not say): the
+ * first from c->first whose host (or hostaddr) and port match, and its
+ * hostaddr too when both are given (a name resolved to several addresses
+ * is one entry per address); -1 when none does. */
 static int
 current_host(const struct aq_pgconn *c)
 {
+    const struct servers *s = &c->cur;
     const char *host = PQhost(c->conn), *port = PQport(c->conn);
+    const char *addr = PQhostaddr(c->conn);
     int i;
 
-    for (i = c->first; i < c->nservers; i++) {
-        const char *h = c->nhosts > 0 ? c->hosts[i] : "";
-        const char *p = c->nports == 0   ? ""
-                        : c->nports == 1 ? c->ports[0]
-                                         : c->ports[i];
+    for (i = c->first; i < s->n; i++) {
+        const char *h = s->nhosts > 0 ? s->hosts[i] : "";
+        const char *a = s->nhostaddrs > 0 ? s->hostaddrs[i] : "";
+        const char *p = s->nports == 0   ? ""
+                        : s->nports == 1 ? s->ports[0]
+                                         : s->ports[i];
 
-        if (h[0] == '\0' && c->nhostaddrs > 0)
-            h = c->hostaddrs[i];
+        if (h[0] == '\0')
+            h = a;
+        else if (a[0] != '\0' && addr != NULL && addr[0] != '\0' &&
+                 !addr_eq(a, addr))
+            continue;
         if (host != NULL && strcmp(h, host) == 0 &&
             (p[0] == '\0' || (port != NULL && strcmp(p, port) == 0)))
             return i;
@@ -711,7 +1162,7 @@ connect_timeout(struct aq_pgconn *c)
                           host != NULL ? host : "?", port != NULL ? port : "?",
                           c->connect_timeout_s);
 
-    if (at >= 0 && at + 1 < c->nservers) {
+    if (at >= 0 && at + 1 < c->cur.n) {
         aq_log(AQ_LOG_WARN, "store: postgres: %s: trying the next host", why);
         free(why);
         io_set(c, -1, 0);
@@ -731,10 +1182,35 @@ timer_cb(evutil_socket_t fd, short what, void *arg)
 
     (void)fd;
     (void)what;
-    if (c->state == STATE_WAITING)
+    if (c->state == STATE_WAITING && c->is_name != NULL)
+        resolve_start(c);
+    else if (c->state == STATE_WAITING)
         attempt_start(c, 0);
+    else if (c->state == STATE_RESOLVING)
+        resolve_timeout(c);
     else if (c->state == STATE_CONNECTING)
         connect_timeout(c);
+}
+
+/* Marks the conf hosts that are names with no hostaddr of their own:
+ * c->is_name stays NULL when there is none (no resolver at all). */
+static void
+names_find(struct aq_pgconn *c)
+{
+    const struct servers *f = &c->conf;
+    bool any = false;
+    int i;
+
+    c->is_name = xcalloc(f->nhosts > 0 ? f->nhosts : 1, sizeof *c->is_name);
+    for (i = 0; i < f->nhosts; i++) {
+        c->is_name[i] = host_is_name(f->hosts[i]) &&
+                        (f->nhostaddrs == 0 || f->hostaddrs[i][0] == '\0');
+        any = any || c->is_name[i];
+    }
+    if (!any) {
+        free(c->is_name);
+        c->is_name = NULL;
+    }
 }
 
 struct aq_pgconn *
@@ -744,8 +1220,10 @@ aq_pgconn_new(struct event_base *base, const char *conninfo,
 {
     struct aq_pgconn *c;
     PQconninfoOption *opts, *o;
+    struct servers *f;
     char *errmsg = NULL;
     int timeout_s = CONNECT_TIMEOUT_S, n = 0;
+    bool has_service = false;
 
     opts = PQconninfoParse(conninfo, &errmsg);
     if (opts == NULL) {
@@ -757,6 +1235,8 @@ aq_pgconn_new(struct event_base *base, const char *conninfo,
         return NULL;
     }
     c = xcalloc(1, sizeof *c);
+    f = &c->conf;
+    LIST_INIT(&c->lookups);
     for (o = opts; o->keyword != NULL; o++)
         n++;
     c->keywords = xcalloc(n + 1, sizeof *c->keywords);
@@ -766,17 +1246,19 @@ aq_pgconn_new(struct event_base *base, const char *conninfo,
         if (o->val == NULL || o->val[0] == '\0')
             continue;
         if (strcmp(o->keyword, "host") == 0) {
-            c->hosts = list_split(o->val, &c->nhosts);
+            f->hosts = list_split(o->val, &f->nhosts);
             continue;
         }
         if (strcmp(o->keyword, "hostaddr") == 0) {
-            c->hostaddrs = list_split(o->val, &c->nhostaddrs);
+            f->hostaddrs = list_split(o->val, &f->nhostaddrs);
             continue;
         }
         if (strcmp(o->keyword, "port") == 0) {
-            c->ports = list_split(o->val, &c->nports);
+            f->ports = list_split(o->val, &f->nports);
             continue;
         }
+        if (strcmp(o->keyword, "service") == 0)
+            has_service = true;
         if (strcmp(o->keyword, "connect_timeout") == 0) {
             /* libpq's rule: 0 is forever (we keep ours), at least 2 s */
             int t = atoi(o->val);
@@ -788,13 +1270,33 @@ aq_pgconn_new(struct event_base *base, const char *conninfo,
         c->values[n++] = xstrdup(o->val);
     }
     PQconninfoFree(opts);
+    /* What libpq would take from the environment, taken here so that a
+     * name in PGHOST is resolved too; a service file (PGSERVICE or
+     * service=) comes before the environment in libpq: left to it. */
+    if (!has_service && getenv("PGSERVICE") == NULL) {
+        const char *e;
+
+        if (f->nhosts == 0 && (e = getenv("PGHOST")) != NULL && e[0] != '\0')
+            f->hosts = list_split(e, &f->nhosts);
+        if (f->nhostaddrs == 0 && (e = getenv("PGHOSTADDR")) != NULL &&
+            e[0] != '\0')
+            f->hostaddrs = list_split(e, &f->nhostaddrs);
+        if (f->nports == 0 && (e = getenv("PGPORT")) != NULL && e[0] != '\0')
+            f->ports = list_split(e, &f->nports);
+    }
     /* libpq's rules: host and hostaddr lists of one length, one port or
-     * one per host. Lists libpq will refuse are passed on whole, and its
-     * error is what the attempt reports. */
-    c->nservers = c->nhosts > c->nhostaddrs ? c->nhosts : c->nhostaddrs;
-    if ((c->nhosts > 0 && c->nhostaddrs > 0 && c->nhosts != c->nhostaddrs) ||
-        (c->nports > 1 && c->nports != c->nservers))
-        c->nservers = 1;
+     * one per host. Lists libpq will refuse are passed on whole (no
+     * lookup: libpq checks them first), and its error is what the
+     * attempt reports. */
+    f->n = f->nhosts > f->nhostaddrs ? f->nhosts : f->nhostaddrs;
+    if ((f->nhosts > 0 && f->nhostaddrs > 0 && f->nhosts != f->nhostaddrs) ||
+        (f->nports > 1 && f->nports != f->n))
+        f->n = 1;
+    else
+        names_find(c);
+    /* without names, every attempt goes through the conninfo's lists */
+    if (c->is_name == NULL)
+        servers_copy(&c->cur, f);
 
     c->base = base;
     if (hooks != NULL)
@@ -828,9 +1330,10 @@ destroy(struct aq_pgconn *c)
     free(c->last_why);
     strv_free(c->keywords);
     strv_free(c->values);
-    strv_free(c->hosts);
-    strv_free(c->hostaddrs);
-    strv_free(c->ports);
+    servers_free(&c->conf);
+    servers_free(&c->cur);
+    free(c->is_name);
+    resolver_unref(c->rs); /* freed once its cancelled lookups called back */
     free(c);
 }
 

@@ -13,10 +13,26 @@
  * a refusing one does in libpq; after the last the attempt failed.
  * The transaction of statements queued with no commit yet stays open on
  * the server (their results still come back: PQsendFlushRequest).
- * Known limit: libpq resolves host names itself (getaddrinfo, blocking);
- * give numeric addresses (host=127.0.0.1 or hostaddr=) to keep the loop
- * free of DNS. Messages are logged as "store: postgres: ..." (one line
- * per connect, failed attempt and lost session).
+ * Host names are resolved here, not by libpq (its getaddrinfo blocks):
+ * before each attempt, every entry of the host list that is a name (not
+ * an address literal, not a socket directory starting with '/' or '@')
+ * and has no hostaddr entry of its own is looked up with evdns (A and
+ * AAAA; /etc/hosts first, then the servers and options of
+ * /etc/resolv.conf; the TLD "invalid" fails at once, RFC 6761), and the
+ * attempt goes through the hosts in order with hostaddr set: a name as
+ * one entry per address (IPv4 ones first), each tried as libpq tries the
+ * addresses of a name; host keeps the name (TLS and Kerberos check it).
+ * A name that does not resolve is logged and left out of that attempt;
+ * when no host remains, the attempt failed with the resolver's message
+ * ("cannot resolve NAME: ...": lost hook, backoff). The lookups of an
+ * attempt are bounded by connect_timeout as a whole; those still out
+ * then give up. The environment's PGHOST/PGHOSTADDR/PGPORT are read as
+ * libpq would (unless a service file is named: hosts from a service file
+ * are resolved by libpq itself, blocking). /etc/resolv.conf and
+ * /etc/hosts are read once, at the first name. When every host is a
+ * literal or a socket, no resolver is made at all. Messages are logged
+ * as "store: postgres: ..." (one line per connect, failed attempt, name
+ * not resolved and lost session).
  */
 #ifndef AQ_PGCONN_H
 #define AQ_PGCONN_H
@@ -54,8 +70,16 @@ struct aq_pgconn *aq_pgconn_new(struct event_base *base, const char *conninfo,
 void
 aq_pgconn_free(struct aq_pgconn *c); /* NULL fine; no callback runs after */
 bool aq_pgconn_is_ready(const struct aq_pgconn *c);
-/* "host:port" of the server connected to (for logs), or NULL. */
+/* "host:port" of the server connected to (for logs), or NULL. host is
+ * the conninfo's (a name stays a name; the log line of the connect says
+ * the address too). */
 const char *aq_pgconn_server(const struct aq_pgconn *c);
+/* Lookups answered so far (one per address family and name: 0 when no
+ * host is a name). For tests and statistics. */
+unsigned aq_pgconn_lookups(const struct aq_pgconn *c);
+/* For tests: resolvers made from now on ask only the nameserver at addr
+ * ("IP" or "IP:PORT"), without /etc/hosts; NULL: back to the system's. */
+void aq_pgconn_test_nameserver(const char *addr);
 
 /* res: the statement's result (valid during the call only; PGRES_TUPLES_OK
  * or PGRES_COMMAND_OK) and err NULL; or res NULL and err: the server's

@@ -102,14 +102,14 @@ server_conninfo(void)
     return conninfo;
 }
 
-/* A TCP port on 127.0.0.1 with nothing listening: bound and kept (so no
- * one else takes it), never listened on: connecting is refused. */
+/* A socket of type bound to a port of 127.0.0.1 (kept, so that no one
+ * else takes it); the port. */
 static int
-dead_port(int *fd_out)
+loopback_port(int type, int *fd_out)
 {
     struct sockaddr_in a = {.sin_family = AF_INET};
     socklen_t len = sizeof a;
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    int fd = socket(AF_INET, type, 0);
 
     ck_assert_int_ge(fd, 0);
     a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
@@ -117,6 +117,14 @@ dead_port(int *fd_out)
     ck_assert_int_eq(getsockname(fd, (struct sockaddr *)&a, &len), 0);
     *fd_out = fd;
     return ntohs(a.sin_port);
+}
+
+/* A TCP port on 127.0.0.1 with nothing listening: never listened on,
+ * connecting is refused. */
+static int
+dead_port(int *fd_out)
+{
+    return loopback_port(SOCK_STREAM, fd_out);
 }
 
 /* A TCP port on 127.0.0.1 that accepts connections (the kernel does)
@@ -752,6 +760,132 @@ START_TEST(lost_hook_may_free)
 }
 END_TEST
 
+/* ---- host names (resolved by evdns, never by libpq) ---- */
+
+START_TEST(host_name_resolved_without_libpq)
+{
+    struct hooks_seen h;
+    struct aq_pgconn *c;
+    char ci[256], want[64];
+    struct result r;
+
+    /* a literal: no lookup at all */
+    c = connect_ready(server_conninfo(), &h);
+    ck_assert_uint_eq(aq_pgconn_lookups(c), 0);
+    aq_pgconn_free(c);
+
+    /* localhost: from /etc/hosts through evdns (A and AAAA) */
+    snprintf(ci, sizeof ci,
+             "host=localhost port=%d dbname=postgres user=postgres", pg_port);
+    c = connect_ready(ci, &h);
+    ck_assert_uint_eq(aq_pgconn_lookups(c), 2);
+    snprintf(want, sizeof want, "localhost:%d", pg_port);
+    ck_assert_str_eq(aq_pgconn_server(c), want);
+    exec_one(c, "SELECT host(inet_server_addr())", 0, NULL, &r);
+    ck_assert_str_eq(r.value, "127.0.0.1");
+    aq_pgconn_free(c);
+}
+END_TEST
+
+START_TEST(unresolvable_host_left_out_of_the_attempt)
+{
+    struct hooks_seen h;
+    struct aq_pgconn *c;
+    int fd, dead = dead_port(&fd);
+    char ci[256], want[64];
+
+    snprintf(ci, sizeof ci,
+             "host=no-such-host.invalid,127.0.0.1 port=%d,%d dbname=postgres "
+             "user=postgres",
+             dead, pg_port);
+    c = connect_ready(ci, &h);
+    snprintf(want, sizeof want, "127.0.0.1:%d", pg_port);
+    ck_assert_str_eq(aq_pgconn_server(c), want);
+    ck_assert_int_eq(h.lost, 0); /* one attempt, without the name */
+    aq_pgconn_free(c);
+    close(fd);
+}
+END_TEST
+
+START_TEST(unresolvable_host_alone_fails_and_retries)
+{
+    struct hooks_seen h = {0};
+    struct aq_error err = {0};
+    struct aq_pgconn *c;
+    char ci[256];
+    int64_t deadline = now_ms() + WAIT_MS;
+
+    snprintf(ci, sizeof ci,
+             "host=no-such-host.invalid port=%d dbname=postgres user=postgres",
+             pg_port);
+    c = aq_pgconn_new(test_base, ci, &hooks, &h, &err);
+    ck_assert_ptr_nonnull(c);
+    while (h.lost < 2 && now_ms() < deadline)
+        event_base_loop(test_base, EVLOOP_ONCE);
+    ck_assert_int_ge(h.lost, 2);
+    ck_assert_int_eq(h.ready, 0);
+    ck_assert_msg(strstr(h.why, "cannot resolve no-such-host.invalid") != NULL,
+                  "%s", h.why);
+    ck_assert_int_eq(aq_pgconn_commit(c, NULL, NULL, &err), -1);
+    ck_assert_msg(strstr(err.message, "no-such-host.invalid") != NULL, "%s",
+                  err.message);
+    aq_pgconn_free(c);
+}
+END_TEST
+
+/* A UDP port on 127.0.0.1 that never answers: a DNS server gone silent. */
+static int
+silent_udp_port(int *fd_out)
+{
+    return loopback_port(SOCK_DGRAM, fd_out);
+}
+
+START_TEST(silent_nameserver_bounded_by_connect_timeout)
+{
+    struct hooks_seen h;
+    struct aq_pgconn *c;
+    int fd, ns = silent_udp_port(&fd);
+    char ci[256], addr[64], want[64];
+    int64_t t0 = now_ms();
+
+    snprintf(addr, sizeof addr, "127.0.0.1:%d", ns);
+    aq_pgconn_test_nameserver(addr);
+    /* the name gives up after connect_timeout, the next host connects */
+    snprintf(ci, sizeof ci,
+             "host=db.example,127.0.0.1 port=%d dbname=postgres user=postgres "
+             "connect_timeout=2",
+             pg_port);
+    c = connect_ready(ci, &h);
+    ck_assert_int_ge(now_ms() - t0, 1900);
+    snprintf(want, sizeof want, "127.0.0.1:%d", pg_port);
+    ck_assert_str_eq(aq_pgconn_server(c), want);
+    ck_assert_int_eq(h.lost, 0);
+    aq_pgconn_free(c);
+
+    /* alone, it fails the attempt, naming the name */
+    snprintf(ci, sizeof ci, "host=db.example port=%d connect_timeout=2",
+             pg_port);
+    memset(&h, 0, sizeof h);
+    c = aq_pgconn_new(test_base, ci, &hooks, &h, NULL);
+    ck_assert(run_until(test_base, &h.is_lost, WAIT_MS));
+    ck_assert_msg(strstr(h.why, "cannot resolve db.example: timeout expired "
+                                "after 2 s") != NULL,
+                  "%s", h.why);
+    ck_assert_int_eq(h.ready, 0);
+    aq_pgconn_free(c);
+
+    /* freed with its lookups in flight: cancelled, nothing called */
+    memset(&h, 0, sizeof h);
+    c = aq_pgconn_new(test_base, ci, &hooks, &h, NULL);
+    run_for(test_base, 100);
+    aq_pgconn_free(c);
+    run_for(test_base, 200);
+    ck_assert_int_eq(h.lost + h.ready, 0);
+    aq_pgconn_test_nameserver(NULL);
+    close(fd);
+}
+END_TEST
+
 Suite *
 pgconn_suite(void)
 {
@@ -775,6 +909,10 @@ pgconn_suite(void)
     tcase_add_test(tc, free_with_statements_in_flight_calls_nothing);
     tcase_add_test(tc, callbacks_may_query_and_free);
     tcase_add_test(tc, lost_hook_may_free);
+    tcase_add_test(tc, host_name_resolved_without_libpq);
+    tcase_add_test(tc, unresolvable_host_left_out_of_the_attempt);
+    tcase_add_test(tc, unresolvable_host_alone_fails_and_retries);
+    tcase_add_test(tc, silent_nameserver_bounded_by_connect_timeout);
     /* last: it stops and restarts the server */
     tcase_add_test(tc, server_stop_fails_pending_then_reconnects);
     suite_add_tcase(s, tc);
