@@ -9,6 +9,11 @@
  * idempotent (upserts of whole rows, absolute updates, deletes). At each
  * connect the schema is migrated (lib/pg_schema.h) and the node's
  * advisory lock taken: one node per schema for now.
+ *
+ * Job ids are reserved in blocks in S.ids: the put of an id beyond the
+ * reserved mark raises it by ID_BLOCK in the same transaction, so ids are
+ * never given twice even once their rows are deleted, at the cost of one
+ * statement per block; a clean close gives back what was not used.
  */
 #include <inttypes.h>
 #include <signal.h>
@@ -31,6 +36,7 @@
 
 #define READ_CHUNK 5000 /* rows per SELECT at restore */
 #define CLOSE_WAIT_S 10 /* close waits that long for the last commit */
+#define ID_BLOCK 10000  /* job ids reserved at a time */
 
 enum op_kind {
     OP_WHOLE,
@@ -38,7 +44,8 @@ enum op_kind {
     OP_REQUEUE,
     OP_DELETE,
     OP_SCHED,
-    OP_UNSCHED
+    OP_UNSCHED,
+    OP_RESERVE
 };
 enum { WHOLE_NCOLS = 24, START_NCOLS = 4, REQUEUE_NCOLS = 7 };
 
@@ -68,7 +75,8 @@ struct store_pg {
     char *schema, *node;    /* owned */
     int64_t lock_key;
     char *sql_whole, *sql_start, *sql_requeue, *sql_delete, *sql_sched,
-        *sql_unsched, *sql_read, *sql_read_sched, *sql_node, *sql_holder;
+        *sql_unsched, *sql_read, *sql_read_sched, *sql_node, *sql_holder,
+        *sql_reserve, *sql_read_ids, *sql_release;
     struct aq_broker *broker; /* borrowed, from restore on */
     enum phase phase;
     bool is_restored;
@@ -81,6 +89,8 @@ struct store_pg {
     struct aq_barrier_list barriers;
     struct event *flush_ev, *retry_ev;
     uint64_t last_id;
+    uint64_t reserved;   /* the ids mark asked for (S.ids.last_id) */
+    uint64_t given;      /* the highest id written, or restored */
     uint64_t read_after; /* restore: the last id read */
     uint64_t commits, reconnects, connects;
 };
@@ -193,15 +203,35 @@ op_tell(struct store_pg *sp, struct pg_op *op)
 
 /* ---- job events ---- */
 
+/* Ids up to id are given: a block is reserved first when id is beyond the
+ * mark (told before the row, so committed with it or earlier). */
+static void
+id_given(struct store_pg *sp, uint64_t id)
+{
+    struct pg_op *op;
+
+    if (id > sp->given)
+        sp->given = id;
+    if (id <= sp->reserved)
+        return;
+    sp->reserved = id + ID_BLOCK - 1;
+    op = op_new(sp, OP_RESERVE, 1, xstrdup("ids"));
+    op->v[0] = v_i64((int64_t)sp->reserved);
+    op_tell(sp, op);
+}
+
 static void
 sp_whole(struct aq_store *s, struct aq_job *j, const char *queue)
 {
     struct store_pg *sp = sp_of(s);
-    struct pg_op *op = op_new(sp, OP_WHOLE, WHOLE_NCOLS, v_i64((int64_t)j->id));
+    struct pg_op *op;
     struct aq_jrec r;
     unsigned char *after;
-    char **v = op->v;
+    char **v;
 
+    id_given(sp, j->id);
+    op = op_new(sp, OP_WHOLE, WHOLE_NCOLS, v_i64((int64_t)j->id));
+    v = op->v;
     store_job_whole(j, queue, &r, &after);
     v[0] = v_i64((int64_t)r.id);
     v[1] = v_str(r.queue);
@@ -333,9 +363,11 @@ static const char *
 op_sql(struct store_pg *sp, enum op_kind kind, const char **name)
 {
     static const char *const names[] = {"aq_whole",  "aq_start", "aq_requeue",
-                                        "aq_delete", "aq_sched", "aq_unsched"};
+                                        "aq_delete", "aq_sched", "aq_unsched",
+                                        "aq_reserve"};
     const char *const sql[] = {sp->sql_whole,  sp->sql_start, sp->sql_requeue,
-                               sp->sql_delete, sp->sql_sched, sp->sql_unsched};
+                               sp->sql_delete, sp->sql_sched, sp->sql_unsched,
+                               sp->sql_reserve};
 
     *name = names[kind];
     return sql[kind];
@@ -599,6 +631,22 @@ restore_row(struct store_pg *sp, const PGresult *res, int row)
     return 0;
 }
 
+/* The reserved mark: ids up to it may have been given before. */
+static void
+read_ids_cb(void *arg, const PGresult *res, const char *err)
+{
+    struct store_pg *sp = arg;
+
+    if (err != NULL) {
+        if (strncmp(err, "connection lost", 15) != 0)
+            set_fatal(sp, "store: postgres: reading ids: %s", err);
+        return;
+    }
+    sp->reserved = PQntuples(res) > 0 ? (uint64_t)col_i64(res, 0, 0) : 0;
+    if (sp->reserved > sp->last_id)
+        sp->last_id = sp->reserved;
+}
+
 static void
 read_sched_cb(void *arg, const PGresult *res, const char *err)
 {
@@ -618,6 +666,7 @@ read_sched_cb(void *arg, const PGresult *res, const char *err)
         if (job > sp->last_id)
             sp->last_id = job;
     }
+    sp->given = sp->last_id;
     sp->phase = PH_LOCKED;
     sp->is_restored = true;
 }
@@ -644,7 +693,9 @@ read_cb(void *arg, const PGresult *res, const char *err)
         read_chunk(sp);
         return;
     }
-    if (aq_pgconn_query(sp->conn, "aq_read_sched", sp->sql_read_sched, 0, NULL,
+    if (aq_pgconn_query(sp->conn, NULL, sp->sql_read_ids, 0, NULL, read_ids_cb,
+                        sp, &e) == 0 &&
+        aq_pgconn_query(sp->conn, "aq_read_sched", sp->sql_read_sched, 0, NULL,
                         read_sched_cb, sp, &e) == 0)
         aq_pgconn_commit(sp->conn, noop_cb, NULL, &e);
 }
@@ -921,6 +972,39 @@ close_timeout_cb(evutil_socket_t fd, short what, void *arg)
 }
 
 static void
+released_cb(void *arg, const PGresult *res, const char *err)
+{
+    *(bool *)arg = true;
+}
+
+/* At a clean close, with everything committed, the ids reserved and not
+ * given go back (unless the mark moved meanwhile): a restart continues
+ * right after the last id given; after a crash it skips the rest of the
+ * block. */
+static void
+release_ids(struct store_pg *sp, const bool *is_late)
+{
+    char given[24], reserved[24];
+    const char *values[] = {given, reserved};
+    bool is_done = false;
+    struct aq_error e;
+
+    if (sp->given >= sp->reserved || !sp->is_restored ||
+        sp->committed < sp->told || sp->phase != PH_LOCKED ||
+        !aq_pgconn_is_ready(sp->conn))
+        return;
+    snprintf(given, sizeof given, "%llu", (unsigned long long)sp->given);
+    snprintf(reserved, sizeof reserved, "%llu",
+             (unsigned long long)sp->reserved);
+    if (aq_pgconn_query(sp->conn, NULL, sp->sql_release, 2, values, NULL, NULL,
+                        &e) < 0 ||
+        aq_pgconn_commit(sp->conn, released_cb, &is_done, &e) < 0)
+        return;
+    while (!is_done && !*is_late)
+        event_base_loop(sp->base, EVLOOP_ONCE);
+}
+
+static void
 sp_close(struct aq_store *s)
 {
     struct store_pg *sp = sp_of(s);
@@ -936,6 +1020,7 @@ sp_close(struct aq_store *s)
     while (sp->is_restored && sp->committed < sp->told && !is_late &&
            sp->phase == PH_LOCKED && aq_pgconn_is_ready(sp->conn))
         event_base_loop(sp->base, EVLOOP_ONCE);
+    release_ids(sp, &is_late);
     event_free(timer);
     if (sp->committed < sp->told)
         aq_log(AQ_LOG_WARN,
@@ -962,6 +1047,9 @@ sp_close(struct aq_store *s)
     free(sp->sql_read_sched);
     free(sp->sql_node);
     free(sp->sql_holder);
+    free(sp->sql_reserve);
+    free(sp->sql_read_ids);
+    free(sp->sql_release);
     free(sp->schema);
     free(sp->node);
     free(sp);
@@ -1149,6 +1237,18 @@ static const char sql_node[] =
 static const char sql_holder[] =
     "SELECT node FROM @S.nodes ORDER BY started DESC NULLS LAST LIMIT 1";
 
+/* Raises the reserved mark (a run holds one value, or a few). */
+static const char sql_reserve[] =
+    "UPDATE @S.ids SET last_id = GREATEST(last_id, (SELECT max(x) FROM "
+    "unnest($1::bigint[]) AS t(x)))";
+
+static const char sql_read_ids[] = "SELECT last_id FROM @S.ids";
+
+/* Gives back what was reserved and not given, if no one raised the mark
+ * meanwhile. */
+static const char sql_release[] =
+    "UPDATE @S.ids SET last_id = $1 WHERE last_id = $2";
+
 /* ---- public ---- */
 
 /* tmpl with its schema, and '@N' the node (a name of [A-Za-z0-9._-]). */
@@ -1199,6 +1299,9 @@ aq_store_pg_open(struct event_base *base, const char *conninfo,
     sp->sql_read_sched = aq_pg_sql(sql_read_sched, schema);
     sp->sql_node = aq_pg_sql(sql_node, schema);
     sp->sql_holder = aq_pg_sql(sql_holder, schema);
+    sp->sql_reserve = aq_pg_sql(sql_reserve, schema);
+    sp->sql_read_ids = aq_pg_sql(sql_read_ids, schema);
+    sp->sql_release = aq_pg_sql(sql_release, schema);
     snprintf(sp->why, sizeof sp->why, "connecting");
     if ((sp->conn = aq_pgconn_new(base, conninfo, &hooks, sp, err)) == NULL) {
         sp->is_restored = true;

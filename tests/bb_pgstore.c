@@ -10,6 +10,7 @@
  * server for the suite (a schema per test), one more for the stop tests.
  */
 #include <check.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -258,6 +259,48 @@ START_TEST(restart_restores_pending_and_finished_jobs_and_continues_ids)
 }
 END_TEST
 
+#define IDS_JOBS 5
+
+/* Ids are reserved ahead in S.ids: with every row gone (evicted, deleted
+ * by hand), a restart gives no id twice, after a clean stop or a kill. */
+START_TEST(ids_are_never_given_twice_once_their_rows_are_deleted)
+{
+    struct bb_daemon *d = start(PORT, "t_ids", "n1");
+    struct bb_conn *c = bb_connect(d);
+    json_int_t ids[IDS_JOBS], next, top;
+    char *got;
+
+    for (int i = 0; i < IDS_JOBS; i++)
+        ids[i] = bb_put_job(c, bb_jsonq("{'args': {}}"), 5000);
+    for (int i = 0; i < IDS_JOBS; i++)
+        bb_await_state(c, ids[i], "done", 5000);
+    /* The block is reserved with the first put, beyond the ids given. */
+    got = db_text(PORT, "SELECT last_id >= %lld FROM t_ids.ids",
+                  (long long)ids[IDS_JOBS - 1] + 100);
+    ck_assert_str_eq(got, "t");
+    free(got);
+    bb_close(c);
+    db_exec(PORT, "DELETE FROM t_ids.jobs");
+    bb_restart(d); /* a clean stop gives back the ids not given */
+    c = bb_connect(d);
+    next = bb_put_job(c, bb_jsonq("{'queue': 'hold', 'args': {}}"), 5000);
+    ck_assert_int_eq(next, ids[IDS_JOBS - 1] + 1);
+    bb_close(c);
+    /* A kill: the rest of the block is skipped, no id is given twice. */
+    bb_signal(d, SIGKILL);
+    ck_assert_int_eq(bb_wait_exit(d, 10000), 128 + SIGKILL);
+    bb_free(d);
+    db_exec(PORT, "DELETE FROM t_ids.jobs");
+    d = start(PORT, "t_ids", "n1");
+    c = bb_connect(d);
+    top = bb_put_job(c, bb_jsonq("{'queue': 'hold', 'args': {}}"), 5000);
+    ck_assert_int_gt(top, next);
+    ck_assert_int_le(top, next + 10000);
+    bb_close(c);
+    ck_assert_int_eq(bb_stop(d), 0);
+}
+END_TEST
+
 START_TEST(newer_schema_is_refused_at_start)
 {
     db_exec(PORT, "CREATE SCHEMA t_newer");
@@ -357,6 +400,7 @@ bb_pgstore_suite(void)
     tcase_add_test(tc, put_is_a_row_once_acknowledged_and_its_finish_too);
     tcase_add_test(
         tc, restart_restores_pending_and_finished_jobs_and_continues_ids);
+    tcase_add_test(tc, ids_are_never_given_twice_once_their_rows_are_deleted);
     tcase_add_test(tc, newer_schema_is_refused_at_start);
     tcase_add_test(tc, second_node_on_a_schema_is_refused);
     tcase_add_test(tc,
