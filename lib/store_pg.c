@@ -10,6 +10,13 @@
  * connect the schema is migrated (lib/pg_schema.h) and the node's
  * advisory lock taken: one node per schema for now.
  *
+ * While ops wait (the server is away), a row's later write replaces its
+ * earlier op not sent yet: a whole row or a delete supersedes what came
+ * before it (a start or requeue after an op not sent becomes a whole
+ * row), a schedule's fire the one before, a reservation the one before.
+ * The backlog is then one op per row touched, not one per event. Ops
+ * sent and not known committed stay as they are, for the re-send.
+ *
  * Job ids are reserved in blocks in S.ids: the put of an id beyond the
  * reserved mark raises it by ID_BLOCK in the same transaction, so ids are
  * never given twice even once their rows are deleted, at the cost of one
@@ -50,14 +57,14 @@ enum op_kind {
 enum { WHOLE_NCOLS = 24, START_NCOLS = 4, REQUEUE_NCOLS = 7 };
 
 struct pg_op {
-    STAILQ_ENTRY(pg_op) link;
+    TAILQ_ENTRY(pg_op) link;
     uint64_t pos; /* events told up to this one */
     uint8_t kind; /* enum op_kind */
     uint8_t nv;
-    char *key; /* owned: the id or schedule name, to break runs */
+    char *key; /* owned: the row's: the id, "s:" name, "ids" */
     char *v[]; /* nv owned values; NULL = SQL NULL */
 };
-STAILQ_HEAD(pg_ops, pg_op);
+TAILQ_HEAD(pg_ops, pg_op);
 
 struct pg_txn {
     TAILQ_ENTRY(pg_txn) link;
@@ -84,6 +91,8 @@ struct store_pg {
     char why[512];           /* why not locked: for nowait puts */
     struct aq_error unavail; /* "store unavailable: why" */
     struct pg_ops ops;       /* told, not committed: oldest first */
+    size_t nops;             /* in ops: asyncq_store_backlog */
+    json_t *unsent;          /* key: its op not sent yet (json integer) */
     uint64_t told, committed, sent;
     struct pg_txns txns; /* in flight */
     struct aq_barrier_list barriers;
@@ -193,12 +202,49 @@ op_free(struct pg_op *op)
     free(op);
 }
 
+/* The op of key told and not sent yet, or NULL. */
+static struct pg_op *
+op_unsent(struct store_pg *sp, const char *key)
+{
+    json_t *v = json_object_get(sp->unsent, key);
+
+    return v != NULL ? (struct pg_op *)(uintptr_t)json_integer_value(v) : NULL;
+}
+
 static void
 op_tell(struct store_pg *sp, struct pg_op *op)
 {
+    struct pg_op *old = op_unsent(sp, op->key);
+
+    /* The new op holds the row's latest state, or deletes it: the one
+     * before it, not sent, goes (a delete stays before a whole row, which
+     * would insert the row again). Its events count as told still: a
+     * barrier on them completes with the new op's commit. */
+    if (old != NULL && (old->kind != OP_DELETE || op->kind == OP_DELETE)) {
+        TAILQ_REMOVE(&sp->ops, old, link);
+        sp->nops--;
+        op_free(old);
+    }
     op->pos = ++sp->told;
-    STAILQ_INSERT_TAIL(&sp->ops, op, link);
+    TAILQ_INSERT_TAIL(&sp->ops, op, link);
+    sp->nops++;
+    json_object_set_new(sp->unsent, op->key,
+                        json_integer((json_int_t)(uintptr_t)op));
     event_active(sp->flush_ev, EV_TIMEOUT, 0);
+}
+
+/* Whether a partial update of id (start, requeue) must be a whole row:
+ * an op of the row not sent yet (other than a delete) would stay before it
+ * otherwise. */
+static bool
+job_is_unsent(struct store_pg *sp, uint64_t id)
+{
+    char key[24];
+    struct pg_op *old;
+
+    snprintf(key, sizeof key, "%llu", (unsigned long long)id);
+    old = op_unsent(sp, key);
+    return old != NULL && old->kind != OP_DELETE;
 }
 
 /* ---- job events ---- */
@@ -266,9 +312,14 @@ static void
 sp_start(struct aq_store *s, struct aq_job *j)
 {
     struct store_pg *sp = sp_of(s);
-    struct pg_op *op = op_new(sp, OP_START, START_NCOLS, v_i64((int64_t)j->id));
+    struct pg_op *op;
     int64_t started = j->ext != NULL ? j->ext->started_us : 0;
 
+    if (job_is_unsent(sp, j->id)) {
+        sp_whole(s, j, job_queue(j)->cfg.name);
+        return;
+    }
+    op = op_new(sp, OP_START, START_NCOLS, v_i64((int64_t)j->id));
     op->v[0] = v_i64((int64_t)j->id);
     op->v[1] = v_i64(j->attempts);
     op->v[2] = v_time(started);
@@ -280,10 +331,14 @@ static void
 sp_requeue(struct aq_store *s, struct aq_job *j)
 {
     struct store_pg *sp = sp_of(s);
-    struct pg_op *op =
-        op_new(sp, OP_REQUEUE, REQUEUE_NCOLS, v_i64((int64_t)j->id));
+    struct pg_op *op;
     const struct aq_job_ext *x = j->ext;
 
+    if (job_is_unsent(sp, j->id)) {
+        sp_whole(s, j, job_queue(j)->cfg.name);
+        return;
+    }
+    op = op_new(sp, OP_REQUEUE, REQUEUE_NCOLS, v_i64((int64_t)j->id));
     op->v[0] = v_i64((int64_t)j->id);
     op->v[1] = v_i64(pg_state_of[store_state_of[j->state]]);
     op->v[2] = v_time(store_job_due_wall_us(j));
@@ -311,7 +366,7 @@ sp_schedule(struct aq_store *s, const char *name, int64_t fire_us, uint64_t job)
 {
     struct store_pg *sp = sp_of(s);
     struct pg_op *op = op_new(sp, fire_us != 0 ? OP_SCHED : OP_UNSCHED,
-                              fire_us != 0 ? 3 : 1, xstrdup(name));
+                              fire_us != 0 ? 3 : 1, xasprintf("s:%s", name));
 
     op->v[0] = xstrdup(name);
     if (fire_us != 0) {
@@ -390,7 +445,7 @@ send_run(struct store_pg *sp, struct pg_op *first, size_t n)
         cols[c] = evbuffer_new();
         evbuffer_add(cols[c], "{", 1);
     }
-    for (size_t i = 0; i < n; i++, op = STAILQ_NEXT(op, link))
+    for (size_t i = 0; i < n; i++, op = TAILQ_NEXT(op, link))
         for (uint8_t c = 0; c < nv; c++)
             array_elem(cols[c], op->v[c], i == 0);
     for (uint8_t c = 0; c < nv; c++) {
@@ -421,7 +476,7 @@ flush_cb(evutil_socket_t fd, short what, void *arg)
     if (sp->phase != PH_LOCKED || !aq_pgconn_is_ready(sp->conn) ||
         sp->sent == sp->told)
         return;
-    STAILQ_FOREACH (op, &sp->ops, link)
+    TAILQ_FOREACH (op, &sp->ops, link)
         if (op->pos > sp->sent)
             break;
     seen = json_object();
@@ -435,7 +490,7 @@ flush_cb(evutil_socket_t fd, short what, void *arg)
                json_object_get(seen, op->key) == NULL) {
             json_object_set_new(seen, op->key, json_true());
             n++;
-            op = STAILQ_NEXT(op, link);
+            op = TAILQ_NEXT(op, link);
         }
         if (send_run(sp, first, n) < 0) {
             json_decref(seen);
@@ -452,6 +507,7 @@ flush_cb(evutil_socket_t fd, short what, void *arg)
     }
     TAILQ_INSERT_TAIL(&sp->txns, txn, link);
     sp->sent = sp->told;
+    json_object_clear(sp->unsent); /* every op is sent */
 }
 
 /* Ops up to pos are done with: committed, or failed for good (why). */
@@ -461,8 +517,9 @@ settle(struct store_pg *sp, uint64_t pos, const struct aq_error *why)
     struct pg_op *op;
     struct aq_barrier *b;
 
-    while ((op = STAILQ_FIRST(&sp->ops)) != NULL && op->pos <= pos) {
-        STAILQ_REMOVE_HEAD(&sp->ops, link);
+    while ((op = TAILQ_FIRST(&sp->ops)) != NULL && op->pos <= pos) {
+        TAILQ_REMOVE(&sp->ops, op, link);
+        sp->nops--;
         op_free(op);
     }
     if (pos > sp->committed)
@@ -963,6 +1020,7 @@ sp_counters(const struct aq_store *s, struct aq_store_counters *out)
     out->connected = sp->phase == PH_LOCKED && aq_pgconn_is_ready(sp->conn);
     out->commits = sp->commits;
     out->reconnects = sp->reconnects;
+    out->backlog = sp->nops;
 }
 
 static void
@@ -1027,10 +1085,11 @@ sp_close(struct aq_store *s)
                "store: postgres: %llu events not committed at exit",
                (unsigned long long)(sp->told - sp->committed));
     aq_pgconn_free(sp->conn);
-    while ((op = STAILQ_FIRST(&sp->ops)) != NULL) {
-        STAILQ_REMOVE_HEAD(&sp->ops, link);
+    while ((op = TAILQ_FIRST(&sp->ops)) != NULL) {
+        TAILQ_REMOVE(&sp->ops, op, link);
         op_free(op);
     }
+    json_decref(sp->unsent);
     while ((txn = TAILQ_FIRST(&sp->txns)) != NULL) {
         TAILQ_REMOVE(&sp->txns, txn, link);
         free(txn);
@@ -1284,7 +1343,8 @@ aq_store_pg_open(struct event_base *base, const char *conninfo,
     }
     sp->node = xstrdup(node);
     sp->lock_key = aq_pg_node_lock_key(schema);
-    STAILQ_INIT(&sp->ops);
+    TAILQ_INIT(&sp->ops);
+    sp->unsent = json_object();
     TAILQ_INIT(&sp->txns);
     TAILQ_INIT(&sp->barriers);
     sp->flush_ev = event_new(base, -1, 0, flush_cb, sp);
