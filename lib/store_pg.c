@@ -17,6 +17,10 @@
  * The backlog is then one op per row touched, not one per event. Ops
  * sent and not known committed stay as they are, for the re-send.
  *
+ * Every LEASE_RENEW_MS the node renews, in one transaction, its row of
+ * S.nodes (seen) and the lease_deadline of the rows it runs: a deadline in
+ * the past means the node stopped renewing it.
+ *
  * Job ids are reserved in blocks in S.ids: the put of an id beyond the
  * reserved mark raises it by ID_BLOCK in the same transaction, so ids are
  * never given twice even once their rows are deleted, at the cost of one
@@ -44,6 +48,11 @@
 #define READ_CHUNK 5000 /* rows per SELECT at restore */
 #define CLOSE_WAIT_S 10 /* close waits that long for the last commit */
 #define ID_BLOCK 10000  /* job ids reserved at a time */
+/* The heartbeat's interval; ASYNCQ_PG_LEASE_RENEW_MS (for tests) sets
+ * another, read at open. A lease lasts 3 intervals, or the job's own
+ * timeout when longer. */
+#define LEASE_RENEW_MS 10000
+#define LEASE_INTERVALS 3
 
 enum op_kind {
     OP_WHOLE,
@@ -83,7 +92,7 @@ struct store_pg {
     int64_t lock_key;
     char *sql_whole, *sql_start, *sql_requeue, *sql_delete, *sql_sched,
         *sql_unsched, *sql_read, *sql_read_sched, *sql_node, *sql_holder,
-        *sql_reserve, *sql_read_ids, *sql_release;
+        *sql_reserve, *sql_read_ids, *sql_release, *sql_seen, *sql_renew;
     struct aq_broker *broker; /* borrowed, from restore on */
     enum phase phase;
     bool is_restored;
@@ -96,7 +105,9 @@ struct store_pg {
     uint64_t told, committed, sent;
     struct pg_txns txns; /* in flight */
     struct aq_barrier_list barriers;
-    struct event *flush_ev, *retry_ev;
+    struct event *flush_ev, *retry_ev, *renew_ev;
+    long renew_ms;
+    bool is_renewing; /* a renewal in flight */
     uint64_t last_id;
     uint64_t reserved;   /* the ids mark asked for (S.ids.last_id) */
     uint64_t given;      /* the highest id written, or restored */
@@ -910,6 +921,68 @@ retry_cb(evutil_socket_t fd, short what, void *arg)
 }
 
 static void
+renewed_cb(void *arg, const PGresult *res, const char *err)
+{
+    struct store_pg *sp = arg;
+
+    sp->is_renewing = false;
+    if (err != NULL && strncmp(err, "connection lost", 15) != 0)
+        aq_log(AQ_LOG_WARN,
+               "store: postgres: renewing the leases of node %s: %s", sp->node,
+               err);
+}
+
+/* The heartbeat: the node was seen now, the rows it runs leased on. */
+static void
+renew_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct store_pg *sp = arg;
+    char lease_ms[24], *names, *timeouts;
+    const char *values[4];
+    struct evbuffer *nb, *tb;
+    const struct broker_queue *bq;
+    struct aq_error e;
+    bool first = true;
+    int rc;
+
+    if (!sp->is_restored || sp->is_renewing || sp->phase != PH_LOCKED ||
+        !aq_pgconn_is_ready(sp->conn))
+        return;
+    snprintf(lease_ms, sizeof lease_ms, "%ld", LEASE_INTERVALS * sp->renew_ms);
+    nb = evbuffer_new();
+    tb = evbuffer_new();
+    evbuffer_add(nb, "{", 1);
+    evbuffer_add(tb, "{", 1);
+    STAILQ_FOREACH (bq, &sp->broker->queues, link) {
+        array_elem(nb, bq->cfg.name, first);
+        evbuffer_add_printf(tb, "%s%" PRId64, first ? "" : ",",
+                            aq_clock_s_to_us(bq->cfg.timeout));
+        first = false;
+    }
+    evbuffer_add(nb, "}", 1);
+    evbuffer_add(tb, "}", 1);
+    names = buf_str(nb);
+    timeouts = buf_str(tb);
+    evbuffer_free(nb);
+    evbuffer_free(tb);
+    values[0] = sp->node;
+    values[1] = lease_ms;
+    values[2] = names;
+    values[3] = timeouts;
+    rc = aq_pgconn_query(sp->conn, "aq_seen", sp->sql_seen, 1, values, NULL,
+                         NULL, &e) < 0 ||
+                 aq_pgconn_query(sp->conn, "aq_renew", sp->sql_renew, 4, values,
+                                 NULL, NULL, &e) < 0 ||
+                 aq_pgconn_commit(sp->conn, renewed_cb, sp, &e) < 0
+             ? -1
+             : 0;
+    free(names);
+    free(timeouts);
+    if (rc == 0)
+        sp->is_renewing = true;
+}
+
+static void
 ready_hook(struct aq_pgconn *c, void *arg)
 {
     struct store_pg *sp = arg;
@@ -1072,6 +1145,7 @@ sp_close(struct aq_store *s)
     struct timeval wait = {CLOSE_WAIT_S, 0};
     struct event *timer = evtimer_new(sp->base, close_timeout_cb, &is_late);
 
+    event_del(sp->renew_ev); /* no heartbeat from here on */
     /* What was told is committed while the server answers. */
     evtimer_add(timer, &wait);
     event_active(sp->flush_ev, EV_TIMEOUT, 0);
@@ -1096,6 +1170,7 @@ sp_close(struct aq_store *s)
     }
     event_free(sp->flush_ev);
     event_free(sp->retry_ev);
+    event_free(sp->renew_ev);
     free(sp->sql_whole);
     free(sp->sql_start);
     free(sp->sql_requeue);
@@ -1109,6 +1184,8 @@ sp_close(struct aq_store *s)
     free(sp->sql_reserve);
     free(sp->sql_read_ids);
     free(sp->sql_release);
+    free(sp->sql_seen);
+    free(sp->sql_renew);
     free(sp->schema);
     free(sp->node);
     free(sp);
@@ -1303,6 +1380,19 @@ static const char sql_reserve[] =
 
 static const char sql_read_ids[] = "SELECT last_id FROM @S.ids";
 
+static const char sql_seen[] =
+    "UPDATE @S.nodes SET seen = now() WHERE node = $1";
+
+/* A lease: 3 intervals ($2 ms), or the job's timeout when longer: its
+ * own, or its queue's ($3 names, $4 their timeouts, as configured now);
+ * 0 is none. */
+static const char sql_renew[] =
+    "UPDATE @S.jobs AS j SET lease_deadline = now() + greatest(nullif(CASE "
+    "WHEN j.timeout_us >= 0 THEN j.timeout_us ELSE (SELECT q.t FROM "
+    "unnest($3::text[], $4::bigint[]) AS q(name, t) WHERE q.name = j.queue) "
+    "END, 0) * interval '1 microsecond', $2::bigint * interval '1 "
+    "millisecond') WHERE j.node = $1 AND j.state = 3";
+
 /* Gives back what was reserved and not given, if no one raised the mark
  * meanwhile. */
 static const char sql_release[] =
@@ -1319,6 +1409,23 @@ sql_with_node(const char *tmpl, const char *schema, const char *node)
     out = xasprintf("%.*s%s%s", (int)(at - sql), sql, node, at + 2);
     free(sql);
     return out;
+}
+
+/* LEASE_RENEW_MS, or ASYNCQ_PG_LEASE_RENEW_MS (tests) when it is a
+ * number of milliseconds from 10 to 3600000. */
+static long
+renew_interval_ms(void)
+{
+    const char *v = getenv("ASYNCQ_PG_LEASE_RENEW_MS");
+    char *end;
+    long ms;
+
+    if (v == NULL)
+        return LEASE_RENEW_MS;
+    ms = strtol(v, &end, 10);
+    return end != v && *end == '\0' && ms >= 10 && ms <= 3600000
+               ? ms
+               : LEASE_RENEW_MS;
 }
 
 struct aq_store *
@@ -1362,6 +1469,16 @@ aq_store_pg_open(struct event_base *base, const char *conninfo,
     sp->sql_reserve = aq_pg_sql(sql_reserve, schema);
     sp->sql_read_ids = aq_pg_sql(sql_read_ids, schema);
     sp->sql_release = aq_pg_sql(sql_release, schema);
+    sp->sql_seen = aq_pg_sql(sql_seen, schema);
+    sp->sql_renew = aq_pg_sql(sql_renew, schema);
+    sp->renew_ms = renew_interval_ms();
+    sp->renew_ev = event_new(base, -1, EV_PERSIST, renew_cb, sp);
+    {
+        struct timeval every = {sp->renew_ms / 1000,
+                                (sp->renew_ms % 1000) * 1000};
+
+        event_add(sp->renew_ev, &every);
+    }
     snprintf(sp->why, sizeof sp->why, "connecting");
     if ((sp->conn = aq_pgconn_new(base, conninfo, &hooks, sp, err)) == NULL) {
         sp->is_restored = true;

@@ -503,6 +503,91 @@ START_TEST(backlog_while_disconnected_is_one_write_per_job)
 }
 END_TEST
 
+struct moved {
+    const char *sql;
+    long long was;
+};
+
+static bool
+has_moved(void *arg)
+{
+    struct moved *m = arg;
+    char *got = db_text(PORT, "%s", m->sql);
+    bool ok = atoll(got) > m->was;
+
+    free(got);
+    return ok;
+}
+
+/* The heartbeat (every 100 ms here: ASYNCQ_PG_LEASE_RENEW_MS) moves the
+ * node's seen and the leases of the rows it runs forward, ahead of now:
+ * 3 intervals for a job without a timeout, the queue's timeout (300 s by
+ * default) for one with it. */
+START_TEST(heartbeat_renews_the_lease_of_a_running_job)
+{
+    struct bb_daemon *d;
+    struct bb_conn *c;
+    json_int_t id, slow;
+    char lease[160];
+    struct moved m;
+    char *got;
+
+    setenv("ASYNCQ_PG_LEASE_RENEW_MS", "100", 1);
+    d = bb_startq("{'store': {'kind': 'postgres', 'conninfo': 'host=127.0.0.1 "
+                  "port=%d dbname=postgres user=postgres', 'schema': "
+                  "'t_lease', 'node': 'n1'}, 'queues': {'nap': {'kind': "
+                  "'sleep', 'consumers': 2}}}",
+                  PORT);
+    unsetenv("ASYNCQ_PG_LEASE_RENEW_MS");
+    c = bb_connect(d);
+    /* No timeout of its own: leased 3 intervals ahead, renewed. */
+    id = bb_put_job(
+        c, bb_jsonq("{'queue': 'nap', 'args': {'seconds': 60}, 'timeout': 0}"),
+        5000);
+    slow = bb_put_job(c, bb_jsonq("{'queue': 'nap', 'args': {'seconds': 60}}"),
+                      5000);
+    bb_await_state(c, id, "running", 5000);
+    bb_await_state(c, slow, "running", 5000);
+    snprintf(lease, sizeof lease,
+             "SELECT (extract(epoch FROM lease_deadline) * 1000000)::bigint "
+             "FROM t_lease.jobs WHERE id = %lld AND state = 3",
+             (long long)id);
+    m.sql = lease;
+    m.was = 0;
+    ck_assert(bb_poll(has_moved, &m, ROW_MS)); /* leased */
+    got = db_text(PORT, "%s", lease);
+    m.was = atoll(got);
+    free(got);
+    ck_assert(bb_poll(has_moved, &m, ROW_MS)); /* and again, later */
+    got = db_text(PORT,
+                  "SELECT lease_deadline > now() AND lease_deadline <= "
+                  "now() + interval '1 second' FROM t_lease.jobs WHERE id = "
+                  "%lld",
+                  (long long)id);
+    ck_assert_str_eq(got, "t");
+    free(got);
+    got = db_text(PORT,
+                  "SELECT lease_deadline > now() + interval '290 seconds' AND "
+                  "lease_deadline <= now() + interval '301 seconds' FROM "
+                  "t_lease.jobs WHERE id = %lld",
+                  (long long)slow);
+    ck_assert_str_eq(got, "t");
+    free(got);
+    m.sql = "SELECT (extract(epoch FROM seen) * 1000000)::bigint FROM "
+            "t_lease.nodes WHERE node = 'n1'";
+    got = db_text(PORT, "%s", m.sql);
+    m.was = atoll(got);
+    free(got);
+    ck_assert(bb_poll(has_moved, &m, ROW_MS));
+    json_decref(bb_result(c, "cancel", json_pack("{s:I}", "job", id)));
+    json_decref(bb_result(c, "cancel", json_pack("{s:I}", "job", slow)));
+    bb_await_state(c, id, "cancelled", 5000);
+    bb_await_state(c, slow, "cancelled", 5000);
+    bb_close(c);
+    ck_assert_int_eq(bb_stop(d), 0);
+}
+END_TEST
+
 Suite *
 bb_pgstore_suite(void)
 {
@@ -520,6 +605,7 @@ bb_pgstore_suite(void)
     tcase_add_test(tc,
                    server_stopped_nowait_refused_put_waits_until_it_is_back);
     tcase_add_test(tc, backlog_while_disconnected_is_one_write_per_job);
+    tcase_add_test(tc, heartbeat_renews_the_lease_of_a_running_job);
     suite_add_tcase(s, tc);
     return s;
 }
