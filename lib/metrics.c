@@ -454,6 +454,12 @@ render(struct aq_metrics *m, struct evbuffer *out)
                     "counter");
         evbuffer_add_printf(out, "asyncq_store_reconnects_total %llu\n",
                             (unsigned long long)c.reconnects);
+        family_head(out, "asyncq_store_backlog",
+                    "Row writes waiting for their commit (a row's later "
+                    "write replaces one not sent yet).",
+                    "gauge");
+        evbuffer_add_printf(out, "asyncq_store_backlog %llu\n",
+                            (unsigned long long)c.backlog);
     }
     if (m->journal != NULL) {
         struct aq_hist fsync;

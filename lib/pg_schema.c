@@ -63,6 +63,10 @@ static const char *const v1[] = {
     "node text PRIMARY KEY, "
     "started timestamptz, "
     "seen timestamptz)",
+    /* One row: the highest job id reserved, ahead of the ids given, in
+     * blocks (ids are never given twice, even once their rows are gone). */
+    "CREATE TABLE @S.ids (last_id bigint NOT NULL)",
+    "INSERT INTO @S.ids (last_id) VALUES (0)",
     NULL,
 };
 

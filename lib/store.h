@@ -33,6 +33,7 @@ struct aq_store_counters {
     bool connected;      /* to its database, and usable */
     uint64_t commits;    /* transactions committed */
     uint64_t reconnects; /* connections made again after the first */
+    uint64_t backlog;    /* row writes waiting for their commit */
 };
 
 /* The store's side. Job events come in the order they happen, from the

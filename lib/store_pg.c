@@ -9,6 +9,22 @@
  * idempotent (upserts of whole rows, absolute updates, deletes). At each
  * connect the schema is migrated (lib/pg_schema.h) and the node's
  * advisory lock taken: one node per schema for now.
+ *
+ * While ops wait (the server is away), a row's later write replaces its
+ * earlier op not sent yet: a whole row or a delete supersedes what came
+ * before it (a start or requeue after an op not sent becomes a whole
+ * row), a schedule's fire the one before, a reservation the one before.
+ * The backlog is then one op per row touched, not one per event. Ops
+ * sent and not known committed stay as they are, for the re-send.
+ *
+ * Every LEASE_RENEW_MS the node renews, in one transaction, its row of
+ * S.nodes (seen) and the lease_deadline of the rows it runs: a deadline in
+ * the past means the node stopped renewing it.
+ *
+ * Job ids are reserved in blocks in S.ids: the put of an id beyond the
+ * reserved mark raises it by ID_BLOCK in the same transaction, so ids are
+ * never given twice even once their rows are deleted, at the cost of one
+ * statement per block; a clean close gives back what was not used.
  */
 #include <inttypes.h>
 #include <signal.h>
@@ -31,6 +47,12 @@
 
 #define READ_CHUNK 5000 /* rows per SELECT at restore */
 #define CLOSE_WAIT_S 10 /* close waits that long for the last commit */
+#define ID_BLOCK 10000  /* job ids reserved at a time */
+/* The heartbeat's interval; ASYNCQ_PG_LEASE_RENEW_MS (for tests) sets
+ * another, read at open. A lease lasts 3 intervals, or the job's own
+ * timeout when longer. */
+#define LEASE_RENEW_MS 10000
+#define LEASE_INTERVALS 3
 
 enum op_kind {
     OP_WHOLE,
@@ -38,19 +60,20 @@ enum op_kind {
     OP_REQUEUE,
     OP_DELETE,
     OP_SCHED,
-    OP_UNSCHED
+    OP_UNSCHED,
+    OP_RESERVE
 };
 enum { WHOLE_NCOLS = 24, START_NCOLS = 4, REQUEUE_NCOLS = 7 };
 
 struct pg_op {
-    STAILQ_ENTRY(pg_op) link;
+    TAILQ_ENTRY(pg_op) link;
     uint64_t pos; /* events told up to this one */
     uint8_t kind; /* enum op_kind */
     uint8_t nv;
-    char *key; /* owned: the id or schedule name, to break runs */
+    char *key; /* owned: the row's: the id, "s:" name, "ids" */
     char *v[]; /* nv owned values; NULL = SQL NULL */
 };
-STAILQ_HEAD(pg_ops, pg_op);
+TAILQ_HEAD(pg_ops, pg_op);
 
 struct pg_txn {
     TAILQ_ENTRY(pg_txn) link;
@@ -68,7 +91,8 @@ struct store_pg {
     char *schema, *node;    /* owned */
     int64_t lock_key;
     char *sql_whole, *sql_start, *sql_requeue, *sql_delete, *sql_sched,
-        *sql_unsched, *sql_read, *sql_read_sched, *sql_node, *sql_holder;
+        *sql_unsched, *sql_read, *sql_read_sched, *sql_node, *sql_holder,
+        *sql_reserve, *sql_read_ids, *sql_release, *sql_seen, *sql_renew;
     struct aq_broker *broker; /* borrowed, from restore on */
     enum phase phase;
     bool is_restored;
@@ -76,11 +100,17 @@ struct store_pg {
     char why[512];           /* why not locked: for nowait puts */
     struct aq_error unavail; /* "store unavailable: why" */
     struct pg_ops ops;       /* told, not committed: oldest first */
+    size_t nops;             /* in ops: asyncq_store_backlog */
+    json_t *unsent;          /* key: its op not sent yet (json integer) */
     uint64_t told, committed, sent;
     struct pg_txns txns; /* in flight */
     struct aq_barrier_list barriers;
-    struct event *flush_ev, *retry_ev;
+    struct event *flush_ev, *retry_ev, *renew_ev;
+    long renew_ms;
+    bool is_renewing; /* a renewal in flight */
     uint64_t last_id;
+    uint64_t reserved;   /* the ids mark asked for (S.ids.last_id) */
+    uint64_t given;      /* the highest id written, or restored */
     uint64_t read_after; /* restore: the last id read */
     uint64_t commits, reconnects, connects;
 };
@@ -183,25 +213,82 @@ op_free(struct pg_op *op)
     free(op);
 }
 
+/* The op of key told and not sent yet, or NULL. */
+static struct pg_op *
+op_unsent(struct store_pg *sp, const char *key)
+{
+    json_t *v = json_object_get(sp->unsent, key);
+
+    return v != NULL ? (struct pg_op *)(uintptr_t)json_integer_value(v) : NULL;
+}
+
 static void
 op_tell(struct store_pg *sp, struct pg_op *op)
 {
+    struct pg_op *old = op_unsent(sp, op->key);
+
+    /* The new op holds the row's latest state, or deletes it: the one
+     * before it, not sent, goes (a delete stays before a whole row, which
+     * would insert the row again). Its events count as told still: a
+     * barrier on them completes with the new op's commit. */
+    if (old != NULL && (old->kind != OP_DELETE || op->kind == OP_DELETE)) {
+        TAILQ_REMOVE(&sp->ops, old, link);
+        sp->nops--;
+        op_free(old);
+    }
     op->pos = ++sp->told;
-    STAILQ_INSERT_TAIL(&sp->ops, op, link);
+    TAILQ_INSERT_TAIL(&sp->ops, op, link);
+    sp->nops++;
+    json_object_set_new(sp->unsent, op->key,
+                        json_integer((json_int_t)(uintptr_t)op));
     event_active(sp->flush_ev, EV_TIMEOUT, 0);
 }
 
+/* Whether a partial update of id (start, requeue) must be a whole row:
+ * an op of the row not sent yet (other than a delete) would stay before it
+ * otherwise. */
+static bool
+job_is_unsent(struct store_pg *sp, uint64_t id)
+{
+    char key[24];
+    struct pg_op *old;
+
+    snprintf(key, sizeof key, "%llu", (unsigned long long)id);
+    old = op_unsent(sp, key);
+    return old != NULL && old->kind != OP_DELETE;
+}
+
 /* ---- job events ---- */
+
+/* Ids up to id are given: a block is reserved first when id is beyond the
+ * mark (told before the row, so committed with it or earlier). */
+static void
+id_given(struct store_pg *sp, uint64_t id)
+{
+    struct pg_op *op;
+
+    if (id > sp->given)
+        sp->given = id;
+    if (id <= sp->reserved)
+        return;
+    sp->reserved = id + ID_BLOCK - 1;
+    op = op_new(sp, OP_RESERVE, 1, xstrdup("ids"));
+    op->v[0] = v_i64((int64_t)sp->reserved);
+    op_tell(sp, op);
+}
 
 static void
 sp_whole(struct aq_store *s, struct aq_job *j, const char *queue)
 {
     struct store_pg *sp = sp_of(s);
-    struct pg_op *op = op_new(sp, OP_WHOLE, WHOLE_NCOLS, v_i64((int64_t)j->id));
+    struct pg_op *op;
     struct aq_jrec r;
     unsigned char *after;
-    char **v = op->v;
+    char **v;
 
+    id_given(sp, j->id);
+    op = op_new(sp, OP_WHOLE, WHOLE_NCOLS, v_i64((int64_t)j->id));
+    v = op->v;
     store_job_whole(j, queue, &r, &after);
     v[0] = v_i64((int64_t)r.id);
     v[1] = v_str(r.queue);
@@ -236,9 +323,14 @@ static void
 sp_start(struct aq_store *s, struct aq_job *j)
 {
     struct store_pg *sp = sp_of(s);
-    struct pg_op *op = op_new(sp, OP_START, START_NCOLS, v_i64((int64_t)j->id));
+    struct pg_op *op;
     int64_t started = j->ext != NULL ? j->ext->started_us : 0;
 
+    if (job_is_unsent(sp, j->id)) {
+        sp_whole(s, j, job_queue(j)->cfg.name);
+        return;
+    }
+    op = op_new(sp, OP_START, START_NCOLS, v_i64((int64_t)j->id));
     op->v[0] = v_i64((int64_t)j->id);
     op->v[1] = v_i64(j->attempts);
     op->v[2] = v_time(started);
@@ -250,10 +342,14 @@ static void
 sp_requeue(struct aq_store *s, struct aq_job *j)
 {
     struct store_pg *sp = sp_of(s);
-    struct pg_op *op =
-        op_new(sp, OP_REQUEUE, REQUEUE_NCOLS, v_i64((int64_t)j->id));
+    struct pg_op *op;
     const struct aq_job_ext *x = j->ext;
 
+    if (job_is_unsent(sp, j->id)) {
+        sp_whole(s, j, job_queue(j)->cfg.name);
+        return;
+    }
+    op = op_new(sp, OP_REQUEUE, REQUEUE_NCOLS, v_i64((int64_t)j->id));
     op->v[0] = v_i64((int64_t)j->id);
     op->v[1] = v_i64(pg_state_of[store_state_of[j->state]]);
     op->v[2] = v_time(store_job_due_wall_us(j));
@@ -281,7 +377,7 @@ sp_schedule(struct aq_store *s, const char *name, int64_t fire_us, uint64_t job)
 {
     struct store_pg *sp = sp_of(s);
     struct pg_op *op = op_new(sp, fire_us != 0 ? OP_SCHED : OP_UNSCHED,
-                              fire_us != 0 ? 3 : 1, xstrdup(name));
+                              fire_us != 0 ? 3 : 1, xasprintf("s:%s", name));
 
     op->v[0] = xstrdup(name);
     if (fire_us != 0) {
@@ -333,9 +429,11 @@ static const char *
 op_sql(struct store_pg *sp, enum op_kind kind, const char **name)
 {
     static const char *const names[] = {"aq_whole",  "aq_start", "aq_requeue",
-                                        "aq_delete", "aq_sched", "aq_unsched"};
+                                        "aq_delete", "aq_sched", "aq_unsched",
+                                        "aq_reserve"};
     const char *const sql[] = {sp->sql_whole,  sp->sql_start, sp->sql_requeue,
-                               sp->sql_delete, sp->sql_sched, sp->sql_unsched};
+                               sp->sql_delete, sp->sql_sched, sp->sql_unsched,
+                               sp->sql_reserve};
 
     *name = names[kind];
     return sql[kind];
@@ -358,7 +456,7 @@ send_run(struct store_pg *sp, struct pg_op *first, size_t n)
         cols[c] = evbuffer_new();
         evbuffer_add(cols[c], "{", 1);
     }
-    for (size_t i = 0; i < n; i++, op = STAILQ_NEXT(op, link))
+    for (size_t i = 0; i < n; i++, op = TAILQ_NEXT(op, link))
         for (uint8_t c = 0; c < nv; c++)
             array_elem(cols[c], op->v[c], i == 0);
     for (uint8_t c = 0; c < nv; c++) {
@@ -389,7 +487,7 @@ flush_cb(evutil_socket_t fd, short what, void *arg)
     if (sp->phase != PH_LOCKED || !aq_pgconn_is_ready(sp->conn) ||
         sp->sent == sp->told)
         return;
-    STAILQ_FOREACH (op, &sp->ops, link)
+    TAILQ_FOREACH (op, &sp->ops, link)
         if (op->pos > sp->sent)
             break;
     seen = json_object();
@@ -403,7 +501,7 @@ flush_cb(evutil_socket_t fd, short what, void *arg)
                json_object_get(seen, op->key) == NULL) {
             json_object_set_new(seen, op->key, json_true());
             n++;
-            op = STAILQ_NEXT(op, link);
+            op = TAILQ_NEXT(op, link);
         }
         if (send_run(sp, first, n) < 0) {
             json_decref(seen);
@@ -420,6 +518,7 @@ flush_cb(evutil_socket_t fd, short what, void *arg)
     }
     TAILQ_INSERT_TAIL(&sp->txns, txn, link);
     sp->sent = sp->told;
+    json_object_clear(sp->unsent); /* every op is sent */
 }
 
 /* Ops up to pos are done with: committed, or failed for good (why). */
@@ -429,8 +528,9 @@ settle(struct store_pg *sp, uint64_t pos, const struct aq_error *why)
     struct pg_op *op;
     struct aq_barrier *b;
 
-    while ((op = STAILQ_FIRST(&sp->ops)) != NULL && op->pos <= pos) {
-        STAILQ_REMOVE_HEAD(&sp->ops, link);
+    while ((op = TAILQ_FIRST(&sp->ops)) != NULL && op->pos <= pos) {
+        TAILQ_REMOVE(&sp->ops, op, link);
+        sp->nops--;
         op_free(op);
     }
     if (pos > sp->committed)
@@ -599,6 +699,22 @@ restore_row(struct store_pg *sp, const PGresult *res, int row)
     return 0;
 }
 
+/* The reserved mark: ids up to it may have been given before. */
+static void
+read_ids_cb(void *arg, const PGresult *res, const char *err)
+{
+    struct store_pg *sp = arg;
+
+    if (err != NULL) {
+        if (strncmp(err, "connection lost", 15) != 0)
+            set_fatal(sp, "store: postgres: reading ids: %s", err);
+        return;
+    }
+    sp->reserved = PQntuples(res) > 0 ? (uint64_t)col_i64(res, 0, 0) : 0;
+    if (sp->reserved > sp->last_id)
+        sp->last_id = sp->reserved;
+}
+
 static void
 read_sched_cb(void *arg, const PGresult *res, const char *err)
 {
@@ -618,6 +734,7 @@ read_sched_cb(void *arg, const PGresult *res, const char *err)
         if (job > sp->last_id)
             sp->last_id = job;
     }
+    sp->given = sp->last_id;
     sp->phase = PH_LOCKED;
     sp->is_restored = true;
 }
@@ -644,7 +761,9 @@ read_cb(void *arg, const PGresult *res, const char *err)
         read_chunk(sp);
         return;
     }
-    if (aq_pgconn_query(sp->conn, "aq_read_sched", sp->sql_read_sched, 0, NULL,
+    if (aq_pgconn_query(sp->conn, NULL, sp->sql_read_ids, 0, NULL, read_ids_cb,
+                        sp, &e) == 0 &&
+        aq_pgconn_query(sp->conn, "aq_read_sched", sp->sql_read_sched, 0, NULL,
                         read_sched_cb, sp, &e) == 0)
         aq_pgconn_commit(sp->conn, noop_cb, NULL, &e);
 }
@@ -802,6 +921,68 @@ retry_cb(evutil_socket_t fd, short what, void *arg)
 }
 
 static void
+renewed_cb(void *arg, const PGresult *res, const char *err)
+{
+    struct store_pg *sp = arg;
+
+    sp->is_renewing = false;
+    if (err != NULL && strncmp(err, "connection lost", 15) != 0)
+        aq_log(AQ_LOG_WARN,
+               "store: postgres: renewing the leases of node %s: %s", sp->node,
+               err);
+}
+
+/* The heartbeat: the node was seen now, the rows it runs leased on. */
+static void
+renew_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct store_pg *sp = arg;
+    char lease_ms[24], *names, *timeouts;
+    const char *values[4];
+    struct evbuffer *nb, *tb;
+    const struct broker_queue *bq;
+    struct aq_error e;
+    bool first = true;
+    int rc;
+
+    if (!sp->is_restored || sp->is_renewing || sp->phase != PH_LOCKED ||
+        !aq_pgconn_is_ready(sp->conn))
+        return;
+    snprintf(lease_ms, sizeof lease_ms, "%ld", LEASE_INTERVALS * sp->renew_ms);
+    nb = evbuffer_new();
+    tb = evbuffer_new();
+    evbuffer_add(nb, "{", 1);
+    evbuffer_add(tb, "{", 1);
+    STAILQ_FOREACH (bq, &sp->broker->queues, link) {
+        array_elem(nb, bq->cfg.name, first);
+        evbuffer_add_printf(tb, "%s%" PRId64, first ? "" : ",",
+                            aq_clock_s_to_us(bq->cfg.timeout));
+        first = false;
+    }
+    evbuffer_add(nb, "}", 1);
+    evbuffer_add(tb, "}", 1);
+    names = buf_str(nb);
+    timeouts = buf_str(tb);
+    evbuffer_free(nb);
+    evbuffer_free(tb);
+    values[0] = sp->node;
+    values[1] = lease_ms;
+    values[2] = names;
+    values[3] = timeouts;
+    rc = aq_pgconn_query(sp->conn, "aq_seen", sp->sql_seen, 1, values, NULL,
+                         NULL, &e) < 0 ||
+                 aq_pgconn_query(sp->conn, "aq_renew", sp->sql_renew, 4, values,
+                                 NULL, NULL, &e) < 0 ||
+                 aq_pgconn_commit(sp->conn, renewed_cb, sp, &e) < 0
+             ? -1
+             : 0;
+    free(names);
+    free(timeouts);
+    if (rc == 0)
+        sp->is_renewing = true;
+}
+
+static void
 ready_hook(struct aq_pgconn *c, void *arg)
 {
     struct store_pg *sp = arg;
@@ -912,12 +1093,46 @@ sp_counters(const struct aq_store *s, struct aq_store_counters *out)
     out->connected = sp->phase == PH_LOCKED && aq_pgconn_is_ready(sp->conn);
     out->commits = sp->commits;
     out->reconnects = sp->reconnects;
+    out->backlog = sp->nops;
 }
 
 static void
 close_timeout_cb(evutil_socket_t fd, short what, void *arg)
 {
     *(bool *)arg = true;
+}
+
+static void
+released_cb(void *arg, const PGresult *res, const char *err)
+{
+    *(bool *)arg = true;
+}
+
+/* At a clean close, with everything committed, the ids reserved and not
+ * given go back (unless the mark moved meanwhile): a restart continues
+ * right after the last id given; after a crash it skips the rest of the
+ * block. */
+static void
+release_ids(struct store_pg *sp, const bool *is_late)
+{
+    char given[24], reserved[24];
+    const char *values[] = {given, reserved};
+    bool is_done = false;
+    struct aq_error e;
+
+    if (sp->given >= sp->reserved || !sp->is_restored ||
+        sp->committed < sp->told || sp->phase != PH_LOCKED ||
+        !aq_pgconn_is_ready(sp->conn))
+        return;
+    snprintf(given, sizeof given, "%llu", (unsigned long long)sp->given);
+    snprintf(reserved, sizeof reserved, "%llu",
+             (unsigned long long)sp->reserved);
+    if (aq_pgconn_query(sp->conn, NULL, sp->sql_release, 2, values, NULL, NULL,
+                        &e) < 0 ||
+        aq_pgconn_commit(sp->conn, released_cb, &is_done, &e) < 0)
+        return;
+    while (!is_done && !*is_late)
+        event_base_loop(sp->base, EVLOOP_ONCE);
 }
 
 static void
@@ -930,28 +1145,32 @@ sp_close(struct aq_store *s)
     struct timeval wait = {CLOSE_WAIT_S, 0};
     struct event *timer = evtimer_new(sp->base, close_timeout_cb, &is_late);
 
+    event_del(sp->renew_ev); /* no heartbeat from here on */
     /* What was told is committed while the server answers. */
     evtimer_add(timer, &wait);
     event_active(sp->flush_ev, EV_TIMEOUT, 0);
     while (sp->is_restored && sp->committed < sp->told && !is_late &&
            sp->phase == PH_LOCKED && aq_pgconn_is_ready(sp->conn))
         event_base_loop(sp->base, EVLOOP_ONCE);
+    release_ids(sp, &is_late);
     event_free(timer);
     if (sp->committed < sp->told)
         aq_log(AQ_LOG_WARN,
                "store: postgres: %llu events not committed at exit",
                (unsigned long long)(sp->told - sp->committed));
     aq_pgconn_free(sp->conn);
-    while ((op = STAILQ_FIRST(&sp->ops)) != NULL) {
-        STAILQ_REMOVE_HEAD(&sp->ops, link);
+    while ((op = TAILQ_FIRST(&sp->ops)) != NULL) {
+        TAILQ_REMOVE(&sp->ops, op, link);
         op_free(op);
     }
+    json_decref(sp->unsent);
     while ((txn = TAILQ_FIRST(&sp->txns)) != NULL) {
         TAILQ_REMOVE(&sp->txns, txn, link);
         free(txn);
     }
     event_free(sp->flush_ev);
     event_free(sp->retry_ev);
+    event_free(sp->renew_ev);
     free(sp->sql_whole);
     free(sp->sql_start);
     free(sp->sql_requeue);
@@ -962,6 +1181,11 @@ sp_close(struct aq_store *s)
     free(sp->sql_read_sched);
     free(sp->sql_node);
     free(sp->sql_holder);
+    free(sp->sql_reserve);
+    free(sp->sql_read_ids);
+    free(sp->sql_release);
+    free(sp->sql_seen);
+    free(sp->sql_renew);
     free(sp->schema);
     free(sp->node);
     free(sp);
@@ -1149,6 +1373,31 @@ static const char sql_node[] =
 static const char sql_holder[] =
     "SELECT node FROM @S.nodes ORDER BY started DESC NULLS LAST LIMIT 1";
 
+/* Raises the reserved mark (a run holds one value, or a few). */
+static const char sql_reserve[] =
+    "UPDATE @S.ids SET last_id = GREATEST(last_id, (SELECT max(x) FROM "
+    "unnest($1::bigint[]) AS t(x)))";
+
+static const char sql_read_ids[] = "SELECT last_id FROM @S.ids";
+
+static const char sql_seen[] =
+    "UPDATE @S.nodes SET seen = now() WHERE node = $1";
+
+/* A lease: 3 intervals ($2 ms), or the job's timeout when longer: its
+ * own, or its queue's ($3 names, $4 their timeouts, as configured now);
+ * 0 is none. */
+static const char sql_renew[] =
+    "UPDATE @S.jobs AS j SET lease_deadline = now() + greatest(nullif(CASE "
+    "WHEN j.timeout_us >= 0 THEN j.timeout_us ELSE (SELECT q.t FROM "
+    "unnest($3::text[], $4::bigint[]) AS q(name, t) WHERE q.name = j.queue) "
+    "END, 0) * interval '1 microsecond', $2::bigint * interval '1 "
+    "millisecond') WHERE j.node = $1 AND j.state = 3";
+
+/* Gives back what was reserved and not given, if no one raised the mark
+ * meanwhile. */
+static const char sql_release[] =
+    "UPDATE @S.ids SET last_id = $1 WHERE last_id = $2";
+
 /* ---- public ---- */
 
 /* tmpl with its schema, and '@N' the node (a name of [A-Za-z0-9._-]). */
@@ -1160,6 +1409,23 @@ sql_with_node(const char *tmpl, const char *schema, const char *node)
     out = xasprintf("%.*s%s%s", (int)(at - sql), sql, node, at + 2);
     free(sql);
     return out;
+}
+
+/* LEASE_RENEW_MS, or ASYNCQ_PG_LEASE_RENEW_MS (tests) when it is a
+ * number of milliseconds from 10 to 3600000. */
+static long
+renew_interval_ms(void)
+{
+    const char *v = getenv("ASYNCQ_PG_LEASE_RENEW_MS");
+    char *end;
+    long ms;
+
+    if (v == NULL)
+        return LEASE_RENEW_MS;
+    ms = strtol(v, &end, 10);
+    return end != v && *end == '\0' && ms >= 10 && ms <= 3600000
+               ? ms
+               : LEASE_RENEW_MS;
 }
 
 struct aq_store *
@@ -1184,7 +1450,8 @@ aq_store_pg_open(struct event_base *base, const char *conninfo,
     }
     sp->node = xstrdup(node);
     sp->lock_key = aq_pg_node_lock_key(schema);
-    STAILQ_INIT(&sp->ops);
+    TAILQ_INIT(&sp->ops);
+    sp->unsent = json_object();
     TAILQ_INIT(&sp->txns);
     TAILQ_INIT(&sp->barriers);
     sp->flush_ev = event_new(base, -1, 0, flush_cb, sp);
@@ -1199,6 +1466,19 @@ aq_store_pg_open(struct event_base *base, const char *conninfo,
     sp->sql_read_sched = aq_pg_sql(sql_read_sched, schema);
     sp->sql_node = aq_pg_sql(sql_node, schema);
     sp->sql_holder = aq_pg_sql(sql_holder, schema);
+    sp->sql_reserve = aq_pg_sql(sql_reserve, schema);
+    sp->sql_read_ids = aq_pg_sql(sql_read_ids, schema);
+    sp->sql_release = aq_pg_sql(sql_release, schema);
+    sp->sql_seen = aq_pg_sql(sql_seen, schema);
+    sp->sql_renew = aq_pg_sql(sql_renew, schema);
+    sp->renew_ms = renew_interval_ms();
+    sp->renew_ev = event_new(base, -1, EV_PERSIST, renew_cb, sp);
+    {
+        struct timeval every = {sp->renew_ms / 1000,
+                                (sp->renew_ms % 1000) * 1000};
+
+        event_add(sp->renew_ev, &every);
+    }
     snprintf(sp->why, sizeof sp->why, "connecting");
     if ((sp->conn = aq_pgconn_new(base, conninfo, &hooks, sp, err)) == NULL) {
         sp->is_restored = true;

@@ -9,16 +9,23 @@
  * rows are checked through a libpq connection of the test's own. One
  * server for the suite (a schema per test), one more for the stop tests.
  */
+#include <arpa/inet.h>
 #include <check.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/time.h>
 #include <unistd.h>
 
 #include <libpq-fe.h>
 
 #include "bb.h"
+#include "bbjson.h"
 #include "bbproc.h"
 #include "bbsuites.h"
 
@@ -258,6 +265,48 @@ START_TEST(restart_restores_pending_and_finished_jobs_and_continues_ids)
 }
 END_TEST
 
+#define IDS_JOBS 5
+
+/* Ids are reserved ahead in S.ids: with every row gone (evicted, deleted
+ * by hand), a restart gives no id twice, after a clean stop or a kill. */
+START_TEST(ids_are_never_given_twice_once_their_rows_are_deleted)
+{
+    struct bb_daemon *d = start(PORT, "t_ids", "n1");
+    struct bb_conn *c = bb_connect(d);
+    json_int_t ids[IDS_JOBS], next, top;
+    char *got;
+
+    for (int i = 0; i < IDS_JOBS; i++)
+        ids[i] = bb_put_job(c, bb_jsonq("{'args': {}}"), 5000);
+    for (int i = 0; i < IDS_JOBS; i++)
+        bb_await_state(c, ids[i], "done", 5000);
+    /* The block is reserved with the first put, beyond the ids given. */
+    got = db_text(PORT, "SELECT last_id >= %lld FROM t_ids.ids",
+                  (long long)ids[IDS_JOBS - 1] + 100);
+    ck_assert_str_eq(got, "t");
+    free(got);
+    bb_close(c);
+    db_exec(PORT, "DELETE FROM t_ids.jobs");
+    bb_restart(d); /* a clean stop gives back the ids not given */
+    c = bb_connect(d);
+    next = bb_put_job(c, bb_jsonq("{'queue': 'hold', 'args': {}}"), 5000);
+    ck_assert_int_eq(next, ids[IDS_JOBS - 1] + 1);
+    bb_close(c);
+    /* A kill: the rest of the block is skipped, no id is given twice. */
+    bb_signal(d, SIGKILL);
+    ck_assert_int_eq(bb_wait_exit(d, 10000), 128 + SIGKILL);
+    bb_free(d);
+    db_exec(PORT, "DELETE FROM t_ids.jobs");
+    d = start(PORT, "t_ids", "n1");
+    c = bb_connect(d);
+    top = bb_put_job(c, bb_jsonq("{'queue': 'hold', 'args': {}}"), 5000);
+    ck_assert_int_gt(top, next);
+    ck_assert_int_le(top, next + 10000);
+    bb_close(c);
+    ck_assert_int_eq(bb_stop(d), 0);
+}
+END_TEST
+
 START_TEST(newer_schema_is_refused_at_start)
 {
     db_exec(PORT, "CREATE SCHEMA t_newer");
@@ -346,6 +395,199 @@ START_TEST(server_stopped_nowait_refused_put_waits_until_it_is_back)
 }
 END_TEST
 
+/* The value of the metric name (a line "name value") on /metrics. */
+static long long
+metric(int port, const char *name)
+{
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons(port)};
+    static const char req[] = "GET /metrics HTTP/1.0\r\n\r\n";
+    char buf[65536], want[96], *line;
+    size_t len = 0;
+    ssize_t n;
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct timeval tv = {5, 0};
+
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    ck_assert_int_ge(fd, 0);
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    ck_assert_msg(connect(fd, (struct sockaddr *)&sa, sizeof sa) == 0,
+                  "connect to metrics: %s", strerror(errno));
+    ck_assert(write(fd, req, sizeof req - 1) == (ssize_t)(sizeof req - 1));
+    while (len < sizeof buf - 1 &&
+           (n = read(fd, buf + len, sizeof buf - 1 - len)) > 0)
+        len += (size_t)n;
+    close(fd);
+    buf[len] = '\0';
+    snprintf(want, sizeof want, "\n%s ", name);
+    line = strstr(buf, want);
+    ck_assert_msg(line != NULL, "no %s in %s", name, buf);
+    return strtoll(line + strlen(want), NULL, 10);
+}
+
+#define BACKLOG_JOBS 20
+
+static bool
+all_done(void *arg)
+{
+    json_t *r = bb_result(arg, "stats", bb_jsonq("{'queue': 'default'}"));
+    bool ok = bb_int_at(r, "queues.default.done") == 1 + BACKLOG_JOBS;
+
+    json_decref(r);
+    return ok;
+}
+
+/* While the server is away every event of a job (put, start, finish)
+ * waits: a row's later write replaces the one before, so the backlog is
+ * one write per job, not one per event; all commit once it is back. */
+START_TEST(backlog_while_disconnected_is_one_write_per_job)
+{
+    static const char dir[] = "/tmp/asyncq-bbpgstore-backlog";
+    char port[8], sql[128];
+    struct bb_daemon *d;
+    struct bb_conn *c, *q;
+    struct refused r;
+    json_int_t first, calls[BACKLOG_JOBS], job = 0;
+    long long before;
+    int mport;
+
+    snprintf(port, sizeof port, "%d", STOP_PORT);
+    pg_sh("stop", dir, NULL); /* one an earlier failed run left */
+    pg_sh("start", dir, port);
+    d = bb_startq("{'metrics': '127.0.0.1:0', 'store': {'kind': 'postgres', "
+                  "'conninfo': 'host=127.0.0.1 port=%d dbname=postgres "
+                  "user=postgres', 'schema': 't_backlog', 'node': 'n1'}, "
+                  "'queues': {'default': {'kind': 'echo', 'consumers': 1}, "
+                  "'hold': {'kind': 'echo', 'consumers': 0}}}",
+                  STOP_PORT);
+    mport = bb_metrics_port(d);
+    c = bb_connect(d);
+    q = bb_connect(d);
+    r.c = q;
+    first = bb_put_job(c, bb_jsonq("{'args': {}}"), 5000);
+    bb_await_state(q, first, "done", 5000);
+    pg_sh("stop", dir, NULL);
+    ck_assert(bb_poll(nowait_refused, &r, 10000));
+    /* (the nowait puts accepted before the loss was seen may wait too) */
+    before = metric(mport, "asyncq_store_backlog");
+    /* Each job is put, started and finished while the server is away. */
+    for (int i = 0; i < BACKLOG_JOBS; i++)
+        calls[i] = bb_send_call(c, "put", bb_jsonq("{'args': {}}"));
+    ck_assert(bb_poll(all_done, q, 10000));
+    ck_assert_int_eq(metric(mport, "asyncq_store_backlog"),
+                     before + BACKLOG_JOBS);
+    pg_sh("restart", dir, NULL);
+    for (int i = 0; i < BACKLOG_JOBS; i++) {
+        json_t *reply = bb_wait_reply(c, calls[i], 15000);
+
+        ck_assert_ptr_nonnull(reply);
+        if (i == 0)
+            job = json_integer_value(
+                json_object_get(json_object_get(reply, "result"), "job"));
+        ck_assert_int_eq(json_integer_value(json_object_get(
+                             json_object_get(reply, "result"), "job")),
+                         job + i);
+        json_decref(reply);
+    }
+    /* Acknowledged: committed, every row at its last state. */
+    snprintf(sql, sizeof sql,
+             "SELECT count(*) FROM t_backlog.jobs WHERE state = 4 AND id >= "
+             "%lld",
+             (long long)job);
+    await_row(STOP_PORT, sql, "20");
+    ck_assert_int_eq(metric(mport, "asyncq_store_backlog"), 0);
+    bb_close(q);
+    bb_close(c);
+    ck_assert_int_eq(bb_stop(d), 0);
+    pg_sh("stop", dir, NULL);
+    bb_remove_dir(dir);
+}
+END_TEST
+
+struct moved {
+    const char *sql;
+    long long was;
+};
+
+static bool
+has_moved(void *arg)
+{
+    struct moved *m = arg;
+    char *got = db_text(PORT, "%s", m->sql);
+    bool ok = atoll(got) > m->was;
+
+    free(got);
+    return ok;
+}
+
+/* The heartbeat (every 100 ms here: ASYNCQ_PG_LEASE_RENEW_MS) moves the
+ * node's seen and the leases of the rows it runs forward, ahead of now:
+ * 3 intervals for a job without a timeout, the queue's timeout (300 s by
+ * default) for one with it. */
+START_TEST(heartbeat_renews_the_lease_of_a_running_job)
+{
+    struct bb_daemon *d;
+    struct bb_conn *c;
+    json_int_t id, slow;
+    char lease[160];
+    struct moved m;
+    char *got;
+
+    setenv("ASYNCQ_PG_LEASE_RENEW_MS", "100", 1);
+    d = bb_startq("{'store': {'kind': 'postgres', 'conninfo': 'host=127.0.0.1 "
+                  "port=%d dbname=postgres user=postgres', 'schema': "
+                  "'t_lease', 'node': 'n1'}, 'queues': {'nap': {'kind': "
+                  "'sleep', 'consumers': 2}}}",
+                  PORT);
+    unsetenv("ASYNCQ_PG_LEASE_RENEW_MS");
+    c = bb_connect(d);
+    /* No timeout of its own: leased 3 intervals ahead, renewed. */
+    id = bb_put_job(
+        c, bb_jsonq("{'queue': 'nap', 'args': {'seconds': 60}, 'timeout': 0}"),
+        5000);
+    slow = bb_put_job(c, bb_jsonq("{'queue': 'nap', 'args': {'seconds': 60}}"),
+                      5000);
+    bb_await_state(c, id, "running", 5000);
+    bb_await_state(c, slow, "running", 5000);
+    snprintf(lease, sizeof lease,
+             "SELECT (extract(epoch FROM lease_deadline) * 1000000)::bigint "
+             "FROM t_lease.jobs WHERE id = %lld AND state = 3",
+             (long long)id);
+    m.sql = lease;
+    m.was = 0;
+    ck_assert(bb_poll(has_moved, &m, ROW_MS)); /* leased */
+    got = db_text(PORT, "%s", lease);
+    m.was = atoll(got);
+    free(got);
+    ck_assert(bb_poll(has_moved, &m, ROW_MS)); /* and again, later */
+    got = db_text(PORT,
+                  "SELECT lease_deadline > now() AND lease_deadline <= "
+                  "now() + interval '1 second' FROM t_lease.jobs WHERE id = "
+                  "%lld",
+                  (long long)id);
+    ck_assert_str_eq(got, "t");
+    free(got);
+    got = db_text(PORT,
+                  "SELECT lease_deadline > now() + interval '290 seconds' AND "
+                  "lease_deadline <= now() + interval '301 seconds' FROM "
+                  "t_lease.jobs WHERE id = %lld",
+                  (long long)slow);
+    ck_assert_str_eq(got, "t");
+    free(got);
+    m.sql = "SELECT (extract(epoch FROM seen) * 1000000)::bigint FROM "
+            "t_lease.nodes WHERE node = 'n1'";
+    got = db_text(PORT, "%s", m.sql);
+    m.was = atoll(got);
+    free(got);
+    ck_assert(bb_poll(has_moved, &m, ROW_MS));
+    json_decref(bb_result(c, "cancel", json_pack("{s:I}", "job", id)));
+    json_decref(bb_result(c, "cancel", json_pack("{s:I}", "job", slow)));
+    bb_await_state(c, id, "cancelled", 5000);
+    bb_await_state(c, slow, "cancelled", 5000);
+    bb_close(c);
+    ck_assert_int_eq(bb_stop(d), 0);
+}
+END_TEST
+
 Suite *
 bb_pgstore_suite(void)
 {
@@ -357,10 +599,13 @@ bb_pgstore_suite(void)
     tcase_add_test(tc, put_is_a_row_once_acknowledged_and_its_finish_too);
     tcase_add_test(
         tc, restart_restores_pending_and_finished_jobs_and_continues_ids);
+    tcase_add_test(tc, ids_are_never_given_twice_once_their_rows_are_deleted);
     tcase_add_test(tc, newer_schema_is_refused_at_start);
     tcase_add_test(tc, second_node_on_a_schema_is_refused);
     tcase_add_test(tc,
                    server_stopped_nowait_refused_put_waits_until_it_is_back);
+    tcase_add_test(tc, backlog_while_disconnected_is_one_write_per_job);
+    tcase_add_test(tc, heartbeat_renews_the_lease_of_a_running_job);
     suite_add_tcase(s, tc);
     return s;
 }
