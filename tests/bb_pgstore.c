@@ -7,7 +7,10 @@
  * on the same schema are refused at start; while the server is stopped a
  * nowait put is refused at once and a put waits until it is back. The
  * rows are checked through a libpq connection of the test's own. One
- * server for the suite (a schema per test), one more for the stop tests.
+ * server for the suite (a schema per test), one more for the stop tests,
+ * both from tests/bbpg.h (ports and directories of their own, held against
+ * parallel runs); skipped, saying why, only when PostgreSQL 15 cannot be
+ * installed.
  */
 #include <arpa/inet.h>
 #include <check.h>
@@ -22,107 +25,67 @@
 #include <sys/time.h>
 #include <unistd.h>
 
-#include <libpq-fe.h>
-
 #include "bb.h"
 #include "bbjson.h"
+#include "bbpg.h"
 #include "bbproc.h"
 #include "bbsuites.h"
 
 #ifndef ASYNCQD_PATH
 #error "ASYNCQD_PATH must name the asyncqd binary"
 #endif
-#ifndef PG_SH_PATH
-#error "PG_SH_PATH must name tests/pg/pg.sh"
-#endif
-
-#define PORT 55452      /* the suite's server */
-#define STOP_PORT 55453 /* the server the stop tests stop */
-#define DIR "/tmp/asyncq-bbpgstore"
 #define ROW_MS 10000
 
-static void
-pg_sh(const char *cmd, const char *dir, const char *port)
-{
-    const char *argv[] = {PG_SH_PATH, cmd, dir, port, NULL};
-    struct bb_run r;
-
-    bb_run_argv(&r, NULL, argv);
-    ck_assert_msg(r.status == 0, "pg.sh %s %s: %s", cmd, dir, r.err);
-    bb_run_free(&r);
-}
+static struct bbpg *pg; /* the suite's server (the runner's) */
 
 static void
 suite_setup(void)
 {
-    char port[8];
-
-    snprintf(port, sizeof port, "%d", PORT);
-    pg_sh("stop", DIR, NULL); /* one an earlier failed run left */
-    pg_sh("start", DIR, port);
+    bbpg_setup();
+    if (!bbpg_available())
+        return;
+    pg = bbpg_new();
+    bbpg_start(pg, false);
 }
 
 static void
 suite_teardown(void)
 {
-    pg_sh("stop", DIR, NULL);
-    bb_remove_dir(DIR);
-}
-
-static PGconn *
-db(int port)
-{
-    char conninfo[128];
-    PGconn *c;
-
-    snprintf(conninfo, sizeof conninfo,
-             "host=127.0.0.1 port=%d dbname=postgres user=postgres", port);
-    c = PQconnectdb(conninfo);
-    ck_assert_msg(PQstatus(c) == CONNECTION_OK, "%s", PQerrorMessage(c));
-    return c;
+    bbpg_free(pg);
+    pg = NULL;
+    bbpg_teardown();
 }
 
 static void
-db_exec(int port, const char *sql)
+db_exec(const struct bbpg *s, const char *sql)
 {
-    PGconn *c = db(port);
-    PGresult *res = PQexec(c, sql);
-
-    ck_assert_msg(PQresultStatus(res) == PGRES_COMMAND_OK ||
-                      PQresultStatus(res) == PGRES_TUPLES_OK,
-                  "%s: %s", sql, PQerrorMessage(c));
-    PQclear(res);
-    PQfinish(c);
+    PQclear(bbpg_query(s, "%s", sql));
 }
 
 /* The first column of the first row of sql as text ("" for none or
  * NULL), the caller's. */
-static char *db_text(int port, const char *fmt, ...)
+static char *db_text(const struct bbpg *s, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 
 static char *
-db_text(int port, const char *fmt, ...)
+db_text(const struct bbpg *s, const char *fmt, ...)
 {
     char sql[512];
     va_list ap;
-    PGconn *c = db(port);
     PGresult *res;
     char *out;
 
     va_start(ap, fmt);
     vsnprintf(sql, sizeof sql, fmt, ap);
     va_end(ap);
-    res = PQexec(c, sql);
-    ck_assert_msg(PQresultStatus(res) == PGRES_TUPLES_OK, "%s: %s", sql,
-                  PQerrorMessage(c));
+    res = bbpg_query(s, "%s", sql);
     out = strdup(PQntuples(res) > 0 ? PQgetvalue(res, 0, 0) : "");
     PQclear(res);
-    PQfinish(c);
     return out;
 }
 
 struct row_want {
-    int port;
+    const struct bbpg *s;
     const char *sql, *want;
 };
 
@@ -130,7 +93,7 @@ static bool
 row_is(void *arg)
 {
     struct row_want *w = arg;
-    char *got = db_text(w->port, "%s", w->sql);
+    char *got = db_text(w->s, "%s", w->sql);
     bool ok = strcmp(got, w->want) == 0;
 
     free(got);
@@ -140,32 +103,32 @@ row_is(void *arg)
 /* Polls until sql gives want (the commit after an event is not awaited
  * by any reply). */
 static void
-await_row(int port, const char *sql, const char *want)
+await_row(const struct bbpg *s, const char *sql, const char *want)
 {
-    struct row_want w = {port, sql, want};
+    struct row_want w = {s, sql, want};
     char *got;
 
     if (bb_poll(row_is, &w, ROW_MS))
         return;
-    got = db_text(port, "%s", sql);
+    got = db_text(s, "%s", sql);
     ck_abort_msg("%s: got \"%s\", want \"%s\"", sql, got, want);
 }
 
 #define CONFIG                                                                 \
-    "{'store': {'kind': 'postgres', 'conninfo': 'host=127.0.0.1 port=%d "      \
-    "dbname=postgres user=postgres', 'schema': '%s', 'node': '%s'}, "          \
+    "{'store': {'kind': 'postgres', 'conninfo': '%s', 'schema': '%s', "        \
+    "'node': '%s'}, "                                                          \
     "'queues': {'default': {'kind': 'echo', 'consumers': 1}, "                 \
     "'hold': {'kind': 'echo', 'consumers': 0}}}"
 
 static struct bb_daemon *
-start(int port, const char *schema, const char *node)
+start(const struct bbpg *s, const char *schema, const char *node)
 {
-    return bb_startq(CONFIG, port, schema, node);
+    return bb_startq(CONFIG, bbpg_conninfo(s), schema, node);
 }
 
 /* asyncqd on that config, which must refuse to start with message. */
 static void
-expect_refused(int port, const char *schema, const char *node,
+expect_refused(const struct bbpg *s, const char *schema, const char *node,
                const char *message)
 {
     char dir[] = "/tmp/asyncq-bbpg.XXXXXX", path[64];
@@ -179,10 +142,9 @@ expect_refused(int port, const char *schema, const char *node,
     fprintf(f,
             "{\"listen\": [\"tcp://127.0.0.1:0\"], \"metrics\": null, "
             "\"journal\": {\"path\": null}, \"store\": {\"kind\": "
-            "\"postgres\", \"conninfo\": \"host=127.0.0.1 port=%d "
-            "dbname=postgres user=postgres\", \"schema\": \"%s\", \"node\": "
-            "\"%s\"}}",
-            port, schema, node);
+            "\"postgres\", \"conninfo\": \"%s\", \"schema\": \"%s\", "
+            "\"node\": \"%s\"}}",
+            bbpg_conninfo(s), schema, node);
     fclose(f);
     {
         const char *argv[] = {ASYNCQD_PATH, "-c", path, NULL};
@@ -197,15 +159,19 @@ expect_refused(int port, const char *schema, const char *node,
 
 START_TEST(put_is_a_row_once_acknowledged_and_its_finish_too)
 {
-    struct bb_daemon *d = start(PORT, "t_put", "n1");
-    struct bb_conn *c = bb_connect(d);
+    struct bb_daemon *d;
+    struct bb_conn *c;
     json_int_t held, ran;
     char sql[160];
     char *got;
 
+    if (!bbpg_available())
+        return;
+    d = start(pg, "t_put", "n1");
+    c = bb_connect(d);
     held = bb_put_job(c, bb_jsonq("{'queue': 'hold', 'args': {'a': 1}}"), 5000);
     /* Acknowledged: the row is there, pending, with its args. */
-    got = db_text(PORT,
+    got = db_text(pg,
                   "SELECT state || ' ' || args FROM t_put.jobs WHERE id = %lld",
                   (long long)held);
     ck_assert_str_eq(got, "2 {\"a\":1}");
@@ -217,7 +183,7 @@ START_TEST(put_is_a_row_once_acknowledged_and_its_finish_too)
              "node || ' ' || (finished IS NOT NULL) FROM t_put.jobs WHERE "
              "id = %lld",
              (long long)ran);
-    await_row(PORT, sql, "4 1 {\"b\":2} n1 true");
+    await_row(pg, sql, "4 1 {\"b\":2} n1 true");
     bb_close(c);
     ck_assert_int_eq(bb_stop(d), 0);
 }
@@ -225,11 +191,15 @@ END_TEST
 
 START_TEST(restart_restores_pending_and_finished_jobs_and_continues_ids)
 {
-    struct bb_daemon *d = start(PORT, "t_restart", "n1");
-    struct bb_conn *c = bb_connect(d);
+    struct bb_daemon *d;
+    struct bb_conn *c;
     json_int_t a, b, done, next;
     json_t *st;
 
+    if (!bbpg_available())
+        return;
+    d = start(pg, "t_restart", "n1");
+    c = bb_connect(d);
     a = bb_put_job(c, bb_jsonq("{'queue': 'hold', 'args': {'n': 1}}"), 5000);
     b = bb_put_job(c,
                    bb_jsonq("{'queue': 'hold', 'args': {'n': 2}, "
@@ -271,22 +241,26 @@ END_TEST
  * by hand), a restart gives no id twice, after a clean stop or a kill. */
 START_TEST(ids_are_never_given_twice_once_their_rows_are_deleted)
 {
-    struct bb_daemon *d = start(PORT, "t_ids", "n1");
-    struct bb_conn *c = bb_connect(d);
+    struct bb_daemon *d;
+    struct bb_conn *c;
     json_int_t ids[IDS_JOBS], next, top;
     char *got;
 
+    if (!bbpg_available())
+        return;
+    d = start(pg, "t_ids", "n1");
+    c = bb_connect(d);
     for (int i = 0; i < IDS_JOBS; i++)
         ids[i] = bb_put_job(c, bb_jsonq("{'args': {}}"), 5000);
     for (int i = 0; i < IDS_JOBS; i++)
         bb_await_state(c, ids[i], "done", 5000);
     /* The block is reserved with the first put, beyond the ids given. */
-    got = db_text(PORT, "SELECT last_id >= %lld FROM t_ids.ids",
+    got = db_text(pg, "SELECT last_id >= %lld FROM t_ids.ids",
                   (long long)ids[IDS_JOBS - 1] + 100);
     ck_assert_str_eq(got, "t");
     free(got);
     bb_close(c);
-    db_exec(PORT, "DELETE FROM t_ids.jobs");
+    db_exec(pg, "DELETE FROM t_ids.jobs");
     bb_restart(d); /* a clean stop gives back the ids not given */
     c = bb_connect(d);
     next = bb_put_job(c, bb_jsonq("{'queue': 'hold', 'args': {}}"), 5000);
@@ -296,8 +270,8 @@ START_TEST(ids_are_never_given_twice_once_their_rows_are_deleted)
     bb_signal(d, SIGKILL);
     ck_assert_int_eq(bb_wait_exit(d, 10000), 128 + SIGKILL);
     bb_free(d);
-    db_exec(PORT, "DELETE FROM t_ids.jobs");
-    d = start(PORT, "t_ids", "n1");
+    db_exec(pg, "DELETE FROM t_ids.jobs");
+    d = start(pg, "t_ids", "n1");
     c = bb_connect(d);
     top = bb_put_job(c, bb_jsonq("{'queue': 'hold', 'args': {}}"), 5000);
     ck_assert_int_gt(top, next);
@@ -309,11 +283,13 @@ END_TEST
 
 START_TEST(newer_schema_is_refused_at_start)
 {
-    db_exec(PORT, "CREATE SCHEMA t_newer");
-    db_exec(PORT, "CREATE TABLE t_newer.schema_version (version integer NOT "
-                  "NULL, applied_at timestamptz NOT NULL DEFAULT now())");
-    db_exec(PORT, "INSERT INTO t_newer.schema_version VALUES (99)");
-    expect_refused(PORT, "t_newer", "n1",
+    if (!bbpg_available())
+        return;
+    db_exec(pg, "CREATE SCHEMA t_newer");
+    db_exec(pg, "CREATE TABLE t_newer.schema_version (version integer NOT "
+                "NULL, applied_at timestamptz NOT NULL DEFAULT now())");
+    db_exec(pg, "INSERT INTO t_newer.schema_version VALUES (99)");
+    expect_refused(pg, "t_newer", "n1",
                    "store: postgres: schema t_newer is at version 99, this "
                    "asyncqd knows up to 1: upgrade asyncqd");
 }
@@ -321,9 +297,12 @@ END_TEST
 
 START_TEST(second_node_on_a_schema_is_refused)
 {
-    struct bb_daemon *d = start(PORT, "t_two", "first");
+    struct bb_daemon *d;
 
-    expect_refused(PORT, "t_two", "second",
+    if (!bbpg_available())
+        return;
+    d = start(pg, "t_two", "first");
+    expect_refused(pg, "t_two", "second",
                    "store: postgres: schema t_two is in use by node first: "
                    "sharing queues between active nodes is not built yet "
                    "(issue 17)");
@@ -354,8 +333,7 @@ nowait_refused(void *arg)
 
 START_TEST(server_stopped_nowait_refused_put_waits_until_it_is_back)
 {
-    static const char dir[] = "/tmp/asyncq-bbpgstore-stop";
-    char port[8];
+    struct bbpg *s;
     struct bb_daemon *d;
     struct bb_conn *c;
     struct refused r;
@@ -363,13 +341,14 @@ START_TEST(server_stopped_nowait_refused_put_waits_until_it_is_back)
     json_t *reply;
     char *got;
 
-    snprintf(port, sizeof port, "%d", STOP_PORT);
-    pg_sh("stop", dir, NULL); /* one an earlier failed run left */
-    pg_sh("start", dir, port);
-    d = start(STOP_PORT, "t_stop", "n1");
+    if (!bbpg_available())
+        return;
+    s = bbpg_new();
+    bbpg_start(s, false);
+    d = start(s, "t_stop", "n1");
     c = bb_connect(d);
     r.c = c;
-    pg_sh("stop", dir, NULL);
+    bbpg_stop(s);
     /* Refused at once, -32603 naming why, once the loss is seen. */
     ck_assert(bb_poll(nowait_refused, &r, 10000));
     /* A put without nowait is not acknowledged while the server is away. */
@@ -377,21 +356,20 @@ START_TEST(server_stopped_nowait_refused_put_waits_until_it_is_back)
         bb_send_call(c, "put", bb_jsonq("{'queue': 'hold', 'args': {'w': 1}}"));
     reply = bb_wait_reply(c, id, 300);
     ck_assert_ptr_null(reply);
-    pg_sh("restart", dir, NULL);
+    bbpg_restart(s);
     reply = bb_wait_reply(c, id, 15000);
     ck_assert_ptr_nonnull(reply);
     id = json_integer_value(
         json_object_get(json_object_get(reply, "result"), "job"));
     ck_assert_int_gt(id, 0);
     json_decref(reply);
-    got = db_text(STOP_PORT, "SELECT args FROM t_stop.jobs WHERE id = %lld",
+    got = db_text(s, "SELECT args FROM t_stop.jobs WHERE id = %lld",
                   (long long)id);
     ck_assert_str_eq(got, "{\"w\":1}");
     free(got);
     bb_close(c);
     ck_assert_int_eq(bb_stop(d), 0);
-    pg_sh("stop", dir, NULL);
-    bb_remove_dir(dir);
+    bbpg_free(s);
 }
 END_TEST
 
@@ -441,8 +419,8 @@ all_done(void *arg)
  * one write per job, not one per event; all commit once it is back. */
 START_TEST(backlog_while_disconnected_is_one_write_per_job)
 {
-    static const char dir[] = "/tmp/asyncq-bbpgstore-backlog";
-    char port[8], sql[128];
+    char sql[128];
+    struct bbpg *s;
     struct bb_daemon *d;
     struct bb_conn *c, *q;
     struct refused r;
@@ -450,22 +428,22 @@ START_TEST(backlog_while_disconnected_is_one_write_per_job)
     long long before;
     int mport;
 
-    snprintf(port, sizeof port, "%d", STOP_PORT);
-    pg_sh("stop", dir, NULL); /* one an earlier failed run left */
-    pg_sh("start", dir, port);
+    if (!bbpg_available())
+        return;
+    s = bbpg_new();
+    bbpg_start(s, false);
     d = bb_startq("{'metrics': '127.0.0.1:0', 'store': {'kind': 'postgres', "
-                  "'conninfo': 'host=127.0.0.1 port=%d dbname=postgres "
-                  "user=postgres', 'schema': 't_backlog', 'node': 'n1'}, "
+                  "'conninfo': '%s', 'schema': 't_backlog', 'node': 'n1'}, "
                   "'queues': {'default': {'kind': 'echo', 'consumers': 1}, "
                   "'hold': {'kind': 'echo', 'consumers': 0}}}",
-                  STOP_PORT);
+                  bbpg_conninfo(s));
     mport = bb_metrics_port(d);
     c = bb_connect(d);
     q = bb_connect(d);
     r.c = q;
     first = bb_put_job(c, bb_jsonq("{'args': {}}"), 5000);
     bb_await_state(q, first, "done", 5000);
-    pg_sh("stop", dir, NULL);
+    bbpg_stop(s);
     ck_assert(bb_poll(nowait_refused, &r, 10000));
     /* (the nowait puts accepted before the loss was seen may wait too) */
     before = metric(mport, "asyncq_store_backlog");
@@ -475,7 +453,7 @@ START_TEST(backlog_while_disconnected_is_one_write_per_job)
     ck_assert(bb_poll(all_done, q, 10000));
     ck_assert_int_eq(metric(mport, "asyncq_store_backlog"),
                      before + BACKLOG_JOBS);
-    pg_sh("restart", dir, NULL);
+    bbpg_restart(s);
     for (int i = 0; i < BACKLOG_JOBS; i++) {
         json_t *reply = bb_wait_reply(c, calls[i], 15000);
 
@@ -493,13 +471,12 @@ START_TEST(backlog_while_disconnected_is_one_write_per_job)
              "SELECT count(*) FROM t_backlog.jobs WHERE state = 4 AND id >= "
              "%lld",
              (long long)job);
-    await_row(STOP_PORT, sql, "20");
+    await_row(s, sql, "20");
     ck_assert_int_eq(metric(mport, "asyncq_store_backlog"), 0);
     bb_close(q);
     bb_close(c);
     ck_assert_int_eq(bb_stop(d), 0);
-    pg_sh("stop", dir, NULL);
-    bb_remove_dir(dir);
+    bbpg_free(s);
 }
 END_TEST
 
@@ -512,7 +489,7 @@ static bool
 has_moved(void *arg)
 {
     struct moved *m = arg;
-    char *got = db_text(PORT, "%s", m->sql);
+    char *got = db_text(pg, "%s", m->sql);
     bool ok = atoll(got) > m->was;
 
     free(got);
@@ -532,12 +509,13 @@ START_TEST(heartbeat_renews_the_lease_of_a_running_job)
     struct moved m;
     char *got;
 
+    if (!bbpg_available())
+        return;
     setenv("ASYNCQ_PG_LEASE_RENEW_MS", "100", 1);
-    d = bb_startq("{'store': {'kind': 'postgres', 'conninfo': 'host=127.0.0.1 "
-                  "port=%d dbname=postgres user=postgres', 'schema': "
+    d = bb_startq("{'store': {'kind': 'postgres', 'conninfo': '%s', 'schema': "
                   "'t_lease', 'node': 'n1'}, 'queues': {'nap': {'kind': "
                   "'sleep', 'consumers': 2}}}",
-                  PORT);
+                  bbpg_conninfo(pg));
     unsetenv("ASYNCQ_PG_LEASE_RENEW_MS");
     c = bb_connect(d);
     /* No timeout of its own: leased 3 intervals ahead, renewed. */
@@ -555,18 +533,18 @@ START_TEST(heartbeat_renews_the_lease_of_a_running_job)
     m.sql = lease;
     m.was = 0;
     ck_assert(bb_poll(has_moved, &m, ROW_MS)); /* leased */
-    got = db_text(PORT, "%s", lease);
+    got = db_text(pg, "%s", lease);
     m.was = atoll(got);
     free(got);
     ck_assert(bb_poll(has_moved, &m, ROW_MS)); /* and again, later */
-    got = db_text(PORT,
+    got = db_text(pg,
                   "SELECT lease_deadline > now() AND lease_deadline <= "
                   "now() + interval '1 second' FROM t_lease.jobs WHERE id = "
                   "%lld",
                   (long long)id);
     ck_assert_str_eq(got, "t");
     free(got);
-    got = db_text(PORT,
+    got = db_text(pg,
                   "SELECT lease_deadline > now() + interval '290 seconds' AND "
                   "lease_deadline <= now() + interval '301 seconds' FROM "
                   "t_lease.jobs WHERE id = %lld",
@@ -575,7 +553,7 @@ START_TEST(heartbeat_renews_the_lease_of_a_running_job)
     free(got);
     m.sql = "SELECT (extract(epoch FROM seen) * 1000000)::bigint FROM "
             "t_lease.nodes WHERE node = 'n1'";
-    got = db_text(PORT, "%s", m.sql);
+    got = db_text(pg, "%s", m.sql);
     m.was = atoll(got);
     free(got);
     ck_assert(bb_poll(has_moved, &m, ROW_MS));

@@ -2,21 +2,18 @@
 /* tests/bbpg.c: PostgreSQL servers for the black-box tests (see bbpg.h). */
 #include "bbpg.h"
 #include "bb.h"
+#include "pgport.h"
 
-#include <arpa/inet.h>
 #include <check.h>
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/file.h>
-#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -26,7 +23,7 @@
 #endif
 
 #define PORT_FIRST 55441
-#define PORT_COUNT 9
+#define PORT_COUNT 19
 #define PGSH_TIMEOUT_MS 90000 /* pg.sh's own waits are 30 s each */
 #define SQL_CONNINFO_EXTRA                                                     \
     " connect_timeout=5 options='-c statement_timeout=10000'"
@@ -207,67 +204,16 @@ bbpg_available(void)
     return is_available;
 }
 
-/* Whether something listens on 127.0.0.1:port (a server of a parallel
- * run, or one a failed test left). */
-static bool
-port_in_use(int port)
-{
-    struct sockaddr_in sin = {.sin_family = AF_INET};
-    int fd = socket(AF_INET, SOCK_STREAM, 0), one = 1;
-    bool in_use;
-
-    ck_assert_int_ge(fd, 0);
-    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-    sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    sin.sin_port = htons((uint16_t)port);
-    in_use = bind(fd, (struct sockaddr *)&sin, sizeof sin) != 0;
-    close(fd);
-    return in_use;
-}
-
-/* The lock on port's file (/tmp/asyncq-bbpg-PORT.lock), or -1 if another
- * process (a parallel run) holds it. */
-static int
-port_lock(int port)
-{
-    char path[64];
-    int fd;
-
-    snprintf(path, sizeof path, "/tmp/asyncq-bbpg-%d.lock", port);
-    fd = open(path, O_RDONLY | O_CREAT | O_CLOEXEC, 0666);
-    ck_assert_msg(fd >= 0, "bbpg: %s: %s", path, strerror(errno));
-    if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
-        close(fd);
-        return -1;
-    }
-    return fd;
-}
-
 struct bbpg *
 bbpg_new(void)
 {
     struct bbpg *s = calloc(1, sizeof *s);
-    int offset = (int)(getpid() % PORT_COUNT);
 
     ck_assert_ptr_nonnull(s);
     ck_assert_msg(case_dir[0] != '\0', "bbpg_new: bbpg_setup did not run");
-    /* A port no other test holds (its lock, even before its server
-     * listens) and nothing listens on (a server a failed run left). */
-    for (int i = 0; i < PORT_COUNT && s->port == 0; i++) {
-        int port = PORT_FIRST + (offset + i) % PORT_COUNT;
-        int fd = port_lock(port);
-
-        if (fd < 0)
-            continue;
-        if (port_in_use(port)) {
-            close(fd);
-            continue;
-        }
-        s->port = port;
-        s->lock_fd = fd;
-    }
-    ck_assert_msg(s->port != 0, "bbpg: every port of %d-%d is in use",
-                  PORT_FIRST, PORT_FIRST + PORT_COUNT - 1);
+    s->port = pgport_take(PORT_FIRST, PORT_COUNT, &s->lock_fd);
+    ck_assert_msg(s->port != 0, "bbpg: no port of %d-%d: %s", PORT_FIRST,
+                  PORT_FIRST + PORT_COUNT - 1, strerror(errno));
     snprintf(s->dir, sizeof s->dir, "%s/pg%d", case_dir, s->port);
     snprintf(s->conninfo, sizeof s->conninfo,
              "host=127.0.0.1 port=%d dbname=postgres user=postgres", s->port);

@@ -7,10 +7,9 @@
  * A suite calls bbpg_setup and bbpg_teardown as an unchecked fixture (in
  * the runner, around each test case): the servers of a case live in one
  * directory, and the teardown kills whatever a failed or timed-out test
- * left running there. Ports come from 55441-55449 (issue 17's range for
- * bb.pg), starting at an offset of the pid, each held with a lock file
- * (/tmp/asyncq-bbpg-PORT.lock) against parallel runs, skipping any a
- * server listens on.
+ * left running there. Ports come from 55441-55459 (bb.pg and bb.pgstore),
+ * each held with a lock file against other suites and parallel runs
+ * (tests/pgport.h), skipping any a server listens on.
  * Every call is bounded in time and fails the test on an error, naming
  * pg.sh's message.
  */
