@@ -3,10 +3,13 @@
  * tests/test_pgconn.c: lib/pgconn.c against a real PostgreSQL 15, started
  * by tests/pg/pg.sh in a temporary directory once per test case (in the
  * runner's process) and stopped after it. Every test drives the loop until
- * what it waits for happened, under a deadline. Without the server
- * binaries every test fails, saying how to install them.
+ * what it waits for happened, under a deadline. Its port (55431-55440) is
+ * held with a lock file against parallel runs (tests/pgport.h). The suite
+ * is skipped, saying why, only when the server binaries cannot be
+ * installed (tests/pg/pg.sh install fails: not root, apt-get failed).
  */
 #include <arpa/inet.h>
+#include <errno.h>
 #include <netinet/in.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -20,13 +23,18 @@
 
 #include "error.h"
 #include "pgconn.h"
+#include "pgport.h"
 #include "suites.h"
 #include "testutil.h"
 
 #define WAIT_MS 8000
+#define PORT_FIRST 55431 /* 55431-55440: this suite's (bb.pg, bench: others)   \
+                          */
+#define PORT_COUNT 10
 
 static char pg_dir[64];
 static int pg_port;
+static int pg_lock_fd = -1;    /* holds pg_port (pgport_take) */
 static char pg_setup_err[256]; /* why the server is not there, or "" */
 
 /* Runs a shell command; its exit status (or -1). */
@@ -62,8 +70,12 @@ server_setup(void)
         snprintf(pg_setup_err, sizeof pg_setup_err, "mkdtemp failed");
         return;
     }
-    /* 55431..55440: the unit suite's ports (bb.pg and bench use others) */
-    pg_port = 55431 + getpid() % 10;
+    pg_port = pgport_take(PORT_FIRST, PORT_COUNT, &pg_lock_fd);
+    if (pg_port == 0) {
+        snprintf(pg_setup_err, sizeof pg_setup_err, "no port of %d-%d: %s",
+                 PORT_FIRST, PORT_FIRST + PORT_COUNT - 1, strerror(errno));
+        return;
+    }
     if (sh("%s start %s %d", AQ_PG_SH, pg_dir, pg_port) != 0)
         snprintf(pg_setup_err, sizeof pg_setup_err,
                  "pg.sh start %s %d failed (see above)", pg_dir, pg_port);
@@ -77,6 +89,9 @@ server_teardown(void)
     sh("%s stop %s immediate", AQ_PG_SH, pg_dir);
     sh("rm -rf %s", pg_dir);
     pg_dir[0] = '\0';
+    if (pg_lock_fd >= 0)
+        close(pg_lock_fd);
+    pg_lock_fd = -1;
 }
 
 static void
@@ -886,12 +901,46 @@ START_TEST(silent_nameserver_bounded_by_connect_timeout)
 }
 END_TEST
 
+/* Whether the server binaries cannot be installed (pg.sh install exits
+ * 1, saying why: into why); any other failure is the server case's. */
+static bool
+binaries_unavailable(char *why, size_t len)
+{
+    char cmd[512];
+    size_t n = 0;
+    FILE *f;
+    int rc;
+
+    snprintf(cmd, sizeof cmd, "%s install 2>&1", AQ_PG_SH);
+    f = popen(cmd, "r");
+    if (f == NULL)
+        return false;
+    n = fread(why, 1, len - 1, f);
+    why[n] = '\0';
+    while (n > 0 && why[n - 1] == '\n')
+        why[--n] = '\0';
+    rc = pclose(f);
+    return rc != -1 && WIFEXITED(rc) && WEXITSTATUS(rc) == 1;
+}
+
 Suite *
 pgconn_suite(void)
 {
     Suite *s = suite_create("pgconn");
-    TCase *tc = test_tcase_new("server");
+    const char *only = getenv("CK_RUN_SUITE");
+    char why[512];
+    TCase *tc;
 
+    /* Asked only when the suite is to run: it may run apt-get. */
+    if ((only == NULL || strcmp(only, "pgconn") == 0) &&
+        binaries_unavailable(why, sizeof why)) {
+        fprintf(stderr,
+                "unit.pgconn: skipped: PostgreSQL 15 cannot be installed: "
+                "%s\n",
+                why);
+        return s;
+    }
+    tc = test_tcase_new("server");
     /* one server for the case, in the runner's process */
     tcase_add_unchecked_fixture(tc, server_setup, server_teardown);
     tcase_add_checked_fixture(tc, test_setup, test_teardown);
