@@ -94,8 +94,8 @@ CONF
 }
 
 wait_ready() {
-    local dir=$1 port=$2 i
-    for i in $(seq 1 300); do
+    local dir=$1 port=$2 _
+    for _ in $(seq 1 300); do
         if as_owner "$BIN/pg_isready" -q -h "$dir" -p "$port" -t 1; then
             return 0
         fi
