@@ -28,8 +28,8 @@
 #include "testutil.h"
 
 #define WAIT_MS 8000
-#define PORT_FIRST 55431 /* 55431-55440: this suite's (bb.pg, bench: others)   \
-                          */
+/* Ports 55431-55440 are this suite's (bb.pg and the bench use others). */
+#define PORT_FIRST 55431
 #define PORT_COUNT 10
 
 static char pg_dir[64];
