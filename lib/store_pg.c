@@ -68,6 +68,7 @@ enum { WHOLE_NCOLS = 24, START_NCOLS = 4, REQUEUE_NCOLS = 7 };
 struct pg_op {
     TAILQ_ENTRY(pg_op) link;
     uint64_t pos; /* events told up to this one */
+    uint64_t gen; /* the send window it was told in (sp->gen then) */
     uint8_t kind; /* enum op_kind */
     uint8_t nv;
     char *key; /* owned: the row's: the id, "s:" name, "ids" */
@@ -103,6 +104,7 @@ struct store_pg {
     size_t nops;             /* in ops: asyncq_store_backlog */
     json_t *unsent;          /* key: its op not sent yet (json integer) */
     uint64_t told, committed, sent;
+    uint64_t gen;        /* send windows: + 1 at each transaction sent */
     struct pg_txns txns; /* in flight */
     struct aq_barrier_list barriers;
     struct event *flush_ev, *retry_ev, *renew_ev;
@@ -237,6 +239,7 @@ op_tell(struct store_pg *sp, struct pg_op *op)
         op_free(old);
     }
     op->pos = ++sp->told;
+    op->gen = sp->gen;
     TAILQ_INSERT_TAIL(&sp->ops, op, link);
     sp->nops++;
     json_object_set_new(sp->unsent, op->key,
@@ -439,26 +442,30 @@ op_sql(struct store_pg *sp, enum op_kind kind, const char **name)
     return sql[kind];
 }
 
-/* Sends the run of ops from first (n of them, one kind) as one statement
- * of arrays. */
+/* Sends the ops of kind among those from first to end (n of them) as one
+ * statement of arrays, in told order. */
 static int
-send_run(struct store_pg *sp, struct pg_op *first, size_t n)
+send_kind(struct store_pg *sp, struct pg_op *first, struct pg_op *end,
+          enum op_kind kind, uint8_t nv)
 {
-    uint8_t nv = first->nv;
     struct evbuffer *cols[WHOLE_NCOLS];
     char *values[WHOLE_NCOLS];
-    struct pg_op *op = first;
-    const char *name, *sql = op_sql(sp, first->kind, &name);
+    const char *name, *sql = op_sql(sp, kind, &name);
     struct aq_error err;
+    bool is_first = true;
     int rc;
 
     for (uint8_t c = 0; c < nv; c++) {
         cols[c] = evbuffer_new();
         evbuffer_add(cols[c], "{", 1);
     }
-    for (size_t i = 0; i < n; i++, op = TAILQ_NEXT(op, link))
+    for (struct pg_op *op = first; op != end; op = TAILQ_NEXT(op, link)) {
+        if (op->kind != kind)
+            continue;
         for (uint8_t c = 0; c < nv; c++)
-            array_elem(cols[c], op->v[c], i == 0);
+            array_elem(cols[c], op->v[c], is_first);
+        is_first = false;
+    }
     for (uint8_t c = 0; c < nv; c++) {
         evbuffer_add(cols[c], "}", 1);
         values[c] = buf_str(cols[c]);
@@ -471,9 +478,34 @@ send_run(struct store_pg *sp, struct pg_op *first, size_t n)
     return rc;
 }
 
+/* Sends the ops of one send window, first up to end, as at most one
+ * statement per kind. Each row has one op in a window, but for deletes
+ * (op_tell): a row's delete before its write. Deletes go first, then the
+ * whole rows in told order: the unique index on keys is checked row by
+ * row, so a key freed (a row deleted, or finished) is free before a later
+ * put takes it. Rows are never deleted and written again (ids are not
+ * reused); schedules and the id mark are other tables. */
+static int
+send_window(struct store_pg *sp, struct pg_op *first, struct pg_op *end)
+{
+    static const uint8_t order[] = {OP_RESERVE, OP_DELETE,  OP_WHOLE, OP_START,
+                                    OP_REQUEUE, OP_UNSCHED, OP_SCHED};
+    uint8_t nv[OP_RESERVE + 1] = {0};
+
+    for (struct pg_op *op = first; op != end; op = TAILQ_NEXT(op, link))
+        nv[op->kind] = op->nv;
+    for (size_t i = 0; i < sizeof order; i++)
+        if (nv[order[i]] != 0 &&
+            send_kind(sp, first, end, order[i], nv[order[i]]) < 0)
+            return -1;
+    return 0;
+}
+
 static void commit_cb(void *arg, const PGresult *res, const char *err);
 
-/* The ops not sent yet go out as one transaction. */
+/* The ops not sent yet go out as one transaction: one send window, or
+ * several when ops are sent again after a lost connection (each window
+ * in turn: a row may have an op in each). */
 static void
 flush_cb(evutil_socket_t fd, short what, void *arg)
 {
@@ -481,8 +513,6 @@ flush_cb(evutil_socket_t fd, short what, void *arg)
     struct pg_op *op, *first;
     struct pg_txn *txn;
     struct aq_error err;
-    json_t *seen;
-    size_t n;
 
     if (sp->phase != PH_LOCKED || !aq_pgconn_is_ready(sp->conn) ||
         sp->sent == sp->told)
@@ -490,25 +520,13 @@ flush_cb(evutil_socket_t fd, short what, void *arg)
     TAILQ_FOREACH (op, &sp->ops, link)
         if (op->pos > sp->sent)
             break;
-    seen = json_object();
     while (op != NULL) {
         first = op;
-        n = 0;
-        json_object_clear(seen);
-        /* A run: consecutive ops of one kind, each row once (a statement
-         * cannot upsert one row twice). */
-        while (op != NULL && op->kind == first->kind &&
-               json_object_get(seen, op->key) == NULL) {
-            json_object_set_new(seen, op->key, json_true());
-            n++;
+        while (op != NULL && op->gen == first->gen)
             op = TAILQ_NEXT(op, link);
-        }
-        if (send_run(sp, first, n) < 0) {
-            json_decref(seen);
+        if (send_window(sp, first, op) < 0)
             return; /* lost meanwhile: sent again once ready */
-        }
     }
-    json_decref(seen);
     txn = xcalloc(1, sizeof *txn);
     txn->sp = sp;
     txn->last_pos = sp->told;
@@ -518,6 +536,7 @@ flush_cb(evutil_socket_t fd, short what, void *arg)
     }
     TAILQ_INSERT_TAIL(&sp->txns, txn, link);
     sp->sent = sp->told;
+    sp->gen++;
     json_object_clear(sp->unsent); /* every op is sent */
 }
 
