@@ -1,21 +1,24 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * lib/store_pg.c: PostgreSQL as a store (lib/store.h), over lib/pgconn.h.
- * Each job event becomes an op holding the row values it writes; the ops
- * of one loop pass go out as one transaction (runs of the same kind as
- * one multi-row statement over unnest), and a sync barrier completes once
- * the commit of every op told before it succeeded. Ops stay until their
- * commit: after a lost connection they are sent again, in order, and are
- * idempotent (upserts of whole rows, absolute updates, deletes). At each
- * connect the schema is migrated (lib/pg_schema.h) and the node's
- * advisory lock taken: one node per schema for now.
+ * Each job event becomes an op holding the row values it writes: a whole
+ * row (put, start, requeue, finish, retry: one upsert), or a delete. The
+ * ops of one loop pass form a send window and go out as one transaction of at
+ * most one multi-row statement per kind (over unnest), and a sync barrier
+ * completes once the commit of every op told before it succeeded. Ops stay
+ * until their commit: after a lost connection they are sent again, in order,
+ * and are idempotent (upserts of whole rows, deletes). At each connect the
+ * schema is migrated (lib/pg_schema.h) and the node's advisory lock taken: one
+ * node per schema for now.
  *
- * While ops wait (the server is away), a row's later write replaces its
- * earlier op not sent yet: a whole row or a delete supersedes what came
- * before it (a start or requeue after an op not sent becomes a whole
- * row), a schedule's fire the one before, a reservation the one before.
- * The backlog is then one op per row touched, not one per event. Ops
- * sent and not known committed stay as they are, for the re-send.
+ * A row's later write replaces its earlier op not sent yet: a whole row
+ * or a delete supersedes what came before it (a delete stays before a
+ * whole row, which would insert the row again), a schedule's fire the one
+ * before, a reservation the one before. A window then holds one op per
+ * row (a job put, started and finished in it is one row write), and the
+ * backlog while the server is away one op per row touched, not one per
+ * event. Ops sent and not known committed stay as they are, for the
+ * re-send.
  *
  * Every LEASE_RENEW_MS the node renews, in one transaction, its row of
  * S.nodes (seen) and the lease_deadline of the rows it runs: a deadline in
@@ -54,16 +57,8 @@
 #define LEASE_RENEW_MS 10000
 #define LEASE_INTERVALS 3
 
-enum op_kind {
-    OP_WHOLE,
-    OP_START,
-    OP_REQUEUE,
-    OP_DELETE,
-    OP_SCHED,
-    OP_UNSCHED,
-    OP_RESERVE
-};
-enum { WHOLE_NCOLS = 24, START_NCOLS = 4, REQUEUE_NCOLS = 7 };
+enum op_kind { OP_WHOLE, OP_DELETE, OP_SCHED, OP_UNSCHED, OP_RESERVE };
+enum { WHOLE_NCOLS = 24 };
 
 struct pg_op {
     TAILQ_ENTRY(pg_op) link;
@@ -91,9 +86,9 @@ struct store_pg {
     struct aq_pgconn *conn; /* owned */
     char *schema, *node;    /* owned */
     int64_t lock_key;
-    char *sql_whole, *sql_start, *sql_requeue, *sql_delete, *sql_sched,
-        *sql_unsched, *sql_read, *sql_read_sched, *sql_node, *sql_holder,
-        *sql_reserve, *sql_read_ids, *sql_release, *sql_seen, *sql_renew;
+    char *sql_whole, *sql_delete, *sql_sched, *sql_unsched, *sql_read,
+        *sql_read_sched, *sql_node, *sql_holder, *sql_reserve, *sql_read_ids,
+        *sql_release, *sql_seen, *sql_renew;
     struct aq_broker *broker; /* borrowed, from restore on */
     enum phase phase;
     bool is_restored;
@@ -247,20 +242,6 @@ op_tell(struct store_pg *sp, struct pg_op *op)
     event_active(sp->flush_ev, EV_TIMEOUT, 0);
 }
 
-/* Whether a partial update of id (start, requeue) must be a whole row:
- * an op of the row not sent yet (other than a delete) would stay before it
- * otherwise. */
-static bool
-job_is_unsent(struct store_pg *sp, uint64_t id)
-{
-    char key[24];
-    struct pg_op *old;
-
-    snprintf(key, sizeof key, "%llu", (unsigned long long)id);
-    old = op_unsent(sp, key);
-    return old != NULL && old->kind != OP_DELETE;
-}
-
 /* ---- job events ---- */
 
 /* Ids up to id are given: a block is reserved first when id is beyond the
@@ -322,47 +303,14 @@ sp_whole(struct aq_store *s, struct aq_job *j, const char *queue)
     op_tell(sp, op);
 }
 
+/* A start or a requeue writes the whole row too: one statement kind for
+ * every write of a row, an upsert found by the primary key (an UPDATE
+ * joined to unnest may get a generic plan that scans the table), and a
+ * row's events of one pass in one op. */
 static void
-sp_start(struct aq_store *s, struct aq_job *j)
+sp_rewrite(struct aq_store *s, struct aq_job *j)
 {
-    struct store_pg *sp = sp_of(s);
-    struct pg_op *op;
-    int64_t started = j->ext != NULL ? j->ext->started_us : 0;
-
-    if (job_is_unsent(sp, j->id)) {
-        sp_whole(s, j, job_queue(j)->cfg.name);
-        return;
-    }
-    op = op_new(sp, OP_START, START_NCOLS, v_i64((int64_t)j->id));
-    op->v[0] = v_i64((int64_t)j->id);
-    op->v[1] = v_i64(j->attempts);
-    op->v[2] = v_time(started);
-    op->v[3] = v_time(lease_us(j, started));
-    op_tell(sp, op);
-}
-
-static void
-sp_requeue(struct aq_store *s, struct aq_job *j)
-{
-    struct store_pg *sp = sp_of(s);
-    struct pg_op *op;
-    const struct aq_job_ext *x = j->ext;
-
-    if (job_is_unsent(sp, j->id)) {
-        sp_whole(s, j, job_queue(j)->cfg.name);
-        return;
-    }
-    op = op_new(sp, OP_REQUEUE, REQUEUE_NCOLS, v_i64((int64_t)j->id));
-    op->v[0] = v_i64((int64_t)j->id);
-    op->v[1] = v_i64(pg_state_of[store_state_of[j->state]]);
-    op->v[2] = v_time(store_job_due_wall_us(j));
-    op->v[3] = v_i64(j->attempts);
-    if (x != NULL) {
-        op->v[4] = x->result != NULL ? xstrdup(x->result) : NULL;
-        op->v[5] = x->err_code != NULL ? xstrdup(x->err_code) : NULL;
-        op->v[6] = x->err_message != NULL ? xstrdup(x->err_message) : NULL;
-    }
-    op_tell(sp, op);
+    sp_whole(s, j, job_queue(j)->cfg.name);
 }
 
 static void
@@ -431,12 +379,10 @@ buf_str(struct evbuffer *b)
 static const char *
 op_sql(struct store_pg *sp, enum op_kind kind, const char **name)
 {
-    static const char *const names[] = {"aq_whole",  "aq_start", "aq_requeue",
-                                        "aq_delete", "aq_sched", "aq_unsched",
-                                        "aq_reserve"};
-    const char *const sql[] = {sp->sql_whole,  sp->sql_start, sp->sql_requeue,
-                               sp->sql_delete, sp->sql_sched, sp->sql_unsched,
-                               sp->sql_reserve};
+    static const char *const names[] = {"aq_whole", "aq_delete", "aq_sched",
+                                        "aq_unsched", "aq_reserve"};
+    const char *const sql[] = {sp->sql_whole, sp->sql_delete, sp->sql_sched,
+                               sp->sql_unsched, sp->sql_reserve};
 
     *name = names[kind];
     return sql[kind];
@@ -488,8 +434,8 @@ send_kind(struct store_pg *sp, struct pg_op *first, struct pg_op *end,
 static int
 send_window(struct store_pg *sp, struct pg_op *first, struct pg_op *end)
 {
-    static const uint8_t order[] = {OP_RESERVE, OP_DELETE,  OP_WHOLE, OP_START,
-                                    OP_REQUEUE, OP_UNSCHED, OP_SCHED};
+    static const uint8_t order[] = {OP_RESERVE, OP_DELETE, OP_WHOLE, OP_UNSCHED,
+                                    OP_SCHED};
     uint8_t nv[OP_RESERVE + 1] = {0};
 
     for (struct pg_op *op = first; op != end; op = TAILQ_NEXT(op, link))
@@ -1191,8 +1137,6 @@ sp_close(struct aq_store *s)
     event_free(sp->retry_ev);
     event_free(sp->renew_ev);
     free(sp->sql_whole);
-    free(sp->sql_start);
-    free(sp->sql_requeue);
     free(sp->sql_delete);
     free(sp->sql_sched);
     free(sp->sql_unsched);
@@ -1214,8 +1158,8 @@ static const struct aq_store_ops pg_ops = {
     .name = "postgres",
     .restore = sp_restore,
     .put = sp_whole,
-    .start = sp_start,
-    .requeue = sp_requeue,
+    .start = sp_rewrite,
+    .requeue = sp_rewrite,
     .finish = sp_whole,
     .forget = sp_delete,
     .retry = sp_whole,
@@ -1338,22 +1282,6 @@ static const char sql_whole[] =
                                                            "EXCLUDED.error_"
                                                            "message";
 
-static const char sql_start[] =
-    "UPDATE @S.jobs AS j SET state = 3, attempts = t.attempts, started "
-    "= " US_TIME("t.started") ", node = '@N', lease_deadline = " US_TIME(
-        "t.lease") " FROM unnest($1::bigint[], $2::integer[], $3::bigint[], "
-                   "$4::bigint[]) AS t(id, attempts, started, lease) "
-                   "WHERE j.id = t.id";
-
-static const char sql_requeue[] =
-    "UPDATE @S.jobs AS j SET state = t.state, due = " US_TIME(
-        "t.due") ", attempts = t.attempts, result = t.result, error_code = "
-                 "t.error_code, error_message = t.error_message, "
-                 "lease_deadline = NULL FROM unnest($1::bigint[], "
-                 "$2::smallint[], $3::bigint[], $4::integer[], $5::text[], "
-                 "$6::text[], $7::text[]) AS t(id, state, due, attempts, "
-                 "result, error_code, error_message) WHERE j.id = t.id";
-
 static const char sql_delete[] =
     "DELETE FROM @S.jobs WHERE id = ANY($1::bigint[])";
 
@@ -1419,17 +1347,6 @@ static const char sql_release[] =
 
 /* ---- public ---- */
 
-/* tmpl with its schema, and '@N' the node (a name of [A-Za-z0-9._-]). */
-static char *
-sql_with_node(const char *tmpl, const char *schema, const char *node)
-{
-    char *sql = aq_pg_sql(tmpl, schema), *at = strstr(sql, "@N"), *out;
-
-    out = xasprintf("%.*s%s%s", (int)(at - sql), sql, node, at + 2);
-    free(sql);
-    return out;
-}
-
 /* LEASE_RENEW_MS, or ASYNCQ_PG_LEASE_RENEW_MS (tests) when it is a
  * number of milliseconds from 10 to 3600000. */
 static long
@@ -1476,8 +1393,6 @@ aq_store_pg_open(struct event_base *base, const char *conninfo,
     sp->flush_ev = event_new(base, -1, 0, flush_cb, sp);
     sp->retry_ev = evtimer_new(base, retry_cb, sp);
     sp->sql_whole = aq_pg_sql(sql_whole, schema);
-    sp->sql_start = sql_with_node(sql_start, schema, sp->node);
-    sp->sql_requeue = aq_pg_sql(sql_requeue, schema);
     sp->sql_delete = aq_pg_sql(sql_delete, schema);
     sp->sql_sched = aq_pg_sql(sql_sched, schema);
     sp->sql_unsched = aq_pg_sql(sql_unsched, schema);
