@@ -3,13 +3,14 @@
  * lib/store_pg.c: PostgreSQL as a store (lib/store.h), over lib/pgconn.h.
  * Each job event becomes an op holding the row values it writes: a whole
  * row (put, start, requeue, finish, retry: one upsert), or a delete. The
- * ops of one loop pass form a send window and go out as one transaction of at
- * most one multi-row statement per kind (over unnest), and a sync barrier
- * completes once the commit of every op told before it succeeded. Ops stay
- * until their commit: after a lost connection they are sent again, in order,
- * and are idempotent (upserts of whole rows, deletes). At each connect the
- * schema is migrated (lib/pg_schema.h) and the node's advisory lock taken: one
- * node per schema for now.
+ * ops told while the transaction before is in flight (at most
+ * MAX_INFLIGHT transactions are) form a send window and go out as one
+ * transaction of at most one multi-row statement per kind (over unnest),
+ * and a sync barrier completes once the commit of every op told before it
+ * succeeded. Ops stay until their commit: after a lost connection they are
+ * sent again, in order, and are idempotent (upserts of whole rows,
+ * deletes). At each connect the schema is migrated (lib/pg_schema.h) and
+ * the node's advisory lock taken: one node per schema for now.
  *
  * A row's later write replaces its earlier op not sent yet: a whole row
  * or a delete supersedes what came before it (a delete stays before a
@@ -51,6 +52,11 @@
 #define READ_CHUNK 5000 /* rows per SELECT at restore */
 #define CLOSE_WAIT_S 10 /* close waits that long for the last commit */
 #define ID_BLOCK 10000  /* job ids reserved at a time */
+/* Transactions of ops in flight at most: the server commits (fsyncs) one
+ * after the other, so ops told meanwhile wait and go out together as the
+ * next one (group commit) rather than as a queue of small commits. One
+ * more than 1 keeps the next one at the server while it fsyncs. */
+#define MAX_INFLIGHT 2
 /* The heartbeat's interval; ASYNCQ_PG_LEASE_RENEW_MS (for tests) sets
  * another, read at open. A lease lasts 3 intervals, or the job's own
  * timeout when longer. */
@@ -101,6 +107,7 @@ struct store_pg {
     uint64_t told, committed, sent;
     uint64_t gen;        /* send windows: + 1 at each transaction sent */
     struct pg_txns txns; /* in flight */
+    size_t ntxns;        /* in txns */
     struct aq_barrier_list barriers;
     struct event *flush_ev, *retry_ev, *renew_ev;
     long renew_ms;
@@ -461,8 +468,8 @@ flush_cb(evutil_socket_t fd, short what, void *arg)
     struct aq_error err;
 
     if (sp->phase != PH_LOCKED || !aq_pgconn_is_ready(sp->conn) ||
-        sp->sent == sp->told)
-        return;
+        sp->sent == sp->told || sp->ntxns >= MAX_INFLIGHT)
+        return; /* a commit's callback flushes again */
     TAILQ_FOREACH (op, &sp->ops, link)
         if (op->pos > sp->sent)
             break;
@@ -481,6 +488,7 @@ flush_cb(evutil_socket_t fd, short what, void *arg)
         return;
     }
     TAILQ_INSERT_TAIL(&sp->txns, txn, link);
+    sp->ntxns++;
     sp->sent = sp->told;
     sp->gen++;
     json_object_clear(sp->unsent); /* every op is sent */
@@ -515,10 +523,13 @@ commit_cb(void *arg, const PGresult *res, const char *err)
     struct aq_error why;
 
     TAILQ_REMOVE(&sp->txns, txn, link);
+    sp->ntxns--;
     free(txn);
     if (err == NULL) {
         sp->commits++;
         settle(sp, pos, NULL);
+        if (sp->sent < sp->told)
+            event_active(sp->flush_ev, EV_TIMEOUT, 0);
         return;
     }
     if (strncmp(err, "connection lost", 15) == 0) {
@@ -532,6 +543,8 @@ commit_cb(void *arg, const PGresult *res, const char *err)
            (unsigned long long)(pos - sp->committed), err);
     aq_error_set(&why, AQ_ERR_INTERNAL, "store: postgres: %s", err);
     settle(sp, pos, &why);
+    if (sp->sent < sp->told)
+        event_active(sp->flush_ev, EV_TIMEOUT, 0);
 }
 
 /* ---- the session: migrate, lock, read ---- */
