@@ -1188,143 +1188,75 @@ static const struct aq_store_ops pg_ops = {
 
 /* ---- SQL ---- */
 
+/* The SQL is laid out by hand: clang-format would break it around the
+ * macros. */
+/* clang-format off */
+
+/* Microseconds since the epoch (bigint) to timestamptz and back, exact. */
 #define US_TIME(x) "timestamptz 'epoch' + " x " * interval '1 microsecond'"
 #define TIME_US(x) "(extract(epoch FROM " x ") * 1000000)::bigint"
 
+/* The whole rows of a window, in told order (the key index is checked row
+ * by row), each new or replacing the row of its id. */
 static const char sql_whole[] =
     "INSERT INTO @S.jobs (id, queue, kind, state, priority, due, attempts, "
-    "retries, retried, timeout_us, created, started, finished, node, "
-    "lease_deadline, key, name, batch, after, after_policy, args, result, "
-    "error_code, error_message) "
-    "SELECT id, queue, kind, state, priority, " US_TIME(
-        "due") ", attempts, "
-               "retries, retried, timeout_us, " US_TIME("created") ", " US_TIME("started") ", " US_TIME(
-                   "finished") ", node, " US_TIME("lease") ", "
-                                                           "key, name, batch, "
-                                                           "after::bigint[], "
-                                                           "after_policy, "
-                                                           "args, result, "
-                                                           "error_code, "
-                                                           "error_message FROM "
-                                                           "unnest($1::bigint[]"
-                                                           ", $2::text[], "
-                                                           "$3::smallint[], "
-                                                           "$4::smallint[], "
-                                                           "$5::integer[], "
-                                                           "$6::bigint[], "
-                                                           "$7::integer[], "
-                                                           "$8::integer[], "
-                                                           "$9::integer[], "
-                                                           "$10::bigint[], "
-                                                           "$11::bigint[], "
-                                                           "$12::bigint[], "
-                                                           "$13::bigint[], "
-                                                           "$14::text[], "
-                                                           "$15::bigint[], "
-                                                           "$16::text[], "
-                                                           "$17::text[], "
-                                                           "$18::text[], "
-                                                           "$19::text[], "
-                                                           "$20::smallint[], "
-                                                           "$21::text[], "
-                                                           "$22::text[], "
-                                                           "$23::text[], "
-                                                           "$24::text[]) AS "
-                                                           "t(id, queue, "
-                                                           "kind, state, "
-                                                           "priority, due, "
-                                                           "attempts, retries, "
-                                                           "retried, "
-                                                           "timeout_us, "
-                                                           "created, started, "
-                                                           "finished, node, "
-                                                           "lease, key, name, "
-                                                           "batch, after, "
-                                                           "after_policy, "
-                                                           "args, result, "
-                                                           "error_code, "
-                                                           "error_message) "
-                                                           "ON CONFLICT (id) "
-                                                           "DO UPDATE SET "
-                                                           "queue = "
-                                                           "EXCLUDED.queue, "
-                                                           "kind = "
-                                                           "EXCLUDED.kind, "
-                                                           "state = "
-                                                           "EXCLUDED.state, "
-                                                           "priority = "
-                                                           "EXCLUDED.priority, "
-                                                           "due = "
-                                                           "EXCLUDED.due, "
-                                                           "attempts = "
-                                                           "EXCLUDED.attempts, "
-                                                           "retries = "
-                                                           "EXCLUDED.retries, "
-                                                           "retried = "
-                                                           "EXCLUDED.retried, "
-                                                           "timeout_us = "
-                                                           "EXCLUDED.timeout_"
-                                                           "us, created = "
-                                                           "EXCLUDED.created, "
-                                                           "started = "
-                                                           "EXCLUDED.started, "
-                                                           "finished = "
-                                                           "EXCLUDED.finished, "
-                                                           "node = "
-                                                           "EXCLUDED.node, "
-                                                           "lease_deadline = "
-                                                           "EXCLUDED.lease_"
-                                                           "deadline, key = "
-                                                           "EXCLUDED.key, name "
-                                                           "= "
-                                                           "EXCLUDED.name, "
-                                                           "batch = "
-                                                           "EXCLUDED.batch, "
-                                                           "after = "
-                                                           "EXCLUDED.after, "
-                                                           "after_policy = "
-                                                           "EXCLUDED.after_"
-                                                           "policy, args = "
-                                                           "EXCLUDED.args, "
-                                                           "result = "
-                                                           "EXCLUDED.result, "
-                                                           "error_code = "
-                                                           "EXCLUDED.error_"
-                                                           "code, "
-                                                           "error_message = "
-                                                           "EXCLUDED.error_"
-                                                           "message";
+        "retries, retried, timeout_us, created, started, finished, node, "
+        "lease_deadline, key, name, batch, after, after_policy, args, "
+        "result, error_code, error_message) "
+    "SELECT id, queue, kind, state, priority, " US_TIME("due") ", "
+        "attempts, retries, retried, timeout_us, " US_TIME("created") ", "
+        US_TIME("started") ", " US_TIME("finished") ", node, "
+        US_TIME("lease") ", key, name, batch, after::bigint[], "
+        "after_policy, args, result, error_code, error_message "
+    "FROM unnest($1::bigint[], $2::text[], $3::smallint[], $4::smallint[], "
+        "$5::integer[], $6::bigint[], $7::integer[], $8::integer[], "
+        "$9::integer[], $10::bigint[], $11::bigint[], $12::bigint[], "
+        "$13::bigint[], $14::text[], $15::bigint[], $16::text[], "
+        "$17::text[], $18::text[], $19::text[], $20::smallint[], "
+        "$21::text[], $22::text[], $23::text[], $24::text[]) "
+    "AS t(id, queue, kind, state, priority, due, attempts, retries, "
+        "retried, timeout_us, created, started, finished, node, lease, key, "
+        "name, batch, after, after_policy, args, result, error_code, "
+        "error_message) "
+    "ON CONFLICT (id) DO UPDATE SET "
+        "queue = EXCLUDED.queue, kind = EXCLUDED.kind, "
+        "state = EXCLUDED.state, priority = EXCLUDED.priority, "
+        "due = EXCLUDED.due, attempts = EXCLUDED.attempts, "
+        "retries = EXCLUDED.retries, retried = EXCLUDED.retried, "
+        "timeout_us = EXCLUDED.timeout_us, created = EXCLUDED.created, "
+        "started = EXCLUDED.started, finished = EXCLUDED.finished, "
+        "node = EXCLUDED.node, lease_deadline = EXCLUDED.lease_deadline, "
+        "key = EXCLUDED.key, name = EXCLUDED.name, batch = EXCLUDED.batch, "
+        "after = EXCLUDED.after, after_policy = EXCLUDED.after_policy, "
+        "args = EXCLUDED.args, result = EXCLUDED.result, "
+        "error_code = EXCLUDED.error_code, "
+        "error_message = EXCLUDED.error_message";
 
 static const char sql_delete[] =
     "DELETE FROM @S.jobs WHERE id = ANY($1::bigint[])";
 
 static const char sql_sched[] =
-    "INSERT INTO @S.schedules (name, last_fire, last_job) SELECT "
-    "name, " US_TIME(
-        "fire") ", job FROM unnest($1::text[], $2::bigint[], "
-                "$3::bigint[]) AS t(name, fire, job) ON CONFLICT (name) "
-                "DO UPDATE SET last_fire = EXCLUDED.last_fire, last_job "
-                "= EXCLUDED.last_job";
+    "INSERT INTO @S.schedules (name, last_fire, last_job) "
+    "SELECT name, " US_TIME("fire") ", job "
+    "FROM unnest($1::text[], $2::bigint[], $3::bigint[]) AS t(name, fire, job) "
+    "ON CONFLICT (name) DO UPDATE SET "
+        "last_fire = EXCLUDED.last_fire, last_job = EXCLUDED.last_job";
 
 static const char sql_unsched[] =
     "DELETE FROM @S.schedules WHERE name = ANY($1::text[])";
 
+/* The columns in the order restore_row reads them. */
 static const char sql_read[] =
-    "SELECT id, queue, kind, state, priority, " TIME_US(
-        "due") ", attempts, "
-               "retries, retried, timeout_us, " TIME_US("created") ", " TIME_US(
-                   "started") ", " TIME_US("finished") ", key, name, batch, "
-                                                       "after, "
-                                                       "after_policy, args, "
-                                                       "result, "
-                                                       "error_code, "
-                                                       "error_message FROM "
-                                                       "@S.jobs WHERE id > $1 "
-                                                       "ORDER BY "
-                                                       "id LIMIT 5000";
+    "SELECT id, queue, kind, state, priority, " TIME_US("due") ", "
+        "attempts, retries, retried, timeout_us, " TIME_US("created") ", "
+        TIME_US("started") ", " TIME_US("finished") ", key, name, batch, "
+        "after, after_policy, args, result, error_code, error_message "
+    "FROM @S.jobs WHERE id > $1 ORDER BY id LIMIT 5000";
 
 static const char sql_read_sched[] =
     "SELECT name, " TIME_US("last_fire") ", last_job FROM @S.schedules";
+
+/* clang-format on */
 
 static const char sql_node[] =
     "INSERT INTO @S.nodes (node, started, seen) VALUES ($1, now(), now()) "
