@@ -1,21 +1,25 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * lib/store_pg.c: PostgreSQL as a store (lib/store.h), over lib/pgconn.h.
- * Each job event becomes an op holding the row values it writes; the ops
- * of one loop pass go out as one transaction (runs of the same kind as
- * one multi-row statement over unnest), and a sync barrier completes once
- * the commit of every op told before it succeeded. Ops stay until their
- * commit: after a lost connection they are sent again, in order, and are
- * idempotent (upserts of whole rows, absolute updates, deletes). At each
- * connect the schema is migrated (lib/pg_schema.h) and the node's
- * advisory lock taken: one node per schema for now.
+ * Each job event becomes an op holding the row values it writes: a whole
+ * row (put, start, requeue, finish, retry: one upsert), or a delete. The
+ * ops told while the transaction before is in flight (at most
+ * MAX_INFLIGHT transactions are) form a send window and go out as one
+ * transaction of at most one multi-row statement per kind (over unnest),
+ * and a sync barrier completes once the commit of every op told before it
+ * succeeded. Ops stay until their commit: after a lost connection they are
+ * sent again, in order, and are idempotent (upserts of whole rows,
+ * deletes). At each connect the schema is migrated (lib/pg_schema.h) and
+ * the node's advisory lock taken: one node per schema for now.
  *
- * While ops wait (the server is away), a row's later write replaces its
- * earlier op not sent yet: a whole row or a delete supersedes what came
- * before it (a start or requeue after an op not sent becomes a whole
- * row), a schedule's fire the one before, a reservation the one before.
- * The backlog is then one op per row touched, not one per event. Ops
- * sent and not known committed stay as they are, for the re-send.
+ * A row's later write replaces its earlier op not sent yet: a whole row
+ * or a delete supersedes what came before it (a delete stays before a
+ * whole row, which would insert the row again), a schedule's fire the one
+ * before, a reservation the one before. A window then holds one op per
+ * row (a job put, started and finished in it is one row write), and the
+ * backlog while the server is away one op per row touched, not one per
+ * event. Ops sent and not known committed stay as they are, for the
+ * re-send.
  *
  * Every LEASE_RENEW_MS the node renews, in one transaction, its row of
  * S.nodes (seen) and the lease_deadline of the rows it runs: a deadline in
@@ -34,7 +38,6 @@
 #include <string.h>
 #include <unistd.h>
 
-#include <event2/buffer.h>
 #include <event2/event.h>
 
 #include "broker-internal.h"
@@ -48,32 +51,44 @@
 #define READ_CHUNK 5000 /* rows per SELECT at restore */
 #define CLOSE_WAIT_S 10 /* close waits that long for the last commit */
 #define ID_BLOCK 10000  /* job ids reserved at a time */
+/* Transactions of ops in flight at most: the server commits (fsyncs) one
+ * after the other, so ops told meanwhile wait and go out together as the
+ * next one (group commit) rather than as a queue of small commits. One
+ * more than 1 keeps the next one at the server while it fsyncs. */
+#define MAX_INFLIGHT 2
 /* The heartbeat's interval; ASYNCQ_PG_LEASE_RENEW_MS (for tests) sets
  * another, read at open. A lease lasts 3 intervals, or the job's own
  * timeout when longer. */
 #define LEASE_RENEW_MS 10000
 #define LEASE_INTERVALS 3
 
-enum op_kind {
-    OP_WHOLE,
-    OP_START,
-    OP_REQUEUE,
-    OP_DELETE,
-    OP_SCHED,
-    OP_UNSCHED,
-    OP_RESERVE
-};
-enum { WHOLE_NCOLS = 24, START_NCOLS = 4, REQUEUE_NCOLS = 7 };
+enum op_kind { OP_WHOLE, OP_DELETE, OP_SCHED, OP_UNSCHED, OP_RESERVE };
+enum { WHOLE_NCOLS = 24 };
 
 struct pg_op {
     TAILQ_ENTRY(pg_op) link;
     uint64_t pos; /* events told up to this one */
+    uint64_t gen; /* the send window it was told in (sp->gen then) */
+    uint64_t id;  /* the job's (OP_WHOLE, OP_DELETE) */
     uint8_t kind; /* enum op_kind */
     uint8_t nv;
-    char *key; /* owned: the row's: the id, "s:" name, "ids" */
-    char *v[]; /* nv owned values; NULL = SQL NULL */
+    char *key; /* owned: "s:" name, "ids"; NULL: the job's row (id) */
+    char *v[]; /* nv values, NULL = SQL NULL, in the op's allocation */
 };
 TAILQ_HEAD(pg_ops, pg_op);
+
+/* The ops not sent yet of jobs by id: open addressing, cleared at each
+ * send (an op replaced is replaced in its slot: nothing is removed). */
+struct op_index {
+    struct pg_op **slot;
+    size_t cap, n; /* cap: a power of 2 */
+};
+
+/* A growable string. */
+struct sbuf {
+    char *p;
+    size_t len, cap;
+};
 
 struct pg_txn {
     TAILQ_ENTRY(pg_txn) link;
@@ -90,20 +105,25 @@ struct store_pg {
     struct aq_pgconn *conn; /* owned */
     char *schema, *node;    /* owned */
     int64_t lock_key;
-    char *sql_whole, *sql_start, *sql_requeue, *sql_delete, *sql_sched,
-        *sql_unsched, *sql_read, *sql_read_sched, *sql_node, *sql_holder,
-        *sql_reserve, *sql_read_ids, *sql_release, *sql_seen, *sql_renew;
+    char *sql_whole, *sql_delete, *sql_sched, *sql_unsched, *sql_read,
+        *sql_read_sched, *sql_node, *sql_holder, *sql_reserve, *sql_read_ids,
+        *sql_release, *sql_seen, *sql_renew;
     struct aq_broker *broker; /* borrowed, from restore on */
     enum phase phase;
     bool is_restored;
-    struct aq_error fatal;   /* code != 0: restore fails with it */
-    char why[512];           /* why not locked: for nowait puts */
-    struct aq_error unavail; /* "store unavailable: why" */
-    struct pg_ops ops;       /* told, not committed: oldest first */
-    size_t nops;             /* in ops: asyncq_store_backlog */
-    json_t *unsent;          /* key: its op not sent yet (json integer) */
+    struct aq_error fatal;         /* code != 0: restore fails with it */
+    char why[512];                 /* why not locked: for nowait puts */
+    struct aq_error unavail;       /* "store unavailable: why" */
+    struct pg_ops ops;             /* told, not committed: oldest first */
+    size_t nops;                   /* in ops: asyncq_store_backlog */
+    struct op_index unsent;        /* id: the job's op not sent yet */
+    json_t *unsent_named;          /* key: its op not sent yet (json integer) */
+    struct sbuf vals;              /* scratch: an op's values */
+    struct sbuf cols[WHOLE_NCOLS]; /* scratch: a statement's arrays */
     uint64_t told, committed, sent;
+    uint64_t gen;        /* send windows: + 1 at each transaction sent */
     struct pg_txns txns; /* in flight */
+    size_t ntxns;        /* in txns */
     struct aq_barrier_list barriers;
     struct event *flush_ev, *retry_ev, *renew_ev;
     long renew_ms;
@@ -133,56 +153,106 @@ static const uint8_t pg_state_to[7] = {
 
 /* ---- values ---- */
 
-static char *
-v_i64(int64_t n)
+static void
+sb_add(struct sbuf *b, const void *p, size_t n)
 {
-    return xasprintf("%" PRId64, n);
+    if (b->len + n > b->cap) {
+        while (b->len + n > b->cap)
+            b->cap = b->cap != 0 ? b->cap * 2 : 256;
+        b->p = xrealloc(b->p, b->cap);
+    }
+    memcpy(b->p + b->len, p, n);
+    b->len += n;
 }
 
-static char *
-v_time(int64_t us) /* 0 = never: NULL */
+/* n in decimal into out (24 bytes at least); its length. */
+static size_t
+fmt_i64(char *out, int64_t n)
 {
-    return us != 0 ? v_i64(us) : NULL;
+    char t[24];
+    size_t len = 0, i = sizeof t;
+    uint64_t u = n < 0 ? 0 - (uint64_t)n : (uint64_t)n;
+
+    do
+        t[--i] = (char)('0' + u % 10);
+    while ((u /= 10) != 0);
+    if (n < 0)
+        out[len++] = '-';
+    memcpy(out + len, t + i, sizeof t - i);
+    return len + sizeof t - i;
 }
 
-static char *
-v_str(struct aq_jstr s)
-{
-    char *p;
+/* An op's values are built in sp->vals, each followed by a NUL (or a
+ * NULL marker: an offset of SIZE_MAX), then copied with the op. */
+struct vals {
+    struct sbuf *b;
+    size_t off[WHOLE_NCOLS];
+    uint8_t n;
+};
 
-    if (s.p == NULL)
-        return NULL;
-    p = xmalloc(s.len + 1);
-    memcpy(p, s.p, s.len);
-    p[s.len] = '\0';
-    return p;
+static void
+val_null(struct vals *vs)
+{
+    vs->off[vs->n++] = SIZE_MAX;
 }
 
-static char *
-v_after(const struct aq_jrec *r)
+static void
+val_str(struct vals *vs, const char *p, size_t len)
 {
-    struct evbuffer *b;
-    char *out;
-    size_t len;
+    if (p == NULL) {
+        val_null(vs);
+        return;
+    }
+    vs->off[vs->n++] = vs->b->len;
+    sb_add(vs->b, p, len);
+    sb_add(vs->b, "", 1);
+}
 
-    if (r->after.p == NULL)
-        return NULL;
-    b = evbuffer_new();
-    evbuffer_add(b, "{", 1);
+static void
+val_jstr(struct vals *vs, struct aq_jstr s)
+{
+    val_str(vs, s.p, s.len);
+}
+
+static void
+val_i64(struct vals *vs, int64_t n)
+{
+    char t[24];
+
+    val_str(vs, t, fmt_i64(t, n));
+}
+
+static void
+val_time(struct vals *vs, int64_t us) /* 0 = never: NULL */
+{
+    if (us != 0)
+        val_i64(vs, us);
+    else
+        val_null(vs);
+}
+
+/* after's journal bytes (8 each, little-endian) as an array literal. */
+static void
+val_after(struct vals *vs, const struct aq_jrec *r)
+{
+    char t[24];
+
+    if (r->after.p == NULL) {
+        val_null(vs);
+        return;
+    }
+    vs->off[vs->n++] = vs->b->len;
+    sb_add(vs->b, "{", 1);
     for (uint32_t i = 0; i < r->after.len / 8; i++) {
         uint64_t id = 0;
 
         for (int k = 0; k < 8; k++)
             id |= (uint64_t)(unsigned char)r->after.p[i * 8 + k] << (8 * k);
-        evbuffer_add_printf(b, "%s%" PRIu64, i == 0 ? "" : ",", id);
+        if (i > 0)
+            sb_add(vs->b, ",", 1);
+        sb_add(vs->b, t, fmt_i64(t, (int64_t)id));
     }
-    evbuffer_add(b, "}", 1);
-    len = evbuffer_get_length(b);
-    out = xmalloc(len + 1);
-    evbuffer_remove(b, out, len);
-    out[len] = '\0';
-    evbuffer_free(b);
-    return out;
+    sb_add(vs->b, "}", 2); /* with the NUL */
 }
 
 static int64_t
@@ -193,40 +263,94 @@ lease_us(const struct aq_job *j, int64_t started_us)
     return t > 0 && started_us != 0 ? aq_clock_add_us(started_us, t) : 0;
 }
 
-static struct pg_op *
-op_new(struct store_pg *sp, enum op_kind kind, uint8_t nv, char *key)
+static struct vals
+vals_start(struct store_pg *sp)
 {
-    struct pg_op *op = xcalloc(1, sizeof *op + nv * sizeof op->v[0]);
+    struct vals vs = {.b = &sp->vals};
 
+    sp->vals.len = 0;
+    return vs;
+}
+
+/* An op of the values built in vs: one allocation. */
+static struct pg_op *
+op_new(enum op_kind kind, uint64_t id, char *key, const struct vals *vs)
+{
+    size_t head = sizeof(struct pg_op) + vs->n * sizeof(char *);
+    struct pg_op *op = xmalloc(head + vs->b->len);
+    char *text = (char *)op + head;
+
+    memset(op, 0, sizeof *op);
     op->kind = kind;
-    op->nv = nv;
+    op->nv = vs->n;
+    op->id = id;
     op->key = key;
+    memcpy(text, vs->b->p, vs->b->len);
+    for (uint8_t i = 0; i < vs->n; i++)
+        op->v[i] = vs->off[i] != SIZE_MAX ? text + vs->off[i] : NULL;
     return op;
 }
 
 static void
 op_free(struct pg_op *op)
 {
-    for (uint8_t i = 0; i < op->nv; i++)
-        free(op->v[i]);
     free(op->key);
     free(op);
 }
 
-/* The op of key told and not sent yet, or NULL. */
-static struct pg_op *
-op_unsent(struct store_pg *sp, const char *key)
+/* The slot of id in the index: its op's, or the empty one to take. */
+static struct pg_op **
+index_slot(struct op_index *x, uint64_t id)
 {
-    json_t *v = json_object_get(sp->unsent, key);
+    size_t mask = x->cap - 1,
+           i = (size_t)((id * UINT64_C(0x9E3779B97F4A7C15)) >> 32) & mask;
 
-    return v != NULL ? (struct pg_op *)(uintptr_t)json_integer_value(v) : NULL;
+    while (x->slot[i] != NULL && x->slot[i]->id != id)
+        i = (i + 1) & mask;
+    return &x->slot[i];
+}
+
+/* The slot of id, room for one more op made first (the slot stays valid
+ * until the next call). */
+static struct pg_op **
+index_room(struct op_index *x, uint64_t id)
+{
+    if ((x->n + 1) * 2 > x->cap) {
+        struct op_index y = {xcalloc(x->cap * 2, sizeof *y.slot), x->cap * 2,
+                             x->n};
+
+        for (size_t i = 0; i < x->cap; i++)
+            if (x->slot[i] != NULL)
+                *index_slot(&y, x->slot[i]->id) = x->slot[i];
+        free(x->slot);
+        *x = y;
+    }
+    return index_slot(x, id);
+}
+
+static void
+index_clear(struct op_index *x)
+{
+    if (x->n != 0)
+        memset(x->slot, 0, x->cap * sizeof *x->slot);
+    x->n = 0;
 }
 
 static void
 op_tell(struct store_pg *sp, struct pg_op *op)
 {
-    struct pg_op *old = op_unsent(sp, op->key);
+    struct pg_op **slot = NULL, *old;
+    json_t *v;
 
+    /* The op of the row told and not sent yet, or NULL. */
+    if (op->key == NULL) {
+        slot = index_room(&sp->unsent, op->id);
+        old = *slot;
+    } else {
+        v = json_object_get(sp->unsent_named, op->key);
+        old =
+            v != NULL ? (struct pg_op *)(uintptr_t)json_integer_value(v) : NULL;
+    }
     /* The new op holds the row's latest state, or deletes it: the one
      * before it, not sent, goes (a delete stays before a whole row, which
      * would insert the row again). Its events count as told still: a
@@ -237,25 +361,17 @@ op_tell(struct store_pg *sp, struct pg_op *op)
         op_free(old);
     }
     op->pos = ++sp->told;
+    op->gen = sp->gen;
     TAILQ_INSERT_TAIL(&sp->ops, op, link);
     sp->nops++;
-    json_object_set_new(sp->unsent, op->key,
-                        json_integer((json_int_t)(uintptr_t)op));
+    if (slot != NULL) {
+        sp->unsent.n += old == NULL;
+        *slot = op;
+    } else {
+        json_object_set_new(sp->unsent_named, op->key,
+                            json_integer((json_int_t)(uintptr_t)op));
+    }
     event_active(sp->flush_ev, EV_TIMEOUT, 0);
-}
-
-/* Whether a partial update of id (start, requeue) must be a whole row:
- * an op of the row not sent yet (other than a delete) would stay before it
- * otherwise. */
-static bool
-job_is_unsent(struct store_pg *sp, uint64_t id)
-{
-    char key[24];
-    struct pg_op *old;
-
-    snprintf(key, sizeof key, "%llu", (unsigned long long)id);
-    old = op_unsent(sp, key);
-    return old != NULL && old->kind != OP_DELETE;
 }
 
 /* ---- job events ---- */
@@ -265,215 +381,197 @@ job_is_unsent(struct store_pg *sp, uint64_t id)
 static void
 id_given(struct store_pg *sp, uint64_t id)
 {
-    struct pg_op *op;
+    struct vals vs;
 
     if (id > sp->given)
         sp->given = id;
     if (id <= sp->reserved)
         return;
     sp->reserved = id + ID_BLOCK - 1;
-    op = op_new(sp, OP_RESERVE, 1, xstrdup("ids"));
-    op->v[0] = v_i64((int64_t)sp->reserved);
-    op_tell(sp, op);
+    vs = vals_start(sp);
+    val_i64(&vs, (int64_t)sp->reserved);
+    op_tell(sp, op_new(OP_RESERVE, 0, xstrdup("ids"), &vs));
 }
 
 static void
 sp_whole(struct aq_store *s, struct aq_job *j, const char *queue)
 {
     struct store_pg *sp = sp_of(s);
-    struct pg_op *op;
     struct aq_jrec r;
     unsigned char *after;
-    char **v;
+    struct vals vs;
 
     id_given(sp, j->id);
-    op = op_new(sp, OP_WHOLE, WHOLE_NCOLS, v_i64((int64_t)j->id));
-    v = op->v;
     store_job_whole(j, queue, &r, &after);
-    v[0] = v_i64((int64_t)r.id);
-    v[1] = v_str(r.queue);
-    v[2] = v_i64(r.kind);
-    v[3] = v_i64(pg_state_of[r.state]);
-    v[4] = v_i64(r.priority);
-    v[5] = v_time(r.due_us);
-    v[6] = v_i64(r.attempts);
-    v[7] = v_i64(r.retries);
-    v[8] = v_i64(r.retried);
-    v[9] = v_i64(r.timeout_us);
-    v[10] = v_i64(r.created_us);
-    v[11] = v_time(r.started_us);
-    v[12] = v_time(r.finished_us);
-    v[13] = r.started_us != 0 ? xstrdup(sp->node) : NULL;
-    v[14] =
-        j->state == AQ_JOB_RUNNING ? v_time(lease_us(j, r.started_us)) : NULL;
-    v[15] = v_str(r.key);
-    v[16] = v_str(r.name);
-    v[17] = v_str(r.batch);
-    v[18] = v_after(&r);
-    v[19] = r.after.p != NULL ? v_i64(r.after_policy) : NULL;
-    v[20] = r.args.p != NULL ? v_str(r.args) : xstrdup("");
-    v[21] = v_str(r.result);
-    v[22] = v_str(r.err_code);
-    v[23] = v_str(r.err_message);
+    vs = vals_start(sp);
+    val_i64(&vs, (int64_t)r.id);
+    val_jstr(&vs, r.queue);
+    val_i64(&vs, r.kind);
+    val_i64(&vs, pg_state_of[r.state]);
+    val_i64(&vs, r.priority);
+    val_time(&vs, r.due_us);
+    val_i64(&vs, r.attempts);
+    val_i64(&vs, r.retries);
+    val_i64(&vs, r.retried);
+    val_i64(&vs, r.timeout_us);
+    val_i64(&vs, r.created_us);
+    val_time(&vs, r.started_us);
+    val_time(&vs, r.finished_us);
+    if (r.started_us != 0)
+        val_str(&vs, sp->node, strlen(sp->node));
+    else
+        val_null(&vs);
+    val_time(&vs, j->state == AQ_JOB_RUNNING ? lease_us(j, r.started_us) : 0);
+    val_jstr(&vs, r.key);
+    val_jstr(&vs, r.name);
+    val_jstr(&vs, r.batch);
+    val_after(&vs, &r);
+    if (r.after.p != NULL)
+        val_i64(&vs, r.after_policy);
+    else
+        val_null(&vs);
+    if (r.args.p != NULL)
+        val_jstr(&vs, r.args);
+    else
+        val_str(&vs, "", 0);
+    val_jstr(&vs, r.result);
+    val_jstr(&vs, r.err_code);
+    val_jstr(&vs, r.err_message);
     free(after);
-    op_tell(sp, op);
+    op_tell(sp, op_new(OP_WHOLE, j->id, NULL, &vs));
 }
 
+/* A start or a requeue writes the whole row too: one statement kind for
+ * every write of a row, an upsert found by the primary key (an UPDATE
+ * joined to unnest may get a generic plan that scans the table), and a
+ * row's events of one pass in one op. */
 static void
-sp_start(struct aq_store *s, struct aq_job *j)
+sp_rewrite(struct aq_store *s, struct aq_job *j)
 {
-    struct store_pg *sp = sp_of(s);
-    struct pg_op *op;
-    int64_t started = j->ext != NULL ? j->ext->started_us : 0;
-
-    if (job_is_unsent(sp, j->id)) {
-        sp_whole(s, j, job_queue(j)->cfg.name);
-        return;
-    }
-    op = op_new(sp, OP_START, START_NCOLS, v_i64((int64_t)j->id));
-    op->v[0] = v_i64((int64_t)j->id);
-    op->v[1] = v_i64(j->attempts);
-    op->v[2] = v_time(started);
-    op->v[3] = v_time(lease_us(j, started));
-    op_tell(sp, op);
-}
-
-static void
-sp_requeue(struct aq_store *s, struct aq_job *j)
-{
-    struct store_pg *sp = sp_of(s);
-    struct pg_op *op;
-    const struct aq_job_ext *x = j->ext;
-
-    if (job_is_unsent(sp, j->id)) {
-        sp_whole(s, j, job_queue(j)->cfg.name);
-        return;
-    }
-    op = op_new(sp, OP_REQUEUE, REQUEUE_NCOLS, v_i64((int64_t)j->id));
-    op->v[0] = v_i64((int64_t)j->id);
-    op->v[1] = v_i64(pg_state_of[store_state_of[j->state]]);
-    op->v[2] = v_time(store_job_due_wall_us(j));
-    op->v[3] = v_i64(j->attempts);
-    if (x != NULL) {
-        op->v[4] = x->result != NULL ? xstrdup(x->result) : NULL;
-        op->v[5] = x->err_code != NULL ? xstrdup(x->err_code) : NULL;
-        op->v[6] = x->err_message != NULL ? xstrdup(x->err_message) : NULL;
-    }
-    op_tell(sp, op);
+    sp_whole(s, j, job_queue(j)->cfg.name);
 }
 
 static void
 sp_delete(struct aq_store *s, struct aq_job *j)
 {
     struct store_pg *sp = sp_of(s);
-    struct pg_op *op = op_new(sp, OP_DELETE, 1, v_i64((int64_t)j->id));
+    struct vals vs = vals_start(sp);
 
-    op->v[0] = v_i64((int64_t)j->id);
-    op_tell(sp, op);
+    val_i64(&vs, (int64_t)j->id);
+    op_tell(sp, op_new(OP_DELETE, j->id, NULL, &vs));
 }
 
 static void
 sp_schedule(struct aq_store *s, const char *name, int64_t fire_us, uint64_t job)
 {
     struct store_pg *sp = sp_of(s);
-    struct pg_op *op = op_new(sp, fire_us != 0 ? OP_SCHED : OP_UNSCHED,
-                              fire_us != 0 ? 3 : 1, xasprintf("s:%s", name));
+    struct vals vs = vals_start(sp);
 
-    op->v[0] = xstrdup(name);
+    val_str(&vs, name, strlen(name));
     if (fire_us != 0) {
-        op->v[1] = v_i64(fire_us);
-        op->v[2] = v_i64((int64_t)job);
+        val_i64(&vs, fire_us);
+        val_i64(&vs, (int64_t)job);
     }
-    op_tell(sp, op);
+    op_tell(sp, op_new(fire_us != 0 ? OP_SCHED : OP_UNSCHED, 0,
+                       xasprintf("s:%s", name), &vs));
 }
 
 /* ---- sending ---- */
 
 /* Appends v as an element of a text array literal. */
 static void
-array_elem(struct evbuffer *b, const char *v, bool first)
+array_elem(struct sbuf *b, const char *v, bool first)
 {
     if (!first)
-        evbuffer_add(b, ",", 1);
+        sb_add(b, ",", 1);
     if (v == NULL) {
-        evbuffer_add(b, "NULL", 4);
+        sb_add(b, "NULL", 4);
         return;
     }
-    evbuffer_add(b, "\"", 1);
+    sb_add(b, "\"", 1);
     for (const char *p = v; *p != '\0';) {
         size_t n = strcspn(p, "\"\\");
 
-        evbuffer_add(b, p, n);
+        sb_add(b, p, n);
         p += n;
         if (*p != '\0') {
-            evbuffer_add(b, "\\", 1);
-            evbuffer_add(b, p, 1);
+            sb_add(b, "\\", 1);
+            sb_add(b, p, 1);
             p++;
         }
     }
-    evbuffer_add(b, "\"", 1);
-}
-
-static char *
-buf_str(struct evbuffer *b)
-{
-    size_t len = evbuffer_get_length(b);
-    char *out = xmalloc(len + 1);
-
-    evbuffer_remove(b, out, len);
-    out[len] = '\0';
-    return out;
+    sb_add(b, "\"", 1);
 }
 
 static const char *
 op_sql(struct store_pg *sp, enum op_kind kind, const char **name)
 {
-    static const char *const names[] = {"aq_whole",  "aq_start", "aq_requeue",
-                                        "aq_delete", "aq_sched", "aq_unsched",
-                                        "aq_reserve"};
-    const char *const sql[] = {sp->sql_whole,  sp->sql_start, sp->sql_requeue,
-                               sp->sql_delete, sp->sql_sched, sp->sql_unsched,
-                               sp->sql_reserve};
+    static const char *const names[] = {"aq_whole", "aq_delete", "aq_sched",
+                                        "aq_unsched", "aq_reserve"};
+    const char *const sql[] = {sp->sql_whole, sp->sql_delete, sp->sql_sched,
+                               sp->sql_unsched, sp->sql_reserve};
 
     *name = names[kind];
     return sql[kind];
 }
 
-/* Sends the run of ops from first (n of them, one kind) as one statement
- * of arrays. */
+/* Sends the ops of kind among those from first to end as one statement
+ * of arrays, in told order. */
 static int
-send_run(struct store_pg *sp, struct pg_op *first, size_t n)
+send_kind(struct store_pg *sp, struct pg_op *first, struct pg_op *end,
+          enum op_kind kind, uint8_t nv)
 {
-    uint8_t nv = first->nv;
-    struct evbuffer *cols[WHOLE_NCOLS];
-    char *values[WHOLE_NCOLS];
-    struct pg_op *op = first;
-    const char *name, *sql = op_sql(sp, first->kind, &name);
+    const char *values[WHOLE_NCOLS];
+    const char *name, *sql = op_sql(sp, kind, &name);
     struct aq_error err;
-    int rc;
+    bool is_first = true;
 
     for (uint8_t c = 0; c < nv; c++) {
-        cols[c] = evbuffer_new();
-        evbuffer_add(cols[c], "{", 1);
+        sp->cols[c].len = 0;
+        sb_add(&sp->cols[c], "{", 1);
     }
-    for (size_t i = 0; i < n; i++, op = TAILQ_NEXT(op, link))
+    for (struct pg_op *op = first; op != end; op = TAILQ_NEXT(op, link)) {
+        if (op->kind != kind)
+            continue;
         for (uint8_t c = 0; c < nv; c++)
-            array_elem(cols[c], op->v[c], i == 0);
-    for (uint8_t c = 0; c < nv; c++) {
-        evbuffer_add(cols[c], "}", 1);
-        values[c] = buf_str(cols[c]);
-        evbuffer_free(cols[c]);
+            array_elem(&sp->cols[c], op->v[c], is_first);
+        is_first = false;
     }
-    rc = aq_pgconn_query(sp->conn, name, sql, nv, (const char *const *)values,
-                         NULL, NULL, &err);
-    for (uint8_t c = 0; c < nv; c++)
-        free(values[c]);
-    return rc;
+    for (uint8_t c = 0; c < nv; c++) {
+        sb_add(&sp->cols[c], "}", 2); /* with the NUL */
+        values[c] = sp->cols[c].p;
+    }
+    return aq_pgconn_query(sp->conn, name, sql, nv, values, NULL, NULL, &err);
+}
+
+/* Sends the ops of one send window, first up to end, as at most one
+ * statement per kind. Each row has one op in a window, but for deletes
+ * (op_tell): a row's delete before its write. Deletes go first, then the
+ * whole rows in told order: the unique index on keys is checked row by
+ * row, so a key freed (a row deleted, or finished) is free before a later
+ * put takes it. Rows are never deleted and written again (ids are not
+ * reused); schedules and the id mark are other tables. */
+static int
+send_window(struct store_pg *sp, struct pg_op *first, struct pg_op *end)
+{
+    static const uint8_t order[] = {OP_RESERVE, OP_DELETE, OP_WHOLE, OP_UNSCHED,
+                                    OP_SCHED};
+    uint8_t nv[OP_RESERVE + 1] = {0};
+
+    for (struct pg_op *op = first; op != end; op = TAILQ_NEXT(op, link))
+        nv[op->kind] = op->nv;
+    for (size_t i = 0; i < sizeof order; i++)
+        if (nv[order[i]] != 0 &&
+            send_kind(sp, first, end, order[i], nv[order[i]]) < 0)
+            return -1;
+    return 0;
 }
 
 static void commit_cb(void *arg, const PGresult *res, const char *err);
 
-/* The ops not sent yet go out as one transaction. */
+/* The ops not sent yet go out as one transaction: one send window, or
+ * several when ops are sent again after a lost connection (each window
+ * in turn: a row may have an op in each). */
 static void
 flush_cb(evutil_socket_t fd, short what, void *arg)
 {
@@ -481,34 +579,20 @@ flush_cb(evutil_socket_t fd, short what, void *arg)
     struct pg_op *op, *first;
     struct pg_txn *txn;
     struct aq_error err;
-    json_t *seen;
-    size_t n;
 
     if (sp->phase != PH_LOCKED || !aq_pgconn_is_ready(sp->conn) ||
-        sp->sent == sp->told)
-        return;
+        sp->sent == sp->told || sp->ntxns >= MAX_INFLIGHT)
+        return; /* a commit's callback flushes again */
     TAILQ_FOREACH (op, &sp->ops, link)
         if (op->pos > sp->sent)
             break;
-    seen = json_object();
     while (op != NULL) {
         first = op;
-        n = 0;
-        json_object_clear(seen);
-        /* A run: consecutive ops of one kind, each row once (a statement
-         * cannot upsert one row twice). */
-        while (op != NULL && op->kind == first->kind &&
-               json_object_get(seen, op->key) == NULL) {
-            json_object_set_new(seen, op->key, json_true());
-            n++;
+        while (op != NULL && op->gen == first->gen)
             op = TAILQ_NEXT(op, link);
-        }
-        if (send_run(sp, first, n) < 0) {
-            json_decref(seen);
+        if (send_window(sp, first, op) < 0)
             return; /* lost meanwhile: sent again once ready */
-        }
     }
-    json_decref(seen);
     txn = xcalloc(1, sizeof *txn);
     txn->sp = sp;
     txn->last_pos = sp->told;
@@ -517,8 +601,11 @@ flush_cb(evutil_socket_t fd, short what, void *arg)
         return;
     }
     TAILQ_INSERT_TAIL(&sp->txns, txn, link);
+    sp->ntxns++;
     sp->sent = sp->told;
-    json_object_clear(sp->unsent); /* every op is sent */
+    sp->gen++;
+    index_clear(&sp->unsent); /* every op is sent */
+    json_object_clear(sp->unsent_named);
 }
 
 /* Ops up to pos are done with: committed, or failed for good (why). */
@@ -550,10 +637,13 @@ commit_cb(void *arg, const PGresult *res, const char *err)
     struct aq_error why;
 
     TAILQ_REMOVE(&sp->txns, txn, link);
+    sp->ntxns--;
     free(txn);
     if (err == NULL) {
         sp->commits++;
         settle(sp, pos, NULL);
+        if (sp->sent < sp->told)
+            event_active(sp->flush_ev, EV_TIMEOUT, 0);
         return;
     }
     if (strncmp(err, "connection lost", 15) == 0) {
@@ -567,6 +657,8 @@ commit_cb(void *arg, const PGresult *res, const char *err)
            (unsigned long long)(pos - sp->committed), err);
     aq_error_set(&why, AQ_ERR_INTERNAL, "store: postgres: %s", err);
     settle(sp, pos, &why);
+    if (sp->sent < sp->told)
+        event_active(sp->flush_ev, EV_TIMEOUT, 0);
 }
 
 /* ---- the session: migrate, lock, read ---- */
@@ -937,48 +1029,38 @@ static void
 renew_cb(evutil_socket_t fd, short what, void *arg)
 {
     struct store_pg *sp = arg;
-    char lease_ms[24], *names, *timeouts;
+    struct sbuf *nb = &sp->cols[0], *tb = &sp->cols[1];
+    char lease_ms[24], t[24];
     const char *values[4];
-    struct evbuffer *nb, *tb;
     const struct broker_queue *bq;
     struct aq_error e;
     bool first = true;
-    int rc;
 
     if (!sp->is_restored || sp->is_renewing || sp->phase != PH_LOCKED ||
         !aq_pgconn_is_ready(sp->conn))
         return;
     snprintf(lease_ms, sizeof lease_ms, "%ld", LEASE_INTERVALS * sp->renew_ms);
-    nb = evbuffer_new();
-    tb = evbuffer_new();
-    evbuffer_add(nb, "{", 1);
-    evbuffer_add(tb, "{", 1);
+    nb->len = tb->len = 0;
+    sb_add(nb, "{", 1);
+    sb_add(tb, "{", 1);
     STAILQ_FOREACH (bq, &sp->broker->queues, link) {
         array_elem(nb, bq->cfg.name, first);
-        evbuffer_add_printf(tb, "%s%" PRId64, first ? "" : ",",
-                            aq_clock_s_to_us(bq->cfg.timeout));
+        if (!first)
+            sb_add(tb, ",", 1);
+        sb_add(tb, t, fmt_i64(t, aq_clock_s_to_us(bq->cfg.timeout)));
         first = false;
     }
-    evbuffer_add(nb, "}", 1);
-    evbuffer_add(tb, "}", 1);
-    names = buf_str(nb);
-    timeouts = buf_str(tb);
-    evbuffer_free(nb);
-    evbuffer_free(tb);
+    sb_add(nb, "}", 2); /* with the NUL */
+    sb_add(tb, "}", 2);
     values[0] = sp->node;
     values[1] = lease_ms;
-    values[2] = names;
-    values[3] = timeouts;
-    rc = aq_pgconn_query(sp->conn, "aq_seen", sp->sql_seen, 1, values, NULL,
-                         NULL, &e) < 0 ||
-                 aq_pgconn_query(sp->conn, "aq_renew", sp->sql_renew, 4, values,
-                                 NULL, NULL, &e) < 0 ||
-                 aq_pgconn_commit(sp->conn, renewed_cb, sp, &e) < 0
-             ? -1
-             : 0;
-    free(names);
-    free(timeouts);
-    if (rc == 0)
+    values[2] = nb->p;
+    values[3] = tb->p;
+    if (aq_pgconn_query(sp->conn, "aq_seen", sp->sql_seen, 1, values, NULL,
+                        NULL, &e) == 0 &&
+        aq_pgconn_query(sp->conn, "aq_renew", sp->sql_renew, 4, values, NULL,
+                        NULL, &e) == 0 &&
+        aq_pgconn_commit(sp->conn, renewed_cb, sp, &e) == 0)
         sp->is_renewing = true;
 }
 
@@ -1163,7 +1245,11 @@ sp_close(struct aq_store *s)
         TAILQ_REMOVE(&sp->ops, op, link);
         op_free(op);
     }
-    json_decref(sp->unsent);
+    free(sp->unsent.slot);
+    json_decref(sp->unsent_named);
+    free(sp->vals.p);
+    for (int c = 0; c < WHOLE_NCOLS; c++)
+        free(sp->cols[c].p);
     while ((txn = TAILQ_FIRST(&sp->txns)) != NULL) {
         TAILQ_REMOVE(&sp->txns, txn, link);
         free(txn);
@@ -1172,8 +1258,6 @@ sp_close(struct aq_store *s)
     event_free(sp->retry_ev);
     event_free(sp->renew_ev);
     free(sp->sql_whole);
-    free(sp->sql_start);
-    free(sp->sql_requeue);
     free(sp->sql_delete);
     free(sp->sql_sched);
     free(sp->sql_unsched);
@@ -1195,8 +1279,8 @@ static const struct aq_store_ops pg_ops = {
     .name = "postgres",
     .restore = sp_restore,
     .put = sp_whole,
-    .start = sp_start,
-    .requeue = sp_requeue,
+    .start = sp_rewrite,
+    .requeue = sp_rewrite,
     .finish = sp_whole,
     .forget = sp_delete,
     .retry = sp_whole,
@@ -1212,159 +1296,75 @@ static const struct aq_store_ops pg_ops = {
 
 /* ---- SQL ---- */
 
+/* The SQL is laid out by hand: clang-format would break it around the
+ * macros. */
+/* clang-format off */
+
+/* Microseconds since the epoch (bigint) to timestamptz and back, exact. */
 #define US_TIME(x) "timestamptz 'epoch' + " x " * interval '1 microsecond'"
 #define TIME_US(x) "(extract(epoch FROM " x ") * 1000000)::bigint"
 
+/* The whole rows of a window, in told order (the key index is checked row
+ * by row), each new or replacing the row of its id. */
 static const char sql_whole[] =
     "INSERT INTO @S.jobs (id, queue, kind, state, priority, due, attempts, "
-    "retries, retried, timeout_us, created, started, finished, node, "
-    "lease_deadline, key, name, batch, after, after_policy, args, result, "
-    "error_code, error_message) "
-    "SELECT id, queue, kind, state, priority, " US_TIME(
-        "due") ", attempts, "
-               "retries, retried, timeout_us, " US_TIME("created") ", " US_TIME("started") ", " US_TIME(
-                   "finished") ", node, " US_TIME("lease") ", "
-                                                           "key, name, batch, "
-                                                           "after::bigint[], "
-                                                           "after_policy, "
-                                                           "args, result, "
-                                                           "error_code, "
-                                                           "error_message FROM "
-                                                           "unnest($1::bigint[]"
-                                                           ", $2::text[], "
-                                                           "$3::smallint[], "
-                                                           "$4::smallint[], "
-                                                           "$5::integer[], "
-                                                           "$6::bigint[], "
-                                                           "$7::integer[], "
-                                                           "$8::integer[], "
-                                                           "$9::integer[], "
-                                                           "$10::bigint[], "
-                                                           "$11::bigint[], "
-                                                           "$12::bigint[], "
-                                                           "$13::bigint[], "
-                                                           "$14::text[], "
-                                                           "$15::bigint[], "
-                                                           "$16::text[], "
-                                                           "$17::text[], "
-                                                           "$18::text[], "
-                                                           "$19::text[], "
-                                                           "$20::smallint[], "
-                                                           "$21::text[], "
-                                                           "$22::text[], "
-                                                           "$23::text[], "
-                                                           "$24::text[]) AS "
-                                                           "t(id, queue, "
-                                                           "kind, state, "
-                                                           "priority, due, "
-                                                           "attempts, retries, "
-                                                           "retried, "
-                                                           "timeout_us, "
-                                                           "created, started, "
-                                                           "finished, node, "
-                                                           "lease, key, name, "
-                                                           "batch, after, "
-                                                           "after_policy, "
-                                                           "args, result, "
-                                                           "error_code, "
-                                                           "error_message) "
-                                                           "ON CONFLICT (id) "
-                                                           "DO UPDATE SET "
-                                                           "queue = "
-                                                           "EXCLUDED.queue, "
-                                                           "kind = "
-                                                           "EXCLUDED.kind, "
-                                                           "state = "
-                                                           "EXCLUDED.state, "
-                                                           "priority = "
-                                                           "EXCLUDED.priority, "
-                                                           "due = "
-                                                           "EXCLUDED.due, "
-                                                           "attempts = "
-                                                           "EXCLUDED.attempts, "
-                                                           "retries = "
-                                                           "EXCLUDED.retries, "
-                                                           "retried = "
-                                                           "EXCLUDED.retried, "
-                                                           "timeout_us = "
-                                                           "EXCLUDED.timeout_"
-                                                           "us, created = "
-                                                           "EXCLUDED.created, "
-                                                           "started = "
-                                                           "EXCLUDED.started, "
-                                                           "finished = "
-                                                           "EXCLUDED.finished, "
-                                                           "node = "
-                                                           "EXCLUDED.node, "
-                                                           "lease_deadline = "
-                                                           "EXCLUDED.lease_"
-                                                           "deadline, key = "
-                                                           "EXCLUDED.key, name "
-                                                           "= "
-                                                           "EXCLUDED.name, "
-                                                           "batch = "
-                                                           "EXCLUDED.batch, "
-                                                           "after = "
-                                                           "EXCLUDED.after, "
-                                                           "after_policy = "
-                                                           "EXCLUDED.after_"
-                                                           "policy, args = "
-                                                           "EXCLUDED.args, "
-                                                           "result = "
-                                                           "EXCLUDED.result, "
-                                                           "error_code = "
-                                                           "EXCLUDED.error_"
-                                                           "code, "
-                                                           "error_message = "
-                                                           "EXCLUDED.error_"
-                                                           "message";
-
-static const char sql_start[] =
-    "UPDATE @S.jobs AS j SET state = 3, attempts = t.attempts, started "
-    "= " US_TIME("t.started") ", node = '@N', lease_deadline = " US_TIME(
-        "t.lease") " FROM unnest($1::bigint[], $2::integer[], $3::bigint[], "
-                   "$4::bigint[]) AS t(id, attempts, started, lease) "
-                   "WHERE j.id = t.id";
-
-static const char sql_requeue[] =
-    "UPDATE @S.jobs AS j SET state = t.state, due = " US_TIME(
-        "t.due") ", attempts = t.attempts, result = t.result, error_code = "
-                 "t.error_code, error_message = t.error_message, "
-                 "lease_deadline = NULL FROM unnest($1::bigint[], "
-                 "$2::smallint[], $3::bigint[], $4::integer[], $5::text[], "
-                 "$6::text[], $7::text[]) AS t(id, state, due, attempts, "
-                 "result, error_code, error_message) WHERE j.id = t.id";
+        "retries, retried, timeout_us, created, started, finished, node, "
+        "lease_deadline, key, name, batch, after, after_policy, args, "
+        "result, error_code, error_message) "
+    "SELECT id, queue, kind, state, priority, " US_TIME("due") ", "
+        "attempts, retries, retried, timeout_us, " US_TIME("created") ", "
+        US_TIME("started") ", " US_TIME("finished") ", node, "
+        US_TIME("lease") ", key, name, batch, after::bigint[], "
+        "after_policy, args, result, error_code, error_message "
+    "FROM unnest($1::bigint[], $2::text[], $3::smallint[], $4::smallint[], "
+        "$5::integer[], $6::bigint[], $7::integer[], $8::integer[], "
+        "$9::integer[], $10::bigint[], $11::bigint[], $12::bigint[], "
+        "$13::bigint[], $14::text[], $15::bigint[], $16::text[], "
+        "$17::text[], $18::text[], $19::text[], $20::smallint[], "
+        "$21::text[], $22::text[], $23::text[], $24::text[]) "
+    "AS t(id, queue, kind, state, priority, due, attempts, retries, "
+        "retried, timeout_us, created, started, finished, node, lease, key, "
+        "name, batch, after, after_policy, args, result, error_code, "
+        "error_message) "
+    "ON CONFLICT (id) DO UPDATE SET "
+        "queue = EXCLUDED.queue, kind = EXCLUDED.kind, "
+        "state = EXCLUDED.state, priority = EXCLUDED.priority, "
+        "due = EXCLUDED.due, attempts = EXCLUDED.attempts, "
+        "retries = EXCLUDED.retries, retried = EXCLUDED.retried, "
+        "timeout_us = EXCLUDED.timeout_us, created = EXCLUDED.created, "
+        "started = EXCLUDED.started, finished = EXCLUDED.finished, "
+        "node = EXCLUDED.node, lease_deadline = EXCLUDED.lease_deadline, "
+        "key = EXCLUDED.key, name = EXCLUDED.name, batch = EXCLUDED.batch, "
+        "after = EXCLUDED.after, after_policy = EXCLUDED.after_policy, "
+        "args = EXCLUDED.args, result = EXCLUDED.result, "
+        "error_code = EXCLUDED.error_code, "
+        "error_message = EXCLUDED.error_message";
 
 static const char sql_delete[] =
     "DELETE FROM @S.jobs WHERE id = ANY($1::bigint[])";
 
 static const char sql_sched[] =
-    "INSERT INTO @S.schedules (name, last_fire, last_job) SELECT "
-    "name, " US_TIME(
-        "fire") ", job FROM unnest($1::text[], $2::bigint[], "
-                "$3::bigint[]) AS t(name, fire, job) ON CONFLICT (name) "
-                "DO UPDATE SET last_fire = EXCLUDED.last_fire, last_job "
-                "= EXCLUDED.last_job";
+    "INSERT INTO @S.schedules (name, last_fire, last_job) "
+    "SELECT name, " US_TIME("fire") ", job "
+    "FROM unnest($1::text[], $2::bigint[], $3::bigint[]) AS t(name, fire, job) "
+    "ON CONFLICT (name) DO UPDATE SET "
+        "last_fire = EXCLUDED.last_fire, last_job = EXCLUDED.last_job";
 
 static const char sql_unsched[] =
     "DELETE FROM @S.schedules WHERE name = ANY($1::text[])";
 
+/* The columns in the order restore_row reads them. */
 static const char sql_read[] =
-    "SELECT id, queue, kind, state, priority, " TIME_US(
-        "due") ", attempts, "
-               "retries, retried, timeout_us, " TIME_US("created") ", " TIME_US(
-                   "started") ", " TIME_US("finished") ", key, name, batch, "
-                                                       "after, "
-                                                       "after_policy, args, "
-                                                       "result, "
-                                                       "error_code, "
-                                                       "error_message FROM "
-                                                       "@S.jobs WHERE id > $1 "
-                                                       "ORDER BY "
-                                                       "id LIMIT 5000";
+    "SELECT id, queue, kind, state, priority, " TIME_US("due") ", "
+        "attempts, retries, retried, timeout_us, " TIME_US("created") ", "
+        TIME_US("started") ", " TIME_US("finished") ", key, name, batch, "
+        "after, after_policy, args, result, error_code, error_message "
+    "FROM @S.jobs WHERE id > $1 ORDER BY id LIMIT 5000";
 
 static const char sql_read_sched[] =
     "SELECT name, " TIME_US("last_fire") ", last_job FROM @S.schedules";
+
+/* clang-format on */
 
 static const char sql_node[] =
     "INSERT INTO @S.nodes (node, started, seen) VALUES ($1, now(), now()) "
@@ -1399,17 +1399,6 @@ static const char sql_release[] =
     "UPDATE @S.ids SET last_id = $1 WHERE last_id = $2";
 
 /* ---- public ---- */
-
-/* tmpl with its schema, and '@N' the node (a name of [A-Za-z0-9._-]). */
-static char *
-sql_with_node(const char *tmpl, const char *schema, const char *node)
-{
-    char *sql = aq_pg_sql(tmpl, schema), *at = strstr(sql, "@N"), *out;
-
-    out = xasprintf("%.*s%s%s", (int)(at - sql), sql, node, at + 2);
-    free(sql);
-    return out;
-}
 
 /* LEASE_RENEW_MS, or ASYNCQ_PG_LEASE_RENEW_MS (tests) when it is a
  * number of milliseconds from 10 to 3600000. */
@@ -1451,14 +1440,14 @@ aq_store_pg_open(struct event_base *base, const char *conninfo,
     sp->node = xstrdup(node);
     sp->lock_key = aq_pg_node_lock_key(schema);
     TAILQ_INIT(&sp->ops);
-    sp->unsent = json_object();
+    sp->unsent.cap = 64;
+    sp->unsent.slot = xcalloc(sp->unsent.cap, sizeof *sp->unsent.slot);
+    sp->unsent_named = json_object();
     TAILQ_INIT(&sp->txns);
     TAILQ_INIT(&sp->barriers);
     sp->flush_ev = event_new(base, -1, 0, flush_cb, sp);
     sp->retry_ev = evtimer_new(base, retry_cb, sp);
     sp->sql_whole = aq_pg_sql(sql_whole, schema);
-    sp->sql_start = sql_with_node(sql_start, schema, sp->node);
-    sp->sql_requeue = aq_pg_sql(sql_requeue, schema);
     sp->sql_delete = aq_pg_sql(sql_delete, schema);
     sp->sql_sched = aq_pg_sql(sql_sched, schema);
     sp->sql_unsched = aq_pg_sql(sql_unsched, schema);
