@@ -14,14 +14,13 @@
  * and "in one transaction" are counted exactly, with no statistics
  * collector in between. Every wait runs the loop until a flag or a query's
  * answer, under a deadline. Its port (55470-55479) is held with a lock
- * file against parallel runs (tests/pgport.h). The suite is skipped,
+ * file against parallel runs (tests/pgtest.h). The suite is skipped,
  * saying why, only when the server binaries cannot be installed.
  */
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -32,7 +31,7 @@
 #include "config.h"
 #include "error.h"
 #include "pg_schema.h"
-#include "pgport.h"
+#include "pgtest.h"
 #include "store.h"
 #include "suites.h"
 #include "testutil.h"
@@ -43,72 +42,24 @@
 #define PORT_FIRST 55470
 #define PORT_COUNT 10
 
-static char pg_dir[64];
-static int pg_port;
-static int pg_lock_fd = -1;
-static char pg_setup_err[256]; /* why the server is not there, or "" */
-
-static int sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-
-static int
-sh(const char *fmt, ...)
-{
-    char cmd[512];
-    va_list ap;
-    int rc;
-
-    va_start(ap, fmt);
-    vsnprintf(cmd, sizeof cmd, fmt, ap);
-    va_end(ap);
-    rc = system(cmd);
-    return rc == -1 || !WIFEXITED(rc) ? -1 : WEXITSTATUS(rc);
-}
+static struct pgtest_server pg = {.lock_fd = -1};
 
 static void
 server_setup(void)
 {
-    pg_setup_err[0] = '\0';
-    if (sh("%s bindir >/dev/null", AQ_PG_SH) != 0) {
-        snprintf(pg_setup_err, sizeof pg_setup_err,
-                 "PostgreSQL 15 server binaries not found: run '%s install' "
-                 "as root (apt-get install postgresql-15)",
-                 AQ_PG_SH);
-        return;
-    }
-    snprintf(pg_dir, sizeof pg_dir, "/tmp/aq-storepg.XXXXXX");
-    if (mkdtemp(pg_dir) == NULL) {
-        snprintf(pg_setup_err, sizeof pg_setup_err, "mkdtemp failed");
-        pg_dir[0] = '\0';
-        return;
-    }
-    pg_port = pgport_take(PORT_FIRST, PORT_COUNT, &pg_lock_fd);
-    if (pg_port == 0) {
-        snprintf(pg_setup_err, sizeof pg_setup_err, "no port of %d-%d",
-                 PORT_FIRST, PORT_FIRST + PORT_COUNT - 1);
-        return;
-    }
-    if (sh("%s start %s %d", AQ_PG_SH, pg_dir, pg_port) != 0)
-        snprintf(pg_setup_err, sizeof pg_setup_err,
-                 "pg.sh start %s %d failed (see above)", pg_dir, pg_port);
+    pgtest_server_start(&pg, "/tmp/aq-storepg.XXXXXX", PORT_FIRST, PORT_COUNT);
 }
 
 static void
 server_teardown(void)
 {
-    if (pg_dir[0] == '\0')
-        return;
-    sh("%s stop %s immediate", AQ_PG_SH, pg_dir);
-    sh("rm -rf %s", pg_dir);
-    pg_dir[0] = '\0';
-    if (pg_lock_fd >= 0)
-        close(pg_lock_fd);
-    pg_lock_fd = -1;
+    pgtest_server_stop(&pg);
 }
 
 static void
 test_setup(void)
 {
-    ck_assert_msg(pg_setup_err[0] == '\0', "store_pg: %s", pg_setup_err);
+    ck_assert_msg(pg.err[0] == '\0', "store_pg: %s", pg.err);
     test_base_setup();
 }
 
@@ -127,7 +78,7 @@ db_connect(void)
     PGconn *db;
 
     snprintf(ci, sizeof ci,
-             "host=127.0.0.1 port=%d dbname=postgres user=postgres", pg_port);
+             "host=127.0.0.1 port=%d dbname=postgres user=postgres", pg.port);
     db = PQconnectdb(ci);
     ck_assert_msg(PQstatus(db) == CONNECTION_OK, "connect: %s",
                   PQerrorMessage(db));
@@ -248,7 +199,7 @@ env_restore(struct env *e, struct aq_error *err)
     snprintf(ci, sizeof ci,
              "host=127.0.0.1 port=%d dbname=postgres user=postgres "
              "application_name=%s",
-             pg_port, e->app);
+             pg.port, e->app);
     e->s = aq_store_pg_open(test_base, ci, e->schema, e->node, err);
     ck_assert_msg(e->s != NULL, "open: %s", err->message);
     if (aq_broker_restore(e->b, e->s, &damaged, err) < 0) {
@@ -856,28 +807,6 @@ START_TEST(schema_held_by_another_node_is_refused)
 }
 END_TEST
 
-/* Whether the server binaries cannot be installed (pg.sh install exits
- * 1, saying why: into why); any other failure is the server case's. */
-static bool
-binaries_unavailable(char *why, size_t len)
-{
-    char cmd[512];
-    size_t n = 0;
-    FILE *f;
-    int rc;
-
-    snprintf(cmd, sizeof cmd, "%s install 2>&1", AQ_PG_SH);
-    f = popen(cmd, "r");
-    if (f == NULL)
-        return false;
-    n = fread(why, 1, len - 1, f);
-    why[n] = '\0';
-    while (n > 0 && why[n - 1] == '\n')
-        why[--n] = '\0';
-    rc = pclose(f);
-    return rc != -1 && WIFEXITED(rc) && WEXITSTATUS(rc) == 1;
-}
-
 Suite *
 store_pg_suite(void)
 {
@@ -888,7 +817,7 @@ store_pg_suite(void)
 
     /* Asked only when the suite is to run: it may run apt-get. */
     if ((only == NULL || strcmp(only, "store_pg") == 0) &&
-        binaries_unavailable(why, sizeof why)) {
+        pgtest_binaries_unavailable(why, sizeof why)) {
         fprintf(stderr,
                 "unit.store_pg: skipped: PostgreSQL 15 cannot be installed: "
                 "%s\n",
