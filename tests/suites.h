@@ -3,7 +3,8 @@
  * tests/suites.h: a Check suite per lib module with logic, named after it;
  * tests/main.c runs them. A family shares its module's suite (journal*.c,
  * proc*.c, http*.c, config*.c; call.c in server's; consumer.c, records.c,
- * store.c and store_journal.c in broker's), and a helper module is tested
+ * store.c and store_journal.c in broker's; store_pg.c has its own, with a
+ * server), and a helper module is tested
  * with the one it serves: jwrite in rpc's, fastput in jscan's, cgroup and
  * runfile in proc's and pstat's.
  * The handlers run in the broker's suite and the black-box exec and http
@@ -46,6 +47,7 @@ Suite *rpc_suite(void);
 Suite *sd_suite(void);
 Suite *secret_suite(void);
 Suite *server_suite(void);
+Suite *store_pg_suite(void);
 Suite *task_suite(void);
 Suite *ui_suite(void);
 Suite *wait_suite(void);

@@ -4,14 +4,12 @@
  * by tests/pg/pg.sh in a temporary directory once per test case (in the
  * runner's process) and stopped after it. Every test drives the loop until
  * what it waits for happened, under a deadline. Its port (55431-55440) is
- * held with a lock file against parallel runs (tests/pgport.h). The suite
+ * held with a lock file against parallel runs (tests/pgtest.h). The suite
  * is skipped, saying why, only when the server binaries cannot be
  * installed (tests/pg/pg.sh install fails: not root, apt-get failed).
  */
 #include <arpa/inet.h>
-#include <errno.h>
 #include <netinet/in.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,7 +21,7 @@
 
 #include "error.h"
 #include "pgconn.h"
-#include "pgport.h"
+#include "pgtest.h"
 #include "suites.h"
 #include "testutil.h"
 
@@ -32,72 +30,24 @@
 #define PORT_FIRST 55431
 #define PORT_COUNT 10
 
-static char pg_dir[64];
-static int pg_port;
-static int pg_lock_fd = -1;    /* holds pg_port (pgport_take) */
-static char pg_setup_err[256]; /* why the server is not there, or "" */
-
-/* Runs a shell command; its exit status (or -1). */
-static int sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-
-static int
-sh(const char *fmt, ...)
-{
-    char cmd[512];
-    va_list ap;
-    int rc;
-
-    va_start(ap, fmt);
-    vsnprintf(cmd, sizeof cmd, fmt, ap);
-    va_end(ap);
-    rc = system(cmd);
-    return rc == -1 || !WIFEXITED(rc) ? -1 : WEXITSTATUS(rc);
-}
+static struct pgtest_server pg = {.lock_fd = -1};
 
 static void
 server_setup(void)
 {
-    pg_setup_err[0] = '\0';
-    if (sh("%s bindir >/dev/null", AQ_PG_SH) != 0) {
-        snprintf(pg_setup_err, sizeof pg_setup_err,
-                 "PostgreSQL 15 server binaries not found: run '%s install' "
-                 "as root (apt-get install postgresql-15)",
-                 AQ_PG_SH);
-        return;
-    }
-    snprintf(pg_dir, sizeof pg_dir, "/tmp/aq-pgconn.XXXXXX");
-    if (mkdtemp(pg_dir) == NULL) {
-        snprintf(pg_setup_err, sizeof pg_setup_err, "mkdtemp failed");
-        return;
-    }
-    pg_port = pgport_take(PORT_FIRST, PORT_COUNT, &pg_lock_fd);
-    if (pg_port == 0) {
-        snprintf(pg_setup_err, sizeof pg_setup_err, "no port of %d-%d: %s",
-                 PORT_FIRST, PORT_FIRST + PORT_COUNT - 1, strerror(errno));
-        return;
-    }
-    if (sh("%s start %s %d", AQ_PG_SH, pg_dir, pg_port) != 0)
-        snprintf(pg_setup_err, sizeof pg_setup_err,
-                 "pg.sh start %s %d failed (see above)", pg_dir, pg_port);
+    pgtest_server_start(&pg, "/tmp/aq-pgconn.XXXXXX", PORT_FIRST, PORT_COUNT);
 }
 
 static void
 server_teardown(void)
 {
-    if (pg_dir[0] == '\0')
-        return;
-    sh("%s stop %s immediate", AQ_PG_SH, pg_dir);
-    sh("rm -rf %s", pg_dir);
-    pg_dir[0] = '\0';
-    if (pg_lock_fd >= 0)
-        close(pg_lock_fd);
-    pg_lock_fd = -1;
+    pgtest_server_stop(&pg);
 }
 
 static void
 test_setup(void)
 {
-    ck_assert_msg(pg_setup_err[0] == '\0', "pgconn: %s", pg_setup_err);
+    ck_assert_msg(pg.err[0] == '\0', "pgconn: %s", pg.err);
     test_base_setup();
 }
 
@@ -113,7 +63,7 @@ static const char *
 server_conninfo(void)
 {
     snprintf(conninfo, sizeof conninfo,
-             "host=127.0.0.1 port=%d dbname=postgres user=postgres", pg_port);
+             "host=127.0.0.1 port=%d dbname=postgres user=postgres", pg.port);
     return conninfo;
 }
 
@@ -312,7 +262,7 @@ START_TEST(connect_and_select_with_params)
     char want[64];
     struct result r;
 
-    snprintf(want, sizeof want, "127.0.0.1:%d", pg_port);
+    snprintf(want, sizeof want, "127.0.0.1:%d", pg.port);
     ck_assert_str_eq(aq_pgconn_server(c), want);
     exec_one(c, "SELECT $1::int + $2::int, $3::text IS NULL", 3, values, &r);
     ck_assert_int_eq(r.ntuples, 1);
@@ -505,7 +455,7 @@ START_TEST(server_stop_fails_pending_then_reconnects)
     query(c, NULL, "SELECT pg_sleep(30)", 0, NULL, &r);
     commit(c, &cr);
     event_base_loop(test_base, EVLOOP_NONBLOCK); /* sends them */
-    ck_assert_int_eq(sh("%s stop %s immediate", AQ_PG_SH, pg_dir), 0);
+    ck_assert_int_eq(pgtest_sh("%s stop %s immediate", AQ_PG_SH, pg.dir), 0);
     ck_assert(run_until(test_base, &h.is_lost, WAIT_MS));
     ck_assert(r.is_done && !r.is_ok);
     ck_assert(cr.is_done && !cr.is_ok);
@@ -520,7 +470,7 @@ START_TEST(server_stop_fails_pending_then_reconnects)
     h.is_lost = false;
     ck_assert(run_until(test_base, &h.is_lost, WAIT_MS));
     ck_assert_int_ge(h.lost, 2);
-    ck_assert_int_eq(sh("%s restart %s", AQ_PG_SH, pg_dir), 0);
+    ck_assert_int_eq(pgtest_sh("%s restart %s", AQ_PG_SH, pg.dir), 0);
     h.is_ready = false;
     ck_assert(run_until(test_base, &h.is_ready, WAIT_MS));
     ck_assert_int_eq(h.ready, 2);
@@ -541,9 +491,9 @@ START_TEST(multi_host_skips_a_dead_first_host)
     snprintf(ci, sizeof ci,
              "host=127.0.0.1,127.0.0.1 port=%d,%d dbname=postgres "
              "user=postgres",
-             dead, pg_port);
+             dead, pg.port);
     c = connect_ready(ci, &h);
-    snprintf(want, sizeof want, "127.0.0.1:%d", pg_port);
+    snprintf(want, sizeof want, "127.0.0.1:%d", pg.port);
     ck_assert_str_eq(aq_pgconn_server(c), want);
     ck_assert_int_eq(h.lost, 0);
     exec_one(c, "SELECT 1", 0, NULL, &r);
@@ -564,10 +514,10 @@ START_TEST(silent_host_times_out_then_next_host)
     snprintf(ci, sizeof ci,
              "host=127.0.0.1,127.0.0.1 port=%d,%d dbname=postgres "
              "user=postgres connect_timeout=2",
-             silent, pg_port);
+             silent, pg.port);
     c = connect_ready(ci, &h);
     ck_assert_int_ge(now_ms() - t0, 1900); /* waited for the first */
-    snprintf(want, sizeof want, "127.0.0.1:%d", pg_port);
+    snprintf(want, sizeof want, "127.0.0.1:%d", pg.port);
     ck_assert_str_eq(aq_pgconn_server(c), want);
     ck_assert_int_eq(h.lost, 0); /* one attempt, that went on */
     aq_pgconn_free(c);
@@ -791,10 +741,10 @@ START_TEST(host_name_resolved_without_libpq)
 
     /* localhost: from /etc/hosts through evdns (A and AAAA) */
     snprintf(ci, sizeof ci,
-             "host=localhost port=%d dbname=postgres user=postgres", pg_port);
+             "host=localhost port=%d dbname=postgres user=postgres", pg.port);
     c = connect_ready(ci, &h);
     ck_assert_uint_eq(aq_pgconn_lookups(c), 2);
-    snprintf(want, sizeof want, "localhost:%d", pg_port);
+    snprintf(want, sizeof want, "localhost:%d", pg.port);
     ck_assert_str_eq(aq_pgconn_server(c), want);
     exec_one(c, "SELECT host(inet_server_addr())", 0, NULL, &r);
     ck_assert_str_eq(r.value, "127.0.0.1");
@@ -812,9 +762,9 @@ START_TEST(unresolvable_host_left_out_of_the_attempt)
     snprintf(ci, sizeof ci,
              "host=no-such-host.invalid,127.0.0.1 port=%d,%d dbname=postgres "
              "user=postgres",
-             dead, pg_port);
+             dead, pg.port);
     c = connect_ready(ci, &h);
-    snprintf(want, sizeof want, "127.0.0.1:%d", pg_port);
+    snprintf(want, sizeof want, "127.0.0.1:%d", pg.port);
     ck_assert_str_eq(aq_pgconn_server(c), want);
     ck_assert_int_eq(h.lost, 0); /* one attempt, without the name */
     aq_pgconn_free(c);
@@ -832,7 +782,7 @@ START_TEST(unresolvable_host_alone_fails_and_retries)
 
     snprintf(ci, sizeof ci,
              "host=no-such-host.invalid port=%d dbname=postgres user=postgres",
-             pg_port);
+             pg.port);
     c = aq_pgconn_new(test_base, ci, &hooks, &h, &err);
     ck_assert_ptr_nonnull(c);
     while (h.lost < 2 && now_ms() < deadline)
@@ -869,17 +819,17 @@ START_TEST(silent_nameserver_bounded_by_connect_timeout)
     snprintf(ci, sizeof ci,
              "host=db.example,127.0.0.1 port=%d dbname=postgres user=postgres "
              "connect_timeout=2",
-             pg_port);
+             pg.port);
     c = connect_ready(ci, &h);
     ck_assert_int_ge(now_ms() - t0, 1900);
-    snprintf(want, sizeof want, "127.0.0.1:%d", pg_port);
+    snprintf(want, sizeof want, "127.0.0.1:%d", pg.port);
     ck_assert_str_eq(aq_pgconn_server(c), want);
     ck_assert_int_eq(h.lost, 0);
     aq_pgconn_free(c);
 
     /* alone, it fails the attempt, naming the name */
     snprintf(ci, sizeof ci, "host=db.example port=%d connect_timeout=2",
-             pg_port);
+             pg.port);
     memset(&h, 0, sizeof h);
     c = aq_pgconn_new(test_base, ci, &hooks, &h, NULL);
     ck_assert(run_until(test_base, &h.is_lost, WAIT_MS));
@@ -901,28 +851,6 @@ START_TEST(silent_nameserver_bounded_by_connect_timeout)
 }
 END_TEST
 
-/* Whether the server binaries cannot be installed (pg.sh install exits
- * 1, saying why: into why); any other failure is the server case's. */
-static bool
-binaries_unavailable(char *why, size_t len)
-{
-    char cmd[512];
-    size_t n = 0;
-    FILE *f;
-    int rc;
-
-    snprintf(cmd, sizeof cmd, "%s install 2>&1", AQ_PG_SH);
-    f = popen(cmd, "r");
-    if (f == NULL)
-        return false;
-    n = fread(why, 1, len - 1, f);
-    why[n] = '\0';
-    while (n > 0 && why[n - 1] == '\n')
-        why[--n] = '\0';
-    rc = pclose(f);
-    return rc != -1 && WIFEXITED(rc) && WEXITSTATUS(rc) == 1;
-}
-
 Suite *
 pgconn_suite(void)
 {
@@ -933,7 +861,7 @@ pgconn_suite(void)
 
     /* Asked only when the suite is to run: it may run apt-get. */
     if ((only == NULL || strcmp(only, "pgconn") == 0) &&
-        binaries_unavailable(why, sizeof why)) {
+        pgtest_binaries_unavailable(why, sizeof why)) {
         fprintf(stderr,
                 "unit.pgconn: skipped: PostgreSQL 15 cannot be installed: "
                 "%s\n",
