@@ -517,6 +517,12 @@ run(struct daemon *d)
     int rc = 1;
 
     d->journal_path = journal_path(d->cfg);
+    if (d->repair && d->cfg->store.kind == AQ_STORE_POSTGRES) {
+        aq_error_set(&err, AQ_ERR_INTERNAL,
+                     "--repair: store.kind is postgres: there is no journal "
+                     "to repair (the database is PostgreSQL's to repair)");
+        goto fail;
+    }
     if (d->repair && d->journal_path == NULL) {
         aq_error_set(&err, AQ_ERR_INTERNAL,
                      "--repair: journal.path is null: nothing to repair");

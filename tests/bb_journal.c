@@ -1207,6 +1207,28 @@ START_TEST(repair_without_a_journal_says_there_is_nothing_to_repair)
 }
 END_TEST
 
+START_TEST(repair_with_the_postgres_store_says_there_is_no_journal)
+{
+    struct jdir jd;
+    char path[PATH_MAX];
+    struct bb_run r;
+
+    jdir_init(&jd);
+    snprintf(path, sizeof path, "%s/cli.json", jd.root);
+    /* --repair stops before the store is opened: no server needed. */
+    write_text_file(path, "{\"listen\":[\"tcp://127.0.0.1:0\"],"
+                          "\"metrics\":null,\"store\":{\"kind\":\"postgres\","
+                          "\"conninfo\":\"host=127.0.0.1 port=1\"}}");
+    cli_run(&r, path, "--repair");
+    ck_assert_msg(r.status == 1, "--repair on the postgres store: exit %d: %s",
+                  r.status, r.out);
+    ck_assert_msg(strstr(r.err, "store.kind is postgres") != NULL,
+                  "stderr does not say the store is postgres: %s", r.err);
+    bb_run_free(&r);
+    jdir_remove(&jd);
+}
+END_TEST
+
 /* ---- 5b. a missing or shortened segment ---- */
 
 #define GAP_SEGMENTS 4
@@ -1624,6 +1646,8 @@ bb_journal_suite(void)
         damage_before_valid_records_refuses_start_with_status_2_until_repair);
     tcase_add_test(files,
                    repair_without_a_journal_says_there_is_nothing_to_repair);
+    tcase_add_test(files,
+                   repair_with_the_postgres_store_says_there_is_no_journal);
     tcase_add_test(
         files, missing_middle_segment_refuses_start_with_status_2_until_repair);
     tcase_add_test(
