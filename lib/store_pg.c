@@ -567,6 +567,14 @@ send_window(struct store_pg *sp, struct pg_op *first, struct pg_op *end)
     return 0;
 }
 
+/* err says the connection was lost (lib/pgconn.h): what was sent is sent
+ * again once connected, not a failure of the statement. */
+static bool
+is_lost(const char *err)
+{
+    return strncmp(err, "connection lost", 15) == 0;
+}
+
 static void commit_cb(void *arg, const PGresult *res, const char *err);
 
 /* The ops not sent yet go out as one transaction: one send window, or
@@ -646,7 +654,7 @@ commit_cb(void *arg, const PGresult *res, const char *err)
             event_active(sp->flush_ev, EV_TIMEOUT, 0);
         return;
     }
-    if (strncmp(err, "connection lost", 15) == 0) {
+    if (is_lost(err)) {
         /* Committed or not: sent again, in order, once connected. */
         sp->sent = sp->committed;
         return;
@@ -798,7 +806,7 @@ read_ids_cb(void *arg, const PGresult *res, const char *err)
     struct store_pg *sp = arg;
 
     if (err != NULL) {
-        if (strncmp(err, "connection lost", 15) != 0)
+        if (!is_lost(err))
             set_fatal(sp, "store: postgres: reading ids: %s", err);
         return;
     }
@@ -813,7 +821,7 @@ read_sched_cb(void *arg, const PGresult *res, const char *err)
     struct store_pg *sp = arg;
 
     if (err != NULL) {
-        if (strncmp(err, "connection lost", 15) != 0)
+        if (!is_lost(err))
             set_fatal(sp, "store: postgres: reading schedules: %s", err);
         return;
     }
@@ -839,7 +847,7 @@ read_cb(void *arg, const PGresult *res, const char *err)
     int n;
 
     if (err != NULL) {
-        if (strncmp(err, "connection lost", 15) != 0)
+        if (!is_lost(err))
             set_fatal(sp, "store: postgres: reading jobs: %s", err);
         return;
     }
@@ -879,7 +887,7 @@ locked_cb(void *arg, const PGresult *res, const char *err)
     struct store_pg *sp = arg;
 
     if (err != NULL) {
-        if (strncmp(err, "connection lost", 15) != 0)
+        if (!is_lost(err))
             set_fatal(sp, "store: postgres: schema %s: %s", sp->schema, err);
         return;
     }
@@ -903,7 +911,7 @@ holder_cb(void *arg, const PGresult *res, const char *err)
     const char *holder =
         err == NULL && PQntuples(res) > 0 ? PQgetvalue(res, 0, 0) : "unknown";
 
-    if (err != NULL && strncmp(err, "connection lost", 15) == 0)
+    if (err != NULL && is_lost(err))
         return;
     set_fatal(sp,
               "store: postgres: schema %s is in use by node %s: sharing "
@@ -919,7 +927,7 @@ lock_cb(void *arg, const PGresult *res, const char *err)
     struct aq_error e;
 
     if (err != NULL) {
-        if (strncmp(err, "connection lost", 15) != 0)
+        if (!is_lost(err))
             set_fatal(sp, "store: postgres: schema %s: %s", sp->schema, err);
         return;
     }
@@ -953,7 +961,7 @@ migrated_cb(void *arg, const PGresult *res, const char *err)
     struct store_pg *sp = arg;
 
     if (err != NULL) {
-        if (strncmp(err, "connection lost", 15) != 0)
+        if (!is_lost(err))
             set_fatal(sp, "store: postgres: migrating schema %s: %s",
                       sp->schema, err);
         return;
@@ -1018,7 +1026,7 @@ renewed_cb(void *arg, const PGresult *res, const char *err)
     struct store_pg *sp = arg;
 
     sp->is_renewing = false;
-    if (err != NULL && strncmp(err, "connection lost", 15) != 0)
+    if (err != NULL && !is_lost(err))
         aq_log(AQ_LOG_WARN,
                "store: postgres: renewing the leases of node %s: %s", sp->node,
                err);

@@ -88,3 +88,17 @@ pgtest_binaries_unavailable(char *why, size_t len)
     rc = pclose(f);
     return rc != -1 && WIFEXITED(rc) && WEXITSTATUS(rc) == 1;
 }
+
+bool
+pgtest_skip_suite(const char *name)
+{
+    const char *only = getenv("CK_RUN_SUITE");
+    char why[512];
+
+    if ((only != NULL && strcmp(only, name) != 0) ||
+        !pgtest_binaries_unavailable(why, sizeof why))
+        return false;
+    fprintf(stderr, "unit.%s: skipped: PostgreSQL 15 cannot be installed: %s\n",
+            name, why);
+    return true;
+}

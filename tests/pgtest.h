@@ -33,5 +33,9 @@ void pgtest_server_stop(struct pgtest_server *s);
  * saying why: into why); any other failure is the server case's. Run it
  * only when the suite is to run: it may run apt-get. */
 bool pgtest_binaries_unavailable(char *why, size_t len);
+/* For suite name's function: true (the reason printed as "unit.NAME:
+ * skipped: ...", for ctest's SKIP_REGULAR_EXPRESSION) when the suite is to
+ * run and the binaries cannot be installed; the suite then adds no test. */
+bool pgtest_skip_suite(const char *name);
 
 #endif

@@ -855,19 +855,10 @@ Suite *
 pgconn_suite(void)
 {
     Suite *s = suite_create("pgconn");
-    const char *only = getenv("CK_RUN_SUITE");
-    char why[512];
     TCase *tc;
 
-    /* Asked only when the suite is to run: it may run apt-get. */
-    if ((only == NULL || strcmp(only, "pgconn") == 0) &&
-        pgtest_binaries_unavailable(why, sizeof why)) {
-        fprintf(stderr,
-                "unit.pgconn: skipped: PostgreSQL 15 cannot be installed: "
-                "%s\n",
-                why);
+    if (pgtest_skip_suite("pgconn"))
         return s;
-    }
     tc = test_tcase_new("server");
     /* one server for the case, in the runner's process */
     tcase_add_unchecked_fixture(tc, server_setup, server_teardown);

@@ -811,19 +811,10 @@ Suite *
 store_pg_suite(void)
 {
     Suite *s = suite_create("store_pg");
-    const char *only = getenv("CK_RUN_SUITE");
-    char why[512];
     TCase *tc;
 
-    /* Asked only when the suite is to run: it may run apt-get. */
-    if ((only == NULL || strcmp(only, "store_pg") == 0) &&
-        pgtest_binaries_unavailable(why, sizeof why)) {
-        fprintf(stderr,
-                "unit.store_pg: skipped: PostgreSQL 15 cannot be installed: "
-                "%s\n",
-                why);
+    if (pgtest_skip_suite("store_pg"))
         return s;
-    }
     tc = test_tcase_new("server");
     /* one server for the case, in the runner's process */
     tcase_add_unchecked_fixture(tc, server_setup, server_teardown);
