@@ -10,7 +10,16 @@
  * succeeded. Ops stay until their commit: after a lost connection they are
  * sent again, in order, and are idempotent (upserts of whole rows,
  * deletes). At each connect the schema is migrated (lib/pg_schema.h) and
- * the node's advisory lock taken: one node per schema for now.
+ * the node's advisory lock taken: one asyncqd per (schema, node).
+ *
+ * Several nodes share a schema (docs/cluster.md): a row's node is the
+ * node holding the job, NULL for the pool. A put with no free taker here
+ * is given to the pool while other nodes run (sp_give) and forgotten once
+ * committed; a hungry queue claims pool rows (one claim in flight per
+ * queue, on this connection, its own transaction) when told ("p queue"
+ * on <schema>_events), when a taker waits, and at each poll. Writes are
+ * fenced on node. The heartbeat sweeps lost nodes' rows back to the pool;
+ * a clean close gives the held, not running, rows back.
  *
  * A row's later write replaces its earlier op not sent yet: a whole row
  * or a delete supersedes what came before it (a delete stays before a
@@ -25,10 +34,10 @@
  * S.nodes (seen) and the lease_deadline of the rows it runs: a deadline in
  * the past means the node stopped renewing it.
  *
- * Job ids are reserved in blocks in S.ids: the put of an id beyond the
- * reserved mark raises it by ID_BLOCK in the same transaction, so ids are
- * never given twice even once their rows are deleted, at the cost of one
- * statement per block; a clean close gives back what was not used.
+ * Job ids come from blocks of ID_BLOCK reserved in S.ids (one at
+ * restore, the next once half of the broker's block is given: a
+ * transaction of its own), so no two nodes give one id, even once rows
+ * are deleted; a clean close gives back what was not used.
  */
 #include <inttypes.h>
 #include <signal.h>

@@ -102,9 +102,8 @@ await_peers(const char *schema, int n)
 static void
 scale(struct bb_conn *c, const char *queue, int n)
 {
-    json_decref(bb_result(c, "scale",
-                          json_pack("{s:s,s:i}", "queue", queue, "consumers",
-                                    n)));
+    json_decref(bb_result(
+        c, "scale", json_pack("{s:s,s:i}", "queue", queue, "consumers", n)));
 }
 
 /* (a) A has no consumer for the queue, B has: every job put on A runs on
@@ -250,9 +249,8 @@ START_TEST(jobs_of_a_killed_node_run_again_on_another)
     ca = bb_connect(a);
     for (int i = 0; i < 2; i++)
         id[i] = put(ca, "{'queue': 'nap', 'args': {'seconds': 60}}");
-    await_int(2,
-              "SELECT count(*) FROM s_d.jobs WHERE state = 3 AND node = 'A' "
-              "AND lease_deadline IS NOT NULL");
+    await_int(2, "SELECT count(*) FROM s_d.jobs WHERE state = 3 AND node = 'A' "
+                 "AND lease_deadline IS NOT NULL");
     bb_close(ca);
     bb_signal(a, SIGKILL);
     bb_wait_exit(a, 10000);
@@ -270,9 +268,8 @@ START_TEST(jobs_of_a_killed_node_run_again_on_another)
               (long long)id[0], (long long)id[1]);
     for (int i = 0; i < 2; i++)
         json_decref(bb_result(cb, "cancel", json_pack("{s:I}", "job", id[i])));
-    await_int(2,
-              "SELECT count(*) FROM s_d.jobs WHERE state = 6 AND node = 'B' "
-              "AND attempts = 2");
+    await_int(2, "SELECT count(*) FROM s_d.jobs WHERE state = 6 AND node = 'B' "
+                 "AND attempts = 2");
     bb_close(cb);
     ck_assert_int_eq(bb_stop(b), 0);
 }
@@ -297,9 +294,8 @@ START_TEST(clean_stop_gives_held_jobs_to_the_other_nodes)
     await_int(3, "SELECT count(*) FROM s_e.jobs WHERE node = 'A'");
     bb_close(ca);
     ck_assert_int_eq(bb_stop(a), 0);
-    await_int(3,
-              "SELECT count(*) FROM s_e.jobs WHERE state = 4 AND node = 'B' "
-              "AND attempts = 1");
+    await_int(3, "SELECT count(*) FROM s_e.jobs WHERE state = 4 AND node = 'B' "
+                 "AND attempts = 1");
     ck_assert_int_eq(bb_stop(b), 0);
 }
 END_TEST
