@@ -827,7 +827,8 @@ aq_broker_given(struct aq_broker *b, uint64_t id, bool ok)
         return;
     j->jseg = 0;
     if (j->state == AQ_JOB_WAITING) {
-        /* on other nodes' jobs: the database releases it */
+        /* on other nodes' jobs: the database releases it (not written
+         * (!ok): its put was refused "may still run", and it goes) */
         bq = job_queue(j);
         aq_queue_task_done(bq->q, NULL);
         job_key_forget(b, j);
