@@ -41,13 +41,20 @@
 #define REQ_TIMEOUT_MS 15000 /* a request's answer, at most */
 #define STATEMENT_TIMEOUT_MS 10000
 
-enum rq_kind { RQ_STATUS, RQ_CANCEL, RQ_RETRY, RQ_DELETE, RQ_LIST, RQ_JOIN,
-               RQ_FUTURES };
+enum rq_kind {
+    RQ_STATUS,
+    RQ_CANCEL,
+    RQ_RETRY,
+    RQ_DELETE,
+    RQ_LIST,
+    RQ_JOIN,
+    RQ_FUTURES
+};
 
 enum join_kind { JOIN_ALL, JOIN_QUEUE, JOIN_BATCH };
 
 struct aq_pgremote_req {
-    LIST_ENTRY(aq_pgremote_req) link; /* r->reqs: every request alive */
+    LIST_ENTRY(aq_pgremote_req) link;   /* r->reqs: every request alive */
     TAILQ_ENTRY(aq_pgremote_req) jlink; /* r->joins, while is_joining */
     struct aq_pgremote *r;
     enum rq_kind kind;
@@ -65,8 +72,8 @@ struct aq_pgremote_req {
     bool is_desc;
     enum join_kind join_kind;
     char *join_name;
-    uint64_t seq;            /* a join's registration */
-    struct aq_task *future;  /* RQ_CANCEL: the end it waits for */
+    uint64_t seq;           /* a join's registration */
+    struct aq_task *future; /* RQ_CANCEL: the end it waits for */
 };
 LIST_HEAD(rq_list, aq_pgremote_req);
 TAILQ_HEAD(rq_joins, aq_pgremote_req);
@@ -140,8 +147,7 @@ aq_pgremote_record(const char *const *v)
                         json_integer((json_int_t)num(v[AQ_PGR_PRIORITY])));
     json_object_set_new(rec, "attempts",
                         json_integer((json_int_t)num(v[AQ_PGR_ATTEMPTS])));
-    json_object_set_new(rec, "created",
-                        wall_seconds(num(v[AQ_PGR_CREATED])));
+    json_object_set_new(rec, "created", wall_seconds(num(v[AQ_PGR_CREATED])));
     /* "" is a record whose args were not kept (an older journal's). */
     if (v[AQ_PGR_ARGS] != NULL && v[AQ_PGR_ARGS][0] != '\0')
         json_object_set_new(rec, "args",
@@ -196,9 +202,8 @@ aq_pgremote_record(const char *const *v)
         json_object_set_new(
             rec, "error",
             json_pack("{s:s,s:s}", "code", v[AQ_PGR_ERROR_CODE], "message",
-                      v[AQ_PGR_ERROR_MESSAGE] != NULL
-                          ? v[AQ_PGR_ERROR_MESSAGE]
-                          : ""));
+                      v[AQ_PGR_ERROR_MESSAGE] != NULL ? v[AQ_PGR_ERROR_MESSAGE]
+                                                      : ""));
     return rec;
 }
 
@@ -210,7 +215,7 @@ row_record(const PGresult *res, int row, int col)
 
     for (int i = 0; i < AQ_PGR_NCOLS; i++)
         v[i] = PQgetisnull(res, row, col + i) ? NULL
-                                               : PQgetvalue(res, row, col + i);
+                                              : PQgetvalue(res, row, col + i);
     return aq_pgremote_record(v);
 }
 
@@ -349,7 +354,8 @@ aq_pgremote_list_sql(const char *schema, const struct aq_list *l,
     /* One beyond the page: whether there is a next one. */
     snprintf(q->limit, sizeof q->limit, "%zu", l->limit + 1);
     q->values[q->n++] = q->limit;
-    sql_add(&sql, l->is_desc ? " ORDER BY id DESC LIMIT " : " ORDER BY id LIMIT ",
+    sql_add(&sql,
+            l->is_desc ? " ORDER BY id DESC LIMIT " : " ORDER BY id LIMIT ",
             q->n, "");
     q->sql = sql;
 }
@@ -404,8 +410,7 @@ rq_tell(struct aq_pgremote_req *rq, json_t *result, const struct aq_error *err)
         json_decref(result);
 }
 
-static void
-rq_fail(struct aq_pgremote_req *rq, int code, const char *fmt, ...)
+static void rq_fail(struct aq_pgremote_req *rq, int code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
 static void
@@ -485,8 +490,8 @@ rq_send(struct aq_pgremote *r, enum rq_kind kind, const char *name,
     rq->kind = kind;
     rq->cb = cb;
     rq->arg = arg;
-    if (aq_pgconn_query(r->conn, name, sql, n, values, rq_result_cb, rq,
-                        err) < 0 ||
+    if (aq_pgconn_query(r->conn, name, sql, n, values, rq_result_cb, rq, err) <
+            0 ||
         aq_pgconn_commit(r->conn, commit_noop_cb, NULL, err) < 0) {
         /* never: it is ready (a query queued stays queued) */
         free(rq);
@@ -1209,8 +1214,7 @@ poll_interval_ms(void)
     if (v == NULL)
         return POLL_MS;
     ms = strtol(v, &end, 10);
-    return end != v && *end == '\0' && ms >= 10 && ms <= 3600000 ? ms
-                                                                 : POLL_MS;
+    return end != v && *end == '\0' && ms >= 10 && ms <= 3600000 ? ms : POLL_MS;
 }
 
 struct aq_pgremote *
