@@ -54,8 +54,9 @@ enum rq_kind {
 enum join_kind { JOIN_ALL, JOIN_QUEUE, JOIN_BATCH };
 
 struct aq_pgremote_req {
-    LIST_ENTRY(aq_pgremote_req) link;   /* r->reqs: every request alive */
-    TAILQ_ENTRY(aq_pgremote_req) jlink; /* r->joins, while is_joining */
+    LIST_ENTRY(aq_pgremote_req) link; /* r->reqs: every request alive */
+    /* r->joins while is_joining; r->cancels while is_cancelling */
+    TAILQ_ENTRY(aq_pgremote_req) jlink;
     struct aq_pgremote *r;
     enum rq_kind kind;
     aq_pgremote_cb *cb;
@@ -64,6 +65,7 @@ struct aq_pgremote_req {
     bool is_over;     /* told (or withdrawn): no callback after */
     bool is_querying; /* its statement's callback is still to come */
     bool is_joining;
+    bool is_cancelling;  /* waits for a held row's end */
     struct event *timer; /* the answer's deadline while querying */
     uint64_t id;
     uint64_t *ids; /* RQ_FUTURES: n of them */
@@ -94,6 +96,7 @@ struct aq_pgremote {
     struct aq_error unavail;
     struct rq_list reqs;
     struct rq_joins joins;
+    struct rq_joins cancels;  /* waiting for the rows' holders */
     struct aq_idmap *watches; /* id: struct watch */
     size_t nwatches;
     uint64_t seq;       /* registrations so far */
@@ -386,6 +389,10 @@ rq_end(struct aq_pgremote_req *rq)
     if (rq->is_joining) {
         TAILQ_REMOVE(&rq->r->joins, rq, jlink);
         rq->is_joining = false;
+    }
+    if (rq->is_cancelling) {
+        TAILQ_REMOVE(&rq->r->cancels, rq, jlink);
+        rq->is_cancelling = false;
     }
     if (rq->future != NULL) {
         aq_task_remove_done_cb(rq->future, cancel_end_cb, rq);
@@ -760,6 +767,8 @@ answer_cancel(struct aq_pgremote_req *rq, const PGresult *res)
     }
     rq->future = watch_future(rq->r, rq->id);
     aq_task_add_done_cb(rq->future, cancel_end_cb, rq);
+    rq->is_cancelling = true;
+    TAILQ_INSERT_TAIL(&rq->r->cancels, rq, jlink);
     check_soon(rq->r);
 }
 
@@ -1197,9 +1206,50 @@ notify_hook(struct aq_pgconn *c, const char *channel, const char *payload,
 }
 
 static void
+cancel_again_cb(void *arg, const PGresult *res, const char *err)
+{
+    struct aq_pgremote_req *rq = arg;
+
+    rq->is_querying = false;
+    if (rq->is_over)
+        rq_free(rq);
+    /* Else its row's end comes through its watch, as before. */
+}
+
+/* The cancels still waiting are sent again: a row whose holder died and
+ * went back to the pool meanwhile ends cancelled now, and a holder that
+ * missed "c ID" (its session lost) hears it again. */
+static void
+cancels_again(struct aq_pgremote *r)
+{
+    struct aq_pgremote_req *rq;
+    struct aq_error e;
+    int sent = 0;
+
+    if (!aq_pgconn_is_ready(r->conn))
+        return;
+    TAILQ_FOREACH (rq, &r->cancels, jlink) {
+        char id[24];
+        const char *values[] = {id, r->channel};
+
+        if (rq->is_querying)
+            continue;
+        snprintf(id, sizeof id, "%" PRIu64, rq->id);
+        if (aq_pgconn_query(r->conn, "aq_r_cancel", r->sql_cancel, 2, values,
+                            cancel_again_cb, rq, &e) < 0)
+            break;
+        rq->is_querying = true;
+        sent++;
+    }
+    if (sent > 0)
+        aq_pgconn_commit(r->conn, commit_noop_cb, NULL, &e);
+}
+
+static void
 poll_cb(evutil_socket_t fd, short what, void *arg)
 {
     check_cb(fd, what, arg);
+    cancels_again(arg);
 }
 
 /* POLL_MS, or ASYNCQ_PG_POLL_MS when it is a number of milliseconds from
@@ -1236,6 +1286,7 @@ aq_pgremote_new(struct event_base *base, const char *conninfo,
     snprintf(r->why, sizeof r->why, "connecting");
     LIST_INIT(&r->reqs);
     TAILQ_INIT(&r->joins);
+    TAILQ_INIT(&r->cancels);
     r->watches = aq_idmap_new(watch_key);
     r->check_ev = event_new(base, -1, 0, check_cb, r);
     r->poll_ev = event_new(base, -1, EV_PERSIST, poll_cb, r);

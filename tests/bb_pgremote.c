@@ -318,8 +318,8 @@ START_TEST(status_of_pool_and_held_rows)
     ck_assert_str_eq(bb_str_at(r, "state"), "delayed");
     ck_assert(bb_num_at(r, "due") > bb_now_s() + 3000);
     json_decref(r);
-    ck_assert_int_eq(
-        bb_error(c, "status", json_pack("{s:I}", "job", FAR + 99)), -32004);
+    ck_assert_int_eq(bb_error(c, "status", json_pack("{s:I}", "job", FAR + 99)),
+                     -32004);
     bb_close(c);
     ck_assert_int_eq(bb_stop(d), 0);
 }
@@ -340,19 +340,24 @@ START_TEST(wait_wakes_at_the_finish_notification)
     c = bb_connect(d);
     own = bb_put_job(c, bb_jsonq("{'args': {'own': 1}}"), 5000);
     put_row(pg, "r_wait", FAR + 1, "hold", 3, "'other'", "");
-    call = bb_send_call(c, "wait",
-                        json_pack("{s:[I,I,I]}", "jobs", FAR + 1, own,
-                                  FAR + 1));
+    call = bb_send_call(
+        c, "wait", json_pack("{s:[I,I,I]}", "jobs", FAR + 1, own, FAR + 1));
     ck_assert_ptr_null(bb_wait_reply(c, call, 300));
     finish_row(pg, "r_wait", FAR + 1, 4, true);
     reply = bb_wait_reply(c, call, 5000);
     ck_assert_msg(reply != NULL, "no reply at the notification");
     ck_assert_int_eq(json_array_size(bb_at(reply, "result")), 3);
-    ck_assert_int_eq(bb_int_at(json_array_get(bb_at(reply, "result"), 0), "job"), FAR + 1);
-    ck_assert_str_eq(bb_str_at(json_array_get(bb_at(reply, "result"), 0), "state"), "done");
-    ck_assert_int_eq(bb_int_at(json_array_get(bb_at(reply, "result"), 0), "result.r"), FAR + 1);
-    ck_assert_int_eq(bb_int_at(json_array_get(bb_at(reply, "result"), 1), "job"), own);
-    ck_assert_int_eq(bb_int_at(json_array_get(bb_at(reply, "result"), 2), "job"), FAR + 1);
+    ck_assert_int_eq(
+        bb_int_at(json_array_get(bb_at(reply, "result"), 0), "job"), FAR + 1);
+    ck_assert_str_eq(
+        bb_str_at(json_array_get(bb_at(reply, "result"), 0), "state"), "done");
+    ck_assert_int_eq(
+        bb_int_at(json_array_get(bb_at(reply, "result"), 0), "result.r"),
+        FAR + 1);
+    ck_assert_int_eq(
+        bb_int_at(json_array_get(bb_at(reply, "result"), 1), "job"), own);
+    ck_assert_int_eq(
+        bb_int_at(json_array_get(bb_at(reply, "result"), 2), "job"), FAR + 1);
     json_decref(reply);
     /* Finished already: at once. Unknown: -32004. A timeout: -32008. */
     reply = bb_result(c, "wait", json_pack("{s:[I]}", "jobs", FAR + 1));
@@ -362,10 +367,10 @@ START_TEST(wait_wakes_at_the_finish_notification)
         bb_error(c, "wait", json_pack("{s:[I,I]}", "jobs", own, FAR + 99)),
         -32004);
     put_row(pg, "r_wait", FAR + 2, "hold", 3, "'other'", "");
-    ck_assert_int_eq(bb_error(c, "wait",
-                              json_pack("{s:[I],s:f}", "jobs", FAR + 2,
-                                        "timeout", 0.2)),
-                     -32008);
+    ck_assert_int_eq(
+        bb_error(c, "wait",
+                 json_pack("{s:[I],s:f}", "jobs", FAR + 2, "timeout", 0.2)),
+        -32008);
     bb_close(c);
     ck_assert_int_eq(bb_stop(d), 0);
 }
@@ -376,7 +381,7 @@ START_TEST(wait_and_join_wake_at_the_poll_without_notification)
 {
     struct bb_daemon *d;
     struct bb_conn *c;
-    json_int_t wait, join;
+    json_int_t wait, join, cancel;
     json_t *reply;
 
     if (!bbpg_available())
@@ -390,12 +395,25 @@ START_TEST(wait_and_join_wake_at_the_poll_without_notification)
     finish_row(pg, "r_poll", FAR + 1, 5, false);
     reply = bb_wait_reply(c, wait, 5000);
     ck_assert_ptr_nonnull(reply);
-    ck_assert_str_eq(bb_str_at(json_array_get(bb_at(reply, "result"), 0), "state"), "failed");
+    ck_assert_str_eq(
+        bb_str_at(json_array_get(bb_at(reply, "result"), 0), "state"),
+        "failed");
     json_decref(reply);
     reply = bb_wait_reply(c, join, 5000);
     ck_assert_ptr_nonnull(reply);
     ck_assert_str_eq(bb_str_at(reply, "result.queue"), "jq");
     json_decref(reply);
+    /* A cancel waiting on a holder that died: once the sweep gives its
+     * row back to the pool, the poll's cancel ends it there. */
+    put_row(pg, "r_poll", FAR + 2, "hold", 2, "'other'", "");
+    cancel = bb_send_call(c, "cancel", json_pack("{s:I}", "job", FAR + 2));
+    ck_assert_ptr_null(bb_wait_reply(c, cancel, 300));
+    db_exec(pg, "UPDATE r_poll.jobs SET node = NULL WHERE id = %lld", FAR + 2);
+    reply = bb_wait_reply(c, cancel, 5000);
+    ck_assert_ptr_nonnull(reply);
+    ck_assert_str_eq(bb_str_at(reply, "result.state"), "cancelled");
+    json_decref(reply);
+    db_is(pg, "SELECT state FROM r_poll.jobs WHERE id = 1000000002", "6");
     bb_close(c);
     ck_assert_int_eq(bb_stop(d), 0);
 }
@@ -524,8 +542,8 @@ START_TEST(retry_and_delete_of_records_another_node_wrote)
     put_row(pg, "r_retry", FAR + 2, "hold", 6, "'other'",
             "finished = now(), error_code = 'cancelled', error_message = "
             "'cancelled by request'");
-    r = bb_result(c, "retry", json_pack("{s:I,s:i}", "job", FAR + 2, "delay",
-                                        600));
+    r = bb_result(c, "retry",
+                  json_pack("{s:I,s:i}", "job", FAR + 2, "delay", 600));
     ck_assert_str_eq(bb_str_at(r, "state"), "delayed");
     json_decref(r);
     r = status_of(c, FAR + 2);
@@ -594,12 +612,14 @@ START_TEST(list_reads_the_rows_of_every_node)
                 i < 4 ? "name = 'even', batch = 'b'" : "");
     list_is(c, bb_jsonq("{'queue': 'lq'}"), "1 2 3 4 5 6 7 8", -1);
     list_is(c, bb_jsonq("{'queue': 'lq', 'limit': 3}"), "1 2 3", 3);
-    list_is(c, json_pack("{s:s,s:i,s:I}", "queue", "lq", "limit", 3, "after",
-                         FAR + 3),
-            "4 5 6", 6);
-    list_is(c, json_pack("{s:s,s:i,s:I}", "queue", "lq", "limit", 3, "after",
-                         FAR + 6),
-            "7 8", -1);
+    list_is(
+        c,
+        json_pack("{s:s,s:i,s:I}", "queue", "lq", "limit", 3, "after", FAR + 3),
+        "4 5 6", 6);
+    list_is(
+        c,
+        json_pack("{s:s,s:i,s:I}", "queue", "lq", "limit", 3, "after", FAR + 6),
+        "7 8", -1);
     list_is(c, bb_jsonq("{'queue': 'lq', 'order': 'desc', 'limit': 2}"), "8 7",
             7);
     list_is(c, bb_jsonq("{'queue': 'lq', 'state': 'pending'}"), "1 7", -1);
@@ -608,8 +628,9 @@ START_TEST(list_reads_the_rows_of_every_node)
     list_is(c, bb_jsonq("{'queue': 'lq', 'name': 'even'}"), "1 2 3 4", -1);
     list_is(c, bb_jsonq("{'batch': 'b', 'state': ['failed', 'running']}"),
             "2 4", -1);
-    list_is(c, json_pack("{s:s,s:I,s:I}", "queue", "lq", "after", FAR + 2,
-                         "before", FAR + 5),
+    list_is(c,
+            json_pack("{s:s,s:I,s:I}", "queue", "lq", "after", FAR + 2,
+                      "before", FAR + 5),
             "3 4", -1);
     ck_assert_int_eq(bb_error(c, "list", bb_jsonq("{'queue': 'nope'}")),
                      -32002);
@@ -687,8 +708,8 @@ static bool
 is_back(void *arg)
 {
     struct unavailable *u = arg;
-    json_t *reply = bb_call(u->c, "status",
-                            json_pack("{s:I}", "job", (json_int_t)FAR + 1));
+    json_t *reply =
+        bb_call(u->c, "status", json_pack("{s:I}", "job", (json_int_t)FAR + 1));
     bool ok = json_object_get(reply, "result") != NULL;
 
     json_decref(reply);
@@ -715,8 +736,8 @@ START_TEST(store_unavailable_while_the_server_is_stopped)
     ck_assert(bb_poll(is_unavailable, &u, ROW_MS));
     u.method = "cancel";
     ck_assert(is_unavailable(&u));
-    ck_assert_int_eq(
-        bb_error(c, "list", bb_jsonq("{'queue': 'hold'}")), -32603);
+    ck_assert_int_eq(bb_error(c, "list", bb_jsonq("{'queue': 'hold'}")),
+                     -32603);
     ck_assert_int_eq(bb_error(c, "wait", json_pack("{s:[I]}", "jobs", FAR + 1)),
                      -32603);
     bbpg_restart(s);

@@ -72,11 +72,11 @@ END_TEST
 START_TEST(pending_row_has_only_what_it_holds)
 {
     const char *v[AQ_PGR_NCOLS] = {
-        [AQ_PGR_ID] = "7",         [AQ_PGR_QUEUE] = "q",
-        [AQ_PGR_KIND] = "3",       [AQ_PGR_STATE] = "2",
-        [AQ_PGR_PRIORITY] = "0",   [AQ_PGR_ATTEMPTS] = "0",
-        [AQ_PGR_RETRIED] = "0",    [AQ_PGR_CREATED] = "1000000",
-        [AQ_PGR_ARGS] = "{}",      [AQ_PGR_DUE] = "5000000",
+        [AQ_PGR_ID] = "7",           [AQ_PGR_QUEUE] = "q",
+        [AQ_PGR_KIND] = "3",         [AQ_PGR_STATE] = "2",
+        [AQ_PGR_PRIORITY] = "0",     [AQ_PGR_ATTEMPTS] = "0",
+        [AQ_PGR_RETRIED] = "0",      [AQ_PGR_CREATED] = "1000000",
+        [AQ_PGR_ARGS] = "{}",        [AQ_PGR_DUE] = "5000000",
         [AQ_PGR_AFTER_POLICY] = "0",
     };
     char *text = record_text(v);
@@ -120,7 +120,7 @@ END_TEST
 START_TEST(row_no_job_could_be_is_refused)
 {
     const char *v[AQ_PGR_NCOLS] = {
-        [AQ_PGR_ID] = "7", [AQ_PGR_QUEUE] = "q", [AQ_PGR_KIND] = "0",
+        [AQ_PGR_ID] = "7",    [AQ_PGR_QUEUE] = "q",   [AQ_PGR_KIND] = "0",
         [AQ_PGR_STATE] = "7", [AQ_PGR_CREATED] = "0",
     };
 
