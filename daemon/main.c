@@ -345,6 +345,14 @@ store_open(struct daemon *d, struct aq_error *err)
                                  cfg->store.schema, cfg->store.node, err);
         if (store == NULL)
             return 1;
+        /* The methods' session across nodes connects while the store
+         * restores: ready once clients are served. */
+        d->pgremote = aq_pgremote_new(d->base, cfg->store.conninfo,
+                                      cfg->store.schema, err);
+        if (d->pgremote == NULL) {
+            aq_store_close(store);
+            return 1;
+        }
         if (aq_broker_restore(d->broker, store, &damaged, err) < 0)
             return err->code == AQ_ERR_SHUTTING_DOWN ? 3 : 1;
         d->store = store;
@@ -566,13 +574,8 @@ run(struct daemon *d)
     d->history = aq_history_new(aq_clock_wall_us() / 1000000 - 1);
     aq_history_start(d->history, d->base, d->broker);
     aq_methods_set_history(d->methods, d->history);
-    if (d->cfg->store.kind == AQ_STORE_POSTGRES) {
-        d->pgremote = aq_pgremote_new(d->base, d->cfg->store.conninfo,
-                                      d->cfg->store.schema, &err);
-        if (d->pgremote == NULL)
-            goto fail;
+    if (d->pgremote != NULL)
         aq_methods_set_remote(d->methods, d->pgremote);
-    }
     d->server = aq_server_new(d->base, d->cfg, &aq_methods_ops, d->methods);
     d->listen = aq_listen_new(d->base, accept_cb, d->server);
     if (d->cfg->tls != NULL) {

@@ -134,6 +134,28 @@ await_row(const struct bbpg *s, const char *sql, const char *want)
     "'lq': {'kind': 'echo', 'consumers': 0}, "                                 \
     "'jq': {'kind': 'echo', 'consumers': 0}}}"
 
+static bool
+remote_answers(void *arg)
+{
+    json_t *reply = bb_call(arg, "status", json_pack("{s:I}", "job", FAR * 2));
+    bool ok = json_integer_value(json_object_get(
+                  json_object_get(reply, "error"), "code")) == -32004;
+
+    json_decref(reply);
+    return ok;
+}
+
+/* Until d's session across nodes is connected: a status of a job no
+ * node has is -32004, not -32603 "store unavailable: connecting". */
+static void
+await_remote(struct bb_daemon *d)
+{
+    struct bb_conn *c = bb_connect(d);
+
+    ck_assert(bb_poll(remote_answers, c, ROW_MS));
+    bb_close(c);
+}
+
 /* Node a on schema, polling the database every poll_ms. */
 static struct bb_daemon *
 start(const struct bbpg *s, const char *schema, const char *poll_ms)
@@ -143,6 +165,7 @@ start(const struct bbpg *s, const char *schema, const char *poll_ms)
     setenv("ASYNCQ_PG_POLL_MS", poll_ms, 1);
     d = bb_startq(CONFIG, bbpg_conninfo(s), schema);
     unsetenv("ASYNCQ_PG_POLL_MS");
+    await_remote(d);
     /* Node 'other' is alive for an hour: no sweep takes its rows. */
     db_exec(s,
             "INSERT INTO %s.nodes (node, started, seen) VALUES ('other', "
