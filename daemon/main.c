@@ -348,7 +348,7 @@ store_open(struct daemon *d, struct aq_error *err)
         /* The methods' session across nodes connects while the store
          * restores: ready once clients are served. */
         d->pgremote = aq_pgremote_new(d->base, cfg->store.conninfo,
-                                      cfg->store.schema, err);
+                                      cfg->store.schema, cfg->store.node, err);
         if (d->pgremote == NULL) {
             aq_store_close(store);
             return 1;

@@ -492,6 +492,118 @@ only_with_queue(const struct aq_params *params, const char *name)
     return aq_params_fail(params, name, "only with params.queue");
 }
 
+/* For aq_broker_each_queue: whether a queue exists is all it asks. */
+static void
+no_queue_fn(const struct aq_queue_stats *s, void *arg)
+{
+}
+
+/* cancel, retry or delete by queue with the database: the rows of the
+ * queue other nodes and the pool hold first (lib/pgremote.h), then this
+ * node's jobs; the reply counts both. */
+enum queue_op { QUEUE_CANCEL, QUEUE_RETRY, QUEUE_DELETE };
+
+struct queue_call {
+    struct aq_methods *m;
+    struct aq_call *call;
+    struct aq_pgremote_req *req;
+    enum queue_op op;
+    char *queue;       /* owned */
+    const char *state; /* static */
+    bool running;
+    double delay;
+};
+
+static void
+queue_call_free(struct queue_call *qc)
+{
+    free(qc->queue);
+    free(qc);
+}
+
+static void
+queue_abandon(void *arg)
+{
+    struct queue_call *qc = arg;
+
+    aq_pgremote_withdraw(qc->req);
+    queue_call_free(qc);
+}
+
+static void
+queue_remote_cb(void *arg, json_t *result, const struct aq_error *err)
+{
+    static const char *const keys[] = {"cancelled", "retried", "deleted"};
+    struct queue_call *qc = arg;
+    struct aq_broker *b = qc->m->broker;
+    json_int_t remote = json_integer_value(result);
+    struct aq_error e;
+    size_t n = 0;
+    int rc;
+
+    json_decref(result);
+    aq_call_on_abandon(qc->call, NULL, NULL);
+    if (err != NULL) {
+        aq_call_fail(qc->call, err);
+        queue_call_free(qc);
+        return;
+    }
+    switch (qc->op) {
+    case QUEUE_CANCEL:
+        rc = aq_broker_cancel_queue(b, qc->queue, qc->running, &n, &e);
+        break;
+    case QUEUE_RETRY:
+        rc = aq_broker_retry_queue(b, qc->queue, qc->state, qc->delay, &n, &e);
+        break;
+    default:
+        rc = aq_broker_delete_queue(b, qc->queue, qc->state, &n, &e);
+        break;
+    }
+    if (rc < 0)
+        aq_call_fail(qc->call, &e);
+    else
+        aq_call_reply(qc->call,
+                      json_pack("{s:I}", keys[qc->op], (json_int_t)n + remote));
+    queue_call_free(qc);
+}
+
+/* Starts op by queue on the database: 0 (the call is answered later),
+ * or -1 with err (-32002, -32603). */
+static int
+queue_remote(struct aq_methods *m, struct aq_call *call, enum queue_op op,
+             const char *queue, const char *state, bool running, double delay,
+             struct aq_error *err)
+{
+    struct queue_call *qc;
+    int rc;
+
+    if (aq_broker_each_queue(m->broker, queue, no_queue_fn, NULL, err) < 0)
+        return -1;
+    qc = xcalloc(1, sizeof *qc);
+    qc->m = m;
+    qc->call = call;
+    qc->op = op;
+    qc->queue = xstrdup(queue);
+    qc->state = state;
+    qc->running = running;
+    qc->delay = delay;
+    if (op == QUEUE_CANCEL)
+        rc = aq_pgremote_cancel_queue(m->remote, queue, running,
+                                      queue_remote_cb, qc, &qc->req, err);
+    else if (op == QUEUE_RETRY)
+        rc = aq_pgremote_retry_queue(m->remote, queue, state, delay,
+                                     queue_remote_cb, qc, &qc->req, err);
+    else
+        rc = aq_pgremote_delete_queue(m->remote, queue, state, queue_remote_cb,
+                                      qc, &qc->req, err);
+    if (rc < 0) {
+        queue_call_free(qc);
+        return -1;
+    }
+    aq_call_on_abandon(call, queue_abandon, qc);
+    return 0;
+}
+
 static void
 m_cancel(struct aq_methods *m, struct aq_call *call,
          const struct aq_params *params, struct aq_jspan args)
@@ -507,9 +619,16 @@ m_cancel(struct aq_methods *m, struct aq_call *call,
         (rc = job_or_queue(params, &id, &queue)) < 0)
         goto fail;
     if (rc == 0) {
-        if (aq_params_bool(params, "running", 0, &running) < 0 ||
-            aq_broker_cancel_queue(m->broker, queue, running, &n, params->err) <
-                0)
+        if (aq_params_bool(params, "running", 0, &running) < 0)
+            goto fail;
+        if (m->remote != NULL) {
+            if (queue_remote(m, call, QUEUE_CANCEL, queue, NULL, running, 0,
+                             params->err) < 0)
+                goto fail;
+            return;
+        }
+        if (aq_broker_cancel_queue(m->broker, queue, running, &n, params->err) <
+            0)
             goto fail;
         aq_call_reply(call, json_pack("{s:I}", "cancelled", (json_int_t)n));
         return;
@@ -554,8 +673,15 @@ m_retry(struct aq_methods *m, struct aq_call *call,
         goto fail;
     if (rc == 0) {
         if (aq_params_word(params, "state", AQ_PARAM_REQUIRED, states, &which) <
-                0 ||
-            aq_broker_retry_queue(m->broker, queue, states[which], delay, &n,
+            0)
+            goto fail;
+        if (m->remote != NULL) {
+            if (queue_remote(m, call, QUEUE_RETRY, queue, states[which], false,
+                             delay, params->err) < 0)
+                goto fail;
+            return;
+        }
+        if (aq_broker_retry_queue(m->broker, queue, states[which], delay, &n,
                                   params->err) < 0)
             goto fail;
         aq_call_reply(call, json_pack("{s:I}", "retried", (json_int_t)n));
@@ -603,8 +729,15 @@ m_delete(struct aq_methods *m, struct aq_call *call,
         goto fail;
     if (rc == 0) {
         if (aq_params_word(params, "state", AQ_PARAM_REQUIRED, states, &which) <
-                0 ||
-            aq_broker_delete_queue(m->broker, queue, states[which], &n,
+            0)
+            goto fail;
+        if (m->remote != NULL) {
+            if (queue_remote(m, call, QUEUE_DELETE, queue, states[which], false,
+                             0, params->err) < 0)
+                goto fail;
+            return;
+        }
+        if (aq_broker_delete_queue(m->broker, queue, states[which], &n,
                                    params->err) < 0)
             goto fail;
         aq_call_reply(call, json_pack("{s:I}", "deleted", (json_int_t)n));
@@ -668,12 +801,6 @@ list_states(const struct aq_params *params, unsigned *states)
         *states |= 1u << k;
     }
     return 0;
-}
-
-/* For aq_broker_each_queue: whether a queue exists is all it asks. */
-static void
-no_queue_fn(const struct aq_queue_stats *s, void *arg)
-{
 }
 
 static void

@@ -22,6 +22,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/queue.h>
+#include <unistd.h>
 
 #include <event2/event.h>
 
@@ -48,7 +49,8 @@ enum rq_kind {
     RQ_DELETE,
     RQ_LIST,
     RQ_JOIN,
-    RQ_FUTURES
+    RQ_FUTURES,
+    RQ_COUNT, /* by queue: a number */
 };
 
 enum join_kind { JOIN_ALL, JOIN_QUEUE, JOIN_BATCH };
@@ -91,7 +93,7 @@ struct watch {
 struct aq_pgremote {
     struct event_base *base;
     struct aq_pgconn *conn; /* owned */
-    char *schema, *channel;
+    char *schema, *channel, *node;
     char why[512];
     struct aq_error unavail;
     struct rq_list reqs;
@@ -106,7 +108,8 @@ struct aq_pgremote {
     size_t nsent;
     struct event *check_ev, *poll_ev;
     char *sql_record, *sql_cancel, *sql_retry, *sql_delete, *sql_check_ids,
-        *sql_check_queues, *sql_check_batches, *sql_check_all;
+        *sql_check_queues, *sql_check_batches, *sql_check_all,
+        *sql_cancel_queue, *sql_retry_queue, *sql_delete_queue;
 };
 
 /* ---- records ---- */
@@ -283,6 +286,49 @@ static const char sql_delete[] =
     "x AS (SELECT pg_notify($2, 'x ' || $1::bigint) FROM d) "
     "SELECT (SELECT count(*) FROM d) + 0 * (SELECT count(*) FROM x), "
         "old.state FROM old";
+
+/* By queue ($1), what other nodes and the pool hold (node is not $3,
+ * this node: the broker does its own): pool rows not running end
+ * cancelled, rows other nodes hold are asked of them ("c ID"; running
+ * ones with $4). The column: how many. */
+static const char sql_cancel_queue[] =
+    "WITH c AS (UPDATE @S.jobs SET state = 6, finished = now(), "
+        "error_code = 'cancelled', error_message = 'cancelled by request', "
+        "lease_deadline = NULL "
+        "WHERE queue = $1 AND node IS NULL AND state < 3 RETURNING id), "
+    "f AS (SELECT pg_notify($2, 'f') WHERE EXISTS (SELECT 1 FROM c)), "
+    "h AS (SELECT pg_notify($2, 'c ' || id) FROM @S.jobs WHERE queue = $1 "
+        "AND node IS NOT NULL AND node <> $3 "
+        "AND (state < 3 OR (state = 3 AND $4::boolean))) "
+    "SELECT (SELECT count(*) FROM c) + (SELECT count(*) FROM h) "
+        "+ 0 * (SELECT count(*) FROM f)";
+
+/* Records of queue $1 in state $4 not this node's ($3), retried as one
+ * is ($5: the delay in microseconds). */
+static const char sql_retry_queue[] =
+    "WITH r AS (UPDATE @S.jobs AS j SET "
+        "state = CASE WHEN $5::bigint > 0 THEN 0 ELSE 2 END, "
+        "due = CASE WHEN $5::bigint > 0 THEN now() + $5::bigint * "
+            "interval '1 microsecond' END, "
+        "node = NULL, retried = retried + 1, attempts = 0, result = NULL, "
+        "error_code = NULL, error_message = NULL, started = NULL, "
+        "finished = NULL, lease_deadline = NULL, "
+        "seq = nextval('@S.job_seq'), "
+        "key = CASE WHEN EXISTS (SELECT 1 FROM @S.jobs k WHERE "
+            "k.key = j.key AND k.state < 4) THEN NULL ELSE j.key END "
+        "WHERE queue = $1 AND state = $4::smallint AND args <> '' "
+        "AND node IS DISTINCT FROM $3 RETURNING j.id, j.state), "
+    "p AS (SELECT pg_notify($2, 'p ' || $1) "
+        "WHERE EXISTS (SELECT 1 FROM r WHERE state = 2)), "
+    "x AS (SELECT pg_notify($2, 'x ' || id) FROM r) "
+    "SELECT (SELECT count(*) FROM r) + 0 * (SELECT count(*) FROM p) "
+        "+ 0 * (SELECT count(*) FROM x)";
+
+static const char sql_delete_queue[] =
+    "WITH d AS (DELETE FROM @S.jobs WHERE queue = $1 AND state = $4::smallint "
+        "AND node IS DISTINCT FROM $3 RETURNING id), "
+    "x AS (SELECT pg_notify($2, 'x ' || id) FROM d) "
+    "SELECT (SELECT count(*) FROM d) + 0 * (SELECT count(*) FROM x)";
 
 static const char sql_check_ids[] =
     "SELECT " COLS " FROM @S.jobs WHERE id = ANY($1::bigint[])";
@@ -589,6 +635,62 @@ aq_pgremote_list(struct aq_pgremote *r, const struct aq_list *l,
     rq->limit = l->limit;
     rq->is_desc = l->is_desc;
     return 0;
+}
+
+/* A statement by queue whose one column is a count: $1 queue, $2 the
+ * channel, $3 this node, then extra. */
+static int
+queue_request(struct aq_pgremote *r, const char *name, const char *sql,
+              const char *queue, const char *extra1, const char *extra2,
+              aq_pgremote_cb *cb, void *arg, struct aq_pgremote_req **req,
+              struct aq_error *err)
+{
+    const char *values[] = {queue, r->channel, r->node, extra1, extra2};
+
+    return rq_send(r, RQ_COUNT, name, sql, extra2 != NULL ? 5 : 4, values, cb,
+                   arg, req, err) != NULL
+               ? 0
+               : -1;
+}
+
+int
+aq_pgremote_cancel_queue(struct aq_pgremote *r, const char *queue, bool running,
+                         aq_pgremote_cb *cb, void *arg,
+                         struct aq_pgremote_req **req, struct aq_error *err)
+{
+    return queue_request(r, "aq_r_cancel_queue", r->sql_cancel_queue, queue,
+                         running ? "true" : "false", NULL, cb, arg, req, err);
+}
+
+/* A finished state's number ("done", "failed", "cancelled"). */
+static const char *
+state_number(const char *state)
+{
+    return strcmp(state, "done") == 0     ? "4"
+           : strcmp(state, "failed") == 0 ? "5"
+                                          : "6";
+}
+
+int
+aq_pgremote_retry_queue(struct aq_pgremote *r, const char *queue,
+                        const char *state, double delay_s, aq_pgremote_cb *cb,
+                        void *arg, struct aq_pgremote_req **req,
+                        struct aq_error *err)
+{
+    char delay[24];
+
+    snprintf(delay, sizeof delay, "%" PRId64, aq_clock_s_to_us(delay_s));
+    return queue_request(r, "aq_r_retry_queue", r->sql_retry_queue, queue,
+                         state_number(state), delay, cb, arg, req, err);
+}
+
+int
+aq_pgremote_delete_queue(struct aq_pgremote *r, const char *queue,
+                         const char *state, aq_pgremote_cb *cb, void *arg,
+                         struct aq_pgremote_req **req, struct aq_error *err)
+{
+    return queue_request(r, "aq_r_delete_queue", r->sql_delete_queue, queue,
+                         state_number(state), NULL, cb, arg, req, err);
 }
 
 static void check_soon(struct aq_pgremote *r);
@@ -937,6 +1039,13 @@ rq_result_cb(void *arg, const PGresult *res, const char *err)
     case RQ_FUTURES:
         answer_futures(rq, res);
         break;
+    case RQ_COUNT:
+        rq_tell(rq,
+                json_integer((json_int_t)(PQntuples(res) > 0
+                                              ? num(PQgetvalue(res, 0, 0))
+                                              : 0)),
+                NULL);
+        break;
     case RQ_JOIN:
         break; /* never: joins are checked */
     }
@@ -1269,7 +1378,7 @@ poll_interval_ms(void)
 
 struct aq_pgremote *
 aq_pgremote_new(struct event_base *base, const char *conninfo,
-                const char *schema, struct aq_error *err)
+                const char *schema, const char *node, struct aq_error *err)
 {
     static const struct aq_pgconn_hooks hooks = {
         .ready = ready_hook,
@@ -1283,6 +1392,15 @@ aq_pgremote_new(struct event_base *base, const char *conninfo,
     r->base = base;
     r->schema = xstrdup(schema);
     r->channel = xasprintf("%s_events", schema);
+    if (node == NULL) { /* the store's default: the host name */
+        char host[256];
+
+        if (gethostname(host, sizeof host) != 0)
+            snprintf(host, sizeof host, "localhost");
+        host[64] = '\0';
+        r->node = xstrdup(host);
+    } else
+        r->node = xstrdup(node);
     snprintf(r->why, sizeof r->why, "connecting");
     LIST_INIT(&r->reqs);
     TAILQ_INIT(&r->joins);
@@ -1299,6 +1417,9 @@ aq_pgremote_new(struct event_base *base, const char *conninfo,
     r->sql_check_queues = aq_pg_sql(sql_check_queues, schema);
     r->sql_check_batches = aq_pg_sql(sql_check_batches, schema);
     r->sql_check_all = aq_pg_sql(sql_check_all, schema);
+    r->sql_cancel_queue = aq_pg_sql(sql_cancel_queue, schema);
+    r->sql_retry_queue = aq_pg_sql(sql_retry_queue, schema);
+    r->sql_delete_queue = aq_pg_sql(sql_delete_queue, schema);
     if ((r->conn = aq_pgconn_new(base, conninfo, &hooks, r, err)) == NULL) {
         aq_pgremote_free(r);
         return NULL;
@@ -1347,6 +1468,10 @@ aq_pgremote_free(struct aq_pgremote *r)
     free(r->sql_check_queues);
     free(r->sql_check_batches);
     free(r->sql_check_all);
+    free(r->sql_cancel_queue);
+    free(r->sql_retry_queue);
+    free(r->sql_delete_queue);
+    free(r->node);
     free(r->channel);
     free(r->schema);
     free(r);

@@ -36,10 +36,12 @@ struct aq_pgremote;
 struct aq_pgremote_req;
 
 /* Connects from the loop (lib/pgconn.h) to conninfo, on schema's tables
- * (made by the store). NULL with err when conninfo cannot be parsed. */
+ * (made by the store), for node (the store's node name; NULL: the host
+ * name, as the store's default). NULL with err when conninfo cannot be
+ * parsed. */
 struct aq_pgremote *aq_pgremote_new(struct event_base *base,
                                     const char *conninfo, const char *schema,
-                                    struct aq_error *err);
+                                    const char *node, struct aq_error *err);
 void aq_pgremote_free(struct aq_pgremote *r); /* NULL fine; no cb after */
 
 /* A request's end: result (a new reference, the callee's; NULL for a
@@ -96,6 +98,26 @@ int aq_pgremote_list(struct aq_pgremote *r, const struct aq_list *l,
 int aq_pgremote_join(struct aq_pgremote *r, const char *queue,
                      const char *batch, aq_pgremote_cb *cb, void *arg,
                      struct aq_pgremote_req **req, struct aq_error *err);
+
+/* By queue, the rows this node does not hold (node NULL, or another
+ * node's; this node's jobs are the broker's to handle): result the
+ * number of jobs (a json integer). cancel: pool rows not running end
+ * cancelled ("f"), rows other nodes hold are asked of them ("c ID", the
+ * running ones only with running), all counted. retry and delete: the
+ * records in state ("done", "failed" or "cancelled"; retry takes no
+ * "done" from the methods) as the single ones above, "x ID" each. */
+int aq_pgremote_cancel_queue(struct aq_pgremote *r, const char *queue,
+                             bool running, aq_pgremote_cb *cb, void *arg,
+                             struct aq_pgremote_req **req,
+                             struct aq_error *err);
+int aq_pgremote_retry_queue(struct aq_pgremote *r, const char *queue,
+                            const char *state, double delay_s,
+                            aq_pgremote_cb *cb, void *arg,
+                            struct aq_pgremote_req **req, struct aq_error *err);
+int aq_pgremote_delete_queue(struct aq_pgremote *r, const char *queue,
+                             const char *state, aq_pgremote_cb *cb, void *arg,
+                             struct aq_pgremote_req **req,
+                             struct aq_error *err);
 
 /* Futures of the jobs ids[0..n): tasks[i] (new references, the callee's)
  * settles with the record of ids[i] once its row is finished (at once if

@@ -594,6 +594,72 @@ START_TEST(retry_and_delete_of_records_another_node_wrote)
 }
 END_TEST
 
+/* By queue, cancel, retry and delete reach the rows of other nodes and
+ * of the pool too; the reply counts them with the node's own. */
+START_TEST(queue_wide_cancel_retry_and_delete_reach_every_row)
+{
+    struct bb_daemon *d;
+    struct bb_conn *c;
+    PGconn *l;
+    json_t *r;
+    char want[48];
+
+    if (!bbpg_available())
+        return;
+    d = start(pg, "r_queue", "60000");
+    c = bb_connect(d);
+    l = listener(pg, "r_queue");
+    put_row(pg, "r_queue", FAR + 1, "hold", 2, NULL, "");
+    put_row(pg, "r_queue", FAR + 2, "hold", 2, "'other'", "");
+    put_row(pg, "r_queue", FAR + 3, "hold", 3, "'other'", "");
+    put_row(pg, "r_queue", FAR + 4, "hold", 5, "'other'", "finished = now()");
+    put_row(pg, "r_queue", FAR + 5, "hold", 5, "'other'", "finished = now()");
+    put_row(pg, "r_queue", FAR + 6, "hold", 6, "'other'", "finished = now()");
+    put_row(pg, "r_queue", FAR + 7, "jq", 2, NULL, ""); /* another queue */
+    /* The pool's pending row ends cancelled, the other node's pending one
+     * is asked of it; its running one is left (no running). */
+    r = bb_result(c, "cancel", bb_jsonq("{'queue': 'hold'}"));
+    ck_assert_int_eq(bb_int_at(r, "cancelled"), 2);
+    json_decref(r);
+    snprintf(want, sizeof want, "c %lld", FAR + 2);
+    expect_notify(l, want);
+    db_is(pg,
+          "SELECT string_agg(id - 1000000000 || ':' || state, ' ' ORDER BY "
+          "id) FROM r_queue.jobs",
+          "1:6 2:2 3:3 4:5 5:5 6:6 7:2");
+    r = bb_result(c, "cancel", bb_jsonq("{'queue': 'hold', 'running': true}"));
+    ck_assert_int_eq(bb_int_at(r, "cancelled"), 2); /* 2 and 3 asked */
+    json_decref(r);
+    snprintf(want, sizeof want, "c %lld", FAR + 3);
+    expect_notify(l, want);
+    r = bb_result(c, "retry", bb_jsonq("{'queue': 'hold', 'state': 'failed'}"));
+    ck_assert_int_eq(bb_int_at(r, "retried"), 2);
+    json_decref(r);
+    snprintf(want, sizeof want, "x %lld", FAR + 5);
+    expect_notify(l, want);
+    db_is(pg,
+          "SELECT string_agg(id - 1000000000 || ':' || state || ':' || "
+          "coalesce(node, '-') || ':' || retried, ' ' ORDER BY id) FROM "
+          "r_queue.jobs WHERE id IN (1000000004, 1000000005)",
+          "4:2:-:1 5:2:-:1");
+    r = bb_result(c, "delete",
+                  bb_jsonq("{'queue': 'hold', 'state': 'cancelled'}"));
+    ck_assert_int_eq(bb_int_at(r, "deleted"), 2);
+    json_decref(r);
+    snprintf(want, sizeof want, "x %lld", FAR + 6);
+    expect_notify(l, want);
+    db_is(pg,
+          "SELECT string_agg((id - 1000000000)::text, ' ' ORDER BY id) FROM "
+          "r_queue.jobs",
+          "2 3 4 5 7");
+    ck_assert_int_eq(bb_error(c, "cancel", bb_jsonq("{'queue': 'nope'}")),
+                     -32002);
+    PQfinish(l);
+    bb_close(c);
+    ck_assert_int_eq(bb_stop(d), 0);
+}
+END_TEST
+
 /* The ids of a list page, "1 2 3", and its next ("-" for null). */
 static void
 list_is(struct bb_conn *c, json_t *params, const char *ids, long long next)
@@ -786,6 +852,7 @@ bb_pgremote_suite(void)
     tcase_add_test(tc, cancel_of_a_pool_row_ends_it_cancelled);
     tcase_add_test(tc, cancel_of_a_held_row_asks_its_holder);
     tcase_add_test(tc, retry_and_delete_of_records_another_node_wrote);
+    tcase_add_test(tc, queue_wide_cancel_retry_and_delete_reach_every_row);
     tcase_add_test(tc, list_reads_the_rows_of_every_node);
     tcase_add_test(tc, join_waits_for_the_last_unfinished_row);
     tcase_add_test(tc, store_unavailable_while_the_server_is_stopped);
