@@ -232,6 +232,7 @@ aq_broker_free(struct aq_broker *b)
     records_free(b); /* after the records in it */
     aq_batches_free(b->batches);
     json_decref(b->keys);
+    json_decref(b->key_puts);
     free(b->own_addrs);
     free(b);
 }
@@ -331,14 +332,86 @@ job_waits(struct aq_broker *b, struct broker_queue *bq, struct aq_job *j)
     return true;
 }
 
-/* j has just been queued: it gets its id and becomes known. */
+/* The next id: from the store's next block once this one is used up
+ * (several nodes give ids from one table, lib/store.h). */
+static uint64_t
+next_id(struct aq_broker *b)
+{
+    if (b->id_limit != 0 && b->last_id >= b->id_limit) {
+        if (b->id_next_last != 0) {
+            b->last_id = b->id_next_first - 1;
+            b->id_limit = b->id_next_last;
+            b->id_next_first = b->id_next_last = 0;
+        } else {
+            /* The store could not reserve the next block in time (its
+             * database away): ids go on from here, and the store reserves
+             * past them once it is back. */
+            aq_log(AQ_LOG_WARN,
+                   "%s: ids beyond the reserved block %llu: reserving "
+                   "late",
+                   b->store->ops->name, (unsigned long long)b->id_limit);
+            b->id_limit = 0;
+        }
+    }
+    return ++b->last_id;
+}
+
+/* Whether j, just queued by a put, goes to the other nodes rather than
+ * staying here: a store shares jobs, the job is ready (no delay, no
+ * dependency), and bq's free takers here are fewer than its ready jobs
+ * with it (it would wait here). */
+static bool
+job_gives(struct aq_broker *b, struct broker_queue *bq, struct aq_job *j)
+{
+    return b->store->ops->give != NULL && j->state == AQ_JOB_PENDING &&
+           (j->ext == NULL || j->ext->deps == NULL) &&
+           aq_queue_qsize(bq->q) > aq_queue_getters(bq->q) &&
+           b->store->ops->give(b->store, j, bq->cfg.name);
+}
+
+/* Whether one of j's after ids names a job this node does not hold
+ * (another node's: the put checked that the store shares jobs). */
+static bool
+deps_elsewhere(struct aq_broker *b, const struct aq_job *j)
+{
+    const struct aq_job_deps *d = j->ext->deps;
+
+    for (uint32_t i = 0; i < d->nafter; i++)
+        if (aq_idmap_get(b->jobs, d->after[i]) == NULL)
+            return true;
+    return false;
+}
+
+/* j waits on jobs of other nodes: it is given to the pool, waiting (the
+ * database releases it once they all finished: lib/store_pg.c). Returns
+ * whether it was given. */
+static bool
+job_gives_waiting(struct aq_broker *b, struct broker_queue *bq,
+                  struct aq_job *j)
+{
+    int64_t due = aq_queue_item_due_us(&j->qi);
+    enum aq_job_state was = j->state;
+
+    j->ext->due_us =
+        due == 0 ? 0 : aq_clock_wall_us() + (due - aq_clock_mono_us());
+    job_set_state(j, AQ_JOB_WAITING);
+    if (!b->store->ops->give(b->store, j, bq->cfg.name)) {
+        job_set_state(j, was);
+        return false;
+    }
+    aq_queue_remove(bq->q, &j->qi); /* counted until given */
+    return true;
+}
+
+/* j has just been queued: it gets its id and becomes known. may_give:
+ * the put may go to the other nodes (not one that waits for its job). */
 static void
 job_queued(struct aq_broker *b, struct broker_queue *bq, struct aq_job *j,
-           struct aq_put_result *res)
+           bool may_give, struct aq_put_result *res)
 {
     bool resolve = false;
 
-    j->id = ++b->last_id;
+    j->id = next_id(b);
     job_set_state(j, aq_queue_item_is_delayed(&j->qi) ? AQ_JOB_DELAYED
                                                       : AQ_JOB_PENDING);
     aq_idmap_put(b->jobs, j);
@@ -346,10 +419,21 @@ job_queued(struct aq_broker *b, struct broker_queue *bq, struct aq_job *j,
         json_object_set_new(b->keys, j->ext->key,
                             json_integer((json_int_t)j->id));
     bq->n_put++;
+    if (may_give && j->ext != NULL && j->ext->deps != NULL &&
+        b->store->ops->give != NULL && deps_elsewhere(b, j) &&
+        job_gives_waiting(b, bq, j)) {
+        res->job = j->id;
+        res->duplicate = false;
+        res->state = aq_job_state_name(AQ_JOB_WAITING);
+        return;
+    }
     if (j->ext != NULL && j->ext->deps != NULL && !job_waits(b, bq, j))
         resolve =
             j->ext->deps->failed != 0 && j->ext->deps->policy == AQ_AFTER_DONE;
-    b->store->ops->put(b->store, j, bq->cfg.name);
+    if (may_give && job_gives(b, bq, j))
+        aq_queue_remove(bq->q, &j->qi); /* counted until given */
+    else
+        b->store->ops->put(b->store, j, bq->cfg.name);
     res->job = j->id;
     res->duplicate = false;
     aq_log_job(AQ_LOG_DEBUG, j->id, bq->cfg.name, "job %llu: queued on %s",
@@ -376,6 +460,25 @@ not_durable(struct aq_error *err, uint64_t job, const struct aq_error *why)
                  why->message, (unsigned long long)job);
 }
 
+/* The key_puts entry of w's job, as a string. */
+static void
+key_put_name(char *buf, size_t n, uint64_t job)
+{
+    snprintf(buf, n, "%llu", (unsigned long long)job);
+}
+
+static void
+key_put_unfile(struct aq_put_wait *w)
+{
+    char name[24];
+
+    if (w->u.sync.b == NULL)
+        return;
+    key_put_name(name, sizeof name, w->u.sync.job);
+    json_object_del(w->u.sync.b->key_puts, name);
+    w->u.sync.b = NULL;
+}
+
 static void
 put_synced_cb(void *arg, const struct aq_error *why)
 {
@@ -383,6 +486,7 @@ put_synced_cb(void *arg, const struct aq_error *why)
     struct aq_put_result res = w->u.sync.res; /* cb may free w */
     struct aq_error err;
 
+    key_put_unfile(w);
     if (why != NULL) {
         not_durable(&err, res.job, why);
         w->cb(w->arg, -1, NULL, &err);
@@ -402,11 +506,27 @@ put_sync(struct aq_broker *b, struct aq_put_wait *w,
         return AQ_PUT_DONE;
     w->is_syncing = true;
     w->u.sync.res = *res;
+    w->u.sync.b = NULL;
+    w->u.sync.job = res->job;
     switch (b->store->ops->sync(b->store, &w->u.sync.barrier, put_synced_cb, w,
                                 &why)) {
     case 0:
         return AQ_PUT_DONE;
     case 1:
+        if (b->store->ops->give != NULL && !res->duplicate) {
+            /* A store sharing jobs: the key may be held elsewhere. */
+            struct aq_job *j = aq_idmap_get(b->jobs, res->job);
+            char name[24];
+
+            if (j != NULL && j->ext != NULL && j->ext->key != NULL) {
+                if (b->key_puts == NULL)
+                    b->key_puts = json_object();
+                key_put_name(name, sizeof name, res->job);
+                json_object_set_new(b->key_puts, name,
+                                    json_integer((json_int_t)(intptr_t)w));
+                w->u.sync.b = b;
+            }
+        }
         return AQ_PUT_PENDING;
     default:
         not_durable(err, res->job, &why);
@@ -432,7 +552,7 @@ put_room_cb(struct aq_queue_waiter *qw, enum aq_queue_status st,
         w->cb(w->arg, -1, NULL, &err);
         return;
     }
-    job_queued(b, bq, j, &res);
+    job_queued(b, bq, j, !w->ack_queued, &res);
     switch (put_sync(b, w, &res, &err)) {
     case AQ_PUT_DONE:
         w->cb(w->arg, 0, &res, NULL);
@@ -628,7 +748,12 @@ aq_broker_put(struct aq_broker *b, const struct aq_put *p,
         }
     }
     for (size_t i = 0; i < p->nafter; i++) {
-        if (aq_idmap_get(b->jobs, p->after[i]) == NULL) {
+        /* A job this node does not hold may be another node's: the put
+         * waits on it in the database (given, waiting), unless it must be
+         * answered at once. */
+        if (aq_idmap_get(b->jobs, p->after[i]) == NULL &&
+            (p->ack_queued || b->store->ops->shares == NULL ||
+             !b->store->ops->shares(b->store))) {
             aq_error_set(err, AQ_ERR_NO_JOB, "params.after: no such job: %llu",
                          (unsigned long long)p->after[i]);
             res->job = p->after[i];
@@ -665,7 +790,7 @@ aq_broker_put(struct aq_broker *b, const struct aq_put *p,
             return AQ_PUT_FULL;
         }
     }
-    job_queued(b, bq, j, res);
+    job_queued(b, bq, j, !p->ack_queued, res);
     return put_sync(b, w, res, err);
 }
 
@@ -686,14 +811,116 @@ broker_put_force(struct aq_broker *b, const struct aq_put *p,
         aq_error_set(err, AQ_ERR_SHUTTING_DOWN, "put: shutting down");
         return -1;
     }
-    job_queued(b, bq, j, res);
+    job_queued(b, bq, j, true, res);
     return 0;
+}
+
+/* ---- jobs shared with other nodes (lib/store.h) ---- */
+
+void
+aq_broker_given(struct aq_broker *b, uint64_t id, bool ok)
+{
+    struct aq_job *j = aq_idmap_get(b->jobs, id);
+    struct broker_queue *bq;
+
+    if (j == NULL || j->jseg == 0)
+        return;
+    j->jseg = 0;
+    if (j->state == AQ_JOB_WAITING) {
+        /* on other nodes' jobs: the database releases it */
+        bq = job_queue(j);
+        aq_queue_task_done(bq->q, NULL);
+        job_key_forget(b, j);
+        job_unindex(j);
+        aq_idmap_del(b->jobs, j->id);
+        aq_job_free(j);
+        return;
+    }
+    if (j->state != AQ_JOB_PENDING)
+        return; /* cancelled meanwhile: a record here */
+    bq = job_queue(j);
+    if (!ok || (j->ext != NULL && j->ext->future != NULL)) {
+        /* Not written, or someone here waits for its end: it runs
+         * here after all. */
+        aq_queue_requeue(bq->q, &j->qi, j->qi.priority, 0, NULL);
+        b->store->ops->put(b->store, j, bq->cfg.name);
+        return;
+    }
+    aq_queue_task_done(bq->q, NULL);
+    job_key_forget(b, j);
+    job_unindex(j);
+    aq_idmap_del(b->jobs, j->id);
+    aq_job_free(j);
+}
+
+void
+aq_broker_key_taken(struct aq_broker *b, uint64_t id, uint64_t other,
+                    enum aq_job_state other_state)
+{
+    struct aq_job *j = aq_idmap_get(b->jobs, id);
+    struct broker_queue *bq;
+    struct aq_put_wait *w = NULL;
+    json_t *v;
+    char name[24];
+
+    if (j == NULL || aq_job_is_finished(j) || j->ext == NULL ||
+        j->ext->key == NULL)
+        return;
+    bq = job_queue(j);
+    key_put_name(name, sizeof name, id);
+    if (b->key_puts != NULL && (v = json_object_get(b->key_puts, name)) != NULL)
+        w = (struct aq_put_wait *)(intptr_t)json_integer_value(v);
+    aq_log_job(AQ_LOG_INFO, id, bq->cfg.name,
+               "job %llu: key %s is held by job %llu on another node%s",
+               (unsigned long long)id, j->ext->key, (unsigned long long)other,
+               w != NULL ? ": its put is a duplicate" : "");
+    job_key_forget(b, j);
+    free(j->ext->key);
+    j->ext->key = NULL;
+    if (w == NULL ||
+        (j->state != AQ_JOB_PENDING && j->state != AQ_JOB_DELAYED)) {
+        /* Answered already, or started: it runs, without the key. */
+        b->store->ops->requeue(b->store, j); /* its row, keyless */
+        return;
+    }
+    /* Its put is answered as a duplicate of the other job, and the job
+     * goes, row and all. */
+    key_put_unfile(w);
+    w->u.sync.res.job = other;
+    w->u.sync.res.duplicate = true;
+    w->u.sync.res.state = aq_job_state_name(other_state);
+    if (j->jseg != 0)
+        j->jseg = 0; /* given: out of the queue's items already */
+    else
+        aq_queue_remove(bq->q, &j->qi);
+    aq_queue_task_done(bq->q, NULL);
+    if (bq->n_put > 0)
+        bq->n_put--;
+    b->store->ops->remove(b->store, j);
+    job_unindex(j);
+    aq_idmap_del(b->jobs, j->id);
+    aq_job_free(j);
+}
+
+void
+aq_broker_claimed(struct aq_broker *b, struct aq_job *j)
+{
+    struct broker_queue *bq = job_queue(j);
+
+    /* Counted in its batch from the state it is placed in on. */
+    if (j->ext != NULL && j->ext->batch != NULL)
+        j->batch_flags = AQ_JOB_BATCH_HAS;
+    job_set_state(j, AQ_JOB_PENDING); /* filled pending, not indexed yet */
+    /* A queue shut down (a stop) keeps it unqueued: the store gives its
+     * row back at close. */
+    aq_queue_put_force(bq->q, &j->qi, j->qi.priority, 0);
 }
 
 void
 aq_broker_put_cancel(struct aq_broker *b, struct aq_put_wait *w)
 {
     if (w->is_syncing) {
+        key_put_unfile(w);
         b->store->ops->sync_cancel(b->store, &w->u.sync.barrier);
         return;
     }

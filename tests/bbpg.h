@@ -70,4 +70,16 @@ long long bbpg_int(const struct bbpg *s, const char *fmt, ...)
 bool bbpg_try_int(const struct bbpg *s, long long *out, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
+/* ---- core: several asyncqd nodes sharing one schema (bb.pgshare) ---- */
+
+struct bb_daemon;
+
+/* asyncqd as node on schema of s, with the queues given as JSON text
+ * (with ' for ", as bb_startq), a heartbeat every renew_ms and a poll
+ * every poll_ms (ASYNCQ_PG_LEASE_RENEW_MS, ASYNCQ_PG_POLL_MS); started
+ * and answering. */
+struct bb_daemon *bbpg_core_node(const struct bbpg *s, const char *schema,
+                                 const char *node, const char *queues,
+                                 int renew_ms, int poll_ms);
+
 #endif

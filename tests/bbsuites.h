@@ -14,6 +14,7 @@ Suite *bb_badinput_suite(void);
 Suite *bb_journal_suite(void);
 Suite *bb_pgstore_suite(void);
 Suite *bb_pgremote_suite(void);
+Suite *bb_pgshare_suite(void);
 Suite *bb_records_suite(void);
 Suite *bb_after_suite(void);
 Suite *bb_faults_suite(void);
