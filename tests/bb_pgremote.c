@@ -11,9 +11,10 @@
  * with "c ID"), retry and delete of records ("p QUEUE", "x ID"), list
  * over several states and pages, join of a queue and of a batch, and
  * -32603 "store unavailable" while the server is stopped. The test's own
- * LISTEN connection sees the notifications. Node 'other' is given a
- * S.nodes row seen far ahead and its running rows a lease far ahead, so
- * no sweep of a shared-queue node takes them back meanwhile.
+ * LISTEN connection sees the notifications. Last, two real nodes: a
+ * job put on one runs on the other, seen from the first. Node 'other' is
+ * given a S.nodes row seen far ahead and its running rows a lease far
+ * ahead, so no sweep of a shared-queue node takes them back meanwhile.
  */
 #include <check.h>
 #include <poll.h>
@@ -837,6 +838,68 @@ START_TEST(store_unavailable_while_the_server_is_stopped)
 }
 END_TEST
 
+#define TWO_CONFIG                                                             \
+    "{'store': {'kind': 'postgres', 'conninfo': '%s', 'schema': 'r_two', "     \
+    "'node': '%s'}, 'queues': {'work': {'kind': 'sleep', 'consumers': %d}}}"
+
+/* Two nodes on one schema: a job put on a (no consumer: the pool) runs
+ * on b; a's status, wait, list and join see it through the database, and
+ * a's record of it is b's, field for field; a cancel on a of a job
+ * running on b interrupts it there. */
+START_TEST(job_put_on_one_node_runs_on_another)
+{
+    struct bb_daemon *a, *b;
+    struct bb_conn *ca, *cb;
+    json_int_t id, wait, slow;
+    json_t *reply, *onb;
+
+    if (!bbpg_available())
+        return;
+    /* b first: a sees a peer from its start, so its puts may go to the
+     * pool. */
+    b = bb_startq(TWO_CONFIG, bbpg_conninfo(pg), "b", 1);
+    a = bb_startq(TWO_CONFIG, bbpg_conninfo(pg), "a", 0);
+    await_remote(a);
+    ca = bb_connect(a);
+    cb = bb_connect(b);
+    id = bb_put_job(ca,
+                    bb_jsonq("{'queue': 'work', 'args': {'seconds': 0.5}, "
+                             "'name': 'two'}"),
+                    5000);
+    wait = bb_send_call(ca, "wait", json_pack("{s:[I]}", "jobs", id));
+    reply = bb_wait_reply(ca, wait, 10000);
+    ck_assert_msg(reply != NULL, "no reply to the wait on a");
+    ck_assert_msg(json_array_size(bb_at(reply, "result")) == 1, "wait: %s",
+                  bb_dump(reply));
+    ck_assert_str_eq(
+        bb_str_at(json_array_get(bb_at(reply, "result"), 0), "state"), "done");
+    json_decref(reply);
+    /* b ran it and holds its record; a reads the row: the same record. */
+    onb = status_of(cb, id);
+    reply = status_of(ca, id);
+    ck_assert_msg(json_equal(reply, onb), "a: %s, b: %s", bb_dump(reply),
+                  bb_dump(onb));
+    json_decref(reply);
+    json_decref(onb);
+    reply = bb_result(ca, "list", bb_jsonq("{'queue': 'work'}"));
+    ck_assert_int_eq(json_array_size(bb_at(reply, "jobs")), 1);
+    json_decref(reply);
+    json_decref(bb_result(ca, "join", bb_jsonq("{'queue': 'work'}")));
+    /* Cancelled from a while it runs on b. */
+    slow = bb_put_job(
+        ca, bb_jsonq("{'queue': 'work', 'args': {'seconds': 60}}"), 5000);
+    bb_await_state(cb, slow, "running", 10000);
+    reply =
+        bb_result_within(ca, "cancel", json_pack("{s:I}", "job", slow), 10000);
+    ck_assert_str_eq(bb_str_at(reply, "state"), "cancelled");
+    json_decref(reply);
+    bb_close(ca);
+    bb_close(cb);
+    ck_assert_int_eq(bb_stop(b), 0);
+    ck_assert_int_eq(bb_stop(a), 0);
+}
+END_TEST
+
 Suite *
 bb_pgremote_suite(void)
 {
@@ -856,6 +919,7 @@ bb_pgremote_suite(void)
     tcase_add_test(tc, list_reads_the_rows_of_every_node);
     tcase_add_test(tc, join_waits_for_the_last_unfinished_row);
     tcase_add_test(tc, store_unavailable_while_the_server_is_stopped);
+    tcase_add_test(tc, job_put_on_one_node_runs_on_another);
     suite_add_tcase(s, tc);
     return s;
 }
