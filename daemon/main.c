@@ -28,6 +28,7 @@
 #include "log.h"
 #include "listen.h"
 #include "methods.h"
+#include "pgremote.h"
 #include "history.h"
 #include "metrics.h"
 #include "proc.h"
@@ -59,6 +60,8 @@ struct daemon {
     struct aq_procs *procs;
     struct aq_broker *broker;
     struct aq_methods *methods;
+    /* Methods on jobs other nodes hold (postgres store); NULL = none. */
+    struct aq_pgremote *pgremote;
     struct aq_server *server;
     struct aq_listen *listen; /* hands accepted sockets to server */
     struct aq_tls *tls;       /* tls:// sockets' handshakes, then to server;
@@ -342,6 +345,14 @@ store_open(struct daemon *d, struct aq_error *err)
                                  cfg->store.schema, cfg->store.node, err);
         if (store == NULL)
             return 1;
+        /* The methods' session across nodes connects while the store
+         * restores: ready once clients are served. */
+        d->pgremote = aq_pgremote_new(d->base, cfg->store.conninfo,
+                                      cfg->store.schema, cfg->store.node, err);
+        if (d->pgremote == NULL) {
+            aq_store_close(store);
+            return 1;
+        }
         if (aq_broker_restore(d->broker, store, &damaged, err) < 0)
             return err->code == AQ_ERR_SHUTTING_DOWN ? 3 : 1;
         d->store = store;
@@ -563,6 +574,8 @@ run(struct daemon *d)
     d->history = aq_history_new(aq_clock_wall_us() / 1000000 - 1);
     aq_history_start(d->history, d->base, d->broker);
     aq_methods_set_history(d->methods, d->history);
+    if (d->pgremote != NULL)
+        aq_methods_set_remote(d->methods, d->pgremote);
     d->server = aq_server_new(d->base, d->cfg, &aq_methods_ops, d->methods);
     d->listen = aq_listen_new(d->base, accept_cb, d->server);
     if (d->cfg->tls != NULL) {
@@ -628,6 +641,7 @@ daemon_free(struct daemon *d)
     aq_tls_free(d->tls);
     aq_server_free(d->server);
     aq_methods_free(d->methods);
+    aq_pgremote_free(d->pgremote); /* after the calls that asked it */
     aq_history_free(d->history);
     aq_broker_free(d->broker); /* its store first: flushed and synced */
     aq_procs_free(d->procs);

@@ -30,6 +30,7 @@
 #include "job.h"
 #include "jwrite.h"
 #include "params.h"
+#include "pgremote.h"
 #include "rpc.h"
 #include "secret.h"
 #include "server.h"
@@ -45,6 +46,7 @@ struct aq_methods {
     char *token;                /* owned; NULL = no auth */
     int64_t started_us;         /* monotonic */
     struct aq_history *history; /* borrowed; NULL = none kept */
+    struct aq_pgremote *remote; /* borrowed; NULL = this node's jobs only */
 };
 
 /* params: the request's params; args: put's args as compact JSON text (p NULL
@@ -176,6 +178,62 @@ make_cancel_reply(json_t *record)
 {
     return json_pack("{s:O,s:O}", "job", json_object_get(record, "job"),
                      "state", json_object_get(record, "state"));
+}
+
+/* ---- answered from the database (lib/pgremote.h) ---- */
+
+/* A method pgremote answers later: the call's reply is its result. */
+struct remote_call {
+    struct aq_call *call;
+    struct aq_pgremote_req *req;
+};
+
+static void
+remote_abandon(void *arg)
+{
+    struct remote_call *rc = arg;
+
+    aq_pgremote_withdraw(rc->req);
+    free(rc);
+}
+
+static void
+remote_done_cb(void *arg, json_t *result, const struct aq_error *err)
+{
+    struct remote_call *rc = arg;
+
+    aq_call_on_abandon(rc->call, NULL, NULL);
+    if (err != NULL)
+        aq_call_fail(rc->call, err);
+    else
+        aq_call_reply(rc->call, result);
+    free(rc);
+}
+
+typedef int remote_id_fn(struct aq_pgremote *r, uint64_t id, aq_pgremote_cb *cb,
+                         void *arg, struct aq_pgremote_req **req,
+                         struct aq_error *err);
+
+/* Whether the broker's err says job id is not this node's, and pgremote
+ * may know it: then fn answers the call later (or now with -32603). */
+static bool
+remote_job(struct aq_methods *m, struct aq_call *call,
+           const struct aq_error *err, uint64_t id, remote_id_fn *fn)
+{
+    struct remote_call *rc;
+    struct aq_error e;
+
+    if (m->remote == NULL || err->code != AQ_ERR_NO_JOB)
+        return false;
+    rc = xcalloc(1, sizeof *rc);
+    rc->call = call;
+    if (fn(m->remote, id, remote_done_cb, rc, &rc->req, &e) < 0) {
+        free(rc);
+        aq_call_fail(call, &e);
+        return true;
+    }
+    aq_call_on_abandon(call, remote_abandon, rc);
+    return true;
 }
 
 /* ---- put ---- */
@@ -392,9 +450,13 @@ m_status(struct aq_methods *m, struct aq_call *call,
     json_t *rec;
 
     if (aq_params_fields(params, fields) < 0 ||
-        aq_params_id(params, "job", AQ_PARAM_REQUIRED, &id) < 0 ||
-        (rec = aq_broker_status(m->broker, id, params->err)) == NULL) {
+        aq_params_id(params, "job", AQ_PARAM_REQUIRED, &id) < 0) {
         aq_call_fail(call, params->err);
+        return;
+    }
+    if ((rec = aq_broker_status(m->broker, id, params->err)) == NULL) {
+        if (!remote_job(m, call, params->err, id, aq_pgremote_status))
+            aq_call_fail(call, params->err);
         return;
     }
     aq_call_reply(call, rec);
@@ -430,6 +492,118 @@ only_with_queue(const struct aq_params *params, const char *name)
     return aq_params_fail(params, name, "only with params.queue");
 }
 
+/* For aq_broker_each_queue: whether a queue exists is all it asks. */
+static void
+no_queue_fn(const struct aq_queue_stats *s, void *arg)
+{
+}
+
+/* cancel, retry or delete by queue with the database: the rows of the
+ * queue other nodes and the pool hold first (lib/pgremote.h), then this
+ * node's jobs; the reply counts both. */
+enum queue_op { QUEUE_CANCEL, QUEUE_RETRY, QUEUE_DELETE };
+
+struct queue_call {
+    struct aq_methods *m;
+    struct aq_call *call;
+    struct aq_pgremote_req *req;
+    enum queue_op op;
+    char *queue;       /* owned */
+    const char *state; /* static */
+    bool running;
+    double delay;
+};
+
+static void
+queue_call_free(struct queue_call *qc)
+{
+    free(qc->queue);
+    free(qc);
+}
+
+static void
+queue_abandon(void *arg)
+{
+    struct queue_call *qc = arg;
+
+    aq_pgremote_withdraw(qc->req);
+    queue_call_free(qc);
+}
+
+static void
+queue_remote_cb(void *arg, json_t *result, const struct aq_error *err)
+{
+    static const char *const keys[] = {"cancelled", "retried", "deleted"};
+    struct queue_call *qc = arg;
+    struct aq_broker *b = qc->m->broker;
+    json_int_t remote = json_integer_value(result);
+    struct aq_error e;
+    size_t n = 0;
+    int rc;
+
+    json_decref(result);
+    aq_call_on_abandon(qc->call, NULL, NULL);
+    if (err != NULL) {
+        aq_call_fail(qc->call, err);
+        queue_call_free(qc);
+        return;
+    }
+    switch (qc->op) {
+    case QUEUE_CANCEL:
+        rc = aq_broker_cancel_queue(b, qc->queue, qc->running, &n, &e);
+        break;
+    case QUEUE_RETRY:
+        rc = aq_broker_retry_queue(b, qc->queue, qc->state, qc->delay, &n, &e);
+        break;
+    default:
+        rc = aq_broker_delete_queue(b, qc->queue, qc->state, &n, &e);
+        break;
+    }
+    if (rc < 0)
+        aq_call_fail(qc->call, &e);
+    else
+        aq_call_reply(qc->call,
+                      json_pack("{s:I}", keys[qc->op], (json_int_t)n + remote));
+    queue_call_free(qc);
+}
+
+/* Starts op by queue on the database: 0 (the call is answered later),
+ * or -1 with err (-32002, -32603). */
+static int
+queue_remote(struct aq_methods *m, struct aq_call *call, enum queue_op op,
+             const char *queue, const char *state, bool running, double delay,
+             struct aq_error *err)
+{
+    struct queue_call *qc;
+    int rc;
+
+    if (aq_broker_each_queue(m->broker, queue, no_queue_fn, NULL, err) < 0)
+        return -1;
+    qc = xcalloc(1, sizeof *qc);
+    qc->m = m;
+    qc->call = call;
+    qc->op = op;
+    qc->queue = xstrdup(queue);
+    qc->state = state;
+    qc->running = running;
+    qc->delay = delay;
+    if (op == QUEUE_CANCEL)
+        rc = aq_pgremote_cancel_queue(m->remote, queue, running,
+                                      queue_remote_cb, qc, &qc->req, err);
+    else if (op == QUEUE_RETRY)
+        rc = aq_pgremote_retry_queue(m->remote, queue, state, delay,
+                                     queue_remote_cb, qc, &qc->req, err);
+    else
+        rc = aq_pgremote_delete_queue(m->remote, queue, state, queue_remote_cb,
+                                      qc, &qc->req, err);
+    if (rc < 0) {
+        queue_call_free(qc);
+        return -1;
+    }
+    aq_call_on_abandon(call, queue_abandon, qc);
+    return 0;
+}
+
 static void
 m_cancel(struct aq_methods *m, struct aq_call *call,
          const struct aq_params *params, struct aq_jspan args)
@@ -445,16 +619,27 @@ m_cancel(struct aq_methods *m, struct aq_call *call,
         (rc = job_or_queue(params, &id, &queue)) < 0)
         goto fail;
     if (rc == 0) {
-        if (aq_params_bool(params, "running", 0, &running) < 0 ||
-            aq_broker_cancel_queue(m->broker, queue, running, &n, params->err) <
-                0)
+        if (aq_params_bool(params, "running", 0, &running) < 0)
+            goto fail;
+        if (m->remote != NULL) {
+            if (queue_remote(m, call, QUEUE_CANCEL, queue, NULL, running, 0,
+                             params->err) < 0)
+                goto fail;
+            return;
+        }
+        if (aq_broker_cancel_queue(m->broker, queue, running, &n, params->err) <
+            0)
             goto fail;
         aq_call_reply(call, json_pack("{s:I}", "cancelled", (json_int_t)n));
         return;
     }
-    if (only_with_queue(params, "running") < 0 ||
-        (rc = aq_broker_cancel(m->broker, id, &state, params->err)) < 0)
+    if (only_with_queue(params, "running") < 0)
         goto fail;
+    if ((rc = aq_broker_cancel(m->broker, id, &state, params->err)) < 0) {
+        if (remote_job(m, call, params->err, id, aq_pgremote_cancel))
+            return;
+        goto fail;
+    }
     if (rc == 0) {
         aq_call_reply(call, json_pack("{s:I,s:s}", "job", (json_int_t)id,
                                       "state", state));
@@ -488,16 +673,39 @@ m_retry(struct aq_methods *m, struct aq_call *call,
         goto fail;
     if (rc == 0) {
         if (aq_params_word(params, "state", AQ_PARAM_REQUIRED, states, &which) <
-                0 ||
-            aq_broker_retry_queue(m->broker, queue, states[which], delay, &n,
+            0)
+            goto fail;
+        if (m->remote != NULL) {
+            if (queue_remote(m, call, QUEUE_RETRY, queue, states[which], false,
+                             delay, params->err) < 0)
+                goto fail;
+            return;
+        }
+        if (aq_broker_retry_queue(m->broker, queue, states[which], delay, &n,
                                   params->err) < 0)
             goto fail;
         aq_call_reply(call, json_pack("{s:I}", "retried", (json_int_t)n));
         return;
     }
-    if (only_with_queue(params, "state") < 0 ||
-        aq_broker_retry(m->broker, id, delay, &state, params->err) < 0)
+    if (only_with_queue(params, "state") < 0)
         goto fail;
+    if (aq_broker_retry(m->broker, id, delay, &state, params->err) < 0) {
+        if (m->remote != NULL && params->err->code == AQ_ERR_NO_JOB) {
+            struct remote_call *r = xcalloc(1, sizeof *r);
+            struct aq_error e;
+
+            r->call = call;
+            if (aq_pgremote_retry(m->remote, id, delay, remote_done_cb, r,
+                                  &r->req, &e) < 0) {
+                free(r);
+                aq_call_fail(call, &e);
+                return;
+            }
+            aq_call_on_abandon(call, remote_abandon, r);
+            return;
+        }
+        goto fail;
+    }
     aq_call_reply(
         call, json_pack("{s:I,s:s}", "job", (json_int_t)id, "state", state));
     return;
@@ -521,16 +729,27 @@ m_delete(struct aq_methods *m, struct aq_call *call,
         goto fail;
     if (rc == 0) {
         if (aq_params_word(params, "state", AQ_PARAM_REQUIRED, states, &which) <
-                0 ||
-            aq_broker_delete_queue(m->broker, queue, states[which], &n,
+            0)
+            goto fail;
+        if (m->remote != NULL) {
+            if (queue_remote(m, call, QUEUE_DELETE, queue, states[which], false,
+                             0, params->err) < 0)
+                goto fail;
+            return;
+        }
+        if (aq_broker_delete_queue(m->broker, queue, states[which], &n,
                                    params->err) < 0)
             goto fail;
         aq_call_reply(call, json_pack("{s:I}", "deleted", (json_int_t)n));
         return;
     }
-    if (only_with_queue(params, "state") < 0 ||
-        aq_broker_delete(m->broker, id, params->err) < 0)
+    if (only_with_queue(params, "state") < 0)
         goto fail;
+    if (aq_broker_delete(m->broker, id, params->err) < 0) {
+        if (remote_job(m, call, params->err, id, aq_pgremote_delete))
+            return;
+        goto fail;
+    }
     aq_call_reply(
         call, json_pack("{s:I,s:b}", "job", (json_int_t)id, "deleted", true));
     return;
@@ -609,6 +828,24 @@ m_list(struct aq_methods *m, struct aq_call *call,
         goto fail;
     l.limit = (size_t)limit;
     l.is_desc = order == 1;
+    if (m->remote != NULL) {
+        /* The database's committed rows: every node's jobs, the pool's. */
+        struct remote_call *rc;
+
+        if (l.queue != NULL &&
+            aq_broker_each_queue(m->broker, l.queue, no_queue_fn, NULL,
+                                 params->err) < 0)
+            goto fail;
+        rc = xcalloc(1, sizeof *rc);
+        rc->call = call;
+        if (aq_pgremote_list(m->remote, &l, remote_done_cb, rc, &rc->req,
+                             params->err) < 0) {
+            free(rc);
+            goto fail;
+        }
+        aq_call_on_abandon(call, remote_abandon, rc);
+        return;
+    }
     if ((page = aq_broker_list(m->broker, &l, params->err)) == NULL)
         goto fail;
     aq_call_reply(call, page);
@@ -628,15 +865,27 @@ struct wait_call {
     enum aq_wait_mode mode;
     bool cancel_on_timeout;
     double timeout;
-    uint64_t *ids; /* owned: the distinct ids, in first-seen order */
-    size_t *at;    /* owned: for each position, its index in ids */
+    int64_t started_us; /* monotonic, when the database was asked: the
+                           timeout counts from there; 0 = not asked */
+    uint64_t *ids;      /* owned: the distinct ids, in first-seen order */
+    size_t *at;         /* owned: for each position, its index in ids */
     size_t npos, nids;
+    /* While the database is asked for the jobs this node does not hold:
+     * the futures by ids' index (owned; NULL for those asked). */
+    struct aq_task **tasks;
+    struct aq_pgremote_req *req;
 };
 
 static void
 wait_call_free(struct wait_call *wc)
 {
     aq_wait_free(wc->w);
+    aq_pgremote_withdraw(wc->req);
+    if (wc->tasks != NULL) {
+        for (size_t i = 0; i < wc->nids; i++)
+            aq_task_unref(wc->tasks[i]);
+        free(wc->tasks);
+    }
     free(wc->ids);
     free(wc->at);
     free(wc);
@@ -657,17 +906,31 @@ wait_timed_out(struct wait_call *wc, struct aq_task *const *tasks)
     for (size_t i = 0; i < wc->nids; i++) {
         const char *state;
 
-        if (aq_task_result(tasks[i]) != NULL)
+        struct aq_error e;
+
+        if (aq_task_is_finished(tasks[i]))
             continue;
         left++;
-        if (wc->cancel_on_timeout)
-            aq_broker_cancel(wc->m->broker, wc->ids[i], &state, NULL);
+        if (wc->cancel_on_timeout &&
+            aq_broker_cancel(wc->m->broker, wc->ids[i], &state, &e) < 0 &&
+            e.code == AQ_ERR_NO_JOB && wc->m->remote != NULL)
+            aq_pgremote_cancel(wc->m->remote, wc->ids[i], NULL, NULL, NULL, &e);
     }
     aq_error_set(&err, AQ_ERR_TIMEOUT,
                  "wait: timeout after %g s with %zu of %zu jobs unfinished%s",
                  wc->timeout, left, wc->nids,
                  wc->cancel_on_timeout ? " (cancelled)" : "");
     aq_call_fail(wc->call, &err);
+}
+
+/* A finished job's record (a new reference): null for a job whose row
+ * was deleted before it was seen finished (lib/pgremote.h). */
+static json_t *
+task_record(struct aq_task *t)
+{
+    json_t *rec = aq_task_result(t);
+
+    return rec != NULL ? json_incref(rec) : json_null();
 }
 
 static void
@@ -679,7 +942,7 @@ wait_cb(struct aq_wait *w, enum aq_wait_event ev, struct aq_task *t, void *arg)
     size_t n;
 
     if (ev == AQ_WAIT_TASK) {
-        aq_call_notify(wc->call, "job.done", json_incref(aq_task_result(t)));
+        aq_call_notify(wc->call, "job.done", task_record(t));
         return;
     }
     tasks = aq_wait_tasks(w, &n);
@@ -691,10 +954,10 @@ wait_cb(struct aq_wait *w, enum aq_wait_event ev, struct aq_task *t, void *arg)
          * the client reads it. */
         list = json_array();
         if (wc->mode == AQ_WAIT_FIRST)
-            json_array_append(list, aq_task_result(t));
+            json_array_append_new(list, task_record(t));
         else {
             for (size_t i = 0; i < wc->npos; i++)
-                json_array_append(list, aq_task_result(tasks[wc->at[i]]));
+                json_array_append_new(list, task_record(tasks[wc->at[i]]));
         }
         aq_call_reply(wc->call, list);
     }
@@ -742,6 +1005,49 @@ fail:
     return -1;
 }
 
+/* Waits on wc->tasks, every one of them known now. */
+static void
+wait_begin(struct wait_call *wc)
+{
+    double left = wc->timeout;
+
+    if (left >= 0 && wc->started_us != 0) {
+        left -= (double)(aq_clock_mono_us() - wc->started_us) / 1e6;
+        if (left < 0)
+            left = 0;
+    }
+    wc->w =
+        aq_wait_new(aq_call_base(wc->call), wc->tasks, wc->nids, wc->mode,
+                    left >= 0 ? (int64_t)(left * 1e6) : -1, false, wait_cb, wc);
+    for (size_t i = 0; i < wc->nids; i++)
+        aq_task_unref(wc->tasks[i]);
+    free(wc->tasks);
+    wc->tasks = NULL;
+    aq_call_on_abandon(wc->call, wait_abandon, wc);
+}
+
+/* The futures of the jobs the database was asked for, in the order of
+ * the NULL slots of wc->tasks. */
+static void
+wait_remote_cb(void *arg, struct aq_task **tasks, const struct aq_error *err)
+{
+    struct wait_call *wc = arg;
+    size_t k = 0;
+
+    wc->req = NULL; /* over */
+    if (err != NULL) {
+        aq_call_on_abandon(wc->call, NULL, NULL);
+        aq_call_fail(wc->call, err);
+        wait_call_free(wc);
+        return;
+    }
+    for (size_t i = 0; i < wc->nids; i++) {
+        if (wc->tasks[i] == NULL)
+            wc->tasks[i] = tasks[k++];
+    }
+    wait_begin(wc);
+}
+
 static void
 m_wait(struct aq_methods *m, struct aq_call *call,
        const struct aq_params *params, struct aq_jspan args)
@@ -752,11 +1058,11 @@ m_wait(struct aq_methods *m, struct aq_call *call,
     static const char *const mode_words[] = {"all", "any", "stream", NULL};
     static const enum aq_wait_mode modes[] = {AQ_WAIT_ALL, AQ_WAIT_FIRST,
                                               AQ_WAIT_EACH};
-    struct aq_task **tasks = NULL;
     struct wait_call *wc = NULL;
     struct aq_params jobs;
     double timeout = -1;
-    size_t mode = 0, n = 0, i;
+    uint64_t *remote = NULL;
+    size_t mode = 0, nremote = 0, i;
 
     wc = xcalloc(1, sizeof *wc);
     if (aq_params_fields(params, fields) < 0 ||
@@ -772,30 +1078,34 @@ m_wait(struct aq_methods *m, struct aq_call *call,
     wc->mode = modes[mode];
     if (timeout < 0)
         timeout = aq_call_default_timeout(call);
-    tasks = xcalloc(wc->nids, sizeof *tasks);
-    for (n = 0; n < wc->nids; n++) {
-        if ((tasks[n] = aq_broker_job_future(m->broker, wc->ids[n],
-                                             params->err)) == NULL)
-            goto fail;
-    }
     wc->m = m;
     wc->call = call;
     wc->timeout = timeout;
-    wc->w = aq_wait_new(aq_call_base(call), tasks, n, wc->mode,
-                        timeout >= 0 ? (int64_t)(timeout * 1e6) : -1, false,
-                        wait_cb, wc);
-    for (i = 0; i < n; i++)
-        aq_task_unref(tasks[i]);
-    free(tasks);
-    aq_call_on_abandon(call, wait_abandon, wc);
+    wc->tasks = xcalloc(wc->nids, sizeof *wc->tasks);
+    for (i = 0; i < wc->nids; i++) {
+        if ((wc->tasks[i] = aq_broker_job_future(m->broker, wc->ids[i],
+                                                 params->err)) != NULL)
+            continue;
+        if (m->remote == NULL || params->err->code != AQ_ERR_NO_JOB)
+            goto fail;
+        remote = xreallocarray(remote, nremote + 1, sizeof *remote);
+        remote[nremote++] = wc->ids[i];
+    }
+    if (nremote > 0) {
+        /* Jobs this node does not hold: their rows first. */
+        wc->started_us = aq_clock_mono_us();
+        if (aq_pgremote_futures(m->remote, remote, nremote, wait_remote_cb, wc,
+                                &wc->req, params->err) < 0)
+            goto fail;
+        free(remote);
+        aq_call_on_abandon(call, wait_abandon, wc);
+        return;
+    }
+    wait_begin(wc);
     return;
 fail:
-    for (i = 0; i < n; i++)
-        aq_task_unref(tasks[i]);
-    free(tasks);
-    free(wc->ids);
-    free(wc->at);
-    free(wc);
+    free(remote);
+    wait_call_free(wc);
     aq_call_fail(call, params->err);
 }
 
@@ -813,8 +1123,9 @@ batch_not_with_queue(const struct aq_params *params, const char *queue,
 
 struct join_call {
     struct aq_call *call;
-    struct aq_join *join;
-    struct event *timer; /* owned; NULL without a timeout */
+    struct aq_join *join;        /* the broker's, or: */
+    struct aq_pgremote_req *req; /* the database's */
+    struct event *timer;         /* owned; NULL without a timeout */
     json_t *reply;
     double timeout;
 };
@@ -828,12 +1139,21 @@ join_call_free(struct join_call *jc)
     free(jc);
 }
 
+/* No callback after. */
+static void
+join_withdraw(struct join_call *jc)
+{
+    if (jc->join != NULL)
+        aq_broker_join_cancel(jc->join);
+    aq_pgremote_withdraw(jc->req);
+}
+
 static void
 join_abandon(void *arg)
 {
     struct join_call *jc = arg;
 
-    aq_broker_join_cancel(jc->join);
+    join_withdraw(jc);
     join_call_free(jc);
 }
 
@@ -851,13 +1171,20 @@ join_done_cb(void *arg, int st, const struct aq_error *err)
 }
 
 static void
+join_remote_cb(void *arg, json_t *result, const struct aq_error *err)
+{
+    json_decref(result);
+    join_done_cb(arg, err != NULL ? -1 : 0, err);
+}
+
+static void
 join_timeout_cb(evutil_socket_t fd, short what, void *arg)
 {
     struct join_call *jc = arg;
     struct aq_error err;
 
     aq_call_on_abandon(jc->call, NULL, NULL);
-    aq_broker_join_cancel(jc->join);
+    join_withdraw(jc);
     aq_error_set(&err, AQ_ERR_TIMEOUT, "join: timeout after %g s", jc->timeout);
     aq_call_fail(jc->call, &err);
     join_call_free(jc);
@@ -883,7 +1210,20 @@ m_join(struct aq_methods *m, struct aq_call *call,
         timeout = aq_call_default_timeout(call);
     jc->call = call;
     jc->timeout = timeout;
-    if (batch != NULL) {
+    if (m->remote != NULL) {
+        /* Until no unfinished row of it is left, whoever holds them. */
+        if (queue != NULL && batch == NULL &&
+            aq_broker_each_queue(m->broker, queue, no_queue_fn, NULL,
+                                 params->err) < 0)
+            goto fail;
+        jc->reply = batch != NULL ? json_pack("{s:s}", "batch", batch)
+                                  : json_pack("{s:s}", "queue",
+                                              queue != NULL ? queue : "*");
+        if (aq_pgremote_join(m->remote, batch != NULL ? NULL : queue, batch,
+                             join_remote_cb, jc, &jc->req, params->err) < 0)
+            goto fail;
+        rc = 1;
+    } else if (batch != NULL) {
         jc->reply = json_pack("{s:s}", "batch", batch);
         rc =
             aq_broker_join_batch(m->broker, batch, join_done_cb, jc, &jc->join);
@@ -1646,6 +1986,12 @@ void
 aq_methods_set_history(struct aq_methods *m, struct aq_history *h)
 {
     m->history = h;
+}
+
+void
+aq_methods_set_remote(struct aq_methods *m, struct aq_pgremote *r)
+{
+    m->remote = r;
 }
 
 void

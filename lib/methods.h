@@ -23,6 +23,12 @@ void aq_methods_free(struct aq_methods *m); /* NULL is fine */
 /* The history the history method reads (borrowed; it must outlive m). */
 struct aq_history;
 void aq_methods_set_history(struct aq_methods *m, struct aq_history *h);
+/* The database's view of the jobs other nodes hold (borrowed; it must
+ * outlive m; NULL = none, the default): status, wait, cancel, retry and
+ * delete of a job this node does not know ask it, and list and join read
+ * it always (docs/cluster.md, "Methods across nodes"). */
+struct aq_pgremote;
+void aq_methods_set_remote(struct aq_methods *m, struct aq_pgremote *r);
 
 /* The server's ops (lib/server.h), with a struct aq_methods as their arg.
  * request: -32601 for a method that does not exist (whatever its params),

@@ -48,6 +48,7 @@ main(void)
     srunner_add_suite(sr, ui_suite());
     srunner_add_suite(sr, pgconn_suite());
     srunner_add_suite(sr, store_pg_suite());
+    srunner_add_suite(sr, pgremote_suite());
     srunner_run_all(sr, CK_NORMAL);
     failed = srunner_ntests_failed(sr);
     srunner_free(sr);

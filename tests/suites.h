@@ -48,6 +48,7 @@ Suite *sd_suite(void);
 Suite *secret_suite(void);
 Suite *server_suite(void);
 Suite *store_pg_suite(void);
+Suite *pgremote_suite(void);
 Suite *task_suite(void);
 Suite *ui_suite(void);
 Suite *wait_suite(void);
