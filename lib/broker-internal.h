@@ -454,6 +454,16 @@ void sched_stop(struct sched_table *t);
 /* SIGHUP: removed schedules stop, changed ones recompute their next
  * time, unchanged ones keep it; last fire times are kept. */
 void sched_reconfigure(struct sched_table *t, const struct aq_config *cfg);
+/* Several nodes (lib/pgcluster.c): from the first call, schedules fire
+ * only while may_fire (this node leads); opening plans every schedule
+ * again from its last fire (catch_up, as at a start). */
+void aq_broker_schedules_gate(struct aq_broker *b, bool may_fire);
+/* The database says schedule name last fired at fire_us making job (taken
+ * when later than what this node knows), which is_busy: unfinished (an
+ * overlap "skip" waits for it when this node does not hold it). */
+void aq_broker_schedule_seen(struct aq_broker *b, const char *name,
+                             size_t name_len, int64_t fire_us, uint64_t job,
+                             bool is_busy);
 
 /* ---- store.c ---- */
 

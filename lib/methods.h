@@ -23,6 +23,11 @@ void aq_methods_free(struct aq_methods *m); /* NULL is fine */
 /* The history the history method reads (borrowed; it must outlive m). */
 struct aq_history;
 void aq_methods_set_history(struct aq_methods *m, struct aq_history *h);
+/* pause and resume call fn once they changed this node's queue (to share
+ * the change with other nodes: lib/pgcluster.c); NULL: none. */
+typedef void aq_methods_pause_fn(void *arg, const char *queue, bool paused);
+void aq_methods_set_pause_hook(struct aq_methods *m, aq_methods_pause_fn *fn,
+                               void *arg);
 
 /* The server's ops (lib/server.h), with a struct aq_methods as their arg.
  * request: -32601 for a method that does not exist (whatever its params),

@@ -392,3 +392,27 @@ bbpg_try_int(const struct bbpg *s, long long *out, const char *fmt, ...)
     free(sql);
     return ok;
 }
+
+/* ---- several nodes ---- */
+
+struct bb_daemon *
+bbpg_cluster_start(const struct bbpg *s, const char *schema, const char *node,
+                   const char *rest)
+{
+    return bb_startq("{'store': {'kind': 'postgres', 'conninfo': '%s', "
+                     "'schema': '%s', 'node': '%s'}, %s}",
+                     s->conninfo, schema, node, rest);
+}
+
+PGconn *
+bbpg_cluster_session(const struct bbpg *s)
+{
+    char conninfo[256];
+    PGconn *conn;
+
+    snprintf(conninfo, sizeof conninfo, "%s connect_timeout=5", s->conninfo);
+    conn = PQconnectdb(conninfo);
+    ck_assert_msg(PQstatus(conn) == CONNECTION_OK, "bbpg: port %d: %s", s->port,
+                  PQerrorMessage(conn));
+    return conn;
+}

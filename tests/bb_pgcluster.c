@@ -1,0 +1,398 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * tests/bb_pgcluster.c: what asyncqd nodes sharing one schema agree on
+ * (lib/pgcluster.h), against the real asyncqd and a throw-away PostgreSQL
+ * (tests/bbpg.h): schedules fire only on the holder of the schedules lock,
+ * from the last fire in S.schedules (catch_up, and overlap with a job
+ * another node runs); pause and resume reach a node by NOTIFY, are
+ * written to S.queues and read back by a node started later; maxsize
+ * counts the unfinished rows other nodes hold. The other nodes are the
+ * test's own session (locks, rows, NOTIFY) where one asyncqd is enough.
+ * One server for the suite, a schema per test; nodes poll every 100 ms
+ * (ASYNCQ_PG_POLL_MS). Skipped, saying why, only when PostgreSQL 15
+ * cannot be installed.
+ */
+#include <check.h>
+#include <poll.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "bb.h"
+#include "bbjson.h"
+#include "bbpg.h"
+#include "bbsuites.h"
+#include "pg_schema.h"
+
+#define ROW_MS 10000
+#define QUIET_MS 1500 /* what must not happen does not, for that long */
+
+static struct bbpg *pg; /* the suite's server */
+
+static void
+suite_setup(void)
+{
+    bbpg_setup();
+    if (!bbpg_available())
+        return;
+    pg = bbpg_new();
+    bbpg_start(pg, false);
+    setenv("ASYNCQ_PG_POLL_MS", "100", 1);
+}
+
+static void
+suite_teardown(void)
+{
+    bbpg_free(pg);
+    pg = NULL;
+    bbpg_teardown();
+}
+
+static void db_exec(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+static void
+db_exec(const char *fmt, ...)
+{
+    char sql[1024];
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(sql, sizeof sql, fmt, ap);
+    va_end(ap);
+    PQclear(bbpg_query(pg, "%s", sql));
+}
+
+static void
+session_exec(PGconn *conn, const char *sql)
+{
+    PGresult *res = PQexec(conn, sql);
+
+    ck_assert_msg(PQresultStatus(res) == PGRES_TUPLES_OK ||
+                      PQresultStatus(res) == PGRES_COMMAND_OK,
+                  "%s: %s", sql, PQresultErrorMessage(res));
+    PQclear(res);
+}
+
+struct sql_want {
+    char sql[512];
+    long long want;
+};
+
+static bool
+sql_is(void *arg)
+{
+    struct sql_want *w = arg;
+    long long got;
+
+    return bbpg_try_int(pg, &got, "%s", w->sql) && got == w->want;
+}
+
+/* Polls until the integer sql gives is want. */
+static void
+await_int(long long want, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+static void
+await_int(long long want, const char *fmt, ...)
+{
+    struct sql_want w = {.want = want};
+    va_list ap;
+    long long got = -1;
+
+    va_start(ap, fmt);
+    vsnprintf(w.sql, sizeof w.sql, fmt, ap);
+    va_end(ap);
+    if (bb_poll(sql_is, &w, ROW_MS))
+        return;
+    bbpg_try_int(pg, &got, "%s", w.sql);
+    ck_abort_msg("%s: got %lld, want %lld", w.sql, got, want);
+}
+
+/* The schedule named (new ref). */
+static json_t *
+schedule(struct bb_conn *c, const char *name)
+{
+    json_t *r = bb_result(c, "schedules", bb_jsonq("{'name':'%s'}", name));
+    json_t *s = json_incref(json_array_get(json_object_get(r, "schedules"), 0));
+
+    json_decref(r);
+    ck_assert_ptr_nonnull(s);
+    return s;
+}
+
+static json_int_t
+sched_int(struct bb_conn *c, const char *name, const char *field)
+{
+    json_t *s = schedule(c, name);
+    json_int_t n = bb_int_at(s, field);
+
+    json_decref(s);
+    return n;
+}
+
+struct counter {
+    struct bb_conn *c;
+    const char *name, *field;
+    json_int_t at_least;
+};
+
+static bool
+counter_reached(void *arg)
+{
+    struct counter *u = arg;
+
+    return sched_int(u->c, u->name, u->field) >= u->at_least;
+}
+
+static bool
+queue_paused(struct bb_conn *c, const char *queue)
+{
+    json_t *r = bb_result(c, "stats", NULL);
+    json_t *q = json_object_get(json_object_get(r, "queues"), queue);
+    bool paused = json_is_true(json_object_get(q, "paused"));
+
+    ck_assert_msg(q != NULL, "stats: no queue %s", queue);
+    json_decref(r);
+    return paused;
+}
+
+struct pause_want {
+    struct bb_conn *c;
+    const char *queue;
+    bool paused;
+};
+
+static bool
+pause_is(void *arg)
+{
+    struct pause_want *w = arg;
+
+    return queue_paused(w->c, w->queue) == w->paused;
+}
+
+static void
+await_paused(struct bb_conn *c, const char *queue, bool paused)
+{
+    struct pause_want w = {c, queue, paused};
+
+    ck_assert_msg(bb_poll(pause_is, &w, ROW_MS), "queue %s: paused is not %s",
+                  queue, paused ? "true" : "false");
+}
+
+struct job_left {
+    struct bb_conn *c;
+    json_int_t id;
+};
+
+static bool
+job_left_pending(void *arg)
+{
+    struct job_left *j = arg;
+    json_t *st = bb_job_status(j->c, j->id);
+    bool left = strcmp(bb_str_at(st, "state"), "pending") != 0;
+
+    json_decref(st);
+    return left;
+}
+
+/* S.queues comes with schema v2 (lib/pg_schema.c); made here until then,
+ * once the node made the schema. */
+static void
+ensure_queues_table(const char *schema)
+{
+    await_int(1, "SELECT count(*) FROM pg_namespace WHERE nspname = '%s'",
+              schema);
+    db_exec("CREATE TABLE IF NOT EXISTS %s.queues (name text PRIMARY KEY, "
+            "paused boolean NOT NULL DEFAULT false)",
+            schema);
+}
+
+/* A row of schema's jobs for a job of another node: queue, state,
+ * node. */
+static void
+insert_job(const char *schema, long long id, const char *queue, int state,
+           const char *node)
+{
+    db_exec("INSERT INTO %s.jobs (id, queue, kind, state, priority, "
+            "attempts, retries, retried, timeout_us, created, node, args) "
+            "VALUES (%lld, '%s', 0, %d, 0, 1, 0, 0, -1, now(), '%s', '{}')",
+            schema, id, queue, state, node);
+}
+
+/* The schedules lock held by the test's session: the node does not fire.
+ * S.schedules says tick last fired 10 s ago, making a job another node
+ * still runs. Once the session ends, the node leads: catch_up fires the
+ * missed times once, but overlap "skip" waits for that job, which it does
+ * not hold, until its row is finished; then the node fires every second. */
+START_TEST(schedules_fire_on_the_lock_holder_from_the_last_fire_read)
+{
+    struct bb_daemon *d;
+    struct bb_conn *c;
+    PGconn *holder;
+    char sql[160];
+    struct counter skipped, fired;
+
+    if (!bbpg_available())
+        return;
+    holder = bbpg_cluster_session(pg);
+    snprintf(sql, sizeof sql, "SELECT pg_advisory_lock(%lld)",
+             (long long)aq_pg_schedules_lock_key("t_lead"));
+    session_exec(holder, sql);
+    d = bbpg_cluster_start(pg, "t_lead", "n1",
+                           "'queues': {'default': {'kind': 'echo', "
+                           "'consumers': 1}}, 'schedules': {'tick': "
+                           "{'cron': '@every 1s'}}");
+    c = bb_connect(d);
+    ensure_queues_table("t_lead");
+    insert_job("t_lead", 900001, "default", 3, "gone");
+    db_exec("INSERT INTO t_lead.schedules VALUES ('tick', now() - interval "
+            "'10 seconds', 900001)");
+    fired = (struct counter){c, "tick", "fired", 1};
+    ck_assert_msg(!bb_poll(counter_reached, &fired, QUIET_MS),
+                  "fired while another session held the lock");
+    ck_assert_int_eq(
+        bbpg_int(pg, "SELECT count(*) FROM t_lead.jobs WHERE id <> 900001"),
+        0);
+    /* It read the last fire, though it does not lead. */
+    ck_assert_int_eq(sched_int(c, "tick", "last_job"), 900001);
+    PQfinish(holder);
+    ck_assert(bb_log_wait(d, "schedules: this node fires them", ROW_MS));
+    skipped = (struct counter){c, "tick", "skipped", 2};
+    ck_assert(bb_poll(counter_reached, &skipped, ROW_MS));
+    ck_assert_int_eq(sched_int(c, "tick", "fired"), 0);
+    db_exec("UPDATE t_lead.jobs SET state = 4, finished = now() WHERE id = "
+            "900001");
+    fired.at_least = 2;
+    ck_assert(bb_poll(counter_reached, &fired, ROW_MS));
+    await_int(1,
+              "SELECT count(*) FROM t_lead.schedules s JOIN t_lead.jobs j "
+              "ON j.id = s.last_job WHERE j.id <> 900001");
+    bb_close(c);
+    ck_assert_int_eq(bb_stop(d), 0);
+}
+END_TEST
+
+/* Another node's pause (a NOTIFY "P work") stops this node's consumers
+ * and its resume ("R work") starts them; this node's pause is written to
+ * S.queues and told with a NOTIFY; a node started while a queue is paused
+ * starts it paused, and a resume on it runs the job. */
+START_TEST(pause_and_resume_reach_every_node)
+{
+    struct bb_daemon *d;
+    struct bb_conn *c;
+    PGconn *listener;
+    PGnotify *n;
+    struct job_left left;
+    json_int_t id;
+    int64_t deadline;
+    static const char rest[] = "'queues': {'work': {'kind': 'echo', "
+                               "'consumers': 1}}";
+
+    if (!bbpg_available())
+        return;
+    d = bbpg_cluster_start(pg, "t_pause", "n1", rest);
+    c = bb_connect(d);
+    ensure_queues_table("t_pause");
+    db_exec("SELECT pg_notify('t_pause_events', 'P work')");
+    await_paused(c, "work", true);
+    id = bb_put_job(c, bb_jsonq("{'queue': 'work'}"), 5000);
+    left = (struct job_left){c, id};
+    ck_assert_msg(!bb_poll(job_left_pending, &left, QUIET_MS),
+                  "job %lld ran while the queue was paused", (long long)id);
+    db_exec("SELECT pg_notify('t_pause_events', 'R work')");
+    bb_await_state(c, id, "done", ROW_MS);
+
+    /* pause here: a row and a NOTIFY for the other nodes. */
+    listener = bbpg_cluster_session(pg);
+    session_exec(listener, "LISTEN t_pause_events");
+    json_decref(bb_result(c, "pause", bb_jsonq("{'queue': 'work'}")));
+    await_int(1, "SELECT count(*) FROM t_pause.queues WHERE name = 'work' "
+                 "AND paused");
+    deadline = bb_now_ms() + ROW_MS;
+    while ((n = PQnotifies(listener)) == NULL && bb_now_ms() < deadline) {
+        ck_assert_int_eq(PQconsumeInput(listener), 1);
+        if ((n = PQnotifies(listener)) != NULL)
+            break;
+        {
+            struct pollfd pfd = {PQsocket(listener), POLLIN, 0};
+
+            poll(&pfd, 1, 100); /* the NOTIFY's bytes, or a deadline */
+        }
+    }
+    ck_assert_msg(n != NULL, "no NOTIFY on t_pause_events");
+    ck_assert_str_eq(n->extra, "P work");
+    PQfreemem(n);
+    PQfinish(listener);
+    bb_close(c);
+    ck_assert_int_eq(bb_stop(d), 0);
+
+    /* Started while paused: paused. */
+    d = bbpg_cluster_start(pg, "t_pause", "n1", rest);
+    c = bb_connect(d);
+    await_paused(c, "work", true);
+    id = bb_put_job(c, bb_jsonq("{'queue': 'work'}"), 5000);
+    left = (struct job_left){c, id};
+    ck_assert(!bb_poll(job_left_pending, &left, QUIET_MS));
+    json_decref(bb_result(c, "resume", bb_jsonq("{'queue': 'work'}")));
+    bb_await_state(c, id, "done", ROW_MS);
+    await_int(0, "SELECT count(*) FROM t_pause.queues WHERE paused");
+    bb_close(c);
+    ck_assert_int_eq(bb_stop(d), 0);
+}
+END_TEST
+
+/* maxsize 2 and two unfinished rows another node holds: a nowait put is
+ * refused -32000, a put waits; once those rows finish (and a NOTIFY "f"
+ * says so), the put goes on. */
+START_TEST(maxsize_counts_the_jobs_other_nodes_hold)
+{
+    struct bb_daemon *d;
+    struct bb_conn *c, *p;
+    json_int_t call;
+    json_t *reply;
+
+    if (!bbpg_available())
+        return;
+    d = bbpg_cluster_start(pg, "t_max", "n1",
+                           "'log': {'level': 'debug'}, 'queues': {'cap': "
+                           "{'kind': 'echo', 'consumers': 0, 'maxsize': 2}}");
+    c = bb_connect(d);
+    p = bb_connect(d);
+    ensure_queues_table("t_max");
+    insert_job("t_max", 900001, "cap", 2, "other");
+    insert_job("t_max", 900002, "cap", 3, "other");
+    ck_assert(bb_log_wait(d, "cluster: queue cap: 2 unfinished jobs", ROW_MS));
+    ck_assert_int_eq(
+        bb_error(c, "put", bb_jsonq("{'queue': 'cap', 'nowait': true}")),
+        -32000);
+    call = bb_send_call(p, "put", bb_jsonq("{'queue': 'cap'}"));
+    reply = bb_wait_reply(p, call, QUIET_MS);
+    ck_assert_msg(reply == NULL, "put answered while the queue was full");
+    db_exec("UPDATE t_max.jobs SET state = 4 WHERE id IN (900001, 900002); "
+            "SELECT pg_notify('t_max_events', 'f')");
+    reply = bb_wait_reply(p, call, ROW_MS);
+    ck_assert_msg(reply != NULL && json_object_get(reply, "result") != NULL,
+                  "put not answered once there was room");
+    json_decref(reply);
+    bb_close(p);
+    bb_close(c);
+    ck_assert_int_eq(bb_stop(d), 0);
+}
+END_TEST
+
+Suite *
+bb_pgcluster_suite(void)
+{
+    Suite *s = suite_create("bb_pgcluster");
+    TCase *tc = tcase_create("pgcluster");
+
+    tcase_set_timeout(tc, 120);
+    tcase_add_unchecked_fixture(tc, suite_setup, suite_teardown);
+    tcase_add_test(tc,
+                   schedules_fire_on_the_lock_holder_from_the_last_fire_read);
+    tcase_add_test(tc, pause_and_resume_reach_every_node);
+    tcase_add_test(tc, maxsize_counts_the_jobs_other_nodes_hold);
+    suite_add_tcase(s, tc);
+    return s;
+}
