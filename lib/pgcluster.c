@@ -104,11 +104,11 @@ sched_cb(void *arg, const PGresult *res, const char *err)
         return;
     }
     for (int i = 0; i < PQntuples(res); i++)
-        aq_broker_schedule_seen(
-            c->b, PQgetvalue(res, i, 0), (size_t)PQgetlength(res, i, 0),
-            strtoll(PQgetvalue(res, i, 1), NULL, 10),
-            strtoull(PQgetvalue(res, i, 2), NULL, 10),
-            strcmp(PQgetvalue(res, i, 3), "t") == 0);
+        aq_broker_schedule_seen(c->b, PQgetvalue(res, i, 0),
+                                (size_t)PQgetlength(res, i, 0),
+                                strtoll(PQgetvalue(res, i, 1), NULL, 10),
+                                strtoull(PQgetvalue(res, i, 2), NULL, 10),
+                                strcmp(PQgetvalue(res, i, 3), "t") == 0);
     if (c->is_locked && !c->is_leader) {
         c->is_leader = true;
         aq_broker_schedules_gate(c->b, true);
@@ -268,9 +268,8 @@ tick_cb(evutil_socket_t fd, short what, void *arg)
         json_object_size(c->pauses) == 0)
         return;
     c->want_poll = c->want_count = false;
-    if (c->is_fresh &&
-        aq_pgconn_query(c->conn, NULL, c->sql_listen, 0, NULL, NULL, NULL,
-                        &err) < 0)
+    if (c->is_fresh && aq_pgconn_query(c->conn, NULL, c->sql_listen, 0, NULL,
+                                       NULL, NULL, &err) < 0)
         goto fail;
     if (send_pauses(c, &err) < 0)
         goto fail;
@@ -278,12 +277,12 @@ tick_cb(evutil_socket_t fd, short what, void *arg)
                                        queues_cb, c, &err) < 0)
         goto fail;
     if (is_poll && !c->is_locked &&
-        aq_pgconn_query(c->conn, NULL, c->sql_lock, 0, NULL, lock_cb, c,
-                        &err) < 0)
+        aq_pgconn_query(c->conn, NULL, c->sql_lock, 0, NULL, lock_cb, c, &err) <
+            0)
         goto fail;
     if ((is_poll || c->is_fresh) &&
-        aq_pgconn_query(c->conn, "aq_cl_sched", c->sql_sched, 0, NULL,
-                        sched_cb, c, &err) < 0)
+        aq_pgconn_query(c->conn, "aq_cl_sched", c->sql_sched, 0, NULL, sched_cb,
+                        c, &err) < 0)
         goto fail;
     if ((is_poll || is_count) && has_maxsize(c->b) && send_count(c, &err) < 0)
         goto fail;
@@ -328,7 +327,8 @@ lost_hook(struct aq_pgconn *conn, const char *why, void *arg)
     if (c->is_leader) {
         c->is_leader = false;
         aq_log(AQ_LOG_WARN,
-               "cluster: postgres: session lost (%s): schedules stop here", why);
+               "cluster: postgres: session lost (%s): schedules stop here",
+               why);
         aq_broker_schedules_gate(c->b, false);
     }
     pauses_back(c);
@@ -389,8 +389,7 @@ poll_interval_ms(void)
     if (v == NULL)
         return POLL_MS;
     ms = strtol(v, &end, 10);
-    return end != v && *end == '\0' && ms >= 10 && ms <= 3600000 ? ms
-                                                                 : POLL_MS;
+    return end != v && *end == '\0' && ms >= 10 && ms <= 3600000 ? ms : POLL_MS;
 }
 
 struct aq_pgcluster *
@@ -447,8 +446,9 @@ aq_pgcluster_free(struct aq_pgcluster *c)
     event_free(c->tick_ev);
     event_free(c->poll_ev);
     if (json_object_size(c->pauses) + json_object_size(c->sent) > 0)
-        aq_log(AQ_LOG_WARN, "cluster: postgres: %zu pauses or resumes not "
-                            "written: the other nodes do not know them",
+        aq_log(AQ_LOG_WARN,
+               "cluster: postgres: %zu pauses or resumes not "
+               "written: the other nodes do not know them",
                json_object_size(c->pauses) + json_object_size(c->sent));
     json_decref(c->pauses);
     json_decref(c->sent);

@@ -31,9 +31,9 @@ struct event_base;
  * stop firing until this node leads. NULL with err when conninfo cannot
  * be parsed. */
 struct aq_pgcluster *aq_pgcluster_new(struct event_base *base,
-                                      struct aq_broker *b,
-                                      const char *conninfo, const char *schema,
-                                      const char *node, struct aq_error *err);
+                                      struct aq_broker *b, const char *conninfo,
+                                      const char *schema, const char *node,
+                                      struct aq_error *err);
 /* NULL is fine. Ends the session: another node may lead from then on. */
 void aq_pgcluster_free(struct aq_pgcluster *c);
 

@@ -89,8 +89,7 @@ sql_is(void *arg)
 }
 
 /* Polls until the integer sql gives is want. */
-static void
-await_int(long long want, const char *fmt, ...)
+static void await_int(long long want, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 
 static void
@@ -252,8 +251,7 @@ START_TEST(schedules_fire_on_the_lock_holder_from_the_last_fire_read)
     ck_assert_msg(!bb_poll(counter_reached, &fired, QUIET_MS),
                   "fired while another session held the lock");
     ck_assert_int_eq(
-        bbpg_int(pg, "SELECT count(*) FROM t_lead.jobs WHERE id <> 900001"),
-        0);
+        bbpg_int(pg, "SELECT count(*) FROM t_lead.jobs WHERE id <> 900001"), 0);
     /* It read the last fire, though it does not lead. */
     ck_assert_int_eq(sched_int(c, "tick", "last_job"), 900001);
     PQfinish(holder);
@@ -265,9 +263,8 @@ START_TEST(schedules_fire_on_the_lock_holder_from_the_last_fire_read)
             "900001");
     fired.at_least = 2;
     ck_assert(bb_poll(counter_reached, &fired, ROW_MS));
-    await_int(1,
-              "SELECT count(*) FROM t_lead.schedules s JOIN t_lead.jobs j "
-              "ON j.id = s.last_job WHERE j.id <> 900001");
+    await_int(1, "SELECT count(*) FROM t_lead.schedules s JOIN t_lead.jobs j "
+                 "ON j.id = s.last_job WHERE j.id <> 900001");
     bb_close(c);
     ck_assert_int_eq(bb_stop(d), 0);
 }
