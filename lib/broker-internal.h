@@ -99,6 +99,10 @@ struct broker_queue {
     int nworkers; /* remote: workers with a get waiting or a lease held */
     struct throttle *rate; /* owned: the rate limit; NULL = none */
     int64_t throttled_us;  /* throttled time of rate limits since removed */
+    /* jobs shared with other nodes (the postgres store's claims) */
+    bool is_claiming; /* a claim of its pool rows in flight */
+    bool pool_maybe;  /* its pool may hold ready rows (told or not known) */
+    bool claim_again; /* told of pool rows while a claim was in flight */
     STAILQ_ENTRY(broker_queue) link; /* b->queues, in config order */
 };
 
@@ -248,6 +252,9 @@ struct aq_broker {
     bool deps_running; /* deps_run is on the stack */
     bool deps_hold;    /* restore: visits wait until every job is placed */
     struct sched_table *sched; /* owned: the schedules (schedule.c) */
+    /* ids from blocks a store reserves (several nodes give ids): ids up
+     * to id_limit are the broker's (0: no limit), then the next block */
+    uint64_t id_limit, id_next_first, id_next_last;
 };
 
 /* ---- jobs ---- */
@@ -316,6 +323,17 @@ job_unindex(struct aq_job *j)
 
 /* The job record of spec section 2, as users see it (a new object). */
 json_t *job_record(const struct aq_job *j);
+
+/* A taker of bq waits and no job of bq is ready: a store sharing jobs
+ * with other nodes may claim some (lib/store.h hungry). */
+static inline void
+broker_hungry(struct broker_queue *bq)
+{
+    struct aq_store *s = bq->b->store;
+
+    if (s->ops->hungry != NULL)
+        s->ops->hungry(s, bq);
+}
 
 /* ---- broker.c ---- */
 

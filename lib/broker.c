@@ -331,14 +331,52 @@ job_waits(struct aq_broker *b, struct broker_queue *bq, struct aq_job *j)
     return true;
 }
 
-/* j has just been queued: it gets its id and becomes known. */
+/* The next id: from the store's next block once this one is used up
+ * (several nodes give ids from one table, lib/store.h). */
+static uint64_t
+next_id(struct aq_broker *b)
+{
+    if (b->id_limit != 0 && b->last_id >= b->id_limit) {
+        if (b->id_next_last != 0) {
+            b->last_id = b->id_next_first - 1;
+            b->id_limit = b->id_next_last;
+            b->id_next_first = b->id_next_last = 0;
+        } else {
+            /* The store could not reserve the next block in time (its
+             * database away): ids go on from here, and the store reserves
+             * past them once it is back. */
+            aq_log(AQ_LOG_WARN,
+                   "%s: ids beyond the reserved block %llu: reserving "
+                   "late",
+                   b->store->ops->name, (unsigned long long)b->id_limit);
+            b->id_limit = 0;
+        }
+    }
+    return ++b->last_id;
+}
+
+/* Whether j, just queued by a put, goes to the other nodes rather than
+ * staying here: a store shares jobs, the job is ready (no delay, no
+ * dependency), and bq's free takers here are fewer than its ready jobs
+ * with it (it would wait here). */
+static bool
+job_gives(struct aq_broker *b, struct broker_queue *bq, struct aq_job *j)
+{
+    return b->store->ops->give != NULL && j->state == AQ_JOB_PENDING &&
+           (j->ext == NULL || j->ext->deps == NULL) &&
+           aq_queue_qsize(bq->q) > aq_queue_getters(bq->q) &&
+           b->store->ops->give(b->store, j, bq->cfg.name);
+}
+
+/* j has just been queued: it gets its id and becomes known. may_give:
+ * the put may go to the other nodes (not one that waits for its job). */
 static void
 job_queued(struct aq_broker *b, struct broker_queue *bq, struct aq_job *j,
-           struct aq_put_result *res)
+           bool may_give, struct aq_put_result *res)
 {
     bool resolve = false;
 
-    j->id = ++b->last_id;
+    j->id = next_id(b);
     job_set_state(j, aq_queue_item_is_delayed(&j->qi) ? AQ_JOB_DELAYED
                                                       : AQ_JOB_PENDING);
     aq_idmap_put(b->jobs, j);
@@ -349,7 +387,10 @@ job_queued(struct aq_broker *b, struct broker_queue *bq, struct aq_job *j,
     if (j->ext != NULL && j->ext->deps != NULL && !job_waits(b, bq, j))
         resolve =
             j->ext->deps->failed != 0 && j->ext->deps->policy == AQ_AFTER_DONE;
-    b->store->ops->put(b->store, j, bq->cfg.name);
+    if (may_give && job_gives(b, bq, j))
+        aq_queue_remove(bq->q, &j->qi); /* counted until given */
+    else
+        b->store->ops->put(b->store, j, bq->cfg.name);
     res->job = j->id;
     res->duplicate = false;
     aq_log_job(AQ_LOG_DEBUG, j->id, bq->cfg.name, "job %llu: queued on %s",
@@ -432,7 +473,7 @@ put_room_cb(struct aq_queue_waiter *qw, enum aq_queue_status st,
         w->cb(w->arg, -1, NULL, &err);
         return;
     }
-    job_queued(b, bq, j, &res);
+    job_queued(b, bq, j, !w->ack_queued, &res);
     switch (put_sync(b, w, &res, &err)) {
     case AQ_PUT_DONE:
         w->cb(w->arg, 0, &res, NULL);
@@ -665,7 +706,7 @@ aq_broker_put(struct aq_broker *b, const struct aq_put *p,
             return AQ_PUT_FULL;
         }
     }
-    job_queued(b, bq, j, res);
+    job_queued(b, bq, j, !p->ack_queued, res);
     return put_sync(b, w, res, err);
 }
 
@@ -686,8 +727,50 @@ broker_put_force(struct aq_broker *b, const struct aq_put *p,
         aq_error_set(err, AQ_ERR_SHUTTING_DOWN, "put: shutting down");
         return -1;
     }
-    job_queued(b, bq, j, res);
+    job_queued(b, bq, j, true, res);
     return 0;
+}
+
+/* ---- jobs shared with other nodes (lib/store.h) ---- */
+
+void
+aq_broker_given(struct aq_broker *b, uint64_t id, bool ok)
+{
+    struct aq_job *j = aq_idmap_get(b->jobs, id);
+    struct broker_queue *bq;
+
+    if (j == NULL || j->jseg == 0)
+        return;
+    j->jseg = 0;
+    if (j->state != AQ_JOB_PENDING)
+        return; /* cancelled meanwhile: a record here */
+    bq = job_queue(j);
+    if (!ok || (j->ext != NULL && j->ext->future != NULL)) {
+        /* Not written, or someone here waits for its end: it runs
+         * here after all. */
+        aq_queue_requeue(bq->q, &j->qi, j->qi.priority, 0, NULL);
+        b->store->ops->put(b->store, j, bq->cfg.name);
+        return;
+    }
+    aq_queue_task_done(bq->q, NULL);
+    job_key_forget(b, j);
+    job_unindex(j);
+    aq_idmap_del(b->jobs, j->id);
+    aq_job_free(j);
+}
+
+void
+aq_broker_claimed(struct aq_broker *b, struct aq_job *j)
+{
+    struct broker_queue *bq = job_queue(j);
+
+    /* Counted in its batch from the state it is placed in on. */
+    if (j->ext != NULL && j->ext->batch != NULL)
+        j->batch_flags = AQ_JOB_BATCH_HAS;
+    job_set_state(j, AQ_JOB_PENDING); /* filled pending, not indexed yet */
+    /* A queue shut down (a stop) keeps it unqueued: the store gives its
+     * row back at close. */
+    aq_queue_put_force(bq->q, &j->qi, j->qi.priority, 0);
 }
 
 void

@@ -298,6 +298,7 @@ consumer_next(struct consumer *c)
                 return;
             break;
         case AQ_QUEUE_WAITING:
+            broker_hungry(bq);
             return;
         default:
             consumer_end(c);

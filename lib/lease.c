@@ -387,6 +387,7 @@ get_part_wait(struct get_part *part, struct aq_queue_item **it)
     if (aq_queue_get(part->bq->q, &part->w, get_part_cb, part, it) ==
         AQ_QUEUE_OK)
         return false;
+    broker_hungry(part->bq);
     return true;
 }
 

@@ -460,6 +460,18 @@ render(struct aq_metrics *m, struct evbuffer *out)
                     "gauge");
         evbuffer_add_printf(out, "asyncq_store_backlog %llu\n",
                             (unsigned long long)c.backlog);
+        family_head(out, "asyncq_store_claims_total",
+                    "Jobs this node claimed from the pool of jobs shared "
+                    "with other nodes.",
+                    "counter");
+        evbuffer_add_printf(out, "asyncq_store_claims_total %llu\n",
+                            (unsigned long long)c.claims);
+        family_head(out, "asyncq_store_released_total",
+                    "Jobs given back to the pool: held ones at a clean stop, "
+                    "and those of lost nodes this node swept.",
+                    "counter");
+        evbuffer_add_printf(out, "asyncq_store_released_total %llu\n",
+                            (unsigned long long)c.released);
     }
     if (m->journal != NULL) {
         struct aq_hist fsync;

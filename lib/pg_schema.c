@@ -70,8 +70,23 @@ static const char *const v1[] = {
     NULL,
 };
 
+/* Several active nodes share the jobs: a row is held by the node named
+ * (node), or in the pool (node NULL) for any node to claim; pauses are
+ * shared. */
+static const char *const v2[] = {
+    "DROP INDEX @S.jobs_ready",
+    "CREATE INDEX jobs_pool ON @S.jobs (queue, priority, seq) "
+    "WHERE state = 2 AND node IS NULL",
+    "CREATE INDEX jobs_held ON @S.jobs (node, state) "
+    "WHERE state < 4 AND node IS NOT NULL",
+    "CREATE TABLE @S.queues (name text PRIMARY KEY, "
+    "paused boolean NOT NULL DEFAULT false)",
+    NULL,
+};
+
 const struct aq_pg_migration aq_pg_migrations[] = {
     {1, v1},
+    {2, v2},
 };
 const size_t aq_pg_nmigrations =
     sizeof aq_pg_migrations / sizeof aq_pg_migrations[0];
@@ -184,9 +199,13 @@ lock_key(const char *prefix, const char *name)
 }
 
 int64_t
-aq_pg_node_lock_key(const char *schema)
+aq_pg_node_lock_key(const char *schema, const char *node)
 {
-    return lock_key("asyncq node:", schema);
+    char *name = xasprintf("%s/%s", schema, node);
+    int64_t key = lock_key("asyncq node:", name);
+
+    free(name);
+    return key;
 }
 
 int64_t

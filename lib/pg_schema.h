@@ -43,10 +43,10 @@ int aq_pg_schema_plan(const char *schema, int current, char ***out, size_t *n,
                       struct aq_error *err);
 void aq_pg_sql_free(char **v, size_t n); /* NULL is fine */
 
-/* The advisory lock keys of schema: the one a node holds for its whole
- * session (one node per schema), and the migration's. Stable across
- * versions and machines (FNV-1a of the name). */
-int64_t aq_pg_node_lock_key(const char *schema);
+/* The advisory lock keys of schema: the one node holds for its whole
+ * session (one asyncqd per node name and schema), and the migration's.
+ * Stable across versions and machines (FNV-1a of the names). */
+int64_t aq_pg_node_lock_key(const char *schema, const char *node);
 int64_t aq_pg_migrate_lock_key(const char *schema);
 /* Held by the node whose schedules fire (lib/pgcluster.c). */
 int64_t aq_pg_schedules_lock_key(const char *schema);

@@ -964,3 +964,9 @@ aq_queue_putters(const struct aq_queue *q)
 {
     return q->lists[LIST_PUTTERS].n;
 }
+
+size_t
+aq_queue_getters(const struct aq_queue *q)
+{
+    return q->lists[LIST_GETTERS].n;
+}

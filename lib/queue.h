@@ -184,5 +184,7 @@ int64_t aq_queue_item_due_us(const struct aq_queue_item *it);
 int64_t aq_queue_oldest_ready_us(const struct aq_queue *q);
 /* Puts waiting for room (maxsize): each holds its producer back. */
 size_t aq_queue_putters(const struct aq_queue *q);
+/* Gets waiting for an item: takers with nothing to take. */
+size_t aq_queue_getters(const struct aq_queue *q);
 
 #endif

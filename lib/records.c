@@ -170,6 +170,21 @@ record_delete(struct aq_broker *b, struct aq_job *j)
     record_drop(b, j, true);
 }
 
+bool
+aq_broker_drop_record(struct aq_broker *b, uint64_t id)
+{
+    struct aq_job *j = aq_idmap_get(b->jobs, id);
+
+    if (j == NULL || !aq_job_is_finished(j))
+        return false;
+    record_unlink(&b->records, j);
+    job_unindex(j);
+    aq_idmap_del(b->jobs, j->id);
+    job_key_forget(b, j);
+    aq_job_free(j);
+    return true;
+}
+
 void
 job_finish(struct aq_broker *b, struct aq_job *j, enum aq_job_state st)
 {

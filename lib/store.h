@@ -24,6 +24,7 @@
 
 struct event_base;
 struct aq_broker;
+struct broker_queue;
 struct aq_error;
 struct aq_journal;
 struct aq_store;
@@ -34,6 +35,8 @@ struct aq_store_counters {
     uint64_t commits;    /* transactions committed */
     uint64_t reconnects; /* connections made again after the first */
     uint64_t backlog;    /* row writes waiting for their commit */
+    uint64_t claims;     /* jobs claimed from the pool of shared jobs */
+    uint64_t released;   /* jobs given back to the pool (stop, dead nodes) */
 };
 
 /* The store's side. Job events come in the order they happen, from the
@@ -83,6 +86,16 @@ struct aq_store_ops {
      * "store unavailable: why", -32603), which a put with nowait answers
      * at once. NULL = never unavailable. */
     const struct aq_error *(*unavailable)(const struct aq_store *s);
+    /* ---- sharing jobs with other nodes (the postgres store) ---- */
+    /* Instead of put: j (pending, no dependency) is given to the other
+     * nodes rather than kept; the broker keeps it out of its queue's
+     * items until aq_broker_given. The store marks it given (j->jseg not
+     * 0) until then. Returns false when the store keeps it after all (put
+     * was not called: the caller calls it). NULL = never. */
+    bool (*give)(struct aq_store *s, struct aq_job *j, const char *queue);
+    /* A taker of bq waits and bq has no ready job: the store may claim
+     * jobs for it (aq_broker_claimed). NULL = never. */
+    void (*hungry)(struct aq_store *s, struct broker_queue *bq);
     /* Its figures for lib/metrics.c; NULL = none. */
     void (*counters)(const struct aq_store *s, struct aq_store_counters *out);
     /* Makes what was told durable (as far as it can), and frees s. */
@@ -148,6 +161,19 @@ void aq_broker_restore_drop(struct aq_broker *b, struct aq_job *j);
 /* Schedule name (name_len bytes) last fired at fire_us and made job. */
 void aq_broker_restore_schedule(struct aq_broker *b, const char *name,
                                 size_t name_len, int64_t fire_us, uint64_t job);
+
+/* ---- what a store sharing jobs with other nodes calls, from the loop ---- */
+
+/* The put of the given job id (store ops give) is durable (ok): b forgets
+ * it, another node runs it; or it could not be written (!ok): b queues
+ * it as a job of its own. Nothing when id is no longer given. */
+void aq_broker_given(struct aq_broker *b, uint64_t id, bool ok);
+/* j, made with aq_broker_restore_add and filled (pending), was claimed
+ * by this node: b queues it (its takers wake). */
+void aq_broker_claimed(struct aq_broker *b, struct aq_job *j);
+/* The finished record id, if b has it, leaves b without a word to the
+ * store (another node changed its row). Returns whether it had it. */
+bool aq_broker_drop_record(struct aq_broker *b, uint64_t id);
 
 /* Calls fn for every job b knows (live or a record; fn must not make or
  * drop jobs), with its queue's name. */

@@ -62,7 +62,12 @@
 #define LEASE_RENEW_MS 10000
 #define LEASE_INTERVALS 3
 
-enum op_kind { OP_WHOLE, OP_DELETE, OP_SCHED, OP_UNSCHED, OP_RESERVE };
+/* The poll's interval (ASYNCQ_PG_POLL_MS sets another, read at open):
+ * pool rows whose time came are made ready, hungry queues claim. */
+#define POLL_MS 1000
+#define CLAIM_MAX 1000 /* rows per claim */
+
+enum op_kind { OP_WHOLE, OP_DELETE, OP_SCHED, OP_UNSCHED, OP_NKINDS };
 enum { WHOLE_NCOLS = 24 };
 
 struct pg_op {
@@ -72,8 +77,9 @@ struct pg_op {
     uint64_t id;  /* the job's (OP_WHOLE, OP_DELETE) */
     uint8_t kind; /* enum op_kind */
     uint8_t nv;
-    char *key; /* owned: "s:" name, "ids"; NULL: the job's row (id) */
-    char *v[]; /* nv values, NULL = SQL NULL, in the op's allocation */
+    uint8_t is_pool; /* a row of the pool (node NULL): the job is given */
+    char *key;       /* owned: "s:" name, "ids"; NULL: the job's row (id) */
+    char *v[];       /* nv values, NULL = SQL NULL, in the op's allocation */
 };
 TAILQ_HEAD(pg_ops, pg_op);
 
@@ -106,8 +112,11 @@ struct store_pg {
     char *schema, *node;    /* owned */
     int64_t lock_key;
     char *sql_whole, *sql_delete, *sql_sched, *sql_unsched, *sql_read,
-        *sql_read_sched, *sql_node, *sql_holder, *sql_reserve, *sql_read_ids,
-        *sql_release, *sql_seen, *sql_renew;
+        *sql_read_sched, *sql_node, *sql_reserve, *sql_release, *sql_seen,
+        *sql_renew, *sql_notify, *sql_claim, *sql_claim_lifo, *sql_promote,
+        *sql_peers, *sql_sweep_lost, *sql_sweep_idle, *sql_give_back, *sql_gone,
+        *sql_listen, *sql_lease_own, *sql_adopt;
+    char *channel;            /* "<schema>_events" */
     struct aq_broker *broker; /* borrowed, from restore on */
     enum phase phase;
     bool is_restored;
@@ -125,14 +134,20 @@ struct store_pg {
     struct pg_txns txns; /* in flight */
     size_t ntxns;        /* in txns */
     struct aq_barrier_list barriers;
-    struct event *flush_ev, *retry_ev, *renew_ev;
-    long renew_ms;
-    bool is_renewing; /* a renewal in flight */
+    struct event *flush_ev, *retry_ev, *renew_ev, *poll_ev, *claim_ev;
+    long renew_ms, poll_ms;
+    bool is_renewing;  /* a renewal in flight */
+    bool is_sweeping;  /* a sweep of dead nodes' rows in flight */
+    bool is_polling;   /* a poll in flight */
+    bool is_reserving; /* a block of ids asked for */
+    bool has_peers;    /* other nodes were seen lately: puts may be given */
+    struct sbuf notes; /* scratch: a window's notifications */
     uint64_t last_id;
-    uint64_t reserved;   /* the ids mark asked for (S.ids.last_id) */
-    uint64_t given;      /* the highest id written, or restored */
-    uint64_t read_after; /* restore: the last id read */
-    uint64_t commits, reconnects, connects;
+    uint64_t reserved;    /* the end of the last block of ids reserved */
+    uint64_t block_first; /* restore: the first block's */
+    uint64_t given;       /* the highest id written, or restored */
+    uint64_t read_after;  /* restore: the last id read */
+    uint64_t commits, reconnects, connects, claims, released;
 };
 
 static struct store_pg *
@@ -255,12 +270,17 @@ val_after(struct vals *vs, const struct aq_jrec *r)
     sb_add(vs->b, "}", 2); /* with the NUL */
 }
 
+/* A running job's lease from its start: its timeout, or 3 heartbeats
+ * when longer (as the heartbeat renews it). */
 static int64_t
-lease_us(const struct aq_job *j, int64_t started_us)
+lease_us(const struct store_pg *sp, const struct aq_job *j, int64_t started_us)
 {
-    int64_t t = job_timeout_us(j);
+    int64_t t = job_timeout_us(j),
+            beats = LEASE_INTERVALS * sp->renew_ms * 1000;
 
-    return t > 0 && started_us != 0 ? aq_clock_add_us(started_us, t) : 0;
+    if (started_us == 0)
+        return 0;
+    return aq_clock_add_us(started_us, t > beats ? t : beats);
 }
 
 static struct vals
@@ -376,21 +396,20 @@ op_tell(struct store_pg *sp, struct pg_op *op)
 
 /* ---- job events ---- */
 
-/* Ids up to id are given: a block is reserved first when id is beyond the
- * mark (told before the row, so committed with it or earlier). */
+static void ids_reserve(struct store_pg *sp);
+
+/* Ids up to id are given: the next block is reserved once half of the
+ * broker's block is. */
 static void
 id_given(struct store_pg *sp, uint64_t id)
 {
-    struct vals vs;
+    const struct aq_broker *b = sp->broker;
 
     if (id > sp->given)
         sp->given = id;
-    if (id <= sp->reserved)
-        return;
-    sp->reserved = id + ID_BLOCK - 1;
-    vs = vals_start(sp);
-    val_i64(&vs, (int64_t)sp->reserved);
-    op_tell(sp, op_new(OP_RESERVE, 0, xstrdup("ids"), &vs));
+    if (b != NULL && b->id_next_last == 0 &&
+        (b->id_limit == 0 || id + ID_BLOCK / 2 > b->id_limit))
+        ids_reserve(sp);
 }
 
 static void
@@ -400,6 +419,7 @@ sp_whole(struct aq_store *s, struct aq_job *j, const char *queue)
     struct aq_jrec r;
     unsigned char *after;
     struct vals vs;
+    struct pg_op *op;
 
     id_given(sp, j->id);
     store_job_whole(j, queue, &r, &after);
@@ -417,11 +437,12 @@ sp_whole(struct aq_store *s, struct aq_job *j, const char *queue)
     val_i64(&vs, r.created_us);
     val_time(&vs, r.started_us);
     val_time(&vs, r.finished_us);
-    if (r.started_us != 0)
-        val_str(&vs, sp->node, strlen(sp->node));
+    if (j->jseg == 0)
+        val_str(&vs, sp->node, strlen(sp->node)); /* held here */
     else
-        val_null(&vs);
-    val_time(&vs, j->state == AQ_JOB_RUNNING ? lease_us(j, r.started_us) : 0);
+        val_null(&vs); /* given: the pool's */
+    val_time(&vs,
+             j->state == AQ_JOB_RUNNING ? lease_us(sp, j, r.started_us) : 0);
     val_jstr(&vs, r.key);
     val_jstr(&vs, r.name);
     val_jstr(&vs, r.batch);
@@ -438,7 +459,24 @@ sp_whole(struct aq_store *s, struct aq_job *j, const char *queue)
     val_jstr(&vs, r.err_code);
     val_jstr(&vs, r.err_message);
     free(after);
-    op_tell(sp, op_new(OP_WHOLE, j->id, NULL, &vs));
+    op = op_new(OP_WHOLE, j->id, NULL, &vs);
+    op->is_pool = j->jseg != 0;
+    op_tell(sp, op);
+}
+
+/* A put given to the pool, while other nodes run: the row is written
+ * with node NULL, and the job forgotten here once it is committed
+ * (settle: aq_broker_given). A node alone keeps its jobs. */
+static bool
+sp_give(struct aq_store *s, struct aq_job *j, const char *queue)
+{
+    struct store_pg *sp = sp_of(s);
+
+    if (!sp->has_peers)
+        return false;
+    j->jseg = 1;
+    sp_whole(s, j, queue);
+    return true;
 }
 
 /* A start or a requeue writes the whole row too: one statement kind for
@@ -507,9 +545,9 @@ static const char *
 op_sql(struct store_pg *sp, enum op_kind kind, const char **name)
 {
     static const char *const names[] = {"aq_whole", "aq_delete", "aq_sched",
-                                        "aq_unsched", "aq_reserve"};
+                                        "aq_unsched"};
     const char *const sql[] = {sp->sql_whole, sp->sql_delete, sp->sql_sched,
-                               sp->sql_unsched, sp->sql_reserve};
+                               sp->sql_unsched};
 
     *name = names[kind];
     return sql[kind];
@@ -521,10 +559,11 @@ static int
 send_kind(struct store_pg *sp, struct pg_op *first, struct pg_op *end,
           enum op_kind kind, uint8_t nv)
 {
-    const char *values[WHOLE_NCOLS];
+    const char *values[WHOLE_NCOLS + 1];
     const char *name, *sql = op_sql(sp, kind, &name);
     struct aq_error err;
     bool is_first = true;
+    int nparams = nv;
 
     for (uint8_t c = 0; c < nv; c++) {
         sp->cols[c].len = 0;
@@ -541,7 +580,50 @@ send_kind(struct store_pg *sp, struct pg_op *first, struct pg_op *end,
         sb_add(&sp->cols[c], "}", 2); /* with the NUL */
         values[c] = sp->cols[c].p;
     }
-    return aq_pgconn_query(sp->conn, name, sql, nv, values, NULL, NULL, &err);
+    if (kind == OP_DELETE)
+        values[nparams++] = sp->node; /* fenced: rows held here */
+    return aq_pgconn_query(sp->conn, name, sql, nparams, values, NULL, NULL,
+                           &err);
+}
+
+/* The notifications of the ops from first to end, sent in their
+ * transaction: "p queue" for rows put in the pool, "f" once for finishes
+ * and deletes (the server delivers each payload once per transaction). */
+static int
+send_notes(struct store_pg *sp, struct pg_op *first, struct pg_op *end)
+{
+    struct sbuf *nb = &sp->notes;
+    const char *values[2], *last = NULL;
+    bool is_first = true, has_f = false;
+    struct aq_error err;
+    char note[160];
+
+    nb->len = 0;
+    sb_add(nb, "{", 1);
+    for (struct pg_op *op = first; op != end; op = TAILQ_NEXT(op, link)) {
+        if (op->kind == OP_DELETE ||
+            (op->kind == OP_WHOLE && op->v[3][0] >= '4'))
+            has_f = true;
+        else if (op->kind == OP_WHOLE && op->is_pool &&
+                 strcmp(op->v[3], "2") == 0 &&
+                 (last == NULL || strcmp(last, op->v[1]) != 0)) {
+            last = op->v[1];
+            snprintf(note, sizeof note, "p %s", last);
+            array_elem(nb, note, is_first);
+            is_first = false;
+        }
+    }
+    if (has_f) {
+        array_elem(nb, "f", is_first);
+        is_first = false;
+    }
+    if (is_first)
+        return 0;
+    sb_add(nb, "}", 2); /* with the NUL */
+    values[0] = sp->channel;
+    values[1] = nb->p;
+    return aq_pgconn_query(sp->conn, "aq_notify", sp->sql_notify, 2, values,
+                           NULL, NULL, &err);
 }
 
 /* Sends the ops of one send window, first up to end, as at most one
@@ -554,9 +636,8 @@ send_kind(struct store_pg *sp, struct pg_op *first, struct pg_op *end,
 static int
 send_window(struct store_pg *sp, struct pg_op *first, struct pg_op *end)
 {
-    static const uint8_t order[] = {OP_RESERVE, OP_DELETE, OP_WHOLE, OP_UNSCHED,
-                                    OP_SCHED};
-    uint8_t nv[OP_RESERVE + 1] = {0};
+    static const uint8_t order[] = {OP_DELETE, OP_WHOLE, OP_UNSCHED, OP_SCHED};
+    uint8_t nv[OP_NKINDS] = {0};
 
     for (struct pg_op *op = first; op != end; op = TAILQ_NEXT(op, link))
         nv[op->kind] = op->nv;
@@ -564,7 +645,7 @@ send_window(struct store_pg *sp, struct pg_op *first, struct pg_op *end)
         if (nv[order[i]] != 0 &&
             send_kind(sp, first, end, order[i], nv[order[i]]) < 0)
             return -1;
-    return 0;
+    return send_notes(sp, first, end);
 }
 
 /* err says the connection was lost (lib/pgconn.h): what was sent is sent
@@ -626,6 +707,8 @@ settle(struct store_pg *sp, uint64_t pos, const struct aq_error *why)
     while ((op = TAILQ_FIRST(&sp->ops)) != NULL && op->pos <= pos) {
         TAILQ_REMOVE(&sp->ops, op, link);
         sp->nops--;
+        if (op->is_pool && sp->broker != NULL)
+            aq_broker_given(sp->broker, op->id, why == NULL);
         op_free(op);
     }
     if (pos > sp->committed)
@@ -702,6 +785,8 @@ noop_cb(void *arg, const PGresult *res, const char *err)
 }
 
 static void read_chunk(struct store_pg *sp);
+static void adopt(struct store_pg *sp);
+static void sweep(struct store_pg *sp);
 
 static int64_t
 col_i64(const PGresult *res, int row, int col)
@@ -799,7 +884,8 @@ restore_row(struct store_pg *sp, const PGresult *res, int row)
     return 0;
 }
 
-/* The reserved mark: ids up to it may have been given before. */
+/* The first block of ids, reserved at restore: ids before it may have
+ * been given by any node. */
 static void
 read_ids_cb(void *arg, const PGresult *res, const char *err)
 {
@@ -807,12 +893,58 @@ read_ids_cb(void *arg, const PGresult *res, const char *err)
 
     if (err != NULL) {
         if (!is_lost(err))
-            set_fatal(sp, "store: postgres: reading ids: %s", err);
+            set_fatal(sp, "store: postgres: reserving ids: %s", err);
         return;
     }
-    sp->reserved = PQntuples(res) > 0 ? (uint64_t)col_i64(res, 0, 0) : 0;
-    if (sp->reserved > sp->last_id)
-        sp->last_id = sp->reserved;
+    sp->reserved = (uint64_t)col_i64(res, 0, 1);
+    sp->block_first = (uint64_t)col_i64(res, 0, 0);
+}
+
+static void
+reserved_cb(void *arg, const PGresult *res, const char *err)
+{
+    struct store_pg *sp = arg;
+    struct aq_broker *b = sp->broker;
+    uint64_t first, last;
+
+    sp->is_reserving = false;
+    if (err != NULL) {
+        if (!is_lost(err))
+            aq_log(AQ_LOG_WARN, "store: postgres: reserving ids: %s", err);
+        return;
+    }
+    first = (uint64_t)col_i64(res, 0, 0);
+    last = (uint64_t)col_i64(res, 0, 1);
+    sp->reserved = last;
+    if (b->id_limit == 0 || b->last_id >= b->id_limit) {
+        /* used up already (late): ids go on from this block */
+        if (b->last_id < first - 1)
+            b->last_id = first - 1;
+        b->id_limit = last;
+    } else {
+        b->id_next_first = first;
+        b->id_next_last = last;
+    }
+}
+
+/* The next block of ids, as a transaction of its own (past every id
+ * given here, should the broker have run out of its block). */
+static void
+ids_reserve(struct store_pg *sp)
+{
+    char block[24], given[24];
+    const char *values[] = {block, given};
+    struct aq_error e;
+
+    if (sp->is_reserving || !sp->is_restored || sp->phase != PH_LOCKED ||
+        !aq_pgconn_is_ready(sp->conn))
+        return;
+    snprintf(block, sizeof block, "%d", ID_BLOCK);
+    snprintf(given, sizeof given, "%llu", (unsigned long long)sp->given);
+    if (aq_pgconn_query(sp->conn, "aq_reserve", sp->sql_reserve, 2, values,
+                        reserved_cb, sp, &e) == 0 &&
+        aq_pgconn_commit(sp->conn, noop_cb, NULL, &e) == 0)
+        sp->is_reserving = true;
 }
 
 static void
@@ -834,6 +966,8 @@ read_sched_cb(void *arg, const PGresult *res, const char *err)
         if (job > sp->last_id)
             sp->last_id = job;
     }
+    if (sp->block_first - 1 > sp->last_id)
+        sp->last_id = sp->block_first - 1;
     sp->given = sp->last_id;
     sp->phase = PH_LOCKED;
     sp->is_restored = true;
@@ -843,6 +977,8 @@ static void
 read_cb(void *arg, const PGresult *res, const char *err)
 {
     struct store_pg *sp = arg;
+    char block[24];
+    const char *values[] = {block, "0"};
     struct aq_error e;
     int n;
 
@@ -861,7 +997,8 @@ read_cb(void *arg, const PGresult *res, const char *err)
         read_chunk(sp);
         return;
     }
-    if (aq_pgconn_query(sp->conn, NULL, sp->sql_read_ids, 0, NULL, read_ids_cb,
+    snprintf(block, sizeof block, "%d", ID_BLOCK);
+    if (aq_pgconn_query(sp->conn, NULL, sp->sql_reserve, 2, values, read_ids_cb,
                         sp, &e) == 0 &&
         aq_pgconn_query(sp->conn, "aq_read_sched", sp->sql_read_sched, 0, NULL,
                         read_sched_cb, sp, &e) == 0)
@@ -872,11 +1009,11 @@ static void
 read_chunk(struct store_pg *sp)
 {
     char after[24];
-    const char *values[] = {after};
+    const char *values[] = {after, sp->node};
     struct aq_error e;
 
     snprintf(after, sizeof after, "%llu", (unsigned long long)sp->read_after);
-    if (aq_pgconn_query(sp->conn, "aq_read", sp->sql_read, 1, values, read_cb,
+    if (aq_pgconn_query(sp->conn, "aq_read", sp->sql_read, 2, values, read_cb,
                         sp, &e) == 0)
         aq_pgconn_commit(sp->conn, noop_cb, NULL, &e);
 }
@@ -902,28 +1039,38 @@ locked_cb(void *arg, const PGresult *res, const char *err)
     sp->phase = PH_LOCKED;
     sp->sent = sp->committed; /* everything not committed, again */
     event_active(sp->flush_ev, EV_TIMEOUT, 0);
+    adopt(sp);
 }
 
 static void
-holder_cb(void *arg, const PGresult *res, const char *err)
+peers_cb(void *arg, const PGresult *res, const char *err)
 {
     struct store_pg *sp = arg;
-    const char *holder =
-        err == NULL && PQntuples(res) > 0 ? PQgetvalue(res, 0, 0) : "unknown";
 
-    if (err != NULL && is_lost(err))
-        return;
-    set_fatal(sp,
-              "store: postgres: schema %s is in use by node %s: sharing "
-              "queues between active nodes is not built yet (issue 17)",
-              sp->schema, holder);
+    if (err == NULL)
+        sp->has_peers = col_i64(res, 0, 0) > 0;
+}
+
+/* Other nodes seen within 3 heartbeats, and this node's own rows it
+ * was running leased on (so that no node takes them while restore
+ * reads them): from the session's start on. */
+static int
+query_peers(struct store_pg *sp, struct aq_error *e)
+{
+    char ms[24];
+    const char *values[] = {sp->node, ms};
+
+    snprintf(ms, sizeof ms, "%ld", LEASE_INTERVALS * sp->renew_ms);
+    return aq_pgconn_query(sp->conn, "aq_peers", sp->sql_peers, 2, values,
+                           peers_cb, sp, e);
 }
 
 static void
 lock_cb(void *arg, const PGresult *res, const char *err)
 {
     struct store_pg *sp = arg;
-    const char *values[] = {sp->node};
+    char ms[24];
+    const char *values[] = {sp->node}, *lvalues[] = {sp->node, ms};
     struct aq_error e;
 
     if (err != NULL) {
@@ -932,13 +1079,21 @@ lock_cb(void *arg, const PGresult *res, const char *err)
         return;
     }
     if (strcmp(PQgetvalue(res, 0, 0), "t") != 0) {
-        if (aq_pgconn_query(sp->conn, NULL, sp->sql_holder, 0, NULL, holder_cb,
-                            sp, &e) == 0)
-            aq_pgconn_commit(sp->conn, noop_cb, NULL, &e);
+        set_fatal(sp,
+                  "store: postgres: schema %s: node %s is running already "
+                  "(another asyncqd holds its lock): store.node must be "
+                  "unique per node",
+                  sp->schema, sp->node);
         return;
     }
-    if (aq_pgconn_query(sp->conn, NULL, sp->sql_node, 1, values, NULL, NULL,
-                        &e) == 0)
+    snprintf(ms, sizeof ms, "%ld", LEASE_INTERVALS * sp->renew_ms);
+    if (aq_pgconn_query(sp->conn, NULL, sp->sql_listen, 0, NULL, NULL, NULL,
+                        &e) == 0 &&
+        aq_pgconn_query(sp->conn, NULL, sp->sql_node, 1, values, NULL, NULL,
+                        &e) == 0 &&
+        aq_pgconn_query(sp->conn, NULL, sp->sql_lease_own, 2, lvalues, NULL,
+                        NULL, &e) == 0 &&
+        query_peers(sp, &e) == 0)
         aq_pgconn_commit(sp->conn, locked_cb, sp, &e);
 }
 
@@ -1068,8 +1223,10 @@ renew_cb(evutil_socket_t fd, short what, void *arg)
                         NULL, &e) == 0 &&
         aq_pgconn_query(sp->conn, "aq_renew", sp->sql_renew, 4, values, NULL,
                         NULL, &e) == 0 &&
+        query_peers(sp, &e) == 0 &&
         aq_pgconn_commit(sp->conn, renewed_cb, sp, &e) == 0)
         sp->is_renewing = true;
+    sweep(sp);
 }
 
 static void
@@ -1091,6 +1248,325 @@ lost_hook(struct aq_pgconn *c, const char *why, void *arg)
     sp->sent = sp->committed;
     snprintf(sp->why, sizeof sp->why, "%s", why);
     evtimer_del(sp->retry_ev);
+}
+
+/* ---- sharing jobs with other nodes ---- */
+
+/* Whether bq has takers waiting here and no ready job for them. */
+static bool
+is_hungry(const struct store_pg *sp, const struct broker_queue *bq)
+{
+    return sp->broker->stage == STOP_NONE && !bq->is_paused &&
+           aq_queue_getters(bq->q) > 0 && aq_queue_qsize(bq->q) == 0;
+}
+
+struct claimed_row {
+    int row;
+    int64_t priority, seq;
+};
+
+static int
+cmp_claimed(const void *a, const void *b)
+{
+    const struct claimed_row *x = a, *y = b;
+
+    if (x->priority != y->priority)
+        return (x->priority > y->priority) - (x->priority < y->priority);
+    return (x->seq > y->seq) - (x->seq < y->seq);
+}
+
+/* Rows this node now holds (sql_read's columns, then seq), into the
+ * broker as pending jobs, in the order their queue takes them: by
+ * priority, then as put (a LIFO queue takes the last one placed first).
+ * A row of a job known here already is skipped, but a finished record
+ * (retried elsewhere since) is replaced. Returns how many were placed. */
+static size_t
+hold_rows(struct store_pg *sp, const PGresult *res)
+{
+    int n = PQntuples(res);
+    struct claimed_row *rows = xreallocarray(NULL, n > 0 ? n : 1, sizeof *rows);
+    size_t placed = 0;
+
+    for (int i = 0; i < n; i++) {
+        rows[i].row = i;
+        rows[i].priority = col_i64(res, i, 4);
+        rows[i].seq = col_i64(res, i, 22);
+    }
+    qsort(rows, (size_t)n, sizeof *rows, cmp_claimed);
+    for (int i = 0; i < n; i++) {
+        uint64_t id = (uint64_t)col_i64(res, rows[i].row, 0);
+        struct aq_job *j = aq_broker_restore_find(sp->broker, id);
+
+        if (j != NULL && !aq_job_is_finished(j))
+            continue; /* held here already */
+        if (j != NULL)
+            aq_broker_drop_record(sp->broker, id);
+        if (restore_row(sp, res, rows[i].row) < 0) {
+            aq_log(AQ_LOG_ERROR, "%s", sp->fatal.message);
+            sp->fatal.code = 0;
+            continue;
+        }
+        j = aq_broker_restore_find(sp->broker, id);
+        aq_broker_claimed(sp->broker, j);
+        placed++;
+    }
+    free(rows);
+    return placed;
+}
+
+static void claim_cb(evutil_socket_t fd, short what, void *arg);
+
+struct claim {
+    struct store_pg *sp;
+    struct broker_queue *bq;
+    int n;
+};
+
+static void
+claimed_cb(void *arg, const PGresult *res, const char *err)
+{
+    struct claim *cl = arg;
+    struct store_pg *sp = cl->sp;
+    struct broker_queue *bq = cl->bq;
+    int got = err == NULL ? PQntuples(res) : 0;
+
+    bq->is_claiming = false;
+    if (err != NULL) {
+        if (!is_lost(err))
+            aq_log_queue(AQ_LOG_WARN, bq->cfg.name,
+                         "store: postgres: claiming jobs of %s: %s",
+                         bq->cfg.name, err);
+    } else {
+        sp->claims += hold_rows(sp, res);
+        if (got < cl->n && !bq->claim_again)
+            bq->pool_maybe = false; /* until told or polled */
+    }
+    bq->claim_again = false;
+    free(cl);
+    event_active(sp->claim_ev, EV_TIMEOUT, 0); /* still hungry? */
+}
+
+/* Claims up to one job per free taker of bq from the pool. */
+static void
+claim_send(struct store_pg *sp, struct broker_queue *bq)
+{
+    size_t takers = aq_queue_getters(bq->q);
+    char n[24];
+    const char *values[] = {sp->node, bq->cfg.name, n};
+    struct claim *cl = xmalloc(sizeof *cl);
+    bool lifo = bq->cfg.order == AQ_ORDER_LIFO;
+    struct aq_error e;
+
+    cl->sp = sp;
+    cl->bq = bq;
+    cl->n = (int)(takers < 1 ? 1 : takers > CLAIM_MAX ? CLAIM_MAX : takers);
+    snprintf(n, sizeof n, "%d", cl->n);
+    if (aq_pgconn_query(sp->conn, lifo ? "aq_claim_lifo" : "aq_claim",
+                        lifo ? sp->sql_claim_lifo : sp->sql_claim, 3, values,
+                        claimed_cb, cl, &e) < 0) {
+        free(cl);
+        return;
+    }
+    aq_pgconn_commit(sp->conn, noop_cb, NULL, &e);
+    bq->is_claiming = true;
+}
+
+/* Every hungry queue whose pool may hold rows claims (one claim in
+ * flight per queue). */
+static void
+claim_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct store_pg *sp = arg;
+    struct broker_queue *bq;
+
+    if (!sp->is_restored || sp->phase != PH_LOCKED ||
+        !aq_pgconn_is_ready(sp->conn))
+        return;
+    STAILQ_FOREACH (bq, &sp->broker->queues, link) {
+        if (bq->pool_maybe && !bq->is_claiming && is_hungry(sp, bq))
+            claim_send(sp, bq);
+    }
+}
+
+static void
+sp_hungry(struct aq_store *s, struct broker_queue *bq)
+{
+    struct store_pg *sp = sp_of(s);
+
+    if (bq->pool_maybe && !bq->is_claiming)
+        event_active(sp->claim_ev, EV_TIMEOUT, 0);
+}
+
+static void
+adopted_cb(void *arg, const PGresult *res, const char *err)
+{
+    struct store_pg *sp = arg;
+
+    if (err == NULL)
+        sp->claims += hold_rows(sp, res);
+}
+
+/* After a reconnect: pending rows held here that this node does not
+ * know (a claim whose answer the lost connection took) are its jobs. */
+static void
+adopt(struct store_pg *sp)
+{
+    const char *values[] = {sp->node};
+    struct aq_error e;
+
+    if (aq_pgconn_query(sp->conn, NULL, sp->sql_adopt, 1, values, adopted_cb,
+                        sp, &e) == 0)
+        aq_pgconn_commit(sp->conn, noop_cb, NULL, &e);
+}
+
+static void
+polled_cb(void *arg, const PGresult *res, const char *err)
+{
+    struct store_pg *sp = arg;
+
+    sp->is_polling = false;
+}
+
+/* The poll: pool rows whose time came are made ready (told), and every
+ * hungry queue claims, whatever it was told. */
+static void
+poll_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct store_pg *sp = arg;
+    const char *values[] = {sp->channel};
+    struct broker_queue *bq;
+    struct aq_error e;
+
+    if (!sp->is_restored || sp->phase != PH_LOCKED ||
+        !aq_pgconn_is_ready(sp->conn))
+        return;
+    if (!sp->is_polling &&
+        aq_pgconn_query(sp->conn, "aq_promote", sp->sql_promote, 1, values,
+                        NULL, NULL, &e) == 0 &&
+        aq_pgconn_commit(sp->conn, polled_cb, sp, &e) == 0)
+        sp->is_polling = true;
+    STAILQ_FOREACH (bq, &sp->broker->queues, link)
+        bq->pool_maybe = true;
+    event_active(sp->claim_ev, EV_TIMEOUT, 0);
+}
+
+/* A notification on <schema>_events (docs/cluster.md): "p queue" pool
+ * rows of queue committed; "c id" cancel job id if held here; "x id"
+ * the finished record id changed elsewhere: dropped here. Others are
+ * for other parts. */
+static void
+notify_hook(struct aq_pgconn *c, const char *channel, const char *payload,
+            void *arg)
+{
+    struct store_pg *sp = arg;
+    struct broker_queue *bq;
+    struct aq_job *j;
+    struct aq_error e;
+    const char *state;
+    uint64_t id;
+    char *end;
+
+    if (!sp->is_restored || payload[0] == '\0' || payload[1] != ' ')
+        return;
+    switch (payload[0]) {
+    case 'p':
+        if ((bq = broker_queue_find(sp->broker, payload + 2)) == NULL)
+            return;
+        bq->pool_maybe = true;
+        if (bq->is_claiming)
+            bq->claim_again = true;
+        else if (is_hungry(sp, bq))
+            event_active(sp->claim_ev, EV_TIMEOUT, 0);
+        return;
+    case 'c':
+    case 'x':
+        id = strtoull(payload + 2, &end, 10);
+        if (end == payload + 2 || *end != '\0' || id == 0)
+            return;
+        if (payload[0] == 'x') {
+            aq_broker_drop_record(sp->broker, id);
+            return;
+        }
+        j = aq_broker_restore_find(sp->broker, id);
+        if (j == NULL || aq_job_is_finished(j) || j->jseg != 0)
+            return;
+        if (aq_broker_cancel(sp->broker, id, &state, &e) < 0)
+            aq_log_job(AQ_LOG_WARN, id, job_queue(j)->cfg.name,
+                       "store: postgres: cancel of job %llu: %s",
+                       (unsigned long long)id, e.message);
+        return;
+    default:
+        return;
+    }
+}
+
+static void
+swept_cb(void *arg, const PGresult *res, const char *err)
+{
+    struct store_pg *sp = arg;
+
+    if (err != NULL) {
+        if (!is_lost(err))
+            aq_log(AQ_LOG_WARN, "store: postgres: sweeping lost nodes: %s",
+                   err);
+        return;
+    }
+    sp->released += (uint64_t)col_i64(res, 0, 0);
+}
+
+static void
+sweep_done_cb(void *arg, const PGresult *res, const char *err)
+{
+    ((struct store_pg *)arg)->is_sweeping = false;
+}
+
+/* The sweep of the heartbeat, by any node: running rows whose lease
+ * passed count the attempt (node_lost) and go back to the pool, or fail
+ * when out of attempts; held rows of nodes not seen for 3 heartbeats go
+ * back to the pool. $3/$4: the retries of the queues configured here. */
+static void
+sweep(struct store_pg *sp)
+{
+    struct sbuf *nb = &sp->cols[2], *rb = &sp->cols[3];
+    char ms[24], t[24], dflt[24];
+    const char *values[6];
+    const struct broker_queue *bq;
+    struct aq_queue_config qc;
+    struct aq_error e;
+    bool first = true;
+
+    if (sp->is_sweeping)
+        return;
+    nb->len = rb->len = 0;
+    sb_add(nb, "{", 1);
+    sb_add(rb, "{", 1);
+    STAILQ_FOREACH (bq, &sp->broker->queues, link) {
+        array_elem(nb, bq->cfg.name, first);
+        if (!first)
+            sb_add(rb, ",", 1);
+        sb_add(rb, t, fmt_i64(t, bq->cfg.retries));
+        first = false;
+    }
+    sb_add(nb, "}", 2);
+    sb_add(rb, "}", 2);
+    aq_queue_config_defaults(&qc, "x");
+    snprintf(dflt, sizeof dflt, "%d", qc.retries);
+    aq_queue_config_clear(&qc);
+    snprintf(ms, sizeof ms, "%ld", LEASE_INTERVALS * sp->renew_ms);
+    values[0] = sp->node;
+    values[1] = sp->channel;
+    values[2] = nb->p;
+    values[3] = rb->p;
+    values[4] = dflt;
+    if (aq_pgconn_query(sp->conn, "aq_sweep_lost", sp->sql_sweep_lost, 5,
+                        values, swept_cb, sp, &e) < 0 ||
+        aq_pgconn_commit(sp->conn, noop_cb, NULL, &e) < 0)
+        return;
+    values[2] = ms;
+    if (aq_pgconn_query(sp->conn, "aq_sweep_idle", sp->sql_sweep_idle, 3,
+                        values, swept_cb, sp, &e) == 0 &&
+        aq_pgconn_commit(sp->conn, sweep_done_cb, sp, &e) == 0)
+        sp->is_sweeping = true;
 }
 
 /* ---- the ops ---- */
@@ -1115,6 +1591,7 @@ sp_restore(struct aq_store *s, struct aq_broker *b, uint64_t *last_id,
     struct store_pg *sp = sp_of(s);
     struct event *term = evsignal_new(sp->base, SIGTERM, stop_cb, sp),
                  *intr = evsignal_new(sp->base, SIGINT, stop_cb, sp);
+    struct broker_queue *bq;
 
     sp->broker = b;
     *is_damaged = false;
@@ -1132,6 +1609,9 @@ sp_restore(struct aq_store *s, struct aq_broker *b, uint64_t *last_id,
         return -1;
     }
     *last_id = sp->last_id;
+    b->id_limit = sp->reserved; /* then the next block (ids_reserve) */
+    STAILQ_FOREACH (bq, &b->queues, link)
+        bq->pool_maybe = true;
     return 0;
 }
 
@@ -1184,6 +1664,8 @@ sp_counters(const struct aq_store *s, struct aq_store_counters *out)
     out->commits = sp->commits;
     out->reconnects = sp->reconnects;
     out->backlog = sp->nops;
+    out->claims = sp->claims;
+    out->released = sp->released;
 }
 
 static void
@@ -1196,6 +1678,38 @@ static void
 released_cb(void *arg, const PGresult *res, const char *err)
 {
     *(bool *)arg = true;
+}
+
+static void
+given_back_cb(void *arg, const PGresult *res, const char *err)
+{
+    struct store_pg *sp = arg;
+
+    if (err == NULL)
+        sp->released += (uint64_t)col_i64(res, 0, 0);
+}
+
+/* At a clean close, with everything committed, while other nodes run:
+ * the rows held here and not running go back to the pool for them
+ * (told), and the node is no longer seen. */
+static void
+give_back(struct store_pg *sp, const bool *is_late)
+{
+    const char *values[] = {sp->node, sp->channel};
+    bool is_done = false;
+    struct aq_error e;
+
+    if (!sp->has_peers || !sp->is_restored || sp->committed < sp->told ||
+        sp->phase != PH_LOCKED || !aq_pgconn_is_ready(sp->conn))
+        return; /* a node alone keeps them: its restart restores them */
+    if (aq_pgconn_query(sp->conn, NULL, sp->sql_give_back, 2, values,
+                        given_back_cb, sp, &e) < 0 ||
+        aq_pgconn_query(sp->conn, NULL, sp->sql_gone, 1, values, NULL, NULL,
+                        &e) < 0 ||
+        aq_pgconn_commit(sp->conn, released_cb, &is_done, &e) < 0)
+        return;
+    while (!is_done && !*is_late)
+        event_base_loop(sp->base, EVLOOP_ONCE);
 }
 
 /* At a clean close, with everything committed, the ids reserved and not
@@ -1236,12 +1750,14 @@ sp_close(struct aq_store *s)
     struct event *timer = evtimer_new(sp->base, close_timeout_cb, &is_late);
 
     event_del(sp->renew_ev); /* no heartbeat from here on */
+    event_del(sp->poll_ev);
     /* What was told is committed while the server answers. */
     evtimer_add(timer, &wait);
     event_active(sp->flush_ev, EV_TIMEOUT, 0);
     while (sp->is_restored && sp->committed < sp->told && !is_late &&
            sp->phase == PH_LOCKED && aq_pgconn_is_ready(sp->conn))
         event_base_loop(sp->base, EVLOOP_ONCE);
+    give_back(sp, &is_late);
     release_ids(sp, &is_late);
     event_free(timer);
     if (sp->committed < sp->told)
@@ -1265,6 +1781,22 @@ sp_close(struct aq_store *s)
     event_free(sp->flush_ev);
     event_free(sp->retry_ev);
     event_free(sp->renew_ev);
+    event_free(sp->poll_ev);
+    event_free(sp->claim_ev);
+    free(sp->notes.p);
+    free(sp->channel);
+    free(sp->sql_notify);
+    free(sp->sql_claim);
+    free(sp->sql_claim_lifo);
+    free(sp->sql_promote);
+    free(sp->sql_peers);
+    free(sp->sql_sweep_lost);
+    free(sp->sql_sweep_idle);
+    free(sp->sql_give_back);
+    free(sp->sql_gone);
+    free(sp->sql_listen);
+    free(sp->sql_lease_own);
+    free(sp->sql_adopt);
     free(sp->sql_whole);
     free(sp->sql_delete);
     free(sp->sql_sched);
@@ -1272,9 +1804,7 @@ sp_close(struct aq_store *s)
     free(sp->sql_read);
     free(sp->sql_read_sched);
     free(sp->sql_node);
-    free(sp->sql_holder);
     free(sp->sql_reserve);
-    free(sp->sql_read_ids);
     free(sp->sql_release);
     free(sp->sql_seen);
     free(sp->sql_renew);
@@ -1300,6 +1830,8 @@ static const struct aq_store_ops pg_ops = {
     .unavailable = sp_unavailable,
     .counters = sp_counters,
     .close = sp_close,
+    .give = sp_give,
+    .hungry = sp_hungry,
 };
 
 /* ---- SQL ---- */
@@ -1346,10 +1878,14 @@ static const char sql_whole[] =
         "after = EXCLUDED.after, after_policy = EXCLUDED.after_policy, "
         "args = EXCLUDED.args, result = EXCLUDED.result, "
         "error_code = EXCLUDED.error_code, "
-        "error_message = EXCLUDED.error_message";
+        "error_message = EXCLUDED.error_message "
+    /* fenced: a node writes only rows it holds (or the pool's it gave) */
+    "WHERE jobs.node IS NOT DISTINCT FROM EXCLUDED.node";
 
+/* Fenced as well: rows held here, and finished rows of the pool. */
 static const char sql_delete[] =
-    "DELETE FROM @S.jobs WHERE id = ANY($1::bigint[])";
+    "DELETE FROM @S.jobs WHERE id = ANY($1::bigint[]) "
+    "AND (node = $2 OR (node IS NULL AND state >= 4))";
 
 static const char sql_sched[] =
     "INSERT INTO @S.schedules (name, last_fire, last_job) "
@@ -1362,12 +1898,90 @@ static const char sql_unsched[] =
     "DELETE FROM @S.schedules WHERE name = ANY($1::text[])";
 
 /* The columns in the order restore_row reads them. */
+#define JOB_COLS \
+    "id, queue, kind, state, priority, " TIME_US("due") ", " \
+    "attempts, retries, retried, timeout_us, " TIME_US("created") ", " \
+    TIME_US("started") ", " TIME_US("finished") ", key, name, batch, " \
+    "after, after_policy, args, result, error_code, error_message"
+
+/* The rows this node holds (the pool's are claimed as they are needed). */
 static const char sql_read[] =
-    "SELECT id, queue, kind, state, priority, " TIME_US("due") ", "
-        "attempts, retries, retried, timeout_us, " TIME_US("created") ", "
-        TIME_US("started") ", " TIME_US("finished") ", key, name, batch, "
-        "after, after_policy, args, result, error_code, error_message "
-    "FROM @S.jobs WHERE id > $1 ORDER BY id LIMIT 5000";
+    "SELECT " JOB_COLS " "
+    "FROM @S.jobs WHERE node = $2 AND id > $1 ORDER BY id LIMIT 5000";
+
+/* A claim: up to $3 ready rows of queue $2's pool, in its order, held by
+ * node $1 from now on; their columns, then seq. */
+#define SQL_CLAIM(order) \
+    "UPDATE @S.jobs SET node = $1 WHERE id IN (SELECT id FROM @S.jobs " \
+    "WHERE queue = $2 AND state = 2 AND node IS NULL ORDER BY priority, " \
+    order " LIMIT $3 FOR UPDATE SKIP LOCKED) RETURNING " JOB_COLS ", seq"
+static const char sql_claim[] = SQL_CLAIM("seq");
+static const char sql_claim_lifo[] = SQL_CLAIM("seq DESC");
+
+/* After a reconnect: the pending rows held here. */
+static const char sql_adopt[] =
+    "SELECT " JOB_COLS ", seq FROM @S.jobs WHERE node = $1 AND state = 2";
+
+/* The notifications of a transaction ($2: payloads) on channel $1. */
+static const char sql_notify[] =
+    "SELECT pg_notify($1, x) FROM unnest($2::text[]) AS t(x)";
+
+/* The poll: delayed rows of the pool whose time came are ready. */
+static const char sql_promote[] =
+    "WITH u AS (UPDATE @S.jobs SET state = 2 WHERE id IN (SELECT id FROM "
+        "@S.jobs WHERE state = 0 AND node IS NULL AND due <= now() "
+        "LIMIT 1000 FOR UPDATE SKIP LOCKED) RETURNING queue) "
+    "SELECT pg_notify($1, 'p ' || queue) FROM (SELECT DISTINCT queue FROM u) "
+        "AS d";
+
+/* The retries of row j: its own, or its queue's as configured here ($3
+ * names, $4 retries), or the default ($5). */
+#define ROW_RETRIES \
+    "(CASE WHEN j.retries >= 0 THEN j.retries ELSE coalesce((SELECT q.r " \
+    "FROM unnest($3::text[], $4::integer[]) AS q(name, r) WHERE q.name = " \
+    "j.queue), $5::integer) END)"
+
+/* Running rows of other nodes whose lease passed: the attempt counts
+ * (node_lost), then back to the pool, or failed when none is left; told
+ * ("p queue", "f"). Returns how many, and the notifications. */
+static const char sql_sweep_lost[] =
+    "WITH s AS (SELECT id FROM @S.jobs WHERE state = 3 AND "
+        "lease_deadline < now() AND node IS DISTINCT FROM $1 LIMIT 1000 "
+        "FOR UPDATE SKIP LOCKED), "
+    "u AS (UPDATE @S.jobs AS j SET attempts = j.attempts + 1, "
+        "state = CASE WHEN j.attempts + 1 <= " ROW_RETRIES " + 1 THEN 2 "
+        "ELSE 5 END, "
+        "finished = CASE WHEN j.attempts + 1 <= " ROW_RETRIES " + 1 THEN "
+        "NULL ELSE now() END, "
+        "node = NULL, lease_deadline = NULL, error_code = 'node_lost', "
+        "error_message = 'node ' || coalesce(j.node, '?') || ' was lost "
+        "during attempt ' || (j.attempts + 1) "
+        "FROM s WHERE j.id = s.id RETURNING j.queue, j.state), "
+    "n AS (SELECT pg_notify($2, x) FROM (SELECT DISTINCT CASE WHEN state = 2 "
+        "THEN 'p ' || queue ELSE 'f' END AS x FROM u) AS d) "
+    "SELECT (SELECT count(*) FROM u), (SELECT count(*) FROM n)";
+
+/* Rows held (not running) by nodes not seen for 3 heartbeats ($3 ms):
+ * back to the pool, a delayed one ready if its time came; told. */
+static const char sql_sweep_idle[] =
+    "WITH s AS (SELECT j.id FROM @S.jobs AS j JOIN @S.nodes AS o ON "
+        "o.node = j.node WHERE j.state < 3 AND j.node <> $1 AND "
+        "coalesce(o.seen, '-infinity') < now() - $3::bigint * "
+        "interval '1 millisecond' LIMIT 1000 FOR UPDATE OF j SKIP LOCKED), "
+    "u AS (UPDATE @S.jobs AS j SET node = NULL, state = CASE WHEN "
+        "j.state = 0 AND j.due <= now() THEN 2 ELSE j.state END FROM s "
+        "WHERE j.id = s.id RETURNING j.queue, j.state), "
+    "n AS (SELECT pg_notify($2, 'p ' || queue) FROM (SELECT DISTINCT queue "
+        "FROM u WHERE state = 2) AS d) "
+    "SELECT (SELECT count(*) FROM u), (SELECT count(*) FROM n)";
+
+/* A clean stop: the rows held here and not running, to the pool. */
+static const char sql_give_back[] =
+    "WITH u AS (UPDATE @S.jobs SET node = NULL WHERE node = $1 AND "
+        "state < 3 RETURNING queue, state), "
+    "n AS (SELECT pg_notify($2, 'p ' || queue) FROM (SELECT DISTINCT queue "
+        "FROM u WHERE state = 2) AS d) "
+    "SELECT (SELECT count(*) FROM u), (SELECT count(*) FROM n)";
 
 static const char sql_read_sched[] =
     "SELECT name, " TIME_US("last_fire") ", last_job FROM @S.schedules";
@@ -1378,15 +1992,26 @@ static const char sql_node[] =
     "INSERT INTO @S.nodes (node, started, seen) VALUES ($1, now(), now()) "
     "ON CONFLICT (node) DO UPDATE SET started = now(), seen = now()";
 
-static const char sql_holder[] =
-    "SELECT node FROM @S.nodes ORDER BY started DESC NULLS LAST LIMIT 1";
-
-/* Raises the reserved mark (a run holds one value, or a few). */
+/* A block of $1 ids past the mark (and past $2, the last id given
+ * here): its first and last. */
 static const char sql_reserve[] =
-    "UPDATE @S.ids SET last_id = GREATEST(last_id, (SELECT max(x) FROM "
-    "unnest($1::bigint[]) AS t(x)))";
+    "UPDATE @S.ids SET last_id = greatest(last_id, $2::bigint) + $1::bigint "
+    "RETURNING last_id - $1::bigint + 1, last_id";
 
-static const char sql_read_ids[] = "SELECT last_id FROM @S.ids";
+/* Other nodes seen within 3 heartbeats ($2 ms). */
+static const char sql_peers[] =
+    "SELECT count(*) FROM @S.nodes WHERE node <> $1 AND seen > now() - "
+    "$2::bigint * interval '1 millisecond'";
+
+/* At a lock: the rows this node was running leased on ($2 ms) while it
+ * restores them. */
+static const char sql_lease_own[] =
+    "UPDATE @S.jobs SET lease_deadline = now() + $2::bigint * "
+    "interval '1 millisecond' WHERE node = $1 AND state = 3";
+
+/* A clean stop: the node is not seen any more. */
+static const char sql_gone[] =
+    "UPDATE @S.nodes SET seen = NULL WHERE node = $1";
 
 static const char sql_seen[] =
     "UPDATE @S.nodes SET seen = now() WHERE node = $1";
@@ -1408,21 +2033,19 @@ static const char sql_release[] =
 
 /* ---- public ---- */
 
-/* LEASE_RENEW_MS, or ASYNCQ_PG_LEASE_RENEW_MS (tests) when it is a
- * number of milliseconds from 10 to 3600000. */
+/* The environment's name, when it is a number of milliseconds from 10
+ * to 3600000 (ASYNCQ_PG_LEASE_RENEW_MS, ASYNCQ_PG_POLL_MS), else dflt. */
 static long
-renew_interval_ms(void)
+env_ms(const char *name, long dflt)
 {
-    const char *v = getenv("ASYNCQ_PG_LEASE_RENEW_MS");
+    const char *v = getenv(name);
     char *end;
     long ms;
 
     if (v == NULL)
-        return LEASE_RENEW_MS;
+        return dflt;
     ms = strtol(v, &end, 10);
-    return end != v && *end == '\0' && ms >= 10 && ms <= 3600000
-               ? ms
-               : LEASE_RENEW_MS;
+    return end != v && *end == '\0' && ms >= 10 && ms <= 3600000 ? ms : dflt;
 }
 
 struct aq_store *
@@ -1433,6 +2056,7 @@ aq_store_pg_open(struct event_base *base, const char *conninfo,
     static const struct aq_pgconn_hooks hooks = {
         .ready = ready_hook,
         .lost = lost_hook,
+        .notify = notify_hook,
     };
     char host[256];
 
@@ -1446,7 +2070,8 @@ aq_store_pg_open(struct event_base *base, const char *conninfo,
         node = host;
     }
     sp->node = xstrdup(node);
-    sp->lock_key = aq_pg_node_lock_key(schema);
+    sp->lock_key = aq_pg_node_lock_key(schema, sp->node);
+    sp->channel = xasprintf("%s_events", schema);
     TAILQ_INIT(&sp->ops);
     sp->unsent.cap = 64;
     sp->unsent.slot = xcalloc(sp->unsent.cap, sizeof *sp->unsent.slot);
@@ -1462,19 +2087,34 @@ aq_store_pg_open(struct event_base *base, const char *conninfo,
     sp->sql_read = aq_pg_sql(sql_read, schema);
     sp->sql_read_sched = aq_pg_sql(sql_read_sched, schema);
     sp->sql_node = aq_pg_sql(sql_node, schema);
-    sp->sql_holder = aq_pg_sql(sql_holder, schema);
     sp->sql_reserve = aq_pg_sql(sql_reserve, schema);
-    sp->sql_read_ids = aq_pg_sql(sql_read_ids, schema);
+    sp->sql_notify = aq_pg_sql(sql_notify, schema);
+    sp->sql_claim = aq_pg_sql(sql_claim, schema);
+    sp->sql_claim_lifo = aq_pg_sql(sql_claim_lifo, schema);
+    sp->sql_adopt = aq_pg_sql(sql_adopt, schema);
+    sp->sql_promote = aq_pg_sql(sql_promote, schema);
+    sp->sql_peers = aq_pg_sql(sql_peers, schema);
+    sp->sql_sweep_lost = aq_pg_sql(sql_sweep_lost, schema);
+    sp->sql_sweep_idle = aq_pg_sql(sql_sweep_idle, schema);
+    sp->sql_give_back = aq_pg_sql(sql_give_back, schema);
+    sp->sql_gone = aq_pg_sql(sql_gone, schema);
+    sp->sql_lease_own = aq_pg_sql(sql_lease_own, schema);
+    sp->sql_listen = xasprintf("LISTEN \"%s\"", sp->channel);
     sp->sql_release = aq_pg_sql(sql_release, schema);
     sp->sql_seen = aq_pg_sql(sql_seen, schema);
     sp->sql_renew = aq_pg_sql(sql_renew, schema);
-    sp->renew_ms = renew_interval_ms();
+    sp->renew_ms = env_ms("ASYNCQ_PG_LEASE_RENEW_MS", LEASE_RENEW_MS);
     sp->renew_ev = event_new(base, -1, EV_PERSIST, renew_cb, sp);
+    sp->poll_ms = env_ms("ASYNCQ_PG_POLL_MS", POLL_MS);
+    sp->poll_ev = event_new(base, -1, EV_PERSIST, poll_cb, sp);
+    sp->claim_ev = event_new(base, -1, 0, claim_cb, sp);
     {
         struct timeval every = {sp->renew_ms / 1000,
-                                (sp->renew_ms % 1000) * 1000};
+                                (sp->renew_ms % 1000) * 1000},
+                       poll = {sp->poll_ms / 1000, (sp->poll_ms % 1000) * 1000};
 
         event_add(sp->renew_ev, &every);
+        event_add(sp->poll_ev, &poll);
     }
     snprintf(sp->why, sizeof sp->why, "connecting");
     if ((sp->conn = aq_pgconn_new(base, conninfo, &hooks, sp, err)) == NULL) {

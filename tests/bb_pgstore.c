@@ -4,8 +4,8 @@
  * throw-away PostgreSQL (tests/pg/pg.sh): a put is a row once
  * acknowledged and its finish is in the row; a restart restores pending
  * and finished jobs and continues ids; a newer schema and a second node
- * on the same schema are refused at start; while the server is stopped a
- * nowait put is refused at once and a put waits until it is back. The
+ * of the same name on the schema are refused at start; while the server is
+ * stopped a nowait put is refused at once and a put waits until it is back. The
  * rows are checked through a libpq connection of the test's own. One
  * server for the suite (a schema per test), one more for the stop tests,
  * both from tests/bbpg.h (ports and directories of their own, held against
@@ -291,21 +291,24 @@ START_TEST(newer_schema_is_refused_at_start)
     db_exec(pg, "INSERT INTO t_newer.schema_version VALUES (99)");
     expect_refused(pg, "t_newer", "n1",
                    "store: postgres: schema t_newer is at version 99, this "
-                   "asyncqd knows up to 1: upgrade asyncqd");
+                   "asyncqd knows up to 2: upgrade asyncqd");
 }
 END_TEST
 
-START_TEST(second_node_on_a_schema_is_refused)
+START_TEST(second_node_of_the_same_name_is_refused)
 {
-    struct bb_daemon *d;
+    struct bb_daemon *d, *other;
 
     if (!bbpg_available())
         return;
     d = start(pg, "t_two", "first");
-    expect_refused(pg, "t_two", "second",
-                   "store: postgres: schema t_two is in use by node first: "
-                   "sharing queues between active nodes is not built yet "
-                   "(issue 17)");
+    expect_refused(pg, "t_two", "first",
+                   "store: postgres: schema t_two: node first is running "
+                   "already (another asyncqd holds its lock): store.node "
+                   "must be unique per node");
+    /* another name runs beside it */
+    other = start(pg, "t_two", "second");
+    ck_assert_int_eq(bb_stop(other), 0);
     ck_assert_int_eq(bb_stop(d), 0);
 }
 END_TEST
@@ -579,7 +582,7 @@ bb_pgstore_suite(void)
         tc, restart_restores_pending_and_finished_jobs_and_continues_ids);
     tcase_add_test(tc, ids_are_never_given_twice_once_their_rows_are_deleted);
     tcase_add_test(tc, newer_schema_is_refused_at_start);
-    tcase_add_test(tc, second_node_on_a_schema_is_refused);
+    tcase_add_test(tc, second_node_of_the_same_name_is_refused);
     tcase_add_test(tc,
                    server_stopped_nowait_refused_put_waits_until_it_is_back);
     tcase_add_test(tc, backlog_while_disconnected_is_one_write_per_job);

@@ -59,9 +59,33 @@ START_TEST(plan_from_nothing_creates_every_version_and_records_it)
     ck_assert_ptr_nonnull(strstr(v[1], "CREATE TABLE q1.jobs ("));
     ck_assert_ptr_nonnull(strstr(v[1], "nextval('q1.job_seq')"));
     ck_assert_str_eq(v[n - 1],
-                     "INSERT INTO q1.schema_version (version) VALUES (1)");
+                     "INSERT INTO q1.schema_version (version) VALUES (2)");
     for (size_t i = 0; i < n; i++)
         ck_assert_msg(strstr(v[i], "@S") == NULL, "%s", v[i]);
+    aq_pg_sql_free(v, n);
+}
+END_TEST
+
+/* Version 2 (nodes share the jobs): the pool's index replaces the ready
+ * one, held rows are found by node, pauses get a table. */
+START_TEST(plan_from_one_makes_the_pool_of_version_two)
+{
+    struct aq_error err;
+    size_t n;
+    char **v;
+
+    ck_assert_int_ge(aq_pg_schema_latest(), 2);
+    ck_assert_int_eq(aq_pg_schema_plan("q1", 1, &v, &n, &err), 0);
+    ck_assert_uint_eq(n, count_statements(1));
+    ck_assert_str_eq(v[0], "DROP INDEX q1.jobs_ready");
+    ck_assert_str_eq(v[1], "CREATE INDEX jobs_pool ON q1.jobs (queue, "
+                           "priority, seq) WHERE state = 2 AND node IS NULL");
+    ck_assert_str_eq(v[2], "CREATE INDEX jobs_held ON q1.jobs (node, state) "
+                           "WHERE state < 4 AND node IS NOT NULL");
+    ck_assert_str_eq(v[3], "CREATE TABLE q1.queues (name text PRIMARY KEY, "
+                           "paused boolean NOT NULL DEFAULT false)");
+    ck_assert_str_eq(v[4],
+                     "INSERT INTO q1.schema_version (version) VALUES (2)");
     aq_pg_sql_free(v, n);
 }
 END_TEST
@@ -134,11 +158,14 @@ END_TEST
 START_TEST(lock_keys_are_stable_and_distinct)
 {
     /* The values other nodes (of any build) compute: never change them. */
-    ck_assert_int_eq(aq_pg_node_lock_key("asyncq"),
-                     aq_pg_node_lock_key("asyncq"));
-    ck_assert_int_ne(aq_pg_node_lock_key("asyncq"),
-                     aq_pg_node_lock_key("asyncq2"));
-    ck_assert_int_ne(aq_pg_node_lock_key("asyncq"),
+    ck_assert_int_eq(aq_pg_node_lock_key("asyncq", "n1"),
+                     aq_pg_node_lock_key("asyncq", "n1"));
+    ck_assert_int_ne(aq_pg_node_lock_key("asyncq", "n1"),
+                     aq_pg_node_lock_key("asyncq2", "n1"));
+    /* one lock per node name: nodes of other names run beside it */
+    ck_assert_int_ne(aq_pg_node_lock_key("asyncq", "n1"),
+                     aq_pg_node_lock_key("asyncq", "n2"));
+    ck_assert_int_ne(aq_pg_node_lock_key("asyncq", "n1"),
                      aq_pg_migrate_lock_key("asyncq"));
 }
 END_TEST
@@ -224,6 +251,7 @@ pg_schema_suite(void)
 
     tcase_add_test(tc, versions_ascend_from_one_without_gaps);
     tcase_add_test(tc, plan_from_nothing_creates_every_version_and_records_it);
+    tcase_add_test(tc, plan_from_one_makes_the_pool_of_version_two);
     tcase_add_test(tc, plan_at_the_latest_version_is_empty);
     tcase_add_test(tc, newer_schema_is_refused_naming_both_versions);
     tcase_add_test(tc, prelude_locks_creates_and_reads_the_version_last);
