@@ -45,6 +45,7 @@
 #define TOKEN_MAX 4096
 #define KILL_ALL_TIMEOUT_US 2000000
 #define LEFTOVER_TIMEOUT_US 5000000 /* for an earlier run's processes */
+#define CLUSTER_START_MS 10000      /* reading the queues paused elsewhere */
 
 struct daemon {
     const char *config_path;
@@ -565,6 +566,11 @@ run(struct daemon *d)
              d->base, d->broker, d->cfg->store.conninfo, d->cfg->store.schema,
              d->cfg->store.node, &err)) == NULL)
         goto fail;
+    if (d->cluster != NULL &&
+        aq_pgcluster_start(d->cluster, CLUSTER_START_MS, &err) < 0) {
+        rc = 3; /* stopped by a signal */
+        goto fail;
+    }
     aq_broker_start(d->broker);
     d->methods = aq_methods_new(d->broker, token);
     if (d->cluster != NULL)

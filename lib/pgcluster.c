@@ -19,6 +19,7 @@
 #include "pgcluster.h"
 
 #include <inttypes.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -41,7 +42,7 @@ struct aq_pgcluster {
     struct event_base *base;
     struct aq_broker *b; /* borrowed */
     struct aq_pgconn *conn;
-    char *node, *channel;
+    char *schema, *node, *channel;
     char *sql_lock, *sql_listen, *sql_sched, *sql_count, *sql_queues,
         *sql_pause;
     struct event *poll_ev, *tick_ev;
@@ -173,6 +174,8 @@ queues_cb(void *arg, const PGresult *res, const char *err)
             apply_pause(c, q, strcmp(PQgetvalue(res, i, 1), "t") == 0);
     }
     c->is_fresh = false;
+    aq_log(AQ_LOG_INFO, "cluster: postgres: %s: schema %s, node %s: listening",
+           aq_pgconn_server(c->conn), c->schema, c->node);
 }
 
 /* The pauses of a transaction that did not commit: written again, unless
@@ -416,6 +419,7 @@ aq_pgcluster_new(struct event_base *base, struct aq_broker *b,
         node = host;
     }
     c->node = xstrdup(node);
+    c->schema = xstrdup(schema);
     c->channel = xasprintf("%s_events", schema);
     c->sql_lock = xasprintf("SELECT pg_try_advisory_lock(%" PRId64 ")",
                             aq_pg_schedules_lock_key(schema));
@@ -453,6 +457,7 @@ aq_pgcluster_free(struct aq_pgcluster *c)
     json_decref(c->pauses);
     json_decref(c->sent);
     free(c->node);
+    free(c->schema);
     free(c->channel);
     free(c->sql_lock);
     free(c->sql_listen);
@@ -461,6 +466,63 @@ aq_pgcluster_free(struct aq_pgcluster *c)
     free(c->sql_queues);
     free(c->sql_pause);
     free(c);
+}
+
+struct start_wait {
+    struct aq_pgcluster *c;
+    bool is_late;
+    int sig;
+};
+
+static void
+start_late_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct start_wait *w = arg;
+
+    w->is_late = true;
+}
+
+static void
+start_signal_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct start_wait *w = arg;
+
+    w->sig = (int)fd;
+}
+
+int
+aq_pgcluster_start(struct aq_pgcluster *c, int timeout_ms, struct aq_error *err)
+{
+    struct start_wait w = {c, false, 0};
+    struct timeval tv = {timeout_ms / 1000, (timeout_ms % 1000) * 1000};
+    struct event *late = evtimer_new(c->base, start_late_cb, &w),
+                 *term = evsignal_new(c->base, SIGTERM, start_signal_cb, &w),
+                 *intr = evsignal_new(c->base, SIGINT, start_signal_cb, &w);
+
+    /* No client is served yet, no consumer waits: the loop runs the
+     * sessions' events only. */
+    evtimer_add(late, &tv);
+    event_add(term, NULL);
+    event_add(intr, NULL);
+    while ((c->is_fresh || !aq_pgconn_is_ready(c->conn)) && !w.is_late &&
+           w.sig == 0)
+        event_base_loop(c->base, EVLOOP_ONCE);
+    event_free(late);
+    event_free(term);
+    event_free(intr);
+    if (w.sig != 0) {
+        aq_error_set(err, AQ_ERR_SHUTTING_DOWN,
+                     "cluster: postgres: stopped by %s before the paused "
+                     "queues were read",
+                     w.sig == SIGTERM ? "SIGTERM" : "SIGINT");
+        return -1;
+    }
+    if (w.is_late)
+        aq_log(AQ_LOG_WARN,
+               "cluster: postgres: the paused queues not read within %d ms: "
+               "queues start as configured, paused ones pause once read",
+               timeout_ms);
+    return 0;
 }
 
 void

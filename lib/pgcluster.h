@@ -34,6 +34,12 @@ struct aq_pgcluster *aq_pgcluster_new(struct event_base *base,
                                       struct aq_broker *b, const char *conninfo,
                                       const char *schema, const char *node,
                                       struct aq_error *err);
+/* Before the broker starts: runs the loop until the session has read
+ * S.queues (queues paused by other nodes start paused), at most
+ * timeout_ms (then logged, and they pause once read). -1 with err
+ * (AQ_ERR_SHUTTING_DOWN) when SIGTERM or SIGINT came meanwhile. */
+int aq_pgcluster_start(struct aq_pgcluster *c, int timeout_ms,
+                       struct aq_error *err);
 /* NULL is fine. Ends the session: another node may lead from then on. */
 void aq_pgcluster_free(struct aq_pgcluster *c);
 

@@ -6,13 +6,17 @@
  * from the last fire in S.schedules (catch_up, and overlap with a job
  * another node runs); pause and resume reach a node by NOTIFY, are
  * written to S.queues and read back by a node started later; maxsize
- * counts the unfinished rows other nodes hold. The other nodes are the
- * test's own session (locks, rows, NOTIFY) where one asyncqd is enough.
- * One server for the suite, a schema per test; nodes poll every 100 ms
- * (ASYNCQ_PG_POLL_MS). Skipped, saying why, only when PostgreSQL 15
+ * counts the unfinished rows other nodes hold. First with one asyncqd
+ * and the test's own session as the other nodes (locks, rows, NOTIFY),
+ * then with two or three asyncqd nodes: one fire per second, also after
+ * kill -9 of the leader; a pause on one node stops another's consumers;
+ * maxsize bounds puts across nodes. One server for the suite, a schema
+ * per test; nodes poll and beat every 100 ms (ASYNCQ_PG_POLL_MS,
+ * ASYNCQ_PG_LEASE_RENEW_MS). Skipped, saying why, only when PostgreSQL 15
  * cannot be installed.
  */
 #include <check.h>
+#include <signal.h>
 #include <poll.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -39,6 +43,8 @@ suite_setup(void)
     pg = bbpg_new();
     bbpg_start(pg, false);
     setenv("ASYNCQ_PG_POLL_MS", "100", 1);
+    /* Nodes see each other (and give puts to the pool) within 3 of these. */
+    setenv("ASYNCQ_PG_LEASE_RENEW_MS", "100", 1);
 }
 
 static void
@@ -170,13 +176,19 @@ pause_is(void *arg)
     return queue_paused(w->c, w->queue) == w->paused;
 }
 
+/* Polls until queue's paused is paused on d (c: a connection to it). */
 static void
-await_paused(struct bb_conn *c, const char *queue, bool paused)
+await_paused(struct bb_daemon *d, struct bb_conn *c, const char *queue,
+             bool paused)
 {
     struct pause_want w = {c, queue, paused};
+    char *log;
 
-    ck_assert_msg(bb_poll(pause_is, &w, ROW_MS), "queue %s: paused is not %s",
-                  queue, paused ? "true" : "false");
+    if (bb_poll(pause_is, &w, ROW_MS))
+        return;
+    log = bb_log(d);
+    ck_abort_msg("queue %s: paused is not %s; log:\n%s", queue,
+                 paused ? "true" : "false", log);
 }
 
 struct job_left {
@@ -193,18 +205,6 @@ job_left_pending(void *arg)
 
     json_decref(st);
     return left;
-}
-
-/* S.queues comes with schema v2 (lib/pg_schema.c); made here until then,
- * once the node made the schema. */
-static void
-ensure_queues_table(const char *schema)
-{
-    await_int(1, "SELECT count(*) FROM pg_namespace WHERE nspname = '%s'",
-              schema);
-    db_exec("CREATE TABLE IF NOT EXISTS %s.queues (name text PRIMARY KEY, "
-            "paused boolean NOT NULL DEFAULT false)",
-            schema);
 }
 
 /* A row of schema's jobs for a job of another node: queue, state,
@@ -243,7 +243,6 @@ START_TEST(schedules_fire_on_the_lock_holder_from_the_last_fire_read)
                            "'consumers': 1}}, 'schedules': {'tick': "
                            "{'cron': '@every 1s'}}");
     c = bb_connect(d);
-    ensure_queues_table("t_lead");
     insert_job("t_lead", 900001, "default", 3, "gone");
     db_exec("INSERT INTO t_lead.schedules VALUES ('tick', now() - interval "
             "'10 seconds', 900001)");
@@ -290,9 +289,8 @@ START_TEST(pause_and_resume_reach_every_node)
         return;
     d = bbpg_cluster_start(pg, "t_pause", "n1", rest);
     c = bb_connect(d);
-    ensure_queues_table("t_pause");
     db_exec("SELECT pg_notify('t_pause_events', 'P work')");
-    await_paused(c, "work", true);
+    await_paused(d, c, "work", true);
     id = bb_put_job(c, bb_jsonq("{'queue': 'work'}"), 5000);
     left = (struct job_left){c, id};
     ck_assert_msg(!bb_poll(job_left_pending, &left, QUIET_MS),
@@ -327,7 +325,7 @@ START_TEST(pause_and_resume_reach_every_node)
     /* Started while paused: paused. */
     d = bbpg_cluster_start(pg, "t_pause", "n1", rest);
     c = bb_connect(d);
-    await_paused(c, "work", true);
+    await_paused(d, c, "work", true);
     id = bb_put_job(c, bb_jsonq("{'queue': 'work'}"), 5000);
     left = (struct job_left){c, id};
     ck_assert(!bb_poll(job_left_pending, &left, QUIET_MS));
@@ -356,7 +354,6 @@ START_TEST(maxsize_counts_the_jobs_other_nodes_hold)
                            "{'kind': 'echo', 'consumers': 0, 'maxsize': 2}}");
     c = bb_connect(d);
     p = bb_connect(d);
-    ensure_queues_table("t_max");
     insert_job("t_max", 900001, "cap", 2, "other");
     insert_job("t_max", 900002, "cap", 3, "other");
     ck_assert(bb_log_wait(d, "cluster: queue cap: 2 unfinished jobs", ROW_MS));
@@ -378,18 +375,223 @@ START_TEST(maxsize_counts_the_jobs_other_nodes_hold)
 }
 END_TEST
 
+/* ---- several asyncqd nodes ---- */
+
+#define TICK_REST                                                              \
+    "'queues': {'default': {'kind': 'echo', 'consumers': 1}}, "                \
+    "'schedules': {'tick': {'cron': '@every 1s'}}"
+
+/* Seconds in which tick made more than one job (each fire is one job put
+ * at its second; a catch_up fire after a takeover is in a second the
+ * previous leader did not fire in). */
+#define TWICE_SQL                                                              \
+    "SELECT count(*) FROM (SELECT 1 FROM t_once.jobs WHERE name = 'tick' "     \
+    "GROUP BY date_trunc('second', created) HAVING count(*) > 1) AS x"
+
+static struct bb_daemon *
+leader_of(struct bb_daemon **d, size_t n, size_t *at)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (d[i] != NULL && bb_log_has(d[i], "schedules: this node fires")) {
+            *at = i;
+            return d[i];
+        }
+    }
+    return NULL;
+}
+
+struct leader_want {
+    struct bb_daemon **d;
+    size_t n, at;
+};
+
+static bool
+has_leader(void *arg)
+{
+    struct leader_want *w = arg;
+
+    return leader_of(w->d, w->n, &w->at) != NULL;
+}
+
+/* Node seer has seen node seen (its heartbeat after seen's start):
+ * from then on it gives puts it does not run to the pool. */
+static void
+await_seen(const char *schema, const char *seer, const char *seen)
+{
+    await_int(1,
+              "SELECT (a.seen > b.started)::int FROM %s.nodes a, %s.nodes b "
+              "WHERE a.node = '%s' AND b.node = '%s'",
+              schema, schema, seer, seen);
+}
+
+/* Three nodes with the same every-second schedule: one fires, once per
+ * second. kill -9 of that one: another takes over, and from then on
+ * each second is fired once again. */
+START_TEST(schedules_fire_once_across_nodes_and_after_the_leader_dies)
+{
+    struct bb_daemon *d[3];
+    struct leader_want w = {d, 3, 0};
+    long long n;
+    size_t first;
+
+    if (!bbpg_available())
+        return;
+    d[0] = bbpg_cluster_start(pg, "t_once", "n1", TICK_REST);
+    d[1] = bbpg_cluster_start(pg, "t_once", "n2", TICK_REST);
+    d[2] = bbpg_cluster_start(pg, "t_once", "n3", TICK_REST);
+    ck_assert(bb_poll(has_leader, &w, ROW_MS));
+    first = w.at;
+    await_int(1, "SELECT (count(*) >= 4)::int FROM t_once.jobs WHERE name = "
+                 "'tick' AND state = 4");
+    ck_assert_int_eq(bbpg_int(pg, TWICE_SQL), 0);
+    for (size_t i = 0; i < 3; i++)
+        if (i != first)
+            ck_assert(!bb_log_has(d[i], "schedules: this node fires"));
+
+    bb_signal(d[first], SIGKILL);
+    ck_assert_int_eq(bb_wait_exit(d[first], ROW_MS), 128 + SIGKILL);
+    bb_free(d[first]);
+    d[first] = NULL;
+    ck_assert(bb_poll(has_leader, &w, ROW_MS));
+    ck_assert_uint_ne(w.at, first);
+    n = bbpg_int(pg, "SELECT count(*) FROM t_once.jobs WHERE name = 'tick'");
+    await_int(1,
+              "SELECT (count(*) >= %lld)::int FROM t_once.jobs WHERE name = "
+              "'tick' AND state = 4",
+              n + 4);
+    ck_assert_int_eq(bbpg_int(pg, TWICE_SQL), 0);
+    for (size_t i = 0; i < 3; i++)
+        if (d[i] != NULL)
+            ck_assert_int_eq(bb_stop(d[i]), 0);
+}
+END_TEST
+
+struct state_left {
+    json_int_t id;
+    int state;
+};
+
+static bool
+row_left_state(void *arg)
+{
+    struct state_left *l = arg;
+    long long st;
+
+    return bbpg_try_int(pg, &st,
+                        "SELECT state FROM t_share.jobs WHERE id = %lld",
+                        (long long)l->id) &&
+           st != l->state;
+}
+
+/* A pause on node A (which runs nothing of work) stops node B's
+ * consumers: a job put on A waits in the pool, B does not take it; a node
+ * C started meanwhile starts paused; a resume on A lets B run it. */
+START_TEST(pause_on_a_node_stops_the_consumers_of_another)
+{
+    struct bb_daemon *a, *b, *c3;
+    struct bb_conn *ca, *cb, *cc;
+    struct state_left left;
+    json_int_t id;
+
+    if (!bbpg_available())
+        return;
+    a = bbpg_cluster_start(pg, "t_share", "a",
+                           "'queues': {'work': {'kind': 'echo', "
+                           "'consumers': 0}}");
+    b = bbpg_cluster_start(pg, "t_share", "b",
+                           "'queues': {'work': {'kind': 'echo', "
+                           "'consumers': 1}}");
+    ca = bb_connect(a);
+    cb = bb_connect(b);
+    await_seen("t_share", "a", "b");
+    json_decref(bb_result(ca, "pause", bb_jsonq("{'queue': 'work'}")));
+    await_paused(b, cb, "work", true);
+    id = bb_put_job(ca, bb_jsonq("{'queue': 'work'}"), 5000);
+    left = (struct state_left){id, 2};
+    ck_assert_msg(!bb_poll(row_left_state, &left, QUIET_MS),
+                  "job %lld left the pool while work was paused",
+                  (long long)id);
+    c3 = bbpg_cluster_start(pg, "t_share", "c",
+                            "'queues': {'work': {'kind': 'echo', "
+                            "'consumers': 1}}");
+    cc = bb_connect(c3);
+    await_paused(c3, cc, "work", true);
+    ck_assert(!bb_poll(row_left_state, &left, QUIET_MS));
+    json_decref(bb_result(ca, "resume", bb_jsonq("{'queue': 'work'}")));
+    await_paused(b, cb, "work", false);
+    await_paused(c3, cc, "work", false);
+    await_int(4, "SELECT state FROM t_share.jobs WHERE id = %lld",
+              (long long)id);
+    bb_close(cc);
+    bb_close(cb);
+    bb_close(ca);
+    ck_assert_int_eq(bb_stop(c3), 0);
+    ck_assert_int_eq(bb_stop(b), 0);
+    ck_assert_int_eq(bb_stop(a), 0);
+}
+END_TEST
+
+/* maxsize 2 on both nodes: two jobs put on A (which runs none: they wait
+ * in the pool) fill the queue for B too: a nowait put on B is refused
+ * -32000 and a put waits, until A runs them (scaled to one consumer). */
+START_TEST(maxsize_bounds_puts_across_nodes)
+{
+    struct bb_daemon *a, *b;
+    struct bb_conn *ca, *cb, *pb;
+    json_int_t call;
+    json_t *reply;
+    static const char rest[] = "'log': {'level': 'debug'}, 'queues': {'cap': "
+                               "{'kind': 'echo', 'consumers': 0, "
+                               "'maxsize': 2}}";
+
+    if (!bbpg_available())
+        return;
+    a = bbpg_cluster_start(pg, "t_cap", "a", rest);
+    b = bbpg_cluster_start(pg, "t_cap", "b", rest);
+    ca = bb_connect(a);
+    cb = bb_connect(b);
+    pb = bb_connect(b);
+    await_seen("t_cap", "a", "b");
+    bb_put_job(ca, bb_jsonq("{'queue': 'cap'}"), 5000);
+    bb_put_job(ca, bb_jsonq("{'queue': 'cap'}"), 5000);
+    ck_assert(bb_log_wait(b, "cluster: queue cap: 2 unfinished jobs", ROW_MS));
+    ck_assert_int_eq(
+        bb_error(cb, "put", bb_jsonq("{'queue': 'cap', 'nowait': true}")),
+        -32000);
+    call = bb_send_call(pb, "put", bb_jsonq("{'queue': 'cap'}"));
+    reply = bb_wait_reply(pb, call, QUIET_MS);
+    ck_assert_msg(reply == NULL, "put on b answered while cap was full");
+    json_decref(
+        bb_result(ca, "scale", bb_jsonq("{'queue': 'cap', 'consumers': 1}")));
+    reply = bb_wait_reply(pb, call, ROW_MS);
+    ck_assert_msg(reply != NULL && json_object_get(reply, "result") != NULL,
+                  "put on b not answered once a ran the jobs");
+    json_decref(reply);
+    await_int(3, "SELECT count(*) FROM t_cap.jobs");
+    bb_close(pb);
+    bb_close(cb);
+    bb_close(ca);
+    ck_assert_int_eq(bb_stop(b), 0);
+    ck_assert_int_eq(bb_stop(a), 0);
+}
+END_TEST
+
 Suite *
 bb_pgcluster_suite(void)
 {
     Suite *s = suite_create("bb_pgcluster");
     TCase *tc = tcase_create("pgcluster");
 
-    tcase_set_timeout(tc, 120);
+    tcase_set_timeout(tc, 180);
     tcase_add_unchecked_fixture(tc, suite_setup, suite_teardown);
     tcase_add_test(tc,
                    schedules_fire_on_the_lock_holder_from_the_last_fire_read);
     tcase_add_test(tc, pause_and_resume_reach_every_node);
     tcase_add_test(tc, maxsize_counts_the_jobs_other_nodes_hold);
+    tcase_add_test(tc,
+                   schedules_fire_once_across_nodes_and_after_the_leader_dies);
+    tcase_add_test(tc, pause_on_a_node_stops_the_consumers_of_another);
+    tcase_add_test(tc, maxsize_bounds_puts_across_nodes);
     suite_add_tcase(s, tc);
     return s;
 }

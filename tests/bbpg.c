@@ -399,9 +399,14 @@ struct bb_daemon *
 bbpg_cluster_start(const struct bbpg *s, const char *schema, const char *node,
                    const char *rest)
 {
-    return bb_startq("{'store': {'kind': 'postgres', 'conninfo': '%s', "
-                     "'schema': '%s', 'node': '%s'}, %s}",
-                     s->conninfo, schema, node, rest);
+    struct bb_daemon *d =
+        bb_startq("{'store': {'kind': 'postgres', 'conninfo': '%s', "
+                  "'schema': '%s', 'node': '%s'}, %s}",
+                  s->conninfo, schema, node, rest);
+
+    ck_assert_msg(bb_log_wait(d, "cluster: postgres:", 30000),
+                  "node %s: no cluster session", node);
+    return d;
 }
 
 PGconn *

@@ -74,7 +74,8 @@ bool bbpg_try_int(const struct bbpg *s, long long *out, const char *fmt, ...)
 
 struct bb_daemon;
 /* Starts asyncqd as node on schema of s, with rest: the config's other
- * top-level fields in bb_startq's quoting ("'queues': {...}"; no %). */
+ * top-level fields in bb_startq's quoting ("'queues': {...}"; no %);
+ * returns once its cluster session (lib/pgcluster.h) LISTENs. */
 struct bb_daemon *bbpg_cluster_start(const struct bbpg *s, const char *schema,
                                      const char *node, const char *rest);
 /* A session of the test's own to s (PQfinish it), failing the test if
