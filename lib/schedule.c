@@ -315,6 +315,10 @@ store_schedule(struct sched_table *t, const char *key, int64_t fire_us,
 {
     struct aq_store *st = t->b->store;
 
+    /* Gated (several nodes): a schedule this node does not have may be
+     * another node's; its last fire stays. */
+    if (fire_us == 0 && t->is_gated)
+        return;
     if (st->ops->schedule != NULL)
         st->ops->schedule(st, key, fire_us, job);
 }
