@@ -255,6 +255,9 @@ struct aq_broker {
     /* ids from blocks a store reserves (several nodes give ids): ids up
      * to id_limit are the broker's (0: no limit), then the next block */
     uint64_t id_limit, id_next_first, id_next_last;
+    /* keyed puts waiting for the store, by their job's id (a store
+     * sharing jobs may find the key held elsewhere: aq_broker_key_taken) */
+    json_t *key_puts; /* owned; NULL until the first */
 };
 
 /* ---- jobs ---- */

@@ -232,6 +232,7 @@ aq_broker_free(struct aq_broker *b)
     records_free(b); /* after the records in it */
     aq_batches_free(b->batches);
     json_decref(b->keys);
+    json_decref(b->key_puts);
     free(b->own_addrs);
     free(b);
 }
@@ -417,6 +418,25 @@ not_durable(struct aq_error *err, uint64_t job, const struct aq_error *why)
                  why->message, (unsigned long long)job);
 }
 
+/* The key_puts entry of w's job, as a string. */
+static void
+key_put_name(char *buf, size_t n, uint64_t job)
+{
+    snprintf(buf, n, "%llu", (unsigned long long)job);
+}
+
+static void
+key_put_unfile(struct aq_put_wait *w)
+{
+    char name[24];
+
+    if (w->u.sync.b == NULL)
+        return;
+    key_put_name(name, sizeof name, w->u.sync.job);
+    json_object_del(w->u.sync.b->key_puts, name);
+    w->u.sync.b = NULL;
+}
+
 static void
 put_synced_cb(void *arg, const struct aq_error *why)
 {
@@ -424,6 +444,7 @@ put_synced_cb(void *arg, const struct aq_error *why)
     struct aq_put_result res = w->u.sync.res; /* cb may free w */
     struct aq_error err;
 
+    key_put_unfile(w);
     if (why != NULL) {
         not_durable(&err, res.job, why);
         w->cb(w->arg, -1, NULL, &err);
@@ -443,11 +464,27 @@ put_sync(struct aq_broker *b, struct aq_put_wait *w,
         return AQ_PUT_DONE;
     w->is_syncing = true;
     w->u.sync.res = *res;
+    w->u.sync.b = NULL;
+    w->u.sync.job = res->job;
     switch (b->store->ops->sync(b->store, &w->u.sync.barrier, put_synced_cb, w,
                                 &why)) {
     case 0:
         return AQ_PUT_DONE;
     case 1:
+        if (b->store->ops->give != NULL && !res->duplicate) {
+            /* A store sharing jobs: the key may be held elsewhere. */
+            struct aq_job *j = aq_idmap_get(b->jobs, res->job);
+            char name[24];
+
+            if (j != NULL && j->ext != NULL && j->ext->key != NULL) {
+                if (b->key_puts == NULL)
+                    b->key_puts = json_object();
+                key_put_name(name, sizeof name, res->job);
+                json_object_set_new(b->key_puts, name,
+                                    json_integer((json_int_t)(intptr_t)w));
+                w->u.sync.b = b;
+            }
+        }
         return AQ_PUT_PENDING;
     default:
         not_durable(err, res->job, &why);
@@ -760,6 +797,55 @@ aq_broker_given(struct aq_broker *b, uint64_t id, bool ok)
 }
 
 void
+aq_broker_key_taken(struct aq_broker *b, uint64_t id, uint64_t other,
+                    enum aq_job_state other_state)
+{
+    struct aq_job *j = aq_idmap_get(b->jobs, id);
+    struct broker_queue *bq;
+    struct aq_put_wait *w = NULL;
+    json_t *v;
+    char name[24];
+
+    if (j == NULL || aq_job_is_finished(j) || j->ext == NULL ||
+        j->ext->key == NULL)
+        return;
+    bq = job_queue(j);
+    key_put_name(name, sizeof name, id);
+    if (b->key_puts != NULL && (v = json_object_get(b->key_puts, name)) != NULL)
+        w = (struct aq_put_wait *)(intptr_t)json_integer_value(v);
+    aq_log_job(AQ_LOG_INFO, id, bq->cfg.name,
+               "job %llu: key %s is held by job %llu on another node%s",
+               (unsigned long long)id, j->ext->key, (unsigned long long)other,
+               w != NULL ? ": its put is a duplicate" : "");
+    job_key_forget(b, j);
+    free(j->ext->key);
+    j->ext->key = NULL;
+    if (w == NULL ||
+        (j->state != AQ_JOB_PENDING && j->state != AQ_JOB_DELAYED)) {
+        /* Answered already, or started: it runs, without the key. */
+        b->store->ops->requeue(b->store, j); /* its row, keyless */
+        return;
+    }
+    /* Its put is answered as a duplicate of the other job, and the job
+     * goes, row and all. */
+    key_put_unfile(w);
+    w->u.sync.res.job = other;
+    w->u.sync.res.duplicate = true;
+    w->u.sync.res.state = aq_job_state_name(other_state);
+    if (j->jseg != 0)
+        j->jseg = 0; /* given: out of the queue's items already */
+    else
+        aq_queue_remove(bq->q, &j->qi);
+    aq_queue_task_done(bq->q, NULL);
+    if (bq->n_put > 0)
+        bq->n_put--;
+    b->store->ops->remove(b->store, j);
+    job_unindex(j);
+    aq_idmap_del(b->jobs, j->id);
+    aq_job_free(j);
+}
+
+void
 aq_broker_claimed(struct aq_broker *b, struct aq_job *j)
 {
     struct broker_queue *bq = job_queue(j);
@@ -777,6 +863,7 @@ void
 aq_broker_put_cancel(struct aq_broker *b, struct aq_put_wait *w)
 {
     if (w->is_syncing) {
+        key_put_unfile(w);
         b->store->ops->sync_cancel(b->store, &w->u.sync.barrier);
         return;
     }

@@ -107,6 +107,8 @@ struct aq_put_wait {
         struct {
             struct aq_barrier barrier;
             struct aq_put_result res;
+            struct aq_broker *b; /* set while filed by its job (keyed) */
+            uint64_t job;        /* the job it queued */
         } sync;
     } u;
 };

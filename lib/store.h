@@ -171,6 +171,13 @@ void aq_broker_given(struct aq_broker *b, uint64_t id, bool ok);
 /* j, made with aq_broker_restore_add and filled (pending), was claimed
  * by this node: b queues it (its takers wake). */
 void aq_broker_claimed(struct aq_broker *b, struct aq_job *j);
+/* The idempotency key of job id is held by the live job other
+ * (other_state) of another node: a put of id still waiting for the store
+ * is answered as a duplicate of other, and id goes (the store told to
+ * remove its row); a job answered already or started keeps running
+ * without the key. */
+void aq_broker_key_taken(struct aq_broker *b, uint64_t id, uint64_t other,
+                         enum aq_job_state other_state);
 /* The finished record id, if b has it, leaves b without a word to the
  * store (another node changed its row). Returns whether it had it. */
 bool aq_broker_drop_record(struct aq_broker *b, uint64_t id);

@@ -10,7 +10,16 @@
  * succeeded. Ops stay until their commit: after a lost connection they are
  * sent again, in order, and are idempotent (upserts of whole rows,
  * deletes). At each connect the schema is migrated (lib/pg_schema.h) and
- * the node's advisory lock taken: one node per schema for now.
+ * the node's advisory lock taken: one asyncqd per (schema, node).
+ *
+ * Several nodes share a schema (docs/cluster.md): a row's node is the
+ * node holding the job, NULL for the pool. A put with no free taker here
+ * is given to the pool while other nodes run (sp_give) and forgotten once
+ * committed; a hungry queue claims pool rows (one claim in flight per
+ * queue, on this connection, its own transaction) when told ("p queue"
+ * on <schema>_events), when a taker waits, and at each poll. Writes are
+ * fenced on node. The heartbeat sweeps lost nodes' rows back to the pool;
+ * a clean close gives the held, not running, rows back.
  *
  * A row's later write replaces its earlier op not sent yet: a whole row
  * or a delete supersedes what came before it (a delete stays before a
@@ -25,10 +34,10 @@
  * S.nodes (seen) and the lease_deadline of the rows it runs: a deadline in
  * the past means the node stopped renewing it.
  *
- * Job ids are reserved in blocks in S.ids: the put of an id beyond the
- * reserved mark raises it by ID_BLOCK in the same transaction, so ids are
- * never given twice even once their rows are deleted, at the cost of one
- * statement per block; a clean close gives back what was not used.
+ * Job ids come from blocks of ID_BLOCK reserved in S.ids (one at
+ * restore, the next once half of the broker's block is given: a
+ * transaction of its own), so no two nodes give one id, even once rows
+ * are deleted; a clean close gives back what was not used.
  */
 #include <inttypes.h>
 #include <signal.h>
@@ -115,7 +124,7 @@ struct store_pg {
         *sql_read_sched, *sql_node, *sql_reserve, *sql_release, *sql_seen,
         *sql_renew, *sql_notify, *sql_claim, *sql_claim_lifo, *sql_promote,
         *sql_peers, *sql_sweep_lost, *sql_sweep_idle, *sql_give_back, *sql_gone,
-        *sql_listen, *sql_lease_own, *sql_adopt;
+        *sql_listen, *sql_lease_own, *sql_adopt, *sql_key_lock, *sql_key_taken;
     char *channel;            /* "<schema>_events" */
     struct aq_broker *broker; /* borrowed, from restore on */
     enum phase phase;
@@ -136,12 +145,13 @@ struct store_pg {
     struct aq_barrier_list barriers;
     struct event *flush_ev, *retry_ev, *renew_ev, *poll_ev, *claim_ev;
     long renew_ms, poll_ms;
-    bool is_renewing;  /* a renewal in flight */
-    bool is_sweeping;  /* a sweep of dead nodes' rows in flight */
-    bool is_polling;   /* a poll in flight */
-    bool is_reserving; /* a block of ids asked for */
-    bool has_peers;    /* other nodes were seen lately: puts may be given */
-    struct sbuf notes; /* scratch: a window's notifications */
+    bool is_renewing;    /* a renewal in flight */
+    bool is_sweeping;    /* a sweep of dead nodes' rows in flight */
+    bool is_polling;     /* a poll in flight */
+    bool is_reserving;   /* a block of ids asked for */
+    bool has_peers;      /* other nodes were seen lately: puts may be given */
+    struct sbuf notes;   /* scratch: a window's notifications */
+    struct sbuf keys[2]; /* scratch: a window's live keys, their ids */
     uint64_t last_id;
     uint64_t reserved;    /* the end of the last block of ids reserved */
     uint64_t block_first; /* restore: the first block's */
@@ -586,6 +596,70 @@ send_kind(struct store_pg *sp, struct pg_op *first, struct pg_op *end,
                            &err);
 }
 
+/* The live keys of the whole rows from first to end, and their ids,
+ * into sp->keys as array literals; how many. */
+static size_t
+live_keys(struct store_pg *sp, struct pg_op *first, struct pg_op *end)
+{
+    struct sbuf *kb = &sp->keys[0], *ib = &sp->keys[1];
+    size_t n = 0;
+
+    kb->len = ib->len = 0;
+    sb_add(kb, "{", 1);
+    sb_add(ib, "{", 1);
+    for (struct pg_op *op = first; op != end; op = TAILQ_NEXT(op, link)) {
+        if (op->kind != OP_WHOLE || op->v[15] == NULL || op->v[3][0] >= '4')
+            continue;
+        array_elem(kb, op->v[15], n == 0);
+        array_elem(ib, op->v[0], n == 0);
+        n++;
+    }
+    sb_add(kb, "}", 2);
+    sb_add(ib, "}", 2);
+    return n;
+}
+
+static int64_t col_i64(const PGresult *res, int row, int col);
+
+static void
+key_taken_cb(void *arg, const PGresult *res, const char *err)
+{
+    struct store_pg *sp = arg;
+
+    if (err != NULL || sp->broker == NULL)
+        return;
+    for (int i = 0; i < PQntuples(res); i++) {
+        int64_t st = col_i64(res, i, 2);
+
+        aq_broker_key_taken(
+            sp->broker, (uint64_t)col_i64(res, i, 0),
+            (uint64_t)col_i64(res, i, 1),
+            st >= 0 && st <= 6
+                ? (enum aq_job_state)store_state_from[pg_state_to[st]]
+                : AQ_JOB_PENDING);
+    }
+}
+
+/* Before the window's whole rows, its live keys locked; after them, the
+ * jobs whose key another job holds, told to the broker. */
+static int
+send_keys(struct store_pg *sp, bool is_after)
+{
+    const char *values[2];
+    struct aq_error err;
+
+    if (!is_after) {
+        values[0] = sp->keys[0].p;
+        values[1] = sp->schema;
+        return aq_pgconn_query(sp->conn, "aq_key_lock", sp->sql_key_lock, 2,
+                               values, NULL, NULL, &err);
+    }
+    values[0] = sp->keys[1].p;
+    values[1] = sp->keys[0].p;
+    return aq_pgconn_query(sp->conn, "aq_key_taken", sp->sql_key_taken, 2,
+                           values, key_taken_cb, sp, &err);
+}
+
 /* The notifications of the ops from first to end, sent in their
  * transaction: "p queue" for rows put in the pool, "f" once for finishes
  * and deletes (the server delivers each payload once per transaction). */
@@ -638,13 +712,21 @@ send_window(struct store_pg *sp, struct pg_op *first, struct pg_op *end)
 {
     static const uint8_t order[] = {OP_DELETE, OP_WHOLE, OP_UNSCHED, OP_SCHED};
     uint8_t nv[OP_NKINDS] = {0};
+    bool has_keys;
 
     for (struct pg_op *op = first; op != end; op = TAILQ_NEXT(op, link))
         nv[op->kind] = op->nv;
-    for (size_t i = 0; i < sizeof order; i++)
-        if (nv[order[i]] != 0 &&
-            send_kind(sp, first, end, order[i], nv[order[i]]) < 0)
+    has_keys = nv[OP_WHOLE] != 0 && live_keys(sp, first, end) > 0;
+    for (size_t i = 0; i < sizeof order; i++) {
+        if (nv[order[i]] == 0)
+            continue;
+        if (order[i] == OP_WHOLE && has_keys && send_keys(sp, false) < 0)
             return -1;
+        if (send_kind(sp, first, end, order[i], nv[order[i]]) < 0)
+            return -1;
+        if (order[i] == OP_WHOLE && has_keys && send_keys(sp, true) < 0)
+            return -1;
+    }
     return send_notes(sp, first, end);
 }
 
@@ -1558,7 +1640,8 @@ sweep(struct store_pg *sp)
     values[2] = nb->p;
     values[3] = rb->p;
     values[4] = dflt;
-    if (aq_pgconn_query(sp->conn, "aq_sweep_lost", sp->sql_sweep_lost, 5,
+    values[5] = ms;
+    if (aq_pgconn_query(sp->conn, "aq_sweep_lost", sp->sql_sweep_lost, 6,
                         values, swept_cb, sp, &e) < 0 ||
         aq_pgconn_commit(sp->conn, noop_cb, NULL, &e) < 0)
         return;
@@ -1784,6 +1867,8 @@ sp_close(struct aq_store *s)
     event_free(sp->poll_ev);
     event_free(sp->claim_ev);
     free(sp->notes.p);
+    free(sp->keys[0].p);
+    free(sp->keys[1].p);
     free(sp->channel);
     free(sp->sql_notify);
     free(sp->sql_claim);
@@ -1797,6 +1882,8 @@ sp_close(struct aq_store *s)
     free(sp->sql_listen);
     free(sp->sql_lease_own);
     free(sp->sql_adopt);
+    free(sp->sql_key_lock);
+    free(sp->sql_key_taken);
     free(sp->sql_whole);
     free(sp->sql_delete);
     free(sp->sql_sched);
@@ -1854,7 +1941,13 @@ static const char sql_whole[] =
     "SELECT id, queue, kind, state, priority, " US_TIME("due") ", "
         "attempts, retries, retried, timeout_us, " US_TIME("created") ", "
         US_TIME("started") ", " US_TIME("finished") ", node, "
-        US_TIME("lease") ", key, name, batch, after::bigint[], "
+        US_TIME("lease") ", "
+        /* a key another live job holds (another node's) is not written:
+         * never a unique violation rolling back the window */
+        "CASE WHEN t.key IS NULL OR t.state >= 4 THEN t.key WHEN EXISTS "
+        "(SELECT 1 FROM @S.jobs AS x WHERE x.key = t.key AND x.state < 4 "
+        "AND x.id <> t.id) THEN NULL ELSE t.key END, "
+        "name, batch, after::bigint[], "
         "after_policy, args, result, error_code, error_message "
     "FROM unnest($1::bigint[], $2::text[], $3::smallint[], $4::smallint[], "
         "$5::integer[], $6::bigint[], $7::integer[], $8::integer[], "
@@ -1882,10 +1975,25 @@ static const char sql_whole[] =
     /* fenced: a node writes only rows it holds (or the pool's it gave) */
     "WHERE jobs.node IS NOT DISTINCT FROM EXCLUDED.node";
 
-/* Fenced as well: rows held here, and finished rows of the pool. */
+/* Fenced as well: rows held here, and the pool's (ids this node gave). */
 static const char sql_delete[] =
     "DELETE FROM @S.jobs WHERE id = ANY($1::bigint[]) "
-    "AND (node = $2 OR (node IS NULL AND state >= 4))";
+    "AND (node = $2 OR node IS NULL)";
+
+/* The live keys of a window ($1), locked for the transaction in one
+ * order (their hashes in schema $2): nodes writing one key take turns,
+ * and the next statement's snapshot sees the other's row. */
+static const char sql_key_lock[] =
+    "SELECT pg_advisory_xact_lock(h) FROM (SELECT DISTINCT "
+    "hashtextextended($2 || k, 0) AS h FROM unnest($1::text[]) AS t(k)) AS d "
+    "ORDER BY h";
+
+/* Jobs of the window ($1 ids, $2 keys) whose key another live job holds
+ * (their rows were written without it): that job and its state. */
+static const char sql_key_taken[] =
+    "SELECT t.id, x.id, x.state FROM unnest($1::bigint[], $2::text[]) AS "
+    "t(id, key) JOIN @S.jobs AS x ON x.key = t.key AND x.state < 4 AND "
+    "x.id <> t.id";
 
 static const char sql_sched[] =
     "INSERT INTO @S.schedules (name, last_fire, last_job) "
@@ -1941,13 +2049,16 @@ static const char sql_promote[] =
     "FROM unnest($3::text[], $4::integer[]) AS q(name, r) WHERE q.name = " \
     "j.queue), $5::integer) END)"
 
-/* Running rows of other nodes whose lease passed: the attempt counts
- * (node_lost), then back to the pool, or failed when none is left; told
- * ("p queue", "f"). Returns how many, and the notifications. */
+/* Running rows of other nodes whose lease passed, or whose node was not
+ * seen for 3 heartbeats ($6 ms): the attempt counts (node_lost), then
+ * back to the pool, or failed when none is left; told ("p queue", "f").
+ * Returns how many, and the notifications. */
 static const char sql_sweep_lost[] =
-    "WITH s AS (SELECT id FROM @S.jobs WHERE state = 3 AND "
-        "lease_deadline < now() AND node IS DISTINCT FROM $1 LIMIT 1000 "
-        "FOR UPDATE SKIP LOCKED), "
+    "WITH s AS (SELECT r.id FROM @S.jobs AS r WHERE r.state = 3 AND "
+        "r.node IS DISTINCT FROM $1 AND (r.lease_deadline < now() OR NOT "
+        "EXISTS (SELECT 1 FROM @S.nodes AS o WHERE o.node = r.node AND "
+        "o.seen >= now() - $6::bigint * interval '1 millisecond')) "
+        "LIMIT 1000 FOR UPDATE OF r SKIP LOCKED), "
     "u AS (UPDATE @S.jobs AS j SET attempts = j.attempts + 1, "
         "state = CASE WHEN j.attempts + 1 <= " ROW_RETRIES " + 1 THEN 2 "
         "ELSE 5 END, "
@@ -2092,6 +2203,8 @@ aq_store_pg_open(struct event_base *base, const char *conninfo,
     sp->sql_claim = aq_pg_sql(sql_claim, schema);
     sp->sql_claim_lifo = aq_pg_sql(sql_claim_lifo, schema);
     sp->sql_adopt = aq_pg_sql(sql_adopt, schema);
+    sp->sql_key_lock = aq_pg_sql(sql_key_lock, schema);
+    sp->sql_key_taken = aq_pg_sql(sql_key_taken, schema);
     sp->sql_promote = aq_pg_sql(sql_promote, schema);
     sp->sql_peers = aq_pg_sql(sql_peers, schema);
     sp->sql_sweep_lost = aq_pg_sql(sql_sweep_lost, schema);

@@ -23,6 +23,7 @@ main(void)
     srunner_add_suite(sr, bb_badinput_suite());
     srunner_add_suite(sr, bb_journal_suite());
     srunner_add_suite(sr, bb_pgstore_suite());
+    srunner_add_suite(sr, bb_pgshare_suite());
     srunner_add_suite(sr, bb_faults_suite());
     srunner_add_suite(sr, bb_cli_suite());
     srunner_add_suite(sr, bb_cli_user_suite());

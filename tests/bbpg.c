@@ -421,3 +421,24 @@ bbpg_cluster_session(const struct bbpg *s)
                   PQerrorMessage(conn));
     return conn;
 }
+
+/* ---- core: several asyncqd nodes sharing one schema (bb.pgshare) ---- */
+
+struct bb_daemon *
+bbpg_core_node(const struct bbpg *s, const char *schema, const char *node,
+               const char *queues, int renew_ms, int poll_ms)
+{
+    char renew[24], poll[24];
+    struct bb_daemon *d;
+
+    snprintf(renew, sizeof renew, "%d", renew_ms);
+    snprintf(poll, sizeof poll, "%d", poll_ms);
+    setenv("ASYNCQ_PG_LEASE_RENEW_MS", renew, 1);
+    setenv("ASYNCQ_PG_POLL_MS", poll, 1);
+    d = bb_startq("{'store': {'kind': 'postgres', 'conninfo': '%s', "
+                  "'schema': '%s', 'node': '%s'}, 'queues': %s}",
+                  bbpg_conninfo(s), schema, node, queues);
+    unsetenv("ASYNCQ_PG_LEASE_RENEW_MS");
+    unsetenv("ASYNCQ_PG_POLL_MS");
+    return d;
+}

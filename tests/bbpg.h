@@ -82,4 +82,14 @@ struct bb_daemon *bbpg_cluster_start(const struct bbpg *s, const char *schema,
  * it cannot connect: to hold advisory locks, or LISTEN. */
 PGconn *bbpg_cluster_session(const struct bbpg *s);
 
+/* ---- core: several asyncqd nodes sharing one schema (bb.pgshare) ---- */
+
+/* asyncqd as node on schema of s, with the queues given as JSON text
+ * (with ' for ", as bb_startq), a heartbeat every renew_ms and a poll
+ * every poll_ms (ASYNCQ_PG_LEASE_RENEW_MS, ASYNCQ_PG_POLL_MS); started
+ * and answering. */
+struct bb_daemon *bbpg_core_node(const struct bbpg *s, const char *schema,
+                                 const char *node, const char *queues,
+                                 int renew_ms, int poll_ms);
+
 #endif

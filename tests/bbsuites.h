@@ -13,6 +13,7 @@ Suite *bb_lifecycle_suite(void);
 Suite *bb_badinput_suite(void);
 Suite *bb_journal_suite(void);
 Suite *bb_pgstore_suite(void);
+Suite *bb_pgshare_suite(void);
 Suite *bb_records_suite(void);
 Suite *bb_after_suite(void);
 Suite *bb_faults_suite(void);
