@@ -207,15 +207,20 @@ job_left_pending(void *arg)
     return left;
 }
 
-/* A row of schema's jobs for a job of another node: queue, state,
- * node. */
+/* A row of schema's jobs for a job of another node, alive (seen and
+ * leased an hour ahead: no node sweeps it): queue, state, node. */
 static void
 insert_job(const char *schema, long long id, const char *queue, int state,
            const char *node)
 {
+    db_exec("INSERT INTO %s.nodes (node, started, seen) VALUES ('%s', "
+            "now(), now() + interval '1 hour') ON CONFLICT (node) DO "
+            "NOTHING",
+            schema, node);
     db_exec("INSERT INTO %s.jobs (id, queue, kind, state, priority, "
-            "attempts, retries, retried, timeout_us, created, node, args) "
-            "VALUES (%lld, '%s', 0, %d, 0, 1, 0, 0, -1, now(), '%s', '{}')",
+            "attempts, retries, retried, timeout_us, created, node, "
+            "lease_deadline, args) VALUES (%lld, '%s', 0, %d, 0, 1, 0, 0, "
+            "-1, now(), '%s', now() + interval '1 hour', '{}')",
             schema, id, queue, state, node);
 }
 
