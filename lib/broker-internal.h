@@ -485,6 +485,15 @@ void aq_broker_schedules_gate(struct aq_broker *b, bool may_fire);
 void aq_broker_schedule_seen(struct aq_broker *b, const char *name,
                              size_t name_len, int64_t fire_us, uint64_t job,
                              bool is_busy);
+bool aq_broker_has_schedules(const struct aq_broker *b);
+/* The last jobs (*jobs: a new array, n of them) that overlap "skip"
+ * schedules wait for and this node does not hold: the database says when
+ * they finish. */
+size_t aq_broker_schedules_waiting(struct aq_broker *b, uint64_t **jobs);
+/* Those of jobs (n, sorted here) that finished or are gone: their
+ * schedules fire again. */
+void aq_broker_schedules_finished(struct aq_broker *b, uint64_t *jobs,
+                                  size_t n);
 
 /* ---- store.c ---- */
 

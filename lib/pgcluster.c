@@ -43,8 +43,7 @@ struct aq_pgcluster {
     struct aq_broker *b; /* borrowed */
     struct aq_pgconn *conn;
     char *schema, *node, *channel;
-    char *sql_lock, *sql_listen, *sql_sched, *sql_count, *sql_queues,
-        *sql_pause;
+    char *sql_take, *sql_listen, *sql_done, *sql_count, *sql_queues, *sql_pause;
     struct event *poll_ev, *tick_ev;
     json_t *pauses; /* queue -> paused: to write */
     json_t *sent;   /* queue -> paused: in the transaction in flight */
@@ -80,8 +79,10 @@ has_maxsize(const struct aq_broker *b)
 
 /* ---- what comes back ---- */
 
+/* The schedules lock tried, and when taken, S.schedules read: this node
+ * leads from what the previous leader fired. */
 static void
-lock_cb(void *arg, const PGresult *res, const char *err)
+take_cb(void *arg, const PGresult *res, const char *err)
 {
     struct aq_pgcluster *c = arg;
 
@@ -90,30 +91,52 @@ lock_cb(void *arg, const PGresult *res, const char *err)
             aq_log(AQ_LOG_WARN, "cluster: postgres: schedules lock: %s", err);
         return;
     }
-    c->is_locked = strcmp(PQgetvalue(res, 0, 0), "t") == 0;
+    if (PQntuples(res) == 0 || strcmp(PQgetvalue(res, 0, 0), "t") != 0)
+        return;
+    c->is_locked = true;
+    for (int i = 0; i < PQntuples(res); i++) {
+        if (PQgetisnull(res, i, 1))
+            continue; /* no schedule in the table */
+        aq_broker_schedule_seen(c->b, PQgetvalue(res, i, 1),
+                                (size_t)PQgetlength(res, i, 1),
+                                strtoll(PQgetvalue(res, i, 2), NULL, 10),
+                                strtoull(PQgetvalue(res, i, 3), NULL, 10),
+                                strcmp(PQgetvalue(res, i, 4), "t") == 0);
+    }
+    c->is_leader = true;
+    aq_broker_schedules_gate(c->b, true);
 }
 
+/* The jobs overlap waits for that finished elsewhere. */
 static void
-sched_cb(void *arg, const PGresult *res, const char *err)
+done_cb(void *arg, const PGresult *res, const char *err)
 {
     struct aq_pgcluster *c = arg;
+    uint64_t *jobs;
+    int n;
 
     if (err != NULL) {
         if (!is_lost(err))
-            aq_log(AQ_LOG_WARN, "cluster: postgres: reading schedules: %s",
-                   err);
+            aq_log(AQ_LOG_WARN, "cluster: postgres: schedules' jobs: %s", err);
         return;
     }
-    for (int i = 0; i < PQntuples(res); i++)
-        aq_broker_schedule_seen(c->b, PQgetvalue(res, i, 0),
-                                (size_t)PQgetlength(res, i, 0),
-                                strtoll(PQgetvalue(res, i, 1), NULL, 10),
-                                strtoull(PQgetvalue(res, i, 2), NULL, 10),
-                                strcmp(PQgetvalue(res, i, 3), "t") == 0);
-    if (c->is_locked && !c->is_leader) {
-        c->is_leader = true;
-        aq_broker_schedules_gate(c->b, true);
-    }
+    n = PQntuples(res);
+    jobs = xreallocarray(NULL, n > 0 ? (size_t)n : 1, sizeof *jobs);
+    for (int i = 0; i < n; i++)
+        jobs[i] = strtoull(PQgetvalue(res, i, 0), NULL, 10);
+    aq_broker_schedules_finished(c->b, jobs, (size_t)n);
+    free(jobs);
+}
+
+/* No longer leading: another node may. */
+static void
+step_down(struct aq_pgcluster *c)
+{
+    c->is_locked = false;
+    if (!c->is_leader)
+        return;
+    c->is_leader = false;
+    aq_broker_schedules_gate(c->b, false);
 }
 
 static void
@@ -232,6 +255,33 @@ send_pauses(struct aq_pgcluster *c, struct aq_error *err)
     return 0;
 }
 
+/* The schedules' jobs this leader waits for (overlap) and does not hold:
+ * which finished. */
+static int
+send_waiting(struct aq_pgcluster *c, struct aq_error *err)
+{
+    uint64_t *jobs;
+    size_t n = aq_broker_schedules_waiting(c->b, &jobs);
+    const char *values[1];
+    char *text, *p;
+    int rc;
+
+    if (n == 0)
+        return 0;
+    p = text = xmalloc(n * 21 + 3);
+    *p++ = '{';
+    for (size_t i = 0; i < n; i++)
+        p += sprintf(p, "%s%" PRIu64, i > 0 ? "," : "", jobs[i]);
+    *p++ = '}';
+    *p = '\0';
+    free(jobs);
+    values[0] = text;
+    rc = aq_pgconn_query(c->conn, "aq_cl_done", c->sql_done, 1, values, done_cb,
+                         c, err);
+    free(text);
+    return rc;
+}
+
 static int
 send_count(struct aq_pgcluster *c, struct aq_error *err)
 {
@@ -263,6 +313,7 @@ tick_cb(evutil_socket_t fd, short what, void *arg)
 {
     struct aq_pgcluster *c = arg;
     bool is_poll = c->want_poll, is_count = c->want_count;
+    bool has_sched = aq_broker_has_schedules(c->b);
     struct aq_error err;
 
     if (c->is_busy || !aq_pgconn_is_ready(c->conn))
@@ -279,13 +330,17 @@ tick_cb(evutil_socket_t fd, short what, void *arg)
     if (c->is_fresh && aq_pgconn_query(c->conn, NULL, c->sql_queues, 0, NULL,
                                        queues_cb, c, &err) < 0)
         goto fail;
-    if (is_poll && !c->is_locked &&
-        aq_pgconn_query(c->conn, NULL, c->sql_lock, 0, NULL, lock_cb, c, &err) <
+    if (is_poll && !c->is_locked && has_sched &&
+        aq_pgconn_query(c->conn, NULL, c->sql_take, 0, NULL, take_cb, c, &err) <
             0)
         goto fail;
-    if ((is_poll || c->is_fresh) &&
-        aq_pgconn_query(c->conn, "aq_cl_sched", c->sql_sched, 0, NULL, sched_cb,
-                        c, &err) < 0)
+    if (is_poll && c->is_locked && !has_sched) { /* all gone at a reload */
+        if (aq_pgconn_query(c->conn, NULL, "SELECT pg_advisory_unlock_all()", 0,
+                            NULL, NULL, NULL, &err) < 0)
+            goto fail;
+        step_down(c);
+    }
+    if (is_poll && c->is_leader && send_waiting(c, &err) < 0)
         goto fail;
     if ((is_poll || is_count) && has_maxsize(c->b) && send_count(c, &err) < 0)
         goto fail;
@@ -326,14 +381,11 @@ lost_hook(struct aq_pgconn *conn, const char *why, void *arg)
     struct aq_pgcluster *c = arg;
 
     c->is_busy = false;
-    c->is_locked = false;
-    if (c->is_leader) {
-        c->is_leader = false;
+    if (c->is_leader)
         aq_log(AQ_LOG_WARN,
                "cluster: postgres: session lost (%s): schedules stop here",
                why);
-        aq_broker_schedules_gate(c->b, false);
-    }
+    step_down(c);
     pauses_back(c);
 }
 
@@ -362,10 +414,20 @@ notify_hook(struct aq_pgconn *conn, const char *channel, const char *payload,
 
 /* The SQL is laid out by hand. */
 /* clang-format off */
-static const char sql_sched[] =
-    "SELECT s.name, (extract(epoch FROM s.last_fire) * 1000000)::bigint, "
-        "s.last_job, coalesce(j.state < 4, false) "
-    "FROM @S.schedules s LEFT JOIN @S.jobs j ON j.id = s.last_job";
+/* The lock tried ($K) and, only when taken, each schedule's last fire,
+ * its job, and whether that job is unfinished. */
+static const char sql_take[] =
+    "WITH l AS (SELECT pg_try_advisory_lock($K) AS got) "
+    "SELECT l.got, s.name, "
+        "(extract(epoch FROM s.last_fire) * 1000000)::bigint, s.last_job, "
+        "coalesce(j.state < 4, false) "
+    "FROM l LEFT JOIN (@S.schedules s LEFT JOIN @S.jobs j "
+        "ON j.id = s.last_job) ON l.got";
+
+/* Of the jobs $1, those finished or gone. */
+static const char sql_done[] =
+    "SELECT x FROM unnest($1::bigint[]) AS t(x) WHERE NOT EXISTS "
+        "(SELECT 1 FROM @S.jobs WHERE id = t.x AND state < 4)";
 
 /* Unfinished rows this node does not hold (in its memory: rows whose node
  * it is), by queue. */
@@ -421,10 +483,17 @@ aq_pgcluster_new(struct event_base *base, struct aq_broker *b,
     c->node = xstrdup(node);
     c->schema = xstrdup(schema);
     c->channel = xasprintf("%s_events", schema);
-    c->sql_lock = xasprintf("SELECT pg_try_advisory_lock(%" PRId64 ")",
-                            aq_pg_schedules_lock_key(schema));
+    {
+        char key[24], *take = aq_pg_sql(sql_take, schema);
+        char *at = strstr(take, "$K");
+
+        snprintf(key, sizeof key, "%" PRId64, aq_pg_schedules_lock_key(schema));
+        c->sql_take =
+            xasprintf("%.*s%s%s", (int)(at - take), take, key, at + 2);
+        free(take);
+    }
     c->sql_listen = xasprintf("LISTEN \"%s_events\"", schema);
-    c->sql_sched = aq_pg_sql(sql_sched, schema);
+    c->sql_done = aq_pg_sql(sql_done, schema);
     c->sql_count = aq_pg_sql(sql_count, schema);
     c->sql_queues = aq_pg_sql(sql_queues, schema);
     c->sql_pause = aq_pg_sql(sql_pause, schema);
@@ -459,9 +528,9 @@ aq_pgcluster_free(struct aq_pgcluster *c)
     free(c->node);
     free(c->schema);
     free(c->channel);
-    free(c->sql_lock);
+    free(c->sql_take);
     free(c->sql_listen);
-    free(c->sql_sched);
+    free(c->sql_done);
     free(c->sql_count);
     free(c->sql_queues);
     free(c->sql_pause);

@@ -515,6 +515,56 @@ aq_broker_schedule_seen(struct aq_broker *b, const char *name, size_t name_len,
         s->is_last_busy = is_busy;
 }
 
+bool
+aq_broker_has_schedules(const struct aq_broker *b)
+{
+    return b->sched->n > 0;
+}
+
+size_t
+aq_broker_schedules_waiting(struct aq_broker *b, uint64_t **jobs)
+{
+    struct sched_table *t = b->sched;
+    size_t n = 0;
+
+    *jobs = NULL;
+    for (size_t i = 0; i < t->n; i++) {
+        struct schedule *s = t->byname[i];
+
+        if (!s->is_last_busy || s->cfg.is_overlap_allowed || s->last_job == 0 ||
+            aq_idmap_get(b->jobs, s->last_job) != NULL)
+            continue;
+        *jobs = xreallocarray(*jobs, n + 1, sizeof **jobs);
+        (*jobs)[n++] = s->last_job;
+    }
+    return n;
+}
+
+static int
+cmp_u64(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+
+    return (x > y) - (x < y);
+}
+
+void
+aq_broker_schedules_finished(struct aq_broker *b, uint64_t *jobs, size_t n)
+{
+    struct sched_table *t = b->sched;
+
+    if (n == 0)
+        return;
+    qsort(jobs, n, sizeof *jobs, cmp_u64);
+    for (size_t i = 0; i < t->n; i++) {
+        struct schedule *s = t->byname[i];
+
+        if (s->is_last_busy &&
+            bsearch(&s->last_job, jobs, n, sizeof *jobs, cmp_u64) != NULL)
+            s->is_last_busy = false;
+    }
+}
+
 void
 aq_broker_schedules_gate(struct aq_broker *b, bool may_fire)
 {
