@@ -369,6 +369,40 @@ job_gives(struct aq_broker *b, struct broker_queue *bq, struct aq_job *j)
            b->store->ops->give(b->store, j, bq->cfg.name);
 }
 
+/* Whether one of j's after ids names a job this node does not hold
+ * (another node's: the put checked that the store shares jobs). */
+static bool
+deps_elsewhere(struct aq_broker *b, const struct aq_job *j)
+{
+    const struct aq_job_deps *d = j->ext->deps;
+
+    for (uint32_t i = 0; i < d->nafter; i++)
+        if (aq_idmap_get(b->jobs, d->after[i]) == NULL)
+            return true;
+    return false;
+}
+
+/* j waits on jobs of other nodes: it is given to the pool, waiting (the
+ * database releases it once they all finished: lib/store_pg.c). Returns
+ * whether it was given. */
+static bool
+job_gives_waiting(struct aq_broker *b, struct broker_queue *bq,
+                  struct aq_job *j)
+{
+    int64_t due = aq_queue_item_due_us(&j->qi);
+    enum aq_job_state was = j->state;
+
+    j->ext->due_us =
+        due == 0 ? 0 : aq_clock_wall_us() + (due - aq_clock_mono_us());
+    job_set_state(j, AQ_JOB_WAITING);
+    if (!b->store->ops->give(b->store, j, bq->cfg.name)) {
+        job_set_state(j, was);
+        return false;
+    }
+    aq_queue_remove(bq->q, &j->qi); /* counted until given */
+    return true;
+}
+
 /* j has just been queued: it gets its id and becomes known. may_give:
  * the put may go to the other nodes (not one that waits for its job). */
 static void
@@ -385,6 +419,14 @@ job_queued(struct aq_broker *b, struct broker_queue *bq, struct aq_job *j,
         json_object_set_new(b->keys, j->ext->key,
                             json_integer((json_int_t)j->id));
     bq->n_put++;
+    if (may_give && j->ext != NULL && j->ext->deps != NULL &&
+        b->store->ops->give != NULL && deps_elsewhere(b, j) &&
+        job_gives_waiting(b, bq, j)) {
+        res->job = j->id;
+        res->duplicate = false;
+        res->state = aq_job_state_name(AQ_JOB_WAITING);
+        return;
+    }
     if (j->ext != NULL && j->ext->deps != NULL && !job_waits(b, bq, j))
         resolve =
             j->ext->deps->failed != 0 && j->ext->deps->policy == AQ_AFTER_DONE;
@@ -706,7 +748,12 @@ aq_broker_put(struct aq_broker *b, const struct aq_put *p,
         }
     }
     for (size_t i = 0; i < p->nafter; i++) {
-        if (aq_idmap_get(b->jobs, p->after[i]) == NULL) {
+        /* A job this node does not hold may be another node's: the put
+         * waits on it in the database (given, waiting), unless it must be
+         * answered at once. */
+        if (aq_idmap_get(b->jobs, p->after[i]) == NULL &&
+            (p->ack_queued || b->store->ops->shares == NULL ||
+             !b->store->ops->shares(b->store))) {
             aq_error_set(err, AQ_ERR_NO_JOB, "params.after: no such job: %llu",
                          (unsigned long long)p->after[i]);
             res->job = p->after[i];
@@ -779,6 +826,16 @@ aq_broker_given(struct aq_broker *b, uint64_t id, bool ok)
     if (j == NULL || j->jseg == 0)
         return;
     j->jseg = 0;
+    if (j->state == AQ_JOB_WAITING) {
+        /* on other nodes' jobs: the database releases it */
+        bq = job_queue(j);
+        aq_queue_task_done(bq->q, NULL);
+        job_key_forget(b, j);
+        job_unindex(j);
+        aq_idmap_del(b->jobs, j->id);
+        aq_job_free(j);
+        return;
+    }
     if (j->state != AQ_JOB_PENDING)
         return; /* cancelled meanwhile: a record here */
     bq = job_queue(j);

@@ -87,12 +87,16 @@ struct aq_store_ops {
      * at once. NULL = never unavailable. */
     const struct aq_error *(*unavailable)(const struct aq_store *s);
     /* ---- sharing jobs with other nodes (the postgres store) ---- */
-    /* Instead of put: j (pending, no dependency) is given to the other
+    /* Instead of put: j (pending, no dependency; or waiting on jobs of
+     * other nodes) is given to the other
      * nodes rather than kept; the broker keeps it out of its queue's
      * items until aq_broker_given. The store marks it given (j->jseg not
      * 0) until then. Returns false when the store keeps it after all (put
      * was not called: the caller calls it). NULL = never. */
     bool (*give)(struct aq_store *s, struct aq_job *j, const char *queue);
+    /* Whether other nodes run now (a put may then wait on jobs this node
+     * does not hold: give in state waiting). NULL = never. */
+    bool (*shares)(const struct aq_store *s);
     /* A taker of bq waits and bq has no ready job: the store may claim
      * jobs for it (aq_broker_claimed). NULL = never. */
     void (*hungry)(struct aq_store *s, struct broker_queue *bq);

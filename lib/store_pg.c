@@ -124,7 +124,8 @@ struct store_pg {
         *sql_read_sched, *sql_node, *sql_reserve, *sql_release, *sql_seen,
         *sql_renew, *sql_notify, *sql_claim, *sql_claim_lifo, *sql_promote,
         *sql_peers, *sql_sweep_lost, *sql_sweep_idle, *sql_give_back, *sql_gone,
-        *sql_listen, *sql_lease_own, *sql_adopt, *sql_key_lock, *sql_key_taken;
+        *sql_listen, *sql_lease_own, *sql_adopt, *sql_key_lock, *sql_key_taken,
+        *sql_release_waiting;
     char *channel;            /* "<schema>_events" */
     struct aq_broker *broker; /* borrowed, from restore on */
     enum phase phase;
@@ -477,6 +478,12 @@ sp_whole(struct aq_store *s, struct aq_job *j, const char *queue)
 /* A put given to the pool, while other nodes run: the row is written
  * with node NULL, and the job forgotten here once it is committed
  * (settle: aq_broker_given). A node alone keeps its jobs. */
+static bool
+sp_shares(const struct aq_store *s)
+{
+    return ((const struct store_pg *)s)->has_peers;
+}
+
 static bool
 sp_give(struct aq_store *s, struct aq_job *j, const char *queue)
 {
@@ -1515,14 +1522,27 @@ static void
 poll_cb(evutil_socket_t fd, short what, void *arg)
 {
     struct store_pg *sp = arg;
-    const char *values[] = {sp->channel};
+    struct sbuf *nb = &sp->cols[4];
+    const char *values[2];
     struct broker_queue *bq;
     struct aq_error e;
+    bool first = true;
 
     if (!sp->is_restored || sp->phase != PH_LOCKED ||
         !aq_pgconn_is_ready(sp->conn))
         return;
+    nb->len = 0;
+    sb_add(nb, "{", 1);
+    STAILQ_FOREACH (bq, &sp->broker->queues, link) {
+        array_elem(nb, bq->cfg.name, first);
+        first = false;
+    }
+    sb_add(nb, "}", 2);
+    values[0] = sp->channel;
+    values[1] = nb->p;
     if (!sp->is_polling &&
+        aq_pgconn_query(sp->conn, "aq_release_waiting", sp->sql_release_waiting,
+                        2, values, NULL, NULL, &e) == 0 &&
         aq_pgconn_query(sp->conn, "aq_promote", sp->sql_promote, 1, values,
                         NULL, NULL, &e) == 0 &&
         aq_pgconn_commit(sp->conn, polled_cb, sp, &e) == 0)
@@ -1884,6 +1904,7 @@ sp_close(struct aq_store *s)
     free(sp->sql_adopt);
     free(sp->sql_key_lock);
     free(sp->sql_key_taken);
+    free(sp->sql_release_waiting);
     free(sp->sql_whole);
     free(sp->sql_delete);
     free(sp->sql_sched);
@@ -1918,6 +1939,7 @@ static const struct aq_store_ops pg_ops = {
     .counters = sp_counters,
     .close = sp_close,
     .give = sp_give,
+    .shares = sp_shares,
     .hungry = sp_hungry,
 };
 
@@ -2041,6 +2063,32 @@ static const char sql_promote[] =
         "LIMIT 1000 FOR UPDATE SKIP LOCKED) RETURNING queue) "
     "SELECT pg_notify($1, 'p ' || queue) FROM (SELECT DISTINCT queue FROM u) "
         "AS d";
+
+/* The poll: waiting rows of the pool (of queues $2) whose dependencies
+ * all finished (or are gone) are released: cancelled (dependency_failed)
+ * under policy done when one failed or was cancelled, else delayed while
+ * their time is ahead, else ready; told. */
+static const char sql_release_waiting[] =
+    "WITH s AS (SELECT j.id, f.id AS fid, f.state AS fst FROM @S.jobs AS j "
+        "LEFT JOIN LATERAL (SELECT d.id, d.state FROM @S.jobs AS d WHERE "
+        "d.id = ANY(j.after) AND d.state IN (5, 6) ORDER BY d.id LIMIT 1) "
+        "AS f ON true WHERE j.queue = ANY($2::text[]) AND j.state = 1 AND "
+        "j.node IS NULL AND NOT EXISTS (SELECT 1 FROM @S.jobs AS d WHERE "
+        "d.id = ANY(j.after) AND d.state < 4) LIMIT 1000 FOR UPDATE OF j "
+        "SKIP LOCKED), "
+    "u AS (UPDATE @S.jobs AS j SET "
+        "state = CASE WHEN s.fid IS NOT NULL AND coalesce(j.after_policy, 0) "
+        "= 0 THEN 6 WHEN j.due > now() THEN 0 ELSE 2 END, "
+        "finished = CASE WHEN s.fid IS NOT NULL AND coalesce(j.after_policy, "
+        "0) = 0 THEN now() ELSE j.finished END, "
+        "error_code = CASE WHEN s.fid IS NOT NULL AND coalesce(j.after_policy, "
+        "0) = 0 THEN 'dependency_failed' ELSE j.error_code END, "
+        "error_message = CASE WHEN s.fid IS NOT NULL AND "
+        "coalesce(j.after_policy, 0) = 0 THEN 'job ' || s.fid || CASE s.fst "
+        "WHEN 5 THEN ' failed' ELSE ' cancelled' END ELSE j.error_message END "
+        "FROM s WHERE j.id = s.id RETURNING j.queue, j.state) "
+    "SELECT pg_notify($1, x) FROM (SELECT DISTINCT CASE WHEN state = 2 THEN "
+        "'p ' || queue ELSE 'f' END AS x FROM u WHERE state <> 0) AS d";
 
 /* The retries of row j: its own, or its queue's as configured here ($3
  * names, $4 retries), or the default ($5). */
@@ -2205,6 +2253,7 @@ aq_store_pg_open(struct event_base *base, const char *conninfo,
     sp->sql_adopt = aq_pg_sql(sql_adopt, schema);
     sp->sql_key_lock = aq_pg_sql(sql_key_lock, schema);
     sp->sql_key_taken = aq_pg_sql(sql_key_taken, schema);
+    sp->sql_release_waiting = aq_pg_sql(sql_release_waiting, schema);
     sp->sql_promote = aq_pg_sql(sql_promote, schema);
     sp->sql_peers = aq_pg_sql(sql_peers, schema);
     sp->sql_sweep_lost = aq_pg_sql(sql_sweep_lost, schema);

@@ -454,6 +454,45 @@ START_TEST(key_held_on_another_node_is_a_duplicate)
 }
 END_TEST
 
+/* A put whose after names a job this node gave away (now another node's)
+ * waits on it in the database: released once it finished, run where a
+ * taker is free. */
+START_TEST(after_a_job_of_another_node_waits_in_the_database)
+{
+    struct bb_daemon *a, *b;
+    struct bb_conn *ca;
+    json_int_t first, then;
+    json_t *r;
+
+    if (!bbpg_available())
+        return;
+    b = node("s_k", "B", "{'q': {'kind': 'sleep', 'consumers': 1}}");
+    a = node("s_k", "A", "{'q': {'kind': 'sleep', 'consumers': 0}}");
+    await_peers("s_k", 2);
+    ca = bb_connect(a);
+    first = put(ca, "{'queue': 'q', 'args': {'seconds': 0.5}}");
+    await_int(0, "SELECT count(*) FROM s_k.jobs WHERE node = 'A'");
+    r = bb_result(
+        ca, "put",
+        bb_jsonq("{'queue': 'q', 'args': {'seconds': 0}, 'after': [%lld]}",
+                 (long long)first));
+    then = json_integer_value(json_object_get(r, "job"));
+    ck_assert_str_eq(json_string_value(json_object_get(r, "state")), "waiting");
+    json_decref(r);
+    await_int(2, "SELECT count(*) FROM s_k.jobs WHERE state = 4 AND "
+                 "node = 'B'");
+    ck_assert_int_eq(bbpg_int(pg,
+                              "SELECT count(*) FROM s_k.jobs WHERE id = %lld "
+                              "AND started >= (SELECT finished FROM s_k.jobs "
+                              "WHERE id = %lld)",
+                              (long long)then, (long long)first),
+                     1);
+    bb_close(ca);
+    ck_assert_int_eq(bb_stop(a), 0);
+    ck_assert_int_eq(bb_stop(b), 0);
+}
+END_TEST
+
 Suite *
 bb_pgshare_suite(void)
 {
@@ -472,6 +511,7 @@ bb_pgshare_suite(void)
     tcase_add_test(tc, notify_c_cancels_a_job_the_node_holds);
     tcase_add_test(tc, key_held_on_another_node_is_a_duplicate);
     tcase_add_test(tc, stale_write_does_not_overwrite_a_row_another_node_took);
+    tcase_add_test(tc, after_a_job_of_another_node_waits_in_the_database);
     suite_add_tcase(s, tc);
     return s;
 }
