@@ -31,6 +31,7 @@
 #include "pgremote.h"
 #include "history.h"
 #include "metrics.h"
+#include "pgcluster.h"
 #include "proc.h"
 #include "runfile.h"
 #include "sd.h"
@@ -45,6 +46,7 @@
 #define TOKEN_MAX 4096
 #define KILL_ALL_TIMEOUT_US 2000000
 #define LEFTOVER_TIMEOUT_US 5000000 /* for an earlier run's processes */
+#define CLUSTER_START_MS 10000      /* reading the queues paused elsewhere */
 
 struct daemon {
     const char *config_path;
@@ -68,6 +70,8 @@ struct daemon {
                                  NULL without a tls section */
     struct aq_metrics *metrics;
     struct aq_history *history; /* per-second done/failed, for history */
+    /* owned: schedules, pause and maxsize across nodes (store postgres) */
+    struct aq_pgcluster *cluster;
     struct event *sigterm_ev, *sigint_ev, *sighup_ev;
     struct event *status_ev;   /* STATUS= for systemd, every second */
     struct event *watchdog_ev; /* WATCHDOG=1 at half of WatchdogSec */
@@ -568,8 +572,20 @@ run(struct daemon *d)
     rc = 1; /* the failures below are ordinary ones */
     if (procs_leftovers(d, &err) < 0)
         goto fail;
+    if (d->cfg->store.kind == AQ_STORE_POSTGRES &&
+        (d->cluster = aq_pgcluster_new(
+             d->base, d->broker, d->cfg->store.conninfo, d->cfg->store.schema,
+             d->cfg->store.node, &err)) == NULL)
+        goto fail;
+    if (d->cluster != NULL &&
+        aq_pgcluster_start(d->cluster, CLUSTER_START_MS, &err) < 0) {
+        rc = 3; /* stopped by a signal */
+        goto fail;
+    }
     aq_broker_start(d->broker);
     d->methods = aq_methods_new(d->broker, token);
+    if (d->cluster != NULL)
+        aq_methods_set_pause_hook(d->methods, aq_pgcluster_paused, d->cluster);
     /* The dashboard's chart: done/failed per second, for 15 minutes. */
     d->history = aq_history_new(aq_clock_wall_us() / 1000000 - 1);
     aq_history_start(d->history, d->base, d->broker);
@@ -643,6 +659,7 @@ daemon_free(struct daemon *d)
     aq_methods_free(d->methods);
     aq_pgremote_free(d->pgremote); /* after the calls that asked it */
     aq_history_free(d->history);
+    aq_pgcluster_free(d->cluster);
     aq_broker_free(d->broker); /* its store first: flushed and synced */
     aq_procs_free(d->procs);
     /* No child outlives the daemon, not even one that left its job's

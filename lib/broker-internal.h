@@ -475,6 +475,25 @@ void sched_stop(struct sched_table *t);
 /* SIGHUP: removed schedules stop, changed ones recompute their next
  * time, unchanged ones keep it; last fire times are kept. */
 void sched_reconfigure(struct sched_table *t, const struct aq_config *cfg);
+/* Several nodes (lib/pgcluster.c): from the first call, schedules fire
+ * only while may_fire (this node leads); opening plans every schedule
+ * again from its last fire (catch_up, as at a start). */
+void aq_broker_schedules_gate(struct aq_broker *b, bool may_fire);
+/* The database says schedule name last fired at fire_us making job (taken
+ * when later than what this node knows), which is_busy: unfinished (an
+ * overlap "skip" waits for it when this node does not hold it). */
+void aq_broker_schedule_seen(struct aq_broker *b, const char *name,
+                             size_t name_len, int64_t fire_us, uint64_t job,
+                             bool is_busy);
+bool aq_broker_has_schedules(const struct aq_broker *b);
+/* The last jobs (*jobs: a new array, n of them) that overlap "skip"
+ * schedules wait for and this node does not hold: the database says when
+ * they finish. */
+size_t aq_broker_schedules_waiting(struct aq_broker *b, uint64_t **jobs);
+/* Those of jobs (n, sorted here) that finished or are gone: their
+ * schedules fire again. */
+void aq_broker_schedules_finished(struct aq_broker *b, uint64_t *jobs,
+                                  size_t n);
 
 /* ---- store.c ---- */
 

@@ -47,6 +47,8 @@ struct aq_methods {
     int64_t started_us;         /* monotonic */
     struct aq_history *history; /* borrowed; NULL = none kept */
     struct aq_pgremote *remote; /* borrowed; NULL = this node's jobs only */
+    aq_methods_pause_fn *pause; /* NULL = pauses are this node's */
+    void *pause_arg;
 };
 
 /* params: the request's params; args: put's args as compact JSON text (p NULL
@@ -1760,6 +1762,8 @@ pause_or_resume(struct aq_methods *m, struct aq_call *call,
         aq_call_fail(call, params->err);
         return;
     }
+    if (m->pause != NULL)
+        m->pause(m->pause_arg, queue, paused);
     aq_call_reply(call,
                   json_pack("{s:s,s:b}", "queue", queue, "paused", paused));
 }
@@ -1992,6 +1996,14 @@ void
 aq_methods_set_remote(struct aq_methods *m, struct aq_pgremote *r)
 {
     m->remote = r;
+}
+
+void
+aq_methods_set_pause_hook(struct aq_methods *m, aq_methods_pause_fn *fn,
+                          void *arg)
+{
+    m->pause = fn;
+    m->pause_arg = arg;
 }
 
 void

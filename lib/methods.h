@@ -29,6 +29,11 @@ void aq_methods_set_history(struct aq_methods *m, struct aq_history *h);
  * it always (docs/cluster.md, "Methods across nodes"). */
 struct aq_pgremote;
 void aq_methods_set_remote(struct aq_methods *m, struct aq_pgremote *r);
+/* pause and resume call fn once they changed this node's queue (to share
+ * the change with other nodes: lib/pgcluster.c); NULL: none. */
+typedef void aq_methods_pause_fn(void *arg, const char *queue, bool paused);
+void aq_methods_set_pause_hook(struct aq_methods *m, aq_methods_pause_fn *fn,
+                               void *arg);
 
 /* The server's ops (lib/server.h), with a struct aq_methods as their arg.
  * request: -32601 for a method that does not exist (whatever its params),

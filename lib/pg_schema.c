@@ -213,3 +213,9 @@ aq_pg_migrate_lock_key(const char *schema)
 {
     return lock_key("asyncq migrate:", schema);
 }
+
+int64_t
+aq_pg_schedules_lock_key(const char *schema)
+{
+    return lock_key("asyncq schedules:", schema);
+}

@@ -48,5 +48,7 @@ void aq_pg_sql_free(char **v, size_t n); /* NULL is fine */
  * Stable across versions and machines (FNV-1a of the names). */
 int64_t aq_pg_node_lock_key(const char *schema, const char *node);
 int64_t aq_pg_migrate_lock_key(const char *schema);
+/* Held by the node whose schedules fire (lib/pgcluster.c). */
+int64_t aq_pg_schedules_lock_key(const char *schema);
 
 #endif

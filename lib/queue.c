@@ -51,6 +51,7 @@ struct aq_queue {
     struct event_base *base; /* borrowed */
     struct aq_queue_opts opts;
     size_t nready, unfinished;
+    size_t outside; /* unfinished items elsewhere: count toward maxsize */
     bool is_shutdown, wake_pending, in_dispatch;
 
     /* ready items: buckets in a min-heap by priority, found by hash */
@@ -486,7 +487,8 @@ wake_schedule(struct aq_queue *q)
 static bool
 is_full(const struct aq_queue *q)
 {
-    return q->opts.maxsize != 0 && q->unfinished >= q->opts.maxsize;
+    return q->opts.maxsize != 0 &&
+           q->unfinished + q->outside >= q->opts.maxsize;
 }
 
 /* Items taken by get or remove and not yet task_done. */
@@ -864,6 +866,21 @@ aq_queue_set_maxsize(struct aq_queue *q, size_t maxsize)
 {
     q->opts.maxsize = maxsize;
     counts_changed(q);
+}
+
+void
+aq_queue_set_outside(struct aq_queue *q, size_t n)
+{
+    if (q->outside == n)
+        return;
+    q->outside = n;
+    counts_changed(q);
+}
+
+size_t
+aq_queue_outside(const struct aq_queue *q)
+{
+    return q->outside;
 }
 
 size_t

@@ -159,6 +159,13 @@ void aq_queue_shutdown(struct aq_queue *q, bool immediate);
 /* Changes maxsize (0 = unbounded); waiting putters that now fit go on. */
 void aq_queue_set_maxsize(struct aq_queue *q, size_t maxsize);
 
+/* n unfinished items this queue does not hold (held elsewhere: other
+ * asyncqd nodes sharing the queue) count toward maxsize with its own:
+ * puts wait (or are FULL) while both reach it; putters that now fit go
+ * on when n drops. 0 (the default) is none. */
+void aq_queue_set_outside(struct aq_queue *q, size_t n);
+size_t aq_queue_outside(const struct aq_queue *q);
+
 size_t aq_queue_qsize(const struct aq_queue *q);      /* ready items */
 size_t aq_queue_delayed(const struct aq_queue *q);    /* delayed items */
 size_t aq_queue_unfinished(const struct aq_queue *q); /* put, not done */

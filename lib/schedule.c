@@ -13,6 +13,14 @@
  * read against the wall clock again: a clock set back re-arms the timer
  * for what is left; a clock set forward past more than one due time of a
  * schedule counts as missed times (catch_up), noticed when the timer fires.
+ *
+ * Several nodes (lib/pgcluster.c): a gate (aq_broker_schedules_gate)
+ * lets only the leader fire. Closed, the timer is not armed; opened, every
+ * schedule plans again from its last fire, which the leader has just read
+ * from the database (aq_broker_schedule_seen): the takeover is a restart
+ * of the one daemon for catch_up and overlap. A previous job this node
+ * does not hold counts as unfinished until the database says it is
+ * finished (aq_broker_schedule_seen's is_busy).
  */
 #include <limits.h>
 #include <math.h>
@@ -42,6 +50,7 @@ struct schedule {
     size_t heap_at;                /* NOT_IN_HEAP when not waiting */
     bool is_missed;                /* next_s is a time missed while down */
     bool is_refusal_logged;        /* until a fire succeeds again */
+    bool is_last_busy;             /* gated: last_job unfinished elsewhere */
 };
 
 struct heap_ent {
@@ -60,6 +69,8 @@ struct sched_table {
     size_t nzones;
     json_t *restored; /* key -> [fire_us, job] of unknown keys */
     bool is_started, is_stopped;
+    bool is_gated; /* aq_broker_schedules_gate was called */
+    bool may_fire; /* if gated: this node fires (the leader) */
 };
 
 /* ---- the heap ---- */
@@ -164,7 +175,8 @@ arm(struct sched_table *t)
     int64_t delay_us;
     struct timeval tv;
 
-    if (!t->is_started || t->is_stopped || t->nheap == 0) {
+    if (!t->is_started || t->is_stopped || t->nheap == 0 ||
+        (t->is_gated && !t->may_fire)) {
         evtimer_del(t->timer);
         return;
     }
@@ -303,6 +315,10 @@ store_schedule(struct sched_table *t, const char *key, int64_t fire_us,
 {
     struct aq_store *st = t->b->store;
 
+    /* Gated (several nodes): a schedule this node does not have may be
+     * another node's; its last fire stays. */
+    if (fire_us == 0 && t->is_gated)
+        return;
     if (st->ops->schedule != NULL)
         st->ops->schedule(st, key, fire_us, job);
 }
@@ -330,8 +346,9 @@ fire(struct sched_table *t, struct schedule *s, int64_t fire_us)
     struct aq_job *prev;
 
     if (!sc->is_overlap_allowed && s->last_job != 0 &&
-        (prev = aq_idmap_get(b->jobs, s->last_job)) != NULL &&
-        !aq_job_is_finished(prev)) {
+        ((prev = aq_idmap_get(b->jobs, s->last_job)) != NULL
+             ? !aq_job_is_finished(prev)
+             : s->is_last_busy)) {
         s->skipped++;
         aq_log(AQ_LOG_DEBUG,
                "schedule %s: skipped, job %llu is not finished (overlap "
@@ -351,6 +368,7 @@ fire(struct sched_table *t, struct schedule *s, int64_t fire_us)
     s->fired++;
     s->last_us = fire_us;
     s->last_job = res.job;
+    s->is_last_busy = t->is_gated; /* until the database says finished */
     store_schedule(t, sc->key, fire_us, res.job);
     aq_log_job(AQ_LOG_DEBUG, res.job, sc->queue, "schedule %s: job %llu put",
                sc->key, (unsigned long long)res.job);
@@ -467,6 +485,13 @@ aq_broker_restore_schedule(struct aq_broker *b, const char *name,
     struct sched_table *t = b->sched;
     struct schedule *s = find(t, name, name_len);
 
+    if (t->is_started) { /* a leader's read (lib/pgcluster.c) */
+        if (s != NULL && fire_us > s->last_us) {
+            s->last_us = fire_us;
+            s->last_job = job;
+        }
+        return;
+    }
     if (s != NULL) {
         s->last_us = fire_us;
         s->last_job = fire_us != 0 ? job : 0;
@@ -477,6 +502,89 @@ aq_broker_restore_schedule(struct aq_broker *b, const char *name,
         json_object_setn_new(t->restored, name, name_len, json_true());
     else
         json_object_deln(t->restored, name, name_len);
+}
+
+void
+aq_broker_schedule_seen(struct aq_broker *b, const char *name, size_t name_len,
+                        int64_t fire_us, uint64_t job, bool is_busy)
+{
+    struct schedule *s = find(b->sched, name, name_len);
+
+    aq_broker_restore_schedule(b, name, name_len, fire_us, job);
+    if (s != NULL && s->last_job == job)
+        s->is_last_busy = is_busy;
+}
+
+bool
+aq_broker_has_schedules(const struct aq_broker *b)
+{
+    return b->sched->n > 0;
+}
+
+size_t
+aq_broker_schedules_waiting(struct aq_broker *b, uint64_t **jobs)
+{
+    struct sched_table *t = b->sched;
+    size_t n = 0;
+
+    *jobs = NULL;
+    for (size_t i = 0; i < t->n; i++) {
+        struct schedule *s = t->byname[i];
+
+        if (!s->is_last_busy || s->cfg.is_overlap_allowed || s->last_job == 0 ||
+            aq_idmap_get(b->jobs, s->last_job) != NULL)
+            continue;
+        *jobs = xreallocarray(*jobs, n + 1, sizeof **jobs);
+        (*jobs)[n++] = s->last_job;
+    }
+    return n;
+}
+
+static int
+cmp_u64(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+
+    return (x > y) - (x < y);
+}
+
+void
+aq_broker_schedules_finished(struct aq_broker *b, uint64_t *jobs, size_t n)
+{
+    struct sched_table *t = b->sched;
+
+    if (n == 0)
+        return;
+    qsort(jobs, n, sizeof *jobs, cmp_u64);
+    for (size_t i = 0; i < t->n; i++) {
+        struct schedule *s = t->byname[i];
+
+        if (s->is_last_busy &&
+            bsearch(&s->last_job, jobs, n, sizeof *jobs, cmp_u64) != NULL)
+            s->is_last_busy = false;
+    }
+}
+
+void
+aq_broker_schedules_gate(struct aq_broker *b, bool may_fire)
+{
+    struct sched_table *t = b->sched;
+    int64_t now_us = aq_clock_wall_us();
+    bool was_open = t->is_gated && t->may_fire;
+
+    t->is_gated = true;
+    t->may_fire = may_fire;
+    if (may_fire && !was_open && t->is_started) {
+        for (size_t i = 0; i < t->n; i++) {
+            plan(t->byname[i], now_us);
+            heap_place(t, t->byname[i]);
+        }
+    }
+    if (may_fire != was_open && t->n > 0)
+        aq_log(AQ_LOG_INFO, "schedules: %s",
+               may_fire ? "this node fires them (leader)"
+                        : "another node fires them");
+    arm(t);
 }
 
 void

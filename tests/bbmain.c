@@ -44,6 +44,7 @@ main(void)
     srunner_add_suite(sr, bb_schedules_suite());
     srunner_add_suite(sr, bb_pg_suite());
     srunner_add_suite(sr, bb_pgremote_suite());
+    srunner_add_suite(sr, bb_pgcluster_suite());
     srunner_run_all(sr, CK_NORMAL);
     failed = srunner_ntests_failed(sr);
     srunner_free(sr);

@@ -393,6 +393,35 @@ bbpg_try_int(const struct bbpg *s, long long *out, const char *fmt, ...)
     return ok;
 }
 
+/* ---- several nodes ---- */
+
+struct bb_daemon *
+bbpg_cluster_start(const struct bbpg *s, const char *schema, const char *node,
+                   const char *rest)
+{
+    struct bb_daemon *d =
+        bb_startq("{'store': {'kind': 'postgres', 'conninfo': '%s', "
+                  "'schema': '%s', 'node': '%s'}, %s}",
+                  s->conninfo, schema, node, rest);
+
+    ck_assert_msg(bb_log_wait(d, "cluster: postgres:", 30000),
+                  "node %s: no cluster session", node);
+    return d;
+}
+
+PGconn *
+bbpg_cluster_session(const struct bbpg *s)
+{
+    char conninfo[256];
+    PGconn *conn;
+
+    snprintf(conninfo, sizeof conninfo, "%s connect_timeout=5", s->conninfo);
+    conn = PQconnectdb(conninfo);
+    ck_assert_msg(PQstatus(conn) == CONNECTION_OK, "bbpg: port %d: %s", s->port,
+                  PQerrorMessage(conn));
+    return conn;
+}
+
 /* ---- core: several asyncqd nodes sharing one schema (bb.pgshare) ---- */
 
 struct bb_daemon *

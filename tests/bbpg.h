@@ -70,9 +70,19 @@ long long bbpg_int(const struct bbpg *s, const char *fmt, ...)
 bool bbpg_try_int(const struct bbpg *s, long long *out, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
-/* ---- core: several asyncqd nodes sharing one schema (bb.pgshare) ---- */
+/* ---- several nodes (part "cluster" of issue 17) ---- */
 
 struct bb_daemon;
+/* Starts asyncqd as node on schema of s, with rest: the config's other
+ * top-level fields in bb_startq's quoting ("'queues': {...}"; no %);
+ * returns once its cluster session (lib/pgcluster.h) LISTENs. */
+struct bb_daemon *bbpg_cluster_start(const struct bbpg *s, const char *schema,
+                                     const char *node, const char *rest);
+/* A session of the test's own to s (PQfinish it), failing the test if
+ * it cannot connect: to hold advisory locks, or LISTEN. */
+PGconn *bbpg_cluster_session(const struct bbpg *s);
+
+/* ---- core: several asyncqd nodes sharing one schema (bb.pgshare) ---- */
 
 /* asyncqd as node on schema of s, with the queues given as JSON text
  * (with ' for ", as bb_startq), a heartbeat every renew_ms and a poll

@@ -34,5 +34,6 @@ Suite *bb_rpc_suite(void);
 Suite *bb_rate_suite(void);
 Suite *bb_schedules_suite(void);
 Suite *bb_pg_suite(void);
+Suite *bb_pgcluster_suite(void);
 
 #endif

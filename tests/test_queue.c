@@ -1915,6 +1915,32 @@ START_TEST(maxsize_zero_means_unbounded)
 }
 END_TEST
 
+/* Items held elsewhere (other nodes) count toward maxsize: puts are full
+ * while both reach it, and a waiting putter goes on once they drop. */
+START_TEST(outside_items_count_toward_maxsize)
+{
+    struct aq_queue *q = queue_new(test_base, 2);
+    struct titem a = {.id = 1}, b = {.id = 2};
+    struct twait p = {.id = 1};
+
+    put_ok(q, &a, 0, 0);
+    aq_queue_set_outside(q, 1);
+    ck_assert_uint_eq(aq_queue_outside(q), 1);
+    ck_assert(aq_queue_full(q));
+    ck_assert_int_eq(aq_queue_put_nowait(q, &b.qi, 0, 0), AQ_QUEUE_FULL);
+    ck_assert_int_eq(put_wait(q, &p, &b, 0, 0), AQ_QUEUE_WAITING);
+    aq_queue_set_outside(q, 2);
+    run_for(test_base, QUIET_MS);
+    ck_assert_int_eq(p.calls, 0);
+    aq_queue_set_outside(q, 0);
+    ck_assert(run_until(test_base, &p.fired, WAIT_MS));
+    ck_assert_int_eq(p.st, AQ_QUEUE_OK);
+    assert_counts(q, 2, 0, 2); /* its own only */
+    ck_assert(aq_queue_full(q));
+    aq_queue_free(q);
+}
+END_TEST
+
 /* ---- accessors ---- */
 
 START_TEST(accessors_track_each_step_of_a_scenario)
@@ -2356,6 +2382,7 @@ queue_suite(void)
     tc = test_tcase_with_base("maxsize");
     tcase_add_test(tc, raising_maxsize_lets_waiting_putters_proceed);
     tcase_add_test(tc, maxsize_zero_means_unbounded);
+    tcase_add_test(tc, outside_items_count_toward_maxsize);
     suite_add_tcase(s, tc);
 
     tc = test_tcase_with_base("accessors");
