@@ -123,9 +123,9 @@ struct store_pg {
     char *sql_whole, *sql_delete, *sql_sched, *sql_unsched, *sql_read,
         *sql_read_sched, *sql_node, *sql_reserve, *sql_release, *sql_seen,
         *sql_renew, *sql_notify, *sql_claim, *sql_claim_lifo, *sql_promote,
-        *sql_peers, *sql_sweep_lost, *sql_sweep_idle, *sql_give_back, *sql_gone,
-        *sql_listen, *sql_lease_own, *sql_adopt, *sql_key_lock, *sql_key_taken,
-        *sql_release_waiting;
+        *sql_peers, *sql_sweep_lost, *sql_sweep_idle, *sql_sweep_records,
+        *sql_give_back, *sql_gone, *sql_listen, *sql_lease_own, *sql_adopt,
+        *sql_key_lock, *sql_key_taken, *sql_release_waiting;
     char *channel;            /* "<schema>_events" */
     struct aq_broker *broker; /* borrowed, from restore on */
     enum phase phase;
@@ -1617,6 +1617,19 @@ swept_cb(void *arg, const PGresult *res, const char *err)
 }
 
 static void
+records_swept_cb(void *arg, const PGresult *res, const char *err)
+{
+    (void)arg;
+    if (err != NULL && !is_lost(err))
+        aq_log(AQ_LOG_WARN, "store: postgres: dropping old records: %s", err);
+    else if (err == NULL && col_i64(res, 0, 0) > 0)
+        aq_log(AQ_LOG_DEBUG,
+               "store: postgres: dropped %" PRId64 " old records no node "
+               "holds",
+               col_i64(res, 0, 0));
+}
+
+static void
 sweep_done_cb(void *arg, const PGresult *res, const char *err)
 {
     ((struct store_pg *)arg)->is_sweeping = false;
@@ -1630,7 +1643,7 @@ static void
 sweep(struct store_pg *sp)
 {
     struct sbuf *nb = &sp->cols[2], *rb = &sp->cols[3];
-    char ms[24], t[24], dflt[24];
+    char ms[24], t[24], dflt[24], ttl[24], fttl[24];
     const char *values[6];
     const struct broker_queue *bq;
     struct aq_queue_config qc;
@@ -1667,7 +1680,17 @@ sweep(struct store_pg *sp)
         return;
     values[2] = ms;
     if (aq_pgconn_query(sp->conn, "aq_sweep_idle", sp->sql_sweep_idle, 3,
-                        values, swept_cb, sp, &e) == 0 &&
+                        values, swept_cb, sp, &e) < 0 ||
+        aq_pgconn_commit(sp->conn, noop_cb, NULL, &e) < 0)
+        return;
+    snprintf(ttl, sizeof ttl, "%" PRId64,
+             aq_clock_s_to_us(sp->broker->records.done.ttl_s));
+    snprintf(fttl, sizeof fttl, "%" PRId64,
+             aq_clock_s_to_us(sp->broker->records.failed.ttl_s));
+    values[0] = ttl;
+    values[1] = fttl;
+    if (aq_pgconn_query(sp->conn, "aq_sweep_records", sp->sql_sweep_records, 3,
+                        values, records_swept_cb, sp, &e) == 0 &&
         aq_pgconn_commit(sp->conn, sweep_done_cb, sp, &e) == 0)
         sp->is_sweeping = true;
 }
@@ -1897,6 +1920,7 @@ sp_close(struct aq_store *s)
     free(sp->sql_peers);
     free(sp->sql_sweep_lost);
     free(sp->sql_sweep_idle);
+    free(sp->sql_sweep_records);
     free(sp->sql_give_back);
     free(sp->sql_gone);
     free(sp->sql_listen);
@@ -2134,6 +2158,21 @@ static const char sql_sweep_idle[] =
         "FROM u WHERE state = 2) AS d) "
     "SELECT (SELECT count(*) FROM u), (SELECT count(*) FROM n)";
 
+/* Records no live node holds (ended in the database: a cancel or retry
+ * by another node's methods, a sweep, a dependency failed; or held by a
+ * node gone for good) past results.ttl ($1 us, done) or
+ * results.failed_ttl ($2 us): dropped here, as a node drops its own.
+ * Returns how many. results.max counts only what each node holds. */
+static const char sql_sweep_records[] =
+    "WITH d AS (DELETE FROM @S.jobs WHERE id IN (SELECT j.id FROM @S.jobs "
+        "AS j WHERE j.state >= 4 AND j.finished < now() - CASE WHEN "
+        "j.state = 4 THEN $1::bigint ELSE $2::bigint END * "
+        "interval '1 microsecond' AND (j.node IS NULL OR NOT EXISTS "
+        "(SELECT 1 FROM @S.nodes AS o WHERE o.node = j.node AND o.seen >= "
+        "now() - $3::bigint * interval '1 millisecond')) LIMIT 1000) "
+        "RETURNING id) "
+    "SELECT count(*) FROM d";
+
 /* A clean stop: the rows held here and not running, to the pool. */
 static const char sql_give_back[] =
     "WITH u AS (UPDATE @S.jobs SET node = NULL WHERE node = $1 AND "
@@ -2258,6 +2297,7 @@ aq_store_pg_open(struct event_base *base, const char *conninfo,
     sp->sql_peers = aq_pg_sql(sql_peers, schema);
     sp->sql_sweep_lost = aq_pg_sql(sql_sweep_lost, schema);
     sp->sql_sweep_idle = aq_pg_sql(sql_sweep_idle, schema);
+    sp->sql_sweep_records = aq_pg_sql(sql_sweep_records, schema);
     sp->sql_give_back = aq_pg_sql(sql_give_back, schema);
     sp->sql_gone = aq_pg_sql(sql_gone, schema);
     sp->sql_lease_own = aq_pg_sql(sql_lease_own, schema);

@@ -482,6 +482,38 @@ START_TEST(cancel_of_a_pool_row_ends_it_cancelled)
 }
 END_TEST
 
+/* Records no live node holds are dropped past results.ttl (done) or
+ * results.failed_ttl (failed, cancelled), as a node drops its own: those
+ * a cancel in the database ended, or a node gone for good left. */
+START_TEST(old_records_no_node_holds_are_dropped)
+{
+    struct bb_daemon *d;
+
+    if (!bbpg_available())
+        return;
+    setenv("ASYNCQ_PG_LEASE_RENEW_MS", "200", 1);
+    d = start(pg, "r_drop", "60000");
+    unsetenv("ASYNCQ_PG_LEASE_RENEW_MS");
+    put_row(pg, "r_drop", FAR + 1, "hold", 6, NULL,
+            "finished = now() - interval '8 days'");
+    put_row(pg, "r_drop", FAR + 2, "hold", 5, "'other'",
+            "finished = now() - interval '8 days'");
+    put_row(pg, "r_drop", FAR + 3, "hold", 4, "'gone'",
+            "finished = now() - interval '2 hours'");
+    put_row(pg, "r_drop", FAR + 4, "hold", 4, NULL,
+            "finished = now() - interval '10 minutes'");
+    put_row(pg, "r_drop", FAR + 5, "hold", 5, NULL,
+            "finished = now() - interval '6 days'");
+    /* dropped: the pool's past failed_ttl, the lost node's past ttl;
+     * kept: a live node's (it drops its own), those not old enough */
+    await_row(pg,
+              "SELECT string_agg((id % 10)::text, ',' ORDER BY id) FROM "
+              "r_drop.jobs",
+              "2,4,5");
+    ck_assert_int_eq(bb_stop(d), 0);
+}
+END_TEST
+
 /* A row held by another node: "c ID" asks its holder; the reply comes
  * once the holder has ended it. */
 START_TEST(cancel_of_a_held_row_asks_its_holder)
@@ -913,6 +945,7 @@ bb_pgremote_suite(void)
     tcase_add_test(tc, wait_wakes_at_the_finish_notification);
     tcase_add_test(tc, wait_and_join_wake_at_the_poll_without_notification);
     tcase_add_test(tc, cancel_of_a_pool_row_ends_it_cancelled);
+    tcase_add_test(tc, old_records_no_node_holds_are_dropped);
     tcase_add_test(tc, cancel_of_a_held_row_asks_its_holder);
     tcase_add_test(tc, retry_and_delete_of_records_another_node_wrote);
     tcase_add_test(tc, queue_wide_cancel_retry_and_delete_reach_every_row);
