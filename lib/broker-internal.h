@@ -351,6 +351,10 @@ struct aq_join *broker_join_new(struct aq_broker *b, struct broker_queue *only,
 void broker_join_free(struct aq_join *j); /* unlinked: no callback after */
 /* Fails every put waiting for room with -32010 (the broker stops). */
 void broker_putters_stop(struct aq_broker *b);
+/* Jobs a taker of bq takes ahead (a store sharing jobs keeps them at a
+ * put, claims them): as many as its consumers run in about 20 ms, by the
+ * mean run time so far, 0 to 16 (1 before any ran). */
+size_t broker_queue_ahead(const struct broker_queue *bq);
 /* A put from the daemon itself (a schedule's fire): checked as a put,
  * queued at once whatever maxsize says (as a retry), never waiting for the
  * store. 0 with *res, or -1 with err (as aq_broker_put's). */

@@ -356,16 +356,37 @@ next_id(struct aq_broker *b)
     return ++b->last_id;
 }
 
+#define AHEAD_WINDOW_US 20000 /* work a node takes ahead, per taker */
+#define AHEAD_MAX 16          /* jobs ahead per taker at most */
+
+size_t
+broker_queue_ahead(const struct broker_queue *bq)
+{
+    int64_t mean;
+
+    if (bq->run_hist.count == 0)
+        return 1;
+    mean = bq->run_hist.sum_us / (int64_t)bq->run_hist.count;
+    if (mean * AHEAD_MAX < AHEAD_WINDOW_US)
+        return AHEAD_MAX;
+    return (size_t)(AHEAD_WINDOW_US / mean);
+}
+
 /* Whether j, just queued by a put, goes to the other nodes rather than
  * staying here: a store shares jobs, the job is ready (no delay, no
- * dependency), and bq's free takers here are fewer than its ready jobs
- * with it (it would wait here). */
+ * dependency), and this node would not start it soon: its ready jobs
+ * with it outnumber its free takers plus what its consumers run within
+ * AHEAD_WINDOW_US (broker_queue_ahead: long jobs are never kept waiting
+ * here while another node may be idle). */
 static bool
 job_gives(struct aq_broker *b, struct broker_queue *bq, struct aq_job *j)
 {
     return b->store->ops->give != NULL && j->state == AQ_JOB_PENDING &&
            (j->ext == NULL || j->ext->deps == NULL) &&
-           aq_queue_qsize(bq->q) > aq_queue_getters(bq->q) &&
+           aq_queue_qsize(bq->q) >
+               aq_queue_getters(bq->q) +
+                   (size_t)(bq->target > 0 ? bq->target : 0) *
+                       broker_queue_ahead(bq) &&
            b->store->ops->give(b->store, j, bq->cfg.name);
 }
 

@@ -1435,11 +1435,16 @@ claimed_cb(void *arg, const PGresult *res, const char *err)
     event_active(sp->claim_ev, EV_TIMEOUT, 0); /* still hungry? */
 }
 
-/* Claims up to one job per free taker of bq from the pool. */
+/* Claims one job per free taker of bq from the pool, and as many ahead
+ * as they run in about 20 ms (broker_queue_ahead): the batch keeps the
+ * takers busy while the next claim waits its turn on the connection. The claim
+ * commits without waiting for its WAL flush (the next write's commit flushes
+ * it): one lost in a crash of the server leaves the row in the pool, and this
+ * node's writes of it are fenced. */
 static void
 claim_send(struct store_pg *sp, struct broker_queue *bq)
 {
-    size_t takers = aq_queue_getters(bq->q);
+    size_t takers = aq_queue_getters(bq->q) * (1 + broker_queue_ahead(bq));
     char n[24];
     const char *values[] = {sp->node, bq->cfg.name, n};
     struct claim *cl = xmalloc(sizeof *cl);
@@ -1450,7 +1455,10 @@ claim_send(struct store_pg *sp, struct broker_queue *bq)
     cl->bq = bq;
     cl->n = (int)(takers < 1 ? 1 : takers > CLAIM_MAX ? CLAIM_MAX : takers);
     snprintf(n, sizeof n, "%d", cl->n);
-    if (aq_pgconn_query(sp->conn, lifo ? "aq_claim_lifo" : "aq_claim",
+    if (aq_pgconn_query(sp->conn, "aq_claim_async",
+                        "SET LOCAL synchronous_commit = off", 0, NULL, NULL,
+                        NULL, &e) < 0 ||
+        aq_pgconn_query(sp->conn, lifo ? "aq_claim_lifo" : "aq_claim",
                         lifo ? sp->sql_claim_lifo : sp->sql_claim, 3, values,
                         claimed_cb, cl, &e) < 0) {
         free(cl);
