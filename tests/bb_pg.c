@@ -4,7 +4,8 @@
  * against the real asyncqd and real PostgreSQL 15 servers (tests/bbpg.h):
  * kill -9 of asyncqd and a new one on the same database, the server
  * restarted under producers, failover to a promoted synchronous standby
- * with 0 acknowledged jobs lost, and asyncqd started before its server.
+ * with 0 acknowledged jobs lost (two nodes sharing the schema), and
+ * asyncqd started before its server.
  * What a test asserts about the database it reads with SQL from the
  * table asyncq.jobs (schema v1: state 3 running, 4 done).
  *
@@ -34,6 +35,12 @@
 #define PG_CONFIG(rest)                                                        \
     "{'store':{'kind':'postgres','conninfo':'%s','schema':'asyncq',"           \
     "'node':'n1'},'results':{'max':1000000},'shutdown':{'grace':0.2}," rest    \
+    "}"
+
+/* The same, as node %s (after the conninfo). */
+#define PG_CONFIG_NODE(rest)                                                   \
+    "{'store':{'kind':'postgres','conninfo':'%s','schema':'asyncq',"           \
+    "'node':'%s'},'results':{'max':1000000},'shutdown':{'grace':0.2}," rest    \
     "}"
 
 /* ---- acknowledged ids ---- */
@@ -386,13 +393,17 @@ END_TEST
 
 /* ---- c. failover to a promoted synchronous standby ---- */
 
+/* Two nodes (n1, n2) share the schema, each with its producers: both
+ * reconnect through the multi-host conninfo to the promoted standby. */
 START_TEST(failover_to_a_promoted_sync_standby_loses_no_acknowledged_job)
 {
-    struct producer p;
+    static const char *const nodes[] = {"n1", "n2"};
+    struct producer p[2];
+    struct ids all = {0};
     struct bbpg *primary, *standby;
-    struct bb_daemon *d;
+    struct bb_daemon *d[2];
     char conninfo[256], server[64];
-    size_t before;
+    size_t before[2];
 
     if (!bbpg_available())
         return;
@@ -404,28 +415,44 @@ START_TEST(failover_to_a_promoted_sync_standby_loses_no_acknowledged_job)
              "host=127.0.0.1,127.0.0.1 port=%d,%d dbname=postgres "
              "user=postgres target_session_attrs=read-write",
              bbpg_port(primary), bbpg_port(standby));
-    d = bb_startq(PG_CONFIG(ECHO_QUEUE), conninfo);
-    producer_open(&p, d);
-    producer_run(&p, bb_now_ms() + PRODUCE_MS);
-    ck_assert_msg(p.acked.n > 0, "no put acknowledged before the failover");
+    for (int k = 0; k < 2; k++) {
+        d[k] = bb_startq(PG_CONFIG_NODE(ECHO_QUEUE), conninfo, nodes[k]);
+        producer_open(&p[k], d[k]);
+    }
+    for (int k = 0; k < 2; k++) {
+        producer_run(&p[k], bb_now_ms() + PRODUCE_MS);
+        ck_assert_msg(p[k].acked.n > 0,
+                      "%s: no put acknowledged before the failover", nodes[k]);
+    }
 
     bbpg_kill(primary);
-    before = p.acked.n;
+    for (int k = 0; k < 2; k++)
+        before[k] = p[k].acked.n;
     bbpg_promote(standby);
-    producer_run(&p, bb_now_ms() + PRODUCE_MS);
-    producer_finish(&p, RECOVER_MS);
-    ck_assert_msg(p.acked.n > before,
-                  "no put acknowledged after the promotion");
-    ids_assert_unique(&p.acked);
-    /* Every acknowledged commit reached the standby before its answer. */
-    assert_table_holds(standby, &p.acked);
-    await_table_count(standby, STATE_DONE, (long long)p.acked.n, RECOVER_MS);
+    for (int k = 0; k < 2; k++)
+        producer_run(&p[k], bb_now_ms() + PRODUCE_MS);
     snprintf(server, sizeof server, "127.0.0.1:%d", bbpg_port(standby));
-    ck_assert_msg(bb_log_has(d, server),
-                  "the log does not name the promoted server %s", server);
-    fprintf(stderr, "bb.pg: failover: %zu acknowledged, 0 lost\n", p.acked.n);
-    ck_assert_int_eq(bb_stop(d), 0);
-    free(p.acked.v);
+    for (int k = 0; k < 2; k++) {
+        producer_finish(&p[k], RECOVER_MS);
+        ck_assert_msg(p[k].acked.n > before[k],
+                      "%s: no put acknowledged after the promotion", nodes[k]);
+        ck_assert_msg(bb_log_has(d[k], server),
+                      "%s: the log does not name the promoted server %s",
+                      nodes[k], server);
+        for (size_t i = 0; i < p[k].acked.n; i++)
+            ids_add(&all, p[k].acked.v[i]);
+    }
+    ids_assert_unique(&all);
+    /* Every acknowledged commit reached the standby before its answer. */
+    assert_table_holds(standby, &all);
+    await_table_count(standby, STATE_DONE, (long long)all.n, RECOVER_MS);
+    fprintf(stderr, "bb.pg: failover: %zu acknowledged on 2 nodes, 0 lost\n",
+            all.n);
+    for (int k = 0; k < 2; k++) {
+        ck_assert_int_eq(bb_stop(d[k]), 0);
+        free(p[k].acked.v);
+    }
+    free(all.v);
     bbpg_free(primary);
     bbpg_free(standby);
 }
