@@ -109,6 +109,7 @@ struct pg_txn {
     TAILQ_ENTRY(pg_txn) link;
     struct store_pg *sp;
     uint64_t last_pos;
+    char *notes; /* owned: its notifications (a text array), or NULL */
 };
 TAILQ_HEAD(pg_txns, pg_txn);
 
@@ -152,6 +153,8 @@ struct store_pg {
     bool is_reserving;   /* a block of ids asked for */
     bool has_peers;      /* other nodes were seen lately: puts may be given */
     struct sbuf notes;   /* scratch: a window's notifications */
+    struct sbuf unsaid;  /* notifications committed, not sent yet */
+    bool is_notifying;   /* a transaction of notifications in flight */
     struct sbuf keys[2]; /* scratch: a window's live keys, their ids */
     uint64_t last_id;
     uint64_t reserved;    /* the end of the last block of ids reserved */
@@ -667,20 +670,18 @@ send_keys(struct store_pg *sp, bool is_after)
                            values, key_taken_cb, sp, &err);
 }
 
-/* The notifications of the ops from first to end, sent in their
- * transaction: "p queue" for rows put in the pool, "f" once for finishes
- * and deletes (the server delivers each payload once per transaction). */
-static int
-send_notes(struct store_pg *sp, struct pg_op *first, struct pg_op *end)
+/* Adds the notifications of the ops from first to end to sp->notes (a
+ * text array's elements, without braces): "p queue" for rows put in the
+ * pool, "f" once for finishes and deletes. They go out once their
+ * transaction committed (txn_notify). */
+static void
+add_notes(struct store_pg *sp, struct pg_op *first, struct pg_op *end)
 {
     struct sbuf *nb = &sp->notes;
-    const char *values[2], *last = NULL;
-    bool is_first = true, has_f = false;
-    struct aq_error err;
+    const char *last = NULL;
+    bool is_first = nb->len == 0, has_f = false;
     char note[160];
 
-    nb->len = 0;
-    sb_add(nb, "{", 1);
     for (struct pg_op *op = first; op != end; op = TAILQ_NEXT(op, link)) {
         if (op->kind == OP_DELETE ||
             (op->kind == OP_WHOLE && op->v[3][0] >= '4'))
@@ -694,17 +695,62 @@ send_notes(struct store_pg *sp, struct pg_op *first, struct pg_op *end)
             is_first = false;
         }
     }
-    if (has_f) {
+    if (has_f)
         array_elem(nb, "f", is_first);
-        is_first = false;
-    }
-    if (is_first)
-        return 0;
-    sb_add(nb, "}", 2); /* with the NUL */
+}
+
+static void noop_cb(void *arg, const PGresult *res, const char *err);
+
+static void notify_send(struct store_pg *sp);
+
+static void
+notified_cb(void *arg, const PGresult *res, const char *err)
+{
+    struct store_pg *sp = arg;
+
+    sp->is_notifying = false;
+    if (err == NULL && sp->unsaid.len != 0)
+        notify_send(sp);
+}
+
+/* The notifications committed so far, in a transaction of their own that
+ * does not wait for its WAL flush, one in flight at a time (those
+ * committed meanwhile go out together next): a NOTIFY in the writes'
+ * transaction held the server's notification lock through their flush and
+ * tripled a put's acknowledgement (0.9 -> 3 ms p50 at 1,000 puts/s). Lost
+ * with the connection, they are made up by the nodes' polls. */
+static void
+notify_send(struct store_pg *sp)
+{
+    const char *values[2];
+    struct aq_error err;
+
+    sb_add(&sp->unsaid, "}", 2); /* with the NUL */
     values[0] = sp->channel;
-    values[1] = nb->p;
-    return aq_pgconn_query(sp->conn, "aq_notify", sp->sql_notify, 2, values,
-                           NULL, NULL, &err);
+    values[1] = sp->unsaid.p;
+    if (aq_pgconn_query(sp->conn, "aq_notify_async",
+                        "SET LOCAL synchronous_commit = off", 0, NULL, NULL,
+                        NULL, &err) == 0 &&
+        aq_pgconn_query(sp->conn, "aq_notify", sp->sql_notify, 2, values, NULL,
+                        NULL, &err) == 0 &&
+        aq_pgconn_commit(sp->conn, notified_cb, sp, &err) == 0)
+        sp->is_notifying = true;
+    sp->unsaid.len = 0;
+}
+
+/* notes (a text array) of a transaction that committed: to be sent. */
+static void
+txn_notify(struct store_pg *sp, const char *notes)
+{
+    size_t n = strlen(notes);
+
+    if (n <= 2) /* "{}" */
+        return;
+    /* "{a,b}" appended as "{a,b" or ",a,b" (notify_send closes it) */
+    sb_add(&sp->unsaid, sp->unsaid.len == 0 ? "{" : ",", 1);
+    sb_add(&sp->unsaid, notes + 1, n - 2);
+    if (!sp->is_notifying)
+        notify_send(sp);
 }
 
 /* Sends the ops of one send window, first up to end, as at most one
@@ -734,7 +780,8 @@ send_window(struct store_pg *sp, struct pg_op *first, struct pg_op *end)
         if (order[i] == OP_WHOLE && has_keys && send_keys(sp, true) < 0)
             return -1;
     }
-    return send_notes(sp, first, end);
+    add_notes(sp, first, end);
+    return 0;
 }
 
 /* err says the connection was lost (lib/pgconn.h): what was sent is sent
@@ -764,6 +811,7 @@ flush_cb(evutil_socket_t fd, short what, void *arg)
     TAILQ_FOREACH (op, &sp->ops, link)
         if (op->pos > sp->sent)
             break;
+    sp->notes.len = 0;
     while (op != NULL) {
         first = op;
         while (op != NULL && op->gen == first->gen)
@@ -774,7 +822,12 @@ flush_cb(evutil_socket_t fd, short what, void *arg)
     txn = xcalloc(1, sizeof *txn);
     txn->sp = sp;
     txn->last_pos = sp->told;
+    if (sp->notes.len != 0) {
+        sb_add(&sp->notes, "}", 2); /* with the NUL */
+        txn->notes = xasprintf("{%s", sp->notes.p);
+    }
     if (aq_pgconn_commit(sp->conn, commit_cb, txn, &err) < 0) {
+        free(txn->notes);
         free(txn);
         return;
     }
@@ -814,11 +867,15 @@ commit_cb(void *arg, const PGresult *res, const char *err)
     struct pg_txn *txn = arg;
     struct store_pg *sp = txn->sp;
     uint64_t pos = txn->last_pos;
+    char *notes = txn->notes;
     struct aq_error why;
 
     TAILQ_REMOVE(&sp->txns, txn, link);
     sp->ntxns--;
     free(txn);
+    if (err == NULL && notes != NULL)
+        txn_notify(sp, notes);
+    free(notes);
     if (err == NULL) {
         sp->commits++;
         settle(sp, pos, NULL);
@@ -1910,6 +1967,7 @@ sp_close(struct aq_store *s)
         free(sp->cols[c].p);
     while ((txn = TAILQ_FIRST(&sp->txns)) != NULL) {
         TAILQ_REMOVE(&sp->txns, txn, link);
+        free(txn->notes);
         free(txn);
     }
     event_free(sp->flush_ev);
@@ -1918,6 +1976,7 @@ sp_close(struct aq_store *s)
     event_free(sp->poll_ev);
     event_free(sp->claim_ev);
     free(sp->notes.p);
+    free(sp->unsaid.p);
     free(sp->keys[0].p);
     free(sp->keys[1].p);
     free(sp->channel);
