@@ -29,6 +29,7 @@
 #include <jansson.h>
 
 #include "broker-internal.h"
+#include "clock.h"
 #include "error.h"
 #include "log.h"
 #include "pg_schema.h"
@@ -45,10 +46,12 @@ struct aq_pgcluster {
     char *schema, *node, *channel;
     char *sql_take, *sql_listen, *sql_done, *sql_count, *sql_queues, *sql_pause;
     struct event *poll_ev, *tick_ev;
-    json_t *pauses; /* queue -> paused: to write */
-    json_t *sent;   /* queue -> paused: in the transaction in flight */
-    bool is_fresh;  /* connected: S.queues not read yet */
-    bool is_busy;   /* a transaction in flight */
+    struct event *count_ev; /* a recount put off (COUNT_GAP_MS) */
+    int64_t counted_us;     /* monotonic: the last count sent */
+    json_t *pauses;         /* queue -> paused: to write */
+    json_t *sent;           /* queue -> paused: in the transaction in flight */
+    bool is_fresh;          /* connected: S.queues not read yet */
+    bool is_busy;           /* a transaction in flight */
     bool want_poll, want_count;
     bool is_locked; /* holds the schedules lock */
     bool is_leader; /* and has read S.schedules: the gate is open */
@@ -64,6 +67,29 @@ static void
 tick_soon(struct aq_pgcluster *c)
 {
     event_active(c->tick_ev, EV_TIMEOUT, 0);
+}
+
+/* Recounts asked by notifications ("f", "p queue": one per commit of
+ * every node) go out at most every COUNT_GAP_MS: a count per commit took
+ * the server's CPU from the writes (maxsize is on by default). */
+#define COUNT_GAP_MS 200
+
+static void
+count_soon(struct aq_pgcluster *c)
+{
+    int64_t wait_us =
+        c->counted_us + COUNT_GAP_MS * INT64_C(1000) - aq_clock_mono_us();
+    struct timeval tv;
+
+    if (wait_us <= 0) {
+        tick_soon(c);
+        return;
+    }
+    if (evtimer_pending(c->count_ev, NULL))
+        return;
+    tv.tv_sec = (time_t)(wait_us / 1000000);
+    tv.tv_usec = (suseconds_t)(wait_us % 1000000);
+    evtimer_add(c->count_ev, &tv);
 }
 
 static bool
@@ -342,8 +368,11 @@ tick_cb(evutil_socket_t fd, short what, void *arg)
     }
     if (is_poll && c->is_leader && send_waiting(c, &err) < 0)
         goto fail;
-    if ((is_poll || is_count) && has_maxsize(c->b) && send_count(c, &err) < 0)
-        goto fail;
+    if ((is_poll || is_count) && has_maxsize(c->b)) {
+        if (send_count(c, &err) < 0)
+            goto fail;
+        c->counted_us = aq_clock_mono_us();
+    }
     if (aq_pgconn_commit(c->conn, commit_cb, c, &err) < 0)
         goto fail;
     c->is_busy = true;
@@ -407,7 +436,7 @@ notify_hook(struct aq_pgconn *conn, const char *channel, const char *payload,
              bq->cfg.maxsize != 0)
         c->want_count = true;
     if (c->want_count)
-        tick_soon(c);
+        count_soon(c);
 }
 
 /* ---- public ---- */
@@ -500,6 +529,7 @@ aq_pgcluster_new(struct event_base *base, struct aq_broker *b,
     c->pauses = json_object();
     c->sent = json_object();
     c->tick_ev = event_new(base, -1, 0, tick_cb, c);
+    c->count_ev = evtimer_new(base, tick_cb, c);
     c->poll_ev = event_new(base, -1, EV_PERSIST, poll_cb, c);
     event_add(c->poll_ev, &every);
     aq_broker_schedules_gate(b, false);
@@ -517,6 +547,7 @@ aq_pgcluster_free(struct aq_pgcluster *c)
         return;
     aq_pgconn_free(c->conn);
     event_free(c->tick_ev);
+    event_free(c->count_ev);
     event_free(c->poll_ev);
     if (json_object_size(c->pauses) + json_object_size(c->sent) > 0)
         aq_log(AQ_LOG_WARN,
