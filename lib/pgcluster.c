@@ -92,6 +92,31 @@ count_soon(struct aq_pgcluster *c)
     evtimer_add(c->count_ev, &tv);
 }
 
+/* Whether bq's count matters before the next poll: puts wait for room,
+ * or the jobs known (here and elsewhere) reach half its maxsize. Else
+ * the poll's count (every second) is enough: a count reads every
+ * unfinished row of the queue (~20 ms for 10,000 under load). */
+static bool
+is_near_full(const struct broker_queue *bq)
+{
+    size_t max = bq->cfg.maxsize;
+
+    return max != 0 &&
+           (aq_queue_putters(bq->q) != 0 ||
+            aq_queue_unfinished(bq->q) + aq_queue_outside(bq->q) >= max / 2);
+}
+
+static bool
+any_near_full(const struct aq_broker *b)
+{
+    const struct broker_queue *bq;
+
+    STAILQ_FOREACH (bq, &b->queues, link)
+        if (is_near_full(bq))
+            return true;
+    return false;
+}
+
 static bool
 has_maxsize(const struct aq_broker *b)
 {
@@ -430,10 +455,10 @@ notify_hook(struct aq_pgconn *conn, const char *channel, const char *payload,
         return;
     }
     if (payload[0] == 'f' && payload[1] == '\0')
-        c->want_count = has_maxsize(c->b);
+        c->want_count = c->want_count || any_near_full(c->b);
     else if (payload[0] == 'p' && payload[1] == ' ' &&
              (bq = broker_queue_find(c->b, payload + 2)) != NULL &&
-             bq->cfg.maxsize != 0)
+             is_near_full(bq))
         c->want_count = true;
     if (c->want_count)
         count_soon(c);
