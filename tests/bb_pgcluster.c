@@ -152,6 +152,26 @@ job_left_pending(void *arg)
     return left;
 }
 
+/* Once d counts 2 unfinished jobs of queue cap (maxsize 2): a nowait put
+ * on c is refused (-32000) and a put on p waits. Returns that put's call,
+ * for the caller to await once there is room. */
+static json_int_t
+put_waits_while_cap_full(struct bb_daemon *d, struct bb_conn *c,
+                         struct bb_conn *p)
+{
+    json_int_t call;
+    json_t *reply;
+
+    ck_assert(bb_log_wait(d, "cluster: queue cap: 2 unfinished jobs", ROW_MS));
+    ck_assert_int_eq(
+        bb_error(c, "put", bb_jsonq("{'queue': 'cap', 'nowait': true}")),
+        -32000);
+    call = bb_send_call(p, "put", bb_jsonq("{'queue': 'cap'}"));
+    reply = bb_wait_reply(p, call, QUIET_MS);
+    ck_assert_msg(reply == NULL, "put answered while queue cap was full");
+    return call;
+}
+
 /* A row of schema's jobs for a job of another node, alive (seen and
  * leased an hour ahead: no node sweeps it): queue, state, node. */
 static void
@@ -311,13 +331,7 @@ START_TEST(maxsize_counts_the_jobs_other_nodes_hold)
     p = bb_connect(d);
     insert_job("t_max", 900001, "cap", 2, "other");
     insert_job("t_max", 900002, "cap", 3, "other");
-    ck_assert(bb_log_wait(d, "cluster: queue cap: 2 unfinished jobs", ROW_MS));
-    ck_assert_int_eq(
-        bb_error(c, "put", bb_jsonq("{'queue': 'cap', 'nowait': true}")),
-        -32000);
-    call = bb_send_call(p, "put", bb_jsonq("{'queue': 'cap'}"));
-    reply = bb_wait_reply(p, call, QUIET_MS);
-    ck_assert_msg(reply == NULL, "put answered while the queue was full");
+    call = put_waits_while_cap_full(d, c, p);
     bbpg_exec(pg,
               "UPDATE t_max.jobs SET state = 4 WHERE id IN (900001, 900002); "
               "SELECT pg_notify('t_max_events', 'f')");
@@ -514,13 +528,7 @@ START_TEST(maxsize_bounds_puts_across_nodes)
     await_seen("t_cap", "a", "b");
     bb_put_job(ca, bb_jsonq("{'queue': 'cap'}"), 5000);
     bb_put_job(ca, bb_jsonq("{'queue': 'cap'}"), 5000);
-    ck_assert(bb_log_wait(b, "cluster: queue cap: 2 unfinished jobs", ROW_MS));
-    ck_assert_int_eq(
-        bb_error(cb, "put", bb_jsonq("{'queue': 'cap', 'nowait': true}")),
-        -32000);
-    call = bb_send_call(pb, "put", bb_jsonq("{'queue': 'cap'}"));
-    reply = bb_wait_reply(pb, call, QUIET_MS);
-    ck_assert_msg(reply == NULL, "put on b answered while cap was full");
+    call = put_waits_while_cap_full(b, cb, pb);
     json_decref(
         bb_result(ca, "scale", bb_jsonq("{'queue': 'cap', 'consumers': 1}")));
     reply = bb_wait_reply(pb, call, ROW_MS);
