@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "error.h"
 #include "xmalloc.h"
@@ -218,4 +219,30 @@ int64_t
 aq_pg_schedules_lock_key(const char *schema)
 {
     return lock_key("asyncq schedules:", schema);
+}
+
+long
+aq_pg_env_ms(const char *name, long dflt)
+{
+    const char *v = getenv(name);
+    char *end;
+    long ms;
+
+    if (v == NULL)
+        return dflt;
+    ms = strtol(v, &end, 10);
+    return end != v && *end == '\0' && ms >= 10 && ms <= 3600000 ? ms : dflt;
+}
+
+char *
+aq_pg_node_name(const char *node)
+{
+    char host[256];
+
+    if (node != NULL)
+        return xstrdup(node);
+    if (gethostname(host, sizeof host) != 0)
+        snprintf(host, sizeof host, "localhost");
+    host[64] = '\0'; /* also ends a name gethostname truncated */
+    return xstrdup(host);
 }

@@ -4,8 +4,9 @@
  * asyncqd creates and migrates them itself: in one transaction under
  * pg_advisory_xact_lock it runs the prelude (the schema and its version
  * table), reads the version, then the plan from there to the latest. A
- * database at a version newer than this binary knows is refused. Pure:
- * builds SQL text, runs nothing.
+ * database at a version newer than this binary knows is refused. Builds
+ * SQL text, runs nothing; also the settings the pg modules share (the
+ * environment's intervals, the default node name).
  */
 #ifndef AQ_PG_SCHEMA_H
 #define AQ_PG_SCHEMA_H
@@ -50,5 +51,13 @@ int64_t aq_pg_node_lock_key(const char *schema, const char *node);
 int64_t aq_pg_migrate_lock_key(const char *schema);
 /* Held by the node whose schedules fire (lib/pgcluster.c). */
 int64_t aq_pg_schedules_lock_key(const char *schema);
+
+/* The environment variable name as a number of milliseconds from 10 to
+ * 3600000 (ASYNCQ_PG_POLL_MS, ASYNCQ_PG_LEASE_RENEW_MS), else dflt (also
+ * when unset or not a number). */
+long aq_pg_env_ms(const char *name, long dflt);
+/* node, or when NULL the store's default: the host name cut to 64 bytes
+ * ("localhost" if gethostname fails). The caller's to free. */
+char *aq_pg_node_name(const char *node);
 
 #endif

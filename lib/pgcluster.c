@@ -23,7 +23,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include <event2/event.h>
 #include <jansson.h>
@@ -498,19 +497,6 @@ static const char sql_pause[] =
     "SELECT pg_notify($3, $4)";
 /* clang-format on */
 
-static long
-poll_interval_ms(void)
-{
-    const char *v = getenv("ASYNCQ_PG_POLL_MS");
-    char *end;
-    long ms;
-
-    if (v == NULL)
-        return POLL_MS;
-    ms = strtol(v, &end, 10);
-    return end != v && *end == '\0' && ms >= 10 && ms <= 3600000 ? ms : POLL_MS;
-}
-
 struct aq_pgcluster *
 aq_pgcluster_new(struct event_base *base, struct aq_broker *b,
                  const char *conninfo, const char *schema, const char *node,
@@ -522,19 +508,12 @@ aq_pgcluster_new(struct event_base *base, struct aq_broker *b,
         .notify = notify_hook,
     };
     struct aq_pgcluster *c = xcalloc(1, sizeof *c);
-    long ms = poll_interval_ms();
+    long ms = aq_pg_env_ms("ASYNCQ_PG_POLL_MS", POLL_MS);
     struct timeval every = {ms / 1000, (ms % 1000) * 1000};
-    char host[256];
 
     c->base = base;
     c->b = b;
-    if (node == NULL) { /* as the store names this node */
-        if (gethostname(host, sizeof host) != 0)
-            snprintf(host, sizeof host, "localhost");
-        host[64] = '\0';
-        node = host;
-    }
-    c->node = xstrdup(node);
+    c->node = aq_pg_node_name(node); /* as the store names this node */
     c->schema = xstrdup(schema);
     c->channel = xasprintf("%s_events", schema);
     {

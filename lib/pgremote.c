@@ -22,7 +22,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/queue.h>
-#include <unistd.h>
 
 #include <event2/event.h>
 
@@ -1361,21 +1360,6 @@ poll_cb(evutil_socket_t fd, short what, void *arg)
     cancels_again(arg);
 }
 
-/* POLL_MS, or ASYNCQ_PG_POLL_MS when it is a number of milliseconds from
- * 10 to 3600000. */
-static long
-poll_interval_ms(void)
-{
-    const char *v = getenv("ASYNCQ_PG_POLL_MS");
-    char *end;
-    long ms;
-
-    if (v == NULL)
-        return POLL_MS;
-    ms = strtol(v, &end, 10);
-    return end != v && *end == '\0' && ms >= 10 && ms <= 3600000 ? ms : POLL_MS;
-}
-
 struct aq_pgremote *
 aq_pgremote_new(struct event_base *base, const char *conninfo,
                 const char *schema, const char *node, struct aq_error *err)
@@ -1386,21 +1370,13 @@ aq_pgremote_new(struct event_base *base, const char *conninfo,
         .notify = notify_hook,
     };
     struct aq_pgremote *r = xcalloc(1, sizeof *r);
-    long ms = poll_interval_ms();
+    long ms = aq_pg_env_ms("ASYNCQ_PG_POLL_MS", POLL_MS);
     struct timeval every = {ms / 1000, (ms % 1000) * 1000};
 
     r->base = base;
     r->schema = xstrdup(schema);
     r->channel = xasprintf("%s_events", schema);
-    if (node == NULL) { /* the store's default: the host name */
-        char host[256];
-
-        if (gethostname(host, sizeof host) != 0)
-            snprintf(host, sizeof host, "localhost");
-        host[64] = '\0';
-        r->node = xstrdup(host);
-    } else
-        r->node = xstrdup(node);
+    r->node = aq_pg_node_name(node); /* NULL: the host name */
     snprintf(r->why, sizeof r->why, "connecting");
     LIST_INIT(&r->reqs);
     TAILQ_INIT(&r->joins);

@@ -45,7 +45,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include <event2/event.h>
 
@@ -2298,21 +2297,6 @@ static const char sql_release[] =
 
 /* ---- public ---- */
 
-/* The environment's name, when it is a number of milliseconds from 10
- * to 3600000 (ASYNCQ_PG_LEASE_RENEW_MS, ASYNCQ_PG_POLL_MS), else dflt. */
-static long
-env_ms(const char *name, long dflt)
-{
-    const char *v = getenv(name);
-    char *end;
-    long ms;
-
-    if (v == NULL)
-        return dflt;
-    ms = strtol(v, &end, 10);
-    return end != v && *end == '\0' && ms >= 10 && ms <= 3600000 ? ms : dflt;
-}
-
 struct aq_store *
 aq_store_pg_open(struct event_base *base, const char *conninfo,
                  const char *schema, const char *node, struct aq_error *err)
@@ -2323,18 +2307,11 @@ aq_store_pg_open(struct event_base *base, const char *conninfo,
         .lost = lost_hook,
         .notify = notify_hook,
     };
-    char host[256];
 
     sp->store.ops = &pg_ops;
     sp->base = base;
     sp->schema = xstrdup(schema);
-    if (node == NULL) {
-        if (gethostname(host, sizeof host) != 0)
-            snprintf(host, sizeof host, "localhost");
-        host[64] = '\0';
-        node = host;
-    }
-    sp->node = xstrdup(node);
+    sp->node = aq_pg_node_name(node);
     sp->lock_key = aq_pg_node_lock_key(schema, sp->node);
     sp->channel = xasprintf("%s_events", schema);
     TAILQ_INIT(&sp->ops);
@@ -2372,9 +2349,9 @@ aq_store_pg_open(struct event_base *base, const char *conninfo,
     sp->sql_release = aq_pg_sql(sql_release, schema);
     sp->sql_seen = aq_pg_sql(sql_seen, schema);
     sp->sql_renew = aq_pg_sql(sql_renew, schema);
-    sp->renew_ms = env_ms("ASYNCQ_PG_LEASE_RENEW_MS", LEASE_RENEW_MS);
+    sp->renew_ms = aq_pg_env_ms("ASYNCQ_PG_LEASE_RENEW_MS", LEASE_RENEW_MS);
     sp->renew_ev = event_new(base, -1, EV_PERSIST, renew_cb, sp);
-    sp->poll_ms = env_ms("ASYNCQ_PG_POLL_MS", POLL_MS);
+    sp->poll_ms = aq_pg_env_ms("ASYNCQ_PG_POLL_MS", POLL_MS);
     sp->poll_ev = event_new(base, -1, EV_PERSIST, poll_cb, sp);
     sp->claim_ev = event_new(base, -1, 0, claim_cb, sp);
     {

@@ -18,7 +18,6 @@
 #include <check.h>
 #include <signal.h>
 #include <poll.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -37,11 +36,7 @@ static struct bbpg *pg; /* the suite's server */
 static void
 suite_setup(void)
 {
-    bbpg_setup();
-    if (!bbpg_available())
-        return;
-    pg = bbpg_new();
-    bbpg_start(pg, false);
+    bbpg_suite_setup(&pg);
     setenv("ASYNCQ_PG_POLL_MS", "100", 1);
     /* Nodes see each other (and give puts to the pool) within 3 of these. */
     setenv("ASYNCQ_PG_LEASE_RENEW_MS", "100", 1);
@@ -50,23 +45,7 @@ suite_setup(void)
 static void
 suite_teardown(void)
 {
-    bbpg_free(pg);
-    pg = NULL;
-    bbpg_teardown();
-}
-
-static void db_exec(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-
-static void
-db_exec(const char *fmt, ...)
-{
-    char sql[1024];
-    va_list ap;
-
-    va_start(ap, fmt);
-    vsnprintf(sql, sizeof sql, fmt, ap);
-    va_end(ap);
-    PQclear(bbpg_query(pg, "%s", sql));
+    bbpg_suite_teardown(&pg);
 }
 
 static void
@@ -78,40 +57,6 @@ session_exec(PGconn *conn, const char *sql)
                       PQresultStatus(res) == PGRES_COMMAND_OK,
                   "%s: %s", sql, PQresultErrorMessage(res));
     PQclear(res);
-}
-
-struct sql_want {
-    char sql[512];
-    long long want;
-};
-
-static bool
-sql_is(void *arg)
-{
-    struct sql_want *w = arg;
-    long long got;
-
-    return bbpg_try_int(pg, &got, "%s", w->sql) && got == w->want;
-}
-
-/* Polls until the integer sql gives is want. */
-static void await_int(long long want, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
-
-static void
-await_int(long long want, const char *fmt, ...)
-{
-    struct sql_want w = {.want = want};
-    va_list ap;
-    long long got = -1;
-
-    va_start(ap, fmt);
-    vsnprintf(w.sql, sizeof w.sql, fmt, ap);
-    va_end(ap);
-    if (bb_poll(sql_is, &w, ROW_MS))
-        return;
-    bbpg_try_int(pg, &got, "%s", w.sql);
-    ck_abort_msg("%s: got %lld, want %lld", w.sql, got, want);
 }
 
 /* The schedule named (new ref). */
@@ -207,21 +152,43 @@ job_left_pending(void *arg)
     return left;
 }
 
+/* Once d counts 2 unfinished jobs of queue cap (maxsize 2): a nowait put
+ * on c is refused (-32000) and a put on p waits. Returns that put's call,
+ * for the caller to await once there is room. */
+static json_int_t
+put_waits_while_cap_full(struct bb_daemon *d, struct bb_conn *c,
+                         struct bb_conn *p)
+{
+    json_int_t call;
+    json_t *reply;
+
+    ck_assert(bb_log_wait(d, "cluster: queue cap: 2 unfinished jobs", ROW_MS));
+    ck_assert_int_eq(
+        bb_error(c, "put", bb_jsonq("{'queue': 'cap', 'nowait': true}")),
+        -32000);
+    call = bb_send_call(p, "put", bb_jsonq("{'queue': 'cap'}"));
+    reply = bb_wait_reply(p, call, QUIET_MS);
+    ck_assert_msg(reply == NULL, "put answered while queue cap was full");
+    return call;
+}
+
 /* A row of schema's jobs for a job of another node, alive (seen and
  * leased an hour ahead: no node sweeps it): queue, state, node. */
 static void
 insert_job(const char *schema, long long id, const char *queue, int state,
            const char *node)
 {
-    db_exec("INSERT INTO %s.nodes (node, started, seen) VALUES ('%s', "
-            "now(), now() + interval '1 hour') ON CONFLICT (node) DO "
-            "NOTHING",
-            schema, node);
-    db_exec("INSERT INTO %s.jobs (id, queue, kind, state, priority, "
-            "attempts, retries, retried, timeout_us, created, node, "
-            "lease_deadline, args) VALUES (%lld, '%s', 0, %d, 0, 1, 0, 0, "
-            "-1, now(), '%s', now() + interval '1 hour', '{}')",
-            schema, id, queue, state, node);
+    bbpg_exec(pg,
+              "INSERT INTO %s.nodes (node, started, seen) VALUES ('%s', "
+              "now(), now() + interval '1 hour') ON CONFLICT (node) DO "
+              "NOTHING",
+              schema, node);
+    bbpg_exec(pg,
+              "INSERT INTO %s.jobs (id, queue, kind, state, priority, "
+              "attempts, retries, retried, timeout_us, created, node, "
+              "lease_deadline, args) VALUES (%lld, '%s', 0, %d, 0, 1, 0, 0, "
+              "-1, now(), '%s', now() + interval '1 hour', '{}')",
+              schema, id, queue, state, node);
 }
 
 /* The schedules lock held by the test's session: the node does not fire.
@@ -249,8 +216,9 @@ START_TEST(schedules_fire_on_the_lock_holder_from_the_last_fire_read)
                            "{'cron': '@every 1s'}}");
     c = bb_connect(d);
     insert_job("t_lead", 900001, "default", 3, "gone");
-    db_exec("INSERT INTO t_lead.schedules VALUES ('tick', now() - interval "
-            "'10 seconds', 900001)");
+    bbpg_exec(pg,
+              "INSERT INTO t_lead.schedules VALUES ('tick', now() - interval "
+              "'10 seconds', 900001)");
     fired = (struct counter){c, "tick", "fired", 1};
     ck_assert_msg(!bb_poll(counter_reached, &fired, QUIET_MS),
                   "fired while another session held the lock");
@@ -261,12 +229,14 @@ START_TEST(schedules_fire_on_the_lock_holder_from_the_last_fire_read)
     skipped = (struct counter){c, "tick", "skipped", 2};
     ck_assert(bb_poll(counter_reached, &skipped, ROW_MS));
     ck_assert_int_eq(sched_int(c, "tick", "fired"), 0);
-    db_exec("UPDATE t_lead.jobs SET state = 4, finished = now() WHERE id = "
-            "900001");
+    bbpg_exec(pg,
+              "UPDATE t_lead.jobs SET state = 4, finished = now() WHERE id = "
+              "900001");
     fired.at_least = 2;
     ck_assert(bb_poll(counter_reached, &fired, ROW_MS));
-    await_int(1, "SELECT count(*) FROM t_lead.schedules s JOIN t_lead.jobs j "
-                 "ON j.id = s.last_job WHERE j.id <> 900001");
+    bbpg_await_int(pg, 1, ROW_MS,
+                   "SELECT count(*) FROM t_lead.schedules s JOIN t_lead.jobs j "
+                   "ON j.id = s.last_job WHERE j.id <> 900001");
     bb_close(c);
     ck_assert_int_eq(bb_stop(d), 0);
 }
@@ -292,21 +262,22 @@ START_TEST(pause_and_resume_reach_every_node)
         return;
     d = bbpg_cluster_start(pg, "t_pause", "n1", rest);
     c = bb_connect(d);
-    db_exec("SELECT pg_notify('t_pause_events', 'P work')");
+    bbpg_exec(pg, "SELECT pg_notify('t_pause_events', 'P work')");
     await_paused(d, c, "work", true);
     id = bb_put_job(c, bb_jsonq("{'queue': 'work'}"), 5000);
     left = (struct job_left){c, id};
     ck_assert_msg(!bb_poll(job_left_pending, &left, QUIET_MS),
                   "job %lld ran while the queue was paused", (long long)id);
-    db_exec("SELECT pg_notify('t_pause_events', 'R work')");
+    bbpg_exec(pg, "SELECT pg_notify('t_pause_events', 'R work')");
     bb_await_state(c, id, "done", ROW_MS);
 
     /* pause here: a row and a NOTIFY for the other nodes. */
     listener = bbpg_cluster_session(pg);
     session_exec(listener, "LISTEN t_pause_events");
     json_decref(bb_result(c, "pause", bb_jsonq("{'queue': 'work'}")));
-    await_int(1, "SELECT count(*) FROM t_pause.queues WHERE name = 'work' "
-                 "AND paused");
+    bbpg_await_int(pg, 1, ROW_MS,
+                   "SELECT count(*) FROM t_pause.queues WHERE name = 'work' "
+                   "AND paused");
     deadline = bb_now_ms() + ROW_MS;
     while ((n = PQnotifies(listener)) == NULL && bb_now_ms() < deadline) {
         ck_assert_int_eq(PQconsumeInput(listener), 1);
@@ -334,7 +305,8 @@ START_TEST(pause_and_resume_reach_every_node)
     ck_assert(!bb_poll(job_left_pending, &left, QUIET_MS));
     json_decref(bb_result(c, "resume", bb_jsonq("{'queue': 'work'}")));
     bb_await_state(c, id, "done", ROW_MS);
-    await_int(0, "SELECT count(*) FROM t_pause.queues WHERE paused");
+    bbpg_await_int(pg, 0, ROW_MS,
+                   "SELECT count(*) FROM t_pause.queues WHERE paused");
     bb_close(c);
     ck_assert_int_eq(bb_stop(d), 0);
 }
@@ -359,15 +331,10 @@ START_TEST(maxsize_counts_the_jobs_other_nodes_hold)
     p = bb_connect(d);
     insert_job("t_max", 900001, "cap", 2, "other");
     insert_job("t_max", 900002, "cap", 3, "other");
-    ck_assert(bb_log_wait(d, "cluster: queue cap: 2 unfinished jobs", ROW_MS));
-    ck_assert_int_eq(
-        bb_error(c, "put", bb_jsonq("{'queue': 'cap', 'nowait': true}")),
-        -32000);
-    call = bb_send_call(p, "put", bb_jsonq("{'queue': 'cap'}"));
-    reply = bb_wait_reply(p, call, QUIET_MS);
-    ck_assert_msg(reply == NULL, "put answered while the queue was full");
-    db_exec("UPDATE t_max.jobs SET state = 4 WHERE id IN (900001, 900002); "
-            "SELECT pg_notify('t_max_events', 'f')");
+    call = put_waits_while_cap_full(d, c, p);
+    bbpg_exec(pg,
+              "UPDATE t_max.jobs SET state = 4 WHERE id IN (900001, 900002); "
+              "SELECT pg_notify('t_max_events', 'f')");
     reply = bb_wait_reply(p, call, ROW_MS);
     ck_assert_msg(reply != NULL && json_object_get(reply, "result") != NULL,
                   "put not answered once there was room");
@@ -421,10 +388,11 @@ has_leader(void *arg)
 static void
 await_seen(const char *schema, const char *seer, const char *seen)
 {
-    await_int(1,
-              "SELECT (a.seen > b.started)::int FROM %s.nodes a, %s.nodes b "
-              "WHERE a.node = '%s' AND b.node = '%s'",
-              schema, schema, seer, seen);
+    bbpg_await_int(
+        pg, 1, ROW_MS,
+        "SELECT (a.seen > b.started)::int FROM %s.nodes a, %s.nodes b "
+        "WHERE a.node = '%s' AND b.node = '%s'",
+        schema, schema, seer, seen);
 }
 
 /* Three nodes with the same every-second schedule: one fires, once per
@@ -444,8 +412,9 @@ START_TEST(schedules_fire_once_across_nodes_and_after_the_leader_dies)
     d[2] = bbpg_cluster_start(pg, "t_once", "n3", TICK_REST);
     ck_assert(bb_poll(has_leader, &w, ROW_MS));
     first = w.at;
-    await_int(1, "SELECT (count(*) >= 4)::int FROM t_once.jobs WHERE name = "
-                 "'tick' AND state = 4");
+    bbpg_await_int(pg, 1, ROW_MS,
+                   "SELECT (count(*) >= 4)::int FROM t_once.jobs WHERE name = "
+                   "'tick' AND state = 4");
     ck_assert_int_eq(bbpg_int(pg, TWICE_SQL), 0);
     for (size_t i = 0; i < 3; i++)
         if (i != first)
@@ -458,10 +427,11 @@ START_TEST(schedules_fire_once_across_nodes_and_after_the_leader_dies)
     ck_assert(bb_poll(has_leader, &w, ROW_MS));
     ck_assert_uint_ne(w.at, first);
     n = bbpg_int(pg, "SELECT count(*) FROM t_once.jobs WHERE name = 'tick'");
-    await_int(1,
-              "SELECT (count(*) >= %lld)::int FROM t_once.jobs WHERE name = "
-              "'tick' AND state = 4",
-              n + 4);
+    bbpg_await_int(
+        pg, 1, ROW_MS,
+        "SELECT (count(*) >= %lld)::int FROM t_once.jobs WHERE name = "
+        "'tick' AND state = 4",
+        n + 4);
     ck_assert_int_eq(bbpg_int(pg, TWICE_SQL), 0);
     for (size_t i = 0; i < 3; i++)
         if (d[i] != NULL)
@@ -523,8 +493,9 @@ START_TEST(pause_on_a_node_stops_the_consumers_of_another)
     json_decref(bb_result(ca, "resume", bb_jsonq("{'queue': 'work'}")));
     await_paused(b, cb, "work", false);
     await_paused(c3, cc, "work", false);
-    await_int(4, "SELECT state FROM t_share.jobs WHERE id = %lld",
-              (long long)id);
+    bbpg_await_int(pg, 4, ROW_MS,
+                   "SELECT state FROM t_share.jobs WHERE id = %lld",
+                   (long long)id);
     bb_close(cc);
     bb_close(cb);
     bb_close(ca);
@@ -557,20 +528,14 @@ START_TEST(maxsize_bounds_puts_across_nodes)
     await_seen("t_cap", "a", "b");
     bb_put_job(ca, bb_jsonq("{'queue': 'cap'}"), 5000);
     bb_put_job(ca, bb_jsonq("{'queue': 'cap'}"), 5000);
-    ck_assert(bb_log_wait(b, "cluster: queue cap: 2 unfinished jobs", ROW_MS));
-    ck_assert_int_eq(
-        bb_error(cb, "put", bb_jsonq("{'queue': 'cap', 'nowait': true}")),
-        -32000);
-    call = bb_send_call(pb, "put", bb_jsonq("{'queue': 'cap'}"));
-    reply = bb_wait_reply(pb, call, QUIET_MS);
-    ck_assert_msg(reply == NULL, "put on b answered while cap was full");
+    call = put_waits_while_cap_full(b, cb, pb);
     json_decref(
         bb_result(ca, "scale", bb_jsonq("{'queue': 'cap', 'consumers': 1}")));
     reply = bb_wait_reply(pb, call, ROW_MS);
     ck_assert_msg(reply != NULL && json_object_get(reply, "result") != NULL,
                   "put on b not answered once a ran the jobs");
     json_decref(reply);
-    await_int(3, "SELECT count(*) FROM t_cap.jobs");
+    bbpg_await_int(pg, 3, ROW_MS, "SELECT count(*) FROM t_cap.jobs");
     bb_close(pb);
     bb_close(cb);
     bb_close(ca);

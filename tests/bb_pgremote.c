@@ -18,7 +18,6 @@
  */
 #include <check.h>
 #include <poll.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -40,91 +39,13 @@ static struct bbpg *pg; /* the suite's server (the runner's) */
 static void
 suite_setup(void)
 {
-    bbpg_setup();
-    if (!bbpg_available())
-        return;
-    pg = bbpg_new();
-    bbpg_start(pg, false);
+    bbpg_suite_setup(&pg);
 }
 
 static void
 suite_teardown(void)
 {
-    bbpg_free(pg);
-    pg = NULL;
-    bbpg_teardown();
-}
-
-static void db_exec(const struct bbpg *s, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
-
-static void
-db_exec(const struct bbpg *s, const char *fmt, ...)
-{
-    char sql[2048];
-    va_list ap;
-
-    va_start(ap, fmt);
-    vsnprintf(sql, sizeof sql, fmt, ap);
-    va_end(ap);
-    PQclear(bbpg_query(s, "%s", sql));
-}
-
-static char *db_text(const struct bbpg *s, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
-
-/* The first column of the first row ("" for none or NULL), the
- * caller's. */
-static char *
-db_text(const struct bbpg *s, const char *fmt, ...)
-{
-    char sql[1024];
-    va_list ap;
-    PGresult *res;
-    char *out;
-
-    va_start(ap, fmt);
-    vsnprintf(sql, sizeof sql, fmt, ap);
-    va_end(ap);
-    res = bbpg_query(s, "%s", sql);
-    out = strdup(PQntuples(res) > 0 ? PQgetvalue(res, 0, 0) : "");
-    PQclear(res);
-    return out;
-}
-
-static void
-db_is(const struct bbpg *s, const char *sql, const char *want)
-{
-    char *got = db_text(s, "%s", sql);
-
-    ck_assert_msg(strcmp(got, want) == 0, "%s: got \"%s\", want \"%s\"", sql,
-                  got, want);
-    free(got);
-}
-
-struct row_want {
-    const struct bbpg *s;
-    const char *sql, *want;
-};
-
-static bool
-row_is(void *arg)
-{
-    struct row_want *w = arg;
-    char *got = db_text(w->s, "%s", w->sql);
-    bool ok = strcmp(got, w->want) == 0;
-
-    free(got);
-    return ok;
-}
-
-static void
-await_row(const struct bbpg *s, const char *sql, const char *want)
-{
-    struct row_want w = {s, sql, want};
-
-    if (!bb_poll(row_is, &w, ROW_MS))
-        db_is(s, sql, want);
+    bbpg_suite_teardown(&pg);
 }
 
 #define CONFIG                                                                 \
@@ -168,11 +89,11 @@ start(const struct bbpg *s, const char *schema, const char *poll_ms)
     unsetenv("ASYNCQ_PG_POLL_MS");
     await_remote(d);
     /* Node 'other' is alive for an hour: no sweep takes its rows. */
-    db_exec(s,
-            "INSERT INTO %s.nodes (node, started, seen) VALUES ('other', "
-            "now(), now() + interval '1 hour') ON CONFLICT (node) DO "
-            "NOTHING",
-            schema);
+    bbpg_exec(s,
+              "INSERT INTO %s.nodes (node, started, seen) VALUES ('other', "
+              "now(), now() + interval '1 hour') ON CONFLICT (node) DO "
+              "NOTHING",
+              schema);
     return d;
 }
 
@@ -182,18 +103,21 @@ static void
 put_row(const struct bbpg *s, const char *schema, long long id,
         const char *queue, int state, const char *node, const char *extra)
 {
-    db_exec(s,
-            "INSERT INTO %s.jobs (id, queue, kind, state, priority, attempts, "
-            "retries, retried, timeout_us, created, node, args) VALUES "
-            "(%lld, '%s', 3, %d, 0, 0, -1, 0, -1, now(), %s, '{\"n\":%lld}')",
-            schema, id, queue, state, node != NULL ? node : "NULL", id);
+    bbpg_exec(
+        s,
+        "INSERT INTO %s.jobs (id, queue, kind, state, priority, attempts, "
+        "retries, retried, timeout_us, created, node, args) VALUES "
+        "(%lld, '%s', 3, %d, 0, 0, -1, 0, -1, now(), %s, '{\"n\":%lld}')",
+        schema, id, queue, state, node != NULL ? node : "NULL", id);
     if (state == 3)
-        db_exec(s,
-                "UPDATE %s.jobs SET started = now(), lease_deadline = now() + "
-                "interval '1 hour' WHERE id = %lld",
-                schema, id);
+        bbpg_exec(
+            s,
+            "UPDATE %s.jobs SET started = now(), lease_deadline = now() + "
+            "interval '1 hour' WHERE id = %lld",
+            schema, id);
     if (extra[0] != '\0')
-        db_exec(s, "UPDATE %s.jobs SET %s WHERE id = %lld", schema, extra, id);
+        bbpg_exec(s, "UPDATE %s.jobs SET %s WHERE id = %lld", schema, extra,
+                  id);
 }
 
 /* The holder finishes row id (state 4 to 6) and says so, as a node
@@ -202,12 +126,13 @@ static void
 finish_row(const struct bbpg *s, const char *schema, long long id, int state,
            bool notify)
 {
-    db_exec(s,
-            "BEGIN; UPDATE %s.jobs SET state = %d, attempts = attempts + 1, "
-            "finished = now(), lease_deadline = NULL, result = '{\"r\":%lld}' "
-            "WHERE id = %lld; %s%s%s COMMIT",
-            schema, state, id, id, notify ? "SELECT pg_notify('" : "",
-            notify ? schema : "", notify ? "_events', 'f');" : "");
+    bbpg_exec(
+        s,
+        "BEGIN; UPDATE %s.jobs SET state = %d, attempts = attempts + 1, "
+        "finished = now(), lease_deadline = NULL, result = '{\"r\":%lld}' "
+        "WHERE id = %lld; %s%s%s COMMIT",
+        schema, state, id, id, notify ? "SELECT pg_notify('" : "",
+        notify ? schema : "", notify ? "_events', 'f');" : "");
 }
 
 static json_t *
@@ -288,18 +213,18 @@ START_TEST(record_from_a_row_is_the_record_from_memory)
         bb_await_state(c, id, i == 1 ? "cancelled" : "done", 5000);
         snprintf(sql, sizeof sql,
                  "SELECT state FROM r_rec.jobs WHERE id = %lld", (long long)id);
-        await_row(pg, sql, i == 1 ? "6" : "4");
+        bbpg_await_text(pg, sql, i == 1 ? "6" : "4", ROW_MS);
         mem = status_of(c, id);
-        db_exec(pg,
-                "INSERT INTO r_rec.jobs (id, queue, kind, state, priority, "
-                "due, attempts, retries, retried, timeout_us, created, "
-                "started, finished, node, name, batch, after, after_policy, "
-                "args, result, error_code, error_message) SELECT %lld + id, "
-                "queue, kind, state, priority, due, attempts, retries, "
-                "retried, timeout_us, created, started, finished, 'other', "
-                "name, batch, after, after_policy, args, result, error_code, "
-                "error_message FROM r_rec.jobs WHERE id = %lld",
-                FAR, (long long)id);
+        bbpg_exec(pg,
+                  "INSERT INTO r_rec.jobs (id, queue, kind, state, priority, "
+                  "due, attempts, retries, retried, timeout_us, created, "
+                  "started, finished, node, name, batch, after, after_policy, "
+                  "args, result, error_code, error_message) SELECT %lld + id, "
+                  "queue, kind, state, priority, due, attempts, retries, "
+                  "retried, timeout_us, created, started, finished, 'other', "
+                  "name, batch, after, after_policy, args, result, error_code, "
+                  "error_message FROM r_rec.jobs WHERE id = %lld",
+                  FAR, (long long)id);
         db = status_of(c, FAR + id);
         json_object_set_new(mem, "job", json_integer(FAR + id));
         json_object_del(mem, "key"); /* keys are unique: not copied */
@@ -432,12 +357,13 @@ START_TEST(wait_and_join_wake_at_the_poll_without_notification)
     put_row(pg, "r_poll", FAR + 2, "hold", 2, "'other'", "");
     cancel = bb_send_call(c, "cancel", json_pack("{s:I}", "job", FAR + 2));
     ck_assert_ptr_null(bb_wait_reply(c, cancel, 300));
-    db_exec(pg, "UPDATE r_poll.jobs SET node = NULL WHERE id = %lld", FAR + 2);
+    bbpg_exec(pg, "UPDATE r_poll.jobs SET node = NULL WHERE id = %lld",
+              FAR + 2);
     reply = bb_wait_reply(c, cancel, 5000);
     ck_assert_ptr_nonnull(reply);
     ck_assert_str_eq(bb_str_at(reply, "result.state"), "cancelled");
     json_decref(reply);
-    db_is(pg, "SELECT state FROM r_poll.jobs WHERE id = 1000000002", "6");
+    bbpg_is(pg, "SELECT state FROM r_poll.jobs WHERE id = 1000000002", "6");
     bb_close(c);
     ck_assert_int_eq(bb_stop(d), 0);
 }
@@ -467,7 +393,7 @@ START_TEST(cancel_of_a_pool_row_ends_it_cancelled)
              "NULL) || ' ' || (node IS NULL) FROM r_cpool.jobs WHERE id = "
              "%lld",
              FAR + 1);
-    db_is(pg, sql, "6 cancelled true true");
+    bbpg_is(pg, sql, "6 cancelled true true");
     r = status_of(c, FAR + 1);
     ck_assert_str_eq(bb_str_at(r, "error.code"), "cancelled");
     ck_assert_str_eq(bb_str_at(r, "error.message"), "cancelled by request");
@@ -506,10 +432,10 @@ START_TEST(old_records_no_node_holds_are_dropped)
             "finished = now() - interval '6 days'");
     /* dropped: the pool's past failed_ttl, the lost node's past ttl;
      * kept: a live node's (it drops its own), those not old enough */
-    await_row(pg,
-              "SELECT string_agg((id % 10)::text, ',' ORDER BY id) FROM "
-              "r_drop.jobs",
-              "2,4,5");
+    bbpg_await_text(pg,
+                    "SELECT string_agg((id % 10)::text, ',' ORDER BY id) FROM "
+                    "r_drop.jobs",
+                    "2,4,5", ROW_MS);
     ck_assert_int_eq(bb_stop(d), 0);
 }
 END_TEST
@@ -535,7 +461,7 @@ START_TEST(cancel_of_a_held_row_asks_its_holder)
     snprintf(want, sizeof want, "c %lld", FAR + 1);
     expect_notify(l, want);
     ck_assert_ptr_null(bb_wait_reply(c, call, 200));
-    db_is(pg, "SELECT state FROM r_cheld.jobs", "3"); /* not ours to end */
+    bbpg_is(pg, "SELECT state FROM r_cheld.jobs", "3"); /* not ours to end */
     finish_row(pg, "r_cheld", FAR + 1, 6, true);
     reply = bb_wait_reply(c, call, 5000);
     ck_assert_ptr_nonnull(reply);
@@ -547,7 +473,7 @@ START_TEST(cancel_of_a_held_row_asks_its_holder)
     call = bb_send_call(c, "cancel", json_pack("{s:I}", "job", FAR + 2));
     snprintf(want, sizeof want, "c %lld", FAR + 2);
     expect_notify(l, want);
-    db_is(pg, "SELECT state FROM r_cheld.jobs WHERE id = 1000000002", "2");
+    bbpg_is(pg, "SELECT state FROM r_cheld.jobs WHERE id = 1000000002", "2");
     PQfinish(l);
     bb_close(c); /* the cancel's call withdrawn with its connection */
     ck_assert_int_eq(bb_stop(d), 0);
@@ -572,7 +498,8 @@ START_TEST(retry_and_delete_of_records_another_node_wrote)
             "attempts = 3, started = now(), finished = now(), error_code = "
             "'exit', error_message = 'exec: exited with status 1', result = "
             "'1', key = 'k'");
-    seq = db_text(pg, "SELECT seq FROM r_retry.jobs WHERE id = %lld", FAR + 1);
+    seq =
+        bbpg_text(pg, "SELECT seq FROM r_retry.jobs WHERE id = %lld", FAR + 1);
     r = bb_result(c, "retry", json_pack("{s:I}", "job", FAR + 1));
     ck_assert_int_eq(bb_int_at(r, "job"), FAR + 1);
     ck_assert_str_eq(bb_str_at(r, "state"), "pending");
@@ -587,7 +514,7 @@ START_TEST(retry_and_delete_of_records_another_node_wrote)
              "|| ' ' || key || ' ' || (seq > %s) FROM r_retry.jobs WHERE id = "
              "%lld",
              seq, FAR + 1);
-    db_is(pg, sql, "2 true 1 0 true true true true k true");
+    bbpg_is(pg, sql, "2 true 1 0 true true true true k true");
     free(seq);
     /* Not finished now: -32012, as delete. */
     ck_assert_int_eq(bb_error(c, "retry", json_pack("{s:I}", "job", FAR + 1)),
@@ -616,7 +543,7 @@ START_TEST(retry_and_delete_of_records_another_node_wrote)
     json_decref(r);
     snprintf(want, sizeof want, "x %lld", FAR + 3);
     expect_notify(l, want);
-    db_is(pg, "SELECT count(*) FROM r_retry.jobs WHERE id = 1000000003", "0");
+    bbpg_is(pg, "SELECT count(*) FROM r_retry.jobs WHERE id = 1000000003", "0");
     ck_assert_int_eq(bb_error(c, "delete", json_pack("{s:I}", "job", FAR + 3)),
                      -32004);
     ck_assert_int_eq(bb_error(c, "retry", json_pack("{s:I}", "job", FAR + 3)),
@@ -656,10 +583,10 @@ START_TEST(queue_wide_cancel_retry_and_delete_reach_every_row)
     json_decref(r);
     snprintf(want, sizeof want, "c %lld", FAR + 2);
     expect_notify(l, want);
-    db_is(pg,
-          "SELECT string_agg(id - 1000000000 || ':' || state, ' ' ORDER BY "
-          "id) FROM r_queue.jobs",
-          "1:6 2:2 3:3 4:5 5:5 6:6 7:2");
+    bbpg_is(pg,
+            "SELECT string_agg(id - 1000000000 || ':' || state, ' ' ORDER BY "
+            "id) FROM r_queue.jobs",
+            "1:6 2:2 3:3 4:5 5:5 6:6 7:2");
     r = bb_result(c, "cancel", bb_jsonq("{'queue': 'hold', 'running': true}"));
     ck_assert_int_eq(bb_int_at(r, "cancelled"), 2); /* 2 and 3 asked */
     json_decref(r);
@@ -670,21 +597,21 @@ START_TEST(queue_wide_cancel_retry_and_delete_reach_every_row)
     json_decref(r);
     snprintf(want, sizeof want, "x %lld", FAR + 5);
     expect_notify(l, want);
-    db_is(pg,
-          "SELECT string_agg(id - 1000000000 || ':' || state || ':' || "
-          "coalesce(node, '-') || ':' || retried, ' ' ORDER BY id) FROM "
-          "r_queue.jobs WHERE id IN (1000000004, 1000000005)",
-          "4:2:-:1 5:2:-:1");
+    bbpg_is(pg,
+            "SELECT string_agg(id - 1000000000 || ':' || state || ':' || "
+            "coalesce(node, '-') || ':' || retried, ' ' ORDER BY id) FROM "
+            "r_queue.jobs WHERE id IN (1000000004, 1000000005)",
+            "4:2:-:1 5:2:-:1");
     r = bb_result(c, "delete",
                   bb_jsonq("{'queue': 'hold', 'state': 'cancelled'}"));
     ck_assert_int_eq(bb_int_at(r, "deleted"), 2);
     json_decref(r);
     snprintf(want, sizeof want, "x %lld", FAR + 6);
     expect_notify(l, want);
-    db_is(pg,
-          "SELECT string_agg((id - 1000000000)::text, ' ' ORDER BY id) FROM "
-          "r_queue.jobs",
-          "2 3 4 5 7");
+    bbpg_is(pg,
+            "SELECT string_agg((id - 1000000000)::text, ' ' ORDER BY id) FROM "
+            "r_queue.jobs",
+            "2 3 4 5 7");
     ck_assert_int_eq(bb_error(c, "cancel", bb_jsonq("{'queue': 'nope'}")),
                      -32002);
     PQfinish(l);

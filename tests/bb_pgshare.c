@@ -13,7 +13,6 @@
  */
 #include <check.h>
 #include <signal.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -32,49 +31,13 @@ static struct bbpg *pg; /* the suite's server */
 static void
 suite_setup(void)
 {
-    bbpg_setup();
-    if (!bbpg_available())
-        return;
-    pg = bbpg_new();
-    bbpg_start(pg, false);
+    bbpg_suite_setup(&pg);
 }
 
 static void
 suite_teardown(void)
 {
-    bbpg_free(pg);
-    pg = NULL;
-    bbpg_teardown();
-}
-
-struct int_want {
-    char sql[1024];
-    long long want, got;
-};
-
-static bool
-int_is(void *arg)
-{
-    struct int_want *w = arg;
-
-    return bbpg_try_int(pg, &w->got, "%s", w->sql) && w->got == w->want;
-}
-
-/* Polls until the integer the SQL gives is want. */
-static void await_int(long long want, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
-
-static void
-await_int(long long want, const char *fmt, ...)
-{
-    struct int_want w = {.want = want, .got = -1};
-    va_list ap;
-
-    va_start(ap, fmt);
-    vsnprintf(w.sql, sizeof w.sql, fmt, ap);
-    va_end(ap);
-    if (!bb_poll(int_is, &w, ROW_MS))
-        ck_abort_msg("%s: got %lld, want %lld", w.sql, w.got, want);
+    bbpg_suite_teardown(&pg);
 }
 
 static struct bb_daemon *
@@ -93,10 +56,10 @@ put(struct bb_conn *c, const char *params)
 static void
 await_peers(const char *schema, int n)
 {
-    await_int(n,
-              "SELECT count(*) FROM %s.nodes WHERE seen > now() - "
-              "interval '1 second'",
-              schema);
+    bbpg_await_int(pg, n, ROW_MS,
+                   "SELECT count(*) FROM %s.nodes WHERE seen > now() - "
+                   "interval '1 second'",
+                   schema);
 }
 
 static void
@@ -121,9 +84,10 @@ START_TEST(jobs_put_on_a_node_without_takers_run_on_another_once)
     c = bb_connect(a);
     for (int i = 0; i < 20; i++)
         put(c, "{'queue': 'q', 'args': {'i': 1}}");
-    await_int(20,
-              "SELECT count(*) FROM s_a.jobs WHERE state = 4 AND node = 'B' "
-              "AND attempts = 1");
+    bbpg_await_int(
+        pg, 20, ROW_MS,
+        "SELECT count(*) FROM s_a.jobs WHERE state = 4 AND node = 'B' "
+        "AND attempts = 1");
     ck_assert_int_eq(bbpg_int(pg, "SELECT count(*) FROM s_a.jobs"), 20);
     bb_close(c);
     ck_assert_int_eq(bb_stop(a), 0);
@@ -171,7 +135,8 @@ START_TEST(jobs_put_on_both_nodes_run_exactly_once)
     cb = bb_connect(b);
     put_pipelined(ca, ids);
     put_pipelined(cb, ids + NPUT);
-    await_int(2 * NPUT, "SELECT count(*) FROM s_b.jobs WHERE state = 4");
+    bbpg_await_int(pg, 2 * NPUT, ROW_MS,
+                   "SELECT count(*) FROM s_b.jobs WHERE state = 4");
     ck_assert_int_eq(bbpg_int(pg, "SELECT count(*) FROM s_b.jobs"), 2 * NPUT);
     ck_assert_int_eq(
         bbpg_int(pg, "SELECT count(*) FROM s_b.jobs WHERE attempts <> 1"), 0);
@@ -213,10 +178,12 @@ START_TEST(claims_take_the_pool_by_priority)
     cb = bb_connect(b);
     low = put(ca, "{'queue': 'q', 'priority': 10, 'args': {'seconds': 0.3}}");
     high = put(ca, "{'queue': 'q', 'priority': 0, 'args': {'seconds': 0.3}}");
-    await_int(2,
-              "SELECT count(*) FROM s_c.jobs WHERE node IS NULL AND state = 2");
+    bbpg_await_int(
+        pg, 2, ROW_MS,
+        "SELECT count(*) FROM s_c.jobs WHERE node IS NULL AND state = 2");
     scale(cb, "q", 1);
-    await_int(2, "SELECT count(*) FROM s_c.jobs WHERE state = 4");
+    bbpg_await_int(pg, 2, ROW_MS,
+                   "SELECT count(*) FROM s_c.jobs WHERE state = 4");
     ck_assert_int_eq(bbpg_int(pg,
                               "SELECT id FROM s_c.jobs ORDER BY started LIMIT "
                               "1"),
@@ -249,27 +216,33 @@ START_TEST(jobs_of_a_killed_node_run_again_on_another)
     ca = bb_connect(a);
     for (int i = 0; i < 2; i++)
         id[i] = put(ca, "{'queue': 'nap', 'args': {'seconds': 60}}");
-    await_int(2, "SELECT count(*) FROM s_d.jobs WHERE state = 3 AND node = 'A' "
-                 "AND lease_deadline IS NOT NULL");
+    bbpg_await_int(
+        pg, 2, ROW_MS,
+        "SELECT count(*) FROM s_d.jobs WHERE state = 3 AND node = 'A' "
+        "AND lease_deadline IS NOT NULL");
     bb_close(ca);
     bb_signal(a, SIGKILL);
     bb_wait_exit(a, 10000);
     bb_free(a);
     /* swept into the pool by B: the attempt counted */
-    await_int(2,
-              "SELECT count(*) FROM s_d.jobs WHERE state = 2 AND node IS NULL "
-              "AND attempts = 1 AND error_code = 'node_lost' AND "
-              "error_message LIKE '%%node A%%'");
+    bbpg_await_int(
+        pg, 2, ROW_MS,
+        "SELECT count(*) FROM s_d.jobs WHERE state = 2 AND node IS NULL "
+        "AND attempts = 1 AND error_code = 'node_lost' AND "
+        "error_message LIKE '%%node A%%'");
     cb = bb_connect(b);
     scale(cb, "nap", 2);
-    await_int(2,
-              "SELECT count(*) FROM s_d.jobs WHERE state = 3 AND node = 'B' "
-              "AND id IN (%lld, %lld)",
-              (long long)id[0], (long long)id[1]);
+    bbpg_await_int(
+        pg, 2, ROW_MS,
+        "SELECT count(*) FROM s_d.jobs WHERE state = 3 AND node = 'B' "
+        "AND id IN (%lld, %lld)",
+        (long long)id[0], (long long)id[1]);
     for (int i = 0; i < 2; i++)
         json_decref(bb_result(cb, "cancel", json_pack("{s:I}", "job", id[i])));
-    await_int(2, "SELECT count(*) FROM s_d.jobs WHERE state = 6 AND node = 'B' "
-                 "AND attempts = 2");
+    bbpg_await_int(
+        pg, 2, ROW_MS,
+        "SELECT count(*) FROM s_d.jobs WHERE state = 6 AND node = 'B' "
+        "AND attempts = 2");
     bb_close(cb);
     ck_assert_int_eq(bb_stop(b), 0);
 }
@@ -291,11 +264,14 @@ START_TEST(clean_stop_gives_held_jobs_to_the_other_nodes)
     /* delayed jobs are held by the node they are put on */
     for (int i = 0; i < 3; i++)
         put(ca, "{'queue': 'q', 'delay': 0.3}");
-    await_int(3, "SELECT count(*) FROM s_e.jobs WHERE node = 'A'");
+    bbpg_await_int(pg, 3, ROW_MS,
+                   "SELECT count(*) FROM s_e.jobs WHERE node = 'A'");
     bb_close(ca);
     ck_assert_int_eq(bb_stop(a), 0);
-    await_int(3, "SELECT count(*) FROM s_e.jobs WHERE state = 4 AND node = 'B' "
-                 "AND attempts = 1");
+    bbpg_await_int(
+        pg, 3, ROW_MS,
+        "SELECT count(*) FROM s_e.jobs WHERE state = 4 AND node = 'B' "
+        "AND attempts = 1");
     ck_assert_int_eq(bb_stop(b), 0);
 }
 END_TEST
@@ -327,10 +303,11 @@ START_TEST(remote_get_on_one_node_takes_a_job_put_on_another)
     json_decref(m);
     json_decref(bb_result(cb, "task_done",
                           json_pack("{s:I,s:{}}", "job", id, "result")));
-    await_int(1,
-              "SELECT count(*) FROM s_f.jobs WHERE state = 4 AND node = 'B' "
-              "AND id = %lld",
-              (long long)id);
+    bbpg_await_int(
+        pg, 1, ROW_MS,
+        "SELECT count(*) FROM s_f.jobs WHERE state = 4 AND node = 'B' "
+        "AND id = %lld",
+        (long long)id);
     bb_close(ca);
     bb_close(cb);
     ck_assert_int_eq(bb_stop(a), 0);
@@ -377,8 +354,10 @@ START_TEST(notify_c_cancels_a_job_the_node_holds)
     PQclear(bbpg_query(pg, "SELECT pg_notify('s_h_events', 'c %lld')",
                        (long long)id));
     bb_await_state(c, id, "cancelled", ROW_MS);
-    await_int(1, "SELECT count(*) FROM s_h.jobs WHERE state = 6 AND id = %lld",
-              (long long)id);
+    bbpg_await_int(
+        pg, 1, ROW_MS,
+        "SELECT count(*) FROM s_h.jobs WHERE state = 6 AND id = %lld",
+        (long long)id);
     bb_close(c);
     ck_assert_int_eq(bb_stop(a), 0);
 }
@@ -397,10 +376,11 @@ START_TEST(stale_write_does_not_overwrite_a_row_another_node_took)
     a = node("s_j", "A", "{'nap': {'kind': 'sleep', 'consumers': 1}}");
     c = bb_connect(a);
     id = put(c, "{'queue': 'nap', 'args': {'seconds': 0.5}}");
-    await_int(1,
-              "SELECT count(*) FROM s_j.jobs WHERE state = 3 AND node = 'A' "
-              "AND id = %lld",
-              (long long)id);
+    bbpg_await_int(
+        pg, 1, ROW_MS,
+        "SELECT count(*) FROM s_j.jobs WHERE state = 3 AND node = 'A' "
+        "AND id = %lld",
+        (long long)id);
     /* ghost: a live node (seen ahead) that took the row */
     PQclear(bbpg_query(pg, "INSERT INTO s_j.nodes VALUES ('ghost', now(), "
                            "now() + interval '1 hour')"));
@@ -409,8 +389,10 @@ START_TEST(stale_write_does_not_overwrite_a_row_another_node_took)
     bb_await_state(c, id, "done", ROW_MS);
     /* a later job's row committed: the finish before it was sent */
     next = put(c, "{'queue': 'nap', 'args': {'seconds': 0}}");
-    await_int(1, "SELECT count(*) FROM s_j.jobs WHERE state = 4 AND id = %lld",
-              (long long)next);
+    bbpg_await_int(
+        pg, 1, ROW_MS,
+        "SELECT count(*) FROM s_j.jobs WHERE state = 4 AND id = %lld",
+        (long long)next);
     ck_assert_int_eq(bbpg_int(pg,
                               "SELECT count(*) FROM s_j.jobs WHERE id = %lld "
                               "AND state = 3 AND node = 'ghost'",
@@ -444,8 +426,10 @@ START_TEST(key_held_on_another_node_is_a_duplicate)
     ck_assert(json_is_true(json_object_get(r, "duplicate")));
     json_decref(r);
     other = put(cb, "{'queue': 'q', 'key': 'k2'}");
-    await_int(1, "SELECT count(*) FROM s_i.jobs WHERE id = %lld AND key = 'k2'",
-              (long long)other);
+    bbpg_await_int(
+        pg, 1, ROW_MS,
+        "SELECT count(*) FROM s_i.jobs WHERE id = %lld AND key = 'k2'",
+        (long long)other);
     ck_assert_int_eq(bbpg_int(pg, "SELECT count(*) FROM s_i.jobs"), 2);
     bb_close(ca);
     bb_close(cb);
@@ -471,7 +455,8 @@ START_TEST(after_a_job_of_another_node_waits_in_the_database)
     await_peers("s_k", 2);
     ca = bb_connect(a);
     first = put(ca, "{'queue': 'q', 'args': {'seconds': 0.5}}");
-    await_int(0, "SELECT count(*) FROM s_k.jobs WHERE node = 'A'");
+    bbpg_await_int(pg, 0, ROW_MS,
+                   "SELECT count(*) FROM s_k.jobs WHERE node = 'A'");
     r = bb_result(
         ca, "put",
         bb_jsonq("{'queue': 'q', 'args': {'seconds': 0}, 'after': [%lld]}",
@@ -479,8 +464,9 @@ START_TEST(after_a_job_of_another_node_waits_in_the_database)
     then = json_integer_value(json_object_get(r, "job"));
     ck_assert_str_eq(json_string_value(json_object_get(r, "state")), "waiting");
     json_decref(r);
-    await_int(2, "SELECT count(*) FROM s_k.jobs WHERE state = 4 AND "
-                 "node = 'B'");
+    bbpg_await_int(pg, 2, ROW_MS,
+                   "SELECT count(*) FROM s_k.jobs WHERE state = 4 AND "
+                   "node = 'B'");
     ck_assert_int_eq(bbpg_int(pg,
                               "SELECT count(*) FROM s_k.jobs WHERE id = %lld "
                               "AND started >= (SELECT finished FROM s_k.jobs "

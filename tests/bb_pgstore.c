@@ -17,7 +17,6 @@
 #include <errno.h>
 #include <netinet/in.h>
 #include <signal.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -41,77 +40,13 @@ static struct bbpg *pg; /* the suite's server (the runner's) */
 static void
 suite_setup(void)
 {
-    bbpg_setup();
-    if (!bbpg_available())
-        return;
-    pg = bbpg_new();
-    bbpg_start(pg, false);
+    bbpg_suite_setup(&pg);
 }
 
 static void
 suite_teardown(void)
 {
-    bbpg_free(pg);
-    pg = NULL;
-    bbpg_teardown();
-}
-
-static void
-db_exec(const struct bbpg *s, const char *sql)
-{
-    PQclear(bbpg_query(s, "%s", sql));
-}
-
-/* The first column of the first row of sql as text ("" for none or
- * NULL), the caller's. */
-static char *db_text(const struct bbpg *s, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
-
-static char *
-db_text(const struct bbpg *s, const char *fmt, ...)
-{
-    char sql[512];
-    va_list ap;
-    PGresult *res;
-    char *out;
-
-    va_start(ap, fmt);
-    vsnprintf(sql, sizeof sql, fmt, ap);
-    va_end(ap);
-    res = bbpg_query(s, "%s", sql);
-    out = strdup(PQntuples(res) > 0 ? PQgetvalue(res, 0, 0) : "");
-    PQclear(res);
-    return out;
-}
-
-struct row_want {
-    const struct bbpg *s;
-    const char *sql, *want;
-};
-
-static bool
-row_is(void *arg)
-{
-    struct row_want *w = arg;
-    char *got = db_text(w->s, "%s", w->sql);
-    bool ok = strcmp(got, w->want) == 0;
-
-    free(got);
-    return ok;
-}
-
-/* Polls until sql gives want (the commit after an event is not awaited
- * by any reply). */
-static void
-await_row(const struct bbpg *s, const char *sql, const char *want)
-{
-    struct row_want w = {s, sql, want};
-    char *got;
-
-    if (bb_poll(row_is, &w, ROW_MS))
-        return;
-    got = db_text(s, "%s", sql);
-    ck_abort_msg("%s: got \"%s\", want \"%s\"", sql, got, want);
+    bbpg_suite_teardown(&pg);
 }
 
 #define CONFIG                                                                 \
@@ -171,9 +106,9 @@ START_TEST(put_is_a_row_once_acknowledged_and_its_finish_too)
     c = bb_connect(d);
     held = bb_put_job(c, bb_jsonq("{'queue': 'hold', 'args': {'a': 1}}"), 5000);
     /* Acknowledged: the row is there, pending, with its args. */
-    got = db_text(pg,
-                  "SELECT state || ' ' || args FROM t_put.jobs WHERE id = %lld",
-                  (long long)held);
+    got = bbpg_text(
+        pg, "SELECT state || ' ' || args FROM t_put.jobs WHERE id = %lld",
+        (long long)held);
     ck_assert_str_eq(got, "2 {\"a\":1}");
     free(got);
     ran = bb_put_job(c, bb_jsonq("{'args': {'b': 2}}"), 5000);
@@ -183,7 +118,7 @@ START_TEST(put_is_a_row_once_acknowledged_and_its_finish_too)
              "node || ' ' || (finished IS NOT NULL) FROM t_put.jobs WHERE "
              "id = %lld",
              (long long)ran);
-    await_row(pg, sql, "4 1 {\"b\":2} n1 true");
+    bbpg_await_text(pg, sql, "4 1 {\"b\":2} n1 true", ROW_MS);
     bb_close(c);
     ck_assert_int_eq(bb_stop(d), 0);
 }
@@ -255,12 +190,12 @@ START_TEST(ids_are_never_given_twice_once_their_rows_are_deleted)
     for (int i = 0; i < IDS_JOBS; i++)
         bb_await_state(c, ids[i], "done", 5000);
     /* The block is reserved with the first put, beyond the ids given. */
-    got = db_text(pg, "SELECT last_id >= %lld FROM t_ids.ids",
-                  (long long)ids[IDS_JOBS - 1] + 100);
+    got = bbpg_text(pg, "SELECT last_id >= %lld FROM t_ids.ids",
+                    (long long)ids[IDS_JOBS - 1] + 100);
     ck_assert_str_eq(got, "t");
     free(got);
     bb_close(c);
-    db_exec(pg, "DELETE FROM t_ids.jobs");
+    bbpg_exec(pg, "DELETE FROM t_ids.jobs");
     bb_restart(d); /* a clean stop gives back the ids not given */
     c = bb_connect(d);
     next = bb_put_job(c, bb_jsonq("{'queue': 'hold', 'args': {}}"), 5000);
@@ -270,7 +205,7 @@ START_TEST(ids_are_never_given_twice_once_their_rows_are_deleted)
     bb_signal(d, SIGKILL);
     ck_assert_int_eq(bb_wait_exit(d, 10000), 128 + SIGKILL);
     bb_free(d);
-    db_exec(pg, "DELETE FROM t_ids.jobs");
+    bbpg_exec(pg, "DELETE FROM t_ids.jobs");
     d = start(pg, "t_ids", "n1");
     c = bb_connect(d);
     top = bb_put_job(c, bb_jsonq("{'queue': 'hold', 'args': {}}"), 5000);
@@ -285,10 +220,10 @@ START_TEST(newer_schema_is_refused_at_start)
 {
     if (!bbpg_available())
         return;
-    db_exec(pg, "CREATE SCHEMA t_newer");
-    db_exec(pg, "CREATE TABLE t_newer.schema_version (version integer NOT "
-                "NULL, applied_at timestamptz NOT NULL DEFAULT now())");
-    db_exec(pg, "INSERT INTO t_newer.schema_version VALUES (99)");
+    bbpg_exec(pg, "CREATE SCHEMA t_newer");
+    bbpg_exec(pg, "CREATE TABLE t_newer.schema_version (version integer NOT "
+                  "NULL, applied_at timestamptz NOT NULL DEFAULT now())");
+    bbpg_exec(pg, "INSERT INTO t_newer.schema_version VALUES (99)");
     expect_refused(pg, "t_newer", "n1",
                    "store: postgres: schema t_newer is at version 99, this "
                    "asyncqd knows up to 2: upgrade asyncqd");
@@ -366,8 +301,8 @@ START_TEST(server_stopped_nowait_refused_put_waits_until_it_is_back)
         json_object_get(json_object_get(reply, "result"), "job"));
     ck_assert_int_gt(id, 0);
     json_decref(reply);
-    got = db_text(s, "SELECT args FROM t_stop.jobs WHERE id = %lld",
-                  (long long)id);
+    got = bbpg_text(s, "SELECT args FROM t_stop.jobs WHERE id = %lld",
+                    (long long)id);
     ck_assert_str_eq(got, "{\"w\":1}");
     free(got);
     bb_close(c);
@@ -474,7 +409,7 @@ START_TEST(backlog_while_disconnected_is_one_write_per_job)
              "SELECT count(*) FROM t_backlog.jobs WHERE state = 4 AND id >= "
              "%lld",
              (long long)job);
-    await_row(s, sql, "20");
+    bbpg_await_text(s, sql, "20", ROW_MS);
     ck_assert_int_eq(metric(mport, "asyncq_store_backlog"), 0);
     bb_close(q);
     bb_close(c);
@@ -492,7 +427,7 @@ static bool
 has_moved(void *arg)
 {
     struct moved *m = arg;
-    char *got = db_text(pg, "%s", m->sql);
+    char *got = bbpg_text(pg, "%s", m->sql);
     bool ok = atoll(got) > m->was;
 
     free(got);
@@ -536,18 +471,19 @@ START_TEST(heartbeat_renews_the_lease_of_a_running_job)
     m.sql = lease;
     m.was = 0;
     ck_assert(bb_poll(has_moved, &m, ROW_MS)); /* leased */
-    got = db_text(pg, "%s", lease);
+    got = bbpg_text(pg, "%s", lease);
     m.was = atoll(got);
     free(got);
     ck_assert(bb_poll(has_moved, &m, ROW_MS)); /* and again, later */
-    got = db_text(pg,
-                  "SELECT lease_deadline > now() AND lease_deadline <= "
-                  "now() + interval '1 second' FROM t_lease.jobs WHERE id = "
-                  "%lld",
-                  (long long)id);
+    got = bbpg_text(pg,
+                    "SELECT lease_deadline > now() AND lease_deadline <= "
+                    "now() + interval '1 second' FROM t_lease.jobs WHERE id = "
+                    "%lld",
+                    (long long)id);
     ck_assert_str_eq(got, "t");
     free(got);
-    got = db_text(pg,
+    got =
+        bbpg_text(pg,
                   "SELECT lease_deadline > now() + interval '290 seconds' AND "
                   "lease_deadline <= now() + interval '301 seconds' FROM "
                   "t_lease.jobs WHERE id = %lld",
@@ -556,7 +492,7 @@ START_TEST(heartbeat_renews_the_lease_of_a_running_job)
     free(got);
     m.sql = "SELECT (extract(epoch FROM seen) * 1000000)::bigint FROM "
             "t_lease.nodes WHERE node = 'n1'";
-    got = db_text(pg, "%s", m.sql);
+    got = bbpg_text(pg, "%s", m.sql);
     m.was = atoll(got);
     free(got);
     ck_assert(bb_poll(has_moved, &m, ROW_MS));

@@ -393,6 +393,121 @@ bbpg_try_int(const struct bbpg *s, long long *out, const char *fmt, ...)
     return ok;
 }
 
+void
+bbpg_exec(const struct bbpg *s, const char *fmt, ...)
+{
+    va_list ap;
+    char *sql;
+
+    va_start(ap, fmt);
+    sql = vsql(fmt, ap);
+    va_end(ap);
+    PQclear(bbpg_query(s, "%s", sql));
+    free(sql);
+}
+
+char *
+bbpg_text(const struct bbpg *s, const char *fmt, ...)
+{
+    va_list ap;
+    char *sql, *out;
+    PGresult *res;
+
+    va_start(ap, fmt);
+    sql = vsql(fmt, ap);
+    va_end(ap);
+    res = bbpg_query(s, "%s", sql);
+    out = strdup(PQntuples(res) > 0 ? PQgetvalue(res, 0, 0) : "");
+    PQclear(res);
+    free(sql);
+    return out;
+}
+
+void
+bbpg_is(const struct bbpg *s, const char *sql, const char *want)
+{
+    char *got = bbpg_text(s, "%s", sql);
+
+    ck_assert_msg(strcmp(got, want) == 0, "%s: got \"%s\", want \"%s\"", sql,
+                  got, want);
+    free(got);
+}
+
+struct text_want {
+    const struct bbpg *s;
+    const char *sql, *want;
+};
+
+static bool
+text_is(void *arg)
+{
+    struct text_want *w = arg;
+    char *got = bbpg_text(w->s, "%s", w->sql);
+    bool ok = strcmp(got, w->want) == 0;
+
+    free(got);
+    return ok;
+}
+
+void
+bbpg_await_text(const struct bbpg *s, const char *sql, const char *want,
+                int timeout_ms)
+{
+    struct text_want w = {s, sql, want};
+
+    if (!bb_poll(text_is, &w, timeout_ms))
+        bbpg_is(s, sql, want);
+}
+
+struct int_want {
+    const struct bbpg *s;
+    const char *sql;
+    long long want, got;
+};
+
+static bool
+int_is(void *arg)
+{
+    struct int_want *w = arg;
+
+    return bbpg_try_int(w->s, &w->got, "%s", w->sql) && w->got == w->want;
+}
+
+void
+bbpg_await_int(const struct bbpg *s, long long want, int timeout_ms,
+               const char *fmt, ...)
+{
+    struct int_want w = {.s = s, .want = want, .got = -1};
+    va_list ap;
+    char *sql;
+
+    va_start(ap, fmt);
+    sql = vsql(fmt, ap);
+    va_end(ap);
+    w.sql = sql;
+    if (!bb_poll(int_is, &w, timeout_ms))
+        ck_abort_msg("%s: got %lld, want %lld", sql, w.got, want);
+    free(sql);
+}
+
+void
+bbpg_suite_setup(struct bbpg **s)
+{
+    bbpg_setup();
+    if (!bbpg_available())
+        return;
+    *s = bbpg_new();
+    bbpg_start(*s, false);
+}
+
+void
+bbpg_suite_teardown(struct bbpg **s)
+{
+    bbpg_free(*s);
+    *s = NULL;
+    bbpg_teardown();
+}
+
 /* ---- several nodes ---- */
 
 struct bb_daemon *

@@ -70,6 +70,31 @@ long long bbpg_int(const struct bbpg *s, const char *fmt, ...)
 bool bbpg_try_int(const struct bbpg *s, long long *out, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
+/* bbpg_query with the result dropped. */
+void bbpg_exec(const struct bbpg *s, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+/* The first column of the first row the SQL returns as text ("" for none
+ * or NULL), the caller's to free. */
+char *bbpg_text(const struct bbpg *s, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+/* Fails the test unless sql gives the text want (as bbpg_text). */
+void bbpg_is(const struct bbpg *s, const char *sql, const char *want);
+/* Polls until sql gives the text want, for the commits no reply awaits;
+ * fails the test, naming what it got, after timeout_ms. */
+void bbpg_await_text(const struct bbpg *s, const char *sql, const char *want,
+                     int timeout_ms);
+/* Polls until the integer the SQL gives (as bbpg_try_int) is want; fails
+ * the test, naming the last it got (-1: none), after timeout_ms. */
+void bbpg_await_int(const struct bbpg *s, long long want, int timeout_ms,
+                    const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+
+/* A suite whose cases share one server: call these from its unchecked
+ * fixture. bbpg_setup, then *s a server started (without a synchronous
+ * standby) when bbpg_available, else NULL. */
+void bbpg_suite_setup(struct bbpg **s);
+/* bbpg_free(*s), *s = NULL, then bbpg_teardown. */
+void bbpg_suite_teardown(struct bbpg **s);
+
 /* ---- several nodes (part "cluster" of issue 17) ---- */
 
 struct bb_daemon;
