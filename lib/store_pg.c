@@ -560,6 +560,37 @@ array_elem(struct sbuf *b, const char *v, bool first)
     sb_add(b, "\"", 1);
 }
 
+/* names := the text array literal of the broker's queue names (with its
+ * NUL, for a parameter); when nums is not NULL, nums := the array of
+ * num(queue) in the same order. */
+static void
+queue_arrays(struct store_pg *sp, struct sbuf *names, struct sbuf *nums,
+             int64_t (*num)(const struct broker_queue *bq))
+{
+    const struct broker_queue *bq;
+    char t[24];
+    bool first = true;
+
+    names->len = 0;
+    sb_add(names, "{", 1);
+    if (nums != NULL) {
+        nums->len = 0;
+        sb_add(nums, "{", 1);
+    }
+    STAILQ_FOREACH (bq, &sp->broker->queues, link) {
+        array_elem(names, bq->cfg.name, first);
+        if (nums != NULL) {
+            if (!first)
+                sb_add(nums, ",", 1);
+            sb_add(nums, t, fmt_i64(t, num(bq)));
+        }
+        first = false;
+    }
+    sb_add(names, "}", 2);
+    if (nums != NULL)
+        sb_add(nums, "}", 2);
+}
+
 static const char *
 op_sql(struct store_pg *sp, enum op_kind kind, const char **name)
 {
@@ -1332,34 +1363,27 @@ renewed_cb(void *arg, const PGresult *res, const char *err)
                err);
 }
 
+static int64_t
+queue_timeout_us(const struct broker_queue *bq)
+{
+    return aq_clock_s_to_us(bq->cfg.timeout);
+}
+
 /* The heartbeat: the node was seen now, the rows it runs leased on. */
 static void
 renew_cb(evutil_socket_t fd, short what, void *arg)
 {
     struct store_pg *sp = arg;
     struct sbuf *nb = &sp->cols[0], *tb = &sp->cols[1];
-    char lease_ms[24], t[24];
+    char lease_ms[24];
     const char *values[4];
-    const struct broker_queue *bq;
     struct aq_error e;
-    bool first = true;
 
     if (!sp->is_restored || sp->is_renewing || sp->phase != PH_LOCKED ||
         !aq_pgconn_is_ready(sp->conn))
         return;
     snprintf(lease_ms, sizeof lease_ms, "%ld", LEASE_INTERVALS * sp->renew_ms);
-    nb->len = tb->len = 0;
-    sb_add(nb, "{", 1);
-    sb_add(tb, "{", 1);
-    STAILQ_FOREACH (bq, &sp->broker->queues, link) {
-        array_elem(nb, bq->cfg.name, first);
-        if (!first)
-            sb_add(tb, ",", 1);
-        sb_add(tb, t, fmt_i64(t, aq_clock_s_to_us(bq->cfg.timeout)));
-        first = false;
-    }
-    sb_add(nb, "}", 2); /* with the NUL */
-    sb_add(tb, "}", 2);
+    queue_arrays(sp, nb, tb, queue_timeout_us);
     values[0] = sp->node;
     values[1] = lease_ms;
     values[2] = nb->p;
@@ -1590,18 +1614,11 @@ poll_cb(evutil_socket_t fd, short what, void *arg)
     const char *values[2];
     struct broker_queue *bq;
     struct aq_error e;
-    bool first = true;
 
     if (!sp->is_restored || sp->phase != PH_LOCKED ||
         !aq_pgconn_is_ready(sp->conn))
         return;
-    nb->len = 0;
-    sb_add(nb, "{", 1);
-    STAILQ_FOREACH (bq, &sp->broker->queues, link) {
-        array_elem(nb, bq->cfg.name, first);
-        first = false;
-    }
-    sb_add(nb, "}", 2);
+    queue_arrays(sp, nb, NULL, NULL);
     values[0] = sp->channel;
     values[1] = nb->p;
     if (!sp->is_polling &&
@@ -1699,6 +1716,12 @@ sweep_done_cb(void *arg, const PGresult *res, const char *err)
     ((struct store_pg *)arg)->is_sweeping = false;
 }
 
+static int64_t
+queue_retries(const struct broker_queue *bq)
+{
+    return bq->cfg.retries;
+}
+
 /* The sweep of the heartbeat, by any node: running rows whose lease
  * passed count the attempt (node_lost) and go back to the pool, or fail
  * when out of attempts; held rows of nodes not seen for 3 heartbeats go
@@ -1707,27 +1730,14 @@ static void
 sweep(struct store_pg *sp)
 {
     struct sbuf *nb = &sp->cols[2], *rb = &sp->cols[3];
-    char ms[24], t[24], dflt[24], ttl[24], fttl[24];
+    char ms[24], dflt[24], ttl[24], fttl[24];
     const char *values[6];
-    const struct broker_queue *bq;
     struct aq_queue_config qc;
     struct aq_error e;
-    bool first = true;
 
     if (sp->is_sweeping)
         return;
-    nb->len = rb->len = 0;
-    sb_add(nb, "{", 1);
-    sb_add(rb, "{", 1);
-    STAILQ_FOREACH (bq, &sp->broker->queues, link) {
-        array_elem(nb, bq->cfg.name, first);
-        if (!first)
-            sb_add(rb, ",", 1);
-        sb_add(rb, t, fmt_i64(t, bq->cfg.retries));
-        first = false;
-    }
-    sb_add(nb, "}", 2);
-    sb_add(rb, "}", 2);
+    queue_arrays(sp, nb, rb, queue_retries);
     aq_queue_config_defaults(&qc, "x");
     snprintf(dflt, sizeof dflt, "%d", qc.retries);
     aq_queue_config_clear(&qc);
