@@ -2,7 +2,9 @@
 /*
  * lib/idmap.h: a map from non-zero uint64 ids to pointers, for ids handed
  * out by a counter: pages of pointers indexed by id, found by page number
- * in a small hash. 8 bytes per live id when ids are dense; O(1) lookups.
+ * in a small hash. 4 bytes per live id when ids are dense and the values
+ * made around the same time lie near each other (8 when not); O(1)
+ * lookups.
  * What the pointers point to stays its owner's.
  */
 #ifndef AQ_IDMAP_H

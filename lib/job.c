@@ -2,6 +2,7 @@
 /* lib/job.c: job allocation, names, and the job record. */
 #include "job.h"
 
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -76,12 +77,56 @@ aq_job_deps_new(const uint64_t *after, size_t n, enum aq_after_policy policy)
     return d;
 }
 
+/* The header's bytes: args start right after the last field, inside the
+ * struct's tail padding. */
+#define HEAD offsetof(struct aq_job, args)
+
+/* Under AddressSanitizer jobs stay in malloc's heap, where it sees their
+ * overflows, use after free and leaks. */
+#if defined(__SANITIZE_ADDRESS__)
+#define JOB_SLABS 0
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define JOB_SLABS 0
+#endif
+#endif
+#ifndef JOB_SLABS
+#define JOB_SLABS 1
+#endif
+
+/* An uninitialized block for a job with args_len bytes of args: a slab
+ * block when one fits (in_slab set), else malloc's; the rest of the
+ * header is the caller's to fill. Free with block_free. */
+static struct aq_job *
+block_new(size_t args_len)
+{
+    size_t n = HEAD + args_len + 1;
+    struct aq_job *j = JOB_SLABS ? aq_slab_alloc(n) : NULL;
+    bool in_slab = j != NULL;
+
+    if (j == NULL)
+        j = xmalloc(n);
+    j->in_slab = in_slab;
+    return j;
+}
+
+static void
+block_free(struct aq_job *j)
+{
+    if (j->in_slab)
+        aq_slab_release(j);
+    else
+        free(j);
+}
+
 struct aq_job *
 aq_job_new(uint64_t id, enum aq_kind kind, const char *args, size_t args_len)
 {
-    struct aq_job *j = xmalloc(sizeof *j + args_len + 1);
+    struct aq_job *j = block_new(args_len);
+    bool in_slab = j->in_slab;
 
-    memset(j, 0, sizeof *j);
+    memset(j, 0, HEAD);
+    j->in_slab = in_slab;
     j->id = id;
     j->kind = (uint8_t)kind;
     j->state = AQ_JOB_PENDING;
@@ -125,7 +170,7 @@ aq_job_free(struct aq_job *j)
         free(j->ext->deps);
         free(j->ext);
     }
-    free(j);
+    block_free(j);
 }
 
 #define ALIGN16(n) (((n) + 15) & ~(size_t)15)
@@ -149,7 +194,7 @@ ext_strs(struct aq_job_ext *x, char **out[NSTRS])
 static size_t
 packed_ext_off(const struct aq_job *j)
 {
-    return ALIGN16(sizeof *j + j->args_len + 1);
+    return ALIGN16(HEAD + j->args_len + 1);
 }
 
 /* A record's deps, if any, follow its ext (8-aligned: ext's size is a
@@ -187,8 +232,9 @@ aq_job_pack(struct aq_job *j, struct aq_recarena *a)
         return j;
     ext_off = packed_ext_off(j);
     nj = (struct aq_job *)p;
-    memcpy(nj, j, sizeof *j + j->args_len + 1); /* the header and args */
+    memcpy(nj, j, HEAD + j->args_len + 1); /* the header and args */
     nj->is_packed = 1;
+    nj->in_slab = 0;
     nx = (struct aq_job_ext *)(p + ext_off);
     *nx = *x; /* the future reference moves with it */
     nj->ext = nx;
@@ -216,22 +262,25 @@ aq_job_pack(struct aq_job *j, struct aq_recarena *a)
         free(*src[i]);
     }
     free(x);
-    free(j);
+    block_free(j);
     return nj;
 }
 
 struct aq_job *
 aq_job_unpack(struct aq_job *j)
 {
-    size_t head = sizeof *j + j->args_len + 1;
+    size_t head = HEAD + j->args_len + 1;
     struct aq_job *nj;
     char **strs[NSTRS];
+    bool in_slab;
 
     if (!j->is_packed)
         return j;
-    nj = xmalloc(head);
+    nj = block_new(j->args_len);
+    in_slab = nj->in_slab;
     memcpy(nj, j, head);
     nj->is_packed = 0;
+    nj->in_slab = in_slab;
     nj->ext = xmalloc(sizeof *nj->ext);
     *nj->ext = *j->ext; /* the future reference moves with it */
     if (j->ext->deps != NULL) {
@@ -265,7 +314,7 @@ aq_job_bytes(const struct aq_job *j)
 
     if (j->is_packed)
         return ALIGN16(packed_size(j));
-    n = heap_bytes(sizeof *j + j->args_len + 1);
+    n = j->in_slab ? aq_slab_block_size(j) : heap_bytes(HEAD + j->args_len + 1);
     if (j->ext == NULL)
         return n;
     n += heap_bytes(sizeof *j->ext);

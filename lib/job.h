@@ -3,9 +3,11 @@
  * lib/job.h: a job and its record (spec section 2). The struct is visible to
  * lib/ modules because the broker, the handlers and the journal read it on
  * the hot path; daemon/ and the black-box tests never include this file.
- * A queued job is one allocation: the header, then its args as the raw
- * compact JSON text they arrived as. Everything a job needs only once it
- * runs, or only when asked for (key, own timeout), hangs off ext.
+ * A queued job is one block: the header, then its args as the raw compact
+ * JSON text they arrived as, from the slabs of lib/recarena.h (no
+ * allocator header or rounding past 8 bytes) when it fits one. Everything a job
+ * needs only once it runs, or only when asked for (key, own timeout), hangs off
+ * ext.
  */
 #ifndef AQ_JOB_H
 #define AQ_JOB_H
@@ -97,20 +99,22 @@ struct aq_job {
     struct aq_queue_item qi; /* queued: the queue's; finished: links of the
                                 broker's list of finished records */
     uint64_t id;
-    void *queue;            /* the broker's queue it belongs to (borrowed) */
-    int64_t created_us;     /* wall clock */
-    struct aq_job_ext *ext; /* owned; NULL until needed */
-    uint32_t args_len;      /* 0: a record whose args were not kept (a journal
-                               of format 2 or older recorded it) */
-    uint16_t attempts;      /* attempts that ended (spec section 7) */
-    uint8_t kind;           /* enum aq_kind */
-    uint8_t state;          /* enum aq_job_state */
-    uint32_t jseg;          /* journal segment of its latest whole record (its
-                               home, held); 0 = none */
-    uint8_t is_packed;      /* a finished record in a record arena, ext and
-                               strings in the same block (aq_job_pack) */
-    uint8_t batch_flags;    /* AQ_JOB_BATCH_*: 0 for a job with no batch */
-    char args[];            /* args_len bytes of JSON, then a NUL */
+    void *queue;             /* the broker's queue it belongs to (borrowed) */
+    int64_t created_us;      /* wall clock */
+    struct aq_job_ext *ext;  /* owned; NULL until needed */
+    uint32_t args_len;       /* 0: a record whose args were not kept (a journal
+                                of format 2 or older recorded it) */
+    uint32_t jseg;           /* journal segment of its latest whole record (its
+                                home, held); 0 = none */
+    uint16_t attempts;       /* attempts that ended (spec section 7) */
+    uint8_t kind : 4;        /* enum aq_kind */
+    uint8_t state : 4;       /* enum aq_job_state */
+    uint8_t is_packed : 1;   /* a finished record in a record arena, ext and
+                                strings in the same block (aq_job_pack) */
+    uint8_t in_slab : 1;     /* the header and args are a slab block (lib/
+                                recarena.h), else one malloc */
+    uint8_t batch_flags : 2; /* AQ_JOB_BATCH_*: 0 for a job with no batch */
+    char args[];             /* args_len bytes of JSON, then a NUL */
 };
 
 /* aq_job.batch_flags: ext->batch is set (the broker counts the job in its

@@ -10,9 +10,11 @@
  */
 #include "recarena.h"
 
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <sys/mman.h>
+#include <sys/queue.h>
 
 #include "xmalloc.h"
 
@@ -35,8 +37,26 @@ struct aq_recarena {
 
 #define HEADER ((sizeof(struct chunk) + ALIGN - 1) & ~(size_t)(ALIGN - 1))
 
-/* A CHUNK-aligned mapping of CHUNK bytes: map twice the size, unmap the
- * misaligned ends. */
+/* A size-aligned mapping of size bytes (a power of two): map twice the
+ * size, unmap the misaligned ends. NULL if mapping failed. */
+static void *
+map_aligned(size_t size)
+{
+    char *p = mmap(NULL, 2 * size, PROT_READ | PROT_WRITE,
+                   MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    uintptr_t start, end;
+
+    if (p == MAP_FAILED)
+        return NULL;
+    start = ((uintptr_t)p + size - 1) & ~(uintptr_t)(size - 1);
+    end = start + size;
+    if (start > (uintptr_t)p)
+        munmap(p, start - (uintptr_t)p);
+    if ((uintptr_t)p + 2 * size > end)
+        munmap((void *)end, (uintptr_t)p + 2 * size - end);
+    return (void *)start;
+}
+
 static void
 chunk_unmap(struct chunk *c)
 {
@@ -59,8 +79,6 @@ chunk_retire(struct chunk *c)
 static struct chunk *
 chunk_map(struct aq_recarena *a)
 {
-    char *p;
-    uintptr_t start, end;
     struct chunk *c;
 
     if (a->nspare > 0) {
@@ -68,17 +86,8 @@ chunk_map(struct aq_recarena *a)
         c->used = HEADER;
         return c;
     }
-    p = mmap(NULL, 2 * CHUNK, PROT_READ | PROT_WRITE,
-             MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (p == MAP_FAILED)
+    if ((c = map_aligned(CHUNK)) == NULL)
         return NULL;
-    start = ((uintptr_t)p + CHUNK - 1) & ~(uintptr_t)(CHUNK - 1);
-    end = start + CHUNK;
-    if (start > (uintptr_t)p)
-        munmap(p, start - (uintptr_t)p);
-    if ((uintptr_t)p + 2 * CHUNK > end)
-        munmap((void *)end, (uintptr_t)p + 2 * CHUNK - end);
-    c = (struct chunk *)start;
     a->nchunks++;
     c->arena = a;
     c->used = HEADER;
@@ -149,4 +158,134 @@ size_t
 aq_recarena_mapped(const struct aq_recarena *a)
 {
     return a->nchunks * CHUNK;
+}
+
+/* Slabs. A slab chunk is SLAB_CHUNK bytes at a SLAB_CHUNK-aligned address
+ * (a block finds its chunk by masking), cut into blocks of one size: never
+ * used ones from bump on, released ones on the chunk's free list (linked
+ * through their first word). Chunks with room are on their size's list,
+ * the one given back to last first, so the blocks in use gather in few
+ * chunks; a full chunk is on none. */
+#define SLAB_CHUNK ((size_t)32 * 1024)
+#define SLAB_GRAIN 8
+#define SLAB_CLASSES (AQ_SLAB_MAX / SLAB_GRAIN)
+#define SLAB_SPARES 4 /* drained chunks kept for reuse: 128 KiB at most */
+
+struct slab_chunk {
+    LIST_ENTRY(slab_chunk) link; /* on its size's list while it has room */
+    void *free;                  /* released blocks */
+    uint32_t size;               /* of its blocks */
+    uint32_t bump;               /* offset of the first never used block */
+    uint32_t live;               /* blocks not released */
+    uint8_t has_room;            /* on its size's list */
+};
+
+#define SLAB_HEADER                                                            \
+    ((sizeof(struct slab_chunk) + ALIGN - 1) & ~(size_t)(ALIGN - 1))
+
+struct slabs {
+    LIST_HEAD(, slab_chunk) room[SLAB_CLASSES + 1]; /* by size / SLAB_GRAIN */
+    struct slab_chunk *spare[SLAB_SPARES];
+    size_t nspare;
+    size_t nchunks; /* mapped, spares included */
+};
+
+static _Thread_local struct slabs slabs;
+
+static bool
+slab_full(const struct slab_chunk *c)
+{
+    return c->free == NULL && c->bump + c->size > SLAB_CHUNK;
+}
+
+static struct slab_chunk *
+slab_chunk_new(uint32_t size)
+{
+    struct slab_chunk *c;
+
+    if (slabs.nspare > 0) {
+        c = slabs.spare[--slabs.nspare];
+    } else {
+        if ((c = map_aligned(SLAB_CHUNK)) == NULL)
+            return NULL;
+        slabs.nchunks++;
+    }
+    c->free = NULL;
+    c->size = size;
+    c->bump = SLAB_HEADER;
+    c->live = 0;
+    c->has_room = 1;
+    LIST_INSERT_HEAD(&slabs.room[size / SLAB_GRAIN], c, link);
+    return c;
+}
+
+void *
+aq_slab_alloc(size_t n)
+{
+    struct slab_chunk *c;
+    uint32_t size;
+    void *p;
+
+    if (n == 0 || n > AQ_SLAB_MAX)
+        return NULL;
+    size = (uint32_t)((n + SLAB_GRAIN - 1) & ~(size_t)(SLAB_GRAIN - 1));
+    if ((c = LIST_FIRST(&slabs.room[size / SLAB_GRAIN])) == NULL &&
+        (c = slab_chunk_new(size)) == NULL)
+        return NULL;
+    if (c->free != NULL) {
+        p = c->free;
+        c->free = *(void **)p;
+    } else {
+        p = (char *)c + c->bump;
+        c->bump += size;
+    }
+    c->live++;
+    if (slab_full(c)) {
+        LIST_REMOVE(c, link);
+        c->has_room = 0;
+    }
+    return p;
+}
+
+static struct slab_chunk *
+slab_chunk_of(const void *p)
+{
+    return (struct slab_chunk *)((uintptr_t)p & ~(uintptr_t)(SLAB_CHUNK - 1));
+}
+
+void
+aq_slab_release(void *p)
+{
+    struct slab_chunk *c = slab_chunk_of(p);
+
+    *(void **)p = c->free;
+    c->free = p;
+    if (--c->live == 0) {
+        /* Drained: a spare, or gone. */
+        if (c->has_room)
+            LIST_REMOVE(c, link);
+        if (slabs.nspare < SLAB_SPARES) {
+            slabs.spare[slabs.nspare++] = c;
+        } else {
+            slabs.nchunks--;
+            munmap(c, SLAB_CHUNK);
+        }
+        return;
+    }
+    if (!c->has_room) {
+        c->has_room = 1;
+        LIST_INSERT_HEAD(&slabs.room[c->size / SLAB_GRAIN], c, link);
+    }
+}
+
+size_t
+aq_slab_block_size(const void *p)
+{
+    return slab_chunk_of(p)->size;
+}
+
+size_t
+aq_slab_mapped(void)
+{
+    return slabs.nchunks * SLAB_CHUNK;
 }

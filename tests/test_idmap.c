@@ -4,11 +4,12 @@
  * id is found until deleted, a second put replaces it, ids dense or far
  * apart coexist, and aq_idmap_each visits each value once. Pages come and
  * go as ids do; deletions in random order check that the hash still finds
- * every page left.
+ * every page left. Values far apart or unaligned share a page too.
  */
 #include <check.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "idmap.h"
 #include "rng.h"
@@ -26,6 +27,16 @@ static uint64_t
 key_of(const void *value)
 {
     return ((const struct val *)value)->id;
+}
+
+/* A key read with memcpy: the value may be unaligned. */
+static uint64_t
+odd_key_of(const void *value)
+{
+    uint64_t id;
+
+    memcpy(&id, value, sizeof id);
+    return id;
 }
 
 static void
@@ -148,6 +159,53 @@ START_TEST(values_deleted_in_any_order_leave_the_rest_found)
 }
 END_TEST
 
+/* Values of one page far apart (the stack and the heap), below the first
+ * one filed, or not 8-aligned: each still found, replaced and deleted. */
+START_TEST(values_anywhere_in_memory_share_a_page)
+{
+    struct aq_idmap *m = aq_idmap_new(key_of);
+    struct val *heap = calloc(4, sizeof *heap), local = {.id = 5}, *odd;
+    unsigned char *buf = calloc(1, 2 * sizeof(struct val) + 1);
+    size_t n = 0;
+
+    odd = (struct val *)(buf + 1); /* read through key_of only: memcpy */
+    heap[1].id = 2;
+    heap[0].id = 1;
+    aq_idmap_put(m, &heap[1]);
+    aq_idmap_put(m, &heap[0]); /* below the first one */
+    ck_assert_ptr_eq(aq_idmap_get(m, 1), &heap[0]);
+    ck_assert_ptr_eq(aq_idmap_get(m, 2), &heap[1]);
+    aq_idmap_put(m, &local); /* far from the heap */
+    ck_assert_ptr_eq(aq_idmap_get(m, 5), &local);
+    ck_assert_ptr_eq(aq_idmap_get(m, 1), &heap[0]);
+    ck_assert_ptr_eq(aq_idmap_get(m, 2), &heap[1]);
+    heap[2].id = 2;
+    aq_idmap_put(m, &heap[2]); /* replaces heap[1] */
+    ck_assert_ptr_eq(aq_idmap_get(m, 2), &heap[2]);
+    aq_idmap_each(m, visit_cb, &n);
+    ck_assert_uint_eq(n, 3);
+    ck_assert_ptr_eq(aq_idmap_del(m, 5), &local);
+    ck_assert_ptr_eq(aq_idmap_del(m, 1), &heap[0]);
+    ck_assert_ptr_eq(aq_idmap_del(m, 2), &heap[2]);
+    ck_assert_ptr_null(aq_idmap_get(m, 2));
+    aq_idmap_free(m);
+
+    /* An unaligned value on a fresh page, after an aligned one. */
+    m = aq_idmap_new(odd_key_of);
+    heap[3].id = 9;
+    aq_idmap_put(m, &heap[3]);
+    memcpy(buf + 1, &(uint64_t){10}, sizeof(uint64_t));
+    aq_idmap_put(m, odd);
+    ck_assert_ptr_eq(aq_idmap_get(m, 9), &heap[3]);
+    ck_assert_ptr_eq(aq_idmap_get(m, 10), odd);
+    ck_assert_ptr_eq(aq_idmap_del(m, 10), odd);
+    ck_assert_ptr_eq(aq_idmap_del(m, 9), &heap[3]);
+    aq_idmap_free(m);
+    free(buf);
+    free(heap);
+}
+END_TEST
+
 Suite *
 idmap_suite(void)
 {
@@ -158,6 +216,7 @@ idmap_suite(void)
     tcase_add_test(tc, second_put_under_an_id_replaces_the_first);
     tcase_add_test(tc, ids_far_apart_coexist);
     tcase_add_test(tc, values_deleted_in_any_order_leave_the_rest_found);
+    tcase_add_test(tc, values_anywhere_in_memory_share_a_page);
     suite_add_tcase(s, tc);
     return s;
 }

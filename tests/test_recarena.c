@@ -3,7 +3,8 @@
  * tests/test_recarena.c: lib/recarena.h, the finished-record arena: blocks
  * are aligned and keep their bytes, chunks go back to the system as soon as
  * their last block is released, in any order, and oversized requests are
- * refused rather than split.
+ * refused rather than split. The job slabs: blocks of one size are reused
+ * once given back, and a slab chunk goes once its last block does.
  */
 #include <stdint.h>
 #include <string.h>
@@ -131,6 +132,94 @@ START_TEST(oversized_requests_are_refused)
 }
 END_TEST
 
+#define SLAB_CHUNK (32 * 1024)
+#define SLAB_SPARES 4 /* drained slab chunks kept for reuse */
+
+/* The slabs are the thread's: each test counts from what it found. */
+START_TEST(slab_blocks_are_aligned_keep_their_bytes_and_go_back)
+{
+    static unsigned char *p[NBLOCKS];
+    size_t base = aq_slab_mapped();
+
+    for (int i = 0; i < NBLOCKS; i++) {
+        p[i] = aq_slab_alloc(197);
+        ck_assert_ptr_nonnull(p[i]);
+        ck_assert_int_eq((uintptr_t)p[i] % 8, 0);
+        memset(p[i], i & 0xff, 197);
+    }
+    ck_assert_uint_eq(aq_slab_block_size(p[0]), 200);
+    /* no header per block: 6000 blocks of 200 bytes in 37 chunks */
+    ck_assert_uint_ge(aq_slab_mapped(), base + 30 * SLAB_CHUNK);
+    ck_assert_uint_le(aq_slab_mapped(), base + 38 * SLAB_CHUNK);
+    for (int i = 0; i < NBLOCKS; i++) {
+        unsigned char want[197];
+
+        memset(want, i & 0xff, sizeof want);
+        ck_assert_msg(memcmp(p[i], want, sizeof want) == 0,
+                      "block %d lost its bytes", i);
+    }
+    for (int i = 0; i < NBLOCKS; i++)
+        aq_slab_release(p[i]);
+    ck_assert_uint_le(aq_slab_mapped(), base + SLAB_SPARES * SLAB_CHUNK);
+}
+END_TEST
+
+/* Jobs do not all leave in the order they came: a block given back is the
+ * next one given out, and holes are filled before a chunk is mapped. */
+START_TEST(slab_reuses_released_blocks_before_mapping_more)
+{
+    static void *p[NBLOCKS];
+    void *a = aq_slab_alloc(100), *b;
+    size_t peak;
+
+    aq_slab_release(a);
+    b = aq_slab_alloc(101); /* the same size once rounded: 104 */
+    ck_assert_ptr_eq(b, a);
+    ck_assert_uint_eq(aq_slab_block_size(b), 104);
+    for (int i = 0; i < NBLOCKS; i++)
+        p[i] = aq_slab_alloc(104);
+    peak = aq_slab_mapped();
+    for (int i = 0; i < NBLOCKS; i += 2)
+        aq_slab_release(p[i]);
+    ck_assert_uint_eq(aq_slab_mapped(), peak); /* every chunk still used */
+    for (int i = 0; i < NBLOCKS; i += 2)
+        p[i] = aq_slab_alloc(104);
+    ck_assert_uint_eq(aq_slab_mapped(), peak);
+    for (int i = 0; i < NBLOCKS; i++)
+        aq_slab_release(p[i]);
+    aq_slab_release(b);
+}
+END_TEST
+
+/* One block kept pins its chunk only; its release unmaps that too. */
+START_TEST(slab_survivor_pins_only_its_own_chunk)
+{
+    static void *p[NBLOCKS];
+    size_t base = aq_slab_mapped();
+
+    for (int i = 0; i < NBLOCKS; i++)
+        p[i] = aq_slab_alloc(184);
+    for (int i = 1; i < NBLOCKS; i++)
+        aq_slab_release(p[i]);
+    ck_assert_uint_le(aq_slab_mapped(), base + (1 + SLAB_SPARES) * SLAB_CHUNK);
+    aq_slab_release(p[0]);
+    ck_assert_uint_le(aq_slab_mapped(), base + SLAB_SPARES * SLAB_CHUNK);
+}
+END_TEST
+
+START_TEST(slab_refuses_sizes_out_of_range)
+{
+    void *p;
+
+    ck_assert_ptr_null(aq_slab_alloc(0));
+    ck_assert_ptr_null(aq_slab_alloc(AQ_SLAB_MAX + 1));
+    p = aq_slab_alloc(AQ_SLAB_MAX);
+    ck_assert_ptr_nonnull(p);
+    ck_assert_uint_eq(aq_slab_block_size(p), AQ_SLAB_MAX);
+    aq_slab_release(p);
+}
+END_TEST
+
 Suite *
 recarena_suite(void)
 {
@@ -142,6 +231,10 @@ recarena_suite(void)
     tcase_add_test(tc, a_stream_of_records_reuses_drained_chunks);
     tcase_add_test(tc, a_survivor_pins_only_its_own_chunk);
     tcase_add_test(tc, oversized_requests_are_refused);
+    tcase_add_test(tc, slab_blocks_are_aligned_keep_their_bytes_and_go_back);
+    tcase_add_test(tc, slab_reuses_released_blocks_before_mapping_more);
+    tcase_add_test(tc, slab_survivor_pins_only_its_own_chunk);
+    tcase_add_test(tc, slab_refuses_sizes_out_of_range);
     suite_add_tcase(s, tc);
     return s;
 }
