@@ -165,14 +165,28 @@ aq_recarena_mapped(const struct aq_recarena *a)
  * used ones from bump on, released ones on the chunk's free list (linked
  * through their first word). Chunks with room are on their size's list,
  * the one given back to last first, so the blocks in use gather in few
- * chunks; a full chunk is on none. */
+ * chunks; a full chunk is on none.
+ * Chunks are cut from regions of SLAB_REGION bytes, one mapping each: a
+ * million queued jobs take ~90 mappings, not ~5,700 (the kernel allows a
+ * process 65,530, vm.max_map_count). A chunk given back has its pages
+ * dropped (MADV_DONTNEED: RSS comes back, the mapping stays); a region is
+ * unmapped once none of its chunks is in use. */
 #define SLAB_CHUNK ((size_t)32 * 1024)
+#define SLAB_REGION ((size_t)2 * 1024 * 1024)
+_Static_assert(SLAB_REGION / SLAB_CHUNK == 64, "a region's chunks: 64 bits");
 #define SLAB_GRAIN 8
 #define SLAB_CLASSES (AQ_SLAB_MAX / SLAB_GRAIN)
 #define SLAB_SPARES 4 /* drained chunks kept for reuse: 128 KiB at most */
 
+struct slab_region {
+    LIST_ENTRY(slab_region) link; /* on slabs.regions while it has room */
+    char *base;                   /* SLAB_REGION bytes, mapped */
+    uint64_t used;                /* bit i: chunk i handed out */
+};
+
 struct slab_chunk {
     LIST_ENTRY(slab_chunk) link; /* on its size's list while it has room */
+    struct slab_region *region;  /* the region it was cut from */
     void *free;                  /* released blocks */
     uint32_t size;               /* of its blocks */
     uint32_t bump;               /* offset of the first never used block */
@@ -185,12 +199,60 @@ struct slab_chunk {
 
 struct slabs {
     LIST_HEAD(, slab_chunk) room[SLAB_CLASSES + 1]; /* by size / SLAB_GRAIN */
+    LIST_HEAD(, slab_region) regions; /* those with a chunk not in use */
     struct slab_chunk *spare[SLAB_SPARES];
     size_t nspare;
-    size_t nchunks; /* mapped, spares included */
+    size_t nchunks; /* in use, spares included */
 };
 
 static _Thread_local struct slabs slabs;
+
+/* A chunk not in use, cut from a region with room or a new region; NULL
+ * if mapping failed. The chunk's pages may be resident or not. */
+static struct slab_chunk *
+region_take(void)
+{
+    struct slab_region *r = LIST_FIRST(&slabs.regions);
+    struct slab_chunk *c;
+    int i;
+
+    if (r == NULL) {
+        if ((r = calloc(1, sizeof *r)) == NULL)
+            return NULL;
+        if ((r->base = map_aligned(SLAB_REGION)) == NULL) {
+            free(r);
+            return NULL;
+        }
+        LIST_INSERT_HEAD(&slabs.regions, r, link);
+    }
+    i = __builtin_ctzll(~r->used);
+    r->used |= (uint64_t)1 << i;
+    if (r->used == UINT64_MAX)
+        LIST_REMOVE(r, link);
+    c = (struct slab_chunk *)(r->base + (size_t)i * SLAB_CHUNK);
+    c->region = r;
+    return c;
+}
+
+/* Gives c back to its region: its pages dropped, or the region unmapped
+ * when it was the last chunk in use. */
+static void
+region_give(struct slab_chunk *c)
+{
+    struct slab_region *r = c->region;
+    int i = (int)(((char *)c - r->base) / SLAB_CHUNK);
+
+    if (r->used == UINT64_MAX)
+        LIST_INSERT_HEAD(&slabs.regions, r, link);
+    r->used &= ~((uint64_t)1 << i);
+    if (r->used == 0) {
+        LIST_REMOVE(r, link);
+        munmap(r->base, SLAB_REGION);
+        free(r);
+        return;
+    }
+    madvise(c, SLAB_CHUNK, MADV_DONTNEED);
+}
 
 static bool
 slab_full(const struct slab_chunk *c)
@@ -206,7 +268,7 @@ slab_chunk_new(uint32_t size)
     if (slabs.nspare > 0) {
         c = slabs.spare[--slabs.nspare];
     } else {
-        if ((c = map_aligned(SLAB_CHUNK)) == NULL)
+        if ((c = region_take()) == NULL)
             return NULL;
         slabs.nchunks++;
     }
@@ -268,7 +330,7 @@ aq_slab_release(void *p)
             slabs.spare[slabs.nspare++] = c;
         } else {
             slabs.nchunks--;
-            munmap(c, SLAB_CHUNK);
+            region_give(c);
         }
         return;
     }

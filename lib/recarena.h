@@ -34,10 +34,12 @@ size_t aq_recarena_mapped(const struct aq_recarena *a);
  * Slabs, for queued jobs: blocks of one size (n rounded up to 8) are cut
  * from 32 KiB chunks of their own, with no per-block header, and a block
  * given back is reused by the next of its size (a queue's jobs do not all
- * leave in the order they came: priorities, delays, retries). A chunk is
- * unmapped once its last block is released (but for a few spare chunks,
- * 128 KiB at most). The slabs belong to the calling thread: a block is
- * released by the thread that allocated it.
+ * leave in the order they came: priorities, delays, retries). A chunk's
+ * pages go back to the system once its last block is released (but for a
+ * few spare chunks, 128 KiB at most); chunks are cut from 2 MiB mappings,
+ * so a large backlog takes few of the process's mappings. The slabs
+ * belong to the calling thread: a block is released by the thread that
+ * allocated it.
  */
 #define AQ_SLAB_MAX 1024 /* the largest block a slab gives */
 
@@ -48,7 +50,7 @@ void *aq_slab_alloc(size_t n);
 void aq_slab_release(void *p);
 /* The bytes a block of aq_slab_alloc occupies (n rounded up). */
 size_t aq_slab_block_size(const void *p);
-/* Bytes the calling thread's slabs have mapped now, spares included. */
+/* Bytes of the calling thread's slab chunks in use, spares included. */
 size_t aq_slab_mapped(void);
 
 #endif

@@ -7,6 +7,7 @@
  * once given back, and a slab chunk goes once its last block does.
  */
 #include <stdint.h>
+#include <stdio.h>
 #include <string.h>
 
 #include <check.h>
@@ -207,6 +208,42 @@ START_TEST(slab_survivor_pins_only_its_own_chunk)
 }
 END_TEST
 
+/* The process's mappings now (lines of /proc/self/maps). */
+static int
+mappings(void)
+{
+    FILE *f = fopen("/proc/self/maps", "r");
+    int n = 0, c;
+
+    ck_assert_ptr_nonnull(f);
+    while ((c = getc(f)) != EOF)
+        n += c == '\n';
+    fclose(f);
+    return n;
+}
+
+/* 300 chunks' worth of blocks (~9 MiB) take a few mappings, not 300 (the
+ * kernel allows 65,530 a process), and every block keeps its bytes. */
+START_TEST(slab_chunks_share_mappings)
+{
+    enum { N = 300 * (SLAB_CHUNK / 184) };
+    static void *p[N];
+    int before = mappings();
+
+    for (int i = 0; i < N; i++) {
+        p[i] = aq_slab_alloc(184);
+        ck_assert_ptr_nonnull(p[i]);
+        memset(p[i], i & 0xff, 184);
+    }
+    ck_assert_int_le(mappings(), before + 12);
+    for (int i = 0; i < N; i++) {
+        ck_assert_uint_eq(((unsigned char *)p[i])[183], (unsigned)(i & 0xff));
+        aq_slab_release(p[i]);
+    }
+    ck_assert_uint_le(aq_slab_mapped(), (size_t)SLAB_SPARES * SLAB_CHUNK);
+}
+END_TEST
+
 START_TEST(slab_refuses_sizes_out_of_range)
 {
     void *p;
@@ -235,6 +272,7 @@ recarena_suite(void)
     tcase_add_test(tc, slab_reuses_released_blocks_before_mapping_more);
     tcase_add_test(tc, slab_survivor_pins_only_its_own_chunk);
     tcase_add_test(tc, slab_refuses_sizes_out_of_range);
+    tcase_add_test(tc, slab_chunks_share_mappings);
     suite_add_tcase(s, tc);
     return s;
 }
