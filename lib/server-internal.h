@@ -62,6 +62,11 @@ enum slot { SLOT_NONE, SLOT_OPEN, SLOT_HALF_CLOSED };
 struct conn {
     struct aq_server *s;
     struct bufferevent *bev; /* owned, closes the socket */
+    struct event *rev;       /* owned: a plain socket's reading (sock_read) */
+    bool is_reading;         /* rev is added */
+    bool resume_pending;     /* in s->resuming */
+    LIST_ENTRY(conn) resume_link;
+    bool is_timed; /* rev's reading has the idle timeout */
     uint64_t num;
     char peer[96];
     size_t inflight;            /* calls not yet ended */
@@ -106,7 +111,10 @@ struct aq_server {
     LIST_HEAD(, aq_exchange) exchanges; /* with calls in flight */
     SLIST_HEAD(, conn) dying;           /* to free from reap_ev */
     struct event *reap_ev;
+    char *rbuf; /* owned: READ_BYTES, what one read of a plain socket takes */
     LIST_HEAD(, conn) flushing; /* with replies to write, from flush_ev */
+    LIST_HEAD(, conn) resuming; /* plain sockets to process, from resume_ev */
+    struct event *resume_ev;
     struct event *flush_ev;
     /* close_all */
     struct event *close_ev;
@@ -134,6 +142,9 @@ void aq_conn_send_line(struct conn *c, const char *line, size_t n);
 bool aq_conn_is_stalled(const struct conn *c);
 /* Reading on or off after the state changed. */
 void aq_conn_update_reading(struct conn *c);
+/* A call ended that may let the connection read again, or close: it is
+ * processed from the loop, never under the caller's feet. */
+void aq_conn_resume(struct conn *c);
 
 /* ---- lib/call.c ---- */
 
