@@ -112,6 +112,12 @@ struct aq_server {
     SLIST_HEAD(, conn) dying;           /* to free from reap_ev */
     struct event *reap_ev;
     char *rbuf; /* owned: READ_BYTES, what one read of a plain socket takes */
+    /* The reply lines of the connection whose requests are being handled
+     * (ack_conn), added to its output in one piece: when it is done, when
+     * full, or before anything else reaches that output. */
+    struct conn *ack_conn;
+    char *abuf; /* owned: ACK_BYTES */
+    size_t alen;
     LIST_HEAD(, conn) flushing; /* with replies to write, from flush_ev */
     LIST_HEAD(, conn) resuming; /* plain sockets to process, from resume_ev */
     struct event *resume_ev;
@@ -124,12 +130,9 @@ struct aq_server {
 
 /* ---- lib/server.c ---- */
 
-/* Where the connection's messages are written. */
-static inline struct evbuffer *
-aq_conn_output(const struct conn *c)
-{
-    return c->out != NULL ? c->out : bufferevent_get_output(c->bev);
-}
+/* Where the connection's messages are written (after the put replies
+ * gathered for it, if any). */
+struct evbuffer *aq_conn_output(struct conn *c);
 /* An exchange's last call ended (not under its own processing): done runs
  * from the loop. */
 void aq_exchange_ended(struct conn *c);

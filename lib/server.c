@@ -68,6 +68,7 @@
 #define LINGER_MS 2000
 #define LINGER_MAX_BYTES (4u << 20)
 #define READ_BYTES (64u << 10) /* what one read of a plain socket takes */
+#define ACK_BYTES (16u << 10)  /* reply lines gathered before an add */
 
 static void conn_process(struct conn *c);
 static void conn_close(struct conn *c);
@@ -75,6 +76,45 @@ static void conn_free_soon(struct conn *c);
 static void conn_event_cb(struct bufferevent *bev, short what, void *arg);
 
 /* ---- writing ---- */
+
+/* The reply lines gathered for c go to its output. */
+static void
+ack_flush(struct conn *c)
+{
+    struct aq_server *s = c->s;
+
+    if (s->ack_conn != c || s->alen == 0)
+        return;
+    if (!c->is_freeing)
+        evbuffer_add(bufferevent_get_output(c->bev), s->abuf, s->alen);
+    s->alen = 0;
+}
+
+/* Reply lines for c are gathered until ack_end. */
+static bool
+ack_begin(struct conn *c)
+{
+    if (c->s->ack_conn != NULL || c->is_exchange)
+        return false;
+    c->s->ack_conn = c;
+    return true;
+}
+
+static void
+ack_end(struct conn *c)
+{
+    ack_flush(c);
+    c->s->ack_conn = NULL;
+}
+
+struct evbuffer *
+aq_conn_output(struct conn *c)
+{
+    if (c->out != NULL)
+        return c->out;
+    ack_flush(c);
+    return bufferevent_get_output(c->bev);
+}
 
 /* Moves queued messages into the output until it holds
  * OUTPUT_HIGH_BYTES; the rest waits for the client to read. */
@@ -116,8 +156,17 @@ aq_conn_send(struct conn *c, json_t *msg)
 void
 aq_conn_send_line(struct conn *c, const char *line, size_t n)
 {
+    struct aq_server *s = c->s;
+
     if (c->is_freeing)
         return;
+    if (s->ack_conn == c && STAILQ_EMPTY(&c->outq) && n <= ACK_BYTES) {
+        if (s->alen + n > ACK_BYTES)
+            ack_flush(c);
+        memcpy(s->abuf + s->alen, line, n);
+        s->alen += n;
+        return;
+    }
     if (STAILQ_EMPTY(&c->outq))
         evbuffer_add(aq_conn_output(c), line, n);
     else
@@ -263,10 +312,12 @@ conn_process(struct conn *c)
 {
     struct aq_server *s = c->s;
     struct evbuffer *in = bufferevent_get_input(c->bev);
+    bool acks;
 
     if (c->in_process || c->is_closing)
         return;
     c->in_process = true;
+    acks = ack_begin(c);
     while (!c->is_closing && !aq_conn_is_stalled(c)) {
         size_t eol_len = 0, avail = evbuffer_get_length(in), len;
         struct evbuffer_ptr eol =
@@ -288,6 +339,8 @@ conn_process(struct conn *c)
         process_line(c, (const char *)evbuffer_pullup(in, len + eol_len), len);
         evbuffer_drain(in, len + eol_len);
     }
+    if (acks)
+        ack_end(c);
     c->in_process = false;
     if (c->is_eof && !c->is_closing && c->inflight == 0 &&
         evbuffer_get_length(in) == 0)
@@ -574,6 +627,7 @@ conn_close(struct conn *c)
 {
     if (c->is_closing)
         return;
+    ack_flush(c); /* owed, as the rest of the output */
     c->is_closing = true;
     conn_leave_slot(c); /* it serves no more requests */
     if (c->timer != NULL)
@@ -709,8 +763,10 @@ process_read(struct conn *c, const char *buf, size_t n)
 {
     const char *eol;
     size_t at = 0;
+    bool acks;
 
     c->in_process = true;
+    acks = ack_begin(c);
     while (!c->is_closing && !aq_conn_is_stalled(c) &&
            (eol = memchr(buf + at, '\n', n - at)) != NULL) {
         size_t len = (size_t)(eol - (buf + at));
@@ -722,6 +778,8 @@ process_read(struct conn *c, const char *buf, size_t n)
         process_line(c, buf + at, len);
         at += len + 1;
     }
+    if (acks)
+        ack_end(c);
     c->in_process = false;
     return at;
 }
@@ -1056,6 +1114,7 @@ aq_server_new(struct event_base *base, const struct aq_config *cfg,
     LIST_INIT(&s->resuming);
     s->resume_ev = event_new(base, -1, 0, resume_cb, s);
     s->rbuf = xmalloc(READ_BYTES);
+    s->abuf = xmalloc(ACK_BYTES);
     return s;
 }
 
@@ -1131,5 +1190,6 @@ aq_server_free(struct aq_server *s)
     event_free(s->flush_ev);
     event_free(s->resume_ev);
     free(s->rbuf);
+    free(s->abuf);
     free(s);
 }
