@@ -100,11 +100,26 @@ ack_begin(struct conn *c)
     return true;
 }
 
+/* The replies gathered are written straight to a plain socket when nothing
+ * waits before them (no chain to allocate, fill and free, and no wait for
+ * the flush pass); what the socket does not take goes to the output. */
 static void
 ack_end(struct conn *c)
 {
+    struct aq_server *s = c->s;
+    ssize_t n;
+
+    if (s->alen > 0 && c->rev != NULL && !c->is_freeing && !c->is_closing &&
+        STAILQ_EMPTY(&c->outq) &&
+        evbuffer_get_length(bufferevent_get_output(c->bev)) == 0 &&
+        (n = send(bufferevent_getfd(c->bev), s->abuf, s->alen,
+                  MSG_NOSIGNAL | MSG_DONTWAIT)) > 0) {
+        /* An error is left for the output's write to report. */
+        s->alen -= (size_t)n;
+        memmove(s->abuf, s->abuf + n, s->alen);
+    }
     ack_flush(c);
-    c->s->ack_conn = NULL;
+    s->ack_conn = NULL;
 }
 
 struct evbuffer *
