@@ -160,9 +160,7 @@ call_end(struct aq_call *call, json_t *response)
      * caller's feet. */
     if (!c->in_process && !c->is_closing &&
         (was_stalled || (c->is_eof && c->inflight == 0)))
-        bufferevent_trigger(c->bev, EV_READ,
-                            BEV_TRIG_IGNORE_WATERMARKS |
-                                BEV_TRIG_DEFER_CALLBACKS);
+        aq_conn_resume(c);
 }
 
 void *

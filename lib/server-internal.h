@@ -62,6 +62,11 @@ enum slot { SLOT_NONE, SLOT_OPEN, SLOT_HALF_CLOSED };
 struct conn {
     struct aq_server *s;
     struct bufferevent *bev; /* owned, closes the socket */
+    struct event *rev;       /* owned: a plain socket's reading (sock_read) */
+    bool is_reading;         /* rev is added */
+    bool resume_pending;     /* in s->resuming */
+    LIST_ENTRY(conn) resume_link;
+    bool is_timed; /* rev's reading has the idle timeout */
     uint64_t num;
     char peer[96];
     size_t inflight;            /* calls not yet ended */
@@ -106,7 +111,16 @@ struct aq_server {
     LIST_HEAD(, aq_exchange) exchanges; /* with calls in flight */
     SLIST_HEAD(, conn) dying;           /* to free from reap_ev */
     struct event *reap_ev;
+    char *rbuf; /* owned: READ_BYTES, what one read of a plain socket takes */
+    /* The reply lines of the connection whose requests are being handled
+     * (ack_conn), added to its output in one piece: when it is done, when
+     * full, or before anything else reaches that output. */
+    struct conn *ack_conn;
+    char *abuf; /* owned: ACK_BYTES */
+    size_t alen;
     LIST_HEAD(, conn) flushing; /* with replies to write, from flush_ev */
+    LIST_HEAD(, conn) resuming; /* plain sockets to process, from resume_ev */
+    struct event *resume_ev;
     struct event *flush_ev;
     /* close_all */
     struct event *close_ev;
@@ -116,12 +130,9 @@ struct aq_server {
 
 /* ---- lib/server.c ---- */
 
-/* Where the connection's messages are written. */
-static inline struct evbuffer *
-aq_conn_output(const struct conn *c)
-{
-    return c->out != NULL ? c->out : bufferevent_get_output(c->bev);
-}
+/* Where the connection's messages are written (after the put replies
+ * gathered for it, if any). */
+struct evbuffer *aq_conn_output(struct conn *c);
 /* An exchange's last call ended (not under its own processing): done runs
  * from the loop. */
 void aq_exchange_ended(struct conn *c);
@@ -134,6 +145,9 @@ void aq_conn_send_line(struct conn *c, const char *line, size_t n);
 bool aq_conn_is_stalled(const struct conn *c);
 /* Reading on or off after the state changed. */
 void aq_conn_update_reading(struct conn *c);
+/* A call ended that may let the connection read again, or close: it is
+ * processed from the loop, never under the caller's feet. */
+void aq_conn_resume(struct conn *c);
 
 /* ---- lib/call.c ---- */
 

@@ -5,7 +5,10 @@
  * their replies are lib/call.c's (lib/server-internal.h between the
  * two); sockets come from whoever accepted them (lib/listen.c).
  *
- * A connection reads lines straight out of its input evbuffer (no copy).
+ * A plain socket is read by the connection's own event into the server's
+ * read buffer, and its complete lines are handled there (no copy); what
+ * waits (a partial line, a stalled connection's input) and a TLS
+ * connection's input are read as lines out of the input evbuffer.
  * A plain put goes the hot path (lib/fastput.c) straight to the put op;
  * any other line is checked as JSON (lib/jscan.c) and read as requests
  * (lib/rpc.c), whose id is kept as the raw text it arrived as. Messages
@@ -27,6 +30,7 @@
 #include "server-internal.h"
 
 #include <assert.h>
+#include <errno.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -35,7 +39,6 @@
 #include <sys/ioctl.h>
 #include <sys/queue.h>
 #include <sys/socket.h>
-#include <sys/uio.h>
 
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
@@ -64,14 +67,69 @@
  * before the socket is closed. */
 #define LINGER_MS 2000
 #define LINGER_MAX_BYTES (4u << 20)
-#define LIBEVENT_READ 4096     /* libevent 2.1's most per read */
-#define READ_BURST (60u << 10) /* what one more read may take */
+#define READ_BYTES (64u << 10) /* what one read of a plain socket takes */
+#define ACK_BYTES (16u << 10)  /* reply lines gathered before an add */
 
 static void conn_process(struct conn *c);
 static void conn_close(struct conn *c);
 static void conn_free_soon(struct conn *c);
+static void conn_event_cb(struct bufferevent *bev, short what, void *arg);
 
 /* ---- writing ---- */
+
+/* The reply lines gathered for c go to its output. */
+static void
+ack_flush(struct conn *c)
+{
+    struct aq_server *s = c->s;
+
+    if (s->ack_conn != c || s->alen == 0)
+        return;
+    if (!c->is_freeing)
+        evbuffer_add(bufferevent_get_output(c->bev), s->abuf, s->alen);
+    s->alen = 0;
+}
+
+/* Reply lines for c are gathered until ack_end. */
+static bool
+ack_begin(struct conn *c)
+{
+    if (c->s->ack_conn != NULL || c->is_exchange)
+        return false;
+    c->s->ack_conn = c;
+    return true;
+}
+
+/* The replies gathered are written straight to a plain socket when nothing
+ * waits before them (no chain to allocate, fill and free, and no wait for
+ * the flush pass); what the socket does not take goes to the output. */
+static void
+ack_end(struct conn *c)
+{
+    struct aq_server *s = c->s;
+    ssize_t n;
+
+    if (s->alen > 0 && c->rev != NULL && !c->is_freeing && !c->is_closing &&
+        STAILQ_EMPTY(&c->outq) &&
+        evbuffer_get_length(bufferevent_get_output(c->bev)) == 0 &&
+        (n = send(bufferevent_getfd(c->bev), s->abuf, s->alen,
+                  MSG_NOSIGNAL | MSG_DONTWAIT)) > 0) {
+        /* An error is left for the output's write to report. */
+        s->alen -= (size_t)n;
+        memmove(s->abuf, s->abuf + n, s->alen);
+    }
+    ack_flush(c);
+    s->ack_conn = NULL;
+}
+
+struct evbuffer *
+aq_conn_output(struct conn *c)
+{
+    if (c->out != NULL)
+        return c->out;
+    ack_flush(c);
+    return bufferevent_get_output(c->bev);
+}
 
 /* Moves queued messages into the output until it holds
  * OUTPUT_HIGH_BYTES; the rest waits for the client to read. */
@@ -113,8 +171,17 @@ aq_conn_send(struct conn *c, json_t *msg)
 void
 aq_conn_send_line(struct conn *c, const char *line, size_t n)
 {
+    struct aq_server *s = c->s;
+
     if (c->is_freeing)
         return;
+    if (s->ack_conn == c && STAILQ_EMPTY(&c->outq) && n <= ACK_BYTES) {
+        if (s->alen + n > ACK_BYTES)
+            ack_flush(c);
+        memcpy(s->abuf + s->alen, line, n);
+        s->alen += n;
+        return;
+    }
     if (STAILQ_EMPTY(&c->outq))
         evbuffer_add(aq_conn_output(c), line, n);
     else
@@ -237,6 +304,22 @@ line_too_long(struct conn *c)
     conn_close(c);
 }
 
+/* One line as read, without its '\n'. */
+static void
+process_line(struct conn *c, const char *line, size_t n)
+{
+    if (n > 0 && line[n - 1] == '\r')
+        n--;
+    /* A UTF-8 byte-order mark may start the first line (RFC 8259 lets a
+     * parser ignore it). */
+    if (c->lines++ == 0 && n >= 3 && memcmp(line, "\xEF\xBB\xBF", 3) == 0) {
+        line += 3;
+        n -= 3;
+    }
+    if (!is_blank(line, n))
+        handle_line(c, line, n);
+}
+
 /* Handles the complete lines buffered, as far as the window, a blocking
  * call and the client's reading of replies allow. */
 static void
@@ -244,10 +327,12 @@ conn_process(struct conn *c)
 {
     struct aq_server *s = c->s;
     struct evbuffer *in = bufferevent_get_input(c->bev);
+    bool acks;
 
     if (c->in_process || c->is_closing)
         return;
     c->in_process = true;
+    acks = ack_begin(c);
     while (!c->is_closing && !aq_conn_is_stalled(c)) {
         size_t eol_len = 0, avail = evbuffer_get_length(in), len;
         struct evbuffer_ptr eol =
@@ -266,27 +351,53 @@ conn_process(struct conn *c)
             line_too_long(c);
             break;
         }
-        const char *line = (const char *)evbuffer_pullup(in, len + eol_len);
-        size_t n = len;
-
-        if (n > 0 && line[n - 1] == '\r')
-            n--;
-        /* A UTF-8 byte-order mark may start the first line (RFC 8259 lets
-         * a parser ignore it). */
-        if (c->lines++ == 0 && n >= 3 && memcmp(line, "\xEF\xBB\xBF", 3) == 0) {
-            line += 3;
-            n -= 3;
-        }
-        if (!is_blank(line, n))
-            handle_line(c, line, n);
+        process_line(c, (const char *)evbuffer_pullup(in, len + eol_len), len);
         evbuffer_drain(in, len + eol_len);
     }
+    if (acks)
+        ack_end(c);
     c->in_process = false;
     if (c->is_eof && !c->is_closing && c->inflight == 0 &&
         evbuffer_get_length(in) == 0)
         conn_close(c); /* the client is done and owed nothing more */
     else
         aq_conn_update_reading(c);
+}
+
+/* The idle timeout for reading (NULL: none), in tv. */
+static const struct timeval *
+idle_tv(const struct conn *c, struct timeval *tv)
+{
+    if (!c->is_timed || c->s->idle_timeout <= 0)
+        return NULL;
+    *tv = aq_clock_tv((int64_t)(c->s->idle_timeout * 1e6));
+    return tv;
+}
+
+/* A plain socket is read by its own event (sock_read_cb), a TLS one by
+ * its bufferevent. */
+static void
+conn_start_reading(struct conn *c)
+{
+    struct timeval tv;
+
+    if (c->rev == NULL)
+        bufferevent_enable(c->bev, EV_READ);
+    else if (!c->is_reading) {
+        event_add(c->rev, idle_tv(c, &tv));
+        c->is_reading = true;
+    }
+}
+
+static void
+conn_stop_reading(struct conn *c)
+{
+    if (c->rev == NULL)
+        bufferevent_disable(c->bev, EV_READ);
+    else if (c->is_reading) {
+        event_del(c->rev);
+        c->is_reading = false;
+    }
 }
 
 /* Reading goes on while requests are processed, and, up to
@@ -300,15 +411,43 @@ aq_conn_update_reading(struct conn *c)
     if (c->is_freeing || c->is_exchange)
         return;
     if (!c->is_lingering && (c->is_closing || c->is_eof)) {
-        bufferevent_disable(c->bev, EV_READ);
+        conn_stop_reading(c);
         return;
     }
     limit = !c->is_lingering && aq_conn_is_stalled(c) ? STALLED_READ_BYTES : 0;
+    if (c->rev != NULL) {
+        /* sock_read reads no further than the limit. */
+        c->read_limit = limit;
+        if (limit > 0 &&
+            evbuffer_get_length(bufferevent_get_input(c->bev)) >= limit)
+            conn_stop_reading(c);
+        else
+            conn_start_reading(c);
+        return;
+    }
     if (limit != c->read_limit) { /* not on every pass: the hot path */
         bufferevent_setwatermark(c->bev, EV_READ, 0, limit);
         c->read_limit = limit;
     }
     bufferevent_enable(c->bev, EV_READ);
+}
+
+void
+aq_conn_resume(struct conn *c)
+{
+    if (c->rev == NULL) {
+        bufferevent_trigger(c->bev, EV_READ,
+                            BEV_TRIG_IGNORE_WATERMARKS |
+                                BEV_TRIG_DEFER_CALLBACKS);
+        return;
+    }
+    /* resume_cb processes what is buffered; the socket, if it holds
+     * more, wakes rev as usual. */
+    if (c->resume_pending || c->is_freeing)
+        return;
+    c->resume_pending = true;
+    LIST_INSERT_HEAD(&c->s->resuming, c, resume_link);
+    event_active(c->s->resume_ev, EV_READ, 0);
 }
 
 /* ---- connection life ---- */
@@ -342,12 +481,16 @@ conn_free(struct conn *c)
     }
     if (c->flush_pending)
         LIST_REMOVE(c, flush_link);
+    if (c->resume_pending)
+        LIST_REMOVE(c, resume_link);
     conn_leave_slot(c);
     TAILQ_REMOVE(&s->conns, c, link);
     aq_log_conn(AQ_LOG_DEBUG, c->num, c->peer, "conn %llu (%s): closed",
                 (unsigned long long)c->num, c->peer);
     if (c->timer != NULL)
         event_free(c->timer);
+    if (c->rev != NULL)
+        event_free(c->rev);
 #ifdef AQ_HAVE_TLS
     if (!c->is_socket) {
         /* A TLS connection ends with close_notify (sent if the socket has
@@ -395,6 +538,7 @@ conn_free_soon(struct conn *c)
         return;
     c->is_freeing = true;
     c->is_closing = true;
+    conn_stop_reading(c);
     bufferevent_disable(c->bev, EV_READ | EV_WRITE);
     if (c->timer != NULL)
         event_del(c->timer);
@@ -498,6 +642,7 @@ conn_close(struct conn *c)
 {
     if (c->is_closing)
         return;
+    ack_flush(c); /* owed, as the rest of the output */
     c->is_closing = true;
     conn_leave_slot(c); /* it serves no more requests */
     if (c->timer != NULL)
@@ -608,44 +753,6 @@ conn_write_cb(struct bufferevent *bev, void *arg)
     conn_output_drained(c);
 }
 
-/* libevent 2.1 reads at most 4 KiB per wake-up (EVBUFFER_MAX_READ), and
- * a pipelining producer has more waiting: each further 4 KiB would cost a
- * loop pass (epoll_wait, timerfd_settime, FIONREAD, read). When
- * libevent's read came back full, one readv into reserved space takes up
- * to READ_BURST more now. EOF and errors stay on the socket for
- * libevent's next read to report. An idle connection never gets here, so
- * it never holds the larger buffer. */
-static void
-read_burst(struct bufferevent *bev)
-{
-    struct evbuffer *in = bufferevent_get_input(bev);
-    struct evbuffer_iovec v[2];
-    ssize_t n;
-    int nv;
-
-    if (evbuffer_get_length(in) < LIBEVENT_READ)
-        return;
-    /* A socket bufferevent keeps its input's end frozen to all but its
-     * own read callback; it is ours for this read. */
-    evbuffer_unfreeze(in, 0);
-    nv = evbuffer_reserve_space(in, READ_BURST, v, 2);
-    if (nv <= 0) {
-        evbuffer_freeze(in, 0);
-        return;
-    }
-    /* struct evbuffer_iovec has struct iovec's layout where one exists. */
-    n = readv(bufferevent_getfd(bev), (struct iovec *)v, nv);
-    for (int i = 0; i < nv; i++) {
-        size_t take = n > 0 ? (size_t)n : 0;
-
-        if (v[i].iov_len > take)
-            v[i].iov_len = take;
-        n -= (ssize_t)v[i].iov_len;
-    }
-    evbuffer_commit_space(in, v, nv);
-    evbuffer_freeze(in, 0);
-}
-
 static void
 conn_read_cb(struct bufferevent *bev, void *arg)
 {
@@ -660,9 +767,118 @@ conn_read_cb(struct bufferevent *bev, void *arg)
             conn_free_soon(c);
         return;
     }
-    if (c->is_socket && !aq_conn_is_stalled(c))
-        read_burst(bev);
     conn_process(c);
+}
+
+/* The complete lines of buf (n bytes, read from the socket while nothing
+ * older waited in the input), handled in place as far as the connection
+ * may go; returns the bytes used. */
+static size_t
+process_read(struct conn *c, const char *buf, size_t n)
+{
+    const char *eol;
+    size_t at = 0;
+    bool acks;
+
+    c->in_process = true;
+    acks = ack_begin(c);
+    while (!c->is_closing && !aq_conn_is_stalled(c) &&
+           (eol = memchr(buf + at, '\n', n - at)) != NULL) {
+        size_t len = (size_t)(eol - (buf + at));
+
+        if (len > c->s->max_request_bytes) {
+            line_too_long(c);
+            break;
+        }
+        process_line(c, buf + at, len);
+        at += len + 1;
+    }
+    if (acks)
+        ack_end(c);
+    c->in_process = false;
+    return at;
+}
+
+/* One read of a plain socket into the server's read buffer: what it cannot
+ * handle now goes to the input evbuffer, for conn_process. libevent's own
+ * read would ask the socket's size (FIONREAD) and read at most 4 KiB per
+ * wake-up into a new chain; this costs one recv per wake-up and copies
+ * only a partial last line or what a stalled connection cannot take yet.
+ * EOF, errors and the idle timeout reach conn_event_cb as the
+ * bufferevent's would, reading stopped. */
+static void
+sock_read(struct conn *c)
+{
+    struct evbuffer *in = bufferevent_get_input(c->bev);
+    size_t want = READ_BYTES, have = evbuffer_get_length(in), at = 0;
+    ssize_t n;
+
+    if (c->read_limit > 0) {
+        if (have >= c->read_limit) {
+            conn_stop_reading(c);
+            return;
+        }
+        if (c->read_limit - have < want)
+            want = c->read_limit - have;
+    }
+    n = recv(bufferevent_getfd(c->bev), c->s->rbuf, want, 0);
+    if (n <= 0) {
+        int e = errno;
+
+        if (n < 0 && (e == EAGAIN || e == EWOULDBLOCK || e == EINTR))
+            return;
+        conn_stop_reading(c);
+        errno = e; /* for conn_event_cb's message */
+        conn_event_cb(
+            c->bev,
+            BEV_EVENT_READING | (n == 0 ? BEV_EVENT_EOF : BEV_EVENT_ERROR), c);
+        return;
+    }
+    if (c->is_lingering) {
+        c->lingered += (size_t)n;
+        if (c->lingered > LINGER_MAX_BYTES)
+            conn_free_soon(c);
+        return;
+    }
+    if (have == 0 && !c->in_process && !c->is_closing)
+        at = process_read(c, c->s->rbuf, (size_t)n);
+    if (at < (size_t)n && !c->is_closing) {
+        /* A socket bufferevent keeps its input's end frozen to all but
+         * its own read callback; it is ours for this add. */
+        evbuffer_unfreeze(in, 0);
+        evbuffer_add(in, c->s->rbuf + at, (size_t)n - at);
+        evbuffer_freeze(in, 0);
+    }
+    conn_process(c);
+}
+
+static void
+sock_read_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct conn *c = arg;
+
+    if (c->is_freeing)
+        return;
+    if (what & EV_TIMEOUT) {
+        conn_stop_reading(c);
+        conn_event_cb(c->bev, BEV_EVENT_READING | BEV_EVENT_TIMEOUT, c);
+        return;
+    }
+    sock_read(c);
+}
+
+static void
+resume_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct aq_server *s = arg;
+    struct conn *c;
+
+    while ((c = LIST_FIRST(&s->resuming)) != NULL) {
+        LIST_REMOVE(c, resume_link);
+        c->resume_pending = false;
+        if (!c->is_freeing)
+            conn_read_cb(c->bev, c);
+    }
 }
 
 static void
@@ -712,6 +928,18 @@ conn_set_timeouts(struct conn *c)
 {
     struct timeval tv;
 
+    if (c->rev != NULL) {
+        c->is_timed = true;
+        if (c->is_reading) {
+            /* A persistent event keeps its last timeout unless assigned
+             * anew. */
+            event_del(c->rev);
+            event_assign(c->rev, c->s->base, bufferevent_getfd(c->bev),
+                         EV_READ | EV_PERSIST, sock_read_cb, c);
+            event_add(c->rev, idle_tv(c, &tv));
+        }
+        return;
+    }
     if (c->s->idle_timeout > 0) {
         tv = aq_clock_tv((int64_t)(c->s->idle_timeout * 1e6));
         bufferevent_set_timeouts(c->bev, &tv, NULL);
@@ -720,7 +948,7 @@ conn_set_timeouts(struct conn *c)
 }
 
 /* A connection on bev (taken); is_socket: bev is a plain socket's, which
- * the shortcuts around libevent (read_burst, conn_flush, conn_has_input,
+ * the shortcuts around libevent (sock_read, conn_flush, conn_has_input,
  * conn_finish) may read, write and shut down directly. */
 static void
 conn_new(struct aq_server *s, struct bufferevent *bev, const char *peer,
@@ -737,8 +965,11 @@ conn_new(struct aq_server *s, struct bufferevent *bev, const char *peer,
     c->is_socket = is_socket;
     bufferevent_setcb(c->bev, conn_read_cb, conn_write_cb, conn_event_cb, c);
     if (is_socket) {
+        c->rev = event_new(s->base, bufferevent_getfd(bev),
+                           EV_READ | EV_PERSIST, sock_read_cb, c);
         evbuffer_add_cb(bufferevent_get_output(c->bev), output_added_cb, c);
-        bufferevent_disable(c->bev, EV_WRITE); /* see conn_flush */
+        /* see conn_flush and sock_read */
+        bufferevent_disable(c->bev, EV_READ | EV_WRITE);
     } else
         bufferevent_enable(c->bev, EV_WRITE); /* it writes its output */
     TAILQ_INSERT_TAIL(&s->conns, c, link);
@@ -759,7 +990,7 @@ conn_new(struct aq_server *s, struct bufferevent *bev, const char *peer,
     conn_set_timeouts(c);
     aq_log_conn(AQ_LOG_DEBUG, c->num, c->peer, "conn %llu (%s): accepted",
                 (unsigned long long)c->num, c->peer);
-    bufferevent_enable(c->bev, EV_READ);
+    conn_start_reading(c);
 }
 
 void
@@ -895,6 +1126,10 @@ aq_server_new(struct event_base *base, const struct aq_config *cfg,
     LIST_INIT(&s->flushing);
     LIST_INIT(&s->exchanges);
     s->flush_ev = event_new(base, -1, 0, flush_cb, s);
+    LIST_INIT(&s->resuming);
+    s->resume_ev = event_new(base, -1, 0, resume_cb, s);
+    s->rbuf = xmalloc(READ_BYTES);
+    s->abuf = xmalloc(ACK_BYTES);
     return s;
 }
 
@@ -968,5 +1203,8 @@ aq_server_free(struct aq_server *s)
         aq_exchange_cancel(LIST_FIRST(&s->exchanges));
     event_free(s->reap_ev);
     event_free(s->flush_ev);
+    event_free(s->resume_ev);
+    free(s->rbuf);
+    free(s->abuf);
     free(s);
 }
