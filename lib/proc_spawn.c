@@ -82,19 +82,33 @@ fail:
     return -1;
 }
 
-/* Marks every descriptor from 3 up close-on-exec: close_range where the
- * kernel has CLOSE_RANGE_CLOEXEC (5.11), else one by one. */
+/* Closes every descriptor from 3 up but keep (-1: none), which stays
+ * open until exec (it is close-on-exec). Now, not at exec: the parent
+ * resumes before the exec closes anything, and a pipe end the daemon has
+ * just closed but the child still holds keeps the daemon's epoll
+ * registration of it alive (libevent deletes it later, by a number now
+ * closed or reused), which then reports that pipe's end of file again and
+ * again. close_range where the kernel has it (5.9), else one by one. */
 static void
-child_cloexec_from_3(void)
+child_close_from_3(int keep)
 {
+    unsigned lo = STDERR_FILENO + 1;
     struct rlimit rl;
 
-    if (close_range(STDERR_FILENO + 1, ~0U, CLOSE_RANGE_CLOEXEC) == 0)
+    if (keep >= (int)lo) {
+        if (keep > (int)lo && close_range(lo, (unsigned)keep - 1, 0) == -1)
+            goto slow;
+        lo = (unsigned)keep + 1;
+    }
+    if (close_range(lo, ~0U, 0) == 0)
         return;
+slow:
     if (getrlimit(RLIMIT_NOFILE, &rl) == -1 || rl.rlim_cur > 1048576)
         rl.rlim_cur = 1048576;
-    for (int fd = STDERR_FILENO + 1; fd < (int)rl.rlim_cur; fd++)
-        fcntl(fd, F_SETFD, FD_CLOEXEC);
+    for (int fd = STDERR_FILENO + 1; fd < (int)rl.rlim_cur; fd++) {
+        if (fd != keep)
+            close(fd);
+    }
 }
 
 /* In the child, after fork, clone3 or clone: the setup posix_spawn would
@@ -126,7 +140,7 @@ child_exec(const struct aq_proc_opts *opts, const int child_fd[3], int procs_fd,
     }
     if (opts->cwd != NULL && chdir(opts->cwd) == -1)
         goto fail;
-    child_cloexec_from_3(); /* err_fd included: its end of file is success */
+    child_close_from_3(err_fd); /* err_fd's end of file at exec: success */
     sigemptyset(&empty);
     sigprocmask(SIG_SETMASK, &empty, NULL);
     execve(opts->argv[0], (char *const *)opts->argv,
