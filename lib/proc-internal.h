@@ -141,7 +141,8 @@ int aq_proc_pipe_open(int child_no, int *child_fd, int *parent_fd);
 /* Starts opts->argv with child_fd[0..2] as its stdin, stdout and stderr,
  * leading a session (and process group) of its own, default signal
  * handlers, an empty signal mask and no other descriptor. cg_fd -1: with
- * clone(CLONE_VM|CLONE_VFORK) on ps->spawn_stack (made at the first call).
+ * clone(CLONE_VM|CLONE_VFORK) on ps->spawn_stack (made at the first call;
+ * fork in sanitized builds).
  * Else in the cgroup whose directory cg_fd is, before it runs a single
  * instruction of the program: clone3(CLONE_INTO_CGROUP) while
  * ps->use_clone3 (cleared when the kernel refuses clone3), else fork and

@@ -34,6 +34,21 @@
 #define HAVE_CLONE_INTO_CGROUP 1
 #endif
 
+/* A sanitizer's runtime cannot follow a child that runs on a stack of its
+ * own in the daemon's memory (ASan's shadow and per-thread state are
+ * shared with it): sanitized builds fork instead. */
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+#define SPAWN_SHARES_MEMORY 0
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer) ||     \
+    __has_feature(memory_sanitizer)
+#define SPAWN_SHARES_MEMORY 0
+#endif
+#endif
+#ifndef SPAWN_SHARES_MEMORY
+#define SPAWN_SHARES_MEMORY 1
+#endif
+
 static const char *const no_env[] = {NULL};
 
 /* Moves fd to 3 or above (keeping close-on-exec), so that the child's
@@ -236,17 +251,21 @@ fork_child(const struct aq_proc_opts *opts, const int child_fd[3], int cg_fd,
         return errno;
     sigfillset(&all);
     pthread_sigmask(SIG_BLOCK, &all, &old);
-    if (*use_clone3) {
-        child = clone_into(cg_fd);
-        /* Older kernels (< 5.7), seccomp filters and valgrind refuse
-         * clone3 or its cgroup: fork and join from the child instead. */
-        if (child == -1 && (errno == ENOSYS || errno == E2BIG ||
-                            errno == EPERM || errno == EINVAL))
-            *use_clone3 = false;
-    }
-    if (!*use_clone3) {
-        procs_fd = openat(cg_fd, "cgroup.procs", O_WRONLY | O_CLOEXEC);
-        child = procs_fd != -1 ? fork() : -1;
+    if (cg_fd == -1) {
+        child = fork();
+    } else {
+        if (*use_clone3) {
+            child = clone_into(cg_fd);
+            /* Older kernels (< 5.7), seccomp filters and valgrind refuse
+             * clone3 or its cgroup: fork and join from the child instead. */
+            if (child == -1 && (errno == ENOSYS || errno == E2BIG ||
+                                errno == EPERM || errno == EINVAL))
+                *use_clone3 = false;
+        }
+        if (!*use_clone3) {
+            procs_fd = openat(cg_fd, "cgroup.procs", O_WRONLY | O_CLOEXEC);
+            child = procs_fd != -1 ? fork() : -1;
+        }
     }
     if (child == 0)
         child_exec(opts, child_fd, procs_fd, err_pipe[1], NULL);
@@ -277,7 +296,7 @@ int
 aq_proc_spawn_child(struct aq_procs *ps, const struct aq_proc_opts *opts,
                     const int child_fd[3], int cg_fd, pid_t *pid)
 {
-    if (cg_fd == -1) {
+    if (cg_fd == -1 && SPAWN_SHARES_MEMORY) {
         if (ps->spawn_stack == NULL)
             ps->spawn_stack = xmalloc(SPAWN_STACK_SIZE);
         return vm_spawn(opts, child_fd, ps->spawn_stack, SPAWN_STACK_SIZE, pid);
