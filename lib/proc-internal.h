@@ -96,10 +96,16 @@ struct aq_procs {
     struct aq_cgroup *cg;        /* borrowed; NULL = none */
     struct aq_runfile *rf;       /* borrowed; NULL = none */
     bool use_clone3;             /* until the kernel refuses it */
+    void *spawn_stack;           /* owned: SPAWN_STACK_SIZE; or NULL */
+    int null_fd;                 /* owned: /dev/null, the stdin of jobs
+                                    given none; -1 = none (a pipe then) */
     uint64_t seq;                /* of the newest spawn */
     size_t count;                /* live aq_proc objects */
     size_t norphans;
 };
+
+/* The stack a child made with CLONE_VM runs on until it execs. */
+#define SPAWN_STACK_SIZE (64 * 1024)
 
 /* ---- proc.c ---- */
 
@@ -119,9 +125,10 @@ void procs_settle(struct aq_procs *ps);
 void procs_scan_cb(evutil_socket_t fd, short what, void *arg);
 /* The orphan pid (if it is one of ps's) was reaped: forgets it. */
 void procs_orphan_reaped(struct aq_procs *ps, pid_t pid);
-/* Signals everything of p's: its group, its descendants, the orphans it
- * owns and its cgroup. */
-void proc_signal_all(struct aq_proc *p, int sig);
+/* Signals everything of p's: its group, its descendants (if
+ * with_descendants: a zombie has none, they were re-parented), the orphans
+ * it owns and its cgroup. */
+void proc_signal_all(struct aq_proc *p, int sig, bool with_descendants);
 
 /* ---- proc_spawn.c ---- */
 
@@ -134,12 +141,14 @@ int aq_proc_pipe_open(int child_no, int *child_fd, int *parent_fd);
 /* Starts opts->argv with child_fd[0..2] as its stdin, stdout and stderr,
  * leading a session (and process group) of its own, default signal
  * handlers, an empty signal mask and no other descriptor. cg_fd -1: with
- * posix_spawn. Else in the cgroup whose directory cg_fd is, before it
- * runs a single instruction of the program: clone3(CLONE_INTO_CGROUP)
- * while *use_clone3 (cleared when the kernel refuses clone3), else fork
- * and the child writes itself into cgroup.procs before exec. Returns 0
- * with *pid, or an errno value (the child's, when its exec failed). */
-int aq_proc_spawn_child(const struct aq_proc_opts *opts, const int child_fd[3],
-                        int cg_fd, bool *use_clone3, pid_t *pid);
+ * clone(CLONE_VM|CLONE_VFORK) on ps->spawn_stack (made at the first call;
+ * fork in sanitized builds).
+ * Else in the cgroup whose directory cg_fd is, before it runs a single
+ * instruction of the program: clone3(CLONE_INTO_CGROUP) while
+ * ps->use_clone3 (cleared when the kernel refuses clone3), else fork and
+ * the child writes itself into cgroup.procs before exec. Returns 0 with
+ * *pid, or an errno value (the child's, when its exec failed). */
+int aq_proc_spawn_child(struct aq_procs *ps, const struct aq_proc_opts *opts,
+                        const int child_fd[3], int cg_fd, pid_t *pid);
 
 #endif

@@ -387,7 +387,10 @@ procs_reap(struct aq_procs *ps)
         p = procs_find(ps, si.si_pid);
         if (p != NULL) {
             procs_scan(ps);
-            proc_signal_all(p, SIGKILL); /* leftovers, e.g. a background job */
+            /* Leftovers, e.g. a background job. The zombie has no children
+             * left to walk: they were re-parented to us (found by the
+             * scan) before it could be waited for. */
+            proc_signal_all(p, SIGKILL, false);
         }
         do
             pid = waitpid(si.si_pid, &status, WNOHANG);
@@ -424,6 +427,14 @@ aq_procs_new(struct event_base *base)
     LIST_INIT(&ps->orphans);
     LIST_INIT(&ps->dying);
     ps->use_clone3 = true;
+    /* Above stdio, so that no dup2 of the child's clobbers it. */
+    ps->null_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    if (ps->null_fd != -1 && ps->null_fd <= STDERR_FILENO) {
+        int fd = fcntl(ps->null_fd, F_DUPFD_CLOEXEC, STDERR_FILENO + 1);
+
+        close(ps->null_fd);
+        ps->null_fd = fd;
+    }
     ps->sigchld_ev = evsignal_new(base, SIGCHLD, sigchld_cb, ps);
     ps->scan_ev = evtimer_new(base, procs_scan_cb, ps);
     ps->dying_ev = evtimer_new(base, dying_cb, ps);
@@ -475,6 +486,9 @@ aq_procs_free(struct aq_procs *ps)
             aq_runfile_remove(ps->rf, o->pid);
         free(o);
     }
+    if (ps->null_fd != -1)
+        close(ps->null_fd);
+    free(ps->spawn_stack);
     free(ps);
 }
 
@@ -542,6 +556,7 @@ aq_proc_spawn(struct aq_procs *ps, const struct aq_proc_opts *opts,
     int child_fd[3] = {-1, -1, -1};
     int *parent_fd[3];
     struct aq_pstat st;
+    bool has_stdin;
     int i, rc;
 
     p->ps = ps;
@@ -566,7 +581,14 @@ aq_proc_spawn(struct aq_procs *ps, const struct aq_proc_opts *opts,
         spawn_error(opts, errno, err);
         goto fail;
     }
+    /* No stdin to write: the child reads /dev/null, end of file at once,
+     * without a pipe to make and close. */
+    has_stdin = opts->stdin_data != NULL && opts->stdin_len > 0;
+    if (!has_stdin && ps->null_fd != -1)
+        child_fd[0] = ps->null_fd;
     for (i = 0; i < 3; i++) {
+        if (child_fd[i] != -1)
+            continue;
         if (aq_proc_pipe_open(i, &child_fd[i], parent_fd[i]) == -1) {
             aq_error_set(err, AQ_ERR_INTERNAL, "exec: pipe: %s",
                          strerror(errno));
@@ -577,10 +599,10 @@ aq_proc_spawn(struct aq_procs *ps, const struct aq_proc_opts *opts,
     p->seq = ++ps->seq;
     p->cg_fd = cgroup_make(ps, p, opts->job_id);
     p->start_us = aq_clock_mono_us();
-    rc =
-        aq_proc_spawn_child(opts, child_fd, p->cg_fd, &ps->use_clone3, &p->pid);
+    rc = aq_proc_spawn_child(ps, opts, child_fd, p->cg_fd, &p->pid);
     for (i = 0; i < 3; i++) {
-        close(child_fd[i]);
+        if (child_fd[i] != ps->null_fd)
+            close(child_fd[i]);
         child_fd[i] = -1;
     }
     if (rc != 0) {
@@ -606,7 +628,7 @@ aq_proc_spawn(struct aq_procs *ps, const struct aq_proc_opts *opts,
                           stream_read_cb, &p->err);
     event_add(p->out.ev, NULL);
     event_add(p->err.ev, NULL);
-    if (opts->stdin_data != NULL && opts->stdin_len > 0) {
+    if (has_stdin) {
         /* A copy: the caller's buffer need not outlive the call. */
         p->in_data = xmemdup(opts->stdin_data, opts->stdin_len);
         p->in_len = opts->stdin_len;
@@ -614,13 +636,13 @@ aq_proc_spawn(struct aq_procs *ps, const struct aq_proc_opts *opts,
                              stdin_write_cb, p);
         event_add(p->in_ev, NULL);
     } else {
-        stdin_close(p); /* empty stdin: end of file at once */
+        stdin_close(p); /* a pipe (no /dev/null): end of file at once */
     }
     return p;
 
 fail:
     for (i = 0; i < 3; i++) {
-        if (child_fd[i] != -1)
+        if (child_fd[i] != -1 && child_fd[i] != ps->null_fd)
             close(child_fd[i]);
         if (*parent_fd[i] != -1)
             close(*parent_fd[i]);
@@ -639,7 +661,7 @@ kill_timer_cb(evutil_socket_t fd, short what, void *arg)
     struct aq_proc *p = arg;
 
     if (!p->is_exited)
-        proc_signal_all(p, SIGKILL);
+        proc_signal_all(p, SIGKILL, true);
 }
 
 void
@@ -651,7 +673,7 @@ aq_proc_kill(struct aq_proc *p)
         return;
     p->is_killing = true;
     procs_scan(p->ps); /* its orphans get the SIGTERM too */
-    proc_signal_all(p, SIGTERM);
+    proc_signal_all(p, SIGTERM, true);
     p->kill_ev = evtimer_new(p->ps->base, kill_timer_cb, p);
     tv = aq_clock_tv(p->kill_grace_us);
     evtimer_add(p->kill_ev, &tv);
@@ -668,7 +690,7 @@ aq_proc_free(struct aq_proc *p)
     if (!p->is_exited) {
         /* Reaped later by procs_reap as a child it does not know. */
         procs_scan(ps);
-        proc_signal_all(p, SIGKILL);
+        proc_signal_all(p, SIGKILL, true);
         procs_unlink(ps, p);
         if (p->cg_fd != -1)
             dying_add(ps, p, false);

@@ -169,15 +169,16 @@ procs_orphan_reaped(struct aq_procs *ps, pid_t pid)
     free(o);
 }
 
-/* Signals everything of p's: its group, its descendants, the orphans it
- * owns and its cgroup. */
+/* Signals everything of p's: its group, its descendants (if
+ * with_descendants), the orphans it owns and its cgroup. */
 void
-proc_signal_all(struct aq_proc *p, int sig)
+proc_signal_all(struct aq_proc *p, int sig, bool with_descendants)
 {
     struct orphan *o;
 
     group_signal(p, sig);
-    tree_signal(p->pid, sig, false);
+    if (with_descendants)
+        tree_signal(p->pid, sig, false);
     LIST_FOREACH (o, &p->ps->orphans, link) {
         if (o->owner_seq == p->seq && !o->is_killed &&
             aq_pstat_is_alive(o->pid, o->start_ticks))

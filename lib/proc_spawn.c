@@ -1,23 +1,28 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * lib/proc_spawn.c: how an exec job's process is made (proc-internal.h).
- * Without a cgroup, posix_spawn (vfork-based). Into a cgroup, a fork-like
- * clone3 or fork: between it and execve the child calls only
- * async-signal-safe functions, and every signal stays blocked until its
- * handlers are back to their defaults, so no handler of the daemon's (such
- * as libevent's, which writes to the daemon's signal pipe) runs in it.
+ * Without a cgroup, clone(CLONE_VM|CLONE_VFORK), as posix_spawn does, but
+ * on a stack the caller keeps from one spawn to the next (posix_spawn maps
+ * and unmaps one per call, and its file actions query the descriptor limit
+ * each). Into a cgroup, a fork-like clone3 or fork. Either way, between it
+ * and execve the child calls only async-signal-safe functions, and every
+ * signal stays blocked until its handlers are back to their defaults, so
+ * no handler of the daemon's (such as libevent's, which writes to the
+ * daemon's signal pipe) runs in it.
  */
 #include "proc-internal.h"
 
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
-#include <spawn.h>
+#include <sched.h>
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
+
+#include "xmalloc.h"
 
 #ifdef __has_include
 #if __has_include(<linux/sched.h>)
@@ -27,6 +32,21 @@
 
 #if defined(CLONE_INTO_CGROUP) && defined(SYS_clone3)
 #define HAVE_CLONE_INTO_CGROUP 1
+#endif
+
+/* A sanitizer's runtime cannot follow a child that runs on a stack of its
+ * own in the daemon's memory (ASan's shadow and per-thread state are
+ * shared with it): sanitized builds fork instead. */
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+#define SPAWN_SHARES_MEMORY 0
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer) ||     \
+    __has_feature(memory_sanitizer)
+#define SPAWN_SHARES_MEMORY 0
+#endif
+#endif
+#ifndef SPAWN_SHARES_MEMORY
+#define SPAWN_SHARES_MEMORY 1
 #endif
 
 static const char *const no_env[] = {NULL};
@@ -77,72 +97,43 @@ fail:
     return -1;
 }
 
-/* posix_spawn with the child's setup; returns 0 or an errno value. */
-static int
-posix_spawn_child(const struct aq_proc_opts *opts, const int child_fd[3],
-                  pid_t *pid)
-{
-    posix_spawn_file_actions_t fa;
-    posix_spawnattr_t attr;
-    sigset_t empty, all;
-    int rc, i;
-
-    sigemptyset(&empty);
-    /* The daemon ignores SIGPIPE and libevent catches signals: a job starts
-     * with every handler at its default (SIGKILL and SIGSTOP cannot be). */
-    sigfillset(&all);
-    sigdelset(&all, SIGKILL);
-    sigdelset(&all, SIGSTOP);
-    posix_spawn_file_actions_init(&fa);
-    posix_spawnattr_init(&attr);
-    rc = 0;
-    for (i = 0; rc == 0 && i < 3; i++)
-        rc = posix_spawn_file_actions_adddup2(&fa, child_fd[i], i);
-    if (rc == 0 && opts->cwd != NULL)
-        rc = posix_spawn_file_actions_addchdir_np(&fa, opts->cwd);
-    if (rc == 0) /* no descriptor of the daemon's leaks into the job */
-        rc = posix_spawn_file_actions_addclosefrom_np(&fa, STDERR_FILENO + 1);
-    /* A session of its own: the job's processes keep its id as their
-     * session (and group) unless they call setsid themselves, which is
-     * how lib/proc_orphans.c tells them from others. */
-    if (rc == 0)
-        rc = posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSID |
-                                                 POSIX_SPAWN_SETSIGMASK |
-                                                 POSIX_SPAWN_SETSIGDEF);
-    if (rc == 0)
-        rc = posix_spawnattr_setsigmask(&attr, &empty);
-    if (rc == 0)
-        rc = posix_spawnattr_setsigdefault(&attr, &all);
-    if (rc == 0)
-        rc = posix_spawn(
-            pid, opts->argv[0], &fa, &attr, (char *const *)opts->argv,
-            (char *const *)(opts->envp != NULL ? opts->envp : no_env));
-    posix_spawnattr_destroy(&attr);
-    posix_spawn_file_actions_destroy(&fa);
-    return rc;
-}
-
-/* Marks every descriptor from 3 up close-on-exec: close_range where the
- * kernel has CLOSE_RANGE_CLOEXEC (5.11), else one by one. */
+/* Closes every descriptor from 3 up but keep (-1: none), which stays
+ * open until exec (it is close-on-exec). Now, not at exec: the parent
+ * resumes before the exec closes anything, and a pipe end the daemon has
+ * just closed but the child still holds keeps the daemon's epoll
+ * registration of it alive (libevent deletes it later, by a number now
+ * closed or reused), which then reports that pipe's end of file again and
+ * again. close_range where the kernel has it (5.9), else one by one. */
 static void
-child_cloexec_from_3(void)
+child_close_from_3(int keep)
 {
+    unsigned lo = STDERR_FILENO + 1;
     struct rlimit rl;
 
-    if (close_range(STDERR_FILENO + 1, ~0U, CLOSE_RANGE_CLOEXEC) == 0)
+    if (keep >= (int)lo) {
+        if (keep > (int)lo && close_range(lo, (unsigned)keep - 1, 0) == -1)
+            goto slow;
+        lo = (unsigned)keep + 1;
+    }
+    if (close_range(lo, ~0U, 0) == 0)
         return;
+slow:
     if (getrlimit(RLIMIT_NOFILE, &rl) == -1 || rl.rlim_cur > 1048576)
         rl.rlim_cur = 1048576;
-    for (int fd = STDERR_FILENO + 1; fd < (int)rl.rlim_cur; fd++)
-        fcntl(fd, F_SETFD, FD_CLOEXEC);
+    for (int fd = STDERR_FILENO + 1; fd < (int)rl.rlim_cur; fd++) {
+        if (fd != keep)
+            close(fd);
+    }
 }
 
-/* In the child, after fork or clone3: the setup posix_spawn would do, then
- * exec. Async-signal-safe calls only; never returns. procs_fd: the
- * cgroup's cgroup.procs to join first, or -1 (clone3 put it there). */
+/* In the child, after fork, clone3 or clone: the setup posix_spawn would
+ * do, then exec. Async-signal-safe calls only; never returns. procs_fd:
+ * the cgroup's cgroup.procs to join first, or -1. If the exec fails, its
+ * errno goes to err_fd (a pipe: after fork), else to *err_out (the
+ * parent's memory: after clone with CLONE_VM). */
 static void __attribute__((noreturn))
 child_exec(const struct aq_proc_opts *opts, const int child_fd[3], int procs_fd,
-           int err_fd)
+           int err_fd, int *err_out)
 {
     struct sigaction dfl;
     sigset_t empty;
@@ -164,16 +155,65 @@ child_exec(const struct aq_proc_opts *opts, const int child_fd[3], int procs_fd,
     }
     if (opts->cwd != NULL && chdir(opts->cwd) == -1)
         goto fail;
-    child_cloexec_from_3(); /* err_fd included: its end of file is success */
+    child_close_from_3(err_fd); /* err_fd's end of file at exec: success */
     sigemptyset(&empty);
     sigprocmask(SIG_SETMASK, &empty, NULL);
     execve(opts->argv[0], (char *const *)opts->argv,
            (char *const *)(opts->envp != NULL ? opts->envp : no_env));
 fail:
     error = errno;
-    while (write(err_fd, &error, sizeof error) == -1 && errno == EINTR)
-        ;
+    if (err_out != NULL)
+        *err_out = error;
+    else
+        while (write(err_fd, &error, sizeof error) == -1 && errno == EINTR)
+            ;
     _exit(127);
+}
+
+/* Shared by the parent and the child of clone(CLONE_VM): the parent sleeps
+ * until the child has exec'd or exited, so the child may write error. */
+struct vm_child {
+    const struct aq_proc_opts *opts;
+    const int *child_fd;
+    int error; /* the child's errno if it did not get to run the program */
+};
+
+static int
+vm_child_main(void *arg)
+{
+    struct vm_child *c = arg;
+
+    child_exec(c->opts, c->child_fd, -1, -1, &c->error);
+}
+
+/* clone(CLONE_VM|CLONE_VFORK) on stack: no copy of the daemon's memory,
+ * and the parent resumes once the child has exec'd. Returns 0 or an errno
+ * value (the child's, when its exec failed; it is reaped then). */
+static int
+vm_spawn(const struct aq_proc_opts *opts, const int child_fd[3], void *stack,
+         size_t stack_size, pid_t *pid)
+{
+    struct vm_child c = {.opts = opts, .child_fd = child_fd, .error = 0};
+    /* The stack grows down from its end, 16-byte aligned. */
+    char *top = (char *)(((uintptr_t)stack + stack_size) & ~(uintptr_t)15);
+    sigset_t all, old;
+    pid_t child;
+    int rc = 0;
+
+    sigfillset(&all);
+    pthread_sigmask(SIG_BLOCK, &all, &old);
+    child = clone(vm_child_main, top, CLONE_VM | CLONE_VFORK | SIGCHLD, &c);
+    if (child == -1)
+        rc = errno;
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    if (child != -1 && c.error != 0) {
+        while (waitpid(child, NULL, 0) == -1 && errno == EINTR)
+            ;
+        rc = c.error;
+    } else if (child != -1) {
+        *pid = child;
+    }
+    return rc;
 }
 
 /* A fork-like clone3 into the cgroup of cg_fd: the pid (0 in the child),
@@ -211,20 +251,24 @@ fork_child(const struct aq_proc_opts *opts, const int child_fd[3], int cg_fd,
         return errno;
     sigfillset(&all);
     pthread_sigmask(SIG_BLOCK, &all, &old);
-    if (*use_clone3) {
-        child = clone_into(cg_fd);
-        /* Older kernels (< 5.7), seccomp filters and valgrind refuse
-         * clone3 or its cgroup: fork and join from the child instead. */
-        if (child == -1 && (errno == ENOSYS || errno == E2BIG ||
-                            errno == EPERM || errno == EINVAL))
-            *use_clone3 = false;
-    }
-    if (!*use_clone3) {
-        procs_fd = openat(cg_fd, "cgroup.procs", O_WRONLY | O_CLOEXEC);
-        child = procs_fd != -1 ? fork() : -1;
+    if (cg_fd == -1) {
+        child = fork();
+    } else {
+        if (*use_clone3) {
+            child = clone_into(cg_fd);
+            /* Older kernels (< 5.7), seccomp filters and valgrind refuse
+             * clone3 or its cgroup: fork and join from the child instead. */
+            if (child == -1 && (errno == ENOSYS || errno == E2BIG ||
+                                errno == EPERM || errno == EINVAL))
+                *use_clone3 = false;
+        }
+        if (!*use_clone3) {
+            procs_fd = openat(cg_fd, "cgroup.procs", O_WRONLY | O_CLOEXEC);
+            child = procs_fd != -1 ? fork() : -1;
+        }
     }
     if (child == 0)
-        child_exec(opts, child_fd, procs_fd, err_pipe[1]);
+        child_exec(opts, child_fd, procs_fd, err_pipe[1], NULL);
     if (child == -1)
         rc = errno;
     pthread_sigmask(SIG_SETMASK, &old, NULL);
@@ -249,10 +293,13 @@ fork_child(const struct aq_proc_opts *opts, const int child_fd[3], int cg_fd,
 }
 
 int
-aq_proc_spawn_child(const struct aq_proc_opts *opts, const int child_fd[3],
-                    int cg_fd, bool *use_clone3, pid_t *pid)
+aq_proc_spawn_child(struct aq_procs *ps, const struct aq_proc_opts *opts,
+                    const int child_fd[3], int cg_fd, pid_t *pid)
 {
-    if (cg_fd == -1)
-        return posix_spawn_child(opts, child_fd, pid);
-    return fork_child(opts, child_fd, cg_fd, use_clone3, pid);
+    if (cg_fd == -1 && SPAWN_SHARES_MEMORY) {
+        if (ps->spawn_stack == NULL)
+            ps->spawn_stack = xmalloc(SPAWN_STACK_SIZE);
+        return vm_spawn(opts, child_fd, ps->spawn_stack, SPAWN_STACK_SIZE, pid);
+    }
+    return fork_child(opts, child_fd, cg_fd, &ps->use_clone3, pid);
 }

@@ -92,11 +92,12 @@ trim_class(struct aq_broker *b, struct reclist *rl, int64_t now_us)
         record_drop(b, rl->head, false);
 }
 
+/* Drops the records over their class's count or age (as of now_us, wall
+ * clock) and over the byte cap. */
 static void
-records_trim(struct aq_broker *b)
+records_trim_at(struct aq_broker *b, int64_t now_us)
 {
     struct records *rs = &b->records;
-    int64_t now_us = aq_clock_wall_us();
 
     trim_class(b, &rs->done, now_us);
     trim_class(b, &rs->failed, now_us);
@@ -115,6 +116,12 @@ records_trim(struct aq_broker *b)
 }
 
 static void
+records_trim(struct aq_broker *b)
+{
+    records_trim_at(b, aq_clock_wall_us());
+}
+
+static void
 expire_cb(evutil_socket_t fd, short what, void *arg)
 {
     struct aq_broker *b = arg;
@@ -126,8 +133,10 @@ expire_cb(evutil_socket_t fd, short what, void *arg)
     aq_trim_maybe();
 }
 
-void
-record_append(struct aq_broker *b, struct aq_job *j)
+/* Files the finished j (taken) as the newest record of its class; now_us:
+ * the wall clock, for the records' age. */
+static void
+record_append_at(struct aq_broker *b, struct aq_job *j, int64_t now_us)
 {
     struct records *rs = &b->records;
     struct reclist *rl = class_of(rs, j);
@@ -149,7 +158,13 @@ record_append(struct aq_broker *b, struct aq_job *j)
     rl->tail = j;
     rl->n++;
     rs->bytes += aq_job_bytes(j);
-    records_trim(b);
+    records_trim_at(b, now_us);
+}
+
+void
+record_append(struct aq_broker *b, struct aq_job *j)
+{
+    record_append_at(b, j, aq_clock_wall_us());
 }
 
 struct aq_job *
@@ -213,7 +228,7 @@ job_finish(struct aq_broker *b, struct aq_job *j, enum aq_job_state st)
     b->store->ops->finish(b->store, j, bq->cfg.name);
     if (x->deps != NULL)
         deps_finished(b, j); /* before it is packed, or evicted */
-    record_append(b, j);
+    record_append_at(b, j, x->finished_us); /* now: it just finished */
     if (b->deps_nwork > 0)
         deps_run(b);
 }
