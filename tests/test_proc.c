@@ -247,6 +247,13 @@ pid_is_dead(pid_t pid)
     return pid_is_gone(pid) || proc_state(pid) == 'Z';
 }
 
+/* Re-parented to this process (the subreaper): its parent has exited. */
+static bool
+pid_is_ours(pid_t pid)
+{
+    return proc_stat_field(pid, 4) == (long)getpid();
+}
+
 /* The first child of pid, or 0. */
 static pid_t
 first_child(pid_t pid)
@@ -1071,6 +1078,8 @@ START_TEST(orphan_of_a_running_child_outlives_another_childs_exit)
     ck_assert_int_eq(prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0), 0);
     spawn_ok(ps, &o, &first);
     escaped = await_escaped(test_base, path);
+    /* Its parent has exited: an orphan already when the second ends. */
+    ck_assert(poll_until(test_base, pid_is_ours, escaped, DEADLINE_MS));
     /* An orphan nobody can tell the owner of: the first child's or the
      * second's. The second ends: it stays while the first runs. */
     run_to_end(ps, test_base, &t, &second);
