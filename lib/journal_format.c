@@ -46,30 +46,30 @@ buf_reserve(struct aq_journal *j, size_t n)
     }
 }
 
-static void
-put_bytes(struct aq_journal *j, const void *p, size_t n)
+/* Appenders: each writes at p and returns the byte after what it wrote;
+ * the caller reserved the room. */
+static unsigned char *
+put_bytes(unsigned char *p, const void *src, size_t n)
 {
-    memcpy(j->buf + j->len, p, n);
-    j->len += n;
+    memcpy(p, src, n);
+    return p + n;
 }
 
-/* Little-endian on the disk, whatever the host. */
-static void
-put_u(struct aq_journal *j, uint64_t v, int bytes)
+/* Little-endian on the disk, whatever the host: written byte by byte,
+ * which the compiler turns into one store where the host allows. */
+static inline unsigned char *
+put_u(unsigned char *p, uint64_t v, int bytes)
 {
-    unsigned char b[8];
-
     for (int i = 0; i < bytes; i++)
-        b[i] = (unsigned char)(v >> (8 * i));
-    put_bytes(j, b, (size_t)bytes);
+        p[i] = (unsigned char)(v >> (8 * i));
+    return p + bytes;
 }
 
-static void
-put_str(struct aq_journal *j, struct aq_jstr s)
+static unsigned char *
+put_str(unsigned char *p, struct aq_jstr s)
 {
-    put_u(j, s.p != NULL ? s.len : ABSENT, 4);
-    if (s.p != NULL)
-        put_bytes(j, s.p, s.len);
+    p = put_u(p, s.p != NULL ? s.len : ABSENT, 4);
+    return s.p != NULL ? put_bytes(p, s.p, s.len) : p;
 }
 
 static size_t
@@ -127,101 +127,104 @@ body_size(const struct aq_jrec *r)
     return 0;
 }
 
-static void
-put_tail(struct aq_journal *j, const struct aq_jrec *r)
+static unsigned char *
+put_tail(unsigned char *p, const struct aq_jrec *r)
 {
     if (!has_tail(r))
-        return;
+        return p;
     if (r->type == AQ_JREC_END)
-        put_str(j, r->args);
-    put_str(j, r->name);
-    put_str(j, r->batch);
-    put_u(j, r->retried, 4);
+        p = put_str(p, r->args);
+    p = put_str(p, r->name);
+    p = put_str(p, r->batch);
+    p = put_u(p, r->retried, 4);
     if (r->after.p != NULL) {
-        put_u(j, r->after.len / 8, 4);
-        put_bytes(j, r->after.p, (size_t)r->after.len / 8 * 8);
-        put_u(j, r->after_policy, 1);
+        p = put_u(p, r->after.len / 8, 4);
+        p = put_bytes(p, r->after.p, (size_t)r->after.len / 8 * 8);
+        p = put_u(p, r->after_policy, 1);
     }
+    return p;
 }
 
 /* Appends the header and body of r to the buffer; returns its size. */
 size_t
 journal_encode(struct aq_journal *j, const struct aq_jrec *r)
 {
-    size_t body = body_size(r), start = j->len;
+    size_t body = body_size(r);
+    unsigned char *start, *p;
     uint32_t crc;
 
     buf_reserve(j, HDR_BYTES + body);
-    put_u(j, body, 4);
-    put_u(j, 0, 4); /* the CRC, filled in below */
-    put_u(j, (uint64_t)r->type, 1);
-    put_u(j, r->id, 8);
+    start = (unsigned char *)j->buf + j->len;
+    p = put_u(start, body, 4);
+    p = put_u(p, 0, 4); /* the CRC, filled in below */
+    p = put_u(p, (uint64_t)r->type, 1);
+    p = put_u(p, r->id, 8);
     switch (r->type) {
     case AQ_JREC_SEGMENT:
-        put_u(j, FORMAT_VERSION, 4);
-        put_u(j, r->seq, 4);
-        put_u(j, r->first, 4);
-        put_u(j, r->prev_bytes, 8);
+        p = put_u(p, FORMAT_VERSION, 4);
+        p = put_u(p, r->seq, 4);
+        p = put_u(p, r->first, 4);
+        p = put_u(p, r->prev_bytes, 8);
         break;
     case AQ_JREC_TRIM:
-        put_u(j, r->first, 4);
+        p = put_u(p, r->first, 4);
         break;
     case AQ_JREC_DELETE:
         break;
     case AQ_JREC_SCHED:
-        put_u(j, (uint64_t)r->due_us, 8);
-        put_str(j, r->name);
+        p = put_u(p, (uint64_t)r->due_us, 8);
+        p = put_str(p, r->name);
         break;
     case AQ_JREC_START:
-        put_u(j, (uint64_t)r->started_us, 8);
+        p = put_u(p, (uint64_t)r->started_us, 8);
         break;
     case AQ_JREC_REQUEUE:
-        put_u(j, r->state, 1);
-        put_u(j, r->attempts, 2);
-        put_u(j, (uint64_t)r->due_us, 8);
-        put_str(j, r->result);
-        put_str(j, r->err_code);
-        put_str(j, r->err_message);
+        p = put_u(p, r->state, 1);
+        p = put_u(p, r->attempts, 2);
+        p = put_u(p, (uint64_t)r->due_us, 8);
+        p = put_str(p, r->result);
+        p = put_str(p, r->err_code);
+        p = put_str(p, r->err_message);
         break;
     case AQ_JREC_PUT:
-        put_u(j, r->kind, 1);
-        put_u(j, r->state, 1);
-        put_u(j, r->attempts, 2);
-        put_u(j, (uint32_t)r->priority, 4);
-        put_u(j, (uint32_t)r->retries, 4);
-        put_u(j, (uint64_t)r->timeout_us, 8);
-        put_u(j, (uint64_t)r->created_us, 8);
-        put_u(j, (uint64_t)r->started_us, 8);
-        put_u(j, (uint64_t)r->due_us, 8);
-        put_str(j, r->queue);
-        put_str(j, r->key);
-        put_str(j, r->args);
-        put_str(j, r->result);
-        put_str(j, r->err_code);
-        put_str(j, r->err_message);
-        put_tail(j, r);
+        p = put_u(p, r->kind, 1);
+        p = put_u(p, r->state, 1);
+        p = put_u(p, r->attempts, 2);
+        p = put_u(p, (uint32_t)r->priority, 4);
+        p = put_u(p, (uint32_t)r->retries, 4);
+        p = put_u(p, (uint64_t)r->timeout_us, 8);
+        p = put_u(p, (uint64_t)r->created_us, 8);
+        p = put_u(p, (uint64_t)r->started_us, 8);
+        p = put_u(p, (uint64_t)r->due_us, 8);
+        p = put_str(p, r->queue);
+        p = put_str(p, r->key);
+        p = put_str(p, r->args);
+        p = put_str(p, r->result);
+        p = put_str(p, r->err_code);
+        p = put_str(p, r->err_message);
+        p = put_tail(p, r);
         break;
     case AQ_JREC_END:
-        put_u(j, r->kind, 1);
-        put_u(j, r->state, 1);
-        put_u(j, r->attempts, 2);
-        put_u(j, (uint32_t)r->priority, 4);
-        put_u(j, (uint64_t)r->created_us, 8);
-        put_u(j, (uint64_t)r->started_us, 8);
-        put_u(j, (uint64_t)r->finished_us, 8);
-        put_str(j, r->queue);
-        put_str(j, r->key);
-        put_str(j, r->result);
-        put_str(j, r->err_code);
-        put_str(j, r->err_message);
-        put_tail(j, r);
+        p = put_u(p, r->kind, 1);
+        p = put_u(p, r->state, 1);
+        p = put_u(p, r->attempts, 2);
+        p = put_u(p, (uint32_t)r->priority, 4);
+        p = put_u(p, (uint64_t)r->created_us, 8);
+        p = put_u(p, (uint64_t)r->started_us, 8);
+        p = put_u(p, (uint64_t)r->finished_us, 8);
+        p = put_str(p, r->queue);
+        p = put_str(p, r->key);
+        p = put_str(p, r->result);
+        p = put_str(p, r->err_code);
+        p = put_str(p, r->err_message);
+        p = put_tail(p, r);
         break;
     }
     /* The CRC covers the length too, so a corrupt length is caught. */
-    crc = aq_crc32c(0, j->buf + start, 4);
-    crc = aq_crc32c(crc, j->buf + start + HDR_BYTES, body);
-    for (int i = 0; i < 4; i++)
-        j->buf[start + 4 + i] = (char)(crc >> (8 * i));
+    crc = aq_crc32c(0, start, 4);
+    crc = aq_crc32c(crc, start + HDR_BYTES, body);
+    put_u(start + 4, crc, 4);
+    j->len += HDR_BYTES + body;
     return HDR_BYTES + body;
 }
 
