@@ -223,6 +223,9 @@ region_take(void)
             free(r);
             return NULL;
         }
+        /* One page fault per region rather than per 4 KiB where the
+         * system has transparent huge pages; advice, so no error. */
+        madvise(r->base, SLAB_REGION, MADV_HUGEPAGE);
         LIST_INSERT_HEAD(&slabs.regions, r, link);
     }
     i = __builtin_ctzll(~r->used);
