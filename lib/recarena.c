@@ -170,7 +170,9 @@ aq_recarena_mapped(const struct aq_recarena *a)
  * million queued jobs take ~90 mappings, not ~5,700 (the kernel allows a
  * process 65,530, vm.max_map_count). A chunk given back has its pages
  * dropped (MADV_DONTNEED: RSS comes back, the mapping stays); a region is
- * unmapped once none of its chunks is in use. */
+ * unmapped once none of its chunks is in use. Regions after the first get
+ * transparent huge pages; drained chunks are kept as spares only from
+ * regions without, so that a drained backlog leaves no huge page pinned. */
 #define SLAB_CHUNK ((size_t)32 * 1024)
 #define SLAB_REGION ((size_t)2 * 1024 * 1024)
 _Static_assert(SLAB_REGION / SLAB_CHUNK == 64, "a region's chunks: 64 bits");
@@ -182,6 +184,7 @@ struct slab_region {
     LIST_ENTRY(slab_region) link; /* on slabs.regions while it has room */
     char *base;                   /* SLAB_REGION bytes, mapped */
     uint64_t used;                /* bit i: chunk i handed out */
+    bool is_huge;                 /* transparent huge pages advised */
 };
 
 struct slab_chunk {
@@ -202,7 +205,8 @@ struct slabs {
     LIST_HEAD(, slab_region) regions; /* those with a chunk not in use */
     struct slab_chunk *spare[SLAB_SPARES];
     size_t nspare;
-    size_t nchunks; /* in use, spares included */
+    size_t nchunks;  /* in use, spares included */
+    size_t nregions; /* mapped */
 };
 
 static _Thread_local struct slabs slabs;
@@ -223,9 +227,15 @@ region_take(void)
             free(r);
             return NULL;
         }
-        /* One page fault per region rather than per 4 KiB where the
-         * system has transparent huge pages; advice, so no error. */
-        madvise(r->base, SLAB_REGION, MADV_HUGEPAGE);
+        /* A growing backlog: one page fault per region rather than per
+         * 4 KiB where the system has transparent huge pages (advice, so
+         * no error). Not the first region: a huge page is resident
+         * whole, and the few chunks a short queue uses, and the spares,
+         * must not keep 2 MiB. */
+        if (slabs.nregions > 0 &&
+            madvise(r->base, SLAB_REGION, MADV_HUGEPAGE) == 0)
+            r->is_huge = true;
+        slabs.nregions++;
         LIST_INSERT_HEAD(&slabs.regions, r, link);
     }
     i = __builtin_ctzll(~r->used);
@@ -252,6 +262,7 @@ region_give(struct slab_chunk *c)
         LIST_REMOVE(r, link);
         munmap(r->base, SLAB_REGION);
         free(r);
+        slabs.nregions--;
         return;
     }
     madvise(c, SLAB_CHUNK, MADV_DONTNEED);
@@ -329,7 +340,7 @@ aq_slab_release(void *p)
         /* Drained: a spare, or gone. */
         if (c->has_room)
             LIST_REMOVE(c, link);
-        if (slabs.nspare < SLAB_SPARES) {
+        if (slabs.nspare < SLAB_SPARES && !c->region->is_huge) {
             slabs.spare[slabs.nspare++] = c;
         } else {
             slabs.nchunks--;
