@@ -279,17 +279,167 @@ parse_id(const char *p, size_t len, size_t *pos, struct aq_fastput *fp)
     return true;
 }
 
+/* ---- the usual bytes ----
+ *
+ * Clients send the compact form: {"id":N,"method":"put","params":{...}}
+ * (or with "jsonrpc":"2.0" first), params with queue, kind, args and wait
+ * as plain ASCII. fast_lane reads exactly that with one memcmp per fixed
+ * piece and one pass over each string; at the first byte that differs it
+ * answers false and aq_fastput_parse reads the line the general way. What
+ * it accepts, the general way accepts with the same result. */
+
+/* A string of plain ASCII bytes at p[*pos] (its opening quote) copied,
+ * NUL-terminated, into buf (cap bytes); *pos past its closing quote. */
+static bool
+lane_string(const char *p, size_t len, size_t *pos, char *buf, size_t cap)
+{
+    size_t n;
+
+    if (*pos >= len || p[*pos] != '"')
+        return false;
+    n = aq_jscan_plain_run(p + *pos + 1, len - *pos - 1);
+    if (*pos + 1 + n >= len || p[*pos + 1 + n] != '"' || n >= cap)
+        return false;
+    memcpy(buf, p + *pos + 1, n);
+    buf[n] = '\0';
+    *pos += n + 2;
+    return true;
+}
+
+/* Whether the piece (a literal) is at p[*pos]; *pos past it if so. */
+#define LANE_PIECE(p, len, pos, piece)                                         \
+    ((len) - *(pos) >= sizeof(piece) - 1 &&                                    \
+     memcmp((p) + *(pos), piece, sizeof(piece) - 1) == 0 &&                    \
+     (*(pos) += sizeof(piece) - 1, true))
+
+/* The args object at p[*pos]: a flat object of plain ASCII strings read
+ * here, anything else by aq_jscan_value as parse_params does. */
+static bool
+lane_args(const char *p, size_t len, size_t *pos, struct aq_put *put)
+{
+    size_t start = *pos, keys[16], key_lens[16], nkeys = 0, i = start + 1;
+
+    if (i < len && p[i] == '}') {
+        i++;
+        goto done;
+    }
+    while (nkeys < 16 && i < len && p[i] == '"') {
+        size_t n = aq_jscan_plain_run(p + i + 1, len - i - 1), v;
+
+        if (i + 1 + n >= len || p[i + 1 + n] != '"')
+            break;
+        for (size_t k = 0; k < nkeys; k++) {
+            if (key_lens[k] == n && memcmp(p + keys[k], p + i + 1, n) == 0)
+                return false; /* a duplicate: refused there too */
+        }
+        keys[nkeys] = i + 1;
+        key_lens[nkeys++] = n;
+        i += n + 2;
+        if (i + 1 >= len || p[i] != ':' || p[i + 1] != '"')
+            break;
+        v = aq_jscan_plain_run(p + i + 2, len - i - 2);
+        if (i + 2 + v >= len || p[i + 2 + v] != '"')
+            break;
+        i += v + 3;
+        if (i < len && p[i] == ',') {
+            i++;
+            continue;
+        }
+        if (i < len && p[i] == '}') {
+            i++;
+            goto done;
+        }
+        break;
+    }
+    /* Not flat: the general scanner, from the start. */
+    if (!aq_jscan_value(p, len, pos))
+        return false;
+    i = *pos;
+    while (i > start && p[i - 1] != '}')
+        i--; /* trailing whitespace */
+done:
+    put->args_raw = p + start;
+    put->args_len = i - start;
+    *pos = i;
+    return true;
+}
+
+/* fp as before any field is read: no id, defaults for the put. */
+static void
+fastput_reset(struct aq_fastput *fp)
+{
+    memset(&fp->put, 0, sizeof fp->put);
+    fp->put.timeout = -1;
+    fp->put.retries = -1;
+    fp->id_len = 0;
+    fp->wait = false;
+}
+
+static bool
+fast_lane(const char *p, size_t len, struct aq_fastput *fp)
+{
+    size_t pos = 0, start;
+    unsigned seen = 0, bit;
+
+    if (!LANE_PIECE(p, len, &pos, "{\"id\":") &&
+        !LANE_PIECE(p, len, &pos, "{\"jsonrpc\":\"2.0\",\"id\":"))
+        return false;
+    /* id: an integer of at most 15 digits, as jscan takes it. */
+    start = pos;
+    while (pos < len && p[pos] >= '0' && p[pos] <= '9' && pos - start < 16)
+        pos++;
+    if (pos == start || pos - start > 15 ||
+        (p[start] == '0' && pos - start > 1))
+        return false;
+    memcpy(fp->id, p + start, pos - start);
+    fp->id_len = pos - start;
+    if (!LANE_PIECE(p, len, &pos, ",\"method\":\"put\",\"params\":{\""))
+        return false;
+    for (;;) {
+        if (LANE_PIECE(p, len, &pos, "queue\":")) {
+            bit = F_QUEUE;
+            if (!lane_string(p, len, &pos, fp->queue, sizeof fp->queue))
+                return false;
+            fp->put.queue = fp->queue;
+        } else if (LANE_PIECE(p, len, &pos, "kind\":")) {
+            bit = F_KIND;
+            if (!lane_string(p, len, &pos, fp->kind, sizeof fp->kind))
+                return false;
+            fp->put.kind = fp->kind;
+        } else if (LANE_PIECE(p, len, &pos, "args\":{")) {
+            bit = F_ARGS;
+            pos--;
+            if (!lane_args(p, len, &pos, &fp->put))
+                return false;
+        } else if (LANE_PIECE(p, len, &pos, "wait\":")) {
+            bit = F_WAIT;
+            if (LANE_PIECE(p, len, &pos, "true"))
+                fp->wait = true;
+            else if (LANE_PIECE(p, len, &pos, "false"))
+                fp->wait = false;
+            else
+                return false;
+        } else
+            return false;
+        if (seen & bit)
+            return false;
+        seen |= bit;
+        if (LANE_PIECE(p, len, &pos, ",\""))
+            continue;
+        return pos + 2 == len && p[pos] == '}' && p[pos + 1] == '}';
+    }
+}
+
 int
 aq_fastput_parse(const char *p, size_t len, struct aq_fastput *fp)
 {
     size_t pos = 0;
     bool has_method = false, has_params = false, has_jsonrpc = false;
 
-    memset(&fp->put, 0, sizeof fp->put);
-    fp->put.timeout = -1;
-    fp->put.retries = -1;
-    fp->id_len = 0;
-    fp->wait = false;
+    fastput_reset(fp);
+    if (fast_lane(p, len, fp))
+        return 0;
+    fastput_reset(fp);
     if (!expect(p, len, &pos, '{'))
         return -1;
     for (;;) {

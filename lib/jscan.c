@@ -57,21 +57,6 @@ skip_ws(struct scan *s)
 
 /* A string at s->pos (the opening quote). *has_escape tells whether it
  * held an escape; its contents are [*start, s->pos - 1). */
-/* The bytes of w that are not plain string bytes (plain: ASCII from 0x20,
- * neither '"' nor '\\'), as their high bits. Each test is the classic "has
- * a byte less than n" bit trick; a borrow can flag a byte above a flagged
- * one, never below, so the lowest flag is exact. */
-static uint64_t
-special_bytes(uint64_t w)
-{
-    const uint64_t ones = 0x0101010101010101u, high = 0x8080808080808080u;
-    uint64_t quote = w ^ (ones * '"'), bslash = w ^ (ones * '\\');
-
-    return (w & high) | ((w - ones * 0x20) & ~w & high) |
-           ((quote - ones) & ~quote & high) |
-           ((bslash - ones) & ~bslash & high);
-}
-
 static bool
 scan_string(struct scan *s, size_t *start, bool *has_escape)
 {
@@ -87,7 +72,7 @@ scan_string(struct scan *s, size_t *start, bool *has_escape)
             uint64_t w, bad;
 
             memcpy(&w, s->p + s->pos, 8);
-            if ((bad = special_bytes(w)) == 0) {
+            if ((bad = aq_jscan_special_bytes(w)) == 0) {
                 s->pos += 8;
                 continue;
             }

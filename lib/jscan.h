@@ -17,6 +17,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 /* Length of the valid UTF-8 sequence at s (n bytes left), or 0 if the
  * bytes there are not valid UTF-8 (overlong, surrogate, past U+10FFFF). */
@@ -32,6 +33,48 @@ bool aq_jscan_value(const char *p, size_t len, size_t *pos);
  * is not a string, has escapes, or is unsure. */
 bool aq_jscan_plain_string(const char *p, size_t len, size_t *pos,
                            const char **s, size_t *n);
+
+/* The bytes of the word w (eight bytes, little-endian load) that may not
+ * stand as themselves in a plain string (plain: ASCII from 0x20, neither
+ * '"' nor '\\'), as their high bits. Each test is the classic "has a byte
+ * less than n" bit trick; a borrow can flag a byte above a flagged one,
+ * never below, so the lowest flag is exact. */
+static inline uint64_t
+aq_jscan_special_bytes(uint64_t w)
+{
+    const uint64_t ones = 0x0101010101010101u, high = 0x8080808080808080u;
+    uint64_t quote = w ^ (ones * '"'), bslash = w ^ (ones * '\\');
+
+    return (w & high) | ((w - ones * 0x20) & ~w & high) |
+           ((quote - ones) & ~quote & high) |
+           ((bslash - ones) & ~bslash & high);
+}
+
+/* How many of the n bytes at p are plain string bytes, from the first:
+ * the offset of the first quote, backslash, control or non-ASCII byte, or
+ * n if there is none. */
+static inline size_t
+aq_jscan_plain_run(const char *p, size_t n)
+{
+    size_t i = 0;
+
+#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    for (; i + 8 <= n; i += 8) {
+        uint64_t w, bad;
+
+        memcpy(&w, p + i, 8);
+        if ((bad = aq_jscan_special_bytes(w)) != 0)
+            return i + (size_t)__builtin_ctzll(bad) / 8;
+    }
+#endif
+    for (; i < n; i++) {
+        unsigned char c = (unsigned char)p[i];
+
+        if (c < 0x20 || c >= 0x80 || c == '"' || c == '\\')
+            return i;
+    }
+    return n;
+}
 
 /* ---- the exact validator, for the general path ---- */
 

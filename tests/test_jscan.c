@@ -1588,6 +1588,56 @@ gen_put_line(struct rng *r, struct buf *b)
     gen_ws(r, b);
 }
 
+/* A put in the compact form clients send ({"jsonrpc":"2.0", optional, then
+ * id, method, params with queue, kind, args and wait in any order): the
+ * bytes fastput matches piece by piece; now and then another field, a
+ * duplicate, whitespace, a long id or args that are not flat. */
+static void
+gen_compact_put_line(struct rng *r, struct buf *b)
+{
+    static const int lane[] = {QUEUE, KIND, ARGS, WAIT};
+    int fields[NELEM(lane) + 2];
+    unsigned n = 0;
+
+    b->len = 0;
+    buf_str(b, rng_chance(r, 50) ? "{\"jsonrpc\":\"2.0\",\"id\":" : "{\"id\":");
+    if (rng_chance(r, 90))
+        buf_fmt(b, "%llu", rng_magnitude(r, 4 + rng_below(r, 60)));
+    else
+        gen_member_value(r, b, ID);
+    buf_str(b, ",\"method\":\"put\",\"params\":{");
+    for (unsigned f = 0; f < NELEM(lane); f++) {
+        if (rng_chance(r, 80))
+            fields[n++] = lane[f];
+    }
+    if (rng_chance(r, 5))
+        fields[n++] = (int)rng_below(r, NFIELDS);
+    if (n > 0 && rng_chance(r, 3)) {
+        fields[n] = fields[rng_below(r, n)]; /* a duplicate */
+        n++;
+    }
+    shuffle(r, fields, n);
+    for (unsigned i = 0; i < n; i++) {
+        if (i > 0)
+            buf_byte(b, ',');
+        buf_fmt(b, "\"%s\":", field_names[fields[i]]);
+        if (fields[i] != ARGS || rng_chance(r, 30)) {
+            gen_field_value(r, b, (enum field)fields[i]);
+            continue;
+        }
+        buf_byte(b, '{');
+        for (unsigned k = rng_below(r, 18); k > 0; k--) {
+            gen_string(r, b, 6, 0);
+            buf_byte(b, ':');
+            gen_string(r, b, rng_chance(r, 10) ? 200 : 20, 1);
+            if (k > 1)
+                buf_byte(b, ',');
+        }
+        buf_byte(b, '}');
+    }
+    buf_str(b, "}}");
+}
+
 /* Bytes that matter to JSON, and bytes that break UTF-8. */
 static const char mutation_bytes[] = "\"\\{}[],:0123456789eE-+.tfnrul "
                                      "\t\r\na\x00\x7f\x80\xbf\xc0\xc3\xa9"
@@ -1784,6 +1834,50 @@ START_TEST(fuzzed_put_lines_are_taken_only_as_the_general_path_reads_them)
     /* Not vacuous: generated lines are mostly plain puts fastput takes. */
     ck_assert_uint_gt(gen.lines, 100);
     ck_assert_msg(gen.taken * 10 > gen.lines,
+                  "fastput took only %lu of %lu generated lines", gen.taken,
+                  gen.lines);
+    ck_assert_uint_gt(mut.taken, 0);
+    free(b.p);
+}
+END_TEST
+
+START_TEST(
+    fuzzed_compact_put_lines_are_taken_only_as_the_general_path_reads_them)
+{
+    struct buf b = {0};
+    struct fuzz_count gen = {0}, mut = {0};
+    char why[WHY_MAX];
+    unsigned long i;
+    struct fuzz f;
+    struct rng r;
+
+    fuzz_init(&f);
+    r.s = f.seed;
+    for (i = 0; fuzz_goes_on(&f, i); i++) {
+        bool mutated = rng_chance(&r, 50);
+        struct fuzz_count *c = mutated ? &mut : &gen;
+        struct aq_fastput fp;
+
+        gen_compact_put_line(&r, &b);
+        if (mutated)
+            mutate(&r, &b);
+        c->lines++;
+        if (general_agrees(b.p, b.len, NULL, why, sizeof why))
+            c->plain++;
+        if (aq_fastput_parse(b.p, b.len, &fp) == 0) {
+            c->taken++;
+            if (!general_agrees(b.p, b.len, &fp, why, sizeof why))
+                report_violation(f.seed, i, &b, why);
+        }
+    }
+    fprintf(stderr,
+            "jscan fuzz: seed %#llx, %lu compact lines; generated %lu: "
+            "fastput took %lu, general path puts %lu; mutated %lu: fastput "
+            "took %lu, general path puts %lu\n",
+            (unsigned long long)f.seed, i, gen.lines, gen.taken, gen.plain,
+            mut.lines, mut.taken, mut.plain);
+    ck_assert_uint_gt(gen.lines, 100);
+    ck_assert_msg(gen.taken * 4 > gen.lines,
                   "fastput took only %lu of %lu generated lines", gen.taken,
                   gen.lines);
     ck_assert_uint_gt(mut.taken, 0);
@@ -2082,6 +2176,9 @@ jscan_suite(void)
     tc = test_tcase_new("fuzz");
     tcase_add_test(
         tc, fuzzed_put_lines_are_taken_only_as_the_general_path_reads_them);
+    tcase_add_test(
+        tc,
+        fuzzed_compact_put_lines_are_taken_only_as_the_general_path_reads_them);
     tcase_add_test(tc, fuzzed_values_jscan_calls_valid_parse_in_jansson);
     tcase_add_test(tc, jscan_judges_a_special_byte_at_every_offset_as_jansson);
     suite_add_tcase(s, tc);
