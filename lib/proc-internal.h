@@ -137,6 +137,10 @@ void proc_signal_all(struct aq_proc *p, int sig, bool with_descendants);
  * Both are close-on-exec and above 2. Returns 0, or -1 with errno and
  * nothing open. */
 int aq_proc_pipe_open(int child_no, int *child_fd, int *parent_fd);
+/* fd moved to 3 or above (keeping close-on-exec), so that the child's dup2
+ * onto 0, 1 and 2 cannot clobber it: fd itself if it is already, else the
+ * new fd, or -1 with errno and fd closed. */
+int aq_proc_fd_above_stdio(int fd);
 
 /* Starts opts->argv with child_fd[0..2] as its stdin, stdout and stderr,
  * leading a session (and process group) of its own, default signal

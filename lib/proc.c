@@ -429,12 +429,8 @@ aq_procs_new(struct event_base *base)
     ps->use_clone3 = true;
     /* Above stdio, so that no dup2 of the child's clobbers it. */
     ps->null_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
-    if (ps->null_fd != -1 && ps->null_fd <= STDERR_FILENO) {
-        int fd = fcntl(ps->null_fd, F_DUPFD_CLOEXEC, STDERR_FILENO + 1);
-
-        close(ps->null_fd);
-        ps->null_fd = fd;
-    }
+    if (ps->null_fd != -1)
+        ps->null_fd = aq_proc_fd_above_stdio(ps->null_fd);
     ps->sigchld_ev = evsignal_new(base, SIGCHLD, sigchld_cb, ps);
     ps->scan_ev = evtimer_new(base, procs_scan_cb, ps);
     ps->dying_ev = evtimer_new(base, dying_cb, ps);

@@ -51,11 +51,8 @@
 
 static const char *const no_env[] = {NULL};
 
-/* Moves fd to 3 or above (keeping close-on-exec), so that the child's
- * dup2 onto 0, 1 and 2 cannot clobber another of its pipe ends. Returns the
- * new fd, or -1 with errno and fd closed. */
-static int
-fd_above_stdio(int fd)
+int
+aq_proc_fd_above_stdio(int fd)
 {
     int nfd, saved;
 
@@ -77,8 +74,8 @@ aq_proc_pipe_open(int child_no, int *child_fd, int *parent_fd)
     /* Not O_NONBLOCK in pipe2: it would apply to the child's end too. */
     if (pipe2(fds, O_CLOEXEC) == -1)
         return -1;
-    fds[0] = fd_above_stdio(fds[0]);
-    fds[1] = fd_above_stdio(fds[1]);
+    fds[0] = aq_proc_fd_above_stdio(fds[0]);
+    fds[1] = aq_proc_fd_above_stdio(fds[1]);
     if (fds[0] == -1 || fds[1] == -1)
         goto fail;
     if (fcntl(fds[1 - child_end], F_SETFL, O_NONBLOCK) == -1)
